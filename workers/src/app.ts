@@ -1,0 +1,55 @@
+/**
+ * @module
+ * The fedge edge app: one Hono app, one error hook, one OpenAPI document.
+ */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { swaggerUI } from "@hono/swagger-ui";
+import { HTTPException } from "hono/http-exception";
+import { FedgeError, type ErrorEnvelope } from "@fedge/schemas";
+import type { AppEnv } from "./env.ts";
+import { health } from "./routes/health/index.ts";
+
+export function createApp() {
+  const app = new OpenAPIHono<AppEnv>({
+    // zod validation failures become the standard envelope, never zod's raw issue list.
+    defaultHook: (result) => {
+      if (!result.success) {
+        const issue = result.error.issues[0];
+        const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
+        throw new FedgeError("validation_failed", 400, `${where}${issue?.message ?? "invalid request"}`);
+      }
+    },
+  });
+
+  app.route("/", health);
+
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "fedge edge API",
+      version: "0.1.0",
+      description: "int8 ONNX inference at the edge and the edge half of federated, differentially private training.",
+    },
+  });
+  app.get("/docs", swaggerUI({ url: "/openapi.json" }));
+
+  app.notFound((c) =>
+    c.json<ErrorEnvelope>({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404),
+  );
+
+  // The only place that writes the error envelope.
+  app.onError((err, c) => {
+    if (err instanceof FedgeError) {
+      return c.json(err.toJSON(), err.status as 400);
+    }
+    if (err instanceof HTTPException) {
+      const status = err.status;
+      const code = status === 401 ? "unauthorized" : status === 403 ? "forbidden" : "bad_request";
+      return c.json<ErrorEnvelope>({ error: { code, message: err.message || "request rejected" } }, status);
+    }
+    console.error("unhandled error", err);
+    return c.json<ErrorEnvelope>({ error: { code: "internal", message: "internal error" } }, 500);
+  });
+
+  return app;
+}

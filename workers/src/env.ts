@@ -1,0 +1,18 @@
+/**
+ * @module
+ * The one `AppEnv` generic carried by the whole Hono app. Bindings come from the generated
+ * `worker-configuration.d.ts` (`npm run types`); secrets live in `.dev.vars` locally and are added here.
+ */
+export type Bindings = Env & {
+  /** Admin bearer token (aggregator and operators). */
+  FEDGE_ADMIN_TOKEN?: string;
+  /** Local development API key seeded by the bootstrap. */
+  FEDGE_DEV_API_KEY?: string;
+};
+
+export type AppEnv = {
+  Bindings: Bindings;
+  Variables: {
+    requestId: string;
+  };
+};

@@ -1,0 +1,15 @@
+/**
+ * @module
+ * Worker entry: the Hono app plus the Durable Object classes wrangler binds.
+ */
+import { createApp } from "./app.ts";
+import type { Bindings } from "./env.ts";
+
+export { AccountLedger } from "./durable-objects/account-ledger.ts";
+export { RoundCoordinator } from "./durable-objects/round-coordinator.ts";
+
+const app = createApp();
+
+export default {
+  fetch: app.fetch,
+} satisfies ExportedHandler<Bindings>;

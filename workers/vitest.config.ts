@@ -1,0 +1,19 @@
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+// Tests run inside real workerd with the bindings from the root wrangler.toml (DO, R2, KV emulation).
+export default defineConfig({
+  plugins: [
+    cloudflareTest({
+      wrangler: { configPath: "../wrangler.toml" },
+      miniflare: {
+        bindings: { FEDGE_ADMIN_TOKEN: "test-admin-token", FEDGE_ENV: "test" },
+      },
+    }),
+  ],
+  test: {
+    name: "workers",
+    include: ["test/**/*.test.ts"],
+    testTimeout: 60_000,
+  },
+});
