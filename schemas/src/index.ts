@@ -2,4 +2,7 @@
  * @module
  * @fedge/schemas: every wire contract of fedge, defined once.
  */
+export * from "./common/index.ts";
 export * from "./errors/index.ts";
+export * from "./manifest/index.ts";
+export * from "./rounds/index.ts";
