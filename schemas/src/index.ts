@@ -6,3 +6,5 @@ export * from "./common/index.ts";
 export * from "./errors/index.ts";
 export * from "./manifest/index.ts";
 export * from "./rounds/index.ts";
+export * from "./devices/index.ts";
+export * from "./model-layout/index.ts";

@@ -1,1 +1,2 @@
 export * from "./task.ts";
+export * from "./checkin.ts";
