@@ -8,3 +8,4 @@ export * from "./manifest/index.ts";
 export * from "./rounds/index.ts";
 export * from "./devices/index.ts";
 export * from "./model-layout/index.ts";
+export * from "./random/index.ts";

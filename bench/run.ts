@@ -1,0 +1,86 @@
+/**
+ * `npm run bench`: runs every suite in bench/suites/ in its own Node process (so a native crash or a leak in one
+ * cannot skew another), then writes bench/results/latest.json and bench/results/latest.md.
+ * `npm run bench -- gpu-node inference` runs only the named suites.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import type { BenchSuiteResult } from "./types.ts";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: { timeout: { type: "string", default: "900" } },
+});
+const available = readdirSync(path.join(here, "suites"))
+  .filter((f) => f.endsWith(".ts"))
+  .map((f) => f.slice(0, -3))
+  .sort();
+const unknown = positionals.filter((p) => !available.includes(p));
+if (unknown.length > 0) {
+  console.error(`unknown suite(s): ${unknown.join(", ")}; available: ${available.join(", ")}`);
+  process.exit(2);
+}
+const selected = positionals.length > 0 ? positionals : available;
+const resultsDir = path.join(here, "results");
+mkdirSync(resultsDir, { recursive: true });
+
+const suites: (BenchSuiteResult & { seconds: number; error?: string })[] = [];
+for (const suite of selected) {
+  const out = path.join(os.tmpdir(), `fedge-bench-${process.pid}-${suite}.json`);
+  console.log(`▶ ${suite}`);
+  const started = performance.now();
+  const child = spawnSync(process.execPath, [path.join(here, "run-one.ts"), suite, out], {
+    stdio: "inherit",
+    timeout: Number(values.timeout) * 1000,
+  });
+  const seconds = (performance.now() - started) / 1000;
+  try {
+    const measures = JSON.parse(readFileSync(out, "utf8")) as BenchSuiteResult["measures"];
+    suites.push({ suite, measures, seconds });
+    rmSync(out, { force: true });
+  } catch {
+    const why = child.error ? String(child.error) : `exit ${child.status ?? child.signal}`;
+    console.error(`✗ ${suite} failed: ${why}`);
+    suites.push({ suite, measures: [], seconds, error: why });
+  }
+}
+
+const machine = {
+  cpus: os.cpus().length,
+  cpu_model: os.cpus()[0]?.model ?? "unknown",
+  memory_gib: +(os.totalmem() / 2 ** 30).toFixed(1),
+  platform: `${os.platform()} ${os.release()}`,
+  node: process.version,
+};
+const report = { generated_at: new Date().toISOString(), machine, suites };
+writeFileSync(path.join(resultsDir, "latest.json"), JSON.stringify(report, null, 2) + "\n");
+
+const fmt = (x: number) =>
+  !Number.isFinite(x) ? String(x) : Math.abs(x) >= 1000 || Math.abs(x) < 0.01 ? x.toExponential(3) : x.toPrecision(4);
+const lines = [
+  "# fedge benchmarks",
+  "",
+  `Generated ${report.generated_at} on ${machine.cpus}× ${machine.cpu_model}, ${machine.memory_gib} GiB, ${machine.platform}, Node ${machine.node}.`,
+  "Each measure is compared with a baseline measured in the same run; the ratio is what to read.",
+  "",
+  "| suite | measure | value | baseline | ratio | goal | met |",
+  "| --- | --- | --- | --- | --- | --- | --- |",
+];
+for (const s of suites) {
+  if (s.error) lines.push(`| ${s.suite} | **failed**: ${s.error} | | | | | |`);
+  for (const m of s.measures) {
+    lines.push(
+      `| ${s.suite} | ${m.name}: ${m.description} | ${fmt(m.value)} ${m.unit} | ${fmt(m.baseline)} ${m.unit} (${m.baseline_name}) | ${fmt(m.ratio)} | ${m.goal ?? ""} | ${m.goal_met === undefined ? "" : m.goal_met ? "yes" : "**no**"} |`,
+    );
+  }
+}
+const notes = suites.flatMap((s) => s.measures.filter((m) => m.notes).map((m) => `- ${s.suite}/${m.name}: ${m.notes}`));
+if (notes.length > 0) lines.push("", "## Notes", "", ...notes);
+writeFileSync(path.join(resultsDir, "latest.md"), lines.join("\n") + "\n");
+console.log(lines.join("\n"));
+process.exit(suites.some((s) => s.error) ? 1 : 0);
