@@ -9,3 +9,4 @@ export * from "./rounds/index.ts";
 export * from "./devices/index.ts";
 export * from "./model-layout/index.ts";
 export * from "./random/index.ts";
+export * from "./update-codec/index.ts";
