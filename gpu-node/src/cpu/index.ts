@@ -1,0 +1,2 @@
+export * from "./cpu.ts";
+export { simdModuleBytes } from "./simd.ts";

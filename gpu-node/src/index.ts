@@ -1,0 +1,10 @@
+/**
+ * @module
+ * @fedge/gpu-node: the aggregation `Backend` (clip + weighted accumulate, CSPRNG noise, server optimizers, int8
+ * quantization) with a `webgpu` implementation (WGSL through Dawn) and an exact `cpu` one. Start with
+ * {@link createBackend}. The webgpu implementation is at the `@fedge/gpu-node/webgpu` subpath (it loads Dawn).
+ */
+export * from "./backend/index.ts";
+export * from "./create-backend/index.ts";
+export { createCpuBackend, type CpuBackendOptions } from "./cpu/index.ts";
+export type { WebGpuBackendOptions, WebGpuBackend } from "./webgpu/index.ts";

@@ -1,0 +1,2 @@
+export * from "./webgpu.ts";
+export { describeAdapter, requestAdapter } from "./device.ts";
