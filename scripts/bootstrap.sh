@@ -67,3 +67,6 @@ if [ ! -f .dev.vars ]; then
     require("node:fs").writeFileSync(".dev.vars", `FEDGE_DEV_API_KEY=${k}\nFEDGE_ADMIN_TOKEN=${a}\n`, { mode: 0o600 });
   '
 fi
+
+# Seed models (MNIST MLPs, fp32 + int8 ONNX) built by the project; a no-op when they are current.
+node_modules/.bin/node scripts/build-models.ts

@@ -4,3 +4,4 @@
  */
 export * from "./accountant/index.ts";
 export * from "./ledger/index.ts";
+export * from "./data/index.ts";

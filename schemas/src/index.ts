@@ -10,3 +10,5 @@ export * from "./devices/index.ts";
 export * from "./model-layout/index.ts";
 export * from "./random/index.ts";
 export * from "./update-codec/index.ts";
+export * from "./onnx/index.ts";
+export * from "./quantize/index.ts";

@@ -1,1 +1,2 @@
 export * from "./mlp.ts";
+export * from "./onnx-mlp.ts";

@@ -1,0 +1,3 @@
+export * from "./mnist.ts";
+export * from "./shard.ts";
+export * from "./augment.ts";
