@@ -137,7 +137,7 @@ function messageType(name: string): CompiledMessage {
 
 // ─── decoding ───────────────────────────────────────────────────────────────────────────────────────────────────────
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 const TWO_32 = 4294967296;
 
 /** A protobufjs Long (or number) as a safe JS number, or throw. */

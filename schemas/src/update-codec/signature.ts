@@ -45,7 +45,7 @@ export async function verifyUpdateSignatureAsync(
 ): Promise<boolean> {
   checkPublicKey(publicKey, "verifyUpdateSignatureAsync");
   if (!isWellFormed(update)) return false;
-  const subtle = options.subtle === undefined ? globalThis.crypto?.subtle : options.subtle;
+  const subtle = options.subtle === undefined ? (globalThis as { crypto?: Crypto }).crypto?.subtle : options.subtle;
   if (subtle) {
     let key: CryptoKey | undefined;
     try {

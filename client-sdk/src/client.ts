@@ -1,0 +1,359 @@
+/**
+ * @module
+ * `FedgeClient`: remote and on-device inference, device registration, and federated participation (check in, train
+ * locally, clip, optionally noise, sign, queue, upload) against a fedge edge. One code base for browsers, Node and
+ * React Native; runtime differences sit in `internal/platform/` and the storage adapters.
+ */
+import type { CheckinResponse, ModelManifest, UpdateReceipt } from "@fedge/schemas";
+import * as errors from "./core/errors.ts";
+import { FedgeAPIError, FedgeClientError, InvalidInputError } from "./core/errors.ts";
+import { generateDeviceKeys, loadIdentity, saveIdentity, sign, type StoredIdentity } from "./device/identity.ts";
+import { checkinSigningBytes, toBase64Url } from "./internal/encoding.ts";
+import { cryptoRandom, defaultFetch, detectRuntime, type RandomSource } from "./internal/platform/platform.ts";
+import { Transport, type RequestOptions } from "./internal/transport.ts";
+import {
+  defaultLoadOrt,
+  readCachedModel,
+  sha256Hex,
+  toMatrix,
+  toRows,
+  writeCachedModel,
+  type LoadedModel,
+  type OrtLike,
+  type OrtSession,
+} from "./model/model.ts";
+import type { UpdateStats } from "./participate/build-update.ts";
+import { UploadQueue, type FlushResult, type QueuedUpdate } from "./queue/queue.ts";
+import { defaultStorage } from "./storage/default-storage.ts";
+import type { FedgeStorage } from "./storage/storage.ts";
+import type {
+  DeviceIdentity,
+  FedgeClientOptions,
+  ParticipateOptions,
+  ParticipateResult,
+  PredictOptions,
+  PredictResult,
+} from "./types.ts";
+import { checkModelName, checkOptions, checkVersion, invalidResponse, isTask, parseModelInfo } from "./validate.ts";
+
+export type {
+  DeviceIdentity,
+  FedgeClientOptions,
+  ParticipateOptions,
+  ParticipateResult,
+  PredictOptions,
+  PredictResult,
+} from "./types.ts";
+
+/** Media type of the signed binary update (contract: @fedge/schemas `UPDATE_MEDIA_TYPE`). */
+const UPDATE_MEDIA_TYPE = "application/vnd.fedge.update";
+
+export class FedgeClient {
+  // Error classes as static members (openai-node style): `catch (e) { if (e instanceof FedgeClient.RateLimitError) … }`.
+  static readonly FedgeClientError = errors.FedgeClientError;
+  static readonly FedgeAPIError = errors.FedgeAPIError;
+  static readonly InvalidInputError = errors.InvalidInputError;
+  static readonly BadRequestError = errors.BadRequestError;
+  static readonly AuthenticationError = errors.AuthenticationError;
+  static readonly PermissionDeniedError = errors.PermissionDeniedError;
+  static readonly NotFoundError = errors.NotFoundError;
+  static readonly ConflictError = errors.ConflictError;
+  static readonly PayloadTooLargeError = errors.PayloadTooLargeError;
+  static readonly RateLimitError = errors.RateLimitError;
+  static readonly InternalServerError = errors.InternalServerError;
+  static readonly APIConnectionError = errors.APIConnectionError;
+  static readonly APIConnectionTimeoutError = errors.APIConnectionTimeoutError;
+  static readonly APIUserAbortError = errors.APIUserAbortError;
+
+  readonly baseUrl: string;
+  readonly storage: FedgeStorage;
+  readonly queue: UploadQueue;
+  private readonly transport: Transport;
+  private readonly random: RandomSource;
+  private readonly platform: string;
+  private readonly loadOrt: () => Promise<OrtLike>;
+  private identity: Promise<StoredIdentity & { deviceId: string }> | undefined;
+  private readonly models = new Map<string, LoadedModel>();
+  private readonly sessions = new Map<string, Promise<OrtSession>>();
+  private ort: Promise<OrtLike> | undefined;
+
+  constructor(options: FedgeClientOptions) {
+    checkOptions(options);
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.random = options.random ?? cryptoRandom;
+    this.storage = options.storage ?? defaultStorage(this.baseUrl);
+    this.queue = new UploadQueue({ storage: this.storage });
+    this.platform = options.platform ?? detectRuntime();
+    this.loadOrt = options.loadOrt ?? defaultLoadOrt;
+    this.transport = new Transport({
+      baseUrl: this.baseUrl,
+      apiKey: options.apiKey,
+      fetch: options.fetch ?? defaultFetch(),
+      maxRetries: options.maxRetries ?? 2,
+      timeoutMs: options.timeoutMs ?? 60_000,
+      random: this.random,
+    });
+  }
+
+  /** Remote inference: `POST /v1/models/:name/predict` with `{"inputs": number[][]}`. */
+  async predict(
+    model: string,
+    inputs: number[][] | Float32Array,
+    options: PredictOptions = {},
+  ): Promise<PredictResult> {
+    checkModelName(model);
+    checkVersion(options.version);
+    const m = toMatrix(inputs, options.features);
+    const query = options.version === undefined ? "" : `?version=${options.version}`;
+    const res = await this.transport.json<PredictResult>(
+      { method: "POST", path: `/v1/models/${model}/predict${query}`, json: { inputs: toRows(m.data, m.rows) } },
+      options,
+    );
+    if (!res || !Array.isArray(res.outputs)) throw invalidResponse("predict", res);
+    return res;
+  }
+
+  /**
+   * Downloads a model version (the serving one unless `version` is given) and caches its bytes in storage. A cached
+   * copy is revalidated with `If-None-Match`; when the edge is unreachable the cached copy is used.
+   */
+  async loadModel(model: string, version?: number, options: RequestOptions = {}): Promise<LoadedModel> {
+    checkModelName(model);
+    checkVersion(version);
+    let manifest: ModelManifest | undefined;
+    let v = version;
+    if (v === undefined) {
+      const info = await this.transport.json<Record<string, unknown>>(
+        { method: "GET", path: `/v1/models/${model}` },
+        options,
+      );
+      ({ version: v, manifest } = parseModelInfo(info));
+    }
+    const cached = this.models.get(`${model}@${v}`) ?? (await readCachedModel(this.storage, model, v));
+    const headers: Record<string, string> = { accept: "application/octet-stream" };
+    if (cached?.etag) headers["if-none-match"] = cached.etag;
+    let res;
+    try {
+      res = await this.transport.request(
+        { method: "GET", path: `/v1/models/${model}/versions/${v}/model.onnx`, headers, allowNotModified: true },
+        options,
+      );
+    } catch (err) {
+      // Offline with a cached immutable version: use it.
+      if (cached && err instanceof errors.APIConnectionError) return this.remember(cached);
+      throw err;
+    }
+    if (res.status === 304 && cached) {
+      const loaded = { ...cached, manifest: manifest ?? cached.manifest, fromCache: true };
+      return this.remember(loaded);
+    }
+    if (res.status === 304) {
+      throw new FedgeAPIError({ status: 304, code: "invalid_response", message: "304 without a cached copy" });
+    }
+    const etag = res.headers.get("etag") ?? undefined;
+    // The edge's strong ETag is the quoted sha256 of the bytes; the manifest's sha256 wins when we have it.
+    const expected = manifest?.sha256 ?? /^"([0-9a-f]{64})"$/.exec(etag ?? "")?.[1];
+    if (expected) {
+      const actual = await sha256Hex(res.body);
+      if (actual !== undefined && actual !== expected) {
+        throw new FedgeClientError(
+          "integrity_error",
+          `model ${model} v${v}: sha256 ${actual} does not match the manifest's ${expected}`,
+        );
+      }
+    }
+    const loaded: LoadedModel = {
+      name: model,
+      version: v,
+      manifest,
+      bytes: res.body,
+      etag,
+      fromCache: false,
+    };
+    await writeCachedModel(this.storage, loaded);
+    return this.remember(loaded);
+  }
+
+  private remember(m: LoadedModel): LoadedModel {
+    this.models.set(`${m.name}@${m.version}`, m);
+    this.models.set(m.name, m);
+    return m;
+  }
+
+  /**
+   * On-device inference with onnxruntime on the model loaded by `loadModel` (loaded now if needed). The inputs never
+   * leave the device.
+   */
+  async predictLocal(
+    model: string,
+    inputs: number[][] | Float32Array,
+    options: PredictOptions = {},
+  ): Promise<PredictResult> {
+    checkModelName(model);
+    checkVersion(options.version);
+    const key = options.version === undefined ? model : `${model}@${options.version}`;
+    const loaded = this.models.get(key) ?? (await this.loadModel(model, options.version, options));
+    const features = options.features ?? loaded.manifest?.inputs[0]?.shape.at(-1) ?? undefined;
+    const m = toMatrix(inputs, typeof features === "number" ? features : undefined);
+    const ort = await (this.ort ??= this.loadOrt());
+    const sessionKey = `${loaded.name}@${loaded.version}`;
+    let session = this.sessions.get(sessionKey);
+    if (!session) {
+      session = ort.InferenceSession.create(loaded.bytes);
+      this.sessions.set(sessionKey, session);
+      session.catch(() => this.sessions.delete(sessionKey));
+    }
+    const s = await session;
+    const inputName = loaded.manifest?.inputs[0]?.name ?? s.inputNames[0]!;
+    const outputName = loaded.manifest?.outputs[0]?.name ?? s.outputNames[0]!;
+    const out = await s.run({ [inputName]: new ort.Tensor("float32", m.data, [m.rows, m.cols]) });
+    const tensor = out[outputName];
+    if (!tensor) throw new FedgeClientError("invalid_model", `the model has no output ${outputName}`);
+    return { outputs: toRows(tensor.data as ArrayLike<number>, m.rows), model: loaded.name, version: loaded.version };
+  }
+
+  /**
+   * Registers this device once: creates its Ed25519 key pair (persisted before the request, so retries and restarts
+   * re-send the same key), `POST /v1/devices`, persists the device id. Later calls return the stored identity.
+   */
+  register(options: RequestOptions = {}): Promise<DeviceIdentity> {
+    this.identity ??= this.registerOnce(options).catch((err: unknown) => {
+      this.identity = undefined;
+      throw err;
+    });
+    return this.identity.then((id) => ({ deviceId: id.deviceId, publicKey: toBase64Url(id.publicKey) }));
+  }
+
+  private async registerOnce(options: RequestOptions): Promise<StoredIdentity & { deviceId: string }> {
+    let id = await loadIdentity(this.storage);
+    if (id && id.baseUrl !== this.baseUrl) id = undefined; // registered with another edge: new identity
+    if (id?.deviceId) return id as StoredIdentity & { deviceId: string };
+    if (!id) {
+      id = { ...generateDeviceKeys(this.random), deviceId: undefined, baseUrl: this.baseUrl };
+      await saveIdentity(this.storage, id);
+    }
+    const res = await this.transport.json<{ device_id?: unknown }>(
+      {
+        method: "POST",
+        path: "/v1/devices",
+        json: { public_key: toBase64Url(id.publicKey), platform: this.platform.slice(0, 32) },
+      },
+      options,
+    );
+    if (typeof res?.device_id !== "string") throw invalidResponse("register", res);
+    const done = { ...id, deviceId: res.device_id };
+    await saveIdentity(this.storage, done);
+    return done;
+  }
+
+  /** Signed check-in for `model`'s current round. */
+  async checkin(model: string, options: RequestOptions = {}): Promise<CheckinResponse> {
+    checkModelName(model);
+    await this.register(options);
+    const id = (await this.identity)!;
+    const timestamp = new Date().toISOString();
+    const signature = toBase64Url(sign(checkinSigningBytes(model, id.deviceId, timestamp), id.secretKey));
+    const res = await this.transport.json<CheckinResponse>(
+      { method: "POST", path: "/v1/rounds/checkin", json: { model, device_id: id.deviceId, timestamp, signature } },
+      options,
+    );
+    if (!res || typeof res.selected !== "boolean" || (res.selected && !isTask(res.task))) {
+      throw invalidResponse("checkin", res);
+    }
+    return res;
+  }
+
+  /**
+   * Takes part in `model`'s current round: check in; if selected, train on `data`/`labels` locally, build the
+   * clipped (and in `local` mode noised) update, sign it, put it in the offline queue and upload it. The raw data
+   * never leaves the device. Resolves `{ selected: false, reason }` when not sampled, `status: "uploaded"` with the
+   * edge's receipt, or `status: "queued"` when the upload must wait (offline, 5xx): `flushQueue()` retries it.
+   * Throws a typed error when the edge refuses the update for good.
+   */
+  async participate(options: ParticipateOptions): Promise<ParticipateResult> {
+    if (!options || typeof options !== "object") throw new InvalidInputError("options", "must be an object");
+    checkModelName(options.model);
+    if (!(options.data instanceof Float32Array) || options.data.length === 0) {
+      throw new InvalidInputError("data", "must be a non-empty Float32Array");
+    }
+    if (
+      !(options.labels instanceof Uint8Array || options.labels instanceof Int32Array) ||
+      options.labels.length === 0
+    ) {
+      throw new InvalidInputError("labels", "must be a non-empty Uint8Array or Int32Array");
+    }
+    const res = await this.checkin(options.model, options);
+    if (!res.selected) {
+      await this.flushQueue(options).catch(() => undefined);
+      return { selected: false, reason: res.reason, roundId: res.round_id, retryAfterS: res.retry_after_s };
+    }
+    const task = res.task;
+    const id = (await this.identity)!;
+    let stats: UpdateStats | undefined;
+    if (!(await this.queue.get(task.round_id))) {
+      if (Date.parse(task.deadline) <= Date.now()) {
+        throw new FedgeClientError("round_expired", `round ${task.round_id} passed its deadline ${task.deadline}`);
+      }
+      const model = await this.loadModel(task.model, task.model_version, options);
+      const { buildUpdate } = await import("./participate/build-update.ts");
+      if (options.signal?.aborted) throw new errors.APIUserAbortError({ cause: options.signal.reason });
+      const built = buildUpdate({
+        task,
+        modelBytes: model.bytes,
+        data: options.data,
+        labels: options.labels,
+        deviceId: id.deviceId,
+        secretKey: id.secretKey,
+        random: this.random,
+      });
+      stats = built.stats;
+      await this.queue.enqueue({
+        roundId: task.round_id,
+        deviceId: id.deviceId,
+        model: task.model,
+        modelVersion: task.model_version,
+        deadline: task.deadline,
+        bytes: built.bytes,
+      });
+    }
+    const flushed = await this.flushQueue(options);
+    const mine = (list: { entry: QueuedUpdate }[]) => list.find((x) => x.entry.roundId === task.round_id);
+    const uploaded = mine(flushed.uploaded) as { entry: QueuedUpdate; receipt: UpdateReceipt } | undefined;
+    const base = { selected: true as const, roundId: task.round_id, modelVersion: task.model_version, stats };
+    if (uploaded) return { ...base, status: "uploaded", receipt: uploaded.receipt };
+    const dropped = mine(flushed.dropped) as FlushResult["dropped"][number] | undefined;
+    if (dropped) {
+      throw (
+        dropped.error ??
+        new FedgeClientError("round_expired", `round ${task.round_id} passed its deadline before the upload`)
+      );
+    }
+    const pending = mine(flushed.pending) as FlushResult["pending"][number] | undefined;
+    return {
+      ...base,
+      status: "queued",
+      receipt: null,
+      error: pending?.error ?? new FedgeClientError("upload_pending", "the upload is still queued"),
+    };
+  }
+
+  /** Uploads every queued update whose round is still open (`POST /v1/rounds/:id/updates`, the stored bytes). */
+  flushQueue(options: RequestOptions = {}): Promise<FlushResult> {
+    return this.queue.flush((entry) => this.upload(entry, options));
+  }
+
+  /** Sends one signed update; the same bytes on every retry, so the edge's idempotency yields the same receipt. */
+  private async upload(entry: QueuedUpdate, options: RequestOptions): Promise<UpdateReceipt> {
+    const receipt = await this.transport.json<UpdateReceipt>(
+      {
+        method: "POST",
+        path: `/v1/rounds/${encodeURIComponent(entry.roundId)}/updates`,
+        body: entry.bytes,
+        contentType: UPDATE_MEDIA_TYPE,
+      },
+      options,
+    );
+    if (!receipt || typeof receipt.sha256 !== "string") throw invalidResponse("upload", receipt);
+    return receipt;
+  }
+}

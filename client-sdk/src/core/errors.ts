@@ -1,0 +1,184 @@
+/**
+ * @module
+ * The SDK's typed errors. Every failure the SDK raises is a {@link FedgeClientError}; HTTP failures are
+ * {@link FedgeAPIError}s built from the edge's `{"error":{"code","message"}}` envelope plus the status, with one
+ * subclass per class of status (as openai-node's `APIError.generate`, src/core/error.ts). Connection failures, timeouts
+ * and user aborts have no status.
+ */
+
+/** Root of every error the SDK throws. `code` is a stable snake_case string. */
+export class FedgeClientError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "FedgeClientError";
+    this.code = code;
+  }
+}
+
+/** A bad argument caught before any request was sent (nothing was changed anywhere). */
+export class InvalidInputError extends FedgeClientError {
+  /** The argument (or field) that was rejected. */
+  readonly param: string;
+  constructor(param: string, message: string) {
+    super("invalid_input", `${param}: ${message}`);
+    this.name = "InvalidInputError";
+    this.param = param;
+  }
+}
+
+/** Fields every API error carries. */
+export interface APIErrorInit {
+  status?: number | undefined;
+  code: string;
+  message: string;
+  requestId?: string | undefined;
+  headers?: Headers | undefined;
+  cause?: unknown;
+}
+
+/** An HTTP error answered by the edge, or a failure to reach it (then `status` is undefined). */
+export class FedgeAPIError extends FedgeClientError {
+  /** HTTP status; undefined when no response arrived. */
+  readonly status: number | undefined;
+  /** The edge's request id (`x-request-id` header), when it sent one. */
+  readonly requestId: string | undefined;
+  readonly headers: Headers | undefined;
+  constructor(init: APIErrorInit) {
+    super(init.code, init.message, init.cause === undefined ? undefined : { cause: init.cause });
+    this.name = "FedgeAPIError";
+    this.status = init.status;
+    this.requestId = init.requestId;
+    this.headers = init.headers;
+  }
+
+  /**
+   * The typed error for an HTTP response: `body` is the parsed JSON body (or its text, or undefined). A body that is
+   * not the envelope still yields an error whose code is derived from the status.
+   */
+  static generate(status: number, body: unknown, headers?: Headers): FedgeAPIError {
+    const envelope = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+    const code =
+      envelope && typeof envelope.code === "string" && /^[a-z][a-z0-9_]*$/.test(envelope.code)
+        ? envelope.code
+        : defaultCode(status);
+    const message =
+      envelope && typeof envelope.message === "string"
+        ? envelope.message
+        : typeof body === "string" && body.length > 0
+          ? body.slice(0, 500)
+          : `HTTP ${status}`;
+    const init: APIErrorInit = { status, code, message, requestId: headers?.get("x-request-id") ?? undefined, headers };
+    if (status === 400) return new BadRequestError(init);
+    if (status === 401) return new AuthenticationError(init);
+    if (status === 403) return new PermissionDeniedError(init);
+    if (status === 404) return new NotFoundError(init);
+    if (status === 409) return new ConflictError(init);
+    if (status === 413) return new PayloadTooLargeError(init);
+    if (status === 429) return new RateLimitError(init);
+    if (status >= 500) return new InternalServerError(init);
+    return new FedgeAPIError(init);
+  }
+}
+
+function defaultCode(status: number): string {
+  switch (status) {
+    case 400:
+      return "bad_request";
+    case 401:
+      return "unauthorized";
+    case 403:
+      return "forbidden";
+    case 404:
+      return "not_found";
+    case 405:
+      return "method_not_allowed";
+    case 409:
+      return "conflict";
+    case 413:
+      return "payload_too_large";
+    case 415:
+      return "unsupported_media_type";
+    case 429:
+      return "rate_limited";
+    default:
+      return status >= 500 ? "internal" : "http_error";
+  }
+}
+
+/** 400: the request was malformed or failed validation. */
+export class BadRequestError extends FedgeAPIError {
+  override readonly name = "BadRequestError";
+}
+/** 401: missing or wrong API key. */
+export class AuthenticationError extends FedgeAPIError {
+  override readonly name = "AuthenticationError";
+}
+/** 403: the key (or device) is not allowed to do this, e.g. revoked. */
+export class PermissionDeniedError extends FedgeAPIError {
+  override readonly name = "PermissionDeniedError";
+}
+/** 404: unknown model, version, device or round. */
+export class NotFoundError extends FedgeAPIError {
+  override readonly name = "NotFoundError";
+}
+/** 409: the state does not allow it, e.g. the round is closed or the nonce was used. */
+export class ConflictError extends FedgeAPIError {
+  override readonly name = "ConflictError";
+}
+/** 413: the body is over the edge's size cap. */
+export class PayloadTooLargeError extends FedgeAPIError {
+  override readonly name = "PayloadTooLargeError";
+}
+/** 429: rate limited; `retryAfterMs` is the server's `Retry-After`, when it sent one. */
+export class RateLimitError extends FedgeAPIError {
+  override readonly name = "RateLimitError";
+  get retryAfterMs(): number | undefined {
+    return this.headers ? parseRetryAfterMs(this.headers, Date.now()) : undefined;
+  }
+}
+/** 5xx: the edge failed. Retried automatically. */
+export class InternalServerError extends FedgeAPIError {
+  override readonly name = "InternalServerError";
+}
+
+/** The request never got a response (DNS, refused connection, reset, offline). Retried automatically. */
+export class APIConnectionError extends FedgeAPIError {
+  constructor(init: { message?: string; cause?: unknown; code?: string } = {}) {
+    super({ code: init.code ?? "connection_error", message: init.message ?? "connection error", cause: init.cause });
+    this.name = "APIConnectionError";
+  }
+}
+/** One attempt took longer than `timeoutMs`. Retried automatically. */
+export class APIConnectionTimeoutError extends APIConnectionError {
+  constructor(init: { message?: string; cause?: unknown } = {}) {
+    super({ code: "timeout", message: init.message ?? "request timed out", cause: init.cause });
+    this.name = "APIConnectionTimeoutError";
+  }
+}
+/** The caller's `AbortSignal` fired. Never retried. */
+export class APIUserAbortError extends FedgeAPIError {
+  constructor(init: { message?: string; cause?: unknown } = {}) {
+    super({ code: "aborted", message: init.message ?? "request was aborted", cause: init.cause });
+    this.name = "APIUserAbortError";
+  }
+}
+
+/**
+ * Milliseconds to wait from `retry-after-ms` (non-standard, milliseconds) or `Retry-After` (RFC 9110 §10.2.3: delay in
+ * seconds or an HTTP date). Undefined when absent or unparseable; never negative.
+ */
+export function parseRetryAfterMs(headers: Headers, nowMs: number): number | undefined {
+  const ms = headers.get("retry-after-ms");
+  if (ms !== null && ms.trim() !== "") {
+    const v = Number(ms);
+    if (Number.isFinite(v) && v >= 0) return v;
+  }
+  const ra = headers.get("retry-after");
+  if (ra === null || ra.trim() === "") return undefined;
+  if (/^\s*\d+(\.\d+)?\s*$/.test(ra)) return Number(ra) * 1000;
+  if (!/^[A-Za-z]{3}, /.test(ra.trim())) return undefined; // IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT"
+  const date = Date.parse(ra);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - nowMs);
+}

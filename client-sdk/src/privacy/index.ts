@@ -1,0 +1,2 @@
+export * from "./local-noise.ts";
+export * from "./epsilon.ts";
