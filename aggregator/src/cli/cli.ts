@@ -6,10 +6,12 @@
 import { FedgeError } from "@fedge/schemas";
 import { EXIT_USAGE, UsageError, type CliIO, type Command } from "./command.ts";
 import { privacyCommand } from "./commands/privacy.ts";
+import { simulateCommand } from "./commands/simulate.ts";
 
 /** Sub-commands by name. Others (aggregate, simulate, rollback) are added here. */
 export const COMMANDS: Record<string, Command> = {
   privacy: privacyCommand,
+  simulate: simulateCommand,
 };
 
 export function helpText(): string {

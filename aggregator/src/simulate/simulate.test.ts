@@ -1,0 +1,162 @@
+import { describe, expect, it } from "vitest";
+import { createBackend } from "@fedge/gpu-node";
+import { seededRandomBytes } from "@fedge/schemas/random/testing";
+import { parsePopulationConfig } from "../config/index.ts";
+import { runCli } from "../cli/index.ts";
+import {
+  BufferPool,
+  poissonSample,
+  runSimulation,
+  streamClientUpdates,
+  SyntheticClients,
+  type SimRoundReport,
+} from "./index.ts";
+
+const backend = await createBackend({ prefer: "cpu" });
+
+describe("Poisson sampling", () => {
+  it("flips one independent coin per client", () => {
+    const ids = [...poissonSample(10_000, 0.3, seededRandomBytes(5))];
+    expect(Math.abs(ids.length - 3000)).toBeLessThan(4 * Math.sqrt(10_000 * 0.3 * 0.7));
+    expect(ids.every((id, i) => id >= 0 && id < 10_000 && (i === 0 || id > ids[i - 1]!))).toBe(true);
+    expect([...poissonSample(50, 1)]).toHaveLength(50);
+    expect(() => [...poissonSample(10, 0)]).toThrow(/sampling rate/);
+    expect(() => [...poissonSample(-1, 0.5)]).toThrow(/population/);
+  });
+
+  it("synthetic updates are a deterministic function of (client, round)", async () => {
+    const a = new SyntheticClients({ length: 100, seed: 9 });
+    const b = new SyntheticClients({ length: 100, seed: 9 });
+    a.beginRound(new Float32Array(100));
+    b.beginRound(new Float32Array(100));
+    const u = new Float32Array(100);
+    const v = new Float32Array(100);
+    a.update(3, 7, u);
+    b.update(3, 7, v);
+    expect(u).toEqual(v);
+    b.update(3, 8, v);
+    expect(u).not.toEqual(v);
+    // the stream reuses pooled buffers once released
+    const pool = new BufferPool(100);
+    for await (const x of streamClientUpdates([1, 2, 3, 4], pool, (c, out) => a.update(c, 1, out))) x.release?.();
+    expect(pool.allocated).toBe(1);
+  });
+});
+
+describe("fedge simulate", () => {
+  it("streams: memory stays O(model) for many clients (synthetic, 3,000 updates × 50,000 params)", async () => {
+    const config = parsePopulationConfig({
+      model: "synth",
+      privacy: { mode: "none" },
+      samplingRate: 1,
+      expectedClients: 1500,
+      batchSize: 16,
+    });
+    const reports: SimRoundReport[] = [];
+    // warm up allocations (backend, first buffers) before measuring
+    await runSimulation({ config, backend, clients: 50, rounds: 1, mode: "synthetic", params: 50_000, seed: 1 });
+    const before = process.memoryUsage().rss;
+    const s = await runSimulation({
+      config,
+      backend,
+      clients: 1500,
+      rounds: 2,
+      mode: "synthetic",
+      params: 50_000,
+      seed: 1,
+      onRound: (r) => reports.push(r),
+      log: () => {},
+    });
+    const growth = s.peakRssBytes - before;
+    expect(s.totalUpdates).toBe(3000); // 600 MB of update bytes went through
+    expect(s.updateBuffers).toBeLessThanOrEqual(17);
+    expect(growth).toBeLessThan(80 * 2 ** 20); // vs 600 MB if the updates were held
+    expect(reports[1]!.distance!).toBeLessThan(reports[0]!.distance!);
+  });
+
+  it("MNIST: accuracy improves over a few DP-FedAvg rounds", async () => {
+    const config = parsePopulationConfig({
+      model: "digits",
+      privacy: { mode: "central", noiseMultiplier: 0.3, budget: { epsilon: 100, delta: 1e-5 } },
+      samplingRate: 0.5,
+      expectedClients: 50,
+      clipping: { clipNorm: 5 },
+      client: { learningRate: 0.1, localEpochs: 1, batchSize: 16 },
+    });
+    const reports: SimRoundReport[] = [];
+    const s = await runSimulation({
+      config,
+      backend,
+      clients: 100,
+      rounds: 3,
+      mode: "mnist",
+      seed: 1,
+      onRound: (r) => reports.push(r),
+      log: () => {},
+    });
+    expect(s.roundsRun).toBe(3);
+    expect(reports[0]!.accuracy!).toBeGreaterThan(0.2); // from ≈ 0.1 at random init
+    expect(reports[2]!.accuracy!).toBeGreaterThan(reports[0]!.accuracy! + 0.1);
+    expect(reports[2]!.epsilon!).toBeGreaterThan(reports[0]!.epsilon!);
+    expect(reports.every((r) => r.published)).toBe(true);
+  });
+
+  it("stops when the privacy budget is spent", async () => {
+    const config = parsePopulationConfig({
+      model: "synth",
+      privacy: { mode: "central", noiseMultiplier: 1, budget: { epsilon: 1.5, delta: 1e-5 } },
+      samplingRate: 0.5,
+      expectedClients: 10,
+      clipping: { clipNorm: 1 },
+    });
+    const s = await runSimulation({
+      config,
+      backend,
+      clients: 20,
+      rounds: 50,
+      mode: "synthetic",
+      params: 10,
+      seed: 2,
+      log: () => {},
+    });
+    expect(s.roundsRun).toBeLessThan(50);
+    expect(s.stoppedBy).toMatch(/budget exceeded/);
+    expect(s.epsilon!).toBeLessThanOrEqual(1.5);
+  });
+
+  it("CLI prints a JSON line per round and a summary; bad flags are usage errors", async () => {
+    let out = "";
+    let err = "";
+    const io = { stdout: (t: string) => (out += t), stderr: (t: string) => (err += t) };
+    const code = await runCli(
+      [
+        "simulate",
+        "--clients",
+        "200",
+        "--params",
+        "1000",
+        "--rounds",
+        "2",
+        "--sampling-rate",
+        "0.1",
+        "--backend",
+        "cpu",
+        "--seed",
+        "4",
+      ],
+      io,
+    );
+    expect(code).toBe(0);
+    const lines = out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { type: string; epsilon: number });
+    expect(lines.map((l) => l.type)).toEqual(["round", "round", "summary"]);
+    expect(lines[2]!.epsilon).toBeGreaterThan(0);
+    expect(await runCli(["simulate", "--clients", "0"], io)).toBe(2);
+    expect(await runCli(["simulate", "--sampling-rate", "2", "--backend", "cpu"], io)).toBe(2);
+    expect(err).toMatch(/samplingRate/);
+    expect(await runCli(["simulate", "--robust", "median", "--backend", "cpu"], io)).toBe(2);
+    expect(err).toMatch(/robust/);
+  });
+});

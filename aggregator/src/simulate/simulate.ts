@@ -1,0 +1,312 @@
+/**
+ * @module
+ * `fedge simulate`: the aggregator's round pipeline (round engine → strategy → Backend → optimizer → evaluation →
+ * publish gate [→ export]) in one process with N simulated clients and no HTTP. Per round: a CSPRNG Poisson coin
+ * per client, each sampled client's update generated/trained on the fly and streamed into the Backend in batches,
+ * then dropped, so memory is O(model size) (plus O(N) for the coins' ids of a round), never O(clients × model).
+ */
+import { writeFile, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { Backend } from "@fedge/gpu-node";
+import {
+  addGaussianNoise,
+  cryptoRandomBytes,
+  flattenTrainable,
+  type MlpParams,
+  type RandomBytes,
+} from "@fedge/schemas";
+import { clipToNorm, computeUpdate, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/client/training";
+import type { PopulationConfig } from "../config/index.ts";
+import type { CheckpointStore } from "../checkpoint/index.ts";
+import { RoundEngine } from "../round/index.ts";
+import { evaluateModel, publishGate, type EvalSet, type Evaluation } from "../evaluate/index.ts";
+import { exportModel, type SigningKey } from "../export/index.ts";
+import { loadMnist, shardNonIid, type Dataset } from "../data/index.ts";
+import { BufferPool, SyntheticClients, poissonSample, streamClientUpdates } from "./clients.ts";
+
+/** Options of {@link runSimulation}. */
+export interface SimulateOptions {
+  /** Population config; `samplingRate` is q and `expectedClients` should be q·clients. */
+  config: PopulationConfig;
+  backend: Backend;
+  /** Population size N. */
+  clients: number;
+  /** Rounds to run (from the checkpoint's round, if resuming). */
+  rounds: number;
+  /** `synthetic` (update = f(client, round)) or `mnist` (real local training). */
+  mode: "synthetic" | "mnist";
+  /** synthetic: parameters per update (≥ 2). @default 100000 */
+  params?: number;
+  /** mnist: hidden layer widths. @default [] (softmax regression 784→10) */
+  hidden?: number[];
+  /** mnist: distinct digits per client (10 ≈ IID, 2 = pathological non-IID). @default 10 */
+  labelsPerClient?: number;
+  /**
+   * Seed of the simulated data and model init (NOT of privacy noise or sampling, which use `random`).
+   * @default a CSPRNG draw
+   */
+  seed?: number;
+  /**
+   * CSPRNG for sampling coins and server noise (tests may inject a seeded stream).
+   * @default cryptoRandomBytes
+   */
+  random?: RandomBytes;
+  /** Checkpoint store (resume support); @default in memory */
+  store?: CheckpointStore;
+  /** Export each published version (int8 ONNX + signed manifest) into this folder (needs `signingKey`). */
+  exportDir?: string;
+  signingKey?: SigningKey;
+  /** Called with each round's report. */
+  onRound?: (report: SimRoundReport) => void;
+  /** Warnings sink. @default console.warn */
+  log?: (message: string) => void;
+}
+
+export interface SimRoundReport {
+  round: number;
+  roundId: string;
+  sampled: number;
+  count: number;
+  unclippedCount: number;
+  clipNorm: number | null;
+  nextClipNorm: number;
+  noiseStd: number;
+  epsilon: number | null;
+  delta: number | null;
+  /** mnist: held-out accuracy/loss of the new model. */
+  accuracy?: number;
+  loss?: number;
+  /** synthetic: ‖w − θ*‖ / ‖θ*‖. */
+  distance?: number;
+  published: boolean;
+  publishReason: string;
+  seconds: number;
+  updatesPerSecond: number;
+  /** Update bytes streamed into the Backend per second. */
+  bytesPerSecond: number;
+  rssBytes: number;
+  warnings: string[];
+}
+
+export interface SimSummary {
+  mode: "synthetic" | "mnist";
+  clients: number;
+  params: number;
+  roundsRun: number;
+  totalUpdates: number;
+  seconds: number;
+  updatesPerSecond: number;
+  bytesPerSecond: number;
+  /** Largest RSS seen (sampled every 64 updates and after each round). */
+  peakRssBytes: number;
+  /** Update buffers the simulator ever allocated (≈ the engine's batch size: memory O(batch × model)). */
+  updateBuffers: number;
+  finalAccuracy?: number;
+  finalDistance?: number;
+  epsilon: number | null;
+  delta: number | null;
+  stoppedBy?: string;
+  backend: string;
+}
+
+function randomSeed(): number {
+  const w = new Uint32Array(1);
+  crypto.getRandomValues(w);
+  return w[0]!;
+}
+
+/** A one-layer "model" with exactly `params` trainable values ((params−1) inputs, 1 output, + 1 bias). */
+export function syntheticModel(params: number): MlpParams {
+  if (!Number.isInteger(params) || params < 2) throw new RangeError(`params must be an integer >= 2, got ${params}`);
+  return {
+    layers: [
+      {
+        inFeatures: params - 1,
+        outFeatures: 1,
+        weight: new Float32Array(params - 1),
+        bias: new Float32Array(1),
+        activation: "none",
+      },
+    ],
+  };
+}
+
+/** Runs the simulation (see the module header); returns the summary. Stops early when the privacy budget is spent. */
+export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
+  const { config, backend } = o;
+  if (!Number.isSafeInteger(o.clients) || o.clients < 1)
+    throw new RangeError(`clients must be an integer >= 1, got ${o.clients}`);
+  if (!Number.isSafeInteger(o.rounds) || o.rounds < 0)
+    throw new RangeError(`rounds must be an integer >= 0, got ${o.rounds}`);
+  const seed = (o.seed ?? randomSeed()) >>> 0;
+  const random = o.random ?? cryptoRandomBytes;
+  const log = o.log ?? ((m: string) => console.warn(m));
+
+  let initialModel: MlpParams;
+  let heldOut: EvalSet | undefined;
+  let shards: Dataset[] = [];
+  let synthetic: SyntheticClients | undefined;
+  if (o.mode === "synthetic") {
+    initialModel = syntheticModel(o.params ?? 100_000);
+  } else {
+    const { train, test } = loadMnist();
+    heldOut = test;
+    shards = shardNonIid(train, {
+      clients: o.clients,
+      labelsPerClient: o.labelsPerClient ?? 10,
+      random: xoshiroRandomBytes(seed),
+    });
+    initialModel = initMlp([784, ...(o.hidden ?? []), 10], { random: xoshiroRandomBytes(seed + 1) });
+  }
+  const engine = await RoundEngine.create({
+    config,
+    backend,
+    initialModel,
+    random,
+    log,
+    ...(o.store ? { store: o.store } : {}),
+  });
+  const length = engine.updateLength;
+  if (o.mode === "synthetic") synthetic = new SyntheticClients({ length, seed });
+  const pool = new BufferPool(length);
+  const scope = config.trainable;
+  const t0 = performance.now();
+  let totalUpdates = 0;
+  let peakRss = process.memoryUsage().rss;
+  let roundsRun = 0;
+  let stoppedBy: string | undefined;
+  let last: SimRoundReport | undefined;
+  let servingAccuracy = engine.checkpoint.serving?.accuracy;
+
+  try {
+    for (let r = 0; r < o.rounds; r++) {
+      const round = engine.checkpoint.current?.round ?? engine.checkpoint.round + 1;
+      const roundId = engine.checkpoint.current?.roundId ?? `sim-${round}`;
+      let opened;
+      try {
+        opened = await engine.openRound(roundId);
+      } catch (e) {
+        if ((e as { code?: string }).code === "budget_exceeded") {
+          stoppedBy = (e as Error).message;
+          break;
+        }
+        throw e;
+      }
+      const start = performance.now();
+      const global = engine.model;
+      const weights = flattenTrainable(global, scope);
+      synthetic?.beginRound(weights);
+      const instr = opened.instructions;
+      let sampled = 0;
+      const produce = (c: number, out: Float32Array): void => {
+        if (synthetic) {
+          synthetic.update(c, round, out);
+        } else {
+          const shard = shards[c]!;
+          const trained = trainLocal(global, shard.x, shard.y, {
+            epochs: config.client.localEpochs,
+            batchSize: config.client.batchSize,
+            learningRate: config.client.learningRate,
+            scope,
+            random: xoshiroRandomBytes((seed ^ Math.imul(c + 1, 0x9e3779b1) ^ Math.imul(round, 0x85ebca6b)) >>> 0),
+          });
+          out.set(computeUpdate(global, trained.params, scope));
+        }
+        if (instr.privacyMode === "local") {
+          // the device clips and adds its own Gaussian noise (local DP), from the CSPRNG
+          out.set(clipToNorm(out, instr.clipNorm).clipped);
+          addGaussianNoise(out, instr.localNoiseMultiplier! * instr.clipNorm, random);
+        }
+      };
+      const updates = streamClientUpdates(poissonSample(o.clients, config.samplingRate, random), pool, produce, () => {
+        // sample the RSS inside the round too (every 64 updates), not only between rounds
+        if ((sampled++ & 63) === 0) peakRss = Math.max(peakRss, process.memoryUsage().rss);
+      });
+      const summary = await engine.aggregateRound(updates);
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+      let evaluation: Evaluation | undefined;
+      if (heldOut) evaluation = evaluateModel(engine.model, heldOut);
+      const decision = publishGate({
+        ...(evaluation ? { candidate: evaluation } : {}),
+        ...(servingAccuracy !== undefined ? { servingAccuracy } : {}),
+        maxAccuracyDrop: config.publish.maxAccuracyDrop,
+      });
+      const version = (engine.checkpoint.serving?.version ?? 0) + 1;
+      let sha256: string | undefined;
+      if (decision.publish && o.exportDir) {
+        if (!o.signingKey) throw new RangeError("exportDir needs a signingKey");
+        const spent = engine.privacySpent();
+        const exported = await exportModel({
+          model: engine.model,
+          name: config.model,
+          version,
+          backend,
+          signingKey: o.signingKey,
+          ...(spent ? { privacy: spent } : {}),
+        });
+        await mkdir(o.exportDir, { recursive: true });
+        await writeFile(join(o.exportDir, `${config.model}-v${version}.onnx`), exported.onnx);
+        await writeFile(
+          join(o.exportDir, `${config.model}-v${version}.manifest.json`),
+          JSON.stringify(exported.manifest, null, 2) + "\n",
+        );
+        sha256 = exported.manifest.sha256;
+      }
+      await engine.completeRound({
+        published: decision.publish,
+        reason: decision.reason,
+        ...(decision.publish ? { version } : {}),
+        ...(evaluation ? { accuracy: evaluation.accuracy } : {}),
+        ...(sha256 ? { sha256 } : {}),
+      });
+      if (decision.publish && evaluation) servingAccuracy = evaluation.accuracy;
+      const seconds = (performance.now() - start) / 1000;
+      totalUpdates += summary.count;
+      roundsRun++;
+      last = {
+        round: summary.round,
+        roundId: summary.roundId,
+        sampled,
+        count: summary.count,
+        unclippedCount: summary.unclippedCount,
+        clipNorm: summary.clipNorm,
+        nextClipNorm: summary.nextClipNorm,
+        noiseStd: summary.noiseStd,
+        epsilon: summary.epsilon,
+        delta: summary.delta,
+        ...(evaluation ? { accuracy: evaluation.accuracy, loss: evaluation.loss } : {}),
+        ...(synthetic ? { distance: synthetic.relativeDistance(flattenTrainable(engine.model, scope)) } : {}),
+        published: decision.publish,
+        publishReason: decision.reason,
+        seconds,
+        updatesPerSecond: summary.count / seconds,
+        bytesPerSecond: (summary.count * length * 4) / seconds,
+        rssBytes: process.memoryUsage().rss,
+        warnings: summary.warnings,
+      };
+      o.onRound?.(last);
+    }
+  } finally {
+    engine.dispose();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const spent = engine.privacySpent();
+  return {
+    mode: o.mode,
+    clients: o.clients,
+    params: length,
+    roundsRun,
+    totalUpdates,
+    seconds,
+    updatesPerSecond: totalUpdates / seconds,
+    bytesPerSecond: (totalUpdates * length * 4) / seconds,
+    peakRssBytes: peakRss,
+    updateBuffers: pool.allocated,
+    ...(last?.accuracy !== undefined ? { finalAccuracy: last.accuracy } : {}),
+    ...(last?.distance !== undefined ? { finalDistance: last.distance } : {}),
+    epsilon: spent?.epsilon ?? null,
+    delta: spent?.delta ?? null,
+    ...(stoppedBy ? { stoppedBy } : {}),
+    backend: backend.kind,
+  };
+}

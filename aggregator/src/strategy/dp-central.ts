@@ -1,0 +1,150 @@
+/**
+ * @module
+ * DP-FedAvg, central mode (McMahan, Ramage, Talwar, Zhang, "Learning Differentially Private Recurrent Language
+ * Models", ICLR 2018, arXiv 1710.06963, Alg. 1), as a wrapper around a streaming strategy (flower
+ * `DifferentialPrivacyServerSideFixedClipping`):
+ *
+ * - each device is sampled by an independent Poisson coin with probability q (the edge / simulator does this);
+ * - each update is clipped to L2 norm C (`π(Δ, C) = Δ · min(1, C/‖Δ‖)`, "FlatClip") and weighted 1 (user-level);
+ * - the clipped SUM gets Gaussian noise N(0, σ²I) with σ = z_Δ·C (§2, Gaussian mechanism; sensitivity C);
+ * - the sum is divided by the FIXED expected count q·N (§2, the fixed-denominator estimator f̃_f, unbiased and with
+ *   sensitivity C/(qN) whatever the realised count), never by the count that arrived.
+ *
+ * Adaptive clipping (Andrew et al. 2021, arXiv 1905.03871, Alg. 1 and §3.1 Theorem 1): the unclipped count Σ b_i gets
+ * its own noise N(0, σ_b²), then C ← C·exp(−η_C(b̃ − γ)). The sum's noise multiplier shrinks to
+ * z_Δ = (z⁻² − (2σ_b)⁻²)^(−½) so the pair is still one Gaussian mechanism with multiplier z: the ledger is charged z.
+ *
+ * Randomness order in one round (for reproducible tests): the sum's noise first (by the Backend, `finish`), then the
+ * count's noise, both from `ctx.random`.
+ */
+import { FedgeError } from "@fedge/schemas";
+import {
+  createAdaptiveClipping,
+  nextClipNorm,
+  noisyUnclippedFraction,
+  updateNoiseMultiplier,
+  type AdaptiveClippingOptions,
+} from "../dp/adaptive-clipping.ts";
+import {
+  isStreamingStrategy,
+  type ClientUpdate,
+  type ClipState,
+  type FitAggregate,
+  type FitInstructions,
+  type PrivacyCharge,
+  type RoundContext,
+  type Strategy,
+  type StreamingStrategy,
+} from "./strategy.ts";
+
+/** Options of {@link createDpCentral}. */
+export interface DpCentralOptions {
+  /** Total noise multiplier z > 0 (what the accountant is charged). */
+  noiseMultiplier: number;
+  /** Poisson sampling rate q ∈ (0, 1]. */
+  samplingRate: number;
+  /** Expected clients per round q·N > 0: the fixed denominator. */
+  expectedClients: number;
+  /**
+   * Adaptive clipping options (Andrew et al. 2021); absent = fixed clip norm. Only `countNoiseStd` is read here
+   * (target and rate live in the {@link ClipState}, see {@link initialClipState}).
+   */
+  adaptive?: AdaptiveClippingOptions;
+}
+
+/** The refusal when a non-streaming strategy (median, trimmed mean) is wrapped with DP. */
+export class RobustWithDpError extends FedgeError {
+  constructor(inner: string, mode: string) {
+    super(
+      "bad_request",
+      400,
+      `strategy "${inner}" cannot be used with privacy mode "${mode}": robust aggregation is not a clipped sum, so its sensitivity is unbounded`,
+    );
+    this.name = "RobustWithDpError";
+  }
+}
+
+function checkPositive(name: string, v: number): void {
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+    throw new FedgeError("bad_request", 400, `${name} must be a finite number > 0, got ${String(v)}`);
+  }
+}
+
+/** The clip state of round 1 (with the adaptive state when `adaptive` is given). */
+export function initialClipState(
+  clipNorm: number,
+  expectedClients: number,
+  adaptive?: AdaptiveClippingOptions,
+): ClipState {
+  checkPositive("clipNorm", clipNorm);
+  if (!adaptive) return { clipNorm };
+  return { clipNorm, adaptive: createAdaptiveClipping(clipNorm, expectedClients, adaptive) };
+}
+
+/** Wraps `inner` (FedAvg) into DP-FedAvg; see the module header. */
+export function createDpCentral(inner: Strategy, options: DpCentralOptions): StreamingStrategy {
+  if (!isStreamingStrategy(inner)) throw new RobustWithDpError(inner.name, "central");
+  const z = options.noiseMultiplier;
+  checkPositive("noiseMultiplier", z);
+  checkPositive("expectedClients", options.expectedClients);
+  if (!(options.samplingRate > 0 && options.samplingRate <= 1)) {
+    throw new FedgeError("bad_request", 400, `samplingRate must be in (0, 1], got ${String(options.samplingRate)}`);
+  }
+  const m = options.expectedClients;
+  return {
+    name: `dp-central(${inner.name})`,
+    privacyMode: "central",
+    privacyCharge(): PrivacyCharge {
+      return { noiseMultiplier: z, samplingRate: options.samplingRate };
+    },
+    configureFit(ctx: Pick<RoundContext, "clip">): FitInstructions {
+      return { privacyMode: "central", clipNorm: ctx.clip.clipNorm };
+    },
+    aggregateStream: (ctx, updates, plan) => inner.aggregateStream(ctx, updates, plan),
+    async aggregateFit(ctx: RoundContext, updates: AsyncIterable<ClientUpdate>): Promise<FitAggregate> {
+      const clip = ctx.clip;
+      const c = clip.clipNorm;
+      checkPositive("clipNorm", c);
+      const adaptive = clip.adaptive;
+      // z_Δ: the sum's share of the total multiplier when the count takes its own (Theorem 1).
+      const zDelta = adaptive ? updateNoiseMultiplier(z, adaptive.countNoiseStd) : z;
+      const noiseStd = zDelta * c;
+      const r = await inner.aggregateStream(ctx, updates, {
+        clipNorm: c,
+        weighting: "uniform",
+        noiseStd,
+        denominator: m,
+        alwaysFinish: true,
+      });
+      const warnings: string[] = [];
+      // flower warns when the number of results differs from the sampled number; with Poisson sampling the count
+      // always varies, so warn only beyond 4 standard deviations of Binomial(N, q).
+      const sd = Math.sqrt(m * (1 - options.samplingRate));
+      if (Math.abs(r.count - m) > 4 * Math.max(sd, 1)) {
+        warnings.push(
+          `round ${ctx.round}: ${r.count} updates arrived, expected about ${m} (q·N); the DP guarantee assumes every sampled device reports`,
+        );
+      }
+      for (const w of warnings) ctx.log?.(w);
+      let nextClip: ClipState = clip;
+      let fraction: number | undefined;
+      if (adaptive) {
+        fraction = noisyUnclippedFraction(r.unclippedCount, m, adaptive.countNoiseStd, ctx.random);
+        const next = nextClipNorm({ ...adaptive, clipNorm: c }, fraction);
+        nextClip = { clipNorm: next.clipNorm, adaptive: next };
+      }
+      return {
+        delta: r.delta,
+        count: r.count,
+        unclippedCount: r.unclippedCount,
+        weightSum: r.weightSum,
+        clipNorm: c,
+        noiseStd,
+        denominator: m,
+        nextClip,
+        ...(fraction !== undefined ? { noisyUnclippedFraction: fraction } : {}),
+        warnings,
+      };
+    },
+  };
+}

@@ -1,0 +1,50 @@
+/**
+ * @module
+ * Builds a population's strategy and first clip state from its {@link PopulationConfig}: FedAvg (or a robust rule
+ * for non-DP populations), wrapped by DP-FedAvg in `central` mode and by the local-DP wrapper in `local` mode.
+ */
+import type { PopulationConfig } from "../config/index.ts";
+import { createDpCentral, initialClipState } from "./dp-central.ts";
+import { createDpLocal } from "./dp-local.ts";
+import { createFedAvg } from "./fedavg.ts";
+import { createRobust } from "./robust.ts";
+import type { ClipState, Strategy } from "./strategy.ts";
+
+/** The adaptive-clipping options of a config (undefined when C is fixed). */
+function adaptiveOf(config: PopulationConfig) {
+  const a = config.clipping.adaptive;
+  if (!a || config.privacy.mode !== "central") return undefined;
+  return {
+    targetQuantile: a.targetQuantile,
+    learningRate: a.learningRate,
+    ...(a.countNoiseStd !== undefined ? { countNoiseStd: a.countNoiseStd } : {}),
+  };
+}
+
+/** The strategy a config asks for. Throws `RobustWithDpError` for robust + DP (also refused by the config schema). */
+export function strategyFromConfig(config: PopulationConfig): Strategy {
+  const mode = config.privacy.mode;
+  const inner = config.robust
+    ? createRobust({
+        kind: config.robust.kind,
+        trimFraction: config.robust.trimFraction,
+        maxClients: config.robust.maxClients,
+      })
+    : createFedAvg({ weighting: mode === "none" ? "examples" : "uniform" });
+  if (mode === "central") {
+    const adaptive = adaptiveOf(config);
+    return createDpCentral(inner, {
+      noiseMultiplier: config.privacy.noiseMultiplier,
+      samplingRate: config.samplingRate,
+      expectedClients: config.expectedClients,
+      ...(adaptive ? { adaptive } : {}),
+    });
+  }
+  if (mode === "local") return createDpLocal(inner, { noiseMultiplier: config.privacy.noiseMultiplier });
+  return inner;
+}
+
+/** The clip state of round 1 for a config. */
+export function initialClipStateOf(config: PopulationConfig): ClipState {
+  return initialClipState(config.clipping.clipNorm, config.expectedClients, adaptiveOf(config));
+}

@@ -1,0 +1,250 @@
+import { describe, expect, it } from "vitest";
+import { createBackend, type Backend } from "@fedge/gpu-node";
+import type { RandomBytes } from "@fedge/schemas";
+import { seededRandomBytes } from "@fedge/schemas/random/testing";
+import {
+  createDpCentral,
+  createDpLocal,
+  createFedAvg,
+  createRobust,
+  initialClipState,
+  RobustWithDpError,
+  initialClipStateOf,
+  strategyFromConfig,
+  type ClientUpdate,
+  type RoundContext,
+} from "./index.ts";
+import { parsePopulationConfig } from "../config/index.ts";
+
+/**
+ * A byte source whose Box–Muller output is known by hand: every 16 bytes are the words (2^31, 0, 0, 0), so
+ * u1 = 1 − 0.5 = 0.5 and u2 = 0, giving z0 = √(−2 ln 0.5)·cos 0 = √(2 ln 2) and z1 = √(2 ln 2)·sin 0 = 0.
+ */
+const R = Math.sqrt(2 * Math.LN2); // 1.1774100225154747
+const knownNoise: RandomBytes = (buf) => {
+  const words = new Uint32Array(buf.length / 4);
+  for (let i = 0; i < words.length; i += 4) words[i] = 0x80000000;
+  buf.set(new Uint8Array(words.buffer));
+};
+
+async function* stream(updates: Float32Array[], released?: number[]): AsyncGenerator<ClientUpdate> {
+  let k = 0;
+  for (const u of updates) {
+    const id = k++;
+    yield { delta: u, release: () => released?.push(id) };
+  }
+}
+
+const cpu = await createBackend({ prefer: "cpu" });
+
+function ctx(backend: Backend, over: Partial<RoundContext> = {}): RoundContext {
+  return {
+    round: 1,
+    length: 4,
+    clip: { clipNorm: 1 },
+    backend,
+    random: knownNoise,
+    batchSize: 2,
+    log: () => {},
+    ...over,
+  };
+}
+
+// Three clients, four parameters, C = 1:
+//   u1 = (3, 4, 0, 0)   ‖u1‖ = 5  → clipped to (0.6, 0.8, 0, 0)
+//   u2 = (0, 0, 0.5, 0) ‖u2‖ = 0.5 → unchanged (the only unclipped one)
+//   u3 = (0, 0, 0, 2)   ‖u3‖ = 2  → clipped to (0, 0, 0, 1)
+// clipped sum S = (0.6, 0.8, 0.5, 1); noise n = σ·(R, 0, R, 0); out = (S + n) / (q·N).
+const tiny = () => [new Float32Array([3, 4, 0, 0]), new Float32Array([0, 0, 0.5, 0]), new Float32Array([0, 0, 0, 2])];
+
+describe("DP-FedAvg (central)", () => {
+  it("matches the hand-computed round: clip, sum, σ = z·C noise, fixed denominator q·N", async () => {
+    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 2, samplingRate: 0.5, expectedClients: 2 });
+    const released: number[] = [];
+    const r = await s.aggregateFit(ctx(cpu), stream(tiny(), released));
+    // σ = 2·1 = 2, noise = (2R, 0, 2R, 0), denominator 2 (not the 3 that arrived)
+    const expected = [(0.6 + 2 * R) / 2, 0.8 / 2, (0.5 + 2 * R) / 2, 1 / 2];
+    expect(r.delta).not.toBeNull();
+    for (let i = 0; i < 4; i++) expect(r.delta![i]).toBeCloseTo(expected[i]!, 6);
+    expect(r).toMatchObject({ count: 3, unclippedCount: 1, clipNorm: 1, noiseStd: 2, denominator: 2 });
+    expect(released.sort()).toEqual([0, 1, 2]);
+    expect(s.privacyCharge()).toEqual({ noiseMultiplier: 2, samplingRate: 0.5 });
+    expect(s.configureFit({ round: 1, clip: { clipNorm: 1 } })).toEqual({ privacyMode: "central", clipNorm: 1 });
+  });
+
+  it("scales the noise with C (σ = z·C) and the clipping with C", async () => {
+    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: 4 });
+    const r = await s.aggregateFit(ctx(cpu, { clip: { clipNorm: 2 } }), stream(tiny()));
+    // C = 2: u1 → (1.2, 1.6, 0, 0), u2 and u3 unclipped; σ = 2 → noise (2R, 0, 2R, 0); ÷ 4
+    const expected = [(1.2 + 2 * R) / 4, 1.6 / 4, (0.5 + 2 * R) / 4, 2 / 4];
+    for (let i = 0; i < 4; i++) expect(r.delta![i]).toBeCloseTo(expected[i]!, 6);
+    expect(r.unclippedCount).toBe(2);
+  });
+
+  it("adaptive clipping: the sum gets z_Δ·C, the count gets σ_b, C moves geometrically (Andrew et al. Alg. 1)", async () => {
+    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: 2 });
+    const clip = initialClipState(1, 2, { targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 2 });
+    const r = await s.aggregateFit(ctx(cpu, { clip }), stream(tiny()));
+    const zDelta = (1 - 1 / 16) ** -0.5; // z⁻² − (2σ_b)⁻² = 1 − 1/16
+    expect(r.noiseStd).toBeCloseTo(zDelta, 12);
+    const expected = [(0.6 + zDelta * R) / 2, 0.4, (0.5 + zDelta * R) / 2, 0.5];
+    for (let i = 0; i < 4; i++) expect(r.delta![i]).toBeCloseTo(expected[i]!, 6);
+    // b̃ = (1 + σ_b·R) / 2 ; C' = 1·exp(−0.2·(b̃ − 0.5))
+    const b = (1 + 2 * R) / 2;
+    expect(r.noisyUnclippedFraction).toBeCloseTo(b, 12);
+    expect(r.nextClip.clipNorm).toBeCloseTo(Math.exp(-0.2 * (b - 0.5)), 12);
+    expect(r.nextClip.adaptive?.clipNorm).toBe(r.nextClip.clipNorm);
+  });
+
+  it("adaptive clipping converges to the target quantile of synthetic norms", async () => {
+    // norms uniform on (0, 10]: the median is 5; 200 clients per round, CSPRNG noise (σ_b = 10)
+    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 1, expectedClients: 200 });
+    let clip = initialClipState(0.5, 200, { targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 10 });
+    const updates = Array.from({ length: 200 }, (_, k) => new Float32Array([((k + 1) / 200) * 10, 0, 0, 0]));
+    for (let t = 0; t < 60; t++) {
+      const r = await s.aggregateFit({ round: t + 1, length: 4, clip, backend: cpu, batchSize: 64 }, stream(updates));
+      clip = r.nextClip;
+    }
+    expect(clip.clipNorm).toBeGreaterThan(4);
+    expect(clip.clipNorm).toBeLessThan(6);
+  });
+
+  it("still releases noise (and the fixed denominator) when no update arrives", async () => {
+    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: 2 });
+    const r = await s.aggregateFit(ctx(cpu), stream([]));
+    expect(r.count).toBe(0);
+    expect(Array.from(r.delta!, (x) => Number(x.toFixed(6)))).toEqual(
+      [R / 2, 0, R / 2, 0].map((x) => Number(x.toFixed(6))),
+    );
+  });
+
+  it("rejects bad parameters with typed errors", () => {
+    expect(() =>
+      createDpCentral(createFedAvg(), { noiseMultiplier: 0, samplingRate: 0.5, expectedClients: 2 }),
+    ).toThrow(/noiseMultiplier/);
+    expect(() =>
+      createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 1.5, expectedClients: 2 }),
+    ).toThrow(/samplingRate/);
+    expect(() =>
+      createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: -1 }),
+    ).toThrow(/expectedClients/);
+  });
+
+  it("refuses a bad update atomically (FedgeError invalid_shape)", async () => {
+    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: 2 });
+    await expect(s.aggregateFit(ctx(cpu), stream([new Float32Array(3)]))).rejects.toMatchObject({
+      code: "invalid_shape",
+    });
+  });
+});
+
+describe("local DP", () => {
+  it("adds no server noise: the output is the plain mean of the (already noised) updates", async () => {
+    const s = createDpLocal(createFedAvg(), { noiseMultiplier: 1.5 });
+    const ups = tiny();
+    const r = await s.aggregateFit(ctx(cpu), stream(ups));
+    // no clipping either: (3, 4, 0.5, 2) / 3
+    expect(Array.from(r.delta!)).toEqual(
+      Array.from(new Float32Array([3, 4, 0.5, 2]).map((x) => Math.fround(x * Math.fround(1 / 3)))),
+    );
+    expect(r.noiseStd).toBe(0);
+    expect(s.privacyCharge()).toEqual({ noiseMultiplier: 1.5, samplingRate: 1 });
+    expect(s.configureFit({ round: 1, clip: { clipNorm: 1 } })).toEqual({
+      privacyMode: "local",
+      clipNorm: 1,
+      localNoiseMultiplier: 1.5,
+    });
+  });
+});
+
+describe("FedAvg and robust strategies", () => {
+  it("FedAvg weights by example counts and returns null when nothing arrives", async () => {
+    const s = createFedAvg();
+    async function* two(): AsyncGenerator<ClientUpdate> {
+      yield { delta: new Float32Array([1, 0, 0, 0]), numExamples: 3 };
+      yield { delta: new Float32Array([0, 4, 0, 0]), numExamples: 1 };
+    }
+    const r = await s.aggregateFit(ctx(cpu), two());
+    expect(Array.from(r.delta!)).toEqual([0.75, 1, 0, 0]);
+    expect(r.weightSum).toBe(4);
+    const empty = await s.aggregateFit(ctx(cpu), stream([]));
+    expect(empty.delta).toBeNull();
+    expect(empty.warnings[0]).toMatch(/no update/);
+  });
+
+  it("median and trimmed mean work for non-DP populations", async () => {
+    const ups = [new Float32Array([1, 1, 1, 1]), new Float32Array([2, 2, 2, 2]), new Float32Array([100, -100, 3, 3])];
+    const med = await createRobust({ kind: "median" }).aggregateFit(ctx(cpu), stream(ups));
+    expect(Array.from(med.delta!)).toEqual([2, 1, 2, 2]);
+    const tm = await createRobust({ kind: "trimmed_mean", trimFraction: 0.34 }).aggregateFit(ctx(cpu), stream(ups));
+    expect(Array.from(tm.delta!)).toEqual([2, 1, 2, 2]);
+  });
+
+  it("robust strategies are refused for DP populations", () => {
+    expect(() =>
+      createDpCentral(createRobust({ kind: "median" }), { noiseMultiplier: 1, samplingRate: 0.1, expectedClients: 10 }),
+    ).toThrow(RobustWithDpError);
+    expect(() => createDpLocal(createRobust({ kind: "trimmed_mean" }), { noiseMultiplier: 1 })).toThrow(
+      RobustWithDpError,
+    );
+  });
+
+  it("a robust round refuses more updates than maxClients", async () => {
+    const ups = [new Float32Array(4), new Float32Array(4)];
+    await expect(
+      createRobust({ kind: "median", maxClients: 1 }).aggregateFit(ctx(cpu), stream(ups)),
+    ).rejects.toMatchObject({ code: "bad_request" });
+  });
+});
+
+describe("webgpu backend (Dawn on lavapipe)", () => {
+  it("agrees with the cpu backend on a DP round", async () => {
+    const gpu = await createBackend({ prefer: "webgpu", env: {} });
+    try {
+      const length = 5000;
+      const ups = Array.from({ length: 20 }, (_, k) => {
+        const r = seededRandomBytes(100 + k);
+        const w = new Uint32Array(length);
+        r(new Uint8Array(w.buffer));
+        return Float32Array.from(w, (x) => (x / 2 ** 32 - 0.5) * (1 + (k % 5)));
+      });
+      const s = createDpCentral(createFedAvg(), { noiseMultiplier: 0.7, samplingRate: 0.1, expectedClients: 18 });
+      const clip = initialClipState(20, 18, { countNoiseStd: 2 });
+      const run = (backend: Backend) =>
+        s.aggregateFit({ round: 1, length, clip, backend, random: seededRandomBytes(7), batchSize: 8 }, stream(ups));
+      const a = await run(cpu);
+      const b = await run(gpu);
+      expect(b.count).toBe(a.count);
+      expect(b.unclippedCount).toBe(a.unclippedCount);
+      expect(b.nextClip.clipNorm).toBeCloseTo(a.nextClip.clipNorm, 10);
+      let maxDiff = 0;
+      for (let i = 0; i < length; i++)
+        maxDiff = Math.max(maxDiff, Math.abs(a.delta![i]! - b.delta![i]!) / Math.max(1, Math.abs(a.delta![i]!)));
+      expect(maxDiff).toBeLessThan(1e-5);
+    } finally {
+      await gpu.dispose();
+    }
+  });
+});
+
+describe("strategyFromConfig", () => {
+  const base = { model: "m", samplingRate: 0.1, expectedClients: 100 };
+  const budget = { epsilon: 8, delta: 1e-5 };
+  it("composes the strategy a config asks for", () => {
+    const central = parsePopulationConfig({
+      ...base,
+      privacy: { mode: "central", noiseMultiplier: 1, budget },
+      clipping: { clipNorm: 2, adaptive: {} },
+    });
+    expect(strategyFromConfig(central).name).toBe("dp-central(fedavg)");
+    expect(initialClipStateOf(central)).toEqual({
+      clipNorm: 2,
+      adaptive: { clipNorm: 2, targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 5 },
+    });
+    const local = parsePopulationConfig({ ...base, privacy: { mode: "local", noiseMultiplier: 1, budget } });
+    expect(strategyFromConfig(local).name).toBe("dp-local(fedavg)");
+    const robust = parsePopulationConfig({ ...base, privacy: { mode: "none" }, robust: { kind: "median" } });
+    expect(strategyFromConfig(robust).name).toBe("median");
+    expect(strategyFromConfig(parsePopulationConfig({ ...base, privacy: { mode: "none" } })).name).toBe("fedavg");
+  });
+});

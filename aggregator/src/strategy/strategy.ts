@@ -1,0 +1,152 @@
+/**
+ * @module
+ * The aggregation strategy interface, Flower-style (adap/flower `server/strategy/strategy.py`: `configure_fit` /
+ * `aggregate_fit`), adapted to streaming: `aggregateFit` consumes an async iterable of client updates and feeds them
+ * to the gpu-node `Backend` in batches, so memory is O(model), never O(clients × model).
+ *
+ * Strategies are stateless objects; the per-population state they evolve (the clip norm of adaptive clipping) is a
+ * plain {@link ClipState} passed in with every round and returned updated, so the checkpoint owns it.
+ *
+ * Composition (flower `dp_fixed_clipping.py`): `createFedAvg` does the weighted streaming mean; `createDpCentral(inner)`
+ * wraps it with clipping, Gaussian noise and the fixed denominator; `createDpLocal(inner)` averages already-noised
+ * updates; `createRobust` (median / trimmed mean) is a separate strategy the DP wrappers refuse to wrap.
+ */
+import type { Backend } from "@fedge/gpu-node";
+import type { RandomBytes } from "@fedge/schemas";
+import type { AdaptiveClippingState } from "../dp/adaptive-clipping.ts";
+
+/** One device's update, as the round engine receives it. */
+export interface ClientUpdate {
+  /** Δ = w_after − w_before over the trainable layout (float32). */
+  delta: Float32Array;
+  /**
+   * Local example count, the FedAvg weight (arXiv 1602.05629 Alg. 1, n_k/n). DP strategies ignore it (uniform weights).
+   * @default 1
+   */
+  numExamples?: number;
+  /** Device id, for logs. */
+  deviceId?: string;
+  /**
+   * Called once the engine no longer reads `delta` (after its batch went into the Backend, or after a robust strategy
+   * copied it), so a producer can reuse the buffer.
+   */
+  release?: () => void;
+}
+
+/** The evolving clip state, persisted in the checkpoint. */
+export interface ClipState {
+  /** The clip norm C of the current round. */
+  clipNorm: number;
+  /** Present when adaptive clipping (Andrew et al. 2021, arXiv 1905.03871) moves C between rounds. */
+  adaptive?: AdaptiveClippingState;
+}
+
+/** Everything a strategy needs for one round. */
+export interface RoundContext {
+  /** 1-based round number. */
+  round: number;
+  /** Float count of every update (the trainable layout length). */
+  length: number;
+  /** Clip state going into this round. */
+  clip: ClipState;
+  backend: Backend;
+  /**
+   * CSPRNG for the server's noise.
+   * @default cryptoRandomBytes (crypto.getRandomValues)
+   */
+  random?: RandomBytes;
+  /**
+   * Updates per `Accumulator.add` call.
+   * @default 16
+   */
+  batchSize?: number;
+  /** Where warnings go (also returned in {@link FitAggregate.warnings}). */
+  log?: (message: string) => void;
+}
+
+/** Instructions sent to the sampled devices (becomes part of the edge's round task). */
+export interface FitInstructions {
+  privacyMode: "central" | "local" | "none";
+  /** L2 norm devices clip Δ to (`Infinity`: no clipping). */
+  clipNorm: number;
+  /** Local mode: devices add N(0, (z·C)²) per coordinate. */
+  localNoiseMultiplier?: number;
+}
+
+/** What the privacy ledger records when a round is opened: one step of the sampled Gaussian mechanism. */
+export interface PrivacyCharge {
+  /** Total noise multiplier z fed to the accountant (count share included for adaptive clipping). */
+  noiseMultiplier: number;
+  /** Sampling rate q the accountant assumes (1 when sampling gives no amplification, e.g. local mode). */
+  samplingRate: number;
+}
+
+/** Result of one round's aggregation. */
+export interface FitAggregate {
+  /** The averaged update Δ̄ to hand to the server optimizer; `null` when no update arrived (non-DP only). */
+  delta: Float32Array | null;
+  /** Updates aggregated. */
+  count: number;
+  /** Updates with ‖Δ‖ ≤ C. */
+  unclippedCount: number;
+  /** Sum of the weights. */
+  weightSum: number;
+  /** Clip norm used this round (`Infinity` when none). */
+  clipNorm: number;
+  /** Std of the noise added to the sum (0 when none). */
+  noiseStd: number;
+  /** The divisor used. */
+  denominator: number;
+  /** Clip state for the next round. */
+  nextClip: ClipState;
+  /** Adaptive clipping: the noised unclipped fraction b̃ that moved C. */
+  noisyUnclippedFraction?: number;
+  warnings: string[];
+}
+
+/** The interface every strategy implements. */
+export interface Strategy {
+  readonly name: string;
+  readonly privacyMode: "central" | "local" | "none";
+  /** The ledger charge of one round, or `null` for a non-DP population. */
+  privacyCharge(): PrivacyCharge | null;
+  /** Flower `configure_fit`: the instructions of this round's devices. */
+  configureFit(ctx: Pick<RoundContext, "round" | "clip">): FitInstructions;
+  /** Flower `aggregate_fit`, streaming. */
+  aggregateFit(ctx: RoundContext, updates: AsyncIterable<ClientUpdate>): Promise<FitAggregate>;
+}
+
+/** How a streaming sum is turned into a mean. */
+export interface StreamPlan {
+  /** Clip norm for the Backend accumulator (`Infinity` = none). */
+  clipNorm: number;
+  /** `examples`: weight w_k = numExamples; `uniform`: w_k = 1. */
+  weighting: "examples" | "uniform";
+  /** Std of the Gaussian noise on the sum. */
+  noiseStd: number;
+  /** A fixed divisor, or the weight sum / count of what arrived. */
+  denominator: number | "weightSum";
+  /**
+   * DP: always run `finish` (noise is released even when no update arrived, so the output distribution does not
+   * depend on the count); non-DP: return `delta: null` when nothing arrived.
+   */
+  alwaysFinish: boolean;
+}
+
+/** What {@link StreamingStrategy.aggregateStream} returns: the sum's mean and the accumulator's statistics. */
+export interface StreamResult {
+  delta: Float32Array | null;
+  count: number;
+  unclippedCount: number;
+  weightSum: number;
+  denominator: number;
+}
+
+/** A strategy whose aggregation is a streaming (clipped, weighted) sum: what the DP wrappers can wrap. */
+export interface StreamingStrategy extends Strategy {
+  aggregateStream(ctx: RoundContext, updates: AsyncIterable<ClientUpdate>, plan: StreamPlan): Promise<StreamResult>;
+}
+
+export function isStreamingStrategy(s: Strategy): s is StreamingStrategy {
+  return typeof (s as Partial<StreamingStrategy>).aggregateStream === "function";
+}
