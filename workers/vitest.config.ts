@@ -15,5 +15,7 @@ export default defineConfig({
     name: "workers",
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
+    // Reference outputs from onnxruntime-node (Node side) for the inference tests.
+    globalSetup: ["test/inference-expected.setup.ts"],
   },
 });

@@ -8,6 +8,15 @@ import { HTTPException } from "hono/http-exception";
 import { FedgeError, type ErrorEnvelope } from "@fedge/schemas";
 import type { AppEnv } from "./env.ts";
 import { health } from "./routes/health/index.ts";
+import { adminKeys } from "./routes/admin-keys/index.ts";
+import { usage } from "./routes/usage/index.ts";
+import { models } from "./routes/models/index.ts";
+import { predict } from "./routes/predict/index.ts";
+import { adminModels } from "./routes/admin-models/index.ts";
+import { adminBench } from "./routes/admin-bench/index.ts";
+import { devices } from "./routes/devices/index.ts";
+import { rounds } from "./routes/rounds/index.ts";
+import { adminRounds } from "./routes/admin-rounds/index.ts";
 
 export function createApp() {
   const app = new OpenAPIHono<AppEnv>({
@@ -22,6 +31,15 @@ export function createApp() {
   });
 
   app.route("/", health);
+  app.route("/", adminKeys);
+  app.route("/", usage);
+  app.route("/", models);
+  app.route("/", predict);
+  app.route("/", adminModels);
+  app.route("/", adminBench);
+  app.route("/", devices);
+  app.route("/", rounds);
+  app.route("/", adminRounds);
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

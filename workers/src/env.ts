@@ -8,6 +8,10 @@ export type Bindings = Env & {
   FEDGE_ADMIN_TOKEN?: string;
   /** Local development API key seeded by the bootstrap. */
   FEDGE_DEV_API_KEY?: string;
+  /** Aggregator Ed25519 public key(s), base64url, comma-separated (see middleware/aggregator-signature). */
+  FEDGE_AGGREGATOR_PUBLIC_KEY?: string;
+  /** Active devices one API key may register unless an admin set its quota. @default 100000 */
+  FEDGE_DEVICE_QUOTA_PER_KEY?: string;
 };
 
 export type AppEnv = {

@@ -7,6 +7,7 @@ import type { Bindings } from "./env.ts";
 
 export { AccountLedger } from "./durable-objects/account-ledger.ts";
 export { RoundCoordinator } from "./durable-objects/round-coordinator.ts";
+export { DeviceRegistry } from "./durable-objects/device-registry.ts";
 
 const app = createApp();
 

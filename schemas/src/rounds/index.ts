@@ -1,2 +1,3 @@
 export * from "./task.ts";
 export * from "./checkin.ts";
+export * from "./admin.ts";

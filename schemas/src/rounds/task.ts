@@ -32,6 +32,8 @@ export const RoundTask = z
     trainable: TrainableScope,
     /** Number of float values in the update (length of the flattened trainable parameters). */
     update_length: z.number().int().positive(),
+    /** Payload dtype the edge accepts for this round (`application/vnd.fedge.update` dtype); absent means `float32`. */
+    update_dtype: z.enum(["float32", "int8"]).optional(),
     /** Single-use, issued to this device for this round (base64url of 16 random bytes). */
     nonce: Base64Url,
     deadline: IsoDateTime,

@@ -1,8 +1,170 @@
 /**
  * @module
- * AccountLedger: single-writer state for API keys, metering and rate limits.
+ * AccountLedger: one Durable Object per API key (named `key:<id>`), the single writer of that key's record, its
+ * rate-limit bucket and its daily usage. One object per key keeps every check strongly consistent without making
+ * one object the bottleneck of all traffic.
+ *
+ * Keys are stored as SHA-256 of the whole key string. A fedge key carries 256 random bits, so a fast hash is
+ * enough: nobody can guess or brute-force a preimage, and a slow password hash (scrypt, Argon2) would only add CPU
+ * time to every request. A leaked ledger therefore reveals no usable key.
  */
 import { DurableObject } from "cloudflare:workers";
+import type { ApiKeyInfo, UsageDay, UsageReport } from "@fedge/schemas";
 import type { Bindings } from "../env.ts";
+import { takeToken, type BucketState } from "../middleware/rate-limit/index.ts";
 
-export class AccountLedger extends DurableObject<Bindings> {}
+/** What `authenticate` answers; the middleware turns it into 401/403/429 or a context variable. */
+export type AuthVerdict =
+  | { status: "ok"; key: ApiKeyInfo; remaining: number }
+  | { status: "unknown" }
+  | { status: "revoked"; key: ApiKeyInfo }
+  | { status: "rate_limited"; key: ApiKeyInfo; retryAfterSeconds: number };
+
+export interface CreateKeyInput {
+  id: string;
+  name: string;
+  /** Lowercase hex SHA-256 of the full key string. */
+  hash: string;
+  rateLimitPerMinute: number;
+  /** Epoch milliseconds. */
+  now: number;
+}
+
+interface KeyRow extends Record<string, SqlStorageValue> {
+  id: string;
+  name: string;
+  hash: string;
+  rate_limit: number;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+function toInfo(row: KeyRow): ApiKeyInfo {
+  return {
+    id: row.id,
+    name: row.name,
+    rate_limit_per_minute: row.rate_limit,
+    created_at: new Date(row.created_at).toISOString(),
+    revoked_at: row.revoked_at === null ? null : new Date(row.revoked_at).toISOString(),
+  };
+}
+
+/** Constant-time equality of two equal-length hex strings (hashes). */
+function hashesEqual(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+/** The UTC day (`YYYY-MM-DD`) of an epoch-millisecond instant. */
+export function utcDay(epochMs: number): string {
+  return new Date(epochMs).toISOString().slice(0, 10);
+}
+
+export class AccountLedger extends DurableObject<Bindings> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Bindings) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS api_key (
+      id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, rate_limit INTEGER NOT NULL,
+      created_at INTEGER NOT NULL, revoked_at INTEGER)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS bucket (one INTEGER PRIMARY KEY CHECK (one = 1),
+      tokens REAL NOT NULL, updated_at INTEGER NOT NULL)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS usage (day TEXT PRIMARY KEY, calls INTEGER NOT NULL,
+      input_elements INTEGER NOT NULL)`);
+  }
+
+  private row(): KeyRow | null {
+    const rows = this.sql.exec<KeyRow>("SELECT * FROM api_key LIMIT 1").toArray();
+    return rows[0] ?? null;
+  }
+
+  /** Create this key; `null` when a key with this id already exists (ids are random, so a clash is a caller bug). */
+  async create(input: CreateKeyInput): Promise<ApiKeyInfo | null> {
+    if (this.row()) return null;
+    this.sql.exec(
+      "INSERT INTO api_key (id, name, hash, rate_limit, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)",
+      input.id,
+      input.name,
+      input.hash,
+      input.rateLimitPerMinute,
+      input.now,
+    );
+    return toInfo(this.row()!);
+  }
+
+  /**
+   * Create the local bootstrap key if it is absent (only called for `FEDGE_DEV_API_KEY` when `FEDGE_ENV` is
+   * `local`); a different existing hash is replaced, so rotating `.dev.vars` keeps working.
+   */
+  async ensure(input: CreateKeyInput): Promise<void> {
+    const row = this.row();
+    if (!row) {
+      await this.create(input);
+    } else if (!hashesEqual(row.hash, input.hash)) {
+      this.sql.exec("UPDATE api_key SET hash = ? WHERE id = ?", input.hash, row.id);
+    }
+  }
+
+  /** Check the key hash, its revocation and (when `rateLimit`) take one token from its bucket. */
+  async authenticate(input: { hash: string; now: number; rateLimit: boolean }): Promise<AuthVerdict> {
+    const row = this.row();
+    if (!row || !hashesEqual(row.hash, input.hash)) return { status: "unknown" };
+    const key = toInfo(row);
+    if (row.revoked_at !== null) return { status: "revoked", key };
+    if (!input.rateLimit) return { status: "ok", key, remaining: row.rate_limit };
+    const prev = this.sql
+      .exec<{ tokens: number; updated_at: number }>("SELECT tokens, updated_at FROM bucket WHERE one = 1")
+      .toArray()[0];
+    const state: BucketState | null = prev ? { tokens: prev.tokens, updatedAt: prev.updated_at } : null;
+    const taken = takeToken(state, input.now, row.rate_limit);
+    this.sql.exec(
+      "INSERT INTO bucket (one, tokens, updated_at) VALUES (1, ?, ?) ON CONFLICT(one) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at",
+      taken.state.tokens,
+      taken.state.updatedAt,
+    );
+    if (!taken.allowed) return { status: "rate_limited", key, retryAfterSeconds: taken.retryAfterSeconds };
+    return { status: "ok", key, remaining: taken.remaining };
+  }
+
+  /** Revoke the key; `null` when it does not exist. Idempotent: a second revoke keeps the first time. */
+  async revoke(now: number): Promise<ApiKeyInfo | null> {
+    const row = this.row();
+    if (!row) return null;
+    if (row.revoked_at === null) this.sql.exec("UPDATE api_key SET revoked_at = ? WHERE id = ?", now, row.id);
+    return toInfo(this.row()!);
+  }
+
+  /** Add metered usage to a UTC day. */
+  async record(input: { day: string; calls: number; inputElements: number }): Promise<void> {
+    if (!this.row()) return;
+    this.sql.exec(
+      "INSERT INTO usage (day, calls, input_elements) VALUES (?, ?, ?) ON CONFLICT(day) DO UPDATE SET calls = calls + excluded.calls, input_elements = input_elements + excluded.input_elements",
+      input.day,
+      input.calls,
+      input.inputElements,
+    );
+  }
+
+  /** The key and its usage per UTC day within `[from, to]` (inclusive); `null` when the key does not exist. */
+  async usage(range: { from?: string; to?: string } = {}): Promise<UsageReport | null> {
+    const row = this.row();
+    if (!row) return null;
+    const days = this.sql
+      .exec<{ day: string; calls: number; input_elements: number }>(
+        "SELECT day, calls, input_elements FROM usage WHERE day >= ? AND day <= ? ORDER BY day",
+        range.from ?? "0000-00-00",
+        range.to ?? "9999-99-99",
+      )
+      .toArray()
+      .map((d): UsageDay => ({ day: d.day, calls: d.calls, input_elements: d.input_elements }));
+    const total = days.reduce(
+      (t, d) => ({ calls: t.calls + d.calls, input_elements: t.input_elements + d.input_elements }),
+      { calls: 0, input_elements: 0 },
+    );
+    return { key: toInfo(row), days, total };
+  }
+}

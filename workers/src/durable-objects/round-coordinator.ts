@@ -1,8 +1,492 @@
 /**
  * @module
- * RoundCoordinator: one per training population; owns the round lifecycle.
+ * RoundCoordinator: one SQLite-backed Durable Object per training population (model name), the single writer of its rounds.
+ *
+ * Lifecycle: `open` (check-ins answered, tasks issued) → `collecting` (first update accepted) → `closed` (deadline alarm,
+ * `max_reports` accepted, or an admin) → `aggregated` (the aggregator marked it, optionally with the published model version).
+ * One round at a time collects; dropouts (selected devices that never report) are normal.
+ *
+ * Sampling: a device's first check-in in a round flips a CSPRNG coin with probability q (`poissonCoin`) and records it with
+ * the device's single-use nonce; every later check-in in that round reads the record, so the answer never changes.
+ *
+ * Ingestion is two-phase so that nothing accepted is lost and nothing is counted twice: the route checks the update
+ * (`uploadTarget`, `preflightUpload`), writes the payload to R2 under a key that names round, device and content hash,
+ * then `commitUpload` records it here in one SQLite transaction keyed by (round, device). A crash between the R2 write and
+ * the commit leaves an unreferenced object (the device's retry rewrites the same key and commits); a second commit for the
+ * same device and bytes returns the first receipt with `duplicate: true`.
+ *
+ * Every RPC method returns a `Result` (no domain errors thrown across RPC). State is loaded under `blockConcurrencyWhile`;
+ * the deadline is an alarm, and every method also closes an expired round lazily in case the alarm is late.
  */
 import { DurableObject } from "cloudflare:workers";
+import {
+  roundIdFor,
+  roundTaskFor,
+  toBase64Url,
+  type CheckinResponse,
+  type CloseReason,
+  type RoundParams,
+  type RoundState,
+  type RoundStatus,
+  type AcceptedUpdate,
+  type UpdateReceipt,
+} from "@fedge/schemas";
 import type { Bindings } from "../env.ts";
+import { poissonCoin } from "../training/sampling.ts";
+import type { UpdateLimits } from "../training/update-checks.ts";
+import { fail, type Result } from "../training/result.ts";
 
-export class RoundCoordinator extends DurableObject<Bindings> {}
+/** Seconds a device waits before checking in again when no round is collecting. */
+export const NO_ROUND_RETRY_S = 60;
+
+export function roundsStub(env: Bindings, model: string) {
+  return env.ROUNDS.getByName(model);
+}
+
+type RoundRow = {
+  seq: number;
+  round_id: string;
+  model: string;
+  state: RoundState;
+  params: string;
+  opened_at: number;
+  deadline: number;
+  closed_at: number | null;
+  close_reason: CloseReason | null;
+  aggregated_at: number | null;
+  published_version: number | null;
+  checked_in: number;
+  selected: number;
+  accepted: number;
+};
+
+type CheckinRow = { selected: number; nonce: string | null };
+
+type UpdateRow = {
+  n: number;
+  device_id: string;
+  public_key: string;
+  sha256: string;
+  byte_length: number;
+  r2_key: string;
+  received_at: number;
+};
+
+export interface UploadTarget {
+  limits: UpdateLimits;
+  /** Whether the round still takes new updates (a closed round still answers idempotent resubmissions). */
+  accepting: boolean;
+}
+
+export interface CommitInput {
+  roundId: string;
+  deviceId: string;
+  /** base64url nonce from the update. */
+  nonce: string;
+  sha256: string;
+  byteLength: number;
+  /** base64url Ed25519 public key the signature verified under. */
+  publicKey: string;
+  r2Key: string;
+  now: number;
+}
+
+export interface StoredUpdate {
+  r2_key: string;
+  sha256: string;
+  byte_length: number;
+  public_key: string;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const isCollecting = (s: RoundState) => s === "open" || s === "collecting";
+
+export class RoundCoordinator extends DurableObject<Bindings> {
+  private readonly sql: SqlStorage;
+  /** The newest round, or null before the first one. */
+  private latest: RoundRow | null = null;
+
+  constructor(ctx: DurableObjectState, env: Bindings) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    void ctx.blockConcurrencyWhile(async () => {
+      this.sql.exec(`CREATE TABLE IF NOT EXISTS rounds (
+        seq INTEGER PRIMARY KEY, round_id TEXT NOT NULL UNIQUE, model TEXT NOT NULL, state TEXT NOT NULL,
+        params TEXT NOT NULL, opened_at INTEGER NOT NULL, deadline INTEGER NOT NULL, closed_at INTEGER,
+        close_reason TEXT, aggregated_at INTEGER, published_version INTEGER,
+        checked_in INTEGER NOT NULL DEFAULT 0, selected INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0)`);
+      this.sql.exec(`CREATE TABLE IF NOT EXISTS checkins (
+        round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, selected INTEGER NOT NULL, nonce TEXT, at INTEGER NOT NULL,
+        PRIMARY KEY (round_seq, device_id))`);
+      this.sql.exec(`CREATE TABLE IF NOT EXISTS updates (
+        round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, n INTEGER NOT NULL, public_key TEXT NOT NULL,
+        sha256 TEXT NOT NULL, byte_length INTEGER NOT NULL, r2_key TEXT NOT NULL, received_at INTEGER NOT NULL,
+        PRIMARY KEY (round_seq, device_id), UNIQUE (round_seq, n))`);
+      this.latest = this.sql.exec<RoundRow>("SELECT * FROM rounds ORDER BY seq DESC LIMIT 1").toArray()[0] ?? null;
+    });
+  }
+
+  // ── admin ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Opens the population's next round; 409 while another one is still collecting. */
+  async openRound(input: {
+    model: string;
+    params: RoundParams;
+    deadline: number;
+    now: number;
+  }): Promise<Result<{ status: RoundStatus }>> {
+    const { model, params, deadline, now } = input;
+    this.expire(now);
+    const prev = this.latest;
+    if (prev && isCollecting(prev.state)) {
+      return fail("conflict", 409, `round ${prev.round_id} is still ${prev.state}; close it first`);
+    }
+    if (params.privacy_mode === "distributed") {
+      return fail(
+        "validation_failed",
+        400,
+        "privacy_mode distributed (secure aggregation) is not supported by the edge yet",
+      );
+    }
+    if (!(deadline > now)) return fail("validation_failed", 400, "deadline: must be in the future");
+    const seq = (prev?.seq ?? 0) + 1;
+    const roundId = roundIdFor(model, seq);
+    this.sql.exec(
+      `INSERT INTO rounds (seq, round_id, model, state, params, opened_at, deadline) VALUES (?, ?, ?, 'open', ?, ?, ?)`,
+      seq,
+      roundId,
+      model,
+      JSON.stringify(params),
+      now,
+      deadline,
+    );
+    this.latest = this.row(roundId);
+    await this.ctx.storage.setAlarm(deadline);
+    return { ok: true, status: this.toStatus(this.latest!) };
+  }
+
+  async status(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
+    this.expire(now);
+    const r = this.row(roundId);
+    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
+    return { ok: true, status: this.toStatus(r) };
+  }
+
+  /** Newest rounds first. */
+  async listRounds(limit: number, now: number): Promise<RoundStatus[]> {
+    this.expire(now);
+    return this.sql
+      .exec<RoundRow>("SELECT * FROM rounds ORDER BY seq DESC LIMIT ?", limit)
+      .toArray()
+      .map((r) => this.toStatus(r));
+  }
+
+  /** Stops collecting now (idempotent: a closed or aggregated round is returned as it is). */
+  async closeRound(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
+    this.expire(now);
+    const r = this.row(roundId);
+    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
+    if (isCollecting(r.state)) this.close(r.seq, "admin", now);
+    return { ok: true, status: this.toStatus(this.row(roundId)!) };
+  }
+
+  /**
+   * Marks a closed round aggregated, optionally linking the published model version. Idempotent; a different version than
+   * one already linked is a 409, as is a round still collecting or one with fewer than `min_reports` accepted updates.
+   */
+  async markAggregated(
+    roundId: string,
+    publishedVersion: number | undefined,
+    now: number,
+  ): Promise<Result<{ status: RoundStatus }>> {
+    this.expire(now);
+    const r = this.row(roundId);
+    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
+    if (isCollecting(r.state)) return fail("conflict", 409, `round ${roundId} is still ${r.state}; close it first`);
+    const params = JSON.parse(r.params) as RoundParams;
+    if (r.accepted < params.min_reports) {
+      return fail(
+        "conflict",
+        409,
+        `round ${roundId} has ${r.accepted} accepted updates, fewer than its min_reports ${params.min_reports}`,
+      );
+    }
+    if (publishedVersion !== undefined && r.published_version !== null && r.published_version !== publishedVersion) {
+      return fail("conflict", 409, `round ${roundId} is already linked to model version ${r.published_version}`);
+    }
+    if (r.state === "closed") {
+      this.sql.exec(
+        "UPDATE rounds SET state = 'aggregated', aggregated_at = ?, published_version = ? WHERE seq = ?",
+        now,
+        publishedVersion ?? null,
+        r.seq,
+      );
+    } else if (publishedVersion !== undefined && r.published_version === null) {
+      this.sql.exec("UPDATE rounds SET published_version = ? WHERE seq = ?", publishedVersion, r.seq);
+    }
+    this.refreshLatest(r.seq);
+    return { ok: true, status: this.toStatus(this.row(roundId)!) };
+  }
+
+  /** Accepted updates of a closed round in acceptance order, `limit` at a time after cursor `after` (a `seq`). */
+  async listUpdates(
+    roundId: string,
+    after: number,
+    limit: number,
+    now: number,
+  ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
+    this.expire(now);
+    const r = this.row(roundId);
+    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
+    if (isCollecting(r.state)) {
+      return fail("conflict", 409, `round ${roundId} is still ${r.state}; its updates are listed once it is closed`);
+    }
+    const rows = this.sql
+      .exec<UpdateRow>(
+        "SELECT * FROM updates WHERE round_seq = ? AND n > ? ORDER BY n LIMIT ?",
+        r.seq,
+        after,
+        limit + 1,
+      )
+      .toArray();
+    const page = rows.slice(0, limit);
+    return {
+      ok: true,
+      items: page.map((u) => ({
+        seq: u.n,
+        device_id: u.device_id,
+        public_key: u.public_key,
+        sha256: u.sha256,
+        byte_length: u.byte_length,
+        received_at: iso(u.received_at),
+      })),
+      next_cursor: rows.length > limit ? String(page[page.length - 1]!.n) : null,
+    };
+  }
+
+  /** Where one accepted update is stored (any state: the device's own receipt stays valid). */
+  async getUpdate(roundId: string, deviceId: string): Promise<Result<{ update: StoredUpdate }>> {
+    const r = this.row(roundId);
+    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
+    const u = this.updateRow(r.seq, deviceId);
+    if (!u) return fail("not_found", 404, `round ${roundId} has no accepted update from ${deviceId}`);
+    return {
+      ok: true,
+      update: { r2_key: u.r2_key, sha256: u.sha256, byte_length: u.byte_length, public_key: u.public_key },
+    };
+  }
+
+  // ── devices ────────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** The device's answer for the collecting round: flips and records its coin on the first check-in, reads it after. */
+  async checkin(deviceId: string, now: number): Promise<CheckinResponse> {
+    this.expire(now);
+    const r = this.latest;
+    if (!r || !isCollecting(r.state)) {
+      return { selected: false, reason: "no_open_round", retry_after_s: NO_ROUND_RETRY_S };
+    }
+    const params = JSON.parse(r.params) as RoundParams;
+    let record = this.sql
+      .exec<CheckinRow>("SELECT selected, nonce FROM checkins WHERE round_seq = ? AND device_id = ?", r.seq, deviceId)
+      .toArray()[0];
+    if (!record) {
+      const selected = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
+      const nonce = selected ? toBase64Url(crypto.getRandomValues(new Uint8Array(16))) : null;
+      this.ctx.storage.transactionSync(() => {
+        this.sql.exec(
+          "INSERT INTO checkins (round_seq, device_id, selected, nonce, at) VALUES (?, ?, ?, ?, ?)",
+          r.seq,
+          deviceId,
+          selected ? 1 : 0,
+          nonce,
+          now,
+        );
+        this.sql.exec(
+          "UPDATE rounds SET checked_in = checked_in + 1, selected = selected + ? WHERE seq = ?",
+          selected ? 1 : 0,
+          r.seq,
+        );
+      });
+      this.refreshLatest(r.seq);
+      record = { selected: selected ? 1 : 0, nonce };
+    }
+    const retryAfter = Math.max(1, Math.ceil((r.deadline - now) / 1000));
+    if (!record.selected) {
+      return { selected: false, reason: "not_sampled", round_id: r.round_id, retry_after_s: retryAfter };
+    }
+    if (this.updateRow(r.seq, deviceId)) {
+      return { selected: false, reason: "already_reported", round_id: r.round_id, retry_after_s: retryAfter };
+    }
+    return { selected: true, task: roundTaskFor(r.round_id, r.model, params, record.nonce!, iso(r.deadline)) };
+  }
+
+  /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */
+  async uploadTarget(roundId: string, now: number): Promise<Result<UploadTarget>> {
+    this.expire(now);
+    const r = this.row(roundId);
+    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
+    const p = JSON.parse(r.params) as RoundParams;
+    return {
+      ok: true,
+      accepting: isCollecting(r.state),
+      limits: {
+        update_length: p.update_length,
+        update_dtype: p.update_dtype,
+        clip_norm: p.clip_norm,
+        privacy_mode: p.privacy_mode,
+        local_noise_multiplier: p.local_noise_multiplier,
+      },
+    };
+  }
+
+  /** Checks, without writing, that a verified update may be stored: a duplicate answers its first receipt. */
+  async preflightUpload(
+    input: Omit<CommitInput, "r2Key" | "publicKey" | "byteLength">,
+  ): Promise<Result<{ duplicate: UpdateReceipt | null }>> {
+    this.expire(input.now);
+    const r = this.row(input.roundId);
+    if (!r) return fail("round_not_found", 404, `no round ${input.roundId}`);
+    const checked = this.admissible(r, input.deviceId, input.nonce, input.sha256);
+    if (!checked.ok) return checked;
+    return { ok: true, duplicate: checked.duplicate };
+  }
+
+  /** Records a stored update (one SQLite transaction); the same device and bytes again return the first receipt. */
+  async commitUpload(input: CommitInput): Promise<Result<{ receipt: UpdateReceipt }>> {
+    this.expire(input.now);
+    const r = this.row(input.roundId);
+    if (!r) return fail("round_not_found", 404, `no round ${input.roundId}`);
+    const checked = this.admissible(r, input.deviceId, input.nonce, input.sha256);
+    if (!checked.ok) return checked;
+    if (checked.duplicate) return { ok: true, receipt: checked.duplicate };
+    const params = JSON.parse(r.params) as RoundParams;
+    const n = r.accepted + 1;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec(
+        `INSERT INTO updates (round_seq, device_id, n, public_key, sha256, byte_length, r2_key, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        r.seq,
+        input.deviceId,
+        n,
+        input.publicKey,
+        input.sha256,
+        input.byteLength,
+        input.r2Key,
+        input.now,
+      );
+      this.sql.exec("UPDATE rounds SET accepted = ?, state = 'collecting' WHERE seq = ?", n, r.seq);
+      if (n >= params.max_reports) this.close(r.seq, "max_reports", input.now);
+    });
+    this.refreshLatest(r.seq);
+    return {
+      ok: true,
+      receipt: {
+        round_id: r.round_id,
+        device_id: input.deviceId,
+        sha256: input.sha256,
+        received_at: iso(input.now),
+        duplicate: false,
+      },
+    };
+  }
+
+  // ── alarm ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** The collecting round's deadline. */
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    this.expire(now);
+    const r = this.latest;
+    if (r && isCollecting(r.state)) await this.ctx.storage.setAlarm(r.deadline);
+  }
+
+  // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+  private admissible(
+    r: RoundRow,
+    deviceId: string,
+    nonce: string,
+    sha256: string,
+  ): Result<{ duplicate: UpdateReceipt | null }> {
+    const existing = this.updateRow(r.seq, deviceId);
+    if (existing) {
+      if (existing.sha256 === sha256) {
+        return {
+          ok: true,
+          duplicate: {
+            round_id: r.round_id,
+            device_id: deviceId,
+            sha256,
+            received_at: iso(existing.received_at),
+            duplicate: true,
+          },
+        };
+      }
+      return fail("nonce_used", 409, `device ${deviceId} already reported for round ${r.round_id}; its nonce is used`);
+    }
+    if (!isCollecting(r.state)) return fail("round_closed", 409, `round ${r.round_id} is ${r.state}`);
+    const issued = this.sql
+      .exec<CheckinRow>("SELECT selected, nonce FROM checkins WHERE round_seq = ? AND device_id = ?", r.seq, deviceId)
+      .toArray()[0];
+    if (!issued || !issued.selected || issued.nonce !== nonce) {
+      return fail("nonce_invalid", 403, `this nonce was not issued to device ${deviceId} for round ${r.round_id}`);
+    }
+    return { ok: true, duplicate: null };
+  }
+
+  /** Closes the collecting round if its deadline has passed. */
+  private expire(now: number): void {
+    const r = this.latest;
+    if (r && isCollecting(r.state) && now >= r.deadline) {
+      this.close(r.seq, "deadline", now);
+      this.refreshLatest(r.seq);
+    }
+  }
+
+  private close(seq: number, reason: CloseReason, now: number): void {
+    this.sql.exec(
+      "UPDATE rounds SET state = 'closed', closed_at = ?, close_reason = ? WHERE seq = ? AND state IN ('open', 'collecting')",
+      now,
+      reason,
+      seq,
+    );
+    this.refreshLatest(seq);
+  }
+
+  private refreshLatest(seq: number): void {
+    if (this.latest && this.latest.seq === seq) {
+      this.latest = this.sql.exec<RoundRow>("SELECT * FROM rounds WHERE seq = ?", seq).toArray()[0] ?? null;
+    }
+  }
+
+  private row(roundId: string): RoundRow | null {
+    if (this.latest && this.latest.round_id === roundId) return this.latest;
+    return this.sql.exec<RoundRow>("SELECT * FROM rounds WHERE round_id = ?", roundId).toArray()[0] ?? null;
+  }
+
+  private updateRow(seq: number, deviceId: string): UpdateRow | null {
+    return (
+      this.sql
+        .exec<UpdateRow>("SELECT * FROM updates WHERE round_seq = ? AND device_id = ?", seq, deviceId)
+        .toArray()[0] ?? null
+    );
+  }
+
+  private toStatus(r: RoundRow): RoundStatus {
+    return {
+      round_id: r.round_id,
+      model: r.model,
+      state: r.state,
+      params: JSON.parse(r.params) as RoundParams,
+      opened_at: iso(r.opened_at),
+      deadline: iso(r.deadline),
+      closed_at: r.closed_at === null ? null : iso(r.closed_at),
+      close_reason: r.close_reason,
+      aggregated_at: r.aggregated_at === null ? null : iso(r.aggregated_at),
+      published_version: r.published_version,
+      checked_in: r.checked_in,
+      selected: r.selected,
+      accepted: r.accepted,
+    };
+  }
+}

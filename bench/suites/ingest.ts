@@ -1,0 +1,253 @@
+/**
+ * @module
+ * Edge ingestion throughput (issue 5): accepted signed 100k-parameter float32 updates per second through `wrangler dev` on
+ * loopback (decode, device lookup, Ed25519 verify, shape/finite/norm checks, nonce check, R2 put, Durable Object commit),
+ * against a bare echo worker (bench/echo) receiving the same bytes over the same loopback in the same run. Goal: ratio ≥ 0.5.
+ *
+ * A second measure compares against the same echo worker doing one R2 put of the bytes: the local R2 emulator's cost, which
+ * bounds any ingestion that stores each update in R2 before acknowledging it.
+ *
+ * All servers get the same request count and client concurrency; the updates are signed before timing starts.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import nacl from "tweetnacl";
+import { checkinSigningBytes, fromBase64Url, toBase64Url, type CheckinResponse, type RoundTask } from "@fedge/schemas";
+import { UPDATE_MEDIA_TYPE, encodeUpdate } from "@fedge/schemas/update-codec";
+import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/test";
+import { measure, type BenchMeasure } from "../types.ts";
+
+const N_PARAMS = 100_000;
+const N_UPDATES = 160;
+const CONCURRENCY = 8;
+const EDGE_PORT = 8800;
+const ECHO_PORT = 8801;
+const ADMIN_TOKEN = `bench-${toBase64Url(crypto.getRandomValues(new Uint8Array(16)))}`;
+
+async function json<T>(res: Response, expectStatus: number): Promise<T> {
+  const text = await res.text();
+  if (res.status !== expectStatus)
+    throw new Error(`HTTP ${res.status} (expected ${expectStatus}): ${text.slice(0, 500)}`);
+  return JSON.parse(text) as T;
+}
+
+/** Runs `jobs` with at most `limit` in flight; returns the wall seconds and per-request latencies (ms). */
+async function pool(jobs: (() => Promise<void>)[], limit: number): Promise<{ seconds: number; latencies: number[] }> {
+  const latencies: number[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < jobs.length) {
+        const job = jobs[next++]!;
+        const t = performance.now();
+        await job();
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  return { seconds: (performance.now() - started) / 1000, latencies };
+}
+
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+
+function vector(n: number, norm: number): Float32Array {
+  const v = new Float32Array(n);
+  let s = 0;
+  for (let i = 0; i < n; i++) {
+    v[i] = Math.sin(i * 0.7368) * 0.5;
+    s += v[i]! * v[i]!;
+  }
+  const k = norm / Math.sqrt(s);
+  for (let i = 0; i < n; i++) v[i] = v[i]! * k;
+  return v;
+}
+
+async function prepare(edge: LocalEdge, model: string): Promise<{ roundId: string; bodies: Uint8Array[] }> {
+  const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" };
+  const key = await json<{ key: string }>(
+    await fetch(`${edge.url}/v1/admin/keys`, {
+      method: "POST",
+      headers: admin,
+      body: JSON.stringify({ name: "ingest bench", rate_limit_per_minute: 1_000_000 }),
+    }),
+    201,
+  );
+  const round = await json<{ round_id: string }>(
+    await fetch(`${edge.url}/v1/admin/rounds`, {
+      method: "POST",
+      headers: admin,
+      body: JSON.stringify({
+        model,
+        model_version: 1,
+        clip_norm: 1,
+        learning_rate: 0.05,
+        local_epochs: 1,
+        batch_size: 32,
+        privacy_mode: "central",
+        trainable: "all",
+        update_length: N_PARAMS,
+        sampling_rate: 1,
+        min_reports: 1,
+        max_reports: 100_000,
+        duration_s: 3600,
+      }),
+    }),
+    201,
+  );
+  const apiHeaders = { authorization: `Bearer ${key.key}`, "content-type": "application/json" };
+  const bodies: Uint8Array[] = new Array(N_UPDATES);
+  const values = vector(N_PARAMS, 0.5);
+  await pool(
+    Array.from({ length: N_UPDATES }, (_, i) => async () => {
+      const keys = nacl.sign.keyPair();
+      const { device_id } = await json<{ device_id: string }>(
+        await fetch(`${edge.url}/v1/devices`, {
+          method: "POST",
+          headers: apiHeaders,
+          body: JSON.stringify({ public_key: toBase64Url(keys.publicKey) }),
+        }),
+        201,
+      );
+      const timestamp = new Date().toISOString();
+      const signature = toBase64Url(
+        nacl.sign.detached(checkinSigningBytes(model, device_id, timestamp), keys.secretKey),
+      );
+      const answer = await json<CheckinResponse>(
+        await fetch(`${edge.url}/v1/rounds/checkin`, {
+          method: "POST",
+          headers: apiHeaders,
+          body: JSON.stringify({ model, device_id, timestamp, signature }),
+        }),
+        200,
+      );
+      if (!answer.selected) throw new Error("q = 1 but a device was not selected");
+      const task: RoundTask = answer.task;
+      values[i % N_PARAMS] = 0; // a different body per device (the norm only shrinks)
+      bodies[i] = encodeUpdate(
+        {
+          roundId: task.round_id,
+          deviceId: device_id,
+          nonce: fromBase64Url(task.nonce),
+          shape: [N_PARAMS],
+          payload: { dtype: "float32", values: values.slice() },
+        },
+        keys.secretKey,
+      );
+    }),
+    4,
+  );
+  return { roundId: round.round_id, bodies };
+}
+
+export default async function run(): Promise<BenchMeasure[]> {
+  const persistTo = mkdtempSync(path.join(os.tmpdir(), "fedge-ingest-bench-"));
+  let edge: LocalEdge | undefined;
+  let echo: LocalEdge | undefined;
+  try {
+    // One after the other: two wrangler processes starting at once can race for their internal sockets.
+    edge = await startLocalEdge({ port: EDGE_PORT, persistTo, vars: { FEDGE_ADMIN_TOKEN: ADMIN_TOKEN } });
+    echo = await startLocalEdge({
+      port: ECHO_PORT,
+      persistTo: path.join(persistTo, "echo"),
+      config: path.join(repoRoot, "bench/echo/wrangler.toml"),
+    });
+    const { roundId, bodies } = await prepare(edge, "bench-ingest");
+    const post = (url: string, body: Uint8Array, expectStatus: number) => async () => {
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { "content-type": UPDATE_MEDIA_TYPE },
+        body: body as Uint8Array<ArrayBuffer>,
+      });
+      const text = await res.text();
+      if (res.status !== expectStatus) throw new Error(`HTTP ${res.status}: ${text.slice(0, 300)}`);
+    };
+    const echoUrl = `${echo.url}/v1/rounds/${roundId}/updates`;
+    const storeUrl = `${echoUrl}?store=1`;
+    const edgeUrl = `${edge.url}/v1/rounds/${roundId}/updates`;
+    // Warm all three (JIT, connections): the edge with 8 real uploads not counted below.
+    const warm = 8;
+    await pool(
+      bodies.slice(0, warm).map((b) => post(echoUrl, b, 201)),
+      CONCURRENCY,
+    );
+    await pool(
+      bodies.slice(0, warm).map((b) => post(storeUrl, b, 201)),
+      CONCURRENCY,
+    );
+    await pool(
+      bodies.slice(0, warm).map((b) => post(edgeUrl, b, 201)),
+      CONCURRENCY,
+    );
+    const timed = bodies.slice(warm);
+    // Baselines before and after the edge run, averaged, so a load change on the machine hits both sides.
+    const echo1 = await pool(
+      timed.map((b) => post(echoUrl, b, 201)),
+      CONCURRENCY,
+    );
+    const store1 = await pool(
+      timed.map((b) => post(storeUrl, b, 201)),
+      CONCURRENCY,
+    );
+    const edgeRun = await pool(
+      timed.map((b) => post(edgeUrl, b, 201)),
+      CONCURRENCY,
+    );
+    const store2 = await pool(
+      timed.map((b) => post(storeUrl, b, 201)),
+      CONCURRENCY,
+    );
+    const echo2 = await pool(
+      timed.map((b) => post(echoUrl, b, 201)),
+      CONCURRENCY,
+    );
+
+    // Every upload must be counted exactly once.
+    const status = await json<{ accepted: number }>(
+      await fetch(`${edge.url}/v1/admin/rounds/${roundId}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
+      200,
+    );
+    if (status.accepted !== bodies.length) throw new Error(`accepted ${status.accepted}, expected ${bodies.length}`);
+
+    const n = timed.length;
+    const echoRate = (2 * n) / (echo1.seconds + echo2.seconds);
+    const storeRate = (2 * n) / (store1.seconds + store2.seconds);
+    const edgeRate = n / edgeRun.seconds;
+    const bytes = bodies[0]!.length;
+    const ms = (xs: number[]) => `p50 ${pct(xs, 0.5).toFixed(1)} ms, p99 ${pct(xs, 0.99).toFixed(1)} ms`;
+    const common =
+      `${n} uploads at concurrency ${CONCURRENCY}; edge ${ms(edgeRun.latencies)}; ` +
+      `client and all servers share this machine's ${os.cpus().length} cores`;
+    return [
+      measure({
+        name: "ingest-100k-float32-updates-per-s",
+        description: `accepted signed ${N_PARAMS}-parameter float32 updates (${bytes} bytes) per second through wrangler dev on loopback`,
+        value: edgeRate,
+        unit: "updates/s",
+        baseline_name: "bare echo worker (bench/echo) receiving the same bytes, same concurrency, same run",
+        baseline: echoRate,
+        better: "higher",
+        goalRatio: 0.5,
+        notes: `${common}; echo ${ms(echo1.latencies)} (measured before and after the edge, averaged)`,
+      }),
+      measure({
+        name: "ingest-vs-r2-put-floor",
+        description:
+          "the same ingestion rate against an echo worker that also does one R2 put of the bytes (local R2 emulator)",
+        value: edgeRate,
+        unit: "updates/s",
+        baseline_name: "echo worker + one R2 put of the same bytes (bench/echo ?store=1), same concurrency, same run",
+        baseline: storeRate,
+        better: "higher",
+        notes:
+          `${common}; echo+R2 ${ms(store1.latencies)}. Any ingestion that stores each update in R2 before acknowledging ` +
+          "it is bounded by this baseline under wrangler dev; the bare-echo ratio above includes that storage cost",
+      }),
+    ];
+  } finally {
+    await Promise.all([edge?.stop(), echo?.stop()]);
+    rmSync(persistTo, { recursive: true, force: true });
+  }
+}

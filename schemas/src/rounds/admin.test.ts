@@ -1,0 +1,105 @@
+import { describe, expect, it } from "vitest";
+import {
+  OpenRoundRequest,
+  encodeUpdateStreamFrameHeader,
+  parseRoundId,
+  readUpdateStream,
+  roundIdFor,
+  TRAINING_MODEL_NAME_MAX,
+} from "./admin.ts";
+
+const base = {
+  model: "mnist",
+  model_version: 1,
+  clip_norm: 1,
+  learning_rate: 0.1,
+  local_epochs: 1,
+  batch_size: 16,
+  privacy_mode: "central",
+  trainable: "all",
+  update_length: 10,
+  sampling_rate: 0.3,
+  min_reports: 1,
+  max_reports: 10,
+  duration_s: 60,
+};
+
+describe("round ids", () => {
+  it("round-trips <model>_<seq> and fits the codec's 64 characters", () => {
+    expect(roundIdFor("mnist", 3)).toBe("mnist_3");
+    expect(parseRoundId("mnist-v2_17")).toEqual({ model: "mnist-v2", seq: 17 });
+    const longest = roundIdFor("a".repeat(TRAINING_MODEL_NAME_MAX), 999_999_999_999_999);
+    expect(longest.length).toBe(64);
+    expect(parseRoundId(longest)).not.toBeNull();
+    for (const bad of ["mnist", "mnist_0", "mnist_01", "Mnist_1", "_1", "a_b_1", "mnist_1x"]) {
+      expect(parseRoundId(bad)).toBeNull();
+    }
+  });
+});
+
+describe("OpenRoundRequest", () => {
+  it("accepts a complete request and defaults the dtype to float32", () => {
+    expect(OpenRoundRequest.parse(base).update_dtype).toBe("float32");
+  });
+  it("wants exactly one of deadline and duration_s, min ≤ max, and the noise multiplier only in local mode", () => {
+    const { duration_s: _d, ...noWindow } = base;
+    expect(OpenRoundRequest.safeParse(noWindow).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...base, deadline: "2030-01-01T00:00:00Z" }).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...base, min_reports: 11 }).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...base, privacy_mode: "local" }).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...base, local_noise_multiplier: 1 }).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...base, privacy_mode: "local", local_noise_multiplier: 1 }).success).toBe(
+      true,
+    );
+    expect(OpenRoundRequest.safeParse({ ...base, sampling_rate: 0 }).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...base, model: "a".repeat(49) }).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...base, extra: 1 }).success).toBe(false);
+  });
+});
+
+describe("update stream frames", () => {
+  const frame = (key: number, payload: number[]) => {
+    const header = encodeUpdateStreamFrameHeader(new Uint8Array(32).fill(key), payload.length);
+    const out = new Uint8Array(header.length + payload.length);
+    out.set(header);
+    out.set(payload, header.length);
+    return out;
+  };
+  const streamOf = (bytes: Uint8Array, chunk: number) =>
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < bytes.length; i += chunk) controller.enqueue(bytes.slice(i, i + chunk));
+        controller.close();
+      },
+    });
+
+  it("reads frames whatever the chunking", async () => {
+    const a = frame(1, [1, 2, 3]);
+    const b = frame(
+      2,
+      Array.from({ length: 100 }, (_, i) => i),
+    );
+    const all = new Uint8Array(a.length + b.length);
+    all.set(a);
+    all.set(b, a.length);
+    for (const chunk of [1, 7, 36, 1000]) {
+      const got = [];
+      for await (const f of readUpdateStream(streamOf(all, chunk))) got.push(f);
+      expect(got.map((f) => [f.publicKey[0], Array.from(f.update).length])).toEqual([
+        [1, 3],
+        [2, 100],
+      ]);
+      expect(Array.from(got[1]!.update)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    }
+  });
+
+  it("throws on a truncated stream", async () => {
+    const a = frame(1, [1, 2, 3]);
+    await expect(async () => {
+      for await (const _ of readUpdateStream(streamOf(a.slice(0, a.length - 1), 4))) void _;
+    }).rejects.toThrow(/ends inside a frame/);
+    await expect(async () => {
+      for await (const _ of readUpdateStream(streamOf(a.slice(0, 10), 4))) void _;
+    }).rejects.toThrow(/frame header/);
+  });
+});

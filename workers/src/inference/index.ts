@@ -1,0 +1,2 @@
+export type { OrtSession } from "./ort.ts";
+export * from "./session-cache.ts";

@@ -1,0 +1,125 @@
+/**
+ * @module
+ * API key authentication: `Authorization: Bearer fk_<id>_<secret>`. The key id picks the key's AccountLedger
+ * Durable Object, which checks the SHA-256 of the key, its revocation, and takes one rate-limit token.
+ * Sets the context variable `apiKey`. Errors: 401 `unauthorized` (missing, malformed or unknown key),
+ * 403 `forbidden` (revoked), 429 `rate_limited` with `Retry-After` (over the key's per-minute limit).
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { API_KEY_PATTERN, DEFAULT_RATE_LIMIT_PER_MINUTE, FedgeError, type ApiKeyInfo } from "@fedge/schemas";
+import type { AppEnv, Bindings } from "../../env.ts";
+
+/** The authenticated key, as handlers see it (`c.get("apiKey")`). */
+export type ApiKeyPrincipal = ApiKeyInfo;
+
+declare module "hono" {
+  interface ContextVariableMap {
+    /** Set by `apiKeyAuth()`. */
+    apiKey: ApiKeyPrincipal;
+  }
+}
+
+export interface ApiKeyAuthOptions {
+  /** Take one token from the key's rate-limit bucket (429 when empty). @default true */
+  rateLimit?: boolean;
+}
+
+/** Id of the local bootstrap key (`FEDGE_DEV_API_KEY`, accepted only when `FEDGE_ENV` is `local`). */
+export const DEV_KEY_ID = "dev";
+
+/** Lowercase hex SHA-256 of a key string: what the ledger stores. */
+export async function hashApiKey(key: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
+  let hex = "";
+  for (const b of digest) hex += b.toString(16).padStart(2, "0");
+  return hex;
+}
+
+/** A fresh key: 80-bit random id and 256-bit random secret, from the CSPRNG. */
+export function generateApiKey(): { id: string; key: string } {
+  const idBytes = crypto.getRandomValues(new Uint8Array(10));
+  let id = "";
+  for (const b of idBytes) id += b.toString(16).padStart(2, "0");
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  let bin = "";
+  for (const b of secret) bin += String.fromCharCode(b);
+  const b64url = btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return { id, key: `fk_${id}_${b64url}` };
+}
+
+/** The ledger stub of a key id. */
+export function ledgerFor(env: Bindings, keyId: string) {
+  return env.ACCOUNTS.getByName(`key:${keyId}`);
+}
+
+/** The bearer token of a request, or `null`. */
+export function bearerToken(c: Context): string | null {
+  const header = c.req.header("authorization");
+  if (!header) return null;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return m ? m[1]! : null;
+}
+
+/** Constant-time string equality (compares SHA-256 digests, so lengths leak nothing either). */
+export async function constantTimeEqual(a: string, b: string): Promise<boolean> {
+  const enc = new TextEncoder();
+  const [da, db] = await Promise.all([
+    crypto.subtle.digest("SHA-256", enc.encode(a)),
+    crypto.subtle.digest("SHA-256", enc.encode(b)),
+  ]);
+  const x = new Uint8Array(da);
+  const y = new Uint8Array(db);
+  let diff = 0;
+  for (let i = 0; i < x.length; i++) diff |= x[i]! ^ y[i]!;
+  return diff === 0;
+}
+
+let devKeyEnsured: string | null = null;
+
+async function ensureDevKey(env: Bindings, hash: string): Promise<void> {
+  if (devKeyEnsured === hash) return;
+  await ledgerFor(env, DEV_KEY_ID).ensure({
+    id: DEV_KEY_ID,
+    name: "local development key (FEDGE_DEV_API_KEY)",
+    hash,
+    rateLimitPerMinute: DEFAULT_RATE_LIMIT_PER_MINUTE,
+    now: Date.now(),
+  });
+  devKeyEnsured = hash;
+}
+
+/** Require a valid, unrevoked API key; sets `c.get("apiKey")`. */
+export function apiKeyAuth(options: ApiKeyAuthOptions = {}): MiddlewareHandler<AppEnv> {
+  const rateLimit = options.rateLimit ?? true;
+  return async (c, next) => {
+    const token = bearerToken(c);
+    if (!token) throw new FedgeError("unauthorized", 401, "missing API key: send Authorization: Bearer <key>");
+    const m = API_KEY_PATTERN.exec(token);
+    if (!m) throw new FedgeError("unauthorized", 401, "unknown API key");
+    const keyId = m[1]!;
+    const hash = await hashApiKey(token);
+    const devKey = c.env.FEDGE_DEV_API_KEY;
+    if (keyId === DEV_KEY_ID && c.env.FEDGE_ENV === "local" && devKey && (await constantTimeEqual(token, devKey))) {
+      await ensureDevKey(c.env, hash);
+    }
+    const verdict = await ledgerFor(c.env, keyId).authenticate({ hash, now: Date.now(), rateLimit });
+    switch (verdict.status) {
+      case "unknown":
+        throw new FedgeError("unauthorized", 401, "unknown API key");
+      case "revoked":
+        throw new FedgeError("forbidden", 403, "this API key has been revoked");
+      case "rate_limited":
+        c.header("Retry-After", String(verdict.retryAfterSeconds));
+        throw new FedgeError(
+          "rate_limited",
+          429,
+          `rate limit of ${verdict.key.rate_limit_per_minute} requests per minute exceeded; retry in ${verdict.retryAfterSeconds} s`,
+        );
+      case "ok":
+        c.header("X-RateLimit-Limit", String(verdict.key.rate_limit_per_minute));
+        c.header("X-RateLimit-Remaining", String(verdict.remaining));
+        c.set("apiKey", verdict.key);
+        await next();
+    }
+  };
+}

@@ -1,0 +1,3 @@
+export * from "./validation.ts";
+export * from "./body.ts";
+export * from "./responses.ts";

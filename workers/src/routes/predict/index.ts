@@ -1,0 +1,2 @@
+export * from "./predict.ts";
+export * from "./decode.ts";

@@ -1,0 +1,107 @@
+/**
+ * @module
+ * `POST /v1/models/{name}/predict`: one float32 batch through the model's serving version (or `?version=`), run by
+ * onnxruntime-web in this isolate (one cached session per model version). API key required; rate limited; the
+ * call and its input elements are metered once the prediction succeeded.
+ */
+import { createRoute, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import {
+  FedgeError,
+  MAX_PREDICT_BODY_BYTES,
+  ModelName,
+  PredictQuery,
+  PredictRequest,
+  PredictResponse,
+  PREDICT_SHAPE_HEADER,
+} from "@fedge/schemas";
+import type { AppEnv } from "../../env.ts";
+import { apiKeyAuth } from "../../middleware/auth/index.ts";
+import { meter } from "../../middleware/metering/index.ts";
+import { createRouter, errorResponses, readBody } from "../../middleware/validation/index.ts";
+import { readManifest, readOnnxBytes, requireIndex, requireVersion, servableShape } from "../../registry/index.ts";
+import { runBatch, sessions } from "../../inference/index.ts";
+import {
+  assertJsonRowsFinite,
+  decodeBinaryBatch,
+  decodeJsonBatch,
+  parseShapeHeader,
+  type DecodedBatch,
+} from "./decode.ts";
+
+/** Session cache key: a version's bytes never change, the sha256 guards against a re-created registry. */
+export function sessionKey(name: string, version: number, sha256: string): string {
+  return `${name}@${version}#${sha256}`;
+}
+
+const finiteGuard: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (c.req.header("content-type")?.toLowerCase().startsWith("application/json")) {
+    assertJsonRowsFinite(await c.req.json());
+  }
+  return next();
+};
+
+const route = createRoute({
+  method: "post",
+  path: "/v1/models/{name}/predict",
+  tags: ["inference"],
+  summary: "Run the model on a batch",
+  description:
+    'Body: `application/json` `{"inputs": number[][]}` (one row per example), or `{"inputs_b64", "shape"}` ' +
+    "(little-endian float32 bytes in base64), or `application/octet-stream` raw little-endian float32 bytes with an " +
+    "optional `x-fedge-shape: n,784` header. At most 128 examples and 2 MiB per call.",
+  security: [{ apiKey: [] }],
+  middleware: [
+    apiKeyAuth(),
+    readBody({ types: ["application/json", "application/octet-stream"], maxBytes: MAX_PREDICT_BODY_BYTES }),
+    finiteGuard,
+  ] as const,
+  request: {
+    params: z.object({ name: ModelName }),
+    query: PredictQuery,
+    body: {
+      required: false,
+      content: {
+        "application/json": { schema: PredictRequest },
+        "application/octet-stream": { schema: z.string().openapi({ type: "string", format: "binary" }) },
+      },
+    },
+  },
+  responses: {
+    200: { description: "One output row per example", content: { "application/json": { schema: PredictResponse } } },
+    ...errorResponses(400, 401, 403, 404, 413, 415, 429),
+  },
+});
+
+export const predict = createRouter().openapi(route, async (c) => {
+  const { name } = c.req.valid("param");
+  const query = c.req.valid("query");
+  const index = await requireIndex(c.env, name);
+  const version = query.version ?? index.serving_version;
+  if (version === null) throw new FedgeError("version_not_found", 404, `model ${name} has no serving version`);
+  const summary = requireVersion(index, version);
+  const manifest = await readManifest(c.env, name, version);
+  if (!manifest) throw new FedgeError("version_not_found", 404, `model ${name} has no version ${version}`);
+  const { featureShape, features } = servableShape(manifest);
+
+  let batch: DecodedBatch;
+  if (c.req.header("content-type")?.toLowerCase().startsWith("application/octet-stream")) {
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    batch = decodeBinaryBatch(bytes, parseShapeHeader(c.req.header(PREDICT_SHAPE_HEADER)), featureShape, features);
+  } else {
+    batch = decodeJsonBatch(c.req.valid("json") as PredictRequest, featureShape, features);
+  }
+
+  const model = await sessions.get(sessionKey(name, version, summary.sha256), () =>
+    readOnnxBytes(c.env, name, version),
+  );
+  const result = await runBatch(model, batch.data, batch.shape);
+  const outputs: number[][] = [];
+  for (let i = 0; i < result.batch; i++) {
+    outputs.push(Array.from(result.data.subarray(i * result.perExample, (i + 1) * result.perExample)));
+  }
+  // Metered after the answer is written (waitUntil): one Durable Object round trip less on the request path; the
+  // ledger still applies every record exactly once, in order, as the key's single writer.
+  c.executionCtx.waitUntil(meter(c, { inputElements: batch.data.length }));
+  return c.json({ outputs, model: name, version }, 200);
+});

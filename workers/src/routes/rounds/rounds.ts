@@ -1,0 +1,210 @@
+/**
+ * @module
+ * The device side of a round:
+ * - `POST /v1/rounds/checkin` (API key + Ed25519 signature by the device key over `checkinSigningBytes` + fresh timestamp):
+ *   the population's RoundCoordinator answers with the device's recorded Poisson coin, and a selected device gets the task
+ *   with its single-use nonce.
+ * - `POST /v1/rounds/:id/updates` (`application/vnd.fedge.update`): the signed update itself authenticates the device (its
+ *   registered key, the nonce issued to it for this round), so no API key is needed. Checks, in order: round exists
+ *   (before reading the body, which is then capped at the largest encoding of the round's update; a round's parameters are
+ *   immutable, so an isolate caches them), codec, round id in the
+ *   body, device registered, signature, device not revoked, dtype/shape/finite/L2 norm against the task, nonce unused and
+ *   issued to this device for this round; then R2 put (key names round, device and content hash) and the DO commit.
+ *   Every rejection happens before the R2 write, except a commit lost to a race, whose object is deleted again.
+ */
+import { createRoute, z } from "@hono/zod-openapi";
+import {
+  CHECKIN_MAX_SKEW_MS,
+  CheckinRequest,
+  CheckinResponse,
+  ErrorEnvelope,
+  FedgeError,
+  UpdateReceipt,
+  checkinSigningBytes,
+  fromBase64Url,
+  parseRoundId,
+  sha256Hex,
+  toBase64Url,
+} from "@fedge/schemas";
+import { UPDATE_MEDIA_TYPE, UpdateCodecError, decodeUpdate } from "@fedge/schemas/update-codec";
+import { createRouter } from "../../middleware/validation/index.ts";
+import { apiKeyAuth } from "../../middleware/auth/index.ts";
+import { deviceStub, type DeviceRecord } from "../../durable-objects/device-registry.ts";
+import { roundsStub } from "../../durable-objects/round-coordinator.ts";
+import {
+  checkUpdateAgainstTask,
+  maxEncodedUpdateBytes,
+  readBodyCapped,
+  unwrap,
+  verifyEd25519,
+  type UpdateLimits,
+} from "../../training/index.ts";
+
+const errorContent = { "application/json": { schema: ErrorEnvelope } };
+const err = (description: string) => ({ description, content: errorContent });
+
+/** R2 key of an accepted update's signed bytes. */
+export function updateObjectKey(roundId: string, deviceId: string, sha256: string): string {
+  return `rounds/${roundId}/${deviceId}/${sha256}`;
+}
+
+const checkin = createRoute({
+  method: "post",
+  path: "/v1/rounds/checkin",
+  tags: ["training"],
+  summary: "Check in for the population's current round (Poisson-sampled once per device per round)",
+  security: [{ apiKey: [] }],
+  middleware: [apiKeyAuth()] as const,
+  request: { body: { required: true, content: { "application/json": { schema: CheckinRequest } } } },
+  responses: {
+    200: {
+      description: "Selected (with the task) or not",
+      content: { "application/json": { schema: CheckinResponse } },
+    },
+    400: err("Invalid request"),
+    401: err("No API key, bad device signature (bad_signature) or stale timestamp (stale_timestamp)"),
+    403: err("Revoked API key or device (device_revoked)"),
+    404: err("Unknown device (device_not_found)"),
+  },
+});
+
+const upload = createRoute({
+  method: "post",
+  path: "/v1/rounds/{id}/updates",
+  tags: ["training"],
+  summary: "Upload a signed model update (application/vnd.fedge.update)",
+  request: {
+    params: z.object({ id: z.string().max(128) }),
+    body: {
+      required: true,
+      content: { [UPDATE_MEDIA_TYPE]: { schema: z.string().openapi({ type: "string", format: "binary" }) } },
+    },
+  },
+  responses: {
+    200: {
+      description: "Already accepted: the first receipt, duplicate: true",
+      content: { "application/json": { schema: UpdateReceipt } },
+    },
+    201: { description: "Accepted", content: { "application/json": { schema: UpdateReceipt } } },
+    400: err("malformed_update, non_finite, invalid_shape, norm_exceeded"),
+    401: err("bad_signature"),
+    403: err("device_revoked, nonce_invalid (not issued to this device for this round)"),
+    404: err("round_not_found, device_not_found"),
+    409: err("round_closed, nonce_used"),
+    413: err("payload_too_large"),
+    415: err("unsupported_media_type"),
+  },
+});
+
+/**
+ * A round's parameters never change once it is open, so each isolate remembers them (bounded) and asks the coordinator
+ * only for rounds it has not seen; whether the round still accepts is decided by the coordinator at preflight and commit.
+ */
+const limitsCache = new Map<string, UpdateLimits>();
+const LIMITS_CACHE_MAX = 256;
+
+async function roundLimits(coordinator: ReturnType<typeof roundsStub>, roundId: string): Promise<UpdateLimits> {
+  const cached = limitsCache.get(roundId);
+  if (cached) return cached;
+  const target = unwrap(await coordinator.uploadTarget(roundId, Date.now()));
+  if (limitsCache.size >= LIMITS_CACHE_MAX) limitsCache.clear();
+  limitsCache.set(roundId, target.limits);
+  return target.limits;
+}
+
+async function lookupDevice(env: Parameters<typeof deviceStub>[0], deviceId: string): Promise<DeviceRecord> {
+  const device = await deviceStub(env, deviceId).getDevice();
+  if (!device) throw new FedgeError("device_not_found", 404, `no device ${deviceId}`);
+  return device;
+}
+
+export const rounds = createRouter()
+  .openapi(checkin, async (c) => {
+    const body = c.req.valid("json");
+    const now = Date.now();
+    const at = Date.parse(body.timestamp);
+    if (!(Math.abs(now - at) <= CHECKIN_MAX_SKEW_MS)) {
+      throw new FedgeError(
+        "stale_timestamp",
+        401,
+        `timestamp is more than ${CHECKIN_MAX_SKEW_MS / 1000} s from the edge's clock`,
+      );
+    }
+    const device = await lookupDevice(c.env, body.device_id);
+    if (device.api_key_id !== c.get("apiKey").id) {
+      throw new FedgeError("device_not_found", 404, `no device ${body.device_id} under this API key`);
+    }
+    const signed = checkinSigningBytes(body.model, body.device_id, body.timestamp);
+    const ok = await verifyEd25519(
+      fromBase64Url(device.public_key),
+      fromBase64Url(body.signature),
+      signed,
+      device.public_key,
+    );
+    if (!ok)
+      throw new FedgeError("bad_signature", 401, "the check-in signature does not verify under the device's key");
+    if (device.revoked_at !== null)
+      throw new FedgeError("device_revoked", 403, `device ${device.device_id} is revoked`);
+    const answer = await roundsStub(c.env, body.model).checkin(body.device_id, now);
+    return c.json(answer, 200);
+  })
+  .openapi(upload, async (c) => {
+    const roundId = c.req.valid("param").id;
+    const parsed = parseRoundId(roundId);
+    if (!parsed) throw new FedgeError("round_not_found", 404, `no round ${roundId}`);
+    const mediaType = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+    if (mediaType !== UPDATE_MEDIA_TYPE) {
+      throw new FedgeError("unsupported_media_type", 415, `updates are uploaded as ${UPDATE_MEDIA_TYPE}`);
+    }
+    const coordinator = roundsStub(c.env, parsed.model);
+    const limits = await roundLimits(coordinator, roundId);
+    const cap = maxEncodedUpdateBytes(limits.update_length, limits.update_dtype);
+    const bytes = await readBodyCapped(c.req.raw, cap);
+
+    let decoded;
+    try {
+      decoded = decodeUpdate(bytes, { maxBytes: cap });
+    } catch (e) {
+      if (e instanceof UpdateCodecError) throw e.toFedgeError();
+      throw e;
+    }
+    if (decoded.roundId !== roundId) {
+      throw new FedgeError("malformed_update", 400, `the update is for round ${decoded.roundId}, not ${roundId}`);
+    }
+    const sha256 = await sha256Hex(bytes);
+    const claim = { roundId, deviceId: decoded.deviceId, nonce: toBase64Url(decoded.nonce), sha256 };
+    // The device lookup and the (read-only) nonce preflight run together; their verdicts apply in order below.
+    const [device, pre] = await Promise.all([
+      lookupDevice(c.env, decoded.deviceId),
+      coordinator.preflightUpload({ ...claim, now: Date.now() }),
+    ]);
+    const publicKey = fromBase64Url(device.public_key);
+    if (!(await verifyEd25519(publicKey, decoded.signature, decoded.signedBytes, device.public_key))) {
+      throw new FedgeError("bad_signature", 401, "the update signature does not verify under the device's key");
+    }
+    if (device.revoked_at !== null)
+      throw new FedgeError("device_revoked", 403, `device ${device.device_id} is revoked`);
+    checkUpdateAgainstTask(decoded, limits);
+    const admitted = unwrap(pre);
+    if (admitted.duplicate) return c.json(admitted.duplicate, 200);
+
+    const key = updateObjectKey(roundId, decoded.deviceId, sha256);
+    await c.env.UPDATES.put(key, bytes, {
+      httpMetadata: { contentType: UPDATE_MEDIA_TYPE },
+      customMetadata: { round_id: roundId, device_id: decoded.deviceId, sha256 },
+    });
+    const commit = await coordinator.commitUpload({
+      ...claim,
+      byteLength: bytes.length,
+      publicKey: device.public_key,
+      r2Key: key,
+      now: Date.now(),
+    });
+    if (!commit.ok) {
+      // Lost a race (round closed, or another upload from this device committed first): this object is nobody's.
+      await c.env.UPDATES.delete(key);
+      unwrap(commit);
+      throw new FedgeError("internal", 500, "unreachable");
+    }
+    return c.json(commit.receipt, commit.receipt.duplicate ? 200 : 201);
+  });

@@ -1,0 +1,90 @@
+/**
+ * @module
+ * Checks of a decoded update against its round's task: shape and dtype, finiteness, and the L2 norm bound.
+ * Pure (no I/O, no clock): the route calls it between decoding and storing.
+ *
+ * Norm bound, computed in float64:
+ * - `central`: the device clips Δ to ‖Δ‖₂ ≤ C (DP-FedAvg, McMahan et al. 2018, arXiv 1710.06963 Alg. 1), so the edge accepts
+ *   ‖Δ‖₂ ≤ C·(1 + 1e-4) (the tolerance covers float32 rounding of a clipped vector).
+ * - `local`: the device clips to C, then adds n ~ N(0, σ²I_d) with σ = z·C. ‖·‖₂ is 1-Lipschitz, so by Gaussian concentration
+ *   (Vershynin, High-Dimensional Probability, 2018, Thm 5.2.2; E‖n‖ ≤ σ√d) P(‖n‖₂ ≥ σ(√d + t)) ≤ exp(−t²/2). With t = 10 an
+ *   honest device is refused with probability below 2·10⁻²², and the edge accepts ‖Δ + n‖₂ ≤ C·(1 + 1e-4) + σ(√d + 10).
+ * - `distributed`: not accepted by the edge yet (secure-aggregation masks are not real-valued updates).
+ */
+import { FedgeError, type PrivacyMode } from "@fedge/schemas";
+
+export const NORM_TOLERANCE = 1e-4;
+/** The t of the Gaussian tail bound used in local mode. */
+export const LOCAL_NOISE_TAIL_T = 10;
+
+export interface UpdateLimits {
+  update_length: number;
+  update_dtype: "float32" | "int8";
+  clip_norm: number;
+  privacy_mode: PrivacyMode;
+  local_noise_multiplier?: number | undefined;
+}
+
+export interface UpdatePayloadView {
+  shape: number[];
+  payload: { dtype: "float32"; values: Float32Array } | { dtype: "int8"; values: Int8Array; scale: number };
+}
+
+/** Largest L2 norm the edge accepts for an update of this round. */
+export function normBound(limits: UpdateLimits): number {
+  const clipped = limits.clip_norm * (1 + NORM_TOLERANCE);
+  if (limits.privacy_mode !== "local") return clipped;
+  const sigma = (limits.local_noise_multiplier ?? 0) * limits.clip_norm;
+  return clipped + sigma * (Math.sqrt(limits.update_length) + LOCAL_NOISE_TAIL_T);
+}
+
+/** L2 norm in float64 (int8 values are dequantized by their scale); `NaN`/`Infinity` when a value is not finite. */
+export function l2Norm(payload: UpdatePayloadView["payload"]): number {
+  const v = payload.values;
+  let sum = 0;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i]!;
+    sum += x * x;
+  }
+  const norm = Math.sqrt(sum);
+  return payload.dtype === "int8" ? norm * payload.scale : norm;
+}
+
+/** Throws a 400 `FedgeError` (`invalid_shape`, `non_finite`, `norm_exceeded`) unless the update fits the task; returns its norm. */
+export function checkUpdateAgainstTask(update: UpdatePayloadView, limits: UpdateLimits): number {
+  const { shape, payload } = update;
+  let count = 1;
+  for (const d of shape) count *= d;
+  if (payload.dtype !== limits.update_dtype) {
+    throw new FedgeError("invalid_shape", 400, `this round takes ${limits.update_dtype} updates, got ${payload.dtype}`);
+  }
+  if (count !== limits.update_length || payload.values.length !== limits.update_length) {
+    throw new FedgeError(
+      "invalid_shape",
+      400,
+      `this round takes ${limits.update_length} values, got shape [${shape.join(", ")}] with ${payload.values.length} values`,
+    );
+  }
+  if (payload.dtype === "int8" && !(Number.isFinite(payload.scale) && payload.scale > 0)) {
+    throw new FedgeError("non_finite", 400, "the int8 scale is not a finite positive number");
+  }
+  const norm = l2Norm(payload);
+  // The sum of squares of finite float32 values cannot overflow float64 (d·(3.4e38)² ≪ 1.8e308), so a non-finite norm
+  // means a non-finite value.
+  if (!Number.isFinite(norm)) throw new FedgeError("non_finite", 400, "the update contains NaN or infinite values");
+  const bound = normBound(limits);
+  if (norm > bound) {
+    throw new FedgeError(
+      "norm_exceeded",
+      400,
+      `update L2 norm ${norm.toPrecision(6)} exceeds this round's bound ${bound.toPrecision(6)} (clip norm ${limits.clip_norm})`,
+    );
+  }
+  return norm;
+}
+
+/** Largest encoded size of an update with `length` values: header with the longest ids and rank 8, padding, payload, signature. */
+export function maxEncodedUpdateBytes(length: number, dtype: "float32" | "int8"): number {
+  const header = 4 + 1 + 1 + 2 + 1 + 64 + 1 + 80 + 16 + 1 + 4 * 8 + 4 + 4;
+  return header + 3 + length * (dtype === "float32" ? 4 : 1) + 64;
+}

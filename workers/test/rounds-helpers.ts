@@ -1,0 +1,223 @@
+/**
+ * Shared helpers for the training-plane tests (devices-*, rounds-*, ingest-*): real HTTP through the worker's fetch
+ * handler, real Durable Objects, R2 and KV in workerd.
+ */
+import { exports } from "cloudflare:workers";
+import { env, runInDurableObject } from "cloudflare:test";
+import { expect } from "vitest";
+import nacl from "tweetnacl";
+import {
+  checkinSigningBytes,
+  fromBase64Url,
+  toBase64Url,
+  type CheckinResponse,
+  type OpenRoundRequest,
+  type RoundStatus,
+  type RoundTask,
+  type UpdateReceipt,
+} from "@fedge/schemas";
+import { UPDATE_MEDIA_TYPE, encodeUpdate, type UpdatePayload } from "@fedge/schemas/update-codec";
+import { generateApiKey, hashApiKey, ledgerFor } from "../src/middleware/auth/index.ts";
+
+export const ADMIN = { authorization: "Bearer test-admin-token" };
+
+export function call(path: string, init: RequestInit = {}): Promise<Response> {
+  return exports.default.fetch(`http://edge${path}`, init);
+}
+
+export async function errorCode(res: Response): Promise<string> {
+  const body = await res.json<{ error: { code: string; message: string } }>();
+  expect(Object.keys(body)).toEqual(["error"]);
+  expect(body.error.message).toEqual(expect.any(String));
+  return body.error.code;
+}
+
+/** A fresh API key, created directly in its ledger (with a high rate limit so bulk tests are not throttled). */
+export async function createApiKey(): Promise<{ id: string; key: string }> {
+  const { id, key } = generateApiKey();
+  await ledgerFor(env, id).create({
+    id,
+    name: "training test",
+    hash: await hashApiKey(key),
+    rateLimitPerMinute: 1_000_000,
+    now: Date.now(),
+  });
+  return { id, key };
+}
+
+export interface TestDevice {
+  id: string;
+  keys: nacl.SignKeyPair;
+  apiKey: string;
+}
+
+export async function registerDevice(apiKey: string): Promise<TestDevice> {
+  const keys = nacl.sign.keyPair();
+  const res = await call("/v1/devices", {
+    method: "POST",
+    headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ public_key: toBase64Url(keys.publicKey), platform: "node" }),
+  });
+  expect(res.status).toBe(201);
+  const body = await res.json<{ device_id: string }>();
+  return { id: body.device_id, keys, apiKey };
+}
+
+export function roundParams(model: string, overrides: Partial<OpenRoundRequest> = {}): Record<string, unknown> {
+  return {
+    model,
+    model_version: 1,
+    clip_norm: 1,
+    learning_rate: 0.1,
+    local_epochs: 1,
+    batch_size: 16,
+    privacy_mode: "central",
+    trainable: "all",
+    update_length: 8,
+    sampling_rate: 1,
+    min_reports: 1,
+    max_reports: 1000,
+    duration_s: 600,
+    ...overrides,
+  };
+}
+
+export async function openRound(model: string, overrides: Partial<OpenRoundRequest> = {}): Promise<RoundStatus> {
+  const res = await call("/v1/admin/rounds", {
+    method: "POST",
+    headers: { ...ADMIN, "content-type": "application/json" },
+    body: JSON.stringify(roundParams(model, overrides)),
+  });
+  expect(res.status, await res.clone().text()).toBe(201);
+  return res.json<RoundStatus>();
+}
+
+export async function adminPost(path: string, body?: unknown): Promise<Response> {
+  return call(path, {
+    method: "POST",
+    headers: { ...ADMIN, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? null : JSON.stringify(body),
+  });
+}
+
+export async function adminGet(path: string): Promise<Response> {
+  return call(path, { headers: ADMIN });
+}
+
+export function checkinBody(device: TestDevice, model: string, timestamp = new Date().toISOString()) {
+  const signature = nacl.sign.detached(checkinSigningBytes(model, device.id, timestamp), device.keys.secretKey);
+  return { model, device_id: device.id, timestamp, signature: toBase64Url(signature) };
+}
+
+export async function checkinRaw(device: TestDevice, body: Record<string, unknown>): Promise<Response> {
+  return call("/v1/rounds/checkin", {
+    method: "POST",
+    headers: { authorization: `Bearer ${device.apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+export async function checkin(device: TestDevice, model: string): Promise<CheckinResponse> {
+  const res = await checkinRaw(device, checkinBody(device, model));
+  expect(res.status, await res.clone().text()).toBe(200);
+  return res.json<CheckinResponse>();
+}
+
+/** Checks in and returns the task (the round must sample with q = 1). */
+export async function taskFor(device: TestDevice, model: string): Promise<RoundTask> {
+  const answer = await checkin(device, model);
+  if (!answer.selected) throw new Error(`device was not selected: ${JSON.stringify(answer)}`);
+  return answer.task;
+}
+
+/** A float32 vector of `n` values with L2 norm `norm`. */
+export function vectorWithNorm(n: number, norm: number): Float32Array {
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = ((i % 7) - 3) / 3 + 0.1;
+  let s = 0;
+  for (const x of v) s += x * x;
+  const k = norm / Math.sqrt(s);
+  for (let i = 0; i < n; i++) v[i] = v[i]! * k;
+  return v;
+}
+
+export interface UpdateOverrides {
+  roundId?: string;
+  deviceId?: string;
+  nonce?: Uint8Array;
+  shape?: number[];
+  payload?: UpdatePayload;
+  secretKey?: Uint8Array;
+}
+
+/** A signed update for `task` from `device` (norm 0.5·C unless the payload is overridden). */
+export function makeUpdate(task: RoundTask, device: TestDevice, o: UpdateOverrides = {}): Uint8Array {
+  const values = vectorWithNorm(task.update_length, task.clip_norm * 0.5);
+  return encodeUpdate(
+    {
+      roundId: o.roundId ?? task.round_id,
+      deviceId: o.deviceId ?? device.id,
+      nonce: o.nonce ?? fromBase64Url(task.nonce),
+      shape: o.shape ?? [task.update_length],
+      payload: o.payload ?? { dtype: "float32", values },
+    },
+    o.secretKey ?? device.keys.secretKey,
+  );
+}
+
+export function upload(roundId: string, bytes: Uint8Array, contentType = UPDATE_MEDIA_TYPE): Promise<Response> {
+  return call(`/v1/rounds/${roundId}/updates`, {
+    method: "POST",
+    headers: { "content-type": contentType },
+    body: bytes,
+  });
+}
+
+export async function uploadOk(roundId: string, bytes: Uint8Array): Promise<UpdateReceipt> {
+  const res = await upload(roundId, bytes);
+  expect(res.status, await res.clone().text()).toBe(201);
+  return res.json<UpdateReceipt>();
+}
+
+/** What the population's coordinator holds, read straight from its SQLite storage. */
+export async function coordinatorState(model: string): Promise<{
+  rounds: { round_id: string; state: string; accepted: number; close_reason: string | null }[];
+  updates: number;
+  checkins: number;
+}> {
+  const stub = env.ROUNDS.getByName(model);
+  return runInDurableObject(stub, (_instance, state) => {
+    const sql = state.storage.sql;
+    return {
+      rounds: sql
+        .exec<{ round_id: string; state: string; accepted: number; close_reason: string | null }>(
+          "SELECT round_id, state, accepted, close_reason FROM rounds ORDER BY seq",
+        )
+        .toArray()
+        .map((r) => ({ ...r })),
+      updates: sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM updates").one().n,
+      checkins: sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM checkins").one().n,
+    };
+  });
+}
+
+/** Every R2 key of a round's stored updates. */
+export async function storedKeys(roundId: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await env.UPDATES.list({ prefix: `rounds/${roundId}/`, ...(cursor ? { cursor } : {}) });
+    keys.push(...page.objects.map((o) => o.key));
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return keys;
+}
+
+let modelCounter = 0;
+/** A population name unique within the test file. */
+export function uniqueModel(prefix = "m"): string {
+  modelCounter += 1;
+  return `${prefix}-${modelCounter}-${toBase64Url(crypto.getRandomValues(new Uint8Array(4)))
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, "x")}`;
+}
