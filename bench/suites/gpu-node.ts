@@ -2,17 +2,24 @@
  * @module
  * gpu-node benchmark (issue 8): GB/s of update bytes through clip + weighted accumulate + noise for K updates of N
  * float32 (default K = 64, N = 2^20, i.e. 256 MiB), per backend, against `TypedArray.set` memcpy of the same bytes
- * (into a distinct destination, so both sides touch main memory) measured in the same run.
+ * (into a distinct destination, so both sides touch main memory) measured in the same run, interleaved rep by rep.
  *
- * Measures: cpu end-to-end; webgpu end-to-end (upload + kernels + noise upload + readback); webgpu kernel-only (norm
- * and accumulate kernels over a resident batch, K/batch dispatch pairs, plus the noise-add kernel is not included).
- * The noise is σ = 1 from crypto.getRandomValues (Box–Muller in @fedge/schemas), drawn once per round, included in
- * both end-to-end numbers; a separate measure reports the cpu path without noise.
+ * Measures (every one is a whole round: createAccumulator + add(K updates) + finish):
+ * - `cpu-clip-accumulate-noise` (goal ≥ 0.5× memcpy): the cpu backend with its default threads, updates already in
+ *   its shared memory (`allocateUpdate`, the zero-copy path a server uses when it decodes updates straight into them),
+ *   noise σ = 1 from crypto.getRandomValues.
+ * - `cpu-clip-accumulate-noise-copy`: the same with plain Float32Array updates (copied into the backend's memory).
+ * - `cpu-clip-accumulate`: zero-copy, no noise (isolates the per-update path).
+ * - `cpu-1-thread-clip-accumulate-noise`: zero-copy, `threads: 1` (what the worker threads add).
+ * - `webgpu-end-to-end` (goal ≥ 1× the cpu path): upload + norm/accumulate kernels + norm readbacks + noise upload +
+ *   noise kernel + result readback; also against memcpy.
+ * - `webgpu-kernels`: kernels only, over a resident batch (norm kernel + partials readback + accumulate kernel, K/batch
+ *   times), GB/s against memcpy.
  *
  * Env overrides (for a real GPU via the device tool): FEDGE_BENCH_K, FEDGE_BENCH_N, FEDGE_BENCH_REPS,
  * FEDGE_BENCH_BATCH (webgpu updates per dispatch). The adapter description is printed to stderr and kept in the notes.
  */
-import { createCpuBackend } from "@fedge/gpu-node";
+import { createCpuBackend, type CpuBackend } from "@fedge/gpu-node";
 import { openWebGpuBackend, type WebGpuAccumulator } from "@fedge/gpu-node/webgpu";
 import { measure, type BenchMeasure } from "../types.ts";
 
@@ -45,7 +52,7 @@ function makeUpdates(k: number, n: number): Float32Array[] {
 export default async function run(): Promise<BenchMeasure[]> {
   const K = envInt("FEDGE_BENCH_K", 64);
   const N = envInt("FEDGE_BENCH_N", 1 << 20);
-  const reps = envInt("FEDGE_BENCH_REPS", 5);
+  const reps = envInt("FEDGE_BENCH_REPS", 7);
   const batch = envInt("FEDGE_BENCH_BATCH", 16);
   const bytes = K * N * 4;
   const gb = (ms: number): number => bytes / ms / 1e6;
@@ -60,10 +67,24 @@ export default async function run(): Promise<BenchMeasure[]> {
   };
 
   const cpu = createCpuBackend();
-  const cpuRound = async (noiseStd: number): Promise<number> => {
+  const cpu1 = createCpuBackend({ threads: 1 });
+  const stage = (b: CpuBackend): Float32Array[] =>
+    updates.map((u) => {
+      const s = b.allocateUpdate(N);
+      s.set(u);
+      return s;
+    });
+  const staged = stage(cpu);
+  const staged1 = stage(cpu1);
+  const cpuRound = async (
+    b: CpuBackend,
+    rows: Float32Array[],
+    noiseStd: number,
+    expectNoise = false,
+  ): Promise<number> => {
     const t = performance.now();
-    const acc = await cpu.createAccumulator({ length: N, clipNorm });
-    await acc.add(updates);
+    const acc = await b.createAccumulator({ length: N, clipNorm, expectNoise });
+    await acc.add(rows);
     await acc.finish({ noiseStd, denominator: K });
     return performance.now() - t;
   };
@@ -97,54 +118,84 @@ export default async function run(): Promise<BenchMeasure[]> {
   const t = {
     memcpy: [] as number[],
     cpu: [] as number[],
+    cpuAhead: [] as number[],
+    cpuCopy: [] as number[],
     cpuNoNoise: [] as number[],
+    cpu1: [] as number[],
     gpu: [] as number[],
     kernels: [] as number[],
   };
-  // warm-up, then interleave so every measure sees the same machine state
+  // warm-up (starts the worker threads, compiles the kernels), then interleave so every measure sees the same machine
   memcpy();
-  await cpuRound(1);
+  await cpuRound(cpu, staged, 1);
+  await cpuRound(cpu, staged, 1, true);
+  await cpuRound(cpu, updates, 1);
+  await cpuRound(cpu1, staged1, 1);
   if (gpu) {
     await gpuRound();
     await gpuKernels();
   }
   for (let r = 0; r < reps; r++) {
     t.memcpy.push(memcpy());
-    t.cpu.push(await cpuRound(1));
-    t.cpuNoNoise.push(await cpuRound(0));
+    t.cpu.push(await cpuRound(cpu, staged, 1));
+    t.cpuAhead.push(await cpuRound(cpu, staged, 1, true));
+    t.cpuCopy.push(await cpuRound(cpu, updates, 1));
+    t.cpuNoNoise.push(await cpuRound(cpu, staged, 0));
+    t.cpu1.push(await cpuRound(cpu1, staged1, 1));
     if (gpu) {
       t.gpu.push(await gpuRound());
       t.kernels.push(await gpuKernels());
     }
   }
+  await cpu.dispose();
+  await cpu1.dispose();
   const base = gb(median(t.memcpy));
-  const note = `median of ${reps} reps; K=${K}, N=${N} (${(bytes / 2 ** 20).toFixed(0)} MiB of updates); ${adapter}`;
+  const note0 = `median of ${reps} reps; K=${K}, N=${N} (${(bytes / 2 ** 20).toFixed(0)} MiB of updates); ${adapter}`;
+  const ms = (xs: number[]): string => `${median(xs).toFixed(1)} ms (min ${Math.min(...xs).toFixed(1)})`;
+  const memcpyNote = `memcpy ${ms(t.memcpy)}`;
+  const noteOf = (xs: number[]): string => `${note0}; this ${ms(xs)}, ${memcpyNote}`;
+  const vsMemcpy = (name: string, description: string, xs: number[], goalRatio?: number): BenchMeasure =>
+    measure({
+      name,
+      description,
+      value: gb(median(xs)),
+      unit: "GB/s",
+      baseline_name: "TypedArray.set memcpy of the same bytes",
+      baseline: base,
+      better: "higher",
+      ...(goalRatio !== undefined ? { goalRatio } : {}),
+      notes: noteOf(xs),
+    });
   const out: BenchMeasure[] = [
-    measure({
-      name: "cpu-clip-accumulate-noise",
-      description:
-        "cpu backend (WebAssembly SIMD): clip + weighted accumulate of K updates + Gaussian noise (σ=1, crypto) + divide",
-      value: gb(median(t.cpu)),
-      unit: "GB/s",
-      baseline_name: "TypedArray.set memcpy of the same bytes",
-      baseline: base,
-      better: "higher",
-      goalRatio: 0.5,
-      notes: note,
-    }),
-    measure({
-      name: "cpu-clip-accumulate",
-      description: "cpu backend: clip + weighted accumulate + divide, no noise (isolates the per-update path)",
-      value: gb(median(t.cpuNoNoise)),
-      unit: "GB/s",
-      baseline_name: "TypedArray.set memcpy of the same bytes",
-      baseline: base,
-      better: "higher",
-      notes: note,
-    }),
+    vsMemcpy(
+      "cpu-clip-accumulate-noise",
+      `cpu backend (WebAssembly SIMD, ${cpu.threads} threads), updates in its shared memory (allocateUpdate, zero copy): clip + weighted accumulate of K updates + Gaussian noise (σ=1, crypto, drawn by every thread for its range) + divide`,
+      t.cpu,
+      0.5,
+    ),
+    vsMemcpy(
+      "cpu-clip-accumulate-noise-ahead",
+      "the same round with the `expectNoise` hint: the workers draw the standard normals while the updates are added",
+      t.cpuAhead,
+    ),
+    vsMemcpy(
+      "cpu-clip-accumulate-noise-copy",
+      `the same round with plain Float32Array updates (the main thread copies each group into the backend's memory while the workers compute)`,
+      t.cpuCopy,
+    ),
+    vsMemcpy(
+      "cpu-clip-accumulate",
+      "cpu backend, zero copy: clip + weighted accumulate + divide, no noise (isolates the per-update path)",
+      t.cpuNoNoise,
+    ),
+    vsMemcpy(
+      "cpu-1-thread-clip-accumulate-noise",
+      "cpu backend with threads: 1, zero copy, with noise (what the worker threads add on this machine)",
+      t.cpu1,
+    ),
   ];
   if (gpu) {
-    const cpuGb = gb(median(t.cpu));
+    const cpuGb = gb(median(t.cpu)); // the cpu path with the goal (zero copy, default threads)
     out.push(
       measure({
         name: "webgpu-end-to-end",
@@ -152,11 +203,11 @@ export default async function run(): Promise<BenchMeasure[]> {
           "webgpu backend: upload + norm/accumulate kernels + norm readback + noise upload + noise kernel + result readback",
         value: gb(median(t.gpu)),
         unit: "GB/s",
-        baseline_name: "cpu backend, same round, same run",
+        baseline_name: "cpu backend (cpu-clip-accumulate-noise: zero copy, default threads), same round, same run",
         baseline: cpuGb,
         better: "higher",
         goalRatio: 1,
-        notes: note,
+        notes: `${noteOf(t.gpu)}; cpu ${ms(t.cpu)}; lavapipe runs the kernels on the same CPU cores, after two copies of every update (writeBuffer)`,
       }),
       measure({
         name: "webgpu-end-to-end-vs-memcpy",
@@ -166,7 +217,7 @@ export default async function run(): Promise<BenchMeasure[]> {
         baseline_name: "TypedArray.set memcpy of the same bytes",
         baseline: base,
         better: "higher",
-        notes: note,
+        notes: noteOf(t.gpu),
       }),
       measure({
         name: "webgpu-kernels",
@@ -176,7 +227,7 @@ export default async function run(): Promise<BenchMeasure[]> {
         baseline_name: "TypedArray.set memcpy of the same bytes",
         baseline: base,
         better: "higher",
-        notes: note,
+        notes: noteOf(t.kernels),
       }),
     );
     kernels.acc?.dispose();

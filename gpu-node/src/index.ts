@@ -6,5 +6,5 @@
  */
 export * from "./backend/index.ts";
 export * from "./create-backend/index.ts";
-export { createCpuBackend, type CpuBackendOptions } from "./cpu/index.ts";
+export { createCpuBackend, type CpuBackend, type CpuBackendOptions } from "./cpu/index.ts";
 export type { WebGpuBackendOptions, WebGpuBackend } from "./webgpu/index.ts";

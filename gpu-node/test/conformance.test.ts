@@ -2,7 +2,8 @@
  * One shared suite run against every backend configuration on the same inputs (house rule 3).
  *
  * Stated tolerances (see `backend.ts`):
- * - cpu: bit-identical to the TypedArray reference everywhere.
+ * - cpu: bit-identical to the TypedArray reference everywhere, whatever the thread count (threads split the work at
+ *   norm-block boundaries and the host adds the block sums in a fixed order).
  * - webgpu: bit-identical when no update is clipped (the clip factor is then the weight, independent of the norm);
  *   when some update is clipped, its factor depends on the device norm, which agrees within a relative 2⁻¹⁹, so the
  *   result agrees within 2⁻¹⁸ of the vector's largest magnitude. Norms: relative 2⁻¹⁹.
@@ -32,6 +33,11 @@ const configs: Config[] = [
     name: "cpu (batch 3, tile 64)",
     exactWhenClipped: true,
     open: async () => createCpuBackend({ batchSize: 3, tileLength: 64 }),
+  },
+  {
+    name: "cpu (3 threads from length 1, batch 2, tile 64)",
+    exactWhenClipped: true,
+    open: async () => createCpuBackend({ threads: 3, parallelMinLength: 1, batchSize: 2, tileLength: 64 }),
   },
   {
     name: "webgpu (defaults)",

@@ -16,15 +16,19 @@
  * 4. `quantizePerChannelInt8(W)` for the int8 export.
  *
  * ## Canonical arithmetic (what "identical results" means)
- * - Squared norm: float64 sum of float32 squares. The cpu backend's order is fixed (8 interleaved lanes, see
- *   `math.sumSquares`); the webgpu backend sums float32 squares with Kahan compensation into 4,096 strided partials per
- *   update and chunk on the device and the host adds the partials in float64, so its norms agree within a relative
- *   2⁻¹⁹ (stated tolerance).
+ * - Squared norm: float64 sum of float32 squares. The cpu backend's order is fixed and independent of its thread
+ *   count (see `math.sumSquares`): the vector is cut into blocks of 65,536 elements (`math.NORM_BLOCK`), each block
+ *   is summed in 8 interleaved lanes from zero and combined in a fixed tree, and the block sums are added in block
+ *   order (threads compute whole blocks; the host adds them). The webgpu backend sums float32 squares with Kahan
+ *   compensation into 4,096 partials per update and chunk on the device (16 contiguous segments × 64 invocations × 4
+ *   lanes) and the host adds the partials in float64, so its norms agree within a relative 2⁻¹⁹ (stated tolerance).
  * - Clip factor: `f_k = fround(w_k · min(1, C/‖u_k‖))`, computed on the host in float64 by both backends.
  * - Accumulate: `acc_i ← fl32(acc_i + fl32(f_k·u_k,i))` in arrival order; exact in both backends given the same f_k.
  * - Finish: `out_i = fl32(fl32(acc_i + n_i) · fl32(1/denominator))` with the same float32 noise n_i (multiplication
  *   by the rounded reciprocal, because WGSL division is not correctly rounded; it differs from a true division by at
- *   most one ulp).
+ *   most one ulp). With an injected `random`, n_i = fl32(σ·z_i) from `math.GaussianStream` in its canonical order, so
+ *   both backends give identical noisy results from the same bytes; with the default crypto.getRandomValues the cpu
+ *   backend draws the same distribution in parallel, each thread for its own blocks (no order to reproduce).
  * - Quantize: exact in both (integer arithmetic on the device).
  * - Optimizers: float64 on cpu, float32 on webgpu; agree within a relative 1e-5 (stated tolerance).
  */
@@ -39,6 +43,13 @@ export interface AccumulatorOptions {
   length: number;
   /** L2 clipping norm C > 0 (`Infinity` disables clipping). */
   clipNorm: number;
+  /**
+   * A hint that `finish` will add noise (σ > 0) from the default source (crypto.getRandomValues). The cpu backend
+   * then draws the standard normals on its worker threads in the background while updates are added (results are
+   * unchanged; the draws are wasted if the round ends without noise). Ignored where it does not help.
+   * @default false
+   */
+  expectNoise?: boolean;
 }
 
 /** Statistics of the updates added so far (all of them, across `add` calls). */
@@ -181,6 +192,9 @@ export function checkAccumulatorOptions(opts: AccumulatorOptions): void {
   }
   if (typeof clipNorm !== "number" || Number.isNaN(clipNorm) || clipNorm <= 0) {
     throw bad(`clipNorm must be a number > 0, got ${String(clipNorm)}`);
+  }
+  if (opts.expectNoise !== undefined && typeof opts.expectNoise !== "boolean") {
+    throw bad(`expectNoise must be a boolean, got ${String(opts.expectNoise)}`);
   }
 }
 

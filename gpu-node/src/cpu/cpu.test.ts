@@ -1,12 +1,19 @@
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { addSquaresToLanes, axpy } from "../math/index.ts";
-import { instantiateSimd, simdModuleBytes } from "./simd.ts";
+import { FedgeError } from "@fedge/schemas";
+import { seededRandomBytes } from "@fedge/schemas/random/testing";
+import { NORM_BLOCK, addSquaresToLanes, axpy } from "../math/index.ts";
+import { makeUpdates, referenceRound } from "../../test/helpers.ts";
+import { SharedHeap } from "./heap.ts";
+import { createSharedMemory, instantiateSimd, simdModuleBytes } from "./simd.ts";
 import { createCpuBackend } from "./index.ts";
 
 describe("WebAssembly SIMD kernels", () => {
   it("validate as a module and match the TypedArray reference bit for bit", () => {
     expect(WebAssembly.validate(simdModuleBytes())).toBe(true);
-    const k = instantiateSimd(4);
+    const k = instantiateSimd(createSharedMemory(4));
+    expect(k.memory.buffer).toBeInstanceOf(SharedArrayBuffer);
     const n = 4096 + 8;
     const heap = new Float32Array(k.memory.buffer);
     const x = new Float32Array(n).map((_, i) => Math.fround(Math.cos(i * 0.37) * (1 + (i % 17))));
@@ -29,5 +36,181 @@ describe("WebAssembly SIMD kernels", () => {
   it("rejects bad options", () => {
     expect(() => createCpuBackend({ batchSize: 0 })).toThrow(/batchSize/);
     expect(() => createCpuBackend({ tileLength: 1.5 })).toThrow(/tileLength/);
+    expect(() => createCpuBackend({ threads: 0 })).toThrow(/threads/);
+    expect(() => createCpuBackend({ parallelMinLength: -1 })).toThrow(/parallelMinLength/);
+  });
+});
+
+describe("SharedHeap", () => {
+  it("hands out 64-byte aligned, disjoint regions, reuses and merges freed ones, and grows the memory", () => {
+    const h = new SharedHeap(1);
+    const a = h.alloc(100);
+    const b = h.alloc(64);
+    const c = h.alloc(1);
+    expect([a % 64, b % 64, c % 64]).toEqual([0, 0, 0]);
+    expect(a).toBeGreaterThan(0);
+    expect(b).toBeGreaterThanOrEqual(a + 128);
+    expect(c).toBeGreaterThanOrEqual(b + 64);
+    h.release(a);
+    h.release(b);
+    expect(h.alloc(192)).toBe(a); // a and b merged
+    const big = h.alloc(3 * 65536);
+    expect(h.memory.buffer.byteLength).toBeGreaterThanOrEqual(big + 3 * 65536);
+    h.release(big);
+    h.release(12345); // unknown: ignored
+    expect(h.alloc(3 * 65536)).toBe(big);
+    expect(() => h.alloc(2 ** 32)).toThrow(FedgeError);
+  });
+});
+
+/** Lengths around the norm block (one block, a partial second block, tails of 1..7) and tiny ones. */
+const lengths = [1, 7, 1001, NORM_BLOCK, NORM_BLOCK + 13, 3 * NORM_BLOCK + 5];
+
+describe("cpu threads and zero-copy updates", () => {
+  it.each([1, 2, 3])(
+    "give bit-identical results to the reference with %i thread(s), staged and copied updates mixed",
+    async (threads) => {
+      const backend = createCpuBackend({ threads, parallelMinLength: 1, batchSize: 3, tileLength: 1000 });
+      try {
+        for (const n of lengths) {
+          const k = 8;
+          const updates = makeUpdates(n + threads, k, n, [1, 0.01, 3]);
+          const weights = updates.map((_, j) => 1 + (j % 4) / 8);
+          const clip = Math.sqrt(n) * 0.3;
+          const ref = referenceRound(updates, weights, clip, 0.7, 5, 11);
+          // every other update in shared memory (read in place), the rest copied into slots
+          const rows = updates.map((u, j) => {
+            if (j % 2 === 1) return u;
+            const s = backend.allocateUpdate(n);
+            s.set(u);
+            return s;
+          });
+          const acc = await backend.createAccumulator({ length: n, clipNorm: clip });
+          await acc.add(rows.slice(0, 5), weights.slice(0, 5));
+          await acc.add(rows.slice(5), weights.slice(5));
+          const st = acc.stats();
+          expect(st.norms).toEqual(ref.norms);
+          expect(st.unclippedCount).toBe(ref.unclipped);
+          const out = await acc.finish({ noiseStd: 0.7, denominator: 5, random: seededRandomBytes(11) });
+          expect(out).toEqual(ref.out);
+          expect(out.buffer).toBeInstanceOf(ArrayBuffer); // a copy, not a view of the shared memory
+          rows.forEach((r, j) => j % 2 === 0 && backend.releaseUpdate(r));
+        }
+      } finally {
+        await backend.dispose();
+      }
+    },
+  );
+
+  it("adds concurrent add() calls in call order and draws parallel crypto noise with the requested σ", async () => {
+    const backend = createCpuBackend({ threads: 2, parallelMinLength: 1 });
+    const n = 2 * NORM_BLOCK + 3;
+    const updates = makeUpdates(9, 6, n, [0.5]);
+    const ones = updates.map(() => 1);
+    const ref = referenceRound(updates, ones, 1e9, 0, 1, 0);
+    const acc = await backend.createAccumulator({ length: n, clipNorm: 1e9 });
+    await Promise.all(updates.map((u) => acc.add([u])));
+    const copy = await backend.createAccumulator({ length: n, clipNorm: 1e9 });
+    await copy.add(updates);
+    expect(acc.stats()).toEqual(copy.stats());
+    expect(await acc.finish({ noiseStd: 0, denominator: 1 })).toEqual(ref.out);
+    const noisy = await copy.finish({ noiseStd: 2, denominator: 1 });
+    let s2 = 0;
+    for (let i = 0; i < n; i++) s2 += (noisy[i]! - ref.out[i]!) ** 2;
+    expect(Math.abs(s2 / n / 4 - 1)).toBeLessThan(5 * Math.sqrt(2 / n));
+    await backend.dispose();
+  });
+
+  it("expectNoise draws the normals in the background without changing any result", async () => {
+    const backend = createCpuBackend({ threads: 2, parallelMinLength: 1, batchSize: 2 });
+    const n = 3 * NORM_BLOCK + 7;
+    const updates = makeUpdates(21, 5, n, [0.5, 2]);
+    const ones = updates.map(() => 1);
+    const clip = 200;
+    const run = async (finish: { noiseStd: number; random?: (b: Uint8Array) => void }) => {
+      const acc = await backend.createAccumulator({ length: n, clipNorm: clip, expectNoise: true });
+      await acc.add(updates);
+      return acc.finish({ ...finish, denominator: 3 });
+    };
+    // σ = 0 and an injected source do not use the background normals: exact reference results
+    expect(await run({ noiseStd: 0 })).toEqual(referenceRound(updates, ones, clip, 0, 3, 0).out);
+    expect(await run({ noiseStd: 1.5, random: seededRandomBytes(5) })).toEqual(
+      referenceRound(updates, ones, clip, 1.5, 3, 5).out,
+    );
+    // the default source: the background normals, scaled by σ = 2 (÷ 3)
+    const clean = referenceRound(updates, ones, clip, 0, 3, 0).out;
+    const noisy = await run({ noiseStd: 2 });
+    let s1 = 0;
+    let s2 = 0;
+    for (let i = 0; i < n; i++) {
+      const d = 3 * (noisy[i]! - clean[i]!);
+      s1 += d;
+      s2 += d * d;
+    }
+    expect(Math.abs(s1 / n)).toBeLessThan(5 * Math.sqrt(4 / n));
+    expect(Math.abs(s2 / n / 4 - 1)).toBeLessThan(5 * Math.sqrt(2 / n));
+    // disposed without finishing: the background job is cancelled and its memory freed
+    const dropped = await backend.createAccumulator({ length: n, clipNorm: clip, expectNoise: true });
+    dropped.dispose();
+    await expect(
+      backend.createAccumulator({ length: 4, clipNorm: 1, expectNoise: "yes" as unknown as boolean }),
+    ).rejects.toMatchObject({ code: "bad_request" });
+    await backend.dispose();
+  });
+
+  it("an accumulator outlives its backend's worker threads (the main thread takes over)", async () => {
+    const backend = createCpuBackend({ threads: 2, parallelMinLength: 1 });
+    const n = NORM_BLOCK + 9;
+    const updates = makeUpdates(31, 4, n);
+    const acc = await backend.createAccumulator({ length: n, clipNorm: 1e9 });
+    await acc.add(updates.slice(0, 2));
+    await backend.dispose();
+    await acc.add(updates.slice(2));
+    const ref = referenceRound(updates, [1, 1, 1, 1], 1e9, 0, 4, 0);
+    expect(await acc.finish({ noiseStd: 0, denominator: 4 })).toEqual(ref.out);
+  });
+
+  it("rejects bad zero-copy calls and keeps working after a failed add", async () => {
+    const backend = createCpuBackend({ threads: 2, parallelMinLength: 1, batchSize: 2 });
+    expect(() => backend.allocateUpdate(0)).toThrow(/length/);
+    expect(() => backend.allocateUpdate(1.5)).toThrow(FedgeError);
+    expect(() => backend.releaseUpdate(new Float32Array(3))).toThrow(/not allocated/);
+    const u = backend.allocateUpdate(5);
+    expect([...u]).toEqual([0, 0, 0, 0, 0]);
+    backend.releaseUpdate(u);
+    expect(() => backend.releaseUpdate(u)).toThrow(/already released/);
+    const acc = await backend.createAccumulator({ length: 4, clipNorm: 10 });
+    const good = backend.allocateUpdate(4);
+    good.set([1, 2, 3, 4]);
+    const bad = backend.allocateUpdate(4);
+    bad.set([1, Number.NaN, 0, 0]);
+    await expect(acc.add([good, good, good, bad])).rejects.toMatchObject({ code: "non_finite" });
+    expect(acc.stats().count).toBe(0);
+    await acc.add([good]);
+    expect([...(await acc.finish({ noiseStd: 0, denominator: 1 }))]).toEqual([1, 2, 3, 4]);
+    await backend.dispose();
+    expect(() => backend.allocateUpdate(4)).toThrow(FedgeError);
+  });
+});
+
+describe("cpu worker threads and process exit", () => {
+  const child = fileURLToPath(new URL("../../test/fixtures/child.ts", import.meta.url));
+  it("a process exits cleanly (code 0, promptly) with worker threads, disposed or not", () => {
+    const runChild = (threads: string, dispose: string) => {
+      const r = spawnSync(process.execPath, [child], {
+        env: { ...process.env, FEDGE_BACKEND: "cpu", FEDGE_TEST_THREADS: threads, FEDGE_TEST_DISPOSE: dispose },
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: "" });
+      return JSON.parse(r.stdout.trim().split("\n").pop()!) as { kind: string; first: number; threads: number };
+    };
+    const one = runChild("1", "1");
+    expect(one).toMatchObject({ kind: "cpu", threads: 1 });
+    for (const dispose of ["1", "0"]) {
+      const t = Date.now();
+      expect(runChild("2", dispose)).toMatchObject({ kind: "cpu", first: one.first, threads: 2 });
+      expect(Date.now() - t).toBeLessThan(30_000);
+    }
   });
 });

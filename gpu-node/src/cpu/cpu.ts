@@ -1,56 +1,60 @@
 /**
  * @module
  * The `cpu` backend: the exact reference of `Backend`, always available. Host memory only; the clip-accumulate hot
- * loops run in a WebAssembly SIMD module (`simd.ts`) with results bit-identical to the TypedArray loops of `math.ts`.
+ * loops run in a WebAssembly SIMD module (`simd.ts`) with results bit-identical to the TypedArray loops of `math.ts`,
+ * on the main thread plus `threads − 1` worker threads (node:worker_threads) for vectors of at least
+ * `parallelMinLength` elements.
  *
- * Memory: each accumulator owns a WebAssembly memory holding the running sum and `batchSize` update slots
- * (4·length·(1 + batchSize) bytes, at most 2 GiB, so length ≤ 2^28 with batchSize 1). An `add` copies each update of a
- * batch into its slot (one memcpy), computes its squared norm there (data hot in cache), then adds the batch tile by
- * tile so the running sum stays in L1/L2.
+ * Memory: one shared WebAssembly memory per backend (`heap.ts`, at most 4 GiB) holds every accumulator's running sum,
+ * its norm scratch, and, for updates that live elsewhere, a ring of update slots they are copied into. Updates
+ * obtained from {@link CpuBackend.allocateUpdate} already live there and are used in place (zero copy): a caller
+ * that decodes client updates straight into such buffers saves one memcpy per update.
+ *
+ * Threads (`accumulator.ts`, `tasks.ts`): the work of each step is cut into pieces of one norm block
+ * (`math.NORM_BLOCK` = 65,536 parameters) that the main thread and the workers claim from a shared atomic counter, so
+ * a thread that the OS does not schedule (a loaded machine) simply takes fewer pieces. An `add` call proceeds in groups
+ * of `batchSize` updates; step s adds group s − 1 with the clip factors the main thread computed and computes the
+ * block sums of squares of group s; the main thread adds the block sums in block order (so the norms, and hence every
+ * result, are independent of the thread count and of timing), checks them and computes the factors. When a group must
+ * be copied into slots, the main thread copies it while the workers run the current step, then joins in. Noise from the default source
+ * (crypto.getRandomValues) is drawn in parallel too, piece by piece, or ahead in the background while updates are
+ * added (`expectNoise`); with an injected `random` it is drawn on the main thread in the canonical order
+ * (`math.GaussianStream`), so it is reproducible and identical to the webgpu backend's.
+ *
+ * Worker threads start with the first accumulator of at least `parallelMinLength` parameters, are `unref()`ed while
+ * idle (a forgotten `dispose()` never keeps the process alive) and are terminated by `dispose()`; accumulators that
+ * outlive the backend carry on on the main thread.
  */
+import { availableParallelism } from "node:os";
 import { FedgeError } from "@fedge/schemas";
 import {
+  MAX_LENGTH,
   checkAccumulatorOptions,
-  checkBatch,
   checkDelta,
-  checkFinishOptions,
   checkOptimizerOptions,
   checkQuantizeInput,
   checkState,
   disposed,
-  nonFinite,
   type Accumulator,
   type AccumulatorOptions,
-  type AccumulatorStats,
   type Backend,
-  type FinishOptions,
   type OptimizerOptions,
   type OptimizerParams,
   type OptimizerState,
   type QuantizedInt8,
   type ServerOptimizer,
 } from "../backend/index.ts";
-import {
-  GaussianStream,
-  addSquaresToLanes,
-  clipFactor,
-  combineLanes,
-  finishInto,
-  initialOptimizerArrays,
-  isUnclipped,
-  normOk,
-  optimizerStep,
-  quantizePerChannelInt8,
-  reciprocal,
-  type OptimizerArrays,
-} from "../math/index.ts";
-import { instantiateSimd, type SimdKernels } from "./simd.ts";
+import { initialOptimizerArrays, optimizerStep, quantizePerChannelInt8, type OptimizerArrays } from "../math/index.ts";
+import { CpuAccumulator, type CpuContext } from "./accumulator.ts";
+import { SharedHeap } from "./heap.ts";
+import { instantiateSimd } from "./simd.ts";
 
 /** Options of {@link createCpuBackend}. */
 export interface CpuBackendOptions {
   /**
-   * Updates copied into WebAssembly memory and added per pass (K per dispatch).
-   * @default 4
+   * Updates per step of an `add` (the group whose norms are computed together; also the number of update slots per
+   * ring position for updates that must be copied).
+   * @default 8
    */
   batchSize?: number;
   /**
@@ -58,154 +62,41 @@ export interface CpuBackendOptions {
    * @default 8192
    */
   tileLength?: number;
+  /**
+   * Threads that share the work of a large accumulator: the main thread plus `threads − 1` workers (started on first
+   * use, stopped by `dispose()`; idle workers never keep the process alive). 1 disables worker threads.
+   * @default min(os.availableParallelism(), 8)
+   */
+  threads?: number;
+  /**
+   * Smallest vector length (elements) whose accumulators use the worker threads; shorter ones run on the main thread
+   * only (a step's message round trip costs more than the work).
+   * @default 262144 (2^18, 1 MiB per update)
+   */
+  parallelMinLength?: number;
 }
 
-const MAX_WASM_BYTES = 2 ** 31;
-const PAGE = 65536;
-const LANES_PTR = 0;
-const DATA_PTR = 64;
+/** The cpu backend: a `Backend` plus zero-copy update buffers. */
+export interface CpuBackend extends Backend {
+  readonly kind: "cpu";
+  /** Threads used for large accumulators (main thread included). */
+  readonly threads: number;
+  /**
+   * A zeroed Float32Array of `length` in the backend's shared memory. Write an update into it (e.g. decode a client
+   * update straight into it) and pass it to `add()` of any accumulator of this backend: it is then read in place, not
+   * copied. It can be refilled and added again after `add()` resolves. Free it with {@link releaseUpdate}; it is also
+   * freed with the backend. Throws `payload_too_large` when the 4 GiB memory is full.
+   */
+  allocateUpdate(length: number): Float32Array;
+  /** Frees a buffer from {@link allocateUpdate} (never while an `add()` using it is pending). */
+  releaseUpdate(update: Float32Array): void;
+}
 
 function checkPositiveInt(name: string, v: number | undefined, fallback: number): number {
   const x = v ?? fallback;
   if (!Number.isInteger(x) || x < 1)
     throw new FedgeError("bad_request", 400, `${name} must be an integer >= 1, got ${String(v)}`);
   return x;
-}
-
-class CpuAccumulator implements Accumulator {
-  readonly length: number;
-  readonly clipNorm: number;
-  private readonly batchSize: number;
-  private readonly tile: number;
-  private readonly stride: number; // floats per slot, multiple of 4
-  private kernels: SimdKernels | null;
-  private readonly norms: number[] = [];
-  private unclipped = 0;
-  private weightSum = 0;
-
-  constructor(opts: AccumulatorOptions, batchSize: number, tileLength: number) {
-    this.length = opts.length;
-    this.clipNorm = opts.clipNorm;
-    this.stride = Math.ceil(opts.length / 4) * 4;
-    const slotBytes = 4 * this.stride;
-    const fit = Math.floor((MAX_WASM_BYTES - DATA_PTR) / slotBytes) - 1;
-    if (fit < 1) {
-      throw new FedgeError(
-        "payload_too_large",
-        413,
-        `length ${opts.length} is too large for the cpu backend (max ${(MAX_WASM_BYTES / 8) | 0})`,
-      );
-    }
-    this.batchSize = Math.min(batchSize, fit);
-    this.tile = Math.max(4, tileLength - (tileLength % 4));
-    const bytes = DATA_PTR + slotBytes * (1 + this.batchSize);
-    this.kernels = instantiateSimd(Math.ceil(bytes / PAGE));
-  }
-
-  private get k(): SimdKernels {
-    if (!this.kernels) throw disposed("accumulator");
-    return this.kernels;
-  }
-
-  /** Float32 view of the running sum (valid until the next memory growth; the memory never grows after creation). */
-  private accView(): Float32Array {
-    return new Float32Array(this.k.memory.buffer, DATA_PTR, this.length);
-  }
-
-  private slotPtr(r: number): number {
-    return DATA_PTR + 4 * this.stride * (1 + r);
-  }
-
-  async add(updates: readonly Float32Array[], weights?: readonly number[]): Promise<void> {
-    const k = this.k;
-    const w = checkBatch(this.length, updates, weights);
-    if (updates.length === 0) return;
-    const snapshot = updates.length > this.batchSize ? this.accView().slice() : null;
-    const saved = { n: this.norms.length, unclipped: this.unclipped, weightSum: this.weightSum };
-    try {
-      for (let start = 0; start < updates.length; start += this.batchSize) {
-        this.addBatch(k, updates.slice(start, start + this.batchSize), w.slice(start, start + this.batchSize), start);
-      }
-    } catch (e) {
-      if (snapshot) this.accView().set(snapshot);
-      this.norms.length = saved.n;
-      this.unclipped = saved.unclipped;
-      this.weightSum = saved.weightSum;
-      throw e;
-    }
-  }
-
-  private addBatch(k: SimdKernels, rows: Float32Array[], weights: number[], first: number): void {
-    const n = this.length;
-    const n8 = n >>> 3;
-    const heap = new Float32Array(k.memory.buffer);
-    const lanes = new Float64Array(k.memory.buffer, LANES_PTR, 8);
-    const sums: number[] = [];
-    rows.forEach((u, r) => {
-      const p = this.slotPtr(r);
-      heap.set(u, p >>> 2);
-      lanes.fill(0);
-      k.sumsq8(p, n8, LANES_PTR);
-      addSquaresToLanes(u, lanes, n8 * 8);
-      const s = combineLanes(lanes);
-      if (!normOk(s)) throw nonFinite(first + r);
-      sums.push(s);
-    });
-    // all norms valid: now change state
-    const factors = sums.map((s, r) => clipFactor(s, this.clipNorm, weights[r]!));
-    const n4 = n - (n % 4);
-    for (let t = 0; t < n4; t += this.tile) {
-      const len = Math.min(this.tile, n4 - t);
-      for (let r = 0; r < rows.length; r++) k.axpy(DATA_PTR + 4 * t, this.slotPtr(r) + 4 * t, len >>> 2, factors[r]!);
-    }
-    if (n4 < n) {
-      const acc = new Float32Array(k.memory.buffer, DATA_PTR, n);
-      for (let r = 0; r < rows.length; r++) {
-        const u = rows[r]!;
-        const f = factors[r]!;
-        for (let i = n4; i < n; i++) acc[i] = acc[i]! + Math.fround(f * u[i]!);
-      }
-    }
-    sums.forEach((s, r) => {
-      this.norms.push(Math.sqrt(s));
-      if (isUnclipped(s, this.clipNorm)) this.unclipped++;
-      this.weightSum += weights[r]!;
-    });
-  }
-
-  stats(): AccumulatorStats {
-    return {
-      count: this.norms.length,
-      unclippedCount: this.unclipped,
-      weightSum: this.weightSum,
-      norms: [...this.norms],
-    };
-  }
-
-  async finish(opts: FinishOptions): Promise<Float32Array> {
-    void this.k;
-    checkFinishOptions(opts);
-    const acc = this.accView();
-    const out = new Float32Array(this.length);
-    const r = reciprocal(opts.denominator);
-    if (opts.noiseStd === 0) {
-      finishInto(out, acc, null, r);
-    } else {
-      const stream = new GaussianStream(this.length, opts.noiseStd, opts.random);
-      const piece = new Float32Array(Math.min(this.length, 65536));
-      for (let from = 0; from < this.length; from += piece.length) {
-        const noise = piece.subarray(0, Math.min(piece.length, this.length - from));
-        stream.fill(noise);
-        finishInto(out, acc, noise, r, from);
-      }
-    }
-    this.dispose();
-    return out;
-  }
-
-  dispose(): void {
-    this.kernels = null;
-  }
 }
 
 class CpuOptimizer implements ServerOptimizer {
@@ -254,21 +145,35 @@ class CpuOptimizer implements ServerOptimizer {
   }
 }
 
-/** Creates the cpu backend (synchronous work only; never fails for lack of hardware). */
-export function createCpuBackend(options: CpuBackendOptions = {}): Backend {
-  const batchSize = checkPositiveInt("batchSize", options.batchSize, 4);
+/** Creates the cpu backend (synchronous; never fails for lack of hardware; worker threads start on first use). */
+export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
+  const batchSize = checkPositiveInt("batchSize", options.batchSize, 8);
   const tileLength = checkPositiveInt("tileLength", options.tileLength, 8192);
+  const threads = checkPositiveInt("threads", options.threads, Math.min(availableParallelism(), 8));
+  const parallelMinLength = checkPositiveInt("parallelMinLength", options.parallelMinLength, 2 ** 18);
+  const heap = new SharedHeap();
+  const ctx: CpuContext = {
+    heap,
+    kernels: instantiateSimd(heap.memory),
+    batchSize,
+    tile: Math.max(4, tileLength - (tileLength % 4)),
+    threads,
+    parallelMinLength,
+    pool: null,
+    staged: new WeakMap(),
+  };
   let live = true;
   const alive = (): void => {
     if (!live) throw disposed("backend");
   };
   return {
     kind: "cpu",
-    description: "cpu (WebAssembly SIMD + TypedArray loops)",
+    description: `cpu (WebAssembly SIMD, ${threads} thread${threads > 1 ? "s" : ""})`,
+    threads,
     async createAccumulator(opts: AccumulatorOptions): Promise<Accumulator> {
       alive();
       checkAccumulatorOptions(opts);
-      return new CpuAccumulator(opts, batchSize, tileLength);
+      return new CpuAccumulator(ctx, opts);
     },
     async createOptimizer(opts: OptimizerOptions): Promise<ServerOptimizer> {
       alive();
@@ -283,8 +188,39 @@ export function createCpuBackend(options: CpuBackendOptions = {}): Backend {
       checkQuantizeInput(weight, inFeatures, outFeatures);
       return quantizePerChannelInt8(weight, inFeatures, outFeatures);
     },
+    allocateUpdate(length: number): Float32Array {
+      alive();
+      if (!Number.isInteger(length) || length < 1 || length > MAX_LENGTH) {
+        throw new FedgeError(
+          "bad_request",
+          400,
+          `length must be an integer in [1, ${MAX_LENGTH}], got ${String(length)}`,
+        );
+      }
+      const ptr = heap.alloc(4 * length);
+      const view = heap.f32(ptr, length);
+      view.fill(0);
+      ctx.staged.set(view, ptr);
+      return view;
+    },
+    releaseUpdate(update: Float32Array): void {
+      const ptr = ctx.staged.get(update);
+      if (ptr === undefined) {
+        throw new FedgeError(
+          "bad_request",
+          400,
+          "update was not allocated by this backend's allocateUpdate (or was already released)",
+        );
+      }
+      ctx.staged.delete(update);
+      heap.release(ptr);
+    },
     async dispose(): Promise<void> {
+      if (!live) return;
       live = false;
+      const pool = ctx.pool;
+      ctx.pool = null;
+      await pool?.terminate();
     },
   };
 }

@@ -9,7 +9,10 @@
  * - `axpy(acc, u, n4, f)`: acc_i ← fl32(acc_i + fl32(f·u_i)) over 4·n4 float32 (`f32x4.mul` then `f32x4.add`, both
  *   correctly rounded, no fused multiply-add in wasm).
  *
- * Pointers are byte offsets into the imported memory `env.memory`, 16-byte aligned by the caller.
+ * Pointers are byte offsets into the imported memory `env.memory`, 16-byte aligned by the caller. The memory is a
+ * shared one (`shared: true`, at most {@link MAX_PAGES} pages = 4 GiB), so the same bytes are visible to the worker
+ * threads of the cpu backend, each running its own instance of the module over it; pointers above 2³¹ are passed as
+ * their i32 bit pattern (wasm addresses are unsigned).
  */
 
 // ---- a minimal encoder ----
@@ -169,7 +172,8 @@ export function simdModuleBytes(): Uint8Array<ArrayBuffer> {
       [0x60, ...vec([[I32], [I32], [I32], [F32]]), ...vec([])], // axpy
     ]),
   );
-  const imports = section(2, vec([[...str("env"), ...str("memory"), 0x02, 0x00, ...uleb(1)]]));
+  // memory import, limits flag 0x03: has a maximum and is shared
+  const imports = section(2, vec([[...str("env"), ...str("memory"), 0x02, 0x03, ...uleb(1), ...uleb(MAX_PAGES)]]));
   const funcs = section(3, vec([[0], [1]]));
   const exports = section(
     7,
@@ -196,6 +200,10 @@ export function simdModuleBytes(): Uint8Array<ArrayBuffer> {
   ]);
 }
 
+/** Largest memory, in 64 KiB pages (4 GiB, the wasm32 limit). */
+export const MAX_PAGES = 65536;
+export const PAGE_BYTES = 65536;
+
 export interface SimdKernels {
   readonly memory: WebAssembly.Memory;
   sumsq8(ptr: number, n8: number, out: number): void;
@@ -204,11 +212,23 @@ export interface SimdKernels {
 
 let compiled: WebAssembly.Module | undefined;
 
-/** Instantiates the module over a fresh growable memory (synchronous; the module is 300 bytes). */
-export function instantiateSimd(initialPages = 1): SimdKernels {
+/** The compiled module (compiled once per thread; it can be posted to workers). */
+export function simdModule(): WebAssembly.Module {
   compiled ??= new WebAssembly.Module(simdModuleBytes());
-  const memory = new WebAssembly.Memory({ initial: initialPages, maximum: 65536 });
-  const inst = new WebAssembly.Instance(compiled, { env: { memory } });
+  return compiled;
+}
+
+/** A fresh shared memory of `initialPages` pages that can grow to {@link MAX_PAGES}. */
+export function createSharedMemory(initialPages = 1): WebAssembly.Memory {
+  return new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
+}
+
+/** Instantiates the module over `memory` (a shared memory; synchronous, the module is 300 bytes). */
+export function instantiateSimd(
+  memory: WebAssembly.Memory = createSharedMemory(),
+  module: WebAssembly.Module = simdModule(),
+): SimdKernels {
+  const inst = new WebAssembly.Instance(module, { env: { memory } });
   const e = inst.exports as unknown as Omit<SimdKernels, "memory">;
   return { memory, sumsq8: e.sumsq8, axpy: e.axpy };
 }

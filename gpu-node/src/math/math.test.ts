@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { seededRandomBytes } from "@fedge/schemas/random/testing";
-import { GaussianStream, clipFactor, quantScale, quantizeValue, sumSquares } from "./index.ts";
+import {
+  GaussianStream,
+  NORM_BLOCK,
+  blockSumSquares,
+  clipFactor,
+  quantScale,
+  quantizeValue,
+  sumSquares,
+} from "./index.ts";
 
 describe("math reference", () => {
   it("sumSquares is the float64 sum of squares (8 lanes) and agrees with a naive sum", () => {
@@ -10,6 +18,17 @@ describe("math reference", () => {
     expect(Math.abs(sumSquares(x) - naive)).toBeLessThan(1e-12 * naive);
     expect(sumSquares(new Float32Array([3, 4]))).toBe(25);
     expect(sumSquares(new Float32Array(0))).toBe(0);
+  });
+
+  it("sumSquares adds the block sums of 65,536-element blocks in block order", () => {
+    const n = 2 * NORM_BLOCK + 13;
+    const x = new Float32Array(n).map((_, i) => Math.fround(Math.sin(i * 0.01) * (1 + (i % 7))));
+    const blocks = [0, 1, 2].map((b) => blockSumSquares(x.subarray(b * NORM_BLOCK, Math.min(n, (b + 1) * NORM_BLOCK))));
+    expect(sumSquares(x)).toBe(blocks[0]! + blocks[1]! + blocks[2]!);
+    expect(sumSquares(x.subarray(0, NORM_BLOCK))).toBe(blocks[0]);
+    let naive = 0;
+    for (const v of x) naive += v * v;
+    expect(Math.abs(sumSquares(x) - naive)).toBeLessThan(1e-12 * naive);
   });
 
   it("clipFactor = fround(w·min(1, C/‖u‖))", () => {

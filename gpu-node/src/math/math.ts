@@ -33,11 +33,30 @@ export function combineLanes(l: Float64Array): number {
   return l[0]! + l[1]! + (l[2]! + l[3]!) + (l[4]! + l[5]! + (l[6]! + l[7]!));
 }
 
-/** ‖x‖₂² in float64 with the canonical 8-lane order (the square of a float32 is exact in float64). */
-export function sumSquares(x: Float32Array): number {
+/**
+ * Elements per norm block: the vector is cut into blocks of 65,536 elements (the last may be shorter), each block's
+ * squared norm is computed on its own (8 lanes from zero, {@link combineLanes}) and the block sums are added in float64
+ * in block order. The order depends only on the length, never on how many threads share the blocks.
+ */
+export const NORM_BLOCK = 65536;
+
+/** Squared norm of one block `x` (at most {@link NORM_BLOCK} elements): 8 lanes from zero, combined. */
+export function blockSumSquares(x: Float32Array): number {
   const lanes = new Float64Array(NORM_LANES);
   addSquaresToLanes(x, lanes);
   return combineLanes(lanes);
+}
+
+/**
+ * ‖x‖₂² in float64 with the canonical order (the square of a float32 is exact in float64): per block of
+ * {@link NORM_BLOCK} elements 8 interleaved lanes, combined; then the block sums left to right.
+ */
+export function sumSquares(x: Float32Array): number {
+  let total = 0;
+  for (let b = 0; b < x.length; b += NORM_BLOCK) {
+    total += blockSumSquares(x.subarray(b, Math.min(x.length, b + NORM_BLOCK)));
+  }
+  return total;
 }
 
 /** Whether an update with this squared norm is left unclipped (‖u‖ ≤ C). */

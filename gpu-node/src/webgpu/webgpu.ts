@@ -7,7 +7,9 @@
  * buffer no larger than `maxStorageBufferBindingSize`, so a model of any size that fits in device memory works.
  * A batch of K updates is uploaded once per chunk as K rows; the norm kernel writes 4,096 partials per row and chunk,
  * the host reads them back, checks them and computes the clip factors in float64, and the accumulate
- * kernel then adds all K rows of every chunk in one dispatch per chunk.
+ * kernel then adds all K rows of every chunk in one dispatch per chunk. Batches alternate between two batch buffers:
+ * batch i + 1 is uploaded and its norm kernel queued before the host waits for the norms of batch i, so uploads, host
+ * work and device work overlap (the accumulate of batch i is queued as soon as its factors are known).
  *
  * Noise: drawn on the host from the injected CSPRNG (crypto.getRandomValues by default) with `fillGaussian` of
  * @fedge/schemas and uploaded chunk by chunk; the device only adds it. Chosen over a counter-based ChaCha20 in WGSL
@@ -46,6 +48,8 @@ import {
   ACCUMULATE,
   FINISH,
   NORM_PARTIALS,
+  NORM_PARTIALS_PER_SEGMENT,
+  NORM_WORKGROUP,
   NORM_WORKGROUPS,
   OPTIMIZER,
   QUANTIZE,
@@ -68,6 +72,10 @@ export interface WebGpuBackendOptions {
 }
 
 const MAX_DISPATCH_ELEMENTS = 65535 * WORKGROUP;
+/** Largest total size of released buffers a backend keeps for reuse. */
+const SPARE_MAX_BYTES = 768 * 2 ** 20;
+const STORAGE = Usage.STORAGE | Usage.COPY_DST | Usage.COPY_SRC;
+const READBACK = MAP_READ | Usage.COPY_DST;
 
 interface Pipelines {
   norm: GPUComputePipeline;
@@ -104,6 +112,38 @@ class Gpu {
 
   buffer(bytes: number, usage: number): GPUBuffer {
     return this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 4) * 4), usage });
+  }
+
+  /** Released buffers kept for reuse, by key (usage, size and anything their contents must satisfy). */
+  private readonly spare = new Map<string, GPUBuffer[]>();
+  private spareBytes = 0;
+
+  /**
+   * A buffer from the spare pool or a new one (creating and first-touching large buffers costs several ms each
+   * round; Dawn zero-fills them lazily). A reused buffer keeps its old contents: `key` must encode every invariant
+   * the caller relies on. Return it with {@link give}.
+   */
+  take(key: string, bytes: number, usage: number): GPUBuffer {
+    const list = this.spare.get(`${usage}:${bytes}:${key}`);
+    const b = list?.pop();
+    if (b) {
+      this.spareBytes -= b.size;
+      return b;
+    }
+    return this.buffer(bytes, usage);
+  }
+
+  /** Keeps `b` for a later {@link take} with the same key (destroys it when the pool holds 768 MiB). */
+  give(key: string, bytes: number, usage: number, b: GPUBuffer): void {
+    if (this.spareBytes + b.size > SPARE_MAX_BYTES) {
+      b.destroy();
+      return;
+    }
+    const k = `${usage}:${bytes}:${key}`;
+    const list = this.spare.get(k) ?? [];
+    list.push(b);
+    this.spare.set(k, list);
+    this.spareBytes += b.size;
   }
 
   storage(bytes: number): GPUBuffer {
@@ -178,22 +218,25 @@ function chunkParams(n: number, stride: number, segments: number, rows: number):
   return new Uint32Array([n, stride, segments, rows]).buffer;
 }
 
+/** Two batch buffers per chunk: the norms of batch i + 1 run while the host waits for those of batch i. */
+type Pair<T> = [T, T];
+
 interface AccChunk {
   off: number;
   n: number;
-  /** Row stride in the batch buffer: n rounded up to a multiple of 4. */
+  /** Row stride in the batch buffer: n rounded up to a multiple of 4 (the padding stays zero). */
   stride: number;
   segments: number;
-  /** Partials per row: 256·segments. */
+  /** Partials per row: 4·64·segments. */
   perRow: number;
-  /** Offset of this chunk's partials in the readback buffer, in floats. */
+  /** Offset of this chunk's partials in a readback buffer, in floats. */
   pOff: number;
   acc: GPUBuffer;
-  batch: GPUBuffer;
-  partials: GPUBuffer;
+  batch: Pair<GPUBuffer>;
+  partials: Pair<GPUBuffer>;
   params: GPUBuffer;
-  normBG: GPUBindGroup;
-  accBG: GPUBindGroup;
+  normBG: Pair<GPUBindGroup>;
+  accBG: Pair<GPUBindGroup>;
   backup?: GPUBuffer;
 }
 
@@ -205,10 +248,9 @@ export class WebGpuAccumulator implements Accumulator {
   readonly chunkLength: number;
   private readonly g: Gpu;
   private chunks: AccChunk[] | null;
-  private readonly factors: GPUBuffer;
-  private readonly rowsU: GPUBuffer;
-  private readonly partialsRead: GPUBuffer;
-  private readonly partialsTotal: number;
+  private readonly factors: Pair<GPUBuffer>;
+  private readonly rowsU: Pair<GPUBuffer>;
+  private readonly partialsRead: Pair<GPUBuffer>;
   private readonly norms: number[] = [];
   private unclipped = 0;
   private weightSum = 0;
@@ -222,18 +264,20 @@ export class WebGpuAccumulator implements Accumulator {
     if (byBinding < 1) throw new FedgeError("bad_request", 400, `batchSize ${batchSize} is too large for this device`);
     this.batchSize = batchSize;
     this.chunkLength = Math.max(1, Math.min(chunkLength ?? Infinity, byBinding, MAX_DISPATCH_ELEMENTS, opts.length));
-    this.factors = g.storage(4 * batchSize);
-    this.rowsU = g.buffer(16, Usage.UNIFORM | Usage.COPY_DST);
+    const pair = <T>(make: () => T): Pair<T> => [make(), make()];
+    this.factors = pair(() => g.storage(4 * batchSize));
+    this.rowsU = pair(() => g.buffer(16, Usage.UNIFORM | Usage.COPY_DST));
     const chunks: AccChunk[] = [];
     let pOff = 0;
     for (let off = 0; off < opts.length; off += this.chunkLength) {
       const n = Math.min(this.chunkLength, opts.length - off);
       const stride = Math.ceil(n / 4) * 4;
-      const segments = Math.min(NORM_WORKGROUPS, Math.ceil(n / WORKGROUP));
-      const perRow = segments * WORKGROUP;
-      const acc = g.storage(4 * stride);
-      const batch = g.storage(4 * stride * batchSize);
-      const partials = g.storage(4 * perRow * batchSize);
+      const segments = Math.min(NORM_WORKGROUPS, Math.ceil(stride / 4 / NORM_WORKGROUP));
+      const perRow = segments * NORM_PARTIALS_PER_SEGMENT;
+      const acc = g.take("acc", 4 * stride, STORAGE);
+      // batch rows keep zero padding past n: reuse only with the same n (hence the same stride)
+      const batch = pair(() => g.take(`batch n=${n}`, 4 * stride * batchSize, STORAGE));
+      const partials = pair(() => g.take("partials", 4 * perRow * batchSize, STORAGE));
       const params = g.uniform(chunkParams(n, stride, segments, 0));
       chunks.push({
         off,
@@ -246,14 +290,19 @@ export class WebGpuAccumulator implements Accumulator {
         batch,
         partials,
         params,
-        normBG: g.bind(g.p.norm, [batch, partials, params]),
-        accBG: g.bind(g.p.accumulate, [batch, acc, this.factors, params, this.rowsU]),
+        normBG: [0, 1].map((i) => g.bind(g.p.norm, [batch[i]!, partials[i]!, params])) as Pair<GPUBindGroup>,
+        accBG: [0, 1].map((i) =>
+          g.bind(g.p.accumulate, [batch[i]!, acc, this.factors[i]!, params, this.rowsU[i]!]),
+        ) as Pair<GPUBindGroup>,
       });
       pOff += perRow * batchSize;
     }
     this.chunks = chunks;
-    this.partialsTotal = pOff;
-    this.partialsRead = g.buffer(4 * pOff, MAP_READ | Usage.COPY_DST);
+    this.partialsRead = pair(() => g.take("read", 4 * pOff, READBACK));
+    // a reused running sum starts from zero
+    const enc = g.device.createCommandEncoder();
+    for (const c of chunks) enc.clearBuffer(c.acc);
+    g.device.queue.submit([enc.finish()]);
   }
 
   private live(): AccChunk[] {
@@ -269,16 +318,30 @@ export class WebGpuAccumulator implements Accumulator {
       const multi = updates.length > this.batchSize;
       if (multi) this.copyAcc(chunks, "backup");
       const saved = { n: this.norms.length, unclipped: this.unclipped, weightSum: this.weightSum };
+      // pipelined: batch i + 1 is uploaded and its norm kernel queued (into the other batch buffer) before the host
+      // waits for the norms of batch i, so uploads, host sums and device work overlap
+      const submit = (start: number, slot: number) => {
+        const rows = updates.slice(start, start + this.batchSize);
+        this.uploadBatch(rows, slot);
+        const norms = this.batchNorms(rows.length, slot);
+        norms.catch(() => undefined); // awaited below; never an unhandled rejection
+        return { start, slot, norms };
+      };
+      let next: ReturnType<typeof submit> | null = submit(0, 0);
       try {
-        for (let start = 0; start < updates.length; start += this.batchSize) {
-          const rows = updates.slice(start, start + this.batchSize);
-          this.uploadBatch(rows);
-          const sums = await this.batchNorms(rows.length);
+        while (next) {
+          const cur: ReturnType<typeof submit> = next;
+          const after = cur.start + this.batchSize;
+          next = after < updates.length ? submit(after, 1 - cur.slot) : null;
+          const sums = await cur.norms;
           sums.forEach((s, r) => {
-            if (!normOk(s)) throw nonFinite(start + r);
+            if (!normOk(s)) throw nonFinite(cur.start + r);
           });
-          const ws = w.slice(start, start + this.batchSize);
-          this.runAccumulate(sums.map((s, r) => clipFactor(s, this.clipNorm, ws[r]!)));
+          const ws = w.slice(cur.start, cur.start + this.batchSize);
+          this.runAccumulate(
+            sums.map((s, r) => clipFactor(s, this.clipNorm, ws[r]!)),
+            cur.slot,
+          );
           sums.forEach((s, r) => {
             this.norms.push(Math.sqrt(s));
             if (isUnclipped(s, this.clipNorm)) this.unclipped++;
@@ -286,6 +349,7 @@ export class WebGpuAccumulator implements Accumulator {
           });
         }
       } catch (e) {
+        if (next) await next.norms.catch(() => undefined); // leave no readback mapped or pending
         if (multi) this.copyAcc(chunks, "restore");
         this.norms.length = saved.n;
         this.unclipped = saved.unclipped;
@@ -305,28 +369,28 @@ export class WebGpuAccumulator implements Accumulator {
     this.g.device.queue.submit([enc.finish()]);
   }
 
-  /** Uploads up to `batchSize` updates as rows of every chunk's batch buffer (benchmark hook). */
-  uploadBatch(rows: readonly Float32Array[]): void {
+  /** Uploads up to `batchSize` updates as rows of every chunk's batch buffer `slot` (benchmark hook). */
+  uploadBatch(rows: readonly Float32Array[], slot = 0): void {
     const q = this.g.device.queue;
     const chunks = this.live();
     rows.forEach((u, r) => {
-      for (const c of chunks) q.writeBuffer(c.batch, 4 * r * c.stride, u, c.off, c.n);
+      for (const c of chunks) q.writeBuffer(c.batch[slot]!, 4 * r * c.stride, u, c.off, c.n);
     });
   }
 
-  /** Runs the norm kernel over the resident batch and returns the squared norms (host float64 sum of partials). */
-  async batchNorms(rows: number): Promise<number[]> {
+  /** Runs the norm kernel over the resident batch `slot`; returns the squared norms (host float64 sum of partials). */
+  async batchNorms(rows: number, slot = 0): Promise<number[]> {
     const chunks = this.live();
+    const read = this.partialsRead[slot]!;
     this.g.dispatch(
       this.g.p.norm,
-      chunks.map((c) => [c.normBG, c.segments, rows]),
+      chunks.map((c) => [c.normBG[slot]!, c.segments, rows]),
       (enc) => {
-        for (const c of chunks)
-          enc.copyBufferToBuffer(c.partials, 0, this.partialsRead, 4 * c.pOff, 4 * rows * c.perRow);
+        for (const c of chunks) enc.copyBufferToBuffer(c.partials[slot]!, 0, read, 4 * c.pOff, 4 * rows * c.perRow);
       },
     );
-    await this.partialsRead.mapAsync(MAP_READ);
-    const p = new Float32Array(this.partialsRead.getMappedRange());
+    await read.mapAsync(MAP_READ);
+    const p = new Float32Array(read.getMappedRange());
     const sums: number[] = [];
     for (let r = 0; r < rows; r++) {
       let s = 0;
@@ -336,19 +400,19 @@ export class WebGpuAccumulator implements Accumulator {
       }
       sums.push(s);
     }
-    this.partialsRead.unmap();
+    read.unmap();
     return sums;
   }
 
-  /** Adds the resident batch with these float32 factors (one per row; benchmark hook). */
-  runAccumulate(factors: number[]): void {
+  /** Adds the resident batch `slot` with these float32 factors (one per row; benchmark hook). */
+  runAccumulate(factors: number[], slot = 0): void {
     const chunks = this.live();
     const q = this.g.device.queue;
-    q.writeBuffer(this.factors, 0, new Float32Array(factors));
-    q.writeBuffer(this.rowsU, 0, new Uint32Array([factors.length, 0, 0, 0]));
+    q.writeBuffer(this.factors[slot]!, 0, new Float32Array(factors));
+    q.writeBuffer(this.rowsU[slot]!, 0, new Uint32Array([factors.length, 0, 0, 0]));
     this.g.dispatch(
       this.g.p.accumulate,
-      chunks.map((c) => [c.accBG, Math.ceil(c.stride / 4 / WORKGROUP)]),
+      chunks.map((c) => [c.accBG[slot]!, Math.ceil(c.stride / 4 / WORKGROUP)]),
     );
   }
 
@@ -376,7 +440,7 @@ export class WebGpuAccumulator implements Accumulator {
       const stream = opts.noiseStd > 0 ? new GaussianStream(this.length, opts.noiseStd, opts.random) : null;
       const noise = new Float32Array(stream ? this.chunkLength : 0);
       const uniform = g.buffer(16, Usage.UNIFORM | Usage.COPY_DST);
-      const staging = g.buffer(4 * this.chunkLength, MAP_READ | Usage.COPY_DST);
+      const staging = g.take("read", 4 * this.chunkLength, READBACK);
       const words = new Uint32Array(4);
       const asFloat = new Float32Array(words.buffer);
       try {
@@ -384,18 +448,18 @@ export class WebGpuAccumulator implements Accumulator {
           if (stream) {
             const piece = noise.subarray(0, c.n);
             stream.fill(piece);
-            g.device.queue.writeBuffer(c.batch, 0, piece);
+            g.device.queue.writeBuffer(c.batch[0], 0, piece);
           }
           words[0] = c.n;
           words[1] = stream ? 1 : 0;
           asFloat[2] = recip;
           g.device.queue.writeBuffer(uniform, 0, words);
-          g.dispatch(g.p.finish, [[g.bind(g.p.finish, [c.acc, c.batch, uniform]), Math.ceil(c.n / WORKGROUP)]]);
+          g.dispatch(g.p.finish, [[g.bind(g.p.finish, [c.acc, c.batch[0], uniform]), Math.ceil(c.n / WORKGROUP)]]);
           out.set(new Float32Array(await g.read(staging, c.acc, 4 * c.n)), c.off);
         }
       } finally {
         uniform.destroy();
-        staging.destroy();
+        g.give("read", 4 * this.chunkLength, READBACK, staging);
       }
       return out;
     });
@@ -405,8 +469,16 @@ export class WebGpuAccumulator implements Accumulator {
 
   dispose(): void {
     if (!this.chunks) return;
-    for (const c of this.chunks) for (const b of [c.acc, c.batch, c.partials, c.params, c.backup]) b?.destroy();
-    for (const b of [this.factors, this.rowsU, this.partialsRead]) b.destroy();
+    const g = this.g;
+    for (const c of this.chunks) {
+      g.give("acc", 4 * c.stride, STORAGE, c.acc);
+      for (const b of c.batch) g.give(`batch n=${c.n}`, 4 * c.stride * this.batchSize, STORAGE, b);
+      for (const b of c.partials) g.give("partials", 4 * c.perRow * this.batchSize, STORAGE, b);
+      for (const b of [c.params, c.backup]) b?.destroy();
+    }
+    const pTotal = this.chunks.reduce((a, c) => a + c.perRow * this.batchSize, 0);
+    for (const b of this.partialsRead) g.give("read", 4 * pTotal, READBACK, b);
+    for (const b of [...this.factors, ...this.rowsU]) b.destroy();
     this.chunks = null;
   }
 }
