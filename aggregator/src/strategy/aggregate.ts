@@ -25,7 +25,13 @@ export async function streamAggregate(
   const batchSize = ctx.batchSize ?? 16;
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new FedgeError("bad_request", 400, `batchSize must be an integer >= 1, got ${batchSize}`);
-  const acc = await ctx.backend.createAccumulator({ length: ctx.length, clipNorm: plan.clipNorm });
+  // With the default CSPRNG the backend may draw the round's noise in the background while updates stream in; an
+  // injected source must be drawn in order on the main thread so results stay reproducible.
+  const acc = await ctx.backend.createAccumulator({
+    length: ctx.length,
+    clipNorm: plan.clipNorm,
+    expectNoise: plan.noiseStd > 0 && !ctx.random,
+  });
   const batch: ClientUpdate[] = [];
   let seen = 0;
   const flush = async (): Promise<void> => {
