@@ -104,6 +104,29 @@ describe("POST /v1/devices", () => {
     expect(await errorCode(res)).toBe("device_revoked");
   });
 
+  it("answers a retried registration of the same key pair with the same device, and uses one quota slot", async () => {
+    const { id, key } = await createApiKey();
+    const publicKey = toBase64Url(nacl.sign.keyPair().publicKey);
+    const first = await register(key, { public_key: publicKey });
+    expect(first.status).toBe(201);
+    const again = await register(key, { public_key: publicKey });
+    expect(again.status).toBe(200);
+    const a = await first.json<{ device_id: string; created_at: string }>();
+    expect(await again.json()).toEqual(a);
+    expect(await (await adminGet(`/v1/admin/device-quotas/${id}`)).json()).toMatchObject({ active_devices: 1 });
+  });
+
+  it("refuses to register a revoked device's public key again", async () => {
+    const { id, key } = await createApiKey();
+    const publicKey = toBase64Url(nacl.sign.keyPair().publicKey);
+    const { device_id } = await (await register(key, { public_key: publicKey })).json<{ device_id: string }>();
+    expect((await adminPost(`/v1/admin/devices/${device_id}/revoke`)).status).toBe(200);
+    const res = await register(key, { public_key: publicKey });
+    expect(res.status).toBe(403);
+    expect(await errorCode(res)).toBe("device_revoked");
+    expect(await (await adminGet(`/v1/admin/device-quotas/${id}`)).json()).toMatchObject({ active_devices: 0 });
+  });
+
   it("answers 404 when revoking an unknown device", async () => {
     const res = await adminPost("/v1/admin/devices/dev_nobodynobodynobody00/revoke");
     expect(res.status).toBe(404);

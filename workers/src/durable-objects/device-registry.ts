@@ -23,7 +23,13 @@ export interface DeviceRecord {
 }
 
 export type SlotResult =
-  { ok: true; active: number } | { ok: false; code: "quota_exceeded"; active: number; max: number };
+  | {
+      ok: true;
+      active: number;
+      /** set when this public key already has an active device under the key */ existing?: string;
+    }
+  | { ok: false; code: "quota_exceeded"; active: number; max: number }
+  | { ok: false; code: "device_revoked"; deviceId: string };
 
 export function deviceStub(env: Bindings, deviceId: string) {
   return env.DEVICES.getByName(`device:${deviceId}`);
@@ -53,6 +59,8 @@ export class DeviceRegistry extends DurableObject<Bindings> {
         device_id TEXT PRIMARY KEY, public_key TEXT NOT NULL, api_key_id TEXT NOT NULL, platform TEXT,
         created_at INTEGER NOT NULL, revoked_at INTEGER)`);
       this.sql.exec(`CREATE TABLE IF NOT EXISTS slot (device_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL)`);
+      // Public key → device id, so a registration retried after a lost response gets the same device, not a second one.
+      this.sql.exec(`CREATE TABLE IF NOT EXISTS owner_key (public_key TEXT PRIMARY KEY, device_id TEXT NOT NULL)`);
       this.sql.exec(
         `CREATE TABLE IF NOT EXISTS quota (id INTEGER PRIMARY KEY CHECK (id = 1), max_devices INTEGER NOT NULL)`,
       );
@@ -89,18 +97,38 @@ export class DeviceRegistry extends DurableObject<Bindings> {
 
   // ── owner:<api key id> ─────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Takes one of the key's device slots for `deviceId` unless the key already has `defaultMax` (or its own quota). */
-  async reserveSlot(deviceId: string, defaultMax: number, now: number): Promise<SlotResult> {
+  /**
+   * Takes one of the key's device slots for `deviceId` unless the key already has `defaultMax` (or its own quota).
+   * A public key registered before answers with its existing device (`existing`) while that device is active, and
+   * with `device_revoked` once an admin revoked it: a revoked key never comes back under a new id.
+   */
+  async reserveSlot(deviceId: string, publicKey: string, defaultMax: number, now: number): Promise<SlotResult> {
+    const known = this.sql
+      .exec<{ device_id: string }>("SELECT device_id FROM owner_key WHERE public_key = ?", publicKey)
+      .toArray()[0];
+    if (known) {
+      const active = this.sql.exec("SELECT 1 FROM slot WHERE device_id = ?", known.device_id).toArray().length > 0;
+      return active
+        ? { ok: true, active: this.activeCount(), existing: known.device_id }
+        : { ok: false, code: "device_revoked", deviceId: known.device_id };
+    }
     const max = this.maxDevices(defaultMax);
     const active = this.activeCount();
     if (active >= max) return { ok: false, code: "quota_exceeded", active, max };
     this.sql.exec("INSERT OR IGNORE INTO slot (device_id, created_at) VALUES (?, ?)", deviceId, now);
+    this.sql.exec("INSERT INTO owner_key (public_key, device_id) VALUES (?, ?)", publicKey, deviceId);
     return { ok: true, active: this.activeCount() };
   }
 
-  /** Frees the slot of a revoked (or never created) device. */
+  /** Frees the slot of a revoked device; the public key stays known (and refused). */
   async releaseSlot(deviceId: string): Promise<void> {
     this.sql.exec("DELETE FROM slot WHERE device_id = ?", deviceId);
+  }
+
+  /** Undoes a reservation whose device was never created, forgetting its public key too. */
+  async cancelReservation(deviceId: string): Promise<void> {
+    this.sql.exec("DELETE FROM slot WHERE device_id = ?", deviceId);
+    this.sql.exec("DELETE FROM owner_key WHERE device_id = ?", deviceId);
   }
 
   async setQuota(max: number): Promise<{ max_devices: number; active_devices: number }> {

@@ -41,9 +41,16 @@ const register = createRoute({
   request: { body: { required: true, content: { "application/json": { schema: RegisterDeviceRequest } } } },
   responses: {
     201: { description: "The device id", content: { "application/json": { schema: RegisterDeviceResponse } } },
+    200: {
+      description: "This public key is already registered under the API key: its device id (idempotent retry)",
+      content: { "application/json": { schema: RegisterDeviceResponse } },
+    },
     400: { description: "Invalid request", content: errorContent },
     401: { description: "No or unknown API key", content: errorContent },
-    403: { description: "Revoked API key, or the key's device quota is used up", content: errorContent },
+    403: {
+      description: "Revoked API key, revoked device key, or the key's device quota is used up",
+      content: errorContent,
+    },
   },
 });
 
@@ -55,13 +62,22 @@ export const devices = createRouter().openapi(register, async (c) => {
   const now = Date.now();
   const deviceId = newDeviceId();
   const owner = ownerStub(c.env, apiKey.id);
-  const slot = await owner.reserveSlot(deviceId, defaultDeviceQuota(c.env), now);
+  const slot = await owner.reserveSlot(deviceId, body.public_key, defaultDeviceQuota(c.env), now);
   if (!slot.ok) {
+    if (slot.code === "device_revoked") {
+      throw new FedgeError("device_revoked", 403, `this public key belongs to revoked device ${slot.deviceId}`);
+    }
     throw new FedgeError(
       "quota_exceeded",
       403,
       `this API key already has ${slot.active} active devices (quota ${slot.max})`,
     );
+  }
+  if (slot.existing) {
+    // A retried registration (same key pair): the same device, not a second one.
+    const record = await deviceStub(c.env, slot.existing).getDevice();
+    if (!record) throw new FedgeError("internal", 500, "device registry is inconsistent; retry");
+    return c.json({ device_id: record.device_id, created_at: new Date(record.created_at).toISOString() }, 200);
   }
   let created = false;
   try {
@@ -73,7 +89,7 @@ export const devices = createRouter().openapi(register, async (c) => {
       created_at: now,
     });
   } finally {
-    if (!created) await owner.releaseSlot(deviceId);
+    if (!created) await owner.cancelReservation(deviceId);
   }
   if (!created) throw new FedgeError("internal", 500, "device id collision; retry");
   return c.json({ device_id: deviceId, created_at: new Date(now).toISOString() }, 201);
