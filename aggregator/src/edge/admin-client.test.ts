@@ -1,0 +1,33 @@
+import { describe, expect, it } from "vitest";
+import { EdgeAdminClient, EdgeAdminError } from "./admin-client.ts";
+
+// The client's requests against the real edge are exercised end to end by test/e2e-demo.test.ts (wrangler dev).
+describe("EdgeAdminClient options", () => {
+  it("refuses a bad base URL, a bad signing key, or no credential at all", () => {
+    expect(() => new EdgeAdminClient({ baseUrl: "127.0.0.1:8787", adminToken: "t" })).toThrow(/baseUrl/);
+    expect(() => new EdgeAdminClient({ baseUrl: "http://127.0.0.1:8787", signingKey: new Uint8Array(32) })).toThrow(
+      /64-byte/,
+    );
+    expect(() => new EdgeAdminClient({ baseUrl: "http://127.0.0.1:8787" })).toThrow(/signingKey or an adminToken/);
+    expect(new EdgeAdminClient({ baseUrl: "http://127.0.0.1:8787/", adminToken: "t" }).baseUrl).toBe(
+      "http://127.0.0.1:8787",
+    );
+  });
+
+  it("needs the admin token for operator calls when it only holds a signing key", async () => {
+    const c = new EdgeAdminClient({ baseUrl: "http://127.0.0.1:1", signingKey: new Uint8Array(64) });
+    await expect(c.createApiKey("x")).rejects.toThrow(/needs the admin token/);
+  });
+});
+
+describe("EdgeAdminError", () => {
+  it("keeps a known edge code, maps an unknown one to internal, and names the request", () => {
+    const known = new EdgeAdminError(409, "round_closed", "closed", "POST", "/v1/admin/rounds/m_1/close");
+    expect(known.code).toBe("round_closed");
+    expect(known.status).toBe(409);
+    expect(known.message).toContain("POST /v1/admin/rounds/m_1/close → 409 round_closed");
+    const odd = new EdgeAdminError(418, "teapot", "?", "GET", "/x");
+    expect(odd.code).toBe("internal");
+    expect(odd.edgeCode).toBe("teapot");
+  });
+});

@@ -1,0 +1,247 @@
+/**
+ * @module
+ * The aggregator's HTTP client for the edge's admin API (`/v1/admin/...`, contracts in @fedge/schemas `rounds/admin.ts`,
+ * `registry/`, `keys/`). Every request is authenticated by the aggregator's Ed25519 request signature
+ * (`signAggregatorRequest`, schemas `admin-auth/`) when a signing key is given, else by the operator's admin bearer token.
+ * Non-2xx answers become {@link EdgeAdminError} carrying the edge's `{"error":{"code","message"}}` envelope.
+ *
+ * Written for `npm run demo` (issue 10) as the edge half of the round runner: `fedge aggregate` can adopt it as is.
+ */
+import {
+  ErrorCode,
+  FedgeError,
+  UPDATE_STREAM_MEDIA_TYPE,
+  readUpdateStream,
+  signAggregatorRequest,
+  type AcceptedUpdatePage,
+  type CreatedApiKey,
+  type ModelManifest,
+  type OpenRoundRequest,
+  type RegistryChange,
+  type RoundStatus,
+  type UpdateStreamFrame,
+} from "@fedge/schemas";
+
+/** An edge admin request that did not succeed: the HTTP status and the edge's error code (`internal` if unknown). */
+export class EdgeAdminError extends FedgeError {
+  readonly method: string;
+  readonly path: string;
+  /** The code exactly as the edge sent it. */
+  readonly edgeCode: string;
+  constructor(status: number, code: string, message: string, method: string, path: string) {
+    const known = ErrorCode.safeParse(code);
+    super(known.success ? known.data : "internal", status, `${method} ${path} → ${status} ${code}: ${message}`);
+    this.edgeCode = code;
+    this.name = "EdgeAdminError";
+    this.method = method;
+    this.path = path;
+  }
+}
+
+/** Options of {@link EdgeAdminClient}. */
+export interface EdgeAdminClientOptions {
+  /** The edge, e.g. `http://127.0.0.1:8787` (no trailing path). */
+  baseUrl: string;
+  /**
+   * The aggregator's tweetnacl Ed25519 secret key (64 bytes): requests are signed with it. Its public key must be trusted
+   * by the edge (`FEDGE_AGGREGATOR_PUBLIC_KEY`, or registered under `/v1/admin/aggregator-keys`).
+   * @default undefined (use `adminToken`)
+   */
+  signingKey?: Uint8Array;
+  /**
+   * Operator admin token (`FEDGE_ADMIN_TOKEN`), used when no signing key is given and for the calls that need it
+   * (creating API keys, registering aggregator keys).
+   * @default undefined
+   */
+  adminToken?: string;
+  /** The `fetch` to use. @default globalThis.fetch */
+  fetch?: typeof fetch;
+}
+
+/** One accepted update streamed from the edge: the device's registered public key and its signed bytes. */
+export type StreamedUpdate = UpdateStreamFrame;
+
+export class EdgeAdminClient {
+  readonly baseUrl: string;
+  private readonly signingKey: Uint8Array | undefined;
+  private readonly adminToken: string | undefined;
+  private readonly fetchFn: typeof fetch;
+
+  constructor(options: EdgeAdminClientOptions) {
+    if (!options || typeof options.baseUrl !== "string" || !/^https?:\/\//.test(options.baseUrl)) {
+      throw new FedgeError("bad_request", 400, "EdgeAdminClient: baseUrl must be an http(s) URL");
+    }
+    if (
+      options.signingKey !== undefined &&
+      !(options.signingKey instanceof Uint8Array && options.signingKey.length === 64)
+    ) {
+      throw new FedgeError("bad_request", 400, "EdgeAdminClient: signingKey must be a 64-byte Ed25519 secret key");
+    }
+    if (options.signingKey === undefined && !options.adminToken) {
+      throw new FedgeError("bad_request", 400, "EdgeAdminClient: give a signingKey or an adminToken");
+    }
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.signingKey = options.signingKey;
+    this.adminToken = options.adminToken;
+    this.fetchFn = options.fetch ?? globalThis.fetch;
+  }
+
+  /** Sends one admin request (signed, or with the admin token when `useToken` or no key) and returns the response. */
+  async request(
+    method: string,
+    path: string,
+    body?: { bytes: Uint8Array; contentType: string },
+    useToken = false,
+  ): Promise<Response> {
+    const headers: Record<string, string> = {};
+    if (body) headers["content-type"] = body.contentType;
+    if (this.signingKey && !useToken) {
+      Object.assign(
+        headers,
+        await signAggregatorRequest({ method, path, body: body?.bytes, secretKey: this.signingKey }),
+      );
+    } else {
+      if (!this.adminToken) throw new FedgeError("bad_request", 400, `${method} ${path} needs the admin token`);
+      headers.authorization = `Bearer ${this.adminToken}`;
+    }
+    const res = await this.fetchFn(this.baseUrl + path, {
+      method,
+      headers,
+      ...(body ? { body: body.bytes as Uint8Array<ArrayBuffer> } : {}),
+    });
+    if (!res.ok) {
+      const text = await res.text();
+      let code = "http_error";
+      let message = text.slice(0, 500);
+      try {
+        const env = JSON.parse(text) as { error?: { code?: string; message?: string } };
+        code = env.error?.code ?? code;
+        message = env.error?.message ?? message;
+      } catch {
+        /* not the envelope */
+      }
+      throw new EdgeAdminError(res.status, code, message, method, path);
+    }
+    return res;
+  }
+
+  private async json<T>(method: string, path: string, value?: unknown, useToken = false): Promise<T> {
+    const body =
+      value === undefined
+        ? undefined
+        : { bytes: new TextEncoder().encode(JSON.stringify(value)), contentType: "application/json" };
+    const res = await this.request(method, path, body, useToken);
+    return (await res.json()) as T;
+  }
+
+  /** `POST /v1/admin/rounds`: opens the population's next round. */
+  openRound(request: OpenRoundRequest): Promise<RoundStatus> {
+    return this.json<RoundStatus>("POST", "/v1/admin/rounds", request);
+  }
+
+  /** `GET /v1/admin/rounds/:id`. */
+  roundStatus(roundId: string): Promise<RoundStatus> {
+    return this.json<RoundStatus>("GET", `/v1/admin/rounds/${encodeURIComponent(roundId)}`);
+  }
+
+  /** `POST /v1/admin/rounds/:id/close` (idempotent). */
+  closeRound(roundId: string): Promise<RoundStatus> {
+    return this.json<RoundStatus>("POST", `/v1/admin/rounds/${encodeURIComponent(roundId)}/close`);
+  }
+
+  /**
+   * Polls the round until it stops collecting (deadline, max_reports, or an admin close) and returns its status.
+   * @param pollMs time between polls (default 1000)
+   * @param timeoutMs give up after this long with a `timeout` error (default 1 hour)
+   */
+  async waitForClose(roundId: string, pollMs = 1000, timeoutMs = 3_600_000): Promise<RoundStatus> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const s = await this.roundStatus(roundId);
+      if (s.state === "closed" || s.state === "aggregated") return s;
+      if (Date.now() > until)
+        throw new FedgeError("internal", 504, `round ${roundId} did not close within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  }
+
+  /** `GET /v1/admin/rounds/:id/updates`: one page of the accepted updates' metadata. */
+  listUpdates(roundId: string, after = 0, limit = 100): Promise<AcceptedUpdatePage> {
+    return this.json<AcceptedUpdatePage>(
+      "GET",
+      `/v1/admin/rounds/${encodeURIComponent(roundId)}/updates?after=${after}&limit=${limit}`,
+    );
+  }
+
+  /**
+   * Every accepted update of a closed round, streamed page by page from `/v1/admin/rounds/:id/update-stream`
+   * (`application/vnd.fedge.update-stream` frames), one frame in memory at a time.
+   */
+  async *streamUpdates(roundId: string, pageSize = 100): AsyncGenerator<StreamedUpdate> {
+    let after = 0;
+    for (;;) {
+      const res = await this.request(
+        "GET",
+        `/v1/admin/rounds/${encodeURIComponent(roundId)}/update-stream?after=${after}&limit=${pageSize}`,
+      );
+      const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim();
+      if (type !== UPDATE_STREAM_MEDIA_TYPE)
+        throw new FedgeError("internal", 502, `update stream has content-type ${type}`);
+      if (!res.body) return;
+      yield* readUpdateStream(res.body as ReadableStream<Uint8Array>);
+      const next = res.headers.get("x-fedge-next-cursor");
+      if (next === null) return;
+      after = Number(next);
+      if (!Number.isSafeInteger(after) || after < 0)
+        throw new FedgeError("internal", 502, `bad x-fedge-next-cursor ${next}`);
+    }
+  }
+
+  /** `POST /v1/admin/rounds/:id/publish`: links the model version the round produced (marks it aggregated). */
+  publishRound(roundId: string, modelVersion: number): Promise<RoundStatus> {
+    return this.json<RoundStatus>("POST", `/v1/admin/rounds/${encodeURIComponent(roundId)}/publish`, {
+      model_version: modelVersion,
+    });
+  }
+
+  /** `POST /v1/admin/rounds/:id/aggregated`: marks a closed round aggregated without a version. */
+  markAggregated(roundId: string): Promise<RoundStatus> {
+    return this.json<RoundStatus>("POST", `/v1/admin/rounds/${encodeURIComponent(roundId)}/aggregated`, {});
+  }
+
+  /** `POST /v1/admin/models/:name/versions` (multipart): uploads a version with its (signed) manifest. */
+  async uploadModelVersion(manifest: ModelManifest, onnx: Uint8Array, promote: boolean): Promise<RegistryChange> {
+    const form = new FormData();
+    form.set("model", new File([onnx as Uint8Array<ArrayBuffer>], "model.onnx", { type: "application/octet-stream" }));
+    form.set("manifest", JSON.stringify(manifest));
+    form.set("promote", promote ? "true" : "false");
+    // Serialise the multipart body once, so the signature covers exactly the bytes sent.
+    const req = new Request("http://multipart.invalid/", { method: "POST", body: form });
+    const bytes = new Uint8Array(await req.arrayBuffer());
+    const res = await this.request("POST", `/v1/admin/models/${encodeURIComponent(manifest.name)}/versions`, {
+      bytes,
+      contentType: req.headers.get("content-type")!,
+    });
+    return (await res.json()) as RegistryChange;
+  }
+
+  /** `POST /v1/admin/models/:name/serving`: promotes a version. */
+  promote(model: string, version: number): Promise<RegistryChange> {
+    return this.json<RegistryChange>("POST", `/v1/admin/models/${encodeURIComponent(model)}/serving`, { version });
+  }
+
+  /** `POST /v1/admin/keys` (admin token): a new API key, its secret shown once. */
+  createApiKey(name: string, rateLimitPerMinute?: number): Promise<CreatedApiKey> {
+    return this.json<CreatedApiKey>(
+      "POST",
+      "/v1/admin/keys",
+      { name, ...(rateLimitPerMinute !== undefined ? { rate_limit_per_minute: rateLimitPerMinute } : {}) },
+      true,
+    );
+  }
+
+  /** `PUT /v1/admin/aggregator-keys/:public_key` (admin token): trusts an aggregator key. */
+  registerAggregatorKey(publicKeyB64url: string): Promise<{ public_key: string; created_at: string }> {
+    return this.json("PUT", `/v1/admin/aggregator-keys/${publicKeyB64url}`, undefined, true);
+  }
+}

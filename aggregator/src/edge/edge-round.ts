@@ -1,0 +1,202 @@
+/**
+ * @module
+ * One training round of a population run through the real edge, driven by the aggregator's {@link RoundEngine}:
+ *
+ * 1. `engine.openRound(id)`: the ledger is charged and the budget checked BEFORE any device sees the task (the id is the
+ *    edge's next `<model>_<seq>`, read from the round list);
+ * 2. `POST /v1/admin/rounds` with the engine's instructions (clip norm C of this round, privacy mode, client task, q);
+ * 3. `collect(status)`: the caller waits for devices (the demo drives its simulated fleet here; a long-running runner
+ *    waits for the deadline), then the round is closed (`/close`, idempotent);
+ * 4. the accepted updates are streamed (`/update-stream`), each one's Ed25519 signature RE-VERIFIED against the device
+ *    key the edge recorded (`decodeUpdate` with `publicKey`), its round id and length checked, and streamed into
+ *    `engine.aggregateRound` (clip, noise, fixed denominator, optimizer step, adaptive clip on the Backend);
+ * 5. held-out evaluation and the publish gate (`evaluate/`), int8 export + signed manifest (`export/`), upload of the
+ *    new version (promoted to serving only when the gate passes), `/publish` links the round to it,
+ *    `engine.completeRound`.
+ *
+ * Every new version is uploaded (devices always train from the latest global model, so Δ = w' − w is relative to
+ * what the engine holds); the gate decides only what `/predict` serves.
+ *
+ * A population with privacy mode `none` still needs a clip norm on the edge's task (the edge checks ‖Δ‖ ≤ C): it is
+ * sent `central` with {@link EdgeRoundOptions.noneClipNorm} (default 1000, far above any real update: no clipping in
+ * effect) and the aggregator adds no noise.
+ */
+import {
+  FedgeError,
+  decodeUpdate,
+  updateToFloat32,
+  parseRoundId,
+  roundIdFor,
+  type ModelManifest,
+  type RoundStatus,
+} from "@fedge/schemas";
+import type { RoundEngine } from "../round/index.ts";
+import type { RoundSummary } from "../checkpoint/index.ts";
+import type { ClientUpdate } from "../strategy/index.ts";
+import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate/index.ts";
+import { exportModel, type SigningKey } from "../export/index.ts";
+import type { EdgeAdminClient } from "./admin-client.ts";
+
+/** Options of {@link runEdgeRound}. */
+export interface EdgeRoundOptions {
+  engine: RoundEngine;
+  admin: EdgeAdminClient;
+  /** The model version devices download and train from (the latest uploaded global model). */
+  modelVersion: number;
+  /** The version number the new global model gets (≥ modelVersion + 1). */
+  nextVersion: number;
+  /** Signs the exported manifest (the aggregator's Ed25519 key). */
+  signingKey: SigningKey;
+  /** Held-out set for the publish gate (never given to devices); absent: every version is promoted. */
+  heldOut?: EvalSet;
+  /** Accuracy of the serving version, for the gate. */
+  servingAccuracy?: number;
+  /**
+   * Waits for devices after the round opened. When it returns the round is closed (if still collecting).
+   * @default wait until the edge closes the round itself (deadline or max_reports)
+   */
+  collect?: (status: RoundStatus) => Promise<void>;
+  /** Collecting window in seconds. @default 600 */
+  durationS?: number;
+  /** Fewest accepted updates to aggregate. @default 1 */
+  minReports?: number;
+  /** The round closes once this many updates are accepted. @default 1000000 */
+  maxReports?: number;
+  /** Edge clip norm for a population without DP (see the module header). @default 1000 */
+  noneClipNorm?: number;
+  /** Updates per streamed page. @default 100 */
+  pageSize?: number;
+}
+
+/** What one edge round did. */
+export interface EdgeRoundResult {
+  roundId: string;
+  /** The edge's round status at close (selected, accepted, checked_in…). */
+  closed: RoundStatus;
+  summary: RoundSummary;
+  /** Updates streamed from the edge. */
+  streamed: number;
+  /** Streamed updates refused by the aggregator's own checks (signature, round id, length); expected 0. */
+  refused: { deviceId: string; reason: string }[];
+  evaluation: Evaluation | undefined;
+  decision: PublishDecision;
+  /** The uploaded version and whether it now serves. */
+  version: number;
+  promoted: boolean;
+  manifest: ModelManifest;
+  /** ε spent after this round (null without DP). */
+  epsilon: number | null;
+  seconds: number;
+}
+
+/** The id the edge will give the population's next round. */
+export async function nextEdgeRoundId(admin: EdgeAdminClient, model: string): Promise<string> {
+  const res = await admin.request("GET", `/v1/admin/rounds?model=${encodeURIComponent(model)}&limit=1`);
+  const list = (await res.json()) as { rounds: RoundStatus[] };
+  const last = list.rounds[0];
+  const seq = last ? (parseRoundId(last.round_id)?.seq ?? 0) : 0;
+  return roundIdFor(model, seq + 1);
+}
+
+/** Runs one round through the edge (see the module header). */
+export async function runEdgeRound(o: EdgeRoundOptions): Promise<EdgeRoundResult> {
+  const t0 = performance.now();
+  const { engine, admin } = o;
+  const config = engine.config;
+  const model = config.model;
+  const roundId = await nextEdgeRoundId(admin, model);
+  const opened = await engine.openRound(roundId);
+  const instr = opened.instructions;
+  const none = instr.privacyMode === "none";
+  let status = await admin.openRound({
+    model,
+    model_version: o.modelVersion,
+    clip_norm: none ? (o.noneClipNorm ?? 1000) : instr.clipNorm,
+    learning_rate: config.client.learningRate,
+    local_epochs: config.client.localEpochs,
+    batch_size: config.client.batchSize,
+    privacy_mode: instr.privacyMode === "none" ? "central" : instr.privacyMode,
+    ...(instr.privacyMode === "local" ? { local_noise_multiplier: instr.localNoiseMultiplier ?? 0 } : {}),
+    trainable: config.trainable,
+    update_length: engine.updateLength,
+    update_dtype: "float32",
+    sampling_rate: config.samplingRate,
+    min_reports: o.minReports ?? 1,
+    max_reports: o.maxReports ?? 1_000_000,
+    duration_s: o.durationS ?? 600,
+  });
+  if (status.round_id !== roundId) {
+    await admin.closeRound(status.round_id).catch(() => undefined);
+    throw new FedgeError("conflict", 409, `the edge opened ${status.round_id}, the ledger was charged for ${roundId}`);
+  }
+  if (o.collect) await o.collect(status);
+  else await admin.waitForClose(roundId);
+  const closed = await admin.closeRound(roundId);
+
+  const length = engine.updateLength;
+  const refused: EdgeRoundResult["refused"] = [];
+  let streamed = 0;
+  async function* updates(): AsyncGenerator<ClientUpdate> {
+    for await (const frame of admin.streamUpdates(roundId, o.pageSize ?? 100)) {
+      streamed++;
+      let decoded;
+      try {
+        // Re-verifies the Ed25519 signature under the key the edge recorded at acceptance.
+        decoded = decodeUpdate(frame.update, { publicKey: frame.publicKey });
+      } catch (e) {
+        refused.push({ deviceId: "?", reason: (e as Error).message });
+        continue;
+      }
+      if (decoded.roundId !== roundId) {
+        refused.push({ deviceId: decoded.deviceId, reason: `round id ${decoded.roundId}` });
+        continue;
+      }
+      const values = updateToFloat32(decoded);
+      if (values.length !== length) {
+        refused.push({ deviceId: decoded.deviceId, reason: `length ${values.length} ≠ ${length}` });
+        continue;
+      }
+      yield { delta: values, deviceId: decoded.deviceId };
+    }
+  }
+  const summary = await engine.aggregateRound(updates());
+
+  const evaluation = o.heldOut ? evaluateModel(engine.model, o.heldOut) : undefined;
+  const decision = publishGate({
+    ...(evaluation ? { candidate: evaluation } : {}),
+    ...(o.servingAccuracy !== undefined ? { servingAccuracy: o.servingAccuracy } : {}),
+    maxAccuracyDrop: config.publish.maxAccuracyDrop,
+  });
+  const spent = engine.privacySpent();
+  const exported = await exportModel({
+    model: engine.model,
+    name: model,
+    version: o.nextVersion,
+    backend: engine.backend,
+    signingKey: o.signingKey,
+    ...(spent ? { privacy: spent } : {}),
+  });
+  await admin.uploadModelVersion(exported.manifest, exported.onnx, decision.publish);
+  status = await admin.publishRound(roundId, o.nextVersion);
+  await engine.completeRound({
+    published: decision.publish,
+    reason: decision.reason,
+    ...(decision.publish ? { version: o.nextVersion } : {}),
+    ...(evaluation ? { accuracy: evaluation.accuracy } : {}),
+    sha256: exported.manifest.sha256,
+  });
+  return {
+    roundId,
+    closed,
+    summary,
+    streamed,
+    refused,
+    evaluation,
+    decision,
+    version: o.nextVersion,
+    promoted: decision.publish,
+    manifest: exported.manifest,
+    epsilon: spent?.epsilon ?? null,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}

@@ -1,0 +1,86 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createCpuBackend } from "@fedge/gpu-node";
+import { parsePopulationConfig } from "../config/index.ts";
+import { generateSigningKey } from "../export/index.ts";
+import { RoundEngine } from "../round/index.ts";
+import { EdgeAdminClient } from "./admin-client.ts";
+import {
+  EDGE_RUNNER_STATE_FILE,
+  EdgeRoundRunner,
+  loadEdgeRunnerState,
+  saveEdgeRunnerState,
+  type EdgeRunnerState,
+} from "./runner.ts";
+
+// The runner's rounds against the real edge (open, resume after SIGKILL at each step, 409-as-done, gate refusal,
+// abandon) are exercised end to end by test/aggregate-edge.test.ts (wrangler dev).
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "fedge-runner-"));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const state: EdgeRunnerState = {
+  version: 1,
+  model: "m",
+  config: { model: "m" },
+  modelVersion: 3,
+  pending: { roundId: "m_4", modelVersion: 3, nextVersion: 5, servingVersion: 2, servingAccuracy: 0.5 },
+};
+
+describe("runner state file", () => {
+  it("round-trips atomically and is absent until written", async () => {
+    expect(await loadEdgeRunnerState(dir)).toBeNull();
+    await saveEdgeRunnerState(dir, state);
+    expect(await loadEdgeRunnerState(dir)).toEqual(state);
+    await saveEdgeRunnerState(dir, { ...state, pending: null });
+    expect((await loadEdgeRunnerState(dir))!.pending).toBeNull();
+    expect(JSON.parse(await readFile(join(dir, EDGE_RUNNER_STATE_FILE), "utf8")).modelVersion).toBe(3);
+  });
+
+  it("refuses a corrupt or mis-shaped file with a clear error", async () => {
+    await writeFile(join(dir, EDGE_RUNNER_STATE_FILE), "{not json");
+    await expect(loadEdgeRunnerState(dir)).rejects.toThrow(/edge-runner\.json is not JSON/);
+    await writeFile(join(dir, EDGE_RUNNER_STATE_FILE), JSON.stringify({ ...state, modelVersion: 0 }));
+    await expect(loadEdgeRunnerState(dir)).rejects.toThrow(/edge-runner\.json is invalid/);
+  });
+});
+
+describe("EdgeRoundRunner options", () => {
+  it("names the bad option, and refuses a state for another model", async () => {
+    const backend = createCpuBackend();
+    const config = parsePopulationConfig({ model: "m", privacy: { mode: "none" }, samplingRate: 1, expectedClients: 2 });
+    const engine = await RoundEngine.create({
+      config,
+      backend,
+      initialModel: {
+        layers: [
+          { inFeatures: 2, outFeatures: 2, weight: new Float32Array(4), bias: new Float32Array(2), activation: "none" },
+        ],
+      },
+    });
+    const base = {
+      engine,
+      admin: new EdgeAdminClient({ baseUrl: "http://127.0.0.1:1", adminToken: "t" }),
+      signingKey: generateSigningKey(),
+      state: { ...state, pending: null },
+    };
+    try {
+      expect(() => new EdgeRoundRunner({ ...base, pollMs: 0 })).toThrow(/pollMs must be an integer ≥ 1/);
+      expect(() => new EdgeRoundRunner({ ...base, durationS: 1.5 })).toThrow(/durationS/);
+      expect(() => new EdgeRoundRunner({ ...base, minReports: 5, maxReports: 2 })).toThrow(/minReports must be ≤/);
+      expect(() => new EdgeRoundRunner({ ...base, state: { ...base.state, model: "other" } })).toThrow(
+        /runner state is for "other"/,
+      );
+      expect(new EdgeRoundRunner(base).runnerState.modelVersion).toBe(3);
+    } finally {
+      engine.dispose();
+      await backend.dispose();
+    }
+  });
+});

@@ -1,0 +1,555 @@
+/**
+ * @module
+ * The resumable edge round runner behind `fedge aggregate`: the same steps as {@link runEdgeRound} (open the round on
+ * the edge with the engine's instructions, wait for it to close, stream + re-verify + aggregate, evaluate, export,
+ * upload, promote when the gate passes, `/publish`, `completeRound`), written as a state machine that can be re-entered
+ * at any point after a crash. `runEdgeRound` (edge-round.ts, used by the demo) is single-shot: it always asks the edge
+ * for the next round id and always uploads, so a rerun after a crash would hit a different round id or a 409. This file
+ * adds only what resuming needs and reuses `EdgeAdminClient` and `nextEdgeRoundId` as they are.
+ *
+ * Crash safety, on top of the {@link RoundEngine}'s (privacy charged once, the aggregated model saved before publish):
+ * - a runner state file (`edge-runner.json`, beside the checkpoint, written atomically) records, BEFORE the ledger is
+ *   charged, the round id, the model version devices train from, the version number the new model will get and the
+ *   serving accuracy the gate compares against; a rerun uses exactly these, so the gate decides the same way;
+ * - re-opening: the edge round is opened only when `GET /v1/admin/rounds/:id` says 404; one already open or closed is
+ *   picked up where it is (close is idempotent on the edge);
+ * - re-uploading: a 409 on `POST /v1/admin/models/:name/versions` is "already done" when the stored version's sha256
+ *   equals the re-exported bytes' (the export is deterministic in the checkpointed weights); any other sha is an error;
+ * - promote and `/publish` are idempotent on the edge; `completeRound` commits last, then the state file is cleared.
+ * - a round that closed with fewer accepted updates than `min_reports` is abandoned before anything is aggregated
+ *   (no noise is released on an empty round; its privacy stays spent, as the engine documents).
+ */
+import { mkdir, open, readFile, rename } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
+import {
+  FedgeError,
+  ModelDetail,
+  ModelManifest,
+  RoundStatus,
+  decodeUpdate,
+  readMlpFromOnnx,
+  roundIdFor,
+  parseRoundId,
+  updateToFloat32,
+  type MlpParams,
+} from "@fedge/schemas";
+import type { RoundEngine } from "../round/index.ts";
+import type { RoundSummary } from "../checkpoint/index.ts";
+import type { ClientUpdate } from "../strategy/index.ts";
+import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate/index.ts";
+import { exportModel, sha256Hex, type SigningKey } from "../export/index.ts";
+import { EdgeAdminError, type EdgeAdminClient } from "./admin-client.ts";
+
+/** File name of the runner state, in the checkpoint directory. */
+export const EDGE_RUNNER_STATE_FILE = "edge-runner.json";
+
+const PendingRound = z.strictObject({
+  roundId: z.string().min(1),
+  /** Version devices download and train from. */
+  modelVersion: z.number().int().min(1),
+  /** Version the new global model gets. */
+  nextVersion: z.number().int().min(1),
+  /** Accuracy of the version the edge served when the round was planned (the gate's reference). */
+  servingAccuracy: z.number().min(0).max(1).optional(),
+  servingVersion: z.number().int().min(1).nullable(),
+});
+export type PendingRound = z.infer<typeof PendingRound>;
+
+export const EdgeRunnerState = z.strictObject({
+  version: z.literal(1),
+  model: z.string().min(1),
+  /** The population config the rounds run with (validated again on load by the caller). */
+  config: z.record(z.string(), z.unknown()),
+  /** The edge version holding the engine's current model (devices train from it). */
+  modelVersion: z.number().int().min(1),
+  pending: PendingRound.nullable(),
+});
+export type EdgeRunnerState = z.infer<typeof EdgeRunnerState>;
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, "w", 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+}
+
+/** Reads the runner state of `dir`, or `null` when there is none. Throws `internal` on a corrupt file. */
+export async function loadEdgeRunnerState(dir: string): Promise<EdgeRunnerState | null> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, EDGE_RUNNER_STATE_FILE), "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw e;
+  }
+  let parsed;
+  try {
+    parsed = EdgeRunnerState.safeParse(JSON.parse(text));
+  } catch (e) {
+    throw new FedgeError("internal", 500, `${join(dir, EDGE_RUNNER_STATE_FILE)} is not JSON: ${(e as Error).message}`);
+  }
+  if (!parsed.success) {
+    throw new FedgeError("internal", 500, `${join(dir, EDGE_RUNNER_STATE_FILE)} is invalid: ${parsed.error.message}`);
+  }
+  return parsed.data;
+}
+
+/** Atomically writes the runner state into `dir` (created 0700 if missing). */
+export async function saveEdgeRunnerState(dir: string, state: EdgeRunnerState): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeAtomic(join(dir, EDGE_RUNNER_STATE_FILE), JSON.stringify(state, null, 1) + "\n");
+}
+
+// ── public registry reads (no credential needed) ──────────────────────────────────────────────────────────────────
+
+async function getPublic(baseUrl: string, path: string, fetchFn: typeof fetch): Promise<Response | null> {
+  const res = await fetchFn(baseUrl + path);
+  if (res.status === 404) {
+    await res.body?.cancel();
+    return null;
+  }
+  if (!res.ok) {
+    const text = await res.text();
+    throw new EdgeAdminError(res.status, "http_error", text.slice(0, 300), "GET", path);
+  }
+  return res;
+}
+
+/** `GET /v1/models/:name` (versions, serving pointer), or `null` when the edge has no such model. */
+export async function fetchModelDetail(
+  baseUrl: string,
+  model: string,
+  fetchFn: typeof fetch = globalThis.fetch,
+): Promise<ModelDetail | null> {
+  const res = await getPublic(baseUrl, `/v1/models/${encodeURIComponent(model)}`, fetchFn);
+  return res ? ModelDetail.parse(await res.json()) : null;
+}
+
+/** One version's manifest, or `null`. */
+export async function fetchModelManifest(
+  baseUrl: string,
+  model: string,
+  version: number,
+  fetchFn: typeof fetch = globalThis.fetch,
+): Promise<ModelManifest | null> {
+  const res = await getPublic(baseUrl, `/v1/models/${encodeURIComponent(model)}/versions/${version}`, fetchFn);
+  return res ? ModelManifest.parse(await res.json()) : null;
+}
+
+/** A version's ONNX bytes read back as an MLP (int8 weights dequantized), with their sha256. */
+export async function fetchEdgeModel(
+  baseUrl: string,
+  model: string,
+  version: number,
+  fetchFn: typeof fetch = globalThis.fetch,
+): Promise<{ params: MlpParams; sha256: string; version: number }> {
+  const res = await getPublic(
+    baseUrl,
+    `/v1/models/${encodeURIComponent(model)}/versions/${version}/model.onnx`,
+    fetchFn,
+  );
+  if (!res) throw new FedgeError("version_not_found", 404, `the edge has no version ${version} of ${model}`);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  return { params: readMlpFromOnnx(bytes).params, sha256: sha256Hex(bytes), version };
+}
+
+// ── the runner ────────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** Crash-test hooks (each runs right after the named step; `fedge aggregate` maps `FEDGE_AGGREGATE_CRASH_AT` here). */
+export interface EdgeRunnerHooks {
+  afterEdgeOpen?: (roundId: string) => void | Promise<void>;
+  afterUpload?: (roundId: string, version: number) => void | Promise<void>;
+}
+
+/** Options of {@link EdgeRoundRunner}. */
+export interface EdgeRoundRunnerOptions {
+  engine: RoundEngine;
+  admin: EdgeAdminClient;
+  /** Signs every exported manifest. */
+  signingKey: SigningKey;
+  /** The runner state to start from (a loaded `edge-runner.json`, or a fresh one: `pending: null`). */
+  state: EdgeRunnerState;
+  /**
+   * Where the runner state is saved after every step (the checkpoint directory).
+   * @default undefined (kept in memory: no resume)
+   */
+  stateDir?: string;
+  /**
+   * Held-out set for the publish gate (never given to devices).
+   * @default undefined (every candidate is promoted)
+   */
+  heldOut?: EvalSet;
+  /** Collecting window of each round, in seconds. @default 600 */
+  durationS?: number;
+  /** Fewest accepted updates to aggregate; fewer and the round is abandoned. @default 1 */
+  minReports?: number;
+  /** The round closes once this many updates are accepted. @default 1000000 */
+  maxReports?: number;
+  /** Time between status polls while a round collects, in ms. @default 1000 */
+  pollMs?: number;
+  /** Edge clip norm for a population without DP (the edge requires one; far above any real update). @default 1000 */
+  noneClipNorm?: number;
+  /** Updates per streamed page. @default 100 */
+  pageSize?: number;
+  /** `fetch` for the public registry reads. @default globalThis.fetch */
+  fetch?: typeof fetch;
+  hooks?: EdgeRunnerHooks;
+  /** Progress lines. @default () => undefined */
+  log?: (line: string) => void;
+}
+
+/** One line of `fedge aggregate` output: what a round did. */
+export interface EdgeRunnerRoundResult {
+  type: "round";
+  roundId: string;
+  round: number;
+  /** `published`: uploaded and promoted; `refused`: uploaded, the gate kept the serving version; `abandoned`. */
+  outcome: "published" | "refused" | "abandoned";
+  /** True when this round was picked up from an earlier (crashed) run. */
+  resumed: boolean;
+  reason: string;
+  accepted: number;
+  aggregated: number;
+  refusedUpdates: { deviceId: string; reason: string }[];
+  /** The version uploaded this round (absent when abandoned). */
+  version?: number;
+  /** The version the edge serves after the round. */
+  servingVersion: number | null;
+  accuracy?: number;
+  servingAccuracyBefore?: number;
+  sha256?: string;
+  /** True when the upload found the version already stored with the same sha256 (a resumed run). */
+  alreadyUploaded?: boolean;
+  epsilon: number | null;
+  delta: number | null;
+  clipNorm: number | null;
+  nextClipNorm?: number;
+  noiseStd?: number;
+  seconds: number;
+}
+
+function isStatus(e: unknown, status: number): boolean {
+  return e instanceof FedgeError && e.status === status;
+}
+
+export class EdgeRoundRunner {
+  readonly engine: RoundEngine;
+  readonly admin: EdgeAdminClient;
+  private readonly o: EdgeRoundRunnerOptions;
+  private readonly fetchFn: typeof fetch;
+  private readonly log: (line: string) => void;
+  private state: EdgeRunnerState;
+  /** Served accuracy by sha256 (the served ONNX is evaluated at most once per version). */
+  private readonly accuracyCache = new Map<string, number>();
+
+  constructor(o: EdgeRoundRunnerOptions) {
+    for (const [k, min] of [
+      ["durationS", 1],
+      ["minReports", 1],
+      ["maxReports", 1],
+      ["pollMs", 1],
+      ["pageSize", 1],
+    ] as const) {
+      const v = o[k];
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= min))
+        throw new FedgeError("bad_request", 400, `EdgeRoundRunner: ${k} must be an integer ≥ ${min}, got ${v}`);
+    }
+    if ((o.minReports ?? 1) > (o.maxReports ?? 1_000_000))
+      throw new FedgeError("bad_request", 400, "EdgeRoundRunner: minReports must be ≤ maxReports");
+    if (o.state.model !== o.engine.config.model)
+      throw new FedgeError("conflict", 409, `runner state is for "${o.state.model}", the engine runs "${o.engine.config.model}"`);
+    this.o = o;
+    this.engine = o.engine;
+    this.admin = o.admin;
+    this.fetchFn = o.fetch ?? globalThis.fetch;
+    this.log = o.log ?? (() => undefined);
+    this.state = o.state;
+  }
+
+  /** The current runner state (do not mutate). */
+  get runnerState(): EdgeRunnerState {
+    return this.state;
+  }
+
+  private async save(next: EdgeRunnerState): Promise<void> {
+    if (this.o.stateDir) await saveEdgeRunnerState(this.o.stateDir, next);
+    this.state = next;
+  }
+
+  private get model(): string {
+    return this.engine.config.model;
+  }
+
+  /** Accuracy of the edge's serving version on the held-out set (`undefined` without a held-out set or a version). */
+  private async servedAccuracy(detail: ModelDetail | null): Promise<number | undefined> {
+    if (!this.o.heldOut || !detail || detail.serving_version === null) return undefined;
+    const v = detail.serving_version;
+    const sha = detail.versions.find((s) => s.version === v)?.sha256;
+    const hit = sha ? this.accuracyCache.get(sha) : undefined;
+    if (hit !== undefined) return hit;
+    const served = await fetchEdgeModel(this.admin.baseUrl, this.model, v, this.fetchFn);
+    const acc = evaluateModel(served.params, this.o.heldOut).accuracy;
+    this.accuracyCache.set(served.sha256, acc);
+    return acc;
+  }
+
+  /** Settles a state file left by a run that stopped after `completeRound`/`abandonRound` but before clearing it. */
+  private async reconcile(): Promise<void> {
+    const cp = this.engine.checkpoint;
+    const p = this.state.pending;
+    if (cp.current) {
+      if (!p || p.roundId !== cp.current.roundId) {
+        throw new FedgeError(
+          "conflict",
+          409,
+          `the checkpoint has round "${cp.current.roundId}" in progress but ${EDGE_RUNNER_STATE_FILE} has ` +
+            `${p ? `"${p.roundId}"` : "none"}; was the runner state file removed? (restore it, or resume with the run that opened the round)`,
+        );
+      }
+      return;
+    }
+    if (!p) return;
+    const rec = [...cp.publishLog].reverse().find((r) => r.roundId === p.roundId);
+    // completed (published or refused: its version was uploaded either way) → devices train from it next
+    const uploaded = rec !== undefined && !rec.reason.startsWith("abandoned");
+    await this.save({ ...this.state, modelVersion: uploaded ? p.nextVersion : this.state.modelVersion, pending: null });
+  }
+
+  /**
+   * Plans a fresh round: refuses (before the ledger is charged) when the edge still has a round collecting, picks the
+   * edge's next round id and the next free version, records them, then `engine.openRound` (budget check + charge).
+   */
+  private async openFresh(): Promise<void> {
+    const res = await this.admin.request("GET", `/v1/admin/rounds?model=${encodeURIComponent(this.model)}&limit=1`);
+    const last = ((await res.json()) as { rounds: RoundStatus[] }).rounds[0];
+    if (last && (last.state === "open" || last.state === "collecting")) {
+      throw new FedgeError(
+        "conflict",
+        409,
+        `the edge's round ${last.round_id} of "${this.model}" is still ${last.state} and this aggregator did not open it; ` +
+          `close it (POST /v1/admin/rounds/${last.round_id}/close) or wait for its deadline ${last.deadline}`,
+      );
+    }
+    const roundId = roundIdFor(this.model, (last ? (parseRoundId(last.round_id)?.seq ?? 0) : 0) + 1);
+    const detail = await fetchModelDetail(this.admin.baseUrl, this.model, this.fetchFn);
+    const latest = detail?.versions.at(-1)?.version ?? 0;
+    const servingAccuracy = await this.servedAccuracy(detail);
+    const pending: PendingRound = {
+      roundId,
+      modelVersion: this.state.modelVersion,
+      nextVersion: Math.max(latest, this.state.modelVersion) + 1,
+      servingVersion: detail?.serving_version ?? null,
+      ...(servingAccuracy !== undefined ? { servingAccuracy } : {}),
+    };
+    await this.save({ ...this.state, pending });
+    try {
+      await this.engine.openRound(roundId);
+    } catch (e) {
+      // nothing was charged: forget the plan
+      await this.save({ ...this.state, pending: null });
+      throw e;
+    }
+  }
+
+  /** The edge round of the open phase: found as it is, or opened now with the engine's instructions. */
+  private async ensureEdgeRound(p: PendingRound): Promise<RoundStatus> {
+    try {
+      return await this.admin.roundStatus(p.roundId);
+    } catch (e) {
+      if (!isStatus(e, 404)) throw e;
+    }
+    const config = this.engine.config;
+    const instr = this.engine.strategy.configureFit({
+      round: this.engine.checkpoint.current!.round,
+      clip: this.engine.checkpoint.clip,
+    });
+    const none = instr.privacyMode === "none";
+    const status = await this.admin.openRound({
+      model: this.model,
+      model_version: p.modelVersion,
+      clip_norm: none ? (this.o.noneClipNorm ?? 1000) : instr.clipNorm,
+      learning_rate: config.client.learningRate,
+      local_epochs: config.client.localEpochs,
+      batch_size: config.client.batchSize,
+      privacy_mode: instr.privacyMode === "none" ? "central" : instr.privacyMode,
+      ...(instr.privacyMode === "local" ? { local_noise_multiplier: instr.localNoiseMultiplier ?? 0 } : {}),
+      trainable: config.trainable,
+      update_length: this.engine.updateLength,
+      update_dtype: "float32",
+      sampling_rate: config.samplingRate,
+      min_reports: this.o.minReports ?? 1,
+      max_reports: this.o.maxReports ?? 1_000_000,
+      duration_s: this.o.durationS ?? 600,
+    });
+    if (status.round_id !== p.roundId) {
+      await this.admin.closeRound(status.round_id).catch(() => undefined);
+      throw new FedgeError(
+        "conflict",
+        409,
+        `the edge opened ${status.round_id}, the ledger was charged for ${p.roundId}; another writer opened rounds of "${this.model}"`,
+      );
+    }
+    this.log(`opened ${p.roundId} on the edge (model v${p.modelVersion}, ${status.deadline})`);
+    await this.o.hooks?.afterEdgeOpen?.(p.roundId);
+    return status;
+  }
+
+  /** Accepted updates of a closed round, each signature re-verified under the key the edge recorded. */
+  private async *verifiedUpdates(
+    roundId: string,
+    refused: { deviceId: string; reason: string }[],
+  ): AsyncGenerator<ClientUpdate> {
+    const length = this.engine.updateLength;
+    for await (const frame of this.admin.streamUpdates(roundId, this.o.pageSize ?? 100)) {
+      let decoded;
+      try {
+        decoded = decodeUpdate(frame.update, { publicKey: frame.publicKey });
+      } catch (e) {
+        refused.push({ deviceId: "?", reason: (e as Error).message });
+        continue;
+      }
+      if (decoded.roundId !== roundId) {
+        refused.push({ deviceId: decoded.deviceId, reason: `round id ${decoded.roundId}` });
+        continue;
+      }
+      const values = updateToFloat32(decoded);
+      if (values.length !== length) {
+        refused.push({ deviceId: decoded.deviceId, reason: `length ${values.length} ≠ ${length}` });
+        continue;
+      }
+      yield { delta: values, deviceId: decoded.deviceId };
+    }
+  }
+
+  /** Uploads the version, treating a 409 for the same bytes as done. */
+  private async upload(
+    manifest: ModelManifest,
+    onnx: Uint8Array,
+    promote: boolean,
+  ): Promise<{ manifest: ModelManifest; alreadyUploaded: boolean }> {
+    try {
+      await this.admin.uploadModelVersion(manifest, onnx, promote);
+      return { manifest, alreadyUploaded: false };
+    } catch (e) {
+      if (!isStatus(e, 409)) throw e;
+      const stored = await fetchModelManifest(this.admin.baseUrl, this.model, manifest.version, this.fetchFn);
+      if (!stored) throw e; // a concurrent-writer 409, not an existing version
+      if (stored.sha256 !== manifest.sha256) {
+        throw new FedgeError(
+          "conflict",
+          409,
+          `the edge already has ${this.model} v${manifest.version} with sha256 ${stored.sha256}, not this round's ${manifest.sha256}`,
+        );
+      }
+      if (promote) await this.admin.promote(this.model, manifest.version);
+      return { manifest: stored, alreadyUploaded: true };
+    }
+  }
+
+  /** Runs (or resumes) one round to its end. Throws `budget_exceeded` (nothing charged) when the budget refuses it. */
+  async runRound(): Promise<EdgeRunnerRoundResult> {
+    const t0 = performance.now();
+    await this.reconcile();
+    const resumed = this.engine.checkpoint.current !== null;
+    if (!resumed) await this.openFresh();
+    const p = this.state.pending!;
+    const cur = this.engine.checkpoint.current!;
+    const refused: { deviceId: string; reason: string }[] = [];
+    let accepted: number;
+    let summary: RoundSummary;
+    if (cur.phase === "opened") {
+      let status = await this.ensureEdgeRound(p);
+      if (status.state === "open" || status.state === "collecting") {
+        const timeoutMs = Math.max(0, Date.parse(status.deadline) - Date.now()) + 120_000;
+        status = await this.admin.waitForClose(p.roundId, this.o.pollMs ?? 1000, timeoutMs);
+      }
+      status = await this.admin.closeRound(p.roundId);
+      accepted = status.accepted;
+      if (status.accepted < status.params.min_reports) {
+        const reason = `only ${status.accepted} accepted update(s), fewer than min_reports ${status.params.min_reports}`;
+        await this.engine.abandonRound(reason);
+        await this.save({ ...this.state, pending: null });
+        const spent = this.engine.privacySpent();
+        return {
+          type: "round",
+          roundId: p.roundId,
+          round: cur.round,
+          outcome: "abandoned",
+          resumed,
+          reason,
+          accepted,
+          aggregated: 0,
+          refusedUpdates: [],
+          servingVersion: p.servingVersion,
+          epsilon: spent?.epsilon ?? null,
+          delta: spent?.delta ?? null,
+          clipNorm: null,
+          seconds: (performance.now() - t0) / 1000,
+        };
+      }
+      summary = await this.engine.aggregateRound(this.verifiedUpdates(p.roundId, refused));
+    } else {
+      summary = cur.summary!;
+      accepted = (await this.admin.roundStatus(p.roundId)).accepted;
+    }
+
+    const evaluation: Evaluation | undefined = this.o.heldOut
+      ? evaluateModel(this.engine.model, this.o.heldOut)
+      : undefined;
+    const decision: PublishDecision = publishGate({
+      ...(evaluation ? { candidate: evaluation } : {}),
+      ...(p.servingAccuracy !== undefined ? { servingAccuracy: p.servingAccuracy } : {}),
+      maxAccuracyDrop: this.engine.config.publish.maxAccuracyDrop,
+    });
+    const spent = this.engine.privacySpent();
+    const exported = await exportModel({
+      model: this.engine.model,
+      name: this.model,
+      version: p.nextVersion,
+      backend: this.engine.backend,
+      signingKey: this.o.signingKey,
+      ...(spent ? { privacy: spent } : {}),
+    });
+    const up = await this.upload(exported.manifest, exported.onnx, decision.publish);
+    await this.o.hooks?.afterUpload?.(p.roundId, p.nextVersion);
+    await this.admin.publishRound(p.roundId, p.nextVersion);
+    await this.engine.completeRound({
+      published: decision.publish,
+      reason: decision.reason,
+      ...(decision.publish ? { version: p.nextVersion } : {}),
+      ...(evaluation ? { accuracy: evaluation.accuracy } : {}),
+      sha256: up.manifest.sha256,
+    });
+    await this.save({ ...this.state, modelVersion: p.nextVersion, pending: null });
+    const detail = await fetchModelDetail(this.admin.baseUrl, this.model, this.fetchFn);
+    return {
+      type: "round",
+      roundId: p.roundId,
+      round: summary.round,
+      outcome: decision.publish ? "published" : "refused",
+      resumed,
+      reason: decision.reason,
+      accepted,
+      aggregated: summary.count,
+      refusedUpdates: refused,
+      version: p.nextVersion,
+      servingVersion: detail?.serving_version ?? null,
+      ...(evaluation ? { accuracy: evaluation.accuracy } : {}),
+      ...(p.servingAccuracy !== undefined ? { servingAccuracyBefore: p.servingAccuracy } : {}),
+      sha256: up.manifest.sha256,
+      alreadyUploaded: up.alreadyUploaded,
+      epsilon: spent?.epsilon ?? null,
+      delta: spent?.delta ?? null,
+      clipNorm: summary.clipNorm,
+      nextClipNorm: summary.nextClipNorm,
+      noiseStd: summary.noiseStd,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * @module
+ * The simulated fleet: N devices, each a real `FedgeClient` (@fedge/client) in this Node process with its own
+ * Ed25519 device key, its own storage (memory) and therefore its own offline upload queue, holding its own shard of
+ * the MNIST train split. Training is in-process (the devices are simulated; that is the CPU cost), every request goes
+ * over HTTP to the edge, at most `concurrency` devices at a time (keep-alive connections are reused by Node's fetch).
+ *
+ * Per round every device checks in (the edge flips the Poisson coin); honest devices call `participate()` (check in,
+ * download the model version of the task, train, clip, sign, queue, upload); misbehaving ones (see `misbehave.ts`) do
+ * what their kind says when selected.
+ */
+import { FedgeClient, memoryStorage, type FedgeStorage } from "@fedge/client";
+import type { RoundTask } from "@fedge/schemas";
+import { mapPool } from "./pool.ts";
+import { MISBEHAVIOURS, misbehavingBytes, postUpdate, readOwnIdentity, type Misbehaviour } from "./misbehave.ts";
+
+export type DeviceRole = "honest" | Misbehaviour;
+
+export interface SimulatedDevice {
+  index: number;
+  role: DeviceRole;
+  client: FedgeClient;
+  storage: FedgeStorage;
+  data: Float32Array;
+  labels: Uint8Array;
+}
+
+/** Options of {@link createFleet}. */
+export interface FleetOptions {
+  baseUrl: string;
+  /** The app's API key every device sends (one app, many devices). */
+  apiKey: string;
+  /** One shard per device (`x` row-major n × 784, `y` labels). */
+  shards: { x: Float32Array; y: Uint8Array }[];
+  /**
+   * Devices per misbehaviour kind (taken from the end of the fleet).
+   * @default 0
+   */
+  misbehavingPerKind?: number;
+  /** Requests in flight at most. @default 24 */
+  concurrency?: number;
+}
+
+/** Counts of one fleet round. */
+export interface FleetRoundResult {
+  checkedIn: number;
+  selected: number;
+  /** Honest devices whose update the edge accepted (201), replay devices' first upload included. */
+  honestAccepted: number;
+  /** Honest devices whose update stayed in their offline queue (5xx/offline; retried next round). */
+  queued: number;
+  /** Selected misbehaving devices by kind. */
+  misbehaving: Record<Misbehaviour, number>;
+  /** Every refusal a misbehaving request got, by kind: `status code` → count. */
+  refusals: Record<Misbehaviour, Record<string, number>>;
+  /** Misbehaving requests that were NOT refused (must stay empty). */
+  notRefused: { kind: Misbehaviour; status: number }[];
+  /** Unexpected errors of honest devices, by error code. */
+  errors: Record<string, number>;
+  seconds: number;
+}
+
+export class Fleet {
+  readonly devices: SimulatedDevice[];
+  private readonly baseUrl: string;
+  private readonly concurrency: number;
+
+  constructor(o: FleetOptions) {
+    this.baseUrl = o.baseUrl;
+    this.concurrency = o.concurrency ?? 24;
+    const bad = o.misbehavingPerKind ?? 0;
+    const roles: DeviceRole[] = o.shards.map(() => "honest");
+    let at = roles.length - 1;
+    for (const kind of MISBEHAVIOURS) for (let k = 0; k < bad && at >= 0; k++) roles[at--] = kind;
+    this.devices = o.shards.map((s, index) => {
+      const storage = memoryStorage();
+      const client = new FedgeClient({
+        baseUrl: o.baseUrl,
+        apiKey: o.apiKey,
+        storage,
+        platform: "demo-node",
+        maxRetries: 3,
+      });
+      return { index, role: roles[index]!, client, storage, data: s.x, labels: s.y };
+    });
+  }
+
+  /** Registers every device (`POST /v1/devices`, one Ed25519 key each). */
+  async register(): Promise<void> {
+    await mapPool(this.devices, this.concurrency, (d) => d.client.register());
+  }
+
+  /** Count of devices per role. */
+  roles(): Record<DeviceRole, number> {
+    const out = { honest: 0, bad_signature: 0, replay: 0, nan: 0, oversize: 0, dropout: 0 } as Record<
+      DeviceRole,
+      number
+    >;
+    for (const d of this.devices) out[d.role]++;
+    return out;
+  }
+
+  /** Every device takes its turn in `model`'s open round (see the module header). */
+  async runRound(model: string): Promise<FleetRoundResult> {
+    const t0 = performance.now();
+    const r: FleetRoundResult = {
+      checkedIn: 0,
+      selected: 0,
+      honestAccepted: 0,
+      queued: 0,
+      misbehaving: { bad_signature: 0, replay: 0, nan: 0, oversize: 0, dropout: 0 },
+      refusals: { bad_signature: {}, replay: {}, nan: {}, oversize: {}, dropout: {} },
+      notRefused: [],
+      errors: {},
+      seconds: 0,
+    };
+    const refused = (kind: Misbehaviour, status: number, code: string) => {
+      if (status < 400 || status >= 500) r.notRefused.push({ kind, status });
+      const key = `${status} ${code}`;
+      r.refusals[kind][key] = (r.refusals[kind][key] ?? 0) + 1;
+    };
+    await mapPool(this.devices, this.concurrency, async (d) => {
+      try {
+        if (d.role === "honest") {
+          const res = await d.client.participate({ model, data: d.data, labels: d.labels });
+          r.checkedIn++;
+          if (!res.selected) return;
+          r.selected++;
+          if (res.status === "uploaded")
+            r.honestAccepted++; // duplicate: accepted on an earlier attempt
+          else if (res.status === "queued") r.queued++;
+          return;
+        }
+        const answer = await d.client.checkin(model);
+        r.checkedIn++;
+        if (!answer.selected) return;
+        r.selected++;
+        r.misbehaving[d.role]++;
+        if (d.role === "dropout") return; // selected, then gone
+        const task: RoundTask = answer.task;
+        const me = await readOwnIdentity(d.storage);
+        if (d.role === "replay") {
+          // First the real update through the SDK (the same task and nonce: the coin answers the same within a round)…
+          const res = await d.client.participate({ model, data: d.data, labels: d.labels });
+          if (res.selected && res.status === "uploaded") r.honestAccepted++;
+        }
+        const sent = await postUpdate(
+          this.baseUrl,
+          task.round_id,
+          misbehavingBytes(d.role, task, me.deviceId, me.secretKey),
+        );
+        refused(d.role, sent.status, sent.code);
+      } catch (e) {
+        const code = (e as { code?: string }).code ?? (e as Error).name ?? "error";
+        r.errors[code] = (r.errors[code] ?? 0) + 1;
+      }
+    });
+    r.seconds = (performance.now() - t0) / 1000;
+    return r;
+  }
+}
