@@ -4,6 +4,7 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { swaggerUI } from "@hono/swagger-ui";
+import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { FedgeError, type ErrorEnvelope } from "@fedge/schemas";
 import type { AppEnv } from "./env.ts";
@@ -29,6 +30,17 @@ export function createApp() {
       }
     },
   });
+
+  // Web apps call the public API from their own origins (the SDK in a browser). Admin routes stay same-origin only:
+  // operators and the aggregator call them from servers, so no browser page can drive them with a stolen token.
+  const publicCors = cors({
+    origin: "*",
+    allowMethods: ["GET", "POST", "OPTIONS"],
+    allowHeaders: ["authorization", "content-type", "if-none-match", "x-fedge-shape"],
+    exposeHeaders: ["etag", "retry-after", "x-request-id"],
+    maxAge: 86400,
+  });
+  app.use("/v1/*", async (c, next) => (c.req.path.startsWith("/v1/admin/") ? next() : publicCors(c, next)));
 
   app.route("/", health);
   app.route("/", adminKeys);

@@ -22,4 +22,24 @@ describe("meta routes", () => {
     expect(res.status).toBe(404);
     expect(await res.json()).toEqual({ error: { code: "not_found", message: expect.any(String) } });
   });
+
+  it("answers CORS preflights for the public API, not for admin routes", async () => {
+    const preflight = (path: string) =>
+      exports.default.fetch(`http://edge${path}`, {
+        method: "OPTIONS",
+        headers: {
+          origin: "https://app.example",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization, content-type",
+        },
+      });
+    const pub = await preflight("/v1/models/mnist-mlp/predict");
+    expect(pub.status).toBe(204);
+    expect(pub.headers.get("access-control-allow-origin")).toBe("*");
+    expect(pub.headers.get("access-control-allow-headers")).toContain("authorization");
+    const admin = await preflight("/v1/admin/keys");
+    expect(admin.headers.get("access-control-allow-origin")).toBeNull();
+    const get = await exports.default.fetch("http://edge/v1/health", { headers: { origin: "https://app.example" } });
+    expect(get.headers.get("access-control-allow-origin")).toBe("*");
+  });
 });
