@@ -7,11 +7,15 @@ import { FedgeError } from "@fedge/schemas";
 import { EXIT_USAGE, UsageError, type CliIO, type Command } from "./command.ts";
 import { privacyCommand } from "./commands/privacy.ts";
 import { simulateCommand } from "./commands/simulate.ts";
+import { aggregateCommand } from "./commands/aggregate.ts";
+import { rollbackCommand } from "./commands/rollback.ts";
 
 /** Sub-commands by name. Others (aggregate, simulate, rollback) are added here. */
 export const COMMANDS: Record<string, Command> = {
   privacy: privacyCommand,
   simulate: simulateCommand,
+  aggregate: aggregateCommand,
+  rollback: rollbackCommand,
 };
 
 export function helpText(): string {

@@ -54,7 +54,12 @@ describe("runner state file", () => {
 describe("EdgeRoundRunner options", () => {
   it("names the bad option, and refuses a state for another model", async () => {
     const backend = createCpuBackend();
-    const config = parsePopulationConfig({ model: "m", privacy: { mode: "none" }, samplingRate: 1, expectedClients: 2 });
+    const config = parsePopulationConfig({
+      model: "m",
+      privacy: { mode: "none" },
+      samplingRate: 1,
+      expectedClients: 2,
+    });
     const engine = await RoundEngine.create({
       config,
       backend,

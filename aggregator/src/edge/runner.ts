@@ -19,147 +19,32 @@
  * - a round that closed with fewer accepted updates than `min_reports` is abandoned before anything is aggregated
  *   (no noise is released on an empty round; its privacy stays spent, as the engine documents).
  */
-import { mkdir, open, readFile, rename } from "node:fs/promises";
-import { join } from "node:path";
-import { z } from "zod";
 import {
   FedgeError,
-  ModelDetail,
-  ModelManifest,
   RoundStatus,
   decodeUpdate,
-  readMlpFromOnnx,
   roundIdFor,
   parseRoundId,
   updateToFloat32,
-  type MlpParams,
+  type ModelDetail,
+  type ModelManifest,
 } from "@fedge/schemas";
 import type { RoundEngine } from "../round/index.ts";
 import type { RoundSummary } from "../checkpoint/index.ts";
 import type { ClientUpdate } from "../strategy/index.ts";
 import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate/index.ts";
-import { exportModel, sha256Hex, type SigningKey } from "../export/index.ts";
-import { EdgeAdminError, type EdgeAdminClient } from "./admin-client.ts";
+import { exportModel, type SigningKey } from "../export/index.ts";
+import type { EdgeAdminClient } from "./admin-client.ts";
+import { fetchEdgeModel, fetchModelDetail, fetchModelManifest } from "./edge-registry.ts";
+import {
+  EDGE_RUNNER_STATE_FILE,
+  saveEdgeRunnerState,
+  type EdgeRunnerState,
+  type PendingRound,
+} from "./runner-state.ts";
 
-/** File name of the runner state, in the checkpoint directory. */
-export const EDGE_RUNNER_STATE_FILE = "edge-runner.json";
-
-const PendingRound = z.strictObject({
-  roundId: z.string().min(1),
-  /** Version devices download and train from. */
-  modelVersion: z.number().int().min(1),
-  /** Version the new global model gets. */
-  nextVersion: z.number().int().min(1),
-  /** Accuracy of the version the edge served when the round was planned (the gate's reference). */
-  servingAccuracy: z.number().min(0).max(1).optional(),
-  servingVersion: z.number().int().min(1).nullable(),
-});
-export type PendingRound = z.infer<typeof PendingRound>;
-
-export const EdgeRunnerState = z.strictObject({
-  version: z.literal(1),
-  model: z.string().min(1),
-  /** The population config the rounds run with (validated again on load by the caller). */
-  config: z.record(z.string(), z.unknown()),
-  /** The edge version holding the engine's current model (devices train from it). */
-  modelVersion: z.number().int().min(1),
-  pending: PendingRound.nullable(),
-});
-export type EdgeRunnerState = z.infer<typeof EdgeRunnerState>;
-
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await open(tmp, "w", 0o600);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-}
-
-/** Reads the runner state of `dir`, or `null` when there is none. Throws `internal` on a corrupt file. */
-export async function loadEdgeRunnerState(dir: string): Promise<EdgeRunnerState | null> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, EDGE_RUNNER_STATE_FILE), "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw e;
-  }
-  let parsed;
-  try {
-    parsed = EdgeRunnerState.safeParse(JSON.parse(text));
-  } catch (e) {
-    throw new FedgeError("internal", 500, `${join(dir, EDGE_RUNNER_STATE_FILE)} is not JSON: ${(e as Error).message}`);
-  }
-  if (!parsed.success) {
-    throw new FedgeError("internal", 500, `${join(dir, EDGE_RUNNER_STATE_FILE)} is invalid: ${parsed.error.message}`);
-  }
-  return parsed.data;
-}
-
-/** Atomically writes the runner state into `dir` (created 0700 if missing). */
-export async function saveEdgeRunnerState(dir: string, state: EdgeRunnerState): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  await writeAtomic(join(dir, EDGE_RUNNER_STATE_FILE), JSON.stringify(state, null, 1) + "\n");
-}
-
-// ── public registry reads (no credential needed) ──────────────────────────────────────────────────────────────────
-
-async function getPublic(baseUrl: string, path: string, fetchFn: typeof fetch): Promise<Response | null> {
-  const res = await fetchFn(baseUrl + path);
-  if (res.status === 404) {
-    await res.body?.cancel();
-    return null;
-  }
-  if (!res.ok) {
-    const text = await res.text();
-    throw new EdgeAdminError(res.status, "http_error", text.slice(0, 300), "GET", path);
-  }
-  return res;
-}
-
-/** `GET /v1/models/:name` (versions, serving pointer), or `null` when the edge has no such model. */
-export async function fetchModelDetail(
-  baseUrl: string,
-  model: string,
-  fetchFn: typeof fetch = globalThis.fetch,
-): Promise<ModelDetail | null> {
-  const res = await getPublic(baseUrl, `/v1/models/${encodeURIComponent(model)}`, fetchFn);
-  return res ? ModelDetail.parse(await res.json()) : null;
-}
-
-/** One version's manifest, or `null`. */
-export async function fetchModelManifest(
-  baseUrl: string,
-  model: string,
-  version: number,
-  fetchFn: typeof fetch = globalThis.fetch,
-): Promise<ModelManifest | null> {
-  const res = await getPublic(baseUrl, `/v1/models/${encodeURIComponent(model)}/versions/${version}`, fetchFn);
-  return res ? ModelManifest.parse(await res.json()) : null;
-}
-
-/** A version's ONNX bytes read back as an MLP (int8 weights dequantized), with their sha256. */
-export async function fetchEdgeModel(
-  baseUrl: string,
-  model: string,
-  version: number,
-  fetchFn: typeof fetch = globalThis.fetch,
-): Promise<{ params: MlpParams; sha256: string; version: number }> {
-  const res = await getPublic(
-    baseUrl,
-    `/v1/models/${encodeURIComponent(model)}/versions/${version}/model.onnx`,
-    fetchFn,
-  );
-  if (!res) throw new FedgeError("version_not_found", 404, `the edge has no version ${version} of ${model}`);
-  const bytes = new Uint8Array(await res.arrayBuffer());
-  return { params: readMlpFromOnnx(bytes).params, sha256: sha256Hex(bytes), version };
-}
-
-// ── the runner ────────────────────────────────────────────────────────────────────────────────────────────────────
+export * from "./runner-state.ts";
+export * from "./edge-registry.ts";
 
 /** Crash-test hooks (each runs right after the named step; `fedge aggregate` maps `FEDGE_AGGREGATE_CRASH_AT` here). */
 export interface EdgeRunnerHooks {
@@ -263,7 +148,11 @@ export class EdgeRoundRunner {
     if ((o.minReports ?? 1) > (o.maxReports ?? 1_000_000))
       throw new FedgeError("bad_request", 400, "EdgeRoundRunner: minReports must be ≤ maxReports");
     if (o.state.model !== o.engine.config.model)
-      throw new FedgeError("conflict", 409, `runner state is for "${o.state.model}", the engine runs "${o.engine.config.model}"`);
+      throw new FedgeError(
+        "conflict",
+        409,
+        `runner state is for "${o.state.model}", the engine runs "${o.engine.config.model}"`,
+      );
     this.o = o;
     this.engine = o.engine;
     this.admin = o.admin;

@@ -1,0 +1,144 @@
+/**
+ * @module
+ * What `fedge aggregate` and `fedge rollback` share: the edge URL, the aggregator key file, how admin requests are
+ * authenticated, and how a population config is resolved (flags over `--config` over the runner state of the
+ * checkpoint directory).
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { toBase64Url } from "@fedge/schemas";
+import { ConfigError, configFromFlags, type PopulationConfig } from "../../config/index.ts";
+import { loadOrCreateSigningKey, type SigningKey } from "../../export/index.ts";
+import { EdgeAdminClient } from "../../edge/admin-client.ts";
+import { UsageError } from "../command.ts";
+
+/** parseArgs options both commands accept. */
+export const EDGE_FLAGS = {
+  edge: { type: "string" },
+  "checkpoint-dir": { type: "string" },
+  "signing-key": { type: "string" },
+  "admin-token": { type: "string" },
+  "register-key": { type: "boolean" },
+} as const;
+
+/** Default key file inside the checkpoint directory. */
+export const DEFAULT_KEY_FILE = "aggregator-key.json";
+
+export type FlagValues = Record<string, string | boolean | undefined>;
+
+/** `--edge`, checked: an http(s) URL without a trailing slash. */
+export function edgeUrl(values: FlagValues): string {
+  const v = values.edge;
+  if (typeof v !== "string") throw new UsageError("missing --edge URL (e.g. --edge http://127.0.0.1:8787)");
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new UsageError(`--edge must be an http(s) URL, got "${v}"`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:")
+    throw new UsageError(`--edge must be an http(s) URL, got "${v}"`);
+  return v.replace(/\/+$/, "");
+}
+
+/** A non-negative integer flag (`fallback` when absent). */
+export function intFlag(values: FlagValues, name: string, fallback: number, min: number): number {
+  const v = values[name];
+  if (v === undefined) return fallback;
+  if (typeof v !== "string" || !/^\+?\d+$/.test(v.trim()) || !Number.isSafeInteger(Number(v)) || Number(v) < min)
+    throw new UsageError(`--${name} must be an integer >= ${min}, got "${String(v)}"`);
+  return Number(v);
+}
+
+/**
+ * The aggregator key: `--signing-key FILE`, else `<checkpoint-dir>/aggregator-key.json` (created 0600 when missing).
+ * `null` when neither is given.
+ */
+export async function signingKeyOf(values: FlagValues): Promise<{ key: SigningKey; path: string } | null> {
+  const dir = values["checkpoint-dir"];
+  const path =
+    typeof values["signing-key"] === "string"
+      ? values["signing-key"]
+      : typeof dir === "string"
+        ? join(dir, DEFAULT_KEY_FILE)
+        : null;
+  if (path === null) return null;
+  return { key: await loadOrCreateSigningKey(path), path };
+}
+
+/** `--admin-token`, else the environment's `FEDGE_ADMIN_TOKEN` (empty = unset). */
+export function adminTokenOf(values: FlagValues, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const flag = values["admin-token"];
+  if (typeof flag === "string") {
+    if (flag.trim() === "") throw new UsageError("--admin-token is empty");
+    return flag;
+  }
+  const fromEnv = env.FEDGE_ADMIN_TOKEN;
+  return fromEnv && fromEnv.trim() !== "" ? fromEnv : undefined;
+}
+
+/**
+ * The admin client. With an admin token (and no `--register-key`) requests carry the token; otherwise they are signed
+ * with the aggregator key, which the edge must trust (`FEDGE_AGGREGATOR_PUBLIC_KEY`, or `--register-key`, which
+ * registers it first with the admin token).
+ */
+export async function adminClientOf(
+  url: string,
+  values: FlagValues,
+  key: SigningKey | null,
+  log: (line: string) => void,
+): Promise<EdgeAdminClient> {
+  const token = adminTokenOf(values);
+  if (values["register-key"]) {
+    if (!token) throw new UsageError("--register-key needs the admin token (--admin-token or FEDGE_ADMIN_TOKEN)");
+    if (!key) throw new UsageError("--register-key needs an aggregator key (--signing-key FILE or --checkpoint-dir)");
+    const operator = new EdgeAdminClient({ baseUrl: url, adminToken: token });
+    await operator.registerAggregatorKey(toBase64Url(key.publicKey));
+    log(`registered aggregator key ${toBase64Url(key.publicKey)} on ${url}`);
+    return new EdgeAdminClient({ baseUrl: url, signingKey: key.secretKey, adminToken: token });
+  }
+  if (token) return new EdgeAdminClient({ baseUrl: url, adminToken: token });
+  if (!key)
+    throw new UsageError(
+      "no admin credential: give --admin-token (or FEDGE_ADMIN_TOKEN), or an aggregator key the edge trusts (--signing-key FILE)",
+    );
+  return new EdgeAdminClient({ baseUrl: url, signingKey: key.secretKey });
+}
+
+/** Reads a `--config` JSON file as a plain object (bad file or JSON → usage error). */
+export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new UsageError(`--config ${path}: ${(e as Error).message}`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    throw new UsageError(`--config ${path}: expected a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+/** Flags over `base`, validated with the PopulationConfig zod schema; a bad config is a usage error naming each field. */
+export function resolveConfig(values: FlagValues, base: Record<string, unknown>): PopulationConfig {
+  try {
+    return configFromFlags(values, base);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+/** Runs `fn`, turning undici's bare "fetch failed" into a message that names the edge and the cause. */
+export async function withEdge<T>(url: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof TypeError && e.message === "fetch failed") {
+      const cause = e.cause as { code?: string; message?: string } | undefined;
+      throw new Error(`cannot reach the edge at ${url}: ${cause?.code ?? cause?.message ?? "network error"}`, {
+        cause: e,
+      });
+    }
+    throw e;
+  }
+}

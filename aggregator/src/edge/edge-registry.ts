@@ -1,0 +1,59 @@
+/**
+ * @module
+ * Public registry reads of the edge the runner needs (no credential): a model's versions and serving pointer, a
+ * version's manifest, and a version's ONNX read back as an MLP (int8 weights dequantized).
+ */
+import { FedgeError, ModelDetail, ModelManifest, readMlpFromOnnx, type MlpParams } from "@fedge/schemas";
+import { sha256Hex } from "../export/index.ts";
+import { EdgeAdminError } from "./admin-client.ts";
+
+async function getPublic(baseUrl: string, path: string, fetchFn: typeof fetch): Promise<Response | null> {
+  const res = await fetchFn(baseUrl + path);
+  if (res.status === 404) {
+    await res.body?.cancel();
+    return null;
+  }
+  if (!res.ok) {
+    const text = await res.text();
+    throw new EdgeAdminError(res.status, "http_error", text.slice(0, 300), "GET", path);
+  }
+  return res;
+}
+
+/** `GET /v1/models/:name` (versions, serving pointer), or `null` when the edge has no such model. */
+export async function fetchModelDetail(
+  baseUrl: string,
+  model: string,
+  fetchFn: typeof fetch = globalThis.fetch,
+): Promise<ModelDetail | null> {
+  const res = await getPublic(baseUrl, `/v1/models/${encodeURIComponent(model)}`, fetchFn);
+  return res ? ModelDetail.parse(await res.json()) : null;
+}
+
+/** One version's manifest, or `null`. */
+export async function fetchModelManifest(
+  baseUrl: string,
+  model: string,
+  version: number,
+  fetchFn: typeof fetch = globalThis.fetch,
+): Promise<ModelManifest | null> {
+  const res = await getPublic(baseUrl, `/v1/models/${encodeURIComponent(model)}/versions/${version}`, fetchFn);
+  return res ? ModelManifest.parse(await res.json()) : null;
+}
+
+/** A version's ONNX bytes read back as an MLP (int8 weights dequantized), with their sha256. */
+export async function fetchEdgeModel(
+  baseUrl: string,
+  model: string,
+  version: number,
+  fetchFn: typeof fetch = globalThis.fetch,
+): Promise<{ params: MlpParams; sha256: string; version: number }> {
+  const res = await getPublic(
+    baseUrl,
+    `/v1/models/${encodeURIComponent(model)}/versions/${version}/model.onnx`,
+    fetchFn,
+  );
+  if (!res) throw new FedgeError("version_not_found", 404, `the edge has no version ${version} of ${model}`);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  return { params: readMlpFromOnnx(bytes).params, sha256: sha256Hex(bytes), version };
+}
