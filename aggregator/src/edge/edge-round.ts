@@ -21,21 +21,13 @@
  * sent `central` with {@link EdgeRoundOptions.noneClipNorm} (default 1000, far above any real update: no clipping in
  * effect) and the aggregator adds no noise.
  */
-import {
-  FedgeError,
-  decodeUpdate,
-  updateToFloat32,
-  parseRoundId,
-  roundIdFor,
-  type ModelManifest,
-  type RoundStatus,
-} from "@fedge/schemas";
+import { FedgeError, parseRoundId, roundIdFor, type ModelManifest, type RoundStatus } from "@fedge/schemas";
 import type { RoundEngine } from "../round/index.ts";
 import type { RoundSummary } from "../checkpoint/index.ts";
-import type { ClientUpdate } from "../strategy/index.ts";
 import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate/index.ts";
 import { exportModel, type SigningKey } from "../export/index.ts";
 import type { EdgeAdminClient } from "./admin-client.ts";
+import { openRoundRequest, verifiedUpdates } from "./round-task.ts";
 
 /** Options of {@link runEdgeRound}. */
 export interface EdgeRoundOptions {
@@ -106,25 +98,7 @@ export async function runEdgeRound(o: EdgeRoundOptions): Promise<EdgeRoundResult
   const model = config.model;
   const roundId = await nextEdgeRoundId(admin, model);
   const opened = await engine.openRound(roundId);
-  const instr = opened.instructions;
-  const none = instr.privacyMode === "none";
-  let status = await admin.openRound({
-    model,
-    model_version: o.modelVersion,
-    clip_norm: none ? (o.noneClipNorm ?? 1000) : instr.clipNorm,
-    learning_rate: config.client.learningRate,
-    local_epochs: config.client.localEpochs,
-    batch_size: config.client.batchSize,
-    privacy_mode: instr.privacyMode === "none" ? "central" : instr.privacyMode,
-    ...(instr.privacyMode === "local" ? { local_noise_multiplier: instr.localNoiseMultiplier ?? 0 } : {}),
-    trainable: config.trainable,
-    update_length: engine.updateLength,
-    update_dtype: "float32",
-    sampling_rate: config.samplingRate,
-    min_reports: o.minReports ?? 1,
-    max_reports: o.maxReports ?? 1_000_000,
-    duration_s: o.durationS ?? 600,
-  });
+  let status = await admin.openRound(openRoundRequest(engine, opened.instructions, o));
   if (status.round_id !== roundId) {
     await admin.closeRound(status.round_id).catch(() => undefined);
     throw new FedgeError("conflict", 409, `the edge opened ${status.round_id}, the ledger was charged for ${roundId}`);
@@ -133,33 +107,13 @@ export async function runEdgeRound(o: EdgeRoundOptions): Promise<EdgeRoundResult
   else await admin.waitForClose(roundId);
   const closed = await admin.closeRound(roundId);
 
-  const length = engine.updateLength;
   const refused: EdgeRoundResult["refused"] = [];
   let streamed = 0;
-  async function* updates(): AsyncGenerator<ClientUpdate> {
-    for await (const frame of admin.streamUpdates(roundId, o.pageSize ?? 100)) {
-      streamed++;
-      let decoded;
-      try {
-        // Re-verifies the Ed25519 signature under the key the edge recorded at acceptance.
-        decoded = decodeUpdate(frame.update, { publicKey: frame.publicKey });
-      } catch (e) {
-        refused.push({ deviceId: "?", reason: (e as Error).message });
-        continue;
-      }
-      if (decoded.roundId !== roundId) {
-        refused.push({ deviceId: decoded.deviceId, reason: `round id ${decoded.roundId}` });
-        continue;
-      }
-      const values = updateToFloat32(decoded);
-      if (values.length !== length) {
-        refused.push({ deviceId: decoded.deviceId, reason: `length ${values.length} ≠ ${length}` });
-        continue;
-      }
-      yield { delta: values, deviceId: decoded.deviceId };
-    }
-  }
-  const summary = await engine.aggregateRound(updates());
+  const updates = verifiedUpdates(admin, roundId, engine.updateLength, refused, {
+    ...(o.pageSize !== undefined ? { pageSize: o.pageSize } : {}),
+    onFrame: () => void streamed++,
+  });
+  const summary = await engine.aggregateRound(updates);
 
   const evaluation = o.heldOut ? evaluateModel(engine.model, o.heldOut) : undefined;
   const decision = publishGate({

@@ -22,20 +22,18 @@
 import {
   FedgeError,
   RoundStatus,
-  decodeUpdate,
   roundIdFor,
   parseRoundId,
-  updateToFloat32,
   type ModelDetail,
   type ModelManifest,
 } from "@fedge/schemas";
 import type { RoundEngine } from "../round/index.ts";
 import type { RoundSummary } from "../checkpoint/index.ts";
-import type { ClientUpdate } from "../strategy/index.ts";
 import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate/index.ts";
 import { exportModel, type SigningKey } from "../export/index.ts";
 import type { EdgeAdminClient } from "./admin-client.ts";
 import { fetchEdgeModel, fetchModelDetail, fetchModelManifest } from "./edge-registry.ts";
+import { openRoundRequest, verifiedUpdates } from "./round-task.ts";
 import {
   EDGE_RUNNER_STATE_FILE,
   saveEdgeRunnerState,
@@ -253,29 +251,13 @@ export class EdgeRoundRunner {
     } catch (e) {
       if (!isStatus(e, 404)) throw e;
     }
-    const config = this.engine.config;
     const instr = this.engine.strategy.configureFit({
       round: this.engine.checkpoint.current!.round,
       clip: this.engine.checkpoint.clip,
     });
-    const none = instr.privacyMode === "none";
-    const status = await this.admin.openRound({
-      model: this.model,
-      model_version: p.modelVersion,
-      clip_norm: none ? (this.o.noneClipNorm ?? 1000) : instr.clipNorm,
-      learning_rate: config.client.learningRate,
-      local_epochs: config.client.localEpochs,
-      batch_size: config.client.batchSize,
-      privacy_mode: instr.privacyMode === "none" ? "central" : instr.privacyMode,
-      ...(instr.privacyMode === "local" ? { local_noise_multiplier: instr.localNoiseMultiplier ?? 0 } : {}),
-      trainable: config.trainable,
-      update_length: this.engine.updateLength,
-      update_dtype: "float32",
-      sampling_rate: config.samplingRate,
-      min_reports: this.o.minReports ?? 1,
-      max_reports: this.o.maxReports ?? 1_000_000,
-      duration_s: this.o.durationS ?? 600,
-    });
+    const status = await this.admin.openRound(
+      openRoundRequest(this.engine, instr, { ...this.o, modelVersion: p.modelVersion }),
+    );
     if (status.round_id !== p.roundId) {
       await this.admin.closeRound(status.round_id).catch(() => undefined);
       throw new FedgeError(
@@ -287,33 +269,6 @@ export class EdgeRoundRunner {
     this.log(`opened ${p.roundId} on the edge (model v${p.modelVersion}, ${status.deadline})`);
     await this.o.hooks?.afterEdgeOpen?.(p.roundId);
     return status;
-  }
-
-  /** Accepted updates of a closed round, each signature re-verified under the key the edge recorded. */
-  private async *verifiedUpdates(
-    roundId: string,
-    refused: { deviceId: string; reason: string }[],
-  ): AsyncGenerator<ClientUpdate> {
-    const length = this.engine.updateLength;
-    for await (const frame of this.admin.streamUpdates(roundId, this.o.pageSize ?? 100)) {
-      let decoded;
-      try {
-        decoded = decodeUpdate(frame.update, { publicKey: frame.publicKey });
-      } catch (e) {
-        refused.push({ deviceId: "?", reason: (e as Error).message });
-        continue;
-      }
-      if (decoded.roundId !== roundId) {
-        refused.push({ deviceId: decoded.deviceId, reason: `round id ${decoded.roundId}` });
-        continue;
-      }
-      const values = updateToFloat32(decoded);
-      if (values.length !== length) {
-        refused.push({ deviceId: decoded.deviceId, reason: `length ${values.length} ≠ ${length}` });
-        continue;
-      }
-      yield { delta: values, deviceId: decoded.deviceId };
-    }
   }
 
   /** Uploads the version, treating a 409 for the same bytes as done. */
@@ -382,7 +337,11 @@ export class EdgeRoundRunner {
           seconds: (performance.now() - t0) / 1000,
         };
       }
-      summary = await this.engine.aggregateRound(this.verifiedUpdates(p.roundId, refused));
+      summary = await this.engine.aggregateRound(
+        verifiedUpdates(this.admin, p.roundId, this.engine.updateLength, refused, {
+          ...(this.o.pageSize !== undefined ? { pageSize: this.o.pageSize } : {}),
+        }),
+      );
     } else {
       summary = cur.summary!;
       accepted = (await this.admin.roundStatus(p.roundId)).accepted;
