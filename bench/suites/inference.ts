@@ -5,9 +5,10 @@
  * (a) compute per inference inside the Worker (onnxruntime-web wasm, 1 thread) on the float32 MNIST MLP vs
  *     onnxruntime-node (native, 1 thread) on the same file. Inside a request `performance.now()` does not advance, so
  *     the admin bench route runs N inferences in one request, timed from the client, minus the same request with n=0.
- *     Goal: ≤ 1.5×.
- * (b) `/predict` p50/p99 for batch 1 and 32 (JSON rows) against the no-op `/v1/health` p50 of the same worker.
- *     Goal: predict p50 ≤ 1.5× the no-op p50.
+ *     Worker and node rounds alternate, so a load swing of the shared machine hits both. Goal: ≤ 1.5×.
+ * (b) `/predict` p50/p99 for batch 1 and 32 (JSON rows, and batch 32 as raw float32) against the no-op `/v1/health`
+ *     p50 of the same worker. The four requests are sent in turn (health, b1, b32, b32 binary, health, …), so every
+ *     series sees the same load. Goal: predict p50 ≤ 1.5× the no-op p50.
  * (c) model size int8/fp32 (goal ≤ 0.3) and MNIST test-split accuracy of the int8 model served by the Worker vs the
  *     fp32 model on onnxruntime-node (goal: drop ≤ 0.5 points).
  * (d) cold start: first `/predict` after a fresh `wrangler dev` is ready (ORT init + session creation + request) vs
@@ -24,7 +25,8 @@ import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/test";
 import { loadMnist } from "fedge/data";
 import { measure, type BenchMeasure } from "../types.ts";
 
-const PORT = 8791;
+/** `FEDGE_BENCH_INFERENCE_PORT` lets an ad-hoc run stay clear of a full `npm run bench` on the same machine. */
+const PORT = Number(process.env.FEDGE_BENCH_INFERENCE_PORT ?? 8791);
 const ADMIN_TOKEN = `bench-${toBase64Url(crypto.getRandomValues(new Uint8Array(16)))}`;
 const REQUESTS = 200;
 const COMPUTE_N = 2_000;
@@ -77,7 +79,27 @@ async function latencies(n: number, warmup: number, send: () => Promise<Response
   return out;
 }
 
-/** ms per inference of the Worker: (T(n) − T(0)) / n, medians of 5 each. */
+/** Sequential latencies (ms) of several request kinds sent in turn, after `warmup` untimed rounds. */
+async function interleavedLatencies(
+  n: number,
+  warmup: number,
+  sends: Record<string, () => Promise<Response>>,
+): Promise<Record<string, number[]>> {
+  const out: Record<string, number[]> = Object.fromEntries(Object.keys(sends).map((k) => [k, []]));
+  for (let i = 0; i < warmup + n; i++) {
+    for (const [name, send] of Object.entries(sends)) {
+      const ms = await timed(async () => {
+        const res = await send();
+        await res.arrayBuffer();
+        if (!res.ok) throw new Error(`${name}: HTTP ${res.status}`);
+      });
+      if (i >= warmup) out[name]!.push(ms);
+    }
+  }
+  return out;
+}
+
+/** ms per inference of the Worker in one round: (T(n) − T(0)) / n, medians of 3 each. */
 async function workerCompute(edge: LocalEdge, model: string): Promise<number> {
   const bench = (n: number) => () =>
     fetch(`${edge.url}/v1/admin/bench/models/${model}/infer?n=${n}`, {
@@ -85,8 +107,8 @@ async function workerCompute(edge: LocalEdge, model: string): Promise<number> {
       headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
     });
   await expectStatus(await bench(50)(), 200);
-  const zero = median(await latencies(5, 1, bench(0)));
-  const full = median(await latencies(5, 0, bench(COMPUTE_N)));
+  const zero = median(await latencies(3, 1, bench(0)));
+  const full = median(await latencies(3, 0, bench(COMPUTE_N)));
   return Math.max(0, full - zero) / COMPUTE_N;
 }
 
@@ -99,21 +121,21 @@ const NODE_OPTIONS = {
   extra: { session: { disable_quant_qdq: "1" } },
 } as const;
 
-async function nodeCompute(file: string): Promise<number> {
+async function nodeSession(file: string) {
   const session = await ortNode.InferenceSession.create(file, NODE_OPTIONS);
   const input = new ortNode.Tensor("float32", new Float32Array(784).fill(0.5), [1, 784]);
   const feeds = { [session.inputNames[0]!]: input };
   for (let i = 0; i < 200; i++) await session.run(feeds);
-  const runs: number[] = [];
-  for (let r = 0; r < 5; r++) {
-    runs.push(
-      (await timed(async () => {
-        for (let i = 0; i < COMPUTE_N; i++) await session.run(feeds);
-      })) / COMPUTE_N,
-    );
-  }
-  await session.release();
-  return median(runs);
+  return { session, feeds };
+}
+
+/** ms per inference of onnxruntime-node in one round of `COMPUTE_N` runs. */
+async function nodeCompute(node: Awaited<ReturnType<typeof nodeSession>>): Promise<number> {
+  return (
+    (await timed(async () => {
+      for (let i = 0; i < COMPUTE_N; i++) await node.session.run(node.feeds);
+    })) / COMPUTE_N
+  );
 }
 
 async function nodeAccuracy(file: string, x: Float32Array, y: Uint8Array, n: number): Promise<number> {
@@ -230,18 +252,20 @@ export default async function run(): Promise<BenchMeasure[]> {
     };
     const coldMs = await timed(async () => expectStatus(await predictJson(1)(), 200));
 
-    // (b) latency through wrangler dev.
-    const health = await latencies(REQUESTS, 20, () => fetch(`${edge!.url}/v1/health`));
-    const b1 = await latencies(REQUESTS, 20, predictJson(1));
-    const b32 = await latencies(REQUESTS, 20, predictJson(32));
+    // (b) latency through wrangler dev, the four kinds of request in turn.
     const binary32 = new Uint8Array(test.x.slice(0, 32 * 784).buffer);
-    const b32bin = await latencies(REQUESTS, 20, () =>
-      fetch(`${edge!.url}/v1/models/mnist-mlp/predict`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${key}`, "content-type": "application/octet-stream" },
-        body: binary32,
-      }),
-    );
+    const lat = await interleavedLatencies(REQUESTS, 20, {
+      health: () => fetch(`${edge!.url}/v1/health`),
+      b1: predictJson(1),
+      b32: predictJson(32),
+      b32bin: () =>
+        fetch(`${edge!.url}/v1/models/mnist-mlp/predict`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/octet-stream" },
+          body: binary32,
+        }),
+    });
+    const { health, b1, b32, b32bin } = lat as Record<"health" | "b1" | "b32" | "b32bin", number[]>;
     const healthP50 = median(health);
     for (const [batch, lat] of [
       [1, b1],
@@ -257,7 +281,7 @@ export default async function run(): Promise<BenchMeasure[]> {
           baseline: healthP50,
           better: "lower",
           goalRatio: 1.5,
-          notes: `${REQUESTS} sequential requests; p99 ${pct(lat, 0.99).toFixed(2)} ms; no-op p99 ${pct(health, 0.99).toFixed(2)} ms`,
+          notes: `${REQUESTS} sequential requests, interleaved with the no-op; p99 ${pct(lat, 0.99).toFixed(2)} ms; no-op p99 ${pct(health, 0.99).toFixed(2)} ms`,
         }),
       );
     }
@@ -273,14 +297,22 @@ export default async function run(): Promise<BenchMeasure[]> {
         baseline: healthP50,
         better: "lower",
         goalRatio: 1.5,
-        notes: `${REQUESTS} sequential requests; p99 ${pct(b32bin, 0.99).toFixed(2)} ms; 100 kB body instead of ~480 kB JSON`,
+        notes: `${REQUESTS} sequential requests, interleaved with the no-op; p99 ${pct(b32bin, 0.99).toFixed(2)} ms; 100 kB body instead of ~480 kB JSON`,
       }),
     );
 
-    // (a) compute per inference.
-    const workerMs = await workerCompute(edge, "mnist-mlp-fp32");
+    // (a) compute per inference: worker and node rounds alternate; medians of 5 rounds each.
+    const node = await nodeSession(fp32File);
+    const workerRounds: number[] = [];
+    const nodeRounds: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      workerRounds.push(await workerCompute(edge, "mnist-mlp-fp32"));
+      nodeRounds.push(await nodeCompute(node));
+    }
+    await node.session.release();
+    const workerMs = median(workerRounds);
+    const nodeMs = median(nodeRounds);
     const workerInt8Ms = await workerCompute(edge, "mnist-mlp");
-    const nodeMs = await nodeCompute(fp32File);
     measures.push(
       measure({
         name: "compute-per-inference-fp32",
@@ -292,7 +324,7 @@ export default async function run(): Promise<BenchMeasure[]> {
         baseline: nodeMs,
         better: "lower",
         goalRatio: 1.5,
-        notes: `(T(n=${COMPUTE_N}) − T(n=0)) / n from the client, medians of 5; int8 model in the Worker: ${workerInt8Ms.toFixed(4)} ms`,
+        notes: `(T(n=${COMPUTE_N}) − T(n=0)) / n from the client; 5 rounds alternating with node, medians; per-round ratios ${workerRounds.map((w, i) => (w / nodeRounds[i]!).toFixed(2)).join(" ")}; int8 model in the Worker: ${workerInt8Ms.toFixed(4)} ms`,
       }),
     );
 

@@ -168,5 +168,8 @@ describe("API keys", () => {
       headers: { authorization: `Bearer fk_dev_${"y".repeat(32)}` },
     });
     expect((await app.fetch(wrong, { ...env, FEDGE_ENV: "local", FEDGE_DEV_API_KEY: devKey }, ctx)).status).toBe(401);
+    // Cached from the local request above, yet still refused outside a local edge.
+    const after = await app.fetch(req(), { ...env, FEDGE_ENV: "production", FEDGE_DEV_API_KEY: devKey }, ctx);
+    expect(after.status).toBe(401);
   });
 });

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { takeToken, type BucketState } from "../src/middleware/rate-limit/index.ts";
+import {
+  leaseTokens,
+  returnTokens,
+  takeToken,
+  takeTokens,
+  type BucketState,
+} from "../src/middleware/rate-limit/index.ts";
 
 describe("takeToken", () => {
   it("allows a burst of perMinute requests, then refuses with the time to the next token", () => {
@@ -28,5 +34,34 @@ describe("takeToken", () => {
 
   it("rejects a non-positive limit", () => {
     expect(() => takeToken(null, 0, 0)).toThrow(/perMinute/);
+  });
+});
+
+describe("takeTokens / returnTokens / leaseTokens", () => {
+  it("grants up to the wanted tokens, as many as the bucket holds", () => {
+    const full = takeTokens(null, 0, 10, 4);
+    expect(full).toMatchObject({ allowed: true, granted: 4, remaining: 6 });
+    const partial = takeTokens({ tokens: 2.5, updatedAt: 0 }, 0, 10, 4);
+    expect(partial).toMatchObject({ allowed: true, granted: 2, remaining: 0 });
+    expect(partial.state.tokens).toBeCloseTo(0.5);
+    const none = takeTokens({ tokens: 0.5, updatedAt: 0 }, 0, 10, 4);
+    // 0.5 token short at 10/min: 3 s.
+    expect(none).toMatchObject({ allowed: false, retryAfterMs: 3_000, retryAfterSeconds: 3 });
+    expect(() => takeTokens(null, 0, 10, 0)).toThrow(/want/);
+    expect(() => takeTokens(null, 0, 10, 1.5)).toThrow(/want/);
+  });
+
+  it("puts unspent tokens back, never above the capacity", () => {
+    expect(returnTokens({ tokens: 1, updatedAt: 0 }, 0, 10, 3)).toEqual({ tokens: 4, updatedAt: 0 });
+    expect(returnTokens({ tokens: 9, updatedAt: 0 }, 6_000, 10, 3)).toEqual({ tokens: 10, updatedAt: 6_000 });
+    expect(returnTokens(null, 5, 10, 3)).toEqual({ tokens: 10, updatedAt: 5 });
+    expect(() => returnTokens(null, 0, 10, -1)).toThrow(/count/);
+  });
+
+  it("sizes a lease as the refill over the lease time, between 1 and the cap", () => {
+    expect(leaseTokens(600, 1_000, 64)).toBe(10);
+    expect(leaseTokens(1_000_000, 1_000, 64)).toBe(64);
+    expect(leaseTokens(3, 1_000, 64)).toBe(1);
+    expect(leaseTokens(600, 0, 64)).toBe(1);
   });
 });

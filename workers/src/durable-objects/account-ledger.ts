@@ -11,7 +11,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { ApiKeyInfo, UsageDay, UsageReport } from "@fedge/schemas";
 import type { Bindings } from "../env.ts";
-import { takeToken, type BucketState } from "../middleware/rate-limit/index.ts";
+import { leaseTokens, returnTokens, takeTokens, type BucketState } from "../middleware/rate-limit/index.ts";
 
 /** What `authenticate` answers; the middleware turns it into 401/403/429 or a context variable. */
 export type AuthVerdict =
@@ -19,6 +19,29 @@ export type AuthVerdict =
   | { status: "unknown" }
   | { status: "revoked"; key: ApiKeyInfo }
   | { status: "rate_limited"; key: ApiKeyInfo; retryAfterSeconds: number };
+
+/** One lease request of an isolate's key cache (middleware/auth/key-cache.ts). */
+export interface LeaseInput {
+  /** Lowercase hex SHA-256 of the whole key string. */
+  hash: string;
+  /** Epoch milliseconds (the caller's clock). */
+  now: number;
+  /** Take tokens (false: authenticate only, `granted` is 0). */
+  rateLimit: boolean;
+  /** Most tokens to lease; the ledger grants at most `leaseTokens(limit, leaseMs, maxTokens)`, at least 1. */
+  maxTokens: number;
+  /** How long the caller will keep the lease (bounds the lease to that much refill). */
+  leaseMs: number;
+  /** Unspent tokens of the caller's previous lease, put back first (only when the hash matches). */
+  giveBack: number;
+}
+
+/** What `lease` answers. `remaining`: whole tokens left in the bucket after the grant. */
+export type LeaseVerdict =
+  | { status: "ok"; key: ApiKeyInfo; granted: number; remaining: number }
+  | { status: "unknown" }
+  | { status: "revoked"; key: ApiKeyInfo }
+  | { status: "rate_limited"; key: ApiKeyInfo; retryAfterMs: number; retryAfterSeconds: number };
 
 export interface CreateKeyInput {
   id: string;
@@ -111,23 +134,54 @@ export class AccountLedger extends DurableObject<Bindings> {
 
   /** Check the key hash, its revocation and (when `rateLimit`) take one token from its bucket. */
   async authenticate(input: { hash: string; now: number; rateLimit: boolean }): Promise<AuthVerdict> {
+    const v = this.decide({ ...input, maxTokens: 1, leaseMs: 0, giveBack: 0 });
+    switch (v.status) {
+      case "ok":
+        return { status: "ok", key: v.key, remaining: v.remaining };
+      case "rate_limited":
+        return { status: "rate_limited", key: v.key, retryAfterSeconds: v.retryAfterSeconds };
+      default:
+        return v;
+    }
+  }
+
+  /**
+   * `authenticate` for an isolate-local cache: the same checks in the same call, but an admitted request also
+   * leases up to `leaseTokens(limit, leaseMs, maxTokens)` tokens (debited here now, spent by the caller later), and
+   * the caller's unspent tokens of its previous lease come back first.
+   */
+  async lease(input: LeaseInput): Promise<LeaseVerdict> {
+    return this.decide(input);
+  }
+
+  private decide(input: LeaseInput): LeaseVerdict {
     const row = this.row();
     if (!row || !hashesEqual(row.hash, input.hash)) return { status: "unknown" };
     const key = toInfo(row);
     if (row.revoked_at !== null) return { status: "revoked", key };
-    if (!input.rateLimit) return { status: "ok", key, remaining: row.rate_limit };
+    if (!input.rateLimit) return { status: "ok", key, granted: 0, remaining: row.rate_limit };
     const prev = this.sql
       .exec<{ tokens: number; updated_at: number }>("SELECT tokens, updated_at FROM bucket WHERE one = 1")
       .toArray()[0];
-    const state: BucketState | null = prev ? { tokens: prev.tokens, updatedAt: prev.updated_at } : null;
-    const taken = takeToken(state, input.now, row.rate_limit);
+    let state: BucketState | null = prev ? { tokens: prev.tokens, updatedAt: prev.updated_at } : null;
+    const giveBack = Math.floor(input.giveBack);
+    if (giveBack > 0) state = returnTokens(state, input.now, row.rate_limit, giveBack);
+    const want = leaseTokens(row.rate_limit, input.leaseMs, input.maxTokens);
+    const taken = takeTokens(state, input.now, row.rate_limit, want);
     this.sql.exec(
       "INSERT INTO bucket (one, tokens, updated_at) VALUES (1, ?, ?) ON CONFLICT(one) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at",
       taken.state.tokens,
       taken.state.updatedAt,
     );
-    if (!taken.allowed) return { status: "rate_limited", key, retryAfterSeconds: taken.retryAfterSeconds };
-    return { status: "ok", key, remaining: taken.remaining };
+    if (!taken.allowed) {
+      return {
+        status: "rate_limited",
+        key,
+        retryAfterMs: taken.retryAfterMs,
+        retryAfterSeconds: taken.retryAfterSeconds,
+      };
+    }
+    return { status: "ok", key, granted: taken.granted, remaining: taken.remaining };
   }
 
   /** Revoke the key; `null` when it does not exist. Idempotent: a second revoke keeps the first time. */

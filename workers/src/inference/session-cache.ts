@@ -8,16 +8,22 @@ import { FedgeError } from "@fedge/schemas";
 import type { OrtSession } from "./ort.ts";
 
 type OrtModule = typeof import("./ort.ts");
+type OrtTensor = InstanceType<OrtModule["ort"]["Tensor"]>;
 let ortModule: Promise<OrtModule> | null = null;
+/** The loaded module (set once `loadOrt()` resolved: later runs skip an await). */
+let ortLoaded: OrtModule | null = null;
 
 /**
  * onnxruntime-web (and its 14 MB wasm module) is loaded on the first inference, not at isolate start: requests that
  * never infer (health, keys, training plane) do not pay for it.
  */
 export function loadOrt(): Promise<OrtModule> {
-  ortModule ??= import("./ort.ts");
+  ortModule ??= import("./ort.ts").then((m) => (ortLoaded = m));
   return ortModule;
 }
+
+/** Most input tensors kept per model (one per input shape seen, e.g. per batch size). */
+const MAX_INPUT_TENSORS = 4;
 
 export interface SessionCacheOptions {
   /** Most sessions kept. @default 8 */
@@ -38,6 +44,12 @@ export interface CachedModel {
   sizeBytes: number;
   /** Tail of the per-session run queue. */
   queue: Promise<unknown>;
+  /**
+   * Reusable input tensors by shape (`"1,784"`): runs of a session are serialised, so one float32 buffer per shape
+   * is enough. onnxruntime-web runs ~8 µs faster (about a third of a single-example MLP inference) when it is handed
+   * a tensor object it has seen before than a fresh `Tensor` each time.
+   */
+  inputs: Map<string, OrtTensor>;
 }
 
 /** Output of one batch: `data` is row-major `[batch, perExample]`. */
@@ -120,22 +132,39 @@ async function createModel(key: string, bytes: Uint8Array): Promise<CachedModel>
   const inputName = session.inputNames[0];
   const outputName = session.outputNames[0];
   if (!inputName || !outputName) throw new FedgeError("invalid_model", 400, "the model has no input or no output");
-  return { key, session, inputName, outputName, sizeBytes: 4 * bytes.byteLength, queue: Promise.resolve() };
+  return {
+    key,
+    session,
+    inputName,
+    outputName,
+    sizeBytes: 4 * bytes.byteLength,
+    queue: Promise.resolve(),
+    inputs: new Map(),
+  };
+}
+
+/** The model's input tensor for `shape`, holding a copy of `data` (created once per shape, then refilled). */
+function inputTensor(ort: OrtModule["ort"], model: CachedModel, data: Float32Array, shape: number[]): OrtTensor {
+  const key = shape.join(",");
+  let tensor = model.inputs.get(key);
+  if (!tensor) {
+    if (model.inputs.size >= MAX_INPUT_TENSORS) model.inputs.clear();
+    tensor = new ort.Tensor("float32", new Float32Array(data.length), shape);
+    model.inputs.set(key, tensor);
+  }
+  (tensor.data as Float32Array).set(data);
+  return tensor;
 }
 
 /** Run one float32 batch (`data` row-major `[batch, ...featureShape]`) through the model's first input and output. */
 export async function runBatch(model: CachedModel, data: Float32Array, shape: number[]): Promise<InferenceResult> {
-  const { ort } = await loadOrt();
+  const { ort } = ortLoaded ?? (await loadOrt());
   const run = async (): Promise<InferenceResult> => {
-    const input = new ort.Tensor("float32", data, shape);
-    const out = await model.session.run({ [model.inputName]: input });
-    const tensor = out[model.outputName]!;
-    const values = tensor.data as Float32Array;
+    const out = await model.session.run({ [model.inputName]: inputTensor(ort, model, data, shape) });
+    // onnxruntime-web copies CPU outputs out of the wasm heap into fresh arrays: ours to keep, no second copy.
+    const values = out[model.outputName]!.data as Float32Array;
     const batch = shape[0]!;
-    const result = { data: new Float32Array(values), batch, perExample: batch > 0 ? values.length / batch : 0 };
-    input.dispose();
-    for (const t of Object.values(out)) t.dispose();
-    return result;
+    return { data: values, batch, perExample: batch > 0 ? values.length / batch : 0 };
   };
   const next = model.queue.then(run, run);
   model.queue = next.catch(() => undefined);

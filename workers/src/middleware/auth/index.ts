@@ -1,2 +1,3 @@
 export * from "./api-key.ts";
+export * from "./key-cache.ts";
 export * from "./admin.ts";

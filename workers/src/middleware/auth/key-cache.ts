@@ -188,7 +188,16 @@ export class KeyCache {
         // Never cached; an entry proven with another secret stays.
         return verdict;
       case "revoked":
-        if (cacheable) this.store(keyId, { hash, key: verdict.key, revoked: true, expiresAt: t + this.ttlMs, tokens: 0, ledgerRemaining: 0, blockedUntil: 0 });
+        if (cacheable)
+          this.store(keyId, {
+            hash,
+            key: verdict.key,
+            revoked: true,
+            expiresAt: t + this.ttlMs,
+            tokens: 0,
+            ledgerRemaining: 0,
+            blockedUntil: 0,
+          });
         return verdict;
       case "rate_limited":
         if (cacheable) {

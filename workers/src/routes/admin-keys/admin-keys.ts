@@ -1,6 +1,7 @@
 /**
  * @module
- * Admin key management: create (the secret is returned once), revoke, and read a key's usage.
+ * Admin key management: create (the secret is returned once), revoke, and read a key's usage. A revocation takes
+ * effect at once in the isolate that performs it and within `AUTH_CACHE_TTL_MS` everywhere else (key-cache.ts).
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
@@ -15,7 +16,8 @@ import {
   UsageReport,
 } from "@fedge/schemas";
 import { createRouter, readBody } from "../../middleware/validation/index.ts";
-import { adminAuth, generateApiKey, hashApiKey, ledgerFor } from "../../middleware/auth/index.ts";
+import { settleUsage } from "../../middleware/metering/index.ts";
+import { adminAuth, generateApiKey, hashApiKey, keyCache, ledgerFor } from "../../middleware/auth/index.ts";
 
 const errors = {
   400: { description: "Invalid request", content: { "application/json": { schema: ErrorEnvelope } } },
@@ -90,11 +92,14 @@ export const adminKeys = createRouter()
   .openapi(revokeKey, async (c) => {
     const { id } = c.req.valid("param");
     const info = await ledgerFor(c.env, id).revoke(Date.now());
+    // This isolate refuses the key from now on; other isolates within AUTH_CACHE_TTL_MS (see key-cache.ts).
+    keyCache.forget(id);
     if (!info) throw new FedgeError("not_found", 404, `no API key ${id}`);
     return c.json(info, 200);
   })
   .openapi(keyUsage, async (c) => {
     const { id } = c.req.valid("param");
+    await settleUsage(c.env);
     const report = await ledgerFor(c.env, id).usage(c.req.valid("query"));
     if (!report) throw new FedgeError("not_found", 404, `no API key ${id}`);
     return c.json(report, 200);

@@ -2,8 +2,15 @@
  * @module
  * Turn a predict body (JSON rows, JSON base64, or raw octet-stream) into one float32 batch for a model whose input
  * is `[batch, ...featureShape]`. Pure (no I/O); every bad input is a `FedgeError` 4xx.
+ *
+ * JSON bodies are checked in two steps, so that the order of errors stays: non-finite number, then any other
+ * schema violation (`validation_failed`, the contract of the `PredictRequest` zod schema), then unknown model or
+ * version (404, checked by the route in between), then batch cap (413) and shape (400 `invalid_shape`).
+ * `checkJsonBody` validates the `inputs` rows with one hand-written loop that also copies them into the float32
+ * batch — about 10× cheaper than zod over 25,000 numbers, and no intermediate copy; the zod schema still documents
+ * the body in OpenAPI and a test keeps the two in agreement.
  */
-import { FedgeError, MAX_PREDICT_BATCH, type PredictRequest } from "@fedge/schemas";
+import { FedgeError, MAX_PREDICT_BATCH, PredictRequest } from "@fedge/schemas";
 
 export interface DecodedBatch {
   data: Float32Array;
@@ -93,22 +100,105 @@ function fromBytes(bytes: Uint8Array, shape: number[] | null, featureShape: numb
   return { data, shape: [batch, ...featureShape], batch };
 }
 
-/** A JSON predict body. */
-export function decodeJsonBatch(body: PredictRequest, featureShape: number[], features: number): DecodedBatch {
-  if ("inputs" in body) {
-    const rows = body.inputs;
-    checkBatch(rows.length);
-    const data = new Float32Array(rows.length * features);
-    rows.forEach((row, i) => {
-      if (row.length !== features) throw badShape(`inputs[${i}] has ${row.length} values; the model takes ${features}`);
-      data.set(row, i * features);
-    });
-    checkFinite(data);
-    return { data, shape: [rows.length, ...featureShape], batch: rows.length };
+function invalid(message: string): FedgeError {
+  return new FedgeError("validation_failed", 400, message);
+}
+
+function describe(v: unknown): string {
+  return v === null ? "null" : Array.isArray(v) ? "an array" : typeof v;
+}
+
+/** A JSON predict body whose structure is valid; `decodeJsonBody` checks it against the model. */
+export type CheckedJsonBody =
+  | {
+      kind: "rows";
+      /** Number of rows. */
+      batch: number;
+      /** Length of the first row. */
+      width: number;
+      /** First row whose length differs from the first row's, or -1. */
+      raggedRow: number;
+      /** That row's length. */
+      raggedLength: number;
+      /** The rows, row-major (`batch × width`); `null` when ragged or over the batch cap. */
+      data: Float32Array | null;
+    }
+  | { kind: "base64"; inputsB64: string; shape: number[] };
+
+/**
+ * Validate a parsed JSON predict body as `PredictRequest` (no model needed). The rows form is checked and copied
+ * into a `Float32Array` in one loop; the base64 form goes through zod (it is small).
+ */
+export function checkJsonBody(body: unknown): CheckedJsonBody {
+  if (typeof body === "object" && body !== null && !Array.isArray(body) && "inputs" in body) {
+    for (const k in body) if (k !== "inputs") throw invalid(`unknown field ${JSON.stringify(k)} next to inputs`);
+    const rows = (body as { inputs: unknown }).inputs;
+    if (!Array.isArray(rows)) throw invalid(`inputs: expected an array of rows (number[][]), got ${describe(rows)}`);
+    const batch = rows.length;
+    if (batch === 0) throw invalid("inputs: empty batch; send at least one row");
+    const first: unknown = rows[0];
+    const width = Array.isArray(first) ? first.length : 0;
+    let data = batch <= MAX_PREDICT_BATCH && width > 0 ? new Float32Array(batch * width) : null;
+    let raggedRow = -1;
+    let raggedLength = 0;
+    let nonFinite: FedgeError | null = null;
+    let wrongType: FedgeError | null = null;
+    for (let i = 0; i < batch; i++) {
+      const row: unknown = rows[i];
+      if (!Array.isArray(row)) {
+        wrongType ??= invalid(`inputs[${i}]: expected an array of numbers, got ${describe(row)}`);
+        continue;
+      }
+      const n = row.length;
+      if (n !== width && raggedRow < 0) {
+        raggedRow = i;
+        raggedLength = n;
+        data = null;
+      }
+      const base = i * width;
+      for (let j = 0; j < n; j++) {
+        const v: unknown = row[j];
+        if (typeof v !== "number") {
+          wrongType ??= invalid(`inputs[${i}][${j}]: expected a number, got ${describe(v)}`);
+        } else if (v - v !== 0) {
+          // NaN or ±Infinity (JSON has no NaN, but `1e999` parses to Infinity).
+          nonFinite ??= new FedgeError(
+            "non_finite",
+            400,
+            `inputs[${i}][${j}] is ${v}; only finite numbers are accepted`,
+          );
+        } else if (data !== null) {
+          data[base + j] = v;
+        }
+      }
+    }
+    if (nonFinite) throw nonFinite;
+    if (wrongType) throw wrongType;
+    return { kind: "rows", batch, width, raggedRow, raggedLength, data };
   }
-  const bytes = decodeBase64(body.inputs_b64);
-  if (!bytes) throw new FedgeError("validation_failed", 400, "inputs_b64: not base64");
-  return fromBytes(bytes, body.shape, featureShape, features);
+  const parsed = PredictRequest.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
+    throw invalid(`${where}${issue?.message ?? "expected {inputs} or {inputs_b64, shape}"}`);
+  }
+  if (!("inputs_b64" in parsed.data)) throw invalid("expected {inputs} or {inputs_b64, shape}");
+  return { kind: "base64", inputsB64: parsed.data.inputs_b64, shape: parsed.data.shape };
+}
+
+/** A checked JSON predict body → the model's float32 batch (413 over the batch cap, 400 on a shape mismatch). */
+export function decodeJsonBody(body: CheckedJsonBody, featureShape: number[], features: number): DecodedBatch {
+  if (body.kind === "base64") {
+    const bytes = decodeBase64(body.inputsB64);
+    if (!bytes) throw new FedgeError("validation_failed", 400, "inputs_b64: not base64");
+    return fromBytes(bytes, body.shape, featureShape, features);
+  }
+  checkBatch(body.batch);
+  if (body.width !== features) throw badShape(`inputs[0] has ${body.width} values; the model takes ${features}`);
+  if (body.raggedRow >= 0 || !body.data) {
+    throw badShape(`inputs[${body.raggedRow}] has ${body.raggedLength} values; the model takes ${features}`);
+  }
+  return { data: body.data, shape: [body.batch, ...featureShape], batch: body.batch };
 }
 
 /** Parse the `x-fedge-shape` header (`"2,784"`); `null` when absent. */
@@ -132,20 +222,4 @@ export function decodeBinaryBatch(
 ): DecodedBatch {
   if (bytes.byteLength === 0) throw badShape("empty batch: send at least one example");
   return fromBytes(bytes, shape, featureShape, features);
-}
-
-/**
- * Non-finite numbers in a parsed JSON body (`1e999` parses to Infinity): checked before zod, which would call them
- * non-numeric.
- */
-export function assertJsonRowsFinite(body: unknown): void {
-  if (!body || typeof body !== "object" || !("inputs" in body) || !Array.isArray(body.inputs)) return;
-  body.inputs.forEach((row: unknown, i: number) => {
-    if (!Array.isArray(row)) return;
-    row.forEach((v: unknown, j: number) => {
-      if (typeof v === "number" && !Number.isFinite(v)) {
-        throw new FedgeError("non_finite", 400, `inputs[${i}][${j}] is ${v}; only finite numbers are accepted`);
-      }
-    });
-  });
 }

@@ -6,6 +6,7 @@ import { createRoute } from "@hono/zod-openapi";
 import { ErrorEnvelope, FedgeError, UsageQuery, UsageReport } from "@fedge/schemas";
 import { createRouter } from "../../middleware/validation/index.ts";
 import { apiKeyAuth, ledgerFor } from "../../middleware/auth/index.ts";
+import { settleUsage } from "../../middleware/metering/index.ts";
 
 const route = createRoute({
   method: "get",
@@ -26,6 +27,8 @@ const route = createRoute({
 
 export const usage = createRouter().openapi(route, async (c) => {
   const key = c.get("apiKey");
+  // Usage buffered in this isolate is written first (metering.ts: other isolates lag ≤ METER_FLUSH_MS).
+  await settleUsage(c.env);
   const report = await ledgerFor(c.env, key.id).usage(c.req.valid("query"));
   if (!report) throw new FedgeError("unauthorized", 401, "unknown API key");
   return c.json(report, 200);
