@@ -91,7 +91,8 @@ export async function startLocalEdge(options: LocalEdgeOptions = {}): Promise<Lo
   for (;;) {
     if (exited) throw new Error(`wrangler dev exited before it was ready:\n${log.slice(-4000)}`);
     try {
-      const res = await fetch(`${url}/v1/health`);
+      // A bounded probe: a listener that accepts but never answers must not hang the wait.
+      const res = await fetch(`${url}/v1/health`, { signal: AbortSignal.timeout(5_000) });
       if (res.ok) break;
     } catch {
       /* not listening yet */
