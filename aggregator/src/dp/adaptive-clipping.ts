@@ -80,5 +80,8 @@ export function noisyUnclippedFraction(
 
 /** One geometric step of Alg. 1: C ← C · exp(−η_C (b̃ − γ)). */
 export function nextClipNorm(state: AdaptiveClippingState, noisyFraction: number): AdaptiveClippingState {
-  return { ...state, clipNorm: state.clipNorm * Math.exp(-state.learningRate * (noisyFraction - state.targetQuantile)) };
+  return {
+    ...state,
+    clipNorm: state.clipNorm * Math.exp(-state.learningRate * (noisyFraction - state.targetQuantile)),
+  };
 }

@@ -93,7 +93,8 @@ export const models = createRouter()
     c.header("Cache-Control", IMMUTABLE);
     if (ifNoneMatchHits(c.req.header("if-none-match"), etag)) return c.body(null, 304);
     const obj = await getOnnx(c.env, name, version);
-    if (!obj || !("body" in obj)) throw new FedgeError("version_not_found", 404, `model ${name} has no version ${version}`);
+    if (!obj || !("body" in obj))
+      throw new FedgeError("version_not_found", 404, `model ${name} has no version ${version}`);
     c.header("Content-Type", "application/octet-stream");
     c.header("Content-Length", String(obj.size));
     return c.body(obj.body, 200);
