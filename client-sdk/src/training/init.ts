@@ -5,7 +5,7 @@
  * (Xavier) normal, `W ~ N(0, 2/(fan_in + fan_out))` (Glorot & Bengio, AISTATS 2010, §4.2.1). Biases start at zero.
  */
 import type { DenseLayer, MlpParams } from "@fedge/schemas";
-import { cryptoRandomBytes, type RandomBytes } from "@fedge/schemas";
+import { cryptoRandomBytes, type RandomBytes } from "@fedge/schemas/random";
 import { UniformSource } from "./random.ts";
 
 /** Options of `initMlp`. */

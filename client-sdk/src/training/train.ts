@@ -18,7 +18,7 @@ import {
   forwardBatch,
   gatherRows,
 } from "./mlp.ts";
-import { cryptoRandomBytes, type RandomBytes } from "@fedge/schemas";
+import { cryptoRandomBytes, type RandomBytes } from "@fedge/schemas/random";
 import { randomPermutation, UniformSource } from "./random.ts";
 import { checkDataset, checkFiniteParams, checkParams, checkScope, firstNonFinite, type Labels } from "./validate.ts";
 

@@ -4,7 +4,8 @@
  * @fedge/schemas (`flattenTrainable`): layer by layer, `W` then `b`. `withTrainable(before, scope, before + Δ)` restores
  * `after` up to float32 rounding.
  */
-import { trainableLayerIndices, type MlpParams, type TrainableScope } from "@fedge/schemas";
+import type { TrainableScope } from "@fedge/schemas";
+import { trainableLayerIndices, type MlpParams } from "@fedge/schemas/model-layout";
 import { checkParams, checkScope } from "./validate.ts";
 
 /** `after − before` over the layers of `scope`, flattened (computed in float64, rounded once to float32). */

@@ -3,7 +3,7 @@
  * Input checks shared by the training functions. Wrong types raise `TypeError`, wrong sizes or values `RangeError`,
  * each naming the offending argument; nothing is modified before the checks pass.
  */
-import { assertValidMlp, type MlpParams } from "@fedge/schemas";
+import { assertValidMlp, type MlpParams } from "@fedge/schemas/model-layout";
 
 /** Labels: one class index per sample. */
 export type Labels = Uint8Array | Int32Array;

@@ -16,7 +16,7 @@
  * int8 weights follow `quantize/` (per-channel symmetric, no zero point, so `DequantizeLinear` computes `q · scale[j]`).
  * All tensor data is stored as little-endian `raw_data`.
  */
-import { FedgeError } from "../errors/errors.ts";
+import { FedgeError } from "../errors/fedge-error.ts";
 import { decodeOnnx, encodeOnnx, OnnxFormatError } from "../onnx/codec.ts";
 import { OnnxAttributeType, OnnxDataType } from "../onnx/descriptor.ts";
 import { float32Tensor, int8Tensor, onnxDataTypeName, tensorToFloat32, tensorToInt8 } from "../onnx/tensor.ts";

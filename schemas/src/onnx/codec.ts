@@ -13,7 +13,7 @@
  * skipped (and therefore dropped when re-encoded).
  */
 import * as protobuf from "protobufjs/minimal.js";
-import { FedgeError } from "../errors/errors.ts";
+import { FedgeError } from "../errors/fedge-error.ts";
 import { ONNX_PROTO_JSON, type ProtoTypeJson } from "./descriptor.ts";
 import type { ModelProto, OnnxMessageName, OnnxMessageTypes } from "./types.ts";
 

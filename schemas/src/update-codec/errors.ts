@@ -3,7 +3,7 @@
  * `UpdateCodecError`: the one typed failure of `decodeUpdate`, with a machine-readable reason, the byte offset where the
  * problem was detected, and its mapping onto the HTTP error envelope (`toFedgeError`).
  */
-import { FedgeError } from "../errors/errors.ts";
+import { FedgeError } from "../errors/fedge-error.ts";
 
 /**
  * Why an update was rejected.
