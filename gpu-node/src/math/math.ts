@@ -100,8 +100,8 @@ export function reciprocal(denominator: number): number {
 /**
  * Float32 Gaussian noise for a vector of `length`, served in order in pieces of any size. Values come from
  * `fillGaussian` of @fedge/schemas in blocks of a size that depends only on `length`, so both backends draw exactly
- * the same noise from the same byte source whatever their chunking: every block is a multiple of 8,192 values (one
- * 64 KiB draw of the sampler) except when the whole vector fits in one block.
+ * the same noise from the same byte source whatever their chunking: the block sizes (multiples of 8,192 values, except
+ * when the whole vector fits in one block) and so the bytes each block consumes depend only on `length` and the stream.
  */
 export class GaussianStream {
   private readonly block: Float32Array;

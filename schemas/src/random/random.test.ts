@@ -4,7 +4,9 @@ import {
   cryptoRandomBytes,
   fillGaussian,
   fillStandardNormal,
+  fillStandardNormalBoxMuller,
   uniform53,
+  zigguratConstants,
   type RandomBytes,
 } from "./index.ts";
 import { seededRandomBytes } from "./testing.ts";
@@ -129,7 +131,7 @@ describe("fillStandardNormal / fillGaussian", () => {
     expect(xs.every(Number.isFinite)).toBe(true);
     const m = moments(xs);
     expect(Math.abs(m.m2 / 4 - 1)).toBeLessThan(5 * Math.sqrt(2 / n));
-    // independent halves of each Box–Muller pair: cos and sin parts are uncorrelated
+    // neighbouring values are uncorrelated
     let c = 0;
     for (let i = 0; i + 1 < n; i += 2) c += xs[i]! * xs[i + 1]!;
     expect(Math.abs(c / (n / 2) / 4)).toBeLessThan(5 / Math.sqrt(n / 2));
@@ -148,7 +150,27 @@ describe("fillStandardNormal / fillGaussian", () => {
       seededRandomBytes(6)(buf);
     };
     fillStandardNormal(new Float64Array(10), counting);
-    expect(pulled).toBe(80); // 8 bytes per value, 16 per Box–Muller pair
+    // one pull of 8 bytes per expected draw (+1.6% + 16 spare draws), in 64-bit draws
+    expect(pulled).toBe(8 * 26);
+    pulled = 0;
+    fillStandardNormal(new Float64Array(100_000), counting);
+    expect(pulled % 65536).toBe(0); // 64 KiB pulls
+    expect(pulled).toBeGreaterThanOrEqual(8 * 100_000);
+    expect(pulled).toBeLessThanOrEqual(8 * 100_000 * 1.02 + 65536);
+  });
+
+  it("writes the same values to Float32Array (rounded) and Float64Array, and fillGaussian is σ·fillStandardNormal", () => {
+    const n = 20_000;
+    const a = new Float64Array(n);
+    const b = new Float32Array(n);
+    const c = new Float64Array(n);
+    fillStandardNormal(a, seededRandomBytes(9));
+    fillStandardNormal(b, seededRandomBytes(9));
+    fillGaussian(c, 2.5, seededRandomBytes(9));
+    for (let i = 0; i < n; i++) {
+      expect(b[i]).toBe(Math.fround(a[i]!));
+      expect(c[i]).toBe(2.5 * a[i]!);
+    }
   });
 
   it("handles empty arrays and σ = 0", () => {
@@ -163,6 +185,103 @@ describe("fillStandardNormal / fillGaussian", () => {
       expect(() => fillGaussian(new Float64Array(2), s)).toThrow(RangeError);
       expect(() => addGaussianNoise(new Float32Array(2), s)).toThrow(RangeError);
     }
+  });
+});
+
+/** Upper tail Q(t) = P(Z > t) = Φ(−t) (erfc fit, relative error < 1.2e-7 even far out). */
+const upperTail = (t: number) => normalCdf(-t);
+
+describe("Ziggurat sampler", () => {
+  it("derives the 256-layer constants of Marsaglia & Tsang (2000) §3", () => {
+    const c = zigguratConstants();
+    expect(c.layers).toBe(256);
+    expect(c.r).toBeCloseTo(3.6541528853610088, 13);
+    expect(c.v).toBeCloseTo(4.92867323399e-3, 13);
+  });
+
+  it("hits the 3σ and 4σ tails at the rate of Φ and reaches beyond r (the tail branch)", () => {
+    const n = 1 << 21;
+    const xs = new Float64Array(n);
+    fillStandardNormal(xs, seededRandomBytes(10));
+    const { r } = zigguratConstants();
+    for (const t of [3, r, 4]) {
+      let count = 0;
+      for (let i = 0; i < n; i++) if (Math.abs(xs[i]!) > t) count++;
+      const p = 2 * normalCdf(-t);
+      // binomial bounds: |count − np| < 4.4·√(np(1 − p)) (two-sided α ≈ 1e-5)
+      expect(Math.abs(count - n * p)).toBeLessThan(4.4 * Math.sqrt(n * p * (1 - p)));
+      expect(count).toBeGreaterThan(0);
+    }
+  });
+
+  it("has the right shape in the tail: |z| given |z| > 3 passes KS (α = 0.001), and fails for 1.05σ", () => {
+    const n = 1 << 22;
+    const xs = new Float64Array(n);
+    fillStandardNormal(xs, seededRandomBytes(11));
+    const tail: number[] = [];
+    for (let i = 0; i < n; i++) if (Math.abs(xs[i]!) > 3) tail.push(Math.abs(xs[i]!));
+    const sorted = Float64Array.from(tail).sort();
+    const m = sorted.length;
+    expect(m).toBeGreaterThan(10_000);
+    expect(sorted[m - 1]).toBeGreaterThan(zigguratConstants().r + 1); // deep into the Marsaglia (1964) tail
+    /** KS of the sorted tail values x > t0 against P(|Z| ≤ x | |Z| > t0) for Z ~ N(0, σ²). */
+    const ks = (values: Float64Array, t0: number, sigma: number) => {
+      const q0 = upperTail(t0 / sigma);
+      let d = 0;
+      for (let i = 0; i < values.length; i++) {
+        const f = 1 - upperTail(values[i]! / sigma) / q0;
+        d = Math.max(d, (i + 1) / values.length - f, f - i / values.length);
+      }
+      return d;
+    };
+    expect(ks(sorted, 3, 1)).toBeLessThan(ksCritical(m));
+    expect(ks(sorted, 3, 1.05)).toBeGreaterThan(ksCritical(m));
+    // beyond r every value comes from the Marsaglia (1964) tail sampler: its shape alone
+    const { r } = zigguratConstants();
+    const beyond = sorted.filter((v) => v > r);
+    expect(beyond.length).toBeGreaterThan(900);
+    expect(ks(beyond, r, 1)).toBeLessThan(ksCritical(beyond.length));
+    // sign symmetry in the tail
+    let pos = 0;
+    for (let i = 0; i < n; i++) if (xs[i]! > 3) pos++;
+    expect(Math.abs(pos - m / 2)).toBeLessThan(4.4 * Math.sqrt(m / 4));
+  });
+
+  it("matches the Box–Muller reference: two-sample KS (α = 0.001), both pass one-sample KS", () => {
+    const n = 200_000;
+    const zig = new Float64Array(n);
+    const bm = new Float64Array(n);
+    fillStandardNormal(zig, seededRandomBytes(12));
+    fillStandardNormalBoxMuller(bm, seededRandomBytes(13));
+    expect(ksStatistic(bm, 1)).toBeLessThan(ksCritical(n));
+    expect(ksStatistic(bm, 1.05)).toBeGreaterThan(ksCritical(n));
+    const a = zig.sort();
+    const b = bm.sort();
+    let d = 0;
+    for (let i = 0, j = 0; i < n && j < n;) {
+      if (a[i]! <= b[j]!) i++;
+      else j++;
+      d = Math.max(d, Math.abs(i - j) / n);
+    }
+    expect(d).toBeLessThan(1.9495 * Math.sqrt(2 / n)); // c(α)·√((n + m)/(nm))
+    // scaled by 1.05 the Ziggurat samples are told apart from the reference
+    const scaled = a.map((v) => 1.05 * v);
+    let d2 = 0;
+    for (let i = 0, j = 0; i < n && j < n;) {
+      if (scaled[i]! <= b[j]!) i++;
+      else j++;
+      d2 = Math.max(d2, Math.abs(i - j) / n);
+    }
+    expect(d2).toBeGreaterThan(1.9495 * Math.sqrt(2 / n));
+  });
+
+  it("the Box–Muller reference consumes exactly 8 bytes per value (16 per pair)", () => {
+    let pulled = 0;
+    fillStandardNormalBoxMuller(new Float32Array(10), (buf) => {
+      pulled += buf.length;
+      seededRandomBytes(14)(buf);
+    });
+    expect(pulled).toBe(80);
   });
 });
 
