@@ -4,7 +4,7 @@
  * What it does, step by step: README "What the demo does"; the code: test/src/demo/.
  *
  *   npm run demo -- [--clients N] [--rounds R] [--epsilon E] [--no-dp] [--no-baseline] [--backend auto|cpu|webgpu]
- *                   [--sampling-rate Q] [--port P] [--out DIR]
+ *                   [--sampling-rate Q] [--server-lr L] [--server-momentum M] [--clip-quantile G] [--port P] [--out DIR]
  */
 import { parseArgs } from "node:util";
 import { runDemo } from "@fedge/test/demo";
@@ -16,7 +16,10 @@ const USAGE = `usage: npm run demo -- [options]
   --no-dp             run only the non-private training (no clipping in effect, no noise)
   --no-baseline       skip the non-private baseline run after the private one
   --backend B         aggregation backend: auto | cpu | webgpu (default auto: webgpu if an adapter exists)
-  --sampling-rate Q   Poisson sampling rate per device per round (default 0.2)
+  --sampling-rate Q   Poisson sampling rate per device per round (default 0.3)
+  --server-lr L       FedAvgM server learning rate (default 4)
+  --server-momentum M FedAvgM momentum in [0, 1) (default 0.5)
+  --clip-quantile G   adaptive clipping target quantile in (0, 1) (default 0.3)
   --port P            local edge port (default 8787, or FEDGE_DEMO_PORT)
   --out DIR           output folder (default demo-out)`;
 
@@ -36,6 +39,9 @@ try {
       "no-baseline": { type: "boolean" },
       backend: { type: "string" },
       "sampling-rate": { type: "string" },
+      "server-lr": { type: "string" },
+      "server-momentum": { type: "string" },
+      "clip-quantile": { type: "string" },
       port: { type: "string" },
       out: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -72,12 +78,18 @@ const rounds = int("rounds", values.rounds, 1, 1000);
 const port = int("port", values.port ?? process.env.FEDGE_DEMO_PORT, 1, 65535);
 const epsilon = num("epsilon", values.epsilon, (x) => x > 0, "a number > 0");
 const samplingRate = num("sampling-rate", values["sampling-rate"], (x) => x > 0 && x <= 1, "in (0, 1]");
+const serverLearningRate = num("server-lr", values["server-lr"], (x) => x > 0, "a number > 0");
+const serverMomentum = num("server-momentum", values["server-momentum"], (x) => x >= 0 && x < 1, "in [0, 1)");
+const clipQuantile = num("clip-quantile", values["clip-quantile"], (x) => x > 0 && x < 1, "in (0, 1)");
 
 const { report, files } = await runDemo({
   ...(clients !== undefined ? { clients } : {}),
   ...(rounds !== undefined ? { rounds } : {}),
   ...(epsilon !== undefined ? { epsilon } : {}),
   ...(samplingRate !== undefined ? { samplingRate } : {}),
+  ...(serverLearningRate !== undefined ? { serverLearningRate } : {}),
+  ...(serverMomentum !== undefined ? { serverMomentum } : {}),
+  ...(clipQuantile !== undefined ? { clipQuantile } : {}),
   ...(port !== undefined ? { port } : {}),
   ...(values.out !== undefined ? { outDir: values.out } : {}),
   dp: !values["no-dp"],

@@ -52,8 +52,21 @@ export interface DemoOptions {
   port?: number;
   /** Output folder (report, plots, summary, edge state). @default `<repo>/demo-out` */
   outDir?: string;
-  /** Poisson sampling rate q. @default 0.2 */
+  /**
+   * Poisson sampling rate q. 0.3 rather than 0.2: ~300 reports a round average the noise down further (z grows less
+   * than q), for ~12% more wall time a round (check-ins of the unselected devices dominate it).
+   * @default 0.3
+   */
   samplingRate?: number;
+  /** Server learning rate η of FedAvgM (both runs). @default 4 */
+  serverLearningRate?: number;
+  /** FedAvgM momentum μ (both runs). @default 0.5 */
+  serverMomentum?: number;
+  /**
+   * Target quantile γ of adaptive clipping (Andrew et al. 2021, arXiv 1905.03871): C tracks the γ-quantile of the
+   * update norms, so a low γ clips most updates and keeps the noise σ = z·C small. @default 0.3
+   */
+  clipQuantile?: number;
   /** Train digits treated as public server data (the first ones of the train split). @default 2000 */
   publicSamples?: number;
   /** Distinct digits per device. @default 2 */
@@ -62,7 +75,7 @@ export interface DemoOptions {
   misbehavingPerKind?: number;
   /** Devices in flight at once. @default 24 */
   concurrency?: number;
-  /** Epochs of public pretraining (×9 shifted copies). @default 5 */
+  /** Epochs of public pretraining (×9 shifted copies, see {@link PRETRAIN}). @default 5 */
   pretrainEpochs?: number;
   /** Seed of the DATA partition and model init only (never of privacy noise, sampling, keys or nonces). @default 1 */
   seed?: number;
@@ -83,7 +96,17 @@ function slice(d: Dataset, from: number, to: number): Dataset {
   return { x: d.x.slice(from * 784, to * 784), y: d.y.slice(from, to), n: to - from };
 }
 
-const LRS = [0.1, 0.1, 0.05, 0.05, 0.02, 0.02, 0.01];
+/** The devices' task (head only): a few SGD steps on their handful of digits each round. */
+const CLIENT_TASK = { learningRate: 0.5, localEpochs: 5, batchSize: 8 } as const;
+
+/**
+ * The public pretraining recipe: minibatch SGD on the public slice ×9 shifts, batch 16, learning rate per epoch (the
+ * last one repeats). Tuned in process (the aggregator's RoundEngine, the demo's split and head-only training) for a
+ * head that a few noisy federated rounds can learn from zero: this higher, decaying rate gives features on which 12
+ * private rounds reach ~93% vs ~90% with the former recipe (batch 32, rates 0.1 → 0.01), though the full public
+ * model's own accuracy differs by < 1 point.
+ */
+export const PRETRAIN = { batchSize: 16, learningRates: [0.2, 0.2, 0.1, 0.05, 0.02] } as const;
 
 /**
  * Features from public data: the seed model `models/mnist-mlp-init` (falls back to a fresh init with the same recipe)
@@ -105,8 +128,8 @@ async function pretrainOnPublic(
   for (let e = 0; e < epochs; e++) {
     model = trainLocal(model, aug.x, aug.y, {
       epochs: 1,
-      batchSize: 32,
-      learningRate: LRS[Math.min(e, LRS.length - 1)]!,
+      batchSize: PRETRAIN.batchSize,
+      learningRate: PRETRAIN.learningRates[Math.min(e, PRETRAIN.learningRates.length - 1)]!,
       scope: "all",
       random: xoshiroRandomBytes(seed + 100 + e),
     }).params;
@@ -222,11 +245,17 @@ async function runPopulation(
     clipping: dp
       ? {
           clipNorm: 1,
-          adaptive: { targetQuantile: 0.5, learningRate: 0.05, countNoiseStd: Math.max(expected / 20, z!) },
+          adaptive: {
+            targetQuantile: o.clipQuantile,
+            learningRate: 0.05,
+            countNoiseStd: Math.max(expected / 20, z!),
+          },
         }
       : { clipNorm: 1 },
-    optimizer: { kind: "fedavgm", lr: 1, momentum: 0.9 },
-    client: { learningRate: 0.5, localEpochs: 5, batchSize: 8 },
+    // Tuned in process over 12 rounds (see PRETRAIN): a large server step with light momentum learns the zero head
+    // fastest; Adam/Yogi and μ = 0.8–0.9 were within noise or behind.
+    optimizer: { kind: "fedavgm", lr: o.serverLearningRate, momentum: o.serverMomentum },
+    client: { ...CLIENT_TASK },
     // DP noise makes single rounds wobble; the gate still refuses a real regression.
     publish: { maxAccuracyDrop: 0.05 },
   };
@@ -309,6 +338,8 @@ async function runPopulation(
         rejected,
         dropouts: f.misbehaving.dropout,
         honestAccepted: f.honestAccepted,
+        retried: f.retried,
+        queued: f.queued,
         aggregated: res.summary.count,
         clipNorm: dp ? res.summary.clipNorm : null,
         noiseStd: res.summary.noiseStd,
@@ -318,6 +349,7 @@ async function runPopulation(
         promoted: res.promoted,
         epsilon: res.epsilon,
         seconds: (performance.now() - t) / 1000,
+        fleetSeconds: f.seconds,
       };
       if (res.refused.length > 0)
         ctx.log(
@@ -361,7 +393,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     delta: options.delta ?? 1e-5,
     dp: options.dp ?? true,
     baseline: options.baseline ?? true,
-    samplingRate: options.samplingRate ?? 0.2,
+    samplingRate: options.samplingRate ?? 0.3,
+    serverLearningRate: options.serverLearningRate ?? 4,
+    serverMomentum: options.serverMomentum ?? 0.5,
+    clipQuantile: options.clipQuantile ?? 0.3,
     publicSamples: options.publicSamples ?? 2000,
     labelsPerClient: options.labelsPerClient ?? 2,
     misbehavingPerKind: options.misbehavingPerKind ?? 5,
@@ -463,6 +498,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       testSamples: test.n,
       labelsPerClient: o.labelsPerClient,
       pretrainAccuracy: pre.accuracy,
+      pretrain:
+        `×9 one-pixel shifts, ${o.pretrainEpochs} SGD epochs, batch ${PRETRAIN.batchSize}, learning rate per epoch ` +
+        PRETRAIN.learningRates.slice(0, o.pretrainEpochs).join(", "),
+      training:
+        `FedAvgM on the aggregator (server learning rate ${o.serverLearningRate}, momentum ${o.serverMomentum}); each selected ` +
+        `device trains the head for ${CLIENT_TASK.localEpochs} local epochs (batch ${CLIENT_TASK.batchSize}, learning rate ` +
+        `${CLIENT_TASK.learningRate}); the private run clips adaptively to the ${o.clipQuantile} quantile of the update norms ` +
+        `(from C = 1) and z is solved for ε ≤ ${o.epsilon} over ${o.rounds} rounds at q = ${o.samplingRate}.`,
       roles: fleet.roles(),
       runs,
       edgeUrl: edge.url,

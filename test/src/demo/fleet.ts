@@ -16,6 +16,9 @@ import { MISBEHAVIOURS, misbehavingBytes, postUpdate, readOwnIdentity, type Misb
 
 export type DeviceRole = "honest" | Misbehaviour;
 
+/** Passes over the devices whose upload is still queued at the end of a round (see `Fleet.retryPending`). */
+const RETRY_PASSES = 3;
+
 export interface SimulatedDevice {
   index: number;
   role: DeviceRole;
@@ -47,8 +50,17 @@ export interface FleetRoundResult {
   selected: number;
   /** Honest devices whose update the edge accepted (201), replay devices' first upload included. */
   honestAccepted: number;
-  /** Honest devices whose update stayed in their offline queue (5xx/offline; retried next round). */
+  /**
+   * Uploads (honest devices, replay devices' first one) still in the device's offline queue when the round closed:
+   * every retry failed with a retryable error (5xx, 429, timeout). Normally 0.
+   */
   queued: number;
+  /**
+   * Uploads that first came back `queued` (the edge may have stored them and the answer was lost) and were then
+   * accepted by the device's own queue flush while the round was still open (the same signed bytes: the edge answers
+   * its first receipt, `duplicate: true`, if it had stored them). Counted in `honestAccepted`.
+   */
+  retried: number;
   /** Selected misbehaving devices by kind. */
   misbehaving: Record<Misbehaviour, number>;
   /** Every refusal a misbehaving request got, by kind: `status code` → count. */
@@ -108,12 +120,14 @@ export class Fleet {
       selected: 0,
       honestAccepted: 0,
       queued: 0,
+      retried: 0,
       misbehaving: { bad_signature: 0, replay: 0, nan: 0, oversize: 0, dropout: 0 },
       refusals: { bad_signature: {}, replay: {}, nan: {}, oversize: {}, dropout: {} },
       notRefused: [],
       errors: {},
       seconds: 0,
     };
+    const pending: { device: SimulatedDevice; roundId: string }[] = [];
     const refused = (kind: Misbehaviour, status: number, code: string) => {
       if (status < 400 || status >= 500) r.notRefused.push({ kind, status });
       const key = `${status} ${code}`;
@@ -126,9 +140,9 @@ export class Fleet {
           r.checkedIn++;
           if (!res.selected) return;
           r.selected++;
-          if (res.status === "uploaded")
-            r.honestAccepted++; // duplicate: accepted on an earlier attempt
-          else if (res.status === "queued") r.queued++;
+          // "uploaded" includes a receipt with `duplicate: true` (stored on an earlier attempt whose answer was lost)
+          if (res.status === "uploaded") r.honestAccepted++;
+          else pending.push({ device: d, roundId: res.roundId });
           return;
         }
         const answer = await d.client.checkin(model);
@@ -143,6 +157,7 @@ export class Fleet {
           // First the real update through the SDK (the same task and nonce: the coin answers the same within a round)…
           const res = await d.client.participate({ model, data: d.data, labels: d.labels });
           if (res.selected && res.status === "uploaded") r.honestAccepted++;
+          else if (res.selected) pending.push({ device: d, roundId: res.roundId });
         }
         const sent = await postUpdate(
           this.baseUrl,
@@ -155,7 +170,43 @@ export class Fleet {
         r.errors[code] = (r.errors[code] ?? 0) + 1;
       }
     });
+    await this.retryPending(pending, r);
     r.seconds = (performance.now() - t0) / 1000;
     return r;
+  }
+
+  /**
+   * Before the round closes, the devices whose upload came back `queued` flush their offline queue again (what the
+   * SDK does on its next `participate()`, done here while the round is still open), up to `RETRY_PASSES` times with a
+   * short pause. An accepted entry moves to `honestAccepted` (and `retried`); what is still pending stays `queued`.
+   */
+  private async retryPending(
+    pending: { device: SimulatedDevice; roundId: string }[],
+    r: FleetRoundResult,
+  ): Promise<void> {
+    let left = pending;
+    for (let pass = 0; pass < RETRY_PASSES && left.length > 0; pass++) {
+      await new Promise((resolve) => setTimeout(resolve, 250 * (pass + 1)));
+      const still: typeof left = [];
+      await mapPool(left, this.concurrency, async (p) => {
+        try {
+          const flushed = await p.device.client.flushQueue();
+          if (flushed.uploaded.some((u) => u.entry.roundId === p.roundId)) {
+            r.honestAccepted++;
+            r.retried++;
+          } else if (flushed.pending.some((u) => u.entry.roundId === p.roundId)) still.push(p);
+          else {
+            const dropped = flushed.dropped.find((u) => u.entry.roundId === p.roundId);
+            const code = dropped ? (dropped.error?.code ?? dropped.reason) : "lost_from_queue";
+            r.errors[code] = (r.errors[code] ?? 0) + 1;
+          }
+        } catch (e) {
+          const code = (e as { code?: string }).code ?? (e as Error).name ?? "error";
+          r.errors[code] = (r.errors[code] ?? 0) + 1;
+        }
+      });
+      left = still;
+    }
+    r.queued = left.length;
   }
 }

@@ -19,6 +19,10 @@ export interface RoundRecord {
   dropouts: number;
   /** Honest uploads the fleet saw accepted (must equal `accepted`). */
   honestAccepted: number;
+  /** Of those, accepted only when the device flushed its offline queue again before the round closed. */
+  retried?: number;
+  /** Uploads still in a device's offline queue when the round closed (every retry failed). */
+  queued?: number;
   /** Updates the aggregator streamed and re-verified. */
   aggregated: number;
   clipNorm: number | null;
@@ -30,7 +34,9 @@ export interface RoundRecord {
   servedVersion: number;
   promoted: boolean;
   epsilon: number | null;
+  /** Wall time of the round, and the part of it the fleet took (check-ins, local training, uploads). */
   seconds: number;
+  fleetSeconds?: number;
 }
 
 /** One run (the private one or the non-private baseline). */
@@ -72,6 +78,10 @@ export interface DemoReport {
   testSamples: number;
   labelsPerClient: number;
   pretrainAccuracy: number;
+  /** The public pretraining recipe, in words (e.g. "×9 one-pixel shifts, 5 SGD epochs, …"). */
+  pretrain?: string;
+  /** The federated training settings, in words (server optimizer, device task, clipping). */
+  training?: string;
   roles: Record<string, number>;
   runs: RunRecord[];
   edgeUrl: string;
@@ -91,7 +101,8 @@ export function progressLine(run: string, r: RoundRecord, planned: number): stri
     `[${run}] round ${String(r.round).padStart(String(planned).length)}/${planned}` +
     `  selected ${r.selected}/${r.checkedIn}  accepted ${r.accepted}  rejected ${r.rejected}  dropped ${r.dropouts}` +
     `  served acc ${pct(r.servedAccuracy)} (v${r.servedVersion})  ε ${r.epsilon === null ? "∞ (no DP)" : r.epsilon.toFixed(3)}` +
-    `  ${r.seconds.toFixed(1)} s`
+    `  ${r.seconds.toFixed(1)} s` +
+    (r.fleetSeconds !== undefined ? ` (fleet ${r.fleetSeconds.toFixed(1)} s)` : "")
   );
 }
 
@@ -144,9 +155,10 @@ export function reportMarkdown(rep: DemoReport): string {
       `are treated as **public server data** and the other ${rep.privateSamples} are the devices' private data, split non-IID ` +
       `(${rep.labelsPerClient} digits per device, aggregator \`shardNonIid\`).`,
     `- Model: MLP 784→64→10 from \`models/mnist-mlp-init\`. Its hidden layer (the features) is pretrained centrally on the public slice only ` +
-      `(×9 one-pixel shifts, 5 SGD epochs), then the output layer (the head, 650 parameters) is reset to zero and learned **only** ` +
+      `(${rep.pretrain ?? "×9 one-pixel shifts, 5 SGD epochs"}), then the output layer (the head, 650 parameters) is reset to zero and learned **only** ` +
       `by federated training on the devices' private data (\`trainable: "head"\`). The centrally trained \`models/mnist-mlp\` is NOT used: ` +
       `it saw the devices' data.`,
+    ...(rep.training ? [`- Training: ${rep.training}`] : []),
     `- Why head-only: noise σ = z·C on a sum over ~50k parameters would drown the signal of ~${Math.round(rep.samplingRate * rep.clients)} reports per round; ` +
       `over 650 parameters the noise per coordinate of the mean is z·C/(qN) and the signal survives. The privacy guarantee covers the devices' data; ` +
       `the public slice and its features need none.`,
@@ -186,6 +198,8 @@ export function reportMarkdown(rep: DemoReport): string {
     const acc = run.rounds.reduce((s, r) => s + r.accepted, 0);
     const honest = run.rounds.reduce((s, r) => s + r.honestAccepted, 0);
     const agg = run.rounds.reduce((s, r) => s + r.aggregated, 0);
+    const retried = run.rounds.reduce((s, r) => s + (r.retried ?? 0), 0);
+    const queued = run.rounds.reduce((s, r) => s + (r.queued ?? 0), 0);
     L.push(
       "",
       (run.notRefused === 0 && acc === honest && agg === acc
@@ -193,6 +207,10 @@ export function reportMarkdown(rep: DemoReport): string {
           `honest uploads the devices saw accepted, and the aggregator streamed and re-verified all ${agg}.`
         : `CHECK FAILED: misbehaving uploads not refused: ${run.notRefused}; the edge accepted ${acc} updates, the devices saw ` +
           `${honest} honest uploads accepted, the aggregator streamed ${agg}.`) +
+        (retried > 0
+          ? ` ${retried} of the honest uploads first came back queued (a retryable failure) and were accepted when the device flushed its offline queue again before the round closed.`
+          : "") +
+        (queued > 0 ? ` ${queued} honest uploads were still queued on their devices when their round closed.` : "") +
         (Object.keys(run.honestErrors).length ? ` Honest-device errors: ${JSON.stringify(run.honestErrors)}.` : ""),
       "",
     );
