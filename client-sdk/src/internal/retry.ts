@@ -3,7 +3,7 @@
  * Retry policy: exponential backoff from 0.5 s, doubling, capped at 8 s, with up to 25 % jitter taken off (openai-node
  * `calculateDefaultRetryTimeoutMillis`, src/client.ts); the server's `Retry-After` wins when it is between 0 and 60 s.
  * Retried: 408, 429, every 5xx, connection errors and per-attempt timeouts. Never retried: any other 4xx, a user abort.
- * The jitter comes from the CSPRNG (never Math.random). `backoffDelayMs` and `shouldRetry` are pure.
+ * The jitter comes from the CSPRNG (never a non-cryptographic PRNG). `backoffDelayMs` and `shouldRetry` are pure.
  */
 import {
   APIConnectionError,

@@ -1,7 +1,7 @@
 /**
  * @module
  * Local-mode noise: the device adds N(0, σ²·I) with σ = z·C to its clipped update before upload (the Gaussian
- * mechanism run on the device), from @fedge/schemas `addGaussianNoise` fed by the injected CSPRNG, never Math.random.
+ * mechanism run on the device), from @fedge/schemas `addGaussianNoise` fed by the injected CSPRNG, never a non-cryptographic PRNG.
  * What one such report costs in (ε, δ) is computed in `epsilon.ts`.
  *
  * Caveat (Mironov 2012, "On significance of the least significant bits for differential privacy", CCS'12):

@@ -1,7 +1,7 @@
 /**
  * @module
  * Continuous noise from a CSPRNG: 53-bit uniforms and Gaussian samplers fed only by `crypto.getRandomValues`
- * (or an injected {@link RandomBytes}; tests inject a seeded ChaCha20 stream to be deterministic). Never `Math.random`.
+ * (or an injected {@link RandomBytes}; tests inject a seeded ChaCha20 stream to be deterministic). Never a non-cryptographic PRNG.
  *
  * Gaussians ({@link fillStandardNormal}, {@link fillGaussian}, {@link addGaussianNoise}) use the Ziggurat method
  * (Marsaglia & Tsang 2000, "The Ziggurat Method for Generating Random Variables", J. Stat. Softw. 5(8), §2–§3) with
