@@ -3,15 +3,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createBackend } from "@fedge/gpu-node";
-import { flattenTrainable, type MlpParams, type RandomBytes } from "@fedge/schemas";
+import { flattenTrainable, zigguratConstants, type MlpParams, type RandomBytes } from "@fedge/schemas";
 import { createAccountant } from "../accountant/index.ts";
 import { CheckpointStore } from "../checkpoint/index.ts";
 import { parsePopulationConfig, type PopulationConfigInput } from "../config/index.ts";
 import type { ClientUpdate } from "../strategy/index.ts";
 import { RoundEngine } from "./index.ts";
 
-const R = Math.sqrt(2 * Math.LN2);
-/** Box–Muller sees u1 = 0.5, u2 = 0 in every 16 bytes: standard normals (R, 0, R, 0, …). */
+/**
+ * Every 16 bytes are the words (2^31, 0, 0, 0): the Ziggurat sampler (Marsaglia & Tsang 2000) reads (2^31, 0) as u = 0.5
+ * in its base layer, z = u·x₀ with x₀ = v/f(r), and (0, 0) as z = 0: standard normals (R, 0, R, 0, …).
+ */
+const zig = zigguratConstants();
+const R = (0.5 * zig.v) / Math.exp((-zig.r * zig.r) / 2);
 const knownNoise: RandomBytes = (buf) => {
   const words = new Uint32Array(buf.length / 4);
   for (let i = 0; i < words.length; i += 4) words[i] = 0x80000000;
