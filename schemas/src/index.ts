@@ -16,3 +16,4 @@ export * from "./quantize/index.ts";
 export * from "./registry/index.ts";
 export * from "./inference/index.ts";
 export * from "./update-codec/index.ts";
+export * from "./gaussian-mechanism/index.ts";

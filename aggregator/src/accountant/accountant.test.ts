@@ -1,7 +1,7 @@
 import { FedgeError } from "@fedge/schemas";
 import { describe, expect, it } from "vitest";
 import { InvalidPrivacyParameterError, type Accountant, type AccountantMechanism } from "./accountant.ts";
-import { gaussianEpsilon } from "./analysis/analytic-gaussian.ts";
+import { gaussianEpsilon } from "@fedge/schemas/gaussian-mechanism";
 import { computeRdp, DEFAULT_ORDERS, getPrivacySpent } from "./analysis/rdp.ts";
 import { getNoiseMultiplier } from "./noise-multiplier.ts";
 import { PldAccountant } from "./pld.ts";

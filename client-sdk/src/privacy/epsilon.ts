@@ -11,13 +11,15 @@
  *
  *     Φ(Δ₂/(2σ) − εσ/Δ₂) − e^ε · Φ(−Δ₂/(2σ) − εσ/Δ₂) ≤ δ,
  *
- * which `localReportEpsilon` solves by bisection. The classic bound (Dwork & Roth 2014, "The Algorithmic Foundations of
+ * which `localReportEpsilon` solves with the shared `gaussianEpsilon` (@fedge/schemas, bisection in log space). The classic bound (Dwork & Roth 2014, "The Algorithmic Foundations of
  * Differential Privacy", Theorem A.1), ε = Δ₂·√(2 ln(1.25/δ))/σ, is valid only for ε < 1 and is never tighter; it is
  * exported as `classicGaussianEpsilon` for comparison. Examples (δ = 1e-5, replace-one, so Δ₂/σ = 2/z): z = 1 → ε ≈ 10.0,
  * z = 4 → ε ≈ 1.99, z = 10 → ε ≈ 0.73 (README table; add-remove halves Δ₂: z = 3.73 → ε ≈ 1.00, Balle & Wang's own
  * calibration for ε = 1, δ = 1e-5). Each further round a device takes part in composes on top (e.g. with the RDP
  * accountant); this module prices one report.
  */
+import { gaussianEpsilon } from "@fedge/schemas/gaussian-mechanism";
+
 export type Neighbouring = "replace-one" | "add-remove";
 
 export interface LocalEpsilonOptions {
@@ -32,23 +34,8 @@ export interface LocalEpsilonOptions {
 /** The ε of one local-mode report (analytic Gaussian mechanism, Balle & Wang 2018 Theorem 8). Infinity when z = 0. */
 export function localReportEpsilon(options: LocalEpsilonOptions): number {
   const { z, delta, ratio } = check(options);
-  if (z === 0) return Infinity;
-  // With s = Δ₂/σ: δ(ε) = Φ(s/2 − ε/s) − e^ε Φ(−s/2 − ε/s), decreasing in ε.
-  const s = ratio / z;
-  const deltaOf = (eps: number) => normalCdf(s / 2 - eps / s) - Math.exp(eps) * normalCdf(-s / 2 - eps / s);
-  if (deltaOf(0) <= delta) return 0;
-  let hi = 1;
-  while (deltaOf(hi) > delta) {
-    hi *= 2;
-    if (hi > 1e6) return Infinity;
-  }
-  let lo = 0;
-  for (let i = 0; i < 200 && hi - lo > 1e-12 * hi; i++) {
-    const mid = (lo + hi) / 2;
-    if (deltaOf(mid) > delta) lo = mid;
-    else hi = mid;
-  }
-  return hi;
+  // σ = z·C and Δ₂ = ratio·C: only their ratio matters, so price it with C = 1.
+  return gaussianEpsilon(delta, z, ratio);
 }
 
 /** Classic Gaussian-mechanism ε = Δ₂·√(2 ln(1.25/δ))/σ (Dwork & Roth 2014, Theorem A.1; meaningful only when < 1). */
@@ -66,35 +53,4 @@ function check(options: LocalEpsilonOptions): { z: number; delta: number; ratio:
   const n = options.neighbouring ?? "replace-one";
   if (n !== "replace-one" && n !== "add-remove") throw new RangeError(`unknown neighbouring ${JSON.stringify(n)}`);
   return { z, delta, ratio: n === "replace-one" ? 2 : 1 };
-}
-
-/** Standard normal CDF Φ(x) = erfc(−x/√2)/2. */
-export function normalCdf(x: number): number {
-  return 0.5 * erfc(-x / Math.SQRT2);
-}
-
-/**
- * Complementary error function, fractional error < 1.2e-7 everywhere (Chebyshev fit; Press et al., Numerical Recipes
- * in C, 2nd ed., §6.2 `erfcc`). Relative accuracy holds in the far tail, which δ ≈ 1e-5..1e-10 needs.
- */
-export function erfc(x: number): number {
-  const z = Math.abs(x);
-  const t = 1 / (1 + 0.5 * z);
-  const r =
-    t *
-    Math.exp(
-      -z * z -
-        1.26551223 +
-        t *
-          (1.00002368 +
-            t *
-              (0.37409196 +
-                t *
-                  (0.09678418 +
-                    t *
-                      (-0.18628806 +
-                        t *
-                          (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
-    );
-  return x >= 0 ? r : 2 - r;
 }

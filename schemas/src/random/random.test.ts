@@ -10,29 +10,7 @@ import {
   type RandomBytes,
 } from "./index.ts";
 import { seededRandomBytes } from "./testing.ts";
-
-/** Φ via the Numerical Recipes erfc Chebyshev fit (relative error < 1.2e-7, ample for KS at D ~ 1e-3). */
-function normalCdf(x: number): number {
-  const z = Math.abs(x) / Math.SQRT2;
-  const t = 1 / (1 + 0.5 * z);
-  const erfc =
-    t *
-    Math.exp(
-      -z * z -
-        1.26551223 +
-        t *
-          (1.00002368 +
-            t *
-              (0.37409196 +
-                t *
-                  (0.09678418 +
-                    t *
-                      (-0.18628806 +
-                        t *
-                          (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
-    );
-  return x >= 0 ? 1 - erfc / 2 : erfc / 2;
-}
+import { normalCdf } from "../gaussian-mechanism/special.ts";
 
 /** Kolmogorov–Smirnov statistic D of `samples` against N(0, sigma²). */
 function ksStatistic(samples: Float64Array, sigma: number): number {

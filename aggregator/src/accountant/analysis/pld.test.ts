@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { gaussianEpsilon } from "./analytic-gaussian.ts";
+import { gaussianEpsilon } from "@fedge/schemas/gaussian-mechanism";
 import { convolve, fft } from "./fft.ts";
 import {
   composePmf,

@@ -23,7 +23,7 @@
  *   bounded (see `convolve`) and that bound is added to the infinity mass as well; negative round-off is zeroed (which
  *   only adds mass).
  */
-import { gaussianDelta } from "./analytic-gaussian.ts";
+import { gaussianDelta } from "@fedge/schemas/gaussian-mechanism";
 import { convolve } from "./fft.ts";
 
 /** A discrete PLD on the grid ℓ = (offset + i)·h, plus mass at +∞. */

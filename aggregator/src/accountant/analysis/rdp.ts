@@ -20,7 +20,7 @@
  * The best ε is the minimum over an order grid (see {@link DEFAULT_ORDERS}); a negative ε is clamped to 0, which is
  * sound because (ε, δ)-DP with ε < 0 implies (0, δ)-DP.
  */
-import { logAdd, logErfc, logSub } from "./special.ts";
+import { logAdd, logErfc, logSub } from "@fedge/schemas/gaussian-mechanism";
 
 /**
  * The default order grid: opacus's `RDPAccountant.DEFAULT_ALPHAS` (1 + x/10 for x = 1..99, then 12..63, identical to

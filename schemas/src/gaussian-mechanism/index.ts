@@ -1,0 +1,2 @@
+export * from "./special.ts";
+export * from "./analytic-gaussian.ts";
