@@ -8,6 +8,7 @@ import type { Bindings } from "./env.ts";
 export { AccountLedger } from "./durable-objects/account-ledger.ts";
 export { RoundCoordinator } from "./durable-objects/round-coordinator.ts";
 export { DeviceRegistry } from "./durable-objects/device-registry.ts";
+export { UpdateStore } from "./durable-objects/update-store.ts";
 
 const app = createApp();
 

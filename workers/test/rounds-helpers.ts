@@ -18,6 +18,7 @@ import {
 } from "@fedge/schemas";
 import { UPDATE_MEDIA_TYPE, encodeUpdate, type UpdatePayload } from "@fedge/schemas/update-codec";
 import { generateApiKey, hashApiKey, ledgerFor } from "../src/middleware/auth/index.ts";
+import { UPDATE_STORE_SHARDS, updateStoreStub } from "../src/durable-objects/update-store.ts";
 
 export const ADMIN = { authorization: "Bearer test-admin-token" };
 
@@ -201,8 +202,23 @@ export async function coordinatorState(model: string): Promise<{
   });
 }
 
-/** Every R2 key of a round's stored updates. */
+/** Every stored payload key of a round, across its UpdateStore shards (pending in SQLite or sealed into R2). */
 export async function storedKeys(roundId: string): Promise<string[]> {
+  const keys: string[] = [];
+  for (let k = 0; k < UPDATE_STORE_SHARDS; k++) {
+    const rows = await runInDurableObject(updateStoreStub(env, roundId, k), (_i, state) =>
+      state.storage.sql
+        .exec<{ key: string }>("SELECT key FROM entries")
+        .toArray()
+        .map((r) => r.key),
+    );
+    keys.push(...rows);
+  }
+  return keys.sort();
+}
+
+/** Every R2 object under a round's prefix (the segments its shards sealed). */
+export async function r2Keys(roundId: string): Promise<string[]> {
   const keys: string[] = [];
   let cursor: string | undefined;
   do {

@@ -4,8 +4,12 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { poissonCoin, uniform53 } from "../src/training/sampling.ts";
+import { unwrap } from "../src/training/result.ts";
 import type { CheckinResponse } from "@fedge/schemas";
 import { checkin, createApiKey, openRound, registerDevice, uniqueModel } from "./rounds-helpers.ts";
+
+/** A public key recorded with the direct check-ins below (the route passes the one it verified the check-in under). */
+const DEVICE_KEY = "A".repeat(43);
 
 /** The answer without its countdown (which moves with the clock). */
 const stable = (a: CheckinResponse) => (a.selected ? a : { ...a, retry_after_s: 0 });
@@ -37,7 +41,8 @@ describe("round sampling", () => {
     const n = 300;
     const ids = Array.from({ length: n }, (_, i) => `dev_sample${String(i).padStart(6, "0")}`);
     const now = Date.now();
-    const first = await Promise.all(ids.map((id) => stub.checkin(id, now)));
+    const checkinAt = async (id: string, at: number) => unwrap(await stub.checkin(id, DEVICE_KEY, at)).answer;
+    const first = await Promise.all(ids.map((id) => checkinAt(id, now)));
     const selected = first.filter((a) => a.selected).length;
     // Binomial(300, 0.3): mean 90, σ = √(300·0.3·0.7) ≈ 7.94; |X − 90| > 5σ has probability < 1e-6.
     const sigma = Math.sqrt(n * 0.3 * 0.7);
@@ -48,7 +53,7 @@ describe("round sampling", () => {
     expect(selected - firstHalf).toBeGreaterThan(0);
 
     // Every repeat answers exactly as the first time (same nonce for the selected).
-    const again = await Promise.all(ids.map((id) => stub.checkin(id, now + 1000)));
+    const again = await Promise.all(ids.map((id) => checkinAt(id, now + 1000)));
     expect(again.map(stable)).toEqual(first.map(stable));
     const nonces = first.flatMap((a) => (a.selected ? [a.task.nonce] : []));
     expect(new Set(nonces).size).toBe(selected);

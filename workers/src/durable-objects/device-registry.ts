@@ -3,8 +3,12 @@
  * DeviceRegistry: device identity, strongly consistent so that a revocation takes effect on the very next check-in or upload.
  *
  * One class, two kinds of instance (SQLite-backed, single writer each):
- * - `device:<device_id>` holds one device: its Ed25519 public key, the API key that registered it, and its revocation.
- *   Every check-in and upload reads it, so devices spread over as many instances as there are devices.
+ * - `device:<device_id>` holds one device: its Ed25519 public key, the API key that registered it, its revocation, and the
+ *   populations it checked in to. Every check-in reads it (recording the population first), so devices spread over as
+ *   many instances as there are devices. Uploads do not read it: each population's RoundCoordinator holds the key from
+ *   the check-in, and a revocation is pushed to every population recorded here, from an outbox retried by the alarm
+ *   until each coordinator has answered. Recording the population before the coordinator learns the key closes the race
+ *   with a concurrent revocation: whichever comes second sees the other.
  * - `owner:<api_key_id>` holds the set of active devices of one API key and its device quota, so registration cannot
  *   overshoot the quota however many requests race.
  * Methods return plain data (`Result`), never throw domain errors across RPC; routes turn failures into `FedgeError`s.
@@ -30,6 +34,14 @@ export type SlotResult =
     }
   | { ok: false; code: "quota_exceeded"; active: number; max: number }
   | { ok: false; code: "device_revoked"; deviceId: string };
+
+/** Populations one device may join (a revocation is pushed to each of them). */
+export const MAX_POPULATIONS_PER_DEVICE = 256;
+/** How soon an undelivered revocation is pushed again. */
+const REVOCATION_RETRY_MS = 5_000;
+
+export type CheckinDeviceResult =
+  { ok: true; device: DeviceRecord } | { ok: false; code: "device_not_found" | "too_many_populations" };
 
 export function deviceStub(env: Bindings, deviceId: string) {
   return env.DEVICES.getByName(`device:${deviceId}`);
@@ -64,6 +76,9 @@ export class DeviceRegistry extends DurableObject<Bindings> {
       this.sql.exec(
         `CREATE TABLE IF NOT EXISTS quota (id INTEGER PRIMARY KEY CHECK (id = 1), max_devices INTEGER NOT NULL)`,
       );
+      this.sql.exec(`CREATE TABLE IF NOT EXISTS population (model TEXT PRIMARY KEY)`);
+      // Populations a revocation has not reached yet.
+      this.sql.exec(`CREATE TABLE IF NOT EXISTS revocation_outbox (model TEXT PRIMARY KEY, at INTEGER NOT NULL)`);
     });
   }
 
@@ -89,10 +104,70 @@ export class DeviceRegistry extends DurableObject<Bindings> {
     return row ? { ...row } : null;
   }
 
-  /** Revokes this device (idempotent: keeps the first revocation time); `null` when there is no device. */
+  /**
+   * The device, for a check-in to `model`: records the population first (unless the device is revoked), so that a
+   * revocation from now on is pushed there too.
+   */
+  async checkinDevice(model: string): Promise<CheckinDeviceResult> {
+    const device = await this.getDevice();
+    if (!device) return { ok: false, code: "device_not_found" };
+    if (device.revoked_at === null) {
+      const known = this.sql.exec("SELECT 1 FROM population WHERE model = ?", model).toArray().length > 0;
+      if (!known) {
+        const n = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM population").one().n;
+        if (n >= MAX_POPULATIONS_PER_DEVICE) return { ok: false, code: "too_many_populations" };
+        this.sql.exec("INSERT INTO population (model) VALUES (?)", model);
+      }
+    }
+    return { ok: true, device };
+  }
+
+  /**
+   * Revokes this device (idempotent: keeps the first revocation time) and pushes the revocation to every population it
+   * checked in to; `null` when there is no device. A push that fails stays in the outbox for the alarm to retry.
+   */
   async revokeDevice(now: number): Promise<DeviceRecord | null> {
-    this.sql.exec("UPDATE device SET revoked_at = ? WHERE revoked_at IS NULL", now);
+    const before = await this.getDevice();
+    if (!before) return null;
+    if (before.revoked_at === null) {
+      this.ctx.storage.transactionSync(() => {
+        this.sql.exec("UPDATE device SET revoked_at = ? WHERE revoked_at IS NULL", now);
+        this.sql.exec("INSERT OR IGNORE INTO revocation_outbox (model, at) SELECT model, ? FROM population", now);
+      });
+    }
+    await this.deliverRevocations();
     return this.getDevice();
+  }
+
+  /** Populations the revocation has not reached yet (empty once delivered everywhere). */
+  async pendingRevocations(): Promise<string[]> {
+    return this.sql
+      .exec<{ model: string }>("SELECT model FROM revocation_outbox ORDER BY model")
+      .toArray()
+      .map((r) => r.model);
+  }
+
+  override async alarm(): Promise<void> {
+    await this.deliverRevocations();
+  }
+
+  private async deliverRevocations(): Promise<void> {
+    const device = this.sql.exec<DeviceRow>("SELECT * FROM device LIMIT 1").toArray()[0];
+    const pending = this.sql.exec<{ model: string; at: number }>("SELECT model, at FROM revocation_outbox").toArray();
+    if (!device || pending.length === 0) return;
+    // Armed first, so a crash mid-delivery is retried too.
+    await this.ctx.storage.setAlarm(Date.now() + REVOCATION_RETRY_MS);
+    await Promise.all(
+      pending.map(async ({ model, at }) => {
+        try {
+          await this.env.ROUNDS.getByName(model).revokeDevice(device.device_id, at);
+          this.sql.exec("DELETE FROM revocation_outbox WHERE model = ?", model);
+        } catch (e) {
+          console.error(`revocation of ${device.device_id} not yet delivered to ${model}`, e);
+        }
+      }),
+    );
+    if (this.sql.exec("SELECT 1 FROM revocation_outbox").toArray().length === 0) await this.ctx.storage.deleteAlarm();
   }
 
   // ── owner:<api key id> ─────────────────────────────────────────────────────────────────────────────────────────

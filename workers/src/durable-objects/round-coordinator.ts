@@ -9,11 +9,17 @@
  * Sampling: a device's first check-in in a round flips a CSPRNG coin with probability q (`poissonCoin`) and records it with
  * the device's single-use nonce; every later check-in in that round reads the record, so the answer never changes.
  *
+ * Device keys: a check-in records the device's Ed25519 public key beside its coin, so an upload is verified against the key
+ * held here (`preflightUpload`) without a read of the device's own Durable Object. Revocation reaches this object by push:
+ * the device's DeviceRegistry instance records every population it checks in to (before this object learns the key) and
+ * calls `revokeDevice` on each of them when an admin revokes it, retrying from an outbox until each has answered.
+ *
  * Ingestion is two-phase so that nothing accepted is lost and nothing is counted twice: the route checks the update
- * (`uploadTarget`, `preflightUpload`), writes the payload to R2 under a key that names round, device and content hash,
- * then `commitUpload` records it here in one SQLite transaction keyed by (round, device). A crash between the R2 write and
- * the commit leaves an unreferenced object (the device's retry rewrites the same key and commits); a second commit for the
- * same device and bytes returns the first receipt with `duplicate: true`.
+ * (`uploadTarget`, `preflightUpload`), stores the payload in its UpdateStore shard under a key that names round, device
+ * and content hash, then `commitUpload` records it here in one SQLite transaction keyed by (round, device). A crash
+ * between the store and the commit leaves an unreferenced payload (the device's retry stores the same key and commits); a
+ * second commit for the same device and bytes returns the first receipt with `duplicate: true`. When a round closes, the
+ * alarm asks each shard holding its updates to seal them into R2 (retried until every shard has answered).
  *
  * Every RPC method returns a `Result` (no domain errors thrown across RPC). State is loaded under `blockConcurrencyWhile`;
  * the deadline is an alarm, and every method also closes an expired round lazily in case the alarm is late.
@@ -35,9 +41,12 @@ import type { Bindings } from "../env.ts";
 import { poissonCoin } from "../training/sampling.ts";
 import type { UpdateLimits } from "../training/update-checks.ts";
 import { fail, type Result } from "../training/result.ts";
+import { updateShard, updateStoreStub } from "./update-store.ts";
 
 /** Seconds a device waits before checking in again when no round is collecting. */
 export const NO_ROUND_RETRY_S = 60;
+/** How soon a failed seal of a closed round's shards is tried again. */
+const SEAL_RETRY_MS = 30_000;
 
 export function roundsStub(env: Bindings, model: string) {
   return env.ROUNDS.getByName(model);
@@ -58,9 +67,11 @@ type RoundRow = {
   checked_in: number;
   selected: number;
   accepted: number;
+  /** When every shard holding the round's updates sealed them into R2 (null while collecting or still sealing). */
+  sealed_at: number | null;
 };
 
-type CheckinRow = { selected: number; nonce: string | null };
+type CheckinRow = { selected: number; nonce: string | null; public_key: string | null };
 
 type UpdateRow = {
   n: number;
@@ -68,7 +79,7 @@ type UpdateRow = {
   public_key: string;
   sha256: string;
   byte_length: number;
-  r2_key: string;
+  storage_key: string;
   received_at: number;
 };
 
@@ -87,12 +98,22 @@ export interface CommitInput {
   byteLength: number;
   /** base64url Ed25519 public key the signature verified under. */
   publicKey: string;
-  r2Key: string;
+  /** Where the payload was stored (`updateStorageKey`). */
+  storageKey: string;
   now: number;
 }
 
+/** What the coordinator knows about an upload before its signature is checked. */
+export interface UploadPreflight {
+  /** The key the device checked in with for this round; null when it has no check-in here (the route looks it up). */
+  publicKey: string | null;
+  revoked: boolean;
+  /** The nonce and duplicate rules' verdict; a duplicate answers its first receipt. */
+  admission: Result<{ duplicate: UpdateReceipt | null }>;
+}
+
 export interface StoredUpdate {
-  r2_key: string;
+  storage_key: string;
   sha256: string;
   byte_length: number;
   public_key: string;
@@ -114,14 +135,17 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         seq INTEGER PRIMARY KEY, round_id TEXT NOT NULL UNIQUE, model TEXT NOT NULL, state TEXT NOT NULL,
         params TEXT NOT NULL, opened_at INTEGER NOT NULL, deadline INTEGER NOT NULL, closed_at INTEGER,
         close_reason TEXT, aggregated_at INTEGER, published_version INTEGER,
-        checked_in INTEGER NOT NULL DEFAULT 0, selected INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0)`);
+        checked_in INTEGER NOT NULL DEFAULT 0, selected INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
+        sealed_at INTEGER)`);
       this.sql.exec(`CREATE TABLE IF NOT EXISTS checkins (
         round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, selected INTEGER NOT NULL, nonce TEXT, at INTEGER NOT NULL,
-        PRIMARY KEY (round_seq, device_id))`);
+        public_key TEXT, PRIMARY KEY (round_seq, device_id))`);
       this.sql.exec(`CREATE TABLE IF NOT EXISTS updates (
         round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, n INTEGER NOT NULL, public_key TEXT NOT NULL,
-        sha256 TEXT NOT NULL, byte_length INTEGER NOT NULL, r2_key TEXT NOT NULL, received_at INTEGER NOT NULL,
+        sha256 TEXT NOT NULL, byte_length INTEGER NOT NULL, storage_key TEXT NOT NULL, received_at INTEGER NOT NULL,
         PRIMARY KEY (round_seq, device_id), UNIQUE (round_seq, n))`);
+      this.sql.exec(`CREATE TABLE IF NOT EXISTS revoked_devices (device_id TEXT PRIMARY KEY, at INTEGER NOT NULL)`);
+      this.migrateColumns();
       this.latest = this.sql.exec<RoundRow>("SELECT * FROM rounds ORDER BY seq DESC LIMIT 1").toArray()[0] ?? null;
     });
   }
@@ -161,7 +185,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       deadline,
     );
     this.latest = this.row(roundId);
-    await this.ctx.storage.setAlarm(deadline);
+    // A previous round still being sealed keeps its earlier alarm; the alarm re-arms this deadline when it is done.
+    const sealing = this.sql.exec("SELECT 1 FROM rounds WHERE seq < ? AND sealed_at IS NULL", seq).toArray().length > 0;
+    await this.ctx.storage.setAlarm(sealing ? now : deadline);
     return { ok: true, status: this.toStatus(this.latest!) };
   }
 
@@ -272,34 +298,37 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!u) return fail("not_found", 404, `round ${roundId} has no accepted update from ${deviceId}`);
     return {
       ok: true,
-      update: { r2_key: u.r2_key, sha256: u.sha256, byte_length: u.byte_length, public_key: u.public_key },
+      update: { storage_key: u.storage_key, sha256: u.sha256, byte_length: u.byte_length, public_key: u.public_key },
     };
   }
 
   // ── devices ────────────────────────────────────────────────────────────────────────────────────────────────────
 
-  /** The device's answer for the collecting round: flips and records its coin on the first check-in, reads it after. */
-  async checkin(deviceId: string, now: number): Promise<CheckinResponse> {
+  /**
+   * The device's answer for the collecting round: flips and records its coin (and the device's public key, which the
+   * route has just verified the check-in under) on the first check-in, reads it after. A revoked device is refused.
+   */
+  async checkin(deviceId: string, publicKey: string, now: number): Promise<Result<{ answer: CheckinResponse }>> {
     this.expire(now);
+    if (this.isRevoked(deviceId)) return fail("device_revoked", 403, `device ${deviceId} is revoked`);
     const r = this.latest;
     if (!r || !isCollecting(r.state)) {
-      return { selected: false, reason: "no_open_round", retry_after_s: NO_ROUND_RETRY_S };
+      return { ok: true, answer: { selected: false, reason: "no_open_round", retry_after_s: NO_ROUND_RETRY_S } };
     }
     const params = JSON.parse(r.params) as RoundParams;
-    let record = this.sql
-      .exec<CheckinRow>("SELECT selected, nonce FROM checkins WHERE round_seq = ? AND device_id = ?", r.seq, deviceId)
-      .toArray()[0];
+    let record = this.checkinRow(r.seq, deviceId);
     if (!record) {
       const selected = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
       const nonce = selected ? toBase64Url(crypto.getRandomValues(new Uint8Array(16))) : null;
       this.ctx.storage.transactionSync(() => {
         this.sql.exec(
-          "INSERT INTO checkins (round_seq, device_id, selected, nonce, at) VALUES (?, ?, ?, ?, ?)",
+          "INSERT INTO checkins (round_seq, device_id, selected, nonce, at, public_key) VALUES (?, ?, ?, ?, ?, ?)",
           r.seq,
           deviceId,
           selected ? 1 : 0,
           nonce,
           now,
+          publicKey,
         );
         this.sql.exec(
           "UPDATE rounds SET checked_in = checked_in + 1, selected = selected + ? WHERE seq = ?",
@@ -308,16 +337,30 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         );
       });
       this.refreshLatest(r.seq);
-      record = { selected: selected ? 1 : 0, nonce };
+      record = { selected: selected ? 1 : 0, nonce, public_key: publicKey };
     }
     const retryAfter = Math.max(1, Math.ceil((r.deadline - now) / 1000));
     if (!record.selected) {
-      return { selected: false, reason: "not_sampled", round_id: r.round_id, retry_after_s: retryAfter };
+      return {
+        ok: true,
+        answer: { selected: false, reason: "not_sampled", round_id: r.round_id, retry_after_s: retryAfter },
+      };
     }
     if (this.updateRow(r.seq, deviceId)) {
-      return { selected: false, reason: "already_reported", round_id: r.round_id, retry_after_s: retryAfter };
+      return {
+        ok: true,
+        answer: { selected: false, reason: "already_reported", round_id: r.round_id, retry_after_s: retryAfter },
+      };
     }
-    return { selected: true, task: roundTaskFor(r.round_id, r.model, params, record.nonce!, iso(r.deadline)) };
+    return {
+      ok: true,
+      answer: { selected: true, task: roundTaskFor(r.round_id, r.model, params, record.nonce!, iso(r.deadline)) },
+    };
+  }
+
+  /** An admin revoked `deviceId` (pushed by its DeviceRegistry instance): refuse its check-ins and uploads from now on. */
+  async revokeDevice(deviceId: string, at: number): Promise<void> {
+    this.sql.exec("INSERT OR IGNORE INTO revoked_devices (device_id, at) VALUES (?, ?)", deviceId, at);
   }
 
   /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */
@@ -339,16 +382,24 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     };
   }
 
-  /** Checks, without writing, that a verified update may be stored: a duplicate answers its first receipt. */
+  /**
+   * Before the signature is checked, without writing: the public key this device checked in with (or reported under), its
+   * revocation, and whether the nonce and duplicate rules admit the update.
+   */
   async preflightUpload(
-    input: Omit<CommitInput, "r2Key" | "publicKey" | "byteLength">,
-  ): Promise<Result<{ duplicate: UpdateReceipt | null }>> {
+    input: Omit<CommitInput, "storageKey" | "publicKey" | "byteLength">,
+  ): Promise<Result<UploadPreflight>> {
     this.expire(input.now);
     const r = this.row(input.roundId);
     if (!r) return fail("round_not_found", 404, `no round ${input.roundId}`);
-    const checked = this.admissible(r, input.deviceId, input.nonce, input.sha256);
-    if (!checked.ok) return checked;
-    return { ok: true, duplicate: checked.duplicate };
+    const publicKey =
+      this.updateRow(r.seq, input.deviceId)?.public_key ?? this.checkinRow(r.seq, input.deviceId)?.public_key ?? null;
+    return {
+      ok: true,
+      publicKey,
+      revoked: this.isRevoked(input.deviceId),
+      admission: this.admissible(r, input.deviceId, input.nonce, input.sha256),
+    };
   }
 
   /** Records a stored update (one SQLite transaction); the same device and bytes again return the first receipt. */
@@ -357,13 +408,16 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const r = this.row(input.roundId);
     if (!r) return fail("round_not_found", 404, `no round ${input.roundId}`);
     const checked = this.admissible(r, input.deviceId, input.nonce, input.sha256);
+    // An identical upload that committed first keeps its receipt (and its payload, which is this one's too).
+    if (checked.ok && checked.duplicate) return { ok: true, receipt: checked.duplicate };
+    // Revoked since the preflight: refused like any other race lost, before anything is recorded.
+    if (this.isRevoked(input.deviceId)) return fail("device_revoked", 403, `device ${input.deviceId} is revoked`);
     if (!checked.ok) return checked;
-    if (checked.duplicate) return { ok: true, receipt: checked.duplicate };
     const params = JSON.parse(r.params) as RoundParams;
     const n = r.accepted + 1;
     this.ctx.storage.transactionSync(() => {
       this.sql.exec(
-        `INSERT INTO updates (round_seq, device_id, n, public_key, sha256, byte_length, r2_key, received_at)
+        `INSERT INTO updates (round_seq, device_id, n, public_key, sha256, byte_length, storage_key, received_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
         r.seq,
         input.deviceId,
@@ -371,7 +425,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         input.publicKey,
         input.sha256,
         input.byteLength,
-        input.r2Key,
+        input.storageKey,
         input.now,
       );
       this.sql.exec("UPDATE rounds SET accepted = ?, state = 'collecting' WHERE seq = ?", n, r.seq);
@@ -392,12 +446,38 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   // ── alarm ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
-  /** The collecting round's deadline. */
+  /** The collecting round's deadline, and sealing the payloads of closed rounds into R2. */
   override async alarm(): Promise<void> {
-    const now = Date.now();
-    this.expire(now);
-    const r = this.latest;
-    if (r && isCollecting(r.state)) await this.ctx.storage.setAlarm(r.deadline);
+    this.expire(Date.now());
+    let retry = false;
+    const unsealed = this.sql
+      .exec<{ seq: number; round_id: string }>(
+        "SELECT seq, round_id FROM rounds WHERE state NOT IN ('open', 'collecting') AND sealed_at IS NULL",
+      )
+      .toArray();
+    for (const r of unsealed) {
+      try {
+        await this.sealRound(r.seq, r.round_id);
+      } catch (e) {
+        console.error(`sealing round ${r.round_id} failed; retrying in ${SEAL_RETRY_MS} ms`, e);
+        retry = true;
+      }
+    }
+    const next = [this.latest && isCollecting(this.latest.state) ? this.latest.deadline : Infinity];
+    if (retry) next.push(Date.now() + SEAL_RETRY_MS);
+    const at = Math.min(...next);
+    if (Number.isFinite(at)) await this.ctx.storage.setAlarm(at);
+  }
+
+  /** Asks every shard that holds one of the round's updates to seal; records the round sealed once all have answered. */
+  private async sealRound(seq: number, roundId: string): Promise<void> {
+    const shards = new Set<number>();
+    for (const u of this.sql.exec<{ device_id: string }>("SELECT device_id FROM updates WHERE round_seq = ?", seq)) {
+      shards.add(updateShard(u.device_id));
+    }
+    await Promise.all([...shards].map((k) => updateStoreStub(this.env, roundId, k).seal()));
+    this.sql.exec("UPDATE rounds SET sealed_at = ? WHERE seq = ?", Date.now(), seq);
+    this.refreshLatest(seq);
   }
 
   // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────
@@ -425,9 +505,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       return fail("nonce_used", 409, `device ${deviceId} already reported for round ${r.round_id}; its nonce is used`);
     }
     if (!isCollecting(r.state)) return fail("round_closed", 409, `round ${r.round_id} is ${r.state}`);
-    const issued = this.sql
-      .exec<CheckinRow>("SELECT selected, nonce FROM checkins WHERE round_seq = ? AND device_id = ?", r.seq, deviceId)
-      .toArray()[0];
+    const issued = this.checkinRow(r.seq, deviceId);
     if (!issued || !issued.selected || issued.nonce !== nonce) {
       return fail("nonce_invalid", 403, `this nonce was not issued to device ${deviceId} for round ${r.round_id}`);
     }
@@ -451,6 +529,42 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       seq,
     );
     this.refreshLatest(seq);
+    // The alarm seals the round's payloads into R2 (and re-arms the next deadline); setAlarm is durable with this write.
+    void this.ctx.storage.setAlarm(now);
+  }
+
+  private isRevoked(deviceId: string): boolean {
+    return this.sql.exec("SELECT 1 FROM revoked_devices WHERE device_id = ?", deviceId).toArray().length > 0;
+  }
+
+  private checkinRow(seq: number, deviceId: string): CheckinRow | null {
+    return (
+      this.sql
+        .exec<CheckinRow>(
+          "SELECT selected, nonce, public_key FROM checkins WHERE round_seq = ? AND device_id = ?",
+          seq,
+          deviceId,
+        )
+        .toArray()[0] ?? null
+    );
+  }
+
+  /** Brings tables created by an earlier version of this class up to date (state persisted under .wrangler/state). */
+  private migrateColumns(): void {
+    const columns = (table: string) =>
+      new Set(
+        this.sql
+          .exec<{ name: string }>(`PRAGMA table_info(${table})`)
+          .toArray()
+          .map((c) => c.name),
+      );
+    if (!columns("rounds").has("sealed_at")) {
+      this.sql.exec("ALTER TABLE rounds ADD COLUMN sealed_at INTEGER");
+      // Rounds closed before payloads went through UpdateStore are already in R2, one object per update.
+      this.sql.exec("UPDATE rounds SET sealed_at = closed_at WHERE state NOT IN ('open', 'collecting')");
+    }
+    if (!columns("checkins").has("public_key")) this.sql.exec("ALTER TABLE checkins ADD COLUMN public_key TEXT");
+    if (columns("updates").has("r2_key")) this.sql.exec("ALTER TABLE updates RENAME COLUMN r2_key TO storage_key");
   }
 
   private refreshLatest(seq: number): void {

@@ -40,6 +40,7 @@ import { adminAuth } from "../../middleware/auth/index.ts";
 import { aggregatorKeyKvKey } from "../../middleware/aggregator-signature/index.ts";
 import { deviceStub, ownerStub, type DeviceRecord } from "../../durable-objects/device-registry.ts";
 import { roundsStub } from "../../durable-objects/round-coordinator.ts";
+import { updateStorageKey, updateStoreFor } from "../../durable-objects/update-store.ts";
 import { defaultDeviceQuota } from "../devices/devices.ts";
 import { unwrap } from "../../training/index.ts";
 import type { AppEnv, Bindings } from "../../env.ts";
@@ -293,39 +294,38 @@ const deleteAggregatorKey = createRoute({
   responses: { 204: { description: "Removed" }, ...authErrors },
 });
 
-/** Streams frames for `items` straight from R2, one object at a time (backpressure from the reader). */
+/** The signed bytes of an accepted update, from its UpdateStore shard (SQLite, or the R2 segment it was sealed into). */
+async function readPayload(env: Bindings, roundId: string, item: AcceptedUpdate): Promise<Uint8Array> {
+  const payload = await updateStoreFor(env, roundId, item.device_id).read(
+    updateStorageKey(roundId, item.device_id, item.sha256),
+  );
+  if (!payload || payload.length !== item.byte_length) {
+    throw new FedgeError("internal", 500, `the payload of ${item.device_id} is missing from storage`);
+  }
+  return payload;
+}
+
+/**
+ * Streams frames for `items`, one payload at a time (backpressure from the reader); the next payload is fetched while the
+ * current one is being read.
+ */
 function updateFrames(env: Bindings, roundId: string, items: AcceptedUpdate[]): ReadableStream<Uint8Array> {
   let index = 0;
-  let current: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  let next: Promise<Uint8Array> | null = items.length > 0 ? readPayload(env, roundId, items[0]!) : null;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      for (;;) {
-        if (current) {
-          const { done, value } = await current.read();
-          if (!done) {
-            controller.enqueue(value);
-            return;
-          }
-          current = null;
-        }
-        const item = items[index++];
-        if (!item) {
-          controller.close();
-          return;
-        }
-        const stored = unwrap(await coordinatorFor(env, roundId).getUpdate(roundId, item.device_id));
-        const object = await env.UPDATES.get(stored.update.r2_key);
-        if (!object) {
-          controller.error(new Error(`payload of ${item.device_id} is missing from R2`));
-          return;
-        }
-        controller.enqueue(encodeUpdateStreamFrameHeader(fromBase64Url(item.public_key), item.byte_length));
-        current = object.body.getReader() as ReadableStreamDefaultReader<Uint8Array>;
+      const item = items[index];
+      if (!item || !next) {
+        controller.close();
         return;
       }
-    },
-    async cancel() {
-      await current?.cancel();
+      const payload = await next;
+      index += 1;
+      next = index < items.length ? readPayload(env, roundId, items[index]!) : null;
+      // Fetched ahead: a failure surfaces when its turn comes, not as an unhandled rejection.
+      next?.catch(() => undefined);
+      controller.enqueue(encodeUpdateStreamFrameHeader(fromBase64Url(item.public_key), item.byte_length));
+      controller.enqueue(payload);
     },
   });
 }
@@ -369,9 +369,9 @@ export const adminRounds = router
   .openapi(getUpdate, async (c) => {
     const { id, device_id } = c.req.valid("param");
     const stored = unwrap(await coordinatorFor(c.env, id).getUpdate(id, device_id)).update;
-    const object = await c.env.UPDATES.get(stored.r2_key);
-    if (!object) throw new FedgeError("internal", 500, `the payload of ${device_id} is missing from storage`);
-    return new Response(object.body, {
+    const payload = await updateStoreFor(c.env, id, device_id).read(stored.storage_key);
+    if (!payload) throw new FedgeError("internal", 500, `the payload of ${device_id} is missing from storage`);
+    return new Response(payload, {
       status: 200,
       headers: {
         "content-type": UPDATE_MEDIA_TYPE,

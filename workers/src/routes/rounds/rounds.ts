@@ -7,10 +7,11 @@
  * - `POST /v1/rounds/:id/updates` (`application/vnd.fedge.update`): the signed update itself authenticates the device (its
  *   registered key, the nonce issued to it for this round), so no API key is needed. Checks, in order: round exists
  *   (before reading the body, which is then capped at the largest encoding of the round's update; a round's parameters are
- *   immutable, so an isolate caches them), codec, round id in the
- *   body, device registered, signature, device not revoked, dtype/shape/finite/L2 norm against the task, nonce unused and
- *   issued to this device for this round; then R2 put (key names round, device and content hash) and the DO commit.
- *   Every rejection happens before the R2 write, except a commit lost to a race, whose object is deleted again.
+ *   immutable, so an isolate caches them), codec, round id in the body, signature under the key the device checked in
+ *   with (held by the coordinator; a device unknown there is looked up in its registry), device not revoked,
+ *   dtype/shape/finite/L2 norm against the task, nonce unused and issued to this device for this round; then the payload
+ *   goes to its UpdateStore shard (key names round, device and content hash) and the coordinator commits it.
+ *   Every rejection happens before the store write, except a commit lost to a race, whose payload is removed again.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
@@ -29,8 +30,9 @@ import {
 import { UPDATE_MEDIA_TYPE, UpdateCodecError, decodeUpdate } from "@fedge/schemas/update-codec";
 import { createRouter } from "../../middleware/validation/index.ts";
 import { apiKeyAuth } from "../../middleware/auth/index.ts";
-import { deviceStub, type DeviceRecord } from "../../durable-objects/device-registry.ts";
+import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../../durable-objects/device-registry.ts";
 import { roundsStub } from "../../durable-objects/round-coordinator.ts";
+import { updateStorageKey, updateStoreFor } from "../../durable-objects/update-store.ts";
 import {
   checkUpdateAgainstTask,
   maxEncodedUpdateBytes,
@@ -42,11 +44,6 @@ import {
 
 const errorContent = { "application/json": { schema: ErrorEnvelope } };
 const err = (description: string) => ({ description, content: errorContent });
-
-/** R2 key of an accepted update's signed bytes. */
-export function updateObjectKey(roundId: string, deviceId: string, sha256: string): string {
-  return `rounds/${roundId}/${deviceId}/${sha256}`;
-}
 
 const checkin = createRoute({
   method: "post",
@@ -65,6 +62,7 @@ const checkin = createRoute({
     401: err("No API key, bad device signature (bad_signature) or stale timestamp (stale_timestamp)"),
     403: err("Revoked API key or device (device_revoked)"),
     404: err("Unknown device (device_not_found)"),
+    409: err(`The device already joined ${MAX_POPULATIONS_PER_DEVICE} populations (conflict)`),
   },
 });
 
@@ -130,7 +128,18 @@ export const rounds = createRouter()
         `timestamp is more than ${CHECKIN_MAX_SKEW_MS / 1000} s from the edge's clock`,
       );
     }
-    const device = await lookupDevice(c.env, body.device_id);
+    // Records the population with the device before the coordinator learns its key (see DeviceRegistry).
+    const found = await deviceStub(c.env, body.device_id).checkinDevice(body.model);
+    if (!found.ok) {
+      if (found.code === "device_not_found")
+        throw new FedgeError("device_not_found", 404, `no device ${body.device_id}`);
+      throw new FedgeError(
+        "conflict",
+        409,
+        `device ${body.device_id} already joined ${MAX_POPULATIONS_PER_DEVICE} populations`,
+      );
+    }
+    const device = found.device;
     if (device.api_key_id !== c.get("apiKey").id) {
       throw new FedgeError("device_not_found", 404, `no device ${body.device_id} under this API key`);
     }
@@ -145,7 +154,7 @@ export const rounds = createRouter()
       throw new FedgeError("bad_signature", 401, "the check-in signature does not verify under the device's key");
     if (device.revoked_at !== null)
       throw new FedgeError("device_revoked", 403, `device ${device.device_id} is revoked`);
-    const answer = await roundsStub(c.env, body.model).checkin(body.device_id, now);
+    const { answer } = unwrap(await roundsStub(c.env, body.model).checkin(body.device_id, device.public_key, now));
     return c.json(answer, 200);
   })
   .openapi(upload, async (c) => {
@@ -173,36 +182,37 @@ export const rounds = createRouter()
     }
     const sha256 = await sha256Hex(bytes);
     const claim = { roundId, deviceId: decoded.deviceId, nonce: toBase64Url(decoded.nonce), sha256 };
-    // The device lookup and the (read-only) nonce preflight run together; their verdicts apply in order below.
-    const [device, pre] = await Promise.all([
-      lookupDevice(c.env, decoded.deviceId),
-      coordinator.preflightUpload({ ...claim, now: Date.now() }),
-    ]);
-    const publicKey = fromBase64Url(device.public_key);
-    if (!(await verifyEd25519(publicKey, decoded.signature, decoded.signedBytes, device.public_key))) {
+    const pre = unwrap(await coordinator.preflightUpload({ ...claim, now: Date.now() }));
+    // The coordinator holds the key of every device that checked in to the round; anyone else (an unknown device, or one
+    // that never checked in here) is looked up, so the answer names what is wrong in the same order as for the others.
+    let publicKeyText = pre.publicKey;
+    let revoked = pre.revoked;
+    if (publicKeyText === null) {
+      const device = await lookupDevice(c.env, decoded.deviceId);
+      publicKeyText = device.public_key;
+      revoked ||= device.revoked_at !== null;
+    }
+    if (!(await verifyEd25519(fromBase64Url(publicKeyText), decoded.signature, decoded.signedBytes, publicKeyText))) {
       throw new FedgeError("bad_signature", 401, "the update signature does not verify under the device's key");
     }
-    if (device.revoked_at !== null)
-      throw new FedgeError("device_revoked", 403, `device ${device.device_id} is revoked`);
+    if (revoked) throw new FedgeError("device_revoked", 403, `device ${decoded.deviceId} is revoked`);
     checkUpdateAgainstTask(decoded, limits);
-    const admitted = unwrap(pre);
+    const admitted = unwrap(pre.admission);
     if (admitted.duplicate) return c.json(admitted.duplicate, 200);
 
-    const key = updateObjectKey(roundId, decoded.deviceId, sha256);
-    await c.env.UPDATES.put(key, bytes, {
-      httpMetadata: { contentType: UPDATE_MEDIA_TYPE },
-      customMetadata: { round_id: roundId, device_id: decoded.deviceId, sha256 },
-    });
+    const key = updateStorageKey(roundId, decoded.deviceId, sha256);
+    const store = updateStoreFor(c.env, roundId, decoded.deviceId);
+    await store.put(roundId, key, bytes);
     const commit = await coordinator.commitUpload({
       ...claim,
       byteLength: bytes.length,
-      publicKey: device.public_key,
-      r2Key: key,
+      publicKey: publicKeyText,
+      storageKey: key,
       now: Date.now(),
     });
     if (!commit.ok) {
-      // Lost a race (round closed, or another upload from this device committed first): this object is nobody's.
-      await c.env.UPDATES.delete(key);
+      // Lost a race (round closed, device revoked, or another upload from this device committed first): nobody's payload.
+      await store.remove(key);
       unwrap(commit);
       throw new FedgeError("internal", 500, "unreachable");
     }

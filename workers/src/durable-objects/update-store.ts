@@ -1,0 +1,220 @@
+/**
+ * @module
+ * UpdateStore: where accepted update payloads live, one SQLite-backed Durable Object per (round, shard); a device's shard is
+ * a hash of its id, so a round's uploads spread over `UPDATE_STORE_SHARDS` single writers instead of queueing on one.
+ *
+ * Why not R2 first: an upload is acknowledged once its bytes are durable, and a Durable Object's SQLite write is durable
+ * when the call returns (and several times cheaper per update than an R2 put, which dominated ingestion). R2 still gets
+ * every payload: `seal` writes a shard's pending payloads into one R2 segment object (`rounds/<round>/segments/…`) when the
+ * round closes or the shard holds more than `SEAL_THRESHOLD_BYTES`, then drops the SQLite copies. `read` is
+ * location-transparent (SQLite before sealing, an R2 range read after), so the aggregator never needs to know.
+ *
+ * Payloads are split into ≤ 1 MiB rows (SQLite rows in a Durable Object are capped at 2 MB; updates go up to 16 MiB).
+ * `put` is idempotent per key, and keys name round, device and content hash, so a retried upload stores nothing twice.
+ */
+import { DurableObject } from "cloudflare:workers";
+import type { Bindings } from "../env.ts";
+
+/** Shards per round. */
+export const UPDATE_STORE_SHARDS = 16;
+/** A shard seals its pending payloads into R2 once they pass this many bytes, bounding its own storage. */
+export const SEAL_THRESHOLD_BYTES = 64 * 1024 * 1024;
+/** Largest segment object; a seal writes as many as it needs. */
+const SEGMENT_MAX_BYTES = 32 * 1024 * 1024;
+const PART_BYTES = 1024 * 1024;
+
+/** Storage key of an accepted update: names its round, device and content hash. */
+export function updateStorageKey(roundId: string, deviceId: string, sha256: string): string {
+  return `rounds/${roundId}/${deviceId}/${sha256}`;
+}
+
+/** The shard of a device within a round (FNV-1a of the id; ids are random, so shards fill evenly). */
+export function updateShard(deviceId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < deviceId.length; i++) {
+    h ^= deviceId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % UPDATE_STORE_SHARDS;
+}
+
+export function updateStoreStub(env: Bindings, roundId: string, shard: number) {
+  return env.UPDATE_STORE.getByName(`round:${roundId}:shard:${shard}`);
+}
+
+/** The store instance holding `deviceId`'s update for `roundId`. */
+export function updateStoreFor(env: Bindings, roundId: string, deviceId: string) {
+  return updateStoreStub(env, roundId, updateShard(deviceId));
+}
+
+type EntryRow = {
+  key: string;
+  round_id: string;
+  byte_length: number;
+  parts: number;
+  segment: string | null;
+  segment_offset: number | null;
+};
+
+export class UpdateStore extends DurableObject<Bindings> {
+  private readonly sql: SqlStorage;
+  private sealing: Promise<number> | null = null;
+
+  constructor(ctx: DurableObjectState, env: Bindings) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    void ctx.blockConcurrencyWhile(async () => {
+      this.sql.exec(`CREATE TABLE IF NOT EXISTS entries (
+        key TEXT PRIMARY KEY, round_id TEXT NOT NULL, byte_length INTEGER NOT NULL, parts INTEGER NOT NULL,
+        segment TEXT, segment_offset INTEGER)`);
+      this.sql.exec(`CREATE TABLE IF NOT EXISTS parts (
+        key TEXT NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (key, part))`);
+      this.sql.exec(`CREATE TABLE IF NOT EXISTS segments (n INTEGER PRIMARY KEY, r2_key TEXT NOT NULL)`);
+    });
+  }
+
+  /** Stores `bytes` under `key` (one transaction); a key already stored is left as it is. */
+  async put(roundId: string, key: string, bytes: Uint8Array): Promise<void> {
+    if (this.entry(key)) return;
+    const parts = Math.max(1, Math.ceil(bytes.length / PART_BYTES));
+    this.ctx.storage.transactionSync(() => {
+      for (let p = 0; p < parts; p++) {
+        this.sql.exec(
+          "INSERT INTO parts (key, part, data) VALUES (?, ?, ?)",
+          key,
+          p,
+          bytes.subarray(p * PART_BYTES, Math.min(bytes.length, (p + 1) * PART_BYTES)),
+        );
+      }
+      this.sql.exec(
+        "INSERT INTO entries (key, round_id, byte_length, parts) VALUES (?, ?, ?, ?)",
+        key,
+        roundId,
+        bytes.length,
+        parts,
+      );
+    });
+    if (this.pendingBytes() >= SEAL_THRESHOLD_BYTES) await this.ctx.storage.setAlarm(Date.now());
+  }
+
+  /** The bytes stored under `key`, wherever they are now; `null` when unknown. */
+  async read(key: string): Promise<Uint8Array | null> {
+    const e = this.entry(key);
+    if (!e) {
+      // Payloads accepted before the store existed were written to R2 one object per update, under the same key.
+      const legacy = await this.env.UPDATES.get(key);
+      return legacy ? new Uint8Array(await legacy.arrayBuffer()) : null;
+    }
+    if (e.segment === null) {
+      const out = new Uint8Array(e.byte_length);
+      let at = 0;
+      for (const row of this.sql.exec<{ data: ArrayBuffer }>(
+        "SELECT data FROM parts WHERE key = ? ORDER BY part",
+        key,
+      )) {
+        const part = new Uint8Array(row.data);
+        out.set(part, at);
+        at += part.length;
+      }
+      return out;
+    }
+    const object = await this.env.UPDATES.get(e.segment, {
+      range: { offset: e.segment_offset!, length: e.byte_length },
+    });
+    if (!object) throw new Error(`segment ${e.segment} is missing from R2`);
+    return new Uint8Array(await object.arrayBuffer());
+  }
+
+  /** Forgets `key` (an upload that lost its commit race); its bytes go with it unless already sealed. */
+  async remove(key: string): Promise<void> {
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("DELETE FROM parts WHERE key = ?", key);
+      this.sql.exec("DELETE FROM entries WHERE key = ?", key);
+    });
+  }
+
+  /**
+   * Moves every pending payload into R2 segment objects, then drops their SQLite copies; returns how many it moved.
+   * Each segment is written before the rows that point into it change, so a crash mid-seal only repeats work.
+   */
+  async seal(): Promise<number> {
+    // One seal at a time (the alarm and the coordinator's close can overlap): a second caller waits, then finds less to do.
+    const previous = this.sealing;
+    const run = (async () => {
+      await previous?.catch(() => 0);
+      return this.sealPending();
+    })();
+    this.sealing = run;
+    try {
+      return await run;
+    } finally {
+      if (this.sealing === run) this.sealing = null;
+    }
+  }
+
+  private async sealPending(): Promise<number> {
+    let moved = 0;
+    for (;;) {
+      const batch: EntryRow[] = [];
+      let bytes = 0;
+      for (const e of this.sql.exec<EntryRow>("SELECT * FROM entries WHERE segment IS NULL ORDER BY key")) {
+        if (batch.length > 0 && bytes + e.byte_length > SEGMENT_MAX_BYTES) break;
+        batch.push({ ...e });
+        bytes += e.byte_length;
+      }
+      if (batch.length === 0) return moved;
+      const body = new Uint8Array(bytes);
+      const offsets: number[] = [];
+      let at = 0;
+      for (const e of batch) {
+        offsets.push(at);
+        body.set((await this.read(e.key))!, at);
+        at += e.byte_length;
+      }
+      const n = (this.sql.exec<{ n: number | null }>("SELECT MAX(n) AS n FROM segments").one().n ?? 0) + 1;
+      const segment = `rounds/${batch[0]!.round_id}/segments/${this.ctx.id.toString()}-${n}`;
+      await this.env.UPDATES.put(segment, body, {
+        customMetadata: { round_id: batch[0]!.round_id, updates: String(batch.length) },
+      });
+      this.ctx.storage.transactionSync(() => {
+        this.sql.exec("INSERT INTO segments (n, r2_key) VALUES (?, ?)", n, segment);
+        batch.forEach((e, i) => {
+          this.sql.exec(
+            "UPDATE entries SET segment = ?, segment_offset = ? WHERE key = ?",
+            segment,
+            offsets[i]!,
+            e.key,
+          );
+          this.sql.exec("DELETE FROM parts WHERE key = ?", e.key);
+        });
+      });
+      moved += batch.length;
+    }
+  }
+
+  /** How many payloads are still in SQLite and how many are in R2 segments. */
+  async counts(): Promise<{ pending: number; sealed: number; segments: number }> {
+    const c = this.sql
+      .exec<{ pending: number; sealed: number }>(
+        "SELECT COALESCE(SUM(segment IS NULL), 0) AS pending, COALESCE(SUM(segment IS NOT NULL), 0) AS sealed FROM entries",
+      )
+      .one();
+    const segments = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM segments").one().n;
+    return { pending: c.pending, sealed: c.sealed, segments };
+  }
+
+  /** The shard grew past its threshold: seal now. */
+  override async alarm(): Promise<void> {
+    await this.seal();
+  }
+
+  private entry(key: string): EntryRow | null {
+    return this.sql.exec<EntryRow>("SELECT * FROM entries WHERE key = ?", key).toArray()[0] ?? null;
+  }
+
+  private pendingBytes(): number {
+    return this.sql
+      .exec<{ n: number }>("SELECT COALESCE(SUM(byte_length), 0) AS n FROM entries WHERE segment IS NULL")
+      .one().n;
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * Where accepted payloads live: durable in the device's UpdateStore shard (SQLite) when the upload is acknowledged, sealed
+ * into R2 segment objects when the round closes, and read back byte for byte from either place.
+ */
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { readUpdateStream, type AcceptedUpdatePage } from "@fedge/schemas";
+import {
+  SEAL_THRESHOLD_BYTES,
+  UPDATE_STORE_SHARDS,
+  updateShard,
+  updateStorageKey,
+  updateStoreStub,
+} from "../src/durable-objects/update-store.ts";
+import {
+  adminGet,
+  adminPost,
+  createApiKey,
+  makeUpdate,
+  openRound,
+  r2Keys,
+  registerDevice,
+  storedKeys,
+  taskFor,
+  uniqueModel,
+  uploadOk,
+} from "./rounds-helpers.ts";
+
+async function streamFrames(roundId: string): Promise<{ publicKey: Uint8Array; update: Uint8Array }[]> {
+  const res = await adminGet(`/v1/admin/rounds/${roundId}/update-stream`);
+  expect(res.status).toBe(200);
+  const frames = [];
+  for await (const f of readUpdateStream(res.body!)) frames.push({ publicKey: f.publicKey, update: f.update.slice() });
+  return frames;
+}
+
+async function shardCounts(roundId: string) {
+  const totals = { pending: 0, sealed: 0, segments: 0 };
+  for (let k = 0; k < UPDATE_STORE_SHARDS; k++) {
+    const c = await updateStoreStub(env, roundId, k).counts();
+    totals.pending += c.pending;
+    totals.sealed += c.sealed;
+    totals.segments += c.segments;
+  }
+  return totals;
+}
+
+describe("update storage", () => {
+  it("spreads devices over the shards deterministically", () => {
+    const ids = Array.from({ length: 1600 }, (_, i) => `dev_${i.toString(36).padStart(20, "x")}`);
+    const counts = new Array<number>(UPDATE_STORE_SHARDS).fill(0);
+    for (const id of ids) {
+      const k = updateShard(id);
+      expect(updateShard(id)).toBe(k);
+      counts[k]! += 1;
+    }
+    // 100 expected per shard; every shard gets a fair share (a 5σ binomial band is about ±48).
+    for (const c of counts) expect(Math.abs(c - 100)).toBeLessThan(50);
+  });
+
+  it("keeps accepted payloads in SQLite until the round closes, then seals them into R2 and still serves them", async () => {
+    const model = uniqueModel("store");
+    const { key } = await createApiKey();
+    const devices = await Promise.all(Array.from({ length: 6 }, () => registerDevice(key)));
+    const round = await openRound(model, { update_length: 64 });
+    const uploads = new Map<string, Uint8Array>();
+    for (const d of devices) {
+      const bytes = makeUpdate(await taskFor(d, model), d);
+      await uploadOk(round.round_id, bytes);
+      uploads.set(d.id, bytes);
+    }
+    // Acknowledged means durable in the shard; nothing has gone to R2 yet.
+    expect(await storedKeys(round.round_id)).toHaveLength(6);
+    expect(await r2Keys(round.round_id)).toEqual([]);
+    expect(await shardCounts(round.round_id)).toEqual({ pending: 6, sealed: 0, segments: 0 });
+    const one = await updateStoreStub(env, round.round_id, updateShard(devices[0]!.id)).read(
+      (await storedKeys(round.round_id)).find((k) => k.includes(devices[0]!.id))!,
+    );
+    expect(one).toEqual(uploads.get(devices[0]!.id));
+
+    expect((await adminPost(`/v1/admin/rounds/${round.round_id}/close`)).status).toBe(200);
+    const before = await streamFrames(round.round_id);
+    expect(before).toHaveLength(6);
+
+    // The close armed the coordinator's alarm, which seals every shard holding one of the round's updates.
+    const coordinator = env.ROUNDS.getByName(model);
+    await runDurableObjectAlarm(coordinator);
+    const counts = await shardCounts(round.round_id);
+    expect(counts).toMatchObject({ pending: 0, sealed: 6 });
+    const segments = await r2Keys(round.round_id);
+    expect(segments.length).toBe(counts.segments);
+    expect(segments.every((k) => k.startsWith(`rounds/${round.round_id}/segments/`))).toBe(true);
+    const sealedAt = await runInDurableObject(coordinator, (_i, state) =>
+      state.storage.sql
+        .exec<{ sealed_at: number | null }>("SELECT sealed_at FROM rounds WHERE round_id = ?", round.round_id)
+        .one(),
+    );
+    expect(sealedAt.sealed_at).toEqual(expect.any(Number));
+    // No SQLite copy is left behind in any shard.
+    for (let k = 0; k < UPDATE_STORE_SHARDS; k++) {
+      const parts = await runInDurableObject(updateStoreStub(env, round.round_id, k), (_i, state) =>
+        state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM parts").one(),
+      );
+      expect(parts.n).toBe(0);
+    }
+
+    // Served identically from R2: the stream, and each update on its own.
+    const after = await streamFrames(round.round_id);
+    expect(after).toEqual(before);
+    for (const d of devices) {
+      const res = await adminGet(`/v1/admin/rounds/${round.round_id}/updates/${d.id}`);
+      expect(res.status).toBe(200);
+      expect(new Uint8Array(await res.arrayBuffer())).toEqual(uploads.get(d.id));
+    }
+    const page = await (await adminGet(`/v1/admin/rounds/${round.round_id}/updates`)).json<AcceptedUpdatePage>();
+    expect(page.items.map((u) => u.device_id).sort()).toEqual(devices.map((d) => d.id).sort());
+  });
+
+  it("splits large payloads into parts, seals incrementally, removes, and reads payloads stored before it existed", async () => {
+    const roundId = `${uniqueModel("shard")}_1`;
+    const store = updateStoreStub(env, roundId, 3);
+    const big = crypto.getRandomValues(new Uint8Array(65536)).slice();
+    const large = new Uint8Array(2.5 * 1024 * 1024);
+    for (let at = 0; at < large.length; at += big.length) large.set(big.subarray(0, large.length - at), at);
+    large[large.length - 1] = 7;
+    const small = new Uint8Array([1, 2, 3, 4, 5]);
+    const keyLarge = updateStorageKey(roundId, "dev_large", "aa");
+    const keySmall = updateStorageKey(roundId, "dev_small", "bb");
+
+    await store.put(roundId, keyLarge, large);
+    await store.put(roundId, keyLarge, new Uint8Array(3)); // a retry with the same key stores nothing new
+    const parts = await runInDurableObject(store, (_i, state) =>
+      state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM parts").one(),
+    );
+    expect(parts.n).toBe(3);
+    expect(await store.read(keyLarge)).toEqual(large);
+
+    expect(await store.seal()).toBe(1);
+    await store.put(roundId, keySmall, small);
+    expect(await store.counts()).toEqual({ pending: 1, sealed: 1, segments: 1 });
+    expect(await store.seal()).toBe(1);
+    expect(await store.seal()).toBe(0);
+    expect(await store.counts()).toEqual({ pending: 0, sealed: 2, segments: 2 });
+    expect(await store.read(keyLarge)).toEqual(large);
+    expect(await store.read(keySmall)).toEqual(small);
+
+    await store.remove(keySmall);
+    expect(await store.read(keySmall)).toBeNull();
+
+    // A payload written to R2 one object per update (before UpdateStore) is still found under its key.
+    const legacyKey = updateStorageKey(roundId, "dev_legacy", "cc");
+    await env.UPDATES.put(legacyKey, new Uint8Array([9, 8, 7]));
+    expect(await store.read(legacyKey)).toEqual(new Uint8Array([9, 8, 7]));
+    expect(await store.read(updateStorageKey(roundId, "dev_nobody", "dd"))).toBeNull();
+  });
+
+  it("seals a shard by its own alarm once its pending bytes pass the threshold", async () => {
+    const roundId = `${uniqueModel("shard")}_1`;
+    const store = updateStoreStub(env, roundId, 0);
+    const mib = new Uint8Array(1024 * 1024);
+    const n = SEAL_THRESHOLD_BYTES / mib.length;
+    for (let i = 0; i < n - 1; i++) await store.put(roundId, updateStorageKey(roundId, `dev_${i}`, "aa"), mib);
+    // Below the threshold no alarm is armed.
+    expect(await runInDurableObject(store, (_i, state) => state.storage.getAlarm())).toBeNull();
+    await store.put(roundId, updateStorageKey(roundId, "dev_last", "aa"), mib);
+    expect(await runInDurableObject(store, (_i, state) => state.storage.getAlarm())).toEqual(expect.any(Number));
+    expect(await runDurableObjectAlarm(store)).toBe(true);
+    // 64 MiB pending make two 32 MiB segments.
+    expect(await store.counts()).toEqual({ pending: 0, sealed: n, segments: 2 });
+    expect(await store.read(updateStorageKey(roundId, "dev_last", "aa"))).toEqual(mib);
+  });
+});

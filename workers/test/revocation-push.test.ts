@@ -1,0 +1,171 @@
+/**
+ * Uploads are verified against the key each population's coordinator recorded at check-in, so revocation must reach every
+ * coordinator: pushed by the device's DeviceRegistry instance to each population it joined, retried from an outbox.
+ */
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { deviceStub, MAX_POPULATIONS_PER_DEVICE } from "../src/durable-objects/device-registry.ts";
+import { RoundCoordinator } from "../src/durable-objects/round-coordinator.ts";
+import {
+  adminPost,
+  checkin,
+  checkinBody,
+  checkinRaw,
+  coordinatorState,
+  createApiKey,
+  errorCode,
+  makeUpdate,
+  openRound,
+  registerDevice,
+  storedKeys,
+  taskFor,
+  uniqueModel,
+  upload,
+  uploadOk,
+} from "./rounds-helpers.ts";
+
+async function revokedAt(model: string, deviceId: string): Promise<number | null> {
+  return runInDurableObject(env.ROUNDS.getByName(model), (_i, state) => {
+    const row = state.storage.sql
+      .exec<{ at: number }>("SELECT at FROM revoked_devices WHERE device_id = ?", deviceId)
+      .toArray()[0];
+    return row ? row.at : null;
+  });
+}
+
+describe("device keys held by the coordinator", () => {
+  it("verifies an upload with the key recorded at check-in, without reading the device's registry", async () => {
+    const model = uniqueModel("key");
+    const { key } = await createApiKey();
+    const d = await registerDevice(key);
+    const round = await openRound(model);
+    const task = await taskFor(d, model);
+    // The device's registry instance loses its record: the upload does not need it.
+    await runInDurableObject(deviceStub(env, d.id), (_i, state) => state.storage.sql.exec("DELETE FROM device"));
+    const receipt = await uploadOk(round.round_id, makeUpdate(task, d));
+    expect(receipt).toMatchObject({ device_id: d.id, duplicate: false });
+  });
+
+  it("pushes a revocation to every population the device joined; uploads and check-ins there are refused", async () => {
+    const { key } = await createApiKey();
+    const d = await registerDevice(key);
+    const models = [uniqueModel("rev"), uniqueModel("rev")];
+    const rounds = [];
+    const tasks = [];
+    for (const m of models) {
+      rounds.push(await openRound(m));
+      tasks.push(await taskFor(d, m));
+    }
+    const res = await adminPost(`/v1/admin/devices/${d.id}/revoke`);
+    expect(res.status).toBe(200);
+    for (const m of models) expect(await revokedAt(m, d.id)).toEqual(expect.any(Number));
+    expect(await deviceStub(env, d.id).pendingRevocations()).toEqual([]);
+    for (let i = 0; i < models.length; i++) {
+      const before = await coordinatorState(models[i]!);
+      const up = await upload(rounds[i]!.round_id, makeUpdate(tasks[i]!, d));
+      expect(up.status).toBe(403);
+      expect(await errorCode(up)).toBe("device_revoked");
+      expect(await coordinatorState(models[i]!)).toEqual(before);
+      expect(await storedKeys(rounds[i]!.round_id)).toEqual([]);
+    }
+  });
+
+  it("retries an undelivered revocation from the outbox by alarm", async () => {
+    const { key } = await createApiKey();
+    const d = await registerDevice(key);
+    const model = uniqueModel("rev");
+    const round = await openRound(model);
+    const task = await taskFor(d, model);
+    // As if the registry crashed right after recording the revocation, before pushing it.
+    const at = Date.now();
+    await runInDurableObject(deviceStub(env, d.id), (_i, state) => {
+      state.storage.sql.exec("UPDATE device SET revoked_at = ?", at);
+      state.storage.sql.exec("INSERT INTO revocation_outbox (model, at) SELECT model, ? FROM population", at);
+      return state.storage.setAlarm(Date.now() + 60_000);
+    });
+    expect(await deviceStub(env, d.id).pendingRevocations()).toEqual([model]);
+    expect(await revokedAt(model, d.id)).toBeNull();
+
+    expect(await runDurableObjectAlarm(deviceStub(env, d.id))).toBe(true);
+    expect(await revokedAt(model, d.id)).toBe(at);
+    expect(await deviceStub(env, d.id).pendingRevocations()).toEqual([]);
+    const up = await upload(round.round_id, makeUpdate(task, d));
+    expect(up.status).toBe(403);
+    expect(await errorCode(up)).toBe("device_revoked");
+  });
+
+  it("refuses a check-in the coordinator learns of after the revocation reached it", async () => {
+    const { key } = await createApiKey();
+    const d = await registerDevice(key);
+    const model = uniqueModel("rev");
+    await openRound(model);
+    // The push can arrive before the device's first check-in to this population (the race the registry orders).
+    await env.ROUNDS.getByName(model).revokeDevice(d.id, Date.now());
+    const res = await checkinRaw(d, checkinBody(d, model));
+    expect(res.status).toBe(403);
+    expect(await errorCode(res)).toBe("device_revoked");
+    expect((await coordinatorState(model)).checkins).toBe(0);
+  });
+
+  it(`caps the populations one device joins at ${MAX_POPULATIONS_PER_DEVICE}`, async () => {
+    const { key } = await createApiKey();
+    const d = await registerDevice(key);
+    const stub = deviceStub(env, d.id);
+    for (let i = 0; i < MAX_POPULATIONS_PER_DEVICE; i++) {
+      expect((await stub.checkinDevice(`cap-${i}`)).ok).toBe(true);
+    }
+    expect(await stub.checkinDevice("cap-one-more")).toEqual({ ok: false, code: "too_many_populations" });
+    // Joined populations stay reachable; a new one is refused with 409 and records nothing.
+    expect((await stub.checkinDevice("cap-0")).ok).toBe(true);
+    const extra = uniqueModel("cap");
+    await openRound(extra);
+    const res = await checkinRaw(d, checkinBody(d, extra));
+    expect(res.status).toBe(409);
+    expect(await errorCode(res)).toBe("conflict");
+    expect((await coordinatorState(extra)).checkins).toBe(0);
+    expect(await checkin(d, "cap-0")).toMatchObject({ selected: false, reason: "no_open_round" });
+  });
+});
+
+describe("coordinator storage from an earlier version", () => {
+  it("adds the new columns and renames the payload key column in place", async () => {
+    const model = uniqueModel("mig");
+    const stub = env.ROUNDS.getByName(model);
+    const columns = await runInDurableObject(stub, (instance: RoundCoordinator, state) => {
+      const sql = state.storage.sql;
+      sql.exec("DROP TABLE rounds");
+      sql.exec("DROP TABLE checkins");
+      sql.exec("DROP TABLE updates");
+      sql.exec(`CREATE TABLE rounds (seq INTEGER PRIMARY KEY, round_id TEXT NOT NULL UNIQUE, model TEXT NOT NULL,
+        state TEXT NOT NULL, params TEXT NOT NULL, opened_at INTEGER NOT NULL, deadline INTEGER NOT NULL, closed_at INTEGER,
+        close_reason TEXT, aggregated_at INTEGER, published_version INTEGER, checked_in INTEGER NOT NULL DEFAULT 0,
+        selected INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0)`);
+      sql.exec(`CREATE TABLE checkins (round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, selected INTEGER NOT NULL,
+        nonce TEXT, at INTEGER NOT NULL, PRIMARY KEY (round_seq, device_id))`);
+      sql.exec(`CREATE TABLE updates (round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, n INTEGER NOT NULL,
+        public_key TEXT NOT NULL, sha256 TEXT NOT NULL, byte_length INTEGER NOT NULL, r2_key TEXT NOT NULL,
+        received_at INTEGER NOT NULL, PRIMARY KEY (round_seq, device_id), UNIQUE (round_seq, n))`);
+      sql.exec(
+        "INSERT INTO rounds (seq, round_id, model, state, params, opened_at, deadline, closed_at) VALUES (1, 'x_1', 'x', 'closed', '{}', 1, 2, 2)",
+      );
+      (instance as unknown as { migrateColumns(): void }).migrateColumns();
+      const names = (t: string) =>
+        sql
+          .exec<{ name: string }>(`PRAGMA table_info(${t})`)
+          .toArray()
+          .map((c) => c.name);
+      return {
+        rounds: names("rounds"),
+        checkins: names("checkins"),
+        updates: names("updates"),
+        sealed: sql.exec<{ sealed_at: number | null }>("SELECT sealed_at FROM rounds").one().sealed_at,
+      };
+    });
+    expect(columns.rounds).toContain("sealed_at");
+    expect(columns.checkins).toContain("public_key");
+    expect(columns.updates).toContain("storage_key");
+    expect(columns.updates).not.toContain("r2_key");
+    // A round closed before payloads went through the store counts as sealed (its payloads are already in R2).
+    expect(columns.sealed).toBe(2);
+  });
+});
