@@ -6,8 +6,11 @@ import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test"
 import { describe, expect, it } from "vitest";
 import { deviceStub, MAX_POPULATIONS_PER_DEVICE } from "../src/durable-objects/device-registry.ts";
 import { RoundCoordinator } from "../src/durable-objects/round-coordinator.ts";
+import { KeyStatusCache, type KeyStatus } from "../src/middleware/auth/index.ts";
 import {
+  ADMIN,
   adminPost,
+  call,
   checkin,
   checkinBody,
   checkinRaw,
@@ -127,6 +130,57 @@ describe("device keys held by the coordinator", () => {
   });
 });
 
+describe("API key revocation", () => {
+  it("stops the uploads of devices that checked in under a revoked API key; an update accepted before keeps its receipt", async () => {
+    const model = uniqueModel("keyrev");
+    const { id, key } = await createApiKey();
+    const a = await registerDevice(key);
+    const b = await registerDevice(key);
+    const round = await openRound(model);
+    const ta = await taskFor(a, model);
+    const tb = await taskFor(b, model);
+    const ua = makeUpdate(ta, a);
+    await uploadOk(round.round_id, ua);
+
+    const res = await call(`/v1/admin/keys/${id}`, { method: "DELETE", headers: ADMIN });
+    expect(res.status).toBe(200);
+    const before = await coordinatorState(model);
+    const up = await upload(round.round_id, makeUpdate(tb, b));
+    expect(up.status).toBe(403);
+    expect(await errorCode(up)).toBe("forbidden");
+    expect(await coordinatorState(model)).toEqual(before);
+    expect(await storedKeys(round.round_id)).toHaveLength(1);
+    const again = await upload(round.round_id, ua);
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ device_id: a.id, duplicate: true });
+  });
+
+  it("trusts a ledger answer for the TTL, and a revocation for good", async () => {
+    let clock = 1_000;
+    const cache = new KeyStatusCache({ ttlMs: 1_000, now: () => clock });
+    let answer: KeyStatus = "active";
+    let asked = 0;
+    const ask = async () => {
+      asked += 1;
+      return answer;
+    };
+    expect(await cache.status("k1", ask)).toBe("active");
+    answer = "revoked";
+    clock += 999;
+    expect(await cache.status("k1", ask)).toBe("active");
+    expect(asked).toBe(1);
+    clock += 1;
+    expect(await cache.status("k1", ask)).toBe("revoked");
+    answer = "active";
+    clock += 10_000;
+    expect(await cache.status("k1", ask)).toBe("revoked");
+    expect(asked).toBe(2);
+    cache.markRevoked("k2");
+    expect(await cache.status("k2", ask)).toBe("revoked");
+    expect(asked).toBe(2);
+  });
+});
+
 describe("coordinator storage from an earlier version", () => {
   it("adds the new columns and renames the payload key column in place", async () => {
     const model = uniqueModel("mig");
@@ -163,6 +217,7 @@ describe("coordinator storage from an earlier version", () => {
     });
     expect(columns.rounds).toContain("sealed_at");
     expect(columns.checkins).toContain("public_key");
+    expect(columns.checkins).toContain("api_key_id");
     expect(columns.updates).toContain("storage_key");
     expect(columns.updates).not.toContain("r2_key");
     // A round closed before payloads went through the store counts as sealed (its payloads are already in R2).

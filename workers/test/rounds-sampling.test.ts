@@ -41,7 +41,8 @@ describe("round sampling", () => {
     const n = 300;
     const ids = Array.from({ length: n }, (_, i) => `dev_sample${String(i).padStart(6, "0")}`);
     const now = Date.now();
-    const checkinAt = async (id: string, at: number) => unwrap(await stub.checkin(id, DEVICE_KEY, at)).answer;
+    const checkinAt = async (id: string, at: number) =>
+      unwrap(await stub.checkin(id, DEVICE_KEY, "key_sampling", at)).answer;
     const first = await Promise.all(ids.map((id) => checkinAt(id, now)));
     const selected = first.filter((a) => a.selected).length;
     // Binomial(300, 0.3): mean 90, σ = √(300·0.3·0.7) ≈ 7.94; |X − 90| > 5σ has probability < 1e-6.

@@ -184,6 +184,13 @@ export class AccountLedger extends DurableObject<Bindings> {
     return { status: "ok", key, granted: taken.granted, remaining: taken.remaining };
   }
 
+  /** Whether the key exists and is active (read-only: no token is taken). */
+  async status(): Promise<"active" | "revoked" | "unknown"> {
+    const row = this.row();
+    if (!row) return "unknown";
+    return row.revoked_at === null ? "active" : "revoked";
+  }
+
   /** Revoke the key; `null` when it does not exist. Idempotent: a second revoke keeps the first time. */
   async revoke(now: number): Promise<ApiKeyInfo | null> {
     const row = this.row();

@@ -71,7 +71,7 @@ type RoundRow = {
   sealed_at: number | null;
 };
 
-type CheckinRow = { selected: number; nonce: string | null; public_key: string | null };
+type CheckinRow = { selected: number; nonce: string | null; public_key: string | null; api_key_id: string | null };
 
 type UpdateRow = {
   n: number;
@@ -107,6 +107,8 @@ export interface CommitInput {
 export interface UploadPreflight {
   /** The key the device checked in with for this round; null when it has no check-in here (the route looks it up). */
   publicKey: string | null;
+  /** The API key the device checked in under (its revocation stops the device's uploads too); null when unknown. */
+  apiKeyId: string | null;
   revoked: boolean;
   /** The nonce and duplicate rules' verdict; a duplicate answers its first receipt. */
   admission: Result<{ duplicate: UpdateReceipt | null }>;
@@ -139,7 +141,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         sealed_at INTEGER)`);
       this.sql.exec(`CREATE TABLE IF NOT EXISTS checkins (
         round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, selected INTEGER NOT NULL, nonce TEXT, at INTEGER NOT NULL,
-        public_key TEXT, PRIMARY KEY (round_seq, device_id))`);
+        public_key TEXT, api_key_id TEXT, PRIMARY KEY (round_seq, device_id))`);
       this.sql.exec(`CREATE TABLE IF NOT EXISTS updates (
         round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, n INTEGER NOT NULL, public_key TEXT NOT NULL,
         sha256 TEXT NOT NULL, byte_length INTEGER NOT NULL, storage_key TEXT NOT NULL, received_at INTEGER NOT NULL,
@@ -308,7 +310,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * The device's answer for the collecting round: flips and records its coin (and the device's public key, which the
    * route has just verified the check-in under) on the first check-in, reads it after. A revoked device is refused.
    */
-  async checkin(deviceId: string, publicKey: string, now: number): Promise<Result<{ answer: CheckinResponse }>> {
+  async checkin(
+    deviceId: string,
+    publicKey: string,
+    apiKeyId: string,
+    now: number,
+  ): Promise<Result<{ answer: CheckinResponse }>> {
     this.expire(now);
     if (this.isRevoked(deviceId)) return fail("device_revoked", 403, `device ${deviceId} is revoked`);
     const r = this.latest;
@@ -322,13 +329,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       const nonce = selected ? toBase64Url(crypto.getRandomValues(new Uint8Array(16))) : null;
       this.ctx.storage.transactionSync(() => {
         this.sql.exec(
-          "INSERT INTO checkins (round_seq, device_id, selected, nonce, at, public_key) VALUES (?, ?, ?, ?, ?, ?)",
+          "INSERT INTO checkins (round_seq, device_id, selected, nonce, at, public_key, api_key_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
           r.seq,
           deviceId,
           selected ? 1 : 0,
           nonce,
           now,
           publicKey,
+          apiKeyId,
         );
         this.sql.exec(
           "UPDATE rounds SET checked_in = checked_in + 1, selected = selected + ? WHERE seq = ?",
@@ -337,7 +345,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         );
       });
       this.refreshLatest(r.seq);
-      record = { selected: selected ? 1 : 0, nonce, public_key: publicKey };
+      record = { selected: selected ? 1 : 0, nonce, public_key: publicKey, api_key_id: apiKeyId };
     }
     const retryAfter = Math.max(1, Math.ceil((r.deadline - now) / 1000));
     if (!record.selected) {
@@ -392,11 +400,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.expire(input.now);
     const r = this.row(input.roundId);
     if (!r) return fail("round_not_found", 404, `no round ${input.roundId}`);
-    const publicKey =
-      this.updateRow(r.seq, input.deviceId)?.public_key ?? this.checkinRow(r.seq, input.deviceId)?.public_key ?? null;
+    const checkin = this.checkinRow(r.seq, input.deviceId);
+    const publicKey = this.updateRow(r.seq, input.deviceId)?.public_key ?? checkin?.public_key ?? null;
     return {
       ok: true,
       publicKey,
+      apiKeyId: checkin?.api_key_id ?? null,
       revoked: this.isRevoked(input.deviceId),
       admission: this.admissible(r, input.deviceId, input.nonce, input.sha256),
     };
@@ -541,7 +550,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     return (
       this.sql
         .exec<CheckinRow>(
-          "SELECT selected, nonce, public_key FROM checkins WHERE round_seq = ? AND device_id = ?",
+          "SELECT selected, nonce, public_key, api_key_id FROM checkins WHERE round_seq = ? AND device_id = ?",
           seq,
           deviceId,
         )
@@ -563,7 +572,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       // Rounds closed before payloads went through UpdateStore are already in R2, one object per update.
       this.sql.exec("UPDATE rounds SET sealed_at = closed_at WHERE state NOT IN ('open', 'collecting')");
     }
-    if (!columns("checkins").has("public_key")) this.sql.exec("ALTER TABLE checkins ADD COLUMN public_key TEXT");
+    const checkins = columns("checkins");
+    if (!checkins.has("public_key")) this.sql.exec("ALTER TABLE checkins ADD COLUMN public_key TEXT");
+    if (!checkins.has("api_key_id")) this.sql.exec("ALTER TABLE checkins ADD COLUMN api_key_id TEXT");
     if (columns("updates").has("r2_key")) this.sql.exec("ALTER TABLE updates RENAME COLUMN r2_key TO storage_key");
   }
 

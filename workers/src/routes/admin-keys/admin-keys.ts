@@ -17,7 +17,7 @@ import {
 } from "@fedge/schemas";
 import { createRouter, readBody } from "../../middleware/validation/index.ts";
 import { settleUsage } from "../../middleware/metering/index.ts";
-import { adminAuth, generateApiKey, hashApiKey, keyCache, ledgerFor } from "../../middleware/auth/index.ts";
+import { adminAuth, generateApiKey, hashApiKey, keyCache, keyStatus, ledgerFor } from "../../middleware/auth/index.ts";
 
 const errors = {
   400: { description: "Invalid request", content: { "application/json": { schema: ErrorEnvelope } } },
@@ -94,6 +94,7 @@ export const adminKeys = createRouter()
     const info = await ledgerFor(c.env, id).revoke(Date.now());
     // This isolate refuses the key from now on; other isolates within AUTH_CACHE_TTL_MS (see key-cache.ts).
     keyCache.forget(id);
+    keyStatus.markRevoked(id);
     if (!info) throw new FedgeError("not_found", 404, `no API key ${id}`);
     return c.json(info, 200);
   })

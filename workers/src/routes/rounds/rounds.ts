@@ -29,7 +29,7 @@ import {
 } from "@fedge/schemas";
 import { UPDATE_MEDIA_TYPE, UpdateCodecError, decodeUpdate } from "@fedge/schemas/update-codec";
 import { createRouter } from "../../middleware/validation/index.ts";
-import { apiKeyAuth } from "../../middleware/auth/index.ts";
+import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../../middleware/auth/index.ts";
 import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../../durable-objects/device-registry.ts";
 import { roundsStub } from "../../durable-objects/round-coordinator.ts";
 import { updateStorageKey, updateStoreFor } from "../../durable-objects/update-store.ts";
@@ -116,6 +116,10 @@ async function lookupDevice(env: Parameters<typeof deviceStub>[0], deviceId: str
   return device;
 }
 
+function apiKeyStatus(env: Parameters<typeof ledgerFor>[0], keyId: string): Promise<KeyStatus> {
+  return keyStatus.status(keyId, () => ledgerFor(env, keyId).status());
+}
+
 export const rounds = createRouter()
   .openapi(checkin, async (c) => {
     const body = c.req.valid("json");
@@ -154,7 +158,8 @@ export const rounds = createRouter()
       throw new FedgeError("bad_signature", 401, "the check-in signature does not verify under the device's key");
     if (device.revoked_at !== null)
       throw new FedgeError("device_revoked", 403, `device ${device.device_id} is revoked`);
-    const { answer } = unwrap(await roundsStub(c.env, body.model).checkin(body.device_id, device.public_key, now));
+    const coordinator = roundsStub(c.env, body.model);
+    const { answer } = unwrap(await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now));
     return c.json(answer, 200);
   })
   .openapi(upload, async (c) => {
@@ -187,18 +192,27 @@ export const rounds = createRouter()
     // that never checked in here) is looked up, so the answer names what is wrong in the same order as for the others.
     let publicKeyText = pre.publicKey;
     let revoked = pre.revoked;
+    let apiKeyId = pre.apiKeyId;
     if (publicKeyText === null) {
       const device = await lookupDevice(c.env, decoded.deviceId);
       publicKeyText = device.public_key;
       revoked ||= device.revoked_at !== null;
+      apiKeyId = device.api_key_id;
     }
+    // Asked while the signature is checked; usually answered by this isolate's cache.
+    const keyState = apiKeyId === null ? Promise.resolve("active" as const) : apiKeyStatus(c.env, apiKeyId);
+    keyState.catch(() => undefined);
     if (!(await verifyEd25519(fromBase64Url(publicKeyText), decoded.signature, decoded.signedBytes, publicKeyText))) {
       throw new FedgeError("bad_signature", 401, "the update signature does not verify under the device's key");
     }
     if (revoked) throw new FedgeError("device_revoked", 403, `device ${decoded.deviceId} is revoked`);
     checkUpdateAgainstTask(decoded, limits);
     const admitted = unwrap(pre.admission);
+    // An update accepted before its API key was revoked keeps its receipt.
     if (admitted.duplicate) return c.json(admitted.duplicate, 200);
+    if ((await keyState) === "revoked") {
+      throw new FedgeError("forbidden", 403, "the API key this device checked in under has been revoked");
+    }
 
     const key = updateStorageKey(roundId, decoded.deviceId, sha256);
     const store = updateStoreFor(c.env, roundId, decoded.deviceId);
