@@ -15,6 +15,7 @@ import { ModelDetail, ModelManifest, toBase64Url, type MlpParams, type RoundStat
 import {
   CheckpointStore,
   createAccountant,
+  evaluateModel,
   exportModel,
   loadMnist,
   loadOrCreateSigningKey,
@@ -421,6 +422,53 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     expect(lines(r.stdout)[0]).toMatchObject({ roundId: `${DP}_7`, resumed: true, version: 8 });
     expect(lines(r.stdout)[0]!.epsilon as number).toBeCloseTo(epsilonAfter(7), 9);
     expect((await new CheckpointStore({ dir: dpDir }).load())!.ledger!.rounds).toHaveLength(7);
+  });
+
+  it("--eval-set FILE: the gate measures on the file's digits; a bad file is refused before any round opens", async () => {
+    const model = "agg-evalfile";
+    await seed(model);
+    const evalDir = path.join(dir, "evalfile");
+    // 50 zeros and 150 other digits from the test split: the seeded all-zero model always answers 0, so it scores
+    // exactly 0.25 here (about 0.098 on the whole test split, which `--eval-set auto` would use).
+    const { test } = loadMnist();
+    const picked: number[] = [];
+    let zeros = 0;
+    for (let i = 0; i < test.n && picked.length < 200; i++) {
+      const isZero = test.y[i] === 0;
+      if (isZero ? zeros < 50 : picked.length - zeros < 150) {
+        picked.push(i);
+        if (isZero) zeros += 1;
+      }
+    }
+    const x = picked.flatMap((i) => Array.from(test.x.subarray(i * 784, (i + 1) * 784)));
+    const y = picked.map((i) => test.y[i]!);
+    const evalFile = path.join(dir, "eval-set.json");
+    await writeFile(evalFile, JSON.stringify({ x, y }));
+
+    const badFile = path.join(dir, "eval-bad.json");
+    await writeFile(badFile, JSON.stringify({ x: x.slice(0, 783), y: [1] }));
+    const base = args("--model", model, "--admin-token", ADMIN_TOKEN, "--checkpoint-dir", evalDir);
+    const round = ["--privacy-mode", "none", "--sampling-rate", "1", "--expected-clients", "4", "--max-reports", "4"];
+    for (const [file, message] of [
+      [badFile, /--eval-set .*eval-bad\.json: needs n > 0 labels and n × 784 features/],
+      [path.join(dir, "missing.json"), /--eval-set .*missing\.json: ENOENT/],
+    ] as const) {
+      const r = await fedgeIn(["aggregate", ...base, ...round, "--eval-set", file]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+    expect(await rounds(model)).toEqual([]);
+
+    const p = fedgeIn(["aggregate", ...base, ...round, "--max-accuracy-drop", "1", "--eval-set", evalFile]);
+    await waitOpen(model, 1);
+    await participate(model);
+    const r = await p;
+    expect(r.code, r.stderr).toBe(0);
+    const [line] = lines(r.stdout);
+    expect(line).toMatchObject({ outcome: "published", version: 2, servingAccuracyBefore: 0.25 });
+    const cp = (await new CheckpointStore({ dir: evalDir }).load())!;
+    const expected = evaluateModel(cp.model, { x: Float32Array.from(x), y: Int32Array.from(y), n: y.length });
+    expect(line!.accuracy).toBe(expected.accuracy);
   });
 
   it("the publish gate refuses a worse model: the old version keeps serving and the reason is recorded", async () => {
