@@ -42,6 +42,10 @@ export interface FleetOptions {
   misbehavingPerKind?: number;
   /** Requests in flight at most. @default 24 */
   concurrency?: number;
+  /** The `fetch` of device `index`'s client (tests inject network faults). @default the global fetch */
+  fetchFor?: (index: number) => typeof fetch | undefined;
+  /** Retries of each device's client per request. @default 3 */
+  maxRetries?: number;
 }
 
 /** Counts of one fleet round. */
@@ -86,12 +90,14 @@ export class Fleet {
     for (const kind of MISBEHAVIOURS) for (let k = 0; k < bad && at >= 0; k++) roles[at--] = kind;
     this.devices = o.shards.map((s, index) => {
       const storage = memoryStorage();
+      const fetch = o.fetchFor?.(index);
       const client = new FedgeClient({
         baseUrl: o.baseUrl,
         apiKey: o.apiKey,
         storage,
         platform: "demo-node",
-        maxRetries: 3,
+        maxRetries: o.maxRetries ?? 3,
+        ...(fetch ? { fetch } : {}),
       });
       return { index, role: roles[index]!, client, storage, data: s.x, labels: s.y };
     });
