@@ -86,7 +86,9 @@ const upload = createRoute({
     201: { description: "Accepted", content: { "application/json": { schema: UpdateReceipt } } },
     400: err("malformed_update, non_finite, invalid_shape, norm_exceeded"),
     401: err("bad_signature"),
-    403: err("device_revoked, nonce_invalid (not issued to this device for this round)"),
+    403: err(
+      "device_revoked, nonce_invalid (not issued to this device for this round), forbidden (the API key the device checked in under was revoked)",
+    ),
     404: err("round_not_found, device_not_found"),
     409: err("round_closed, nonce_used"),
     413: err("payload_too_large"),
