@@ -11,7 +11,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient, memoryStorage } from "@fedge/client";
 import { createBackend, type Backend } from "@fedge/gpu-node";
-import { ModelDetail, ModelManifest, toBase64Url, type MlpParams, type RoundStatus } from "@fedge/schemas";
+import { ModelDetail, ModelManifest, toBase64Url, type RoundStatus } from "@fedge/schemas";
 import {
   CheckpointStore,
   createAccountant,
@@ -24,7 +24,7 @@ import {
 } from "fedge";
 import { runCli } from "fedge/cli";
 import { EdgeAdminClient } from "fedge/edge";
-import { repoRoot, startLocalEdge, type LocalEdge } from "./src/index.ts";
+import { repoRoot, startLocalEdge, zeroMnistRegression, type LocalEdge } from "./src/index.ts";
 
 const PORT = 8830;
 const BIN = path.join(repoRoot, "aggregator/bin/fedge.js");
@@ -71,18 +71,7 @@ afterAll(async () => {
 
 /** Uploads a zero 784→10 softmax regression as version 1 (serving) of `model`. */
 async function seed(model: string): Promise<void> {
-  const params: MlpParams = {
-    layers: [
-      {
-        inFeatures: 784,
-        outFeatures: 10,
-        weight: new Float32Array(7840),
-        bias: new Float32Array(10),
-        activation: "none",
-      },
-    ],
-  };
-  const e = await exportModel({ model: params, name: model, version: 1, backend, signingKey: key });
+  const e = await exportModel({ model: zeroMnistRegression(), name: model, version: 1, backend, signingKey: key });
   await operator.uploadModelVersion(e.manifest, e.onnx, true);
 }
 

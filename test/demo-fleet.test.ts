@@ -8,12 +8,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { toBase64Url, type MlpParams } from "@fedge/schemas";
+import { toBase64Url } from "@fedge/schemas";
 import { createBackend } from "@fedge/gpu-node";
 import { exportModel, loadMnist, loadOrCreateSigningKey } from "fedge";
 import { EdgeAdminClient } from "fedge/edge";
 import { Fleet } from "./src/demo/index.ts";
-import { startLocalEdge, type LocalEdge } from "./src/index.ts";
+import { startLocalEdge, zeroMnistRegression, type LocalEdge } from "./src/index.ts";
 
 const PORT = 8824;
 const DEVICES = 6;
@@ -34,20 +34,9 @@ beforeAll(async () => {
     readyTimeoutMs: 120_000,
   });
   operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
-  const params: MlpParams = {
-    layers: [
-      {
-        inFeatures: 784,
-        outFeatures: 10,
-        weight: new Float32Array(7840),
-        bias: new Float32Array(10),
-        activation: "none",
-      },
-    ],
-  };
   const backend = await createBackend({ prefer: "cpu", log: () => undefined });
   try {
-    const e = await exportModel({ model: params, name: MODEL, version: 1, backend, signingKey: key });
+    const e = await exportModel({ model: zeroMnistRegression(), name: MODEL, version: 1, backend, signingKey: key });
     await operator.uploadModelVersion(e.manifest, e.onnx, true);
   } finally {
     await backend.dispose();

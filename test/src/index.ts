@@ -1,1 +1,2 @@
 export * from "./local-edge.ts";
+export * from "./zero-model.ts";
