@@ -12,6 +12,8 @@ export type Bindings = Env & {
   FEDGE_AGGREGATOR_PUBLIC_KEY?: string;
   /** Active devices one API key may register unless an admin set its quota. @default 100000 */
   FEDGE_DEVICE_QUOTA_PER_KEY?: string;
+  /** Days the payloads of an aggregated round are kept before they are deleted (metadata stays). @default 7 */
+  FEDGE_UPDATE_RETENTION_DAYS?: string;
 };
 
 export type AppEnv = {

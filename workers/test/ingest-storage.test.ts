@@ -4,7 +4,8 @@
  */
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { readUpdateStream, type AcceptedUpdatePage } from "@fedge/schemas";
+import { readUpdateStream, type AcceptedUpdatePage, type RoundStatus } from "@fedge/schemas";
+import { DEFAULT_UPDATE_RETENTION_DAYS, updateRetentionMs } from "../src/training/retention.ts";
 import {
   SEAL_THRESHOLD_BYTES,
   UPDATE_STORE_SHARDS,
@@ -16,6 +17,7 @@ import {
   adminGet,
   adminPost,
   createApiKey,
+  errorCode,
   makeUpdate,
   openRound,
   r2Keys,
@@ -168,5 +170,60 @@ describe("update storage", () => {
     // 64 MiB pending make two 32 MiB segments.
     expect(await store.counts()).toEqual({ pending: 0, sealed: n, segments: 2 });
     expect(await store.read(updateStorageKey(roundId, "dev_last", "aa"))).toEqual(mib);
+  });
+
+  it("deletes an aggregated round's payloads once the retention has passed; the metadata stays, payload reads are 404", async () => {
+    const model = uniqueModel("retain");
+    const { key } = await createApiKey();
+    const devices = await Promise.all(Array.from({ length: 3 }, () => registerDevice(key)));
+    const round = await openRound(model, { update_length: 32 });
+    for (const d of devices) await uploadOk(round.round_id, makeUpdate(await taskFor(d, model), d));
+    await adminPost(`/v1/admin/rounds/${round.round_id}/close`);
+    const coordinator = env.ROUNDS.getByName(model);
+    await runDurableObjectAlarm(coordinator);
+    expect((await r2Keys(round.round_id)).length).toBeGreaterThan(0);
+    const aggregated = await (await adminPost(`/v1/admin/rounds/${round.round_id}/aggregated`)).json<RoundStatus>();
+    expect(aggregated).toMatchObject({ state: "aggregated", payloads_purged_at: null });
+    // The alarm waits for the retention (7 days by default) after aggregation.
+    const due = Date.parse(aggregated.aggregated_at!) + DEFAULT_UPDATE_RETENTION_DAYS * 86_400_000;
+    expect(await runInDurableObject(coordinator, (_i, state) => state.storage.getAlarm())).toBe(due);
+    // Nothing is deleted before then.
+    await runDurableObjectAlarm(coordinator);
+    expect(await storedKeys(round.round_id)).toHaveLength(3);
+
+    // As if the retention had passed.
+    await runInDurableObject(coordinator, async (_i, state) => {
+      state.storage.sql.exec("UPDATE rounds SET aggregated_at = aggregated_at - ?", 8 * 86_400_000);
+      await state.storage.setAlarm(Date.now());
+    });
+    expect(await runDurableObjectAlarm(coordinator)).toBe(true);
+    const status = await (await adminGet(`/v1/admin/rounds/${round.round_id}`)).json<RoundStatus>();
+    expect(status.payloads_purged_at).toEqual(expect.any(String));
+    expect(await storedKeys(round.round_id)).toEqual([]);
+    expect(await r2Keys(round.round_id)).toEqual([]);
+    expect(await shardCounts(round.round_id)).toEqual({ pending: 0, sealed: 0, segments: 0 });
+
+    const one = await adminGet(`/v1/admin/rounds/${round.round_id}/updates/${devices[0]!.id}`);
+    expect(one.status).toBe(404);
+    expect(await errorCode(one)).toBe("not_found");
+    const stream = await adminGet(`/v1/admin/rounds/${round.round_id}/update-stream`);
+    expect(stream.status).toBe(404);
+    expect(await stream.json()).toMatchObject({ error: { message: expect.stringMatching(/retention/) } });
+    const page = await (await adminGet(`/v1/admin/rounds/${round.round_id}/updates`)).json<AcceptedUpdatePage>();
+    expect(page.items.map((u) => u.device_id).sort()).toEqual(devices.map((d) => d.id).sort());
+    // No alarm is left once nothing is due.
+    expect(await runInDurableObject(coordinator, (_i, state) => state.storage.getAlarm())).toBeNull();
+  });
+
+  it("reads the retention from FEDGE_UPDATE_RETENTION_DAYS, refusing nonsense", () => {
+    const day = 86_400_000;
+    expect(updateRetentionMs(undefined)).toEqual({ ms: DEFAULT_UPDATE_RETENTION_DAYS * day });
+    expect(updateRetentionMs("0")).toEqual({ ms: 0 });
+    expect(updateRetentionMs("0.5")).toEqual({ ms: day / 2 });
+    for (const bad of ["-1", "abc", "Infinity"]) {
+      const r = updateRetentionMs(bad);
+      expect(r.ms).toBe(DEFAULT_UPDATE_RETENTION_DAYS * day);
+      expect(r.error).toMatch(/FEDGE_UPDATE_RETENTION_DAYS must be a number of days >= 0/);
+    }
   });
 });

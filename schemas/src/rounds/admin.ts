@@ -109,6 +109,8 @@ export const RoundStatus = z
     close_reason: CloseReason.nullable(),
     aggregated_at: IsoDateTime.nullable(),
     published_version: ModelVersion.nullable(),
+    /** When the round's update payloads were deleted after the edge's retention period (their metadata stays). */
+    payloads_purged_at: IsoDateTime.nullable(),
     /** Distinct devices that checked in during the round. */
     checked_in: z.number().int().nonnegative(),
     /** Devices the coin selected (each got a nonce). */

@@ -41,6 +41,7 @@ import type { Bindings } from "../env.ts";
 import { poissonCoin } from "../training/sampling.ts";
 import type { UpdateLimits } from "../training/update-checks.ts";
 import { fail, type Result } from "../training/result.ts";
+import { updateRetentionMs } from "../training/retention.ts";
 import { updateShard, updateStoreStub } from "./update-store.ts";
 
 /** Seconds a device waits before checking in again when no round is collecting. */
@@ -69,6 +70,8 @@ type RoundRow = {
   accepted: number;
   /** When every shard holding the round's updates sealed them into R2 (null while collecting or still sealing). */
   sealed_at: number | null;
+  /** When the payloads were deleted after the retention (null while kept). */
+  payloads_purged_at: number | null;
 };
 
 type CheckinRow = { selected: number; nonce: string | null; public_key: string | null; api_key_id: string | null };
@@ -138,7 +141,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         params TEXT NOT NULL, opened_at INTEGER NOT NULL, deadline INTEGER NOT NULL, closed_at INTEGER,
         close_reason TEXT, aggregated_at INTEGER, published_version INTEGER,
         checked_in INTEGER NOT NULL DEFAULT 0, selected INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
-        sealed_at INTEGER)`);
+        sealed_at INTEGER, payloads_purged_at INTEGER)`);
       this.sql.exec(`CREATE TABLE IF NOT EXISTS checkins (
         round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, selected INTEGER NOT NULL, nonce TEXT, at INTEGER NOT NULL,
         public_key TEXT, api_key_id TEXT, PRIMARY KEY (round_seq, device_id))`);
@@ -187,9 +190,8 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       deadline,
     );
     this.latest = this.row(roundId);
-    // A previous round still being sealed keeps its earlier alarm; the alarm re-arms this deadline when it is done.
-    const sealing = this.sql.exec("SELECT 1 FROM rounds WHERE seq < ? AND sealed_at IS NULL", seq).toArray().length > 0;
-    await this.ctx.storage.setAlarm(sealing ? now : deadline);
+    // The earliest of this deadline, a previous round still to seal, a retention that runs out.
+    await this.armAlarm(Infinity);
     return { ok: true, status: this.toStatus(this.latest!) };
   }
 
@@ -253,6 +255,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       this.sql.exec("UPDATE rounds SET published_version = ? WHERE seq = ?", publishedVersion, r.seq);
     }
     this.refreshLatest(r.seq);
+    await this.armAlarm(Infinity);
     return { ok: true, status: this.toStatus(this.row(roundId)!) };
   }
 
@@ -262,6 +265,8 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     after: number,
     limit: number,
     now: number,
+    /** The caller will read the payloads too: refused once they were deleted after the retention. */
+    withPayloads = false,
   ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
     this.expire(now);
     const r = this.row(roundId);
@@ -269,6 +274,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (isCollecting(r.state)) {
       return fail("conflict", 409, `round ${roundId} is still ${r.state}; its updates are listed once it is closed`);
     }
+    if (withPayloads && r.payloads_purged_at !== null) return this.purgedFail(r);
     const rows = this.sql
       .exec<UpdateRow>(
         "SELECT * FROM updates WHERE round_seq = ? AND n > ? ORDER BY n LIMIT ?",
@@ -298,6 +304,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
     const u = this.updateRow(r.seq, deviceId);
     if (!u) return fail("not_found", 404, `round ${roundId} has no accepted update from ${deviceId}`);
+    if (r.payloads_purged_at !== null) return this.purgedFail(r);
     return {
       ok: true,
       update: { storage_key: u.storage_key, sha256: u.sha256, byte_length: u.byte_length, public_key: u.public_key },
@@ -455,9 +462,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   // ── alarm ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
-  /** The collecting round's deadline, and sealing the payloads of closed rounds into R2. */
+  /**
+   * The collecting round's deadline; sealing the payloads of closed rounds into R2; deleting the payloads of rounds
+   * aggregated longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`). Failures are retried.
+   */
   override async alarm(): Promise<void> {
-    this.expire(Date.now());
+    const now = Date.now();
+    this.expire(now);
     let retry = false;
     const unsealed = this.sql
       .exec<{ seq: number; round_id: string }>(
@@ -472,10 +483,74 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         retry = true;
       }
     }
-    const next = [this.latest && isCollecting(this.latest.state) ? this.latest.deadline : Infinity];
-    if (retry) next.push(Date.now() + SEAL_RETRY_MS);
-    const at = Math.min(...next);
+    const due = this.sql
+      .exec<{ seq: number; round_id: string }>(
+        `SELECT seq, round_id FROM rounds WHERE state = 'aggregated' AND payloads_purged_at IS NULL
+         AND aggregated_at + ? <= ?`,
+        this.retentionMs(),
+        now,
+      )
+      .toArray();
+    for (const r of due) {
+      try {
+        await this.purgeRound(r.seq, r.round_id);
+      } catch (e) {
+        console.error(`deleting the payloads of round ${r.round_id} failed; retrying in ${SEAL_RETRY_MS} ms`, e);
+        retry = true;
+      }
+    }
+    await this.armAlarm(retry ? Date.now() + SEAL_RETRY_MS : Infinity);
+  }
+
+  /** Sets the alarm for the next thing due (deadline, a seal, a purge), or no later than `notAfter`. */
+  private async armAlarm(notAfter: number): Promise<void> {
+    const times = [notAfter];
+    if (this.latest && isCollecting(this.latest.state)) times.push(this.latest.deadline);
+    const unsealed = this.sql
+      .exec("SELECT 1 FROM rounds WHERE state NOT IN ('open', 'collecting') AND sealed_at IS NULL LIMIT 1")
+      .toArray();
+    if (unsealed.length > 0) times.push(Date.now());
+    const purge = this.sql
+      .exec<{ at: number | null }>(
+        "SELECT MIN(aggregated_at) AS at FROM rounds WHERE state = 'aggregated' AND payloads_purged_at IS NULL",
+      )
+      .one().at;
+    if (purge !== null) times.push(purge + this.retentionMs());
+    const at = Math.min(...times);
     if (Number.isFinite(at)) await this.ctx.storage.setAlarm(at);
+    else await this.ctx.storage.deleteAlarm();
+  }
+
+  private retentionMs(): number {
+    const { ms, error } = updateRetentionMs(this.env.FEDGE_UPDATE_RETENTION_DAYS);
+    if (error) console.error(error);
+    return ms;
+  }
+
+  /**
+   * Deletes the payloads of an aggregated round from its shards and R2 (and objects written one per update before the
+   * shards existed); the updates' metadata stays. Records the time once every shard has answered.
+   */
+  private async purgeRound(seq: number, roundId: string): Promise<void> {
+    const shards = new Set<number>();
+    const keys: string[] = [];
+    for (const u of this.sql.exec<{ device_id: string; storage_key: string }>(
+      "SELECT device_id, storage_key FROM updates WHERE round_seq = ?",
+      seq,
+    )) {
+      shards.add(updateShard(u.device_id));
+      keys.push(u.storage_key);
+    }
+    await Promise.all([...shards].map((k) => updateStoreStub(this.env, roundId, k).purge()));
+    for (let i = 0; i < keys.length; i += 1000) await this.env.UPDATES.delete(keys.slice(i, i + 1000));
+    const now = Date.now();
+    this.sql.exec(
+      "UPDATE rounds SET payloads_purged_at = ?, sealed_at = COALESCE(sealed_at, ?) WHERE seq = ?",
+      now,
+      now,
+      seq,
+    );
+    this.refreshLatest(seq);
   }
 
   /** Asks every shard that holds one of the round's updates to seal; records the round sealed once all have answered. */
@@ -542,6 +617,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     void this.ctx.storage.setAlarm(now);
   }
 
+  private purgedFail(r: RoundRow) {
+    return fail(
+      "not_found",
+      404,
+      `the payloads of round ${r.round_id} were deleted at ${iso(r.payloads_purged_at!)}, after the retention period (FEDGE_UPDATE_RETENTION_DAYS); their metadata is still listed`,
+    );
+  }
+
   private isRevoked(deviceId: string): boolean {
     return this.sql.exec("SELECT 1 FROM revoked_devices WHERE device_id = ?", deviceId).toArray().length > 0;
   }
@@ -567,7 +650,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
           .toArray()
           .map((c) => c.name),
       );
-    if (!columns("rounds").has("sealed_at")) {
+    const rounds = columns("rounds");
+    if (!rounds.has("payloads_purged_at")) this.sql.exec("ALTER TABLE rounds ADD COLUMN payloads_purged_at INTEGER");
+    if (!rounds.has("sealed_at")) {
       this.sql.exec("ALTER TABLE rounds ADD COLUMN sealed_at INTEGER");
       // Rounds closed before payloads went through UpdateStore are already in R2, one object per update.
       this.sql.exec("UPDATE rounds SET sealed_at = closed_at WHERE state NOT IN ('open', 'collecting')");
@@ -608,6 +693,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       closed_at: r.closed_at === null ? null : iso(r.closed_at),
       close_reason: r.close_reason,
       aggregated_at: r.aggregated_at === null ? null : iso(r.aggregated_at),
+      payloads_purged_at: r.payloads_purged_at === null ? null : iso(r.payloads_purged_at),
       published_version: r.published_version,
       checked_in: r.checked_in,
       selected: r.selected,

@@ -192,6 +192,25 @@ export class UpdateStore extends DurableObject<Bindings> {
     }
   }
 
+  /**
+   * Deletes every payload of this shard: its R2 segments, then its rows (the round was aggregated and its retention
+   * passed). Returns how many payloads it held.
+   */
+  async purge(): Promise<number> {
+    const segments = this.sql
+      .exec<{ r2_key: string }>("SELECT r2_key FROM segments")
+      .toArray()
+      .map((s) => s.r2_key);
+    for (let i = 0; i < segments.length; i += 1000) await this.env.UPDATES.delete(segments.slice(i, i + 1000));
+    const n = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM entries").one().n;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("DELETE FROM parts");
+      this.sql.exec("DELETE FROM entries");
+      this.sql.exec("DELETE FROM segments");
+    });
+    return n;
+  }
+
   /** How many payloads are still in SQLite and how many are in R2 segments. */
   async counts(): Promise<{ pending: number; sealed: number; segments: number }> {
     const c = this.sql

@@ -385,7 +385,9 @@ export const adminRounds = router
   .openapi(streamUpdates, async (c) => {
     const { id } = c.req.valid("param");
     const q = c.req.valid("query");
-    const page = unwrap(await coordinatorFor(c.env, id).listUpdates(id, q.after ?? 0, q.limit ?? 100, Date.now()));
+    const page = unwrap(
+      await coordinatorFor(c.env, id).listUpdates(id, q.after ?? 0, q.limit ?? 100, Date.now(), true),
+    );
     const total = page.items.reduce((s, u) => s + UPDATE_STREAM_FRAME_HEADER_BYTES + u.byte_length, 0);
     const headers: Record<string, string> = {
       "content-type": UPDATE_STREAM_MEDIA_TYPE,
