@@ -111,15 +111,19 @@ describe("device keys held by the coordinator", () => {
   });
 
   it(`caps the populations one device joins at ${MAX_POPULATIONS_PER_DEVICE}`, async () => {
-    const { key } = await createApiKey();
+    const { id, key } = await createApiKey();
     const d = await registerDevice(key);
     const stub = deviceStub(env, d.id);
+    const claim = (model: string) => {
+      const { timestamp, signature } = checkinBody(d, model);
+      return { model, apiKeyId: id, timestamp, signature };
+    };
     for (let i = 0; i < MAX_POPULATIONS_PER_DEVICE; i++) {
-      expect((await stub.checkinDevice(`cap-${i}`)).ok).toBe(true);
+      expect((await stub.checkinDevice(claim(`cap-${i}`))).ok).toBe(true);
     }
-    expect(await stub.checkinDevice("cap-one-more")).toEqual({ ok: false, code: "too_many_populations" });
+    expect(await stub.checkinDevice(claim("cap-one-more"))).toEqual({ ok: false, code: "too_many_populations" });
     // Joined populations stay reachable; a new one is refused with 409 and records nothing.
-    expect((await stub.checkinDevice("cap-0")).ok).toBe(true);
+    expect((await stub.checkinDevice(claim("cap-0"))).ok).toBe(true);
     const extra = uniqueModel("cap");
     await openRound(extra);
     const res = await checkinRaw(d, checkinBody(d, extra));
@@ -127,6 +131,32 @@ describe("device keys held by the coordinator", () => {
     expect(await errorCode(res)).toBe("conflict");
     expect((await coordinatorState(extra)).checkins).toBe(0);
     expect(await checkin(d, "cap-0")).toMatchObject({ selected: false, reason: "no_open_round" });
+  });
+
+  it("records a population only for a verified check-in of the device's own API key", async () => {
+    const { key } = await createApiKey();
+    const d = await registerDevice(key);
+    const other = await createApiKey();
+    const model = uniqueModel("pop");
+    await openRound(model);
+    const populations = () =>
+      runInDurableObject(deviceStub(env, d.id), (_i, state) =>
+        state.storage.sql
+          .exec<{ model: string }>("SELECT model FROM population")
+          .toArray()
+          .map((r) => r.model),
+      );
+    const forged = { ...checkinBody(d, model), signature: checkinBody(d, "another-model").signature };
+    const bad = await checkinRaw(d, forged);
+    expect(bad.status).toBe(401);
+    expect(await errorCode(bad)).toBe("bad_signature");
+    const foreign = await checkinRaw({ ...d, apiKey: other.key }, checkinBody(d, model));
+    expect(foreign.status).toBe(404);
+    expect(await errorCode(foreign)).toBe("device_not_found");
+    expect(await populations()).toEqual([]);
+    expect((await coordinatorState(model)).checkins).toBe(0);
+    await checkin(d, model);
+    expect(await populations()).toEqual([model]);
   });
 });
 

@@ -14,7 +14,9 @@
  * Methods return plain data (`Result`), never throw domain errors across RPC; routes turn failures into `FedgeError`s.
  */
 import { DurableObject } from "cloudflare:workers";
+import { checkinSigningBytes, fromBase64Url } from "@fedge/schemas";
 import type { Bindings } from "../env.ts";
+import { verifyEd25519 } from "../training/ed25519.ts";
 
 export interface DeviceRecord {
   device_id: string;
@@ -40,8 +42,18 @@ export const MAX_POPULATIONS_PER_DEVICE = 256;
 /** How soon an undelivered revocation is pushed again. */
 const REVOCATION_RETRY_MS = 5_000;
 
+export interface CheckinClaim {
+  model: string;
+  /** The API key the check-in came with: a device of another key is "not found". */
+  apiKeyId: string;
+  timestamp: string;
+  /** base64url Ed25519 signature over `checkinSigningBytes(model, device_id, timestamp)`. */
+  signature: string;
+}
+
 export type CheckinDeviceResult =
-  { ok: true; device: DeviceRecord } | { ok: false; code: "device_not_found" | "too_many_populations" };
+  | { ok: true; device: DeviceRecord }
+  | { ok: false; code: "device_not_found" | "bad_signature" | "device_revoked" | "too_many_populations" };
 
 export function deviceStub(env: Bindings, deviceId: string) {
   return env.DEVICES.getByName(`device:${deviceId}`);
@@ -105,19 +117,24 @@ export class DeviceRegistry extends DurableObject<Bindings> {
   }
 
   /**
-   * The device, for a check-in to `model`: records the population first (unless the device is revoked), so that a
-   * revocation from now on is pushed there too.
+   * Checks a check-in to `claim.model` (device of this API key, signature, not revoked, in that order) and records the
+   * population, so that a revocation from now on is pushed there too. Only a verified check-in records anything, so
+   * nobody but the device itself can use up its populations.
    */
-  async checkinDevice(model: string): Promise<CheckinDeviceResult> {
+  async checkinDevice(claim: CheckinClaim): Promise<CheckinDeviceResult> {
     const device = await this.getDevice();
-    if (!device) return { ok: false, code: "device_not_found" };
-    if (device.revoked_at === null) {
-      const known = this.sql.exec("SELECT 1 FROM population WHERE model = ?", model).toArray().length > 0;
-      if (!known) {
-        const n = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM population").one().n;
-        if (n >= MAX_POPULATIONS_PER_DEVICE) return { ok: false, code: "too_many_populations" };
-        this.sql.exec("INSERT INTO population (model) VALUES (?)", model);
-      }
+    if (!device || device.api_key_id !== claim.apiKeyId) return { ok: false, code: "device_not_found" };
+    const signed = checkinSigningBytes(claim.model, device.device_id, claim.timestamp);
+    const publicKey = fromBase64Url(device.public_key);
+    if (!(await verifyEd25519(publicKey, fromBase64Url(claim.signature), signed, device.public_key))) {
+      return { ok: false, code: "bad_signature" };
+    }
+    if (device.revoked_at !== null) return { ok: false, code: "device_revoked" };
+    const known = this.sql.exec("SELECT 1 FROM population WHERE model = ?", claim.model).toArray().length > 0;
+    if (!known) {
+      const n = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM population").one().n;
+      if (n >= MAX_POPULATIONS_PER_DEVICE) return { ok: false, code: "too_many_populations" };
+      this.sql.exec("INSERT INTO population (model) VALUES (?)", claim.model);
     }
     return { ok: true, device };
   }

@@ -21,7 +21,6 @@ import {
   ErrorEnvelope,
   FedgeError,
   UpdateReceipt,
-  checkinSigningBytes,
   fromBase64Url,
   parseRoundId,
   sha256Hex,
@@ -134,32 +133,31 @@ export const rounds = createRouter()
         `timestamp is more than ${CHECKIN_MAX_SKEW_MS / 1000} s from the edge's clock`,
       );
     }
-    // Records the population with the device before the coordinator learns its key (see DeviceRegistry).
-    const found = await deviceStub(c.env, body.device_id).checkinDevice(body.model);
+    // The device's registry instance checks the check-in and records the population before the coordinator learns the
+    // device's key (see DeviceRegistry), in one call.
+    const found = await deviceStub(c.env, body.device_id).checkinDevice({
+      model: body.model,
+      apiKeyId: c.get("apiKey").id,
+      timestamp: body.timestamp,
+      signature: body.signature,
+    });
     if (!found.ok) {
-      if (found.code === "device_not_found")
-        throw new FedgeError("device_not_found", 404, `no device ${body.device_id}`);
-      throw new FedgeError(
-        "conflict",
-        409,
-        `device ${body.device_id} already joined ${MAX_POPULATIONS_PER_DEVICE} populations`,
-      );
+      switch (found.code) {
+        case "device_not_found":
+          throw new FedgeError("device_not_found", 404, `no device ${body.device_id} under this API key`);
+        case "bad_signature":
+          throw new FedgeError("bad_signature", 401, "the check-in signature does not verify under the device's key");
+        case "device_revoked":
+          throw new FedgeError("device_revoked", 403, `device ${body.device_id} is revoked`);
+        case "too_many_populations":
+          throw new FedgeError(
+            "conflict",
+            409,
+            `device ${body.device_id} already joined ${MAX_POPULATIONS_PER_DEVICE} populations`,
+          );
+      }
     }
     const device = found.device;
-    if (device.api_key_id !== c.get("apiKey").id) {
-      throw new FedgeError("device_not_found", 404, `no device ${body.device_id} under this API key`);
-    }
-    const signed = checkinSigningBytes(body.model, body.device_id, body.timestamp);
-    const ok = await verifyEd25519(
-      fromBase64Url(device.public_key),
-      fromBase64Url(body.signature),
-      signed,
-      device.public_key,
-    );
-    if (!ok)
-      throw new FedgeError("bad_signature", 401, "the check-in signature does not verify under the device's key");
-    if (device.revoked_at !== null)
-      throw new FedgeError("device_revoked", 403, `device ${device.device_id} is revoked`);
     const coordinator = roundsStub(c.env, body.model);
     const { answer } = unwrap(await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now));
     return c.json(answer, 200);
