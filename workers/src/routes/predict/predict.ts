@@ -14,7 +14,6 @@ import {
   PredictResponse,
   PREDICT_SHAPE_HEADER,
 } from "@fedge/schemas";
-import type { AppEnv } from "../../env.ts";
 import { apiKeyAuth } from "../../middleware/auth/index.ts";
 import { meter } from "../../middleware/metering/index.ts";
 import { createRouter, errorResponses, readBody } from "../../middleware/validation/index.ts";
