@@ -164,7 +164,7 @@ const getUpdate = createRoute({
   responses: {
     200: { description: "The update", content: { [UPDATE_MEDIA_TYPE]: { schema: binary } } },
     ...authErrors,
-    404: err("No such round or update"),
+    404: err("No such round or update, or its payload was deleted after the retention period"),
   },
 });
 
@@ -180,7 +180,7 @@ const streamUpdates = createRoute({
   responses: {
     200: { description: "Frames", content: { [UPDATE_STREAM_MEDIA_TYPE]: { schema: binary } } },
     ...authErrors,
-    404: err("No such round"),
+    404: err("No such round, or its payloads were deleted after the retention period"),
     409: err("The round is still collecting"),
   },
 });
