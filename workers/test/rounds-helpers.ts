@@ -206,12 +206,15 @@ export async function coordinatorState(model: string): Promise<{
 export async function storedKeys(roundId: string): Promise<string[]> {
   const keys: string[] = [];
   for (let k = 0; k < UPDATE_STORE_SHARDS; k++) {
-    const rows = await runInDurableObject(updateStoreStub(env, roundId, k), (_i, state) =>
-      state.storage.sql
+    const rows = await runInDurableObject(updateStoreStub(env, roundId, k), (_i, state) => {
+      const sql = state.storage.sql;
+      // A shard that never stored anything has no tables.
+      if (sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'entries'").toArray().length === 0) return [];
+      return sql
         .exec<{ key: string }>("SELECT key FROM entries")
         .toArray()
-        .map((r) => r.key),
-    );
+        .map((r) => r.key);
+    });
     keys.push(...rows);
   }
   return keys.sort();

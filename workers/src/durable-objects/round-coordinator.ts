@@ -19,7 +19,7 @@
  * and content hash, then `commitUpload` records it here in one SQLite transaction keyed by (round, device). A crash
  * between the store and the commit leaves an unreferenced payload (the device's retry stores the same key and commits); a
  * second commit for the same device and bytes returns the first receipt with `duplicate: true`. When a round closes, the
- * alarm asks each shard holding its updates to seal them into R2 (retried until every shard has answered).
+ * alarm asks each of its shards to seal its payloads into R2 (retried until every shard has answered).
  *
  * Every RPC method returns a `Result` (no domain errors thrown across RPC). State is loaded under `blockConcurrencyWhile`;
  * the deadline is an alarm, and every method also closes an expired round lazily in case the alarm is late.
@@ -42,7 +42,7 @@ import { poissonCoin } from "../training/sampling.ts";
 import type { UpdateLimits } from "../training/update-checks.ts";
 import { fail, type Result } from "../training/result.ts";
 import { updateRetentionMs } from "../training/retention.ts";
-import { updateShard, updateStoreStub } from "./update-store.ts";
+import { UPDATE_STORE_SHARDS, updateStoreStub } from "./update-store.ts";
 
 /** Seconds a device waits before checking in again when no round is collecting. */
 export const NO_ROUND_RETRY_S = 60;
@@ -125,6 +125,7 @@ export interface StoredUpdate {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+const allShards = () => Array.from({ length: UPDATE_STORE_SHARDS }, (_, k) => k);
 const isCollecting = (s: RoundState) => s === "open" || s === "collecting";
 
 export class RoundCoordinator extends DurableObject<Bindings> {
@@ -532,16 +533,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * shards existed); the updates' metadata stays. Records the time once every shard has answered.
    */
   private async purgeRound(seq: number, roundId: string): Promise<void> {
-    const shards = new Set<number>();
-    const keys: string[] = [];
-    for (const u of this.sql.exec<{ device_id: string; storage_key: string }>(
-      "SELECT device_id, storage_key FROM updates WHERE round_seq = ?",
-      seq,
-    )) {
-      shards.add(updateShard(u.device_id));
-      keys.push(u.storage_key);
-    }
-    await Promise.all([...shards].map((k) => updateStoreStub(this.env, roundId, k).purge()));
+    const keys = this.sql
+      .exec<{ storage_key: string }>("SELECT storage_key FROM updates WHERE round_seq = ?", seq)
+      .toArray()
+      .map((u) => u.storage_key);
+    // Every shard, not only those of accepted devices: a payload whose commit never happened is deleted too.
+    await Promise.all(allShards().map((k) => updateStoreStub(this.env, roundId, k).purge()));
     for (let i = 0; i < keys.length; i += 1000) await this.env.UPDATES.delete(keys.slice(i, i + 1000));
     const now = Date.now();
     this.sql.exec(
@@ -553,13 +550,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.refreshLatest(seq);
   }
 
-  /** Asks every shard that holds one of the round's updates to seal; records the round sealed once all have answered. */
+  /**
+   * Asks every shard of the round to seal (shards that never stored anything answer at once, without storage); records
+   * the round sealed once all have answered.
+   */
   private async sealRound(seq: number, roundId: string): Promise<void> {
-    const shards = new Set<number>();
-    for (const u of this.sql.exec<{ device_id: string }>("SELECT device_id FROM updates WHERE round_seq = ?", seq)) {
-      shards.add(updateShard(u.device_id));
-    }
-    await Promise.all([...shards].map((k) => updateStoreStub(this.env, roundId, k).seal()));
+    await Promise.all(allShards().map((k) => updateStoreStub(this.env, roundId, k).seal()));
     this.sql.exec("UPDATE rounds SET sealed_at = ? WHERE seq = ?", Date.now(), seq);
     this.refreshLatest(seq);
   }

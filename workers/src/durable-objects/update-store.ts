@@ -9,6 +9,9 @@
  * round closes or the shard holds more than `SEAL_THRESHOLD_BYTES`, then drops the SQLite copies. `read` is
  * location-transparent (SQLite before sealing, an R2 range read after), so the aggregator never needs to know.
  *
+ * A shard creates its tables on its first `put`, so the coordinator can ask all of a round's shards to seal or purge
+ * (orphaned payloads included) without leaving storage behind in the shards that never held anything.
+ *
  * Payloads are split into ≤ 1 MiB rows (SQLite rows in a Durable Object are capped at 2 MB; updates go up to 16 MiB).
  * `put` is idempotent per key, and keys name round, device and content hash, so a retried upload stores nothing twice.
  */
@@ -59,22 +62,29 @@ type EntryRow = {
 export class UpdateStore extends DurableObject<Bindings> {
   private readonly sql: SqlStorage;
   private sealing: Promise<number> | null = null;
+  /** Whether this shard ever stored anything (its tables exist). */
+  private hasTables: boolean;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    void ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS entries (
-        key TEXT PRIMARY KEY, round_id TEXT NOT NULL, byte_length INTEGER NOT NULL, parts INTEGER NOT NULL,
-        segment TEXT, segment_offset INTEGER)`);
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS parts (
-        key TEXT NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (key, part))`);
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS segments (n INTEGER PRIMARY KEY, r2_key TEXT NOT NULL)`);
-    });
+    this.hasTables =
+      this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").toArray().length > 0;
+  }
+
+  private createTables(): void {
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS entries (
+      key TEXT PRIMARY KEY, round_id TEXT NOT NULL, byte_length INTEGER NOT NULL, parts INTEGER NOT NULL,
+      segment TEXT, segment_offset INTEGER)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS parts (
+      key TEXT NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (key, part))`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS segments (n INTEGER PRIMARY KEY, r2_key TEXT NOT NULL)`);
+    this.hasTables = true;
   }
 
   /** Stores `bytes` under `key` (one transaction); a key already stored is left as it is. */
   async put(roundId: string, key: string, bytes: Uint8Array): Promise<void> {
+    if (!this.hasTables) this.createTables();
     if (this.entry(key)) return;
     const parts = Math.max(1, Math.ceil(bytes.length / PART_BYTES));
     this.ctx.storage.transactionSync(() => {
@@ -127,6 +137,7 @@ export class UpdateStore extends DurableObject<Bindings> {
 
   /** Forgets `key` (an upload that lost its commit race); its bytes go with it unless already sealed. */
   async remove(key: string): Promise<void> {
+    if (!this.hasTables) return;
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("DELETE FROM parts WHERE key = ?", key);
       this.sql.exec("DELETE FROM entries WHERE key = ?", key);
@@ -153,6 +164,7 @@ export class UpdateStore extends DurableObject<Bindings> {
   }
 
   private async sealPending(): Promise<number> {
+    if (!this.hasTables) return 0;
     let moved = 0;
     for (;;) {
       const batch: EntryRow[] = [];
@@ -197,6 +209,7 @@ export class UpdateStore extends DurableObject<Bindings> {
    * passed). Returns how many payloads it held.
    */
   async purge(): Promise<number> {
+    if (!this.hasTables) return 0;
     const segments = this.sql
       .exec<{ r2_key: string }>("SELECT r2_key FROM segments")
       .toArray()
@@ -213,6 +226,7 @@ export class UpdateStore extends DurableObject<Bindings> {
 
   /** How many payloads are still in SQLite and how many are in R2 segments. */
   async counts(): Promise<{ pending: number; sealed: number; segments: number }> {
+    if (!this.hasTables) return { pending: 0, sealed: 0, segments: 0 };
     const c = this.sql
       .exec<{ pending: number; sealed: number }>(
         "SELECT COALESCE(SUM(segment IS NULL), 0) AS pending, COALESCE(SUM(segment IS NOT NULL), 0) AS sealed FROM entries",
@@ -228,6 +242,7 @@ export class UpdateStore extends DurableObject<Bindings> {
   }
 
   private entry(key: string): EntryRow | null {
+    if (!this.hasTables) return null;
     return this.sql.exec<EntryRow>("SELECT * FROM entries WHERE key = ?", key).toArray()[0] ?? null;
   }
 
