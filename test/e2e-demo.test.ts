@@ -52,9 +52,13 @@ describe("npm run demo, small (100 devices, 3 rounds)", () => {
     for (const run of [dp!, base!]) {
       expect(run.rounds).toHaveLength(ROUNDS);
       const accs = run.rounds.map((r) => r.servedAccuracy);
-      // from a zero head (10%) the served accuracy climbs, and the last round beats the first
-      expect(accs.at(-1)!).toBeGreaterThan(run.initialServedAccuracy + 0.2);
-      expect(accs.at(-1)!).toBeGreaterThan(accs[0]! - 0.02);
+      const seen = `${run.dp ? "DP" : "no-DP"} served accuracy: ${run.initialServedAccuracy} then ${accs.join(", ")}`;
+      // From a zero head (10%) the served accuracy climbs well clear of chance, and the last round does not fall back
+      // below the first. With ~25 reports of 2 digits a round the first round alone lands anywhere in 38–68% (observed),
+      // so "not below the first" allows 10 points of round-to-round noise.
+      expect(accs.at(-1)!, seen).toBeGreaterThan(run.initialServedAccuracy + 0.2);
+      expect(Math.max(...accs), seen).toBeGreaterThan(run.initialServedAccuracy + 0.3);
+      expect(accs.at(-1)!, seen).toBeGreaterThan(accs[0]! - 0.1);
     }
   });
 
