@@ -42,7 +42,7 @@ import { poissonCoin } from "../training/sampling.ts";
 import type { UpdateLimits } from "../training/update-checks.ts";
 import { fail, type Result } from "../training/result.ts";
 import { updateRetentionMs } from "../training/retention.ts";
-import { UPDATE_STORE_SHARDS, updateStoreStub } from "./update-store.ts";
+import { UPDATE_STORE_SHARDS, deleteObjects, updateStoreStub } from "./update-store.ts";
 
 /** Seconds a device waits before checking in again when no round is collecting. */
 export const NO_ROUND_RETRY_S = 60;
@@ -408,14 +408,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.expire(input.now);
     const r = this.row(input.roundId);
     if (!r) return fail("round_not_found", 404, `no round ${input.roundId}`);
-    const checkin = this.checkinRow(r.seq, input.deviceId);
-    const publicKey = this.updateRow(r.seq, input.deviceId)?.public_key ?? checkin?.public_key ?? null;
+    const existing = this.updateRow(r.seq, input.deviceId);
+    const issued = this.checkinRow(r.seq, input.deviceId);
     return {
       ok: true,
-      publicKey,
-      apiKeyId: checkin?.api_key_id ?? null,
+      publicKey: existing?.public_key ?? issued?.public_key ?? null,
+      apiKeyId: issued?.api_key_id ?? null,
       revoked: this.isRevoked(input.deviceId),
-      admission: this.admissible(r, input.deviceId, input.nonce, input.sha256),
+      admission: this.admissible(r, input, existing, issued),
     };
   }
 
@@ -424,7 +424,8 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.expire(input.now);
     const r = this.row(input.roundId);
     if (!r) return fail("round_not_found", 404, `no round ${input.roundId}`);
-    const checked = this.admissible(r, input.deviceId, input.nonce, input.sha256);
+    const existing = this.updateRow(r.seq, input.deviceId);
+    const checked = this.admissible(r, input, existing, this.checkinRow(r.seq, input.deviceId));
     // An identical upload that committed first keeps its receipt (and its payload, which is this one's too).
     if (checked.ok && checked.duplicate) return { ok: true, receipt: checked.duplicate };
     // Revoked since the preflight: refused like any other race lost, before anything is recorded.
@@ -470,20 +471,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.expire(now);
-    let retry = false;
     const unsealed = this.sql
       .exec<{ seq: number; round_id: string }>(
         "SELECT seq, round_id FROM rounds WHERE state NOT IN ('open', 'collecting') AND sealed_at IS NULL",
       )
       .toArray();
-    for (const r of unsealed) {
-      try {
-        await this.sealRound(r.seq, r.round_id);
-      } catch (e) {
-        console.error(`sealing round ${r.round_id} failed; retrying in ${SEAL_RETRY_MS} ms`, e);
-        retry = true;
-      }
-    }
+    const sealed = await this.eachRound(unsealed, "sealing", (r) => this.sealRound(r.seq, r.round_id));
     const due = this.sql
       .exec<{ seq: number; round_id: string }>(
         `SELECT seq, round_id FROM rounds WHERE state = 'aggregated' AND payloads_purged_at IS NULL
@@ -492,15 +485,26 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         now,
       )
       .toArray();
-    for (const r of due) {
+    const purged = await this.eachRound(due, "deleting the payloads of", (r) => this.purgeRound(r.seq, r.round_id));
+    await this.armAlarm(sealed && purged ? Infinity : Date.now() + SEAL_RETRY_MS);
+  }
+
+  /** Runs `step` for each round, logging failures; whether all succeeded (a failure is retried by the alarm). */
+  private async eachRound(
+    rounds: { seq: number; round_id: string }[],
+    what: string,
+    step: (r: { seq: number; round_id: string }) => Promise<void>,
+  ): Promise<boolean> {
+    let ok = true;
+    for (const r of rounds) {
       try {
-        await this.purgeRound(r.seq, r.round_id);
+        await step(r);
       } catch (e) {
-        console.error(`deleting the payloads of round ${r.round_id} failed; retrying in ${SEAL_RETRY_MS} ms`, e);
-        retry = true;
+        console.error(`${what} round ${r.round_id} failed; retrying in ${SEAL_RETRY_MS} ms`, e);
+        ok = false;
       }
     }
-    await this.armAlarm(retry ? Date.now() + SEAL_RETRY_MS : Infinity);
+    return ok;
   }
 
   /** Sets the alarm for the next thing due (deadline, a seal, a purge), or no later than `notAfter`. */
@@ -539,7 +543,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       .map((u) => u.storage_key);
     // Every shard, not only those of accepted devices: a payload whose commit never happened is deleted too.
     await Promise.all(allShards().map((k) => updateStoreStub(this.env, roundId, k).purge()));
-    for (let i = 0; i < keys.length; i += 1000) await this.env.UPDATES.delete(keys.slice(i, i + 1000));
+    await deleteObjects(this.env.UPDATES, keys);
     const now = Date.now();
     this.sql.exec(
       "UPDATE rounds SET payloads_purged_at = ?, sealed_at = COALESCE(sealed_at, ?) WHERE seq = ?",
@@ -562,13 +566,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────
 
+  /** The nonce and duplicate rules for `claim`, given the device's accepted update and check-in rows of round `r`. */
   private admissible(
     r: RoundRow,
-    deviceId: string,
-    nonce: string,
-    sha256: string,
+    claim: { deviceId: string; nonce: string; sha256: string },
+    existing: UpdateRow | null,
+    issued: CheckinRow | null,
   ): Result<{ duplicate: UpdateReceipt | null }> {
-    const existing = this.updateRow(r.seq, deviceId);
+    const { deviceId, nonce, sha256 } = claim;
     if (existing) {
       if (existing.sha256 === sha256) {
         return {
@@ -585,7 +590,6 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       return fail("nonce_used", 409, `device ${deviceId} already reported for round ${r.round_id}; its nonce is used`);
     }
     if (!isCollecting(r.state)) return fail("round_closed", 409, `round ${r.round_id} is ${r.state}`);
-    const issued = this.checkinRow(r.seq, deviceId);
     if (!issued || !issued.selected || issued.nonce !== nonce) {
       return fail("nonce_invalid", 403, `this nonce was not issued to device ${deviceId} for round ${r.round_id}`);
     }

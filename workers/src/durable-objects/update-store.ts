@@ -41,6 +41,11 @@ export function updateShard(deviceId: string): number {
   return (h >>> 0) % UPDATE_STORE_SHARDS;
 }
 
+/** Deletes R2 objects by key, at most 1,000 per call (R2's limit for one delete). */
+export async function deleteObjects(bucket: R2Bucket, keys: string[]): Promise<void> {
+  for (let i = 0; i < keys.length; i += 1000) await bucket.delete(keys.slice(i, i + 1000));
+}
+
 export function updateStoreStub(env: Bindings, roundId: string, shard: number) {
   return env.UPDATE_STORE.getByName(`round:${roundId}:shard:${shard}`);
 }
@@ -214,7 +219,7 @@ export class UpdateStore extends DurableObject<Bindings> {
       .exec<{ r2_key: string }>("SELECT r2_key FROM segments")
       .toArray()
       .map((s) => s.r2_key);
-    for (let i = 0; i < segments.length; i += 1000) await this.env.UPDATES.delete(segments.slice(i, i + 1000));
+    await deleteObjects(this.env.UPDATES, segments);
     const n = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM entries").one().n;
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("DELETE FROM parts");
