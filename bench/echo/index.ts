@@ -17,12 +17,16 @@ const SHARDS = 16;
 
 /** A durable sink: stores each body as one row, as fedge's UpdateStore does for an update of up to 1 MiB. */
 export class DurableSink extends DurableObject {
+  private tableReady = false;
+
   async put(key: string, bytes: Uint8Array): Promise<void> {
     const sql = this.ctx.storage.sql;
-    this.ctx.storage.transactionSync(() => {
+    if (!this.tableReady) {
       sql.exec("CREATE TABLE IF NOT EXISTS sink (key TEXT PRIMARY KEY, data BLOB NOT NULL)");
-      sql.exec("INSERT INTO sink (key, data) VALUES (?, ?)", key, bytes);
-    });
+      this.tableReady = true;
+    }
+    // One transaction, as fedge's UpdateStore writes a payload.
+    this.ctx.storage.transactionSync(() => sql.exec("INSERT INTO sink (key, data) VALUES (?, ?)", key, bytes));
   }
 }
 
