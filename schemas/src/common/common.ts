@@ -18,8 +18,8 @@ export const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "lowercase hex SHA-2
 
 export const IsoDateTime = z.iso.datetime({ offset: true });
 
-/** A tensor shape; `null` marks the dynamic batch dimension. */
-export const TensorShape = z.array(z.number().int().positive().nullable()).min(1).max(8);
+/** A tensor shape (rank 0 to 8); `null` marks a dynamic dimension (the batch, a sequence length, …). */
+export const TensorShape = z.array(z.number().int().positive().nullable()).max(8);
 
 export function toBase64Url(bytes: Uint8Array): string {
   let bin = "";

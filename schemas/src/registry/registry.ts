@@ -7,14 +7,24 @@
 import { z } from "zod";
 import { IsoDateTime, ModelName, ModelVersion, Sha256Hex } from "../common/common.ts";
 import { ModelManifest, Quantization } from "../manifest/manifest.ts";
-import { inspectOnnx, type OnnxValueInfo } from "../onnx/inspect.ts";
-import { readMlpFromOnnx } from "../model-layout/onnx-mlp.ts";
+import { decodeOnnx } from "../onnx/codec.ts";
+import { checkServable, type ServableTensor } from "../onnx/servable.ts";
+import { detectQuantization } from "../quantize/qdq.ts";
 
 /**
- * Largest ONNX file the registry accepts (bytes). A Worker isolate has 128 MB; the edge folds int8 weights into
- * float32 at session creation (4× the bytes), so 8 MiB of int8 weights become 32 MiB in the wasm heap.
+ * Largest ONNX file the registry accepts (bytes). A Worker isolate has 128 MB for JS and wasm together. Measured in
+ * workerd (`onnx/servable.ts`): onnxruntime's heap starts at 16 MiB and grows by about 4× the float32-equivalent
+ * weights while a session is created, so a 12 MiB float32 model peaks near 64 MiB of wasm heap, plus the 12 MiB of
+ * upload bytes in JS: room for the runtime's own JS heap and the other cached sessions.
  */
-export const MAX_MODEL_BYTES = 8 * 1024 * 1024;
+export const MAX_MODEL_BYTES = 12 * 1024 * 1024;
+
+/**
+ * Largest estimated session memory (`ServableModel.sessionBytes`) the registry accepts: 1.5 × 12 MiB of
+ * float32-equivalent weights + 1 MiB. It bounds int8 models, whose weights become float32 at load (4×): an int8 file
+ * of 3 MiB of weights is the largest.
+ */
+export const MAX_SESSION_BYTES = 19 * 1024 * 1024;
 
 export const ModelVersionSummary = z
   .object({
@@ -88,8 +98,10 @@ export const RegistryChange = z
 export type RegistryChange = z.infer<typeof RegistryChange>;
 
 /**
- * The upload manifest of a fedge MLP ONNX file, read from the file itself: input/output names, dtypes and shapes
- * (symbolic dimensions become `null`) and the quantization. The edge fills in sha256, size_bytes and created_at.
+ * The upload manifest of an ONNX file, read from the file itself: input/output names, dtypes and shapes (symbolic and
+ * unknown dimensions become `null`), the value range of inputs that index a constant table, and the quantization the
+ * graph carries. The edge fills in sha256, size_bytes and created_at. Throws `OnnxFormatError` or
+ * `UnsupportedModelError` for a file the edge would refuse.
  */
 export function uploadManifestFromOnnx(
   name: string,
@@ -97,19 +109,23 @@ export function uploadManifestFromOnnx(
   bytes: Uint8Array,
   extra: { layout?: string } = {},
 ): ModelUploadManifest {
-  const info = inspectOnnx(bytes);
-  const spec = (v: OnnxValueInfo) => ({
-    name: v.name,
-    dtype: v.dtype as "float32",
-    shape: (v.shape ?? []).map((d) => (typeof d === "number" ? d : null)),
-  });
-  const scheme = readMlpFromOnnx(bytes).quantization;
+  const model = decodeOnnx(bytes, { copyBytes: false });
+  const info = checkServable(model);
+  const spec = (v: ServableTensor) => {
+    const range = info.inputRanges[v.name];
+    return {
+      name: v.name,
+      dtype: v.dtype,
+      shape: v.shape.map((d) => (typeof d === "number" ? d : null)),
+      ...(range ? { range } : {}),
+    };
+  };
   return ModelUploadManifest.parse({
     name,
     version,
     inputs: info.inputs.map(spec),
     outputs: info.outputs.map(spec),
-    quantization: { scheme, weight_dtype: scheme === "none" ? "float32" : "int8" },
+    quantization: detectQuantization(model),
     ...(extra.layout ? { layout: extra.layout } : {}),
   });
 }
