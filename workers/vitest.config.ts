@@ -15,6 +15,8 @@ export default defineConfig({
     name: "workers",
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
+    // beforeAll hooks upload models (session creation) and share two cores with the other test files.
+    hookTimeout: 60_000,
     // Reference outputs from onnxruntime-node (Node side) for the inference tests.
     globalSetup: ["test/inference-expected.setup.ts"],
   },

@@ -27,8 +27,11 @@ async function sha256(bytes: Uint8Array): Promise<string> {
   return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+const FLOAT32 = { quantization: { scheme: "none", weight_dtype: "float32" } };
+
 async function uploadOk(name: string, version: number, bytes = int8, extra: Record<string, string> = {}) {
-  const res = await upload(name, uploadForm(bytes, mlpManifest(name, version), extra));
+  const manifest = mlpManifest(name, version, bytes === fp32 ? FLOAT32 : {});
+  const res = await upload(name, uploadForm(bytes, manifest, extra));
   expect(res.status, await res.clone().text()).toBe(201);
   return res.json<RegistryChange>();
 }
@@ -268,7 +271,8 @@ describe("model registry", () => {
         400,
         "invalid_model",
       ],
-      ["existing version", () => upload("reg-g", uploadForm(fp32, mlpManifest("reg-g", 1))), 409, "conflict"],
+      ["quantization differs from the graph's", () => upload("reg-g", uploadForm(fp32, m())), 400, "invalid_model"],
+      ["existing version", () => upload("reg-g", uploadForm(int8, mlpManifest("reg-g", 1))), 409, "conflict"],
       [
         "oversize model",
         () => upload("reg-g", uploadForm(new Uint8Array(MAX_MODEL_BYTES + 1), m())),

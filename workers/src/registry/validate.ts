@@ -1,22 +1,29 @@
 /**
  * @module
  * Validation of an uploaded model version against its manifest, before anything is stored: size cap, sha256 and
- * size (computed here, checked when declared), the aggregator's Ed25519 signature when present, ONNX parse, and the
- * declared input/output names, dtypes and shapes against the ONNX graph. Whether onnxruntime can load the graph is
- * checked by the caller (it creates the session it will serve with).
+ * size (computed here, checked when declared), the aggregator's Ed25519 signature when present, ONNX parse, what
+ * the edge can serve (`checkServable`: IR and opset onnxruntime-web 1.30 loads, operator domains, no external data,
+ * dense tensor inputs/outputs of a served element type with a known rank), the estimated session memory against
+ * `MAX_SESSION_BYTES`, the declared input/output names, dtypes and shapes against the ONNX graph, and the declared
+ * quantization against the graph's. Whether onnxruntime can load the graph is checked by the caller (it creates the
+ * session it will serve with).
  */
 import nacl from "tweetnacl";
 import {
   canonicalManifestBytes,
+  checkServable,
+  decodeOnnx,
+  detectQuantization,
   FedgeError,
   fromBase64Url,
-  inspectOnnx,
   MAX_MODEL_BYTES,
+  MAX_SESSION_BYTES,
   ModelManifest,
   sha256Hex,
   type ModelUploadManifest,
   type OnnxDim,
-  type OnnxValueInfo,
+  type ServableModel,
+  type ServableTensor,
   type TensorSpec,
 } from "@fedge/schemas";
 
@@ -29,7 +36,7 @@ function sameDim(declared: number | null, actual: OnnxDim): boolean {
   return actual === declared;
 }
 
-function checkTensors(kind: "input" | "output", declared: TensorSpec[], actual: OnnxValueInfo[]): void {
+function checkTensors(kind: "input" | "output", declared: TensorSpec[], actual: ServableTensor[]): void {
   if (declared.length !== actual.length) {
     throw invalid(`manifest declares ${declared.length} ${kind}(s), the ONNX graph has ${actual.length}`);
   }
@@ -39,9 +46,8 @@ function checkTensors(kind: "input" | "output", declared: TensorSpec[], actual: 
     if (got.name !== spec.name) throw invalid(`${where}: the ONNX graph names it ${JSON.stringify(got.name)}`);
     if (got.dtype !== spec.dtype)
       throw invalid(`${where}: the ONNX graph has dtype ${got.dtype}, manifest ${spec.dtype}`);
-    if (!got.shape) throw invalid(`${where}: the ONNX graph declares no shape`);
     const shapeText = JSON.stringify(got.shape);
-    if (got.shape.length !== spec.shape.length || !spec.shape.every((d, j) => sameDim(d, got.shape![j]!))) {
+    if (got.shape.length !== spec.shape.length || !spec.shape.every((d, j) => sameDim(d, got.shape[j]!))) {
       throw invalid(
         `${where}: manifest shape ${JSON.stringify(spec.shape)} does not match the ONNX graph's ${shapeText}`,
       );
@@ -49,17 +55,28 @@ function checkTensors(kind: "input" | "output", declared: TensorSpec[], actual: 
   });
 }
 
-/** What `/predict` needs from a manifest: one input `[batch, ...fixed]`, and float32 outputs with a batch axis. */
+/**
+ * What v1 `/predict` needs from a manifest: exactly one float32 input `[batch, ...fixed]` and a float32 first output
+ * with a batch axis. Any other model is served by the Open Inference Protocol (`/v2/models/{name}/infer`).
+ */
 export function servableShape(manifest: ModelManifest): { featureShape: number[]; features: number } {
-  if (manifest.inputs.length !== 1)
-    throw invalid(`a served model has exactly one input, got ${manifest.inputs.length}`);
-  const [batch, ...rest] = manifest.inputs[0]!.shape;
-  if (batch !== null) throw invalid("the input's first dimension must be the dynamic batch dimension (null)");
-  if (rest.length === 0 || rest.some((d) => d === null)) {
-    throw invalid("the input's dimensions after the batch must be fixed positive sizes");
+  const v2 = `; use POST /v2/models/${manifest.name}/infer for this model`;
+  if (manifest.inputs.length !== 1) {
+    throw invalid(
+      `v1 /predict serves models with exactly one input, ${manifest.name} has ${manifest.inputs.length}${v2}`,
+    );
   }
-  const out = manifest.outputs[0]!.shape;
-  if (out[0] !== null) throw invalid("the first output's first dimension must be the dynamic batch dimension (null)");
+  const input = manifest.inputs[0]!;
+  const output = manifest.outputs[0]!;
+  if (input.dtype !== "float32" || output.dtype !== "float32") {
+    throw invalid(`v1 /predict serves float32 models, ${manifest.name} takes ${input.dtype}${v2}`);
+  }
+  const [batch, ...rest] = input.shape;
+  if (batch !== null || rest.length === 0 || rest.some((d) => d === null) || output.shape[0] !== null) {
+    throw invalid(
+      `v1 /predict needs an input [batch, ...fixed sizes] and an output [batch, ...], ${manifest.name} has ${JSON.stringify(input.shape)}${v2}`,
+    );
+  }
   const featureShape = rest as number[];
   return { featureShape, features: featureShape.reduce((a, b) => a * b, 1) };
 }
@@ -109,9 +126,27 @@ export async function validateUpload(
       throw new FedgeError("bad_signature", 400, "the aggregator signature does not verify over the manifest");
     }
   }
-  const graph = inspectOnnx(bytes);
+  const model = decodeOnnx(bytes, { copyBytes: false });
+  const graph: ServableModel = checkServable(model);
+  if (graph.sessionBytes > MAX_SESSION_BYTES) {
+    const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+    throw new FedgeError(
+      "payload_too_large",
+      413,
+      `the model needs about ${mib(graph.sessionBytes)} MiB of memory once loaded (int8 weights become float32); ` +
+        `the cap is ${mib(MAX_SESSION_BYTES)} MiB`,
+    );
+  }
   checkTensors("input", manifest.inputs, graph.inputs);
   checkTensors("output", manifest.outputs, graph.outputs);
-  servableShape(manifest);
+  const q = detectQuantization(model);
+  const declared = manifest.quantization;
+  if (
+    declared.scheme !== q.scheme ||
+    declared.weight_dtype !== q.weight_dtype ||
+    (declared.activations !== undefined && declared.activations !== (q.activations ?? "float32"))
+  ) {
+    throw invalid(`manifest quantization ${JSON.stringify(declared)} does not match the graph's ${JSON.stringify(q)}`);
+  }
   return manifest;
 }

@@ -2,7 +2,8 @@
  * @module
  * `POST /v1/models/{name}/predict`: one float32 batch through the model's serving version (or `?version=`), run by
  * onnxruntime-web in this isolate (one cached session per model version). API key required; rate limited; the
- * call and its input elements are metered once the prediction succeeded.
+ * call and its input elements are metered once the prediction succeeded. This is the fast path for models with one
+ * float32 input `[batch, ...fixed]` (an MLP, a CNN); every model is served by `/v2/models/{name}/infer`.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
@@ -17,14 +18,10 @@ import {
 import { apiKeyAuth } from "../../middleware/auth/index.ts";
 import { meter } from "../../middleware/metering/index.ts";
 import { createRouter, errorResponses, readBody } from "../../middleware/validation/index.ts";
-import { readManifest, readOnnxBytes, requireIndex, requireVersion, servableShape } from "../../registry/index.ts";
-import { runBatch, sessions } from "../../inference/index.ts";
+import { servableShape } from "../../registry/index.ts";
+import { runBatch } from "../../inference/index.ts";
+import { resolveVersion, servedSession } from "../../inference/served-model.ts";
 import { checkJsonBody, decodeBinaryBatch, decodeJsonBody, parseShapeHeader, type DecodedBatch } from "./decode.ts";
-
-/** Session cache key: a version's bytes never change, the sha256 guards against a re-created registry. */
-export function sessionKey(name: string, version: number, sha256: string): string {
-  return `${name}@${version}#${sha256}`;
-}
 
 const route = createRoute({
   method: "post",
@@ -73,12 +70,8 @@ predict.openapi(runtime, async (c) => {
   const isBinary = c.req.header("content-type")?.toLowerCase().startsWith("application/octet-stream") ?? false;
   // Body structure first (400 before 404), as a validator would; shape against the model after the lookup.
   const json = isBinary ? null : checkJsonBody(await c.req.json());
-  const index = await requireIndex(c.env, name);
-  const version = query.version ?? index.serving_version;
-  if (version === null) throw new FedgeError("version_not_found", 404, `model ${name} has no serving version`);
-  const summary = requireVersion(index, version);
-  const manifest = await readManifest(c.env, name, version);
-  if (!manifest) throw new FedgeError("version_not_found", 404, `model ${name} has no version ${version}`);
+  const served = await resolveVersion(c.env, name, query.version);
+  const { version, manifest } = served;
   const { featureShape, features } = servableShape(manifest);
 
   let batch: DecodedBatch;
@@ -89,9 +82,7 @@ predict.openapi(runtime, async (c) => {
     batch = decodeBinaryBatch(bytes, parseShapeHeader(c.req.header(PREDICT_SHAPE_HEADER)), featureShape, features);
   }
 
-  const model = await sessions.get(sessionKey(name, version, summary.sha256), () =>
-    readOnnxBytes(c.env, name, version),
-  );
+  const model = await servedSession(c.env, served);
   const result = await runBatch(model, batch.data, batch.shape);
   const outputs: number[][] = [];
   for (let i = 0; i < result.batch; i++) {
