@@ -9,6 +9,7 @@ import { privacyCommand } from "./commands/privacy.ts";
 import { simulateCommand } from "./commands/simulate.ts";
 import { aggregateCommand } from "./commands/aggregate.ts";
 import { rollbackCommand } from "./commands/rollback.ts";
+import { quantizeCommand } from "./commands/quantize.ts";
 
 /** Sub-commands by name. Others (aggregate, simulate, rollback) are added here. */
 export const COMMANDS: Record<string, Command> = {
@@ -16,6 +17,7 @@ export const COMMANDS: Record<string, Command> = {
   simulate: simulateCommand,
   aggregate: aggregateCommand,
   rollback: rollbackCommand,
+  quantize: quantizeCommand,
 };
 
 export function helpText(): string {
