@@ -20,8 +20,9 @@ import {
   writeCachedModel,
   type LoadedModel,
   type OrtLike,
-  type OrtSession,
 } from "./model/model.ts";
+import type { LocalRunner } from "./inference/local.ts";
+import type { InferInputs } from "./inference/tensors.ts";
 import type { UpdateStats } from "./participate/build-update.ts";
 import { UploadQueue, type FlushResult, type QueuedUpdate } from "./queue/queue.ts";
 import { defaultStorage } from "./storage/default-storage.ts";
@@ -29,6 +30,8 @@ import type { FedgeStorage } from "./storage/storage.ts";
 import type {
   DeviceIdentity,
   FedgeClientOptions,
+  InferOptions,
+  InferResult,
   ParticipateOptions,
   ParticipateResult,
   PredictOptions,
@@ -39,6 +42,8 @@ import { checkModelName, checkOptions, checkVersion, invalidResponse, isTask, pa
 export type {
   DeviceIdentity,
   FedgeClientOptions,
+  InferOptions,
+  InferResult,
   ParticipateOptions,
   ParticipateResult,
   PredictOptions,
@@ -72,10 +77,9 @@ export class FedgeClient {
   private readonly random: RandomSource;
   private readonly platform: string;
   private readonly loadOrt: () => Promise<OrtLike>;
+  private local: Promise<LocalRunner> | undefined;
   private identity: Promise<StoredIdentity & { deviceId: string }> | undefined;
   private readonly models = new Map<string, LoadedModel>();
-  private readonly sessions = new Map<string, Promise<OrtSession>>();
-  private ort: Promise<OrtLike> | undefined;
 
   constructor(options: FedgeClientOptions) {
     checkOptions(options);
@@ -181,8 +185,43 @@ export class FedgeClient {
   }
 
   /**
-   * On-device inference with onnxruntime on the model loaded by `loadModel` (loaded now if needed). The inputs never
-   * leave the device.
+   * Remote inference on any model through the Open Inference Protocol (`POST /v2/models/:name[/versions/:v]/infer`):
+   * named typed tensors in, typed tensors out. Binary by default (the tensors' raw bytes after a JSON header).
+   */
+  async infer(model: string, inputs: InferInputs, options: InferOptions = {}): Promise<InferResult> {
+    checkModelName(model);
+    checkVersion(options.version);
+    // The tensor codec loads on the first infer (like the trainer on the first participate): the core stays small.
+    const { checkInferInputs, decodeInferResponse, encodeInferRequest } = await import("./inference/tensors.ts");
+    const feeds = checkInferInputs(inputs);
+    const req = encodeInferRequest(feeds, { binary: options.binary ?? true, outputs: options.outputs });
+    const path = `/v2/models/${model}${options.version === undefined ? "" : `/versions/${options.version}`}/infer`;
+    const res = await this.transport.request(
+      { method: "POST", path, body: req.body, contentType: req.contentType, headers: req.headers },
+      options,
+    );
+    const { outputs, modelVersion } = decodeInferResponse(res.body, res.headers);
+    return { model, version: modelVersion ?? options.version ?? 0, outputs };
+  }
+
+  /**
+   * On-device inference with onnxruntime on the model loaded by `loadModel` (loaded now if needed): the same typed
+   * tensors as `infer`, and the inputs never leave the device.
+   */
+  async inferLocal(model: string, inputs: InferInputs, options: InferOptions = {}): Promise<InferResult> {
+    checkModelName(model);
+    checkVersion(options.version);
+    const { checkInferInputs } = await import("./inference/tensors.ts");
+    const feeds = checkInferInputs(inputs);
+    const loaded = await this.loaded(model, options);
+    const outputs = await (await this.runner()).run(loaded, feeds, options.outputs);
+    return { model: loaded.name, version: loaded.version, outputs };
+  }
+
+  /**
+   * On-device inference on a batch of rows (`number[][]` or a row-major Float32Array) for models with one float32
+   * input `[batch, ...fixed]`: each row is reshaped to the manifest's example shape (an MNIST row of 784 values
+   * becomes `[1, 28, 28]` for an NCHW CNN). Returns the first output, one row per example.
    */
   async predictLocal(
     model: string,
@@ -191,25 +230,34 @@ export class FedgeClient {
   ): Promise<PredictResult> {
     checkModelName(model);
     checkVersion(options.version);
+    const loaded = await this.loaded(model, options);
+    const spec = loaded.manifest?.inputs[0];
+    const example =
+      spec && spec.shape.length > 1 && spec.shape.slice(1).every((d) => d !== null) ? spec.shape.slice(1) : null;
+    const perRow = example ? (example as number[]).reduce((a, b) => a * b, 1) : undefined;
+    const m = toMatrix(inputs, options.features ?? perRow);
+    const shape = example && m.cols === perRow ? [m.rows, ...(example as number[])] : [m.rows, m.cols];
+    const feeds = new Map([[spec?.name ?? "input", { dtype: "float32" as const, shape, data: m.data }]]);
+    const outputName = loaded.manifest?.outputs[0]?.name;
+    const out = await (await this.runner()).run(loaded, feeds, outputName ? [outputName] : undefined);
+    const first = Object.values(out)[0];
+    if (!first) throw new FedgeClientError("invalid_model", "the model has no output");
+    return { outputs: toRows(first.data as ArrayLike<number>, m.rows), model: loaded.name, version: loaded.version };
+  }
+
+  /** On-device sessions (loaded with onnxruntime on first use). */
+  private runner(): Promise<LocalRunner> {
+    this.local ??= import("./inference/local.ts").then((m) => new m.LocalRunner(this.loadOrt));
+    return this.local;
+  }
+
+  /** The cached model version (or the serving one), downloaded now if needed. */
+  private async loaded(
+    model: string,
+    options: { version?: number | undefined } & RequestOptions,
+  ): Promise<LoadedModel> {
     const key = options.version === undefined ? model : `${model}@${options.version}`;
-    const loaded = this.models.get(key) ?? (await this.loadModel(model, options.version, options));
-    const features = options.features ?? loaded.manifest?.inputs[0]?.shape.at(-1) ?? undefined;
-    const m = toMatrix(inputs, typeof features === "number" ? features : undefined);
-    const ort = await (this.ort ??= this.loadOrt());
-    const sessionKey = `${loaded.name}@${loaded.version}`;
-    let session = this.sessions.get(sessionKey);
-    if (!session) {
-      session = ort.InferenceSession.create(loaded.bytes);
-      this.sessions.set(sessionKey, session);
-      session.catch(() => this.sessions.delete(sessionKey));
-    }
-    const s = await session;
-    const inputName = loaded.manifest?.inputs[0]?.name ?? s.inputNames[0]!;
-    const outputName = loaded.manifest?.outputs[0]?.name ?? s.outputNames[0]!;
-    const out = await s.run({ [inputName]: new ort.Tensor("float32", m.data, [m.rows, m.cols]) });
-    const tensor = out[outputName];
-    if (!tensor) throw new FedgeClientError("invalid_model", `the model has no output ${outputName}`);
-    return { outputs: toRows(tensor.data as ArrayLike<number>, m.rows), model: loaded.name, version: loaded.version };
+    return this.models.get(key) ?? (await this.loadModel(model, options.version, options));
   }
 
   /**

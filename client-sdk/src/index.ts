@@ -10,6 +10,8 @@ export {
   type FedgeClientOptions,
   type PredictResult,
   type PredictOptions,
+  type InferOptions,
+  type InferResult,
   type DeviceIdentity,
   type ParticipateOptions,
   type ParticipateResult,
@@ -23,6 +25,7 @@ export { fileStorage, type FileStorageOptions } from "./storage/file-storage.ts"
 export { indexedDbStorage, type IndexedDbStorageOptions } from "./storage/indexeddb-storage.ts";
 export { UploadQueue, type QueuedUpdate, type FlushResult, type DropReason } from "./queue/queue.ts";
 export type { LoadedModel, OrtLike } from "./model/model.ts";
+export type { InferInputs, InferTensor, Tensor, TensorArray, TensorDtype } from "./inference/tensors.ts";
 export type { UpdateStats } from "./participate/build-update.ts";
 export {
   localReportEpsilon,

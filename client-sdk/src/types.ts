@@ -7,6 +7,7 @@ import type { FedgeClientError } from "./core/errors.ts";
 import type { RandomSource } from "./internal/platform/platform.ts";
 import type { RequestOptions } from "./internal/transport.ts";
 import type { OrtLike } from "./model/model.ts";
+import type { Tensor } from "./inference/tensors.ts";
 import type { UpdateStats } from "./participate/build-update.ts";
 import type { FedgeStorage } from "./storage/storage.ts";
 
@@ -46,6 +47,26 @@ export interface PredictOptions extends RequestOptions {
   features?: number;
   /** Pin a model version (remote predict). @default the serving version */
   version?: number;
+}
+
+export interface InferOptions extends RequestOptions {
+  /** Pin a model version. @default the serving version */
+  version?: number;
+  /** Outputs to return. @default every output of the model */
+  outputs?: readonly string[];
+  /**
+   * Send the tensors with the binary tensor extension and ask for binary outputs (raw little-endian bytes after a
+   * JSON header); `false` sends and receives JSON numbers.
+   * @default true
+   */
+  binary?: boolean;
+}
+
+/** `infer`/`inferLocal` answer: the outputs as typed tensors, by name. */
+export interface InferResult {
+  model: string;
+  version: number;
+  outputs: Record<string, Tensor>;
 }
 
 export interface DeviceIdentity {

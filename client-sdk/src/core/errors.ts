@@ -57,7 +57,10 @@ export class FedgeAPIError extends FedgeClientError {
    * not the envelope still yields an error whose code is derived from the status.
    */
   static generate(status: number, body: unknown, headers?: Headers): FedgeAPIError {
-    const envelope = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+    // The envelope `{"error":{"code","message"}}`, or the Open Inference Protocol's `{"error": message, "code"}`.
+    const raw = (body as { error?: unknown; code?: unknown } | undefined)?.error;
+    const envelope = (typeof raw === "string" ? { code: (body as { code?: unknown }).code, message: raw } : raw) as
+      { code?: unknown; message?: unknown } | undefined;
     const code =
       envelope && typeof envelope.code === "string" && /^[a-z][a-z0-9_]*$/.test(envelope.code)
         ? envelope.code

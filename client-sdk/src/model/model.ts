@@ -69,17 +69,19 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string | undefined> 
 /** The subset of the onnxruntime API the SDK uses (onnxruntime-web, -node and -react-native all provide it). */
 export interface OrtLike {
   InferenceSession: { create(bytes: Uint8Array, options?: object): Promise<OrtSession> };
-  Tensor: new (type: "float32", data: Float32Array, dims: readonly number[]) => OrtTensor;
+  // `type` is an onnxruntime element type name ("float32", "int64", "bool", …); `data` its typed array.
+  Tensor: new (type: any, data: any, dims: readonly number[]) => OrtTensor; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 export interface OrtSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+  run(feeds: Record<string, OrtTensor>, fetches?: readonly string[]): Promise<Record<string, OrtTensor>>;
   release?(): Promise<void>;
 }
 export interface OrtTensor {
   readonly data: unknown;
   readonly dims: readonly number[];
+  readonly type?: string;
 }
 
 /** The default onnxruntime loader for this runtime. */
