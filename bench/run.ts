@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: runs every suite in bench/suites/ in its own Node process (so a native crash or a leak in one
  * cannot skew another), then writes bench/results/latest.json and bench/results/latest.md.
- * `npm run bench -- gpu-node inference` runs only the named suites.
+ * `npm run bench -- gpu-node inference` runs only the named suites and updates their entries in the results,
+ * keeping the other suites' entries from their own runs (each suite records when it ran).
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
@@ -29,7 +30,8 @@ const selected = positionals.length > 0 ? positionals : available;
 const resultsDir = path.join(here, "results");
 mkdirSync(resultsDir, { recursive: true });
 
-const suites: (BenchSuiteResult & { seconds: number; error?: string })[] = [];
+type SuiteRun = BenchSuiteResult & { seconds: number; error?: string; run_at: string };
+const suites: SuiteRun[] = [];
 for (const suite of selected) {
   const out = path.join(os.tmpdir(), `fedge-bench-${process.pid}-${suite}.json`);
   console.log(`▶ ${suite}`);
@@ -41,12 +43,12 @@ for (const suite of selected) {
   const seconds = (performance.now() - started) / 1000;
   try {
     const measures = JSON.parse(readFileSync(out, "utf8")) as BenchSuiteResult["measures"];
-    suites.push({ suite, measures, seconds });
+    suites.push({ suite, measures, seconds, run_at: new Date().toISOString() });
     rmSync(out, { force: true });
   } catch {
     const why = child.error ? String(child.error) : `exit ${child.status ?? child.signal}`;
     console.error(`✗ ${suite} failed: ${why}`);
-    suites.push({ suite, measures: [], seconds, error: why });
+    suites.push({ suite, measures: [], seconds, error: why, run_at: new Date().toISOString() });
   }
 }
 
@@ -57,6 +59,22 @@ const machine = {
   platform: `${os.platform()} ${os.release()}`,
   node: process.version,
 };
+// A partial run keeps the other suites' entries from the previous results (with their own run times).
+if (positionals.length > 0) {
+  try {
+    const previous = JSON.parse(readFileSync(path.join(resultsDir, "latest.json"), "utf8")) as {
+      generated_at?: string;
+      suites?: SuiteRun[];
+    };
+    for (const old of previous.suites ?? []) {
+      if (!suites.some((s) => s.suite === old.suite))
+        suites.push({ ...old, run_at: old.run_at ?? previous.generated_at ?? "" });
+    }
+    suites.sort((a, b) => (a.suite < b.suite ? -1 : a.suite > b.suite ? 1 : 0));
+  } catch {
+    /* no previous results */
+  }
+}
 const report = { generated_at: new Date().toISOString(), machine, suites };
 writeFileSync(path.join(resultsDir, "latest.json"), JSON.stringify(report, null, 2) + "\n");
 
@@ -67,15 +85,19 @@ const lines = [
   "",
   `Generated ${report.generated_at} on ${machine.cpus}× ${machine.cpu_model}, ${machine.memory_gib} GiB, ${machine.platform}, Node ${machine.node}.`,
   "Each measure is compared with a baseline measured in the same run; the ratio is what to read.",
+  ...(positionals.length > 0
+    ? [`This run updated ${selected.join(", ")}; other suites keep their results from the run dated beside them.`]
+    : []),
   "",
   "| suite | measure | value | baseline | ratio | goal | met |",
   "| --- | --- | --- | --- | --- | --- | --- |",
 ];
 for (const s of suites) {
   if (s.error) lines.push(`| ${s.suite} | **failed**: ${s.error} | | | | | |`);
+  const when = positionals.length > 0 ? ` (${s.run_at.slice(0, 10)})` : "";
   for (const m of s.measures) {
     lines.push(
-      `| ${s.suite} | ${m.name}: ${m.description} | ${fmt(m.value)} ${m.unit} | ${fmt(m.baseline)} ${m.unit} (${m.baseline_name}) | ${fmt(m.ratio)} | ${m.goal ?? ""} | ${m.goal_met === undefined ? "" : m.goal_met ? "yes" : "**no**"} |`,
+      `| ${s.suite}${when} | ${m.name}: ${m.description} | ${fmt(m.value)} ${m.unit} | ${fmt(m.baseline)} ${m.unit} (${m.baseline_name}) | ${fmt(m.ratio)} | ${m.goal ?? ""} | ${m.goal_met === undefined ? "" : m.goal_met ? "yes" : "**no**"} |`,
     );
   }
 }

@@ -27,6 +27,8 @@ export interface LocalEdgeOptions {
 
 export interface LocalEdge {
   url: string;
+  /** Process id of wrangler, also the id of the process group it and workerd run in (benchmarks read their CPU time). */
+  pid: number | undefined;
   /** Everything wrangler printed so far (for error reports). */
   output(): string;
   stop(): Promise<void>;
@@ -103,5 +105,5 @@ export async function startLocalEdge(options: LocalEdgeOptions = {}): Promise<Lo
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return { url, output: () => log, stop };
+  return { url, pid: child.pid, output: () => log, stop };
 }

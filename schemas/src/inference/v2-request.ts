@@ -12,6 +12,7 @@
  */
 import { takeBinaryData, type V2TensorEntry } from "./v2-binary.ts";
 import {
+  allocTensorArray,
   DTYPE_BYTES,
   dtypeFromV2,
   float16Value,
@@ -279,4 +280,27 @@ export function decodeV2Request(
     return { name: o.name, binary: typeof b === "boolean" ? b : defaultBinary };
   });
   return { id: req.id, feeds, outputs, elements };
+}
+
+/**
+ * A fixed input for each signature, for benchmarks (the edge's admin bench route and onnxruntime-node get the same):
+ * every dynamic dimension 1 on the first axis and 16 elsewhere; float32 and float16 0.5; integer inputs with a range
+ * `k mod (max + 1)` for element k, other integers 1; bool true.
+ */
+export function benchInputs(inputs: readonly TensorSignature[]): Map<string, Tensor> {
+  const feeds = new Map<string, Tensor>();
+  for (const sig of inputs) {
+    const shape = sig.shape.map((d, i) => (typeof d === "number" ? d : i === 0 ? 1 : 16));
+    const count = shapeSize(shape);
+    const data = allocTensorArray(sig.dtype, count);
+    const mod = sig.range ? sig.range[1] + 1 : 0;
+    for (let k = 0; k < count; k++) {
+      if (sig.dtype === "float32") (data as Float32Array)[k] = 0.5;
+      else if (sig.dtype === "float16") (data as Uint16Array)[k] = 0x3800;
+      else if (sig.dtype === "int64") (data as BigInt64Array)[k] = BigInt(mod > 0 ? k % mod : 1);
+      else (data as Int32Array)[k] = mod > 0 ? k % mod : 1;
+    }
+    feeds.set(sig.name, { dtype: sig.dtype, shape, data } as Tensor);
+  }
+  return feeds;
 }
