@@ -219,17 +219,32 @@ export class FedgeClient {
   }
 
   /**
-   * On-device inference on a batch of rows (`number[][]` or a row-major Float32Array) for models with one float32
-   * input `[batch, ...fixed]`: each row is reshaped to the manifest's example shape (an MNIST row of 784 values
-   * becomes `[1, 28, 28]` for an NCHW CNN). Returns the first output, one row per example.
+   * On-device inference returning the first output one row per example. `inputs` is a batch of rows (`number[][]` or
+   * a row-major Float32Array) for a model with one float32 input `[batch, ...fixed]` — each row is reshaped to the
+   * manifest's example shape (784 values → `[1, 28, 28]` for an NCHW CNN) — or, for any other model, named typed
+   * tensors as `inferLocal` takes them (e.g. token ids and an attention mask).
    */
   async predictLocal(
     model: string,
-    inputs: number[][] | Float32Array,
+    inputs: number[][] | Float32Array | InferInputs,
     options: PredictOptions = {},
   ): Promise<PredictResult> {
     checkModelName(model);
     checkVersion(options.version);
+    if (!Array.isArray(inputs) && !(inputs instanceof Float32Array)) {
+      const res = await this.inferLocal(
+        model,
+        inputs,
+        options.version === undefined ? {} : { version: options.version },
+      );
+      const first = Object.values(res.outputs)[0];
+      if (!first) throw new FedgeClientError("invalid_model", "the model has no output");
+      return {
+        outputs: toRows(first.data as ArrayLike<number>, first.shape[0] ?? 1),
+        model: res.model,
+        version: res.version,
+      };
+    }
     const loaded = await this.loaded(model, options);
     const spec = loaded.manifest?.inputs[0];
     const example =

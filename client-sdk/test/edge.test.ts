@@ -270,6 +270,10 @@ describe("infer: typed tensors through the Open Inference Protocol, and on devic
     for (const out of ["logits", "probs"]) {
       close(local.outputs[out]!.data as Float32Array, binary.outputs[out]!.data as Float32Array, 1e-4);
     }
+    // predictLocal takes the same named tensors and answers rows of the first output.
+    const rows = await c.predictLocal("sdk-text", inputs);
+    expect(rows.outputs).toHaveLength(2);
+    close(rows.outputs.flat(), binary.outputs.logits!.data as Float32Array, 1e-4);
   });
 
   it("the NCHW CNN: infer with a 4-D tensor, predictLocal on 784-value rows, predict (v1) agree", async () => {
