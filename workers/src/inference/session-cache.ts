@@ -35,15 +35,18 @@ export function loadOrt(): Promise<OrtModule> {
 const MAX_INPUT_TENSORS = 4;
 
 /**
- * Default memory budget of the isolate's sessions. An isolate has 128 MB for JS and wasm together; onnxruntime's
- * own runtime takes ~20 MB of wasm heap, the rest serves sessions, requests and the upload being validated.
+ * Default memory budget of the isolate's kept sessions (estimated, `ServableModel.sessionBytes`). An isolate has
+ * 128 MB for JS and wasm together. Measured in workerd: onnxruntime's wasm heap starts at 16 MiB, never shrinks, and
+ * grows by about 4·W while a session of W bytes of float32-equivalent weights is created (a kept one holds ~1.5·W).
+ * Room is made before a session is created, so the heap peaks near 16 + (32 − 1.5·W) + 4·W MiB: at most ~78 MiB for
+ * the largest model the registry accepts (W = 12 MiB), leaving the rest for JS.
  */
-export const SESSION_CACHE_BYTES = 48 * 1024 * 1024;
+export const SESSION_CACHE_BYTES = 32 * 1024 * 1024;
 
 export interface SessionCacheOptions {
   /**
    * Most estimated session memory kept (bytes). The entry just created is always kept, even when it alone is larger.
-   * @default SESSION_CACHE_BYTES (48 MiB)
+   * @default SESSION_CACHE_BYTES (32 MiB)
    */
   maxBytes?: number;
 }
