@@ -14,7 +14,7 @@
  * (c) int8/fp32 file size (goal ≤ 0.3), and accuracy on the model's held-out split: the int8 model served by the
  *     Worker (v2 binary) vs the fp32 model on onnxruntime-node. Goal: drop ≤ 0.5 points.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import * as ortNode from "onnxruntime-node";
@@ -33,6 +33,7 @@ import {
 } from "@fedge/schemas";
 import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/test";
 import { loadMnist, loadSyntheticText } from "fedge/data";
+import { cpuTimed, nodeCpuTimed } from "../cpu-time.ts";
 import { measure, type BenchMeasure } from "../types.ts";
 
 const PORT = Number(process.env.FEDGE_BENCH_ONNX_PORT ?? 8793);
@@ -151,41 +152,6 @@ function infer(edge: LocalEdge, key: string, path: string, feeds: Map<string, Te
       },
       body: body as Uint8Array<ArrayBuffer>,
     });
-}
-
-/** CPU time (ns) of every thread of the workerd processes in process group `pgid` (Linux `schedstat`). */
-function workerdCpuNs(pgid: number): number {
-  let total = 0;
-  for (const pid of readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (!comm.startsWith("workerd") || Number(fields[2]) !== pgid) continue;
-      for (const tid of readdirSync(`/proc/${pid}/task`)) {
-        total += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
-      }
-    } catch {
-      /* the process or thread ended meanwhile */
-    }
-  }
-  return total;
-}
-
-/** Wall ms and workerd CPU ms of one request. */
-async function cpuTimed(pgid: number, fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
-  const c0 = workerdCpuNs(pgid);
-  const wall = await timed(fn);
-  return { wall, cpu: (workerdCpuNs(pgid) - c0) / 1e6 };
-}
-
-/** Node process CPU ms and wall ms of `fn`. */
-async function nodeCpuTimed(fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
-  const c0 = process.cpuUsage();
-  const wall = await timed(fn);
-  const c = process.cpuUsage(c0);
-  return { wall, cpu: (c.user + c.system) / 1e3 };
 }
 
 const NODE_OPTIONS = {
