@@ -70,6 +70,9 @@ export interface SeedModelsFixture {
   cnn: {
     fp32: string;
     int8: string;
+    /** `fedge quantize --weights asymmetric --calibration` output: uint8 QuantizeLinear/DequantizeLinear activations. */
+    staticInt8: string;
+    expectedStaticInt8: Record<string, number[]>;
     /** 8 MNIST test digits, row-major [8, 1, 28, 28]. */
     images: number[];
     labels: number[];

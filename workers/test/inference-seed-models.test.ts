@@ -127,6 +127,24 @@ describe("the built MNIST CNN (NCHW) at the edge", () => {
   }
 });
 
+describe("fedge quantize with static activation quantization, served", () => {
+  it("loads in onnxruntime-web and serves what onnxruntime-node computes", async () => {
+    const res = await uploadOnnx("mnist-cnn-static", 1, fromB64(fx.cnn.staticInt8));
+    expect(res.status, await res.clone().text()).toBe(201);
+    const { manifest } = await res.json<{ manifest: { quantization: unknown } }>();
+    expect(manifest.quantization).toEqual({
+      scheme: "int8-per-channel-asymmetric",
+      weight_dtype: "int8",
+      activations: "uint8-static",
+    });
+    const out = await v2Json("/v2/models/mnist-cnn-static/infer", [
+      { name: "image", shape: [N, 1, 28, 28], datatype: "FP32", data: fx.cnn.images },
+    ]);
+    const expected = fx.cnn.expectedStaticInt8.logits!;
+    expect(maxDiff(out.logits!, expected)).toBeLessThanOrEqual(1e-4);
+  });
+});
+
 describe("the built text transformer (int64 ids + mask, two outputs) at the edge", () => {
   for (const [version, kind] of [
     [1, "fp32"],

@@ -9,6 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as ortNode from "onnxruntime-node";
 import { loadMnist, loadSyntheticText } from "fedge/data";
+import { quantizeOnnx } from "fedge/quantize";
 import { toB64, type SeedModelsFixture } from "./inference-fixture.ts";
 
 interface SetupContext {
@@ -49,10 +50,19 @@ export default async function setup(ctx: SetupContext): Promise<void> {
     input_ids: new ortNode.Tensor("int64", BigInt64Array.from(ids.map(BigInt)), [n, len]),
     attention_mask: new ortNode.Tensor("int64", BigInt64Array.from(mask.map(BigInt)), [n, len]),
   };
+  // fedge quantize with static activations (asymmetric weights, calibrated on 64 other test digits).
+  const calibration = [
+    new Map([
+      ["image", { dtype: "float32" as const, shape: [64, 1, 28, 28], data: digits.x.slice(n * 784, (n + 64) * 784) }],
+    ]),
+  ];
+  const staticInt8 = (await quantizeOnnx(cnn.fp32, { weights: "asymmetric", calibration })).bytes;
   ctx.provide("seedModels", {
     cnn: {
       fp32: toB64(cnn.fp32),
       int8: toB64(cnn.int8),
+      staticInt8: toB64(staticInt8),
+      expectedStaticInt8: await runExact(staticInt8, imageFeeds),
       images,
       labels: Array.from(digits.y.subarray(0, n)),
       expectedFp32: await runExact(cnn.fp32, imageFeeds),
