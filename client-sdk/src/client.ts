@@ -15,6 +15,7 @@ import {
   defaultLoadOrt,
   readCachedModel,
   sha256Hex,
+  rowFeeds,
   toMatrix,
   toRows,
   writeCachedModel,
@@ -192,16 +193,8 @@ export class FedgeClient {
     checkModelName(model);
     checkVersion(options.version);
     // The tensor codec loads on the first infer (like the trainer on the first participate): the core stays small.
-    const { checkInferInputs, decodeInferResponse, encodeInferRequest } = await import("./inference/tensors.ts");
-    const feeds = checkInferInputs(inputs);
-    const req = encodeInferRequest(feeds, { binary: options.binary ?? true, outputs: options.outputs });
-    const path = `/v2/models/${model}${options.version === undefined ? "" : `/versions/${options.version}`}/infer`;
-    const res = await this.transport.request(
-      { method: "POST", path, body: req.body, contentType: req.contentType, headers: req.headers },
-      options,
-    );
-    const { outputs, modelVersion } = decodeInferResponse(res.body, res.headers);
-    return { model, version: modelVersion ?? options.version ?? 0, outputs };
+    const { inferRemote } = await import("./inference/tensors.ts");
+    return inferRemote(this.transport, model, inputs, options);
   }
 
   /**
@@ -246,18 +239,12 @@ export class FedgeClient {
       };
     }
     const loaded = await this.loaded(model, options);
-    const spec = loaded.manifest?.inputs[0];
-    const example =
-      spec && spec.shape.length > 1 && spec.shape.slice(1).every((d) => d !== null) ? spec.shape.slice(1) : null;
-    const perRow = example ? (example as number[]).reduce((a, b) => a * b, 1) : undefined;
-    const m = toMatrix(inputs, options.features ?? perRow);
-    const shape = example && m.cols === perRow ? [m.rows, ...(example as number[])] : [m.rows, m.cols];
-    const feeds = new Map([[spec?.name ?? "input", { dtype: "float32" as const, shape, data: m.data }]]);
+    const { feeds, rows } = rowFeeds(loaded.manifest, inputs, options.features);
     const outputName = loaded.manifest?.outputs[0]?.name;
     const out = await (await this.runner()).run(loaded, feeds, outputName ? [outputName] : undefined);
     const first = Object.values(out)[0];
     if (!first) throw new FedgeClientError("invalid_model", "the model has no output");
-    return { outputs: toRows(first.data as ArrayLike<number>, m.rows), model: loaded.name, version: loaded.version };
+    return { outputs: toRows(first.data as ArrayLike<number>, rows), model: loaded.name, version: loaded.version };
   }
 
   /** On-device sessions (loaded with onnxruntime on first use). */

@@ -23,6 +23,8 @@ import {
   splitInferBody,
 } from "@fedge/schemas/v2-binary";
 import { FedgeAPIError, InvalidInputError } from "../core/errors.ts";
+import type { Transport } from "../internal/transport.ts";
+import type { InferOptions, InferResult } from "../types.ts";
 
 export type { Tensor, TensorArray, TensorDtype };
 
@@ -154,6 +156,24 @@ export function decodeInferResponse(
       cause,
     });
   }
+}
+
+/** `FedgeClient.infer`: `POST /v2/models/:name[/versions/:v]/infer` with checked, encoded tensors. */
+export async function inferRemote(
+  transport: Transport,
+  model: string,
+  inputs: InferInputs,
+  options: InferOptions,
+): Promise<InferResult> {
+  const feeds = checkInferInputs(inputs);
+  const req = encodeInferRequest(feeds, { binary: options.binary ?? true, outputs: options.outputs });
+  const path = `/v2/models/${model}${options.version === undefined ? "" : `/versions/${options.version}`}/infer`;
+  const res = await transport.request(
+    { method: "POST", path, body: req.body, contentType: req.contentType, headers: req.headers },
+    options,
+  );
+  const { outputs, modelVersion } = decodeInferResponse(res.body, res.headers);
+  return { model, version: modelVersion ?? options.version ?? 0, outputs };
 }
 
 /** A dtype name from an onnxruntime tensor type, if fedge serves it. */

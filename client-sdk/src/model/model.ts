@@ -144,6 +144,24 @@ export function toMatrix(
   return { data, rows: inputs.length, cols };
 }
 
+/**
+ * A batch of rows as the feed of a model with one float32 input `[batch, ...fixed]`: each row reshaped to the
+ * manifest's example shape when the sizes agree (`[rows, 1, 28, 28]` for an NCHW CNN), else `[rows, cols]`.
+ */
+export function rowFeeds(
+  manifest: ModelManifest | undefined,
+  inputs: number[][] | Float32Array,
+  features: number | undefined,
+): { feeds: Map<string, { dtype: "float32"; shape: number[]; data: Float32Array }>; rows: number } {
+  const spec = manifest?.inputs[0];
+  const rest = spec?.shape.slice(1) ?? [];
+  const example = rest.length > 0 && rest.every((d) => d !== null) ? (rest as number[]) : null;
+  const perRow = example ? example.reduce((a, b) => a * b, 1) : undefined;
+  const m = toMatrix(inputs, features ?? perRow);
+  const shape = example && m.cols === perRow ? [m.rows, ...example] : [m.rows, m.cols];
+  return { feeds: new Map([[spec?.name ?? "input", { dtype: "float32", shape, data: m.data }]]), rows: m.rows };
+}
+
 function checkFinite(v: Float32Array): void {
   for (let i = 0; i < v.length; i++) {
     if (!Number.isFinite(v[i]!)) throw new InvalidInputError("inputs", `value ${i} is not finite`);
