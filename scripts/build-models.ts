@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFile
 import { createRequire } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { accuracy, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/client/training";
+import { accuracy, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/ml";
 import {
   buildMlpOnnx,
   MLP_INPUT_NAME,
@@ -29,8 +29,9 @@ import {
   readMlpFromOnnx,
   type MlpParams,
   type OnnxQuantization,
-} from "@fedge/schemas";
-import { loadMnist, MNIST_PIXELS, NINE_SHIFTS, shiftAugment, type Dataset } from "fedge/data";
+} from "@fedge/ml";
+import { loadMnist, type Dataset } from "fedge/data";
+import { MNIST_PIXELS, NINE_SHIFTS, shiftAugment } from "fedge/data";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -62,10 +63,10 @@ function inputsHash(): string {
     "scripts/build-models.ts",
     "aggregator/src/data/mnist.ts",
     "aggregator/src/data/augment.ts",
-    "schemas/src/model-layout/onnx-mlp.ts",
-    "schemas/src/model-layout/mlp.ts",
-    "schemas/src/quantize/quantize.ts",
-    ...["codec.ts", "descriptor.ts", "tensor.ts"].map((f) => `schemas/src/onnx/${f}`),
+    "ml/src/model-layout/onnx-mlp.ts",
+    "ml/src/model-layout/mlp.ts",
+    "ml/src/quantize.ts",
+    ...["codec.ts", "descriptor.ts", "tensor.ts"].map((f) => `ml/src/onnx/${f}`),
     ...readdirSync(join(ROOT, "client-sdk/src/training"))
       .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts") && f !== "test-data.ts")
       .sort()

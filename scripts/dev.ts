@@ -10,8 +10,8 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { repoRoot, startLocalEdge } from "@fedge/test";
-import { uploadManifestFromOnnx } from "@fedge/schemas";
+import { repoRoot, startLocalEdge } from "@fedge/local-edge";
+import { uploadManifestFromOnnx } from "@fedge/ml";
 
 const MODEL = "mnist-mlp";
 

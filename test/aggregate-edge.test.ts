@@ -11,20 +11,21 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient, memoryStorage } from "@fedge/client";
 import { createBackend, type Backend } from "@fedge/gpu-node";
-import { ModelDetail, ModelManifest, toBase64Url, type RoundStatus } from "@fedge/schemas";
+import { ModelDetail, ModelManifest, toBase64Url, type RoundStatus } from "@fedge/protocol";
 import {
   CheckpointStore,
-  createAccountant,
   evaluateModel,
   exportModel,
-  loadMnist,
   loadOrCreateSigningKey,
   verifyManifest,
   type SigningKey,
 } from "fedge";
+import { createAccountant } from "@fedge/privacy";
+import { loadMnist } from "fedge/data";
 import { runCli } from "fedge/cli";
 import { EdgeAdminClient } from "fedge/edge";
-import { repoRoot, startLocalEdge, zeroMnistRegression, type LocalEdge } from "./src/index.ts";
+import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import { zeroMnistRegression } from "./helpers/zero-model.ts";
 
 const PORT = 8830;
 const BIN = path.join(repoRoot, "aggregator/bin/fedge.js");

@@ -12,7 +12,7 @@ import path from "node:path";
 import { build } from "esbuild";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RoundStatus } from "@fedge/schemas";
+import type { RoundStatus } from "@fedge/protocol";
 import {
   openRound,
   startEdgeFixture,
@@ -20,8 +20,8 @@ import {
   uploadToyModel,
   type EdgeFixture,
   type ToyModel,
-} from "@fedge/client/testing";
-import { repoRoot } from "./src/index.ts";
+} from "@fedge/local-edge";
+import { repoRoot } from "@fedge/local-edge";
 
 const PORT = 8812;
 let fx: EdgeFixture;

@@ -8,12 +8,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { toBase64Url } from "@fedge/schemas";
+import { toBase64Url } from "@fedge/protocol";
 import { createBackend } from "@fedge/gpu-node";
-import { exportModel, loadMnist, loadOrCreateSigningKey } from "fedge";
+import { exportModel, loadOrCreateSigningKey } from "fedge";
+import { loadMnist } from "fedge/data";
 import { EdgeAdminClient } from "fedge/edge";
-import { Fleet } from "./src/demo/index.ts";
-import { startLocalEdge, zeroMnistRegression, type LocalEdge } from "./src/index.ts";
+import { Fleet } from "@fedge/demo";
+import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import { zeroMnistRegression } from "./helpers/zero-model.ts";
 
 const PORT = 8824;
 const DEVICES = 6;

@@ -2,8 +2,6 @@
  * @module
  * fedge aggregator: public API. Each area re-exports its folder's index.
  */
-export * from "./accountant/index.ts";
-export * from "./ledger/index.ts";
 export * from "./data/index.ts";
 export * from "./config/index.ts";
 export * from "./strategy/index.ts";

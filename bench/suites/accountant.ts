@@ -6,7 +6,7 @@
  * - `pld-10k-heterogeneous`: 10,000 steps as 100 distinct (q, z) settings × 100 steps each (PLD composes each run by
  *   repeated squaring; fully distinct steps would need 10,000 FFT convolutions). Baseline: RDP on the same schedule.
  */
-import { PldAccountant, RdpAccountant, type Accountant } from "fedge";
+import { PldAccountant, RdpAccountant, type Accountant } from "@fedge/privacy";
 import { measure, type BenchMeasure } from "../types.ts";
 
 function time(fn: () => void, repeats: number): number {

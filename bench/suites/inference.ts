@@ -20,8 +20,9 @@ import os from "node:os";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import * as ortNode from "onnxruntime-node";
-import { toBase64Url, uploadManifestFromOnnx } from "@fedge/schemas";
-import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/test";
+import { toBase64Url } from "@fedge/protocol";
+import { uploadManifestFromOnnx } from "@fedge/ml";
+import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/local-edge";
 import { loadMnist } from "fedge/data";
 import { measure, type BenchMeasure } from "../types.ts";
 

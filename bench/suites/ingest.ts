@@ -15,9 +15,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import nacl from "tweetnacl";
-import { checkinSigningBytes, fromBase64Url, toBase64Url, type CheckinResponse, type RoundTask } from "@fedge/schemas";
-import { UPDATE_MEDIA_TYPE, encodeUpdate } from "@fedge/schemas/update-codec";
-import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/test";
+import { checkinSigningBytes, fromBase64Url, toBase64Url, type CheckinResponse, type RoundTask } from "@fedge/protocol";
+import { UPDATE_MEDIA_TYPE, encodeUpdate } from "@fedge/protocol";
+import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/local-edge";
 import { measure, type BenchMeasure } from "../types.ts";
 
 const N_PARAMS = 100_000;

@@ -4,7 +4,7 @@
  * locally, clip, optionally noise, sign, queue, upload) against a fedge edge. One code base for browsers, Node and
  * React Native; runtime differences sit in `internal/platform/` and the storage adapters.
  */
-import type { CheckinResponse, ModelManifest, UpdateReceipt } from "@fedge/schemas";
+import type { CheckinResponse, ModelManifest, UpdateReceipt } from "@fedge/protocol";
 import * as errors from "./core/errors.ts";
 import { FedgeAPIError, FedgeClientError, InvalidInputError } from "./core/errors.ts";
 import { generateDeviceKeys, loadIdentity, saveIdentity, sign, type StoredIdentity } from "./device/identity.ts";
@@ -45,7 +45,7 @@ export type {
   PredictResult,
 } from "./types.ts";
 
-/** Media type of the signed binary update (contract: @fedge/schemas `UPDATE_MEDIA_TYPE`). */
+/** Media type of the signed binary update (contract: @fedge/protocol `UPDATE_MEDIA_TYPE`). */
 const UPDATE_MEDIA_TYPE = "application/vnd.fedge.update";
 
 export class FedgeClient {

@@ -29,4 +29,4 @@ export {
   classicGaussianEpsilon,
   type LocalEpsilonOptions,
   type Neighbouring,
-} from "./privacy/epsilon.ts";
+} from "@fedge/privacy";

@@ -2,7 +2,7 @@
  * @module
  * The public option and result types of `FedgeClient`.
  */
-import type { UpdateReceipt } from "@fedge/schemas";
+import type { UpdateReceipt } from "@fedge/protocol";
 import type { FedgeClientError } from "./core/errors.ts";
 import type { RandomSource } from "./internal/platform/platform.ts";
 import type { RequestOptions } from "./internal/transport.ts";

@@ -1,9 +1,9 @@
 /**
  * @module
  * Argument checks of `FedgeClient` (each failure names the bad parameter) and light shape checks of the edge's
- * answers (the SDK core carries no zod; the edge validates with the @fedge/schemas zod schemas).
+ * answers (the SDK core carries no zod; the edge validates with the @fedge/protocol zod schemas).
  */
-import type { ModelManifest, RoundTask } from "@fedge/schemas";
+import type { ModelManifest, RoundTask } from "@fedge/protocol";
 import { FedgeAPIError, InvalidInputError, NotFoundError } from "./core/errors.ts";
 import type { FedgeClientOptions } from "./types.ts";
 

@@ -10,8 +10,8 @@
  * - Optimizers: |x_cpu − x_gpu| ≤ 1e-5·(|x| + η·steps).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seededRandomBytes } from "@fedge/schemas/random/testing";
-import { FedgeError } from "@fedge/schemas";
+import { seededRandomBytes } from "@fedge/privacy/testing";
+import { FedgeError } from "@fedge/protocol";
 import type { Backend, OptimizerOptions } from "../src/index.ts";
 import { createCpuBackend } from "../src/index.ts";
 import { openWebGpuBackend } from "../src/webgpu/index.ts";

@@ -1,5 +1,5 @@
 /** Shared test helpers: deterministic inputs (seeded ChaCha20 bytes, test-only) and the reference round. */
-import { seededRandomBytes } from "@fedge/schemas/random/testing";
+import { seededRandomBytes } from "@fedge/privacy/testing";
 import { GaussianStream, clipFactor, finishInto, reciprocal, sumSquares } from "../src/math/index.ts";
 
 /** K updates of `length` values uniform in (−scale_k, scale_k), scale_k = scales[k % scales.length]. */

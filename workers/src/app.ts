@@ -6,8 +6,9 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { swaggerUI } from "@hono/swagger-ui";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
-import { FedgeError, type ErrorEnvelope } from "@fedge/schemas";
+import { FedgeError, type ErrorEnvelope } from "@fedge/protocol";
 import type { AppEnv } from "./env.ts";
+import { fedgeErrorOf } from "./domain-errors.ts";
 import { health } from "./routes/health/index.ts";
 import { adminKeys } from "./routes/admin-keys/index.ts";
 import { usage } from "./routes/usage/index.ts";
@@ -69,8 +70,9 @@ export function createApp() {
 
   // The only place that writes the error envelope.
   app.onError((err, c) => {
-    if (err instanceof FedgeError) {
-      return c.json(err.toJSON(), err.status as 400);
+    const known = fedgeErrorOf(err);
+    if (known) {
+      return c.json(known.toJSON(), known.status as 400);
     }
     if (err instanceof HTTPException) {
       const status = err.status;

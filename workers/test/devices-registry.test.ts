@@ -12,7 +12,7 @@ import {
   toBase64Url,
   type DeviceInfo,
   type RoundStatus,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { verifyAggregatorRequest } from "../src/middleware/aggregator-signature/index.ts";
 import {
   ADMIN,

@@ -6,7 +6,7 @@ import {
   type CreatedApiKey,
   type PredictResponse,
   type UsageReport,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { runBatch, SessionCache, sessions } from "../src/inference/index.ts";
 import { fromB64, toB64, type InferenceFixture } from "./inference-fixture.ts";
 import { call, createKey, errorCode, mlpManifest, storedKeys, upload, uploadForm } from "./registry-helpers.ts";

@@ -5,7 +5,7 @@
  */
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { CreatedApiKey, UsageReport } from "@fedge/schemas";
+import type { CreatedApiKey, UsageReport } from "@fedge/protocol";
 import {
   AUTH_CACHE_TTL_MS,
   hashApiKey,

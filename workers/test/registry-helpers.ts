@@ -3,7 +3,7 @@
  */
 import { exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import type { CreatedApiKey } from "@fedge/schemas";
+import type { CreatedApiKey } from "@fedge/protocol";
 
 export const ADMIN = { authorization: "Bearer test-admin-token" };
 

@@ -9,7 +9,7 @@ import {
   type ModelList,
   type ModelManifest,
   type RegistryChange,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { fromB64 } from "./inference-fixture.ts";
 import { ADMIN, call, errorCode, mlpManifest, storedKeys, upload, uploadForm } from "./registry-helpers.ts";
 

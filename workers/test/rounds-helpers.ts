@@ -15,8 +15,8 @@ import {
   type RoundStatus,
   type RoundTask,
   type UpdateReceipt,
-} from "@fedge/schemas";
-import { UPDATE_MEDIA_TYPE, encodeUpdate, type UpdatePayload } from "@fedge/schemas/update-codec";
+} from "@fedge/protocol";
+import { UPDATE_MEDIA_TYPE, encodeUpdate, type UpdatePayload } from "@fedge/protocol";
 import { generateApiKey, hashApiKey, ledgerFor } from "../src/middleware/auth/index.ts";
 import { UPDATE_STORE_SHARDS, updateStoreStub } from "../src/durable-objects/update-store.ts";
 

@@ -6,8 +6,8 @@ import {
   type AcceptedUpdatePage,
   type RoundStatus,
   type UpdateReceipt,
-} from "@fedge/schemas";
-import { decodeUpdate, verifyUpdateSignature } from "@fedge/schemas/update-codec";
+} from "@fedge/protocol";
+import { decodeUpdate, verifyUpdateSignature } from "@fedge/protocol";
 import {
   adminGet,
   adminPost,

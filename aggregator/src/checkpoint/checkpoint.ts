@@ -15,9 +15,10 @@ import { createHash } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { FedgeError, type MlpParams } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
+import { type MlpParams } from "@fedge/ml";
 import type { OptimizerState } from "@fedge/gpu-node";
-import { LedgerState } from "../ledger/index.ts";
+import { LedgerState } from "@fedge/privacy";
 import type { ClipState } from "../strategy/index.ts";
 
 /** Phase of the round in progress. `opened`: recorded in the ledger, not aggregated; `aggregated`: the new model is in the checkpoint, publish pending. */

@@ -3,7 +3,7 @@
  * The `fedge` dispatcher: a table of sub-commands. Add a command by writing `commands/<name>.ts` (exporting a
  * {@link Command}) and one line in {@link COMMANDS}.
  */
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import { EXIT_USAGE, UsageError, type CliIO, type Command } from "./command.ts";
 import { privacyCommand } from "./commands/privacy.ts";
 import { simulateCommand } from "./commands/simulate.ts";

@@ -12,7 +12,7 @@
  */
 import { z } from "zod";
 import { readFile } from "node:fs/promises";
-import { FedgeError, ModelName } from "@fedge/schemas";
+import { FedgeError, ModelName } from "@fedge/protocol";
 
 export const ServerOptimizerKind = z.enum(["fedavg", "fedavgm", "fedadam", "fedyogi"]);
 export type ServerOptimizerKind = z.infer<typeof ServerOptimizerKind>;

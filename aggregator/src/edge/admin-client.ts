@@ -1,6 +1,6 @@
 /**
  * @module
- * The aggregator's HTTP client for the edge's admin API (`/v1/admin/...`, contracts in @fedge/schemas `rounds/admin.ts`,
+ * The aggregator's HTTP client for the edge's admin API (`/v1/admin/...`, contracts in @fedge/protocol `rounds/admin.ts`,
  * `registry/`, `keys/`). Every request is authenticated by the aggregator's Ed25519 request signature
  * (`signAggregatorRequest`, schemas `admin-auth/`) when a signing key is given, else by the operator's admin bearer token.
  * Non-2xx answers become {@link EdgeAdminError} carrying the edge's `{"error":{"code","message"}}` envelope.
@@ -20,7 +20,7 @@ import {
   type RegistryChange,
   type RoundStatus,
   type UpdateStreamFrame,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 
 /** An edge admin request that did not succeed: the HTTP status and the edge's error code (`internal` if unknown). */
 export class EdgeAdminError extends FedgeError {

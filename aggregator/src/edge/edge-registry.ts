@@ -3,7 +3,8 @@
  * Public registry reads of the edge the runner needs (no credential): a model's versions and serving pointer, a
  * version's manifest, and a version's ONNX read back as an MLP (int8 weights dequantized).
  */
-import { FedgeError, ModelDetail, ModelManifest, readMlpFromOnnx, type MlpParams } from "@fedge/schemas";
+import { FedgeError, ModelDetail, ModelManifest } from "@fedge/protocol";
+import { readMlpFromOnnx, type MlpParams } from "@fedge/ml";
 import { sha256Hex } from "../export/index.ts";
 import { EdgeAdminError } from "./admin-client.ts";
 

@@ -21,7 +21,7 @@
  * sent `central` with {@link EdgeRoundOptions.noneClipNorm} (default 1000, far above any real update: no clipping in
  * effect) and the aggregator adds no noise.
  */
-import { FedgeError, parseRoundId, roundIdFor, type ModelManifest, type RoundStatus } from "@fedge/schemas";
+import { FedgeError, parseRoundId, roundIdFor, type ModelManifest, type RoundStatus } from "@fedge/protocol";
 import type { RoundEngine } from "../round/index.ts";
 import type { RoundSummary } from "../checkpoint/index.ts";
 import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate/index.ts";

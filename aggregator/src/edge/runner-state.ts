@@ -7,7 +7,7 @@
 import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 
 /** File name of the runner state, in the checkpoint directory. */
 export const EDGE_RUNNER_STATE_FILE = "edge-runner.json";

@@ -26,7 +26,7 @@ import {
   parseRoundId,
   type ModelDetail,
   type ModelManifest,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import type { RoundEngine } from "../round/index.ts";
 import type { RoundSummary } from "../checkpoint/index.ts";
 import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate/index.ts";

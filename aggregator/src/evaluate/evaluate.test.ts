@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { MlpParams } from "@fedge/schemas";
+import type { MlpParams } from "@fedge/ml";
 import { evaluateModel, publishGate } from "./index.ts";
 
 // logits = x·W: class 0 when x0 > x1, class 1 otherwise

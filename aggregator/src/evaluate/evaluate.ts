@@ -3,9 +3,9 @@
  * Server-side evaluation on a held-out set (never given to devices) and the publish gate: a candidate whose accuracy
  * drops by more than `maxAccuracyDrop` (absolute) below the serving version is refused, with the reason recorded.
  */
-import type { MlpParams } from "@fedge/schemas";
-import { FedgeError } from "@fedge/schemas";
-import { accuracy, crossEntropyLoss } from "@fedge/client/training";
+import type { MlpParams } from "@fedge/ml";
+import { FedgeError } from "@fedge/protocol";
+import { accuracy, crossEntropyLoss } from "@fedge/ml";
 
 /** A labelled held-out set: `n` row-major samples and their labels. */
 export interface EvalSet {

@@ -5,9 +5,10 @@ import { describe, expect, it } from "vitest";
 import * as ort from "onnxruntime-node";
 import nacl from "tweetnacl";
 import { createBackend } from "@fedge/gpu-node";
-import { canonicalManifestBytes, ModelManifest, readMlpFromOnnx } from "@fedge/schemas";
-import { seededRandomBytes } from "@fedge/schemas/random/testing";
-import { forward, initMlp } from "@fedge/client/training";
+import { canonicalManifestBytes, ModelManifest } from "@fedge/protocol";
+import { readMlpFromOnnx } from "@fedge/ml";
+import { seededRandomBytes } from "@fedge/privacy/testing";
+import { forward, initMlp } from "@fedge/ml";
 import {
   exportModel,
   generateSigningKey,

@@ -1,7 +1,7 @@
 /**
  * @module
  * Export of a global model for the edge: int8 ONNX bytes (per-output-channel symmetric weights quantized by the
- * Backend's `quantizePerChannelInt8`, graph built by `buildMlpOnnx` of @fedge/schemas: DequantizeLinear → MatMul →
+ * Backend's `quantizePerChannelInt8`, graph built by `buildMlpOnnx` of @fedge/protocol: DequantizeLinear → MatMul →
  * Add [→ Relu], which onnxruntime-web runs) and a {@link ModelManifest} (shapes, sha256, size, version, privacy spent)
  * signed with the aggregator's Ed25519 key (tweetnacl `sign.detached`) over `canonicalManifestBytes`.
  *
@@ -12,20 +12,9 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, open, readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import nacl from "tweetnacl";
-import {
-  FedgeError,
-  MLP_INPUT_NAME,
-  MLP_OUTPUT_NAME,
-  ModelManifest,
-  assertValidMlp,
-  buildMlpOnnx,
-  canonicalManifestBytes,
-  cryptoRandomBytes,
-  fromBase64Url,
-  toBase64Url,
-  type MlpParams,
-  type RandomBytes,
-} from "@fedge/schemas";
+import { FedgeError, ModelManifest, canonicalManifestBytes, fromBase64Url, toBase64Url } from "@fedge/protocol";
+import { MLP_INPUT_NAME, MLP_OUTPUT_NAME, assertValidMlp, buildMlpOnnx, type MlpParams } from "@fedge/ml";
+import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
 import type { Backend } from "@fedge/gpu-node";
 
 /** An Ed25519 key pair (tweetnacl layout: 32-byte public key, 64-byte secret key = seed ‖ public key). */

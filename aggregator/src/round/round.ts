@@ -23,17 +23,12 @@
  * - a round in progress blocks opening a different one until it is completed or abandoned.
  */
 import type { Backend, ServerOptimizer } from "@fedge/gpu-node";
-import {
-  FedgeError,
-  cryptoRandomBytes,
-  trainableLength,
-  withTrainable,
-  type MlpParams,
-  type RandomBytes,
-} from "@fedge/schemas";
-import { assertValidMlp, flattenTrainable } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
+import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
+import { trainableLength, withTrainable, type MlpParams } from "@fedge/ml";
+import { assertValidMlp, flattenTrainable } from "@fedge/ml";
 import { optimizerOptionsOf, type PopulationConfig } from "../config/index.ts";
-import { PrivacyLedger } from "../ledger/index.ts";
+import { PrivacyLedger } from "@fedge/privacy";
 import type { Checkpoint, CheckpointStore, CurrentRound, PublishRecord, RoundSummary } from "../checkpoint/index.ts";
 import {
   initialClipStateOf,

@@ -10,7 +10,7 @@
  *   Training pulls w towards θ*; the report tracks ‖w − θ*‖ / ‖θ*‖.
  * - mnist: each client holds a shard of the MNIST train split and runs real local SGD (@fedge/client/training).
  */
-import { cryptoRandomBytes, type RandomBytes } from "@fedge/schemas";
+import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
 import type { ClientUpdate } from "../strategy/index.ts";
 
 /** 2^32 · q as the threshold of a 32-bit coin: P[u < ⌊q·2^32⌉] = q up to 2^-32 (q = 1 always samples). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createBackend } from "@fedge/gpu-node";
-import { seededRandomBytes } from "@fedge/schemas/random/testing";
+import { seededRandomBytes } from "@fedge/privacy/testing";
 import { parsePopulationConfig } from "../config/index.ts";
 import { runCli } from "../cli/index.ts";
 import {

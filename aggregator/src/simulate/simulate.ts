@@ -8,14 +8,9 @@
 import { writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Backend } from "@fedge/gpu-node";
-import {
-  addGaussianNoise,
-  cryptoRandomBytes,
-  flattenTrainable,
-  type MlpParams,
-  type RandomBytes,
-} from "@fedge/schemas";
-import { clipToNorm, computeUpdate, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/client/training";
+import { addGaussianNoise, cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
+import { flattenTrainable, type MlpParams } from "@fedge/ml";
+import { clipToNorm, computeUpdate, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/ml";
 import type { PopulationConfig } from "../config/index.ts";
 import type { CheckpointStore } from "../checkpoint/index.ts";
 import { RoundEngine } from "../round/index.ts";

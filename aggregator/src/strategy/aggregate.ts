@@ -4,7 +4,7 @@
  * Backend accumulator `batchSize` at a time, release each buffer once added, and finish with noise and a divisor.
  * Memory: at most `batchSize` updates are referenced at once (plus the accumulator), whatever the client count.
  */
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import type { ClientUpdate, RoundContext, StreamPlan, StreamResult } from "./strategy.ts";
 
 function weightOf(u: ClientUpdate, weighting: StreamPlan["weighting"], k: number): number {

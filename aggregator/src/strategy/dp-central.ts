@@ -17,14 +17,14 @@
  * Randomness order in one round (for reproducible tests): the sum's noise first (by the Backend, `finish`), then the
  * count's noise, both from `ctx.random`.
  */
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import {
   createAdaptiveClipping,
   nextClipNorm,
   noisyUnclippedFraction,
   updateNoiseMultiplier,
   type AdaptiveClippingOptions,
-} from "../dp/adaptive-clipping.ts";
+} from "@fedge/privacy";
 import {
   isStreamingStrategy,
   type ClientUpdate,

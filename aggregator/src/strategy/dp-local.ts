@@ -9,7 +9,7 @@
  * data; the server sees who took part, so there is no amplification by sampling and the ledger is charged q = 1 (the
  * worst case of a device sampled every round).
  */
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import { RobustWithDpError } from "./dp-central.ts";
 import {
   isStreamingStrategy,

@@ -5,7 +5,7 @@
  * the updates it receives (O(K × d) memory, capped by `maxClients`), and the DP wrappers refuse to wrap it
  * ({@link RobustWithDpError}): a median is not a clipped sum, its sensitivity is not bounded by C.
  */
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import { coordinateMedian, trimmedMean } from "../aggregate/robust.ts";
 import type { ClientUpdate, FitAggregate, FitInstructions, RoundContext, Strategy } from "./strategy.ts";
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createBackend, type Backend } from "@fedge/gpu-node";
-import { zigguratConstants, type RandomBytes } from "@fedge/schemas";
-import { seededRandomBytes } from "@fedge/schemas/random/testing";
+import { zigguratConstants, type RandomBytes } from "@fedge/privacy";
+import { seededRandomBytes } from "@fedge/privacy/testing";
 import {
   createDpCentral,
   createDpLocal,

@@ -12,8 +12,8 @@
  * updates; `createRobust` (median / trimmed mean) is a separate strategy the DP wrappers refuse to wrap.
  */
 import type { Backend } from "@fedge/gpu-node";
-import type { RandomBytes } from "@fedge/schemas";
-import type { AdaptiveClippingState } from "../dp/adaptive-clipping.ts";
+import type { RandomBytes } from "@fedge/privacy";
+import type { AdaptiveClippingState } from "@fedge/privacy";
 
 /** One device's update, as the round engine receives it. */
 export interface ClientUpdate {

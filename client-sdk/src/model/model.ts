@@ -6,7 +6,7 @@
  * `onnxruntime-node` in Node (falling back to `onnxruntime-web`), or whatever `loadOrt` returns (React Native:
  * `onnxruntime-react-native`).
  */
-import type { ModelManifest } from "@fedge/schemas";
+import type { ModelManifest } from "@fedge/protocol";
 import { FedgeClientError, InvalidInputError } from "../core/errors.ts";
 import { detectRuntime } from "../internal/platform/platform.ts";
 import type { FedgeStorage } from "../storage/storage.ts";

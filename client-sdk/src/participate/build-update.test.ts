@@ -1,16 +1,9 @@
-import {
-  buildMlpOnnx,
-  decodeUpdate,
-  flattenTrainable,
-  toBase64Url,
-  trainableLength,
-  type MlpParams,
-  type RoundTask,
-} from "@fedge/schemas";
+import { buildMlpOnnx, flattenTrainable, trainableLength, type MlpParams } from "@fedge/ml";
+import { decodeUpdate, toBase64Url, type RoundTask } from "@fedge/protocol";
 import nacl from "tweetnacl";
 import { describe, expect, it } from "vitest";
 import { FedgeClientError, InvalidInputError } from "../core/errors.ts";
-import { initMlp, l2Norm, xoshiroRandomBytes } from "../training/index.ts";
+import { initMlp, l2Norm, xoshiroRandomBytes } from "@fedge/ml";
 import { buildUpdate } from "./build-update.ts";
 
 const keys = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(3));

@@ -1,20 +1,20 @@
 /**
  * @module
  * From a round task, the served model and the device's data to the signed update bytes: read the weights out of the
- * ONNX file (@fedge/schemas `readMlpFromOnnx`), train locally (`trainLocal`), Δ = trained − received over the task's
+ * ONNX file (@fedge/protocol `readMlpFromOnnx`), train locally (`trainLocal`), Δ = trained − received over the task's
  * trainable scope (`computeUpdate`), clip to ‖Δ‖₂ ≤ C (`clipToNorm`, DP-FedAvg, McMahan et al. 2018, arXiv 1710.06963
  * Algorithm 1), add N(0, (z·C)²) per coordinate in `local` mode, then encode and sign with the update codec.
  *
  * The client loads this module lazily (dynamic import) on the first `participate()`, so the ONNX reader, protobuf and
  * the trainer stay out of the SDK core.
  */
-import type { RoundTask } from "@fedge/schemas";
-import { readMlpFromOnnx, trainableLength } from "@fedge/schemas/model-layout";
-import { encodeUpdate, quantizeUpdateInt8, type UpdatePayload } from "@fedge/schemas/update-codec";
+import type { RoundTask } from "@fedge/protocol";
+import { readMlpFromOnnx, trainableLength } from "@fedge/ml";
+import { encodeUpdate, quantizeUpdateInt8, type UpdatePayload } from "@fedge/protocol";
 import { InvalidInputError, FedgeClientError } from "../core/errors.ts";
 import { fromBase64Url } from "../internal/encoding.ts";
-import { addLocalNoise } from "../privacy/local-noise.ts";
-import { clipToNorm, computeUpdate, trainLocal, type Labels } from "../training/index.ts";
+import { addLocalNoise } from "@fedge/privacy";
+import { clipToNorm, computeUpdate, trainLocal, type Labels } from "@fedge/ml";
 
 export interface BuildUpdateInput {
   task: RoundTask;

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { UpdateReceipt } from "@fedge/schemas";
+import type { UpdateReceipt } from "@fedge/protocol";
 import { afterEach, describe, expect, it } from "vitest";
 import { APIConnectionError, APIUserAbortError, FedgeAPIError } from "../core/errors.ts";
 import { fileStorage } from "../storage/file-storage.ts";

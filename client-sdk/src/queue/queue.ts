@@ -8,7 +8,7 @@
  * Entry format in storage (`queue/<round_id>`): 4-byte little-endian length of a UTF-8 JSON header, the header, then
  * the update bytes.
  */
-import type { UpdateReceipt } from "@fedge/schemas";
+import type { UpdateReceipt } from "@fedge/protocol";
 import { FedgeAPIError, FedgeClientError } from "../core/errors.ts";
 import { shouldRetry } from "../internal/retry.ts";
 import type { QueueStorage } from "../storage/storage.ts";

@@ -32,8 +32,8 @@
  * - Quantize: exact in both (integer arithmetic on the device).
  * - Optimizers: float64 on cpu, float32 on webgpu; agree within a relative 1e-5 (stated tolerance).
  */
-import { FedgeError } from "@fedge/schemas";
-import type { RandomBytes } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
+import type { RandomBytes } from "@fedge/privacy";
 
 export type BackendKind = "webgpu" | "cpu";
 

@@ -1,8 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { FedgeError } from "@fedge/schemas";
-import { seededRandomBytes } from "@fedge/schemas/random/testing";
+import { FedgeError } from "@fedge/protocol";
+import { seededRandomBytes } from "@fedge/privacy/testing";
 import { NORM_BLOCK, addSquaresToLanes, axpy } from "../math/index.ts";
 import { makeUpdates, referenceRound } from "../../test/helpers.ts";
 import { SharedHeap } from "./heap.ts";

@@ -26,7 +26,7 @@
  * outlive the backend carry on on the main thread.
  */
 import { availableParallelism } from "node:os";
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import {
   MAX_LENGTH,
   checkAccumulatorOptions,

@@ -5,7 +5,7 @@
  * kernels need). The memory grows on demand up to 4 GiB and never shrinks (a wasm memory cannot); freed regions are
  * reused, neighbours merged. Region 0..64 is never handed out, so 0 means "no region".
  */
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import { MAX_PAGES, PAGE_BYTES, createSharedMemory } from "./simd.ts";
 
 const ALIGN = 64;

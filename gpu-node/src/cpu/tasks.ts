@@ -9,14 +9,14 @@
  *   `sums[row·blocks + block]`; the host adds the block sums in block order.
  * - `axpy`: acc_i ← fl32(acc_i + fl32(f_k·u_k,i)) for the rows k in order, tile by tile (the tile of acc stays in L1).
  * - `finish`: acc_i ← fl32(fl32(acc_i + n_i)·r) with n_i = fl32(σ·z_i), z_i ~ N(0, 1) drawn by `fillGaussian` of
- *   @fedge/schemas from crypto.getRandomValues (each piece draws its own; σ = 0 adds nothing).
+ *   @fedge/protocol from crypto.getRandomValues (each piece draws its own; σ = 0 adds nothing).
  * - `normals` then `finishNormals`: the same, with the z_i drawn ahead (`fillStandardNormal`, float64) in the
  *   background while updates are added; fl32(σ·z_i) is exactly what `fillGaussian` would have written.
  *
  * Blocks start at a multiple of `NORM_BLOCK` (hence of 8 and of 4); only the last block can have a tail of fewer than
  * 8 (norm) or 4 (axpy) elements, done with TypedArray loops.
  */
-import { fillGaussian, fillStandardNormal } from "@fedge/schemas/random";
+import { fillGaussian, fillStandardNormal } from "@fedge/privacy";
 import { NORM_BLOCK, addSquaresToLanes, combineLanes } from "../math/math.ts";
 import type { SimdKernels } from "./simd.ts";
 

@@ -8,7 +8,7 @@
  * `terminate()` (called by `Backend.dispose()`) stops the workers; pending runs then reject with a `FedgeError`.
  */
 import { Worker } from "node:worker_threads";
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import type { Job } from "./tasks.ts";
 
 interface Pending {

@@ -5,7 +5,7 @@
  * logged once through `log`); an explicit `webgpu` without an adapter throws a clear `FedgeError`.
  * The Dawn adapter module is imported dynamically, only when webgpu is tried, so the cpu path never loads it.
  */
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import type { Backend } from "../backend/index.ts";
 import { createCpuBackend, type CpuBackendOptions } from "../cpu/index.ts";
 import type { WebGpuBackendOptions } from "../webgpu/index.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { seededRandomBytes } from "@fedge/schemas/random/testing";
+import { seededRandomBytes } from "@fedge/privacy/testing";
 import {
   GaussianStream,
   NORM_BLOCK,

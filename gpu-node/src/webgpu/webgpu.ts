@@ -12,13 +12,13 @@
  * work and device work overlap (the accumulate of batch i is queued as soon as its factors are known).
  *
  * Noise: drawn on the host from the injected CSPRNG (crypto.getRandomValues by default) with `fillGaussian` of
- * @fedge/schemas and uploaded chunk by chunk; the device only adds it. Chosen over a counter-based ChaCha20 in WGSL
+ * @fedge/protocol and uploaded chunk by chunk; the device only adds it. Chosen over a counter-based ChaCha20 in WGSL
  * because (1) it is the same audited sampler, bytes and float32 values as the cpu backend, so the two backends give
  * identical noisy results from the same byte source and there is one sampler to review, not two; (2) WGSL has no
  * float64 or precise log/cos, so an on-device Box–Muller would be a different, less accurate distribution; (3) the cost
  * is one upload of 4 bytes per parameter per round, small next to the K·4 bytes per parameter of updates.
  */
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import {
   checkAccumulatorOptions,
   checkBatch,

@@ -9,7 +9,7 @@
  * time to every request. A leaked ledger therefore reveals no usable key.
  */
 import { DurableObject } from "cloudflare:workers";
-import type { ApiKeyInfo, UsageDay, UsageReport } from "@fedge/schemas";
+import type { ApiKeyInfo, UsageDay, UsageReport } from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
 import { leaseTokens, returnTokens, takeTokens, type BucketState } from "../middleware/rate-limit/index.ts";
 

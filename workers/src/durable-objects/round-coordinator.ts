@@ -36,7 +36,7 @@ import {
   type RoundStatus,
   type AcceptedUpdate,
   type UpdateReceipt,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
 import { poissonCoin } from "../training/sampling.ts";
 import type { UpdateLimits } from "../training/update-checks.ts";

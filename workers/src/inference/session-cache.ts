@@ -4,7 +4,7 @@
  * the ONNX bytes and reused by every request. Bounded by entry count and total model bytes (least recently used
  * entries are released first). Runs on one session are serialised (ORT-web's wasm backend runs one at a time).
  */
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import type { OrtSession } from "./ort.ts";
 
 type OrtModule = typeof import("./ort.ts");

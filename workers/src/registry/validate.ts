@@ -10,15 +10,13 @@ import {
   canonicalManifestBytes,
   FedgeError,
   fromBase64Url,
-  inspectOnnx,
   MAX_MODEL_BYTES,
   ModelManifest,
   sha256Hex,
   type ModelUploadManifest,
-  type OnnxDim,
-  type OnnxValueInfo,
   type TensorSpec,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
+import { inspectOnnx, type OnnxDim, type OnnxValueInfo } from "@fedge/ml";
 
 function invalid(message: string): FedgeError {
   return new FedgeError("invalid_model", 400, message);

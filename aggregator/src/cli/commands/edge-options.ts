@@ -6,7 +6,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { toBase64Url } from "@fedge/schemas";
+import { toBase64Url } from "@fedge/protocol";
 import { ConfigError, configFromFlags, type PopulationConfig } from "../../config/index.ts";
 import { loadOrCreateSigningKey, type SigningKey } from "../../export/index.ts";
 import { EdgeAdminClient } from "../../edge/admin-client.ts";

@@ -3,8 +3,8 @@
  * `fedge privacy`: ε for (q, z, steps, δ), or the smallest z for a target ε. Prints one JSON object on stdout.
  */
 import { parseArgs } from "node:util";
-import { getNoiseMultiplier } from "../../accountant/noise-multiplier.ts";
-import { createAccountant } from "../../accountant/registry.ts";
+import { getNoiseMultiplier } from "@fedge/privacy";
+import { createAccountant } from "@fedge/privacy";
 import { UsageError, type Command } from "../command.ts";
 
 const USAGE = `Usage:

@@ -6,7 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { createBackend } from "@fedge/gpu-node";
-import { FedgeError, ModelName, RegistryChange } from "@fedge/schemas";
+import { FedgeError, ModelName, RegistryChange } from "@fedge/protocol";
 import { CheckpointStore } from "../../checkpoint/index.ts";
 import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config/index.ts";
 import { RoundEngine } from "../../round/index.ts";

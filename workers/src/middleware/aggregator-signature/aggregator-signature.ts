@@ -1,6 +1,6 @@
 /**
  * @module
- * Admin authentication by the aggregator's Ed25519 request signature (contract: `@fedge/schemas` admin-auth).
+ * Admin authentication by the aggregator's Ed25519 request signature (contract: `@fedge/protocol` admin-auth).
  *
  * `aggregatorSignatureVerifier` plugs into `adminAuth()`'s verifier list: it skips requests without an
  * `x-fedge-signature` header and otherwise decides. Trusted keys are the `FEDGE_AGGREGATOR_PUBLIC_KEY` var/secret
@@ -16,7 +16,7 @@ import {
   aggregatorSigningBytes,
   fromBase64Url,
   sha256Hex,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import type { Context } from "hono";
 import type { AppEnv, Bindings } from "../../env.ts";
 import type { AdminVerdict, AdminVerifier } from "../auth/admin.ts";

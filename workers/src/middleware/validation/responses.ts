@@ -2,7 +2,7 @@
  * @module
  * OpenAPI response entries for the error envelope, so every route documents its 4xx in one line.
  */
-import { ErrorEnvelope } from "@fedge/schemas";
+import { ErrorEnvelope } from "@fedge/protocol";
 
 const DESCRIPTIONS = {
   400: "Invalid request (`validation_failed`, `invalid_json`, `invalid_shape`, `non_finite`, `invalid_model`, …)",

@@ -4,7 +4,7 @@
  * route was registered on, not the app it is mounted into. `createRouter()` returns a sub-app wired that way.
  */
 import { OpenAPIHono, type Hook } from "@hono/zod-openapi";
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import type { AppEnv } from "../../env.ts";
 
 /** zod validation failures become `FedgeError("validation_failed", 400)`, never zod's raw issue list. */

@@ -5,7 +5,7 @@
  * advance without I/O) and subtract the same request with `n=0`, leaving the compute per inference. Admin only.
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { FedgeError, ModelName, ModelVersion } from "@fedge/schemas";
+import { FedgeError, ModelName, ModelVersion } from "@fedge/protocol";
 import { adminAuth } from "../../middleware/auth/index.ts";
 import { createRouter, errorResponses } from "../../middleware/validation/index.ts";
 import { readManifest, readOnnxBytes, requireIndex, requireVersion, servableShape } from "../../registry/index.ts";

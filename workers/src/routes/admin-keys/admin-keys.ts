@@ -14,7 +14,7 @@ import {
   FedgeError,
   UsageQuery,
   UsageReport,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { createRouter, readBody } from "../../middleware/validation/index.ts";
 import { settleUsage } from "../../middleware/metering/index.ts";
 import { adminAuth, generateApiKey, hashApiKey, keyCache, keyStatus, ledgerFor } from "../../middleware/auth/index.ts";

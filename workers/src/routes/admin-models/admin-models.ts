@@ -13,7 +13,7 @@ import {
   ModelUploadManifest,
   PromoteRequest,
   RegistryChange,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { adminAuth } from "../../middleware/auth/index.ts";
 import { createRouter, errorResponses, readBody } from "../../middleware/validation/index.ts";
 import { promote, putVersion, readManifest, rollback, validateUpload } from "../../registry/index.ts";

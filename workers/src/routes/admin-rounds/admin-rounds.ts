@@ -32,8 +32,8 @@ import {
   fromBase64Url,
   parseRoundId,
   type AcceptedUpdate,
-} from "@fedge/schemas";
-import { UPDATE_MEDIA_TYPE } from "@fedge/schemas/update-codec";
+} from "@fedge/protocol";
+import { UPDATE_MEDIA_TYPE } from "@fedge/protocol";
 import type { Context } from "hono";
 import { createRouter } from "../../middleware/validation/index.ts";
 import { adminAuth } from "../../middleware/auth/index.ts";
@@ -336,7 +336,7 @@ router.openAPIRegistry.registerComponent("securitySchemes", "aggregatorSignature
   in: "header",
   name: "x-fedge-signature",
   description:
-    "The aggregator's Ed25519 request signature (with x-fedge-aggregator-key and x-fedge-timestamp; contract in @fedge/schemas admin-auth)",
+    "The aggregator's Ed25519 request signature (with x-fedge-aggregator-key and x-fedge-timestamp; contract in @fedge/protocol admin-auth)",
 });
 
 export const adminRounds = router

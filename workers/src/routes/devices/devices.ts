@@ -12,7 +12,7 @@ import {
   RegisterDeviceResponse,
   fromBase64Url,
   toBase64Url,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { createRouter } from "../../middleware/validation/index.ts";
 import { apiKeyAuth } from "../../middleware/auth/index.ts";
 import { deviceStub, ownerStub } from "../../durable-objects/device-registry.ts";

@@ -4,7 +4,7 @@
  * bytes of a version (strong ETag = `"<sha256>"`, immutable caching, `If-None-Match` → 304 without reading R2).
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { FedgeError, ModelDetail, ModelList, ModelManifest, ModelName } from "@fedge/schemas";
+import { FedgeError, ModelDetail, ModelList, ModelManifest, ModelName } from "@fedge/protocol";
 import { createRouter, errorResponses } from "../../middleware/validation/index.ts";
 import { getOnnx, listModels, readManifest, requireIndex, requireVersion } from "../../registry/index.ts";
 

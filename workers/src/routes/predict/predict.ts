@@ -13,7 +13,7 @@ import {
   PredictRequest,
   PredictResponse,
   PREDICT_SHAPE_HEADER,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { apiKeyAuth } from "../../middleware/auth/index.ts";
 import { meter } from "../../middleware/metering/index.ts";
 import { createRouter, errorResponses, readBody } from "../../middleware/validation/index.ts";

@@ -25,8 +25,8 @@ import {
   parseRoundId,
   sha256Hex,
   toBase64Url,
-} from "@fedge/schemas";
-import { UPDATE_MEDIA_TYPE, UpdateCodecError, decodeUpdate } from "@fedge/schemas/update-codec";
+} from "@fedge/protocol";
+import { UPDATE_MEDIA_TYPE, UpdateCodecError, decodeUpdate } from "@fedge/protocol";
 import { createRouter } from "../../middleware/validation/index.ts";
 import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../../middleware/auth/index.ts";
 import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../../durable-objects/device-registry.ts";

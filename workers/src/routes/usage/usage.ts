@@ -3,7 +3,7 @@
  * The key owner's own usage: `GET /v1/usage` with the API key.
  */
 import { createRoute } from "@hono/zod-openapi";
-import { ErrorEnvelope, FedgeError, UsageQuery, UsageReport } from "@fedge/schemas";
+import { ErrorEnvelope, FedgeError, UsageQuery, UsageReport } from "@fedge/protocol";
 import { createRouter } from "../../middleware/validation/index.ts";
 import { apiKeyAuth, ledgerFor } from "../../middleware/auth/index.ts";
 import { settleUsage } from "../../middleware/metering/index.ts";

@@ -1,0 +1,111 @@
+import { FedgeError } from "@fedge/protocol";
+import { describe, expect, it } from "vitest";
+import { InvalidPrivacyParameterError } from "./accountant/accountant.ts";
+import { RdpAccountant } from "./accountant/rdp.ts";
+import { PrivacyBudgetExceededError, PrivacyLedger, type LedgerRound } from "./ledger.ts";
+
+const round = (i: number, extra: Partial<LedgerRound> = {}): LedgerRound => ({
+  roundId: `r${i}`,
+  sampleRate: 0.01,
+  noiseMultiplier: 1.1,
+  mode: "central",
+  openedAt: `2026-11-23T10:${String(i % 60).padStart(2, "0")}:00Z`,
+  ...extra,
+});
+
+describe("PrivacyLedger", () => {
+  it("records rounds and spends exactly what an RDP accountant with the same steps spends", () => {
+    const ledger = new PrivacyLedger({ population: "mnist" });
+    for (let i = 0; i < 50; i++) ledger.record(round(i));
+    const acc = new RdpAccountant();
+    acc.step({ noiseMultiplier: 1.1, sampleRate: 0.01 }, 50);
+    expect(ledger.spent(1e-5)).toBe(acc.getEpsilon(1e-5));
+    expect(ledger.rounds).toHaveLength(50);
+  });
+
+  it("projectedSpend includes the next round; assertCanOpen refuses over budget with a typed error and records nothing", () => {
+    const ledger = new PrivacyLedger({ population: "mnist" });
+    const budget = { epsilon: 1, delta: 1e-5 };
+    let i = 0;
+    for (; ; i++) {
+      const projected = ledger.projectedSpend(round(i), budget.delta);
+      if (projected > budget.epsilon) break;
+      expect(ledger.open(round(i), budget)).toBeCloseTo(projected, 12);
+    }
+    expect(i).toBeGreaterThan(10);
+    const before = ledger.rounds;
+    let err: unknown;
+    try {
+      ledger.assertCanOpen(round(i), budget);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PrivacyBudgetExceededError);
+    expect(err).toBeInstanceOf(FedgeError);
+    const e = err as PrivacyBudgetExceededError;
+    expect(e.code).toBe("budget_exceeded");
+    expect(e.message).toMatch(/budget ε=1, δ=0\.00001/);
+    expect(e.message).toContain(`round "r${i}"`);
+    expect(e.projectedEpsilon).toBeGreaterThan(1);
+    expect(() => ledger.open(round(i), budget)).toThrow(PrivacyBudgetExceededError);
+    expect(ledger.rounds).toEqual(before);
+  });
+
+  it("local rounds account each device's report as its own Gaussian mechanism (q = 1)", () => {
+    const ledger = new PrivacyLedger({ population: "p" });
+    ledger.record(round(1, { mode: "local", noiseMultiplier: 5, sampleRate: 0.001 }));
+    ledger.record(round(2, { mode: "local", noiseMultiplier: 5, sampleRate: 0.001 }));
+    const acc = new RdpAccountant();
+    acc.step({ noiseMultiplier: 5, sampleRate: 1 }, 2);
+    expect(ledger.spent(1e-5)).toBe(acc.getEpsilon(1e-5));
+    const central = new PrivacyLedger({ population: "p" });
+    central.record(round(1, { noiseMultiplier: 5, sampleRate: 0.001 }));
+    central.record(round(2, { noiseMultiplier: 5, sampleRate: 0.001 }));
+    expect(central.spent(1e-5)).toBeLessThan(ledger.spent(1e-5));
+  });
+
+  it("round-trips through JSON and rejects malformed states", () => {
+    const ledger = new PrivacyLedger({
+      population: "mnist",
+      accountant: "pld",
+      accountantOptions: { discretization: 1e-3 },
+    });
+    ledger.record(round(1));
+    ledger.record(round(2, { mode: "distributed", noiseMultiplier: 0.9 }));
+    const json = JSON.parse(JSON.stringify(ledger));
+    const back = PrivacyLedger.fromJSON(json, { discretization: 1e-3 });
+    expect(back.toJSON()).toEqual(ledger.toJSON());
+    expect(back.spent(1e-5)).toBe(ledger.spent(1e-5));
+    for (const bad of [
+      null,
+      { ...json, version: 2 },
+      { ...json, accountant: "gdp" },
+      { ...json, rounds: [{ ...json.rounds[0], sampleRate: 0 }] },
+      { ...json, rounds: [{ ...json.rounds[0], openedAt: "yesterday" }] },
+      { ...json, rounds: [json.rounds[0], json.rounds[0]] },
+    ]) {
+      expect(() => PrivacyLedger.fromJSON(bad)).toThrow(InvalidPrivacyParameterError);
+    }
+  });
+
+  it("rejects bad rounds, budgets and options without changing state", () => {
+    const ledger = new PrivacyLedger({ population: "p" });
+    ledger.record(round(1));
+    for (const bad of [
+      round(1), // duplicate id
+      round(2, { sampleRate: 1.5 }),
+      round(3, { noiseMultiplier: 0 }),
+      round(4, { mode: "secret" as never }),
+      round(5, { roundId: "" }),
+    ]) {
+      expect(() => ledger.record(bad)).toThrow(InvalidPrivacyParameterError);
+    }
+    expect(() => ledger.assertCanOpen(round(6), { epsilon: -1, delta: 1e-5 })).toThrow(InvalidPrivacyParameterError);
+    expect(() => ledger.assertCanOpen(round(6), { epsilon: 1, delta: 1 })).toThrow(InvalidPrivacyParameterError);
+    expect(ledger.rounds).toHaveLength(1);
+    expect(() => new PrivacyLedger({ population: "" })).toThrow(InvalidPrivacyParameterError);
+    expect(() => new PrivacyLedger({ population: "p", accountant: "gdp" as never })).toThrow(
+      InvalidPrivacyParameterError,
+    );
+  });
+});
