@@ -1,7 +1,7 @@
 /**
  * `npm run demo`: trains a private MNIST model across simulated devices through the real local edge (`wrangler dev`),
  * then writes demo-out/report.md, demo-out/accuracy_vs_round.svg and demo-out/accuracy_vs_epsilon.svg.
- * What it does, step by step: README "What the demo does"; the code: test/src/demo/.
+ * What it does, step by step: README "What the demo does"; the code: demo/src/.
  *
  *   npm run demo -- [--clients N] [--rounds R] [--epsilon E] [--no-dp] [--no-baseline] [--backend auto|cpu|webgpu]
  *                   [--sampling-rate Q] [--server-lr L] [--server-momentum M] [--clip-quantile G] [--port P] [--out DIR]

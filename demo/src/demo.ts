@@ -2,7 +2,7 @@
  * @module
  * `runDemo()`: the whole of `npm run demo` (see README "What the demo does"): data, public pretraining of the features,
  * the local edge, the fleet, the private run and the non-private baseline through the edge, the checks, and the outputs
- * (report.md, two SVG plots, summary.json). `scripts/demo.ts` parses flags and calls it; test/e2e-demo.test.ts runs a
+ * (report.md, two SVG plots, summary.json). `demo/main.ts` parses flags and calls it; test/e2e-demo.test.ts runs a
  * small one.
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
