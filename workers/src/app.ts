@@ -8,16 +8,16 @@ import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { FedgeError, type ErrorEnvelope } from "@fedge/schemas";
 import type { AppEnv } from "./env.ts";
-import { health } from "./routes/health/index.ts";
-import { adminKeys } from "./routes/admin-keys/index.ts";
-import { usage } from "./routes/usage/index.ts";
-import { models } from "./routes/models/index.ts";
+import { health } from "./routes/health.ts";
+import { adminKeys } from "./routes/admin-keys.ts";
+import { usage } from "./routes/usage.ts";
+import { models } from "./routes/models.ts";
 import { predict } from "./routes/predict/index.ts";
-import { adminModels } from "./routes/admin-models/index.ts";
-import { adminBench } from "./routes/admin-bench/index.ts";
-import { devices } from "./routes/devices/index.ts";
-import { rounds } from "./routes/rounds/index.ts";
-import { adminRounds } from "./routes/admin-rounds/index.ts";
+import { adminModels } from "./routes/admin-models.ts";
+import { adminBench } from "./routes/admin-bench.ts";
+import { devices } from "./routes/devices.ts";
+import { rounds } from "./routes/rounds.ts";
+import { adminRounds } from "./routes/admin-rounds.ts";
 
 export function createApp() {
   const app = new OpenAPIHono<AppEnv>({

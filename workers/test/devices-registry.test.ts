@@ -13,7 +13,7 @@ import {
   type DeviceInfo,
   type RoundStatus,
 } from "@fedge/schemas";
-import { verifyAggregatorRequest } from "../src/middleware/aggregator-signature/index.ts";
+import { verifyAggregatorRequest } from "../src/middleware/aggregator-signature.ts";
 import {
   ADMIN,
   adminGet,

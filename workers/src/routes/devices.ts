@@ -13,10 +13,10 @@ import {
   fromBase64Url,
   toBase64Url,
 } from "@fedge/schemas";
-import { createRouter } from "../../middleware/validation/index.ts";
-import { apiKeyAuth } from "../../middleware/auth/index.ts";
-import { deviceStub, ownerStub } from "../../durable-objects/device-registry.ts";
-import type { Bindings } from "../../env.ts";
+import { createRouter } from "../middleware/validation/index.ts";
+import { apiKeyAuth } from "../middleware/auth/index.ts";
+import { deviceStub, ownerStub } from "../durable-objects/device-registry.ts";
+import type { Bindings } from "../env.ts";
 
 const errorContent = { "application/json": { schema: ErrorEnvelope } };
 

@@ -15,9 +15,9 @@ import {
   UsageQuery,
   UsageReport,
 } from "@fedge/schemas";
-import { createRouter, readBody } from "../../middleware/validation/index.ts";
-import { settleUsage } from "../../middleware/metering/index.ts";
-import { adminAuth, generateApiKey, hashApiKey, keyCache, keyStatus, ledgerFor } from "../../middleware/auth/index.ts";
+import { createRouter, readBody } from "../middleware/validation/index.ts";
+import { settleUsage } from "../middleware/metering.ts";
+import { adminAuth, generateApiKey, hashApiKey, keyCache, keyStatus, ledgerFor } from "../middleware/auth/index.ts";
 
 const errors = {
   400: { description: "Invalid request", content: { "application/json": { schema: ErrorEnvelope } } },

@@ -27,11 +27,11 @@ import {
   toBase64Url,
 } from "@fedge/schemas";
 import { UPDATE_MEDIA_TYPE, UpdateCodecError, decodeUpdate } from "@fedge/schemas/update-codec";
-import { createRouter } from "../../middleware/validation/index.ts";
-import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../../middleware/auth/index.ts";
-import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../../durable-objects/device-registry.ts";
-import { roundsStub } from "../../durable-objects/round-coordinator.ts";
-import { updateStorageKey, updateStoreFor } from "../../durable-objects/update-store.ts";
+import { createRouter } from "../middleware/validation/index.ts";
+import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../middleware/auth/index.ts";
+import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../durable-objects/device-registry.ts";
+import { roundsStub } from "../durable-objects/round-coordinator.ts";
+import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
 import {
   checkUpdateAgainstTask,
   maxEncodedUpdateBytes,
@@ -39,7 +39,7 @@ import {
   unwrap,
   verifyEd25519,
   type UpdateLimits,
-} from "../../training/index.ts";
+} from "../training/index.ts";
 
 const errorContent = { "application/json": { schema: ErrorEnvelope } };
 const err = (description: string) => ({ description, content: errorContent });

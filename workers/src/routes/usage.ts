@@ -4,9 +4,9 @@
  */
 import { createRoute } from "@hono/zod-openapi";
 import { ErrorEnvelope, FedgeError, UsageQuery, UsageReport } from "@fedge/schemas";
-import { createRouter } from "../../middleware/validation/index.ts";
-import { apiKeyAuth, ledgerFor } from "../../middleware/auth/index.ts";
-import { settleUsage } from "../../middleware/metering/index.ts";
+import { createRouter } from "../middleware/validation/index.ts";
+import { apiKeyAuth, ledgerFor } from "../middleware/auth/index.ts";
+import { settleUsage } from "../middleware/metering.ts";
 
 const route = createRoute({
   method: "get",

@@ -35,15 +35,15 @@ import {
 } from "@fedge/schemas";
 import { UPDATE_MEDIA_TYPE } from "@fedge/schemas/update-codec";
 import type { Context } from "hono";
-import { createRouter } from "../../middleware/validation/index.ts";
-import { adminAuth } from "../../middleware/auth/index.ts";
-import { aggregatorKeyKvKey } from "../../middleware/aggregator-signature/index.ts";
-import { deviceStub, ownerStub, type DeviceRecord } from "../../durable-objects/device-registry.ts";
-import { roundsStub } from "../../durable-objects/round-coordinator.ts";
-import { updateStorageKey, updateStoreFor } from "../../durable-objects/update-store.ts";
-import { defaultDeviceQuota } from "../devices/devices.ts";
-import { unwrap } from "../../training/index.ts";
-import type { AppEnv, Bindings } from "../../env.ts";
+import { createRouter } from "../middleware/validation/index.ts";
+import { adminAuth } from "../middleware/auth/index.ts";
+import { aggregatorKeyKvKey } from "../middleware/aggregator-signature.ts";
+import { deviceStub, ownerStub, type DeviceRecord } from "../durable-objects/device-registry.ts";
+import { roundsStub } from "../durable-objects/round-coordinator.ts";
+import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
+import { defaultDeviceQuota } from "./devices.ts";
+import { unwrap } from "../training/index.ts";
+import type { AppEnv, Bindings } from "../env.ts";
 
 const errorContent = { "application/json": { schema: ErrorEnvelope } };
 const err = (description: string) => ({ description, content: errorContent });
