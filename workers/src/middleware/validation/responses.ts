@@ -1,6 +1,8 @@
 /**
  * @module
- * OpenAPI response entries for the error envelope, so every route documents its 4xx in one line.
+ * OpenAPI response entries for the error envelope, so every route documents its 4xx in one line:
+ * `...errorResponses(400, 404)` uses the default descriptions below, and `...errorResponses(400, { 409: "Round is
+ * still collecting" })` names what a status means for this route.
  */
 import { ErrorEnvelope } from "@fedge/schemas";
 
@@ -17,13 +19,27 @@ const DESCRIPTIONS = {
 
 export type ErrorStatus = keyof typeof DESCRIPTIONS;
 
+/** A status with its default description, or statuses with the description this route gives them. */
+export type ErrorResponseSpec = ErrorStatus | { readonly [S in ErrorStatus]?: string };
+
+type StatusesOf<T> = T extends ErrorStatus ? T : T extends object ? keyof T & ErrorStatus : never;
+
+export interface ErrorResponse {
+  description: string;
+  content: { "application/json": { schema: typeof ErrorEnvelope } };
+}
+
 /** `{ [status]: { description, content: { "application/json": { schema: ErrorEnvelope } } } }` for each status. */
-export function errorResponses<S extends ErrorStatus>(...statuses: S[]) {
-  const out = {} as Record<
-    S,
-    { description: string; content: { "application/json": { schema: typeof ErrorEnvelope } } }
-  >;
-  for (const s of statuses)
-    out[s] = { description: DESCRIPTIONS[s], content: { "application/json": { schema: ErrorEnvelope } } };
-  return out;
+export function errorResponses<const A extends readonly ErrorResponseSpec[]>(
+  ...specs: A
+): Record<StatusesOf<A[number]>, ErrorResponse> {
+  const out: Partial<Record<ErrorStatus, ErrorResponse>> = {};
+  const add = (status: ErrorStatus, description: string) => {
+    out[status] = { description, content: { "application/json": { schema: ErrorEnvelope } } };
+  };
+  for (const spec of specs) {
+    if (typeof spec === "number") add(spec, DESCRIPTIONS[spec]);
+    else for (const [s, d] of Object.entries(spec)) if (d !== undefined) add(Number(s) as ErrorStatus, d);
+  }
+  return out as Record<StatusesOf<A[number]>, ErrorResponse>;
 }
