@@ -18,6 +18,8 @@ import { adminBench } from "./routes/admin-bench.ts";
 import { devices } from "./routes/devices.ts";
 import { rounds } from "./routes/rounds.ts";
 import { adminRounds } from "./routes/admin-rounds.ts";
+import { adminDevices } from "./routes/admin-devices.ts";
+import { adminAggregatorKeys } from "./routes/admin-aggregator-keys.ts";
 
 export function createApp() {
   const app = new OpenAPIHono<AppEnv>({
@@ -52,6 +54,8 @@ export function createApp() {
   app.route("/", devices);
   app.route("/", rounds);
   app.route("/", adminRounds);
+  app.route("/", adminDevices);
+  app.route("/", adminAggregatorKeys);
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

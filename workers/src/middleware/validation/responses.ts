@@ -4,6 +4,7 @@
  * `...errorResponses(400, 404)` uses the default descriptions below, and `...errorResponses(400, { 409: "Round is
  * still collecting" })` names what a status means for this route.
  */
+import type { z } from "@hono/zod-openapi";
 import { ErrorEnvelope } from "@fedge/schemas";
 
 const DESCRIPTIONS = {
@@ -42,4 +43,16 @@ export function errorResponses<const A extends readonly ErrorResponseSpec[]>(
     else for (const [s, d] of Object.entries(spec)) if (d !== undefined) add(Number(s) as ErrorStatus, d);
   }
   return out as Record<StatusesOf<A[number]>, ErrorResponse>;
+}
+
+/** What `adminAuth()` answers, for the admin routes that accept the admin token or the aggregator's signature. */
+export const ADMIN_AUTH_ERRORS = {
+  400: "Invalid request",
+  401: "No admin credential, or a bad aggregator signature",
+  403: "Not an admin credential",
+} as const;
+
+/** A JSON success response of `schema`. */
+export function jsonResponse<T extends z.ZodType>(schema: T, description: string) {
+  return { description, content: { "application/json": { schema } } };
 }
