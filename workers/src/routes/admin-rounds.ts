@@ -33,7 +33,7 @@ import {
   errorResponses,
   jsonResponse as json,
 } from "../middleware/validation/index.ts";
-import { roundsStub } from "../durable-objects/round-coordinator.ts";
+import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
 import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
 import { unwrap } from "../training/index.ts";
 import type { Bindings } from "../env.ts";

@@ -29,7 +29,7 @@ import { UPDATE_MEDIA_TYPE, UpdateCodecError, decodeUpdate } from "@fedge/schema
 import { createRouter, errorResponses } from "../middleware/validation/index.ts";
 import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../middleware/auth/index.ts";
 import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../durable-objects/device-registry.ts";
-import { roundsStub } from "../durable-objects/round-coordinator.ts";
+import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
 import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
 import {
   checkUpdateAgainstTask,

@@ -37,12 +37,13 @@ import {
   type AcceptedUpdate,
   type UpdateReceipt,
 } from "@fedge/schemas";
-import type { Bindings } from "../env.ts";
-import { poissonCoin } from "../training/sampling.ts";
-import type { UpdateLimits } from "../training/update-checks.ts";
-import { fail, type Result } from "../training/result.ts";
-import { updateRetentionMs } from "../training/retention.ts";
-import { UPDATE_STORE_SHARDS, deleteObjects, updateStoreStub } from "./update-store.ts";
+import type { Bindings } from "../../env.ts";
+import { poissonCoin } from "../../training/sampling.ts";
+import type { UpdateLimits } from "../../training/update-checks.ts";
+import { fail, type Result } from "../../training/result.ts";
+import { updateRetentionMs } from "../../training/retention.ts";
+import { UPDATE_STORE_SHARDS, deleteObjects, updateStoreStub } from "../update-store.ts";
+import { migrate } from "./migrations.ts";
 
 /** Seconds a device waits before checking in again when no round is collecting. */
 export const NO_ROUND_RETRY_S = 60;
@@ -137,21 +138,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     void ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS rounds (
-        seq INTEGER PRIMARY KEY, round_id TEXT NOT NULL UNIQUE, model TEXT NOT NULL, state TEXT NOT NULL,
-        params TEXT NOT NULL, opened_at INTEGER NOT NULL, deadline INTEGER NOT NULL, closed_at INTEGER,
-        close_reason TEXT, aggregated_at INTEGER, published_version INTEGER,
-        checked_in INTEGER NOT NULL DEFAULT 0, selected INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
-        sealed_at INTEGER, payloads_purged_at INTEGER)`);
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS checkins (
-        round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, selected INTEGER NOT NULL, nonce TEXT, at INTEGER NOT NULL,
-        public_key TEXT, api_key_id TEXT, PRIMARY KEY (round_seq, device_id))`);
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS updates (
-        round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, n INTEGER NOT NULL, public_key TEXT NOT NULL,
-        sha256 TEXT NOT NULL, byte_length INTEGER NOT NULL, storage_key TEXT NOT NULL, received_at INTEGER NOT NULL,
-        PRIMARY KEY (round_seq, device_id), UNIQUE (round_seq, n))`);
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS revoked_devices (device_id TEXT PRIMARY KEY, at INTEGER NOT NULL)`);
-      this.migrateColumns();
+      migrate(this.sql);
       this.latest = this.sql.exec<RoundRow>("SELECT * FROM rounds ORDER BY seq DESC LIMIT 1").toArray()[0] ?? null;
     });
   }
@@ -639,28 +626,6 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         )
         .toArray()[0] ?? null
     );
-  }
-
-  /** Brings tables created by an earlier version of this class up to date (state persisted under .wrangler/state). */
-  private migrateColumns(): void {
-    const columns = (table: string) =>
-      new Set(
-        this.sql
-          .exec<{ name: string }>(`PRAGMA table_info(${table})`)
-          .toArray()
-          .map((c) => c.name),
-      );
-    const rounds = columns("rounds");
-    if (!rounds.has("payloads_purged_at")) this.sql.exec("ALTER TABLE rounds ADD COLUMN payloads_purged_at INTEGER");
-    if (!rounds.has("sealed_at")) {
-      this.sql.exec("ALTER TABLE rounds ADD COLUMN sealed_at INTEGER");
-      // Rounds closed before payloads went through UpdateStore are already in R2, one object per update.
-      this.sql.exec("UPDATE rounds SET sealed_at = closed_at WHERE state NOT IN ('open', 'collecting')");
-    }
-    const checkins = columns("checkins");
-    if (!checkins.has("public_key")) this.sql.exec("ALTER TABLE checkins ADD COLUMN public_key TEXT");
-    if (!checkins.has("api_key_id")) this.sql.exec("ALTER TABLE checkins ADD COLUMN api_key_id TEXT");
-    if (columns("updates").has("r2_key")) this.sql.exec("ALTER TABLE updates RENAME COLUMN r2_key TO storage_key");
   }
 
   private refreshLatest(seq: number): void {
