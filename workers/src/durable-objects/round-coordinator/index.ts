@@ -1,9 +1,2 @@
-export {
-  NO_ROUND_RETRY_S,
-  RoundCoordinator,
-  roundsStub,
-  type CommitInput,
-  type StoredUpdate,
-  type UploadPreflight,
-  type UploadTarget,
-} from "./round-coordinator.ts";
+export { RoundCoordinator, roundsStub, type CommitInput, type StoredUpdate } from "./round-coordinator.ts";
+export { NO_ROUND_RETRY_S, type UploadPreflight, type UploadTarget } from "./admission.ts";

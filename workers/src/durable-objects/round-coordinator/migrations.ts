@@ -3,10 +3,10 @@
  * The RoundCoordinator's SQLite schema: its four tables, created when the object starts, and the in-place upgrades of
  * tables an earlier version of the class created (state persisted under `.wrangler/state`, or a deployed object).
  *
- * - `rounds`: one row per round, with its counters and its payloads' seal and purge times;
- * - `checkins`: each device's recorded Poisson coin, nonce and keys for a round;
- * - `updates`: each accepted update's metadata and where its payload is stored;
- * - `revoked_devices`: devices an admin revoked.
+ * - `rounds` (owned by `Rounds`): one row per round, with its counters and its payloads' seal and purge times;
+ * - `checkins` (`Checkins`): each device's recorded Poisson coin, nonce and keys for a round;
+ * - `updates` (`UpdateIndex`): each accepted update's metadata and where its payload is stored;
+ * - `revoked_devices` (`Revocations`): devices an admin revoked.
  */
 
 /** Creates the tables that do not exist yet (the current schema). */

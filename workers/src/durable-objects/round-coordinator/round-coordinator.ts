@@ -21,76 +21,53 @@
  * second commit for the same device and bytes returns the first receipt with `duplicate: true`. When a round closes, the
  * alarm asks each of its shards to seal its payloads into R2 (retried until every shard has answered).
  *
+ * Layout: this class is the RPC surface, the transactions that span tables, and the single alarm. Each table is owned
+ * by a capability behind a slice of `CoordinatorHost` (`Rounds`, `Checkins`, `UpdateIndex`, `Revocations`);
+ * `PayloadRetention` seals and purges payloads; the rules are pure functions in `admission.ts`; the schema and its
+ * upgrades are in `migrations.ts`.
+ *
  * Every RPC method returns a `Result` (no domain errors thrown across RPC). State is loaded under `blockConcurrencyWhile`;
  * the deadline is an alarm, and every method also closes an expired round lazily in case the alarm is late.
  */
 import { DurableObject } from "cloudflare:workers";
 import {
-  roundIdFor,
-  roundTaskFor,
   toBase64Url,
-  type CheckinResponse,
-  type CloseReason,
-  type RoundParams,
-  type RoundState,
-  type RoundStatus,
   type AcceptedUpdate,
+  type CheckinResponse,
+  type RoundParams,
+  type RoundStatus,
   type UpdateReceipt,
 } from "@fedge/schemas";
 import type { Bindings } from "../../env.ts";
 import { poissonCoin } from "../../training/sampling.ts";
-import type { UpdateLimits } from "../../training/update-checks.ts";
 import { fail, type Result } from "../../training/result.ts";
-import { updateRetentionMs } from "../../training/retention.ts";
-import { UPDATE_STORE_SHARDS, deleteObjects, updateStoreStub } from "../update-store.ts";
+import {
+  admitUpload,
+  aggregateVerdict,
+  checkinAnswer,
+  checkinPrecheck,
+  commitVerdict,
+  fillsRound,
+  listUpdatesVerdict,
+  openVerdict,
+  payloadsPurged,
+  preflight,
+  receipt,
+  roundNotFound,
+  uploadTarget,
+  type UploadPreflight,
+  type UploadTarget,
+} from "./admission.ts";
+import { Checkins, type CheckinRow } from "./checkins.ts";
+import type { CoordinatorHost } from "./host.ts";
 import { migrate } from "./migrations.ts";
-
-/** Seconds a device waits before checking in again when no round is collecting. */
-export const NO_ROUND_RETRY_S = 60;
-/** How soon a failed seal of a closed round's shards is tried again. */
-const SEAL_RETRY_MS = 30_000;
+import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
+import { Revocations } from "./revocations.ts";
+import { Rounds, iso, isCollecting, paramsOf, toStatus } from "./rounds.ts";
+import { UpdateIndex } from "./update-index.ts";
 
 export function roundsStub(env: Bindings, model: string) {
   return env.ROUNDS.getByName(model);
-}
-
-type RoundRow = {
-  seq: number;
-  round_id: string;
-  model: string;
-  state: RoundState;
-  params: string;
-  opened_at: number;
-  deadline: number;
-  closed_at: number | null;
-  close_reason: CloseReason | null;
-  aggregated_at: number | null;
-  published_version: number | null;
-  checked_in: number;
-  selected: number;
-  accepted: number;
-  /** When every shard holding the round's updates sealed them into R2 (null while collecting or still sealing). */
-  sealed_at: number | null;
-  /** When the payloads were deleted after the retention (null while kept). */
-  payloads_purged_at: number | null;
-};
-
-type CheckinRow = { selected: number; nonce: string | null; public_key: string | null; api_key_id: string | null };
-
-type UpdateRow = {
-  n: number;
-  device_id: string;
-  public_key: string;
-  sha256: string;
-  byte_length: number;
-  storage_key: string;
-  received_at: number;
-};
-
-export interface UploadTarget {
-  limits: UpdateLimits;
-  /** Whether the round still takes new updates (a closed round still answers idempotent resubmissions). */
-  accepting: boolean;
 }
 
 export interface CommitInput {
@@ -107,17 +84,6 @@ export interface CommitInput {
   now: number;
 }
 
-/** What the coordinator knows about an upload before its signature is checked. */
-export interface UploadPreflight {
-  /** The key the device checked in with for this round; null when it has no check-in here (the route looks it up). */
-  publicKey: string | null;
-  /** The API key the device checked in under (its revocation stops the device's uploads too); null when unknown. */
-  apiKeyId: string | null;
-  revoked: boolean;
-  /** The nonce and duplicate rules' verdict; a duplicate answers its first receipt. */
-  admission: Result<{ duplicate: UpdateReceipt | null }>;
-}
-
 export interface StoredUpdate {
   storage_key: string;
   sha256: string;
@@ -125,21 +91,29 @@ export interface StoredUpdate {
   public_key: string;
 }
 
-const iso = (ms: number) => new Date(ms).toISOString();
-const allShards = () => Array.from({ length: UPDATE_STORE_SHARDS }, (_, k) => k);
-const isCollecting = (s: RoundState) => s === "open" || s === "collecting";
-
 export class RoundCoordinator extends DurableObject<Bindings> {
-  private readonly sql: SqlStorage;
-  /** The newest round, or null before the first one. */
-  private latest: RoundRow | null = null;
+  private readonly rounds: Rounds;
+  private readonly checkins: Checkins;
+  private readonly updates: UpdateIndex;
+  private readonly revocations: Revocations;
+  private readonly retention: PayloadRetention;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
-    this.sql = ctx.storage.sql;
+    const host: CoordinatorHost = {
+      sql: ctx.storage.sql,
+      env,
+      now: () => Date.now(),
+      wake: (at) => void ctx.storage.setAlarm(at),
+    };
+    this.rounds = new Rounds(host);
+    this.checkins = new Checkins(host);
+    this.updates = new UpdateIndex(host);
+    this.revocations = new Revocations(host);
+    this.retention = new PayloadRetention(host, this.rounds, this.updates);
     void ctx.blockConcurrencyWhile(async () => {
-      migrate(this.sql);
-      this.latest = this.sql.exec<RoundRow>("SELECT * FROM rounds ORDER BY seq DESC LIMIT 1").toArray()[0] ?? null;
+      migrate(ctx.storage.sql);
+      this.rounds.load();
     });
   }
 
@@ -153,59 +127,35 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     now: number;
   }): Promise<Result<{ status: RoundStatus }>> {
     const { model, params, deadline, now } = input;
-    this.expire(now);
-    const prev = this.latest;
-    if (prev && isCollecting(prev.state)) {
-      return fail("conflict", 409, `round ${prev.round_id} is still ${prev.state}; close it first`);
-    }
-    if (params.privacy_mode === "distributed") {
-      return fail(
-        "validation_failed",
-        400,
-        "privacy_mode distributed (secure aggregation) is not supported by the edge yet",
-      );
-    }
-    if (!(deadline > now)) return fail("validation_failed", 400, "deadline: must be in the future");
-    const seq = (prev?.seq ?? 0) + 1;
-    const roundId = roundIdFor(model, seq);
-    this.sql.exec(
-      `INSERT INTO rounds (seq, round_id, model, state, params, opened_at, deadline) VALUES (?, ?, ?, 'open', ?, ?, ?)`,
-      seq,
-      roundId,
-      model,
-      JSON.stringify(params),
-      now,
-      deadline,
-    );
-    this.latest = this.row(roundId);
+    this.rounds.expire(now);
+    const verdict = openVerdict(this.rounds.latest, params, deadline, now);
+    if (!verdict.ok) return verdict;
+    const opened = this.rounds.open({ model, params, deadline, now });
     // The earliest of this deadline, a previous round still to seal, a retention that runs out.
     await this.armAlarm(Infinity);
-    return { ok: true, status: this.toStatus(this.latest!) };
+    return { ok: true, status: toStatus(opened) };
   }
 
   async status(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
-    this.expire(now);
-    const r = this.row(roundId);
-    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
-    return { ok: true, status: this.toStatus(r) };
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    return { ok: true, status: toStatus(r) };
   }
 
   /** Newest rounds first. */
   async listRounds(limit: number, now: number): Promise<RoundStatus[]> {
-    this.expire(now);
-    return this.sql
-      .exec<RoundRow>("SELECT * FROM rounds ORDER BY seq DESC LIMIT ?", limit)
-      .toArray()
-      .map((r) => this.toStatus(r));
+    this.rounds.expire(now);
+    return this.rounds.list(limit).map(toStatus);
   }
 
   /** Stops collecting now (idempotent: a closed or aggregated round is returned as it is). */
   async closeRound(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
-    this.expire(now);
-    const r = this.row(roundId);
-    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
-    if (isCollecting(r.state)) this.close(r.seq, "admin", now);
-    return { ok: true, status: this.toStatus(this.row(roundId)!) };
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    if (isCollecting(r.state)) this.rounds.close(r.seq, "admin", now);
+    return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
   }
 
   /**
@@ -217,34 +167,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     publishedVersion: number | undefined,
     now: number,
   ): Promise<Result<{ status: RoundStatus }>> {
-    this.expire(now);
-    const r = this.row(roundId);
-    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
-    if (isCollecting(r.state)) return fail("conflict", 409, `round ${roundId} is still ${r.state}; close it first`);
-    const params = JSON.parse(r.params) as RoundParams;
-    if (r.accepted < params.min_reports) {
-      return fail(
-        "conflict",
-        409,
-        `round ${roundId} has ${r.accepted} accepted updates, fewer than its min_reports ${params.min_reports}`,
-      );
-    }
-    if (publishedVersion !== undefined && r.published_version !== null && r.published_version !== publishedVersion) {
-      return fail("conflict", 409, `round ${roundId} is already linked to model version ${r.published_version}`);
-    }
-    if (r.state === "closed") {
-      this.sql.exec(
-        "UPDATE rounds SET state = 'aggregated', aggregated_at = ?, published_version = ? WHERE seq = ?",
-        now,
-        publishedVersion ?? null,
-        r.seq,
-      );
-    } else if (publishedVersion !== undefined && r.published_version === null) {
-      this.sql.exec("UPDATE rounds SET published_version = ? WHERE seq = ?", publishedVersion, r.seq);
-    }
-    this.refreshLatest(r.seq);
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    const verdict = aggregateVerdict(r, publishedVersion);
+    if (!verdict.ok) return verdict;
+    this.rounds.markAggregated(r, publishedVersion, now);
     await this.armAlarm(Infinity);
-    return { ok: true, status: this.toStatus(this.row(roundId)!) };
+    return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
   }
 
   /** Accepted updates of a closed round in acceptance order, `limit` at a time after cursor `after` (a `seq`). */
@@ -256,25 +186,15 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     /** The caller will read the payloads too: refused once they were deleted after the retention. */
     withPayloads = false,
   ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
-    this.expire(now);
-    const r = this.row(roundId);
-    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
-    if (isCollecting(r.state)) {
-      return fail("conflict", 409, `round ${roundId} is still ${r.state}; its updates are listed once it is closed`);
-    }
-    if (withPayloads && r.payloads_purged_at !== null) return this.purgedFail(r);
-    const rows = this.sql
-      .exec<UpdateRow>(
-        "SELECT * FROM updates WHERE round_seq = ? AND n > ? ORDER BY n LIMIT ?",
-        r.seq,
-        after,
-        limit + 1,
-      )
-      .toArray();
-    const page = rows.slice(0, limit);
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    const verdict = listUpdatesVerdict(r, withPayloads);
+    if (!verdict.ok) return verdict;
+    const { rows, more } = this.updates.page(r.seq, after, limit);
     return {
       ok: true,
-      items: page.map((u) => ({
+      items: rows.map((u) => ({
         seq: u.n,
         device_id: u.device_id,
         public_key: u.public_key,
@@ -282,17 +202,17 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         byte_length: u.byte_length,
         received_at: iso(u.received_at),
       })),
-      next_cursor: rows.length > limit ? String(page[page.length - 1]!.n) : null,
+      next_cursor: more ? String(rows[rows.length - 1]!.n) : null,
     };
   }
 
   /** Where one accepted update is stored (any state: the device's own receipt stays valid). */
   async getUpdate(roundId: string, deviceId: string): Promise<Result<{ update: StoredUpdate }>> {
-    const r = this.row(roundId);
-    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
-    const u = this.updateRow(r.seq, deviceId);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    const u = this.updates.get(r.seq, deviceId);
     if (!u) return fail("not_found", 404, `round ${roundId} has no accepted update from ${deviceId}`);
-    if (r.payloads_purged_at !== null) return this.purgedFail(r);
+    if (r.payloads_purged_at !== null) return payloadsPurged(r);
     return {
       ok: true,
       update: { storage_key: u.storage_key, sha256: u.sha256, byte_length: u.byte_length, public_key: u.public_key },
@@ -311,78 +231,36 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     apiKeyId: string,
     now: number,
   ): Promise<Result<{ answer: CheckinResponse }>> {
-    this.expire(now);
-    if (this.isRevoked(deviceId)) return fail("device_revoked", 403, `device ${deviceId} is revoked`);
-    const r = this.latest;
-    if (!r || !isCollecting(r.state)) {
-      return { ok: true, answer: { selected: false, reason: "no_open_round", retry_after_s: NO_ROUND_RETRY_S } };
-    }
-    const params = JSON.parse(r.params) as RoundParams;
-    let record = this.checkinRow(r.seq, deviceId);
+    this.rounds.expire(now);
+    const early = checkinPrecheck(deviceId, this.revocations.has(deviceId), this.rounds.latest);
+    if (early) return early;
+    // The precheck passed: the newest round is collecting.
+    const r = this.rounds.latest!;
+    let record = this.checkins.get(r.seq, deviceId);
     if (!record) {
-      const selected = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
-      const nonce = selected ? toBase64Url(crypto.getRandomValues(new Uint8Array(16))) : null;
-      this.ctx.storage.transactionSync(() => {
-        this.sql.exec(
-          "INSERT INTO checkins (round_seq, device_id, selected, nonce, at, public_key, api_key_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-          r.seq,
-          deviceId,
-          selected ? 1 : 0,
-          nonce,
-          now,
-          publicKey,
-          apiKeyId,
-        );
-        this.sql.exec(
-          "UPDATE rounds SET checked_in = checked_in + 1, selected = selected + ? WHERE seq = ?",
-          selected ? 1 : 0,
-          r.seq,
-        );
+      record = drawCheckin(paramsOf(r), publicKey, apiKeyId);
+      const drawn = record;
+      this.transact(r.seq, () => {
+        this.checkins.record(r.seq, deviceId, drawn, now);
+        this.rounds.countCheckin(r.seq, drawn.selected === 1);
       });
-      this.refreshLatest(r.seq);
-      record = { selected: selected ? 1 : 0, nonce, public_key: publicKey, api_key_id: apiKeyId };
     }
-    const retryAfter = Math.max(1, Math.ceil((r.deadline - now) / 1000));
-    if (!record.selected) {
-      return {
-        ok: true,
-        answer: { selected: false, reason: "not_sampled", round_id: r.round_id, retry_after_s: retryAfter },
-      };
-    }
-    if (this.updateRow(r.seq, deviceId)) {
-      return {
-        ok: true,
-        answer: { selected: false, reason: "already_reported", round_id: r.round_id, retry_after_s: retryAfter },
-      };
-    }
-    return {
-      ok: true,
-      answer: { selected: true, task: roundTaskFor(r.round_id, r.model, params, record.nonce!, iso(r.deadline)) },
-    };
+    // Whether it already reported matters only to a selected device.
+    const reported = record.selected === 1 && this.updates.get(r.seq, deviceId) !== null;
+    return { ok: true, answer: checkinAnswer(r, record, reported, now) };
   }
 
   /** An admin revoked `deviceId` (pushed by its DeviceRegistry instance): refuse its check-ins and uploads from now on. */
   async revokeDevice(deviceId: string, at: number): Promise<void> {
-    this.sql.exec("INSERT OR IGNORE INTO revoked_devices (device_id, at) VALUES (?, ?)", deviceId, at);
+    this.revocations.add(deviceId, at);
   }
 
   /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */
   async uploadTarget(roundId: string, now: number): Promise<Result<UploadTarget>> {
-    this.expire(now);
-    const r = this.row(roundId);
-    if (!r) return fail("round_not_found", 404, `no round ${roundId}`);
-    const p = JSON.parse(r.params) as RoundParams;
-    return {
-      ok: true,
-      accepting: isCollecting(r.state),
-      limits: {
-        update_length: p.update_length,
-        update_dtype: p.update_dtype,
-        clip_norm: p.clip_norm,
-        privacy_mode: p.privacy_mode,
-        local_noise_multiplier: p.local_noise_multiplier,
-      },
-    };
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    return { ok: true, ...uploadTarget(r) };
   }
 
   /**
@@ -392,61 +270,39 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   async preflightUpload(
     input: Omit<CommitInput, "storageKey" | "publicKey" | "byteLength">,
   ): Promise<Result<UploadPreflight>> {
-    this.expire(input.now);
-    const r = this.row(input.roundId);
-    if (!r) return fail("round_not_found", 404, `no round ${input.roundId}`);
-    const existing = this.updateRow(r.seq, input.deviceId);
-    const issued = this.checkinRow(r.seq, input.deviceId);
-    return {
-      ok: true,
-      publicKey: existing?.public_key ?? issued?.public_key ?? null,
-      apiKeyId: issued?.api_key_id ?? null,
-      revoked: this.isRevoked(input.deviceId),
-      admission: this.admissible(r, input, existing, issued),
-    };
+    this.rounds.expire(input.now);
+    const r = this.rounds.get(input.roundId);
+    if (!r) return roundNotFound(input.roundId);
+    const existing = this.updates.get(r.seq, input.deviceId);
+    const issued = this.checkins.get(r.seq, input.deviceId);
+    return { ok: true, ...preflight(r, input, existing, issued, this.revocations.has(input.deviceId)) };
   }
 
   /** Records a stored update (one SQLite transaction); the same device and bytes again return the first receipt. */
   async commitUpload(input: CommitInput): Promise<Result<{ receipt: UpdateReceipt }>> {
-    this.expire(input.now);
-    const r = this.row(input.roundId);
-    if (!r) return fail("round_not_found", 404, `no round ${input.roundId}`);
-    const existing = this.updateRow(r.seq, input.deviceId);
-    const checked = this.admissible(r, input, existing, this.checkinRow(r.seq, input.deviceId));
-    // An identical upload that committed first keeps its receipt (and its payload, which is this one's too).
-    if (checked.ok && checked.duplicate) return { ok: true, receipt: checked.duplicate };
-    // Revoked since the preflight: refused like any other race lost, before anything is recorded.
-    if (this.isRevoked(input.deviceId)) return fail("device_revoked", 403, `device ${input.deviceId} is revoked`);
-    if (!checked.ok) return checked;
-    const params = JSON.parse(r.params) as RoundParams;
+    this.rounds.expire(input.now);
+    const r = this.rounds.get(input.roundId);
+    if (!r) return roundNotFound(input.roundId);
+    const existing = this.updates.get(r.seq, input.deviceId);
+    const admission = admitUpload(r, input, existing, this.checkins.get(r.seq, input.deviceId));
+    const verdict = commitVerdict(input.deviceId, admission, this.revocations.has(input.deviceId));
+    if (!verdict.ok) return verdict;
+    if (verdict.duplicate) return { ok: true, receipt: verdict.duplicate };
     const n = r.accepted + 1;
-    this.ctx.storage.transactionSync(() => {
-      this.sql.exec(
-        `INSERT INTO updates (round_seq, device_id, n, public_key, sha256, byte_length, storage_key, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        r.seq,
-        input.deviceId,
+    this.transact(r.seq, () => {
+      this.updates.insert(r.seq, {
         n,
-        input.publicKey,
-        input.sha256,
-        input.byteLength,
-        input.storageKey,
-        input.now,
-      );
-      this.sql.exec("UPDATE rounds SET accepted = ?, state = 'collecting' WHERE seq = ?", n, r.seq);
-      if (n >= params.max_reports) this.close(r.seq, "max_reports", input.now);
-    });
-    this.refreshLatest(r.seq);
-    return {
-      ok: true,
-      receipt: {
-        round_id: r.round_id,
         device_id: input.deviceId,
+        public_key: input.publicKey,
         sha256: input.sha256,
-        received_at: iso(input.now),
-        duplicate: false,
-      },
-    };
+        byte_length: input.byteLength,
+        storage_key: input.storageKey,
+        received_at: input.now,
+      });
+      this.rounds.countAccepted(r.seq, n);
+      if (fillsRound(r, n)) this.rounds.close(r.seq, "max_reports", input.now);
+    });
+    return { ok: true, receipt: receipt(r, input.deviceId, input.sha256, input.now, false) };
   }
 
   // ── alarm ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -457,212 +313,30 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    */
   override async alarm(): Promise<void> {
     const now = Date.now();
-    this.expire(now);
-    const unsealed = this.sql
-      .exec<{ seq: number; round_id: string }>(
-        "SELECT seq, round_id FROM rounds WHERE state NOT IN ('open', 'collecting') AND sealed_at IS NULL",
-      )
-      .toArray();
-    const sealed = await this.eachRound(unsealed, "sealing", (r) => this.sealRound(r.seq, r.round_id));
-    const due = this.sql
-      .exec<{ seq: number; round_id: string }>(
-        `SELECT seq, round_id FROM rounds WHERE state = 'aggregated' AND payloads_purged_at IS NULL
-         AND aggregated_at + ? <= ?`,
-        this.retentionMs(),
-        now,
-      )
-      .toArray();
-    const purged = await this.eachRound(due, "deleting the payloads of", (r) => this.purgeRound(r.seq, r.round_id));
-    await this.armAlarm(sealed && purged ? Infinity : Date.now() + SEAL_RETRY_MS);
+    this.rounds.expire(now);
+    const done = await this.retention.run(now);
+    await this.armAlarm(done ? Infinity : Date.now() + SEAL_RETRY_MS);
   }
 
-  /** Runs `step` for each round, logging failures; whether all succeeded (a failure is retried by the alarm). */
-  private async eachRound(
-    rounds: { seq: number; round_id: string }[],
-    what: string,
-    step: (r: { seq: number; round_id: string }) => Promise<void>,
-  ): Promise<boolean> {
-    let ok = true;
-    for (const r of rounds) {
-      try {
-        await step(r);
-      } catch (e) {
-        console.error(`${what} round ${r.round_id} failed; retrying in ${SEAL_RETRY_MS} ms`, e);
-        ok = false;
-      }
-    }
-    return ok;
-  }
-
-  /** Sets the alarm for the next thing due (deadline, a seal, a purge), or no later than `notAfter`. */
+  /** The one alarm planner: the next thing due (the deadline, a seal, a purge), and no later than `notAfter`. */
   private async armAlarm(notAfter: number): Promise<void> {
-    const times = [notAfter];
-    if (this.latest && isCollecting(this.latest.state)) times.push(this.latest.deadline);
-    const unsealed = this.sql
-      .exec("SELECT 1 FROM rounds WHERE state NOT IN ('open', 'collecting') AND sealed_at IS NULL LIMIT 1")
-      .toArray();
-    if (unsealed.length > 0) times.push(Date.now());
-    const purge = this.sql
-      .exec<{ at: number | null }>(
-        "SELECT MIN(aggregated_at) AS at FROM rounds WHERE state = 'aggregated' AND payloads_purged_at IS NULL",
-      )
-      .one().at;
-    if (purge !== null) times.push(purge + this.retentionMs());
-    const at = Math.min(...times);
+    const at = Math.min(notAfter, this.rounds.nextWake() ?? Infinity, this.retention.nextWake() ?? Infinity);
     if (Number.isFinite(at)) await this.ctx.storage.setAlarm(at);
     else await this.ctx.storage.deleteAlarm();
   }
 
-  private retentionMs(): number {
-    const { ms, error } = updateRetentionMs(this.env.FEDGE_UPDATE_RETENTION_DAYS);
-    if (error) console.error(error);
-    return ms;
-  }
-
-  /**
-   * Deletes the payloads of an aggregated round from its shards and R2 (and objects written one per update before the
-   * shards existed); the updates' metadata stays. Records the time once every shard has answered.
-   */
-  private async purgeRound(seq: number, roundId: string): Promise<void> {
-    const keys = this.sql
-      .exec<{ storage_key: string }>("SELECT storage_key FROM updates WHERE round_seq = ?", seq)
-      .toArray()
-      .map((u) => u.storage_key);
-    // Every shard, not only those of accepted devices: a payload whose commit never happened is deleted too.
-    await Promise.all(allShards().map((k) => updateStoreStub(this.env, roundId, k).purge()));
-    await deleteObjects(this.env.UPDATES, keys);
-    const now = Date.now();
-    this.sql.exec(
-      "UPDATE rounds SET payloads_purged_at = ?, sealed_at = COALESCE(sealed_at, ?) WHERE seq = ?",
-      now,
-      now,
-      seq,
-    );
-    this.refreshLatest(seq);
-  }
-
-  /**
-   * Asks every shard of the round to seal (shards that never stored anything answer at once, without storage); records
-   * the round sealed once all have answered.
-   */
-  private async sealRound(seq: number, roundId: string): Promise<void> {
-    await Promise.all(allShards().map((k) => updateStoreStub(this.env, roundId, k).seal()));
-    this.sql.exec("UPDATE rounds SET sealed_at = ? WHERE seq = ?", Date.now(), seq);
-    this.refreshLatest(seq);
-  }
-
   // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────
 
-  /** The nonce and duplicate rules for `claim`, given the device's accepted update and check-in rows of round `r`. */
-  private admissible(
-    r: RoundRow,
-    claim: { deviceId: string; nonce: string; sha256: string },
-    existing: UpdateRow | null,
-    issued: CheckinRow | null,
-  ): Result<{ duplicate: UpdateReceipt | null }> {
-    const { deviceId, nonce, sha256 } = claim;
-    if (existing) {
-      if (existing.sha256 === sha256) {
-        return {
-          ok: true,
-          duplicate: {
-            round_id: r.round_id,
-            device_id: deviceId,
-            sha256,
-            received_at: iso(existing.received_at),
-            duplicate: true,
-          },
-        };
-      }
-      return fail("nonce_used", 409, `device ${deviceId} already reported for round ${r.round_id}; its nonce is used`);
-    }
-    if (!isCollecting(r.state)) return fail("round_closed", 409, `round ${r.round_id} is ${r.state}`);
-    if (!issued || !issued.selected || issued.nonce !== nonce) {
-      return fail("nonce_invalid", 403, `this nonce was not issued to device ${deviceId} for round ${r.round_id}`);
-    }
-    return { ok: true, duplicate: null };
+  /** One SQLite transaction over the tables, writing round `seq`; the cached newest round is re-read after it. */
+  private transact(seq: number, write: () => void): void {
+    this.ctx.storage.transactionSync(write);
+    this.rounds.refresh(seq);
   }
+}
 
-  /** Closes the collecting round if its deadline has passed. */
-  private expire(now: number): void {
-    const r = this.latest;
-    if (r && isCollecting(r.state) && now >= r.deadline) {
-      this.close(r.seq, "deadline", now);
-      this.refreshLatest(r.seq);
-    }
-  }
-
-  private close(seq: number, reason: CloseReason, now: number): void {
-    this.sql.exec(
-      "UPDATE rounds SET state = 'closed', closed_at = ?, close_reason = ? WHERE seq = ? AND state IN ('open', 'collecting')",
-      now,
-      reason,
-      seq,
-    );
-    this.refreshLatest(seq);
-    // The alarm seals the round's payloads into R2 (and re-arms the next deadline); setAlarm is durable with this write.
-    void this.ctx.storage.setAlarm(now);
-  }
-
-  private purgedFail(r: RoundRow) {
-    return fail(
-      "not_found",
-      404,
-      `the payloads of round ${r.round_id} were deleted at ${iso(r.payloads_purged_at!)}, after the retention period (FEDGE_UPDATE_RETENTION_DAYS); their metadata is still listed`,
-    );
-  }
-
-  private isRevoked(deviceId: string): boolean {
-    return this.sql.exec("SELECT 1 FROM revoked_devices WHERE device_id = ?", deviceId).toArray().length > 0;
-  }
-
-  private checkinRow(seq: number, deviceId: string): CheckinRow | null {
-    return (
-      this.sql
-        .exec<CheckinRow>(
-          "SELECT selected, nonce, public_key, api_key_id FROM checkins WHERE round_seq = ? AND device_id = ?",
-          seq,
-          deviceId,
-        )
-        .toArray()[0] ?? null
-    );
-  }
-
-  private refreshLatest(seq: number): void {
-    if (this.latest && this.latest.seq === seq) {
-      this.latest = this.sql.exec<RoundRow>("SELECT * FROM rounds WHERE seq = ?", seq).toArray()[0] ?? null;
-    }
-  }
-
-  private row(roundId: string): RoundRow | null {
-    if (this.latest && this.latest.round_id === roundId) return this.latest;
-    return this.sql.exec<RoundRow>("SELECT * FROM rounds WHERE round_id = ?", roundId).toArray()[0] ?? null;
-  }
-
-  private updateRow(seq: number, deviceId: string): UpdateRow | null {
-    return (
-      this.sql
-        .exec<UpdateRow>("SELECT * FROM updates WHERE round_seq = ? AND device_id = ?", seq, deviceId)
-        .toArray()[0] ?? null
-    );
-  }
-
-  private toStatus(r: RoundRow): RoundStatus {
-    return {
-      round_id: r.round_id,
-      model: r.model,
-      state: r.state,
-      params: JSON.parse(r.params) as RoundParams,
-      opened_at: iso(r.opened_at),
-      deadline: iso(r.deadline),
-      closed_at: r.closed_at === null ? null : iso(r.closed_at),
-      close_reason: r.close_reason,
-      aggregated_at: r.aggregated_at === null ? null : iso(r.aggregated_at),
-      payloads_purged_at: r.payloads_purged_at === null ? null : iso(r.payloads_purged_at),
-      published_version: r.published_version,
-      checked_in: r.checked_in,
-      selected: r.selected,
-      accepted: r.accepted,
-    };
-  }
+/** A device's first check-in of a round: its Poisson coin (CSPRNG) and, when selected, its single-use nonce. */
+function drawCheckin(params: RoundParams, publicKey: string, apiKeyId: string): CheckinRow {
+  const selected = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
+  const nonce = selected ? toBase64Url(crypto.getRandomValues(new Uint8Array(16))) : null;
+  return { selected: selected ? 1 : 0, nonce, public_key: publicKey, api_key_id: apiKeyId };
 }
