@@ -5,9 +5,10 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { swaggerUI } from "@hono/swagger-ui";
 import { cors } from "hono/cors";
-import { HTTPException } from "hono/http-exception";
-import { FedgeError, type ErrorEnvelope } from "@fedge/schemas";
+import type { ErrorEnvelope } from "@fedge/schemas";
 import type { AppEnv } from "./env.ts";
+import { edgeError } from "./errors.ts";
+import { validationHook } from "./middleware/validation/index.ts";
 import { health } from "./routes/health.ts";
 import { adminKeys } from "./routes/admin-keys.ts";
 import { usage } from "./routes/usage.ts";
@@ -22,16 +23,8 @@ import { adminDevices } from "./routes/admin-devices.ts";
 import { adminAggregatorKeys } from "./routes/admin-aggregator-keys.ts";
 
 export function createApp() {
-  const app = new OpenAPIHono<AppEnv>({
-    // zod validation failures become the standard envelope, never zod's raw issue list.
-    defaultHook: (result) => {
-      if (!result.success) {
-        const issue = result.error.issues[0];
-        const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
-        throw new FedgeError("validation_failed", 400, `${where}${issue?.message ?? "invalid request"}`);
-      }
-    },
-  });
+  // zod validation failures become the standard envelope, never zod's raw issue list (the routers use the same hook).
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
   // Web apps call the public API from their own origins (the SDK in a browser). Admin routes stay same-origin only:
   // operators and the aggregator call them from servers, so no browser page can drive them with a stolen token.
@@ -71,16 +64,10 @@ export function createApp() {
     c.json<ErrorEnvelope>({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404),
   );
 
-  // The only place that writes the error envelope.
+  // The only place that writes the error envelope (errors.ts says what each kind of error maps to).
   app.onError((err, c) => {
-    if (err instanceof FedgeError) {
-      return c.json(err.toJSON(), err.status as 400);
-    }
-    if (err instanceof HTTPException) {
-      const status = err.status;
-      const code = status === 401 ? "unauthorized" : status === 403 ? "forbidden" : "bad_request";
-      return c.json<ErrorEnvelope>({ error: { code, message: err.message || "request rejected" } }, status);
-    }
+    const mapped = edgeError(err);
+    if (mapped) return c.json(mapped.toJSON(), mapped.status as 400);
     console.error("unhandled error", err);
     return c.json<ErrorEnvelope>({ error: { code: "internal", message: "internal error" } }, 500);
   });

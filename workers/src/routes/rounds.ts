@@ -25,7 +25,7 @@ import {
   sha256Hex,
   toBase64Url,
 } from "@fedge/schemas";
-import { UPDATE_MEDIA_TYPE, UpdateCodecError, decodeUpdate } from "@fedge/schemas/update-codec";
+import { UPDATE_MEDIA_TYPE, decodeUpdate } from "@fedge/schemas/update-codec";
 import { createRouter, errorResponses } from "../middleware/validation/index.ts";
 import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../middleware/auth/index.ts";
 import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../durable-objects/device-registry.ts";
@@ -173,13 +173,8 @@ export const rounds = createRouter()
     const cap = maxEncodedUpdateBytes(limits.update_length, limits.update_dtype);
     const bytes = await readBodyCapped(c.req.raw, cap);
 
-    let decoded;
-    try {
-      decoded = decodeUpdate(bytes, { maxBytes: cap });
-    } catch (e) {
-      if (e instanceof UpdateCodecError) throw e.toFedgeError();
-      throw e;
-    }
+    // A malformed body throws UpdateCodecError, which app.onError answers with its own status and code.
+    const decoded = decodeUpdate(bytes, { maxBytes: cap });
     if (decoded.roundId !== roundId) {
       throw new FedgeError("malformed_update", 400, `the update is for round ${decoded.roundId}, not ${roundId}`);
     }
