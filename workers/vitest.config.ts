@@ -15,6 +15,8 @@ export default defineConfig({
     name: "workers",
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
+    // Loading onnxruntime-web inside workerd in a beforeAll takes seconds on a loaded 2-core machine.
+    hookTimeout: 60_000,
     // Reference outputs from onnxruntime-node (Node side) for the inference tests.
     globalSetup: ["test/inference-expected.setup.ts"],
   },

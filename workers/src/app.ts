@@ -5,32 +5,26 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { swaggerUI } from "@hono/swagger-ui";
 import { cors } from "hono/cors";
-import { HTTPException } from "hono/http-exception";
-import { FedgeError, type ErrorEnvelope } from "@fedge/protocol";
+import type { ErrorEnvelope } from "@fedge/protocol";
 import type { AppEnv } from "./env.ts";
-import { fedgeErrorOf } from "./domain-errors.ts";
-import { health } from "./routes/health/index.ts";
-import { adminKeys } from "./routes/admin-keys/index.ts";
-import { usage } from "./routes/usage/index.ts";
-import { models } from "./routes/models/index.ts";
+import { edgeError } from "./errors.ts";
+import { validationHook } from "./middleware/validation/index.ts";
+import { health } from "./routes/health.ts";
+import { adminKeys } from "./routes/admin-keys.ts";
+import { usage } from "./routes/usage.ts";
+import { models } from "./routes/models.ts";
 import { predict } from "./routes/predict/index.ts";
-import { adminModels } from "./routes/admin-models/index.ts";
-import { adminBench } from "./routes/admin-bench/index.ts";
-import { devices } from "./routes/devices/index.ts";
-import { rounds } from "./routes/rounds/index.ts";
-import { adminRounds } from "./routes/admin-rounds/index.ts";
+import { adminModels } from "./routes/admin-models.ts";
+import { adminBench } from "./routes/admin-bench.ts";
+import { devices } from "./routes/devices.ts";
+import { rounds } from "./routes/rounds.ts";
+import { adminRounds } from "./routes/admin-rounds.ts";
+import { adminDevices } from "./routes/admin-devices.ts";
+import { adminAggregatorKeys } from "./routes/admin-aggregator-keys.ts";
 
 export function createApp() {
-  const app = new OpenAPIHono<AppEnv>({
-    // zod validation failures become the standard envelope, never zod's raw issue list.
-    defaultHook: (result) => {
-      if (!result.success) {
-        const issue = result.error.issues[0];
-        const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
-        throw new FedgeError("validation_failed", 400, `${where}${issue?.message ?? "invalid request"}`);
-      }
-    },
-  });
+  // zod validation failures become the standard envelope, never zod's raw issue list (the routers use the same hook).
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
   // Web apps call the public API from their own origins (the SDK in a browser). Admin routes stay same-origin only:
   // operators and the aggregator call them from servers, so no browser page can drive them with a stolen token.
@@ -53,6 +47,8 @@ export function createApp() {
   app.route("/", devices);
   app.route("/", rounds);
   app.route("/", adminRounds);
+  app.route("/", adminDevices);
+  app.route("/", adminAggregatorKeys);
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
@@ -68,17 +64,10 @@ export function createApp() {
     c.json<ErrorEnvelope>({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404),
   );
 
-  // The only place that writes the error envelope.
+  // The only place that writes the error envelope (errors.ts says what each kind of error maps to).
   app.onError((err, c) => {
-    const known = fedgeErrorOf(err);
-    if (known) {
-      return c.json(known.toJSON(), known.status as 400);
-    }
-    if (err instanceof HTTPException) {
-      const status = err.status;
-      const code = status === 401 ? "unauthorized" : status === 403 ? "forbidden" : "bad_request";
-      return c.json<ErrorEnvelope>({ error: { code, message: err.message || "request rejected" } }, status);
-    }
+    const mapped = edgeError(err);
+    if (mapped) return c.json(mapped.toJSON(), mapped.status as 400);
     console.error("unhandled error", err);
     return c.json<ErrorEnvelope>({ error: { code: "internal", message: "internal error" } }, 500);
   });

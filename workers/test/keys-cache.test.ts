@@ -14,7 +14,7 @@ import {
   ledgerFor,
   type LeaseCall,
 } from "../src/middleware/auth/index.ts";
-import { UsageMeter } from "../src/middleware/metering/index.ts";
+import { UsageMeter } from "../src/middleware/metering.ts";
 import { ADMIN, call, createKey, errorCode } from "./registry-helpers.ts";
 
 async function keyAndLedger(

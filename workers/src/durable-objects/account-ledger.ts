@@ -11,7 +11,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { ApiKeyInfo, UsageDay, UsageReport } from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
-import { leaseTokens, returnTokens, takeTokens, type BucketState } from "../middleware/rate-limit/index.ts";
+import { leaseTokens, returnTokens, takeTokens, type BucketState } from "../middleware/rate-limit.ts";
 
 /** What `authenticate` answers; the middleware turns it into 401/403/429 or a context variable. */
 export type AuthVerdict =

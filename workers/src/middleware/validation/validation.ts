@@ -18,8 +18,8 @@ export const validationHook: Hook<any, AppEnv, any, any> = (result) => {
 };
 
 /**
- * A route group with the envelope-producing validation hook and fedge's security schemes (`apiKey`, `adminToken`)
- * registered for `security: [...]` in its routes. Mount it with `app.route("/", router)`.
+ * A route group with the envelope-producing validation hook and fedge's security schemes (`apiKey`, `adminToken`,
+ * `aggregatorSignature`) registered for `security: [...]` in its routes. Mount it with `app.route("/", router)`.
  */
 export function createRouter(): OpenAPIHono<AppEnv> {
   const router = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
@@ -32,6 +32,13 @@ export function createRouter(): OpenAPIHono<AppEnv> {
     type: "http",
     scheme: "bearer",
     description: "The edge's admin token (FEDGE_ADMIN_TOKEN)",
+  });
+  router.openAPIRegistry.registerComponent("securitySchemes", "aggregatorSignature", {
+    type: "apiKey",
+    in: "header",
+    name: "x-fedge-signature",
+    description:
+      "The aggregator's Ed25519 request signature (with x-fedge-aggregator-key and x-fedge-timestamp; contract in @fedge/schemas admin-auth)",
   });
   return router;
 }

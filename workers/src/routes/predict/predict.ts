@@ -15,7 +15,7 @@ import {
   PREDICT_SHAPE_HEADER,
 } from "@fedge/protocol";
 import { apiKeyAuth } from "../../middleware/auth/index.ts";
-import { meter } from "../../middleware/metering/index.ts";
+import { meter } from "../../middleware/metering.ts";
 import { createRouter, errorResponses, readBody } from "../../middleware/validation/index.ts";
 import { readManifest, readOnnxBytes, requireIndex, requireVersion, servableShape } from "../../registry/index.ts";
 import { runBatch, sessions } from "../../inference/index.ts";

@@ -18,9 +18,9 @@ import {
   sha256Hex,
 } from "@fedge/protocol";
 import type { Context } from "hono";
-import type { AppEnv, Bindings } from "../../env.ts";
-import type { AdminVerdict, AdminVerifier } from "../auth/admin.ts";
-import { verifyEd25519 } from "../../training/ed25519.ts";
+import type { AppEnv, Bindings } from "../env.ts";
+import type { AdminVerdict, AdminVerifier } from "./auth/admin.ts";
+import { verifyEd25519 } from "../training/ed25519.ts";
 
 /** KV key under which an admin-registered aggregator public key is stored. */
 export function aggregatorKeyKvKey(publicKey: string): string {

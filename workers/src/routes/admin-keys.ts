@@ -10,23 +10,20 @@ import {
   CreateApiKeyRequest,
   CreatedApiKey,
   DEFAULT_RATE_LIMIT_PER_MINUTE,
-  ErrorEnvelope,
   FedgeError,
   UsageQuery,
   UsageReport,
 } from "@fedge/protocol";
-import { createRouter, readBody } from "../../middleware/validation/index.ts";
-import { settleUsage } from "../../middleware/metering/index.ts";
-import { adminAuth, generateApiKey, hashApiKey, keyCache, keyStatus, ledgerFor } from "../../middleware/auth/index.ts";
+import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
+import { settleUsage } from "../middleware/metering.ts";
+import { adminAuth, generateApiKey, hashApiKey, keyCache, keyStatus, ledgerFor } from "../middleware/auth/index.ts";
 
-const errors = {
-  400: { description: "Invalid request", content: { "application/json": { schema: ErrorEnvelope } } },
-  401: { description: "No admin credential", content: { "application/json": { schema: ErrorEnvelope } } },
-  403: { description: "Not an admin credential", content: { "application/json": { schema: ErrorEnvelope } } },
-} as const;
-const notFound = {
-  404: { description: "No such key", content: { "application/json": { schema: ErrorEnvelope } } },
-} as const;
+const errors = errorResponses({
+  400: "Invalid request",
+  401: "No admin credential",
+  403: "Not an admin credential",
+});
+const notFound = errorResponses({ 404: "No such key" });
 
 const IdParam = z.object({ id: ApiKeyId });
 const security = [{ adminToken: [] }];

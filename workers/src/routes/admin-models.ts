@@ -14,11 +14,11 @@ import {
   PromoteRequest,
   RegistryChange,
 } from "@fedge/protocol";
-import { adminAuth } from "../../middleware/auth/index.ts";
-import { createRouter, errorResponses, readBody } from "../../middleware/validation/index.ts";
-import { promote, putVersion, readManifest, rollback, validateUpload } from "../../registry/index.ts";
-import { sessions } from "../../inference/index.ts";
-import { sessionKey } from "../predict/index.ts";
+import { adminAuth } from "../middleware/auth/index.ts";
+import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
+import { promote, putVersion, readManifest, rollback, validateUpload } from "../registry/index.ts";
+import { sessions } from "../inference/index.ts";
+import { sessionKey } from "./predict/index.ts";
 
 const NameParam = z.object({ name: ModelName });
 const security = [{ adminToken: [] }];

@@ -18,7 +18,6 @@ import {
   CHECKIN_MAX_SKEW_MS,
   CheckinRequest,
   CheckinResponse,
-  ErrorEnvelope,
   FedgeError,
   UpdateReceipt,
   fromBase64Url,
@@ -26,12 +25,12 @@ import {
   sha256Hex,
   toBase64Url,
 } from "@fedge/protocol";
-import { UPDATE_MEDIA_TYPE, UpdateCodecError, decodeUpdate } from "@fedge/protocol";
-import { createRouter } from "../../middleware/validation/index.ts";
-import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../../middleware/auth/index.ts";
-import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../../durable-objects/device-registry.ts";
-import { roundsStub } from "../../durable-objects/round-coordinator.ts";
-import { updateStorageKey, updateStoreFor } from "../../durable-objects/update-store.ts";
+import { UPDATE_MEDIA_TYPE, decodeUpdate } from "@fedge/protocol";
+import { createRouter, errorResponses } from "../middleware/validation/index.ts";
+import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../middleware/auth/index.ts";
+import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../durable-objects/device-registry.ts";
+import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
+import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
 import {
   checkUpdateAgainstTask,
   maxEncodedUpdateBytes,
@@ -39,10 +38,7 @@ import {
   unwrap,
   verifyEd25519,
   type UpdateLimits,
-} from "../../training/index.ts";
-
-const errorContent = { "application/json": { schema: ErrorEnvelope } };
-const err = (description: string) => ({ description, content: errorContent });
+} from "../training/index.ts";
 
 const checkin = createRoute({
   method: "post",
@@ -57,11 +53,13 @@ const checkin = createRoute({
       description: "Selected (with the task) or not",
       content: { "application/json": { schema: CheckinResponse } },
     },
-    400: err("Invalid request"),
-    401: err("No API key, bad device signature (bad_signature) or stale timestamp (stale_timestamp)"),
-    403: err("Revoked API key or device (device_revoked)"),
-    404: err("Unknown device (device_not_found)"),
-    409: err(`The device already joined ${MAX_POPULATIONS_PER_DEVICE} populations (conflict)`),
+    ...errorResponses({
+      400: "Invalid request",
+      401: "No API key, bad device signature (bad_signature) or stale timestamp (stale_timestamp)",
+      403: "Revoked API key or device (device_revoked)",
+      404: "Unknown device (device_not_found)",
+      409: `The device already joined ${MAX_POPULATIONS_PER_DEVICE} populations (conflict)`,
+    }),
   },
 });
 
@@ -83,15 +81,15 @@ const upload = createRoute({
       content: { "application/json": { schema: UpdateReceipt } },
     },
     201: { description: "Accepted", content: { "application/json": { schema: UpdateReceipt } } },
-    400: err("malformed_update, non_finite, invalid_shape, norm_exceeded"),
-    401: err("bad_signature"),
-    403: err(
-      "device_revoked, nonce_invalid (not issued to this device for this round), forbidden (the API key the device checked in under was revoked)",
-    ),
-    404: err("round_not_found, device_not_found"),
-    409: err("round_closed, nonce_used"),
-    413: err("payload_too_large"),
-    415: err("unsupported_media_type"),
+    ...errorResponses({
+      400: "malformed_update, non_finite, invalid_shape, norm_exceeded",
+      401: "bad_signature",
+      403: "device_revoked, nonce_invalid (not issued to this device for this round), forbidden (the API key the device checked in under was revoked)",
+      404: "round_not_found, device_not_found",
+      409: "round_closed, nonce_used",
+      413: "payload_too_large",
+      415: "unsupported_media_type",
+    }),
   },
 });
 
@@ -175,13 +173,8 @@ export const rounds = createRouter()
     const cap = maxEncodedUpdateBytes(limits.update_length, limits.update_dtype);
     const bytes = await readBodyCapped(c.req.raw, cap);
 
-    let decoded;
-    try {
-      decoded = decodeUpdate(bytes, { maxBytes: cap });
-    } catch (e) {
-      if (e instanceof UpdateCodecError) throw e.toFedgeError();
-      throw e;
-    }
+    // A malformed body throws UpdateCodecError, which app.onError answers with its own status and code.
+    const decoded = decodeUpdate(bytes, { maxBytes: cap });
     if (decoded.roundId !== roundId) {
       throw new FedgeError("malformed_update", 400, `the update is for round ${decoded.roundId}, not ${roundId}`);
     }

@@ -1,24 +1,16 @@
 /**
  * @module
- * Admin endpoints of the training plane, for the aggregator (its Ed25519 request signature) or an operator (admin token);
- * the public API key is never enough:
- * - rounds: open (with the task parameters), list, status, close now, list accepted updates (paginated, with each device's
- *   public key), fetch one update's signed bytes, stream a page of them as one `application/vnd.fedge.update-stream`,
- *   mark aggregated, publish (link the model version uploaded with `POST /v1/admin/models/:name/versions`);
- * - devices: read, revoke (effective on the device's next check-in or upload), per-API-key device quota;
- * - aggregator keys (admin token only): register / remove an aggregator public key.
+ * Admin endpoints for rounds, for the aggregator (its Ed25519 request signature) or an operator (admin token); the
+ * public API key is never enough: open (with the task parameters), list, status, close now, list accepted updates
+ * (paginated, with each device's public key), fetch one update's signed bytes, stream a page of them as one
+ * `application/vnd.fedge.update-stream`, mark aggregated, publish (link the model version uploaded with
+ * `POST /v1/admin/models/:name/versions`). Devices and quotas are in admin-devices.ts, aggregator keys in
+ * admin-aggregator-keys.ts.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
   AcceptedUpdatePage,
-  AggregatorKeyInfo,
-  ApiKeyId,
-  Base64Url,
   DeviceId,
-  DeviceInfo,
-  DeviceQuota,
-  DeviceQuotaStatus,
-  ErrorEnvelope,
   FedgeError,
   MarkAggregatedRequest,
   ModelName,
@@ -34,28 +26,18 @@ import {
   type AcceptedUpdate,
 } from "@fedge/protocol";
 import { UPDATE_MEDIA_TYPE } from "@fedge/protocol";
-import type { Context } from "hono";
-import { createRouter } from "../../middleware/validation/index.ts";
-import { adminAuth } from "../../middleware/auth/index.ts";
-import { aggregatorKeyKvKey } from "../../middleware/aggregator-signature/index.ts";
-import { deviceStub, ownerStub, type DeviceRecord } from "../../durable-objects/device-registry.ts";
-import { roundsStub } from "../../durable-objects/round-coordinator.ts";
-import { updateStorageKey, updateStoreFor } from "../../durable-objects/update-store.ts";
-import { defaultDeviceQuota } from "../devices/devices.ts";
-import { unwrap } from "../../training/index.ts";
-import type { AppEnv, Bindings } from "../../env.ts";
+import { adminAuth } from "../middleware/auth/index.ts";
+import {
+  ADMIN_AUTH_ERRORS,
+  createRouter,
+  errorResponses,
+  jsonResponse as json,
+} from "../middleware/validation/index.ts";
+import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
+import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
+import { unwrap } from "../training/index.ts";
+import type { Bindings } from "../env.ts";
 
-const errorContent = { "application/json": { schema: ErrorEnvelope } };
-const err = (description: string) => ({ description, content: errorContent });
-const authErrors = {
-  400: err("Invalid request"),
-  401: err("No admin credential, or a bad aggregator signature"),
-  403: err("Not an admin credential"),
-} as const;
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 const security: Record<string, string[]>[] = [{ adminToken: [] }, { aggregatorSignature: [] }];
 const RoundParam = z.object({ id: z.string().max(128) });
 const Page = z.object({
@@ -70,23 +52,6 @@ function coordinatorFor(env: Bindings, roundId: string) {
   return roundsStub(env, parsed.model);
 }
 
-function deviceInfo(d: DeviceRecord): DeviceInfo {
-  return {
-    device_id: d.device_id,
-    public_key: d.public_key,
-    api_key_id: d.api_key_id,
-    platform: d.platform,
-    created_at: new Date(d.created_at).toISOString(),
-    revoked_at: d.revoked_at === null ? null : new Date(d.revoked_at).toISOString(),
-  };
-}
-
-function requireAdminToken(c: Context<AppEnv>): void {
-  if (c.get("admin").via !== "token") {
-    throw new FedgeError("forbidden", 403, "only the admin token manages aggregator keys");
-  }
-}
-
 // ── routes ───────────────────────────────────────────────────────────────────────────────────────────────────────
 
 const openRound = createRoute({
@@ -95,12 +60,10 @@ const openRound = createRoute({
   tags: ["training-admin"],
   summary: "Open the population's next round with its task parameters",
   security,
-  middleware: [adminAuth()] as const,
   request: { body: { required: true, content: { "application/json": { schema: OpenRoundRequest } } } },
   responses: {
     201: json(RoundStatus, "The new round"),
-    ...authErrors,
-    409: err("Another round of this population is still collecting"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, { 409: "Another round of this population is still collecting" }),
   },
 });
 
@@ -110,9 +73,8 @@ const listRounds = createRoute({
   tags: ["training-admin"],
   summary: "A population's rounds, newest first",
   security,
-  middleware: [adminAuth()] as const,
   request: { query: z.object({ model: ModelName, limit: z.coerce.number().int().min(1).max(100).optional() }) },
-  responses: { 200: json(RoundList, "Rounds"), ...authErrors },
+  responses: { 200: json(RoundList, "Rounds"), ...errorResponses(ADMIN_AUTH_ERRORS) },
 });
 
 const roundStatus = createRoute({
@@ -121,9 +83,8 @@ const roundStatus = createRoute({
   tags: ["training-admin"],
   summary: "Round status",
   security,
-  middleware: [adminAuth()] as const,
   request: { params: RoundParam },
-  responses: { 200: json(RoundStatus, "The round"), ...authErrors, 404: err("No such round") },
+  responses: { 200: json(RoundStatus, "The round"), ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such round" }) },
 });
 
 const closeRound = createRoute({
@@ -132,9 +93,11 @@ const closeRound = createRoute({
   tags: ["training-admin"],
   summary: "Stop collecting now (idempotent)",
   security,
-  middleware: [adminAuth()] as const,
   request: { params: RoundParam },
-  responses: { 200: json(RoundStatus, "The closed round"), ...authErrors, 404: err("No such round") },
+  responses: {
+    200: json(RoundStatus, "The closed round"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such round" }),
+  },
 });
 
 const listUpdates = createRoute({
@@ -143,13 +106,10 @@ const listUpdates = createRoute({
   tags: ["training-admin"],
   summary: "Accepted updates of a closed round, in acceptance order (paginated)",
   security,
-  middleware: [adminAuth()] as const,
   request: { params: RoundParam, query: Page },
   responses: {
     200: json(AcceptedUpdatePage, "One page"),
-    ...authErrors,
-    404: err("No such round"),
-    409: err("The round is still collecting"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such round", 409: "The round is still collecting" }),
   },
 });
 
@@ -159,12 +119,12 @@ const getUpdate = createRoute({
   tags: ["training-admin"],
   summary: "One accepted update's signed bytes, as the device uploaded them",
   security,
-  middleware: [adminAuth()] as const,
   request: { params: RoundParam.extend({ device_id: DeviceId }) },
   responses: {
     200: { description: "The update", content: { [UPDATE_MEDIA_TYPE]: { schema: binary } } },
-    ...authErrors,
-    404: err("No such round or update, or its payload was deleted after the retention period"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      404: "No such round or update, or its payload was deleted after the retention period",
+    }),
   },
 });
 
@@ -175,13 +135,13 @@ const streamUpdates = createRoute({
   summary: "A page of accepted updates as one stream of frames (public key ‖ u32 LE length ‖ update)",
   description: "The response header x-fedge-next-cursor carries the next page's `after` (absent on the last page).",
   security,
-  middleware: [adminAuth()] as const,
   request: { params: RoundParam, query: Page },
   responses: {
     200: { description: "Frames", content: { [UPDATE_STREAM_MEDIA_TYPE]: { schema: binary } } },
-    ...authErrors,
-    404: err("No such round, or its payloads were deleted after the retention period"),
-    409: err("The round is still collecting"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      404: "No such round, or its payloads were deleted after the retention period",
+      409: "The round is still collecting",
+    }),
   },
 });
 
@@ -191,16 +151,16 @@ const markAggregated = createRoute({
   tags: ["training-admin"],
   summary: "Mark a closed round aggregated (idempotent)",
   security,
-  middleware: [adminAuth()] as const,
   request: {
     params: RoundParam,
     body: { required: false, content: { "application/json": { schema: MarkAggregatedRequest } } },
   },
   responses: {
     200: json(RoundStatus, "The aggregated round"),
-    ...authErrors,
-    404: err("No such round"),
-    409: err("Still collecting, fewer than min_reports updates, or linked to another version"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      404: "No such round",
+      409: "Still collecting, fewer than min_reports updates, or linked to another version",
+    }),
   },
 });
 
@@ -210,88 +170,17 @@ const publishRound = createRoute({
   tags: ["training-admin"],
   summary: "Link the model version this round produced (marks it aggregated)",
   security,
-  middleware: [adminAuth()] as const,
   request: {
     params: RoundParam,
     body: { required: true, content: { "application/json": { schema: PublishRoundRequest } } },
   },
   responses: {
     200: json(RoundStatus, "The round"),
-    ...authErrors,
-    404: err("No such round"),
-    409: err("Still collecting, fewer than min_reports updates, or linked to another version"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      404: "No such round",
+      409: "Still collecting, fewer than min_reports updates, or linked to another version",
+    }),
   },
-});
-
-const getDevice = createRoute({
-  method: "get",
-  path: "/v1/admin/devices/{id}",
-  tags: ["training-admin"],
-  summary: "A registered device",
-  security,
-  middleware: [adminAuth()] as const,
-  request: { params: z.object({ id: DeviceId }) },
-  responses: { 200: json(DeviceInfo, "The device"), ...authErrors, 404: err("No such device") },
-});
-
-const revokeDevice = createRoute({
-  method: "post",
-  path: "/v1/admin/devices/{id}/revoke",
-  tags: ["training-admin"],
-  summary: "Revoke a device key (idempotent; its next check-in or upload is refused)",
-  security,
-  middleware: [adminAuth()] as const,
-  request: { params: z.object({ id: DeviceId }) },
-  responses: { 200: json(DeviceInfo, "The revoked device"), ...authErrors, 404: err("No such device") },
-});
-
-const putQuota = createRoute({
-  method: "put",
-  path: "/v1/admin/device-quotas/{key_id}",
-  tags: ["training-admin"],
-  summary: "Set how many active devices an API key may register",
-  security,
-  middleware: [adminAuth()] as const,
-  request: {
-    params: z.object({ key_id: ApiKeyId }),
-    body: { required: true, content: { "application/json": { schema: DeviceQuota } } },
-  },
-  responses: { 200: json(DeviceQuotaStatus, "The quota"), ...authErrors },
-});
-
-const getQuota = createRoute({
-  method: "get",
-  path: "/v1/admin/device-quotas/{key_id}",
-  tags: ["training-admin"],
-  summary: "An API key's device quota and active device count",
-  security,
-  middleware: [adminAuth()] as const,
-  request: { params: z.object({ key_id: ApiKeyId }) },
-  responses: { 200: json(DeviceQuotaStatus, "The quota"), ...authErrors },
-});
-
-const AggregatorKeyParam = z.object({ public_key: Base64Url.length(43) });
-
-const putAggregatorKey = createRoute({
-  method: "put",
-  path: "/v1/admin/aggregator-keys/{public_key}",
-  tags: ["training-admin"],
-  summary: "Register an aggregator Ed25519 public key (admin token only)",
-  security: [{ adminToken: [] }],
-  middleware: [adminAuth()] as const,
-  request: { params: AggregatorKeyParam },
-  responses: { 201: json(AggregatorKeyInfo, "Registered"), ...authErrors },
-});
-
-const deleteAggregatorKey = createRoute({
-  method: "delete",
-  path: "/v1/admin/aggregator-keys/{public_key}",
-  tags: ["training-admin"],
-  summary: "Remove a registered aggregator key (admin token only; KV propagation can take up to a minute)",
-  security: [{ adminToken: [] }],
-  middleware: [adminAuth()] as const,
-  request: { params: AggregatorKeyParam },
-  responses: { 204: { description: "Removed" }, ...authErrors },
 });
 
 /** The signed bytes of an accepted update, from its UpdateStore shard (SQLite, or the R2 segment it was sealed into). */
@@ -331,13 +220,7 @@ function updateFrames(env: Bindings, roundId: string, items: AcceptedUpdate[]): 
 }
 
 const router = createRouter();
-router.openAPIRegistry.registerComponent("securitySchemes", "aggregatorSignature", {
-  type: "apiKey",
-  in: "header",
-  name: "x-fedge-signature",
-  description:
-    "The aggregator's Ed25519 request signature (with x-fedge-aggregator-key and x-fedge-timestamp; contract in @fedge/protocol admin-auth)",
-});
+router.use("/v1/admin/rounds/*", adminAuth());
 
 export const adminRounds = router
   .openapi(openRound, async (c) => {
@@ -410,43 +293,4 @@ export const adminRounds = router
       unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.model_version, Date.now())).status,
       200,
     );
-  })
-  .openapi(getDevice, async (c) => {
-    const { id } = c.req.valid("param");
-    const device = await deviceStub(c.env, id).getDevice();
-    if (!device) throw new FedgeError("device_not_found", 404, `no device ${id}`);
-    return c.json(deviceInfo(device), 200);
-  })
-  .openapi(revokeDevice, async (c) => {
-    const { id } = c.req.valid("param");
-    const device = await deviceStub(c.env, id).revokeDevice(Date.now());
-    if (!device) throw new FedgeError("device_not_found", 404, `no device ${id}`);
-    await ownerStub(c.env, device.api_key_id).releaseSlot(id);
-    return c.json(deviceInfo(device), 200);
-  })
-  .openapi(putQuota, async (c) => {
-    const { key_id } = c.req.valid("param");
-    const { max_devices } = c.req.valid("json");
-    const q = await ownerStub(c.env, key_id).setQuota(max_devices);
-    return c.json({ api_key_id: key_id, ...q }, 200);
-  })
-  .openapi(getQuota, async (c) => {
-    const { key_id } = c.req.valid("param");
-    const q = await ownerStub(c.env, key_id).getQuota(defaultDeviceQuota(c.env));
-    return c.json({ api_key_id: key_id, ...q }, 200);
-  })
-  .openapi(putAggregatorKey, async (c) => {
-    requireAdminToken(c);
-    const { public_key } = c.req.valid("param");
-    if (fromBase64Url(public_key).length !== 32)
-      throw new FedgeError("validation_failed", 400, "public_key: must be 32 bytes");
-    const created_at = new Date().toISOString();
-    await c.env.REGISTRY.put(aggregatorKeyKvKey(public_key), JSON.stringify({ created_at }));
-    return c.json({ public_key, created_at }, 201);
-  })
-  .openapi(deleteAggregatorKey, async (c) => {
-    requireAdminToken(c);
-    const { public_key } = c.req.valid("param");
-    await c.env.REGISTRY.delete(aggregatorKeyKvKey(public_key));
-    return c.body(null, 204);
   });

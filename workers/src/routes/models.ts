@@ -5,8 +5,8 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { FedgeError, ModelDetail, ModelList, ModelManifest, ModelName } from "@fedge/protocol";
-import { createRouter, errorResponses } from "../../middleware/validation/index.ts";
-import { getOnnx, listModels, readManifest, requireIndex, requireVersion } from "../../registry/index.ts";
+import { createRouter, errorResponses } from "../middleware/validation/index.ts";
+import { getOnnx, listModels, readManifest, requireIndex, requireVersion } from "../registry/index.ts";
 
 const NameParam = z.object({ name: ModelName });
 const VersionParam = z.object({ name: ModelName, version: z.coerce.number().int().min(1) });

@@ -6,19 +6,16 @@
 import { createRoute } from "@hono/zod-openapi";
 import {
   DEFAULT_DEVICE_QUOTA_PER_KEY,
-  ErrorEnvelope,
   FedgeError,
   RegisterDeviceRequest,
   RegisterDeviceResponse,
   fromBase64Url,
   toBase64Url,
 } from "@fedge/protocol";
-import { createRouter } from "../../middleware/validation/index.ts";
-import { apiKeyAuth } from "../../middleware/auth/index.ts";
-import { deviceStub, ownerStub } from "../../durable-objects/device-registry.ts";
-import type { Bindings } from "../../env.ts";
-
-const errorContent = { "application/json": { schema: ErrorEnvelope } };
+import { createRouter, errorResponses } from "../middleware/validation/index.ts";
+import { apiKeyAuth } from "../middleware/auth/index.ts";
+import { deviceStub, ownerStub } from "../durable-objects/device-registry.ts";
+import type { Bindings } from "../env.ts";
 
 /** The device quota per API key from `FEDGE_DEVICE_QUOTA_PER_KEY`, else the default. */
 export function defaultDeviceQuota(env: Bindings): number {
@@ -45,12 +42,11 @@ const register = createRoute({
       description: "This public key is already registered under the API key: its device id (idempotent retry)",
       content: { "application/json": { schema: RegisterDeviceResponse } },
     },
-    400: { description: "Invalid request", content: errorContent },
-    401: { description: "No or unknown API key", content: errorContent },
-    403: {
-      description: "Revoked API key, revoked device key, or the key's device quota is used up",
-      content: errorContent,
-    },
+    ...errorResponses({
+      400: "Invalid request",
+      401: "No or unknown API key",
+      403: "Revoked API key, revoked device key, or the key's device quota is used up",
+    }),
   },
 });
 

@@ -13,9 +13,9 @@
  *   per-request write was before).
  */
 import type { Context } from "hono";
-import type { AppEnv, Bindings } from "../../env.ts";
-import { ledgerFor } from "../auth/index.ts";
-import { utcDay } from "../../durable-objects/account-ledger.ts";
+import type { AppEnv, Bindings } from "../env.ts";
+import { ledgerFor } from "./auth/index.ts";
+import { utcDay } from "../durable-objects/account-ledger.ts";
 
 /** Longest time a metered call waits in the isolate's buffer before it is written to the ledger (milliseconds). */
 export const METER_FLUSH_MS = 200;

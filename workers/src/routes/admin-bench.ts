@@ -6,11 +6,11 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { FedgeError, ModelName, ModelVersion } from "@fedge/protocol";
-import { adminAuth } from "../../middleware/auth/index.ts";
-import { createRouter, errorResponses } from "../../middleware/validation/index.ts";
-import { readManifest, readOnnxBytes, requireIndex, requireVersion, servableShape } from "../../registry/index.ts";
-import { runBatch, sessions } from "../../inference/index.ts";
-import { sessionKey } from "../predict/index.ts";
+import { adminAuth } from "../middleware/auth/index.ts";
+import { createRouter, errorResponses } from "../middleware/validation/index.ts";
+import { readManifest, readOnnxBytes, requireIndex, requireVersion, servableShape } from "../registry/index.ts";
+import { runBatch, sessions } from "../inference/index.ts";
+import { sessionKey } from "./predict/index.ts";
 
 /** Most inferences one bench request may run. */
 export const MAX_BENCH_INFERENCES = 20_000;

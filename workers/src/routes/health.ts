@@ -3,7 +3,7 @@
  * Liveness: answers without touching storage, so it doubles as the no-op baseline in benchmarks.
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { AppEnv } from "../../env.ts";
+import type { AppEnv } from "../env.ts";
 
 const Health = z.object({ status: z.literal("ok"), service: z.literal("fedge"), time: z.string() }).openapi("Health");
 

@@ -3,10 +3,10 @@
  * The key owner's own usage: `GET /v1/usage` with the API key.
  */
 import { createRoute } from "@hono/zod-openapi";
-import { ErrorEnvelope, FedgeError, UsageQuery, UsageReport } from "@fedge/protocol";
-import { createRouter } from "../../middleware/validation/index.ts";
-import { apiKeyAuth, ledgerFor } from "../../middleware/auth/index.ts";
-import { settleUsage } from "../../middleware/metering/index.ts";
+import { FedgeError, UsageQuery, UsageReport } from "@fedge/protocol";
+import { createRouter, errorResponses } from "../middleware/validation/index.ts";
+import { apiKeyAuth, ledgerFor } from "../middleware/auth/index.ts";
+import { settleUsage } from "../middleware/metering.ts";
 
 const route = createRoute({
   method: "get",
@@ -18,10 +18,12 @@ const route = createRoute({
   request: { query: UsageQuery },
   responses: {
     200: { description: "Usage per day", content: { "application/json": { schema: UsageReport } } },
-    400: { description: "Invalid query", content: { "application/json": { schema: ErrorEnvelope } } },
-    401: { description: "Missing or unknown key", content: { "application/json": { schema: ErrorEnvelope } } },
-    403: { description: "Revoked key", content: { "application/json": { schema: ErrorEnvelope } } },
-    429: { description: "Rate limited", content: { "application/json": { schema: ErrorEnvelope } } },
+    ...errorResponses({
+      400: "Invalid query",
+      401: "Missing or unknown key",
+      403: "Revoked key",
+      429: "Rate limited",
+    }),
   },
 });
 
