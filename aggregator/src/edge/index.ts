@@ -1,4 +1,3 @@
 export * from "./admin-client.ts";
-export * from "./edge-round.ts";
 export * from "./runner.ts";
 export * from "./round-task.ts";

@@ -8,6 +8,7 @@ import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { FedgeError } from "@fedge/protocol";
+import type { PopulationConfig } from "../config/index.ts";
 
 /** File name of the runner state, in the checkpoint directory. */
 export const EDGE_RUNNER_STATE_FILE = "edge-runner.json";
@@ -66,6 +67,21 @@ export async function loadEdgeRunnerState(dir: string): Promise<EdgeRunnerState 
     throw new FedgeError("internal", 500, `${join(dir, EDGE_RUNNER_STATE_FILE)} is invalid: ${parsed.error.message}`);
   }
   return parsed.data;
+}
+
+/** A runner state for `config` whose devices train from edge version `modelVersion`, with no round planned. */
+export function edgeRunnerStateOf(
+  config: PopulationConfig,
+  modelVersion: number,
+  pending: PendingRound | null = null,
+): EdgeRunnerState {
+  return {
+    version: 1,
+    model: config.model,
+    config: config as unknown as Record<string, unknown>,
+    modelVersion,
+    pending,
+  };
 }
 
 /** Atomically writes the runner state into `dir` (created 0700 if missing). */

@@ -18,13 +18,12 @@ import type { EvalSet } from "../../evaluate/index.ts";
 import { RoundEngine, type RoundHooks } from "../../round/index.ts";
 import {
   EdgeRoundRunner,
+  edgeRunnerStateOf,
   fetchEdgeModel,
   fetchModelDetail,
   loadEdgeRunnerState,
   saveEdgeRunnerState,
   type EdgeRunnerHooks,
-  type PendingRound,
-  type EdgeRunnerState,
 } from "../../edge/runner.ts";
 import { UsageError, type Command } from "../command.ts";
 import {
@@ -124,16 +123,6 @@ async function evalSetOf(spec: string, model: MlpParams): Promise<EvalSet | unde
   return { x: Float32Array.from(x), y: Int32Array.from(y), n };
 }
 
-function stateOf(config: PopulationConfig, modelVersion: number, pending: PendingRound | null): EdgeRunnerState {
-  return {
-    version: 1,
-    model: config.model,
-    config: config as unknown as Record<string, unknown>,
-    modelVersion,
-    pending,
-  };
-}
-
 function crashHook(point: string): () => void {
   return () => {
     process.stderr.write(`fedge aggregate: FEDGE_AGGREGATE_CRASH_AT=${point}: killing the process\n`);
@@ -213,7 +202,7 @@ export const aggregateCommand: Command = {
         modelVersion = seed.version;
         log(`starting from ${config.model} v${seed.version} served by ${url} (sha256 ${seed.sha256.slice(0, 12)}…)`);
         // the runner state is written before the engine's first checkpoint, so a checkpoint never lacks one
-        if (dir) await saveEdgeRunnerState(dir, stateOf(config, seed.version, null));
+        if (dir) await saveEdgeRunnerState(dir, edgeRunnerStateOf(config, seed.version, null));
       } else if (modelVersion === undefined) {
         throw new UsageError(
           `--checkpoint-dir ${dir} holds a checkpoint but no edge-runner.json (was it written by fedge simulate?)`,
@@ -239,7 +228,7 @@ export const aggregateCommand: Command = {
           hooks: engineHooks,
         });
         const heldOut = await evalSetOf(evalSpec, engine.model);
-        const state = stateOf(config, modelVersion!, saved?.pending ?? null);
+        const state = edgeRunnerStateOf(config, modelVersion!, saved?.pending ?? null);
         const runner = new EdgeRoundRunner({
           engine,
           admin,
