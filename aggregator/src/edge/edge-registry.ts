@@ -5,7 +5,7 @@
  */
 import { FedgeError, ModelDetail, ModelManifest } from "@fedge/protocol";
 import { readMlpFromOnnx, type MlpParams } from "@fedge/ml";
-import { sha256Hex } from "../export/index.ts";
+import { sha256Hex } from "../export.ts";
 import { EdgeAdminError } from "./admin-client.ts";
 
 async function getPublic(baseUrl: string, path: string, fetchFn: typeof fetch): Promise<Response | null> {

@@ -8,7 +8,7 @@ import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { FedgeError } from "@fedge/protocol";
-import type { PopulationConfig } from "../config/index.ts";
+import type { PopulationConfig } from "../config.ts";
 
 /** File name of the runner state, in the checkpoint directory. */
 export const EDGE_RUNNER_STATE_FILE = "edge-runner.json";

@@ -44,10 +44,10 @@ import {
   type ModelDetail,
   type ModelManifest,
 } from "@fedge/protocol";
-import type { RoundEngine } from "../round/index.ts";
-import type { RoundSummary } from "../checkpoint/index.ts";
-import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate/index.ts";
-import { exportModel, type SigningKey } from "../export/index.ts";
+import type { RoundEngine } from "../round.ts";
+import type { RoundSummary } from "../checkpoint.ts";
+import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate.ts";
+import { exportModel, type SigningKey } from "../export.ts";
 import type { EdgeAdminClient } from "./admin-client.ts";
 import { fetchEdgeModel, fetchModelDetail, fetchModelManifest } from "./edge-registry.ts";
 import { openRoundRequest, verifiedUpdates } from "./round-task.ts";
@@ -57,9 +57,6 @@ import {
   type EdgeRunnerState,
   type PendingRound,
 } from "./runner-state.ts";
-
-export * from "./runner-state.ts";
-export * from "./edge-registry.ts";
 
 /** Crash-test hooks (each runs right after the named step; `fedge aggregate` maps `FEDGE_AGGREGATE_CRASH_AT` here). */
 export interface EdgeRunnerHooks {

@@ -11,12 +11,13 @@ import type { Backend } from "@fedge/gpu-node";
 import { addGaussianNoise, cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
 import { flattenTrainable, type MlpParams } from "@fedge/ml";
 import { clipToNorm, computeUpdate, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/ml";
-import type { PopulationConfig } from "../config/index.ts";
-import type { CheckpointStore } from "../checkpoint/index.ts";
-import { RoundEngine } from "../round/index.ts";
-import { evaluateModel, publishGate, type EvalSet, type Evaluation } from "../evaluate/index.ts";
-import { exportModel, type SigningKey } from "../export/index.ts";
-import { loadMnist, shardNonIid, type Dataset } from "../data/index.ts";
+import type { PopulationConfig } from "../config.ts";
+import type { CheckpointStore } from "../checkpoint.ts";
+import { RoundEngine } from "../round.ts";
+import { evaluateModel, publishGate, type EvalSet, type Evaluation } from "../evaluate.ts";
+import { exportModel, type SigningKey } from "../export.ts";
+import { loadMnist, type Dataset } from "../data/mnist.ts";
+import { shardNonIid } from "../data/shard.ts";
 import { BufferPool, SyntheticClients, poissonSample, streamClientUpdates } from "./clients.ts";
 
 /** Options of {@link runSimulation}. */

@@ -11,20 +11,14 @@ import { z } from "zod";
 import { createBackend } from "@fedge/gpu-node";
 import { FedgeError } from "@fedge/protocol";
 import { type MlpParams } from "@fedge/ml";
-import { CheckpointStore } from "../../checkpoint/index.ts";
-import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config/index.ts";
-import { loadMnist } from "../../data/index.ts";
-import type { EvalSet } from "../../evaluate/index.ts";
-import { RoundEngine, type RoundHooks } from "../../round/index.ts";
-import {
-  EdgeRoundRunner,
-  edgeRunnerStateOf,
-  fetchEdgeModel,
-  fetchModelDetail,
-  loadEdgeRunnerState,
-  saveEdgeRunnerState,
-  type EdgeRunnerHooks,
-} from "../../edge/runner.ts";
+import { CheckpointStore } from "../../checkpoint.ts";
+import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config.ts";
+import { loadMnist } from "../../data/mnist.ts";
+import type { EvalSet } from "../../evaluate.ts";
+import { RoundEngine, type RoundHooks } from "../../round.ts";
+import { fetchEdgeModel, fetchModelDetail } from "../../edge/edge-registry.ts";
+import { EdgeRoundRunner, type EdgeRunnerHooks } from "../../edge/runner.ts";
+import { edgeRunnerStateOf, loadEdgeRunnerState, saveEdgeRunnerState } from "../../edge/runner-state.ts";
 import { UsageError, type Command } from "../command.ts";
 import {
   EDGE_FLAGS,

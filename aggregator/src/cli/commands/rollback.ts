@@ -7,10 +7,11 @@
 import { parseArgs } from "node:util";
 import { createBackend } from "@fedge/gpu-node";
 import { FedgeError, ModelName, RegistryChange } from "@fedge/protocol";
-import { CheckpointStore } from "../../checkpoint/index.ts";
-import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config/index.ts";
-import { RoundEngine } from "../../round/index.ts";
-import { fetchModelDetail, loadEdgeRunnerState } from "../../edge/runner.ts";
+import { CheckpointStore } from "../../checkpoint.ts";
+import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config.ts";
+import { RoundEngine } from "../../round.ts";
+import { fetchModelDetail } from "../../edge/edge-registry.ts";
+import { loadEdgeRunnerState } from "../../edge/runner-state.ts";
 import { UsageError, type Command } from "../command.ts";
 import {
   EDGE_FLAGS,

@@ -13,7 +13,7 @@
  * await engine.completeRound({ published: decision.publish, reason: decision.reason, … });
  * ```
  *
- * Crash safety (each step commits one atomic checkpoint; see `checkpoint/`):
+ * Crash safety (each step commits one atomic checkpoint; see `checkpoint.ts`):
  * - privacy is spent when a round is OPENED (before any noise is drawn): the ledger entry and `current = {id,
  *   "opened"}` are saved together. Re-opening the same round id after a crash reuses that entry: never spent twice.
  *   (A round opened but never aggregated stays spent: its devices may have seen the task.)
@@ -27,16 +27,11 @@ import { FedgeError } from "@fedge/protocol";
 import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
 import { trainableLength, withTrainable, type MlpParams } from "@fedge/ml";
 import { assertValidMlp, flattenTrainable } from "@fedge/ml";
-import { optimizerOptionsOf, type PopulationConfig } from "../config/index.ts";
+import { optimizerOptionsOf, type PopulationConfig } from "./config.ts";
 import { PrivacyLedger } from "@fedge/privacy";
-import type { Checkpoint, CheckpointStore, CurrentRound, PublishRecord, RoundSummary } from "../checkpoint/index.ts";
-import {
-  initialClipStateOf,
-  strategyFromConfig,
-  type ClientUpdate,
-  type FitInstructions,
-  type Strategy,
-} from "../strategy/index.ts";
+import type { Checkpoint, CheckpointStore, CurrentRound, PublishRecord, RoundSummary } from "./checkpoint.ts";
+import { initialClipStateOf, strategyFromConfig } from "./strategy/from-config.ts";
+import type { ClientUpdate, FitInstructions, Strategy } from "./strategy/strategy.ts";
 
 /** Test/ops hooks, each called right after the named checkpoint was committed (throw to simulate a crash there). */
 export interface RoundHooks {
@@ -46,7 +41,7 @@ export interface RoundHooks {
 
 /** Options of {@link RoundEngine.create}. */
 export interface RoundEngineOptions {
-  /** The population config (validated, see `config/`). */
+  /** The population config (validated, see `config.ts`). */
   config: PopulationConfig;
   backend: Backend;
   /**

@@ -9,7 +9,7 @@ import {
   optimizerOptionsOf,
   parsePopulationConfig,
   parsePopulationConfigJson,
-} from "./index.ts";
+} from "./config.ts";
 
 const good = {
   model: "digits",

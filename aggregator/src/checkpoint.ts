@@ -19,7 +19,7 @@ import { FedgeError } from "@fedge/protocol";
 import { type MlpParams } from "@fedge/ml";
 import type { OptimizerState } from "@fedge/gpu-node";
 import { LedgerState } from "@fedge/privacy";
-import type { ClipState } from "../strategy/index.ts";
+import type { ClipState } from "./strategy/strategy.ts";
 
 /** Phase of the round in progress. `opened`: recorded in the ledger, not aggregated; `aggregated`: the new model is in the checkpoint, publish pending. */
 export type RoundPhase = "opened" | "aggregated";

@@ -6,10 +6,10 @@ import { createBackend } from "@fedge/gpu-node";
 import { flattenTrainable, type MlpParams } from "@fedge/ml";
 import { zigguratConstants, type RandomBytes } from "@fedge/privacy";
 import { createAccountant } from "@fedge/privacy";
-import { CheckpointStore } from "../checkpoint/index.ts";
-import { parsePopulationConfig, type PopulationConfigInput } from "../config/index.ts";
-import type { ClientUpdate } from "../strategy/index.ts";
-import { RoundEngine } from "./index.ts";
+import { CheckpointStore } from "./checkpoint.ts";
+import { parsePopulationConfig, type PopulationConfigInput } from "./config.ts";
+import type { ClientUpdate } from "./strategy/strategy.ts";
+import { RoundEngine } from "./round.ts";
 
 /**
  * Every 16 bytes are the words (2^31, 0, 0, 0): the Ziggurat sampler (Marsaglia & Tsang 2000) reads (2^31, 0) as u = 0.5

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { MlpParams } from "@fedge/ml";
-import { evaluateModel, publishGate } from "./index.ts";
+import { evaluateModel, publishGate } from "./evaluate.ts";
 
 // logits = x·W: class 0 when x0 > x1, class 1 otherwise
 const model: MlpParams = {

@@ -16,7 +16,7 @@ import {
   SigningKeyFileError,
   signManifest,
   verifyManifest,
-} from "./index.ts";
+} from "./export.ts";
 
 const backend = await createBackend({ prefer: "cpu" });
 const model = initMlp([784, 64, 10], { random: seededRandomBytes(1) });
