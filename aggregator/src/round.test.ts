@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { createBackend } from "@fedge/gpu-node";
 import { flattenTrainable, type MlpParams } from "@fedge/ml";
 import { zigguratConstants, type RandomBytes } from "@fedge/privacy";
-import { createAccountant } from "@fedge/privacy";
+import { createAccountant, PrivacyBudgetExceededError } from "@fedge/privacy";
 import { CheckpointStore } from "./checkpoint.ts";
 import { parsePopulationConfig, type PopulationConfigInput } from "./config.ts";
 import type { ClientUpdate } from "./strategy/strategy.ts";
@@ -109,7 +109,10 @@ describe("RoundEngine", () => {
       initialModel: model(),
     });
     const before = await readFile(join(dir, "state.json"), "utf8");
-    await expect(engine.openRound("r1")).rejects.toMatchObject({ code: "budget_exceeded", status: 403 });
+    const refused = await engine.openRound("r1").catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(PrivacyBudgetExceededError);
+    expect(refused).toMatchObject({ reason: "budget_exceeded", roundId: "r1" });
+    expect(refused).not.toHaveProperty("status");
     expect(await readFile(join(dir, "state.json"), "utf8")).toBe(before);
     expect(engine.checkpoint.current).toBeNull();
     expect(engine.checkpoint.ledger!.rounds).toEqual([]);

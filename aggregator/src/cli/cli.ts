@@ -4,6 +4,7 @@
  * {@link Command}) and one line in {@link COMMANDS}.
  */
 import { FedgeError } from "@fedge/protocol";
+import { InvalidPrivacyParameterError, PrivacyBudgetExceededError } from "@fedge/privacy";
 import { EXIT_USAGE, UsageError, type CliIO, type Command } from "./command.ts";
 import { privacyCommand } from "./commands/privacy.ts";
 import { simulateCommand } from "./commands/simulate.ts";
@@ -51,9 +52,16 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
   try {
     return await command.run(rest, io);
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof FedgeError && err.code === "bad_request")) {
+    const badParameter =
+      err instanceof InvalidPrivacyParameterError &&
+      (err.reason === "invalid_parameter" || err.reason === "unreachable_target");
+    if (err instanceof UsageError || badParameter || (err instanceof FedgeError && err.code === "bad_request")) {
       io.stderr(`fedge ${name}: ${err.message}\n`);
       return EXIT_USAGE;
+    }
+    if (err instanceof PrivacyBudgetExceededError || err instanceof InvalidPrivacyParameterError) {
+      io.stderr(`fedge ${name}: ${err.reason}: ${err.message}\n`);
+      return 1;
     }
     if (err instanceof FedgeError) {
       io.stderr(`fedge ${name}: ${err.code}: ${err.message}\n`);

@@ -8,7 +8,7 @@
 import { writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Backend } from "@fedge/gpu-node";
-import { addGaussianNoise, cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
+import { addGaussianNoise, cryptoRandomBytes, PrivacyBudgetExceededError, type RandomBytes } from "@fedge/privacy";
 import { flattenTrainable, type MlpParams } from "@fedge/ml";
 import { clipToNorm, computeUpdate, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/ml";
 import type { PopulationConfig } from "../config.ts";
@@ -182,8 +182,8 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
       try {
         opened = await engine.openRound(roundId);
       } catch (e) {
-        if ((e as { code?: string }).code === "budget_exceeded") {
-          stoppedBy = (e as Error).message;
+        if (e instanceof PrivacyBudgetExceededError) {
+          stoppedBy = e.message;
           break;
         }
         throw e;
