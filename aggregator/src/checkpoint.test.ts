@@ -93,9 +93,11 @@ describe("CheckpointStore", () => {
     await expect(new CheckpointStore({ dir }).load()).rejects.toBeInstanceOf(CheckpointError);
     await writeFile(join(dir, "state.json"), "{not json");
     await expect(new CheckpointStore({ dir }).load()).rejects.toBeInstanceOf(CheckpointError);
+    await expect(new CheckpointStore({ dir }).load()).rejects.toMatchObject({ reason: "corrupt" });
   });
 
   it("rejects an empty dir option", () => {
+    expect(() => new CheckpointStore({ dir: "" })).toThrow(TypeError);
     expect(() => new CheckpointStore({ dir: "" })).toThrow(/dir/);
   });
 });

@@ -9,7 +9,7 @@ import { createAccountant, PrivacyBudgetExceededError } from "@fedge/privacy";
 import { CheckpointStore } from "./checkpoint.ts";
 import { parsePopulationConfig, type PopulationConfigInput } from "./config.ts";
 import type { ClientUpdate } from "./strategy/strategy.ts";
-import { RoundEngine } from "./round.ts";
+import { RoundEngine, RoundStateError } from "./round.ts";
 
 /**
  * Every 16 bytes are the words (2^31, 0, 0, 0): the Ziggurat sampler (Marsaglia & Tsang 2000) reads (2^31, 0) as u = 0.5
@@ -96,7 +96,10 @@ describe("RoundEngine", () => {
     await engine.completeRound({ published: true, version: 1, reason: "first", accuracy: 0.5 });
     expect(engine.checkpoint.serving).toEqual({ version: 1, round: 1, accuracy: 0.5 });
     expect(engine.checkpoint.current).toBeNull();
-    await expect(engine.openRound("r1")).rejects.toMatchObject({ code: "conflict" });
+    await expect(engine.openRound("r1")).rejects.toMatchObject({
+      name: "RoundStateError",
+      reason: "round_already_run",
+    });
   });
 
   it("refuses a round over budget and changes nothing", async () => {
@@ -121,9 +124,12 @@ describe("RoundEngine", () => {
   it("refuses a second round while one is in progress, and bad round ids", async () => {
     const engine = await RoundEngine.create({ config: config(), backend, initialModel: model() });
     await engine.openRound("r1");
-    await expect(engine.openRound("r2")).rejects.toMatchObject({ code: "conflict" });
-    await expect(engine.openRound("bad id!")).rejects.toMatchObject({ code: "bad_request" });
-    await expect(engine.completeRound({ published: false, reason: "x" })).rejects.toMatchObject({ code: "conflict" });
+    await expect(engine.openRound("r2")).rejects.toMatchObject({ reason: "round_in_progress" });
+    await expect(engine.openRound("r2")).rejects.toBeInstanceOf(RoundStateError);
+    await expect(engine.openRound("bad id!")).rejects.toBeInstanceOf(RangeError);
+    await expect(engine.completeRound({ published: false, reason: "x" })).rejects.toMatchObject({
+      reason: "not_aggregated",
+    });
     await engine.abandonRound("no devices");
     expect((await engine.openRound("r2")).round).toBe(2);
     expect(engine.privacySpent()!.epsilon).toBeCloseTo(epsilonOfSteps(2), 10); // the abandoned round stays spent
@@ -218,10 +224,8 @@ describe("RoundEngine", () => {
     await RoundEngine.create({ config: config(), backend, store: new CheckpointStore({ dir }), initialModel: model() });
     await expect(
       RoundEngine.create({ config: config({ model: "other" }), backend, store: new CheckpointStore({ dir }) }),
-    ).rejects.toMatchObject({
-      code: "conflict",
-    });
-    await expect(RoundEngine.create({ config: config(), backend })).rejects.toMatchObject({ code: "bad_request" });
+    ).rejects.toMatchObject({ name: "CheckpointError", reason: "config_mismatch" });
+    await expect(RoundEngine.create({ config: config(), backend })).rejects.toThrow(TypeError);
   });
 
   it("non-DP populations keep no ledger; rollback records the serving version", async () => {
@@ -241,6 +245,6 @@ describe("RoundEngine", () => {
     await engine.completeRound({ published: true, version: 2, reason: "v2", accuracy: 0.7 });
     await engine.recordRollback(1, "v2 regressed");
     expect(engine.checkpoint.serving).toEqual({ version: 1, round: 1, accuracy: 0.8 });
-    await expect(engine.recordRollback(9, "?")).rejects.toMatchObject({ code: "version_not_found" });
+    await expect(engine.recordRollback(9, "?")).rejects.toMatchObject({ reason: "version_not_published" });
   });
 });

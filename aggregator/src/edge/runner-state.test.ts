@@ -40,5 +40,6 @@ describe("runner state file", () => {
     await expect(loadEdgeRunnerState(dir)).rejects.toThrow(/edge-runner\.json is not JSON/);
     await writeFile(join(dir, EDGE_RUNNER_STATE_FILE), JSON.stringify({ ...state, modelVersion: 0 }));
     await expect(loadEdgeRunnerState(dir)).rejects.toThrow(/edge-runner\.json is invalid/);
+    await expect(loadEdgeRunnerState(dir)).rejects.toMatchObject({ name: "EdgeClientError", reason: "corrupt_state" });
   });
 });

@@ -43,10 +43,14 @@ describe("EdgeRoundRunner options", () => {
     };
     try {
       expect(() => new EdgeRoundRunner({ ...base, pollMs: 0 })).toThrow(/pollMs must be an integer ≥ 1/);
+      expect(() => new EdgeRoundRunner({ ...base, pollMs: 0 })).toThrow(RangeError);
       expect(() => new EdgeRoundRunner({ ...base, durationS: 1.5 })).toThrow(/durationS/);
       expect(() => new EdgeRoundRunner({ ...base, minReports: 5, maxReports: 2 })).toThrow(/minReports must be ≤/);
       expect(() => new EdgeRoundRunner({ ...base, state: { ...base.state, model: "other" } })).toThrow(
         /runner state is for "other"/,
+      );
+      expect(() => new EdgeRoundRunner({ ...base, state: { ...base.state, model: "other" } })).toThrow(
+        expect.objectContaining({ reason: "state_mismatch" }),
       );
       expect(new EdgeRoundRunner(base).runnerState.modelVersion).toBe(3);
     } finally {

@@ -36,19 +36,12 @@
  *   (no noise is released on an empty round; its privacy stays spent, as the engine documents).
  * Without `stateDir` the runner state lives in memory only (the demo): the same steps, no resume across processes.
  */
-import {
-  FedgeError,
-  RoundStatus,
-  roundIdFor,
-  parseRoundId,
-  type ModelDetail,
-  type ModelManifest,
-} from "@fedge/protocol";
+import { RoundStatus, roundIdFor, parseRoundId, type ModelDetail, type ModelManifest } from "@fedge/protocol";
 import type { RoundEngine } from "../round.ts";
 import type { RoundSummary } from "../checkpoint.ts";
 import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate.ts";
 import { exportModel, type SigningKey } from "../export.ts";
-import type { EdgeAdminClient } from "./admin-client.ts";
+import { EdgeAdminError, EdgeClientError, type EdgeAdminClient } from "./admin-client.ts";
 import { fetchEdgeModel, fetchModelDetail, fetchModelManifest } from "./edge-registry.ts";
 import { openRoundRequest, verifiedUpdates } from "./round-task.ts";
 import {
@@ -142,7 +135,7 @@ export interface EdgeRunnerRoundResult {
 }
 
 function isStatus(e: unknown, status: number): boolean {
-  return e instanceof FedgeError && e.status === status;
+  return e instanceof EdgeAdminError && e.status === status;
 }
 
 export class EdgeRoundRunner {
@@ -165,14 +158,13 @@ export class EdgeRoundRunner {
     ] as const) {
       const v = o[k];
       if (v !== undefined && !(Number.isSafeInteger(v) && v >= min))
-        throw new FedgeError("bad_request", 400, `EdgeRoundRunner: ${k} must be an integer ≥ ${min}, got ${v}`);
+        throw new RangeError(`EdgeRoundRunner: ${k} must be an integer ≥ ${min}, got ${v}`);
     }
     if ((o.minReports ?? 1) > (o.maxReports ?? 1_000_000))
-      throw new FedgeError("bad_request", 400, "EdgeRoundRunner: minReports must be ≤ maxReports");
+      throw new RangeError("EdgeRoundRunner: minReports must be ≤ maxReports");
     if (o.state.model !== o.engine.config.model)
-      throw new FedgeError(
-        "conflict",
-        409,
+      throw new EdgeClientError(
+        "state_mismatch",
         `runner state is for "${o.state.model}", the engine runs "${o.engine.config.model}"`,
       );
     this.o = o;
@@ -216,9 +208,8 @@ export class EdgeRoundRunner {
     const p = this.state.pending;
     if (cp.current) {
       if (!p || p.roundId !== cp.current.roundId) {
-        throw new FedgeError(
-          "conflict",
-          409,
+        throw new EdgeClientError(
+          "state_mismatch",
           `the checkpoint has round "${cp.current.roundId}" in progress but ${EDGE_RUNNER_STATE_FILE} has ` +
             `${p ? `"${p.roundId}"` : "none"}; was the runner state file removed? (restore it, or resume with the run that opened the round)`,
         );
@@ -240,9 +231,8 @@ export class EdgeRoundRunner {
     const res = await this.admin.request("GET", `/v1/admin/rounds?model=${encodeURIComponent(this.model)}&limit=1`);
     const last = ((await res.json()) as { rounds: RoundStatus[] }).rounds[0];
     if (last && (last.state === "open" || last.state === "collecting")) {
-      throw new FedgeError(
-        "conflict",
-        409,
+      throw new EdgeClientError(
+        "round_collecting",
         `the edge's round ${last.round_id} of "${this.model}" is still ${last.state} and this aggregator did not open it; ` +
           `close it (POST /v1/admin/rounds/${last.round_id}/close) or wait for its deadline ${last.deadline}`,
       );
@@ -284,9 +274,8 @@ export class EdgeRoundRunner {
     );
     if (status.round_id !== p.roundId) {
       await this.admin.closeRound(status.round_id).catch(() => undefined);
-      throw new FedgeError(
-        "conflict",
-        409,
+      throw new EdgeClientError(
+        "round_id_mismatch",
         `the edge opened ${status.round_id}, the ledger was charged for ${p.roundId}; another writer opened rounds of "${this.model}"`,
       );
     }
@@ -309,9 +298,8 @@ export class EdgeRoundRunner {
       const stored = await fetchModelManifest(this.admin.baseUrl, this.model, manifest.version, this.fetchFn);
       if (!stored) throw e; // a concurrent-writer 409, not an existing version
       if (stored.sha256 !== manifest.sha256) {
-        throw new FedgeError(
-          "conflict",
-          409,
+        throw new EdgeClientError(
+          "version_conflict",
           `the edge already has ${this.model} v${manifest.version} with sha256 ${stored.sha256}, not this round's ${manifest.sha256}`,
         );
       }
@@ -320,7 +308,7 @@ export class EdgeRoundRunner {
     }
   }
 
-  /** Runs (or resumes) one round to its end. Throws `budget_exceeded` (nothing charged) when the budget refuses it. */
+  /** Runs (or resumes) one round to its end. Throws `PrivacyBudgetExceededError` (nothing charged) when the budget refuses it. */
   async runRound(): Promise<EdgeRunnerRoundResult> {
     const t0 = performance.now();
     await this.reconcile();

@@ -78,7 +78,8 @@ Population (or --config FILE with a JSON population config; flags override it; a
   --optimizer fedavg|fedavgm|fedadam|fedyogi [--server-lr η] [--momentum μ] [--beta1 b1] [--beta2 b2] [--tau τ]
   --robust median|trimmed_mean [--trim-fraction β]   --client-lr L  --local-epochs E  --client-batch-size B
   --max-accuracy-drop A  --batch-size K  --trainable all|head
-Exit codes: 0 ok, 2 bad arguments, 1 other errors (budget exceeded, edge errors).
+Exit codes: 0 ok, 2 bad arguments, 1 the run failed (budget_exceeded, edge errors, checkpoint conflicts); see
+fedge --help.
 Test hook: FEDGE_AGGREGATE_CRASH_AT=after-open|after-edge-open|after-aggregate|after-upload kills the process
 (SIGKILL) right after that step, to exercise resume.
 `;
