@@ -12,10 +12,13 @@ import { gzipSync } from "node:zlib";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { build, type Metafile } from "esbuild";
 
-const sdkRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../client-sdk");
+/** The SDK's entry as its package exports name it (never a path into another package's src/). */
+const sdkEntry = createRequire(import.meta.url).resolve("@fedge/client");
+const nodeModules = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../node_modules");
 
 /** The goal of issue 6 for the core, minified + gzipped. */
 export const CORE_GOAL_BYTES = 25_000;
@@ -41,7 +44,7 @@ export async function measureSdkSize(): Promise<SizeReport> {
   const outdir = await mkdtemp(path.join(tmpdir(), "fedge-size-"));
   try {
     const result = await build({
-      entryPoints: { "fedge-client": path.join(sdkRoot, "src/index.ts") },
+      entryPoints: { "fedge-client": sdkEntry },
       bundle: true,
       splitting: true,
       format: "esm",
@@ -89,7 +92,7 @@ export async function measureSdkSize(): Promise<SizeReport> {
       minify: true,
       write: false,
       external: EXTERNAL,
-      nodePaths: [path.join(sdkRoot, "../node_modules")],
+      nodePaths: [nodeModules],
       logLevel: "silent",
     });
     return {

@@ -8,6 +8,7 @@
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { build } from "esbuild";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
@@ -21,7 +22,6 @@ import {
   type EdgeFixture,
   type ToyModel,
 } from "@fedge/local-edge";
-import { repoRoot } from "@fedge/local-edge";
 
 const PORT = 8812;
 let fx: EdgeFixture;
@@ -40,7 +40,8 @@ document.body.dataset.ready = "1";
 
 beforeAll(async () => {
   const built = await build({
-    entryPoints: [path.join(repoRoot, "client-sdk/src/index.ts")],
+    // the SDK's entry as its package exports name it
+    entryPoints: [createRequire(import.meta.url).resolve("@fedge/client")],
     bundle: true,
     format: "esm",
     platform: "browser",

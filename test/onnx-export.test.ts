@@ -234,9 +234,7 @@ describe("ONNX codec inside workerd", () => {
     try {
       writeFileSync(
         join(dir, "entry.ts"),
-        `import { inspectOnnx } from ${JSON.stringify(join(ROOT, "ml/src/onnx/inspect.ts"))};
-import { OnnxFormatError } from ${JSON.stringify(join(ROOT, "ml/src/onnx/codec.ts"))};
-import { buildMlpOnnx, readMlpFromOnnx } from ${JSON.stringify(join(ROOT, "ml/src/model-layout/onnx-mlp.ts"))};
+        `import { buildMlpOnnx, inspectOnnx, OnnxFormatError, readMlpFromOnnx } from "@fedge/ml";
 export default { async test() {
   const params = { layers: [{ inFeatures: 3, outFeatures: 2, weight: new Float32Array([1, -2, 3, 4, 5, 6]), bias: new Float32Array([0.5, -1]), activation: "none" }] };
   const bytes = buildMlpOnnx(params, { quantization: "int8-per-channel-symmetric" });
@@ -254,6 +252,10 @@ export default { async test() {
         format: "esm",
         platform: "neutral",
         mainFields: ["module", "main"],
+        // the entry sits in a temp dir: resolve @fedge/ml through the workspace's packages, by its package exports
+        nodePaths: [join(ROOT, "node_modules")],
+        // tweetnacl (via @fedge/protocol) requires "crypto" only where no WebCrypto exists; workerd has one
+        external: ["crypto"],
         outfile: join(dir, "main.js"),
         logLevel: "error",
       });

@@ -2,14 +2,14 @@
  * @module
  * `FedgeClient`: remote and on-device inference, device registration, and federated participation (check in, train
  * locally, clip, optionally noise, sign, queue, upload) against a fedge edge. One code base for browsers, Node and
- * React Native; runtime differences sit in `internal/platform/` and the storage adapters.
+ * React Native; runtime differences sit in `internal/platform.ts` and the storage adapters.
  */
 import type { CheckinResponse, ModelManifest, UpdateReceipt } from "@fedge/protocol";
 import * as errors from "./core/errors.ts";
 import { FedgeAPIError, FedgeClientError, InvalidInputError } from "./core/errors.ts";
-import { generateDeviceKeys, loadIdentity, saveIdentity, sign, type StoredIdentity } from "./device/identity.ts";
+import { generateDeviceKeys, loadIdentity, saveIdentity, sign, type StoredIdentity } from "./identity.ts";
 import { checkinSigningBytes, toBase64Url } from "./internal/encoding.ts";
-import { cryptoRandom, defaultFetch, detectRuntime, type RandomSource } from "./internal/platform/platform.ts";
+import { cryptoRandom, defaultFetch, detectRuntime, type RandomSource } from "./internal/platform.ts";
 import { Transport, type RequestOptions } from "./internal/transport.ts";
 import {
   defaultLoadOrt,
@@ -21,9 +21,9 @@ import {
   type LoadedModel,
   type OrtLike,
   type OrtSession,
-} from "./model/model.ts";
-import type { UpdateStats } from "./participate/build-update.ts";
-import { UploadQueue, type FlushResult, type QueuedUpdate } from "./queue/queue.ts";
+} from "./model.ts";
+import type { UpdateStats } from "./build-update.ts";
+import { UploadQueue, type FlushResult, type QueuedUpdate } from "./queue.ts";
 import { defaultStorage } from "./storage/default-storage.ts";
 import type { FedgeStorage } from "./storage/storage.ts";
 import type {
@@ -295,7 +295,7 @@ export class FedgeClient {
         throw new FedgeClientError("round_expired", `round ${task.round_id} passed its deadline ${task.deadline}`);
       }
       const model = await this.loadModel(task.model, task.model_version, options);
-      const { buildUpdate } = await import("./participate/build-update.ts");
+      const { buildUpdate } = await import("./build-update.ts");
       if (options.signal?.aborted) throw new errors.APIUserAbortError({ cause: options.signal.reason });
       const built = buildUpdate({
         task,

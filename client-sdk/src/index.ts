@@ -16,14 +16,14 @@ export {
 } from "./client.ts";
 export * from "./core/errors.ts";
 export type { RequestOptions } from "./internal/transport.ts";
-export type { RandomSource } from "./internal/platform/platform.ts";
+export type { RandomSource } from "./internal/platform.ts";
 export { backoffDelayMs, isRetryableStatus } from "./internal/retry.ts";
 export { memoryStorage, type FedgeStorage, type QueueStorage } from "./storage/storage.ts";
 export { fileStorage, type FileStorageOptions } from "./storage/file-storage.ts";
 export { indexedDbStorage, type IndexedDbStorageOptions } from "./storage/indexeddb-storage.ts";
-export { UploadQueue, type QueuedUpdate, type FlushResult, type DropReason } from "./queue/queue.ts";
-export type { LoadedModel, OrtLike } from "./model/model.ts";
-export type { UpdateStats } from "./participate/build-update.ts";
+export { UploadQueue, type QueuedUpdate, type FlushResult, type DropReason } from "./queue.ts";
+export type { LoadedModel, OrtLike } from "./model.ts";
+export type { UpdateStats } from "./build-update.ts";
 export {
   localReportEpsilon,
   classicGaussianEpsilon,

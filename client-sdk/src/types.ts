@@ -4,10 +4,10 @@
  */
 import type { UpdateReceipt } from "@fedge/protocol";
 import type { FedgeClientError } from "./core/errors.ts";
-import type { RandomSource } from "./internal/platform/platform.ts";
+import type { RandomSource } from "./internal/platform.ts";
 import type { RequestOptions } from "./internal/transport.ts";
-import type { OrtLike } from "./model/model.ts";
-import type { UpdateStats } from "./participate/build-update.ts";
+import type { OrtLike } from "./model.ts";
+import type { UpdateStats } from "./build-update.ts";
 import type { FedgeStorage } from "./storage/storage.ts";
 
 export interface FedgeClientOptions {

@@ -20,7 +20,7 @@ import { parsePopulationConfig, type PopulationConfigInput } from "fedge/config"
 import { RoundEngine } from "fedge/round";
 import { evaluateModel } from "fedge/evaluate";
 import { exportModel, generateSigningKey, type SigningKey } from "fedge/export";
-import { EdgeAdminClient, runEdgeRound } from "fedge/edge";
+import { EdgeAdminClient, EdgeRoundRunner, edgeRunnerStateOf } from "fedge/edge";
 import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/local-edge";
 import { Fleet } from "./fleet.ts";
 import { MISBEHAVIOURS, type Misbehaviour } from "./misbehave.ts";
@@ -299,26 +299,24 @@ async function runPopulation(
       ortCheck: null,
       seconds: 0,
     };
-    let version = 1;
-    let servingAccuracy: number | undefined = evaluateModel(engine.model, ctx.test).accuracy;
+    let fleetResult: Awaited<ReturnType<Fleet["runRound"]>> | undefined;
+    // One runner per population, its state in memory (the demo never resumes); the fleet runs while a round is open.
+    const runner = new EdgeRoundRunner({
+      engine,
+      admin: ctx.admin,
+      signingKey: ctx.signingKey,
+      state: edgeRunnerStateOf(config, 1),
+      heldOut: ctx.test,
+      collect: async () => {
+        fleetResult = await ctx.fleet.runRound(population);
+      },
+      log: () => undefined,
+    });
     let lastServed = first;
     for (let r = 1; r <= o.rounds; r++) {
       const t = performance.now();
-      let fleetResult: Awaited<ReturnType<Fleet["runRound"]>> | undefined;
-      const res = await runEdgeRound({
-        engine,
-        admin: ctx.admin,
-        modelVersion: version,
-        nextVersion: version + 1,
-        signingKey: ctx.signingKey,
-        heldOut: ctx.test,
-        ...(servingAccuracy !== undefined ? { servingAccuracy } : {}),
-        collect: async () => {
-          fleetResult = await ctx.fleet.runRound(population);
-        },
-      });
-      version = res.version;
-      if (res.promoted) servingAccuracy = res.evaluation?.accuracy;
+      fleetResult = undefined;
+      const res = await runner.runRound();
       const f = fleetResult!;
       for (const k of MISBEHAVIOURS) {
         rec.misbehavingSelected[k] += f.misbehaving[k];
@@ -334,28 +332,29 @@ async function runPopulation(
       const round: RoundRecord = {
         round: r,
         roundId: res.roundId,
-        checkedIn: res.closed.checked_in,
-        selected: res.closed.selected,
-        accepted: res.closed.accepted,
+        checkedIn: res.checkedIn,
+        selected: res.selected,
+        accepted: res.accepted,
         rejected,
         dropouts: f.misbehaving.dropout,
         honestAccepted: f.honestAccepted,
         retried: f.retried,
         queued: f.queued,
-        aggregated: res.summary.count,
-        clipNorm: dp ? res.summary.clipNorm : null,
-        noiseStd: res.summary.noiseStd,
+        aggregated: res.aggregated,
+        clipNorm: dp ? res.clipNorm : null,
+        noiseStd: res.noiseStd ?? 0,
         servedAccuracy: lastServed.accuracy,
-        candidateAccuracy: res.evaluation?.accuracy ?? null,
+        candidateAccuracy: res.accuracy ?? null,
         servedVersion: lastServed.version,
-        promoted: res.promoted,
+        promoted: res.outcome === "published",
         epsilon: res.epsilon,
         seconds: (performance.now() - t) / 1000,
         fleetSeconds: f.seconds,
       };
-      if (res.refused.length > 0)
+      if (res.outcome === "abandoned") ctx.log(`[${label}] ${res.roundId} abandoned: ${res.reason}`);
+      if (res.refusedUpdates.length > 0)
         ctx.log(
-          `[${label}] aggregator refused ${res.refused.length} streamed updates: ${JSON.stringify(res.refused.slice(0, 3))}`,
+          `[${label}] aggregator refused ${res.refusedUpdates.length} streamed updates: ${JSON.stringify(res.refusedUpdates.slice(0, 3))}`,
         );
       rec.rounds.push(round);
       ctx.log(progressLine(dp ? "DP" : "no-DP", round, o.rounds));

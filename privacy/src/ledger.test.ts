@@ -1,4 +1,3 @@
-import { FedgeError } from "@fedge/protocol";
 import { describe, expect, it } from "vitest";
 import { InvalidPrivacyParameterError } from "./accountant/accountant.ts";
 import { RdpAccountant } from "./accountant/rdp.ts";
@@ -41,9 +40,11 @@ describe("PrivacyLedger", () => {
       err = e;
     }
     expect(err).toBeInstanceOf(PrivacyBudgetExceededError);
-    expect(err).toBeInstanceOf(FedgeError);
     const e = err as PrivacyBudgetExceededError;
-    expect(e.code).toBe("budget_exceeded");
+    expect(e.reason).toBe("budget_exceeded");
+    // a domain error: no HTTP status or wire code (the edge and the CLI map it)
+    expect(e).not.toHaveProperty("status");
+    expect(e).not.toHaveProperty("code");
     expect(e.message).toMatch(/budget ε=1, δ=0\.00001/);
     expect(e.message).toContain(`round "r${i}"`);
     expect(e.projectedEpsilon).toBeGreaterThan(1);
@@ -86,6 +87,10 @@ describe("PrivacyLedger", () => {
     ]) {
       expect(() => PrivacyLedger.fromJSON(bad)).toThrow(InvalidPrivacyParameterError);
     }
+    expect(() => PrivacyLedger.fromJSON(null)).toThrow(expect.objectContaining({ reason: "invalid_state" }));
+    expect(() => PrivacyLedger.fromJSON({ ...json, rounds: [json.rounds[0], json.rounds[0]] })).toThrow(
+      expect.objectContaining({ reason: "duplicate_round" }),
+    );
   });
 
   it("rejects bad rounds, budgets and options without changing state", () => {
@@ -100,6 +105,10 @@ describe("PrivacyLedger", () => {
     ]) {
       expect(() => ledger.record(bad)).toThrow(InvalidPrivacyParameterError);
     }
+    expect(() => ledger.record(round(1))).toThrow(expect.objectContaining({ reason: "duplicate_round" }));
+    expect(() => ledger.record(round(2, { sampleRate: 1.5 }))).toThrow(
+      expect.objectContaining({ reason: "invalid_parameter" }),
+    );
     expect(() => ledger.assertCanOpen(round(6), { epsilon: -1, delta: 1e-5 })).toThrow(InvalidPrivacyParameterError);
     expect(() => ledger.assertCanOpen(round(6), { epsilon: 1, delta: 1 })).toThrow(InvalidPrivacyParameterError);
     expect(ledger.rounds).toHaveLength(1);

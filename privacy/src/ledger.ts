@@ -17,13 +17,13 @@
  *   approximation (Kairouz, Liu, Steinke 2021, arXiv 2102.06387 quantify the gap; exact accounting is future work).
  * All rounds compose into one device-level (ε, δ), whatever the mix of modes.
  */
-import { FedgeError } from "@fedge/protocol";
 import { z } from "zod";
 import {
   InvalidPrivacyParameterError,
   validateDelta,
   validateStep,
   type AccountantMechanism,
+  type InvalidPrivacyParameterReason,
 } from "./accountant/accountant.ts";
 import { createAccountant, type AccountantOptionsByMechanism } from "./accountant/registry.ts";
 
@@ -56,16 +56,18 @@ export const LedgerState = z.object({
 });
 export type LedgerState = z.infer<typeof LedgerState>;
 
-/** Opening the round would spend more than the budget: code `budget_exceeded`, HTTP 403. */
-export class PrivacyBudgetExceededError extends FedgeError {
+/**
+ * Opening the round would spend more than the budget (reason `budget_exceeded`). A domain error with no HTTP status:
+ * the edge answers it 409 `budget_exceeded`, the CLI exits 1.
+ */
+export class PrivacyBudgetExceededError extends Error {
+  readonly reason = "budget_exceeded" as const;
   readonly budget: PrivacyBudget;
   readonly projectedEpsilon: number;
   readonly roundId: string;
   readonly population: string;
   constructor(population: string, roundId: string, budget: PrivacyBudget, projectedEpsilon: number) {
     super(
-      "budget_exceeded",
-      403,
       `privacy budget exceeded for population "${population}": opening round "${roundId}" would spend ` +
         `ε=${projectedEpsilon.toPrecision(6)} at δ=${budget.delta}, over the budget ε=${budget.epsilon}, δ=${budget.delta}`,
     );
@@ -90,9 +92,14 @@ export interface PrivacyLedgerOptions<M extends AccountantMechanism = Accountant
   accountantOptions?: AccountantOptionsByMechanism[M];
 }
 
-function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+function parseOrThrow<T>(
+  schema: z.ZodType<T>,
+  value: unknown,
+  what: string,
+  reason: InvalidPrivacyParameterReason = "invalid_parameter",
+): T {
   const r = schema.safeParse(value);
-  if (!r.success) throw new InvalidPrivacyParameterError(`invalid ${what}: ${z.prettifyError(r.error)}`);
+  if (!r.success) throw new InvalidPrivacyParameterError(`invalid ${what}: ${z.prettifyError(r.error)}`, { reason });
   return r.data;
 }
 
@@ -173,7 +180,9 @@ export class PrivacyLedger {
     const r = parseOrThrow(LedgerRound, round, "ledger round");
     validateStep(PrivacyLedger.stepOf(r));
     if (this.list.some((x) => x.roundId === r.roundId)) {
-      throw new InvalidPrivacyParameterError(`round "${r.roundId}" is already in the ledger of "${this.population}"`);
+      throw new InvalidPrivacyParameterError(`round "${r.roundId}" is already in the ledger of "${this.population}"`, {
+        reason: "duplicate_round",
+      });
     }
     return r;
   }
@@ -184,7 +193,7 @@ export class PrivacyLedger {
 
   /** Restores a ledger from {@link toJSON} output (zod-validated; duplicate round ids rejected). */
   static fromJSON(state: unknown, accountantOptions?: object): PrivacyLedger {
-    const s = parseOrThrow(LedgerState, state, "ledger state");
+    const s = parseOrThrow(LedgerState, state, "ledger state", "invalid_state");
     const ledger = new PrivacyLedger({
       population: s.population,
       accountant: s.accountant,

@@ -1,7 +1,15 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { runCli } from "./cli.ts";
+import { PrivacyBudgetExceededError, InvalidPrivacyParameterError } from "@fedge/privacy";
+import { CheckpointError } from "../checkpoint.ts";
+import { ConfigError } from "../config.ts";
+import { EdgeAdminError, EdgeClientError } from "../edge/admin-client.ts";
+import { SigningKeyFileError } from "../export.ts";
+import { RoundStateError } from "../round.ts";
+import { UpdateRejectedError } from "../strategy/strategy.ts";
+import { COMMANDS, exitOf, helpText, runCli } from "./cli.ts";
+import { UsageError } from "./command.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/fedge.js", import.meta.url));
 
@@ -117,5 +125,49 @@ describe("fedge privacy bad arguments → exit 2 and one clear line on stderr", 
     const bad = fedge("privacy", "--sampling-rate", "2", "--noise-multiplier", "1", "--steps", "1", "--delta", "1e-5");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^fedge privacy: --sampling-rate must be in \(0, 1\]/);
+  });
+});
+
+describe("exit codes: the CLI maps the libraries' domain errors", () => {
+  const budget = new PrivacyBudgetExceededError("p", "p_3", { epsilon: 1, delta: 1e-5 }, 1.5);
+  const cases: [string, unknown, number, string | undefined][] = [
+    ["usage", new UsageError("--x"), 2, undefined],
+    ["invalid config", new ConfigError([{ path: "samplingRate", message: "required" }]), 2, undefined],
+    ["key file", new SigningKeyFileError("exposed", "k is accessible by group/others"), 2, undefined],
+    ["privacy parameter", new InvalidPrivacyParameterError("delta must be in (0, 1)"), 2, undefined],
+    ["unreachable ε", new InvalidPrivacyParameterError("too low", { reason: "unreachable_target" }), 2, undefined],
+    ["a library's RangeError", new RangeError("batchSize must be an integer >= 1"), 2, undefined],
+    ["budget exceeded", budget, 1, "budget_exceeded"],
+    ["ledger state", new InvalidPrivacyParameterError("bad", { reason: "invalid_state" }), 1, "invalid_state"],
+    ["round state", new RoundStateError("round_in_progress", "round r1 is opened"), 1, "round_in_progress"],
+    ["checkpoint", new CheckpointError("for another model", { reason: "config_mismatch" }), 1, "config_mismatch"],
+    ["edge client", new EdgeClientError("close_timeout", "did not close"), 1, "close_timeout"],
+    ["refused update", new UpdateRejectedError("non_finite", "update 0 has a non-finite value"), 1, "non_finite"],
+    ["edge answer", new EdgeAdminError(409, "conflict", "no earlier serving version", "POST", "/x"), 1, "conflict"],
+    ["anything else", new TypeError("x is undefined"), 1, undefined],
+  ];
+  it.each(cases)("%s", (_name, err, code, label) => {
+    expect(exitOf(err)).toEqual({ code, label });
+  });
+
+  it("prints the reason first and documents the codes in --help", async () => {
+    COMMANDS.boom = {
+      summary: "test",
+      usage: "test",
+      run: async () => {
+        throw new RoundStateError("round_in_progress", 'round "r1" is opened');
+      },
+    };
+    try {
+      let out = "";
+      let err = "";
+      const code = await runCli(["boom"], { stdout: (t) => (out += t), stderr: (t) => (err += t) });
+      expect(code).toBe(1);
+      expect(out).toBe("");
+      expect(err).toBe('fedge boom: round_in_progress: round "r1" is opened\n');
+    } finally {
+      delete COMMANDS.boom;
+    }
+    expect(helpText()).toMatch(/Exit codes[^]*0 {2}done[^]*2 {2}bad arguments[^]*1 {2}the run failed: budget_exceeded/);
   });
 });

@@ -4,7 +4,15 @@
  * {@link Command}) and one line in {@link COMMANDS}.
  */
 import { FedgeError } from "@fedge/protocol";
-import { EXIT_USAGE, UsageError, type CliIO, type Command } from "./command.ts";
+import { InvalidPrivacyParameterError, PrivacyBudgetExceededError } from "@fedge/privacy";
+import { CheckpointError } from "../checkpoint.ts";
+import { ConfigError } from "../config.ts";
+import { EdgeClientError } from "../edge/admin-client.ts";
+import { SigningKeyFileError } from "../export.ts";
+import { RoundStateError } from "../round.ts";
+import { RobustWithDpError } from "../strategy/dp-central.ts";
+import { UpdateRejectedError } from "../strategy/strategy.ts";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIO, type Command } from "./command.ts";
 import { privacyCommand } from "./commands/privacy.ts";
 import { simulateCommand } from "./commands/simulate.ts";
 import { aggregateCommand } from "./commands/aggregate.ts";
@@ -29,7 +37,51 @@ export function helpText(): string {
     "",
     "Run `fedge <command> --help` for a command's options.",
     "",
+    "Exit codes (every command; the reason or the edge's error code starts the line on stderr):",
+    `  ${EXIT_OK}  done`,
+    `  ${EXIT_USAGE}  bad arguments: flags, the --config file (invalid population config), the signing key file, a`,
+    "     value a library refused as out of range (privacy parameters included: no noise multiplier reaches the ε)",
+    `  ${EXIT_FAILURE}  the run failed: budget_exceeded (the round would spend more than the privacy budget), an edge`,
+    "     answer (`409 conflict: ...`), the checkpoint or runner state does not fit (config_mismatch, corrupt,",
+    "     corrupt_state, state_mismatch, invalid_state), a round conflict (round_in_progress, round_already_run,",
+    "     round_collecting, round_id_mismatch, version_conflict, version_not_published), a refused update",
+    "     (invalid_shape, non_finite, ...), close_timeout, or anything else",
+    "",
   ].join("\n");
+}
+
+/**
+ * The CLI's one mapping from the libraries' domain errors to exit codes and the stderr line (see {@link helpText}).
+ * Usage-like errors print only their message; failures print their reason (or the edge's code) first.
+ */
+export function exitOf(err: unknown): { code: number; label: string | undefined } {
+  if (
+    err instanceof UsageError ||
+    err instanceof ConfigError ||
+    err instanceof SigningKeyFileError ||
+    err instanceof RobustWithDpError
+  )
+    return { code: EXIT_USAGE, label: undefined };
+  if (err instanceof InvalidPrivacyParameterError) {
+    return err.reason === "invalid_parameter" || err.reason === "unreachable_target"
+      ? { code: EXIT_USAGE, label: undefined }
+      : { code: EXIT_FAILURE, label: err.reason };
+  }
+  if (
+    err instanceof PrivacyBudgetExceededError ||
+    err instanceof RoundStateError ||
+    err instanceof CheckpointError ||
+    err instanceof EdgeClientError ||
+    err instanceof UpdateRejectedError
+  )
+    return { code: EXIT_FAILURE, label: err.reason };
+  // A wire error (EdgeAdminError: the edge's answer) or one a dependency still raises with a code.
+  if (err instanceof FedgeError)
+    return err.code === "bad_request"
+      ? { code: EXIT_USAGE, label: undefined }
+      : { code: EXIT_FAILURE, label: err.code };
+  if (err instanceof RangeError) return { code: EXIT_USAGE, label: undefined };
+  return { code: EXIT_FAILURE, label: undefined };
 }
 
 /** Runs `fedge` with `argv` (without node and script); resolves to the exit code. Never throws. */
@@ -37,7 +89,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     (name === undefined ? io.stderr : io.stdout)(helpText());
-    return name === undefined ? EXIT_USAGE : 0;
+    return name === undefined ? EXIT_USAGE : EXIT_OK;
   }
   const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!command) {
@@ -46,20 +98,14 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
   }
   if (rest.includes("--help") || rest.includes("-h")) {
     io.stdout(command.usage);
-    return 0;
+    return EXIT_OK;
   }
   try {
     return await command.run(rest, io);
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof FedgeError && err.code === "bad_request")) {
-      io.stderr(`fedge ${name}: ${err.message}\n`);
-      return EXIT_USAGE;
-    }
-    if (err instanceof FedgeError) {
-      io.stderr(`fedge ${name}: ${err.code}: ${err.message}\n`);
-      return 1;
-    }
-    io.stderr(`fedge ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
+    const { code, label } = exitOf(err);
+    const message = err instanceof Error ? err.message : String(err);
+    io.stderr(`fedge ${name}: ${label ? `${label}: ` : ""}${message}\n`);
+    return code;
   }
 }

@@ -27,5 +27,11 @@ export class UsageError extends Error {
   }
 }
 
-/** Exit code for usage errors (as many Unix tools). */
+/** Exit code of a command that did its job. */
+export const EXIT_OK = 0;
+
+/** Exit code of a run that failed (budget exceeded, an edge error, a conflict with the checkpoint, anything else). */
+export const EXIT_FAILURE = 1;
+
+/** Exit code for usage errors (as many Unix tools): bad flags, config file, key file or parameter values. */
 export const EXIT_USAGE = 2;

@@ -3,9 +3,9 @@
  * Public registry reads of the edge the runner needs (no credential): a model's versions and serving pointer, a
  * version's manifest, and a version's ONNX read back as an MLP (int8 weights dequantized).
  */
-import { FedgeError, ModelDetail, ModelManifest } from "@fedge/protocol";
+import { ModelDetail, ModelManifest } from "@fedge/protocol";
 import { readMlpFromOnnx, type MlpParams } from "@fedge/ml";
-import { sha256Hex } from "../export/index.ts";
+import { sha256Hex } from "../export.ts";
 import { EdgeAdminError } from "./admin-client.ts";
 
 async function getPublic(baseUrl: string, path: string, fetchFn: typeof fetch): Promise<Response | null> {
@@ -49,12 +49,11 @@ export async function fetchEdgeModel(
   version: number,
   fetchFn: typeof fetch = globalThis.fetch,
 ): Promise<{ params: MlpParams; sha256: string; version: number }> {
-  const res = await getPublic(
-    baseUrl,
-    `/v1/models/${encodeURIComponent(model)}/versions/${version}/model.onnx`,
-    fetchFn,
-  );
-  if (!res) throw new FedgeError("version_not_found", 404, `the edge has no version ${version} of ${model}`);
+  const path = `/v1/models/${encodeURIComponent(model)}/versions/${version}/model.onnx`;
+  const res = await getPublic(baseUrl, path, fetchFn);
+  // the 404 the edge answered, as an EdgeAdminError like every other failed answer
+  if (!res)
+    throw new EdgeAdminError(404, "version_not_found", `the edge has no version ${version} of ${model}`, "GET", path);
   const bytes = new Uint8Array(await res.arrayBuffer());
   return { params: readMlpFromOnnx(bytes).params, sha256: sha256Hex(bytes), version };
 }

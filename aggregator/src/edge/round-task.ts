@@ -1,11 +1,11 @@
 /**
  * @module
- * The two pieces every edge round driver shares: the task the edge hands selected devices (from the engine's
- * instructions for this round) and the stream of accepted updates with each Ed25519 signature re-verified.
+ * Two pieces of the edge round (`runner.ts`): the task the edge hands selected devices (from the engine's instructions
+ * for this round) and the stream of accepted updates with each Ed25519 signature re-verified.
  */
 import { decodeUpdate, updateToFloat32, type OpenRoundRequest } from "@fedge/protocol";
-import type { RoundEngine } from "../round/index.ts";
-import type { ClientUpdate, FitInstructions } from "../strategy/index.ts";
+import type { RoundEngine } from "../round.ts";
+import type { ClientUpdate, FitInstructions } from "../strategy/strategy.ts";
 import type { EdgeAdminClient } from "./admin-client.ts";
 
 /** What a round asks of the edge besides the engine's instructions. */

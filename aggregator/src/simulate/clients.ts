@@ -11,7 +11,7 @@
  * - mnist: each client holds a shard of the MNIST train split and runs real local SGD (@fedge/client/training).
  */
 import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
-import type { ClientUpdate } from "../strategy/index.ts";
+import type { ClientUpdate } from "../strategy/strategy.ts";
 
 /** 2^32 · q as the threshold of a 32-bit coin: P[u < ⌊q·2^32⌉] = q up to 2^-32 (q = 1 always samples). */
 function coinThreshold(q: number): number {

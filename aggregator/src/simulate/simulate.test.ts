@@ -1,16 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { createBackend } from "@fedge/gpu-node";
 import { seededRandomBytes } from "@fedge/privacy/testing";
-import { parsePopulationConfig } from "../config/index.ts";
-import { runCli } from "../cli/index.ts";
-import {
-  BufferPool,
-  poissonSample,
-  runSimulation,
-  streamClientUpdates,
-  SyntheticClients,
-  type SimRoundReport,
-} from "./index.ts";
+import { parsePopulationConfig } from "../config.ts";
+import { runCli } from "../cli/cli.ts";
+import { BufferPool, poissonSample, streamClientUpdates, SyntheticClients } from "./clients.ts";
+import { runSimulation, type SimRoundReport } from "./simulate.ts";
 
 const backend = await createBackend({ prefer: "cpu" });
 

@@ -8,15 +8,16 @@
 import { writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Backend } from "@fedge/gpu-node";
-import { addGaussianNoise, cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
+import { addGaussianNoise, cryptoRandomBytes, PrivacyBudgetExceededError, type RandomBytes } from "@fedge/privacy";
 import { flattenTrainable, type MlpParams } from "@fedge/ml";
 import { clipToNorm, computeUpdate, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/ml";
-import type { PopulationConfig } from "../config/index.ts";
-import type { CheckpointStore } from "../checkpoint/index.ts";
-import { RoundEngine } from "../round/index.ts";
-import { evaluateModel, publishGate, type EvalSet, type Evaluation } from "../evaluate/index.ts";
-import { exportModel, type SigningKey } from "../export/index.ts";
-import { loadMnist, shardNonIid, type Dataset } from "../data/index.ts";
+import type { PopulationConfig } from "../config.ts";
+import type { CheckpointStore } from "../checkpoint.ts";
+import { RoundEngine } from "../round.ts";
+import { evaluateModel, publishGate, type EvalSet, type Evaluation } from "../evaluate.ts";
+import { exportModel, type SigningKey } from "../export.ts";
+import { loadMnist, type Dataset } from "../data/mnist.ts";
+import { shardNonIid } from "../data/shard.ts";
 import { BufferPool, SyntheticClients, poissonSample, streamClientUpdates } from "./clients.ts";
 
 /** Options of {@link runSimulation}. */
@@ -181,8 +182,8 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
       try {
         opened = await engine.openRound(roundId);
       } catch (e) {
-        if ((e as { code?: string }).code === "budget_exceeded") {
-          stoppedBy = (e as Error).message;
+        if (e instanceof PrivacyBudgetExceededError) {
+          stoppedBy = e.message;
           break;
         }
         throw e;

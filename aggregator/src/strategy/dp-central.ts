@@ -17,7 +17,6 @@
  * Randomness order in one round (for reproducible tests): the sum's noise first (by the Backend, `finish`), then the
  * count's noise, both from `ctx.random`.
  */
-import { FedgeError } from "@fedge/protocol";
 import {
   createAdaptiveClipping,
   nextClipNorm,
@@ -52,21 +51,26 @@ export interface DpCentralOptions {
   adaptive?: AdaptiveClippingOptions;
 }
 
-/** The refusal when a non-streaming strategy (median, trimmed mean) is wrapped with DP. */
-export class RobustWithDpError extends FedgeError {
+/**
+ * The refusal when a non-streaming strategy (median, trimmed mean) is wrapped with DP: a `TypeError` (the wrapper needs
+ * a streaming strategy), no HTTP status.
+ */
+export class RobustWithDpError extends TypeError {
+  readonly strategy: string;
+  readonly mode: string;
   constructor(inner: string, mode: string) {
     super(
-      "bad_request",
-      400,
       `strategy "${inner}" cannot be used with privacy mode "${mode}": robust aggregation is not a clipped sum, so its sensitivity is unbounded`,
     );
     this.name = "RobustWithDpError";
+    this.strategy = inner;
+    this.mode = mode;
   }
 }
 
 function checkPositive(name: string, v: number): void {
   if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
-    throw new FedgeError("bad_request", 400, `${name} must be a finite number > 0, got ${String(v)}`);
+    throw new RangeError(`${name} must be a finite number > 0, got ${String(v)}`);
   }
 }
 
@@ -88,7 +92,7 @@ export function createDpCentral(inner: Strategy, options: DpCentralOptions): Str
   checkPositive("noiseMultiplier", z);
   checkPositive("expectedClients", options.expectedClients);
   if (!(options.samplingRate > 0 && options.samplingRate <= 1)) {
-    throw new FedgeError("bad_request", 400, `samplingRate must be in (0, 1], got ${String(options.samplingRate)}`);
+    throw new RangeError(`samplingRate must be in (0, 1], got ${String(options.samplingRate)}`);
   }
   const m = options.expectedClients;
   return {

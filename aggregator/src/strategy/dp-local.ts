@@ -9,7 +9,6 @@
  * data; the server sees who took part, so there is no amplification by sampling and the ledger is charged q = 1 (the
  * worst case of a device sampled every round).
  */
-import { FedgeError } from "@fedge/protocol";
 import { RobustWithDpError } from "./dp-central.ts";
 import {
   isStreamingStrategy,
@@ -33,7 +32,7 @@ export function createDpLocal(inner: Strategy, options: DpLocalOptions): Streami
   if (!isStreamingStrategy(inner)) throw new RobustWithDpError(inner.name, "local");
   const z = options.noiseMultiplier;
   if (typeof z !== "number" || !Number.isFinite(z) || z <= 0) {
-    throw new FedgeError("bad_request", 400, `noiseMultiplier must be a finite number > 0, got ${String(z)}`);
+    throw new RangeError(`noiseMultiplier must be a finite number > 0, got ${String(z)}`);
   }
   return {
     name: `dp-local(${inner.name})`,

@@ -150,3 +150,20 @@ export interface StreamingStrategy extends Strategy {
 export function isStreamingStrategy(s: Strategy): s is StreamingStrategy {
   return typeof (s as Partial<StreamingStrategy>).aggregateStream === "function";
 }
+
+/**
+ * Why a strategy refused a client update (the round's aggregation stops; nothing of it is kept):
+ * `invalid_shape` (not a Float32Array of the model's length), `non_finite` (NaN or ±Infinity), `invalid_weight`
+ * (`numExamples` not a finite number ≥ 0), `too_many_updates` (over a robust strategy's `maxClients`).
+ */
+export type UpdateRejectedReason = "invalid_shape" | "non_finite" | "invalid_weight" | "too_many_updates";
+
+/** A client update a strategy refused (see {@link UpdateRejectedReason}). A domain error: no HTTP status. */
+export class UpdateRejectedError extends Error {
+  readonly reason: UpdateRejectedReason;
+  constructor(reason: UpdateRejectedReason, message: string) {
+    super(message);
+    this.name = "UpdateRejectedError";
+    this.reason = reason;
+  }
+}

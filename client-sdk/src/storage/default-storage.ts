@@ -3,7 +3,7 @@
  * The storage a client uses when none is given: IndexedDB in browsers, files under `~/.fedge/<host>` in Node (node:os
  * and node:path are imported lazily, so browser bundles never load them), memory elsewhere (React Native: pass one).
  */
-import { detectRuntime } from "../internal/platform/platform.ts";
+import { detectRuntime } from "../internal/platform.ts";
 import { fileStorage } from "./file-storage.ts";
 import { indexedDbStorage } from "./indexeddb-storage.ts";
 import { memoryStorage, type FedgeStorage } from "./storage.ts";

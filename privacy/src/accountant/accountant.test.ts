@@ -1,4 +1,3 @@
-import { FedgeError } from "@fedge/protocol";
 import { describe, expect, it } from "vitest";
 import { InvalidPrivacyParameterError, type Accountant, type AccountantMechanism } from "./accountant.ts";
 import { gaussianEpsilon } from "../gaussian-mechanism/analytic-gaussian.ts";
@@ -71,11 +70,12 @@ describe.each(ACCOUNTANT_MECHANISMS)("Accountant contract: %s", (mechanism) => {
       { mechanism: "gdp", history: [] },
     ]) {
       expect(() => copy.loadState(bad)).toThrow(InvalidPrivacyParameterError);
+      expect(() => copy.loadState(bad)).toThrow(expect.objectContaining({ reason: "invalid_state" }));
     }
     expect(copy.history).toEqual(before);
   });
 
-  it("rejects bad steps and deltas with a typed FedgeError (bad_request) and records nothing", () => {
+  it("rejects bad steps and deltas with a RangeError (reason invalid_parameter) and records nothing", () => {
     const acc = make(mechanism);
     for (const [p, n] of [
       [{ noiseMultiplier: 1, sampleRate: 0 }, 1],
@@ -94,8 +94,10 @@ describe.each(ACCOUNTANT_MECHANISMS)("Accountant contract: %s", (mechanism) => {
           return e;
         }
       })();
-      expect(err).toBeInstanceOf(FedgeError);
-      expect((err as FedgeError).code).toBe("bad_request");
+      expect(err).toBeInstanceOf(InvalidPrivacyParameterError);
+      expect(err).toBeInstanceOf(RangeError);
+      expect((err as InvalidPrivacyParameterError).reason).toBe("invalid_parameter");
+      expect(err).not.toHaveProperty("status");
     }
     expect(acc.history).toEqual([]);
     for (const d of [0, 1, -1, Number.NaN]) expect(() => acc.getEpsilon(d)).toThrow(InvalidPrivacyParameterError);
@@ -201,6 +203,9 @@ describe("getNoiseMultiplier", () => {
     expect(() => getNoiseMultiplier({ ...base, sampleRate: 0 })).toThrow(InvalidPrivacyParameterError);
     expect(() => getNoiseMultiplier({ ...base, targetEpsilon: 1e-9, sampleRate: 1, steps: 1_000_000 })).toThrow(
       /too low/,
+    );
+    expect(() => getNoiseMultiplier({ ...base, targetEpsilon: 1e-9, sampleRate: 1, steps: 1_000_000 })).toThrow(
+      expect.objectContaining({ reason: "unreachable_target" }),
     );
   });
 });

@@ -4,7 +4,6 @@
  * Poisson-subsampled Gaussian steps, ε for a δ, and a validated state export/import. Implementations: `rdp.ts`, `pld.ts`;
  * pick one by name with `createAccountant` in `registry.ts`. All math lives in `analysis/` (pure).
  */
-import { FedgeError } from "@fedge/protocol";
 import { z } from "zod";
 
 /** Accountant mechanisms known to the registry. */
@@ -29,11 +28,26 @@ export interface AccountantState {
   history: HistoryEntry[];
 }
 
-/** A bad privacy parameter (q, z, δ, steps, state): a `FedgeError` with code `bad_request`. */
-export class InvalidPrivacyParameterError extends FedgeError {
-  constructor(message: string) {
-    super("bad_request", 400, message);
+/**
+ * Why a privacy parameter was refused:
+ * - `invalid_parameter`: a value out of its range (q, z, δ, steps, ε, an option, an unknown accountant);
+ * - `invalid_state`: a saved accountant or ledger state that does not validate or is for another mechanism;
+ * - `duplicate_round`: a round id already in the ledger;
+ * - `unreachable_target`: no noise multiplier up to the solver's limit meets the target ε.
+ */
+export type InvalidPrivacyParameterReason =
+  "invalid_parameter" | "invalid_state" | "duplicate_round" | "unreachable_target";
+
+/**
+ * A bad privacy parameter or state: a `RangeError` with a {@link InvalidPrivacyParameterReason}, and no HTTP status
+ * (the edge and the CLI decide what it means for their callers).
+ */
+export class InvalidPrivacyParameterError extends RangeError {
+  readonly reason: InvalidPrivacyParameterReason;
+  constructor(message: string, options: { reason?: InvalidPrivacyParameterReason; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "InvalidPrivacyParameterError";
+    this.reason = options.reason ?? "invalid_parameter";
   }
 }
 
@@ -118,11 +132,14 @@ export abstract class HistoryAccountant implements Accountant {
   loadState(state: unknown): void {
     const parsed = AccountantStateSchema.safeParse(state);
     if (!parsed.success) {
-      throw new InvalidPrivacyParameterError(`invalid accountant state: ${z.prettifyError(parsed.error)}`);
+      throw new InvalidPrivacyParameterError(`invalid accountant state: ${z.prettifyError(parsed.error)}`, {
+        reason: "invalid_state",
+      });
     }
     if (parsed.data.mechanism !== this.mechanism) {
       throw new InvalidPrivacyParameterError(
         `accountant state is for mechanism "${parsed.data.mechanism}", this accountant is "${this.mechanism}"`,
+        { reason: "invalid_state" },
       );
     }
     this.entries = parsed.data.history.map((e) => ({ ...e }));

@@ -55,6 +55,7 @@ export function getNoiseMultiplier(query: NoiseMultiplierQuery): NoiseMultiplier
     if (hi > MAX_NOISE_MULTIPLIER) {
       throw new InvalidPrivacyParameterError(
         `the privacy budget ε=${targetEpsilon}, δ=${targetDelta} is too low for q=${sampleRate} and ${steps} steps`,
+        { reason: "unreachable_target" },
       );
     }
     epsHi = epsilonAt(hi);

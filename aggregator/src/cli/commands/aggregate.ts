@@ -11,21 +11,14 @@ import { z } from "zod";
 import { createBackend } from "@fedge/gpu-node";
 import { FedgeError } from "@fedge/protocol";
 import { type MlpParams } from "@fedge/ml";
-import { CheckpointStore } from "../../checkpoint/index.ts";
-import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config/index.ts";
-import { loadMnist } from "../../data/index.ts";
-import type { EvalSet } from "../../evaluate/index.ts";
-import { RoundEngine, type RoundHooks } from "../../round/index.ts";
-import {
-  EdgeRoundRunner,
-  fetchEdgeModel,
-  fetchModelDetail,
-  loadEdgeRunnerState,
-  saveEdgeRunnerState,
-  type EdgeRunnerHooks,
-  type PendingRound,
-  type EdgeRunnerState,
-} from "../../edge/runner.ts";
+import { CheckpointStore } from "../../checkpoint.ts";
+import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config.ts";
+import { loadMnist } from "../../data/mnist.ts";
+import type { EvalSet } from "../../evaluate.ts";
+import { RoundEngine, type RoundHooks } from "../../round.ts";
+import { fetchEdgeModel, fetchModelDetail } from "../../edge/edge-registry.ts";
+import { EdgeRoundRunner, type EdgeRunnerHooks } from "../../edge/runner.ts";
+import { edgeRunnerStateOf, loadEdgeRunnerState, saveEdgeRunnerState } from "../../edge/runner-state.ts";
 import { UsageError, type Command } from "../command.ts";
 import {
   EDGE_FLAGS,
@@ -85,7 +78,8 @@ Population (or --config FILE with a JSON population config; flags override it; a
   --optimizer fedavg|fedavgm|fedadam|fedyogi [--server-lr η] [--momentum μ] [--beta1 b1] [--beta2 b2] [--tau τ]
   --robust median|trimmed_mean [--trim-fraction β]   --client-lr L  --local-epochs E  --client-batch-size B
   --max-accuracy-drop A  --batch-size K  --trainable all|head
-Exit codes: 0 ok, 2 bad arguments, 1 other errors (budget exceeded, edge errors).
+Exit codes: 0 ok, 2 bad arguments, 1 the run failed (budget_exceeded, edge errors, checkpoint conflicts); see
+fedge --help.
 Test hook: FEDGE_AGGREGATE_CRASH_AT=after-open|after-edge-open|after-aggregate|after-upload kills the process
 (SIGKILL) right after that step, to exercise resume.
 `;
@@ -122,16 +116,6 @@ async function evalSetOf(spec: string, model: MlpParams): Promise<EvalSet | unde
   if (n === 0 || x.length !== n * first.inFeatures)
     throw new UsageError(`--eval-set ${spec}: needs n > 0 labels and n × ${first.inFeatures} features`);
   return { x: Float32Array.from(x), y: Int32Array.from(y), n };
-}
-
-function stateOf(config: PopulationConfig, modelVersion: number, pending: PendingRound | null): EdgeRunnerState {
-  return {
-    version: 1,
-    model: config.model,
-    config: config as unknown as Record<string, unknown>,
-    modelVersion,
-    pending,
-  };
 }
 
 function crashHook(point: string): () => void {
@@ -213,7 +197,7 @@ export const aggregateCommand: Command = {
         modelVersion = seed.version;
         log(`starting from ${config.model} v${seed.version} served by ${url} (sha256 ${seed.sha256.slice(0, 12)}…)`);
         // the runner state is written before the engine's first checkpoint, so a checkpoint never lacks one
-        if (dir) await saveEdgeRunnerState(dir, stateOf(config, seed.version, null));
+        if (dir) await saveEdgeRunnerState(dir, edgeRunnerStateOf(config, seed.version, null));
       } else if (modelVersion === undefined) {
         throw new UsageError(
           `--checkpoint-dir ${dir} holds a checkpoint but no edge-runner.json (was it written by fedge simulate?)`,
@@ -239,7 +223,7 @@ export const aggregateCommand: Command = {
           hooks: engineHooks,
         });
         const heldOut = await evalSetOf(evalSpec, engine.model);
-        const state = stateOf(config, modelVersion!, saved?.pending ?? null);
+        const state = edgeRunnerStateOf(config, modelVersion!, saved?.pending ?? null);
         const runner = new EdgeRoundRunner({
           engine,
           admin,

@@ -6,10 +6,10 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { createBackend } from "@fedge/gpu-node";
-import { CheckpointStore } from "../../checkpoint/index.ts";
-import { ConfigError, configFromFlags, POPULATION_CONFIG_FLAGS } from "../../config/index.ts";
-import { loadOrCreateSigningKey } from "../../export/index.ts";
-import { runSimulation } from "../../simulate/index.ts";
+import { CheckpointStore } from "../../checkpoint.ts";
+import { ConfigError, configFromFlags, POPULATION_CONFIG_FLAGS } from "../../config.ts";
+import { loadOrCreateSigningKey } from "../../export.ts";
+import { runSimulation } from "../../simulate/simulate.ts";
 import { UsageError, type Command } from "../command.ts";
 
 const USAGE = `Usage:

@@ -5,11 +5,11 @@ import { describe, expect, it } from "vitest";
 import { createBackend } from "@fedge/gpu-node";
 import { flattenTrainable, type MlpParams } from "@fedge/ml";
 import { zigguratConstants, type RandomBytes } from "@fedge/privacy";
-import { createAccountant } from "@fedge/privacy";
-import { CheckpointStore } from "../checkpoint/index.ts";
-import { parsePopulationConfig, type PopulationConfigInput } from "../config/index.ts";
-import type { ClientUpdate } from "../strategy/index.ts";
-import { RoundEngine } from "./index.ts";
+import { createAccountant, PrivacyBudgetExceededError } from "@fedge/privacy";
+import { CheckpointStore } from "./checkpoint.ts";
+import { parsePopulationConfig, type PopulationConfigInput } from "./config.ts";
+import type { ClientUpdate } from "./strategy/strategy.ts";
+import { RoundEngine, RoundStateError } from "./round.ts";
 
 /**
  * Every 16 bytes are the words (2^31, 0, 0, 0): the Ziggurat sampler (Marsaglia & Tsang 2000) reads (2^31, 0) as u = 0.5
@@ -96,7 +96,10 @@ describe("RoundEngine", () => {
     await engine.completeRound({ published: true, version: 1, reason: "first", accuracy: 0.5 });
     expect(engine.checkpoint.serving).toEqual({ version: 1, round: 1, accuracy: 0.5 });
     expect(engine.checkpoint.current).toBeNull();
-    await expect(engine.openRound("r1")).rejects.toMatchObject({ code: "conflict" });
+    await expect(engine.openRound("r1")).rejects.toMatchObject({
+      name: "RoundStateError",
+      reason: "round_already_run",
+    });
   });
 
   it("refuses a round over budget and changes nothing", async () => {
@@ -109,7 +112,10 @@ describe("RoundEngine", () => {
       initialModel: model(),
     });
     const before = await readFile(join(dir, "state.json"), "utf8");
-    await expect(engine.openRound("r1")).rejects.toMatchObject({ code: "budget_exceeded", status: 403 });
+    const refused = await engine.openRound("r1").catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(PrivacyBudgetExceededError);
+    expect(refused).toMatchObject({ reason: "budget_exceeded", roundId: "r1" });
+    expect(refused).not.toHaveProperty("status");
     expect(await readFile(join(dir, "state.json"), "utf8")).toBe(before);
     expect(engine.checkpoint.current).toBeNull();
     expect(engine.checkpoint.ledger!.rounds).toEqual([]);
@@ -118,9 +124,12 @@ describe("RoundEngine", () => {
   it("refuses a second round while one is in progress, and bad round ids", async () => {
     const engine = await RoundEngine.create({ config: config(), backend, initialModel: model() });
     await engine.openRound("r1");
-    await expect(engine.openRound("r2")).rejects.toMatchObject({ code: "conflict" });
-    await expect(engine.openRound("bad id!")).rejects.toMatchObject({ code: "bad_request" });
-    await expect(engine.completeRound({ published: false, reason: "x" })).rejects.toMatchObject({ code: "conflict" });
+    await expect(engine.openRound("r2")).rejects.toMatchObject({ reason: "round_in_progress" });
+    await expect(engine.openRound("r2")).rejects.toBeInstanceOf(RoundStateError);
+    await expect(engine.openRound("bad id!")).rejects.toBeInstanceOf(RangeError);
+    await expect(engine.completeRound({ published: false, reason: "x" })).rejects.toMatchObject({
+      reason: "not_aggregated",
+    });
     await engine.abandonRound("no devices");
     expect((await engine.openRound("r2")).round).toBe(2);
     expect(engine.privacySpent()!.epsilon).toBeCloseTo(epsilonOfSteps(2), 10); // the abandoned round stays spent
@@ -215,10 +224,8 @@ describe("RoundEngine", () => {
     await RoundEngine.create({ config: config(), backend, store: new CheckpointStore({ dir }), initialModel: model() });
     await expect(
       RoundEngine.create({ config: config({ model: "other" }), backend, store: new CheckpointStore({ dir }) }),
-    ).rejects.toMatchObject({
-      code: "conflict",
-    });
-    await expect(RoundEngine.create({ config: config(), backend })).rejects.toMatchObject({ code: "bad_request" });
+    ).rejects.toMatchObject({ name: "CheckpointError", reason: "config_mismatch" });
+    await expect(RoundEngine.create({ config: config(), backend })).rejects.toThrow(TypeError);
   });
 
   it("non-DP populations keep no ledger; rollback records the serving version", async () => {
@@ -238,6 +245,6 @@ describe("RoundEngine", () => {
     await engine.completeRound({ published: true, version: 2, reason: "v2", accuracy: 0.7 });
     await engine.recordRollback(1, "v2 regressed");
     expect(engine.checkpoint.serving).toEqual({ version: 1, round: 1, accuracy: 0.8 });
-    await expect(engine.recordRollback(9, "?")).rejects.toMatchObject({ code: "version_not_found" });
+    await expect(engine.recordRollback(9, "?")).rejects.toMatchObject({ reason: "version_not_published" });
   });
 });

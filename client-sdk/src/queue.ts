@@ -9,9 +9,9 @@
  * the update bytes.
  */
 import type { UpdateReceipt } from "@fedge/protocol";
-import { FedgeAPIError, FedgeClientError } from "../core/errors.ts";
-import { shouldRetry } from "../internal/retry.ts";
-import type { QueueStorage } from "../storage/storage.ts";
+import { FedgeAPIError, FedgeClientError } from "./core/errors.ts";
+import { shouldRetry } from "./internal/retry.ts";
+import type { QueueStorage } from "./storage/storage.ts";
 
 /** One signed update waiting for upload. */
 export interface QueuedUpdate {

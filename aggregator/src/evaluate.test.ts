@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { MlpParams } from "@fedge/ml";
-import { evaluateModel, publishGate } from "./index.ts";
+import { evaluateModel, publishGate } from "./evaluate.ts";
 
 // logits = x·W: class 0 when x0 > x1, class 1 otherwise
 const model: MlpParams = {
@@ -25,6 +25,7 @@ describe("evaluation and publish gate", () => {
     expect(e.accuracy).toBe(0.75); // (3, 0) labelled 1 is the one miss
     expect(e.n).toBe(4);
     expect(e.loss).toBeGreaterThan(0);
+    expect(() => evaluateModel(model, { x: new Float32Array(0), y: new Uint8Array(0), n: 0 })).toThrow(RangeError);
     expect(() => evaluateModel(model, { x: new Float32Array(0), y: new Uint8Array(0), n: 0 })).toThrow(/n > 0/);
     expect(() => evaluateModel(model, { x: new Float32Array(3), y: new Uint8Array(1), n: 1 })).toThrow(
       /cannot evaluate/,

@@ -5,9 +5,9 @@
  * crash or a lost response never creates a second key: the next `register()` re-sends the same public key.
  */
 import nacl from "tweetnacl";
-import { fromBase64Url, toBase64Url } from "../internal/encoding.ts";
-import type { FedgeStorage } from "../storage/storage.ts";
-import { getJson, setJson } from "../storage/storage.ts";
+import { fromBase64Url, toBase64Url } from "./internal/encoding.ts";
+import type { FedgeStorage } from "./storage/storage.ts";
+import { getJson, setJson } from "./storage/storage.ts";
 
 export const IDENTITY_KEY = "device/identity";
 

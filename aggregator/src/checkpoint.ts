@@ -15,11 +15,10 @@ import { createHash } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { FedgeError } from "@fedge/protocol";
 import { type MlpParams } from "@fedge/ml";
 import type { OptimizerState } from "@fedge/gpu-node";
 import { LedgerState } from "@fedge/privacy";
-import type { ClipState } from "../strategy/index.ts";
+import type { ClipState } from "./strategy/strategy.ts";
 
 /** Phase of the round in progress. `opened`: recorded in the ledger, not aggregated; `aggregated`: the new model is in the checkpoint, publish pending. */
 export type RoundPhase = "opened" | "aggregated";
@@ -90,11 +89,20 @@ export interface Checkpoint {
   publishLog: PublishRecord[];
 }
 
-/** A checkpoint that cannot be read: corrupt JSON, a blob with a wrong hash, bad shapes. */
-export class CheckpointError extends FedgeError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super("internal", 500, message, options);
+/**
+ * Why a checkpoint cannot be used:
+ * - `corrupt`: it cannot be read (corrupt JSON, a blob with a wrong hash, bad shapes);
+ * - `config_mismatch`: it was written for another population config (model, trainable scope, optimizer, DP or not).
+ */
+export type CheckpointErrorReason = "corrupt" | "config_mismatch";
+
+/** A checkpoint that cannot be used (see {@link CheckpointErrorReason}). A domain error: no HTTP status. */
+export class CheckpointError extends Error {
+  readonly reason: CheckpointErrorReason;
+  constructor(message: string, options: { reason?: CheckpointErrorReason; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "CheckpointError";
+    this.reason = options.reason ?? "corrupt";
   }
 }
 
@@ -225,7 +233,7 @@ export class CheckpointStore {
 
   constructor(options: CheckpointStoreOptions) {
     if (!options || typeof options.dir !== "string" || options.dir.length === 0) {
-      throw new FedgeError("bad_request", 400, "checkpoint dir must be a non-empty path");
+      throw new TypeError("CheckpointStore: dir must be a non-empty path");
     }
     this.dir = options.dir;
     this.beforeCommit = options.beforeCommit;

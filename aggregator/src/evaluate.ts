@@ -4,7 +4,6 @@
  * drops by more than `maxAccuracyDrop` (absolute) below the serving version is refused, with the reason recorded.
  */
 import type { MlpParams } from "@fedge/ml";
-import { FedgeError } from "@fedge/protocol";
 import { accuracy, crossEntropyLoss } from "@fedge/ml";
 
 /** A labelled held-out set: `n` row-major samples and their labels. */
@@ -23,16 +22,16 @@ export interface Evaluation {
   n: number;
 }
 
-/** Accuracy and loss of `model` on `data`. Throws `bad_request` on an empty or mis-shaped set. */
+/** Accuracy and loss of `model` on `data`. Throws `RangeError` on an empty or mis-shaped set. */
 export function evaluateModel(model: MlpParams, data: EvalSet): Evaluation {
   if (!data || !(data.n > 0) || data.y.length !== data.n) {
-    throw new FedgeError("bad_request", 400, "evaluation set must hold n > 0 samples with one label each");
+    throw new RangeError("evaluation set must hold n > 0 samples with one label each");
   }
   try {
     return { accuracy: accuracy(model, data.x, data.y), loss: crossEntropyLoss(model, data.x, data.y), n: data.n };
   } catch (e) {
     if (e instanceof RangeError || e instanceof TypeError)
-      throw new FedgeError("bad_request", 400, `cannot evaluate: ${e.message}`, { cause: e });
+      throw new RangeError(`cannot evaluate: ${e.message}`, { cause: e });
     throw e;
   }
 }
@@ -59,7 +58,7 @@ export interface PublishDecision {
 export function publishGate(options: PublishGateOptions): PublishDecision {
   const { candidate, servingAccuracy, maxAccuracyDrop } = options;
   if (!(maxAccuracyDrop >= 0 && maxAccuracyDrop <= 1)) {
-    throw new FedgeError("bad_request", 400, `maxAccuracyDrop must be in [0, 1], got ${String(maxAccuracyDrop)}`);
+    throw new RangeError(`maxAccuracyDrop must be in [0, 1], got ${String(maxAccuracyDrop)}`);
   }
   if (!candidate) return { publish: true, reason: "no held-out evaluation configured" };
   if (!Number.isFinite(candidate.loss) || !Number.isFinite(candidate.accuracy)) {

@@ -16,7 +16,7 @@ import {
   SigningKeyFileError,
   signManifest,
   verifyManifest,
-} from "./index.ts";
+} from "./export.ts";
 
 const backend = await createBackend({ prefer: "cpu" });
 const model = initMlp([784, 64, 10], { random: seededRandomBytes(1) });
@@ -139,6 +139,7 @@ describe("int8 ONNX export", () => {
     expect(k2.secretKey).toEqual(k1.secretKey);
     await chmod(path, 0o644);
     await expect(loadOrCreateSigningKey(path)).rejects.toBeInstanceOf(SigningKeyFileError);
+    await expect(loadOrCreateSigningKey(path)).rejects.toMatchObject({ reason: "exposed" });
     await chmod(path, 0o600);
     const text = JSON.parse(await readFile(path, "utf8")) as Record<string, string>;
     await writeFile(
@@ -146,14 +147,19 @@ describe("int8 ONNX export", () => {
       JSON.stringify({ ...text, public_key: Buffer.from(generateSigningKey().publicKey).toString("base64url") }),
     );
     await expect(loadOrCreateSigningKey(path)).rejects.toThrow(/does not match/);
+    await expect(loadOrCreateSigningKey(path)).rejects.toMatchObject({ reason: "key_mismatch" });
     await writeFile(path, "nope");
     await expect(loadOrCreateSigningKey(path)).rejects.toThrow(/not JSON/);
+    await expect(loadOrCreateSigningKey(path)).rejects.toMatchObject({ reason: "malformed" });
   });
 
   it("refuses an invalid model", async () => {
     const bad = { layers: [{ ...model.layers[0]!, weight: new Float32Array(3) }] };
-    await expect(
-      exportModel({ model: bad, name: "digits", version: 1, backend, signingKey: key }),
-    ).rejects.toMatchObject({ code: "invalid_model" });
+    await expect(exportModel({ model: bad, name: "digits", version: 1, backend, signingKey: key })).rejects.toThrow(
+      RangeError,
+    );
+    await expect(exportModel({ model: bad, name: "digits", version: 1, backend, signingKey: key })).rejects.toThrow(
+      /cannot export/,
+    );
   });
 });

@@ -2,7 +2,7 @@ import { buildMlpOnnx, flattenTrainable, trainableLength, type MlpParams } from 
 import { decodeUpdate, toBase64Url, type RoundTask } from "@fedge/protocol";
 import nacl from "tweetnacl";
 import { describe, expect, it } from "vitest";
-import { FedgeClientError, InvalidInputError } from "../core/errors.ts";
+import { FedgeClientError, InvalidInputError } from "./core/errors.ts";
 import { initMlp, l2Norm, xoshiroRandomBytes } from "@fedge/ml";
 import { buildUpdate } from "./build-update.ts";
 

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { CheckpointError, CheckpointStore, type Checkpoint } from "./index.ts";
+import { CheckpointError, CheckpointStore, type Checkpoint } from "./checkpoint.ts";
 
 function sample(round: number, fill: number): Checkpoint {
   const w0 = Float32Array.from({ length: 6 }, (_, i) => fill + i);
@@ -93,9 +93,11 @@ describe("CheckpointStore", () => {
     await expect(new CheckpointStore({ dir }).load()).rejects.toBeInstanceOf(CheckpointError);
     await writeFile(join(dir, "state.json"), "{not json");
     await expect(new CheckpointStore({ dir }).load()).rejects.toBeInstanceOf(CheckpointError);
+    await expect(new CheckpointStore({ dir }).load()).rejects.toMatchObject({ reason: "corrupt" });
   });
 
   it("rejects an empty dir option", () => {
+    expect(() => new CheckpointStore({ dir: "" })).toThrow(TypeError);
     expect(() => new CheckpointStore({ dir: "" })).toThrow(/dir/);
   });
 });

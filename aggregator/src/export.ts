@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, open, readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import nacl from "tweetnacl";
-import { FedgeError, ModelManifest, canonicalManifestBytes, fromBase64Url, toBase64Url } from "@fedge/protocol";
+import { ModelManifest, canonicalManifestBytes, fromBase64Url, toBase64Url } from "@fedge/protocol";
 import { MLP_INPUT_NAME, MLP_OUTPUT_NAME, assertValidMlp, buildMlpOnnx, type MlpParams } from "@fedge/ml";
 import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
 import type { Backend } from "@fedge/gpu-node";
@@ -69,7 +69,7 @@ export async function exportModel(o: ExportModelOptions): Promise<ExportedModel>
   try {
     assertValidMlp(o.model);
   } catch (e) {
-    throw new FedgeError("invalid_model", 400, `cannot export: ${(e as Error).message}`);
+    throw new RangeError(`cannot export: ${(e as Error).message}`, { cause: e });
   }
   const quantization = o.quantization ?? "int8-per-channel-symmetric";
   let onnx: Uint8Array;
@@ -81,7 +81,7 @@ export async function exportModel(o: ExportModelOptions): Promise<ExportedModel>
   } else if (quantization === "none") {
     onnx = buildMlpOnnx(o.model, { quantization, name: o.name });
   } else {
-    throw new FedgeError("bad_request", 400, `unknown quantization ${JSON.stringify(quantization)}`);
+    throw new RangeError(`unknown quantization ${JSON.stringify(quantization)}`);
   }
   const first = o.model.layers[0]!;
   const last = o.model.layers[o.model.layers.length - 1]!;
@@ -143,19 +143,23 @@ function checkKey(key: SigningKey): void {
     !(key.publicKey instanceof Uint8Array) ||
     key.publicKey.length !== 32
   ) {
-    throw new FedgeError(
-      "bad_request",
-      400,
-      "signing key must be an Ed25519 key pair (32-byte public, 64-byte secret)",
-    );
+    throw new TypeError("signing key must be an Ed25519 key pair (32-byte public, 64-byte secret)");
   }
 }
 
-/** A key file that cannot be used: unreadable, malformed, or readable by others. */
-export class SigningKeyFileError extends FedgeError {
-  constructor(message: string) {
-    super("bad_request", 400, message);
+/**
+ * Why a key file cannot be used: `exposed` (group/others may read it), `malformed` (not the expected JSON or seed),
+ * `key_mismatch` (its public key is not its seed's).
+ */
+export type SigningKeyFileErrorReason = "exposed" | "malformed" | "key_mismatch";
+
+/** A key file that cannot be used (see {@link SigningKeyFileErrorReason}). A domain error: no HTTP status. */
+export class SigningKeyFileError extends Error {
+  readonly reason: SigningKeyFileErrorReason;
+  constructor(reason: SigningKeyFileErrorReason, message: string) {
+    super(message);
     this.name = "SigningKeyFileError";
+    this.reason = reason;
   }
 }
 
@@ -173,6 +177,7 @@ export async function loadOrCreateSigningKey(
     const st = await stat(path);
     if ((st.mode & 0o077) !== 0) {
       throw new SigningKeyFileError(
+        "exposed",
         `${path} is accessible by group/others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`,
       );
     }
@@ -203,15 +208,15 @@ export async function loadOrCreateSigningKey(
   try {
     parsed = JSON.parse(text) as typeof parsed;
   } catch {
-    throw new SigningKeyFileError(`${path} is not JSON`);
+    throw new SigningKeyFileError("malformed", `${path} is not JSON`);
   }
   if (parsed.kty !== "ed25519" || typeof parsed.secret_key !== "string" || typeof parsed.public_key !== "string") {
-    throw new SigningKeyFileError(`${path} must hold {"kty":"ed25519","public_key","secret_key"}`);
+    throw new SigningKeyFileError("malformed", `${path} must hold {"kty":"ed25519","public_key","secret_key"}`);
   }
   const seed = fromBase64Url(parsed.secret_key);
-  if (seed.length !== 32) throw new SigningKeyFileError(`${path}: secret_key must be a 32-byte seed`);
+  if (seed.length !== 32) throw new SigningKeyFileError("malformed", `${path}: secret_key must be a 32-byte seed`);
   const kp = nacl.sign.keyPair.fromSeed(seed);
   if (toBase64Url(kp.publicKey) !== parsed.public_key)
-    throw new SigningKeyFileError(`${path}: public_key does not match secret_key`);
+    throw new SigningKeyFileError("key_mismatch", `${path}: public_key does not match secret_key`);
   return { publicKey: kp.publicKey, secretKey: kp.secretKey };
 }

@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { UpdateReceipt } from "@fedge/protocol";
 import { afterEach, describe, expect, it } from "vitest";
-import { APIConnectionError, APIUserAbortError, FedgeAPIError } from "../core/errors.ts";
-import { fileStorage } from "../storage/file-storage.ts";
-import { memoryStorage } from "../storage/storage.ts";
+import { APIConnectionError, APIUserAbortError, FedgeAPIError } from "./core/errors.ts";
+import { fileStorage } from "./storage/file-storage.ts";
+import { memoryStorage } from "./storage/storage.ts";
 import { UploadQueue, type QueuedUpdate } from "./queue.ts";
 
 const dirs: string[] = [];

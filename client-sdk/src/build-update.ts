@@ -11,8 +11,8 @@
 import type { RoundTask } from "@fedge/protocol";
 import { readMlpFromOnnx, trainableLength } from "@fedge/ml";
 import { encodeUpdate, quantizeUpdateInt8, type UpdatePayload } from "@fedge/protocol";
-import { InvalidInputError, FedgeClientError } from "../core/errors.ts";
-import { fromBase64Url } from "../internal/encoding.ts";
+import { InvalidInputError, FedgeClientError } from "./core/errors.ts";
+import { fromBase64Url } from "./internal/encoding.ts";
 import { addLocalNoise } from "@fedge/privacy";
 import { clipToNorm, computeUpdate, trainLocal, type Labels } from "@fedge/ml";
 

@@ -13,7 +13,7 @@
  * await engine.completeRound({ published: decision.publish, reason: decision.reason, … });
  * ```
  *
- * Crash safety (each step commits one atomic checkpoint; see `checkpoint/`):
+ * Crash safety (each step commits one atomic checkpoint; see `checkpoint.ts`):
  * - privacy is spent when a round is OPENED (before any noise is drawn): the ledger entry and `current = {id,
  *   "opened"}` are saved together. Re-opening the same round id after a crash reuses that entry: never spent twice.
  *   (A round opened but never aggregated stays spent: its devices may have seen the task.)
@@ -23,20 +23,21 @@
  * - a round in progress blocks opening a different one until it is completed or abandoned.
  */
 import type { Backend, ServerOptimizer } from "@fedge/gpu-node";
-import { FedgeError } from "@fedge/protocol";
 import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
 import { trainableLength, withTrainable, type MlpParams } from "@fedge/ml";
 import { assertValidMlp, flattenTrainable } from "@fedge/ml";
-import { optimizerOptionsOf, type PopulationConfig } from "../config/index.ts";
+import { optimizerOptionsOf, type PopulationConfig } from "./config.ts";
 import { PrivacyLedger } from "@fedge/privacy";
-import type { Checkpoint, CheckpointStore, CurrentRound, PublishRecord, RoundSummary } from "../checkpoint/index.ts";
 import {
-  initialClipStateOf,
-  strategyFromConfig,
-  type ClientUpdate,
-  type FitInstructions,
-  type Strategy,
-} from "../strategy/index.ts";
+  CheckpointError,
+  type Checkpoint,
+  type CheckpointStore,
+  type CurrentRound,
+  type PublishRecord,
+  type RoundSummary,
+} from "./checkpoint.ts";
+import { initialClipStateOf, strategyFromConfig } from "./strategy/from-config.ts";
+import type { ClientUpdate, FitInstructions, Strategy } from "./strategy/strategy.ts";
 
 /** Test/ops hooks, each called right after the named checkpoint was committed (throw to simulate a crash there). */
 export interface RoundHooks {
@@ -46,7 +47,7 @@ export interface RoundHooks {
 
 /** Options of {@link RoundEngine.create}. */
 export interface RoundEngineOptions {
-  /** The population config (validated, see `config/`). */
+  /** The population config (validated, see `config.ts`). */
   config: PopulationConfig;
   backend: Backend;
   /**
@@ -96,8 +97,35 @@ export interface CompleteRoundOptions {
   sha256?: string;
 }
 
-function conflict(message: string): FedgeError {
-  return new FedgeError("conflict", 409, message);
+/**
+ * Why the engine refused a call in its current state:
+ * - `round_in_progress`: another round is open or aggregated; complete or abandon it first;
+ * - `round_already_run`: the round id was used before for this population;
+ * - `no_open_round`: there is no round to aggregate or abandon;
+ * - `not_aggregated`: there is no aggregated round to complete;
+ * - `already_aggregated`: an aggregated round must be completed, not abandoned;
+ * - `version_not_published`: a rollback to a version this aggregator never published.
+ */
+export type RoundStateErrorReason =
+  | "round_in_progress"
+  | "round_already_run"
+  | "no_open_round"
+  | "not_aggregated"
+  | "already_aggregated"
+  | "version_not_published";
+
+/** A {@link RoundEngine} call refused in the engine's current state. A domain error: no HTTP status. */
+export class RoundStateError extends Error {
+  readonly reason: RoundStateErrorReason;
+  constructor(reason: RoundStateErrorReason, message: string) {
+    super(message);
+    this.name = "RoundStateError";
+    this.reason = reason;
+  }
+}
+
+function mismatch(message: string): CheckpointError {
+  return new CheckpointError(message, { reason: "config_mismatch" });
 }
 
 const ROUND_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -135,23 +163,23 @@ export class RoundEngine {
     const opt = optimizerOptionsOf(config);
     if (state) {
       if (state.population !== config.model)
-        throw conflict(`checkpoint is for "${state.population}", config is for "${config.model}"`);
+        throw mismatch(`checkpoint is for "${state.population}", config is for "${config.model}"`);
       if (state.trainable !== config.trainable)
-        throw conflict(`checkpoint trains "${state.trainable}", config says "${config.trainable}"`);
+        throw mismatch(`checkpoint trains "${state.trainable}", config says "${config.trainable}"`);
       if (state.optimizer.kind !== opt.kind)
-        throw conflict(`checkpoint optimizer is "${state.optimizer.kind}", config asks for "${opt.kind}"`);
+        throw mismatch(`checkpoint optimizer is "${state.optimizer.kind}", config asks for "${opt.kind}"`);
       if ((state.ledger === null) !== (config.privacy.mode === "none")) {
-        throw conflict(`checkpoint and config disagree on whether "${config.model}" is a DP population`);
+        throw mismatch(`checkpoint and config disagree on whether "${config.model}" is a DP population`);
       }
       const optimizer = await o.backend.createOptimizer({ ...opt, initialWeights: state.optimizer.weights });
       await optimizer.load(state.optimizer);
       return new RoundEngine(o, strategy, optimizer, state);
     }
-    if (!o.initialModel) throw new FedgeError("bad_request", 400, "no checkpoint found and no initialModel given");
+    if (!o.initialModel) throw new TypeError("RoundEngine: no checkpoint found and no initialModel given");
     try {
       assertValidMlp(o.initialModel);
     } catch (e) {
-      throw new FedgeError("bad_request", 400, `initialModel: ${(e as Error).message}`);
+      throw new RangeError(`initialModel: ${(e as Error).message}`, { cause: e });
     }
     const weights = flattenTrainable(o.initialModel, config.trainable);
     const optimizer = await o.backend.createOptimizer({ ...opt, initialWeights: weights });
@@ -206,18 +234,19 @@ export class RoundEngine {
 
   /**
    * Opens (or resumes) round `roundId`: checks the budget and records the round in the ledger, then commits the
-   * checkpoint, all before any noise is drawn. Throws `PrivacyBudgetExceededError` (code `budget_exceeded`) and changes
-   * nothing when the round would exceed the budget; `conflict` when another round is in progress or the id was used.
+   * checkpoint, all before any noise is drawn. Throws `PrivacyBudgetExceededError` and changes nothing when the
+   * round would exceed the budget; {@link RoundStateError} when another round is in progress or the id was used.
    */
   async openRound(roundId: string): Promise<OpenedRound> {
     if (typeof roundId !== "string" || !ROUND_ID.test(roundId)) {
-      throw new FedgeError("bad_request", 400, `round id must match ${ROUND_ID}, got ${JSON.stringify(roundId)}`);
+      throw new RangeError(`round id must match ${ROUND_ID}, got ${JSON.stringify(roundId)}`);
     }
     const s = this.state;
     const instructions = this.strategy.configureFit({ round: s.current?.round ?? s.round + 1, clip: s.clip });
     if (s.current) {
       if (s.current.roundId !== roundId) {
-        throw conflict(
+        throw new RoundStateError(
+          "round_in_progress",
           `round "${s.current.roundId}" is ${s.current.phase}; complete or abandon it before opening "${roundId}"`,
         );
       }
@@ -236,11 +265,10 @@ export class RoundEngine {
     if (s.ledger) {
       const l = PrivacyLedger.fromJSON(s.ledger);
       if (l.rounds.some((r) => r.roundId === roundId))
-        throw conflict(`round "${roundId}" was already run for "${s.population}"`);
+        throw new RoundStateError("round_already_run", `round "${roundId}" was already run for "${s.population}"`);
       const charge = this.strategy.privacyCharge();
       const budget = this.config.privacy.budget;
-      if (!charge || !budget)
-        throw new FedgeError("internal", 500, "a DP population needs a privacy charge and a budget");
+      if (!charge || !budget) throw new Error("a DP population needs a privacy charge and a budget");
       epsilon = l.open(
         {
           roundId,
@@ -253,7 +281,7 @@ export class RoundEngine {
       );
       ledger = l.toJSON();
     } else if (s.publishLog.some((p) => p.roundId === roundId)) {
-      throw conflict(`round "${roundId}" was already run for "${s.population}"`);
+      throw new RoundStateError("round_already_run", `round "${roundId}" was already run for "${s.population}"`);
     }
     const current: CurrentRound = { roundId, round: s.round + 1, phase: "opened", openedAt };
     const next: Checkpoint = { ...s, ledger, current };
@@ -270,7 +298,7 @@ export class RoundEngine {
   async aggregateRound(updates: AsyncIterable<ClientUpdate> | Iterable<ClientUpdate>): Promise<RoundSummary> {
     const s = this.state;
     const cur = s.current;
-    if (!cur) throw conflict("no round is open; call openRound first");
+    if (!cur) throw new RoundStateError("no_open_round", "no round is open; call openRound first");
     if (cur.phase === "aggregated") return cur.summary!;
     const prevOptimizer = s.optimizer;
     const stream = toAsync(updates);
@@ -332,9 +360,10 @@ export class RoundEngine {
   async completeRound(o: CompleteRoundOptions): Promise<void> {
     const s = this.state;
     const cur = s.current;
-    if (!cur || cur.phase !== "aggregated") throw conflict("no aggregated round to complete");
+    if (!cur || cur.phase !== "aggregated")
+      throw new RoundStateError("not_aggregated", "no aggregated round to complete");
     if (o.published && !(Number.isInteger(o.version) && o.version! >= 1)) {
-      throw new FedgeError("bad_request", 400, "a published round needs its version (an integer >= 1)");
+      throw new RangeError("a published round needs its version (an integer >= 1)");
     }
     const record: PublishRecord = {
       roundId: cur.roundId,
@@ -360,8 +389,9 @@ export class RoundEngine {
   async abandonRound(reason: string): Promise<void> {
     const s = this.state;
     const cur = s.current;
-    if (!cur) throw conflict("no round is open");
-    if (cur.phase !== "opened") throw conflict(`round "${cur.roundId}" is aggregated; complete it instead`);
+    if (!cur) throw new RoundStateError("no_open_round", "no round is open");
+    if (cur.phase !== "opened")
+      throw new RoundStateError("already_aggregated", `round "${cur.roundId}" is aggregated; complete it instead`);
     const record: PublishRecord = {
       roundId: cur.roundId,
       round: cur.round,
@@ -377,7 +407,7 @@ export class RoundEngine {
     const s = this.state;
     const target = [...s.publishLog].reverse().find((p) => p.published && p.version === version);
     if (!target)
-      throw new FedgeError("version_not_found", 404, `version ${version} was never published by this aggregator`);
+      throw new RoundStateError("version_not_published", `version ${version} was never published by this aggregator`);
     const record: PublishRecord = {
       roundId: target.roundId,
       round: target.round,

@@ -12,7 +12,7 @@
  */
 import { z } from "zod";
 import { readFile } from "node:fs/promises";
-import { FedgeError, ModelName } from "@fedge/protocol";
+import { ModelName } from "@fedge/protocol";
 
 export const ServerOptimizerKind = z.enum(["fedavg", "fedavgm", "fedadam", "fedyogi"]);
 export type ServerOptimizerKind = z.infer<typeof ServerOptimizerKind>;
@@ -151,15 +151,11 @@ export type PopulationConfig = z.infer<typeof PopulationConfig>;
 /** What a caller may write (defaults optional). */
 export type PopulationConfigInput = z.input<typeof PopulationConfig>;
 
-/** A config that failed validation: `issues` name each bad field by its dotted path. */
-export class ConfigError extends FedgeError {
+/** A config that failed validation: `issues` name each bad field by its dotted path. A domain error: no HTTP status. */
+export class ConfigError extends Error {
   readonly issues: { path: string; message: string }[];
   constructor(issues: { path: string; message: string }[]) {
-    super(
-      "validation_failed",
-      400,
-      `invalid population config: ${issues.map((i) => `${i.path || "(root)"}: ${i.message}`).join("; ")}`,
-    );
+    super(`invalid population config: ${issues.map((i) => `${i.path || "(root)"}: ${i.message}`).join("; ")}`);
     this.name = "ConfigError";
     this.issues = issues;
   }

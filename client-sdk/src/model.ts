@@ -7,9 +7,9 @@
  * `onnxruntime-react-native`).
  */
 import type { ModelManifest } from "@fedge/protocol";
-import { FedgeClientError, InvalidInputError } from "../core/errors.ts";
-import { detectRuntime } from "../internal/platform/platform.ts";
-import type { FedgeStorage } from "../storage/storage.ts";
+import { FedgeClientError, InvalidInputError } from "./core/errors.ts";
+import { detectRuntime } from "./internal/platform.ts";
+import type { FedgeStorage } from "./storage/storage.ts";
 
 /** A model version held by the client. */
 export interface LoadedModel {
