@@ -18,7 +18,10 @@ const GRAPH = {
   workers: { name: "@fedge/workers", deps: ["protocol", "privacy", "ml"] },
   aggregator: { name: "fedge", deps: ["protocol", "privacy", "ml", "gpu-node"] },
   "local-edge": { name: "@fedge/local-edge", deps: ["protocol", "ml"] },
-  demo: { name: "@fedge/demo", deps: ["protocol", "privacy", "ml", "gpu-node", "client-sdk", "aggregator", "local-edge"] },
+  demo: {
+    name: "@fedge/demo",
+    deps: ["protocol", "privacy", "ml", "gpu-node", "client-sdk", "aggregator", "local-edge"],
+  },
 };
 const ALL = Object.keys(GRAPH);
 

@@ -57,9 +57,9 @@ export interface PublishRecord {
   round: number;
   published: boolean;
   /** Version published (when `published`). */
-  version?: number;
+  version?: number | undefined;
   /** Candidate's held-out accuracy, when evaluated. */
-  accuracy?: number;
+  accuracy?: number | undefined;
   /** Why it was (not) published. */
   reason: string;
   at: string;
@@ -69,8 +69,8 @@ export interface PublishRecord {
 export interface ServingVersion {
   version: number;
   round: number;
-  accuracy?: number;
-  sha256?: string;
+  accuracy?: number | undefined;
+  sha256?: string | undefined;
 }
 
 export interface Checkpoint {

@@ -51,7 +51,7 @@ export interface SignAggregatorRequestInput {
   /** Pathname plus query string, e.g. `/v1/admin/rounds/mnist_3/close`. */
   path: string;
   /** The raw body; omit for none. */
-  body?: Uint8Array | string;
+  body?: Uint8Array | string | undefined;
   /** tweetnacl 64-byte Ed25519 secret key. */
   secretKey: Uint8Array;
   /** Time of signing. @default new Date() */

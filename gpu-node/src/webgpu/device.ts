@@ -10,7 +10,6 @@
 import { create } from "webgpu";
 
 declare global {
-  // eslint-disable-next-line no-var
   var __fedgeGpu: GPU | undefined;
 }
 

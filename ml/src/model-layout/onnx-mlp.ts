@@ -73,7 +73,7 @@ export interface MlpFromOnnx {
 
 const name = (i: number, what: string) => `layers.${i}.${what}`;
 
-function tensorType(dims: (number | string)[]): ValueInfoProto["type"] {
+function tensorType(dims: (number | string)[]): NonNullable<ValueInfoProto["type"]> {
   return {
     tensorType: {
       elemType: OnnxDataType.FLOAT,

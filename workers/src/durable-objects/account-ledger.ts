@@ -211,7 +211,7 @@ export class AccountLedger extends DurableObject<Bindings> {
   }
 
   /** The key and its usage per UTC day within `[from, to]` (inclusive); `null` when the key does not exist. */
-  async usage(range: { from?: string; to?: string } = {}): Promise<UsageReport | null> {
+  async usage(range: { from?: string | undefined; to?: string | undefined } = {}): Promise<UsageReport | null> {
     const row = this.row();
     if (!row) return null;
     const days = this.sql

@@ -12,7 +12,7 @@ import { createBackend } from "@fedge/gpu-node";
 import { FedgeError } from "@fedge/protocol";
 import { type MlpParams } from "@fedge/ml";
 import { CheckpointStore } from "../../checkpoint.ts";
-import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config.ts";
+import { POPULATION_CONFIG_FLAGS } from "../../config.ts";
 import { loadMnist } from "../../data/mnist.ts";
 import type { EvalSet } from "../../evaluate.ts";
 import { RoundEngine, type RoundHooks } from "../../round.ts";

@@ -8,7 +8,6 @@ import { FedgeError } from "@fedge/protocol";
 import type { AppEnv } from "../../env.ts";
 
 /** zod validation failures become `FedgeError("validation_failed", 400)`, never zod's raw issue list. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const validationHook: Hook<any, AppEnv, any, any> = (result) => {
   if (!result.success) {
     const issue = result.error.issues[0];
