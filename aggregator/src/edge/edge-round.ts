@@ -17,9 +17,7 @@
  * Every new version is uploaded (devices always train from the latest global model, so Δ = w' − w is relative to
  * what the engine holds); the gate decides only what `/predict` serves.
  *
- * A population with privacy mode `none` still needs a clip norm on the edge's task (the edge checks ‖Δ‖ ≤ C): it is
- * sent `central` with {@link EdgeRoundOptions.noneClipNorm} (default 1000, far above any real update: no clipping in
- * effect) and the aggregator adds no noise.
+ * A population with privacy mode `none` opens its rounds as `none` (no clip norm; devices opt in through their policy).
  */
 import { FedgeError, parseRoundId, roundIdFor, type ModelManifest, type RoundStatus } from "@fedge/protocol";
 import type { RoundEngine } from "../round/index.ts";
@@ -54,8 +52,6 @@ export interface EdgeRoundOptions {
   minReports?: number;
   /** The round closes once this many updates are accepted. @default 1000000 */
   maxReports?: number;
-  /** Edge clip norm for a population without DP (see the module header). @default 1000 */
-  noneClipNorm?: number;
   /** Updates per streamed page. @default 100 */
   pageSize?: number;
 }

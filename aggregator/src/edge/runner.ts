@@ -76,8 +76,6 @@ export interface EdgeRoundRunnerOptions {
   maxReports?: number;
   /** Time between status polls while a round collects, in ms. @default 1000 */
   pollMs?: number;
-  /** Edge clip norm for a population without DP (the edge requires one; far above any real update). @default 1000 */
-  noneClipNorm?: number;
   /** Updates per streamed page. @default 100 */
   pageSize?: number;
   /** `fetch` for the public registry reads. @default globalThis.fetch */
