@@ -57,7 +57,16 @@ beforeAll(async () => {
   const { train } = loadMnist();
   const per = 100;
   devices = Array.from({ length: DEVICES }, (_, i) => ({
-    client: new FedgeClient({ baseUrl: edge.url, apiKey, storage: memoryStorage(), platform: "e2e-node" }),
+    client: new FedgeClient({
+      baseUrl: edge.url,
+      apiKey,
+      storage: memoryStorage(),
+      platform: "e2e-node",
+      // This app's devices take part in the non-private test populations too, and in the DP one (budget ε = 100);
+      // they train only on models the aggregator's key signed (the seeds and every version of the DP population).
+      privacyPolicy: { allowedModes: ["central", "none"], maxPopulationEpsilon: 100 },
+      aggregatorPublicKey: key.publicKey,
+    }),
     x: train.x.slice(i * per * 784, (i + 1) * per * 784),
     y: train.y.slice(i * per, (i + 1) * per),
   }));

@@ -93,6 +93,8 @@ describe("demo fleet: queued uploads get a second chance before the round closes
       local_epochs: 1,
       batch_size: 16,
       privacy_mode: "central",
+      // what the devices' default privacy policy needs to see before they take part
+      population_privacy: { epsilon: 1, planned_epsilon: 4, delta: 1e-5 },
       trainable: "all",
       update_length: 7850,
       update_dtype: "float32",

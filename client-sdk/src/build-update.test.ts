@@ -82,6 +82,38 @@ describe("buildUpdate", () => {
     expect(decodeUpdate(q.bytes, { publicKey: keys.publicKey }).payload.dtype).toBe("int8");
   });
 
+  it("adaptive central rounds: the signed clip bit is 1[‖Δ‖ ≤ C] of the UNCLIPPED Δ", () => {
+    // lr 0.5 moves the weights further than C = 0.05 (clipped: b = 0) and less than C = 100 (b = 1).
+    const clipped = build(task({ report_clip_bit: true }));
+    const d = decodeUpdate(clipped.bytes, { publicKey: keys.publicKey });
+    expect(d.clipBit).toBe(0);
+    expect(clipped.stats.clipBit).toBe(0);
+    expect(clipped.stats.updateNorm).toBeGreaterThan(0.05);
+    expect(l2Norm(d.payload.values as Float32Array)).toBeLessThanOrEqual(0.05); // and still clipped
+    const kept = build(task({ report_clip_bit: true, clip_norm: 100 }));
+    expect(decodeUpdate(kept.bytes).clipBit).toBe(1);
+    expect(kept.stats.clipFactor).toBe(1);
+    // Not asked (plain central, local): the field says "not reported".
+    expect(decodeUpdate(build(task()).bytes).clipBit).toBeNull();
+    expect(decodeUpdate(build(task({ privacy_mode: "local", local_noise_multiplier: 2 })).bytes).clipBit).toBeNull();
+  });
+
+  it("mode none without a clip norm sends Δ unclipped; local mode without z > 0 is refused", () => {
+    const { clip_norm: _c, ...noClip } = task({ privacy_mode: "none" });
+    const none = build(noClip as RoundTask);
+    expect(none.stats.clipFactor).toBe(1);
+    expect(l2Norm(decodeUpdate(none.bytes).payload.values as Float32Array)).toBeCloseTo(none.stats.updateNorm, 4);
+    for (const z of [0, undefined]) {
+      const t = task({ privacy_mode: "local", clip_norm: 0.05 });
+      if (z !== undefined) t.local_noise_multiplier = z;
+      expect(() => build(t)).toThrow(/local_noise_multiplier must be a finite number > 0/);
+      expect(() => build(t)).toThrow(FedgeClientError);
+    }
+    expect(() => build(task({ privacy_mode: "local", local_noise_multiplier: 1, report_clip_bit: true }))).toThrow(
+      /report_clip_bit/,
+    );
+  });
+
   it("refuses tasks that do not fit the model, and bad data, with typed errors", () => {
     expect(() => build(task({ update_length: 7 }))).toThrow(FedgeClientError);
     expect(() => build(task({ nonce: "AAAA" }))).toThrow(/nonce/);

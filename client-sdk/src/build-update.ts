@@ -1,20 +1,21 @@
 /**
  * @module
  * From a round task, the served model and the device's data to the signed update bytes: read the weights out of the
- * ONNX file (@fedge/protocol `readMlpFromOnnx`), train locally (`trainLocal`), Δ = trained − received over the task's
- * trainable scope (`computeUpdate`), clip to ‖Δ‖₂ ≤ C (`clipToNorm`, DP-FedAvg, McMahan et al. 2018, arXiv 1710.06963
- * Algorithm 1), add N(0, (z·C)²) per coordinate in `local` mode, then encode and sign with the update codec.
+ * ONNX file (@fedge/ml `readMlpFromOnnx`), then the shared device pipeline of @fedge/ml (`trainDeviceUpdate`, the code
+ * `fedge simulate` runs too): train locally, Δ = trained − received over the task's trainable scope, the clip bit
+ * b = 1[‖Δ‖₂ ≤ C] from the UNCLIPPED norm when the task asks for it (central mode with adaptive clipping, Andrew et al.
+ * 2021, arXiv 1905.03871), clip to ‖Δ‖₂ ≤ C (DP-FedAvg, McMahan et al. 2018, arXiv 1710.06963 Algorithm 1), add
+ * N(0, (z·C)²) per coordinate in `local` mode (z > 0 required); then encode (codec version 2, clip bit in the signed
+ * header) and sign.
  *
  * The client loads this module lazily (dynamic import) on the first `participate()`, so the ONNX reader, protobuf and
- * the trainer stay out of the SDK core.
+ * the trainer stay out of the SDK core. The app's privacy policy is checked before this runs (`policy.ts`).
  */
 import type { RoundTask } from "@fedge/protocol";
-import { readMlpFromOnnx, trainableLength } from "@fedge/ml";
+import { checkDevicePrivacyTask, readMlpFromOnnx, trainableLength, trainDeviceUpdate, type Labels } from "@fedge/ml";
 import { encodeUpdate, quantizeUpdateInt8, type UpdatePayload } from "@fedge/protocol";
 import { InvalidInputError, FedgeClientError } from "./core/errors.ts";
 import { fromBase64Url } from "./internal/encoding.ts";
-import { addLocalNoise } from "@fedge/privacy";
-import { clipToNorm, computeUpdate, trainLocal, type Labels } from "@fedge/ml";
 
 export interface BuildUpdateInput {
   task: RoundTask;
@@ -41,8 +42,10 @@ export interface UpdateStats {
   updateLength: number;
   /** ‖Δ‖₂ before clipping. */
   updateNorm: number;
-  /** `min(1, C/‖Δ‖₂)` as applied. */
+  /** `min(1, C/‖Δ‖₂)` as applied (1 when the task has no clip norm). */
   clipFactor: number;
+  /** The clip bit sent with the update (central mode with adaptive clipping only); undefined when none was sent. */
+  clipBit: 0 | 1 | undefined;
   /** σ of the local noise per coordinate (0 unless `local` mode). */
   noiseStd: number;
   dtype: "float32" | "int8";
@@ -63,6 +66,12 @@ export function buildUpdate(input: BuildUpdateInput): BuiltUpdate {
       "the distributed privacy mode is not supported by this SDK yet",
     );
   }
+  try {
+    checkDevicePrivacyTask(task);
+  } catch (err) {
+    if (err instanceof RangeError) throw new FedgeClientError("invalid_task", `task ${task.round_id}: ${err.message}`);
+    throw err;
+  }
   const nonce = fromBase64Url(task.nonce);
   if (nonce.length !== 16)
     throw new FedgeClientError("invalid_task", `task nonce is ${nonce.length} bytes, expected 16`);
@@ -82,44 +91,38 @@ export function buildUpdate(input: BuildUpdateInput): BuiltUpdate {
   if (!(input.labels instanceof Uint8Array || input.labels instanceof Int32Array) || input.labels.length !== n) {
     throw new InvalidInputError("labels", `must be a Uint8Array (or Int32Array) of ${n} class indices`);
   }
-  let trained;
+  let update;
   try {
-    trained = trainLocal(params, input.data, input.labels, {
-      epochs: task.local_epochs,
-      batchSize: task.batch_size,
-      learningRate: task.learning_rate,
-      scope: task.trainable,
-      random: input.random,
-    });
+    update = trainDeviceUpdate({ params, task, data: input.data, labels: input.labels, random: input.random });
   } catch (err) {
     if (err instanceof RangeError || err instanceof TypeError) throw new InvalidInputError("data", err.message);
     throw err;
   }
-  const delta = computeUpdate(params, trained.params, task.trainable);
-  const clip = clipToNorm(delta, task.clip_norm);
-  const values = clip.clipped;
-  let noiseStd = 0;
-  if (task.privacy_mode === "local") {
-    const z = task.local_noise_multiplier ?? 0;
-    addLocalNoise(values, task.clip_norm, z, input.random);
-    noiseStd = z * task.clip_norm;
-  }
+  const values = update.values;
   const dtype = task.update_dtype ?? "float32";
   const payload: UpdatePayload = dtype === "int8" ? quantizeUpdateInt8(values) : { dtype: "float32", values };
   const bytes = encodeUpdate(
-    { roundId: task.round_id, deviceId: input.deviceId, nonce, shape: [values.length], payload },
+    {
+      roundId: task.round_id,
+      deviceId: input.deviceId,
+      nonce,
+      shape: [values.length],
+      payload,
+      clipBit: update.clipBit,
+    },
     input.secretKey,
   );
   return {
     bytes,
     stats: {
       samples: n,
-      loss: trained.loss,
-      steps: trained.steps,
+      loss: update.loss,
+      steps: update.steps,
       updateLength: values.length,
-      updateNorm: clip.norm,
-      clipFactor: clip.factor,
-      noiseStd,
+      updateNorm: update.norm,
+      clipFactor: update.clipFactor,
+      clipBit: update.clipBit,
+      noiseStd: update.noiseStd,
       dtype,
       bytes: bytes.length,
     },

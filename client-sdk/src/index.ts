@@ -13,7 +13,10 @@ export {
   type DeviceIdentity,
   type ParticipateOptions,
   type ParticipateResult,
+  type PrivacyPolicy,
+  type ResolvedPrivacyPolicy,
 } from "./client.ts";
+export { DEFAULT_PRIVACY_POLICY } from "./validate.ts";
 export * from "./core/errors.ts";
 export type { RequestOptions } from "./internal/transport.ts";
 export type { RandomSource } from "./internal/platform.ts";

@@ -463,6 +463,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       shards,
       misbehavingPerKind: o.misbehavingPerKind,
       concurrency: o.concurrency,
+      // The demo app's own policy: it takes part in the non-private baseline too, and in a DP population up to the ε
+      // the demo was asked for; every model it trains on must be signed by this run's aggregator.
+      privacyPolicy: {
+        allowedModes: o.dp && !o.baseline ? ["central"] : o.dp ? ["central", "none"] : ["none"],
+        maxPopulationEpsilon: Math.max(10, o.epsilon),
+        maxDelta: Math.max(1e-5, o.delta),
+      },
+      aggregatorPublicKey: signingKey.publicKey,
     });
     t = performance.now();
     await fleet.register();
@@ -513,7 +521,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       stateDir: path.relative(repoRoot, stateDir),
       seconds: (performance.now() - t0) / 1000,
       notes: [
-        "Both runs go through the same edge, fleet and aggregator code; the baseline sends the edge a clip norm of 1000 (never reached) and the aggregator adds no noise.",
+        "Both runs go through the same edge, fleet and aggregator code; the baseline's rounds say privacy_mode none (no clip norm, no noise; the devices' privacy policy opts in to it) and the private run's devices report their clip bit for adaptive clipping.",
         "Accuracy is measured on the served int8 model through HTTP /predict (onnxruntime-web in workerd), on the held-out test digits.",
       ],
     };

@@ -9,7 +9,7 @@
  * download the model version of the task, train, clip, sign, queue, upload); misbehaving ones (see `misbehave.ts`) do
  * what their kind says when selected.
  */
-import { FedgeClient, memoryStorage, type FedgeStorage } from "@fedge/client";
+import { FedgeClient, memoryStorage, type FedgeStorage, type PrivacyPolicy } from "@fedge/client";
 import type { RoundTask } from "@fedge/protocol";
 import { mapPool } from "./pool.ts";
 import { MISBEHAVIOURS, misbehavingBytes, postUpdate, readOwnIdentity, type Misbehaviour } from "./misbehave.ts";
@@ -46,6 +46,10 @@ export interface FleetOptions {
   fetchFor?: (index: number) => typeof fetch | undefined;
   /** Retries of each device's client per request. @default 3 */
   maxRetries?: number;
+  /** The app's privacy policy on every device (`FedgeClientOptions.privacyPolicy`). @default the SDK's default */
+  privacyPolicy?: PrivacyPolicy;
+  /** The aggregator key every device pins (`FedgeClientOptions.aggregatorPublicKey`). @default none */
+  aggregatorPublicKey?: Uint8Array;
 }
 
 /** Counts of one fleet round. */
@@ -98,6 +102,8 @@ export class Fleet {
         platform: "demo-node",
         maxRetries: o.maxRetries ?? 3,
         ...(fetch ? { fetch } : {}),
+        ...(o.privacyPolicy ? { privacyPolicy: o.privacyPolicy } : {}),
+        ...(o.aggregatorPublicKey ? { aggregatorPublicKey: o.aggregatorPublicKey } : {}),
       });
       return { index, role: roles[index]!, client, storage, data: s.x, labels: s.y };
     });

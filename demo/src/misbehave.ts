@@ -41,6 +41,8 @@ export function craftUpdate(
       nonce: fromBase64Url(task.nonce),
       shape: [values.length],
       payload: { dtype: "float32", values },
+      // what a correct SDK reports in an adaptive-clipping round, so the edge refuses for the misbehaviour itself
+      ...(task.report_clip_bit ? { clipBit: 1 as const } : {}),
     },
     secretKey,
   );

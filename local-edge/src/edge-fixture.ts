@@ -88,14 +88,19 @@ export async function uploadToyModel(fx: EdgeFixture, name: string, sizes = [8, 
   return { name, params, bytes, sizes };
 }
 
-/** Opens a round of `model` (sampling rate 1, so every device is selected) with a 10-minute window. */
+/**
+ * Opens a round of `model` (sampling rate 1, so every device is selected) with a 10-minute window. DP rounds state a
+ * population (ε, δ) = (1, 1e-5) unless `over` says otherwise, which the SDK's default privacy policy accepts.
+ */
 export async function openRound(
   fx: EdgeFixture,
   model: ToyModel,
   over: Record<string, unknown> = {},
 ): Promise<RoundStatus> {
   const trainable = (over.trainable as "all" | "head" | undefined) ?? "all";
+  const dp = (over.privacy_mode ?? "central") !== "none";
   return fx.admin<RoundStatus>("POST", "/v1/admin/rounds", {
+    ...(dp ? { population_privacy: { epsilon: 1, planned_epsilon: 1, delta: 1e-5 } } : {}),
     model: model.name,
     model_version: 1,
     clip_norm: 1,

@@ -149,11 +149,14 @@ export interface UpdateOverrides {
   shape?: number[];
   payload?: UpdatePayload;
   secretKey?: Uint8Array;
+  /** The clip bit to report; `null` reports none. @default 1 when the task asks for it, else not reported */
+  clipBit?: 0 | 1 | null;
 }
 
-/** A signed update for `task` from `device` (norm 0.5·C unless the payload is overridden). */
+/** A signed update for `task` from `device` (norm 0.5·C, or 0.5 without a clip norm, unless the payload is overridden). */
 export function makeUpdate(task: RoundTask, device: TestDevice, o: UpdateOverrides = {}): Uint8Array {
-  const values = vectorWithNorm(task.update_length, task.clip_norm * 0.5);
+  const values = vectorWithNorm(task.update_length, (task.clip_norm ?? 1) * 0.5);
+  const clipBit = o.clipBit !== undefined ? o.clipBit : task.report_clip_bit ? 1 : null;
   return encodeUpdate(
     {
       roundId: o.roundId ?? task.round_id,
@@ -161,9 +164,42 @@ export function makeUpdate(task: RoundTask, device: TestDevice, o: UpdateOverrid
       nonce: o.nonce ?? fromBase64Url(task.nonce),
       shape: o.shape ?? [task.update_length],
       payload: o.payload ?? { dtype: "float32", values },
+      clipBit,
     },
     o.secretKey ?? device.keys.secretKey,
   );
+}
+
+/**
+ * The same update in the retired format version 1 (no clip-bit field; its byte table is the v1 header of
+ * docs/DESIGN.md's history), float32 only, signed by `device`: what an SDK from before the clip bit uploads.
+ */
+export function makeUpdateV1(task: RoundTask, device: TestDevice): Uint8Array {
+  const values = vectorWithNorm(task.update_length, (task.clip_norm ?? 1) * 0.5);
+  const ascii = (t: string) => Uint8Array.from(t, (c) => c.charCodeAt(0));
+  const round = ascii(task.round_id);
+  const dev = ascii(device.id);
+  const headerEnd = 31 + round.length + dev.length + 4;
+  const payloadAt = Math.ceil(headerEnd / 4) * 4;
+  const out = new Uint8Array(payloadAt + 4 * values.length + 64);
+  const view = new DataView(out.buffer);
+  out.set([0x46, 0x45, 0x44, 0x55, 1, 1, 0, 0], 0);
+  let p = 8;
+  out[p++] = round.length;
+  out.set(round, p);
+  p += round.length;
+  out[p++] = dev.length;
+  out.set(dev, p);
+  p += dev.length;
+  out.set(fromBase64Url(task.nonce), p);
+  p += 16;
+  out[p++] = 1;
+  view.setUint32(p, values.length, true);
+  view.setUint32(p + 4, values.length, true);
+  values.forEach((v, i) => view.setFloat32(payloadAt + 4 * i, v, true));
+  const end = out.length - 64;
+  out.set(nacl.sign.detached(out.subarray(0, end), device.keys.secretKey), end);
+  return out;
 }
 
 export function upload(roundId: string, bytes: Uint8Array, contentType = UPDATE_MEDIA_TYPE): Promise<Response> {

@@ -18,9 +18,8 @@
  *    `engine.completeRound`.
  *
  * Every new version is uploaded (devices always train from the latest global model, so Δ = w' − w is relative to what
- * the engine holds); the gate decides only what `/predict` serves. A population with privacy mode `none` still needs a
- * clip norm on the edge's task (the edge checks ‖Δ‖ ≤ C): it is sent `central` with
- * {@link EdgeRoundRunnerOptions.noneClipNorm} (far above any real update) and the aggregator adds no noise.
+ * the engine holds); the gate decides only what `/predict` serves. A population with privacy mode `none` opens its
+ * rounds as `none` (no clip norm; devices take part only when their policy opts in).
  *
  * The round is written as a state machine that can be re-entered at any point after a crash. Crash safety, on top of
  * the {@link RoundEngine}'s (privacy charged once, the aggregated model saved before publish):
@@ -90,8 +89,6 @@ export interface EdgeRoundRunnerOptions {
    * @default waits until the edge closes the round itself (deadline or max_reports), polling every `pollMs`
    */
   collect?: (round: RoundStatus) => Promise<void>;
-  /** Edge clip norm for a population without DP (the edge requires one; far above any real update). @default 1000 */
-  noneClipNorm?: number;
   /** Updates per streamed page. @default 100 */
   pageSize?: number;
   /** `fetch` for the public registry reads. @default globalThis.fetch */
@@ -130,6 +127,8 @@ export interface EdgeRunnerRoundResult {
   delta: number | null;
   clipNorm: number | null;
   nextClipNorm?: number;
+  /** Aggregated updates whose device reported ‖Δ‖ ≤ C (the clip bits adaptive clipping counts). */
+  unclippedCount?: number;
   noiseStd?: number;
   seconds: number;
 }
@@ -414,6 +413,7 @@ export class EdgeRoundRunner {
       delta: spent?.delta ?? null,
       clipNorm: summary.clipNorm,
       nextClipNorm: summary.nextClipNorm,
+      unclippedCount: summary.unclippedCount,
       noiseStd: summary.noiseStd,
       seconds: (performance.now() - t0) / 1000,
     };

@@ -10,8 +10,11 @@
  * - the sum is divided by the FIXED expected count q·N (§2, the fixed-denominator estimator f̃_f, unbiased and with
  *   sensitivity C/(qN) whatever the realised count), never by the count that arrived.
  *
- * Adaptive clipping (Andrew et al. 2021, arXiv 1905.03871, Alg. 1 and §3.1 Theorem 1): the unclipped count Σ b_i gets
- * its own noise N(0, σ_b²), then C ← C·exp(−η_C(b̃ − γ)). The sum's noise multiplier shrinks to
+ * Adaptive clipping (Andrew et al. 2021, arXiv 1905.03871, Alg. 1 and §3.1 Theorem 1): each device reports its
+ * b_i = 1[‖Δ_i‖ ≤ C], computed BEFORE it clipped (the task's `report_clip_bit`; the signed clip bit of update codec v2),
+ * since devices clip before upload and every update the server sees has ‖·‖ ≤ C. The count Σ b_i of the reported bits
+ * gets its own noise N(0, σ_b²), then C ← C·exp(−η_C(b̃ − γ)); an update without a bit fails the round. The sum's noise
+ * multiplier shrinks to
  * z_Δ = (z⁻² − (2σ_b)⁻²)^(−½) so the pair is still one Gaussian mechanism with multiplier z: the ledger is charged z.
  *
  * Randomness order in one round (for reproducible tests): the sum's noise first (by the Backend, `finish`), then the
@@ -34,6 +37,7 @@ import {
   type RoundContext,
   type Strategy,
   type StreamingStrategy,
+  UpdateRejectedError,
 } from "./strategy.ts";
 
 /** Options of {@link createDpCentral}. */
@@ -102,7 +106,9 @@ export function createDpCentral(inner: Strategy, options: DpCentralOptions): Str
       return { noiseMultiplier: z, samplingRate: options.samplingRate };
     },
     configureFit(ctx: Pick<RoundContext, "clip">): FitInstructions {
-      return { privacyMode: "central", clipNorm: ctx.clip.clipNorm };
+      return ctx.clip.adaptive
+        ? { privacyMode: "central", clipNorm: ctx.clip.clipNorm, reportClipBit: true }
+        : { privacyMode: "central", clipNorm: ctx.clip.clipNorm };
     },
     aggregateStream: (ctx, updates, plan) => inner.aggregateStream(ctx, updates, plan),
     async aggregateFit(ctx: RoundContext, updates: AsyncIterable<ClientUpdate>): Promise<FitAggregate> {
@@ -113,7 +119,8 @@ export function createDpCentral(inner: Strategy, options: DpCentralOptions): Str
       // z_Δ: the sum's share of the total multiplier when the count takes its own (Theorem 1).
       const zDelta = adaptive ? updateNoiseMultiplier(z, adaptive.countNoiseStd) : z;
       const noiseStd = zDelta * c;
-      const r = await inner.aggregateStream(ctx, updates, {
+      const bits = { reported: 0 };
+      const r = await inner.aggregateStream(ctx, adaptive ? withClipBits(updates, bits) : updates, {
         clipNorm: c,
         weighting: "uniform",
         noiseStd,
@@ -133,14 +140,14 @@ export function createDpCentral(inner: Strategy, options: DpCentralOptions): Str
       let nextClip: ClipState = clip;
       let fraction: number | undefined;
       if (adaptive) {
-        fraction = noisyUnclippedFraction(r.unclippedCount, m, adaptive.countNoiseStd, ctx.random);
+        fraction = noisyUnclippedFraction(bits.reported, m, adaptive.countNoiseStd, ctx.random);
         const next = nextClipNorm({ ...adaptive, clipNorm: c }, fraction);
         nextClip = { clipNorm: next.clipNorm, adaptive: next };
       }
       return {
         delta: r.delta,
         count: r.count,
-        unclippedCount: r.unclippedCount,
+        unclippedCount: adaptive ? bits.reported : r.unclippedCount,
         weightSum: r.weightSum,
         clipNorm: c,
         noiseStd,
@@ -151,4 +158,24 @@ export function createDpCentral(inner: Strategy, options: DpCentralOptions): Str
       };
     },
   };
+}
+
+/** Passes `updates` through, adding up their reported clip bits; an update without one is refused. */
+async function* withClipBits(
+  updates: AsyncIterable<ClientUpdate>,
+  bits: { reported: number },
+): AsyncGenerator<ClientUpdate> {
+  let k = 0;
+  for await (const u of updates) {
+    if (u.clipBit !== 0 && u.clipBit !== 1) {
+      u.release?.();
+      throw new UpdateRejectedError(
+        "missing_clip_bit",
+        `adaptive clipping counts the devices' clip bits, but update ${k}${u.deviceId ? ` (${u.deviceId})` : ""} reports none`,
+      );
+    }
+    bits.reported += u.clipBit;
+    k++;
+    yield u;
+  }
 }

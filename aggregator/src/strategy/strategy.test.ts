@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createBackend, type Backend } from "@fedge/gpu-node";
-import { zigguratConstants, type RandomBytes } from "@fedge/privacy";
+import { cryptoRandomBytes, zigguratConstants, type RandomBytes } from "@fedge/privacy";
+import { l2Norm, privatizeUpdate } from "@fedge/ml";
 import { seededRandomBytes } from "@fedge/privacy/testing";
 import { createDpCentral, initialClipState, RobustWithDpError } from "./dp-central.ts";
 import { createDpLocal } from "./dp-local.ts";
@@ -24,12 +25,32 @@ const knownNoise: RandomBytes = (buf) => {
   buf.set(new Uint8Array(words.buffer));
 };
 
-async function* stream(updates: Float32Array[], released?: number[]): AsyncGenerator<ClientUpdate> {
+async function* stream(
+  updates: Float32Array[],
+  released?: number[],
+  clipBits?: (0 | 1)[],
+): AsyncGenerator<ClientUpdate> {
   let k = 0;
   for (const u of updates) {
     const id = k++;
-    yield { delta: u, release: () => released?.push(id) };
+    const clipBit = clipBits?.[id];
+    yield clipBit === undefined
+      ? { delta: u, release: () => released?.push(id) }
+      : { delta: u, clipBit, release: () => released?.push(id) };
   }
+}
+
+/** The updates devices with these raw Δs upload in an adaptive round at clip norm `c` (the device code path). */
+function fromDevices(raw: Float32Array[], c: number): { updates: Float32Array[]; bits: (0 | 1)[] } {
+  const bits: (0 | 1)[] = [];
+  const updates = raw.map((d) => {
+    const u = d.slice();
+    bits.push(
+      privatizeUpdate(u, { privacy_mode: "central", clip_norm: c, report_clip_bit: true }, cryptoRandomBytes).clipBit!,
+    );
+    return u;
+  });
+  return { updates, bits };
 }
 
 const cpu = await createBackend({ prefer: "cpu" });
@@ -81,7 +102,11 @@ describe("DP-FedAvg (central)", () => {
   it("adaptive clipping: the sum gets z_Δ·C, the count gets σ_b, C moves geometrically (Andrew et al. Alg. 1)", async () => {
     const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: 2 });
     const clip = initialClipState(1, 2, { targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 2 });
-    const r = await s.aggregateFit(ctx(cpu, { clip }), stream(tiny()));
+    expect(s.configureFit({ round: 1, clip })).toEqual({ privacyMode: "central", clipNorm: 1, reportClipBit: true });
+    const devices = fromDevices(tiny(), 1);
+    expect(devices.bits).toEqual([0, 1, 0]); // ‖u1‖ = 5, ‖u2‖ = 0.5, ‖u3‖ = 2 before the devices clipped
+    const r = await s.aggregateFit(ctx(cpu, { clip }), stream(devices.updates, undefined, devices.bits));
+    expect(r.unclippedCount).toBe(1);
     const zDelta = (1 - 1 / 16) ** -0.5; // z⁻² − (2σ_b)⁻² = 1 − 1/16
     expect(r.noiseStd).toBeCloseTo(zDelta, 12);
     const expected = [(0.6 + zDelta * R) / 2, 0.4, (0.5 + zDelta * R) / 2, 0.5];
@@ -93,17 +118,41 @@ describe("DP-FedAvg (central)", () => {
     expect(r.nextClip.adaptive?.clipNorm).toBe(r.nextClip.clipNorm);
   });
 
-  it("adaptive clipping converges to the target quantile of synthetic norms", async () => {
-    // norms uniform on (0, 10]: the median is 5; 200 clients per round, CSPRNG noise (σ_b = 10)
+  it("adaptive clipping converges to the target quantile of synthetic norms, from device-clipped updates", async () => {
+    // norms uniform on (0, 10]: the median is 5; 200 clients per round, CSPRNG noise (σ_b = 10). Every device clips to
+    // the round's C before upload and reports b = 1[‖Δ‖ ≤ C] of its unclipped Δ, as the SDK does.
     const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 1, expectedClients: 200 });
     let clip = initialClipState(0.5, 200, { targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 10 });
-    const updates = Array.from({ length: 200 }, (_, k) => new Float32Array([((k + 1) / 200) * 10, 0, 0, 0]));
+    const raw = Array.from({ length: 200 }, (_, k) => new Float32Array([((k + 1) / 200) * 10, 0, 0, 0]));
     for (let t = 0; t < 60; t++) {
-      const r = await s.aggregateFit({ round: t + 1, length: 4, clip, backend: cpu, batchSize: 64 }, stream(updates));
+      const { updates, bits } = fromDevices(raw, clip.clipNorm);
+      // what arrives is clipped: the server alone would count every update as unclipped and only ever shrink C
+      expect(updates.every((u) => l2Norm(u) <= clip.clipNorm)).toBe(true);
+      const r = await s.aggregateFit(
+        { round: t + 1, length: 4, clip, backend: cpu, batchSize: 64 },
+        stream(updates, undefined, bits),
+      );
+      expect(r.unclippedCount).toBe(bits.filter((b) => b === 1).length);
       clip = r.nextClip;
     }
     expect(clip.clipNorm).toBeGreaterThan(4);
     expect(clip.clipNorm).toBeLessThan(6);
+  });
+
+  it("adaptive clipping counts the reported bits, not what the server measures; an update without a bit fails", async () => {
+    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: 2 });
+    const clip = initialClipState(1, 2, { targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 2 });
+    // three updates already within C, all reported clipped on the device (b = 0): the count is 0, C grows
+    const within = [new Float32Array([0.1, 0, 0, 0]), new Float32Array([0, 0.2, 0, 0]), new Float32Array(4)];
+    const zero = { ...ctx(cpu, { clip }), random: seededRandomBytes(3) };
+    const r = await s.aggregateFit(zero, stream(within, undefined, [0, 0, 0]));
+    expect(r.unclippedCount).toBe(0);
+    const released: number[] = [];
+    await expect(s.aggregateFit(ctx(cpu, { clip }), stream(within, released, [1, 1]))).rejects.toMatchObject({
+      code: "bad_request",
+      message: expect.stringMatching(/clip bits, but update 2 reports none/),
+    });
+    expect(released.sort()).toEqual([0, 1, 2]);
   });
 
   it("still releases noise (and the fixed denominator) when no update arrives", async () => {
@@ -206,8 +255,12 @@ describe("webgpu backend (Dawn on lavapipe)", () => {
       });
       const s = createDpCentral(createFedAvg(), { noiseMultiplier: 0.7, samplingRate: 0.1, expectedClients: 18 });
       const clip = initialClipState(20, 18, { countNoiseStd: 2 });
+      const bits = ups.map((u) => (l2Norm(u) <= 20 ? 1 : 0) as 0 | 1);
       const run = (backend: Backend) =>
-        s.aggregateFit({ round: 1, length, clip, backend, random: seededRandomBytes(7), batchSize: 8 }, stream(ups));
+        s.aggregateFit(
+          { round: 1, length, clip, backend, random: seededRandomBytes(7), batchSize: 8 },
+          stream(ups, undefined, bits),
+        );
       const a = await run(cpu);
       const b = await run(gpu);
       expect(b.count).toBe(a.count);

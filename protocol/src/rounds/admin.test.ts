@@ -5,6 +5,7 @@ import {
   parseRoundId,
   readUpdateStream,
   roundIdFor,
+  roundTaskFor,
   TRAINING_MODEL_NAME_MAX,
 } from "./admin.ts";
 
@@ -54,6 +55,58 @@ describe("OpenRoundRequest", () => {
     expect(OpenRoundRequest.safeParse({ ...base, sampling_rate: 0 }).success).toBe(false);
     expect(OpenRoundRequest.safeParse({ ...base, model: "a".repeat(49) }).success).toBe(false);
     expect(OpenRoundRequest.safeParse({ ...base, extra: 1 }).success).toBe(false);
+  });
+});
+
+describe("OpenRoundRequest privacy fields", () => {
+  const ok = (over: Record<string, unknown>) => OpenRoundRequest.safeParse({ ...base, ...over }).success;
+  it("privacy mode none is explicit: clip_norm may be left out there, and only there", () => {
+    const { clip_norm: _c, ...noClip } = base;
+    expect(OpenRoundRequest.safeParse({ ...noClip, privacy_mode: "none" }).success).toBe(true);
+    expect(ok({ privacy_mode: "none" })).toBe(true);
+    expect(OpenRoundRequest.safeParse(noClip).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...noClip, privacy_mode: "local", local_noise_multiplier: 1 }).success).toBe(
+      false,
+    );
+  });
+  it("report_clip_bit only in central mode; a local noise multiplier must be > 0", () => {
+    expect(ok({ report_clip_bit: true })).toBe(true);
+    expect(ok({ privacy_mode: "local", local_noise_multiplier: 1, report_clip_bit: true })).toBe(false);
+    expect(ok({ privacy_mode: "none", report_clip_bit: true })).toBe(false);
+    expect(ok({ privacy_mode: "local", local_noise_multiplier: 0 })).toBe(false);
+  });
+  it("population_privacy: ε ≥ 0, δ in (0, 1), charged ≤ planned, never in mode none", () => {
+    expect(ok({ population_privacy: { epsilon: 1.5, planned_epsilon: 4, delta: 1e-5 } })).toBe(true);
+    expect(ok({ population_privacy: { epsilon: 1.5, delta: 1e-5 } })).toBe(true);
+    expect(ok({ population_privacy: { epsilon: 5, planned_epsilon: 4, delta: 1e-5 } })).toBe(false);
+    expect(ok({ population_privacy: { epsilon: 1, delta: 0 } })).toBe(false);
+    expect(ok({ population_privacy: { epsilon: -1, delta: 1e-5 } })).toBe(false);
+    expect(ok({ population_privacy: { epsilon: 1, delta: 1e-5, extra: 1 } })).toBe(false);
+    expect(ok({ privacy_mode: "none", population_privacy: { epsilon: 1, delta: 1e-5 } })).toBe(false);
+  });
+  it("the task a device receives carries the privacy fields (and no clip norm in mode none)", () => {
+    const params = OpenRoundRequest.parse({
+      ...base,
+      report_clip_bit: true,
+      population_privacy: { epsilon: 1, planned_epsilon: 2, delta: 1e-5 },
+    });
+    const task = roundTaskFor("mnist_1", "mnist", params, "AAAAAAAAAAAAAAAAAAAAAA", "2030-01-01T00:00:00.000Z");
+    expect(task).toMatchObject({
+      clip_norm: 1,
+      privacy_mode: "central",
+      report_clip_bit: true,
+      population_privacy: { epsilon: 1, planned_epsilon: 2, delta: 1e-5 },
+    });
+    const { clip_norm: _c, ...noClip } = base;
+    const none = roundTaskFor(
+      "m_1",
+      "m",
+      OpenRoundRequest.parse({ ...noClip, privacy_mode: "none" }),
+      "AAAAAAAAAAAAAAAAAAAAAA",
+      "2030-01-01T00:00:00.000Z",
+    );
+    expect(none.privacy_mode).toBe("none");
+    expect("clip_norm" in none || "report_clip_bit" in none || "population_privacy" in none).toBe(false);
   });
 });
 

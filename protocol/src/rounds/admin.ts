@@ -10,7 +10,7 @@
 import { z } from "zod";
 import { Base64Url, IsoDateTime, ModelName, ModelVersion, Sha256Hex } from "../common.ts";
 import { DeviceId } from "../devices.ts";
-import { PrivacyMode, RoundTask, TrainableScope } from "./task.ts";
+import { PopulationPrivacy, PrivacyMode, RoundTask, TrainableScope } from "./task.ts";
 
 /** Longest model name that can own training rounds (so `<model>_<seq>` stays within 64 characters). */
 export const TRAINING_MODEL_NAME_MAX = 48;
@@ -45,13 +45,26 @@ export type UpdateDtype = z.infer<typeof UpdateDtype>;
 /** The task parameters every selected device receives (the `RoundTask` without the per-device fields). */
 export const RoundParams = z.object({
   model_version: ModelVersion,
-  clip_norm: z.number().positive().finite(),
+  /**
+   * L2 norm devices clip Δ to; the edge refuses updates above it. Required in every mode but `none`, where it may be
+   * left out (no clipping, no norm check; given, it is a plain robustness bound).
+   */
+  clip_norm: z.number().positive().finite().optional(),
   learning_rate: z.number().positive().finite(),
   local_epochs: z.number().int().min(1).max(100),
   batch_size: z.number().int().min(1).max(4096),
   privacy_mode: PrivacyMode,
-  /** Required (and only allowed) in `local` mode: the device adds N(0, (z·C)²) per coordinate. */
-  local_noise_multiplier: z.number().nonnegative().finite().optional(),
+  /** Required (and only allowed) in `local` mode: the device adds N(0, (z·C)²) per coordinate; z > 0. */
+  local_noise_multiplier: z.number().positive().finite().optional(),
+  /**
+   * `central` mode only: devices report their clip bit b = 1[‖Δ‖ ≤ C] (before clipping) in the signed update, for the
+   * aggregator's adaptive clipping; the edge then refuses updates without it, and in every other round refuses updates
+   * that carry one.
+   * @default false
+   */
+  report_clip_bit: z.boolean().optional(),
+  /** The population's (ε, δ) as the aggregator's ledger accounts it (`central`/`local`); devices check it against their policy. */
+  population_privacy: PopulationPrivacy.optional(),
   trainable: TrainableScope,
   /** Length of the flattened update; at most 4 Mi values (16 MiB of float32). */
   update_length: z
@@ -93,6 +106,18 @@ export const OpenRoundRequest = RoundParams.extend({
   .refine((r) => (r.privacy_mode === "local") === (r.local_noise_multiplier !== undefined), {
     message: "local_noise_multiplier is required in local privacy mode and only allowed there",
     path: ["local_noise_multiplier"],
+  })
+  .refine((r) => r.privacy_mode === "none" || r.clip_norm !== undefined, {
+    message: "clip_norm is required unless privacy_mode is none",
+    path: ["clip_norm"],
+  })
+  .refine((r) => !r.report_clip_bit || r.privacy_mode === "central", {
+    message: "report_clip_bit is only allowed in central privacy mode (in local mode the bit would leak un-noised)",
+    path: ["report_clip_bit"],
+  })
+  .refine((r) => r.privacy_mode !== "none" || r.population_privacy === undefined, {
+    message: "population_privacy makes no sense in privacy mode none",
+    path: ["population_privacy"],
   })
   .meta({ id: "OpenRoundRequest" });
 export type OpenRoundRequest = z.infer<typeof OpenRoundRequest>;
@@ -237,7 +262,6 @@ export function roundTaskFor(
     round_id: roundId,
     model,
     model_version: params.model_version,
-    clip_norm: params.clip_norm,
     learning_rate: params.learning_rate,
     local_epochs: params.local_epochs,
     batch_size: params.batch_size,
@@ -248,6 +272,9 @@ export function roundTaskFor(
     nonce,
     deadline,
   };
+  if (params.clip_norm !== undefined) task.clip_norm = params.clip_norm;
   if (params.local_noise_multiplier !== undefined) task.local_noise_multiplier = params.local_noise_multiplier;
+  if (params.report_clip_bit) task.report_clip_bit = true;
+  if (params.population_privacy !== undefined) task.population_privacy = params.population_privacy;
   return task;
 }

@@ -27,6 +27,8 @@ const ALLOWED: Record<Region, (dtype: "float32" | "int8") => UpdateCodecErrorRea
   // 1 ↔ 2 swaps float32 and int8: the scale is then read from where the padding or payload was.
   dtype: () => ["bad_dtype", ...SHIFTED],
   flags: () => ["bad_flags"],
+  // 0 ↔ 2 ↔ 3 still parse (the signature covers the field), anything else is refused.
+  clipBit: () => ["bad_field", "bad_signature"],
   roundIdLength: () => SHIFTED,
   roundId: () => ["bad_field", "bad_signature"],
   deviceIdLength: () => SHIFTED,

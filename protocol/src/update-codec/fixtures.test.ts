@@ -1,12 +1,14 @@
 /**
  * Byte-for-byte fixtures: the format cannot drift without these failing. If a change is intended, bump
- * UPDATE_FORMAT_VERSION and regenerate with `node_modules/.bin/node schemas/src/update-codec/fixtures/generate.ts`.
+ * UPDATE_FORMAT_VERSION and regenerate with `node_modules/.bin/node protocol/src/update-codec/fixtures/generate.ts`.
+ * The frozen `v1-*.hex` bodies (the retired version 1) must be refused with a message naming their version.
  */
 import { createPublicKey, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import nacl from "tweetnacl";
 import { describe, expect, it } from "vitest";
 import { toBase64Url } from "../common.ts";
+import { UpdateCodecError } from "./errors.ts";
 import { FIXTURE_SEED, FIXTURES } from "./fixtures/fixtures.ts";
 import { parseAnnotatedHex, rawBytes, toHex } from "./test-helpers.ts";
 import { verifyUpdateSignature } from "./signature.ts";
@@ -33,6 +35,7 @@ describe("committed byte fixtures", () => {
       expect(decoded.deviceId).toBe(fields.deviceId);
       expect(toHex(decoded.nonce)).toBe(toHex(fields.nonce));
       expect(decoded.shape).toEqual(fields.shape);
+      expect(decoded.clipBit).toBe(fields.clipBit ?? null);
       expect(decoded.payload.dtype).toBe(fields.payload.dtype);
       expect(toHex(rawBytes(decoded.payload.values))).toBe(toHex(rawBytes(fields.payload.values)));
       if (decoded.payload.dtype === "int8" && fields.payload.dtype === "int8") {
@@ -59,15 +62,41 @@ describe("committed byte fixtures", () => {
     const b = parseAnnotatedHex(readFileSync(new URL("./fixtures/float32-2x3.hex", import.meta.url), "utf8"));
     const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
     expect(new TextDecoder().decode(b.subarray(0, 4))).toBe("FEDU");
-    expect([b[4], b[5], dv.getUint16(6, true)]).toEqual([1, 1, 0]);
-    expect(b[8]).toBe(5);
-    expect(new TextDecoder().decode(b.subarray(9, 14))).toBe("r-001");
-    expect(b[14]).toBe(13);
-    expect(b[44]).toBe(2); // rank
-    expect([dv.getUint32(45, true), dv.getUint32(49, true), dv.getUint32(53, true)]).toEqual([2, 3, 6]);
-    expect(Array.from(b.subarray(57, 60))).toEqual([0, 0, 0]); // padding to 60
+    expect([b[4], b[5], dv.getUint16(6, true)]).toEqual([2, 1, 0]);
+    expect(b[8]).toBe(3); // clip bit reported, b = 1
+    expect(b[9]).toBe(5);
+    expect(new TextDecoder().decode(b.subarray(10, 15))).toBe("r-001");
+    expect(b[15]).toBe(13);
+    expect(b[45]).toBe(2); // rank
+    expect([dv.getUint32(46, true), dv.getUint32(50, true), dv.getUint32(54, true)]).toEqual([2, 3, 6]);
+    expect(Array.from(b.subarray(58, 60))).toEqual([0, 0]); // padding to 60
     expect(dv.getFloat32(60, true)).toBe(0.5);
     expect(dv.getFloat32(80, true)).toBe(-1024);
     expect(b.length).toBe(60 + 24 + 64);
   });
+
+  for (const name of ["v1-float32-2x3", "v1-int8-5"]) {
+    it(`${name}: a retired version 1 body is refused, and the message names its version`, () => {
+      const v1 = parseAnnotatedHex(readFileSync(new URL(`./fixtures/${name}.hex`, import.meta.url), "utf8"));
+      expect(v1[4]).toBe(1);
+      for (const publicKey of [undefined, key.publicKey]) {
+        const err = (() => {
+          try {
+            decodeUpdate(v1, publicKey ? { publicKey } : {});
+          } catch (e) {
+            return e;
+          }
+          throw new Error("a version 1 body decoded");
+        })();
+        expect(err).toBeInstanceOf(UpdateCodecError);
+        expect((err as UpdateCodecError).reason).toBe("unsupported_version");
+        expect((err as UpdateCodecError).offset).toBe(4);
+        expect((err as UpdateCodecError).message).toMatch(/update format version 1 is not supported/);
+        expect((err as UpdateCodecError).message).toMatch(/reads version 2 only; version 1 has no clip-bit field/);
+        const fe = (err as UpdateCodecError).toFedgeError();
+        expect([fe.status, fe.code]).toEqual([400, "malformed_update"]);
+        expect(fe.message).toMatch(/format version 1/);
+      }
+    });
+  }
 });

@@ -26,8 +26,10 @@ export const fieldsArb = (dtype?: "float32" | "int8"): fc.Arbitrary<UpdateFields
       shape: shapeArb,
       dtype: dtype === undefined ? fc.constantFrom("float32" as const, "int8" as const) : fc.constant(dtype),
       scale: fc.float({ min: Math.fround(1e-30), max: Math.fround(1e30), noNaN: true }),
+      clipBit: fc.constantFrom(undefined, 0 as const, 1 as const),
     })
-    .chain(({ shape, dtype: dt, scale, ...ids }) => {
+    .chain(({ shape, dtype: dt, scale, clipBit, ...rest }) => {
+      const ids = clipBit === undefined ? rest : { ...rest, clipBit };
       const n = shape.reduce((a, b) => a * b, 1);
       return dt === "float32"
         ? fc
@@ -43,6 +45,7 @@ export type Region =
   | "version"
   | "dtype"
   | "flags"
+  | "clipBit"
   | "roundIdLength"
   | "roundId"
   | "deviceIdLength"
@@ -63,7 +66,7 @@ export function layout(f: UpdateFields): Record<Region, [number, number]> {
   const K = f.shape.length;
   const n = f.payload.values.length;
   const int8 = f.payload.dtype === "int8";
-  const scaleStart = 31 + R + D + 4 * K;
+  const scaleStart = 32 + R + D + 4 * K;
   const H = scaleStart + (int8 ? 4 : 0);
   const payloadStart = Math.ceil(H / 4) * 4;
   const sig = payloadStart + n * (int8 ? 1 : 4);
@@ -72,14 +75,15 @@ export function layout(f: UpdateFields): Record<Region, [number, number]> {
     version: [4, 5],
     dtype: [5, 6],
     flags: [6, 8],
-    roundIdLength: [8, 9],
-    roundId: [9, 9 + R],
-    deviceIdLength: [9 + R, 10 + R],
-    deviceId: [10 + R, 10 + R + D],
-    nonce: [10 + R + D, 26 + R + D],
-    rank: [26 + R + D, 27 + R + D],
-    dims: [27 + R + D, 27 + R + D + 4 * K],
-    count: [27 + R + D + 4 * K, scaleStart],
+    clipBit: [8, 9],
+    roundIdLength: [9, 10],
+    roundId: [10, 10 + R],
+    deviceIdLength: [10 + R, 11 + R],
+    deviceId: [11 + R, 11 + R + D],
+    nonce: [11 + R + D, 27 + R + D],
+    rank: [27 + R + D, 28 + R + D],
+    dims: [28 + R + D, 28 + R + D + 4 * K],
+    count: [28 + R + D + 4 * K, scaleStart],
     scale: [scaleStart, H],
     padding: [H, payloadStart],
     payload: [payloadStart, sig],

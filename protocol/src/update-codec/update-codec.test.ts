@@ -74,7 +74,7 @@ function expectSameFields(actual: UpdateFields, expected: UpdateFields) {
 describe("constants", () => {
   it("names the media type and version", () => {
     expect(UPDATE_MEDIA_TYPE).toBe("application/vnd.fedge.update");
-    expect(UPDATE_FORMAT_VERSION).toBe(1);
+    expect(UPDATE_FORMAT_VERSION).toBe(2);
     expect(DEFAULT_MAX_UPDATE_BYTES).toBe(16 * 1024 * 1024);
   });
 });
@@ -86,7 +86,8 @@ describe("round trip (property-based)", () => {
         const bytes = encodeUpdate(fields, sk);
         const decoded = decodeUpdate(bytes, { publicKey: pk });
         expectSameFields(decoded, fields);
-        expect(decoded.version).toBe(1);
+        expect(decoded.version).toBe(2);
+        expect(decoded.clipBit).toBe(fields.clipBit ?? null);
         expect(decoded.byteLength).toBe(bytes.length);
         expect(decoded.signedBytes.length).toBe(bytes.length - 64);
         expect(decoded.signature.length).toBe(64);
@@ -148,6 +149,40 @@ describe("round trip (property-based)", () => {
   });
 });
 
+describe("clip bit (version 2)", () => {
+  it("round-trips b = 1, b = 0 and 'not reported', at byte 8, covered by the signature", () => {
+    for (const [clipBit, field] of [
+      [1, 3],
+      [0, 2],
+      [undefined, 0],
+      [null, 0],
+    ] as const) {
+      const fields: UpdateFields = { ...small(), clipBit };
+      const bytes = encodeUpdate(fields, sk);
+      expect(bytes[8]).toBe(field);
+      const decoded = decodeUpdate(bytes, { publicKey: pk });
+      expect(decoded.clipBit).toBe(clipBit ?? null);
+      expect(encodeUpdate(decoded, sk)).toEqual(bytes);
+    }
+  });
+
+  it("a flipped bit (2 ↔ 3, or reported ↔ not) parses but fails the signature; other values are bad_field", () => {
+    const bytes = encodeUpdate({ ...small(), clipBit: 1 }, sk);
+    for (const forged of [2, 0]) {
+      const b = bytes.slice();
+      b[8] = forged;
+      expect(decodeUpdate(b).clipBit).toBe(forged === 2 ? 0 : null);
+      expectReason(b, "bad_signature", undefined, { publicKey: pk });
+    }
+    for (const bad of [1, 4, 0x80, 0xff]) {
+      const b = bytes.slice();
+      b[8] = bad;
+      const err = expectReason(b, "bad_field", 8);
+      expect(err.message).toMatch(/clip bit field is \d+; it must be 0 \(not reported\), 2 \(b = 0\) or 3 \(b = 1\)/);
+    }
+  });
+});
+
 describe("decode rejects", () => {
   it("every truncation, with `truncated` inside the header and `length_mismatch` after it", () => {
     fc.assert(
@@ -180,7 +215,8 @@ describe("decode rejects", () => {
     for (const [offset, value, reason] of [
       [3, 0x56, "bad_magic"],
       [4, 0, "unsupported_version"],
-      [4, 2, "unsupported_version"],
+      [4, 1, "unsupported_version"],
+      [4, 3, "unsupported_version"],
       [5, 0, "bad_dtype"],
       [5, 3, "bad_dtype"],
       [6, 1, "bad_flags"],
@@ -366,6 +402,8 @@ describe("encodeUpdate validates its inputs", () => {
     ["roundId not a string", () => encodeUpdate({ ...f, roundId: 5 as unknown as string }, sk), TypeError, /roundId/],
     ["deviceId too long", () => encodeUpdate({ ...f, deviceId: "d".repeat(81) }, sk), RangeError, /deviceId/],
     ["deviceId charset", () => encodeUpdate({ ...f, deviceId: "dev/x" }, sk), RangeError, /deviceId/],
+    ["clipBit 2", () => encodeUpdate({ ...f, clipBit: 2 as 0 }, sk), RangeError, /clipBit/],
+    ["clipBit true", () => encodeUpdate({ ...f, clipBit: true as unknown as 1 }, sk), RangeError, /clipBit/],
     ["nonce 15 bytes", () => encodeUpdate({ ...f, nonce: new Uint8Array(15) }, sk), RangeError, /nonce/],
     ["nonce not bytes", () => encodeUpdate({ ...f, nonce: [1] as unknown as Uint8Array }, sk), TypeError, /nonce/],
     ["empty shape", () => encodeUpdate({ ...f, shape: [] }, sk), RangeError, /shape/],

@@ -1,32 +1,42 @@
 /**
  * @module
- * The binary update codec, media type `application/vnd.fedge.update`, format version 1.
+ * The binary update codec, media type `application/vnd.fedge.update`, format version 2.
  *
- * A device uploads its clipped model delta Δ as one of these bodies; the edge decodes it without a key, looks up the device's
- * Ed25519 public key by the device id in the header, then calls `verifyUpdateSignature` (or `verifyUpdateSignatureAsync`,
- * WebCrypto, much faster on large bodies); the aggregator decodes the same bytes again. Every integer and float is
- * little-endian. Offsets are from the first byte of the body.
+ * A device uploads its model delta Δ (clipped, and in `local` mode noised) as one of these bodies; the edge decodes it
+ * without a key, looks up the device's Ed25519 public key by the device id in the header, then calls
+ * `verifyUpdateSignature` (or `verifyUpdateSignatureAsync`, WebCrypto, much faster on large bodies); the aggregator
+ * decodes the same bytes again. Every integer and float is little-endian. Offsets are from the first byte of the body.
  *
  * | offset          | size     | field                                                                                  |
  * | --------------- | -------- | -------------------------------------------------------------------------------------- |
  * | 0               | 4        | magic, ASCII `FEDU` (`46 45 44 55`)                                                    |
- * | 4               | 1        | version, u8 = 1                                                                        |
+ * | 4               | 1        | version, u8 = 2                                                                        |
  * | 5               | 1        | dtype, u8: 1 = float32, 2 = int8                                                       |
  * | 6               | 2        | flags, u16 = 0 (reserved; any other value is rejected)                                 |
- * | 8               | 1        | R = round id length, u8, 1..64                                                         |
- * | 9               | R        | round id, ASCII `[A-Za-z0-9_-]`                                                        |
- * | 9+R             | 1        | D = device id length, u8, 1..80                                                        |
- * | 10+R            | D        | device id, ASCII `[A-Za-z0-9_-]`                                                       |
- * | 10+R+D          | 16       | nonce, raw bytes (the round task's nonce)                                              |
- * | 26+R+D          | 1        | K = rank, u8, 1..8                                                                     |
- * | 27+R+D          | 4·K      | dims, u32 each, every dim ≥ 1                                                          |
- * | 27+R+D+4K       | 4        | N = value count, u32; must equal the product of the dims                               |
- * | 31+R+D+4K       | 4        | scale, f32, int8 only (absent for float32): finite, > 0, and 127·scale finite in f32    |
+ * | 8               | 1        | clip bit, u8: 0 = not reported, 2 = reported b = 0 (‖Δ‖ > C), 3 = reported b = 1      |
+ * | 9               | 1        | R = round id length, u8, 1..64                                                         |
+ * | 10              | R        | round id, ASCII `[A-Za-z0-9_-]`                                                        |
+ * | 10+R            | 1        | D = device id length, u8, 1..80                                                        |
+ * | 11+R            | D        | device id, ASCII `[A-Za-z0-9_-]`                                                       |
+ * | 11+R+D          | 16       | nonce, raw bytes (the round task's nonce)                                              |
+ * | 27+R+D          | 1        | K = rank, u8, 1..8                                                                     |
+ * | 28+R+D          | 4·K      | dims, u32 each, every dim ≥ 1                                                          |
+ * | 28+R+D+4K       | 4        | N = value count, u32; must equal the product of the dims                               |
+ * | 32+R+D+4K       | 4        | scale, f32, int8 only (absent for float32): finite, > 0, and 127·scale finite in f32    |
  * | H               | P        | zero padding, P = (4 − H mod 4) mod 4, so the payload starts at a multiple of 4         |
  * | H+P             | 4N or N  | payload: N float32 (all finite) or N int8 (each in −127..127, value = q·scale)         |
  * | H+P+4N or H+P+N | 64       | Ed25519 signature (tweetnacl `nacl.sign.detached`) over every preceding byte           |
  *
- * H = 31+R+D+4K for float32 and 35+R+D+4K for int8; the body is exactly H+P+(4N or N)+64 bytes, nothing may follow.
+ * H = 32+R+D+4K for float32 and 36+R+D+4K for int8; the body is exactly H+P+(4N or N)+64 bytes, nothing may follow.
+ *
+ * The clip bit (new in version 2) is the device's b = 1[‖Δ‖₂ ≤ C], computed on the device BEFORE it clips Δ to C: the
+ * adaptive clipping of DP-FedAvg (Andrew et al. 2021, arXiv 1905.03871, Alg. 1) moves C toward a quantile of the
+ * unclipped norms, which a server that only ever sees clipped updates cannot measure (every clipped update has ‖·‖ ≤ C).
+ * It is a field of the signed bytes, so nobody between the device and the aggregator can flip it. The rule: a device
+ * reports it (2 or 3) only when its round task asks for it (`report_clip_bit`, allowed in `central` mode only, where the
+ * aggregator releases Σ b only through its noised count); otherwise the field is 0. In `local` mode the bit would reach
+ * an untrusted server un-noised, so it is never sent; the edge refuses an update whose field does not match its round.
+ * Values 1 and 4..255 are rejected (`bad_field`). Version 1 (no clip bit) is refused with `unsupported_version`.
  *
  * The signature must be canonical (S below the Ed25519 group order, RFC 8032 §5.1.7): tweetnacl alone would also accept S + L.
  * Identify an upload by (round id, device id, nonce), never by its signature or a hash of the whole body.
@@ -44,7 +54,7 @@ import { UpdateCodecError } from "./errors.ts";
 import { checkPublicKey, verifyUpdateSignature } from "./signature.ts";
 
 export const UPDATE_MEDIA_TYPE = "application/vnd.fedge.update";
-export const UPDATE_FORMAT_VERSION = 1;
+export const UPDATE_FORMAT_VERSION = 2;
 /** `FEDU` in ASCII. */
 export const UPDATE_MAGIC: Readonly<Uint8Array> = new Uint8Array([0x46, 0x45, 0x44, 0x55]);
 /** Default `maxBytes` of `decodeUpdate`: 16 MiB. */
@@ -56,6 +66,9 @@ export const UPDATE_ROUND_ID_MAX_LENGTH = 64;
 export const UPDATE_DEVICE_ID_MAX_LENGTH = 80;
 
 const DTYPE_CODES = { float32: 1, int8: 2 } as const;
+/** Clip-bit field values: not reported, reported b = 0, reported b = 1. */
+const CLIP_BIT_ABSENT = 0;
+const CLIP_BIT_PRESENT = 2;
 const U32_MAX = 0xffffffff;
 const F32_MAX = 3.4028234663852886e38;
 const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
@@ -77,10 +90,18 @@ export interface UpdateFields {
   /** Tensor shape, 1..8 dims, each an integer ≥ 1; their product is the value count. */
   shape: number[];
   payload: UpdatePayload;
+  /**
+   * The device's b = 1[‖Δ‖₂ ≤ C] before clipping, sent only when the round task asks for it (`report_clip_bit`, central
+   * mode with adaptive clipping); absent (`undefined`, or `null` as decoded) otherwise. See the module header.
+   * @default undefined (not reported)
+   */
+  clipBit?: 0 | 1 | null | undefined;
 }
 
 export interface DecodedUpdate extends UpdateFields {
   version: number;
+  /** The reported clip bit, or `null` when the device did not report one (field value 0). */
+  clipBit: 0 | 1 | null;
   /** The 64-byte Ed25519 signature (a copy). */
   signature: Uint8Array;
   /** Bytes covered by the signature: a view into the decoded input unless `copy` was set. */
@@ -109,7 +130,10 @@ export interface DecodeUpdateOptions {
 /** Encode and sign an update; throws `TypeError`/`RangeError` naming the bad field when the fields are not valid. */
 export function encodeUpdate(fields: UpdateFields, secretKey: Uint8Array): Uint8Array {
   if (typeof fields !== "object" || fields === null) throw new TypeError("encodeUpdate: fields must be an object");
-  const { roundId, deviceId, nonce, shape, payload } = fields;
+  const { roundId, deviceId, nonce, shape, payload, clipBit } = fields;
+  if (clipBit !== undefined && clipBit !== null && clipBit !== 0 && clipBit !== 1) {
+    throw new RangeError(`encodeUpdate: clipBit must be 0, 1 or undefined (not reported), got ${String(clipBit)}`);
+  }
   checkId(roundId, "roundId", UPDATE_ROUND_ID_MAX_LENGTH);
   checkId(deviceId, "deviceId", UPDATE_DEVICE_ID_MAX_LENGTH);
   if (!(nonce instanceof Uint8Array)) throw new TypeError("encodeUpdate: nonce must be a Uint8Array");
@@ -171,7 +195,7 @@ export function encodeUpdate(fields: UpdateFields, secretKey: Uint8Array): Uint8
   const D = deviceId.length;
   const K = shape.length;
   const elem = dtype === "float32" ? 4 : 1;
-  const headerEnd = 31 + R + D + 4 * K + (dtype === "int8" ? 4 : 0);
+  const headerEnd = 32 + R + D + 4 * K + (dtype === "int8" ? 4 : 0);
   const payloadOffset = headerEnd + ((4 - (headerEnd % 4)) % 4);
   const signatureOffset = payloadOffset + n * elem;
   const out = new Uint8Array(signatureOffset + UPDATE_SIGNATURE_BYTES);
@@ -180,7 +204,8 @@ export function encodeUpdate(fields: UpdateFields, secretKey: Uint8Array): Uint8
   out[4] = UPDATE_FORMAT_VERSION;
   out[5] = DTYPE_CODES[dtype];
   view.setUint16(6, 0, true);
-  let p = 8;
+  out[8] = clipBit === undefined || clipBit === null ? CLIP_BIT_ABSENT : CLIP_BIT_PRESENT | clipBit;
+  let p = 9;
   out[p++] = R;
   for (let i = 0; i < R; i++) out[p++] = roundId.charCodeAt(i);
   out[p++] = D;
@@ -232,9 +257,13 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
   need(len, 0, 8, "fixed header");
   const view = new DataView(bytes.buffer, bytes.byteOffset, len);
   if (bytes[4] !== UPDATE_FORMAT_VERSION) {
+    const old =
+      bytes[4]! < UPDATE_FORMAT_VERSION
+        ? `; version ${bytes[4]} has no clip-bit field and is no longer accepted: upgrade the device SDK`
+        : "";
     throw new UpdateCodecError(
       "unsupported_version",
-      `format version ${bytes[4]} is not supported (this codec reads ${UPDATE_FORMAT_VERSION})`,
+      `update format version ${bytes[4]} is not supported (this codec reads version ${UPDATE_FORMAT_VERSION} only${old})`,
       4,
     );
   }
@@ -245,8 +274,18 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
   const int8 = dtypeCode === DTYPE_CODES.int8;
   const flags = view.getUint16(6, true);
   if (flags !== 0) throw new UpdateCodecError("bad_flags", `flags are reserved and must be 0, got ${flags}`, 6);
+  need(len, 8, 1, "clip bit");
+  const clipField = bytes[8]!;
+  if (clipField !== CLIP_BIT_ABSENT && clipField !== CLIP_BIT_PRESENT && clipField !== (CLIP_BIT_PRESENT | 1)) {
+    throw new UpdateCodecError(
+      "bad_field",
+      `clip bit field is ${clipField}; it must be 0 (not reported), 2 (b = 0) or 3 (b = 1)`,
+      8,
+    );
+  }
+  const clipBit = clipField === CLIP_BIT_ABSENT ? null : ((clipField & 1) as 0 | 1);
 
-  let p = 8;
+  let p = 9;
   const roundId = readId(bytes, len, p, "round id", UPDATE_ROUND_ID_MAX_LENGTH);
   p += 1 + roundId.length;
   const deviceId = readId(bytes, len, p, "device id", UPDATE_DEVICE_ID_MAX_LENGTH);
@@ -349,6 +388,7 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
 
   const decoded: DecodedUpdate = {
     version: UPDATE_FORMAT_VERSION,
+    clipBit,
     roundId,
     deviceId,
     nonce,

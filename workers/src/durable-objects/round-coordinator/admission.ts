@@ -148,6 +148,7 @@ export function uploadTarget(r: RoundRow): UploadTarget {
       clip_norm: p.clip_norm,
       privacy_mode: p.privacy_mode,
       local_noise_multiplier: p.local_noise_multiplier,
+      report_clip_bit: p.report_clip_bit,
     },
   };
 }
