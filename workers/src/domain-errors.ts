@@ -11,12 +11,14 @@
  * | `InvalidPrivacyParameterError` (`duplicate_round`) | 409     | `conflict`            |
  * | `InvalidPrivacyParameterError` (other reasons)     | 400     | `bad_request`         |
  */
-import { FedgeError } from "@fedge/protocol";
+import { FedgeError, UpdateCodecError } from "@fedge/protocol";
 import { OnnxFormatError, OnnxLayoutError } from "@fedge/ml";
 import { InvalidPrivacyParameterError, PrivacyBudgetExceededError } from "@fedge/privacy";
 
 /** The `FedgeError` a domain error stands for, or `undefined` when `err` is not one the edge knows. */
 export function fedgeErrorOf(err: unknown): FedgeError | undefined {
+  if (err instanceof FedgeError) return err;
+  if (err instanceof UpdateCodecError) return err.toFedgeError();
   if (err instanceof OnnxFormatError || err instanceof OnnxLayoutError) {
     return new FedgeError("invalid_model", 400, err.message, { cause: err });
   }

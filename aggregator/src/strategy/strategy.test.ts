@@ -149,7 +149,7 @@ describe("DP-FedAvg (central)", () => {
     expect(r.unclippedCount).toBe(0);
     const released: number[] = [];
     await expect(s.aggregateFit(ctx(cpu, { clip }), stream(within, released, [1, 1]))).rejects.toMatchObject({
-      code: "bad_request",
+      reason: "missing_clip_bit",
       message: expect.stringMatching(/clip bits, but update 2 reports none/),
     });
     expect(released.sort()).toEqual([0, 1, 2]);
