@@ -67,10 +67,10 @@ function inputsHash(): string {
     "ml/src/model-layout/mlp.ts",
     "ml/src/quantize.ts",
     ...["codec.ts", "descriptor.ts", "tensor.ts"].map((f) => `ml/src/onnx/${f}`),
-    ...readdirSync(join(ROOT, "client-sdk/src/training"))
+    ...readdirSync(join(ROOT, "ml/src/training"))
       .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts") && f !== "test-data.ts")
       .sort()
-      .map((f) => `client-sdk/src/training/${f}`),
+      .map((f) => `ml/src/training/${f}`),
   ];
   for (const s of sources)
     h.update(s)
