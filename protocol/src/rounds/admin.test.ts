@@ -20,9 +20,12 @@ const base = {
   update_length: 10,
   sampling_rate: 0.3,
   min_reports: 1,
-  max_reports: 10,
+  mechanism: { noise_multiplier: 1, clip_rule: "fixed" },
   duration_s: 60,
 };
+
+/** The same round without DP (mode none): no mechanism, max_reports allowed. */
+const { mechanism: _mechanism, ...plain } = { ...base, privacy_mode: "none", max_reports: 10 };
 
 describe("round ids", () => {
   it("round-trips <model>_<seq> and fits the codec's 64 characters", () => {
@@ -45,7 +48,8 @@ describe("OpenRoundRequest", () => {
     const { duration_s: _d, ...noWindow } = base;
     expect(OpenRoundRequest.safeParse(noWindow).success).toBe(false);
     expect(OpenRoundRequest.safeParse({ ...base, deadline: "2030-01-01T00:00:00Z" }).success).toBe(false);
-    expect(OpenRoundRequest.safeParse({ ...base, min_reports: 11 }).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...plain, min_reports: 11 }).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...plain, min_reports: 10 }).success).toBe(true);
     expect(OpenRoundRequest.safeParse({ ...base, privacy_mode: "local" }).success).toBe(false);
     expect(OpenRoundRequest.safeParse({ ...base, local_noise_multiplier: 1 }).success).toBe(false);
     expect(OpenRoundRequest.safeParse({ ...base, privacy_mode: "local", local_noise_multiplier: 1 }).success).toBe(
@@ -54,6 +58,36 @@ describe("OpenRoundRequest", () => {
     expect(OpenRoundRequest.safeParse({ ...base, sampling_rate: 0 }).success).toBe(false);
     expect(OpenRoundRequest.safeParse({ ...base, model: "a".repeat(49) }).success).toBe(false);
     expect(OpenRoundRequest.safeParse({ ...base, extra: 1 }).success).toBe(false);
+  });
+});
+
+describe("OpenRoundRequest: the charge and Poisson sampling", () => {
+  const ok = (over: Record<string, unknown>, from: Record<string, unknown> = base) =>
+    OpenRoundRequest.safeParse({ ...from, ...over }).success;
+  it("a DP round carries its mechanism; a round without DP carries none", () => {
+    expect(ok({ mechanism: undefined })).toBe(false);
+    for (const mode of ["central", "local", "distributed"]) {
+      const local = mode === "local" ? { local_noise_multiplier: 1 } : {};
+      expect(ok({ privacy_mode: mode, mechanism: undefined, ...local }), mode).toBe(false);
+    }
+    expect(ok({}, plain)).toBe(true);
+    expect(ok({ mechanism: base.mechanism }, plain)).toBe(false);
+  });
+  it("no max_reports and min_reports 1 in DP modes", () => {
+    expect(ok({ max_reports: 10 })).toBe(false);
+    expect(ok({ min_reports: 2 })).toBe(false);
+    expect(ok({ max_reports: 1_000_000 }, plain)).toBe(true);
+  });
+  it("σ_b with the adaptive clip rule only, and 2σ_b > z; local mode charges the devices' noise, fixed clip", () => {
+    expect(ok({ mechanism: { noise_multiplier: 1, clip_rule: "adaptive", count_noise_std: 5 } })).toBe(true);
+    expect(ok({ mechanism: { noise_multiplier: 1, clip_rule: "adaptive" } })).toBe(false);
+    expect(ok({ mechanism: { noise_multiplier: 1, clip_rule: "fixed", count_noise_std: 5 } })).toBe(false);
+    expect(ok({ mechanism: { noise_multiplier: 1, clip_rule: "adaptive", count_noise_std: 0.5 } })).toBe(false);
+    expect(ok({ mechanism: { noise_multiplier: 1, clip_rule: "fixed", extra: 1 } })).toBe(false);
+    const local = { privacy_mode: "local", local_noise_multiplier: 2 };
+    expect(ok({ ...local, mechanism: { noise_multiplier: 2, clip_rule: "fixed" } })).toBe(true);
+    expect(ok({ ...local, mechanism: { noise_multiplier: 1, clip_rule: "fixed" } })).toBe(false);
+    expect(ok({ ...local, mechanism: { noise_multiplier: 2, clip_rule: "adaptive", count_noise_std: 5 } })).toBe(false);
   });
 });
 

@@ -9,8 +9,10 @@ import { Base64Url, IsoDateTime, ModelName, ModelVersion } from "../common.ts";
  * - `central`: devices clip; the aggregator adds Gaussian noise to the clipped sum (DP-FedAvg, McMahan et al. 2018, arXiv 1710.06963).
  * - `local`: devices clip and add Gaussian noise σ = z·C before upload; the server is not trusted.
  * - `distributed`: secure aggregation with discrete Gaussian noise (Kairouz, Liu, Steinke 2021, arXiv 2102.06387).
+ * - `none`: no differential privacy at all (plain FedAvg); devices send their raw Δ. The SDK refuses such tasks unless
+ *   the app's privacy policy lists `none`.
  */
-export const PrivacyMode = z.enum(["central", "local", "distributed"]);
+export const PrivacyMode = z.enum(["central", "local", "distributed", "none"]);
 export type PrivacyMode = z.infer<typeof PrivacyMode>;
 
 /** Which parameters a device trains and uploads: every layer, or only the last layer (head-only fine-tuning). */

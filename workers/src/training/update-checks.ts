@@ -11,8 +11,7 @@
  *   honest device is refused with probability below 2·10⁻²², and the edge accepts ‖Δ + n‖₂ ≤ C·(1 + 1e-4) + σ(√d + 10).
  * - `distributed`: not accepted by the edge yet (secure-aggregation masks are not real-valued updates).
  */
-import { FedgeError } from "@fedge/protocol";
-import { type PrivacyMode } from "@fedge/privacy";
+import { FedgeError, type PrivacyMode } from "@fedge/protocol";
 
 export const NORM_TOLERANCE = 1e-4;
 /** The t of the Gaussian tail bound used in local mode. */
