@@ -88,13 +88,28 @@ export async function uploadToyModel(fx: EdgeFixture, name: string, sizes = [8, 
   return { name, params, bytes, sizes };
 }
 
-/** Opens a round of `model` (sampling rate 1, so every device is selected) with a 10-minute window. */
+/**
+ * Opens a round of `model` (sampling rate 1, so every device is selected) with a 10-minute window. A DP round (the
+ * default, central) is charged z = 1 (local: the devices' noise) to a budget no test comes near, set first when the
+ * population has none; mode `none` takes `max_reports` 100.
+ */
 export async function openRound(
   fx: EdgeFixture,
   model: ToyModel,
   over: Record<string, unknown> = {},
 ): Promise<RoundStatus> {
   const trainable = (over.trainable as "all" | "head" | undefined) ?? "all";
+  const mode = (over.privacy_mode as string | undefined) ?? "central";
+  if (mode !== "none") {
+    const ledger = await fx.admin<{ budget: unknown }>("GET", `/v1/populations/${model.name}/privacy`);
+    if (ledger.budget === null) {
+      await fx.admin("PUT", `/v1/admin/populations/${model.name}/privacy-budget`, { epsilon: 1e6, delta: 1e-5 });
+    }
+  }
+  const privacy =
+    mode === "none"
+      ? { max_reports: 100 }
+      : { mechanism: { noise_multiplier: mode === "local" ? over.local_noise_multiplier : 1, clip_rule: "fixed" } };
   return fx.admin<RoundStatus>("POST", "/v1/admin/rounds", {
     model: model.name,
     model_version: 1,
@@ -107,7 +122,7 @@ export async function openRound(
     update_length: trainableLength(model.params, trainable),
     sampling_rate: 1,
     min_reports: 1,
-    max_reports: 100,
+    ...privacy,
     duration_s: 600,
     ...over,
   });
