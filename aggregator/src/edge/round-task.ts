@@ -7,6 +7,7 @@ import { decodeUpdate, updateToFloat32, type OpenRoundRequest } from "@fedge/pro
 import type { RoundEngine } from "../round/index.ts";
 import type { ClientUpdate, FitInstructions } from "../strategy/index.ts";
 import type { EdgeAdminClient } from "./admin-client.ts";
+import { chargeOf, mechanismOf } from "./charge.ts";
 
 /** What a round asks of the edge besides the engine's instructions. */
 export interface EdgeRoundLimits {
@@ -16,13 +17,16 @@ export interface EdgeRoundLimits {
   noneClipNorm?: number;
   /** @default 1 */
   minReports?: number;
-  /** @default 1_000_000 */
+  /** Privacy mode `none` only (DP rounds keep Poisson sampling: the edge refuses it there). @default 1_000_000 */
   maxReports?: number;
   /** @default 600 */
   durationS?: number;
 }
 
-/** The `POST /v1/admin/rounds` body for this round. Mode `none` is sent as `central` with a clip norm never reached. */
+/**
+ * The `POST /v1/admin/rounds` body for this round: a DP round carries the mechanism it is charged for (`chargeOf`) and
+ * no `max_reports`; mode `none` carries a clip norm never reached.
+ */
 export function openRoundRequest(
   engine: RoundEngine,
   instr: FitInstructions,
@@ -31,6 +35,7 @@ export function openRoundRequest(
   const config = engine.config;
   const mode = instr.privacyMode;
   const none = mode === "none";
+  const charge = chargeOf(engine);
   return {
     model: config.model,
     model_version: limits.modelVersion,
@@ -38,14 +43,15 @@ export function openRoundRequest(
     learning_rate: config.client.learningRate,
     local_epochs: config.client.localEpochs,
     batch_size: config.client.batchSize,
-    privacy_mode: mode === "none" ? "central" : mode,
+    privacy_mode: mode,
     ...(mode === "local" ? { local_noise_multiplier: instr.localNoiseMultiplier ?? 0 } : {}),
     trainable: config.trainable,
     update_length: engine.updateLength,
     update_dtype: "float32",
     sampling_rate: config.samplingRate,
-    min_reports: limits.minReports ?? 1,
-    max_reports: limits.maxReports ?? 1_000_000,
+    min_reports: none ? (limits.minReports ?? 1) : 1,
+    ...(none ? { max_reports: limits.maxReports ?? 1_000_000 } : {}),
+    ...(charge ? { mechanism: mechanismOf(charge) } : {}),
     duration_s: limits.durationS ?? 600,
   };
 }
