@@ -212,6 +212,8 @@ async function compareWithOrt(
 interface RunContext {
   edge: LocalEdge;
   admin: EdgeAdminClient;
+  /** The operator (admin token): sets the DP population's privacy budget on the edge. */
+  operator: EdgeAdminClient;
   signingKey: SigningKey;
   apiKey: string;
   evaluator: FedgeClient;
@@ -262,6 +264,8 @@ async function runPopulation(
     publish: { maxAccuracyDrop: 0.05 },
   };
   const config = parsePopulationConfig(input);
+  // The edge charges every round to the population's budget and refuses the one that would pass it.
+  if (dp) await ctx.operator.setPrivacyBudget(population, { epsilon: o.epsilon, delta: o.delta, accountant: "rdp" });
   const engine = await RoundEngine.create({
     config,
     backend: ctx.backend,
@@ -481,6 +485,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     const ctx: RunContext = {
       edge,
       admin,
+      operator,
       signingKey,
       apiKey: key.key,
       evaluator,

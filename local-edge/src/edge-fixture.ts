@@ -89,8 +89,10 @@ export async function uploadToyModel(fx: EdgeFixture, name: string, sizes = [8, 
 }
 
 /**
- * Opens a round of `model` (sampling rate 1, so every device is selected) with a 10-minute window. DP rounds state a
- * population (ε, δ) = (1, 1e-5) unless `over` says otherwise, which the SDK's default privacy policy accepts.
+ * Opens a round of `model` (sampling rate 1, so every device is selected) with a 10-minute window. A DP round (the
+ * default, central) is charged z = 1 (local: the devices' noise) to a budget no test comes near, set first when the
+ * population has none, and states a population (ε, δ) = (1, 1e-5) unless `over` says otherwise, which the SDK's default
+ * privacy policy accepts; mode `none` takes `max_reports` 100.
  */
 export async function openRound(
   fx: EdgeFixture,
@@ -99,6 +101,17 @@ export async function openRound(
 ): Promise<RoundStatus> {
   const trainable = (over.trainable as "all" | "head" | undefined) ?? "all";
   const dp = (over.privacy_mode ?? "central") !== "none";
+  const mode = (over.privacy_mode as string | undefined) ?? "central";
+  if (mode !== "none") {
+    const ledger = await fx.admin<{ budget: unknown }>("GET", `/v1/populations/${model.name}/privacy`);
+    if (ledger.budget === null) {
+      await fx.admin("PUT", `/v1/admin/populations/${model.name}/privacy-budget`, { epsilon: 1e6, delta: 1e-5 });
+    }
+  }
+  const privacy =
+    mode === "none"
+      ? { max_reports: 100 }
+      : { mechanism: { noise_multiplier: mode === "local" ? over.local_noise_multiplier : 1, clip_rule: "fixed" } };
   return fx.admin<RoundStatus>("POST", "/v1/admin/rounds", {
     ...(dp ? { population_privacy: { epsilon: 1, planned_epsilon: 1, delta: 1e-5 } } : {}),
     model: model.name,
@@ -112,7 +125,7 @@ export async function openRound(
     update_length: trainableLength(model.params, trainable),
     sampling_rate: 1,
     min_reports: 1,
-    max_reports: 100,
+    ...privacy,
     duration_s: 600,
     ...over,
   });

@@ -12,6 +12,7 @@ export * from "./registry.ts";
 export * from "./inference.ts";
 export * from "./rounds/task.ts";
 export * from "./rounds/admin.ts";
+export * from "./rounds/privacy.ts";
 export * from "./rounds/checkin.ts";
 export * from "./update-codec/update-codec.ts";
 export * from "./update-codec/errors.ts";

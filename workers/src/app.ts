@@ -21,6 +21,8 @@ import { rounds } from "./routes/rounds.ts";
 import { adminRounds } from "./routes/admin-rounds.ts";
 import { adminDevices } from "./routes/admin-devices.ts";
 import { adminAggregatorKeys } from "./routes/admin-aggregator-keys.ts";
+import { populations } from "./routes/populations.ts";
+import { adminPopulations } from "./routes/admin-populations.ts";
 
 export function createApp() {
   // zod validation failures become the standard envelope, never zod's raw issue list (the routers use the same hook).
@@ -49,6 +51,8 @@ export function createApp() {
   app.route("/", adminRounds);
   app.route("/", adminDevices);
   app.route("/", adminAggregatorKeys);
+  app.route("/", populations);
+  app.route("/", adminPopulations);
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

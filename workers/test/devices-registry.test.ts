@@ -21,6 +21,7 @@ import {
   call,
   checkin,
   createApiKey,
+  ensureBudget,
   errorCode,
   registerDevice,
   roundParams,
@@ -183,6 +184,7 @@ describe("training admin authentication", () => {
 
   it("accepts the aggregator's signed requests once its key is registered", async () => {
     const model = uniqueModel("auth");
+    await ensureBudget(model);
     const unregistered = await signed("POST", "/v1/admin/rounds", roundParams(model));
     expect(unregistered.status).toBe(403);
     await registerAggregator();

@@ -64,7 +64,21 @@ export async function registerDevice(apiKey: string): Promise<TestDevice> {
   return { id: body.device_id, keys, apiKey };
 }
 
+/** The mechanism test rounds are charged for: z = 1 with a fixed clip norm. */
+export const TEST_MECHANISM = { noise_multiplier: 1, clip_rule: "fixed" } as const;
+
+/**
+ * An open-round body: central mode (charged {@link TEST_MECHANISM}) unless overridden; in local mode the mechanism is
+ * the devices' noise; in mode `none` no mechanism, and `max_reports` 1000.
+ */
 export function roundParams(model: string, overrides: Partial<OpenRoundRequest> = {}): Record<string, unknown> {
+  const mode = overrides.privacy_mode ?? "central";
+  const privacy =
+    mode === "none"
+      ? { max_reports: 1000 }
+      : mode === "local"
+        ? { mechanism: { noise_multiplier: overrides.local_noise_multiplier, clip_rule: "fixed" } }
+        : { mechanism: TEST_MECHANISM };
   return {
     model,
     model_version: 1,
@@ -77,13 +91,35 @@ export function roundParams(model: string, overrides: Partial<OpenRoundRequest> 
     update_length: 8,
     sampling_rate: 1,
     min_reports: 1,
-    max_reports: 1000,
+    ...privacy,
     duration_s: 600,
     ...overrides,
   };
 }
 
+/** A budget no test round comes near. */
+export const GENEROUS_BUDGET = { epsilon: 1e6, delta: 1e-5 };
+
+/** `PUT /v1/admin/populations/:model/privacy-budget` with the admin token. */
+export function putBudget(model: string, budget: Record<string, unknown> = GENEROUS_BUDGET): Promise<Response> {
+  return call(`/v1/admin/populations/${model}/privacy-budget`, {
+    method: "PUT",
+    headers: { ...ADMIN, "content-type": "application/json" },
+    body: JSON.stringify(budget),
+  });
+}
+
+/** Gives `model` a budget no test round comes near, unless it has one already. */
+export async function ensureBudget(model: string): Promise<void> {
+  const ledger = await (await call(`/v1/populations/${model}/privacy`)).json<{ budget: unknown }>();
+  if (ledger.budget !== null) return;
+  const res = await putBudget(model);
+  expect(res.status, await res.clone().text()).toBe(200);
+}
+
+/** Opens a round with the admin token; a DP round's population without a budget gets a generous one first. */
 export async function openRound(model: string, overrides: Partial<OpenRoundRequest> = {}): Promise<RoundStatus> {
+  if ((overrides.privacy_mode ?? "central") !== "none") await ensureBudget(model);
   const res = await call("/v1/admin/rounds", {
     method: "POST",
     headers: { ...ADMIN, "content-type": "application/json" },

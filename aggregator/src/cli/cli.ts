@@ -17,6 +17,7 @@ import { privacyCommand } from "./commands/privacy.ts";
 import { simulateCommand } from "./commands/simulate.ts";
 import { aggregateCommand } from "./commands/aggregate.ts";
 import { rollbackCommand } from "./commands/rollback.ts";
+import { ChargeMismatchError, EdgeBudgetRefusedError } from "../edge/charge.ts";
 
 /** Sub-commands by name. Others (aggregate, simulate, rollback) are added here. */
 export const COMMANDS: Record<string, Command> = {
@@ -72,7 +73,9 @@ export function exitOf(err: unknown): { code: number; label: string | undefined 
     err instanceof RoundStateError ||
     err instanceof CheckpointError ||
     err instanceof EdgeClientError ||
-    err instanceof UpdateRejectedError
+    err instanceof UpdateRejectedError ||
+    err instanceof ChargeMismatchError ||
+    err instanceof EdgeBudgetRefusedError
   )
     return { code: EXIT_FAILURE, label: err.reason };
   // A wire error (EdgeAdminError: the edge's answer) or one a dependency still raises with a code.

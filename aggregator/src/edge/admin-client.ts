@@ -17,6 +17,8 @@ import {
   type CreatedApiKey,
   type ModelManifest,
   type OpenRoundRequest,
+  type PopulationPrivacyStatus,
+  type PrivacyBudgetRequest,
   type RegistryChange,
   type RoundStatus,
   type UpdateStreamFrame,
@@ -273,6 +275,14 @@ export class EdgeAdminClient {
       { name, ...(rateLimitPerMinute !== undefined ? { rate_limit_per_minute: rateLimitPerMinute } : {}) },
       true,
     );
+  }
+
+  /** `PUT /v1/admin/populations/:name/privacy-budget` (admin token): sets the population's (ε_max, δ). */
+  setPrivacyBudget(
+    model: string,
+    budget: Omit<PrivacyBudgetRequest, "accountant"> & Partial<PrivacyBudgetRequest>,
+  ): Promise<PopulationPrivacyStatus> {
+    return this.json("PUT", `/v1/admin/populations/${encodeURIComponent(model)}/privacy-budget`, budget, true);
   }
 
   /** `PUT /v1/admin/aggregator-keys/:public_key` (admin token): trusts an aggregator key. */

@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { Base64Url, IsoDateTime, ModelName, ModelVersion, Sha256Hex } from "../common.ts";
 import { DeviceId } from "../devices.ts";
+import { RoundMechanism, isDpMode } from "./privacy.ts";
 import { PopulationPrivacy, PrivacyMode, RoundTask, TrainableScope } from "./task.ts";
 
 /** Longest model name that can own training rounds (so `<model>_<seq>` stays within 64 characters). */
@@ -75,10 +76,16 @@ export const RoundParams = z.object({
   update_dtype: UpdateDtype.default("float32"),
   /** Poisson sampling rate q: each device that checks in is selected with probability q, once per round. */
   sampling_rate: z.number().gt(0).max(1),
-  /** Fewest accepted updates for the round to be aggregated. */
+  /** Fewest accepted updates for the round to be aggregated; exactly 1 in DP modes (see `OpenRoundRequest`). */
   min_reports: z.number().int().min(1),
-  /** The round closes as soon as this many updates are accepted. */
-  max_reports: z.number().int().min(1).max(1_000_000),
+  /**
+   * The round closes as soon as this many updates are accepted. Privacy mode `none` only: in DP modes it is refused,
+   * since closing on a count lets one device's report displace another's (sensitivity 2C instead of C, and the
+   * sampling is no longer the Poisson coin the accountant assumes).
+   */
+  max_reports: z.number().int().min(1).max(1_000_000).optional(),
+  /** The mechanism the round is charged to the population's privacy budget for (every mode but `none`). */
+  mechanism: RoundMechanism.optional(),
 });
 export type RoundParams = z.infer<typeof RoundParams>;
 
@@ -99,7 +106,7 @@ export const OpenRoundRequest = RoundParams.extend({
     message: "give exactly one of deadline and duration_s",
     path: ["deadline"],
   })
-  .refine((r) => r.min_reports <= r.max_reports, {
+  .refine((r) => r.max_reports === undefined || r.min_reports <= r.max_reports, {
     message: "min_reports must be ≤ max_reports",
     path: ["min_reports"],
   })
@@ -119,6 +126,31 @@ export const OpenRoundRequest = RoundParams.extend({
     message: "population_privacy makes no sense in privacy mode none",
     path: ["population_privacy"],
   })
+  .refine((r) => isDpMode(r.privacy_mode) === (r.mechanism !== undefined), {
+    message:
+      "mechanism ({noise_multiplier, clip_rule[, count_noise_std]}) is required in every DP privacy mode, the round's charge to the population's budget, and refused in mode none",
+    path: ["mechanism"],
+  })
+  .refine((r) => !isDpMode(r.privacy_mode) || r.max_reports === undefined, {
+    message:
+      "max_reports is refused in DP privacy modes: closing on a count lets one device's report displace another's (sensitivity 2C) and breaks the Poisson sampling the accountant assumes",
+    path: ["max_reports"],
+  })
+  .refine((r) => !isDpMode(r.privacy_mode) || r.min_reports === 1, {
+    message: "min_reports must be 1 in DP privacy modes (no round is decided on an exact count above one)",
+    path: ["min_reports"],
+  })
+  .refine(
+    (r) =>
+      r.privacy_mode !== "local" ||
+      r.mechanism === undefined ||
+      (r.mechanism.noise_multiplier === r.local_noise_multiplier && r.mechanism.clip_rule === "fixed"),
+    {
+      message:
+        "in local mode the charged mechanism is the devices' noise: mechanism.noise_multiplier must equal local_noise_multiplier and clip_rule must be fixed",
+      path: ["mechanism"],
+    },
+  )
   .meta({ id: "OpenRoundRequest" });
 export type OpenRoundRequest = z.infer<typeof OpenRoundRequest>;
 

@@ -14,8 +14,11 @@ import type { AppEnv } from "../env.ts";
 const security = [{ adminToken: [] }];
 const AggregatorKeyParam = z.object({ public_key: Base64Url.length(43) });
 
-/** After `adminAuth()`: an aggregator's signature is an admin credential, but not for managing aggregator keys. */
-const requireAdminToken: MiddlewareHandler<AppEnv> = async (c, next) => {
+/**
+ * After `adminAuth()`: an aggregator's signature is an admin credential, but not for managing aggregator keys (nor for
+ * anything else that governs the aggregator itself, such as a population's privacy budget).
+ */
+export const requireAdminToken: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.get("admin").via !== "token") {
     throw new FedgeError("forbidden", 403, "only the admin token manages aggregator keys");
   }

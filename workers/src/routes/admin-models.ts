@@ -15,6 +15,7 @@ import {
   RegistryChange,
 } from "@fedge/protocol";
 import { adminAuth } from "../middleware/auth/index.ts";
+import { isTrustedAggregatorKey } from "../middleware/aggregator-signature.ts";
 import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
 import { promote, putVersion, readManifest, rollback, validateUpload } from "../registry/index.ts";
 import { sessions } from "../inference/index.ts";
@@ -112,7 +113,9 @@ export const adminModels = createRouter()
     }
     const bytes = new Uint8Array(await file.arrayBuffer());
     const now = Date.now();
-    const manifest = await validateUpload(name, uploadManifest, bytes, now);
+    const manifest = await validateUpload(name, uploadManifest, bytes, now, {
+      isTrustedSigner: (key) => isTrustedAggregatorKey(c.env, key),
+    });
     // onnxruntime must load it (400 invalid_model otherwise); the session stays cached for /predict.
     await sessions.get(sessionKey(name, manifest.version, manifest.sha256), async () => bytes);
     const model = await putVersion(c.env, manifest, bytes, { promote: form.promote === "true", now });

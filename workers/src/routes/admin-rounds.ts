@@ -58,12 +58,21 @@ const openRound = createRoute({
   method: "post",
   path: "/v1/admin/rounds",
   tags: ["training-admin"],
-  summary: "Open the population's next round with its task parameters",
+  summary: "Open the population's next round with its task parameters, charged to the population's privacy budget",
+  description:
+    "A DP round (privacy mode central, local or distributed) carries its `mechanism` (noise multiplier z, clip rule, " +
+    "σ_b) and is charged (q, z, σ_b, mode, clip rule) in the same transaction that opens it; a charge that would pass " +
+    "the budget is refused with 409 `budget_exceeded` and changes nothing. Charges are never taken back. DP rounds " +
+    "take no `max_reports` and `min_reports` is 1.",
   security,
   request: { body: { required: true, content: { "application/json": { schema: OpenRoundRequest } } } },
   responses: {
     201: json(RoundStatus, "The new round"),
-    ...errorResponses(ADMIN_AUTH_ERRORS, { 409: "Another round of this population is still collecting" }),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      409:
+        "Another round of this population is still collecting (`conflict`), or the charge would pass the population's privacy budget, " +
+        "it has none, or a round in mode none would spend an unbounded ε (`budget_exceeded`)",
+    }),
   },
 });
 

@@ -12,13 +12,20 @@ import { createBackend } from "@fedge/gpu-node";
 import { FedgeError } from "@fedge/protocol";
 import { type MlpParams } from "@fedge/ml";
 import { CheckpointStore } from "../../checkpoint.ts";
-import { POPULATION_CONFIG_FLAGS } from "../../config.ts";
+import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config.ts";
 import { loadMnist } from "../../data/mnist.ts";
 import type { EvalSet } from "../../evaluate.ts";
 import { RoundEngine, type RoundHooks } from "../../round.ts";
 import { fetchEdgeModel, fetchModelDetail } from "../../edge/edge-registry.ts";
 import { EdgeRoundRunner, type EdgeRunnerHooks } from "../../edge/runner.ts";
-import { edgeRunnerStateOf, loadEdgeRunnerState, saveEdgeRunnerState } from "../../edge/runner-state.ts";
+import {
+  edgeRunnerStateOf,
+  loadEdgeRunnerState,
+  saveEdgeRunnerState,
+  type EdgeRunnerState,
+  type PendingRound,
+} from "../../edge/runner-state.ts";
+import { pinSavedMechanism } from "../../edge/charge.ts";
 import { UsageError, type Command } from "../command.ts";
 import {
   EDGE_FLAGS,
@@ -37,9 +44,13 @@ const USAGE = `Usage:
                   [--admin-token T | env FEDGE_ADMIN_TOKEN] [--rounds N] [--round-duration-s S] [population options]
 
 Runs N training rounds of a population through the edge. Each round:
-  1. checks the privacy ledger: a round that would exceed the budget is refused (exit 1, message names the budget
-     and the projected ε) before any device sees it;
-  2. opens the round on the edge with the task (clip norm, privacy mode, client lr/epochs/batch, q);
+  1. checks the privacy ledgers, the edge's first (the authority: its budget, set by the operator with
+     PUT /v1/admin/populations/NAME/privacy-budget, counts every round it ever charged, whatever checkpoint dir is
+     used) then the checkpoint's: a round that would exceed a budget is refused (exit 1, budget_exceeded, message
+     names the budget and the projected ε) before any device sees it;
+  2. opens the round on the edge with the task (clip norm, privacy mode, client lr/epochs/batch, q) and the
+     mechanism the edge charges (z, clip rule, σ_b); before aggregating, a round whose charge on the edge differs
+     from what this run would aggregate with is refused (exit 1, conflict: charge_mismatch);
   3. waits until it closes (its deadline, or --max-reports accepted updates), polling its status;
   4. streams the accepted updates, re-verifies every Ed25519 signature, aggregates them on the Backend (clip, noise,
      fixed denominator, server optimizer, adaptive clip);
@@ -63,15 +74,17 @@ Edge:
 Rounds:
   --rounds N               rounds to run (default 1)
   --round-duration-s S     collecting window per round (default 600)
-  --min-reports K          fewer accepted updates and the round is abandoned (default 1)
-  --max-reports M          the round closes once M updates are accepted (default 1000000)
+  --min-reports K          fewer accepted updates and the round is abandoned (default 1; exactly 1 with DP)
+  --max-reports M          the round closes once M updates are accepted (default 1000000; privacy mode none only:
+                           DP rounds keep Poisson sampling and close at their deadline)
   --wait-poll-ms P         status poll interval while a round collects (default 1000)
   --backend B              auto | cpu | webgpu (default: FEDGE_BACKEND or auto)
   --eval-set E             held-out set of the publish gate: auto (default: MNIST test split when the model is
                            784→…→10, else none), mnist, none, or a JSON file {"x": number[] (n×features, row-major),
                            "y": number[]}
 
-Population (or --config FILE with a JSON population config; flags override it; a resumed run reuses the saved one):
+Population (or --config FILE with a JSON population config; flags override it; a resumed run reuses the saved one,
+and for a round in progress the saved mechanism (privacy, sampling rate, expected clients, clipping) wins over both):
   --model NAME  --privacy-mode central|local|none  --noise-multiplier Z  --target-epsilon E  --delta D
   --accountant rdp|pld  --sampling-rate Q  --expected-clients M  --clip-norm C
   --adaptive [--target-quantile G] [--clip-lr H] [--count-noise-std S]
@@ -171,9 +184,19 @@ export const aggregateCommand: Command = {
     const saved = dir ? await loadEdgeRunnerState(dir) : null;
     const base =
       typeof values.config === "string" ? await readConfigFile(values.config) : ((saved?.config ?? {}) as object);
-    const config = resolveConfig(values, base as Record<string, unknown>);
+    let config = resolveConfig(values, base as Record<string, unknown>);
     if (saved && saved.model !== config.model)
       throw new UsageError(`--checkpoint-dir ${dir} belongs to model "${saved.model}", not "${config.model}"`);
+    // A round in progress was charged on the edge for the saved mechanism: that one wins over flags and --config.
+    if (saved?.pending) config = pinSavedMechanism(config, saved.config, log);
+    if (config.privacy.mode !== "none") {
+      // Poisson sampling: the edge refuses both in DP rounds (a count-based close displaces devices: sensitivity 2C).
+      if (values["max-reports"] !== undefined)
+        throw new UsageError(
+          `--max-reports is refused in privacy mode ${config.privacy.mode} (DP rounds close at their deadline)`,
+        );
+      if (minReports !== 1) throw new UsageError(`--min-reports must be 1 in privacy mode ${config.privacy.mode}`);
+    }
     return withEdge(url, async () => {
       const signing = await signingKeyOf(values);
       if (!signing)

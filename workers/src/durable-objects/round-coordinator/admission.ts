@@ -207,9 +207,10 @@ export function commitVerdict(
   return admission;
 }
 
-/** Whether the `n`th accepted update fills round `r` (it closes with reason `max_reports`). */
+/** Whether the `n`th accepted update fills round `r` (it closes with reason `max_reports`; never in DP modes). */
 export function fillsRound(r: RoundRow, n: number): boolean {
-  return n >= paramsOf(r).max_reports;
+  const max = paramsOf(r).max_reports;
+  return max !== undefined && n >= max;
 }
 
 export function receipt(

@@ -1,12 +1,13 @@
 /**
  * @module
- * The RoundCoordinator's SQLite schema: its four tables, created when the object starts, and the in-place upgrades of
+ * The RoundCoordinator's SQLite schema: its tables, created when the object starts, and the in-place upgrades of
  * tables an earlier version of the class created (state persisted under `.wrangler/state`, or a deployed object).
  *
  * - `rounds` (owned by `Rounds`): one row per round, with its counters and its payloads' seal and purge times;
  * - `checkins` (`Checkins`): each device's recorded Poisson coin, nonce and keys for a round;
  * - `updates` (`UpdateIndex`): each accepted update's metadata and where its payload is stored;
- * - `revoked_devices` (`Revocations`): devices an admin revoked.
+ * - `revoked_devices` (`Revocations`): devices an admin revoked;
+ * - `privacy_budget`, `privacy_charges` (`PopulationLedger`): the admin's budget and every round's charge.
  */
 
 /** Creates the tables that do not exist yet (the current schema). */
@@ -25,6 +26,13 @@ export function createTables(sql: SqlStorage): void {
     sha256 TEXT NOT NULL, byte_length INTEGER NOT NULL, storage_key TEXT NOT NULL, received_at INTEGER NOT NULL,
     PRIMARY KEY (round_seq, device_id), UNIQUE (round_seq, n))`);
   sql.exec(`CREATE TABLE IF NOT EXISTS revoked_devices (device_id TEXT PRIMARY KEY, at INTEGER NOT NULL)`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS privacy_budget (
+    id INTEGER PRIMARY KEY CHECK (id = 1), epsilon REAL NOT NULL, delta REAL NOT NULL, accountant TEXT NOT NULL,
+    set_at INTEGER NOT NULL)`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS privacy_charges (
+    round_seq INTEGER PRIMARY KEY, round_id TEXT NOT NULL UNIQUE, sampling_rate REAL NOT NULL,
+    noise_multiplier REAL NOT NULL, count_noise_std REAL, privacy_mode TEXT NOT NULL, clip_rule TEXT NOT NULL,
+    charged_at INTEGER NOT NULL)`);
 }
 
 /** Brings tables created by an earlier version of the class up to date (each step runs only when still needed). */

@@ -21,19 +21,27 @@
  * second commit for the same device and bytes returns the first receipt with `duplicate: true`. When a round closes, the
  * alarm asks each of its shards to seal its payloads into R2 (retried until every shard has answered).
  *
+ * Privacy budget: the population's ledger lives here too (`PopulationLedger`), because opening a round and charging it
+ * must be one atomic step: the budget check reads the ledger and the round and its charge are written in one SQLite
+ * transaction, with no `await` between the read and the write, in the population's single-writer object. A refused
+ * open (409 `budget_exceeded`) writes nothing; a charge is never taken back (abandoned rounds stay charged).
+ *
  * Layout: this class is the RPC surface, the transactions that span tables, and the single alarm. Each table is owned
- * by a capability behind a slice of `CoordinatorHost` (`Rounds`, `Checkins`, `UpdateIndex`, `Revocations`);
- * `PayloadRetention` seals and purges payloads; the rules are pure functions in `admission.ts`; the schema and its
- * upgrades are in `migrations.ts`.
+ * by a capability behind a slice of `CoordinatorHost` (`Rounds`, `Checkins`, `UpdateIndex`, `Revocations`,
+ * `PopulationLedger`); `PayloadRetention` seals and purges payloads; the rules are pure functions in `admission.ts`
+ * and `budget.ts`; the schema and its upgrades are in `migrations.ts`.
  *
  * Every RPC method returns a `Result` (no domain errors thrown across RPC). State is loaded under `blockConcurrencyWhile`;
  * the deadline is an alarm, and every method also closes an expired round lazily in case the alarm is late.
  */
 import { DurableObject } from "cloudflare:workers";
 import {
+  roundIdFor,
   toBase64Url,
   type AcceptedUpdate,
   type CheckinResponse,
+  type PopulationPrivacyStatus,
+  type PrivacyBudgetRequest,
   type RoundParams,
   type RoundStatus,
   type UpdateReceipt,
@@ -58,12 +66,14 @@ import {
   type UploadPreflight,
   type UploadTarget,
 } from "./admission.ts";
+import { budgetChangeVerdict, chargeVerdict, privacyStatus } from "./budget.ts";
 import { Checkins, type CheckinRow } from "./checkins.ts";
 import type { CoordinatorHost } from "./host.ts";
 import { migrate } from "./migrations.ts";
+import { PopulationLedger } from "./population-ledger.ts";
 import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
 import { Revocations } from "./revocations.ts";
-import { Rounds, iso, isCollecting, paramsOf, toStatus } from "./rounds.ts";
+import { Rounds, iso, isCollecting, paramsOf, toStatus, type RoundRow } from "./rounds.ts";
 import { UpdateIndex } from "./update-index.ts";
 
 export function roundsStub(env: Bindings, model: string) {
@@ -97,6 +107,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   private readonly updates: UpdateIndex;
   private readonly revocations: Revocations;
   private readonly retention: PayloadRetention;
+  private readonly ledger: PopulationLedger;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -111,6 +122,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.updates = new UpdateIndex(host);
     this.revocations = new Revocations(host);
     this.retention = new PayloadRetention(host, this.rounds, this.updates);
+    this.ledger = new PopulationLedger(host);
     void ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage.sql);
       this.rounds.load();
@@ -119,7 +131,10 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   // ── admin ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Opens the population's next round; 409 while another one is still collecting. */
+  /**
+   * Opens the population's next round and charges it to the population's privacy budget, atomically: 409 while
+   * another one is still collecting, 409 `budget_exceeded` when the charge would pass the budget (nothing written).
+   */
   async openRound(input: {
     model: string;
     params: RoundParams;
@@ -130,7 +145,28 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.rounds.expire(now);
     const verdict = openVerdict(this.rounds.latest, params, deadline, now);
     if (!verdict.ok) return verdict;
-    const opened = this.rounds.open({ model, params, deadline, now });
+    // From here to the commit nothing awaits: no other call of this object runs between the budget check and the write.
+    const seq = this.rounds.nextSeq();
+    const priced = chargeVerdict({
+      model,
+      roundSeq: seq,
+      roundId: roundIdFor(model, seq),
+      params,
+      budget: this.ledger.budget(),
+      charges: this.ledger.charges(),
+      now,
+    });
+    if (!priced.ok) return priced;
+    let opened!: RoundRow;
+    try {
+      this.ctx.storage.transactionSync(() => {
+        opened = this.rounds.open({ model, params, deadline, now });
+        if (priced.charge) this.ledger.charge(priced.charge);
+      });
+    } catch (e) {
+      this.rounds.load(); // the transaction rolled back: forget the round it cached
+      throw e;
+    }
     // The earliest of this deadline, a previous round still to seal, a retention that runs out.
     await this.armAlarm(Infinity);
     return { ok: true, status: toStatus(opened) };
@@ -217,6 +253,38 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       ok: true,
       update: { storage_key: u.storage_key, sha256: u.sha256, byte_length: u.byte_length, public_key: u.public_key },
     };
+  }
+
+  // ── privacy budget ─────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Sets (or changes) the population's budget (admin token only; see `budgetChangeVerdict` for what is refused). */
+  async setPrivacyBudget(input: {
+    model: string;
+    budget: PrivacyBudgetRequest;
+    now: number;
+  }): Promise<Result<{ status: PopulationPrivacyStatus }>> {
+    const { model, budget: request, now } = input;
+    const verdict = budgetChangeVerdict({
+      model,
+      budget: this.ledger.budget(),
+      charges: this.ledger.charges(),
+      unchargedRounds: this.ledger.unchargedRounds(),
+      request,
+    });
+    if (!verdict.ok) return verdict;
+    this.ledger.setBudget({
+      epsilon: request.epsilon,
+      delta: request.delta,
+      accountant: request.accountant,
+      set_at: now,
+    });
+    return { ok: true, status: await this.privacyStatus(model) };
+  }
+
+  /** The population's budget, ε spent and left, and every charged round (no device counts). */
+  async privacyStatus(model: string): Promise<PopulationPrivacyStatus> {
+    const charges = this.ledger.charges();
+    return privacyStatus(model, this.ledger.budget(), charges, (b) => this.ledger.spent(model, b, charges));
   }
 
   // ── devices ────────────────────────────────────────────────────────────────────────────────────────────────────

@@ -67,9 +67,14 @@ export class Rounds {
     return this.host.sql.exec<RoundRow>("SELECT * FROM rounds ORDER BY seq DESC LIMIT ?", limit).toArray();
   }
 
+  /** The `seq` the population's next round gets. */
+  nextSeq(): number {
+    return (this.newest?.seq ?? 0) + 1;
+  }
+
   /** Inserts the population's next round (the caller checked that none is collecting); it becomes `latest`. */
   open(input: { model: string; params: RoundParams; deadline: number; now: number }): RoundRow {
-    const seq = (this.newest?.seq ?? 0) + 1;
+    const seq = this.nextSeq();
     const roundId = roundIdFor(input.model, seq);
     this.host.sql.exec(
       `INSERT INTO rounds (seq, round_id, model, state, params, opened_at, deadline) VALUES (?, ?, ?, 'open', ?, ?, ?)`,
