@@ -10,8 +10,9 @@
  * - the sum is divided by the FIXED expected count q·N (§2, the fixed-denominator estimator f̃_f, unbiased and with
  *   sensitivity C/(qN) whatever the realised count), never by the count that arrived.
  *
- * Adaptive clipping (Andrew et al. 2021, arXiv 1905.03871, Alg. 1 and §3.1 Theorem 1): the unclipped count Σ b_i gets
- * its own noise N(0, σ_b²), then C ← C·exp(−η_C(b̃ − γ)). The sum's noise multiplier shrinks to
+ * Adaptive clipping (Andrew et al. 2021, arXiv 1905.03871, Alg. 1 and §3.1 Theorem 1): the CENTRED unclipped count
+ * Σ(b_i − ½) (sensitivity ½, as TF Privacy's `QuantileEstimatorQuery`) gets its own noise N(0, σ_b²), then
+ * C ← C·exp(−η_C(b̃ − γ)) with b̃ = (Σ(b_i − ½) + noise)/m + ½. The sum's noise multiplier shrinks to
  * z_Δ = (z⁻² − (2σ_b)⁻²)^(−½) so the pair is still one Gaussian mechanism with multiplier z: the ledger is charged z.
  *
  * Randomness order in one round (for reproducible tests): the sum's noise first (by the Backend, `finish`), then the
@@ -21,7 +22,7 @@ import { FedgeError } from "@fedge/protocol";
 import {
   createAdaptiveClipping,
   nextClipNorm,
-  noisyUnclippedFraction,
+  noisyCentredUnclippedFraction,
   updateNoiseMultiplier,
   type AdaptiveClippingOptions,
 } from "@fedge/privacy";
@@ -129,7 +130,15 @@ export function createDpCentral(inner: Strategy, options: DpCentralOptions): Str
       let nextClip: ClipState = clip;
       let fraction: number | undefined;
       if (adaptive) {
-        fraction = noisyUnclippedFraction(r.unclippedCount, m, adaptive.countNoiseStd, ctx.random);
+        fraction = noisyCentredUnclippedFraction(
+          {
+            unclippedCount: r.unclippedCount,
+            reportCount: r.count,
+            expectedClients: m,
+            countNoiseStd: adaptive.countNoiseStd,
+          },
+          ctx.random,
+        );
         const next = nextClipNorm({ ...adaptive, clipNorm: c }, fraction);
         nextClip = { clipNorm: next.clipNorm, adaptive: next };
       }

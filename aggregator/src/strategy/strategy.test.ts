@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createBackend, type Backend } from "@fedge/gpu-node";
-import { zigguratConstants, type RandomBytes } from "@fedge/privacy";
+import { getNoiseMultiplier, RdpAccountant, zigguratConstants, type RandomBytes } from "@fedge/privacy";
 import { seededRandomBytes } from "@fedge/privacy/testing";
 import {
   createDpCentral,
@@ -92,11 +92,54 @@ describe("DP-FedAvg (central)", () => {
     expect(r.noiseStd).toBeCloseTo(zDelta, 12);
     const expected = [(0.6 + zDelta * R) / 2, 0.4, (0.5 + zDelta * R) / 2, 0.5];
     for (let i = 0; i < 4; i++) expect(r.delta![i]).toBeCloseTo(expected[i]!, 6);
-    // b̃ = (1 + σ_b·R) / 2 ; C' = 1·exp(−0.2·(b̃ − 0.5))
-    const b = (1 + 2 * R) / 2;
+    // centred count: b̃ = (Σ(b_i − ½) + σ_b·R) / m + ½ = (1 − 3/2 + 2R) / 2 + ½ ; C' = 1·exp(−0.2·(b̃ − 0.5))
+    const b = (1 - 1.5 + 2 * R) / 2 + 0.5;
     expect(r.noisyUnclippedFraction).toBeCloseTo(b, 12);
     expect(r.nextClip.clipNorm).toBeCloseTo(Math.exp(-0.2 * (b - 0.5)), 12);
     expect(r.nextClip.adaptive?.clipNorm).toBe(r.nextClip.clipNorm);
+  });
+
+  it("adaptive clipping with the demo's settings: the sum and the count together are exactly the charged z", async () => {
+    // demo defaults (demo/src/demo.ts): N = 1000, q = 0.3, 12 rounds, ε = 4, δ = 1e-5, σ_b = max(q·N/20, z), C = 1
+    const q = 0.3;
+    const m = 300;
+    const delta = 1e-5;
+    const z = getNoiseMultiplier({ targetEpsilon: 4, targetDelta: delta, sampleRate: q, steps: 12 }).noiseMultiplier;
+    const sigmaB = Math.max(m / 20, z);
+    const s = createDpCentral(createFedAvg(), { noiseMultiplier: z, samplingRate: q, expectedClients: m });
+    const clip = initialClipState(1, m, { targetQuantile: 0.3, learningRate: 0.05, countNoiseStd: sigmaB });
+    const length = 8;
+    const base = Array.from({ length: 40 }, (_, k) => Float32Array.from({ length }, (_, i) => ((k * 7 + i) % 5) * 0.1));
+    const run = (extra: Float32Array[]) =>
+      s.aggregateFit(
+        { round: 1, length, clip, backend: cpu, random: seededRandomBytes(3) },
+        stream([...base, ...extra]),
+      );
+    const d = await run([]);
+    const withClipped = await run([Float32Array.from({ length }, () => 10)]); // b = 0, clipped to ‖·‖ = C
+    const withUnclipped = await run([Float32Array.from({ length }, () => 0.01)]); // b = 1
+    // Neighbouring datasets, same noise bytes: the released difference is the added record's contribution.
+    let sumSq = 0;
+    for (let i = 0; i < length; i++) sumSq += ((withClipped.delta![i]! - d.delta![i]!) * m) ** 2;
+    const sumSensitivity = Math.sqrt(sumSq); // ≈ C
+    const countSensitivity = Math.max(
+      Math.abs(withClipped.noisyUnclippedFraction! - d.noisyUnclippedFraction!) * m,
+      Math.abs(withUnclipped.noisyUnclippedFraction! - d.noisyUnclippedFraction!) * m,
+    );
+    expect(sumSensitivity).toBeCloseTo(1, 4);
+    expect(countSensitivity).toBeCloseTo(0.5, 9);
+    // Two Gaussian mechanisms compose to one with z⁻² = (Δ_sum/σ_sum)² + (Δ_count/σ_b)².
+    const zEffective = ((sumSensitivity / d.noiseStd) ** 2 + (countSensitivity / sigmaB) ** 2) ** -0.5;
+    const charged = s.privacyCharge()!.noiseMultiplier;
+    expect(charged).toBe(z);
+    expect(zEffective / charged).toBeCloseTo(1, 4);
+    const epsilonAt = (noiseMultiplier: number) => {
+      const acc = new RdpAccountant();
+      acc.step({ noiseMultiplier, sampleRate: q }, 12);
+      return acc.getEpsilon(delta);
+    };
+    expect(epsilonAt(zEffective)).toBeCloseTo(epsilonAt(charged), 3);
+    expect(epsilonAt(zEffective)).toBeLessThanOrEqual(4 + 1e-3);
   });
 
   it("adaptive clipping converges to the target quantile of synthetic norms", async () => {
