@@ -16,6 +16,11 @@
  *   accounted like `central` (q, z). This treats the summed discrete Gaussian as a continuous one, a close
  *   approximation (Kairouz, Liu, Steinke 2021, arXiv 2102.06387 quantify the gap; exact accounting is future work).
  * All rounds compose into one device-level (ε, δ), whatever the mix of modes.
+ *
+ * Cost: the ledger keeps one live accountant with the history's composition cached (RDP: the summed curve; PLD: the
+ * composed distributions), so {@link PrivacyLedger.open} composes only the new round: its cost does not grow with
+ * the number of rounds already recorded. Keep the ledger object alive between charges (a Durable Object, the round
+ * engine); {@link PrivacyLedger.fromJSON} rebuilds the cache once.
  */
 import { FedgeError } from "@fedge/protocol";
 import { z } from "zod";
@@ -26,6 +31,7 @@ import {
   type AccountantMechanism,
 } from "./accountant/accountant.ts";
 import { createAccountant, type AccountantOptionsByMechanism } from "./accountant/registry.ts";
+import type { Accountant } from "./accountant/accountant.ts";
 
 export const PrivacyMode = z.enum(["central", "local", "distributed"]);
 export type PrivacyMode = z.infer<typeof PrivacyMode>;
@@ -101,6 +107,9 @@ export class PrivacyLedger {
   readonly accountant: AccountantMechanism;
   private readonly accountantOptions: object | undefined;
   private readonly list: LedgerRound[] = [];
+  private readonly ids = new Set<string>();
+  /** The live accountant holding every recorded round (its caches make a charge incremental). */
+  private readonly acc: Accountant;
 
   constructor(options: PrivacyLedgerOptions) {
     const population = options?.population;
@@ -111,7 +120,7 @@ export class PrivacyLedger {
     if (accountant !== "rdp" && accountant !== "pld") {
       throw new InvalidPrivacyParameterError(`accountant must be "rdp" or "pld", got ${String(accountant)}`);
     }
-    createAccountant(accountant, options.accountantOptions as never); // validates the options now
+    this.acc = createAccountant(accountant, options.accountantOptions as never); // validates the options now
     this.population = population;
     this.accountant = accountant;
     this.accountantOptions = options.accountantOptions;
@@ -122,6 +131,11 @@ export class PrivacyLedger {
     return this.list.map((r) => ({ ...r }));
   }
 
+  /** Number of recorded rounds. */
+  get size(): number {
+    return this.list.length;
+  }
+
   /** The accountant step a round stands for (see the module doc for the per-mode rule). */
   static stepOf(round: Pick<LedgerRound, "sampleRate" | "noiseMultiplier" | "mode">) {
     return {
@@ -130,22 +144,17 @@ export class PrivacyLedger {
     };
   }
 
-  private epsilonOf(rounds: readonly LedgerRound[], delta: number): number {
-    validateDelta(delta);
-    const acc = createAccountant(this.accountant, this.accountantOptions as never);
-    for (const r of rounds) acc.step(PrivacyLedger.stepOf(r));
-    return acc.getEpsilon(delta);
-  }
-
   /** ε spent so far at δ. */
   spent(delta: number): number {
-    return this.epsilonOf(this.list, delta);
+    validateDelta(delta);
+    return this.acc.getEpsilon(delta);
   }
 
-  /** ε that would be spent at δ after also opening `nextRound`. */
+  /** ε that would be spent at δ after also opening `nextRound` (composes only that round onto the cached history). */
   projectedSpend(nextRound: LedgerRound, delta: number): number {
     const round = this.checkRound(nextRound);
-    return this.epsilonOf([...this.list, round], delta);
+    validateDelta(delta);
+    return this.acc.epsilonAfter(PrivacyLedger.stepOf(round), 1, delta);
   }
 
   /** Throws {@link PrivacyBudgetExceededError} if opening `round` would exceed `budget`; changes nothing. */
@@ -159,20 +168,25 @@ export class PrivacyLedger {
   /** Checks the budget and records the round (nothing is recorded if the check fails). Returns the projected ε. */
   open(round: LedgerRound, budget: PrivacyBudget): number {
     this.assertCanOpen(round, budget);
-    const r = this.checkRound(round);
-    this.list.push({ ...r });
+    this.push(this.checkRound(round));
     return this.spent(budget.delta);
   }
 
   /** Records a round without a budget check (e.g. replaying a log). */
   record(round: LedgerRound): void {
-    this.list.push({ ...this.checkRound(round) });
+    this.push(this.checkRound(round));
+  }
+
+  private push(r: LedgerRound): void {
+    this.acc.step(PrivacyLedger.stepOf(r));
+    this.list.push({ ...r });
+    this.ids.add(r.roundId);
   }
 
   private checkRound(round: LedgerRound): LedgerRound {
     const r = parseOrThrow(LedgerRound, round, "ledger round");
     validateStep(PrivacyLedger.stepOf(r));
-    if (this.list.some((x) => x.roundId === r.roundId)) {
+    if (this.ids.has(r.roundId)) {
       throw new InvalidPrivacyParameterError(`round "${r.roundId}" is already in the ledger of "${this.population}"`);
     }
     return r;
