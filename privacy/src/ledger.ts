@@ -4,14 +4,17 @@
  * refusal to open a round that would exceed the budget. Pure (no I/O, no clock): the aggregator passes `openedAt`,
  * and checkpoints the ledger with {@link PrivacyLedger.toJSON} / {@link PrivacyLedger.fromJSON}.
  *
- * How rounds are accounted, per privacy mode (see docs/DESIGN.md "Privacy modes"):
+ * How rounds are accounted, per privacy mode (see docs/PRIVACY.md "Adjacency"):
  * - `central`: one step of the Poisson-subsampled Gaussian mechanism with rate q and noise multiplier z (DP-FedAvg,
- *   McMahan et al. 2018, arXiv 1710.06963): user-level (ε, δ) against everyone who sees the published models.
+ *   McMahan et al. 2018, arXiv 1710.06963) under add/remove-one-device adjacency (sensitivity C): user-level (ε, δ)
+ *   against everyone who sees the published models.
  * - `local`: every device adds N(0, (z·C)²) to its own clipped report, so each report is its own Gaussian mechanism
- *   with noise multiplier z, seen by the server directly. Subsampling does not amplify here (the server knows who
- *   reported), so a local round is one step with q = 1 for every device that could participate; the ledger composes
- *   these steps per device over all local rounds, i.e. for the worst-case device that participated in every one of
- *   them. The spend is the guarantee each device has against the server.
+ *   seen by the server directly. It is charged with the neighbouring relation the SDK prices each report with
+ *   (`local-epsilon.ts`): replace-one, sensitivity 2C, i.e. one Gaussian step with noise multiplier z/2. Subsampling
+ *   does not amplify here (the server knows who reported), so q = 1; the ledger composes these steps per device over
+ *   all local rounds, i.e. for the worst-case device that participated in every one of them. Replace-one (2C) also
+ *   bounds the add/remove cost of a report (C), so mixed central + local histories compose into a valid add/remove
+ *   guarantee, and a local-only history's spend is exactly what the SDK reports per device.
  * - `distributed`: secure aggregation with per-client discrete Gaussian noise whose sum has noise multiplier z;
  *   accounted like `central` (q, z). This treats the summed discrete Gaussian as a continuous one, a close
  *   approximation (Kairouz, Liu, Steinke 2021, arXiv 2102.06387 quantify the gap; exact accounting is future work).
@@ -32,6 +35,12 @@ import {
 } from "./accountant/accountant.ts";
 import { createAccountant, type AccountantOptionsByMechanism } from "./accountant/registry.ts";
 import type { Accountant } from "./accountant/accountant.ts";
+
+/**
+ * A local-mode report's L2 sensitivity in units of C: replace-one adjacency, ‖f(D) − f(D′)‖₂ ≤ 2C (as
+ * `local-epsilon.ts` prices a report for the SDK).
+ */
+export const LOCAL_SENSITIVITY_IN_C = 2;
 
 export const PrivacyMode = z.enum(["central", "local", "distributed"]);
 export type PrivacyMode = z.infer<typeof PrivacyMode>;
@@ -136,12 +145,16 @@ export class PrivacyLedger {
     return this.list.length;
   }
 
-  /** The accountant step a round stands for (see the module doc for the per-mode rule). */
+  /**
+   * The accountant step a round stands for (see the module doc for the per-mode rule): central and distributed
+   * rounds are (q, z) under add/remove; a local round is (1, z/2), the Gaussian mechanism with the replace-one
+   * sensitivity 2C of {@link localReportEpsilon}.
+   */
   static stepOf(round: Pick<LedgerRound, "sampleRate" | "noiseMultiplier" | "mode">) {
-    return {
-      noiseMultiplier: round.noiseMultiplier,
-      sampleRate: round.mode === "local" ? 1 : round.sampleRate,
-    };
+    if (round.mode === "local") {
+      return { noiseMultiplier: round.noiseMultiplier / LOCAL_SENSITIVITY_IN_C, sampleRate: 1 };
+    }
+    return { noiseMultiplier: round.noiseMultiplier, sampleRate: round.sampleRate };
   }
 
   /** ε spent so far at δ. */
