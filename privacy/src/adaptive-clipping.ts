@@ -20,6 +20,10 @@
  * multiplier was 1.614 instead of 1.621 and ε ≈ 4.010 instead of 3.984.) {@link noisyUnclippedFraction} is kept for
  * callers that noise the plain count; its share is z_Δ = (z⁻² − σ_b⁻²)^(−½), see {@link plainCountUpdateNoiseMultiplier}.
  *
+ * Floating point: the float noise here is open to Mironov 2012's attack (see `discrete-sum.ts`); the aggregator's
+ * default central mechanism releases the same centred count with exact discrete Gaussian noise instead
+ * (`discreteNoisyUnclippedFraction`, same σ/Δ, same share of the budget).
+ *
  * Pure module: randomness is injected.
  */
 import { fillGaussian, type RandomBytes } from "./samplers/random.ts";
