@@ -302,6 +302,8 @@ export class RoundEngine {
         unclippedCount: r.unclippedCount,
         clipNorm: Number.isFinite(r.clipNorm) ? r.clipNorm : null,
         noiseStd: r.noiseStd,
+        ...(r.mechanism ? { mechanism: r.mechanism } : {}),
+        ...(r.noiseInflation !== undefined ? { noiseInflation: r.noiseInflation } : {}),
         denominator: r.denominator,
         nextClipNorm: Number.isFinite(r.nextClip.clipNorm) ? r.nextClip.clipNorm : 0,
         ...(r.noisyUnclippedFraction !== undefined ? { noisyUnclippedFraction: r.noisyUnclippedFraction } : {}),

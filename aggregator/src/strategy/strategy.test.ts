@@ -61,8 +61,13 @@ function ctx(backend: Backend, over: Partial<RoundContext> = {}): RoundContext {
 const tiny = () => [new Float32Array([3, 4, 0, 0]), new Float32Array([0, 0, 0.5, 0]), new Float32Array([0, 0, 0, 2])];
 
 describe("DP-FedAvg (central)", () => {
-  it("matches the hand-computed round: clip, sum, σ = z·C noise, fixed denominator q·N", async () => {
-    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 2, samplingRate: 0.5, expectedClients: 2 });
+  it("gaussian (float) mechanism matches the hand-computed round: clip, sum, σ = z·C noise, fixed denominator q·N", async () => {
+    const s = createDpCentral(createFedAvg(), {
+      noiseMultiplier: 2,
+      samplingRate: 0.5,
+      expectedClients: 2,
+      mechanism: "gaussian",
+    });
     const released: number[] = [];
     const r = await s.aggregateFit(ctx(cpu), stream(tiny(), released));
     // σ = 2·1 = 2, noise = (2R, 0, 2R, 0), denominator 2 (not the 3 that arrived)
@@ -76,7 +81,12 @@ describe("DP-FedAvg (central)", () => {
   });
 
   it("scales the noise with C (σ = z·C) and the clipping with C", async () => {
-    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: 4 });
+    const s = createDpCentral(createFedAvg(), {
+      noiseMultiplier: 1,
+      samplingRate: 0.5,
+      expectedClients: 4,
+      mechanism: "gaussian",
+    });
     const r = await s.aggregateFit(ctx(cpu, { clip: { clipNorm: 2 } }), stream(tiny()));
     // C = 2: u1 → (1.2, 1.6, 0, 0), u2 and u3 unclipped; σ = 2 → noise (2R, 0, 2R, 0); ÷ 4
     const expected = [(1.2 + 2 * R) / 4, 1.6 / 4, (0.5 + 2 * R) / 4, 2 / 4];
@@ -85,7 +95,12 @@ describe("DP-FedAvg (central)", () => {
   });
 
   it("adaptive clipping: the sum gets z_Δ·C, the count gets σ_b, C moves geometrically (Andrew et al. Alg. 1)", async () => {
-    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: 2 });
+    const s = createDpCentral(createFedAvg(), {
+      noiseMultiplier: 1,
+      samplingRate: 0.5,
+      expectedClients: 2,
+      mechanism: "gaussian",
+    });
     const clip = initialClipState(1, 2, { targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 2 });
     const r = await s.aggregateFit(ctx(cpu, { clip }), stream(tiny()));
     const zDelta = (1 - 1 / 16) ** -0.5; // z⁻² − (2σ_b)⁻² = 1 − 1/16
@@ -99,48 +114,56 @@ describe("DP-FedAvg (central)", () => {
     expect(r.nextClip.adaptive?.clipNorm).toBe(r.nextClip.clipNorm);
   });
 
-  it("adaptive clipping with the demo's settings: the sum and the count together are exactly the charged z", async () => {
-    // demo defaults (demo/src/demo.ts): N = 1000, q = 0.3, 12 rounds, ε = 4, δ = 1e-5, σ_b = max(q·N/20, z), C = 1
-    const q = 0.3;
-    const m = 300;
-    const delta = 1e-5;
-    const z = getNoiseMultiplier({ targetEpsilon: 4, targetDelta: delta, sampleRate: q, steps: 12 }).noiseMultiplier;
-    const sigmaB = Math.max(m / 20, z);
-    const s = createDpCentral(createFedAvg(), { noiseMultiplier: z, samplingRate: q, expectedClients: m });
-    const clip = initialClipState(1, m, { targetQuantile: 0.3, learningRate: 0.05, countNoiseStd: sigmaB });
-    const length = 8;
-    const base = Array.from({ length: 40 }, (_, k) => Float32Array.from({ length }, (_, i) => ((k * 7 + i) % 5) * 0.1));
-    const run = (extra: Float32Array[]) =>
-      s.aggregateFit(
-        { round: 1, length, clip, backend: cpu, random: seededRandomBytes(3) },
-        stream([...base, ...extra]),
+  it.each(["discrete-gaussian", "gaussian"] as const)(
+    "adaptive clipping with the demo's settings (%s): the sum and the count together are exactly the charged z",
+    async (mechanism) => {
+      // demo defaults (demo/src/demo.ts): N = 1000, q = 0.3, 12 rounds, ε = 4, δ = 1e-5, σ_b = max(q·N/20, z), C = 1
+      const q = 0.3;
+      const m = 300;
+      const delta = 1e-5;
+      const z = getNoiseMultiplier({ targetEpsilon: 4, targetDelta: delta, sampleRate: q, steps: 12 }).noiseMultiplier;
+      const sigmaB = Math.max(m / 20, z);
+      const s = createDpCentral(createFedAvg(), { noiseMultiplier: z, samplingRate: q, expectedClients: m, mechanism });
+      const clip = initialClipState(1, m, { targetQuantile: 0.3, learningRate: 0.05, countNoiseStd: sigmaB });
+      const length = 8;
+      const base = Array.from({ length: 40 }, (_, k) =>
+        Float32Array.from({ length }, (_, i) => ((k * 7 + i) % 5) * 0.1),
       );
-    const d = await run([]);
-    const withClipped = await run([Float32Array.from({ length }, () => 10)]); // b = 0, clipped to ‖·‖ = C
-    const withUnclipped = await run([Float32Array.from({ length }, () => 0.01)]); // b = 1
-    // Neighbouring datasets, same noise bytes: the released difference is the added record's contribution.
-    let sumSq = 0;
-    for (let i = 0; i < length; i++) sumSq += ((withClipped.delta![i]! - d.delta![i]!) * m) ** 2;
-    const sumSensitivity = Math.sqrt(sumSq); // ≈ C
-    const countSensitivity = Math.max(
-      Math.abs(withClipped.noisyUnclippedFraction! - d.noisyUnclippedFraction!) * m,
-      Math.abs(withUnclipped.noisyUnclippedFraction! - d.noisyUnclippedFraction!) * m,
-    );
-    expect(sumSensitivity).toBeCloseTo(1, 4);
-    expect(countSensitivity).toBeCloseTo(0.5, 9);
-    // Two Gaussian mechanisms compose to one with z⁻² = (Δ_sum/σ_sum)² + (Δ_count/σ_b)².
-    const zEffective = ((sumSensitivity / d.noiseStd) ** 2 + (countSensitivity / sigmaB) ** 2) ** -0.5;
-    const charged = s.privacyCharge()!.noiseMultiplier;
-    expect(charged).toBe(z);
-    expect(zEffective / charged).toBeCloseTo(1, 4);
-    const epsilonAt = (noiseMultiplier: number) => {
-      const acc = new RdpAccountant();
-      acc.step({ noiseMultiplier, sampleRate: q }, 12);
-      return acc.getEpsilon(delta);
-    };
-    expect(epsilonAt(zEffective)).toBeCloseTo(epsilonAt(charged), 3);
-    expect(epsilonAt(zEffective)).toBeLessThanOrEqual(4 + 1e-3);
-  });
+      const run = (extra: Float32Array[]) =>
+        s.aggregateFit(
+          { round: 1, length, clip, backend: cpu, random: seededRandomBytes(3) },
+          stream([...base, ...extra]),
+        );
+      const d = await run([]);
+      const withClipped = await run([Float32Array.from({ length }, () => 10)]); // b = 0, clipped to ‖·‖ = C
+      const withUnclipped = await run([Float32Array.from({ length }, () => 0.01)]); // b = 1
+      // Neighbouring datasets, same noise bytes: the released difference is the added record's contribution.
+      let sumSq = 0;
+      for (let i = 0; i < length; i++) sumSq += ((withClipped.delta![i]! - d.delta![i]!) * m) ** 2;
+      const measured = Math.sqrt(sumSq); // ≈ C (one clipped record)
+      // the mechanism's declared sensitivity: C for the float path, Δ₂ = C·inflation on the grid (rounding adds ≤ γ√d/2)
+      const sumSensitivity = mechanism === "gaussian" ? 1 : d.noiseInflation!;
+      expect(measured).toBeLessThanOrEqual(sumSensitivity + 1e-5); // float32 outputs
+      const countSensitivity = Math.max(
+        Math.abs(withClipped.noisyUnclippedFraction! - d.noisyUnclippedFraction!) * m,
+        Math.abs(withUnclipped.noisyUnclippedFraction! - d.noisyUnclippedFraction!) * m,
+      );
+      expect(Math.abs(measured - 1)).toBeLessThan(mechanism === "gaussian" ? 1e-5 : sumSensitivity - 1 + 1e-5);
+      expect(countSensitivity).toBeCloseTo(0.5, 9);
+      // Two Gaussian mechanisms compose to one with z⁻² = (Δ_sum/σ_sum)² + (Δ_count/σ_b)².
+      const zEffective = ((sumSensitivity / d.noiseStd) ** 2 + (countSensitivity / sigmaB) ** 2) ** -0.5;
+      const charged = s.privacyCharge()!.noiseMultiplier;
+      expect(charged).toBe(z);
+      expect(zEffective / charged).toBeCloseTo(1, 4);
+      const epsilonAt = (noiseMultiplier: number) => {
+        const acc = new RdpAccountant();
+        acc.step({ noiseMultiplier, sampleRate: q }, 12);
+        return acc.getEpsilon(delta);
+      };
+      expect(epsilonAt(zEffective)).toBeCloseTo(epsilonAt(charged), 3);
+      expect(epsilonAt(zEffective)).toBeLessThanOrEqual(4 + 1e-3);
+    },
+  );
 
   it("adaptive clipping converges to the target quantile of synthetic norms", async () => {
     // norms uniform on (0, 10]: the median is 5; 200 clients per round, CSPRNG noise (σ_b = 10)
@@ -156,7 +179,12 @@ describe("DP-FedAvg (central)", () => {
   });
 
   it("still releases noise (and the fixed denominator) when no update arrives", async () => {
-    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: 2 });
+    const s = createDpCentral(createFedAvg(), {
+      noiseMultiplier: 1,
+      samplingRate: 0.5,
+      expectedClients: 2,
+      mechanism: "gaussian",
+    });
     const r = await s.aggregateFit(ctx(cpu), stream([]));
     expect(r.count).toBe(0);
     // Float32 noise: compare within float32 resolution.
@@ -175,11 +203,50 @@ describe("DP-FedAvg (central)", () => {
     ).toThrow(/expectedClients/);
   });
 
-  it("refuses a bad update atomically (FedgeError invalid_shape)", async () => {
-    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: 2 });
-    await expect(s.aggregateFit(ctx(cpu), stream([new Float32Array(3)]))).rejects.toMatchObject({
-      code: "invalid_shape",
+  it("refuses a bad update (FedgeError invalid_shape / non_finite) with either mechanism", async () => {
+    for (const mechanism of ["discrete-gaussian", "gaussian"] as const) {
+      const s = createDpCentral(createFedAvg(), {
+        noiseMultiplier: 1,
+        samplingRate: 0.5,
+        expectedClients: 2,
+        mechanism,
+      });
+      const c = ctx(cpu, { random: seededRandomBytes(1) });
+      await expect(s.aggregateFit(c, stream([new Float32Array(3)]))).rejects.toMatchObject({ code: "invalid_shape" });
+      await expect(s.aggregateFit(c, stream([Float32Array.of(0, Number.NaN, 0, 0)]))).rejects.toMatchObject({
+        code: "non_finite",
+      });
+    }
+  });
+
+  it("discrete-gaussian (the default): the clipped sum on a grid, exact integer noise, σ = z·Δ₂ ≤ 1.001·z·C", async () => {
+    const s = createDpCentral(createFedAvg(), { noiseMultiplier: 2, samplingRate: 0.5, expectedClients: 2 });
+    const released: number[] = [];
+    const r = await s.aggregateFit(ctx(cpu, { random: seededRandomBytes(5) }), stream(tiny(), released));
+    // the same noise bytes with nothing added isolate the noise: out − noise = clipped sum / q·N
+    const noise = await s.aggregateFit(ctx(cpu, { random: seededRandomBytes(5) }), stream([]));
+    const expected = [0.6 / 2, 0.8 / 2, 0.5 / 2, 1 / 2];
+    for (let i = 0; i < 4; i++) expect(r.delta![i]! - noise.delta![i]!).toBeCloseTo(expected[i]!, 3);
+    expect(r).toMatchObject({
+      count: 3,
+      unclippedCount: 1,
+      clipNorm: 1,
+      denominator: 2,
+      mechanism: "discrete-gaussian",
     });
+    expect(r.noiseInflation).toBeGreaterThan(1);
+    expect(r.noiseInflation).toBeLessThanOrEqual(1.001);
+    expect(r.noiseStd).toBeCloseTo(2 * r.noiseInflation!, 6);
+    expect(released.sort()).toEqual([0, 1, 2]);
+    expect(s.privacyCharge()).toEqual({ noiseMultiplier: 2, samplingRate: 0.5 }); // the grid does not change z
+    // adaptive clipping's count is released with discrete noise too
+    const a = createDpCentral(createFedAvg(), { noiseMultiplier: 1, samplingRate: 0.5, expectedClients: 2 });
+    const clip = initialClipState(1, 2, { targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 2 });
+    const ra = await a.aggregateFit(ctx(cpu, { clip, random: seededRandomBytes(6) }), stream(tiny()));
+    const b = ra.noisyUnclippedFraction!;
+    // b̃ = (2·Σ(b_i − ½) + Y)/(2m) + ½ with Y an integer: 2m·(b̃ − ½) + 1 is an integer
+    expect(Math.abs(4 * (b - 0.5) + 1 - Math.round(4 * (b - 0.5) + 1))).toBeLessThan(1e-9);
+    expect(ra.nextClip.clipNorm).toBeCloseTo(Math.exp(-0.2 * (b - 0.5)), 12);
   });
 });
 
@@ -253,7 +320,12 @@ describe("webgpu backend (Dawn on lavapipe)", () => {
         r(new Uint8Array(w.buffer));
         return Float32Array.from(w, (x) => (x / 2 ** 32 - 0.5) * (1 + (k % 5)));
       });
-      const s = createDpCentral(createFedAvg(), { noiseMultiplier: 0.7, samplingRate: 0.1, expectedClients: 18 });
+      const s = createDpCentral(createFedAvg(), {
+        noiseMultiplier: 0.7,
+        samplingRate: 0.1,
+        expectedClients: 18,
+        mechanism: "gaussian", // the Backend's float path; central mode's default runs on the CPU
+      });
       const clip = initialClipState(20, 18, { countNoiseStd: 2 });
       const run = (backend: Backend) =>
         s.aggregateFit({ round: 1, length, clip, backend, random: seededRandomBytes(7), batchSize: 8 }, stream(ups));
