@@ -140,6 +140,11 @@ export class PrivacyLedger {
     return this.list.map((r) => ({ ...r }));
   }
 
+  /** Whether a round with this id is recorded. */
+  hasRound(roundId: string): boolean {
+    return this.ids.has(roundId);
+  }
+
   /** Number of recorded rounds. */
   get size(): number {
     return this.list.length;
