@@ -24,10 +24,12 @@
  * Accounting: the multivariate discrete Gaussian with L2 sensitivity Δ₂ and parameter σ satisfies ½(Δ₂/σ)²-concentrated
  * DP (CKS20 Thm. 14), i.e. every Rényi divergence D_α is at most the continuous Gaussian's α·Δ₂²/(2σ²); here
  * σ/Δ₂ = z exactly, so a round is charged as the Gaussian mechanism with noise multiplier z (the ledger is unchanged).
- * For Poisson subsampling at integer orders the sampled-Gaussian RDP formula (Mironov, Talwar, Zhang 2019, arXiv
- * 1908.10530 §3.3) is a positive combination of exp((k−1)·D_k), so the bound carries over; the PLD accountant and
- * fractional RDP orders rely on the discrete Gaussian being at least as private as the continuous one at equal σ/Δ
- * (CKS20 §2, shown there for d = 1 and in CDP for any d) — see docs/PRIVACY.md "What the accountant assumes".
+ * With Poisson subsampling, the sampled-Gaussian RDP at integer orders (Mironov, Talwar, Zhang 2019, arXiv 1908.10530
+ * §3.3) is a positive combination of exp((k−1)·D_k), so the bound carries over there. The (ε, δ) profile is NOT
+ * dominated exactly: the privacy loss lives on a lattice and its δ(ε) can exceed the continuous one's by a relative
+ * ≈ 2/σ² (σ in grid units; measured in the tests), which the default grid (σ ≥ z·500·√d) makes ≲ 10⁻⁷ of δ. The
+ * PLD accountant, fractional RDP orders and the add direction use the continuous Gaussian under that approximation
+ * (docs/PRIVACY.md "What the accountant assumes").
  * The grid costs noise, not ε: σ grows by the factor √B/M ≈ 1 + √d/(2M) ({@link DiscreteGaussianSumPlan.noiseInflation});
  * the default M makes it ≤ 1.001.
  */
