@@ -7,7 +7,8 @@
  * How rounds are accounted, per privacy mode (see docs/PRIVACY.md "Adjacency"):
  * - `central`: one step of the Poisson-subsampled Gaussian mechanism with rate q and noise multiplier z (DP-FedAvg,
  *   McMahan et al. 2018, arXiv 1710.06963) under add/remove-one-device adjacency (sensitivity C): user-level (ε, δ)
- *   against everyone who sees the published models.
+ *   against everyone who sees the published models. The aggregator's default central noise is the discrete Gaussian
+ *   on a grid whose σ is inflated so that this charge stays z (`discrete-sum.ts`).
  * - `local`: every device adds N(0, (z·C)²) to its own clipped report, so each report is its own Gaussian mechanism
  *   seen by the server directly. It is charged with the neighbouring relation the SDK prices each report with
  *   (`local-epsilon.ts`): replace-one, sensitivity 2C, i.e. one Gaussian step with noise multiplier z/2. Subsampling
