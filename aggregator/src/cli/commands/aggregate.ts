@@ -87,6 +87,7 @@ Population (or --config FILE with a JSON population config; flags override it; a
 and for a round in progress the saved mechanism (privacy, sampling rate, expected clients, clipping) wins over both):
   --model NAME  --privacy-mode central|local|none  --noise-multiplier Z  --target-epsilon E  --delta D
   --accountant rdp|pld  --sampling-rate Q  --expected-clients M  --clip-norm C
+  --noise-mechanism discrete-gaussian|gaussian (central mode; default discrete-gaussian, floating-point safe)
   --adaptive [--target-quantile G] [--clip-lr H] [--count-noise-std S]
   --optimizer fedavg|fedavgm|fedadam|fedyogi [--server-lr η] [--momentum μ] [--beta1 b1] [--beta2 b2] [--tau τ]
   --robust median|trimmed_mean [--trim-fraction β]   --client-lr L  --local-epochs E  --client-batch-size B
