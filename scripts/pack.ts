@@ -62,6 +62,10 @@ export interface PublishedPackage {
 const INTERNAL_ENTRIES: Record<string, Record<string, string>> = {
   "@fedge/gpu-node": { "cpu-worker": "src/cpu/worker.ts" },
 };
+/** Workspace exports that are deliberately not published (test helpers). Any other must be in publishConfig. */
+const UNPUBLISHED_EXPORTS: Record<string, string[]> = {
+  "@fedge/privacy": ["./testing"],
+};
 /** Packages that only run on Node. The others (protocol, privacy, ml, client) run in Node, workerd and browsers. */
 const NODE_ONLY = new Set(["@fedge/gpu-node", "fedge"]);
 
@@ -102,6 +106,14 @@ export function publishedPackages(root = repoRoot): PublishedPackage[] {
       }
       entries[name] = source;
       typed.push(name);
+    }
+    for (const key of Object.keys(manifest.exports ?? {})) {
+      if (!pc.exports?.[key] && !UNPUBLISHED_EXPORTS[manifest.name]?.includes(key)) {
+        throw new PackError(
+          `${where}: exports["${key}"] is not published: add it to publishConfig.exports ` +
+            `(types/import/default under ./dist/) or to UNPUBLISHED_EXPORTS in scripts/pack.ts`,
+        );
+      }
     }
     for (const [bin, target] of Object.entries(pc.bin ?? {})) {
       const source = manifest.bin?.[bin];
