@@ -25,13 +25,7 @@ export { memoryStorage, type FedgeStorage, type QueueStorage } from "./storage/s
 export { fileStorage, type FileStorageOptions } from "./storage/file-storage.ts";
 export { indexedDbStorage, type IndexedDbStorageOptions } from "./storage/indexeddb-storage.ts";
 export { asyncStorage, type AsyncStorageLike, type AsyncStorageOptions } from "./storage/async-storage.ts";
-export {
-  UploadQueue,
-  type UploadQueueOptions,
-  type QueuedUpdate,
-  type FlushResult,
-  type DropReason,
-} from "./queue.ts";
+export { UploadQueue, type UploadQueueOptions, type QueuedUpdate, type FlushResult, type DropReason } from "./queue.ts";
 export type { LoadedModel, OrtLike, OrtSession, OrtTensor } from "./model.ts";
 export type { UpdateStats } from "./build-update.ts";
 export {

@@ -146,7 +146,9 @@ describe("fedge privacy bad arguments → exit 2, one clear line on stderr and i
     const help = fedge("--help");
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/--json/);
-    expect(help.stdout).toMatch(/Exit codes[^\n]*:\n {2}0 {2}done\n {2}2 {2}bad arguments[\s\S]*\n {2}1 {2}the run failed/);
+    expect(help.stdout).toMatch(
+      /Exit codes[^\n]*:\n {2}0 {2}done\n {2}2 {2}bad arguments[\s\S]*\n {2}1 {2}the run failed/,
+    );
     const args = [
       "privacy",
       "--sampling-rate",
