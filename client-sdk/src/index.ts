@@ -24,8 +24,9 @@ export { backoffDelayMs, isRetryableStatus } from "./internal/retry.ts";
 export { memoryStorage, type FedgeStorage, type QueueStorage } from "./storage/storage.ts";
 export { fileStorage, type FileStorageOptions } from "./storage/file-storage.ts";
 export { indexedDbStorage, type IndexedDbStorageOptions } from "./storage/indexeddb-storage.ts";
-export { UploadQueue, type QueuedUpdate, type FlushResult, type DropReason } from "./queue.ts";
-export type { LoadedModel, OrtLike } from "./model.ts";
+export { asyncStorage, type AsyncStorageLike, type AsyncStorageOptions } from "./storage/async-storage.ts";
+export { UploadQueue, type UploadQueueOptions, type QueuedUpdate, type FlushResult, type DropReason } from "./queue.ts";
+export type { LoadedModel, OrtLike, OrtSession, OrtTensor } from "./model.ts";
 export type { UpdateStats } from "./build-update.ts";
 export {
   localReportEpsilon,

@@ -17,7 +17,8 @@ export interface FedgeClientOptions {
   apiKey: string;
   /**
    * Where the device identity, cached models and the offline upload queue live.
-   * @default IndexedDB in browsers; files under `~/.fedge/<host>` in Node; memory elsewhere (React Native: pass one)
+   * React Native: pass `asyncStorage({ store: AsyncStorage })`, else they live in memory and are lost on restart.
+   * @default IndexedDB in browsers; files under `~/.fedge/<host>` in Node; memory elsewhere
    */
   storage?: FedgeStorage;
   /** The `fetch` to use. @default globalThis.fetch */
@@ -26,7 +27,12 @@ export interface FedgeClientOptions {
   maxRetries?: number;
   /** Per-attempt timeout in milliseconds. @default 60000 */
   timeoutMs?: number;
-  /** CSPRNG used for keys, jitter, batch order and local noise. @default crypto.getRandomValues */
+  /**
+   * CSPRNG used for keys, jitter, batch order and local noise. Requirement: without this option the runtime must
+   * have `crypto.getRandomValues` (browsers, Node ≥ 20; React Native: `import "react-native-get-random-values"`
+   * before the SDK is used), else the constructor throws an `InvalidInputError` naming `random`.
+   * @default crypto.getRandomValues
+   */
   random?: RandomSource;
   /** Platform tag sent at registration. @default the detected runtime (`browser`, `node`, `react-native`) */
   platform?: string;

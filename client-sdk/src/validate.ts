@@ -91,6 +91,13 @@ export function checkOptions(o: FedgeClientOptions): void {
     throw new InvalidInputError("fetch", "must be a function");
   if (o.random !== undefined && typeof o.random !== "function")
     throw new InvalidInputError("random", "must be a function");
+  if (o.random === undefined && typeof (globalThis as { crypto?: Crypto }).crypto?.getRandomValues !== "function") {
+    throw new InvalidInputError(
+      "random",
+      "is required where crypto.getRandomValues is missing (React Native: import 'react-native-get-random-values' " +
+        "before the SDK, or pass a CSPRNG as `random`)",
+    );
+  }
   resolvePrivacyPolicy(o.privacyPolicy);
   resolveAggregatorKey(o.aggregatorPublicKey);
 }

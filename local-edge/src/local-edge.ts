@@ -15,7 +15,7 @@ export interface LocalEdgeOptions {
   port?: number;
   /** Where Durable Object, R2 and KV state persists. @default `<repo>/.wrangler/state` */
   persistTo?: string;
-  /** Extra `--var KEY:VALUE` bindings. */
+  /** Extra `--var KEY:VALUE` bindings. `FEDGE_ENV` is `local` unless given here. */
   vars?: Record<string, string>;
   /** Wrangler config file. @default `<repo>/wrangler.toml` */
   config?: string;
@@ -48,7 +48,9 @@ export async function startLocalEdge(options: LocalEdgeOptions = {}): Promise<Lo
     options.persistTo ?? path.join(repoRoot, ".wrangler/state"),
     "--show-interactive-dev-session=false",
   ];
-  for (const [k, v] of Object.entries(options.vars ?? {})) args.push("--var", `${k}:${v}`);
+  // The local edge is the dev environment: wrangler.toml's [vars] are production's (FEDGE_ENV=production).
+  const vars = { FEDGE_ENV: "local", ...options.vars };
+  for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child: ChildProcess = spawn(process.execPath, args, {
     cwd: repoRoot,
     env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", WRANGLER_LOG: "warn" },

@@ -83,7 +83,7 @@ describe("fedge privacy (spawned)", () => {
   });
 });
 
-describe("fedge privacy bad arguments → exit 2 and one clear line on stderr", () => {
+describe("fedge privacy bad arguments → exit 2, one clear line on stderr and its fix", () => {
   const ok = { "--sampling-rate": "0.04", "--noise-multiplier": "1.5", "--steps": "2250", "--delta": "1e-5" };
   const argv = (over: Record<string, string | null>, extra: string[] = []) => {
     const all = { ...ok, ...over };
@@ -114,8 +114,22 @@ describe("fedge privacy bad arguments → exit 2 and one clear line on stderr", 
     const code = await runCli(args, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
     expect(code).toBe(2);
     expect(out).toBe("");
-    expect(err.trim().split("\n")).toHaveLength(1);
-    expect(err).toMatch(message);
+    const lines = err.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(message);
+    expect(lines[1]).toMatch(/^ {2}fix: /);
+  });
+
+  it.each(cases)("%s, with --json: one JSON error naming the flag", async (_name, args) => {
+    let err = "";
+    const code = await runCli([...args, "--json"], { stdout: () => undefined, stderr: (t) => (err += t) });
+    expect(code).toBe(2);
+    const lines = err.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    const { error } = JSON.parse(lines[0]!) as { error: Record<string, unknown> };
+    expect(error).toMatchObject({ code: "usage", command: "privacy", exit_code: 2 });
+    expect(error.fix).toEqual(expect.any(String));
+    if (/--[a-z]/.test(error.message as string)) expect(error.flag).toMatch(/^--[a-z-]+$/);
   });
 
   it("unknown command exits 2 (spawned)", () => {
@@ -125,6 +139,31 @@ describe("fedge privacy bad arguments → exit 2 and one clear line on stderr", 
     const bad = fedge("privacy", "--sampling-rate", "2", "--noise-multiplier", "1", "--steps", "1", "--delta", "1e-5");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^fedge privacy: --sampling-rate must be in \(0, 1\]/);
+    expect(bad.stderr).toMatch(/fix: run `fedge privacy --help` for what --sampling-rate takes/);
+  });
+
+  it("--help documents --json and the exit codes; --json leaves a result unchanged", async () => {
+    const help = fedge("--help");
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/--json/);
+    expect(help.stdout).toMatch(
+      /Exit codes[^\n]*:\n {2}0 {2}done\n {2}2 {2}bad arguments[\s\S]*\n {2}1 {2}the run failed/,
+    );
+    const args = [
+      "privacy",
+      "--sampling-rate",
+      "0.04",
+      "--noise-multiplier",
+      "1.5",
+      "--steps",
+      "10",
+      "--delta",
+      "1e-5",
+    ];
+    const plain = fedge(...args);
+    const json = fedge("--json", ...args);
+    expect(json.code).toBe(0);
+    expect(json.stdout).toBe(plain.stdout);
   });
 });
 

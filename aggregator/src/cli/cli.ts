@@ -12,7 +12,7 @@ import { SigningKeyFileError } from "../export.ts";
 import { RoundStateError } from "../round.ts";
 import { RobustWithDpError } from "../strategy/dp-central.ts";
 import { UpdateRejectedError } from "../strategy/strategy.ts";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIO, type Command } from "./command.ts";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, flagIn, type CliIO, type Command } from "./command.ts";
 import { privacyCommand } from "./commands/privacy.ts";
 import { simulateCommand } from "./commands/simulate.ts";
 import { aggregateCommand } from "./commands/aggregate.ts";
@@ -37,6 +37,13 @@ export function helpText(): string {
     ...lines,
     "",
     "Run `fedge <command> --help` for a command's options.",
+    "",
+    "Options (every command):",
+    "  --json      machine output only: results are JSON lines on stdout (as without it), and stderr carries JSON",
+    '              too: an error is {"error":{"code","message","flag","fix","command","exit_code"}}; no progress line',
+    "  -h, --help  this help, or a command's flags",
+    "",
+    "On a terminal, simulate and aggregate keep one progress line per round on stderr.",
     "",
     "Exit codes (every command; the reason or the edge's error code starts the line on stderr):",
     `  ${EXIT_OK}  done`,
@@ -87,8 +94,34 @@ export function exitOf(err: unknown): { code: number; label: string | undefined 
   return { code: EXIT_FAILURE, label: undefined };
 }
 
+/**
+ * Writes an error on stderr: `fedge <command>: [label: ]message`, plus a `fix:` line for usage errors; under
+ * `--json` one `{"error":{...}}` object instead.
+ */
+function reportError(
+  io: CliIO,
+  command: string,
+  e: { label: string | undefined; message: string; flag?: string | undefined; fix?: string | undefined },
+  exitCode: number,
+): number {
+  if (io.json) {
+    const code = e.label ?? (exitCode === EXIT_USAGE ? "usage" : "error");
+    const error = { code, message: e.message, ...(e.flag ? { flag: e.flag } : {}), ...(e.fix ? { fix: e.fix } : {}) };
+    io.stderr(JSON.stringify({ error: { ...error, command, exit_code: exitCode } }) + "\n");
+  } else {
+    const prefix = command ? `fedge ${command}` : "fedge";
+    io.stderr(`${prefix}: ${e.label ? `${e.label}: ` : ""}${e.message}\n${e.fix ? `  fix: ${e.fix}\n` : ""}`);
+  }
+  return exitCode;
+}
+
 /** Runs `fedge` with `argv` (without node and script); resolves to the exit code. Never throws. */
-export async function runCli(argv: string[], io: CliIO): Promise<number> {
+export async function runCli(argv: string[], ioIn: CliIO): Promise<number> {
+  // `--json` is global: taken out wherever it stands before a `--` that ends the options.
+  const end = argv.indexOf("--");
+  const json = ioIn.json === true || (end === -1 ? argv : argv.slice(0, end)).includes("--json");
+  if (json) argv = argv.filter((a, i) => a !== "--json" || (end !== -1 && i > end));
+  const io: CliIO = json ? { stdout: ioIn.stdout, stderr: ioIn.stderr, json: true } : ioIn;
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     (name === undefined ? io.stderr : io.stdout)(helpText());
@@ -96,8 +129,8 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
   }
   const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!command) {
-    io.stderr(`fedge: unknown command "${name}" (commands: ${Object.keys(COMMANDS).join(", ")}; see fedge --help)\n`);
-    return EXIT_USAGE;
+    const fix = `use one of ${Object.keys(COMMANDS).join(", ")} (see fedge --help)`;
+    return reportError(io, "", { label: undefined, message: `unknown command "${name}"`, fix }, EXIT_USAGE);
   }
   if (rest.includes("--help") || rest.includes("-h")) {
     io.stdout(command.usage);
@@ -108,7 +141,12 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
   } catch (err) {
     const { code, label } = exitOf(err);
     const message = err instanceof Error ? err.message : String(err);
-    io.stderr(`fedge ${name}: ${label ? `${label}: ` : ""}${message}\n`);
-    return code;
+    if (code !== EXIT_USAGE) return reportError(io, name, { label, message }, code);
+    // A usage error names the flag at fault and how to fix it.
+    const flag = err instanceof UsageError ? err.flag : flagIn(message);
+    const fix =
+      (err instanceof UsageError ? err.fix : undefined) ??
+      `run \`fedge ${name} --help\` for ${flag ? `what ${flag} takes` : "every flag and its range"}`;
+    return reportError(io, name, { label, message, flag, fix }, code);
   }
 }

@@ -11,6 +11,14 @@ import { Worker } from "node:worker_threads";
 import { FedgeError } from "@fedge/protocol";
 import type { Job } from "./tasks.ts";
 
+/**
+ * The worker's entry: `worker.ts` beside this file when run from source (type stripping), `cpu-worker.js` beside the
+ * chunk in the published build (scripts/pack.ts builds `src/cpu/worker.ts` as that entry).
+ */
+const WORKER_URL = import.meta.url.endsWith(".ts")
+  ? new URL("./worker.ts", import.meta.url)
+  : new URL("./cpu-worker.js", import.meta.url);
+
 interface Pending {
   resolve: () => void;
   reject: (e: Error) => void;
@@ -23,7 +31,7 @@ class PoolWorker {
   private failure: Error | null = null;
 
   constructor(memory: WebAssembly.Memory, module: WebAssembly.Module) {
-    this.worker = new Worker(new URL("./worker.ts", import.meta.url), { workerData: { memory, module } });
+    this.worker = new Worker(WORKER_URL, { workerData: { memory, module } });
     this.worker.unref();
     this.worker.on("message", (m: { id: number; error?: string }) => {
       const p = this.pending.get(m.id);

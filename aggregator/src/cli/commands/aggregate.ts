@@ -264,8 +264,13 @@ export const aggregateCommand: Command = {
         });
         // A resumed round counts as one of the N.
         for (let r = 0; r < rounds; r++) {
+          io.progress?.(`fedge aggregate: round ${r + 1}/${rounds} · collecting on ${url}`);
           const result = await runner.runRound();
           io.stdout(JSON.stringify(result) + "\n");
+          const eps = result.epsilon === null ? "" : ` · ε ${result.epsilon.toFixed(3)}`;
+          io.progress?.(
+            `fedge aggregate: round ${r + 1}/${rounds} · ${result.outcome} · ${result.accepted} updates${eps}`,
+          );
         }
         return 0;
       } finally {

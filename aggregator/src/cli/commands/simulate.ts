@@ -152,7 +152,11 @@ export const simulateCommand: Command = {
         ...(typeof values.checkpoint === "string" ? { store: new CheckpointStore({ dir: values.checkpoint }) } : {}),
         ...(typeof values["export-dir"] === "string" ? { exportDir: values["export-dir"] } : {}),
         ...(signingKey ? { signingKey } : {}),
-        onRound: (r) => io.stdout(JSON.stringify({ type: "round", ...r }) + "\n"),
+        onRound: (r) => {
+          io.stdout(JSON.stringify({ type: "round", ...r }) + "\n");
+          const eps = r.epsilon === null ? "" : ` · ε ${r.epsilon.toFixed(3)}`;
+          io.progress?.(`fedge simulate: round ${r.round}/${rounds} · ${r.count} updates${eps}`);
+        },
         log: (m) => io.stderr(`${m}\n`),
       });
       io.stdout(JSON.stringify({ type: "summary", ...summary }) + "\n");
