@@ -12,19 +12,13 @@ import { createBackend } from "@fedge/gpu-node";
 import { FedgeError } from "@fedge/protocol";
 import { type MlpParams } from "@fedge/ml";
 import { CheckpointStore } from "../../checkpoint.ts";
-import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config.ts";
+import { POPULATION_CONFIG_FLAGS } from "../../config.ts";
 import { loadMnist } from "../../data/mnist.ts";
 import type { EvalSet } from "../../evaluate.ts";
 import { RoundEngine, type RoundHooks } from "../../round.ts";
 import { fetchEdgeModel, fetchModelDetail } from "../../edge/edge-registry.ts";
 import { EdgeRoundRunner, type EdgeRunnerHooks } from "../../edge/runner.ts";
-import {
-  edgeRunnerStateOf,
-  loadEdgeRunnerState,
-  saveEdgeRunnerState,
-  type EdgeRunnerState,
-  type PendingRound,
-} from "../../edge/runner-state.ts";
+import { edgeRunnerStateOf, loadEdgeRunnerState, saveEdgeRunnerState } from "../../edge/runner-state.ts";
 import { pinSavedMechanism } from "../../edge/charge.ts";
 import { UsageError, type Command } from "../command.ts";
 import {
