@@ -172,7 +172,9 @@ describe("README quickstarts, run as written", () => {
       expect(logs).toContain("ε of one local report: 1.99");
       await page.close();
 
-      // The round closes at its one report; the aggregator publishes version 2 and exits 0.
+      // A DP round closes at its deadline (Poisson sampling: no max_reports); the operator closes it early here, then
+      // the aggregator publishes version 2 and exits 0.
+      await fx.admin("POST", `/v1/admin/rounds/${open!.round_id}/close`);
       const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), 150_000))]);
       expect(code, `${stdout}\n${stderr}`).toBe(0);
       const lines = stdout

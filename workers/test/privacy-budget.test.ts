@@ -281,15 +281,16 @@ describe("opening a DP round charges the budget", () => {
     });
   });
 
-  it("charges a local round for the devices' noise, with q = 1 (no amplification against the server)", async () => {
+  it("charges a local round for the devices' noise, with q = 1 and the replace-one relation (sensitivity 2C)", async () => {
     const model = uniqueModel("local");
     await putBudget(model, { epsilon: 100, delta: 1e-5 });
     await openRound(model, { privacy_mode: "local", local_noise_multiplier: 2, sampling_rate: 0.1 });
     const status = await privacy(model);
     expect(status.rounds[0]).toMatchObject({ privacy_mode: "local", sampling_rate: 0.1, noise_multiplier: 2 });
+    // the SDK's per-report ε uses replace-one adjacency (sensitivity 2C), so the ledger charges z/2 at q = 1
     const acc = createAccountant("rdp");
-    acc.step({ noiseMultiplier: 2, sampleRate: 1 });
-    expect(status.epsilon_spent).toBe(acc.getEpsilon(1e-5));
+    acc.step({ noiseMultiplier: 1, sampleRate: 1 });
+    expect(status.epsilon_spent).toBeCloseTo(acc.getEpsilon(1e-5), 9);
   });
 });
 
