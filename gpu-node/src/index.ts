@@ -4,7 +4,7 @@
  * quantization) with a `webgpu` implementation (WGSL through Dawn) and an exact `cpu` one. Start with
  * {@link createBackend}. The webgpu implementation is at the `@fedge/gpu-node/webgpu` subpath (it loads Dawn).
  */
-export * from "./backend/index.ts";
-export * from "./create-backend/index.ts";
+export * from "./backend.ts";
+export * from "./create-backend.ts";
 export { createCpuBackend, type CpuBackend, type CpuBackendOptions } from "./cpu/index.ts";
 export type { WebGpuBackendOptions, WebGpuBackend } from "./webgpu/index.ts";

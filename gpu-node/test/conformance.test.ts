@@ -15,7 +15,7 @@ import { FedgeError } from "@fedge/schemas";
 import type { Backend, OptimizerOptions } from "../src/index.ts";
 import { createCpuBackend } from "../src/index.ts";
 import { openWebGpuBackend } from "../src/webgpu/index.ts";
-import { quantizePerChannelInt8 } from "../src/math/index.ts";
+import { quantizePerChannelInt8 } from "../src/math.ts";
 import { makeUpdates, referenceRound, relMaxDiff } from "./helpers.ts";
 
 const NORM_TOL = 2 ** -19;

@@ -14,8 +14,8 @@ import {
   type AccumulatorOptions,
   type AccumulatorStats,
   type FinishOptions,
-} from "../backend/index.ts";
-import { GaussianStream, clipFactor, finishInto, isUnclipped, normOk, reciprocal } from "../math/index.ts";
+} from "../backend.ts";
+import { GaussianStream, clipFactor, finishInto, isUnclipped, normOk, reciprocal } from "../math.ts";
 import type { SharedHeap } from "./heap.ts";
 import { simdModule, type SimdKernels } from "./simd.ts";
 import { normBlocks, runJob, type Job, type Phase } from "./tasks.ts";

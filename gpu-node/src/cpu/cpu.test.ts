@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { FedgeError } from "@fedge/schemas";
 import { seededRandomBytes } from "@fedge/schemas/random/testing";
-import { NORM_BLOCK, addSquaresToLanes, axpy } from "../math/index.ts";
+import { NORM_BLOCK, addSquaresToLanes, axpy } from "../math.ts";
 import { makeUpdates, referenceRound } from "../../test/helpers.ts";
 import { SharedHeap } from "./heap.ts";
 import { createSharedMemory, instantiateSimd, simdModuleBytes } from "./simd.ts";

@@ -43,8 +43,8 @@ import {
   type OptimizerState,
   type QuantizedInt8,
   type ServerOptimizer,
-} from "../backend/index.ts";
-import { initialOptimizerArrays, optimizerStep, quantizePerChannelInt8, type OptimizerArrays } from "../math/index.ts";
+} from "../backend.ts";
+import { initialOptimizerArrays, optimizerStep, quantizePerChannelInt8, type OptimizerArrays } from "../math.ts";
 import { CpuAccumulator, type CpuContext } from "./accumulator.ts";
 import { SharedHeap } from "./heap.ts";
 import { instantiateSimd } from "./simd.ts";

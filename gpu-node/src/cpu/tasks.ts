@@ -17,7 +17,7 @@
  * 8 (norm) or 4 (axpy) elements, done with TypedArray loops.
  */
 import { fillGaussian, fillStandardNormal } from "@fedge/schemas/random";
-import { NORM_BLOCK, addSquaresToLanes, combineLanes } from "../math/math.ts";
+import { NORM_BLOCK, addSquaresToLanes, combineLanes } from "../math.ts";
 import type { SimdKernels } from "./simd.ts";
 
 export interface NormPhase {

@@ -40,8 +40,8 @@ import {
   type OptimizerState,
   type QuantizedInt8,
   type ServerOptimizer,
-} from "../backend/index.ts";
-import { GaussianStream, clipFactor, isUnclipped, normOk, quantScale, reciprocal } from "../math/index.ts";
+} from "../backend.ts";
+import { GaussianStream, clipFactor, isUnclipped, normOk, quantScale, reciprocal } from "../math.ts";
 import { MAP_READ, Usage, describeAdapter, openDevice, type GpuContext } from "./device.ts";
 import {
   ABSMAX,

@@ -2,10 +2,10 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { FedgeError } from "@fedge/schemas";
-import { createBackend, resolvePreference } from "./index.ts";
+import { createBackend, resolvePreference } from "./create-backend.ts";
 
 const node = process.execPath;
-const child = fileURLToPath(new URL("../../test/fixtures/child.ts", import.meta.url));
+const child = fileURLToPath(new URL("../test/fixtures/child.ts", import.meta.url));
 
 /** Runs the fixture in a fresh Node process (the same Node that runs vitest). */
 function runChild(env: Record<string, string>): {

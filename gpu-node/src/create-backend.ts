@@ -6,9 +6,9 @@
  * The Dawn adapter module is imported dynamically, only when webgpu is tried, so the cpu path never loads it.
  */
 import { FedgeError } from "@fedge/schemas";
-import type { Backend } from "../backend/index.ts";
-import { createCpuBackend, type CpuBackendOptions } from "../cpu/index.ts";
-import type { WebGpuBackendOptions } from "../webgpu/index.ts";
+import type { Backend } from "./backend.ts";
+import { createCpuBackend, type CpuBackendOptions } from "./cpu/index.ts";
+import type { WebGpuBackendOptions } from "./webgpu/index.ts";
 
 export type BackendPreference = "auto" | "webgpu" | "cpu";
 
@@ -58,7 +58,7 @@ export async function createBackend(options: CreateBackendOptions = {}): Promise
   if (choice === "cpu") return createCpuBackend(options.cpu);
   let reason = "no WebGPU adapter";
   try {
-    const { openWebGpuBackend } = await import("../webgpu/index.ts");
+    const { openWebGpuBackend } = await import("./webgpu/index.ts");
     const gpu = await openWebGpuBackend(options.webgpu);
     if (gpu) return gpu;
   } catch (e) {

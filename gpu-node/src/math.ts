@@ -12,7 +12,7 @@
  * - int8: symmetric per-channel quantization (Krishnamoorthi 2018, arXiv 1806.08342 §2.1/§2.2).
  */
 import { fillGaussian, type RandomBytes } from "@fedge/schemas";
-import type { OptimizerParams } from "../backend/backend.ts";
+import type { OptimizerParams } from "./backend.ts";
 
 /** Largest finite float32. A squared norm above it is treated as non-finite (the device accumulates in float32). */
 export const F32_MAX = 3.4028234663852886e38;
