@@ -1,2 +1,3 @@
 export * from "./webgpu.ts";
+export { WebGpuAccumulator } from "./accumulator.ts";
 export { describeAdapter, requestAdapter } from "./device.ts";
