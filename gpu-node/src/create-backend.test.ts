@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { FedgeError } from "@fedge/schemas";
+import { BackendError } from "./errors.ts";
 import { createBackend, resolvePreference } from "./create-backend.ts";
 
 const node = process.execPath;
@@ -31,7 +31,7 @@ describe("createBackend", () => {
     expect(resolvePreference("cpu", {})).toBe("cpu");
     expect(resolvePreference("cpu", { FEDGE_BACKEND: "webgpu" })).toBe("webgpu");
     expect(resolvePreference("webgpu", { FEDGE_BACKEND: " CPU " })).toBe("cpu");
-    expect(() => resolvePreference(undefined, { FEDGE_BACKEND: "cuda" })).toThrow(FedgeError);
+    expect(() => resolvePreference(undefined, { FEDGE_BACKEND: "cuda" })).toThrow(BackendError);
     expect(() => resolvePreference("gpu" as "cpu", {})).toThrow(/prefer must be/);
   });
 

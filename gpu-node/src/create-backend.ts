@@ -2,11 +2,11 @@
  * @module
  * Backend selection. `auto` uses webgpu when an adapter exists, else cpu; the environment variable
  * `FEDGE_BACKEND=cpu|webgpu` overrides `prefer`. A missing GPU is never an error under `auto` (the cpu fallback is
- * logged once through `log`); an explicit `webgpu` without an adapter throws a clear `FedgeError`.
+ * logged once through `log`); an explicit `webgpu` without an adapter throws `BackendError("unavailable")`.
  * The Dawn adapter module is imported dynamically, only when webgpu is tried, so the cpu path never loads it.
  */
-import { FedgeError } from "@fedge/schemas";
 import type { Backend } from "./backend.ts";
+import { BackendError } from "./errors.ts";
 import { createCpuBackend, type CpuBackendOptions } from "./cpu/index.ts";
 import type { WebGpuBackendOptions } from "./webgpu/index.ts";
 
@@ -39,7 +39,10 @@ function parsePreference(value: string | undefined, source: string): BackendPref
   if (value === undefined || value === "") return undefined;
   const v = value.trim().toLowerCase();
   if (v === "auto" || v === "webgpu" || v === "cpu") return v;
-  throw new FedgeError("bad_request", 400, `${source} must be "auto", "webgpu" or "cpu", got ${JSON.stringify(value)}`);
+  throw new BackendError(
+    "invalid_argument",
+    `${source} must be "auto", "webgpu" or "cpu", got ${JSON.stringify(value)}`,
+  );
 }
 
 /** Resolves the preference: `FEDGE_BACKEND` first, then `prefer`, then `auto`. */
@@ -62,13 +65,12 @@ export async function createBackend(options: CreateBackendOptions = {}): Promise
     const gpu = await openWebGpuBackend(options.webgpu);
     if (gpu) return gpu;
   } catch (e) {
-    if (e instanceof FedgeError && e.code === "bad_request") throw e;
+    if (e instanceof BackendError && e.reason === "invalid_argument") throw e;
     reason = `WebGPU unavailable: ${e instanceof Error ? e.message : String(e)}`;
   }
   if (choice === "webgpu") {
-    throw new FedgeError(
-      "internal",
-      500,
+    throw new BackendError(
+      "unavailable",
       `FEDGE_BACKEND/prefer is "webgpu" but ${reason} (unset it or use "cpu" to run on the CPU)`,
     );
   }

@@ -18,7 +18,6 @@
  * float64 or precise log/cos, so an on-device Box–Muller would be a different, less accurate distribution; (3) the cost
  * is one upload of 4 bytes per parameter per round, small next to the K·4 bytes per parameter of updates.
  */
-import { FedgeError } from "@fedge/schemas";
 import {
   checkBatch,
   checkFinishOptions,
@@ -29,6 +28,7 @@ import {
   type AccumulatorStats,
   type FinishOptions,
 } from "../backend.ts";
+import { BackendError } from "../errors.ts";
 import { GaussianStream, clipFactor, isUnclipped, normOk, reciprocal } from "../math.ts";
 import { MAP_READ, Usage } from "./device.ts";
 import { MAX_DISPATCH_ELEMENTS, READBACK, STORAGE, type Gpu } from "./gpu.ts";
@@ -81,7 +81,8 @@ export class WebGpuAccumulator implements Accumulator {
     this.clipNorm = opts.clipNorm;
     const maxBinding = g.ctx.limits.maxStorageBufferBindingSize;
     const byBinding = Math.floor(maxBinding / 4 / batchSize) - 4; // room for the stride padding
-    if (byBinding < 1) throw new FedgeError("bad_request", 400, `batchSize ${batchSize} is too large for this device`);
+    if (byBinding < 1)
+      throw new BackendError("invalid_argument", `batchSize ${batchSize} is too large for this device`);
     this.batchSize = batchSize;
     this.chunkLength = Math.max(1, Math.min(chunkLength ?? Infinity, byBinding, MAX_DISPATCH_ELEMENTS, opts.length));
     const pair = <T>(make: () => T): Pair<T> => [make(), make()];

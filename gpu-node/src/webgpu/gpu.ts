@@ -4,7 +4,7 @@
  * pipelines (one per kernel of `kernels.ts`, compiled once per backend), the spare-buffer pool, and small helpers to
  * encode a pass, read a buffer back and turn device errors into exceptions.
  */
-import { FedgeError } from "@fedge/schemas";
+import { BackendError } from "../errors.ts";
 import { BufferPool } from "./buffer-pool.ts";
 import { MAP_READ, Usage, type GpuContext } from "./device.ts";
 import { ABSMAX, ACCUMULATE, FINISH, NORM_PARTIALS, OPTIMIZER, QUANTIZE, WORKGROUP } from "./kernels.ts";
@@ -104,7 +104,7 @@ export class Gpu {
 
   /**
    * Runs `fn` inside validation and out-of-memory error scopes (WebGPU reports those asynchronously, not as
-   * exceptions); device errors become `FedgeError("internal")`.
+   * exceptions); device errors become `BackendError("device_error")`.
    */
   async scoped<T>(fn: () => Promise<T>): Promise<T> {
     this.device.pushErrorScope("out-of-memory");
@@ -122,7 +122,7 @@ export class Gpu {
     const oom = await this.device.popErrorScope();
     if (failed) throw failure;
     const err = validation ?? oom;
-    if (err) throw new FedgeError("internal", 500, `webgpu device error: ${err.message}`);
+    if (err) throw new BackendError("device_error", `webgpu device error: ${err.message}`);
     return result as T;
   }
 }

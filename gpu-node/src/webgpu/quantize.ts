@@ -5,8 +5,8 @@
  * `QUANTIZE` pass that packs four int8 per u32 word. Chunks hold whole rows, a multiple of 4 of them, so every chunk
  * but the last packs whole words.
  */
-import { FedgeError } from "@fedge/schemas";
 import type { QuantizedInt8 } from "../backend.ts";
+import { BackendError } from "../errors.ts";
 import { quantScale } from "../math.ts";
 import { Usage } from "./device.ts";
 import { MAX_DISPATCH_ELEMENTS, READBACK, type Gpu } from "./gpu.ts";
@@ -25,11 +25,7 @@ export async function quantizeOnDevice(
   // rows per chunk: a multiple of 4 (so every chunk but the last packs whole u32 words), at least 4
   const rowsPerChunk = Math.max(4, Math.floor(maxElems / cols / 4) * 4);
   if (rowsPerChunk * cols > byBinding) {
-    throw new FedgeError(
-      "payload_too_large",
-      413,
-      `outFeatures ${cols} is too large for one storage binding of this device`,
-    );
+    throw new BackendError("too_large", `outFeatures ${cols} is too large for one storage binding of this device`);
   }
   const chunkElems = Math.min(rowsPerChunk, rows) * cols;
   const bits = new Uint32Array(weight.buffer, weight.byteOffset, weight.length);

@@ -5,7 +5,6 @@
  * wires the parts together: `accumulator.ts` (clip + accumulate + noise, streamed in chunks), `optimizer.ts` (server
  * optimizers kept on the device), `quantize.ts` (int8 export), over the shared helpers of `gpu.ts`.
  */
-import { FedgeError } from "@fedge/schemas";
 import {
   checkAccumulatorOptions,
   checkOptimizerOptions,
@@ -17,6 +16,7 @@ import {
   type QuantizedInt8,
   type ServerOptimizer,
 } from "../backend.ts";
+import { BackendError } from "../errors.ts";
 import { WebGpuAccumulator } from "./accumulator.ts";
 import { describeAdapter, openDevice } from "./device.ts";
 import { Gpu } from "./gpu.ts";
@@ -51,15 +51,14 @@ export interface WebGpuBackend extends Backend {
 export async function openWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend | null> {
   const batchSize = options.batchSize ?? 16;
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 65535) {
-    throw new FedgeError(
-      "bad_request",
-      400,
+    throw new BackendError(
+      "invalid_argument",
       `batchSize must be an integer in [1, 65535], got ${String(options.batchSize)}`,
     );
   }
   const chunkLength = options.chunkLength;
   if (chunkLength !== undefined && (!Number.isInteger(chunkLength) || chunkLength < 1)) {
-    throw new FedgeError("bad_request", 400, `chunkLength must be an integer >= 1, got ${String(chunkLength)}`);
+    throw new BackendError("invalid_argument", `chunkLength must be an integer >= 1, got ${String(chunkLength)}`);
   }
   const ctx = await openDevice();
   if (!ctx) return null;
