@@ -36,6 +36,27 @@ export interface WebGpuBackendOptions {
    * @default the largest that fits
    */
   chunkLength?: number;
+  /**
+   * The adapter to open (`createBackend` passes the one it has already inspected, so it is not requested twice).
+   * @default the high-performance adapter from `requestAdapter()`
+   */
+  adapter?: GPUAdapter;
+}
+
+/** Validates the options; returns the batch size (default 16) and chunk length. Shared with `createBackend`. */
+export function checkWebGpuOptions(options: WebGpuBackendOptions): { batchSize: number; chunkLength?: number } {
+  const batchSize = options.batchSize ?? 16;
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 65535) {
+    throw new BackendError(
+      "invalid_argument",
+      `batchSize must be an integer in [1, 65535], got ${String(options.batchSize)}`,
+    );
+  }
+  const chunkLength = options.chunkLength;
+  if (chunkLength !== undefined && (!Number.isInteger(chunkLength) || chunkLength < 1)) {
+    throw new BackendError("invalid_argument", `chunkLength must be an integer >= 1, got ${String(chunkLength)}`);
+  }
+  return chunkLength === undefined ? { batchSize } : { batchSize, chunkLength };
 }
 
 /** A webgpu `Backend` plus its adapter description. */
@@ -49,18 +70,8 @@ export interface WebGpuBackend extends Backend {
 
 /** Opens the webgpu backend; resolves to null when no adapter exists (never throws for a missing GPU). */
 export async function openWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend | null> {
-  const batchSize = options.batchSize ?? 16;
-  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 65535) {
-    throw new BackendError(
-      "invalid_argument",
-      `batchSize must be an integer in [1, 65535], got ${String(options.batchSize)}`,
-    );
-  }
-  const chunkLength = options.chunkLength;
-  if (chunkLength !== undefined && (!Number.isInteger(chunkLength) || chunkLength < 1)) {
-    throw new BackendError("invalid_argument", `chunkLength must be an integer >= 1, got ${String(chunkLength)}`);
-  }
-  const ctx = await openDevice();
+  const { batchSize, chunkLength } = checkWebGpuOptions(options);
+  const ctx = await openDevice(options.adapter);
   if (!ctx) return null;
   const g = new Gpu(ctx);
   let live = true;
