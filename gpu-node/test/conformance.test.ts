@@ -34,6 +34,11 @@ const configs: Config[] = [
     open: async () => createCpuBackend({ batchSize: 3, tileLength: 64 }),
   },
   {
+    name: "cpu (batch 5, tile 60: four-row passes, a lone row, an odd vector per tile)",
+    exactWhenClipped: true,
+    open: async () => createCpuBackend({ batchSize: 5, tileLength: 60 }),
+  },
+  {
     name: "cpu (3 threads from length 1, batch 2, tile 64)",
     exactWhenClipped: true,
     open: async () => createCpuBackend({ threads: 3, parallelMinLength: 1, batchSize: 2, tileLength: 64 }),

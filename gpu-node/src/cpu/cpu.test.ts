@@ -31,6 +31,17 @@ describe("WebAssembly SIMD kernels", () => {
     k.axpy(4 * base, 64, n / 4, f);
     axpy(acc, x, f);
     expect(heap.subarray(base, base + n)).toEqual(acc);
+    // axpy4 over rows x, x·3, x/5, −x (each its own buffer): four axpy calls in row order, bit for bit
+    const rows = [x, x.map((v) => v * 3), x.map((v) => v / 5), x.map((v) => -v)];
+    const rowAt = rows.map((row, r) => {
+      const at = base + n + r * n;
+      heap.set(row, at);
+      return 4 * at;
+    });
+    const fs = [f, Math.fround(1 / 3), Math.fround(2.5e-3), Math.fround(7)];
+    k.axpy4(4 * base, rowAt[0]!, rowAt[1]!, rowAt[2]!, rowAt[3]!, n / 8, fs[0]!, fs[1]!, fs[2]!, fs[3]!);
+    rows.forEach((row, r) => axpy(acc, row, fs[r]!));
+    expect(heap.subarray(base, base + n)).toEqual(acc);
   });
 
   it("rejects bad options", () => {
