@@ -18,6 +18,7 @@ import { simulateCommand } from "./commands/simulate.ts";
 import { aggregateCommand } from "./commands/aggregate.ts";
 import { rollbackCommand } from "./commands/rollback.ts";
 import { ChargeMismatchError, EdgeBudgetRefusedError } from "../edge/charge.ts";
+import { BackendError } from "@fedge/gpu-node";
 
 /** Sub-commands by name. Others (aggregate, simulate, rollback) are added here. */
 export const COMMANDS: Record<string, Command> = {
@@ -70,6 +71,11 @@ export function exitOf(err: unknown): { code: number; label: string | undefined 
     err instanceof RobustWithDpError
   )
     return { code: EXIT_USAGE, label: undefined };
+  if (err instanceof BackendError) {
+    return err.reason === "invalid_argument"
+      ? { code: EXIT_USAGE, label: undefined }
+      : { code: EXIT_FAILURE, label: err.reason };
+  }
   if (err instanceof InvalidPrivacyParameterError) {
     return err.reason === "invalid_parameter" || err.reason === "unreachable_target"
       ? { code: EXIT_USAGE, label: undefined }

@@ -8,7 +8,7 @@ import {
   quantScale,
   quantizeValue,
   sumSquares,
-} from "./index.ts";
+} from "./math.ts";
 
 describe("math reference", () => {
   it("sumSquares is the float64 sum of squares (8 lanes) and agrees with a naive sum", () => {

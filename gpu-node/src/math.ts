@@ -12,7 +12,7 @@
  * - int8: symmetric per-channel quantization (Krishnamoorthi 2018, arXiv 1806.08342 §2.1/§2.2).
  */
 import { fillGaussian, type RandomBytes } from "@fedge/privacy";
-import type { OptimizerParams } from "../backend/backend.ts";
+import type { OptimizerParams } from "./backend.ts";
 
 /** Largest finite float32. A squared norm above it is treated as non-finite (the device accumulates in float32). */
 export const F32_MAX = 3.4028234663852886e38;
@@ -99,7 +99,7 @@ export function reciprocal(denominator: number): number {
 
 /**
  * Float32 Gaussian noise for a vector of `length`, served in order in pieces of any size. Values come from
- * `fillGaussian` of @fedge/protocol in blocks of a size that depends only on `length`, so both backends draw exactly
+ * `fillGaussian` of @fedge/privacy in blocks of a size that depends only on `length`, so both backends draw exactly
  * the same noise from the same byte source whatever their chunking: the block sizes (multiples of 8,192 values, except
  * when the whole vector fits in one block) and so the bytes each block consumes depend only on `length` and the stream.
  */

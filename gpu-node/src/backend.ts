@@ -32,8 +32,8 @@
  * - Quantize: exact in both (integer arithmetic on the device).
  * - Optimizers: float64 on cpu, float32 on webgpu; agree within a relative 1e-5 (stated tolerance).
  */
-import { FedgeError } from "@fedge/protocol";
 import type { RandomBytes } from "@fedge/privacy";
+import { BackendError } from "./errors.ts";
 
 export type BackendKind = "webgpu" | "cpu";
 
@@ -84,7 +84,7 @@ export interface Accumulator {
   /**
    * Clips, weights and adds a batch of updates (K ≥ 1 of any size; the backend splits it into dispatches of its batch
    * size). Atomic: if any update has the wrong length or a non-finite value (or a squared norm that overflows float32),
-   * it throws `FedgeError` (`invalid_shape` / `non_finite`) and nothing is added.
+   * it throws a `BackendError` (`invalid_type` / `invalid_shape` / `non_finite`) and nothing is added.
    * @param weights per-update weights w_k ≥ 0, finite @default 1 for every update
    */
   add(updates: readonly Float32Array[], weights?: readonly number[]): Promise<void>;
@@ -168,7 +168,7 @@ export interface Backend {
   /**
    * Symmetric per-output-channel int8: scale_j = max_i |W[i][j]| / 127 (rounded to float32; 1 if column j is all
    * zeros, so it dequantizes to zeros; at least 2⁻¹⁴⁹ so it is never 0), q = clamp(round_half_away_from_zero(W/scale_j),
-   * −127, 127) with the exact quotient. `weight` is row-major `[inFeatures][outFeatures]` (schemas model-layout).
+   * −127, 127) with the exact quotient. `weight` is row-major `[inFeatures][outFeatures]` (@fedge/ml model layout).
    */
   quantizePerChannelInt8(weight: Float32Array, inFeatures: number, outFeatures: number): Promise<QuantizedInt8>;
   dispose(): Promise<void>;
@@ -177,8 +177,8 @@ export interface Backend {
 // ---------------------------------------------------------------------------------------------------------------
 // Validation shared by both implementations (so both throw the same errors on the same bad input).
 
-function bad(message: string): FedgeError {
-  return new FedgeError("bad_request", 400, message);
+function bad(message: string): BackendError {
+  return new BackendError("invalid_argument", message);
 }
 
 /** Largest length any backend accepts (2^31 − 1 elements would not fit typed-array indexing in one buffer). */
@@ -202,10 +202,9 @@ export function checkAccumulatorOptions(opts: AccumulatorOptions): void {
 export function checkBatch(length: number, updates: readonly Float32Array[], weights?: readonly number[]): number[] {
   if (!Array.isArray(updates)) throw bad("updates must be an array of Float32Array");
   updates.forEach((u, k) => {
-    if (!(u instanceof Float32Array))
-      throw new FedgeError("malformed_update", 400, `update ${k} is not a Float32Array`);
+    if (!(u instanceof Float32Array)) throw new BackendError("invalid_type", `update ${k} is not a Float32Array`);
     if (u.length !== length) {
-      throw new FedgeError("invalid_shape", 400, `update ${k} has ${u.length} values, expected ${length}`);
+      throw new BackendError("invalid_shape", `update ${k} has ${u.length} values, expected ${length}`);
     }
   });
   if (weights === undefined) return updates.map(() => 1);
@@ -220,12 +219,8 @@ export function checkBatch(length: number, updates: readonly Float32Array[], wei
   return [...weights];
 }
 
-export function nonFinite(k: number): FedgeError {
-  return new FedgeError(
-    "non_finite",
-    400,
-    `update ${k} has a non-finite value (or its squared norm overflows float32)`,
-  );
+export function nonFinite(k: number): BackendError {
+  return new BackendError("non_finite", `update ${k} has a non-finite value (or its squared norm overflows float32)`);
 }
 
 export function checkFinishOptions(opts: FinishOptions): void {
@@ -280,9 +275,9 @@ export function checkOptimizerOptions(opts: OptimizerOptions): OptimizerParams {
 }
 
 export function checkDelta(length: number, delta: Float32Array): void {
-  if (!(delta instanceof Float32Array)) throw new FedgeError("malformed_update", 400, "delta must be a Float32Array");
+  if (!(delta instanceof Float32Array)) throw new BackendError("invalid_type", "delta must be a Float32Array");
   if (delta.length !== length)
-    throw new FedgeError("invalid_shape", 400, `delta has ${delta.length} values, expected ${length}`);
+    throw new BackendError("invalid_shape", `delta has ${delta.length} values, expected ${length}`);
   checkFinite(delta, "delta");
 }
 
@@ -300,7 +295,7 @@ export function checkState(
     const a = s[name];
     const want = name === "weights" || uses[name] ? length : 0;
     if (!(a instanceof Float32Array) || a.length !== want) {
-      throw new FedgeError("invalid_shape", 400, `state.${name} must be a Float32Array of ${want} values`);
+      throw new BackendError("invalid_shape", `state.${name} must be a Float32Array of ${want} values`);
     }
     checkFinite(a, `state.${name}`);
   }
@@ -312,9 +307,8 @@ export function checkQuantizeInput(weight: Float32Array, inFeatures: number, out
     throw bad(`inFeatures and outFeatures must be integers >= 1, got ${String(inFeatures)}×${String(outFeatures)}`);
   }
   if (weight.length !== inFeatures * outFeatures) {
-    throw new FedgeError(
+    throw new BackendError(
       "invalid_shape",
-      400,
       `weight has ${weight.length} values, expected ${inFeatures}×${outFeatures}`,
     );
   }
@@ -324,10 +318,10 @@ export function checkQuantizeInput(weight: Float32Array, inFeatures: number, out
 export function checkFinite(a: Float32Array, name: string): void {
   for (let i = 0; i < a.length; i++) {
     const x = a[i]!;
-    if (x - x !== 0) throw new FedgeError("non_finite", 400, `${name}[${i}] is not finite`);
+    if (x - x !== 0) throw new BackendError("non_finite", `${name}[${i}] is not finite`);
   }
 }
 
-export function disposed(what: string): FedgeError {
-  return new FedgeError("conflict", 409, `${what} was already finished or disposed`);
+export function disposed(what: string): BackendError {
+  return new BackendError("disposed", `${what} was already finished or disposed`);
 }
