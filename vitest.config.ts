@@ -3,6 +3,17 @@ import { defineConfig } from "vitest/config";
 // One `vitest run` covers every package; each package keeps its own config (workers runs inside workerd).
 export default defineConfig({
   test: {
-    projects: ["schemas", "gpu-node", "aggregator", "client-sdk", "workers", "test"],
+    projects: [
+      "protocol",
+      "privacy",
+      "ml",
+      "gpu-node",
+      "aggregator",
+      "client-sdk",
+      "workers",
+      "local-edge",
+      "demo",
+      "test",
+    ],
   },
 });

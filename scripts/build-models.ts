@@ -8,6 +8,10 @@
  *                                                          a synthetic sentiment task (scripts/models/text-transformer.ts)
  *
  * The CNN's and the transformer's int8 files are `fedge quantize` output (weight-only, per-channel symmetric QDQ).
+ * Beside them, fixtures for the edge's tests (which may not import the aggregator): `samples.json`, the first
+ * {@link SAMPLE_COUNT} held-out examples as Open Inference Protocol inputs with their labels, and for the CNN
+ * `int8-static.onnx`, `fedge quantize --weights asymmetric` with static uint8 activations calibrated on the next
+ * {@link CALIBRATION_COUNT} held-out digits.
  *
  * Training: He-normal init of the hidden layer (Glorot-normal for the output layer, see client-sdk initMlp), the train
  * split expanded ×9 by one-pixel shifts (aggregator/src/data/augment.ts), minibatch SGD (batch 32) with a step-decay
@@ -24,7 +28,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFile
 import { createRequire } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { accuracy, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/client/training";
+import { accuracy, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/ml";
 import {
   buildMlpOnnx,
   MLP_INPUT_NAME,
@@ -34,8 +38,9 @@ import {
   readMlpFromOnnx,
   type MlpParams,
   type OnnxQuantization,
-} from "@fedge/schemas";
+} from "@fedge/ml";
 import { loadMnist, loadSyntheticText, MNIST_PIXELS, NINE_SHIFTS, shiftAugment, type Dataset } from "fedge/data";
+import { quantizeOnnx } from "fedge/quantize";
 import { CNN_INPUT, CNN_RECIPE, runRows, trainMnistCnn } from "./models/mnist-cnn.ts";
 import { argmaxAccuracy, buildSeedModel, sourcesHash } from "./models/seed-model.ts";
 import { runText, TEXT_RECIPE, trainTextTransformer } from "./models/text-transformer.ts";
@@ -70,14 +75,14 @@ function inputsHash(): string {
     "scripts/build-models.ts",
     "aggregator/src/data/mnist.ts",
     "aggregator/src/data/augment.ts",
-    "schemas/src/model-layout/onnx-mlp.ts",
-    "schemas/src/model-layout/mlp.ts",
-    "schemas/src/quantize/quantize.ts",
-    ...["codec.ts", "descriptor.ts", "tensor.ts"].map((f) => `schemas/src/onnx/${f}`),
-    ...readdirSync(join(ROOT, "client-sdk/src/training"))
+    "ml/src/model-layout/onnx-mlp.ts",
+    "ml/src/model-layout/mlp.ts",
+    "ml/src/quantize/quantize.ts",
+    ...["codec.ts", "descriptor.ts", "tensor.ts"].map((f) => `ml/src/onnx/${f}`),
+    ...readdirSync(join(ROOT, "ml/src/training"))
       .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts") && f !== "test-data.ts")
       .sort()
-      .map((f) => `client-sdk/src/training/${f}`),
+      .map((f) => `ml/src/training/${f}`),
   ];
   for (const s of sources)
     h.update(s)
@@ -234,12 +239,28 @@ async function main(): Promise<void> {
 /** Sources every non-MLP seed model depends on besides its own script. */
 const SHARED_SOURCES = [
   "scripts/models/seed-model.ts",
-  "schemas/src/onnx/",
-  "schemas/src/quantize/",
-  "schemas/src/inference/",
-  "aggregator/src/quantize/quantize-onnx.ts",
-  "client-sdk/src/training/",
+  "ml/src/onnx/",
+  "ml/src/quantize/",
+  "protocol/src/inference/",
+  "aggregator/src/quantize-onnx.ts",
+  "ml/src/training/",
 ];
+
+/** Held-out examples in each model's `samples.json`. */
+const SAMPLE_COUNT = 8;
+/** Held-out digits (after the samples) that calibrate the CNN's `int8-static.onnx`. */
+const CALIBRATION_COUNT = 64;
+/** What decides the extra files besides the sources (part of each model's input hash). */
+const FIXTURES = { samples: SAMPLE_COUNT, calibration: CALIBRATION_COUNT, static_weights: "asymmetric" as const };
+
+/** `samples.json`: Open Inference Protocol inputs (`{name, datatype, shape, data}`) and the labels of the examples. */
+function samplesJson(
+  split: string,
+  inputs: { name: string; datatype: string; shape: number[]; data: number[] }[],
+  labels: Uint8Array,
+): string {
+  return JSON.stringify({ split, n: labels.length, inputs, labels: Array.from(labels) }) + "\n";
+}
 
 async function buildOtherModels(out: string, force: boolean, rel: (p: string) => string): Promise<void> {
   const cnnDir = join(out, "mnist-cnn");
@@ -250,7 +271,7 @@ async function buildOtherModels(out: string, force: boolean, rel: (p: string) =>
       hash: sourcesHash(
         ROOT,
         ["scripts/models/mnist-cnn.ts", "aggregator/src/data/mnist.ts", ...SHARED_SOURCES],
-        CNN_RECIPE,
+        [CNN_RECIPE, FIXTURES],
       ),
       describe: {
         architecture: "Conv(16x5x5, stride 1, pad 2) → Relu → MaxPool(4x4) → Flatten(784) → Gemm(784→10)",
@@ -263,6 +284,28 @@ async function buildOtherModels(out: string, force: boolean, rel: (p: string) =>
       },
       split: "test (last 15% of each digit of the mnist package)",
       testCount: loadMnist().test.n,
+      extras: {
+        "samples.json": async () => {
+          const { test } = loadMnist();
+          const n = SAMPLE_COUNT;
+          const image = {
+            name: CNN_INPUT,
+            datatype: "FP32",
+            shape: [n, 1, 28, 28],
+            data: Array.from(test.x.subarray(0, n * 784)),
+          };
+          return samplesJson(`the first ${n} digits of the test split`, [image], test.y.subarray(0, n));
+        },
+        "int8-static.onnx": async (fp32) => {
+          const { test } = loadMnist();
+          const from = SAMPLE_COUNT * 784;
+          const data = test.x.slice(from, from + CALIBRATION_COUNT * 784);
+          const calibration = [
+            new Map([[CNN_INPUT, { dtype: "float32" as const, shape: [CALIBRATION_COUNT, 1, 28, 28], data }]]),
+          ];
+          return (await quantizeOnnx(fp32, { weights: FIXTURES.static_weights, calibration })).bytes;
+        },
+      },
     },
     force,
   );
@@ -275,7 +318,7 @@ async function buildOtherModels(out: string, force: boolean, rel: (p: string) =>
       hash: sourcesHash(
         ROOT,
         ["scripts/models/text-transformer.ts", "aggregator/src/data/synthetic-text.ts", ...SHARED_SOURCES],
-        TEXT_RECIPE,
+        [TEXT_RECIPE, FIXTURES],
       ),
       describe: {
         architecture:
@@ -290,6 +333,24 @@ async function buildOtherModels(out: string, force: boolean, rel: (p: string) =>
       },
       split: "test (1,000 sentences from their own seeded stream)",
       testCount: loadSyntheticText().test.n,
+      extras: {
+        "samples.json": async () => {
+          const { test } = loadSyntheticText();
+          const n = SAMPLE_COUNT;
+          const shape = [n, test.len];
+          const int64 = (name: string, v: BigInt64Array) => ({
+            name,
+            datatype: "INT64",
+            shape,
+            data: Array.from(v.subarray(0, n * test.len), Number),
+          });
+          return samplesJson(
+            `the first ${n} sentences of the test split`,
+            [int64("input_ids", test.ids), int64("attention_mask", test.mask)],
+            test.y.subarray(0, n),
+          );
+        },
+      },
     },
     force,
   );

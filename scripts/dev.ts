@@ -5,14 +5,15 @@
  * them yet.
  *
  * Keys come from `.dev.vars` (written by the bootstrap, never committed): `FEDGE_ADMIN_TOKEN` is the admin bearer,
- * and `FEDGE_DEV_API_KEY` (`fk_dev_…`) is accepted as the API key with id `dev`, because `FEDGE_ENV` is `local` in
- * wrangler.toml (the worker registers its hash in the key's ledger on first use; any other FEDGE_ENV refuses it).
+ * and `FEDGE_DEV_API_KEY` (`fk_dev_…`) is accepted as the API key with id `dev`, because the local edge runs with
+ * `FEDGE_ENV=local` (@fedge/local-edge passes it, `.dev.vars` has it; wrangler.toml's own value is production's, which
+ * refuses the key). The worker registers its hash in the key's ledger on first use.
  * Runs until Ctrl-C. Environment: FEDGE_DEV_PORT (default 8787).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { repoRoot, startLocalEdge } from "@fedge/test";
-import { uploadManifestFromOnnx } from "@fedge/schemas";
+import { repoRoot, startLocalEdge } from "@fedge/local-edge";
+import { uploadManifestFromOnnx } from "@fedge/ml";
 
 const MODEL = "mnist-mlp";
 /** Seed models served by `npm run dev` (the first is the v1 example). */

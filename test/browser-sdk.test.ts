@@ -8,11 +8,12 @@
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { build } from "esbuild";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RoundStatus } from "@fedge/schemas";
+import type { RoundStatus } from "@fedge/protocol";
 import {
   openRound,
   startEdgeFixture,
@@ -20,8 +21,7 @@ import {
   uploadToyModel,
   type EdgeFixture,
   type ToyModel,
-} from "@fedge/client/testing";
-import { repoRoot } from "./src/index.ts";
+} from "@fedge/local-edge";
 
 const PORT = 8812;
 let fx: EdgeFixture;
@@ -40,7 +40,8 @@ document.body.dataset.ready = "1";
 
 beforeAll(async () => {
   const built = await build({
-    entryPoints: [path.join(repoRoot, "client-sdk/src/index.ts")],
+    // the SDK's entry as its package exports name it
+    entryPoints: [createRequire(import.meta.url).resolve("@fedge/client")],
     bundle: true,
     format: "esm",
     platform: "browser",

@@ -8,12 +8,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { toBase64Url } from "@fedge/schemas";
+import { toBase64Url } from "@fedge/protocol";
 import { createBackend } from "@fedge/gpu-node";
-import { exportModel, loadMnist, loadOrCreateSigningKey } from "fedge";
+import { exportModel, loadOrCreateSigningKey } from "fedge";
+import { loadMnist } from "fedge/data";
 import { EdgeAdminClient } from "fedge/edge";
-import { Fleet } from "./src/demo/index.ts";
-import { startLocalEdge, zeroMnistRegression, type LocalEdge } from "./src/index.ts";
+import { Fleet } from "@fedge/demo";
+import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import { zeroMnistRegression } from "./helpers/zero-model.ts";
 
 const PORT = 8824;
 const DEVICES = 6;
@@ -83,6 +85,7 @@ describe("demo fleet: queued uploads get a second chance before the round closes
       fetchFor: (i) => (i === 0 ? lostAnswer : i === 1 ? offlineOnce : undefined),
     });
     await fleet.register();
+    await operator.setPrivacyBudget(MODEL, { epsilon: 100, delta: 1e-5 });
     const round = await operator.openRound({
       model: MODEL,
       model_version: 1,
@@ -91,12 +94,14 @@ describe("demo fleet: queued uploads get a second chance before the round closes
       local_epochs: 1,
       batch_size: 16,
       privacy_mode: "central",
+      // what the devices' default privacy policy needs to see before they take part
+      population_privacy: { epsilon: 1, planned_epsilon: 4, delta: 1e-5 },
       trainable: "all",
       update_length: 7850,
       update_dtype: "float32",
       sampling_rate: 1,
       min_reports: 1,
-      max_reports: 100,
+      mechanism: { noise_multiplier: 1, clip_rule: "fixed" },
       duration_s: 120,
     });
 

@@ -10,8 +10,8 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAccountant } from "fedge";
-import { runDemo, type DemoResult } from "./src/demo/index.ts";
+import { createAccountant } from "@fedge/privacy";
+import { runDemo, type DemoResult } from "@fedge/demo";
 
 const PORT = 8822;
 const ROUNDS = 3;

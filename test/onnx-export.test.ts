@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/client/training";
+import { initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/ml";
 import {
   buildMlpOnnx,
   decodeOnnx,
@@ -19,7 +19,7 @@ import {
   OnnxLayoutError,
   readMlpFromOnnx,
   type MlpParams,
-} from "@fedge/schemas";
+} from "@fedge/ml";
 import { quantizePerChannelInt8 as gpuReferenceQuantize } from "@fedge/gpu-node/math";
 import { build } from "esbuild";
 import fc from "fast-check";
@@ -200,7 +200,7 @@ describe("ONNX export under onnxruntime-node", () => {
   });
 });
 
-describe("int8 quantization: @fedge/schemas and the gpu-node reference agree", () => {
+describe("int8 quantization: @fedge/protocol and the gpu-node reference agree", () => {
   it("bit-for-bit on random matrices, exact ties and subnormals", () => {
     const matrix = fc
       .record({ inF: fc.integer({ min: 1, max: 9 }), outF: fc.integer({ min: 1, max: 9 }) })
@@ -234,8 +234,7 @@ describe("ONNX codec inside workerd", () => {
     try {
       writeFileSync(
         join(dir, "entry.ts"),
-        `import { inspectOnnx, OnnxFormatError } from ${JSON.stringify(join(ROOT, "schemas/src/onnx/index.ts"))};
-import { buildMlpOnnx, readMlpFromOnnx } from ${JSON.stringify(join(ROOT, "schemas/src/model-layout/onnx-mlp.ts"))};
+        `import { buildMlpOnnx, inspectOnnx, OnnxFormatError, readMlpFromOnnx } from "@fedge/ml";
 export default { async test() {
   const params = { layers: [{ inFeatures: 3, outFeatures: 2, weight: new Float32Array([1, -2, 3, 4, 5, 6]), bias: new Float32Array([0.5, -1]), activation: "none" }] };
   const bytes = buildMlpOnnx(params, { quantization: "int8-per-channel-symmetric" });
@@ -253,6 +252,10 @@ export default { async test() {
         format: "esm",
         platform: "neutral",
         mainFields: ["module", "main"],
+        // the entry sits in a temp dir: resolve @fedge/ml through the workspace's packages, by its package exports
+        nodePaths: [join(ROOT, "node_modules")],
+        // tweetnacl (via @fedge/protocol) requires "crypto" only where no WebCrypto exists; workerd has one
+        external: ["crypto"],
         outfile: join(dir, "main.js"),
         logLevel: "error",
       });

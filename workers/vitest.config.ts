@@ -15,7 +15,8 @@ export default defineConfig({
     name: "workers",
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
-    // beforeAll hooks upload models (session creation) and share two cores with the other test files.
+    // Loading onnxruntime-web inside workerd in a beforeAll takes seconds on a loaded 2-core machine, and beforeAll
+    // hooks upload models (session creation) while sharing the cores with the other test files.
     hookTimeout: 60_000,
     // Reference outputs from onnxruntime-node (Node side) for the inference tests; the second reads the built seed
     // models (the bootstrap builds them before `npm test`).

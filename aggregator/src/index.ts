@@ -1,14 +1,21 @@
 /**
  * @module
- * fedge aggregator: public API. Each area re-exports its folder's index.
+ * fedge aggregator: public API (the package's `.` entry). The edge client and round runner are `fedge/edge`, the CLI is
+ * `fedge/cli`; `fedge/data`, `fedge/config`, `fedge/round`, `fedge/checkpoint`, `fedge/evaluate` and `fedge/export`
+ * load one area without the rest.
  */
-export * from "./accountant/index.ts";
-export * from "./ledger/index.ts";
 export * from "./data/index.ts";
-export * from "./config/index.ts";
-export * from "./strategy/index.ts";
-export * from "./round/index.ts";
-export * from "./checkpoint/index.ts";
-export * from "./evaluate/index.ts";
-export * from "./export/index.ts";
-export * from "./simulate/index.ts";
+export * from "./config.ts";
+export * from "./strategy/strategy.ts";
+export * from "./strategy/aggregate.ts";
+export * from "./strategy/fedavg.ts";
+export * from "./strategy/dp-central.ts";
+export * from "./strategy/dp-local.ts";
+export * from "./strategy/robust.ts";
+export * from "./strategy/from-config.ts";
+export * from "./round.ts";
+export * from "./checkpoint.ts";
+export * from "./evaluate.ts";
+export * from "./export.ts";
+export * from "./simulate/simulate.ts";
+export * from "./simulate/clients.ts";

@@ -7,8 +7,8 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { clipToNorm, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/client/training";
-import type { MlpParams } from "@fedge/schemas";
+import { clipToNorm, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/ml";
+import type { MlpParams } from "@fedge/ml";
 import { measure, type BenchMeasure } from "../types.ts";
 
 const PIXELS = 784;

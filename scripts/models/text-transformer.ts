@@ -19,7 +19,7 @@
  * int8 file is `fedge quantize`'s weight-only symmetric quantization of the fp32 one (embedding included).
  */
 import * as ort from "onnxruntime-node";
-import { initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/client/training";
+import { initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/ml";
 import {
   attr,
   encodeOnnx,
@@ -32,7 +32,7 @@ import {
   type GraphProto,
   type NodeProto,
   type TensorProto,
-} from "@fedge/schemas";
+} from "@fedge/ml";
 import { TEXT_CLASSES, TEXT_VOCAB, type TextDataset } from "fedge/data";
 
 export const TEXT_RECIPE = {
@@ -229,7 +229,7 @@ export async function trainTextTransformer(
     training: {
       data: `synthetic sentiment task (fedge/data loadSyntheticText), train split (${train.n} sentences)`,
       encoder: "fixed random embedding and attention weights (xoshiro128** seed), one layer, one head",
-      optimizer: "minibatch SGD on the linear head, mean softmax cross-entropy (@fedge/client/training trainLocal)",
+      optimizer: "minibatch SGD on the linear head, mean softmax cross-entropy (@fedge/ml trainLocal)",
       batch_size: TEXT_RECIPE.batch_size,
       learning_rates_per_epoch: TEXT_RECIPE.learning_rates,
       final_epoch_loss: loss,

@@ -5,32 +5,29 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { swaggerUI } from "@hono/swagger-ui";
 import { cors } from "hono/cors";
-import { HTTPException } from "hono/http-exception";
-import { FedgeError, type ErrorEnvelope, type V2Error } from "@fedge/schemas";
+import type { ErrorEnvelope, V2Error } from "@fedge/protocol";
 import type { AppEnv } from "./env.ts";
-import { health } from "./routes/health/index.ts";
-import { adminKeys } from "./routes/admin-keys/index.ts";
-import { usage } from "./routes/usage/index.ts";
-import { models } from "./routes/models/index.ts";
+import { edgeError } from "./errors.ts";
+import { validationHook } from "./middleware/validation/index.ts";
+import { health } from "./routes/health.ts";
+import { adminKeys } from "./routes/admin-keys.ts";
+import { usage } from "./routes/usage.ts";
+import { models } from "./routes/models.ts";
 import { predict } from "./routes/predict/index.ts";
-import { adminModels } from "./routes/admin-models/index.ts";
-import { adminBench } from "./routes/admin-bench/index.ts";
-import { devices } from "./routes/devices/index.ts";
-import { rounds } from "./routes/rounds/index.ts";
-import { adminRounds } from "./routes/admin-rounds/index.ts";
+import { adminModels } from "./routes/admin-models.ts";
+import { adminBench } from "./routes/admin-bench.ts";
+import { devices } from "./routes/devices.ts";
+import { rounds } from "./routes/rounds.ts";
+import { adminRounds } from "./routes/admin-rounds.ts";
+import { adminDevices } from "./routes/admin-devices.ts";
+import { adminAggregatorKeys } from "./routes/admin-aggregator-keys.ts";
+import { populations } from "./routes/populations.ts";
+import { adminPopulations } from "./routes/admin-populations.ts";
 import { v2 } from "./routes/v2/index.ts";
 
 export function createApp() {
-  const app = new OpenAPIHono<AppEnv>({
-    // zod validation failures become the standard envelope, never zod's raw issue list.
-    defaultHook: (result) => {
-      if (!result.success) {
-        const issue = result.error.issues[0];
-        const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
-        throw new FedgeError("validation_failed", 400, `${where}${issue?.message ?? "invalid request"}`);
-      }
-    },
-  });
+  // zod validation failures become the standard envelope, never zod's raw issue list (the routers use the same hook).
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
   // Web apps call the public API from their own origins (the SDK in a browser). Admin routes stay same-origin only:
   // operators and the aggregator call them from servers, so no browser page can drive them with a stolen token.
@@ -61,6 +58,10 @@ export function createApp() {
   app.route("/", devices);
   app.route("/", rounds);
   app.route("/", adminRounds);
+  app.route("/", adminDevices);
+  app.route("/", adminAggregatorKeys);
+  app.route("/", populations);
+  app.route("/", adminPopulations);
   app.route("/", v2);
 
   app.doc31("/openapi.json", {
@@ -76,21 +77,16 @@ export function createApp() {
   app.get("/docs", swaggerUI({ url: "/openapi.json" }));
 
   // The only place that writes the error envelope: `{"error":{"code","message"}}`, or on the Open Inference
-  // Protocol's paths (`/v2…`) its form `{"error": message}` with fedge's `code` beside it.
+  // Protocol's paths (`/v2…`) its form `{"error": message}` with fedge's `code` beside it. errors.ts says what each
+  // kind of error maps to.
   const errorBody = (path: string, code: string, message: string): ErrorEnvelope | V2Error =>
     path === "/v2" || path.startsWith("/v2/") ? { error: message, code } : { error: { code, message } };
 
   app.notFound((c) => c.json(errorBody(c.req.path, "not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
 
   app.onError((err, c) => {
-    if (err instanceof FedgeError) {
-      return c.json(errorBody(c.req.path, err.code, err.message), err.status as 400);
-    }
-    if (err instanceof HTTPException) {
-      const status = err.status;
-      const code = status === 401 ? "unauthorized" : status === 403 ? "forbidden" : "bad_request";
-      return c.json(errorBody(c.req.path, code, err.message || "request rejected"), status);
-    }
+    const mapped = edgeError(err);
+    if (mapped) return c.json(errorBody(c.req.path, mapped.code, mapped.message), mapped.status as 400);
     console.error("unhandled error", err);
     return c.json(errorBody(c.req.path, "internal", "internal error"), 500);
   });

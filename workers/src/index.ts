@@ -6,7 +6,7 @@ import { createApp } from "./app.ts";
 import type { Bindings } from "./env.ts";
 
 export { AccountLedger } from "./durable-objects/account-ledger.ts";
-export { RoundCoordinator } from "./durable-objects/round-coordinator.ts";
+export { RoundCoordinator } from "./durable-objects/round-coordinator/index.ts";
 export { DeviceRegistry } from "./durable-objects/device-registry.ts";
 export { UpdateStore } from "./durable-objects/update-store.ts";
 

@@ -20,7 +20,7 @@ import {
   tensorValueInfo,
   type GraphProto,
   type ModelProto,
-} from "@fedge/schemas";
+} from "@fedge/ml";
 
 export const TABLE = Float32Array.from({ length: 40 }, (_, i) => (i % 7) - 3 + i / 100);
 

@@ -12,8 +12,8 @@ import {
   toBase64Url,
   type DeviceInfo,
   type RoundStatus,
-} from "@fedge/schemas";
-import { verifyAggregatorRequest } from "../src/middleware/aggregator-signature/index.ts";
+} from "@fedge/protocol";
+import { verifyAggregatorRequest } from "../src/middleware/aggregator-signature.ts";
 import {
   ADMIN,
   adminGet,
@@ -21,6 +21,7 @@ import {
   call,
   checkin,
   createApiKey,
+  ensureBudget,
   errorCode,
   registerDevice,
   roundParams,
@@ -164,8 +165,26 @@ describe("training admin authentication", () => {
     expect((await call("/v1/admin/rounds?model=x")).status).toBe(401);
   });
 
+  it("guards every documented admin operation: 401 without a credential, 403 with an API key", async () => {
+    const doc = await (await call("/openapi.json")).json<{ paths: Record<string, Record<string, unknown>> }>();
+    const { key } = await createApiKey();
+    const ops = Object.entries(doc.paths)
+      .filter(([path]) => path.startsWith("/v1/admin/"))
+      .flatMap(([path, methods]) => Object.keys(methods).map((m) => [m.toUpperCase(), path] as const));
+    expect(ops.length).toBeGreaterThan(20);
+    for (const [method, template] of ops) {
+      const path = template.replace(/\{[a-z_]+\}/g, (p) => (p === "{public_key}" ? "A".repeat(43) : "x_1"));
+      const none = await call(path, { method });
+      expect([method, path, none.status, await errorCode(none)]).toEqual([method, path, 401, "unauthorized"]);
+      const apiKey = await call(path, { method, headers: { authorization: `Bearer ${key}` } });
+      expect([method, path, apiKey.status]).toEqual([method, path, 403]);
+      await apiKey.body?.cancel();
+    }
+  });
+
   it("accepts the aggregator's signed requests once its key is registered", async () => {
     const model = uniqueModel("auth");
+    await ensureBudget(model);
     const unregistered = await signed("POST", "/v1/admin/rounds", roundParams(model));
     expect(unregistered.status).toBe(403);
     await registerAggregator();

@@ -4,7 +4,7 @@
  * onnxruntime-node cannot run inside workerd, so this is where the reference numbers come from.
  */
 import * as ortNode from "onnxruntime-node";
-import { buildMlpOnnx } from "@fedge/schemas";
+import { buildMlpOnnx } from "@fedge/ml";
 import { fixtureInputs, fixtureParams, toB64, type InferenceFixture } from "./inference-fixture.ts";
 
 interface SetupContext {

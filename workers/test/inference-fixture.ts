@@ -3,7 +3,7 @@
  * workerd tests (which upload the same ONNX bytes and compare): a deterministic 784→64→10 MLP and inputs.
  * Deterministic values come from a fixed integer hash (tests need reproducible numbers, not randomness).
  */
-import type { MlpParams } from "@fedge/schemas";
+import type { MlpParams } from "@fedge/ml";
 
 export interface InferenceFixture {
   /** base64 of the ONNX files. */

@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { FedgeError, MAX_PREDICT_BATCH, PredictRequest } from "@fedge/schemas";
+import { FedgeError, MAX_PREDICT_BATCH, PredictRequest } from "@fedge/protocol";
 import { checkJsonBody, decodeJsonBody } from "../src/routes/predict/index.ts";
 import { call } from "./registry-helpers.ts";
 

@@ -1,13 +1,13 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, inject, it } from "vitest";
+import { inspectServable } from "@fedge/ml";
 import {
-  inspectServable,
   MAX_PREDICT_BATCH,
   MAX_PREDICT_BODY_BYTES,
   type CreatedApiKey,
   type PredictResponse,
   type UsageReport,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { runBatch, SessionCache, sessions } from "../src/inference/index.ts";
 import { fromB64, toB64, type InferenceFixture } from "./inference-fixture.ts";
 import { call, createKey, errorCode, mlpManifest, storedKeys, upload, uploadForm } from "./registry-helpers.ts";

@@ -12,7 +12,7 @@ import {
   splitInferBody,
   type CreatedApiKey,
   type PredictResponse,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { fromB64, type SeedModelsFixture } from "./inference-fixture.ts";
 import { call, createKey, errorCode, uploadOnnx, v2ErrorCode } from "./registry-helpers.ts";
 

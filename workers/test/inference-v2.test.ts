@@ -8,7 +8,7 @@ import {
   decodeV2Outputs,
   type CreatedApiKey,
   type UsageReport,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { anyOnnxBytes, TABLE } from "./any-onnx-fixture.ts";
 import { call, createKey, uploadOnnx, v2ErrorCode } from "./registry-helpers.ts";
 

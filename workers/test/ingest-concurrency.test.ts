@@ -2,7 +2,7 @@
  * Many uploads in parallel: none lost, none counted twice, each stored once.
  */
 import { describe, expect, it } from "vitest";
-import type { AcceptedUpdatePage, UpdateReceipt } from "@fedge/schemas";
+import type { AcceptedUpdatePage, UpdateReceipt } from "@fedge/protocol";
 import {
   adminGet,
   adminPost,

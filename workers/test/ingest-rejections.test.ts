@@ -4,8 +4,8 @@
  */
 import { describe, expect, it } from "vitest";
 import nacl from "tweetnacl";
-import { checkinSigningBytes, toBase64Url, type RoundTask } from "@fedge/schemas";
-import { decodeUpdate } from "@fedge/schemas/update-codec";
+import { checkinSigningBytes, toBase64Url, type RoundTask } from "@fedge/protocol";
+import { decodeUpdate } from "@fedge/protocol";
 import {
   adminPost,
   checkinBody,

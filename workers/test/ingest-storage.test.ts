@@ -4,7 +4,7 @@
  */
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { readUpdateStream, type AcceptedUpdatePage, type RoundStatus } from "@fedge/schemas";
+import { readUpdateStream, type AcceptedUpdatePage, type RoundStatus } from "@fedge/protocol";
 import { DEFAULT_UPDATE_RETENTION_DAYS, updateRetentionMs } from "../src/training/retention.ts";
 import {
   SEAL_THRESHOLD_BYTES,

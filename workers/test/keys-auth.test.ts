@@ -1,7 +1,7 @@
 import { exports } from "cloudflare:workers";
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { CreatedApiKey, UsageReport } from "@fedge/schemas";
+import type { CreatedApiKey, UsageReport } from "@fedge/protocol";
 import { createApp } from "../src/app.ts";
 import { ledgerFor } from "../src/middleware/auth/index.ts";
 

@@ -5,7 +5,7 @@
  */
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { CreatedApiKey, UsageReport } from "@fedge/schemas";
+import type { CreatedApiKey, UsageReport } from "@fedge/protocol";
 import {
   AUTH_CACHE_TTL_MS,
   hashApiKey,
@@ -14,7 +14,7 @@ import {
   ledgerFor,
   type LeaseCall,
 } from "../src/middleware/auth/index.ts";
-import { UsageMeter } from "../src/middleware/metering/index.ts";
+import { UsageMeter } from "../src/middleware/metering.ts";
 import { ADMIN, call, createKey, errorCode } from "./registry-helpers.ts";
 
 async function keyAndLedger(
@@ -169,8 +169,8 @@ describe("usage buffer", () => {
     const flushes = Array.from({ length: 10 }, () =>
       meter.add(key.id, "2026-03-01", { calls: 1, inputElements: 784 }, record),
     );
-    meter.add(key.id, "2026-03-02", { calls: 2, inputElements: 10 }, record);
-    await Promise.all(flushes);
+    const other = meter.add(key.id, "2026-03-02", { calls: 2, inputElements: 10 }, record);
+    await Promise.all([...flushes, other]);
     expect(meter.writes).toBe(2);
     const report = (await ledgerFor(env, key.id).usage({})) as UsageReport;
     expect(report.days).toEqual([

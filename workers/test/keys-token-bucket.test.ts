@@ -1,11 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  leaseTokens,
-  returnTokens,
-  takeToken,
-  takeTokens,
-  type BucketState,
-} from "../src/middleware/rate-limit/index.ts";
+import { leaseTokens, returnTokens, takeToken, takeTokens, type BucketState } from "../src/middleware/rate-limit.ts";
 
 describe("takeToken", () => {
   it("allows a burst of perMinute requests, then refuses with the time to the next token", () => {

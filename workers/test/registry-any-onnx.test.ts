@@ -5,15 +5,12 @@ import {
   encodeOnnx,
   float32Tensor,
   int8Tensor,
-  MAX_MODEL_BYTES,
   node,
   OnnxDataType,
   tensorValueInfo,
   uploadManifestFromOnnx,
-  type ModelDetail,
-  type RegistryChange,
-  type V2ModelMetadata,
-} from "@fedge/schemas";
+} from "@fedge/ml";
+import { MAX_MODEL_BYTES, type ModelDetail, type RegistryChange, type V2ModelMetadata } from "@fedge/protocol";
 import { anyOnnxBytes, anyOnnxModel, bigMatMulBytes } from "./any-onnx-fixture.ts";
 import { ADMIN, call, errorCode, storedKeys, upload, uploadForm, uploadOnnx, v2ErrorCode } from "./registry-helpers.ts";
 

@@ -3,7 +3,8 @@
  */
 import { exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import { uploadManifestFromOnnx, type CreatedApiKey } from "@fedge/schemas";
+import type { CreatedApiKey } from "@fedge/protocol";
+import { uploadManifestFromOnnx } from "@fedge/ml";
 
 export const ADMIN = { authorization: "Bearer test-admin-token" };
 

@@ -5,7 +5,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { deviceStub, MAX_POPULATIONS_PER_DEVICE } from "../src/durable-objects/device-registry.ts";
-import { RoundCoordinator } from "../src/durable-objects/round-coordinator.ts";
+import { migrateColumns } from "../src/durable-objects/round-coordinator/migrations.ts";
 import { KeyStatusCache, type KeyStatus } from "../src/middleware/auth/index.ts";
 import {
   ADMIN,
@@ -215,7 +215,7 @@ describe("coordinator storage from an earlier version", () => {
   it("adds the new columns and renames the payload key column in place", async () => {
     const model = uniqueModel("mig");
     const stub = env.ROUNDS.getByName(model);
-    const columns = await runInDurableObject(stub, (instance: RoundCoordinator, state) => {
+    const columns = await runInDurableObject(stub, (_instance, state) => {
       const sql = state.storage.sql;
       sql.exec("DROP TABLE rounds");
       sql.exec("DROP TABLE checkins");
@@ -232,7 +232,7 @@ describe("coordinator storage from an earlier version", () => {
       sql.exec(
         "INSERT INTO rounds (seq, round_id, model, state, params, opened_at, deadline, closed_at) VALUES (1, 'x_1', 'x', 'closed', '{}', 1, 2, 2)",
       );
-      (instance as unknown as { migrateColumns(): void }).migrateColumns();
+      migrateColumns(sql);
       const names = (t: string) =>
         sql
           .exec<{ name: string }>(`PRAGMA table_info(${t})`)

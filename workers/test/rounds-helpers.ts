@@ -15,8 +15,8 @@ import {
   type RoundStatus,
   type RoundTask,
   type UpdateReceipt,
-} from "@fedge/schemas";
-import { UPDATE_MEDIA_TYPE, encodeUpdate, type UpdatePayload } from "@fedge/schemas/update-codec";
+} from "@fedge/protocol";
+import { UPDATE_MEDIA_TYPE, encodeUpdate, type UpdatePayload } from "@fedge/protocol";
 import { generateApiKey, hashApiKey, ledgerFor } from "../src/middleware/auth/index.ts";
 import { UPDATE_STORE_SHARDS, updateStoreStub } from "../src/durable-objects/update-store.ts";
 
@@ -64,7 +64,21 @@ export async function registerDevice(apiKey: string): Promise<TestDevice> {
   return { id: body.device_id, keys, apiKey };
 }
 
+/** The mechanism test rounds are charged for: z = 1 with a fixed clip norm. */
+export const TEST_MECHANISM = { noise_multiplier: 1, clip_rule: "fixed" } as const;
+
+/**
+ * An open-round body: central mode (charged {@link TEST_MECHANISM}) unless overridden; in local mode the mechanism is
+ * the devices' noise; in mode `none` no mechanism, and `max_reports` 1000.
+ */
 export function roundParams(model: string, overrides: Partial<OpenRoundRequest> = {}): Record<string, unknown> {
+  const mode = overrides.privacy_mode ?? "central";
+  const privacy =
+    mode === "none"
+      ? { max_reports: 1000 }
+      : mode === "local"
+        ? { mechanism: { noise_multiplier: overrides.local_noise_multiplier, clip_rule: "fixed" } }
+        : { mechanism: TEST_MECHANISM };
   return {
     model,
     model_version: 1,
@@ -77,13 +91,35 @@ export function roundParams(model: string, overrides: Partial<OpenRoundRequest> 
     update_length: 8,
     sampling_rate: 1,
     min_reports: 1,
-    max_reports: 1000,
+    ...privacy,
     duration_s: 600,
     ...overrides,
   };
 }
 
+/** A budget no test round comes near. */
+export const GENEROUS_BUDGET = { epsilon: 1e6, delta: 1e-5 };
+
+/** `PUT /v1/admin/populations/:model/privacy-budget` with the admin token. */
+export function putBudget(model: string, budget: Record<string, unknown> = GENEROUS_BUDGET): Promise<Response> {
+  return call(`/v1/admin/populations/${model}/privacy-budget`, {
+    method: "PUT",
+    headers: { ...ADMIN, "content-type": "application/json" },
+    body: JSON.stringify(budget),
+  });
+}
+
+/** Gives `model` a budget no test round comes near, unless it has one already. */
+export async function ensureBudget(model: string): Promise<void> {
+  const ledger = await (await call(`/v1/populations/${model}/privacy`)).json<{ budget: unknown }>();
+  if (ledger.budget !== null) return;
+  const res = await putBudget(model);
+  expect(res.status, await res.clone().text()).toBe(200);
+}
+
+/** Opens a round with the admin token; a DP round's population without a budget gets a generous one first. */
 export async function openRound(model: string, overrides: Partial<OpenRoundRequest> = {}): Promise<RoundStatus> {
+  if ((overrides.privacy_mode ?? "central") !== "none") await ensureBudget(model);
   const res = await call("/v1/admin/rounds", {
     method: "POST",
     headers: { ...ADMIN, "content-type": "application/json" },
@@ -149,11 +185,14 @@ export interface UpdateOverrides {
   shape?: number[];
   payload?: UpdatePayload;
   secretKey?: Uint8Array;
+  /** The clip bit to report; `null` reports none. @default 1 when the task asks for it, else not reported */
+  clipBit?: 0 | 1 | null;
 }
 
-/** A signed update for `task` from `device` (norm 0.5·C unless the payload is overridden). */
+/** A signed update for `task` from `device` (norm 0.5·C, or 0.5 without a clip norm, unless the payload is overridden). */
 export function makeUpdate(task: RoundTask, device: TestDevice, o: UpdateOverrides = {}): Uint8Array {
-  const values = vectorWithNorm(task.update_length, task.clip_norm * 0.5);
+  const values = vectorWithNorm(task.update_length, (task.clip_norm ?? 1) * 0.5);
+  const clipBit = o.clipBit !== undefined ? o.clipBit : task.report_clip_bit ? 1 : null;
   return encodeUpdate(
     {
       roundId: o.roundId ?? task.round_id,
@@ -161,9 +200,42 @@ export function makeUpdate(task: RoundTask, device: TestDevice, o: UpdateOverrid
       nonce: o.nonce ?? fromBase64Url(task.nonce),
       shape: o.shape ?? [task.update_length],
       payload: o.payload ?? { dtype: "float32", values },
+      clipBit,
     },
     o.secretKey ?? device.keys.secretKey,
   );
+}
+
+/**
+ * The same update in the retired format version 1 (no clip-bit field; its byte table is the v1 header of
+ * docs/DESIGN.md's history), float32 only, signed by `device`: what an SDK from before the clip bit uploads.
+ */
+export function makeUpdateV1(task: RoundTask, device: TestDevice): Uint8Array {
+  const values = vectorWithNorm(task.update_length, (task.clip_norm ?? 1) * 0.5);
+  const ascii = (t: string) => Uint8Array.from(t, (c) => c.charCodeAt(0));
+  const round = ascii(task.round_id);
+  const dev = ascii(device.id);
+  const headerEnd = 31 + round.length + dev.length + 4;
+  const payloadAt = Math.ceil(headerEnd / 4) * 4;
+  const out = new Uint8Array(payloadAt + 4 * values.length + 64);
+  const view = new DataView(out.buffer);
+  out.set([0x46, 0x45, 0x44, 0x55, 1, 1, 0, 0], 0);
+  let p = 8;
+  out[p++] = round.length;
+  out.set(round, p);
+  p += round.length;
+  out[p++] = dev.length;
+  out.set(dev, p);
+  p += dev.length;
+  out.set(fromBase64Url(task.nonce), p);
+  p += 16;
+  out[p++] = 1;
+  view.setUint32(p, values.length, true);
+  view.setUint32(p + 4, values.length, true);
+  values.forEach((v, i) => view.setFloat32(payloadAt + 4 * i, v, true));
+  const end = out.length - 64;
+  out.set(nacl.sign.detached(out.subarray(0, end), device.keys.secretKey), end);
+  return out;
 }
 
 export function upload(roundId: string, bytes: Uint8Array, contentType = UPDATE_MEDIA_TYPE): Promise<Response> {

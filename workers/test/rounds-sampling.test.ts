@@ -5,7 +5,7 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { poissonCoin, uniform53 } from "../src/training/sampling.ts";
 import { unwrap } from "../src/training/result.ts";
-import type { CheckinResponse } from "@fedge/schemas";
+import type { CheckinResponse } from "@fedge/protocol";
 import { checkin, createApiKey, openRound, registerDevice, uniqueModel } from "./rounds-helpers.ts";
 
 /** A public key recorded with the direct check-ins below (the route passes the one it verified the check-in under). */

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { seededRandomBytes } from "@fedge/schemas/random/testing";
+import { seededRandomBytes } from "@fedge/privacy/testing";
 import { describe, expect, it } from "vitest";
 import { loadMnist, MNIST_PIXELS, mnistTestCount, type Dataset } from "./mnist.ts";
 import { shardNonIid } from "./shard.ts";

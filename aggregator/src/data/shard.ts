@@ -9,7 +9,7 @@
  * clients · k < L) are left out. This is the label-skew setting of McMahan et al. 2017 (arXiv:1602.05629 §3, the
  * "pathological non-IID" partition where each client sees 2 digits), made exact per client.
  */
-import { cryptoRandomBytes, type RandomBytes } from "@fedge/schemas";
+import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
 import type { Dataset } from "./mnist.ts";
 
 export interface ShardNonIidOptions {

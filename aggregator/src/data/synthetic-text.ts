@@ -9,7 +9,7 @@
  * model must ignore the padding to be right. Everything is drawn from a seeded xoshiro128** stream: the split is
  * reproducible and the test split never overlaps the training stream.
  */
-import { xoshiroRandomBytes } from "@fedge/client/training";
+import { xoshiroRandomBytes } from "@fedge/ml";
 
 /** Vocabulary size including padding (token 0). */
 export const TEXT_VOCAB = 48;

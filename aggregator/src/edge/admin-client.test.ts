@@ -5,6 +5,7 @@ import { EdgeAdminClient, EdgeAdminError } from "./admin-client.ts";
 describe("EdgeAdminClient options", () => {
   it("refuses a bad base URL, a bad signing key, or no credential at all", () => {
     expect(() => new EdgeAdminClient({ baseUrl: "127.0.0.1:8787", adminToken: "t" })).toThrow(/baseUrl/);
+    expect(() => new EdgeAdminClient({ baseUrl: "127.0.0.1:8787", adminToken: "t" })).toThrow(TypeError);
     expect(() => new EdgeAdminClient({ baseUrl: "http://127.0.0.1:8787", signingKey: new Uint8Array(32) })).toThrow(
       /64-byte/,
     );
@@ -17,6 +18,7 @@ describe("EdgeAdminClient options", () => {
   it("needs the admin token for operator calls when it only holds a signing key", async () => {
     const c = new EdgeAdminClient({ baseUrl: "http://127.0.0.1:1", signingKey: new Uint8Array(64) });
     await expect(c.createApiKey("x")).rejects.toThrow(/needs the admin token/);
+    await expect(c.createApiKey("x")).rejects.toMatchObject({ name: "EdgeClientError", reason: "needs_admin_token" });
   });
 });
 

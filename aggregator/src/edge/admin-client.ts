@@ -1,6 +1,6 @@
 /**
  * @module
- * The aggregator's HTTP client for the edge's admin API (`/v1/admin/...`, contracts in @fedge/schemas `rounds/admin.ts`,
+ * The aggregator's HTTP client for the edge's admin API (`/v1/admin/...`, contracts in @fedge/protocol `rounds/admin.ts`,
  * `registry/`, `keys/`). Every request is authenticated by the aggregator's Ed25519 request signature
  * (`signAggregatorRequest`, schemas `admin-auth/`) when a signing key is given, else by the operator's admin bearer token.
  * Non-2xx answers become {@link EdgeAdminError} carrying the edge's `{"error":{"code","message"}}` envelope.
@@ -17,12 +17,17 @@ import {
   type CreatedApiKey,
   type ModelManifest,
   type OpenRoundRequest,
+  type PopulationPrivacyStatus,
+  type PrivacyBudgetRequest,
   type RegistryChange,
   type RoundStatus,
   type UpdateStreamFrame,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 
-/** An edge admin request that did not succeed: the HTTP status and the edge's error code (`internal` if unknown). */
+/**
+ * An edge admin request that did not succeed: the HTTP status and the edge's error code (`internal` if unknown). It
+ * stays a `FedgeError` because it describes a wire answer, status and code as the edge sent them.
+ */
 export class EdgeAdminError extends FedgeError {
   readonly method: string;
   readonly path: string;
@@ -35,6 +40,38 @@ export class EdgeAdminError extends FedgeError {
     this.name = "EdgeAdminError";
     this.method = method;
     this.path = path;
+  }
+}
+
+/**
+ * Why the aggregator's edge client (admin client, registry reads, round runner) cannot go on, when the edge did not
+ * answer with an error (that is {@link EdgeAdminError}):
+ * - `needs_admin_token`: the call needs the operator's admin token and the client has none;
+ * - `close_timeout`: the round did not close in time;
+ * - `unexpected_response`: a 2xx answer the client cannot read (content type, cursor);
+ * - `corrupt_state`: the runner state file (`edge-runner.json`) is not valid;
+ * - `state_mismatch`: the runner state, the checkpoint and the engine disagree (another model, another round);
+ * - `round_collecting`: the edge has a round collecting that this aggregator did not open;
+ * - `round_id_mismatch`: the edge opened another round id than the one the ledger was charged for;
+ * - `version_conflict`: the edge already holds the version number with other bytes.
+ */
+export type EdgeClientErrorReason =
+  | "needs_admin_token"
+  | "close_timeout"
+  | "unexpected_response"
+  | "corrupt_state"
+  | "state_mismatch"
+  | "round_collecting"
+  | "round_id_mismatch"
+  | "version_conflict";
+
+/** The edge client cannot go on (see {@link EdgeClientErrorReason}). A domain error: no HTTP status. */
+export class EdgeClientError extends Error {
+  readonly reason: EdgeClientErrorReason;
+  constructor(reason: EdgeClientErrorReason, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "EdgeClientError";
+    this.reason = reason;
   }
 }
 
@@ -69,16 +106,16 @@ export class EdgeAdminClient {
 
   constructor(options: EdgeAdminClientOptions) {
     if (!options || typeof options.baseUrl !== "string" || !/^https?:\/\//.test(options.baseUrl)) {
-      throw new FedgeError("bad_request", 400, "EdgeAdminClient: baseUrl must be an http(s) URL");
+      throw new TypeError("EdgeAdminClient: baseUrl must be an http(s) URL");
     }
     if (
       options.signingKey !== undefined &&
       !(options.signingKey instanceof Uint8Array && options.signingKey.length === 64)
     ) {
-      throw new FedgeError("bad_request", 400, "EdgeAdminClient: signingKey must be a 64-byte Ed25519 secret key");
+      throw new TypeError("EdgeAdminClient: signingKey must be a 64-byte Ed25519 secret key");
     }
     if (options.signingKey === undefined && !options.adminToken) {
-      throw new FedgeError("bad_request", 400, "EdgeAdminClient: give a signingKey or an adminToken");
+      throw new TypeError("EdgeAdminClient: give a signingKey or an adminToken");
     }
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.signingKey = options.signingKey;
@@ -101,7 +138,7 @@ export class EdgeAdminClient {
         await signAggregatorRequest({ method, path, body: body?.bytes, secretKey: this.signingKey }),
       );
     } else {
-      if (!this.adminToken) throw new FedgeError("bad_request", 400, `${method} ${path} needs the admin token`);
+      if (!this.adminToken) throw new EdgeClientError("needs_admin_token", `${method} ${path} needs the admin token`);
       headers.authorization = `Bearer ${this.adminToken}`;
     }
     const res = await this.fetchFn(this.baseUrl + path, {
@@ -160,7 +197,7 @@ export class EdgeAdminClient {
       const s = await this.roundStatus(roundId);
       if (s.state === "closed" || s.state === "aggregated") return s;
       if (Date.now() > until)
-        throw new FedgeError("internal", 504, `round ${roundId} did not close within ${timeoutMs} ms`);
+        throw new EdgeClientError("close_timeout", `round ${roundId} did not close within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, pollMs));
     }
   }
@@ -186,14 +223,14 @@ export class EdgeAdminClient {
       );
       const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim();
       if (type !== UPDATE_STREAM_MEDIA_TYPE)
-        throw new FedgeError("internal", 502, `update stream has content-type ${type}`);
+        throw new EdgeClientError("unexpected_response", `update stream has content-type ${type}`);
       if (!res.body) return;
       yield* readUpdateStream(res.body as ReadableStream<Uint8Array>);
       const next = res.headers.get("x-fedge-next-cursor");
       if (next === null) return;
       after = Number(next);
       if (!Number.isSafeInteger(after) || after < 0)
-        throw new FedgeError("internal", 502, `bad x-fedge-next-cursor ${next}`);
+        throw new EdgeClientError("unexpected_response", `bad x-fedge-next-cursor ${next}`);
     }
   }
 
@@ -238,6 +275,14 @@ export class EdgeAdminClient {
       { name, ...(rateLimitPerMinute !== undefined ? { rate_limit_per_minute: rateLimitPerMinute } : {}) },
       true,
     );
+  }
+
+  /** `PUT /v1/admin/populations/:name/privacy-budget` (admin token): sets the population's (ε_max, δ). */
+  setPrivacyBudget(
+    model: string,
+    budget: Omit<PrivacyBudgetRequest, "accountant"> & Partial<PrivacyBudgetRequest>,
+  ): Promise<PopulationPrivacyStatus> {
+    return this.json("PUT", `/v1/admin/populations/${encodeURIComponent(model)}/privacy-budget`, budget, true);
   }
 
   /** `PUT /v1/admin/aggregator-keys/:public_key` (admin token): trusts an aggregator key. */

@@ -1,58 +1,98 @@
 /**
  * @module
- * The two pieces every edge round driver shares: the task the edge hands selected devices (from the engine's
- * instructions for this round) and the stream of accepted updates with each Ed25519 signature re-verified.
+ * Two pieces of the edge round (`runner.ts`): the task the edge hands selected devices (from the engine's instructions
+ * for this round, with the population's privacy guarantee) and the stream of accepted updates with each Ed25519
+ * signature re-verified and each clip bit checked against the round. `fedge simulate` builds its devices' tasks with
+ * {@link taskPrivacyFields} too, so simulated devices get exactly what the edge would relay.
  */
-import { decodeUpdate, updateToFloat32, type OpenRoundRequest } from "@fedge/schemas";
-import type { RoundEngine } from "../round/index.ts";
-import type { ClientUpdate, FitInstructions } from "../strategy/index.ts";
+import { decodeUpdate, updateToFloat32, type OpenRoundRequest } from "@fedge/protocol";
+import type { RoundEngine } from "../round.ts";
+import type { ClientUpdate, FitInstructions } from "../strategy/strategy.ts";
 import type { EdgeAdminClient } from "./admin-client.ts";
+import { chargeOf, mechanismOf } from "./charge.ts";
 
 /** What a round asks of the edge besides the engine's instructions. */
 export interface EdgeRoundLimits {
   /** The model version devices train from. */
   modelVersion: number;
-  /** Clip norm sent for privacy mode `none` (the edge always checks ‖Δ‖ ≤ C): far above any real update. @default 1000 */
-  noneClipNorm?: number;
   /** @default 1 */
   minReports?: number;
-  /** @default 1_000_000 */
+  /** Privacy mode `none` only (DP rounds keep Poisson sampling: the edge refuses it there). @default 1_000_000 */
   maxReports?: number;
   /** @default 600 */
   durationS?: number;
 }
 
-/** The `POST /v1/admin/rounds` body for this round. Mode `none` is sent as `central` with a clip norm never reached. */
+/** The privacy fields of the task devices receive (names as in `OpenRoundRequest` / `RoundTask`). */
+export interface TaskPrivacyFields {
+  privacy_mode: "central" | "local" | "none";
+  /** Absent in mode `none` (the instructions say `Infinity`: no clipping). */
+  clip_norm?: number;
+  local_noise_multiplier?: number;
+  report_clip_bit?: boolean;
+}
+
+/**
+ * The privacy fields of the device task for `instr`: mode `none` is stated as such (no clip norm), adaptive clipping
+ * asks devices for their clip bit (central only).
+ */
+export function taskPrivacyFields(instr: FitInstructions): TaskPrivacyFields {
+  const mode = instr.privacyMode;
+  return {
+    privacy_mode: mode,
+    ...(Number.isFinite(instr.clipNorm) ? { clip_norm: instr.clipNorm } : {}),
+    ...(mode === "local" ? { local_noise_multiplier: instr.localNoiseMultiplier! } : {}),
+    ...(mode === "central" && instr.reportClipBit ? { report_clip_bit: true } : {}),
+  };
+}
+
+/**
+ * The `POST /v1/admin/rounds` body for this round. A DP round carries the mechanism it is charged for on the edge
+ * (`chargeOf`), no `max_reports`, and the population's (ε, δ) as the ledger has charged it (this round included: call
+ * after `engine.openRound`) with the budget as `planned_epsilon`, so devices can check them against their policy.
+ */
 export function openRoundRequest(
   engine: RoundEngine,
   instr: FitInstructions,
   limits: EdgeRoundLimits,
 ): OpenRoundRequest {
   const config = engine.config;
-  const mode = instr.privacyMode;
-  const none = mode === "none";
+  const spent = engine.privacySpent();
+  const budget = config.privacy.budget;
+  const none = instr.privacyMode === "none";
+  const charge = chargeOf(engine);
   return {
     model: config.model,
     model_version: limits.modelVersion,
-    clip_norm: none ? (limits.noneClipNorm ?? 1000) : instr.clipNorm,
+    ...taskPrivacyFields(instr),
+    ...(spent && instr.privacyMode !== "none"
+      ? {
+          population_privacy: {
+            epsilon: spent.epsilon,
+            ...(budget ? { planned_epsilon: Math.max(budget.epsilon, spent.epsilon) } : {}),
+            delta: spent.delta,
+          },
+        }
+      : {}),
     learning_rate: config.client.learningRate,
     local_epochs: config.client.localEpochs,
     batch_size: config.client.batchSize,
-    privacy_mode: mode === "none" ? "central" : mode,
-    ...(mode === "local" ? { local_noise_multiplier: instr.localNoiseMultiplier ?? 0 } : {}),
     trainable: config.trainable,
     update_length: engine.updateLength,
     update_dtype: "float32",
     sampling_rate: config.samplingRate,
-    min_reports: limits.minReports ?? 1,
-    max_reports: limits.maxReports ?? 1_000_000,
+    min_reports: none ? (limits.minReports ?? 1) : 1,
+    ...(none ? { max_reports: limits.maxReports ?? 1_000_000 } : {}),
+    ...(charge ? { mechanism: mechanismOf(charge) } : {}),
     duration_s: limits.durationS ?? 600,
   };
 }
 
 /**
  * Accepted updates of a closed round, each signature re-verified under the device key the edge recorded at acceptance,
- * its round id and length checked. What fails is pushed to `refused` and skipped; `onFrame` counts every frame.
+ * its round id, length and clip bit checked (present exactly when the round's `report_clip_bit` asked for it, as the
+ * edge recorded the round). What fails is pushed to `refused` and skipped (a version 1 body, which has no clip bit,
+ * among them); `onFrame` counts every frame.
  */
 export async function* verifiedUpdates(
   admin: EdgeAdminClient,
@@ -61,6 +101,7 @@ export async function* verifiedUpdates(
   refused: { deviceId: string; reason: string }[],
   options: { pageSize?: number; onFrame?: () => void } = {},
 ): AsyncGenerator<ClientUpdate> {
+  const wantsClipBit = (await admin.roundStatus(roundId)).params.report_clip_bit === true;
   for await (const frame of admin.streamUpdates(roundId, options.pageSize ?? 100)) {
     options.onFrame?.();
     let decoded;
@@ -74,11 +115,20 @@ export async function* verifiedUpdates(
       refused.push({ deviceId: decoded.deviceId, reason: `round id ${decoded.roundId}` });
       continue;
     }
+    if (wantsClipBit !== (decoded.clipBit !== null)) {
+      refused.push({
+        deviceId: decoded.deviceId,
+        reason: wantsClipBit ? "no clip bit in an adaptive-clipping round" : "a clip bit the round did not ask for",
+      });
+      continue;
+    }
     const values = updateToFloat32(decoded);
     if (values.length !== length) {
       refused.push({ deviceId: decoded.deviceId, reason: `length ${values.length} ≠ ${length}` });
       continue;
     }
-    yield { delta: values, deviceId: decoded.deviceId };
+    yield decoded.clipBit === null
+      ? { delta: values, deviceId: decoded.deviceId }
+      : { delta: values, deviceId: decoded.deviceId, clipBit: decoded.clipBit };
   }
 }

@@ -7,7 +7,8 @@
 import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { FedgeError } from "@fedge/schemas";
+import type { PopulationConfig } from "../config.ts";
+import { EdgeClientError } from "./admin-client.ts";
 
 /** File name of the runner state, in the checkpoint directory. */
 export const EDGE_RUNNER_STATE_FILE = "edge-runner.json";
@@ -47,7 +48,7 @@ async function writeAtomic(path: string, text: string): Promise<void> {
   await rename(tmp, path);
 }
 
-/** Reads the runner state of `dir`, or `null` when there is none. Throws `internal` on a corrupt file. */
+/** Reads the runner state of `dir`, or `null` when there is none. Throws `EdgeClientError` (`corrupt_state`) on a corrupt file. */
 export async function loadEdgeRunnerState(dir: string): Promise<EdgeRunnerState | null> {
   let text: string;
   try {
@@ -60,12 +61,33 @@ export async function loadEdgeRunnerState(dir: string): Promise<EdgeRunnerState 
   try {
     parsed = EdgeRunnerState.safeParse(JSON.parse(text));
   } catch (e) {
-    throw new FedgeError("internal", 500, `${join(dir, EDGE_RUNNER_STATE_FILE)} is not JSON: ${(e as Error).message}`);
+    throw new EdgeClientError(
+      "corrupt_state",
+      `${join(dir, EDGE_RUNNER_STATE_FILE)} is not JSON: ${(e as Error).message}`,
+    );
   }
   if (!parsed.success) {
-    throw new FedgeError("internal", 500, `${join(dir, EDGE_RUNNER_STATE_FILE)} is invalid: ${parsed.error.message}`);
+    throw new EdgeClientError(
+      "corrupt_state",
+      `${join(dir, EDGE_RUNNER_STATE_FILE)} is invalid: ${parsed.error.message}`,
+    );
   }
   return parsed.data;
+}
+
+/** A runner state for `config` whose devices train from edge version `modelVersion`, with no round planned. */
+export function edgeRunnerStateOf(
+  config: PopulationConfig,
+  modelVersion: number,
+  pending: PendingRound | null = null,
+): EdgeRunnerState {
+  return {
+    version: 1,
+    model: config.model,
+    config: config as unknown as Record<string, unknown>,
+    modelVersion,
+    pending,
+  };
 }
 
 /** Atomically writes the runner state into `dir` (created 0700 if missing). */

@@ -1,13 +1,28 @@
 /**
  * @module
- * The resumable edge round runner behind `fedge aggregate`: the same steps as {@link runEdgeRound} (open the round on
- * the edge with the engine's instructions, wait for it to close, stream + re-verify + aggregate, evaluate, export,
- * upload, promote when the gate passes, `/publish`, `completeRound`), written as a state machine that can be re-entered
- * at any point after a crash. `runEdgeRound` (edge-round.ts, used by the demo) is single-shot: it always asks the edge
- * for the next round id and always uploads, so a rerun after a crash would hit a different round id or a 409. This file
- * adds only what resuming needs and reuses `EdgeAdminClient` and `nextEdgeRoundId` as they are.
+ * The one edge round driver, behind `fedge aggregate`, the demo and the e2e tests. One round, driven by the
+ * aggregator's {@link RoundEngine}:
  *
- * Crash safety, on top of the {@link RoundEngine}'s (privacy charged once, the aggregated model saved before publish):
+ * 1. plan: the edge's next round id (`<model>_<seq>`, from its round list), the model version devices train from, the
+ *    version number the new model gets and the serving accuracy the gate compares against are recorded; then
+ *    `engine.openRound(id)` charges the ledger and checks the budget BEFORE any device sees the task;
+ * 2. `POST /v1/admin/rounds` with the engine's instructions (clip norm C of this round, privacy mode, client task, q);
+ * 3. {@link EdgeRoundRunnerOptions.collect}: while the round is open the caller drives or waits for devices (the demo
+ *    runs its simulated fleet there; `fedge aggregate` keeps the default, which waits until the edge closes the round
+ *    at its deadline or max_reports); then the round is closed (`/close`, idempotent);
+ * 4. the accepted updates are streamed (`/update-stream`), each one's Ed25519 signature RE-VERIFIED against the device
+ *    key the edge recorded, its round id and length checked (`round-task.ts`), and streamed into
+ *    `engine.aggregateRound` (clip, noise, fixed denominator, optimizer step, adaptive clip on the Backend);
+ * 5. held-out evaluation and the publish gate (`evaluate.ts`), int8 export + signed manifest (`export.ts`), upload of
+ *    the new version (promoted to serving only when the gate passes), `/publish` links the round to it,
+ *    `engine.completeRound`.
+ *
+ * Every new version is uploaded (devices always train from the latest global model, so Δ = w' − w is relative to what
+ * the engine holds); the gate decides only what `/predict` serves. A population with privacy mode `none` opens its
+ * rounds as `none` (no clip norm; devices take part only when their policy opts in).
+ *
+ * The round is written as a state machine that can be re-entered at any point after a crash. Crash safety, on top of
+ * the {@link RoundEngine}'s (privacy charged once, the aggregated model saved before publish):
  * - a runner state file (`edge-runner.json`, beside the checkpoint, written atomically) records, BEFORE the ledger is
  *   charged, the round id, the model version devices train from, the version number the new model will get and the
  *   serving accuracy the gate compares against; a rerun uses exactly these, so the gate decides the same way;
@@ -18,21 +33,22 @@
  * - promote and `/publish` are idempotent on the edge; `completeRound` commits last, then the state file is cleared.
  * - a round that closed with fewer accepted updates than `min_reports` is abandoned before anything is aggregated
  *   (no noise is released on an empty round; its privacy stays spent, as the engine documents).
+ * Without `stateDir` the runner state lives in memory only (the demo): the same steps, no resume across processes.
+ *
+ * The edge's privacy ledger is the authority (`charge.ts`): a fresh round is planned only when the edge's budget can
+ * take its charge on top of what the edge already charged (so a new checkpoint directory cannot reset the budget), a
+ * round the edge refuses to open is abandoned here too (it stays charged locally: over-counting is the safe side),
+ * nothing is aggregated unless the edge charged exactly this aggregator's mechanism, and the ε written into manifests
+ * and result lines is the edge's.
  */
-import {
-  FedgeError,
-  RoundStatus,
-  roundIdFor,
-  parseRoundId,
-  type ModelDetail,
-  type ModelManifest,
-} from "@fedge/schemas";
-import type { RoundEngine } from "../round/index.ts";
-import type { RoundSummary } from "../checkpoint/index.ts";
-import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate/index.ts";
-import { exportModel, type SigningKey } from "../export/index.ts";
-import type { EdgeAdminClient } from "./admin-client.ts";
-import { fetchEdgeModel, fetchModelDetail, fetchModelManifest } from "./edge-registry.ts";
+import { RoundStatus, roundIdFor, parseRoundId, type ModelDetail, type ModelManifest } from "@fedge/protocol";
+import type { RoundEngine } from "../round.ts";
+import type { RoundSummary } from "../checkpoint.ts";
+import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate.ts";
+import { exportModel, type SigningKey } from "../export.ts";
+import { EdgeAdminError, EdgeClientError, type EdgeAdminClient } from "./admin-client.ts";
+import { assertChargeMatches, assertEdgeBudgetAdmits, chargeOf } from "./charge.ts";
+import { fetchEdgeModel, fetchModelDetail, fetchModelManifest, fetchPopulationPrivacy } from "./edge-registry.ts";
 import { openRoundRequest, verifiedUpdates } from "./round-task.ts";
 import {
   EDGE_RUNNER_STATE_FILE,
@@ -40,9 +56,6 @@ import {
   type EdgeRunnerState,
   type PendingRound,
 } from "./runner-state.ts";
-
-export * from "./runner-state.ts";
-export * from "./edge-registry.ts";
 
 /** Crash-test hooks (each runs right after the named step; `fedge aggregate` maps `FEDGE_AGGREGATE_CRASH_AT` here). */
 export interface EdgeRunnerHooks {
@@ -74,10 +87,15 @@ export interface EdgeRoundRunnerOptions {
   minReports?: number;
   /** The round closes once this many updates are accepted. @default 1000000 */
   maxReports?: number;
-  /** Time between status polls while a round collects, in ms. @default 1000 */
+  /** Time between status polls while a round collects (the default {@link collect}), in ms. @default 1000 */
   pollMs?: number;
-  /** Edge clip norm for a population without DP (the edge requires one; far above any real update). @default 1000 */
-  noneClipNorm?: number;
+  /**
+   * Runs while the edge round is open, with its status right after opening: drive or wait for devices here. When it
+   * resolves the runner closes the round (if still collecting) and aggregates what was accepted. Not called for a
+   * resumed round the edge has already closed.
+   * @default waits until the edge closes the round itself (deadline or max_reports), polling every `pollMs`
+   */
+  collect?: (round: RoundStatus) => Promise<void>;
   /** Updates per streamed page. @default 100 */
   pageSize?: number;
   /** `fetch` for the public registry reads. @default globalThis.fetch */
@@ -97,6 +115,9 @@ export interface EdgeRunnerRoundResult {
   /** True when this round was picked up from an earlier (crashed) run. */
   resumed: boolean;
   reason: string;
+  /** The edge's counts at close: devices that checked in, that its coin selected, and accepted updates. */
+  checkedIn: number;
+  selected: number;
   accepted: number;
   aggregated: number;
   refusedUpdates: { deviceId: string; reason: string }[];
@@ -113,12 +134,14 @@ export interface EdgeRunnerRoundResult {
   delta: number | null;
   clipNorm: number | null;
   nextClipNorm?: number;
+  /** Aggregated updates whose device reported ‖Δ‖ ≤ C (the clip bits adaptive clipping counts). */
+  unclippedCount?: number;
   noiseStd?: number;
   seconds: number;
 }
 
 function isStatus(e: unknown, status: number): boolean {
-  return e instanceof FedgeError && e.status === status;
+  return e instanceof EdgeAdminError && e.status === status;
 }
 
 export class EdgeRoundRunner {
@@ -141,14 +164,13 @@ export class EdgeRoundRunner {
     ] as const) {
       const v = o[k];
       if (v !== undefined && !(Number.isSafeInteger(v) && v >= min))
-        throw new FedgeError("bad_request", 400, `EdgeRoundRunner: ${k} must be an integer ≥ ${min}, got ${v}`);
+        throw new RangeError(`EdgeRoundRunner: ${k} must be an integer ≥ ${min}, got ${v}`);
     }
     if ((o.minReports ?? 1) > (o.maxReports ?? 1_000_000))
-      throw new FedgeError("bad_request", 400, "EdgeRoundRunner: minReports must be ≤ maxReports");
+      throw new RangeError("EdgeRoundRunner: minReports must be ≤ maxReports");
     if (o.state.model !== o.engine.config.model)
-      throw new FedgeError(
-        "conflict",
-        409,
+      throw new EdgeClientError(
+        "state_mismatch",
         `runner state is for "${o.state.model}", the engine runs "${o.engine.config.model}"`,
       );
     this.o = o;
@@ -186,15 +208,22 @@ export class EdgeRoundRunner {
     return acc;
   }
 
+  /** ε spent so far: the edge's ledger (at the edge's δ) for a DP population, else the engine's (null without DP). */
+  private async privacySpent(): Promise<{ epsilon: number; delta: number } | null> {
+    if (!chargeOf(this.engine)) return this.engine.privacySpent();
+    const edge = await fetchPopulationPrivacy(this.admin.baseUrl, this.model, this.fetchFn);
+    if (edge.epsilon_spent === null || edge.delta === null) return this.engine.privacySpent();
+    return { epsilon: edge.epsilon_spent, delta: edge.delta };
+  }
+
   /** Settles a state file left by a run that stopped after `completeRound`/`abandonRound` but before clearing it. */
   private async reconcile(): Promise<void> {
     const cp = this.engine.checkpoint;
     const p = this.state.pending;
     if (cp.current) {
       if (!p || p.roundId !== cp.current.roundId) {
-        throw new FedgeError(
-          "conflict",
-          409,
+        throw new EdgeClientError(
+          "state_mismatch",
           `the checkpoint has round "${cp.current.roundId}" in progress but ${EDGE_RUNNER_STATE_FILE} has ` +
             `${p ? `"${p.roundId}"` : "none"}; was the runner state file removed? (restore it, or resume with the run that opened the round)`,
         );
@@ -216,14 +245,16 @@ export class EdgeRoundRunner {
     const res = await this.admin.request("GET", `/v1/admin/rounds?model=${encodeURIComponent(this.model)}&limit=1`);
     const last = ((await res.json()) as { rounds: RoundStatus[] }).rounds[0];
     if (last && (last.state === "open" || last.state === "collecting")) {
-      throw new FedgeError(
-        "conflict",
-        409,
+      throw new EdgeClientError(
+        "round_collecting",
         `the edge's round ${last.round_id} of "${this.model}" is still ${last.state} and this aggregator did not open it; ` +
           `close it (POST /v1/admin/rounds/${last.round_id}/close) or wait for its deadline ${last.deadline}`,
       );
     }
     const roundId = roundIdFor(this.model, (last ? (parseRoundId(last.round_id)?.seq ?? 0) : 0) + 1);
+    // The edge's ledger decides, whatever this checkpoint remembers (or does not: a new directory starts at 0).
+    const edgeLedger = await fetchPopulationPrivacy(this.admin.baseUrl, this.model, this.fetchFn);
+    assertEdgeBudgetAdmits(edgeLedger, chargeOf(this.engine), roundId, new Date().toISOString());
     const detail = await fetchModelDetail(this.admin.baseUrl, this.model, this.fetchFn);
     const latest = detail?.versions.at(-1)?.version ?? 0;
     const servingAccuracy = await this.servedAccuracy(detail);
@@ -255,14 +286,23 @@ export class EdgeRoundRunner {
       round: this.engine.checkpoint.current!.round,
       clip: this.engine.checkpoint.clip,
     });
-    const status = await this.admin.openRound(
-      openRoundRequest(this.engine, instr, { ...this.o, modelVersion: p.modelVersion }),
-    );
+    let status: RoundStatus;
+    try {
+      status = await this.admin.openRound(
+        openRoundRequest(this.engine, instr, { ...this.o, modelVersion: p.modelVersion }),
+      );
+    } catch (e) {
+      if (e instanceof EdgeAdminError && e.edgeCode === "budget_exceeded") {
+        // The edge opened nothing: give the round up here too (its local charge stays: the safe side).
+        await this.engine.abandonRound(`the edge refused to open it: ${e.message}`);
+        await this.save({ ...this.state, pending: null });
+      }
+      throw e;
+    }
     if (status.round_id !== p.roundId) {
       await this.admin.closeRound(status.round_id).catch(() => undefined);
-      throw new FedgeError(
-        "conflict",
-        409,
+      throw new EdgeClientError(
+        "round_id_mismatch",
         `the edge opened ${status.round_id}, the ledger was charged for ${p.roundId}; another writer opened rounds of "${this.model}"`,
       );
     }
@@ -285,9 +325,8 @@ export class EdgeRoundRunner {
       const stored = await fetchModelManifest(this.admin.baseUrl, this.model, manifest.version, this.fetchFn);
       if (!stored) throw e; // a concurrent-writer 409, not an existing version
       if (stored.sha256 !== manifest.sha256) {
-        throw new FedgeError(
-          "conflict",
-          409,
+        throw new EdgeClientError(
+          "version_conflict",
           `the edge already has ${this.model} v${manifest.version} with sha256 ${stored.sha256}, not this round's ${manifest.sha256}`,
         );
       }
@@ -296,7 +335,7 @@ export class EdgeRoundRunner {
     }
   }
 
-  /** Runs (or resumes) one round to its end. Throws `budget_exceeded` (nothing charged) when the budget refuses it. */
+  /** Runs (or resumes) one round to its end. Throws `PrivacyBudgetExceededError` (nothing charged) when the budget refuses it. */
   async runRound(): Promise<EdgeRunnerRoundResult> {
     const t0 = performance.now();
     await this.reconcile();
@@ -305,21 +344,29 @@ export class EdgeRoundRunner {
     const p = this.state.pending!;
     const cur = this.engine.checkpoint.current!;
     const refused: { deviceId: string; reason: string }[] = [];
-    let accepted: number;
+    let closed: RoundStatus;
     let summary: RoundSummary;
     if (cur.phase === "opened") {
       let status = await this.ensureEdgeRound(p);
+      // Aggregate only with exactly what the edge charged (a resumed run may have been given other parameters).
+      assertChargeMatches(
+        await fetchPopulationPrivacy(this.admin.baseUrl, this.model, this.fetchFn),
+        chargeOf(this.engine),
+        p.roundId,
+      );
       if (status.state === "open" || status.state === "collecting") {
-        const timeoutMs = Math.max(0, Date.parse(status.deadline) - Date.now()) + 120_000;
-        status = await this.admin.waitForClose(p.roundId, this.o.pollMs ?? 1000, timeoutMs);
+        if (this.o.collect) await this.o.collect(status);
+        else {
+          const timeoutMs = Math.max(0, Date.parse(status.deadline) - Date.now()) + 120_000;
+          await this.admin.waitForClose(p.roundId, this.o.pollMs ?? 1000, timeoutMs);
+        }
       }
-      status = await this.admin.closeRound(p.roundId);
-      accepted = status.accepted;
-      if (status.accepted < status.params.min_reports) {
-        const reason = `only ${status.accepted} accepted update(s), fewer than min_reports ${status.params.min_reports}`;
+      closed = await this.admin.closeRound(p.roundId);
+      if (closed.accepted < closed.params.min_reports) {
+        const reason = `only ${closed.accepted} accepted update(s), fewer than min_reports ${closed.params.min_reports}`;
         await this.engine.abandonRound(reason);
         await this.save({ ...this.state, pending: null });
-        const spent = this.engine.privacySpent();
+        const spent = await this.privacySpent();
         return {
           type: "round",
           roundId: p.roundId,
@@ -327,7 +374,9 @@ export class EdgeRoundRunner {
           outcome: "abandoned",
           resumed,
           reason,
-          accepted,
+          checkedIn: closed.checked_in,
+          selected: closed.selected,
+          accepted: closed.accepted,
           aggregated: 0,
           refusedUpdates: [],
           servingVersion: p.servingVersion,
@@ -344,7 +393,7 @@ export class EdgeRoundRunner {
       );
     } else {
       summary = cur.summary!;
-      accepted = (await this.admin.roundStatus(p.roundId)).accepted;
+      closed = await this.admin.roundStatus(p.roundId);
     }
 
     const evaluation: Evaluation | undefined = this.o.heldOut
@@ -355,7 +404,7 @@ export class EdgeRoundRunner {
       ...(p.servingAccuracy !== undefined ? { servingAccuracy: p.servingAccuracy } : {}),
       maxAccuracyDrop: this.engine.config.publish.maxAccuracyDrop,
     });
-    const spent = this.engine.privacySpent();
+    const spent = await this.privacySpent();
     const exported = await exportModel({
       model: this.engine.model,
       name: this.model,
@@ -383,7 +432,9 @@ export class EdgeRoundRunner {
       outcome: decision.publish ? "published" : "refused",
       resumed,
       reason: decision.reason,
-      accepted,
+      checkedIn: closed.checked_in,
+      selected: closed.selected,
+      accepted: closed.accepted,
       aggregated: summary.count,
       refusedUpdates: refused,
       version: p.nextVersion,
@@ -396,6 +447,7 @@ export class EdgeRoundRunner {
       delta: spent?.delta ?? null,
       clipNorm: summary.clipNorm,
       nextClipNorm: summary.nextClipNorm,
+      unclippedCount: summary.unclippedCount,
       noiseStd: summary.noiseStd,
       seconds: (performance.now() - t0) / 1000,
     };

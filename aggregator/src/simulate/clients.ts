@@ -10,8 +10,8 @@
  *   Training pulls w towards θ*; the report tracks ‖w − θ*‖ / ‖θ*‖.
  * - mnist: each client holds a shard of the MNIST train split and runs real local SGD (@fedge/client/training).
  */
-import { cryptoRandomBytes, type RandomBytes } from "@fedge/schemas";
-import type { ClientUpdate } from "../strategy/index.ts";
+import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
+import type { ClientUpdate } from "../strategy/strategy.ts";
 
 /** 2^32 · q as the threshold of a 32-bit coin: P[u < ⌊q·2^32⌉] = q up to 2^-32 (q = 1 always samples). */
 function coinThreshold(q: number): number {
@@ -145,22 +145,29 @@ export class SyntheticClients {
   }
 }
 
-/** Streams the updates of the sampled clients, generated on the fly into pooled buffers. */
+/**
+ * Streams the updates of the sampled clients, generated on the fly into pooled buffers. `produce` may return what the
+ * device reported with its update (the clip bit of adaptive-clipping rounds).
+ */
 export async function* streamClientUpdates(
   sampled: Iterable<number>,
   pool: BufferPool,
-  produce: (client: number, out: Float32Array) => void | Promise<void>,
+  produce: (client: number, out: Float32Array) => void | { clipBit?: 0 | 1 | undefined } | Promise<unknown>,
   onSampled?: (client: number) => void,
 ): AsyncGenerator<ClientUpdate> {
   for (const c of sampled) {
     onSampled?.(c);
     const buf = pool.take();
+    let reported: { clipBit?: 0 | 1 | undefined } | undefined;
     try {
-      await produce(c, buf);
+      reported = ((await produce(c, buf)) ?? undefined) as typeof reported;
     } catch (e) {
       pool.give(buf);
       throw e;
     }
-    yield { delta: buf, deviceId: `sim-${c}`, release: () => pool.give(buf) };
+    const clipBit = reported?.clipBit;
+    yield clipBit === undefined
+      ? { delta: buf, deviceId: `sim-${c}`, release: () => pool.give(buf) }
+      : { delta: buf, deviceId: `sim-${c}`, clipBit, release: () => pool.give(buf) };
   }
 }

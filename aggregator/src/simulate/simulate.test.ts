@@ -1,16 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { createBackend } from "@fedge/gpu-node";
-import { seededRandomBytes } from "@fedge/schemas/random/testing";
-import { parsePopulationConfig } from "../config/index.ts";
-import { runCli } from "../cli/index.ts";
-import {
-  BufferPool,
-  poissonSample,
-  runSimulation,
-  streamClientUpdates,
-  SyntheticClients,
-  type SimRoundReport,
-} from "./index.ts";
+import { seededRandomBytes } from "@fedge/privacy/testing";
+import { parsePopulationConfig } from "../config.ts";
+import { runCli } from "../cli/cli.ts";
+import { BufferPool, poissonSample, streamClientUpdates, SyntheticClients } from "./clients.ts";
+import { runSimulation, type SimRoundReport } from "./simulate.ts";
 
 const backend = await createBackend({ prefer: "cpu" });
 
@@ -99,6 +93,65 @@ describe("fedge simulate", () => {
     expect(reports[2]!.accuracy!).toBeGreaterThan(reports[0]!.accuracy! + 0.1);
     expect(reports[2]!.epsilon!).toBeGreaterThan(reports[0]!.epsilon!);
     expect(reports.every((r) => r.published)).toBe(true);
+  });
+
+  it("adaptive clipping through the device code path: C converges to the γ-quantile of the unclipped norms", async () => {
+    // Every simulated device runs the SDK's pipeline (@fedge/ml privatizeUpdate): it clips to C before "upload" and
+    // reports b = 1[‖Δ‖ ≤ C] of its unclipped Δ. The server optimizer's step is negligible (lr 1e-9), so the global model,
+    // and with it the devices' norm distribution, stays put: ‖Δ_c‖ ≈ a_c·‖θ*‖ with a_c uniform on [0.5, 1.5).
+    const params = 100;
+    const clients = 400;
+    const gamma = 0.7;
+    const seed = 11;
+    const config = parsePopulationConfig({
+      model: "synth-adaptive",
+      privacy: { mode: "central", noiseMultiplier: 1, budget: { epsilon: 1e6, delta: 1e-5 } },
+      samplingRate: 1,
+      expectedClients: clients,
+      clipping: { clipNorm: 0.5, adaptive: { targetQuantile: gamma, learningRate: 0.5 } },
+      optimizer: { kind: "fedavg", lr: 1e-9 },
+    });
+    const reports: SimRoundReport[] = [];
+    await runSimulation({
+      config,
+      backend,
+      clients,
+      rounds: 24,
+      mode: "synthetic",
+      params,
+      seed,
+      onRound: (r) => reports.push(r),
+      log: () => {},
+    });
+    // The γ-quantile of the norms the devices compute (same seed, the initial all-zero model), over all rounds.
+    const sim = new SyntheticClients({ length: params, seed });
+    sim.beginRound(new Float32Array(params));
+    const out = new Float32Array(params);
+    const norms: number[] = [];
+    for (let t = 1; t <= 24; t++)
+      for (let c = 0; c < clients; c++) {
+        sim.update(c, t, out);
+        norms.push(Math.hypot(...out));
+      }
+    norms.sort((a, b) => a - b);
+    const quantile = norms[Math.floor(gamma * norms.length)]!;
+    expect(quantile).toBeGreaterThan(10 * 0.5); // far above the initial C = 0.5
+
+    for (const r of reports) {
+      expect(r.count).toBe(clients);
+      // the bits come from the devices: each device either clipped (b = 0) or reported b = 1
+      expect(r.deviceClipped + r.unclippedCount).toBe(r.count);
+    }
+    expect(reports[0]!.deviceClipped).toBe(clients); // C = 0.5 clips everyone at first …
+    expect(reports[0]!.nextClipNorm).toBeGreaterThan(0.5); // … so C grows (a server-side count would only shrink it)
+    // Rounds 17–24: C and the fraction of devices under it hover around the quantile and γ (count noise σ_b/m = 0.05).
+    const last = reports.slice(-8);
+    const meanC = last.reduce((a, r) => a + r.clipNorm!, 0) / last.length;
+    const meanFraction = last.reduce((a, r) => a + r.unclippedCount / r.count, 0) / last.length;
+    expect(meanC).toBeGreaterThan(quantile * 0.94);
+    expect(meanC).toBeLessThan(quantile * 1.06);
+    expect(Math.abs(meanFraction - gamma)).toBeLessThan(0.06);
+    for (const r of last) expect(Math.abs(r.clipNorm! / quantile - 1)).toBeLessThan(0.2);
   });
 
   it("stops when the privacy budget is spent", async () => {

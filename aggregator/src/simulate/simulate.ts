@@ -4,24 +4,27 @@
  * publish gate [→ export]) in one process with N simulated clients and no HTTP. Per round: a CSPRNG Poisson coin
  * per client, each sampled client's update generated/trained on the fly and streamed into the Backend in batches,
  * then dropped, so memory is O(model size) (plus O(N) for the coins' ids of a round), never O(clients × model).
+ *
+ * Every simulated client runs the device's own code path (@fedge/ml `trainDeviceUpdate` / `privatizeUpdate`, what the
+ * SDK's `participate()` runs) on the task the edge would relay (`taskPrivacyFields`): train (mnist) or generate
+ * (synthetic) Δ, the clip bit from the unclipped norm when the round asks for it, clip to C on the device, local noise
+ * in local mode. The aggregator then sees what it sees from the edge, minus the encoding and signature (tested with
+ * the codec), so adaptive clipping here tracks the quantile the way it does through the edge.
  */
 import { writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Backend } from "@fedge/gpu-node";
-import {
-  addGaussianNoise,
-  cryptoRandomBytes,
-  flattenTrainable,
-  type MlpParams,
-  type RandomBytes,
-} from "@fedge/schemas";
-import { clipToNorm, computeUpdate, initMlp, trainLocal, xoshiroRandomBytes } from "@fedge/client/training";
-import type { PopulationConfig } from "../config/index.ts";
-import type { CheckpointStore } from "../checkpoint/index.ts";
-import { RoundEngine } from "../round/index.ts";
-import { evaluateModel, publishGate, type EvalSet, type Evaluation } from "../evaluate/index.ts";
-import { exportModel, type SigningKey } from "../export/index.ts";
-import { loadMnist, shardNonIid, type Dataset } from "../data/index.ts";
+import { cryptoRandomBytes, PrivacyBudgetExceededError, type RandomBytes } from "@fedge/privacy";
+import { flattenTrainable, type MlpParams } from "@fedge/ml";
+import { initMlp, privatizeUpdate, trainDeviceUpdate, xoshiroRandomBytes, type PrivatizeResult } from "@fedge/ml";
+import type { PopulationConfig } from "../config.ts";
+import type { CheckpointStore } from "../checkpoint.ts";
+import { RoundEngine } from "../round.ts";
+import { evaluateModel, publishGate, type EvalSet, type Evaluation } from "../evaluate.ts";
+import { exportModel, type SigningKey } from "../export.ts";
+import { loadMnist, type Dataset } from "../data/mnist.ts";
+import { shardNonIid } from "../data/shard.ts";
+import { taskPrivacyFields } from "../edge/round-task.ts";
 import { BufferPool, SyntheticClients, poissonSample, streamClientUpdates } from "./clients.ts";
 
 /** Options of {@link runSimulation}. */
@@ -67,7 +70,10 @@ export interface SimRoundReport {
   roundId: string;
   sampled: number;
   count: number;
+  /** Updates with ‖Δ‖ ≤ C: with adaptive clipping, the devices' reported clip bits (Σ b_i). */
   unclippedCount: number;
+  /** Updates the devices clipped before upload (‖Δ‖ > C on the device). */
+  deviceClipped: number;
   clipNorm: number | null;
   nextClipNorm: number;
   noiseStd: number;
@@ -186,8 +192,8 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
       try {
         opened = await engine.openRound(roundId);
       } catch (e) {
-        if ((e as { code?: string }).code === "budget_exceeded") {
-          stoppedBy = (e as Error).message;
+        if (e instanceof PrivacyBudgetExceededError) {
+          stoppedBy = e.message;
           break;
         }
         throw e;
@@ -196,27 +202,37 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
       const global = engine.model;
       const weights = flattenTrainable(global, scope);
       synthetic?.beginRound(weights);
-      const instr = opened.instructions;
+      // The device task the edge would relay for these instructions (privacy fields) and the population config.
+      const task = {
+        ...taskPrivacyFields(opened.instructions),
+        local_epochs: config.client.localEpochs,
+        batch_size: config.client.batchSize,
+        learning_rate: config.client.learningRate,
+        trainable: scope,
+      };
       let sampled = 0;
-      const produce = (c: number, out: Float32Array): void => {
+      let deviceClipped = 0;
+      const produce = (c: number, out: Float32Array): PrivatizeResult => {
+        const r = device(c, out);
+        if (r.clipFactor < 1) deviceClipped++;
+        return r;
+      };
+      const device = (c: number, out: Float32Array): PrivatizeResult => {
         if (synthetic) {
           synthetic.update(c, round, out);
-        } else {
-          const shard = shards[c]!;
-          const trained = trainLocal(global, shard.x, shard.y, {
-            epochs: config.client.localEpochs,
-            batchSize: config.client.batchSize,
-            learningRate: config.client.learningRate,
-            scope,
-            random: xoshiroRandomBytes((seed ^ Math.imul(c + 1, 0x9e3779b1) ^ Math.imul(round, 0x85ebca6b)) >>> 0),
-          });
-          out.set(computeUpdate(global, trained.params, scope));
+          return privatizeUpdate(out, task, random);
         }
-        if (instr.privacyMode === "local") {
-          // the device clips and adds its own Gaussian noise (local DP), from the CSPRNG
-          out.set(clipToNorm(out, instr.clipNorm).clipped);
-          addGaussianNoise(out, instr.localNoiseMultiplier! * instr.clipNorm, random);
-        }
+        const shard = shards[c]!;
+        const u = trainDeviceUpdate({
+          params: global,
+          task,
+          data: shard.x,
+          labels: shard.y,
+          random,
+          trainRandom: xoshiroRandomBytes((seed ^ Math.imul(c + 1, 0x9e3779b1) ^ Math.imul(round, 0x85ebca6b)) >>> 0),
+        });
+        out.set(u.values);
+        return u;
       };
       const updates = streamClientUpdates(poissonSample(o.clients, config.samplingRate, random), pool, produce, () => {
         // sample the RSS inside the round too (every 64 updates), not only between rounds
@@ -269,6 +285,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         sampled,
         count: summary.count,
         unclippedCount: summary.unclippedCount,
+        deviceClipped,
         clipNorm: summary.clipNorm,
         nextClipNorm: summary.nextClipNorm,
         noiseStd: summary.noiseStd,

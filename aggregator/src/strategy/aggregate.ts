@@ -4,14 +4,22 @@
  * Backend accumulator `batchSize` at a time, release each buffer once added, and finish with noise and a divisor.
  * Memory: at most `batchSize` updates are referenced at once (plus the accumulator), whatever the client count.
  */
-import { FedgeError } from "@fedge/schemas";
-import type { ClientUpdate, RoundContext, StreamPlan, StreamResult } from "./strategy.ts";
+import {
+  UpdateRejectedError,
+  type ClientUpdate,
+  type RoundContext,
+  type StreamPlan,
+  type StreamResult,
+} from "./strategy.ts";
 
 function weightOf(u: ClientUpdate, weighting: StreamPlan["weighting"], k: number): number {
   if (weighting === "uniform") return 1;
   const w = u.numExamples ?? 1;
   if (typeof w !== "number" || !Number.isFinite(w) || w < 0) {
-    throw new FedgeError("bad_request", 400, `update ${k}: numExamples must be a finite number >= 0, got ${String(w)}`);
+    throw new UpdateRejectedError(
+      "invalid_weight",
+      `update ${k}: numExamples must be a finite number >= 0, got ${String(w)}`,
+    );
   }
   return w;
 }
@@ -24,7 +32,7 @@ export async function streamAggregate(
 ): Promise<StreamResult> {
   const batchSize = ctx.batchSize ?? 16;
   if (!Number.isInteger(batchSize) || batchSize < 1)
-    throw new FedgeError("bad_request", 400, `batchSize must be an integer >= 1, got ${batchSize}`);
+    throw new RangeError(`batchSize must be an integer >= 1, got ${batchSize}`);
   // With the default CSPRNG the backend may draw the round's noise in the background while updates stream in; an
   // injected source must be drawn in order on the main thread so results stay reproducible.
   const acc = await ctx.backend.createAccumulator({

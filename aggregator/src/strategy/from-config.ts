@@ -3,7 +3,7 @@
  * Builds a population's strategy and first clip state from its {@link PopulationConfig}: FedAvg (or a robust rule
  * for non-DP populations), wrapped by DP-FedAvg in `central` mode and by the local-DP wrapper in `local` mode.
  */
-import type { PopulationConfig } from "../config/index.ts";
+import type { PopulationConfig } from "../config.ts";
 import { createDpCentral, initialClipState } from "./dp-central.ts";
 import { createDpLocal } from "./dp-local.ts";
 import { createFedAvg } from "./fedavg.ts";
@@ -37,6 +37,7 @@ export function strategyFromConfig(config: PopulationConfig): Strategy {
       noiseMultiplier: config.privacy.noiseMultiplier,
       samplingRate: config.samplingRate,
       expectedClients: config.expectedClients,
+      mechanism: config.privacy.mechanism,
       ...(adaptive ? { adaptive } : {}),
     });
   }

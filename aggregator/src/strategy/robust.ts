@@ -5,9 +5,15 @@
  * the updates it receives (O(K × d) memory, capped by `maxClients`), and the DP wrappers refuse to wrap it
  * ({@link RobustWithDpError}): a median is not a clipped sum, its sensitivity is not bounded by C.
  */
-import { FedgeError } from "@fedge/schemas";
 import { coordinateMedian, trimmedMean } from "../aggregate/robust.ts";
-import type { ClientUpdate, FitAggregate, FitInstructions, RoundContext, Strategy } from "./strategy.ts";
+import {
+  UpdateRejectedError,
+  type ClientUpdate,
+  type FitAggregate,
+  type FitInstructions,
+  type RoundContext,
+  type Strategy,
+} from "./strategy.ts";
 
 /** Options of {@link createRobust}. */
 export interface RobustOptions {
@@ -18,7 +24,7 @@ export interface RobustOptions {
    */
   trimFraction?: number;
   /**
-   * Most updates one round may hold (memory guard); more is a `bad_request`.
+   * Most updates one round may hold (memory guard); more is an `UpdateRejectedError` (`too_many_updates`).
    * @default 10000
    */
   maxClients?: number;
@@ -27,14 +33,13 @@ export interface RobustOptions {
 export function createRobust(options: RobustOptions): Strategy {
   const kind = options.kind;
   if (kind !== "median" && kind !== "trimmed_mean") {
-    throw new FedgeError("bad_request", 400, `robust kind must be "median" or "trimmed_mean", got ${String(kind)}`);
+    throw new RangeError(`robust kind must be "median" or "trimmed_mean", got ${String(kind)}`);
   }
   const beta = options.trimFraction ?? 0.1;
-  if (!(beta >= 0 && beta < 0.5))
-    throw new FedgeError("bad_request", 400, `trimFraction must be in [0, 0.5), got ${String(beta)}`);
+  if (!(beta >= 0 && beta < 0.5)) throw new RangeError(`trimFraction must be in [0, 0.5), got ${String(beta)}`);
   const maxClients = options.maxClients ?? 10_000;
   if (!Number.isInteger(maxClients) || maxClients < 1) {
-    throw new FedgeError("bad_request", 400, `maxClients must be an integer >= 1, got ${String(maxClients)}`);
+    throw new RangeError(`maxClients must be an integer >= 1, got ${String(maxClients)}`);
   }
   return {
     name: kind,
@@ -48,20 +53,18 @@ export function createRobust(options: RobustOptions): Strategy {
       for await (const u of updates) {
         try {
           if (!(u.delta instanceof Float32Array) || u.delta.length !== ctx.length) {
-            throw new FedgeError(
+            throw new UpdateRejectedError(
               "invalid_shape",
-              400,
               `update ${all.length} must be a Float32Array of ${ctx.length} values`,
             );
           }
           for (let i = 0; i < u.delta.length; i++) {
             const x = u.delta[i]!;
-            if (x - x !== 0) throw new FedgeError("non_finite", 400, `update ${all.length} has a non-finite value`);
+            if (x - x !== 0) throw new UpdateRejectedError("non_finite", `update ${all.length} has a non-finite value`);
           }
           if (all.length >= maxClients) {
-            throw new FedgeError(
-              "bad_request",
-              400,
+            throw new UpdateRejectedError(
+              "too_many_updates",
               `robust aggregation holds at most ${maxClients} updates per round`,
             );
           }

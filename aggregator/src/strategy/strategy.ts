@@ -12,8 +12,8 @@
  * updates; `createRobust` (median / trimmed mean) is a separate strategy the DP wrappers refuse to wrap.
  */
 import type { Backend } from "@fedge/gpu-node";
-import type { RandomBytes } from "@fedge/schemas";
-import type { AdaptiveClippingState } from "../dp/adaptive-clipping.ts";
+import type { RandomBytes } from "@fedge/privacy";
+import type { AdaptiveClippingState } from "@fedge/privacy";
 
 /** One device's update, as the round engine receives it. */
 export interface ClientUpdate {
@@ -26,6 +26,11 @@ export interface ClientUpdate {
   numExamples?: number;
   /** Device id, for logs. */
   deviceId?: string;
+  /**
+   * The device's clip bit b = 1[‖Δ‖ ≤ C], computed on the device before it clipped (update codec version 2). Adaptive
+   * clipping counts these (Andrew et al. 2021, arXiv 1905.03871); present only when the round asked for them.
+   */
+  clipBit?: 0 | 1;
   /**
    * Called once the engine no longer reads `delta` (after its batch went into the Backend, or after a robust strategy
    * copied it), so a producer can reuse the buffer.
@@ -71,6 +76,8 @@ export interface FitInstructions {
   clipNorm: number;
   /** Local mode: devices add N(0, (z·C)²) per coordinate. */
   localNoiseMultiplier?: number;
+  /** Central mode with adaptive clipping: devices report their clip bit (the task's `report_clip_bit`). */
+  reportClipBit?: boolean;
 }
 
 /** What the privacy ledger records when a round is opened: one step of the sampled Gaussian mechanism. */
@@ -87,7 +94,10 @@ export interface FitAggregate {
   delta: Float32Array | null;
   /** Updates aggregated. */
   count: number;
-  /** Updates with ‖Δ‖ ≤ C. */
+  /**
+   * Updates with ‖Δ‖ ≤ C: with adaptive clipping Σ b_i of the devices' reported clip bits (measured before they
+   * clipped), otherwise what the server measured on the updates it received.
+   */
   unclippedCount: number;
   /** Sum of the weights. */
   weightSum: number;
@@ -95,6 +105,10 @@ export interface FitAggregate {
   clipNorm: number;
   /** Std of the noise added to the sum (0 when none). */
   noiseStd: number;
+  /** Central mode: the noise mechanism that made `delta`. */
+  mechanism?: "discrete-gaussian" | "gaussian";
+  /** `discrete-gaussian`: σ/(z_Δ·C) = Δ₂/C, the noise the grid adds on top of z_Δ·C (z itself is unchanged). */
+  noiseInflation?: number;
   /** The divisor used. */
   denominator: number;
   /** Clip state for the next round. */
@@ -149,4 +163,22 @@ export interface StreamingStrategy extends Strategy {
 
 export function isStreamingStrategy(s: Strategy): s is StreamingStrategy {
   return typeof (s as Partial<StreamingStrategy>).aggregateStream === "function";
+}
+
+/**
+ * Why a strategy refused a client update (the round's aggregation stops; nothing of it is kept):
+ * `invalid_shape` (not a Float32Array of the model's length), `non_finite` (NaN or ±Infinity), `invalid_weight`
+ * (`numExamples` not a finite number ≥ 0), `too_many_updates` (over a robust strategy's `maxClients`).
+ */
+export type UpdateRejectedReason =
+  "invalid_shape" | "non_finite" | "invalid_weight" | "too_many_updates" | "missing_clip_bit";
+
+/** A client update a strategy refused (see {@link UpdateRejectedReason}). A domain error: no HTTP status. */
+export class UpdateRejectedError extends Error {
+  readonly reason: UpdateRejectedReason;
+  constructor(reason: UpdateRejectedReason, message: string) {
+    super(message);
+    this.name = "UpdateRejectedError";
+    this.reason = reason;
+  }
 }

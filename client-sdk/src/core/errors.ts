@@ -27,6 +27,42 @@ export class InvalidInputError extends FedgeClientError {
   }
 }
 
+/** Why a task was refused by the app's privacy policy (see `PrivacyPolicy`). */
+export type PrivacyPolicyReason =
+  "mode_not_allowed" | "noise_missing" | "noise_too_low" | "epsilon_too_high" | "epsilon_missing" | "delta_too_high";
+
+/**
+ * The device refused a round task because it is outside the app's privacy policy: nothing was trained on and nothing
+ * was uploaded. `code` is `privacy_policy_refused`; `reason` says which rule.
+ */
+export class PrivacyPolicyError extends FedgeClientError {
+  readonly reason: PrivacyPolicyReason;
+  /** The refused round. */
+  readonly roundId: string;
+  constructor(reason: PrivacyPolicyReason, roundId: string, message: string) {
+    super("privacy_policy_refused", `round ${roundId} refused by the privacy policy (${reason}): ${message}`);
+    this.name = "PrivacyPolicyError";
+    this.reason = reason;
+    this.roundId = roundId;
+  }
+}
+
+/** Why a model was not trusted (see `FedgeClientOptions.aggregatorPublicKey`). */
+export type UntrustedModelReason = "unsigned" | "wrong_key" | "bad_signature" | "mismatch" | "integrity_unavailable";
+
+/**
+ * The model's manifest is not signed by the pinned aggregator key (or does not describe these bytes): the SDK neither
+ * runs it (`predictLocal`) nor trains on it (`participate`). `code` is `untrusted_model`.
+ */
+export class UntrustedModelError extends FedgeClientError {
+  readonly reason: UntrustedModelReason;
+  constructor(reason: UntrustedModelReason, message: string) {
+    super("untrusted_model", `${message} (${reason})`);
+    this.name = "UntrustedModelError";
+    this.reason = reason;
+  }
+}
+
 /** Fields every API error carries. */
 export interface APIErrorInit {
   status?: number | undefined;

@@ -4,7 +4,7 @@
  * loaded on first use), run on named typed tensors of any dtype fedge serves.
  */
 import { FedgeClientError } from "../core/errors.ts";
-import type { LoadedModel, OrtLike, OrtSession, OrtTensor } from "../model/model.ts";
+import type { LoadedModel, OrtLike, OrtSession, OrtTensor } from "../model.ts";
 import { dtypeOfOrt, type Tensor } from "./tensors.ts";
 
 /** A run's output as a typed tensor (float16 as its bit patterns, whatever array onnxruntime chose). */

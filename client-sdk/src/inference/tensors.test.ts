@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseV2InferRequest, splitInferBody } from "@fedge/schemas";
+import { parseV2InferRequest, splitInferBody } from "@fedge/protocol";
 import { FedgeAPIError, InvalidInputError } from "../core/errors.ts";
 import { checkInferInputs, decodeInferResponse, encodeInferRequest } from "./tensors.ts";
 

@@ -14,14 +14,14 @@ import {
   type Tensor,
   type TensorArray,
   type TensorDtype,
-} from "@fedge/schemas/tensor-data";
+} from "@fedge/protocol";
 import {
   decodeV2Outputs,
   INFERENCE_HEADER_LENGTH,
   joinInferBody,
   parseHeaderLength,
   splitInferBody,
-} from "@fedge/schemas/v2-binary";
+} from "@fedge/protocol";
 import { FedgeAPIError, InvalidInputError } from "../core/errors.ts";
 import type { Transport } from "../internal/transport.ts";
 import type { InferOptions, InferResult } from "../types.ts";

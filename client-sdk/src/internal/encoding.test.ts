@@ -1,9 +1,9 @@
 import fc from "fast-check";
-import * as schemas from "@fedge/schemas";
+import * as schemas from "@fedge/protocol";
 import { describe, expect, it } from "vitest";
 import { checkinSigningBytes, fromBase64Url, toBase64Url } from "./encoding.ts";
 
-describe("encoding matches the @fedge/schemas contracts", () => {
+describe("encoding matches the @fedge/protocol contracts", () => {
   it("base64url round-trips and equals the schemas' encoder", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {

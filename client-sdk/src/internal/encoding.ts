@@ -1,7 +1,7 @@
 /**
  * @module
  * Unpadded base64url (RFC 4648 §5) and the check-in signing bytes. These are byte-for-byte the contracts defined in
- * @fedge/schemas (`toBase64Url`, `fromBase64Url` in common/, `checkinSigningBytes` in rounds/checkin.ts); they are
+ * @fedge/protocol (`toBase64Url`, `fromBase64Url` in common/, `checkinSigningBytes` in rounds/checkin.ts); they are
  * repeated here only because those schema files also build zod schemas at import time, which would put zod (~60 kB
  * gzip) into the SDK core. `encoding.test.ts` pins both copies to the same outputs.
  */
@@ -50,7 +50,7 @@ export function fromBase64Url(text: string): Uint8Array {
   return out;
 }
 
-/** The bytes a device signs to check in (contract: @fedge/schemas `checkinSigningBytes`). */
+/** The bytes a device signs to check in (contract: @fedge/protocol `checkinSigningBytes`). */
 export function checkinSigningBytes(model: string, deviceId: string, timestamp: string): Uint8Array {
   return new TextEncoder().encode(`fedge-checkin-v1\n${model}\n${deviceId}\n${timestamp}`);
 }

@@ -14,7 +14,7 @@ import {
   InternalServerError,
   RateLimitError,
 } from "../core/errors.ts";
-import { cryptoRandom } from "./platform/platform.ts";
+import { cryptoRandom } from "./platform.ts";
 import { Transport } from "./transport.ts";
 
 interface Seen {

@@ -5,7 +5,7 @@
  * once and the very same bytes are sent on every attempt (an upload retry resends the same signed update and nonce).
  */
 import { APIConnectionError, APIConnectionTimeoutError, FedgeAPIError, FedgeClientError } from "../core/errors.ts";
-import { uniform, type RandomSource } from "./platform/platform.ts";
+import { uniform, type RandomSource } from "./platform.ts";
 import { abortError, withRetries } from "./retry.ts";
 
 /** Per-call options accepted by every client method. */

@@ -2,6 +2,8 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { asyncStorage } from "./async-storage.ts";
+import { fakeAsyncStorage } from "./async-storage.test-helpers.ts";
 import { fileStorage } from "./file-storage.ts";
 import { getJson, memoryStorage, setJson, type FedgeStorage } from "./storage.ts";
 
@@ -18,6 +20,7 @@ async function tempDir() {
 const suites: [string, () => Promise<FedgeStorage>][] = [
   ["memoryStorage", async () => memoryStorage()],
   ["fileStorage", async () => fileStorage({ dir: path.join(await tempDir(), "nested") })],
+  ["asyncStorage", async () => asyncStorage({ store: fakeAsyncStorage() })],
 ];
 
 describe.each(suites)("%s", (_name, make) => {

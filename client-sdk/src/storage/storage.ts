@@ -1,9 +1,8 @@
 /**
  * @module
  * Key-value storage for what the SDK must keep across restarts: the device identity, cached model bytes and the
- * offline upload queue. One small async interface, three implementations: IndexedDB (browsers), a directory of
- * files (Node), memory (tests, ephemeral use). React Native apps implement {@link FedgeStorage} over their own store
- * (e.g. AsyncStorage with base64 values, or a file system module).
+ * offline upload queue. One small async interface, four implementations: IndexedDB (browsers), a directory of
+ * files (Node), an AsyncStorage-compatible store (React Native, `asyncStorage`), memory (tests, ephemeral use).
  */
 
 /**

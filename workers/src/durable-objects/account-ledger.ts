@@ -9,9 +9,9 @@
  * time to every request. A leaked ledger therefore reveals no usable key.
  */
 import { DurableObject } from "cloudflare:workers";
-import type { ApiKeyInfo, UsageDay, UsageReport } from "@fedge/schemas";
+import type { ApiKeyInfo, UsageDay, UsageReport } from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
-import { leaseTokens, returnTokens, takeTokens, type BucketState } from "../middleware/rate-limit/index.ts";
+import { leaseTokens, returnTokens, takeTokens, type BucketState } from "../middleware/rate-limit.ts";
 
 /** What `authenticate` answers; the middleware turns it into 401/403/429 or a context variable. */
 export type AuthVerdict =
@@ -211,7 +211,7 @@ export class AccountLedger extends DurableObject<Bindings> {
   }
 
   /** The key and its usage per UTC day within `[from, to]` (inclusive); `null` when the key does not exist. */
-  async usage(range: { from?: string; to?: string } = {}): Promise<UsageReport | null> {
+  async usage(range: { from?: string | undefined; to?: string | undefined } = {}): Promise<UsageReport | null> {
     const row = this.row();
     if (!row) return null;
     const days = this.sql

@@ -14,7 +14,7 @@
  * Methods return plain data (`Result`), never throw domain errors across RPC; routes turn failures into `FedgeError`s.
  */
 import { DurableObject } from "cloudflare:workers";
-import { checkinSigningBytes, fromBase64Url } from "@fedge/schemas";
+import { checkinSigningBytes, fromBase64Url } from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
 import { verifyEd25519 } from "../training/ed25519.ts";
 

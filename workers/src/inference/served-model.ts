@@ -5,7 +5,7 @@
  * the input/output signatures requests are checked against (graph shapes with their symbolic dimensions, the ranges
  * the graph implies intersected with the ones the manifest declares).
  */
-import { FedgeError, type ModelManifest, type ModelVersionSummary, type TensorSignature } from "@fedge/schemas";
+import { FedgeError, type ModelManifest, type ModelVersionSummary, type TensorSignature } from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
 import { readManifest, readOnnxBytes, requireIndex, requireVersion } from "../registry/index.ts";
 import { sessions, type CachedModel } from "./session-cache.ts";

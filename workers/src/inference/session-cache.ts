@@ -6,14 +6,8 @@
  * plus a fixed overhead), and the least recently used entries are released until the total fits `maxBytes`.
  * Runs on one session are serialised (ORT-web's wasm backend runs one at a time).
  */
-import {
-  FedgeError,
-  inspectServable,
-  type ServableModel,
-  type Tensor,
-  type TensorArray,
-  type TensorDtype,
-} from "@fedge/schemas";
+import { FedgeError, type Tensor, type TensorArray, type TensorDtype } from "@fedge/protocol";
+import { inspectServable, type ServableModel } from "@fedge/ml";
 import type { OrtSession } from "./ort.ts";
 
 type OrtModule = typeof import("./ort.ts");

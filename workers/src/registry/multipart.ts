@@ -6,7 +6,7 @@
  * known), so an upload costs one copy of the model; a part over its cap stops the read at once (413) instead of after
  * the whole body arrived.
  */
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 
 export interface MultipartLimits {
   /** Largest file part (bytes). */

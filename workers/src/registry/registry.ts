@@ -11,7 +11,7 @@
  * Readers keep a per-isolate copy of each index for `INDEX_CACHE_TTL_MS`, so a promote reaches every isolate within
  * that time (and the writing isolate at once).
  */
-import { FedgeError, ModelIndex, ModelManifest, type ModelSummary, type ModelVersionSummary } from "@fedge/schemas";
+import { FedgeError, ModelIndex, ModelManifest, type ModelSummary, type ModelVersionSummary } from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
 
 /** How long an isolate trusts its cached copy of a model index. */

@@ -7,13 +7,15 @@
  * `MAX_SESSION_BYTES`, the declared input/output names, dtypes and shapes against the ONNX graph, and the declared
  * quantization against the graph's. Whether onnxruntime can load the graph is checked by the caller (it creates the
  * session it will serve with).
+ *
+ * Trust is pinned: the public key written in a signed manifest only names the signer. The signature counts only when
+ * that key is one the edge trusts as an aggregator key (`FEDGE_AGGREGATOR_PUBLIC_KEY`, or registered by the admin
+ * token); a manifest signed by any other key is refused, however well its signature verifies, since anyone can sign
+ * a manifest with a key of their own and write that key beside it.
  */
 import nacl from "tweetnacl";
 import {
   canonicalManifestBytes,
-  checkServable,
-  decodeOnnx,
-  detectQuantization,
   FedgeError,
   fromBase64Url,
   MAX_MODEL_BYTES,
@@ -21,11 +23,16 @@ import {
   ModelManifest,
   sha256Hex,
   type ModelUploadManifest,
+  type TensorSpec,
+} from "@fedge/protocol";
+import {
+  checkServable,
+  decodeOnnx,
+  detectQuantization,
   type OnnxDim,
   type ServableModel,
   type ServableTensor,
-  type TensorSpec,
-} from "@fedge/schemas";
+} from "@fedge/ml";
 
 function invalid(message: string): FedgeError {
   return new FedgeError("invalid_model", 400, message);
@@ -81,15 +88,23 @@ export function servableShape(manifest: ModelManifest): { featureShape: number[]
   return { featureShape, features: featureShape.reduce((a, b) => a * b, 1) };
 }
 
+/** What `validateUpload` needs to know about trust. */
+export interface UploadTrust {
+  /** Whether a base64url Ed25519 public key is a trusted aggregator key (`isTrustedAggregatorKey`). */
+  isTrustedSigner: (publicKey: string) => Promise<boolean>;
+}
+
 /**
  * Check an upload and return the complete manifest to store (sha256, size and created_at filled in).
- * Throws `FedgeError` 400 `invalid_model` / `bad_signature` / `validation_failed`, or 413 `payload_too_large`.
+ * Throws `FedgeError` 400 `invalid_model` / `bad_signature` (signature invalid, or by a key the edge does not trust) /
+ * `validation_failed`, or 413 `payload_too_large`.
  */
 export async function validateUpload(
   pathName: string,
   upload: ModelUploadManifest,
   bytes: Uint8Array,
   now: number,
+  trust: UploadTrust,
 ): Promise<ModelManifest> {
   if (bytes.byteLength === 0) throw invalid("the model file is empty");
   if (bytes.byteLength > MAX_MODEL_BYTES) {
@@ -121,6 +136,13 @@ export async function validateUpload(
     const sig = fromBase64Url(manifest.aggregator.signature);
     if (pk.length !== 32 || sig.length !== 64) {
       throw new FedgeError("bad_signature", 400, "aggregator public_key must be 32 bytes and signature 64 bytes");
+    }
+    if (!(await trust.isTrustedSigner(manifest.aggregator.public_key))) {
+      throw new FedgeError(
+        "bad_signature",
+        400,
+        `the manifest is signed by ${manifest.aggregator.public_key}, which is not a trusted aggregator key of this edge (FEDGE_AGGREGATOR_PUBLIC_KEY or /v1/admin/aggregator-keys)`,
+      );
     }
     if (!nacl.sign.detached.verify(canonicalManifestBytes(manifest), sig, pk)) {
       throw new FedgeError("bad_signature", 400, "the aggregator signature does not verify over the manifest");

@@ -4,7 +4,7 @@
  * and stops reading a streamed body as soon as it passes the cap. The result starts 4-byte aligned in its own buffer
  * (so the update codec can view a float32 payload in place).
  */
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 
 function tooLarge(maxBytes: number): FedgeError {
   return new FedgeError("payload_too_large", 413, `the body is larger than this endpoint's cap of ${maxBytes} bytes`);

@@ -3,7 +3,7 @@
  * Durable Object RPC methods return `Result`s instead of throwing domain errors (RPC does not carry a FedgeError's code
  * and status); routes `unwrap` them into the one error envelope.
  */
-import { FedgeError, type ErrorCode } from "@fedge/schemas";
+import { FedgeError, type ErrorCode } from "@fedge/protocol";
 
 export type Fail = { ok: false; code: ErrorCode; status: number; message: string };
 export type Result<T> = ({ ok: true } & T) | Fail;

@@ -1,7 +1,11 @@
 /**
  * @module
- * Checks of a decoded update against its round's task: shape and dtype, finiteness, and the L2 norm bound.
- * Pure (no I/O, no clock): the route calls it between decoding and storing.
+ * Checks of a decoded update against its round's task: shape and dtype, the clip bit, finiteness, and the L2 norm
+ * bound. Pure (no I/O, no clock): the route calls it between decoding and storing.
+ *
+ * Clip bit (update codec version 2): a round opened with `report_clip_bit` (central mode, adaptive clipping) needs every
+ * update to report the device's b = 1[‖Δ‖ ≤ C]; every other round refuses an update that reports one (in local mode
+ * the bit is un-noised information about the device's data, so it must never be stored or forwarded).
  *
  * Norm bound, computed in float64:
  * - `central`: the device clips Δ to ‖Δ‖₂ ≤ C (DP-FedAvg, McMahan et al. 2018, arXiv 1710.06963 Alg. 1), so the edge accepts
@@ -10,8 +14,9 @@
  *   (Vershynin, High-Dimensional Probability, 2018, Thm 5.2.2; E‖n‖ ≤ σ√d) P(‖n‖₂ ≥ σ(√d + t)) ≤ exp(−t²/2). With t = 10 an
  *   honest device is refused with probability below 2·10⁻²², and the edge accepts ‖Δ + n‖₂ ≤ C·(1 + 1e-4) + σ(√d + 10).
  * - `distributed`: not accepted by the edge yet (secure-aggregation masks are not real-valued updates).
+ * - `none`: no bound without a clip norm (the round is not private; Δ is sent unclipped); with one, as in `central`.
  */
-import { FedgeError, type PrivacyMode } from "@fedge/schemas";
+import { FedgeError, type PrivacyMode } from "@fedge/protocol";
 
 export const NORM_TOLERANCE = 1e-4;
 /** The t of the Gaussian tail bound used in local mode. */
@@ -20,18 +25,24 @@ export const LOCAL_NOISE_TAIL_T = 10;
 export interface UpdateLimits {
   update_length: number;
   update_dtype: "float32" | "int8";
-  clip_norm: number;
+  /** Absent only in privacy mode `none`. */
+  clip_norm?: number | undefined;
   privacy_mode: PrivacyMode;
   local_noise_multiplier?: number | undefined;
+  /** Whether updates must report the clip bit (else they must not). @default false */
+  report_clip_bit?: boolean | undefined;
 }
 
 export interface UpdatePayloadView {
   shape: number[];
+  /** The decoded clip bit, `null` when not reported. */
+  clipBit: 0 | 1 | null;
   payload: { dtype: "float32"; values: Float32Array } | { dtype: "int8"; values: Int8Array; scale: number };
 }
 
 /** Largest L2 norm the edge accepts for an update of this round. */
 export function normBound(limits: UpdateLimits): number {
+  if (limits.clip_norm === undefined) return Infinity;
   const clipped = limits.clip_norm * (1 + NORM_TOLERANCE);
   if (limits.privacy_mode !== "local") return clipped;
   const sigma = (limits.local_noise_multiplier ?? 0) * limits.clip_norm;
@@ -50,9 +61,26 @@ export function l2Norm(payload: UpdatePayloadView["payload"]): number {
   return payload.dtype === "int8" ? norm * payload.scale : norm;
 }
 
-/** Throws a 400 `FedgeError` (`invalid_shape`, `non_finite`, `norm_exceeded`) unless the update fits the task; returns its norm. */
+/**
+ * Throws a 400 `FedgeError` (`invalid_shape`, `malformed_update` for a clip bit the round does not expect or misses,
+ * `non_finite`, `norm_exceeded`) unless the update fits the task; returns its norm.
+ */
 export function checkUpdateAgainstTask(update: UpdatePayloadView, limits: UpdateLimits): number {
   const { shape, payload } = update;
+  if (limits.report_clip_bit && update.clipBit === null) {
+    throw new FedgeError(
+      "malformed_update",
+      400,
+      "this round uses adaptive clipping and needs the device's clip bit (update clip-bit field 2 or 3), but the update reports none",
+    );
+  }
+  if (!limits.report_clip_bit && update.clipBit !== null) {
+    throw new FedgeError(
+      "malformed_update",
+      400,
+      `this round (privacy mode ${limits.privacy_mode}) does not take a clip bit, but the update reports one; devices send it only when the task sets report_clip_bit`,
+    );
+  }
   let count = 1;
   for (const d of shape) count *= d;
   if (payload.dtype !== limits.update_dtype) {
@@ -77,7 +105,7 @@ export function checkUpdateAgainstTask(update: UpdatePayloadView, limits: Update
     throw new FedgeError(
       "norm_exceeded",
       400,
-      `update L2 norm ${norm.toPrecision(6)} exceeds this round's bound ${bound.toPrecision(6)} (clip norm ${limits.clip_norm})`,
+      `update L2 norm ${norm.toPrecision(6)} exceeds this round's bound ${bound.toPrecision(6)} (clip norm ${String(limits.clip_norm)})`,
     );
   }
   return norm;
@@ -85,6 +113,6 @@ export function checkUpdateAgainstTask(update: UpdatePayloadView, limits: Update
 
 /** Largest encoded size of an update with `length` values: header with the longest ids and rank 8, padding, payload, signature. */
 export function maxEncodedUpdateBytes(length: number, dtype: "float32" | "int8"): number {
-  const header = 4 + 1 + 1 + 2 + 1 + 64 + 1 + 80 + 16 + 1 + 4 * 8 + 4 + 4;
+  const header = 4 + 1 + 1 + 2 + 1 + 1 + 64 + 1 + 80 + 16 + 1 + 4 * 8 + 4 + 4;
   return header + 3 + length * (dtype === "float32" ? 4 : 1) + 64;
 }

@@ -9,22 +9,17 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { createBackend } from "@fedge/gpu-node";
-import { FedgeError, type MlpParams } from "@fedge/schemas";
-import { CheckpointStore } from "../../checkpoint/index.ts";
-import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config/index.ts";
-import { loadMnist } from "../../data/index.ts";
-import type { EvalSet } from "../../evaluate/index.ts";
-import { RoundEngine, type RoundHooks } from "../../round/index.ts";
-import {
-  EdgeRoundRunner,
-  fetchEdgeModel,
-  fetchModelDetail,
-  loadEdgeRunnerState,
-  saveEdgeRunnerState,
-  type EdgeRunnerHooks,
-  type PendingRound,
-  type EdgeRunnerState,
-} from "../../edge/runner.ts";
+import { FedgeError } from "@fedge/protocol";
+import { type MlpParams } from "@fedge/ml";
+import { CheckpointStore } from "../../checkpoint.ts";
+import { POPULATION_CONFIG_FLAGS } from "../../config.ts";
+import { loadMnist } from "../../data/mnist.ts";
+import type { EvalSet } from "../../evaluate.ts";
+import { RoundEngine, type RoundHooks } from "../../round.ts";
+import { fetchEdgeModel, fetchModelDetail } from "../../edge/edge-registry.ts";
+import { EdgeRoundRunner, type EdgeRunnerHooks } from "../../edge/runner.ts";
+import { edgeRunnerStateOf, loadEdgeRunnerState, saveEdgeRunnerState } from "../../edge/runner-state.ts";
+import { pinSavedMechanism } from "../../edge/charge.ts";
 import { UsageError, type Command } from "../command.ts";
 import {
   EDGE_FLAGS,
@@ -43,9 +38,13 @@ const USAGE = `Usage:
                   [--admin-token T | env FEDGE_ADMIN_TOKEN] [--rounds N] [--round-duration-s S] [population options]
 
 Runs N training rounds of a population through the edge. Each round:
-  1. checks the privacy ledger: a round that would exceed the budget is refused (exit 1, message names the budget
-     and the projected ε) before any device sees it;
-  2. opens the round on the edge with the task (clip norm, privacy mode, client lr/epochs/batch, q);
+  1. checks the privacy ledgers, the edge's first (the authority: its budget, set by the operator with
+     PUT /v1/admin/populations/NAME/privacy-budget, counts every round it ever charged, whatever checkpoint dir is
+     used) then the checkpoint's: a round that would exceed a budget is refused (exit 1, budget_exceeded, message
+     names the budget and the projected ε) before any device sees it;
+  2. opens the round on the edge with the task (clip norm, privacy mode, client lr/epochs/batch, q) and the
+     mechanism the edge charges (z, clip rule, σ_b); before aggregating, a round whose charge on the edge differs
+     from what this run would aggregate with is refused (exit 1, conflict: charge_mismatch);
   3. waits until it closes (its deadline, or --max-reports accepted updates), polling its status;
   4. streams the accepted updates, re-verifies every Ed25519 signature, aggregates them on the Backend (clip, noise,
      fixed denominator, server optimizer, adaptive clip);
@@ -69,22 +68,26 @@ Edge:
 Rounds:
   --rounds N               rounds to run (default 1)
   --round-duration-s S     collecting window per round (default 600)
-  --min-reports K          fewer accepted updates and the round is abandoned (default 1)
-  --max-reports M          the round closes once M updates are accepted (default 1000000)
+  --min-reports K          fewer accepted updates and the round is abandoned (default 1; exactly 1 with DP)
+  --max-reports M          the round closes once M updates are accepted (default 1000000; privacy mode none only:
+                           DP rounds keep Poisson sampling and close at their deadline)
   --wait-poll-ms P         status poll interval while a round collects (default 1000)
   --backend B              auto | cpu | webgpu (default: FEDGE_BACKEND or auto)
   --eval-set E             held-out set of the publish gate: auto (default: MNIST test split when the model is
                            784→…→10, else none), mnist, none, or a JSON file {"x": number[] (n×features, row-major),
                            "y": number[]}
 
-Population (or --config FILE with a JSON population config; flags override it; a resumed run reuses the saved one):
+Population (or --config FILE with a JSON population config; flags override it; a resumed run reuses the saved one,
+and for a round in progress the saved mechanism (privacy, sampling rate, expected clients, clipping) wins over both):
   --model NAME  --privacy-mode central|local|none  --noise-multiplier Z  --target-epsilon E  --delta D
   --accountant rdp|pld  --sampling-rate Q  --expected-clients M  --clip-norm C
+  --noise-mechanism discrete-gaussian|gaussian (central mode; default discrete-gaussian, floating-point safe)
   --adaptive [--target-quantile G] [--clip-lr H] [--count-noise-std S]
   --optimizer fedavg|fedavgm|fedadam|fedyogi [--server-lr η] [--momentum μ] [--beta1 b1] [--beta2 b2] [--tau τ]
   --robust median|trimmed_mean [--trim-fraction β]   --client-lr L  --local-epochs E  --client-batch-size B
   --max-accuracy-drop A  --batch-size K  --trainable all|head
-Exit codes: 0 ok, 2 bad arguments, 1 other errors (budget exceeded, edge errors).
+Exit codes: 0 ok, 2 bad arguments, 1 the run failed (budget_exceeded, edge errors, checkpoint conflicts); see
+fedge --help.
 Test hook: FEDGE_AGGREGATE_CRASH_AT=after-open|after-edge-open|after-aggregate|after-upload kills the process
 (SIGKILL) right after that step, to exercise resume.
 `;
@@ -121,16 +124,6 @@ async function evalSetOf(spec: string, model: MlpParams): Promise<EvalSet | unde
   if (n === 0 || x.length !== n * first.inFeatures)
     throw new UsageError(`--eval-set ${spec}: needs n > 0 labels and n × ${first.inFeatures} features`);
   return { x: Float32Array.from(x), y: Int32Array.from(y), n };
-}
-
-function stateOf(config: PopulationConfig, modelVersion: number, pending: PendingRound | null): EdgeRunnerState {
-  return {
-    version: 1,
-    model: config.model,
-    config: config as unknown as Record<string, unknown>,
-    modelVersion,
-    pending,
-  };
 }
 
 function crashHook(point: string): () => void {
@@ -186,9 +179,19 @@ export const aggregateCommand: Command = {
     const saved = dir ? await loadEdgeRunnerState(dir) : null;
     const base =
       typeof values.config === "string" ? await readConfigFile(values.config) : ((saved?.config ?? {}) as object);
-    const config = resolveConfig(values, base as Record<string, unknown>);
+    let config = resolveConfig(values, base as Record<string, unknown>);
     if (saved && saved.model !== config.model)
       throw new UsageError(`--checkpoint-dir ${dir} belongs to model "${saved.model}", not "${config.model}"`);
+    // A round in progress was charged on the edge for the saved mechanism: that one wins over flags and --config.
+    if (saved?.pending) config = pinSavedMechanism(config, saved.config, log);
+    if (config.privacy.mode !== "none") {
+      // Poisson sampling: the edge refuses both in DP rounds (a count-based close displaces devices: sensitivity 2C).
+      if (values["max-reports"] !== undefined)
+        throw new UsageError(
+          `--max-reports is refused in privacy mode ${config.privacy.mode} (DP rounds close at their deadline)`,
+        );
+      if (minReports !== 1) throw new UsageError(`--min-reports must be 1 in privacy mode ${config.privacy.mode}`);
+    }
     return withEdge(url, async () => {
       const signing = await signingKeyOf(values);
       if (!signing)
@@ -212,7 +215,7 @@ export const aggregateCommand: Command = {
         modelVersion = seed.version;
         log(`starting from ${config.model} v${seed.version} served by ${url} (sha256 ${seed.sha256.slice(0, 12)}…)`);
         // the runner state is written before the engine's first checkpoint, so a checkpoint never lacks one
-        if (dir) await saveEdgeRunnerState(dir, stateOf(config, seed.version, null));
+        if (dir) await saveEdgeRunnerState(dir, edgeRunnerStateOf(config, seed.version, null));
       } else if (modelVersion === undefined) {
         throw new UsageError(
           `--checkpoint-dir ${dir} holds a checkpoint but no edge-runner.json (was it written by fedge simulate?)`,
@@ -238,7 +241,7 @@ export const aggregateCommand: Command = {
           hooks: engineHooks,
         });
         const heldOut = await evalSetOf(evalSpec, engine.model);
-        const state = stateOf(config, modelVersion!, saved?.pending ?? null);
+        const state = edgeRunnerStateOf(config, modelVersion!, saved?.pending ?? null);
         const runner = new EdgeRoundRunner({
           engine,
           admin,
@@ -255,8 +258,13 @@ export const aggregateCommand: Command = {
         });
         // A resumed round counts as one of the N.
         for (let r = 0; r < rounds; r++) {
+          io.progress?.(`fedge aggregate: round ${r + 1}/${rounds} · collecting on ${url}`);
           const result = await runner.runRound();
           io.stdout(JSON.stringify(result) + "\n");
+          const eps = result.epsilon === null ? "" : ` · ε ${result.epsilon.toFixed(3)}`;
+          io.progress?.(
+            `fedge aggregate: round ${r + 1}/${rounds} · ${result.outcome} · ${result.accepted} updates${eps}`,
+          );
         }
         return 0;
       } finally {

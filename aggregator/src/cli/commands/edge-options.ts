@@ -6,9 +6,9 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { toBase64Url } from "@fedge/schemas";
-import { ConfigError, configFromFlags, type PopulationConfig } from "../../config/index.ts";
-import { loadOrCreateSigningKey, type SigningKey } from "../../export/index.ts";
+import { toBase64Url } from "@fedge/protocol";
+import { ConfigError, configFromFlags, type PopulationConfig } from "../../config.ts";
+import { loadOrCreateSigningKey, type SigningKey } from "../../export.ts";
 import { EdgeAdminClient } from "../../edge/admin-client.ts";
 import { UsageError } from "../command.ts";
 

@@ -3,8 +3,8 @@
  * `fedge privacy`: ε for (q, z, steps, δ), or the smallest z for a target ε. Prints one JSON object on stdout.
  */
 import { parseArgs } from "node:util";
-import { getNoiseMultiplier } from "../../accountant/noise-multiplier.ts";
-import { createAccountant } from "../../accountant/registry.ts";
+import { getNoiseMultiplier } from "@fedge/privacy";
+import { createAccountant } from "@fedge/privacy";
 import { UsageError, type Command } from "../command.ts";
 
 const USAGE = `Usage:
@@ -25,7 +25,7 @@ Options:
   --accountant NAME      rdp (default; Mironov et al. 2019 + Balle et al. 2020 conversion) or pld (FFT, tighter)
   --conversion NAME      rdp only: improved (default, arXiv 1905.09982 Thm. 21) or classic (arXiv 1702.07476 Prop. 3)
   -h, --help             this help
-Exit codes: 0 ok, 2 bad arguments, 1 other errors.
+Exit codes: 0 ok, 2 bad arguments, 1 other errors (see fedge --help).
 `;
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;

@@ -5,9 +5,9 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { checkServable, decodeOnnx, FedgeError, type ServableModel } from "@fedge/schemas";
-import { parseCalibration, QuantizeInputError, quantizeOnnx } from "../../quantize/quantize-onnx.ts";
-import { UsageError, type Command } from "../command.ts";
+import { checkServable, decodeOnnx, type ServableModel } from "@fedge/ml";
+import { parseCalibration, QuantizeInputError, quantizeOnnx } from "../../quantize-onnx.ts";
+import { EXIT_OK, UsageError, type Command } from "../command.ts";
 
 const USAGE = `Usage:
   fedge quantize MODEL.onnx --out OUT.onnx [--weights symmetric|asymmetric] [--calibration FILE]
@@ -31,7 +31,8 @@ Options:
   --seed S             seed of the sampled examples (default 1)
   --report FILE        also write the report to FILE
   -h, --help           this help
-Exit codes: 0 ok, 2 bad arguments, 1 other errors (unreadable or unservable model, bad calibration file).
+Exit codes: 0 ok, 2 bad arguments, 1 other errors (invalid_model: a malformed or unservable model; invalid_input:
+an unreadable model, or a bad calibration file).
 `;
 
 function positiveInt(flag: string, text: string | undefined, fallback: number): number {
@@ -82,37 +83,29 @@ export const quantizeCommand: Command = {
     }
     const samples = positiveInt("samples", values.samples, 32);
     const seed = positiveInt("seed", values.seed, 1);
-    try {
-      const bytes = await readInput(positionals[0]!, "model");
-      let calibration;
-      if (values.calibration) {
-        let graph: ServableModel;
-        try {
-          graph = checkServable(decodeOnnx(bytes));
-        } catch (e) {
-          throw new QuantizeInputError(`the model cannot be served: ${(e as Error).message}`);
-        }
-        const text = new TextDecoder().decode(await readInput(values.calibration, "calibration file"));
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch (e) {
-          throw new QuantizeInputError(`calibration file ${values.calibration} is not JSON: ${(e as Error).message}`);
-        }
-        calibration = parseCalibration(json, graph);
+    const bytes = await readInput(positionals[0]!, "model");
+    let calibration;
+    if (values.calibration) {
+      let graph: ServableModel;
+      try {
+        graph = checkServable(decodeOnnx(bytes));
+      } catch (e) {
+        throw new QuantizeInputError(`the model cannot be served: ${(e as Error).message}`);
       }
-      const result = await quantizeOnnx(bytes, { weights, samples, seed, ...(calibration ? { calibration } : {}) });
-      await writeFile(values.out, result.bytes);
-      const report = JSON.stringify({ input: positionals[0], output: values.out, ...result.report });
-      if (values.report) await writeFile(values.report, report + "\n");
-      io.stdout(report + "\n");
-      return 0;
-    } catch (err) {
-      if (err instanceof QuantizeInputError || err instanceof FedgeError) {
-        io.stderr(`fedge quantize: ${err.message}\n`);
-        return 1;
+      const text = new TextDecoder().decode(await readInput(values.calibration, "calibration file"));
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch (e) {
+        throw new QuantizeInputError(`calibration file ${values.calibration} is not JSON: ${(e as Error).message}`);
       }
-      throw err;
+      calibration = parseCalibration(json, graph);
     }
+    const result = await quantizeOnnx(bytes, { weights, samples, seed, ...(calibration ? { calibration } : {}) });
+    await writeFile(values.out, result.bytes);
+    const report = JSON.stringify({ input: positionals[0], output: values.out, ...result.report });
+    if (values.report) await writeFile(values.report, report + "\n");
+    io.stdout(report + "\n");
+    return EXIT_OK;
   },
 };

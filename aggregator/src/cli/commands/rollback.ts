@@ -6,11 +6,12 @@
  */
 import { parseArgs } from "node:util";
 import { createBackend } from "@fedge/gpu-node";
-import { FedgeError, ModelName, RegistryChange } from "@fedge/schemas";
-import { CheckpointStore } from "../../checkpoint/index.ts";
-import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config/index.ts";
-import { RoundEngine } from "../../round/index.ts";
-import { fetchModelDetail, loadEdgeRunnerState } from "../../edge/runner.ts";
+import { FedgeError, ModelName, RegistryChange } from "@fedge/protocol";
+import { CheckpointStore } from "../../checkpoint.ts";
+import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config.ts";
+import { RoundEngine, RoundStateError } from "../../round.ts";
+import { fetchModelDetail } from "../../edge/edge-registry.ts";
+import { loadEdgeRunnerState } from "../../edge/runner-state.ts";
 import { UsageError, type Command } from "../command.ts";
 import {
   EDGE_FLAGS,
@@ -110,7 +111,7 @@ export const rollbackCommand: Command = {
           await engine.recordRollback(now, reason);
           out.recorded = true;
         } catch (e) {
-          if (!(e instanceof FedgeError && e.code === "version_not_found")) throw e;
+          if (!(e instanceof RoundStateError && e.reason === "version_not_published")) throw e;
           out.note = `the edge serves v${now} again, but the checkpoint was not changed: ${e.message}`;
         } finally {
           engine?.dispose();

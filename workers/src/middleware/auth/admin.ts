@@ -8,11 +8,11 @@
  * does not carry its kind of credential, so the verifiers never fight over a request.
  */
 import type { Context, MiddlewareHandler } from "hono";
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import type { AppEnv } from "../../env.ts";
 import { bearerToken, constantTimeEqual } from "./api-key.ts";
 // Training plane (issue 5): the aggregator's Ed25519 request signature is an admin credential too.
-import { aggregatorSignatureVerifier } from "../aggregator-signature/index.ts";
+import { aggregatorSignatureVerifier } from "../aggregator-signature.ts";
 
 /** Who passed `adminAuth()` (`c.get("admin")`). */
 export interface AdminPrincipal {

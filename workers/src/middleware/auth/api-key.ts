@@ -8,7 +8,7 @@
  * 403 `forbidden` (revoked), 429 `rate_limited` with `Retry-After` (over the key's per-minute limit).
  */
 import type { Context, MiddlewareHandler } from "hono";
-import { API_KEY_PATTERN, DEFAULT_RATE_LIMIT_PER_MINUTE, FedgeError, type ApiKeyInfo } from "@fedge/schemas";
+import { API_KEY_PATTERN, DEFAULT_RATE_LIMIT_PER_MINUTE, FedgeError, type ApiKeyInfo } from "@fedge/protocol";
 import type { AppEnv, Bindings } from "../../env.ts";
 import { keyCache, type KeyCache } from "./key-cache.ts";
 

@@ -22,7 +22,7 @@
  *   by key id, so only keys that exist take space; each entry remembers the SHA-256 it was proven with and a request
  *   with another secret for the same id misses.
  */
-import type { ApiKeyInfo } from "@fedge/schemas";
+import type { ApiKeyInfo } from "@fedge/protocol";
 import type { AuthVerdict, LeaseInput, LeaseVerdict } from "../../durable-objects/account-ledger.ts";
 
 /** How long an isolate trusts an answer of a key's ledger: the revocation staleness window (milliseconds). */

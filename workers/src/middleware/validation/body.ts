@@ -6,7 +6,7 @@
  * follows does not parse it again.
  */
 import type { MiddlewareHandler } from "hono";
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import type { AppEnv } from "../../env.ts";
 
 export interface ReadBodyOptions {

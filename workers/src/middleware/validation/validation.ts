@@ -4,11 +4,10 @@
  * route was registered on, not the app it is mounted into. `createRouter()` returns a sub-app wired that way.
  */
 import { OpenAPIHono, type Hook } from "@hono/zod-openapi";
-import { FedgeError } from "@fedge/schemas";
+import { FedgeError } from "@fedge/protocol";
 import type { AppEnv } from "../../env.ts";
 
 /** zod validation failures become `FedgeError("validation_failed", 400)`, never zod's raw issue list. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const validationHook: Hook<any, AppEnv, any, any> = (result) => {
   if (!result.success) {
     const issue = result.error.issues[0];
@@ -18,8 +17,8 @@ export const validationHook: Hook<any, AppEnv, any, any> = (result) => {
 };
 
 /**
- * A route group with the envelope-producing validation hook and fedge's security schemes (`apiKey`, `adminToken`)
- * registered for `security: [...]` in its routes. Mount it with `app.route("/", router)`.
+ * A route group with the envelope-producing validation hook and fedge's security schemes (`apiKey`, `adminToken`,
+ * `aggregatorSignature`) registered for `security: [...]` in its routes. Mount it with `app.route("/", router)`.
  */
 export function createRouter(): OpenAPIHono<AppEnv> {
   const router = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
@@ -32,6 +31,13 @@ export function createRouter(): OpenAPIHono<AppEnv> {
     type: "http",
     scheme: "bearer",
     description: "The edge's admin token (FEDGE_ADMIN_TOKEN)",
+  });
+  router.openAPIRegistry.registerComponent("securitySchemes", "aggregatorSignature", {
+    type: "apiKey",
+    in: "header",
+    name: "x-fedge-signature",
+    description:
+      "The aggregator's Ed25519 request signature (with x-fedge-aggregator-key and x-fedge-timestamp; contract in @fedge/schemas admin-auth)",
   });
   return router;
 }

@@ -10,7 +10,7 @@
  * batch — about 10× cheaper than zod over 25,000 numbers, and no intermediate copy; the zod schema still documents
  * the body in OpenAPI and a test keeps the two in agreement.
  */
-import { FedgeError, MAX_PREDICT_BATCH, PredictRequest } from "@fedge/schemas";
+import { FedgeError, MAX_PREDICT_BATCH, PredictRequest } from "@fedge/protocol";
 
 export interface DecodedBatch {
   data: Float32Array;

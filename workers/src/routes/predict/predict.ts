@@ -7,16 +7,15 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
-  FedgeError,
   MAX_PREDICT_BODY_BYTES,
   ModelName,
   PredictQuery,
   PredictRequest,
   PredictResponse,
   PREDICT_SHAPE_HEADER,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { apiKeyAuth } from "../../middleware/auth/index.ts";
-import { meter } from "../../middleware/metering/index.ts";
+import { meter } from "../../middleware/metering.ts";
 import { createRouter, errorResponses, readBody } from "../../middleware/validation/index.ts";
 import { servableShape } from "../../registry/index.ts";
 import { runBatch } from "../../inference/index.ts";

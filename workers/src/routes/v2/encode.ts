@@ -12,7 +12,7 @@ import {
   type Tensor,
   type TensorSpec,
   type V2ModelMetadata,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 
 const tensorMetadata = (t: TensorSpec) => ({
   name: t.name,

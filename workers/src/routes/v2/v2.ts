@@ -25,9 +25,9 @@ import {
   V2InferResponse,
   V2ModelMetadata,
   V2ServerMetadata,
-} from "@fedge/schemas";
+} from "@fedge/protocol";
 import { apiKeyAuth } from "../../middleware/auth/index.ts";
-import { meter } from "../../middleware/metering/index.ts";
+import { meter } from "../../middleware/metering.ts";
 import { createRouter, mediaType, readBody } from "../../middleware/validation/index.ts";
 import { modelSignatures, resolveVersion, servedSession } from "../../inference/served-model.ts";
 import { runTensors } from "../../inference/session-cache.ts";

@@ -1,2 +1,0 @@
-export * from "./command.ts";
-export * from "./cli.ts";

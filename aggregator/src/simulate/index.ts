@@ -1,2 +1,0 @@
-export * from "./simulate.ts";
-export * from "./clients.ts";

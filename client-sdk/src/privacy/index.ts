@@ -1,2 +1,0 @@
-export * from "./local-noise.ts";
-export * from "./epsilon.ts";

@@ -1,3 +1,0 @@
-export * from "./storage.ts";
-export * from "./file-storage.ts";
-export * from "./indexeddb-storage.ts";

@@ -1,0 +1,21 @@
+/**
+ * @module
+ * @fedge/privacy: Differential-privacy math of fedge: RDP and PLD accountants, the analytic Gaussian mechanism, the noise-multiplier solver, the privacy ledger, adaptive clipping, the exact discrete Gaussian sum for central mode, local-mode epsilon and the noise samplers (continuous and exact discrete Gaussian). Pure: runs in Node, workerd and the browser.
+ */
+export * from "./gaussian-mechanism/special.ts";
+export * from "./gaussian-mechanism/analytic-gaussian.ts";
+export * from "./samplers/random.ts";
+export * from "./samplers/discrete-gaussian.ts";
+export * from "./accountant/accountant.ts";
+export * from "./accountant/rdp.ts";
+export * from "./accountant/pld.ts";
+export * from "./accountant/registry.ts";
+export * from "./accountant/noise-multiplier.ts";
+export * from "./accountant/analysis/rdp.ts";
+export * from "./accountant/analysis/pld.ts";
+export * from "./accountant/analysis/fft.ts";
+export * from "./ledger.ts";
+export * from "./adaptive-clipping.ts";
+export * from "./discrete-sum.ts";
+export * from "./local-epsilon.ts";
+export * from "./local-noise.ts";

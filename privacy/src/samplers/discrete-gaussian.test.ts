@@ -1,0 +1,126 @@
+import { describe, expect, it } from "vitest";
+import {
+  fillDiscreteGaussian,
+  isqrt,
+  sampleDiscreteGaussian,
+  type DiscreteGaussianVariance,
+} from "./discrete-gaussian.ts";
+import { seededRandomBytes } from "./testing.ts";
+
+/** Exact-enough pmf of N_Z(0, σ²) on [−K, K] (normaliser summed over ±40σ). */
+function pmf(sigma2: number, k: number): (x: number) => number {
+  const lim = Math.ceil(40 * Math.sqrt(sigma2)) + 5;
+  let z = 0;
+  for (let x = -lim; x <= lim; x++) z += Math.exp((-x * x) / (2 * sigma2));
+  return (x) => (Math.abs(x) > Math.max(k, lim) ? 0 : Math.exp((-x * x) / (2 * sigma2)) / z);
+}
+
+/** Pearson χ² of integer samples against N_Z(0, σ²), bins merged so every expected count is ≥ 5; returns {stat, df}. */
+function chiSquare(samples: Int32Array, sigma2: number) {
+  const n = samples.length;
+  const p = pmf(sigma2, 1000);
+  // central bins [−m, m] where n·p ≥ 5, plus two tail bins
+  let m = 0;
+  while (n * p(m + 1) >= 5 && (n * (1 - centralMass(p, m + 1))) / 2 >= 5) m++;
+  const counts = new Map<number, number>();
+  for (const s of samples) {
+    const key = s < -m ? -m - 1 : s > m ? m + 1 : s;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  const tail = (1 - centralMass(p, m)) / 2;
+  let stat = 0;
+  for (let x = -m - 1; x <= m + 1; x++) {
+    const e = n * (Math.abs(x) === m + 1 ? tail : p(x));
+    const o = counts.get(x) ?? 0;
+    stat += ((o - e) * (o - e)) / e;
+  }
+  return { stat, df: 2 * m + 2 };
+}
+
+function centralMass(p: (x: number) => number, m: number): number {
+  let s = 0;
+  for (let x = -m; x <= m; x++) s += p(x);
+  return s;
+}
+
+/** χ² critical value at α = 0.001 (Wilson–Hilferty: k·(1 − 2/(9k) + z·√(2/(9k)))³, z = 3.0902). */
+function chiCritical(df: number): number {
+  const a = 2 / (9 * df);
+  return df * (1 - a + 3.0902 * Math.sqrt(a)) ** 3;
+}
+
+function draw(sigma2: DiscreteGaussianVariance, n: number, seed: number): Int32Array {
+  const out = new Int32Array(n);
+  fillDiscreteGaussian(out, sigma2, seededRandomBytes(seed));
+  return out;
+}
+
+describe("sampleDiscreteGaussian / fillDiscreteGaussian (Canonne–Kamath–Steinke 2020, arXiv 2004.00010 Alg. 1–3)", () => {
+  it.each([
+    { name: "σ² = 9 (bigint)", sigma2: 9n as DiscreteGaussianVariance, v: 9 },
+    { name: "σ² = 7/3 (rational)", sigma2: { numerator: 7n, denominator: 3n }, v: 7 / 3 },
+    { name: "σ² = 0.36 (number, taken exactly)", sigma2: 0.36, v: 0.36 },
+    { name: "σ² = 400 (σ = 20)", sigma2: 400, v: 400 },
+  ])("$name: χ² at α = 0.001 passes, and the same samples reject 1.05σ", ({ sigma2, v }) => {
+    const n = 30_000;
+    const xs = draw(sigma2, n, 11);
+    const ok = chiSquare(xs, v);
+    expect(ok.stat).toBeLessThan(chiCritical(ok.df));
+    const wrong = chiSquare(xs, v * 1.05 * 1.05);
+    expect(wrong.stat).toBeGreaterThan(chiCritical(wrong.df));
+    // moments: mean 0, variance slightly below σ² (exactly σ² − tiny for σ ≥ 1; CKS Cor. 9: Var ≤ σ²)
+    let s = 0;
+    let s2 = 0;
+    for (const x of xs) {
+      s += x;
+      s2 += x * x;
+    }
+    expect(Math.abs(s / n)).toBeLessThan(5 * Math.sqrt(v / n));
+    expect(Math.abs(s2 / n / v - 1)).toBeLessThan(5 * Math.sqrt(2 / n) + (v < 1 ? 0.1 : 0));
+  });
+
+  it("is symmetric and deterministic under a seeded source", () => {
+    const a = draw(5n, 2000, 12);
+    const b = draw(5n, 2000, 12);
+    expect(a).toEqual(b);
+    const pos = a.filter((x) => x > 0).length;
+    const neg = a.filter((x) => x < 0).length;
+    expect(Math.abs(pos - neg)).toBeLessThan(5 * Math.sqrt(pos + neg));
+  });
+
+  it("returns bigints and fills BigInt64Array and Float64Array", () => {
+    const x = sampleDiscreteGaussian(4n, seededRandomBytes(13));
+    expect(typeof x).toBe("bigint");
+    const big = new BigInt64Array(50);
+    fillDiscreteGaussian(big, 1e6, seededRandomBytes(14));
+    expect(big.some((v) => v !== 0n)).toBe(true);
+    const f = new Float64Array(50);
+    fillDiscreteGaussian(f, { numerator: 1, denominator: 2 }, seededRandomBytes(15));
+    expect(f.every((v) => Number.isInteger(v))).toBe(true);
+    expect(typeof sampleDiscreteGaussian(1)).toBe("bigint"); // default source: crypto.getRandomValues
+  });
+
+  it("handles a huge σ² beyond 2^64 with exact BigInt arithmetic", () => {
+    const sigma2 = 10n ** 30n; // σ = 1e15
+    const xs = Array.from({ length: 200 }, (_, i) => sampleDiscreteGaussian(sigma2, seededRandomBytes(100 + i)));
+    const var_ = xs.reduce((acc, x) => acc + Number(x) ** 2, 0) / xs.length;
+    expect(var_ / 1e30).toBeGreaterThan(0.6);
+    expect(var_ / 1e30).toBeLessThan(1.5);
+  });
+
+  it("rejects σ² ≤ 0, NaN, infinity, zero/negative denominators and non-integer parts", () => {
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 0n, -3n]) {
+      expect(() => sampleDiscreteGaussian(bad)).toThrow(RangeError);
+    }
+    expect(() => sampleDiscreteGaussian({ numerator: 1n, denominator: 0n })).toThrow(RangeError);
+    expect(() => sampleDiscreteGaussian({ numerator: 1n, denominator: -2n })).toThrow(RangeError);
+    expect(() => sampleDiscreteGaussian({ numerator: 1.5, denominator: 2 })).toThrow(RangeError);
+  });
+
+  it("isqrt is the exact floor square root", () => {
+    for (const n of [0n, 1n, 2n, 3n, 4n, 15n, 16n, 17n, 10n ** 40n, 10n ** 40n - 1n]) {
+      const r = isqrt(n);
+      expect(r * r <= n && (r + 1n) * (r + 1n) > n).toBe(true);
+    }
+  });
+});

@@ -1,0 +1,73 @@
+/**
+ * @module
+ * The round task a selected device receives at check-in.
+ */
+import { z } from "zod";
+import { Base64Url, IsoDateTime, ModelName, ModelVersion } from "../common.ts";
+
+/**
+ * - `central`: devices clip; the aggregator adds Gaussian noise to the clipped sum (DP-FedAvg, McMahan et al. 2018, arXiv 1710.06963).
+ * - `local`: devices clip and add Gaussian noise σ = z·C before upload; the server is not trusted.
+ * - `distributed`: secure aggregation with discrete Gaussian noise (Kairouz, Liu, Steinke 2021, arXiv 2102.06387).
+ * - `none`: no differential privacy at all (plain FedAvg); devices send their raw Δ. The SDK refuses such tasks unless
+ *   the app's privacy policy lists `none`.
+ */
+export const PrivacyMode = z.enum(["central", "local", "distributed", "none"]);
+export type PrivacyMode = z.infer<typeof PrivacyMode>;
+
+/** Which parameters a device trains and uploads: every layer, or only the last layer (head-only fine-tuning). */
+export const TrainableScope = z.enum(["all", "head"]);
+export type TrainableScope = z.infer<typeof TrainableScope>;
+
+/**
+ * The population's differential-privacy guarantee as the aggregator's ledger accounts it (user-level (ε, δ), the
+ * accountant of the population): `epsilon` is what the ledger has charged including this round, `planned_epsilon` the
+ * budget the ledger will never exceed (rounds over it are refused before any device sees them). A device's privacy
+ * policy compares `planned_epsilon` (else `epsilon`) with its maximum. This is the aggregator's statement, relayed by the
+ * edge; it is not a proof.
+ */
+export const PopulationPrivacy = z
+  .object({
+    epsilon: z.number().nonnegative().finite(),
+    planned_epsilon: z.number().positive().finite().optional(),
+    delta: z.number().gt(0).lt(1),
+  })
+  .strict()
+  .refine((p) => p.planned_epsilon === undefined || p.epsilon <= p.planned_epsilon, {
+    message: "epsilon (charged) must be ≤ planned_epsilon (the budget)",
+    path: ["epsilon"],
+  })
+  .meta({ id: "PopulationPrivacy" });
+export type PopulationPrivacy = z.infer<typeof PopulationPrivacy>;
+
+export const RoundTask = z
+  .object({
+    round_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+    model: ModelName,
+    model_version: ModelVersion,
+    /** L2 norm the device clips Δ to. Absent only in `none` mode (then Δ is sent unclipped). */
+    clip_norm: z.number().positive().finite().optional(),
+    learning_rate: z.number().positive().finite(),
+    local_epochs: z.number().int().min(1).max(100),
+    batch_size: z.number().int().min(1).max(4096),
+    privacy_mode: PrivacyMode,
+    /** Local mode only: the device adds N(0, (z·C)²) per coordinate; z > 0. */
+    local_noise_multiplier: z.number().positive().finite().optional(),
+    /**
+     * Central mode with adaptive clipping only: the device reports b = 1[‖Δ‖ ≤ C], computed before clipping, in the
+     * update's clip-bit field (update codec version 2). Absent or false: the field is 0 (not reported).
+     */
+    report_clip_bit: z.boolean().optional(),
+    /** The population's (ε, δ) (central and local modes), for the device's privacy policy. */
+    population_privacy: PopulationPrivacy.optional(),
+    trainable: TrainableScope,
+    /** Number of float values in the update (length of the flattened trainable parameters). */
+    update_length: z.number().int().positive(),
+    /** Payload dtype the edge accepts for this round (`application/vnd.fedge.update` dtype); absent means `float32`. */
+    update_dtype: z.enum(["float32", "int8"]).optional(),
+    /** Single-use, issued to this device for this round (base64url of 16 random bytes). */
+    nonce: Base64Url,
+    deadline: IsoDateTime,
+  })
+  .meta({ id: "RoundTask" });
+export type RoundTask = z.infer<typeof RoundTask>;

@@ -1,0 +1,448 @@
+/**
+ * @module
+ * The binary update codec, media type `application/vnd.fedge.update`, format version 2.
+ *
+ * A device uploads its model delta Δ (clipped, and in `local` mode noised) as one of these bodies; the edge decodes it
+ * without a key, looks up the device's Ed25519 public key by the device id in the header, then calls
+ * `verifyUpdateSignature` (or `verifyUpdateSignatureAsync`, WebCrypto, much faster on large bodies); the aggregator
+ * decodes the same bytes again. Every integer and float is little-endian. Offsets are from the first byte of the body.
+ *
+ * | offset          | size     | field                                                                                  |
+ * | --------------- | -------- | -------------------------------------------------------------------------------------- |
+ * | 0               | 4        | magic, ASCII `FEDU` (`46 45 44 55`)                                                    |
+ * | 4               | 1        | version, u8 = 2                                                                        |
+ * | 5               | 1        | dtype, u8: 1 = float32, 2 = int8                                                       |
+ * | 6               | 2        | flags, u16 = 0 (reserved; any other value is rejected)                                 |
+ * | 8               | 1        | clip bit, u8: 0 = not reported, 2 = reported b = 0 (‖Δ‖ > C), 3 = reported b = 1      |
+ * | 9               | 1        | R = round id length, u8, 1..64                                                         |
+ * | 10              | R        | round id, ASCII `[A-Za-z0-9_-]`                                                        |
+ * | 10+R            | 1        | D = device id length, u8, 1..80                                                        |
+ * | 11+R            | D        | device id, ASCII `[A-Za-z0-9_-]`                                                       |
+ * | 11+R+D          | 16       | nonce, raw bytes (the round task's nonce)                                              |
+ * | 27+R+D          | 1        | K = rank, u8, 1..8                                                                     |
+ * | 28+R+D          | 4·K      | dims, u32 each, every dim ≥ 1                                                          |
+ * | 28+R+D+4K       | 4        | N = value count, u32; must equal the product of the dims                               |
+ * | 32+R+D+4K       | 4        | scale, f32, int8 only (absent for float32): finite, > 0, and 127·scale finite in f32    |
+ * | H               | P        | zero padding, P = (4 − H mod 4) mod 4, so the payload starts at a multiple of 4         |
+ * | H+P             | 4N or N  | payload: N float32 (all finite) or N int8 (each in −127..127, value = q·scale)         |
+ * | H+P+4N or H+P+N | 64       | Ed25519 signature (tweetnacl `nacl.sign.detached`) over every preceding byte           |
+ *
+ * H = 32+R+D+4K for float32 and 36+R+D+4K for int8; the body is exactly H+P+(4N or N)+64 bytes, nothing may follow.
+ *
+ * The clip bit (new in version 2) is the device's b = 1[‖Δ‖₂ ≤ C], computed on the device BEFORE it clips Δ to C: the
+ * adaptive clipping of DP-FedAvg (Andrew et al. 2021, arXiv 1905.03871, Alg. 1) moves C toward a quantile of the
+ * unclipped norms, which a server that only ever sees clipped updates cannot measure (every clipped update has ‖·‖ ≤ C).
+ * It is a field of the signed bytes, so nobody between the device and the aggregator can flip it. The rule: a device
+ * reports it (2 or 3) only when its round task asks for it (`report_clip_bit`, allowed in `central` mode only, where the
+ * aggregator releases Σ b only through its noised count); otherwise the field is 0. In `local` mode the bit would reach
+ * an untrusted server un-noised, so it is never sent; the edge refuses an update whose field does not match its round.
+ * Values 1 and 4..255 are rejected (`bad_field`). Version 1 (no clip bit) is refused with `unsupported_version`.
+ *
+ * The signature must be canonical (S below the Ed25519 group order, RFC 8032 §5.1.7): tweetnacl alone would also accept S + L.
+ * Identify an upload by (round id, device id, nonce), never by its signature or a hash of the whole body.
+ *
+ * The padding lets a decoder view a float32 payload in place (`new Float32Array(buffer, offset, N)`) when the body itself
+ * starts 4-byte aligned, which a freshly read `ArrayBuffer` does. Every byte is determined by the fields (padding must be zero,
+ * ids have one spelling), so an accepted body has exactly one meaning, and any change to it either breaks parsing or the
+ * signature.
+ *
+ * Decoding never allocates in proportion to a declared size before checking it against the bytes actually present, and it
+ * refuses inputs longer than `maxBytes` before reading them.
+ */
+import nacl from "tweetnacl";
+import { UpdateCodecError } from "./errors.ts";
+import { checkPublicKey, verifyUpdateSignature } from "./signature.ts";
+
+export const UPDATE_MEDIA_TYPE = "application/vnd.fedge.update";
+export const UPDATE_FORMAT_VERSION = 2;
+/** `FEDU` in ASCII. */
+export const UPDATE_MAGIC: Readonly<Uint8Array> = new Uint8Array([0x46, 0x45, 0x44, 0x55]);
+/** Default `maxBytes` of `decodeUpdate`: 16 MiB. */
+export const DEFAULT_MAX_UPDATE_BYTES = 16 * 1024 * 1024;
+export const UPDATE_NONCE_BYTES = 16;
+export const UPDATE_SIGNATURE_BYTES = 64;
+export const UPDATE_MAX_RANK = 8;
+export const UPDATE_ROUND_ID_MAX_LENGTH = 64;
+export const UPDATE_DEVICE_ID_MAX_LENGTH = 80;
+
+const DTYPE_CODES = { float32: 1, int8: 2 } as const;
+/** Clip-bit field values: not reported, reported b = 0, reported b = 1. */
+const CLIP_BIT_ABSENT = 0;
+const CLIP_BIT_PRESENT = 2;
+const U32_MAX = 0xffffffff;
+const F32_MAX = 3.4028234663852886e38;
+const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
+/** 1 for bytes allowed in ids (`[A-Za-z0-9_-]`), else 0. */
+const ID_BYTE = new Uint8Array(256);
+for (let c = 0; c < 256; c++) ID_BYTE[c] = ID_PATTERN.test(String.fromCharCode(c)) ? 1 : 0;
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+export type UpdatePayload =
+  { dtype: "float32"; values: Float32Array } | { dtype: "int8"; values: Int8Array; scale: number };
+
+export interface UpdateFields {
+  /** Round id, `[A-Za-z0-9_-]{1,64}` (the round task's `round_id`). */
+  roundId: string;
+  /** Device id, `[A-Za-z0-9_-]{1,80}`; the edge looks up the device's public key by it. */
+  deviceId: string;
+  /** The round task's single-use nonce, 16 raw bytes. */
+  nonce: Uint8Array;
+  /** Tensor shape, 1..8 dims, each an integer ≥ 1; their product is the value count. */
+  shape: number[];
+  payload: UpdatePayload;
+  /**
+   * The device's b = 1[‖Δ‖₂ ≤ C] before clipping, sent only when the round task asks for it (`report_clip_bit`, central
+   * mode with adaptive clipping); absent (`undefined`, or `null` as decoded) otherwise. See the module header.
+   * @default undefined (not reported)
+   */
+  clipBit?: 0 | 1 | null | undefined;
+}
+
+export interface DecodedUpdate extends UpdateFields {
+  version: number;
+  /** The reported clip bit, or `null` when the device did not report one (field value 0). */
+  clipBit: 0 | 1 | null;
+  /** The 64-byte Ed25519 signature (a copy). */
+  signature: Uint8Array;
+  /** Bytes covered by the signature: a view into the decoded input unless `copy` was set. */
+  signedBytes: Uint8Array;
+  /** Length of the whole encoded update, signature included. */
+  byteLength: number;
+}
+
+export interface DecodeUpdateOptions {
+  /**
+   * Reject inputs longer than this many bytes (reason `oversize`) before reading them.
+   * @default 16 MiB (`DEFAULT_MAX_UPDATE_BYTES`)
+   */
+  maxBytes?: number;
+  /** When given (32-byte Ed25519 public key), the signature is verified and a mismatch throws `bad_signature`. */
+  publicKey?: Uint8Array;
+  /**
+   * Copy the payload and `signedBytes` out of the input. By default they are views into `bytes` where possible (float32 needs
+   * the payload to be 4-byte aligned in its buffer), so later writes to `bytes` show through, and writes to the values show in
+   * `signedBytes`.
+   * @default false
+   */
+  copy?: boolean;
+}
+
+/** Encode and sign an update; throws `TypeError`/`RangeError` naming the bad field when the fields are not valid. */
+export function encodeUpdate(fields: UpdateFields, secretKey: Uint8Array): Uint8Array {
+  if (typeof fields !== "object" || fields === null) throw new TypeError("encodeUpdate: fields must be an object");
+  const { roundId, deviceId, nonce, shape, payload, clipBit } = fields;
+  if (clipBit !== undefined && clipBit !== null && clipBit !== 0 && clipBit !== 1) {
+    throw new RangeError(`encodeUpdate: clipBit must be 0, 1 or undefined (not reported), got ${String(clipBit)}`);
+  }
+  checkId(roundId, "roundId", UPDATE_ROUND_ID_MAX_LENGTH);
+  checkId(deviceId, "deviceId", UPDATE_DEVICE_ID_MAX_LENGTH);
+  if (!(nonce instanceof Uint8Array)) throw new TypeError("encodeUpdate: nonce must be a Uint8Array");
+  if (nonce.length !== UPDATE_NONCE_BYTES) {
+    throw new RangeError(`encodeUpdate: nonce must be ${UPDATE_NONCE_BYTES} bytes, got ${nonce.length}`);
+  }
+  if (!(secretKey instanceof Uint8Array) || secretKey.length !== nacl.sign.secretKeyLength) {
+    throw new RangeError(
+      `encodeUpdate: secretKey must be a ${nacl.sign.secretKeyLength}-byte tweetnacl sign secret key`,
+    );
+  }
+  if (!Array.isArray(shape)) throw new TypeError("encodeUpdate: shape must be an array of dims");
+  if (shape.length < 1 || shape.length > UPDATE_MAX_RANK) {
+    throw new RangeError(`encodeUpdate: shape must have 1..${UPDATE_MAX_RANK} dims, got ${shape.length}`);
+  }
+  let product = 1;
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 1 || d > U32_MAX) {
+      throw new RangeError(`encodeUpdate: every dim of shape must be an integer in 1..${U32_MAX}, got ${String(d)}`);
+    }
+    product *= d;
+  }
+  if (typeof payload !== "object" || payload === null) throw new TypeError("encodeUpdate: payload must be an object");
+  const dtype = payload.dtype;
+  const values = payload.values;
+  let scale = 0;
+  if (dtype === "float32") {
+    if (!(values instanceof Float32Array))
+      throw new TypeError("encodeUpdate: float32 payload values must be a Float32Array");
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      // v − v is 0 for every finite v and NaN for NaN and ±Infinity.
+      if (v - v !== 0) throw new RangeError(`encodeUpdate: payload value ${i} is not finite (${v})`);
+    }
+  } else if (dtype === "int8") {
+    if (!(values instanceof Int8Array)) throw new TypeError("encodeUpdate: int8 payload values must be an Int8Array");
+    scale = payload.scale;
+    if (typeof scale !== "number" || !Number.isFinite(scale)) {
+      throw new RangeError(`encodeUpdate: int8 scale must be a finite number, got ${String(scale)}`);
+    }
+    scale = Math.fround(scale);
+    if (!(scale > 0)) throw new RangeError(`encodeUpdate: int8 scale must be > 0 as a float32, got ${payload.scale}`);
+    if (127 * scale > F32_MAX)
+      throw new RangeError(`encodeUpdate: int8 scale ${scale} makes 127·scale overflow float32`);
+    for (let i = 0; i < values.length; i++) {
+      if (values[i] === -128)
+        throw new RangeError(`encodeUpdate: int8 value ${i} is −128; the symmetric range is −127..127`);
+    }
+  } else {
+    throw new TypeError(`encodeUpdate: payload dtype must be "float32" or "int8", got ${String(dtype)}`);
+  }
+  const n = values.length;
+  if (n > U32_MAX) throw new RangeError(`encodeUpdate: at most ${U32_MAX} values, got ${n}`);
+  if (product !== n) {
+    throw new RangeError(`encodeUpdate: shape [${shape.join(", ")}] holds ${product} values but the payload has ${n}`);
+  }
+
+  const R = roundId.length;
+  const D = deviceId.length;
+  const K = shape.length;
+  const elem = dtype === "float32" ? 4 : 1;
+  const headerEnd = 32 + R + D + 4 * K + (dtype === "int8" ? 4 : 0);
+  const payloadOffset = headerEnd + ((4 - (headerEnd % 4)) % 4);
+  const signatureOffset = payloadOffset + n * elem;
+  const out = new Uint8Array(signatureOffset + UPDATE_SIGNATURE_BYTES);
+  const view = new DataView(out.buffer);
+  out.set(UPDATE_MAGIC, 0);
+  out[4] = UPDATE_FORMAT_VERSION;
+  out[5] = DTYPE_CODES[dtype];
+  view.setUint16(6, 0, true);
+  out[8] = clipBit === undefined || clipBit === null ? CLIP_BIT_ABSENT : CLIP_BIT_PRESENT | clipBit;
+  let p = 9;
+  out[p++] = R;
+  for (let i = 0; i < R; i++) out[p++] = roundId.charCodeAt(i);
+  out[p++] = D;
+  for (let i = 0; i < D; i++) out[p++] = deviceId.charCodeAt(i);
+  out.set(nonce, p);
+  p += UPDATE_NONCE_BYTES;
+  out[p++] = K;
+  for (const d of shape) {
+    view.setUint32(p, d, true);
+    p += 4;
+  }
+  view.setUint32(p, n, true);
+  p += 4;
+  if (dtype === "int8") {
+    view.setFloat32(p, scale, true);
+    p += 4;
+  }
+  // p === headerEnd; padding bytes are already zero.
+  if (dtype === "float32") {
+    if (LITTLE_ENDIAN_HOST) new Float32Array(out.buffer, payloadOffset, n).set(values as Float32Array);
+    else for (let i = 0; i < n; i++) view.setFloat32(payloadOffset + 4 * i, values[i]!, true);
+  } else {
+    out.set(new Uint8Array(values.buffer, values.byteOffset, n), payloadOffset);
+  }
+  out.set(nacl.sign.detached(out.subarray(0, signatureOffset), secretKey), signatureOffset);
+  return out;
+}
+
+/**
+ * Decode and validate an update: structure, sizes, ranges, finiteness, and the signature when `options.publicKey` is given.
+ * Throws `UpdateCodecError` for anything wrong with the bytes, `TypeError`/`RangeError` for bad arguments.
+ */
+export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {}): DecodedUpdate {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError("decodeUpdate: bytes must be a Uint8Array");
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_UPDATE_BYTES;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+    throw new RangeError(`decodeUpdate: maxBytes must be a positive integer, got ${String(options.maxBytes)}`);
+  }
+  if (options.publicKey !== undefined) checkPublicKey(options.publicKey, "decodeUpdate");
+  const copy = options.copy ?? false;
+  const len = bytes.length;
+  if (len > maxBytes)
+    throw new UpdateCodecError("oversize", `update is ${len} bytes, more than maxBytes ${maxBytes}`, maxBytes);
+
+  for (let i = 0; i < 4 && i < len; i++) {
+    if (bytes[i] !== UPDATE_MAGIC[i])
+      throw new UpdateCodecError("bad_magic", "not a fedge update: magic is not FEDU", i);
+  }
+  need(len, 0, 8, "fixed header");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, len);
+  if (bytes[4] !== UPDATE_FORMAT_VERSION) {
+    const old =
+      bytes[4]! < UPDATE_FORMAT_VERSION
+        ? `; version ${bytes[4]} has no clip-bit field and is no longer accepted: upgrade the device SDK`
+        : "";
+    throw new UpdateCodecError(
+      "unsupported_version",
+      `update format version ${bytes[4]} is not supported (this codec reads version ${UPDATE_FORMAT_VERSION} only${old})`,
+      4,
+    );
+  }
+  const dtypeCode = bytes[5];
+  if (dtypeCode !== DTYPE_CODES.float32 && dtypeCode !== DTYPE_CODES.int8) {
+    throw new UpdateCodecError("bad_dtype", `dtype code ${dtypeCode} is neither 1 (float32) nor 2 (int8)`, 5);
+  }
+  const int8 = dtypeCode === DTYPE_CODES.int8;
+  const flags = view.getUint16(6, true);
+  if (flags !== 0) throw new UpdateCodecError("bad_flags", `flags are reserved and must be 0, got ${flags}`, 6);
+  need(len, 8, 1, "clip bit");
+  const clipField = bytes[8]!;
+  if (clipField !== CLIP_BIT_ABSENT && clipField !== CLIP_BIT_PRESENT && clipField !== (CLIP_BIT_PRESENT | 1)) {
+    throw new UpdateCodecError(
+      "bad_field",
+      `clip bit field is ${clipField}; it must be 0 (not reported), 2 (b = 0) or 3 (b = 1)`,
+      8,
+    );
+  }
+  const clipBit = clipField === CLIP_BIT_ABSENT ? null : ((clipField & 1) as 0 | 1);
+
+  let p = 9;
+  const roundId = readId(bytes, len, p, "round id", UPDATE_ROUND_ID_MAX_LENGTH);
+  p += 1 + roundId.length;
+  const deviceId = readId(bytes, len, p, "device id", UPDATE_DEVICE_ID_MAX_LENGTH);
+  p += 1 + deviceId.length;
+  need(len, p, UPDATE_NONCE_BYTES, "nonce");
+  const nonce = bytes.slice(p, p + UPDATE_NONCE_BYTES);
+  p += UPDATE_NONCE_BYTES;
+  need(len, p, 1, "rank");
+  const rank = bytes[p]!;
+  if (rank < 1 || rank > UPDATE_MAX_RANK)
+    throw new UpdateCodecError("bad_field", `rank ${rank} is not in 1..${UPDATE_MAX_RANK}`, p);
+  p += 1;
+  need(len, p, 4 * rank, "dims");
+  const shape: number[] = new Array<number>(rank);
+  let product = 1;
+  for (let k = 0; k < rank; k++, p += 4) {
+    const d = view.getUint32(p, true);
+    if (d === 0) throw new UpdateCodecError("bad_field", `dim ${k} is 0`, p);
+    shape[k] = d;
+    // Capped at 2^32, which no u32 count can equal; keeps the product exact below it.
+    product = Math.min(product * d, 2 ** 32);
+  }
+  need(len, p, 4, "value count");
+  const n = view.getUint32(p, true);
+  if (product !== n) {
+    throw new UpdateCodecError(
+      "shape_mismatch",
+      `shape [${shape.join(", ")}] holds ${product >= 2 ** 32 ? "more than 2^32-1" : product} values but the value count is ${n}`,
+      p,
+    );
+  }
+  p += 4;
+  let scale = 0;
+  if (int8) {
+    need(len, p, 4, "scale");
+    scale = view.getFloat32(p, true);
+    if (!Number.isFinite(scale)) throw new UpdateCodecError("non_finite", `int8 scale is ${scale}`, p);
+    if (!(scale > 0)) throw new UpdateCodecError("bad_field", `int8 scale must be > 0, got ${scale}`, p);
+    if (127 * scale > F32_MAX)
+      throw new UpdateCodecError("non_finite", `int8 scale ${scale} makes 127·scale overflow float32`, p);
+    p += 4;
+  }
+  // The header is complete: everything below is sized by it, so check the length before touching (or allocating) any of it.
+  const padding = (4 - (p % 4)) % 4;
+  const payloadOffset = p + padding;
+  const elem = int8 ? 1 : 4;
+  const signatureOffset = payloadOffset + n * elem;
+  const total = signatureOffset + UPDATE_SIGNATURE_BYTES;
+  if (total > len) {
+    throw new UpdateCodecError(
+      "length_mismatch",
+      `header declares ${n} ${int8 ? "int8" : "float32"} values, so the update needs ${total} bytes, but it has ${len}`,
+      len,
+    );
+  }
+  if (total < len) {
+    throw new UpdateCodecError(
+      "trailing_bytes",
+      `${len - total} bytes follow the signature (update is ${total} bytes)`,
+      total,
+    );
+  }
+  for (let i = p; i < payloadOffset; i++) {
+    if (bytes[i] !== 0) throw new UpdateCodecError("bad_field", `padding byte is ${bytes[i]}, must be 0`, i);
+  }
+
+  let payload: UpdatePayload;
+  if (int8) {
+    const values = copy
+      ? new Int8Array(bytes.slice(payloadOffset, signatureOffset).buffer)
+      : new Int8Array(bytes.buffer, bytes.byteOffset + payloadOffset, n);
+    for (let i = 0; i < n; i++) {
+      if (values[i] === -128) {
+        throw new UpdateCodecError(
+          "bad_field",
+          `int8 value ${i} is -128; the symmetric range is -127..127`,
+          payloadOffset + i,
+        );
+      }
+    }
+    payload = { dtype: "int8", values, scale };
+  } else {
+    const start = bytes.byteOffset + payloadOffset;
+    let values: Float32Array;
+    if (LITTLE_ENDIAN_HOST && !copy && start % 4 === 0) {
+      values = new Float32Array(bytes.buffer, start, n);
+    } else if (LITTLE_ENDIAN_HOST) {
+      values = new Float32Array(n);
+      new Uint8Array(values.buffer).set(bytes.subarray(payloadOffset, signatureOffset));
+    } else {
+      values = new Float32Array(n);
+      for (let i = 0; i < n; i++) values[i] = view.getFloat32(payloadOffset + 4 * i, true);
+    }
+    for (let i = 0; i < n; i++) {
+      const v = values[i]!;
+      if (v - v !== 0) throw new UpdateCodecError("non_finite", `float32 value ${i} is ${v}`, payloadOffset + 4 * i);
+    }
+    payload = { dtype: "float32", values };
+  }
+
+  const decoded: DecodedUpdate = {
+    version: UPDATE_FORMAT_VERSION,
+    clipBit,
+    roundId,
+    deviceId,
+    nonce,
+    shape,
+    payload,
+    signature: bytes.slice(signatureOffset, total),
+    signedBytes: copy ? bytes.slice(0, signatureOffset) : bytes.subarray(0, signatureOffset),
+    byteLength: total,
+  };
+  if (options.publicKey !== undefined && !verifyUpdateSignature(decoded, options.publicKey)) {
+    throw new UpdateCodecError(
+      "bad_signature",
+      "Ed25519 signature does not verify under the given public key",
+      signatureOffset,
+    );
+  }
+  return decoded;
+}
+
+function checkId(id: unknown, name: string, maxLength: number): asserts id is string {
+  if (typeof id !== "string") throw new TypeError(`encodeUpdate: ${name} must be a string`);
+  if (id.length < 1 || id.length > maxLength || !ID_PATTERN.test(id)) {
+    throw new RangeError(`encodeUpdate: ${name} must match [A-Za-z0-9_-]{1,${maxLength}}, got ${JSON.stringify(id)}`);
+  }
+}
+
+/** Throws `truncated` unless `n` bytes are present at `offset`. */
+function need(len: number, offset: number, n: number, what: string): void {
+  if (offset + n > len) {
+    throw new UpdateCodecError(
+      "truncated",
+      `input ends at byte ${len}, inside the ${what} (bytes ${offset}..${offset + n - 1})`,
+      offset,
+    );
+  }
+}
+
+/** Reads a u8-length-prefixed `[A-Za-z0-9_-]` id at `offset`. */
+function readId(bytes: Uint8Array, len: number, offset: number, what: string, maxLength: number): string {
+  need(len, offset, 1, `${what} length`);
+  const n = bytes[offset]!;
+  if (n < 1 || n > maxLength)
+    throw new UpdateCodecError("bad_field", `${what} length ${n} is not in 1..${maxLength}`, offset);
+  need(len, offset + 1, n, what);
+  let s = "";
+  for (let i = offset + 1; i <= offset + n; i++) {
+    const c = bytes[i]!;
+    if (ID_BYTE[c] !== 1)
+      throw new UpdateCodecError(
+        "bad_field",
+        `${what} byte 0x${c.toString(16).padStart(2, "0")} is not in [A-Za-z0-9_-]`,
+        i,
+      );
+    s += String.fromCharCode(c);
+  }
+  return s;
+}

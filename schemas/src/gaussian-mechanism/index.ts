@@ -1,2 +1,0 @@
-export * from "./special.ts";
-export * from "./analytic-gaussian.ts";

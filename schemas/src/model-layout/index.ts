@@ -1,2 +1,0 @@
-export * from "./mlp.ts";
-export * from "./onnx-mlp.ts";

@@ -1,3 +1,0 @@
-export * from "./task.ts";
-export * from "./checkin.ts";
-export * from "./admin.ts";

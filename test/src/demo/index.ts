@@ -1,6 +1,0 @@
-export * from "./demo.ts";
-export * from "./fleet.ts";
-export * from "./misbehave.ts";
-export * from "./pool.ts";
-export * from "./report.ts";
-export * from "./svg.ts";

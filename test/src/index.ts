@@ -1,2 +1,0 @@
-export * from "./local-edge.ts";
-export * from "./zero-model.ts";

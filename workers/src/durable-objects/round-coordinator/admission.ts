@@ -1,0 +1,224 @@
+/**
+ * @module
+ * The RoundCoordinator's rules, as pure functions of the rows it read: whether a round may open or be marked aggregated,
+ * what a check-in is answered, what an upload must satisfy, and whether an update is admitted (nonce and duplicate
+ * rules) and committed. No storage, no clock, no randomness: the object reads the rows, asks these, then writes.
+ *
+ * Nonce rules: a device's update to a round is admitted only with the nonce issued to it at a check-in that selected
+ * it, once; the same bytes again are a duplicate and answer the first receipt (also after the round closed, so a
+ * retried upload is idempotent); different bytes from a device that already reported are refused (`nonce_used`).
+ */
+import { roundTaskFor, type CheckinResponse, type RoundParams, type UpdateReceipt } from "@fedge/protocol";
+import { fail, type Fail, type Result } from "../../training/result.ts";
+import type { UpdateLimits } from "../../training/update-checks.ts";
+import type { CheckinRow } from "./checkins.ts";
+import { isCollecting, iso, paramsOf, type RoundRow } from "./rounds.ts";
+import type { UpdateRow } from "./update-index.ts";
+
+/** Seconds a device waits before checking in again when no round is collecting. */
+export const NO_ROUND_RETRY_S = 60;
+
+/** A rule's answer when it has nothing to hand back but its consent. */
+export type Verdict = { ok: true } | Fail;
+const OK: Verdict = { ok: true };
+
+/** What an upload names before its signature is checked. */
+export interface UploadClaim {
+  deviceId: string;
+  /** base64url nonce from the update. */
+  nonce: string;
+  sha256: string;
+}
+
+export interface UploadTarget {
+  limits: UpdateLimits;
+  /** Whether the round still takes new updates (a closed round still answers idempotent resubmissions). */
+  accepting: boolean;
+}
+
+/** What the coordinator knows about an upload before its signature is checked. */
+export interface UploadPreflight {
+  /** The key the device checked in with for this round; null when it has no check-in here (the route looks it up). */
+  publicKey: string | null;
+  /** The API key the device checked in under (its revocation stops the device's uploads too); null when unknown. */
+  apiKeyId: string | null;
+  revoked: boolean;
+  /** The nonce and duplicate rules' verdict; a duplicate answers its first receipt. */
+  admission: Result<{ duplicate: UpdateReceipt | null }>;
+}
+
+export function roundNotFound(roundId: string): Fail {
+  return fail("round_not_found", 404, `no round ${roundId}`);
+}
+
+// ── admin ──────────────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** A population's next round opens when none is collecting, its privacy mode is supported, and its deadline is ahead. */
+export function openVerdict(latest: RoundRow | null, params: RoundParams, deadline: number, now: number): Verdict {
+  if (latest && isCollecting(latest.state)) {
+    return fail("conflict", 409, `round ${latest.round_id} is still ${latest.state}; close it first`);
+  }
+  if (params.privacy_mode === "distributed") {
+    return fail(
+      "validation_failed",
+      400,
+      "privacy_mode distributed (secure aggregation) is not supported by the edge yet",
+    );
+  }
+  if (!(deadline > now)) return fail("validation_failed", 400, "deadline: must be in the future");
+  return OK;
+}
+
+/**
+ * A round is marked aggregated once it is closed with at least `min_reports` accepted updates; linking a version
+ * other than one already linked is a conflict (marking again is idempotent).
+ */
+export function aggregateVerdict(r: RoundRow, publishedVersion: number | undefined): Verdict {
+  if (isCollecting(r.state)) return fail("conflict", 409, `round ${r.round_id} is still ${r.state}; close it first`);
+  const params = paramsOf(r);
+  if (r.accepted < params.min_reports) {
+    return fail(
+      "conflict",
+      409,
+      `round ${r.round_id} has ${r.accepted} accepted updates, fewer than its min_reports ${params.min_reports}`,
+    );
+  }
+  if (publishedVersion !== undefined && r.published_version !== null && r.published_version !== publishedVersion) {
+    return fail("conflict", 409, `round ${r.round_id} is already linked to model version ${r.published_version}`);
+  }
+  return OK;
+}
+
+/** A round's updates are listed once it stopped collecting; their payloads only until the retention deleted them. */
+export function listUpdatesVerdict(r: RoundRow, withPayloads: boolean): Verdict {
+  if (isCollecting(r.state)) {
+    return fail("conflict", 409, `round ${r.round_id} is still ${r.state}; its updates are listed once it is closed`);
+  }
+  if (withPayloads && r.payloads_purged_at !== null) return payloadsPurged(r);
+  return OK;
+}
+
+/** The answer for a payload of round `r` read after the retention deleted it. */
+export function payloadsPurged(r: RoundRow): Fail {
+  return fail(
+    "not_found",
+    404,
+    `the payloads of round ${r.round_id} were deleted at ${iso(r.payloads_purged_at!)}, after the retention period (FEDGE_UPDATE_RETENTION_DAYS); their metadata is still listed`,
+  );
+}
+
+// ── devices ────────────────────────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * A check-in before any coin is flipped: a revoked device is refused, and without a collecting round the device is
+ * told when to come back. Null when the device takes part in round `latest`.
+ */
+export function checkinPrecheck(
+  deviceId: string,
+  revoked: boolean,
+  latest: RoundRow | null,
+): Result<{ answer: CheckinResponse }> | null {
+  if (revoked) return fail("device_revoked", 403, `device ${deviceId} is revoked`);
+  if (!latest || !isCollecting(latest.state)) {
+    return { ok: true, answer: { selected: false, reason: "no_open_round", retry_after_s: NO_ROUND_RETRY_S } };
+  }
+  return null;
+}
+
+/**
+ * The answer to a check-in in collecting round `r`, given the device's recorded coin (`record`) and whether its update
+ * was already accepted (`reported`): the task with its nonce, or when to come back.
+ */
+export function checkinAnswer(r: RoundRow, record: CheckinRow, reported: boolean, now: number): CheckinResponse {
+  const retryAfter = Math.max(1, Math.ceil((r.deadline - now) / 1000));
+  if (!record.selected)
+    return { selected: false, reason: "not_sampled", round_id: r.round_id, retry_after_s: retryAfter };
+  if (reported) return { selected: false, reason: "already_reported", round_id: r.round_id, retry_after_s: retryAfter };
+  return { selected: true, task: roundTaskFor(r.round_id, r.model, paramsOf(r), record.nonce!, iso(r.deadline)) };
+}
+
+/** What an upload to round `r` must satisfy, from its immutable parameters. */
+export function uploadTarget(r: RoundRow): UploadTarget {
+  const p = paramsOf(r);
+  return {
+    accepting: isCollecting(r.state),
+    limits: {
+      update_length: p.update_length,
+      update_dtype: p.update_dtype,
+      clip_norm: p.clip_norm,
+      privacy_mode: p.privacy_mode,
+      local_noise_multiplier: p.local_noise_multiplier,
+      report_clip_bit: p.report_clip_bit,
+    },
+  };
+}
+
+/** The nonce and duplicate rules for `claim`, given the device's accepted update and check-in rows of round `r`. */
+export function admitUpload(
+  r: RoundRow,
+  claim: UploadClaim,
+  existing: UpdateRow | null,
+  issued: CheckinRow | null,
+): Result<{ duplicate: UpdateReceipt | null }> {
+  const { deviceId, nonce, sha256 } = claim;
+  if (existing) {
+    if (existing.sha256 === sha256) {
+      return { ok: true, duplicate: receipt(r, deviceId, sha256, existing.received_at, true) };
+    }
+    return fail("nonce_used", 409, `device ${deviceId} already reported for round ${r.round_id}; its nonce is used`);
+  }
+  if (!isCollecting(r.state)) return fail("round_closed", 409, `round ${r.round_id} is ${r.state}`);
+  if (!issued || !issued.selected || issued.nonce !== nonce) {
+    return fail("nonce_invalid", 403, `this nonce was not issued to device ${deviceId} for round ${r.round_id}`);
+  }
+  return { ok: true, duplicate: null };
+}
+
+/**
+ * Before the signature is checked: the key to check it under (the one the device reported or checked in with), the
+ * API key it checked in under, its revocation, and the admission verdict.
+ */
+export function preflight(
+  r: RoundRow,
+  claim: UploadClaim,
+  existing: UpdateRow | null,
+  issued: CheckinRow | null,
+  revoked: boolean,
+): UploadPreflight {
+  return {
+    publicKey: existing?.public_key ?? issued?.public_key ?? null,
+    apiKeyId: issued?.api_key_id ?? null,
+    revoked,
+    admission: admitUpload(r, claim, existing, issued),
+  };
+}
+
+/**
+ * At commit: an identical update that committed first keeps its receipt (even for a device revoked since); otherwise a
+ * device revoked since the preflight is refused like any other race lost, before the admission verdict.
+ */
+export function commitVerdict(
+  deviceId: string,
+  admission: Result<{ duplicate: UpdateReceipt | null }>,
+  revoked: boolean,
+): Result<{ duplicate: UpdateReceipt | null }> {
+  if (admission.ok && admission.duplicate) return admission;
+  if (revoked) return fail("device_revoked", 403, `device ${deviceId} is revoked`);
+  return admission;
+}
+
+/** Whether the `n`th accepted update fills round `r` (it closes with reason `max_reports`; never in DP modes). */
+export function fillsRound(r: RoundRow, n: number): boolean {
+  const max = paramsOf(r).max_reports;
+  return max !== undefined && n >= max;
+}
+
+export function receipt(
+  r: RoundRow,
+  deviceId: string,
+  sha256: string,
+  receivedAt: number,
+  duplicate: boolean,
+): UpdateReceipt {
+  return { round_id: r.round_id, device_id: deviceId, sha256, received_at: iso(receivedAt), duplicate };
+}

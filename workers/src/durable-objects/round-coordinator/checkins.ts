@@ -1,0 +1,49 @@
+/**
+ * @module
+ * `Checkins` owns the `checkins` table: per round and device, the Poisson coin flipped at the device's first check-in,
+ * its single-use nonce (selected devices only), and the device's public key and API key at that time (so an upload is
+ * verified here, without a read of the device's own Durable Object).
+ */
+import type { CoordinatorHost } from "./host.ts";
+
+export type CheckinRow = {
+  /** 1 when the coin selected the device. */
+  selected: number;
+  nonce: string | null;
+  public_key: string | null;
+  api_key_id: string | null;
+};
+
+export class Checkins {
+  private readonly host: Pick<CoordinatorHost, "sql">;
+
+  constructor(host: Pick<CoordinatorHost, "sql">) {
+    this.host = host;
+  }
+
+  get(seq: number, deviceId: string): CheckinRow | null {
+    return (
+      this.host.sql
+        .exec<CheckinRow>(
+          "SELECT selected, nonce, public_key, api_key_id FROM checkins WHERE round_seq = ? AND device_id = ?",
+          seq,
+          deviceId,
+        )
+        .toArray()[0] ?? null
+    );
+  }
+
+  /** Records a device's first check-in of round `seq` (inside the caller's transaction, with the round's counters). */
+  record(seq: number, deviceId: string, row: CheckinRow, now: number): void {
+    this.host.sql.exec(
+      "INSERT INTO checkins (round_seq, device_id, selected, nonce, at, public_key, api_key_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      seq,
+      deviceId,
+      row.selected,
+      row.nonce,
+      now,
+      row.public_key,
+      row.api_key_id,
+    );
+  }
+}

@@ -1,0 +1,2 @@
+export { RoundCoordinator, roundsStub, type CommitInput, type StoredUpdate } from "./round-coordinator.ts";
+export { NO_ROUND_RETRY_S, type UploadPreflight, type UploadTarget } from "./admission.ts";

@@ -1,0 +1,83 @@
+/**
+ * @module
+ * `PayloadRetention` moves a round's payloads through their life after it closes, from the alarm:
+ * - seal: every UpdateStore shard of a closed round writes its payloads into R2 segments (shards that never stored
+ *   anything answer at once); the round is recorded sealed once all 16 answered;
+ * - purge: the payloads of a round aggregated longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`) are
+ *   deleted from its shards and R2 (and objects written one per update before the shards existed); the updates'
+ *   metadata stays. Every shard is asked, so a payload whose commit never happened is deleted too.
+ *
+ * It owns no table: it keeps its progress in the round's `sealed_at` and `payloads_purged_at` (through `Rounds`), and
+ * tells the object's alarm when it next has work (`nextWake`). A step that fails is retried after `SEAL_RETRY_MS`.
+ */
+import { updateRetentionMs } from "../../training/retention.ts";
+import { UPDATE_STORE_SHARDS, deleteObjects, updateStoreStub } from "../update-store.ts";
+import type { CoordinatorHost } from "./host.ts";
+import type { RoundRef, Rounds } from "./rounds.ts";
+import type { UpdateIndex } from "./update-index.ts";
+
+/** How soon a failed seal or purge is tried again. */
+export const SEAL_RETRY_MS = 30_000;
+
+const allShards = () => Array.from({ length: UPDATE_STORE_SHARDS }, (_, k) => k);
+
+export class PayloadRetention {
+  private readonly host: Pick<CoordinatorHost, "env" | "now">;
+  private readonly rounds: Rounds;
+  private readonly updates: UpdateIndex;
+
+  constructor(host: Pick<CoordinatorHost, "env" | "now">, rounds: Rounds, updates: UpdateIndex) {
+    this.host = host;
+    this.rounds = rounds;
+    this.updates = updates;
+  }
+
+  /** Seals every closed round not sealed yet, then purges every round due at `now`; whether all of it succeeded. */
+  async run(now: number): Promise<boolean> {
+    const sealed = await this.eachRound(this.rounds.unsealed(), "sealing", (r) => this.seal(r));
+    const due = this.rounds.purgeDue(this.retentionMs(), now);
+    const purged = await this.eachRound(due, "deleting the payloads of", (r) => this.purge(r));
+    return sealed && purged;
+  }
+
+  /** When there is work next: now while a round waits to be sealed, and the earliest purge; null when none. */
+  nextWake(): number | null {
+    const times: number[] = [];
+    if (this.rounds.hasUnsealed()) times.push(this.host.now());
+    const aggregated = this.rounds.oldestKeptAggregation();
+    if (aggregated !== null) times.push(aggregated + this.retentionMs());
+    return times.length > 0 ? Math.min(...times) : null;
+  }
+
+  private retentionMs(): number {
+    const { ms, error } = updateRetentionMs(this.host.env.FEDGE_UPDATE_RETENTION_DAYS);
+    if (error) console.error(error);
+    return ms;
+  }
+
+  /** Runs `step` for each round, logging failures; whether all succeeded. */
+  private async eachRound(rounds: RoundRef[], what: string, step: (r: RoundRef) => Promise<void>): Promise<boolean> {
+    let ok = true;
+    for (const r of rounds) {
+      try {
+        await step(r);
+      } catch (e) {
+        console.error(`${what} round ${r.round_id} failed; retrying in ${SEAL_RETRY_MS} ms`, e);
+        ok = false;
+      }
+    }
+    return ok;
+  }
+
+  private async seal(r: RoundRef): Promise<void> {
+    await Promise.all(allShards().map((k) => updateStoreStub(this.host.env, r.round_id, k).seal()));
+    this.rounds.markSealed(r.seq, this.host.now());
+  }
+
+  private async purge(r: RoundRef): Promise<void> {
+    const keys = this.updates.storageKeys(r.seq);
+    await Promise.all(allShards().map((k) => updateStoreStub(this.host.env, r.round_id, k).purge()));
+    await deleteObjects(this.host.env.UPDATES, keys);
+    this.rounds.markPurged(r.seq, this.host.now());
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * @module
+ * `Revocations` owns the `revoked_devices` table: devices an admin revoked, pushed here by each device's DeviceRegistry
+ * instance (for every population it checked in to), so check-ins and uploads are refused without asking it.
+ */
+import type { CoordinatorHost } from "./host.ts";
+
+export class Revocations {
+  private readonly host: Pick<CoordinatorHost, "sql">;
+
+  constructor(host: Pick<CoordinatorHost, "sql">) {
+    this.host = host;
+  }
+
+  has(deviceId: string): boolean {
+    return this.host.sql.exec("SELECT 1 FROM revoked_devices WHERE device_id = ?", deviceId).toArray().length > 0;
+  }
+
+  /** Idempotent: the first revocation's time is kept. */
+  add(deviceId: string, at: number): void {
+    this.host.sql.exec("INSERT OR IGNORE INTO revoked_devices (device_id, at) VALUES (?, ?)", deviceId, at);
+  }
+}

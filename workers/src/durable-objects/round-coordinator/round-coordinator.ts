@@ -1,0 +1,410 @@
+/**
+ * @module
+ * RoundCoordinator: one SQLite-backed Durable Object per training population (model name), the single writer of its rounds.
+ *
+ * Lifecycle: `open` (check-ins answered, tasks issued) → `collecting` (first update accepted) → `closed` (deadline alarm,
+ * `max_reports` accepted, or an admin) → `aggregated` (the aggregator marked it, optionally with the published model version).
+ * One round at a time collects; dropouts (selected devices that never report) are normal.
+ *
+ * Sampling: a device's first check-in in a round flips a CSPRNG coin with probability q (`poissonCoin`) and records it with
+ * the device's single-use nonce; every later check-in in that round reads the record, so the answer never changes.
+ *
+ * Device keys: a check-in records the device's Ed25519 public key beside its coin, so an upload is verified against the key
+ * held here (`preflightUpload`) without a read of the device's own Durable Object. Revocation reaches this object by push:
+ * the device's DeviceRegistry instance records every population it checks in to (before this object learns the key) and
+ * calls `revokeDevice` on each of them when an admin revokes it, retrying from an outbox until each has answered.
+ *
+ * Ingestion is two-phase so that nothing accepted is lost and nothing is counted twice: the route checks the update
+ * (`uploadTarget`, `preflightUpload`), stores the payload in its UpdateStore shard under a key that names round, device
+ * and content hash, then `commitUpload` records it here in one SQLite transaction keyed by (round, device). A crash
+ * between the store and the commit leaves an unreferenced payload (the device's retry stores the same key and commits); a
+ * second commit for the same device and bytes returns the first receipt with `duplicate: true`. When a round closes, the
+ * alarm asks each of its shards to seal its payloads into R2 (retried until every shard has answered).
+ *
+ * Privacy budget: the population's ledger lives here too (`PopulationLedger`), because opening a round and charging it
+ * must be one atomic step: the budget check reads the ledger and the round and its charge are written in one SQLite
+ * transaction, with no `await` between the read and the write, in the population's single-writer object. A refused
+ * open (409 `budget_exceeded`) writes nothing; a charge is never taken back (abandoned rounds stay charged).
+ *
+ * Layout: this class is the RPC surface, the transactions that span tables, and the single alarm. Each table is owned
+ * by a capability behind a slice of `CoordinatorHost` (`Rounds`, `Checkins`, `UpdateIndex`, `Revocations`,
+ * `PopulationLedger`); `PayloadRetention` seals and purges payloads; the rules are pure functions in `admission.ts`
+ * and `budget.ts`; the schema and its upgrades are in `migrations.ts`.
+ *
+ * Every RPC method returns a `Result` (no domain errors thrown across RPC). State is loaded under `blockConcurrencyWhile`;
+ * the deadline is an alarm, and every method also closes an expired round lazily in case the alarm is late.
+ */
+import { DurableObject } from "cloudflare:workers";
+import {
+  roundIdFor,
+  toBase64Url,
+  type AcceptedUpdate,
+  type CheckinResponse,
+  type PopulationPrivacyStatus,
+  type PrivacyBudgetRequest,
+  type RoundParams,
+  type RoundStatus,
+  type UpdateReceipt,
+} from "@fedge/protocol";
+import type { Bindings } from "../../env.ts";
+import { poissonCoin } from "../../training/sampling.ts";
+import { fail, type Result } from "../../training/result.ts";
+import {
+  admitUpload,
+  aggregateVerdict,
+  checkinAnswer,
+  checkinPrecheck,
+  commitVerdict,
+  fillsRound,
+  listUpdatesVerdict,
+  openVerdict,
+  payloadsPurged,
+  preflight,
+  receipt,
+  roundNotFound,
+  uploadTarget,
+  type UploadPreflight,
+  type UploadTarget,
+} from "./admission.ts";
+import { budgetChangeVerdict, chargeVerdict, privacyStatus } from "./budget.ts";
+import { Checkins, type CheckinRow } from "./checkins.ts";
+import type { CoordinatorHost } from "./host.ts";
+import { migrate } from "./migrations.ts";
+import { PopulationLedger } from "./population-ledger.ts";
+import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
+import { Revocations } from "./revocations.ts";
+import { Rounds, iso, isCollecting, paramsOf, toStatus, type RoundRow } from "./rounds.ts";
+import { UpdateIndex } from "./update-index.ts";
+
+export function roundsStub(env: Bindings, model: string) {
+  return env.ROUNDS.getByName(model);
+}
+
+export interface CommitInput {
+  roundId: string;
+  deviceId: string;
+  /** base64url nonce from the update. */
+  nonce: string;
+  sha256: string;
+  byteLength: number;
+  /** base64url Ed25519 public key the signature verified under. */
+  publicKey: string;
+  /** Where the payload was stored (`updateStorageKey`). */
+  storageKey: string;
+  now: number;
+}
+
+export interface StoredUpdate {
+  storage_key: string;
+  sha256: string;
+  byte_length: number;
+  public_key: string;
+}
+
+export class RoundCoordinator extends DurableObject<Bindings> {
+  private readonly rounds: Rounds;
+  private readonly checkins: Checkins;
+  private readonly updates: UpdateIndex;
+  private readonly revocations: Revocations;
+  private readonly retention: PayloadRetention;
+  private readonly ledger: PopulationLedger;
+
+  constructor(ctx: DurableObjectState, env: Bindings) {
+    super(ctx, env);
+    const host: CoordinatorHost = {
+      sql: ctx.storage.sql,
+      env,
+      now: () => Date.now(),
+      wake: (at) => void ctx.storage.setAlarm(at),
+    };
+    this.rounds = new Rounds(host);
+    this.checkins = new Checkins(host);
+    this.updates = new UpdateIndex(host);
+    this.revocations = new Revocations(host);
+    this.retention = new PayloadRetention(host, this.rounds, this.updates);
+    this.ledger = new PopulationLedger(host);
+    void ctx.blockConcurrencyWhile(async () => {
+      migrate(ctx.storage.sql);
+      this.rounds.load();
+    });
+  }
+
+  // ── admin ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Opens the population's next round and charges it to the population's privacy budget, atomically: 409 while
+   * another one is still collecting, 409 `budget_exceeded` when the charge would pass the budget (nothing written).
+   */
+  async openRound(input: {
+    model: string;
+    params: RoundParams;
+    deadline: number;
+    now: number;
+  }): Promise<Result<{ status: RoundStatus }>> {
+    const { model, params, deadline, now } = input;
+    this.rounds.expire(now);
+    const verdict = openVerdict(this.rounds.latest, params, deadline, now);
+    if (!verdict.ok) return verdict;
+    // From here to the commit nothing awaits: no other call of this object runs between the budget check and the write.
+    const seq = this.rounds.nextSeq();
+    const priced = chargeVerdict({
+      model,
+      roundSeq: seq,
+      roundId: roundIdFor(model, seq),
+      params,
+      budget: this.ledger.budget(),
+      charges: this.ledger.charges(),
+      now,
+    });
+    if (!priced.ok) return priced;
+    let opened!: RoundRow;
+    try {
+      this.ctx.storage.transactionSync(() => {
+        opened = this.rounds.open({ model, params, deadline, now });
+        if (priced.charge) this.ledger.charge(priced.charge);
+      });
+    } catch (e) {
+      this.rounds.load(); // the transaction rolled back: forget the round it cached
+      throw e;
+    }
+    // The earliest of this deadline, a previous round still to seal, a retention that runs out.
+    await this.armAlarm(Infinity);
+    return { ok: true, status: toStatus(opened) };
+  }
+
+  async status(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    return { ok: true, status: toStatus(r) };
+  }
+
+  /** Newest rounds first. */
+  async listRounds(limit: number, now: number): Promise<RoundStatus[]> {
+    this.rounds.expire(now);
+    return this.rounds.list(limit).map(toStatus);
+  }
+
+  /** Stops collecting now (idempotent: a closed or aggregated round is returned as it is). */
+  async closeRound(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    if (isCollecting(r.state)) this.rounds.close(r.seq, "admin", now);
+    return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
+  }
+
+  /**
+   * Marks a closed round aggregated, optionally linking the published model version. Idempotent; a different version than
+   * one already linked is a 409, as is a round still collecting or one with fewer than `min_reports` accepted updates.
+   */
+  async markAggregated(
+    roundId: string,
+    publishedVersion: number | undefined,
+    now: number,
+  ): Promise<Result<{ status: RoundStatus }>> {
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    const verdict = aggregateVerdict(r, publishedVersion);
+    if (!verdict.ok) return verdict;
+    this.rounds.markAggregated(r, publishedVersion, now);
+    await this.armAlarm(Infinity);
+    return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
+  }
+
+  /** Accepted updates of a closed round in acceptance order, `limit` at a time after cursor `after` (a `seq`). */
+  async listUpdates(
+    roundId: string,
+    after: number,
+    limit: number,
+    now: number,
+    /** The caller will read the payloads too: refused once they were deleted after the retention. */
+    withPayloads = false,
+  ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    const verdict = listUpdatesVerdict(r, withPayloads);
+    if (!verdict.ok) return verdict;
+    const { rows, more } = this.updates.page(r.seq, after, limit);
+    return {
+      ok: true,
+      items: rows.map((u) => ({
+        seq: u.n,
+        device_id: u.device_id,
+        public_key: u.public_key,
+        sha256: u.sha256,
+        byte_length: u.byte_length,
+        received_at: iso(u.received_at),
+      })),
+      next_cursor: more ? String(rows[rows.length - 1]!.n) : null,
+    };
+  }
+
+  /** Where one accepted update is stored (any state: the device's own receipt stays valid). */
+  async getUpdate(roundId: string, deviceId: string): Promise<Result<{ update: StoredUpdate }>> {
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    const u = this.updates.get(r.seq, deviceId);
+    if (!u) return fail("not_found", 404, `round ${roundId} has no accepted update from ${deviceId}`);
+    if (r.payloads_purged_at !== null) return payloadsPurged(r);
+    return {
+      ok: true,
+      update: { storage_key: u.storage_key, sha256: u.sha256, byte_length: u.byte_length, public_key: u.public_key },
+    };
+  }
+
+  // ── privacy budget ─────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Sets (or changes) the population's budget (admin token only; see `budgetChangeVerdict` for what is refused). */
+  async setPrivacyBudget(input: {
+    model: string;
+    budget: PrivacyBudgetRequest;
+    now: number;
+  }): Promise<Result<{ status: PopulationPrivacyStatus }>> {
+    const { model, budget: request, now } = input;
+    const verdict = budgetChangeVerdict({
+      model,
+      budget: this.ledger.budget(),
+      charges: this.ledger.charges(),
+      unchargedRounds: this.ledger.unchargedRounds(),
+      request,
+    });
+    if (!verdict.ok) return verdict;
+    this.ledger.setBudget({
+      epsilon: request.epsilon,
+      delta: request.delta,
+      accountant: request.accountant,
+      set_at: now,
+    });
+    return { ok: true, status: await this.privacyStatus(model) };
+  }
+
+  /** The population's budget, ε spent and left, and every charged round (no device counts). */
+  async privacyStatus(model: string): Promise<PopulationPrivacyStatus> {
+    const charges = this.ledger.charges();
+    return privacyStatus(model, this.ledger.budget(), charges, (b) => this.ledger.spent(model, b, charges));
+  }
+
+  // ── devices ────────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * The device's answer for the collecting round: flips and records its coin (and the device's public key, which the
+   * route has just verified the check-in under) on the first check-in, reads it after. A revoked device is refused.
+   */
+  async checkin(
+    deviceId: string,
+    publicKey: string,
+    apiKeyId: string,
+    now: number,
+  ): Promise<Result<{ answer: CheckinResponse }>> {
+    this.rounds.expire(now);
+    const early = checkinPrecheck(deviceId, this.revocations.has(deviceId), this.rounds.latest);
+    if (early) return early;
+    // The precheck passed: the newest round is collecting.
+    const r = this.rounds.latest!;
+    let record = this.checkins.get(r.seq, deviceId);
+    if (!record) {
+      record = drawCheckin(paramsOf(r), publicKey, apiKeyId);
+      const drawn = record;
+      this.transact(r.seq, () => {
+        this.checkins.record(r.seq, deviceId, drawn, now);
+        this.rounds.countCheckin(r.seq, drawn.selected === 1);
+      });
+    }
+    // Whether it already reported matters only to a selected device.
+    const reported = record.selected === 1 && this.updates.get(r.seq, deviceId) !== null;
+    return { ok: true, answer: checkinAnswer(r, record, reported, now) };
+  }
+
+  /** An admin revoked `deviceId` (pushed by its DeviceRegistry instance): refuse its check-ins and uploads from now on. */
+  async revokeDevice(deviceId: string, at: number): Promise<void> {
+    this.revocations.add(deviceId, at);
+  }
+
+  /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */
+  async uploadTarget(roundId: string, now: number): Promise<Result<UploadTarget>> {
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    return { ok: true, ...uploadTarget(r) };
+  }
+
+  /**
+   * Before the signature is checked, without writing: the public key this device checked in with (or reported under), its
+   * revocation, and whether the nonce and duplicate rules admit the update.
+   */
+  async preflightUpload(
+    input: Omit<CommitInput, "storageKey" | "publicKey" | "byteLength">,
+  ): Promise<Result<UploadPreflight>> {
+    this.rounds.expire(input.now);
+    const r = this.rounds.get(input.roundId);
+    if (!r) return roundNotFound(input.roundId);
+    const existing = this.updates.get(r.seq, input.deviceId);
+    const issued = this.checkins.get(r.seq, input.deviceId);
+    return { ok: true, ...preflight(r, input, existing, issued, this.revocations.has(input.deviceId)) };
+  }
+
+  /** Records a stored update (one SQLite transaction); the same device and bytes again return the first receipt. */
+  async commitUpload(input: CommitInput): Promise<Result<{ receipt: UpdateReceipt }>> {
+    this.rounds.expire(input.now);
+    const r = this.rounds.get(input.roundId);
+    if (!r) return roundNotFound(input.roundId);
+    const existing = this.updates.get(r.seq, input.deviceId);
+    const admission = admitUpload(r, input, existing, this.checkins.get(r.seq, input.deviceId));
+    const verdict = commitVerdict(input.deviceId, admission, this.revocations.has(input.deviceId));
+    if (!verdict.ok) return verdict;
+    if (verdict.duplicate) return { ok: true, receipt: verdict.duplicate };
+    const n = r.accepted + 1;
+    this.transact(r.seq, () => {
+      this.updates.insert(r.seq, {
+        n,
+        device_id: input.deviceId,
+        public_key: input.publicKey,
+        sha256: input.sha256,
+        byte_length: input.byteLength,
+        storage_key: input.storageKey,
+        received_at: input.now,
+      });
+      this.rounds.countAccepted(r.seq, n);
+      if (fillsRound(r, n)) this.rounds.close(r.seq, "max_reports", input.now);
+    });
+    return { ok: true, receipt: receipt(r, input.deviceId, input.sha256, input.now, false) };
+  }
+
+  // ── alarm ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * The collecting round's deadline; sealing the payloads of closed rounds into R2; deleting the payloads of rounds
+   * aggregated longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`). Failures are retried.
+   */
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    this.rounds.expire(now);
+    const done = await this.retention.run(now);
+    await this.armAlarm(done ? Infinity : Date.now() + SEAL_RETRY_MS);
+  }
+
+  /** The one alarm planner: the next thing due (the deadline, a seal, a purge), and no later than `notAfter`. */
+  private async armAlarm(notAfter: number): Promise<void> {
+    const at = Math.min(notAfter, this.rounds.nextWake() ?? Infinity, this.retention.nextWake() ?? Infinity);
+    if (Number.isFinite(at)) await this.ctx.storage.setAlarm(at);
+    else await this.ctx.storage.deleteAlarm();
+  }
+
+  // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** One SQLite transaction over the tables, writing round `seq`; the cached newest round is re-read after it. */
+  private transact(seq: number, write: () => void): void {
+    this.ctx.storage.transactionSync(write);
+    this.rounds.refresh(seq);
+  }
+}
+
+/** A device's first check-in of a round: its Poisson coin (CSPRNG) and, when selected, its single-use nonce. */
+function drawCheckin(params: RoundParams, publicKey: string, apiKeyId: string): CheckinRow {
+  const selected = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
+  const nonce = selected ? toBase64Url(crypto.getRandomValues(new Uint8Array(16))) : null;
+  return { selected: selected ? 1 : 0, nonce, public_key: publicKey, api_key_id: apiKeyId };
+}

@@ -1,0 +1,231 @@
+/**
+ * @module
+ * `Rounds` owns the `rounds` table: a population's rounds in order (`seq`), their lifecycle state, counters, and when
+ * their payloads were sealed into R2 and deleted. The newest round is kept in memory (`latest`), since nearly every
+ * call is about it; writes re-read it.
+ *
+ * Lifecycle: `open` → `collecting` (first update accepted) → `closed` (deadline, `max_reports`, or an admin) →
+ * `aggregated`. Closing asks the host for the alarm at once (the alarm seals the round's payloads).
+ */
+import { roundIdFor, type CloseReason, type RoundParams, type RoundState, type RoundStatus } from "@fedge/protocol";
+import type { CoordinatorHost } from "./host.ts";
+
+export type RoundRow = {
+  seq: number;
+  round_id: string;
+  model: string;
+  state: RoundState;
+  /** The round's `RoundParams` as JSON (immutable once open). */
+  params: string;
+  opened_at: number;
+  deadline: number;
+  closed_at: number | null;
+  close_reason: CloseReason | null;
+  aggregated_at: number | null;
+  published_version: number | null;
+  checked_in: number;
+  selected: number;
+  accepted: number;
+  /** When every shard holding the round's updates sealed them into R2 (null while collecting or still sealing). */
+  sealed_at: number | null;
+  /** When the payloads were deleted after the retention (null while kept). */
+  payloads_purged_at: number | null;
+};
+
+/** A round's id and position, for the seal and purge steps. */
+export type RoundRef = Pick<RoundRow, "seq" | "round_id">;
+
+export const iso = (ms: number) => new Date(ms).toISOString();
+export const isCollecting = (s: RoundState) => s === "open" || s === "collecting";
+export const paramsOf = (r: RoundRow) => JSON.parse(r.params) as RoundParams;
+
+export class Rounds {
+  private readonly host: Pick<CoordinatorHost, "sql" | "wake">;
+  private newest: RoundRow | null = null;
+
+  constructor(host: Pick<CoordinatorHost, "sql" | "wake">) {
+    this.host = host;
+  }
+
+  /** Reads the newest round (once the tables exist). */
+  load(): void {
+    this.newest = this.host.sql.exec<RoundRow>("SELECT * FROM rounds ORDER BY seq DESC LIMIT 1").toArray()[0] ?? null;
+  }
+
+  /** The newest round, or null before the first one. */
+  get latest(): RoundRow | null {
+    return this.newest;
+  }
+
+  get(roundId: string): RoundRow | null {
+    if (this.newest && this.newest.round_id === roundId) return this.newest;
+    return this.host.sql.exec<RoundRow>("SELECT * FROM rounds WHERE round_id = ?", roundId).toArray()[0] ?? null;
+  }
+
+  /** Newest first. */
+  list(limit: number): RoundRow[] {
+    return this.host.sql.exec<RoundRow>("SELECT * FROM rounds ORDER BY seq DESC LIMIT ?", limit).toArray();
+  }
+
+  /** The `seq` the population's next round gets. */
+  nextSeq(): number {
+    return (this.newest?.seq ?? 0) + 1;
+  }
+
+  /** Inserts the population's next round (the caller checked that none is collecting); it becomes `latest`. */
+  open(input: { model: string; params: RoundParams; deadline: number; now: number }): RoundRow {
+    const seq = this.nextSeq();
+    const roundId = roundIdFor(input.model, seq);
+    this.host.sql.exec(
+      `INSERT INTO rounds (seq, round_id, model, state, params, opened_at, deadline) VALUES (?, ?, ?, 'open', ?, ?, ?)`,
+      seq,
+      roundId,
+      input.model,
+      JSON.stringify(input.params),
+      input.now,
+      input.deadline,
+    );
+    this.newest = this.get(roundId);
+    return this.newest!;
+  }
+
+  /** When the alarm must close the collecting round (its deadline); null while none collects. */
+  nextWake(): number | null {
+    const r = this.newest;
+    return r && isCollecting(r.state) ? r.deadline : null;
+  }
+
+  /** Closes the collecting round if its deadline has passed. */
+  expire(now: number): void {
+    const r = this.newest;
+    if (r && isCollecting(r.state) && now >= r.deadline) {
+      this.close(r.seq, "deadline", now);
+      this.refresh(r.seq);
+    }
+  }
+
+  /** Stops a collecting round (a no-op for one that is not) and wakes the alarm, which seals its payloads. */
+  close(seq: number, reason: CloseReason, now: number): void {
+    this.host.sql.exec(
+      "UPDATE rounds SET state = 'closed', closed_at = ?, close_reason = ? WHERE seq = ? AND state IN ('open', 'collecting')",
+      now,
+      reason,
+      seq,
+    );
+    this.refresh(seq);
+    // The alarm seals the round's payloads into R2 (and re-arms the next deadline).
+    this.host.wake(now);
+  }
+
+  /** Marks a closed round aggregated, or links a version to an aggregated one that has none (the caller checked). */
+  markAggregated(r: RoundRow, publishedVersion: number | undefined, now: number): void {
+    if (r.state === "closed") {
+      this.host.sql.exec(
+        "UPDATE rounds SET state = 'aggregated', aggregated_at = ?, published_version = ? WHERE seq = ?",
+        now,
+        publishedVersion ?? null,
+        r.seq,
+      );
+    } else if (publishedVersion !== undefined && r.published_version === null) {
+      this.host.sql.exec("UPDATE rounds SET published_version = ? WHERE seq = ?", publishedVersion, r.seq);
+    }
+    this.refresh(r.seq);
+  }
+
+  /** Counts a first check-in (inside the caller's transaction; `refresh` after it). */
+  countCheckin(seq: number, selected: boolean): void {
+    this.host.sql.exec(
+      "UPDATE rounds SET checked_in = checked_in + 1, selected = selected + ? WHERE seq = ?",
+      selected ? 1 : 0,
+      seq,
+    );
+  }
+
+  /** Counts the `n`th accepted update (inside the caller's transaction; `refresh` after it). */
+  countAccepted(seq: number, n: number): void {
+    this.host.sql.exec("UPDATE rounds SET accepted = ?, state = 'collecting' WHERE seq = ?", n, seq);
+  }
+
+  // ── payload bookkeeping (for PayloadRetention) ──────────────────────────────────────────────────────────────────
+
+  /** Rounds no longer collecting whose payloads are not sealed yet. */
+  unsealed(): RoundRef[] {
+    return this.host.sql
+      .exec<RoundRef>(
+        "SELECT seq, round_id FROM rounds WHERE state NOT IN ('open', 'collecting') AND sealed_at IS NULL",
+      )
+      .toArray();
+  }
+
+  hasUnsealed(): boolean {
+    return (
+      this.host.sql
+        .exec("SELECT 1 FROM rounds WHERE state NOT IN ('open', 'collecting') AND sealed_at IS NULL LIMIT 1")
+        .toArray().length > 0
+    );
+  }
+
+  /** Aggregated rounds whose payloads are still kept and were aggregated at least `retentionMs` before `now`. */
+  purgeDue(retentionMs: number, now: number): RoundRef[] {
+    return this.host.sql
+      .exec<RoundRef>(
+        `SELECT seq, round_id FROM rounds WHERE state = 'aggregated' AND payloads_purged_at IS NULL
+         AND aggregated_at + ? <= ?`,
+        retentionMs,
+        now,
+      )
+      .toArray();
+  }
+
+  /** When the earliest aggregated round whose payloads are still kept was aggregated; null when none. */
+  oldestKeptAggregation(): number | null {
+    return this.host.sql
+      .exec<{ at: number | null }>(
+        "SELECT MIN(aggregated_at) AS at FROM rounds WHERE state = 'aggregated' AND payloads_purged_at IS NULL",
+      )
+      .one().at;
+  }
+
+  markSealed(seq: number, at: number): void {
+    this.host.sql.exec("UPDATE rounds SET sealed_at = ? WHERE seq = ?", at, seq);
+    this.refresh(seq);
+  }
+
+  /** Records the payloads deleted (and sealed, for a round whose seal never finished: nothing is left to seal). */
+  markPurged(seq: number, at: number): void {
+    this.host.sql.exec(
+      "UPDATE rounds SET payloads_purged_at = ?, sealed_at = COALESCE(sealed_at, ?) WHERE seq = ?",
+      at,
+      at,
+      seq,
+    );
+    this.refresh(seq);
+  }
+
+  /** Re-reads `latest` if it is round `seq` (after a write to it). */
+  refresh(seq: number): void {
+    if (this.newest && this.newest.seq === seq) {
+      this.newest = this.host.sql.exec<RoundRow>("SELECT * FROM rounds WHERE seq = ?", seq).toArray()[0] ?? null;
+    }
+  }
+}
+
+/** The wire form of a round. */
+export function toStatus(r: RoundRow): RoundStatus {
+  return {
+    round_id: r.round_id,
+    model: r.model,
+    state: r.state,
+    params: paramsOf(r),
+    opened_at: iso(r.opened_at),
+    deadline: iso(r.deadline),
+    closed_at: r.closed_at === null ? null : iso(r.closed_at),
+    close_reason: r.close_reason,
+    aggregated_at: r.aggregated_at === null ? null : iso(r.aggregated_at),
+    payloads_purged_at: r.payloads_purged_at === null ? null : iso(r.payloads_purged_at),
+    published_version: r.published_version,
+    checked_in: r.checked_in,
+    selected: r.selected,
+    accepted: r.accepted,
+  };
+}

@@ -1,1 +1,0 @@
-export * from "./aggregator-signature.ts";

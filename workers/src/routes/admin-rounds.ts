@@ -1,0 +1,305 @@
+/**
+ * @module
+ * Admin endpoints for rounds, for the aggregator (its Ed25519 request signature) or an operator (admin token); the
+ * public API key is never enough: open (with the task parameters), list, status, close now, list accepted updates
+ * (paginated, with each device's public key), fetch one update's signed bytes, stream a page of them as one
+ * `application/vnd.fedge.update-stream`, mark aggregated, publish (link the model version uploaded with
+ * `POST /v1/admin/models/:name/versions`). Devices and quotas are in admin-devices.ts, aggregator keys in
+ * admin-aggregator-keys.ts.
+ */
+import { createRoute, z } from "@hono/zod-openapi";
+import {
+  AcceptedUpdatePage,
+  DeviceId,
+  FedgeError,
+  MarkAggregatedRequest,
+  ModelName,
+  OpenRoundRequest,
+  PublishRoundRequest,
+  RoundList,
+  RoundStatus,
+  UPDATE_STREAM_FRAME_HEADER_BYTES,
+  UPDATE_STREAM_MEDIA_TYPE,
+  encodeUpdateStreamFrameHeader,
+  fromBase64Url,
+  parseRoundId,
+  type AcceptedUpdate,
+} from "@fedge/protocol";
+import { UPDATE_MEDIA_TYPE } from "@fedge/protocol";
+import { adminAuth } from "../middleware/auth/index.ts";
+import {
+  ADMIN_AUTH_ERRORS,
+  createRouter,
+  errorResponses,
+  jsonResponse as json,
+} from "../middleware/validation/index.ts";
+import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
+import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
+import { unwrap } from "../training/index.ts";
+import type { Bindings } from "../env.ts";
+
+const security: Record<string, string[]>[] = [{ adminToken: [] }, { aggregatorSignature: [] }];
+const RoundParam = z.object({ id: z.string().max(128) });
+const Page = z.object({
+  after: z.coerce.number().int().nonnegative().optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+const binary = z.string().openapi({ type: "string", format: "binary" });
+
+function coordinatorFor(env: Bindings, roundId: string) {
+  const parsed = parseRoundId(roundId);
+  if (!parsed) throw new FedgeError("round_not_found", 404, `no round ${roundId}`);
+  return roundsStub(env, parsed.model);
+}
+
+// ── routes ───────────────────────────────────────────────────────────────────────────────────────────────────────
+
+const openRound = createRoute({
+  method: "post",
+  path: "/v1/admin/rounds",
+  tags: ["training-admin"],
+  summary: "Open the population's next round with its task parameters, charged to the population's privacy budget",
+  description:
+    "A DP round (privacy mode central, local or distributed) carries its `mechanism` (noise multiplier z, clip rule, " +
+    "σ_b) and is charged (q, z, σ_b, mode, clip rule) in the same transaction that opens it; a charge that would pass " +
+    "the budget is refused with 409 `budget_exceeded` and changes nothing. Charges are never taken back. DP rounds " +
+    "take no `max_reports` and `min_reports` is 1.",
+  security,
+  request: { body: { required: true, content: { "application/json": { schema: OpenRoundRequest } } } },
+  responses: {
+    201: json(RoundStatus, "The new round"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      409:
+        "Another round of this population is still collecting (`conflict`), or the charge would pass the population's privacy budget, " +
+        "it has none, or a round in mode none would spend an unbounded ε (`budget_exceeded`)",
+    }),
+  },
+});
+
+const listRounds = createRoute({
+  method: "get",
+  path: "/v1/admin/rounds",
+  tags: ["training-admin"],
+  summary: "A population's rounds, newest first",
+  security,
+  request: { query: z.object({ model: ModelName, limit: z.coerce.number().int().min(1).max(100).optional() }) },
+  responses: { 200: json(RoundList, "Rounds"), ...errorResponses(ADMIN_AUTH_ERRORS) },
+});
+
+const roundStatus = createRoute({
+  method: "get",
+  path: "/v1/admin/rounds/{id}",
+  tags: ["training-admin"],
+  summary: "Round status",
+  security,
+  request: { params: RoundParam },
+  responses: { 200: json(RoundStatus, "The round"), ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such round" }) },
+});
+
+const closeRound = createRoute({
+  method: "post",
+  path: "/v1/admin/rounds/{id}/close",
+  tags: ["training-admin"],
+  summary: "Stop collecting now (idempotent)",
+  security,
+  request: { params: RoundParam },
+  responses: {
+    200: json(RoundStatus, "The closed round"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such round" }),
+  },
+});
+
+const listUpdates = createRoute({
+  method: "get",
+  path: "/v1/admin/rounds/{id}/updates",
+  tags: ["training-admin"],
+  summary: "Accepted updates of a closed round, in acceptance order (paginated)",
+  security,
+  request: { params: RoundParam, query: Page },
+  responses: {
+    200: json(AcceptedUpdatePage, "One page"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such round", 409: "The round is still collecting" }),
+  },
+});
+
+const getUpdate = createRoute({
+  method: "get",
+  path: "/v1/admin/rounds/{id}/updates/{device_id}",
+  tags: ["training-admin"],
+  summary: "One accepted update's signed bytes, as the device uploaded them",
+  security,
+  request: { params: RoundParam.extend({ device_id: DeviceId }) },
+  responses: {
+    200: { description: "The update", content: { [UPDATE_MEDIA_TYPE]: { schema: binary } } },
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      404: "No such round or update, or its payload was deleted after the retention period",
+    }),
+  },
+});
+
+const streamUpdates = createRoute({
+  method: "get",
+  path: "/v1/admin/rounds/{id}/update-stream",
+  tags: ["training-admin"],
+  summary: "A page of accepted updates as one stream of frames (public key ‖ u32 LE length ‖ update)",
+  description: "The response header x-fedge-next-cursor carries the next page's `after` (absent on the last page).",
+  security,
+  request: { params: RoundParam, query: Page },
+  responses: {
+    200: { description: "Frames", content: { [UPDATE_STREAM_MEDIA_TYPE]: { schema: binary } } },
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      404: "No such round, or its payloads were deleted after the retention period",
+      409: "The round is still collecting",
+    }),
+  },
+});
+
+const markAggregated = createRoute({
+  method: "post",
+  path: "/v1/admin/rounds/{id}/aggregated",
+  tags: ["training-admin"],
+  summary: "Mark a closed round aggregated (idempotent)",
+  security,
+  request: {
+    params: RoundParam,
+    body: { required: false, content: { "application/json": { schema: MarkAggregatedRequest } } },
+  },
+  responses: {
+    200: json(RoundStatus, "The aggregated round"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      404: "No such round",
+      409: "Still collecting, fewer than min_reports updates, or linked to another version",
+    }),
+  },
+});
+
+const publishRound = createRoute({
+  method: "post",
+  path: "/v1/admin/rounds/{id}/publish",
+  tags: ["training-admin"],
+  summary: "Link the model version this round produced (marks it aggregated)",
+  security,
+  request: {
+    params: RoundParam,
+    body: { required: true, content: { "application/json": { schema: PublishRoundRequest } } },
+  },
+  responses: {
+    200: json(RoundStatus, "The round"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      404: "No such round",
+      409: "Still collecting, fewer than min_reports updates, or linked to another version",
+    }),
+  },
+});
+
+/** The signed bytes of an accepted update, from its UpdateStore shard (SQLite, or the R2 segment it was sealed into). */
+async function readPayload(env: Bindings, roundId: string, item: AcceptedUpdate): Promise<Uint8Array> {
+  const payload = await updateStoreFor(env, roundId, item.device_id).read(
+    updateStorageKey(roundId, item.device_id, item.sha256),
+  );
+  if (!payload || payload.length !== item.byte_length) {
+    throw new FedgeError("internal", 500, `the payload of ${item.device_id} is missing from storage`);
+  }
+  return payload;
+}
+
+/**
+ * Streams frames for `items`, one payload at a time (backpressure from the reader); the next payload is fetched while the
+ * current one is being read.
+ */
+function updateFrames(env: Bindings, roundId: string, items: AcceptedUpdate[]): ReadableStream<Uint8Array> {
+  let index = 0;
+  let next: Promise<Uint8Array> | null = items.length > 0 ? readPayload(env, roundId, items[0]!) : null;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const item = items[index];
+      if (!item || !next) {
+        controller.close();
+        return;
+      }
+      const payload = await next;
+      index += 1;
+      next = index < items.length ? readPayload(env, roundId, items[index]!) : null;
+      // Fetched ahead: a failure surfaces when its turn comes, not as an unhandled rejection.
+      next?.catch(() => undefined);
+      controller.enqueue(encodeUpdateStreamFrameHeader(fromBase64Url(item.public_key), item.byte_length));
+      controller.enqueue(payload);
+    },
+  });
+}
+
+const router = createRouter();
+router.use("/v1/admin/rounds/*", adminAuth());
+
+export const adminRounds = router
+  .openapi(openRound, async (c) => {
+    const body = c.req.valid("json");
+    const now = Date.now();
+    const deadline = body.deadline !== undefined ? Date.parse(body.deadline) : now + body.duration_s! * 1000;
+    const { model, deadline: _d, duration_s: _s, ...params } = body;
+    const opened = unwrap(await roundsStub(c.env, model).openRound({ model, params, deadline, now }));
+    return c.json(opened.status, 201);
+  })
+  .openapi(listRounds, async (c) => {
+    const q = c.req.valid("query");
+    return c.json({ rounds: await roundsStub(c.env, q.model).listRounds(q.limit ?? 20, Date.now()) }, 200);
+  })
+  .openapi(roundStatus, async (c) => {
+    const { id } = c.req.valid("param");
+    return c.json(unwrap(await coordinatorFor(c.env, id).status(id, Date.now())).status, 200);
+  })
+  .openapi(closeRound, async (c) => {
+    const { id } = c.req.valid("param");
+    return c.json(unwrap(await coordinatorFor(c.env, id).closeRound(id, Date.now())).status, 200);
+  })
+  .openapi(listUpdates, async (c) => {
+    const { id } = c.req.valid("param");
+    const q = c.req.valid("query");
+    const page = unwrap(await coordinatorFor(c.env, id).listUpdates(id, q.after ?? 0, q.limit ?? 100, Date.now()));
+    return c.json({ round_id: id, items: page.items, next_cursor: page.next_cursor }, 200);
+  })
+  .openapi(getUpdate, async (c) => {
+    const { id, device_id } = c.req.valid("param");
+    const stored = unwrap(await coordinatorFor(c.env, id).getUpdate(id, device_id)).update;
+    const payload = await updateStoreFor(c.env, id, device_id).read(stored.storage_key);
+    if (!payload) throw new FedgeError("internal", 500, `the payload of ${device_id} is missing from storage`);
+    return new Response(payload, {
+      status: 200,
+      headers: {
+        "content-type": UPDATE_MEDIA_TYPE,
+        "content-length": String(stored.byte_length),
+        etag: `"${stored.sha256}"`,
+        "x-fedge-sha256": stored.sha256,
+        "x-fedge-device-public-key": stored.public_key,
+      },
+    }) as never;
+  })
+  .openapi(streamUpdates, async (c) => {
+    const { id } = c.req.valid("param");
+    const q = c.req.valid("query");
+    const page = unwrap(
+      await coordinatorFor(c.env, id).listUpdates(id, q.after ?? 0, q.limit ?? 100, Date.now(), true),
+    );
+    const total = page.items.reduce((s, u) => s + UPDATE_STREAM_FRAME_HEADER_BYTES + u.byte_length, 0);
+    const headers: Record<string, string> = {
+      "content-type": UPDATE_STREAM_MEDIA_TYPE,
+      "x-fedge-update-count": String(page.items.length),
+    };
+    if (page.next_cursor !== null) headers["x-fedge-next-cursor"] = page.next_cursor;
+    const body = updateFrames(c.env, id, page.items).pipeThrough(new FixedLengthStream(total));
+    return new Response(body, { status: 200, headers }) as never;
+  })
+  .openapi(markAggregated, async (c) => {
+    const { id } = c.req.valid("param");
+    const body = (c.req.valid("json") ?? {}) as MarkAggregatedRequest;
+    const now = Date.now();
+    return c.json(unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.published_version, now)).status, 200);
+  })
+  .openapi(publishRound, async (c) => {
+    const { id } = c.req.valid("param");
+    const body = c.req.valid("json");
+    return c.json(
+      unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.model_version, Date.now())).status,
+      200,
+    );
+  });

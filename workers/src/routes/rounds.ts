@@ -1,0 +1,227 @@
+/**
+ * @module
+ * The device side of a round:
+ * - `POST /v1/rounds/checkin` (API key + Ed25519 signature by the device key over `checkinSigningBytes` + fresh timestamp):
+ *   the population's RoundCoordinator answers with the device's recorded Poisson coin, and a selected device gets the task
+ *   with its single-use nonce.
+ * - `POST /v1/rounds/:id/updates` (`application/vnd.fedge.update`): the signed update itself authenticates the device (its
+ *   registered key, the nonce issued to it for this round), so no API key is needed. Checks, in order: round exists
+ *   (before reading the body, which is then capped at the largest encoding of the round's update; a round's parameters are
+ *   immutable, so an isolate caches them), codec, round id in the body, signature under the key the device checked in
+ *   with (held by the coordinator; a device unknown there is looked up in its registry), device not revoked,
+ *   dtype/shape/finite/L2 norm against the task, nonce unused and issued to this device for this round; then the payload
+ *   goes to its UpdateStore shard (key names round, device and content hash) and the coordinator commits it.
+ *   Every rejection happens before the store write, except a commit lost to a race, whose payload is removed again.
+ */
+import { createRoute, z } from "@hono/zod-openapi";
+import {
+  CHECKIN_MAX_SKEW_MS,
+  CheckinRequest,
+  CheckinResponse,
+  FedgeError,
+  UpdateReceipt,
+  fromBase64Url,
+  parseRoundId,
+  sha256Hex,
+  toBase64Url,
+} from "@fedge/protocol";
+import { UPDATE_MEDIA_TYPE, decodeUpdate } from "@fedge/protocol";
+import { createRouter, errorResponses } from "../middleware/validation/index.ts";
+import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../middleware/auth/index.ts";
+import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../durable-objects/device-registry.ts";
+import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
+import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
+import {
+  checkUpdateAgainstTask,
+  maxEncodedUpdateBytes,
+  readBodyCapped,
+  unwrap,
+  verifyEd25519,
+  type UpdateLimits,
+} from "../training/index.ts";
+
+const checkin = createRoute({
+  method: "post",
+  path: "/v1/rounds/checkin",
+  tags: ["training"],
+  summary: "Check in for the population's current round (Poisson-sampled once per device per round)",
+  security: [{ apiKey: [] }],
+  middleware: [apiKeyAuth()] as const,
+  request: { body: { required: true, content: { "application/json": { schema: CheckinRequest } } } },
+  responses: {
+    200: {
+      description: "Selected (with the task) or not",
+      content: { "application/json": { schema: CheckinResponse } },
+    },
+    ...errorResponses({
+      400: "Invalid request",
+      401: "No API key, bad device signature (bad_signature) or stale timestamp (stale_timestamp)",
+      403: "Revoked API key or device (device_revoked)",
+      404: "Unknown device (device_not_found)",
+      409: `The device already joined ${MAX_POPULATIONS_PER_DEVICE} populations (conflict)`,
+    }),
+  },
+});
+
+const upload = createRoute({
+  method: "post",
+  path: "/v1/rounds/{id}/updates",
+  tags: ["training"],
+  summary: "Upload a signed model update (application/vnd.fedge.update)",
+  request: {
+    params: z.object({ id: z.string().max(128) }),
+    body: {
+      required: true,
+      content: { [UPDATE_MEDIA_TYPE]: { schema: z.string().openapi({ type: "string", format: "binary" }) } },
+    },
+  },
+  responses: {
+    200: {
+      description: "Already accepted: the first receipt, duplicate: true",
+      content: { "application/json": { schema: UpdateReceipt } },
+    },
+    201: { description: "Accepted", content: { "application/json": { schema: UpdateReceipt } } },
+    ...errorResponses({
+      400: "malformed_update, non_finite, invalid_shape, norm_exceeded",
+      401: "bad_signature",
+      403: "device_revoked, nonce_invalid (not issued to this device for this round), forbidden (the API key the device checked in under was revoked)",
+      404: "round_not_found, device_not_found",
+      409: "round_closed, nonce_used",
+      413: "payload_too_large",
+      415: "unsupported_media_type",
+    }),
+  },
+});
+
+/**
+ * A round's parameters never change once it is open, so each isolate remembers them (bounded) and asks the coordinator
+ * only for rounds it has not seen; whether the round still accepts is decided by the coordinator at preflight and commit.
+ */
+const limitsCache = new Map<string, UpdateLimits>();
+const LIMITS_CACHE_MAX = 256;
+
+async function roundLimits(coordinator: ReturnType<typeof roundsStub>, roundId: string): Promise<UpdateLimits> {
+  const cached = limitsCache.get(roundId);
+  if (cached) return cached;
+  const target = unwrap(await coordinator.uploadTarget(roundId, Date.now()));
+  if (limitsCache.size >= LIMITS_CACHE_MAX) limitsCache.clear();
+  limitsCache.set(roundId, target.limits);
+  return target.limits;
+}
+
+async function lookupDevice(env: Parameters<typeof deviceStub>[0], deviceId: string): Promise<DeviceRecord> {
+  const device = await deviceStub(env, deviceId).getDevice();
+  if (!device) throw new FedgeError("device_not_found", 404, `no device ${deviceId}`);
+  return device;
+}
+
+function apiKeyStatus(env: Parameters<typeof ledgerFor>[0], keyId: string): Promise<KeyStatus> {
+  return keyStatus.status(keyId, () => ledgerFor(env, keyId).status());
+}
+
+export const rounds = createRouter()
+  .openapi(checkin, async (c) => {
+    const body = c.req.valid("json");
+    const now = Date.now();
+    const at = Date.parse(body.timestamp);
+    if (!(Math.abs(now - at) <= CHECKIN_MAX_SKEW_MS)) {
+      throw new FedgeError(
+        "stale_timestamp",
+        401,
+        `timestamp is more than ${CHECKIN_MAX_SKEW_MS / 1000} s from the edge's clock`,
+      );
+    }
+    // The device's registry instance checks the check-in and records the population before the coordinator learns the
+    // device's key (see DeviceRegistry), in one call.
+    const found = await deviceStub(c.env, body.device_id).checkinDevice({
+      model: body.model,
+      apiKeyId: c.get("apiKey").id,
+      timestamp: body.timestamp,
+      signature: body.signature,
+    });
+    if (!found.ok) {
+      switch (found.code) {
+        case "device_not_found":
+          throw new FedgeError("device_not_found", 404, `no device ${body.device_id} under this API key`);
+        case "bad_signature":
+          throw new FedgeError("bad_signature", 401, "the check-in signature does not verify under the device's key");
+        case "device_revoked":
+          throw new FedgeError("device_revoked", 403, `device ${body.device_id} is revoked`);
+        case "too_many_populations":
+          throw new FedgeError(
+            "conflict",
+            409,
+            `device ${body.device_id} already joined ${MAX_POPULATIONS_PER_DEVICE} populations`,
+          );
+      }
+    }
+    const device = found.device;
+    const coordinator = roundsStub(c.env, body.model);
+    const { answer } = unwrap(await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now));
+    return c.json(answer, 200);
+  })
+  .openapi(upload, async (c) => {
+    const roundId = c.req.valid("param").id;
+    const parsed = parseRoundId(roundId);
+    if (!parsed) throw new FedgeError("round_not_found", 404, `no round ${roundId}`);
+    const mediaType = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+    if (mediaType !== UPDATE_MEDIA_TYPE) {
+      throw new FedgeError("unsupported_media_type", 415, `updates are uploaded as ${UPDATE_MEDIA_TYPE}`);
+    }
+    const coordinator = roundsStub(c.env, parsed.model);
+    const limits = await roundLimits(coordinator, roundId);
+    const cap = maxEncodedUpdateBytes(limits.update_length, limits.update_dtype);
+    const bytes = await readBodyCapped(c.req.raw, cap);
+
+    // A malformed body throws UpdateCodecError, which app.onError answers with its own status and code.
+    const decoded = decodeUpdate(bytes, { maxBytes: cap });
+    if (decoded.roundId !== roundId) {
+      throw new FedgeError("malformed_update", 400, `the update is for round ${decoded.roundId}, not ${roundId}`);
+    }
+    const sha256 = await sha256Hex(bytes);
+    const claim = { roundId, deviceId: decoded.deviceId, nonce: toBase64Url(decoded.nonce), sha256 };
+    const pre = unwrap(await coordinator.preflightUpload({ ...claim, now: Date.now() }));
+    // The coordinator holds the key of every device that checked in to the round; anyone else (an unknown device, or one
+    // that never checked in here) is looked up, so the answer names what is wrong in the same order as for the others.
+    let publicKeyText = pre.publicKey;
+    let revoked = pre.revoked;
+    let apiKeyId = pre.apiKeyId;
+    if (publicKeyText === null) {
+      const device = await lookupDevice(c.env, decoded.deviceId);
+      publicKeyText = device.public_key;
+      revoked ||= device.revoked_at !== null;
+      apiKeyId = device.api_key_id;
+    }
+    // Asked while the signature is checked; usually answered by this isolate's cache.
+    const keyState = apiKeyId === null ? Promise.resolve("active" as const) : apiKeyStatus(c.env, apiKeyId);
+    keyState.catch(() => undefined);
+    if (!(await verifyEd25519(fromBase64Url(publicKeyText), decoded.signature, decoded.signedBytes, publicKeyText))) {
+      throw new FedgeError("bad_signature", 401, "the update signature does not verify under the device's key");
+    }
+    if (revoked) throw new FedgeError("device_revoked", 403, `device ${decoded.deviceId} is revoked`);
+    checkUpdateAgainstTask(decoded, limits);
+    const admitted = unwrap(pre.admission);
+    // An update accepted before its API key was revoked keeps its receipt.
+    if (admitted.duplicate) return c.json(admitted.duplicate, 200);
+    if ((await keyState) === "revoked") {
+      throw new FedgeError("forbidden", 403, "the API key this device checked in under has been revoked");
+    }
+
+    const key = updateStorageKey(roundId, decoded.deviceId, sha256);
+    const store = updateStoreFor(c.env, roundId, decoded.deviceId);
+    await store.put(roundId, key, bytes);
+    const commit = await coordinator.commitUpload({
+      ...claim,
+      byteLength: bytes.length,
+      publicKey: publicKeyText,
+      storageKey: key,
+      now: Date.now(),
+    });
+    if (!commit.ok) {
+      // Lost a race (round closed, device revoked, or another upload from this device committed first): nobody's payload.
+      await store.remove(key);
+      unwrap(commit);
+      throw new FedgeError("internal", 500, "unreachable");
+    }
+    return c.json(commit.receipt, commit.receipt.duplicate ? 200 : 201);
+  });

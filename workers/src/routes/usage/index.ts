@@ -1,1 +1,0 @@
-export * from "./usage.ts";
