@@ -251,7 +251,7 @@ describe("training admin authentication", () => {
       key: headers["x-fedge-aggregator-key"]!,
       timestamp: headers[AGGREGATOR_TIMESTAMP_HEADER]!,
       signature: headers[AGGREGATOR_SIGNATURE_HEADER]!,
-      body: new Uint8Array(0),
+      body: async () => new Uint8Array(0),
       now: Date.now(),
       isTrusted: async (k: string) => k === aggregatorKey,
     };

@@ -11,6 +11,7 @@ import {
   hashApiKey,
   KeyCache,
   keyCache,
+  NEGATIVE_CACHE_TTL_MS,
   ledgerFor,
   type LeaseCall,
 } from "../src/middleware/auth/index.ts";
@@ -77,16 +78,43 @@ describe("key cache: revocation staleness", () => {
     expect((await isolate.admit(key.id, hash, true, ledger)).status).toBe("revoked");
   });
 
-  it("never caches unknown keys, and a wrong secret does not disturb a cached key", async () => {
+  it("refuses wrong secrets and unknown ids from a short negative cache, without disturbing the real key", async () => {
     const { key, hash, ledger } = await keyAndLedger({ name: "forged", rate_limit_per_minute: 600 });
-    const isolate = new KeyCache();
+    const t = clock();
+    const isolate = new KeyCache({ now: t.now });
     expect((await isolate.admit(key.id, hash, true, ledger)).status).toBe("ok");
-    const forged = await hashApiKey(`${key.key}x`);
-    for (let i = 0; i < 2; i++) expect((await isolate.admit(key.id, forged, true, ledger)).status).toBe("unknown");
-    expect(isolate.stats.ledgerCalls).toBe(3);
+    // A cached key has one hash: other secrets for its id are refused here, with no ledger call.
+    for (let i = 0; i < 5; i++) {
+      const forged = await hashApiKey(`${key.key}x${i}`);
+      expect((await isolate.admit(key.id, forged, true, ledger)).status).toBe("unknown");
+    }
+    expect(isolate.stats.ledgerCalls).toBe(1);
     expect((await isolate.admit(key.id, hash, true, ledger)).status).toBe("ok");
-    expect(isolate.stats.ledgerCalls).toBe(3);
     expect(isolate.size).toBe(1);
+
+    // A fresh isolate: the first wrong secret asks the ledger, which hands back the stored hash; the next wrong ones
+    // are refused locally, and the right secret still gets through.
+    const fresh = new KeyCache({ now: t.now });
+    for (let i = 0; i < 5; i++) {
+      expect((await fresh.admit(key.id, await hashApiKey(`${key.key}y${i}`), true, ledger)).status).toBe("unknown");
+    }
+    expect(fresh.stats).toMatchObject({ ledgerCalls: 1, negativeHits: 4 });
+    expect((await fresh.admit(key.id, hash, true, ledger)).status).toBe("ok");
+    expect(fresh.stats.ledgerCalls).toBe(2);
+
+    // An id with no key: one ledger call per NEGATIVE_CACHE_TTL_MS, however many requests.
+    const ghost = ledgerFor(env, "ghostkey0000000");
+    const ghostLedger: LeaseCall = (input) => ghost.lease(input);
+    const calls = fresh.stats.ledgerCalls;
+    for (let i = 0; i < 10; i++) {
+      expect((await fresh.admit("ghostkey0000000", await hashApiKey(`g${i}`), true, ghostLedger)).status).toBe(
+        "unknown",
+      );
+    }
+    expect(fresh.stats.ledgerCalls).toBe(calls + 1);
+    t.t += NEGATIVE_CACHE_TTL_MS;
+    await fresh.admit("ghostkey0000000", hash, true, ghostLedger);
+    expect(fresh.stats.ledgerCalls).toBe(calls + 2);
   });
 });
 

@@ -36,10 +36,14 @@ export interface LeaseInput {
   giveBack: number;
 }
 
-/** What `lease` answers. `remaining`: whole tokens left in the bucket after the grant. */
+/**
+ * What `lease` answers. `remaining`: whole tokens left in the bucket after the grant. An `unknown` answer for a key id
+ * that exists (the secret was wrong) carries the stored hash, so the isolate can refuse other wrong secrets for that id
+ * without asking again (key-cache.ts: the hash is the worker's own, never sent to a client).
+ */
 export type LeaseVerdict =
   | { status: "ok"; key: ApiKeyInfo; granted: number; remaining: number }
-  | { status: "unknown" }
+  | { status: "unknown"; storedHash?: string }
   | { status: "revoked"; key: ApiKeyInfo }
   | { status: "rate_limited"; key: ApiKeyInfo; retryAfterMs: number; retryAfterSeconds: number };
 
@@ -87,10 +91,20 @@ export function utcDay(epochMs: number): string {
 
 export class AccountLedger extends DurableObject<Bindings> {
   private readonly sql: SqlStorage;
+  /**
+   * Whether this key's tables exist. They are created by the first legitimate write (`create`/`ensure`, admin or
+   * bootstrap only), so an object addressed by an unknown key id answers "unknown" and keeps no storage.
+   */
+  private hasTables: boolean;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.hasTables =
+      this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_key'").toArray().length > 0;
+  }
+
+  private createTables(): void {
     this.sql.exec(`CREATE TABLE IF NOT EXISTS api_key (
       id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, rate_limit INTEGER NOT NULL,
       created_at INTEGER NOT NULL, revoked_at INTEGER)`);
@@ -98,9 +112,11 @@ export class AccountLedger extends DurableObject<Bindings> {
       tokens REAL NOT NULL, updated_at INTEGER NOT NULL)`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS usage (day TEXT PRIMARY KEY, calls INTEGER NOT NULL,
       input_elements INTEGER NOT NULL)`);
+    this.hasTables = true;
   }
 
   private row(): KeyRow | null {
+    if (!this.hasTables) return null;
     const rows = this.sql.exec<KeyRow>("SELECT * FROM api_key LIMIT 1").toArray();
     return rows[0] ?? null;
   }
@@ -108,6 +124,7 @@ export class AccountLedger extends DurableObject<Bindings> {
   /** Create this key; `null` when a key with this id already exists (ids are random, so a clash is a caller bug). */
   async create(input: CreateKeyInput): Promise<ApiKeyInfo | null> {
     if (this.row()) return null;
+    if (!this.hasTables) this.createTables();
     this.sql.exec(
       "INSERT INTO api_key (id, name, hash, rate_limit, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)",
       input.id,
@@ -140,6 +157,8 @@ export class AccountLedger extends DurableObject<Bindings> {
         return { status: "ok", key: v.key, remaining: v.remaining };
       case "rate_limited":
         return { status: "rate_limited", key: v.key, retryAfterSeconds: v.retryAfterSeconds };
+      case "unknown":
+        return { status: "unknown" };
       default:
         return v;
     }
@@ -156,7 +175,8 @@ export class AccountLedger extends DurableObject<Bindings> {
 
   private decide(input: LeaseInput): LeaseVerdict {
     const row = this.row();
-    if (!row || !hashesEqual(row.hash, input.hash)) return { status: "unknown" };
+    if (!row) return { status: "unknown" };
+    if (!hashesEqual(row.hash, input.hash)) return { status: "unknown", storedHash: row.hash };
     const key = toInfo(row);
     if (row.revoked_at !== null) return { status: "revoked", key };
     if (!input.rateLimit) return { status: "ok", key, granted: 0, remaining: row.rate_limit };

@@ -74,30 +74,41 @@ type DeviceRow = {
 
 export class DeviceRegistry extends DurableObject<Bindings> {
   private readonly sql: SqlStorage;
+  /**
+   * Whether the tables exist. They are created by the first legitimate write (a registration's `reserveSlot` and
+   * `createDevice`, an admin's quota), so an object addressed by an unknown device id or key id keeps no storage.
+   */
+  private hasTables: boolean;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    void ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS device (
-        device_id TEXT PRIMARY KEY, public_key TEXT NOT NULL, api_key_id TEXT NOT NULL, platform TEXT,
-        created_at INTEGER NOT NULL, revoked_at INTEGER)`);
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS slot (device_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL)`);
-      // Public key → device id, so a registration retried after a lost response gets the same device, not a second one.
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS owner_key (public_key TEXT PRIMARY KEY, device_id TEXT NOT NULL)`);
-      this.sql.exec(
-        `CREATE TABLE IF NOT EXISTS quota (id INTEGER PRIMARY KEY CHECK (id = 1), max_devices INTEGER NOT NULL)`,
-      );
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS population (model TEXT PRIMARY KEY)`);
-      // Populations a revocation has not reached yet.
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS revocation_outbox (model TEXT PRIMARY KEY, at INTEGER NOT NULL)`);
-    });
+    this.hasTables =
+      this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'device'").toArray().length > 0;
+  }
+
+  private createTables(): void {
+    if (this.hasTables) return;
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS device (
+      device_id TEXT PRIMARY KEY, public_key TEXT NOT NULL, api_key_id TEXT NOT NULL, platform TEXT,
+      created_at INTEGER NOT NULL, revoked_at INTEGER)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS slot (device_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL)`);
+    // Public key → device id, so a registration retried after a lost response gets the same device, not a second one.
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS owner_key (public_key TEXT PRIMARY KEY, device_id TEXT NOT NULL)`);
+    this.sql.exec(
+      `CREATE TABLE IF NOT EXISTS quota (id INTEGER PRIMARY KEY CHECK (id = 1), max_devices INTEGER NOT NULL)`,
+    );
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS population (model TEXT PRIMARY KEY)`);
+    // Populations a revocation has not reached yet.
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS revocation_outbox (model TEXT PRIMARY KEY, at INTEGER NOT NULL)`);
+    this.hasTables = true;
   }
 
   // ── device:<id> ────────────────────────────────────────────────────────────────────────────────────────────────
 
   /** Stores this instance's device; `false` when it already holds one (ids are random, so that means a collision). */
   async createDevice(record: Omit<DeviceRecord, "revoked_at">): Promise<boolean> {
+    this.createTables();
     const existing = this.sql.exec("SELECT 1 FROM device").toArray();
     if (existing.length > 0) return false;
     this.sql.exec(
@@ -112,6 +123,7 @@ export class DeviceRegistry extends DurableObject<Bindings> {
   }
 
   async getDevice(): Promise<DeviceRecord | null> {
+    if (!this.hasTables) return null;
     const row = this.sql.exec<DeviceRow>("SELECT * FROM device LIMIT 1").toArray()[0];
     return row ? { ...row } : null;
   }
@@ -158,6 +170,7 @@ export class DeviceRegistry extends DurableObject<Bindings> {
 
   /** Populations the revocation has not reached yet (empty once delivered everywhere). */
   async pendingRevocations(): Promise<string[]> {
+    if (!this.hasTables) return [];
     return this.sql
       .exec<{ model: string }>("SELECT model FROM revocation_outbox ORDER BY model")
       .toArray()
@@ -169,6 +182,7 @@ export class DeviceRegistry extends DurableObject<Bindings> {
   }
 
   private async deliverRevocations(): Promise<void> {
+    if (!this.hasTables) return;
     const device = this.sql.exec<DeviceRow>("SELECT * FROM device LIMIT 1").toArray()[0];
     const pending = this.sql.exec<{ model: string; at: number }>("SELECT model, at FROM revocation_outbox").toArray();
     if (!device || pending.length === 0) return;
@@ -195,6 +209,7 @@ export class DeviceRegistry extends DurableObject<Bindings> {
    * with `device_revoked` once an admin revoked it: a revoked key never comes back under a new id.
    */
   async reserveSlot(deviceId: string, publicKey: string, defaultMax: number, now: number): Promise<SlotResult> {
+    this.createTables();
     const known = this.sql
       .exec<{ device_id: string }>("SELECT device_id FROM owner_key WHERE public_key = ?", publicKey)
       .toArray()[0];
@@ -214,16 +229,19 @@ export class DeviceRegistry extends DurableObject<Bindings> {
 
   /** Frees the slot of a revoked device; the public key stays known (and refused). */
   async releaseSlot(deviceId: string): Promise<void> {
+    if (!this.hasTables) return;
     this.sql.exec("DELETE FROM slot WHERE device_id = ?", deviceId);
   }
 
   /** Undoes a reservation whose device was never created, forgetting its public key too. */
   async cancelReservation(deviceId: string): Promise<void> {
+    if (!this.hasTables) return;
     this.sql.exec("DELETE FROM slot WHERE device_id = ?", deviceId);
     this.sql.exec("DELETE FROM owner_key WHERE device_id = ?", deviceId);
   }
 
   async setQuota(max: number): Promise<{ max_devices: number; active_devices: number }> {
+    this.createTables();
     this.sql.exec(
       "INSERT INTO quota (id, max_devices) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET max_devices = ?",
       max,
@@ -237,11 +255,13 @@ export class DeviceRegistry extends DurableObject<Bindings> {
   }
 
   private maxDevices(defaultMax: number): number {
+    if (!this.hasTables) return defaultMax;
     const row = this.sql.exec<{ max_devices: number }>("SELECT max_devices FROM quota WHERE id = 1").toArray()[0];
     return row ? row.max_devices : defaultMax;
   }
 
   private activeCount(): number {
+    if (!this.hasTables) return 0;
     return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM slot").one().n;
   }
 }

@@ -21,39 +21,45 @@ import type { Context } from "hono";
 import type { AppEnv, Bindings } from "../env.ts";
 import type { AdminVerdict, AdminVerifier } from "./auth/admin.ts";
 import { verifyEd25519 } from "../training/ed25519.ts";
+import { bodyCapFor, bodyOf } from "./body-limit.ts";
 
 /** KV key under which an admin-registered aggregator public key is stored. */
 export function aggregatorKeyKvKey(publicKey: string): string {
   return `aggregator-key:${publicKey}`;
 }
 
-/** Largest admin request body the verifier hashes (admin bodies are small JSON documents). */
-export const MAX_SIGNED_BODY_BYTES = 1024 * 1024;
-
 const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
 const B64URL_64 = /^[A-Za-z0-9_-]{86}$/;
 
-export interface AggregatorRequest {
+export interface AggregatorHeaders {
   method: string;
   /** Pathname plus query string as received. */
   path: string;
   key: string | null;
   timestamp: string | null;
   signature: string | null;
-  body: Uint8Array;
   now: number;
   /** Whether a base64url public key is trusted as the aggregator's. */
   isTrusted: (publicKey: string) => Promise<boolean>;
 }
 
-/** Checks one signed admin request; `skip` when it carries no signature. */
-export async function verifyAggregatorRequest(req: AggregatorRequest): Promise<AdminVerdict> {
-  if (req.signature === null) return { kind: "skip" };
-  const reject = (status: 401 | 403, message: string): AdminVerdict => ({ kind: "reject", status, message });
+export interface AggregatorRequest extends AggregatorHeaders {
+  /** The body, read only once the headers passed `checkAggregatorHeaders`. */
+  body: () => Promise<Uint8Array>;
+}
+
+type Reject = Extract<AdminVerdict, { kind: "reject" }>;
+const reject = (status: 401 | 403, message: string): Reject => ({ kind: "reject", status, message });
+
+/**
+ * Everything about a signed request that needs no body: header shapes, the timestamp window, and that the key is a
+ * trusted aggregator key. Null when they pass; a request that fails here is refused before its body is read.
+ */
+export async function checkAggregatorHeaders(req: AggregatorHeaders): Promise<Reject | null> {
   if (!req.key || !B64URL_32.test(req.key)) {
     return reject(401, `${AGGREGATOR_KEY_HEADER} must be the aggregator's base64url Ed25519 public key`);
   }
-  if (!B64URL_64.test(req.signature))
+  if (req.signature === null || !B64URL_64.test(req.signature))
     return reject(401, `${AGGREGATOR_SIGNATURE_HEADER} must be a base64url Ed25519 signature`);
   const at = req.timestamp === null ? NaN : Date.parse(req.timestamp);
   if (!Number.isFinite(at)) return reject(401, `${AGGREGATOR_TIMESTAMP_HEADER} must be an ISO 8601 time`);
@@ -64,10 +70,22 @@ export async function verifyAggregatorRequest(req: AggregatorRequest): Promise<A
     );
   }
   if (!(await req.isTrusted(req.key))) return reject(403, "this public key is not a registered aggregator key");
-  const bytes = aggregatorSigningBytes(req.method, req.path, req.timestamp!, await sha256Hex(req.body));
-  const ok = await verifyEd25519(fromBase64Url(req.key), fromBase64Url(req.signature), bytes, req.key);
+  return null;
+}
+
+/**
+ * Checks one signed admin request; `skip` when it carries no signature. The body is read (through the caller's capped
+ * reader) only after the headers, the timestamp and the key passed.
+ */
+export async function verifyAggregatorRequest(req: AggregatorRequest): Promise<AdminVerdict> {
+  if (req.signature === null) return { kind: "skip" };
+  const early = await checkAggregatorHeaders(req);
+  if (early) return early;
+  const key = req.key!;
+  const bytes = aggregatorSigningBytes(req.method, req.path, req.timestamp!, await sha256Hex(await req.body()));
+  const ok = await verifyEd25519(fromBase64Url(key), fromBase64Url(req.signature), bytes, key);
   if (!ok) return reject(401, "the aggregator signature does not verify");
-  return { kind: "admin", principal: { via: "signature", subject: `aggregator:${req.key.slice(0, 12)}` } };
+  return { kind: "admin", principal: { via: "signature", subject: `aggregator:${key.slice(0, 12)}` } };
 }
 
 /** Whether `publicKey` is configured (var/secret) or registered (KV) as an aggregator key. */
@@ -86,19 +104,16 @@ export const aggregatorSignatureVerifier: AdminVerifier = async (c: Context<AppE
   if (signature === null) return { kind: "skip" };
   const url = new URL(c.req.url);
   const method = c.req.method.toUpperCase();
-  const declared = Number(c.req.header("content-length") ?? "0");
-  if (declared > MAX_SIGNED_BODY_BYTES) {
-    return { kind: "reject", status: 401, message: `signed admin bodies are at most ${MAX_SIGNED_BODY_BYTES} bytes` };
-  }
-  const body = method === "GET" || method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await c.req.arrayBuffer());
   return verifyAggregatorRequest({
     method,
     path: url.pathname + url.search,
     key: c.req.header(AGGREGATOR_KEY_HEADER) ?? null,
     timestamp: c.req.header(AGGREGATOR_TIMESTAMP_HEADER) ?? null,
     signature,
-    body,
     now: Date.now(),
     isTrusted: (key) => isTrustedAggregatorKey(c.env, key),
+    // The route's own cap (a signed model upload takes as much as the model cap allows), read as a stream.
+    body: async () =>
+      method === "GET" || method === "HEAD" ? new Uint8Array(0) : bodyOf(c, bodyCapFor(method, url.pathname)),
   });
 };

@@ -6,7 +6,13 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiKeyId, DeviceId, DeviceInfo, DeviceQuota, DeviceQuotaStatus, FedgeError } from "@fedge/protocol";
 import { adminAuth } from "../middleware/auth/index.ts";
-import { ADMIN_AUTH_ERRORS, createRouter, errorResponses, jsonResponse } from "../middleware/validation/index.ts";
+import {
+  ADMIN_AUTH_ERRORS,
+  createRouter,
+  errorResponses,
+  jsonResponse,
+  readBody,
+} from "../middleware/validation/index.ts";
 import { deviceStub, ownerStub, type DeviceRecord } from "../durable-objects/device-registry.ts";
 import { defaultDeviceQuota } from "./devices.ts";
 
@@ -57,6 +63,7 @@ const putQuota = createRoute({
   tags: ["training-admin"],
   summary: "Set how many active devices an API key may register",
   security,
+  middleware: [readBody({ types: ["application/json"] })] as const,
   request: {
     params: KeyParam,
     body: { required: true, content: { "application/json": { schema: DeviceQuota } } },

@@ -34,7 +34,7 @@ const createKey = createRoute({
   tags: ["admin"],
   summary: "Create an API key (the secret is shown once; the edge stores its SHA-256)",
   security,
-  middleware: [adminAuth(), readBody({ types: ["application/json"], maxBytes: 64 * 1024 })] as const,
+  middleware: [adminAuth(), readBody({ types: ["application/json"] })] as const,
   request: { body: { required: true, content: { "application/json": { schema: CreateApiKeyRequest } } } },
   responses: {
     201: { description: "The new key", content: { "application/json": { schema: CreatedApiKey } } },

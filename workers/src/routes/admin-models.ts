@@ -16,6 +16,7 @@ import {
 } from "@fedge/protocol";
 import { adminAuth } from "../middleware/auth/index.ts";
 import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
+import { MAX_MODEL_UPLOAD_BYTES } from "../middleware/body-limit.ts";
 import { promote, putVersion, readManifest, rollback, validateUpload } from "../registry/index.ts";
 import { sessions } from "../inference/index.ts";
 import { sessionKey } from "./predict/index.ts";
@@ -37,10 +38,7 @@ const upload = createRoute({
   tags: ["admin"],
   summary: "Upload a new model version (validated; the first version of a model serves at once)",
   security,
-  middleware: [
-    adminAuth(),
-    readBody({ types: ["multipart/form-data"], maxBytes: MAX_MODEL_BYTES + 256 * 1024 }),
-  ] as const,
+  middleware: [adminAuth(), readBody({ types: ["multipart/form-data"], maxBytes: MAX_MODEL_UPLOAD_BYTES })] as const,
   request: {
     params: NameParam,
     body: { required: true, content: { "multipart/form-data": { schema: UploadForm } } },
@@ -57,7 +55,7 @@ const serving = createRoute({
   tags: ["admin"],
   summary: "Promote a version to serving",
   security,
-  middleware: [adminAuth(), readBody({ types: ["application/json"], maxBytes: 64 * 1024 })] as const,
+  middleware: [adminAuth(), readBody({ types: ["application/json"] })] as const,
   request: {
     params: NameParam,
     body: { required: true, content: { "application/json": { schema: PromoteRequest } } },

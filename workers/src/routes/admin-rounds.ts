@@ -32,6 +32,7 @@ import {
   createRouter,
   errorResponses,
   jsonResponse as json,
+  readBody,
 } from "../middleware/validation/index.ts";
 import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
 import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
@@ -60,6 +61,7 @@ const openRound = createRoute({
   tags: ["training-admin"],
   summary: "Open the population's next round with its task parameters",
   security,
+  middleware: [readBody({ types: ["application/json"] })] as const,
   request: { body: { required: true, content: { "application/json": { schema: OpenRoundRequest } } } },
   responses: {
     201: json(RoundStatus, "The new round"),
@@ -151,6 +153,7 @@ const markAggregated = createRoute({
   tags: ["training-admin"],
   summary: "Mark a closed round aggregated (idempotent)",
   security,
+  middleware: [readBody({ types: ["application/json"], optional: true })] as const,
   request: {
     params: RoundParam,
     body: { required: false, content: { "application/json": { schema: MarkAggregatedRequest } } },
@@ -170,6 +173,7 @@ const publishRound = createRoute({
   tags: ["training-admin"],
   summary: "Link the model version this round produced (marks it aggregated)",
   security,
+  middleware: [readBody({ types: ["application/json"] })] as const,
   request: {
     params: RoundParam,
     body: { required: true, content: { "application/json": { schema: PublishRoundRequest } } },

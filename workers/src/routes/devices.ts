@@ -12,7 +12,7 @@ import {
   fromBase64Url,
   toBase64Url,
 } from "@fedge/protocol";
-import { createRouter, errorResponses } from "../middleware/validation/index.ts";
+import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
 import { apiKeyAuth } from "../middleware/auth/index.ts";
 import { deviceStub, ownerStub } from "../durable-objects/device-registry.ts";
 import type { Bindings } from "../env.ts";
@@ -34,7 +34,7 @@ const register = createRoute({
   tags: ["training"],
   summary: "Register a device's Ed25519 public key",
   security: [{ apiKey: [] }],
-  middleware: [apiKeyAuth()] as const,
+  middleware: [apiKeyAuth(), readBody({ types: ["application/json"] })] as const,
   request: { body: { required: true, content: { "application/json": { schema: RegisterDeviceRequest } } } },
   responses: {
     201: { description: "The device id", content: { "application/json": { schema: RegisterDeviceResponse } } },

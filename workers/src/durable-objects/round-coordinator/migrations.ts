@@ -1,6 +1,7 @@
 /**
  * @module
- * The RoundCoordinator's SQLite schema: its four tables, created when the object starts, and the in-place upgrades of
+ * The RoundCoordinator's SQLite schema: its four tables, created by the object's first write (opening a round, a
+ * pushed revocation; `hasSchema` tells whether that happened), and the in-place upgrades of
  * tables an earlier version of the class created (state persisted under `.wrangler/state`, or a deployed object).
  *
  * - `rounds` (owned by `Rounds`): one row per round, with its counters and its payloads' seal and purge times;
@@ -47,6 +48,11 @@ export function migrateColumns(sql: SqlStorage): void {
   if (!checkins.has("public_key")) sql.exec("ALTER TABLE checkins ADD COLUMN public_key TEXT");
   if (!checkins.has("api_key_id")) sql.exec("ALTER TABLE checkins ADD COLUMN api_key_id TEXT");
   if (columns("updates").has("r2_key")) sql.exec("ALTER TABLE updates RENAME COLUMN r2_key TO storage_key");
+}
+
+/** Whether this object ever created its tables (an object nobody opened a round in keeps no storage). */
+export function hasSchema(sql: SqlStorage): boolean {
+  return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rounds'").toArray().length > 0;
 }
 
 /** The schema the class expects: the tables created, then older ones upgraded. */

@@ -60,7 +60,7 @@ import {
 } from "./admission.ts";
 import { Checkins, type CheckinRow } from "./checkins.ts";
 import type { CoordinatorHost } from "./host.ts";
-import { migrate } from "./migrations.ts";
+import { hasSchema, migrate } from "./migrations.ts";
 import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
 import { Revocations } from "./revocations.ts";
 import { Rounds, iso, isCollecting, paramsOf, toStatus } from "./rounds.ts";
@@ -97,6 +97,11 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   private readonly updates: UpdateIndex;
   private readonly revocations: Revocations;
   private readonly retention: PayloadRetention;
+  /**
+   * Whether the tables exist: created by the first legitimate write (an admin opening a round, a revocation pushed by
+   * a device's registry), so an object addressed by a made-up population keeps no storage and answers as empty.
+   */
+  private hasTables = false;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -112,9 +117,15 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.revocations = new Revocations(host);
     this.retention = new PayloadRetention(host, this.rounds, this.updates);
     void ctx.blockConcurrencyWhile(async () => {
-      migrate(ctx.storage.sql);
-      this.rounds.load();
+      if (hasSchema(ctx.storage.sql)) this.ensureTables();
     });
+  }
+
+  private ensureTables(): void {
+    if (this.hasTables) return;
+    migrate(this.ctx.storage.sql);
+    this.rounds.load();
+    this.hasTables = true;
   }
 
   // ── admin ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -127,6 +138,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     now: number;
   }): Promise<Result<{ status: RoundStatus }>> {
     const { model, params, deadline, now } = input;
+    this.ensureTables();
     this.rounds.expire(now);
     const verdict = openVerdict(this.rounds.latest, params, deadline, now);
     if (!verdict.ok) return verdict;
@@ -137,6 +149,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   }
 
   async status(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -145,12 +158,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** Newest rounds first. */
   async listRounds(limit: number, now: number): Promise<RoundStatus[]> {
+    if (!this.hasTables) return [];
     this.rounds.expire(now);
     return this.rounds.list(limit).map(toStatus);
   }
 
   /** Stops collecting now (idempotent: a closed or aggregated round is returned as it is). */
   async closeRound(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -167,6 +182,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     publishedVersion: number | undefined,
     now: number,
   ): Promise<Result<{ status: RoundStatus }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -186,6 +202,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     /** The caller will read the payloads too: refused once they were deleted after the retention. */
     withPayloads = false,
   ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -208,6 +225,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** Where one accepted update is stored (any state: the device's own receipt stays valid). */
   async getUpdate(roundId: string, deviceId: string): Promise<Result<{ update: StoredUpdate }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
     const u = this.updates.get(r.seq, deviceId);
@@ -231,6 +249,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     apiKeyId: string,
     now: number,
   ): Promise<Result<{ answer: CheckinResponse }>> {
+    if (!this.hasTables) return checkinPrecheck(deviceId, false, null)!;
     this.rounds.expire(now);
     const early = checkinPrecheck(deviceId, this.revocations.has(deviceId), this.rounds.latest);
     if (early) return early;
@@ -252,11 +271,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** An admin revoked `deviceId` (pushed by its DeviceRegistry instance): refuse its check-ins and uploads from now on. */
   async revokeDevice(deviceId: string, at: number): Promise<void> {
+    this.ensureTables();
     this.revocations.add(deviceId, at);
   }
 
   /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */
   async uploadTarget(roundId: string, now: number): Promise<Result<UploadTarget>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -270,6 +291,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   async preflightUpload(
     input: Omit<CommitInput, "storageKey" | "publicKey" | "byteLength">,
   ): Promise<Result<UploadPreflight>> {
+    if (!this.hasTables) return roundNotFound(input.roundId);
     this.rounds.expire(input.now);
     const r = this.rounds.get(input.roundId);
     if (!r) return roundNotFound(input.roundId);
@@ -280,6 +302,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** Records a stored update (one SQLite transaction); the same device and bytes again return the first receipt. */
   async commitUpload(input: CommitInput): Promise<Result<{ receipt: UpdateReceipt }>> {
+    if (!this.hasTables) return roundNotFound(input.roundId);
     this.rounds.expire(input.now);
     const r = this.rounds.get(input.roundId);
     if (!r) return roundNotFound(input.roundId);
@@ -312,6 +335,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * aggregated longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`). Failures are retried.
    */
   override async alarm(): Promise<void> {
+    if (!this.hasTables) return;
     const now = Date.now();
     this.rounds.expire(now);
     const done = await this.retention.run(now);

@@ -13,6 +13,7 @@ import type { AppEnv } from "../../env.ts";
 import { bearerToken, constantTimeEqual } from "./api-key.ts";
 // Training plane (issue 5): the aggregator's Ed25519 request signature is an admin credential too.
 import { aggregatorSignatureVerifier } from "../aggregator-signature.ts";
+import { chargeAuthFailure, refuseIfAuthFailuresExhausted } from "../ip-rate-limit.ts";
 
 /** Who passed `adminAuth()` (`c.get("admin")`). */
 export interface AdminPrincipal {
@@ -56,10 +57,12 @@ export const adminVerifiers: AdminVerifier[] = [aggregatorSignatureVerifier /* i
 /** Require an admin credential; sets `c.get("admin")`. 401 `unauthorized` when none, 403 `forbidden` when wrong. */
 export function adminAuth(verifiers: readonly AdminVerifier[] = adminVerifiers): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
+    refuseIfAuthFailuresExhausted(c);
     for (const verify of verifiers) {
       const verdict = await verify(c);
       if (verdict.kind === "skip") continue;
       if (verdict.kind === "reject") {
+        chargeAuthFailure(c);
         throw new FedgeError(verdict.status === 401 ? "unauthorized" : "forbidden", verdict.status, verdict.message);
       }
       c.set("admin", verdict.principal);
