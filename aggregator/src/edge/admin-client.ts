@@ -63,6 +63,8 @@ export type StreamedUpdate = UpdateStreamFrame;
 
 export class EdgeAdminClient {
   readonly baseUrl: string;
+  /** The edge's host as the signature names it (with its port when the URL has one). */
+  private readonly host: string;
   private readonly signingKey: Uint8Array | undefined;
   private readonly adminToken: string | undefined;
   private readonly fetchFn: typeof fetch;
@@ -81,6 +83,7 @@ export class EdgeAdminClient {
       throw new FedgeError("bad_request", 400, "EdgeAdminClient: give a signingKey or an adminToken");
     }
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.host = new URL(this.baseUrl).host;
     this.signingKey = options.signingKey;
     this.adminToken = options.adminToken;
     this.fetchFn = options.fetch ?? globalThis.fetch;
@@ -98,7 +101,13 @@ export class EdgeAdminClient {
     if (this.signingKey && !useToken) {
       Object.assign(
         headers,
-        await signAggregatorRequest({ method, path, body: body?.bytes, secretKey: this.signingKey }),
+        await signAggregatorRequest({
+          method,
+          host: this.host,
+          path,
+          body: body?.bytes,
+          secretKey: this.signingKey,
+        }),
       );
     } else {
       if (!this.adminToken) throw new FedgeError("bad_request", 400, `${method} ${path} needs the admin token`);

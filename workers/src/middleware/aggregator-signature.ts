@@ -2,8 +2,11 @@
  * @module
  * Admin authentication by the aggregator's Ed25519 request signature (contract: `@fedge/protocol` admin-auth).
  *
- * `aggregatorSignatureVerifier` plugs into `adminAuth()`'s verifier list: it skips requests without an
- * `x-fedge-signature` header and otherwise decides. Trusted keys are the `FEDGE_AGGREGATOR_PUBLIC_KEY` var/secret
+ * `aggregatorSignatureVerifier` plugs into the verifier list of `adminAuth({ aggregator: true })` (the round and publish
+ * routes): it skips requests without an `x-fedge-signature` header and otherwise decides, in this order and reading the
+ * body only after the cheap checks passed: header shapes, timestamp within ±60 s, key trusted, body (through the route's
+ * streaming cap), signature over method, host, path, timestamp, nonce and body digest, and last the nonce's single use
+ * (the key's AdminNonces Durable Object, reached only with a valid signature). Trusted keys are the `FEDGE_AGGREGATOR_PUBLIC_KEY` var/secret
  * (comma-separated base64url keys, for rotation) plus keys an admin registered in the REGISTRY KV namespace under
  * `aggregator-key:<public key>` (`/v1/admin/aggregator-keys`). KV is eventually consistent: removing a registered key can take
  * up to a minute to reach every location; remove a compromised key from the var/secret for an immediate effect.
@@ -11,6 +14,8 @@
 import {
   AGGREGATOR_KEY_HEADER,
   AGGREGATOR_MAX_SKEW_MS,
+  AGGREGATOR_NONCE_HEADER,
+  AGGREGATOR_NONCE_PATTERN,
   AGGREGATOR_SIGNATURE_HEADER,
   AGGREGATOR_TIMESTAMP_HEADER,
   aggregatorSigningBytes,
@@ -22,6 +27,7 @@ import type { AppEnv, Bindings } from "../env.ts";
 import type { AdminVerdict, AdminVerifier } from "./auth/admin.ts";
 import { verifyEd25519 } from "../training/ed25519.ts";
 import { bodyCapFor, bodyOf } from "./body-limit.ts";
+import { adminNoncesStub } from "../durable-objects/admin-nonces.ts";
 
 /** KV key under which an admin-registered aggregator public key is stored. */
 export function aggregatorKeyKvKey(publicKey: string): string {
@@ -33,10 +39,13 @@ const B64URL_64 = /^[A-Za-z0-9_-]{86}$/;
 
 export interface AggregatorHeaders {
   method: string;
+  /** The request URL's host (with its port when it has one). */
+  host: string;
   /** Pathname plus query string as received. */
   path: string;
   key: string | null;
   timestamp: string | null;
+  nonce: string | null;
   signature: string | null;
   now: number;
   /** Whether a base64url public key is trusted as the aggregator's. */
@@ -46,7 +55,15 @@ export interface AggregatorHeaders {
 export interface AggregatorRequest extends AggregatorHeaders {
   /** The body, read only once the headers passed `checkAggregatorHeaders`. */
   body: () => Promise<Uint8Array>;
+  /** Records the key's nonce as used until `expiresAt`; false when it was used before (a replay). */
+  claimNonce: (publicKey: string, nonce: string, expiresAt: number) => Promise<boolean>;
 }
+
+/**
+ * How long a nonce is remembered past its timestamp: the freshness window, plus slack for the clocks of the isolate
+ * that checked the timestamp and the nonce object that drops old nonces.
+ */
+export const NONCE_TTL_MS = AGGREGATOR_MAX_SKEW_MS + 10_000;
 
 type Reject = Extract<AdminVerdict, { kind: "reject" }>;
 const reject = (status: 401 | 403, message: string): Reject => ({ kind: "reject", status, message });
@@ -61,6 +78,9 @@ export async function checkAggregatorHeaders(req: AggregatorHeaders): Promise<Re
   }
   if (req.signature === null || !B64URL_64.test(req.signature))
     return reject(401, `${AGGREGATOR_SIGNATURE_HEADER} must be a base64url Ed25519 signature`);
+  if (req.nonce === null || !AGGREGATOR_NONCE_PATTERN.test(req.nonce)) {
+    return reject(401, `${AGGREGATOR_NONCE_HEADER} must be 16 random bytes, base64url`);
+  }
   const at = req.timestamp === null ? NaN : Date.parse(req.timestamp);
   if (!Number.isFinite(at)) return reject(401, `${AGGREGATOR_TIMESTAMP_HEADER} must be an ISO 8601 time`);
   if (Math.abs(req.now - at) > AGGREGATOR_MAX_SKEW_MS) {
@@ -82,9 +102,14 @@ export async function verifyAggregatorRequest(req: AggregatorRequest): Promise<A
   const early = await checkAggregatorHeaders(req);
   if (early) return early;
   const key = req.key!;
-  const bytes = aggregatorSigningBytes(req.method, req.path, req.timestamp!, await sha256Hex(await req.body()));
+  const digest = await sha256Hex(await req.body());
+  const bytes = aggregatorSigningBytes(req.method, req.host, req.path, req.timestamp!, req.nonce!, digest);
   const ok = await verifyEd25519(fromBase64Url(key), fromBase64Url(req.signature), bytes, key);
   if (!ok) return reject(401, "the aggregator signature does not verify");
+  // Last, and only for a valid signature: each signed request is accepted once.
+  if (!(await req.claimNonce(key, req.nonce!, Date.parse(req.timestamp!) + NONCE_TTL_MS))) {
+    return reject(401, "this signed request was already used (replay)");
+  }
   return { kind: "admin", principal: { via: "signature", subject: `aggregator:${key.slice(0, 12)}` } };
 }
 
@@ -106,10 +131,13 @@ export const aggregatorSignatureVerifier: AdminVerifier = async (c: Context<AppE
   const method = c.req.method.toUpperCase();
   return verifyAggregatorRequest({
     method,
+    host: url.host,
     path: url.pathname + url.search,
     key: c.req.header(AGGREGATOR_KEY_HEADER) ?? null,
     timestamp: c.req.header(AGGREGATOR_TIMESTAMP_HEADER) ?? null,
+    nonce: c.req.header(AGGREGATOR_NONCE_HEADER) ?? null,
     signature,
+    claimNonce: (key, nonce, expiresAt) => adminNoncesStub(c.env, key).claim(nonce, expiresAt),
     now: Date.now(),
     isTrusted: (key) => isTrustedAggregatorKey(c.env, key),
     // The route's own cap (a signed model upload takes as much as the model cap allows), read as a stream.

@@ -1,6 +1,6 @@
 /**
  * @module
- * Admin endpoints for devices, for the aggregator (its Ed25519 request signature) or an operator (admin token):
+ * Admin endpoints for devices, for an operator (admin token only: the aggregator's signature is refused here):
  * read a device, revoke it (effective on its next check-in or upload), and read or set an API key's device quota.
  */
 import { createRoute, z } from "@hono/zod-openapi";
@@ -16,7 +16,7 @@ import {
 import { deviceStub, ownerStub, type DeviceRecord } from "../durable-objects/device-registry.ts";
 import { defaultDeviceQuota } from "./devices.ts";
 
-const security: Record<string, string[]>[] = [{ adminToken: [] }, { aggregatorSignature: [] }];
+const security: Record<string, string[]>[] = [{ adminToken: [] }];
 const DeviceParam = z.object({ id: DeviceId });
 const KeyParam = z.object({ key_id: ApiKeyId });
 

@@ -23,6 +23,8 @@ import { sessionKey } from "./predict/index.ts";
 
 const NameParam = z.object({ name: ModelName });
 const security = [{ adminToken: [] }];
+/** Publishing (upload, promote) also takes the aggregator's request signature; rollback takes the admin token only. */
+const publishSecurity: Record<string, string[]>[] = [{ adminToken: [] }, { aggregatorSignature: [] }];
 
 const UploadForm = z.object({
   model: z
@@ -37,8 +39,11 @@ const upload = createRoute({
   path: "/v1/admin/models/{name}/versions",
   tags: ["admin"],
   summary: "Upload a new model version (validated; the first version of a model serves at once)",
-  security,
-  middleware: [adminAuth(), readBody({ types: ["multipart/form-data"], maxBytes: MAX_MODEL_UPLOAD_BYTES })] as const,
+  security: publishSecurity,
+  middleware: [
+    adminAuth({ aggregator: true }),
+    readBody({ types: ["multipart/form-data"], maxBytes: MAX_MODEL_UPLOAD_BYTES }),
+  ] as const,
   request: {
     params: NameParam,
     body: { required: true, content: { "multipart/form-data": { schema: UploadForm } } },
@@ -54,8 +59,8 @@ const serving = createRoute({
   path: "/v1/admin/models/{name}/serving",
   tags: ["admin"],
   summary: "Promote a version to serving",
-  security,
-  middleware: [adminAuth(), readBody({ types: ["application/json"] })] as const,
+  security: publishSecurity,
+  middleware: [adminAuth({ aggregator: true }), readBody({ types: ["application/json"] })] as const,
   request: {
     params: NameParam,
     body: { required: true, content: { "application/json": { schema: PromoteRequest } } },

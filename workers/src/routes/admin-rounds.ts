@@ -224,7 +224,7 @@ function updateFrames(env: Bindings, roundId: string, items: AcceptedUpdate[]): 
 }
 
 const router = createRouter();
-router.use("/v1/admin/rounds/*", adminAuth());
+router.use("/v1/admin/rounds/*", adminAuth({ aggregator: true }));
 
 export const adminRounds = router
   .openapi(openRound, async (c) => {
