@@ -41,7 +41,14 @@ describe("aggregator request signing", () => {
     const kp = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(3));
     const now = new Date("2026-11-23T12:00:00.000Z");
     const body = '{"model":"m"}';
-    const input = { method: "POST", host: "127.0.0.1:8787", path: "/v1/admin/rounds", body, secretKey: kp.secretKey, now };
+    const input = {
+      method: "POST",
+      host: "127.0.0.1:8787",
+      path: "/v1/admin/rounds",
+      body,
+      secretKey: kp.secretKey,
+      now,
+    };
     const h = await signAggregatorRequest(input);
     expect(fromBase64Url(h[AGGREGATOR_KEY_HEADER]!)).toEqual(kp.publicKey);
     expect(h[AGGREGATOR_TIMESTAMP_HEADER]).toBe(now.toISOString());
@@ -71,9 +78,9 @@ describe("aggregator request signing", () => {
     await expect(
       signAggregatorRequest({ method: "GET", host: "h", path: "/", secretKey: new Uint8Array(32) }),
     ).rejects.toThrow(/secretKey/);
-    await expect(signAggregatorRequest({ method: "GET", host: "", path: "/", secretKey: kp.secretKey })).rejects.toThrow(
-      /host/,
-    );
+    await expect(
+      signAggregatorRequest({ method: "GET", host: "", path: "/", secretKey: kp.secretKey }),
+    ).rejects.toThrow(/host/);
     await expect(
       signAggregatorRequest({ method: "GET", host: "h", path: "/", secretKey: kp.secretKey, nonce: new Uint8Array(8) }),
     ).rejects.toThrow(/nonce/);

@@ -69,6 +69,7 @@ describe("request bodies", () => {
       "content-type": "application/json",
       [AGGREGATOR_KEY_HEADER]: toBase64Url(untrusted.publicKey),
       [AGGREGATOR_TIMESTAMP_HEADER]: new Date().toISOString(),
+      "x-fedge-nonce": "A".repeat(22),
       [AGGREGATOR_SIGNATURE_HEADER]: "A".repeat(86),
     };
     const first = countingBody(32 * MiB);

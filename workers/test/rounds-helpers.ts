@@ -34,7 +34,7 @@ export async function errorCode(res: Response): Promise<string> {
 }
 
 /** A fresh API key, created directly in its ledger (with a high rate limit so bulk tests are not throttled). */
-export async function createApiKey(): Promise<{ id: string; key: string }> {
+export async function createApiKey(tenant?: string): Promise<{ id: string; key: string }> {
   const { id, key } = generateApiKey();
   await ledgerFor(env, id).create({
     id,
@@ -42,6 +42,7 @@ export async function createApiKey(): Promise<{ id: string; key: string }> {
     hash: await hashApiKey(key),
     rateLimitPerMinute: 1_000_000,
     now: Date.now(),
+    ...(tenant ? { tenant } : {}),
   });
   return { id, key };
 }
@@ -175,7 +176,7 @@ export function makeUpdate(task: RoundTask, device: TestDevice, o: UpdateOverrid
 /** The API key an upload of `bytes` carries: its device's, else the key of the last registered device. */
 function uploadKeyFor(bytes: Uint8Array): string | null {
   try {
-    const deviceId = decodeUpdate(bytes, { maxBytes: Infinity }).deviceId;
+    const deviceId = decodeUpdate(bytes, { maxBytes: bytes.length }).deviceId;
     return deviceApiKeys.get(deviceId) ?? lastApiKey;
   } catch {
     return lastApiKey;

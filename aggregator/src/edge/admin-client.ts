@@ -249,6 +249,11 @@ export class EdgeAdminClient {
     );
   }
 
+  /** `PUT /v1/admin/device-quotas/:key_id` (admin token): how many active devices an API key may register. */
+  setDeviceQuota(keyId: string, maxDevices: number): Promise<{ api_key_id: string; max_devices: number }> {
+    return this.json("PUT", `/v1/admin/device-quotas/${encodeURIComponent(keyId)}`, { max_devices: maxDevices }, true);
+  }
+
   /** `PUT /v1/admin/aggregator-keys/:public_key` (admin token): trusts an aggregator key. */
   registerAggregatorKey(publicKeyB64url: string): Promise<{ public_key: string; created_at: string }> {
     return this.json("PUT", `/v1/admin/aggregator-keys/${publicKeyB64url}`, undefined, true);

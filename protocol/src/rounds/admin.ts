@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { Base64Url, IsoDateTime, ModelName, ModelVersion, Sha256Hex } from "../common.ts";
 import { DeviceId } from "../devices.ts";
+import { TenantId } from "../keys.ts";
 import { PrivacyMode, RoundTask, TrainableScope } from "./task.ts";
 
 /** Longest model name that can own training rounds (so `<model>_<seq>` stays within 64 characters). */
@@ -66,11 +67,24 @@ export const RoundParams = z.object({
   min_reports: z.number().int().min(1),
   /** The round closes as soon as this many updates are accepted. */
   max_reports: z.number().int().min(1).max(1_000_000),
+  /**
+   * Most devices of one API key the coin may select in this round; a device of a key at its cap is not selected (so
+   * one key cannot fill a round). @default DEFAULT_MAX_SELECTED_PER_KEY
+   */
+  max_selected_per_key: z.number().int().min(1).max(1_000_000).optional(),
 });
 export type RoundParams = z.infer<typeof RoundParams>;
 
+/** Most devices of one API key selected per round when the round does not say. */
+export const DEFAULT_MAX_SELECTED_PER_KEY = 1_000;
+
 export const OpenRoundRequest = RoundParams.extend({
   model: ModelName.max(TRAINING_MODEL_NAME_MAX),
+  /**
+   * The tenant that owns the population (fixed by its first round; only its API keys check in and upload).
+   * @default the population's owner, or "default" for its first round
+   */
+  tenant: TenantId.optional(),
   /** When collecting stops (ISO 8601). Give this or `duration_s`. */
   deadline: IsoDateTime.optional(),
   /** Collecting window from now, in seconds. Give this or `deadline`. */

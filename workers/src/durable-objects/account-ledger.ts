@@ -9,7 +9,7 @@
  * time to every request. A leaked ledger therefore reveals no usable key.
  */
 import { DurableObject } from "cloudflare:workers";
-import type { ApiKeyInfo, UsageDay, UsageReport } from "@fedge/protocol";
+import { DEFAULT_TENANT, type ApiKeyInfo, type UsageDay, type UsageReport } from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
 import { leaseTokens, returnTokens, takeTokens, type BucketState } from "../middleware/rate-limit.ts";
 
@@ -50,6 +50,8 @@ export type LeaseVerdict =
 export interface CreateKeyInput {
   id: string;
   name: string;
+  /** The tenant the key belongs to. @default DEFAULT_TENANT */
+  tenant?: string;
   /** Lowercase hex SHA-256 of the full key string. */
   hash: string;
   rateLimitPerMinute: number;
@@ -60,6 +62,7 @@ export interface CreateKeyInput {
 interface KeyRow extends Record<string, SqlStorageValue> {
   id: string;
   name: string;
+  tenant: string;
   hash: string;
   rate_limit: number;
   created_at: number;
@@ -71,6 +74,7 @@ function toInfo(row: KeyRow): ApiKeyInfo {
     id: row.id,
     name: row.name,
     rate_limit_per_minute: row.rate_limit,
+    tenant: row.tenant,
     created_at: new Date(row.created_at).toISOString(),
     revoked_at: row.revoked_at === null ? null : new Date(row.revoked_at).toISOString(),
   };
@@ -102,12 +106,22 @@ export class AccountLedger extends DurableObject<Bindings> {
     this.sql = ctx.storage.sql;
     this.hasTables =
       this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_key'").toArray().length > 0;
+    // Keys created before tenants existed belong to the default tenant.
+    if (
+      this.hasTables &&
+      !this.sql
+        .exec<{ name: string }>("PRAGMA table_info(api_key)")
+        .toArray()
+        .some((c) => c.name === "tenant")
+    ) {
+      this.sql.exec(`ALTER TABLE api_key ADD COLUMN tenant TEXT NOT NULL DEFAULT '${DEFAULT_TENANT}'`);
+    }
   }
 
   private createTables(): void {
     this.sql.exec(`CREATE TABLE IF NOT EXISTS api_key (
       id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, rate_limit INTEGER NOT NULL,
-      created_at INTEGER NOT NULL, revoked_at INTEGER)`);
+      created_at INTEGER NOT NULL, revoked_at INTEGER, tenant TEXT NOT NULL DEFAULT '${DEFAULT_TENANT}')`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS bucket (one INTEGER PRIMARY KEY CHECK (one = 1),
       tokens REAL NOT NULL, updated_at INTEGER NOT NULL)`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS usage (day TEXT PRIMARY KEY, calls INTEGER NOT NULL,
@@ -126,12 +140,13 @@ export class AccountLedger extends DurableObject<Bindings> {
     if (this.row()) return null;
     if (!this.hasTables) this.createTables();
     this.sql.exec(
-      "INSERT INTO api_key (id, name, hash, rate_limit, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)",
+      "INSERT INTO api_key (id, name, hash, rate_limit, created_at, revoked_at, tenant) VALUES (?, ?, ?, ?, ?, NULL, ?)",
       input.id,
       input.name,
       input.hash,
       input.rateLimitPerMinute,
       input.now,
+      input.tenant ?? DEFAULT_TENANT,
     );
     return toInfo(this.row()!);
   }

@@ -81,6 +81,7 @@ export const adminKeys = createRouter()
       name: body.name,
       hash: await hashApiKey(key),
       rateLimitPerMinute: body.rate_limit_per_minute ?? DEFAULT_RATE_LIMIT_PER_MINUTE,
+      ...(body.tenant !== undefined ? { tenant: body.tenant } : {}),
       now: Date.now(),
     });
     if (!info) throw new FedgeError("conflict", 409, "key id collision; retry");

@@ -65,7 +65,9 @@ const openRound = createRoute({
   request: { body: { required: true, content: { "application/json": { schema: OpenRoundRequest } } } },
   responses: {
     201: json(RoundStatus, "The new round"),
-    ...errorResponses(ADMIN_AUTH_ERRORS, { 409: "Another round of this population is still collecting" }),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      409: "Another round of this population is still collecting, or the population belongs to another tenant",
+    }),
   },
 });
 
@@ -231,8 +233,10 @@ export const adminRounds = router
     const body = c.req.valid("json");
     const now = Date.now();
     const deadline = body.deadline !== undefined ? Date.parse(body.deadline) : now + body.duration_s! * 1000;
-    const { model, deadline: _d, duration_s: _s, ...params } = body;
-    const opened = unwrap(await roundsStub(c.env, model).openRound({ model, params, deadline, now }));
+    const { model, tenant, deadline: _d, duration_s: _s, ...params } = body;
+    const opened = unwrap(
+      await roundsStub(c.env, model).openRound({ model, params, deadline, now, ...(tenant ? { tenant } : {}) }),
+    );
     return c.json(opened.status, 201);
   })
   .openapi(listRounds, async (c) => {

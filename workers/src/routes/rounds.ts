@@ -62,7 +62,7 @@ const checkin = createRoute({
     ...errorResponses({
       400: "Invalid request",
       401: "No API key, bad device signature (bad_signature) or stale timestamp (stale_timestamp)",
-      403: "Revoked API key or device (device_revoked)",
+      403: "Revoked API key or device (device_revoked), or the population belongs to another tenant (forbidden)",
       404: "Unknown device (device_not_found)",
       409: `The device already joined ${MAX_POPULATIONS_PER_DEVICE} populations (conflict)`,
     }),
@@ -103,7 +103,7 @@ const upload = createRoute({
     ...errorResponses({
       400: "malformed_update, non_finite, invalid_shape, norm_exceeded",
       401: "No or unknown API key (unauthorized), bad_signature",
-      403: "device_revoked, nonce_invalid (not issued to this device for this round), forbidden (the API key the device checked in under was revoked)",
+      403: "device_revoked, nonce_invalid (not issued to this device for this round), forbidden (the API key the device checked in under was revoked, or the population belongs to another tenant)",
       404: "round_not_found, device_not_found",
       409: "round_closed, nonce_used",
       413: "payload_too_large",
@@ -129,6 +129,21 @@ async function roundLimits(coordinator: ReturnType<typeof roundsStub>, roundId: 
   return target.limits;
 }
 
+/** Population → owning tenant, per isolate (an owner never changes; a population without one is asked again). */
+const ownersCache = new Map<string, string>();
+const OWNERS_CACHE_MAX = 1024;
+
+async function populationOwner(coordinator: ReturnType<typeof roundsStub>, model: string): Promise<string | null> {
+  const cached = ownersCache.get(model);
+  if (cached !== undefined) return cached;
+  const owner = await coordinator.owner();
+  if (owner !== null) {
+    if (ownersCache.size >= OWNERS_CACHE_MAX) ownersCache.delete(ownersCache.keys().next().value!);
+    ownersCache.set(model, owner);
+  }
+  return owner;
+}
+
 async function lookupDevice(env: Parameters<typeof deviceStub>[0], deviceId: string): Promise<DeviceRecord> {
   const device = await deviceStub(env, deviceId).getDevice();
   if (!device) throw new FedgeError("device_not_found", 404, `no device ${deviceId}`);
@@ -150,6 +165,14 @@ export const rounds = createRouter()
         401,
         `timestamp is more than ${CHECKIN_MAX_SKEW_MS / 1000} s from the edge's clock`,
       );
+    }
+    // Only the population's tenant takes part: refused before the device's registry records anything (the owner never
+    // changes, so an isolate remembers it; the coordinator checks again, for a population opened since).
+    const tenant = c.get("apiKey").tenant;
+    const coordinator = roundsStub(c.env, body.model);
+    const owner = await populationOwner(coordinator, body.model);
+    if (owner !== null && owner !== tenant) {
+      throw new FedgeError("forbidden", 403, `population ${body.model} does not take devices of this API key's tenant`);
     }
     // The device's registry instance checks the check-in and records the population before the coordinator learns the
     // device's key (see DeviceRegistry), in one call.
@@ -176,8 +199,9 @@ export const rounds = createRouter()
       }
     }
     const device = found.device;
-    const coordinator = roundsStub(c.env, body.model);
-    const { answer } = unwrap(await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now));
+    const { answer } = unwrap(
+      await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now, tenant),
+    );
     return c.json(answer, 200);
   })
   .openapi(upload, async (c) => {
@@ -195,7 +219,9 @@ export const rounds = createRouter()
     }
     const sha256 = await sha256Hex(bytes);
     const claim = { roundId, deviceId: decoded.deviceId, nonce: toBase64Url(decoded.nonce), sha256 };
-    const pre = unwrap(await coordinator.preflightUpload({ ...claim, now: Date.now() }));
+    const pre = unwrap(
+      await coordinator.preflightUpload({ ...claim, now: Date.now(), tenant: c.get("apiKey").tenant }),
+    );
     // The coordinator holds the key of every device that checked in to the round; anyone else (an unknown device, or one
     // that never checked in here) is looked up, so the answer names what is wrong in the same order as for the others.
     let publicKeyText = pre.publicKey;

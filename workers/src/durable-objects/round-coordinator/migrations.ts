@@ -1,13 +1,15 @@
 /**
  * @module
- * The RoundCoordinator's SQLite schema: its four tables, created by the object's first write (opening a round, a
+ * The RoundCoordinator's SQLite schema: its tables, created by the object's first write (opening a round, a
  * pushed revocation; `hasSchema` tells whether that happened), and the in-place upgrades of
  * tables an earlier version of the class created (state persisted under `.wrangler/state`, or a deployed object).
  *
  * - `rounds` (owned by `Rounds`): one row per round, with its counters and its payloads' seal and purge times;
  * - `checkins` (`Checkins`): each device's recorded Poisson coin, nonce and keys for a round;
  * - `updates` (`UpdateIndex`): each accepted update's metadata and where its payload is stored;
- * - `revoked_devices` (`Revocations`): devices an admin revoked.
+ * - `revoked_devices` (`Revocations`): devices an admin revoked;
+ * - `population` (`Population`): the tenant that owns the population;
+ * - `key_selections` (`Checkins`): how many devices of each API key the coin selected in a round.
  */
 
 /** Creates the tables that do not exist yet (the current schema). */
@@ -26,6 +28,10 @@ export function createTables(sql: SqlStorage): void {
     sha256 TEXT NOT NULL, byte_length INTEGER NOT NULL, storage_key TEXT NOT NULL, received_at INTEGER NOT NULL,
     PRIMARY KEY (round_seq, device_id), UNIQUE (round_seq, n))`);
   sql.exec(`CREATE TABLE IF NOT EXISTS revoked_devices (device_id TEXT PRIMARY KEY, at INTEGER NOT NULL)`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS population (id INTEGER PRIMARY KEY CHECK (id = 1), tenant TEXT NOT NULL)`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS key_selections (
+    round_seq INTEGER NOT NULL, api_key_id TEXT NOT NULL, selected INTEGER NOT NULL,
+    PRIMARY KEY (round_seq, api_key_id))`);
 }
 
 /** Brings tables created by an earlier version of the class up to date (each step runs only when still needed). */

@@ -31,6 +31,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import {
+  DEFAULT_TENANT,
   toBase64Url,
   type AcceptedUpdate,
   type CheckinResponse,
@@ -44,6 +45,7 @@ import { fail, type Result } from "../../training/result.ts";
 import {
   admitUpload,
   aggregateVerdict,
+  capSelection,
   checkinAnswer,
   checkinPrecheck,
   commitVerdict,
@@ -53,7 +55,9 @@ import {
   payloadsPurged,
   preflight,
   receipt,
+  ownerVerdict,
   roundNotFound,
+  tenantVerdict,
   uploadTarget,
   type UploadPreflight,
   type UploadTarget,
@@ -61,6 +65,7 @@ import {
 import { Checkins, type CheckinRow } from "./checkins.ts";
 import type { CoordinatorHost } from "./host.ts";
 import { hasSchema, migrate } from "./migrations.ts";
+import { Population } from "./population.ts";
 import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
 import { Revocations } from "./revocations.ts";
 import { Rounds, iso, isCollecting, paramsOf, toStatus } from "./rounds.ts";
@@ -97,6 +102,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   private readonly updates: UpdateIndex;
   private readonly revocations: Revocations;
   private readonly retention: PayloadRetention;
+  private readonly population: Population;
   /**
    * Whether the tables exist: created by the first legitimate write (an admin opening a round, a revocation pushed by
    * a device's registry), so an object addressed by a made-up population keeps no storage and answers as empty.
@@ -116,6 +122,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.updates = new UpdateIndex(host);
     this.revocations = new Revocations(host);
     this.retention = new PayloadRetention(host, this.rounds, this.updates);
+    this.population = new Population(host);
     void ctx.blockConcurrencyWhile(async () => {
       if (hasSchema(ctx.storage.sql)) this.ensureTables();
     });
@@ -130,22 +137,38 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   // ── admin ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Opens the population's next round; 409 while another one is still collecting. */
+  /**
+   * Opens the population's next round; 409 while another one is still collecting, or when the population belongs to
+   * another tenant (its first round records `tenant`, default "default", as its owner).
+   */
   async openRound(input: {
     model: string;
     params: RoundParams;
     deadline: number;
     now: number;
+    tenant?: string;
   }): Promise<Result<{ status: RoundStatus }>> {
     const { model, params, deadline, now } = input;
     this.ensureTables();
     this.rounds.expire(now);
+    const owner = this.ownerOrNull();
+    const tenancy = ownerVerdict(model, owner, input.tenant);
+    if (!tenancy.ok) return tenancy;
     const verdict = openVerdict(this.rounds.latest, params, deadline, now);
     if (!verdict.ok) return verdict;
-    const opened = this.rounds.open({ model, params, deadline, now });
+    const opened = this.ctx.storage.transactionSync(() => {
+      // The first round records the owner (an older population keeps the default tenant it already had).
+      if (this.population.recordedOwner() === null) this.population.setOwner(owner ?? input.tenant ?? DEFAULT_TENANT);
+      return this.rounds.open({ model, params, deadline, now });
+    });
     // The earliest of this deadline, a previous round still to seal, a retention that runs out.
     await this.armAlarm(Infinity);
     return { ok: true, status: toStatus(opened) };
+  }
+
+  /** The tenant that owns this population; null while it has none (no round was ever opened). */
+  async owner(): Promise<string | null> {
+    return this.hasTables ? this.ownerOrNull() : null;
   }
 
   async status(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
@@ -248,8 +271,15 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     publicKey: string,
     apiKeyId: string,
     now: number,
+    /** The tenant of the API key the check-in came with (only the owner's keys take part). */
+    tenant: string = DEFAULT_TENANT,
   ): Promise<Result<{ answer: CheckinResponse }>> {
     if (!this.hasTables) return checkinPrecheck(deviceId, false, null)!;
+    const owner = this.ownerOrNull();
+    if (owner !== null) {
+      const tenancy = tenantVerdict(this.rounds.latest?.model ?? "this population", owner, tenant);
+      if (!tenancy.ok) return tenancy;
+    }
     this.rounds.expire(now);
     const early = checkinPrecheck(deviceId, this.revocations.has(deviceId), this.rounds.latest);
     if (early) return early;
@@ -257,7 +287,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const r = this.rounds.latest!;
     let record = this.checkins.get(r.seq, deviceId);
     if (!record) {
-      record = drawCheckin(paramsOf(r), publicKey, apiKeyId);
+      record = drawCheckin(paramsOf(r), publicKey, apiKeyId, this.checkins.selectedFor(r.seq, apiKeyId));
       const drawn = record;
       this.transact(r.seq, () => {
         this.checkins.record(r.seq, deviceId, drawn, now);
@@ -289,12 +319,20 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * revocation, and whether the nonce and duplicate rules admit the update.
    */
   async preflightUpload(
-    input: Omit<CommitInput, "storageKey" | "publicKey" | "byteLength">,
+    input: Omit<CommitInput, "storageKey" | "publicKey" | "byteLength"> & {
+      /** The tenant of the API key the upload came with (only the owner's keys take part). */
+      tenant?: string;
+    },
   ): Promise<Result<UploadPreflight>> {
     if (!this.hasTables) return roundNotFound(input.roundId);
     this.rounds.expire(input.now);
     const r = this.rounds.get(input.roundId);
     if (!r) return roundNotFound(input.roundId);
+    const owner = this.ownerOrNull();
+    if (owner !== null) {
+      const tenancy = tenantVerdict(r.model, owner, input.tenant ?? DEFAULT_TENANT);
+      if (!tenancy.ok) return tenancy;
+    }
     const existing = this.updates.get(r.seq, input.deviceId);
     const issued = this.checkins.get(r.seq, input.deviceId);
     return { ok: true, ...preflight(r, input, existing, issued, this.revocations.has(input.deviceId)) };
@@ -349,7 +387,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     else await this.ctx.storage.deleteAlarm();
   }
 
-  // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────
+  // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** The owning tenant; rounds opened before tenants existed belong to the default tenant; null before any round. */
+  private ownerOrNull(): string | null {
+    return this.population.recordedOwner() ?? (this.rounds.latest ? DEFAULT_TENANT : null);
+  }
 
   /** One SQLite transaction over the tables, writing round `seq`; the cached newest round is re-read after it. */
   private transact(seq: number, write: () => void): void {
@@ -358,9 +401,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   }
 }
 
-/** A device's first check-in of a round: its Poisson coin (CSPRNG) and, when selected, its single-use nonce. */
-function drawCheckin(params: RoundParams, publicKey: string, apiKeyId: string): CheckinRow {
-  const selected = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
+/**
+ * A device's first check-in of a round: its Poisson coin (CSPRNG), capped by its API key's selections so far
+ * (`selectedForKey`), and, when selected, its single-use nonce.
+ */
+function drawCheckin(params: RoundParams, publicKey: string, apiKeyId: string, selectedForKey: number): CheckinRow {
+  const coin = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
+  const selected = capSelection(coin, selectedForKey, params);
   const nonce = selected ? toBase64Url(crypto.getRandomValues(new Uint8Array(16))) : null;
   return { selected: selected ? 1 : 0, nonce, public_key: publicKey, api_key_id: apiKeyId };
 }
