@@ -3,9 +3,10 @@
  * `PayloadRetention` moves a round's payloads through their life after it closes, from the alarm:
  * - seal: every UpdateStore shard of a closed round writes its payloads into R2 segments (shards that never stored
  *   anything answer at once); the round is recorded sealed once all 16 answered;
- * - purge: the payloads of a round aggregated longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`) are
- *   deleted from its shards and R2 (and objects written one per update before the shards existed); the updates'
- *   metadata stays. Every shard is asked, so a payload whose commit never happened is deleted too.
+ * - purge: the payloads of a round closed longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`) are deleted
+ *   from its shards and R2 (and objects written one per update before the shards existed), whether or not it was
+ *   aggregated (a round under `min_reports`, or abandoned, is purged the same way); the updates' metadata stays.
+ *   Every shard is asked, so a payload whose commit never happened is deleted too.
  *
  * It owns no table: it keeps its progress in the round's `sealed_at` and `payloads_purged_at` (through `Rounds`), and
  * tells the object's alarm when it next has work (`nextWake`). A step that fails is retried after `SEAL_RETRY_MS`.
@@ -44,8 +45,8 @@ export class PayloadRetention {
   nextWake(): number | null {
     const times: number[] = [];
     if (this.rounds.hasUnsealed()) times.push(this.host.now());
-    const aggregated = this.rounds.oldestKeptAggregation();
-    if (aggregated !== null) times.push(aggregated + this.retentionMs());
+    const closed = this.rounds.oldestKeptClose();
+    if (closed !== null) times.push(closed + this.retentionMs());
     return times.length > 0 ? Math.min(...times) : null;
   }
 

@@ -160,23 +160,26 @@ export class Rounds {
     );
   }
 
-  /** Aggregated rounds whose payloads are still kept and were aggregated at least `retentionMs` before `now`. */
+  /**
+   * Rounds that stopped collecting at least `retentionMs` before `now` and whose payloads are still kept: aggregated or
+   * not (a round under `min_reports`, or one nobody aggregated, is purged too). The retention counts from the close.
+   */
   purgeDue(retentionMs: number, now: number): RoundRef[] {
     return this.host.sql
       .exec<RoundRef>(
-        `SELECT seq, round_id FROM rounds WHERE state = 'aggregated' AND payloads_purged_at IS NULL
-         AND aggregated_at + ? <= ?`,
+        `SELECT seq, round_id FROM rounds WHERE state NOT IN ('open', 'collecting') AND payloads_purged_at IS NULL
+         AND closed_at + ? <= ?`,
         retentionMs,
         now,
       )
       .toArray();
   }
 
-  /** When the earliest aggregated round whose payloads are still kept was aggregated; null when none. */
-  oldestKeptAggregation(): number | null {
+  /** When the earliest closed round whose payloads are still kept was closed; null when none. */
+  oldestKeptClose(): number | null {
     return this.host.sql
       .exec<{ at: number | null }>(
-        "SELECT MIN(aggregated_at) AS at FROM rounds WHERE state = 'aggregated' AND payloads_purged_at IS NULL",
+        "SELECT MIN(closed_at) AS at FROM rounds WHERE state NOT IN ('open', 'collecting') AND payloads_purged_at IS NULL",
       )
       .one().at;
   }
