@@ -209,7 +209,13 @@ describe("training admin authentication", () => {
     const model = uniqueModel("auth");
     const path = "/v1/admin/rounds";
     const body = JSON.stringify(roundParams(model));
-    const good = await signAggregatorRequest({ method: "POST", host: "edge", path, body, secretKey: aggregator.secretKey });
+    const good = await signAggregatorRequest({
+      method: "POST",
+      host: "edge",
+      path,
+      body,
+      secretKey: aggregator.secretKey,
+    });
     const send = (headers: Record<string, string>, p = path, b = body) =>
       call(p, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: b });
 
@@ -269,7 +275,10 @@ describe("training admin authentication", () => {
     expect(await verifyAggregatorRequest(base)).toMatchObject({ kind: "admin", principal: { via: "signature" } });
     expect(await verifyAggregatorRequest({ ...base, signature: null })).toEqual({ kind: "skip" });
     expect(await verifyAggregatorRequest({ ...base, method: "POST" })).toMatchObject({ kind: "reject", status: 401 });
-    expect(await verifyAggregatorRequest({ ...base, host: "elsewhere" })).toMatchObject({ kind: "reject", status: 401 });
+    expect(await verifyAggregatorRequest({ ...base, host: "elsewhere" })).toMatchObject({
+      kind: "reject",
+      status: 401,
+    });
     expect(await verifyAggregatorRequest({ ...base, claimNonce: async () => false })).toMatchObject({
       kind: "reject",
       status: 401,

@@ -24,8 +24,6 @@ export type AuthVerdict =
 export interface LeaseInput {
   /** Lowercase hex SHA-256 of the whole key string. */
   hash: string;
-  /** Epoch milliseconds (the caller's clock). */
-  now: number;
   /** Take tokens (false: authenticate only, `granted` is 0). */
   rateLimit: boolean;
   /** Most tokens to lease; the ledger grants at most `leaseTokens(limit, leaseMs, maxTokens)`, at least 1. */
@@ -88,6 +86,9 @@ function hashesEqual(a: string, b: string): boolean {
   return diff === 0;
 }
 
+/** How long a ledger remembers the id of an applied usage write (far longer than a writer retries). */
+const WRITE_LOG_MS = 2 * 86_400_000;
+
 /** The UTC day (`YYYY-MM-DD`) of an epoch-millisecond instant. */
 export function utcDay(epochMs: number): string {
   return new Date(epochMs).toISOString().slice(0, 10);
@@ -116,6 +117,7 @@ export class AccountLedger extends DurableObject<Bindings> {
     ) {
       this.sql.exec(`ALTER TABLE api_key ADD COLUMN tenant TEXT NOT NULL DEFAULT '${DEFAULT_TENANT}'`);
     }
+    if (this.hasTables) this.createWriteLog();
   }
 
   private createTables(): void {
@@ -126,7 +128,14 @@ export class AccountLedger extends DurableObject<Bindings> {
       tokens REAL NOT NULL, updated_at INTEGER NOT NULL)`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS usage (day TEXT PRIMARY KEY, calls INTEGER NOT NULL,
       input_elements INTEGER NOT NULL)`);
+    this.createWriteLog();
     this.hasTables = true;
+  }
+
+  /** Ids of the usage writes applied in the last `WRITE_LOG_MS` (a retried write is applied once). */
+  private createWriteLog(): void {
+    this.sql.exec("CREATE TABLE IF NOT EXISTS usage_writes (id TEXT PRIMARY KEY, at INTEGER NOT NULL)");
+    this.sql.exec("CREATE INDEX IF NOT EXISTS usage_writes_at ON usage_writes (at)");
   }
 
   private row(): KeyRow | null {
@@ -165,7 +174,7 @@ export class AccountLedger extends DurableObject<Bindings> {
   }
 
   /** Check the key hash, its revocation and (when `rateLimit`) take one token from its bucket. */
-  async authenticate(input: { hash: string; now: number; rateLimit: boolean }): Promise<AuthVerdict> {
+  async authenticate(input: { hash: string; rateLimit: boolean }): Promise<AuthVerdict> {
     const v = this.decide({ ...input, maxTokens: 1, leaseMs: 0, giveBack: 0 });
     switch (v.status) {
       case "ok":
@@ -200,9 +209,12 @@ export class AccountLedger extends DurableObject<Bindings> {
       .toArray()[0];
     let state: BucketState | null = prev ? { tokens: prev.tokens, updatedAt: prev.updated_at } : null;
     const giveBack = Math.floor(input.giveBack);
-    if (giveBack > 0) state = returnTokens(state, input.now, row.rate_limit, giveBack);
+    // The ledger's own clock: an isolate whose clock runs ahead cannot mint tokens (and rate-limit.ts never lets
+    // this clock step back and refill an interval twice).
+    const now = Date.now();
+    if (giveBack > 0) state = returnTokens(state, now, row.rate_limit, giveBack);
     const want = leaseTokens(row.rate_limit, input.leaseMs, input.maxTokens);
-    const taken = takeTokens(state, input.now, row.rate_limit, want);
+    const taken = takeTokens(state, now, row.rate_limit, want);
     this.sql.exec(
       "INSERT INTO bucket (one, tokens, updated_at) VALUES (1, ?, ?) ON CONFLICT(one) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at",
       taken.state.tokens,
@@ -234,15 +246,26 @@ export class AccountLedger extends DurableObject<Bindings> {
     return toInfo(this.row()!);
   }
 
-  /** Add metered usage to a UTC day. */
-  async record(input: { day: string; calls: number; inputElements: number }): Promise<void> {
+  /**
+   * Add metered usage to a UTC day. A write with a `writeId` this ledger applied in the last two days is a retry of
+   * one whose answer was lost: it adds nothing.
+   */
+  async record(input: { day: string; calls: number; inputElements: number; writeId?: string }): Promise<void> {
     if (!this.row()) return;
-    this.sql.exec(
-      "INSERT INTO usage (day, calls, input_elements) VALUES (?, ?, ?) ON CONFLICT(day) DO UPDATE SET calls = calls + excluded.calls, input_elements = input_elements + excluded.input_elements",
-      input.day,
-      input.calls,
-      input.inputElements,
-    );
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      if (input.writeId !== undefined) {
+        this.sql.exec("DELETE FROM usage_writes WHERE at < ?", now - WRITE_LOG_MS);
+        const fresh = this.sql.exec("INSERT OR IGNORE INTO usage_writes (id, at) VALUES (?, ?)", input.writeId, now);
+        if (fresh.rowsWritten === 0) return;
+      }
+      this.sql.exec(
+        "INSERT INTO usage (day, calls, input_elements) VALUES (?, ?, ?) ON CONFLICT(day) DO UPDATE SET calls = calls + excluded.calls, input_elements = input_elements + excluded.input_elements",
+        input.day,
+        input.calls,
+        input.inputElements,
+      );
+    });
   }
 
   /** The key and its usage per UTC day within `[from, to]` (inclusive); `null` when the key does not exist. */

@@ -94,9 +94,10 @@ export const adminDevices = router
   })
   .openapi(revokeDevice, async (c) => {
     const { id } = c.req.valid("param");
+    // One call: the device's registry records the revocation together with what it still owes (the populations to
+    // tell, the quota slot to release) and delivers that itself, retrying from its alarm.
     const device = await deviceStub(c.env, id).revokeDevice(Date.now());
     if (!device) throw new FedgeError("device_not_found", 404, `no device ${id}`);
-    await ownerStub(c.env, device.api_key_id).releaseSlot(id);
     return c.json(deviceInfo(device), 200);
   })
   .openapi(putQuota, async (c) => {

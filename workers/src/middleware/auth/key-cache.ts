@@ -206,7 +206,6 @@ export class KeyCache {
     const t = this.now();
     const call = ledger({
       hash,
-      now: t,
       rateLimit,
       maxTokens: rateLimit ? this.maxLeaseTokens : 0,
       leaseMs: this.ttlMs,
