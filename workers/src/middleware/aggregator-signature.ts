@@ -19,6 +19,7 @@ import {
   AGGREGATOR_SIGNATURE_HEADER,
   AGGREGATOR_TIMESTAMP_HEADER,
   aggregatorSigningBytes,
+  canonicalKey32,
   fromBase64Url,
   sha256Hex,
 } from "@fedge/protocol";
@@ -89,7 +90,9 @@ export async function checkAggregatorHeaders(req: AggregatorHeaders): Promise<Re
       `${AGGREGATOR_TIMESTAMP_HEADER} is more than ${AGGREGATOR_MAX_SKEW_MS / 1000} s from the edge's clock`,
     );
   }
-  if (!(await req.isTrusted(req.key))) return reject(403, "this public key is not a registered aggregator key");
+  if (!(await req.isTrusted(canonicalKey32(req.key)!))) {
+    return reject(403, "this public key is not a registered aggregator key");
+  }
   return null;
 }
 
@@ -101,7 +104,8 @@ export async function verifyAggregatorRequest(req: AggregatorRequest): Promise<A
   if (req.signature === null) return { kind: "skip" };
   const early = await checkAggregatorHeaders(req);
   if (early) return early;
-  const key = req.key!;
+  // Keys are compared, and nonces remembered, under the key's one canonical spelling.
+  const key = canonicalKey32(req.key!)!;
   const digest = await sha256Hex(await req.body());
   const bytes = aggregatorSigningBytes(req.method, req.host, req.path, req.timestamp!, req.nonce!, digest);
   const ok = await verifyEd25519(fromBase64Url(key), fromBase64Url(req.signature), bytes, key);
@@ -117,8 +121,8 @@ export async function verifyAggregatorRequest(req: AggregatorRequest): Promise<A
 export async function isTrustedAggregatorKey(env: Bindings, publicKey: string): Promise<boolean> {
   const configured = (env.FEDGE_AGGREGATOR_PUBLIC_KEY ?? "")
     .split(",")
-    .map((k) => k.trim())
-    .filter((k) => k.length > 0);
+    .map((k) => canonicalKey32(k.trim()))
+    .filter((k): k is string => k !== null);
   if (configured.includes(publicKey)) return true;
   return (await env.REGISTRY.get(aggregatorKeyKvKey(publicKey))) !== null;
 }

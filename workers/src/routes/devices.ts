@@ -9,7 +9,7 @@ import {
   FedgeError,
   RegisterDeviceRequest,
   RegisterDeviceResponse,
-  fromBase64Url,
+  canonicalKey32,
   toBase64Url,
 } from "@fedge/protocol";
 import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
@@ -52,9 +52,9 @@ const register = createRoute({
 
 export const devices = createRouter().openapi(register, async (c) => {
   const body = c.req.valid("json");
-  const publicKeyBytes = fromBase64Url(body.public_key);
-  if (publicKeyBytes.length !== 32) throw new FedgeError("validation_failed", 400, "public_key: must be 32 bytes");
-  const publicKey = body.public_key;
+  // One key, one string: the spare bits of the last base64url character are not part of the key.
+  const publicKey = canonicalKey32(body.public_key);
+  if (publicKey === null) throw new FedgeError("validation_failed", 400, "public_key: must be 32 bytes");
   const apiKey = c.get("apiKey");
   const now = Date.now();
   const newId = newDeviceId();
