@@ -19,7 +19,7 @@ export function createTables(sql: SqlStorage): void {
     params TEXT NOT NULL, opened_at INTEGER NOT NULL, deadline INTEGER NOT NULL, closed_at INTEGER,
     close_reason TEXT, aggregated_at INTEGER, published_version INTEGER,
     checked_in INTEGER NOT NULL DEFAULT 0, selected INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
-    sealed_at INTEGER, payloads_purged_at INTEGER)`);
+    sealed_at INTEGER, payloads_purged_at INTEGER, payloads_deleted_at INTEGER)`);
   sql.exec(`CREATE TABLE IF NOT EXISTS checkins (
     round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, selected INTEGER NOT NULL, nonce TEXT, at INTEGER NOT NULL,
     public_key TEXT, api_key_id TEXT, PRIMARY KEY (round_seq, device_id))`);
@@ -45,6 +45,11 @@ export function migrateColumns(sql: SqlStorage): void {
     );
   const rounds = columns("rounds");
   if (!rounds.has("payloads_purged_at")) sql.exec("ALTER TABLE rounds ADD COLUMN payloads_purged_at INTEGER");
+  if (!rounds.has("payloads_deleted_at")) {
+    sql.exec("ALTER TABLE rounds ADD COLUMN payloads_deleted_at INTEGER");
+    // A purge recorded before the two steps existed was recorded once its deletes were done.
+    sql.exec("UPDATE rounds SET payloads_deleted_at = payloads_purged_at WHERE payloads_purged_at IS NOT NULL");
+  }
   if (!rounds.has("sealed_at")) {
     sql.exec("ALTER TABLE rounds ADD COLUMN sealed_at INTEGER");
     // Rounds closed before payloads went through UpdateStore are already in R2, one object per update.

@@ -8,7 +8,12 @@
  *   aggregated (a round under `min_reports`, or abandoned, is purged the same way); the updates' metadata stays.
  *   Every shard is asked, so a payload whose commit never happened is deleted too.
  *
- * It owns no table: it keeps its progress in the round's `sealed_at` and `payloads_purged_at` (through `Rounds`), and
+ * A purge has two steps so that a failure half way is never visible: the round's payloads are first given up
+ * (`payloads_purged_at`: reads answer 404), then deleted (`payloads_deleted_at` once every shard and R2 object is
+ * gone); the alarm retries the second step until it is done.
+ *
+ * It owns no table: it keeps its progress in the round's `sealed_at`, `payloads_purged_at` and `payloads_deleted_at`
+ * (through `Rounds`), and
  * tells the object's alarm when it next has work (`nextWake`). A step that fails is retried after `SEAL_RETRY_MS`.
  */
 import { updateRetentionMs } from "../../training/retention.ts";
@@ -44,7 +49,7 @@ export class PayloadRetention {
   /** When there is work next: now while a round waits to be sealed, and the earliest purge; null when none. */
   nextWake(): number | null {
     const times: number[] = [];
-    if (this.rounds.hasUnsealed()) times.push(this.host.now());
+    if (this.rounds.hasUnsealed() || this.rounds.hasUnfinishedPurge()) times.push(this.host.now());
     const closed = this.rounds.oldestKeptClose();
     if (closed !== null) times.push(closed + this.retentionMs());
     return times.length > 0 ? Math.min(...times) : null;
@@ -75,10 +80,12 @@ export class PayloadRetention {
     this.rounds.markSealed(r.seq, this.host.now());
   }
 
+  /** Two steps: give the payloads up (reads answer 404 from now on), then delete them; a failed delete is retried. */
   private async purge(r: RoundRef): Promise<void> {
+    this.rounds.markPurged(r.seq, this.host.now());
     const keys = this.updates.storageKeys(r.seq);
     await Promise.all(allShards().map((k) => updateStoreStub(this.host.env, r.round_id, k).purge()));
     await deleteObjects(this.host.env.UPDATES, keys);
-    this.rounds.markPurged(r.seq, this.host.now());
+    this.rounds.markDeleted(r.seq, this.host.now());
   }
 }
