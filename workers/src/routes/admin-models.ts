@@ -17,12 +17,15 @@ import {
 import { adminAuth } from "../middleware/auth/index.ts";
 import { isTrustedAggregatorKey } from "../middleware/aggregator-signature.ts";
 import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
+import { MAX_MODEL_UPLOAD_BYTES } from "../middleware/body-limit.ts";
 import { promote, putVersion, readManifest, rollback, validateUpload } from "../registry/index.ts";
 import { sessions } from "../inference/index.ts";
 import { sessionKey } from "./predict/index.ts";
 
 const NameParam = z.object({ name: ModelName });
 const security = [{ adminToken: [] }];
+/** Publishing (upload, promote) also takes the aggregator's request signature; rollback takes the admin token only. */
+const publishSecurity: Record<string, string[]>[] = [{ adminToken: [] }, { aggregatorSignature: [] }];
 
 const UploadForm = z.object({
   model: z
@@ -37,10 +40,10 @@ const upload = createRoute({
   path: "/v1/admin/models/{name}/versions",
   tags: ["admin"],
   summary: "Upload a new model version (validated; the first version of a model serves at once)",
-  security,
+  security: publishSecurity,
   middleware: [
-    adminAuth(),
-    readBody({ types: ["multipart/form-data"], maxBytes: MAX_MODEL_BYTES + 256 * 1024 }),
+    adminAuth({ aggregator: true }),
+    readBody({ types: ["multipart/form-data"], maxBytes: MAX_MODEL_UPLOAD_BYTES }),
   ] as const,
   request: {
     params: NameParam,
@@ -57,8 +60,8 @@ const serving = createRoute({
   path: "/v1/admin/models/{name}/serving",
   tags: ["admin"],
   summary: "Promote a version to serving",
-  security,
-  middleware: [adminAuth(), readBody({ types: ["application/json"], maxBytes: 64 * 1024 })] as const,
+  security: publishSecurity,
+  middleware: [adminAuth({ aggregator: true }), readBody({ types: ["application/json"] })] as const,
   request: {
     params: NameParam,
     body: { required: true, content: { "application/json": { schema: PromoteRequest } } },
