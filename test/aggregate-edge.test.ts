@@ -36,6 +36,8 @@ let dir: string;
 let edge: LocalEdge;
 let key: SigningKey;
 let keyFile: string;
+/** The operator token for the CLI, in a 0600 file (a flag's value would show in ps). */
+let tokenFile: string;
 let operator: EdgeAdminClient;
 let backend: Backend;
 let devices: { client: FedgeClient; x: Float32Array; y: Uint8Array }[];
@@ -44,6 +46,8 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "fedge-aggregate-e2e-"));
   // the DP population's checkpoint dir holds the key the edge trusts (the default key file of --checkpoint-dir)
   keyFile = path.join(dir, "dp", "aggregator-key.json");
+  tokenFile = path.join(dir, "admin-token");
+  await writeFile(tokenFile, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
   key = await loadOrCreateSigningKey(keyFile);
   edge = await startLocalEdge({
     port: PORT,
@@ -217,7 +221,7 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     await operator.setPrivacyBudget(model, { epsilon: 100, delta: 1e-5 });
     const r = await fedgeIn([
       "aggregate",
-      ...args("--model", model, "--signing-key", keyFile, "--admin-token", ADMIN_TOKEN),
+      ...args("--model", model, "--signing-key", keyFile, "--admin-token-file", tokenFile),
       ...["--privacy-mode", "central", "--noise-multiplier", "1", "--sampling-rate", "1", "--expected-clients", "4"],
       ...["--target-epsilon", "0.5", "--delta", "1e-5", "--checkpoint-dir", path.join(dir, "budget")],
     ]);
@@ -324,7 +328,7 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
   it("rollback serves the previous version again and records it in the checkpoint", async () => {
     const r = await fedgeIn([
       "rollback",
-      ...["--edge", edge.url, "--model", DP, "--checkpoint-dir", dpDir, "--admin-token", ADMIN_TOKEN],
+      ...["--edge", edge.url, "--model", DP, "--checkpoint-dir", dpDir, "--admin-token-file", tokenFile],
       ...["--reason", "e2e test"],
     ]);
     expect(r.code, r.stderr).toBe(0);
@@ -337,12 +341,12 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     // the seed was never published by the aggregator: rolled back on the edge, not recorded
     const seedBack = await fedgeIn([
       "rollback",
-      ...["--edge", edge.url, "--model", DP, "--checkpoint-dir", dpDir, "--admin-token", ADMIN_TOKEN],
+      ...["--edge", edge.url, "--model", DP, "--checkpoint-dir", dpDir, "--admin-token-file", tokenFile],
     ]);
     expect(seedBack.code, seedBack.stderr).toBe(0);
     expect(lines(seedBack.stdout)[0]).toMatchObject({ from: 2, to: 1, recorded: false });
     // nothing earlier: 409 from the edge, exit 1
-    const none = await fedgeIn(["rollback", "--edge", edge.url, "--model", DP, "--admin-token", ADMIN_TOKEN]);
+    const none = await fedgeIn(["rollback", "--edge", edge.url, "--model", DP, "--admin-token-file", tokenFile]);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/409 conflict: .*no earlier serving version/);
     // --to promotes a given version
@@ -354,8 +358,8 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
       DP,
       "--to",
       "3",
-      "--admin-token",
-      ADMIN_TOKEN,
+      "--admin-token-file",
+      tokenFile,
     ]);
     expect(to.code, to.stderr).toBe(0);
     expect(lines(to.stdout)[0]).toMatchObject({ from: 1, to: 3 });
@@ -471,8 +475,8 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     const base = args(
       "--model",
       model,
-      "--admin-token",
-      ADMIN_TOKEN,
+      "--admin-token-file",
+      tokenFile,
       "--checkpoint-dir",
       evalDir,
       "--signing-key",
@@ -508,7 +512,7 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     const p = fedgeIn([
       "aggregate",
       // This directory's own key signs the manifests: registered with the edge first (trust is pinned).
-      ...args("--model", model, "--admin-token", ADMIN_TOKEN, "--checkpoint-dir", gateDir, "--register-key"),
+      ...args("--model", model, "--admin-token-file", tokenFile, "--checkpoint-dir", gateDir, "--register-key"),
       ...["--privacy-mode", "none", "--sampling-rate", "1", "--expected-clients", "4"],
       ...["--client-lr", "0.5", "--local-epochs", "3", "--max-accuracy-drop", "0.02", "--max-reports", "4"],
     ]);
@@ -532,7 +536,7 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     // a round nobody reports to is abandoned at its deadline: nothing aggregated, nothing uploaded
     const empty = await fedgeIn([
       "aggregate",
-      ...args("--checkpoint-dir", gateDir, "--round-duration-s", "1", "--admin-token", ADMIN_TOKEN),
+      ...args("--checkpoint-dir", gateDir, "--round-duration-s", "1", "--admin-token-file", tokenFile),
     ]);
     expect(empty.code, empty.stderr).toBe(0);
     expect(lines(empty.stdout)[0]).toMatchObject({ roundId: `${model}_2`, outcome: "abandoned", accepted: 0 });

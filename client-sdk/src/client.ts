@@ -8,7 +8,15 @@
 import type { CheckinResponse, ModelManifest, UpdateReceipt } from "@fedge/protocol";
 import * as errors from "./core/errors.ts";
 import { FedgeAPIError, FedgeClientError, InvalidInputError } from "./core/errors.ts";
-import { generateDeviceKeys, loadIdentity, saveIdentity, sign, type StoredIdentity } from "./identity.ts";
+import {
+  createIdentity,
+  loadIdentity,
+  placeholderSecretKey,
+  resignUpdate,
+  saveIdentity,
+  signWith,
+  type StoredIdentity,
+} from "./identity.ts";
 import { checkinSigningBytes, toBase64Url } from "./internal/encoding.ts";
 import { cryptoRandom, defaultFetch, detectRuntime, type RandomSource } from "./internal/platform.ts";
 import { Transport, type RequestOptions } from "./internal/transport.ts";
@@ -321,10 +329,7 @@ export class FedgeClient {
     let id = await loadIdentity(this.storage);
     if (id && id.baseUrl !== this.baseUrl) id = undefined; // registered with another edge: new identity
     if (id?.deviceId) return id as StoredIdentity & { deviceId: string };
-    if (!id) {
-      id = { ...generateDeviceKeys(this.random), deviceId: undefined, baseUrl: this.baseUrl };
-      await saveIdentity(this.storage, id);
-    }
+    if (!id) id = await createIdentity(this.storage, this.random, this.baseUrl);
     const res = await this.transport.json<{ device_id?: unknown }>(
       {
         method: "POST",
@@ -345,7 +350,7 @@ export class FedgeClient {
     await this.register(options);
     const id = (await this.identity)!;
     const timestamp = new Date().toISOString();
-    const signature = toBase64Url(sign(checkinSigningBytes(model, id.deviceId, timestamp), id.secretKey));
+    const signature = toBase64Url(await signWith(id, checkinSigningBytes(model, id.deviceId, timestamp)));
     const res = await this.transport.json<CheckinResponse>(
       { method: "POST", path: "/v1/rounds/checkin", json: { model, device_id: id.deviceId, timestamp, signature } },
       options,
@@ -401,7 +406,8 @@ export class FedgeClient {
         data: options.data,
         labels: options.labels,
         deviceId: id.deviceId,
-        secretKey: id.secretKey,
+        // A WebCrypto identity's key cannot be read out: the update is built with a placeholder, then signed by it.
+        secretKey: id.secretKey ?? placeholderSecretKey(),
         random: this.random,
       });
       stats = built.stats;
@@ -411,7 +417,7 @@ export class FedgeClient {
         model: task.model,
         modelVersion: task.model_version,
         deadline: task.deadline,
-        bytes: built.bytes,
+        bytes: id.privateKey ? await resignUpdate(id, built.bytes) : built.bytes,
       });
     }
     const flushed = await this.flushQueue(options);

@@ -23,7 +23,13 @@ export * from "./core/errors.ts";
 export type { RequestOptions } from "./internal/transport.ts";
 export type { RandomSource } from "./internal/platform.ts";
 export { backoffDelayMs, isRetryableStatus } from "./internal/retry.ts";
-export { memoryStorage, type FedgeStorage, type QueueStorage } from "./storage/storage.ts";
+export {
+  memoryStorage,
+  hasKeyStore,
+  type CryptoKeyStore,
+  type FedgeStorage,
+  type QueueStorage,
+} from "./storage/storage.ts";
 export { fileStorage, type FileStorageOptions } from "./storage/file-storage.ts";
 export { indexedDbStorage, type IndexedDbStorageOptions } from "./storage/indexeddb-storage.ts";
 export { asyncStorage, type AsyncStorageLike, type AsyncStorageOptions } from "./storage/async-storage.ts";

@@ -12,7 +12,10 @@ import type { UpdateStats } from "./build-update.ts";
 import type { FedgeStorage } from "./storage/storage.ts";
 
 export interface FedgeClientOptions {
-  /** The edge, e.g. `https://fedge.example.workers.dev` or `http://127.0.0.1:8787` (no trailing path). */
+  /**
+   * The edge, e.g. `https://fedge.example.workers.dev` or `http://127.0.0.1:8787` (no trailing path). Plain `http://` is
+   * refused except to a loopback address (the API key and signed updates would travel in the clear).
+   */
   baseUrl: string;
   /** API key, sent as `Authorization: Bearer <apiKey>` on every request. */
   apiKey: string;

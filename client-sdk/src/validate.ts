@@ -78,6 +78,13 @@ export function checkOptions(o: FedgeClientOptions): void {
   if (typeof o.baseUrl !== "string" || !/^https?:\/\/[^/\s]+(\/[^\s]*)?$/.test(o.baseUrl)) {
     throw new InvalidInputError("baseUrl", `must be an http(s) URL, got ${JSON.stringify(o.baseUrl)}`);
   }
+  // The API key and every signed update travel in the clear over http: only to this machine.
+  if (o.baseUrl.startsWith("http://") && !isLoopbackHost(new URL(o.baseUrl).hostname)) {
+    throw new InvalidInputError(
+      "baseUrl",
+      `must be https:// (plain http:// only to a loopback address: localhost, 127.0.0.0/8, [::1]), got ${JSON.stringify(o.baseUrl)}`,
+    );
+  }
   if (typeof o.apiKey !== "string" || o.apiKey.length === 0 || /\s/.test(o.apiKey)) {
     throw new InvalidInputError("apiKey", "must be a non-empty string without whitespace");
   }
@@ -100,6 +107,11 @@ export function checkOptions(o: FedgeClientOptions): void {
   }
   resolvePrivacyPolicy(o.privacyPolicy);
   resolveAggregatorKey(o.aggregatorPublicKey);
+}
+
+/** Whether a URL hostname is this machine: `localhost`, 127.0.0.0/8 or `[::1]`. */
+export function isLoopbackHost(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }
 
 const MODEL_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;

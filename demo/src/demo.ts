@@ -460,6 +460,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     );
     const operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken });
     const key = await operator.createApiKey("fedge demo fleet", 1_000_000);
+    // A key registers 1,000 devices by default; the fleet is one key, so its quota is the fleet's size.
+    await operator.setDeviceQuota(key.id, o.clients);
     const admin = new EdgeAdminClient({ baseUrl: edge.url, signingKey: signingKey.secretKey });
     const fleet = new Fleet({
       baseUrl: edge.url,

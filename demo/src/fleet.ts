@@ -83,10 +83,12 @@ export interface FleetRoundResult {
 export class Fleet {
   readonly devices: SimulatedDevice[];
   private readonly baseUrl: string;
+  private readonly apiKey: string;
   private readonly concurrency: number;
 
   constructor(o: FleetOptions) {
     this.baseUrl = o.baseUrl;
+    this.apiKey = o.apiKey;
     this.concurrency = o.concurrency ?? 24;
     const bad = o.misbehavingPerKind ?? 0;
     const roles: DeviceRole[] = o.shards.map(() => "honest");
@@ -173,6 +175,7 @@ export class Fleet {
         }
         const sent = await postUpdate(
           this.baseUrl,
+          this.apiKey,
           task.round_id,
           misbehavingBytes(d.role, task, me.deviceId, me.secretKey),
         );

@@ -88,15 +88,16 @@ export interface RefusalRecord {
   code: string;
 }
 
-/** POSTs raw update bytes to the round and returns the status and error code. */
+/** POSTs raw update bytes to the round (with the fleet's API key, as the SDK sends it) and returns the status and code. */
 export async function postUpdate(
   baseUrl: string,
+  apiKey: string,
   roundId: string,
   bytes: Uint8Array,
 ): Promise<{ status: number; code: string }> {
   const res = await fetch(`${baseUrl}/v1/rounds/${encodeURIComponent(roundId)}/updates`, {
     method: "POST",
-    headers: { "content-type": UPDATE_MEDIA_TYPE },
+    headers: { "content-type": UPDATE_MEDIA_TYPE, authorization: `Bearer ${apiKey}` },
     body: bytes as Uint8Array<ArrayBuffer>,
   });
   const text = await res.text();

@@ -27,6 +27,17 @@ export function toBase64Url(bytes: Uint8Array): string {
   return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
+/**
+ * The one base64url spelling of a 32-byte key (an Ed25519 public key), or null when `text` is not 43 base64url
+ * characters. 43 characters carry 258 bits, so the last one has 2 spare bits: four strings decode to the same key.
+ * Anything that stores or compares keys as strings uses this form, so one key is one string.
+ */
+export function canonicalKey32(text: string): string | null {
+  if (typeof text !== "string" || !/^[A-Za-z0-9_-]{43}$/.test(text)) return null;
+  const bytes = fromBase64Url(text);
+  return bytes.length === 32 ? toBase64Url(bytes) : null;
+}
+
 export function fromBase64Url(text: string): Uint8Array {
   const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
   const bin = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));

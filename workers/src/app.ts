@@ -9,6 +9,7 @@ import type { ErrorEnvelope, V2Error } from "@fedge/protocol";
 import type { AppEnv } from "./env.ts";
 import { edgeError } from "./errors.ts";
 import { validationHook } from "./middleware/validation/index.ts";
+import { bodyLimit } from "./middleware/body-limit.ts";
 import { health } from "./routes/health.ts";
 import { adminKeys } from "./routes/admin-keys.ts";
 import { usage } from "./routes/usage.ts";
@@ -28,6 +29,9 @@ import { v2 } from "./routes/v2/index.ts";
 export function createApp() {
   // zod validation failures become the standard envelope, never zod's raw issue list (the routers use the same hook).
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+  // A declared body over the route's cap is refused before anything else (middleware/body-limit.ts).
+  app.use("*", bodyLimit());
 
   // Web apps call the public API from their own origins (the SDK in a browser). Admin routes stay same-origin only:
   // operators and the aggregator call them from servers, so no browser page can drive them with a stolen token.

@@ -12,7 +12,11 @@ export type Bindings = Env & {
   FEDGE_AGGREGATOR_PUBLIC_KEY?: string;
   /** Active devices one API key may register unless an admin set its quota. @default 100000 */
   FEDGE_DEVICE_QUOTA_PER_KEY?: string;
-  /** Days the payloads of an aggregated round are kept before they are deleted (metadata stays). @default 7 */
+  /** Update uploads per minute from one client address, per isolate (ip-rate-limit.ts). @default 3000 */
+  FEDGE_UPLOADS_PER_MINUTE_PER_IP?: string;
+  /** Failed credentials per minute from one client address before it is answered 429, per isolate. @default 60 */
+  FEDGE_AUTH_FAILURES_PER_MINUTE_PER_IP?: string;
+  /** Days the payloads of a closed round are kept, from its close, before they are deleted (metadata stays). @default 7 */
   FEDGE_UPDATE_RETENTION_DAYS?: string;
 };
 

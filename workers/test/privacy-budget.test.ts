@@ -81,7 +81,7 @@ async function trustAggregator(): Promise<void> {
 
 async function signedHeaders(method: string, path: string, body?: unknown): Promise<Record<string, string>> {
   const text = body === undefined ? undefined : JSON.stringify(body);
-  return signAggregatorRequest({ method, path, body: text, secretKey: aggregator.secretKey });
+  return signAggregatorRequest({ method, host: "edge", path, body: text, secretKey: aggregator.secretKey });
 }
 
 describe("setting a population's budget", () => {

@@ -16,7 +16,7 @@ import {
   type RoundTask,
   type UpdateReceipt,
 } from "@fedge/protocol";
-import { UPDATE_MEDIA_TYPE, encodeUpdate, type UpdatePayload } from "@fedge/protocol";
+import { UPDATE_MEDIA_TYPE, decodeUpdate, encodeUpdate, type UpdatePayload } from "@fedge/protocol";
 import { generateApiKey, hashApiKey, ledgerFor } from "../src/middleware/auth/index.ts";
 import { UPDATE_STORE_SHARDS, updateStoreStub } from "../src/durable-objects/update-store.ts";
 
@@ -34,7 +34,7 @@ export async function errorCode(res: Response): Promise<string> {
 }
 
 /** A fresh API key, created directly in its ledger (with a high rate limit so bulk tests are not throttled). */
-export async function createApiKey(): Promise<{ id: string; key: string }> {
+export async function createApiKey(tenant?: string): Promise<{ id: string; key: string }> {
   const { id, key } = generateApiKey();
   await ledgerFor(env, id).create({
     id,
@@ -42,6 +42,7 @@ export async function createApiKey(): Promise<{ id: string; key: string }> {
     hash: await hashApiKey(key),
     rateLimitPerMinute: 1_000_000,
     now: Date.now(),
+    ...(tenant ? { tenant } : {}),
   });
   return { id, key };
 }
@@ -52,6 +53,10 @@ export interface TestDevice {
   apiKey: string;
 }
 
+/** The API key each registered device was registered under (uploads send it, as the SDK does). */
+const deviceApiKeys = new Map<string, string>();
+let lastApiKey: string | null = null;
+
 export async function registerDevice(apiKey: string): Promise<TestDevice> {
   const keys = nacl.sign.keyPair();
   const res = await call("/v1/devices", {
@@ -61,6 +66,8 @@ export async function registerDevice(apiKey: string): Promise<TestDevice> {
   });
   expect(res.status).toBe(201);
   const body = await res.json<{ device_id: string }>();
+  deviceApiKeys.set(body.device_id, apiKey);
+  lastApiKey = apiKey;
   return { id: body.device_id, keys, apiKey };
 }
 
@@ -238,10 +245,33 @@ export function makeUpdateV1(task: RoundTask, device: TestDevice): Uint8Array {
   return out;
 }
 
-export function upload(roundId: string, bytes: Uint8Array, contentType = UPDATE_MEDIA_TYPE): Promise<Response> {
+/** The API key an upload of `bytes` carries: its device's, else the key of the last registered device. */
+function uploadKeyFor(bytes: Uint8Array): string | null {
+  try {
+    const deviceId = decodeUpdate(bytes, { maxBytes: bytes.length }).deviceId;
+    return deviceApiKeys.get(deviceId) ?? lastApiKey;
+  } catch {
+    return lastApiKey;
+  }
+}
+
+/**
+ * POSTs an update with the API key of its device (as the SDK does); `apiKey: null` sends none.
+ */
+export function upload(
+  roundId: string,
+  bytes: Uint8Array,
+  contentType = UPDATE_MEDIA_TYPE,
+  options: { apiKey?: string | null; headers?: Record<string, string> } = {},
+): Promise<Response> {
+  const key = options.apiKey === undefined ? uploadKeyFor(bytes) : options.apiKey;
   return call(`/v1/rounds/${roundId}/updates`, {
     method: "POST",
-    headers: { "content-type": contentType },
+    headers: {
+      "content-type": contentType,
+      ...(key === null ? {} : { authorization: `Bearer ${key}` }),
+      ...options.headers,
+    },
     body: bytes,
   });
 }

@@ -18,6 +18,21 @@ export interface FedgeStorage {
   keys(prefix: string): Promise<string[]>;
 }
 
+/**
+ * A storage that can also keep a WebCrypto key pair as an object (IndexedDB does, by structured clone), so a
+ * non-extractable private key is stored without ever existing as bytes the page could read.
+ */
+export interface CryptoKeyStore {
+  getKeyPair(key: string): Promise<CryptoKeyPair | undefined>;
+  setKeyPair(key: string, pair: CryptoKeyPair): Promise<void>;
+}
+
+/** Whether `storage` can keep WebCrypto key pairs. */
+export function hasKeyStore(storage: FedgeStorage): storage is FedgeStorage & CryptoKeyStore {
+  const s = storage as Partial<CryptoKeyStore>;
+  return typeof s.getKeyPair === "function" && typeof s.setKeyPair === "function";
+}
+
 /** The storage the offline queue writes to; any {@link FedgeStorage} works (the pluggable seam for React Native). */
 export type QueueStorage = FedgeStorage;
 

@@ -10,6 +10,11 @@
 import { z } from "zod";
 import { V2_DATATYPES } from "./tensor-data.ts";
 
+/** Largest `/v2` inference body (bytes), JSON or binary. */
+export const MAX_INFER_BODY_BYTES = 8 * 1024 * 1024;
+/** Most input elements of one inference request (all inputs together). */
+export const MAX_INFER_ELEMENTS = 4 * 1024 * 1024;
+
 const datatypes = Object.values(V2_DATATYPES) as [string, ...string[]];
 
 export const V2DatatypeSchema = z.enum(datatypes).meta({ id: "V2Datatype" });

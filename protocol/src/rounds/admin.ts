@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { Base64Url, IsoDateTime, ModelName, ModelVersion, Sha256Hex } from "../common.ts";
 import { DeviceId } from "../devices.ts";
+import { TenantId } from "../keys.ts";
 import { RoundMechanism, isDpMode } from "./privacy.ts";
 import { PopulationPrivacy, PrivacyMode, RoundTask, TrainableScope } from "./task.ts";
 
@@ -86,11 +87,24 @@ export const RoundParams = z.object({
   max_reports: z.number().int().min(1).max(1_000_000).optional(),
   /** The mechanism the round is charged to the population's privacy budget for (every mode but `none`). */
   mechanism: RoundMechanism.optional(),
+  /**
+   * Most devices of one API key the coin may select in this round; a device of a key at its cap is not selected (so
+   * one key cannot fill a round). @default DEFAULT_MAX_SELECTED_PER_KEY
+   */
+  max_selected_per_key: z.number().int().min(1).max(1_000_000).optional(),
 });
 export type RoundParams = z.infer<typeof RoundParams>;
 
+/** Most devices of one API key selected per round when the round does not say. */
+export const DEFAULT_MAX_SELECTED_PER_KEY = 1_000;
+
 export const OpenRoundRequest = RoundParams.extend({
   model: ModelName.max(TRAINING_MODEL_NAME_MAX),
+  /**
+   * The tenant that owns the population (fixed by its first round; only its API keys check in and upload).
+   * @default the population's owner, or "default" for its first round
+   */
+  tenant: TenantId.optional(),
   /** When collecting stops (ISO 8601). Give this or `duration_s`. */
   deadline: IsoDateTime.optional(),
   /** Collecting window from now, in seconds. Give this or `deadline`. */
@@ -130,6 +144,11 @@ export const OpenRoundRequest = RoundParams.extend({
     message:
       "mechanism ({noise_multiplier, clip_rule[, count_noise_std]}) is required in every DP privacy mode, the round's charge to the population's budget, and refused in mode none",
     path: ["mechanism"],
+  })
+  .refine((r) => !isDpMode(r.privacy_mode) || r.max_selected_per_key === undefined, {
+    message:
+      "max_selected_per_key is refused in DP privacy modes: a per-key cap makes one device's selection depend on another's, breaking the Poisson sampling the accountant assumes (a key's weight is bounded by its device quota)",
+    path: ["max_selected_per_key"],
   })
   .refine((r) => !isDpMode(r.privacy_mode) || r.max_reports === undefined, {
     message:

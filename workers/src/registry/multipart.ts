@@ -15,6 +15,8 @@ export interface MultipartLimits {
   maxFieldBytes?: number;
   /** Most parts. @default 16 */
   maxParts?: number;
+  /** Largest body in total (every part, the framing, the epilogue): a stream is cut off past it (413). */
+  maxBodyBytes?: number;
 }
 
 export interface MultipartFile {
@@ -102,11 +104,12 @@ function parseHeaders(text: string): { name: string; filename: string | undefine
 }
 
 /**
- * Read a `multipart/form-data` body. Text parts become `fields` (UTF-8), parts with a filename become `files`.
- * Throws `FedgeError` 413 `payload_too_large` past a cap and 400 `validation_failed` for a malformed body.
+ * Read a `multipart/form-data` body, streamed or already in memory (bytes another reader took). Text parts become
+ * `fields` (UTF-8), parts with a filename become `files`. Throws `FedgeError` 413 `payload_too_large` past a cap and
+ * 400 `validation_failed` for a malformed body.
  */
 export async function readMultipart(
-  body: ReadableStream<Uint8Array> | null,
+  source: ReadableStream<Uint8Array> | Uint8Array | null,
   contentType: string | undefined,
   limits: MultipartLimits,
   contentLength?: number,
@@ -114,7 +117,17 @@ export async function readMultipart(
   const boundary = multipartBoundary(contentType);
   const maxField = limits.maxFieldBytes ?? 256 * 1024;
   const maxParts = limits.maxParts ?? 16;
-  if (!body) throw bad("the body is empty");
+  const maxBody = limits.maxBodyBytes ?? Infinity;
+  if (!source) throw bad("the body is empty");
+  const body =
+    source instanceof Uint8Array
+      ? new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(source);
+            controller.close();
+          },
+        })
+      : source;
   const delimiter = new TextEncoder().encode(`\r\n--${boundary}`);
   const reader = body.getReader();
   const form: MultipartForm = { fields: new Map(), files: new Map() };
@@ -122,6 +135,7 @@ export async function readMultipart(
   // `pending` holds bytes not yet consumed; a leading CRLF lets the first boundary match the same delimiter.
   let pending: Uint8Array = CRLF;
   let done = false;
+  let read = 0;
   const more = async (): Promise<boolean> => {
     if (done) return false;
     const { value, done: end } = await reader.read();
@@ -129,6 +143,8 @@ export async function readMultipart(
       done = true;
       return false;
     }
+    read += value.byteLength;
+    if (read > maxBody) throw new FedgeError("payload_too_large", 413, `the body exceeds the cap of ${maxBody} bytes`);
     const next = new Uint8Array(pending.byteLength + value.byteLength);
     next.set(pending);
     next.set(value, pending.byteLength);
@@ -194,11 +210,11 @@ export async function readMultipart(
         }
       }
     }
+    // Drain the epilogue without keeping it.
+    while (await more()) pending = pending.subarray(pending.byteLength);
   } catch (err) {
     await reader.cancel().catch(() => undefined);
     throw err;
   }
-  // Drain the epilogue without keeping it.
-  while (await more()) pending = pending.subarray(pending.byteLength);
   return form;
 }

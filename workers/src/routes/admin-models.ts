@@ -3,7 +3,7 @@
  * Admin registry writes: upload a new version (multipart: `model` = ONNX file, `manifest` = JSON, optional
  * `promote` = "true"), promote a version to serving, roll back to the previous serving version.
  * The multipart body is read as a stream (`registry/multipart.ts`: one copy of the model in memory, 413 as soon as
- * it passes the cap). An upload is validated in full before anything is stored (see `registry/validate.ts`),
+ * it passes the cap), or from the bytes the aggregator's signature check already read and hashed. An upload is validated in full before anything is stored (see `registry/validate.ts`),
  * including that onnxruntime-web loads it; that session is then already cached for inference.
  */
 import { createRoute, z } from "@hono/zod-openapi";
@@ -18,6 +18,7 @@ import {
 import { adminAuth } from "../middleware/auth/index.ts";
 import { isTrustedAggregatorKey } from "../middleware/aggregator-signature.ts";
 import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
+import { MAX_MODEL_UPLOAD_BYTES, cachedBody } from "../middleware/body-limit.ts";
 import { promote, putVersion, readManifest, rollback, validateUpload } from "../registry/index.ts";
 import { readMultipart } from "../registry/multipart.ts";
 import { sessions } from "../inference/index.ts";
@@ -25,6 +26,8 @@ import { sessionKey } from "../inference/served-model.ts";
 
 const NameParam = z.object({ name: ModelName });
 const security = [{ adminToken: [] }];
+/** Publishing (upload, promote) also takes the aggregator's request signature; rollback takes the admin token only. */
+const publishSecurity: Record<string, string[]>[] = [{ adminToken: [] }, { aggregatorSignature: [] }];
 
 const UploadForm = z.object({
   model: z
@@ -43,10 +46,10 @@ const upload = createRoute({
     "Any ONNX model onnxruntime-web runs: several inputs and outputs, N-D shapes with fixed, symbolic or unknown " +
     "dimensions, float32/float16/int64/int32/int8/uint8/bool tensors, opsets 7–26, weights inside the file (no " +
     "external data). The body is read as a stream.",
-  security,
+  security: publishSecurity,
   middleware: [
-    adminAuth(),
-    readBody({ types: ["multipart/form-data"], maxBytes: MAX_MODEL_BYTES + 256 * 1024 }),
+    adminAuth({ aggregator: true }),
+    readBody({ types: ["multipart/form-data"], maxBytes: MAX_MODEL_UPLOAD_BYTES, streamed: true }),
   ] as const,
   request: {
     params: NameParam,
@@ -63,8 +66,8 @@ const serving = createRoute({
   path: "/v1/admin/models/{name}/serving",
   tags: ["admin"],
   summary: "Promote a version to serving",
-  security,
-  middleware: [adminAuth(), readBody({ types: ["application/json"], maxBytes: 64 * 1024 })] as const,
+  security: publishSecurity,
+  middleware: [adminAuth({ aggregator: true }), readBody({ types: ["application/json"] })] as const,
   request: {
     params: NameParam,
     body: { required: true, content: { "application/json": { schema: PromoteRequest } } },
@@ -119,9 +122,9 @@ adminModels
     const { name } = c.req.valid("param");
     const length = Number(c.req.header("content-length") ?? "NaN");
     const form = await readMultipart(
-      c.req.raw.body,
+      (await cachedBody(c)) ?? c.req.raw.body,
       c.req.header("content-type"),
-      { maxFileBytes: MAX_MODEL_BYTES, maxParts: 8 },
+      { maxFileBytes: MAX_MODEL_BYTES, maxParts: 8, maxBodyBytes: MAX_MODEL_UPLOAD_BYTES },
       Number.isFinite(length) ? length : undefined,
     );
     const manifestText = form.fields.get("manifest");

@@ -9,10 +9,10 @@ import {
   FedgeError,
   RegisterDeviceRequest,
   RegisterDeviceResponse,
-  fromBase64Url,
+  canonicalKey32,
   toBase64Url,
 } from "@fedge/protocol";
-import { createRouter, errorResponses } from "../middleware/validation/index.ts";
+import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
 import { apiKeyAuth } from "../middleware/auth/index.ts";
 import { deviceStub, ownerStub } from "../durable-objects/device-registry.ts";
 import type { Bindings } from "../env.ts";
@@ -34,7 +34,7 @@ const register = createRoute({
   tags: ["training"],
   summary: "Register a device's Ed25519 public key",
   security: [{ apiKey: [] }],
-  middleware: [apiKeyAuth()] as const,
+  middleware: [apiKeyAuth(), readBody({ types: ["application/json"] })] as const,
   request: { body: { required: true, content: { "application/json": { schema: RegisterDeviceRequest } } } },
   responses: {
     201: { description: "The device id", content: { "application/json": { schema: RegisterDeviceResponse } } },
@@ -52,13 +52,14 @@ const register = createRoute({
 
 export const devices = createRouter().openapi(register, async (c) => {
   const body = c.req.valid("json");
-  const publicKey = fromBase64Url(body.public_key);
-  if (publicKey.length !== 32) throw new FedgeError("validation_failed", 400, "public_key: must be 32 bytes");
+  // One key, one string: the spare bits of the last base64url character are not part of the key.
+  const publicKey = canonicalKey32(body.public_key);
+  if (publicKey === null) throw new FedgeError("validation_failed", 400, "public_key: must be 32 bytes");
   const apiKey = c.get("apiKey");
   const now = Date.now();
-  const deviceId = newDeviceId();
+  const newId = newDeviceId();
   const owner = ownerStub(c.env, apiKey.id);
-  const slot = await owner.reserveSlot(deviceId, body.public_key, defaultDeviceQuota(c.env), now);
+  const slot = await owner.reserveSlot(newId, publicKey, defaultDeviceQuota(c.env), now);
   if (!slot.ok) {
     if (slot.code === "device_revoked") {
       throw new FedgeError("device_revoked", 403, `this public key belongs to revoked device ${slot.deviceId}`);
@@ -69,24 +70,28 @@ export const devices = createRouter().openapi(register, async (c) => {
       `this API key already has ${slot.active} active devices (quota ${slot.max})`,
     );
   }
+  let deviceId = newId;
   if (slot.existing) {
     // A retried registration (same key pair): the same device, not a second one.
     const record = await deviceStub(c.env, slot.existing).getDevice();
-    if (!record) throw new FedgeError("internal", 500, "device registry is inconsistent; retry");
-    return c.json({ device_id: record.device_id, created_at: new Date(record.created_at).toISOString() }, 200);
+    if (record) {
+      return c.json({ device_id: record.device_id, created_at: new Date(record.created_at).toISOString() }, 200);
+    }
+    // Reserved, but the device was never confirmed created (the answer of an earlier attempt was lost): finish it.
+    deviceId = slot.existing;
   }
-  let created = false;
-  try {
-    created = await deviceStub(c.env, deviceId).createDevice({
-      device_id: deviceId,
-      public_key: body.public_key,
-      api_key_id: apiKey.id,
-      platform: body.platform ?? null,
-      created_at: now,
-    });
-  } finally {
-    if (!created) await owner.cancelReservation(deviceId);
+  // A failure here keeps the reservation: the client's retry with the same public key finishes this registration
+  // (createDevice is idempotent), so a lost answer neither loses the slot nor makes a second device.
+  const created = await deviceStub(c.env, deviceId).createDevice({
+    device_id: deviceId,
+    public_key: publicKey,
+    api_key_id: apiKey.id,
+    platform: body.platform ?? null,
+    created_at: now,
+  });
+  if (!created) {
+    await owner.cancelReservation(deviceId);
+    throw new FedgeError("internal", 500, "device id collision; retry");
   }
-  if (!created) throw new FedgeError("internal", 500, "device id collision; retry");
   return c.json({ device_id: deviceId, created_at: new Date(now).toISOString() }, 201);
 });

@@ -35,7 +35,7 @@ import {
 
 const USAGE = `Usage:
   fedge aggregate --edge URL --model NAME [--config FILE] [--checkpoint-dir DIR] [--signing-key FILE]
-                  [--admin-token T | env FEDGE_ADMIN_TOKEN] [--rounds N] [--round-duration-s S] [population options]
+                  [env FEDGE_ADMIN_TOKEN | --admin-token-file FILE] [--rounds N] [--round-duration-s S] [population options]
 
 Runs N training rounds of a population through the edge. Each round:
   1. checks the privacy ledgers, the edge's first (the authority: its budget, set by the operator with
@@ -59,8 +59,9 @@ version (seed one first with POST /v1/admin/models/NAME/versions).
 
 Edge:
   --edge URL               the edge, e.g. http://127.0.0.1:8787
-  --admin-token T          operator token (default: env FEDGE_ADMIN_TOKEN); without it, requests are signed with the
-                           aggregator key, which the edge must trust (FEDGE_AGGREGATOR_PUBLIC_KEY or --register-key)
+  --admin-token-file FILE  operator token, first line of FILE (default: env FEDGE_ADMIN_TOKEN; never a flag value,
+                           which would show in ps); without it, requests are signed with the aggregator key, which the
+                           edge must trust (FEDGE_AGGREGATOR_PUBLIC_KEY or --register-key)
   --register-key           register the aggregator key with the admin token, then sign requests with it
   --signing-key FILE       aggregator Ed25519 key (created 0600 if missing; default DIR/aggregator-key.json)
   --checkpoint-dir DIR     checkpoint + runner state (resume after a crash; the config is remembered there)

@@ -37,6 +37,7 @@
 import { DurableObject } from "cloudflare:workers";
 import {
   roundIdFor,
+  DEFAULT_TENANT,
   toBase64Url,
   type AcceptedUpdate,
   type CheckinResponse,
@@ -52,6 +53,7 @@ import { fail, type Result } from "../../training/result.ts";
 import {
   admitUpload,
   aggregateVerdict,
+  capSelection,
   checkinAnswer,
   checkinPrecheck,
   commitVerdict,
@@ -61,7 +63,9 @@ import {
   payloadsPurged,
   preflight,
   receipt,
+  ownerVerdict,
   roundNotFound,
+  tenantVerdict,
   uploadTarget,
   type UploadPreflight,
   type UploadTarget,
@@ -69,8 +73,9 @@ import {
 import { budgetChangeVerdict, chargeVerdict, privacyStatus } from "./budget.ts";
 import { Checkins, type CheckinRow } from "./checkins.ts";
 import type { CoordinatorHost } from "./host.ts";
-import { migrate } from "./migrations.ts";
+import { hasSchema, migrate } from "./migrations.ts";
 import { PopulationLedger } from "./population-ledger.ts";
+import { Population } from "./population.ts";
 import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
 import { Revocations } from "./revocations.ts";
 import { Rounds, iso, isCollecting, paramsOf, toStatus, type RoundRow } from "./rounds.ts";
@@ -108,6 +113,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   private readonly revocations: Revocations;
   private readonly retention: PayloadRetention;
   private readonly ledger: PopulationLedger;
+  private readonly population: Population;
+  /**
+   * Whether the tables exist: created by the first legitimate write (an admin opening a round, a revocation pushed by
+   * a device's registry), so an object addressed by a made-up population keeps no storage and answers as empty.
+   */
+  private hasTables = false;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -123,26 +134,40 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.revocations = new Revocations(host);
     this.retention = new PayloadRetention(host, this.rounds, this.updates);
     this.ledger = new PopulationLedger(host);
+    this.population = new Population(host);
     void ctx.blockConcurrencyWhile(async () => {
-      migrate(ctx.storage.sql);
-      this.rounds.load();
+      if (hasSchema(ctx.storage.sql)) this.ensureTables();
     });
+  }
+
+  private ensureTables(): void {
+    if (this.hasTables) return;
+    migrate(this.ctx.storage.sql);
+    this.rounds.load();
+    this.hasTables = true;
   }
 
   // ── admin ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
   /**
    * Opens the population's next round and charges it to the population's privacy budget, atomically: 409 while
-   * another one is still collecting, 409 `budget_exceeded` when the charge would pass the budget (nothing written).
+   * another one is still collecting, or when the population belongs to another tenant (its first round records
+   * `tenant`, default "default", as its owner); 409 `budget_exceeded` when the charge would pass the budget (nothing
+   * written).
    */
   async openRound(input: {
     model: string;
     params: RoundParams;
     deadline: number;
     now: number;
+    tenant?: string;
   }): Promise<Result<{ status: RoundStatus }>> {
     const { model, params, deadline, now } = input;
+    this.ensureTables();
     this.rounds.expire(now);
+    const owner = this.ownerOrNull();
+    const tenancy = ownerVerdict(model, owner, input.tenant);
+    if (!tenancy.ok) return tenancy;
     const verdict = openVerdict(this.rounds.latest, params, deadline, now);
     if (!verdict.ok) return verdict;
     // From here to the commit nothing awaits: no other call of this object runs between the budget check and the write.
@@ -160,6 +185,8 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     let opened!: RoundRow;
     try {
       this.ctx.storage.transactionSync(() => {
+        // The first round records the owner (an older population keeps the default tenant it already had).
+        if (this.population.recordedOwner() === null) this.population.setOwner(owner ?? input.tenant ?? DEFAULT_TENANT);
         opened = this.rounds.open({ model, params, deadline, now });
         if (priced.charge) this.ledger.charge(priced.charge);
       });
@@ -172,7 +199,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     return { ok: true, status: toStatus(opened) };
   }
 
+  /** The tenant that owns this population; null while it has none (no round was ever opened). */
+  async owner(): Promise<string | null> {
+    return this.hasTables ? this.ownerOrNull() : null;
+  }
+
   async status(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -181,12 +214,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** Newest rounds first. */
   async listRounds(limit: number, now: number): Promise<RoundStatus[]> {
+    if (!this.hasTables) return [];
     this.rounds.expire(now);
     return this.rounds.list(limit).map(toStatus);
   }
 
   /** Stops collecting now (idempotent: a closed or aggregated round is returned as it is). */
   async closeRound(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -203,6 +238,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     publishedVersion: number | undefined,
     now: number,
   ): Promise<Result<{ status: RoundStatus }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -222,6 +258,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     /** The caller will read the payloads too: refused once they were deleted after the retention. */
     withPayloads = false,
   ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -244,6 +281,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** Where one accepted update is stored (any state: the device's own receipt stays valid). */
   async getUpdate(roundId: string, deviceId: string): Promise<Result<{ update: StoredUpdate }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
     const u = this.updates.get(r.seq, deviceId);
@@ -264,6 +302,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     now: number;
   }): Promise<Result<{ status: PopulationPrivacyStatus }>> {
     const { model, budget: request, now } = input;
+    this.ensureTables(); // an admin's write: the first legitimate one may create the tables
     const verdict = budgetChangeVerdict({
       model,
       budget: this.ledger.budget(),
@@ -283,6 +322,8 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** The population's budget, ε spent and left, and every charged round (no device counts). */
   async privacyStatus(model: string): Promise<PopulationPrivacyStatus> {
+    // a population nobody opened a round or set a budget for keeps no storage (the route is public)
+    if (!this.hasTables) return privacyStatus(model, null, [], () => 0);
     const charges = this.ledger.charges();
     return privacyStatus(model, this.ledger.budget(), charges, (b) => this.ledger.spent(model, b, charges));
   }
@@ -298,7 +339,15 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     publicKey: string,
     apiKeyId: string,
     now: number,
+    /** The tenant of the API key the check-in came with (only the owner's keys take part). */
+    tenant: string = DEFAULT_TENANT,
   ): Promise<Result<{ answer: CheckinResponse }>> {
+    if (!this.hasTables) return checkinPrecheck(deviceId, false, null)!;
+    const owner = this.ownerOrNull();
+    if (owner !== null) {
+      const tenancy = tenantVerdict(this.rounds.latest?.model ?? "this population", owner, tenant);
+      if (!tenancy.ok) return tenancy;
+    }
     this.rounds.expire(now);
     const early = checkinPrecheck(deviceId, this.revocations.has(deviceId), this.rounds.latest);
     if (early) return early;
@@ -306,7 +355,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const r = this.rounds.latest!;
     let record = this.checkins.get(r.seq, deviceId);
     if (!record) {
-      record = drawCheckin(paramsOf(r), publicKey, apiKeyId);
+      record = drawCheckin(paramsOf(r), publicKey, apiKeyId, this.checkins.selectedFor(r.seq, apiKeyId));
       const drawn = record;
       this.transact(r.seq, () => {
         this.checkins.record(r.seq, deviceId, drawn, now);
@@ -320,11 +369,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** An admin revoked `deviceId` (pushed by its DeviceRegistry instance): refuse its check-ins and uploads from now on. */
   async revokeDevice(deviceId: string, at: number): Promise<void> {
+    this.ensureTables();
     this.revocations.add(deviceId, at);
   }
 
   /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */
   async uploadTarget(roundId: string, now: number): Promise<Result<UploadTarget>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -336,11 +387,20 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * revocation, and whether the nonce and duplicate rules admit the update.
    */
   async preflightUpload(
-    input: Omit<CommitInput, "storageKey" | "publicKey" | "byteLength">,
+    input: Omit<CommitInput, "storageKey" | "publicKey" | "byteLength"> & {
+      /** The tenant of the API key the upload came with (only the owner's keys take part). */
+      tenant?: string;
+    },
   ): Promise<Result<UploadPreflight>> {
+    if (!this.hasTables) return roundNotFound(input.roundId);
     this.rounds.expire(input.now);
     const r = this.rounds.get(input.roundId);
     if (!r) return roundNotFound(input.roundId);
+    const owner = this.ownerOrNull();
+    if (owner !== null) {
+      const tenancy = tenantVerdict(r.model, owner, input.tenant ?? DEFAULT_TENANT);
+      if (!tenancy.ok) return tenancy;
+    }
     const existing = this.updates.get(r.seq, input.deviceId);
     const issued = this.checkins.get(r.seq, input.deviceId);
     return { ok: true, ...preflight(r, input, existing, issued, this.revocations.has(input.deviceId)) };
@@ -348,6 +408,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** Records a stored update (one SQLite transaction); the same device and bytes again return the first receipt. */
   async commitUpload(input: CommitInput): Promise<Result<{ receipt: UpdateReceipt }>> {
+    if (!this.hasTables) return roundNotFound(input.roundId);
     this.rounds.expire(input.now);
     const r = this.rounds.get(input.roundId);
     if (!r) return roundNotFound(input.roundId);
@@ -380,6 +441,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * aggregated longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`). Failures are retried.
    */
   override async alarm(): Promise<void> {
+    if (!this.hasTables) return;
     const now = Date.now();
     this.rounds.expire(now);
     const done = await this.retention.run(now);
@@ -393,7 +455,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     else await this.ctx.storage.deleteAlarm();
   }
 
-  // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────
+  // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** The owning tenant; rounds opened before tenants existed belong to the default tenant; null before any round. */
+  private ownerOrNull(): string | null {
+    return this.population.recordedOwner() ?? (this.rounds.latest ? DEFAULT_TENANT : null);
+  }
 
   /** One SQLite transaction over the tables, writing round `seq`; the cached newest round is re-read after it. */
   private transact(seq: number, write: () => void): void {
@@ -402,9 +469,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   }
 }
 
-/** A device's first check-in of a round: its Poisson coin (CSPRNG) and, when selected, its single-use nonce. */
-function drawCheckin(params: RoundParams, publicKey: string, apiKeyId: string): CheckinRow {
-  const selected = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
+/**
+ * A device's first check-in of a round: its Poisson coin (CSPRNG), capped by its API key's selections so far
+ * (`selectedForKey`), and, when selected, its single-use nonce.
+ */
+function drawCheckin(params: RoundParams, publicKey: string, apiKeyId: string, selectedForKey: number): CheckinRow {
+  const coin = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
+  const selected = capSelection(coin, selectedForKey, params);
   const nonce = selected ? toBase64Url(crypto.getRandomValues(new Uint8Array(16))) : null;
   return { selected: selected ? 1 : 0, nonce, public_key: publicKey, api_key_id: apiKeyId };
 }

@@ -20,6 +20,8 @@ import {
   parseV2InferRequest,
   splitInferBody,
   INFERENCE_HEADER_LENGTH,
+  MAX_INFER_BODY_BYTES,
+  MAX_INFER_ELEMENTS,
   V2Error,
   V2InferRequest,
   V2InferResponse,
@@ -32,11 +34,6 @@ import { createRouter, mediaType, readBody } from "../../middleware/validation/i
 import { modelSignatures, resolveVersion, servedSession } from "../../inference/served-model.ts";
 import { runTensors } from "../../inference/session-cache.ts";
 import { encodeInferResponse, modelMetadata } from "./encode.ts";
-
-/** Largest `/v2` inference body (bytes), JSON or binary. */
-export const MAX_INFER_BODY_BYTES = 8 * 1024 * 1024;
-/** Most input elements of one inference request (all inputs together). */
-export const MAX_INFER_ELEMENTS = 4 * 1024 * 1024;
 
 const NameParam = z.object({ name: ModelName });
 const VersionParams = z.object({
