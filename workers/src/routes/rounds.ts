@@ -3,7 +3,8 @@
  * The device side of a round:
  * - `POST /v1/rounds/checkin` (API key + Ed25519 signature by the device key over `checkinSigningBytes` + fresh timestamp):
  *   the population's RoundCoordinator answers with the device's recorded Poisson coin, and a selected device gets the task
- *   with its single-use nonce.
+ *   with its single-use nonce. In a DP round every answer (selected or not) carries a receipt signed with the edge key
+ *   (`training/edge-key.ts`): the device accounts its own privacy loss from these.
  * - `POST /v1/rounds/:id/updates` (`application/vnd.fedge.update`): the signed update itself authenticates the device (its
  *   registered key, the nonce issued to it for this round), so no API key is needed. Checks, in order: round exists
  *   (before reading the body, which is then capped at the largest encoding of the round's update; a round's parameters are
@@ -35,6 +36,7 @@ import {
   checkUpdateAgainstTask,
   maxEncodedUpdateBytes,
   readBodyCapped,
+  signedReceipt,
   unwrap,
   verifyEd25519,
   type UpdateLimits,
@@ -50,7 +52,7 @@ const checkin = createRoute({
   request: { body: { required: true, content: { "application/json": { schema: CheckinRequest } } } },
   responses: {
     200: {
-      description: "Selected (with the task) or not",
+      description: "Selected (with the task) or not; in a DP round with the edge's signed receipt",
       content: { "application/json": { schema: CheckinResponse } },
     },
     ...errorResponses({
@@ -157,8 +159,11 @@ export const rounds = createRouter()
     }
     const device = found.device;
     const coordinator = roundsStub(c.env, body.model);
-    const { answer } = unwrap(await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now));
-    return c.json(answer, 200);
+    const { answer, receipt } = unwrap(
+      await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now),
+    );
+    // A DP round: the device's coin was flipped, so its loss accrues; it gets the edge's signed record of that.
+    return c.json(receipt ? { ...answer, receipt: signedReceipt(c.env, receipt) } : answer, 200);
   })
   .openapi(upload, async (c) => {
     const roundId = c.req.valid("param").id;

@@ -3,3 +3,4 @@ export * from "./update-checks.ts";
 export * from "./body.ts";
 export * from "./ed25519.ts";
 export * from "./result.ts";
+export * from "./edge-key.ts";
