@@ -34,6 +34,8 @@ export { asyncStorage, type AsyncStorageLike, type AsyncStorageOptions } from ".
 export { UploadQueue, type UploadQueueOptions, type QueuedUpdate, type FlushResult, type DropReason } from "./queue.ts";
 export type { LoadedModel, OrtLike, OrtSession, OrtTensor } from "./model.ts";
 export type { UpdateStats } from "./build-update.ts";
+export type { PopulationPrivacySpend } from "./device-accounting.ts";
+export type { SignedCheckinReceipt, CheckinReceiptBody } from "@fedge/protocol/receipt";
 export {
   localReportEpsilon,
   classicGaussianEpsilon,

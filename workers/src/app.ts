@@ -24,6 +24,7 @@ import { adminDevices } from "./routes/admin-devices.ts";
 import { adminAggregatorKeys } from "./routes/admin-aggregator-keys.ts";
 import { populations } from "./routes/populations.ts";
 import { adminPopulations } from "./routes/admin-populations.ts";
+import { edgeKeys } from "./routes/edge-key.ts";
 
 export function createApp() {
   // zod validation failures become the standard envelope, never zod's raw issue list (the routers use the same hook).
@@ -37,11 +38,20 @@ export function createApp() {
   const publicCors = cors({
     origin: "*",
     allowMethods: ["GET", "POST", "OPTIONS"],
-    allowHeaders: ["authorization", "content-type", "if-none-match", "x-fedge-shape"],
+    allowHeaders: [
+      "authorization",
+      "content-type",
+      "if-none-match",
+      "x-fedge-shape",
+      "x-fedge-timestamp",
+      "x-fedge-signature",
+    ],
     exposeHeaders: ["etag", "retry-after", "x-request-id"],
     maxAge: 86400,
   });
   app.use("/v1/*", async (c, next) => (c.req.path.startsWith("/v1/admin/") ? next() : publicCors(c, next)));
+  // The SDK reads the edge's receipt key from a web app's origin too.
+  app.use("/.well-known/*", publicCors);
 
   app.route("/", health);
   app.route("/", adminKeys);
@@ -57,6 +67,7 @@ export function createApp() {
   app.route("/", adminAggregatorKeys);
   app.route("/", populations);
   app.route("/", adminPopulations);
+  app.route("/", edgeKeys);
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
