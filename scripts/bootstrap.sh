@@ -73,6 +73,13 @@ if ! grep -q '^FEDGE_ENV=' .dev.vars; then
   printf 'FEDGE_ENV=local\n' >>.dev.vars
 fi
 
+# The edge's own Ed25519 key (a 32-byte seed, base64url) that signs check-in receipts; production's comes from
+# `npm run provision` (wrangler secret). Generated once: devices pin its public key, so it must not change on a rerun.
+if ! grep -q '^FEDGE_EDGE_SIGNING_KEY=' .dev.vars; then
+  log "adding FEDGE_EDGE_SIGNING_KEY (the edge's receipt signing key) to .dev.vars"
+  node -e 'require("node:fs").appendFileSync(".dev.vars", `FEDGE_EDGE_SIGNING_KEY=${require("node:crypto").randomBytes(32).toString("base64url")}\n`)'
+fi
+
 # Seed models (MNIST MLPs, fp32 + int8 ONNX) built by the project; a no-op when they are current. Deploying does
 # not need them (FEDGE_SKIP_MODELS=1, set by `npm run deploy`/`provision`).
 if [ "${FEDGE_SKIP_MODELS:-0}" != "1" ]; then

@@ -420,7 +420,7 @@ describe("update format version", () => {
     const post = (body: Uint8Array) =>
       fetch(`${edge.url}/v1/rounds/${round.round_id}/updates`, {
         method: "POST",
-        headers: { "content-type": UPDATE_MEDIA_TYPE },
+        headers: { "content-type": UPDATE_MEDIA_TYPE, authorization: `Bearer ${apiKey}` },
         body: body as Uint8Array<ArrayBuffer>,
       });
     const old = await post(encodeUpdateV1(round.round_id, device_id, nonce, values, keys.secretKey));

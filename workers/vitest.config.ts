@@ -7,7 +7,12 @@ export default defineConfig({
     cloudflareTest({
       wrangler: { configPath: "../wrangler.toml" },
       miniflare: {
-        bindings: { FEDGE_ADMIN_TOKEN: "test-admin-token", FEDGE_ENV: "test" },
+        // The edge's receipt key: a fixed test seed (32 bytes of 0x2a, base64url); its public key is in rounds-helpers.ts.
+        bindings: {
+          FEDGE_ADMIN_TOKEN: "test-admin-token",
+          FEDGE_ENV: "test",
+          FEDGE_EDGE_SIGNING_KEY: "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio",
+        },
       },
     }),
   ],

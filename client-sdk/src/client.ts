@@ -5,7 +5,8 @@
  * edge. With a pinned aggregator key, models are run and trained on only when their manifest is signed by it. One code
  * base for browsers, Node and React Native; runtime differences sit in `internal/platform.ts` and the storage adapters.
  */
-import type { CheckinResponse, ModelManifest, UpdateReceipt } from "@fedge/protocol";
+import type { CheckinResponse, DevicePrivacyRecord, ModelManifest, UpdateReceipt } from "@fedge/protocol";
+import { EDGE_KEY_PATH, devicePrivacySigningBytes, type SignedCheckinReceipt } from "@fedge/protocol/receipt";
 import * as errors from "./core/errors.ts";
 import { FedgeAPIError, FedgeClientError, InvalidInputError } from "./core/errors.ts";
 import {
@@ -36,6 +37,8 @@ import type { InferInputs } from "./inference/tensors.ts";
 import type { UpdateStats } from "./build-update.ts";
 import { verifyPinnedManifest } from "./trust.ts";
 import { UploadQueue, type FlushResult, type QueuedUpdate } from "./queue.ts";
+import { ReceiptStore } from "./receipts.ts";
+import type { PopulationPrivacySpend } from "./device-accounting.ts";
 import { defaultStorage } from "./storage/default-storage.ts";
 import type { FedgeStorage } from "./storage/storage.ts";
 import type {
@@ -94,11 +97,15 @@ export class FedgeClient {
   static readonly APIUserAbortError = errors.APIUserAbortError;
   static readonly PrivacyPolicyError = errors.PrivacyPolicyError;
   static readonly UntrustedModelError = errors.UntrustedModelError;
+  static readonly UntrustedReceiptError = errors.UntrustedReceiptError;
 
   readonly baseUrl: string;
   /** The app's privacy policy with its defaults filled in (see `FedgeClientOptions.privacyPolicy`). */
   readonly privacyPolicy: ResolvedPrivacyPolicy;
   private readonly aggregatorKey: Uint8Array | undefined;
+  private readonly receipts: ReceiptStore;
+  /** A DP task must come with a receipt (an edge key was given, or the device caps its own ε). */
+  private readonly requireReceipts: boolean;
   readonly storage: FedgeStorage;
   readonly queue: UploadQueue;
   private readonly transport: Transport;
@@ -126,6 +133,18 @@ export class FedgeClient {
       maxRetries: options.maxRetries ?? 2,
       timeoutMs: options.timeoutMs ?? 60_000,
       random: this.random,
+    });
+    const edgeKey = resolveAggregatorKey(options.edgePublicKey, "edgePublicKey");
+    this.requireReceipts = edgeKey !== undefined || this.privacyPolicy.maxDeviceEpsilon !== undefined;
+    this.receipts = new ReceiptStore({
+      storage: this.storage,
+      baseUrl: this.baseUrl,
+      edgePublicKey: edgeKey,
+      fetchKey: async () => {
+        const res = await this.transport.json<{ public_key?: unknown }>({ method: "GET", path: EDGE_KEY_PATH });
+        if (typeof res?.public_key !== "string") throw invalidResponse("edge key", res);
+        return res.public_key;
+      },
     });
   }
 
@@ -344,11 +363,35 @@ export class FedgeClient {
     return done;
   }
 
-  /** Signed check-in for `model`'s current round. */
+  /**
+   * Signed check-in for `model`'s current round. In a DP round the edge's signed receipt is verified against the
+   * pinned edge key and kept (`UntrustedReceiptError` and nothing kept when it does not verify). With
+   * `privacyPolicy.maxDeviceEpsilon`, a check-in that one more round at the last receipt's parameters would take past
+   * the cap is not sent, and a receipt whose round would pass it is kept as declined and the round refused (both
+   * `PrivacyPolicyError` `device_epsilon_exceeded`).
+   */
   async checkin(model: string, options: RequestOptions = {}): Promise<CheckinResponse> {
     checkModelName(model);
     await this.register(options);
     const id = (await this.identity)!;
+    const cap = this.privacyPolicy.maxDeviceEpsilon;
+    if (cap !== undefined) {
+      const entries = await this.receipts.list(model);
+      const last = entries.at(-1)?.receipt;
+      if (last) {
+        const { epsilonWith } = await import("./device-accounting.ts");
+        const counted = entries.filter((e) => !e.declined).map((e) => e.receipt);
+        const next = epsilonWith(model, counted, { ...last, round_id: `${last.round_id}-next` });
+        if (!(next <= cap)) {
+          throw new errors.PrivacyPolicyError(
+            "device_epsilon_exceeded",
+            "(next)",
+            `one more round of ${model} at q = ${last.sampling_rate}, z = ${last.noise_multiplier} would take this ` +
+              `device's ε to ${next.toPrecision(4)} (δ = ${last.delta}, rdp), over maxDeviceEpsilon ${cap}`,
+          );
+        }
+      }
+    }
     const timestamp = new Date().toISOString();
     const signature = toBase64Url(await signWith(id, checkinSigningBytes(model, id.deviceId, timestamp)));
     const res = await this.transport.json<CheckinResponse>(
@@ -358,6 +401,78 @@ export class FedgeClient {
     if (!res || typeof res.selected !== "boolean" || (res.selected && !isTask(res.task))) {
       throw invalidResponse("checkin", res);
     }
+    await this.keepReceipt(model, id.deviceId, res);
+    return res;
+  }
+
+  /** Verifies and keeps the answer's receipt, and applies the device's own ε cap to it (see `checkin`). */
+  private async keepReceipt(model: string, deviceId: string, res: CheckinResponse): Promise<void> {
+    const roundId = res.selected ? res.task.round_id : res.round_id;
+    if (res.receipt === undefined) {
+      if (res.selected && res.task.privacy_mode !== "none" && this.requireReceipts) {
+        throw new errors.UntrustedReceiptError("missing", `the DP round ${roundId} came without the edge's receipt`);
+      }
+      return;
+    }
+    const receipt = await this.receipts.verify(res.receipt, { model, deviceId, roundId });
+    const known = await this.receipts.get(receipt);
+    const cap = this.privacyPolicy.maxDeviceEpsilon;
+    let declined = known?.declined ?? false;
+    let epsilon = 0;
+    if (!known && cap !== undefined) {
+      const { epsilonWith } = await import("./device-accounting.ts");
+      const counted = (await this.receipts.list(model)).filter((e) => !e.declined).map((e) => e.receipt);
+      epsilon = epsilonWith(model, counted, receipt);
+      declined = !(epsilon <= cap);
+    }
+    if (!known) await this.receipts.put({ receipt, declined });
+    if (declined) {
+      throw new errors.PrivacyPolicyError(
+        "device_epsilon_exceeded",
+        receipt.round_id,
+        `round ${receipt.round_id} (q = ${receipt.sampling_rate}, z = ${receipt.noise_multiplier}) would take this ` +
+          `device's ε` +
+          (epsilon > 0 ? ` to ${epsilon.toPrecision(4)}` : "") +
+          ` past maxDeviceEpsilon ${String(cap)}; the device withdraws from it`,
+      );
+    }
+  }
+
+  /**
+   * What this device spent, per population, by its own accounting: ε at the population's δ with the RDP accountant of
+   * `@fedge/privacy`, recomputed from the edge's signed check-in receipts that verify under the pinned edge key (one
+   * round per check-in, selected or not). Reads only local storage.
+   */
+  async privacy(): Promise<PopulationPrivacySpend[]> {
+    const entries = await this.receipts.list();
+    if (entries.length === 0) return [];
+    const { privacySpend } = await import("./device-accounting.ts");
+    return privacySpend(entries);
+  }
+
+  /** The receipts this device keeps for `model` (all populations without it), verified, oldest first. */
+  async privacyReceipts(model?: string): Promise<SignedCheckinReceipt[]> {
+    return (await this.receipts.list(model)).filter((e) => !e.declined).map((e) => e.receipt);
+  }
+
+  /**
+   * What the edge recorded for this device (`GET /v1/devices/:id/privacy`, signed by the device): every DP round it
+   * checked in for, per population, with the round's charge. Compare with `privacy()` to audit the edge.
+   */
+  async edgePrivacyRecord(options: RequestOptions = {}): Promise<DevicePrivacyRecord> {
+    await this.register(options);
+    const id = (await this.identity)!;
+    const timestamp = new Date().toISOString();
+    const signature = toBase64Url(await signWith(id, devicePrivacySigningBytes(id.deviceId, timestamp)));
+    const res = await this.transport.json<DevicePrivacyRecord>(
+      {
+        method: "GET",
+        path: `/v1/devices/${encodeURIComponent(id.deviceId)}/privacy`,
+        headers: { "x-fedge-timestamp": timestamp, "x-fedge-signature": signature },
+      },
+      options,
+    );
+    if (!res || !Array.isArray(res.populations)) throw invalidResponse("device privacy", res);
     return res;
   }
 

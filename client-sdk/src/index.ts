@@ -37,6 +37,8 @@ export { UploadQueue, type UploadQueueOptions, type QueuedUpdate, type FlushResu
 export type { LoadedModel, OrtLike, OrtSession, OrtTensor } from "./model.ts";
 export type { InferInputs, InferTensor, Tensor, TensorArray, TensorDtype } from "./inference/tensors.ts";
 export type { UpdateStats } from "./build-update.ts";
+export type { PopulationPrivacySpend } from "./device-accounting.ts";
+export type { SignedCheckinReceipt, CheckinReceiptBody } from "@fedge/protocol/receipt";
 export {
   localReportEpsilon,
   classicGaussianEpsilon,

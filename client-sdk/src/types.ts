@@ -56,6 +56,15 @@ export interface FedgeClientOptions {
    * @default undefined (no pinning: the edge's TLS and the manifest's sha256 are all the device checks)
    */
   aggregatorPublicKey?: string | Uint8Array;
+  /**
+   * The edge's Ed25519 public key (32 bytes, or base64url; `npm run provision` prints it as `FEDGE_EDGE_PUBLIC_KEY`),
+   * under which every check-in receipt must verify. Without it the SDK reads `GET /.well-known/fedge-edge-key` on the
+   * first receipt and pins that key in its storage (trust on first use: safe against a later change of key, not
+   * against whoever answers that first read). With it, or with `privacyPolicy.maxDeviceEpsilon`, a DP task that
+   * comes without a receipt is refused (`UntrustedReceiptError`).
+   * @default undefined (pinned on first use)
+   */
+  edgePublicKey?: string | Uint8Array;
 }
 
 /**
@@ -90,6 +99,14 @@ export interface PrivacyPolicy {
    * @default 1e-5
    */
   maxDelta?: number;
+  /**
+   * The most ε this device spends on one population, by its own RDP accounting of the edge's signed check-in receipts
+   * (`client.privacy()`): it does not check in when one more round at the last receipt's parameters would pass it,
+   * and withdraws from a round whose receipt would (Feldman & Zrnic 2021's Rényi filter; `PrivacyPolicyError`
+   * `device_epsilon_exceeded`).
+   * @default undefined (no cap of the device's own)
+   */
+  maxDeviceEpsilon?: number;
 }
 
 /** A privacy policy with every default filled in. */
@@ -99,6 +116,7 @@ export interface ResolvedPrivacyPolicy {
   readonly minLocalNoiseMultiplier: number | undefined;
   readonly maxPopulationEpsilon: number;
   readonly maxDelta: number;
+  readonly maxDeviceEpsilon: number | undefined;
 }
 
 /** `POST /v1/models/:name/predict` answer. */

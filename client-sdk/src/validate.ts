@@ -15,6 +15,7 @@ export const DEFAULT_PRIVACY_POLICY: ResolvedPrivacyPolicy = Object.freeze({
   minLocalNoiseMultiplier: undefined,
   maxPopulationEpsilon: 10,
   maxDelta: 1e-5,
+  maxDeviceEpsilon: undefined,
 });
 
 const MODES = ["central", "local", "none"] as const;
@@ -52,11 +53,16 @@ export function resolvePrivacyPolicy(p: PrivacyPolicy | undefined): ResolvedPriv
       DEFAULT_PRIVACY_POLICY.maxPopulationEpsilon,
     ),
     maxDelta,
+    maxDeviceEpsilon:
+      p.maxDeviceEpsilon === undefined ? undefined : positive("maxDeviceEpsilon", p.maxDeviceEpsilon, 0),
   });
 }
 
-/** The pinned aggregator key as 32 bytes, or undefined (throws `InvalidInputError` for anything else). */
-export function resolveAggregatorKey(key: string | Uint8Array | undefined): Uint8Array | undefined {
+/** A pinned Ed25519 key option as 32 bytes, or undefined (throws `InvalidInputError` naming `option` otherwise). */
+export function resolveAggregatorKey(
+  key: string | Uint8Array | undefined,
+  option = "aggregatorPublicKey",
+): Uint8Array | undefined {
   if (key === undefined) return undefined;
   let bytes: Uint8Array | undefined;
   if (key instanceof Uint8Array) bytes = key.slice();
@@ -68,7 +74,7 @@ export function resolveAggregatorKey(key: string | Uint8Array | undefined): Uint
     }
   }
   if (!bytes || bytes.length !== 32) {
-    throw new InvalidInputError("aggregatorPublicKey", "must be a 32-byte Ed25519 public key (bytes or base64url)");
+    throw new InvalidInputError(option, "must be a 32-byte Ed25519 public key (bytes or base64url)");
   }
   return bytes;
 }

@@ -6,6 +6,7 @@
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { generateKeyPairSync } from "node:crypto";
 import path from "node:path";
 import { buildMlpOnnx, trainableLength, type MlpParams } from "@fedge/ml";
 import { toBase64Url, type RoundStatus } from "@fedge/protocol";
@@ -16,6 +17,8 @@ export interface EdgeFixture {
   url: string;
   apiKey: string;
   adminToken: string;
+  /** The edge's receipt key (base64url public key of the fresh FEDGE_EDGE_SIGNING_KEY this fixture started with). */
+  edgePublicKey: string;
   edge: LocalEdge;
   /** Admin request; throws with the body on a non-2xx answer. */
   admin<T>(method: string, path: string, body?: unknown): Promise<T>;
@@ -31,10 +34,13 @@ export async function startEdgeFixture(port: number): Promise<EdgeFixture> {
   const persistTo = await mkdtemp(path.join(tmpdir(), `fedge-sdk-${port}-`));
   const apiKey = `fk_dev_${secret(24)}`;
   const adminToken = `fa_${secret(32)}`;
+  // The edge's receipt key: an Ed25519 seed and its public key (JWK `d` and `x`, base64url), as provision makes it.
+  const edgeKey = generateKeyPairSync("ed25519").privateKey.export({ format: "jwk" });
+  const edgePublicKey = edgeKey.x!;
   const edge = await startLocalEdge({
     port,
     persistTo,
-    vars: { FEDGE_DEV_API_KEY: apiKey, FEDGE_ADMIN_TOKEN: adminToken },
+    vars: { FEDGE_DEV_API_KEY: apiKey, FEDGE_ADMIN_TOKEN: adminToken, FEDGE_EDGE_SIGNING_KEY: edgeKey.d! },
     readyTimeoutMs: 120_000,
   });
   const admin = async <T>(method: string, p: string, body?: unknown): Promise<T> => {
@@ -53,6 +59,7 @@ export async function startEdgeFixture(port: number): Promise<EdgeFixture> {
     url: edge.url,
     apiKey,
     adminToken,
+    edgePublicKey,
     edge,
     admin,
     async stop() {

@@ -25,6 +25,7 @@ import { adminAggregatorKeys } from "./routes/admin-aggregator-keys.ts";
 import { populations } from "./routes/populations.ts";
 import { adminPopulations } from "./routes/admin-populations.ts";
 import { v2 } from "./routes/v2/index.ts";
+import { edgeKeys } from "./routes/edge-key.ts";
 
 export function createApp() {
   // zod validation failures become the standard envelope, never zod's raw issue list (the routers use the same hook).
@@ -43,6 +44,8 @@ export function createApp() {
       "content-type",
       "if-none-match",
       "x-fedge-shape",
+      "x-fedge-timestamp",
+      "x-fedge-signature",
       "inference-header-content-length",
     ],
     exposeHeaders: ["etag", "retry-after", "x-request-id", "inference-header-content-length"],
@@ -51,6 +54,8 @@ export function createApp() {
   app.use("/v1/*", async (c, next) => (c.req.path.startsWith("/v1/admin/") ? next() : publicCors(c, next)));
   app.use("/v2/*", publicCors);
   app.use("/v2", publicCors);
+  // The SDK reads the edge's receipt key from a web app's origin too.
+  app.use("/.well-known/*", publicCors);
 
   app.route("/", health);
   app.route("/", adminKeys);
@@ -66,6 +71,7 @@ export function createApp() {
   app.route("/", adminAggregatorKeys);
   app.route("/", populations);
   app.route("/", adminPopulations);
+  app.route("/", edgeKeys);
   app.route("/", v2);
 
   app.doc31("/openapi.json", {

@@ -9,7 +9,16 @@ import nacl from "tweetnacl";
 import { buildMlpOnnx, initMlp, xoshiroRandomBytes } from "@fedge/ml";
 import { signAggregatorRequest, toBase64Url, type RegistryChange, type RoundStatus } from "@fedge/protocol";
 import { adminNoncesStub } from "../src/durable-objects/admin-nonces.ts";
-import { ADMIN, adminGet, call, createApiKey, errorCode, roundParams, uniqueModel } from "./rounds-helpers.ts";
+import {
+  ADMIN,
+  adminGet,
+  call,
+  createApiKey,
+  ensureBudget,
+  errorCode,
+  roundParams,
+  uniqueModel,
+} from "./rounds-helpers.ts";
 
 const aggregator = nacl.sign.keyPair();
 const aggregatorKey = toBase64Url(aggregator.publicKey);
@@ -60,6 +69,7 @@ async function multipart(form: FormData): Promise<{ bytes: Uint8Array; contentTy
 describe("signed admin requests", () => {
   it("are single use: a captured request replayed inside the window is refused and changes nothing", async () => {
     const model = uniqueModel("replay");
+    await ensureBudget(model); // a DP round opens only against a budget
     const open = await sign("POST", "/v1/admin/rounds", json(roundParams(model)));
     const first = await send("POST", "/v1/admin/rounds", open);
     expect(first.status).toBe(201);

@@ -19,6 +19,7 @@ import {
   makeUpdate,
   openRound,
   registerDevice,
+  ensureBudget,
   roundParams,
   taskFor,
   uniqueModel,
@@ -53,6 +54,7 @@ describe("tenants", () => {
 
   it("a population opened for a tenant takes that tenant's devices only, and cannot change hands", async () => {
     const model = uniqueModel("acme");
+    await ensureBudget(model); // a DP round opens only against a budget
     const opened = await call("/v1/admin/rounds", {
       method: "POST",
       headers: { ...ADMIN, "content-type": "application/json" },

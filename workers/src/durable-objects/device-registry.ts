@@ -15,7 +15,7 @@
  * Methods return plain data (`Result`), never throw domain errors across RPC; routes turn failures into `FedgeError`s.
  */
 import { DurableObject } from "cloudflare:workers";
-import { checkinSigningBytes, fromBase64Url } from "@fedge/protocol";
+import { checkinSigningBytes, devicePrivacySigningBytes, fromBase64Url } from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
 import { verifyEd25519 } from "../training/ed25519.ts";
 
@@ -55,6 +55,9 @@ export interface CheckinClaim {
 export type CheckinDeviceResult =
   | { ok: true; device: DeviceRecord }
   | { ok: false; code: "device_not_found" | "bad_signature" | "device_revoked" | "too_many_populations" };
+
+export type PrivacyReaderResult =
+  { ok: true; device: DeviceRecord; populations: string[] } | { ok: false; code: "device_not_found" | "bad_signature" };
 
 export function deviceStub(env: Bindings, deviceId: string) {
   return env.DEVICES.getByName(`device:${deviceId}`);
@@ -159,6 +162,30 @@ export class DeviceRegistry extends DurableObject<Bindings> {
       this.sql.exec("INSERT INTO population (model) VALUES (?)", claim.model);
     }
     return { ok: true, device };
+  }
+
+  /**
+   * Checks a signed read of the device's own privacy record (device of this API key, signature over
+   * `devicePrivacySigningBytes`; a revoked device may still read it) and answers the populations it checked in to.
+   */
+  async privacyReader(claim: Omit<CheckinClaim, "model">): Promise<PrivacyReaderResult> {
+    const device = await this.getDevice();
+    if (!device || device.api_key_id !== claim.apiKeyId) return { ok: false, code: "device_not_found" };
+    let signed: Uint8Array;
+    try {
+      signed = devicePrivacySigningBytes(device.device_id, claim.timestamp);
+    } catch {
+      return { ok: false, code: "bad_signature" };
+    }
+    const publicKey = fromBase64Url(device.public_key);
+    if (!(await verifyEd25519(publicKey, fromBase64Url(claim.signature), signed, device.public_key))) {
+      return { ok: false, code: "bad_signature" };
+    }
+    const populations = this.sql
+      .exec<{ model: string }>("SELECT model FROM population ORDER BY model")
+      .toArray()
+      .map((r) => r.model);
+    return { ok: true, device, populations };
   }
 
   /**

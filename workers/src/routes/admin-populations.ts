@@ -7,7 +7,13 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { ModelName, PopulationPrivacyStatus, PrivacyBudgetRequest } from "@fedge/protocol";
 import { adminAuth } from "../middleware/auth/index.ts";
-import { ADMIN_AUTH_ERRORS, createRouter, errorResponses, jsonResponse } from "../middleware/validation/index.ts";
+import {
+  ADMIN_AUTH_ERRORS,
+  createRouter,
+  errorResponses,
+  jsonResponse,
+  readBody,
+} from "../middleware/validation/index.ts";
 import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
 import { unwrap } from "../training/index.ts";
 import { requireAdminToken } from "./admin-aggregator-keys.ts";
@@ -21,6 +27,8 @@ const putBudget = createRoute({
     "Refused (409) for a population that already ran rounds no budget charged (privacy mode none, or opened before " +
     "the edge kept ledgers), and for a change of accountant once a round was charged. ε_max and δ may change later.",
   security: [{ adminToken: [] }],
+  // the body is read through the one capped reader (64 KiB), never whole
+  middleware: [readBody({ types: ["application/json"] })] as const,
   request: {
     params: z.object({ name: ModelName }),
     body: { required: true, content: { "application/json": { schema: PrivacyBudgetRequest } } },

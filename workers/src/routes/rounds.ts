@@ -3,7 +3,8 @@
  * The device side of a round:
  * - `POST /v1/rounds/checkin` (API key + Ed25519 signature by the device key over `checkinSigningBytes` + fresh timestamp):
  *   the population's RoundCoordinator answers with the device's recorded Poisson coin, and a selected device gets the task
- *   with its single-use nonce.
+ *   with its single-use nonce. In a DP round every answer (selected or not) carries a receipt signed with the edge key
+ *   (`training/edge-key.ts`): the device accounts its own privacy loss from these.
  * - `POST /v1/rounds/:id/updates` (`application/vnd.fedge.update`, API key): the signed update authenticates the device
  *   (its registered key, the nonce issued to it for this round), and the API key the SDK already holds authenticates
  *   the caller, so an anonymous client never reaches a Durable Object. Checks, in order, the first ones without any
@@ -41,6 +42,7 @@ import { updateStorageKey, updateStoreFor } from "../durable-objects/update-stor
 import {
   checkUpdateAgainstTask,
   maxEncodedUpdateBytes,
+  signedReceipt,
   unwrap,
   verifyEd25519,
   type UpdateLimits,
@@ -56,7 +58,7 @@ const checkin = createRoute({
   request: { body: { required: true, content: { "application/json": { schema: CheckinRequest } } } },
   responses: {
     200: {
-      description: "Selected (with the task) or not",
+      description: "Selected (with the task) or not; in a DP round with the edge's signed receipt",
       content: { "application/json": { schema: CheckinResponse } },
     },
     ...errorResponses({
@@ -199,10 +201,11 @@ export const rounds = createRouter()
       }
     }
     const device = found.device;
-    const { answer } = unwrap(
+    const { answer, receipt } = unwrap(
       await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now, tenant),
     );
-    return c.json(answer, 200);
+    // A DP round: the device's coin was flipped, so its loss accrues; it gets the edge's signed record of that.
+    return c.json(receipt ? { ...answer, receipt: signedReceipt(c.env, receipt) } : answer, 200);
   })
   .openapi(upload, async (c) => {
     const roundId = c.req.valid("param").id;

@@ -2,3 +2,4 @@ export * from "./sampling.ts";
 export * from "./update-checks.ts";
 export * from "./ed25519.ts";
 export * from "./result.ts";
+export * from "./edge-key.ts";

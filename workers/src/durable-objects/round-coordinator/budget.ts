@@ -17,7 +17,9 @@
  */
 import {
   isDpMode,
+  type CheckinReceiptBody,
   type ChargedRound,
+  type DeviceCheckedInRound,
   type PopulationPrivacyStatus,
   type PrivacyBudgetRequest,
   type RoundParams,
@@ -195,5 +197,43 @@ export function privacyStatus(
     epsilon_remaining: Math.max(0, budget.epsilon - epsilon),
     delta: budget.delta,
     rounds,
+  };
+}
+
+/**
+ * What the edge signs for a device's check-in of a charged round (see @fedge/protocol `receipt.ts`): the round's
+ * charge, the budget's δ and the time of the device's first check-in (so a repeated check-in gets the same receipt).
+ */
+export function checkinReceiptOf(
+  model: string,
+  deviceId: string,
+  charge: ChargeRow,
+  budget: BudgetRow,
+  checkedInAt: number,
+): CheckinReceiptBody {
+  return {
+    model,
+    round_id: charge.round_id,
+    device_id: deviceId,
+    sampling_rate: charge.sampling_rate,
+    noise_multiplier: charge.noise_multiplier,
+    count_noise_std: charge.count_noise_std,
+    privacy_mode: charge.privacy_mode,
+    clip_rule: charge.clip_rule,
+    delta: budget.delta,
+    checked_in_at: iso(checkedInAt),
+  };
+}
+
+/** One charged round a device checked in for, as `GET /v1/devices/:id/privacy` lists it. */
+export function checkedInRound(charge: ChargeRow, checkedInAt: number): DeviceCheckedInRound {
+  return {
+    round_id: charge.round_id,
+    checked_in_at: iso(checkedInAt),
+    sampling_rate: charge.sampling_rate,
+    noise_multiplier: charge.noise_multiplier,
+    count_noise_std: charge.count_noise_std,
+    privacy_mode: charge.privacy_mode,
+    clip_rule: charge.clip_rule,
   };
 }

@@ -15,6 +15,9 @@ export type CheckinRow = {
   api_key_id: string | null;
 };
 
+/** A recorded check-in: the row and when the device first checked in (ms). */
+export type RecordedCheckin = CheckinRow & { at: number };
+
 export class Checkins {
   private readonly host: Pick<CoordinatorHost, "sql">;
 
@@ -22,11 +25,11 @@ export class Checkins {
     this.host = host;
   }
 
-  get(seq: number, deviceId: string): CheckinRow | null {
+  get(seq: number, deviceId: string): RecordedCheckin | null {
     return (
       this.host.sql
-        .exec<CheckinRow>(
-          "SELECT selected, nonce, public_key, api_key_id FROM checkins WHERE round_seq = ? AND device_id = ?",
+        .exec<RecordedCheckin>(
+          "SELECT selected, nonce, public_key, api_key_id, at FROM checkins WHERE round_seq = ? AND device_id = ?",
           seq,
           deviceId,
         )

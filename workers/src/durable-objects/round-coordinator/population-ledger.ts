@@ -38,6 +38,35 @@ export class PopulationLedger {
       .toArray();
   }
 
+  /** The charge of round `seq`, if it was charged. */
+  chargeOf(seq: number): ChargeRow | null {
+    return (
+      this.host.sql
+        .exec<ChargeRow>(
+          `SELECT round_seq, round_id, sampling_rate, noise_multiplier, count_noise_std, privacy_mode, clip_rule, charged_at
+           FROM privacy_charges WHERE round_seq = ?`,
+          seq,
+        )
+        .toArray()[0] ?? null
+    );
+  }
+
+  /**
+   * Every charged round `deviceId` checked in for (its coin was flipped: its loss accrues, selected or not), with the
+   * time of its first check-in, oldest first.
+   */
+  chargesOfDevice(deviceId: string): (ChargeRow & { checked_in_at: number })[] {
+    return this.host.sql
+      .exec<ChargeRow & { checked_in_at: number }>(
+        `SELECT p.round_seq, p.round_id, p.sampling_rate, p.noise_multiplier, p.count_noise_std, p.privacy_mode,
+           p.clip_rule, p.charged_at, c.at AS checked_in_at
+         FROM checkins c JOIN privacy_charges p ON p.round_seq = c.round_seq
+         WHERE c.device_id = ? ORDER BY p.round_seq`,
+        deviceId,
+      )
+      .toArray();
+  }
+
   /** Rounds of the population that no budget charged (mode `none`, or opened before the edge kept ledgers). */
   unchargedRounds(): number {
     return this.host.sql

@@ -40,7 +40,9 @@ import {
   DEFAULT_TENANT,
   toBase64Url,
   type AcceptedUpdate,
+  type CheckinReceiptBody,
   type CheckinResponse,
+  type DeviceCheckedInRound,
   type PopulationPrivacyStatus,
   type PrivacyBudgetRequest,
   type RoundParams,
@@ -70,8 +72,8 @@ import {
   type UploadPreflight,
   type UploadTarget,
 } from "./admission.ts";
-import { budgetChangeVerdict, chargeVerdict, privacyStatus } from "./budget.ts";
-import { Checkins, type CheckinRow } from "./checkins.ts";
+import { budgetChangeVerdict, chargeVerdict, checkedInRound, checkinReceiptOf, privacyStatus } from "./budget.ts";
+import { Checkins, type CheckinRow, type RecordedCheckin } from "./checkins.ts";
 import type { CoordinatorHost } from "./host.ts";
 import { hasSchema, migrate } from "./migrations.ts";
 import { PopulationLedger } from "./population-ledger.ts";
@@ -333,6 +335,8 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   /**
    * The device's answer for the collecting round: flips and records its coin (and the device's public key, which the
    * route has just verified the check-in under) on the first check-in, reads it after. A revoked device is refused.
+   * In a charged (DP) round the answer comes with the body of the device's receipt, which the route signs with the
+   * edge key: the coin was flipped, so the device's loss accrues, selected or not. It is the same on every repeat.
    */
   async checkin(
     deviceId: string,
@@ -341,8 +345,11 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     now: number,
     /** The tenant of the API key the check-in came with (only the owner's keys take part). */
     tenant: string = DEFAULT_TENANT,
-  ): Promise<Result<{ answer: CheckinResponse }>> {
-    if (!this.hasTables) return checkinPrecheck(deviceId, false, null)!;
+  ): Promise<Result<{ answer: CheckinResponse; receipt: CheckinReceiptBody | null }>> {
+    if (!this.hasTables) {
+      const early = checkinPrecheck(deviceId, false, null)!;
+      return early.ok ? { ...early, receipt: null } : early;
+    }
     const owner = this.ownerOrNull();
     if (owner !== null) {
       const tenancy = tenantVerdict(this.rounds.latest?.model ?? "this population", owner, tenant);
@@ -350,13 +357,16 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     }
     this.rounds.expire(now);
     const early = checkinPrecheck(deviceId, this.revocations.has(deviceId), this.rounds.latest);
-    if (early) return early;
+    if (early) return early.ok ? { ...early, receipt: null } : early;
     // The precheck passed: the newest round is collecting.
     const r = this.rounds.latest!;
-    let record = this.checkins.get(r.seq, deviceId);
+    let record: RecordedCheckin | null = this.checkins.get(r.seq, deviceId);
     if (!record) {
-      record = drawCheckin(paramsOf(r), publicKey, apiKeyId, this.checkins.selectedFor(r.seq, apiKeyId));
-      const drawn = record;
+      const drawn = {
+        ...drawCheckin(paramsOf(r), publicKey, apiKeyId, this.checkins.selectedFor(r.seq, apiKeyId)),
+        at: now,
+      };
+      record = drawn;
       this.transact(r.seq, () => {
         this.checkins.record(r.seq, deviceId, drawn, now);
         this.rounds.countCheckin(r.seq, drawn.selected === 1);
@@ -364,7 +374,15 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     }
     // Whether it already reported matters only to a selected device.
     const reported = record.selected === 1 && this.updates.get(r.seq, deviceId) !== null;
-    return { ok: true, answer: checkinAnswer(r, record, reported, now) };
+    const charge = this.ledger.chargeOf(r.seq);
+    const budget = this.ledger.budget();
+    const receipt = charge && budget ? checkinReceiptOf(r.model, deviceId, charge, budget, record.at) : null;
+    return { ok: true, answer: checkinAnswer(r, record, reported, now), receipt };
+  }
+
+  /** Every charged round `deviceId` checked in for, oldest first (`GET /v1/devices/:id/privacy`). */
+  async deviceRounds(deviceId: string): Promise<DeviceCheckedInRound[]> {
+    return this.ledger.chargesOfDevice(deviceId).map((c) => checkedInRound(c, c.checked_in_at));
   }
 
   /** An admin revoked `deviceId` (pushed by its DeviceRegistry instance): refuse its check-ins and uploads from now on. */
