@@ -52,6 +52,12 @@ export interface SimulateOptions {
    */
   data?: { shards: Dataset[]; heldOut: EvalSet };
   /**
+   * Which rounds are evaluated on the held-out set (and gated by it): every round, or only the last of `rounds` (a
+   * caller that wants the final accuracy only saves one evaluation a round; rounds not evaluated are published).
+   * @default "every-round"
+   */
+  evaluate?: "every-round" | "last-round";
+  /**
    * mnist: the model of round 0 (e.g. one pretrained on public data).
    * @default a fresh `initMlp([784, ...hidden, 10])` from `seed + 1`
    */
@@ -259,7 +265,8 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
       const summary = await engine.aggregateRound(updates);
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
       let evaluation: Evaluation | undefined;
-      if (heldOut) evaluation = evaluateModel(engine.model, heldOut);
+      if (heldOut && (o.evaluate !== "last-round" || r === o.rounds - 1))
+        evaluation = evaluateModel(engine.model, heldOut);
       const decision = publishGate({
         ...(evaluation ? { candidate: evaluation } : {}),
         ...(servingAccuracy !== undefined ? { servingAccuracy } : {}),
