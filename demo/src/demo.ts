@@ -32,7 +32,6 @@ import { EdgeAdminClient, EdgeRoundRunner, edgeRunnerStateOf } from "fedge/edge"
 import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/local-edge";
 import { Fleet, type SimulatedDevice } from "./fleet.ts";
 import { MISBEHAVIOURS } from "./misbehave.ts";
-import { int8Accuracy } from "./in-process.ts";
 import {
   doInProcessWork,
   startInProcessWork,
@@ -52,7 +51,15 @@ import {
   type RoundRecord,
   type ServedRun,
 } from "./report.ts";
-import { demoData, populationConfig, PRETRAIN, pretrainPublic, RECIPE, type FederatedRecipe } from "./setting.ts";
+import {
+  CEILING_SERVER_LR,
+  demoData,
+  populationConfig,
+  PRETRAIN,
+  pretrainPublic,
+  RECIPE,
+  type FederatedRecipe,
+} from "./setting.ts";
 
 /** Options of {@link runDemo}; the flags of `npm run demo` map onto them. */
 export interface DemoOptions {
@@ -72,7 +79,7 @@ export interface DemoOptions {
   ceiling?: boolean;
   /** Overrides of the tuned recipe (`setting.ts` RECIPE): rounds, q, server optimizer, clipping, device task. */
   recipe?: Partial<FederatedRecipe>;
-  /** Server learning rate of the non-private ceiling (tuned on its own, demo/TUNING.md). @default 2 */
+  /** Server learning rate of the non-private ceiling (tuned on its own, demo/TUNING.md). @default 8 */
   ceilingServerLr?: number;
   /** Epochs of public pretraining. @default PRETRAIN.learningRates.length */
   pretrainEpochs?: number;
@@ -337,6 +344,16 @@ async function runServed(
       ...(always ? [deviceView(always, privacy!, "checked in every round")] : []),
       ...(sometimes ? [deviceView(sometimes, privacy!, "away for some rounds")] : []),
     ];
+    ctx.log(
+      `[private] ε = ${privacy!.epsilon.toFixed(3)} (δ = ${o.delta.toExponential()}) from the ${privacy!.source === "edge" ? "edge's" : "aggregator's"} ledger; ` +
+        devices
+          .map(
+            (d) =>
+              `device #${d.device} (${d.label}): ${d.journal.length} of ${d.roundsCharged} rounds, ` +
+              `${d.journal.filter((j) => j.receipt).length} upload receipts, its own ε = ${d.epsilon.toFixed(3)}`,
+          )
+          .join("; "),
+    );
     return {
       population,
       noiseMultiplier: z,
@@ -369,7 +386,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const recipe: FederatedRecipe = { ...RECIPE, ...options.recipe };
   const ceilingRecipe: FederatedRecipe = {
     ...recipe,
-    server: { ...recipe.server, lr: options.ceilingServerLr ?? 2 },
+    server: { ...recipe.server, lr: options.ceilingServerLr ?? CEILING_SERVER_LR },
   };
   const labelsPerClient = options.labelsPerClient ?? 2;
   if (!Number.isInteger(seeds) || seeds < 1) throw new RangeError(`seeds must be an integer >= 1, got ${seeds}`);
@@ -390,23 +407,15 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       `(${labelsPerClient} digits each), ${test.n} test digits (never on a device, never tuning anything)`,
   );
 
-  // 2. (a) The public-only model of seed 1 (the whole model: features and head); seeds 2…S in the in-process work.
-  const seed1 = pretrainPublic(data.public, {
-    seed: 1,
-    ...(options.pretrainEpochs ? { epochs: options.pretrainEpochs } : {}),
-  });
-  lap("pretrain seed 1", t);
-  const public1 = int8Accuracy(seed1, test);
-  log(
-    `(a) public-only, seed 1: ${(public1 * 100).toFixed(2)}% (int8 weights, test digits; ${seconds["pretrain seed 1"]!.toFixed(0)} s)`,
-  );
-
-  // (c) the curve, the headline ε's other seeds and (d) the ceiling: in process, on the same devices' data.
+  // 2. (a), (c), (d): the public-only model of every seed (the whole model: features and head), the curve, the
+  // headline ε's other seeds and the ceiling, in process on the same devices' data; in a worker thread unless
+  // `parallel` is false. Seed 1's public model comes first: the served run starts from it.
   const jobs: InProcessJob[] = [];
   const epsilons = curveEpsilons.includes(epsilon) ? curveEpsilons : [...curveEpsilons, epsilon];
   for (const e of epsilons)
     for (let s = 1; s <= seeds; s++)
-      if (!(e === epsilon && s === 1)) jobs.push({ kind: "curve", epsilon: e, seed: s, recipe });
+      if (!(e === epsilon && s === 1))
+        jobs.push({ kind: "curve", epsilon: e, seed: s, recipe, everyRound: e === epsilon });
   if (options.ceiling ?? true)
     for (let s = 1; s <= seeds; s++) jobs.push({ kind: "ceiling", epsilon: null, seed: s, recipe: ceilingRecipe });
   const work: InProcessWork = {
@@ -416,12 +425,16 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     delta,
     seeds,
     ...(options.pretrainEpochs ? { pretrainEpochs: options.pretrainEpochs } : {}),
-    seed1,
     jobs,
   };
   const parallel = options.parallel ?? true;
   t = performance.now();
   const inProcess: InProcessHandle | undefined = parallel ? startInProcessWork(work, log) : undefined;
+  const seed1 = inProcess
+    ? inProcess.seed1
+    : Promise.resolve(
+        pretrainPublic(data.public, { seed: 1, ...(options.pretrainEpochs ? { epochs: options.pretrainEpochs } : {}) }),
+      );
 
   // 3. (b) The private run through the edge.
   const backend = await createBackend({ prefer: options.backend ?? "auto", log: () => undefined });
@@ -479,10 +492,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     lap("edge start and fleet registration", t);
     const evaluator = new FedgeClient({ baseUrl: edge.url, apiKey: key.key, platform: "demo-evaluator" });
     t = performance.now();
+    const initial = await seed1;
+    lap("waiting for seed 1's public model", t);
+    t = performance.now();
     served = await runServed(
       { edge, admin, signingKey, apiKey: key.key, evaluator, fleet, backend, test, log },
       { clients, epsilon, delta, recipe },
-      seed1,
+      initial,
       audit,
     );
     lap("served rounds", t);
@@ -499,15 +515,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   t = performance.now();
   let results: InProcessResults;
   try {
-    results = inProcess ? await inProcess.results : await doInProcessWork(work, log);
+    results = inProcess ? await inProcess.results : await doInProcessWork({ ...work, jobs: work.jobs }, log);
   } finally {
     await backend.dispose();
   }
   lap(parallel ? "in-process work still running after the served rounds" : "in-process work", t);
-  const publicOnly = [
-    { seed: 1, accuracy: public1 },
-    ...results.publicOnly.map((p) => ({ seed: p.seed, accuracy: p.accuracy })),
-  ];
+  const publicOnly = results.publicOnly;
   const curve = results.runs.filter((r) => r.kind === "curve");
   const ceiling = results.runs.filter((r) => r.kind === "ceiling");
 

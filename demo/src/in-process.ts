@@ -28,6 +28,8 @@ export interface InProcessOptions {
   delta?: number;
   /** Seed of the batch order on the devices (never of privacy noise or sampling: those come from the CSPRNG). */
   seed: number;
+  /** Measure every round (for a plot by round), not only the last. @default false */
+  everyRound?: boolean;
 }
 
 /** What one in-process run reached. */
@@ -37,7 +39,7 @@ export interface InProcessRun {
   epsilon: number | null;
   noiseMultiplier: number | null;
   seed: number;
-  /** Held-out accuracy of the float32 model after every round (index 0 = round 1). */
+  /** Held-out accuracy of the float32 model after every round (index 0 = round 1; NaN when not measured). */
   accuracy: number[];
   /** The clip norm C of every round (`null` when non-private). */
   clipNorm: (number | null)[];
@@ -91,6 +93,7 @@ export async function runInProcess(o: InProcessOptions): Promise<InProcessRun> {
     rounds: o.recipe.rounds,
     mode: "mnist",
     seed: o.seed,
+    evaluate: o.everyRound ? "every-round" : "last-round",
     data: { shards: o.devices, heldOut: o.heldOut },
     initialModel: o.initial,
     onRound: (r, m) => {
