@@ -10,7 +10,7 @@
  *   round engine and device code) on the proxy federation and scored by the mean validation accuracy over the seeds;
  *   the best value is kept before the next knob;
  * - `ceiling`: the server learning rate of the non-private ceiling (privacy mode none, otherwise the same recipe).
- * Results go to DIR/results.jsonl (one line per run) and DIR/summary.md.
+ * Results go to DIR/results.jsonl (one line per run) and DIR/summary-<stage>.md.
  */
 import { appendFile, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -70,10 +70,13 @@ const backend = await createBackend({ prefer: "cpu", log: () => undefined });
 // ---- public pretraining ------------------------------------------------------------------------------------------
 type PretrainRecipe = { augment: "shift9" | "affine"; epochs: number; hidden: number };
 const publicModels = new Map<string, MlpParams>();
+/** Wall time of one seed's pretraining, per recipe key (without the seed). */
+const pretrainSeconds = new Map<string, number[]>();
 function publicModel(r: PretrainRecipe, seed: number): MlpParams {
   const key = `${r.augment}/${r.epochs}/${r.hidden}/${seed}`;
   let m = publicModels.get(key);
   if (m) return m;
+  const t = performance.now();
   if (r.augment === "affine") m = pretrainPublic(data.public, { seed, epochs: r.epochs, hidden: r.hidden });
   else {
     // the former recipe: ×9 one-pixel shifts, batch 16, decaying rate
@@ -90,6 +93,8 @@ function publicModel(r: PretrainRecipe, seed: number): MlpParams {
       }).params;
   }
   publicModels.set(key, m);
+  const rk = `${r.augment}/${r.epochs}/${r.hidden}`;
+  pretrainSeconds.set(rk, [...(pretrainSeconds.get(rk) ?? []), (performance.now() - t) / 1000]);
   return m;
 }
 let pre: PretrainRecipe = { augment: "affine", epochs: PRETRAIN.learningRates.length, hidden: PRETRAIN.hidden };
@@ -140,14 +145,14 @@ const knob = <T>(
   candidates: vals.map((v) => (r: FederatedRecipe) => set(structuredClone(r), v)),
   labels: vals.map(label),
 });
-const cache = new Map<string, { accuracy: number; seconds: number }>();
+const cache = new Map<string, { accuracy: number; worst: number; seconds: number }>();
 /** Mean validation accuracy over the seeds, and the mean wall time of one run. */
 async function score(
   recipe: FederatedRecipe,
   hidden: number,
   eps: number | null,
   what: string,
-): Promise<{ accuracy: number; seconds: number }> {
+): Promise<{ accuracy: number; worst: number; seconds: number }> {
   const key = JSON.stringify({ recipe, hidden, eps });
   const hit = cache.get(key);
   if (hit !== undefined) return hit;
@@ -176,16 +181,21 @@ async function score(
       seconds: run.seconds,
     });
   }
-  const r = { accuracy: mean(finals), seconds: mean(secs) };
+  // the fastest seed's run: the load of other processes only ever adds time
+  const r = { accuracy: mean(finals), worst: Math.min(...finals), seconds: Math.min(...secs) };
   cache.set(key, r);
   return r;
 }
 
 /**
- * The default demo runs 17 in-process runs (curve 5 ε × 3 seeds less the served one, ceiling × 3) besides the served
- * run: a recipe whose in-process run takes longer than this cannot fit its 10 minutes.
+ * The demo's 10 minutes, as two limits a recipe must meet to be eligible (measured on the 2-core machine, fastest
+ * seed): besides the served run (~6 minutes), a worker thread pretrains seeds 2 and 3 and does 17 in-process runs (the
+ * curve's 5 ε × 3 seeds less the served one, and the ceiling's 3 seeds), and seed 1's pretraining comes first.
  */
 const MAX_IN_PROCESS_SECONDS = 15;
+const MAX_PRETRAIN_SECONDS = 45;
+const pretrainFits = (hidden: number) =>
+  Math.min(...(pretrainSeconds.get(`${pre.augment}/${pre.epochs}/${hidden}`) ?? [0])) <= MAX_PRETRAIN_SECONDS;
 
 let recipe: FederatedRecipe = structuredClone(RECIPE);
 let hidden: number = pre.hidden;
@@ -238,13 +248,13 @@ if (stage === "federated" || stage === "all") {
     if (k === "hidden") {
       let best = -1;
       let bestH = hidden;
-      for (const h of [64, 128, 256]) {
+      for (const h of [64, 128, 256, 512]) {
         const { accuracy: m, seconds } = await score(recipe, h, epsilon, "federated");
-        const fits = seconds <= MAX_IN_PROCESS_SECONDS;
-        log(`hidden ${h}: ${pct(m)} (${seconds.toFixed(0)} s a run${fits ? "" : ", over the time budget"})`);
-        summary.push(
-          `| ${h} | ${pct(m)}${fits ? "" : ` (${seconds.toFixed(0)} s a run: over the demo's time budget, not eligible)`} |`,
-        );
+        const fits = seconds <= MAX_IN_PROCESS_SECONDS && pretrainFits(h);
+        const pt = Math.min(...(pretrainSeconds.get(`${pre.augment}/${pre.epochs}/${h}`) ?? [NaN]));
+        const cost = `${seconds.toFixed(0)} s a run, ${pt.toFixed(0)} s a pretraining`;
+        log(`hidden ${h}: ${pct(m)} (${cost}${fits ? "" : ", over the time budget"})`);
+        summary.push(`| ${h} | ${pct(m)} (${cost}${fits ? "" : ": over the demo's time budget, not eligible"}) |`);
         if (fits && m > best + 0.0005) {
           best = m;
           bestH = h;
@@ -281,20 +291,36 @@ if (stage === "federated" || stage === "all") {
 }
 
 if (stage === "ceiling" || stage === "all") {
+  const a = seeds.map((s) => evaluateModel(publicModel({ ...pre, hidden }, s), data.validation).accuracy);
+  log(`public-only (hidden ${hidden}) for reference: ${pct(mean(a))} (${a.map(pct).join(", ")})`);
+  summary.push(`Public-only model (hidden ${hidden}) on the validation pool, for reference: ${pct(mean(a))}.`, "");
   summary.push(
     "## non-private ceiling (privacy mode none): server learning rate",
     "",
-    "| server lr | validation (mean) |",
-    "|---|---:|",
+    "Chosen by the worst seed (a large step can diverge on one seed and not another: the ceiling must hold for each).",
+    "",
+    "| server lr | validation (mean) | worst seed |",
+    "|---|---:|---:|",
   );
-  for (const lr of [1, 2, 4]) {
-    const { accuracy: m } = await score({ ...recipe, server: { ...recipe.server, lr } }, hidden, null, "ceiling");
-    log(`ceiling server lr ${lr}: ${pct(m)}`);
-    summary.push(`| ${lr} | ${pct(m)} |`);
+  let best = -1;
+  let chosen = recipe.server.lr;
+  for (const lr of [2, 4, 8, 16]) {
+    const { accuracy: m, worst } = await score(
+      { ...recipe, server: { ...recipe.server, lr } },
+      hidden,
+      null,
+      "ceiling",
+    );
+    log(`ceiling server lr ${lr}: ${pct(m)} (worst seed ${pct(worst)})`);
+    summary.push(`| ${lr} | ${pct(m)} | ${pct(worst)} |`);
+    if (worst > best + 0.0005) {
+      best = worst;
+      chosen = lr;
+    }
   }
-  summary.push("");
+  summary.push("", `Chosen: ${chosen}.`, "");
 }
 
-await writeFile(path.join(outDir, "summary.md"), summary.join("\n"));
+await writeFile(path.join(outDir, `summary-${stage}.md`), summary.join("\n"));
 await backend.dispose();
-log(`done: ${path.join(outDir, "summary.md")}, ${resultsFile}`);
+log(`done: ${path.join(outDir, `summary-${stage}.md`)}, ${resultsFile}`);

@@ -111,7 +111,7 @@ describe("npm run demo, small (100 devices, 2 rounds, ε = 1)", () => {
     for (const k of ["| (a) |", "| (b) |", "| (c) |"]) expect(md).toContain(k);
     const summary = await readFile(result.files.summary, "utf8");
     for (const text of [md, summary])
-      for (const field of ["checkedIn", "honestAccepted", "checked in |", "selected |"])
+      for (const field of ["checkedIn", "honestAccepted", "| checked in |", "| selected |", "| accepted |"])
         expect(text).not.toContain(field);
     for (const f of [result.files.accuracyVsRound, result.files.accuracyVsEpsilon]) {
       const svg = await readFile(f, "utf8");

@@ -108,7 +108,7 @@ export function tuningData(o: DataOptions): TuningData {
  * shift ±2 px; `affineAugment`), learning rate `learningRates[e]` in epoch e.
  */
 export const PRETRAIN = {
-  hidden: 128,
+  hidden: 512,
   copies: 10,
   batchSize: 16,
   learningRates: [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.02, 0.02, 0.02],
@@ -165,10 +165,16 @@ export const RECIPE: FederatedRecipe = {
   samplingRate: 0.2,
   rounds: 10,
   accountant: "rdp",
-  clip: { initial: 0.3, adaptive: true, targetQuantile: 0.5, learningRate: 0.2 },
-  server: { kind: "fedavgm", lr: 1, momentum: 0.5 },
+  clip: { initial: 0.1, adaptive: true, targetQuantile: 0.5, learningRate: 0.2 },
+  server: { kind: "fedavgm", lr: 2, momentum: 0.9 },
   client: { learningRate: 0.1, localEpochs: 5, batchSize: 8 },
 };
+
+/**
+ * The non-private ceiling's server learning rate: the same recipe without DP takes larger steps (tuned on its own on
+ * the validation pool, by the worst seed: demo/TUNING.md).
+ */
+export const CEILING_SERVER_LR = 8;
 
 /** A population config for `recipe` at target ε (`null`: non-private, privacy mode none) and its noise multiplier. */
 export function populationConfig(o: {
