@@ -442,7 +442,7 @@ export function accuracyVsRoundSvg(rep: DemoReport): string {
   const hlines = [
     { y: aMean, label: `(a) public-only, mean ${pct(aMean)}`, color: "#555555" },
     ...(Number.isFinite(dMean)
-      ? [{ y: dMean, label: `(d) non-private ceiling, mean ${pct(dMean)}`, color: "#2ca02c" }]
+      ? [{ y: dMean, label: `(d) non-private ceiling, mean ${pct(dMean)}`, color: "#8c564b" }]
       : []),
   ];
   return lineChartSvg({
@@ -471,7 +471,7 @@ export function accuracyVsEpsilonSvg(rep: DemoReport): string {
   const hlines = [
     { y: aMean, label: `(a) public-only, mean ${pct(aMean)}`, color: "#555555" },
     ...(Number.isFinite(dMean)
-      ? [{ y: dMean, label: `(d) non-private ceiling, mean ${pct(dMean)}`, color: "#2ca02c" }]
+      ? [{ y: dMean, label: `(d) non-private ceiling, mean ${pct(dMean)}`, color: "#8c564b" }]
       : []),
   ];
   const eps = curve.map((c) => c.epsilon);
