@@ -9,6 +9,8 @@
  * - `federated`: coordinate search at the headline ε: one knob at a time, each candidate run in process (the demo's
  *   round engine and device code) on the proxy federation and scored by the mean validation accuracy over the seeds;
  *   the best value is kept before the next knob;
+ * - `curve`: the server learning rate at each other ε of the privacy–utility curve (`--curve`; less noise, larger
+ *   steps), the rest of the recipe as chosen at the headline ε;
  * - `ceiling`: the server learning rate of the non-private ceiling (privacy mode none, otherwise the same recipe).
  * Results go to DIR/results.jsonl (one line per run) and DIR/summary-<stage>.md.
  */
@@ -26,6 +28,7 @@ import { PRETRAIN, pretrainPublic, RECIPE, tuningData, type FederatedRecipe } fr
 const { values } = parseArgs({
   options: {
     stage: { type: "string", default: "all" },
+    curve: { type: "string", default: "0.5,2,4,8" },
     seeds: { type: "string", default: "1,2" },
     epsilon: { type: "string", default: "1" },
     clients: { type: "string", default: "1000" },
@@ -37,12 +40,13 @@ const { values } = parseArgs({
 });
 if (values.help) {
   console.log(
-    "usage: node demo/tune.ts [--stage pretrain|federated|ceiling|all] [--seeds 1,2] [--epsilon 1] [--clients N] [--public-samples P] [--out DIR]",
+    "usage: node demo/tune.ts [--stage pretrain|federated|curve|ceiling|all] [--seeds 1,2] [--epsilon 1] [--curve 0.5,2,4,8] [--clients N] [--public-samples P] [--out DIR]",
   );
   process.exit(0);
 }
 const stage = values.stage!;
-if (!["pretrain", "federated", "ceiling", "all"].includes(stage)) throw new RangeError(`unknown --stage ${stage}`);
+if (!["pretrain", "federated", "curve", "ceiling", "all"].includes(stage))
+  throw new RangeError(`unknown --stage ${stage}`);
 const seeds = values.seeds!.split(",").map(Number);
 const epsilon = Number(values.epsilon);
 const clients = Number(values.clients);
@@ -288,6 +292,30 @@ if (stage === "federated" || stage === "all") {
     summary.push("", `Chosen: ${label}.`, "");
   }
   summary.push("Recipe after the search:", "", "```json", JSON.stringify({ hidden, ...recipe }, null, 2), "```", "");
+}
+
+if (stage === "curve" || stage === "all") {
+  summary.push("## server learning rate at the curve's other ε (private validation accuracy)", "");
+  summary.push(
+    "| ε | " + [1, 2, 4, 8].map((lr) => `η ${lr}`).join(" | ") + " | chosen |",
+    "|---|---:|---:|---:|---:|---|",
+  );
+  for (const e of values.curve!.split(",").map(Number)) {
+    let best = -1;
+    let chosen = recipe.server.lr;
+    const cells: string[] = [];
+    for (const lr of [1, 2, 4, 8]) {
+      const { accuracy: m } = await score({ ...recipe, server: { ...recipe.server, lr } }, hidden, e, "curve");
+      log(`ε ${e}, server lr ${lr}: ${pct(m)}`);
+      cells.push(pct(m));
+      if (m > best + 0.0005) {
+        best = m;
+        chosen = lr;
+      }
+    }
+    summary.push(`| ${e} | ${cells.join(" | ")} | η ${chosen} |`);
+  }
+  summary.push("");
 }
 
 if (stage === "ceiling" || stage === "all") {

@@ -35,7 +35,7 @@ import {
 } from "./in-process-worker.ts";
 import { runServed, type DemoAudit } from "./served-run.ts";
 import { accuracyVsEpsilonSvg, accuracyVsRoundSvg, reportMarkdown, type DemoReport, type ServedRun } from "./report.ts";
-import { CEILING_SERVER_LR, demoData, PRETRAIN, pretrainPublic, RECIPE, type FederatedRecipe } from "./setting.ts";
+import { demoData, PRETRAIN, pretrainPublic, recipeAt, type FederatedRecipe } from "./setting.ts";
 
 /** Options of {@link runDemo}; the flags of `npm run demo` map onto them. */
 export interface DemoOptions {
@@ -53,9 +53,12 @@ export interface DemoOptions {
   curveEpsilons?: number[];
   /** Run the non-private ceiling in process. @default true */
   ceiling?: boolean;
-  /** Overrides of the tuned recipe (`setting.ts` RECIPE): rounds, q, server optimizer, clipping, device task. */
+  /**
+   * Overrides of the tuned recipe (`setting.ts` `recipeAt`: RECIPE with the server learning rate of each ε): rounds, q,
+   * server optimizer, clipping, device task; they apply to every run (an overridden `server` to the ceiling too).
+   */
   recipe?: Partial<FederatedRecipe>;
-  /** Server learning rate of the non-private ceiling (tuned on its own, demo/TUNING.md). @default 8 */
+  /** Server learning rate of the non-private ceiling (tuned on its own, demo/TUNING.md). @default CEILING_SERVER_LR */
   ceilingServerLr?: number;
   /** Epochs of public pretraining. @default PRETRAIN.learningRates.length */
   pretrainEpochs?: number;
@@ -105,10 +108,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const seeds = options.seeds ?? 3;
   const publicSamples = options.publicSamples ?? 500;
   const curveEpsilons = [...new Set(options.curveEpsilons ?? [0.5, 1, 2, 4, 8])].sort((a, b) => a - b);
-  const recipe: FederatedRecipe = { ...RECIPE, ...options.recipe };
+  // the tuned recipe at each ε (its server step grows as the noise shrinks), then the caller's overrides
+  const recipeFor = (e: number | null) => recipeAt(e, options.recipe);
+  const recipe = recipeFor(epsilon);
   const ceilingRecipe: FederatedRecipe = {
-    ...recipe,
-    server: { ...recipe.server, lr: options.ceilingServerLr ?? CEILING_SERVER_LR },
+    ...recipeFor(null),
+    ...(options.ceilingServerLr ? { server: { ...recipeFor(null).server, lr: options.ceilingServerLr } } : {}),
   };
   const labelsPerClient = options.labelsPerClient ?? 2;
   if (!Number.isInteger(seeds) || seeds < 1) throw new RangeError(`seeds must be an integer >= 1, got ${seeds}`);
@@ -137,7 +142,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   for (const e of epsilons)
     for (let s = 1; s <= seeds; s++)
       if (!(e === epsilon && s === 1))
-        jobs.push({ kind: "curve", epsilon: e, seed: s, recipe, everyRound: e === epsilon });
+        jobs.push({ kind: "curve", epsilon: e, seed: s, recipe: recipeFor(e), everyRound: e === epsilon });
   if (options.ceiling ?? true)
     for (let s = 1; s <= seeds; s++) jobs.push({ kind: "ceiling", epsilon: null, seed: s, recipe: ceilingRecipe });
   const work: InProcessWork = {
@@ -228,6 +233,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     lap("served rounds", t);
   } catch (e) {
     await inProcess?.terminate();
+    const out = edge.output().trim();
+    if (out) log(`the edge's last output (wrangler dev):\n${out.slice(-3000)}`);
     throw e;
   } finally {
     process.off("SIGINT", onSignal);
@@ -263,6 +270,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     misbehavingPerKind: options.misbehavingPerKind ?? 5,
     recipe,
     ceilingRecipe,
+    serverLrByEpsilon: [...epsilons].sort((a, b) => a - b).map((e) => ({ epsilon: e, lr: recipeFor(e).server.lr })),
     pretrain: {
       hidden: PRETRAIN.hidden,
       epochs: options.pretrainEpochs ?? PRETRAIN.learningRates.length,

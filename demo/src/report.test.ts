@@ -46,6 +46,10 @@ function fixture(): DemoReport {
     misbehavingPerKind: 5,
     recipe: { ...RECIPE, rounds: 2 },
     ceilingRecipe: { ...RECIPE, rounds: 2 },
+    serverLrByEpsilon: [
+      { epsilon: 1, lr: 2 },
+      { epsilon: 4, lr: 8 },
+    ],
     pretrain: { hidden: 128, epochs: 12, copies: 10 },
     publicOnly: [
       { seed: 1, accuracy: 0.915 },

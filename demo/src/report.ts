@@ -93,6 +93,8 @@ export interface DemoReport {
   misbehavingPerKind: number;
   recipe: FederatedRecipe;
   ceilingRecipe: FederatedRecipe;
+  /** The server learning rate of the recipe at each ε of the curve (tuned per ε). */
+  serverLrByEpsilon: { epsilon: number; lr: number }[];
   pretrain: { hidden: number; epochs: number; copies: number };
   /** (a) per seed; seed 1 is also what the edge served as v1 (`served.initialServedAccuracy`). */
   publicOnly: { seed: number; accuracy: number }[];
@@ -387,8 +389,9 @@ export function reportMarkdown(rep: DemoReport): string {
         ? `adaptive clipping from C = ${R.clip.initial} to the ${R.clip.targetQuantile} quantile (η_C = ${R.clip.learningRate}), `
         : `a fixed clip norm C = ${R.clip.initial}, `) +
       `each device ${R.client.localEpochs} local epochs (batch ${R.client.batchSize}, learning rate ${R.client.learningRate}), ` +
-      `${R.accountant.toUpperCase()} accounting. The curve (c) changes only ε (so z); the ceiling (d) is the same recipe with privacy mode none and ` +
-      `its own tuned server learning rate η = ${rep.ceilingRecipe.server.lr}.`,
+      `${R.accountant.toUpperCase()} accounting. The curve (c) uses at each ε the server learning rate tuned for it ` +
+      `(${rep.serverLrByEpsilon.map((x) => `ε ${x.epsilon}: η ${x.lr}`).join(", ")}; less noise allows larger steps), the rest as above; ` +
+      `the ceiling (d) is the same recipe with privacy mode none and its own tuned η = ${rep.ceilingRecipe.server.lr}.`,
     `- **Edge**: a fresh \`wrangler dev\` (state \`${rep.stateDir}\`); every device is a real \`FedgeClient\` (own Ed25519 key, storage, offline queue) ` +
       "checking in, downloading the signed model, training, clipping, signing and uploading over HTTP; the aggregator opens each round on the edge, " +
       "streams and re-verifies the accepted updates, aggregates on gpu-node, exports int8 ONNX with a signed manifest and promotes it. Every round's model " +
@@ -439,7 +442,7 @@ export function accuracyVsRoundSvg(rep: DemoReport): string {
   const hlines = [
     { y: aMean, label: `(a) public-only, mean ${pct(aMean)}`, color: "#555555" },
     ...(Number.isFinite(dMean)
-      ? [{ y: dMean, label: `(d) non-private ceiling, mean ${pct(dMean)}`, color: "#2ca02c" }]
+      ? [{ y: dMean, label: `(d) non-private ceiling, mean ${pct(dMean)}`, color: "#8c564b" }]
       : []),
   ];
   return lineChartSvg({
@@ -468,7 +471,7 @@ export function accuracyVsEpsilonSvg(rep: DemoReport): string {
   const hlines = [
     { y: aMean, label: `(a) public-only, mean ${pct(aMean)}`, color: "#555555" },
     ...(Number.isFinite(dMean)
-      ? [{ y: dMean, label: `(d) non-private ceiling, mean ${pct(dMean)}`, color: "#2ca02c" }]
+      ? [{ y: dMean, label: `(d) non-private ceiling, mean ${pct(dMean)}`, color: "#8c564b" }]
       : []),
   ];
   const eps = curve.map((c) => c.epsilon);

@@ -171,6 +171,30 @@ export const RECIPE: FederatedRecipe = {
 };
 
 /**
+ * The server learning rate at each ε of the privacy–utility curve (less noise allows larger steps), chosen on the
+ * validation pool with the rest of {@link RECIPE} (demo/TUNING.md); ε = 1 is RECIPE's own.
+ */
+export const SERVER_LR_BY_EPSILON: readonly (readonly [epsilon: number, lr: number])[] = [
+  [0.5, 1],
+  [1, RECIPE.server.lr],
+  [2, 8],
+  [4, 8],
+  [8, 8],
+];
+
+/**
+ * {@link RECIPE} at target ε: its server learning rate from {@link SERVER_LR_BY_EPSILON} (the largest tabulated ε ≤
+ * ε, or the smallest one; `null`, non-private, takes the ceiling's {@link CEILING_SERVER_LR}), then `overrides`.
+ */
+export function recipeAt(epsilon: number | null, overrides: Partial<FederatedRecipe> = {}): FederatedRecipe {
+  const lr =
+    epsilon === null
+      ? CEILING_SERVER_LR
+      : ([...SERVER_LR_BY_EPSILON].reverse().find(([e]) => e <= epsilon) ?? SERVER_LR_BY_EPSILON[0]!)[1];
+  return { ...RECIPE, server: { ...RECIPE.server, lr }, ...overrides };
+}
+
+/**
  * The non-private ceiling's server learning rate: the same recipe without DP takes larger steps (tuned on its own on
  * the validation pool, by the worst seed: demo/TUNING.md).
  */

@@ -94,7 +94,7 @@ export function niceTicks(lo: number, hi: number, target = 6): number[] {
 function fmtTick(v: number): string {
   return Number.isInteger(v)
     ? String(v)
-    : v.toFixed(Math.min(4, Math.max(0, -Math.floor(Math.log10(Math.abs(v) || 1)) + 1)));
+    : String(Number(v.toFixed(Math.min(4, Math.max(0, -Math.floor(Math.log10(Math.abs(v) || 1)) + 1)))));
 }
 
 interface El {
