@@ -11,7 +11,10 @@ import path from "node:path";
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 export interface LocalEdgeOptions {
-  /** Loopback port. @default 8787 */
+  /**
+   * Loopback port. @default 8787. `FEDGE_PORT_OFFSET` in the environment shifts it, so that checkouts side by side
+   * (git worktrees) run their end-to-end tests at once without taking each other's edges.
+   */
   port?: number;
   /** Where Durable Object, R2 and KV state persists. @default `<repo>/.wrangler/state` */
   persistTo?: string;
@@ -34,8 +37,17 @@ export interface LocalEdge {
   stop(): Promise<void>;
 }
 
+function portOffset(): number {
+  const raw = process.env.FEDGE_PORT_OFFSET;
+  if (raw === undefined || raw === "") return 0;
+  const offset = Number(raw);
+  if (!Number.isInteger(offset) || offset < 0 || offset > 50_000)
+    throw new RangeError(`FEDGE_PORT_OFFSET must be an integer in [0, 50000], got ${raw}`);
+  return offset;
+}
+
 export async function startLocalEdge(options: LocalEdgeOptions = {}): Promise<LocalEdge> {
-  const port = options.port ?? 8787;
+  const port = (options.port ?? 8787) + portOffset();
   const url = `http://127.0.0.1:${port}`;
   const args = [
     path.join(repoRoot, "node_modules/wrangler/bin/wrangler.js"),
