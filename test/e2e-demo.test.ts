@@ -72,6 +72,25 @@ describe("npm run demo, small (100 devices, 2 rounds, ε = 1)", () => {
     expect(always!.epsilon).toBeCloseTo(s.privacy.epsilon, 9);
     expect(sometimes!.journal.length).toBeLessThan(ROUNDS);
     expect(sometimes!.epsilon).toBeLessThan(always!.epsilon);
+    // the aggregator's own ledger of the same rounds agrees with the edge's (up to the PLD's pessimistic round-off pads)
+    expect(Math.abs(s.epsilonCheck.aggregator - s.epsilonCheck.ledger)).toBeLessThan(1e-4 * s.epsilonCheck.ledger);
+  });
+
+  it("each device's own ε comes from the edge's signed receipts: one per round it checked in for, with the ledger's (q, z)", () => {
+    const s = result.report.served;
+    const [always, sometimes] = s.devices;
+    expect(always!.checkinReceipts.map((r) => r.roundId)).toEqual(s.privacy.rounds.map((r) => r.roundId));
+    for (const [i, r] of always!.checkinReceipts.entries()) {
+      expect(r.samplingRate).toBe(s.privacy.rounds[i]!.sampleRate);
+      expect(r.noiseMultiplier).toBe(s.privacy.rounds[i]!.noiseMultiplier);
+    }
+    expect(sometimes!.checkinReceipts.map((r) => r.roundId)).toEqual(sometimes!.journal.map((j) => j.roundId));
+    // the SDK accounts with RDP over its receipts: recompute it here from the ledger's steps
+    const rdp = createAccountant("rdp");
+    rdp.step({ noiseMultiplier: s.noiseMultiplier, sampleRate: result.report.recipe.samplingRate }, ROUNDS);
+    expect(always!.ownEpsilon!.rounds).toBe(ROUNDS);
+    expect(always!.ownEpsilon!.epsilon).toBeCloseTo(rdp.getEpsilon(result.report.delta), 6);
+    expect(sometimes!.ownEpsilon!.epsilon).toBeLessThan(always!.ownEpsilon!.epsilon);
   });
 
   it("advanced the served version, and /predict matches onnxruntime-node on the downloaded ONNX file", () => {

@@ -63,7 +63,6 @@ function fixture(): DemoReport {
       initialVersion: 1,
       rounds: [round(1, 0.92), round(2, 0.925)],
       privacy: {
-        source: "aggregator",
         accountant: "rdp",
         epsilon: 0.999,
         delta: 1e-5,
@@ -72,7 +71,7 @@ function fixture(): DemoReport {
           { roundId: "mnist-dp_2", sampleRate: 0.2, noiseMultiplier: 3 },
         ],
       },
-      epsilonCheck: { recomputed: 0.999, ledger: 0.999 },
+      epsilonCheck: { recomputed: 0.999, ledger: 0.999, aggregator: 0.998 },
       ortCheck: { version: 3, samples: 1505, argmaxAgreement: 1, maxAbsLogitDiff: 1e-6, sha256: "ab".repeat(32) },
       devices: [
         {
@@ -89,6 +88,11 @@ function fixture(): DemoReport {
           ],
           epsilon: 0.999,
           delta: 1e-5,
+          checkinReceipts: [
+            { roundId: "mnist-dp_1", samplingRate: 0.2, noiseMultiplier: 3 },
+            { roundId: "mnist-dp_2", samplingRate: 0.2, noiseMultiplier: 3 },
+          ],
+          ownEpsilon: { epsilon: 1.0123, delta: 1e-5, rounds: 2, accountant: "rdp" },
         },
       ],
       misbehavingRefused: true,
@@ -133,7 +137,14 @@ describe("report", () => {
     expect(md).toMatch(/\| private at ε = 4 \| ≥ 93\.80% \| 93\.20% \| \*\*not reached\*\* \| −0\.60 \|/);
     expect(md).toMatch(/\| public-only \(a\) \| ≥ 91\.50% \| 91\.50% \| reached \| \+0\.00 \|/);
     expect(md).toContain("δ = 1e-5");
-    expect(md).toContain("no `GET /v1/populations/{name}/privacy` yet");
+    expect(md).toContain("the edge's ledger, `GET /v1/populations/mnist-dp/privacy`");
+    expect(md).toContain("the aggregator's own ledger of the same rounds: 0.998000");
+  });
+
+  it("sets each device's own ε from its signed receipts beside its rounds' ε", () => {
+    expect(md).toMatch(
+      /\| #0 \(checked in every round\) \| 2 of 2 \| 2 \| .* \| 1\.012 \(δ = 1e-5\) \| 0\.999 \(δ = 1e-5\) \|/,
+    );
   });
 
   it("publishes no exact per-round count of the private population", () => {

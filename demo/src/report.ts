@@ -37,8 +37,13 @@ export interface DeviceView {
   /** Rounds the population's ledger charged. */
   roundsCharged: number;
   journal: { roundId: string; selected: boolean; receipt: { sha256: string; receivedAt: string } | null }[];
+  /** ε composed over the rounds it checked in for, with the population's accountant and the ledger's (q, z). */
   epsilon: number;
   delta: number;
+  /** The edge's signed check-in receipts the device verified and kept (one per round it checked in for). */
+  checkinReceipts: { roundId: string; samplingRate: number; noiseMultiplier: number }[];
+  /** The device's own `client.privacy()`: RDP over its verified receipts (null: it holds none). */
+  ownEpsilon: { epsilon: number; delta: number; rounds: number; accountant: "rdp" } | null;
 }
 
 /** (b): the private run served through the edge (seed 1). */
@@ -51,8 +56,11 @@ export interface ServedRun {
   rounds: RoundRecord[];
   /** The population's spend after the last round and where it was read. */
   privacy: PopulationPrivacy;
-  /** ε recomputed by a fresh accountant from the aggregator ledger's (q, z), and the ledger's ε. */
-  epsilonCheck: { recomputed: number; ledger: number };
+  /**
+   * The edge ledger's ε, the same recomputed by a fresh accountant from the (q, z) the edge published, and the
+   * aggregator's own ledger of the same rounds.
+   */
+  epsilonCheck: { recomputed: number; ledger: number; aggregator: number };
   /** Served predictions vs onnxruntime-node on the downloaded ONNX file of the final version. */
   ortCheck: { version: number; samples: number; argmaxAgreement: number; maxAbsLogitDiff: number; sha256: string };
   devices: DeviceView[];
@@ -311,11 +319,9 @@ export function reportMarkdown(rep: DemoReport): string {
       `published models, after ${s.privacy.rounds.length} rounds of DP-FedAvg (central mode, adaptive clipping, Poisson q = ${R.samplingRate}, ` +
       `z = ${fx(s.noiseMultiplier)} solved for ε ≤ ${rep.headlineEpsilon}, ${s.privacy.accountant.toUpperCase()} accountant). ` +
       `It covers the devices' digits only: the public digits and the test digits are not private.`,
-    `- **Where ε comes from**: ${
-      s.privacy.source === "edge"
-        ? "the edge's ledger, `GET /v1/populations/" + s.population + "/privacy`."
-        : "the aggregator's ledger: this edge has no `GET /v1/populations/{name}/privacy` yet (404), so `populationPrivacy()` (demo/src/privacy.ts) read the aggregator's checkpoint, which the same rounds charged; once the edge serves its ledger the demo reads it there, with no other change."
-    } A fresh accountant fed the (q, z) of every charged round gives ${s.epsilonCheck.recomputed.toFixed(6)} (ledger: ${s.epsilonCheck.ledger.toFixed(6)}).`,
+    `- **Where ε comes from**: the edge's ledger, \`GET /v1/populations/${s.population}/privacy\`, charged when each round opened. ` +
+      `A fresh accountant fed the (q, z) of every round the edge charged gives ${s.epsilonCheck.recomputed.toFixed(6)} (edge: ${s.epsilonCheck.ledger.toFixed(6)}; ` +
+      `the aggregator's own ledger of the same rounds: ${s.epsilonCheck.aggregator.toFixed(6)}).`,
     `- **Counts**: the report publishes no exact per-round count of the private population (devices checked in, selected, uploads); ` +
       (R.clip.adaptive
         ? `the clip norm C it shows moved by a noised count (σ_b = ${fx(Math.max((R.samplingRate * rep.clients) / 20, s.noiseMultiplier), 1)}), inside the same ε.`
@@ -326,14 +332,15 @@ export function reportMarkdown(rep: DemoReport): string {
   );
   if (s.devices.length) {
     L.push(
-      "What two devices can show for themselves. Privacy receipts (a signed statement of what each round charged) are not built " +
-        "yet: the rounds and upload receipts below are the device's own journal, and its ε is composed with @fedge/privacy over the " +
-        "rounds it checked in for only (a round it sat out never saw its data).",
+      "What two devices can show for themselves. At every check-in the edge hands the device a receipt signed with the edge's key " +
+        "(round, q, z, σ_b, mode, clip rule, device, time); the SDK verifies and keeps it, and `client.privacy()` recomputes the " +
+        "device's ε from its receipts alone (RDP, @fedge/privacy). Beside it, the same rounds composed with the population's " +
+        "accountant: a round the device sat out never saw its data, so it counts for neither.",
       "",
     );
     L.push(
-      "| device | rounds checked in (of those charged) | selected / upload receipts | its own ε |",
-      "|---|---:|---|---:|",
+      "| device | rounds checked in (of those charged) | signed check-in receipts | selected / upload receipts | its own ε (SDK, RDP over receipts) | ε of its rounds (population's accountant) |",
+      "|---|---:|---:|---|---:|---:|",
     );
     for (const d of s.devices) {
       const receipts = d.journal
@@ -343,7 +350,8 @@ export function reportMarkdown(rep: DemoReport): string {
             `${c.roundId}: ${c.receipt ? `sha256 ${c.receipt.sha256.slice(0, 12)}… at ${c.receipt.receivedAt}` : "no receipt"}`,
         );
       L.push(
-        `| #${d.device} (${d.label}) | ${d.journal.length} of ${d.roundsCharged} | ${receipts.length ? receipts.join("<br>") : "never selected"} | ${fx(d.epsilon)} (δ = ${fd(d.delta)}) |`,
+        `| #${d.device} (${d.label}) | ${d.journal.length} of ${d.roundsCharged} | ${d.checkinReceipts.length} | ${receipts.length ? receipts.join("<br>") : "never selected"} | ` +
+          `${d.ownEpsilon ? `${fx(d.ownEpsilon.epsilon)} (δ = ${fd(d.ownEpsilon.delta)})` : "no receipts"} | ${fx(d.epsilon)} (δ = ${fd(d.delta)}) |`,
       );
     }
     L.push("");
