@@ -23,10 +23,12 @@ const USAGE = `usage: npm run demo -- [options]
   --curve LIST        ε of the in-process privacy–utility curve, or none (default 0.5,1,2,4,8)
   --no-ceiling        skip the in-process non-private ceiling
   --sampling-rate Q   Poisson sampling rate per device per round (default ${RECIPE.samplingRate}, tuned)
-  --server-lr L       FedAvgM server learning rate of the private runs (default ${RECIPE.server.lr}, tuned)
+  --server-lr L       FedAvgM server learning rate of every private run (default: tuned per ε, ${RECIPE.server.lr} at ε = 1;
+                      demo/TUNING.md)
   --server-momentum M FedAvgM momentum in [0, 1) (default ${RECIPE.server.momentum}, tuned)
   --clip-quantile G   adaptive clipping target quantile in (0, 1) (default ${RECIPE.clip.targetQuantile}, tuned)
-  --backend B         aggregation backend: auto | cpu | webgpu (default auto: webgpu if an adapter exists)
+  --backend B         aggregation backend: auto | cpu | webgpu (default auto: a hardware GPU through WebGPU, else
+                      the CPU; a software adapter such as lavapipe is slower than the CPU path)
   --port P            local edge port (default 8787, or FEDGE_DEMO_PORT)
   --out DIR           output folder (default demo-out)`;
 
