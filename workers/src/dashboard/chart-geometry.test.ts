@@ -35,6 +35,11 @@ describe("chart geometry", () => {
       { value: 1.5, y: 35 },
       { value: 2, y: 10 },
     ]);
+    // By default the ticks land on round steps.
+    expect(yTicks(25, area).map((t) => t.value)).toEqual([0, 5, 10, 15, 20, 25]);
+    expect(yTicks(2, area).map((t) => t.value)).toEqual([0, 0.5, 1, 1.5, 2]);
+    expect(yTicks(5, area).map((t) => t.value)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(yTicks(0.1, area).map((t) => formatTick(t.value))).toEqual(["0", "0.02", "0.04", "0.06", "0.08", "0.1"]);
     expect(formatTick(0.30000000000000004)).toBe("0.3");
     expect(formatTick(1200)).toBe("1200");
   });

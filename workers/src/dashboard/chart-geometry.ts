@@ -63,8 +63,14 @@ export function niceMax(max: number): number {
   return 10 * magnitude;
 }
 
+/** How many steps split a `niceMax` axis into round ticks: 1 → 0.2, 2 → 0.5, 2.5 → 0.5, 5 → 1 (times 10ᵏ). */
+export function tickCount(yMax: number): number {
+  const mantissa = yMax / 10 ** Math.floor(Math.log10(yMax));
+  return Math.abs(mantissa - 2) < 1e-9 ? 4 : 5;
+}
+
 /** `count + 1` evenly spaced ticks from 0 to `yMax`, placed on the plot's y axis. */
-export function yTicks(yMax: number, area: PlotArea, count = 4): Tick[] {
+export function yTicks(yMax: number, area: PlotArea, count = tickCount(yMax)): Tick[] {
   const y = linearScale(0, yMax, area.y0, area.y1);
   return Array.from({ length: count + 1 }, (_, i) => {
     const value = (yMax * i) / count;

@@ -26,10 +26,11 @@ const Axis: FC<{ area: PlotArea; ticks: Tick[] }> = ({ area, ticks }) => (
 export const EpsilonChart: FC<{ population: string; series: EpsilonPoint[]; budget: number }> = (props) => {
   const width = 560;
   const height = 200;
+  // 5 % headroom above the budget, so its line and label never sit on the frame's edge.
   const g = lineChart(
     props.series.map((p) => p.epsilon),
     { width, height },
-    props.budget,
+    props.budget * 1.05,
   );
   const budgetY = g.area.y0 - ((g.area.y0 - g.area.y1) * props.budget) / g.yMax;
   const first = props.series[0];

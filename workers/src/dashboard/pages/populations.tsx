@@ -25,7 +25,9 @@ const Population: FC<{ status: PopulationPrivacyStatus }> = ({ status }) => {
     <section class="card population" id={`population-${status.model}`} data-population={status.model}>
       <h2>{status.model}</h2>
       {status.budget === null ? (
-        <p class="muted">No privacy budget set: no DP round can open.</p>
+        <p class="muted">
+          No privacy budget set: only rounds without DP (privacy mode none) can run, and no ε is accounted.
+        </p>
       ) : (
         <>
           <div class="stats">
