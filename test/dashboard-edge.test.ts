@@ -36,7 +36,9 @@ const SHOTS = path.join(repoRoot, "test-results", "dashboard");
 const DP = "dash-dp";
 const PLAIN = "dash-plain";
 /** Devices in each DP round: the exact count the pages must never show. */
-const DP_DEVICES = 3;
+const DP_DEVICES = 7;
+/** The noise multiplier of each charged DP round, oldest first. */
+const Z_STEPS = [1.4, 1.25, 1.1, 1.0];
 /** Devices in the round without DP (its counts are shown). */
 const PLAIN_DEVICES = 2;
 
@@ -133,13 +135,13 @@ beforeAll(async () => {
   operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
   apiKey = (await operator.createApiKey("dashboard e2e", 1_000_000)).key;
 
-  // A DP population: two versions (v2 signed, serving), a budget, two charged rounds with the same devices.
+  // A DP population: two versions (v2 signed, serving), a budget, four charged rounds with the same devices.
   await uploadVersion(DP, 1, 0.81, false);
   await uploadVersion(DP, 2, 0.875, true);
-  await operator.setPrivacyBudget(DP, { epsilon: 8, delta: 1e-5, accountant: "rdp" });
+  await operator.setPrivacyBudget(DP, { epsilon: 20, delta: 1e-5, accountant: "rdp" });
   dpDevices = Array.from({ length: DP_DEVICES }, device);
   let open: RoundStatus | undefined;
-  for (const z of [1.1, 0.9]) {
+  for (const z of Z_STEPS) {
     if (open) await operator.closeRound(open.round_id);
     open = await operator.openRound(roundRequest(DP, { mechanism: { noise_multiplier: z, clip_rule: "fixed" } }));
     for (const d of dpDevices) await d.checkin(DP);
@@ -165,6 +167,11 @@ beforeAll(async () => {
     args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
   });
   context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  // The operator logs in once through the form; every test below uses that session (the last one logs out).
+  const page = await context.newPage();
+  expect(await login(page, ADMIN_TOKEN)).toBe(200);
+  expect(new URL(page.url()).pathname).toBe("/dashboard");
+  await page.close();
 }, 300_000);
 
 afterAll(async () => {
@@ -215,10 +222,8 @@ describe("operator dashboard in Chromium", () => {
     await stranger.close();
   });
 
-  it("logs in once and loads every page (screenshots in test-results/dashboard/)", async () => {
+  it("keeps the session in an HttpOnly, SameSite=Strict cookie and loads every page (screenshots in test-results/dashboard/)", async () => {
     const page = await context.newPage();
-    expect(await login(page, ADMIN_TOKEN)).toBe(200);
-    expect(new URL(page.url()).pathname).toBe("/dashboard");
     const [cookie] = await context.cookies();
     expect(cookie).toMatchObject({ name: "fedge-dashboard", httpOnly: true, sameSite: "Strict" });
     expect(cookie!.value).not.toContain(ADMIN_TOKEN);
@@ -253,7 +258,7 @@ describe("operator dashboard in Chromium", () => {
         els.map((e) => ({ round: e.getAttribute("data-round"), eps: e.getAttribute("data-epsilon") })),
       );
     const pub = await ledger(DP);
-    expect(pub.rounds).toHaveLength(2);
+    expect(pub.rounds).toHaveLength(Z_STEPS.length);
     const own = new PrivacyLedger({ population: DP, accountant: pub.accountant });
     const expected = pub.rounds.map((r) => {
       own.record({
@@ -268,7 +273,8 @@ describe("operator dashboard in Chromium", () => {
     expect(points.map((p) => p.round)).toEqual(expected.map((e) => e.round));
     points.forEach((p, i) => expect(Number(p.eps)).toBeCloseTo(expected[i]!.eps, 9));
     expect(Number(points.at(-1)!.eps)).toBeCloseTo(pub.epsilon_spent!, 9);
-    expect(points[0]!.eps).not.toBe(points[1]!.eps);
+    // ε grows with every round.
+    for (let i = 1; i < points.length; i++) expect(Number(points[i]!.eps)).toBeGreaterThan(Number(points[i - 1]!.eps));
     // The budget line is the ledger's budget.
     const budget = await page.locator(`svg.epsilon-chart[data-population="${DP}"]`).getAttribute("data-budget");
     expect(Number(budget)).toBe(pub.budget!.epsilon);
@@ -289,14 +295,15 @@ describe("operator dashboard in Chromium", () => {
       `${PLAIN_DEVICES} checked in`,
     );
     // …and for DP rounds, none, but C and z.
-    const dpRows = page.locator(`section[data-population="${DP}"] tr.round`);
-    expect(await dpRows.count()).toBe(2);
-    for (const row of await dpRows.all()) {
-      const text = (await row.textContent()) ?? "";
-      expect(text).toContain("not released");
-      expect(text).toContain("0.75");
+    const dpRows = await page.locator(`section[data-population="${DP}"] tr.round`).all();
+    expect(dpRows).toHaveLength(Z_STEPS.length);
+    const newestFirst = [...Z_STEPS].reverse();
+    for (const [i, row] of dpRows.entries()) {
+      const cells = await row.locator("td").allTextContents();
+      expect(cells.at(-1)).toContain("not released");
+      expect(cells[4]).toBe("0.75"); // C
+      expect(Number(cells[5])).toBe(newestFirst[i]); // z
     }
-    expect(await dpRows.first().textContent()).toContain("0.9");
     await page.close();
   });
 
