@@ -412,6 +412,7 @@ export class EdgeRoundRunner {
       backend: this.engine.backend,
       signingKey: this.o.signingKey,
       ...(spent ? { privacy: spent } : {}),
+      ...(evaluation ? { evaluation: { accuracy: evaluation.accuracy } } : {}),
     });
     const up = await this.upload(exported.manifest, exported.onnx, decision.publish);
     await this.o.hooks?.afterUpload?.(p.roundId, p.nextVersion);
