@@ -33,11 +33,15 @@ export interface CanaryCosines {
 }
 
 export class CanarySet {
-  private constructor(
-    readonly length: number,
-    private readonly inserted: Float32Array[],
-    private readonly held: Float32Array[],
-  ) {}
+  readonly length: number;
+  private readonly inserted: Float32Array[];
+  private readonly held: Float32Array[];
+
+  private constructor(length: number, inserted: Float32Array[], held: Float32Array[]) {
+    this.length = length;
+    this.inserted = inserted;
+    this.held = held;
+  }
 
   static create(o: CanarySetOptions): CanarySet {
     const held = o.held ?? o.inserted;
