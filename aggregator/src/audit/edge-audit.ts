@@ -97,7 +97,10 @@ export async function runEdgeAudit(o: EdgeAuditOptions): Promise<EdgeAuditResult
     canaries: set,
     ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
   });
-  log(`registered ${set.count} canary devices`);
+  log(
+    `registered ${set.count} canary devices: the shadow's only devices, so its rounds get fewer updates than ` +
+      `q·N = ${config.expectedClients} (the fixed denominator and the charged ε do not depend on the count)`,
+  );
   const engine = await RoundEngine.create({ config, backend: o.backend, initialModel: seed.params, log });
   const results: EdgeRunnerRoundResult[] = [];
   try {
