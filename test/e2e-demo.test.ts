@@ -6,7 +6,8 @@
  * model served through the edge (b) beats the public-only model (a) on the test digits; and what the demo checks: ε
  * from the ledger matches an independent recomputation and stays within the target, a device that sat out rounds has
  * a smaller ε, the served predictions match onnxruntime-node, misbehaving devices were all refused, the report
- * publishes no exact device counts, and the report and both plots are well-formed.
+ * publishes no exact device counts, and the report and both plots are well-formed. With `--audit` (40 canaries) the
+ * one-shot privacy audit runs on the population's never-served shadow and the report shows ε̂ next to the ledger's ε.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -38,9 +39,10 @@ beforeAll(async () => {
     recipe: { rounds: ROUNDS, samplingRate: 0.5 },
     misbehavingPerKind: 2,
     intermittent: 5,
+    auditCanaries: 40,
     log: (line) => lines.push(line),
   });
-}, 170_000);
+}, 220_000);
 
 afterAll(async () => {
   console.log(lines.join("\n"));
@@ -141,5 +143,22 @@ describe("npm run demo, small (100 devices, 2 rounds, ε = 1)", () => {
       expect(svg).toContain('<path d="M');
       expect(svg).not.toMatch(/NaN|undefined|Infinity/);
     }
+  });
+
+  it("--audit: the report shows ε (accountant, the shadow's ledger) next to ε̂ (audit) with its interval", async () => {
+    const a = result.report.privacyAudit!;
+    expect(a).toMatchObject({ shadow: "mnist-dp-audit-demo", auditOf: "mnist-dp", rounds: ROUNDS, canaries: 40 });
+    // the shadow ran the served population's mechanism: the same target ε over the same rounds
+    expect(a.epsilon!).toBeGreaterThan(0);
+    expect(a.epsilon!).toBeLessThanOrEqual(1 + 1e-9);
+    expect(a.epsilon!).toBeCloseTo(result.report.served.privacy.epsilon, 6);
+    expect(Number.isFinite(a.epsilonHat)).toBe(true);
+    expect(a.interval.lower).toBeLessThanOrEqual(a.epsilonHat);
+    expect(a.interval.upper).toBeGreaterThanOrEqual(a.epsilonHat);
+    const md = await readFile(result.files.report, "utf8");
+    expect(md).toContain("### Empirical privacy audit");
+    expect(md).toContain(
+      `| ${a.epsilon!.toFixed(3)} | ${a.epsilonHat.toFixed(3)} | [${a.interval.lower.toFixed(3)}, ${a.interval.upper.toFixed(3)}]`,
+    );
   });
 });

@@ -161,3 +161,36 @@ describe("report", () => {
     }
   });
 });
+
+describe("the report's privacy audit section", () => {
+  const audit = (epsilonHat: number) => ({
+    shadow: "mnist-dp-audit-demo",
+    auditOf: "mnist-dp",
+    rounds: 10,
+    canaries: 200,
+    epsilon: 1,
+    delta: 1e-5,
+    epsilonHat,
+    interval: { lower: epsilonHat * 0.5, upper: epsilonHat * 1.5, confidence: 0.95, resamples: 1000 },
+    observed: { mean: 0.01, std: 0.02 },
+    unobserved: { mean: 0, std: 0.02 },
+    seconds: 40,
+  });
+
+  it("shows ε (accountant) next to ε̂ (audit) with its interval, only when the demo ran the audit", () => {
+    expect(reportMarkdown(fixture())).not.toContain("Empirical privacy audit");
+    const md = reportMarkdown({ ...fixture(), privacyAudit: audit(0.42) });
+    expect(md).toContain("### Empirical privacy audit");
+    expect(md).toContain("| 1.000 | 0.420 | [0.210, 0.630] | 1e-5 |");
+    expect(md).toContain("95 % bootstrap interval");
+    expect(md).toContain("ε̂ and its whole interval are at or below the accountant's ε");
+  });
+
+  it("reads ε̂ against ε with its interval: below, inconclusive, above", () => {
+    const verdict = (hat: number) => reportMarkdown({ ...fixture(), privacyAudit: audit(hat) });
+    expect(verdict(0.8)).toContain("its interval reaches above it");
+    expect(verdict(1.5)).toContain("inconclusive with this many canaries");
+    expect(verdict(3)).toContain("leaks more than it claims");
+    expect(verdict(1.5)).not.toContain("leaks more than it claims");
+  });
+});

@@ -8,6 +8,7 @@
  */
 import type { FederatedRecipe } from "./setting.ts";
 import type { PopulationPrivacy } from "./privacy.ts";
+import type { PrivacyAuditReport } from "./privacy-audit.ts";
 import { lineChartSvg, type Series } from "./svg.ts";
 
 /** One round of the served private run (no device counts: see the module header). */
@@ -107,6 +108,8 @@ export interface DemoReport {
   /** (a) per seed; seed 1 is also what the edge served as v1 (`served.initialServedAccuracy`). */
   publicOnly: { seed: number; accuracy: number }[];
   served: ServedRun;
+  /** `--audit`: the one-shot empirical privacy audit of the served population (on its shadow). */
+  privacyAudit?: PrivacyAuditReport;
   curve: CurvePoint[];
   ceiling: CurvePoint[];
   stateDir: string;
@@ -125,6 +128,37 @@ const fx = (x: number | null | undefined, d = 3) =>
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 /** δ as people write it (1e-5, not 0.00001). */
 const fd = (d: number) => (d < 1e-3 ? d.toExponential() : String(d));
+
+/** The report's lines on the empirical privacy audit: ε (accountant) next to ε̂ (audit). */
+export function auditLines(a: PrivacyAuditReport): string[] {
+  const pctl = Math.round(a.interval.confidence * 100);
+  const e = a.epsilon;
+  const verdict =
+    e === null
+      ? ""
+      : a.interval.upper <= e
+        ? " ε̂ and its whole interval are at or below the accountant's ε, as a correct mechanism shows."
+        : a.epsilonHat <= e
+          ? " ε̂ is at or below the accountant's ε; its interval reaches above it (more canaries narrow it)."
+          : a.interval.lower <= e
+            ? " ε̂ is above the accountant's ε but its interval reaches below it: inconclusive with this many canaries."
+            : " **ε̂ and its whole interval are above the accountant's ε: the mechanism that ran leaks more than it claims.**";
+  return [
+    "### Empirical privacy audit",
+    "",
+    `The one-shot audit of Andrew et al. ("One-shot Empirical Privacy Estimation for Federated Learning", ICLR 2024, arXiv 2302.03098) ` +
+      `ran the population's mechanism for ${a.rounds} rounds on \`${a.shadow}\`, a shadow of \`${a.auditOf}\` that the edge never serves, ` +
+      `with ${a.canaries} canary devices sampled by the edge's coin (each a random unit direction at the clip norm) and ${a.canaries} never inserted.`,
+    "",
+    "| ε (accountant, the shadow's edge ledger) | ε̂ (audit) | " + `${pctl} % bootstrap interval of ε̂ | δ |`,
+    "|---:|---:|---|---:|",
+    `| ${fx(a.epsilon)} | ${fx(a.epsilonHat)} | [${fx(a.interval.lower)}, ${fx(a.interval.upper)}] | ${fd(a.delta)} |`,
+    "",
+    `Cosines with the final model delta: inserted ${a.observed.mean.toExponential(2)} ± ${a.observed.std.toExponential(2)}, ` +
+      `never inserted ${a.unobserved.mean.toExponential(2)} ± ${a.unobserved.std.toExponential(2)}.${verdict} ` +
+      "ε̂ is an estimate from one run, not a bound (docs/PRIVACY.md).",
+  ];
+}
 
 /** The live line printed after each served round (no device counts). */
 export function progressLine(r: RoundRecord, planned: number): string {
@@ -330,6 +364,7 @@ export function reportMarkdown(rep: DemoReport): string {
       "Those tuning runs read device digits outside this ε (as most DP papers' tuning does; Papernot & Steinke 2022, arXiv 2110.03620, account for it).",
     "",
   );
+  if (rep.privacyAudit) L.push(...auditLines(rep.privacyAudit), "");
   if (s.devices.length) {
     L.push(
       "What two devices can show for themselves. At every check-in the edge hands the device a receipt signed with the edge's key " +

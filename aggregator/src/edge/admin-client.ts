@@ -14,6 +14,8 @@ import {
   readUpdateStream,
   signAggregatorRequest,
   type AcceptedUpdatePage,
+  type AuditShadow,
+  type AuditShadowRequest,
   type CreatedApiKey,
   type ModelManifest,
   type OpenRoundRequest,
@@ -378,6 +380,14 @@ export class EdgeAdminClient {
     budget: Omit<PrivacyBudgetRequest, "accountant"> & Partial<PrivacyBudgetRequest>,
   ): Promise<PopulationPrivacyStatus> {
     return this.json("PUT", `/v1/admin/populations/${encodeURIComponent(model)}/privacy-budget`, budget, true);
+  }
+
+  /**
+   * `POST /v1/admin/populations/:name/audit-shadows` (admin token): creates the never-served shadow
+   * `<name>-audit-<id>` with its own budget, for an empirical privacy audit.
+   */
+  createAuditShadow(model: string, request: AuditShadowRequest): Promise<AuditShadow> {
+    return this.json("POST", `/v1/admin/populations/${encodeURIComponent(model)}/audit-shadows`, request, true);
   }
 
   /** `PUT /v1/admin/device-quotas/:key_id` (admin token): how many active devices an API key may register. */

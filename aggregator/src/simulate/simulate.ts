@@ -26,6 +26,7 @@ import { loadMnist, type Dataset } from "../data/mnist.ts";
 import { shardNonIid } from "../data/shard.ts";
 import { taskPrivacyFields } from "../edge/round-task.ts";
 import { BufferPool, SyntheticClients, poissonSample, streamClientUpdates } from "./clients.ts";
+import type { CanarySet } from "../audit/canaries.ts";
 
 /** Options of {@link runSimulation}. */
 export interface SimulateOptions {
@@ -81,6 +82,13 @@ export interface SimulateOptions {
   onRound?: (report: SimRoundReport, model: MlpParams) => void;
   /** Warnings sink. @default console.warn */
   log?: (message: string) => void;
+  /**
+   * Canary clients of a privacy audit (`audit/`), added to the population as clients `clients … clients + k − 1`:
+   * each is sampled by the same Poisson coin and reports its direction scaled to the round's clip norm through the
+   * same device pipeline (`privatizeUpdate`). In mode `none` (no clip norm) they scale to `clipping.clipNorm`.
+   * @default none
+   */
+  canaries?: CanarySet;
 }
 
 export interface SimRoundReport {
@@ -197,6 +205,9 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
     ...(o.store ? { store: o.store } : {}),
   });
   const length = engine.updateLength;
+  if (o.canaries && o.canaries.length !== length)
+    throw new RangeError(`canaries have ${o.canaries.length} values, the model ${length}`);
+  const population = o.clients + (o.canaries?.count ?? 0);
   if (o.mode === "synthetic") synthetic = new SyntheticClients({ length, seed });
   const pool = new BufferPool(length);
   const scope = config.trainable;
@@ -242,6 +253,10 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         return r;
       };
       const device = (c: number, out: Float32Array): PrivatizeResult => {
+        if (c >= o.clients) {
+          o.canaries!.update(c - o.clients, task.clip_norm ?? config.clipping.clipNorm, out);
+          return privatizeUpdate(out, task, random);
+        }
         if (synthetic) {
           synthetic.update(c, round, out);
           return privatizeUpdate(out, task, random);
@@ -258,7 +273,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         out.set(u.values);
         return u;
       };
-      const updates = streamClientUpdates(poissonSample(o.clients, config.samplingRate, random), pool, produce, () => {
+      const updates = streamClientUpdates(poissonSample(population, config.samplingRate, random), pool, produce, () => {
         // sample the RSS inside the round too (every 64 updates), not only between rounds
         if ((sampled++ & 63) === 0) peakRss = Math.max(peakRss, process.memoryUsage().rss);
       });
