@@ -8,7 +8,7 @@
 import type { CheckinResponse, DevicePrivacyRecord, ModelManifest, UpdateReceipt } from "@fedge/protocol";
 import { EDGE_KEY_PATH, devicePrivacySigningBytes, type SignedCheckinReceipt } from "@fedge/protocol/receipt";
 import * as errors from "./core/errors.ts";
-import { FedgeAPIError, FedgeClientError, InvalidInputError } from "./core/errors.ts";
+import { FedgeClientError, InvalidInputError } from "./core/errors.ts";
 import {
   createIdentity,
   loadIdentity,
