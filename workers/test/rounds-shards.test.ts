@@ -16,6 +16,7 @@ import {
   type UpdateReceipt,
 } from "@fedge/protocol";
 import { shardOf } from "../src/training/shard-of.ts";
+import type { Bindings } from "../src/env.ts";
 import {
   ADMIN,
   adminGet,
@@ -33,6 +34,9 @@ import {
   uploadOk,
   type TestDevice,
 } from "./rounds-helpers.ts";
+
+/** The worker's bindings with its secrets (the edge key the shard assignment is derived from). */
+const edgeEnv = env as Bindings;
 
 function putSharding(model: string, body: unknown, headers: Record<string, string> = ADMIN): Promise<Response> {
   return call(`/v1/admin/populations/${model}/sharding`, {
@@ -100,8 +104,8 @@ function readPrivacy(device: TestDevice): Promise<Response> {
 describe("shard assignment", () => {
   it("is a keyed hash: stable, spread over 0…S−1, and not the device id's own hash", async () => {
     const ids = Array.from({ length: 400 }, (_, i) => `dev_assign${String(i).padStart(6, "0")}`);
-    const shards = await Promise.all(ids.map((id) => shardOf(env, id, 4)));
-    expect(await Promise.all(ids.map((id) => shardOf(env, id, 4)))).toEqual(shards);
+    const shards = await Promise.all(ids.map((id) => shardOf(edgeEnv, id, 4)));
+    expect(await Promise.all(ids.map((id) => shardOf(edgeEnv, id, 4)))).toEqual(shards);
     const counts = [0, 1, 2, 3].map((s) => shards.filter((x) => x === s).length);
     // Binomial(400, 1/4) per shard: mean 100, σ ≈ 8.66; 5σ bounds fail with probability < 4 · 6e-7.
     for (const c of counts) expect(Math.abs(c - 100)).toBeLessThan(5 * Math.sqrt(400 * 0.25 * 0.75));
@@ -126,7 +130,7 @@ describe("sharded rounds", () => {
     for (let i = 0; i < n; i++) devices.push(await registerDevice(key));
     const answers: CheckinResponse[] = [];
     for (const d of devices) answers.push(await checkin(d, model));
-    const where = await Promise.all(devices.map((d) => shardOf(env, d.id, 4)));
+    const where = await Promise.all(devices.map((d) => shardOf(edgeEnv, d.id, 4)));
 
     // Each device's coin is recorded on its own shard only, never on the population's object.
     for (let s = 0; s < 4; s++) {
@@ -182,7 +186,7 @@ describe("sharded rounds", () => {
     const r2 = await openRound(model);
     expect(r2.shards).toBe(4);
     const task2 = await taskFor(d, model);
-    const home = await shardOf(env, d.id, 4);
+    const home = await shardOf(edgeEnv, d.id, 4);
     expect(await rowsIn(shardObject(model, home), "SELECT device_id FROM checkins")).toEqual([{ device_id: d.id }]);
     const receipt2 = await uploadOk(r2.round_id, makeUpdate(task2, d));
     expect(receipt2).toMatchObject({ round_id: r2.round_id, device_id: d.id, duplicate: false });
@@ -332,6 +336,21 @@ describe("sharded rounds", () => {
     expect(await errorCode(noShard)).toBe("validation_failed");
   });
 
+  it("is documented in the OpenAPI document", async () => {
+    const doc = await (
+      await call("/openapi.json")
+    ).json<{
+      paths: Record<string, Record<string, { parameters?: { name: string }[] }>>;
+      components: { schemas: Record<string, { properties?: Record<string, unknown> }> };
+    }>();
+    expect(Object.keys(doc.paths["/v1/admin/populations/{name}/sharding"]!).sort()).toEqual(["get", "put"]);
+    expect(JSON.stringify(doc.paths["/v1/admin/populations/{name}/sharding"]!.put)).toContain("expected_devices");
+    for (const path of ["/v1/admin/rounds/{id}/updates", "/v1/admin/rounds/{id}/update-stream"]) {
+      expect(doc.paths[path]!.get!.parameters!.map((p) => p.name)).toContain("shard");
+    }
+    expect(Object.keys(doc.components.schemas.RoundStatus!.properties!)).toContain("shards");
+  });
+
   it("splits max_reports between the shards in privacy mode none, and closes the round when all are full", async () => {
     const model = uniqueModel("cap");
     await shardTo(model, 2);
@@ -340,7 +359,7 @@ describe("sharded rounds", () => {
     const byShard: [TestDevice[], TestDevice[]] = [[], []];
     while (byShard[0].length < 3 || byShard[1].length < 3) {
       const d = await registerDevice(key);
-      byShard[await shardOf(env, d.id, 2)].push(d);
+      byShard[await shardOf(edgeEnv, d.id, 2)]!.push(d);
     }
     for (const shard of byShard) {
       const tasks = [];
