@@ -16,6 +16,14 @@ import {
   type UpdateReceipt,
 } from "@fedge/protocol";
 import { shardOf } from "../src/training/shard-of.ts";
+import {
+  SHARD_CURSOR_SPAN,
+  shardCursor,
+  shardParams,
+  shardingChangeVerdict,
+  splitCursor,
+} from "../src/durable-objects/round-coordinator/shards.ts";
+import type { RoundRow } from "../src/durable-objects/round-coordinator/rounds.ts";
 import type { Bindings } from "../src/env.ts";
 import {
   ADMIN,
@@ -114,6 +122,46 @@ describe("shard assignment", () => {
     const moved = (await Promise.all(ids.map((id) => shardOf(other, id, 4)))).filter((s, i) => s !== shards[i]);
     expect(moved.length).toBeGreaterThan(200);
     expect(await shardOf({}, "dev_any", 1)).toBe(0);
+  });
+});
+
+describe("shard rules (pure)", () => {
+  it("splits a round's count caps between the shards, in privacy mode none only", () => {
+    const none = {
+      model_version: 1,
+      learning_rate: 0.1,
+      local_epochs: 1,
+      batch_size: 16,
+      privacy_mode: "none",
+      trainable: "all",
+      update_length: 8,
+      update_dtype: "float32",
+      sampling_rate: 1,
+      min_reports: 5,
+      max_reports: 10,
+    } as const;
+    expect(shardParams(none, 1)).toBe(none);
+    expect(shardParams(none, 4)).toMatchObject({ max_reports: 3, min_reports: 3, max_selected_per_key: 250 });
+    const central = { ...none, privacy_mode: "central", max_reports: undefined, min_reports: 1 } as const;
+    const split = shardParams(central, 4);
+    expect(split.max_reports).toBeUndefined();
+    expect(split.max_selected_per_key).toBeUndefined();
+  });
+
+  it("walks the cursor shard by shard", () => {
+    expect(splitCursor(shardCursor(3, 17))).toEqual({ shard: 3, after: 17 });
+    expect(splitCursor(0)).toEqual({ shard: 0, after: 0 });
+    expect(shardCursor(1, 0)).toBe(SHARD_CURSOR_SPAN);
+  });
+
+  it("lets S grow between rounds only", () => {
+    const row = (state: RoundRow["state"]) => ({ state, round_id: "m_1", shard_count: 2 }) as RoundRow;
+    expect(shardingChangeVerdict(null, 1, 4).ok).toBe(true);
+    expect(shardingChangeVerdict(row("closed"), 2, 4).ok).toBe(true);
+    expect(shardingChangeVerdict(row("collecting"), 2, 2).ok).toBe(true);
+    expect(shardingChangeVerdict(row("collecting"), 2, 4)).toMatchObject({ ok: false, status: 409 });
+    expect(shardingChangeVerdict(row("open"), 2, 4)).toMatchObject({ ok: false, status: 409 });
+    expect(shardingChangeVerdict(null, 4, 2)).toMatchObject({ ok: false, status: 409, code: "conflict" });
   });
 });
 
@@ -326,6 +374,9 @@ describe("sharded rounds", () => {
     const grow = await putSharding(model, { shards: 6 });
     expect(grow.status).toBe(409);
     expect(await errorCode(grow)).toBe("conflict");
+    const shrinkMidRound = await putSharding(model, { shards: 1 });
+    expect(shrinkMidRound.status).toBe(409);
+    expect(await errorCode(shrinkMidRound)).toBe("conflict");
     expect(await (await adminGet(`/v1/admin/populations/${model}/sharding`)).json()).toEqual(before);
     expect((await statusOf(round.round_id)).shards).toBe(3);
 
