@@ -3,7 +3,7 @@
  * them by the edge's keyed hash, the round's open and close fanned out, the ledger charged once, S growing between
  * rounds without losing a device's history. Real HTTP through the worker, real Durable Objects in workerd.
  */
-import { env, runInDurableObject } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import nacl from "tweetnacl";
 import {
@@ -25,6 +25,7 @@ import {
 } from "../src/durable-objects/round-coordinator/shards.ts";
 import type { RoundRow } from "../src/durable-objects/round-coordinator/rounds.ts";
 import type { Bindings } from "../src/env.ts";
+import { migrate } from "../src/durable-objects/round-coordinator/migrations.ts";
 import {
   ADMIN,
   adminGet,
@@ -324,6 +325,35 @@ describe("sharded rounds", () => {
     const stream = await adminGet(`/v1/admin/rounds/${round.round_id}/update-stream?limit=1000`);
     expect(stream.headers.get("x-fedge-update-count")).toBe(String(receipts.length));
     await stream.arrayBuffer();
+  });
+
+  it("tells a shard that missed the round's opening again from the alarm", async () => {
+    const model = uniqueModel("retry");
+    await shardTo(model, 2);
+    const { key } = await createApiKey();
+    let d: TestDevice;
+    do d = await registerDevice(key);
+    while ((await shardOf(edgeEnv, d.id, 2)) !== 1);
+    // Shard 1 cannot take the opening: a row in its way makes its transaction fail (and roll back).
+    await runInDurableObject(shardObject(model, 1), (_i, state) => {
+      migrate(state.storage.sql);
+      state.storage.sql.exec(
+        "INSERT INTO rounds (seq, round_id, model, state, params, opened_at, deadline) VALUES (1, 'in-the-way_1', 'x', 'closed', '{}', 0, 0)",
+      );
+    });
+    const round = await openRound(model);
+    const opened = () =>
+      rowsIn<{ at: number | null }>(env.ROUNDS.getByName(model), "SELECT shards_opened_at AS at FROM rounds");
+    expect(await opened()).toEqual([{ at: null }]);
+    expect(await rowsIn(shardObject(model, 0), "SELECT round_id FROM rounds")).toEqual([{ round_id: round.round_id }]);
+
+    // Once the obstacle is gone, the population's alarm tells shard 1 again, and its devices take part.
+    await runInDurableObject(shardObject(model, 1), (_i, state) => state.storage.sql.exec("DELETE FROM rounds"));
+    expect(await runDurableObjectAlarm(env.ROUNDS.getByName(model))).toBe(true);
+    expect(await opened()).toEqual([{ at: expect.any(Number) }]);
+    expect(await rowsIn(shardObject(model, 1), "SELECT round_id FROM rounds")).toEqual([{ round_id: round.round_id }]);
+    const task = await taskFor(d, model);
+    expect(await uploadOk(round.round_id, makeUpdate(task, d))).toMatchObject({ device_id: d.id });
   });
 
   it("stops every shard when an admin closes the round", async () => {
