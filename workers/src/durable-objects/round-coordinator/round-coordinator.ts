@@ -238,11 +238,6 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     return { ok: true, status: toStatus(this.rounds.get(opened.round_id)!) };
   }
 
-  /** The tenant that owns this population; null while it has none (no round was ever opened). */
-  async owner(): Promise<string | null> {
-    return this.hasTables ? this.ownerOrNull() : null;
-  }
-
   /**
    * What the edge needs to route a device: the owner, and the S of the newest round (where its devices check in).
    * An isolate remembers it; a check-in routed with an S that is out of date is told the new one (`Misrouted`).
