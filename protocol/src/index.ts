@@ -20,6 +20,7 @@ export * from "./rounds/privacy.ts";
 export * from "./rounds/checkin.ts";
 export * from "./rounds/receipt.ts";
 export * from "./rounds/audit-shadow.ts";
+export * from "./rounds/sharding.ts";
 export * from "./update-codec/update-codec.ts";
 export * from "./update-codec/errors.ts";
 export * from "./update-codec/signature.ts";

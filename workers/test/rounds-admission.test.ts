@@ -57,6 +57,10 @@ function round(state: RoundState, over: Partial<RoundRow> = {}, p: Partial<Round
     sealed_at: null,
     payloads_purged_at: null,
     payloads_deleted_at: null,
+    shard_count: 1,
+    shard_index: null,
+    shards_opened_at: null,
+    shards_settled_at: null,
     ...over,
   };
 }

@@ -101,8 +101,9 @@ export async function* verifiedUpdates(
   refused: { deviceId: string; reason: string }[],
   options: { pageSize?: number; onFrame?: () => void } = {},
 ): AsyncGenerator<ClientUpdate> {
-  const wantsClipBit = (await admin.roundStatus(roundId)).params.report_clip_bit === true;
-  for await (const frame of admin.streamUpdates(roundId, options.pageSize ?? 100)) {
+  const status = await admin.roundStatus(roundId);
+  const wantsClipBit = status.params.report_clip_bit === true;
+  for await (const frame of admin.streamUpdates(roundId, options.pageSize ?? 100, status.shards ?? 1)) {
     options.onFrame?.();
     let decoded;
     try {

@@ -12,6 +12,7 @@ import { Base64Url, IsoDateTime, ModelName, ModelVersion, Sha256Hex } from "../c
 import { DeviceId } from "../devices.ts";
 import { TenantId } from "../keys.ts";
 import { RoundMechanism, isDpMode } from "./privacy.ts";
+import { ShardCount } from "./sharding.ts";
 import { PopulationPrivacy, PrivacyMode, RoundTask, TrainableScope } from "./task.ts";
 
 /** Longest model name that can own training rounds (so `<model>_<seq>` stays within 64 characters). */
@@ -193,6 +194,11 @@ export const RoundStatus = z
     selected: z.number().int().nonnegative(),
     /** Accepted updates (one per device at most). */
     accepted: z.number().int().nonnegative(),
+    /**
+     * Coordinator shards the round ran on (fixed when it opens). With more than one, its updates can also be listed
+     * one shard at a time (`?shard=`), and its counters are summed from the shards.
+     */
+    shards: ShardCount.optional(),
   })
   .meta({ id: "RoundStatus" });
 export type RoundStatus = z.infer<typeof RoundStatus>;
@@ -203,7 +209,10 @@ export type RoundList = z.infer<typeof RoundList>;
 /** One accepted update as the aggregator lists it; fetch its signed bytes from `.../updates/:device_id`. */
 export const AcceptedUpdate = z
   .object({
-    /** Acceptance order within the round, from 1. */
+    /**
+     * Acceptance order within the round, from 1. In a sharded round the order is per shard, and `seq` is
+     * shard × 2³² + that order: unique in the round, and the page cursor.
+     */
     seq: z.number().int().positive(),
     device_id: DeviceId,
     /** The device's Ed25519 public key (base64url) at acceptance, to re-verify the signature. */

@@ -7,6 +7,10 @@
  * `POST /v1/admin/populations/:name/audit-shadows` (admin token only, since it sets a budget): creates the audit
  * shadow `<name>-audit-<id>` of a population (`@fedge/protocol` `rounds/audit-shadow.ts`): a copy of its serving
  * model that the registry never serves, with its own budget and ledger, for `fedge audit`'s canaries.
+ *
+ * `PUT /v1/admin/populations/:name/sharding` (admin token only): the number of coordinator shards S the population's
+ * next round opens with, given directly or derived from the expected check-ins a round (`defaultShardCount`). S only
+ * grows, and only between rounds (409 otherwise; nothing changes). `GET` reads it.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
@@ -16,7 +20,10 @@ import {
   FedgeError,
   ModelName,
   PopulationPrivacyStatus,
+  PopulationSharding,
+  PopulationShardingRequest,
   PrivacyBudgetRequest,
+  defaultShardCount,
 } from "@fedge/protocol";
 import { adminAuth } from "../middleware/auth/index.ts";
 import {
@@ -84,6 +91,47 @@ const postShadow = createRoute({
 const router = createRouter();
 router.use("/v1/admin/populations/*", adminAuth(), requireAdminToken);
 
+const putSharding = createRoute({
+  method: "put",
+  path: "/v1/admin/populations/{name}/sharding",
+  tags: ["training-admin"],
+  summary: "Set how many coordinator shards a population's rounds run on (admin token only)",
+  description:
+    "Give `shards` (1–64) or `expected_devices` (check-ins a round; S = ⌈N / 50,000⌉, at most 64). Applies from the " +
+    "next round. S only grows, and only while no round is collecting: a device's earlier rounds are found on the " +
+    "shard it had under each round's S. Without a setting a population runs on one coordinator.",
+  security: [{ adminToken: [] }],
+  middleware: [readBody({ types: ["application/json"] })] as const,
+  request: {
+    params: z.object({ name: ModelName }),
+    body: { required: true, content: { "application/json": { schema: PopulationShardingRequest } } },
+  },
+  responses: {
+    200: jsonResponse(PopulationSharding, "The population's shard count for its next round"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      400: "Neither or both of shards and expected_devices, or S out of 1–64",
+      403: "Not the admin token",
+      409: "Fewer shards than the population has, or a round is collecting",
+    }),
+  },
+});
+
+const getSharding = createRoute({
+  method: "get",
+  path: "/v1/admin/populations/{name}/sharding",
+  tags: ["training-admin"],
+  summary: "How many coordinator shards a population's next round runs on (admin token only)",
+  security: [{ adminToken: [] }],
+  request: { params: z.object({ name: ModelName }) },
+  responses: {
+    200: jsonResponse(PopulationSharding, "The population's shard count"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, { 403: "Not the admin token" }),
+  },
+});
+
+const router = createRouter();
+router.use("/v1/admin/populations/*", adminAuth(), requireAdminToken);
+
 export const adminPopulations = router
   .openapi(putBudget, async (c) => {
     const { name } = c.req.valid("param");
@@ -113,4 +161,22 @@ export const adminPopulations = router
       privacy: set.status,
     };
     return c.json(body, 201);
+  })
+  .openapi(putSharding, async (c) => {
+    const { name } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const shards = body.shards ?? defaultShardCount(body.expected_devices!);
+    const set = unwrap(
+      await roundsStub(c.env, name).setSharding({
+        model: name,
+        shards,
+        expectedDevices: body.expected_devices ?? null,
+        now: Date.now(),
+      }),
+    );
+    return c.json(set.sharding, 200);
+  })
+  .openapi(getSharding, async (c) => {
+    const { name } = c.req.valid("param");
+    return c.json(await roundsStub(c.env, name).getSharding(name), 200);
   });

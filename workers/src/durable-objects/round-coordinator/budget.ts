@@ -208,7 +208,7 @@ export function checkinReceiptOf(
   model: string,
   deviceId: string,
   charge: ChargeRow,
-  budget: BudgetRow,
+  budget: Pick<BudgetRow, "delta">,
   checkedInAt: number,
 ): CheckinReceiptBody {
   return {
