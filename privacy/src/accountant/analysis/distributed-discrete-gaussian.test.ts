@@ -84,7 +84,8 @@ describe("the distributed discrete Gaussian's RDP (KLS21 Thm. 1 + Prop. 14)", ()
     const p = { dimension: 4096, clients: 100, localVariance: 1e4, sensitivityBound: 1e6 };
     const z2 = (100 * 1e4) / 1e6;
     for (const a of [2, 7, 64]) expect(distributedRdp(p, a)).toBeCloseTo(a / (2 * z2), 12);
-    expect(distributedRdp(p, 6.5)).toBe(distributedRdp(p, 7)); // fractional orders: the next integer's value
+    expect(distributedRdp(p, 6.5)).toBeCloseTo(6.5 / (2 * z2), 12); // Prop. 14 holds at real orders too
+    expect(distributedSubsampledRdp(0.1, p, [6.5])[0]).toBe(distributedSubsampledRdp(0.1, p, [7])[0]); // q < 1: ⌈α⌉
     expect(distributedL1Bound(4096, 1e6)).toBe(64_000);
     expect(distributedL1Bound(4096, 9)).toBe(9);
   });

@@ -19,8 +19,9 @@
  *                              + 3 Σ_{ℓ=3}^{α} C(α,ℓ) (1−q)^{α−ℓ} q^ℓ e^{(ℓ−1)ε(ℓ)} },
  *   taken together with ε(α) itself (the smaller holds). The discrete noise is not a Gaussian, so Mironov et al.'s
  *   sampled-Gaussian formula (`rdp.ts`) does not apply to it.
- * - Fractional orders: D_α is non-decreasing in α (van Erven & Harremoës 2014, "Rényi Divergence and Kullback-Leibler
- *   Divergence", IEEE Trans. Inf. Theory 60(7), Thm. 3), so ε(α) ≤ ε(⌈α⌉) is used there.
+ * - Fractional orders: Thm. 1 and Prop. 14 hold for every real α ≥ 1, so the unsampled ε(α) is evaluated as is. Zhu &
+ *   Wang's bound needs integer orders; D_α is non-decreasing in α (van Erven & Harremoës 2014, "Rényi Divergence and
+ *   Kullback-Leibler Divergence", IEEE Trans. Inf. Theory 60(7), Thm. 3), so the subsampled ε_q(α) ≤ ε_q(⌈α⌉).
  */
 
 /** The parameters of one distributed-discrete-Gaussian release, all in integer (grid) units. */
@@ -63,12 +64,12 @@ export function distributedL1Bound(dimension: number, sensitivityBound: number):
   return Math.min(Math.sqrt(dimension * sensitivityBound), sensitivityBound);
 }
 
-/** The unsampled RDP ε(α) of one release (KLS21 Prop. 14 with Thm. 1's τ), for a real α > 1 (⌈α⌉ if fractional). */
+/** The unsampled RDP ε(α) of one release (KLS21 Prop. 14 with Thm. 1's τ), for a real α > 1. */
 export function distributedRdp(p: DistributedNoiseShares, order: number): number {
   checkShares(p);
   if (!(order > 1)) throw new RangeError(`RDP order must be > 1, got ${order}`);
   if (order === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
-  const alpha = Math.ceil(order);
+  const alpha = order;
   const sigma2 = p.clients * p.localVariance;
   const sigma = Math.sqrt(sigma2);
   const tau = distributedTau(p.clients, p.localVariance);
@@ -90,7 +91,7 @@ function logBinomials(alpha: number): Float64Array {
 
 /**
  * RDP at each order of ONE Poisson-subsampled release with rate q (Zhu & Wang 2019's general bound, see the module
- * header), never above the unsampled ε(α). Orders are real > 1 and are evaluated at ⌈α⌉.
+ * header), never above the unsampled ε(α). Orders are real > 1; with q < 1 the bound is evaluated at ⌈α⌉.
  */
 export function distributedSubsampledRdp(
   q: number,
@@ -109,28 +110,31 @@ export function distributedSubsampledRdp(
   const logQ = Math.log(q);
   const log1mQ = Math.log1p(-q);
   for (let k = 0; k < orders.length; k++) {
-    const alpha = Math.ceil(orders[k]!);
+    const order = orders[k]!;
+    const unsampled = distributedRdp(p, order);
+    if (q === 1) {
+      out[k] = unsampled;
+      continue;
+    }
+    const alpha = Math.ceil(order);
     let value = cache.get(alpha);
     if (value === undefined) {
-      value = eps[alpha]!;
-      if (q < 1) {
-        const lb = logBinomials(alpha);
-        const terms: number[] = [
-          (alpha - 1) * log1mQ + Math.log(alpha * q - q + 1),
-          lb[2]! + 2 * logQ + (alpha - 2) * log1mQ + eps[2]!,
-        ];
-        for (let l = 3; l <= alpha; l++) {
-          terms.push(Math.log(3) + lb[l]! + (alpha - l) * log1mQ + l * logQ + (l - 1) * eps[l]!);
-        }
-        let max = Number.NEGATIVE_INFINITY;
-        for (const t of terms) if (t > max) max = t;
-        let sum = 0;
-        for (const t of terms) sum += Math.exp(t - max);
-        value = Math.min(value, (max + Math.log(sum)) / (alpha - 1));
+      const lb = logBinomials(alpha);
+      const terms: number[] = [
+        (alpha - 1) * log1mQ + Math.log(alpha * q - q + 1),
+        lb[2]! + 2 * logQ + (alpha - 2) * log1mQ + eps[2]!,
+      ];
+      for (let l = 3; l <= alpha; l++) {
+        terms.push(Math.log(3) + lb[l]! + (alpha - l) * log1mQ + l * logQ + (l - 1) * eps[l]!);
       }
+      let max = Number.NEGATIVE_INFINITY;
+      for (const t of terms) if (t > max) max = t;
+      let sum = 0;
+      for (const t of terms) sum += Math.exp(t - max);
+      value = Math.min(eps[alpha]!, (max + Math.log(sum)) / (alpha - 1));
       cache.set(alpha, value);
     }
-    out[k] = value;
+    out[k] = Math.min(value, unsampled);
   }
   return out;
 }
