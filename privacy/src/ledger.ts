@@ -120,6 +120,24 @@ export interface PrivacyLedgerOptions<M extends AccountantMechanism = Accountant
   accountantOptions?: AccountantOptionsByMechanism[M];
 }
 
+/**
+ * The accountant's {@link DistributedNoiseShares} from the wire's snake_case form (the edge's `DistributedNoise` and
+ * receipts' `distributed_noise`): `noise_shares` is the share count the charge counts.
+ */
+export function distributedSharesOf(wire: {
+  dimension: number;
+  noise_shares: number;
+  share_variance: number;
+  sensitivity_bound: number;
+}): DistributedNoiseShares {
+  return {
+    dimension: wire.dimension,
+    clients: wire.noise_shares,
+    localVariance: wire.share_variance,
+    sensitivityBound: wire.sensitivity_bound,
+  };
+}
+
 /** A deep copy of a round (its noise shares included). */
 function copyRound(r: LedgerRound): LedgerRound {
   return { ...r, ...(r.distributed ? { distributed: { ...r.distributed } } : {}) };

@@ -13,7 +13,7 @@
  *   ({@link pinSavedMechanism}).
  */
 import type { PopulationPrivacyStatus, RoundMechanism } from "@fedge/protocol";
-import { PrivacyLedger } from "@fedge/privacy";
+import { PrivacyLedger, distributedSharesOf } from "@fedge/privacy";
 import { parsePopulationConfig, type PopulationConfig } from "../config.ts";
 import type { RoundEngine } from "../round.ts";
 
@@ -121,8 +121,10 @@ export function assertEdgeBudgetAdmits(
       roundId: r.round_id,
       sampleRate: r.sampling_rate,
       noiseMultiplier: r.noise_multiplier,
-      mode: r.privacy_mode as RoundCharge["privacy_mode"],
+      mode: r.privacy_mode as "central" | "local" | "distributed",
       openedAt: r.charged_at,
+      // a distributed round on the edge is charged its discrete noise (KLS21): replay it with its shares
+      ...(r.distributed ? { distributed: distributedSharesOf(r.distributed) } : {}),
     });
   }
   // Throws PrivacyBudgetExceededError (code budget_exceeded), naming the edge's budget and the projected ε.

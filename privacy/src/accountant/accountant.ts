@@ -23,7 +23,7 @@ export interface StepParams {
    * A distributed-mode step: the RDP is KLS21's bound for the sum of these discrete Gaussian shares
    * (`analysis/distributed-discrete-gaussian.ts`), subsampled by Zhu & Wang's general bound. RDP accountant only.
    */
-  distributed?: DistributedNoiseShares;
+  distributed?: DistributedNoiseShares | undefined;
 }
 
 /** A run of identical consecutive steps (opacus keeps `(sigma, q, steps)` tuples; so do we). */

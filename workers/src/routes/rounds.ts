@@ -40,6 +40,7 @@ import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../du
 import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
 import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
 import {
+  assertPlainUploadsAllowed,
   checkUpdateAgainstTask,
   maxEncodedUpdateBytes,
   signedReceipt,
@@ -212,6 +213,7 @@ export const rounds = createRouter()
     const parsed = parseRoundId(roundId)!;
     const coordinator = roundsStub(c.env, parsed.model);
     const limits = await roundLimits(coordinator, roundId);
+    assertPlainUploadsAllowed(roundId, limits);
     const cap = maxEncodedUpdateBytes(limits.update_length, limits.update_dtype);
     const bytes = await readCapped(c.req.raw, cap);
 
