@@ -27,3 +27,4 @@ export * from "./distributed/modular.ts";
 export * from "./distributed/plan.ts";
 export * from "./distributed/encode.ts";
 export * from "./distributed/decode.ts";
+export * from "./distributed/noise-multiplier.ts";

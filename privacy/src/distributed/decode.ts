@@ -12,7 +12,11 @@ import { rotationSigns, unrotate } from "./rotation.ts";
 /** Decodes the modular sum of a round's encodings into the noised sum of clipped updates (float32, length d). */
 export function decodeDistributedSum(
   sum: Uint32Array,
-  o: { plan: DistributedPlan; rotationSeed: Uint8Array; signs?: Int8Array },
+  o: {
+    plan: Pick<DistributedPlan, "bits" | "length" | "paddedLength" | "scale">;
+    rotationSeed: Uint8Array;
+    signs?: Int8Array;
+  },
 ): Float32Array {
   const { plan } = o;
   if (!(sum instanceof Uint32Array) || sum.length !== plan.paddedLength) {

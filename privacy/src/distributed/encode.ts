@@ -14,9 +14,15 @@ import { reduceModulo } from "./modular.ts";
 import { rotate, rotationSigns } from "./rotation.ts";
 import { conditionalRound } from "./rounding.ts";
 
+/** What a device needs of a round's {@link DistributedPlan} (the fields a round task carries). */
+export type DeviceDistributedPlan = Pick<
+  DistributedPlan,
+  "bits" | "length" | "paddedLength" | "clipNorm" | "scale" | "sensitivityBound" | "localVariance"
+>;
+
 /** Options of {@link encodeDistributedUpdate}. */
 export interface DistributedEncodeOptions {
-  plan: DistributedPlan;
+  plan: DeviceDistributedPlan;
   /** The round's public 32-byte rotation seed (from the round task). */
   rotationSeed: Uint8Array;
   /**
