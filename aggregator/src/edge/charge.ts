@@ -59,7 +59,13 @@ export class EdgeBudgetRefusedError extends Error {
 /** The charge of this engine's next round (`null` for a population without DP). */
 export function chargeOf(engine: RoundEngine): RoundCharge | null {
   const mode = engine.strategy.privacyMode;
-  const charge = engine.strategy.privacyCharge();
+  if (mode === "distributed") {
+    // The edge takes a distributed round's inputs only through secure aggregation, which this runner does not speak.
+    throw new RangeError(
+      "privacy mode distributed runs in `fedge simulate`; rounds through the edge need secure aggregation, which this aggregator does not run yet",
+    );
+  }
+  const charge = engine.strategy.privacyCharge({ round: 0, clip: engine.checkpoint.clip, length: engine.updateLength });
   if (mode === "none" || !charge) return null;
   const adaptive = engine.checkpoint.clip.adaptive;
   return {
