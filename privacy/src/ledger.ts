@@ -20,7 +20,8 @@
  *   (Kairouz, Liu, Steinke 2021, arXiv 2102.06387). The round carries its {@link DistributedNoiseShares} (dimension,
  *   the noise shares the sum is guaranteed to hold, each share's variance, the rounded sensitivity bound) and is
  *   charged KLS21's RDP bound for that sum (Thm. 1's τ, Prop. 14), Poisson-subsampled with rate q by Zhu & Wang's
- *   general bound (`accountant/analysis/distributed-discrete-gaussian.ts`), under add/remove-one-device adjacency.
+ *   general bound (`accountant/analysis/distributed-discrete-gaussian.ts`); neighbouring rounds differ in one reporting
+ *   device's vector with the counted shares present in both, as KLS21 §5 account it (docs/PRIVACY.md, "open point").
  *   Only the RDP accountant has this analysis; a PLD ledger refuses such rounds.
  * All rounds compose into one device-level (ε, δ), whatever the mix of modes.
  *
