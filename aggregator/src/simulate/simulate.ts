@@ -16,7 +16,16 @@ import { join } from "node:path";
 import type { Backend } from "@fedge/gpu-node";
 import { cryptoRandomBytes, PrivacyBudgetExceededError, type RandomBytes } from "@fedge/privacy";
 import { flattenTrainable, type MlpParams } from "@fedge/ml";
-import { initMlp, privatizeUpdate, trainDeviceUpdate, xoshiroRandomBytes, type PrivatizeResult } from "@fedge/ml";
+import {
+  encodeDistributedDeviceUpdate,
+  initMlp,
+  privatizeUpdate,
+  trainDeviceDelta,
+  trainDeviceUpdate,
+  xoshiroRandomBytes,
+  type DistributedDeviceTask,
+  type PrivatizeResult,
+} from "@fedge/ml";
 import type { PopulationConfig } from "../config.ts";
 import type { CheckpointStore } from "../checkpoint.ts";
 import { RoundEngine } from "../round.ts";
@@ -247,10 +256,32 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
       };
       let sampled = 0;
       let deviceClipped = 0;
-      const produce = (c: number, out: Float32Array): PrivatizeResult => {
-        const r = device(c, out);
+      const produce = (c: number, out: Float32Array): { clipFactor: number; encoded?: Uint32Array } => {
+        const r = task.privacy_mode === "distributed" ? distributedDevice(c, out) : device(c, out);
         if (r.clipFactor < 1) deviceClipped++;
         return r;
+      };
+      const trainRandomOf = (c: number) =>
+        xoshiroRandomBytes((seed ^ Math.imul(c + 1, 0x9e3779b1) ^ Math.imul(round, 0x85ebca6b)) >>> 0);
+      // Distributed mode: the device trains (or generates) Δ, encodes it for secure aggregation and sends only that;
+      // its Δ is wiped from the shared buffer so nothing but the encoding reaches the server's side.
+      const distributedDevice = (c: number, out: Float32Array): { clipFactor: number; encoded: Uint32Array } => {
+        if (synthetic) synthetic.update(c, round, out);
+        else {
+          const shard = shards[c]!;
+          const d = trainDeviceDelta({
+            params: global,
+            task,
+            data: shard.x,
+            labels: shard.y,
+            random,
+            trainRandom: trainRandomOf(c),
+          });
+          out.set(d.values);
+        }
+        const e = encodeDistributedDeviceUpdate(out, task as DistributedDeviceTask, random);
+        out.fill(0);
+        return { clipFactor: e.clipFactor, encoded: e.encoded };
       };
       const device = (c: number, out: Float32Array): PrivatizeResult => {
         if (c >= o.clients) {
@@ -268,7 +299,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
           data: shard.x,
           labels: shard.y,
           random,
-          trainRandom: xoshiroRandomBytes((seed ^ Math.imul(c + 1, 0x9e3779b1) ^ Math.imul(round, 0x85ebca6b)) >>> 0),
+          trainRandom: trainRandomOf(c),
         });
         out.set(u.values);
         return u;

@@ -13,7 +13,7 @@ import { DeviceId } from "../devices.ts";
 import { TenantId } from "../keys.ts";
 import { RoundMechanism, isDpMode } from "./privacy.ts";
 import { ShardCount } from "./sharding.ts";
-import { PopulationPrivacy, PrivacyMode, RoundTask, TrainableScope } from "./task.ts";
+import { PopulationPrivacy, PrivacyMode, RotationSeed, RoundTask, TrainableScope } from "./task.ts";
 
 /** Longest model name that can own training rounds (so `<model>_<seq>` stays within 64 characters). */
 export const TRAINING_MODEL_NAME_MAX = 48;
@@ -89,6 +89,11 @@ export const RoundParams = z.object({
   /** The mechanism the round is charged to the population's privacy budget for (every mode but `none`). */
   mechanism: RoundMechanism.optional(),
   /**
+   * Distributed mode only (and required there): the round's public rotation seed, base64url of 32 random bytes the
+   * aggregator draws; every device derives the same randomized Hadamard transform from it and the aggregator inverts it.
+   */
+  rotation_seed: RotationSeed.optional(),
+  /**
    * Most devices of one API key the coin may select in this round; a device of a key at its cap is not selected (so
    * one key cannot fill a round). @default DEFAULT_MAX_SELECTED_PER_KEY
    */
@@ -145,6 +150,29 @@ export const OpenRoundRequest = RoundParams.extend({
     message:
       "mechanism ({noise_multiplier, clip_rule[, count_noise_std]}) is required in every DP privacy mode, the round's charge to the population's budget, and refused in mode none",
     path: ["mechanism"],
+  })
+  .refine((r) => (r.privacy_mode === "distributed") === (r.mechanism?.distributed !== undefined), {
+    message:
+      "mechanism.distributed (the devices' discrete noise: bits, scale, dimension, noise_shares, share_variance, sensitivity_bound) is required in distributed privacy mode and only allowed there",
+    path: ["mechanism", "distributed"],
+  })
+  .refine((r) => (r.privacy_mode === "distributed") === (r.rotation_seed !== undefined), {
+    message: "rotation_seed is required in distributed privacy mode and only allowed there",
+    path: ["rotation_seed"],
+  })
+  .refine(
+    (r) =>
+      r.mechanism?.distributed === undefined ||
+      (r.mechanism.distributed.dimension >= r.update_length && r.mechanism.distributed.dimension < 2 * r.update_length),
+    {
+      message: "mechanism.distributed.dimension must be update_length padded to the next power of two",
+      path: ["mechanism", "distributed", "dimension"],
+    },
+  )
+  .refine((r) => r.privacy_mode !== "distributed" || r.mechanism?.clip_rule !== "adaptive", {
+    message:
+      "adaptive clipping is refused in distributed mode: the clip bits would reach the server un-noised and unaggregated",
+    path: ["mechanism", "clip_rule"],
   })
   .refine((r) => !isDpMode(r.privacy_mode) || r.max_selected_per_key === undefined, {
     message:
@@ -336,5 +364,8 @@ export function roundTaskFor(
   if (params.local_noise_multiplier !== undefined) task.local_noise_multiplier = params.local_noise_multiplier;
   if (params.report_clip_bit) task.report_clip_bit = true;
   if (params.population_privacy !== undefined) task.population_privacy = params.population_privacy;
+  if (params.mechanism?.distributed && params.rotation_seed) {
+    task.distributed = { ...params.mechanism.distributed, rotation_seed: params.rotation_seed };
+  }
   return task;
 }

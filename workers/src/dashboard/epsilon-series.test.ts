@@ -20,6 +20,7 @@ function status(
       sampling_rate: q,
       noise_multiplier: z,
       count_noise_std: null,
+      distributed: null,
       privacy_mode: "central" as const,
       clip_rule: "fixed" as const,
       charged_at: "2026-12-01T00:00:00.000Z",

@@ -5,7 +5,7 @@
  * point is the ledger's `epsilon_spent`. The same `PrivacyLedger` of `@fedge/privacy` the RoundCoordinator charges with
  * (budget.ts `ledgerOf`), fed the same steps in the same order. Pure: no I/O.
  */
-import { PrivacyLedger } from "@fedge/privacy";
+import { distributedSharesOf, PrivacyLedger } from "@fedge/privacy";
 import { isDpMode, type PopulationPrivacyStatus } from "@fedge/protocol";
 
 export interface EpsilonPoint {
@@ -27,6 +27,8 @@ export function epsilonSeries(status: PopulationPrivacyStatus): EpsilonPoint[] {
       noiseMultiplier: r.noise_multiplier,
       mode: r.privacy_mode,
       openedAt: r.charged_at,
+      // a distributed round is charged for the discrete noise shares it ran with, as budget.ts `ledgerRound` does
+      ...(r.distributed ? { distributed: distributedSharesOf(r.distributed) } : {}),
     });
     return { roundId: r.round_id, epsilon: ledger.spent(status.budget!.delta) };
   });

@@ -40,6 +40,7 @@ import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../du
 import { roundsStub, shardStub } from "../durable-objects/round-coordinator/index.ts";
 import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
 import {
+  assertPlainUploadsAllowed,
   checkUpdateAgainstTask,
   maxEncodedUpdateBytes,
   signedReceipt,
@@ -243,6 +244,7 @@ export const rounds = createRouter()
     const roundId = c.req.valid("param").id;
     const parsed = parseRoundId(roundId)!;
     const { limits, shards } = await roundLimits(roundsStub(c.env, parsed.model), roundId);
+    assertPlainUploadsAllowed(roundId, limits);
     const cap = maxEncodedUpdateBytes(limits.update_length, limits.update_dtype);
     const bytes = await readCapped(c.req.raw, cap);
 

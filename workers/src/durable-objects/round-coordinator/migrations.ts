@@ -40,7 +40,7 @@ export function createTables(sql: SqlStorage): void {
   sql.exec(`CREATE TABLE IF NOT EXISTS privacy_charges (
     round_seq INTEGER PRIMARY KEY, round_id TEXT NOT NULL UNIQUE, sampling_rate REAL NOT NULL,
     noise_multiplier REAL NOT NULL, count_noise_std REAL, privacy_mode TEXT NOT NULL, clip_rule TEXT NOT NULL,
-    charged_at INTEGER NOT NULL)`);
+    distributed_noise TEXT, charged_at INTEGER NOT NULL)`);
   sql.exec(`CREATE TABLE IF NOT EXISTS population (id INTEGER PRIMARY KEY CHECK (id = 1), tenant TEXT NOT NULL)`);
   sql.exec(`CREATE TABLE IF NOT EXISTS key_selections (
     round_seq INTEGER NOT NULL, api_key_id TEXT NOT NULL, selected INTEGER NOT NULL,
@@ -83,6 +83,11 @@ export function migrateColumns(sql: SqlStorage): void {
   const checkins = columns("checkins");
   if (!checkins.has("public_key")) sql.exec("ALTER TABLE checkins ADD COLUMN public_key TEXT");
   if (!checkins.has("api_key_id")) sql.exec("ALTER TABLE checkins ADD COLUMN api_key_id TEXT");
+  // Distributed rounds record their discrete noise with the charge (earlier objects charged none: the column is null).
+  const charges = columns("privacy_charges");
+  if (charges.size > 0 && !charges.has("distributed_noise")) {
+    sql.exec("ALTER TABLE privacy_charges ADD COLUMN distributed_noise TEXT");
+  }
   if (columns("updates").has("r2_key")) sql.exec("ALTER TABLE updates RENAME COLUMN r2_key TO storage_key");
 }
 
