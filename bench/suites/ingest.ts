@@ -128,7 +128,7 @@ async function prepare(edge: LocalEdge, model: string): Promise<{ roundId: strin
       if (!answer.selected) throw new Error("q = 1 but a device was not selected");
       const task: RoundTask = answer.task;
       values[i % N_PARAMS] = 0; // a different body per device (the norm only shrinks)
-      bodies[i] = encodeUpdate(
+      bodies[i] = await encodeUpdate(
         {
           roundId: task.round_id,
           deviceId: device_id,

@@ -174,7 +174,7 @@ export class Fleet {
         const sent = await postUpdate(
           this.baseUrl,
           task.round_id,
-          misbehavingBytes(d.role, task, me.deviceId, me.secretKey),
+          await misbehavingBytes(d.role, task, me.deviceId, me.secretKey),
         );
         refused(d.role, sent.status, sent.code);
       } catch (e) {

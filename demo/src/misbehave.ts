@@ -12,7 +12,7 @@
  * - `dropout`: checks in, is selected, never uploads (the fixed-denominator estimator does not care).
  */
 import nacl from "tweetnacl";
-import { encodeUpdate, fromBase64Url, UPDATE_MEDIA_TYPE, type RoundTask } from "@fedge/protocol";
+import { encodeUpdate, fromBase64Url, signUpdateBytes, UPDATE_MEDIA_TYPE, type RoundTask } from "@fedge/protocol";
 import type { FedgeStorage } from "@fedge/client";
 
 export const MISBEHAVIOURS = ["bad_signature", "replay", "nan", "oversize", "dropout"] as const;
@@ -33,7 +33,7 @@ export function craftUpdate(
   deviceId: string,
   values: Float32Array,
   secretKey: Uint8Array,
-): Uint8Array {
+): Promise<Uint8Array> {
   return encodeUpdate(
     {
       roundId: task.round_id,
@@ -57,11 +57,11 @@ function smallValues(length: number, value = 1e-3): Float32Array {
  * A correctly signed update with a NaN value: encoded with a marker value, the marker's bytes replaced by NaN, and the
  * signature made again over the changed bytes (the codec itself refuses to encode NaN).
  */
-export function craftNanUpdate(task: RoundTask, deviceId: string, secretKey: Uint8Array): Uint8Array {
+export async function craftNanUpdate(task: RoundTask, deviceId: string, secretKey: Uint8Array): Promise<Uint8Array> {
   const marker = 12345.5;
   const values = smallValues(task.update_length);
   values[0] = marker;
-  const bytes = craftUpdate(task, deviceId, values, secretKey);
+  const bytes = await craftUpdate(task, deviceId, values, secretKey);
   const pattern = new Uint8Array(new Float32Array([marker]).buffer);
   const nan = new Uint8Array(new Float32Array([Number.NaN]).buffer);
   const end = bytes.length - 64;
@@ -77,7 +77,7 @@ export function craftNanUpdate(task: RoundTask, deviceId: string, secretKey: Uin
   }
   if (at < 0) throw new Error("marker not found in the encoded update");
   bytes.set(nan, at);
-  bytes.set(nacl.sign.detached(bytes.subarray(0, end), secretKey), end);
+  bytes.set(await signUpdateBytes(bytes.subarray(0, end), secretKey), end);
   return bytes;
 }
 
@@ -115,7 +115,7 @@ export function misbehavingBytes(
   task: RoundTask,
   deviceId: string,
   secretKey: Uint8Array,
-): Uint8Array {
+): Promise<Uint8Array> {
   switch (kind) {
     case "bad_signature": {
       const stranger = nacl.sign.keyPair.fromSeed(crypto.getRandomValues(new Uint8Array(32)));

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { quantizeUpdateInt8, updateToFloat32 } from "./quantize.ts";
 import { TEST_KEY } from "./test-helpers.ts";
-import { decodeUpdate, encodeUpdate } from "./update-codec.ts";
+import { decodeVerifiedUpdate, encodeUpdate } from "./update-codec.ts";
 
 const F32_MAX = 3.4028234663852886e38;
 
@@ -58,7 +58,7 @@ describe("quantizeUpdateInt8", () => {
     expect(Array.from(q.values)).toEqual([127, 1, -1, 2, -2, 2, -3, -127]);
   });
 
-  it("produces payloads the codec accepts, including extreme magnitudes", () => {
+  it("produces payloads the codec accepts, including extreme magnitudes", async () => {
     for (const values of [
       new Float32Array([F32_MAX, -F32_MAX, 1]),
       new Float32Array([1.401298464324817e-45, -1.401298464324817e-45, 0]),
@@ -69,11 +69,11 @@ describe("quantizeUpdateInt8", () => {
       const payload = quantizeUpdateInt8(values);
       expect(payload.scale).toBeGreaterThan(0);
       expect(127 * payload.scale).toBeLessThanOrEqual(F32_MAX);
-      const bytes = encodeUpdate(
+      const bytes = await encodeUpdate(
         { roundId: "r1", deviceId: "dev_quantize1", nonce: new Uint8Array(16), shape: [values.length], payload },
         TEST_KEY.secretKey,
       );
-      const back = updateToFloat32(decodeUpdate(bytes, { publicKey: TEST_KEY.publicKey }));
+      const back = updateToFloat32(await decodeVerifiedUpdate(bytes, TEST_KEY.publicKey));
       for (const v of back) expect(Number.isFinite(v)).toBe(true);
     }
   });

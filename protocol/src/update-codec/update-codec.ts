@@ -1,16 +1,16 @@
 /**
  * @module
- * The binary update codec, media type `application/vnd.fedge.update`, format version 2.
+ * The binary update codec, media type `application/vnd.fedge.update`, format version 3.
  *
  * A device uploads its model delta Δ (clipped, and in `local` mode noised) as one of these bodies; the edge decodes it
  * without a key, looks up the device's Ed25519 public key by the device id in the header, then calls
- * `verifyUpdateSignature` (or `verifyUpdateSignatureAsync`, WebCrypto, much faster on large bodies); the aggregator
- * decodes the same bytes again. Every integer and float is little-endian. Offsets are from the first byte of the body.
+ * `verifyUpdateSignature` (SHA-256 and Ed25519 from WebCrypto); the aggregator decodes and verifies the same bytes
+ * again (`decodeVerifiedUpdate`). Every integer and float is little-endian. Offsets are from the first byte of the body.
  *
  * | offset          | size     | field                                                                                  |
  * | --------------- | -------- | -------------------------------------------------------------------------------------- |
  * | 0               | 4        | magic, ASCII `FEDU` (`46 45 44 55`)                                                    |
- * | 4               | 1        | version, u8 = 2                                                                        |
+ * | 4               | 1        | version, u8 = 3                                                                        |
  * | 5               | 1        | dtype, u8: 1 = float32, 2 = int8                                                       |
  * | 6               | 2        | flags, u16 = 0 (reserved; any other value is rejected)                                 |
  * | 8               | 1        | clip bit, u8: 0 = not reported, 2 = reported b = 0 (‖Δ‖ > C), 3 = reported b = 1      |
@@ -25,7 +25,7 @@
  * | 32+R+D+4K       | 4        | scale, f32, int8 only (absent for float32): finite, > 0, and 127·scale finite in f32    |
  * | H               | P        | zero padding, P = (4 − H mod 4) mod 4, so the payload starts at a multiple of 4         |
  * | H+P             | 4N or N  | payload: N float32 (all finite) or N int8 (each in −127..127, value = q·scale)         |
- * | H+P+4N or H+P+N | 64       | Ed25519 signature (tweetnacl `nacl.sign.detached`) over every preceding byte           |
+ * | H+P+4N or H+P+N | 64       | Ed25519 signature over `fedge-update-v3\n` ‖ SHA-256(every preceding byte)             |
  *
  * H = 32+R+D+4K for float32 and 36+R+D+4K for int8; the body is exactly H+P+(4N or N)+64 bytes, nothing may follow.
  *
@@ -36,7 +36,12 @@
  * reports it (2 or 3) only when its round task asks for it (`report_clip_bit`, allowed in `central` mode only, where the
  * aggregator releases Σ b only through its noised count); otherwise the field is 0. In `local` mode the bit would reach
  * an untrusted server un-noised, so it is never sent; the edge refuses an update whose field does not match its round.
- * Values 1 and 4..255 are rejected (`bad_field`). Version 1 (no clip bit) is refused with `unsupported_version`.
+ * Values 1 and 4..255 are rejected (`bad_field`).
+ *
+ * Version 3 (this one) has version 2's layout byte for byte; only what the signature covers changed: a SHA-256 digest of
+ * the header and payload instead of the whole body (see `signature.ts`: one native hash pass instead of two SHA-512
+ * passes in JavaScript on the device). Versions 1 (no clip bit) and 2 (whole-body signature) are refused with
+ * `unsupported_version` and a message naming the version: a version 2 signature cannot be checked as a version 3 one.
  *
  * The signature must be canonical (S below the Ed25519 group order, RFC 8032 §5.1.7): tweetnacl alone would also accept S + L.
  * Identify an upload by (round id, device id, nonce), never by its signature or a hash of the whole body.
@@ -51,10 +56,10 @@
  */
 import nacl from "tweetnacl";
 import { UpdateCodecError } from "./errors.ts";
-import { checkPublicKey, verifyUpdateSignature } from "./signature.ts";
+import { checkPublicKey, signUpdateBytes, verifyUpdateSignature, type UpdateCryptoOptions } from "./signature.ts";
 
 export const UPDATE_MEDIA_TYPE = "application/vnd.fedge.update";
-export const UPDATE_FORMAT_VERSION = 2;
+export const UPDATE_FORMAT_VERSION = 3;
 /** `FEDU` in ASCII. */
 export const UPDATE_MAGIC: Readonly<Uint8Array> = new Uint8Array([0x46, 0x45, 0x44, 0x55]);
 /** Default `maxBytes` of `decodeUpdate`: 16 MiB. */
@@ -72,6 +77,11 @@ const CLIP_BIT_PRESENT = 2;
 const U32_MAX = 0xffffffff;
 const F32_MAX = 3.4028234663852886e38;
 const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
+/** Why each retired version is refused (named in the `unsupported_version` message). */
+const RETIRED_VERSIONS: Record<number, string> = {
+  1: "has no clip-bit field and signs the whole body",
+  2: "signs the whole body, not its SHA-256 digest",
+};
 /** 1 for bytes allowed in ids (`[A-Za-z0-9_-]`), else 0. */
 const ID_BYTE = new Uint8Array(256);
 for (let c = 0; c < 256; c++) ID_BYTE[c] = ID_PATTERN.test(String.fromCharCode(c)) ? 1 : 0;
@@ -104,7 +114,10 @@ export interface DecodedUpdate extends UpdateFields {
   clipBit: 0 | 1 | null;
   /** The 64-byte Ed25519 signature (a copy). */
   signature: Uint8Array;
-  /** Bytes covered by the signature: a view into the decoded input unless `copy` was set. */
+  /**
+   * Bytes the signature covers (through their SHA-256 digest, see `signature.ts`): a view into the decoded input unless
+   * `copy` was set.
+   */
   signedBytes: Uint8Array;
   /** Length of the whole encoded update, signature included. */
   byteLength: number;
@@ -116,8 +129,6 @@ export interface DecodeUpdateOptions {
    * @default 16 MiB (`DEFAULT_MAX_UPDATE_BYTES`)
    */
   maxBytes?: number;
-  /** When given (32-byte Ed25519 public key), the signature is verified and a mismatch throws `bad_signature`. */
-  publicKey?: Uint8Array;
   /**
    * Copy the payload and `signedBytes` out of the input. By default they are views into `bytes` where possible (float32 needs
    * the payload to be 4-byte aligned in its buffer), so later writes to `bytes` show through, and writes to the values show in
@@ -127,8 +138,28 @@ export interface DecodeUpdateOptions {
   copy?: boolean;
 }
 
-/** Encode and sign an update; throws `TypeError`/`RangeError` naming the bad field when the fields are not valid. */
-export function encodeUpdate(fields: UpdateFields, secretKey: Uint8Array): Uint8Array {
+/**
+ * Encode and sign an update (SHA-256 of the header and payload from WebCrypto, Ed25519 by tweetnacl over the signing
+ * message); throws `TypeError`/`RangeError` naming the bad field when the fields are not valid.
+ */
+export async function encodeUpdate(
+  fields: UpdateFields,
+  secretKey: Uint8Array,
+  options: UpdateCryptoOptions = {},
+): Promise<Uint8Array> {
+  if (!(secretKey instanceof Uint8Array) || secretKey.length !== nacl.sign.secretKeyLength) {
+    throw new RangeError(
+      `encodeUpdate: secretKey must be a ${nacl.sign.secretKeyLength}-byte tweetnacl sign secret key`,
+    );
+  }
+  const out = layoutUpdate(fields);
+  const signatureOffset = out.length - UPDATE_SIGNATURE_BYTES;
+  out.set(await signUpdateBytes(out.subarray(0, signatureOffset), secretKey, options), signatureOffset);
+  return out;
+}
+
+/** The encoded update with a zero signature (validates the fields; `encodeUpdate` signs it). */
+function layoutUpdate(fields: UpdateFields): Uint8Array {
   if (typeof fields !== "object" || fields === null) throw new TypeError("encodeUpdate: fields must be an object");
   const { roundId, deviceId, nonce, shape, payload, clipBit } = fields;
   if (clipBit !== undefined && clipBit !== null && clipBit !== 0 && clipBit !== 1) {
@@ -139,11 +170,6 @@ export function encodeUpdate(fields: UpdateFields, secretKey: Uint8Array): Uint8
   if (!(nonce instanceof Uint8Array)) throw new TypeError("encodeUpdate: nonce must be a Uint8Array");
   if (nonce.length !== UPDATE_NONCE_BYTES) {
     throw new RangeError(`encodeUpdate: nonce must be ${UPDATE_NONCE_BYTES} bytes, got ${nonce.length}`);
-  }
-  if (!(secretKey instanceof Uint8Array) || secretKey.length !== nacl.sign.secretKeyLength) {
-    throw new RangeError(
-      `encodeUpdate: secretKey must be a ${nacl.sign.secretKeyLength}-byte tweetnacl sign secret key`,
-    );
   }
   if (!Array.isArray(shape)) throw new TypeError("encodeUpdate: shape must be an array of dims");
   if (shape.length < 1 || shape.length > UPDATE_MAX_RANK) {
@@ -230,12 +256,12 @@ export function encodeUpdate(fields: UpdateFields, secretKey: Uint8Array): Uint8
   } else {
     out.set(new Uint8Array(values.buffer, values.byteOffset, n), payloadOffset);
   }
-  out.set(nacl.sign.detached(out.subarray(0, signatureOffset), secretKey), signatureOffset);
   return out;
 }
 
 /**
- * Decode and validate an update: structure, sizes, ranges, finiteness, and the signature when `options.publicKey` is given.
+ * Decode and validate an update: structure, sizes, ranges, finiteness; NOT the signature (the edge learns the key from
+ * the header's device id first; then `verifyUpdateSignature`, or {@link decodeVerifiedUpdate} with a known key).
  * Throws `UpdateCodecError` for anything wrong with the bytes, `TypeError`/`RangeError` for bad arguments.
  */
 export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {}): DecodedUpdate {
@@ -244,7 +270,6 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
     throw new RangeError(`decodeUpdate: maxBytes must be a positive integer, got ${String(options.maxBytes)}`);
   }
-  if (options.publicKey !== undefined) checkPublicKey(options.publicKey, "decodeUpdate");
   const copy = options.copy ?? false;
   const len = bytes.length;
   if (len > maxBytes)
@@ -257,13 +282,12 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
   need(len, 0, 8, "fixed header");
   const view = new DataView(bytes.buffer, bytes.byteOffset, len);
   if (bytes[4] !== UPDATE_FORMAT_VERSION) {
-    const old =
-      bytes[4]! < UPDATE_FORMAT_VERSION
-        ? `; version ${bytes[4]} has no clip-bit field and is no longer accepted: upgrade the device SDK`
-        : "";
+    const old = RETIRED_VERSIONS[bytes[4]!];
+    const why =
+      old === undefined ? "" : `; version ${bytes[4]} ${old} and is no longer accepted: upgrade the device SDK`;
     throw new UpdateCodecError(
       "unsupported_version",
-      `update format version ${bytes[4]} is not supported (this codec reads version ${UPDATE_FORMAT_VERSION} only${old})`,
+      `update format version ${bytes[4]} is not supported (this codec reads version ${UPDATE_FORMAT_VERSION} only${why})`,
       4,
     );
   }
@@ -398,11 +422,25 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
     signedBytes: copy ? bytes.slice(0, signatureOffset) : bytes.subarray(0, signatureOffset),
     byteLength: total,
   };
-  if (options.publicKey !== undefined && !verifyUpdateSignature(decoded, options.publicKey)) {
+  return decoded;
+}
+
+/**
+ * {@link decodeUpdate}, then the signature under a known 32-byte Ed25519 public key (`verifyUpdateSignature`); a
+ * mismatch rejects with `UpdateCodecError` `bad_signature`. What the aggregator uses to re-verify stored updates.
+ */
+export async function decodeVerifiedUpdate(
+  bytes: Uint8Array,
+  publicKey: Uint8Array,
+  options: DecodeUpdateOptions & UpdateCryptoOptions = {},
+): Promise<DecodedUpdate> {
+  checkPublicKey(publicKey, "decodeVerifiedUpdate");
+  const decoded = decodeUpdate(bytes, options);
+  if (!(await verifyUpdateSignature(decoded, publicKey, options))) {
     throw new UpdateCodecError(
       "bad_signature",
       "Ed25519 signature does not verify under the given public key",
-      signatureOffset,
+      decoded.byteLength - UPDATE_SIGNATURE_BYTES,
     );
   }
   return decoded;
