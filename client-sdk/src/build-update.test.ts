@@ -1,5 +1,5 @@
 import { buildMlpOnnx, flattenTrainable, trainableLength, type MlpParams } from "@fedge/ml";
-import { decodeUpdate, decodeVerifiedUpdate, toBase64Url, type RoundTask } from "@fedge/protocol";
+import { decodeUpdate, decodeVerifiedUpdate, int8PayloadNorm, toBase64Url, type RoundTask } from "@fedge/protocol";
 import nacl from "tweetnacl";
 import { describe, expect, it } from "vitest";
 import { FedgeClientError, InvalidInputError } from "./core/errors.ts";
@@ -79,7 +79,12 @@ describe("buildUpdate", () => {
     // The noise norm is about z·C·√n ≫ C.
     expect(l2Norm(v)).toBeGreaterThan(0.05 * 2 * Math.sqrt(v.length) * 0.5);
     const q = await build(task({ update_dtype: "int8" }));
-    expect((await decodeVerifiedUpdate(q.bytes, keys.publicKey)).payload.dtype).toBe("int8");
+    const d = await decodeVerifiedUpdate(q.bytes, keys.publicKey);
+    expect(d.payload.dtype).toBe("int8");
+    // Clipped to C = 0.05 on the device, and still within C after dequantization (the edge's own formula).
+    if (d.payload.dtype === "int8") expect(int8PayloadNorm(d.payload)).toBeLessThanOrEqual(0.05);
+    expect(q.stats.clipFactor).toBeLessThan(1);
+    expect(q.bytes.length).toBeLessThan(local.bytes.length);
   });
 
   it("adaptive central rounds: the signed clip bit is 1[‖Δ‖ ≤ C] of the UNCLIPPED Δ", async () => {

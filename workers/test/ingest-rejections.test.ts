@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import nacl from "tweetnacl";
 import { checkinSigningBytes, toBase64Url, type RoundTask } from "@fedge/protocol";
-import { decodeUpdate, signUpdateBytes } from "@fedge/protocol";
+import { decodeUpdate, int8PayloadNorm, quantizeUpdateInt8, signUpdateBytes } from "@fedge/protocol";
 import {
   adminPost,
   checkinBody,
@@ -215,7 +215,7 @@ describe("update ingestion rejects", () => {
   });
 
   it("an int8 update whose dequantized norm is above C (int8 rounds), and accepts one within it", async () => {
-    const { model, round, a, ta } = await setup({ update_dtype: "int8", clip_norm: 1 });
+    const { model, round, a, ta, b, tb } = await setup({ update_dtype: "int8", clip_norm: 1 });
     expect(ta.update_dtype).toBe("int8");
     const before = await snapshot(model, round.round_id);
     // 8 values of 127 · scale: norm = 127 · scale · √8.
@@ -229,6 +229,11 @@ describe("update ingestion rejects", () => {
       round.round_id,
       await makeUpdate(ta, a, { payload: { dtype: "int8", values: over, scale: 0.99 / (127 * Math.sqrt(8)) } }),
     );
+    // A device's own path: Δ clipped to exactly C, stochastic rounding with the bound kept after dequantization.
+    const clipped = vectorWithNorm(8, 1);
+    const payload = quantizeUpdateInt8(clipped, { maxNorm: 1, random: (buf) => crypto.getRandomValues(buf) });
+    expect(int8PayloadNorm(payload)).toBeLessThanOrEqual(1);
+    await uploadOk(round.round_id, await makeUpdate(tb, b, { payload }));
   });
 
   it("an oversize body with 413 payload_too_large, before and while reading it", async () => {

@@ -78,6 +78,12 @@ describe("openRoundRequest", () => {
     expect(OpenRoundRequest.safeParse(local.request).success).toBe(true);
   });
 
+  it("asks devices for int8 uploads by default, float32 when the population says so", async () => {
+    const dp = { privacy: { mode: "central" as const, noiseMultiplier: 1, budget: { epsilon: 6, delta: 1e-5 } } };
+    expect((await opened(dp)).request.update_dtype).toBe("int8");
+    expect((await opened({ ...dp, updateDtype: "float32" })).request.update_dtype).toBe("float32");
+  });
+
   it("taskPrivacyFields is the device's view of the instructions", () => {
     expect(taskPrivacyFields({ privacyMode: "none", clipNorm: Infinity })).toEqual({ privacy_mode: "none" });
     expect(taskPrivacyFields({ privacyMode: "central", clipNorm: 2, reportClipBit: true })).toEqual({

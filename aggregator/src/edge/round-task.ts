@@ -76,7 +76,7 @@ export function openRoundRequest(
     batch_size: config.client.batchSize,
     trainable: config.trainable,
     update_length: engine.updateLength,
-    update_dtype: "float32",
+    update_dtype: config.updateDtype,
     sampling_rate: config.samplingRate,
     min_reports: limits.minReports ?? 1,
     max_reports: limits.maxReports ?? 1_000_000,

@@ -8,6 +8,7 @@ import {
   DEFAULT_MAX_UPDATE_BYTES,
   decodeUpdate,
   decodeVerifiedUpdate,
+  encodedUpdateLength,
   encodeUpdate,
   UPDATE_FORMAT_VERSION,
   UPDATE_MEDIA_TYPE,
@@ -101,6 +102,10 @@ describe("round trip (property-based)", () => {
         expect(decoded.signature.length).toBe(64);
         expect(await verifyUpdateSignature(decoded, pk)).toBe(true);
         expect(await verifyUpdateSignature(decoded, OTHER_KEY.publicKey)).toBe(false);
+        expect(
+          encodedUpdateLength({ ...fields, dtype: fields.payload.dtype }),
+          "encodedUpdateLength predicts the size",
+        ).toBe(bytes.length);
         // Independently computed layout: the payload starts 4-byte aligned and the length is exact.
         const l = layout(fields);
         expect(l.payload[0] % 4).toBe(0);

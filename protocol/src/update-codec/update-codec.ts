@@ -139,6 +139,23 @@ export interface DecodeUpdateOptions {
 }
 
 /**
+ * The exact size in bytes of the encoding of an update with these ids, shape and dtype (header, padding, payload,
+ * signature), without encoding it.
+ */
+export function encodedUpdateLength(o: {
+  roundId: string;
+  deviceId: string;
+  shape: readonly number[];
+  dtype: "float32" | "int8";
+}): number {
+  let n = 1;
+  for (const d of o.shape) n *= d;
+  const headerEnd = 32 + o.roundId.length + o.deviceId.length + 4 * o.shape.length + (o.dtype === "int8" ? 4 : 0);
+  const payloadOffset = headerEnd + ((4 - (headerEnd % 4)) % 4);
+  return payloadOffset + n * (o.dtype === "float32" ? 4 : 1) + UPDATE_SIGNATURE_BYTES;
+}
+
+/**
  * Encode and sign an update (SHA-256 of the header and payload from WebCrypto, Ed25519 by tweetnacl over the signing
  * message); throws `TypeError`/`RangeError` naming the bad field when the fields are not valid.
  */

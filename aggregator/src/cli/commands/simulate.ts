@@ -41,6 +41,7 @@ Population (or --config FILE with a JSON population config; flags override it):
   --optimizer fedavg|fedavgm|fedadam|fedyogi [--server-lr η] [--momentum μ] [--beta1 b1] [--beta2 b2] [--tau τ]
   --robust median|trimmed_mean [--trim-fraction β]   (privacy mode none only)
   --client-lr L  --local-epochs E  --client-batch-size B  --max-accuracy-drop A  --batch-size K  --trainable all|head
+  --update-dtype int8|float32              what devices upload (default int8: ¼ of the bytes, norm bound kept)
 `;
 
 function int(name: string, v: string | undefined, fallback: number, min: number): number {
