@@ -8,3 +8,9 @@ export * from "./backend/index.ts";
 export * from "./create-backend/index.ts";
 export { createCpuBackend, type CpuBackend, type CpuBackendOptions } from "./cpu/index.ts";
 export type { WebGpuBackendOptions, WebGpuBackend } from "./webgpu/index.ts";
+export {
+  createParamShardedBackend,
+  planParamSlices,
+  type ParamShardedBackendOptions,
+  type ParamSlice,
+} from "./sharded/param-sharded.ts";
