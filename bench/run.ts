@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: runs every suite in bench/suites/ in its own Node process (so a native crash or a leak in one
  * cannot skew another), then writes bench/results/latest.json and bench/results/latest.md.
- * `npm run bench -- gpu-node inference` runs only the named suites.
+ * `npm run bench -- gpu-node inference` runs only the named suites; the other suites' results already in
+ * latest.json are kept (each suite records when it ran). `npm run bench -- --help` lists the suites.
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
@@ -14,22 +15,37 @@ import type { BenchSuiteResult } from "./types.ts";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { timeout: { type: "string", default: "900" } },
+  options: { timeout: { type: "string", default: "900" }, help: { type: "boolean", short: "h" } },
 });
 const available = readdirSync(path.join(here, "suites"))
   .filter((f) => f.endsWith(".ts"))
   .map((f) => f.slice(0, -3))
   .sort();
+if (values.help) {
+  console.log(
+    [
+      "usage: node bench/run.ts [suite ...] [--timeout SECONDS]",
+      "",
+      "Runs the named suites (default: all), each in its own process, and writes bench/results/latest.{json,md};",
+      "results of suites not run this time are kept from the previous latest.json.",
+      `suites: ${available.join(", ")}`,
+      "--timeout  seconds per suite (default 900)",
+    ].join("\n"),
+  );
+  process.exit(0);
+}
 const unknown = positionals.filter((p) => !available.includes(p));
 if (unknown.length > 0) {
   console.error(`unknown suite(s): ${unknown.join(", ")}; available: ${available.join(", ")}`);
   process.exit(2);
 }
 const selected = positionals.length > 0 ? positionals : available;
+const reportStarted = new Date().toISOString();
 const resultsDir = path.join(here, "results");
 mkdirSync(resultsDir, { recursive: true });
 
-const suites: (BenchSuiteResult & { seconds: number; error?: string })[] = [];
+type SuiteRun = BenchSuiteResult & { seconds: number; error?: string; ran_at?: string };
+const suites: SuiteRun[] = [];
 for (const suite of selected) {
   const out = path.join(os.tmpdir(), `fedge-bench-${process.pid}-${suite}.json`);
   console.log(`▶ ${suite}`);
@@ -41,12 +57,29 @@ for (const suite of selected) {
   const seconds = (performance.now() - started) / 1000;
   try {
     const measures = JSON.parse(readFileSync(out, "utf8")) as BenchSuiteResult["measures"];
-    suites.push({ suite, measures, seconds });
+    suites.push({ suite, measures, seconds, ran_at: new Date().toISOString() });
     rmSync(out, { force: true });
   } catch {
     const why = child.error ? String(child.error) : `exit ${child.status ?? child.signal}`;
     console.error(`✗ ${suite} failed: ${why}`);
-    suites.push({ suite, measures: [], seconds, error: why });
+    suites.push({ suite, measures: [], seconds, error: why, ran_at: new Date().toISOString() });
+  }
+}
+// A partial run keeps the other suites' last results (a previous full run's `generated_at` is their time).
+if (selected.length < available.length) {
+  try {
+    const previous = JSON.parse(readFileSync(path.join(resultsDir, "latest.json"), "utf8")) as {
+      generated_at?: string;
+      suites?: SuiteRun[];
+    };
+    for (const old of previous.suites ?? []) {
+      if (available.includes(old.suite) && !selected.includes(old.suite)) {
+        suites.push({ ...old, ran_at: old.ran_at ?? previous.generated_at ?? "unknown" });
+      }
+    }
+    suites.sort((a, b) => a.suite.localeCompare(b.suite));
+  } catch {
+    // no previous results
   }
 }
 
@@ -67,6 +100,15 @@ const lines = [
   "",
   `Generated ${report.generated_at} on ${machine.cpus}× ${machine.cpu_model}, ${machine.memory_gib} GiB, ${machine.platform}, Node ${machine.node}.`,
   "Each measure is compared with a baseline measured in the same run; the ratio is what to read.",
+  ...(suites.some((x) => x.ran_at && x.ran_at < reportStarted)
+    ? [
+        "",
+        `Suites run at other times: ${suites
+          .filter((x) => x.ran_at && x.ran_at < reportStarted)
+          .map((x) => `${x.suite} (${x.ran_at})`)
+          .join(", ")}.`,
+      ]
+    : []),
   "",
   "| suite | measure | value | baseline | ratio | goal | met |",
   "| --- | --- | --- | --- | --- | --- | --- |",
