@@ -15,7 +15,7 @@ import type { BenchSuiteResult } from "./types.ts";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { timeout: { type: "string", default: "900" }, help: { type: "boolean", short: "h" } },
+  options: { timeout: { type: "string", default: "2400" }, help: { type: "boolean", short: "h" } },
 });
 const available = readdirSync(path.join(here, "suites"))
   .filter((f) => f.endsWith(".ts"))
@@ -29,7 +29,7 @@ if (values.help) {
       "Runs the named suites (default: all), each in its own process, and writes bench/results/latest.{json,md};",
       "results of suites not run this time are kept from the previous latest.json.",
       `suites: ${available.join(", ")}`,
-      "--timeout  seconds per suite (default 900)",
+      "--timeout  seconds per suite (default 2400: the load suite takes ~20 min on a loaded 2-core machine)",
     ].join("\n"),
   );
   process.exit(0);

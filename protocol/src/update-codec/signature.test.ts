@@ -69,6 +69,18 @@ describe("what a version 3 signature covers", () => {
     expect(Buffer.from(await signUpdateBytes(body, TEST_KEY.secretKey)).equals(Buffer.from(signature))).toBe(true);
   });
 
+  it("signs with a signer callback (a WebCrypto key) exactly as with the tweetnacl key", async () => {
+    const pkcs8 = Buffer.concat([
+      Buffer.from("302e020100300506032b657004220420", "hex"),
+      Buffer.from(TEST_KEY.secretKey.subarray(0, 32)),
+    ]);
+    const key = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
+    const signer = async (m: Uint8Array<ArrayBuffer>) => new Uint8Array(await crypto.subtle.sign("Ed25519", key, m));
+    const fields = tiny("dev_signer");
+    expect(await encodeUpdate(fields, signer)).toEqual(await encodeUpdate(fields, TEST_KEY.secretKey));
+    await expect(encodeUpdate(fields, () => new Uint8Array(63))).rejects.toThrow(/64-byte Ed25519 signature/);
+  });
+
   it("says clearly when the runtime has no crypto.subtle (React Native without a polyfill)", async () => {
     const noSubtle = {} as SubtleCrypto;
     await expect(updateDigest(new Uint8Array(4), { subtle: noSubtle })).rejects.toThrow(

@@ -56,7 +56,14 @@
  */
 import nacl from "tweetnacl";
 import { UpdateCodecError } from "./errors.ts";
-import { checkPublicKey, signUpdateBytes, verifyUpdateSignature, type UpdateCryptoOptions } from "./signature.ts";
+import {
+  checkPublicKey,
+  signUpdateBytes,
+  updateDigest,
+  updateSigningMessage,
+  verifyUpdateSignature,
+  type UpdateCryptoOptions,
+} from "./signature.ts";
 
 export const UPDATE_MEDIA_TYPE = "application/vnd.fedge.update";
 export const UPDATE_FORMAT_VERSION = 3;
@@ -156,22 +163,39 @@ export function encodedUpdateLength(o: {
 }
 
 /**
- * Encode and sign an update (SHA-256 of the header and payload from WebCrypto, Ed25519 by tweetnacl over the signing
- * message); throws `TypeError`/`RangeError` naming the bad field when the fields are not valid.
+ * Signs the 48-byte version 3 signing message (`updateSigningMessage`) with the device's Ed25519 key and returns the
+ * 64-byte signature: for keys tweetnacl cannot hold (a WebCrypto `CryptoKey`, a platform keystore).
+ */
+export type UpdateSigner = (message: Uint8Array<ArrayBuffer>) => Uint8Array | Promise<Uint8Array>;
+
+/**
+ * Encode and sign an update (SHA-256 of the header and payload from WebCrypto, then Ed25519 over the signing message:
+ * tweetnacl with a 64-byte secret key, or `signer`); throws `TypeError`/`RangeError` naming the bad field when the
+ * fields are not valid.
  */
 export async function encodeUpdate(
   fields: UpdateFields,
-  secretKey: Uint8Array,
+  key: Uint8Array | UpdateSigner,
   options: UpdateCryptoOptions = {},
 ): Promise<Uint8Array> {
-  if (!(secretKey instanceof Uint8Array) || secretKey.length !== nacl.sign.secretKeyLength) {
+  if (typeof key !== "function" && (!(key instanceof Uint8Array) || key.length !== nacl.sign.secretKeyLength)) {
     throw new RangeError(
-      `encodeUpdate: secretKey must be a ${nacl.sign.secretKeyLength}-byte tweetnacl sign secret key`,
+      `encodeUpdate: secretKey must be a ${nacl.sign.secretKeyLength}-byte tweetnacl sign secret key (or a signer)`,
     );
   }
   const out = layoutUpdate(fields);
   const signatureOffset = out.length - UPDATE_SIGNATURE_BYTES;
-  out.set(await signUpdateBytes(out.subarray(0, signatureOffset), secretKey, options), signatureOffset);
+  const signedBytes = out.subarray(0, signatureOffset);
+  let signature: Uint8Array;
+  if (typeof key === "function") {
+    signature = await key(updateSigningMessage(await updateDigest(signedBytes, options)));
+    if (!(signature instanceof Uint8Array) || signature.length !== UPDATE_SIGNATURE_BYTES) {
+      throw new RangeError(`encodeUpdate: the signer must return a ${UPDATE_SIGNATURE_BYTES}-byte Ed25519 signature`);
+    }
+  } else {
+    signature = await signUpdateBytes(signedBytes, key, options);
+  }
+  out.set(signature, signatureOffset);
   return out;
 }
 

@@ -1,11 +1,21 @@
 /**
  * @module
- * `POST /v1/admin/bench/models/{name}/infer?n=N&version=V`: runs N single-example inferences on a fixed input in one
- * request and returns the count. Benchmarks time it from the client (inside a request `performance.now()` does not
- * advance without I/O) and subtract the same request with `n=0`, leaving the compute per inference. Admin only.
+ * Benchmark routes, admin only:
+ * - `POST /v1/admin/bench/models/{name}/infer?n=N&version=V`: runs N single-example inferences on a fixed input in one
+ *   request and returns the count. Benchmarks time it from the client (inside a request `performance.now()` does not
+ *   advance without I/O) and subtract the same request with `n=0`, leaving the compute per inference.
+ * - `POST /v1/admin/bench/rounds/{model}/checkins?n=N&prefix=P&rpc=checkin|batch|read`: N first check-ins of devices
+ *   `P0 … P(N−1)` into the population's collecting round (it writes them: use a bench population). `rpc=checkin`: one
+ *   `RoundCoordinator.checkin` RPC after the other (a CSPRNG coin and a SQLite transaction each, each request committed
+ *   to local storage); `rpc=batch`: all N inside one RPC (`benchCheckins`: one commit), so against `n=0` the difference
+ *   is the object's own work per check-in; `rpc=read`: N read-only RPCs, the cost of a round trip to the object. The
+ *   clock advances at every RPC's completion (I/O), so the elapsed time is measured here, inside workerd
+ *   (docs/SCALE.md sizes coordinator shards with it).
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { FedgeError, ModelName, ModelVersion } from "@fedge/protocol";
+import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
+import { unwrap } from "../training/index.ts";
 import { adminAuth } from "../middleware/auth/index.ts";
 import { createRouter, errorResponses } from "../middleware/validation/index.ts";
 import { readManifest, readOnnxBytes, requireIndex, requireVersion, servableShape } from "../registry/index.ts";
@@ -58,4 +68,58 @@ export const adminBench = createRouter().openapi(route, async (c) => {
     checksum += out.data[0]!;
   }
   return c.json({ runs: n, checksum }, 200);
+});
+
+/** Most check-ins one bench request may run. */
+export const MAX_BENCH_CHECKINS = 20_000;
+/** A syntactically valid Ed25519 public key (32 zero bytes, base64url): the coordinator only records it. */
+const BENCH_PUBLIC_KEY = "A".repeat(43);
+
+const checkinsRoute = createRoute({
+  method: "post",
+  path: "/v1/admin/bench/rounds/{model}/checkins",
+  tags: ["admin"],
+  summary: "Benchmark: N first check-ins (or N read-only RPCs) against the population's coordinator, timed in workerd",
+  security: [{ adminToken: [] }],
+  middleware: [adminAuth()] as const,
+  request: {
+    params: z.object({ model: ModelName }),
+    query: z.object({
+      n: z.coerce.number().int().min(0).max(MAX_BENCH_CHECKINS),
+      prefix: z.string().regex(/^dev_[A-Za-z0-9_-]{4,40}$/),
+      rpc: z.enum(["checkin", "batch", "read"]).default("checkin"),
+    }),
+  },
+  responses: {
+    200: {
+      description: "RPCs run and the wall time they took inside workerd",
+      content: {
+        "application/json": {
+          schema: z.object({ runs: z.number().int(), selected: z.number().int(), elapsed_ms: z.number() }),
+        },
+      },
+    },
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+
+adminBench.openapi(checkinsRoute, async (c) => {
+  const { model } = c.req.valid("param");
+  const { n, prefix, rpc } = c.req.valid("query");
+  const coordinator = roundsStub(c.env, model);
+  let selected = 0;
+  const t0 = Date.now();
+  if (rpc === "batch") {
+    selected = unwrap(await coordinator.benchCheckins(prefix, n, Date.now())).selected;
+    return c.json({ runs: n, selected, elapsed_ms: Date.now() - t0 }, 200);
+  }
+  for (let i = 0; i < n; i++) {
+    if (rpc === "read") {
+      await coordinator.listRounds(1, Date.now());
+      continue;
+    }
+    const { answer } = unwrap(await coordinator.checkin(`${prefix}${i}`, BENCH_PUBLIC_KEY, "bench", Date.now()));
+    if (answer.selected) selected++;
+  }
+  return c.json({ runs: n, selected, elapsed_ms: Date.now() - t0 }, 200);
 });
