@@ -14,6 +14,7 @@ export * from "./rounds/task.ts";
 export * from "./rounds/admin.ts";
 export * from "./rounds/checkin.ts";
 export * from "./update-codec/update-codec.ts";
+export * from "./update-codec/encode.ts";
 export * from "./update-codec/errors.ts";
 export * from "./update-codec/signature.ts";
 export * from "./update-codec/quantize.ts";

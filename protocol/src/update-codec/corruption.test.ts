@@ -8,7 +8,8 @@ import { UpdateCodecError, type UpdateCodecErrorReason } from "./errors.ts";
 import { FIXTURE_SEED, FIXTURES } from "./fixtures/fixtures.ts";
 import nacl from "tweetnacl";
 import { fieldsArb, layout, TEST_KEY, type Region } from "./test-helpers.ts";
-import { decodeUpdate, decodeVerifiedUpdate, encodeUpdate, type UpdateFields } from "./update-codec.ts";
+import { decodeUpdate, decodeVerifiedUpdate, type UpdateFields } from "./update-codec.ts";
+import { encodeUpdate } from "./encode.ts";
 
 /** When a length or rank changes, every later field is read at the wrong place: any structural reason may follow. */
 const SHIFTED: UpdateCodecErrorReason[] = [

@@ -12,7 +12,8 @@ import { UpdateCodecError } from "./errors.ts";
 import { FIXTURE_SEED, FIXTURES } from "./fixtures/fixtures.ts";
 import { parseAnnotatedHex, rawBytes, toHex } from "./test-helpers.ts";
 import { verifyUpdateSignature } from "./signature.ts";
-import { decodeUpdate, decodeVerifiedUpdate, encodeUpdate } from "./update-codec.ts";
+import { decodeUpdate, decodeVerifiedUpdate } from "./update-codec.ts";
+import { encodeUpdate } from "./encode.ts";
 
 const key = nacl.sign.keyPair.fromSeed(FIXTURE_SEED);
 

@@ -1,4 +1,5 @@
 export * from "./update-codec.ts";
+export * from "./encode.ts";
 export * from "./errors.ts";
 export * from "./quantize.ts";
 export {

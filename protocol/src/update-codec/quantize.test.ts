@@ -2,7 +2,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { int8PayloadNorm, quantizeUpdateInt8, updateToFloat32 } from "./quantize.ts";
 import { TEST_KEY } from "./test-helpers.ts";
-import { decodeVerifiedUpdate, encodeUpdate } from "./update-codec.ts";
+import { decodeVerifiedUpdate } from "./update-codec.ts";
+import { encodeUpdate } from "./encode.ts";
 
 const F32_MAX = 3.4028234663852886e38;
 

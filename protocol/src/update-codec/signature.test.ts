@@ -12,7 +12,8 @@ import {
   verifyUpdateSignature,
 } from "./signature.ts";
 import { fieldsArb, OTHER_KEY, TEST_KEY } from "./test-helpers.ts";
-import { decodeUpdate, decodeVerifiedUpdate, encodeUpdate, type DecodedUpdate } from "./update-codec.ts";
+import { decodeUpdate, decodeVerifiedUpdate, type DecodedUpdate } from "./update-codec.ts";
+import { encodeUpdate } from "./encode.ts";
 
 /** The same signature with S replaced by S + L (the Ed25519 group order): still accepted by plain tweetnacl. */
 function malleate(signature: Uint8Array): Uint8Array {

@@ -8,13 +8,12 @@ import {
   DEFAULT_MAX_UPDATE_BYTES,
   decodeUpdate,
   decodeVerifiedUpdate,
-  encodedUpdateLength,
-  encodeUpdate,
   UPDATE_FORMAT_VERSION,
   UPDATE_MEDIA_TYPE,
   type DecodeUpdateOptions,
   type UpdateFields,
 } from "./update-codec.ts";
+import { encodedUpdateLength, encodeUpdate } from "./encode.ts";
 
 const sk = TEST_KEY.secretKey;
 const pk = TEST_KEY.publicKey;
