@@ -29,7 +29,7 @@ if (values.help) {
       "Runs the named suites (default: all), each in its own process, and writes bench/results/latest.{json,md};",
       "results of suites not run this time are kept from the previous latest.json.",
       `suites: ${available.join(", ")}`,
-      "--timeout  seconds per suite (default 2400: the load suite takes ~20 min on a loaded 2-core machine)",
+      "--timeout  seconds per suite (default 2400: the load suite takes 13–20 min on a shared 2-core machine)",
     ].join("\n"),
   );
   process.exit(0);

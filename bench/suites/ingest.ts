@@ -23,8 +23,8 @@ import { measure, type BenchMeasure } from "../types.ts";
 const N_PARAMS = 100_000;
 const N_UPDATES = 160;
 const CONCURRENCY = 8;
-const EDGE_PORT = 8800;
-const ECHO_PORT = 8801;
+const EDGE_PORT = Number(process.env.FEDGE_BENCH_INGEST_PORT ?? 8800);
+const ECHO_PORT = EDGE_PORT + 1;
 const ADMIN_TOKEN = `bench-${toBase64Url(crypto.getRandomValues(new Uint8Array(16)))}`;
 
 async function json<T>(res: Response, expectStatus: number): Promise<T> {

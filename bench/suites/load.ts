@@ -52,6 +52,25 @@ async function json<T>(res: Response, expectStatus: number): Promise<T> {
   return JSON.parse(text) as T;
 }
 
+/** Requests retried after a connection error (reported in the notes). */
+let retries = 0;
+
+/**
+ * `fetch`, retried (up to 4 attempts, 200 ms apart) when the connection fails before an answer (wrangler dev on a
+ * loaded machine resets one now and then): what a device's SDK does too. Only network errors are retried.
+ */
+async function send(url: string, init?: RequestInit): Promise<Response> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(url, init);
+    } catch (e) {
+      if (attempt >= 4) throw e;
+      retries++;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
+}
+
 /** Runs `job(i)` for i in [0, n) with at most `limit` in flight; returns the wall seconds. */
 async function pool(n: number, limit: number, job: (i: number) => Promise<void>): Promise<number> {
   let next = 0;
@@ -98,7 +117,7 @@ function values(seed: number): Float32Array {
 
 async function openRound(edge: LocalEdge, model: string, q: number, extra: Record<string, unknown> = {}) {
   return json<{ round_id: string }>(
-    await fetch(`${edge.url}/v1/admin/rounds`, {
+    await send(`${edge.url}/v1/admin/rounds`, {
       method: "POST",
       headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
       body: JSON.stringify({
@@ -130,7 +149,7 @@ async function coordinatorCost(edge: LocalEdge) {
   const bench = async (rpc: "checkin" | "batch" | "read", n: number, prefix: string) => {
     const t = performance.now();
     const r = await json<{ runs: number; selected: number; elapsed_ms: number }>(
-      await fetch(`${edge.url}/v1/admin/bench/rounds/${model}/checkins?n=${n}&prefix=${prefix}&rpc=${rpc}`, {
+      await send(`${edge.url}/v1/admin/bench/rounds/${model}/checkins?n=${n}&prefix=${prefix}&rpc=${rpc}`, {
         method: "POST",
         headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
       }),
@@ -164,7 +183,7 @@ async function fleetRound(edge: LocalEdge) {
   const apis: Record<string, string>[] = [];
   for (let k = 0; k < API_KEYS; k++) {
     const { key } = await json<{ key: string }>(
-      await fetch(`${edge.url}/v1/admin/keys`, {
+      await send(`${edge.url}/v1/admin/keys`, {
         method: "POST",
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
         body: JSON.stringify({ name: `load bench ${k}`, rate_limit_per_minute: 1_000_000 }),
@@ -177,7 +196,7 @@ async function fleetRound(edge: LocalEdge) {
   const devices = Array.from({ length: DEVICES }, newDevice);
 
   const health = async () => {
-    const res = await fetch(`${edge.url}/v1/health`);
+    const res = await send(`${edge.url}/v1/health`);
     await res.arrayBuffer();
   };
   const healthBefore = await pool(DEVICES, CONCURRENCY, health);
@@ -185,7 +204,7 @@ async function fleetRound(edge: LocalEdge) {
   const registerS = await pool(DEVICES, CONCURRENCY, async (i) => {
     const d = devices[i]!;
     const r = await json<{ device_id: string }>(
-      await fetch(`${edge.url}/v1/devices`, {
+      await send(`${edge.url}/v1/devices`, {
         method: "POST",
         headers: apis[i % API_KEYS]!,
         body: JSON.stringify({ public_key: d.publicKey }),
@@ -200,7 +219,7 @@ async function fleetRound(edge: LocalEdge) {
     const timestamp = new Date().toISOString();
     const signature = toBase64Url(sign(null, checkinSigningBytes(model, d.id, timestamp), d.privateKey));
     const answer = await json<CheckinResponse>(
-      await fetch(`${edge.url}/v1/rounds/checkin`, {
+      await send(`${edge.url}/v1/rounds/checkin`, {
         method: "POST",
         headers: apis[i % API_KEYS]!,
         body: JSON.stringify({ model, device_id: d.id, timestamp, signature }),
@@ -229,7 +248,7 @@ async function fleetRound(edge: LocalEdge) {
     );
   };
   const post = (bytes: Uint8Array) =>
-    fetch(`${edge.url}/v1/rounds/${roundId}/updates`, {
+    send(`${edge.url}/v1/rounds/${roundId}/updates`, {
       method: "POST",
       headers: { "content-type": UPDATE_MEDIA_TYPE },
       body: bytes as Uint8Array<ArrayBuffer>,
@@ -240,7 +259,9 @@ async function fleetRound(edge: LocalEdge) {
   const uploadS = await pool(DEVICES, CONCURRENCY, async (i) => {
     const d = devices[i]!;
     const bytes = await body(i, 0);
-    const receipt = await json<UpdateReceipt>(await post(bytes), 201);
+    const first = await post(bytes);
+    // A retried POST whose first attempt was stored before the connection broke answers 200 with the same receipt.
+    const receipt = await json<UpdateReceipt>(first, first.status === 200 ? 200 : 201);
     uploads++;
     const sha = createHash("sha256")
       .update(bytes as Uint8Array<ArrayBuffer>)
@@ -270,7 +291,7 @@ async function fleetRound(edge: LocalEdge) {
 
   // Integrity: the edge's count, then the aggregator's re-verifying stream, one update per device, the accepted bytes.
   const status = await json<{ accepted: number }>(
-    await fetch(`${edge.url}/v1/admin/rounds/${roundId}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
+    await send(`${edge.url}/v1/admin/rounds/${roundId}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
     200,
   );
   const admin = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
@@ -362,7 +383,7 @@ export default async function run(): Promise<BenchMeasure[]> {
           f.duplicated === 0 &&
           f.mismatched === 0 &&
           f.refused === 0,
-        notes: `edge accepted ${f.accepted}, listed ${f.listed}, streamed ${f.streamed}; lost ${f.lost}, duplicated ${f.duplicated}, bytes differing from the accepted ones ${f.mismatched}, refused by re-verification ${f.refused}; ${f.resent} resends answered as duplicates, ${f.refusedReplays} spent-nonce replays refused (409); round wall time ${roundS.toFixed(0)} s (register ${f.registerS.toFixed(0)} s, check-in ${f.checkinS.toFixed(0)} s, upload ${f.uploadS.toFixed(0)} s, re-verified stream ${f.streamS.toFixed(1)} s)`,
+        notes: `edge accepted ${f.accepted}, listed ${f.listed}, streamed ${f.streamed}; lost ${f.lost}, duplicated ${f.duplicated}, bytes differing from the accepted ones ${f.mismatched}, refused by re-verification ${f.refused}; ${f.resent} resends answered as duplicates, ${f.refusedReplays} spent-nonce replays refused (409); ${retries} requests retried after a connection error; round wall time ${roundS.toFixed(0)} s (register ${f.registerS.toFixed(0)} s, check-in ${f.checkinS.toFixed(0)} s, upload ${f.uploadS.toFixed(0)} s, re-verified stream ${f.streamS.toFixed(1)} s)`,
       },
       measure({
         name: "load-checkins-per-s",
