@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: runs every suite in bench/suites/ in its own Node process (so a native crash or a leak in one
  * cannot skew another), then writes bench/results/latest.json and bench/results/latest.md.
- * `npm run bench -- gpu-node inference` runs only the named suites; the other suites' results already in
- * latest.json are kept (each suite records when it ran). `npm run bench -- --help` lists the suites.
+ * `npm run bench -- gpu-node inference` runs only the named suites and updates their entries in the results,
+ * keeping the other suites' entries from their own runs (each suite records when it ran). `npm run bench -- --help`
+ * lists the suites.
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
@@ -40,11 +41,10 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 const selected = positionals.length > 0 ? positionals : available;
-const reportStarted = new Date().toISOString();
 const resultsDir = path.join(here, "results");
 mkdirSync(resultsDir, { recursive: true });
 
-type SuiteRun = BenchSuiteResult & { seconds: number; error?: string; ran_at?: string };
+type SuiteRun = BenchSuiteResult & { seconds: number; error?: string; run_at: string };
 const suites: SuiteRun[] = [];
 for (const suite of selected) {
   const out = path.join(os.tmpdir(), `fedge-bench-${process.pid}-${suite}.json`);
@@ -57,29 +57,12 @@ for (const suite of selected) {
   const seconds = (performance.now() - started) / 1000;
   try {
     const measures = JSON.parse(readFileSync(out, "utf8")) as BenchSuiteResult["measures"];
-    suites.push({ suite, measures, seconds, ran_at: new Date().toISOString() });
+    suites.push({ suite, measures, seconds, run_at: new Date().toISOString() });
     rmSync(out, { force: true });
   } catch {
     const why = child.error ? String(child.error) : `exit ${child.status ?? child.signal}`;
     console.error(`✗ ${suite} failed: ${why}`);
-    suites.push({ suite, measures: [], seconds, error: why, ran_at: new Date().toISOString() });
-  }
-}
-// A partial run keeps the other suites' last results (a previous full run's `generated_at` is their time).
-if (selected.length < available.length) {
-  try {
-    const previous = JSON.parse(readFileSync(path.join(resultsDir, "latest.json"), "utf8")) as {
-      generated_at?: string;
-      suites?: SuiteRun[];
-    };
-    for (const old of previous.suites ?? []) {
-      if (available.includes(old.suite) && !selected.includes(old.suite)) {
-        suites.push({ ...old, ran_at: old.ran_at ?? previous.generated_at ?? "unknown" });
-      }
-    }
-    suites.sort((a, b) => a.suite.localeCompare(b.suite));
-  } catch {
-    // no previous results
+    suites.push({ suite, measures: [], seconds, error: why, run_at: new Date().toISOString() });
   }
 }
 
@@ -90,6 +73,22 @@ const machine = {
   platform: `${os.platform()} ${os.release()}`,
   node: process.version,
 };
+// A partial run keeps the other suites' entries from the previous results (with their own run times).
+if (positionals.length > 0) {
+  try {
+    const previous = JSON.parse(readFileSync(path.join(resultsDir, "latest.json"), "utf8")) as {
+      generated_at?: string;
+      suites?: SuiteRun[];
+    };
+    for (const old of previous.suites ?? []) {
+      if (!suites.some((s) => s.suite === old.suite))
+        suites.push({ ...old, run_at: old.run_at ?? previous.generated_at ?? "" });
+    }
+    suites.sort((a, b) => (a.suite < b.suite ? -1 : a.suite > b.suite ? 1 : 0));
+  } catch {
+    /* no previous results */
+  }
+}
 const report = { generated_at: new Date().toISOString(), machine, suites };
 writeFileSync(path.join(resultsDir, "latest.json"), JSON.stringify(report, null, 2) + "\n");
 
@@ -100,14 +99,8 @@ const lines = [
   "",
   `Generated ${report.generated_at} on ${machine.cpus}× ${machine.cpu_model}, ${machine.memory_gib} GiB, ${machine.platform}, Node ${machine.node}.`,
   "Each measure is compared with a baseline measured in the same run; the ratio is what to read.",
-  ...(suites.some((x) => x.ran_at && x.ran_at < reportStarted)
-    ? [
-        "",
-        `Suites run at other times: ${suites
-          .filter((x) => x.ran_at && x.ran_at < reportStarted)
-          .map((x) => `${x.suite} (${x.ran_at})`)
-          .join(", ")}.`,
-      ]
+  ...(positionals.length > 0
+    ? [`This run updated ${selected.join(", ")}; other suites keep their results from the run dated beside them.`]
     : []),
   "",
   "| suite | measure | value | baseline | ratio | goal | met |",
@@ -115,9 +108,10 @@ const lines = [
 ];
 for (const s of suites) {
   if (s.error) lines.push(`| ${s.suite} | **failed**: ${s.error} | | | | | |`);
+  const when = positionals.length > 0 ? ` (${s.run_at.slice(0, 10)})` : "";
   for (const m of s.measures) {
     lines.push(
-      `| ${s.suite} | ${m.name}: ${m.description} | ${fmt(m.value)} ${m.unit} | ${fmt(m.baseline)} ${m.unit} (${m.baseline_name}) | ${fmt(m.ratio)} | ${m.goal ?? ""} | ${m.goal_met === undefined ? "" : m.goal_met ? "yes" : "**no**"} |`,
+      `| ${s.suite}${when} | ${m.name}: ${m.description} | ${fmt(m.value)} ${m.unit} | ${fmt(m.baseline)} ${m.unit} (${m.baseline_name}) | ${fmt(m.ratio)} | ${m.goal ?? ""} | ${m.goal_met === undefined ? "" : m.goal_met ? "yes" : "**no**"} |`,
     );
   }
 }

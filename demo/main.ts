@@ -1,25 +1,32 @@
 /**
- * `npm run demo`: trains a private MNIST model across simulated devices through the real local edge (`wrangler dev`),
- * then writes demo-out/report.md, demo-out/accuracy_vs_round.svg and demo-out/accuracy_vs_epsilon.svg.
- * What it does, step by step: README "What the demo does"; the code: demo/src/.
+ * `npm run demo`: do the devices' data matter, privately? Pretrains the public-only model, fine-tunes it privately
+ * across simulated devices through the real local edge (`wrangler dev`) at the headline ε, then runs the
+ * privacy–utility curve and the non-private ceiling in process, and writes demo-out/report.md, two plots and
+ * summary.json. What it does, step by step: README "What the demo does"; the code: demo/src/.
  *
- *   npm run demo -- [--clients N] [--rounds R] [--epsilon E] [--no-dp] [--no-baseline] [--backend auto|cpu|webgpu]
- *                   [--sampling-rate Q] [--server-lr L] [--server-momentum M] [--clip-quantile G] [--port P] [--out DIR]
+ *   npm run demo -- [--quick] [--clients N] [--epsilon E] [--rounds R] [--public-samples P] [--seeds S]
+ *                   [--curve E1,E2,…|none] [--no-ceiling] [--sampling-rate Q] [--server-lr L] [--server-momentum M]
+ *                   [--clip-quantile G] [--backend auto|cpu|webgpu] [--port P] [--out DIR]
  */
 import { parseArgs } from "node:util";
-import { runDemo } from "./src/demo.ts";
+import { runDemo, type DemoOptions } from "./src/demo.ts";
+import { RECIPE } from "./src/setting.ts";
 
 const USAGE = `usage: npm run demo -- [options]
+  --quick             a first look (~2 minutes on a quiet 2-core machine): 5 rounds, 1 seed, the curve at the
+                      headline ε and ε = 4 only (flags given explicitly still win)
   --clients N         simulated devices (default 1000)
-  --rounds R          rounds per run (default 12)
-  --epsilon E         target user-level ε of the private run, δ = 1e-5 (default 4)
-  --no-dp             run only the non-private training (no clipping in effect, no noise)
-  --no-baseline       skip the non-private baseline run after the private one
+  --epsilon E         headline ε of the served private run, δ = 1e-5 (default 1)
+  --rounds R          rounds of every federated run (default ${RECIPE.rounds}, tuned)
+  --public-samples P  train digits that are public, used only to pretrain (default 500)
+  --seeds S           seeds: seed 1 is served, seeds 2…S run in process (default 3)
+  --curve LIST        ε of the in-process privacy–utility curve, or none (default 0.5,1,2,4,8)
+  --no-ceiling        skip the in-process non-private ceiling
+  --sampling-rate Q   Poisson sampling rate per device per round (default ${RECIPE.samplingRate}, tuned)
+  --server-lr L       FedAvgM server learning rate of the private runs (default ${RECIPE.server.lr}, tuned)
+  --server-momentum M FedAvgM momentum in [0, 1) (default ${RECIPE.server.momentum}, tuned)
+  --clip-quantile G   adaptive clipping target quantile in (0, 1) (default ${RECIPE.clip.targetQuantile}, tuned)
   --backend B         aggregation backend: auto | cpu | webgpu (default auto: webgpu if an adapter exists)
-  --sampling-rate Q   Poisson sampling rate per device per round (default 0.3)
-  --server-lr L       FedAvgM server learning rate (default 4)
-  --server-momentum M FedAvgM momentum in [0, 1) (default 0.5)
-  --clip-quantile G   adaptive clipping target quantile in (0, 1) (default 0.3)
   --port P            local edge port (default 8787, or FEDGE_DEMO_PORT)
   --out DIR           output folder (default demo-out)`;
 
@@ -32,16 +39,19 @@ let values;
 try {
   ({ values } = parseArgs({
     options: {
+      quick: { type: "boolean" },
       clients: { type: "string" },
-      rounds: { type: "string" },
       epsilon: { type: "string" },
-      "no-dp": { type: "boolean" },
-      "no-baseline": { type: "boolean" },
-      backend: { type: "string" },
+      rounds: { type: "string" },
+      "public-samples": { type: "string" },
+      seeds: { type: "string" },
+      curve: { type: "string" },
+      "no-ceiling": { type: "boolean" },
       "sampling-rate": { type: "string" },
       "server-lr": { type: "string" },
       "server-momentum": { type: "string" },
       "clip-quantile": { type: "string" },
+      backend: { type: "string" },
       port: { type: "string" },
       out: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -74,31 +84,54 @@ const backend = values.backend ?? process.env.FEDGE_BACKEND ?? "auto";
 if (backend !== "auto" && backend !== "cpu" && backend !== "webgpu")
   fail(`--backend must be auto, cpu or webgpu, got "${backend}"`);
 const clients = int("clients", values.clients, 20, 6000);
-const rounds = int("rounds", values.rounds, 1, 1000);
+const rounds = int("rounds", values.rounds, 1, 1000) ?? (values.quick ? 5 : undefined);
+const publicSamples = int("public-samples", values["public-samples"], 10, 8000);
+const seeds = int("seeds", values.seeds, 1, 20) ?? (values.quick ? 1 : undefined);
 const port = int("port", values.port ?? process.env.FEDGE_DEMO_PORT, 1, 65535);
 const epsilon = num("epsilon", values.epsilon, (x) => x > 0, "a number > 0");
 const samplingRate = num("sampling-rate", values["sampling-rate"], (x) => x > 0 && x <= 1, "in (0, 1]");
-const serverLearningRate = num("server-lr", values["server-lr"], (x) => x > 0, "a number > 0");
+const serverLr = num("server-lr", values["server-lr"], (x) => x > 0, "a number > 0");
 const serverMomentum = num("server-momentum", values["server-momentum"], (x) => x >= 0 && x < 1, "in [0, 1)");
 const clipQuantile = num("clip-quantile", values["clip-quantile"], (x) => x > 0 && x < 1, "in (0, 1)");
+let curveEpsilons: number[] | undefined;
+if (values.curve !== undefined) {
+  curveEpsilons =
+    values.curve === "none"
+      ? []
+      : values.curve.split(",").map((e) => num("curve", e, (x) => x > 0, "a list of numbers > 0, or none")!);
+} else if (values.quick) curveEpsilons = [...new Set([epsilon ?? 1, 4])];
+
+const recipe: NonNullable<DemoOptions["recipe"]> = {
+  ...(rounds !== undefined ? { rounds } : {}),
+  ...(samplingRate !== undefined ? { samplingRate } : {}),
+  ...(serverLr !== undefined || serverMomentum !== undefined
+    ? {
+        server: {
+          ...RECIPE.server,
+          lr: serverLr ?? RECIPE.server.lr,
+          momentum: serverMomentum ?? RECIPE.server.momentum,
+        },
+      }
+    : {}),
+  ...(clipQuantile !== undefined ? { clip: { ...RECIPE.clip, targetQuantile: clipQuantile } } : {}),
+};
 
 const { report, files } = await runDemo({
   ...(clients !== undefined ? { clients } : {}),
-  ...(rounds !== undefined ? { rounds } : {}),
   ...(epsilon !== undefined ? { epsilon } : {}),
-  ...(samplingRate !== undefined ? { samplingRate } : {}),
-  ...(serverLearningRate !== undefined ? { serverLearningRate } : {}),
-  ...(serverMomentum !== undefined ? { serverMomentum } : {}),
-  ...(clipQuantile !== undefined ? { clipQuantile } : {}),
+  ...(publicSamples !== undefined ? { publicSamples } : {}),
+  ...(seeds !== undefined ? { seeds } : {}),
+  ...(curveEpsilons !== undefined ? { curveEpsilons } : {}),
   ...(port !== undefined ? { port } : {}),
   ...(values.out !== undefined ? { outDir: values.out } : {}),
-  dp: !values["no-dp"],
-  baseline: !values["no-baseline"],
+  ceiling: !values["no-ceiling"],
+  recipe,
   backend,
 });
-const final = report.runs.map((r) => {
-  const last = r.rounds.at(-1);
-  return `${r.label}: ${last ? (last.servedAccuracy * 100).toFixed(2) : "–"}% served${last?.epsilon != null ? ` at ε = ${last.epsilon.toFixed(3)}` : ""}`;
-});
-console.log(`\ndone in ${report.seconds.toFixed(0)} s — ${final.join("; ")}`);
+const s = report.served;
+const last = s.rounds.at(-1);
+console.log(
+  `\ndone in ${report.seconds.total!.toFixed(0)} s — (a) public-only served ${(s.initialServedAccuracy * 100).toFixed(2)}%; ` +
+    `(b) private served ${last ? (last.servedAccuracy * 100).toFixed(2) : "–"}% at ε = ${s.privacy.epsilon.toFixed(3)} (δ = ${s.privacy.delta.toExponential()})`,
+);
 console.log(`report: ${files.report}\nplots:  ${files.accuracyVsRound}\n        ${files.accuracyVsEpsilon}`);

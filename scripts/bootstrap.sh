@@ -57,16 +57,31 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt
   touch "$stamp"
 fi
 
-# Local secrets for `wrangler dev`: generated once, never committed.
+# Local settings and secrets for `wrangler dev` (the dev environment): generated once, never committed.
 if [ ! -f .dev.vars ]; then
   log "writing .dev.vars (local API key and admin token)"
   node -e '
     const c = require("node:crypto");
     const k = "fk_dev_" + c.randomBytes(24).toString("base64url");
     const a = "fa_" + c.randomBytes(32).toString("base64url");
-    require("node:fs").writeFileSync(".dev.vars", `FEDGE_DEV_API_KEY=${k}\nFEDGE_ADMIN_TOKEN=${a}\n`, { mode: 0o600 });
+    require("node:fs").writeFileSync(".dev.vars", `FEDGE_ENV=local\nFEDGE_DEV_API_KEY=${k}\nFEDGE_ADMIN_TOKEN=${a}\n`, { mode: 0o600 });
   '
 fi
+# wrangler.toml's [vars] are production's; the local environment is set here (older .dev.vars lack the line).
+if ! grep -q '^FEDGE_ENV=' .dev.vars; then
+  log "adding FEDGE_ENV=local to .dev.vars"
+  printf 'FEDGE_ENV=local\n' >>.dev.vars
+fi
 
-# Seed models (MNIST MLPs, fp32 + int8 ONNX) built by the project; a no-op when they are current.
-node_modules/.bin/node scripts/build-models.ts
+# The edge's own Ed25519 key (a 32-byte seed, base64url) that signs check-in receipts; production's comes from
+# `npm run provision` (wrangler secret). Generated once: devices pin its public key, so it must not change on a rerun.
+if ! grep -q '^FEDGE_EDGE_SIGNING_KEY=' .dev.vars; then
+  log "adding FEDGE_EDGE_SIGNING_KEY (the edge's receipt signing key) to .dev.vars"
+  node -e 'require("node:fs").appendFileSync(".dev.vars", `FEDGE_EDGE_SIGNING_KEY=${require("node:crypto").randomBytes(32).toString("base64url")}\n`)'
+fi
+
+# Seed models (MNIST MLPs, fp32 + int8 ONNX) built by the project; a no-op when they are current. Deploying does
+# not need them (FEDGE_SKIP_MODELS=1, set by `npm run deploy`/`provision`).
+if [ "${FEDGE_SKIP_MODELS:-0}" != "1" ]; then
+  node_modules/.bin/node scripts/build-models.ts
+fi

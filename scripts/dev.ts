@@ -1,11 +1,13 @@
 /**
  * `npm run dev`: the local edge on http://127.0.0.1:8787 (`wrangler dev`, workerd; R2/KV/DO state persisted under
- * `.wrangler/state`), with the seed model `mnist-mlp` (int8, from `models/mnist-mlp/int8.onnx`, built by the
- * bootstrap) uploaded through the admin API when the registry does not have it yet.
+ * `.wrangler/state`), with the seed models `mnist-mlp`, `mnist-cnn` and `text-transformer` (int8, from
+ * `models/<name>/int8.onnx`, built by the bootstrap) uploaded through the admin API when the registry does not have
+ * them yet.
  *
  * Keys come from `.dev.vars` (written by the bootstrap, never committed): `FEDGE_ADMIN_TOKEN` is the admin bearer,
- * and `FEDGE_DEV_API_KEY` (`fk_dev_…`) is accepted as the API key with id `dev`, because `FEDGE_ENV` is `local` in
- * wrangler.toml (the worker registers its hash in the key's ledger on first use; any other FEDGE_ENV refuses it).
+ * and `FEDGE_DEV_API_KEY` (`fk_dev_…`) is accepted as the API key with id `dev`, because the local edge runs with
+ * `FEDGE_ENV=local` (@fedge/local-edge passes it, `.dev.vars` has it; wrangler.toml's own value is production's, which
+ * refuses the key). The worker registers its hash in the key's ledger on first use.
  * Runs until Ctrl-C. Environment: FEDGE_DEV_PORT (default 8787).
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -14,6 +16,8 @@ import { repoRoot, startLocalEdge } from "@fedge/local-edge";
 import { uploadManifestFromOnnx } from "@fedge/ml";
 
 const MODEL = "mnist-mlp";
+/** Seed models served by `npm run dev` (the first is the v1 example). */
+const SEED_MODELS = [MODEL, "mnist-cnn", "text-transformer"];
 
 function readDevVars(): Record<string, string> {
   const file = join(repoRoot, ".dev.vars");
@@ -71,14 +75,17 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void stop(0));
   process.on("SIGTERM", () => void stop(0));
   try {
-    const seeded = await seedModel(edge.url, vars.FEDGE_ADMIN_TOKEN!);
+    const seeded: boolean[] = [];
+    for (const name of SEED_MODELS) seeded.push(await seedModel(edge.url, vars.FEDGE_ADMIN_TOKEN!, name));
     const check = await fetch(`${edge.url}/v1/usage`, {
       headers: { authorization: `Bearer ${vars.FEDGE_DEV_API_KEY}` },
     });
     if (check.status !== 200) throw new Error(`FEDGE_DEV_API_KEY was refused: ${check.status} ${await check.text()}`);
     const zeros = new Array(784).fill(0).join(",");
     console.log(`fedge edge at ${edge.url} (state in .wrangler/state)`);
-    console.log(`model ${MODEL}: ${seeded ? "seeded from models/mnist-mlp/int8.onnx" : "already in the registry"}`);
+    SEED_MODELS.forEach((name, i) =>
+      console.log(`model ${name}: ${seeded[i] ? `seeded from models/${name}/int8.onnx` : "already in the registry"}`),
+    );
     console.log(`API docs: ${edge.url}/docs   OpenAPI: ${edge.url}/openapi.json`);
     console.log(`API key: FEDGE_DEV_API_KEY from .dev.vars; admin token: FEDGE_ADMIN_TOKEN`);
     console.log("\ntry:");
@@ -90,6 +97,12 @@ async function main(): Promise<void> {
     console.log(
       `  head -c 3136 /dev/zero | curl -s ${edge.url}/v1/models/${MODEL}/predict -H "authorization: Bearer $FEDGE_DEV_API_KEY" ` +
         `-H 'content-type: application/octet-stream' --data-binary @-`,
+    );
+    console.log(`  curl -s ${edge.url}/v2/models/text-transformer`);
+    console.log(
+      `  curl -s ${edge.url}/v2/models/text-transformer/infer -H "authorization: Bearer $FEDGE_DEV_API_KEY" ` +
+        `-H 'content-type: application/json' -d '{"inputs":[{"name":"input_ids","shape":[1,4],"datatype":"INT64",` +
+        `"data":[3,5,12,0]},{"name":"attention_mask","shape":[1,4],"datatype":"INT64","data":[1,1,1,0]}]}'`,
     );
     console.log(`  curl -s ${edge.url}/v1/usage -H "authorization: Bearer $FEDGE_DEV_API_KEY"`);
     console.log("\nCtrl-C to stop.");

@@ -36,6 +36,8 @@ let dir: string;
 let edge: LocalEdge;
 let key: SigningKey;
 let keyFile: string;
+/** The operator token for the CLI, in a 0600 file (a flag's value would show in ps). */
+let tokenFile: string;
 let operator: EdgeAdminClient;
 let backend: Backend;
 let devices: { client: FedgeClient; x: Float32Array; y: Uint8Array }[];
@@ -44,6 +46,8 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "fedge-aggregate-e2e-"));
   // the DP population's checkpoint dir holds the key the edge trusts (the default key file of --checkpoint-dir)
   keyFile = path.join(dir, "dp", "aggregator-key.json");
+  tokenFile = path.join(dir, "admin-token");
+  await writeFile(tokenFile, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
   key = await loadOrCreateSigningKey(keyFile);
   edge = await startLocalEdge({
     port: PORT,
@@ -121,6 +125,11 @@ async function participate(model: string, shift = 0): Promise<void> {
   for (const r of results) expect(r).toMatchObject({ selected: true, status: "uploaded" });
 }
 
+/** The operator closes round `seq` of `model` once its devices reported (DP rounds take no max_reports). */
+async function closeRound(model: string, seq: number): Promise<void> {
+  await operator.closeRound(`${model}_${seq}`);
+}
+
 function spawnFedge(args: string[], env: Record<string, string> = {}) {
   const { FEDGE_ADMIN_TOKEN: _t, FEDGE_AGGREGATE_CRASH_AT: _c, ...inherited } = process.env;
   const child = spawn(process.execPath, [BIN, ...args], {
@@ -157,6 +166,12 @@ function epsilonAfter(steps: number): number {
   return acc.getEpsilon(1e-5);
 }
 
+/** A central-mode population with q = 1, z = 1 and the aggregator's own budget ε = `epsilon`. */
+const dpFlags = (epsilon: number) => [
+  ...["--privacy-mode", "central", "--noise-multiplier", "1", "--sampling-rate", "1", "--expected-clients", "4"],
+  ...["--target-epsilon", String(epsilon), "--delta", "1e-5"],
+];
+
 const common = ["--edge", "", "--round-duration-s", "120", "--wait-poll-ms", "100", "--backend", "cpu"];
 const args = (...rest: string[]) => {
   const a = [...common, ...rest];
@@ -184,6 +199,10 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
       ],
       [["aggregate", ...args("--model", "m", "--bogus")], /Unknown option '--bogus'/],
       [["aggregate", ...args("--model", "m", "--min-reports", "5", "--max-reports", "2")], /--min-reports must be <=/],
+      [
+        ["aggregate", ...args("--model", "m", ...dpFlags(1), "--max-reports", "4")],
+        /--max-reports is refused in privacy mode central/,
+      ],
       [["rollback", "--edge", "http://127.0.0.1:1"], /missing --model/],
       [["rollback", "--edge", "http://127.0.0.1:1", "--model", "m", "--to", "zero"], /--to must be an integer/],
     ];
@@ -198,9 +217,11 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
   it("refuses a round over the privacy budget before the edge sees it (exit 1, names budget and projected ε)", async () => {
     const model = "agg-budget";
     await seed(model);
+    // The edge would take it: the aggregator's own, smaller budget refuses it first.
+    await operator.setPrivacyBudget(model, { epsilon: 100, delta: 1e-5 });
     const r = await fedgeIn([
       "aggregate",
-      ...args("--model", model, "--signing-key", keyFile, "--admin-token", ADMIN_TOKEN),
+      ...args("--model", model, "--signing-key", keyFile, "--admin-token-file", tokenFile),
       ...["--privacy-mode", "central", "--noise-multiplier", "1", "--sampling-rate", "1", "--expected-clients", "4"],
       ...["--target-epsilon", "0.5", "--delta", "1e-5", "--checkpoint-dir", path.join(dir, "budget")],
     ]);
@@ -215,6 +236,7 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
 
   it("runs a DP round through the edge (spawned bin, signed requests): the served version advances, signed", async () => {
     await seed(DP);
+    await operator.setPrivacyBudget(DP, { epsilon: 100, delta: 1e-5 });
     dpDir = path.join(dir, "dp");
     dpConfig = path.join(dir, "dp-config.json");
     await writeFile(
@@ -229,12 +251,10 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
         publish: { maxAccuracyDrop: 1 },
       }),
     );
-    const run = spawnFedge([
-      "aggregate",
-      ...args("--config", dpConfig, "--checkpoint-dir", dpDir, "--max-reports", String(DEVICES)),
-    ]);
+    const run = spawnFedge(["aggregate", ...args("--config", dpConfig, "--checkpoint-dir", dpDir)]);
     await waitOpen(DP, 1);
     await participate(DP);
+    await closeRound(DP, 1);
     const r = await run.done;
     expect(r.code, r.stderr).toBe(0);
     const [line] = lines(r.stdout);
@@ -262,11 +282,12 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
   });
 
   it("resumes after a SIGKILL between aggregation and publish: ε counted once, the version published once", async () => {
-    const crashed = spawnFedge(["aggregate", ...args("--checkpoint-dir", dpDir, "--max-reports", String(DEVICES))], {
+    const crashed = spawnFedge(["aggregate", ...args("--checkpoint-dir", dpDir)], {
       FEDGE_AGGREGATE_CRASH_AT: "after-aggregate",
     });
     await waitOpen(DP, 2);
     await participate(DP);
+    await closeRound(DP, 2);
     const c = await crashed.done;
     expect(c.signal).toBe("SIGKILL");
     expect(c.stdout).toBe("");
@@ -307,7 +328,7 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
   it("rollback serves the previous version again and records it in the checkpoint", async () => {
     const r = await fedgeIn([
       "rollback",
-      ...["--edge", edge.url, "--model", DP, "--checkpoint-dir", dpDir, "--admin-token", ADMIN_TOKEN],
+      ...["--edge", edge.url, "--model", DP, "--checkpoint-dir", dpDir, "--admin-token-file", tokenFile],
       ...["--reason", "e2e test"],
     ]);
     expect(r.code, r.stderr).toBe(0);
@@ -320,12 +341,12 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     // the seed was never published by the aggregator: rolled back on the edge, not recorded
     const seedBack = await fedgeIn([
       "rollback",
-      ...["--edge", edge.url, "--model", DP, "--checkpoint-dir", dpDir, "--admin-token", ADMIN_TOKEN],
+      ...["--edge", edge.url, "--model", DP, "--checkpoint-dir", dpDir, "--admin-token-file", tokenFile],
     ]);
     expect(seedBack.code, seedBack.stderr).toBe(0);
     expect(lines(seedBack.stdout)[0]).toMatchObject({ from: 2, to: 1, recorded: false });
     // nothing earlier: 409 from the edge, exit 1
-    const none = await fedgeIn(["rollback", "--edge", edge.url, "--model", DP, "--admin-token", ADMIN_TOKEN]);
+    const none = await fedgeIn(["rollback", "--edge", edge.url, "--model", DP, "--admin-token-file", tokenFile]);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/409 conflict: .*no earlier serving version/);
     // --to promotes a given version
@@ -337,8 +358,8 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
       DP,
       "--to",
       "3",
-      "--admin-token",
-      ADMIN_TOKEN,
+      "--admin-token-file",
+      tokenFile,
     ]);
     expect(to.code, to.stderr).toBe(0);
     expect(lines(to.stdout)[0]).toMatchObject({ from: 1, to: 3 });
@@ -346,11 +367,12 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
   });
 
   it("resumes after a SIGKILL right after the upload: the 409 for the same bytes counts as done", async () => {
-    const crashed = spawnFedge(["aggregate", ...args("--checkpoint-dir", dpDir, "--max-reports", String(DEVICES))], {
+    const crashed = spawnFedge(["aggregate", ...args("--checkpoint-dir", dpDir)], {
       FEDGE_AGGREGATE_CRASH_AT: "after-upload",
     });
     await waitOpen(DP, 3);
     await participate(DP);
+    await closeRound(DP, 3);
     const c = await crashed.done;
     expect(c.signal).toBe("SIGKILL");
     expect((await detail(DP)).versions.map((v) => v.version)).toEqual([1, 2, 3, 4]);
@@ -376,12 +398,13 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
   });
 
   it("resumes after a SIGKILL right after the edge round opened: picks the open round up, opens no other", async () => {
-    const crashed = spawnFedge(["aggregate", ...args("--checkpoint-dir", dpDir, "--max-reports", String(DEVICES))], {
+    const crashed = spawnFedge(["aggregate", ...args("--checkpoint-dir", dpDir)], {
       FEDGE_AGGREGATE_CRASH_AT: "after-edge-open",
     });
     expect((await crashed.done).signal).toBe("SIGKILL");
     await waitOpen(DP, 4);
-    await participate(DP); // the 4th report closes it (max_reports)
+    await participate(DP);
+    await closeRound(DP, 4); // a DP round has no max_reports: the operator closes it
     const again = await spawnFedge(["aggregate", ...args("--checkpoint-dir", dpDir)]).done;
     expect(again.code, again.stderr).toBe(0);
     expect(lines(again.stdout)[0]).toMatchObject({ roundId: `${DP}_4`, resumed: true, accepted: DEVICES, version: 5 });
@@ -390,10 +413,11 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
   });
 
   it("--rounds 2 runs two rounds in one invocation, one JSON line each", async () => {
-    const p = fedgeIn(["aggregate", ...args("--checkpoint-dir", dpDir, "--rounds", "2", "--max-reports", "4")]);
+    const p = fedgeIn(["aggregate", ...args("--checkpoint-dir", dpDir, "--rounds", "2")]);
     for (const seq of [5, 6]) {
       await waitOpen(DP, seq);
       await participate(DP);
+      await closeRound(DP, seq);
     }
     const r = await p;
     expect(r.code, r.stderr).toBe(0);
@@ -413,9 +437,10 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     expect(crashed.signal).toBe("SIGKILL");
     expect((await rounds(DP))[0]!.round_id).toBe(`${DP}_6`); // the edge never saw round 7
     expect((await new CheckpointStore({ dir: dpDir }).load())!.ledger!.rounds).toHaveLength(7);
-    const p = fedgeIn(["aggregate", ...args("--checkpoint-dir", dpDir, "--max-reports", "4")]);
+    const p = fedgeIn(["aggregate", ...args("--checkpoint-dir", dpDir)]);
     await waitOpen(DP, 7);
     await participate(DP);
+    await closeRound(DP, 7);
     const r = await p;
     expect(r.code, r.stderr).toBe(0);
     expect(lines(r.stdout)[0]).toMatchObject({ roundId: `${DP}_7`, resumed: true, version: 8 });
@@ -446,7 +471,17 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
 
     const badFile = path.join(dir, "eval-bad.json");
     await writeFile(badFile, JSON.stringify({ x: x.slice(0, 783), y: [1] }));
-    const base = args("--model", model, "--admin-token", ADMIN_TOKEN, "--checkpoint-dir", evalDir);
+    // The manifests must be signed by a key the edge trusts (trust is pinned): the edge's configured one.
+    const base = args(
+      "--model",
+      model,
+      "--admin-token-file",
+      tokenFile,
+      "--checkpoint-dir",
+      evalDir,
+      "--signing-key",
+      keyFile,
+    );
     const round = ["--privacy-mode", "none", "--sampling-rate", "1", "--expected-clients", "4", "--max-reports", "4"];
     for (const [file, message] of [
       [badFile, /--eval-set .*eval-bad\.json: needs n > 0 labels and n × 784 features/],
@@ -476,7 +511,8 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     const gateDir = path.join(dir, "gate");
     const p = fedgeIn([
       "aggregate",
-      ...args("--model", model, "--admin-token", ADMIN_TOKEN, "--checkpoint-dir", gateDir),
+      // This directory's own key signs the manifests: registered with the edge first (trust is pinned).
+      ...args("--model", model, "--admin-token-file", tokenFile, "--checkpoint-dir", gateDir, "--register-key"),
       ...["--privacy-mode", "none", "--sampling-rate", "1", "--expected-clients", "4"],
       ...["--client-lr", "0.5", "--local-epochs", "3", "--max-accuracy-drop", "0.02", "--max-reports", "4"],
     ]);
@@ -500,7 +536,7 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     // a round nobody reports to is abandoned at its deadline: nothing aggregated, nothing uploaded
     const empty = await fedgeIn([
       "aggregate",
-      ...args("--checkpoint-dir", gateDir, "--round-duration-s", "1", "--admin-token", ADMIN_TOKEN),
+      ...args("--checkpoint-dir", gateDir, "--round-duration-s", "1", "--admin-token-file", tokenFile),
     ]);
     expect(empty.code, empty.stderr).toBe(0);
     expect(lines(empty.stdout)[0]).toMatchObject({ roundId: `${model}_2`, outcome: "abandoned", accepted: 0 });
@@ -510,5 +546,106 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     const after = (await new CheckpointStore({ dir: gateDir }).load())!;
     expect(after.round).toBe(2);
     expect(after.publishLog.at(-1)!.reason).toMatch(/^abandoned: only 0/);
+  });
+  it("the edge enforces its budget: the round past it is refused to every credential, whatever checkpoint dir", async () => {
+    const model = "agg-edge-budget";
+    await seed(model);
+    // The edge takes exactly one round of (q = 1, z = 1); the aggregator's own config would allow ε = 100.
+    const edgeBudget = (epsilonAfter(1) + epsilonAfter(2)) / 2;
+    await operator.setPrivacyBudget(model, { epsilon: edgeBudget, delta: 1e-5 });
+    const base = ["--model", model, ...dpFlags(100), "--signing-key", keyFile];
+    const first = fedgeIn(["aggregate", ...args(...base, "--checkpoint-dir", path.join(dir, "eb-a"))]);
+    await waitOpen(model, 1);
+    await participate(model);
+    await closeRound(model, 1);
+    const r1 = await first;
+    expect(r1.code, r1.stderr).toBe(0);
+    expect(lines(r1.stdout)[0]).toMatchObject({ roundId: `${model}_1`, outcome: "published" });
+    expect(lines(r1.stdout)[0]!.epsilon as number).toBeCloseTo(epsilonAfter(1), 9);
+
+    // The same directory, a fresh one, and none at all: the edge's ledger counts round 1 in each case.
+    for (const where of [
+      ["--checkpoint-dir", path.join(dir, "eb-a")],
+      ["--checkpoint-dir", path.join(dir, "eb-new")],
+      [],
+    ]) {
+      const r = await fedgeIn(["aggregate", ...args(...base, ...where)]);
+      expect(r.code, where.join(" ")).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `budget_exceeded: privacy budget exceeded for population "${model}": opening round "${model}_2" would spend ε=\\d`,
+        ),
+      );
+      expect(r.stdout).toBe("");
+    }
+    const fresh = (await new CheckpointStore({ dir: path.join(dir, "eb-new") }).load())!;
+    expect(fresh.ledger!.rounds).toEqual([]); // nothing charged locally either
+    expect((await rounds(model)).map((r) => r.round_id)).toEqual([`${model}_1`]);
+
+    // Straight to the edge, past any aggregator check: refused for the admin token and the aggregator's key alike.
+    const request = {
+      model,
+      model_version: 2,
+      clip_norm: 1,
+      learning_rate: 0.1,
+      local_epochs: 1,
+      batch_size: 32,
+      privacy_mode: "central" as const,
+      trainable: "all" as const,
+      update_length: 7850,
+      update_dtype: "float32" as const,
+      sampling_rate: 1,
+      min_reports: 1,
+      mechanism: { noise_multiplier: 1, clip_rule: "fixed" as const },
+      duration_s: 60,
+    };
+    const signer = new EdgeAdminClient({ baseUrl: edge.url, signingKey: key.secretKey });
+    for (const client of [operator, signer]) {
+      await expect(client.openRound(request)).rejects.toMatchObject({ status: 409, edgeCode: "budget_exceeded" });
+    }
+    expect((await rounds(model)).map((r) => r.round_id)).toEqual([`${model}_1`]);
+    // The public ledger: one charged round, no device counts.
+    const ledger = (await (await fetch(`${edge.url}/v1/populations/${model}/privacy`)).json()) as Record<
+      string,
+      unknown
+    >;
+    expect(ledger).toMatchObject({ budget: { epsilon: edgeBudget, delta: 1e-5 }, accountant: "rdp" });
+    expect(ledger.epsilon_spent as number).toBeCloseTo(epsilonAfter(1), 9);
+    expect(JSON.stringify(ledger)).not.toMatch(/accepted|selected|checked_in/);
+  });
+
+  it("resumes with the mechanism the edge charged: saved parameters win over flags, a mismatch is refused", async () => {
+    const model = "agg-charge";
+    await seed(model);
+    await operator.setPrivacyBudget(model, { epsilon: 100, delta: 1e-5 });
+    const cDir = path.join(dir, "charge");
+    const base = ["--model", model, ...dpFlags(100), "--signing-key", keyFile, "--checkpoint-dir", cDir];
+    const crashed = await spawnFedge(["aggregate", ...args(...base)], {
+      FEDGE_AGGREGATE_CRASH_AT: "after-edge-open",
+    }).done;
+    expect(crashed.signal).toBe("SIGKILL");
+    await waitOpen(model, 1);
+
+    // The saved state no longer says what the edge charged (z = 1): nothing is aggregated.
+    const stateFile = path.join(cDir, "edge-runner.json");
+    const saved = await readFile(stateFile, "utf8");
+    const tampered = JSON.parse(saved);
+    tampered.config.privacy.noiseMultiplier = 2;
+    await writeFile(stateFile, JSON.stringify(tampered));
+    const refused = await fedgeIn(["aggregate", ...args("--checkpoint-dir", cDir, "--signing-key", keyFile)]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/charge_mismatch: the edge charged round agg-charge_1 for .*"noise_multiplier":1/);
+    expect((await new CheckpointStore({ dir: cDir }).load())!.current).toMatchObject({ phase: "opened" });
+
+    // Restored: flags asking for z = 3 are overruled by the saved z = 1, which the edge charged.
+    await writeFile(stateFile, saved);
+    const p = fedgeIn(["aggregate", ...args(...base, "--noise-multiplier", "3")]);
+    await participate(model);
+    await closeRound(model, 1);
+    const r = await p;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/keeping the saved privacy/);
+    expect(lines(r.stdout)[0]).toMatchObject({ roundId: `${model}_1`, resumed: true, outcome: "published" });
+    expect(lines(r.stdout)[0]!.epsilon as number).toBeCloseTo(epsilonAfter(1), 9);
   });
 });

@@ -3,8 +3,8 @@
  * loaded by Debian's headless Chromium (playwright-core) into a page on the edge's own origin, talking to the real local
  * edge (`wrangler dev`). Playwright fulfils only the page and the bundle (`/__sdk/*`); every API call goes over the
  * network to workerd. Asserts a remote predict and a full participate() round trip (check in, train in the page, clip,
- * sign with tweetnacl/crypto.getRandomValues, upload, receipt), and that the device identity persists in IndexedDB
- * across a page reload.
+ * sign with the device's WebCrypto Ed25519 key, upload, receipt), that the device identity persists in IndexedDB
+ * across a page reload, and that its private key there is a non-extractable CryptoKey (never bytes).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -160,6 +160,38 @@ describe("@fedge/client in headless Chromium against wrangler dev", () => {
       return new FedgeClient({ baseUrl: location.origin, apiKey }).register();
     }, fx.apiKey);
     expect(reloaded).toEqual(result.identity);
+
+    // The private key is a non-extractable CryptoKey in IndexedDB: the page can sign with it, nobody can read it out.
+    const stored = await page.evaluate(async () => {
+      const { indexedDbStorage } = (window as unknown as { fedge: typeof import("@fedge/client") }).fedge;
+      const s = indexedDbStorage();
+      const identity = JSON.parse(new TextDecoder().decode((await s.get("device/identity"))!)) as Record<
+        string,
+        unknown
+      >;
+      const pair = await s.getKeyPair("device/signing-key");
+      let exported = false;
+      try {
+        await crypto.subtle.exportKey("pkcs8", pair!.privateKey);
+        exported = true;
+      } catch {
+        /* non-extractable */
+      }
+      return {
+        version: identity.v,
+        hasSecretBytes: "secret_key" in identity,
+        algorithm: pair?.privateKey.algorithm.name,
+        extractable: pair?.privateKey.extractable,
+        exported,
+      };
+    });
+    expect(stored).toEqual({
+      version: 2,
+      hasSecretBytes: false,
+      algorithm: "Ed25519",
+      extractable: false,
+      exported: false,
+    });
     await page.close();
   });
 

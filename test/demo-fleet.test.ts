@@ -85,6 +85,7 @@ describe("demo fleet: queued uploads get a second chance before the round closes
       fetchFor: (i) => (i === 0 ? lostAnswer : i === 1 ? offlineOnce : undefined),
     });
     await fleet.register();
+    await operator.setPrivacyBudget(MODEL, { epsilon: 100, delta: 1e-5 });
     const round = await operator.openRound({
       model: MODEL,
       model_version: 1,
@@ -100,7 +101,7 @@ describe("demo fleet: queued uploads get a second chance before the round closes
       update_dtype: "float32",
       sampling_rate: 1,
       min_reports: 1,
-      max_reports: 100,
+      mechanism: { noise_multiplier: 1, clip_rule: "fixed" },
       duration_s: 120,
     });
 

@@ -76,14 +76,17 @@ afterAll(async () => {
 });
 
 /** A device of this app: its own identity and storage, pinned to the aggregator's key unless `pin` is false. */
-function device(privacyPolicy?: PrivacyPolicy, o: { pin?: boolean; fetch?: typeof fetch } = {}): FedgeClient {
+function device(
+  privacyPolicy?: PrivacyPolicy,
+  o: { pin?: boolean; pinKey?: Uint8Array; fetch?: typeof fetch } = {},
+): FedgeClient {
   return new FedgeClient({
     baseUrl: edge.url,
     apiKey,
     storage: memoryStorage(),
     platform: "e2e-node",
     ...(privacyPolicy ? { privacyPolicy } : {}),
-    ...(o.pin === false ? {} : { aggregatorPublicKey: key.publicKey }),
+    ...(o.pin === false ? {} : { aggregatorPublicKey: o.pinKey ?? key.publicKey }),
     ...(o.fetch ? { fetch: o.fetch } : {}),
   });
 }
@@ -109,8 +112,20 @@ async function seed(name: string, params: MlpParams, signer: SigningKey | null =
   await operator.uploadModelVersion(signer ? e.manifest : unsigned, e.onnx, true);
 }
 
-/** Opens a round of a 4 → 2 model by hand (q = 1) with `over` as the task's privacy fields. */
-function openBy(model: string, over: Partial<OpenRoundRequest>): Promise<RoundStatus> {
+/** Gives `model` an edge privacy budget no test comes near (DP rounds are refused without one). */
+async function budget(model: string): Promise<void> {
+  const ledger = (await (await fetch(`${edge.url}/v1/populations/${model}/privacy`)).json()) as { budget: unknown };
+  if (ledger.budget === null) await operator.setPrivacyBudget(model, { epsilon: 1e6, delta: 1e-5 });
+}
+
+/**
+ * Opens a round of a 4 → 2 model by hand (q = 1) with `over` as the task's privacy fields. A DP round is charged its
+ * mechanism (z = 1, or the devices' local noise) to the population's edge budget and keeps Poisson sampling (no
+ * max_reports); a round without DP closes at 100 reports.
+ */
+async function openBy(model: string, over: Partial<OpenRoundRequest>): Promise<RoundStatus> {
+  const mode = over.privacy_mode ?? "central";
+  if (mode !== "none") await budget(model);
   return operator.openRound({
     model,
     model_version: 1,
@@ -124,7 +139,9 @@ function openBy(model: string, over: Partial<OpenRoundRequest>): Promise<RoundSt
     update_dtype: "float32",
     sampling_rate: 1,
     min_reports: 1,
-    max_reports: 100,
+    ...(mode === "none"
+      ? { max_reports: 100 }
+      : { mechanism: { noise_multiplier: over.local_noise_multiplier ?? 1, clip_rule: "fixed" as const } }),
     duration_s: 600,
     ...over,
   });
@@ -163,6 +180,7 @@ describe("adaptive clipping through the edge", () => {
       log: () => undefined,
     });
     await seed(model, engine.model);
+    await budget(model);
     const clip: number[] = [];
     let results: ParticipateResult[] = [];
     const runner = new EdgeRoundRunner({
@@ -319,21 +337,23 @@ describe("manifest pinning", () => {
 
   it("refuses an unsigned or foreign-signed model, for predictLocal and participate, and uploads nothing", async () => {
     await seed("pin-unsigned", zero4x2(), null);
+    // The edge refuses a manifest signed by a key it does not trust, so the foreign case is a device pinned to
+    // another aggregator (`stranger`) than the one that signed what this edge serves.
     const stranger = generateSigningKey();
-    await seed("pin-stranger", zero4x2(), stranger);
-    for (const [model, reason] of [
-      ["pin-unsigned", "unsigned"],
-      ["pin-stranger", "wrong_key"],
+    await seed("pin-stranger", zero4x2());
+    for (const [model, reason, pinKey] of [
+      ["pin-unsigned", "unsigned", key.publicKey],
+      ["pin-stranger", "wrong_key", stranger.publicKey],
     ] as const) {
-      // the edge serves both (it checks a signature against the manifest's own key), the pinned device does not
+      // the edge serves both (an operator may upload unsigned models), the pinned device does not run them
       expect(await device(undefined, { pin: false }).predictLocal(model, [[1, 2, 3, 4]])).toBeTruthy();
-      const e = await device()
+      const e = await device(undefined, { pinKey })
         .predictLocal(model, [[1, 2, 3, 4]])
         .catch((err: unknown) => err);
       expect(e).toBeInstanceOf(UntrustedModelError);
       expect(e).toMatchObject({ code: "untrusted_model", reason });
       const round = await openBy(model, { population_privacy: { epsilon: 1, delta: 1e-5 } });
-      const p = await device()
+      const p = await device(undefined, { pinKey })
         .participate({ model, ...sample })
         .catch((err: unknown) => err);
       expect(p).toMatchObject({ code: "untrusted_model", reason });
@@ -401,7 +421,7 @@ describe("update format version", () => {
     const post = (body: Uint8Array) =>
       fetch(`${edge.url}/v1/rounds/${round.round_id}/updates`, {
         method: "POST",
-        headers: { "content-type": UPDATE_MEDIA_TYPE },
+        headers: { "content-type": UPDATE_MEDIA_TYPE, authorization: `Bearer ${apiKey}` },
         body: body as Uint8Array<ArrayBuffer>,
       });
     const old = await post(encodeUpdateV1(round.round_id, device_id, nonce, values, keys.secretKey));

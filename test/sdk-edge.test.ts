@@ -2,8 +2,10 @@
  * The SDK in Node against the real local edge (`wrangler dev`, workerd, R2/KV/DO emulation): predict, model download
  * with ETag caching, local inference with onnxruntime-node, registration that survives restarts, a full participate()
  * round trip, an upload whose response is lost (the retry resends the same bytes: duplicate receipt), the offline queue
- * across a restart, local-mode noise accepted by the edge, and typed errors for bad requests.
+ * across a restart, local-mode noise accepted by the edge, typed errors for bad requests, and `infer`/`inferLocal`/
+ * `predictLocal` on the project's built CNN and text transformer.
  */
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -18,9 +20,10 @@ import {
   memoryStorage,
   type FedgeStorage,
 } from "@fedge/client";
-import { forward } from "@fedge/ml";
+import { forward, uploadManifestFromOnnx } from "@fedge/ml";
 import {
   openRound,
+  repoRoot,
   startEdgeFixture,
   toyData,
   uploadToyModel,
@@ -232,5 +235,85 @@ describe("FedgeClient against wrangler dev", () => {
     const { data, labels } = toyData(other.sizes, 4);
     const res = await client(memoryStorage()).participate({ model: "sdk-toy-idle", data, labels });
     expect(res).toMatchObject({ selected: false, reason: "no_open_round" });
+  });
+});
+
+describe("infer: typed tensors through the Open Inference Protocol, and on device", () => {
+  const seed = (model: string) => new Uint8Array(readFileSync(path.join(repoRoot, "models", model, "fp32.onnx")));
+  const upload = async (name: string, bytes: Uint8Array) => {
+    const form = new FormData();
+    form.set("model", new File([bytes as Uint8Array<ArrayBuffer>], "model.onnx"));
+    form.set("manifest", JSON.stringify(uploadManifestFromOnnx(name, 1, bytes)));
+    await fx.admin("POST", `/v1/admin/models/${name}/versions`, form);
+  };
+  const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number) => {
+    expect(a.length).toBe(b.length);
+    for (let i = 0; i < a.length; i++) expect(Math.abs(Number(a[i]) - Number(b[i]))).toBeLessThanOrEqual(tol);
+  };
+  beforeAll(async () => {
+    await upload("sdk-cnn", seed("mnist-cnn"));
+    await upload("sdk-text", seed("text-transformer"));
+  }, 60_000);
+
+  it("the text transformer: int64 ids + mask in, logits + probs out; binary, JSON and local agree", async () => {
+    const c = client(memoryStorage());
+    const ids = new BigInt64Array([1n, 2n, 9n, 0n, 5n, 6n, 7n, 8n]);
+    const mask = new BigInt64Array([1n, 1n, 1n, 0n, 1n, 1n, 1n, 1n]);
+    const inputs = { input_ids: { data: ids, shape: [2, 4] }, attention_mask: { data: mask, shape: [2, 4] } };
+    const binary = await c.infer("sdk-text", inputs);
+    expect(binary).toMatchObject({ model: "sdk-text", version: 1 });
+    expect(binary.outputs.logits).toMatchObject({ dtype: "float32", shape: [2, 2] });
+    expect(binary.outputs.logits!.data).toBeInstanceOf(Float32Array);
+    const json = await c.infer("sdk-text", inputs, { binary: false, outputs: ["probs"] });
+    expect(Object.keys(json.outputs)).toEqual(["probs"]);
+    close(json.outputs.probs!.data as Float32Array, binary.outputs.probs!.data as Float32Array, 1e-6);
+    const local = await c.inferLocal("sdk-text", inputs);
+    for (const out of ["logits", "probs"]) {
+      close(local.outputs[out]!.data as Float32Array, binary.outputs[out]!.data as Float32Array, 1e-4);
+    }
+    // predictLocal takes the same named tensors and answers rows of the first output.
+    const rows = await c.predictLocal("sdk-text", inputs);
+    expect(rows.outputs).toHaveLength(2);
+    close(rows.outputs.flat(), binary.outputs.logits!.data as Float32Array, 1e-4);
+  });
+
+  it("the NCHW CNN: infer with a 4-D tensor, predictLocal on 784-value rows, predict (v1) agree", async () => {
+    const c = client(memoryStorage());
+    const image = Float32Array.from({ length: 2 * 784 }, (_, i) => ((i * 37) % 101) / 100);
+    const remote = await c.infer("sdk-cnn", { image: { data: image, shape: [2, 1, 28, 28] } });
+    expect(remote.outputs.logits!.shape).toEqual([2, 10]);
+    const rows = [Array.from(image.subarray(0, 784)), Array.from(image.subarray(784))];
+    const local = await c.predictLocal("sdk-cnn", rows);
+    close(local.outputs.flat(), remote.outputs.logits!.data as Float32Array, 1e-4);
+    const v1 = await c.predict("sdk-cnn", rows);
+    close(v1.outputs.flat(), remote.outputs.logits!.data as Float32Array, 1e-4);
+  });
+
+  it("bad tensors: typed errors from the edge's v2 codes, local checks before sending", async () => {
+    const c = client(memoryStorage());
+    const mask = { data: new BigInt64Array([1n, 1n]), shape: [1, 2] };
+    const outOfVocab = await c
+      .infer("sdk-text", { input_ids: { data: new BigInt64Array([1n, 48n]), shape: [1, 2] }, attention_mask: mask })
+      .catch((e: unknown) => e);
+    expect(outOfVocab).toBeInstanceOf(BadRequestError);
+    expect(outOfVocab).toMatchObject({ status: 400, code: "out_of_range" });
+    const wrongType = await c
+      .infer("sdk-text", { input_ids: { data: new Int32Array([1, 2]), shape: [1, 2] }, attention_mask: mask })
+      .catch((e: unknown) => e);
+    expect(wrongType).toMatchObject({ status: 400, code: "invalid_datatype" });
+    await expect(
+      c.infer("sdk-text", { input_ids: { data: new BigInt64Array(3), shape: [1, 2] } }),
+    ).rejects.toMatchObject({
+      code: "invalid_input",
+      param: "inputs.input_ids",
+    });
+    await expect(
+      c.infer("sdk-text", { x: { data: [1, 2] as unknown as Float32Array, shape: [2] } }),
+    ).rejects.toMatchObject({
+      code: "invalid_input",
+    });
+    await expect(c.infer("no-such-model", { x: { data: new Float32Array(1), shape: [1] } })).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
   });
 });

@@ -31,6 +31,10 @@ export interface RoundSummary {
   unclippedCount: number;
   clipNorm: number | null;
   noiseStd: number;
+  /** Central mode's noise mechanism. */
+  mechanism?: "discrete-gaussian" | "gaussian";
+  /** `discrete-gaussian`: how much the grid inflated σ over z_Δ·C (z is unchanged). */
+  noiseInflation?: number;
   denominator: number;
   nextClipNorm: number;
   noisyUnclippedFraction?: number;

@@ -5,7 +5,9 @@
  *
  * Privacy modes:
  * - `central`: DP-FedAvg (McMahan et al. 2018, arXiv 1710.06963 Alg. 1): devices clip to C, the aggregator adds
- *   N(0, (z_Δ·C)²) to the clipped sum and divides by the fixed expected count q·N (§2, "fixed-denominator estimator").
+ *   noise with multiplier z_Δ to the clipped sum and divides by the fixed expected count q·N (§2, "fixed-denominator
+ *   estimator"). `privacy.mechanism` picks the noise: `discrete-gaussian` (default; exact integer arithmetic, safe
+ *   against Mironov 2012's floating-point attack) or `gaussian` (float noise on the Backend; not floating-point safe).
  * - `local`: devices clip and add their own noise (multiplier z); the server adds none.
  * - `none`: no differential privacy (only such populations may use robust aggregation).
  * `distributed` (secure aggregation) is a later issue and is refused here.
@@ -43,6 +45,13 @@ export const PopulationConfig = z
       noiseMultiplier: z.number().finite().min(0).default(0),
       /** Accountant fed with (q, z) every round. */
       accountant: z.enum(["rdp", "pld"]).default("rdp"),
+      /**
+       * Central mode's noise. `discrete-gaussian`: clipped updates on a fixed-point grid, exact integer sum, exact
+       * discrete Gaussian noise (`@fedge/privacy` discrete-sum.ts), on the CPU. `gaussian`: float32 clip, sum and
+       * Gaussian noise on the gpu-node Backend; faster for huge models but open to floating-point attacks (Mironov
+       * 2012), kept for comparison. Both are charged the same z.
+       */
+      mechanism: z.enum(["discrete-gaussian", "gaussian"]).default("discrete-gaussian"),
       /** Total (ε, δ) budget of the population; a round that would exceed it is refused. */
       budget: z.strictObject({ epsilon: positive, delta: z.number().gt(0).lt(1) }).optional(),
     }),
@@ -203,6 +212,7 @@ export const POPULATION_CONFIG_FLAGS = {
   "privacy-mode": { type: "string" },
   "noise-multiplier": { type: "string" },
   accountant: { type: "string" },
+  "noise-mechanism": { type: "string" },
   "target-epsilon": { type: "string" },
   delta: { type: "string" },
   "sampling-rate": { type: "string" },
@@ -266,6 +276,7 @@ export function configFromFlags(flags: FlagValues, base: Record<string, unknown>
   setIn(c, ["privacy", "mode"], str(flags, "privacy-mode"));
   setIn(c, ["privacy", "noiseMultiplier"], num(flags, "noise-multiplier", "privacy.noiseMultiplier"));
   setIn(c, ["privacy", "accountant"], str(flags, "accountant"));
+  setIn(c, ["privacy", "mechanism"], str(flags, "noise-mechanism"));
   setIn(c, ["privacy", "budget", "epsilon"], num(flags, "target-epsilon", "privacy.budget.epsilon"));
   setIn(c, ["privacy", "budget", "delta"], num(flags, "delta", "privacy.budget.delta"));
   setIn(c, ["samplingRate"], num(flags, "sampling-rate", "samplingRate"));

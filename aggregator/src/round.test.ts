@@ -6,6 +6,7 @@ import { createBackend } from "@fedge/gpu-node";
 import { flattenTrainable, type MlpParams } from "@fedge/ml";
 import { zigguratConstants, type RandomBytes } from "@fedge/privacy";
 import { createAccountant, PrivacyBudgetExceededError } from "@fedge/privacy";
+import { seededRandomBytes } from "@fedge/privacy/testing";
 import { CheckpointStore } from "./checkpoint.ts";
 import { parsePopulationConfig, type PopulationConfigInput } from "./config.ts";
 import type { ClientUpdate } from "./strategy/strategy.ts";
@@ -26,7 +27,8 @@ const knownNoise: RandomBytes = (buf) => {
 const backend = await createBackend({ prefer: "cpu" });
 const base: PopulationConfigInput = {
   model: "digits",
-  privacy: { mode: "central", noiseMultiplier: 1, budget: { epsilon: 10, delta: 1e-5 } },
+  // the float mechanism, so rounds can be computed by hand from known noise (the default is discrete-gaussian)
+  privacy: { mode: "central", noiseMultiplier: 1, mechanism: "gaussian", budget: { epsilon: 10, delta: 1e-5 } },
   samplingRate: 0.1,
   expectedClients: 2,
   clipping: { clipNorm: 1 },
@@ -106,7 +108,9 @@ describe("RoundEngine", () => {
     const dir = await tempDir();
     const store = new CheckpointStore({ dir });
     const engine = await RoundEngine.create({
-      config: config({ privacy: { mode: "central", noiseMultiplier: 1, budget: { epsilon: 0.1, delta: 1e-5 } } }),
+      config: config({
+        privacy: { mode: "central", noiseMultiplier: 1, mechanism: "gaussian", budget: { epsilon: 0.1, delta: 1e-5 } },
+      }),
       backend,
       store,
       initialModel: model(),
@@ -246,5 +250,33 @@ describe("RoundEngine", () => {
     await engine.recordRollback(1, "v2 regressed");
     expect(engine.checkpoint.serving).toEqual({ version: 1, round: 1, accuracy: 0.8 });
     await expect(engine.recordRollback(9, "?")).rejects.toMatchObject({ reason: "version_not_published" });
+  });
+});
+
+describe("RoundEngine, central mode's default mechanism", () => {
+  it("aggregates with the exact discrete Gaussian sum and reports its grid inflation; the ledger is charged z", async () => {
+    const cfg = parsePopulationConfig({
+      ...base,
+      privacy: { mode: "central", noiseMultiplier: 1, budget: { epsilon: 10, delta: 1e-5 } },
+    });
+    expect(cfg.privacy.mechanism).toBe("discrete-gaussian");
+    const engine = await RoundEngine.create({
+      config: cfg,
+      backend,
+      initialModel: model(),
+      random: seededRandomBytes(11),
+      log: () => {},
+    });
+    const opened = await engine.openRound("d1");
+    expect(opened.epsilon).toBeCloseTo(epsilonOfSteps(1), 10);
+    const summary = await engine.aggregateRound(updates());
+    expect(summary).toMatchObject({ count: 3, unclippedCount: 1, clipNorm: 1, denominator: 2 });
+    expect(summary.mechanism).toBe("discrete-gaussian");
+    expect(summary.noiseInflation).toBeGreaterThan(1);
+    expect(summary.noiseInflation).toBeLessThanOrEqual(1.001);
+    expect(summary.noiseStd).toBeCloseTo(summary.noiseInflation!, 5); // z·C·inflation with z = C = 1 (σ² rounded up)
+    await engine.completeRound({ published: false, reason: "test" });
+    const second = await engine.openRound("d2");
+    expect(second.epsilon).toBeCloseTo(epsilonOfSteps(2), 10);
   });
 });

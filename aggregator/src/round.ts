@@ -141,6 +141,11 @@ export class RoundEngine {
   private readonly hooks: RoundHooks;
   private readonly optimizer: ServerOptimizer;
   private state: Checkpoint;
+  /**
+   * The live ledger of `state.ledger` (keyed by that object): its accountant caches the composed history, so a
+   * charge composes only the new round instead of rebuilding the ledger from JSON (seconds with PLD and many rounds).
+   */
+  private ledgerCache: { json: NonNullable<Checkpoint["ledger"]>; ledger: PrivacyLedger } | null = null;
 
   private constructor(o: RoundEngineOptions, strategy: Strategy, optimizer: ServerOptimizer, state: Checkpoint) {
     this.config = o.config;
@@ -224,7 +229,13 @@ export class RoundEngine {
   privacySpent(): { epsilon: number; delta: number } | null {
     const budget = this.config.privacy.budget;
     if (!this.state.ledger || !budget) return null;
-    return { epsilon: PrivacyLedger.fromJSON(this.state.ledger).spent(budget.delta), delta: budget.delta };
+    return { epsilon: this.ledgerOf(this.state.ledger).spent(budget.delta), delta: budget.delta };
+  }
+
+  /** The live ledger for a checkpoint's ledger state (cached; rebuilt from JSON only when the state is new). */
+  private ledgerOf(json: NonNullable<Checkpoint["ledger"]>): PrivacyLedger {
+    if (this.ledgerCache?.json !== json) this.ledgerCache = { json, ledger: PrivacyLedger.fromJSON(json) };
+    return this.ledgerCache.ledger;
   }
 
   private async commit(next: Checkpoint): Promise<void> {
@@ -263,8 +274,8 @@ export class RoundEngine {
     let ledger = s.ledger;
     let epsilon: number | null = null;
     if (s.ledger) {
-      const l = PrivacyLedger.fromJSON(s.ledger);
-      if (l.rounds.some((r) => r.roundId === roundId))
+      const l = this.ledgerOf(s.ledger); // a refused open() changes nothing in it
+      if (l.hasRound(roundId))
         throw new RoundStateError("round_already_run", `round "${roundId}" was already run for "${s.population}"`);
       const charge = this.strategy.privacyCharge();
       const budget = this.config.privacy.budget;
@@ -280,6 +291,8 @@ export class RoundEngine {
         budget,
       );
       ledger = l.toJSON();
+      // re-key the cache to the new state: if the commit below fails, the old state misses the cache and is rebuilt
+      this.ledgerCache = { json: ledger, ledger: l };
     } else if (s.publishLog.some((p) => p.roundId === roundId)) {
       throw new RoundStateError("round_already_run", `round "${roundId}" was already run for "${s.population}"`);
     }
@@ -330,6 +343,8 @@ export class RoundEngine {
         unclippedCount: r.unclippedCount,
         clipNorm: Number.isFinite(r.clipNorm) ? r.clipNorm : null,
         noiseStd: r.noiseStd,
+        ...(r.mechanism ? { mechanism: r.mechanism } : {}),
+        ...(r.noiseInflation !== undefined ? { noiseInflation: r.noiseInflation } : {}),
         denominator: r.denominator,
         nextClipNorm: Number.isFinite(r.nextClip.clipNorm) ? r.nextClip.clipNorm : 0,
         ...(r.noisyUnclippedFraction !== undefined ? { noisyUnclippedFraction: r.noisyUnclippedFraction } : {}),

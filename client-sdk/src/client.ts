@@ -5,10 +5,19 @@
  * edge. With a pinned aggregator key, models are run and trained on only when their manifest is signed by it. One code
  * base for browsers, Node and React Native; runtime differences sit in `internal/platform.ts` and the storage adapters.
  */
-import type { CheckinResponse, ModelManifest, UpdateReceipt } from "@fedge/protocol";
+import type { CheckinResponse, DevicePrivacyRecord, ModelManifest, UpdateReceipt } from "@fedge/protocol";
+import { EDGE_KEY_PATH, devicePrivacySigningBytes, type SignedCheckinReceipt } from "@fedge/protocol/receipt";
 import * as errors from "./core/errors.ts";
 import { FedgeAPIError, FedgeClientError, InvalidInputError } from "./core/errors.ts";
-import { generateDeviceKeys, loadIdentity, saveIdentity, sign, type StoredIdentity } from "./identity.ts";
+import {
+  createIdentity,
+  loadIdentity,
+  placeholderSecretKey,
+  resignUpdate,
+  saveIdentity,
+  signWith,
+  type StoredIdentity,
+} from "./identity.ts";
 import { checkinSigningBytes, toBase64Url } from "./internal/encoding.ts";
 import { cryptoRandom, defaultFetch, detectRuntime, type RandomSource } from "./internal/platform.ts";
 import { Transport, type RequestOptions } from "./internal/transport.ts";
@@ -16,21 +25,27 @@ import {
   defaultLoadOrt,
   readCachedModel,
   sha256Hex,
+  rowFeeds,
   toMatrix,
   toRows,
   writeCachedModel,
   type LoadedModel,
   type OrtLike,
-  type OrtSession,
 } from "./model.ts";
+import type { LocalRunner } from "./inference/local.ts";
+import type { InferInputs } from "./inference/tensors.ts";
 import type { UpdateStats } from "./build-update.ts";
 import { verifyPinnedManifest } from "./trust.ts";
 import { UploadQueue, type FlushResult, type QueuedUpdate } from "./queue.ts";
+import { ReceiptStore } from "./receipts.ts";
+import type { PopulationPrivacySpend } from "./device-accounting.ts";
 import { defaultStorage } from "./storage/default-storage.ts";
 import type { FedgeStorage } from "./storage/storage.ts";
 import type {
   DeviceIdentity,
   FedgeClientOptions,
+  InferOptions,
+  InferResult,
   ParticipateOptions,
   ParticipateResult,
   PredictOptions,
@@ -51,6 +66,8 @@ import {
 export type {
   DeviceIdentity,
   FedgeClientOptions,
+  InferOptions,
+  InferResult,
   ParticipateOptions,
   ParticipateResult,
   PredictOptions,
@@ -80,21 +97,24 @@ export class FedgeClient {
   static readonly APIUserAbortError = errors.APIUserAbortError;
   static readonly PrivacyPolicyError = errors.PrivacyPolicyError;
   static readonly UntrustedModelError = errors.UntrustedModelError;
+  static readonly UntrustedReceiptError = errors.UntrustedReceiptError;
 
   readonly baseUrl: string;
   /** The app's privacy policy with its defaults filled in (see `FedgeClientOptions.privacyPolicy`). */
   readonly privacyPolicy: ResolvedPrivacyPolicy;
   private readonly aggregatorKey: Uint8Array | undefined;
+  private readonly receipts: ReceiptStore;
+  /** A DP task must come with a receipt (an edge key was given, or the device caps its own ε). */
+  private readonly requireReceipts: boolean;
   readonly storage: FedgeStorage;
   readonly queue: UploadQueue;
   private readonly transport: Transport;
   private readonly random: RandomSource;
   private readonly platform: string;
   private readonly loadOrt: () => Promise<OrtLike>;
+  private local: Promise<LocalRunner> | undefined;
   private identity: Promise<StoredIdentity & { deviceId: string }> | undefined;
   private readonly models = new Map<string, LoadedModel>();
-  private readonly sessions = new Map<string, Promise<OrtSession>>();
-  private ort: Promise<OrtLike> | undefined;
 
   constructor(options: FedgeClientOptions) {
     checkOptions(options);
@@ -113,6 +133,18 @@ export class FedgeClient {
       maxRetries: options.maxRetries ?? 2,
       timeoutMs: options.timeoutMs ?? 60_000,
       random: this.random,
+    });
+    const edgeKey = resolveAggregatorKey(options.edgePublicKey, "edgePublicKey");
+    this.requireReceipts = edgeKey !== undefined || this.privacyPolicy.maxDeviceEpsilon !== undefined;
+    this.receipts = new ReceiptStore({
+      storage: this.storage,
+      baseUrl: this.baseUrl,
+      edgePublicKey: edgeKey,
+      fetchKey: async () => {
+        const res = await this.transport.json<{ public_key?: unknown }>({ method: "GET", path: EDGE_KEY_PATH });
+        if (typeof res?.public_key !== "string") throw invalidResponse("edge key", res);
+        return res.public_key;
+      },
     });
   }
 
@@ -224,35 +256,80 @@ export class FedgeClient {
   }
 
   /**
-   * On-device inference with onnxruntime on the model loaded by `loadModel` (loaded now if needed). The inputs never
-   * leave the device.
+   * Remote inference on any model through the Open Inference Protocol (`POST /v2/models/:name[/versions/:v]/infer`):
+   * named typed tensors in, typed tensors out. Binary by default (the tensors' raw bytes after a JSON header).
+   */
+  async infer(model: string, inputs: InferInputs, options: InferOptions = {}): Promise<InferResult> {
+    checkModelName(model);
+    checkVersion(options.version);
+    // The tensor codec loads on the first infer (like the trainer on the first participate): the core stays small.
+    const { inferRemote } = await import("./inference/tensors.ts");
+    return inferRemote(this.transport, model, inputs, options);
+  }
+
+  /**
+   * On-device inference with onnxruntime on the model loaded by `loadModel` (loaded now if needed): the same typed
+   * tensors as `infer`, and the inputs never leave the device.
+   */
+  async inferLocal(model: string, inputs: InferInputs, options: InferOptions = {}): Promise<InferResult> {
+    checkModelName(model);
+    checkVersion(options.version);
+    const { checkInferInputs } = await import("./inference/tensors.ts");
+    const feeds = checkInferInputs(inputs);
+    const loaded = await this.loaded(model, options);
+    const outputs = await (await this.runner()).run(loaded, feeds, options.outputs);
+    return { model: loaded.name, version: loaded.version, outputs };
+  }
+
+  /**
+   * On-device inference returning the first output one row per example. `inputs` is a batch of rows (`number[][]` or
+   * a row-major Float32Array) for a model with one float32 input `[batch, ...fixed]` — each row is reshaped to the
+   * manifest's example shape (784 values → `[1, 28, 28]` for an NCHW CNN) — or, for any other model, named typed
+   * tensors as `inferLocal` takes them (e.g. token ids and an attention mask).
    */
   async predictLocal(
     model: string,
-    inputs: number[][] | Float32Array,
+    inputs: number[][] | Float32Array | InferInputs,
     options: PredictOptions = {},
   ): Promise<PredictResult> {
     checkModelName(model);
     checkVersion(options.version);
-    const key = options.version === undefined ? model : `${model}@${options.version}`;
-    const loaded = this.models.get(key) ?? (await this.loadModel(model, options.version, options));
-    const features = options.features ?? loaded.manifest?.inputs[0]?.shape.at(-1) ?? undefined;
-    const m = toMatrix(inputs, typeof features === "number" ? features : undefined);
-    const ort = await (this.ort ??= this.loadOrt());
-    const sessionKey = `${loaded.name}@${loaded.version}`;
-    let session = this.sessions.get(sessionKey);
-    if (!session) {
-      session = ort.InferenceSession.create(loaded.bytes);
-      this.sessions.set(sessionKey, session);
-      session.catch(() => this.sessions.delete(sessionKey));
+    if (!Array.isArray(inputs) && !(inputs instanceof Float32Array)) {
+      const res = await this.inferLocal(
+        model,
+        inputs,
+        options.version === undefined ? {} : { version: options.version },
+      );
+      const first = Object.values(res.outputs)[0];
+      if (!first) throw new FedgeClientError("invalid_model", "the model has no output");
+      return {
+        outputs: toRows(first.data as ArrayLike<number>, first.shape[0] ?? 1),
+        model: res.model,
+        version: res.version,
+      };
     }
-    const s = await session;
-    const inputName = loaded.manifest?.inputs[0]?.name ?? s.inputNames[0]!;
-    const outputName = loaded.manifest?.outputs[0]?.name ?? s.outputNames[0]!;
-    const out = await s.run({ [inputName]: new ort.Tensor("float32", m.data, [m.rows, m.cols]) });
-    const tensor = out[outputName];
-    if (!tensor) throw new FedgeClientError("invalid_model", `the model has no output ${outputName}`);
-    return { outputs: toRows(tensor.data as ArrayLike<number>, m.rows), model: loaded.name, version: loaded.version };
+    const loaded = await this.loaded(model, options);
+    const { feeds, rows } = rowFeeds(loaded.manifest, inputs, options.features);
+    const outputName = loaded.manifest?.outputs[0]?.name;
+    const out = await (await this.runner()).run(loaded, feeds, outputName ? [outputName] : undefined);
+    const first = Object.values(out)[0];
+    if (!first) throw new FedgeClientError("invalid_model", "the model has no output");
+    return { outputs: toRows(first.data as ArrayLike<number>, rows), model: loaded.name, version: loaded.version };
+  }
+
+  /** On-device sessions (loaded with onnxruntime on first use). */
+  private runner(): Promise<LocalRunner> {
+    this.local ??= import("./inference/local.ts").then((m) => new m.LocalRunner(this.loadOrt));
+    return this.local;
+  }
+
+  /** The cached model version (or the serving one), downloaded now if needed. */
+  private async loaded(
+    model: string,
+    options: { version?: number | undefined } & RequestOptions,
+  ): Promise<LoadedModel> {
+    const key = options.version === undefined ? model : `${model}@${options.version}`;
+    return this.models.get(key) ?? (await this.loadModel(model, options.version, options));
   }
 
   /**
@@ -271,10 +348,7 @@ export class FedgeClient {
     let id = await loadIdentity(this.storage);
     if (id && id.baseUrl !== this.baseUrl) id = undefined; // registered with another edge: new identity
     if (id?.deviceId) return id as StoredIdentity & { deviceId: string };
-    if (!id) {
-      id = { ...generateDeviceKeys(this.random), deviceId: undefined, baseUrl: this.baseUrl };
-      await saveIdentity(this.storage, id);
-    }
+    if (!id) id = await createIdentity(this.storage, this.random, this.baseUrl);
     const res = await this.transport.json<{ device_id?: unknown }>(
       {
         method: "POST",
@@ -289,13 +363,37 @@ export class FedgeClient {
     return done;
   }
 
-  /** Signed check-in for `model`'s current round. */
+  /**
+   * Signed check-in for `model`'s current round. In a DP round the edge's signed receipt is verified against the
+   * pinned edge key and kept (`UntrustedReceiptError` and nothing kept when it does not verify). With
+   * `privacyPolicy.maxDeviceEpsilon`, a check-in that one more round at the last receipt's parameters would take past
+   * the cap is not sent, and a receipt whose round would pass it is kept as declined and the round refused (both
+   * `PrivacyPolicyError` `device_epsilon_exceeded`).
+   */
   async checkin(model: string, options: RequestOptions = {}): Promise<CheckinResponse> {
     checkModelName(model);
     await this.register(options);
     const id = (await this.identity)!;
+    const cap = this.privacyPolicy.maxDeviceEpsilon;
+    if (cap !== undefined) {
+      const entries = await this.receipts.list(model);
+      const last = entries.at(-1)?.receipt;
+      if (last) {
+        const { epsilonWith } = await import("./device-accounting.ts");
+        const counted = entries.filter((e) => !e.declined).map((e) => e.receipt);
+        const next = epsilonWith(model, counted, { ...last, round_id: `${last.round_id}-next` });
+        if (!(next <= cap)) {
+          throw new errors.PrivacyPolicyError(
+            "device_epsilon_exceeded",
+            "(next)",
+            `one more round of ${model} at q = ${last.sampling_rate}, z = ${last.noise_multiplier} would take this ` +
+              `device's ε to ${next.toPrecision(4)} (δ = ${last.delta}, rdp), over maxDeviceEpsilon ${cap}`,
+          );
+        }
+      }
+    }
     const timestamp = new Date().toISOString();
-    const signature = toBase64Url(sign(checkinSigningBytes(model, id.deviceId, timestamp), id.secretKey));
+    const signature = toBase64Url(await signWith(id, checkinSigningBytes(model, id.deviceId, timestamp)));
     const res = await this.transport.json<CheckinResponse>(
       { method: "POST", path: "/v1/rounds/checkin", json: { model, device_id: id.deviceId, timestamp, signature } },
       options,
@@ -303,6 +401,78 @@ export class FedgeClient {
     if (!res || typeof res.selected !== "boolean" || (res.selected && !isTask(res.task))) {
       throw invalidResponse("checkin", res);
     }
+    await this.keepReceipt(model, id.deviceId, res);
+    return res;
+  }
+
+  /** Verifies and keeps the answer's receipt, and applies the device's own ε cap to it (see `checkin`). */
+  private async keepReceipt(model: string, deviceId: string, res: CheckinResponse): Promise<void> {
+    const roundId = res.selected ? res.task.round_id : res.round_id;
+    if (res.receipt === undefined) {
+      if (res.selected && res.task.privacy_mode !== "none" && this.requireReceipts) {
+        throw new errors.UntrustedReceiptError("missing", `the DP round ${roundId} came without the edge's receipt`);
+      }
+      return;
+    }
+    const receipt = await this.receipts.verify(res.receipt, { model, deviceId, roundId });
+    const known = await this.receipts.get(receipt);
+    const cap = this.privacyPolicy.maxDeviceEpsilon;
+    let declined = known?.declined ?? false;
+    let epsilon = 0;
+    if (!known && cap !== undefined) {
+      const { epsilonWith } = await import("./device-accounting.ts");
+      const counted = (await this.receipts.list(model)).filter((e) => !e.declined).map((e) => e.receipt);
+      epsilon = epsilonWith(model, counted, receipt);
+      declined = !(epsilon <= cap);
+    }
+    if (!known) await this.receipts.put({ receipt, declined });
+    if (declined) {
+      throw new errors.PrivacyPolicyError(
+        "device_epsilon_exceeded",
+        receipt.round_id,
+        `round ${receipt.round_id} (q = ${receipt.sampling_rate}, z = ${receipt.noise_multiplier}) would take this ` +
+          `device's ε` +
+          (epsilon > 0 ? ` to ${epsilon.toPrecision(4)}` : "") +
+          ` past maxDeviceEpsilon ${String(cap)}; the device withdraws from it`,
+      );
+    }
+  }
+
+  /**
+   * What this device spent, per population, by its own accounting: ε at the population's δ with the RDP accountant of
+   * `@fedge/privacy`, recomputed from the edge's signed check-in receipts that verify under the pinned edge key (one
+   * round per check-in, selected or not). Reads only local storage.
+   */
+  async privacy(): Promise<PopulationPrivacySpend[]> {
+    const entries = await this.receipts.list();
+    if (entries.length === 0) return [];
+    const { privacySpend } = await import("./device-accounting.ts");
+    return privacySpend(entries);
+  }
+
+  /** The receipts this device keeps for `model` (all populations without it), verified, oldest first. */
+  async privacyReceipts(model?: string): Promise<SignedCheckinReceipt[]> {
+    return (await this.receipts.list(model)).filter((e) => !e.declined).map((e) => e.receipt);
+  }
+
+  /**
+   * What the edge recorded for this device (`GET /v1/devices/:id/privacy`, signed by the device): every DP round it
+   * checked in for, per population, with the round's charge. Compare with `privacy()` to audit the edge.
+   */
+  async edgePrivacyRecord(options: RequestOptions = {}): Promise<DevicePrivacyRecord> {
+    await this.register(options);
+    const id = (await this.identity)!;
+    const timestamp = new Date().toISOString();
+    const signature = toBase64Url(await signWith(id, devicePrivacySigningBytes(id.deviceId, timestamp)));
+    const res = await this.transport.json<DevicePrivacyRecord>(
+      {
+        method: "GET",
+        path: `/v1/devices/${encodeURIComponent(id.deviceId)}/privacy`,
+        headers: { "x-fedge-timestamp": timestamp, "x-fedge-signature": signature },
+      },
+      options,
+    );
+    if (!res || !Array.isArray(res.populations)) throw invalidResponse("device privacy", res);
     return res;
   }
 
@@ -351,7 +521,8 @@ export class FedgeClient {
         data: options.data,
         labels: options.labels,
         deviceId: id.deviceId,
-        secretKey: id.secretKey,
+        // A WebCrypto identity's key cannot be read out: the update is built with a placeholder, then signed by it.
+        secretKey: id.secretKey ?? placeholderSecretKey(),
         random: this.random,
       });
       stats = built.stats;
@@ -361,7 +532,7 @@ export class FedgeClient {
         model: task.model,
         modelVersion: task.model_version,
         deadline: task.deadline,
-        bytes: built.bytes,
+        bytes: id.privateKey ? await resignUpdate(id, built.bytes) : built.bytes,
       });
     }
     const flushed = await this.flushQueue(options);

@@ -10,6 +10,8 @@ export {
   type FedgeClientOptions,
   type PredictResult,
   type PredictOptions,
+  type InferOptions,
+  type InferResult,
   type DeviceIdentity,
   type ParticipateOptions,
   type ParticipateResult,
@@ -21,12 +23,22 @@ export * from "./core/errors.ts";
 export type { RequestOptions } from "./internal/transport.ts";
 export type { RandomSource } from "./internal/platform.ts";
 export { backoffDelayMs, isRetryableStatus } from "./internal/retry.ts";
-export { memoryStorage, type FedgeStorage, type QueueStorage } from "./storage/storage.ts";
+export {
+  memoryStorage,
+  hasKeyStore,
+  type CryptoKeyStore,
+  type FedgeStorage,
+  type QueueStorage,
+} from "./storage/storage.ts";
 export { fileStorage, type FileStorageOptions } from "./storage/file-storage.ts";
 export { indexedDbStorage, type IndexedDbStorageOptions } from "./storage/indexeddb-storage.ts";
-export { UploadQueue, type QueuedUpdate, type FlushResult, type DropReason } from "./queue.ts";
-export type { LoadedModel, OrtLike } from "./model.ts";
+export { asyncStorage, type AsyncStorageLike, type AsyncStorageOptions } from "./storage/async-storage.ts";
+export { UploadQueue, type UploadQueueOptions, type QueuedUpdate, type FlushResult, type DropReason } from "./queue.ts";
+export type { LoadedModel, OrtLike, OrtSession, OrtTensor } from "./model.ts";
+export type { InferInputs, InferTensor, Tensor, TensorArray, TensorDtype } from "./inference/tensors.ts";
 export type { UpdateStats } from "./build-update.ts";
+export type { PopulationPrivacySpend } from "./device-accounting.ts";
+export type { SignedCheckinReceipt, CheckinReceiptBody } from "@fedge/protocol/receipt";
 export {
   localReportEpsilon,
   classicGaussianEpsilon,

@@ -69,17 +69,19 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string | undefined> 
 /** The subset of the onnxruntime API the SDK uses (onnxruntime-web, -node and -react-native all provide it). */
 export interface OrtLike {
   InferenceSession: { create(bytes: Uint8Array, options?: object): Promise<OrtSession> };
-  Tensor: new (type: "float32", data: Float32Array, dims: readonly number[]) => OrtTensor;
+  // `type` is an onnxruntime element type name ("float32", "int64", "bool", …); `data` its typed array.
+  Tensor: new (type: any, data: any, dims: readonly number[]) => OrtTensor;
 }
 export interface OrtSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+  run(feeds: Record<string, OrtTensor>, fetches?: readonly string[]): Promise<Record<string, OrtTensor>>;
   release?(): Promise<void>;
 }
 export interface OrtTensor {
   readonly data: unknown;
   readonly dims: readonly number[];
+  readonly type?: string;
 }
 
 /** The default onnxruntime loader for this runtime. */
@@ -140,6 +142,24 @@ export function toMatrix(
     }
   });
   return { data, rows: inputs.length, cols };
+}
+
+/**
+ * A batch of rows as the feed of a model with one float32 input `[batch, ...fixed]`: each row reshaped to the
+ * manifest's example shape when the sizes agree (`[rows, 1, 28, 28]` for an NCHW CNN), else `[rows, cols]`.
+ */
+export function rowFeeds(
+  manifest: ModelManifest | undefined,
+  inputs: number[][] | Float32Array,
+  features: number | undefined,
+): { feeds: Map<string, { dtype: "float32"; shape: number[]; data: Float32Array }>; rows: number } {
+  const spec = manifest?.inputs[0];
+  const rest = spec?.shape.slice(1) ?? [];
+  const example = rest.length > 0 && rest.every((d) => d !== null) ? (rest as number[]) : null;
+  const perRow = example ? example.reduce((a, b) => a * b, 1) : undefined;
+  const m = toMatrix(inputs, features ?? perRow);
+  const shape = example && m.cols === perRow ? [m.rows, ...example] : [m.rows, m.cols];
+  return { feeds: new Map([[spec?.name ?? "input", { dtype: "float32", shape, data: m.data }]]), rows: m.rows };
 }
 
 function checkFinite(v: Float32Array): void {

@@ -7,17 +7,22 @@ import type { FedgeClientError } from "./core/errors.ts";
 import type { RandomSource } from "./internal/platform.ts";
 import type { RequestOptions } from "./internal/transport.ts";
 import type { OrtLike } from "./model.ts";
+import type { Tensor } from "./inference/tensors.ts";
 import type { UpdateStats } from "./build-update.ts";
 import type { FedgeStorage } from "./storage/storage.ts";
 
 export interface FedgeClientOptions {
-  /** The edge, e.g. `https://fedge.example.workers.dev` or `http://127.0.0.1:8787` (no trailing path). */
+  /**
+   * The edge, e.g. `https://fedge.example.workers.dev` or `http://127.0.0.1:8787` (no trailing path). Plain `http://` is
+   * refused except to a loopback address (the API key and signed updates would travel in the clear).
+   */
   baseUrl: string;
   /** API key, sent as `Authorization: Bearer <apiKey>` on every request. */
   apiKey: string;
   /**
    * Where the device identity, cached models and the offline upload queue live.
-   * @default IndexedDB in browsers; files under `~/.fedge/<host>` in Node; memory elsewhere (React Native: pass one)
+   * React Native: pass `asyncStorage({ store: AsyncStorage })`, else they live in memory and are lost on restart.
+   * @default IndexedDB in browsers; files under `~/.fedge/<host>` in Node; memory elsewhere
    */
   storage?: FedgeStorage;
   /** The `fetch` to use. @default globalThis.fetch */
@@ -26,7 +31,12 @@ export interface FedgeClientOptions {
   maxRetries?: number;
   /** Per-attempt timeout in milliseconds. @default 60000 */
   timeoutMs?: number;
-  /** CSPRNG used for keys, jitter, batch order and local noise. @default crypto.getRandomValues */
+  /**
+   * CSPRNG used for keys, jitter, batch order and local noise. Requirement: without this option the runtime must
+   * have `crypto.getRandomValues` (browsers, Node ≥ 20; React Native: `import "react-native-get-random-values"`
+   * before the SDK is used), else the constructor throws an `InvalidInputError` naming `random`.
+   * @default crypto.getRandomValues
+   */
   random?: RandomSource;
   /** Platform tag sent at registration. @default the detected runtime (`browser`, `node`, `react-native`) */
   platform?: string;
@@ -46,6 +56,15 @@ export interface FedgeClientOptions {
    * @default undefined (no pinning: the edge's TLS and the manifest's sha256 are all the device checks)
    */
   aggregatorPublicKey?: string | Uint8Array;
+  /**
+   * The edge's Ed25519 public key (32 bytes, or base64url; `npm run provision` prints it as `FEDGE_EDGE_PUBLIC_KEY`),
+   * under which every check-in receipt must verify. Without it the SDK reads `GET /.well-known/fedge-edge-key` on the
+   * first receipt and pins that key in its storage (trust on first use: safe against a later change of key, not
+   * against whoever answers that first read). With it, or with `privacyPolicy.maxDeviceEpsilon`, a DP task that
+   * comes without a receipt is refused (`UntrustedReceiptError`).
+   * @default undefined (pinned on first use)
+   */
+  edgePublicKey?: string | Uint8Array;
 }
 
 /**
@@ -80,6 +99,14 @@ export interface PrivacyPolicy {
    * @default 1e-5
    */
   maxDelta?: number;
+  /**
+   * The most ε this device spends on one population, by its own RDP accounting of the edge's signed check-in receipts
+   * (`client.privacy()`): it does not check in when one more round at the last receipt's parameters would pass it,
+   * and withdraws from a round whose receipt would (Feldman & Zrnic 2021's Rényi filter; `PrivacyPolicyError`
+   * `device_epsilon_exceeded`).
+   * @default undefined (no cap of the device's own)
+   */
+  maxDeviceEpsilon?: number;
 }
 
 /** A privacy policy with every default filled in. */
@@ -89,6 +116,7 @@ export interface ResolvedPrivacyPolicy {
   readonly minLocalNoiseMultiplier: number | undefined;
   readonly maxPopulationEpsilon: number;
   readonly maxDelta: number;
+  readonly maxDeviceEpsilon: number | undefined;
 }
 
 /** `POST /v1/models/:name/predict` answer. */
@@ -103,6 +131,26 @@ export interface PredictOptions extends RequestOptions {
   features?: number;
   /** Pin a model version (remote predict). @default the serving version */
   version?: number;
+}
+
+export interface InferOptions extends RequestOptions {
+  /** Pin a model version. @default the serving version */
+  version?: number;
+  /** Outputs to return. @default every output of the model */
+  outputs?: readonly string[];
+  /**
+   * Send the tensors with the binary tensor extension and ask for binary outputs (raw little-endian bytes after a
+   * JSON header); `false` sends and receives JSON numbers.
+   * @default true
+   */
+  binary?: boolean;
+}
+
+/** `infer`/`inferLocal` answer: the outputs as typed tensors, by name. */
+export interface InferResult {
+  model: string;
+  version: number;
+  outputs: Record<string, Tensor>;
 }
 
 export interface DeviceIdentity {

@@ -15,6 +15,7 @@ export const DEFAULT_PRIVACY_POLICY: ResolvedPrivacyPolicy = Object.freeze({
   minLocalNoiseMultiplier: undefined,
   maxPopulationEpsilon: 10,
   maxDelta: 1e-5,
+  maxDeviceEpsilon: undefined,
 });
 
 const MODES = ["central", "local", "none"] as const;
@@ -52,11 +53,16 @@ export function resolvePrivacyPolicy(p: PrivacyPolicy | undefined): ResolvedPriv
       DEFAULT_PRIVACY_POLICY.maxPopulationEpsilon,
     ),
     maxDelta,
+    maxDeviceEpsilon:
+      p.maxDeviceEpsilon === undefined ? undefined : positive("maxDeviceEpsilon", p.maxDeviceEpsilon, 0),
   });
 }
 
-/** The pinned aggregator key as 32 bytes, or undefined (throws `InvalidInputError` for anything else). */
-export function resolveAggregatorKey(key: string | Uint8Array | undefined): Uint8Array | undefined {
+/** A pinned Ed25519 key option as 32 bytes, or undefined (throws `InvalidInputError` naming `option` otherwise). */
+export function resolveAggregatorKey(
+  key: string | Uint8Array | undefined,
+  option = "aggregatorPublicKey",
+): Uint8Array | undefined {
   if (key === undefined) return undefined;
   let bytes: Uint8Array | undefined;
   if (key instanceof Uint8Array) bytes = key.slice();
@@ -68,7 +74,7 @@ export function resolveAggregatorKey(key: string | Uint8Array | undefined): Uint
     }
   }
   if (!bytes || bytes.length !== 32) {
-    throw new InvalidInputError("aggregatorPublicKey", "must be a 32-byte Ed25519 public key (bytes or base64url)");
+    throw new InvalidInputError(option, "must be a 32-byte Ed25519 public key (bytes or base64url)");
   }
   return bytes;
 }
@@ -77,6 +83,13 @@ export function checkOptions(o: FedgeClientOptions): void {
   if (!o || typeof o !== "object") throw new InvalidInputError("options", "must be an object");
   if (typeof o.baseUrl !== "string" || !/^https?:\/\/[^/\s]+(\/[^\s]*)?$/.test(o.baseUrl)) {
     throw new InvalidInputError("baseUrl", `must be an http(s) URL, got ${JSON.stringify(o.baseUrl)}`);
+  }
+  // The API key and every signed update travel in the clear over http: only to this machine.
+  if (o.baseUrl.startsWith("http://") && !isLoopbackHost(new URL(o.baseUrl).hostname)) {
+    throw new InvalidInputError(
+      "baseUrl",
+      `must be https:// (plain http:// only to a loopback address: localhost, 127.0.0.0/8, [::1]), got ${JSON.stringify(o.baseUrl)}`,
+    );
   }
   if (typeof o.apiKey !== "string" || o.apiKey.length === 0 || /\s/.test(o.apiKey)) {
     throw new InvalidInputError("apiKey", "must be a non-empty string without whitespace");
@@ -91,8 +104,20 @@ export function checkOptions(o: FedgeClientOptions): void {
     throw new InvalidInputError("fetch", "must be a function");
   if (o.random !== undefined && typeof o.random !== "function")
     throw new InvalidInputError("random", "must be a function");
+  if (o.random === undefined && typeof (globalThis as { crypto?: Crypto }).crypto?.getRandomValues !== "function") {
+    throw new InvalidInputError(
+      "random",
+      "is required where crypto.getRandomValues is missing (React Native: import 'react-native-get-random-values' " +
+        "before the SDK, or pass a CSPRNG as `random`)",
+    );
+  }
   resolvePrivacyPolicy(o.privacyPolicy);
   resolveAggregatorKey(o.aggregatorPublicKey);
+}
+
+/** Whether a URL hostname is this machine: `localhost`, 127.0.0.0/8 or `[::1]`. */
+export function isLoopbackHost(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }
 
 const MODEL_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;

@@ -7,10 +7,12 @@
  *
  * Per round every device checks in (the edge flips the Poisson coin); honest devices call `participate()` (check in,
  * download the model version of the task, train, clip, sign, queue, upload); misbehaving ones (see `misbehave.ts`) do
- * what their kind says when selected.
+ * what their kind says when selected. Devices that `offline` says are away that round do not check in at all (their
+ * data takes no part in it, so it costs them no privacy). Every honest device keeps its own journal: the rounds it
+ * checked in for, whether it was selected, and the edge's upload receipt.
  */
 import { FedgeClient, memoryStorage, type FedgeStorage, type PrivacyPolicy } from "@fedge/client";
-import type { RoundTask } from "@fedge/protocol";
+import type { RoundTask, UpdateReceipt } from "@fedge/protocol";
 import { mapPool } from "./pool.ts";
 import { MISBEHAVIOURS, misbehavingBytes, postUpdate, readOwnIdentity, type Misbehaviour } from "./misbehave.ts";
 
@@ -19,6 +21,15 @@ export type DeviceRole = "honest" | Misbehaviour;
 /** Passes over the devices whose upload is still queued at the end of a round (see `Fleet.retryPending`). */
 const RETRY_PASSES = 3;
 
+/** One round in a device's own journal (what the device itself knows). */
+export interface JournalEntry {
+  roundId: string;
+  /** The edge's coin picked it. */
+  selected: boolean;
+  /** The edge's receipt of its upload (`null` when not selected, or not uploaded). */
+  receipt: UpdateReceipt | null;
+}
+
 export interface SimulatedDevice {
   index: number;
   role: DeviceRole;
@@ -26,6 +37,8 @@ export interface SimulatedDevice {
   storage: FedgeStorage;
   data: Float32Array;
   labels: Uint8Array;
+  /** Rounds this device checked in for, oldest first. */
+  journal: JournalEntry[];
 }
 
 /** Options of {@link createFleet}. */
@@ -50,12 +63,19 @@ export interface FleetOptions {
   privacyPolicy?: PrivacyPolicy;
   /** The aggregator key every device pins (`FedgeClientOptions.aggregatorPublicKey`). @default none */
   aggregatorPublicKey?: Uint8Array;
+  /**
+   * Whether device `index` is away (does not check in) in the fleet's `round`-th round (1-based).
+   * @default never
+   */
+  offline?: (index: number, round: number) => boolean;
 }
 
 /** Counts of one fleet round. */
 export interface FleetRoundResult {
   checkedIn: number;
   selected: number;
+  /** Devices away this round (did not check in). */
+  offline: number;
   /** Honest devices whose update the edge accepted (201), replay devices' first upload included. */
   honestAccepted: number;
   /**
@@ -83,11 +103,16 @@ export interface FleetRoundResult {
 export class Fleet {
   readonly devices: SimulatedDevice[];
   private readonly baseUrl: string;
+  private readonly apiKey: string;
   private readonly concurrency: number;
+  private readonly offline: (index: number, round: number) => boolean;
+  private rounds = 0;
 
   constructor(o: FleetOptions) {
     this.baseUrl = o.baseUrl;
+    this.apiKey = o.apiKey;
     this.concurrency = o.concurrency ?? 24;
+    this.offline = o.offline ?? (() => false);
     const bad = o.misbehavingPerKind ?? 0;
     const roles: DeviceRole[] = o.shards.map(() => "honest");
     let at = roles.length - 1;
@@ -105,7 +130,7 @@ export class Fleet {
         ...(o.privacyPolicy ? { privacyPolicy: o.privacyPolicy } : {}),
         ...(o.aggregatorPublicKey ? { aggregatorPublicKey: o.aggregatorPublicKey } : {}),
       });
-      return { index, role: roles[index]!, client, storage, data: s.x, labels: s.y };
+      return { index, role: roles[index]!, client, storage, data: s.x, labels: s.y, journal: [] };
     });
   }
 
@@ -127,9 +152,11 @@ export class Fleet {
   /** Every device takes its turn in `model`'s open round (see the module header). */
   async runRound(model: string): Promise<FleetRoundResult> {
     const t0 = performance.now();
+    const round = ++this.rounds;
     const r: FleetRoundResult = {
       checkedIn: 0,
       selected: 0,
+      offline: 0,
       honestAccepted: 0,
       queued: 0,
       retried: 0,
@@ -146,10 +173,20 @@ export class Fleet {
       r.refusals[kind][key] = (r.refusals[kind][key] ?? 0) + 1;
     };
     await mapPool(this.devices, this.concurrency, async (d) => {
+      if (this.offline(d.index, round)) {
+        r.offline++;
+        return;
+      }
       try {
         if (d.role === "honest") {
           const res = await d.client.participate({ model, data: d.data, labels: d.labels });
           r.checkedIn++;
+          if (res.roundId !== undefined)
+            d.journal.push({
+              roundId: res.roundId,
+              selected: res.selected,
+              receipt: res.selected && res.status === "uploaded" ? res.receipt : null,
+            });
           if (!res.selected) return;
           r.selected++;
           // "uploaded" includes a receipt with `duplicate: true` (stored on an earlier attempt whose answer was lost)
@@ -173,6 +210,7 @@ export class Fleet {
         }
         const sent = await postUpdate(
           this.baseUrl,
+          this.apiKey,
           task.round_id,
           await misbehavingBytes(d.role, task, me.deviceId, me.secretKey),
         );
@@ -203,9 +241,12 @@ export class Fleet {
       await mapPool(left, this.concurrency, async (p) => {
         try {
           const flushed = await p.device.client.flushQueue();
-          if (flushed.uploaded.some((u) => u.entry.roundId === p.roundId)) {
+          const up = flushed.uploaded.find((u) => u.entry.roundId === p.roundId);
+          if (up) {
             r.honestAccepted++;
             r.retried++;
+            const entry = p.device.journal.find((j) => j.roundId === p.roundId);
+            if (entry) entry.receipt = up.receipt;
           } else if (flushed.pending.some((u) => u.entry.roundId === p.roundId)) still.push(p);
           else {
             const dropped = flushed.dropped.find((u) => u.entry.roundId === p.roundId);

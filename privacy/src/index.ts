@@ -1,6 +1,6 @@
 /**
  * @module
- * @fedge/privacy: Differential-privacy math of fedge: RDP and PLD accountants, the analytic Gaussian mechanism, the noise-multiplier solver, the privacy ledger, adaptive clipping, local-mode epsilon and the noise samplers (continuous and exact discrete Gaussian). Pure: runs in Node, workerd and the browser.
+ * @fedge/privacy: Differential-privacy math of fedge: RDP and PLD accountants, the analytic Gaussian mechanism, the noise-multiplier solver, the privacy ledger, adaptive clipping, the exact discrete Gaussian sum for central mode, local-mode epsilon and the noise samplers (continuous and exact discrete Gaussian). Pure: runs in Node, workerd and the browser.
  */
 export * from "./gaussian-mechanism/special.ts";
 export * from "./gaussian-mechanism/analytic-gaussian.ts";
@@ -16,5 +16,6 @@ export * from "./accountant/analysis/pld.ts";
 export * from "./accountant/analysis/fft.ts";
 export * from "./ledger.ts";
 export * from "./adaptive-clipping.ts";
+export * from "./discrete-sum.ts";
 export * from "./local-epsilon.ts";
 export * from "./local-noise.ts";

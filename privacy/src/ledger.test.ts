@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { InvalidPrivacyParameterError } from "./accountant/accountant.ts";
 import { RdpAccountant } from "./accountant/rdp.ts";
+import { gaussianEpsilon } from "./gaussian-mechanism/analytic-gaussian.ts";
+import { localReportEpsilon } from "./local-epsilon.ts";
 import { PrivacyBudgetExceededError, PrivacyLedger, type LedgerRound } from "./ledger.ts";
 
 const round = (i: number, extra: Partial<LedgerRound> = {}): LedgerRound => ({
@@ -52,17 +54,69 @@ describe("PrivacyLedger", () => {
     expect(ledger.rounds).toEqual(before);
   });
 
-  it("local rounds account each device's report as its own Gaussian mechanism (q = 1)", () => {
+  it("local rounds are charged like the SDK prices a report: replace-one, sensitivity 2C, q = 1 (z/2 steps)", () => {
     const ledger = new PrivacyLedger({ population: "p" });
     ledger.record(round(1, { mode: "local", noiseMultiplier: 5, sampleRate: 0.001 }));
     ledger.record(round(2, { mode: "local", noiseMultiplier: 5, sampleRate: 0.001 }));
     const acc = new RdpAccountant();
-    acc.step({ noiseMultiplier: 5, sampleRate: 1 }, 2);
+    acc.step({ noiseMultiplier: 5 / 2, sampleRate: 1 }, 2);
     expect(ledger.spent(1e-5)).toBe(acc.getEpsilon(1e-5));
     const central = new PrivacyLedger({ population: "p" });
     central.record(round(1, { noiseMultiplier: 5, sampleRate: 0.001 }));
     central.record(round(2, { noiseMultiplier: 5, sampleRate: 0.001 }));
     expect(central.spent(1e-5)).toBeLessThan(ledger.spent(1e-5));
+  });
+
+  it("one local round spends exactly the SDK's per-report ε (local-epsilon.ts, replace-one); T rounds compose", () => {
+    for (const z of [1, 4, 10]) {
+      const ledger = new PrivacyLedger({ population: "p", accountant: "pld" });
+      ledger.record(round(1, { mode: "local", noiseMultiplier: z, sampleRate: 0.05 }));
+      const sdk = localReportEpsilon({ noiseMultiplier: z, delta: 1e-5 }); // replace-one is the SDK's default
+      const spent = ledger.spent(1e-5);
+      expect(spent).toBeGreaterThanOrEqual(sdk);
+      expect(spent - sdk).toBeLessThan(1e-3 * sdk);
+      // add/remove (Δ = C) would be cheaper: the ledger must not use it for local reports
+      expect(spent).toBeGreaterThan(
+        localReportEpsilon({ noiseMultiplier: z, delta: 1e-5, neighbouring: "add-remove" }),
+      );
+    }
+    // three local reports of one device: Gaussian composition, Δ/σ = 2/z each → √3·2/z in total
+    const ledger = new PrivacyLedger({ population: "p", accountant: "pld" });
+    for (let i = 1; i <= 3; i++) ledger.record(round(i, { mode: "local", noiseMultiplier: 4, sampleRate: 0.05 }));
+    const exact = gaussianEpsilon(1e-5, 4 / (2 * Math.sqrt(3)));
+    expect(ledger.spent(1e-5)).toBeGreaterThanOrEqual(exact);
+    expect(ledger.spent(1e-5) - exact).toBeLessThan(1e-3 * exact);
+  });
+
+  it("charges incrementally: a live ledger agrees with one rebuilt from JSON, for runs of equal rounds", () => {
+    for (const accountant of ["rdp", "pld"] as const) {
+      const options = accountant === "pld" ? { discretization: 1e-3 } : undefined;
+      const live = new PrivacyLedger({
+        population: "p",
+        accountant,
+        ...(options ? { accountantOptions: options } : {}),
+      });
+      const budget = { epsilon: 50, delta: 1e-5 };
+      let i = 0;
+      for (const [q, z, n] of [
+        [0.01, 1.1, 40],
+        [0.02, 0.9, 25],
+        [0.01, 1.3, 30],
+      ] as const) {
+        for (let k = 0; k < n; k++, i++) {
+          const next = round(i, { sampleRate: q, noiseMultiplier: z });
+          const projected = live.projectedSpend(next, budget.delta);
+          expect(live.open(next, budget)).toBe(projected); // open reuses the projection
+        }
+      }
+      const rebuilt = PrivacyLedger.fromJSON(live.toJSON(), options);
+      expect(rebuilt.size).toBe(95);
+      const a = live.spent(1e-5);
+      const b = rebuilt.spent(1e-5);
+      if (accountant === "rdp") expect(a).toBeCloseTo(b, 9);
+      // 95 one-round convolutions vs three runs: each adds its own (pessimistic) round-off pad to ω_∞
+      else expect(Math.abs(a - b)).toBeLessThan(1e-5 * b);
+    }
   });
 
   it("round-trips through JSON and rejects malformed states", () => {

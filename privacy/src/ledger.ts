@@ -4,18 +4,27 @@
  * refusal to open a round that would exceed the budget. Pure (no I/O, no clock): the aggregator passes `openedAt`,
  * and checkpoints the ledger with {@link PrivacyLedger.toJSON} / {@link PrivacyLedger.fromJSON}.
  *
- * How rounds are accounted, per privacy mode (see docs/DESIGN.md "Privacy modes"):
+ * How rounds are accounted, per privacy mode (see docs/PRIVACY.md "Adjacency"):
  * - `central`: one step of the Poisson-subsampled Gaussian mechanism with rate q and noise multiplier z (DP-FedAvg,
- *   McMahan et al. 2018, arXiv 1710.06963): user-level (ε, δ) against everyone who sees the published models.
+ *   McMahan et al. 2018, arXiv 1710.06963) under add/remove-one-device adjacency (sensitivity C): user-level (ε, δ)
+ *   against everyone who sees the published models. The aggregator's default central noise is the discrete Gaussian
+ *   on a grid whose σ is inflated so that this charge stays z (`discrete-sum.ts`).
  * - `local`: every device adds N(0, (z·C)²) to its own clipped report, so each report is its own Gaussian mechanism
- *   with noise multiplier z, seen by the server directly. Subsampling does not amplify here (the server knows who
- *   reported), so a local round is one step with q = 1 for every device that could participate; the ledger composes
- *   these steps per device over all local rounds, i.e. for the worst-case device that participated in every one of
- *   them. The spend is the guarantee each device has against the server.
+ *   seen by the server directly. It is charged with the neighbouring relation the SDK prices each report with
+ *   (`local-epsilon.ts`): replace-one, sensitivity 2C, i.e. one Gaussian step with noise multiplier z/2. Subsampling
+ *   does not amplify here (the server knows who reported), so q = 1; the ledger composes these steps per device over
+ *   all local rounds, i.e. for the worst-case device that participated in every one of them. Replace-one (2C) also
+ *   bounds the add/remove cost of a report (C), so mixed central + local histories compose into a valid add/remove
+ *   guarantee, and a local-only history's spend is exactly what the SDK reports per device.
  * - `distributed`: secure aggregation with per-client discrete Gaussian noise whose sum has noise multiplier z;
  *   accounted like `central` (q, z). This treats the summed discrete Gaussian as a continuous one, a close
  *   approximation (Kairouz, Liu, Steinke 2021, arXiv 2102.06387 quantify the gap; exact accounting is future work).
  * All rounds compose into one device-level (ε, δ), whatever the mix of modes.
+ *
+ * Cost: the ledger keeps one live accountant with the history's composition cached (RDP: the summed curve; PLD: the
+ * composed distributions), so {@link PrivacyLedger.open} composes only the new round: its cost does not grow with
+ * the number of rounds already recorded. Keep the ledger object alive between charges (a Durable Object, the round
+ * engine); {@link PrivacyLedger.fromJSON} rebuilds the cache once.
  */
 import { z } from "zod";
 import {
@@ -26,6 +35,13 @@ import {
   type InvalidPrivacyParameterReason,
 } from "./accountant/accountant.ts";
 import { createAccountant, type AccountantOptionsByMechanism } from "./accountant/registry.ts";
+import type { Accountant } from "./accountant/accountant.ts";
+
+/**
+ * A local-mode report's L2 sensitivity in units of C: replace-one adjacency, ‖f(D) − f(D′)‖₂ ≤ 2C (as
+ * `local-epsilon.ts` prices a report for the SDK).
+ */
+export const LOCAL_SENSITIVITY_IN_C = 2;
 
 export const PrivacyMode = z.enum(["central", "local", "distributed"]);
 export type PrivacyMode = z.infer<typeof PrivacyMode>;
@@ -108,6 +124,9 @@ export class PrivacyLedger {
   readonly accountant: AccountantMechanism;
   private readonly accountantOptions: object | undefined;
   private readonly list: LedgerRound[] = [];
+  private readonly ids = new Set<string>();
+  /** The live accountant holding every recorded round (its caches make a charge incremental). */
+  private readonly acc: Accountant;
 
   constructor(options: PrivacyLedgerOptions) {
     const population = options?.population;
@@ -118,7 +137,7 @@ export class PrivacyLedger {
     if (accountant !== "rdp" && accountant !== "pld") {
       throw new InvalidPrivacyParameterError(`accountant must be "rdp" or "pld", got ${String(accountant)}`);
     }
-    createAccountant(accountant, options.accountantOptions as never); // validates the options now
+    this.acc = createAccountant(accountant, options.accountantOptions as never); // validates the options now
     this.population = population;
     this.accountant = accountant;
     this.accountantOptions = options.accountantOptions;
@@ -129,30 +148,39 @@ export class PrivacyLedger {
     return this.list.map((r) => ({ ...r }));
   }
 
-  /** The accountant step a round stands for (see the module doc for the per-mode rule). */
-  static stepOf(round: Pick<LedgerRound, "sampleRate" | "noiseMultiplier" | "mode">) {
-    return {
-      noiseMultiplier: round.noiseMultiplier,
-      sampleRate: round.mode === "local" ? 1 : round.sampleRate,
-    };
+  /** Whether a round with this id is recorded. */
+  hasRound(roundId: string): boolean {
+    return this.ids.has(roundId);
   }
 
-  private epsilonOf(rounds: readonly LedgerRound[], delta: number): number {
-    validateDelta(delta);
-    const acc = createAccountant(this.accountant, this.accountantOptions as never);
-    for (const r of rounds) acc.step(PrivacyLedger.stepOf(r));
-    return acc.getEpsilon(delta);
+  /** Number of recorded rounds. */
+  get size(): number {
+    return this.list.length;
+  }
+
+  /**
+   * The accountant step a round stands for (see the module doc for the per-mode rule): central and distributed
+   * rounds are (q, z) under add/remove; a local round is (1, z/2), the Gaussian mechanism with the replace-one
+   * sensitivity 2C of {@link localReportEpsilon}.
+   */
+  static stepOf(round: Pick<LedgerRound, "sampleRate" | "noiseMultiplier" | "mode">) {
+    if (round.mode === "local") {
+      return { noiseMultiplier: round.noiseMultiplier / LOCAL_SENSITIVITY_IN_C, sampleRate: 1 };
+    }
+    return { noiseMultiplier: round.noiseMultiplier, sampleRate: round.sampleRate };
   }
 
   /** ε spent so far at δ. */
   spent(delta: number): number {
-    return this.epsilonOf(this.list, delta);
+    validateDelta(delta);
+    return this.acc.getEpsilon(delta);
   }
 
-  /** ε that would be spent at δ after also opening `nextRound`. */
+  /** ε that would be spent at δ after also opening `nextRound` (composes only that round onto the cached history). */
   projectedSpend(nextRound: LedgerRound, delta: number): number {
     const round = this.checkRound(nextRound);
-    return this.epsilonOf([...this.list, round], delta);
+    validateDelta(delta);
+    return this.acc.epsilonAfter(PrivacyLedger.stepOf(round), 1, delta);
   }
 
   /** Throws {@link PrivacyBudgetExceededError} if opening `round` would exceed `budget`; changes nothing. */
@@ -166,20 +194,25 @@ export class PrivacyLedger {
   /** Checks the budget and records the round (nothing is recorded if the check fails). Returns the projected ε. */
   open(round: LedgerRound, budget: PrivacyBudget): number {
     this.assertCanOpen(round, budget);
-    const r = this.checkRound(round);
-    this.list.push({ ...r });
+    this.push(this.checkRound(round));
     return this.spent(budget.delta);
   }
 
   /** Records a round without a budget check (e.g. replaying a log). */
   record(round: LedgerRound): void {
-    this.list.push({ ...this.checkRound(round) });
+    this.push(this.checkRound(round));
+  }
+
+  private push(r: LedgerRound): void {
+    this.acc.step(PrivacyLedger.stepOf(r));
+    this.list.push({ ...r });
+    this.ids.add(r.roundId);
   }
 
   private checkRound(round: LedgerRound): LedgerRound {
     const r = parseOrThrow(LedgerRound, round, "ledger round");
     validateStep(PrivacyLedger.stepOf(r));
-    if (this.list.some((x) => x.roundId === r.roundId)) {
+    if (this.ids.has(r.roundId)) {
       throw new InvalidPrivacyParameterError(`round "${r.roundId}" is already in the ledger of "${this.population}"`, {
         reason: "duplicate_round",
       });

@@ -18,13 +18,24 @@ export const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "lowercase hex SHA-2
 
 export const IsoDateTime = z.iso.datetime({ offset: true });
 
-/** A tensor shape; `null` marks the dynamic batch dimension. */
-export const TensorShape = z.array(z.number().int().positive().nullable()).min(1).max(8);
+/** A tensor shape (rank 0 to 8); `null` marks a dynamic dimension (the batch, a sequence length, …). */
+export const TensorShape = z.array(z.number().int().positive().nullable()).max(8);
 
 export function toBase64Url(bytes: Uint8Array): string {
   let bin = "";
   for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]!);
   return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/**
+ * The one base64url spelling of a 32-byte key (an Ed25519 public key), or null when `text` is not 43 base64url
+ * characters. 43 characters carry 258 bits, so the last one has 2 spare bits: four strings decode to the same key.
+ * Anything that stores or compares keys as strings uses this form, so one key is one string.
+ */
+export function canonicalKey32(text: string): string | null {
+  if (typeof text !== "string" || !/^[A-Za-z0-9_-]{43}$/.test(text)) return null;
+  const bytes = fromBase64Url(text);
+  return bytes.length === 32 ? toBase64Url(bytes) : null;
 }
 
 export function fromBase64Url(text: string): Uint8Array {

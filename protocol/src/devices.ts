@@ -22,8 +22,11 @@ export const RegisterDeviceResponse = z
   .meta({ id: "RegisterDeviceResponse" });
 export type RegisterDeviceResponse = z.infer<typeof RegisterDeviceResponse>;
 
-/** Default number of active (unrevoked) devices one API key may register. */
-export const DEFAULT_DEVICE_QUOTA_PER_KEY = 100_000;
+/**
+ * Default number of active (unrevoked) devices one API key may register. Each device is a Durable Object, so a key
+ * gets a modest number until an admin raises its quota (`PUT /v1/admin/device-quotas/:key_id`).
+ */
+export const DEFAULT_DEVICE_QUOTA_PER_KEY = 1_000;
 
 /** A registered device as admins see it. */
 export const DeviceInfo = z

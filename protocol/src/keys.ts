@@ -12,6 +12,18 @@ import { IsoDateTime } from "./common.ts";
 export const ApiKeyId = z.string().regex(/^[a-z0-9]{1,32}$/, "lowercase letters and digits; at most 32 characters");
 export type ApiKeyId = z.infer<typeof ApiKeyId>;
 
+/**
+ * A tenant: the owner of API keys and of training populations. Only a tenant's own keys take part in its populations
+ * (check-ins, uploads). Keys created without one, and populations opened without one, belong to `DEFAULT_TENANT`.
+ */
+export const TenantId = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lowercase letters, digits and '-'; at most 63 characters");
+export type TenantId = z.infer<typeof TenantId>;
+
+/** The tenant of keys and populations that name none (a single-tenant edge never names one). */
+export const DEFAULT_TENANT = "default";
+
 /** The shape of a key secret: `fk_<id>_<secret>`. */
 export const API_KEY_PATTERN = /^fk_([a-z0-9]{1,32})_([A-Za-z0-9_-]{16,128})$/;
 
@@ -24,6 +36,8 @@ export const CreateApiKeyRequest = z
     name: z.string().min(1).max(128),
     /** Token-bucket rate limit: this many requests per minute, bursts up to the same number. @default 600 */
     rate_limit_per_minute: z.number().int().min(1).max(1_000_000).optional(),
+    /** The tenant the key belongs to. @default "default" */
+    tenant: TenantId.optional(),
   })
   .strict()
   .meta({ id: "CreateApiKeyRequest" });
@@ -34,6 +48,7 @@ export const ApiKeyInfo = z
     id: ApiKeyId,
     name: z.string(),
     rate_limit_per_minute: z.number().int().positive(),
+    tenant: TenantId,
     created_at: IsoDateTime,
     revoked_at: IsoDateTime.nullable(),
   })

@@ -5,18 +5,36 @@
  */
 import { z } from "zod";
 import { Base64Url, IsoDateTime, ModelName, ModelVersion, Sha256Hex, TensorShape } from "./common.ts";
+import { TENSOR_DTYPES } from "./inference/tensor-data.ts";
 
 export const TensorSpec = z.object({
   name: z.string().min(1).max(128),
+  /** One entry per axis; `null` marks a dynamic (symbolic or unknown) dimension. */
   shape: TensorShape,
-  dtype: z.enum(["float32"]),
+  dtype: z.enum(TENSOR_DTYPES),
+  /**
+   * Inclusive `[min, max]` every value must stay in (inputs only). The edge also enforces the range the graph implies
+   * (Gather indices into a constant table), whether or not it is declared here.
+   */
+  range: z
+    .tuple([z.number(), z.number()])
+    .refine(([lo, hi]) => lo <= hi, "range must be [min, max] with min <= max")
+    .optional(),
 });
 export type TensorSpec = z.infer<typeof TensorSpec>;
 
 export const Quantization = z.object({
-  /** `none`: float32 weights; `int8-per-channel-symmetric`: int8 weights with one float32 scale per output channel. */
-  scheme: z.enum(["none", "int8-per-channel-symmetric"]),
+  /**
+   * `none`: float32 weights; `int8-per-channel-symmetric`: int8 weights with one float32 scale per output channel
+   * (`DequantizeLinear` without zero point); `int8-per-channel-asymmetric`: the same with an int8 zero point per channel.
+   */
+  scheme: z.enum(["none", "int8-per-channel-symmetric", "int8-per-channel-asymmetric"]),
   weight_dtype: z.enum(["float32", "int8"]),
+  /**
+   * `float32` (default): activations stay float32 (weight-only quantization); `uint8-static`: activations entering
+   * the quantized operators go through QuantizeLinear/DequantizeLinear with calibrated uint8 scales.
+   */
+  activations: z.enum(["float32", "uint8-static"]).optional(),
 });
 export type Quantization = z.infer<typeof Quantization>;
 

@@ -9,10 +9,19 @@ import { IsoDateTime, ModelName, ModelVersion, Sha256Hex } from "./common.ts";
 import { ModelManifest, Quantization } from "./manifest.ts";
 
 /**
- * Largest ONNX file the registry accepts (bytes). A Worker isolate has 128 MB; the edge folds int8 weights into
- * float32 at session creation (4× the bytes), so 8 MiB of int8 weights become 32 MiB in the wasm heap.
+ * Largest ONNX file the registry accepts (bytes). A Worker isolate has 128 MB for JS and wasm together. Measured in
+ * workerd (@fedge/ml's `onnx/servable.ts`): onnxruntime's heap starts at 16 MiB and grows by about 4× the
+ * float32-equivalent weights while a session is created, so a 12 MiB float32 model peaks near 64 MiB of wasm heap,
+ * plus the 12 MiB of upload bytes in JS: room for the runtime's own JS heap and the other cached sessions.
  */
-export const MAX_MODEL_BYTES = 8 * 1024 * 1024;
+export const MAX_MODEL_BYTES = 12 * 1024 * 1024;
+
+/**
+ * Largest estimated session memory (`ServableModel.sessionBytes`) the registry accepts: 1.5 × 12 MiB of
+ * float32-equivalent weights + 1 MiB. It bounds int8 models, whose weights become float32 at load (4×): an int8 file
+ * of 3 MiB of weights is the largest.
+ */
+export const MAX_SESSION_BYTES = 19 * 1024 * 1024;
 
 export const ModelVersionSummary = z
   .object({

@@ -7,19 +7,20 @@
  * | -------------------------------------------------- | ------- | --------------------- |
  * | `UpdateCodecError`                                 | 400/413 | its `toFedgeError()`  |
  * | `OnnxFormatError`, `OnnxLayoutError`               | 400     | `invalid_model`       |
+ * | `UnsupportedModelError` (valid ONNX, not servable) | 400     | `invalid_model`       |
  * | `PrivacyBudgetExceededError`                       | 409     | `budget_exceeded`     |
  * | `InvalidPrivacyParameterError` (`duplicate_round`) | 409     | `conflict`            |
  * | `InvalidPrivacyParameterError` (other reasons)     | 400     | `bad_request`         |
  */
 import { FedgeError, UpdateCodecError } from "@fedge/protocol";
-import { OnnxFormatError, OnnxLayoutError } from "@fedge/ml";
+import { OnnxFormatError, OnnxLayoutError, UnsupportedModelError } from "@fedge/ml";
 import { InvalidPrivacyParameterError, PrivacyBudgetExceededError } from "@fedge/privacy";
 
 /** The `FedgeError` a domain error stands for, or `undefined` when `err` is not one the edge knows. */
 export function fedgeErrorOf(err: unknown): FedgeError | undefined {
   if (err instanceof FedgeError) return err;
   if (err instanceof UpdateCodecError) return err.toFedgeError();
-  if (err instanceof OnnxFormatError || err instanceof OnnxLayoutError) {
+  if (err instanceof OnnxFormatError || err instanceof OnnxLayoutError || err instanceof UnsupportedModelError) {
     return new FedgeError("invalid_model", 400, err.message, { cause: err });
   }
   if (err instanceof PrivacyBudgetExceededError) {

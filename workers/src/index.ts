@@ -9,6 +9,7 @@ export { AccountLedger } from "./durable-objects/account-ledger.ts";
 export { RoundCoordinator } from "./durable-objects/round-coordinator/index.ts";
 export { DeviceRegistry } from "./durable-objects/device-registry.ts";
 export { UpdateStore } from "./durable-objects/update-store.ts";
+export { AdminNonces } from "./durable-objects/admin-nonces.ts";
 
 const app = createApp();
 

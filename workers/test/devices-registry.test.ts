@@ -21,6 +21,7 @@ import {
   call,
   checkin,
   createApiKey,
+  ensureBudget,
   errorCode,
   registerDevice,
   roundParams,
@@ -145,7 +146,14 @@ describe("training admin authentication", () => {
 
   async function signed(method: string, path: string, body?: unknown, secretKey = aggregator.secretKey, now?: Date) {
     const text = body === undefined ? undefined : JSON.stringify(body);
-    const headers = await signAggregatorRequest({ method, path, body: text, secretKey, ...(now ? { now } : {}) });
+    const headers = await signAggregatorRequest({
+      method,
+      host: "edge",
+      path,
+      body: text,
+      secretKey,
+      ...(now ? { now } : {}),
+    });
     return call(path, {
       method,
       headers: { ...headers, ...(text === undefined ? {} : { "content-type": "application/json" }) },
@@ -183,6 +191,7 @@ describe("training admin authentication", () => {
 
   it("accepts the aggregator's signed requests once its key is registered", async () => {
     const model = uniqueModel("auth");
+    await ensureBudget(model);
     const unregistered = await signed("POST", "/v1/admin/rounds", roundParams(model));
     expect(unregistered.status).toBe(403);
     await registerAggregator();
@@ -202,7 +211,13 @@ describe("training admin authentication", () => {
     const model = uniqueModel("auth");
     const path = "/v1/admin/rounds";
     const body = JSON.stringify(roundParams(model));
-    const good = await signAggregatorRequest({ method: "POST", path, body, secretKey: aggregator.secretKey });
+    const good = await signAggregatorRequest({
+      method: "POST",
+      host: "edge",
+      path,
+      body,
+      secretKey: aggregator.secretKey,
+    });
     const send = (headers: Record<string, string>, p = path, b = body) =>
       call(p, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: b });
 
@@ -215,6 +230,7 @@ describe("training admin authentication", () => {
     // Stale timestamp.
     const old = await signAggregatorRequest({
       method: "POST",
+      host: "edge",
       path,
       body,
       secretKey: aggregator.secretKey,
@@ -244,20 +260,31 @@ describe("training admin authentication", () => {
 
   it("verifies a configured (var/secret) key without KV, and skips requests without a signature", async () => {
     const path = "/v1/admin/rounds/m_1";
-    const headers = await signAggregatorRequest({ method: "GET", path, secretKey: aggregator.secretKey });
+    const headers = await signAggregatorRequest({ method: "GET", host: "edge", path, secretKey: aggregator.secretKey });
     const base = {
       method: "GET",
+      host: "edge",
       path,
       key: headers["x-fedge-aggregator-key"]!,
       timestamp: headers[AGGREGATOR_TIMESTAMP_HEADER]!,
+      nonce: headers["x-fedge-nonce"]!,
       signature: headers[AGGREGATOR_SIGNATURE_HEADER]!,
-      body: new Uint8Array(0),
+      claimNonce: async () => true,
+      body: async () => new Uint8Array(0),
       now: Date.now(),
       isTrusted: async (k: string) => k === aggregatorKey,
     };
     expect(await verifyAggregatorRequest(base)).toMatchObject({ kind: "admin", principal: { via: "signature" } });
     expect(await verifyAggregatorRequest({ ...base, signature: null })).toEqual({ kind: "skip" });
     expect(await verifyAggregatorRequest({ ...base, method: "POST" })).toMatchObject({ kind: "reject", status: 401 });
+    expect(await verifyAggregatorRequest({ ...base, host: "elsewhere" })).toMatchObject({
+      kind: "reject",
+      status: 401,
+    });
+    expect(await verifyAggregatorRequest({ ...base, claimNonce: async () => false })).toMatchObject({
+      kind: "reject",
+      status: 401,
+    });
     expect(await verifyAggregatorRequest({ ...base, now: Date.now() + 61_000 })).toMatchObject({
       kind: "reject",
       status: 401,

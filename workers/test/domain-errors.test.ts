@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { FedgeError, UpdateCodecError } from "@fedge/protocol";
-import { OnnxFormatError } from "@fedge/ml";
+import { OnnxFormatError, UnsupportedModelError } from "@fedge/ml";
 import { InvalidPrivacyParameterError, PrivacyBudgetExceededError } from "@fedge/privacy";
 import { fedgeErrorOf } from "../src/domain-errors.ts";
 
@@ -26,6 +26,7 @@ describe("fedgeErrorOf: the edge maps the libraries' domain errors to the wire",
     ],
     ["duplicate round", new InvalidPrivacyParameterError("r1 twice", { reason: "duplicate_round" }), 409, "conflict"],
     ["ONNX bytes", new OnnxFormatError("truncated"), 400, "invalid_model"],
+    ["unservable ONNX", new UnsupportedModelError("opset", "opset 27"), 400, "invalid_model"],
     ["update codec", new UpdateCodecError("oversize", "too big"), 413, "payload_too_large"],
   ];
   it.each(cases)("%s", (_name, err, status, code) => {

@@ -53,7 +53,9 @@ describe("errors Hono throws, through the app", () => {
   it("answers a malformed JSON body with 400 invalid_json", async () => {
     const res = await openRound({ "content-type": "application/json" }, "{nope");
     expect(res.status).toBe(400);
-    expect(await res.json()).toEqual({ error: { code: "invalid_json", message: "Malformed JSON in request body" } });
+    expect(await res.json()).toEqual({
+      error: { code: "invalid_json", message: expect.stringMatching(/^malformed JSON/) },
+    });
   });
 
   it("answers a body of the wrong content type with 415 unsupported_media_type", async () => {

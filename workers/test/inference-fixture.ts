@@ -64,3 +64,37 @@ export function fromB64(text: string): Uint8Array {
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
 }
+
+/** The built CNN and text transformer (base64), fixed held-out inputs and onnxruntime-node's exact outputs. */
+export interface SeedModelsFixture {
+  cnn: {
+    fp32: string;
+    int8: string;
+    /** `fedge quantize --weights asymmetric --calibration` output: uint8 QuantizeLinear/DequantizeLinear activations. */
+    staticInt8: string;
+    expectedStaticInt8: Record<string, number[]>;
+    /** 8 MNIST test digits, row-major [8, 1, 28, 28]. */
+    images: number[];
+    labels: number[];
+    /** Output name → row-major values. */
+    expectedFp32: Record<string, number[]>;
+    expectedInt8: Record<string, number[]>;
+  };
+  text: {
+    fp32: string;
+    int8: string;
+    /** 8 test sentences, row-major [8, len]. */
+    ids: number[];
+    mask: number[];
+    len: number;
+    labels: number[];
+    expectedFp32: Record<string, number[]>;
+    expectedInt8: Record<string, number[]>;
+  };
+}
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    seedModels: SeedModelsFixture;
+  }
+}

@@ -1,5 +1,6 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, inject, it } from "vitest";
+import { inspectServable } from "@fedge/ml";
 import {
   MAX_PREDICT_BATCH,
   MAX_PREDICT_BODY_BYTES,
@@ -114,10 +115,12 @@ describe("predict with onnxruntime-web inside workerd", () => {
     expect(sessions.created).toBe(created);
   });
 
-  it("bounds the session cache, evicting the least recently used model", async () => {
-    const cache = new SessionCache({ maxEntries: 2 });
+  it("bounds the session cache by memory, evicting the least recently used model", async () => {
     const int8 = fromB64(fixture.int8Onnx);
     const fp32 = fromB64(fixture.fp32Onnx);
+    // Room for any two of these sessions, not three.
+    const per = Math.max(inspectServable(int8).sessionBytes, inspectServable(fp32).sessionBytes);
+    const cache = new SessionCache({ maxBytes: 2 * per + 1 });
     let loads = 0;
     const load = (bytes: Uint8Array) => async () => {
       loads++;
@@ -131,9 +134,11 @@ describe("predict with onnxruntime-web inside workerd", () => {
     await cache.get("c", load(fp32));
     expect([cache.has("a"), cache.has("b"), cache.has("c")]).toEqual([true, false, true]);
     expect(cache.size).toBe(2);
+    expect(cache.bytes).toBeLessThanOrEqual(2 * per + 1);
+    expect(cache.evicted).toBe(1);
     const out = await runBatch(await cache.get("a", load(int8)), Float32Array.from(fixture.inputs[0]!), [1, 784]);
     expectClose([Array.from(out.data)], [fixture.expectedInt8[0]!], 1e-4);
-    expect(() => new SessionCache({ maxEntries: 0 })).toThrow(/maxEntries/);
+    expect(() => new SessionCache({ maxBytes: 0 })).toThrow(/maxBytes/);
   });
 
   it("serves the promoted version, and a pinned ?version=", async () => {

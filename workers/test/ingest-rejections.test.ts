@@ -255,7 +255,7 @@ describe("update ingestion rejects", () => {
     const { call } = await import("./rounds-helpers.ts");
     const streamed = await call(`/v1/rounds/${round.round_id}/updates`, {
       method: "POST",
-      headers: { "content-type": "application/vnd.fedge.update" },
+      headers: { "content-type": "application/vnd.fedge.update", authorization: `Bearer ${a.apiKey}` },
       body: stream,
       // @ts-expect-error workerd accepts duplex for streamed request bodies
       duplex: "half",

@@ -186,8 +186,8 @@ describe("update storage", () => {
     expect((await r2Keys(round.round_id)).length).toBeGreaterThan(0);
     const aggregated = await (await adminPost(`/v1/admin/rounds/${round.round_id}/aggregated`)).json<RoundStatus>();
     expect(aggregated).toMatchObject({ state: "aggregated", payloads_purged_at: null });
-    // The alarm waits for the retention (7 days by default) after aggregation.
-    const due = Date.parse(aggregated.aggregated_at!) + DEFAULT_UPDATE_RETENTION_DAYS * 86_400_000;
+    // The alarm waits for the retention (7 days by default), counted from the close.
+    const due = Date.parse(aggregated.closed_at!) + DEFAULT_UPDATE_RETENTION_DAYS * 86_400_000;
     expect(await runInDurableObject(coordinator, (_i, state) => state.storage.getAlarm())).toBe(due);
     // Nothing is deleted before then.
     await runDurableObjectAlarm(coordinator);
@@ -200,7 +200,7 @@ describe("update storage", () => {
 
     // As if the retention had passed.
     await runInDurableObject(coordinator, async (_i, state) => {
-      state.storage.sql.exec("UPDATE rounds SET aggregated_at = aggregated_at - ?", 8 * 86_400_000);
+      state.storage.sql.exec("UPDATE rounds SET closed_at = closed_at - ?", 8 * 86_400_000);
       await state.storage.setAlarm(Date.now());
     });
     expect(await runDurableObjectAlarm(coordinator)).toBe(true);

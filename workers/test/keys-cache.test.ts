@@ -4,17 +4,18 @@
  * usage buffer (middleware/metering) writes to the real ledger too.
  */
 import { env } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { CreatedApiKey, UsageReport } from "@fedge/protocol";
 import {
   AUTH_CACHE_TTL_MS,
   hashApiKey,
   KeyCache,
   keyCache,
+  NEGATIVE_CACHE_TTL_MS,
   ledgerFor,
   type LeaseCall,
 } from "../src/middleware/auth/index.ts";
-import { UsageMeter } from "../src/middleware/metering.ts";
+import { UsageMeter, type RecordCall } from "../src/middleware/metering.ts";
 import { ADMIN, call, createKey, errorCode } from "./registry-helpers.ts";
 
 async function keyAndLedger(
@@ -25,11 +26,27 @@ async function keyAndLedger(
   return { key, hash: await hashApiKey(key.key), ledger: (input) => stub.lease(input) };
 }
 
-/** A settable clock (epoch ms). */
+/**
+ * A settable clock (epoch ms) for the isolate's cache and, through the system time (the ledger uses its own clock,
+ * `Date.now()` in the same isolate here), for the ledger too. Real timers keep running.
+ */
 function clock(start = Date.now()) {
-  const c = { t: start, now: () => c.t };
+  vi.useFakeTimers({ toFake: ["Date"], now: start });
+  const c = {
+    get t() {
+      return Date.now();
+    },
+    set t(value: number) {
+      vi.setSystemTime(value);
+    },
+    now: () => Date.now(),
+  };
   return c;
 }
+
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 describe("key cache: revocation staleness", () => {
   it("keeps accepting a key revoked elsewhere for less than the TTL, then refuses it", async () => {
@@ -77,20 +94,61 @@ describe("key cache: revocation staleness", () => {
     expect((await isolate.admit(key.id, hash, true, ledger)).status).toBe("revoked");
   });
 
-  it("never caches unknown keys, and a wrong secret does not disturb a cached key", async () => {
+  it("refuses wrong secrets and unknown ids from a short negative cache, without disturbing the real key", async () => {
     const { key, hash, ledger } = await keyAndLedger({ name: "forged", rate_limit_per_minute: 600 });
-    const isolate = new KeyCache();
+    const t = clock();
+    const isolate = new KeyCache({ now: t.now });
     expect((await isolate.admit(key.id, hash, true, ledger)).status).toBe("ok");
-    const forged = await hashApiKey(`${key.key}x`);
-    for (let i = 0; i < 2; i++) expect((await isolate.admit(key.id, forged, true, ledger)).status).toBe("unknown");
-    expect(isolate.stats.ledgerCalls).toBe(3);
+    // A cached key has one hash: other secrets for its id are refused here, with no ledger call.
+    for (let i = 0; i < 5; i++) {
+      const forged = await hashApiKey(`${key.key}x${i}`);
+      expect((await isolate.admit(key.id, forged, true, ledger)).status).toBe("unknown");
+    }
+    expect(isolate.stats.ledgerCalls).toBe(1);
     expect((await isolate.admit(key.id, hash, true, ledger)).status).toBe("ok");
-    expect(isolate.stats.ledgerCalls).toBe(3);
     expect(isolate.size).toBe(1);
+
+    // A fresh isolate: the first wrong secret asks the ledger, which hands back the stored hash; the next wrong ones
+    // are refused locally, and the right secret still gets through.
+    const fresh = new KeyCache({ now: t.now });
+    for (let i = 0; i < 5; i++) {
+      expect((await fresh.admit(key.id, await hashApiKey(`${key.key}y${i}`), true, ledger)).status).toBe("unknown");
+    }
+    expect(fresh.stats).toMatchObject({ ledgerCalls: 1, negativeHits: 4 });
+    expect((await fresh.admit(key.id, hash, true, ledger)).status).toBe("ok");
+    expect(fresh.stats.ledgerCalls).toBe(2);
+
+    // An id with no key: one ledger call per NEGATIVE_CACHE_TTL_MS, however many requests.
+    const ghost = ledgerFor(env, "ghostkey0000000");
+    const ghostLedger: LeaseCall = (input) => ghost.lease(input);
+    const calls = fresh.stats.ledgerCalls;
+    for (let i = 0; i < 10; i++) {
+      expect((await fresh.admit("ghostkey0000000", await hashApiKey(`g${i}`), true, ghostLedger)).status).toBe(
+        "unknown",
+      );
+    }
+    expect(fresh.stats.ledgerCalls).toBe(calls + 1);
+    t.t += NEGATIVE_CACHE_TTL_MS;
+    await fresh.admit("ghostkey0000000", hash, true, ghostLedger);
+    expect(fresh.stats.ledgerCalls).toBe(calls + 2);
   });
 });
 
 describe("key cache: rate-limit leases", () => {
+  it("uses the ledger's own clock: an isolate whose clock runs ahead mints no tokens", async () => {
+    const { key, hash } = await keyAndLedger({ name: "fast clock", rate_limit_per_minute: 2 });
+    const stub = ledgerFor(env, key.id);
+    const lease = (now: number) =>
+      stub.lease({ hash, now, rateLimit: true, maxTokens: 1, leaseMs: 0, giveBack: 0 } as Parameters<
+        typeof stub.lease
+      >[0]);
+    expect((await lease(Date.now())).status).toBe("ok");
+    expect((await lease(Date.now())).status).toBe("ok");
+    // An hour ahead, then back: neither refills the bucket.
+    expect((await lease(Date.now() + 3_600_000)).status).toBe("rate_limited");
+    expect((await lease(Date.now())).status).toBe("rate_limited");
+  });
+
   it("never admits more than the bucket across isolates (tokens are debited before they are spent)", async () => {
     const { key, hash, ledger } = await keyAndLedger({ name: "two isolates", rate_limit_per_minute: 30 });
     const t = clock(); // frozen: no refill during the test
@@ -192,11 +250,46 @@ describe("usage buffer", () => {
   });
 });
 
+describe("usage buffer retries", () => {
+  it("retries failed writes with the same id: a refused call and a lost answer each count exactly once", async () => {
+    const key = await createKey({ name: "flaky ledger" });
+    const meter = new UsageMeter({ flushMs: 5, retryBaseMs: 5 });
+    const ledger = ledgerFor(env, key.id);
+    let calls = 0;
+    const record: RecordCall = async (id, u) => {
+      calls++;
+      if (calls === 1) throw new Error("injected: the ledger did not answer");
+      if (calls === 2) {
+        await ledgerFor(env, id).record(u);
+        throw new Error("injected: the answer was lost after the write");
+      }
+      await ledgerFor(env, id).record(u);
+    };
+    await meter.add(key.id, "2026-04-01", { calls: 7, inputElements: 70 }, record);
+    expect(calls).toBe(3);
+    expect(meter.dropped).toBe(0);
+    expect((await ledger.usage({}))?.total).toEqual({ calls: 7, input_elements: 70 });
+  });
+
+  it("gives a write up after its attempts, and says so", async () => {
+    const key = await createKey({ name: "dead ledger" });
+    const meter = new UsageMeter({ flushMs: 1, retryBaseMs: 1, attempts: 3 });
+    let calls = 0;
+    await meter.add(key.id, "2026-04-02", { calls: 1, inputElements: 1 }, async () => {
+      calls++;
+      throw new Error("injected: down");
+    });
+    expect(calls).toBe(3);
+    expect(meter.dropped).toBe(1);
+  });
+});
+
 describe("key cache options", () => {
   it("rejects bad options", () => {
     expect(() => new KeyCache({ ttlMs: -1 })).toThrow(/ttlMs/);
     expect(() => new KeyCache({ maxLeaseTokens: 0 })).toThrow(/maxLeaseTokens/);
     expect(() => new KeyCache({ maxEntries: 0 })).toThrow(/maxEntries/);
     expect(() => new UsageMeter({ flushMs: -1 })).toThrow(/flushMs/);
+    expect(() => new UsageMeter({ attempts: 0 })).toThrow(/attempts/);
   });
 });

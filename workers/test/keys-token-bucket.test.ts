@@ -26,6 +26,17 @@ describe("takeToken", () => {
     expect(r.allowed).toBe(false);
   });
 
+  it("never refills the same interval twice when the clock steps back and then forward", () => {
+    // Drained at t = 60 s; the clock steps back a minute, then forward to 60 s again: no time has passed.
+    const back = takeToken({ tokens: 0, updatedAt: 60_000 }, 0, 60);
+    expect(back.allowed).toBe(false);
+    expect(back.state.updatedAt).toBe(60_000);
+    expect(takeToken(back.state, 60_000, 60).allowed).toBe(false);
+    expect(takeToken(back.state, 61_000, 60).allowed).toBe(true);
+    const returned = returnTokens({ tokens: 0, updatedAt: 60_000 }, 0, 60, 0);
+    expect(returned).toEqual({ tokens: 0, updatedAt: 60_000 });
+  });
+
   it("rejects a non-positive limit", () => {
     expect(() => takeToken(null, 0, 0)).toThrow(/perMinute/);
   });

@@ -4,6 +4,7 @@
 import { exports } from "cloudflare:workers";
 import { expect } from "vitest";
 import type { CreatedApiKey } from "@fedge/protocol";
+import { uploadManifestFromOnnx } from "@fedge/ml";
 
 export const ADMIN = { authorization: "Bearer test-admin-token" };
 
@@ -56,4 +57,23 @@ export async function createKey(body: Record<string, unknown> = { name: "test" }
 export async function storedKeys(bucket: R2Bucket, name: string): Promise<string[]> {
   const list = await bucket.list({ prefix: `models/${name}/` });
   return list.objects.map((o) => `${o.key}:${o.etag}`).sort();
+}
+
+/** The `code` of an error in the Open Inference Protocol form `{"error": message, "code"}`. */
+export async function v2ErrorCode(res: Response): Promise<string> {
+  const body = await res.json<{ error: string; code: string }>();
+  expect(Object.keys(body).sort()).toEqual(["code", "error"]);
+  expect(typeof body.error).toBe("string");
+  expect(body.error.length).toBeGreaterThan(0);
+  return body.code;
+}
+
+/** Upload `bytes` with the manifest read from the file itself (`uploadManifestFromOnnx`). */
+export async function uploadOnnx(
+  name: string,
+  version: number,
+  bytes: Uint8Array,
+  extra: Record<string, string> = {},
+): Promise<Response> {
+  return upload(name, uploadForm(bytes, uploadManifestFromOnnx(name, version, bytes), extra));
 }

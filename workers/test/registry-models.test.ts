@@ -22,13 +22,22 @@ beforeAll(() => {
   fp32 = fromB64(fixture.fp32Onnx);
 });
 
+/** Registers `publicKey` as an aggregator key with the admin token. */
+async function trustAggregatorKey(publicKey: string): Promise<void> {
+  const res = await call(`/v1/admin/aggregator-keys/${publicKey}`, { method: "PUT", headers: ADMIN });
+  expect(res.status).toBe(201);
+}
+
 async function sha256(bytes: Uint8Array): Promise<string> {
   const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
   return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+const FLOAT32 = { quantization: { scheme: "none", weight_dtype: "float32" } };
+
 async function uploadOk(name: string, version: number, bytes = int8, extra: Record<string, string> = {}) {
-  const res = await upload(name, uploadForm(bytes, mlpManifest(name, version), extra));
+  const manifest = mlpManifest(name, version, bytes === fp32 ? FLOAT32 : {});
+  const res = await upload(name, uploadForm(bytes, manifest, extra));
   expect(res.status, await res.clone().text()).toBe(201);
   return res.json<RegistryChange>();
 }
@@ -152,6 +161,7 @@ describe("model registry", () => {
 
   it("keeps a valid aggregator signature and refuses a tampered one", async () => {
     const kp = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(7));
+    await trustAggregatorKey(toBase64Url(kp.publicKey));
     const manifest = {
       ...mlpManifest("reg-f", 1),
       sha256: await sha256(int8),
@@ -171,6 +181,45 @@ describe("model registry", () => {
     const ok = await upload("reg-f", uploadForm(int8, signed));
     expect(ok.status).toBe(201);
     expect((await ok.json<RegistryChange>()).manifest).toEqual(signed);
+  });
+
+  it("pins trust: a manifest signed by a key the edge does not trust is refused, however well it verifies", async () => {
+    const trusted = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(8));
+    const stranger = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(9));
+    await trustAggregatorKey(toBase64Url(trusted.publicKey));
+    const manifestV = async (version: number) =>
+      ({
+        ...mlpManifest("reg-pin", version),
+        sha256: await sha256(int8),
+        size_bytes: int8.length,
+        created_at: "2026-11-01T00:00:00.000Z",
+      }) as ModelManifest;
+    const signedBy = (manifest: ModelManifest, kp: nacl.SignKeyPair, named = kp.publicKey) => ({
+      ...manifest,
+      aggregator: {
+        public_key: toBase64Url(named),
+        signature: toBase64Url(nacl.sign.detached(canonicalManifestBytes(manifest), kp.secretKey)),
+      },
+    });
+    const v1 = await manifestV(1);
+    // The stranger's signature verifies under the key written beside it, but that key is not one the edge trusts.
+    const forged = await upload("reg-pin", uploadForm(int8, signedBy(v1, stranger)));
+    expect(forged.status).toBe(400);
+    expect(await errorCode(forged)).toBe("bad_signature");
+    // Naming the trusted key does not help the stranger: its signature does not verify under that key.
+    const named = await upload("reg-pin", uploadForm(int8, signedBy(v1, stranger, trusted.publicKey)));
+    expect(await errorCode(named)).toBe("bad_signature");
+    expect(await storedKeys(env.MODELS, "reg-pin")).toEqual([]);
+    const ok = await upload("reg-pin", uploadForm(int8, signedBy(v1, trusted)));
+    expect(ok.status, await ok.clone().text()).toBe(201);
+    // Once the key is removed, what it signs is refused too.
+    const removed = await call(`/v1/admin/aggregator-keys/${toBase64Url(trusted.publicKey)}`, {
+      method: "DELETE",
+      headers: ADMIN,
+    });
+    expect(removed.status).toBe(204);
+    const after = await upload("reg-pin", uploadForm(int8, signedBy(await manifestV(2), trusted)));
+    expect(await errorCode(after)).toBe("bad_signature");
   });
 
   it("validates uploads and stores nothing for a bad one", async () => {
@@ -268,7 +317,8 @@ describe("model registry", () => {
         400,
         "invalid_model",
       ],
-      ["existing version", () => upload("reg-g", uploadForm(fp32, mlpManifest("reg-g", 1))), 409, "conflict"],
+      ["quantization differs from the graph's", () => upload("reg-g", uploadForm(fp32, m())), 400, "invalid_model"],
+      ["existing version", () => upload("reg-g", uploadForm(int8, mlpManifest("reg-g", 1))), 409, "conflict"],
       [
         "oversize model",
         () => upload("reg-g", uploadForm(new Uint8Array(MAX_MODEL_BYTES + 1), m())),

@@ -175,12 +175,18 @@ describe("API key revocation", () => {
     const res = await call(`/v1/admin/keys/${id}`, { method: "DELETE", headers: ADMIN });
     expect(res.status).toBe(200);
     const before = await coordinatorState(model);
-    const up = await upload(round.round_id, await makeUpdate(tb, b));
+    // The revoked key itself no longer authenticates an upload ...
+    const revoked = await upload(round.round_id, await makeUpdate(tb, b));
+    expect(revoked.status).toBe(403);
+    expect(await errorCode(revoked)).toBe("forbidden");
+    // ... and a device that checked in under it is refused whatever key the upload carries.
+    const other = await createApiKey();
+    const up = await upload(round.round_id, await makeUpdate(tb, b), undefined, { apiKey: other.key });
     expect(up.status).toBe(403);
     expect(await errorCode(up)).toBe("forbidden");
     expect(await coordinatorState(model)).toEqual(before);
     expect(await storedKeys(round.round_id)).toHaveLength(1);
-    const again = await upload(round.round_id, ua);
+    const again = await upload(round.round_id, ua, undefined, { apiKey: other.key });
     expect(again.status).toBe(200);
     expect(await again.json()).toMatchObject({ device_id: a.id, duplicate: true });
   });
@@ -217,9 +223,10 @@ describe("coordinator storage from an earlier version", () => {
     const stub = env.ROUNDS.getByName(model);
     const columns = await runInDurableObject(stub, (_instance, state) => {
       const sql = state.storage.sql;
-      sql.exec("DROP TABLE rounds");
-      sql.exec("DROP TABLE checkins");
-      sql.exec("DROP TABLE updates");
+      // (A fresh object has no tables until its first write; drop them in case.)
+      sql.exec("DROP TABLE IF EXISTS rounds");
+      sql.exec("DROP TABLE IF EXISTS checkins");
+      sql.exec("DROP TABLE IF EXISTS updates");
       sql.exec(`CREATE TABLE rounds (seq INTEGER PRIMARY KEY, round_id TEXT NOT NULL UNIQUE, model TEXT NOT NULL,
         state TEXT NOT NULL, params TEXT NOT NULL, opened_at INTEGER NOT NULL, deadline INTEGER NOT NULL, closed_at INTEGER,
         close_reason TEXT, aggregated_at INTEGER, published_version INTEGER, checked_in INTEGER NOT NULL DEFAULT 0,

@@ -56,6 +56,7 @@ function round(state: RoundState, over: Partial<RoundRow> = {}, p: Partial<Round
     accepted: 0,
     sealed_at: null,
     payloads_purged_at: null,
+    payloads_deleted_at: null,
     ...over,
   };
 }

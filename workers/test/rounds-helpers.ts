@@ -16,7 +16,7 @@ import {
   type RoundTask,
   type UpdateReceipt,
 } from "@fedge/protocol";
-import { UPDATE_MEDIA_TYPE, encodeUpdate, type UpdatePayload } from "@fedge/protocol";
+import { UPDATE_MEDIA_TYPE, decodeUpdate, encodeUpdate, type UpdatePayload } from "@fedge/protocol";
 import { generateApiKey, hashApiKey, ledgerFor } from "../src/middleware/auth/index.ts";
 import { UPDATE_STORE_SHARDS, updateStoreStub } from "../src/durable-objects/update-store.ts";
 
@@ -34,7 +34,7 @@ export async function errorCode(res: Response): Promise<string> {
 }
 
 /** A fresh API key, created directly in its ledger (with a high rate limit so bulk tests are not throttled). */
-export async function createApiKey(): Promise<{ id: string; key: string }> {
+export async function createApiKey(tenant?: string): Promise<{ id: string; key: string }> {
   const { id, key } = generateApiKey();
   await ledgerFor(env, id).create({
     id,
@@ -42,6 +42,7 @@ export async function createApiKey(): Promise<{ id: string; key: string }> {
     hash: await hashApiKey(key),
     rateLimitPerMinute: 1_000_000,
     now: Date.now(),
+    ...(tenant ? { tenant } : {}),
   });
   return { id, key };
 }
@@ -52,6 +53,10 @@ export interface TestDevice {
   apiKey: string;
 }
 
+/** The API key each registered device was registered under (uploads send it, as the SDK does). */
+const deviceApiKeys = new Map<string, string>();
+let lastApiKey: string | null = null;
+
 export async function registerDevice(apiKey: string): Promise<TestDevice> {
   const keys = nacl.sign.keyPair();
   const res = await call("/v1/devices", {
@@ -61,10 +66,26 @@ export async function registerDevice(apiKey: string): Promise<TestDevice> {
   });
   expect(res.status).toBe(201);
   const body = await res.json<{ device_id: string }>();
+  deviceApiKeys.set(body.device_id, apiKey);
+  lastApiKey = apiKey;
   return { id: body.device_id, keys, apiKey };
 }
 
+/** The mechanism test rounds are charged for: z = 1 with a fixed clip norm. */
+export const TEST_MECHANISM = { noise_multiplier: 1, clip_rule: "fixed" } as const;
+
+/**
+ * An open-round body: central mode (charged {@link TEST_MECHANISM}) unless overridden; in local mode the mechanism is
+ * the devices' noise; in mode `none` no mechanism, and `max_reports` 1000.
+ */
 export function roundParams(model: string, overrides: Partial<OpenRoundRequest> = {}): Record<string, unknown> {
+  const mode = overrides.privacy_mode ?? "central";
+  const privacy =
+    mode === "none"
+      ? { max_reports: 1000 }
+      : mode === "local"
+        ? { mechanism: { noise_multiplier: overrides.local_noise_multiplier, clip_rule: "fixed" } }
+        : { mechanism: TEST_MECHANISM };
   return {
     model,
     model_version: 1,
@@ -77,13 +98,35 @@ export function roundParams(model: string, overrides: Partial<OpenRoundRequest> 
     update_length: 8,
     sampling_rate: 1,
     min_reports: 1,
-    max_reports: 1000,
+    ...privacy,
     duration_s: 600,
     ...overrides,
   };
 }
 
+/** A budget no test round comes near. */
+export const GENEROUS_BUDGET = { epsilon: 1e6, delta: 1e-5 };
+
+/** `PUT /v1/admin/populations/:model/privacy-budget` with the admin token. */
+export function putBudget(model: string, budget: Record<string, unknown> = GENEROUS_BUDGET): Promise<Response> {
+  return call(`/v1/admin/populations/${model}/privacy-budget`, {
+    method: "PUT",
+    headers: { ...ADMIN, "content-type": "application/json" },
+    body: JSON.stringify(budget),
+  });
+}
+
+/** Gives `model` a budget no test round comes near, unless it has one already. */
+export async function ensureBudget(model: string): Promise<void> {
+  const ledger = await (await call(`/v1/populations/${model}/privacy`)).json<{ budget: unknown }>();
+  if (ledger.budget !== null) return;
+  const res = await putBudget(model);
+  expect(res.status, await res.clone().text()).toBe(200);
+}
+
+/** Opens a round with the admin token; a DP round's population without a budget gets a generous one first. */
 export async function openRound(model: string, overrides: Partial<OpenRoundRequest> = {}): Promise<RoundStatus> {
+  if ((overrides.privacy_mode ?? "central") !== "none") await ensureBudget(model);
   const res = await call("/v1/admin/rounds", {
     method: "POST",
     headers: { ...ADMIN, "content-type": "application/json" },
@@ -214,10 +257,33 @@ export async function makeUpdateV2(task: RoundTask, device: TestDevice, o: Updat
   return out;
 }
 
-export function upload(roundId: string, bytes: Uint8Array, contentType = UPDATE_MEDIA_TYPE): Promise<Response> {
+/** The API key an upload of `bytes` carries: its device's, else the key of the last registered device. */
+function uploadKeyFor(bytes: Uint8Array): string | null {
+  try {
+    const deviceId = decodeUpdate(bytes, { maxBytes: bytes.length }).deviceId;
+    return deviceApiKeys.get(deviceId) ?? lastApiKey;
+  } catch {
+    return lastApiKey;
+  }
+}
+
+/**
+ * POSTs an update with the API key of its device (as the SDK does); `apiKey: null` sends none.
+ */
+export function upload(
+  roundId: string,
+  bytes: Uint8Array,
+  contentType = UPDATE_MEDIA_TYPE,
+  options: { apiKey?: string | null; headers?: Record<string, string> } = {},
+): Promise<Response> {
+  const key = options.apiKey === undefined ? uploadKeyFor(bytes) : options.apiKey;
   return call(`/v1/rounds/${roundId}/updates`, {
     method: "POST",
-    headers: { "content-type": contentType },
+    headers: {
+      "content-type": contentType,
+      ...(key === null ? {} : { authorization: `Bearer ${key}` }),
+      ...options.headers,
+    },
     body: bytes,
   });
 }

@@ -35,7 +35,8 @@ describe("round lifecycle", () => {
 
     expect(await checkin(a, model)).toEqual({ selected: false, reason: "no_open_round", retry_after_s: 60 });
 
-    const opened = await openRound(model, { min_reports: 2, update_length: 16 });
+    // Mode none: min_reports above 1 is refused in DP modes.
+    const opened = await openRound(model, { privacy_mode: "none", min_reports: 2, update_length: 16 });
     expect(opened).toMatchObject({ round_id: `${model}_1`, state: "open", accepted: 0 });
     // A second round cannot open while this one collects.
     const again = await adminPost("/v1/admin/rounds", { ...opened.params, model, duration_s: 60 });
@@ -47,7 +48,7 @@ describe("round lifecycle", () => {
       model,
       update_length: 16,
       clip_norm: 1,
-      privacy_mode: "central",
+      privacy_mode: "none",
     });
     expect(ta.nonce).toMatch(/^[A-Za-z0-9_-]{22}$/);
     // Same answer on a repeat check-in.
@@ -119,7 +120,7 @@ describe("round lifecycle", () => {
     expect(await errorCode(other)).toBe("conflict");
 
     // The next round opens; check-ins now answer for it.
-    const next = await openRound(model, { update_length: 16 });
+    const next = await openRound(model, { privacy_mode: "none", update_length: 16 });
     expect(next.round_id).toBe(`${model}_2`);
     expect((await taskFor(a, model)).round_id).toBe(next.round_id);
     expect(await storedKeys(ta.round_id)).toHaveLength(2);
@@ -129,7 +130,8 @@ describe("round lifecycle", () => {
     const model = uniqueModel();
     const { key } = await createApiKey();
     const devices = [await registerDevice(key), await registerDevice(key), await registerDevice(key)];
-    const round = await openRound(model, { max_reports: 2 });
+    // Mode none only: DP rounds take no max_reports (tested in privacy-budget.test.ts).
+    const round = await openRound(model, { privacy_mode: "none", max_reports: 2 });
     const tasks = [];
     for (const d of devices) tasks.push(await taskFor(d, model));
     await uploadOk(round.round_id, await makeUpdate(tasks[0]!, devices[0]!));

@@ -1,11 +1,13 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { OnnxFormatError, UnsupportedModelError } from "@fedge/ml";
 import { PrivacyBudgetExceededError, InvalidPrivacyParameterError } from "@fedge/privacy";
 import { CheckpointError } from "../checkpoint.ts";
 import { ConfigError } from "../config.ts";
 import { EdgeAdminError, EdgeClientError } from "../edge/admin-client.ts";
 import { SigningKeyFileError } from "../export.ts";
+import { QuantizeInputError } from "../quantize-onnx.ts";
 import { RoundStateError } from "../round.ts";
 import { UpdateRejectedError } from "../strategy/strategy.ts";
 import { COMMANDS, exitOf, helpText, runCli } from "./cli.ts";
@@ -83,7 +85,7 @@ describe("fedge privacy (spawned)", () => {
   });
 });
 
-describe("fedge privacy bad arguments → exit 2 and one clear line on stderr", () => {
+describe("fedge privacy bad arguments → exit 2, one clear line on stderr and its fix", () => {
   const ok = { "--sampling-rate": "0.04", "--noise-multiplier": "1.5", "--steps": "2250", "--delta": "1e-5" };
   const argv = (over: Record<string, string | null>, extra: string[] = []) => {
     const all = { ...ok, ...over };
@@ -114,8 +116,22 @@ describe("fedge privacy bad arguments → exit 2 and one clear line on stderr", 
     const code = await runCli(args, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
     expect(code).toBe(2);
     expect(out).toBe("");
-    expect(err.trim().split("\n")).toHaveLength(1);
-    expect(err).toMatch(message);
+    const lines = err.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(message);
+    expect(lines[1]).toMatch(/^ {2}fix: /);
+  });
+
+  it.each(cases)("%s, with --json: one JSON error naming the flag", async (_name, args) => {
+    let err = "";
+    const code = await runCli([...args, "--json"], { stdout: () => undefined, stderr: (t) => (err += t) });
+    expect(code).toBe(2);
+    const lines = err.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    const { error } = JSON.parse(lines[0]!) as { error: Record<string, unknown> };
+    expect(error).toMatchObject({ code: "usage", command: "privacy", exit_code: 2 });
+    expect(error.fix).toEqual(expect.any(String));
+    if (/--[a-z]/.test(error.message as string)) expect(error.flag).toMatch(/^--[a-z-]+$/);
   });
 
   it("unknown command exits 2 (spawned)", () => {
@@ -125,6 +141,31 @@ describe("fedge privacy bad arguments → exit 2 and one clear line on stderr", 
     const bad = fedge("privacy", "--sampling-rate", "2", "--noise-multiplier", "1", "--steps", "1", "--delta", "1e-5");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^fedge privacy: --sampling-rate must be in \(0, 1\]/);
+    expect(bad.stderr).toMatch(/fix: run `fedge privacy --help` for what --sampling-rate takes/);
+  });
+
+  it("--help documents --json and the exit codes; --json leaves a result unchanged", async () => {
+    const help = fedge("--help");
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/--json/);
+    expect(help.stdout).toMatch(
+      /Exit codes[^\n]*:\n {2}0 {2}done\n {2}2 {2}bad arguments[\s\S]*\n {2}1 {2}the run failed/,
+    );
+    const args = [
+      "privacy",
+      "--sampling-rate",
+      "0.04",
+      "--noise-multiplier",
+      "1.5",
+      "--steps",
+      "10",
+      "--delta",
+      "1e-5",
+    ];
+    const plain = fedge(...args);
+    const json = fedge("--json", ...args);
+    expect(json.code).toBe(0);
+    expect(json.stdout).toBe(plain.stdout);
   });
 });
 
@@ -144,6 +185,9 @@ describe("exit codes: the CLI maps the libraries' domain errors", () => {
     ["edge client", new EdgeClientError("close_timeout", "did not close"), 1, "close_timeout"],
     ["refused update", new UpdateRejectedError("non_finite", "update 0 has a non-finite value"), 1, "non_finite"],
     ["edge answer", new EdgeAdminError(409, "conflict", "no earlier serving version", "POST", "/x"), 1, "conflict"],
+    ["malformed ONNX", new OnnxFormatError("empty ONNX file"), 1, "invalid_model"],
+    ["unservable ONNX", new UnsupportedModelError("opset", "ai.onnx opset 27"), 1, "invalid_model"],
+    ["quantize input", new QuantizeInputError("cannot read model m.onnx: ENOENT"), 1, "invalid_input"],
     ["anything else", new TypeError("x is undefined"), 1, undefined],
   ];
   it.each(cases)("%s", (_name, err, code, label) => {

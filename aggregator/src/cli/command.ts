@@ -1,12 +1,20 @@
 /**
  * @module
- * The shape of a `fedge` sub-command and the usage error every command throws on bad arguments (exit code 2).
+ * The shape of a `fedge` sub-command, the usage error every command throws on bad arguments (exit code 2), and the
+ * exit codes.
  */
 
 /** Where a command writes (injected so tests can run commands in-process). */
 export interface CliIO {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
+  /**
+   * Replaces the one progress line of long work (rounds, simulate) on a terminal. The dispatcher drops it under
+   * `--json`, and main.ts gives it only when stderr is a terminal; commands call it as `io.progress?.(text)`.
+   */
+  progress?: (text: string) => void;
+  /** `--json`: everything on stderr is JSON too (errors as `{"error":{…}}`), and there is no progress line. */
+  json?: boolean;
 }
 
 /** One sub-command: `fedge <name> [args]`. */
@@ -19,12 +27,24 @@ export interface Command {
   run(argv: string[], io: CliIO): Promise<number>;
 }
 
-/** Bad command-line arguments: the dispatcher prints `fedge: <message>` on stderr and exits with code 2. */
+/** Bad command-line arguments: the dispatcher prints the message, the flag and the fix on stderr and exits with 2. */
 export class UsageError extends Error {
-  constructor(message: string) {
+  /** The flag at fault (`--steps`); found in the message when not given. */
+  readonly flag: string | undefined;
+  /** How to fix it; the dispatcher falls back to pointing at `fedge <command> --help`. */
+  readonly fix: string | undefined;
+
+  constructor(message: string, options: { flag?: string; fix?: string } = {}) {
     super(message);
     this.name = "UsageError";
+    this.flag = options.flag ?? flagIn(message);
+    this.fix = options.fix;
   }
+}
+
+/** The first `--flag` a message names, if any. */
+export function flagIn(message: string): string | undefined {
+  return /(?:^|[\s'"(])(--[a-z][a-z0-9-]*)/.exec(message)?.[1];
 }
 
 /** Exit code of a command that did its job. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EdgeAdminClient, EdgeAdminError } from "./admin-client.ts";
+import { EdgeAdminClient, EdgeAdminError, EdgeAdminTimeoutError } from "./admin-client.ts";
 
 // The client's requests against the real edge are exercised end to end by test/e2e-demo.test.ts (wrangler dev).
 describe("EdgeAdminClient options", () => {
@@ -32,4 +32,33 @@ describe("EdgeAdminError", () => {
     expect(odd.code).toBe("internal");
     expect(odd.edgeCode).toBe("teapot");
   });
+});
+
+describe("EdgeAdminClient timeouts", () => {
+  it("gives up on an edge that never answers, or stops sending the body, after timeoutMs", async () => {
+    const { createServer } = await import("node:http");
+    const server = createServer((req, res) => {
+      if (req.url?.startsWith("/v1/admin/rounds/stall_1")) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write('{"round_id":');
+        return; // and never more
+      }
+      // never answers
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const c = new EdgeAdminClient({ baseUrl: `http://127.0.0.1:${port}`, adminToken: "t", timeoutMs: 300 });
+      const t0 = Date.now();
+      await expect(c.roundStatus("silent_1")).rejects.toThrow(EdgeAdminTimeoutError);
+      await expect(c.roundStatus("stall_1")).rejects.toThrow(/no answer from the edge within 300 ms/);
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      expect(() => new EdgeAdminClient({ baseUrl: "http://127.0.0.1:1", adminToken: "t", timeoutMs: 0 })).toThrow(
+        /timeoutMs/,
+      );
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }, 10_000);
 });

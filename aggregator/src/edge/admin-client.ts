@@ -17,6 +17,8 @@ import {
   type CreatedApiKey,
   type ModelManifest,
   type OpenRoundRequest,
+  type PopulationPrivacyStatus,
+  type PrivacyBudgetRequest,
   type RegistryChange,
   type RoundStatus,
   type UpdateStreamFrame,
@@ -73,6 +75,37 @@ export class EdgeClientError extends Error {
   }
 }
 
+/** An edge admin request that got no answer (or no further body bytes) within the client's `timeoutMs`. */
+export class EdgeAdminTimeoutError extends FedgeError {
+  readonly method: string;
+  readonly path: string;
+  constructor(method: string, path: string, timeoutMs: number) {
+    super("internal", 504, `${method} ${path}: no answer from the edge within ${timeoutMs} ms`);
+    this.name = "EdgeAdminTimeoutError";
+    this.method = method;
+    this.path = path;
+  }
+}
+
+/** A timer that fires `onIdle` unless it is reset within `ms`; stopped once the exchange is over. */
+class IdleTimer {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private readonly ms: number;
+  private readonly onIdle: () => void;
+  constructor(ms: number, onIdle: () => void) {
+    this.ms = ms;
+    this.onIdle = onIdle;
+    this.reset();
+  }
+  reset(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(this.onIdle, this.ms);
+  }
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+}
+
 /** Options of {@link EdgeAdminClient}. */
 export interface EdgeAdminClientOptions {
   /** The edge, e.g. `http://127.0.0.1:8787` (no trailing path). */
@@ -91,6 +124,12 @@ export interface EdgeAdminClientOptions {
   adminToken?: string;
   /** The `fetch` to use. @default globalThis.fetch */
   fetch?: typeof fetch;
+  /**
+   * Longest wait for the edge: for the response headers, and between two chunks of a body (so a long update stream
+   * that keeps flowing is fine, a stalled one is not). A request that waits longer fails with `EdgeAdminTimeoutError`.
+   * @default 120000
+   */
+  timeoutMs?: number;
 }
 
 /** One accepted update streamed from the edge: the device's registered public key and its signed bytes. */
@@ -98,9 +137,12 @@ export type StreamedUpdate = UpdateStreamFrame;
 
 export class EdgeAdminClient {
   readonly baseUrl: string;
+  /** The edge's host as the signature names it (with its port when the URL has one). */
+  private readonly host: string;
   private readonly signingKey: Uint8Array | undefined;
   private readonly adminToken: string | undefined;
   private readonly fetchFn: typeof fetch;
+  private readonly timeoutMs: number;
 
   constructor(options: EdgeAdminClientOptions) {
     if (!options || typeof options.baseUrl !== "string" || !/^https?:\/\//.test(options.baseUrl)) {
@@ -116,9 +158,14 @@ export class EdgeAdminClient {
       throw new TypeError("EdgeAdminClient: give a signingKey or an adminToken");
     }
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.host = new URL(this.baseUrl).host;
     this.signingKey = options.signingKey;
     this.adminToken = options.adminToken;
     this.fetchFn = options.fetch ?? globalThis.fetch;
+    this.timeoutMs = options.timeoutMs ?? 120_000;
+    if (!(Number.isFinite(this.timeoutMs) && this.timeoutMs > 0)) {
+      throw new FedgeError("bad_request", 400, `EdgeAdminClient: timeoutMs must be a positive number of ms`);
+    }
   }
 
   /** Sends one admin request (signed, or with the admin token when `useToken` or no key) and returns the response. */
@@ -133,19 +180,43 @@ export class EdgeAdminClient {
     if (this.signingKey && !useToken) {
       Object.assign(
         headers,
-        await signAggregatorRequest({ method, path, body: body?.bytes, secretKey: this.signingKey }),
+        await signAggregatorRequest({
+          method,
+          host: this.host,
+          path,
+          body: body?.bytes,
+          secretKey: this.signingKey,
+        }),
       );
     } else {
       if (!this.adminToken) throw new EdgeClientError("needs_admin_token", `${method} ${path} needs the admin token`);
       headers.authorization = `Bearer ${this.adminToken}`;
     }
-    const res = await this.fetchFn(this.baseUrl + path, {
-      method,
-      headers,
-      ...(body ? { body: body.bytes as Uint8Array<ArrayBuffer> } : {}),
-    });
+    const controller = new AbortController();
+    const timeout = new EdgeAdminTimeoutError(method, path, this.timeoutMs);
+    const timer = new IdleTimer(this.timeoutMs, () => controller.abort(timeout));
+    const timedOut = (e: unknown) => (controller.signal.aborted ? timeout : e);
+    let res: Response;
+    try {
+      res = await this.fetchFn(this.baseUrl + path, {
+        method,
+        headers,
+        signal: controller.signal,
+        ...(body ? { body: body.bytes as Uint8Array<ArrayBuffer> } : {}),
+      });
+    } catch (e) {
+      timer.stop();
+      throw timedOut(e);
+    }
     if (!res.ok) {
-      const text = await res.text();
+      let text: string;
+      try {
+        text = await res.text();
+      } catch (e) {
+        throw timedOut(e);
+      } finally {
+        timer.stop();
+      }
       let code = "http_error";
       let message = text.slice(0, 500);
       try {
@@ -157,7 +228,33 @@ export class EdgeAdminClient {
       }
       throw new EdgeAdminError(res.status, code, message, method, path);
     }
-    return res;
+    if (!res.body) {
+      timer.stop();
+      return res;
+    }
+    // The caller reads the body: every chunk must come within timeoutMs of the previous one.
+    const reader = res.body.getReader();
+    const guarded = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        timer.reset();
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          timer.stop();
+          throw timedOut(e);
+        }
+        if (chunk.done) {
+          timer.stop();
+          c.close();
+        } else c.enqueue(chunk.value);
+      },
+      cancel(reason) {
+        timer.stop();
+        return reader.cancel(reason);
+      },
+    });
+    return new Response(guarded, { status: res.status, statusText: res.statusText, headers: res.headers });
   }
 
   private async json<T>(method: string, path: string, value?: unknown, useToken = false): Promise<T> {
@@ -273,6 +370,19 @@ export class EdgeAdminClient {
       { name, ...(rateLimitPerMinute !== undefined ? { rate_limit_per_minute: rateLimitPerMinute } : {}) },
       true,
     );
+  }
+
+  /** `PUT /v1/admin/populations/:name/privacy-budget` (admin token): sets the population's (ε_max, δ). */
+  setPrivacyBudget(
+    model: string,
+    budget: Omit<PrivacyBudgetRequest, "accountant"> & Partial<PrivacyBudgetRequest>,
+  ): Promise<PopulationPrivacyStatus> {
+    return this.json("PUT", `/v1/admin/populations/${encodeURIComponent(model)}/privacy-budget`, budget, true);
+  }
+
+  /** `PUT /v1/admin/device-quotas/:key_id` (admin token): how many active devices an API key may register. */
+  setDeviceQuota(keyId: string, maxDevices: number): Promise<{ api_key_id: string; max_devices: number }> {
+    return this.json("PUT", `/v1/admin/device-quotas/${encodeURIComponent(keyId)}`, { max_devices: maxDevices }, true);
   }
 
   /** `PUT /v1/admin/aggregator-keys/:public_key` (admin token): trusts an aggregator key. */

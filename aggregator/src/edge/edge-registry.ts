@@ -1,9 +1,10 @@
 /**
  * @module
  * Public registry reads of the edge the runner needs (no credential): a model's versions and serving pointer, a
- * version's manifest, and a version's ONNX read back as an MLP (int8 weights dequantized).
+ * version's manifest, a version's ONNX read back as an MLP (int8 weights dequantized), and a population's privacy
+ * ledger.
  */
-import { ModelDetail, ModelManifest } from "@fedge/protocol";
+import { FedgeError, ModelDetail, ModelManifest, PopulationPrivacyStatus } from "@fedge/protocol";
 import { readMlpFromOnnx, type MlpParams } from "@fedge/ml";
 import { sha256Hex } from "../export.ts";
 import { EdgeAdminError } from "./admin-client.ts";
@@ -56,4 +57,15 @@ export async function fetchEdgeModel(
     throw new EdgeAdminError(404, "version_not_found", `the edge has no version ${version} of ${model}`, "GET", path);
   const bytes = new Uint8Array(await res.arrayBuffer());
   return { params: readMlpFromOnnx(bytes).params, sha256: sha256Hex(bytes), version };
+}
+
+/** `GET /v1/populations/:name/privacy`: the edge's budget, spend and charged rounds of a population (the authority). */
+export async function fetchPopulationPrivacy(
+  baseUrl: string,
+  model: string,
+  fetchFn: typeof fetch = globalThis.fetch,
+): Promise<PopulationPrivacyStatus> {
+  const res = await getPublic(baseUrl, `/v1/populations/${encodeURIComponent(model)}/privacy`, fetchFn);
+  if (!res) throw new FedgeError("not_found", 404, `the edge at ${baseUrl} keeps no privacy ledgers (an older edge?)`);
+  return PopulationPrivacyStatus.parse(await res.json());
 }

@@ -8,3 +8,4 @@ export * from "./edge-registry.ts";
 export * from "./round-task.ts";
 export * from "./runner-state.ts";
 export * from "./runner.ts";
+export * from "./charge.ts";

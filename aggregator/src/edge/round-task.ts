@@ -9,6 +9,7 @@ import { decodeVerifiedUpdate, updateToFloat32, type OpenRoundRequest } from "@f
 import type { RoundEngine } from "../round.ts";
 import type { ClientUpdate, FitInstructions } from "../strategy/strategy.ts";
 import type { EdgeAdminClient } from "./admin-client.ts";
+import { chargeOf, mechanismOf } from "./charge.ts";
 
 /** What a round asks of the edge besides the engine's instructions. */
 export interface EdgeRoundLimits {
@@ -16,7 +17,7 @@ export interface EdgeRoundLimits {
   modelVersion: number;
   /** @default 1 */
   minReports?: number;
-  /** @default 1_000_000 */
+  /** Privacy mode `none` only (DP rounds keep Poisson sampling: the edge refuses it there). @default 1_000_000 */
   maxReports?: number;
   /** @default 600 */
   durationS?: number;
@@ -46,9 +47,9 @@ export function taskPrivacyFields(instr: FitInstructions): TaskPrivacyFields {
 }
 
 /**
- * The `POST /v1/admin/rounds` body for this round. DP rounds carry the population's (ε, δ) as the engine's ledger has
- * charged it (this round included: call after `engine.openRound`) and the budget as `planned_epsilon`, so devices can
- * check them against their privacy policy.
+ * The `POST /v1/admin/rounds` body for this round. A DP round carries the mechanism it is charged for on the edge
+ * (`chargeOf`), no `max_reports`, and the population's (ε, δ) as the ledger has charged it (this round included: call
+ * after `engine.openRound`) with the budget as `planned_epsilon`, so devices can check them against their policy.
  */
 export function openRoundRequest(
   engine: RoundEngine,
@@ -58,6 +59,8 @@ export function openRoundRequest(
   const config = engine.config;
   const spent = engine.privacySpent();
   const budget = config.privacy.budget;
+  const none = instr.privacyMode === "none";
+  const charge = chargeOf(engine);
   return {
     model: config.model,
     model_version: limits.modelVersion,
@@ -78,8 +81,9 @@ export function openRoundRequest(
     update_length: engine.updateLength,
     update_dtype: config.updateDtype,
     sampling_rate: config.samplingRate,
-    min_reports: limits.minReports ?? 1,
-    max_reports: limits.maxReports ?? 1_000_000,
+    min_reports: none ? (limits.minReports ?? 1) : 1,
+    ...(none ? { max_reports: limits.maxReports ?? 1_000_000 } : {}),
+    ...(charge ? { mechanism: mechanismOf(charge) } : {}),
     duration_s: limits.durationS ?? 600,
   };
 }

@@ -91,6 +91,18 @@ class FakeEdge {
     const round = (id: string) => this.rounds.find((r) => r.round_id === id);
     let m: RegExpMatchArray | null;
     if (method === "GET" && path === "/v1/admin/rounds") return json({ rounds: [...this.rounds].reverse() });
+    if (method === "GET" && (m = path.match(/^\/v1\/populations\/([^/]+)\/privacy$/))) {
+      // A population without DP: no budget, nothing charged (the runner reads the edge's ledger every round).
+      return json({
+        model: m[1],
+        accountant: "rdp",
+        budget: null,
+        epsilon_spent: null,
+        epsilon_remaining: null,
+        delta: null,
+        rounds: [],
+      });
+    }
     if (method === "POST" && path === "/v1/admin/rounds") {
       const req = JSON.parse(new TextDecoder().decode(init!.body as Uint8Array)) as OpenRoundRequest;
       const now = new Date().toISOString();

@@ -34,6 +34,12 @@
  * - a round that closed with fewer accepted updates than `min_reports` is abandoned before anything is aggregated
  *   (no noise is released on an empty round; its privacy stays spent, as the engine documents).
  * Without `stateDir` the runner state lives in memory only (the demo): the same steps, no resume across processes.
+ *
+ * The edge's privacy ledger is the authority (`charge.ts`): a fresh round is planned only when the edge's budget can
+ * take its charge on top of what the edge already charged (so a new checkpoint directory cannot reset the budget), a
+ * round the edge refuses to open is abandoned here too (it stays charged locally: over-counting is the safe side),
+ * nothing is aggregated unless the edge charged exactly this aggregator's mechanism, and the ε written into manifests
+ * and result lines is the edge's.
  */
 import { RoundStatus, roundIdFor, parseRoundId, type ModelDetail, type ModelManifest } from "@fedge/protocol";
 import type { RoundEngine } from "../round.ts";
@@ -41,7 +47,8 @@ import type { RoundSummary } from "../checkpoint.ts";
 import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate.ts";
 import { exportModel, type SigningKey } from "../export.ts";
 import { EdgeAdminError, EdgeClientError, type EdgeAdminClient } from "./admin-client.ts";
-import { fetchEdgeModel, fetchModelDetail, fetchModelManifest } from "./edge-registry.ts";
+import { assertChargeMatches, assertEdgeBudgetAdmits, chargeOf } from "./charge.ts";
+import { fetchEdgeModel, fetchModelDetail, fetchModelManifest, fetchPopulationPrivacy } from "./edge-registry.ts";
 import { openRoundRequest, verifiedUpdates } from "./round-task.ts";
 import {
   EDGE_RUNNER_STATE_FILE,
@@ -201,6 +208,14 @@ export class EdgeRoundRunner {
     return acc;
   }
 
+  /** ε spent so far: the edge's ledger (at the edge's δ) for a DP population, else the engine's (null without DP). */
+  private async privacySpent(): Promise<{ epsilon: number; delta: number } | null> {
+    if (!chargeOf(this.engine)) return this.engine.privacySpent();
+    const edge = await fetchPopulationPrivacy(this.admin.baseUrl, this.model, this.fetchFn);
+    if (edge.epsilon_spent === null || edge.delta === null) return this.engine.privacySpent();
+    return { epsilon: edge.epsilon_spent, delta: edge.delta };
+  }
+
   /** Settles a state file left by a run that stopped after `completeRound`/`abandonRound` but before clearing it. */
   private async reconcile(): Promise<void> {
     const cp = this.engine.checkpoint;
@@ -237,6 +252,9 @@ export class EdgeRoundRunner {
       );
     }
     const roundId = roundIdFor(this.model, (last ? (parseRoundId(last.round_id)?.seq ?? 0) : 0) + 1);
+    // The edge's ledger decides, whatever this checkpoint remembers (or does not: a new directory starts at 0).
+    const edgeLedger = await fetchPopulationPrivacy(this.admin.baseUrl, this.model, this.fetchFn);
+    assertEdgeBudgetAdmits(edgeLedger, chargeOf(this.engine), roundId, new Date().toISOString());
     const detail = await fetchModelDetail(this.admin.baseUrl, this.model, this.fetchFn);
     const latest = detail?.versions.at(-1)?.version ?? 0;
     const servingAccuracy = await this.servedAccuracy(detail);
@@ -268,9 +286,19 @@ export class EdgeRoundRunner {
       round: this.engine.checkpoint.current!.round,
       clip: this.engine.checkpoint.clip,
     });
-    const status = await this.admin.openRound(
-      openRoundRequest(this.engine, instr, { ...this.o, modelVersion: p.modelVersion }),
-    );
+    let status: RoundStatus;
+    try {
+      status = await this.admin.openRound(
+        openRoundRequest(this.engine, instr, { ...this.o, modelVersion: p.modelVersion }),
+      );
+    } catch (e) {
+      if (e instanceof EdgeAdminError && e.edgeCode === "budget_exceeded") {
+        // The edge opened nothing: give the round up here too (its local charge stays: the safe side).
+        await this.engine.abandonRound(`the edge refused to open it: ${e.message}`);
+        await this.save({ ...this.state, pending: null });
+      }
+      throw e;
+    }
     if (status.round_id !== p.roundId) {
       await this.admin.closeRound(status.round_id).catch(() => undefined);
       throw new EdgeClientError(
@@ -319,7 +347,13 @@ export class EdgeRoundRunner {
     let closed: RoundStatus;
     let summary: RoundSummary;
     if (cur.phase === "opened") {
-      const status = await this.ensureEdgeRound(p);
+      let status = await this.ensureEdgeRound(p);
+      // Aggregate only with exactly what the edge charged (a resumed run may have been given other parameters).
+      assertChargeMatches(
+        await fetchPopulationPrivacy(this.admin.baseUrl, this.model, this.fetchFn),
+        chargeOf(this.engine),
+        p.roundId,
+      );
       if (status.state === "open" || status.state === "collecting") {
         if (this.o.collect) await this.o.collect(status);
         else {
@@ -332,7 +366,7 @@ export class EdgeRoundRunner {
         const reason = `only ${closed.accepted} accepted update(s), fewer than min_reports ${closed.params.min_reports}`;
         await this.engine.abandonRound(reason);
         await this.save({ ...this.state, pending: null });
-        const spent = this.engine.privacySpent();
+        const spent = await this.privacySpent();
         return {
           type: "round",
           roundId: p.roundId,
@@ -370,7 +404,7 @@ export class EdgeRoundRunner {
       ...(p.servingAccuracy !== undefined ? { servingAccuracy: p.servingAccuracy } : {}),
       maxAccuracyDrop: this.engine.config.publish.maxAccuracyDrop,
     });
-    const spent = this.engine.privacySpent();
+    const spent = await this.privacySpent();
     const exported = await exportModel({
       model: this.engine.model,
       name: this.model,

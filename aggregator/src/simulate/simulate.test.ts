@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { createBackend, createParamShardedBackend, createCpuBackend } from "@fedge/gpu-node";
+import { createBackend, createParamShardedBackend, createCpuBackend, type Backend } from "@fedge/gpu-node";
 import { NORM_BLOCK } from "@fedge/gpu-node/math";
 import { flattenTrainable } from "@fedge/ml";
 import { CheckpointStore } from "../checkpoint.ts";
@@ -11,6 +11,10 @@ import { parsePopulationConfig } from "../config.ts";
 import { runCli } from "../cli/cli.ts";
 import { BufferPool, poissonSample, streamClientUpdates, SyntheticClients } from "./clients.ts";
 import { runSimulation, type SimRoundReport } from "./simulate.ts";
+import { initMlp, xoshiroRandomBytes, type MlpParams } from "@fedge/ml";
+import { loadMnist } from "../data/mnist.ts";
+import { shardNonIid } from "../data/shard.ts";
+import { evaluateModel } from "../evaluate.ts";
 
 const backend = await createBackend({ prefer: "cpu" });
 
@@ -99,6 +103,55 @@ describe("fedge simulate", () => {
     expect(reports[2]!.accuracy!).toBeGreaterThan(reports[0]!.accuracy! + 0.1);
     expect(reports[2]!.epsilon!).toBeGreaterThan(reports[0]!.epsilon!);
     expect(reports.every((r) => r.published)).toBe(true);
+  });
+
+  it("MNIST on the caller's data: its shards, its held-out set and its initial model; onRound sees each model", async () => {
+    const { train, test } = loadMnist();
+    const shards = shardNonIid(
+      { x: train.x.subarray(0, 600 * 784), y: train.y.subarray(0, 600), n: 600 },
+      { clients: 30, labelsPerClient: 2, random: xoshiroRandomBytes(3) },
+    );
+    const heldOut = { x: test.x.subarray(0, 200 * 784), y: test.y.subarray(0, 200), n: 200 };
+    const initialModel = initMlp([784, 10], { random: xoshiroRandomBytes(9) });
+    const config = parsePopulationConfig({
+      model: "digits-own",
+      privacy: { mode: "none" },
+      samplingRate: 1,
+      expectedClients: 30,
+      client: { learningRate: 0.1, localEpochs: 1, batchSize: 8 },
+    });
+    const models: MlpParams[] = [];
+    const reports: SimRoundReport[] = [];
+    await runSimulation({
+      config,
+      backend,
+      clients: 30,
+      rounds: 2,
+      mode: "mnist",
+      seed: 1,
+      data: { shards, heldOut },
+      initialModel,
+      onRound: (r, m) => {
+        reports.push(r);
+        models.push(m);
+      },
+      log: () => {},
+    });
+    expect(reports.map((r) => r.count)).toEqual([30, 30]);
+    // the reported accuracy is the returned model's, on the caller's held-out set
+    expect(reports[1]!.accuracy).toBeCloseTo(evaluateModel(models[1]!, heldOut).accuracy, 12);
+    expect(reports[1]!.accuracy!).toBeGreaterThan(evaluateModel(initialModel, heldOut).accuracy + 0.2);
+    await expect(
+      runSimulation({
+        config,
+        backend,
+        clients: 31,
+        rounds: 1,
+        mode: "mnist",
+        data: { shards, heldOut },
+        log: () => {},
+      }),
+    ).rejects.toThrow(/30 shards for 31 clients/);
   });
 
   it("adaptive clipping through the device code path: C converges to the γ-quantile of the unclipped norms", async () => {
@@ -194,7 +247,7 @@ describe("fedge simulate", () => {
     });
     const dir = await mkdtemp(join(tmpdir(), "fedge-shards-"));
     try {
-      const run = async (name: string, b: typeof backend) => {
+      const run = async (name: string, b: Backend) => {
         const reports: SimRoundReport[] = [];
         const store = new CheckpointStore({ dir: join(dir, name) });
         await runSimulation({

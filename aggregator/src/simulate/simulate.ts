@@ -55,6 +55,24 @@ export interface SimulateOptions {
   /** mnist: distinct digits per client (10 ≈ IID, 2 = pathological non-IID). @default 10 */
   labelsPerClient?: number;
   /**
+   * mnist: the caller's own data instead of the MNIST split: one shard per client (`clients` must equal
+   * `shards.length`) and the held-out set each round is evaluated on (e.g. the demo's devices and its test digits, or
+   * a tuning split). `hidden` and `labelsPerClient` are then unused.
+   * @default the MNIST train split sharded by `labelsPerClient`, evaluated on the test split
+   */
+  data?: { shards: Dataset[]; heldOut: EvalSet };
+  /**
+   * Which rounds are evaluated on the held-out set (and gated by it): every round, or only the last of `rounds` (a
+   * caller that wants the final accuracy only saves one evaluation a round; rounds not evaluated are published).
+   * @default "every-round"
+   */
+  evaluate?: "every-round" | "last-round";
+  /**
+   * mnist: the model of round 0 (e.g. one pretrained on public data).
+   * @default a fresh `initMlp([784, ...hidden, 10])` from `seed + 1`
+   */
+  initialModel?: MlpParams;
+  /**
    * Seed of the simulated data and model init (NOT of privacy noise or sampling, which use `random`).
    * @default a CSPRNG draw
    */
@@ -75,8 +93,8 @@ export interface SimulateOptions {
   /** Export each published version (int8 ONNX + signed manifest) into this folder (needs `signingKey`). */
   exportDir?: string;
   signingKey?: SigningKey;
-  /** Called with each round's report. */
-  onRound?: (report: SimRoundReport) => void;
+  /** Called with each round's report and the model it produced. */
+  onRound?: (report: SimRoundReport, model: MlpParams) => void;
   /** Warnings sink. @default console.warn */
   log?: (message: string) => void;
 }
@@ -177,6 +195,12 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
   let synthetic: SyntheticClients | undefined;
   if (o.mode === "synthetic") {
     initialModel = syntheticModel(o.params ?? 100_000);
+  } else if (o.data) {
+    if (o.data.shards.length !== o.clients)
+      throw new RangeError(`data.shards holds ${o.data.shards.length} shards for ${o.clients} clients`);
+    heldOut = o.data.heldOut;
+    shards = o.data.shards;
+    initialModel = o.initialModel ?? initMlp([784, ...(o.hidden ?? []), 10], { random: xoshiroRandomBytes(seed + 1) });
   } else {
     const { train, test } = loadMnist();
     heldOut = test;
@@ -185,7 +209,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
       labelsPerClient: o.labelsPerClient ?? 10,
       random: xoshiroRandomBytes(seed),
     });
-    initialModel = initMlp([784, ...(o.hidden ?? []), 10], { random: xoshiroRandomBytes(seed + 1) });
+    initialModel = o.initialModel ?? initMlp([784, ...(o.hidden ?? []), 10], { random: xoshiroRandomBytes(seed + 1) });
   }
   const engine = await RoundEngine.create({
     config,
@@ -276,7 +300,8 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
       const summary = await engine.aggregateRound(updates);
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
       let evaluation: Evaluation | undefined;
-      if (heldOut) evaluation = evaluateModel(engine.model, heldOut);
+      if (heldOut && (o.evaluate !== "last-round" || r === o.rounds - 1))
+        evaluation = evaluateModel(engine.model, heldOut);
       const decision = publishGate({
         ...(evaluation ? { candidate: evaluation } : {}),
         ...(servingAccuracy !== undefined ? { servingAccuracy } : {}),
@@ -338,7 +363,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         rssBytes: process.memoryUsage().rss,
         warnings: summary.warnings,
       };
-      o.onRound?.(last);
+      o.onRound?.(last, engine.model);
     }
   } finally {
     engine.dispose();

@@ -5,9 +5,10 @@
  * The server is not trusted with raw updates, so it adds no noise: it only averages what arrived (a plain mean; a
  * server-side clip would destroy the noised updates, whose norm is ≈ z·C·√d).
  *
- * Accounting is per device: each round a device takes part in is one Gaussian mechanism with multiplier z on its own
- * data; the server sees who took part, so there is no amplification by sampling and the ledger is charged q = 1 (the
- * worst case of a device sampled every round).
+ * Accounting is per device: each round a device takes part in is one Gaussian mechanism on its own data, priced with
+ * the replace-one relation the SDK reports per report (`@fedge/privacy` local-epsilon.ts: sensitivity 2C, so the
+ * ledger's step is z/2, see `PrivacyLedger.stepOf`); the server sees who took part, so there is no amplification by
+ * sampling and the ledger is charged q = 1 (the worst case of a device sampled every round).
  */
 import { RobustWithDpError } from "./dp-central.ts";
 import {

@@ -37,6 +37,7 @@ export function strategyFromConfig(config: PopulationConfig): Strategy {
       noiseMultiplier: config.privacy.noiseMultiplier,
       samplingRate: config.samplingRate,
       expectedClients: config.expectedClients,
+      mechanism: config.privacy.mechanism,
       ...(adaptive ? { adaptive } : {}),
     });
   }

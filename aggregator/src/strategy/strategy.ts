@@ -105,6 +105,10 @@ export interface FitAggregate {
   clipNorm: number;
   /** Std of the noise added to the sum (0 when none). */
   noiseStd: number;
+  /** Central mode: the noise mechanism that made `delta`. */
+  mechanism?: "discrete-gaussian" | "gaussian";
+  /** `discrete-gaussian`: σ/(z_Δ·C) = Δ₂/C, the noise the grid adds on top of z_Δ·C (z itself is unchanged). */
+  noiseInflation?: number;
   /** The divisor used. */
   denominator: number;
   /** Clip state for the next round. */

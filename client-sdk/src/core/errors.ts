@@ -29,7 +29,14 @@ export class InvalidInputError extends FedgeClientError {
 
 /** Why a task was refused by the app's privacy policy (see `PrivacyPolicy`). */
 export type PrivacyPolicyReason =
-  "mode_not_allowed" | "noise_missing" | "noise_too_low" | "epsilon_too_high" | "epsilon_missing" | "delta_too_high";
+  | "mode_not_allowed"
+  | "noise_missing"
+  | "noise_too_low"
+  | "epsilon_too_high"
+  | "epsilon_missing"
+  | "delta_too_high"
+  /** One more round would take the device's own ε past `maxDeviceEpsilon` (before check-in, or by its receipt). */
+  | "device_epsilon_exceeded";
 
 /**
  * The device refused a round task because it is outside the app's privacy policy: nothing was trained on and nothing
@@ -59,6 +66,23 @@ export class UntrustedModelError extends FedgeClientError {
   constructor(reason: UntrustedModelReason, message: string) {
     super("untrusted_model", `${message} (${reason})`);
     this.name = "UntrustedModelError";
+    this.reason = reason;
+  }
+}
+
+/** Why a check-in receipt was refused (see `FedgeClientOptions.edgePublicKey`). */
+export type UntrustedReceiptReason = "malformed" | "bad_signature" | "mismatch" | "missing" | "no_edge_key";
+
+/**
+ * A check-in receipt did not verify under the pinned edge key, was for another device, population or round, or was
+ * missing where the device needs one: it is not stored, and the device does not take part in that round.
+ * `code` is `untrusted_receipt`.
+ */
+export class UntrustedReceiptError extends FedgeClientError {
+  readonly reason: UntrustedReceiptReason;
+  constructor(reason: UntrustedReceiptReason, message: string) {
+    super("untrusted_receipt", `${message} (${reason})`);
+    this.name = "UntrustedReceiptError";
     this.reason = reason;
   }
 }
@@ -93,7 +117,10 @@ export class FedgeAPIError extends FedgeClientError {
    * not the envelope still yields an error whose code is derived from the status.
    */
   static generate(status: number, body: unknown, headers?: Headers): FedgeAPIError {
-    const envelope = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+    // The envelope `{"error":{"code","message"}}`, or the Open Inference Protocol's `{"error": message, "code"}`.
+    const raw = (body as { error?: unknown; code?: unknown } | undefined)?.error;
+    const envelope = (typeof raw === "string" ? { code: (body as { code?: unknown }).code, message: raw } : raw) as
+      { code?: unknown; message?: unknown } | undefined;
     const code =
       envelope && typeof envelope.code === "string" && /^[a-z][a-z0-9_]*$/.test(envelope.code)
         ? envelope.code

@@ -1,7 +1,9 @@
 /**
  * @module
  * The storage a client uses when none is given: IndexedDB in browsers, files under `~/.fedge/<host>` in Node (node:os
- * and node:path are imported lazily, so browser bundles never load them), memory elsewhere (React Native: pass one).
+ * and node:path are imported lazily, so browser bundles never load them), memory elsewhere. React Native has no
+ * store the SDK could import on its own: pass `asyncStorage({ store: AsyncStorage })`; without it the identity and
+ * the offline queue live in memory, and a warning says so once.
  */
 import { detectRuntime } from "../internal/platform.ts";
 import { fileStorage } from "./file-storage.ts";
@@ -26,5 +28,14 @@ export function defaultStorage(baseUrl: string): FedgeStorage {
       keys: async (p) => (await get()).keys(p),
     };
   }
+  if (runtime === "react-native" && !warnedMemory) {
+    warnedMemory = true;
+    console.warn(
+      "@fedge/client: no `storage` given on React Native, so the device identity and the offline queue live in memory " +
+        "and are lost on restart; pass `storage: asyncStorage({ store: AsyncStorage })`",
+    );
+  }
   return memoryStorage();
 }
+
+let warnedMemory = false;

@@ -1,7 +1,9 @@
 /**
  * @module
  * Node storage: one file per key under a directory (`/` in keys becomes a sub-directory). Writes go to a temporary
- * file that is then renamed over the target, so a crash leaves the old or the new value, never a torn one.
+ * file that is fsynced and then renamed over the target (and the directory fsynced), so a crash leaves the old or the
+ * new value, never a torn or lost one. The storage holds the device's secret key: directories are created 0700 and
+ * files 0600 (owner only; the root directory is tightened to 0700 on the first write).
  * `node:fs` is imported lazily, so this module can sit in a browser bundle without being used there.
  */
 import type { FedgeStorage } from "./storage.ts";
@@ -27,6 +29,7 @@ export function fileStorage(options: FileStorageOptions | string): FedgeStorage 
     return path.join(dir, ...key.split("/"));
   };
   let tmpCounter = 0;
+  let rootTightened = false;
   return {
     async get(key) {
       const [fs] = await load();
@@ -40,10 +43,33 @@ export function fileStorage(options: FileStorageOptions | string): FedgeStorage 
     async set(key, value) {
       const [fs, path] = await load();
       const file = await fileOf(key);
-      await fs.mkdir(path.dirname(file), { recursive: true });
+      const parent = path.dirname(file);
+      await fs.mkdir(parent, { recursive: true, mode: 0o700 });
+      if (!rootTightened) {
+        // A directory made by an older version (or by hand) may be readable by others.
+        await fs.chmod(dir, 0o700);
+        rootTightened = true;
+      }
       const tmp = `${file}.tmp-${process.pid}-${tmpCounter++}`;
-      await fs.writeFile(tmp, value);
+      const fh = await fs.open(tmp, "w", 0o600);
+      try {
+        await fh.writeFile(value);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
       await fs.rename(tmp, file);
+      // The rename is durable once its directory is synced (not every platform can open a directory).
+      try {
+        const dh = await fs.open(parent, "r");
+        try {
+          await dh.sync();
+        } finally {
+          await dh.close();
+        }
+      } catch {
+        /* best effort */
+      }
     },
     async delete(key) {
       const [fs] = await load();

@@ -1,9 +1,10 @@
 /**
  * @module
  * Browser storage: one IndexedDB object store of `key → Uint8Array`. Each call is its own transaction, which
- * IndexedDB makes atomic and durable.
+ * IndexedDB makes atomic and durable. It also keeps WebCrypto key pairs as objects (`CryptoKeyStore`): a
+ * non-extractable private key is stored by structured clone and stays non-extractable.
  */
-import type { FedgeStorage } from "./storage.ts";
+import type { CryptoKeyStore, FedgeStorage } from "./storage.ts";
 import { checkStorageKey } from "./storage.ts";
 
 export interface IndexedDbStorageOptions {
@@ -21,7 +22,7 @@ function req<T>(r: IDBRequest<T>): Promise<T> {
 }
 
 /** Storage in IndexedDB (browsers). Throws on first use where IndexedDB is missing. */
-export function indexedDbStorage(options: IndexedDbStorageOptions = {}): FedgeStorage {
+export function indexedDbStorage(options: IndexedDbStorageOptions = {}): FedgeStorage & CryptoKeyStore {
   const database = options.database ?? "fedge";
   const store = options.store ?? "kv";
   let db: Promise<IDBDatabase> | undefined;
@@ -64,6 +65,15 @@ export function indexedDbStorage(options: IndexedDbStorageOptions = {}): FedgeSt
     async keys(prefix) {
       const all = await run("readonly", (s) => s.getAllKeys());
       return all.map(String).filter((k) => k.startsWith(prefix));
+    },
+    async getKeyPair(key) {
+      checkStorageKey(key);
+      const v = await run("readonly", (s) => s.get(key) as IDBRequest<CryptoKeyPair | undefined>);
+      return v && typeof v === "object" && "privateKey" in v ? v : undefined;
+    },
+    async setKeyPair(key, pair) {
+      checkStorageKey(key);
+      await run("readwrite", (s) => s.put(pair, key));
     },
   };
 }

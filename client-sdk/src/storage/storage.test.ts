@@ -1,7 +1,9 @@
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { asyncStorage } from "./async-storage.ts";
+import { fakeAsyncStorage } from "./async-storage.test-helpers.ts";
 import { fileStorage } from "./file-storage.ts";
 import { getJson, memoryStorage, setJson, type FedgeStorage } from "./storage.ts";
 
@@ -18,6 +20,7 @@ async function tempDir() {
 const suites: [string, () => Promise<FedgeStorage>][] = [
   ["memoryStorage", async () => memoryStorage()],
   ["fileStorage", async () => fileStorage({ dir: path.join(await tempDir(), "nested") })],
+  ["asyncStorage", async () => asyncStorage({ store: fakeAsyncStorage() })],
 ];
 
 describe.each(suites)("%s", (_name, make) => {
@@ -75,5 +78,22 @@ describe("fileStorage", () => {
   });
   it("needs a directory", () => {
     expect(() => fileStorage("")).toThrow(TypeError);
+  });
+});
+
+describe("fileStorage permissions", () => {
+  it("keeps the device's files to their owner: directories 0700, files 0600", async () => {
+    const root = path.join(await tempDir(), "store");
+    // A root left readable by an older version is tightened on the first write.
+    await mkdir(root, { mode: 0o755 });
+    await chmod(root, 0o755);
+    const s = fileStorage({ dir: root });
+    await s.set("device/identity", new TextEncoder().encode('{"secret_key":"..."}'));
+    expect((await stat(root)).mode & 0o777).toBe(0o700);
+    expect((await stat(path.join(root, "device"))).mode & 0o777).toBe(0o700);
+    expect((await stat(path.join(root, "device", "identity"))).mode & 0o777).toBe(0o600);
+    // A rewrite keeps the mode.
+    await s.set("device/identity", new Uint8Array([1]));
+    expect((await stat(path.join(root, "device", "identity"))).mode & 0o777).toBe(0o600);
   });
 });

@@ -1,9 +1,8 @@
 /**
  * @module
  * Key-value storage for what the SDK must keep across restarts: the device identity, cached model bytes and the
- * offline upload queue. One small async interface, three implementations: IndexedDB (browsers), a directory of
- * files (Node), memory (tests, ephemeral use). React Native apps implement {@link FedgeStorage} over their own store
- * (e.g. AsyncStorage with base64 values, or a file system module).
+ * offline upload queue. One small async interface, four implementations: IndexedDB (browsers), a directory of
+ * files (Node), an AsyncStorage-compatible store (React Native, `asyncStorage`), memory (tests, ephemeral use).
  */
 
 /**
@@ -17,6 +16,21 @@ export interface FedgeStorage {
   delete(key: string): Promise<void>;
   /** Every key that starts with `prefix`, in any order. */
   keys(prefix: string): Promise<string[]>;
+}
+
+/**
+ * A storage that can also keep a WebCrypto key pair as an object (IndexedDB does, by structured clone), so a
+ * non-extractable private key is stored without ever existing as bytes the page could read.
+ */
+export interface CryptoKeyStore {
+  getKeyPair(key: string): Promise<CryptoKeyPair | undefined>;
+  setKeyPair(key: string, pair: CryptoKeyPair): Promise<void>;
+}
+
+/** Whether `storage` can keep WebCrypto key pairs. */
+export function hasKeyStore(storage: FedgeStorage): storage is FedgeStorage & CryptoKeyStore {
+  const s = storage as Partial<CryptoKeyStore>;
+  return typeof s.getKeyPair === "function" && typeof s.setKeyPair === "function";
 }
 
 /** The storage the offline queue writes to; any {@link FedgeStorage} works (the pluggable seam for React Native). */

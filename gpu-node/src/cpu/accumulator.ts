@@ -14,8 +14,8 @@ import {
   type AccumulatorOptions,
   type AccumulatorStats,
   type FinishOptions,
-} from "../backend/index.ts";
-import { GaussianStream, clipFactor, finishInto, isUnclipped, normOk, reciprocal } from "../math/index.ts";
+} from "../backend.ts";
+import { GaussianStream, clipFactor, finishInto, isUnclipped, normOk, reciprocal } from "../math.ts";
 import type { SharedHeap } from "./heap.ts";
 import { simdModule, type SimdKernels } from "./simd.ts";
 import { normBlocks, runJob, type Job, type Phase } from "./tasks.ts";
@@ -85,6 +85,8 @@ export class CpuAccumulator implements Accumulator {
   private readonly norms: number[] = [];
   private unclipped = 0;
   private weightSum = 0;
+  /** The running sum before an `add` of several groups (allocated by the first such call). */
+  private snapshot: Float32Array | null = null;
 
   constructor(ctx: CpuContext, opts: AccumulatorOptions) {
     this.ctx = ctx;
@@ -289,7 +291,12 @@ export class CpuAccumulator implements Accumulator {
         factors[g]!.push(clipFactor(s, this.clipNorm, w[k]!));
       }
     };
-    const snapshot = groups.length > 1 ? this.accView().slice() : null;
+    // a call of several groups adds the first ones before the norms of the last are known: keep the sum to restore
+    let snapshot: Float32Array | null = null;
+    if (groups.length > 1) {
+      snapshot = this.snapshot ??= new Float32Array(this.length); // reused: no fresh 4·length bytes per call
+      snapshot.set(this.accView());
+    }
     try {
       stage(0);
       if (!this.parallel) {
@@ -375,6 +382,7 @@ export class CpuAccumulator implements Accumulator {
     this.disposed = true;
     // free once any pending step is over (worker threads may still be writing)
     this.dropAhead();
+    this.snapshot = null;
     void this.chain.then(() => {
       for (const p of [this.acc, this.sums, this.lanes, this.slots]) this.ctx.heap.release(p);
     });

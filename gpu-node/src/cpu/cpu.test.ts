@@ -1,9 +1,9 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { FedgeError } from "@fedge/protocol";
 import { seededRandomBytes } from "@fedge/privacy/testing";
-import { NORM_BLOCK, addSquaresToLanes, axpy } from "../math/index.ts";
+import { BackendError } from "../errors.ts";
+import { NORM_BLOCK, addSquaresToLanes, axpy } from "../math.ts";
 import { makeUpdates, referenceRound } from "../../test/helpers.ts";
 import { SharedHeap } from "./heap.ts";
 import { createSharedMemory, instantiateSimd, simdModuleBytes } from "./simd.ts";
@@ -30,6 +30,17 @@ describe("WebAssembly SIMD kernels", () => {
     const f = Math.fround(-0.731);
     k.axpy(4 * base, 64, n / 4, f);
     axpy(acc, x, f);
+    expect(heap.subarray(base, base + n)).toEqual(acc);
+    // axpy4 over rows x, x·3, x/5, −x (each its own buffer): four axpy calls in row order, bit for bit
+    const rows = [x, x.map((v) => v * 3), x.map((v) => v / 5), x.map((v) => -v)];
+    const rowAt = rows.map((row, r) => {
+      const at = base + n + r * n;
+      heap.set(row, at);
+      return 4 * at;
+    });
+    const fs = [f, Math.fround(1 / 3), Math.fround(2.5e-3), Math.fround(7)];
+    k.axpy4(4 * base, rowAt[0]!, rowAt[1]!, rowAt[2]!, rowAt[3]!, n / 8, fs[0]!, fs[1]!, fs[2]!, fs[3]!);
+    rows.forEach((row, r) => axpy(acc, row, fs[r]!));
     expect(heap.subarray(base, base + n)).toEqual(acc);
   });
 
@@ -59,7 +70,7 @@ describe("SharedHeap", () => {
     h.release(big);
     h.release(12345); // unknown: ignored
     expect(h.alloc(3 * 65536)).toBe(big);
-    expect(() => h.alloc(2 ** 32)).toThrow(FedgeError);
+    expect(() => h.alloc(2 ** 32)).toThrow(expect.objectContaining({ name: "BackendError", reason: "too_large" }));
   });
 });
 
@@ -154,7 +165,7 @@ describe("cpu threads and zero-copy updates", () => {
     dropped.dispose();
     await expect(
       backend.createAccumulator({ length: 4, clipNorm: 1, expectNoise: "yes" as unknown as boolean }),
-    ).rejects.toMatchObject({ code: "bad_request" });
+    ).rejects.toMatchObject({ reason: "invalid_argument" });
     await backend.dispose();
   });
 
@@ -173,7 +184,8 @@ describe("cpu threads and zero-copy updates", () => {
   it("rejects bad zero-copy calls and keeps working after a failed add", async () => {
     const backend = createCpuBackend({ threads: 2, parallelMinLength: 1, batchSize: 2 });
     expect(() => backend.allocateUpdate(0)).toThrow(/length/);
-    expect(() => backend.allocateUpdate(1.5)).toThrow(FedgeError);
+    expect(() => backend.allocateUpdate(1.5)).toThrow(BackendError);
+    expect(() => backend.allocateUpdate(1.5)).toThrow(expect.objectContaining({ reason: "invalid_argument" }));
     expect(() => backend.releaseUpdate(new Float32Array(3))).toThrow(/not allocated/);
     const u = backend.allocateUpdate(5);
     expect([...u]).toEqual([0, 0, 0, 0, 0]);
@@ -184,12 +196,12 @@ describe("cpu threads and zero-copy updates", () => {
     good.set([1, 2, 3, 4]);
     const bad = backend.allocateUpdate(4);
     bad.set([1, Number.NaN, 0, 0]);
-    await expect(acc.add([good, good, good, bad])).rejects.toMatchObject({ code: "non_finite" });
+    await expect(acc.add([good, good, good, bad])).rejects.toMatchObject({ reason: "non_finite" });
     expect(acc.stats().count).toBe(0);
     await acc.add([good]);
     expect([...(await acc.finish({ noiseStd: 0, denominator: 1 }))]).toEqual([1, 2, 3, 4]);
     await backend.dispose();
-    expect(() => backend.allocateUpdate(4)).toThrow(FedgeError);
+    expect(() => backend.allocateUpdate(4)).toThrow(expect.objectContaining({ reason: "disposed" }));
   });
 });
 

@@ -26,7 +26,6 @@
  * outlive the backend carry on on the main thread.
  */
 import { availableParallelism } from "node:os";
-import { FedgeError } from "@fedge/protocol";
 import {
   MAX_LENGTH,
   checkAccumulatorOptions,
@@ -43,8 +42,9 @@ import {
   type OptimizerState,
   type QuantizedInt8,
   type ServerOptimizer,
-} from "../backend/index.ts";
-import { initialOptimizerArrays, optimizerStep, quantizePerChannelInt8, type OptimizerArrays } from "../math/index.ts";
+} from "../backend.ts";
+import { BackendError } from "../errors.ts";
+import { initialOptimizerArrays, optimizerStep, quantizePerChannelInt8, type OptimizerArrays } from "../math.ts";
 import { CpuAccumulator, type CpuContext } from "./accumulator.ts";
 import { SharedHeap } from "./heap.ts";
 import { instantiateSimd } from "./simd.ts";
@@ -85,7 +85,7 @@ export interface CpuBackend extends Backend {
    * A zeroed Float32Array of `length` in the backend's shared memory. Write an update into it (e.g. decode a client
    * update straight into it) and pass it to `add()` of any accumulator of this backend: it is then read in place, not
    * copied. It can be refilled and added again after `add()` resolves. Free it with {@link releaseUpdate}; it is also
-   * freed with the backend. Throws `payload_too_large` when the 4 GiB memory is full.
+   * freed with the backend. Throws `BackendError("too_large")` when the 4 GiB memory is full.
    */
   allocateUpdate(length: number): Float32Array;
   /** Frees a buffer from {@link allocateUpdate} (never while an `add()` using it is pending). */
@@ -95,7 +95,7 @@ export interface CpuBackend extends Backend {
 function checkPositiveInt(name: string, v: number | undefined, fallback: number): number {
   const x = v ?? fallback;
   if (!Number.isInteger(x) || x < 1)
-    throw new FedgeError("bad_request", 400, `${name} must be an integer >= 1, got ${String(v)}`);
+    throw new BackendError("invalid_argument", `${name} must be an integer >= 1, got ${String(v)}`);
   return x;
 }
 
@@ -191,9 +191,8 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
     allocateUpdate(length: number): Float32Array {
       alive();
       if (!Number.isInteger(length) || length < 1 || length > MAX_LENGTH) {
-        throw new FedgeError(
-          "bad_request",
-          400,
+        throw new BackendError(
+          "invalid_argument",
           `length must be an integer in [1, ${MAX_LENGTH}], got ${String(length)}`,
         );
       }
@@ -206,9 +205,8 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
     releaseUpdate(update: Float32Array): void {
       const ptr = ctx.staged.get(update);
       if (ptr === undefined) {
-        throw new FedgeError(
-          "bad_request",
-          400,
+        throw new BackendError(
+          "invalid_argument",
           "update was not allocated by this backend's allocateUpdate (or was already released)",
         );
       }

@@ -5,7 +5,7 @@
  * kernels need). The memory grows on demand up to 4 GiB and never shrinks (a wasm memory cannot); freed regions are
  * reused, neighbours merged. Region 0..64 is never handed out, so 0 means "no region".
  */
-import { FedgeError } from "@fedge/protocol";
+import { BackendError } from "../errors.ts";
 import { MAX_PAGES, PAGE_BYTES, createSharedMemory } from "./simd.ts";
 
 const ALIGN = 64;
@@ -35,7 +35,7 @@ export class SharedHeap {
     return s;
   }
 
-  /** Allocates `bytes` (> 0); throws `payload_too_large` past 4 GiB. Returns the byte address. */
+  /** Allocates `bytes` (> 0); throws `BackendError("too_large")` past 4 GiB. Returns the byte address. */
   alloc(bytes: number): number {
     const size = Math.ceil(Math.max(bytes, 1) / ALIGN) * ALIGN;
     for (let i = 0; i < this.free.length; i++) {
@@ -60,9 +60,8 @@ export class SharedHeap {
     const end = ptr + size;
     if (end > MAX_BYTES) {
       if (ptr !== this.top) this.free.push({ ptr, size: this.top - ptr });
-      throw new FedgeError(
-        "payload_too_large",
-        413,
+      throw new BackendError(
+        "too_large",
         `the cpu backend's memory is limited to 4 GiB (asked for ${bytes} more bytes, ${this.usedBytes} in use)`,
       );
     }

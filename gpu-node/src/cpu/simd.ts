@@ -1,13 +1,15 @@
 /**
  * @module
- * A tiny WebAssembly SIMD module, emitted as bytes here (no WAT toolchain at build time), with the two hot loops of the
- * cpu backend. Both give bit-identical results to the TypedArray reference in `math.ts`:
+ * A tiny WebAssembly SIMD module, emitted as bytes here (no WAT toolchain at build time), with the hot loops of the
+ * cpu backend. All give bit-identical results to the TypedArray reference in `math.ts`:
  *
  * - `sumsq8(ptr, n8, out)`: for 8·n8 float32 at `ptr`, lane j (j = 0..7) accumulates x_i² in float64 for i ≡ j (mod 8),
  *   in index order (`f64x2.promote_low_f32x4` then `f64x2.mul`/`f64x2.add`; the square of a float32 is exact in
  *   float64). Adds into the 8 float64 lanes at `out` (64 bytes), so calls chain over pieces of a vector.
  * - `axpy(acc, u, n4, f)`: acc_i ← fl32(acc_i + fl32(f·u_i)) over 4·n4 float32 (`f32x4.mul` then `f32x4.add`, both
  *   correctly rounded, no fused multiply-add in wasm).
+ * - `axpy4(acc, u0, u1, u2, u3, n8, f0, f1, f2, f3)`: the same for four rows in one pass over 8·n8 float32, row 0 first
+ *   for every element, so it equals four `axpy` calls in row order; acc is loaded and stored once, not four times.
  *
  * Pointers are byte offsets into the imported memory `env.memory`, 16-byte aligned by the caller. The memory is a
  * shared one (`shared: true`, at most {@link MAX_PAGES} pages = 4 GiB), so the same bytes are visible to the worker
@@ -163,6 +165,22 @@ function axpyBody(): number[] {
   return body([[1, V128]], [...get(3), ...F32X4_SPLAT, ...set(4), ...loop]);
 }
 
+// axpy4(acc, u0, u1, u2, u3, n8, f0, f1, f2, f3): params 0..9; locals 10..13 = f0..f3 splatted (v128)
+function axpy4Body(): number[] {
+  const vector = (offset: number): number[] => {
+    const code = [...get(0), ...get(0), ...v128load(offset)];
+    for (let r = 0; r < 4; r++)
+      code.push(...get(1 + r), ...v128load(offset), ...get(10 + r), ...F32X4_MUL, ...F32X4_ADD);
+    return [...code, ...v128store(offset)];
+  };
+  const advance: number[] = [];
+  for (let p = 0; p < 5; p++) advance.push(...get(p), ...i32c(32), I32_ADD, ...set(p));
+  const loop = countedLoop(5, [...vector(0), ...vector(16), ...advance]);
+  const init: number[] = [];
+  for (let r = 0; r < 4; r++) init.push(...get(6 + r), ...F32X4_SPLAT, ...set(10 + r));
+  return body([[4, V128]], [...init, ...loop]);
+}
+
 /** The module's bytes. */
 export function simdModuleBytes(): Uint8Array<ArrayBuffer> {
   const types = section(
@@ -170,19 +188,21 @@ export function simdModuleBytes(): Uint8Array<ArrayBuffer> {
     vec([
       [0x60, ...vec([[I32], [I32], [I32]]), ...vec([])], // sumsq8
       [0x60, ...vec([[I32], [I32], [I32], [F32]]), ...vec([])], // axpy
+      [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [F32], [F32], [F32], [F32]]), ...vec([])], // axpy4
     ]),
   );
   // memory import, limits flag 0x03: has a maximum and is shared
   const imports = section(2, vec([[...str("env"), ...str("memory"), 0x02, 0x03, ...uleb(1), ...uleb(MAX_PAGES)]]));
-  const funcs = section(3, vec([[0], [1]]));
+  const funcs = section(3, vec([[0], [1], [2]]));
   const exports = section(
     7,
     vec([
       [...str("sumsq8"), 0x00, 0],
       [...str("axpy"), 0x00, 1],
+      [...str("axpy4"), 0x00, 2],
     ]),
   );
-  const code = section(10, vec([sumsqBody(), axpyBody()]));
+  const code = section(10, vec([sumsqBody(), axpyBody(), axpy4Body()]));
   return new Uint8Array([
     0x00,
     0x61,
@@ -208,6 +228,18 @@ export interface SimdKernels {
   readonly memory: WebAssembly.Memory;
   sumsq8(ptr: number, n8: number, out: number): void;
   axpy(acc: number, u: number, n4: number, f: number): void;
+  axpy4(
+    acc: number,
+    u0: number,
+    u1: number,
+    u2: number,
+    u3: number,
+    n8: number,
+    f0: number,
+    f1: number,
+    f2: number,
+    f3: number,
+  ): void;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -230,5 +262,5 @@ export function instantiateSimd(
 ): SimdKernels {
   const inst = new WebAssembly.Instance(module, { env: { memory } });
   const e = inst.exports as unknown as Omit<SimdKernels, "memory">;
-  return { memory, sumsq8: e.sumsq8, axpy: e.axpy };
+  return { memory, sumsq8: e.sumsq8, axpy: e.axpy, axpy4: e.axpy4 };
 }

@@ -5,11 +5,19 @@
  *
  * Process exit: a worker is `unref()`ed while idle, so a backend that was never disposed does not keep the process
  * alive, and `ref()`ed while it has work in flight, so an awaited `add()` cannot be cut short by the process exiting.
- * `terminate()` (called by `Backend.dispose()`) stops the workers; pending runs then reject with a `FedgeError`.
+ * `terminate()` (called by `Backend.dispose()`) stops the workers; pending runs then reject with `BackendError("disposed")`.
  */
 import { Worker } from "node:worker_threads";
-import { FedgeError } from "@fedge/protocol";
+import { BackendError } from "../errors.ts";
 import type { Job } from "./tasks.ts";
+
+/**
+ * The worker's entry: `worker.ts` beside this file when run from source (type stripping), `cpu-worker.js` beside the
+ * chunk in the published build (scripts/pack.ts builds `src/cpu/worker.ts` as that entry).
+ */
+const WORKER_URL = import.meta.url.endsWith(".ts")
+  ? new URL("./worker.ts", import.meta.url)
+  : new URL("./cpu-worker.js", import.meta.url);
 
 interface Pending {
   resolve: () => void;
@@ -23,7 +31,7 @@ class PoolWorker {
   private failure: Error | null = null;
 
   constructor(memory: WebAssembly.Memory, module: WebAssembly.Module) {
-    this.worker = new Worker(new URL("./worker.ts", import.meta.url), { workerData: { memory, module } });
+    this.worker = new Worker(WORKER_URL, { workerData: { memory, module } });
     this.worker.unref();
     this.worker.on("message", (m: { id: number; error?: string }) => {
       const p = this.pending.get(m.id);
@@ -31,10 +39,10 @@ class PoolWorker {
       this.pending.delete(m.id);
       if (this.pending.size === 0) this.worker.unref();
       if (m.error === undefined) p.resolve();
-      else p.reject(new FedgeError("internal", 500, `cpu worker failed: ${m.error}`));
+      else p.reject(new BackendError("worker_failed", `cpu worker failed: ${m.error}`));
     });
-    this.worker.on("error", (e) => this.fail(new FedgeError("internal", 500, `cpu worker crashed: ${e.message}`)));
-    this.worker.on("exit", (code) => this.fail(new FedgeError("internal", 500, `cpu worker exited (code ${code})`)));
+    this.worker.on("error", (e) => this.fail(new BackendError("worker_failed", `cpu worker crashed: ${e.message}`)));
+    this.worker.on("exit", (code) => this.fail(new BackendError("worker_failed", `cpu worker exited (code ${code})`)));
   }
 
   get failed(): boolean {
@@ -86,7 +94,7 @@ export class ThreadPool {
 
   /** Stops every worker; pending and later runs reject. */
   async terminate(): Promise<void> {
-    const gone = new FedgeError("conflict", 409, "backend was already disposed");
+    const gone = new BackendError("disposed", "backend was already disposed");
     await Promise.all(
       this.workers.map(async (w) => {
         w.fail(gone);

@@ -25,16 +25,7 @@
  * The int8 export (`quantizePerChannelInt8`) is small and per output column: the first backend does it.
  * In this process the K backends run one after the other; on K GPUs each would be its own machine or device.
  */
-import { FedgeError } from "@fedge/protocol";
-import {
-  blockSumSquares,
-  clipFactor,
-  GaussianStream,
-  isUnclipped,
-  NORM_BLOCK,
-  NORM_LANES,
-  normOk,
-} from "../math/math.ts";
+import { blockSumSquares, clipFactor, GaussianStream, isUnclipped, NORM_BLOCK, NORM_LANES, normOk } from "../math.ts";
 import {
   checkAccumulatorOptions,
   checkBatch,
@@ -52,7 +43,8 @@ import {
   type OptimizerState,
   type QuantizedInt8,
   type ServerOptimizer,
-} from "../backend/backend.ts";
+} from "../backend.ts";
+import { BackendError } from "../errors.ts";
 
 /** Options of {@link createParamShardedBackend}. */
 export interface ParamShardedBackendOptions {
@@ -69,12 +61,13 @@ export interface ParamSlice {
 /**
  * K contiguous, non-empty slices of `length` parameters: whole norm blocks split as evenly as possible when there are
  * at least K blocks (bit-identical results), else boundaries at multiples of 8 (the norm lanes).
- * @throws {RangeError} when `length` < K or K < 1.
+ * @throws {BackendError} `invalid_argument` when `length` < K or K < 1.
  */
 export function planParamSlices(length: number, shards: number): ParamSlice[] {
-  if (!Number.isInteger(shards) || shards < 1) throw new RangeError(`shards must be an integer >= 1, got ${shards}`);
+  if (!Number.isInteger(shards) || shards < 1)
+    throw new BackendError("invalid_argument", `shards must be an integer >= 1, got ${shards}`);
   if (!Number.isInteger(length) || length < shards) {
-    throw new RangeError(`cannot cut ${length} parameters into ${shards} non-empty slices`);
+    throw new BackendError("invalid_argument", `cannot cut ${length} parameters into ${shards} non-empty slices`);
   }
   const blocks = Math.ceil(length / NORM_BLOCK);
   const unit = blocks >= shards ? NORM_BLOCK : NORM_LANES;
@@ -234,10 +227,10 @@ class ShardedOptimizer implements ServerOptimizer {
 
   async load(state: OptimizerState): Promise<void> {
     if (!state || state.kind !== this.kind || !(state.weights instanceof Float32Array)) {
-      throw new FedgeError("bad_request", 400, `state is not a ${this.kind} optimizer state`);
+      throw new BackendError("invalid_argument", `state is not a ${this.kind} optimizer state`);
     }
     if (state.weights.length !== this.length) {
-      throw new FedgeError("invalid_shape", 400, `state.weights must be a Float32Array of ${this.length} values`);
+      throw new BackendError("invalid_shape", `state.weights must be a Float32Array of ${this.length} values`);
     }
     const part = (a: Float32Array, { start, end }: ParamSlice) =>
       a.length === 0 ? new Float32Array(0) : a.subarray(start, end);
@@ -261,7 +254,8 @@ class ShardedOptimizer implements ServerOptimizer {
 /** The parameter-sharded backend (see the module header). */
 export function createParamShardedBackend(options: ParamShardedBackendOptions): Backend {
   const shards = options?.shards;
-  if (!Array.isArray(shards) || shards.length < 1) throw new RangeError("shards must be a non-empty array of backends");
+  if (!Array.isArray(shards) || shards.length < 1)
+    throw new BackendError("invalid_argument", "shards must be a non-empty array of backends");
   const k = shards.length;
   return {
     kind: shards[0]!.kind,

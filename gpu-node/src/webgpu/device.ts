@@ -46,9 +46,12 @@ export async function requestAdapter(): Promise<GPUAdapter | null> {
   }
 }
 
-/** Opens a device with the adapter's largest storage-binding and buffer sizes. Null when there is no adapter. */
-export async function openDevice(): Promise<GpuContext | null> {
-  const adapter = await requestAdapter();
+/**
+ * Opens a device on `adapter` (default: the one {@link requestAdapter} finds) with the adapter's largest storage-binding
+ * and buffer sizes. Null when there is no adapter.
+ */
+export async function openDevice(adapter?: GPUAdapter): Promise<GpuContext | null> {
+  adapter ??= (await requestAdapter()) ?? undefined;
   if (!adapter) return null;
   const limits = {
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,

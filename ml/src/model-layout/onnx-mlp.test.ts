@@ -3,7 +3,7 @@ import { decodeOnnx, encodeOnnx, OnnxFormatError } from "../onnx/codec.ts";
 import { inspectOnnx } from "../onnx/inspect.ts";
 import { float32Tensor } from "../onnx/tensor.ts";
 import type { ModelProto } from "../onnx/types.ts";
-import { dequantizePerChannelInt8, quantizePerChannelInt8 } from "../quantize.ts";
+import { dequantizePerChannelInt8, quantizePerChannelInt8 } from "../quantize/quantize.ts";
 import type { MlpParams } from "./mlp.ts";
 import { buildMlpOnnx, MLP_ONNX_OPSET, OnnxLayoutError, readMlpFromOnnx } from "./onnx-mlp.ts";
 

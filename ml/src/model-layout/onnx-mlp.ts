@@ -20,7 +20,7 @@ import { decodeOnnx, encodeOnnx, OnnxFormatError } from "../onnx/codec.ts";
 import { OnnxAttributeType, OnnxDataType } from "../onnx/descriptor.ts";
 import { float32Tensor, int8Tensor, onnxDataTypeName, tensorToFloat32, tensorToInt8 } from "../onnx/tensor.ts";
 import type { GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto } from "../onnx/types.ts";
-import { dequantizePerChannelInt8, quantizePerChannelInt8, type QuantizedInt8 } from "../quantize.ts";
+import { dequantizePerChannelInt8, quantizePerChannelInt8, type QuantizedInt8 } from "../quantize/quantize.ts";
 import { assertValidMlp, type Activation, type DenseLayer, type MlpParams } from "./mlp.ts";
 
 /** Default-domain opset of exported MLPs: ≥ 13 for per-axis `DequantizeLinear`; run by onnxruntime-web/-node 1.30. */

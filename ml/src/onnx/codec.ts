@@ -154,7 +154,18 @@ function longToNumber(v: unknown, unsigned: boolean, field: string): number {
   return hi * TWO_32 + (low >>> 0);
 }
 
-function readScalar(r: protobuf.Reader, kind: ScalarKind, field: string): unknown {
+/** Options of {@link decodeOnnx} and {@link decodeOnnxMessage}. */
+export interface DecodeOnnxOptions {
+  /**
+   * Copy every `bytes` field (tensor `raw_data`) out of the input. With `false` they are views into the caller's
+   * buffer: no second copy of a large model's weights (the edge inspects models of tens of MB in a 128 MB isolate),
+   * but the result must not outlive or be mutated independently of the input.
+   * @default true
+   */
+  copyBytes?: boolean;
+}
+
+function readScalar(r: protobuf.Reader, kind: ScalarKind, field: string, copyBytes = true): unknown {
   switch (kind) {
     case "double":
       return r.double();
@@ -185,8 +196,9 @@ function readScalar(r: protobuf.Reader, kind: ScalarKind, field: string): unknow
       return s;
     }
     case "bytes":
-      // Copy: the result must not alias the caller's buffer, and a fresh buffer is aligned for typed-array views.
-      return r.bytes().slice();
+      // Copy by default: the result must not alias the caller's buffer, and a fresh buffer is aligned for typed-array
+      // views. protobufjs returns a subarray view of a Uint8Array input.
+      return copyBytes ? r.bytes().slice() : r.bytes();
   }
 }
 
@@ -203,7 +215,13 @@ function defaultOf(f: CompiledField): unknown {
   }
 }
 
-function decodeInto(r: protobuf.Reader, type: CompiledMessage, end: number, depth: number): Record<string, unknown> {
+function decodeInto(
+  r: protobuf.Reader,
+  type: CompiledMessage,
+  end: number,
+  depth: number,
+  copyBytes: boolean,
+): Record<string, unknown> {
   if (depth > MAX_NESTING) throw new OnnxFormatError(`messages nested deeper than ${MAX_NESTING}`);
   const out: Record<string, unknown> = {};
   for (const f of type.fields) {
@@ -227,7 +245,7 @@ function decodeInto(r: protobuf.Reader, type: CompiledMessage, end: number, dept
       const len = r.uint32();
       const subEnd = r.pos + len;
       if (subEnd > end) throw new OnnxFormatError(`${where}: truncated message (${len} bytes declared)`);
-      const value = decodeInto(r, f.message!, subEnd, depth + 1);
+      const value = decodeInto(r, f.message!, subEnd, depth + 1, copyBytes);
       if (r.pos !== subEnd) throw new OnnxFormatError(`${where}: message overran its length`);
       if (f.repeated) (out[f.name] as unknown[]).push(value);
       else out[f.name] = value; // proto3: a repeated singular message field merges; ONNX writers never do that
@@ -241,12 +259,12 @@ function decodeInto(r: protobuf.Reader, type: CompiledMessage, end: number, dept
       const runEnd = r.pos + len;
       if (runEnd > end) throw new OnnxFormatError(`${where}: truncated packed field`);
       const list = out[f.name] as unknown[];
-      while (r.pos < runEnd) list.push(readScalar(r, kind, where));
+      while (r.pos < runEnd) list.push(readScalar(r, kind, where, copyBytes));
       if (r.pos !== runEnd) throw new OnnxFormatError(`${where}: packed field overran its length`);
       continue;
     }
     if (wire !== expected) throw new OnnxFormatError(`${where}: wire type ${wire}, expected ${expected}`);
-    const value = readScalar(r, kind, where);
+    const value = readScalar(r, kind, where, copyBytes);
     if (f.repeated) (out[f.name] as unknown[]).push(value);
     else out[f.name] = value;
   }
@@ -255,12 +273,16 @@ function decodeInto(r: protobuf.Reader, type: CompiledMessage, end: number, dept
 }
 
 /** Decode one ONNX message of the named type (no semantic checks). Throws `OnnxFormatError` on malformed bytes. */
-export function decodeOnnxMessage<N extends OnnxMessageName>(name: N, bytes: Uint8Array): OnnxMessageTypes[N] {
+export function decodeOnnxMessage<N extends OnnxMessageName>(
+  name: N,
+  bytes: Uint8Array,
+  options: DecodeOnnxOptions = {},
+): OnnxMessageTypes[N] {
   const type = messageType(name);
   if (!(bytes instanceof Uint8Array)) throw new OnnxFormatError("ONNX bytes must be a Uint8Array");
   const r = new protobuf.Reader(bytes);
   try {
-    return decodeInto(r, type, bytes.length, 0) as OnnxMessageTypes[N];
+    return decodeInto(r, type, bytes.length, 0, options.copyBytes ?? true) as OnnxMessageTypes[N];
   } catch (e) {
     if (e instanceof OnnxFormatError) throw e;
     // protobufjs throws RangeError("index out of range") on truncation, Error("invalid wire type") on garbage.
@@ -273,10 +295,10 @@ export function decodeOnnxMessage<N extends OnnxMessageName>(name: N, bytes: Uin
  * Decode an ONNX model file. Besides wire-level checks it requires what the ONNX IR says every model MUST have: an
  * `ir_version` ≥ 1, a `graph`, and (IR ≥ 3) at least one `opset_import`.
  */
-export function decodeOnnx(bytes: Uint8Array): ModelProto {
+export function decodeOnnx(bytes: Uint8Array, options: DecodeOnnxOptions = {}): ModelProto {
   if (!(bytes instanceof Uint8Array)) throw new OnnxFormatError("ONNX bytes must be a Uint8Array");
   if (bytes.length === 0) throw new OnnxFormatError("empty ONNX file");
-  const model = decodeOnnxMessage("ModelProto", bytes);
+  const model = decodeOnnxMessage("ModelProto", bytes, options);
   if (!model.irVersion || model.irVersion < 1) throw new OnnxFormatError("not an ONNX model: ir_version is missing");
   if (!model.graph) throw new OnnxFormatError("not an ONNX model: graph is missing");
   if (model.irVersion >= 3 && model.opsetImport!.length === 0) {

@@ -127,3 +127,76 @@ export function tensorToInt8(t: TensorProto): Int8Array {
   }
   return out;
 }
+
+/** A UINT8 tensor with `raw_data`. */
+export function uint8Tensor(name: string, dims: readonly number[], data: Uint8Array): TensorProto {
+  if (data.length !== tensorElementCount(dims)) {
+    throw new RangeError(`${name}: ${data.length} values do not fill dims [${dims.join(", ")}]`);
+  }
+  return { name, dims: [...dims], dataType: OnnxDataType.UINT8, rawData: data.slice() };
+}
+
+/** An INT64 tensor with `raw_data` (values must be safe integers). */
+export function int64Tensor(name: string, dims: readonly number[], data: readonly number[]): TensorProto {
+  if (data.length !== tensorElementCount(dims)) {
+    throw new RangeError(`${name}: ${data.length} values do not fill dims [${dims.join(", ")}]`);
+  }
+  const raw = new Uint8Array(data.length * 8);
+  const view = new DataView(raw.buffer);
+  data.forEach((v, i) => {
+    if (!Number.isSafeInteger(v)) throw new RangeError(`${name}[${i}] = ${v} is not a safe integer`);
+    view.setBigInt64(i * 8, BigInt(v), true);
+  });
+  return { name, dims: [...dims], dataType: OnnxDataType.INT64, rawData: raw };
+}
+
+/** Bytes per element of the fixed-width ONNX element types (`undefined` for strings and sub-byte types). */
+export function onnxElementSize(dataType: number | undefined): number | undefined {
+  switch (dataType) {
+    case OnnxDataType.FLOAT:
+    case OnnxDataType.INT32:
+    case OnnxDataType.UINT32:
+      return 4;
+    case OnnxDataType.UINT8:
+    case OnnxDataType.INT8:
+    case OnnxDataType.BOOL:
+    case OnnxDataType.FLOAT8E4M3FN:
+    case OnnxDataType.FLOAT8E4M3FNUZ:
+    case OnnxDataType.FLOAT8E5M2:
+    case OnnxDataType.FLOAT8E5M2FNUZ:
+    case OnnxDataType.FLOAT8E8M0:
+      return 1;
+    case OnnxDataType.UINT16:
+    case OnnxDataType.INT16:
+    case OnnxDataType.FLOAT16:
+    case OnnxDataType.BFLOAT16:
+      return 2;
+    case OnnxDataType.INT64:
+    case OnnxDataType.UINT64:
+    case OnnxDataType.DOUBLE:
+    case OnnxDataType.COMPLEX64:
+      return 8;
+    case OnnxDataType.COMPLEX128:
+      return 16;
+    default:
+      return undefined;
+  }
+}
+
+/** Whether a tensor's data lives outside the model file (`data_location = EXTERNAL` or `external_data` entries). */
+export function isExternalTensor(t: TensorProto): boolean {
+  return t.dataLocation === 1 || (t.externalData?.length ?? 0) > 0;
+}
+
+/** Bytes a tensor's data takes in memory once loaded: element count × element size (the stored bytes otherwise). */
+export function tensorByteLength(t: TensorProto): number {
+  const size = onnxElementSize(t.dataType);
+  if (size !== undefined) {
+    try {
+      return tensorElementCount(t.dims ?? []) * size;
+    } catch {
+      /* fall through to the stored bytes */
+    }
+  }
+  return t.rawData?.length ?? 0;
+}

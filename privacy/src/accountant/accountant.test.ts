@@ -103,6 +103,30 @@ describe.each(ACCOUNTANT_MECHANISMS)("Accountant contract: %s", (mechanism) => {
     for (const d of [0, 1, -1, Number.NaN]) expect(() => acc.getEpsilon(d)).toThrow(InvalidPrivacyParameterError);
   });
 
+  it("epsilonAfter(p, n) is the ε after step(p, n), records nothing, and a matching step reuses it", () => {
+    const a = make(mechanism);
+    const b = make(mechanism);
+    for (const acc of [a, b]) {
+      acc.step({ noiseMultiplier: 1.1, sampleRate: 0.02 }, 30);
+      acc.step({ noiseMultiplier: 0.9, sampleRate: 0.05 }, 5);
+      acc.getEpsilon(1e-5); // builds the caches
+    }
+    const projected = a.epsilonAfter({ noiseMultiplier: 1.3, sampleRate: 0.1 }, 7, 1e-5);
+    expect(a.totalSteps).toBe(35);
+    a.step({ noiseMultiplier: 1.3, sampleRate: 0.1 }, 7);
+    expect(a.getEpsilon(1e-5)).toBe(projected);
+    b.step({ noiseMultiplier: 1.3, sampleRate: 0.1 }, 7);
+    expect(Math.abs(b.getEpsilon(1e-5) - projected)).toBeLessThan(1e-9 * projected);
+    expect(make(mechanism).epsilonAfter({ noiseMultiplier: 1, sampleRate: 1 }, 1, 1e-5)).toBeCloseTo(
+      (() => {
+        const c = make(mechanism);
+        c.step({ noiseMultiplier: 1, sampleRate: 1 });
+        return c.getEpsilon(1e-5);
+      })(),
+      9,
+    );
+  });
+
   it("q = 1, one step: ε ≥ the exact analytic Gaussian ε and close to it", () => {
     const acc = make(mechanism);
     acc.step({ noiseMultiplier: 1.3, sampleRate: 1 });
@@ -160,6 +184,37 @@ describe("PldAccountant", () => {
     expect(pld.getEpsilon(1e-5)).toBe(e1);
     pld.step({ noiseMultiplier: 0.9, sampleRate: 0.02 });
     expect(pld.getEpsilon(1e-5)).toBeGreaterThan(e1);
+  });
+
+  it("dp_accounting's published δ: 1 + 2 steps of q = 0.2, z = 0.5 give δ(1) = 0.15594; of z = √3 give 0.126936", () => {
+    for (const [q, z, want] of [
+      [0.2, 0.5, 0.15594],
+      [1, Math.sqrt(3), 0.126936],
+    ] as const) {
+      const acc = new PldAccountant();
+      acc.step({ noiseMultiplier: z, sampleRate: q });
+      acc.getEpsilon(0.5);
+      acc.step({ noiseMultiplier: z, sampleRate: q }, 2);
+      expect(Math.abs(acc.getDelta(1) - want)).toBeLessThan(1e-3);
+      expect(acc.getDelta(1)).toBeGreaterThanOrEqual(want - 1e-5);
+      expect(Math.abs(acc.getEpsilon(want) - 1)).toBeLessThan(1e-3);
+    }
+  });
+
+  it("10,000 steps compose in one transform: ≤ RDP, and agree with 10 runs of 1,000 joined incrementally", () => {
+    const one = new PldAccountant();
+    one.step({ noiseMultiplier: 1.1, sampleRate: 0.01 }, 10_000);
+    const runs = new PldAccountant();
+    for (let i = 0; i < 10; i++) {
+      runs.step({ noiseMultiplier: 1.1, sampleRate: 0.01 }, 1000);
+      runs.getEpsilon(1e-5); // force the incremental path: each run joined onto the cached history
+    }
+    const rdp = new RdpAccountant();
+    rdp.step({ noiseMultiplier: 1.1, sampleRate: 0.01 }, 10_000);
+    const e = one.getEpsilon(1e-5);
+    expect(e).toBeLessThan(rdp.getEpsilon(1e-5));
+    expect(Math.abs(e - runs.getEpsilon(1e-5))).toBeLessThan(1e-3 * e);
+    expect(e).toBeGreaterThan(5.19); // today's repeated-squaring value 5.1929…, baseline in bench/baseline
   });
 
   it("rejects bad options", () => {

@@ -90,6 +90,12 @@ export interface Accountant {
   step(params: StepParams, steps?: number): void;
   /** The smallest ε (≥ 0) this accountant can certify for δ; `Infinity` if none. */
   getEpsilon(delta: number): number;
+  /**
+   * ε for δ if `steps` more steps of `params` were taken, without recording them (a budget check before a round).
+   * Incremental: composes only the new steps onto the cached composition of the history, so a ledger charge costs
+   * the same whatever the history's length. A following `step` with the same arguments reuses the work.
+   */
+  epsilonAfter(params: StepParams, steps: number, delta: number): number;
   /** Run-length history, oldest first (copies). */
   readonly history: readonly HistoryEntry[];
   /** Total number of steps. */
@@ -112,10 +118,12 @@ export abstract class HistoryAccountant implements Accountant {
     } else {
       this.entries.push({ noiseMultiplier: params.noiseMultiplier, sampleRate: params.sampleRate, steps });
     }
-    this.changed();
+    this.appended({ noiseMultiplier: params.noiseMultiplier, sampleRate: params.sampleRate }, steps);
   }
 
   abstract getEpsilon(delta: number): number;
+
+  abstract epsilonAfter(params: StepParams, steps: number, delta: number): number;
 
   get history(): readonly HistoryEntry[] {
     return this.entries.map((e) => ({ ...e }));
@@ -146,6 +154,11 @@ export abstract class HistoryAccountant implements Accountant {
     this.changed();
   }
 
-  /** Hook for caches. */
+  /** Hook for caches: the whole history was replaced. */
   protected changed(): void {}
+
+  /** Hook for incremental caches: `steps` steps of `params` were appended (already in `entries`). */
+  protected appended(_params: StepParams, _steps: number): void {
+    this.changed();
+  }
 }

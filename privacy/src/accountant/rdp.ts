@@ -3,8 +3,18 @@
  * RDP accountant (after opacus `opacus/accountants/rdp.py`): sums the RDP curve of every history entry over an order
  * grid and converts to (ε, δ) with the improved conversion of Balle et al. 2020 (arXiv 1905.09982 Thm. 21) by default.
  * All formulas and citations are in `analysis/rdp.ts`.
+ *
+ * Incremental: RDP composes by addition (arXiv 1702.07476 Prop. 1), so the curve of the history is kept as a running
+ * sum and each step's curve is computed once per distinct (q, z) (memoised); a new step or a budget check costs
+ * O(orders), whatever the history's length.
  */
-import { HistoryAccountant, validateDelta, InvalidPrivacyParameterError } from "./accountant.ts";
+import {
+  HistoryAccountant,
+  InvalidPrivacyParameterError,
+  validateDelta,
+  validateStep,
+  type StepParams,
+} from "./accountant.ts";
 import { computeRdp, DEFAULT_ORDERS, getPrivacySpent, type PrivacySpent, type RdpConversion } from "./analysis/rdp.ts";
 
 /** Options of {@link RdpAccountant}. */
@@ -45,14 +55,44 @@ export class RdpAccountant extends HistoryAccountant {
     this.conversion = conversion;
   }
 
-  /** The composed RDP curve at `orders` (ε_RDP(α) summed over the history). */
-  rdpCurve(): Float64Array {
-    const total = new Float64Array(this.orders.length);
-    for (const e of this.entries) {
-      const r = computeRdp(e.sampleRate, e.noiseMultiplier, e.steps, this.orders);
-      for (let k = 0; k < total.length; k++) total[k] = total[k]! + r[k]!;
+  /** Running sum of the history's curves (null: recompute from `entries`). */
+  private curve: Float64Array | null = null;
+  /** One step's curve per (q, z). */
+  private readonly perStep = new Map<string, Float64Array>();
+
+  protected override changed(): void {
+    this.curve = null;
+  }
+
+  protected override appended(params: StepParams, steps: number): void {
+    if (!this.curve) return;
+    const one = this.stepCurve(params);
+    for (let k = 0; k < one.length; k++) this.curve[k] = this.curve[k]! + steps * one[k]!;
+  }
+
+  /** RDP of one step of (q, z) at `orders` (memoised). */
+  private stepCurve(p: StepParams): Float64Array {
+    const key = `${p.sampleRate}|${p.noiseMultiplier}`;
+    let c = this.perStep.get(key);
+    if (!c) {
+      c = computeRdp(p.sampleRate, p.noiseMultiplier, 1, this.orders);
+      if (this.perStep.size >= 1024) this.perStep.clear();
+      this.perStep.set(key, c);
     }
-    return total;
+    return c;
+  }
+
+  /** The composed RDP curve at `orders` (ε_RDP(α) summed over the history); a copy. */
+  rdpCurve(): Float64Array {
+    if (!this.curve) {
+      const total = new Float64Array(this.orders.length);
+      for (const e of this.entries) {
+        const one = this.stepCurve(e);
+        for (let k = 0; k < total.length; k++) total[k] = total[k]! + e.steps * one[k]!;
+      }
+      this.curve = total;
+    }
+    return Float64Array.from(this.curve);
   }
 
   /** ε, the best order and whether it sits at the grid's edge. */
@@ -64,5 +104,14 @@ export class RdpAccountant extends HistoryAccountant {
 
   getEpsilon(delta: number): number {
     return this.getPrivacySpent(delta).epsilon;
+  }
+
+  epsilonAfter(params: StepParams, steps: number, delta: number): number {
+    validateStep(params, steps);
+    validateDelta(delta);
+    const curve = this.rdpCurve();
+    const one = this.stepCurve(params);
+    for (let k = 0; k < curve.length; k++) curve[k] = curve[k]! + steps * one[k]!;
+    return getPrivacySpent(this.orders, curve, delta, this.conversion).epsilon;
   }
 }

@@ -21,9 +21,12 @@ const base = {
   update_length: 10,
   sampling_rate: 0.3,
   min_reports: 1,
-  max_reports: 10,
+  mechanism: { noise_multiplier: 1, clip_rule: "fixed" },
   duration_s: 60,
 };
+
+/** The same round without DP (mode none): no mechanism, max_reports allowed. */
+const { mechanism: _mechanism, ...plain } = { ...base, privacy_mode: "none", max_reports: 10 };
 
 describe("round ids", () => {
   it("round-trips <model>_<seq> and fits the codec's 64 characters", () => {
@@ -46,7 +49,8 @@ describe("OpenRoundRequest", () => {
     const { duration_s: _d, ...noWindow } = base;
     expect(OpenRoundRequest.safeParse(noWindow).success).toBe(false);
     expect(OpenRoundRequest.safeParse({ ...base, deadline: "2030-01-01T00:00:00Z" }).success).toBe(false);
-    expect(OpenRoundRequest.safeParse({ ...base, min_reports: 11 }).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...plain, min_reports: 11 }).success).toBe(false);
+    expect(OpenRoundRequest.safeParse({ ...plain, min_reports: 10 }).success).toBe(true);
     expect(OpenRoundRequest.safeParse({ ...base, privacy_mode: "local" }).success).toBe(false);
     expect(OpenRoundRequest.safeParse({ ...base, local_noise_multiplier: 1 }).success).toBe(false);
     expect(OpenRoundRequest.safeParse({ ...base, privacy_mode: "local", local_noise_multiplier: 1 }).success).toBe(
@@ -61,9 +65,10 @@ describe("OpenRoundRequest", () => {
 describe("OpenRoundRequest privacy fields", () => {
   const ok = (over: Record<string, unknown>) => OpenRoundRequest.safeParse({ ...base, ...over }).success;
   it("privacy mode none is explicit: clip_norm may be left out there, and only there", () => {
-    const { clip_norm: _c, ...noClip } = base;
-    expect(OpenRoundRequest.safeParse({ ...noClip, privacy_mode: "none" }).success).toBe(true);
-    expect(ok({ privacy_mode: "none" })).toBe(true);
+    const { clip_norm: _c, mechanism: _m, ...noClipNone } = base;
+    const { clip_norm: _c2, ...noClip } = base;
+    expect(OpenRoundRequest.safeParse({ ...noClipNone, privacy_mode: "none" }).success).toBe(true);
+    expect(ok({ privacy_mode: "none", mechanism: undefined })).toBe(true);
     expect(OpenRoundRequest.safeParse(noClip).success).toBe(false);
     expect(OpenRoundRequest.safeParse({ ...noClip, privacy_mode: "local", local_noise_multiplier: 1 }).success).toBe(
       false,
@@ -97,7 +102,7 @@ describe("OpenRoundRequest privacy fields", () => {
       report_clip_bit: true,
       population_privacy: { epsilon: 1, planned_epsilon: 2, delta: 1e-5 },
     });
-    const { clip_norm: _c, ...noClip } = base;
+    const { clip_norm: _c, mechanism: _m, ...noClip } = base;
     const none = roundTaskFor(
       "m_1",
       "m",
@@ -107,6 +112,36 @@ describe("OpenRoundRequest privacy fields", () => {
     );
     expect(none.privacy_mode).toBe("none");
     expect("clip_norm" in none || "report_clip_bit" in none || "population_privacy" in none).toBe(false);
+  });
+});
+
+describe("OpenRoundRequest: the charge and Poisson sampling", () => {
+  const ok = (over: Record<string, unknown>, from: Record<string, unknown> = base) =>
+    OpenRoundRequest.safeParse({ ...from, ...over }).success;
+  it("a DP round carries its mechanism; a round without DP carries none", () => {
+    expect(ok({ mechanism: undefined })).toBe(false);
+    for (const mode of ["central", "local", "distributed"]) {
+      const local = mode === "local" ? { local_noise_multiplier: 1 } : {};
+      expect(ok({ privacy_mode: mode, mechanism: undefined, ...local }), mode).toBe(false);
+    }
+    expect(ok({}, plain)).toBe(true);
+    expect(ok({ mechanism: base.mechanism }, plain)).toBe(false);
+  });
+  it("no max_reports and min_reports 1 in DP modes", () => {
+    expect(ok({ max_reports: 10 })).toBe(false);
+    expect(ok({ min_reports: 2 })).toBe(false);
+    expect(ok({ max_reports: 1_000_000 }, plain)).toBe(true);
+  });
+  it("σ_b with the adaptive clip rule only, and 2σ_b > z; local mode charges the devices' noise, fixed clip", () => {
+    expect(ok({ mechanism: { noise_multiplier: 1, clip_rule: "adaptive", count_noise_std: 5 } })).toBe(true);
+    expect(ok({ mechanism: { noise_multiplier: 1, clip_rule: "adaptive" } })).toBe(false);
+    expect(ok({ mechanism: { noise_multiplier: 1, clip_rule: "fixed", count_noise_std: 5 } })).toBe(false);
+    expect(ok({ mechanism: { noise_multiplier: 1, clip_rule: "adaptive", count_noise_std: 0.5 } })).toBe(false);
+    expect(ok({ mechanism: { noise_multiplier: 1, clip_rule: "fixed", extra: 1 } })).toBe(false);
+    const local = { privacy_mode: "local", local_noise_multiplier: 2 };
+    expect(ok({ ...local, mechanism: { noise_multiplier: 2, clip_rule: "fixed" } })).toBe(true);
+    expect(ok({ ...local, mechanism: { noise_multiplier: 1, clip_rule: "fixed" } })).toBe(false);
+    expect(ok({ ...local, mechanism: { noise_multiplier: 2, clip_rule: "adaptive", count_noise_std: 5 } })).toBe(false);
   });
 });
 

@@ -10,6 +10,8 @@
 import { z } from "zod";
 import { Base64Url, IsoDateTime, ModelName, ModelVersion, Sha256Hex } from "../common.ts";
 import { DeviceId } from "../devices.ts";
+import { TenantId } from "../keys.ts";
+import { RoundMechanism, isDpMode } from "./privacy.ts";
 import { PopulationPrivacy, PrivacyMode, RoundTask, TrainableScope } from "./task.ts";
 
 /** Longest model name that can own training rounds (so `<model>_<seq>` stays within 64 characters). */
@@ -75,15 +77,34 @@ export const RoundParams = z.object({
   update_dtype: UpdateDtype.default("float32"),
   /** Poisson sampling rate q: each device that checks in is selected with probability q, once per round. */
   sampling_rate: z.number().gt(0).max(1),
-  /** Fewest accepted updates for the round to be aggregated. */
+  /** Fewest accepted updates for the round to be aggregated; exactly 1 in DP modes (see `OpenRoundRequest`). */
   min_reports: z.number().int().min(1),
-  /** The round closes as soon as this many updates are accepted. */
-  max_reports: z.number().int().min(1).max(1_000_000),
+  /**
+   * The round closes as soon as this many updates are accepted. Privacy mode `none` only: in DP modes it is refused,
+   * since closing on a count lets one device's report displace another's (sensitivity 2C instead of C, and the
+   * sampling is no longer the Poisson coin the accountant assumes).
+   */
+  max_reports: z.number().int().min(1).max(1_000_000).optional(),
+  /** The mechanism the round is charged to the population's privacy budget for (every mode but `none`). */
+  mechanism: RoundMechanism.optional(),
+  /**
+   * Most devices of one API key the coin may select in this round; a device of a key at its cap is not selected (so
+   * one key cannot fill a round). @default DEFAULT_MAX_SELECTED_PER_KEY
+   */
+  max_selected_per_key: z.number().int().min(1).max(1_000_000).optional(),
 });
 export type RoundParams = z.infer<typeof RoundParams>;
 
+/** Most devices of one API key selected per round when the round does not say. */
+export const DEFAULT_MAX_SELECTED_PER_KEY = 1_000;
+
 export const OpenRoundRequest = RoundParams.extend({
   model: ModelName.max(TRAINING_MODEL_NAME_MAX),
+  /**
+   * The tenant that owns the population (fixed by its first round; only its API keys check in and upload).
+   * @default the population's owner, or "default" for its first round
+   */
+  tenant: TenantId.optional(),
   /** When collecting stops (ISO 8601). Give this or `duration_s`. */
   deadline: IsoDateTime.optional(),
   /** Collecting window from now, in seconds. Give this or `deadline`. */
@@ -99,7 +120,7 @@ export const OpenRoundRequest = RoundParams.extend({
     message: "give exactly one of deadline and duration_s",
     path: ["deadline"],
   })
-  .refine((r) => r.min_reports <= r.max_reports, {
+  .refine((r) => r.max_reports === undefined || r.min_reports <= r.max_reports, {
     message: "min_reports must be ≤ max_reports",
     path: ["min_reports"],
   })
@@ -119,6 +140,36 @@ export const OpenRoundRequest = RoundParams.extend({
     message: "population_privacy makes no sense in privacy mode none",
     path: ["population_privacy"],
   })
+  .refine((r) => isDpMode(r.privacy_mode) === (r.mechanism !== undefined), {
+    message:
+      "mechanism ({noise_multiplier, clip_rule[, count_noise_std]}) is required in every DP privacy mode, the round's charge to the population's budget, and refused in mode none",
+    path: ["mechanism"],
+  })
+  .refine((r) => !isDpMode(r.privacy_mode) || r.max_selected_per_key === undefined, {
+    message:
+      "max_selected_per_key is refused in DP privacy modes: a per-key cap makes one device's selection depend on another's, breaking the Poisson sampling the accountant assumes (a key's weight is bounded by its device quota)",
+    path: ["max_selected_per_key"],
+  })
+  .refine((r) => !isDpMode(r.privacy_mode) || r.max_reports === undefined, {
+    message:
+      "max_reports is refused in DP privacy modes: closing on a count lets one device's report displace another's (sensitivity 2C) and breaks the Poisson sampling the accountant assumes",
+    path: ["max_reports"],
+  })
+  .refine((r) => !isDpMode(r.privacy_mode) || r.min_reports === 1, {
+    message: "min_reports must be 1 in DP privacy modes (no round is decided on an exact count above one)",
+    path: ["min_reports"],
+  })
+  .refine(
+    (r) =>
+      r.privacy_mode !== "local" ||
+      r.mechanism === undefined ||
+      (r.mechanism.noise_multiplier === r.local_noise_multiplier && r.mechanism.clip_rule === "fixed"),
+    {
+      message:
+        "in local mode the charged mechanism is the devices' noise: mechanism.noise_multiplier must equal local_noise_multiplier and clip_rule must be fixed",
+      path: ["mechanism"],
+    },
+  )
   .meta({ id: "OpenRoundRequest" });
 export type OpenRoundRequest = z.infer<typeof OpenRoundRequest>;
 

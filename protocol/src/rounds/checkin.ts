@@ -8,6 +8,8 @@ import { z } from "zod";
 import { Base64Url, IsoDateTime, ModelName } from "../common.ts";
 import { DeviceId } from "../devices.ts";
 import { RoundTask } from "./task.ts";
+import { ClipRule } from "./privacy.ts";
+import { EDGE_KEY_ALG } from "./receipt.ts";
 
 /** How far a check-in timestamp may be from the edge's clock. */
 export const CHECKIN_MAX_SKEW_MS = 5 * 60 * 1000;
@@ -24,9 +26,43 @@ export const CheckinRequest = z
   .meta({ id: "CheckinRequest" });
 export type CheckinRequest = z.infer<typeof CheckinRequest>;
 
+/**
+ * The edge's signed statement that the device's coin was flipped in a DP round (see `receipt.ts` for the signed bytes):
+ * the device's privacy loss accrues for this round whether or not it was selected.
+ */
+export const CheckinReceipt = z
+  .object({
+    model: ModelName,
+    round_id: z.string(),
+    device_id: DeviceId,
+    sampling_rate: z.number(),
+    noise_multiplier: z.number(),
+    count_noise_std: z.number().nullable(),
+    privacy_mode: z.enum(["central", "local", "distributed"]),
+    clip_rule: ClipRule,
+    delta: z.number(),
+    checked_in_at: IsoDateTime,
+    alg: z.literal(EDGE_KEY_ALG),
+    /** Ed25519 signature (base64url) by the edge key over `checkinReceiptSigningBytes`. */
+    signature: Base64Url.length(86),
+  })
+  .meta({ id: "CheckinReceipt" });
+export type CheckinReceipt = z.infer<typeof CheckinReceipt>;
+
+/** `GET /.well-known/fedge-edge-key`: the public key that signs check-in receipts. */
+export const EdgeKeyResponse = z
+  .object({ public_key: Base64Url.length(43), alg: z.literal(EDGE_KEY_ALG) })
+  .meta({ id: "EdgeKeyResponse" });
+export type EdgeKeyResponse = z.infer<typeof EdgeKeyResponse>;
+
 export const CheckinResponse = z
   .discriminatedUnion("selected", [
-    z.object({ selected: z.literal(true), task: RoundTask }),
+    z.object({
+      selected: z.literal(true),
+      task: RoundTask,
+      /** Present for DP rounds: the signed record of this check-in. */
+      receipt: CheckinReceipt.optional(),
+    }),
     z.object({
       selected: z.literal(false),
       /** `not_sampled`: the coin said no this round; `no_open_round`: nothing is collecting. */
@@ -34,6 +70,8 @@ export const CheckinResponse = z
       round_id: z.string().optional(),
       /** When to check in again. */
       retry_after_s: z.number().int().nonnegative(),
+      /** Present when the device's coin was flipped in a DP round (`not_sampled`, `already_reported`). */
+      receipt: CheckinReceipt.optional(),
     }),
   ])
   .meta({ id: "CheckinResponse" });
@@ -56,3 +94,30 @@ export const UpdateReceipt = z
   })
   .meta({ id: "UpdateReceipt" });
 export type UpdateReceipt = z.infer<typeof UpdateReceipt>;
+
+/** One round the edge recorded a device's check-in for, with what that round was charged. */
+export const DeviceCheckedInRound = z
+  .object({
+    round_id: z.string(),
+    checked_in_at: IsoDateTime,
+    sampling_rate: z.number(),
+    noise_multiplier: z.number(),
+    count_noise_std: z.number().nullable(),
+    privacy_mode: z.enum(["central", "local", "distributed"]),
+    clip_rule: ClipRule,
+  })
+  .meta({ id: "DeviceCheckedInRound" });
+export type DeviceCheckedInRound = z.infer<typeof DeviceCheckedInRound>;
+
+/**
+ * `GET /v1/devices/:id/privacy` (API key + the device's signature over `devicePrivacySigningBytes` in
+ * `x-fedge-signature`, with `x-fedge-timestamp`): every DP round the device checked in for, per population, oldest
+ * first.
+ */
+export const DevicePrivacyRecord = z
+  .object({
+    device_id: DeviceId,
+    populations: z.array(z.object({ model: ModelName, rounds: z.array(DeviceCheckedInRound) })),
+  })
+  .meta({ id: "DevicePrivacyRecord" });
+export type DevicePrivacyRecord = z.infer<typeof DevicePrivacyRecord>;

@@ -9,7 +9,7 @@
  * time to every request. A leaked ledger therefore reveals no usable key.
  */
 import { DurableObject } from "cloudflare:workers";
-import type { ApiKeyInfo, UsageDay, UsageReport } from "@fedge/protocol";
+import { DEFAULT_TENANT, type ApiKeyInfo, type UsageDay, type UsageReport } from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
 import { leaseTokens, returnTokens, takeTokens, type BucketState } from "../middleware/rate-limit.ts";
 
@@ -24,8 +24,6 @@ export type AuthVerdict =
 export interface LeaseInput {
   /** Lowercase hex SHA-256 of the whole key string. */
   hash: string;
-  /** Epoch milliseconds (the caller's clock). */
-  now: number;
   /** Take tokens (false: authenticate only, `granted` is 0). */
   rateLimit: boolean;
   /** Most tokens to lease; the ledger grants at most `leaseTokens(limit, leaseMs, maxTokens)`, at least 1. */
@@ -36,16 +34,22 @@ export interface LeaseInput {
   giveBack: number;
 }
 
-/** What `lease` answers. `remaining`: whole tokens left in the bucket after the grant. */
+/**
+ * What `lease` answers. `remaining`: whole tokens left in the bucket after the grant. An `unknown` answer for a key id
+ * that exists (the secret was wrong) carries the stored hash, so the isolate can refuse other wrong secrets for that id
+ * without asking again (key-cache.ts: the hash is the worker's own, never sent to a client).
+ */
 export type LeaseVerdict =
   | { status: "ok"; key: ApiKeyInfo; granted: number; remaining: number }
-  | { status: "unknown" }
+  | { status: "unknown"; storedHash?: string }
   | { status: "revoked"; key: ApiKeyInfo }
   | { status: "rate_limited"; key: ApiKeyInfo; retryAfterMs: number; retryAfterSeconds: number };
 
 export interface CreateKeyInput {
   id: string;
   name: string;
+  /** The tenant the key belongs to. @default DEFAULT_TENANT */
+  tenant?: string;
   /** Lowercase hex SHA-256 of the full key string. */
   hash: string;
   rateLimitPerMinute: number;
@@ -56,6 +60,7 @@ export interface CreateKeyInput {
 interface KeyRow extends Record<string, SqlStorageValue> {
   id: string;
   name: string;
+  tenant: string;
   hash: string;
   rate_limit: number;
   created_at: number;
@@ -67,6 +72,7 @@ function toInfo(row: KeyRow): ApiKeyInfo {
     id: row.id,
     name: row.name,
     rate_limit_per_minute: row.rate_limit,
+    tenant: row.tenant,
     created_at: new Date(row.created_at).toISOString(),
     revoked_at: row.revoked_at === null ? null : new Date(row.revoked_at).toISOString(),
   };
@@ -80,6 +86,9 @@ function hashesEqual(a: string, b: string): boolean {
   return diff === 0;
 }
 
+/** How long a ledger remembers the id of an applied usage write (far longer than a writer retries). */
+const WRITE_LOG_MS = 2 * 86_400_000;
+
 /** The UTC day (`YYYY-MM-DD`) of an epoch-millisecond instant. */
 export function utcDay(epochMs: number): string {
   return new Date(epochMs).toISOString().slice(0, 10);
@@ -87,20 +96,50 @@ export function utcDay(epochMs: number): string {
 
 export class AccountLedger extends DurableObject<Bindings> {
   private readonly sql: SqlStorage;
+  /**
+   * Whether this key's tables exist. They are created by the first legitimate write (`create`/`ensure`, admin or
+   * bootstrap only), so an object addressed by an unknown key id answers "unknown" and keeps no storage.
+   */
+  private hasTables: boolean;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.hasTables =
+      this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_key'").toArray().length > 0;
+    // Keys created before tenants existed belong to the default tenant.
+    if (
+      this.hasTables &&
+      !this.sql
+        .exec<{ name: string }>("PRAGMA table_info(api_key)")
+        .toArray()
+        .some((c) => c.name === "tenant")
+    ) {
+      this.sql.exec(`ALTER TABLE api_key ADD COLUMN tenant TEXT NOT NULL DEFAULT '${DEFAULT_TENANT}'`);
+    }
+    if (this.hasTables) this.createWriteLog();
+  }
+
+  private createTables(): void {
     this.sql.exec(`CREATE TABLE IF NOT EXISTS api_key (
       id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, rate_limit INTEGER NOT NULL,
-      created_at INTEGER NOT NULL, revoked_at INTEGER)`);
+      created_at INTEGER NOT NULL, revoked_at INTEGER, tenant TEXT NOT NULL DEFAULT '${DEFAULT_TENANT}')`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS bucket (one INTEGER PRIMARY KEY CHECK (one = 1),
       tokens REAL NOT NULL, updated_at INTEGER NOT NULL)`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS usage (day TEXT PRIMARY KEY, calls INTEGER NOT NULL,
       input_elements INTEGER NOT NULL)`);
+    this.createWriteLog();
+    this.hasTables = true;
+  }
+
+  /** Ids of the usage writes applied in the last `WRITE_LOG_MS` (a retried write is applied once). */
+  private createWriteLog(): void {
+    this.sql.exec("CREATE TABLE IF NOT EXISTS usage_writes (id TEXT PRIMARY KEY, at INTEGER NOT NULL)");
+    this.sql.exec("CREATE INDEX IF NOT EXISTS usage_writes_at ON usage_writes (at)");
   }
 
   private row(): KeyRow | null {
+    if (!this.hasTables) return null;
     const rows = this.sql.exec<KeyRow>("SELECT * FROM api_key LIMIT 1").toArray();
     return rows[0] ?? null;
   }
@@ -108,13 +147,15 @@ export class AccountLedger extends DurableObject<Bindings> {
   /** Create this key; `null` when a key with this id already exists (ids are random, so a clash is a caller bug). */
   async create(input: CreateKeyInput): Promise<ApiKeyInfo | null> {
     if (this.row()) return null;
+    if (!this.hasTables) this.createTables();
     this.sql.exec(
-      "INSERT INTO api_key (id, name, hash, rate_limit, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)",
+      "INSERT INTO api_key (id, name, hash, rate_limit, created_at, revoked_at, tenant) VALUES (?, ?, ?, ?, ?, NULL, ?)",
       input.id,
       input.name,
       input.hash,
       input.rateLimitPerMinute,
       input.now,
+      input.tenant ?? DEFAULT_TENANT,
     );
     return toInfo(this.row()!);
   }
@@ -133,13 +174,15 @@ export class AccountLedger extends DurableObject<Bindings> {
   }
 
   /** Check the key hash, its revocation and (when `rateLimit`) take one token from its bucket. */
-  async authenticate(input: { hash: string; now: number; rateLimit: boolean }): Promise<AuthVerdict> {
+  async authenticate(input: { hash: string; rateLimit: boolean }): Promise<AuthVerdict> {
     const v = this.decide({ ...input, maxTokens: 1, leaseMs: 0, giveBack: 0 });
     switch (v.status) {
       case "ok":
         return { status: "ok", key: v.key, remaining: v.remaining };
       case "rate_limited":
         return { status: "rate_limited", key: v.key, retryAfterSeconds: v.retryAfterSeconds };
+      case "unknown":
+        return { status: "unknown" };
       default:
         return v;
     }
@@ -156,7 +199,8 @@ export class AccountLedger extends DurableObject<Bindings> {
 
   private decide(input: LeaseInput): LeaseVerdict {
     const row = this.row();
-    if (!row || !hashesEqual(row.hash, input.hash)) return { status: "unknown" };
+    if (!row) return { status: "unknown" };
+    if (!hashesEqual(row.hash, input.hash)) return { status: "unknown", storedHash: row.hash };
     const key = toInfo(row);
     if (row.revoked_at !== null) return { status: "revoked", key };
     if (!input.rateLimit) return { status: "ok", key, granted: 0, remaining: row.rate_limit };
@@ -165,9 +209,12 @@ export class AccountLedger extends DurableObject<Bindings> {
       .toArray()[0];
     let state: BucketState | null = prev ? { tokens: prev.tokens, updatedAt: prev.updated_at } : null;
     const giveBack = Math.floor(input.giveBack);
-    if (giveBack > 0) state = returnTokens(state, input.now, row.rate_limit, giveBack);
+    // The ledger's own clock: an isolate whose clock runs ahead cannot mint tokens (and rate-limit.ts never lets
+    // this clock step back and refill an interval twice).
+    const now = Date.now();
+    if (giveBack > 0) state = returnTokens(state, now, row.rate_limit, giveBack);
     const want = leaseTokens(row.rate_limit, input.leaseMs, input.maxTokens);
-    const taken = takeTokens(state, input.now, row.rate_limit, want);
+    const taken = takeTokens(state, now, row.rate_limit, want);
     this.sql.exec(
       "INSERT INTO bucket (one, tokens, updated_at) VALUES (1, ?, ?) ON CONFLICT(one) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at",
       taken.state.tokens,
@@ -199,15 +246,26 @@ export class AccountLedger extends DurableObject<Bindings> {
     return toInfo(this.row()!);
   }
 
-  /** Add metered usage to a UTC day. */
-  async record(input: { day: string; calls: number; inputElements: number }): Promise<void> {
+  /**
+   * Add metered usage to a UTC day. A write with a `writeId` this ledger applied in the last two days is a retry of
+   * one whose answer was lost: it adds nothing.
+   */
+  async record(input: { day: string; calls: number; inputElements: number; writeId?: string }): Promise<void> {
     if (!this.row()) return;
-    this.sql.exec(
-      "INSERT INTO usage (day, calls, input_elements) VALUES (?, ?, ?) ON CONFLICT(day) DO UPDATE SET calls = calls + excluded.calls, input_elements = input_elements + excluded.input_elements",
-      input.day,
-      input.calls,
-      input.inputElements,
-    );
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      if (input.writeId !== undefined) {
+        this.sql.exec("DELETE FROM usage_writes WHERE at < ?", now - WRITE_LOG_MS);
+        const fresh = this.sql.exec("INSERT OR IGNORE INTO usage_writes (id, at) VALUES (?, ?)", input.writeId, now);
+        if (fresh.rowsWritten === 0) return;
+      }
+      this.sql.exec(
+        "INSERT INTO usage (day, calls, input_elements) VALUES (?, ?, ?) ON CONFLICT(day) DO UPDATE SET calls = calls + excluded.calls, input_elements = input_elements + excluded.input_elements",
+        input.day,
+        input.calls,
+        input.inputElements,
+      );
+    });
   }
 
   /** The key and its usage per UTC day within `[from, to]` (inclusive); `null` when the key does not exist. */

@@ -6,15 +6,16 @@
  * - `device:<device_id>` holds one device: its Ed25519 public key, the API key that registered it, its revocation, and the
  *   populations it checked in to. Every check-in reads it (recording the population first), so devices spread over as
  *   many instances as there are devices. Uploads do not read it: each population's RoundCoordinator holds the key from
- *   the check-in, and a revocation is pushed to every population recorded here, from an outbox retried by the alarm
- *   until each coordinator has answered. Recording the population before the coordinator learns the key closes the race
+ *   the check-in, and a revocation is pushed to every population recorded here, and the device's quota slot released
+ *   in its key's `owner:` instance, from outboxes written with the revocation and retried by the alarm until each has
+ *   answered (so a revocation never half-happens). Recording the population before the coordinator learns the key closes the race
  *   with a concurrent revocation: whichever comes second sees the other.
  * - `owner:<api_key_id>` holds the set of active devices of one API key and its device quota, so registration cannot
  *   overshoot the quota however many requests race.
  * Methods return plain data (`Result`), never throw domain errors across RPC; routes turn failures into `FedgeError`s.
  */
 import { DurableObject } from "cloudflare:workers";
-import { checkinSigningBytes, fromBase64Url } from "@fedge/protocol";
+import { checkinSigningBytes, devicePrivacySigningBytes, fromBase64Url } from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
 import { verifyEd25519 } from "../training/ed25519.ts";
 
@@ -55,6 +56,9 @@ export type CheckinDeviceResult =
   | { ok: true; device: DeviceRecord }
   | { ok: false; code: "device_not_found" | "bad_signature" | "device_revoked" | "too_many_populations" };
 
+export type PrivacyReaderResult =
+  { ok: true; device: DeviceRecord; populations: string[] } | { ok: false; code: "device_not_found" | "bad_signature" };
+
 export function deviceStub(env: Bindings, deviceId: string) {
   return env.DEVICES.getByName(`device:${deviceId}`);
 }
@@ -74,32 +78,52 @@ type DeviceRow = {
 
 export class DeviceRegistry extends DurableObject<Bindings> {
   private readonly sql: SqlStorage;
+  /**
+   * Whether the tables exist. They are created by the first legitimate write (a registration's `reserveSlot` and
+   * `createDevice`, an admin's quota), so an object addressed by an unknown device id or key id keeps no storage.
+   */
+  private hasTables: boolean;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    void ctx.blockConcurrencyWhile(async () => {
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS device (
-        device_id TEXT PRIMARY KEY, public_key TEXT NOT NULL, api_key_id TEXT NOT NULL, platform TEXT,
-        created_at INTEGER NOT NULL, revoked_at INTEGER)`);
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS slot (device_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL)`);
-      // Public key → device id, so a registration retried after a lost response gets the same device, not a second one.
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS owner_key (public_key TEXT PRIMARY KEY, device_id TEXT NOT NULL)`);
-      this.sql.exec(
-        `CREATE TABLE IF NOT EXISTS quota (id INTEGER PRIMARY KEY CHECK (id = 1), max_devices INTEGER NOT NULL)`,
-      );
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS population (model TEXT PRIMARY KEY)`);
-      // Populations a revocation has not reached yet.
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS revocation_outbox (model TEXT PRIMARY KEY, at INTEGER NOT NULL)`);
-    });
+    this.hasTables =
+      this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'device'").toArray().length > 0;
+    // Tables added since an object was created.
+    if (this.hasTables) this.createTables(true);
+  }
+
+  private createTables(upgrade = false): void {
+    if (this.hasTables && !upgrade) return;
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS device (
+      device_id TEXT PRIMARY KEY, public_key TEXT NOT NULL, api_key_id TEXT NOT NULL, platform TEXT,
+      created_at INTEGER NOT NULL, revoked_at INTEGER)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS slot (device_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL)`);
+    // Public key → device id, so a registration retried after a lost response gets the same device, not a second one.
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS owner_key (public_key TEXT PRIMARY KEY, device_id TEXT NOT NULL)`);
+    this.sql.exec(
+      `CREATE TABLE IF NOT EXISTS quota (id INTEGER PRIMARY KEY CHECK (id = 1), max_devices INTEGER NOT NULL)`,
+    );
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS population (model TEXT PRIMARY KEY)`);
+    // Populations a revocation has not reached yet.
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS revocation_outbox (model TEXT PRIMARY KEY, at INTEGER NOT NULL)`);
+    // The quota slot a revocation has not released yet (in the owner: instance of the device's API key).
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS slot_outbox (api_key_id TEXT PRIMARY KEY)`);
+    this.hasTables = true;
   }
 
   // ── device:<id> ────────────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Stores this instance's device; `false` when it already holds one (ids are random, so that means a collision). */
+  /**
+   * Stores this instance's device. Idempotent: the same device again (a retry after a lost answer) is `true`; `false`
+   * when it holds another one (ids are random, so that means a collision).
+   */
   async createDevice(record: Omit<DeviceRecord, "revoked_at">): Promise<boolean> {
-    const existing = this.sql.exec("SELECT 1 FROM device").toArray();
-    if (existing.length > 0) return false;
+    this.createTables();
+    const existing = this.sql
+      .exec<{ device_id: string; public_key: string }>("SELECT device_id, public_key FROM device")
+      .toArray()[0];
+    if (existing) return existing.device_id === record.device_id && existing.public_key === record.public_key;
     this.sql.exec(
       "INSERT INTO device (device_id, public_key, api_key_id, platform, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, NULL)",
       record.device_id,
@@ -112,6 +136,7 @@ export class DeviceRegistry extends DurableObject<Bindings> {
   }
 
   async getDevice(): Promise<DeviceRecord | null> {
+    if (!this.hasTables) return null;
     const row = this.sql.exec<DeviceRow>("SELECT * FROM device LIMIT 1").toArray()[0];
     return row ? { ...row } : null;
   }
@@ -140,8 +165,33 @@ export class DeviceRegistry extends DurableObject<Bindings> {
   }
 
   /**
-   * Revokes this device (idempotent: keeps the first revocation time) and pushes the revocation to every population it
-   * checked in to; `null` when there is no device. A push that fails stays in the outbox for the alarm to retry.
+   * Checks a signed read of the device's own privacy record (device of this API key, signature over
+   * `devicePrivacySigningBytes`; a revoked device may still read it) and answers the populations it checked in to.
+   */
+  async privacyReader(claim: Omit<CheckinClaim, "model">): Promise<PrivacyReaderResult> {
+    const device = await this.getDevice();
+    if (!device || device.api_key_id !== claim.apiKeyId) return { ok: false, code: "device_not_found" };
+    let signed: Uint8Array;
+    try {
+      signed = devicePrivacySigningBytes(device.device_id, claim.timestamp);
+    } catch {
+      return { ok: false, code: "bad_signature" };
+    }
+    const publicKey = fromBase64Url(device.public_key);
+    if (!(await verifyEd25519(publicKey, fromBase64Url(claim.signature), signed, device.public_key))) {
+      return { ok: false, code: "bad_signature" };
+    }
+    const populations = this.sql
+      .exec<{ model: string }>("SELECT model FROM population ORDER BY model")
+      .toArray()
+      .map((r) => r.model);
+    return { ok: true, device, populations };
+  }
+
+  /**
+   * Revokes this device (idempotent: keeps the first revocation time), pushes the revocation to every population it
+   * checked in to and releases its quota slot; `null` when there is no device. The revocation and its outbox are one
+   * transaction; a push or release that fails stays in the outbox for the alarm to retry.
    */
   async revokeDevice(now: number): Promise<DeviceRecord | null> {
     const before = await this.getDevice();
@@ -150,32 +200,52 @@ export class DeviceRegistry extends DurableObject<Bindings> {
       this.ctx.storage.transactionSync(() => {
         this.sql.exec("UPDATE device SET revoked_at = ? WHERE revoked_at IS NULL", now);
         this.sql.exec("INSERT OR IGNORE INTO revocation_outbox (model, at) SELECT model, ? FROM population", now);
+        this.sql.exec("INSERT OR IGNORE INTO slot_outbox (api_key_id) VALUES (?)", before.api_key_id);
       });
     }
     await this.deliverRevocations();
     return this.getDevice();
   }
 
-  /** Populations the revocation has not reached yet (empty once delivered everywhere). */
+  /**
+   * Populations the revocation has not reached yet (empty once delivered everywhere); `owner:<key id>` while the
+   * device's quota slot is not released yet.
+   */
   async pendingRevocations(): Promise<string[]> {
-    return this.sql
+    if (!this.hasTables) return [];
+    const models = this.sql
       .exec<{ model: string }>("SELECT model FROM revocation_outbox ORDER BY model")
       .toArray()
       .map((r) => r.model);
+    const slots = this.sql
+      .exec<{ api_key_id: string }>("SELECT api_key_id FROM slot_outbox")
+      .toArray()
+      .map((r) => `owner:${r.api_key_id}`);
+    return [...models, ...slots];
   }
 
   override async alarm(): Promise<void> {
     await this.deliverRevocations();
   }
 
+  /** Whether the revocation still has to reach a population or release the quota slot. */
+  private outboxEmpty(): boolean {
+    return (
+      this.sql.exec("SELECT 1 FROM revocation_outbox").toArray().length === 0 &&
+      this.sql.exec("SELECT 1 FROM slot_outbox").toArray().length === 0
+    );
+  }
+
   private async deliverRevocations(): Promise<void> {
+    if (!this.hasTables) return;
     const device = this.sql.exec<DeviceRow>("SELECT * FROM device LIMIT 1").toArray()[0];
     const pending = this.sql.exec<{ model: string; at: number }>("SELECT model, at FROM revocation_outbox").toArray();
-    if (!device || pending.length === 0) return;
+    const slots = this.sql.exec<{ api_key_id: string }>("SELECT api_key_id FROM slot_outbox").toArray();
+    if (!device || (pending.length === 0 && slots.length === 0)) return;
     // Armed first, so a crash mid-delivery is retried too.
     await this.ctx.storage.setAlarm(Date.now() + REVOCATION_RETRY_MS);
-    await Promise.all(
-      pending.map(async ({ model, at }) => {
+    await Promise.all([
+      ...pending.map(async ({ model, at }) => {
         try {
           await this.env.ROUNDS.getByName(model).revokeDevice(device.device_id, at);
           this.sql.exec("DELETE FROM revocation_outbox WHERE model = ?", model);
@@ -183,8 +253,16 @@ export class DeviceRegistry extends DurableObject<Bindings> {
           console.error(`revocation of ${device.device_id} not yet delivered to ${model}`, e);
         }
       }),
-    );
-    if (this.sql.exec("SELECT 1 FROM revocation_outbox").toArray().length === 0) await this.ctx.storage.deleteAlarm();
+      ...slots.map(async ({ api_key_id }) => {
+        try {
+          await this.env.DEVICES.getByName(`owner:${api_key_id}`).releaseSlot(device.device_id);
+          this.sql.exec("DELETE FROM slot_outbox WHERE api_key_id = ?", api_key_id);
+        } catch (e) {
+          console.error(`quota slot of revoked device ${device.device_id} not yet released`, e);
+        }
+      }),
+    ]);
+    if (this.outboxEmpty()) await this.ctx.storage.deleteAlarm();
   }
 
   // ── owner:<api key id> ─────────────────────────────────────────────────────────────────────────────────────────
@@ -195,6 +273,7 @@ export class DeviceRegistry extends DurableObject<Bindings> {
    * with `device_revoked` once an admin revoked it: a revoked key never comes back under a new id.
    */
   async reserveSlot(deviceId: string, publicKey: string, defaultMax: number, now: number): Promise<SlotResult> {
+    this.createTables();
     const known = this.sql
       .exec<{ device_id: string }>("SELECT device_id FROM owner_key WHERE public_key = ?", publicKey)
       .toArray()[0];
@@ -214,16 +293,19 @@ export class DeviceRegistry extends DurableObject<Bindings> {
 
   /** Frees the slot of a revoked device; the public key stays known (and refused). */
   async releaseSlot(deviceId: string): Promise<void> {
+    if (!this.hasTables) return;
     this.sql.exec("DELETE FROM slot WHERE device_id = ?", deviceId);
   }
 
   /** Undoes a reservation whose device was never created, forgetting its public key too. */
   async cancelReservation(deviceId: string): Promise<void> {
+    if (!this.hasTables) return;
     this.sql.exec("DELETE FROM slot WHERE device_id = ?", deviceId);
     this.sql.exec("DELETE FROM owner_key WHERE device_id = ?", deviceId);
   }
 
   async setQuota(max: number): Promise<{ max_devices: number; active_devices: number }> {
+    this.createTables();
     this.sql.exec(
       "INSERT INTO quota (id, max_devices) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET max_devices = ?",
       max,
@@ -237,11 +319,13 @@ export class DeviceRegistry extends DurableObject<Bindings> {
   }
 
   private maxDevices(defaultMax: number): number {
+    if (!this.hasTables) return defaultMax;
     const row = this.sql.exec<{ max_devices: number }>("SELECT max_devices FROM quota WHERE id = 1").toArray()[0];
     return row ? row.max_devices : defaultMax;
   }
 
   private activeCount(): number {
+    if (!this.hasTables) return 0;
     return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM slot").one().n;
   }
 }

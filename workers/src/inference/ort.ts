@@ -29,6 +29,28 @@ export const SESSION_OPTIONS = {
 } satisfies ort.InferenceSession.SessionOptions;
 
 let initialised = false;
+/** The wasm memory of onnxruntime (found in the instantiation's imports or exports), for memory measurements. */
+let ortMemory: WebAssembly.Memory | null = null;
+
+/** Bytes of onnxruntime's wasm heap (it only grows), or `null` before the first session. */
+export function ortHeapBytes(): number | null {
+  return ortMemory ? ortMemory.buffer.byteLength : null;
+}
+
+function findMemory(...objects: unknown[]): WebAssembly.Memory | null {
+  for (const o of objects) {
+    if (o instanceof WebAssembly.Memory) return o;
+    if (o && typeof o === "object") {
+      for (const v of Object.values(o as Record<string, unknown>)) {
+        if (v instanceof WebAssembly.Memory) return v;
+        if (v && typeof v === "object" && !(v instanceof WebAssembly.Module)) {
+          for (const w of Object.values(v as Record<string, unknown>)) if (w instanceof WebAssembly.Memory) return w;
+        }
+      }
+    }
+  }
+  return null;
+}
 let initialising: Promise<unknown> | null = null;
 
 function configure(): void {
@@ -44,7 +66,10 @@ async function withPrecompiledOrtWasm<T>(fn: () => Promise<T>): Promise<T> {
   const original = WebAssembly.instantiate;
   const patched = ((source: BufferSource | WebAssembly.Module, imports?: WebAssembly.Imports) => {
     if (source instanceof WebAssembly.Module) return original(source, imports);
-    return original(ortWasmModule, imports).then((instance) => ({ module: ortWasmModule, instance }));
+    return original(ortWasmModule, imports).then((instance) => {
+      ortMemory ??= findMemory(imports, instance.exports);
+      return { module: ortWasmModule, instance };
+    });
   }) as typeof WebAssembly.instantiate;
   WebAssembly.instantiate = patched;
   try {

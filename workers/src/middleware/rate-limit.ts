@@ -4,6 +4,9 @@
  * tokens and regains `perMinute / 60` tokens per second; each request takes one token. `takeTokens` takes several
  * at once (a lease for an isolate-local cache, see middleware/auth/key-cache.ts) and `returnTokens` gives unspent
  * ones back.
+ *
+ * Time only moves forward here: a state is stamped `max(its time, now)`, so a clock that steps back and then forward
+ * again never refills the same interval twice (the AccountLedger passes its own clock, not a caller's).
  */
 
 export interface BucketState {
@@ -17,11 +20,12 @@ export type TakeResult =
   | { allowed: true; state: BucketState; remaining: number; granted: number }
   | { allowed: false; state: BucketState; retryAfterSeconds: number; retryAfterMs: number };
 
-function refill(state: BucketState | null, now: number, perMinute: number): number {
+/** The bucket refilled up to `now`, stamped at `max(state's time, now)`. */
+function refill(state: BucketState | null, now: number, perMinute: number): BucketState {
   if (!(perMinute > 0)) throw new RangeError(`perMinute must be positive, got ${perMinute}`);
   const prev = state ?? { tokens: perMinute, updatedAt: now };
-  const elapsed = Math.max(0, now - prev.updatedAt);
-  return Math.min(perMinute, prev.tokens + (elapsed * perMinute) / 60_000);
+  const at = Math.max(prev.updatedAt, now);
+  return { tokens: Math.min(perMinute, prev.tokens + ((at - prev.updatedAt) * perMinute) / 60_000), updatedAt: at };
 }
 
 /**
@@ -30,16 +34,16 @@ function refill(state: BucketState | null, now: number, perMinute: number): numb
  */
 export function takeTokens(state: BucketState | null, now: number, perMinute: number, want: number): TakeResult {
   if (!(Number.isInteger(want) && want >= 1)) throw new RangeError(`want must be an integer ≥ 1, got ${want}`);
-  const tokens = refill(state, now, perMinute);
+  const { tokens, updatedAt } = refill(state, now, perMinute);
   if (tokens >= 1) {
     const granted = Math.min(want, Math.floor(tokens));
-    const next = { tokens: tokens - granted, updatedAt: now };
+    const next = { tokens: tokens - granted, updatedAt };
     return { allowed: true, state: next, remaining: Math.floor(next.tokens), granted };
   }
-  const retryAfterMs = Math.ceil(((1 - tokens) * 60_000) / perMinute);
+  const retryAfterMs = Math.ceil(((1 - tokens) * 60_000) / perMinute) + (updatedAt - now);
   return {
     allowed: false,
-    state: { tokens, updatedAt: now },
+    state: { tokens, updatedAt },
     retryAfterMs,
     retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)),
   };
@@ -53,7 +57,8 @@ export function takeToken(state: BucketState | null, now: number, perMinute: num
 /** Put `count` unspent tokens back (after refilling to `now`), never above the capacity. */
 export function returnTokens(state: BucketState | null, now: number, perMinute: number, count: number): BucketState {
   if (!(count >= 0)) throw new RangeError(`count must be ≥ 0, got ${count}`);
-  return { tokens: Math.min(perMinute, refill(state, now, perMinute) + count), updatedAt: now };
+  const refilled = refill(state, now, perMinute);
+  return { tokens: Math.min(perMinute, refilled.tokens + count), updatedAt: refilled.updatedAt };
 }
 
 /**

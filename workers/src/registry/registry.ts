@@ -7,15 +7,29 @@
  * - `models/<name>/versions/<v>/manifest.json` — the version's `ModelManifest`.
  *
  * Writers serialise on the index with R2 conditional puts (compare-and-swap on its etag; create-if-absent for a
- * new model), so two concurrent uploads or promotes can never lose each other's change: the loser gets 409.
+ * new model), so two concurrent uploads or promotes can never lose each other's change: the loser retries on the new
+ * index, or gets 409 when its change no longer applies (the version exists).
+ *
+ * A version's bytes are stored before the index lists it, so a crash (or a failed R2 call) in between leaves an
+ * orphan: bytes no index lists. An orphan is never served (readers go through the index) and is recovered by the next
+ * upload of that version: the same bytes are adopted as they are, different bytes replace it once it is older than
+ * `ORPHAN_GRACE_MS` (younger ones may belong to an upload still in flight: 409, retry later).
+ *
  * Readers keep a per-isolate copy of each index for `INDEX_CACHE_TTL_MS`, so a promote reaches every isolate within
- * that time (and the writing isolate at once).
+ * that time (and the writing isolate at once); the model list is kept as long. Both caches are bounded: the index
+ * cache is keyed by whatever name a caller sends, so it keeps at most `INDEX_CACHE_MAX` names (oldest dropped first).
  */
 import { FedgeError, ModelIndex, ModelManifest, type ModelSummary, type ModelVersionSummary } from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
 
-/** How long an isolate trusts its cached copy of a model index. */
+/** How long an isolate trusts its cached copy of a model index (and of the model list). */
 export const INDEX_CACHE_TTL_MS = 1_000;
+/** Most model names whose index an isolate caches (names come from callers, so the cache must be bounded). */
+export const INDEX_CACHE_MAX = 256;
+/** Most manifests an isolate caches. */
+export const MANIFEST_CACHE_MAX = 1024;
+/** An orphaned version's bytes younger than this may belong to an upload in flight; older ones are replaced. */
+export const ORPHAN_GRACE_MS = 5 * 60_000;
 
 const indexKey = (name: string) => `models/${name}/index.json`;
 const versionPrefix = (name: string, version: number) => `models/${name}/versions/${version}`;
@@ -29,10 +43,24 @@ interface CachedIndex {
 }
 const indexCache = new Map<string, CachedIndex>();
 const manifestCache = new Map<string, ModelManifest>();
+let modelListCache: { names: string[]; at: number } | null = null;
 
-/** Forget cached indexes (tests; another isolate's write is picked up after the TTL). */
+/** Puts `key` last in a bounded insertion-ordered map, dropping the oldest entries past `max`. */
+function remember<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  while (map.size > max) map.delete(map.keys().next().value as K);
+}
+
+/** Forget cached indexes and the model list (tests; another isolate's write is picked up after the TTL). */
 export function clearRegistryCache(): void {
   indexCache.clear();
+  modelListCache = null;
+}
+
+/** How many entries the isolate's registry caches hold (tests). */
+export function registryCacheSizes(): { indexes: number; manifests: number } {
+  return { indexes: indexCache.size, manifests: manifestCache.size };
 }
 
 /** The model's index and its R2 etag, read fresh from R2. */
@@ -52,7 +80,7 @@ export async function readIndex(env: Bindings, name: string): Promise<ModelIndex
   const now = Date.now();
   if (hit && now - hit.at < INDEX_CACHE_TTL_MS) return hit.index;
   const fresh = await readIndexFresh(env, name);
-  indexCache.set(name, { ...fresh, at: now });
+  remember(indexCache, name, { ...fresh, at: now }, INDEX_CACHE_MAX);
   return fresh.index;
 }
 
@@ -78,12 +106,14 @@ export async function readManifest(env: Bindings, name: string, version: number)
   const obj = await env.MODELS.get(key);
   if (!obj) return null;
   const manifest = ModelManifest.parse(await obj.json());
-  manifestCache.set(key, manifest);
+  remember(manifestCache, key, manifest, MANIFEST_CACHE_MAX);
   return manifest;
 }
 
-/** Summaries of every model, by name. */
-export async function listModels(env: Bindings): Promise<ModelSummary[]> {
+/** Every model name (an R2 listing, cached per isolate for `INDEX_CACHE_TTL_MS`). */
+async function modelNames(env: Bindings): Promise<string[]> {
+  const now = Date.now();
+  if (modelListCache && now - modelListCache.at < INDEX_CACHE_TTL_MS) return modelListCache.names;
   const names: string[] = [];
   let cursor: string | undefined;
   do {
@@ -91,7 +121,15 @@ export async function listModels(env: Bindings): Promise<ModelSummary[]> {
     for (const p of page.delimitedPrefixes) names.push(p.slice("models/".length, -1));
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);
-  const indexes = await Promise.all(names.sort().map((n) => readIndex(env, n)));
+  names.sort();
+  modelListCache = { names, at: now };
+  return names;
+}
+
+/** Summaries of every model, by name. */
+export async function listModels(env: Bindings): Promise<ModelSummary[]> {
+  const names = await modelNames(env);
+  const indexes = await Promise.all(names.map((n) => readIndex(env, n)));
   return indexes
     .filter((i): i is ModelIndex => i !== null)
     .map((i) => ({
@@ -114,7 +152,9 @@ async function writeIndex(env: Bindings, index: ModelIndex, etag: string | null)
     httpMetadata: { contentType: "application/json" },
   });
   if (!put) return false;
-  indexCache.set(index.name, { index, etag: put.etag, at: Date.now() });
+  remember(indexCache, index.name, { index, etag: put.etag, at: Date.now() }, INDEX_CACHE_MAX);
+  // A new model shows in this isolate's list at once.
+  if (etag === null) modelListCache = null;
   return true;
 }
 
@@ -122,9 +162,35 @@ function conflict(name: string): FedgeError {
   return new FedgeError("conflict", 409, `model ${name} was changed concurrently; retry`);
 }
 
+/** How many times an index write is retried on a newer index before the writer gives up with 409. */
+const INDEX_WRITE_TRIES = 3;
+
+/**
+ * Stores a version's ONNX bytes unless the object exists. An existing object no index lists is an orphan of an earlier
+ * upload that never reached the index: the same bytes are adopted, other bytes replace it once it is older than
+ * `ORPHAN_GRACE_MS`. Returns false when the object belongs to an upload that may still be in flight.
+ */
+async function storeOnnx(env: Bindings, manifest: ModelManifest, bytes: Uint8Array, now: number): Promise<boolean> {
+  const key = onnxKey(manifest.name, manifest.version);
+  const put = () =>
+    env.MODELS.put(key, bytes, {
+      onlyIf: new Headers({ "if-none-match": "*" }),
+      httpMetadata: { contentType: "application/octet-stream" },
+      customMetadata: { sha256: manifest.sha256 },
+      sha256: manifest.sha256,
+    });
+  if (await put()) return true;
+  const existing = await env.MODELS.head(key);
+  if (!existing) return (await put()) !== null;
+  if (existing.customMetadata?.sha256 === manifest.sha256) return true;
+  if (now - existing.uploaded.getTime() < ORPHAN_GRACE_MS) return false;
+  await env.MODELS.delete(key);
+  return (await put()) !== null;
+}
+
 /**
  * Store a new, already validated version. The first version of a model (or `promote`) becomes the serving one.
- * 409 `conflict` when the version exists or another writer raced us.
+ * 409 `conflict` when the version exists, or when its bytes are held by another upload still in flight.
  */
 export async function putVersion(
   env: Bindings,
@@ -132,24 +198,20 @@ export async function putVersion(
   bytes: Uint8Array,
   options: { promote?: boolean; now: number },
 ): Promise<ModelIndex> {
-  const { index: current, etag } = await readIndexFresh(env, manifest.name);
-  if (current?.versions.some((v) => v.version === manifest.version)) {
-    throw new FedgeError(
+  const exists = () =>
+    new FedgeError(
       "conflict",
       409,
       `model ${manifest.name} already has version ${manifest.version}; versions are immutable`,
     );
-  }
-  const onnx = await env.MODELS.put(onnxKey(manifest.name, manifest.version), bytes, {
-    onlyIf: new Headers({ "if-none-match": "*" }),
-    httpMetadata: { contentType: "application/octet-stream" },
-    customMetadata: { sha256: manifest.sha256 },
-    sha256: manifest.sha256,
-  });
-  if (!onnx) throw conflict(manifest.name);
+  let { index: current, etag } = await readIndexFresh(env, manifest.name);
+  if (current?.versions.some((v) => v.version === manifest.version)) throw exists();
+  if (!(await storeOnnx(env, manifest, bytes, options.now))) throw conflict(manifest.name);
+  // Written before the index lists the version, and overwritten by a retry: a manifest is never listed without bytes.
   await env.MODELS.put(manifestKey(manifest.name, manifest.version), JSON.stringify(manifest), {
     httpMetadata: { contentType: "application/json" },
   });
+  manifestCache.delete(manifestKey(manifest.name, manifest.version));
   const summary: ModelVersionSummary = {
     version: manifest.version,
     sha256: manifest.sha256,
@@ -157,32 +219,38 @@ export async function putVersion(
     created_at: manifest.created_at,
     quantization: manifest.quantization,
   };
-  const base: ModelIndex = current ?? {
-    name: manifest.name,
-    serving_version: null,
-    serving_history: [],
-    versions: [],
-    updated_at: new Date(options.now).toISOString(),
-  };
-  const serve = options.promote || base.serving_version === null;
-  const next: ModelIndex = {
-    ...base,
-    versions: [...base.versions, summary].sort((a, b) => a.version - b.version),
-    ...(serve && base.serving_version !== manifest.version
-      ? {
-          serving_version: manifest.version,
-          serving_history:
-            base.serving_version === null ? base.serving_history : [...base.serving_history, base.serving_version],
-        }
-      : {}),
-    updated_at: new Date(options.now).toISOString(),
-  };
-  if (!(await writeIndex(env, next, etag))) {
-    // Leave no orphan bytes behind: the version was never listed.
-    await env.MODELS.delete([onnxKey(manifest.name, manifest.version), manifestKey(manifest.name, manifest.version)]);
-    throw conflict(manifest.name);
+  for (let attempt = 1; ; attempt++) {
+    const base: ModelIndex = current ?? {
+      name: manifest.name,
+      serving_version: null,
+      serving_history: [],
+      versions: [],
+      updated_at: new Date(options.now).toISOString(),
+    };
+    const serve = options.promote || base.serving_version === null;
+    const next: ModelIndex = {
+      ...base,
+      versions: [...base.versions, summary].sort((a, b) => a.version - b.version),
+      ...(serve && base.serving_version !== manifest.version
+        ? {
+            serving_version: manifest.version,
+            serving_history:
+              base.serving_version === null ? base.serving_history : [...base.serving_history, base.serving_version],
+          }
+        : {}),
+      updated_at: new Date(options.now).toISOString(),
+    };
+    if (await writeIndex(env, next, etag)) return next;
+    // Another writer changed the index first (a promote, another version): apply ours to theirs. The bytes stay where
+    // they are (an orphan at worst, which the next upload of this version recovers).
+    ({ index: current, etag } = await readIndexFresh(env, manifest.name));
+    const listed = current?.versions.find((v) => v.version === manifest.version);
+    if (listed) {
+      if (listed.sha256 === manifest.sha256) return current!;
+      throw exists();
+    }
+    if (attempt >= INDEX_WRITE_TRIES) throw conflict(manifest.name);
   }
-  return next;
 }
 
 /** Point serving at `version` (must exist); the previous serving version goes onto the history. */

@@ -4,7 +4,7 @@
  * register or remove an aggregator Ed25519 public key. Keys live in KV, so a removal propagates within a minute.
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { AggregatorKeyInfo, Base64Url, FedgeError, fromBase64Url } from "@fedge/protocol";
+import { AggregatorKeyInfo, Base64Url, FedgeError, canonicalKey32 } from "@fedge/protocol";
 import type { MiddlewareHandler } from "hono";
 import { adminAuth } from "../middleware/auth/index.ts";
 import { aggregatorKeyKvKey } from "../middleware/aggregator-signature.ts";
@@ -14,8 +14,11 @@ import type { AppEnv } from "../env.ts";
 const security = [{ adminToken: [] }];
 const AggregatorKeyParam = z.object({ public_key: Base64Url.length(43) });
 
-/** After `adminAuth()`: an aggregator's signature is an admin credential, but not for managing aggregator keys. */
-const requireAdminToken: MiddlewareHandler<AppEnv> = async (c, next) => {
+/**
+ * After `adminAuth()`: an aggregator's signature is an admin credential, but not for managing aggregator keys (nor for
+ * anything else that governs the aggregator itself, such as a population's privacy budget).
+ */
+export const requireAdminToken: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.get("admin").via !== "token") {
     throw new FedgeError("forbidden", 403, "only the admin token manages aggregator keys");
   }
@@ -47,16 +50,15 @@ router.use("/v1/admin/aggregator-keys/*", adminAuth(), requireAdminToken);
 
 export const adminAggregatorKeys = router
   .openapi(putAggregatorKey, async (c) => {
-    const { public_key } = c.req.valid("param");
-    if (fromBase64Url(public_key).length !== 32) {
-      throw new FedgeError("validation_failed", 400, "public_key: must be 32 bytes");
-    }
+    const public_key = canonicalKey32(c.req.valid("param").public_key);
+    if (public_key === null) throw new FedgeError("validation_failed", 400, "public_key: must be 32 bytes");
     const created_at = new Date().toISOString();
     await c.env.REGISTRY.put(aggregatorKeyKvKey(public_key), JSON.stringify({ created_at }));
     return c.json({ public_key, created_at }, 201);
   })
   .openapi(deleteAggregatorKey, async (c) => {
-    const { public_key } = c.req.valid("param");
+    const public_key = canonicalKey32(c.req.valid("param").public_key);
+    if (public_key === null) throw new FedgeError("validation_failed", 400, "public_key: must be 32 bytes");
     await c.env.REGISTRY.delete(aggregatorKeyKvKey(public_key));
     return c.body(null, 204);
   });

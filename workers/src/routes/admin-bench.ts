@@ -1,9 +1,13 @@
 /**
  * @module
  * Benchmark routes, admin only:
- * - `POST /v1/admin/bench/models/{name}/infer?n=N&version=V`: runs N single-example inferences on a fixed input in one
- *   request and returns the count. Benchmarks time it from the client (inside a request `performance.now()` does not
- *   advance without I/O) and subtract the same request with `n=0`, leaving the compute per inference.
+ * - `POST /v1/admin/bench/models/{name}/infer?n=N&version=V&path=v1|tensors`: runs N single-example inferences on a
+ *   fixed input in one request and returns the count. Benchmarks time it from the client (inside a request
+ *   `performance.now()` does not advance without I/O) and subtract the same request with `n=0`, leaving the compute
+ *   per inference. `path=v1` (the default for models v1 `/predict` serves) runs the v1 fast path (`runBatch`, one
+ *   float32 input); `path=tensors` (the default otherwise) runs named tensors as `/v2` infer does (`runTensors`) on
+ *   `benchInputs` (@fedge/protocol: dynamic dims 1 on the first axis and 16 elsewhere, fixed values), which
+ *   benchmarks feed onnxruntime-node too.
  * - `POST /v1/admin/bench/rounds/{model}/checkins?n=N&prefix=P&rpc=checkin|batch|read`: N first check-ins of devices
  *   `P0 … P(N−1)` into the population's collecting round (it writes them: use a bench population). `rpc=checkin`: one
  *   `RoundCoordinator.checkin` RPC after the other (a CSPRNG coin and a SQLite transaction each, each request committed
@@ -13,14 +17,14 @@
  *   (docs/SCALE.md sizes coordinator shards with it).
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { FedgeError, ModelName, ModelVersion } from "@fedge/protocol";
+import { benchInputs, FedgeError, ModelName, ModelVersion } from "@fedge/protocol";
 import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
 import { unwrap } from "../training/index.ts";
 import { adminAuth } from "../middleware/auth/index.ts";
 import { createRouter, errorResponses } from "../middleware/validation/index.ts";
-import { readManifest, readOnnxBytes, requireIndex, requireVersion, servableShape } from "../registry/index.ts";
-import { runBatch, sessions } from "../inference/index.ts";
-import { sessionKey } from "./predict/index.ts";
+import { servableShape } from "../registry/index.ts";
+import { runBatch, runTensors } from "../inference/index.ts";
+import { modelSignatures, resolveVersion, servedSession } from "../inference/served-model.ts";
 
 /** Most inferences one bench request may run. */
 export const MAX_BENCH_INFERENCES = 20_000;
@@ -37,6 +41,7 @@ const route = createRoute({
     query: z.object({
       n: z.coerce.number().int().min(0).max(MAX_BENCH_INFERENCES),
       version: z.coerce.number().pipe(ModelVersion).optional(),
+      path: z.enum(["v1", "tensors"]).optional(),
     }),
   },
   responses: {
@@ -48,24 +53,36 @@ const route = createRoute({
   },
 });
 
+function v1Shape(manifest: Parameters<typeof servableShape>[0]): ReturnType<typeof servableShape> | null {
+  try {
+    return servableShape(manifest);
+  } catch {
+    return null;
+  }
+}
+
 export const adminBench = createRouter().openapi(route, async (c) => {
   const { name } = c.req.valid("param");
-  const { n, version: pinned } = c.req.valid("query");
-  const index = await requireIndex(c.env, name);
-  const version = pinned ?? index.serving_version;
-  if (version === null) throw new FedgeError("version_not_found", 404, `model ${name} has no serving version`);
-  const summary = requireVersion(index, version);
-  const manifest = await readManifest(c.env, name, version);
-  if (!manifest) throw new FedgeError("version_not_found", 404, `model ${name} has no version ${version}`);
-  const { featureShape, features } = servableShape(manifest);
-  const model = await sessions.get(sessionKey(name, version, summary.sha256), () =>
-    readOnnxBytes(c.env, name, version),
-  );
-  const input = new Float32Array(features).fill(0.5);
+  const { n, version, path } = c.req.valid("query");
+  const served = await resolveVersion(c.env, name, version);
+  const model = await servedSession(c.env, served);
+  const v1 = v1Shape(served.manifest);
   let checksum = 0;
-  for (let i = 0; i < n; i++) {
-    const out = await runBatch(model, input, [1, ...featureShape]);
-    checksum += out.data[0]!;
+  if ((path ?? (v1 ? "v1" : "tensors")) === "v1") {
+    if (!v1) throw new FedgeError("invalid_model", 400, `model ${name} has no v1 /predict path`);
+    const input = new Float32Array(v1.features).fill(0.5);
+    for (let i = 0; i < n; i++) {
+      const out = await runBatch(model, input, [1, ...v1.featureShape]);
+      checksum += out.data[0]!;
+    }
+  } else {
+    const { inputs, outputs } = modelSignatures(model, served.manifest);
+    const feeds = benchInputs(inputs);
+    const first = outputs[0]!.name;
+    for (let i = 0; i < n; i++) {
+      const out = await runTensors(model, feeds, [first]);
+      checksum += Number(out[first]!.data[0]);
+    }
   }
   return c.json({ runs: n, checksum }, 200);
 });
@@ -79,7 +96,8 @@ const checkinsRoute = createRoute({
   method: "post",
   path: "/v1/admin/bench/rounds/{model}/checkins",
   tags: ["admin"],
-  summary: "Benchmark: N first check-ins (or N read-only RPCs) against the population's coordinator, timed in workerd",
+  summary:
+    "Benchmark: N first check-ins (or N read-only RPCs) against the population's coordinator, timed inside the edge runtime",
   security: [{ adminToken: [] }],
   middleware: [adminAuth()] as const,
   request: {
@@ -92,7 +110,7 @@ const checkinsRoute = createRoute({
   },
   responses: {
     200: {
-      description: "RPCs run and the wall time they took inside workerd",
+      description: "RPCs run and the wall time they took inside the edge runtime",
       content: {
         "application/json": {
           schema: z.object({ runs: z.number().int(), selected: z.number().int(), elapsed_ms: z.number() }),

@@ -1,16 +1,22 @@
 /**
  * @module
- * Admin endpoints for devices, for the aggregator (its Ed25519 request signature) or an operator (admin token):
+ * Admin endpoints for devices, for an operator (admin token only: the aggregator's signature is refused here):
  * read a device, revoke it (effective on its next check-in or upload), and read or set an API key's device quota.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { ApiKeyId, DeviceId, DeviceInfo, DeviceQuota, DeviceQuotaStatus, FedgeError } from "@fedge/protocol";
 import { adminAuth } from "../middleware/auth/index.ts";
-import { ADMIN_AUTH_ERRORS, createRouter, errorResponses, jsonResponse } from "../middleware/validation/index.ts";
+import {
+  ADMIN_AUTH_ERRORS,
+  createRouter,
+  errorResponses,
+  jsonResponse,
+  readBody,
+} from "../middleware/validation/index.ts";
 import { deviceStub, ownerStub, type DeviceRecord } from "../durable-objects/device-registry.ts";
 import { defaultDeviceQuota } from "./devices.ts";
 
-const security: Record<string, string[]>[] = [{ adminToken: [] }, { aggregatorSignature: [] }];
+const security: Record<string, string[]>[] = [{ adminToken: [] }];
 const DeviceParam = z.object({ id: DeviceId });
 const KeyParam = z.object({ key_id: ApiKeyId });
 
@@ -57,6 +63,7 @@ const putQuota = createRoute({
   tags: ["training-admin"],
   summary: "Set how many active devices an API key may register",
   security,
+  middleware: [readBody({ types: ["application/json"] })] as const,
   request: {
     params: KeyParam,
     body: { required: true, content: { "application/json": { schema: DeviceQuota } } },
@@ -87,9 +94,10 @@ export const adminDevices = router
   })
   .openapi(revokeDevice, async (c) => {
     const { id } = c.req.valid("param");
+    // One call: the device's registry records the revocation together with what it still owes (the populations to
+    // tell, the quota slot to release) and delivers that itself, retrying from its alarm.
     const device = await deviceStub(c.env, id).revokeDevice(Date.now());
     if (!device) throw new FedgeError("device_not_found", 404, `no device ${id}`);
-    await ownerStub(c.env, device.api_key_id).releaseSlot(id);
     return c.json(deviceInfo(device), 200);
   })
   .openapi(putQuota, async (c) => {

@@ -34,7 +34,7 @@ const createKey = createRoute({
   tags: ["admin"],
   summary: "Create an API key (the secret is shown once; the edge stores its SHA-256)",
   security,
-  middleware: [adminAuth(), readBody({ types: ["application/json"], maxBytes: 64 * 1024 })] as const,
+  middleware: [adminAuth(), readBody({ types: ["application/json"] })] as const,
   request: { body: { required: true, content: { "application/json": { schema: CreateApiKeyRequest } } } },
   responses: {
     201: { description: "The new key", content: { "application/json": { schema: CreatedApiKey } } },
@@ -81,6 +81,7 @@ export const adminKeys = createRouter()
       name: body.name,
       hash: await hashApiKey(key),
       rateLimitPerMinute: body.rate_limit_per_minute ?? DEFAULT_RATE_LIMIT_PER_MINUTE,
+      ...(body.tenant !== undefined ? { tenant: body.tenant } : {}),
       now: Date.now(),
     });
     if (!info) throw new FedgeError("conflict", 409, "key id collision; retry");

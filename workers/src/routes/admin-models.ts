@@ -2,8 +2,9 @@
  * @module
  * Admin registry writes: upload a new version (multipart: `model` = ONNX file, `manifest` = JSON, optional
  * `promote` = "true"), promote a version to serving, roll back to the previous serving version.
- * An upload is validated in full before anything is stored (see `registry/validate.ts`), including that
- * onnxruntime-web loads it; that session is then already cached for `/predict`.
+ * The multipart body is read as a stream (`registry/multipart.ts`: one copy of the model in memory, 413 as soon as
+ * it passes the cap), or from the bytes the aggregator's signature check already read and hashed. An upload is validated in full before anything is stored (see `registry/validate.ts`),
+ * including that onnxruntime-web loads it; that session is then already cached for inference.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
@@ -15,18 +16,23 @@ import {
   RegistryChange,
 } from "@fedge/protocol";
 import { adminAuth } from "../middleware/auth/index.ts";
+import { isTrustedAggregatorKey } from "../middleware/aggregator-signature.ts";
 import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
+import { MAX_MODEL_UPLOAD_BYTES, cachedBody } from "../middleware/body-limit.ts";
 import { promote, putVersion, readManifest, rollback, validateUpload } from "../registry/index.ts";
+import { readMultipart } from "../registry/multipart.ts";
 import { sessions } from "../inference/index.ts";
-import { sessionKey } from "./predict/index.ts";
+import { sessionKey } from "../inference/served-model.ts";
 
 const NameParam = z.object({ name: ModelName });
 const security = [{ adminToken: [] }];
+/** Publishing (upload, promote) also takes the aggregator's request signature; rollback takes the admin token only. */
+const publishSecurity: Record<string, string[]>[] = [{ adminToken: [] }, { aggregatorSignature: [] }];
 
 const UploadForm = z.object({
   model: z
     .custom<File>((v) => v instanceof File, "expected an ONNX file part")
-    .openapi({ type: "string", format: "binary", description: "The ONNX bytes" }),
+    .openapi({ type: "string", format: "binary", description: `The ONNX bytes (at most ${MAX_MODEL_BYTES} bytes)` }),
   manifest: z.string().openapi({ description: "ModelUploadManifest as JSON" }),
   promote: z.enum(["true", "false"]).optional().openapi({ description: "Serve this version right away" }),
 });
@@ -36,10 +42,14 @@ const upload = createRoute({
   path: "/v1/admin/models/{name}/versions",
   tags: ["admin"],
   summary: "Upload a new model version (validated; the first version of a model serves at once)",
-  security,
+  description:
+    "Any ONNX model onnxruntime-web runs: several inputs and outputs, N-D shapes with fixed, symbolic or unknown " +
+    "dimensions, float32/float16/int64/int32/int8/uint8/bool tensors, opsets 7–26, weights inside the file (no " +
+    "external data). The body is read as a stream.",
+  security: publishSecurity,
   middleware: [
-    adminAuth(),
-    readBody({ types: ["multipart/form-data"], maxBytes: MAX_MODEL_BYTES + 256 * 1024 }),
+    adminAuth({ aggregator: true }),
+    readBody({ types: ["multipart/form-data"], maxBytes: MAX_MODEL_UPLOAD_BYTES, streamed: true }),
   ] as const,
   request: {
     params: NameParam,
@@ -56,8 +66,8 @@ const serving = createRoute({
   path: "/v1/admin/models/{name}/serving",
   tags: ["admin"],
   summary: "Promote a version to serving",
-  security,
-  middleware: [adminAuth(), readBody({ types: ["application/json"], maxBytes: 64 * 1024 })] as const,
+  security: publishSecurity,
+  middleware: [adminAuth({ aggregator: true }), readBody({ types: ["application/json"] })] as const,
   request: {
     params: NameParam,
     body: { required: true, content: { "application/json": { schema: PromoteRequest } } },
@@ -101,21 +111,39 @@ function parseManifestField(text: string): ModelUploadManifest {
   return parsed.data;
 }
 
-export const adminModels = createRouter()
-  .openapi(upload, async (c) => {
+/** What runs: the documented route minus its body schema (the streaming reader takes the body, not the validator). */
+const { middleware: _middleware, ...documentedUpload } = upload;
+const runtimeUpload = { ...upload, request: { params: upload.request.params }, hide: true };
+
+export const adminModels = createRouter();
+adminModels.openAPIRegistry.registerPath(documentedUpload);
+adminModels
+  .openapi(runtimeUpload, async (c) => {
     const { name } = c.req.valid("param");
-    const form = c.req.valid("form");
-    const uploadManifest = parseManifestField(form.manifest);
-    const file = form.model as File;
-    if (file.size > MAX_MODEL_BYTES) {
-      throw new FedgeError("payload_too_large", 413, `model is ${file.size} bytes; the cap is ${MAX_MODEL_BYTES}`);
+    const length = Number(c.req.header("content-length") ?? "NaN");
+    const form = await readMultipart(
+      (await cachedBody(c)) ?? c.req.raw.body,
+      c.req.header("content-type"),
+      { maxFileBytes: MAX_MODEL_BYTES, maxParts: 8, maxBodyBytes: MAX_MODEL_UPLOAD_BYTES },
+      Number.isFinite(length) ? length : undefined,
+    );
+    const manifestText = form.fields.get("manifest");
+    const file = form.files.get("model");
+    if (!file) throw new FedgeError("validation_failed", 400, "model: expected an ONNX file part");
+    if (manifestText === undefined) throw new FedgeError("validation_failed", 400, "manifest: required");
+    const promoteField = form.fields.get("promote");
+    if (promoteField !== undefined && promoteField !== "true" && promoteField !== "false") {
+      throw new FedgeError("validation_failed", 400, 'promote: expected "true" or "false"');
     }
-    const bytes = new Uint8Array(await file.arrayBuffer());
+    const uploadManifest = parseManifestField(manifestText);
+    const bytes = file.bytes;
     const now = Date.now();
-    const manifest = await validateUpload(name, uploadManifest, bytes, now);
+    const manifest = await validateUpload(name, uploadManifest, bytes, now, {
+      isTrustedSigner: (key) => isTrustedAggregatorKey(c.env, key),
+    });
     // onnxruntime must load it (400 invalid_model otherwise); the session stays cached for /predict.
     await sessions.get(sessionKey(name, manifest.version, manifest.sha256), async () => bytes);
-    const model = await putVersion(c.env, manifest, bytes, { promote: form.promote === "true", now });
+    const model = await putVersion(c.env, manifest, bytes, { promote: promoteField === "true", now });
     return c.json({ model, manifest }, 201);
   })
   .openapi(serving, async (c) => {

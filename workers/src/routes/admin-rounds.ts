@@ -32,6 +32,7 @@ import {
   createRouter,
   errorResponses,
   jsonResponse as json,
+  readBody,
 } from "../middleware/validation/index.ts";
 import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
 import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
@@ -58,12 +59,22 @@ const openRound = createRoute({
   method: "post",
   path: "/v1/admin/rounds",
   tags: ["training-admin"],
-  summary: "Open the population's next round with its task parameters",
+  summary: "Open the population's next round with its task parameters, charged to the population's privacy budget",
+  description:
+    "A DP round (privacy mode central, local or distributed) carries its `mechanism` (noise multiplier z, clip rule, " +
+    "σ_b) and is charged (q, z, σ_b, mode, clip rule) in the same transaction that opens it; a charge that would pass " +
+    "the budget is refused with 409 `budget_exceeded` and changes nothing. Charges are never taken back. DP rounds " +
+    "take no `max_reports` and `min_reports` is 1.",
   security,
+  middleware: [readBody({ types: ["application/json"] })] as const,
   request: { body: { required: true, content: { "application/json": { schema: OpenRoundRequest } } } },
   responses: {
     201: json(RoundStatus, "The new round"),
-    ...errorResponses(ADMIN_AUTH_ERRORS, { 409: "Another round of this population is still collecting" }),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      409:
+        "Another round of this population is still collecting or the population belongs to another tenant (`conflict`), or the charge would pass the population's privacy budget, " +
+        "it has none, or a round in mode none would spend an unbounded ε (`budget_exceeded`)",
+    }),
   },
 });
 
@@ -151,6 +162,7 @@ const markAggregated = createRoute({
   tags: ["training-admin"],
   summary: "Mark a closed round aggregated (idempotent)",
   security,
+  middleware: [readBody({ types: ["application/json"], optional: true })] as const,
   request: {
     params: RoundParam,
     body: { required: false, content: { "application/json": { schema: MarkAggregatedRequest } } },
@@ -170,6 +182,7 @@ const publishRound = createRoute({
   tags: ["training-admin"],
   summary: "Link the model version this round produced (marks it aggregated)",
   security,
+  middleware: [readBody({ types: ["application/json"] })] as const,
   request: {
     params: RoundParam,
     body: { required: true, content: { "application/json": { schema: PublishRoundRequest } } },
@@ -220,15 +233,17 @@ function updateFrames(env: Bindings, roundId: string, items: AcceptedUpdate[]): 
 }
 
 const router = createRouter();
-router.use("/v1/admin/rounds/*", adminAuth());
+router.use("/v1/admin/rounds/*", adminAuth({ aggregator: true }));
 
 export const adminRounds = router
   .openapi(openRound, async (c) => {
     const body = c.req.valid("json");
     const now = Date.now();
     const deadline = body.deadline !== undefined ? Date.parse(body.deadline) : now + body.duration_s! * 1000;
-    const { model, deadline: _d, duration_s: _s, ...params } = body;
-    const opened = unwrap(await roundsStub(c.env, model).openRound({ model, params, deadline, now }));
+    const { model, tenant, deadline: _d, duration_s: _s, ...params } = body;
+    const opened = unwrap(
+      await roundsStub(c.env, model).openRound({ model, params, deadline, now, ...(tenant ? { tenant } : {}) }),
+    );
     return c.json(opened.status, 201);
   })
   .openapi(listRounds, async (c) => {

@@ -3,16 +3,20 @@
  * The device side of a round:
  * - `POST /v1/rounds/checkin` (API key + Ed25519 signature by the device key over `checkinSigningBytes` + fresh timestamp):
  *   the population's RoundCoordinator answers with the device's recorded Poisson coin, and a selected device gets the task
- *   with its single-use nonce.
- * - `POST /v1/rounds/:id/updates` (`application/vnd.fedge.update`): the signed update itself authenticates the device (its
- *   registered key, the nonce issued to it for this round), so no API key is needed. Checks, in order: round exists
- *   (before reading the body, which is then capped at the largest encoding of the round's update; a round's parameters are
- *   immutable, so an isolate caches them), codec (version 3 only: a retired version is a 400 naming it), round id in the
- *   body, signature (over the SHA-256 digest of the header and payload) under the key the device checked in
- *   with (held by the coordinator; a device unknown there is looked up in its registry), device not revoked,
- *   dtype/shape/finite/L2 norm against the task, nonce unused and issued to this device for this round; then the payload
- *   goes to its UpdateStore shard (key names round, device and content hash) and the coordinator commits it.
- *   Every rejection happens before the store write, except a commit lost to a race, whose payload is removed again.
+ *   with its single-use nonce. In a DP round every answer (selected or not) carries a receipt signed with the edge key
+ *   (`training/edge-key.ts`): the device accounts its own privacy loss from these.
+ * - `POST /v1/rounds/:id/updates` (`application/vnd.fedge.update`, API key): the signed update authenticates the device
+ *   (its registered key, the nonce issued to it for this round), and the API key the SDK already holds authenticates
+ *   the caller, so an anonymous client never reaches a Durable Object. Checks, in order, the first ones without any
+ *   Durable Object call: media type, round id shape, declared length (≤ 16 MiB), the client address's upload budget
+ *   (ip-rate-limit.ts), the API key and its rate limit; then round exists (before reading the body, which is then
+ *   capped at the largest encoding of the round's update; a round's parameters are immutable, so an isolate caches
+ *   them), codec (version 3 only: a retired version is a 400 naming it), round id in the body, signature (over the
+ *   SHA-256 digest of the header and payload) under the key the device checked in with (held by the coordinator; a
+ *   device unknown there is looked up in its registry), device not revoked, dtype/shape/finite/L2 norm against the
+ *   task, nonce unused and issued to this device for this round; then the payload goes to its UpdateStore shard (key
+ *   names round, device and content hash) and the coordinator commits it. Every rejection happens before the store
+ *   write, except a commit lost to a race, whose payload is removed again.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
@@ -27,7 +31,11 @@ import {
   toBase64Url,
 } from "@fedge/protocol";
 import { UPDATE_MEDIA_TYPE, decodeUpdate, updateDigest, updateSigningMessage } from "@fedge/protocol";
-import { createRouter, errorResponses } from "../middleware/validation/index.ts";
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../env.ts";
+import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
+import { readCapped } from "../middleware/body-limit.ts";
+import { uploadIpLimit } from "../middleware/ip-rate-limit.ts";
 import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../middleware/auth/index.ts";
 import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../durable-objects/device-registry.ts";
 import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
@@ -35,7 +43,7 @@ import { updateStorageKey, updateStoreFor } from "../durable-objects/update-stor
 import {
   checkUpdateAgainstTask,
   maxEncodedUpdateBytes,
-  readBodyCapped,
+  signedReceipt,
   unwrap,
   verifyEd25519,
   type UpdateLimits,
@@ -47,28 +55,41 @@ const checkin = createRoute({
   tags: ["training"],
   summary: "Check in for the population's current round (Poisson-sampled once per device per round)",
   security: [{ apiKey: [] }],
-  middleware: [apiKeyAuth()] as const,
+  middleware: [apiKeyAuth(), readBody({ types: ["application/json"] })] as const,
   request: { body: { required: true, content: { "application/json": { schema: CheckinRequest } } } },
   responses: {
     200: {
-      description: "Selected (with the task) or not",
+      description: "Selected (with the task) or not; in a DP round with the edge's signed receipt",
       content: { "application/json": { schema: CheckinResponse } },
     },
     ...errorResponses({
       400: "Invalid request",
       401: "No API key, bad device signature (bad_signature) or stale timestamp (stale_timestamp)",
-      403: "Revoked API key or device (device_revoked)",
+      403: "Revoked API key or device (device_revoked), or the population belongs to another tenant (forbidden)",
       404: "Unknown device (device_not_found)",
       409: `The device already joined ${MAX_POPULATIONS_PER_DEVICE} populations (conflict)`,
     }),
   },
 });
 
+/** What an upload must get right before anything is looked up: media type and round id shape (no Durable Object). */
+const uploadPrecheck: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const type = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== UPDATE_MEDIA_TYPE) {
+    throw new FedgeError("unsupported_media_type", 415, `updates are uploaded as ${UPDATE_MEDIA_TYPE}`);
+  }
+  const roundId = c.req.param("id") ?? "";
+  if (!parseRoundId(roundId)) throw new FedgeError("round_not_found", 404, `no round ${roundId}`);
+  return next();
+};
+
 const upload = createRoute({
   method: "post",
   path: "/v1/rounds/{id}/updates",
   tags: ["training"],
   summary: "Upload a signed model update (application/vnd.fedge.update)",
+  security: [{ apiKey: [] }],
+  middleware: [uploadPrecheck, uploadIpLimit(), apiKeyAuth()] as const,
   request: {
     params: z.object({ id: z.string().max(128) }),
     body: {
@@ -84,12 +105,13 @@ const upload = createRoute({
     201: { description: "Accepted", content: { "application/json": { schema: UpdateReceipt } } },
     ...errorResponses({
       400: "malformed_update, non_finite, invalid_shape, norm_exceeded",
-      401: "bad_signature",
-      403: "device_revoked, nonce_invalid (not issued to this device for this round), forbidden (the API key the device checked in under was revoked)",
+      401: "No or unknown API key (unauthorized), bad_signature",
+      403: "device_revoked, nonce_invalid (not issued to this device for this round), forbidden (the API key the device checked in under was revoked, or the population belongs to another tenant)",
       404: "round_not_found, device_not_found",
       409: "round_closed, nonce_used",
       413: "payload_too_large",
       415: "unsupported_media_type",
+      429: "Over the API key's or the client address's upload rate (rate_limited, with Retry-After)",
     }),
   },
 });
@@ -108,6 +130,21 @@ async function roundLimits(coordinator: ReturnType<typeof roundsStub>, roundId: 
   if (limitsCache.size >= LIMITS_CACHE_MAX) limitsCache.clear();
   limitsCache.set(roundId, target.limits);
   return target.limits;
+}
+
+/** Population → owning tenant, per isolate (an owner never changes; a population without one is asked again). */
+const ownersCache = new Map<string, string>();
+const OWNERS_CACHE_MAX = 1024;
+
+async function populationOwner(coordinator: ReturnType<typeof roundsStub>, model: string): Promise<string | null> {
+  const cached = ownersCache.get(model);
+  if (cached !== undefined) return cached;
+  const owner = await coordinator.owner();
+  if (owner !== null) {
+    if (ownersCache.size >= OWNERS_CACHE_MAX) ownersCache.delete(ownersCache.keys().next().value!);
+    ownersCache.set(model, owner);
+  }
+  return owner;
 }
 
 async function lookupDevice(env: Parameters<typeof deviceStub>[0], deviceId: string): Promise<DeviceRecord> {
@@ -131,6 +168,14 @@ export const rounds = createRouter()
         401,
         `timestamp is more than ${CHECKIN_MAX_SKEW_MS / 1000} s from the edge's clock`,
       );
+    }
+    // Only the population's tenant takes part: refused before the device's registry records anything (the owner never
+    // changes, so an isolate remembers it; the coordinator checks again, for a population opened since).
+    const tenant = c.get("apiKey").tenant;
+    const coordinator = roundsStub(c.env, body.model);
+    const owner = await populationOwner(coordinator, body.model);
+    if (owner !== null && owner !== tenant) {
+      throw new FedgeError("forbidden", 403, `population ${body.model} does not take devices of this API key's tenant`);
     }
     // The device's registry instance checks the check-in and records the population before the coordinator learns the
     // device's key (see DeviceRegistry), in one call.
@@ -157,22 +202,19 @@ export const rounds = createRouter()
       }
     }
     const device = found.device;
-    const coordinator = roundsStub(c.env, body.model);
-    const { answer } = unwrap(await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now));
-    return c.json(answer, 200);
+    const { answer, receipt } = unwrap(
+      await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now, tenant),
+    );
+    // A DP round: the device's coin was flipped, so its loss accrues; it gets the edge's signed record of that.
+    return c.json(receipt ? { ...answer, receipt: signedReceipt(c.env, receipt) } : answer, 200);
   })
   .openapi(upload, async (c) => {
     const roundId = c.req.valid("param").id;
-    const parsed = parseRoundId(roundId);
-    if (!parsed) throw new FedgeError("round_not_found", 404, `no round ${roundId}`);
-    const mediaType = (c.req.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
-    if (mediaType !== UPDATE_MEDIA_TYPE) {
-      throw new FedgeError("unsupported_media_type", 415, `updates are uploaded as ${UPDATE_MEDIA_TYPE}`);
-    }
+    const parsed = parseRoundId(roundId)!;
     const coordinator = roundsStub(c.env, parsed.model);
     const limits = await roundLimits(coordinator, roundId);
     const cap = maxEncodedUpdateBytes(limits.update_length, limits.update_dtype);
-    const bytes = await readBodyCapped(c.req.raw, cap);
+    const bytes = await readCapped(c.req.raw, cap);
 
     // A malformed body throws UpdateCodecError, which app.onError answers with its own status and code.
     const decoded = decodeUpdate(bytes, { maxBytes: cap });
@@ -181,7 +223,9 @@ export const rounds = createRouter()
     }
     const sha256 = await sha256Hex(bytes);
     const claim = { roundId, deviceId: decoded.deviceId, nonce: toBase64Url(decoded.nonce), sha256 };
-    const pre = unwrap(await coordinator.preflightUpload({ ...claim, now: Date.now() }));
+    const pre = unwrap(
+      await coordinator.preflightUpload({ ...claim, now: Date.now(), tenant: c.get("apiKey").tenant }),
+    );
     // The coordinator holds the key of every device that checked in to the round; anyone else (an unknown device, or one
     // that never checked in here) is looked up, so the answer names what is wrong in the same order as for the others.
     let publicKeyText = pre.publicKey;

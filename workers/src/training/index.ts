@@ -1,5 +1,5 @@
 export * from "./sampling.ts";
 export * from "./update-checks.ts";
-export * from "./body.ts";
 export * from "./ed25519.ts";
 export * from "./result.ts";
+export * from "./edge-key.ts";

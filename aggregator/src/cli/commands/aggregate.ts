@@ -19,6 +19,7 @@ import { RoundEngine, type RoundHooks } from "../../round.ts";
 import { fetchEdgeModel, fetchModelDetail } from "../../edge/edge-registry.ts";
 import { EdgeRoundRunner, type EdgeRunnerHooks } from "../../edge/runner.ts";
 import { edgeRunnerStateOf, loadEdgeRunnerState, saveEdgeRunnerState } from "../../edge/runner-state.ts";
+import { pinSavedMechanism } from "../../edge/charge.ts";
 import { UsageError, type Command } from "../command.ts";
 import {
   EDGE_FLAGS,
@@ -34,12 +35,16 @@ import {
 
 const USAGE = `Usage:
   fedge aggregate --edge URL --model NAME [--config FILE] [--checkpoint-dir DIR] [--signing-key FILE]
-                  [--admin-token T | env FEDGE_ADMIN_TOKEN] [--rounds N] [--round-duration-s S] [population options]
+                  [env FEDGE_ADMIN_TOKEN | --admin-token-file FILE] [--rounds N] [--round-duration-s S] [population options]
 
 Runs N training rounds of a population through the edge. Each round:
-  1. checks the privacy ledger: a round that would exceed the budget is refused (exit 1, message names the budget
-     and the projected ε) before any device sees it;
-  2. opens the round on the edge with the task (clip norm, privacy mode, client lr/epochs/batch, q);
+  1. checks the privacy ledgers, the edge's first (the authority: its budget, set by the operator with
+     PUT /v1/admin/populations/NAME/privacy-budget, counts every round it ever charged, whatever checkpoint dir is
+     used) then the checkpoint's: a round that would exceed a budget is refused (exit 1, budget_exceeded, message
+     names the budget and the projected ε) before any device sees it;
+  2. opens the round on the edge with the task (clip norm, privacy mode, client lr/epochs/batch, q) and the
+     mechanism the edge charges (z, clip rule, σ_b); before aggregating, a round whose charge on the edge differs
+     from what this run would aggregate with is refused (exit 1, conflict: charge_mismatch);
   3. waits until it closes (its deadline, or --max-reports accepted updates), polling its status;
   4. streams the accepted updates, re-verifies every Ed25519 signature, aggregates them on the Backend (clip, noise,
      fixed denominator, server optimizer, adaptive clip);
@@ -54,8 +59,9 @@ version (seed one first with POST /v1/admin/models/NAME/versions).
 
 Edge:
   --edge URL               the edge, e.g. http://127.0.0.1:8787
-  --admin-token T          operator token (default: env FEDGE_ADMIN_TOKEN); without it, requests are signed with the
-                           aggregator key, which the edge must trust (FEDGE_AGGREGATOR_PUBLIC_KEY or --register-key)
+  --admin-token-file FILE  operator token, first line of FILE (default: env FEDGE_ADMIN_TOKEN; never a flag value,
+                           which would show in ps); without it, requests are signed with the aggregator key, which the
+                           edge must trust (FEDGE_AGGREGATOR_PUBLIC_KEY or --register-key)
   --register-key           register the aggregator key with the admin token, then sign requests with it
   --signing-key FILE       aggregator Ed25519 key (created 0600 if missing; default DIR/aggregator-key.json)
   --checkpoint-dir DIR     checkpoint + runner state (resume after a crash; the config is remembered there)
@@ -63,17 +69,20 @@ Edge:
 Rounds:
   --rounds N               rounds to run (default 1)
   --round-duration-s S     collecting window per round (default 600)
-  --min-reports K          fewer accepted updates and the round is abandoned (default 1)
-  --max-reports M          the round closes once M updates are accepted (default 1000000)
+  --min-reports K          fewer accepted updates and the round is abandoned (default 1; exactly 1 with DP)
+  --max-reports M          the round closes once M updates are accepted (default 1000000; privacy mode none only:
+                           DP rounds keep Poisson sampling and close at their deadline)
   --wait-poll-ms P         status poll interval while a round collects (default 1000)
   --backend B              auto | cpu | webgpu (default: FEDGE_BACKEND or auto)
   --eval-set E             held-out set of the publish gate: auto (default: MNIST test split when the model is
                            784→…→10, else none), mnist, none, or a JSON file {"x": number[] (n×features, row-major),
                            "y": number[]}
 
-Population (or --config FILE with a JSON population config; flags override it; a resumed run reuses the saved one):
+Population (or --config FILE with a JSON population config; flags override it; a resumed run reuses the saved one,
+and for a round in progress the saved mechanism (privacy, sampling rate, expected clients, clipping) wins over both):
   --model NAME  --privacy-mode central|local|none  --noise-multiplier Z  --target-epsilon E  --delta D
   --accountant rdp|pld  --sampling-rate Q  --expected-clients M  --clip-norm C
+  --noise-mechanism discrete-gaussian|gaussian (central mode; default discrete-gaussian, floating-point safe)
   --adaptive [--target-quantile G] [--clip-lr H] [--count-noise-std S]
   --optimizer fedavg|fedavgm|fedadam|fedyogi [--server-lr η] [--momentum μ] [--beta1 b1] [--beta2 b2] [--tau τ]
   --robust median|trimmed_mean [--trim-fraction β]   --client-lr L  --local-epochs E  --client-batch-size B
@@ -172,9 +181,19 @@ export const aggregateCommand: Command = {
     const saved = dir ? await loadEdgeRunnerState(dir) : null;
     const base =
       typeof values.config === "string" ? await readConfigFile(values.config) : ((saved?.config ?? {}) as object);
-    const config = resolveConfig(values, base as Record<string, unknown>);
+    let config = resolveConfig(values, base as Record<string, unknown>);
     if (saved && saved.model !== config.model)
       throw new UsageError(`--checkpoint-dir ${dir} belongs to model "${saved.model}", not "${config.model}"`);
+    // A round in progress was charged on the edge for the saved mechanism: that one wins over flags and --config.
+    if (saved?.pending) config = pinSavedMechanism(config, saved.config, log);
+    if (config.privacy.mode !== "none") {
+      // Poisson sampling: the edge refuses both in DP rounds (a count-based close displaces devices: sensitivity 2C).
+      if (values["max-reports"] !== undefined)
+        throw new UsageError(
+          `--max-reports is refused in privacy mode ${config.privacy.mode} (DP rounds close at their deadline)`,
+        );
+      if (minReports !== 1) throw new UsageError(`--min-reports must be 1 in privacy mode ${config.privacy.mode}`);
+    }
     return withEdge(url, async () => {
       const signing = await signingKeyOf(values);
       if (!signing)
@@ -241,8 +260,13 @@ export const aggregateCommand: Command = {
         });
         // A resumed round counts as one of the N.
         for (let r = 0; r < rounds; r++) {
+          io.progress?.(`fedge aggregate: round ${r + 1}/${rounds} · collecting on ${url}`);
           const result = await runner.runRound();
           io.stdout(JSON.stringify(result) + "\n");
+          const eps = result.epsilon === null ? "" : ` · ε ${result.epsilon.toFixed(3)}`;
+          io.progress?.(
+            `fedge aggregate: round ${r + 1}/${rounds} · ${result.outcome} · ${result.accepted} updates${eps}`,
+          );
         }
         return 0;
       } finally {

@@ -18,6 +18,7 @@ export const EDGE_FLAGS = {
   "checkpoint-dir": { type: "string" },
   "signing-key": { type: "string" },
   "admin-token": { type: "string" },
+  "admin-token-file": { type: "string" },
   "register-key": { type: "boolean" },
 } as const;
 
@@ -66,12 +67,30 @@ export async function signingKeyOf(values: FlagValues): Promise<{ key: SigningKe
   return { key: await loadOrCreateSigningKey(path), path };
 }
 
-/** `--admin-token`, else the environment's `FEDGE_ADMIN_TOKEN` (empty = unset). */
-export function adminTokenOf(values: FlagValues, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const flag = values["admin-token"];
-  if (typeof flag === "string") {
-    if (flag.trim() === "") throw new UsageError("--admin-token is empty");
-    return flag;
+/**
+ * The operator token: `--admin-token-file FILE` (its first line), else the environment's `FEDGE_ADMIN_TOKEN` (empty =
+ * unset). `--admin-token T` is refused: a flag's value is visible to every user of the machine in `ps`.
+ */
+export async function adminTokenOf(
+  values: FlagValues,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string | undefined> {
+  if (values["admin-token"] !== undefined) {
+    throw new UsageError(
+      "--admin-token is not accepted (a flag's value shows in ps): set FEDGE_ADMIN_TOKEN, or give --admin-token-file FILE",
+    );
+  }
+  const file = values["admin-token-file"];
+  if (typeof file === "string") {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (e) {
+      throw new UsageError(`--admin-token-file ${file}: ${(e as Error).message}`);
+    }
+    const token = text.split(/\r?\n/)[0]!.trim();
+    if (token === "") throw new UsageError(`--admin-token-file ${file} is empty`);
+    return token;
   }
   const fromEnv = env.FEDGE_ADMIN_TOKEN;
   return fromEnv && fromEnv.trim() !== "" ? fromEnv : undefined;
@@ -88,9 +107,10 @@ export async function adminClientOf(
   key: SigningKey | null,
   log: (line: string) => void,
 ): Promise<EdgeAdminClient> {
-  const token = adminTokenOf(values);
+  const token = await adminTokenOf(values);
   if (values["register-key"]) {
-    if (!token) throw new UsageError("--register-key needs the admin token (--admin-token or FEDGE_ADMIN_TOKEN)");
+    if (!token)
+      throw new UsageError("--register-key needs the admin token (FEDGE_ADMIN_TOKEN or --admin-token-file FILE)");
     if (!key) throw new UsageError("--register-key needs an aggregator key (--signing-key FILE or --checkpoint-dir)");
     const operator = new EdgeAdminClient({ baseUrl: url, adminToken: token });
     await operator.registerAggregatorKey(toBase64Url(key.publicKey));
@@ -100,7 +120,7 @@ export async function adminClientOf(
   if (token) return new EdgeAdminClient({ baseUrl: url, adminToken: token });
   if (!key)
     throw new UsageError(
-      "no admin credential: give --admin-token (or FEDGE_ADMIN_TOKEN), or an aggregator key the edge trusts (--signing-key FILE)",
+      "no admin credential: set FEDGE_ADMIN_TOKEN (or --admin-token-file FILE), or give an aggregator key the edge trusts (--signing-key FILE)",
     );
   return new EdgeAdminClient({ baseUrl: url, signingKey: key.secretKey });
 }

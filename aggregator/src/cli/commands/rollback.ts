@@ -27,7 +27,7 @@ import {
 
 const USAGE = `Usage:
   fedge rollback --edge URL --model NAME [--to VERSION] [--checkpoint-dir DIR] [--reason TEXT]
-                 [--admin-token T | env FEDGE_ADMIN_TOKEN | --signing-key FILE]
+                 [env FEDGE_ADMIN_TOKEN | --admin-token-file FILE | --signing-key FILE]
 
 Makes the edge serve the previous serving version again (its serving history), or VERSION with --to (it must exist
 on the edge). With --checkpoint-dir, the rollback is also recorded in the aggregator's checkpoint (publish log and
@@ -41,7 +41,8 @@ Prints {"type":"rollback","model","from","to","recorded",...}.
   --to VERSION          serve this version (default: the previous serving version)
   --reason TEXT         recorded with the rollback (default "manual rollback")
   --checkpoint-dir DIR  the aggregator's checkpoint to record it in
-  --admin-token T       operator token (default env FEDGE_ADMIN_TOKEN); else requests are signed with
+  --admin-token-file F  operator token, first line of F (default env FEDGE_ADMIN_TOKEN; a rollback without --to needs
+                        it); else --to is signed with
   --signing-key FILE    the aggregator key (default DIR/aggregator-key.json)
 Exit codes: 0 ok, 2 bad arguments, 1 other errors (no earlier version: 409 conflict; unknown version: 404).
 `;
@@ -99,7 +100,9 @@ export const rollbackCommand: Command = {
         to === undefined
           ? undefined
           : { bytes: new TextEncoder().encode(JSON.stringify({ version: to })), contentType: "application/json" };
-      const res = await admin.request("POST", path, body);
+      // The edge refuses the aggregator's signature for a rollback (only the admin token may roll back); --to is a
+      // promote, which a signed request may do.
+      const res = await admin.request("POST", path, body, to === undefined);
       const change = RegistryChange.parse(await res.json());
       const now = change.model.serving_version;
       const out: Record<string, unknown> = { type: "rollback", model, from, to: now, recorded: false };

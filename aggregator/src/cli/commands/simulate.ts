@@ -39,6 +39,7 @@ Population (or --config FILE with a JSON population config; flags override it):
   --model NAME (default "simulated")       --privacy-mode central|local|none (default central)
   --noise-multiplier Z (default 1)          --target-epsilon E (budget, default 10)   --delta D (default 1e-5)
   --accountant rdp|pld                      --sampling-rate Q (default 0.01)          --expected-clients M (default Q·N)
+  --noise-mechanism discrete-gaussian|gaussian (central mode; default discrete-gaussian, floating-point safe)
   --clip-norm C (default 1)                 --adaptive [--target-quantile G] [--clip-lr H] [--count-noise-std S]
   --optimizer fedavg|fedavgm|fedadam|fedyogi [--server-lr η] [--momentum μ] [--beta1 b1] [--beta2 b2] [--tau τ]
   --robust median|trimmed_mean [--trim-fraction β]   (privacy mode none only)
@@ -160,7 +161,11 @@ export const simulateCommand: Command = {
         ...(typeof values.checkpoint === "string" ? { store: new CheckpointStore({ dir: values.checkpoint }) } : {}),
         ...(typeof values["export-dir"] === "string" ? { exportDir: values["export-dir"] } : {}),
         ...(signingKey ? { signingKey } : {}),
-        onRound: (r) => io.stdout(JSON.stringify({ type: "round", ...r }) + "\n"),
+        onRound: (r) => {
+          io.stdout(JSON.stringify({ type: "round", ...r }) + "\n");
+          const eps = r.epsilon === null ? "" : ` · ε ${r.epsilon.toFixed(3)}`;
+          io.progress?.(`fedge simulate: round ${r.round}/${rounds} · ${r.count} updates${eps}`);
+        },
         log: (m) => io.stderr(`${m}\n`),
       });
       io.stdout(JSON.stringify({ type: "summary", ...summary, paramShards }) + "\n");

@@ -2,10 +2,12 @@ import { describe, expect, it } from "vitest";
 import { gaussianEpsilon } from "../../gaussian-mechanism/analytic-gaussian.ts";
 import { convolve, fft } from "./fft.ts";
 import {
+  chernoffWindow,
   composePmf,
   pmfDelta,
   pmfEpsilon,
   selfComposePmf,
+  selfComposePmfs,
   subsampledGaussianDelta,
   subsampledGaussianPmf,
   truncateTails,
@@ -143,5 +145,107 @@ describe("PLD of the subsampled Gaussian (connect the dots, arXiv 2207.04380)", 
     const e = (p: Pmf) => pmfEpsilon(p, 1e-5, params.discretization);
     expect(e(ab)).toBeCloseTo(e(ba), 9);
     expect(e(ab)).toBeGreaterThan(Math.max(e(a), e(b)));
+  });
+
+  describe("self-composition by one windowed FFT power (dp_accounting's self_convolve, made pessimistic)", () => {
+    const h = 1e-3;
+    const tau = 1e-15;
+    /** The T-fold composition with no truncation at all: repeated squaring by linear convolution, full support. */
+    const untruncated = (p: Pmf, count: number): Pmf => {
+      let result: Pmf | null = null;
+      let base = p;
+      const full = (x: Pmf, y: Pmf): Pmf => ({
+        offset: x.offset + y.offset,
+        probs: convolve(x.probs, y.probs).out.map((v) => Math.max(0, v)),
+        infinityMass: 1 - (1 - x.infinityMass) * (1 - y.infinityMass),
+      });
+      for (let k = count; ;) {
+        if (k & 1) result = result ? full(result, base) : base;
+        k >>= 1;
+        if (k === 0) break;
+        base = full(base, base);
+      }
+      return result!;
+    };
+
+    it.each([
+      [0.05, 1.0, 64],
+      [0.2, 0.8, 40],
+      [1, 2, 32],
+    ])(
+      "q=%s, z=%s, %s steps: δ(ε) ≥ the untruncated δ(ε) everywhere, ε within 1e-4 of the untruncated ε",
+      (q, z, T) => {
+        for (const dir of ["remove", "add"] as const) {
+          const p = subsampledGaussianPmf(q, z, dir, { discretization: h, tailMass: tau });
+          const fast = selfComposePmf(p, T, tau);
+          const exact = untruncated(p, T);
+          expect(fast.probs.length).toBeLessThan(exact.probs.length); // it did truncate
+          for (let eps = -1; eps < 12; eps += 0.05) {
+            const d = pmfDelta(fast, eps, h);
+            const want = pmfDelta(exact, eps, h);
+            expect(d).toBeGreaterThanOrEqual(want - 1e-15);
+            expect(d - want).toBeLessThan(1e-8);
+          }
+          for (const delta of [1e-3, 1e-5, 1e-7]) {
+            const e = pmfEpsilon(fast, delta, h);
+            const want = pmfEpsilon(exact, delta, h);
+            expect(e).toBeGreaterThanOrEqual(want - 1e-12);
+            expect(e - want).toBeLessThan(1e-4);
+          }
+        }
+      },
+    );
+
+    it("the Chernoff window holds all but τ of the mass on each side (checked against the full composition)", () => {
+      const p = subsampledGaussianPmf(0.05, 1, "remove", { discretization: h, tailMass: tau });
+      const T = 64;
+      const exact = untruncated(p, T);
+      // (the reference's own FFT round-off floor is ~1e-14 in total, so smaller τ cannot be checked this way)
+      for (const t of [1e-4, 1e-7, 1e-10]) {
+        const w = chernoffWindow(p, T, t);
+        let below = 0;
+        let above = 0;
+        exact.probs.forEach((v, i) => {
+          const s = exact.offset - T * p.offset + i; // index of the T-fold sum relative to T·offset
+          if (s < w.lo) below += v;
+          if (s > w.hi) above += v;
+        });
+        expect(below).toBeLessThanOrEqual(t);
+        expect(above).toBeLessThanOrEqual(t);
+        expect(w.hi - w.lo).toBeLessThan(exact.probs.length);
+      }
+    });
+
+    it("composes two PLDs in one transform as one at a time (up to the round-off pads)", () => {
+      const params = { discretization: h, tailMass: tau };
+      const r = subsampledGaussianPmf(0.1, 1.2, "remove", params);
+      const a = subsampledGaussianPmf(0.1, 1.2, "add", params);
+      const [pr, pa] = selfComposePmfs([r, a], 500, tau);
+      for (const [packed, alone] of [
+        [pr!, selfComposePmf(r, 500, tau)],
+        [pa!, selfComposePmf(a, 500, tau)],
+      ] as const) {
+        expect(Math.abs(pmfEpsilon(packed, 1e-5, h) - pmfEpsilon(alone, 1e-5, h))).toBeLessThan(1e-4);
+      }
+    });
+  });
+
+  describe("published numbers (dp_accounting pld_privacy_accountant_test.py)", () => {
+    const h = 1e-4;
+    /** δ at ε of T steps, both directions. */
+    const deltaAt = (q: number, z: number, T: number, eps: number) => {
+      let d = 0;
+      for (const dir of ["remove", "add"] as const) {
+        const p = subsampledGaussianPmf(q, z, dir, { discretization: h, tailMass: 1e-15 });
+        d = Math.max(d, pmfDelta(selfComposePmf(p, T, 1e-15), eps, h));
+      }
+      return d;
+    };
+    it("test_gaussian_basic: three Gaussian steps with z = √3 → δ(ε = 1) = 0.126936", () => {
+      expect(Math.abs(deltaAt(1, Math.sqrt(3), 3, 1) - 0.126936)).toBeLessThan(1e-3);
+    });
+    it("test_poisson_subsampled_gaussian: three steps with q = 0.2, z = 0.5 → δ(ε = 1) = 0.15594", () => {
+      expect(Math.abs(deltaAt(0.2, 0.5, 3, 1) - 0.15594)).toBeLessThan(1e-3);
+    });
   });
 });

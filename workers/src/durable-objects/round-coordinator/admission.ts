@@ -8,7 +8,13 @@
  * it, once; the same bytes again are a duplicate and answer the first receipt (also after the round closed, so a
  * retried upload is idempotent); different bytes from a device that already reported are refused (`nonce_used`).
  */
-import { roundTaskFor, type CheckinResponse, type RoundParams, type UpdateReceipt } from "@fedge/protocol";
+import {
+  DEFAULT_MAX_SELECTED_PER_KEY,
+  roundTaskFor,
+  type CheckinResponse,
+  type RoundParams,
+  type UpdateReceipt,
+} from "@fedge/protocol";
 import { fail, type Fail, type Result } from "../../training/result.ts";
 import type { UpdateLimits } from "../../training/update-checks.ts";
 import type { CheckinRow } from "./checkins.ts";
@@ -105,6 +111,38 @@ export function payloadsPurged(r: RoundRow): Fail {
     404,
     `the payloads of round ${r.round_id} were deleted at ${iso(r.payloads_purged_at!)}, after the retention period (FEDGE_UPDATE_RETENTION_DAYS); their metadata is still listed`,
   );
+}
+
+// ── tenants ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * A round may open for `tenant` (undefined: whoever owns the population) when the population has no owner yet or is
+ * owned by that tenant.
+ */
+export function ownerVerdict(model: string, owner: string | null, tenant: string | undefined): Verdict {
+  if (owner !== null && tenant !== undefined && tenant !== owner) {
+    return fail("conflict", 409, `population ${model} belongs to another tenant`);
+  }
+  return OK;
+}
+
+/** Only the owning tenant's API keys take part in a population (check-ins and uploads). */
+export function tenantVerdict(model: string, owner: string, tenant: string): Verdict {
+  if (tenant !== owner)
+    return fail("forbidden", 403, `population ${model} does not take devices of this API key's tenant`);
+  return OK;
+}
+
+/**
+ * The per-key cap on selections, in rounds without DP only: a coin that selected a device whose API key already has
+ * `max_selected_per_key` selected devices in this round is turned down (the device is told `not_sampled`). In DP modes
+ * no cap applies: it would make one device's selection depend on another's (a device displacing another, as
+ * `max_reports` would), so the sampling would no longer be the independent Poisson coin the accountant assumes. There
+ * a key's weight is bounded by its device quota, fixed before any round.
+ */
+export function capSelection(selected: boolean, selectedForKey: number, params: RoundParams): boolean {
+  if (params.privacy_mode !== "none") return selected;
+  return selected && selectedForKey < (params.max_selected_per_key ?? DEFAULT_MAX_SELECTED_PER_KEY);
 }
 
 // ── devices ────────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -207,9 +245,10 @@ export function commitVerdict(
   return admission;
 }
 
-/** Whether the `n`th accepted update fills round `r` (it closes with reason `max_reports`). */
+/** Whether the `n`th accepted update fills round `r` (it closes with reason `max_reports`; never in DP modes). */
 export function fillsRound(r: RoundRow, n: number): boolean {
-  return n >= paramsOf(r).max_reports;
+  const max = paramsOf(r).max_reports;
+  return max !== undefined && n >= max;
 }
 
 export function receipt(

@@ -2,7 +2,8 @@
  * @module
  * `Checkins` owns the `checkins` table: per round and device, the Poisson coin flipped at the device's first check-in,
  * its single-use nonce (selected devices only), and the device's public key and API key at that time (so an upload is
- * verified here, without a read of the device's own Durable Object).
+ * verified here, without a read of the device's own Durable Object). Beside it, `key_selections` counts the devices of
+ * each API key the coin selected in a round (the per-key cap on selections).
  */
 import type { CoordinatorHost } from "./host.ts";
 
@@ -14,6 +15,9 @@ export type CheckinRow = {
   api_key_id: string | null;
 };
 
+/** A recorded check-in: the row and when the device first checked in (ms). */
+export type RecordedCheckin = CheckinRow & { at: number };
+
 export class Checkins {
   private readonly host: Pick<CoordinatorHost, "sql">;
 
@@ -21,11 +25,11 @@ export class Checkins {
     this.host = host;
   }
 
-  get(seq: number, deviceId: string): CheckinRow | null {
+  get(seq: number, deviceId: string): RecordedCheckin | null {
     return (
       this.host.sql
-        .exec<CheckinRow>(
-          "SELECT selected, nonce, public_key, api_key_id FROM checkins WHERE round_seq = ? AND device_id = ?",
+        .exec<RecordedCheckin>(
+          "SELECT selected, nonce, public_key, api_key_id, at FROM checkins WHERE round_seq = ? AND device_id = ?",
           seq,
           deviceId,
         )
@@ -33,8 +37,29 @@ export class Checkins {
     );
   }
 
+  /** How many devices of API key `apiKeyId` the coin selected in round `seq`. */
+  selectedFor(seq: number, apiKeyId: string): number {
+    return (
+      this.host.sql
+        .exec<{ selected: number }>(
+          "SELECT selected FROM key_selections WHERE round_seq = ? AND api_key_id = ?",
+          seq,
+          apiKeyId,
+        )
+        .toArray()[0]?.selected ?? 0
+    );
+  }
+
   /** Records a device's first check-in of round `seq` (inside the caller's transaction, with the round's counters). */
   record(seq: number, deviceId: string, row: CheckinRow, now: number): void {
+    if (row.selected === 1 && row.api_key_id !== null) {
+      this.host.sql.exec(
+        `INSERT INTO key_selections (round_seq, api_key_id, selected) VALUES (?, ?, 1)
+         ON CONFLICT(round_seq, api_key_id) DO UPDATE SET selected = selected + 1`,
+        seq,
+        row.api_key_id,
+      );
+    }
     this.host.sql.exec(
       "INSERT INTO checkins (round_seq, device_id, selected, nonce, at, public_key, api_key_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
       seq,

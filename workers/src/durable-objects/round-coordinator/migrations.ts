@@ -1,12 +1,16 @@
 /**
  * @module
- * The RoundCoordinator's SQLite schema: its four tables, created when the object starts, and the in-place upgrades of
+ * The RoundCoordinator's SQLite schema: its tables, created by the object's first write (opening a round, a
+ * pushed revocation; `hasSchema` tells whether that happened), and the in-place upgrades of
  * tables an earlier version of the class created (state persisted under `.wrangler/state`, or a deployed object).
  *
  * - `rounds` (owned by `Rounds`): one row per round, with its counters and its payloads' seal and purge times;
  * - `checkins` (`Checkins`): each device's recorded Poisson coin, nonce and keys for a round;
  * - `updates` (`UpdateIndex`): each accepted update's metadata and where its payload is stored;
- * - `revoked_devices` (`Revocations`): devices an admin revoked.
+ * - `revoked_devices` (`Revocations`): devices an admin revoked;
+ * - `privacy_budget`, `privacy_charges` (`PopulationLedger`): the admin's budget and every round's charge.
+ * - `population` (`Population`): the tenant that owns the population;
+ * - `key_selections` (`Checkins`): how many devices of each API key the coin selected in a round.
  */
 
 /** Creates the tables that do not exist yet (the current schema). */
@@ -16,7 +20,7 @@ export function createTables(sql: SqlStorage): void {
     params TEXT NOT NULL, opened_at INTEGER NOT NULL, deadline INTEGER NOT NULL, closed_at INTEGER,
     close_reason TEXT, aggregated_at INTEGER, published_version INTEGER,
     checked_in INTEGER NOT NULL DEFAULT 0, selected INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
-    sealed_at INTEGER, payloads_purged_at INTEGER)`);
+    sealed_at INTEGER, payloads_purged_at INTEGER, payloads_deleted_at INTEGER)`);
   sql.exec(`CREATE TABLE IF NOT EXISTS checkins (
     round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, selected INTEGER NOT NULL, nonce TEXT, at INTEGER NOT NULL,
     public_key TEXT, api_key_id TEXT, PRIMARY KEY (round_seq, device_id))`);
@@ -25,6 +29,17 @@ export function createTables(sql: SqlStorage): void {
     sha256 TEXT NOT NULL, byte_length INTEGER NOT NULL, storage_key TEXT NOT NULL, received_at INTEGER NOT NULL,
     PRIMARY KEY (round_seq, device_id), UNIQUE (round_seq, n))`);
   sql.exec(`CREATE TABLE IF NOT EXISTS revoked_devices (device_id TEXT PRIMARY KEY, at INTEGER NOT NULL)`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS privacy_budget (
+    id INTEGER PRIMARY KEY CHECK (id = 1), epsilon REAL NOT NULL, delta REAL NOT NULL, accountant TEXT NOT NULL,
+    set_at INTEGER NOT NULL)`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS privacy_charges (
+    round_seq INTEGER PRIMARY KEY, round_id TEXT NOT NULL UNIQUE, sampling_rate REAL NOT NULL,
+    noise_multiplier REAL NOT NULL, count_noise_std REAL, privacy_mode TEXT NOT NULL, clip_rule TEXT NOT NULL,
+    charged_at INTEGER NOT NULL)`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS population (id INTEGER PRIMARY KEY CHECK (id = 1), tenant TEXT NOT NULL)`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS key_selections (
+    round_seq INTEGER NOT NULL, api_key_id TEXT NOT NULL, selected INTEGER NOT NULL,
+    PRIMARY KEY (round_seq, api_key_id))`);
 }
 
 /** Brings tables created by an earlier version of the class up to date (each step runs only when still needed). */
@@ -38,6 +53,11 @@ export function migrateColumns(sql: SqlStorage): void {
     );
   const rounds = columns("rounds");
   if (!rounds.has("payloads_purged_at")) sql.exec("ALTER TABLE rounds ADD COLUMN payloads_purged_at INTEGER");
+  if (!rounds.has("payloads_deleted_at")) {
+    sql.exec("ALTER TABLE rounds ADD COLUMN payloads_deleted_at INTEGER");
+    // A purge recorded before the two steps existed was recorded once its deletes were done.
+    sql.exec("UPDATE rounds SET payloads_deleted_at = payloads_purged_at WHERE payloads_purged_at IS NOT NULL");
+  }
   if (!rounds.has("sealed_at")) {
     sql.exec("ALTER TABLE rounds ADD COLUMN sealed_at INTEGER");
     // Rounds closed before payloads went through UpdateStore are already in R2, one object per update.
@@ -47,6 +67,11 @@ export function migrateColumns(sql: SqlStorage): void {
   if (!checkins.has("public_key")) sql.exec("ALTER TABLE checkins ADD COLUMN public_key TEXT");
   if (!checkins.has("api_key_id")) sql.exec("ALTER TABLE checkins ADD COLUMN api_key_id TEXT");
   if (columns("updates").has("r2_key")) sql.exec("ALTER TABLE updates RENAME COLUMN r2_key TO storage_key");
+}
+
+/** Whether this object ever created its tables (an object nobody opened a round in keeps no storage). */
+export function hasSchema(sql: SqlStorage): boolean {
+  return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rounds'").toArray().length > 0;
 }
 
 /** The schema the class expects: the tables created, then older ones upgraded. */

@@ -3,11 +3,17 @@
  * `PayloadRetention` moves a round's payloads through their life after it closes, from the alarm:
  * - seal: every UpdateStore shard of a closed round writes its payloads into R2 segments (shards that never stored
  *   anything answer at once); the round is recorded sealed once all 16 answered;
- * - purge: the payloads of a round aggregated longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`) are
- *   deleted from its shards and R2 (and objects written one per update before the shards existed); the updates'
- *   metadata stays. Every shard is asked, so a payload whose commit never happened is deleted too.
+ * - purge: the payloads of a round closed longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`) are deleted
+ *   from its shards and R2 (and objects written one per update before the shards existed), whether or not it was
+ *   aggregated (a round under `min_reports`, or abandoned, is purged the same way); the updates' metadata stays.
+ *   Every shard is asked, so a payload whose commit never happened is deleted too.
  *
- * It owns no table: it keeps its progress in the round's `sealed_at` and `payloads_purged_at` (through `Rounds`), and
+ * A purge has two steps so that a failure half way is never visible: the round's payloads are first given up
+ * (`payloads_purged_at`: reads answer 404), then deleted (`payloads_deleted_at` once every shard and R2 object is
+ * gone); the alarm retries the second step until it is done.
+ *
+ * It owns no table: it keeps its progress in the round's `sealed_at`, `payloads_purged_at` and `payloads_deleted_at`
+ * (through `Rounds`), and
  * tells the object's alarm when it next has work (`nextWake`). A step that fails is retried after `SEAL_RETRY_MS`.
  */
 import { updateRetentionMs } from "../../training/retention.ts";
@@ -43,9 +49,9 @@ export class PayloadRetention {
   /** When there is work next: now while a round waits to be sealed, and the earliest purge; null when none. */
   nextWake(): number | null {
     const times: number[] = [];
-    if (this.rounds.hasUnsealed()) times.push(this.host.now());
-    const aggregated = this.rounds.oldestKeptAggregation();
-    if (aggregated !== null) times.push(aggregated + this.retentionMs());
+    if (this.rounds.hasUnsealed() || this.rounds.hasUnfinishedPurge()) times.push(this.host.now());
+    const closed = this.rounds.oldestKeptClose();
+    if (closed !== null) times.push(closed + this.retentionMs());
     return times.length > 0 ? Math.min(...times) : null;
   }
 
@@ -74,10 +80,12 @@ export class PayloadRetention {
     this.rounds.markSealed(r.seq, this.host.now());
   }
 
+  /** Two steps: give the payloads up (reads answer 404 from now on), then delete them; a failed delete is retried. */
   private async purge(r: RoundRef): Promise<void> {
+    this.rounds.markPurged(r.seq, this.host.now());
     const keys = this.updates.storageKeys(r.seq);
     await Promise.all(allShards().map((k) => updateStoreStub(this.host.env, r.round_id, k).purge()));
     await deleteObjects(this.host.env.UPDATES, keys);
-    this.rounds.markPurged(r.seq, this.host.now());
+    this.rounds.markDeleted(r.seq, this.host.now());
   }
 }

@@ -21,19 +21,30 @@
  * second commit for the same device and bytes returns the first receipt with `duplicate: true`. When a round closes, the
  * alarm asks each of its shards to seal its payloads into R2 (retried until every shard has answered).
  *
+ * Privacy budget: the population's ledger lives here too (`PopulationLedger`), because opening a round and charging it
+ * must be one atomic step: the budget check reads the ledger and the round and its charge are written in one SQLite
+ * transaction, with no `await` between the read and the write, in the population's single-writer object. A refused
+ * open (409 `budget_exceeded`) writes nothing; a charge is never taken back (abandoned rounds stay charged).
+ *
  * Layout: this class is the RPC surface, the transactions that span tables, and the single alarm. Each table is owned
- * by a capability behind a slice of `CoordinatorHost` (`Rounds`, `Checkins`, `UpdateIndex`, `Revocations`);
- * `PayloadRetention` seals and purges payloads; the rules are pure functions in `admission.ts`; the schema and its
- * upgrades are in `migrations.ts`.
+ * by a capability behind a slice of `CoordinatorHost` (`Rounds`, `Checkins`, `UpdateIndex`, `Revocations`,
+ * `PopulationLedger`); `PayloadRetention` seals and purges payloads; the rules are pure functions in `admission.ts`
+ * and `budget.ts`; the schema and its upgrades are in `migrations.ts`.
  *
  * Every RPC method returns a `Result` (no domain errors thrown across RPC). State is loaded under `blockConcurrencyWhile`;
  * the deadline is an alarm, and every method also closes an expired round lazily in case the alarm is late.
  */
 import { DurableObject } from "cloudflare:workers";
 import {
+  roundIdFor,
+  DEFAULT_TENANT,
   toBase64Url,
   type AcceptedUpdate,
+  type CheckinReceiptBody,
   type CheckinResponse,
+  type DeviceCheckedInRound,
+  type PopulationPrivacyStatus,
+  type PrivacyBudgetRequest,
   type RoundParams,
   type RoundStatus,
   type UpdateReceipt,
@@ -44,6 +55,7 @@ import { fail, type Result } from "../../training/result.ts";
 import {
   admitUpload,
   aggregateVerdict,
+  capSelection,
   checkinAnswer,
   checkinPrecheck,
   commitVerdict,
@@ -53,17 +65,22 @@ import {
   payloadsPurged,
   preflight,
   receipt,
+  ownerVerdict,
   roundNotFound,
+  tenantVerdict,
   uploadTarget,
   type UploadPreflight,
   type UploadTarget,
 } from "./admission.ts";
-import { Checkins, type CheckinRow } from "./checkins.ts";
+import { budgetChangeVerdict, chargeVerdict, checkedInRound, checkinReceiptOf, privacyStatus } from "./budget.ts";
+import { Checkins, type CheckinRow, type RecordedCheckin } from "./checkins.ts";
 import type { CoordinatorHost } from "./host.ts";
-import { migrate } from "./migrations.ts";
+import { hasSchema, migrate } from "./migrations.ts";
+import { PopulationLedger } from "./population-ledger.ts";
+import { Population } from "./population.ts";
 import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
 import { Revocations } from "./revocations.ts";
-import { Rounds, iso, isCollecting, paramsOf, toStatus } from "./rounds.ts";
+import { Rounds, iso, isCollecting, paramsOf, toStatus, type RoundRow } from "./rounds.ts";
 import { UpdateIndex } from "./update-index.ts";
 
 export function roundsStub(env: Bindings, model: string) {
@@ -97,6 +114,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   private readonly updates: UpdateIndex;
   private readonly revocations: Revocations;
   private readonly retention: PayloadRetention;
+  private readonly ledger: PopulationLedger;
+  private readonly population: Population;
+  /**
+   * Whether the tables exist: created by the first legitimate write (an admin opening a round, a revocation pushed by
+   * a device's registry), so an object addressed by a made-up population keeps no storage and answers as empty.
+   */
+  private hasTables = false;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -111,32 +135,79 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.updates = new UpdateIndex(host);
     this.revocations = new Revocations(host);
     this.retention = new PayloadRetention(host, this.rounds, this.updates);
+    this.ledger = new PopulationLedger(host);
+    this.population = new Population(host);
     void ctx.blockConcurrencyWhile(async () => {
-      migrate(ctx.storage.sql);
-      this.rounds.load();
+      if (hasSchema(ctx.storage.sql)) this.ensureTables();
     });
+  }
+
+  private ensureTables(): void {
+    if (this.hasTables) return;
+    migrate(this.ctx.storage.sql);
+    this.rounds.load();
+    this.hasTables = true;
   }
 
   // ── admin ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Opens the population's next round; 409 while another one is still collecting. */
+  /**
+   * Opens the population's next round and charges it to the population's privacy budget, atomically: 409 while
+   * another one is still collecting, or when the population belongs to another tenant (its first round records
+   * `tenant`, default "default", as its owner); 409 `budget_exceeded` when the charge would pass the budget (nothing
+   * written).
+   */
   async openRound(input: {
     model: string;
     params: RoundParams;
     deadline: number;
     now: number;
+    tenant?: string;
   }): Promise<Result<{ status: RoundStatus }>> {
     const { model, params, deadline, now } = input;
+    this.ensureTables();
     this.rounds.expire(now);
+    const owner = this.ownerOrNull();
+    const tenancy = ownerVerdict(model, owner, input.tenant);
+    if (!tenancy.ok) return tenancy;
     const verdict = openVerdict(this.rounds.latest, params, deadline, now);
     if (!verdict.ok) return verdict;
-    const opened = this.rounds.open({ model, params, deadline, now });
+    // From here to the commit nothing awaits: no other call of this object runs between the budget check and the write.
+    const seq = this.rounds.nextSeq();
+    const priced = chargeVerdict({
+      model,
+      roundSeq: seq,
+      roundId: roundIdFor(model, seq),
+      params,
+      budget: this.ledger.budget(),
+      charges: this.ledger.charges(),
+      now,
+    });
+    if (!priced.ok) return priced;
+    let opened!: RoundRow;
+    try {
+      this.ctx.storage.transactionSync(() => {
+        // The first round records the owner (an older population keeps the default tenant it already had).
+        if (this.population.recordedOwner() === null) this.population.setOwner(owner ?? input.tenant ?? DEFAULT_TENANT);
+        opened = this.rounds.open({ model, params, deadline, now });
+        if (priced.charge) this.ledger.charge(priced.charge);
+      });
+    } catch (e) {
+      this.rounds.load(); // the transaction rolled back: forget the round it cached
+      throw e;
+    }
     // The earliest of this deadline, a previous round still to seal, a retention that runs out.
     await this.armAlarm(Infinity);
     return { ok: true, status: toStatus(opened) };
   }
 
+  /** The tenant that owns this population; null while it has none (no round was ever opened). */
+  async owner(): Promise<string | null> {
+    return this.hasTables ? this.ownerOrNull() : null;
+  }
+
   async status(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -145,12 +216,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** Newest rounds first. */
   async listRounds(limit: number, now: number): Promise<RoundStatus[]> {
+    if (!this.hasTables) return [];
     this.rounds.expire(now);
     return this.rounds.list(limit).map(toStatus);
   }
 
   /** Stops collecting now (idempotent: a closed or aggregated round is returned as it is). */
   async closeRound(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -167,6 +240,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     publishedVersion: number | undefined,
     now: number,
   ): Promise<Result<{ status: RoundStatus }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -186,6 +260,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     /** The caller will read the payloads too: refused once they were deleted after the retention. */
     withPayloads = false,
   ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -208,6 +283,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** Where one accepted update is stored (any state: the device's own receipt stays valid). */
   async getUpdate(roundId: string, deviceId: string): Promise<Result<{ update: StoredUpdate }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
     const u = this.updates.get(r.seq, deviceId);
@@ -219,27 +295,78 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     };
   }
 
+  // ── privacy budget ─────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Sets (or changes) the population's budget (admin token only; see `budgetChangeVerdict` for what is refused). */
+  async setPrivacyBudget(input: {
+    model: string;
+    budget: PrivacyBudgetRequest;
+    now: number;
+  }): Promise<Result<{ status: PopulationPrivacyStatus }>> {
+    const { model, budget: request, now } = input;
+    this.ensureTables(); // an admin's write: the first legitimate one may create the tables
+    const verdict = budgetChangeVerdict({
+      model,
+      budget: this.ledger.budget(),
+      charges: this.ledger.charges(),
+      unchargedRounds: this.ledger.unchargedRounds(),
+      request,
+    });
+    if (!verdict.ok) return verdict;
+    this.ledger.setBudget({
+      epsilon: request.epsilon,
+      delta: request.delta,
+      accountant: request.accountant,
+      set_at: now,
+    });
+    return { ok: true, status: await this.privacyStatus(model) };
+  }
+
+  /** The population's budget, ε spent and left, and every charged round (no device counts). */
+  async privacyStatus(model: string): Promise<PopulationPrivacyStatus> {
+    // a population nobody opened a round or set a budget for keeps no storage (the route is public)
+    if (!this.hasTables) return privacyStatus(model, null, [], () => 0);
+    const charges = this.ledger.charges();
+    return privacyStatus(model, this.ledger.budget(), charges, (b) => this.ledger.spent(model, b, charges));
+  }
+
   // ── devices ────────────────────────────────────────────────────────────────────────────────────────────────────
 
   /**
    * The device's answer for the collecting round: flips and records its coin (and the device's public key, which the
    * route has just verified the check-in under) on the first check-in, reads it after. A revoked device is refused.
+   * In a charged (DP) round the answer comes with the body of the device's receipt, which the route signs with the
+   * edge key: the coin was flipped, so the device's loss accrues, selected or not. It is the same on every repeat.
    */
   async checkin(
     deviceId: string,
     publicKey: string,
     apiKeyId: string,
     now: number,
-  ): Promise<Result<{ answer: CheckinResponse }>> {
+    /** The tenant of the API key the check-in came with (only the owner's keys take part). */
+    tenant: string = DEFAULT_TENANT,
+  ): Promise<Result<{ answer: CheckinResponse; receipt: CheckinReceiptBody | null }>> {
+    if (!this.hasTables) {
+      const early = checkinPrecheck(deviceId, false, null)!;
+      return early.ok ? { ...early, receipt: null } : early;
+    }
+    const owner = this.ownerOrNull();
+    if (owner !== null) {
+      const tenancy = tenantVerdict(this.rounds.latest?.model ?? "this population", owner, tenant);
+      if (!tenancy.ok) return tenancy;
+    }
     this.rounds.expire(now);
     const early = checkinPrecheck(deviceId, this.revocations.has(deviceId), this.rounds.latest);
-    if (early) return early;
+    if (early) return early.ok ? { ...early, receipt: null } : early;
     // The precheck passed: the newest round is collecting.
     const r = this.rounds.latest!;
-    let record = this.checkins.get(r.seq, deviceId);
+    let record: RecordedCheckin | null = this.checkins.get(r.seq, deviceId);
     if (!record) {
-      record = drawCheckin(paramsOf(r), publicKey, apiKeyId);
-      const drawn = record;
+      const drawn = {
+        ...drawCheckin(paramsOf(r), publicKey, apiKeyId, this.checkins.selectedFor(r.seq, apiKeyId)),
+        at: now,
+      };
+      record = drawn;
       this.transact(r.seq, () => {
         this.checkins.record(r.seq, deviceId, drawn, now);
         this.rounds.countCheckin(r.seq, drawn.selected === 1);
@@ -247,7 +374,15 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     }
     // Whether it already reported matters only to a selected device.
     const reported = record.selected === 1 && this.updates.get(r.seq, deviceId) !== null;
-    return { ok: true, answer: checkinAnswer(r, record, reported, now) };
+    const charge = this.ledger.chargeOf(r.seq);
+    const budget = this.ledger.budget();
+    const receipt = charge && budget ? checkinReceiptOf(r.model, deviceId, charge, budget, record.at) : null;
+    return { ok: true, answer: checkinAnswer(r, record, reported, now), receipt };
+  }
+
+  /** Every charged round `deviceId` checked in for, oldest first (`GET /v1/devices/:id/privacy`). */
+  async deviceRounds(deviceId: string): Promise<DeviceCheckedInRound[]> {
+    return this.ledger.chargesOfDevice(deviceId).map((c) => checkedInRound(c, c.checked_in_at));
   }
 
   /**
@@ -267,11 +402,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** An admin revoked `deviceId` (pushed by its DeviceRegistry instance): refuse its check-ins and uploads from now on. */
   async revokeDevice(deviceId: string, at: number): Promise<void> {
+    this.ensureTables();
     this.revocations.add(deviceId, at);
   }
 
   /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */
   async uploadTarget(roundId: string, now: number): Promise<Result<UploadTarget>> {
+    if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
@@ -283,11 +420,20 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * revocation, and whether the nonce and duplicate rules admit the update.
    */
   async preflightUpload(
-    input: Omit<CommitInput, "storageKey" | "publicKey" | "byteLength">,
+    input: Omit<CommitInput, "storageKey" | "publicKey" | "byteLength"> & {
+      /** The tenant of the API key the upload came with (only the owner's keys take part). */
+      tenant?: string;
+    },
   ): Promise<Result<UploadPreflight>> {
+    if (!this.hasTables) return roundNotFound(input.roundId);
     this.rounds.expire(input.now);
     const r = this.rounds.get(input.roundId);
     if (!r) return roundNotFound(input.roundId);
+    const owner = this.ownerOrNull();
+    if (owner !== null) {
+      const tenancy = tenantVerdict(r.model, owner, input.tenant ?? DEFAULT_TENANT);
+      if (!tenancy.ok) return tenancy;
+    }
     const existing = this.updates.get(r.seq, input.deviceId);
     const issued = this.checkins.get(r.seq, input.deviceId);
     return { ok: true, ...preflight(r, input, existing, issued, this.revocations.has(input.deviceId)) };
@@ -295,6 +441,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** Records a stored update (one SQLite transaction); the same device and bytes again return the first receipt. */
   async commitUpload(input: CommitInput): Promise<Result<{ receipt: UpdateReceipt }>> {
+    if (!this.hasTables) return roundNotFound(input.roundId);
     this.rounds.expire(input.now);
     const r = this.rounds.get(input.roundId);
     if (!r) return roundNotFound(input.roundId);
@@ -327,6 +474,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * aggregated longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`). Failures are retried.
    */
   override async alarm(): Promise<void> {
+    if (!this.hasTables) return;
     const now = Date.now();
     this.rounds.expire(now);
     const done = await this.retention.run(now);
@@ -340,7 +488,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     else await this.ctx.storage.deleteAlarm();
   }
 
-  // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────
+  // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** The owning tenant; rounds opened before tenants existed belong to the default tenant; null before any round. */
+  private ownerOrNull(): string | null {
+    return this.population.recordedOwner() ?? (this.rounds.latest ? DEFAULT_TENANT : null);
+  }
 
   /** One SQLite transaction over the tables, writing round `seq`; the cached newest round is re-read after it. */
   private transact(seq: number, write: () => void): void {
@@ -349,9 +502,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   }
 }
 
-/** A device's first check-in of a round: its Poisson coin (CSPRNG) and, when selected, its single-use nonce. */
-function drawCheckin(params: RoundParams, publicKey: string, apiKeyId: string): CheckinRow {
-  const selected = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
+/**
+ * A device's first check-in of a round: its Poisson coin (CSPRNG), capped by its API key's selections so far
+ * (`selectedForKey`), and, when selected, its single-use nonce.
+ */
+function drawCheckin(params: RoundParams, publicKey: string, apiKeyId: string, selectedForKey: number): CheckinRow {
+  const coin = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
+  const selected = capSelection(coin, selectedForKey, params);
   const nonce = selected ? toBase64Url(crypto.getRandomValues(new Uint8Array(16))) : null;
   return { selected: selected ? 1 : 0, nonce, public_key: publicKey, api_key_id: apiKeyId };
 }

@@ -28,8 +28,10 @@ export type RoundRow = {
   accepted: number;
   /** When every shard holding the round's updates sealed them into R2 (null while collecting or still sealing). */
   sealed_at: number | null;
-  /** When the payloads were deleted after the retention (null while kept). */
+  /** When the payloads were given up after the retention: from then on reads answer 404 (null while kept). */
   payloads_purged_at: number | null;
+  /** When every shard and R2 object of them was deleted (after `payloads_purged_at`; null until then). */
+  payloads_deleted_at: number | null;
 };
 
 /** A round's id and position, for the seal and purge steps. */
@@ -67,9 +69,14 @@ export class Rounds {
     return this.host.sql.exec<RoundRow>("SELECT * FROM rounds ORDER BY seq DESC LIMIT ?", limit).toArray();
   }
 
+  /** The `seq` the population's next round gets. */
+  nextSeq(): number {
+    return (this.newest?.seq ?? 0) + 1;
+  }
+
   /** Inserts the population's next round (the caller checked that none is collecting); it becomes `latest`. */
   open(input: { model: string; params: RoundParams; deadline: number; now: number }): RoundRow {
-    const seq = (this.newest?.seq ?? 0) + 1;
+    const seq = this.nextSeq();
     const roundId = roundIdFor(input.model, seq);
     this.host.sql.exec(
       `INSERT INTO rounds (seq, round_id, model, state, params, opened_at, deadline) VALUES (?, ?, ?, 'open', ?, ?, ?)`,
@@ -160,23 +167,35 @@ export class Rounds {
     );
   }
 
-  /** Aggregated rounds whose payloads are still kept and were aggregated at least `retentionMs` before `now`. */
+  /**
+   * Rounds that stopped collecting at least `retentionMs` before `now` and whose payloads are still kept: aggregated or
+   * not (a round under `min_reports`, or one nobody aggregated, is purged too). The retention counts from the close.
+   */
   purgeDue(retentionMs: number, now: number): RoundRef[] {
     return this.host.sql
       .exec<RoundRef>(
-        `SELECT seq, round_id FROM rounds WHERE state = 'aggregated' AND payloads_purged_at IS NULL
-         AND aggregated_at + ? <= ?`,
+        `SELECT seq, round_id FROM rounds WHERE state NOT IN ('open', 'collecting') AND payloads_deleted_at IS NULL
+         AND (payloads_purged_at IS NOT NULL OR closed_at + ? <= ?)`,
         retentionMs,
         now,
       )
       .toArray();
   }
 
-  /** When the earliest aggregated round whose payloads are still kept was aggregated; null when none. */
-  oldestKeptAggregation(): number | null {
+  /** Whether a purge was started and its deletes are not all done (the alarm retries it). */
+  hasUnfinishedPurge(): boolean {
+    return (
+      this.host.sql
+        .exec("SELECT 1 FROM rounds WHERE payloads_purged_at IS NOT NULL AND payloads_deleted_at IS NULL LIMIT 1")
+        .toArray().length > 0
+    );
+  }
+
+  /** When the earliest closed round whose payloads are still kept was closed; null when none. */
+  oldestKeptClose(): number | null {
     return this.host.sql
       .exec<{ at: number | null }>(
-        "SELECT MIN(aggregated_at) AS at FROM rounds WHERE state = 'aggregated' AND payloads_purged_at IS NULL",
+        "SELECT MIN(closed_at) AS at FROM rounds WHERE state NOT IN ('open', 'collecting') AND payloads_purged_at IS NULL",
       )
       .one().at;
   }
@@ -186,14 +205,23 @@ export class Rounds {
     this.refresh(seq);
   }
 
-  /** Records the payloads deleted (and sealed, for a round whose seal never finished: nothing is left to seal). */
+  /**
+   * Gives the payloads up, before anything is deleted: from now on reads answer 404, so a purge that fails half way
+   * is never visible as a missing payload (and sealed, for a round whose seal never finished: nothing is left to seal).
+   */
   markPurged(seq: number, at: number): void {
     this.host.sql.exec(
-      "UPDATE rounds SET payloads_purged_at = ?, sealed_at = COALESCE(sealed_at, ?) WHERE seq = ?",
+      "UPDATE rounds SET payloads_purged_at = COALESCE(payloads_purged_at, ?), sealed_at = COALESCE(sealed_at, ?) WHERE seq = ?",
       at,
       at,
       seq,
     );
+    this.refresh(seq);
+  }
+
+  /** Records every payload of the round deleted (shards and R2). */
+  markDeleted(seq: number, at: number): void {
+    this.host.sql.exec("UPDATE rounds SET payloads_deleted_at = ? WHERE seq = ?", at, seq);
     this.refresh(seq);
   }
 

@@ -1,7 +1,12 @@
 /**
  * @module
- * Admin authentication. `adminAuth()` asks each verifier in `adminVerifiers` in turn; the first one that does not
- * `skip` decides. The built-in verifier accepts `Authorization: Bearer <FEDGE_ADMIN_TOKEN>` (constant-time compare).
+ * Admin authentication. `adminAuth()` asks each verifier in turn; the first one that does not `skip` decides. The
+ * built-in verifier accepts `Authorization: Bearer <FEDGE_ADMIN_TOKEN>` (constant-time compare).
+ *
+ * The aggregator's Ed25519 request signature is an admin credential only where a route opts in with
+ * `adminAuth({ aggregator: true })`: the round routes and publishing a model (upload a version, promote one). Everywhere
+ * else (API keys, rollback, devices, quotas, aggregator keys, benchmarks) a signed request is a 403: a leaked
+ * aggregator key can run rounds and publish, not mint credentials or revoke devices.
  *
  * Seam for other admin credentials (e.g. the aggregator's Ed25519 request signature): write a verifier in its own
  * file in this folder and add it to `adminVerifiers` below (one line). A verifier returns `skip` when the request
@@ -12,7 +17,9 @@ import { FedgeError } from "@fedge/protocol";
 import type { AppEnv } from "../../env.ts";
 import { bearerToken, constantTimeEqual } from "./api-key.ts";
 // Training plane (issue 5): the aggregator's Ed25519 request signature is an admin credential too.
+import { AGGREGATOR_SIGNATURE_HEADER } from "@fedge/protocol";
 import { aggregatorSignatureVerifier } from "../aggregator-signature.ts";
+import { chargeAuthFailure, refuseIfAuthFailuresExhausted } from "../ip-rate-limit.ts";
 
 /** Who passed `adminAuth()` (`c.get("admin")`). */
 export interface AdminPrincipal {
@@ -50,16 +57,38 @@ export const adminTokenVerifier: AdminVerifier = async (c) => {
   return { kind: "admin", principal: { via: "token", subject: "admin-token" } };
 };
 
-/** The verifiers `adminAuth()` tries, in order. */
-export const adminVerifiers: AdminVerifier[] = [aggregatorSignatureVerifier /* issue 5 */, adminTokenVerifier];
+/** On a route the aggregator key may not use: a signed request is refused (403) instead of verified. */
+export const signatureNotAcceptedVerifier: AdminVerifier = async (c) => {
+  if (c.req.header(AGGREGATOR_SIGNATURE_HEADER) === undefined) return { kind: "skip" };
+  return {
+    kind: "reject",
+    status: 403,
+    message: "the aggregator key may only run rounds and publish models; this route needs the admin token",
+  };
+};
+
+/** The verifiers of the round and publish routes, in order. */
+export const aggregatorAdminVerifiers: AdminVerifier[] = [aggregatorSignatureVerifier, adminTokenVerifier];
+/** The verifiers of every other admin route. */
+export const tokenOnlyAdminVerifiers: AdminVerifier[] = [signatureNotAcceptedVerifier, adminTokenVerifier];
+
+export interface AdminAuthOptions {
+  /** Accept the aggregator's request signature too (round and publish routes only). @default false */
+  aggregator?: boolean;
+  /** Replace the verifiers (tests). @default by `aggregator` */
+  verifiers?: readonly AdminVerifier[];
+}
 
 /** Require an admin credential; sets `c.get("admin")`. 401 `unauthorized` when none, 403 `forbidden` when wrong. */
-export function adminAuth(verifiers: readonly AdminVerifier[] = adminVerifiers): MiddlewareHandler<AppEnv> {
+export function adminAuth(options: AdminAuthOptions = {}): MiddlewareHandler<AppEnv> {
+  const verifiers = options.verifiers ?? (options.aggregator ? aggregatorAdminVerifiers : tokenOnlyAdminVerifiers);
   return async (c, next) => {
+    refuseIfAuthFailuresExhausted(c);
     for (const verify of verifiers) {
       const verdict = await verify(c);
       if (verdict.kind === "skip") continue;
       if (verdict.kind === "reject") {
+        chargeAuthFailure(c);
         throw new FedgeError(verdict.status === 401 ? "unauthorized" : "forbidden", verdict.status, verdict.message);
       }
       c.set("admin", verdict.principal);

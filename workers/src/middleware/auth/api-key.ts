@@ -5,12 +5,15 @@
  * are cached in the isolate for `AUTH_CACHE_TTL_MS` together with a small lease of tokens (see key-cache.ts for the
  * exact staleness and rate-limit bounds), so most requests make no Durable Object call at all.
  * Sets the context variable `apiKey`. Errors: 401 `unauthorized` (missing, malformed or unknown key),
- * 403 `forbidden` (revoked), 429 `rate_limited` with `Retry-After` (over the key's per-minute limit).
+ * 403 `forbidden` (revoked), 429 `rate_limited` with `Retry-After` (over the key's per-minute limit, or the client's
+ * address sent too many unknown keys: ip-rate-limit.ts). Unknown keys are remembered briefly (key-cache.ts), so made-up
+ * ids and guessed secrets do not reach a ledger on every request.
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { API_KEY_PATTERN, DEFAULT_RATE_LIMIT_PER_MINUTE, FedgeError, type ApiKeyInfo } from "@fedge/protocol";
 import type { AppEnv, Bindings } from "../../env.ts";
 import { keyCache, type KeyCache } from "./key-cache.ts";
+import { chargeAuthFailure, refuseIfAuthFailuresExhausted } from "../ip-rate-limit.ts";
 
 /** The authenticated key, as handlers see it (`c.get("apiKey")`). */
 export type ApiKeyPrincipal = ApiKeyInfo;
@@ -98,25 +101,33 @@ export function apiKeyAuth(options: ApiKeyAuthOptions = {}): MiddlewareHandler<A
   const rateLimit = options.rateLimit ?? true;
   const cache = options.cache ?? keyCache;
   return async (c, next) => {
+    // An address that keeps sending bad keys is refused before its key is looked at (ip-rate-limit.ts).
+    refuseIfAuthFailuresExhausted(c);
+    const unknown = () => {
+      chargeAuthFailure(c);
+      return new FedgeError("unauthorized", 401, "unknown API key");
+    };
     const token = bearerToken(c);
     if (!token) throw new FedgeError("unauthorized", 401, "missing API key: send Authorization: Bearer <key>");
     const m = API_KEY_PATTERN.exec(token);
-    if (!m) throw new FedgeError("unauthorized", 401, "unknown API key");
+    if (!m) throw unknown();
     const keyId = m[1]!;
     const devKey = keyId === DEV_KEY_ID;
     // The bootstrap key exists only on a local edge, whatever the ledger (or this isolate's cache) remembers.
-    if (devKey && c.env.FEDGE_ENV !== "local") throw new FedgeError("unauthorized", 401, "unknown API key");
+    if (devKey && c.env.FEDGE_ENV !== "local") throw unknown();
     const hash = await hashApiKey(token);
     // (`devKeyEnsured === hash` already proves the token is FEDGE_DEV_API_KEY: skip the compare.)
     const devKeyValue = c.env.FEDGE_DEV_API_KEY;
     if (devKey && devKeyEnsured !== hash && devKeyValue && (await constantTimeEqual(token, devKeyValue))) {
       await ensureDevKey(c.env, hash);
+      // A rotated dev key: drop what this isolate remembers about the old one (its hash, a negative entry).
+      cache.forget(DEV_KEY_ID);
     }
     // The ledger stub is made only on a cache miss.
     const verdict = await cache.admit(keyId, hash, rateLimit, (input) => ledgerFor(c.env, keyId).lease(input));
     switch (verdict.status) {
       case "unknown":
-        throw new FedgeError("unauthorized", 401, "unknown API key");
+        throw unknown();
       case "revoked":
         throw new FedgeError("forbidden", 403, "this API key has been revoked");
       case "rate_limited":

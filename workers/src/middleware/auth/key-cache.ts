@@ -18,9 +18,13 @@
  *   were in flight during the revocation are used for their own request only, never cached.
  * - **429.** A `rate_limited` answer is remembered until the bucket has a token again (but never longer than
  *   `ttlMs` without asking the ledger), so a client over its limit does not hammer the ledger.
- * - Unknown keys (wrong secret, no such id) are never cached: every such request asks the ledger. The cache is keyed
- *   by key id, so only keys that exist take space; each entry remembers the SHA-256 it was proven with and a request
- *   with another secret for the same id misses.
+ * - **Unknown keys** are cached for `negativeTtlMs` (a short negative cache): an id with no key is refused without a
+ *   ledger call for that long, and for an id whose secret was wrong the ledger hands back the stored SHA-256, so every
+ *   other wrong secret for that id is refused here too (only the right one asks the ledger). A fresh entry proven with
+ *   one hash refuses other hashes of its id the same way (a key has one hash). So neither made-up ids nor guessed
+ *   secrets for a real id reach a ledger more than once per isolate and `negativeTtlMs`. A key created or rotated in
+ *   this isolate is `forget`-ten first; ids are 80 random bits, so no other isolate has a negative entry for a new one.
+ *   Both maps are bounded (`maxEntries`, oldest dropped first).
  */
 import type { ApiKeyInfo } from "@fedge/protocol";
 import type { AuthVerdict, LeaseInput, LeaseVerdict } from "../../durable-objects/account-ledger.ts";
@@ -37,8 +41,20 @@ export interface KeyCacheOptions {
   maxLeaseTokens?: number;
   /** Most keys remembered; the oldest entry is dropped first (its lease is stranded, see the module doc). @default 10000 */
   maxEntries?: number;
+  /** How long an "unknown key" answer is trusted (the negative cache). @default NEGATIVE_CACHE_TTL_MS (5000 ms) */
+  negativeTtlMs?: number;
   /** Clock (epoch milliseconds). @default Date.now */
   now?: () => number;
+}
+
+/** How long an isolate refuses an unknown key id (or a wrong secret for a known id) without asking its ledger. */
+export const NEGATIVE_CACHE_TTL_MS = 5_000;
+
+interface Negative {
+  /** Trusted until (epoch ms). */
+  expiresAt: number;
+  /** The hash the ledger holds for this id; null when there is no key with this id. */
+  storedHash: string | null;
 }
 
 /** One ledger call: `lease()` of the key's AccountLedger (tests may pass another ledger's stub). */
@@ -64,6 +80,8 @@ export interface KeyCacheStats {
   hits: number;
   /** Ledger calls made. */
   ledgerCalls: number;
+  /** Requests refused as unknown without a ledger call. */
+  negativeHits: number;
 }
 
 /** Constant-time equality of two equal-length hex strings. */
@@ -83,18 +101,22 @@ export class KeyCache {
   private readonly maxLeaseTokens: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
+  private readonly negativeTtlMs: number;
   private readonly entries = new Map<string, Entry>();
+  private readonly negatives = new Map<string, Negative>();
   /** In-flight ledger call per key id (concurrent misses of one key share it). */
   private readonly inflight = new Map<string, Promise<unknown>>();
   /** Bumped by `forget(id)`: a ledger answer that started under an older epoch is not cached. */
   private readonly epochs = new Map<string, number>();
-  readonly stats: KeyCacheStats = { hits: 0, ledgerCalls: 0 };
+  readonly stats: KeyCacheStats = { hits: 0, ledgerCalls: 0, negativeHits: 0 };
 
   constructor(options: KeyCacheOptions = {}) {
     this.ttlMs = options.ttlMs ?? AUTH_CACHE_TTL_MS;
     this.maxLeaseTokens = options.maxLeaseTokens ?? MAX_LEASE_TOKENS;
     this.maxEntries = options.maxEntries ?? 10_000;
+    this.negativeTtlMs = options.negativeTtlMs ?? NEGATIVE_CACHE_TTL_MS;
     this.now = options.now ?? Date.now;
+    if (!(this.negativeTtlMs >= 0)) throw new RangeError(`negativeTtlMs must be ≥ 0, got ${options.negativeTtlMs}`);
     if (!(this.ttlMs >= 0)) throw new RangeError(`ttlMs must be ≥ 0, got ${options.ttlMs}`);
     if (!(Number.isInteger(this.maxLeaseTokens) && this.maxLeaseTokens >= 1)) {
       throw new RangeError(`maxLeaseTokens must be an integer ≥ 1, got ${options.maxLeaseTokens}`);
@@ -114,6 +136,10 @@ export class KeyCache {
    */
   async admit(keyId: string, hash: string, rateLimit: boolean, ledger: LeaseCall): Promise<AuthVerdict> {
     // A few rounds at most: a waiter re-checks after the shared call and may find the lease already spent.
+    if (this.knownWrong(keyId, hash)) {
+      this.stats.negativeHits++;
+      return { status: "unknown" };
+    }
     for (let round = 0; round < 4; round++) {
       const local = this.fromCache(keyId, hash, rateLimit);
       if (local) {
@@ -130,12 +156,25 @@ export class KeyCache {
   /** Drop everything cached for a key (the revoking isolate calls this: the key is refused here at once). */
   forget(keyId: string): void {
     this.entries.delete(keyId);
+    this.negatives.delete(keyId);
     this.epochs.set(keyId, (this.epochs.get(keyId) ?? 0) + 1);
   }
 
   /** Drop every entry (tests). */
   clear(): void {
     for (const id of [...this.entries.keys()]) this.forget(id);
+  }
+
+  /** Whether `hash` is certainly not the key of `keyId`: a fresh negative entry, or a fresh entry with another hash. */
+  private knownWrong(keyId: string, hash: string): boolean {
+    const t = this.now();
+    const neg = this.negatives.get(keyId);
+    if (neg) {
+      if (t >= neg.expiresAt) this.negatives.delete(keyId);
+      else if (neg.storedHash === null || !hashesEqual(neg.storedHash, hash)) return true;
+    }
+    const e = this.entries.get(keyId);
+    return e !== undefined && t < e.expiresAt && !hashesEqual(e.hash, hash);
   }
 
   private fromCache(keyId: string, hash: string, rateLimit: boolean): AuthVerdict | null {
@@ -167,7 +206,6 @@ export class KeyCache {
     const t = this.now();
     const call = ledger({
       hash,
-      now: t,
       rateLimit,
       maxTokens: rateLimit ? this.maxLeaseTokens : 0,
       leaseMs: this.ttlMs,
@@ -185,8 +223,13 @@ export class KeyCache {
     const cacheable = (this.epochs.get(keyId) ?? 0) === epoch;
     switch (verdict.status) {
       case "unknown":
-        // Never cached; an entry proven with another secret stays.
-        return verdict;
+        // Remembered for negativeTtlMs (an entry proven with another secret stays).
+        if (cacheable) {
+          this.negatives.delete(keyId);
+          this.negatives.set(keyId, { expiresAt: t + this.negativeTtlMs, storedHash: verdict.storedHash ?? null });
+          while (this.negatives.size > this.maxEntries) this.negatives.delete(this.negatives.keys().next().value!);
+        }
+        return { status: "unknown" };
       case "revoked":
         if (cacheable)
           this.store(keyId, {
@@ -232,6 +275,7 @@ export class KeyCache {
   }
 
   private store(keyId: string, entry: Entry): void {
+    this.negatives.delete(keyId);
     this.entries.delete(keyId);
     this.entries.set(keyId, entry);
     while (this.entries.size > this.maxEntries) {

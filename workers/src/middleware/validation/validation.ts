@@ -37,7 +37,7 @@ export function createRouter(): OpenAPIHono<AppEnv> {
     in: "header",
     name: "x-fedge-signature",
     description:
-      "The aggregator's Ed25519 request signature (with x-fedge-aggregator-key and x-fedge-timestamp; contract in @fedge/schemas admin-auth)",
+      "The aggregator's Ed25519 request signature (with x-fedge-aggregator-key, x-fedge-timestamp and x-fedge-nonce; single use; round and publish routes only; contract in @fedge/protocol admin-auth)",
   });
   return router;
 }

@@ -2,11 +2,11 @@
  * @module
  * `POST /v1/models/{name}/predict`: one float32 batch through the model's serving version (or `?version=`), run by
  * onnxruntime-web in this isolate (one cached session per model version). API key required; rate limited; the
- * call and its input elements are metered once the prediction succeeded.
+ * call and its input elements are metered once the prediction succeeded. This is the fast path for models with one
+ * float32 input `[batch, ...fixed]` (an MLP, a CNN); every model is served by `/v2/models/{name}/infer`.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
-  FedgeError,
   MAX_PREDICT_BODY_BYTES,
   ModelName,
   PredictQuery,
@@ -17,15 +17,11 @@ import {
 import { apiKeyAuth } from "../../middleware/auth/index.ts";
 import { meter } from "../../middleware/metering.ts";
 import { createRouter, errorResponses, parseJsonBytes, readBody } from "../../middleware/validation/index.ts";
-import { readManifest, readOnnxBytes, requireIndex, requireVersion, servableShape } from "../../registry/index.ts";
-import { runBatch, sessions } from "../../inference/index.ts";
+import { servableShape } from "../../registry/index.ts";
+import { runBatch } from "../../inference/index.ts";
+import { resolveVersion, servedSession } from "../../inference/served-model.ts";
 import { checkJsonBody, decodeBinaryBatch, decodeJsonBody, parseShapeHeader, type DecodedBatch } from "./decode.ts";
 import { readJsonRows } from "./json-rows.ts";
-
-/** Session cache key: a version's bytes never change, the sha256 guards against a re-created registry. */
-export function sessionKey(name: string, version: number, sha256: string): string {
-  return `${name}@${version}#${sha256}`;
-}
 
 const route = createRoute({
   method: "post",
@@ -83,12 +79,8 @@ predict.openapi(runtime, async (c) => {
     const bytes = new Uint8Array(await c.req.arrayBuffer());
     json = readJsonRows(bytes) ?? checkJsonBody(parseJsonBytes(bytes));
   }
-  const index = await requireIndex(c.env, name);
-  const version = query.version ?? index.serving_version;
-  if (version === null) throw new FedgeError("version_not_found", 404, `model ${name} has no serving version`);
-  const summary = requireVersion(index, version);
-  const manifest = await readManifest(c.env, name, version);
-  if (!manifest) throw new FedgeError("version_not_found", 404, `model ${name} has no version ${version}`);
+  const served = await resolveVersion(c.env, name, query.version);
+  const { version, manifest } = served;
   const { featureShape, features } = servableShape(manifest);
 
   let batch: DecodedBatch;
@@ -99,9 +91,7 @@ predict.openapi(runtime, async (c) => {
     batch = decodeBinaryBatch(bytes, parseShapeHeader(c.req.header(PREDICT_SHAPE_HEADER)), featureShape, features);
   }
 
-  const model = await sessions.get(sessionKey(name, version, summary.sha256), () =>
-    readOnnxBytes(c.env, name, version),
-  );
+  const model = await servedSession(c.env, served);
   const result = await runBatch(model, batch.data, batch.shape);
   const outputs: number[][] = [];
   for (let i = 0; i < result.batch; i++) {

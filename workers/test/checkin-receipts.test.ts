@@ -1,0 +1,152 @@
+/**
+ * Check-in receipts: in every DP round a device checks in for, selected or not, the edge answers with a receipt signed
+ * by its own key (FEDGE_EDGE_SIGNING_KEY), whose public key it serves at /.well-known/fedge-edge-key; the device reads
+ * what the edge recorded for it at GET /v1/devices/:id/privacy, signed with its own key.
+ */
+import { describe, expect, it } from "vitest";
+import nacl from "tweetnacl";
+import {
+  EDGE_KEY_PATH,
+  devicePrivacySigningBytes,
+  fromBase64Url,
+  toBase64Url,
+  verifyCheckinReceipt,
+  type CheckinReceipt,
+  type DevicePrivacyRecord,
+} from "@fedge/protocol";
+import {
+  adminPost,
+  call,
+  checkin,
+  createApiKey,
+  errorCode,
+  openRound,
+  registerDevice,
+  uniqueModel,
+  type TestDevice,
+} from "./rounds-helpers.ts";
+
+/** The public key of the test seed in vitest.config.ts (32 bytes of 0x2a). */
+const EDGE_PUBLIC_KEY = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(42)).publicKey;
+
+function verifies(r: CheckinReceipt): boolean {
+  return verifyCheckinReceipt(r, fromBase64Url(r.signature), EDGE_PUBLIC_KEY);
+}
+
+function readPrivacy(device: TestDevice, opts: { timestamp?: string; key?: Uint8Array } = {}): Promise<Response> {
+  const timestamp = opts.timestamp ?? new Date().toISOString();
+  const signature = nacl.sign.detached(
+    devicePrivacySigningBytes(device.id, timestamp),
+    opts.key ?? device.keys.secretKey,
+  );
+  return call(`/v1/devices/${device.id}/privacy`, {
+    headers: {
+      authorization: `Bearer ${device.apiKey}`,
+      "x-fedge-timestamp": timestamp,
+      "x-fedge-signature": toBase64Url(signature),
+    },
+  });
+}
+
+describe("the edge key", () => {
+  it("is served at the well-known route, with CORS for web apps", async () => {
+    const res = await call(EDGE_KEY_PATH, { headers: { origin: "https://app.example" } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("access-control-allow-origin")).toBe("*");
+    expect(await res.json()).toEqual({ public_key: toBase64Url(EDGE_PUBLIC_KEY), alg: "Ed25519" });
+  });
+});
+
+describe("check-in receipts", () => {
+  it("come signed in every DP round, selected or not, the same on a repeat", async () => {
+    const model = uniqueModel("rcpt");
+    const { key } = await createApiKey();
+    const device = await registerDevice(key);
+    const round = await openRound(model, {
+      sampling_rate: 1,
+      mechanism: { noise_multiplier: 1.3, clip_rule: "adaptive", count_noise_std: 2 },
+    });
+    const first = await checkin(device, model);
+    expect(first.selected).toBe(true);
+    const r = first.receipt!;
+    expect(r).toMatchObject({
+      model,
+      round_id: round.round_id,
+      device_id: device.id,
+      sampling_rate: 1,
+      noise_multiplier: 1.3,
+      count_noise_std: 2,
+      privacy_mode: "central",
+      clip_rule: "adaptive",
+      delta: 1e-5,
+      alg: "Ed25519",
+    });
+    expect(verifies(r)).toBe(true);
+    expect((await checkin(device, model)).receipt).toEqual(r);
+    // Tampering with any signed field breaks it.
+    expect(verifies({ ...r, sampling_rate: 0.01 })).toBe(false);
+    expect(verifies({ ...r, noise_multiplier: 13 })).toBe(false);
+    expect(verifies({ ...r, device_id: "dev_someoneelse0" })).toBe(false);
+
+    // A device the coin did not select still gets one: its loss accrues too.
+    await adminPost(`/v1/admin/rounds/${round.round_id}/close`);
+    const tiny = await openRound(model, { sampling_rate: 1e-9 });
+    const other = await checkin(device, model);
+    expect(other).toMatchObject({ selected: false, reason: "not_sampled" });
+    expect(other.receipt).toMatchObject({ round_id: tiny.round_id, sampling_rate: 1e-9, clip_rule: "fixed" });
+    expect(verifies(other.receipt!)).toBe(true);
+  });
+
+  it("are absent without a DP round", async () => {
+    const model = uniqueModel("rcpt");
+    const { key } = await createApiKey();
+    const device = await registerDevice(key);
+    expect((await checkin(device, model)).receipt).toBeUndefined();
+    await openRound(model, { privacy_mode: "none" });
+    const answer = await checkin(device, model);
+    expect(answer.selected).toBe(true);
+    expect(answer.receipt).toBeUndefined();
+  });
+});
+
+describe("GET /v1/devices/:id/privacy", () => {
+  it("lists the DP rounds the device checked in for, only to the device", async () => {
+    const model = uniqueModel("rcpt");
+    const { key } = await createApiKey();
+    const a = await registerDevice(key);
+    const b = await registerDevice(key);
+    const r1 = await openRound(model, { sampling_rate: 1 });
+    const receipt = (await checkin(a, model)).receipt!;
+    await checkin(b, model);
+    await adminPost(`/v1/admin/rounds/${r1.round_id}/close`);
+    const r2 = await openRound(model, { sampling_rate: 0.5 });
+    await checkin(a, model);
+
+    const res = await readPrivacy(a);
+    expect(res.status, await res.clone().text()).toBe(200);
+    const record = await res.json<DevicePrivacyRecord>();
+    expect(record.device_id).toBe(a.id);
+    expect(record.populations).toHaveLength(1);
+    expect(record.populations[0]!.model).toBe(model);
+    expect(record.populations[0]!.rounds).toEqual([
+      {
+        round_id: r1.round_id,
+        checked_in_at: receipt.checked_in_at,
+        sampling_rate: 1,
+        noise_multiplier: 1,
+        count_noise_std: null,
+        privacy_mode: "central",
+        clip_rule: "fixed",
+      },
+      expect.objectContaining({ round_id: r2.round_id, sampling_rate: 0.5 }),
+    ]);
+    const forB = await (await readPrivacy(b)).json<DevicePrivacyRecord>();
+    expect(forB.populations[0]!.rounds.map((r) => r.round_id)).toEqual([r1.round_id]);
+
+    expect(await errorCode(await readPrivacy(a, { key: b.keys.secretKey }))).toBe("bad_signature");
+    const stale = new Date(Date.now() - 3_600_000).toISOString();
+    expect(await errorCode(await readPrivacy(a, { timestamp: stale }))).toBe("stale_timestamp");
+    const stranger = await createApiKey();
+    expect(await errorCode(await readPrivacy({ ...a, apiKey: stranger.key }))).toBe("device_not_found");
+  });
+});
