@@ -2,7 +2,8 @@
  * `npm run bench`: runs every suite in bench/suites/ in its own Node process (so a native crash or a leak in one
  * cannot skew another), then writes bench/results/latest.json and bench/results/latest.md.
  * `npm run bench -- gpu-node inference` runs only the named suites and updates their entries in the results,
- * keeping the other suites' entries from their own runs (each suite records when it ran).
+ * keeping the other suites' entries from their own runs (each suite records when it ran). `npm run bench -- --help`
+ * lists the suites.
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
@@ -15,12 +16,25 @@ import type { BenchSuiteResult } from "./types.ts";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { timeout: { type: "string", default: "900" } },
+  options: { timeout: { type: "string", default: "2400" }, help: { type: "boolean", short: "h" } },
 });
 const available = readdirSync(path.join(here, "suites"))
   .filter((f) => f.endsWith(".ts"))
   .map((f) => f.slice(0, -3))
   .sort();
+if (values.help) {
+  console.log(
+    [
+      "usage: node bench/run.ts [suite ...] [--timeout SECONDS]",
+      "",
+      "Runs the named suites (default: all), each in its own process, and writes bench/results/latest.{json,md};",
+      "results of suites not run this time are kept from the previous latest.json.",
+      `suites: ${available.join(", ")}`,
+      "--timeout  seconds per suite (default 2400: the load suite takes 13–20 min on a shared 2-core machine)",
+    ].join("\n"),
+  );
+  process.exit(0);
+}
 const unknown = positionals.filter((p) => !available.includes(p));
 if (unknown.length > 0) {
   console.error(`unknown suite(s): ${unknown.join(", ")}; available: ${available.join(", ")}`);

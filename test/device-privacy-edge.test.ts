@@ -8,7 +8,8 @@
  * - privacy mode `none` end to end: stated in the task, taken only by devices whose policy opts in;
  * - the device's privacy policy: tasks outside it are refused and nothing reaches the edge;
  * - manifest pinning: unsigned, foreign-key and tampered manifests are refused before the model is used;
- * - update format version 1 (no clip bit) is refused by the edge with a message naming the version.
+ * - update format versions 1 (no clip bit) and 2 (whole-body signature) are refused by the edge with a message naming
+ *   the version.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -394,7 +395,7 @@ describe("manifest pinning", () => {
 });
 
 describe("update format version", () => {
-  it("the edge refuses a version 1 body (no clip bit) with 400 naming the version; the v2 body is accepted", async () => {
+  it("the edge refuses version 1 (no clip bit) and 2 (whole-body signature) bodies with 400 naming the version; v3 is accepted", async () => {
     const model = "v1-check";
     await seed(model, zero4x2());
     const round = await openBy(model, { population_privacy: { epsilon: 1, delta: 1e-5 } });
@@ -427,12 +428,21 @@ describe("update format version", () => {
     expect(old.status).toBe(400);
     const body = (await old.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe("malformed_update");
-    expect(body.error.message).toMatch(/update format version 1 is not supported \(this codec reads version 2 only/);
-    expect((await operator.roundStatus(round.round_id)).accepted).toBe(0);
-    const v2 = encodeUpdate(
+    expect(body.error.message).toMatch(/update format version 1 is not supported \(this codec reads version 3 only/);
+    const v3 = await encodeUpdate(
       { roundId: round.round_id, deviceId: device_id, nonce, shape: [10], payload: { dtype: "float32", values } },
       keys.secretKey,
     );
-    expect((await post(v2)).status).toBe(201);
+    // Version 2: the same layout with version byte 2, Ed25519 over the whole body.
+    const v2 = v3.slice();
+    v2[4] = 2;
+    v2.set(nacl.sign.detached(v2.subarray(0, v2.length - 64), keys.secretKey), v2.length - 64);
+    const refused = await post(v2);
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(
+      /update format version 2 is not supported \(this codec reads version 3 only; version 2 signs the whole body/,
+    );
+    expect((await operator.roundStatus(round.round_id)).accepted).toBe(0);
+    expect((await post(v3)).status).toBe(201);
   });
 });

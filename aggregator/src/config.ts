@@ -122,6 +122,13 @@ export const PopulationConfig = z
       .default({ maxAccuracyDrop: 0.02 }),
     /** Updates handed to the Backend per `add` call. */
     batchSize: z.number().int().min(1).max(4096).default(16),
+    /**
+     * What devices upload (the round task's `update_dtype`): `int8` (default) is a quarter of the bytes, stochastic
+     * rounding whose dequantized norm still meets the round's bound (@fedge/ml `compressUpdate`), so the edge's norm
+     * check and the server's re-clip agree and the DP sensitivity holds on what the server adds; `float32` sends Δ as
+     * is. `fedge simulate` quantizes its simulated devices the same way.
+     */
+    updateDtype: z.enum(["float32", "int8"]).default("int8"),
   })
   .superRefine((c, ctx) => {
     if (c.privacy.mode !== "none" && c.robust) {
@@ -270,6 +277,7 @@ export const POPULATION_CONFIG_FLAGS = {
   "client-batch-size": { type: "string" },
   "max-accuracy-drop": { type: "string" },
   "batch-size": { type: "string" },
+  "update-dtype": { type: "string" },
 } as const;
 
 type FlagValues = Record<string, string | boolean | undefined>;
@@ -348,6 +356,7 @@ export function configFromFlags(flags: FlagValues, base: Record<string, unknown>
   setIn(c, ["client", "batchSize"], num(flags, "client-batch-size", "client.batchSize"));
   setIn(c, ["publish", "maxAccuracyDrop"], num(flags, "max-accuracy-drop", "publish.maxAccuracyDrop"));
   setIn(c, ["batchSize"], num(flags, "batch-size", "batchSize"));
+  setIn(c, ["updateDtype"], str(flags, "update-dtype"));
   return parsePopulationConfig(c);
 }
 

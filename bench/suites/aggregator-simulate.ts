@@ -10,8 +10,13 @@
  * - memory: peak RSS growth during that run against the model size (streaming keeps it O(batch × model));
  * - scale: one round of 100,000 clients × 100,000 params with q = 0.01 (≈1,000 updates), seconds per round, and the
  *   seconds per update against the memcpy of one update.
+ * (These runs upload float32, so they measure the aggregator, not the simulated devices' quantization.)
+ * - compressed uploads: MNIST (784→32→10, 100 clients, q = 0.5, central z = 0.3, C = 5, 8 rounds) with int8 uploads
+ *   (the default: stochastic rounding, norm bound kept after dequantization) against float32 uploads, the same data
+ *   seeds and the same seeded noise source per pair, several seeds: upload bytes per update and final accuracy.
  */
 import { createBackend, type Backend } from "@fedge/gpu-node";
+import { seededRandomBytes } from "@fedge/privacy/testing";
 import { parsePopulationConfig, RoundEngine, runSimulation } from "fedge";
 import { measure, type BenchMeasure } from "../types.ts";
 
@@ -78,8 +83,39 @@ function config(clients: number, q: number) {
     expectedClients: q * clients,
     clipping: { clipNorm: 100 },
     batchSize: 16,
+    updateDtype: "float32",
   });
 }
+
+const ACCURACY_SEEDS = [1, 2, 3, 4];
+
+/** Final MNIST accuracy and upload bytes per update of the compressed-upload comparison, one seed. */
+async function mnistRun(backend: Backend, updateDtype: "float32" | "int8", seed: number) {
+  const s = await runSimulation({
+    config: parsePopulationConfig({
+      model: "digits",
+      privacy: { mode: "central", noiseMultiplier: 0.3, budget: { epsilon: 1e3, delta: 1e-5 } },
+      samplingRate: 0.5,
+      expectedClients: 50,
+      clipping: { clipNorm: 5 },
+      client: { learningRate: 0.1, localEpochs: 1, batchSize: 32 },
+      updateDtype,
+    }),
+    backend,
+    clients: 100,
+    rounds: 8,
+    mode: "mnist",
+    hidden: [32],
+    seed,
+    random: seededRandomBytes(1000 + seed),
+    deviceRandom: seededRandomBytes(2000 + seed),
+    log: () => {},
+  });
+  return { accuracy: s.finalAccuracy!, bytes: s.uploadBytesPerUpdate };
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const sd = (xs: number[]) => Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / Math.max(1, xs.length - 1));
 
 export default async function run(): Promise<BenchMeasure[]> {
   const backend = await createBackend({ prefer: "cpu" });
@@ -127,6 +163,18 @@ export default async function run(): Promise<BenchMeasure[]> {
     });
     const perUpdate = big.seconds / big.totalUpdates;
     const copyOne = (PARAMS * 4) / (memcpyGbps(big.totalUpdates) * 1e9);
+
+    const f32: { accuracy: number; bytes: number }[] = [];
+    const i8: { accuracy: number; bytes: number }[] = [];
+    for (const seed of ACCURACY_SEEDS) {
+      f32.push(await mnistRun(backend, "float32", seed));
+      i8.push(await mnistRun(backend, "int8", seed));
+    }
+    const accF = f32.map((r) => 100 * r.accuracy);
+    const accI = i8.map((r) => 100 * r.accuracy);
+    const diffs = accI.map((a, k) => a - accF[k]!);
+    const noiseBand = 2 * (sd(accF) / Math.sqrt(accF.length));
+    const pct = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(" ");
     return [
       measure({
         name: "simulate-10k-clients-100k-params-gbps",
@@ -180,6 +228,32 @@ export default async function run(): Promise<BenchMeasure[]> {
         better: "lower",
         notes: `${big.totalUpdates} updates, ${big.seconds.toFixed(2)} s per round, peak RSS ${(big.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
       }),
+      measure({
+        name: "simulate-upload-bytes-int8-vs-float32",
+        description:
+          "bytes of one signed update as a device uploads it, int8 (default: stochastic rounding, dequantized norm ≤ C) — MNIST 784→32→10, 25,450 params",
+        value: mean(i8.map((r) => r.bytes)),
+        unit: "bytes",
+        baseline_name: "the same update as float32",
+        baseline: mean(f32.map((r) => r.bytes)),
+        better: "lower",
+        goalRatio: 0.3,
+      }),
+      {
+        ...measure({
+          name: "simulate-mnist-accuracy-int8-vs-float32",
+          description:
+            "final MNIST test accuracy after 8 rounds (100 clients, q = 0.5, central z = 0.3, C = 5), int8 uploads, mean over seeds",
+          value: mean(accI),
+          unit: "%",
+          baseline_name: "float32 uploads, same data seeds and seeded noise source, mean over the same seeds",
+          baseline: mean(accF),
+          better: "higher",
+        }),
+        goal: "within noise: |mean difference| ≤ 2 standard errors of the float32 runs",
+        goal_met: Math.abs(mean(diffs)) <= Math.max(noiseBand, 0.05),
+        notes: `seeds ${ACCURACY_SEEDS.join(", ")}; float32 ${pct(accF)} %, int8 ${pct(accI)} %; paired differences ${pct(diffs)} points (mean ${mean(diffs).toFixed(2)}); 2·SE of float32 across seeds ${noiseBand.toFixed(2)} points. The two runs of a seed share data, init, Poisson coins and the server's DP noise (seeded streams); only the devices' stochastic rounding differs`,
+      },
     ];
   } finally {
     await backend.dispose();

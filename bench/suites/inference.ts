@@ -280,6 +280,18 @@ export default async function run(): Promise<BenchMeasure[]> {
 
     measures.push(
       measure({
+        name: "predict-p50-batch32-json-vs-binary",
+        description:
+          'POST /v1/models/mnist-mlp/predict batch 32 as JSON {"inputs": number[][]} (read in one pass from the bytes, routes/predict/json-rows.ts) p50',
+        value: median(b32),
+        unit: "ms",
+        baseline_name:
+          "the same batch as application/octet-stream float32 p50 (no number parsing), same run, interleaved",
+        baseline: median(b32bin),
+        better: "lower",
+        notes: `${REQUESTS} sequential requests of each kind in turn; the difference is reading ${(JSON.stringify({ inputs: Array.from({ length: 32 }, () => row) }).length / 1000).toFixed(0)} kB of JSON numbers instead of 100 kB of float32`,
+      }),
+      measure({
         name: "predict-p50-batch32-binary",
         description:
           "POST /v1/models/mnist-mlp/predict (int8, application/octet-stream float32, batch 32) p50 through wrangler dev",

@@ -129,7 +129,7 @@ async function prepareUpdates(edge: LocalEdge, apiKey: string, devices: Device[]
       200,
     );
     if (!answer.selected) throw new Error(`q = 1 but ${d.id} was not selected`);
-    const bytes = encodeUpdate(
+    const bytes = await encodeUpdate(
       {
         roundId: answer.task.round_id,
         deviceId: d.id,

@@ -1,5 +1,5 @@
 import { buildMlpOnnx, flattenTrainable, trainableLength, type MlpParams } from "@fedge/ml";
-import { decodeUpdate, toBase64Url, type RoundTask } from "@fedge/protocol";
+import { decodeUpdate, decodeVerifiedUpdate, int8PayloadNorm, toBase64Url, type RoundTask } from "@fedge/protocol";
 import nacl from "tweetnacl";
 import { describe, expect, it } from "vitest";
 import { FedgeClientError, InvalidInputError } from "./core/errors.ts";
@@ -49,9 +49,9 @@ const build = (t: RoundTask, extra: Partial<Parameters<typeof buildUpdate>[0]> =
   });
 
 describe("buildUpdate", () => {
-  it("trains, clips to C, encodes and signs an update the codec accepts", () => {
-    const { bytes, stats } = build(task());
-    const d = decodeUpdate(bytes, { publicKey: keys.publicKey });
+  it("trains, clips to C, encodes and signs an update the codec accepts", async () => {
+    const { bytes, stats } = await build(task());
+    const d = await decodeVerifiedUpdate(bytes, keys.publicKey);
     expect(d.roundId).toBe("toy_1");
     expect(d.deviceId).toBe("dev_toy12345");
     expect([...d.nonce]).toEqual([...nonce]);
@@ -64,65 +64,72 @@ describe("buildUpdate", () => {
     expect(stats).toMatchObject({ samples: n, steps: 2 * 5, noiseStd: 0, dtype: "float32", bytes: bytes.length });
   });
 
-  it("head scope sends only the last layer", () => {
+  it("head scope sends only the last layer", async () => {
     const len = trainableLength(params, "head");
-    const { bytes } = build(task({ trainable: "head", update_length: len, clip_norm: 100 }));
+    const { bytes } = await build(task({ trainable: "head", update_length: len, clip_norm: 100 }));
     const d = decodeUpdate(bytes);
     expect(d.shape).toEqual([len]);
     expect(len).toBe(flattenTrainable(params, "head").length);
   });
 
-  it("local mode adds noise with σ = z·C; int8 rounds use the int8 payload", () => {
-    const local = build(task({ privacy_mode: "local", local_noise_multiplier: 2, clip_norm: 0.05 }));
+  it("local mode adds noise with σ = z·C; int8 rounds use the int8 payload", async () => {
+    const local = await build(task({ privacy_mode: "local", local_noise_multiplier: 2, clip_norm: 0.05 }));
     expect(local.stats.noiseStd).toBeCloseTo(0.1, 12);
     const v = decodeUpdate(local.bytes).payload.values as Float32Array;
     // The noise norm is about z·C·√n ≫ C.
     expect(l2Norm(v)).toBeGreaterThan(0.05 * 2 * Math.sqrt(v.length) * 0.5);
-    const q = build(task({ update_dtype: "int8" }));
-    expect(decodeUpdate(q.bytes, { publicKey: keys.publicKey }).payload.dtype).toBe("int8");
+    const q = await build(task({ update_dtype: "int8" }));
+    const d = await decodeVerifiedUpdate(q.bytes, keys.publicKey);
+    expect(d.payload.dtype).toBe("int8");
+    // Clipped to C = 0.05 on the device, and still within C after dequantization (the edge's own formula).
+    if (d.payload.dtype === "int8") expect(int8PayloadNorm(d.payload)).toBeLessThanOrEqual(0.05);
+    expect(q.stats.clipFactor).toBeLessThan(1);
+    expect(q.bytes.length).toBeLessThan(local.bytes.length);
   });
 
-  it("adaptive central rounds: the signed clip bit is 1[‖Δ‖ ≤ C] of the UNCLIPPED Δ", () => {
+  it("adaptive central rounds: the signed clip bit is 1[‖Δ‖ ≤ C] of the UNCLIPPED Δ", async () => {
     // lr 0.5 moves the weights further than C = 0.05 (clipped: b = 0) and less than C = 100 (b = 1).
-    const clipped = build(task({ report_clip_bit: true }));
-    const d = decodeUpdate(clipped.bytes, { publicKey: keys.publicKey });
+    const clipped = await build(task({ report_clip_bit: true }));
+    const d = await decodeVerifiedUpdate(clipped.bytes, keys.publicKey);
     expect(d.clipBit).toBe(0);
     expect(clipped.stats.clipBit).toBe(0);
     expect(clipped.stats.updateNorm).toBeGreaterThan(0.05);
     expect(l2Norm(d.payload.values as Float32Array)).toBeLessThanOrEqual(0.05); // and still clipped
-    const kept = build(task({ report_clip_bit: true, clip_norm: 100 }));
+    const kept = await build(task({ report_clip_bit: true, clip_norm: 100 }));
     expect(decodeUpdate(kept.bytes).clipBit).toBe(1);
     expect(kept.stats.clipFactor).toBe(1);
     // Not asked (plain central, local): the field says "not reported".
-    expect(decodeUpdate(build(task()).bytes).clipBit).toBeNull();
-    expect(decodeUpdate(build(task({ privacy_mode: "local", local_noise_multiplier: 2 })).bytes).clipBit).toBeNull();
+    expect(decodeUpdate((await build(task())).bytes).clipBit).toBeNull();
+    expect(
+      decodeUpdate((await build(task({ privacy_mode: "local", local_noise_multiplier: 2 }))).bytes).clipBit,
+    ).toBeNull();
   });
 
-  it("mode none without a clip norm sends Δ unclipped; local mode without z > 0 is refused", () => {
+  it("mode none without a clip norm sends Δ unclipped; local mode without z > 0 is refused", async () => {
     const { clip_norm: _c, ...noClip } = task({ privacy_mode: "none" });
-    const none = build(noClip as RoundTask);
+    const none = await build(noClip as RoundTask);
     expect(none.stats.clipFactor).toBe(1);
     expect(l2Norm(decodeUpdate(none.bytes).payload.values as Float32Array)).toBeCloseTo(none.stats.updateNorm, 4);
     for (const z of [0, undefined]) {
       const t = task({ privacy_mode: "local", clip_norm: 0.05 });
       if (z !== undefined) t.local_noise_multiplier = z;
-      expect(() => build(t)).toThrow(/local_noise_multiplier must be a finite number > 0/);
-      expect(() => build(t)).toThrow(FedgeClientError);
+      await expect(build(t)).rejects.toThrow(/local_noise_multiplier must be a finite number > 0/);
+      await expect(build(t)).rejects.toThrow(FedgeClientError);
     }
-    expect(() => build(task({ privacy_mode: "local", local_noise_multiplier: 1, report_clip_bit: true }))).toThrow(
-      /report_clip_bit/,
-    );
+    await expect(
+      build(task({ privacy_mode: "local", local_noise_multiplier: 1, report_clip_bit: true })),
+    ).rejects.toThrow(/report_clip_bit/);
   });
 
-  it("refuses tasks that do not fit the model, and bad data, with typed errors", () => {
-    expect(() => build(task({ update_length: 7 }))).toThrow(FedgeClientError);
-    expect(() => build(task({ nonce: "AAAA" }))).toThrow(/nonce/);
-    expect(() => build(task({ privacy_mode: "distributed" }))).toThrow(FedgeClientError);
-    expect(() => build(task(), { data: new Float32Array(7) })).toThrow(InvalidInputError);
-    expect(() => build(task(), { labels: new Uint8Array(3) })).toThrow(InvalidInputError);
-    expect(() => build(task(), { labels: new Uint8Array(n).fill(9) })).toThrow(InvalidInputError);
+  it("refuses tasks that do not fit the model, and bad data, with typed errors", async () => {
+    await expect(build(task({ update_length: 7 }))).rejects.toThrow(FedgeClientError);
+    await expect(build(task({ nonce: "AAAA" }))).rejects.toThrow(/nonce/);
+    await expect(build(task({ privacy_mode: "distributed" }))).rejects.toThrow(FedgeClientError);
+    await expect(build(task(), { data: new Float32Array(7) })).rejects.toThrow(InvalidInputError);
+    await expect(build(task(), { labels: new Uint8Array(3) })).rejects.toThrow(InvalidInputError);
+    await expect(build(task(), { labels: new Uint8Array(n).fill(9) })).rejects.toThrow(InvalidInputError);
     const nan = data.slice();
     nan[3] = Number.NaN;
-    expect(() => build(task(), { data: nan })).toThrow(InvalidInputError);
+    await expect(build(task(), { data: nan })).rejects.toThrow(InvalidInputError);
   });
 });

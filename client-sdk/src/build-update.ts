@@ -5,15 +5,24 @@
  * `fedge simulate` runs too): train locally, Δ = trained − received over the task's trainable scope, the clip bit
  * b = 1[‖Δ‖₂ ≤ C] from the UNCLIPPED norm when the task asks for it (central mode with adaptive clipping, Andrew et al.
  * 2021, arXiv 1905.03871), clip to ‖Δ‖₂ ≤ C (DP-FedAvg, McMahan et al. 2018, arXiv 1710.06963 Algorithm 1), add
- * N(0, (z·C)²) per coordinate in `local` mode (z > 0 required); then encode (codec version 2, clip bit in the signed
- * header) and sign.
+ * N(0, (z·C)²) per coordinate in `local` mode (z > 0 required), int8 rounds quantized with the norm bound kept after
+ * dequantization (`compressUpdate`); then encode (codec version 3, clip bit in the signed header) and sign (Ed25519
+ * over the SHA-256 digest of the header and payload; the digest comes from `crypto.subtle`, which React Native lacks:
+ * there, `FedgeClientError` `unsupported_runtime`).
  *
  * The client loads this module lazily (dynamic import) on the first `participate()`, so the ONNX reader, protobuf and
  * the trainer stay out of the SDK core. The app's privacy policy is checked before this runs (`policy.ts`).
  */
 import type { RoundTask } from "@fedge/protocol";
-import { checkDevicePrivacyTask, readMlpFromOnnx, trainableLength, trainDeviceUpdate, type Labels } from "@fedge/ml";
-import { encodeUpdate, quantizeUpdateInt8, type UpdatePayload } from "@fedge/protocol";
+import {
+  checkDevicePrivacyTask,
+  compressUpdate,
+  readMlpFromOnnx,
+  trainableLength,
+  trainDeviceUpdate,
+  type Labels,
+} from "@fedge/ml";
+import { encodeUpdate } from "@fedge/protocol";
 import { InvalidInputError, FedgeClientError } from "./core/errors.ts";
 import { fromBase64Url } from "./internal/encoding.ts";
 
@@ -58,12 +67,18 @@ export interface BuiltUpdate {
   stats: UpdateStats;
 }
 
-export function buildUpdate(input: BuildUpdateInput): BuiltUpdate {
+export async function buildUpdate(input: BuildUpdateInput): Promise<BuiltUpdate> {
   const { task } = input;
   if (task.privacy_mode === "distributed") {
     throw new FedgeClientError(
       "unsupported_privacy_mode",
       "the distributed privacy mode is not supported by this SDK yet",
+    );
+  }
+  if (typeof (globalThis as { crypto?: Crypto }).crypto?.subtle?.digest !== "function") {
+    throw new FedgeClientError(
+      "unsupported_runtime",
+      "signing an update needs crypto.subtle (SHA-256); this runtime has none (React Native: install a WebCrypto polyfill)",
     );
   }
   try {
@@ -100,8 +115,9 @@ export function buildUpdate(input: BuildUpdateInput): BuiltUpdate {
   }
   const values = update.values;
   const dtype = task.update_dtype ?? "float32";
-  const payload: UpdatePayload = dtype === "int8" ? quantizeUpdateInt8(values) : { dtype: "float32", values };
-  const bytes = encodeUpdate(
+  // int8 rounds: stochastic rounding whose dequantized norm still meets the round's bound (see @fedge/ml).
+  const payload = compressUpdate(values, task, input.random);
+  const bytes = await encodeUpdate(
     {
       roundId: task.round_id,
       deviceId: input.deviceId,

@@ -451,7 +451,7 @@ export class FedgeClient {
       const model = await this.loadModel(task.model, task.model_version, options);
       const { buildUpdate } = await import("./build-update.ts");
       if (options.signal?.aborted) throw new errors.APIUserAbortError({ cause: options.signal.reason });
-      const built = buildUpdate({
+      const built = await buildUpdate({
         task,
         modelBytes: model.bytes,
         data: options.data,

@@ -45,8 +45,8 @@ describe("device identity", () => {
       shape: [4],
       payload: { dtype: "float32" as const, values: new Float32Array([0.1, 0.2, 0.3, 0.4]) },
     };
-    const bytes = await resignUpdate(id, encodeUpdate(fields, placeholderSecretKey()));
-    expect(verifyUpdateSignature(decodeUpdate(bytes), id.publicKey)).toBe(true);
+    const bytes = await resignUpdate(id, await encodeUpdate(fields, placeholderSecretKey()));
+    expect(await verifyUpdateSignature(decodeUpdate(bytes), id.publicKey)).toBe(true);
 
     // A reload finds the same key.
     await saveIdentity(storage, { ...id, deviceId: "dev_aaaaaaaaaaaaaaaa" });

@@ -12,6 +12,7 @@
  *   0600). Signatures are the same Ed25519 either way; the edge cannot tell them apart.
  */
 import nacl from "tweetnacl";
+import { UPDATE_SIGNATURE_BYTES, updateDigest, updateSigningMessage } from "@fedge/protocol";
 import { fromBase64Url, toBase64Url } from "./internal/encoding.ts";
 import type { FedgeStorage } from "./storage/storage.ts";
 import { getJson, hasKeyStore, setJson } from "./storage/storage.ts";
@@ -138,12 +139,14 @@ export async function signWith(id: StoredIdentity, message: Uint8Array): Promise
 }
 
 /**
- * Signs encoded update bytes (the codec's layout: every byte but the trailing 64-byte signature is signed) with the
- * identity's key, in place: an update built with a placeholder key gets the device's real signature.
+ * Signs encoded update bytes with the identity's key, in place: an update built with a placeholder key gets the
+ * device's real signature. Codec version 3 signs `updateSigningMessage(SHA-256(every byte but the trailing 64-byte
+ * signature))`, so a WebCrypto key signs 48 bytes whatever the update's size.
  */
 export async function resignUpdate(id: StoredIdentity, bytes: Uint8Array): Promise<Uint8Array> {
-  const n = bytes.length - 64;
-  bytes.set(await signWith(id, bytes.subarray(0, n)), n);
+  const n = bytes.length - UPDATE_SIGNATURE_BYTES;
+  const message = updateSigningMessage(await updateDigest(bytes.subarray(0, n)));
+  bytes.set(await signWith(id, message), n);
   return bytes;
 }
 

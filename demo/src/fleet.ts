@@ -212,7 +212,7 @@ export class Fleet {
           this.baseUrl,
           this.apiKey,
           task.round_id,
-          misbehavingBytes(d.role, task, me.deviceId, me.secretKey),
+          await misbehavingBytes(d.role, task, me.deviceId, me.secretKey),
         );
         refused(d.role, sent.status, sent.code);
       } catch (e) {

@@ -12,7 +12,15 @@
  * - `dropout`: checks in, is selected, never uploads (the fixed-denominator estimator does not care).
  */
 import nacl from "tweetnacl";
-import { encodeUpdate, fromBase64Url, UPDATE_MEDIA_TYPE, type RoundTask } from "@fedge/protocol";
+import {
+  encodeUpdate,
+  fromBase64Url,
+  quantizeUpdateInt8,
+  signUpdateBytes,
+  UPDATE_MEDIA_TYPE,
+  type RoundTask,
+  type UpdateFields,
+} from "@fedge/protocol";
 import type { FedgeStorage } from "@fedge/client";
 
 export const MISBEHAVIOURS = ["bad_signature", "replay", "nan", "oversize", "dropout"] as const;
@@ -27,25 +35,32 @@ export async function readOwnIdentity(storage: FedgeStorage): Promise<{ deviceId
   return { deviceId: j.device_id, secretKey: fromBase64Url(j.secret_key) };
 }
 
-/** A signed update for `task` whose values are `values` (signed by `secretKey`). */
+/**
+ * A signed update for `task` whose values are `values` (signed by `secretKey`), in the dtype the task asks for (int8
+ * rounds get the values quantized, as the SDK sends them), so the edge refuses it for the misbehaviour itself.
+ */
 export function craftUpdate(
   task: RoundTask,
   deviceId: string,
   values: Float32Array,
   secretKey: Uint8Array,
-): Uint8Array {
+): Promise<Uint8Array> {
   return encodeUpdate(
-    {
-      roundId: task.round_id,
-      deviceId,
-      nonce: fromBase64Url(task.nonce),
-      shape: [values.length],
-      payload: { dtype: "float32", values },
-      // what a correct SDK reports in an adaptive-clipping round, so the edge refuses for the misbehaviour itself
-      ...(task.report_clip_bit ? { clipBit: 1 as const } : {}),
-    },
+    fieldsFor(task, deviceId, task.update_dtype === "int8" ? quantizeUpdateInt8(values) : { dtype: "float32", values }),
     secretKey,
   );
+}
+
+function fieldsFor(task: RoundTask, deviceId: string, payload: UpdateFields["payload"]): UpdateFields {
+  return {
+    roundId: task.round_id,
+    deviceId,
+    nonce: fromBase64Url(task.nonce),
+    shape: [payload.values.length],
+    payload,
+    // what a correct SDK reports in an adaptive-clipping round, so the edge refuses for the misbehaviour itself
+    ...(task.report_clip_bit ? { clipBit: 1 as const } : {}),
+  };
 }
 
 /** A small, valid-looking update (norm well under any clip norm). */
@@ -54,19 +69,26 @@ function smallValues(length: number, value = 1e-3): Float32Array {
 }
 
 /**
- * A correctly signed update with a NaN value: encoded with a marker value, the marker's bytes replaced by NaN, and the
- * signature made again over the changed bytes (the codec itself refuses to encode NaN).
+ * A correctly signed update with a NaN value: encoded with a marker value (float32: the first value; int8: the scale),
+ * the marker's bytes replaced by NaN, and the signature made again over the changed bytes (the codec itself refuses to
+ * encode NaN).
  */
-export function craftNanUpdate(task: RoundTask, deviceId: string, secretKey: Uint8Array): Uint8Array {
+export async function craftNanUpdate(task: RoundTask, deviceId: string, secretKey: Uint8Array): Promise<Uint8Array> {
   const marker = 12345.5;
   const values = smallValues(task.update_length);
-  values[0] = marker;
-  const bytes = craftUpdate(task, deviceId, values, secretKey);
+  let bytes: Uint8Array;
+  if (task.update_dtype === "int8") {
+    const payload = { dtype: "int8" as const, values: new Int8Array(task.update_length).fill(1), scale: marker };
+    bytes = await encodeUpdate(fieldsFor(task, deviceId, payload), secretKey);
+  } else {
+    values[0] = marker;
+    bytes = await craftUpdate(task, deviceId, values, secretKey);
+  }
   const pattern = new Uint8Array(new Float32Array([marker]).buffer);
   const nan = new Uint8Array(new Float32Array([Number.NaN]).buffer);
   const end = bytes.length - 64;
   let at = -1;
-  for (let i = 0; i + 4 <= end && at < 0; i += 4) {
+  for (let i = 0; i + 4 <= end && at < 0; i++) {
     if (
       bytes[i] === pattern[0] &&
       bytes[i + 1] === pattern[1] &&
@@ -77,7 +99,7 @@ export function craftNanUpdate(task: RoundTask, deviceId: string, secretKey: Uin
   }
   if (at < 0) throw new Error("marker not found in the encoded update");
   bytes.set(nan, at);
-  bytes.set(nacl.sign.detached(bytes.subarray(0, end), secretKey), end);
+  bytes.set(await signUpdateBytes(bytes.subarray(0, end), secretKey), end);
   return bytes;
 }
 
@@ -116,7 +138,7 @@ export function misbehavingBytes(
   task: RoundTask,
   deviceId: string,
   secretKey: Uint8Array,
-): Uint8Array {
+): Promise<Uint8Array> {
   switch (kind) {
     case "bad_signature": {
       const stranger = nacl.sign.keyPair.fromSeed(crypto.getRandomValues(new Uint8Array(32)));

@@ -10,4 +10,10 @@ export { BackendError, type BackendErrorReason } from "./errors.ts";
 export * from "./create-backend.ts";
 export { createCpuBackend, type CpuBackend, type CpuBackendOptions } from "./cpu/index.ts";
 export type { WebGpuBackendOptions, WebGpuBackend } from "./webgpu/index.ts";
+export {
+  createParamShardedBackend,
+  planParamSlices,
+  type ParamShardedBackendOptions,
+  type ParamSlice,
+} from "./sharded/param-sharded.ts";
 export { softwareAdapterReason, type AdapterIdentity } from "./webgpu/software-adapter.ts";

@@ -69,7 +69,7 @@ async function fixture(n: number): Promise<Fixture> {
   const devices = await Promise.all(Array.from({ length: n }, () => registerDevice(key)));
   const round = await openRound(model, { update_length: 16 });
   const bodies = [];
-  for (const d of devices) bodies.push(makeUpdate(await taskFor(d, model), d));
+  for (const d of devices) bodies.push(await makeUpdate(await taskFor(d, model), d));
   return { model, round, devices, bodies };
 }
 

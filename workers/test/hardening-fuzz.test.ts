@@ -81,7 +81,7 @@ beforeAll(async () => {
   const device = await registerDevice(key.key);
   const round = await openRound(model);
   const task = await taskFor(device, model);
-  fixture = { model, roundId: round.round_id, device, key, update: makeUpdate(task, device) };
+  fixture = { model, roundId: round.round_id, device, key, update: await makeUpdate(task, device) };
 });
 
 // ── generators ─────────────────────────────────────────────────────────────────────────────────────────────────────

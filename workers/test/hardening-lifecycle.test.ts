@@ -84,7 +84,7 @@ describe("payload retention", () => {
     const device = await registerDevice(key);
     // min_reports above 1 only exists without DP (DP rounds are never decided on an exact count)
     const round = await openRound(model, { update_length: 16, min_reports: 5, privacy_mode: "none" });
-    await uploadOk(round.round_id, makeUpdate(await taskFor(device, model), device));
+    await uploadOk(round.round_id, await makeUpdate(await taskFor(device, model), device));
     const closed = await (await adminPost(`/v1/admin/rounds/${round.round_id}/close`)).json<RoundStatus>();
     const coordinator = env.ROUNDS.getByName(model);
     await runDurableObjectAlarm(coordinator); // seals into R2

@@ -68,12 +68,12 @@ describe("tenants", () => {
     expect(refused.status).toBe(403);
     // An upload of acme's device with a key of another tenant is refused too, before anything is stored.
     const before = await coordinatorState(model);
-    const foreignUpload = await upload(task.round_id, makeUpdate(task, acme), undefined, {
+    const foreignUpload = await upload(task.round_id, await makeUpdate(task, acme), undefined, {
       apiKey: (await createApiKey("globex")).key,
     });
     expect(foreignUpload.status).toBe(403);
     expect(await coordinatorState(model)).toEqual(before);
-    const ok = await upload(task.round_id, makeUpdate(task, acme));
+    const ok = await upload(task.round_id, await makeUpdate(task, acme));
     expect(ok.status, await ok.clone().text()).toBe(201);
     // The next round cannot be opened for another tenant.
     await call(`/v1/admin/rounds/${task.round_id}/close`, { method: "POST", headers: ADMIN });

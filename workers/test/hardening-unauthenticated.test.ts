@@ -125,7 +125,7 @@ describe("uploads", () => {
     const ghostModel = uniqueModel("ghost");
     const deviceKeys = nacl.sign.keyPair();
     const ghostDevice = `dev_${randomName("ghost")}0000`;
-    const bytes = encodeUpdate(
+    const bytes = await encodeUpdate(
       {
         roundId: `${ghostModel}_1`,
         deviceId: ghostDevice,
@@ -152,7 +152,7 @@ describe("uploads", () => {
     const task = await taskFor(real, model);
     const res = await upload(
       round.round_id,
-      makeUpdate(task, real, { deviceId: ghostDevice, secretKey: deviceKeys.secretKey }),
+      await makeUpdate(task, real, { deviceId: ghostDevice, secretKey: deviceKeys.secretKey }),
       undefined,
       { apiKey: key },
     );
@@ -167,7 +167,7 @@ describe("uploads", () => {
     const round = await openRound(model);
     const device = await registerDevice(key);
     const task = await taskFor(device, model);
-    const bytes = makeUpdate(task, device);
+    const bytes = await makeUpdate(task, device);
     const app = createApp();
     const limited = { ...env, FEDGE_UPLOADS_PER_MINUTE_PER_IP: "3" };
     const send = async (ip: string) => {

@@ -1,11 +1,13 @@
 /**
  * The hand-written check of JSON predict bodies (routes/predict/decode.ts `checkJsonBody`) against the contract it
- * replaces at run time: the `PredictRequest` zod schema, which still documents the body in OpenAPI.
+ * replaces at run time: the `PredictRequest` zod schema, which still documents the body in OpenAPI; and the
+ * single-pass reader of the common `{"inputs": number[][]}` body (`readJsonRows`) against that general path.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FedgeError, MAX_PREDICT_BATCH, PredictRequest } from "@fedge/protocol";
 import { checkJsonBody, decodeJsonBody } from "../src/routes/predict/index.ts";
+import { readJsonRows } from "../src/routes/predict/json-rows.ts";
 import { call } from "./registry-helpers.ts";
 
 function outcome(body: unknown): "ok" | string {
@@ -112,5 +114,132 @@ describe("checkJsonBody", () => {
     const content = doc.paths["/v1/models/{name}/predict"]?.post?.requestBody?.content;
     expect(content?.["application/json"]?.schema.$ref).toBe("#/components/schemas/PredictRequest");
     expect(Object.keys(content ?? {})).toEqual(["application/json", "application/octet-stream"]);
+  });
+});
+
+/** What the general path makes of a JSON text: the checked body, or the error code it answers. */
+function general(text: string): ReturnType<typeof checkJsonBody> | string {
+  try {
+    return checkJsonBody(JSON.parse(text));
+  } catch (err) {
+    return err instanceof SyntaxError ? "invalid_json" : (err as FedgeError).code;
+  }
+}
+
+function bits(a: Float32Array | null): string {
+  return a === null ? "null" : Array.from(new Uint32Array(a.slice().buffer)).join(",");
+}
+
+/** Random JSON whitespace. */
+const space = fc.constantFrom("", "", "", " ", "\n", "\t", "\r\n  ");
+/** A finite number written the ways JSON producers write them. */
+const numberText = fc
+  .tuple(
+    fc.oneof(
+      fc.double({ noNaN: true, noDefaultInfinity: true }),
+      fc.double({ min: -1, max: 1, noNaN: true }),
+      fc.float({ noNaN: true, noDefaultInfinity: true }).map(Math.fround),
+      fc.integer({ min: -1e6, max: 1e6 }),
+      fc.constantFrom(0, -0, 1e-45, 3.4028235677973366e38, 1e-320, 0.1, 0.0039215688593685627),
+    ),
+    fc.integer({ min: 0, max: 20 }),
+    fc.constantFrom("json", "exp", "fixed", "upper"),
+  )
+  .map(([x, digits, style]) => {
+    if (style === "exp") return x.toExponential(digits);
+    if (style === "fixed" && Math.abs(x) < 1e21) return x.toFixed(digits);
+    if (style === "upper") return JSON.stringify(x).toUpperCase();
+    return JSON.stringify(x);
+  });
+
+describe("readJsonRows (the single-pass reader of {inputs: number[][]})", () => {
+  it("gives exactly the float32 batch JSON.parse + checkJsonBody give, whitespace and number styles included", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.array(fc.tuple(numberText, space, space), { minLength: 30, maxLength: 30 }),
+        space,
+        (rows, width, cells, ws) => {
+          const text =
+            `${ws}{${ws}"inputs"${ws}:${ws}[` +
+            Array.from(
+              { length: rows },
+              (_, i) =>
+                `${ws}[` +
+                Array.from({ length: width }, (_, j) => {
+                  const [n, a, b] = cells[(i * width + j) % cells.length]!;
+                  return `${a}${n}${b}`;
+                }).join(",") +
+                `]${ws}`,
+            ).join(",") +
+            `]${ws}}${ws}`;
+          const want = general(text);
+          const got = readJsonRows(new TextEncoder().encode(text));
+          if (typeof want === "string") {
+            // A rounded exponent can overflow a double ("2e+308"): the general path's non_finite, not ours.
+            expect([want, got], text).toEqual(["non_finite", null]);
+            return;
+          }
+          expect(got, text).not.toBeNull();
+          expect(got!.batch).toBe(want.kind === "rows" ? want.batch : -1);
+          expect(got!.width).toBe(want.kind === "rows" ? want.width : -1);
+          expect(bits(got!.data)).toBe(want.kind === "rows" ? bits(want.data) : "");
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it("takes nothing the general path would answer differently: any body, or null", () => {
+    fc.assert(
+      fc.property(body, (raw) => {
+        const text = JSON.stringify(raw);
+        const got = readJsonRows(new TextEncoder().encode(text));
+        if (got === null) return;
+        const want = general(text);
+        expect(typeof want, text).not.toBe("string");
+        if (typeof want === "string" || want.kind !== "rows") throw new Error(text);
+        expect([got.batch, got.width, got.raggedRow, bits(got.data)]).toEqual([
+          want.batch,
+          want.width,
+          want.raggedRow,
+          bits(want.data),
+        ]);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it("leaves every unusual or bad body to the general path (same 4xx as before)", () => {
+    const cases: [string, string][] = [
+      ['{"inputs":[[1e999, 1]]}', "non_finite"],
+      ['{"inputs":[[1,2],[3]]}', "ok"], // ragged: 400 invalid_shape once the model is known
+      ['{"inputs":[]}', "validation_failed"],
+      ['{"inputs":[[]]}', "ok"],
+      ['{"\\u0069nputs":[[1]]}', "ok"],
+      ['{"inputs":[[1]],"inputs":[[2]]}', "ok"],
+      ['{"inputs":[[1]],"x":1}', "validation_failed"],
+      ['{"inputs":[[1,]]}', "invalid_json"],
+      ['{"inputs":[[01]]}', "invalid_json"],
+      ['{"inputs":[[1.]]}', "invalid_json"],
+      ['{"inputs":[[-]]}', "invalid_json"],
+      ['{"inputs":[["1"]]}', "validation_failed"],
+      ['{"inputs":[[1]]} x', "invalid_json"],
+      ['{"inputs":[[1]]', "invalid_json"],
+      ['{"inputs":[[1\u00a0]]}', "invalid_json"],
+      ['{"inputs":[[1e-400, 1e400]]}', "non_finite"],
+      [`{"inputs":[${Array.from({ length: MAX_PREDICT_BATCH + 1 }, () => "[1]").join(",")}]}`, "ok"],
+    ];
+    for (const [text, answer] of cases) {
+      expect(readJsonRows(new TextEncoder().encode(text)), text).toBeNull();
+      const want = general(text);
+      expect(typeof want === "string" ? want : "ok", text).toBe(answer);
+    }
+    // Numbers the reader hands to the engine's conversion (long mantissas, large exponents) are still exact.
+    for (const n of ["1.23456789012345678901234", "123456789012345678901234", "1e-30", "7e25", "-0", "0e99"]) {
+      const text = `{"inputs":[[${n}]]}`;
+      expect(bits(readJsonRows(new TextEncoder().encode(text))!.data)).toBe(bits(Float32Array.of(JSON.parse(n))));
+    }
   });
 });

@@ -26,7 +26,7 @@ describe("concurrent ingestion", () => {
     const devices = await Promise.all(Array.from({ length: n }, () => registerDevice(key)));
     const round = await openRound(model, { update_length: 256 });
     const tasks = await Promise.all(devices.map((d) => taskFor(d, model)));
-    const bodies = devices.map((d, i) => makeUpdate(tasks[i]!, d));
+    const bodies = await Promise.all(devices.map((d, i) => makeUpdate(tasks[i]!, d)));
 
     // Every body twice, all 100 requests in flight together.
     const responses = await Promise.all([...bodies, ...bodies].map((b) => upload(round.round_id, b)));
@@ -61,8 +61,10 @@ describe("concurrent ingestion", () => {
     const d = await registerDevice(key);
     const round = await openRound(model);
     const task = await taskFor(d, model);
-    const variants = Array.from({ length: 6 }, (_, i) =>
-      makeUpdate(task, d, { payload: { dtype: "float32", values: vectorWithNorm(8, 0.1 + i * 0.1) } }),
+    const variants = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        makeUpdate(task, d, { payload: { dtype: "float32", values: vectorWithNorm(8, 0.1 + i * 0.1) } }),
+      ),
     );
     const responses = await Promise.all(variants.map((b) => upload(round.round_id, b)));
     const statuses = responses.map((r) => r.status).sort();

@@ -1,6 +1,6 @@
 /**
- * What the edge does with the privacy fields of a round (update codec version 2, `report_clip_bit`, privacy mode
- * `none`, `population_privacy`): a retired version 1 body, a missing or unasked clip bit, and a non-private round's
+ * What the edge does with the privacy fields of a round (the update codec's clip bit, `report_clip_bit`, privacy mode
+ * `none`, `population_privacy`): retired version 1 and 2 bodies, a missing or unasked clip bit, and a non-private round's
  * unclipped update. Every refusal is a 4xx with no state change (coordinator rows and stored payloads unchanged).
  */
 import { describe, expect, it } from "vitest";
@@ -11,6 +11,7 @@ import {
   createApiKey,
   makeUpdate,
   makeUpdateV1,
+  makeUpdateV2,
   openRound,
   registerDevice,
   roundParams,
@@ -55,7 +56,7 @@ async function expectRefused(
 }
 
 describe("update format version", () => {
-  it("refuses a version 1 body (no clip bit) with 400 and a message naming the version; v2 is accepted", async () => {
+  it("refuses version 1 (no clip bit) and 2 (whole-body signature) bodies with 400 naming the version; v3 is accepted", async () => {
     const { model, round, device, task } = await setup();
     const before = await snapshot(model, round.round_id);
     const v1 = makeUpdateV1(task, device);
@@ -64,12 +65,23 @@ describe("update format version", () => {
       await upload(round.round_id, v1),
       400,
       "malformed_update",
-      /update format version 1 is not supported \(this codec reads version 2 only; version 1 has no clip-bit field/,
+      /update format version 1 is not supported \(this codec reads version 3 only; version 1 has no clip-bit field/,
       model,
       round.round_id,
       before,
     );
-    await uploadOk(round.round_id, makeUpdate(task, device));
+    const v2 = await makeUpdateV2(task, device);
+    expect(v2[4]).toBe(2);
+    await expectRefused(
+      await upload(round.round_id, v2),
+      400,
+      "malformed_update",
+      /update format version 2 is not supported \(this codec reads version 3 only; version 2 signs the whole body, not its SHA-256 digest/,
+      model,
+      round.round_id,
+      before,
+    );
+    await uploadOk(round.round_id, await makeUpdate(task, device));
   });
 });
 
@@ -79,7 +91,7 @@ describe("clip bit", () => {
     expect(task.report_clip_bit).toBe(true);
     const before = await snapshot(model, round.round_id);
     await expectRefused(
-      await upload(round.round_id, makeUpdate(task, device, { clipBit: null })),
+      await upload(round.round_id, await makeUpdate(task, device, { clipBit: null })),
       400,
       "malformed_update",
       /needs the device's clip bit/,
@@ -87,10 +99,10 @@ describe("clip bit", () => {
       round.round_id,
       before,
     );
-    await uploadOk(round.round_id, makeUpdate(task, device, { clipBit: 0 }));
+    await uploadOk(round.round_id, await makeUpdate(task, device, { clipBit: 0 }));
     const other = await registerDevice((await createApiKey()).key);
     const t2 = await taskFor(other, model);
-    await uploadOk(round.round_id, makeUpdate(t2, other, { clipBit: 1 }));
+    await uploadOk(round.round_id, await makeUpdate(t2, other, { clipBit: 1 }));
     const res = await adminGet(`/v1/admin/rounds/${round.round_id}/updates/${other.id}`);
     expect(res.status).toBe(200);
     expect(decodeUpdate(new Uint8Array(await res.arrayBuffer())).clipBit).toBe(1);
@@ -102,7 +114,7 @@ describe("clip bit", () => {
       expect(task.report_clip_bit).toBeUndefined();
       const before = await snapshot(model, round.round_id);
       await expectRefused(
-        await upload(round.round_id, makeUpdate(task, device, { clipBit: 1 })),
+        await upload(round.round_id, await makeUpdate(task, device, { clipBit: 1 })),
         400,
         "malformed_update",
         new RegExp(`privacy mode ${task.privacy_mode}\\) does not take a clip bit`),
@@ -110,7 +122,7 @@ describe("clip bit", () => {
         round.round_id,
         before,
       );
-      await uploadOk(round.round_id, makeUpdate(task, device));
+      await uploadOk(round.round_id, await makeUpdate(task, device));
     }
   });
 
@@ -144,8 +156,8 @@ describe("privacy mode none", () => {
     expect(task.population_privacy).toBeUndefined();
     const roundId = task.round_id;
     const before = await snapshot(model, roundId);
-    const good = makeUpdate(task, device, { payload: { dtype: "float32", values: vectorWithNorm(8, 1000) } });
-    expect((await upload(roundId, makeUpdate(task, device, { clipBit: 1 }))).status).toBe(400);
+    const good = await makeUpdate(task, device, { payload: { dtype: "float32", values: vectorWithNorm(8, 1000) } });
+    expect((await upload(roundId, await makeUpdate(task, device, { clipBit: 1 }))).status).toBe(400);
     expect(await snapshot(model, roundId)).toEqual(before);
     await uploadOk(roundId, good);
   });

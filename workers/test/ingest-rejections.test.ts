@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import nacl from "tweetnacl";
 import { checkinSigningBytes, toBase64Url, type RoundTask } from "@fedge/protocol";
-import { decodeUpdate } from "@fedge/protocol";
+import { decodeUpdate, int8PayloadNorm, quantizeUpdateInt8, signUpdateBytes } from "@fedge/protocol";
 import {
   adminPost,
   checkinBody,
@@ -55,9 +55,9 @@ async function expectRejected(
 }
 
 /** Re-signs an encoded update after its bytes were changed. */
-function resign(bytes: Uint8Array, device: TestDevice): Uint8Array {
+async function resign(bytes: Uint8Array, device: TestDevice): Promise<Uint8Array> {
   const n = bytes.length - 64;
-  bytes.set(nacl.sign.detached(bytes.subarray(0, n), device.keys.secretKey), n);
+  bytes.set(await signUpdateBytes(bytes.subarray(0, n), device.keys.secretKey), n);
   return bytes;
 }
 
@@ -65,19 +65,19 @@ describe("update ingestion rejects", () => {
   it("a bad signature (signed by another key) with 401 bad_signature", async () => {
     const { model, round, a, ta } = await setup();
     const before = await snapshot(model, round.round_id);
-    const forged = makeUpdate(ta, a, { secretKey: nacl.sign.keyPair().secretKey });
+    const forged = await makeUpdate(ta, a, { secretKey: nacl.sign.keyPair().secretKey });
     await expectRejected(await upload(round.round_id, forged), 401, "bad_signature", model, round.round_id, before);
     // A flipped payload bit under the device's real signature fails too.
-    const tampered = makeUpdate(ta, a);
+    const tampered = await makeUpdate(ta, a);
     tampered[tampered.length - 70]! ^= 1;
     await expectRejected(await upload(round.round_id, tampered), 401, "bad_signature", model, round.round_id, before);
   });
 
   it("a replayed nonce (a second, different update) with 409 nonce_used", async () => {
     const { model, round, a, ta } = await setup();
-    await uploadOk(round.round_id, makeUpdate(ta, a));
+    await uploadOk(round.round_id, await makeUpdate(ta, a));
     const before = await snapshot(model, round.round_id);
-    const second = makeUpdate(ta, a, { payload: { dtype: "float32", values: vectorWithNorm(8, 0.25) } });
+    const second = await makeUpdate(ta, a, { payload: { dtype: "float32", values: vectorWithNorm(8, 0.25) } });
     await expectRejected(await upload(round.round_id, second), 409, "nonce_used", model, round.round_id, before);
     expect(before.coordinator.updates).toBe(1);
   });
@@ -85,9 +85,9 @@ describe("update ingestion rejects", () => {
   it("another device's nonce, or one never issued, with 403 nonce_invalid", async () => {
     const { model, round, b, ta } = await setup();
     const before = await snapshot(model, round.round_id);
-    const stolen = makeUpdate(ta, b, { deviceId: b.id });
+    const stolen = await makeUpdate(ta, b, { deviceId: b.id });
     await expectRejected(await upload(round.round_id, stolen), 403, "nonce_invalid", model, round.round_id, before);
-    const made = makeUpdate(ta, b, { deviceId: b.id, nonce: crypto.getRandomValues(new Uint8Array(16)) });
+    const made = await makeUpdate(ta, b, { deviceId: b.id, nonce: crypto.getRandomValues(new Uint8Array(16)) });
     await expectRejected(await upload(round.round_id, made), 403, "nonce_invalid", model, round.round_id, before);
   });
 
@@ -104,7 +104,7 @@ describe("update ingestion rejects", () => {
       round_id: round.round_id,
       nonce: toBase64Url(new Uint8Array(16)),
     } as unknown as RoundTask;
-    const res = await upload(round.round_id, makeUpdate(fakeTask, d));
+    const res = await upload(round.round_id, await makeUpdate(fakeTask, d));
     await expectRejected(res, 403, "nonce_invalid", model, round.round_id, before);
   });
 
@@ -114,7 +114,7 @@ describe("update ingestion rejects", () => {
     const next = await openRound(model);
     const before = await snapshot(model, round.round_id);
     await expectRejected(
-      await upload(round.round_id, makeUpdate(ta, a)),
+      await upload(round.round_id, await makeUpdate(ta, a)),
       409,
       "round_closed",
       model,
@@ -124,7 +124,7 @@ describe("update ingestion rejects", () => {
     const nextBefore = await snapshot(model, next.round_id);
     // The old round's update posted to the new round's URL.
     await expectRejected(
-      await upload(next.round_id, makeUpdate(ta, a)),
+      await upload(next.round_id, await makeUpdate(ta, a)),
       400,
       "malformed_update",
       model,
@@ -132,7 +132,7 @@ describe("update ingestion rejects", () => {
       nextBefore,
     );
     await expectRejected(
-      await upload(`${model}_9`, makeUpdate(ta, a)),
+      await upload(`${model}_9`, await makeUpdate(ta, a)),
       404,
       "round_not_found",
       model,
@@ -140,7 +140,7 @@ describe("update ingestion rejects", () => {
       before,
     );
     await expectRejected(
-      await upload("no-such-round", makeUpdate(ta, a)),
+      await upload("no-such-round", await makeUpdate(ta, a)),
       404,
       "round_not_found",
       model,
@@ -152,24 +152,27 @@ describe("update ingestion rejects", () => {
   it("a wrong shape, length or dtype with 400 invalid_shape", async () => {
     const { model, round, a, ta } = await setup();
     const before = await snapshot(model, round.round_id);
-    const short = makeUpdate(ta, a, { shape: [7], payload: { dtype: "float32", values: vectorWithNorm(7, 0.5) } });
+    const short = await makeUpdate(ta, a, {
+      shape: [7],
+      payload: { dtype: "float32", values: vectorWithNorm(7, 0.5) },
+    });
     await expectRejected(await upload(round.round_id, short), 400, "invalid_shape", model, round.round_id, before);
-    const int8 = makeUpdate(ta, a, { payload: { dtype: "int8", values: new Int8Array(8).fill(1), scale: 0.01 } });
+    const int8 = await makeUpdate(ta, a, { payload: { dtype: "int8", values: new Int8Array(8).fill(1), scale: 0.01 } });
     await expectRejected(await upload(round.round_id, int8), 400, "invalid_shape", model, round.round_id, before);
     // A 2-D shape with the right count is the same flat vector, and accepted.
-    await uploadOk(round.round_id, makeUpdate(ta, a, { shape: [2, 4] }));
+    await uploadOk(round.round_id, await makeUpdate(ta, a, { shape: [2, 4] }));
   });
 
   it("NaN and ±Inf values with 400 non_finite", async () => {
     const { model, round, a, ta } = await setup();
     const before = await snapshot(model, round.round_id);
     for (const bad of [NaN, Infinity, -Infinity]) {
-      const bytes = makeUpdate(ta, a);
+      const bytes = await makeUpdate(ta, a);
       const view = decodeUpdate(bytes);
       if (view.payload.dtype !== "float32") throw new Error("float32 expected");
       view.payload.values[3] = bad; // a view into `bytes`
       await expectRejected(
-        await upload(round.round_id, resign(bytes, a)),
+        await upload(round.round_id, await resign(bytes, a)),
         400,
         "non_finite",
         model,
@@ -182,16 +185,19 @@ describe("update ingestion rejects", () => {
   it("an L2 norm above C with 400 norm_exceeded (central and local mode)", async () => {
     const { model, round, a, ta } = await setup({ clip_norm: 2 });
     const before = await snapshot(model, round.round_id);
-    const big = makeUpdate(ta, a, { payload: { dtype: "float32", values: vectorWithNorm(8, 2 * 1.001) } });
+    const big = await makeUpdate(ta, a, { payload: { dtype: "float32", values: vectorWithNorm(8, 2 * 1.001) } });
     await expectRejected(await upload(round.round_id, big), 400, "norm_exceeded", model, round.round_id, before);
     // Exactly at C (float32 rounding within the 1e-4 tolerance) is accepted.
-    await uploadOk(round.round_id, makeUpdate(ta, a, { payload: { dtype: "float32", values: vectorWithNorm(8, 2) } }));
+    await uploadOk(
+      round.round_id,
+      await makeUpdate(ta, a, { payload: { dtype: "float32", values: vectorWithNorm(8, 2) } }),
+    );
 
     // Local mode allows C + z·C·(√d + 10), not more.
     const local = await setup({ privacy_mode: "local", local_noise_multiplier: 0.5, clip_norm: 1, update_length: 100 });
     const bound = 1 * (1 + 1e-4) + 0.5 * (Math.sqrt(100) + 10);
     const lb = await snapshot(local.model, local.round.round_id);
-    const over = makeUpdate(local.ta, local.a, {
+    const over = await makeUpdate(local.ta, local.a, {
       payload: { dtype: "float32", values: vectorWithNorm(100, bound * 1.01) },
     });
     await expectRejected(
@@ -204,32 +210,40 @@ describe("update ingestion rejects", () => {
     );
     await uploadOk(
       local.round.round_id,
-      makeUpdate(local.ta, local.a, { payload: { dtype: "float32", values: vectorWithNorm(100, bound * 0.99) } }),
+      await makeUpdate(local.ta, local.a, { payload: { dtype: "float32", values: vectorWithNorm(100, bound * 0.99) } }),
     );
   });
 
   it("an int8 update whose dequantized norm is above C (int8 rounds), and accepts one within it", async () => {
-    const { model, round, a, ta } = await setup({ update_dtype: "int8", clip_norm: 1 });
+    const { model, round, a, ta, b, tb } = await setup({ update_dtype: "int8", clip_norm: 1 });
     expect(ta.update_dtype).toBe("int8");
     const before = await snapshot(model, round.round_id);
     // 8 values of 127 · scale: norm = 127 · scale · √8.
     const over = new Int8Array(8).fill(127);
     const scaleOver = 1.01 / (127 * Math.sqrt(8));
-    const bad = makeUpdate(ta, a, { payload: { dtype: "int8", values: over, scale: scaleOver } });
+    const bad = await makeUpdate(ta, a, { payload: { dtype: "int8", values: over, scale: scaleOver } });
     await expectRejected(await upload(round.round_id, bad), 400, "norm_exceeded", model, round.round_id, before);
-    const f32 = makeUpdate(ta, a);
+    const f32 = await makeUpdate(ta, a);
     await expectRejected(await upload(round.round_id, f32), 400, "invalid_shape", model, round.round_id, before);
     await uploadOk(
       round.round_id,
-      makeUpdate(ta, a, { payload: { dtype: "int8", values: over, scale: 0.99 / (127 * Math.sqrt(8)) } }),
+      await makeUpdate(ta, a, { payload: { dtype: "int8", values: over, scale: 0.99 / (127 * Math.sqrt(8)) } }),
     );
+    // A device's own path: Δ clipped to exactly C, stochastic rounding with the bound kept after dequantization.
+    const clipped = vectorWithNorm(8, 1);
+    const payload = quantizeUpdateInt8(clipped, { maxNorm: 1, random: (buf) => crypto.getRandomValues(buf) });
+    expect(int8PayloadNorm(payload)).toBeLessThanOrEqual(1);
+    await uploadOk(round.round_id, await makeUpdate(tb, b, { payload }));
   });
 
   it("an oversize body with 413 payload_too_large, before and while reading it", async () => {
     const { model, round, a, ta } = await setup();
     const before = await snapshot(model, round.round_id);
     // A well-formed update with far more values than the round takes.
-    const huge = makeUpdate(ta, a, { shape: [4096], payload: { dtype: "float32", values: new Float32Array(4096) } });
+    const huge = await makeUpdate(ta, a, {
+      shape: [4096],
+      payload: { dtype: "float32", values: new Float32Array(4096) },
+    });
     await expectRejected(await upload(round.round_id, huge), 413, "payload_too_large", model, round.round_id, before);
     // A streamed body without Content-Length is cut off at the cap.
     const stream = new ReadableStream<Uint8Array>({
@@ -252,7 +266,7 @@ describe("update ingestion rejects", () => {
   it("a malformed header with 400 malformed_update, and a wrong media type with 415", async () => {
     const { model, round, a, ta } = await setup();
     const before = await snapshot(model, round.round_id);
-    const good = makeUpdate(ta, a);
+    const good = await makeUpdate(ta, a);
     const badMagic = good.slice();
     badMagic[0] = 0x58;
     await expectRejected(
@@ -306,7 +320,7 @@ describe("update ingestion rejects", () => {
     expect(await revoked.json()).toMatchObject({ device_id: a.id, revoked_at: expect.any(String) });
     const before = await snapshot(model, round.round_id);
     await expectRejected(
-      await upload(round.round_id, makeUpdate(ta, a)),
+      await upload(round.round_id, await makeUpdate(ta, a)),
       403,
       "device_revoked",
       model,
@@ -329,7 +343,7 @@ describe("update ingestion rejects", () => {
     const ghost: TestDevice = { id: "dev_ghostghostghostghost00", keys: nacl.sign.keyPair(), apiKey: key };
     const res = await upload(
       round.round_id,
-      makeUpdate(ta, a, { deviceId: ghost.id, secretKey: ghost.keys.secretKey }),
+      await makeUpdate(ta, a, { deviceId: ghost.id, secretKey: ghost.keys.secretKey }),
     );
     await expectRejected(res, 404, "device_not_found", model, round.round_id, before);
     await expectRejected(

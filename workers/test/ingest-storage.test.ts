@@ -67,7 +67,7 @@ describe("update storage", () => {
     const round = await openRound(model, { update_length: 64 });
     const uploads = new Map<string, Uint8Array>();
     for (const d of devices) {
-      const bytes = makeUpdate(await taskFor(d, model), d);
+      const bytes = await makeUpdate(await taskFor(d, model), d);
       await uploadOk(round.round_id, bytes);
       uploads.set(d.id, bytes);
     }
@@ -179,7 +179,7 @@ describe("update storage", () => {
     const { key } = await createApiKey();
     const devices = await Promise.all(Array.from({ length: 3 }, () => registerDevice(key)));
     const round = await openRound(model, { update_length: 32 });
-    for (const d of devices) await uploadOk(round.round_id, makeUpdate(await taskFor(d, model), d));
+    for (const d of devices) await uploadOk(round.round_id, await makeUpdate(await taskFor(d, model), d));
     await adminPost(`/v1/admin/rounds/${round.round_id}/close`);
     const coordinator = env.ROUNDS.getByName(model);
     await runDurableObjectAlarm(coordinator);

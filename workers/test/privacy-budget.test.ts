@@ -383,7 +383,7 @@ describe("a distributed round (distributed discrete Gaussian, KLS21)", () => {
     expect(verifyCheckinReceipt(altered, fromBase64Url(r.signature), edgeKey)).toBe(false);
     expect(task.distributed).toEqual({ ...distributed, rotation_seed: seed });
     const before = await tables(model);
-    const res = await upload(task.round_id, makeUpdate(task, device));
+    const res = await upload(task.round_id, await makeUpdate(task, device));
     expect(res.status).toBe(409);
     expect(await errorCode(res)).toBe("conflict");
     expect(await tables(model)).toEqual(before);
@@ -435,7 +435,7 @@ describe("sampling stays Poisson in DP rounds", () => {
     const devices = await Promise.all([1, 2, 3, 4].map(() => registerDevice(key)));
     const round = await openRound(model);
     expect(round.params.max_reports).toBeUndefined();
-    for (const d of devices) await uploadOk(round.round_id, makeUpdate(await taskFor(d, model), d));
+    for (const d of devices) await uploadOk(round.round_id, await makeUpdate(await taskFor(d, model), d));
     const status = await (await call(`/v1/admin/rounds/${round.round_id}`, { headers: ADMIN })).json<RoundStatus>();
     expect(status).toMatchObject({ state: "collecting", accepted: 4, close_reason: null });
   });
@@ -448,7 +448,7 @@ describe("GET /v1/populations/:name/privacy", () => {
     const { key } = await createApiKey();
     const d = await registerDevice(key);
     const round = await openRound(model, { sampling_rate: 1 });
-    await uploadOk(round.round_id, makeUpdate(await taskFor(d, model), d));
+    await uploadOk(round.round_id, await makeUpdate(await taskFor(d, model), d));
     const status = await privacy(model);
     expect(Object.keys(status).sort()).toEqual(
       ["accountant", "budget", "delta", "epsilon_remaining", "epsilon_spent", "model", "rounds"].sort(),

@@ -45,7 +45,7 @@ describe("device keys held by the coordinator", () => {
     const task = await taskFor(d, model);
     // The device's registry instance loses its record: the upload does not need it.
     await runInDurableObject(deviceStub(env, d.id), (_i, state) => state.storage.sql.exec("DELETE FROM device"));
-    const receipt = await uploadOk(round.round_id, makeUpdate(task, d));
+    const receipt = await uploadOk(round.round_id, await makeUpdate(task, d));
     expect(receipt).toMatchObject({ device_id: d.id, duplicate: false });
   });
 
@@ -65,7 +65,7 @@ describe("device keys held by the coordinator", () => {
     expect(await deviceStub(env, d.id).pendingRevocations()).toEqual([]);
     for (let i = 0; i < models.length; i++) {
       const before = await coordinatorState(models[i]!);
-      const up = await upload(rounds[i]!.round_id, makeUpdate(tasks[i]!, d));
+      const up = await upload(rounds[i]!.round_id, await makeUpdate(tasks[i]!, d));
       expect(up.status).toBe(403);
       expect(await errorCode(up)).toBe("device_revoked");
       expect(await coordinatorState(models[i]!)).toEqual(before);
@@ -92,7 +92,7 @@ describe("device keys held by the coordinator", () => {
     expect(await runDurableObjectAlarm(deviceStub(env, d.id))).toBe(true);
     expect(await revokedAt(model, d.id)).toBe(at);
     expect(await deviceStub(env, d.id).pendingRevocations()).toEqual([]);
-    const up = await upload(round.round_id, makeUpdate(task, d));
+    const up = await upload(round.round_id, await makeUpdate(task, d));
     expect(up.status).toBe(403);
     expect(await errorCode(up)).toBe("device_revoked");
   });
@@ -169,19 +169,19 @@ describe("API key revocation", () => {
     const round = await openRound(model);
     const ta = await taskFor(a, model);
     const tb = await taskFor(b, model);
-    const ua = makeUpdate(ta, a);
+    const ua = await makeUpdate(ta, a);
     await uploadOk(round.round_id, ua);
 
     const res = await call(`/v1/admin/keys/${id}`, { method: "DELETE", headers: ADMIN });
     expect(res.status).toBe(200);
     const before = await coordinatorState(model);
     // The revoked key itself no longer authenticates an upload ...
-    const revoked = await upload(round.round_id, makeUpdate(tb, b));
+    const revoked = await upload(round.round_id, await makeUpdate(tb, b));
     expect(revoked.status).toBe(403);
     expect(await errorCode(revoked)).toBe("forbidden");
     // ... and a device that checked in under it is refused whatever key the upload carries.
     const other = await createApiKey();
-    const up = await upload(round.round_id, makeUpdate(tb, b), undefined, { apiKey: other.key });
+    const up = await upload(round.round_id, await makeUpdate(tb, b), undefined, { apiKey: other.key });
     expect(up.status).toBe(403);
     expect(await errorCode(up)).toBe("forbidden");
     expect(await coordinatorState(model)).toEqual(before);

@@ -197,7 +197,7 @@ export interface UpdateOverrides {
 }
 
 /** A signed update for `task` from `device` (norm 0.5·C, or 0.5 without a clip norm, unless the payload is overridden). */
-export function makeUpdate(task: RoundTask, device: TestDevice, o: UpdateOverrides = {}): Uint8Array {
+export function makeUpdate(task: RoundTask, device: TestDevice, o: UpdateOverrides = {}): Promise<Uint8Array> {
   const values = vectorWithNorm(task.update_length, (task.clip_norm ?? 1) * 0.5);
   const clipBit = o.clipBit !== undefined ? o.clipBit : task.report_clip_bit ? 1 : null;
   return encodeUpdate(
@@ -242,6 +242,18 @@ export function makeUpdateV1(task: RoundTask, device: TestDevice): Uint8Array {
   values.forEach((v, i) => view.setFloat32(payloadAt + 4 * i, v, true));
   const end = out.length - 64;
   out.set(nacl.sign.detached(out.subarray(0, end), device.keys.secretKey), end);
+  return out;
+}
+
+/**
+ * The same update in the retired format version 2 (version 3's layout, version byte 2, Ed25519 over the whole body
+ * instead of its SHA-256 digest), signed by `device`: what an SDK from before codec version 3 uploads.
+ */
+export async function makeUpdateV2(task: RoundTask, device: TestDevice, o: UpdateOverrides = {}): Promise<Uint8Array> {
+  const out = await makeUpdate(task, device, o);
+  out[4] = 2;
+  const end = out.length - 64;
+  out.set(nacl.sign.detached(out.subarray(0, end), o.secretKey ?? device.keys.secretKey), end);
   return out;
 }
 

@@ -56,7 +56,7 @@ describe("round lifecycle", () => {
     const tb = await taskFor(b, model);
     expect(tb.nonce).not.toBe(ta.nonce);
 
-    const ua = makeUpdate(ta, a);
+    const ua = await makeUpdate(ta, a);
     const receipt = await uploadOk(ta.round_id, ua);
     expect(receipt).toMatchObject({ round_id: ta.round_id, device_id: a.id, duplicate: false });
     // Resubmitting the same bytes: the same receipt, duplicate: true, stored once.
@@ -73,7 +73,7 @@ describe("round lifecycle", () => {
     const early = await adminPost(`/v1/admin/rounds/${ta.round_id}/aggregated`, {});
     expect(early.status).toBe(409);
 
-    await uploadOk(tb.round_id, makeUpdate(tb, b));
+    await uploadOk(tb.round_id, await makeUpdate(tb, b));
     const closed = await adminPost(`/v1/admin/rounds/${ta.round_id}/close`);
     expect(closed.status).toBe(200);
     status = await closed.json<RoundStatus>();
@@ -82,7 +82,7 @@ describe("round lifecycle", () => {
     // Late upload (a device selected but never reported would get 409 too).
     const late = await upload(
       ta.round_id,
-      makeUpdate(ta, a, { payload: { dtype: "float32", values: new Float32Array(16) } }),
+      await makeUpdate(ta, a, { payload: { dtype: "float32", values: new Float32Array(16) } }),
     );
     expect(late.status).toBe(409);
 
@@ -100,14 +100,14 @@ describe("round lifecycle", () => {
     expect(got.status).toBe(200);
     const bytes = new Uint8Array(await got.arrayBuffer());
     expect(bytes).toEqual(ua);
-    expect(verifyUpdateSignature(decodeUpdate(bytes), a.keys.publicKey)).toBe(true);
+    expect(await verifyUpdateSignature(decodeUpdate(bytes), a.keys.publicKey)).toBe(true);
 
     const stream = await adminGet(`/v1/admin/rounds/${ta.round_id}/update-stream`);
     expect(stream.status).toBe(200);
     const frames = [];
     for await (const f of readUpdateStream(stream.body!)) frames.push(f);
     expect(frames.map((f) => decodeUpdate(f.update).deviceId)).toEqual([a.id, b.id]);
-    for (const f of frames) expect(verifyUpdateSignature(decodeUpdate(f.update), f.publicKey)).toBe(true);
+    for (const f of frames) expect(await verifyUpdateSignature(decodeUpdate(f.update), f.publicKey)).toBe(true);
 
     const agg = await adminPost(`/v1/admin/rounds/${ta.round_id}/aggregated`);
     expect(agg.status).toBe(200);
@@ -134,9 +134,9 @@ describe("round lifecycle", () => {
     const round = await openRound(model, { privacy_mode: "none", max_reports: 2 });
     const tasks = [];
     for (const d of devices) tasks.push(await taskFor(d, model));
-    await uploadOk(round.round_id, makeUpdate(tasks[0]!, devices[0]!));
-    await uploadOk(round.round_id, makeUpdate(tasks[1]!, devices[1]!));
-    const third = await upload(round.round_id, makeUpdate(tasks[2]!, devices[2]!));
+    await uploadOk(round.round_id, await makeUpdate(tasks[0]!, devices[0]!));
+    await uploadOk(round.round_id, await makeUpdate(tasks[1]!, devices[1]!));
+    const third = await upload(round.round_id, await makeUpdate(tasks[2]!, devices[2]!));
     expect(third.status).toBe(409);
     expect(await errorCode(third)).toBe("round_closed");
     const state = await coordinatorState(model);
@@ -162,7 +162,7 @@ describe("round lifecycle", () => {
     await runDurableObjectAlarm(stub);
     const state = await coordinatorState(model);
     expect(state.rounds[0]).toMatchObject({ state: "closed", close_reason: "deadline", accepted: 0 });
-    const late = await upload(round.round_id, makeUpdate(task, d));
+    const late = await upload(round.round_id, await makeUpdate(task, d));
     expect(late.status).toBe(409);
     expect(await errorCode(late)).toBe("round_closed");
     expect(await storedKeys(round.round_id)).toEqual([]);

@@ -227,7 +227,7 @@ describe("sharded rounds", () => {
     // Round 1 on the population's one coordinator.
     const r1 = await openRound(model);
     expect(r1.shards).toBe(1);
-    const receipt1 = await uploadOk(r1.round_id, makeUpdate(await taskFor(d, model), d));
+    const receipt1 = await uploadOk(r1.round_id, await makeUpdate(await taskFor(d, model), d));
     expect((await adminPost(`/v1/admin/rounds/${r1.round_id}/close`)).status).toBe(200);
 
     // S grows to 4 between rounds: the device now checks in at its shard.
@@ -237,10 +237,10 @@ describe("sharded rounds", () => {
     const task2 = await taskFor(d, model);
     const home = await shardOf(edgeEnv, d.id, 4);
     expect(await rowsIn(shardObject(model, home), "SELECT device_id FROM checkins")).toEqual([{ device_id: d.id }]);
-    const receipt2 = await uploadOk(r2.round_id, makeUpdate(task2, d));
+    const receipt2 = await uploadOk(r2.round_id, await makeUpdate(task2, d));
     expect(receipt2).toMatchObject({ round_id: r2.round_id, device_id: d.id, duplicate: false });
     // The same bytes again: the shard returns the first receipt (the nonce is single-use there).
-    const again = await upload(r2.round_id, makeUpdate(task2, d));
+    const again = await upload(r2.round_id, await makeUpdate(task2, d));
     expect(again.status).toBe(200);
     expect(await again.json<UpdateReceipt>()).toMatchObject({ duplicate: true });
 
@@ -274,7 +274,7 @@ describe("sharded rounds", () => {
         { device_id: d.id },
       ]);
     }
-    const late = await upload(r3.round_id, makeUpdate({ ...task2, round_id: r3.round_id }, d));
+    const late = await upload(r3.round_id, await makeUpdate({ ...task2, round_id: r3.round_id }, d));
     expect(late.status).toBe(403);
     expect(await errorCode(late)).toBe("device_revoked");
   });
@@ -296,7 +296,7 @@ describe("sharded rounds", () => {
     // each upload is either accepted with a receipt or refused, never both).
     const receipts: UpdateReceipt[] = [];
     for (let i = 0; i < 10; i++) {
-      const res = await upload(round.round_id, makeUpdate(tasks[i]!, devices[i]!));
+      const res = await upload(round.round_id, await makeUpdate(tasks[i]!, devices[i]!));
       if (res.status === 201) receipts.push(await res.json<UpdateReceipt>());
       else expect(await errorCode(res)).toBe("round_closed");
     }
@@ -305,7 +305,7 @@ describe("sharded rounds", () => {
 
     // After the deadline nothing more is accepted, whatever shard the device is on.
     for (let i = 10; i < 12; i++) {
-      const res = await upload(round.round_id, makeUpdate(tasks[i]!, devices[i]!));
+      const res = await upload(round.round_id, await makeUpdate(tasks[i]!, devices[i]!));
       expect(res.status).toBe(409);
       expect(await errorCode(res)).toBe("round_closed");
     }
@@ -353,7 +353,7 @@ describe("sharded rounds", () => {
     expect(await opened()).toEqual([{ at: expect.any(Number) }]);
     expect(await rowsIn(shardObject(model, 1), "SELECT round_id FROM rounds")).toEqual([{ round_id: round.round_id }]);
     const task = await taskFor(d, model);
-    expect(await uploadOk(round.round_id, makeUpdate(task, d))).toMatchObject({ device_id: d.id });
+    expect(await uploadOk(round.round_id, await makeUpdate(task, d))).toMatchObject({ device_id: d.id });
   });
 
   it("stops every shard when an admin closes the round", async () => {
@@ -364,10 +364,10 @@ describe("sharded rounds", () => {
     const devices = [await registerDevice(key), await registerDevice(key), await registerDevice(key)];
     const tasks = [];
     for (const d of devices) tasks.push(await taskFor(d, model));
-    await uploadOk(round.round_id, makeUpdate(tasks[0]!, devices[0]!));
+    await uploadOk(round.round_id, await makeUpdate(tasks[0]!, devices[0]!));
     const closed = await adminPost(`/v1/admin/rounds/${round.round_id}/close`);
     expect(await closed.json<RoundStatus>()).toMatchObject({ state: "closed", accepted: 1, close_reason: "admin" });
-    const res = await upload(round.round_id, makeUpdate(tasks[1]!, devices[1]!));
+    const res = await upload(round.round_id, await makeUpdate(tasks[1]!, devices[1]!));
     expect(res.status).toBe(409);
     expect(await listedDevices(round.round_id)).toEqual([devices[0]!.id]);
   });
@@ -446,7 +446,8 @@ describe("sharded rounds", () => {
       const tasks = [];
       for (const d of shard.slice(0, 3)) tasks.push(await taskFor(d, model));
       const results = [];
-      for (let i = 0; i < 3; i++) results.push((await upload(round.round_id, makeUpdate(tasks[i]!, shard[i]!))).status);
+      for (let i = 0; i < 3; i++)
+        results.push((await upload(round.round_id, await makeUpdate(tasks[i]!, shard[i]!))).status);
       // ⌈4 / 2⌉ = 2 per shard: the third device of each shard finds its shard closed.
       expect(results).toEqual([201, 201, 409]);
     }

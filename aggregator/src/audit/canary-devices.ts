@@ -14,14 +14,12 @@ import {
   CheckinResponse,
   encodeUpdate,
   fromBase64Url,
-  quantizeUpdateInt8,
   RegisterDeviceResponse,
   toBase64Url,
   UPDATE_MEDIA_TYPE,
   type RoundTask,
-  type UpdatePayload,
 } from "@fedge/protocol";
-import { privatizeUpdate } from "@fedge/ml";
+import { compressUpdate, privatizeUpdate } from "@fedge/ml";
 import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
 import { EdgeAdminError, EdgeClientError } from "../edge/admin-client.ts";
 import type { CanarySet } from "./canaries.ts";
@@ -111,7 +109,7 @@ export class CanaryDevices {
   }
 
   /** The signed update a selected canary sends for `task` (the SDK's post-training steps on the canary's Δ). */
-  private updateBytes(device: CanaryDevice, task: RoundTask): Uint8Array {
+  private updateBytes(device: CanaryDevice, task: RoundTask): Promise<Uint8Array> {
     if (task.update_length !== this.o.canaries.length)
       throw new EdgeClientError(
         "unexpected_response",
@@ -120,9 +118,10 @@ export class CanaryDevices {
     const values = new Float32Array(task.update_length);
     // Mode none has no clip norm: a canary still has norm 1 (it is never scaled by the data).
     this.o.canaries.update(device.index, task.clip_norm ?? 1, values);
-    const r = privatizeUpdate(values, task, this.o.random ?? cryptoRandomBytes);
-    const payload: UpdatePayload =
-      (task.update_dtype ?? "float32") === "int8" ? quantizeUpdateInt8(values) : { dtype: "float32", values };
+    const random = this.o.random ?? cryptoRandomBytes;
+    const r = privatizeUpdate(values, task, random);
+    // the device pipeline's step 5: int8 rounds get stochastic rounding with the norm bound kept after dequantization
+    const payload = compressUpdate(values, task, random);
     return encodeUpdate(
       {
         roundId: task.round_id,
@@ -156,7 +155,7 @@ export class CanaryDevices {
       checkedIn++;
       if (!answer.selected) return;
       selected++;
-      const bytes = this.updateBytes(device, answer.task);
+      const bytes = await this.updateBytes(device, answer.task);
       await this.post(`/v1/rounds/${encodeURIComponent(answer.task.round_id)}/updates`, UPDATE_MEDIA_TYPE, bytes);
     });
     return { checkedIn, selected };

@@ -78,6 +78,12 @@ describe("openRoundRequest", () => {
     expect(OpenRoundRequest.safeParse(local.request).success).toBe(true);
   });
 
+  it("asks devices for int8 uploads by default, float32 when the population says so", async () => {
+    const dp = { privacy: { mode: "central" as const, noiseMultiplier: 1, budget: { epsilon: 6, delta: 1e-5 } } };
+    expect((await opened(dp)).request.update_dtype).toBe("int8");
+    expect((await opened({ ...dp, updateDtype: "float32" })).request.update_dtype).toBe("float32");
+  });
+
   it("taskPrivacyFields is the device's view of the instructions", () => {
     expect(taskPrivacyFields({ privacyMode: "none", clipNorm: Infinity })).toEqual({ privacy_mode: "none" });
     expect(taskPrivacyFields({ privacyMode: "central", clipNorm: 2, reportClipBit: true })).toEqual({
@@ -110,8 +116,19 @@ function encodeV1(f: UpdateFields, secretKey: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * The same update in the retired format version 2: version 3's layout with version byte 2, Ed25519 (tweetnacl) over
+ * the whole body instead of its SHA-256 digest. What an SDK from before codec version 3 uploaded.
+ */
+async function encodeV2(f: UpdateFields, secretKey: Uint8Array): Promise<Uint8Array> {
+  const out = await encodeUpdate(f, secretKey);
+  out[4] = 2;
+  out.set(nacl.sign.detached(out.subarray(0, out.length - 64), secretKey), out.length - 64);
+  return out;
+}
+
 describe("verifiedUpdates (the aggregator's re-verification)", () => {
-  it("refuses a version 1 body naming its version, and a clip bit that does not match the round", async () => {
+  it("refuses version 1 and 2 bodies naming their version, and a clip bit that does not match the round", async () => {
     const device = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(5));
     const fields = (deviceId: string, clipBit?: 0 | 1): UpdateFields => ({
       roundId: "pop_1",
@@ -123,9 +140,10 @@ describe("verifiedUpdates (the aggregator's re-verification)", () => {
     });
     const bodies = [
       encodeV1(fields("dev_old"), device.secretKey),
-      encodeUpdate(fields("dev_nobit"), device.secretKey),
-      encodeUpdate(fields("dev_ok", 1), device.secretKey),
-      encodeUpdate(fields("dev_ok2", 0), device.secretKey),
+      await encodeV2(fields("dev_v2", 1), device.secretKey),
+      await encodeUpdate(fields("dev_nobit"), device.secretKey),
+      await encodeUpdate(fields("dev_ok", 1), device.secretKey),
+      await encodeUpdate(fields("dev_ok2", 0), device.secretKey),
     ];
     const frames = bodies.map((b) => {
       const h = encodeUpdateStreamFrameHeader(device.publicKey, b.length);
@@ -134,7 +152,7 @@ describe("verifiedUpdates (the aggregator's re-verification)", () => {
       f.set(b, h.length);
       return f;
     });
-    // Stands in for an edge that still holds updates uploaded before the upgrade (the current edge refuses v1 bodies at
+    // Stands in for an edge that still holds updates uploaded before the upgrade (the current edge refuses v1/v2 bodies at
     // upload, see workers/test/ingest-privacy.test.ts): the round's status and its update stream, as the edge serves them.
     const edgeState: typeof fetch = async (input) => {
       const url = new URL(String(input));
@@ -154,8 +172,11 @@ describe("verifiedUpdates (the aggregator's re-verification)", () => {
       ["dev_ok", 1],
       ["dev_ok2", 0],
     ]);
-    expect(refused).toHaveLength(2);
-    expect(refused[0]!.reason).toMatch(/update format version 1 is not supported \(this codec reads version 2 only/);
-    expect(refused[1]).toEqual({ deviceId: "dev_nobit", reason: "no clip bit in an adaptive-clipping round" });
+    expect(refused).toHaveLength(3);
+    expect(refused[0]!.reason).toMatch(/update format version 1 is not supported \(this codec reads version 3 only/);
+    expect(refused[1]!.reason).toMatch(
+      /update format version 2 is not supported \(this codec reads version 3 only; version 2 signs the whole body/,
+    );
+    expect(refused[2]).toEqual({ deviceId: "dev_nobit", reason: "no clip bit in an adaptive-clipping round" });
   });
 });

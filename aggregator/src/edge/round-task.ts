@@ -5,7 +5,7 @@
  * signature re-verified and each clip bit checked against the round. `fedge simulate` builds its devices' tasks with
  * {@link taskPrivacyFields} too, so simulated devices get exactly what the edge would relay.
  */
-import { decodeUpdate, updateToFloat32, type OpenRoundRequest } from "@fedge/protocol";
+import { decodeVerifiedUpdate, updateToFloat32, type OpenRoundRequest } from "@fedge/protocol";
 import type { RoundEngine } from "../round.ts";
 import type { ClientUpdate, DistributedTaskFields, FitInstructions } from "../strategy/strategy.ts";
 import type { EdgeAdminClient } from "./admin-client.ts";
@@ -82,7 +82,7 @@ export function openRoundRequest(
     batch_size: config.client.batchSize,
     trainable: config.trainable,
     update_length: engine.updateLength,
-    update_dtype: "float32",
+    update_dtype: config.updateDtype,
     sampling_rate: config.samplingRate,
     min_reports: none ? (limits.minReports ?? 1) : 1,
     ...(none ? { max_reports: limits.maxReports ?? 1_000_000 } : {}),
@@ -94,8 +94,8 @@ export function openRoundRequest(
 /**
  * Accepted updates of a closed round, each signature re-verified under the device key the edge recorded at acceptance,
  * its round id, length and clip bit checked (present exactly when the round's `report_clip_bit` asked for it, as the
- * edge recorded the round). What fails is pushed to `refused` and skipped (a version 1 body, which has no clip bit,
- * among them); `onFrame` counts every frame.
+ * edge recorded the round). What fails is pushed to `refused` and skipped (a retired version 1 or 2 body among them,
+ * with the codec's message naming its version); `onFrame` counts every frame.
  */
 export async function* verifiedUpdates(
   admin: EdgeAdminClient,
@@ -110,7 +110,7 @@ export async function* verifiedUpdates(
     options.onFrame?.();
     let decoded;
     try {
-      decoded = decodeUpdate(frame.update, { publicKey: frame.publicKey });
+      decoded = await decodeVerifiedUpdate(frame.update, frame.publicKey);
     } catch (e) {
       refused.push({ deviceId: "?", reason: (e as Error).message });
       continue;

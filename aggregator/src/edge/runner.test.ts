@@ -190,8 +190,8 @@ class FakeEdge {
   }) as typeof fetch;
 
   /** A device's signed update into round `roundId` (what an accepted upload leaves on the edge). */
-  accept(roundId: string, values: number[]): void {
-    const update = encodeUpdate(
+  async accept(roundId: string, values: number[]): Promise<void> {
+    const update = await encodeUpdate(
       {
         roundId,
         deviceId: `dev_${(this.updates.get(roundId)?.length ?? 0) + 1}`,
@@ -274,7 +274,7 @@ describe("EdgeRoundRunner against an in-memory edge", () => {
     const { engine, runner } = await setUp(edge, {
       collect: async (status) => {
         seen.push({ ...status });
-        edge.accept(status.round_id, [0.5, 0, 0, 0.5, 1, -1]);
+        await edge.accept(status.round_id, [0.5, 0, 0, 0.5, 1, -1]);
       },
     });
     try {
@@ -329,7 +329,7 @@ describe("EdgeRoundRunner against an in-memory edge", () => {
     let collected = 0;
     const collect = async (status: RoundStatus) => {
       collected += 1;
-      edge.accept(status.round_id, [0.25, 0, 0, 0.25, 0, 0]);
+      await edge.accept(status.round_id, [0.25, 0, 0, 0.25, 0, 0]);
     };
     const crash = new Error("crash after upload");
     const first = await setUp(edge, { collect, hooks: { afterUpload: () => Promise.reject(crash) } }, stateDir);

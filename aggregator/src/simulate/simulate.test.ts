@@ -1,5 +1,11 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { createBackend } from "@fedge/gpu-node";
+import { createBackend, createParamShardedBackend, createCpuBackend, type Backend } from "@fedge/gpu-node";
+import { NORM_BLOCK } from "@fedge/gpu-node/math";
+import { flattenTrainable } from "@fedge/ml";
+import { CheckpointStore } from "../checkpoint.ts";
 import { seededRandomBytes } from "@fedge/privacy/testing";
 import { parsePopulationConfig } from "../config.ts";
 import { runCli } from "../cli/cli.ts";
@@ -230,6 +236,53 @@ describe("fedge simulate", () => {
     expect(s.epsilon!).toBeLessThanOrEqual(1.5);
   });
 
+  it("--param-shards: aggregating K parameter slices gives the single backend's model bit for bit", async () => {
+    const config = parsePopulationConfig({
+      model: "synth-sharded",
+      privacy: { mode: "central", noiseMultiplier: 0.8, budget: { epsilon: 1e6, delta: 1e-5 } },
+      samplingRate: 0.3,
+      expectedClients: 12,
+      clipping: { clipNorm: 40, adaptive: { targetQuantile: 0.5, countNoiseStd: 2 } },
+      optimizer: { kind: "fedadam", lr: 0.1 },
+    });
+    const dir = await mkdtemp(join(tmpdir(), "fedge-shards-"));
+    try {
+      const run = async (name: string, b: Backend) => {
+        const reports: SimRoundReport[] = [];
+        const store = new CheckpointStore({ dir: join(dir, name) });
+        await runSimulation({
+          config,
+          backend: b,
+          clients: 40,
+          rounds: 3,
+          mode: "synthetic",
+          params: 2 * NORM_BLOCK + 500, // 3 norm blocks: slices on block boundaries
+          seed: 5,
+          random: seededRandomBytes(77),
+          deviceRandom: seededRandomBytes(78),
+          store,
+          onRound: (r) => reports.push(r),
+          log: () => {},
+        });
+        const cp = (await store.load())!;
+        return { reports, weights: flattenTrainable(cp.model, "all"), clip: cp.clip.clipNorm };
+      };
+      const one = await run("one", backend);
+      const shards = createParamShardedBackend({ shards: [1, 2, 3].map(() => createCpuBackend({ threads: 1 })) });
+      try {
+        const three = await run("three", shards);
+        const strip = (r: SimRoundReport) => [r.count, r.unclippedCount, r.clipNorm, r.nextClipNorm, r.distance];
+        expect(three.reports.map(strip)).toEqual(one.reports.map(strip));
+        expect(three.clip).toBe(one.clip);
+        expect(Buffer.from(three.weights.buffer).equals(Buffer.from(one.weights.buffer))).toBe(true);
+      } finally {
+        await shards.dispose();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("CLI prints a JSON line per round and a summary; bad flags are usage errors", async () => {
     let out = "";
     let err = "";
@@ -264,5 +317,10 @@ describe("fedge simulate", () => {
     expect(err).toMatch(/samplingRate/);
     expect(await runCli(["simulate", "--robust", "median", "--backend", "cpu"], io)).toBe(2);
     expect(err).toMatch(/robust/);
+    out = "";
+    const sharded = ["simulate", "--clients", "50", "--params", "1000", "--rounds", "1", "--backend", "cpu"];
+    expect(await runCli([...sharded, "--param-shards", "2"], io)).toBe(0);
+    expect(JSON.parse(out.trim().split("\n").at(-1)!)).toMatchObject({ type: "summary", paramShards: 2 });
+    expect(await runCli([...sharded, "--param-shards", "0"], io)).toBe(2);
   });
 });

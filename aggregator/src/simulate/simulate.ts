@@ -8,8 +8,10 @@
  * Every simulated client runs the device's own code path (@fedge/ml `trainDeviceUpdate` / `privatizeUpdate`, what the
  * SDK's `participate()` runs) on the task the edge would relay (`taskPrivacyFields`): train (mnist) or generate
  * (synthetic) Δ, the clip bit from the unclipped norm when the round asks for it, clip to C on the device, local noise
- * in local mode. The aggregator then sees what it sees from the edge, minus the encoding and signature (tested with
- * the codec), so adaptive clipping here tracks the quantile the way it does through the edge.
+ * in local mode, and int8 quantization when the population uploads int8 (`updateDtype`, the default; @fedge/ml
+ * `compressUpdate`), dequantized as the aggregator dequantizes what it pulls from the edge. The aggregator then sees
+ * what it sees from the edge, minus the encoding and signature (tested with the codec), so adaptive clipping here
+ * tracks the quantile the way it does through the edge, and the accuracy reported is that of compressed uploads.
  */
 import { writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -17,6 +19,7 @@ import type { Backend } from "@fedge/gpu-node";
 import { cryptoRandomBytes, PrivacyBudgetExceededError, type RandomBytes } from "@fedge/privacy";
 import { flattenTrainable, type MlpParams } from "@fedge/ml";
 import {
+  compressUpdate,
   encodeDistributedDeviceUpdate,
   initMlp,
   privatizeUpdate,
@@ -26,6 +29,7 @@ import {
   type DistributedDeviceTask,
   type PrivatizeResult,
 } from "@fedge/ml";
+import { encodedUpdateLength, updateToFloat32 } from "@fedge/protocol";
 import type { PopulationConfig } from "../config.ts";
 import type { CheckpointStore } from "../checkpoint.ts";
 import { RoundEngine } from "../round.ts";
@@ -82,6 +86,12 @@ export interface SimulateOptions {
    * @default cryptoRandomBytes
    */
   random?: RandomBytes;
+  /**
+   * CSPRNG of the simulated devices (local noise, stochastic rounding of int8 uploads), a separate stream so that a
+   * comparison of upload dtypes can keep the server's coins and noise identical.
+   * @default random
+   */
+  deviceRandom?: RandomBytes;
   /** Checkpoint store (resume support); @default in memory */
   store?: CheckpointStore;
   /** Export each published version (int8 ONNX + signed manifest) into this folder (needs `signingKey`). */
@@ -125,6 +135,8 @@ export interface SimRoundReport {
   updatesPerSecond: number;
   /** Update bytes streamed into the Backend per second. */
   bytesPerSecond: number;
+  /** Mean size of one signed update as a device would upload it this round (`updateDtype`, ids of this round). */
+  uploadBytesPerUpdate: number;
   rssBytes: number;
   warnings: string[];
 }
@@ -140,6 +152,10 @@ export interface SimSummary {
   bytesPerSecond: number;
   /** Largest RSS seen (sampled every 64 updates and after each round). */
   peakRssBytes: number;
+  /** What the simulated devices uploaded (`updateDtype`). */
+  updateDtype: "float32" | "int8";
+  /** Mean size of one signed update as uploaded (0 when no update was sent). */
+  uploadBytesPerUpdate: number;
   /** Update buffers the simulator ever allocated (≈ the engine's batch size: memory O(batch × model)). */
   updateBuffers: number;
   finalAccuracy?: number;
@@ -181,6 +197,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
     throw new RangeError(`rounds must be an integer >= 0, got ${o.rounds}`);
   const seed = (o.seed ?? randomSeed()) >>> 0;
   const random = o.random ?? cryptoRandomBytes;
+  const deviceRandom = o.deviceRandom ?? random;
   const log = o.log ?? ((m: string) => console.warn(m));
 
   let initialModel: MlpParams;
@@ -222,6 +239,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
   const scope = config.trainable;
   const t0 = performance.now();
   let totalUpdates = 0;
+  let totalUploadBytes = 0;
   let peakRss = process.memoryUsage().rss;
   let roundsRun = 0;
   let stoppedBy: string | undefined;
@@ -253,12 +271,29 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         batch_size: config.client.batchSize,
         learning_rate: config.client.learningRate,
         trainable: scope,
+        update_dtype: config.updateDtype,
       };
       let sampled = 0;
       let deviceClipped = 0;
+      let roundUploadBytes = 0;
       const produce = (c: number, out: Float32Array): { clipFactor: number; encoded?: Uint32Array } => {
-        const r = task.privacy_mode === "distributed" ? distributedDevice(c, out) : device(c, out);
+        // Distributed mode: the device's upload is its encoding for secure aggregation (4 bytes a coordinate).
+        if (task.privacy_mode === "distributed") {
+          const e = distributedDevice(c, out);
+          roundUploadBytes += e.encoded.byteLength;
+          return e;
+        }
+        const r = device(c, out);
         if (r.clipFactor < 1) deviceClipped++;
+        // What the device uploads (step 5 of the device pipeline), and what the aggregator dequantizes from it.
+        const payload = compressUpdate(out, task, deviceRandom);
+        if (payload.dtype === "int8") out.set(updateToFloat32({ payload }));
+        roundUploadBytes += encodedUpdateLength({
+          roundId,
+          deviceId: `sim-${c}`,
+          shape: [length],
+          dtype: payload.dtype,
+        });
         return r;
       };
       const trainRandomOf = (c: number) =>
@@ -274,23 +309,23 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
             task,
             data: shard.x,
             labels: shard.y,
-            random,
+            random: deviceRandom,
             trainRandom: trainRandomOf(c),
           });
           out.set(d.values);
         }
-        const e = encodeDistributedDeviceUpdate(out, task as DistributedDeviceTask, random);
+        const e = encodeDistributedDeviceUpdate(out, task as DistributedDeviceTask, deviceRandom);
         out.fill(0);
         return { clipFactor: e.clipFactor, encoded: e.encoded };
       };
       const device = (c: number, out: Float32Array): PrivatizeResult => {
         if (c >= o.clients) {
           o.canaries!.update(c - o.clients, task.clip_norm ?? config.clipping.clipNorm, out);
-          return privatizeUpdate(out, task, random);
+          return privatizeUpdate(out, task, deviceRandom);
         }
         if (synthetic) {
           synthetic.update(c, round, out);
-          return privatizeUpdate(out, task, random);
+          return privatizeUpdate(out, task, deviceRandom);
         }
         const shard = shards[c]!;
         const u = trainDeviceUpdate({
@@ -298,7 +333,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
           task,
           data: shard.x,
           labels: shard.y,
-          random,
+          random: deviceRandom,
           trainRandom: trainRandomOf(c),
         });
         out.set(u.values);
@@ -349,6 +384,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
       if (decision.publish && evaluation) servingAccuracy = evaluation.accuracy;
       const seconds = (performance.now() - start) / 1000;
       totalUpdates += summary.count;
+      totalUploadBytes += roundUploadBytes;
       roundsRun++;
       last = {
         round: summary.round,
@@ -369,6 +405,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         seconds,
         updatesPerSecond: summary.count / seconds,
         bytesPerSecond: (summary.count * length * 4) / seconds,
+        uploadBytesPerUpdate: summary.count > 0 ? roundUploadBytes / summary.count : 0,
         rssBytes: process.memoryUsage().rss,
         warnings: summary.warnings,
       };
@@ -389,6 +426,8 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
     updatesPerSecond: totalUpdates / seconds,
     bytesPerSecond: (totalUpdates * length * 4) / seconds,
     peakRssBytes: peakRss,
+    updateDtype: config.updateDtype,
+    uploadBytesPerUpdate: totalUpdates > 0 ? totalUploadBytes / totalUpdates : 0,
     updateBuffers: pool.allocated,
     ...(last?.accuracy !== undefined ? { finalAccuracy: last.accuracy } : {}),
     ...(last?.distance !== undefined ? { finalDistance: last.distance } : {}),

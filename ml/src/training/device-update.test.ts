@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { cryptoRandomBytes } from "@fedge/privacy";
 import { clipToNorm, l2Norm } from "./clip.ts";
-import { checkDevicePrivacyTask, privatizeUpdate, trainDeviceUpdate, type DevicePrivacyTask } from "./device-update.ts";
+import { int8PayloadNorm } from "@fedge/protocol";
+import {
+  checkDevicePrivacyTask,
+  compressUpdate,
+  privatizeUpdate,
+  trainDeviceUpdate,
+  type DevicePrivacyTask,
+} from "./device-update.ts";
 import { initMlp } from "./init.ts";
 import { xoshiroRandomBytes } from "./random.ts";
 import { trainLocal } from "./train.ts";
@@ -146,5 +153,44 @@ describe("trainDeviceUpdate", () => {
     expect(out.clipBit).toBe(l2Norm(delta) <= 0.05 ? 1 : 0);
     expect(out.values).toEqual(clipToNorm(delta, 0.05).clipped);
     expect(out).toMatchObject({ samples: 12, steps: 6, loss: trained.loss });
+  });
+});
+
+describe("compressUpdate (step 5: int8 with the bound kept after dequantization)", () => {
+  it("float32 rounds send the values as they are; int8 rounds stay within C (central) or ‖Δ‖ (local, none)", () => {
+    const clipped = withNorm(1000, 1);
+    const f = compressUpdate(clipped, { privacy_mode: "central", clip_norm: 1 }, cryptoRandomBytes);
+    expect(f).toEqual({ dtype: "float32", values: clipped });
+    for (const task of [
+      { privacy_mode: "central" as const, clip_norm: 1 },
+      { privacy_mode: "none" as const, clip_norm: 1 },
+    ]) {
+      const q = compressUpdate(clipped, { ...task, update_dtype: "int8" }, cryptoRandomBytes);
+      if (q.dtype !== "int8") throw new Error("int8 expected");
+      expect(int8PayloadNorm(q)).toBeLessThanOrEqual(1);
+    }
+    const big = withNorm(1000, 7);
+    for (const task of [
+      { privacy_mode: "local" as const, clip_norm: 1, local_noise_multiplier: 1 },
+      { privacy_mode: "none" as const },
+    ]) {
+      const q = compressUpdate(big, { ...task, update_dtype: "int8" }, cryptoRandomBytes);
+      if (q.dtype !== "int8") throw new Error("int8 expected");
+      expect(int8PayloadNorm(q)).toBeLessThanOrEqual(l2Norm(big));
+      expect(int8PayloadNorm(q)).toBeGreaterThan(0.99 * l2Norm(big));
+    }
+  });
+
+  it("refuses an unknown dtype, a bad task and non-finite values", () => {
+    const v = withNorm(10, 1);
+    const central = { privacy_mode: "central" as const, clip_norm: 1 };
+    expect(() => compressUpdate(v, { ...central, update_dtype: "int4" as "int8" }, cryptoRandomBytes)).toThrow(
+      /update_dtype/,
+    );
+    expect(() => compressUpdate(v, { privacy_mode: "local", update_dtype: "int8" }, cryptoRandomBytes)).toThrow(
+      RangeError,
+    );
+    v[3] = Number.NaN;
+    expect(() => compressUpdate(v, { ...central, update_dtype: "int8" }, cryptoRandomBytes)).toThrow(/non-finite/);
   });
 });

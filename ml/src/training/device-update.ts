@@ -11,13 +11,25 @@
  * 3. clip Δ to ‖Δ‖₂ ≤ C (DP-FedAvg, McMahan et al. 2018, arXiv 1710.06963 Alg. 1), unless the task has no C (privacy
  *    mode `none`, which sends Δ as trained);
  * 4. `local` mode: add N(0, (z·C)²) to every coordinate from the injected CSPRNG (the Gaussian mechanism run on the
- *    device, Dwork & Roth 2014 Thm A.1; z > 0 is required: z = 0 or a missing z would send the clipped Δ in the clear).
+ *    device, Dwork & Roth 2014 Thm A.1; z > 0 is required: z = 0 or a missing z would send the clipped Δ in the clear);
+ * 5. when the task asks for int8 (`update_dtype`), {@link compressUpdate}: stochastic rounding to int8 (unbiased, from
+ *    the CSPRNG) with a scale chosen so the DEQUANTIZED update still satisfies the bound the edge checks and the
+ *    server clips to (@fedge/protocol `quantizeUpdateInt8` with `maxNorm`): ‖deq(q)‖₂ ≤ C in central mode (and in
+ *    `none` with a clip norm), ‖deq(q)‖₂ ≤ ‖Δ‖₂ otherwise (quantization never grows the update).
+ *
+ * Privacy of step 5. Central mode: quantization runs on the device after clipping and before the server's noise, so
+ * the Gaussian mechanism's L2 sensitivity must hold for what the server adds, the dequantized values: it does,
+ * ‖deq(q_i)‖₂ ≤ C for every device (checked by the edge with no tolerance needed, and the server's re-clip of the
+ * dequantized values is then exactly a no-op), so σ = z·C and the accountant's charge are unchanged. The rounding
+ * randomness is the device's own and is never sent. Local mode: the update is quantized after the noise, which is
+ * post-processing of a DP release (Dwork & Roth 2014, Prop. 2.1): the local guarantee is unchanged. The clip bit is
+ * computed from the unclipped Δ before any of this.
  *
  * The clip bit is never computed outside central mode: in local mode it would reach an untrusted server un-noised.
  * Encoding and signing (the update codec of @fedge/protocol) is the caller's last step. Pure: no I/O, randomness injected;
  * bad tasks or data throw `RangeError`/`TypeError` naming the field.
  */
-import type { PrivacyMode, TrainableScope } from "@fedge/protocol";
+import { quantizeUpdateInt8, type PrivacyMode, type TrainableScope, type UpdatePayload } from "@fedge/protocol";
 import { addLocalNoise, type RandomBytes } from "@fedge/privacy";
 import type { MlpParams } from "../model-layout/mlp.ts";
 import { clipToNorm } from "./clip.ts";
@@ -120,6 +132,32 @@ export function privatizeUpdate(delta: Float32Array, task: DevicePrivacyTask, ra
     noiseStd = task.local_noise_multiplier! * c!;
   }
   return { norm, clipFactor, clipBit, noiseStd };
+}
+
+/** The payload fields of a round task (the same names as @fedge/protocol `RoundTask`). */
+export interface DeviceCompressionTask extends DevicePrivacyTask {
+  /** The payload dtype the round takes. @default "float32" */
+  update_dtype?: "float32" | "int8" | undefined;
+}
+
+/**
+ * Step 5 of the module header: the payload to encode for `values` (clipped, and in local mode noised, by
+ * {@link privatizeUpdate}): the values themselves for float32 rounds; for int8 rounds, stochastic rounding with the
+ * norm bound that holds after dequantization. `random` must be a CSPRNG in production (it draws the rounding).
+ */
+export function compressUpdate(values: Float32Array, task: DeviceCompressionTask, random: RandomBytes): UpdatePayload {
+  if (!(values instanceof Float32Array)) throw new TypeError("values must be a Float32Array");
+  const dtype = task.update_dtype ?? "float32";
+  if (dtype === "float32") return { dtype, values };
+  if (dtype !== "int8") throw new RangeError(`update_dtype must be float32 or int8, got ${JSON.stringify(dtype)}`);
+  checkDevicePrivacyTask(task);
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) sum += values[i]! * values[i]!;
+  const norm = Math.sqrt(sum);
+  if (!Number.isFinite(norm)) throw new RangeError("the update has non-finite values");
+  const c = task.clip_norm;
+  const maxNorm = c !== undefined && task.privacy_mode !== "local" ? Math.min(norm, c) : norm;
+  return quantizeUpdateInt8(values, { maxNorm, random });
 }
 
 /** Input of {@link trainDeviceUpdate}. */

@@ -8,7 +8,8 @@ import { UpdateCodecError, type UpdateCodecErrorReason } from "./errors.ts";
 import { FIXTURE_SEED, FIXTURES } from "./fixtures/fixtures.ts";
 import nacl from "tweetnacl";
 import { fieldsArb, layout, TEST_KEY, type Region } from "./test-helpers.ts";
-import { decodeUpdate, encodeUpdate, type UpdateFields } from "./update-codec.ts";
+import { decodeUpdate, decodeVerifiedUpdate, type UpdateFields } from "./update-codec.ts";
+import { encodeUpdate } from "./encode.ts";
 
 /** When a length or rank changes, every later field is read at the wrong place: any structural reason may follow. */
 const SHIFTED: UpdateCodecErrorReason[] = [
@@ -49,42 +50,47 @@ const REGIONS = Object.keys(ALLOWED) as Region[];
  * Asserts a corrupted body is refused with an allowed reason. The edge decodes without a key first: that gives either a typed
  * error (the same one with a key: structure is checked before the signature), or content whose signature must then fail.
  */
-function expectRefused(corrupted: Uint8Array, region: Region, dtype: "float32" | "int8", publicKey: Uint8Array) {
+async function expectRefused(
+  corrupted: Uint8Array,
+  region: Region,
+  dtype: "float32" | "int8",
+  publicKey: Uint8Array,
+): Promise<void> {
   const allowed = ALLOWED[region](dtype);
-  const reasonOf = (run: () => unknown): UpdateCodecErrorReason | "accepted" => {
+  const reasonOf = async (run: () => unknown): Promise<UpdateCodecErrorReason | "accepted"> => {
     try {
-      run();
+      await run();
       return "accepted";
     } catch (e) {
       if (e instanceof UpdateCodecError) return e.reason;
       throw e;
     }
   };
-  const keyless = reasonOf(() => decodeUpdate(corrupted));
+  const keyless = await reasonOf(() => decodeUpdate(corrupted));
   if (keyless === "accepted") {
     expect(allowed, `region ${region} parsed after corruption`).toContain("bad_signature");
-    expect(reasonOf(() => decodeUpdate(corrupted, { publicKey }))).toBe("bad_signature");
+    expect(await reasonOf(() => decodeVerifiedUpdate(corrupted, publicKey))).toBe("bad_signature");
   } else {
     expect(allowed, `region ${region}`).toContain(keyless);
-    expect(reasonOf(() => decodeUpdate(corrupted, { publicKey }))).toBe(keyless);
+    expect(await reasonOf(() => decodeVerifiedUpdate(corrupted, publicKey))).toBe(keyless);
   }
 }
 
 describe("random corruption of each byte region", () => {
   for (const region of REGIONS) {
-    it(`${region}: any changed byte is refused with an allowed reason`, () => {
-      fc.assert(
-        fc.property(
+    it(`${region}: any changed byte is refused with an allowed reason`, async () => {
+      await fc.assert(
+        fc.asyncProperty(
           fieldsArb(),
           fc.nat(),
           fc.integer({ min: 1, max: 255 }),
-          (fields: UpdateFields, pick: number, mask: number) => {
+          async (fields: UpdateFields, pick: number, mask: number) => {
             const [start, end] = layout(fields)[region];
             fc.pre(end > start); // no scale for float32; padding may be empty
-            const bytes = encodeUpdate(fields, TEST_KEY.secretKey);
+            const bytes = await encodeUpdate(fields, TEST_KEY.secretKey);
             const at = start + (pick % (end - start));
             bytes[at]! ^= mask;
-            expectRefused(bytes, region, fields.payload.dtype, TEST_KEY.publicKey);
+            await expectRefused(bytes, region, fields.payload.dtype, TEST_KEY.publicKey);
           },
         ),
         { numRuns: 40 },
@@ -96,8 +102,8 @@ describe("random corruption of each byte region", () => {
 describe("exhaustive single-byte corruption of the fixtures", () => {
   const key = nacl.sign.keyPair.fromSeed(FIXTURE_SEED);
   for (const [name, fields] of Object.entries(FIXTURES)) {
-    it(`${name}: every byte, four masks`, () => {
-      const bytes = encodeUpdate(fields, key.secretKey);
+    it(`${name}: every byte, four masks`, async () => {
+      const bytes = await encodeUpdate(fields, key.secretKey);
       const l = layout(fields);
       const regionOf = (i: number) => REGIONS.find((r) => i >= l[r][0] && i < l[r][1])!;
       let checked = 0;
@@ -105,7 +111,7 @@ describe("exhaustive single-byte corruption of the fixtures", () => {
         for (const mask of [0x01, 0x80, 0xff, 0x5a]) {
           const b = bytes.slice();
           b[i]! ^= mask;
-          expectRefused(b, regionOf(i), fields.payload.dtype, key.publicKey);
+          await expectRefused(b, regionOf(i), fields.payload.dtype, key.publicKey);
           checked++;
         }
       }

@@ -8,8 +8,8 @@ import { FedgeError } from "../fedge-error.ts";
 /**
  * Why an update was rejected.
  * - `truncated`: the input ends inside the fixed header (before the payload's declared size is known).
- * - `bad_magic`, `unsupported_version`, `bad_dtype`, `bad_flags`: the first 8 bytes are not a v2 fedge update
- *   (`unsupported_version` also for a version 1 body, which has no clip-bit field).
+ * - `bad_magic`, `unsupported_version`, `bad_dtype`, `bad_flags`: the first 8 bytes are not a v3 fedge update
+ *   (`unsupported_version` also for a retired version 1 or 2 body).
  * - `bad_field`: a header field is out of range (clip bit field, id length or charset, rank, a zero dim, scale ≤ 0), a padding byte is not
  *   zero, or an int8 value is −128 (the symmetric range is −127..127).
  * - `shape_mismatch`: the product of the dims differs from the value count.

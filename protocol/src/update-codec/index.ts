@@ -1,8 +1,13 @@
 export * from "./update-codec.ts";
+export * from "./encode.ts";
 export * from "./errors.ts";
 export * from "./quantize.ts";
 export {
+  UPDATE_DIGEST_BYTES,
+  UPDATE_SIGNING_CONTEXT,
+  signUpdateBytes,
+  updateDigest,
+  updateSigningMessage,
   verifyUpdateSignature,
-  verifyUpdateSignatureAsync,
-  type VerifyUpdateSignatureAsyncOptions,
+  type UpdateCryptoOptions,
 } from "./signature.ts";

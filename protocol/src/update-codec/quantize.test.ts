@@ -1,8 +1,9 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { quantizeUpdateInt8, updateToFloat32 } from "./quantize.ts";
+import { int8PayloadNorm, quantizeUpdateInt8, updateToFloat32 } from "./quantize.ts";
 import { TEST_KEY } from "./test-helpers.ts";
-import { decodeUpdate, encodeUpdate } from "./update-codec.ts";
+import { decodeVerifiedUpdate } from "./update-codec.ts";
+import { encodeUpdate } from "./encode.ts";
 
 const F32_MAX = 3.4028234663852886e38;
 
@@ -21,14 +22,16 @@ describe("quantizeUpdateInt8", () => {
           expect(Array.from(q.values).every((x) => x === 0)).toBe(true);
           return;
         }
-        // float32 rounding of absmax/127 (relative 2^-24, or one subnormal step 2^-149 at the bottom of the range).
-        expect(Math.abs(q.scale - absmax / 127)).toBeLessThanOrEqual(Math.max((absmax / 127) * 2 ** -22, 2 ** -149));
+        // absmax/127 rounded up to 17 significant bits (relative 2^-16), or one subnormal step 2^-149 at the bottom.
+        expect(Math.abs(q.scale - absmax / 127)).toBeLessThanOrEqual(Math.max((absmax / 127) * 2 ** -16, 2 ** -149));
         const back = updateToFloat32({ payload: q });
         for (let i = 0; i < values.length; i++) {
           expect(q.values[i]).toBeGreaterThanOrEqual(-127);
           expect(q.values[i]).toBeLessThanOrEqual(127);
           // scale/2 from rounding, plus float32 rounding of the product q·scale (relative 2^-24, or 2^-150 absolute).
           expect(Math.abs(back[i]! - values[i]!)).toBeLessThanOrEqual(q.scale / 2 + absmax * 2 ** -23 + 2 ** -150);
+          // Exact dequantization for normal scales: q·scale needs no float32 rounding.
+          if (q.scale >= 2 ** -126) expect(back[i]).toBe(q.values[i]! * q.scale);
         }
         // The extreme value maps to ±127 (among subnormal scales the float32 grid is too coarse for that).
         const iMax = Array.from(values).findIndex((v) => Math.abs(v) === absmax);
@@ -58,7 +61,7 @@ describe("quantizeUpdateInt8", () => {
     expect(Array.from(q.values)).toEqual([127, 1, -1, 2, -2, 2, -3, -127]);
   });
 
-  it("produces payloads the codec accepts, including extreme magnitudes", () => {
+  it("produces payloads the codec accepts, including extreme magnitudes", async () => {
     for (const values of [
       new Float32Array([F32_MAX, -F32_MAX, 1]),
       new Float32Array([1.401298464324817e-45, -1.401298464324817e-45, 0]),
@@ -69,11 +72,11 @@ describe("quantizeUpdateInt8", () => {
       const payload = quantizeUpdateInt8(values);
       expect(payload.scale).toBeGreaterThan(0);
       expect(127 * payload.scale).toBeLessThanOrEqual(F32_MAX);
-      const bytes = encodeUpdate(
+      const bytes = await encodeUpdate(
         { roundId: "r1", deviceId: "dev_quantize1", nonce: new Uint8Array(16), shape: [values.length], payload },
         TEST_KEY.secretKey,
       );
-      const back = updateToFloat32(decodeUpdate(bytes, { publicKey: TEST_KEY.publicKey }));
+      const back = updateToFloat32(await decodeVerifiedUpdate(bytes, TEST_KEY.publicKey));
       for (const v of back) expect(Number.isFinite(v)).toBe(true);
     }
   });
@@ -82,6 +85,107 @@ describe("quantizeUpdateInt8", () => {
     expect(() => quantizeUpdateInt8(new Float32Array([1, NaN]))).toThrow(/value 1 is not finite/);
     expect(() => quantizeUpdateInt8(new Float32Array([Infinity]))).toThrow(RangeError);
     expect(() => quantizeUpdateInt8([1, 2] as unknown as Float32Array)).toThrow(TypeError);
+    for (const maxNorm of [-1, Number.NaN]) {
+      expect(() => quantizeUpdateInt8(new Float32Array([1]), { maxNorm })).toThrow(/maxNorm/);
+    }
+  });
+});
+
+/** A float32 vector of `n` values from fast-check clipped to L2 norm `c` the way a device clips (float32 result). */
+function clippedArb(c: number) {
+  return fc
+    .tuple(
+      fc.float32Array({ minLength: 1, maxLength: 3000, noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }),
+      fc.boolean(),
+    )
+    .map(([v, spiky]) => {
+      if (spiky && v.length > 1) v[0] = 1e6; // one dominant coordinate: most others round to 0 or ±1
+      let sq = 0;
+      for (const x of v) sq += x * x;
+      const norm = Math.sqrt(sq);
+      if (norm > c) for (let i = 0; i < v.length; i++) v[i] = v[i]! * (c / norm);
+      return v;
+    });
+}
+
+/** 32-bit words from a seeded xorshift (a test stand-in for the device's CSPRNG). */
+function seededRandom(seed: number): (buf: Uint8Array) => void {
+  let x = seed >>> 0 || 1;
+  return (buf) => {
+    for (let i = 0; i < buf.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      buf[i] = x & 0xff;
+    }
+  };
+}
+
+describe("the norm bound holds after dequantization (maxNorm)", () => {
+  it("an update clipped to C and quantized with maxNorm = C has scale·√Σq² ≤ C exactly (the edge's own formula), both roundings", () => {
+    fc.assert(
+      fc.property(fc.double({ min: 1e-3, max: 1e3, noNaN: true }), fc.integer({ min: 1, max: 2 ** 31 }), (c, seed) => {
+        fc.assert(
+          fc.property(clippedArb(c), (values) => {
+            for (const random of [undefined, seededRandom(seed)]) {
+              const q = quantizeUpdateInt8(values, random ? { maxNorm: c, random } : { maxNorm: c });
+              expect(int8PayloadNorm(q)).toBeLessThanOrEqual(c);
+              // What the aggregator adds: the dequantized float32 values, whose float64 norm rounds the server's
+              // clip factor fround(min(1, C/‖u‖)) to exactly 1.
+              const back = updateToFloat32({ payload: q });
+              let sq = 0;
+              for (const x of back) sq += x * x;
+              const norm = Math.sqrt(sq);
+              expect(Math.fround(norm > c ? c / norm : 1)).toBe(1);
+            }
+          }),
+          { numRuns: 4 },
+        );
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it("lowers the scale only as far as needed, and only when the rounding grew the norm", () => {
+    // A vector whose stochastic rounding grows its norm (many coordinates at scale/2), clipped to exactly C = 1.
+    const n = 10_000;
+    const values = new Float32Array(n);
+    values[0] = 127;
+    for (let i = 1; i < n; i++) values[i] = 0.5;
+    let sq = 0;
+    for (const x of values) sq += x * x;
+    const k = 1 / Math.sqrt(sq);
+    for (let i = 0; i < n; i++) values[i] = values[i]! * k;
+    const free = quantizeUpdateInt8(values, { random: seededRandom(7) });
+    expect(int8PayloadNorm(free)).toBeGreaterThan(1); // unbounded, it would be refused by the edge
+    const bounded = quantizeUpdateInt8(values, { random: seededRandom(7), maxNorm: 1 });
+    expect(Array.from(bounded.values)).toEqual(Array.from(free.values)); // same q, only the scale moved
+    expect(bounded.scale).toBeLessThan(free.scale);
+    expect(int8PayloadNorm(bounded)).toBeLessThanOrEqual(1);
+    expect(int8PayloadNorm(bounded)).toBeGreaterThan(1 - 2 ** -15);
+    // No growth (the absmax coordinate is exact), no change.
+    const exact = new Float32Array([127, -64, 0]);
+    expect(quantizeUpdateInt8(exact, { maxNorm: 1e9 }).scale).toBe(1);
+    // maxNorm 0: the zero update.
+    expect(Array.from(quantizeUpdateInt8(exact, { maxNorm: 0 }).values)).toEqual([0, 0, 0]);
+  });
+
+  it("stochastic rounding is unbiased: the mean of many draws approaches v", () => {
+    const values = new Float32Array([0.3, -0.7, 0.05, 1, -1]); // scale 1/127: x = 38.1, −88.9, 6.35, ±127
+    const draws = 4000;
+    const sum = new Float64Array(values.length);
+    const random = seededRandom(12345);
+    for (let t = 0; t < draws; t++) {
+      const q = quantizeUpdateInt8(values, { random });
+      for (let i = 0; i < values.length; i++) sum[i] = sum[i]! + q.values[i]! * q.scale;
+    }
+    const scale = quantizeUpdateInt8(values).scale;
+    for (let i = 0; i < values.length; i++) {
+      // Std of one draw ≤ scale/2; of the mean ≤ scale/(2√draws); allow 5 of those.
+      expect(Math.abs(sum[i]! / draws - values[i]!)).toBeLessThan((5 * scale) / (2 * Math.sqrt(draws)));
+    }
+    // Deterministic rounding of 0.05 (x = 6.35) is always 6: biased by 0.35·scale.
+    expect(quantizeUpdateInt8(values).values[2]).toBe(6);
   });
 });
 

@@ -1,16 +1,16 @@
 /**
  * @module
- * The binary update codec, media type `application/vnd.fedge.update`, format version 2.
+ * The binary update codec, media type `application/vnd.fedge.update`, format version 3.
  *
  * A device uploads its model delta Δ (clipped, and in `local` mode noised) as one of these bodies; the edge decodes it
  * without a key, looks up the device's Ed25519 public key by the device id in the header, then calls
- * `verifyUpdateSignature` (or `verifyUpdateSignatureAsync`, WebCrypto, much faster on large bodies); the aggregator
- * decodes the same bytes again. Every integer and float is little-endian. Offsets are from the first byte of the body.
+ * `verifyUpdateSignature` (SHA-256 and Ed25519 from WebCrypto); the aggregator decodes and verifies the same bytes
+ * again (`decodeVerifiedUpdate`). Every integer and float is little-endian. Offsets are from the first byte of the body.
  *
  * | offset          | size     | field                                                                                  |
  * | --------------- | -------- | -------------------------------------------------------------------------------------- |
  * | 0               | 4        | magic, ASCII `FEDU` (`46 45 44 55`)                                                    |
- * | 4               | 1        | version, u8 = 2                                                                        |
+ * | 4               | 1        | version, u8 = 3                                                                        |
  * | 5               | 1        | dtype, u8: 1 = float32, 2 = int8                                                       |
  * | 6               | 2        | flags, u16 = 0 (reserved; any other value is rejected)                                 |
  * | 8               | 1        | clip bit, u8: 0 = not reported, 2 = reported b = 0 (‖Δ‖ > C), 3 = reported b = 1      |
@@ -25,7 +25,7 @@
  * | 32+R+D+4K       | 4        | scale, f32, int8 only (absent for float32): finite, > 0, and 127·scale finite in f32    |
  * | H               | P        | zero padding, P = (4 − H mod 4) mod 4, so the payload starts at a multiple of 4         |
  * | H+P             | 4N or N  | payload: N float32 (all finite) or N int8 (each in −127..127, value = q·scale)         |
- * | H+P+4N or H+P+N | 64       | Ed25519 signature (tweetnacl `nacl.sign.detached`) over every preceding byte           |
+ * | H+P+4N or H+P+N | 64       | Ed25519 signature over `fedge-update-v3\n` ‖ SHA-256(every preceding byte)             |
  *
  * H = 32+R+D+4K for float32 and 36+R+D+4K for int8; the body is exactly H+P+(4N or N)+64 bytes, nothing may follow.
  *
@@ -36,7 +36,12 @@
  * reports it (2 or 3) only when its round task asks for it (`report_clip_bit`, allowed in `central` mode only, where the
  * aggregator releases Σ b only through its noised count); otherwise the field is 0. In `local` mode the bit would reach
  * an untrusted server un-noised, so it is never sent; the edge refuses an update whose field does not match its round.
- * Values 1 and 4..255 are rejected (`bad_field`). Version 1 (no clip bit) is refused with `unsupported_version`.
+ * Values 1 and 4..255 are rejected (`bad_field`).
+ *
+ * Version 3 (this one) has version 2's layout byte for byte; only what the signature covers changed: a SHA-256 digest of
+ * the header and payload instead of the whole body (see `signature.ts`: one native hash pass instead of two SHA-512
+ * passes in JavaScript on the device). Versions 1 (no clip bit) and 2 (whole-body signature) are refused with
+ * `unsupported_version` and a message naming the version: a version 2 signature cannot be checked as a version 3 one.
  *
  * The signature must be canonical (S below the Ed25519 group order, RFC 8032 §5.1.7): tweetnacl alone would also accept S + L.
  * Identify an upload by (round id, device id, nonce), never by its signature or a hash of the whole body.
@@ -49,12 +54,12 @@
  * Decoding never allocates in proportion to a declared size before checking it against the bytes actually present, and it
  * refuses inputs longer than `maxBytes` before reading them.
  */
-import nacl from "tweetnacl";
 import { UpdateCodecError } from "./errors.ts";
-import { checkPublicKey, verifyUpdateSignature } from "./signature.ts";
+import { CLIP_BIT_ABSENT, CLIP_BIT_PRESENT, DTYPE_CODES, F32_MAX, ID_PATTERN, LITTLE_ENDIAN_HOST } from "./layout.ts";
+import { checkPublicKey, verifyUpdateSignature, type UpdateCryptoOptions } from "./signature.ts";
 
 export const UPDATE_MEDIA_TYPE = "application/vnd.fedge.update";
-export const UPDATE_FORMAT_VERSION = 2;
+export const UPDATE_FORMAT_VERSION = 3;
 /** `FEDU` in ASCII. */
 export const UPDATE_MAGIC: Readonly<Uint8Array> = new Uint8Array([0x46, 0x45, 0x44, 0x55]);
 /** Default `maxBytes` of `decodeUpdate`: 16 MiB. */
@@ -65,17 +70,14 @@ export const UPDATE_MAX_RANK = 8;
 export const UPDATE_ROUND_ID_MAX_LENGTH = 64;
 export const UPDATE_DEVICE_ID_MAX_LENGTH = 80;
 
-const DTYPE_CODES = { float32: 1, int8: 2 } as const;
-/** Clip-bit field values: not reported, reported b = 0, reported b = 1. */
-const CLIP_BIT_ABSENT = 0;
-const CLIP_BIT_PRESENT = 2;
-const U32_MAX = 0xffffffff;
-const F32_MAX = 3.4028234663852886e38;
-const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
+/** Why each retired version is refused (named in the `unsupported_version` message). */
+const RETIRED_VERSIONS: Record<number, string> = {
+  1: "has no clip-bit field and signs the whole body",
+  2: "signs the whole body, not its SHA-256 digest",
+};
 /** 1 for bytes allowed in ids (`[A-Za-z0-9_-]`), else 0. */
 const ID_BYTE = new Uint8Array(256);
 for (let c = 0; c < 256; c++) ID_BYTE[c] = ID_PATTERN.test(String.fromCharCode(c)) ? 1 : 0;
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 export type UpdatePayload =
   { dtype: "float32"; values: Float32Array } | { dtype: "int8"; values: Int8Array; scale: number };
@@ -104,7 +106,10 @@ export interface DecodedUpdate extends UpdateFields {
   clipBit: 0 | 1 | null;
   /** The 64-byte Ed25519 signature (a copy). */
   signature: Uint8Array;
-  /** Bytes covered by the signature: a view into the decoded input unless `copy` was set. */
+  /**
+   * Bytes the signature covers (through their SHA-256 digest, see `signature.ts`): a view into the decoded input unless
+   * `copy` was set.
+   */
   signedBytes: Uint8Array;
   /** Length of the whole encoded update, signature included. */
   byteLength: number;
@@ -116,8 +121,6 @@ export interface DecodeUpdateOptions {
    * @default 16 MiB (`DEFAULT_MAX_UPDATE_BYTES`)
    */
   maxBytes?: number;
-  /** When given (32-byte Ed25519 public key), the signature is verified and a mismatch throws `bad_signature`. */
-  publicKey?: Uint8Array;
   /**
    * Copy the payload and `signedBytes` out of the input. By default they are views into `bytes` where possible (float32 needs
    * the payload to be 4-byte aligned in its buffer), so later writes to `bytes` show through, and writes to the values show in
@@ -127,115 +130,9 @@ export interface DecodeUpdateOptions {
   copy?: boolean;
 }
 
-/** Encode and sign an update; throws `TypeError`/`RangeError` naming the bad field when the fields are not valid. */
-export function encodeUpdate(fields: UpdateFields, secretKey: Uint8Array): Uint8Array {
-  if (typeof fields !== "object" || fields === null) throw new TypeError("encodeUpdate: fields must be an object");
-  const { roundId, deviceId, nonce, shape, payload, clipBit } = fields;
-  if (clipBit !== undefined && clipBit !== null && clipBit !== 0 && clipBit !== 1) {
-    throw new RangeError(`encodeUpdate: clipBit must be 0, 1 or undefined (not reported), got ${String(clipBit)}`);
-  }
-  checkId(roundId, "roundId", UPDATE_ROUND_ID_MAX_LENGTH);
-  checkId(deviceId, "deviceId", UPDATE_DEVICE_ID_MAX_LENGTH);
-  if (!(nonce instanceof Uint8Array)) throw new TypeError("encodeUpdate: nonce must be a Uint8Array");
-  if (nonce.length !== UPDATE_NONCE_BYTES) {
-    throw new RangeError(`encodeUpdate: nonce must be ${UPDATE_NONCE_BYTES} bytes, got ${nonce.length}`);
-  }
-  if (!(secretKey instanceof Uint8Array) || secretKey.length !== nacl.sign.secretKeyLength) {
-    throw new RangeError(
-      `encodeUpdate: secretKey must be a ${nacl.sign.secretKeyLength}-byte tweetnacl sign secret key`,
-    );
-  }
-  if (!Array.isArray(shape)) throw new TypeError("encodeUpdate: shape must be an array of dims");
-  if (shape.length < 1 || shape.length > UPDATE_MAX_RANK) {
-    throw new RangeError(`encodeUpdate: shape must have 1..${UPDATE_MAX_RANK} dims, got ${shape.length}`);
-  }
-  let product = 1;
-  for (const d of shape) {
-    if (!Number.isInteger(d) || d < 1 || d > U32_MAX) {
-      throw new RangeError(`encodeUpdate: every dim of shape must be an integer in 1..${U32_MAX}, got ${String(d)}`);
-    }
-    product *= d;
-  }
-  if (typeof payload !== "object" || payload === null) throw new TypeError("encodeUpdate: payload must be an object");
-  const dtype = payload.dtype;
-  const values = payload.values;
-  let scale = 0;
-  if (dtype === "float32") {
-    if (!(values instanceof Float32Array))
-      throw new TypeError("encodeUpdate: float32 payload values must be a Float32Array");
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i]!;
-      // v − v is 0 for every finite v and NaN for NaN and ±Infinity.
-      if (v - v !== 0) throw new RangeError(`encodeUpdate: payload value ${i} is not finite (${v})`);
-    }
-  } else if (dtype === "int8") {
-    if (!(values instanceof Int8Array)) throw new TypeError("encodeUpdate: int8 payload values must be an Int8Array");
-    scale = payload.scale;
-    if (typeof scale !== "number" || !Number.isFinite(scale)) {
-      throw new RangeError(`encodeUpdate: int8 scale must be a finite number, got ${String(scale)}`);
-    }
-    scale = Math.fround(scale);
-    if (!(scale > 0)) throw new RangeError(`encodeUpdate: int8 scale must be > 0 as a float32, got ${payload.scale}`);
-    if (127 * scale > F32_MAX)
-      throw new RangeError(`encodeUpdate: int8 scale ${scale} makes 127·scale overflow float32`);
-    for (let i = 0; i < values.length; i++) {
-      if (values[i] === -128)
-        throw new RangeError(`encodeUpdate: int8 value ${i} is −128; the symmetric range is −127..127`);
-    }
-  } else {
-    throw new TypeError(`encodeUpdate: payload dtype must be "float32" or "int8", got ${String(dtype)}`);
-  }
-  const n = values.length;
-  if (n > U32_MAX) throw new RangeError(`encodeUpdate: at most ${U32_MAX} values, got ${n}`);
-  if (product !== n) {
-    throw new RangeError(`encodeUpdate: shape [${shape.join(", ")}] holds ${product} values but the payload has ${n}`);
-  }
-
-  const R = roundId.length;
-  const D = deviceId.length;
-  const K = shape.length;
-  const elem = dtype === "float32" ? 4 : 1;
-  const headerEnd = 32 + R + D + 4 * K + (dtype === "int8" ? 4 : 0);
-  const payloadOffset = headerEnd + ((4 - (headerEnd % 4)) % 4);
-  const signatureOffset = payloadOffset + n * elem;
-  const out = new Uint8Array(signatureOffset + UPDATE_SIGNATURE_BYTES);
-  const view = new DataView(out.buffer);
-  out.set(UPDATE_MAGIC, 0);
-  out[4] = UPDATE_FORMAT_VERSION;
-  out[5] = DTYPE_CODES[dtype];
-  view.setUint16(6, 0, true);
-  out[8] = clipBit === undefined || clipBit === null ? CLIP_BIT_ABSENT : CLIP_BIT_PRESENT | clipBit;
-  let p = 9;
-  out[p++] = R;
-  for (let i = 0; i < R; i++) out[p++] = roundId.charCodeAt(i);
-  out[p++] = D;
-  for (let i = 0; i < D; i++) out[p++] = deviceId.charCodeAt(i);
-  out.set(nonce, p);
-  p += UPDATE_NONCE_BYTES;
-  out[p++] = K;
-  for (const d of shape) {
-    view.setUint32(p, d, true);
-    p += 4;
-  }
-  view.setUint32(p, n, true);
-  p += 4;
-  if (dtype === "int8") {
-    view.setFloat32(p, scale, true);
-    p += 4;
-  }
-  // p === headerEnd; padding bytes are already zero.
-  if (dtype === "float32") {
-    if (LITTLE_ENDIAN_HOST) new Float32Array(out.buffer, payloadOffset, n).set(values as Float32Array);
-    else for (let i = 0; i < n; i++) view.setFloat32(payloadOffset + 4 * i, values[i]!, true);
-  } else {
-    out.set(new Uint8Array(values.buffer, values.byteOffset, n), payloadOffset);
-  }
-  out.set(nacl.sign.detached(out.subarray(0, signatureOffset), secretKey), signatureOffset);
-  return out;
-}
-
 /**
- * Decode and validate an update: structure, sizes, ranges, finiteness, and the signature when `options.publicKey` is given.
+ * Decode and validate an update: structure, sizes, ranges, finiteness; NOT the signature (the edge learns the key from
+ * the header's device id first; then `verifyUpdateSignature`, or {@link decodeVerifiedUpdate} with a known key).
  * Throws `UpdateCodecError` for anything wrong with the bytes, `TypeError`/`RangeError` for bad arguments.
  */
 export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {}): DecodedUpdate {
@@ -244,7 +141,6 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
     throw new RangeError(`decodeUpdate: maxBytes must be a positive integer, got ${String(options.maxBytes)}`);
   }
-  if (options.publicKey !== undefined) checkPublicKey(options.publicKey, "decodeUpdate");
   const copy = options.copy ?? false;
   const len = bytes.length;
   if (len > maxBytes)
@@ -257,13 +153,12 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
   need(len, 0, 8, "fixed header");
   const view = new DataView(bytes.buffer, bytes.byteOffset, len);
   if (bytes[4] !== UPDATE_FORMAT_VERSION) {
-    const old =
-      bytes[4]! < UPDATE_FORMAT_VERSION
-        ? `; version ${bytes[4]} has no clip-bit field and is no longer accepted: upgrade the device SDK`
-        : "";
+    const old = RETIRED_VERSIONS[bytes[4]!];
+    const why =
+      old === undefined ? "" : `; version ${bytes[4]} ${old} and is no longer accepted: upgrade the device SDK`;
     throw new UpdateCodecError(
       "unsupported_version",
-      `update format version ${bytes[4]} is not supported (this codec reads version ${UPDATE_FORMAT_VERSION} only${old})`,
+      `update format version ${bytes[4]} is not supported (this codec reads version ${UPDATE_FORMAT_VERSION} only${why})`,
       4,
     );
   }
@@ -398,21 +293,28 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
     signedBytes: copy ? bytes.slice(0, signatureOffset) : bytes.subarray(0, signatureOffset),
     byteLength: total,
   };
-  if (options.publicKey !== undefined && !verifyUpdateSignature(decoded, options.publicKey)) {
-    throw new UpdateCodecError(
-      "bad_signature",
-      "Ed25519 signature does not verify under the given public key",
-      signatureOffset,
-    );
-  }
   return decoded;
 }
 
-function checkId(id: unknown, name: string, maxLength: number): asserts id is string {
-  if (typeof id !== "string") throw new TypeError(`encodeUpdate: ${name} must be a string`);
-  if (id.length < 1 || id.length > maxLength || !ID_PATTERN.test(id)) {
-    throw new RangeError(`encodeUpdate: ${name} must match [A-Za-z0-9_-]{1,${maxLength}}, got ${JSON.stringify(id)}`);
+/**
+ * {@link decodeUpdate}, then the signature under a known 32-byte Ed25519 public key (`verifyUpdateSignature`); a
+ * mismatch rejects with `UpdateCodecError` `bad_signature`. What the aggregator uses to re-verify stored updates.
+ */
+export async function decodeVerifiedUpdate(
+  bytes: Uint8Array,
+  publicKey: Uint8Array,
+  options: DecodeUpdateOptions & UpdateCryptoOptions = {},
+): Promise<DecodedUpdate> {
+  checkPublicKey(publicKey, "decodeVerifiedUpdate");
+  const decoded = decodeUpdate(bytes, options);
+  if (!(await verifyUpdateSignature(decoded, publicKey, options))) {
+    throw new UpdateCodecError(
+      "bad_signature",
+      "Ed25519 signature does not verify under the given public key",
+      decoded.byteLength - UPDATE_SIGNATURE_BYTES,
+    );
   }
+  return decoded;
 }
 
 /** Throws `truncated` unless `n` bytes are present at `offset`. */

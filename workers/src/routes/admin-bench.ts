@@ -1,17 +1,25 @@
 /**
  * @module
- * `POST /v1/admin/bench/models/{name}/infer?n=N&version=V&path=v1|tensors`: runs N single-example inferences on a
- * fixed input in one request and returns the count. Benchmarks time it from the client (inside a request
- * `performance.now()` does not advance without I/O) and subtract the same request with `n=0`, leaving the compute
- * per inference. Admin only.
- *
- * `path=v1` (the default for models v1 `/predict` serves) runs the v1 fast path (`runBatch`, one float32 input);
- * `path=tensors` (the default otherwise) runs named tensors as `/v2` infer does (`runTensors`) on `benchInputs`
- * (@fedge/protocol: dynamic dims 1 on the first axis and 16 elsewhere, fixed values), which benchmarks feed
- * onnxruntime-node too.
+ * Benchmark routes, admin only:
+ * - `POST /v1/admin/bench/models/{name}/infer?n=N&version=V&path=v1|tensors`: runs N single-example inferences on a
+ *   fixed input in one request and returns the count. Benchmarks time it from the client (inside a request
+ *   `performance.now()` does not advance without I/O) and subtract the same request with `n=0`, leaving the compute
+ *   per inference. `path=v1` (the default for models v1 `/predict` serves) runs the v1 fast path (`runBatch`, one
+ *   float32 input); `path=tensors` (the default otherwise) runs named tensors as `/v2` infer does (`runTensors`) on
+ *   `benchInputs` (@fedge/protocol: dynamic dims 1 on the first axis and 16 elsewhere, fixed values), which
+ *   benchmarks feed onnxruntime-node too.
+ * - `POST /v1/admin/bench/rounds/{model}/checkins?n=N&prefix=P&rpc=checkin|batch|read`: N first check-ins of devices
+ *   `P0 … P(N−1)` into the population's collecting round (it writes them: use a bench population). `rpc=checkin`: one
+ *   `RoundCoordinator.checkin` RPC after the other (a CSPRNG coin and a SQLite transaction each, each request committed
+ *   to local storage); `rpc=batch`: all N inside one RPC (`benchCheckins`: one commit), so against `n=0` the difference
+ *   is the object's own work per check-in; `rpc=read`: N read-only RPCs, the cost of a round trip to the object. The
+ *   clock advances at every RPC's completion (I/O), so the elapsed time is measured here, inside workerd
+ *   (docs/SCALE.md sizes coordinator shards with it).
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { benchInputs, FedgeError, ModelName, ModelVersion } from "@fedge/protocol";
+import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
+import { unwrap } from "../training/index.ts";
 import { adminAuth } from "../middleware/auth/index.ts";
 import { createRouter, errorResponses } from "../middleware/validation/index.ts";
 import { servableShape } from "../registry/index.ts";
@@ -77,4 +85,59 @@ export const adminBench = createRouter().openapi(route, async (c) => {
     }
   }
   return c.json({ runs: n, checksum }, 200);
+});
+
+/** Most check-ins one bench request may run. */
+export const MAX_BENCH_CHECKINS = 20_000;
+/** A syntactically valid Ed25519 public key (32 zero bytes, base64url): the coordinator only records it. */
+const BENCH_PUBLIC_KEY = "A".repeat(43);
+
+const checkinsRoute = createRoute({
+  method: "post",
+  path: "/v1/admin/bench/rounds/{model}/checkins",
+  tags: ["admin"],
+  summary:
+    "Benchmark: N first check-ins (or N read-only RPCs) against the population's coordinator, timed inside the edge runtime",
+  security: [{ adminToken: [] }],
+  middleware: [adminAuth()] as const,
+  request: {
+    params: z.object({ model: ModelName }),
+    query: z.object({
+      n: z.coerce.number().int().min(0).max(MAX_BENCH_CHECKINS),
+      prefix: z.string().regex(/^dev_[A-Za-z0-9_-]{4,40}$/),
+      rpc: z.enum(["checkin", "batch", "read"]).default("checkin"),
+    }),
+  },
+  responses: {
+    200: {
+      description: "RPCs run and the wall time they took inside the edge runtime",
+      content: {
+        "application/json": {
+          schema: z.object({ runs: z.number().int(), selected: z.number().int(), elapsed_ms: z.number() }),
+        },
+      },
+    },
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+
+adminBench.openapi(checkinsRoute, async (c) => {
+  const { model } = c.req.valid("param");
+  const { n, prefix, rpc } = c.req.valid("query");
+  const coordinator = roundsStub(c.env, model);
+  let selected = 0;
+  const t0 = Date.now();
+  if (rpc === "batch") {
+    selected = unwrap(await coordinator.benchCheckins(prefix, n, Date.now())).selected;
+    return c.json({ runs: n, selected, elapsed_ms: Date.now() - t0 }, 200);
+  }
+  for (let i = 0; i < n; i++) {
+    if (rpc === "read") {
+      await coordinator.listRounds(1, Date.now());
+      continue;
+    }
+    const { answer } = unwrap(await coordinator.checkin(`${prefix}${i}`, BENCH_PUBLIC_KEY, "bench", Date.now()));
+    if (answer.selected) selected++;
+  }
+  return c.json({ runs: n, selected, elapsed_ms: Date.now() - t0 }, 200);
 });

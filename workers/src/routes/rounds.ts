@@ -11,7 +11,8 @@
  *   Durable Object call: media type, round id shape, declared length (≤ 16 MiB), the client address's upload budget
  *   (ip-rate-limit.ts), the API key and its rate limit; then round exists (before reading the body, which is then
  *   capped at the largest encoding of the round's update; a round's parameters are immutable, so an isolate caches
- *   them), codec, round id in the body, signature under the key the device checked in with (held by the coordinator; a
+ *   them), codec (version 3 only: a retired version is a 400 naming it), round id in the body, signature (over the
+ *   SHA-256 digest of the header and payload) under the key the device checked in with (held by the coordinator; a
  *   device unknown there is looked up in its registry), device not revoked, dtype/shape/finite/L2 norm against the
  *   task, nonce unused and issued to this device for this round; then the payload goes to its UpdateStore shard (key
  *   names round, device and content hash) and the coordinator commits it. Every rejection happens before the store
@@ -29,7 +30,7 @@ import {
   sha256Hex,
   toBase64Url,
 } from "@fedge/protocol";
-import { UPDATE_MEDIA_TYPE, decodeUpdate } from "@fedge/protocol";
+import { UPDATE_MEDIA_TYPE, decodeUpdate, updateDigest, updateSigningMessage } from "@fedge/protocol";
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../env.ts";
 import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
@@ -274,7 +275,9 @@ export const rounds = createRouter()
     // Asked while the signature is checked; usually answered by this isolate's cache.
     const keyState = apiKeyId === null ? Promise.resolve("active" as const) : apiKeyStatus(c.env, apiKeyId);
     keyState.catch(() => undefined);
-    if (!(await verifyEd25519(fromBase64Url(publicKeyText), decoded.signature, decoded.signedBytes, publicKeyText))) {
+    // Codec v3: Ed25519 over `fedge-update-v3\n` ‖ SHA-256(header and payload), both native in workerd.
+    const message = updateSigningMessage(await updateDigest(decoded.signedBytes));
+    if (!(await verifyEd25519(fromBase64Url(publicKeyText), decoded.signature, message, publicKeyText))) {
       throw new FedgeError("bad_signature", 401, "the update signature does not verify under the device's key");
     }
     if (revoked) throw new FedgeError("device_revoked", 403, `device ${decoded.deviceId} is revoked`);

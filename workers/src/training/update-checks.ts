@@ -9,7 +9,8 @@
  *
  * Norm bound, computed in float64:
  * - `central`: the device clips Δ to ‖Δ‖₂ ≤ C (DP-FedAvg, McMahan et al. 2018, arXiv 1710.06963 Alg. 1), so the edge accepts
- *   ‖Δ‖₂ ≤ C·(1 + 1e-4) (the tolerance covers float32 rounding of a clipped vector).
+ *   ‖Δ‖₂ ≤ C·(1 + 1e-4) (the tolerance covers float32 rounding of a clipped vector). An int8 update's norm is that of its
+ *   dequantized values, which the device's quantizer keeps ≤ C exactly (@fedge/ml `compressUpdate`).
  * - `local`: the device clips to C, then adds n ~ N(0, σ²I_d) with σ = z·C. ‖·‖₂ is 1-Lipschitz, so by Gaussian concentration
  *   (Vershynin, High-Dimensional Probability, 2018, Thm 5.2.2; E‖n‖ ≤ σ√d) P(‖n‖₂ ≥ σ(√d + t)) ≤ exp(−t²/2). With t = 10 an
  *   honest device is refused with probability below 2·10⁻²², and the edge accepts ‖Δ + n‖₂ ≤ C·(1 + 1e-4) + σ(√d + 10).
@@ -17,7 +18,7 @@
  *   its noise share only inside the secure-aggregation sum; a plain update would reach the aggregator on its own.
  * - `none`: no bound without a clip norm (the round is not private; Δ is sent unclipped); with one, as in `central`.
  */
-import { FedgeError, type PrivacyMode } from "@fedge/protocol";
+import { FedgeError, int8PayloadNorm, type PrivacyMode } from "@fedge/protocol";
 
 export const NORM_TOLERANCE = 1e-4;
 /** The t of the Gaussian tail bound used in local mode. */
@@ -50,16 +51,20 @@ export function normBound(limits: UpdateLimits): number {
   return clipped + sigma * (Math.sqrt(limits.update_length) + LOCAL_NOISE_TAIL_T);
 }
 
-/** L2 norm in float64 (int8 values are dequantized by their scale); `NaN`/`Infinity` when a value is not finite. */
+/**
+ * L2 norm in float64; `NaN`/`Infinity` when a value is not finite. int8: `scale·√(Σ q²)`, the very expression a device's
+ * quantizer bounds (@fedge/protocol `int8PayloadNorm`, `quantizeUpdateInt8` with `maxNorm`), so an int8 update clipped
+ * and quantized on the device passes here with no tolerance spent on quantization.
+ */
 export function l2Norm(payload: UpdatePayloadView["payload"]): number {
+  if (payload.dtype === "int8") return int8PayloadNorm(payload);
   const v = payload.values;
   let sum = 0;
   for (let i = 0; i < v.length; i++) {
     const x = v[i]!;
     sum += x * x;
   }
-  const norm = Math.sqrt(sum);
-  return payload.dtype === "int8" ? norm * payload.scale : norm;
+  return Math.sqrt(sum);
 }
 
 /**

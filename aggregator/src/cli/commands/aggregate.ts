@@ -87,6 +87,7 @@ and for a round in progress the saved mechanism (privacy, sampling rate, expecte
   --optimizer fedavg|fedavgm|fedadam|fedyogi [--server-lr η] [--momentum μ] [--beta1 b1] [--beta2 b2] [--tau τ]
   --robust median|trimmed_mean [--trim-fraction β]   --client-lr L  --local-epochs E  --client-batch-size B
   --max-accuracy-drop A  --batch-size K  --trainable all|head
+  --update-dtype int8|float32              what devices upload (default int8: ¼ of the bytes, norm bound kept)
 Exit codes: 0 ok, 2 bad arguments, 1 the run failed (budget_exceeded, edge errors, checkpoint conflicts); see
 fedge --help.
 Test hook: FEDGE_AGGREGATE_CRASH_AT=after-open|after-edge-open|after-aggregate|after-upload kills the process

@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { createBackend } from "@fedge/gpu-node";
+import { createBackend, createParamShardedBackend } from "@fedge/gpu-node";
 import { CheckpointStore } from "../../checkpoint.ts";
 import { ConfigError, configFromFlags, POPULATION_CONFIG_FLAGS } from "../../config.ts";
 import { loadOrCreateSigningKey } from "../../export.ts";
@@ -29,6 +29,8 @@ Simulation:
   --labels-per-client K  mnist: digits per client, 10 ≈ IID, 2 = non-IID (default 10)
   --seed S               seed of the simulated data/init (default random); privacy noise never uses it
   --backend B            auto | cpu | webgpu (default: FEDGE_BACKEND or auto)
+  --param-shards K       aggregate with the parameters cut into K slices, one backend each, combined per update
+                         (how a model larger than one GPU is aggregated; the same model as K = 1, default 1)
   --checkpoint DIR       keep (and resume from) a checkpoint in DIR
   --export-dir DIR       write each published version as int8 ONNX + signed manifest (needs --key)
   --key FILE             aggregator Ed25519 key file (created 0600 if missing)
@@ -45,6 +47,7 @@ Population (or --config FILE with a JSON population config; flags override it):
   --optimizer fedavg|fedavgm|fedadam|fedyogi [--server-lr η] [--momentum μ] [--beta1 b1] [--beta2 b2] [--tau τ]
   --robust median|trimmed_mean [--trim-fraction β]   (privacy mode none only)
   --client-lr L  --local-epochs E  --client-batch-size B  --max-accuracy-drop A  --batch-size K  --trainable all|head
+  --update-dtype int8|float32              what devices upload (default int8: ¼ of the bytes, norm bound kept)
 `;
 
 function int(name: string, v: string | undefined, fallback: number, min: number): number {
@@ -75,6 +78,7 @@ export const simulateCommand: Command = {
           "labels-per-client": { type: "string" },
           seed: { type: "string" },
           backend: { type: "string" },
+          "param-shards": { type: "string" },
           checkpoint: { type: "string" },
           "export-dir": { type: "string" },
           key: { type: "string" },
@@ -94,6 +98,7 @@ export const simulateCommand: Command = {
     const seed = seedText === undefined ? undefined : int("seed", seedText, 0, 0);
     const hiddenText = values.hidden as string | undefined;
     const hidden = hiddenText ? hiddenText.split(",").map((w) => int("hidden", w, 0, 1)) : [];
+    const paramShards = int("param-shards", values["param-shards"] as string | undefined, 1, 1);
     const backendName = (values.backend as string | undefined) ?? "auto";
     if (backendName !== "auto" && backendName !== "cpu" && backendName !== "webgpu") {
       throw new UsageError(`--backend must be auto, cpu or webgpu, got "${backendName}"`);
@@ -139,7 +144,11 @@ export const simulateCommand: Command = {
       if (e instanceof ConfigError) throw new UsageError(e.message);
       throw e;
     }
-    const backend = await createBackend({ prefer: backendName, log: (m) => io.stderr(`${m}\n`) });
+    const make = () => createBackend({ prefer: backendName, log: (m) => io.stderr(`${m}\n`) });
+    const backend =
+      paramShards === 1
+        ? await make()
+        : createParamShardedBackend({ shards: await Promise.all(Array.from({ length: paramShards }, make)) });
     try {
       const signingKey = typeof values.key === "string" ? await loadOrCreateSigningKey(values.key) : undefined;
       const summary = await runSimulation({
@@ -162,7 +171,7 @@ export const simulateCommand: Command = {
         },
         log: (m) => io.stderr(`${m}\n`),
       });
-      io.stdout(JSON.stringify({ type: "summary", ...summary }) + "\n");
+      io.stdout(JSON.stringify({ type: "summary", ...summary, paramShards }) + "\n");
       return 0;
     } finally {
       await backend.dispose();

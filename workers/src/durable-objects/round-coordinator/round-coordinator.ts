@@ -549,6 +549,21 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     return rounds.map((c) => checkedInRound(c, c.checked_in_at));
   }
 
+  /**
+   * Benchmark only (the admin bench route, docs/SCALE.md): `n` first check-ins of devices `${prefix}0 …` in this one
+   * call, so one storage commit and one RPC for all of them; timed from the caller against `n = 0`, the difference is
+   * the object's own work per check-in (coin, SQLite reads and transaction), without the per-request commit.
+   */
+  async benchCheckins(prefix: string, n: number, now: number): Promise<Result<{ selected: number }>> {
+    let selected = 0;
+    for (let i = 0; i < n; i++) {
+      const r = await this.checkin(`${prefix}${i}`, "A".repeat(43), "bench", now);
+      if (!r.ok) return r;
+      if (r.answer.selected) selected++;
+    }
+    return { ok: true, selected };
+  }
+
   /** An admin revoked `deviceId` (pushed by its DeviceRegistry instance): refuse its check-ins and uploads from now on. */
   async revokeDevice(deviceId: string, at: number): Promise<void> {
     this.ensureTables();

@@ -26,6 +26,22 @@ export interface ReadBodyOptions {
    * @default false
    */
   streamed?: boolean;
+  /**
+   * Parse a JSON body here (into Hono's body cache). A route that reads its JSON itself (predict's single-pass reader)
+   * sets `false` and calls {@link parseJsonBytes} for what it does not take, so the answers stay the same.
+   * @default true
+   */
+  parseJson?: boolean;
+}
+
+/** JSON.parse of a UTF-8 body, or 400 `invalid_json` (empty or malformed). */
+export function parseJsonBytes(buffer: ArrayBuffer | Uint8Array): unknown {
+  if (buffer.byteLength === 0) throw new FedgeError("invalid_json", 400, "empty body; expected JSON");
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(buffer));
+  } catch (err) {
+    throw new FedgeError("invalid_json", 400, `malformed JSON: ${(err as Error).message}`);
+  }
 }
 
 /** The media type of a request (lowercase, without parameters), or `null`. */
@@ -51,13 +67,7 @@ export function readBody(options: ReadBodyOptions): MiddlewareHandler<AppEnv> {
     const bytes = await bodyOf(c, maxBytes);
     if (type === "application/json") {
       if (bytes.byteLength === 0) throw new FedgeError("invalid_json", 400, "empty body; expected JSON");
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
-      } catch (err) {
-        throw new FedgeError("invalid_json", 400, `malformed JSON: ${(err as Error).message}`);
-      }
-      c.req.bodyCache.json = Promise.resolve(parsed);
+      if (options.parseJson !== false) c.req.bodyCache.json = Promise.resolve(parseJsonBytes(bytes));
     }
     return next();
   };

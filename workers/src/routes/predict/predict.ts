@@ -16,11 +16,12 @@ import {
 } from "@fedge/protocol";
 import { apiKeyAuth } from "../../middleware/auth/index.ts";
 import { meter } from "../../middleware/metering.ts";
-import { createRouter, errorResponses, readBody } from "../../middleware/validation/index.ts";
+import { createRouter, errorResponses, parseJsonBytes, readBody } from "../../middleware/validation/index.ts";
 import { servableShape } from "../../registry/index.ts";
 import { runBatch } from "../../inference/index.ts";
 import { resolveVersion, servedSession } from "../../inference/served-model.ts";
 import { checkJsonBody, decodeBinaryBatch, decodeJsonBody, parseShapeHeader, type DecodedBatch } from "./decode.ts";
+import { readJsonRows } from "./json-rows.ts";
 
 const route = createRoute({
   method: "post",
@@ -34,7 +35,11 @@ const route = createRoute({
   security: [{ apiKey: [] }],
   middleware: [
     apiKeyAuth(),
-    readBody({ types: ["application/json", "application/octet-stream"], maxBytes: MAX_PREDICT_BODY_BYTES }),
+    readBody({
+      types: ["application/json", "application/octet-stream"],
+      maxBytes: MAX_PREDICT_BODY_BYTES,
+      parseJson: false,
+    }),
   ] as const,
   request: {
     params: z.object({ name: ModelName }),
@@ -54,9 +59,10 @@ const route = createRoute({
 });
 
 /**
- * What runs: the documented route minus its body schema. The JSON body is validated against `PredictRequest` by
- * `checkJsonBody` (a hand-written loop that also builds the float32 batch; zod over 25,000 numbers cost about as
- * much as the JSON parse itself), so the body is parsed once (by `readBody`) and checked once.
+ * What runs: the documented route minus its body schema. A `{"inputs": number[][]}` body is read straight from its
+ * bytes into the float32 batch (`readJsonRows`); anything else is parsed with `JSON.parse` and validated against
+ * `PredictRequest` by `checkJsonBody` (a hand-written loop that also builds the batch; zod over 25,000 numbers cost
+ * about as much as the parse itself), so every body is read once and gets the same answer either way.
  */
 const { middleware: _middleware, ...documented } = route;
 const runtime = { ...route, request: { params: route.request.params, query: route.request.query }, hide: true };
@@ -68,7 +74,11 @@ predict.openapi(runtime, async (c) => {
   const query = c.req.valid("query");
   const isBinary = c.req.header("content-type")?.toLowerCase().startsWith("application/octet-stream") ?? false;
   // Body structure first (400 before 404), as a validator would; shape against the model after the lookup.
-  const json = isBinary ? null : checkJsonBody(await c.req.json());
+  let json = null;
+  if (!isBinary) {
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    json = readJsonRows(bytes) ?? checkJsonBody(parseJsonBytes(bytes));
+  }
   const served = await resolveVersion(c.env, name, query.version);
   const { version, manifest } = served;
   const { featureShape, features } = servableShape(manifest);
