@@ -71,6 +71,7 @@ describe("chargeVerdict", () => {
         count_noise_std: 4,
         privacy_mode: "central",
         clip_rule: "adaptive",
+        distributed_noise: null,
         charged_at: T0,
       },
     });
