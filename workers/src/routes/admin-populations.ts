@@ -88,9 +88,6 @@ const postShadow = createRoute({
   },
 });
 
-const router = createRouter();
-router.use("/v1/admin/populations/*", adminAuth(), requireAdminToken);
-
 const putSharding = createRoute({
   method: "put",
   path: "/v1/admin/populations/{name}/sharding",
