@@ -32,23 +32,24 @@ export const NoisedUnclippedCount = z
   })
   .strict()
   .refine(
-    (u) => Math.abs(u.noised_count - u.noised_fraction * u.expected_clients) <= 1e-9 * Math.max(1, Math.abs(u.noised_count)),
+    (u) =>
+      Math.abs(u.noised_count - u.noised_fraction * u.expected_clients) <= 1e-9 * Math.max(1, Math.abs(u.noised_count)),
     { message: "noised_count must be noised_fraction × expected_clients", path: ["noised_count"] },
   )
   .meta({ id: "NoisedUnclippedCount" });
 export type NoisedUnclippedCount = z.infer<typeof NoisedUnclippedCount>;
 
 const releaseFields = {
-    /** The clip norm C the round's updates were clipped to (the task's `clip_norm`). */
-    clip_norm: z.number().positive().finite(),
-    /** The clip norm the next round uses (C again with a fixed clip rule). */
-    next_clip_norm: z.number().positive().finite(),
-    /** z, the total noise multiplier the round was charged (the round's `mechanism.noise_multiplier`). */
-    noise_multiplier: z.number().positive().finite(),
-    /** Central mode: the noise the aggregator drew; absent in local mode (the devices drew it). */
-    noise: CentralNoise.optional(),
-    /** Adaptive clipping only: the noised unclipped count; null with a fixed clip norm (nothing counted). */
-    unclipped: NoisedUnclippedCount.nullable(),
+  /** The clip norm C the round's updates were clipped to (the task's `clip_norm`). */
+  clip_norm: z.number().positive().finite(),
+  /** The clip norm the next round uses (C again with a fixed clip rule). */
+  next_clip_norm: z.number().positive().finite(),
+  /** z, the total noise multiplier the round was charged (the round's `mechanism.noise_multiplier`). */
+  noise_multiplier: z.number().positive().finite(),
+  /** Central mode: the noise the aggregator drew; absent in local mode (the devices drew it). */
+  noise: CentralNoise.optional(),
+  /** Adaptive clipping only: the noised unclipped count; null with a fixed clip norm (nothing counted). */
+  unclipped: NoisedUnclippedCount.nullable(),
 };
 
 const fixedClipKeepsC = {

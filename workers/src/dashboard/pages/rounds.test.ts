@@ -71,4 +71,3 @@ describe("a DP round's release on the rounds page", () => {
     expect(noisedValue(-0.25)).toBe("-0.3");
   });
 });
-

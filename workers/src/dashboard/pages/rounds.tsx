@@ -66,8 +66,10 @@ const Released: FC<{ release: RecordedRoundRelease }> = ({ release }) => {
       data-noise-std={String(u.noise_std)}
       title="Released by the aggregator inside the round's ε (adaptive clipping): m·b̃, with Gaussian noise of std σ_b on the count."
     >
-      unclipped ≈ {noisedValue(u.noised_count)} <span class="muted">(noised, σ_b = {real(u.noise_std)}; b̃ ={" "}
-      {real(u.noised_fraction)} of m = {real(u.expected_clients)})</span>
+      unclipped ≈ {noisedValue(u.noised_count)}{" "}
+      <span class="muted">
+        (noised, σ_b = {real(u.noise_std)}; b̃ = {real(u.noised_fraction)} of m = {real(u.expected_clients)})
+      </span>
     </span>
   );
 };
@@ -77,7 +79,10 @@ const Counts: FC<{ round: RoundRow }> = ({ round }) =>
     round.release ? (
       <Released release={round.release} />
     ) : (
-      <span class="muted" title="Exact counts of a DP round are never shown; its aggregator has reported no release yet.">
+      <span
+        class="muted"
+        title="Exact counts of a DP round are never shown; its aggregator has reported no release yet."
+      >
         DP: not released
       </span>
     )

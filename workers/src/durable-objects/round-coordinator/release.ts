@@ -47,7 +47,9 @@ export function releaseVerdict(r: RoundRow, release: RoundRelease): Verdict {
   }
   const m = params.mechanism;
   if (release.noise_multiplier !== m.noise_multiplier) {
-    return invalid(`noise_multiplier ${release.noise_multiplier} is not the z the round was charged (${m.noise_multiplier})`);
+    return invalid(
+      `noise_multiplier ${release.noise_multiplier} is not the z the round was charged (${m.noise_multiplier})`,
+    );
   }
   if (params.privacy_mode === "central" && release.noise === undefined) {
     return invalid("a central round's release names the noise its aggregator drew (discrete-gaussian or gaussian)");
@@ -59,7 +61,9 @@ export function releaseVerdict(r: RoundRow, release: RoundRelease): Verdict {
   if (m.clip_rule === "fixed") {
     return u === null
       ? OK
-      : invalid("the round has a fixed clip norm: its aggregator released no unclipped count, and an un-noised one is refused");
+      : invalid(
+          "the round has a fixed clip norm: its aggregator released no unclipped count, and an un-noised one is refused",
+        );
   }
   if (u === null) {
     return invalid("the round has an adaptive clip norm: its release is the noised unclipped count (unclipped)");
