@@ -70,6 +70,7 @@ import {
 export interface EdgeRunnerHooks {
   afterEdgeOpen?: (roundId: string) => void | Promise<void>;
   afterUpload?: (roundId: string, version: number) => void | Promise<void>;
+  afterRelease?: (roundId: string) => void | Promise<void>;
 }
 
 /** Options of {@link EdgeRoundRunner}. */
@@ -447,6 +448,7 @@ export class EdgeRoundRunner {
     await this.o.hooks?.afterUpload?.(p.roundId, p.nextVersion);
     const published = await this.admin.publishRound(p.roundId, p.nextVersion);
     await this.reportRelease(published, releaseOf(summary, chargeOf(this.engine)));
+    await this.o.hooks?.afterRelease?.(p.roundId);
     const reason = auditOf === undefined ? decision.reason : `audit shadow of ${auditOf}: never served`;
     await this.engine.completeRound({
       published: promote,
