@@ -128,8 +128,14 @@ export const RoundsPage: FC<{ session: DashboardSession; populations: { model: s
                   <td class="num">{real(r.params.sampling_rate)}</td>
                   <td class="num">
                     {r.params.clip_norm === undefined ? "—" : real(r.params.clip_norm)}
-                    {r.release && r.release.next_clip_norm !== r.release.clip_norm && (
-                      <span class="muted next-clip"> → {real(r.release.next_clip_norm)}</span>
+                    {r.release?.unclipped && (
+                      <span
+                        class="muted next-clip"
+                        title="The clip norm the next round uses (moved by the noised count)"
+                      >
+                        {" "}
+                        → {real(r.release.next_clip_norm)}
+                      </span>
                     )}
                   </td>
                   <td class="num">
