@@ -210,4 +210,25 @@ describe("a DP round's release", () => {
     expect(stored.rounds).toHaveLength(1);
     expect((await status(plain.round_id)).release).toBeNull();
   });
+
+  it("is recorded on the population's object for a sharded round, once its shards' updates are summed", async () => {
+    const model = uniqueModel("relshard");
+    const res = await call(`/v1/admin/populations/${model}/sharding`, {
+      method: "PUT",
+      headers: { ...ADMIN, "content-type": "application/json" },
+      body: JSON.stringify({ shards: 4 }),
+    });
+    expect(res.status, await res.clone().text()).toBe(200);
+    const devices = await Promise.all(Array.from({ length: 6 }, () => registerDevice(apiKey)));
+    const round = await collectingRound(model, devices);
+    expect(round.shards).toBe(4);
+    expect((await adminPost(`/v1/admin/rounds/${round.round_id}/close`)).status).toBe(200);
+    const release = adaptiveRelease(6, 6, 6);
+    const ok = await report(round.round_id, release);
+    expect(ok.status, await ok.clone().text()).toBe(200);
+    const s = await status(round.round_id);
+    expect(s.accepted).toBe(6);
+    expect(s.release).toMatchObject(release);
+    expect((await report(round.round_id, release)).status).toBe(409);
+  });
 });
