@@ -193,6 +193,19 @@ describe("a DP round's release", () => {
     expect((await report(fixed.round_id, base)).status).toBe(200);
     expect((await status(fixed.round_id)).release).toMatchObject(base);
 
+    // Local mode: the devices drew the noise, so the release names none.
+    const localModel = uniqueModel("rellocal");
+    const local = await collectingRound(localModel, [d], {
+      privacy_mode: "local",
+      local_noise_multiplier: Z,
+      mechanism: { noise_multiplier: Z, clip_rule: "fixed" },
+      report_clip_bit: false,
+    });
+    expect((await adminPost(`/v1/admin/rounds/${local.round_id}/close`)).status).toBe(200);
+    expect((await report(local.round_id, base)).status).toBe(400);
+    const { noise: _, ...localRelease } = base;
+    expect((await report(local.round_id, localRelease)).status).toBe(200);
+
     // A DP round that closed with no update was abandoned: nothing was released.
     const empty = await openRound(model, { mechanism: ADAPTIVE, report_clip_bit: true });
     expect((await adminPost(`/v1/admin/rounds/${empty.round_id}/close`)).status).toBe(200);

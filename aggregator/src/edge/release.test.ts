@@ -52,7 +52,15 @@ describe("releaseOf", () => {
       noise: "discrete-gaussian",
       unclipped: null,
     });
-    expect(releaseOf(localSummary, { ...fixed, privacy_mode: "local" })).not.toHaveProperty("noise");
+    // Local mode: the devices clipped to the task's C and drew the noise; the server clipped nothing.
+    const local = { ...fixed, privacy_mode: "local" as const };
+    expect(releaseOf({ ...localSummary, clipNorm: null }, local, 0.8)).toEqual({
+      clip_norm: 0.8,
+      next_clip_norm: 0.8,
+      noise_multiplier: 1.1,
+      unclipped: null,
+    });
+    expect(() => releaseOf({ ...localSummary, clipNorm: null }, local)).toThrow(RangeError);
     expect(releaseOf(summary, null)).toBeNull();
     // A summary that does not match its charge is a bug, not something to report.
     expect(() => releaseOf(fixedSummary, adaptive)).toThrow(RangeError);

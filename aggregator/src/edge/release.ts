@@ -10,11 +10,22 @@ import type { RoundRelease } from "@fedge/protocol";
 import type { RoundSummary } from "../checkpoint.ts";
 import type { RoundCharge } from "./charge.ts";
 
-/** The release of a finished round, or `null` for a population without DP (its exact counts are public). */
-export function releaseOf(summary: RoundSummary, charge: RoundCharge | null): RoundRelease | null {
+/**
+ * The release of a finished round, or `null` for a population without DP (its exact counts are public). `taskClipNorm`
+ * is the C the round's task gave the devices: in local mode they clipped to it and the server clipped nothing, so the
+ * summary has none.
+ */
+export function releaseOf(
+  summary: RoundSummary,
+  charge: RoundCharge | null,
+  taskClipNorm?: number,
+): RoundRelease | null {
   if (charge === null) return null;
-  if (summary.clipNorm === null) {
-    throw new RangeError(`round ${summary.roundId} is differentially private but its summary has no clip norm`);
+  const c = summary.clipNorm ?? taskClipNorm;
+  if (c === undefined) {
+    throw new RangeError(
+      `round ${summary.roundId} is differentially private but neither it nor its task has a clip norm`,
+    );
   }
   const f = summary.noisyUnclippedFraction;
   if ((charge.clip_rule === "adaptive") !== (f !== undefined) || (f !== undefined && charge.count_noise_std === null)) {
@@ -24,8 +35,8 @@ export function releaseOf(summary: RoundSummary, charge: RoundCharge | null): Ro
   }
   const m = summary.denominator;
   return {
-    clip_norm: summary.clipNorm,
-    next_clip_norm: f === undefined ? summary.clipNorm : summary.nextClipNorm,
+    clip_norm: c,
+    next_clip_norm: f === undefined ? c : summary.nextClipNorm,
     noise_multiplier: charge.noise_multiplier,
     // A checkpoint from before the discrete mechanism names none: it ran the float path.
     ...(charge.privacy_mode === "central" ? { noise: summary.mechanism ?? "gaussian" } : {}),

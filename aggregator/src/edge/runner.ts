@@ -447,7 +447,7 @@ export class EdgeRoundRunner {
     const up = await this.upload(exported.manifest, exported.onnx, promote);
     await this.o.hooks?.afterUpload?.(p.roundId, p.nextVersion);
     const published = await this.admin.publishRound(p.roundId, p.nextVersion);
-    await this.reportRelease(published, releaseOf(summary, chargeOf(this.engine)));
+    await this.reportRelease(published, releaseOf(summary, chargeOf(this.engine), closed.params.clip_norm));
     await this.o.hooks?.afterRelease?.(p.roundId);
     const reason = auditOf === undefined ? decision.reason : `audit shadow of ${auditOf}: never served`;
     await this.engine.completeRound({
