@@ -279,6 +279,14 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     expect(manifest.sha256).toBe(line!.sha256);
     expect(manifest.privacy!.epsilon).toBeCloseTo(epsilonAfter(1), 9);
     expect((await rounds(DP))[0]).toMatchObject({ state: "aggregated", published_version: 2 });
+    // What it released, for the dashboard: C and z, and no count (a fixed clip norm releases none).
+    expect((await rounds(DP))[0]!.release).toMatchObject({
+      clip_norm: 1,
+      next_clip_norm: 1,
+      noise_multiplier: 1,
+      noise: "discrete-gaussian",
+      unclipped: null,
+    });
   });
 
   it("resumes after a SIGKILL between aggregation and publish: ε counted once, the version published once", async () => {
@@ -647,5 +655,37 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     expect(r.stderr).toMatch(/keeping the saved privacy/);
     expect(lines(r.stdout)[0]).toMatchObject({ roundId: `${model}_1`, resumed: true, outcome: "published" });
     expect(lines(r.stdout)[0]!.epsilon as number).toBeCloseTo(epsilonAfter(1), 9);
+  });
+
+  it("reports an adaptive round's noised count once: a rerun after a SIGKILL right after the report sends none", async () => {
+    const model = "agg-release";
+    await seed(model);
+    await operator.setPrivacyBudget(model, { epsilon: 100, delta: 1e-5 });
+    const rDir = path.join(dir, "release");
+    const base = ["--model", model, ...dpFlags(100), "--signing-key", keyFile, "--checkpoint-dir", rDir];
+    const crashed = spawnFedge(["aggregate", ...args(...base, "--adaptive", "--count-noise-std", "2")], {
+      FEDGE_AGGREGATE_CRASH_AT: "after-release",
+    });
+    await waitOpen(model, 1);
+    await participate(model);
+    await closeRound(model, 1);
+    const c = await crashed.done;
+    expect(c.signal, c.stderr).toBe("SIGKILL");
+    const [round] = await rounds(model);
+    const release = round!.release!;
+    expect(release).toMatchObject({ clip_norm: 1, noise_multiplier: 1, noise: "discrete-gaussian" });
+    expect(release.unclipped).toMatchObject({ expected_clients: DEVICES, noise_std: 2 });
+    // The round's exact counts are on the edge; the release carries none of them, only m·b̃ on the half-integers.
+    expect(JSON.stringify(release)).not.toMatch(/accepted|selected|checked_in/);
+    const k = 2 * release.unclipped!.noised_count;
+    expect(Math.abs(k - Math.round(k))).toBeLessThan(1e-9);
+
+    const again = await spawnFedge(["aggregate", ...args("--checkpoint-dir", rDir, "--signing-key", keyFile)]).done;
+    expect(again.code, again.stderr).toBe(0);
+    const [line] = lines(again.stdout);
+    expect(line).toMatchObject({ roundId: `${model}_1`, resumed: true, outcome: "published", clipNorm: 1 });
+    expect(line!.nextClipNorm).toBe(release.next_clip_norm);
+    // Recorded once: the rerun found its own report and sent no second one (which the edge would refuse).
+    expect((await rounds(model))[0]!.release).toEqual(release);
   });
 });

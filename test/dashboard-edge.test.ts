@@ -6,7 +6,9 @@
  * after each round; the rollback and promote buttons move the serving version; the revoke button revokes a device,
  * whose next check-in is refused; a wrong token, a forged cookie, a logged-out session, a POST without the CSRF token
  * and a cross-site POST are refused and change nothing; the session cookie is HttpOnly and SameSite=Strict and no URL
- * carries the token; and the exact device counts of the DP population appear in no page.
+ * carries the token; and the exact device counts of the DP population appear in no page. A third population runs one
+ * adaptive-clipping DP round through the real aggregator (`EdgeRoundRunner`, real SDK devices): the rounds page shows
+ * the noised unclipped count it released (labelled noised, with σ_b) and the next C, never the round's exact counts.
  */
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -24,7 +26,11 @@ import {
   type PopulationPrivacyStatus,
   type RoundStatus,
 } from "@fedge/protocol";
-import { EdgeAdminClient } from "fedge/edge";
+import { createBackend } from "@fedge/gpu-node";
+import { parsePopulationConfig } from "fedge/config";
+import { EdgeAdminClient, EdgeRoundRunner, edgeRunnerStateOf, type EdgeRunnerRoundResult } from "fedge/edge";
+import { exportModel } from "fedge/export";
+import { RoundEngine } from "fedge/round";
 import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/local-edge";
 import { buildMlpOnnx, initMlp, xoshiroRandomBytes } from "@fedge/ml";
 
@@ -41,14 +47,24 @@ const DP_DEVICES = 7;
 const Z_STEPS = [1.4, 1.25, 1.1, 1.0];
 /** Devices in the round without DP (its counts are shown). */
 const PLAIN_DEVICES = 2;
+/** The adaptive-clipping population, aggregated by the real round driver. */
+const ADAPT = "dash-adapt";
+/** Its devices' update norms (one device each): the round's exact counts, never shown, are 5. */
+const ADAPT_NORMS = [0.8, 0.9, 1.2, 1.5, 2];
+/** m = q·N the aggregator divides by (public; unlike the count of devices that took part). */
+const ADAPT_EXPECTED = 6;
+/** σ_b, the noise on the released count. */
+const ADAPT_SIGMA_B = 1.5;
 
 let dir: string;
 let edge: LocalEdge;
 let operator: EdgeAdminClient;
 let apiKey: string;
+let apiKeyId: string;
 let browser: Browser;
 let context: BrowserContext;
 let dpDevices: FedgeClient[];
+let adapted: EdgeRunnerRoundResult;
 
 function device(): FedgeClient {
   return new FedgeClient({ baseUrl: edge.url, apiKey, storage: memoryStorage() });
@@ -106,6 +122,61 @@ async function ledger(model: string): Promise<PopulationPrivacyStatus> {
   return (await (await fetch(`${edge.url}/v1/populations/${model}/privacy`)).json()) as PopulationPrivacyStatus;
 }
 
+/** Seeds {@link ADAPT} and runs its first round with the real aggregator; returns the runner's summary. */
+async function runAdaptiveRound(): Promise<EdgeRunnerRoundResult> {
+  const backend = await createBackend({ prefer: "cpu", log: () => undefined });
+  const engine = await RoundEngine.create({
+    config: parsePopulationConfig({
+      model: ADAPT,
+      privacy: { mode: "central", noiseMultiplier: 1, budget: { epsilon: 20, delta: 1e-5 } },
+      samplingRate: 1,
+      expectedClients: ADAPT_EXPECTED,
+      clipping: { clipNorm: 1, adaptive: { targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: ADAPT_SIGMA_B } },
+      client: { learningRate: 1, localEpochs: 1, batchSize: 1 },
+      publish: { maxAccuracyDrop: 1 },
+    }),
+    backend,
+    initialModel: {
+      layers: [
+        { inFeatures: 4, outFeatures: 2, weight: new Float32Array(8), bias: new Float32Array(2), activation: "none" },
+      ],
+    },
+    log: () => undefined,
+  });
+  try {
+    const seed = await exportModel({ model: engine.model, name: ADAPT, version: 1, backend, signingKey: AGGREGATOR });
+    await operator.uploadModelVersion(seed.manifest, seed.onnx, true);
+    await operator.setPrivacyBudget(ADAPT, { epsilon: 20, delta: 1e-5, accountant: "rdp" });
+    const key = (await operator.createApiKey("dashboard e2e adaptive devices", 1_000_000)).key;
+    const devices = ADAPT_NORMS.map((n) => ({
+      client: new FedgeClient({
+        baseUrl: edge.url,
+        apiKey: key,
+        storage: memoryStorage(),
+        privacyPolicy: { maxPopulationEpsilon: 100 },
+        aggregatorPublicKey: AGGREGATOR.publicKey,
+      }),
+      data: Float32Array.of(Math.sqrt(2 * n * n - 1), 0, 0, 0),
+      labels: Uint8Array.of(0),
+    }));
+    const result = await new EdgeRoundRunner({
+      engine,
+      admin: new EdgeAdminClient({ baseUrl: edge.url, signingKey: AGGREGATOR.secretKey }),
+      signingKey: AGGREGATOR,
+      state: edgeRunnerStateOf(engine.config, 1),
+      collect: async () => {
+        const r = await Promise.all(devices.map((d) => d.client.participate({ model: ADAPT, ...d })));
+        for (const x of r) expect(x).toMatchObject({ selected: true, status: "uploaded" });
+      },
+    }).runRound();
+    expect(result).toMatchObject({ outcome: "published", accepted: ADAPT_NORMS.length });
+    return result;
+  } finally {
+    engine.dispose();
+    await backend.dispose();
+  }
+}
+
 /** Logs in through the form in `page`. */
 async function login(page: Page, token: string): Promise<number> {
   await page.goto(`${edge.url}/dashboard`);
@@ -133,7 +204,9 @@ beforeAll(async () => {
     readyTimeoutMs: 120_000,
   });
   operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
-  apiKey = (await operator.createApiKey("dashboard e2e", 1_000_000)).key;
+  const created = await operator.createApiKey("dashboard e2e", 1_000_000);
+  apiKey = created.key;
+  apiKeyId = created.id;
 
   // A DP population: two versions (v2 signed, serving), a budget, four charged rounds with the same devices.
   await uploadVersion(DP, 1, 0.81, false);
@@ -156,6 +229,11 @@ beforeAll(async () => {
   );
   for (let i = 0; i < PLAIN_DEVICES; i++) await device().checkin(PLAIN);
   expect(await operator.roundStatus(plain.round_id)).toMatchObject({ checked_in: PLAIN_DEVICES });
+
+  // An adaptive DP round through the real aggregator and SDK devices (their own API key: the keys page charts the
+  // first key's calls). From the zero 4 → 2 model, one SGD step of learning rate 1 on x = (s, 0, 0, 0), label 0 gives
+  // ‖Δ‖ = √((s² + 1)/2), so s = √(2n² − 1) makes the device's norm n.
+  adapted = await runAdaptiveRound();
 
   // Calls to chart on the API keys page.
   const caller = device();
@@ -188,15 +266,23 @@ const PAGES = [
   { name: "keys", path: "/dashboard/keys", heading: "API keys" },
 ] as const;
 
-/** Every number a page shows or carries in a data attribute, with dates and times taken out. */
-async function numbersOn(page: Page): Promise<string[]> {
-  const text = await page.evaluate(() => {
-    const data: string[] = [];
-    for (const el of Array.from(document.querySelectorAll("*"))) {
-      for (const a of Array.from(el.attributes)) if (a.name.startsWith("data-")) data.push(a.value);
-    }
-    return `${document.documentElement.textContent ?? ""} ${data.join(" ")}`;
-  });
+/**
+ * Every number a page (or the element `scope` of it, less the elements `without`) shows or carries in a data
+ * attribute, with dates and times taken out.
+ */
+async function numbersOn(page: Page, scope = "html", without?: string): Promise<string[]> {
+  const text = await page.evaluate(
+    ([selector, skip]) => {
+      const root = document.querySelector(selector!)!.cloneNode(true) as Element;
+      if (skip) for (const el of Array.from(root.querySelectorAll(skip))) el.remove();
+      const data: string[] = [];
+      for (const el of [root, ...Array.from(root.querySelectorAll("*"))]) {
+        for (const a of Array.from(el.attributes)) if (a.name.startsWith("data-")) data.push(a.value);
+      }
+      return `${root.textContent ?? ""} ${data.join(" ")}`;
+    },
+    [scope, without] as const,
+  );
   const withoutTimes = text
     .replace(/\d{4}-\d{2}-\d{2}(T[\d:.]+Z)?/g, " ")
     .replace(/\d{2}:\d{2}( UTC)?/g, " ")
@@ -242,7 +328,7 @@ describe("operator dashboard in Chromium", () => {
     expect(await v2.textContent()).toContain(toBase64Url(AGGREGATOR.publicKey).slice(0, 12));
     expect(await v2.textContent()).toContain("trusted");
     await page.goto(`${edge.url}/dashboard/keys`);
-    const bars = page.locator("section.api-key svg.usage-chart rect.bar");
+    const bars = page.locator(`section.api-key[data-key="${apiKeyId}"] svg.usage-chart rect.bar`);
     const calls = await bars.evaluateAll((els) => els.map((e) => Number(e.getAttribute("data-calls"))));
     expect(calls.reduce((s, n) => s + n, 0)).toBe(4);
     expect(calls).toHaveLength(14);
@@ -304,6 +390,27 @@ describe("operator dashboard in Chromium", () => {
       expect(cells[4]).toBe("0.75"); // C
       expect(Number(cells[5])).toBe(newestFirst[i]); // z
     }
+
+    // The adaptive round shows what its aggregator released: the noised count (labelled, with σ_b) and the next C …
+    const section = `section[data-population="${ADAPT}"]`;
+    const [round] = await page.locator(`${section} tr.round`).all();
+    const release = (await operator.roundStatus(adapted.roundId)).release!;
+    const u = release.unclipped!;
+    const noised = round!.locator(".noised");
+    expect(Number(await noised.getAttribute("data-noised-count"))).toBe(u.noised_count);
+    expect(Number(await noised.getAttribute("data-noise-std"))).toBe(ADAPT_SIGMA_B);
+    const text = (await noised.textContent())!.replace(/\s+/g, " ");
+    expect(text).toContain(`unclipped ≈ ${u.noised_count.toFixed(1)}`);
+    expect(text).toContain(`noised, σ_b = ${ADAPT_SIGMA_B}`);
+    expect(text).toContain(`of m = ${ADAPT_EXPECTED}`);
+    const cells = await round!.locator("td").allTextContents();
+    expect(cells[4]).toContain(`→ ${Number(adapted.nextClipNorm!.toPrecision(4))}`);
+    expect(cells[5]).toMatch(/^1 \(adaptive C\)$/); // z
+    // … and, besides that released value (which may fall on any number, an exact count included: it is noised, not a
+    // count), neither the round's exact counts (5 checked in, selected, accepted) nor its exact unclipped count.
+    const shown = await numbersOn(page, section, ".noised");
+    expect(shown).not.toContain(String(ADAPT_NORMS.length));
+    expect(shown).not.toContain(String(adapted.unclippedCount));
     await page.close();
   });
 
@@ -352,7 +459,7 @@ describe("operator dashboard in Chromium", () => {
   it("revokes a device from its page; its next check-in is refused", async () => {
     const page = await context.newPage();
     await page.goto(`${edge.url}/dashboard/devices`);
-    expect(Number(await page.textContent("#devices-total"))).toBe(DP_DEVICES + PLAIN_DEVICES);
+    expect(Number(await page.textContent("#devices-total"))).toBe(DP_DEVICES + PLAIN_DEVICES + ADAPT_NORMS.length);
     const victim = dpDevices[0]!;
     const id = (await victim.register()).deviceId;
     await page.fill('input[name="device"]', id);

@@ -182,6 +182,7 @@ describe("adaptive clipping through the edge", () => {
     await seed(model, engine.model);
     await budget(model);
     const clip: number[] = [];
+    const noisedOff: number[] = [];
     let results: ParticipateResult[] = [];
     const runner = new EdgeRoundRunner({
       engine,
@@ -216,7 +217,20 @@ describe("adaptive clipping through the edge", () => {
       // the aggregator counted exactly the bits the devices signed
       expect(res.unclippedCount).toBe(reported);
       expect(res.nextClipNorm).toBeGreaterThan(0);
+      // The edge holds what the aggregator released: C, the next C, z, and the count noised with the charged σ_b
+      // (never the exact count above); the next C is the one Alg. 1 computes from that very b̃ (η_C = 1, γ = ½).
+      const release = (await admin.roundStatus(res.roundId)).release!;
+      expect(release).toMatchObject({ clip_norm: c, next_clip_norm: res.nextClipNorm, noise_multiplier: 1 });
+      expect(release.noise).toBe("discrete-gaussian");
+      const u = release.unclipped!;
+      expect(u).toMatchObject({ expected_clients: devices.length, noise_std: devices.length / 20 });
+      expect(u.noised_count).toBeCloseTo(u.noised_fraction * devices.length, 9);
+      expect(release.next_clip_norm).toBeCloseTo(c * Math.exp(-(u.noised_fraction - 0.5)), 9);
+      noisedOff.push(u.noised_count - reported);
     }
+    // The released counts carry the discrete noise (std σ_b = 0.8 on the count, on half-integers): not all exact.
+    expect(noisedOff.some((d) => d !== 0)).toBe(true);
+    for (const d of noisedOff) expect(Math.abs(2 * d - Math.round(2 * d))).toBeLessThan(1e-9);
     // C grew from 0.5, below every norm (a count of the clipped updates the server sees would have shrunk it) …
     expect(clip[1]!).toBeGreaterThan(clip[0]!);
     // … and the last rounds sit around the median 2.875, inside the 25 %–75 % quantile band [2, 3.75] of the norms.

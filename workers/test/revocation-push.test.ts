@@ -255,6 +255,7 @@ describe("coordinator storage from an earlier version", () => {
         updates: names("updates"),
         charges: names("privacy_charges"),
         sealed: sql.exec<{ sealed_at: number | null }>("SELECT sealed_at FROM rounds").one().sealed_at,
+        release: sql.exec<{ dp_release: string | null }>("SELECT dp_release FROM rounds").one().dp_release,
       };
     });
     expect(columns.rounds).toContain("sealed_at");
@@ -265,5 +266,8 @@ describe("coordinator storage from an earlier version", () => {
     expect(columns.charges).toContain("distributed_noise"); // charges of earlier rounds: null, none was distributed
     // A round closed before payloads went through the store counts as sealed (its payloads are already in R2).
     expect(columns.sealed).toBe(2);
+    // A round finished before releases were reported has none.
+    expect(columns.rounds).toContain("dp_release");
+    expect(columns.release).toBeNull();
   });
 });

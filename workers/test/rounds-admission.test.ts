@@ -61,6 +61,7 @@ function round(state: RoundState, over: Partial<RoundRow> = {}, p: Partial<Round
     shard_index: null,
     shards_opened_at: null,
     shards_settled_at: null,
+    dp_release: null,
     ...over,
   };
 }

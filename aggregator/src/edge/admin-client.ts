@@ -24,6 +24,7 @@ import {
   type PopulationShardingRequest,
   type PrivacyBudgetRequest,
   type RegistryChange,
+  type RoundRelease,
   type RoundStatus,
   type UpdateStreamFrame,
 } from "@fedge/protocol";
@@ -68,7 +69,8 @@ export type EdgeClientErrorReason =
   | "state_mismatch"
   | "round_collecting"
   | "round_id_mismatch"
-  | "version_conflict";
+  | "version_conflict"
+  | "release_mismatch";
 
 /** The edge client cannot go on (see {@link EdgeClientErrorReason}). A domain error: no HTTP status. */
 export class EdgeClientError extends Error {
@@ -352,6 +354,14 @@ export class EdgeAdminClient {
     return this.json<RoundStatus>("POST", `/v1/admin/rounds/${encodeURIComponent(roundId)}/publish`, {
       model_version: modelVersion,
     });
+  }
+
+  /**
+   * `POST /v1/admin/rounds/:id/release`: records what this aggregator released for a finished DP round (noised values
+   * only; the edge refuses anything else, and a second report, with a 409).
+   */
+  reportRelease(roundId: string, release: RoundRelease): Promise<RoundStatus> {
+    return this.json<RoundStatus>("POST", `/v1/admin/rounds/${encodeURIComponent(roundId)}/release`, release);
   }
 
   /** `POST /v1/admin/rounds/:id/aggregated`: marks a closed round aggregated without a version. */

@@ -42,7 +42,14 @@
  * nothing is aggregated unless the edge charged exactly this aggregator's mechanism, and the ε written into manifests
  * and result lines is the edge's.
  */
-import { RoundStatus, roundIdFor, parseRoundId, type ModelDetail, type ModelManifest } from "@fedge/protocol";
+import {
+  RoundStatus,
+  roundIdFor,
+  parseRoundId,
+  type ModelDetail,
+  type ModelManifest,
+  type RoundRelease,
+} from "@fedge/protocol";
 import type { RoundEngine } from "../round.ts";
 import type { RoundSummary } from "../checkpoint.ts";
 import { evaluateModel, publishGate, type EvalSet, type Evaluation, type PublishDecision } from "../evaluate.ts";
@@ -50,6 +57,7 @@ import { exportModel, type SigningKey } from "../export.ts";
 import { EdgeAdminError, EdgeClientError, type EdgeAdminClient } from "./admin-client.ts";
 import { assertChargeMatches, assertEdgeBudgetAdmits, chargeOf } from "./charge.ts";
 import { fetchEdgeModel, fetchModelDetail, fetchModelManifest, fetchPopulationPrivacy } from "./edge-registry.ts";
+import { releaseOf } from "./release.ts";
 import { openRoundRequest, verifiedUpdates } from "./round-task.ts";
 import {
   EDGE_RUNNER_STATE_FILE,
@@ -62,6 +70,7 @@ import {
 export interface EdgeRunnerHooks {
   afterEdgeOpen?: (roundId: string) => void | Promise<void>;
   afterUpload?: (roundId: string, version: number) => void | Promise<void>;
+  afterRelease?: (roundId: string) => void | Promise<void>;
 }
 
 /** Options of {@link EdgeRoundRunner}. */
@@ -336,6 +345,23 @@ export class EdgeRoundRunner {
     }
   }
 
+  /**
+   * Tells the edge what this round released (noised values only; nothing for a population without DP), so its
+   * dashboard can show them. A resumed run finds its own report already recorded and sends nothing again.
+   */
+  private async reportRelease(round: RoundStatus, release: RoundRelease | null): Promise<void> {
+    if (release === null) return;
+    if (round.release) {
+      const { reported_at: _at, ...recorded } = round.release;
+      if (JSON.stringify(sortedKeys(recorded)) === JSON.stringify(sortedKeys(release))) return;
+      throw new EdgeClientError(
+        "release_mismatch",
+        `the edge recorded another release for round ${round.round_id} (${JSON.stringify(recorded)}) than this aggregator's (${JSON.stringify(release)})`,
+      );
+    }
+    await this.admin.reportRelease(round.round_id, release);
+  }
+
   /** Runs (or resumes) one round to its end. Throws `PrivacyBudgetExceededError` (nothing charged) when the budget refuses it. */
   async runRound(): Promise<EdgeRunnerRoundResult> {
     const t0 = performance.now();
@@ -420,7 +446,9 @@ export class EdgeRoundRunner {
     });
     const up = await this.upload(exported.manifest, exported.onnx, promote);
     await this.o.hooks?.afterUpload?.(p.roundId, p.nextVersion);
-    await this.admin.publishRound(p.roundId, p.nextVersion);
+    const published = await this.admin.publishRound(p.roundId, p.nextVersion);
+    await this.reportRelease(published, releaseOf(summary, chargeOf(this.engine), closed.params.clip_norm));
+    await this.o.hooks?.afterRelease?.(p.roundId);
     const reason = auditOf === undefined ? decision.reason : `audit shadow of ${auditOf}: never served`;
     await this.engine.completeRound({
       published: promote,
@@ -458,4 +486,14 @@ export class EdgeRoundRunner {
       seconds: (performance.now() - t0) / 1000,
     };
   }
+}
+
+/** `value` with its object keys in order, so two releases compare by content (the edge stores JSON). */
+function sortedKeys(value: unknown): unknown {
+  if (value === null || typeof value !== "object") return value;
+  return Object.fromEntries(
+    Object.keys(value)
+      .sort()
+      .map((k) => [k, sortedKeys((value as Record<string, unknown>)[k])]),
+  );
 }

@@ -12,6 +12,7 @@ import { Base64Url, IsoDateTime, ModelName, ModelVersion, Sha256Hex } from "../c
 import { DeviceId } from "../devices.ts";
 import { TenantId } from "../keys.ts";
 import { RoundMechanism, isDpMode } from "./privacy.ts";
+import { RecordedRoundRelease } from "./release.ts";
 import { ShardCount } from "./sharding.ts";
 import { PopulationPrivacy, PrivacyMode, RotationSeed, RoundTask, TrainableScope } from "./task.ts";
 
@@ -227,6 +228,11 @@ export const RoundStatus = z
      * one shard at a time (`?shard=`), and its counters are summed from the shards.
      */
     shards: ShardCount.optional(),
+    /**
+     * DP rounds: what the aggregator released when it finished the round (noised values only, never an exact count),
+     * null until it reported. The only counts of a DP round that may be published.
+     */
+    release: RecordedRoundRelease.nullable().optional(),
   })
   .meta({ id: "RoundStatus" });
 export type RoundStatus = z.infer<typeof RoundStatus>;

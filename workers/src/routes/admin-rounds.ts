@@ -4,7 +4,8 @@
  * public API key is never enough: open (with the task parameters), list, status, close now, list accepted updates
  * (paginated, with each device's public key), fetch one update's signed bytes, stream a page of them as one
  * `application/vnd.fedge.update-stream`, mark aggregated, publish (link the model version uploaded with
- * `POST /v1/admin/models/:name/versions`). Devices and quotas are in admin-devices.ts, aggregator keys in
+ * `POST /v1/admin/models/:name/versions`), and record what the aggregator released for a finished DP round (its noised
+ * counts, C and z, for the dashboard). Devices and quotas are in admin-devices.ts, aggregator keys in
  * admin-aggregator-keys.ts.
  */
 import { createRoute, z } from "@hono/zod-openapi";
@@ -18,6 +19,7 @@ import {
   OpenRoundRequest,
   PublishRoundRequest,
   RoundList,
+  RoundRelease,
   RoundStatus,
   UPDATE_STREAM_FRAME_HEADER_BYTES,
   UPDATE_STREAM_MEDIA_TYPE,
@@ -212,6 +214,33 @@ const publishRound = createRoute({
   },
 });
 
+const reportRelease = createRoute({
+  method: "post",
+  path: "/v1/admin/rounds/{id}/release",
+  tags: ["training-admin"],
+  summary: "Record what the aggregator released for a finished DP round (noised values only, once)",
+  description:
+    "The clip norm C used and the next one, the charged z, and under adaptive clipping the noised unclipped count " +
+    "(b̃ and m·b̃, with σ_b): post-processing of the round's charged mechanism, shown on the dashboard instead of the " +
+    "exact counts the edge holds. Refused, with nothing stored, unless the round is a closed DP round that was " +
+    "aggregated (at least min_reports accepted), every number is the round's own (C, z, σ_b), a fixed-clip round " +
+    "reports no count, and no release was recorded before.",
+  security,
+  middleware: [readBody({ types: ["application/json"] })] as const,
+  request: {
+    params: RoundParam,
+    body: { required: true, content: { "application/json": { schema: RoundRelease } } },
+  },
+  responses: {
+    200: json(RoundStatus, "The round, with its release"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      400: "A number a release of this round cannot have: another C, z or σ_b, a count under a fixed clip norm, none under an adaptive one",
+      404: "No such round",
+      409: "Not a DP round, still collecting, not aggregated (fewer than min_reports updates), or already reported",
+    }),
+  },
+});
+
 /** The signed bytes of an accepted update, from its UpdateStore shard (SQLite, or the R2 segment it was sealed into). */
 async function readPayload(env: Bindings, roundId: string, item: AcceptedUpdate): Promise<Uint8Array> {
   const payload = await updateStoreFor(env, roundId, item.device_id).read(
@@ -318,6 +347,11 @@ export const adminRounds = router
     const body = (c.req.valid("json") ?? {}) as MarkAggregatedRequest;
     const now = Date.now();
     return c.json(unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.published_version, now)).status, 200);
+  })
+  .openapi(reportRelease, async (c) => {
+    const { id } = c.req.valid("param");
+    const body = c.req.valid("json");
+    return c.json(unwrap(await coordinatorFor(c.env, id).reportRelease(id, body, Date.now())).status, 200);
   })
   .openapi(publishRound, async (c) => {
     const { id } = c.req.valid("param");

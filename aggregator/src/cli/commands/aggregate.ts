@@ -90,11 +90,11 @@ and for a round in progress the saved mechanism (privacy, sampling rate, expecte
   --update-dtype int8|float32              what devices upload (default int8: ¼ of the bytes, norm bound kept)
 Exit codes: 0 ok, 2 bad arguments, 1 the run failed (budget_exceeded, edge errors, checkpoint conflicts); see
 fedge --help.
-Test hook: FEDGE_AGGREGATE_CRASH_AT=after-open|after-edge-open|after-aggregate|after-upload kills the process
+Test hook: FEDGE_AGGREGATE_CRASH_AT=after-open|after-edge-open|after-aggregate|after-upload|after-release kills the process
 (SIGKILL) right after that step, to exercise resume.
 `;
 
-const CRASH_POINTS = ["after-open", "after-edge-open", "after-aggregate", "after-upload"] as const;
+const CRASH_POINTS = ["after-open", "after-edge-open", "after-aggregate", "after-upload", "after-release"] as const;
 
 const EvalFile = z.strictObject({
   x: z.array(z.number().finite()),
@@ -230,6 +230,7 @@ export const aggregateCommand: Command = {
       if (crashAt === "after-aggregate") engineHooks.afterAggregate = crashHook(crashAt);
       if (crashAt === "after-edge-open") runnerHooks.afterEdgeOpen = crashHook(crashAt);
       if (crashAt === "after-upload") runnerHooks.afterUpload = crashHook(crashAt);
+      if (crashAt === "after-release") runnerHooks.afterRelease = crashHook(crashAt);
 
       const backend = await createBackend({ prefer: backendName, log });
       let engine: RoundEngine | undefined;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { RoundStatus } from "@fedge/protocol";
-import { publicRound } from "./rounds.tsx";
+import { noisedValue, publicRound } from "./rounds.tsx";
 
 function round(mode: RoundStatus["params"]["privacy_mode"]): RoundStatus {
   return {
@@ -46,5 +46,28 @@ describe("what the rounds page may show of a round", () => {
 
   it("keeps them for a round without DP", () => {
     expect(publicRound(round("none")).counts).toEqual({ checked_in: 41, selected: 23, accepted: 19 });
+  });
+});
+
+describe("a DP round's release on the rounds page", () => {
+  it("is kept (noised values only) while the exact counts are dropped", () => {
+    const release = {
+      clip_norm: 1,
+      next_clip_norm: 1.1,
+      noise_multiplier: 1.1,
+      noise: "discrete-gaussian" as const,
+      unclipped: { noised_fraction: 0.5625, noised_count: 22.5, expected_clients: 40, noise_std: 2 },
+      reported_at: "2026-12-01T00:11:00.000Z",
+    };
+    const shown = publicRound({ ...round("central"), release });
+    expect(shown.counts).toBeNull();
+    expect(shown.release).toEqual(release);
+    expect(JSON.stringify(shown)).not.toMatch(/\b(41|23|19)\b/);
+  });
+
+  it("shows a noised estimate with one decimal, never as a whole count", () => {
+    expect(noisedValue(22.5)).toBe("22.5");
+    expect(noisedValue(19)).toBe("19.0");
+    expect(noisedValue(-0.25)).toBe("-0.3");
   });
 });

@@ -1,11 +1,13 @@
 /**
  * @module
  * Rounds: each population's latest rounds with their state, privacy mode, q, C and z. Exact device counts of a DP round
- * (checked in, selected, accepted) are never shown: they are exactly what the round's noise protects, and the edge holds
- * no noised release of them. Only rounds in privacy mode `none` show their counts.
+ * (checked in, selected, accepted) are never shown: they are exactly what the round's noise protects. A DP round shows
+ * instead what its aggregator released (`RoundStatus.release`): the C it used and the next C, and under adaptive
+ * clipping the noised count of unclipped updates with its σ_b, labelled as noised (post-processing of the round's
+ * charged mechanism, docs/PRIVACY.md). Only rounds in privacy mode `none` show their exact counts.
  */
 import type { FC } from "hono/jsx";
-import { isDpMode, type RoundStatus } from "@fedge/protocol";
+import { isDpMode, type RecordedRoundRelease, type RoundStatus } from "@fedge/protocol";
 import type { Bindings } from "../../env.ts";
 import { listModels } from "../../registry/index.ts";
 import { roundsStub } from "../../durable-objects/round-coordinator/index.ts";
@@ -40,11 +42,50 @@ const StateBadge: FC<{ state: RoundStatus["state"] }> = ({ state }) => (
   <span class={`badge ${state === "aggregated" ? "ok" : state === "closed" ? "" : "warn"}`}>{state}</span>
 );
 
+/**
+ * A noised estimate, with one decimal: it is not a count of devices (the noise is continuous in m·b̃), and showing it
+ * as an integer would invite reading it as one.
+ */
+export function noisedValue(value: number): string {
+  return value.toFixed(1);
+}
+
+const Released: FC<{ release: RecordedRoundRelease }> = ({ release }) => {
+  const u = release.unclipped;
+  if (u === null) {
+    return (
+      <span class="muted" title="A fixed clip norm releases no count; exact counts of a DP round are never shown.">
+        DP: no count released (fixed C)
+      </span>
+    );
+  }
+  return (
+    <span
+      class="noised"
+      data-noised-count={String(u.noised_count)}
+      data-noise-std={String(u.noise_std)}
+      title="Released by the aggregator inside the round's ε (adaptive clipping): m·b̃, with Gaussian noise of std σ_b on the count."
+    >
+      unclipped ≈ {noisedValue(u.noised_count)}{" "}
+      <span class="muted">
+        (noised, σ_b = {real(u.noise_std)}; b̃ = {real(u.noised_fraction)} of m = {real(u.expected_clients)})
+      </span>
+    </span>
+  );
+};
+
 const Counts: FC<{ round: RoundRow }> = ({ round }) =>
   round.counts === null ? (
-    <span class="muted" title="Exact counts of a DP round are never shown; the edge holds no noised release of them.">
-      DP: not released
-    </span>
+    round.release ? (
+      <Released release={round.release} />
+    ) : (
+      <span
+        class="muted"
+        title="Exact counts of a DP round are never shown; its aggregator has reported no release yet."
+      >
+        DP: not released
+      </span>
+    )
   ) : (
     <span>
       {round.counts.checked_in} checked in · {round.counts.selected} selected · {round.counts.accepted} accepted
@@ -85,7 +126,18 @@ export const RoundsPage: FC<{ session: DashboardSession; populations: { model: s
                   </td>
                   <td>{r.params.privacy_mode}</td>
                   <td class="num">{real(r.params.sampling_rate)}</td>
-                  <td class="num">{r.params.clip_norm === undefined ? "—" : real(r.params.clip_norm)}</td>
+                  <td class="num">
+                    {r.params.clip_norm === undefined ? "—" : real(r.params.clip_norm)}
+                    {r.release?.unclipped && (
+                      <span
+                        class="muted next-clip"
+                        title="The clip norm the next round uses (moved by the noised count)"
+                      >
+                        {" "}
+                        → {real(r.release.next_clip_norm)}
+                      </span>
+                    )}
+                  </td>
                   <td class="num">
                     {r.params.mechanism ? real(r.params.mechanism.noise_multiplier) : "—"}
                     {r.params.mechanism?.clip_rule === "adaptive" && <span class="muted"> (adaptive C)</span>}

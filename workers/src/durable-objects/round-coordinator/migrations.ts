@@ -4,7 +4,8 @@
  * pushed revocation; `hasSchema` tells whether that happened), and the in-place upgrades of
  * tables an earlier version of the class created (state persisted under `.wrangler/state`, or a deployed object).
  *
- * - `rounds` (owned by `Rounds`): one row per round, with its counters and its payloads' seal and purge times;
+ * - `rounds` (owned by `Rounds`): one row per round, with its counters, its payloads' seal and purge times, and (DP
+ *   rounds) the noised values the aggregator reported it released (`dp_release`, JSON);
  * - `checkins` (`Checkins`): each device's recorded Poisson coin, nonce and keys for a round;
  * - `updates` (`UpdateIndex`): each accepted update's metadata and where its payload is stored;
  * - `revoked_devices` (`Revocations`): devices an admin revoked;
@@ -25,7 +26,8 @@ export function createTables(sql: SqlStorage): void {
     close_reason TEXT, aggregated_at INTEGER, published_version INTEGER,
     checked_in INTEGER NOT NULL DEFAULT 0, selected INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
     sealed_at INTEGER, payloads_purged_at INTEGER, payloads_deleted_at INTEGER,
-    shard_count INTEGER NOT NULL DEFAULT 1, shard_index INTEGER, shards_opened_at INTEGER, shards_settled_at INTEGER)`);
+    shard_count INTEGER NOT NULL DEFAULT 1, shard_index INTEGER, shards_opened_at INTEGER, shards_settled_at INTEGER,
+    dp_release TEXT)`);
   sql.exec(`CREATE TABLE IF NOT EXISTS checkins (
     round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, selected INTEGER NOT NULL, nonce TEXT, at INTEGER NOT NULL,
     public_key TEXT, api_key_id TEXT, PRIMARY KEY (round_seq, device_id))`);
@@ -80,6 +82,8 @@ export function migrateColumns(sql: SqlStorage): void {
     sql.exec("ALTER TABLE rounds ADD COLUMN shards_opened_at INTEGER");
     sql.exec("ALTER TABLE rounds ADD COLUMN shards_settled_at INTEGER");
   }
+  // Rounds finished before releases were reported have none (the dashboard shows nothing for them).
+  if (!rounds.has("dp_release")) sql.exec("ALTER TABLE rounds ADD COLUMN dp_release TEXT");
   const checkins = columns("checkins");
   if (!checkins.has("public_key")) sql.exec("ALTER TABLE checkins ADD COLUMN public_key TEXT");
   if (!checkins.has("api_key_id")) sql.exec("ALTER TABLE checkins ADD COLUMN api_key_id TEXT");

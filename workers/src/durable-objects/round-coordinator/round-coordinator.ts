@@ -48,6 +48,7 @@ import {
   type PopulationPrivacyStatus,
   type PrivacyBudgetRequest,
   type RoundParams,
+  type RoundRelease,
   type RoundStatus,
   type UpdateReceipt,
 } from "@fedge/protocol";
@@ -81,6 +82,7 @@ import { hasSchema, migrate } from "./migrations.ts";
 import { PopulationLedger } from "./population-ledger.ts";
 import { Population } from "./population.ts";
 import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
+import { releaseVerdict } from "./release.ts";
 import { Revocations } from "./revocations.ts";
 import { Rounds, iso, isCollecting, paramsOf, toStatus, type RoundRow, type ShardTotals } from "./rounds.ts";
 import { Sharding, type ShardTerms } from "./sharding.ts";
@@ -379,6 +381,24 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!verdict.ok) return verdict;
     this.rounds.markAggregated(settled, publishedVersion, now);
     await this.armAlarm(Infinity);
+    return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
+  }
+
+  /**
+   * Records what the aggregator released for a closed DP round (`releaseVerdict`: only noised values of the round's own
+   * mechanism, once). A refused report stores nothing.
+   */
+  async reportRelease(roundId: string, release: RoundRelease, now: number): Promise<Result<{ status: RoundStatus }>> {
+    if (!this.hasTables) return roundNotFound(roundId);
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    // A sharded round's accepted count (min_reports) is summed from its shards.
+    if (!isCollecting(r.state)) await this.gatherShards(r, now);
+    const settled = this.rounds.get(roundId)!;
+    const verdict = releaseVerdict(settled, release);
+    if (!verdict.ok) return verdict;
+    this.rounds.recordRelease(settled.seq, { ...release, reported_at: iso(now) });
     return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
   }
 

@@ -7,7 +7,14 @@
  * Lifecycle: `open` → `collecting` (first update accepted) → `closed` (deadline, `max_reports`, or an admin) →
  * `aggregated`. Closing asks the host for the alarm at once (the alarm seals the round's payloads).
  */
-import { roundIdFor, type CloseReason, type RoundParams, type RoundState, type RoundStatus } from "@fedge/protocol";
+import {
+  roundIdFor,
+  type CloseReason,
+  type RecordedRoundRelease,
+  type RoundParams,
+  type RoundState,
+  type RoundStatus,
+} from "@fedge/protocol";
 import type { CoordinatorHost } from "./host.ts";
 
 /** A shard's counters for one round. */
@@ -43,6 +50,8 @@ export type RoundRow = {
   shards_opened_at: number | null;
   /** Population object, sharded round: when every shard was closed and its final counters summed here. */
   shards_settled_at: number | null;
+  /** DP rounds: the `RecordedRoundRelease` the aggregator reported, as JSON (null until it did; written once). */
+  dp_release: string | null;
 };
 
 /** A round's id and position, for the seal and purge steps. */
@@ -157,6 +166,16 @@ export class Rounds {
       this.host.sql.exec("UPDATE rounds SET published_version = ? WHERE seq = ?", publishedVersion, r.seq);
     }
     this.refresh(r.seq);
+  }
+
+  /** Records what the aggregator released for round `seq` (the caller checked it); a second report changes nothing. */
+  recordRelease(seq: number, release: RecordedRoundRelease): void {
+    this.host.sql.exec(
+      "UPDATE rounds SET dp_release = ? WHERE seq = ? AND dp_release IS NULL",
+      JSON.stringify(release),
+      seq,
+    );
+    this.refresh(seq);
   }
 
   /** Counts a first check-in (inside the caller's transaction; `refresh` after it). */
@@ -332,5 +351,6 @@ export function toStatus(r: RoundRow): RoundStatus {
     selected: r.selected,
     accepted: r.accepted,
     shards: r.shard_count,
+    release: r.dp_release === null ? null : (JSON.parse(r.dp_release) as RecordedRoundRelease),
   };
 }
