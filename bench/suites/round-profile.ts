@@ -88,6 +88,10 @@ export default async function run(): Promise<BenchMeasure[]> {
     });
     if (up.status !== 201) throw new Error(`model upload: ${up.status} ${await up.text()}`);
     const key = await operator.createApiKey("round profile", 1_000_000);
+    await operator.setPrivacyBudget(MODEL, { epsilon: 10, delta: 1e-5 });
+    // The edge publishes only versions signed by an aggregator key it trusts.
+    const signingKey = generateSigningKey();
+    await operator.registerAggregatorKey(toBase64Url(signingKey.publicKey));
 
     const config = parsePopulationConfig({
       model: MODEL,
@@ -140,7 +144,7 @@ export default async function run(): Promise<BenchMeasure[]> {
     const runner = new EdgeRoundRunner({
       engine,
       admin,
-      signingKey: generateSigningKey(),
+      signingKey,
       state: edgeRunnerStateOf(config, 1),
       heldOut: { x: test.x.subarray(0, 500 * 784), y: test.y.subarray(0, 500), n: 500 },
       collect: async () => {
