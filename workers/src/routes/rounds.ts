@@ -206,7 +206,7 @@ export const rounds = createRouter()
       await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now, tenant),
     );
     // A DP round: the device's coin was flipped, so its loss accrues; it gets the edge's signed record of that.
-    return c.json(receipt ? { ...answer, receipt: signedReceipt(c.env, receipt) } : answer, 200);
+    return c.json(receipt ? { ...answer, receipt: await signedReceipt(c.env, receipt) } : answer, 200);
   })
   .openapi(upload, async (c) => {
     const roundId = c.req.valid("param").id;
