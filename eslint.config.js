@@ -42,7 +42,7 @@ function boundaries(dir) {
     { regex: "^(@fedge/[^/]+|fedge)/src/", message: "import a package through its exports, never its src/" },
   ];
   return {
-    files: [`${dir}/**/*.ts`],
+    files: [`${dir}/**/*.ts`, `${dir}/**/*.tsx`],
     rules: { "no-restricted-imports": ["error", { patterns }] },
   };
 }
@@ -63,7 +63,7 @@ export default tseslint.config(
     ],
   },
   {
-    files: ["**/*.ts"],
+    files: ["**/*.ts", "**/*.tsx"],
     extends: [tseslint.configs.base],
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {

@@ -6,7 +6,7 @@
  *
  *   npm run demo -- [--quick] [--clients N] [--epsilon E] [--rounds R] [--public-samples P] [--seeds S]
  *                   [--curve E1,E2,…|none] [--no-ceiling] [--sampling-rate Q] [--server-lr L] [--server-momentum M]
- *                   [--clip-quantile G] [--backend auto|cpu|webgpu] [--port P] [--out DIR]
+ *                   [--clip-quantile G] [--audit [--audit-canaries K]] [--backend auto|cpu|webgpu] [--port P] [--out DIR]
  */
 import { parseArgs } from "node:util";
 import { runDemo, type DemoOptions } from "./src/demo.ts";
@@ -23,10 +23,15 @@ const USAGE = `usage: npm run demo -- [options]
   --curve LIST        ε of the in-process privacy–utility curve, or none (default 0.5,1,2,4,8)
   --no-ceiling        skip the in-process non-private ceiling
   --sampling-rate Q   Poisson sampling rate per device per round (default ${RECIPE.samplingRate}, tuned)
-  --server-lr L       FedAvgM server learning rate of the private runs (default ${RECIPE.server.lr}, tuned)
+  --server-lr L       FedAvgM server learning rate of every private run (default: tuned per ε, ${RECIPE.server.lr} at ε = 1;
+                      demo/TUNING.md)
   --server-momentum M FedAvgM momentum in [0, 1) (default ${RECIPE.server.momentum}, tuned)
   --clip-quantile G   adaptive clipping target quantile in (0, 1) (default ${RECIPE.clip.targetQuantile}, tuned)
-  --backend B         aggregation backend: auto | cpu | webgpu (default auto: webgpu if an adapter exists)
+  --audit             after the served run, audit its population empirically (one-shot audit, Andrew et al. 2024):
+                      canaries on a never-served shadow; the report shows ε̂ and its interval next to the ledger's ε
+  --audit-canaries K  canaries of the audit (default 200; as many more are never inserted)
+  --backend B         aggregation backend: auto | cpu | webgpu (default auto: a hardware GPU through WebGPU, else
+                      the CPU; a software adapter such as lavapipe is slower than the CPU path)
   --port P            local edge port (default 8787, or FEDGE_DEMO_PORT)
   --out DIR           output folder (default demo-out)`;
 
@@ -51,6 +56,8 @@ try {
       "server-lr": { type: "string" },
       "server-momentum": { type: "string" },
       "clip-quantile": { type: "string" },
+      audit: { type: "boolean" },
+      "audit-canaries": { type: "string" },
       backend: { type: "string" },
       port: { type: "string" },
       out: { type: "string" },
@@ -92,6 +99,8 @@ const epsilon = num("epsilon", values.epsilon, (x) => x > 0, "a number > 0");
 const samplingRate = num("sampling-rate", values["sampling-rate"], (x) => x > 0 && x <= 1, "in (0, 1]");
 const serverLr = num("server-lr", values["server-lr"], (x) => x > 0, "a number > 0");
 const serverMomentum = num("server-momentum", values["server-momentum"], (x) => x >= 0 && x < 1, "in [0, 1)");
+const auditCanaries = int("audit-canaries", values["audit-canaries"], 2, 5000);
+if (auditCanaries !== undefined && !values.audit) fail("--audit-canaries needs --audit");
 const clipQuantile = num("clip-quantile", values["clip-quantile"], (x) => x > 0 && x < 1, "in (0, 1)");
 let curveEpsilons: number[] | undefined;
 if (values.curve !== undefined) {
@@ -125,6 +134,7 @@ const { report, files } = await runDemo({
   ...(port !== undefined ? { port } : {}),
   ...(values.out !== undefined ? { outDir: values.out } : {}),
   ceiling: !values["no-ceiling"],
+  ...(values.audit ? { auditCanaries: auditCanaries ?? 200 } : {}),
   recipe,
   backend,
 });
@@ -134,4 +144,9 @@ console.log(
   `\ndone in ${report.seconds.total!.toFixed(0)} s — (a) public-only served ${(s.initialServedAccuracy * 100).toFixed(2)}%; ` +
     `(b) private served ${last ? (last.servedAccuracy * 100).toFixed(2) : "–"}% at ε = ${s.privacy.epsilon.toFixed(3)} (δ = ${s.privacy.delta.toExponential()})`,
 );
+const a = report.privacyAudit;
+if (a)
+  console.log(
+    `audit: ε̂ = ${a.epsilonHat.toFixed(3)} [${a.interval.lower.toFixed(3)}, ${a.interval.upper.toFixed(3)}] vs ε = ${a.epsilon?.toFixed(3) ?? "–"} (accountant, ${a.shadow})`,
+  );
 console.log(`report: ${files.report}\nplots:  ${files.accuracyVsRound}\n        ${files.accuracyVsEpsilon}`);

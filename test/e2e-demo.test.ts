@@ -6,7 +6,8 @@
  * model served through the edge (b) beats the public-only model (a) on the test digits; and what the demo checks: ε
  * from the ledger matches an independent recomputation and stays within the target, a device that sat out rounds has
  * a smaller ε, the served predictions match onnxruntime-node, misbehaving devices were all refused, the report
- * publishes no exact device counts, and the report and both plots are well-formed.
+ * publishes no exact device counts, and the report and both plots are well-formed. With `--audit` (40 canaries) the
+ * one-shot privacy audit runs on the population's never-served shadow and the report shows ε̂ next to the ledger's ε.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -38,9 +39,10 @@ beforeAll(async () => {
     recipe: { rounds: ROUNDS, samplingRate: 0.5 },
     misbehavingPerKind: 2,
     intermittent: 5,
+    auditCanaries: 40,
     log: (line) => lines.push(line),
   });
-}, 170_000);
+}, 220_000);
 
 afterAll(async () => {
   console.log(lines.join("\n"));
@@ -72,6 +74,25 @@ describe("npm run demo, small (100 devices, 2 rounds, ε = 1)", () => {
     expect(always!.epsilon).toBeCloseTo(s.privacy.epsilon, 9);
     expect(sometimes!.journal.length).toBeLessThan(ROUNDS);
     expect(sometimes!.epsilon).toBeLessThan(always!.epsilon);
+    // the aggregator's own ledger of the same rounds agrees with the edge's (up to the PLD's pessimistic round-off pads)
+    expect(Math.abs(s.epsilonCheck.aggregator - s.epsilonCheck.ledger)).toBeLessThan(1e-4 * s.epsilonCheck.ledger);
+  });
+
+  it("each device's own ε comes from the edge's signed receipts: one per round it checked in for, with the ledger's (q, z)", () => {
+    const s = result.report.served;
+    const [always, sometimes] = s.devices;
+    expect(always!.checkinReceipts.map((r) => r.roundId)).toEqual(s.privacy.rounds.map((r) => r.roundId));
+    for (const [i, r] of always!.checkinReceipts.entries()) {
+      expect(r.samplingRate).toBe(s.privacy.rounds[i]!.sampleRate);
+      expect(r.noiseMultiplier).toBe(s.privacy.rounds[i]!.noiseMultiplier);
+    }
+    expect(sometimes!.checkinReceipts.map((r) => r.roundId)).toEqual(sometimes!.journal.map((j) => j.roundId));
+    // the SDK accounts with RDP over its receipts: recompute it here from the ledger's steps
+    const rdp = createAccountant("rdp");
+    rdp.step({ noiseMultiplier: s.noiseMultiplier, sampleRate: result.report.recipe.samplingRate }, ROUNDS);
+    expect(always!.ownEpsilon!.rounds).toBe(ROUNDS);
+    expect(always!.ownEpsilon!.epsilon).toBeCloseTo(rdp.getEpsilon(result.report.delta), 6);
+    expect(sometimes!.ownEpsilon!.epsilon).toBeLessThan(always!.ownEpsilon!.epsilon);
   });
 
   it("advanced the served version, and /predict matches onnxruntime-node on the downloaded ONNX file", () => {
@@ -122,5 +143,22 @@ describe("npm run demo, small (100 devices, 2 rounds, ε = 1)", () => {
       expect(svg).toContain('<path d="M');
       expect(svg).not.toMatch(/NaN|undefined|Infinity/);
     }
+  });
+
+  it("--audit: the report shows ε (accountant, the shadow's ledger) next to ε̂ (audit) with its interval", async () => {
+    const a = result.report.privacyAudit!;
+    expect(a).toMatchObject({ shadow: "mnist-dp-audit-demo", auditOf: "mnist-dp", rounds: ROUNDS, canaries: 40 });
+    // the shadow ran the served population's mechanism: the same target ε over the same rounds
+    expect(a.epsilon!).toBeGreaterThan(0);
+    expect(a.epsilon!).toBeLessThanOrEqual(1 + 1e-9);
+    expect(a.epsilon!).toBeCloseTo(result.report.served.privacy.epsilon, 6);
+    expect(Number.isFinite(a.epsilonHat)).toBe(true);
+    expect(a.interval.lower).toBeLessThanOrEqual(a.epsilonHat);
+    expect(a.interval.upper).toBeGreaterThanOrEqual(a.epsilonHat);
+    const md = await readFile(result.files.report, "utf8");
+    expect(md).toContain("### Empirical privacy audit");
+    expect(md).toContain(
+      `| ${a.epsilon!.toFixed(3)} | ${a.epsilonHat.toFixed(3)} | [${a.interval.lower.toFixed(3)}, ${a.interval.upper.toFixed(3)}]`,
+    );
   });
 });

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RoundStatus } from "@fedge/protocol";
-import { createAccountant } from "@fedge/privacy";
+import { createAccountant, localReportEpsilon } from "@fedge/privacy";
 import {
   openRound,
   startEdgeFixture,
@@ -47,6 +47,7 @@ function runNode(cwd: string, args: string[]) {
 }
 
 const SDK_SCRIPT = `import { FedgeClient, fileStorage } from "@fedge/client";
+import { localReportEpsilon } from "@fedge/client/privacy";
 import { readFileSync } from "node:fs";
 
 const { url, apiKey, model, data, labels, row } = JSON.parse(readFileSync("input.json", "utf8"));
@@ -54,7 +55,8 @@ const client = new FedgeClient({ baseUrl: url, apiKey, storage: fileStorage("./s
 const identity = await client.register();
 const participation = await client.participate({ model, data: Float32Array.from(data), labels: Uint8Array.from(labels) });
 const prediction = await client.predict(model, [row]);
-console.log(JSON.stringify({ node: process.version, identity, participation, prediction }));
+const epsilon = localReportEpsilon({ noiseMultiplier: 2, delta: 1e-5, neighbouring: "replace-one" });
+console.log(JSON.stringify({ node: process.version, identity, participation, prediction, epsilon }));
 `;
 
 describe.skipIf(!node)(`the packed SDK in a plain script on the machine's Node (${node?.version ?? "none"})`, () => {
@@ -79,6 +81,8 @@ describe.skipIf(!node)(`the packed SDK in a plain script on the machine's Node (
     const files = await readdir(path.join(app, "node_modules/@fedge/client"), { recursive: true });
     expect(files).toContain(path.join("dist", "index.js"));
     expect(files).toContain(path.join("dist", "index.d.ts"));
+    expect(files).toContain(path.join("dist", "privacy.js"));
+    expect(files).toContain(path.join("dist", "privacy.d.ts"));
     expect(files.filter((f) => /\.ts$/.test(f) && !f.endsWith(".d.ts"))).toEqual([]);
     expect(files.some((f) => /test/.test(f))).toBe(false);
   });
@@ -106,8 +110,11 @@ describe.skipIf(!node)(`the packed SDK in a plain script on the machine's Node (
       identity: { deviceId: string };
       participation: { selected: boolean; status: string; roundId: string; receipt: { device_id: string } };
       prediction: { model: string; version: number; outputs: number[][] };
+      epsilon: number;
     };
     expect(out.node).toBe(node!.version);
+    // The subpath export resolves in the packed package and computes what @fedge/privacy computes.
+    expect(out.epsilon).toBe(localReportEpsilon({ noiseMultiplier: 2, delta: 1e-5, neighbouring: "replace-one" }));
     expect(out.identity.deviceId).toMatch(/^dev_/);
     expect(out.participation).toMatchObject({ selected: true, status: "uploaded", roundId: round.round_id });
     expect(out.participation.receipt.device_id).toBe(out.identity.deviceId);

@@ -18,7 +18,7 @@ export default defineConfig({
   ],
   test: {
     name: "workers",
-    include: ["test/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "src/**/*.test.ts"],
     testTimeout: 60_000,
     // Loading onnxruntime-web inside workerd in a beforeAll takes seconds on a loaded 2-core machine, and beforeAll
     // hooks upload models (session creation) while sharing the cores with the other test files.

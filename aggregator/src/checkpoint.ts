@@ -32,7 +32,7 @@ export interface RoundSummary {
   clipNorm: number | null;
   noiseStd: number;
   /** Central mode's noise mechanism. */
-  mechanism?: "discrete-gaussian" | "gaussian";
+  mechanism?: "discrete-gaussian" | "gaussian" | "distributed-discrete-gaussian";
   /** `discrete-gaussian`: how much the grid inflated σ over z_Δ·C (z is unchanged). */
   noiseInflation?: number;
   denominator: number;
@@ -51,6 +51,8 @@ export interface CurrentRound {
   round: number;
   phase: RoundPhase;
   openedAt: string;
+  /** Distributed mode: the round's public rotation seed (base64url of 32 bytes), drawn when it opened. */
+  rotationSeed?: string;
   /** Set when phase is `aggregated`. */
   summary?: RoundSummary;
 }
@@ -146,6 +148,10 @@ const StateFile = z.object({
       round: z.number().int().min(1),
       phase: z.enum(["opened", "aggregated"]),
       openedAt: z.string(),
+      rotationSeed: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{43}$/)
+        .optional(),
       summary: z.any().optional(),
     })
     .nullable(),

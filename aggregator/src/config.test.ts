@@ -55,9 +55,19 @@ describe("population config", () => {
     expect(issuesOf({ ...good, extra: 1 })).toEqual([""]); // strict: unknown key at the root
     expect(issuesOf({ ...good, robust: { kind: "median" } })).toEqual(["robust"]);
     expect(issuesOf({ ...good, privacy: { mode: "central", noiseMultiplier: 1 } })).toEqual(["privacy.budget"]);
-    expect(
-      issuesOf({ ...good, privacy: { mode: "distributed", noiseMultiplier: 1, budget: good.privacy.budget } }),
-    ).toEqual(["privacy.mode"]);
+    // distributed mode: RDP only (KLS21's bound), no adaptive clipping (no clip bits reach the server), n integer
+    const distributed = { mode: "distributed", noiseMultiplier: 1, budget: good.privacy.budget };
+    expect(parsePopulationConfig({ ...good, privacy: distributed }).privacy.distributed).toEqual({
+      bits: 20,
+      overflowProbability: 1e-9,
+    });
+    expect(issuesOf({ ...good, privacy: { ...distributed, accountant: "pld" } })).toEqual(["privacy.accountant"]);
+    expect(issuesOf({ ...good, privacy: distributed, clipping: { clipNorm: 1, adaptive: {} } })).toEqual([
+      "clipping.adaptive",
+    ]);
+    expect(issuesOf({ ...good, privacy: { ...distributed, distributed: { bits: 33 } } })).toEqual([
+      "privacy.distributed.bits",
+    ]);
     expect(issuesOf({ ...good, clipping: { clipNorm: 1, adaptive: { countNoiseStd: 0.1 } } })).toEqual([
       "clipping.adaptive.countNoiseStd",
     ]);

@@ -9,8 +9,10 @@
  *   estimator"). `privacy.mechanism` picks the noise: `discrete-gaussian` (default; exact integer arithmetic, safe
  *   against Mironov 2012's floating-point attack) or `gaussian` (float noise on the Backend; not floating-point safe).
  * - `local`: devices clip and add their own noise (multiplier z); the server adds none.
+ * - `distributed`: the distributed discrete Gaussian (Kairouz, Liu, Steinke 2021, arXiv 2102.06387): devices clip,
+ *   rotate, round and add their own discrete Gaussian share; the server receives the sum mod 2^b (secure aggregation;
+ *   `fedge simulate` computes that sum in the clear) and is charged KLS21's bound (RDP accountant only).
  * - `none`: no differential privacy (only such populations may use robust aggregation).
- * `distributed` (secure aggregation) is a later issue and is refused here.
  */
 import { z } from "zod";
 import { readFile } from "node:fs/promises";
@@ -37,7 +39,7 @@ export const PopulationConfig = z
     /** Model (population) name, a lowercase slug. */
     model: ModelName,
     privacy: z.strictObject({
-      mode: z.enum(["central", "local", "none"]),
+      mode: z.enum(["central", "local", "distributed", "none"]),
       /**
        * Total noise multiplier z. `central`: the Gaussian mechanism on the clipped sum has std z·C (z_Δ·C when
        * adaptive clipping takes its share); `local`: each device adds N(0, (z·C)²).
@@ -52,6 +54,19 @@ export const PopulationConfig = z
        * 2012), kept for comparison. Both are charged the same z.
        */
       mechanism: z.enum(["discrete-gaussian", "gaussian"]).default("discrete-gaussian"),
+      /** Distributed mode's modulus and share counts (`@fedge/privacy` `planDistributedDiscreteGaussian`). */
+      distributed: z
+        .strictObject({
+          /** b: devices' values and their sum live in Z_{2^b}. */
+          bits: z.number().int().min(2).max(32).default(20),
+          /** n_min: fewest reports released; the charge counts this many noise shares. @default ⌈0.8·n_expected⌉ */
+          minClients: z.number().int().positive().optional(),
+          /** n_max: most reports the modulus holds. @default 2·n_expected */
+          maxClients: z.number().int().positive().optional(),
+          /** Accepted probability that the sum wraps around 2^b. */
+          overflowProbability: z.number().gt(0).lt(1).default(1e-9),
+        })
+        .default({ bits: 20, overflowProbability: 1e-9 }),
       /** Total (ε, δ) budget of the population; a round that would exceed it is refused. */
       budget: z.strictObject({ epsilon: positive, delta: z.number().gt(0).lt(1) }).optional(),
     }),
@@ -137,6 +152,29 @@ export const PopulationConfig = z
         message: "a DP population needs a budget {epsilon, delta}",
       });
     }
+    if (c.privacy.mode === "distributed") {
+      if (c.privacy.accountant !== "rdp") {
+        ctx.addIssue({
+          code: "custom",
+          path: ["privacy", "accountant"],
+          message: "distributed mode is accounted with the rdp accountant (KLS21's bound); pld has no analysis of it",
+        });
+      }
+      if (!Number.isInteger(c.expectedClients)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["expectedClients"],
+          message: "distributed mode splits the noise into expectedClients shares: it must be an integer",
+        });
+      }
+      if (c.clipping.adaptive) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["clipping", "adaptive"],
+          message: "adaptive clipping needs devices' clip bits, which distributed mode never shows the server",
+        });
+      }
+    }
     if (c.clipping.adaptive && c.privacy.mode === "local") {
       ctx.addIssue({
         code: "custom",
@@ -213,6 +251,9 @@ export const POPULATION_CONFIG_FLAGS = {
   "noise-multiplier": { type: "string" },
   accountant: { type: "string" },
   "noise-mechanism": { type: "string" },
+  bits: { type: "string" },
+  "min-clients": { type: "string" },
+  "max-clients": { type: "string" },
   "target-epsilon": { type: "string" },
   delta: { type: "string" },
   "sampling-rate": { type: "string" },
@@ -277,6 +318,9 @@ export function configFromFlags(flags: FlagValues, base: Record<string, unknown>
   setIn(c, ["privacy", "noiseMultiplier"], num(flags, "noise-multiplier", "privacy.noiseMultiplier"));
   setIn(c, ["privacy", "accountant"], str(flags, "accountant"));
   setIn(c, ["privacy", "mechanism"], str(flags, "noise-mechanism"));
+  setIn(c, ["privacy", "distributed", "bits"], num(flags, "bits", "privacy.distributed.bits"));
+  setIn(c, ["privacy", "distributed", "minClients"], num(flags, "min-clients", "privacy.distributed.minClients"));
+  setIn(c, ["privacy", "distributed", "maxClients"], num(flags, "max-clients", "privacy.distributed.maxClients"));
   setIn(c, ["privacy", "budget", "epsilon"], num(flags, "target-epsilon", "privacy.budget.epsilon"));
   setIn(c, ["privacy", "budget", "delta"], num(flags, "delta", "privacy.budget.delta"));
   setIn(c, ["samplingRate"], num(flags, "sampling-rate", "samplingRate"));

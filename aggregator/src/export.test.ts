@@ -41,6 +41,7 @@ describe("int8 ONNX export", () => {
       backend,
       signingKey: key,
       privacy: { epsilon: 1.25, delta: 1e-5 },
+      evaluation: { accuracy: 0.9125 },
       createdAt: "2026-11-23T00:00:00.000Z",
     });
     const fp32 = await exportModel({
@@ -90,9 +91,13 @@ describe("int8 ONNX export", () => {
       quantization: { scheme: "int8-per-channel-symmetric", weight_dtype: "int8" },
       size_bytes: onnx.length,
       privacy: { epsilon: 1.25, delta: 1e-5 },
+      evaluation: { accuracy: 0.9125 },
       layout: "mlp-dense-v1:784x64x10",
     });
     expect(manifest.sha256).toMatch(/^[0-9a-f]{64}$/);
+    // The accuracy is signed like every other field.
+    expect(verifyManifest(manifest)).toBe(true);
+    expect(verifyManifest({ ...manifest, evaluation: { accuracy: 0.99 } })).toBe(false);
   });
 
   it("signs the manifest with Ed25519; any changed byte fails verification", async () => {

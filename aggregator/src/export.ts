@@ -36,6 +36,8 @@ export interface ExportModelOptions {
   signingKey: SigningKey;
   /** Cumulative privacy spent by the training that produced this model. */
   privacy?: { epsilon: number; delta: number };
+  /** Accuracy on the aggregator's held-out evaluation set, signed into the manifest (the operator dashboard shows it). */
+  evaluation?: { accuracy: number };
   /**
    * `int8-per-channel-symmetric` or `none` (float32).
    * @default "int8-per-channel-symmetric"
@@ -96,6 +98,7 @@ export async function exportModel(o: ExportModelOptions): Promise<ExportedModel>
     created_at: o.createdAt ?? new Date().toISOString(),
     layout: o.layout ?? mlpLayoutLabel(o.model),
     ...(o.privacy ? { privacy: o.privacy } : {}),
+    ...(o.evaluation ? { evaluation: o.evaluation } : {}),
   });
   return { onnx, manifest: signManifest(unsigned, o.signingKey) };
 }

@@ -1,7 +1,7 @@
 /**
  * @module
  * fedge aggregator: public API (the package's `.` entry). The edge client and round runner are `fedge/edge`, the CLI is
- * `fedge/cli`; `fedge/data`, `fedge/config`, `fedge/round`, `fedge/checkpoint`, `fedge/evaluate` and `fedge/export`
+ * `fedge/cli`; the one-shot privacy audit (`runAuditSimulation`, `runEdgeAudit`) is here; `fedge/data`, `fedge/config`, `fedge/round`, `fedge/checkpoint`, `fedge/evaluate` and `fedge/export`
  * load one area without the rest.
  */
 export * from "./data/index.ts";
@@ -19,3 +19,7 @@ export * from "./evaluate.ts";
 export * from "./export.ts";
 export * from "./simulate/simulate.ts";
 export * from "./simulate/clients.ts";
+export * from "./audit/canaries.ts";
+export * from "./audit/audit-simulation.ts";
+export * from "./audit/canary-devices.ts";
+export * from "./audit/edge-audit.ts";

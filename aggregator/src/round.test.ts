@@ -191,6 +191,47 @@ describe("RoundEngine", () => {
     expect(e3.privacySpent()!.epsilon).toBeCloseTo(epsilonOfSteps(2), 10);
   });
 
+  it("distributed: a round resumed after a crash hands devices the same rotation seed; the ledger holds its shares", async () => {
+    const dir = await tempDir();
+    const distributed = config({
+      privacy: { mode: "distributed", noiseMultiplier: 1, budget: { epsilon: 100, delta: 1e-5 } },
+      expectedClients: 2,
+    });
+    const e1 = await RoundEngine.create({
+      config: distributed,
+      backend,
+      store: new CheckpointStore({ dir }),
+      initialModel: model(),
+      random: seededRandomBytes(1),
+      hooks: {
+        afterOpen: () => {
+          throw new Error("crash after open");
+        },
+      },
+    });
+    await expect(e1.openRound("r1")).rejects.toThrow("crash after open");
+    const e2 = await RoundEngine.create({
+      config: distributed,
+      backend,
+      store: new CheckpointStore({ dir }),
+      random: seededRandomBytes(2), // another stream: a fresh draw would give another seed
+    });
+    const first = e2.checkpoint.current!.rotationSeed!;
+    expect(first).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const reopened = await e2.openRound("r1");
+    expect(reopened.resumed).toBe(true);
+    expect(reopened.instructions.distributed!.rotation_seed).toBe(first);
+    expect(reopened.instructions.distributed!.dimension).toBe(4);
+    const [charged] = e2.checkpoint.ledger!.rounds;
+    expect(charged!.mode).toBe("distributed");
+    expect(charged!.distributed).toEqual({
+      dimension: 4,
+      clients: reopened.instructions.distributed!.noise_shares,
+      localVariance: reopened.instructions.distributed!.share_variance,
+      sensitivityBound: reopened.instructions.distributed!.sensitivity_bound,
+    });
+  });
+
   it("optimizer state survives a restart (FedAdam): same weights as an uninterrupted run", async () => {
     const cfg = config({ optimizer: { kind: "fedadam", lr: 0.1 } });
     const straight = await RoundEngine.create({ config: cfg, backend, initialModel: model(), random: knownNoise });

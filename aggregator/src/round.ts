@@ -253,7 +253,17 @@ export class RoundEngine {
       throw new RangeError(`round id must match ${ROUND_ID}, got ${JSON.stringify(roundId)}`);
     }
     const s = this.state;
-    const instructions = this.strategy.configureFit({ round: s.current?.round ?? s.round + 1, clip: s.clip });
+    // Distributed mode: one public rotation seed per round, drawn once and kept with the round (a resumed round
+    // must hand its devices the same rotation).
+    const distributed = this.strategy.privacyMode === "distributed";
+    const seedText = distributed ? (s.current?.rotationSeed ?? base64Url(randomBytes(this.random, 32))) : undefined;
+    const planCtx = {
+      round: s.current?.round ?? s.round + 1,
+      clip: s.clip,
+      length: this.updateLength,
+      ...(seedText ? { rotationSeed: fromBase64Url(seedText) } : {}),
+    };
+    const instructions = this.strategy.configureFit(planCtx);
     if (s.current) {
       if (s.current.roundId !== roundId) {
         throw new RoundStateError(
@@ -277,7 +287,7 @@ export class RoundEngine {
       const l = this.ledgerOf(s.ledger); // a refused open() changes nothing in it
       if (l.hasRound(roundId))
         throw new RoundStateError("round_already_run", `round "${roundId}" was already run for "${s.population}"`);
-      const charge = this.strategy.privacyCharge();
+      const charge = this.strategy.privacyCharge(planCtx);
       const budget = this.config.privacy.budget;
       if (!charge || !budget) throw new Error("a DP population needs a privacy charge and a budget");
       epsilon = l.open(
@@ -285,8 +295,9 @@ export class RoundEngine {
           roundId,
           sampleRate: charge.samplingRate,
           noiseMultiplier: charge.noiseMultiplier,
-          mode: this.strategy.privacyMode as "central" | "local",
+          mode: this.strategy.privacyMode as "central" | "local" | "distributed",
           openedAt,
+          ...(charge.distributed ? { distributed: charge.distributed } : {}),
         },
         budget,
       );
@@ -296,7 +307,13 @@ export class RoundEngine {
     } else if (s.publishLog.some((p) => p.roundId === roundId)) {
       throw new RoundStateError("round_already_run", `round "${roundId}" was already run for "${s.population}"`);
     }
-    const current: CurrentRound = { roundId, round: s.round + 1, phase: "opened", openedAt };
+    const current: CurrentRound = {
+      roundId,
+      round: s.round + 1,
+      phase: "opened",
+      openedAt,
+      ...(seedText ? { rotationSeed: seedText } : {}),
+    };
     const next: Checkpoint = { ...s, ledger, current };
     await this.commit(next);
     await this.hooks.afterOpen?.(next);
@@ -324,6 +341,7 @@ export class RoundEngine {
         random: this.random,
         batchSize: this.config.batchSize,
         log: this.log,
+        ...(cur.rotationSeed ? { rotationSeed: fromBase64Url(cur.rotationSeed) } : {}),
       },
       stream,
     );
@@ -447,4 +465,19 @@ export class RoundEngine {
 
 async function* toAsync<T>(it: AsyncIterable<T> | Iterable<T>): AsyncIterable<T> {
   yield* it;
+}
+
+/** `n` bytes from the injected CSPRNG. */
+function randomBytes(random: RandomBytes, n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  random(b);
+  return b;
+}
+
+function base64Url(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("base64url");
+}
+
+function fromBase64Url(text: string): Uint8Array {
+  return new Uint8Array(Buffer.from(text, "base64url"));
 }

@@ -8,7 +8,7 @@
 import type { CheckinResponse, DevicePrivacyRecord, ModelManifest, UpdateReceipt } from "@fedge/protocol";
 import { EDGE_KEY_PATH, devicePrivacySigningBytes, type SignedCheckinReceipt } from "@fedge/protocol/receipt";
 import * as errors from "./core/errors.ts";
-import { FedgeAPIError, FedgeClientError, InvalidInputError } from "./core/errors.ts";
+import { FedgeClientError, InvalidInputError } from "./core/errors.ts";
 import {
   createIdentity,
   loadIdentity,
@@ -21,21 +21,10 @@ import {
 import { checkinSigningBytes, toBase64Url } from "./internal/encoding.ts";
 import { cryptoRandom, defaultFetch, detectRuntime, type RandomSource } from "./internal/platform.ts";
 import { Transport, type RequestOptions } from "./internal/transport.ts";
-import {
-  defaultLoadOrt,
-  readCachedModel,
-  sha256Hex,
-  rowFeeds,
-  toMatrix,
-  toRows,
-  writeCachedModel,
-  type LoadedModel,
-  type OrtLike,
-} from "./model.ts";
+import { defaultLoadOrt, rowFeeds, toMatrix, toRows, type LoadedModel, type OrtLike } from "./model.ts";
 import type { LocalRunner } from "./inference/local.ts";
 import type { InferInputs } from "./inference/tensors.ts";
 import type { UpdateStats } from "./build-update.ts";
-import { verifyPinnedManifest } from "./trust.ts";
 import { UploadQueue, type FlushResult, type QueuedUpdate } from "./queue.ts";
 import { ReceiptStore } from "./receipts.ts";
 import type { PopulationPrivacySpend } from "./device-accounting.ts";
@@ -184,69 +173,16 @@ export class FedgeClient {
       );
       ({ version: v, manifest } = parseModelInfo(info));
     }
-    const cached = this.models.get(`${model}@${v}`) ?? (await readCachedModel(this.storage, model, v));
-    const headers: Record<string, string> = { accept: "application/octet-stream" };
-    if (cached?.etag) headers["if-none-match"] = cached.etag;
-    let res;
-    try {
-      res = await this.transport.request(
-        { method: "GET", path: `/v1/models/${model}/versions/${v}/model.onnx`, headers, allowNotModified: true },
-        options,
-      );
-    } catch (err) {
-      // Offline with a cached immutable version: use it.
-      if (cached && err instanceof errors.APIConnectionError) return this.remember(await this.trusted(cached, options));
-      throw err;
-    }
-    if (res.status === 304 && cached) {
-      const loaded = { ...cached, manifest: manifest ?? cached.manifest, fromCache: true };
-      return this.remember(await this.trusted(loaded, options));
-    }
-    if (res.status === 304) {
-      throw new FedgeAPIError({ status: 304, code: "invalid_response", message: "304 without a cached copy" });
-    }
-    const etag = res.headers.get("etag") ?? undefined;
-    // The edge's strong ETag is the quoted sha256 of the bytes; the manifest's sha256 wins when we have it.
-    const expected = manifest?.sha256 ?? /^"([0-9a-f]{64})"$/.exec(etag ?? "")?.[1];
-    if (expected) {
-      const actual = await sha256Hex(res.body);
-      if (actual !== undefined && actual !== expected) {
-        throw new FedgeClientError(
-          "integrity_error",
-          `model ${model} v${v}: sha256 ${actual} does not match the manifest's ${expected}`,
-        );
-      }
-    }
-    const loaded = await this.trusted(
-      { name: model, version: v, manifest, bytes: res.body, etag, fromCache: false },
-      options,
-    );
-    await writeCachedModel(this.storage, loaded);
-    return this.remember(loaded);
-  }
-
-  /**
-   * The model as it may be used: unchanged without a pinned key; with one, its manifest (fetched from
-   * `GET /v1/models/:name/versions/:v` when the model came without one) must verify (see `model/trust.ts`).
-   */
-  private async trusted(m: LoadedModel, options: RequestOptions): Promise<LoadedModel> {
-    if (!this.aggregatorKey) return m;
-    let manifest = m.manifest;
-    if (!manifest) {
-      manifest = await this.transport
-        .json<ModelManifest>({ method: "GET", path: `/v1/models/${m.name}/versions/${m.version}` }, options)
-        .catch((err: unknown) => {
-          // Offline: nothing to verify against, so the model is not trusted.
-          if (err instanceof errors.APIConnectionError && !(err instanceof errors.APIUserAbortError)) return undefined;
-          throw err;
-        });
-    }
-    verifyPinnedManifest(manifest, this.aggregatorKey, {
-      model: m.name,
-      version: m.version,
-      sha256: await sha256Hex(m.bytes),
-    });
-    return manifest === m.manifest ? m : { ...m, manifest };
+    // Download, cache and trust checks load on the first loadModel (like the trainer on the first participate): most
+    // apps only call predict, and the core stays small.
+    const { downloadModel } = await import("./model-download.ts");
+    const ctx = {
+      transport: this.transport,
+      storage: this.storage,
+      aggregatorKey: this.aggregatorKey,
+      models: this.models,
+    };
+    return this.remember(await downloadModel(ctx, model, v, manifest, options));
   }
 
   private remember(m: LoadedModel): LoadedModel {

@@ -18,7 +18,7 @@
  * the population uses, and checks the cap on the ε that the RDP curve converts to at the population's δ (the
  * conversion is monotone in the curve, so ε ≤ cap at every step keeps the final ε ≤ cap).
  */
-import { PrivacyLedger, type LedgerRound } from "@fedge/privacy";
+import { PrivacyLedger, distributedSharesOf, type LedgerRound } from "@fedge/privacy";
 import type { SignedCheckinReceipt } from "@fedge/protocol/receipt";
 import type { StoredReceipt } from "./receipts.ts";
 
@@ -38,12 +38,15 @@ export interface PopulationPrivacySpend {
 }
 
 function ledgerRound(r: SignedCheckinReceipt): LedgerRound {
+  const noise = r.distributed_noise;
   return {
     roundId: r.round_id,
     sampleRate: r.sampling_rate,
     noiseMultiplier: r.noise_multiplier,
     mode: r.privacy_mode,
     openedAt: r.checked_in_at,
+    // A distributed round is charged its discrete noise (KLS21), as the population's ledger charges it.
+    ...(noise ? { distributed: distributedSharesOf(noise) } : {}),
   };
 }
 

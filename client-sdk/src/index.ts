@@ -3,7 +3,9 @@
  * @fedge/client: the fedge SDK for browsers, Node and React Native.
  *
  * The core (this entry) holds the HTTP transport, typed errors, retries, storage, the offline queue, device identity
- * and remote predict. On-device training (`participate`) and onnxruntime (`predictLocal`) load lazily on first use.
+ * and remote predict. Model download (`loadModel`), on-device training (`participate`) and onnxruntime (`predictLocal`)
+ * load lazily on first use. The ε of a local-mode report (`localReportEpsilon`, `classicGaussianEpsilon`) is the
+ * subpath `@fedge/client/privacy`.
  */
 export {
   FedgeClient,
@@ -39,9 +41,3 @@ export type { InferInputs, InferTensor, Tensor, TensorArray, TensorDtype } from 
 export type { UpdateStats } from "./build-update.ts";
 export type { PopulationPrivacySpend } from "./device-accounting.ts";
 export type { SignedCheckinReceipt, CheckinReceiptBody } from "@fedge/protocol/receipt";
-export {
-  localReportEpsilon,
-  classicGaussianEpsilon,
-  type LocalEpsilonOptions,
-  type Neighbouring,
-} from "@fedge/privacy";

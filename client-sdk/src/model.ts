@@ -1,15 +1,14 @@
 /**
  * @module
- * Model download with ETag caching, and on-device inference with onnxruntime. The ONNX bytes of a version are
- * immutable, so a cached copy is revalidated with `If-None-Match` and a 304 costs no body. onnxruntime is loaded
- * lazily (dynamic import) on the first `predictLocal`, so the SDK core stays small: `onnxruntime-web` in browsers,
- * `onnxruntime-node` in Node (falling back to `onnxruntime-web`), or whatever `loadOrt` returns (React Native:
- * `onnxruntime-react-native`).
+ * Models held by the client, and what inference on them needs in the core: the onnxruntime shapes the SDK relies on,
+ * its loader, and the row/matrix conversions of `predict` and `predictLocal`. onnxruntime is loaded lazily (dynamic
+ * import) on the first `predictLocal`, so the SDK core stays small: `onnxruntime-web` in browsers, `onnxruntime-node`
+ * in Node (falling back to `onnxruntime-web`), or whatever `loadOrt` returns (React Native:
+ * `onnxruntime-react-native`). Downloading and caching a version is `model-download.ts`, loaded on first use.
  */
 import type { ModelManifest } from "@fedge/protocol";
 import { FedgeClientError, InvalidInputError } from "./core/errors.ts";
 import { detectRuntime } from "./internal/platform.ts";
-import type { FedgeStorage } from "./storage/storage.ts";
 
 /** A model version held by the client. */
 export interface LoadedModel {
@@ -23,47 +22,6 @@ export interface LoadedModel {
   etag: string | undefined;
   /** Whether the bytes came from the local cache (a 304 or an offline fallback). */
   fromCache: boolean;
-}
-
-interface CacheMeta {
-  name: string;
-  version: number;
-  etag?: string | undefined;
-  manifest?: ModelManifest | undefined;
-}
-
-const cacheKey = (name: string, version: number) => `models/${name}/${version}`;
-
-/** Reads a cached model version (bytes + meta), if any. */
-export async function readCachedModel(
-  storage: FedgeStorage,
-  name: string,
-  version: number,
-): Promise<LoadedModel | undefined> {
-  const [bytes, metaBytes] = await Promise.all([
-    storage.get(`${cacheKey(name, version)}/model.onnx`),
-    storage.get(`${cacheKey(name, version)}/meta.json`),
-  ]);
-  if (!bytes || !metaBytes) return undefined;
-  const meta = JSON.parse(new TextDecoder().decode(metaBytes)) as CacheMeta;
-  return { name, version, manifest: meta.manifest, bytes, etag: meta.etag, fromCache: true };
-}
-
-/** Stores a model version (bytes first, then meta, so a crash never leaves meta pointing at missing bytes). */
-export async function writeCachedModel(storage: FedgeStorage, model: LoadedModel): Promise<void> {
-  await storage.set(`${cacheKey(model.name, model.version)}/model.onnx`, model.bytes);
-  const meta: CacheMeta = { name: model.name, version: model.version, etag: model.etag, manifest: model.manifest };
-  await storage.set(`${cacheKey(model.name, model.version)}/meta.json`, new TextEncoder().encode(JSON.stringify(meta)));
-}
-
-/** Lowercase hex SHA-256 via Web Crypto, or undefined where `crypto.subtle` is missing (React Native). */
-export async function sha256Hex(bytes: Uint8Array): Promise<string | undefined> {
-  const subtle = (globalThis as { crypto?: Crypto }).crypto?.subtle;
-  if (!subtle) return undefined;
-  const digest = new Uint8Array(await subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  let hex = "";
-  for (const b of digest) hex += b.toString(16).padStart(2, "0");
-  return hex;
 }
 
 /** The subset of the onnxruntime API the SDK uses (onnxruntime-web, -node and -react-native all provide it). */

@@ -103,6 +103,25 @@ describe("device accounting", () => {
     expect(some.epsilon).toBeLessThan(all[0]!.epsilon);
   });
 
+  it("charges a distributed round its signed discrete noise (KLS21), as the population's ledger does", async () => {
+    const noise = { dimension: 8192, noise_shares: 80, share_variance: 28049514, sensitivity_bound: 1402515226 };
+    const d = receipt(9, { privacy_mode: "distributed", distributed_noise: noise });
+    const kept = await store().s.verify(d, expected); // the noise is signed: the receipt verifies with it
+    const ledger = new PrivacyLedger({ population: "toy" });
+    ledger.record({
+      roundId: d.round_id,
+      sampleRate: 0.3,
+      noiseMultiplier: 1.1,
+      mode: "distributed",
+      openedAt: d.checked_in_at,
+      distributed: { dimension: 8192, clients: 80, localVariance: 28049514, sensitivityBound: 1402515226 },
+    });
+    const [spend] = privacySpend([{ receipt: kept, declined: false }]);
+    expect(spend!.epsilon).toBe(ledger.spent(1e-5));
+    const central = privacySpend([{ receipt: receipt(9), declined: false }])[0]!;
+    expect(spend!.epsilon).not.toBeCloseTo(central.epsilon, 3); // charged by its noise, not by the nominal z
+  });
+
   it("projects one more round (the filter's test)", () => {
     const after = epsilonWith("toy", rounds.slice(0, 3), rounds[3]!);
     expect(after).toBeCloseTo(population.spent(1e-5), 10);

@@ -34,6 +34,7 @@ import {
   type InProcessWork,
 } from "./in-process-worker.ts";
 import { runServed, type DemoAudit } from "./served-run.ts";
+import { runPrivacyAudit, type PrivacyAuditReport } from "./privacy-audit.ts";
 import { accuracyVsEpsilonSvg, accuracyVsRoundSvg, reportMarkdown, type DemoReport, type ServedRun } from "./report.ts";
 import { demoData, PRETRAIN, pretrainPublic, recipeAt, type FederatedRecipe } from "./setting.ts";
 
@@ -78,6 +79,12 @@ export interface DemoOptions {
   parallel?: boolean;
   /** Aggregation backend. @default "auto" (webgpu on lavapipe if an adapter exists, else cpu) */
   backend?: "auto" | "cpu" | "webgpu";
+  /**
+   * After the served run, audit its population empirically (`privacy-audit.ts`: the one-shot audit of Andrew et al.
+   * 2024 on a never-served shadow, with this many canaries); the report shows ε̂ next to the ledger's ε.
+   * @default undefined (no audit)
+   */
+  auditCanaries?: number;
   /** Edge port. @default 8787 */
   port?: number;
   /** Output folder (report, plots, summary, edge state). @default `<repo>/demo-out` */
@@ -167,6 +174,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const backend = await createBackend({ prefer: options.backend ?? "auto", log: () => undefined });
   const audit: DemoAudit = { rounds: [], refusals: {}, notRefused: 0, honestErrors: {} };
   let served: ServedRun;
+  let privacyAudit: PrivacyAuditReport | undefined;
   const signingKey = generateSigningKey();
   const adminToken = `fa_${secret(32)}`;
   t = performance.now();
@@ -231,6 +239,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       audit,
     );
     lap("served rounds", t);
+    if (options.auditCanaries !== undefined) {
+      t = performance.now();
+      privacyAudit = await runPrivacyAudit(
+        { operator, signingKey, backend, log },
+        { population: served.population, clients, epsilon, delta, recipe, canaries: options.auditCanaries },
+      );
+      lap("privacy audit", t);
+    }
   } catch (e) {
     await inProcess?.terminate();
     const out = edge.output().trim();
@@ -278,6 +294,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     },
     publicOnly,
     served,
+    ...(privacyAudit ? { privacyAudit } : {}),
     curve: curve.map(summaryOf),
     ceiling: ceiling.map(summaryOf),
     stateDir: path.relative(repoRoot, stateDir),

@@ -3,14 +3,14 @@
  * Where the demo reads ε from, in one place:
  *
  * - {@link populationPrivacy}: the population's spend from the edge's ledger, `GET /v1/populations/{name}/privacy`
- *   (the ledger the edge charges when a round opens). Until an edge serves that route (it answers 404), the aggregator's
- *   own ledger (the `RoundEngine` checkpoint, charged by the same rounds) stands in, and the result says so
- *   (`source`). Every ε the report shows comes through here.
- * - {@link deviceEpsilon}: one device's own ε, composed over the rounds it checked in for (a round it sat out never
- *   touched its data), with the same accountant and the (q, z) the ledger charged. Devices do not get privacy receipts
- *   yet; this is what such a receipt would state, computed here with @fedge/privacy.
+ *   (the ledger the edge charges when a round opens). Every ε the report shows comes through here; an ε the edge
+ *   cannot source is not shown.
+ * - {@link recomputedEpsilon}: the independent check, a fresh accountant fed the (q, z) of every round the edge charged.
+ * - {@link deviceEpsilon}: one device's ε, composed over the rounds it checked in for (a round it sat out never touched
+ *   its data), with the population's accountant and the (q, z) the ledger charged. The report sets it beside the
+ *   device's own `client.privacy()`, which the SDK recomputes from the edge's signed receipts alone.
  */
-import { createAccountant, PrivacyLedger, type LedgerState } from "@fedge/privacy";
+import { createAccountant } from "@fedge/privacy";
 
 /** One charged round: its id and the step (q, z) the accountant composes. */
 export interface ChargedStep {
@@ -19,10 +19,8 @@ export interface ChargedStep {
   noiseMultiplier: number;
 }
 
-/** A population's privacy spend. */
+/** A population's privacy spend, as the edge's ledger states it. */
 export interface PopulationPrivacy {
-  /** `edge`: from `GET /v1/populations/{name}/privacy`; `aggregator`: the aggregator's ledger (the edge has no route). */
-  source: "edge" | "aggregator";
   accountant: "rdp" | "pld";
   epsilon: number;
   delta: number;
@@ -37,50 +35,42 @@ interface EdgePrivacyStatus {
   rounds: { round_id: string; sampling_rate: number; noise_multiplier: number }[];
 }
 
-/**
- * The population's spend from the edge's ledger, or from `aggregatorLedger` while the edge has no privacy route
- * (see the module header). Throws on any other failure: an ε the report cannot source is not shown.
- */
+/** The population's spend from the edge's ledger. Throws when the edge cannot state it: no ε without a source. */
 export async function populationPrivacy(o: {
   baseUrl: string;
   population: string;
-  delta: number;
-  aggregatorLedger: LedgerState | null;
   fetch?: typeof fetch;
 }): Promise<PopulationPrivacy> {
   const f = o.fetch ?? globalThis.fetch;
   const res = await f(`${o.baseUrl}/v1/populations/${encodeURIComponent(o.population)}/privacy`);
-  if (res.ok) {
-    const s = (await res.json()) as EdgePrivacyStatus;
-    if (s.epsilon_spent === null || s.delta === null)
-      throw new Error(`the edge's ledger of ${o.population} has no budget, so no ε`);
-    return {
-      source: "edge",
-      accountant: s.accountant,
-      epsilon: s.epsilon_spent,
-      delta: s.delta,
-      rounds: s.rounds.map((r) => ({
-        roundId: r.round_id,
-        sampleRate: r.sampling_rate,
-        noiseMultiplier: r.noise_multiplier,
-      })),
-    };
+  if (!res.ok) {
+    const body = await res.text();
+    throw new Error(`GET /v1/populations/${o.population}/privacy answered ${res.status}: ${body.slice(0, 300)}`);
   }
-  await res.body?.cancel();
-  if (res.status !== 404) throw new Error(`GET /v1/populations/${o.population}/privacy answered ${res.status}`);
-  if (!o.aggregatorLedger) throw new Error(`no ledger for ${o.population}`);
-  const ledger = PrivacyLedger.fromJSON(o.aggregatorLedger);
+  const s = (await res.json()) as EdgePrivacyStatus;
+  if (s.epsilon_spent === null || s.delta === null)
+    throw new Error(`the edge's ledger of ${o.population} has no budget, so no ε`);
   return {
-    source: "aggregator",
-    accountant: ledger.accountant,
-    epsilon: ledger.spent(o.delta),
-    delta: o.delta,
-    rounds: ledger.rounds.map((r) => ({
-      roundId: r.roundId,
-      sampleRate: r.sampleRate,
-      noiseMultiplier: r.noiseMultiplier,
+    accountant: s.accountant,
+    epsilon: s.epsilon_spent,
+    delta: s.delta,
+    rounds: s.rounds.map((r) => ({
+      roundId: r.round_id,
+      sampleRate: r.sampling_rate,
+      noiseMultiplier: r.noise_multiplier,
     })),
   };
+}
+
+/**
+ * ε of the edge's charged rounds, recomputed by a fresh accountant of the ledger's kind: a second path to the number
+ * the edge states, sharing only the pure accountant code and the (q, z) the edge published.
+ */
+export function recomputedEpsilon(p: PopulationPrivacy): number {
+  if (p.rounds.length === 0) return 0;
+  const acc = createAccountant(p.accountant);
+  for (const r of p.rounds) acc.step({ noiseMultiplier: r.noiseMultiplier, sampleRate: r.sampleRate });
+  return acc.getEpsilon(p.delta);
 }
 
 /**

@@ -63,7 +63,6 @@ function fixture(): DemoReport {
       initialVersion: 1,
       rounds: [round(1, 0.92), round(2, 0.925)],
       privacy: {
-        source: "aggregator",
         accountant: "rdp",
         epsilon: 0.999,
         delta: 1e-5,
@@ -72,7 +71,7 @@ function fixture(): DemoReport {
           { roundId: "mnist-dp_2", sampleRate: 0.2, noiseMultiplier: 3 },
         ],
       },
-      epsilonCheck: { recomputed: 0.999, ledger: 0.999 },
+      epsilonCheck: { recomputed: 0.999, ledger: 0.999, aggregator: 0.998 },
       ortCheck: { version: 3, samples: 1505, argmaxAgreement: 1, maxAbsLogitDiff: 1e-6, sha256: "ab".repeat(32) },
       devices: [
         {
@@ -89,6 +88,11 @@ function fixture(): DemoReport {
           ],
           epsilon: 0.999,
           delta: 1e-5,
+          checkinReceipts: [
+            { roundId: "mnist-dp_1", samplingRate: 0.2, noiseMultiplier: 3 },
+            { roundId: "mnist-dp_2", samplingRate: 0.2, noiseMultiplier: 3 },
+          ],
+          ownEpsilon: { epsilon: 1.0123, delta: 1e-5, rounds: 2, accountant: "rdp" },
         },
       ],
       misbehavingRefused: true,
@@ -133,7 +137,14 @@ describe("report", () => {
     expect(md).toMatch(/\| private at ε = 4 \| ≥ 93\.80% \| 93\.20% \| \*\*not reached\*\* \| −0\.60 \|/);
     expect(md).toMatch(/\| public-only \(a\) \| ≥ 91\.50% \| 91\.50% \| reached \| \+0\.00 \|/);
     expect(md).toContain("δ = 1e-5");
-    expect(md).toContain("no `GET /v1/populations/{name}/privacy` yet");
+    expect(md).toContain("the edge's ledger, `GET /v1/populations/mnist-dp/privacy`");
+    expect(md).toContain("the aggregator's own ledger of the same rounds: 0.998000");
+  });
+
+  it("sets each device's own ε from its signed receipts beside its rounds' ε", () => {
+    expect(md).toMatch(
+      /\| #0 \(checked in every round\) \| 2 of 2 \| 2 \| .* \| 1\.012 \(δ = 1e-5\) \| 0\.999 \(δ = 1e-5\) \|/,
+    );
   });
 
   it("publishes no exact per-round count of the private population", () => {
@@ -148,5 +159,38 @@ describe("report", () => {
       expect(svg).not.toMatch(/NaN|undefined|Infinity/);
       expect(svg).not.toContain(">0%<");
     }
+  });
+});
+
+describe("the report's privacy audit section", () => {
+  const audit = (epsilonHat: number) => ({
+    shadow: "mnist-dp-audit-demo",
+    auditOf: "mnist-dp",
+    rounds: 10,
+    canaries: 200,
+    epsilon: 1,
+    delta: 1e-5,
+    epsilonHat,
+    interval: { lower: epsilonHat * 0.5, upper: epsilonHat * 1.5, confidence: 0.95, resamples: 1000 },
+    observed: { mean: 0.01, std: 0.02 },
+    unobserved: { mean: 0, std: 0.02 },
+    seconds: 40,
+  });
+
+  it("shows ε (accountant) next to ε̂ (audit) with its interval, only when the demo ran the audit", () => {
+    expect(reportMarkdown(fixture())).not.toContain("Empirical privacy audit");
+    const md = reportMarkdown({ ...fixture(), privacyAudit: audit(0.42) });
+    expect(md).toContain("### Empirical privacy audit");
+    expect(md).toContain("| 1.000 | 0.420 | [0.210, 0.630] | 1e-5 |");
+    expect(md).toContain("95 % bootstrap interval");
+    expect(md).toContain("ε̂ and its whole interval are at or below the accountant's ε");
+  });
+
+  it("reads ε̂ against ε with its interval: below, inconclusive, above", () => {
+    const verdict = (hat: number) => reportMarkdown({ ...fixture(), privacyAudit: audit(hat) });
+    expect(verdict(0.8)).toContain("its interval reaches above it");
+    expect(verdict(1.5)).toContain("inconclusive with this many canaries");
+    expect(verdict(3)).toContain("leaks more than it claims");
+    expect(verdict(1.5)).not.toContain("leaks more than it claims");
   });
 });

@@ -8,6 +8,7 @@
  */
 import type { FederatedRecipe } from "./setting.ts";
 import type { PopulationPrivacy } from "./privacy.ts";
+import type { PrivacyAuditReport } from "./privacy-audit.ts";
 import { lineChartSvg, type Series } from "./svg.ts";
 
 /** One round of the served private run (no device counts: see the module header). */
@@ -37,8 +38,13 @@ export interface DeviceView {
   /** Rounds the population's ledger charged. */
   roundsCharged: number;
   journal: { roundId: string; selected: boolean; receipt: { sha256: string; receivedAt: string } | null }[];
+  /** ε composed over the rounds it checked in for, with the population's accountant and the ledger's (q, z). */
   epsilon: number;
   delta: number;
+  /** The edge's signed check-in receipts the device verified and kept (one per round it checked in for). */
+  checkinReceipts: { roundId: string; samplingRate: number; noiseMultiplier: number }[];
+  /** The device's own `client.privacy()`: RDP over its verified receipts (null: it holds none). */
+  ownEpsilon: { epsilon: number; delta: number; rounds: number; accountant: "rdp" } | null;
 }
 
 /** (b): the private run served through the edge (seed 1). */
@@ -51,8 +57,11 @@ export interface ServedRun {
   rounds: RoundRecord[];
   /** The population's spend after the last round and where it was read. */
   privacy: PopulationPrivacy;
-  /** ε recomputed by a fresh accountant from the aggregator ledger's (q, z), and the ledger's ε. */
-  epsilonCheck: { recomputed: number; ledger: number };
+  /**
+   * The edge ledger's ε, the same recomputed by a fresh accountant from the (q, z) the edge published, and the
+   * aggregator's own ledger of the same rounds.
+   */
+  epsilonCheck: { recomputed: number; ledger: number; aggregator: number };
   /** Served predictions vs onnxruntime-node on the downloaded ONNX file of the final version. */
   ortCheck: { version: number; samples: number; argmaxAgreement: number; maxAbsLogitDiff: number; sha256: string };
   devices: DeviceView[];
@@ -99,6 +108,8 @@ export interface DemoReport {
   /** (a) per seed; seed 1 is also what the edge served as v1 (`served.initialServedAccuracy`). */
   publicOnly: { seed: number; accuracy: number }[];
   served: ServedRun;
+  /** `--audit`: the one-shot empirical privacy audit of the served population (on its shadow). */
+  privacyAudit?: PrivacyAuditReport;
   curve: CurvePoint[];
   ceiling: CurvePoint[];
   stateDir: string;
@@ -117,6 +128,37 @@ const fx = (x: number | null | undefined, d = 3) =>
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 /** δ as people write it (1e-5, not 0.00001). */
 const fd = (d: number) => (d < 1e-3 ? d.toExponential() : String(d));
+
+/** The report's lines on the empirical privacy audit: ε (accountant) next to ε̂ (audit). */
+export function auditLines(a: PrivacyAuditReport): string[] {
+  const pctl = Math.round(a.interval.confidence * 100);
+  const e = a.epsilon;
+  const verdict =
+    e === null
+      ? ""
+      : a.interval.upper <= e
+        ? " ε̂ and its whole interval are at or below the accountant's ε, as a correct mechanism shows."
+        : a.epsilonHat <= e
+          ? " ε̂ is at or below the accountant's ε; its interval reaches above it (more canaries narrow it)."
+          : a.interval.lower <= e
+            ? " ε̂ is above the accountant's ε but its interval reaches below it: inconclusive with this many canaries."
+            : " **ε̂ and its whole interval are above the accountant's ε: the mechanism that ran leaks more than it claims.**";
+  return [
+    "### Empirical privacy audit",
+    "",
+    `The one-shot audit of Andrew et al. ("One-shot Empirical Privacy Estimation for Federated Learning", ICLR 2024, arXiv 2302.03098) ` +
+      `ran the population's mechanism for ${a.rounds} rounds on \`${a.shadow}\`, a shadow of \`${a.auditOf}\` that the edge never serves, ` +
+      `with ${a.canaries} canary devices sampled by the edge's coin (each a random unit direction at the clip norm) and ${a.canaries} never inserted.`,
+    "",
+    "| ε (accountant, the shadow's edge ledger) | ε̂ (audit) | " + `${pctl} % bootstrap interval of ε̂ | δ |`,
+    "|---:|---:|---|---:|",
+    `| ${fx(a.epsilon)} | ${fx(a.epsilonHat)} | [${fx(a.interval.lower)}, ${fx(a.interval.upper)}] | ${fd(a.delta)} |`,
+    "",
+    `Cosines with the final model delta: inserted ${a.observed.mean.toExponential(2)} ± ${a.observed.std.toExponential(2)}, ` +
+      `never inserted ${a.unobserved.mean.toExponential(2)} ± ${a.unobserved.std.toExponential(2)}.${verdict} ` +
+      "ε̂ is an estimate from one run, not a bound (docs/PRIVACY.md).",
+  ];
+}
 
 /** The live line printed after each served round (no device counts). */
 export function progressLine(r: RoundRecord, planned: number): string {
@@ -311,11 +353,9 @@ export function reportMarkdown(rep: DemoReport): string {
       `published models, after ${s.privacy.rounds.length} rounds of DP-FedAvg (central mode, adaptive clipping, Poisson q = ${R.samplingRate}, ` +
       `z = ${fx(s.noiseMultiplier)} solved for ε ≤ ${rep.headlineEpsilon}, ${s.privacy.accountant.toUpperCase()} accountant). ` +
       `It covers the devices' digits only: the public digits and the test digits are not private.`,
-    `- **Where ε comes from**: ${
-      s.privacy.source === "edge"
-        ? "the edge's ledger, `GET /v1/populations/" + s.population + "/privacy`."
-        : "the aggregator's ledger: this edge has no `GET /v1/populations/{name}/privacy` yet (404), so `populationPrivacy()` (demo/src/privacy.ts) read the aggregator's checkpoint, which the same rounds charged; once the edge serves its ledger the demo reads it there, with no other change."
-    } A fresh accountant fed the (q, z) of every charged round gives ${s.epsilonCheck.recomputed.toFixed(6)} (ledger: ${s.epsilonCheck.ledger.toFixed(6)}).`,
+    `- **Where ε comes from**: the edge's ledger, \`GET /v1/populations/${s.population}/privacy\`, charged when each round opened. ` +
+      `A fresh accountant fed the (q, z) of every round the edge charged gives ${s.epsilonCheck.recomputed.toFixed(6)} (edge: ${s.epsilonCheck.ledger.toFixed(6)}; ` +
+      `the aggregator's own ledger of the same rounds: ${s.epsilonCheck.aggregator.toFixed(6)}).`,
     `- **Counts**: the report publishes no exact per-round count of the private population (devices checked in, selected, uploads); ` +
       (R.clip.adaptive
         ? `the clip norm C it shows moved by a noised count (σ_b = ${fx(Math.max((R.samplingRate * rep.clients) / 20, s.noiseMultiplier), 1)}), inside the same ε.`
@@ -324,16 +364,18 @@ export function reportMarkdown(rep: DemoReport): string {
       "Those tuning runs read device digits outside this ε (as most DP papers' tuning does; Papernot & Steinke 2022, arXiv 2110.03620, account for it).",
     "",
   );
+  if (rep.privacyAudit) L.push(...auditLines(rep.privacyAudit), "");
   if (s.devices.length) {
     L.push(
-      "What two devices can show for themselves. Privacy receipts (a signed statement of what each round charged) are not built " +
-        "yet: the rounds and upload receipts below are the device's own journal, and its ε is composed with @fedge/privacy over the " +
-        "rounds it checked in for only (a round it sat out never saw its data).",
+      "What two devices can show for themselves. At every check-in the edge hands the device a receipt signed with the edge's key " +
+        "(round, q, z, σ_b, mode, clip rule, device, time); the SDK verifies and keeps it, and `client.privacy()` recomputes the " +
+        "device's ε from its receipts alone (RDP, @fedge/privacy). Beside it, the same rounds composed with the population's " +
+        "accountant: a round the device sat out never saw its data, so it counts for neither.",
       "",
     );
     L.push(
-      "| device | rounds checked in (of those charged) | selected / upload receipts | its own ε |",
-      "|---|---:|---|---:|",
+      "| device | rounds checked in (of those charged) | signed check-in receipts | selected / upload receipts | its own ε (SDK, RDP over receipts) | ε of its rounds (population's accountant) |",
+      "|---|---:|---:|---|---:|---:|",
     );
     for (const d of s.devices) {
       const receipts = d.journal
@@ -343,7 +385,8 @@ export function reportMarkdown(rep: DemoReport): string {
             `${c.roundId}: ${c.receipt ? `sha256 ${c.receipt.sha256.slice(0, 12)}… at ${c.receipt.receivedAt}` : "no receipt"}`,
         );
       L.push(
-        `| #${d.device} (${d.label}) | ${d.journal.length} of ${d.roundsCharged} | ${receipts.length ? receipts.join("<br>") : "never selected"} | ${fx(d.epsilon)} (δ = ${fd(d.delta)}) |`,
+        `| #${d.device} (${d.label}) | ${d.journal.length} of ${d.roundsCharged} | ${d.checkinReceipts.length} | ${receipts.length ? receipts.join("<br>") : "never selected"} | ` +
+          `${d.ownEpsilon ? `${fx(d.ownEpsilon.epsilon)} (δ = ${fd(d.ownEpsilon.delta)})` : "no receipts"} | ${fx(d.epsilon)} (δ = ${fd(d.delta)}) |`,
       );
     }
     L.push("");

@@ -8,7 +8,7 @@ import * as ort from "onnxruntime-node";
 import { FedgeClient } from "@fedge/client";
 import type { Backend } from "@fedge/gpu-node";
 import type { MlpParams } from "@fedge/ml";
-import { createAccountant, PrivacyLedger } from "@fedge/privacy";
+import { PrivacyLedger } from "@fedge/privacy";
 import type { Dataset } from "fedge/data";
 import { RoundEngine } from "fedge/round";
 import { evaluateModel } from "fedge/evaluate";
@@ -17,7 +17,7 @@ import { EdgeAdminClient, EdgeRoundRunner, edgeRunnerStateOf } from "fedge/edge"
 import type { LocalEdge } from "@fedge/local-edge";
 import { Fleet, type SimulatedDevice } from "./fleet.ts";
 import { MISBEHAVIOURS } from "./misbehave.ts";
-import { deviceEpsilon, populationPrivacy, type PopulationPrivacy } from "./privacy.ts";
+import { deviceEpsilon, populationPrivacy, recomputedEpsilon, type PopulationPrivacy } from "./privacy.ts";
 import { progressLine, type DeviceView, type RoundRecord, type ServedRun } from "./report.ts";
 import { populationConfig, type FederatedRecipe } from "./setting.ts";
 
@@ -120,13 +120,21 @@ export interface EdgeContext {
 }
 
 /** A device's own view: the rounds it checked in for, its receipts, and its ε from @fedge/privacy. */
-function deviceView(d: SimulatedDevice, privacy: PopulationPrivacy, label: string): DeviceView {
-  const own = deviceEpsilon({
+async function deviceView(
+  d: SimulatedDevice,
+  population: string,
+  privacy: PopulationPrivacy,
+  label: string,
+): Promise<DeviceView> {
+  const charged = deviceEpsilon({
     rounds: privacy.rounds,
     checkedIn: d.journal.map((j) => j.roundId),
     accountant: privacy.accountant,
     delta: privacy.delta,
   });
+  // What the device states for itself: the SDK's own accounting over the edge's signed check-in receipts it verified.
+  const own = (await d.client.privacy()).find((p) => p.model === population);
+  const receipts = await d.client.privacyReceipts(population);
   return {
     label,
     device: d.index,
@@ -136,8 +144,14 @@ function deviceView(d: SimulatedDevice, privacy: PopulationPrivacy, label: strin
       selected: j.selected,
       receipt: j.receipt ? { sha256: j.receipt.sha256, receivedAt: j.receipt.received_at } : null,
     })),
-    epsilon: own.epsilon,
+    epsilon: charged.epsilon,
     delta: privacy.delta,
+    checkinReceipts: receipts.map((r) => ({
+      roundId: r.round_id,
+      samplingRate: r.sampling_rate,
+      noiseMultiplier: r.noise_multiplier,
+    })),
+    ownEpsilon: own ? { epsilon: own.epsilon, delta: own.delta, rounds: own.rounds, accountant: own.accountant } : null,
   };
 }
 
@@ -221,12 +235,7 @@ export async function runServed(
       if (res.refusedUpdates.length > 0)
         ctx.log(`[private] the aggregator refused ${res.refusedUpdates.length} streamed updates`);
       last = await servedAccuracy(ctx.evaluator, population, ctx.test);
-      privacy = await populationPrivacy({
-        baseUrl: ctx.edge.url,
-        population,
-        delta: o.delta,
-        aggregatorLedger: engine.checkpoint.ledger,
-      });
+      privacy = await populationPrivacy({ baseUrl: ctx.edge.url, population });
       const round: RoundRecord = {
         round: r,
         roundId: res.roundId,
@@ -242,27 +251,26 @@ export async function runServed(
       rounds.push(round);
       ctx.log(progressLine(round, o.recipe.rounds));
     }
-    // Independent recomputation: a fresh accountant fed the aggregator ledger's (q, z) of every round.
-    const ledger = engine.checkpoint.ledger!;
-    const acc = createAccountant(ledger.accountant);
-    for (const lr of PrivacyLedger.fromJSON(ledger).rounds)
-      acc.step({ noiseMultiplier: lr.noiseMultiplier, sampleRate: lr.sampleRate });
+    // Two checks of the edge's ε: a fresh accountant fed the edge ledger's (q, z), and the aggregator's own ledger,
+    // charged by the same rounds on the aggregator's side.
+    const aggregatorEpsilon = PrivacyLedger.fromJSON(engine.checkpoint.ledger!).spent(o.delta);
     const ortCheck = await compareWithOrt(ctx.edge.url, ctx.apiKey, population, last.version, ctx.test, last.logits);
     // Two devices' own views: one that checked in every round, one that was away for some.
     const honest = ctx.fleet.devices.filter((d) => d.role === "honest");
     const always = honest.find((d) => d.journal.length === o.recipe.rounds && d.journal.some((j) => j.receipt));
     const sometimes = honest.find((d) => d.journal.length > 0 && d.journal.length < o.recipe.rounds);
     const devices = [
-      ...(always ? [deviceView(always, privacy!, "checked in every round")] : []),
-      ...(sometimes ? [deviceView(sometimes, privacy!, "away for some rounds")] : []),
+      ...(always ? [await deviceView(always, population, privacy!, "checked in every round")] : []),
+      ...(sometimes ? [await deviceView(sometimes, population, privacy!, "away for some rounds")] : []),
     ];
     ctx.log(
-      `[private] ε = ${privacy!.epsilon.toFixed(3)} (δ = ${o.delta.toExponential()}) from the ${privacy!.source === "edge" ? "edge's" : "aggregator's"} ledger; ` +
+      `[private] ε = ${privacy!.epsilon.toFixed(3)} (δ = ${o.delta.toExponential()}) from the edge's ledger; ` +
         devices
           .map(
             (d) =>
               `device #${d.device} (${d.label}): ${d.journal.length} of ${d.roundsCharged} rounds, ` +
-              `${d.journal.filter((j) => j.receipt).length} upload receipts, its own ε = ${d.epsilon.toFixed(3)}`,
+              `${d.checkinReceipts.length} signed check-in receipts, ` +
+              `its own ε = ${d.ownEpsilon ? d.ownEpsilon.epsilon.toFixed(3) : "none"} (SDK, RDP over its receipts)`,
           )
           .join("; "),
     );
@@ -273,7 +281,11 @@ export async function runServed(
       initialVersion: first.version,
       rounds,
       privacy: privacy!,
-      epsilonCheck: { recomputed: acc.getEpsilon(o.delta), ledger: privacy!.epsilon },
+      epsilonCheck: {
+        recomputed: recomputedEpsilon(privacy!),
+        ledger: privacy!.epsilon,
+        aggregator: aggregatorEpsilon,
+      },
       ortCheck,
       devices,
       misbehavingRefused: audit.notRefused === 0,

@@ -26,4 +26,5 @@ export * from "./training/evaluate.ts";
 export * from "./training/update.ts";
 export * from "./training/clip.ts";
 export * from "./training/device-update.ts";
+export * from "./training/distributed-update.ts";
 export * from "./training/validate.ts";

@@ -126,7 +126,7 @@ describe("PrivacyLedger", () => {
       accountantOptions: { discretization: 1e-3 },
     });
     ledger.record(round(1));
-    ledger.record(round(2, { mode: "distributed", noiseMultiplier: 0.9 }));
+    ledger.record(round(2, { mode: "local", noiseMultiplier: 0.9 }));
     const json = JSON.parse(JSON.stringify(ledger));
     const back = PrivacyLedger.fromJSON(json, { discretization: 1e-3 });
     expect(back.toJSON()).toEqual(ledger.toJSON());

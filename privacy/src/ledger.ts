@@ -16,9 +16,13 @@
  *   all local rounds, i.e. for the worst-case device that participated in every one of them. Replace-one (2C) also
  *   bounds the add/remove cost of a report (C), so mixed central + local histories compose into a valid add/remove
  *   guarantee, and a local-only history's spend is exactly what the SDK reports per device.
- * - `distributed`: secure aggregation with per-client discrete Gaussian noise whose sum has noise multiplier z;
- *   accounted like `central` (q, z). This treats the summed discrete Gaussian as a continuous one, a close
- *   approximation (Kairouz, Liu, Steinke 2021, arXiv 2102.06387 quantify the gap; exact accounting is future work).
+ * - `distributed`: secure aggregation of devices' rounded updates, each carrying a discrete Gaussian noise share
+ *   (Kairouz, Liu, Steinke 2021, arXiv 2102.06387). The round carries its {@link DistributedNoiseShares} (dimension,
+ *   the noise shares the sum is guaranteed to hold, each share's variance, the rounded sensitivity bound) and is
+ *   charged KLS21's RDP bound for that sum (Thm. 1's τ, Prop. 14), Poisson-subsampled with rate q by Zhu & Wang's
+ *   general bound (`accountant/analysis/distributed-discrete-gaussian.ts`); neighbouring rounds differ in one reporting
+ *   device's vector with the counted shares present in both, as KLS21 §5 account it (docs/PRIVACY.md, "open point").
+ *   Only the RDP accountant has this analysis; a PLD ledger refuses such rounds.
  * All rounds compose into one device-level (ε, δ), whatever the mix of modes.
  *
  * Cost: the ledger keeps one live accountant with the history's composition cached (RDP: the summed curve; PLD: the
@@ -35,6 +39,8 @@ import {
   type InvalidPrivacyParameterReason,
 } from "./accountant/accountant.ts";
 import { createAccountant, type AccountantOptionsByMechanism } from "./accountant/registry.ts";
+import { DistributedNoiseSharesSchema } from "./accountant/accountant.ts";
+import type { DistributedNoiseShares } from "./accountant/analysis/distributed-discrete-gaussian.ts";
 import type { Accountant } from "./accountant/accountant.ts";
 
 /**
@@ -46,16 +52,23 @@ export const LOCAL_SENSITIVITY_IN_C = 2;
 export const PrivacyMode = z.enum(["central", "local", "distributed"]);
 export type PrivacyMode = z.infer<typeof PrivacyMode>;
 
-export const LedgerRound = z.object({
-  roundId: z.string().min(1).max(200),
-  /** Poisson sampling rate q ∈ (0, 1]. */
-  sampleRate: z.number().positive().max(1),
-  /** Noise multiplier z > 0. */
-  noiseMultiplier: z.number().positive().finite(),
-  mode: PrivacyMode,
-  /** ISO 8601 time the round was opened (supplied by the caller). */
-  openedAt: z.iso.datetime({ offset: true }),
-});
+export const LedgerRound = z
+  .object({
+    roundId: z.string().min(1).max(200),
+    /** Poisson sampling rate q ∈ (0, 1]. */
+    sampleRate: z.number().positive().max(1),
+    /** Noise multiplier z > 0. */
+    noiseMultiplier: z.number().positive().finite(),
+    mode: PrivacyMode,
+    /** ISO 8601 time the round was opened (supplied by the caller). */
+    openedAt: z.iso.datetime({ offset: true }),
+    /** `distributed` rounds only (and required there): the discrete noise shares the round is charged for. */
+    distributed: DistributedNoiseSharesSchema.optional(),
+  })
+  .refine((r) => (r.mode === "distributed") === (r.distributed !== undefined), {
+    message: "distributed (the noise shares) is required in mode distributed and only allowed there",
+    path: ["distributed"],
+  });
 export type LedgerRound = z.infer<typeof LedgerRound>;
 
 export const PrivacyBudget = z.object({
@@ -108,6 +121,29 @@ export interface PrivacyLedgerOptions<M extends AccountantMechanism = Accountant
   accountantOptions?: AccountantOptionsByMechanism[M];
 }
 
+/**
+ * The accountant's {@link DistributedNoiseShares} from the wire's snake_case form (the edge's `DistributedNoise` and
+ * receipts' `distributed_noise`): `noise_shares` is the share count the charge counts.
+ */
+export function distributedSharesOf(wire: {
+  dimension: number;
+  noise_shares: number;
+  share_variance: number;
+  sensitivity_bound: number;
+}): DistributedNoiseShares {
+  return {
+    dimension: wire.dimension,
+    clients: wire.noise_shares,
+    localVariance: wire.share_variance,
+    sensitivityBound: wire.sensitivity_bound,
+  };
+}
+
+/** A deep copy of a round (its noise shares included). */
+function copyRound(r: LedgerRound): LedgerRound {
+  return { ...r, ...(r.distributed ? { distributed: { ...r.distributed } } : {}) };
+}
+
 function parseOrThrow<T>(
   schema: z.ZodType<T>,
   value: unknown,
@@ -145,7 +181,7 @@ export class PrivacyLedger {
 
   /** The recorded rounds, oldest first (copies). */
   get rounds(): LedgerRound[] {
-    return this.list.map((r) => ({ ...r }));
+    return this.list.map(copyRound);
   }
 
   /** Whether a round with this id is recorded. */
@@ -159,13 +195,23 @@ export class PrivacyLedger {
   }
 
   /**
-   * The accountant step a round stands for (see the module doc for the per-mode rule): central and distributed
-   * rounds are (q, z) under add/remove; a local round is (1, z/2), the Gaussian mechanism with the replace-one
+   * The accountant step a round stands for (see the module doc for the per-mode rule): central rounds are (q, z)
+   * under add/remove, distributed rounds (q, their noise shares); a local round is (1, z/2), the Gaussian mechanism with the replace-one
    * sensitivity 2C of {@link localReportEpsilon}.
    */
-  static stepOf(round: Pick<LedgerRound, "sampleRate" | "noiseMultiplier" | "mode">) {
+  static stepOf(round: Pick<LedgerRound, "sampleRate" | "noiseMultiplier" | "mode" | "distributed">): {
+    noiseMultiplier: number;
+    sampleRate: number;
+    distributed?: DistributedNoiseShares;
+  } {
     if (round.mode === "local") {
       return { noiseMultiplier: round.noiseMultiplier / LOCAL_SENSITIVITY_IN_C, sampleRate: 1 };
+    }
+    if (round.mode === "distributed") {
+      if (!round.distributed) {
+        throw new InvalidPrivacyParameterError("a distributed round needs its noise shares (`distributed`)");
+      }
+      return { noiseMultiplier: round.noiseMultiplier, sampleRate: round.sampleRate, distributed: round.distributed };
     }
     return { noiseMultiplier: round.noiseMultiplier, sampleRate: round.sampleRate };
   }
@@ -205,7 +251,7 @@ export class PrivacyLedger {
 
   private push(r: LedgerRound): void {
     this.acc.step(PrivacyLedger.stepOf(r));
-    this.list.push({ ...r });
+    this.list.push(copyRound(r));
     this.ids.add(r.roundId);
   }
 

@@ -39,6 +39,7 @@ export const ERROR_CODES = [
   "norm_exceeded",
   "malformed_update",
   "budget_exceeded",
+  "audit_shadow",
   "internal",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -19,6 +19,8 @@ export * from "./rounds/admin.ts";
 export * from "./rounds/privacy.ts";
 export * from "./rounds/checkin.ts";
 export * from "./rounds/receipt.ts";
+export * from "./rounds/audit-shadow.ts";
+export * from "./rounds/sharding.ts";
 export * from "./update-codec/update-codec.ts";
 export * from "./update-codec/encode.ts";
 export * from "./update-codec/errors.ts";

@@ -59,6 +59,14 @@ export const ModelManifest = z
     layout: z.string().optional(),
     /** Cumulative user-level privacy spent by the training that produced this version. */
     privacy: z.object({ epsilon: z.number().nonnegative(), delta: z.number().gt(0).lt(1) }).optional(),
+    /**
+     * How this version scored on the publisher's held-out evaluation set (never on devices' data), shown to operators
+     * next to the version; covered by the signature like every other field.
+     */
+    evaluation: z
+      .object({ accuracy: z.number().min(0).max(1) })
+      .strict()
+      .optional(),
     aggregator: ManifestSignature.optional(),
   })
   .meta({ id: "ModelManifest" });

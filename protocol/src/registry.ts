@@ -45,6 +45,11 @@ export const ModelIndex = z
     /** Every uploaded version, ascending. */
     versions: z.array(ModelVersionSummary),
     updated_at: IsoDateTime,
+    /**
+     * Set on an audit shadow population (`rounds/audit-shadow.ts`): the production population it audits. None of a
+     * shadow's versions is ever served.
+     */
+    audit_of: ModelName.optional(),
   })
   .meta({ id: "ModelIndex" });
 export type ModelIndex = z.infer<typeof ModelIndex>;

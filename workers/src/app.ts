@@ -26,6 +26,7 @@ import { populations } from "./routes/populations.ts";
 import { adminPopulations } from "./routes/admin-populations.ts";
 import { v2 } from "./routes/v2/index.ts";
 import { edgeKeys } from "./routes/edge-key.ts";
+import { dashboard } from "./dashboard/index.tsx";
 
 export function createApp() {
   // zod validation failures become the standard envelope, never zod's raw issue list (the routers use the same hook).
@@ -73,6 +74,8 @@ export function createApp() {
   app.route("/", adminPopulations);
   app.route("/", edgeKeys);
   app.route("/", v2);
+  // The operator dashboard (HTML; its own error pages, never the JSON envelope).
+  app.route("/", dashboard);
 
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

@@ -7,13 +7,21 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import nacl from "tweetnacl";
-import { signAggregatorRequest, toBase64Url, type PopulationPrivacyStatus, type RoundStatus } from "@fedge/protocol";
-import { PrivacyLedger, createAccountant } from "@fedge/privacy";
+import {
+  fromBase64Url,
+  signAggregatorRequest,
+  toBase64Url,
+  verifyCheckinReceipt,
+  type PopulationPrivacyStatus,
+  type RoundStatus,
+} from "@fedge/protocol";
+import { PrivacyLedger, createAccountant, planDistributedDiscreteGaussian } from "@fedge/privacy";
 import {
   ADMIN,
   TEST_MECHANISM,
   adminPost,
   call,
+  checkin,
   createApiKey,
   errorCode,
   makeUpdate,
@@ -23,6 +31,7 @@ import {
   roundParams,
   taskFor,
   uniqueModel,
+  upload,
   uploadOk,
 } from "./rounds-helpers.ts";
 
@@ -275,6 +284,7 @@ describe("opening a DP round charges the budget", () => {
       sampling_rate: 0.25,
       noise_multiplier: 1.2,
       count_noise_std: 5,
+      distributed: null,
       privacy_mode: "central",
       clip_rule: "adaptive",
       charged_at: opened.opened_at,
@@ -291,6 +301,108 @@ describe("opening a DP round charges the budget", () => {
     const acc = createAccountant("rdp");
     acc.step({ noiseMultiplier: 1, sampleRate: 1 });
     expect(status.epsilon_spent).toBeCloseTo(acc.getEpsilon(1e-5), 9);
+  });
+});
+
+describe("a distributed round (distributed discrete Gaussian, KLS21)", () => {
+  // What the aggregator plans for an 8-value update: 16 bits, 20 devices expected, the charge counts 16 of them.
+  const plan = planDistributedDiscreteGaussian({
+    bits: 16,
+    length: 8,
+    clipNorm: 1,
+    noiseMultiplier: 1.3,
+    expectedClients: 20,
+    minClients: 16,
+  });
+  const distributed = {
+    bits: plan.bits,
+    scale: plan.scale,
+    dimension: plan.paddedLength,
+    noise_shares: plan.minClients,
+    share_variance: plan.localVariance,
+    sensitivity_bound: plan.sensitivityBound,
+  };
+  const seed = toBase64Url(new Uint8Array(32).fill(7));
+  const body = (model: string) =>
+    roundParams(model, {
+      privacy_mode: "distributed",
+      sampling_rate: 0.5,
+      mechanism: { noise_multiplier: 1.3, clip_rule: "fixed", distributed },
+      rotation_seed: seed,
+    });
+
+  it("opens, charged KLS21's bound for its shares (the @fedge/privacy ledger's ε), in the public ledger", async () => {
+    const model = uniqueModel("ddp");
+    await putBudget(model, { epsilon: 50, delta: 1e-5 });
+    const res = await postRound(body(model));
+    expect(res.status, await res.clone().text()).toBe(201);
+    const opened = await res.json<RoundStatus>();
+    const status = await privacy(model);
+    const ledger = new PrivacyLedger({ population: model });
+    ledger.record({
+      roundId: opened.round_id,
+      sampleRate: 0.5,
+      noiseMultiplier: 1.3,
+      mode: "distributed",
+      openedAt: status.rounds[0]!.charged_at,
+      distributed: plan.noiseShares,
+    });
+    expect(status.epsilon_spent).toBe(ledger.spent(1e-5));
+    // not the central charge of the same (q, z): the discrete sum costs more
+    const central = new PrivacyLedger({ population: model });
+    central.record({ ...ledger.rounds[0]!, mode: "central", distributed: undefined } as never);
+    expect(status.epsilon_spent).toBeGreaterThan(central.spent(1e-5));
+    expect(status.rounds[0]).toMatchObject({ privacy_mode: "distributed", distributed });
+  });
+
+  it("relays the noise and rotation seed in the task, and refuses plain updates to it (409, nothing stored)", async () => {
+    const model = uniqueModel("ddpup");
+    await putBudget(model, { epsilon: 50, delta: 1e-5 });
+    expect((await postRound({ ...body(model), sampling_rate: 1 })).status).toBe(201);
+    const { key } = await createApiKey();
+    const device = await registerDevice(key);
+    const answer = await checkin(device, model);
+    if (!answer.selected) throw new Error("not selected at q = 1");
+    const task = answer.task;
+    expect(task.privacy_mode).toBe("distributed");
+    // the signed receipt states the noise the device's own accountant charges
+    expect(answer.receipt).toMatchObject({
+      privacy_mode: "distributed",
+      distributed_noise: {
+        dimension: distributed.dimension,
+        noise_shares: distributed.noise_shares,
+        share_variance: distributed.share_variance,
+        sensitivity_bound: distributed.sensitivity_bound,
+      },
+    });
+    // signed by the edge key (the test seed in vitest.config.ts: 32 bytes of 0x2a), noise included
+    const edgeKey = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(42)).publicKey;
+    const r = answer.receipt!;
+    expect(await verifyCheckinReceipt(r, fromBase64Url(r.signature), edgeKey)).toBe(true);
+    const altered = { ...r, distributed_noise: { ...r.distributed_noise!, noise_shares: 1000 } };
+    expect(await verifyCheckinReceipt(altered, fromBase64Url(r.signature), edgeKey)).toBe(false);
+    expect(task.distributed).toEqual({ ...distributed, rotation_seed: seed });
+    const before = await tables(model);
+    const res = await upload(task.round_id, await makeUpdate(task, device));
+    expect(res.status).toBe(409);
+    expect(await errorCode(res)).toBe("conflict");
+    expect(await tables(model)).toEqual(before);
+  });
+
+  it("is refused without its noise or seed (400), and under a PLD budget, which has no analysis of it (400)", async () => {
+    const model = uniqueModel("ddpbad");
+    await putBudget(model, { epsilon: 50, delta: 1e-5, accountant: "pld" });
+    const before = await tables(model);
+    const noNoise = body(model);
+    noNoise.mechanism = TEST_MECHANISM;
+    for (const bad of [noNoise, { ...body(model), rotation_seed: undefined }]) {
+      const res = await postRound(bad);
+      expect(res.status).toBe(400);
+    }
+    const res = await postRound(body(model));
+    expect(res.status).toBe(400);
+    expect(await res.text()).toMatch(/rdp accountant/);
+    expect(await tables(model)).toEqual(before);
   });
 });
 
@@ -346,6 +458,7 @@ describe("GET /v1/populations/:name/privacy", () => {
         "charged_at",
         "clip_rule",
         "count_noise_std",
+        "distributed",
         "noise_multiplier",
         "privacy_mode",
         "round_id",

@@ -227,6 +227,10 @@ describe("coordinator storage from an earlier version", () => {
       sql.exec("DROP TABLE IF EXISTS rounds");
       sql.exec("DROP TABLE IF EXISTS checkins");
       sql.exec("DROP TABLE IF EXISTS updates");
+      sql.exec("DROP TABLE IF EXISTS privacy_charges");
+      sql.exec(`CREATE TABLE privacy_charges (round_seq INTEGER PRIMARY KEY, round_id TEXT NOT NULL UNIQUE,
+        sampling_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, count_noise_std REAL, privacy_mode TEXT NOT NULL,
+        clip_rule TEXT NOT NULL, charged_at INTEGER NOT NULL)`);
       sql.exec(`CREATE TABLE rounds (seq INTEGER PRIMARY KEY, round_id TEXT NOT NULL UNIQUE, model TEXT NOT NULL,
         state TEXT NOT NULL, params TEXT NOT NULL, opened_at INTEGER NOT NULL, deadline INTEGER NOT NULL, closed_at INTEGER,
         close_reason TEXT, aggregated_at INTEGER, published_version INTEGER, checked_in INTEGER NOT NULL DEFAULT 0,
@@ -249,6 +253,7 @@ describe("coordinator storage from an earlier version", () => {
         rounds: names("rounds"),
         checkins: names("checkins"),
         updates: names("updates"),
+        charges: names("privacy_charges"),
         sealed: sql.exec<{ sealed_at: number | null }>("SELECT sealed_at FROM rounds").one().sealed_at,
       };
     });
@@ -257,6 +262,7 @@ describe("coordinator storage from an earlier version", () => {
     expect(columns.checkins).toContain("api_key_id");
     expect(columns.updates).toContain("storage_key");
     expect(columns.updates).not.toContain("r2_key");
+    expect(columns.charges).toContain("distributed_noise"); // charges of earlier rounds: null, none was distributed
     // A round closed before payloads went through the store counts as sealed (its payloads are already in R2).
     expect(columns.sealed).toBe(2);
   });

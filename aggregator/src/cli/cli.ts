@@ -20,6 +20,7 @@ import { simulateCommand } from "./commands/simulate.ts";
 import { aggregateCommand } from "./commands/aggregate.ts";
 import { rollbackCommand } from "./commands/rollback.ts";
 import { quantizeCommand } from "./commands/quantize.ts";
+import { auditCommand } from "./commands/audit.ts";
 import { ChargeMismatchError, EdgeBudgetRefusedError } from "../edge/charge.ts";
 import { BackendError } from "@fedge/gpu-node";
 
@@ -30,6 +31,7 @@ export const COMMANDS: Record<string, Command> = {
   aggregate: aggregateCommand,
   rollback: rollbackCommand,
   quantize: quantizeCommand,
+  audit: auditCommand,
 };
 
 export function helpText(): string {

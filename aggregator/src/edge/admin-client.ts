@@ -14,15 +14,20 @@ import {
   readUpdateStream,
   signAggregatorRequest,
   type AcceptedUpdatePage,
+  type AuditShadow,
+  type AuditShadowRequest,
   type CreatedApiKey,
   type ModelManifest,
   type OpenRoundRequest,
   type PopulationPrivacyStatus,
+  type PopulationSharding,
+  type PopulationShardingRequest,
   type PrivacyBudgetRequest,
   type RegistryChange,
   type RoundStatus,
   type UpdateStreamFrame,
 } from "@fedge/protocol";
+import { interleave } from "./interleave.ts";
 
 /**
  * An edge admin request that did not succeed: the HTTP status and the edge's error code (`internal` if unknown). It
@@ -307,14 +312,27 @@ export class EdgeAdminClient {
 
   /**
    * Every accepted update of a closed round, streamed page by page from `/v1/admin/rounds/:id/update-stream`
-   * (`application/vnd.fedge.update-stream` frames), one frame in memory at a time.
+   * (`application/vnd.fedge.update-stream` frames), one frame in memory at a time. A round on `shards` > 1
+   * coordinator shards (its status says how many) is read from every shard at once (`?shard=`), one frame ahead
+   * per shard.
    */
-  async *streamUpdates(roundId: string, pageSize = 100): AsyncGenerator<StreamedUpdate> {
+  async *streamUpdates(roundId: string, pageSize = 100, shards = 1): AsyncGenerator<StreamedUpdate> {
+    if (shards > 1) {
+      // A sharded round: every shard's updates are read at once, each shard paging on its own.
+      yield* interleave(Array.from({ length: shards }, (_, shard) => this.streamPages(roundId, pageSize, shard)));
+      return;
+    }
+    yield* this.streamPages(roundId, pageSize);
+  }
+
+  /** The update-stream pages of a round, or of one of its shards. */
+  private async *streamPages(roundId: string, pageSize: number, shard?: number): AsyncGenerator<StreamedUpdate> {
     let after = 0;
+    const only = shard === undefined ? "" : `&shard=${shard}`;
     for (;;) {
       const res = await this.request(
         "GET",
-        `/v1/admin/rounds/${encodeURIComponent(roundId)}/update-stream?after=${after}&limit=${pageSize}`,
+        `/v1/admin/rounds/${encodeURIComponent(roundId)}/update-stream?after=${after}&limit=${pageSize}${only}`,
       );
       const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim();
       if (type !== UPDATE_STREAM_MEDIA_TYPE)
@@ -378,6 +396,22 @@ export class EdgeAdminClient {
     budget: Omit<PrivacyBudgetRequest, "accountant"> & Partial<PrivacyBudgetRequest>,
   ): Promise<PopulationPrivacyStatus> {
     return this.json("PUT", `/v1/admin/populations/${encodeURIComponent(model)}/privacy-budget`, budget, true);
+  }
+
+  /**
+   * `POST /v1/admin/populations/:name/audit-shadows` (admin token): creates the never-served shadow
+   * `<name>-audit-<id>` with its own budget, for an empirical privacy audit.
+   */
+  createAuditShadow(model: string, request: AuditShadowRequest): Promise<AuditShadow> {
+    return this.json("POST", `/v1/admin/populations/${encodeURIComponent(model)}/audit-shadows`, request, true);
+  }
+
+  /**
+   * `PUT /v1/admin/populations/:name/sharding` (admin token): how many coordinator shards the population's next round
+   * runs on, given directly or derived from the check-ins expected a round.
+   */
+  setSharding(model: string, sharding: PopulationShardingRequest): Promise<PopulationSharding> {
+    return this.json("PUT", `/v1/admin/populations/${encodeURIComponent(model)}/sharding`, sharding, true);
   }
 
   /** `PUT /v1/admin/device-quotas/:key_id` (admin token): how many active devices an API key may register. */

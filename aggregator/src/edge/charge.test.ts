@@ -46,7 +46,12 @@ function edgeLedger(rounds: RoundCharge[], budget: { epsilon: number; delta: num
     epsilon_spent: null,
     epsilon_remaining: null,
     delta: budget?.delta ?? null,
-    rounds: rounds.map((r, i) => ({ ...r, round_id: `m_${i + 1}`, charged_at: "2026-11-01T00:00:00.000Z" })),
+    rounds: rounds.map((r, i) => ({
+      ...r,
+      round_id: `m_${i + 1}`,
+      charged_at: "2026-11-01T00:00:00.000Z",
+      distributed: null,
+    })),
   };
 }
 

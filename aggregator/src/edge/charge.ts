@@ -13,7 +13,7 @@
  *   ({@link pinSavedMechanism}).
  */
 import type { PopulationPrivacyStatus, RoundMechanism } from "@fedge/protocol";
-import { PrivacyLedger } from "@fedge/privacy";
+import { PrivacyLedger, distributedSharesOf } from "@fedge/privacy";
 import { parsePopulationConfig, type PopulationConfig } from "../config.ts";
 import type { RoundEngine } from "../round.ts";
 
@@ -59,7 +59,13 @@ export class EdgeBudgetRefusedError extends Error {
 /** The charge of this engine's next round (`null` for a population without DP). */
 export function chargeOf(engine: RoundEngine): RoundCharge | null {
   const mode = engine.strategy.privacyMode;
-  const charge = engine.strategy.privacyCharge();
+  if (mode === "distributed") {
+    // The edge takes a distributed round's inputs only through secure aggregation, which this runner does not speak.
+    throw new RangeError(
+      "privacy mode distributed runs in `fedge simulate`; rounds through the edge need secure aggregation, which this aggregator does not run yet",
+    );
+  }
+  const charge = engine.strategy.privacyCharge({ round: 0, clip: engine.checkpoint.clip, length: engine.updateLength });
   if (mode === "none" || !charge) return null;
   const adaptive = engine.checkpoint.clip.adaptive;
   return {
@@ -121,8 +127,10 @@ export function assertEdgeBudgetAdmits(
       roundId: r.round_id,
       sampleRate: r.sampling_rate,
       noiseMultiplier: r.noise_multiplier,
-      mode: r.privacy_mode as RoundCharge["privacy_mode"],
+      mode: r.privacy_mode as "central" | "local" | "distributed",
       openedAt: r.charged_at,
+      // a distributed round on the edge is charged its discrete noise (KLS21): replay it with its shares
+      ...(r.distributed ? { distributed: distributedSharesOf(r.distributed) } : {}),
     });
   }
   // Throws PrivacyBudgetExceededError (code budget_exceeded), naming the edge's budget and the projected ε.

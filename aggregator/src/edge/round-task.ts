@@ -7,7 +7,7 @@
  */
 import { decodeVerifiedUpdate, updateToFloat32, type OpenRoundRequest } from "@fedge/protocol";
 import type { RoundEngine } from "../round.ts";
-import type { ClientUpdate, FitInstructions } from "../strategy/strategy.ts";
+import type { ClientUpdate, DistributedTaskFields, FitInstructions } from "../strategy/strategy.ts";
 import type { EdgeAdminClient } from "./admin-client.ts";
 import { chargeOf, mechanismOf } from "./charge.ts";
 
@@ -25,11 +25,13 @@ export interface EdgeRoundLimits {
 
 /** The privacy fields of the task devices receive (names as in `OpenRoundRequest` / `RoundTask`). */
 export interface TaskPrivacyFields {
-  privacy_mode: "central" | "local" | "none";
+  privacy_mode: "central" | "local" | "distributed" | "none";
   /** Absent in mode `none` (the instructions say `Infinity`: no clipping). */
   clip_norm?: number;
   local_noise_multiplier?: number;
   report_clip_bit?: boolean;
+  /** Distributed mode: the devices' discrete noise and the round's rotation seed. */
+  distributed?: DistributedTaskFields;
 }
 
 /**
@@ -43,6 +45,7 @@ export function taskPrivacyFields(instr: FitInstructions): TaskPrivacyFields {
     ...(Number.isFinite(instr.clipNorm) ? { clip_norm: instr.clipNorm } : {}),
     ...(mode === "local" ? { local_noise_multiplier: instr.localNoiseMultiplier! } : {}),
     ...(mode === "central" && instr.reportClipBit ? { report_clip_bit: true } : {}),
+    ...(mode === "distributed" && instr.distributed ? { distributed: instr.distributed } : {}),
   };
 }
 
@@ -101,8 +104,9 @@ export async function* verifiedUpdates(
   refused: { deviceId: string; reason: string }[],
   options: { pageSize?: number; onFrame?: () => void } = {},
 ): AsyncGenerator<ClientUpdate> {
-  const wantsClipBit = (await admin.roundStatus(roundId)).params.report_clip_bit === true;
-  for await (const frame of admin.streamUpdates(roundId, options.pageSize ?? 100)) {
+  const status = await admin.roundStatus(roundId);
+  const wantsClipBit = status.params.report_clip_bit === true;
+  for await (const frame of admin.streamUpdates(roundId, options.pageSize ?? 100, status.shards ?? 1)) {
     options.onFrame?.();
     let decoded;
     try {

@@ -18,7 +18,8 @@
  *    `engine.completeRound`.
  *
  * Every new version is uploaded (devices always train from the latest global model, so Δ = w' − w is relative to what
- * the engine holds); the gate decides only what `/predict` serves. A population with privacy mode `none` opens its
+ * the engine holds); the gate decides only what `/predict` serves. An audit shadow's versions (`audit_of` on the
+ * edge's record) are never promoted, whatever the gate says. A population with privacy mode `none` opens its
  * rounds as `none` (no clip norm; devices take part only when their policy opts in).
  *
  * The round is written as a state machine that can be re-entered at any point after a crash. Crash safety, on top of
@@ -404,6 +405,9 @@ export class EdgeRoundRunner {
       ...(p.servingAccuracy !== undefined ? { servingAccuracy: p.servingAccuracy } : {}),
       maxAccuracyDrop: this.engine.config.publish.maxAccuracyDrop,
     });
+    // An audit shadow's versions hold canaries: the edge refuses to serve them, so they are never promoted here.
+    const auditOf = (await fetchModelDetail(this.admin.baseUrl, this.model, this.fetchFn))?.audit_of;
+    const promote = decision.publish && auditOf === undefined;
     const spent = await this.privacySpent();
     const exported = await exportModel({
       model: this.engine.model,
@@ -412,14 +416,16 @@ export class EdgeRoundRunner {
       backend: this.engine.backend,
       signingKey: this.o.signingKey,
       ...(spent ? { privacy: spent } : {}),
+      ...(evaluation ? { evaluation: { accuracy: evaluation.accuracy } } : {}),
     });
-    const up = await this.upload(exported.manifest, exported.onnx, decision.publish);
+    const up = await this.upload(exported.manifest, exported.onnx, promote);
     await this.o.hooks?.afterUpload?.(p.roundId, p.nextVersion);
     await this.admin.publishRound(p.roundId, p.nextVersion);
+    const reason = auditOf === undefined ? decision.reason : `audit shadow of ${auditOf}: never served`;
     await this.engine.completeRound({
-      published: decision.publish,
-      reason: decision.reason,
-      ...(decision.publish ? { version: p.nextVersion } : {}),
+      published: promote,
+      reason,
+      ...(promote ? { version: p.nextVersion } : {}),
       ...(evaluation ? { accuracy: evaluation.accuracy } : {}),
       sha256: up.manifest.sha256,
     });
@@ -429,9 +435,9 @@ export class EdgeRoundRunner {
       type: "round",
       roundId: p.roundId,
       round: summary.round,
-      outcome: decision.publish ? "published" : "refused",
+      outcome: promote ? "published" : "refused",
       resumed,
-      reason: decision.reason,
+      reason,
       checkedIn: closed.checked_in,
       selected: closed.selected,
       accepted: closed.accepted,

@@ -147,18 +147,21 @@ export class SyntheticClients {
 
 /**
  * Streams the updates of the sampled clients, generated on the fly into pooled buffers. `produce` may return what the
- * device reported with its update (the clip bit of adaptive-clipping rounds).
+ * device reported with its update (the clip bit of adaptive-clipping rounds, the encoding of distributed rounds).
  */
 export async function* streamClientUpdates(
   sampled: Iterable<number>,
   pool: BufferPool,
-  produce: (client: number, out: Float32Array) => void | { clipBit?: 0 | 1 | undefined } | Promise<unknown>,
+  produce: (
+    client: number,
+    out: Float32Array,
+  ) => void | { clipBit?: 0 | 1 | undefined; encoded?: Uint32Array | undefined } | Promise<unknown>,
   onSampled?: (client: number) => void,
 ): AsyncGenerator<ClientUpdate> {
   for (const c of sampled) {
     onSampled?.(c);
     const buf = pool.take();
-    let reported: { clipBit?: 0 | 1 | undefined } | undefined;
+    let reported: { clipBit?: 0 | 1 | undefined; encoded?: Uint32Array | undefined } | undefined;
     try {
       reported = ((await produce(c, buf)) ?? undefined) as typeof reported;
     } catch (e) {
@@ -166,8 +169,13 @@ export async function* streamClientUpdates(
       throw e;
     }
     const clipBit = reported?.clipBit;
-    yield clipBit === undefined
-      ? { delta: buf, deviceId: `sim-${c}`, release: () => pool.give(buf) }
-      : { delta: buf, deviceId: `sim-${c}`, clipBit, release: () => pool.give(buf) };
+    const encoded = reported?.encoded;
+    yield {
+      delta: buf,
+      deviceId: `sim-${c}`,
+      release: () => pool.give(buf),
+      ...(clipBit !== undefined ? { clipBit } : {}),
+      ...(encoded !== undefined ? { encoded } : {}),
+    };
   }
 }

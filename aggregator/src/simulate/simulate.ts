@@ -20,10 +20,13 @@ import { cryptoRandomBytes, PrivacyBudgetExceededError, type RandomBytes } from 
 import { flattenTrainable, type MlpParams } from "@fedge/ml";
 import {
   compressUpdate,
+  encodeDistributedDeviceUpdate,
   initMlp,
   privatizeUpdate,
+  trainDeviceDelta,
   trainDeviceUpdate,
   xoshiroRandomBytes,
+  type DistributedDeviceTask,
   type PrivatizeResult,
 } from "@fedge/ml";
 import { encodedUpdateLength, updateToFloat32 } from "@fedge/protocol";
@@ -36,6 +39,7 @@ import { loadMnist, type Dataset } from "../data/mnist.ts";
 import { shardNonIid } from "../data/shard.ts";
 import { taskPrivacyFields } from "../edge/round-task.ts";
 import { BufferPool, SyntheticClients, poissonSample, streamClientUpdates } from "./clients.ts";
+import type { CanarySet } from "../audit/canaries.ts";
 
 /** Options of {@link runSimulation}. */
 export interface SimulateOptions {
@@ -97,6 +101,13 @@ export interface SimulateOptions {
   onRound?: (report: SimRoundReport, model: MlpParams) => void;
   /** Warnings sink. @default console.warn */
   log?: (message: string) => void;
+  /**
+   * Canary clients of a privacy audit (`audit/`), added to the population as clients `clients … clients + k − 1`:
+   * each is sampled by the same Poisson coin and reports its direction scaled to the round's clip norm through the
+   * same device pipeline (`privatizeUpdate`). In mode `none` (no clip norm) they scale to `clipping.clipNorm`.
+   * @default none
+   */
+  canaries?: CanarySet;
 }
 
 export interface SimRoundReport {
@@ -220,6 +231,9 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
     ...(o.store ? { store: o.store } : {}),
   });
   const length = engine.updateLength;
+  if (o.canaries && o.canaries.length !== length)
+    throw new RangeError(`canaries have ${o.canaries.length} values, the model ${length}`);
+  const population = o.clients + (o.canaries?.count ?? 0);
   if (o.mode === "synthetic") synthetic = new SyntheticClients({ length, seed });
   const pool = new BufferPool(length);
   const scope = config.trainable;
@@ -262,7 +276,13 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
       let sampled = 0;
       let deviceClipped = 0;
       let roundUploadBytes = 0;
-      const produce = (c: number, out: Float32Array): PrivatizeResult => {
+      const produce = (c: number, out: Float32Array): { clipFactor: number; encoded?: Uint32Array } => {
+        // Distributed mode: the device's upload is its encoding for secure aggregation (4 bytes a coordinate).
+        if (task.privacy_mode === "distributed") {
+          const e = distributedDevice(c, out);
+          roundUploadBytes += e.encoded.byteLength;
+          return e;
+        }
         const r = device(c, out);
         if (r.clipFactor < 1) deviceClipped++;
         // What the device uploads (step 5 of the device pipeline), and what the aggregator dequantizes from it.
@@ -276,7 +296,33 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         });
         return r;
       };
+      const trainRandomOf = (c: number) =>
+        xoshiroRandomBytes((seed ^ Math.imul(c + 1, 0x9e3779b1) ^ Math.imul(round, 0x85ebca6b)) >>> 0);
+      // Distributed mode: the device trains (or generates) Δ, encodes it for secure aggregation and sends only that;
+      // its Δ is wiped from the shared buffer so nothing but the encoding reaches the server's side.
+      const distributedDevice = (c: number, out: Float32Array): { clipFactor: number; encoded: Uint32Array } => {
+        if (synthetic) synthetic.update(c, round, out);
+        else {
+          const shard = shards[c]!;
+          const d = trainDeviceDelta({
+            params: global,
+            task,
+            data: shard.x,
+            labels: shard.y,
+            random: deviceRandom,
+            trainRandom: trainRandomOf(c),
+          });
+          out.set(d.values);
+        }
+        const e = encodeDistributedDeviceUpdate(out, task as DistributedDeviceTask, deviceRandom);
+        out.fill(0);
+        return { clipFactor: e.clipFactor, encoded: e.encoded };
+      };
       const device = (c: number, out: Float32Array): PrivatizeResult => {
+        if (c >= o.clients) {
+          o.canaries!.update(c - o.clients, task.clip_norm ?? config.clipping.clipNorm, out);
+          return privatizeUpdate(out, task, deviceRandom);
+        }
         if (synthetic) {
           synthetic.update(c, round, out);
           return privatizeUpdate(out, task, deviceRandom);
@@ -288,12 +334,12 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
           data: shard.x,
           labels: shard.y,
           random: deviceRandom,
-          trainRandom: xoshiroRandomBytes((seed ^ Math.imul(c + 1, 0x9e3779b1) ^ Math.imul(round, 0x85ebca6b)) >>> 0),
+          trainRandom: trainRandomOf(c),
         });
         out.set(u.values);
         return u;
       };
-      const updates = streamClientUpdates(poissonSample(o.clients, config.samplingRate, random), pool, produce, () => {
+      const updates = streamClientUpdates(poissonSample(population, config.samplingRate, random), pool, produce, () => {
         // sample the RSS inside the round too (every 64 updates), not only between rounds
         if ((sampled++ & 63) === 0) peakRss = Math.max(peakRss, process.memoryUsage().rss);
       });

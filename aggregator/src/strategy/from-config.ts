@@ -1,10 +1,12 @@
 /**
  * @module
  * Builds a population's strategy and first clip state from its {@link PopulationConfig}: FedAvg (or a robust rule
- * for non-DP populations), wrapped by DP-FedAvg in `central` mode and by the local-DP wrapper in `local` mode.
+ * for non-DP populations), wrapped by DP-FedAvg in `central` mode, by the local-DP wrapper in `local` mode and by the
+ * distributed discrete Gaussian in `distributed` mode.
  */
 import type { PopulationConfig } from "../config.ts";
 import { createDpCentral, initialClipState } from "./dp-central.ts";
+import { createDpDistributed } from "./dp-distributed.ts";
 import { createDpLocal } from "./dp-local.ts";
 import { createFedAvg } from "./fedavg.ts";
 import { createRobust } from "./robust.ts";
@@ -42,6 +44,19 @@ export function strategyFromConfig(config: PopulationConfig): Strategy {
     });
   }
   if (mode === "local") return createDpLocal(inner, { noiseMultiplier: config.privacy.noiseMultiplier });
+  if (mode === "distributed") {
+    const d = config.privacy.distributed;
+    const n = config.expectedClients;
+    return createDpDistributed(inner, {
+      noiseMultiplier: config.privacy.noiseMultiplier,
+      samplingRate: config.samplingRate,
+      expectedClients: n,
+      bits: d.bits,
+      minClients: d.minClients ?? Math.ceil(0.8 * n),
+      maxClients: d.maxClients ?? 2 * n,
+      overflowProbability: d.overflowProbability,
+    });
+  }
   return inner;
 }
 

@@ -12,7 +12,7 @@
  * updates; `createRobust` (median / trimmed mean) is a separate strategy the DP wrappers refuse to wrap.
  */
 import type { Backend } from "@fedge/gpu-node";
-import type { RandomBytes } from "@fedge/privacy";
+import type { DistributedNoiseShares, RandomBytes } from "@fedge/privacy";
 import type { AdaptiveClippingState } from "@fedge/privacy";
 
 /** One device's update, as the round engine receives it. */
@@ -26,6 +26,11 @@ export interface ClientUpdate {
   numExamples?: number;
   /** Device id, for logs. */
   deviceId?: string;
+  /**
+   * Distributed mode: the device's input to secure aggregation (d' residues mod 2^b); the strategy sums these and
+   * never reads `delta`, which stays the device's.
+   */
+  encoded?: Uint32Array;
   /**
    * The device's clip bit b = 1[‖Δ‖ ≤ C], computed on the device before it clipped (update codec version 2). Adaptive
    * clipping counts these (Andrew et al. 2021, arXiv 1905.03871); present only when the round asked for them.
@@ -67,17 +72,46 @@ export interface RoundContext {
   batchSize?: number;
   /** Where warnings go (also returned in {@link FitAggregate.warnings}). */
   log?: (message: string) => void;
+  /** Distributed mode: the round's public rotation seed (32 bytes), drawn when the round opened. */
+  rotationSeed?: Uint8Array;
 }
 
 /** Instructions sent to the sampled devices (becomes part of the edge's round task). */
 export interface FitInstructions {
-  privacyMode: "central" | "local" | "none";
+  privacyMode: PrivacyModeOfStrategy;
   /** L2 norm devices clip Δ to (`Infinity`: no clipping). */
   clipNorm: number;
   /** Local mode: devices add N(0, (z·C)²) per coordinate. */
   localNoiseMultiplier?: number;
   /** Central mode with adaptive clipping: devices report their clip bit (the task's `report_clip_bit`). */
   reportClipBit?: boolean;
+  /** Distributed mode: the task's `distributed` (the devices' discrete noise and the round's rotation seed). */
+  distributed?: DistributedTaskFields;
+}
+
+/** A strategy's privacy mode. */
+export type PrivacyModeOfStrategy = "central" | "local" | "distributed" | "none";
+
+/** The `distributed` fields of a device task (names as in `@fedge/protocol` `DistributedTask`). */
+export interface DistributedTaskFields {
+  bits: number;
+  scale: number;
+  dimension: number;
+  noise_shares: number;
+  share_variance: number;
+  sensitivity_bound: number;
+  /** base64url of the 32-byte rotation seed. */
+  rotation_seed: string;
+}
+
+/** What a strategy may need to state its charge or its instructions before a round runs. */
+export interface RoundPlanContext {
+  round: number;
+  clip: ClipState;
+  /** Float count of every update. */
+  length?: number;
+  /** Distributed mode: the round's rotation seed. */
+  rotationSeed?: Uint8Array;
 }
 
 /** What the privacy ledger records when a round is opened: one step of the sampled Gaussian mechanism. */
@@ -86,6 +120,8 @@ export interface PrivacyCharge {
   noiseMultiplier: number;
   /** Sampling rate q the accountant assumes (1 when sampling gives no amplification, e.g. local mode). */
   samplingRate: number;
+  /** Distributed mode: the discrete noise shares the round is charged for (KLS21). */
+  distributed?: DistributedNoiseShares;
 }
 
 /** Result of one round's aggregation. */
@@ -105,8 +141,8 @@ export interface FitAggregate {
   clipNorm: number;
   /** Std of the noise added to the sum (0 when none). */
   noiseStd: number;
-  /** Central mode: the noise mechanism that made `delta`. */
-  mechanism?: "discrete-gaussian" | "gaussian";
+  /** The noise mechanism that made `delta` (central: discrete or float Gaussian; distributed: KLS21's). */
+  mechanism?: "discrete-gaussian" | "gaussian" | "distributed-discrete-gaussian";
   /** `discrete-gaussian`: σ/(z_Δ·C) = Δ₂/C, the noise the grid adds on top of z_Δ·C (z itself is unchanged). */
   noiseInflation?: number;
   /** The divisor used. */
@@ -121,11 +157,14 @@ export interface FitAggregate {
 /** The interface every strategy implements. */
 export interface Strategy {
   readonly name: string;
-  readonly privacyMode: "central" | "local" | "none";
-  /** The ledger charge of one round, or `null` for a non-DP population. */
-  privacyCharge(): PrivacyCharge | null;
+  readonly privacyMode: PrivacyModeOfStrategy;
+  /**
+   * The ledger charge of one round, or `null` for a non-DP population (distributed mode needs `ctx.length` and the
+   * clip norm: its charge depends on the padded dimension and the rounded sensitivity).
+   */
+  privacyCharge(ctx?: RoundPlanContext): PrivacyCharge | null;
   /** Flower `configure_fit`: the instructions of this round's devices. */
-  configureFit(ctx: Pick<RoundContext, "round" | "clip">): FitInstructions;
+  configureFit(ctx: RoundPlanContext): FitInstructions;
   /** Flower `aggregate_fit`, streaming. */
   aggregateFit(ctx: RoundContext, updates: AsyncIterable<ClientUpdate>): Promise<FitAggregate>;
 }
@@ -171,7 +210,7 @@ export function isStreamingStrategy(s: Strategy): s is StreamingStrategy {
  * (`numExamples` not a finite number ≥ 0), `too_many_updates` (over a robust strategy's `maxClients`).
  */
 export type UpdateRejectedReason =
-  "invalid_shape" | "non_finite" | "invalid_weight" | "too_many_updates" | "missing_clip_bit";
+  "invalid_shape" | "non_finite" | "invalid_weight" | "too_many_updates" | "missing_clip_bit" | "missing_encoding";
 
 /** A client update a strategy refused (see {@link UpdateRejectedReason}). A domain error: no HTTP status. */
 export class UpdateRejectedError extends Error {

@@ -108,7 +108,9 @@ describe("privatizeUpdate: local noise and mode none", () => {
   });
 
   it("refuses distributed mode, central without C, and a non-finite Δ", () => {
-    expect(() => checkDevicePrivacyTask({ privacy_mode: "distributed", clip_norm: 1 })).toThrow(/not supported/);
+    expect(() => checkDevicePrivacyTask({ privacy_mode: "distributed", clip_norm: 1 })).toThrow(
+      /encodeDistributedDeviceUpdate/,
+    );
     expect(() => checkDevicePrivacyTask({ privacy_mode: "central" })).toThrow(/clip_norm is required/);
     expect(() => checkDevicePrivacyTask({ privacy_mode: "central", clip_norm: 0 })).toThrow(/clip_norm must be/);
     expect(() => privatizeUpdate(Float32Array.of(1, Number.NaN), adaptive, cryptoRandomBytes)).toThrow(RangeError);

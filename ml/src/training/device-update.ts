@@ -78,7 +78,7 @@ export function checkDevicePrivacyTask(task: DevicePrivacyTask): void {
   if (mode !== "central" && mode !== "local" && mode !== "none") {
     throw new RangeError(
       mode === "distributed"
-        ? "privacy_mode distributed (secure aggregation) is not supported on devices yet"
+        ? "privacy_mode distributed never sends Δ as floats: encode it with encodeDistributedDeviceUpdate (distributed-update.ts)"
         : `privacy_mode must be central, local or none, got ${JSON.stringify(mode)}`,
     );
   }
@@ -189,10 +189,16 @@ export interface DeviceUpdate extends PrivatizeResult {
   steps: number;
 }
 
-/** Steps 1–4 of the module header: train on the device's data, then {@link privatizeUpdate}. */
-export function trainDeviceUpdate(input: DeviceUpdateInput): DeviceUpdate {
+/** Step 1 of the module header only: train and return Δ as trained (for a distributed round's encoder). */
+export function trainDeviceDelta(
+  input: Omit<DeviceUpdateInput, "task"> & { task: Omit<DeviceTrainingTask, keyof DevicePrivacyTask> },
+): {
+  values: Float32Array;
+  samples: number;
+  loss: number;
+  steps: number;
+} {
   const { task, params } = input;
-  checkDevicePrivacyTask(task);
   const trained = trainLocal(params, input.data, input.labels, {
     epochs: task.local_epochs,
     batchSize: task.batch_size,
@@ -201,6 +207,13 @@ export function trainDeviceUpdate(input: DeviceUpdateInput): DeviceUpdate {
     random: input.trainRandom ?? input.random,
   });
   const values = computeUpdate(params, trained.params, task.trainable);
-  const p = privatizeUpdate(values, task, input.random);
-  return { ...p, values, samples: input.labels.length, loss: trained.loss, steps: trained.steps };
+  return { values, samples: input.labels.length, loss: trained.loss, steps: trained.steps };
+}
+
+/** Steps 1–4 of the module header: train on the device's data, then {@link privatizeUpdate}. */
+export function trainDeviceUpdate(input: DeviceUpdateInput): DeviceUpdate {
+  checkDevicePrivacyTask(input.task);
+  const trained = trainDeviceDelta(input);
+  const p = privatizeUpdate(trained.values, input.task, input.random);
+  return { ...p, ...trained };
 }

@@ -5,16 +5,25 @@
  * pick one by name with `createAccountant` in `registry.ts`. All math lives in `analysis/` (pure).
  */
 import { z } from "zod";
+import { distributedRdp, type DistributedNoiseShares } from "./analysis/distributed-discrete-gaussian.ts";
 
 /** Accountant mechanisms known to the registry. */
 export type AccountantMechanism = "rdp" | "pld";
 
-/** One step of DP-SGD / DP-FedAvg: Poisson sampling with rate q, Gaussian noise σ = z·C on a sum clipped to C. */
+/**
+ * One step of DP-SGD / DP-FedAvg: Poisson sampling with rate q, Gaussian noise σ = z·C on a sum clipped to C; or,
+ * with `distributed`, the distributed discrete Gaussian's release (Kairouz, Liu, Steinke 2021, arXiv 2102.06387).
+ */
 export interface StepParams {
-  /** z = σ/C, > 0. */
+  /** z = σ/C, > 0 (with `distributed`: the round's nominal z; the charge comes from the shares). */
   noiseMultiplier: number;
   /** q, the Poisson sampling probability, in (0, 1]. */
   sampleRate: number;
+  /**
+   * A distributed-mode step: the RDP is KLS21's bound for the sum of these discrete Gaussian shares
+   * (`analysis/distributed-discrete-gaussian.ts`), subsampled by Zhu & Wang's general bound. RDP accountant only.
+   */
+  distributed?: DistributedNoiseShares | undefined;
 }
 
 /** A run of identical consecutive steps (opacus keeps `(sigma, q, steps)` tuples; so do we). */
@@ -51,10 +60,22 @@ export class InvalidPrivacyParameterError extends RangeError {
   }
 }
 
+export const DistributedNoiseSharesSchema = z.strictObject({
+  dimension: z
+    .number()
+    .int()
+    .positive()
+    .max(2 ** 30),
+  clients: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  localVariance: z.number().min(0.25).finite(),
+  sensitivityBound: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+});
+
 export const HistoryEntrySchema = z.object({
   noiseMultiplier: z.number().positive().finite(),
   sampleRate: z.number().positive().max(1),
   steps: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  distributed: DistributedNoiseSharesSchema.optional(),
 });
 
 export const AccountantStateSchema = z.object({
@@ -74,6 +95,44 @@ export function validateStep(p: StepParams, steps = 1): void {
   if (!Number.isSafeInteger(steps) || steps < 1) {
     throw new InvalidPrivacyParameterError(`steps must be a positive integer, got ${String(steps)}`);
   }
+  if (p.distributed !== undefined) {
+    const parsed = DistributedNoiseSharesSchema.safeParse(p.distributed);
+    if (!parsed.success) {
+      throw new InvalidPrivacyParameterError(`invalid distributed noise shares: ${z.prettifyError(parsed.error)}`);
+    }
+    try {
+      distributedRdp(parsed.data, 2);
+    } catch (e) {
+      throw new InvalidPrivacyParameterError(`invalid distributed noise shares: ${(e as Error).message}`, { cause: e });
+    }
+  }
+}
+
+/** Whether two steps are the same mechanism (what lets the history merge them into one run). */
+export function sameStep(a: StepParams, b: StepParams): boolean {
+  if (a.noiseMultiplier !== b.noiseMultiplier || a.sampleRate !== b.sampleRate) return false;
+  const x = a.distributed;
+  const y = b.distributed;
+  if (x === undefined || y === undefined) return x === y;
+  return (
+    x.dimension === y.dimension &&
+    x.clients === y.clients &&
+    x.localVariance === y.localVariance &&
+    x.sensitivityBound === y.sensitivityBound
+  );
+}
+
+/** A copy of the step's parameters (no aliasing of the caller's objects). */
+function copyStep(p: {
+  noiseMultiplier: number;
+  sampleRate: number;
+  distributed?: DistributedNoiseShares | undefined;
+}): StepParams {
+  return {
+    noiseMultiplier: p.noiseMultiplier,
+    sampleRate: p.sampleRate,
+    ...(p.distributed ? { distributed: { ...p.distributed } } : {}),
+  };
 }
 
 /** Validates δ ∈ (0, 1). */
@@ -112,21 +171,25 @@ export abstract class HistoryAccountant implements Accountant {
 
   step(params: StepParams, steps = 1): void {
     validateStep(params, steps);
+    this.assertSupported(params);
     const last = this.entries.at(-1);
-    if (last && last.noiseMultiplier === params.noiseMultiplier && last.sampleRate === params.sampleRate) {
+    if (last && sameStep(last, params)) {
       last.steps += steps;
     } else {
-      this.entries.push({ noiseMultiplier: params.noiseMultiplier, sampleRate: params.sampleRate, steps });
+      this.entries.push({ ...copyStep(params), steps });
     }
-    this.appended({ noiseMultiplier: params.noiseMultiplier, sampleRate: params.sampleRate }, steps);
+    this.appended(copyStep(params), steps);
   }
+
+  /** Throws {@link InvalidPrivacyParameterError} for a step this accountant has no analysis for. */
+  protected assertSupported(_params: StepParams): void {}
 
   abstract getEpsilon(delta: number): number;
 
   abstract epsilonAfter(params: StepParams, steps: number, delta: number): number;
 
   get history(): readonly HistoryEntry[] {
-    return this.entries.map((e) => ({ ...e }));
+    return this.entries.map((e) => ({ ...copyStep(e), steps: e.steps }));
   }
 
   get totalSteps(): number {
@@ -134,7 +197,7 @@ export abstract class HistoryAccountant implements Accountant {
   }
 
   exportState(): AccountantState {
-    return { mechanism: this.mechanism, history: this.entries.map((e) => ({ ...e })) };
+    return { mechanism: this.mechanism, history: this.entries.map((e) => ({ ...copyStep(e), steps: e.steps })) };
   }
 
   loadState(state: unknown): void {
@@ -150,7 +213,8 @@ export abstract class HistoryAccountant implements Accountant {
         { reason: "invalid_state" },
       );
     }
-    this.entries = parsed.data.history.map((e) => ({ ...e }));
+    for (const e of parsed.data.history) this.assertSupported(copyStep(e));
+    this.entries = parsed.data.history.map((e) => ({ ...copyStep(e), steps: e.steps }));
     this.changed();
   }
 

@@ -177,8 +177,18 @@ export class PldAccountant extends HistoryAccountant {
     return Math.max(pmfDelta(pair.remove, epsilon, h), pmfDelta(pair.add, epsilon, h));
   }
 
+  /** The PLD of the distributed discrete Gaussian is not implemented: such steps need the RDP accountant. */
+  protected override assertSupported(params: StepParams): void {
+    if (params.distributed !== undefined) {
+      throw new InvalidPrivacyParameterError(
+        "the PLD accountant has no analysis of the distributed discrete Gaussian; use the rdp accountant",
+      );
+    }
+  }
+
   epsilonAfter(params: StepParams, steps: number, delta: number): number {
     validateStep(params, steps);
+    this.assertSupported(params);
     validateDelta(delta);
     const run = this.runPair(params, steps);
     const hasHistory = this.entries.length > 0;

@@ -15,6 +15,7 @@ import {
   validateStep,
   type StepParams,
 } from "./accountant.ts";
+import { distributedSubsampledRdp } from "./analysis/distributed-discrete-gaussian.ts";
 import { computeRdp, DEFAULT_ORDERS, getPrivacySpent, type PrivacySpent, type RdpConversion } from "./analysis/rdp.ts";
 
 /** Options of {@link RdpAccountant}. */
@@ -70,12 +71,17 @@ export class RdpAccountant extends HistoryAccountant {
     for (let k = 0; k < one.length; k++) this.curve[k] = this.curve[k]! + steps * one[k]!;
   }
 
-  /** RDP of one step of (q, z) at `orders` (memoised). */
+  /** RDP of one step at `orders` (memoised): the sampled Gaussian of (q, z), or a distributed step's bound. */
   private stepCurve(p: StepParams): Float64Array {
-    const key = `${p.sampleRate}|${p.noiseMultiplier}`;
+    const s = p.distributed;
+    const key = s
+      ? `${p.sampleRate}|ddg|${s.dimension}|${s.clients}|${s.localVariance}|${s.sensitivityBound}`
+      : `${p.sampleRate}|${p.noiseMultiplier}`;
     let c = this.perStep.get(key);
     if (!c) {
-      c = computeRdp(p.sampleRate, p.noiseMultiplier, 1, this.orders);
+      c = s
+        ? distributedSubsampledRdp(p.sampleRate, s, this.orders)
+        : computeRdp(p.sampleRate, p.noiseMultiplier, 1, this.orders);
       if (this.perStep.size >= 1024) this.perStep.clear();
       this.perStep.set(key, c);
     }

@@ -127,6 +127,42 @@ describe("OpenRoundRequest: the charge and Poisson sampling", () => {
     expect(ok({}, plain)).toBe(true);
     expect(ok({ mechanism: base.mechanism }, plain)).toBe(false);
   });
+  it("a distributed round carries its discrete noise (power-of-two dimension for the update, fixed clip) and only it", () => {
+    const noise = {
+      bits: 16,
+      scale: 400,
+      dimension: 8,
+      noise_shares: 20,
+      share_variance: 9,
+      sensitivity_bound: 161_000,
+    };
+    const distributed = (over: Record<string, unknown> = {}) => ({
+      privacy_mode: "distributed",
+      update_length: 5,
+      rotation_seed: "A".repeat(43),
+      mechanism: { noise_multiplier: 1, clip_rule: "fixed", distributed: { ...noise, ...over } },
+    });
+    expect(ok(distributed())).toBe(true);
+    expect(ok({ ...distributed(), mechanism: base.mechanism })).toBe(false); // no noise stated
+    expect(ok({ ...distributed(), privacy_mode: "central" })).toBe(false); // noise stated outside distributed
+    expect(ok(distributed({ dimension: 16 }))).toBe(false); // not update_length's padding
+    expect(ok(distributed({ dimension: 6 }))).toBe(false);
+    expect(ok(distributed({ share_variance: 0.2 }))).toBe(false); // below KLS21's σ ≥ 1/2
+    expect(ok(distributed({ bits: 33 }))).toBe(false);
+    expect(ok(distributed({ sensitivity_bound: 1.5 }))).toBe(false);
+    expect(ok({ ...distributed(), rotation_seed: undefined })).toBe(false);
+    expect(ok({ ...distributed(), rotation_seed: "A".repeat(42) })).toBe(false);
+    expect(ok({ rotation_seed: "A".repeat(43) })).toBe(false); // a seed outside distributed mode
+    const params = OpenRoundRequest.parse({ ...base, ...distributed() });
+    const task = roundTaskFor("mnist_1", "mnist", params, "n", "2026-12-07T06:00:00Z");
+    expect(task.distributed).toEqual({ ...noise, rotation_seed: "A".repeat(43) });
+    expect(
+      roundTaskFor("mnist_1", "mnist", OpenRoundRequest.parse(base), "n", "2026-12-07T06:00:00Z").distributed,
+    ).toBe(undefined);
+    const adaptive = distributed();
+    adaptive.mechanism = { ...adaptive.mechanism, clip_rule: "adaptive", count_noise_std: 5 } as never;
+    expect(ok(adaptive)).toBe(false);
+  });
   it("no max_reports and min_reports 1 in DP modes", () => {
     expect(ok({ max_reports: 10 })).toBe(false);
     expect(ok({ min_reports: 2 })).toBe(false);

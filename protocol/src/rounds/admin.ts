@@ -12,7 +12,8 @@ import { Base64Url, IsoDateTime, ModelName, ModelVersion, Sha256Hex } from "../c
 import { DeviceId } from "../devices.ts";
 import { TenantId } from "../keys.ts";
 import { RoundMechanism, isDpMode } from "./privacy.ts";
-import { PopulationPrivacy, PrivacyMode, RoundTask, TrainableScope } from "./task.ts";
+import { ShardCount } from "./sharding.ts";
+import { PopulationPrivacy, PrivacyMode, RotationSeed, RoundTask, TrainableScope } from "./task.ts";
 
 /** Longest model name that can own training rounds (so `<model>_<seq>` stays within 64 characters). */
 export const TRAINING_MODEL_NAME_MAX = 48;
@@ -88,6 +89,11 @@ export const RoundParams = z.object({
   /** The mechanism the round is charged to the population's privacy budget for (every mode but `none`). */
   mechanism: RoundMechanism.optional(),
   /**
+   * Distributed mode only (and required there): the round's public rotation seed, base64url of 32 random bytes the
+   * aggregator draws; every device derives the same randomized Hadamard transform from it and the aggregator inverts it.
+   */
+  rotation_seed: RotationSeed.optional(),
+  /**
    * Most devices of one API key the coin may select in this round; a device of a key at its cap is not selected (so
    * one key cannot fill a round). @default DEFAULT_MAX_SELECTED_PER_KEY
    */
@@ -145,6 +151,29 @@ export const OpenRoundRequest = RoundParams.extend({
       "mechanism ({noise_multiplier, clip_rule[, count_noise_std]}) is required in every DP privacy mode, the round's charge to the population's budget, and refused in mode none",
     path: ["mechanism"],
   })
+  .refine((r) => (r.privacy_mode === "distributed") === (r.mechanism?.distributed !== undefined), {
+    message:
+      "mechanism.distributed (the devices' discrete noise: bits, scale, dimension, noise_shares, share_variance, sensitivity_bound) is required in distributed privacy mode and only allowed there",
+    path: ["mechanism", "distributed"],
+  })
+  .refine((r) => (r.privacy_mode === "distributed") === (r.rotation_seed !== undefined), {
+    message: "rotation_seed is required in distributed privacy mode and only allowed there",
+    path: ["rotation_seed"],
+  })
+  .refine(
+    (r) =>
+      r.mechanism?.distributed === undefined ||
+      (r.mechanism.distributed.dimension >= r.update_length && r.mechanism.distributed.dimension < 2 * r.update_length),
+    {
+      message: "mechanism.distributed.dimension must be update_length padded to the next power of two",
+      path: ["mechanism", "distributed", "dimension"],
+    },
+  )
+  .refine((r) => r.privacy_mode !== "distributed" || r.mechanism?.clip_rule !== "adaptive", {
+    message:
+      "adaptive clipping is refused in distributed mode: the clip bits would reach the server un-noised and unaggregated",
+    path: ["mechanism", "clip_rule"],
+  })
   .refine((r) => !isDpMode(r.privacy_mode) || r.max_selected_per_key === undefined, {
     message:
       "max_selected_per_key is refused in DP privacy modes: a per-key cap makes one device's selection depend on another's, breaking the Poisson sampling the accountant assumes (a key's weight is bounded by its device quota)",
@@ -193,6 +222,11 @@ export const RoundStatus = z
     selected: z.number().int().nonnegative(),
     /** Accepted updates (one per device at most). */
     accepted: z.number().int().nonnegative(),
+    /**
+     * Coordinator shards the round ran on (fixed when it opens). With more than one, its updates can also be listed
+     * one shard at a time (`?shard=`), and its counters are summed from the shards.
+     */
+    shards: ShardCount.optional(),
   })
   .meta({ id: "RoundStatus" });
 export type RoundStatus = z.infer<typeof RoundStatus>;
@@ -203,7 +237,10 @@ export type RoundList = z.infer<typeof RoundList>;
 /** One accepted update as the aggregator lists it; fetch its signed bytes from `.../updates/:device_id`. */
 export const AcceptedUpdate = z
   .object({
-    /** Acceptance order within the round, from 1. */
+    /**
+     * Acceptance order within the round, from 1. In a sharded round the order is per shard, and `seq` is
+     * shard × 2³² + that order: unique in the round, and the page cursor.
+     */
     seq: z.number().int().positive(),
     device_id: DeviceId,
     /** The device's Ed25519 public key (base64url) at acceptance, to re-verify the signature. */
@@ -327,5 +364,8 @@ export function roundTaskFor(
   if (params.local_noise_multiplier !== undefined) task.local_noise_multiplier = params.local_noise_multiplier;
   if (params.report_clip_bit) task.report_clip_bit = true;
   if (params.population_privacy !== undefined) task.population_privacy = params.population_privacy;
+  if (params.mechanism?.distributed && params.rotation_seed) {
+    task.distributed = { ...params.mechanism.distributed, rotation_seed: params.rotation_seed };
+  }
   return task;
 }

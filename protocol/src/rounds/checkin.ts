@@ -42,6 +42,16 @@ export const CheckinReceipt = z
     clip_rule: ClipRule,
     delta: z.number(),
     checked_in_at: IsoDateTime,
+    /** Mode `distributed` only: the discrete noise the round was charged for (signed). */
+    distributed_noise: z
+      .object({
+        dimension: z.number(),
+        noise_shares: z.number(),
+        share_variance: z.number(),
+        sensitivity_bound: z.number(),
+      })
+      .strict()
+      .optional(),
     alg: z.literal(EDGE_KEY_ALG),
     /** Ed25519 signature (base64url) by the edge key over `checkinReceiptSigningBytes`. */
     signature: Base64Url.length(86),

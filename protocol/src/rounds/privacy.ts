@@ -3,14 +3,15 @@
  * A population's privacy budget and ledger as the edge keeps them: the mechanism a round is charged for when it opens,
  * the budget an admin sets, and the public account of what was spent.
  *
- * The charge of a round is one step of the Poisson-subsampled Gaussian mechanism, (q, z, mode) fed to the population's
+ * The charge of a round is one step of the Poisson-subsampled Gaussian mechanism (in mode `distributed`: of the
+ * distributed discrete Gaussian, with its {@link DistributedNoise}), (q, z, mode) fed to the population's
  * accountant (`@fedge/privacy` `PrivacyLedger`): q is the round's `sampling_rate`, z the `noise_multiplier` below,
  * which already includes the share of the clipped-count noise σ_b under adaptive clipping (Andrew et al. 2021,
  * arXiv 1905.03871 §3.1 Theorem 1: z⁻² = z_Δ⁻² + (2σ_b)⁻², so the update is noised with z_Δ and the accountant is fed z).
  */
 import { z } from "zod";
 import { IsoDateTime, ModelName } from "../common.ts";
-import { PrivacyMode } from "./task.ts";
+import { DistributedNoise, PrivacyMode } from "./task.ts";
 
 /** Privacy modes that spend a budget (every mode but `none`). */
 export const DP_PRIVACY_MODES = ["central", "local", "distributed"] as const;
@@ -38,6 +39,8 @@ export const RoundMechanism = z
     clip_rule: ClipRule,
     /** σ_b, std of the noise on the centred count of unclipped updates; with `clip_rule: adaptive` only (2σ_b > z). */
     count_noise_std: z.number().positive().finite().optional(),
+    /** `distributed` rounds only (and required there): the discrete noise the devices add and the charge counts. */
+    distributed: DistributedNoise.optional(),
   })
   .strict()
   .refine((m) => (m.clip_rule === "adaptive") === (m.count_noise_std !== undefined), {
@@ -77,6 +80,8 @@ export const ChargedRound = z
     noise_multiplier: z.number(),
     /** σ_b; null with a fixed clip norm. */
     count_noise_std: z.number().nullable(),
+    /** The discrete noise a distributed round was charged for; null in the other modes. */
+    distributed: DistributedNoise.nullable(),
     privacy_mode: PrivacyMode,
     clip_rule: ClipRule,
     charged_at: IsoDateTime,

@@ -42,6 +42,38 @@ describe("check-in receipt signing bytes", () => {
   });
 });
 
+describe("a distributed round's receipt", () => {
+  const noise = { dimension: 8192, noise_shares: 80, share_variance: 28049514, sensitivity_bound: 1402515226 };
+  const distributed: CheckinReceiptBody = { ...body, privacy_mode: "distributed", distributed_noise: noise };
+
+  it("signs its discrete noise on one more line; the other modes' bytes are unchanged", () => {
+    const text = new TextDecoder().decode(checkinReceiptSigningBytes(distributed));
+    expect(text.split("\n").at(-1)).toBe("8192 80 28049514 1402515226");
+    expect(text.split("\n").at(-2)).toBe("2026-01-02T03:04:05.006Z");
+    expect(() => checkinReceiptSigningBytes({ ...distributed, distributed_noise: undefined })).toThrow(TypeError);
+    expect(() => checkinReceiptSigningBytes({ ...body, distributed_noise: noise })).toThrow(TypeError);
+  });
+
+  it("verifies, parses as the wire schema, and fails once its noise is altered", async () => {
+    const sig = signCheckinReceipt(distributed, keys.secretKey);
+    expect(await verifyCheckinReceipt(distributed, sig, keys.publicKey)).toBe(true);
+    const wire = { ...distributed, alg: "Ed25519", signature: toBase64Url(sig) };
+    expect(CheckinReceipt.parse(wire)).toEqual(wire);
+    for (const altered of [
+      { ...noise, noise_shares: 81 },
+      { ...noise, share_variance: 1 },
+      { ...noise, sensitivity_bound: 1 },
+    ]) {
+      expect(await verifyCheckinReceipt({ ...distributed, distributed_noise: altered }, sig, keys.publicKey)).toBe(
+        false,
+      );
+    }
+    expect(await verifyCheckinReceipt({ ...distributed, distributed_noise: undefined }, sig, keys.publicKey)).toBe(
+      false,
+    );
+  });
+});
+
 describe("signCheckinReceipt / verifyCheckinReceipt", () => {
   const sig = signCheckinReceipt(body, keys.secretKey);
 

@@ -2,7 +2,8 @@
  * @module
  * Check-in receipts: at every check-in for a differentially private round the edge signs, with its own Ed25519 key
  * (`FEDGE_EDGE_SIGNING_KEY`, public key at `GET /.well-known/fedge-edge-key`), what the device's coin was flipped
- * for: population, round, q, z, σ_b, mode, clip rule, the population's δ, device and time. A device's privacy loss
+ * for: population, round, q, z, σ_b, mode, clip rule, the population's δ, device and time (and a distributed round's
+ * discrete noise). A device's privacy loss
  * accrues in every round it checked in for, selected or not (Poisson subsampling: the coin is the mechanism's
  * randomness, not a choice of the device), so these receipts are exactly what the device's own accountant needs.
  *
@@ -36,6 +37,19 @@ export interface CheckinReceiptBody {
   delta: number;
   /** When the edge recorded the device's (first) check-in of the round, ISO 8601 UTC with milliseconds. */
   checked_in_at: string;
+  /**
+   * Mode `distributed` only (required there): the discrete noise the round was charged for (KLS21's bound counts
+   * `noise_shares` shares of variance `share_variance` in `dimension` coordinates, sensitivity √`sensitivity_bound`).
+   */
+  distributed_noise?: ReceiptDistributedNoise | undefined;
+}
+
+/** What a distributed round's receipt states about its discrete noise (the numbers the device's accountant needs). */
+export interface ReceiptDistributedNoise {
+  dimension: number;
+  noise_shares: number;
+  share_variance: number;
+  sensitivity_bound: number;
 }
 
 /** A receipt as it travels: the body plus the edge's detached Ed25519 signature (base64url, 64 bytes). */
@@ -78,6 +92,23 @@ export function checkinReceiptSigningBytes(r: CheckinReceiptBody): Uint8Array {
     num("delta", r.delta),
     text("checked_in_at", r.checked_in_at),
   ];
+  // Receipts of the other modes keep their bytes; a distributed round's receipt signs its noise on one more line.
+  if (r.privacy_mode === "distributed") {
+    const n = r.distributed_noise;
+    if (n === undefined || n === null || typeof n !== "object") {
+      throw new TypeError("receipt distributed_noise is required in privacy mode distributed");
+    }
+    lines.push(
+      [
+        num("distributed_noise.dimension", n.dimension),
+        num("distributed_noise.noise_shares", n.noise_shares),
+        num("distributed_noise.share_variance", n.share_variance),
+        num("distributed_noise.sensitivity_bound", n.sensitivity_bound),
+      ].join(" "),
+    );
+  } else if (r.distributed_noise !== undefined) {
+    throw new TypeError("receipt distributed_noise is only allowed in privacy mode distributed");
+  }
   return new TextEncoder().encode(lines.join("\n"));
 }
 

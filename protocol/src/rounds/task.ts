@@ -40,6 +40,46 @@ export const PopulationPrivacy = z
   .meta({ id: "PopulationPrivacy" });
 export type PopulationPrivacy = z.infer<typeof PopulationPrivacy>;
 
+/**
+ * The distributed discrete Gaussian a `distributed` round runs (Kairouz, Liu, Steinke 2021, arXiv 2102.06387; built by
+ * `@fedge/privacy` `planDistributedDiscreteGaussian`), in grid units: what devices must run and what the round is
+ * charged. Each device rotates its clipped update (padded to `dimension`), scales it by `scale`, rounds it until
+ * ‖k‖₂² ≤ `sensitivity_bound`, adds N_Z(0, `share_variance`) per coordinate and reduces mod 2^`bits`; the charge
+ * counts `noise_shares` shares (the fewest inputs secure aggregation may release a sum of).
+ */
+export const DistributedNoise = z
+  .object({
+    /** b: devices' values and the sum are in Z_{2^b}. */
+    bits: z.number().int().min(2).max(32),
+    /** γ > 0: grid steps per unit of the update. */
+    scale: z.number().positive().finite(),
+    /** d': the update length padded to a power of two (the rotation's size). */
+    dimension: z
+      .number()
+      .int()
+      .positive()
+      .max(2 ** 23)
+      .refine((d) => (d & (d - 1)) === 0, "dimension must be a power of two"),
+    /** n: noise shares the released sum is guaranteed to hold (what the charge counts). */
+    noise_shares: z.number().int().min(1).max(1_000_000),
+    /** σ_l²: each device's discrete Gaussian variance, ≥ 1/4 (KLS21 Thm. 1). */
+    share_variance: z.number().min(0.25).finite(),
+    /** B: the enforced bound on a device's rounded ‖k‖₂² (its L2 sensitivity is √B grid units). */
+    sensitivity_bound: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  })
+  .strict()
+  .meta({ id: "DistributedNoise" });
+export type DistributedNoise = z.infer<typeof DistributedNoise>;
+
+/** A round's public rotation seed: base64url of 32 random bytes (43 characters), the same for every device. */
+export const RotationSeed = Base64Url.length(43);
+
+/** What a device of a `distributed` round runs: the noise of the round's mechanism and the round's rotation seed. */
+export const DistributedTask = DistributedNoise.extend({ rotation_seed: RotationSeed })
+  .strict()
+  .meta({ id: "DistributedTask" });
+export type DistributedTask = z.infer<typeof DistributedTask>;
+
 export const RoundTask = z
   .object({
     round_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
@@ -58,6 +98,8 @@ export const RoundTask = z
      * update's clip-bit field (update codec version 2). Absent or false: the field is 0 (not reported).
      */
     report_clip_bit: z.boolean().optional(),
+    /** Distributed mode only: the discrete noise to add and the round's rotation seed. */
+    distributed: DistributedTask.optional(),
     /** The population's (ε, δ) (central and local modes), for the device's privacy policy. */
     population_privacy: PopulationPrivacy.optional(),
     trainable: TrainableScope,

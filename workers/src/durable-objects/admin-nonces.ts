@@ -39,6 +39,12 @@ export class AdminNonces extends DurableObject<Bindings> {
     return inserted.rowsWritten > 0;
   }
 
+  /** Whether `nonce` is remembered (claimed and not yet expired): the dashboard's ended sessions (dashboard/session.ts). */
+  async seen(nonce: string, now: number): Promise<boolean> {
+    if (!this.hasTable) return false;
+    return this.sql.exec("SELECT 1 FROM nonces WHERE nonce = ? AND expires_at > ?", nonce, now).toArray().length > 0;
+  }
+
   /** How many nonces are remembered (tests). */
   async size(): Promise<number> {
     if (!this.hasTable) return 0;

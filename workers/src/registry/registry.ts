@@ -15,11 +15,22 @@
  * upload of that version: the same bytes are adopted as they are, different bytes replace it once it is older than
  * `ORPHAN_GRACE_MS` (younger ones may belong to an upload still in flight: 409, retry later).
  *
+ * An audit shadow (`ModelIndex.audit_of`, created by {@link createAuditShadow} only) is never served: its uploads
+ * are stored unpromoted, and a promote or rollback is refused with 409 `audit_shadow`. Names with the `-audit-` infix
+ * are reserved for shadows, so a plain upload cannot create one that serves.
+ *
  * Readers keep a per-isolate copy of each index for `INDEX_CACHE_TTL_MS`, so a promote reaches every isolate within
  * that time (and the writing isolate at once); the model list is kept as long. Both caches are bounded: the index
  * cache is keyed by whatever name a caller sends, so it keeps at most `INDEX_CACHE_MAX` names (oldest dropped first).
  */
-import { FedgeError, ModelIndex, ModelManifest, type ModelSummary, type ModelVersionSummary } from "@fedge/protocol";
+import {
+  FedgeError,
+  isAuditShadowName,
+  ModelIndex,
+  ModelManifest,
+  type ModelSummary,
+  type ModelVersionSummary,
+} from "@fedge/protocol";
 import type { Bindings } from "../env.ts";
 
 /** How long an isolate trusts its cached copy of a model index (and of the model list). */
@@ -189,6 +200,27 @@ async function storeOnnx(env: Bindings, manifest: ModelManifest, bytes: Uint8Arr
 }
 
 /**
+ * 409 `audit_shadow` when a write would serve a shadow's version (`serve`), or would create a model under a reserved
+ * shadow name outside {@link createAuditShadow}.
+ */
+function refuseToServeShadow(name: string, index: ModelIndex | null, serve: boolean): void {
+  if (index?.audit_of !== undefined && serve) {
+    throw new FedgeError(
+      "audit_shadow",
+      409,
+      `${name} is an audit shadow of ${index.audit_of}: its versions hold canaries and are never served`,
+    );
+  }
+  if (index === null && isAuditShadowName(name)) {
+    throw new FedgeError(
+      "audit_shadow",
+      409,
+      `names with "-audit-" are reserved for audit shadows: create ${name} with POST /v1/admin/populations/{source}/audit-shadows`,
+    );
+  }
+}
+
+/**
  * Store a new, already validated version. The first version of a model (or `promote`) becomes the serving one.
  * 409 `conflict` when the version exists, or when its bytes are held by another upload still in flight.
  */
@@ -205,6 +237,7 @@ export async function putVersion(
       `model ${manifest.name} already has version ${manifest.version}; versions are immutable`,
     );
   let { index: current, etag } = await readIndexFresh(env, manifest.name);
+  refuseToServeShadow(manifest.name, current, options.promote === true);
   if (current?.versions.some((v) => v.version === manifest.version)) throw exists();
   if (!(await storeOnnx(env, manifest, bytes, options.now))) throw conflict(manifest.name);
   // Written before the index lists the version, and overwritten by a retry: a manifest is never listed without bytes.
@@ -227,7 +260,7 @@ export async function putVersion(
       versions: [],
       updated_at: new Date(options.now).toISOString(),
     };
-    const serve = options.promote || base.serving_version === null;
+    const serve = base.audit_of === undefined && (options.promote || base.serving_version === null);
     const next: ModelIndex = {
       ...base,
       versions: [...base.versions, summary].sort((a, b) => a.version - b.version),
@@ -257,6 +290,7 @@ export async function putVersion(
 export async function promote(env: Bindings, name: string, version: number, now: number): Promise<ModelIndex> {
   const { index, etag } = await readIndexFresh(env, name);
   if (!index) throw new FedgeError("model_not_found", 404, `no model named ${name}`);
+  refuseToServeShadow(name, index, true);
   requireVersion(index, version);
   if (index.serving_version === version) return index;
   const next: ModelIndex = {
@@ -274,6 +308,7 @@ export async function promote(env: Bindings, name: string, version: number, now:
 export async function rollback(env: Bindings, name: string, now: number): Promise<ModelIndex> {
   const { index, etag } = await readIndexFresh(env, name);
   if (!index) throw new FedgeError("model_not_found", 404, `no model named ${name}`);
+  refuseToServeShadow(name, index, true);
   const previous = index.serving_history.at(-1);
   if (previous === undefined)
     throw new FedgeError("conflict", 409, `model ${name} has no earlier serving version to roll back to`);
@@ -302,4 +337,67 @@ export async function readOnnxBytes(env: Bindings, name: string, version: number
   const obj = await env.MODELS.get(onnxKey(name, version));
   if (!obj) throw new FedgeError("version_not_found", 404, `model ${name} has no version ${version}`);
   return new Uint8Array(await obj.arrayBuffer());
+}
+
+/** Where {@link createAuditShadow} found the model it copied. */
+export interface ShadowSource {
+  index: ModelIndex;
+  version: number;
+  manifest: ModelManifest;
+}
+
+/**
+ * The source of a new audit shadow: `source` must exist, serve a version and not be a shadow itself; `shadow` must
+ * not exist yet. Reads only (404/409 before anything is written).
+ */
+export async function shadowSource(env: Bindings, source: string, shadow: string): Promise<ShadowSource> {
+  const index = await requireIndex(env, source);
+  if (index.audit_of !== undefined)
+    throw new FedgeError("audit_shadow", 409, `${source} is itself an audit shadow of ${index.audit_of}`);
+  const version = index.serving_version;
+  if (version === null) throw new FedgeError("conflict", 409, `${source} serves no version to audit`);
+  if ((await readIndexFresh(env, shadow)).index)
+    throw new FedgeError("conflict", 409, `${shadow} already exists; pick another audit id`);
+  const manifest = await readManifest(env, source, version);
+  if (!manifest) throw new FedgeError("version_not_found", 404, `model ${source} has no version ${version}`);
+  return { index, version, manifest };
+}
+
+/**
+ * Creates audit shadow `shadow` of `from`: version 1 holds the source's serving bytes under an unsigned manifest (the
+ * source's signature covers the source's name; the shadow's ε is its own ledger's), the index records `audit_of` and
+ * serves nothing. 409 `conflict` when a concurrent writer created the name first.
+ */
+export async function createAuditShadow(
+  env: Bindings,
+  from: ShadowSource,
+  shadow: string,
+  now: number,
+): Promise<ModelIndex> {
+  const bytes = await readOnnxBytes(env, from.index.name, from.version);
+  const { aggregator: _signature, privacy: _sourcePrivacy, ...rest } = from.manifest;
+  const manifest: ModelManifest = { ...rest, name: shadow, version: 1, created_at: new Date(now).toISOString() };
+  if (!(await storeOnnx(env, manifest, bytes, now))) throw conflict(shadow);
+  await env.MODELS.put(manifestKey(shadow, 1), JSON.stringify(manifest), {
+    httpMetadata: { contentType: "application/json" },
+  });
+  manifestCache.delete(manifestKey(shadow, 1));
+  const index: ModelIndex = {
+    name: shadow,
+    serving_version: null,
+    serving_history: [],
+    versions: [
+      {
+        version: 1,
+        sha256: manifest.sha256,
+        size_bytes: manifest.size_bytes,
+        created_at: manifest.created_at,
+        quantization: manifest.quantization,
+      },
+    ],
+    updated_at: manifest.created_at,
+    audit_of: from.index.name,
+  };
+  if (!(await writeIndex(env, index, null))) throw conflict(shadow);
+  return index;
 }

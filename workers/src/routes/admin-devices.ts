@@ -20,7 +20,8 @@ const security: Record<string, string[]>[] = [{ adminToken: [] }];
 const DeviceParam = z.object({ id: DeviceId });
 const KeyParam = z.object({ key_id: ApiKeyId });
 
-function deviceInfo(d: DeviceRecord): DeviceInfo {
+/** A device record as the admin API shows it. */
+export function deviceInfo(d: DeviceRecord): DeviceInfo {
   return {
     device_id: d.device_id,
     public_key: d.public_key,

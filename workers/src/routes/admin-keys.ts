@@ -14,9 +14,18 @@ import {
   UsageQuery,
   UsageReport,
 } from "@fedge/protocol";
+import type { Bindings } from "../env.ts";
 import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
 import { settleUsage } from "../middleware/metering.ts";
-import { adminAuth, generateApiKey, hashApiKey, keyCache, keyStatus, ledgerFor } from "../middleware/auth/index.ts";
+import {
+  adminAuth,
+  generateApiKey,
+  hashApiKey,
+  keyCache,
+  keyStatus,
+  ledgerFor,
+  recordKeyId,
+} from "../middleware/auth/index.ts";
 
 const errors = errorResponses({
   400: "Invalid request",
@@ -72,6 +81,16 @@ const keyUsage = createRoute({
   },
 });
 
+/** Revokes key `id` (idempotent; also the dashboard's revoke button). 404 `not_found` for an unknown key. */
+export async function revokeApiKey(env: Bindings, id: string, now: number): Promise<ApiKeyInfo> {
+  const info = await ledgerFor(env, id).revoke(now);
+  // This isolate refuses the key from now on; other isolates within AUTH_CACHE_TTL_MS (see key-cache.ts).
+  keyCache.forget(id);
+  keyStatus.markRevoked(id);
+  if (!info) throw new FedgeError("not_found", 404, `no API key ${id}`);
+  return info;
+}
+
 export const adminKeys = createRouter()
   .openapi(createKey, async (c) => {
     const body = c.req.valid("json");
@@ -85,16 +104,13 @@ export const adminKeys = createRouter()
       now: Date.now(),
     });
     if (!info) throw new FedgeError("conflict", 409, "key id collision; retry");
+    // The operator dashboard lists keys from this directory (key-directory.ts).
+    await recordKeyId(c.env, id);
     return c.json({ ...info, key }, 201);
   })
   .openapi(revokeKey, async (c) => {
     const { id } = c.req.valid("param");
-    const info = await ledgerFor(c.env, id).revoke(Date.now());
-    // This isolate refuses the key from now on; other isolates within AUTH_CACHE_TTL_MS (see key-cache.ts).
-    keyCache.forget(id);
-    keyStatus.markRevoked(id);
-    if (!info) throw new FedgeError("not_found", 404, `no API key ${id}`);
-    return c.json(info, 200);
+    return c.json(await revokeApiKey(c.env, id, Date.now()), 200);
   })
   .openapi(keyUsage, async (c) => {
     const { id } = c.req.valid("param");

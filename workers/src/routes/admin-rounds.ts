@@ -12,6 +12,7 @@ import {
   AcceptedUpdatePage,
   DeviceId,
   FedgeError,
+  MAX_COORDINATOR_SHARDS,
   MarkAggregatedRequest,
   ModelName,
   OpenRoundRequest,
@@ -44,6 +45,16 @@ const RoundParam = z.object({ id: z.string().max(128) });
 const Page = z.object({
   after: z.coerce.number().int().nonnegative().optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
+  /**
+   * A sharded round (`shards` > 1 in its status): list only this shard's updates, so an aggregator can read every shard
+   * at once. Without it the pages walk the shards in order; either way `seq` and the cursor are shard × 2³² + order.
+   */
+  shard: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_COORDINATOR_SHARDS - 1)
+    .optional(),
 });
 const binary = z.string().openapi({ type: "string", format: "binary" });
 
@@ -120,7 +131,11 @@ const listUpdates = createRoute({
   request: { params: RoundParam, query: Page },
   responses: {
     200: json(AcceptedUpdatePage, "One page"),
-    ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such round", 409: "The round is still collecting" }),
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      400: "A shard the round does not have",
+      404: "No such round",
+      409: "The round is still collecting",
+    }),
   },
 });
 
@@ -150,6 +165,7 @@ const streamUpdates = createRoute({
   responses: {
     200: { description: "Frames", content: { [UPDATE_STREAM_MEDIA_TYPE]: { schema: binary } } },
     ...errorResponses(ADMIN_AUTH_ERRORS, {
+      400: "A shard the round does not have",
       404: "No such round, or its payloads were deleted after the retention period",
       409: "The round is still collecting",
     }),
@@ -261,7 +277,9 @@ export const adminRounds = router
   .openapi(listUpdates, async (c) => {
     const { id } = c.req.valid("param");
     const q = c.req.valid("query");
-    const page = unwrap(await coordinatorFor(c.env, id).listUpdates(id, q.after ?? 0, q.limit ?? 100, Date.now()));
+    const page = unwrap(
+      await coordinatorFor(c.env, id).listUpdates(id, q.after ?? 0, q.limit ?? 100, Date.now(), false, q.shard),
+    );
     return c.json({ round_id: id, items: page.items, next_cursor: page.next_cursor }, 200);
   })
   .openapi(getUpdate, async (c) => {
@@ -284,7 +302,7 @@ export const adminRounds = router
     const { id } = c.req.valid("param");
     const q = c.req.valid("query");
     const page = unwrap(
-      await coordinatorFor(c.env, id).listUpdates(id, q.after ?? 0, q.limit ?? 100, Date.now(), true),
+      await coordinatorFor(c.env, id).listUpdates(id, q.after ?? 0, q.limit ?? 100, Date.now(), true, q.shard),
     );
     const total = page.items.reduce((s, u) => s + UPDATE_STREAM_FRAME_HEADER_BYTES + u.byte_length, 0);
     const headers: Record<string, string> = {

@@ -38,15 +38,17 @@ import { readCapped } from "../middleware/body-limit.ts";
 import { uploadIpLimit } from "../middleware/ip-rate-limit.ts";
 import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../middleware/auth/index.ts";
 import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../durable-objects/device-registry.ts";
-import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
+import { roundsStub, shardStub } from "../durable-objects/round-coordinator/index.ts";
 import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
 import {
+  assertPlainUploadsAllowed,
   checkUpdateAgainstTask,
   maxEncodedUpdateBytes,
   signedReceipt,
   unwrap,
   verifyEd25519,
   type UpdateLimits,
+  shardOf,
 } from "../training/index.ts";
 
 const checkin = createRoute({
@@ -117,34 +119,48 @@ const upload = createRoute({
 });
 
 /**
- * A round's parameters never change once it is open, so each isolate remembers them (bounded) and asks the coordinator
- * only for rounds it has not seen; whether the round still accepts is decided by the coordinator at preflight and commit.
+ * A round's parameters and shard count never change once it is open, so each isolate remembers them (bounded) and asks
+ * the coordinator only for rounds it has not seen; whether the round still accepts is decided by the device's shard at
+ * preflight and commit.
  */
-const limitsCache = new Map<string, UpdateLimits>();
+const limitsCache = new Map<string, { limits: UpdateLimits; shards: number }>();
 const LIMITS_CACHE_MAX = 256;
 
-async function roundLimits(coordinator: ReturnType<typeof roundsStub>, roundId: string): Promise<UpdateLimits> {
+async function roundLimits(
+  coordinator: ReturnType<typeof roundsStub>,
+  roundId: string,
+): Promise<{ limits: UpdateLimits; shards: number }> {
   const cached = limitsCache.get(roundId);
   if (cached) return cached;
   const target = unwrap(await coordinator.uploadTarget(roundId, Date.now()));
   if (limitsCache.size >= LIMITS_CACHE_MAX) limitsCache.clear();
-  limitsCache.set(roundId, target.limits);
-  return target.limits;
+  const entry = { limits: target.limits, shards: target.shards };
+  limitsCache.set(roundId, entry);
+  return entry;
 }
 
-/** Population → owning tenant, per isolate (an owner never changes; a population without one is asked again). */
-const ownersCache = new Map<string, string>();
-const OWNERS_CACHE_MAX = 1024;
+/**
+ * Population → owning tenant and the S its devices check in with, per isolate. An owner never changes (a population
+ * without one is asked again); S only grows, and a check-in routed with an old S is told the new one by the object it
+ * reached (`Misrouted`), so the cache is corrected on first use.
+ */
+const routingCache = new Map<string, { owner: string; shards: number }>();
+const ROUTING_CACHE_MAX = 1024;
 
-async function populationOwner(coordinator: ReturnType<typeof roundsStub>, model: string): Promise<string | null> {
-  const cached = ownersCache.get(model);
+async function populationRouting(
+  coordinator: ReturnType<typeof roundsStub>,
+  model: string,
+): Promise<{ owner: string | null; shards: number }> {
+  const cached = routingCache.get(model);
   if (cached !== undefined) return cached;
-  const owner = await coordinator.owner();
-  if (owner !== null) {
-    if (ownersCache.size >= OWNERS_CACHE_MAX) ownersCache.delete(ownersCache.keys().next().value!);
-    ownersCache.set(model, owner);
-  }
-  return owner;
+  const routing = await coordinator.routing();
+  if (routing.owner !== null) rememberRouting(model, { owner: routing.owner, shards: routing.shards });
+  return routing;
+}
+
+function rememberRouting(model: string, routing: { owner: string; shards: number }): void {
+  if (routingCache.size >= ROUTING_CACHE_MAX) routingCache.delete(routingCache.keys().next().value!);
+  routingCache.set(model, routing);
 }
 
 async function lookupDevice(env: Parameters<typeof deviceStub>[0], deviceId: string): Promise<DeviceRecord> {
@@ -155,6 +171,19 @@ async function lookupDevice(env: Parameters<typeof deviceStub>[0], deviceId: str
 
 function apiKeyStatus(env: Parameters<typeof ledgerFor>[0], keyId: string): Promise<KeyStatus> {
   return keyStatus.status(keyId, () => ledgerFor(env, keyId).status());
+}
+
+/** The check-in at the object serving the device when the population runs `shards` shards. */
+async function checkinAtShard(
+  env: Parameters<typeof shardStub>[0],
+  model: string,
+  device: DeviceRecord,
+  now: number,
+  tenant: string,
+  shards: number,
+) {
+  const target = shardStub(env, model, await shardOf(env, device.device_id, shards), shards);
+  return target.checkin(device.device_id, device.public_key, device.api_key_id, now, tenant, shards);
 }
 
 export const rounds = createRouter()
@@ -173,7 +202,7 @@ export const rounds = createRouter()
     // changes, so an isolate remembers it; the coordinator checks again, for a population opened since).
     const tenant = c.get("apiKey").tenant;
     const coordinator = roundsStub(c.env, body.model);
-    const owner = await populationOwner(coordinator, body.model);
+    const { owner, shards } = await populationRouting(coordinator, body.model);
     if (owner !== null && owner !== tenant) {
       throw new FedgeError("forbidden", 403, `population ${body.model} does not take devices of this API key's tenant`);
     }
@@ -202,17 +231,21 @@ export const rounds = createRouter()
       }
     }
     const device = found.device;
-    const { answer, receipt } = unwrap(
-      await coordinator.checkin(body.device_id, device.public_key, device.api_key_id, now, tenant),
-    );
+    // The device's shard for the collecting round (keyed hash, `shardOf`); an out-of-date S is corrected once.
+    let answered = await checkinAtShard(c.env, body.model, device, now, tenant, shards);
+    if (!answered.ok && "reshard" in answered) {
+      if (owner !== null) rememberRouting(body.model, { owner, shards: answered.reshard });
+      answered = await checkinAtShard(c.env, body.model, device, now, tenant, answered.reshard);
+    }
+    const { answer, receipt } = unwrap(answered);
     // A DP round: the device's coin was flipped, so its loss accrues; it gets the edge's signed record of that.
     return c.json(receipt ? { ...answer, receipt: await signedReceipt(c.env, receipt) } : answer, 200);
   })
   .openapi(upload, async (c) => {
     const roundId = c.req.valid("param").id;
     const parsed = parseRoundId(roundId)!;
-    const coordinator = roundsStub(c.env, parsed.model);
-    const limits = await roundLimits(coordinator, roundId);
+    const { limits, shards } = await roundLimits(roundsStub(c.env, parsed.model), roundId);
+    assertPlainUploadsAllowed(roundId, limits);
     const cap = maxEncodedUpdateBytes(limits.update_length, limits.update_dtype);
     const bytes = await readCapped(c.req.raw, cap);
 
@@ -222,6 +255,8 @@ export const rounds = createRouter()
       throw new FedgeError("malformed_update", 400, `the update is for round ${decoded.roundId}, not ${roundId}`);
     }
     const sha256 = await sha256Hex(bytes);
+    // The shard that issued this device's nonce in this round (the round's S, fixed when it opened).
+    const coordinator = shardStub(c.env, parsed.model, await shardOf(c.env, decoded.deviceId, shards), shards);
     const claim = { roundId, deviceId: decoded.deviceId, nonce: toBase64Url(decoded.nonce), sha256 };
     const pre = unwrap(
       await coordinator.preflightUpload({ ...claim, now: Date.now(), tenant: c.get("apiKey").tenant }),

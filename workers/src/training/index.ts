@@ -3,3 +3,4 @@ export * from "./update-checks.ts";
 export * from "./ed25519.ts";
 export * from "./result.ts";
 export * from "./edge-key.ts";
+export * from "./shard-of.ts";

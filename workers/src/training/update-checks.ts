@@ -14,7 +14,8 @@
  * - `local`: the device clips to C, then adds n ~ N(0, σ²I_d) with σ = z·C. ‖·‖₂ is 1-Lipschitz, so by Gaussian concentration
  *   (Vershynin, High-Dimensional Probability, 2018, Thm 5.2.2; E‖n‖ ≤ σ√d) P(‖n‖₂ ≥ σ(√d + t)) ≤ exp(−t²/2). With t = 10 an
  *   honest device is refused with probability below 2·10⁻²², and the edge accepts ‖Δ + n‖₂ ≤ C·(1 + 1e-4) + σ(√d + 10).
- * - `distributed`: not accepted by the edge yet (secure-aggregation masks are not real-valued updates).
+ * - `distributed`: never accepted here ({@link assertPlainUploadsAllowed}): a device's input to a distributed round is
+ *   its noise share only inside the secure-aggregation sum; a plain update would reach the aggregator on its own.
  * - `none`: no bound without a clip norm (the round is not private; Δ is sent unclipped); with one, as in `central`.
  */
 import { FedgeError, int8PayloadNorm, type PrivacyMode } from "@fedge/protocol";
@@ -64,6 +65,20 @@ export function l2Norm(payload: UpdatePayloadView["payload"]): number {
     sum += x * x;
   }
   return Math.sqrt(sum);
+}
+
+/**
+ * Throws 409 `conflict` for a round in privacy mode `distributed`: its devices' inputs reach the aggregator only as a
+ * secure-aggregation sum, so the plain-update route refuses them before reading a byte of the body.
+ */
+export function assertPlainUploadsAllowed(roundId: string, limits: Pick<UpdateLimits, "privacy_mode">): void {
+  if (limits.privacy_mode === "distributed") {
+    throw new FedgeError(
+      "conflict",
+      409,
+      `round ${roundId} is in privacy mode distributed: devices' inputs reach it only through secure aggregation, never as plain updates`,
+    );
+  }
 }
 
 /**

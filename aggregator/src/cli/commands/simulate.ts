@@ -36,10 +36,13 @@ Simulation:
   --key FILE             aggregator Ed25519 key file (created 0600 if missing)
 
 Population (or --config FILE with a JSON population config; flags override it):
-  --model NAME (default "simulated")       --privacy-mode central|local|none (default central)
+  --model NAME (default "simulated")       --privacy-mode central|local|distributed|none (default central)
   --noise-multiplier Z (default 1)          --target-epsilon E (budget, default 10)   --delta D (default 1e-5)
   --accountant rdp|pld                      --sampling-rate Q (default 0.01)          --expected-clients M (default Q·N)
   --noise-mechanism discrete-gaussian|gaussian (central mode; default discrete-gaussian, floating-point safe)
+  --bits B --min-clients N --max-clients N (distributed mode: modulus 2^B, default 20; shares charged, default
+                                            ⌈0.8·M⌉; most reports the modulus holds, default 2·M; the modular sum is
+                                            computed in the clear where secure aggregation would compute it)
   --clip-norm C (default 1)                 --adaptive [--target-quantile G] [--clip-lr H] [--count-noise-std S]
   --optimizer fedavg|fedavgm|fedadam|fedyogi [--server-lr η] [--momentum μ] [--beta1 b1] [--beta2 b2] [--tau τ]
   --robust median|trimmed_mean [--trim-fraction β]   (privacy mode none only)

@@ -59,17 +59,14 @@ export function roundNotFound(roundId: string): Fail {
 
 // ── admin ──────────────────────────────────────────────────────────────────────────────────────────────────────────
 
-/** A population's next round opens when none is collecting, its privacy mode is supported, and its deadline is ahead. */
+/**
+ * A population's next round opens when none is collecting and its deadline is ahead. A `distributed` round opens (and
+ * is charged its discrete noise); the edge still refuses plain updates to it (`update-checks.ts`): its devices' inputs
+ * reach the aggregator only through secure aggregation.
+ */
 export function openVerdict(latest: RoundRow | null, params: RoundParams, deadline: number, now: number): Verdict {
   if (latest && isCollecting(latest.state)) {
     return fail("conflict", 409, `round ${latest.round_id} is still ${latest.state}; close it first`);
-  }
-  if (params.privacy_mode === "distributed") {
-    return fail(
-      "validation_failed",
-      400,
-      "privacy_mode distributed (secure aggregation) is not supported by the edge yet",
-    );
   }
   if (!(deadline > now)) return fail("validation_failed", 400, "deadline: must be in the future");
   return OK;

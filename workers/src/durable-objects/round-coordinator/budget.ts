@@ -6,7 +6,8 @@
  * code the aggregator and `fedge privacy` run), fed one step per charged round.
  *
  * Rules:
- * - a DP round (`central`, `local`, `distributed`) is charged (q, z, mode) plus its σ_b and clip rule when it opens,
+ * - a DP round (`central`, `local`, `distributed`) is charged (q, z, mode) plus its σ_b and clip rule (and, in mode
+ *   `distributed`, the discrete noise its devices add: the ledger charges KLS21's bound for it) when it opens,
  *   and refused (409 `budget_exceeded`) when the population has no budget or the ledger's ε after the charge would
  *   pass ε_max at the budget's δ;
  * - a round in mode `none` spends an unbounded ε: refused once the population has a budget, uncharged otherwise;
@@ -19,12 +20,13 @@ import {
   isDpMode,
   type CheckinReceiptBody,
   type ChargedRound,
+  type DistributedNoise,
   type DeviceCheckedInRound,
   type PopulationPrivacyStatus,
   type PrivacyBudgetRequest,
   type RoundParams,
 } from "@fedge/protocol";
-import { PrivacyLedger } from "@fedge/privacy";
+import { PrivacyLedger, distributedSharesOf } from "@fedge/privacy";
 import { fail, type Result } from "../../training/result.ts";
 
 /** The population's budget (`privacy_budget`, one row). */
@@ -44,8 +46,15 @@ export type ChargeRow = {
   count_noise_std: number | null;
   privacy_mode: "central" | "local" | "distributed";
   clip_rule: "fixed" | "adaptive";
+  /** Mode `distributed`: the round's `DistributedNoise` as JSON text; null otherwise. */
+  distributed_noise: string | null;
   charged_at: number;
 };
+
+/** The discrete noise of a charged distributed round (null in the other modes). */
+export function distributedNoiseOf(c: Pick<ChargeRow, "distributed_noise">): DistributedNoise | null {
+  return c.distributed_noise === null ? null : (JSON.parse(c.distributed_noise) as DistributedNoise);
+}
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -57,12 +66,14 @@ export function ledgerOf(model: string, accountant: BudgetRow["accountant"], cha
 }
 
 function ledgerRound(c: ChargeRow) {
+  const noise = distributedNoiseOf(c);
   return {
     roundId: c.round_id,
     sampleRate: c.sampling_rate,
     noiseMultiplier: c.noise_multiplier,
     mode: c.privacy_mode,
     openedAt: iso(c.charged_at),
+    ...(noise ? { distributed: distributedSharesOf(noise) } : {}),
   };
 }
 
@@ -79,6 +90,7 @@ export function chargeOf(roundSeq: number, roundId: string, params: RoundParams,
     count_noise_std: m.count_noise_std ?? null,
     privacy_mode: mode,
     clip_rule: m.clip_rule,
+    distributed_noise: m.distributed ? JSON.stringify(m.distributed) : null,
     charged_at: now,
   };
 }
@@ -116,6 +128,13 @@ export function chargeVerdict(input: {
       "budget_exceeded",
       409,
       `population "${model}" has no privacy budget: an admin sets one (PUT /v1/admin/populations/${model}/privacy-budget) before any DP round opens`,
+    );
+  }
+  if (mode === "distributed" && budget.accountant !== "rdp") {
+    return fail(
+      "validation_failed",
+      400,
+      `population "${model}" accounts with ${budget.accountant}, which has no analysis of the distributed discrete Gaussian: a distributed round needs the rdp accountant`,
     );
   }
   const charge = chargeOf(roundSeq, roundId, params, now)!;
@@ -173,6 +192,7 @@ export function privacyStatus(
     sampling_rate: c.sampling_rate,
     noise_multiplier: c.noise_multiplier,
     count_noise_std: c.count_noise_std,
+    distributed: distributedNoiseOf(c),
     privacy_mode: c.privacy_mode,
     clip_rule: c.clip_rule,
     charged_at: iso(c.charged_at),
@@ -208,9 +228,10 @@ export function checkinReceiptOf(
   model: string,
   deviceId: string,
   charge: ChargeRow,
-  budget: BudgetRow,
+  budget: Pick<BudgetRow, "delta">,
   checkedInAt: number,
 ): CheckinReceiptBody {
+  const noise = distributedNoiseOf(charge);
   return {
     model,
     round_id: charge.round_id,
@@ -222,6 +243,16 @@ export function checkinReceiptOf(
     clip_rule: charge.clip_rule,
     delta: budget.delta,
     checked_in_at: iso(checkedInAt),
+    ...(noise
+      ? {
+          distributed_noise: {
+            dimension: noise.dimension,
+            noise_shares: noise.noise_shares,
+            share_variance: noise.share_variance,
+            sensitivity_bound: noise.sensitivity_bound,
+          },
+        }
+      : {}),
   };
 }
 

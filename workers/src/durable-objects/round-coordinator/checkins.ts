@@ -37,6 +37,16 @@ export class Checkins {
     );
   }
 
+  /** When `deviceId` first checked in, per round it checked in for here. */
+  timesOf(deviceId: string): { round_seq: number; at: number }[] {
+    return this.host.sql
+      .exec<{ round_seq: number; at: number }>(
+        "SELECT round_seq, at FROM checkins WHERE device_id = ? ORDER BY round_seq",
+        deviceId,
+      )
+      .toArray();
+  }
+
   /** How many devices of API key `apiKeyId` the coin selected in round `seq`. */
   selectedFor(seq: number, apiKeyId: string): number {
     return (

@@ -10,7 +10,11 @@
  * - `revoked_devices` (`Revocations`): devices an admin revoked;
  * - `privacy_budget`, `privacy_charges` (`PopulationLedger`): the admin's budget and every round's charge.
  * - `population` (`Population`): the tenant that owns the population;
- * - `key_selections` (`Checkins`): how many devices of each API key the coin selected in a round.
+ * - `key_selections` (`Checkins`): how many devices of each API key the coin selected in a round;
+ * - `sharding` (`Sharding`): the population's shard count S (on the population's object: the S its next round opens
+ *   with; on a shard: the S it last heard of);
+ * - `shard_terms` (`Sharding`, shards only): what a DP round charged, as the population's ledger recorded it, so the
+ *   shard signs its devices' receipts without charging anything itself.
  */
 
 /** Creates the tables that do not exist yet (the current schema). */
@@ -20,7 +24,8 @@ export function createTables(sql: SqlStorage): void {
     params TEXT NOT NULL, opened_at INTEGER NOT NULL, deadline INTEGER NOT NULL, closed_at INTEGER,
     close_reason TEXT, aggregated_at INTEGER, published_version INTEGER,
     checked_in INTEGER NOT NULL DEFAULT 0, selected INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
-    sealed_at INTEGER, payloads_purged_at INTEGER, payloads_deleted_at INTEGER)`);
+    sealed_at INTEGER, payloads_purged_at INTEGER, payloads_deleted_at INTEGER,
+    shard_count INTEGER NOT NULL DEFAULT 1, shard_index INTEGER, shards_opened_at INTEGER, shards_settled_at INTEGER)`);
   sql.exec(`CREATE TABLE IF NOT EXISTS checkins (
     round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, selected INTEGER NOT NULL, nonce TEXT, at INTEGER NOT NULL,
     public_key TEXT, api_key_id TEXT, PRIMARY KEY (round_seq, device_id))`);
@@ -35,11 +40,16 @@ export function createTables(sql: SqlStorage): void {
   sql.exec(`CREATE TABLE IF NOT EXISTS privacy_charges (
     round_seq INTEGER PRIMARY KEY, round_id TEXT NOT NULL UNIQUE, sampling_rate REAL NOT NULL,
     noise_multiplier REAL NOT NULL, count_noise_std REAL, privacy_mode TEXT NOT NULL, clip_rule TEXT NOT NULL,
-    charged_at INTEGER NOT NULL)`);
+    distributed_noise TEXT, charged_at INTEGER NOT NULL)`);
   sql.exec(`CREATE TABLE IF NOT EXISTS population (id INTEGER PRIMARY KEY CHECK (id = 1), tenant TEXT NOT NULL)`);
   sql.exec(`CREATE TABLE IF NOT EXISTS key_selections (
     round_seq INTEGER NOT NULL, api_key_id TEXT NOT NULL, selected INTEGER NOT NULL,
     PRIMARY KEY (round_seq, api_key_id))`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS sharding (
+    id INTEGER PRIMARY KEY CHECK (id = 1), shards INTEGER NOT NULL, expected_devices INTEGER, set_at INTEGER NOT NULL)`);
+  sql.exec(
+    `CREATE TABLE IF NOT EXISTS shard_terms (round_seq INTEGER PRIMARY KEY, charge TEXT NOT NULL, delta REAL NOT NULL)`,
+  );
 }
 
 /** Brings tables created by an earlier version of the class up to date (each step runs only when still needed). */
@@ -63,9 +73,21 @@ export function migrateColumns(sql: SqlStorage): void {
     // Rounds closed before payloads went through UpdateStore are already in R2, one object per update.
     sql.exec("UPDATE rounds SET sealed_at = closed_at WHERE state NOT IN ('open', 'collecting')");
   }
+  if (!rounds.has("shard_count")) {
+    // Every round before shards ran on the population's one coordinator.
+    sql.exec("ALTER TABLE rounds ADD COLUMN shard_count INTEGER NOT NULL DEFAULT 1");
+    sql.exec("ALTER TABLE rounds ADD COLUMN shard_index INTEGER");
+    sql.exec("ALTER TABLE rounds ADD COLUMN shards_opened_at INTEGER");
+    sql.exec("ALTER TABLE rounds ADD COLUMN shards_settled_at INTEGER");
+  }
   const checkins = columns("checkins");
   if (!checkins.has("public_key")) sql.exec("ALTER TABLE checkins ADD COLUMN public_key TEXT");
   if (!checkins.has("api_key_id")) sql.exec("ALTER TABLE checkins ADD COLUMN api_key_id TEXT");
+  // Distributed rounds record their discrete noise with the charge (earlier objects charged none: the column is null).
+  const charges = columns("privacy_charges");
+  if (charges.size > 0 && !charges.has("distributed_noise")) {
+    sql.exec("ALTER TABLE privacy_charges ADD COLUMN distributed_noise TEXT");
+  }
   if (columns("updates").has("r2_key")) sql.exec("ALTER TABLE updates RENAME COLUMN r2_key TO storage_key");
 }
 

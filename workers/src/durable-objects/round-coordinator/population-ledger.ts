@@ -32,7 +32,8 @@ export class PopulationLedger {
   charges(): ChargeRow[] {
     return this.host.sql
       .exec<ChargeRow>(
-        `SELECT round_seq, round_id, sampling_rate, noise_multiplier, count_noise_std, privacy_mode, clip_rule, charged_at
+        `SELECT round_seq, round_id, sampling_rate, noise_multiplier, count_noise_std, privacy_mode, clip_rule,
+           distributed_noise, charged_at
          FROM privacy_charges ORDER BY round_seq`,
       )
       .toArray();
@@ -43,7 +44,8 @@ export class PopulationLedger {
     return (
       this.host.sql
         .exec<ChargeRow>(
-          `SELECT round_seq, round_id, sampling_rate, noise_multiplier, count_noise_std, privacy_mode, clip_rule, charged_at
+          `SELECT round_seq, round_id, sampling_rate, noise_multiplier, count_noise_std, privacy_mode, clip_rule,
+             distributed_noise, charged_at
            FROM privacy_charges WHERE round_seq = ?`,
           seq,
         )
@@ -59,7 +61,7 @@ export class PopulationLedger {
     return this.host.sql
       .exec<ChargeRow & { checked_in_at: number }>(
         `SELECT p.round_seq, p.round_id, p.sampling_rate, p.noise_multiplier, p.count_noise_std, p.privacy_mode,
-           p.clip_rule, p.charged_at, c.at AS checked_in_at
+           p.clip_rule, p.distributed_noise, p.charged_at, c.at AS checked_in_at
          FROM checkins c JOIN privacy_charges p ON p.round_seq = c.round_seq
          WHERE c.device_id = ? ORDER BY p.round_seq`,
         deviceId,
@@ -90,7 +92,7 @@ export class PopulationLedger {
   charge(c: ChargeRow): void {
     this.host.sql.exec(
       `INSERT INTO privacy_charges (round_seq, round_id, sampling_rate, noise_multiplier, count_noise_std, privacy_mode,
-         clip_rule, charged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+         clip_rule, distributed_noise, charged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       c.round_seq,
       c.round_id,
       c.sampling_rate,
@@ -98,6 +100,7 @@ export class PopulationLedger {
       c.count_noise_std,
       c.privacy_mode,
       c.clip_rule,
+      c.distributed_noise,
       c.charged_at,
     );
   }

@@ -16,6 +16,11 @@ export class Revocations {
     return this.host.sql.exec("SELECT 1 FROM revoked_devices WHERE device_id = ?", deviceId).toArray().length > 0;
   }
 
+  /** Every revoked device (handed to each shard when a round opens, so a device that moved is still refused). */
+  all(): { device_id: string; at: number }[] {
+    return this.host.sql.exec<{ device_id: string; at: number }>("SELECT device_id, at FROM revoked_devices").toArray();
+  }
+
   /** Idempotent: the first revocation's time is kept. */
   add(deviceId: string, at: number): void {
     this.host.sql.exec("INSERT OR IGNORE INTO revoked_devices (device_id, at) VALUES (?, ?)", deviceId, at);

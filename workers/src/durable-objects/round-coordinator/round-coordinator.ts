@@ -42,7 +42,9 @@ import {
   type AcceptedUpdate,
   type CheckinReceiptBody,
   type CheckinResponse,
+  type CloseReason,
   type DeviceCheckedInRound,
+  type PopulationSharding,
   type PopulationPrivacyStatus,
   type PrivacyBudgetRequest,
   type RoundParams,
@@ -80,8 +82,19 @@ import { PopulationLedger } from "./population-ledger.ts";
 import { Population } from "./population.ts";
 import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
 import { Revocations } from "./revocations.ts";
-import { Rounds, iso, isCollecting, paramsOf, toStatus, type RoundRow } from "./rounds.ts";
+import { Rounds, iso, isCollecting, paramsOf, toStatus, type RoundRow, type ShardTotals } from "./rounds.ts";
+import { Sharding, type ShardTerms } from "./sharding.ts";
+import {
+  misrouted,
+  shardCursor,
+  shardParams,
+  shardStub,
+  shardingChangeVerdict,
+  splitCursor,
+  type Misrouted,
+} from "./shards.ts";
 import { UpdateIndex } from "./update-index.ts";
+import { shardOf } from "../../training/shard-of.ts";
 
 export function roundsStub(env: Bindings, model: string) {
   return env.ROUNDS.getByName(model);
@@ -101,6 +114,26 @@ export interface CommitInput {
   now: number;
 }
 
+/** What a shard is told when its population opens a sharded round. */
+export interface ShardOpening {
+  model: string;
+  seq: number;
+  shard: number;
+  shards: number;
+  /** The round's parameters with its count caps split between the shards (`shardParams`). */
+  params: RoundParams;
+  deadline: number;
+  openedAt: number;
+  owner: string;
+  /** A DP round's charge on the population's ledger, for the receipts the shard signs (null: uncharged). */
+  terms: ShardTerms | null;
+  /** Every device revoked in the population so far (a device that moved shard stays refused). */
+  revoked: { device_id: string; at: number }[];
+}
+
+/** A shard's counters for a round, and whether it still collects (null: the shard never heard of the round). */
+export type ShardReport = (ShardTotals & { collecting: boolean; closeReason: CloseReason | null }) | null;
+
 export interface StoredUpdate {
   storage_key: string;
   sha256: string;
@@ -116,6 +149,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   private readonly retention: PayloadRetention;
   private readonly ledger: PopulationLedger;
   private readonly population: Population;
+  private readonly sharding: Sharding;
   /**
    * Whether the tables exist: created by the first legitimate write (an admin opening a round, a revocation pushed by
    * a device's registry), so an object addressed by a made-up population keeps no storage and answers as empty.
@@ -137,6 +171,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.retention = new PayloadRetention(host, this.rounds, this.updates);
     this.ledger = new PopulationLedger(host);
     this.population = new Population(host);
+    this.sharding = new Sharding(host);
     void ctx.blockConcurrencyWhile(async () => {
       if (hasSchema(ctx.storage.sql)) this.ensureTables();
     });
@@ -189,21 +224,109 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       this.ctx.storage.transactionSync(() => {
         // The first round records the owner (an older population keeps the default tenant it already had).
         if (this.population.recordedOwner() === null) this.population.setOwner(owner ?? input.tenant ?? DEFAULT_TENANT);
-        opened = this.rounds.open({ model, params, deadline, now });
+        opened = this.rounds.open({ model, params, deadline, now, shards: this.sharding.shards() });
         if (priced.charge) this.ledger.charge(priced.charge);
       });
     } catch (e) {
       this.rounds.load(); // the transaction rolled back: forget the round it cached
       throw e;
     }
+    // A sharded round opens on every shard now; a shard that did not answer is told again by the alarm.
+    if (opened.shard_count > 1) await this.openShards(opened).catch(() => false);
     // The earliest of this deadline, a previous round still to seal, a retention that runs out.
     await this.armAlarm(Infinity);
-    return { ok: true, status: toStatus(opened) };
+    return { ok: true, status: toStatus(this.rounds.get(opened.round_id)!) };
   }
 
-  /** The tenant that owns this population; null while it has none (no round was ever opened). */
-  async owner(): Promise<string | null> {
-    return this.hasTables ? this.ownerOrNull() : null;
+  /**
+   * What the edge needs to route a device: the owner, and the S of the newest round (where its devices check in).
+   * An isolate remembers it; a check-in routed with an S that is out of date is told the new one (`Misrouted`).
+   */
+  async routing(): Promise<{ owner: string | null; shards: number }> {
+    if (!this.hasTables) return { owner: null, shards: 1 };
+    return { owner: this.ownerOrNull(), shards: this.rounds.latest?.shard_count ?? 1 };
+  }
+
+  // ── shards ─────────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** The population's shard count S for its next round (admin token only; see `shardingChangeVerdict`). */
+  async setSharding(input: {
+    model: string;
+    shards: number;
+    expectedDevices: number | null;
+    now: number;
+  }): Promise<Result<{ sharding: PopulationSharding }>> {
+    this.ensureTables(); // an admin's write
+    this.rounds.expire(input.now);
+    const verdict = shardingChangeVerdict(this.rounds.latest, this.sharding.shards(), input.shards);
+    if (!verdict.ok) return verdict;
+    this.sharding.set({ shards: input.shards, expected_devices: input.expectedDevices, set_at: input.now });
+    return { ok: true, sharding: this.shardingOf(input.model) };
+  }
+
+  /** The population's S for its next round (1 for a population nobody sharded). */
+  async getSharding(model: string): Promise<PopulationSharding> {
+    return this.shardingOf(model);
+  }
+
+  /**
+   * Shard side: the population opened round `seq` on S shards and this object is shard `shard`. Idempotent (the
+   * population's object retries until every shard answered). A round of this shard still collecting is closed: the
+   * population's object opens a round only once the previous one stopped.
+   */
+  async openShardRound(input: ShardOpening): Promise<void> {
+    this.ensureTables();
+    if (this.rounds.get(roundIdFor(input.model, input.seq))) return;
+    const previous = this.rounds.latest;
+    try {
+      this.ctx.storage.transactionSync(() => {
+        if (previous && isCollecting(previous.state)) this.rounds.close(previous.seq, "admin", input.openedAt);
+        if (this.population.recordedOwner() === null) this.population.setOwner(input.owner);
+        for (const r of input.revoked) this.revocations.add(r.device_id, r.at);
+        this.sharding.set({ shards: input.shards, expected_devices: null, set_at: input.openedAt });
+        if (input.terms) this.sharding.setTerms(input.seq, input.terms);
+        this.rounds.open({
+          model: input.model,
+          params: input.params,
+          deadline: input.deadline,
+          now: input.openedAt,
+          shards: input.shards,
+          seq: input.seq,
+          shardIndex: input.shard,
+        });
+      });
+    } catch (e) {
+      this.rounds.load();
+      throw e;
+    }
+    await this.armAlarm(Infinity);
+  }
+
+  /**
+   * Shard side: this shard's counters for a round, closing it first when the population's round stopped
+   * (`closeReason`). After a close nothing more is accepted here, so the counters are final.
+   */
+  async shardReport(roundId: string, closeReason: CloseReason | null, now: number): Promise<ShardReport> {
+    if (!this.hasTables) return null;
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return null;
+    if (closeReason !== null && isCollecting(r.state)) this.rounds.close(r.seq, closeReason, now);
+    const after = this.rounds.get(roundId)!;
+    if (!isCollecting(after.state)) await this.armAlarm(Infinity); // seal what it holds
+    return {
+      checked_in: after.checked_in,
+      selected: after.selected,
+      accepted: after.accepted,
+      collecting: isCollecting(after.state),
+      closeReason: after.close_reason,
+    };
+  }
+
+  /** Shard side: when `deviceId` first checked in, per round this shard served it (for its receipts). */
+  async checkinTimes(deviceId: string): Promise<{ round_seq: number; at: number }[]> {
+    if (!this.hasTables) return [];
+    return this.checkins.timesOf(deviceId);
   }
 
   async status(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
@@ -211,13 +334,17 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
-    return { ok: true, status: toStatus(r) };
+    // Counters of a sharded round are summed from its shards; one that does not answer leaves the last sums.
+    await this.gatherShards(r, now).catch(() => undefined);
+    return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
   }
 
   /** Newest rounds first. */
   async listRounds(limit: number, now: number): Promise<RoundStatus[]> {
     if (!this.hasTables) return [];
     this.rounds.expire(now);
+    const latest = this.rounds.latest;
+    if (latest) await this.gatherShards(latest, now).catch(() => undefined);
     return this.rounds.list(limit).map(toStatus);
   }
 
@@ -228,6 +355,8 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
     if (isCollecting(r.state)) this.rounds.close(r.seq, "admin", now);
+    // Every shard stops now too, before the answer: nothing is accepted anywhere after an admin's close.
+    await this.gatherShards(this.rounds.get(roundId)!, now);
     return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
   }
 
@@ -244,9 +373,11 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
-    const verdict = aggregateVerdict(r, publishedVersion);
+    await this.gatherShards(r, now);
+    const settled = this.rounds.get(roundId)!;
+    const verdict = aggregateVerdict(settled, publishedVersion);
     if (!verdict.ok) return verdict;
-    this.rounds.markAggregated(r, publishedVersion, now);
+    this.rounds.markAggregated(settled, publishedVersion, now);
     await this.armAlarm(Infinity);
     return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
   }
@@ -259,6 +390,8 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     now: number,
     /** The caller will read the payloads too: refused once they were deleted after the retention. */
     withPayloads = false,
+    /** A sharded round: list this shard only (the cursor still carries the shard). */
+    onlyShard?: number,
   ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
     if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
@@ -266,6 +399,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!r) return roundNotFound(roundId);
     const verdict = listUpdatesVerdict(r, withPayloads);
     if (!verdict.ok) return verdict;
+    if (isShardedPopulationRound(r)) return this.listShardUpdates(r, after, limit, now, withPayloads, onlyShard);
+    if (onlyShard !== undefined && onlyShard !== 0) {
+      return fail(
+        "validation_failed",
+        400,
+        `round ${roundId} runs on one coordinator: shard ${onlyShard} does not exist`,
+      );
+    }
     const { rows, more } = this.updates.page(r.seq, after, limit);
     return {
       ok: true,
@@ -286,6 +427,11 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!this.hasTables) return roundNotFound(roundId);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
+    if (isShardedPopulationRound(r)) {
+      if (r.payloads_purged_at !== null) return payloadsPurged(r);
+      const index = await shardOf(this.env, deviceId, r.shard_count);
+      return shardStub(this.env, r.model, index, r.shard_count).getUpdate(roundId, deviceId);
+    }
     const u = this.updates.get(r.seq, deviceId);
     if (!u) return fail("not_found", 404, `round ${roundId} has no accepted update from ${deviceId}`);
     if (r.payloads_purged_at !== null) return payloadsPurged(r);
@@ -345,7 +491,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     now: number,
     /** The tenant of the API key the check-in came with (only the owner's keys take part). */
     tenant: string = DEFAULT_TENANT,
-  ): Promise<Result<{ answer: CheckinResponse; receipt: CheckinReceiptBody | null }>> {
+    /** The S the edge routed the device with; a collecting round on another S answers `Misrouted`. */
+    shards = 1,
+  ): Promise<Result<{ answer: CheckinResponse; receipt: CheckinReceiptBody | null }> | Misrouted> {
     if (!this.hasTables) {
       const early = checkinPrecheck(deviceId, false, null)!;
       return early.ok ? { ...early, receipt: null } : early;
@@ -356,7 +504,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       if (!tenancy.ok) return tenancy;
     }
     this.rounds.expire(now);
-    const early = checkinPrecheck(deviceId, this.revocations.has(deviceId), this.rounds.latest);
+    const latest = this.rounds.latest;
+    if (latest && isCollecting(latest.state) && latest.shard_count !== shards) return misrouted(latest.shard_count);
+    const early = checkinPrecheck(deviceId, this.revocations.has(deviceId), latest);
     if (early) return early.ok ? { ...early, receipt: null } : early;
     // The precheck passed: the newest round is collecting.
     const r = this.rounds.latest!;
@@ -374,15 +524,29 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     }
     // Whether it already reported matters only to a selected device.
     const reported = record.selected === 1 && this.updates.get(r.seq, deviceId) !== null;
-    const charge = this.ledger.chargeOf(r.seq);
-    const budget = this.ledger.budget();
-    const receipt = charge && budget ? checkinReceiptOf(r.model, deviceId, charge, budget, record.at) : null;
+    const terms = this.termsOf(r);
+    const receipt = terms ? checkinReceiptOf(r.model, deviceId, terms.charge, terms, record.at) : null;
     return { ok: true, answer: checkinAnswer(r, record, reported, now), receipt };
   }
 
   /** Every charged round `deviceId` checked in for, oldest first (`GET /v1/devices/:id/privacy`). */
   async deviceRounds(deviceId: string): Promise<DeviceCheckedInRound[]> {
-    return this.ledger.chargesOfDevice(deviceId).map((c) => checkedInRound(c, c.checked_in_at));
+    if (!this.hasTables) return [];
+    const rounds = this.ledger.chargesOfDevice(deviceId).map((c) => ({ ...c }));
+    // Sharded rounds: the device's check-ins are on the shard it had under each round's S (it may have moved since).
+    const sharded = this.rounds.shardedRounds();
+    if (sharded.size > 0) {
+      const charges = new Map(this.ledger.charges().map((c) => [c.round_seq, c]));
+      for (const shards of new Set(sharded.values())) {
+        const index = await shardOf(this.env, deviceId, shards);
+        for (const t of await shardStub(this.env, this.modelName()!, index, shards).checkinTimes(deviceId)) {
+          const charge = charges.get(t.round_seq);
+          if (charge && sharded.get(t.round_seq) === shards) rounds.push({ ...charge, checked_in_at: t.at });
+        }
+      }
+      rounds.sort((a, b) => a.round_seq - b.round_seq);
+    }
+    return rounds.map((c) => checkedInRound(c, c.checked_in_at));
   }
 
   /**
@@ -404,15 +568,24 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   async revokeDevice(deviceId: string, at: number): Promise<void> {
     this.ensureTables();
     this.revocations.add(deviceId, at);
+    // The population's object passes it on to every shard any of its rounds ran on (awaited: if one does not answer,
+    // this call fails and the device's registry retries the whole push). Shards opened later get the full list.
+    const shards = this.rounds.maxShards();
+    const model = this.modelName();
+    if (shards > 1 && model !== null) {
+      await Promise.all(
+        Array.from({ length: shards }, (_, i) => shardStub(this.env, model, i, shards).revokeDevice(deviceId, at)),
+      );
+    }
   }
 
   /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */
-  async uploadTarget(roundId: string, now: number): Promise<Result<UploadTarget>> {
+  async uploadTarget(roundId: string, now: number): Promise<Result<UploadTarget & { shards: number }>> {
     if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
-    return { ok: true, ...uploadTarget(r) };
+    return { ok: true, ...uploadTarget(r), shards: r.shard_count };
   }
 
   /**
@@ -478,17 +651,158 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const now = Date.now();
     this.rounds.expire(now);
     const done = await this.retention.run(now);
-    await this.armAlarm(done ? Infinity : Date.now() + SEAL_RETRY_MS);
+    const shardsDone = await this.shardWork(now);
+    await this.armAlarm(done && shardsDone ? Infinity : Date.now() + SEAL_RETRY_MS);
   }
 
   /** The one alarm planner: the next thing due (the deadline, a seal, a purge), and no later than `notAfter`. */
   private async armAlarm(notAfter: number): Promise<void> {
-    const at = Math.min(notAfter, this.rounds.nextWake() ?? Infinity, this.retention.nextWake() ?? Infinity);
+    const shardWork = this.rounds.shardWorkDue().length > 0 ? Date.now() + SEAL_RETRY_MS : Infinity;
+    const at = Math.min(notAfter, this.rounds.nextWake() ?? Infinity, this.retention.nextWake() ?? Infinity, shardWork);
     if (Number.isFinite(at)) await this.ctx.storage.setAlarm(at);
     else await this.ctx.storage.deleteAlarm();
   }
 
   // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** The population's name (from its rounds); null before the first round. */
+  private modelName(): string | null {
+    return this.rounds.latest?.model ?? null;
+  }
+
+  private shardingOf(model: string): PopulationSharding {
+    const row = this.hasTables ? this.sharding.current() : null;
+    return {
+      model,
+      shards: row?.shards ?? 1,
+      expected_devices: row?.expected_devices ?? null,
+      set_at: row ? iso(row.set_at) : null,
+    };
+  }
+
+  /** A charged round's receipt terms: the population's ledger here, or on a shard the copy it was handed. */
+  private termsOf(r: RoundRow): ShardTerms | null {
+    if (r.shard_index !== null) return this.sharding.terms(r.seq);
+    const charge = this.ledger.chargeOf(r.seq);
+    const budget = this.ledger.budget();
+    return charge && budget ? { charge, delta: budget.delta } : null;
+  }
+
+  /** Tells every shard of a sharded round that it opened; true when all answered. */
+  private async openShards(r: RoundRow): Promise<boolean> {
+    const shards = r.shard_count;
+    const base = {
+      model: r.model,
+      seq: r.seq,
+      shards,
+      params: shardParams(paramsOf(r), shards),
+      deadline: r.deadline,
+      openedAt: r.opened_at,
+      owner: this.ownerOrNull() ?? DEFAULT_TENANT,
+      terms: this.termsOf(r),
+      revoked: this.revocations.all(),
+    };
+    const answers = await Promise.allSettled(
+      Array.from({ length: shards }, (_, shard) =>
+        shardStub(this.env, r.model, shard, shards).openShardRound({ ...base, shard }),
+      ),
+    );
+    if (answers.some((a) => a.status === "rejected")) return false;
+    this.rounds.markShardsOpened(r.seq, Date.now());
+    return true;
+  }
+
+  /**
+   * A sharded round's counters, summed from its shards. Once the round stopped here (deadline, admin), every shard is
+   * closed first: a shard whose own alarm is late stops now, so nothing is accepted after the round closed and the
+   * aggregator lists every accepted update. When every shard filled its share of `max_reports`, the round closes.
+   * Settled rounds are not asked again. Throws when a shard does not answer (the caller, or the alarm, retries).
+   */
+  private async gatherShards(r: RoundRow, now: number): Promise<void> {
+    if (!isShardedPopulationRound(r) || r.shards_settled_at !== null) return;
+    if (r.shards_opened_at === null && !(await this.openShards(r))) {
+      throw new Error(`round ${r.round_id}: not every shard could be told it opened`);
+    }
+    const closing: CloseReason | null = isCollecting(r.state) ? null : (r.close_reason ?? "deadline");
+    const reports = await Promise.all(
+      Array.from({ length: r.shard_count }, (_, i) =>
+        shardStub(this.env, r.model, i, r.shard_count).shardReport(r.round_id, closing, now),
+      ),
+    );
+    const totals: ShardTotals = { checked_in: 0, selected: 0, accepted: 0 };
+    for (const rep of reports) {
+      if (!rep) throw new Error(`round ${r.round_id}: a shard does not know the round`);
+      totals.checked_in += rep.checked_in;
+      totals.selected += rep.selected;
+      totals.accepted += rep.accepted;
+    }
+    if (closing === null && reports.every((rep) => rep && !rep.collecting)) {
+      // Every shard stopped on its own (each filled its share of max_reports, or its deadline passed first).
+      const reason = reports.every((rep) => rep?.closeReason === "max_reports") ? "max_reports" : "deadline";
+      this.rounds.close(r.seq, reason, now);
+      this.rounds.recordShardTotals(r.seq, totals, now);
+      return;
+    }
+    this.rounds.recordShardTotals(r.seq, totals, closing === null ? null : now);
+  }
+
+  /** One page of a sharded round's updates: from the cursor's shard on, the shards in order (or `onlyShard`). */
+  private async listShardUpdates(
+    r: RoundRow,
+    cursor: number,
+    limit: number,
+    now: number,
+    withPayloads: boolean,
+    onlyShard: number | undefined,
+  ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
+    if (onlyShard !== undefined && onlyShard >= r.shard_count) {
+      return fail(
+        "validation_failed",
+        400,
+        `round ${r.round_id} runs on ${r.shard_count} shards: no shard ${onlyShard}`,
+      );
+    }
+    await this.gatherShards(r, now);
+    let { shard, after } = splitCursor(cursor);
+    if (onlyShard !== undefined && shard !== onlyShard) {
+      if (shard > onlyShard) return { ok: true, items: [], next_cursor: null };
+      shard = onlyShard;
+      after = 0;
+    }
+    const last = onlyShard ?? r.shard_count - 1;
+    const items: AcceptedUpdate[] = [];
+    while (shard <= last) {
+      const page = await shardStub(this.env, r.model, shard, r.shard_count).listUpdates(
+        r.round_id,
+        after,
+        limit - items.length,
+        now,
+        withPayloads,
+      );
+      if (!page.ok) return page; // a shard's refusal (its payloads purged) is the round's answer
+      for (const u of page.items) items.push({ ...u, seq: shardCursor(shard, u.seq) });
+      if (page.next_cursor !== null) {
+        return { ok: true, items, next_cursor: String(shardCursor(shard, Number(page.next_cursor))) };
+      }
+      shard += 1;
+      after = 0;
+      if (items.length >= limit) break;
+    }
+    return { ok: true, items, next_cursor: shard <= last ? String(shardCursor(shard, 0)) : null };
+  }
+
+  /** Retries what a sharded round still owes its shards (opening, settling); true when nothing is left. */
+  private async shardWork(now: number): Promise<boolean> {
+    let done = true;
+    for (const r of this.rounds.shardWorkDue()) {
+      try {
+        await this.gatherShards(r, now);
+      } catch {
+        done = false;
+      }
+    }
+    return done && this.rounds.shardWorkDue().length === 0;
+  }
 
   /** The owning tenant; rounds opened before tenants existed belong to the default tenant; null before any round. */
   private ownerOrNull(): string | null {
@@ -500,6 +814,11 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.ctx.storage.transactionSync(write);
     this.rounds.refresh(seq);
   }
+}
+
+/** A round of the population's own object whose devices are served by shards (`model#i`), not by this object. */
+function isShardedPopulationRound(r: RoundRow): boolean {
+  return r.shard_count > 1 && r.shard_index === null;
 }
 
 /**

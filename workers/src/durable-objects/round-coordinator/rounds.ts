@@ -10,6 +10,9 @@
 import { roundIdFor, type CloseReason, type RoundParams, type RoundState, type RoundStatus } from "@fedge/protocol";
 import type { CoordinatorHost } from "./host.ts";
 
+/** A shard's counters for one round. */
+export type ShardTotals = Pick<RoundRow, "checked_in" | "selected" | "accepted">;
+
 export type RoundRow = {
   seq: number;
   round_id: string;
@@ -32,6 +35,14 @@ export type RoundRow = {
   payloads_purged_at: number | null;
   /** When every shard and R2 object of them was deleted (after `payloads_purged_at`; null until then). */
   payloads_deleted_at: number | null;
+  /** Coordinator shards the round runs on (1: this object serves its devices itself). */
+  shard_count: number;
+  /** On a shard: which shard of the round this object is (null on the population's own object). */
+  shard_index: number | null;
+  /** Population object, sharded round: when every shard confirmed the round open (null while some are still told). */
+  shards_opened_at: number | null;
+  /** Population object, sharded round: when every shard was closed and its final counters summed here. */
+  shards_settled_at: number | null;
 };
 
 /** A round's id and position, for the seal and purge steps. */
@@ -74,18 +85,32 @@ export class Rounds {
     return (this.newest?.seq ?? 0) + 1;
   }
 
-  /** Inserts the population's next round (the caller checked that none is collecting); it becomes `latest`. */
-  open(input: { model: string; params: RoundParams; deadline: number; now: number }): RoundRow {
-    const seq = this.nextSeq();
+  /**
+   * Inserts the population's next round (the caller checked that none is collecting); it becomes `latest`. A shard is
+   * handed the `seq` its population's object gave the round.
+   */
+  open(input: {
+    model: string;
+    params: RoundParams;
+    deadline: number;
+    now: number;
+    shards?: number;
+    seq?: number;
+    shardIndex?: number;
+  }): RoundRow {
+    const seq = input.seq ?? this.nextSeq();
     const roundId = roundIdFor(input.model, seq);
     this.host.sql.exec(
-      `INSERT INTO rounds (seq, round_id, model, state, params, opened_at, deadline) VALUES (?, ?, ?, 'open', ?, ?, ?)`,
+      `INSERT INTO rounds (seq, round_id, model, state, params, opened_at, deadline, shard_count, shard_index)
+       VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?)`,
       seq,
       roundId,
       input.model,
       JSON.stringify(input.params),
       input.now,
       input.deadline,
+      input.shards ?? 1,
+      input.shardIndex ?? null,
     );
     this.newest = this.get(roundId);
     return this.newest!;
@@ -146,6 +171,62 @@ export class Rounds {
   /** Counts the `n`th accepted update (inside the caller's transaction; `refresh` after it). */
   countAccepted(seq: number, n: number): void {
     this.host.sql.exec("UPDATE rounds SET accepted = ?, state = 'collecting' WHERE seq = ?", n, seq);
+  }
+
+  // ── shards (population object) ──────────────────────────────────────────────────────────────────────────────────
+
+  /** Every shard confirmed round `seq` open. */
+  markShardsOpened(seq: number, at: number): void {
+    this.host.sql.exec("UPDATE rounds SET shards_opened_at = ? WHERE seq = ?", at, seq);
+    this.refresh(seq);
+  }
+
+  /**
+   * The counters of a sharded round, summed from its shards; `settledAt` once every shard is closed (they are final
+   * then). The first update accepted anywhere makes the round `collecting`.
+   */
+  recordShardTotals(seq: number, totals: ShardTotals, settledAt: number | null): void {
+    this.host.sql.exec(
+      `UPDATE rounds SET checked_in = ?, selected = ?, accepted = ?, shards_settled_at = ?,
+         state = CASE WHEN state = 'open' AND ? > 0 THEN 'collecting' ELSE state END
+       WHERE seq = ?`,
+      totals.checked_in,
+      totals.selected,
+      totals.accepted,
+      settledAt,
+      totals.accepted,
+      seq,
+    );
+    this.refresh(seq);
+  }
+
+  /** Sharded rounds whose shards are still to be told the round opened, or, once closed, still to be settled. */
+  shardWorkDue(): RoundRow[] {
+    return this.host.sql
+      .exec<RoundRow>(
+        `SELECT * FROM rounds WHERE shard_count > 1 AND shard_index IS NULL AND (shards_opened_at IS NULL
+           OR (state NOT IN ('open', 'collecting') AND shards_settled_at IS NULL))`,
+      )
+      .toArray();
+  }
+
+  /** The most shards any round of this population (population object) ran on: where a revocation must reach. */
+  maxShards(): number {
+    return (
+      this.host.sql
+        .exec<{ s: number | null }>("SELECT MAX(shard_count) AS s FROM rounds WHERE shard_index IS NULL")
+        .one().s ?? 1
+    );
+  }
+
+  /** The population object's sharded rounds (seq → S), to find a device's check-ins in them. */
+  shardedRounds(): Map<number, number> {
+    const rows = this.host.sql
+      .exec<{ seq: number; shard_count: number }>(
+        "SELECT seq, shard_count FROM rounds WHERE shard_count > 1 AND shard_index IS NULL",
+      )
+      .toArray();
+    return new Map(rows.map((r) => [r.seq, r.shard_count]));
   }
 
   // ── payload bookkeeping (for PayloadRetention) ──────────────────────────────────────────────────────────────────
@@ -250,5 +331,6 @@ export function toStatus(r: RoundRow): RoundStatus {
     checked_in: r.checked_in,
     selected: r.selected,
     accepted: r.accepted,
+    shards: r.shard_count,
   };
 }

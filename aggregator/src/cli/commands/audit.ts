@@ -1,0 +1,203 @@
+/**
+ * @module
+ * `fedge audit`: the one-shot empirical privacy audit of a population through the edge (`audit/edge-audit.ts`):
+ * a never-served shadow population, k canary devices sampled by the edge's Poisson coin, T rounds of the population's
+ * mechanism, then ε̂ with its interval next to the ε the shadow's ledger charged. One JSON line per round and a final
+ * `{"type":"audit"}` line on stdout; progress on stderr.
+ */
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { createBackend } from "@fedge/gpu-node";
+import { AuditId } from "@fedge/protocol";
+import { POPULATION_CONFIG_FLAGS } from "../../config.ts";
+import { runEdgeAudit } from "../../audit/edge-audit.ts";
+import { UsageError, type Command } from "../command.ts";
+import {
+  EDGE_FLAGS,
+  adminTokenOf,
+  edgeUrl,
+  intFlag,
+  readConfigFile,
+  resolveConfig,
+  signingKeyOf,
+  withEdge,
+  type FlagValues,
+} from "./edge-options.ts";
+import { EdgeAdminClient } from "../../edge/admin-client.ts";
+
+const USAGE = `Usage:
+  fedge audit --edge URL --model NAME [--config FILE] --signing-key FILE [--id ID] [--rounds T] [--canaries K]
+              [env FEDGE_ADMIN_TOKEN | --admin-token-file FILE] [env FEDGE_API_KEY | --api-key-file FILE]
+              [population options]
+
+Estimates the ε of a population's training empirically, with the one-shot audit of Andrew et al., "One-shot
+Empirical Privacy Estimation for Federated Learning" (ICLR 2024, arXiv 2302.03098):
+  1. creates the audit shadow NAME-audit-ID on the edge: a copy of NAME's serving model that the edge never serves
+     (it refuses to promote any of its versions), with the population's budget on its own ledger; NAME itself, its
+     published model and its ledger are never touched;
+  2. registers K canary devices under the app's API key; each round the edge's Poisson coin (the population's q)
+     decides which take part, and a selected canary uploads a random unit direction (crypto.getRandomValues) scaled to
+     the round's clip norm, built, clipped and signed like a device's update; K' more directions are never inserted;
+  3. runs T rounds of the population's mechanism on the shadow (the edge charges each round; the aggregator
+     re-verifies, clips, adds its noise, uploads each version unpromoted);
+  4. fits a Gaussian to the cosines of (final − initial model) with the inserted canaries and one to those with the
+     never-inserted ones, and reports ε̂ = the ε of telling the two apart at the budget's δ, with a percentile
+     bootstrap interval over canaries, next to the ε the ledger charged.
+ε̂ is an estimate, not a bound: ε̂ well below the accountant's ε is what a correct mechanism shows; ε̂ above it means
+the mechanism leaks more than it claims (missing noise, a wrong clip, a broken sampler). Output: one JSON line per
+round, then {"type":"audit", shadow, rounds, epsilon, delta, epsilonHat, interval, observed, unobserved}.
+
+Edge:
+  --edge URL               the edge, e.g. http://127.0.0.1:8787
+  --admin-token-file FILE  operator token (default: env FEDGE_ADMIN_TOKEN); required: creating a shadow sets a budget
+  --api-key-file FILE      the app API key the canaries register under, first line of FILE (default: env FEDGE_API_KEY)
+  --signing-key FILE       aggregator Ed25519 key that signs the shadow's manifests (created 0600 if missing)
+
+Audit:
+  --id ID                  the audit's id, lowercase letters and digits, at most 16 (default: random); the shadow is
+                           NAME-audit-ID and must not exist yet
+  --rounds T               rounds to run on the shadow (default 5)
+  --canaries K             canaries inserted (default 100; at least 2)
+  --held-canaries K'       canaries never inserted (default K)
+  --round-duration-s S     collecting window per round; the canaries report at once, then the round is closed
+                           (default 120)
+  --confidence P           coverage of the bootstrap interval (default 0.95)
+  --resamples B            bootstrap resamples (default 1000)
+  --backend B              auto | cpu | webgpu (default: FEDGE_BACKEND or auto)
+
+Population (or --config FILE with the population's JSON config; flags override it; privacy mode central or local):
+  --model NAME  --privacy-mode central|local  --noise-multiplier Z  --target-epsilon E  --delta D  --accountant rdp|pld
+  --sampling-rate Q  --expected-clients M  --clip-norm C  --adaptive [...]  --optimizer ... [--server-lr η]
+  --noise-mechanism discrete-gaussian|gaussian  --trainable all|head  --batch-size K   (as fedge aggregate)
+Exit codes: 0 ok, 2 bad arguments, 1 the audit failed (an edge refusal such as budget_exceeded or a taken id,
+unreachable edge); see fedge --help. The exit code does not judge ε̂: read epsilonHat against epsilon.
+`;
+
+function fraction(values: FlagValues, name: string, fallback: number): number {
+  const v = values[name];
+  if (v === undefined) return fallback;
+  const x = Number(v);
+  if (typeof v !== "string" || v.trim() === "" || !(x > 0 && x < 1))
+    throw new UsageError(`--${name} must be a number in (0, 1), got "${String(v)}"`);
+  return x;
+}
+
+async function apiKeyOf(values: FlagValues, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const file = values["api-key-file"];
+  if (typeof file === "string") {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (e) {
+      throw new UsageError(`--api-key-file ${file}: ${(e as Error).message}`);
+    }
+    const key = text.split(/\r?\n/)[0]!.trim();
+    if (key === "") throw new UsageError(`--api-key-file ${file} is empty`);
+    return key;
+  }
+  const fromEnv = env.FEDGE_API_KEY?.trim();
+  if (!fromEnv) throw new UsageError("the canaries need the app's API key: set FEDGE_API_KEY or give --api-key-file");
+  return fromEnv;
+}
+
+function randomId(): string {
+  const b = crypto.getRandomValues(new Uint8Array(5));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+export const auditCommand: Command = {
+  summary: "estimate a population's ε empirically with canaries on a never-served shadow (one-shot audit)",
+  usage: USAGE,
+  async run(argv, io) {
+    let values: FlagValues;
+    try {
+      ({ values } = parseArgs({
+        args: argv,
+        strict: true,
+        allowPositionals: false,
+        options: {
+          ...POPULATION_CONFIG_FLAGS,
+          ...EDGE_FLAGS,
+          "api-key-file": { type: "string" },
+          id: { type: "string" },
+          rounds: { type: "string" },
+          canaries: { type: "string" },
+          "held-canaries": { type: "string" },
+          "round-duration-s": { type: "string" },
+          confidence: { type: "string" },
+          resamples: { type: "string" },
+          backend: { type: "string" },
+        },
+      }));
+    } catch (err) {
+      throw new UsageError((err as Error).message.split("\n")[0]!);
+    }
+    const log = (line: string) => io.stderr(`${line}\n`);
+    const url = edgeUrl(values);
+    const rounds = intFlag(values, "rounds", 5, 1);
+    const canaries = intFlag(values, "canaries", 100, 2);
+    const heldCanaries = intFlag(values, "held-canaries", canaries, 2);
+    const roundDurationS = intFlag(values, "round-duration-s", 120, 1);
+    const resamples = intFlag(values, "resamples", 1000, 0);
+    const confidence = fraction(values, "confidence", 0.95);
+    const id = (values.id as string | undefined) ?? randomId();
+    if (!AuditId.safeParse(id).success)
+      throw new UsageError(`--id must be lowercase letters and digits, at most 16, got "${id}"`);
+    const backendName = (values.backend as string | undefined) ?? "auto";
+    if (backendName !== "auto" && backendName !== "cpu" && backendName !== "webgpu")
+      throw new UsageError(`--backend must be auto, cpu or webgpu, got "${backendName}"`);
+    const base = typeof values.config === "string" ? await readConfigFile(values.config) : {};
+    const config = resolveConfig(values, base);
+    if (config.privacy.mode === "none")
+      throw new UsageError("--privacy-mode none has no ε to audit: audit a central or local population");
+    if (values["register-key"]) throw new UsageError("--register-key is not used by fedge audit");
+    const token = await adminTokenOf(values);
+    if (!token)
+      throw new UsageError(
+        "creating an audit shadow needs the admin token: set FEDGE_ADMIN_TOKEN or --admin-token-file",
+      );
+    const apiKey = await apiKeyOf(values);
+    return withEdge(url, async () => {
+      const signing = await signingKeyOf(values);
+      if (!signing) throw new UsageError("give --signing-key FILE: the shadow's manifests are signed with it");
+      const admin = new EdgeAdminClient({ baseUrl: url, adminToken: token });
+      const backend = await createBackend({ prefer: backendName, log });
+      try {
+        const result = await runEdgeAudit({
+          admin,
+          apiKey,
+          config,
+          id,
+          backend,
+          signingKey: signing.key,
+          rounds,
+          canaries,
+          heldCanaries,
+          roundDurationS,
+          confidence,
+          resamples,
+          onRound: (r) => io.stdout(JSON.stringify(r) + "\n"),
+          log,
+        });
+        const e = result.estimate;
+        io.stdout(
+          JSON.stringify({
+            type: "audit",
+            shadow: result.shadow.name,
+            auditOf: result.shadow.audit_of,
+            rounds: result.rounds.length,
+            epsilon: result.epsilon,
+            delta: result.delta,
+            epsilonHat: e.epsilon,
+            interval: e.interval,
+            observed: e.observed,
+            unobserved: e.unobserved,
+          }) + "\n",
+        );
+        return 0;
+      } finally {
+        await backend.dispose();
+      }
+    });
+  },
+};

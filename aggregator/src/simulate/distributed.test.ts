@@ -1,0 +1,135 @@
+/**
+ * `fedge simulate --privacy-mode distributed`: the distributed discrete Gaussian through the device's encoder
+ * (`@fedge/ml`) and the server's decoder, with the modular sum computed in the clear where secure aggregation would
+ * compute it, against central mode at the same ε.
+ */
+import { describe, expect, it } from "vitest";
+import { createBackend } from "@fedge/gpu-node";
+import { getDistributedNoiseMultiplier, RdpAccountant } from "@fedge/privacy";
+import { seededRandomBytes } from "@fedge/privacy/testing";
+import { parsePopulationConfig, type PopulationConfigInput } from "../config.ts";
+import { runCli } from "../cli/cli.ts";
+import { runSimulation, type SimRoundReport } from "./simulate.ts";
+
+const backend = await createBackend({ prefer: "cpu" });
+
+const ROUNDS = 3;
+const DELTA = 1e-5;
+const common = {
+  model: "digits",
+  samplingRate: 0.5,
+  expectedClients: 40,
+  clipping: { clipNorm: 5 },
+  client: { learningRate: 0.1, localEpochs: 1, batchSize: 16 },
+} as const;
+
+/** Noise and sampling from the test-only seeded ChaCha20 stream, so the comparison is reproducible. */
+async function run(privacy: PopulationConfigInput["privacy"], noiseSeed: number) {
+  const reports: SimRoundReport[] = [];
+  const summary = await runSimulation({
+    config: parsePopulationConfig({ ...common, privacy }),
+    backend,
+    clients: 80,
+    rounds: ROUNDS,
+    mode: "mnist",
+    seed: 1,
+    random: seededRandomBytes(noiseSeed),
+    onRound: (r) => reports.push(r),
+    log: () => {},
+  });
+  return { summary, reports };
+}
+
+describe("distributed mode in the simulator", () => {
+  it("reaches central mode's accuracy at the same ε (the noise shares re-planned to meet central's ε)", async () => {
+    const zCentral = 0.25;
+    const central = new RdpAccountant();
+    central.step({ noiseMultiplier: zCentral, sampleRate: common.samplingRate }, ROUNDS);
+    const target = central.getEpsilon(DELTA);
+    // the smallest z whose distributed rounds spend no more than central's ε (KLS21's charge, 32 of 40 shares counted)
+    const solved = getDistributedNoiseMultiplier({
+      targetEpsilon: target,
+      targetDelta: DELTA,
+      sampleRate: common.samplingRate,
+      steps: ROUNDS,
+      plan: { bits: 20, length: 7850, clipNorm: 5, expectedClients: 40, minClients: 32, maxClients: 80 },
+    });
+    expect(solved.noiseMultiplier).toBeGreaterThan(zCentral); // the discrete, distributed charge costs more noise
+    const budget = { epsilon: target * 1.0001, delta: DELTA };
+    const c = await run({ mode: "central", noiseMultiplier: zCentral, budget }, 11);
+    const d = await run(
+      {
+        mode: "distributed",
+        noiseMultiplier: solved.noiseMultiplier,
+        budget,
+        distributed: { bits: 20, minClients: 32, maxClients: 80 },
+      },
+      11,
+    );
+    expect(d.summary.roundsRun).toBe(ROUNDS);
+    // the ε reported is the mechanism's (KLS21 charge), at most central's
+    expect(d.summary.epsilon!).toBeCloseTo(solved.epsilon, 10);
+    expect(
+      d.summary.epsilon!,
+      JSON.stringify({ d: d.summary.epsilon, solved: solved.epsilon, target }),
+    ).toBeLessThanOrEqual(target);
+    expect(d.reports.every((r) => r.count >= 32)).toBe(true); // every round released (Poisson(40) ≥ 32 here)
+    const accC = c.summary.finalAccuracy!;
+    const accD = d.summary.finalAccuracy!;
+    expect(accC).toBeGreaterThan(0.5);
+    // measured: central 0.684, distributed 0.663 (z 0.25 vs 0.297 at ε = 50.3, δ = 1e-5; 80 clients, q = 0.5, 3 rounds)
+    expect(Math.abs(accD - accC)).toBeLessThan(0.03);
+  }, 300_000);
+
+  it("a round with fewer reports than the shares it was charged for is not released, and stays charged", async () => {
+    const config = parsePopulationConfig({
+      ...common,
+      privacy: {
+        mode: "distributed",
+        noiseMultiplier: 1,
+        budget: { epsilon: 100, delta: DELTA },
+        distributed: { bits: 16, minClients: 39, maxClients: 80 },
+      },
+      samplingRate: 0.05, // about 2 of 40 clients report
+      expectedClients: 40,
+    });
+    const warnings: string[] = [];
+    const s = await runSimulation({
+      config,
+      backend,
+      clients: 40, // q·N = 2 reports expected, far below the 39 shares charged
+      rounds: 1,
+      mode: "synthetic",
+      params: 300,
+      seed: 2,
+      log: (m) => warnings.push(m),
+    });
+    expect(s.roundsRun).toBe(1);
+    expect(s.epsilon!).toBeGreaterThan(0);
+    expect(warnings.join("\n")).toMatch(/not released/);
+    expect(s.finalDistance).toBeCloseTo(1, 12); // the model did not move: θ = 0, ‖θ − θ*‖/‖θ*‖ = 1
+  });
+
+  it("CLI: --privacy-mode distributed with --bits runs; a PLD accountant or adaptive clipping is a usage error", async () => {
+    let out = "";
+    let err = "";
+    const io = { stdout: (t: string) => (out += t), stderr: (t: string) => (err += t) };
+    const args = ["simulate", "--clients", "400", "--params", "500", "--rounds", "2", "--sampling-rate", "0.1"];
+    const code = await runCli(
+      [...args, "--privacy-mode", "distributed", "--bits", "18", "--backend", "cpu", "--seed", "4"],
+      io,
+    );
+    expect(code, err).toBe(0);
+    const lines = out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { type: string; epsilon: number; noiseStd: number; count: number });
+    expect(lines.map((l) => l.type)).toEqual(["round", "round", "summary"]);
+    expect(lines[2]!.epsilon).toBeGreaterThan(0);
+    expect(await runCli([...args, "--privacy-mode", "distributed", "--accountant", "pld"], io)).toBe(2);
+    expect(err).toMatch(/rdp accountant/);
+    expect(await runCli([...args, "--privacy-mode", "distributed", "--adaptive"], io)).toBe(2);
+    expect(err).toMatch(/clip bits/);
+    expect(await runCli([...args, "--privacy-mode", "distributed", "--bits", "40"], io)).toBe(2);
+  });
+});

@@ -1,0 +1,165 @@
+/**
+ * @module
+ * DP-FedAvg with the distributed discrete Gaussian (Kairouz, Liu, Steinke 2021, "The Distributed Discrete Gaussian
+ * Mechanism for Federated Learning with Secure Aggregation", arXiv 2102.06387, Algorithm 1): no party but the device
+ * adds or sees its noise. Each sampled device clips Δ to C, rotates it with the round's randomized Hadamard transform,
+ * scales by γ, rounds within the charged bound, adds its discrete Gaussian share N_Z(0, σ_l²) with
+ * σ_l² = (z·C·γ)²/n_expected and reduces mod 2^b (`@fedge/ml` `encodeDistributedDeviceUpdate`). Secure aggregation
+ * returns the sum of those vectors mod 2^b; here, in process, the sum is computed in the clear (`addModulo`), which is
+ * exactly what secure aggregation outputs. The server centres it, divides by γ, inverts the rotation
+ * (`decodeDistributedSum`) and divides by the fixed expected count n_expected (McMahan et al. 2018, arXiv 1710.06963,
+ * the fixed-denominator estimator), as central mode does.
+ *
+ * The charge: KLS21's RDP bound for `minClients` shares (`@fedge/privacy` ledger, mode `distributed`). A round whose
+ * sum holds fewer reports than that would hold fewer noise shares than were charged: its sum is not released (the
+ * model is unchanged; the round stays charged, as its devices saw the task).
+ */
+import { addModulo, decodeDistributedSum, planDistributedDiscreteGaussian, type DistributedPlan } from "@fedge/privacy";
+import { RobustWithDpError } from "./dp-central.ts";
+import {
+  isStreamingStrategy,
+  type ClientUpdate,
+  type ClipState,
+  type FitAggregate,
+  type FitInstructions,
+  type PrivacyCharge,
+  type RoundContext,
+  type RoundPlanContext,
+  type Strategy,
+  UpdateRejectedError,
+} from "./strategy.ts";
+
+/** Options of {@link createDpDistributed}. */
+export interface DpDistributedOptions {
+  /** z > 0: the shares of `expectedClients` devices sum to σ = z·C. */
+  noiseMultiplier: number;
+  /** Poisson sampling rate q ∈ (0, 1]. */
+  samplingRate: number;
+  /** n_expected = q·N, an integer ≥ 1: the noise is split into this many shares and the sum divided by it. */
+  expectedClients: number;
+  /** b: the modulus 2^b of secure aggregation. */
+  bits: number;
+  /** n_min: the fewest reports whose sum is released (the charge counts this many shares). */
+  minClients: number;
+  /** n_max: the most reports the modulus must hold. */
+  maxClients: number;
+  /** p: the accepted probability that the sum wraps around the modulus. */
+  overflowProbability: number;
+}
+
+function toBase64Url(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Wraps `inner` (FedAvg, for its streaming contract) into distributed DP-FedAvg; see the module header. */
+export function createDpDistributed(inner: Strategy, options: DpDistributedOptions): Strategy {
+  if (!isStreamingStrategy(inner)) throw new RobustWithDpError(inner.name, "distributed");
+  const n = options.expectedClients;
+  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`expectedClients must be an integer >= 1, got ${n}`);
+  if (!(options.samplingRate > 0 && options.samplingRate <= 1)) {
+    throw new RangeError(`samplingRate must be in (0, 1], got ${String(options.samplingRate)}`);
+  }
+  const planFor = (length: number, clipNorm: number): DistributedPlan =>
+    planDistributedDiscreteGaussian({
+      bits: options.bits,
+      length,
+      clipNorm,
+      noiseMultiplier: options.noiseMultiplier,
+      expectedClients: n,
+      minClients: options.minClients,
+      maxClients: options.maxClients,
+      overflowProbability: options.overflowProbability,
+    });
+  planFor(1, 1); // validates the options now
+  const needLength = (ctx: { length?: number | undefined }): number => {
+    if (ctx.length === undefined) throw new RangeError("distributed mode needs the update length to plan a round");
+    return ctx.length;
+  };
+  return {
+    name: `dp-distributed(${inner.name})`,
+    privacyMode: "distributed",
+    privacyCharge(ctx?: RoundPlanContext): PrivacyCharge {
+      if (!ctx) throw new RangeError("distributed mode's charge depends on the round (length and clip norm)");
+      const plan = planFor(needLength(ctx), ctx.clip.clipNorm);
+      return {
+        noiseMultiplier: options.noiseMultiplier,
+        samplingRate: options.samplingRate,
+        distributed: plan.noiseShares,
+      };
+    },
+    configureFit(ctx: RoundPlanContext): FitInstructions {
+      const plan = planFor(needLength(ctx), ctx.clip.clipNorm);
+      if (!ctx.rotationSeed) throw new RangeError("distributed mode needs the round's rotation seed");
+      return {
+        privacyMode: "distributed",
+        clipNorm: ctx.clip.clipNorm,
+        distributed: {
+          bits: plan.bits,
+          scale: plan.scale,
+          dimension: plan.paddedLength,
+          noise_shares: plan.minClients,
+          share_variance: plan.localVariance,
+          sensitivity_bound: plan.sensitivityBound,
+          rotation_seed: toBase64Url(ctx.rotationSeed),
+        },
+      };
+    },
+    async aggregateFit(ctx: RoundContext, updates: AsyncIterable<ClientUpdate>): Promise<FitAggregate> {
+      const clip: ClipState = ctx.clip;
+      if (!ctx.rotationSeed) throw new RangeError("distributed mode needs the round's rotation seed");
+      const plan = planFor(ctx.length, clip.clipNorm);
+      const sum = new Uint32Array(plan.paddedLength);
+      let count = 0;
+      for await (const u of updates) {
+        try {
+          const e = u.encoded;
+          if (!(e instanceof Uint32Array)) {
+            throw new UpdateRejectedError("missing_encoding", `update ${count} carries no distributed encoding`);
+          }
+          if (e.length !== plan.paddedLength) {
+            throw new UpdateRejectedError(
+              "invalid_shape",
+              `update ${count} has ${e.length} residues, expected ${plan.paddedLength}`,
+            );
+          }
+          addModulo(sum, e, plan.bits); // what secure aggregation returns, computed in the clear
+        } finally {
+          u.release?.();
+        }
+        count++;
+      }
+      const warnings: string[] = [];
+      let delta: Float32Array | null = null;
+      if (count < plan.minClients) {
+        warnings.push(
+          `round ${ctx.round}: ${count} reports, fewer than the ${plan.minClients} noise shares the round was charged for; its sum is not released (the model is unchanged, the charge stands)`,
+        );
+      } else {
+        if (count > plan.maxClients) {
+          warnings.push(
+            `round ${ctx.round}: ${count} reports, more than the ${plan.maxClients} the modulus 2^${plan.bits} was planned for (overflow bound ${plan.overflowProbability.toExponential(1)} no longer holds)`,
+          );
+        }
+        delta = decodeDistributedSum(sum, { plan, rotationSeed: ctx.rotationSeed });
+        for (let i = 0; i < delta.length; i++) delta[i] = delta[i]! / n;
+      }
+      for (const w of warnings) ctx.log?.(w);
+      return {
+        delta,
+        count,
+        unclippedCount: 0, // the server sees only the sum: no device's norm, no clip bit
+        weightSum: count,
+        clipNorm: clip.clipNorm,
+        // count shares of σ²/n each (float units)
+        noiseStd: options.noiseMultiplier * clip.clipNorm * Math.sqrt(count / n),
+        mechanism: "distributed-discrete-gaussian",
+        noiseInflation: plan.sensitivityInflation,
+        denominator: n,
+        nextClip: clip,
+        warnings,
+      };
+    },
+  };
+}

@@ -1,0 +1,118 @@
+import { describe, expect, it } from "vitest";
+import {
+  distributedL1Bound,
+  distributedRdp,
+  distributedSubsampledRdp,
+  distributedTau,
+} from "./distributed-discrete-gaussian.ts";
+import { rdpOfStep } from "./rdp.ts";
+
+function logSumExp(xs: number[]): number {
+  const m = Math.max(...xs);
+  if (m === Number.NEGATIVE_INFINITY) return m;
+  return m + Math.log(xs.reduce((s, x) => s + Math.exp(x - m), 0));
+}
+
+/** log-pmf of the sum of n independent N_Z(0, σ²) on [−L, L] (index z + L), by exact convolution in log space. */
+function logPmfOfSum(n: number, sigma2: number, L: number): number[] {
+  const one = Array.from({ length: 2 * L + 1 }, (_, i) => -((i - L) ** 2) / (2 * sigma2));
+  const norm = logSumExp(one);
+  const base = one.map((x) => x - norm);
+  let cur = base;
+  for (let k = 1; k < n; k++) {
+    const next: number[] = [];
+    for (let z = -L; z <= L; z++) {
+      const terms: number[] = [];
+      for (let a = -L; a <= L; a++) {
+        const b = z - a;
+        if (b < -L || b > L) continue;
+        terms.push(cur[a + L]! + base[b + L]!);
+      }
+      next.push(logSumExp(terms));
+    }
+    cur = next;
+  }
+  return cur;
+}
+
+/** D_α(P ‖ P(· − Δ)) from the exact log-pmf (P symmetric, so this is also D_α(P(· − Δ) ‖ P)). */
+function exactRenyi(logP: number[], L: number, shift: number, alpha: number): number {
+  const terms: number[] = [];
+  for (let z = -L + shift; z <= L - shift; z++) {
+    const p = logP[z + L]!;
+    const q = logP[z - shift + L]!;
+    terms.push(alpha * p + (1 - alpha) * q);
+  }
+  return logSumExp(terms) / (alpha - 1);
+}
+
+describe("the distributed discrete Gaussian's RDP (KLS21 Thm. 1 + Prop. 14)", () => {
+  it("τ is 10·Σ_{k<n} exp(−2π²σ²k/(k+1)), recomputed term by term", () => {
+    expect(distributedTau(1, 0.3)).toBe(0);
+    expect(distributedTau(2, 0.3)).toBeCloseTo(10 * Math.exp(-Math.PI * Math.PI * 0.3), 14);
+    const direct = 10 * (Math.exp(-2 * Math.PI ** 2 * 0.5 * 0.5) + Math.exp(-2 * Math.PI ** 2 * 0.5 * (2 / 3)));
+    expect(distributedTau(3, 0.5)).toBeCloseTo(direct, 14);
+    expect(distributedTau(1000, 100)).toBe(0); // exp(−1000π²) underflows: large shares are exactly Gaussian here
+  });
+
+  it("bounds the exact Rényi divergence of a sum of small discrete Gaussians, where the Gaussian formula alone fails", () => {
+    const L = 60;
+    let gaussianFormulaFailed = false;
+    for (const [n, sigma2] of [
+      [2, 0.25],
+      [3, 0.3],
+      [4, 0.5],
+    ] as const) {
+      const logP = logPmfOfSum(n, sigma2, L);
+      for (const shift of [1, 2, 3]) {
+        for (const alpha of [2, 3, 5, 8, 16]) {
+          const exact = exactRenyi(logP, L, shift, alpha);
+          const bound = distributedRdp(
+            { dimension: 1, clients: n, localVariance: sigma2, sensitivityBound: shift * shift },
+            alpha,
+          );
+          expect(bound).toBeGreaterThanOrEqual(exact);
+          if (exact > (alpha * shift * shift) / (2 * n * sigma2)) gaussianFormulaFailed = true;
+        }
+      }
+    }
+    // The τ term is needed: for some small-σ sum the continuous-Gaussian value α·Δ²/(2nσ²) is below the truth.
+    expect(gaussianFormulaFailed).toBe(true);
+  });
+
+  it("equals the Gaussian's α/(2z²) when τ vanishes, z² = nσ_l²/B", () => {
+    const p = { dimension: 4096, clients: 100, localVariance: 1e4, sensitivityBound: 1e6 };
+    const z2 = (100 * 1e4) / 1e6;
+    for (const a of [2, 7, 64]) expect(distributedRdp(p, a)).toBeCloseTo(a / (2 * z2), 12);
+    expect(distributedRdp(p, 6.5)).toBeCloseTo(6.5 / (2 * z2), 12); // Prop. 14 holds at real orders too
+    expect(distributedSubsampledRdp(0.1, p, [6.5])[0]).toBe(distributedSubsampledRdp(0.1, p, [7])[0]); // q < 1: ⌈α⌉
+    expect(distributedL1Bound(4096, 1e6)).toBe(64_000);
+    expect(distributedL1Bound(4096, 9)).toBe(9);
+  });
+
+  it("the subsampled bound is sound against the exact sampled Gaussian (above it) and below the unsampled RDP", () => {
+    const p = { dimension: 1, clients: 1000, localVariance: 1e4, sensitivityBound: 1e6 }; // z = √10, τ = 0
+    const z = Math.sqrt(10);
+    const orders = [2, 3, 4, 8, 16, 32, 64];
+    for (const q of [0.001, 0.01, 0.1, 0.5]) {
+      const sampled = distributedSubsampledRdp(q, p, orders);
+      orders.forEach((a, k) => {
+        const exactGaussian = rdpOfStep(q, z, a);
+        expect(sampled[k]).toBeGreaterThanOrEqual(exactGaussian * (1 - 1e-9));
+        expect(sampled[k]).toBeLessThanOrEqual(distributedRdp(p, a) * (1 + 1e-12));
+      });
+      // Order 2 carries no factor-3 term: Zhu & Wang's bound equals the exact sampled Gaussian there.
+      expect(sampled[0]).toBeCloseTo(rdpOfStep(q, z, 2), 12);
+    }
+    expect(Array.from(distributedSubsampledRdp(1, p, orders))).toEqual(orders.map((a) => distributedRdp(p, a)));
+  });
+
+  it("refuses parameters outside the theorem", () => {
+    const ok = { dimension: 4, clients: 2, localVariance: 1, sensitivityBound: 4 };
+    expect(() => distributedRdp({ ...ok, localVariance: 0.2 }, 2)).toThrow(/1\/4/);
+    expect(() => distributedRdp({ ...ok, clients: 0 }, 2)).toThrow(RangeError);
+    expect(() => distributedRdp({ ...ok, sensitivityBound: 1.5 }, 2)).toThrow(RangeError);
+    expect(() => distributedRdp(ok, 1)).toThrow(RangeError);
+    expect(() => distributedSubsampledRdp(0, ok, [2])).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,178 @@
+/**
+ * @module
+ * Parameters of the distributed discrete Gaussian (Kairouz, Liu, Steinke 2021, arXiv 2102.06387 §4): bit width b
+ * (the modulus 2^b secure aggregation sums in), the scale γ (grid steps per unit of the update), each device's noise
+ * variance and the rounded sensitivity the accountant is charged with. Pure.
+ *
+ * How γ is chosen ({@link planDistributedDiscreteGaussian}): the largest γ whose sum stays inside the modulus with
+ * probability ≥ 1 − p. After the rotation (`rotation.ts`) coordinate j of the integer sum of up to n_max devices is
+ *   A_j = γ·(H·D·Σx_i)_j/√d' + Σ_i r_ij + Σ_i Y_ij,
+ * a sum of independent sub-Gaussian terms: the rotated signal has variance proxy γ²‖Σx_i‖²/d' ≤ γ²n_max²C²/d'
+ * (Hoeffding over the shared random signs), each rounding error r_ij lies in an interval of length 1 (proxy 1/4) and
+ * each noise share Y_ij ~ N_Z(0, σ_l²) is σ_l²-sub-Gaussian (Canonne, Kamath, Steinke 2020, arXiv 2004.00010 §2).
+ * With v = γ²n_max²C²/d' + n_max/4 + n_max·σ_l², the centred sum wraps (|A_j| ≥ 2^(b−1)) at some coordinate with
+ * probability ≤ 2d'·exp(−2^(2b−2)/(2v)) (the tail bound and a union bound over d'): KLS21 §4.4's choice of γ with
+ * "k standard deviations" made a stated probability. The conditional rounding's retries (which only shrink norms) are
+ * left out of this tail bound.
+ *
+ * The noise: each device adds N_Z(0, σ_l²) with σ_l² = (z·C·γ)²/n_expected, so n_expected shares sum to the central
+ * σ = z·C (in float units). The accountant counts only `minClients` shares: a round releases the sum only when at
+ * least that many devices reported, so that many shares are in it whatever drops out.
+ */
+import type { DistributedNoiseShares } from "../accountant/analysis/distributed-discrete-gaussian.ts";
+import { distributedTau } from "../accountant/analysis/distributed-discrete-gaussian.ts";
+import { paddedLength } from "./rotation.ts";
+import { DEFAULT_ROUNDING_BETA, roundedNormBound } from "./rounding.ts";
+
+/** Largest γ·C: keeps the rounded vector's integers and their squared norm exact in float64 (B < 2⁵²). */
+const MAX_SCALED_CLIP = 2 ** 24;
+
+/** Options of {@link planDistributedDiscreteGaussian}. */
+export interface DistributedPlanOptions {
+  /** b ∈ [2, 32]: devices' values and the sum live in Z_{2^b}. */
+  bits: number;
+  /** d, the update's length before padding to a power of two. */
+  length: number;
+  /** C > 0, the L2 clip norm. */
+  clipNorm: number;
+  /** z > 0: the noise shares of `expectedClients` devices sum to σ = z·C. */
+  noiseMultiplier: number;
+  /** n_expected: the noise is split into this many shares. */
+  expectedClients: number;
+  /**
+   * n_min: the fewest reports a round releases; the accountant counts this many noise shares.
+   * @default expectedClients
+   */
+  minClients?: number;
+  /**
+   * n_max: the most reports a round sums (the overflow bound holds up to this many).
+   * @default 2·expectedClients
+   */
+  maxClients?: number;
+  /**
+   * p: the accepted probability that some coordinate of the sum wraps around the modulus.
+   * @default 1e-9
+   */
+  overflowProbability?: number;
+  /**
+   * β of the conditional rounding.
+   * @default e^(−1/2) (KLS21's experiments)
+   */
+  roundingBeta?: number;
+  /** γ, overriding the choice (must still meet `overflowProbability`). */
+  scale?: number;
+}
+
+/** What a distributed round runs with (every number a device and the server need, plus the accountant's). */
+export interface DistributedPlan {
+  bits: number;
+  /** d before padding. */
+  length: number;
+  /** d', the power of two the rotation works on. */
+  paddedLength: number;
+  clipNorm: number;
+  noiseMultiplier: number;
+  expectedClients: number;
+  minClients: number;
+  maxClients: number;
+  /** γ: grid steps per unit; devices send round(γ·HDx/√d'), the server divides by γ. */
+  scale: number;
+  roundingBeta: number;
+  /** B: the enforced integer bound on a device's ‖k‖₂² after rounding (Δ₂ = √B grid units). */
+  sensitivityBound: number;
+  /** σ_l²: each device's discrete Gaussian variance in grid units (an integer once ≥ 64). */
+  localVariance: number;
+  /** Bound on the probability that the sum of up to maxClients reports wraps at some coordinate. */
+  overflowProbability: number;
+  /** τ of KLS21 Thm. 1 for minClients shares. */
+  tau: number;
+  /** √B/(γ·C): how much the rounding inflates the sensitivity. */
+  sensitivityInflation: number;
+  /** What the accountant is charged with. */
+  noiseShares: DistributedNoiseShares;
+  /** Why this γ, in words. */
+  explanation: string;
+}
+
+function check(cond: boolean, message: string): void {
+  if (!cond) throw new RangeError(message);
+}
+
+/** The overflow bound 2d'·exp(−2^(2b−2)/(2v)) for a sum with variance proxy v per coordinate (see the module header). */
+export function overflowBound(bits: number, padded: number, varianceProxy: number): number {
+  const half = 2 ** (bits - 1);
+  return Math.min(1, 2 * padded * Math.exp(-(half * half) / (2 * varianceProxy)));
+}
+
+/** Validates the options and picks γ (see the module header); throws `RangeError` naming the bad parameter. */
+export function planDistributedDiscreteGaussian(o: DistributedPlanOptions): DistributedPlan {
+  const { bits: b, length, clipNorm: c, noiseMultiplier: z, expectedClients: nExp } = o;
+  check(Number.isSafeInteger(b) && b >= 2 && b <= 32, `bits must be an integer in [2, 32], got ${b}`);
+  const padded = paddedLength(length);
+  check(c > 0 && Number.isFinite(c), `clipNorm must be finite and > 0, got ${c}`);
+  check(z > 0 && Number.isFinite(z), `noiseMultiplier must be finite and > 0, got ${z}`);
+  check(Number.isSafeInteger(nExp) && nExp >= 1, `expectedClients must be an integer >= 1, got ${nExp}`);
+  const nMin = o.minClients ?? nExp;
+  check(Number.isSafeInteger(nMin) && nMin >= 1, `minClients must be an integer >= 1, got ${nMin}`);
+  const nMax = o.maxClients ?? 2 * nExp;
+  check(
+    Number.isSafeInteger(nMax) && nMax >= Math.max(nMin, nExp),
+    `maxClients must be an integer >= minClients and expectedClients, got ${nMax}`,
+  );
+  const p = o.overflowProbability ?? 1e-9;
+  check(p > 0 && p < 1, `overflowProbability must be in (0, 1), got ${p}`);
+  const beta = o.roundingBeta ?? DEFAULT_ROUNDING_BETA;
+  check(beta >= 0 && beta < 1, `roundingBeta must be in [0, 1), got ${beta}`);
+
+  // v(γ) ≤ γ²·(n_max²C²/d' + n_max·z²C²/n_exp) + n_max/4 + n_max (the last: σ_l² rounded up by < 1).
+  const half = 2 ** (b - 1);
+  const allowed = (half * half) / (2 * Math.log((2 * padded) / p));
+  const perScale2 = (nMax * nMax * c * c) / padded + (nMax * z * z * c * c) / nExp;
+  const room = allowed - nMax / 4 - nMax;
+  check(room > 0, `bits: ${b} bits cannot hold the rounding error of ${nMax} reports at overflow probability ${p}`);
+  let scale = Math.min(Math.sqrt(room / perScale2), MAX_SCALED_CLIP / c);
+  if (o.scale !== undefined) {
+    check(
+      o.scale > 0 && Number.isFinite(o.scale) && o.scale <= scale,
+      `scale must be in (0, ${scale}] for these parameters, got ${o.scale}`,
+    );
+    scale = o.scale;
+  }
+  const exactVariance = (z * c * scale) ** 2 / nExp;
+  const localVariance = exactVariance >= 64 ? Math.ceil(exactVariance) : exactVariance;
+  check(
+    localVariance >= 0.25,
+    `noise share too small: σ_l² = ${localVariance} < 1/4 (KLS21 Thm. 1 needs σ_l ≥ 1/2); raise bits or noiseMultiplier`,
+  );
+  const sensitivityBound = roundedNormBound(scale * c, padded, beta);
+  const proxy = scale * scale * ((nMax * nMax * c * c) / padded) + nMax / 4 + nMax * localVariance;
+  const overflow = overflowBound(b, padded, proxy);
+  const tau = distributedTau(nMin, localVariance);
+  const inflation = Math.sqrt(sensitivityBound) / (scale * c);
+  const explanation =
+    `γ = ${scale.toPrecision(6)} grid steps per unit: the largest scale (capped at γ·C ≤ 2^24) for which the sum of ` +
+    `up to ${nMax} reports wraps around 2^${b} at any of the ${padded} coordinates with probability ≤ ` +
+    `${overflow.toExponential(2)} (target ${p}; sub-Gaussian tail with variance proxy γ²n²C²/d' + n/4 + n·σ_l², ` +
+    `union bound over d'). Each device adds N_Z(0, ${localVariance.toPrecision(6)}) (σ = z·C = ${(z * c).toPrecision(4)} ` +
+    `over ${nExp} shares); rounding inflates the sensitivity by ${inflation.toFixed(5)}×; τ = ${tau.toExponential(2)} ` +
+    `for ${nMin} shares.`;
+  return {
+    bits: b,
+    length,
+    paddedLength: padded,
+    clipNorm: c,
+    noiseMultiplier: z,
+    expectedClients: nExp,
+    minClients: nMin,
+    maxClients: nMax,
+    scale,
+    roundingBeta: beta,
+    sensitivityBound,
+    localVariance,
+    overflowProbability: overflow,
+    tau,
+    sensitivityInflation: inflation,
+    noiseShares: { dimension: padded, clients: nMin, localVariance, sensitivityBound },
+    explanation,
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * `fedge audit` against the real edge (`wrangler dev` on port 8846, fresh state): the one-shot empirical privacy audit
+ * (Andrew et al. 2024, arXiv 2302.03098) runs on a never-served shadow of a population. Canary devices register under
+ * an app API key, the edge's Poisson coin samples them, the CLI aggregates with the population's DP mechanism and
+ * reports ε̂ next to the ε the shadow's ledger charged; the population itself, its served model and its ledger are
+ * untouched, and the edge refuses to serve any shadow version.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createBackend, type Backend } from "@fedge/gpu-node";
+import { ModelDetail, PopulationPrivacyStatus, toBase64Url } from "@fedge/protocol";
+import { exportModel, loadOrCreateSigningKey, type SigningKey } from "fedge";
+import { runCli } from "fedge/cli";
+import { EdgeAdminClient, EdgeAdminError } from "fedge/edge";
+import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import { zeroMnistRegression } from "./helpers/zero-model.ts";
+
+const PORT = 8846;
+const ADMIN_TOKEN = `fa_${toBase64Url(crypto.getRandomValues(new Uint8Array(24)))}`;
+
+let dir: string;
+let edge: LocalEdge;
+let key: SigningKey;
+let keyFile: string;
+let tokenFile: string;
+let apiKeyFile: string;
+let operator: EdgeAdminClient;
+let backend: Backend;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "fedge-audit-e2e-"));
+  keyFile = path.join(dir, "aggregator-key.json");
+  tokenFile = path.join(dir, "admin-token");
+  apiKeyFile = path.join(dir, "api-key");
+  await writeFile(tokenFile, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
+  key = await loadOrCreateSigningKey(keyFile);
+  edge = await startLocalEdge({
+    port: PORT,
+    persistTo: path.join(dir, "edge-state"),
+    vars: { FEDGE_ADMIN_TOKEN: ADMIN_TOKEN, FEDGE_AGGREGATOR_PUBLIC_KEY: toBase64Url(key.publicKey) },
+    readyTimeoutMs: 120_000,
+  });
+  operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
+  backend = await createBackend({ prefer: "cpu", log: () => undefined });
+  const apiKey = (await operator.createApiKey("audit e2e canaries", 1_000_000)).key;
+  await writeFile(apiKeyFile, `${apiKey}\n`, { mode: 0o600 });
+  const seed = await exportModel({
+    model: zeroMnistRegression(),
+    name: "digits",
+    version: 1,
+    backend,
+    signingKey: key,
+  });
+  await operator.uploadModelVersion(seed.manifest, seed.onnx, true);
+}, 180_000);
+
+afterAll(async () => {
+  await edge?.stop();
+  await backend?.dispose();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function detail(model: string): Promise<ModelDetail> {
+  const res = await fetch(`${edge.url}/v1/models/${model}`);
+  expect(res.status).toBe(200);
+  return ModelDetail.parse(await res.json());
+}
+
+async function ledger(model: string): Promise<PopulationPrivacyStatus> {
+  const res = await fetch(`${edge.url}/v1/populations/${model}/privacy`);
+  expect(res.status).toBe(200);
+  return PopulationPrivacyStatus.parse(await res.json());
+}
+
+async function audit(extra: string[]): Promise<{ code: number; lines: Record<string, unknown>[]; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const code = await runCli(
+    [
+      "audit",
+      "--edge",
+      edge.url,
+      "--admin-token-file",
+      tokenFile,
+      "--api-key-file",
+      apiKeyFile,
+      "--signing-key",
+      keyFile,
+      "--backend",
+      "cpu",
+      "--model",
+      "digits",
+      "--privacy-mode",
+      "central",
+      "--noise-multiplier",
+      "1",
+      "--target-epsilon",
+      "50",
+      "--delta",
+      "1e-5",
+      "--sampling-rate",
+      "0.5",
+      "--expected-clients",
+      "20",
+      "--clip-norm",
+      "1",
+      ...extra,
+    ],
+    { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) },
+  );
+  const lines = stdout
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { code, lines, stderr };
+}
+
+describe("fedge audit through wrangler dev", () => {
+  it("audits a shadow population: ε̂ with its interval next to the ledger's ε; the population is untouched", async () => {
+    const before = await detail("digits");
+    const r = await audit(["--id", "e2e", "--rounds", "3", "--canaries", "40", "--resamples", "200"]);
+    expect(r.code, r.stderr).toBe(0);
+    const rounds = r.lines.filter((l) => l.type === "round");
+    expect(rounds).toHaveLength(3);
+    for (const round of rounds) {
+      expect(round.outcome).toBe("refused");
+      expect(String(round.reason)).toMatch(/audit shadow of digits/);
+    }
+    // the edge's coin sampled the canaries (q = 0.5 of 40 per round)
+    const accepted = rounds.map((x) => x.accepted as number);
+    expect(accepted.every((a) => a > 5 && a < 35)).toBe(true);
+
+    const result = r.lines.at(-1)!;
+    expect(result).toMatchObject({ type: "audit", shadow: "digits-audit-e2e", auditOf: "digits", rounds: 3 });
+    const shadowLedger = await ledger("digits-audit-e2e");
+    expect(shadowLedger.rounds).toHaveLength(3);
+    expect(result.epsilon).toBe(shadowLedger.epsilon_spent);
+    expect(result.delta).toBe(1e-5);
+    const hat = result.epsilonHat as number;
+    const interval = result.interval as { lower: number; upper: number; confidence: number };
+    expect(Number.isFinite(hat)).toBe(true);
+    expect(interval.lower).toBeLessThanOrEqual(hat);
+    expect(interval.upper).toBeGreaterThanOrEqual(hat);
+    expect(interval.confidence).toBe(0.95);
+    // the inserted canaries lean towards the final delta (μ/σ ≈ q√T/z ≈ 0.87, ≈ 4 standard errors at k = 40)
+    const observed = result.observed as { mean: number; count: number };
+    const unobserved = result.unobserved as { mean: number; count: number };
+    expect(observed.count).toBe(40);
+    expect(unobserved.count).toBe(40);
+    expect(observed.mean).toBeGreaterThan(unobserved.mean);
+
+    // the shadow holds every round's version, serves none of them, and the edge refuses to promote one
+    const shadow = await detail("digits-audit-e2e");
+    expect(shadow.audit_of).toBe("digits");
+    expect(shadow.serving_version).toBeNull();
+    expect(shadow.versions.map((v) => v.version)).toEqual([1, 2, 3, 4]);
+    const promote = operator.promote("digits-audit-e2e", 4);
+    await expect(promote).rejects.toBeInstanceOf(EdgeAdminError);
+    await expect(promote).rejects.toMatchObject({ status: 409, edgeCode: "audit_shadow" });
+    // the production population: same versions, same serving version, no ledger charge
+    expect(await detail("digits")).toEqual(before);
+    expect((await ledger("digits")).rounds).toEqual([]);
+  }, 120_000);
+
+  it("refuses a taken audit id (exit 1) and bad flags (exit 2) without touching the edge", async () => {
+    const taken = await audit(["--id", "e2e", "--rounds", "1", "--canaries", "4"]);
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toMatch(/already exists/);
+    expect((await detail("digits-audit-e2e")).versions).toHaveLength(4);
+    const bad = await audit(["--id", "Not-OK", "--rounds", "1"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--id/);
+    const none = await audit(["--id", "n1", "--privacy-mode", "none"]);
+    expect(none.code).toBe(2);
+    const missing = await fetch(`${edge.url}/v1/models/digits-audit-n1`);
+    expect(missing.status).toBe(404);
+  }, 60_000);
+
+  it("documents itself: fedge audit --help", async () => {
+    let out = "";
+    const code = await runCli(["audit", "--help"], { stdout: (t) => (out += t), stderr: (t) => (out += t) });
+    expect(code).toBe(0);
+    expect(out).toMatch(/arXiv 2302\.03098/);
+    expect(out).toMatch(/never serves/);
+    expect(out).toMatch(/--canaries K/);
+  });
+});

@@ -1,0 +1,129 @@
+/**
+ * Audit shadow populations: `POST /v1/admin/populations/:name/audit-shadows` copies a population's serving model into
+ * `<name>-audit-<id>` with its own budget; the registry never serves a shadow's version (uploads stay unpromoted, a
+ * promote or rollback is 409 `audit_shadow`), reserved names cannot be created by a plain upload, and every refused
+ * request writes nothing.
+ */
+import { env } from "cloudflare:test";
+import { beforeAll, describe, expect, inject, it } from "vitest";
+import type { AuditShadow, ModelDetail, PopulationPrivacyStatus } from "@fedge/protocol";
+import { fromB64 } from "./inference-fixture.ts";
+import { ADMIN, call, errorCode, mlpManifest, storedKeys, upload, uploadForm } from "./registry-helpers.ts";
+
+let int8: Uint8Array;
+beforeAll(() => {
+  int8 = fromB64(inject("inferenceFixture").int8Onnx);
+});
+
+const BUDGET = { epsilon: 8, delta: 1e-5, accountant: "rdp" };
+
+function createShadow(source: string, body: unknown, headers: Record<string, string> = ADMIN): Promise<Response> {
+  return call(`/v1/admin/populations/${source}/audit-shadows`, {
+    method: "POST",
+    headers: { ...headers, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+async function detail(name: string): Promise<ModelDetail> {
+  const res = await call(`/v1/models/${name}`);
+  expect(res.status, await res.clone().text()).toBe(200);
+  return res.json<ModelDetail>();
+}
+
+async function seed(name: string): Promise<void> {
+  const res = await upload(name, uploadForm(int8, mlpManifest(name, 1)));
+  expect(res.status, await res.clone().text()).toBe(201);
+}
+
+describe("audit shadow populations", () => {
+  it("copies the serving model into a never-served shadow with its own budget", async () => {
+    await seed("aud-a");
+    const res = await createShadow("aud-a", { id: "x1", budget: BUDGET });
+    expect(res.status, await res.clone().text()).toBe(201);
+    const shadow = await res.json<AuditShadow>();
+    expect(shadow).toMatchObject({ name: "aud-a-audit-x1", audit_of: "aud-a", source_version: 1, model_version: 1 });
+    expect(shadow.privacy).toMatchObject({ budget: { epsilon: 8, delta: 1e-5 }, epsilon_spent: 0 });
+
+    const d = await detail("aud-a-audit-x1");
+    expect(d).toMatchObject({ audit_of: "aud-a", serving_version: null, serving: null });
+    const source = await detail("aud-a");
+    expect(d.versions[0]!.sha256).toBe(source.versions[0]!.sha256);
+    expect(source.audit_of).toBeUndefined();
+    // devices can fetch the copy to train from; the source's own ledger is untouched
+    const onnx = await call("/v1/models/aud-a-audit-x1/versions/1/model.onnx");
+    expect(onnx.status).toBe(200);
+    expect(new Uint8Array(await onnx.arrayBuffer())).toEqual(int8);
+    const ledger = await (await call("/v1/populations/aud-a/privacy")).json<PopulationPrivacyStatus>();
+    expect(ledger.budget).toBeNull();
+    // and /predict has nothing to serve under the shadow's name
+    const predict = await call("/v1/models/aud-a-audit-x1/predict", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer x" },
+      body: JSON.stringify({ inputs: [[0]] }),
+    });
+    expect(predict.status).toBeGreaterThanOrEqual(400);
+  });
+
+  it("never serves a shadow's version: uploads stay unpromoted, promote and rollback are refused", async () => {
+    await seed("aud-b");
+    expect((await createShadow("aud-b", { id: "y", budget: BUDGET })).status).toBe(201);
+    const name = "aud-b-audit-y";
+    const plain = await upload(name, uploadForm(int8, mlpManifest(name, 2)));
+    expect(plain.status, await plain.clone().text()).toBe(201);
+    expect((await detail(name)).serving_version).toBeNull();
+
+    const before = await storedKeys(env.MODELS, name);
+    const promoted = await upload(name, uploadForm(int8, mlpManifest(name, 3), { promote: "true" }));
+    expect(promoted.status).toBe(409);
+    expect(await errorCode(promoted)).toBe("audit_shadow");
+    const serve = await call(`/v1/admin/models/${name}/serving`, {
+      method: "POST",
+      headers: { ...ADMIN, "content-type": "application/json" },
+      body: JSON.stringify({ version: 2 }),
+    });
+    expect(serve.status).toBe(409);
+    expect(await errorCode(serve)).toBe("audit_shadow");
+    const back = await call(`/v1/admin/models/${name}/rollback`, { method: "POST", headers: ADMIN });
+    expect(back.status).toBe(409);
+    expect(await errorCode(back)).toBe("audit_shadow");
+    expect(await storedKeys(env.MODELS, name)).toEqual(before);
+    expect((await detail(name)).serving_version).toBeNull();
+  });
+
+  it("reserves -audit- names: a plain upload cannot create one", async () => {
+    const res = await upload("aud-c-audit-z", uploadForm(int8, mlpManifest("aud-c-audit-z", 1)));
+    expect(res.status).toBe(409);
+    expect(await errorCode(res)).toBe("audit_shadow");
+    expect(await storedKeys(env.MODELS, "aud-c-audit-z")).toEqual([]);
+  });
+
+  it("refuses bad requests with a 4xx and writes nothing", async () => {
+    await seed("aud-d");
+    const ledger = async (n: string) =>
+      (await (await call(`/v1/populations/${n}/privacy`)).json<PopulationPrivacyStatus>()).budget;
+    const cases: Array<[string, unknown, number, string, Record<string, string>?]> = [
+      ["aud-none", { id: "a", budget: BUDGET }, 404, "model_not_found"],
+      ["aud-d", { id: "Bad!", budget: BUDGET }, 400, "validation_failed"],
+      ["aud-d", { id: "a", budget: { epsilon: -1, delta: 1e-5 } }, 400, "validation_failed"],
+      ["aud-d", { id: "a", budget: BUDGET, extra: 1 }, 400, "validation_failed"],
+      ["aud-d", { id: "a", budget: BUDGET }, 403, "forbidden", { authorization: "Bearer wrong" }],
+      [`aud-d${"x".repeat(50)}`, { id: "abcdefghij", budget: BUDGET }, 400, "validation_failed"],
+    ];
+    for (const [source, body, status, code, headers] of cases) {
+      const res = await createShadow(source, body, headers ?? ADMIN);
+      expect(res.status, `${source} ${JSON.stringify(body)}`).toBe(status);
+      expect(await errorCode(res)).toBe(code);
+    }
+    expect(await storedKeys(env.MODELS, "aud-d-audit-a")).toEqual([]);
+    expect(await ledger("aud-d-audit-a")).toBeNull();
+    // a shadow of a shadow, and a second shadow under a taken id, are conflicts
+    expect((await createShadow("aud-d", { id: "a", budget: BUDGET })).status).toBe(201);
+    const twice = await createShadow("aud-d", { id: "a", budget: BUDGET });
+    expect(twice.status).toBe(409);
+    const nested = await createShadow("aud-d-audit-a", { id: "b", budget: BUDGET });
+    expect(nested.status).toBe(409);
+    expect(await errorCode(nested)).toBe("audit_shadow");
+    expect(await ledger("aud-d-audit-a-audit-b")).toBeNull();
+  });
+});
