@@ -116,6 +116,15 @@ function values(seed: number): Float32Array {
 }
 
 async function openRound(edge: LocalEdge, model: string, q: number, extra: Record<string, unknown> = {}) {
+  // A DP round opens only against the population's budget on the edge's ledger (a bench budget: ε is not the point).
+  await json(
+    await send(`${edge.url}/v1/admin/populations/${model}/privacy-budget`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ epsilon: 1e6, delta: 1e-5 }),
+    }),
+    200,
+  );
   return json<{ round_id: string }>(
     await send(`${edge.url}/v1/admin/rounds`, {
       method: "POST",
@@ -133,7 +142,6 @@ async function openRound(edge: LocalEdge, model: string, q: number, extra: Recor
         update_dtype: "int8",
         sampling_rate: q,
         min_reports: 1,
-        max_reports: 1_000_000,
         duration_s: 3600,
         ...extra,
       }),

@@ -3,7 +3,8 @@
  * Where a demo-shaped round's time goes, through the real local edge (`wrangler dev`) with the real SDK and aggregator:
  * DEVICES devices (`FedgeClient`, each its own key and storage, at most 24 in flight, as `npm run demo`), q = 0.3, MNIST
  * 784→64→10 with head-only training on a few digits per device (5 local epochs, batch 8), central DP with adaptive
- * clipping, int8 uploads; one round driven by `EdgeRoundRunner` (open with the ledger charged, collect, close, stream
+ * clipping, int8 uploads (`FEDGE_BENCH_PROFILE_DTYPE=float32` runs the same round with float32 uploads, to compare); one
+ * round driven by `EdgeRoundRunner` (open with the ledger charged, collect, close, stream
  * and re-verify the updates, aggregate, evaluate, export, upload, publish).
  *
  * Every device's `fetch` is wrapped to add up the time its requests take by kind (check-in, model/manifest download,
@@ -31,6 +32,7 @@ import { measure, type BenchMeasure } from "../types.ts";
 
 const PORT = Number(process.env.FEDGE_BENCH_PROFILE_PORT ?? 8840);
 const DEVICES = Number(process.env.FEDGE_BENCH_PROFILE_DEVICES ?? 1000);
+const DTYPE = process.env.FEDGE_BENCH_PROFILE_DTYPE === "float32" ? "float32" : "int8";
 const Q = 0.3;
 const CONCURRENCY = 24;
 const MODEL = "profile";
@@ -56,6 +58,10 @@ function timedFetch(into: Record<string, number>, classify: (url: string, method
     const res = await fetch(input, init);
     const body = await res.arrayBuffer();
     into[kind] = (into[kind] ?? 0) + (performance.now() - t) / 1000;
+    const sent = init?.body;
+    if (sent instanceof ArrayBuffer || ArrayBuffer.isView(sent)) {
+      into[`${kind}_bytes`] = (into[`${kind}_bytes`] ?? 0) + sent.byteLength;
+    }
     return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
   }) as typeof fetch;
 }
@@ -88,6 +94,10 @@ export default async function run(): Promise<BenchMeasure[]> {
     });
     if (up.status !== 201) throw new Error(`model upload: ${up.status} ${await up.text()}`);
     const key = await operator.createApiKey("round profile", 1_000_000);
+    await operator.setPrivacyBudget(MODEL, { epsilon: 10, delta: 1e-5 });
+    // The edge publishes only versions signed by an aggregator key it trusts.
+    const signingKey = generateSigningKey();
+    await operator.registerAggregatorKey(toBase64Url(signingKey.publicKey));
 
     const config = parsePopulationConfig({
       model: MODEL,
@@ -98,6 +108,7 @@ export default async function run(): Promise<BenchMeasure[]> {
       clipping: { clipNorm: 1, adaptive: { targetQuantile: 0.3 } },
       optimizer: { kind: "fedavgm", lr: 4, momentum: 0.5 },
       client: { learningRate: 0.5, localEpochs: 5, batchSize: 8 },
+      updateDtype: DTYPE,
     });
     const engine = await RoundEngine.create({
       config,
@@ -140,7 +151,7 @@ export default async function run(): Promise<BenchMeasure[]> {
     const runner = new EdgeRoundRunner({
       engine,
       admin,
-      signingKey: generateSigningKey(),
+      signingKey,
       state: edgeRunnerStateOf(config, 1),
       heldOut: { x: test.x.subarray(0, 500 * 784), y: test.y.subarray(0, 500), n: 500 },
       collect: async () => {
@@ -168,12 +179,16 @@ export default async function run(): Promise<BenchMeasure[]> {
     const uploadS = sum("upload");
     const deviceWall = device.reduce((a, d) => a + d.wall, 0);
     const deviceWorkS = deviceWall - checkinS - downloadS - uploadS - sum("other");
-    const adminS = Object.values(adminTimes).reduce((a, b) => a + b, 0);
+    const adminS = Object.entries(adminTimes)
+      .filter(([k]) => !k.endsWith("_bytes"))
+      .reduce((a, [, b]) => a + b, 0);
     const afterCollect = roundS - collectS;
     const aggregationS = Math.max(0, afterCollect - (adminTimes.pull ?? 0) - (adminTimes.publish ?? 0));
+    const uploadBytes = device.reduce((a, d) => a + (d.net.upload_bytes ?? 0), 0);
     const share = (x: number) => `${((100 * x) / deviceWall).toFixed(0)} %`;
     const notes =
-      `${DEVICES} devices (registered beforehand in ${registerS.toFixed(0)} s), ${selected} selected, ${uploaded} uploaded, ` +
+      `${DEVICES} devices (registered beforehand in ${registerS.toFixed(0)} s), ${selected} selected, ${uploaded} uploaded ` +
+      `(${DTYPE}, ${uploaded > 0 ? Math.round(uploadBytes / uploaded) : 0} bytes per signed update), ` +
       `${result.accepted} accepted, outcome ${result.outcome}; round ${roundS.toFixed(1)} s = devices ${collectS.toFixed(1)} s ` +
       `+ runner ${afterCollect.toFixed(1)} s (pull ${(adminTimes.pull ?? 0).toFixed(1)} s, publish ${(adminTimes.publish ?? 0).toFixed(1)} s, ` +
       `aggregation compute ${aggregationS.toFixed(1)} s; admin requests ${adminS.toFixed(1)} s in all). ` +

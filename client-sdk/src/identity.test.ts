@@ -62,5 +62,12 @@ describe("device identity", () => {
     expect(id.secretKey).toHaveLength(64);
     const loaded = await loadIdentity(storage);
     expect(loaded!.secretKey).toEqual(id.secretKey);
+    // Signed natively where WebCrypto has Ed25519, byte for byte what tweetnacl signs (Ed25519 is deterministic).
+    for (const text of ["fedge-checkin", "another message"]) {
+      const message = new TextEncoder().encode(text);
+      const signature = await signWith(loaded!, message);
+      expect(signature).toEqual(nacl.sign.detached(message, id.secretKey!));
+      expect(nacl.sign.detached.verify(message, signature, id.publicKey)).toBe(true);
+    }
   });
 });

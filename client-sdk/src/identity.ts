@@ -135,7 +135,40 @@ export async function signWith(id: StoredIdentity, message: Uint8Array): Promise
   if (id.privateKey) {
     return new Uint8Array(await crypto.subtle.sign("Ed25519", id.privateKey, message as Uint8Array<ArrayBuffer>));
   }
+  const key = await nativeSigningKey(id.secretKey!);
+  if (key) {
+    try {
+      return new Uint8Array(await crypto.subtle.sign("Ed25519", key, message as Uint8Array<ArrayBuffer>));
+    } catch {
+      // this runtime imports Ed25519 keys but cannot sign with them: tweetnacl below
+    }
+  }
   return sign(message, id.secretKey!);
+}
+
+const nativeKeys = new WeakMap<Uint8Array, Promise<CryptoKey | null>>();
+
+/**
+ * A tweetnacl secret key imported once into WebCrypto, or `null` where the runtime has no Ed25519 there. A device signs
+ * every check-in: tweetnacl takes milliseconds of the app's main thread per signature, WebCrypto microseconds, and
+ * Ed25519 is deterministic (RFC 8032), so both give the same bytes.
+ */
+function nativeSigningKey(secretKey: Uint8Array): Promise<CryptoKey | null> {
+  let key = nativeKeys.get(secretKey);
+  if (!key) {
+    const subtle = (globalThis as { crypto?: Crypto }).crypto?.subtle;
+    const jwk = {
+      kty: "OKP",
+      crv: "Ed25519",
+      d: toBase64Url(secretKey.subarray(0, 32)),
+      x: toBase64Url(secretKey.subarray(32, 64)),
+    };
+    key = subtle?.importKey
+      ? subtle.importKey("jwk", jwk, { name: "Ed25519" }, false, ["sign"]).catch(() => null)
+      : Promise.resolve(null);
+    nativeKeys.set(secretKey, key);
+  }
+  return key;
 }
 
 /**

@@ -102,7 +102,7 @@ export class ReceiptStore {
     } catch {
       throw new UntrustedReceiptError("malformed", "the receipt's signature is not base64url");
     }
-    if (!verifyCheckinReceipt(r, signature, await this.edgeKey())) {
+    if (!(await verifyCheckinReceipt(r, signature, await this.edgeKey()))) {
       throw new UntrustedReceiptError(
         "bad_signature",
         `the receipt for round ${String(r.round_id)} does not verify under the edge key`,
@@ -144,7 +144,7 @@ export class ReceiptStore {
       if (!r || typeof r.signature !== "string") continue;
       let ok = false;
       try {
-        ok = verifyCheckinReceipt(r, fromBase64Url(r.signature), edgeKey);
+        ok = await verifyCheckinReceipt(r, fromBase64Url(r.signature), edgeKey);
       } catch {
         ok = false;
       }

@@ -378,9 +378,9 @@ describe("a distributed round (distributed discrete Gaussian, KLS21)", () => {
     // signed by the edge key (the test seed in vitest.config.ts: 32 bytes of 0x2a), noise included
     const edgeKey = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(42)).publicKey;
     const r = answer.receipt!;
-    expect(verifyCheckinReceipt(r, fromBase64Url(r.signature), edgeKey)).toBe(true);
+    expect(await verifyCheckinReceipt(r, fromBase64Url(r.signature), edgeKey)).toBe(true);
     const altered = { ...r, distributed_noise: { ...r.distributed_noise!, noise_shares: 1000 } };
-    expect(verifyCheckinReceipt(altered, fromBase64Url(r.signature), edgeKey)).toBe(false);
+    expect(await verifyCheckinReceipt(altered, fromBase64Url(r.signature), edgeKey)).toBe(false);
     expect(task.distributed).toEqual({ ...distributed, rotation_seed: seed });
     const before = await tables(model);
     const res = await upload(task.round_id, await makeUpdate(task, device));

@@ -54,9 +54,9 @@ describe("a distributed round's receipt", () => {
     expect(() => checkinReceiptSigningBytes({ ...body, distributed_noise: noise })).toThrow(TypeError);
   });
 
-  it("verifies, parses as the wire schema, and fails once its noise is altered", () => {
+  it("verifies, parses as the wire schema, and fails once its noise is altered", async () => {
     const sig = signCheckinReceipt(distributed, keys.secretKey);
-    expect(verifyCheckinReceipt(distributed, sig, keys.publicKey)).toBe(true);
+    expect(await verifyCheckinReceipt(distributed, sig, keys.publicKey)).toBe(true);
     const wire = { ...distributed, alg: "Ed25519", signature: toBase64Url(sig) };
     expect(CheckinReceipt.parse(wire)).toEqual(wire);
     for (const altered of [
@@ -64,24 +64,28 @@ describe("a distributed round's receipt", () => {
       { ...noise, share_variance: 1 },
       { ...noise, sensitivity_bound: 1 },
     ]) {
-      expect(verifyCheckinReceipt({ ...distributed, distributed_noise: altered }, sig, keys.publicKey)).toBe(false);
+      expect(await verifyCheckinReceipt({ ...distributed, distributed_noise: altered }, sig, keys.publicKey)).toBe(
+        false,
+      );
     }
-    expect(verifyCheckinReceipt({ ...distributed, distributed_noise: undefined }, sig, keys.publicKey)).toBe(false);
+    expect(await verifyCheckinReceipt({ ...distributed, distributed_noise: undefined }, sig, keys.publicKey)).toBe(
+      false,
+    );
   });
 });
 
 describe("signCheckinReceipt / verifyCheckinReceipt", () => {
   const sig = signCheckinReceipt(body, keys.secretKey);
 
-  it("verifies under the edge key and parses as the wire schema", () => {
-    expect(verifyCheckinReceipt(body, sig, keys.publicKey)).toBe(true);
+  it("verifies under the edge key and parses as the wire schema", async () => {
+    expect(await verifyCheckinReceipt(body, sig, keys.publicKey)).toBe(true);
     const wire = { ...body, alg: "Ed25519", signature: toBase64Url(sig) };
     expect(CheckinReceipt.parse(wire)).toEqual(wire);
     const answer = { selected: false, reason: "not_sampled", round_id: body.round_id, retry_after_s: 5, receipt: wire };
     expect(CheckinResponse.parse(answer)).toEqual(answer);
   });
 
-  it("detects every altered field, another key and a bad signature", () => {
+  it("detects every altered field, another key and a bad signature", async () => {
     const altered: Partial<CheckinReceiptBody>[] = [
       { model: "other" },
       { round_id: "mnist-r000002" },
@@ -94,14 +98,15 @@ describe("signCheckinReceipt / verifyCheckinReceipt", () => {
       { delta: 1e-3 },
       { checked_in_at: "2026-01-02T03:04:05.007Z" },
     ];
-    for (const change of altered) expect(verifyCheckinReceipt({ ...body, ...change }, sig, keys.publicKey)).toBe(false);
+    for (const change of altered)
+      expect(await verifyCheckinReceipt({ ...body, ...change }, sig, keys.publicKey)).toBe(false);
     const other = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(8));
-    expect(verifyCheckinReceipt(body, sig, other.publicKey)).toBe(false);
+    expect(await verifyCheckinReceipt(body, sig, other.publicKey)).toBe(false);
     const flipped = sig.slice();
     flipped[0]! ^= 1;
-    expect(verifyCheckinReceipt(body, flipped, keys.publicKey)).toBe(false);
-    expect(verifyCheckinReceipt(body, sig.slice(1), keys.publicKey)).toBe(false);
-    expect(verifyCheckinReceipt({ ...body, model: "a\nb" }, sig, keys.publicKey)).toBe(false);
+    expect(await verifyCheckinReceipt(body, flipped, keys.publicKey)).toBe(false);
+    expect(await verifyCheckinReceipt(body, sig.slice(1), keys.publicKey)).toBe(false);
+    expect(await verifyCheckinReceipt({ ...body, model: "a\nb" }, sig, keys.publicKey)).toBe(false);
   });
 });
 

@@ -117,8 +117,17 @@ export function signCheckinReceipt(body: CheckinReceiptBody, secretKey: Uint8Arr
   return nacl.sign.detached(checkinReceiptSigningBytes(body), secretKey);
 }
 
-/** Whether `signature` is the edge key `publicKey`'s signature over `body` (false for any malformed input). */
-export function verifyCheckinReceipt(body: CheckinReceiptBody, signature: Uint8Array, publicKey: Uint8Array): boolean {
+/**
+ * Whether `signature` is the edge key `publicKey`'s signature over `body` (false for any malformed input). Ed25519 runs
+ * in WebCrypto where the runtime has it (browsers, Node ≥ 20, workerd): a device checks a receipt at every check-in and
+ * re-checks its stored ones, and tweetnacl's verify costs it milliseconds of CPU each; elsewhere (Hermes without a
+ * polyfill) tweetnacl verifies. Both implement RFC 8032, so they agree on every well-formed signature.
+ */
+export async function verifyCheckinReceipt(
+  body: CheckinReceiptBody,
+  signature: Uint8Array,
+  publicKey: Uint8Array,
+): Promise<boolean> {
   if (signature.length !== nacl.sign.signatureLength || publicKey.length !== nacl.sign.publicKeyLength) return false;
   let bytes: Uint8Array;
   try {
@@ -126,7 +135,33 @@ export function verifyCheckinReceipt(body: CheckinReceiptBody, signature: Uint8A
   } catch {
     return false;
   }
+  const key = await webCryptoKey(publicKey);
+  if (key) {
+    try {
+      return await key.subtle.verify("Ed25519", key.key, new Uint8Array(signature), bytes as Uint8Array<ArrayBuffer>);
+    } catch {
+      return false;
+    }
+  }
   return nacl.sign.detached.verify(bytes, signature, publicKey);
+}
+
+/** The last public key imported into WebCrypto (a device verifies every receipt under the same edge key). */
+let imported: { raw: string; key: Promise<CryptoKey | null> } | null = null;
+
+/** `publicKey` as a WebCrypto Ed25519 verify key, or `null` where the runtime has no Ed25519 in WebCrypto. */
+async function webCryptoKey(publicKey: Uint8Array): Promise<{ subtle: SubtleCrypto; key: CryptoKey } | null> {
+  const subtle = (globalThis as { crypto?: Crypto }).crypto?.subtle;
+  if (!subtle || typeof subtle.importKey !== "function") return null;
+  const raw = publicKey.join(",");
+  if (imported?.raw !== raw) {
+    imported = {
+      raw,
+      key: subtle.importKey("raw", new Uint8Array(publicKey), { name: "Ed25519" }, false, ["verify"]).catch(() => null),
+    };
+  }
+  const key = await imported.key;
+  return key ? { subtle, key } : null;
 }
 
 /**

@@ -239,7 +239,7 @@ export const rounds = createRouter()
     }
     const { answer, receipt } = unwrap(answered);
     // A DP round: the device's coin was flipped, so its loss accrues; it gets the edge's signed record of that.
-    return c.json(receipt ? { ...answer, receipt: signedReceipt(c.env, receipt) } : answer, 200);
+    return c.json(receipt ? { ...answer, receipt: await signedReceipt(c.env, receipt) } : answer, 200);
   })
   .openapi(upload, async (c) => {
     const roundId = c.req.valid("param").id;
