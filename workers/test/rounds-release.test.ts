@@ -69,7 +69,7 @@ async function collectingRound(
   const round = await openRound(model, { mechanism: ADAPTIVE, report_clip_bit: true, ...over });
   for (const d of devices) {
     const task = await taskFor(d, model);
-    await uploadOk(task.round_id, makeUpdate(task, d));
+    await uploadOk(task.round_id, await makeUpdate(task, d));
   }
   return round;
 }

@@ -34,12 +34,15 @@ export function releaseOf(
     );
   }
   const m = summary.denominator;
+  const mechanism = summary.mechanism ?? "gaussian";
+  if (charge.privacy_mode === "central" && mechanism === "distributed-discrete-gaussian")
+    throw new RangeError(`round ${summary.roundId} was charged in central mode but ran the distributed mechanism`);
   return {
     clip_norm: c,
     next_clip_norm: f === undefined ? c : summary.nextClipNorm,
     noise_multiplier: charge.noise_multiplier,
     // A checkpoint from before the discrete mechanism names none: it ran the float path.
-    ...(charge.privacy_mode === "central" ? { noise: summary.mechanism ?? "gaussian" } : {}),
+    ...(charge.privacy_mode === "central" && mechanism !== "distributed-discrete-gaussian" ? { noise: mechanism } : {}),
     unclipped:
       f === undefined
         ? null
