@@ -19,6 +19,7 @@ export * from "./rounds/admin.ts";
 export * from "./rounds/privacy.ts";
 export * from "./rounds/checkin.ts";
 export * from "./rounds/receipt.ts";
+export * from "./rounds/secagg.ts";
 export * from "./update-codec/update-codec.ts";
 export * from "./update-codec/errors.ts";
 export * from "./update-codec/signature.ts";
