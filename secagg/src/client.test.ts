@@ -127,4 +127,18 @@ describe("SecAggClient refuses what it must", () => {
     expect(shares.key_shares).toEqual([]);
     expect(shares.self_mask_shares.length).toBe(honest.signatures.length);
   });
+
+  it("refuses to sign survivors that include a device the relay said never shared", async () => {
+    const { ids, clients, relays } = await roundAtMasking();
+    const relay = relays[0]!;
+    const withoutFour: SecAggShareRelay = {
+      ...relay,
+      senders: relay.senders.filter((id) => id !== ids[4]),
+      shares: relay.shares.filter((s) => s.from !== ids[4]),
+    };
+    await clients[0]!.maskInput(withoutFour, input());
+    const request = { round_id: relay.round_id, survivors: [...ids] };
+    expect(() => clients[0]!.checkConsistency(request)).toThrow(expect.objectContaining({ reason: "inconsistent" }));
+    expect(clients[0]!.stage).toBe("consistency");
+  });
 });

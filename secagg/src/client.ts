@@ -66,6 +66,8 @@ export class SecAggClient {
   /** Positions of the neighbours that shared (N(u) ∩ U2), with what they sealed for this device. */
   #held = new Map<number, HeldShares>();
   #signedSurvivors: string[] | undefined;
+  /** U2 as the relay announced it. */
+  #senders = new Set<string>();
 
   constructor(options: SecAggClientOptions) {
     this.roundId = options.roundId;
@@ -154,6 +156,7 @@ export class SecAggClient {
       else subModInto(masked, pair, bits);
     }
     this.#held = held;
+    this.#senders = new Set(message.senders);
     this.#stage = "consistency";
     return { round_id: this.roundId, device_id: this.#identity.deviceId, masked: encodeVector(masked) };
   }
@@ -165,6 +168,9 @@ export class SecAggClient {
     if (message.round_id !== this.roundId) throw new SecAggError("bad-message", "the request is for another round");
     const survivors = new Set(positionsOf(roster, message.survivors, "survivors"));
     if (!survivors.has(this.#me)) throw new SecAggError("inconsistent", "the survivors leave out this device");
+    if (message.survivors.some((id) => !this.#senders.has(id))) {
+      throw new SecAggError("inconsistent", "a survivor never shared keys");
+    }
     if (survivors.size < roster.parameters.minSurvivors) {
       throw new SecAggError(
         "below-threshold",
