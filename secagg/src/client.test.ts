@@ -19,7 +19,7 @@ async function roundAtMasking(roundId = "secagg-client_1") {
     identityKeyOf: (id) => identities[ids.indexOf(id)]?.publicKey,
   });
   const clients = identities.map((identity) => new SecAggClient({ roundId, identity }));
-  for (const c of clients) await server.receiveAdvertise(c.advertiseKeys());
+  for (const c of clients) await server.receiveAdvertise(await c.advertiseKeys());
   const roster = server.closeAdvertise();
   for (const c of clients) server.receiveShareKeys(await c.shareKeys(roster));
   server.closeShareKeys();
@@ -95,7 +95,7 @@ describe("SecAggClient refuses what it must", () => {
       identityKeyOf: (id) => identities[ids.indexOf(id)]?.publicKey,
     });
     const clients = identities.map((identity) => new SecAggClient({ roundId, identity }));
-    for (const c of clients) await server.receiveAdvertise(c.advertiseKeys());
+    for (const c of clients) await server.receiveAdvertise(await c.advertiseKeys());
     const roster = server.closeAdvertise();
     const [first, second] = [roster.devices[1]!, roster.devices[2]!];
     const swapped = {
@@ -112,7 +112,7 @@ describe("SecAggClient refuses what it must", () => {
     const { ids, clients, relays, server } = await roundAtMasking();
     for (const [i, c] of clients.entries()) server.receiveMaskedInput(await c.maskInput(relays[i]!, input()));
     const request = server.closeMaskedInput();
-    for (const c of clients) await server.receiveConsistency(c.checkConsistency(request));
+    for (const c of clients) await server.receiveConsistency(await c.checkConsistency(request));
     server.closeConsistency();
     const honest = server.unmaskRequestFor(ids[0]!);
     const fewer = { ...honest, survivors: honest.survivors.slice(1) };
@@ -138,7 +138,7 @@ describe("SecAggClient refuses what it must", () => {
     };
     await clients[0]!.maskInput(withoutFour, input());
     const request = { round_id: relay.round_id, survivors: [...ids] };
-    expect(() => clients[0]!.checkConsistency(request)).toThrow(expect.objectContaining({ reason: "inconsistent" }));
+    await expect(clients[0]!.checkConsistency(request)).rejects.toMatchObject({ reason: "inconsistent" });
     expect(clients[0]!.stage).toBe("consistency");
   });
 });

@@ -30,11 +30,14 @@ import { cryptoRandomBytes, SHARE_BYTES, splitSecret, type RandomBytes } from ".
 import { advertiseBytes, consistencyBytes, shareHeader } from "./transcript.ts";
 import { encodeVector } from "./vector-codec.ts";
 
-/** The device's registered Ed25519 identity: its key and a signer (the SDK keeps the secret key). */
+/**
+ * The device's registered Ed25519 identity: its key and a signer. The SDK keeps the secret key, possibly as a
+ * non-extractable WebCrypto key, so signing may be asynchronous.
+ */
 export interface DeviceIdentity {
   deviceId: string;
   publicKey: Uint8Array;
-  sign(message: Uint8Array): Uint8Array;
+  sign(message: Uint8Array): Uint8Array | Promise<Uint8Array>;
 }
 
 export interface SecAggClientOptions {
@@ -84,12 +87,13 @@ export class SecAggClient {
   }
 
   /** Stage 0: fresh round keys, signed with the device identity. */
-  advertiseKeys(): SecAggAdvertiseKeys {
+  async advertiseKeys(): Promise<SecAggAdvertiseKeys> {
     this.#expect("advertise");
     const { deviceId } = this.#identity;
-    const signature = this.#identity.sign(
+    const signature = await this.#identity.sign(
       advertiseBytes(this.roundId, deviceId, this.#encryption.publicKey, this.#masking.publicKey),
     );
+    this.#expect("advertise"); // a second call may have finished meanwhile
     this.#stage = "share-keys";
     return {
       round_id: this.roundId,
@@ -162,7 +166,7 @@ export class SecAggClient {
   }
 
   /** Stage 3: signs the survivors U3 the edge announces (a majority that includes this device). */
-  checkConsistency(message: SecAggConsistencyRequest): SecAggConsistencyCheck {
+  async checkConsistency(message: SecAggConsistencyRequest): Promise<SecAggConsistencyCheck> {
     this.#expect("consistency");
     const roster = this.#roster!;
     if (message.round_id !== this.roundId) throw new SecAggError("bad-message", "the request is for another round");
@@ -177,7 +181,10 @@ export class SecAggClient {
         `${survivors.size} survivors, fewer than ${roster.parameters.minSurvivors}`,
       );
     }
-    const signature = this.#identity.sign(consistencyBytes(this.roundId, this.#identity.deviceId, message.survivors));
+    const signature = await this.#identity.sign(
+      consistencyBytes(this.roundId, this.#identity.deviceId, message.survivors),
+    );
+    this.#expect("consistency");
     this.#signedSurvivors = [...message.survivors];
     this.#stage = "unmask";
     return { round_id: this.roundId, device_id: this.#identity.deviceId, signature: toBase64Url(signature) };

@@ -111,27 +111,27 @@ describe("SecAggServer refuses what it must, and records nothing when it does", 
   it("refuses unknown devices, forged and replayed advertisements", async () => {
     const server = newServer();
     const clients = identities.map((identity) => new SecAggClient({ roundId, identity }));
-    const first = clients[0]!.advertiseKeys();
+    const first = await clients[0]!.advertiseKeys();
     await server.receiveAdvertise(first);
     await expect(server.receiveAdvertise(first)).rejects.toMatchObject({ reason: "replayed" });
-    const stranger = new SecAggClient({ roundId, identity: simulatedIdentity("dev_stranger01") }).advertiseKeys();
+    const stranger = await new SecAggClient({ roundId, identity: simulatedIdentity("dev_stranger01") }).advertiseKeys();
     await expect(server.receiveAdvertise(stranger)).rejects.toMatchObject({ reason: "bad-message" });
-    const spare = new SecAggClient({ roundId, identity: identities[1]! }).advertiseKeys();
+    const spare = await new SecAggClient({ roundId, identity: identities[1]! }).advertiseKeys();
     const forged = { ...spare, masking_key: first.masking_key };
     await expect(server.receiveAdvertise(forged)).rejects.toMatchObject({ reason: "bad-signature" });
-    const otherRound = new SecAggClient({ roundId: "secagg-server_2", identity: identities[2]! }).advertiseKeys();
+    const otherRound = await new SecAggClient({ roundId: "secagg-server_2", identity: identities[2]! }).advertiseKeys();
     await expect(server.receiveAdvertise(otherRound)).rejects.toMatchObject({ reason: "bad-message" });
     await expect(server.receiveAdvertise({ ...otherRound, round_id: roundId })).rejects.toMatchObject({
       reason: "bad-signature",
     });
-    for (const c of clients.slice(1)) await server.receiveAdvertise(c.advertiseKeys());
+    for (const c of clients.slice(1)) await server.receiveAdvertise(await c.advertiseKeys());
     expect(server.closeAdvertise().devices.map((d) => d.device_id)).toEqual(ids);
   });
 
   it("refuses replayed, short and out-of-range masked inputs and shares of the wrong kind", async () => {
     const server = newServer();
     const clients = identities.map((identity) => new SecAggClient({ roundId, identity }));
-    for (const c of clients) await server.receiveAdvertise(c.advertiseKeys());
+    for (const c of clients) await server.receiveAdvertise(await c.advertiseKeys());
     const roster = server.closeAdvertise();
     for (const c of clients) server.receiveShareKeys(await c.shareKeys(roster));
     server.closeShareKeys();
@@ -146,7 +146,7 @@ describe("SecAggServer refuses what it must, and records nothing when it does", 
     expect(() => server.receiveMaskedInput(wide)).toThrow(expect.objectContaining({ reason: "bad-message" }));
     for (const m of masked.slice(1, 4)) server.receiveMaskedInput(m); // device 4 drops after sharing
     const request = server.closeMaskedInput();
-    for (const c of clients.slice(0, 4)) await server.receiveConsistency(c.checkConsistency(request));
+    for (const c of clients.slice(0, 4)) await server.receiveConsistency(await c.checkConsistency(request));
     server.closeConsistency();
     const shares = await clients[0]!.unmask(server.unmaskRequestFor(ids[0]!));
     expect(shares.key_shares.map((s) => s.of)).toEqual([ids[4]]);
@@ -167,10 +167,10 @@ describe("SecAggServer refuses what it must, and records nothing when it does", 
   it("refuses everything once aborted", async () => {
     const server = newServer();
     const clients = identities.map((identity) => new SecAggClient({ roundId, identity }));
-    for (const c of clients.slice(0, 2)) await server.receiveAdvertise(c.advertiseKeys());
+    for (const c of clients.slice(0, 2)) await server.receiveAdvertise(await c.advertiseKeys());
     expect(() => server.closeAdvertise()).toThrow(expect.objectContaining({ reason: "below-threshold" }));
     expect(server.stage).toBe("aborted");
-    await expect(server.receiveAdvertise(clients[2]!.advertiseKeys())).rejects.toMatchObject({
+    await expect(server.receiveAdvertise(await clients[2]!.advertiseKeys())).rejects.toMatchObject({
       reason: "below-threshold",
     });
     await expect(server.finish()).rejects.toMatchObject({ reason: "below-threshold" });

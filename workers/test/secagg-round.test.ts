@@ -26,10 +26,9 @@ function devices(n: number, tag: string) {
   });
 }
 
-async function ok<T extends { ok: boolean }>(result: Promise<T>): Promise<T> {
-  const r = await result;
+function ok<R extends { ok: boolean }>(r: R): Extract<R, { ok: true }> {
   if (!r.ok) throw new Error(`expected success, got ${JSON.stringify(r)}`);
-  return r;
+  return r as Extract<R, { ok: true }>;
 }
 
 describe("SecAggRound (Durable Object)", () => {
@@ -53,36 +52,36 @@ describe("SecAggRound (Durable Object)", () => {
     const stub = secAggStub(env, roundId);
     const devs = devices(9, "doround");
     const clients = devs.map((d) => new SecAggClient({ roundId, identity: d.identity }));
-    await ok(stub.open({ roundId, bits: BITS, length: LENGTH }));
+    ok(await stub.open({ roundId, bits: BITS, length: LENGTH }));
     for (const [i, c] of clients.entries()) {
-      await ok(stub.advertise(c.advertiseKeys(), toBase64Url(devs[i]!.identity.publicKey)));
+      ok(await stub.advertise(await c.advertiseKeys(), toBase64Url(devs[i]!.identity.publicKey)));
     }
-    await ok(stub.closeStage());
-    const { roster } = await ok(stub.roster());
-    for (const c of clients) await ok(stub.shareKeys(await c.shareKeys(roster)));
-    await ok(stub.closeStage());
+    ok(await stub.closeStage());
+    const { roster } = ok(await stub.roster());
+    for (const c of clients) ok(await stub.shareKeys(await c.shareKeys(roster)));
+    ok(await stub.closeStage());
     await evictDurableObject(stub); // the next call rebuilds the server from the log
     for (const [i, c] of clients.entries()) {
-      const { relay } = await ok(stub.relay(devs[i]!.identity.deviceId));
-      await ok(stub.maskedInput(await c.maskInput(relay, devs[i]!.input)));
+      const { relay } = ok(await stub.relay(devs[i]!.identity.deviceId));
+      ok(await stub.maskedInput(await c.maskInput(relay, devs[i]!.input)));
     }
-    await ok(stub.closeStage());
-    const { request } = await ok(stub.consistencyRequest());
+    ok(await stub.closeStage());
+    const { request } = ok(await stub.consistencyRequest());
     const dropped = new Set([0, 4, 7]); // a third, after masking
     const stayed = clients.filter((_, i) => !dropped.has(i));
-    for (const c of stayed) await ok(stub.consistency(c.checkConsistency(request)));
-    await ok(stub.closeStage());
+    for (const c of stayed) ok(await stub.consistency(await c.checkConsistency(request)));
+    ok(await stub.closeStage());
     await evictDurableObject(stub);
     for (const [i, c] of clients.entries()) {
       if (dropped.has(i)) continue;
-      const { request: unmask } = await ok(stub.unmaskRequest(devs[i]!.identity.deviceId));
-      await ok(stub.unmask(await c.unmask(unmask)));
+      const { request: unmask } = ok(await stub.unmaskRequest(devs[i]!.identity.deviceId));
+      ok(await stub.unmask(await c.unmask(unmask)));
     }
     expect(await stub.stage()).toBe("unmask");
-    const closed = await ok(stub.closeStage());
+    const closed = ok(await stub.closeStage());
     expect(closed.stage).toBe("finished");
 
-    const { outcome } = await ok(stub.outcome());
+    const { outcome } = ok(await stub.outcome());
     const expected = new Uint32Array(LENGTH);
     for (const d of devs) for (let j = 0; j < LENGTH; j++) expected[j] = (expected[j]! + d.input[j]!) % 2 ** BITS;
     expect(Array.from(decodeVector(outcome.sum, LENGTH, BITS))).toEqual(Array.from(expected));
@@ -92,7 +91,7 @@ describe("SecAggRound (Durable Object)", () => {
       state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM log").one(),
     );
     expect(rows.n).toBe(0);
-    const late = new SecAggClient({ roundId, identity: devs[0]!.identity }).advertiseKeys();
+    const late = await new SecAggClient({ roundId, identity: devs[0]!.identity }).advertiseKeys();
     expect(await stub.advertise(late, toBase64Url(devs[0]!.identity.publicKey))).toMatchObject({
       ok: false,
       code: "round_closed",
@@ -104,8 +103,8 @@ describe("SecAggRound (Durable Object)", () => {
     const stub = secAggStub(env, roundId);
     const devs = devices(4, "dorefuse");
     const clients = devs.map((d) => new SecAggClient({ roundId, identity: d.identity }));
-    await ok(stub.open({ roundId, bits: BITS, length: LENGTH }));
-    const first = clients[0]!.advertiseKeys();
+    ok(await stub.open({ roundId, bits: BITS, length: LENGTH }));
+    const first = await clients[0]!.advertiseKeys();
     const key0 = toBase64Url(devs[0]!.identity.publicKey);
     // Signed by device 0, presented under device 1's registered key.
     expect(await stub.advertise(first, toBase64Url(devs[1]!.identity.publicKey))).toMatchObject({
@@ -113,14 +112,14 @@ describe("SecAggRound (Durable Object)", () => {
       code: "bad_signature",
       status: 401,
     });
-    await ok(stub.advertise(first, key0));
+    ok(await stub.advertise(first, key0));
     expect(await stub.advertise(first, key0)).toMatchObject({ ok: false, code: "conflict", status: 409 });
     expect(await stub.roster()).toMatchObject({ ok: false, code: "conflict" });
     for (const [i, c] of clients.slice(1).entries()) {
-      await ok(stub.advertise(c.advertiseKeys(), toBase64Url(devs[i + 1]!.identity.publicKey)));
+      ok(await stub.advertise(await c.advertiseKeys(), toBase64Url(devs[i + 1]!.identity.publicKey)));
     }
-    await ok(stub.closeStage());
-    const { roster } = await ok(stub.roster());
+    ok(await stub.closeStage());
+    const { roster } = ok(await stub.roster());
     expect(roster.devices).toHaveLength(4); // the refused advertisements left no trace
     expect(await stub.open({ roundId, bits: 8, length: LENGTH })).toMatchObject({ ok: false, code: "conflict" });
   });
@@ -130,13 +129,13 @@ describe("SecAggRound (Durable Object)", () => {
     const stub = secAggStub(env, roundId);
     const devs = devices(6, "doabort");
     const clients = devs.map((d) => new SecAggClient({ roundId, identity: d.identity }));
-    await ok(stub.open({ roundId, bits: BITS, length: LENGTH }));
+    ok(await stub.open({ roundId, bits: BITS, length: LENGTH }));
     for (const [i, c] of clients.entries()) {
-      await ok(stub.advertise(c.advertiseKeys(), toBase64Url(devs[i]!.identity.publicKey)));
+      ok(await stub.advertise(await c.advertiseKeys(), toBase64Url(devs[i]!.identity.publicKey)));
     }
-    await ok(stub.closeStage());
-    const { roster } = await ok(stub.roster());
-    for (const c of clients.slice(0, 3)) await ok(stub.shareKeys(await c.shareKeys(roster))); // 3 of 6 share
+    ok(await stub.closeStage());
+    const { roster } = ok(await stub.roster());
+    for (const c of clients.slice(0, 3)) ok(await stub.shareKeys(await c.shareKeys(roster))); // 3 of 6 share
     expect(await stub.closeStage()).toMatchObject({ ok: false, code: "round_closed", status: 409 });
     expect(await stub.stage()).toBe("aborted");
     expect(await stub.outcome()).toMatchObject({ ok: false, code: "round_closed" });
