@@ -89,6 +89,17 @@ describe("OpenRoundRequest privacy fields", () => {
     expect(ok({ population_privacy: { epsilon: 1, delta: 1e-5, extra: 1 } })).toBe(false);
     expect(ok({ privacy_mode: "none", population_privacy: { epsilon: 1, delta: 1e-5 } })).toBe(false);
   });
+  it("secure_aggregation in distributed mode only, and always there; the task carries it", () => {
+    const sa = { modulus_bits: 20, encoded_length: 1024 };
+    expect(ok({ privacy_mode: "distributed", secure_aggregation: sa })).toBe(true);
+    expect(ok({ privacy_mode: "distributed" })).toBe(false);
+    expect(ok({ secure_aggregation: sa })).toBe(false);
+    expect(ok({ privacy_mode: "distributed", secure_aggregation: { ...sa, modulus_bits: 33 } })).toBe(false);
+    expect(ok({ privacy_mode: "distributed", secure_aggregation: { ...sa, encoded_length: 0 } })).toBe(false);
+    const params = OpenRoundRequest.parse({ ...base, privacy_mode: "distributed", secure_aggregation: sa });
+    const task = roundTaskFor("m_1", "m", params, "AAAAAAAAAAAAAAAAAAAAAA", "2030-01-01T00:00:00.000Z");
+    expect(task.secure_aggregation).toEqual(sa);
+  });
   it("the task a device receives carries the privacy fields (and no clip norm in mode none)", () => {
     const params = OpenRoundRequest.parse({
       ...base,

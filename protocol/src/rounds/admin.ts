@@ -12,7 +12,7 @@ import { Base64Url, IsoDateTime, ModelName, ModelVersion, Sha256Hex } from "../c
 import { DeviceId } from "../devices.ts";
 import { TenantId } from "../keys.ts";
 import { RoundMechanism, isDpMode } from "./privacy.ts";
-import { PopulationPrivacy, PrivacyMode, RoundTask, TrainableScope } from "./task.ts";
+import { PopulationPrivacy, PrivacyMode, RoundTask, SecureAggregationParams, TrainableScope } from "./task.ts";
 
 /** Longest model name that can own training rounds (so `<model>_<seq>` stays within 64 characters). */
 export const TRAINING_MODEL_NAME_MAX = 48;
@@ -87,6 +87,8 @@ export const RoundParams = z.object({
   max_reports: z.number().int().min(1).max(1_000_000).optional(),
   /** The mechanism the round is charged to the population's privacy budget for (every mode but `none`). */
   mechanism: RoundMechanism.optional(),
+  /** Required (and only allowed) in `distributed` mode: what the devices' encoded updates are summed in. */
+  secure_aggregation: SecureAggregationParams.optional(),
   /**
    * Most devices of one API key the coin may select in this round; a device of a key at its cap is not selected (so
    * one key cannot fill a round). @default DEFAULT_MAX_SELECTED_PER_KEY
@@ -131,6 +133,11 @@ export const OpenRoundRequest = RoundParams.extend({
   .refine((r) => r.privacy_mode === "none" || r.clip_norm !== undefined, {
     message: "clip_norm is required unless privacy_mode is none",
     path: ["clip_norm"],
+  })
+  .refine((r) => (r.privacy_mode === "distributed") === (r.secure_aggregation !== undefined), {
+    message:
+      "secure_aggregation ({modulus_bits, encoded_length}) is required in distributed privacy mode and only allowed there",
+    path: ["secure_aggregation"],
   })
   .refine((r) => !r.report_clip_bit || r.privacy_mode === "central", {
     message: "report_clip_bit is only allowed in central privacy mode (in local mode the bit would leak un-noised)",
@@ -327,5 +334,6 @@ export function roundTaskFor(
   if (params.local_noise_multiplier !== undefined) task.local_noise_multiplier = params.local_noise_multiplier;
   if (params.report_clip_bit) task.report_clip_bit = true;
   if (params.population_privacy !== undefined) task.population_privacy = params.population_privacy;
+  if (params.secure_aggregation !== undefined) task.secure_aggregation = params.secure_aggregation;
   return task;
 }

@@ -130,3 +130,53 @@ export const SecAggUnmaskShares = z.strictObject({
   key_shares: z.array(z.strictObject({ of: DeviceId, share: share66 })).max(SECAGG_MAX_DEVICES),
 });
 export type SecAggUnmaskShares = z.infer<typeof SecAggUnmaskShares>;
+
+/** The stages a device answers, in order; each is `POST /v1/rounds/{id}/secagg/{stage}`. */
+export const SECAGG_DEVICE_STAGES = ["advertise", "share-keys", "masked-input", "consistency", "unmask"] as const;
+export const SecAggDeviceStage = z.enum(SECAGG_DEVICE_STAGES);
+export type SecAggDeviceStage = z.infer<typeof SecAggDeviceStage>;
+
+/** Where a round's secure aggregation stands: the stage devices answer now, or how it ended. */
+export const SecAggStatus = z
+  .object({
+    round_id: RoundId,
+    stage: z.enum([...SECAGG_DEVICE_STAGES, "finished", "aborted", "not_open"]),
+  })
+  .meta({ id: "SecAggStatus" });
+export type SecAggStatus = z.infer<typeof SecAggStatus>;
+
+/** A finished round's result, all the aggregator ever receives: Σ x_u mod 2^b over the survivors. */
+export const SecAggOutcome = z
+  .object({
+    round_id: RoundId,
+    modulus_bits: z.number().int().min(1).max(32),
+    encoded_length: z.number().int().positive(),
+    /** The devices whose encoded updates are in the sum (U3). */
+    survivors: deviceList,
+    /** d' little-endian 32-bit words, base64url. */
+    sum: Base64Url,
+  })
+  .meta({ id: "SecAggOutcome" });
+export type SecAggOutcome = z.infer<typeof SecAggOutcome>;
+
+/** Headers of a device's secure-aggregation request (besides its API key). */
+export const SECAGG_DEVICE_HEADER = "x-fedge-device-id";
+export const SECAGG_TIMESTAMP_HEADER = "x-fedge-timestamp";
+export const SECAGG_SIGNATURE_HEADER = "x-fedge-device-signature";
+
+/**
+ * What a device signs with its registered Ed25519 key for every secure-aggregation request: method, path, device, an
+ * ISO timestamp (within 5 minutes of the edge's clock) and the SHA-256 of the body (of nothing for a GET). Replaying a
+ * POST gets 409 from the stage, which takes one message per device.
+ */
+export function secAggRequestSigningBytes(
+  method: string,
+  path: string,
+  deviceId: string,
+  timestamp: string,
+  bodySha256Hex: string,
+): Uint8Array {
+  return new TextEncoder().encode(
+    `fedge-secagg-request-v1\n${method.toUpperCase()}\n${path}\n${deviceId}\n${timestamp}\n${bodySha256Hex}`,
+  );
+}

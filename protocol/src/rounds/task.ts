@@ -40,6 +40,25 @@ export const PopulationPrivacy = z
   .meta({ id: "PopulationPrivacy" });
 export type PopulationPrivacy = z.infer<typeof PopulationPrivacy>;
 
+/**
+ * A `distributed` round's secure aggregation: each device encodes its clipped update to `encoded_length` (d') values in
+ * Z_{2^modulus_bits} and takes part in SecAgg+ (`/v1/rounds/{id}/secagg/…`); the edge learns only the modular sum.
+ */
+export const SecureAggregationParams = z
+  .object({
+    /** b: the encoded values and their sum live in Z_{2^b}. */
+    modulus_bits: z.number().int().min(1).max(32),
+    /** d': values per encoded update (at most 4 Mi). */
+    encoded_length: z
+      .number()
+      .int()
+      .positive()
+      .max(4 * 1024 * 1024),
+  })
+  .strict()
+  .meta({ id: "SecureAggregationParams" });
+export type SecureAggregationParams = z.infer<typeof SecureAggregationParams>;
+
 export const RoundTask = z
   .object({
     round_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
@@ -58,6 +77,8 @@ export const RoundTask = z
      * update's clip-bit field (update codec version 2). Absent or false: the field is 0 (not reported).
      */
     report_clip_bit: z.boolean().optional(),
+    /** Distributed mode only: the secure aggregation the device takes part in instead of uploading. */
+    secure_aggregation: SecureAggregationParams.optional(),
     /** The population's (ε, δ) (central and local modes), for the device's privacy policy. */
     population_privacy: PopulationPrivacy.optional(),
     trainable: TrainableScope,

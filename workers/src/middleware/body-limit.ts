@@ -34,6 +34,15 @@ const MODEL_UPLOAD_PATH = /^\/v1\/admin\/models\/[^/]+\/versions\/?$/;
 const PREDICT_PATH = /^\/v1\/models\/[^/]+\/predict\/?$/;
 const INFER_PATH = /^\/v2\/models\/[^/]+(\/versions\/[^/]+)?\/infer\/?$/;
 const UPDATE_UPLOAD_PATH = /^\/v1\/rounds\/[^/]+\/updates\/?$/;
+const SECAGG_MASKED_INPUT_PATH = /^\/v1\/rounds\/[^/]+\/secagg\/masked-input\/?$/;
+const SECAGG_STAGE_PATH = /^\/v1\/rounds\/[^/]+\/secagg\/[a-z-]+\/?$/;
+/**
+ * Cap of a secure-aggregation masked input: the largest encoded update (4 Mi values of 4 bytes) in base64url, plus the
+ * JSON around it.
+ */
+export const MAX_SECAGG_MASKED_INPUT_BYTES = Math.ceil((4 * 1024 * 1024 * 4 * 4) / 3) + 4096;
+/** Cap of the other secure-aggregation messages: one envelope or share (≤ 600 bytes in JSON) per graph neighbour. */
+export const MAX_SECAGG_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 /** The largest body the route at `path` takes (every other route takes a small JSON body or none). */
 export function bodyCapFor(method: string, path: string): number {
@@ -42,6 +51,8 @@ export function bodyCapFor(method: string, path: string): number {
     if (PREDICT_PATH.test(path)) return MAX_PREDICT_BODY_BYTES;
     if (INFER_PATH.test(path)) return MAX_INFER_BODY_BYTES;
     if (UPDATE_UPLOAD_PATH.test(path)) return MAX_UPDATE_BODY_BYTES;
+    if (SECAGG_MASKED_INPUT_PATH.test(path)) return MAX_SECAGG_MASKED_INPUT_BYTES;
+    if (SECAGG_STAGE_PATH.test(path)) return MAX_SECAGG_MESSAGE_BYTES;
   }
   return MAX_JSON_BODY_BYTES;
 }

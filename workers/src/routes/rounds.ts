@@ -212,6 +212,14 @@ export const rounds = createRouter()
     const parsed = parseRoundId(roundId)!;
     const coordinator = roundsStub(c.env, parsed.model);
     const limits = await roundLimits(coordinator, roundId);
+    if (limits.privacy_mode === "distributed") {
+      // Its devices' updates reach the edge only masked, through secure aggregation: a plain update would be in the clear.
+      throw new FedgeError(
+        "conflict",
+        409,
+        `round ${roundId} is distributed: devices take part through /v1/rounds/${roundId}/secagg, never by upload`,
+      );
+    }
     const cap = maxEncodedUpdateBytes(limits.update_length, limits.update_dtype);
     const bytes = await readCapped(c.req.raw, cap);
 

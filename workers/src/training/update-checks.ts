@@ -13,7 +13,8 @@
  * - `local`: the device clips to C, then adds n ~ N(0, σ²I_d) with σ = z·C. ‖·‖₂ is 1-Lipschitz, so by Gaussian concentration
  *   (Vershynin, High-Dimensional Probability, 2018, Thm 5.2.2; E‖n‖ ≤ σ√d) P(‖n‖₂ ≥ σ(√d + t)) ≤ exp(−t²/2). With t = 10 an
  *   honest device is refused with probability below 2·10⁻²², and the edge accepts ‖Δ + n‖₂ ≤ C·(1 + 1e-4) + σ(√d + 10).
- * - `distributed`: not accepted by the edge yet (secure-aggregation masks are not real-valued updates).
+ * - `distributed`: no upload at all (the route refuses it before reading the body); devices take part in secure
+ *   aggregation (routes/secagg.ts) and the edge sees only masked vectors and their modular sum.
  * - `none`: no bound without a clip norm (the round is not private; Δ is sent unclipped); with one, as in `central`.
  */
 import { FedgeError, type PrivacyMode } from "@fedge/protocol";
