@@ -323,6 +323,24 @@ export class SecAggServer {
     return sum;
   }
 
+  /** How many devices answered the current stage so far (for a driver that closes stages when all have). */
+  get answered(): number {
+    switch (this.#stage) {
+      case "advertise":
+        return this.#advertised.size;
+      case "share-keys":
+        return this.#shared.size;
+      case "masked-input":
+        return this.#masked.size;
+      case "consistency":
+        return this.#signatures.size;
+      case "unmask":
+        return this.#unmasked.size;
+      default:
+        return 0;
+    }
+  }
+
   /** The devices whose inputs are in the sum (U3), once the masked-input stage has closed. */
   get survivors(): readonly string[] {
     return this.#survivors;

@@ -141,6 +141,8 @@ export const SecAggStatus = z
   .object({
     round_id: RoundId,
     stage: z.enum([...SECAGG_DEVICE_STAGES, "finished", "aborted", "not_open"]),
+    /** Admin answers only: how many devices answered the current stage so far. */
+    answered: z.number().int().nonnegative().optional(),
   })
   .meta({ id: "SecAggStatus" });
 export type SecAggStatus = z.infer<typeof SecAggStatus>;

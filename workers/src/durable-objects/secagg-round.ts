@@ -176,6 +176,11 @@ export class SecAggRound extends DurableObject<Bindings> {
     return this.read(() => ({ request: this.server!.unmaskRequestFor(deviceId) }), "unmask");
   }
 
+  /** How many devices answered the current stage so far (0 outside the stages). */
+  async answered(): Promise<number> {
+    return this.server?.answered ?? 0;
+  }
+
   /** The stage the round is in (`finished` and `aborted` included). */
   async stage(): Promise<SecAggServerStage | "not_open"> {
     if (!this.config) return "not_open";

@@ -306,7 +306,8 @@ export const adminRounds = router
   })
   .openapi(secAggStatus, async (c) => {
     const { id } = c.req.valid("param");
-    return c.json({ round_id: id, stage: await secAggFor(c.env, id).stage() }, 200);
+    const stub = secAggFor(c.env, id);
+    return c.json({ round_id: id, stage: await stub.stage(), answered: await stub.answered() }, 200);
   })
   .openapi(secAggClose, async (c) => {
     const { id } = c.req.valid("param");
