@@ -5,7 +5,7 @@
  * edge. With a pinned aggregator key, models are run and trained on only when their manifest is signed by it. One code
  * base for browsers, Node and React Native; runtime differences sit in `internal/platform.ts` and the storage adapters.
  */
-import type { CheckinResponse, DevicePrivacyRecord, ModelManifest, UpdateReceipt } from "@fedge/protocol";
+import type { CheckinResponse, DevicePrivacyRecord, ModelManifest, RoundTask, UpdateReceipt } from "@fedge/protocol";
 import { EDGE_KEY_PATH, devicePrivacySigningBytes, type SignedCheckinReceipt } from "@fedge/protocol/receipt";
 import * as errors from "./core/errors.ts";
 import { FedgeAPIError, FedgeClientError, InvalidInputError } from "./core/errors.ts";
@@ -70,6 +70,8 @@ export type {
   InferResult,
   ParticipateOptions,
   ParticipateResult,
+  SecAggEncoder,
+  SecureAggregationStats,
   PredictOptions,
   PredictResult,
   PrivacyPolicy,
@@ -507,6 +509,7 @@ export class FedgeClient {
     const { checkPrivacyPolicy } = await import("./policy.ts");
     checkPrivacyPolicy(task, this.privacyPolicy);
     const id = (await this.identity)!;
+    if (task.privacy_mode === "distributed") return this.participateSecurely(task, id, options);
     let stats: UpdateStats | undefined;
     if (!(await this.queue.get(task.round_id))) {
       if (Date.parse(task.deadline) <= Date.now()) {
@@ -562,6 +565,61 @@ export class FedgeClient {
   }
 
   /** Sends one signed update; the same bytes on every retry, so the edge's idempotency yields the same receipt. */
+  /**
+   * A distributed round: train and clip as in every mode, encode with the app's encoder, then answer the round's
+   * secure-aggregation stages as the edge reaches them (`secure-aggregation.ts`). Nothing is queued: the device takes
+   * part while it is online, and a device that goes away is a dropout the protocol absorbs.
+   */
+  private async participateSecurely(
+    task: RoundTask,
+    id: StoredIdentity & { deviceId: string },
+    options: ParticipateOptions,
+  ): Promise<ParticipateResult> {
+    if (typeof options.encoder !== "function") {
+      throw new InvalidInputError(
+        "encoder",
+        "a distributed round needs an encoder: the clipped update → its encoded vector",
+      );
+    }
+    const sa = options.secureAggregation ?? {};
+    const positive = (name: string, v: unknown, fallback: number): number => {
+      if (v === undefined) return fallback;
+      if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+        throw new InvalidInputError(`secureAggregation.${name}`, `must be a finite number > 0, got ${String(v)}`);
+      }
+      return v;
+    };
+    const pollMs = positive("pollMs", sa.pollMs, 1000);
+    const timeoutMs = positive("timeoutMs", sa.timeoutMs, 600_000);
+    if (Date.parse(task.deadline) <= Date.now()) {
+      throw new FedgeClientError("round_expired", `round ${task.round_id} passed its deadline ${task.deadline}`);
+    }
+    const model = await this.loadModel(task.model, task.model_version, options);
+    const { participateSecurely } = await import("./secure-aggregation.ts");
+    const stats = await participateSecurely({
+      task,
+      modelBytes: model.bytes,
+      data: options.data,
+      labels: options.labels,
+      encoder: options.encoder,
+      identity: id,
+      publicKey: id.publicKey,
+      transport: this.transport,
+      random: this.random,
+      pollMs,
+      timeoutMs,
+      options,
+    });
+    return {
+      selected: true,
+      status: "aggregated",
+      roundId: task.round_id,
+      modelVersion: task.model_version,
+      receipt: null,
+      stats,
+    };
+  }
+
   private async upload(entry: QueuedUpdate, options: RequestOptions): Promise<UpdateReceipt> {
     const receipt = await this.transport.json<UpdateReceipt>(
       {
