@@ -20,7 +20,7 @@ import {
 } from "@fedge/protocol";
 import { sameBytes } from "./bytes.ts";
 import { verifyEd25519 } from "./ed25519.ts";
-import { openEnvelope, sealEnvelope } from "./envelope.ts";
+import { envelopeKey, openEnvelope, sealEnvelope } from "./envelope.ts";
 import { SecAggError } from "./errors.ts";
 import { generateX25519KeyPair, pairwiseSeed, type X25519KeyPair } from "./key-agreement.ts";
 import { addModInto, inModulus, subModInto } from "./modular.ts";
@@ -69,6 +69,8 @@ export class SecAggClient {
   /** Positions of the neighbours that shared (N(u) ∩ U2), with what they sealed for this device. */
   #held = new Map<number, HeldShares>();
   #signedSurvivors: string[] | undefined;
+  /** The envelope key shared with each graph neighbour (by position), agreed once in the share-keys stage. */
+  #envelopeKeys = new Map<number, Uint8Array>();
   /** U2 as the relay announced it. */
   #senders = new Set<string>();
 
@@ -130,7 +132,9 @@ export class SecAggClient {
       payload.set(keyShares[i]!.y);
       payload.set(seedShares[i]!.y, SHARE_BYTES);
       const header = shareHeader(this.roundId, this.#identity.deviceId, to.deviceId);
-      const sealed = sealEnvelope(header, payload, to.encryptionKey, this.#encryption.secretKey, this.#random);
+      const key = envelopeKey(to.encryptionKey, this.#encryption.secretKey);
+      this.#envelopeKeys.set(v, key);
+      const sealed = sealEnvelope(header, payload, key, this.#random);
       return { to: to.deviceId, ciphertext: toBase64Url(sealed) };
     });
     this.#roster = roster;
@@ -262,9 +266,8 @@ export class SecAggClient {
       const v = roster.positionOf(from);
       if (held.has(v)) throw new SecAggError("replayed", `a second envelope from ${from}`);
       if (!neighbours.includes(v)) throw new SecAggError("bad-message", `${from} is not a neighbour that shared`);
-      const sender = roster.devices[v]!;
       const header = shareHeader(this.roundId, from, this.#identity.deviceId);
-      const payload = openEnvelope(header, fromBase64Url(ciphertext), sender.encryptionKey, this.#encryption.secretKey);
+      const payload = openEnvelope(header, fromBase64Url(ciphertext), this.#envelopeKeys.get(v)!);
       if (payload.length !== 2 * SHARE_BYTES) throw new SecAggError("tampered", `the envelope of ${from} is malformed`);
       held.set(v, { maskingKey: payload.slice(0, SHARE_BYTES), selfMask: payload.slice(SHARE_BYTES) });
     }
