@@ -6,7 +6,7 @@
 import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import nacl from "tweetnacl";
-import { toBase64Url } from "@fedge/protocol";
+import { SECAGG_MAX_ENCODED_LENGTH, toBase64Url } from "@fedge/protocol";
 import { decodeVector, SecAggClient, type DeviceIdentity } from "@fedge/secagg";
 import { secAggStub } from "../src/durable-objects/secagg-round.ts";
 
@@ -142,5 +142,39 @@ describe("SecAggRound (Durable Object)", () => {
     await evictDurableObject(stub);
     expect(await stub.stage()).toBe("aborted");
     expect(await stub.relay(devs[0]!.identity.deviceId)).toMatchObject({ ok: false, code: "round_closed" });
+  });
+
+  it("logs a masked input of the largest encoded length in one row and still sums exactly", async () => {
+    const roundId = "secagg-do_4";
+    const length = SECAGG_MAX_ENCODED_LENGTH;
+    const stub = secAggStub(env, roundId);
+    const devs = devices(4, "dolarge"); // the fewest that survive a dropout with t > k/2
+    const inputs = devs.map(() => new Uint32Array(length).map((_, j) => (j * 7919) % 2 ** BITS));
+    const clients = devs.map((d) => new SecAggClient({ roundId, identity: d.identity }));
+    ok(await stub.open({ roundId, bits: BITS, length }));
+    for (const [i, c] of clients.entries()) {
+      ok(await stub.advertise(await c.advertiseKeys(), toBase64Url(devs[i]!.identity.publicKey)));
+    }
+    ok(await stub.closeStage());
+    const { roster } = ok(await stub.roster());
+    for (const c of clients) ok(await stub.shareKeys(await c.shareKeys(roster)));
+    ok(await stub.closeStage());
+    for (const [i, c] of clients.entries()) {
+      const { relay } = ok(await stub.relay(devs[i]!.identity.deviceId));
+      ok(await stub.maskedInput(await c.maskInput(relay, inputs[i]!)));
+    }
+    ok(await stub.closeStage());
+    await evictDurableObject(stub); // the rows are read back
+    const { request } = ok(await stub.consistencyRequest());
+    for (const c of clients) ok(await stub.consistency(await c.checkConsistency(request)));
+    ok(await stub.closeStage());
+    for (const [i, c] of clients.entries()) {
+      const { request: unmask } = ok(await stub.unmaskRequest(devs[i]!.identity.deviceId));
+      ok(await stub.unmask(await c.unmask(unmask)));
+    }
+    expect(ok(await stub.closeStage()).stage).toBe("finished");
+    const { outcome } = ok(await stub.outcome());
+    const sum = decodeVector(outcome.sum, length, BITS);
+    for (const j of [0, 1, 12345, length - 1]) expect(sum[j]).toBe((4 * ((j * 7919) % 2 ** BITS)) % 2 ** BITS);
   });
 });

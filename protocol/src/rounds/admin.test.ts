@@ -8,6 +8,7 @@ import {
   roundTaskFor,
   TRAINING_MODEL_NAME_MAX,
 } from "./admin.ts";
+import { SECAGG_MAX_ENCODED_LENGTH } from "./task.ts";
 
 const base = {
   model: "mnist",
@@ -96,6 +97,10 @@ describe("OpenRoundRequest privacy fields", () => {
     expect(ok({ secure_aggregation: sa })).toBe(false);
     expect(ok({ privacy_mode: "distributed", secure_aggregation: { ...sa, modulus_bits: 33 } })).toBe(false);
     expect(ok({ privacy_mode: "distributed", secure_aggregation: { ...sa, encoded_length: 0 } })).toBe(false);
+    const largest = { ...sa, encoded_length: SECAGG_MAX_ENCODED_LENGTH };
+    expect(ok({ privacy_mode: "distributed", secure_aggregation: largest })).toBe(true);
+    const over = { ...sa, encoded_length: SECAGG_MAX_ENCODED_LENGTH + 1 };
+    expect(ok({ privacy_mode: "distributed", secure_aggregation: over })).toBe(false);
     const params = OpenRoundRequest.parse({ ...base, privacy_mode: "distributed", secure_aggregation: sa });
     const task = roundTaskFor("m_1", "m", params, "AAAAAAAAAAAAAAAAAAAAAA", "2030-01-01T00:00:00.000Z");
     expect(task.secure_aggregation).toEqual(sa);

@@ -44,16 +44,18 @@ export type PopulationPrivacy = z.infer<typeof PopulationPrivacy>;
  * A `distributed` round's secure aggregation: each device encodes its clipped update to `encoded_length` (d') values in
  * Z_{2^modulus_bits} and takes part in SecAgg+ (`/v1/rounds/{id}/secagg/…`); the edge learns only the modular sum.
  */
+/**
+ * Largest d' of a distributed round: 2^18 values. A masked input (d' words in base64url JSON, 1.4 MB at this size) is
+ * one row of the round's Durable Object log, and a row holds at most 2 MB.
+ */
+export const SECAGG_MAX_ENCODED_LENGTH = 1 << 18;
+
 export const SecureAggregationParams = z
   .object({
     /** b: the encoded values and their sum live in Z_{2^b}. */
     modulus_bits: z.number().int().min(1).max(32),
-    /** d': values per encoded update (at most 4 Mi). */
-    encoded_length: z
-      .number()
-      .int()
-      .positive()
-      .max(4 * 1024 * 1024),
+    /** d': values per encoded update (at most `SECAGG_MAX_ENCODED_LENGTH`). */
+    encoded_length: z.number().int().positive().max(SECAGG_MAX_ENCODED_LENGTH),
   })
   .strict()
   .meta({ id: "SecureAggregationParams" });

@@ -41,7 +41,7 @@ import {
 import type { Context } from "hono";
 import type { AppEnv } from "../env.ts";
 import { apiKeyAuth } from "../middleware/auth/index.ts";
-import { bodyOf, MAX_SECAGG_MASKED_INPUT_BYTES } from "../middleware/body-limit.ts";
+import { bodyOf, MAX_SECAGG_BODY_BYTES } from "../middleware/body-limit.ts";
 import { createRouter, errorResponses, jsonResponse as json, readBody } from "../middleware/validation/index.ts";
 import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
 import { secAggStub } from "../durable-objects/secagg-round.ts";
@@ -94,10 +94,7 @@ const stageAnswer = createRoute({
   tags: ["training"],
   summary: "The device's message of a secure-aggregation stage",
   security,
-  middleware: [
-    apiKeyAuth(),
-    readBody({ types: ["application/json"], maxBytes: MAX_SECAGG_MASKED_INPUT_BYTES }),
-  ] as const,
+  middleware: [apiKeyAuth(), readBody({ types: ["application/json"], maxBytes: MAX_SECAGG_BODY_BYTES })] as const,
   request: {
     params: StageParam,
     headers: SignedHeaders,
@@ -167,7 +164,7 @@ export const secagg = createRouter()
   })
   .openapi(stageAnswer, async (c) => {
     const { id, stage } = c.req.valid("param");
-    const body = await bodyOf(c, MAX_SECAGG_MASKED_INPUT_BYTES);
+    const body = await bodyOf(c, MAX_SECAGG_BODY_BYTES);
     const { deviceId, member } = await authenticateDevice(c, id, body);
     const parsed = ANSWERS[stage].safeParse(c.req.valid("json"));
     if (!parsed.success) {
