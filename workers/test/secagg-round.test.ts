@@ -113,7 +113,10 @@ describe("SecAggRound (Durable Object)", () => {
       status: 401,
     });
     ok(await stub.advertise(first, key0));
-    expect(await stub.advertise(first, key0)).toMatchObject({ ok: false, code: "conflict", status: 409 });
+    // The very same message again is a duplicate (a retry) and changes nothing; another one from the device conflicts.
+    expect(await stub.advertise(first, key0)).toMatchObject({ ok: true, duplicate: true });
+    const second = await new SecAggClient({ roundId, identity: devs[0]!.identity }).advertiseKeys();
+    expect(await stub.advertise(second, key0)).toMatchObject({ ok: false, code: "conflict", status: 409 });
     expect(await stub.roster()).toMatchObject({ ok: false, code: "conflict" });
     for (const [i, c] of clients.slice(1).entries()) {
       ok(await stub.advertise(await c.advertiseKeys(), toBase64Url(devs[i + 1]!.identity.publicKey)));

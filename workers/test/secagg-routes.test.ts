@@ -178,7 +178,10 @@ describe("secure aggregation through the edge", () => {
     expect(await res(await signed(b, "POST", `${base}/advertise`, advertA))).toBe("bad_request");
     // The real thing, then its replay.
     await json(signed(a, "POST", `${base}/advertise`, advertA), 202);
-    expect(await res(await signed(a, "POST", `${base}/advertise`, advertA))).toBe("conflict");
+    const again = await json<{ duplicate: boolean }>(signed(a, "POST", `${base}/advertise`, advertA), 200);
+    expect(again.duplicate).toBe(true);
+    const other = await clientFor(a, roundId).advertiseKeys();
+    expect(await res(await signed(a, "POST", `${base}/advertise`, other))).toBe("conflict");
     // Out of stage.
     expect(await res(await signed(a, "GET", `${base}/share-keys`))).toBe("conflict");
     // Another tenant's device cannot even ask.

@@ -147,6 +147,12 @@ export const SecAggStatus = z
   .meta({ id: "SecAggStatus" });
 export type SecAggStatus = z.infer<typeof SecAggStatus>;
 
+/** The edge's answer to a device's stage message: 202 when recorded, 200 `duplicate` for the very same message again. */
+export const SecAggAccepted = z
+  .object({ round_id: RoundId, stage: SecAggDeviceStage, duplicate: z.boolean() })
+  .meta({ id: "SecAggAccepted" });
+export type SecAggAccepted = z.infer<typeof SecAggAccepted>;
+
 /** A finished round's result, all the aggregator ever receives: Σ x_u mod 2^b over the survivors. */
 export const SecAggOutcome = z
   .object({

@@ -107,23 +107,23 @@ export class SecAggRound extends DurableObject<Bindings> {
     });
   }
 
-  async advertise(message: SecAggAdvertiseKeys, identityKey: string): Promise<Result<object>> {
+  async advertise(message: SecAggAdvertiseKeys, identityKey: string): Promise<Result<{ duplicate: boolean }>> {
     return this.record({ kind: "advertise", message, identityKey });
   }
 
-  async shareKeys(message: SecAggShareKeys): Promise<Result<object>> {
+  async shareKeys(message: SecAggShareKeys): Promise<Result<{ duplicate: boolean }>> {
     return this.record({ kind: "share-keys", message });
   }
 
-  async maskedInput(message: SecAggMaskedInput): Promise<Result<object>> {
+  async maskedInput(message: SecAggMaskedInput): Promise<Result<{ duplicate: boolean }>> {
     return this.record({ kind: "masked-input", message });
   }
 
-  async consistency(message: SecAggConsistencyCheck): Promise<Result<object>> {
+  async consistency(message: SecAggConsistencyCheck): Promise<Result<{ duplicate: boolean }>> {
     return this.record({ kind: "consistency", message });
   }
 
-  async unmask(message: SecAggUnmaskShares): Promise<Result<object>> {
+  async unmask(message: SecAggUnmaskShares): Promise<Result<{ duplicate: boolean }>> {
     return this.record({ kind: "unmask", message });
   }
 
@@ -237,16 +237,26 @@ export class SecAggRound extends DurableObject<Bindings> {
   }
 
   /** Applies a device message and logs it only when the server accepted it. */
-  private record(entry: Exclude<LogEntry, { kind: "close" }>): Promise<Result<object>> {
+  /**
+   * Applies a device message and logs it only when the server accepted it. The very same message again (a retry whose
+   * answer was lost) is a duplicate: answered `duplicate: true`, changing nothing; a different one from the same device
+   * in the same stage stays a conflict.
+   */
+  private record(entry: Exclude<LogEntry, { kind: "close" }>): Promise<Result<{ duplicate: boolean }>> {
     return this.serial(async () => {
       if (!this.server) return this.closedFailure();
+      const body = JSON.stringify(entry);
       try {
         await this.apply(entry);
       } catch (e) {
+        if (e instanceof SecAggError && e.reason === "replayed") {
+          const same = this.sql.exec("SELECT 1 FROM log WHERE body = ? LIMIT 1", body).toArray().length > 0;
+          if (same) return { ok: true, duplicate: true };
+        }
         return failureOf(e);
       }
-      this.sql.exec("INSERT INTO log (body) VALUES (?)", JSON.stringify(entry));
-      return { ok: true };
+      this.sql.exec("INSERT INTO log (body) VALUES (?)", body);
+      return { ok: true, duplicate: false };
     });
   }
 

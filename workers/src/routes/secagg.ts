@@ -21,6 +21,7 @@ import {
   SECAGG_DEVICE_HEADER,
   SECAGG_SIGNATURE_HEADER,
   SECAGG_TIMESTAMP_HEADER,
+  SecAggAccepted,
   SecAggAdvertiseKeys,
   SecAggConsistencyCheck,
   SecAggConsistencyRequest,
@@ -100,7 +101,11 @@ const stageAnswer = createRoute({
     headers: SignedHeaders,
     body: { required: true, content: { "application/json": { schema: z.record(z.string(), z.unknown()) } } },
   },
-  responses: { 202: json(SecAggStatus, "Accepted"), ...errorResponses(DEVICE_ERRORS) },
+  responses: {
+    200: json(SecAggAccepted, "The same message was already recorded (a retry): nothing changed"),
+    202: json(SecAggAccepted, "Recorded"),
+    ...errorResponses(DEVICE_ERRORS),
+  },
 });
 
 const ANSWERS = {
@@ -176,24 +181,28 @@ export const secagg = createRouter()
     }
     const stub = secAggStub(c.env, id);
     const { modulus_bits: bits, encoded_length: length } = member.secureAggregation;
+    let recorded: { duplicate: boolean };
     switch (stage) {
       case "advertise":
         if (!member.collecting) throw new FedgeError("round_closed", 409, `round ${id} no longer collects`);
         unwrap(await stub.open({ roundId: id, bits, length }));
-        unwrap(await stub.advertise(message as SecAggAdvertiseKeys, member.publicKey));
+        recorded = unwrap(await stub.advertise(message as SecAggAdvertiseKeys, member.publicKey));
         break;
       case "share-keys":
-        unwrap(await stub.shareKeys(message as SecAggShareKeys));
+        recorded = unwrap(await stub.shareKeys(message as SecAggShareKeys));
         break;
       case "masked-input":
-        unwrap(await stub.maskedInput(message as SecAggMaskedInput));
+        recorded = unwrap(await stub.maskedInput(message as SecAggMaskedInput));
         break;
       case "consistency":
-        unwrap(await stub.consistency(message as SecAggConsistencyCheck));
+        recorded = unwrap(await stub.consistency(message as SecAggConsistencyCheck));
         break;
       case "unmask":
-        unwrap(await stub.unmask(message as SecAggUnmaskShares));
+        recorded = unwrap(await stub.unmask(message as SecAggUnmaskShares));
         break;
     }
-    return c.json({ round_id: id, stage }, 202);
+    const duplicate = recorded.duplicate;
+    return duplicate
+      ? c.json({ round_id: id, stage, duplicate }, 200)
+      : c.json({ round_id: id, stage, duplicate }, 202);
   });
