@@ -566,58 +566,23 @@ export class FedgeClient {
 
   /** Sends one signed update; the same bytes on every retry, so the edge's idempotency yields the same receipt. */
   /**
-   * A distributed round: train and clip as in every mode, encode with the app's encoder, then answer the round's
-   * secure-aggregation stages as the edge reaches them (`secure-aggregation.ts`). Nothing is queued: the device takes
-   * part while it is online, and a device that goes away is a dropout the protocol absorbs.
+   * A distributed round (`secure-aggregation.ts`, loaded on first use): train and clip as in every mode, encode with
+   * the app's encoder, then answer the round's secure-aggregation stages as the edge reaches them. Nothing is queued.
    */
   private async participateSecurely(
     task: RoundTask,
     id: StoredIdentity & { deviceId: string },
     options: ParticipateOptions,
   ): Promise<ParticipateResult> {
-    if (typeof options.encoder !== "function") {
-      throw new InvalidInputError(
-        "encoder",
-        "a distributed round needs an encoder: the clipped update → its encoded vector",
-      );
-    }
-    const sa = options.secureAggregation ?? {};
-    const positive = (name: string, v: unknown, fallback: number): number => {
-      if (v === undefined) return fallback;
-      if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
-        throw new InvalidInputError(`secureAggregation.${name}`, `must be a finite number > 0, got ${String(v)}`);
-      }
-      return v;
-    };
-    const pollMs = positive("pollMs", sa.pollMs, 1000);
-    const timeoutMs = positive("timeoutMs", sa.timeoutMs, 600_000);
-    if (Date.parse(task.deadline) <= Date.now()) {
-      throw new FedgeClientError("round_expired", `round ${task.round_id} passed its deadline ${task.deadline}`);
-    }
-    const model = await this.loadModel(task.model, task.model_version, options);
     const { participateSecurely } = await import("./secure-aggregation.ts");
-    const stats = await participateSecurely({
+    return participateSecurely({
       task,
-      modelBytes: model.bytes,
-      data: options.data,
-      labels: options.labels,
-      encoder: options.encoder,
       identity: id,
-      publicKey: id.publicKey,
+      options,
       transport: this.transport,
       random: this.random,
-      pollMs,
-      timeoutMs,
-      options,
+      loadModel: () => this.loadModel(task.model, task.model_version, options),
     });
-    return {
-      selected: true,
-      status: "aggregated",
-      roundId: task.round_id,
-      modelVersion: task.model_version,
-      receipt: null,
-      stats,
-    };
   }
 
   private async upload(entry: QueuedUpdate, options: RequestOptions): Promise<UpdateReceipt> {

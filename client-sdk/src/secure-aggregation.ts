@@ -22,42 +22,77 @@ import {
 } from "@fedge/protocol";
 import { inModulus, SecAggClient, SecAggError } from "@fedge/secagg";
 import { trainForTask } from "./build-update.ts";
-import { APIUserAbortError, InvalidInputError, SecureAggregationError } from "./core/errors.ts";
+import { APIUserAbortError, FedgeClientError, InvalidInputError, SecureAggregationError } from "./core/errors.ts";
 import { toBase64Url } from "./internal/encoding.ts";
 import { signWith, type StoredIdentity } from "./identity.ts";
-import type { RequestOptions, Transport } from "./internal/transport.ts";
-import type { SecAggEncoder, SecureAggregationStats } from "./types.ts";
+import type { Transport } from "./internal/transport.ts";
+import type { ParticipateOptions, ParticipateResult, SecAggEncoder, SecureAggregationStats } from "./types.ts";
 
 export interface SecureParticipation {
   task: RoundTask;
-  modelBytes: Uint8Array;
-  data: Float32Array;
-  labels: Uint8Array | Int32Array;
-  encoder: SecAggEncoder;
   identity: StoredIdentity & { deviceId: string };
-  publicKey: Uint8Array;
+  options: ParticipateOptions;
   transport: Transport;
   random: (buf: Uint8Array) => void;
-  pollMs: number;
-  timeoutMs: number;
-  options: RequestOptions;
+  /** The task's model, verified and cached as for every participate(). */
+  loadModel(): Promise<{ bytes: Uint8Array }>;
 }
 
 const STAGES = ["advertise", "share-keys", "masked-input", "consistency", "unmask"] as const;
 type Stage = (typeof STAGES)[number];
 
-export async function participateSecurely(p: SecureParticipation): Promise<SecureAggregationStats> {
+/** The device's whole part in distributed round `p.task`, checked by the privacy policy already. */
+export async function participateSecurely(p: SecureParticipation): Promise<ParticipateResult> {
+  const { task, options } = p;
+  const encoder = options.encoder;
+  if (typeof encoder !== "function") {
+    throw new InvalidInputError(
+      "encoder",
+      "a distributed round needs an encoder: the clipped update → its encoded vector",
+    );
+  }
+  const positive = (name: string, v: unknown, fallback: number): number => {
+    if (v === undefined) return fallback;
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+      throw new InvalidInputError(`secureAggregation.${name}`, `must be a finite number > 0, got ${String(v)}`);
+    }
+    return v;
+  };
+  const pollMs = positive("pollMs", options.secureAggregation?.pollMs, 1000);
+  const timeoutMs = positive("timeoutMs", options.secureAggregation?.timeoutMs, 600_000);
+  if (Date.parse(task.deadline) <= Date.now()) {
+    throw new FedgeClientError("round_expired", `round ${task.round_id} passed its deadline ${task.deadline}`);
+  }
+  const model = await p.loadModel();
+  const stats = await aggregateSecurely(p, model.bytes, encoder, pollMs, timeoutMs);
+  return {
+    selected: true,
+    status: "aggregated",
+    roundId: task.round_id,
+    modelVersion: task.model_version,
+    receipt: null,
+    stats,
+  };
+}
+
+async function aggregateSecurely(
+  p: SecureParticipation,
+  modelBytes: Uint8Array,
+  encoder: SecAggEncoder,
+  pollMs: number,
+  timeoutMs: number,
+): Promise<SecureAggregationStats> {
   const { task } = p;
   const sa = task.secure_aggregation!;
   // The shared device pipeline with the distributed task's clip: train, Δ, clip to C (no clip bit, no local noise).
   const { update, samples } = trainForTask({
     task: { ...task, privacy_mode: "central", report_clip_bit: false },
-    modelBytes: p.modelBytes,
-    data: p.data,
-    labels: p.labels,
+    modelBytes,
+    data: p.options.data,
+    labels: p.options.labels,
     random: p.random,
   });
-  const encoded = await p.encoder(update.values, task);
+  const encoded = await encoder(update.values, task);
   if (
     !(encoded instanceof Uint32Array) ||
     encoded.length !== sa.encoded_length ||
@@ -71,13 +106,13 @@ export async function participateSecurely(p: SecureParticipation): Promise<Secur
 
   const roundId = task.round_id;
   const base = `/v1/rounds/${roundId}/secagg`;
-  const deadline = Date.now() + p.timeoutMs;
+  const deadline = Date.now() + timeoutMs;
   const traffic = { sent: 0, received: 0 };
   const client = new SecAggClient({
     roundId,
     identity: {
       deviceId: p.identity.deviceId,
-      publicKey: p.publicKey,
+      publicKey: p.identity.publicKey,
       sign: (m) => signWith(p.identity, m),
     },
     random: (n) => {
@@ -125,10 +160,10 @@ export async function participateSecurely(p: SecureParticipation): Promise<Secur
           `the edge closed the ${stage} stage before this device answered`,
         );
       }
-      if (Date.now() + p.pollMs > deadline) {
+      if (Date.now() + pollMs > deadline) {
         throw new SecureAggregationError("timeout", roundId, `the round did not reach the ${stage} stage in time`);
       }
-      await sleep(p.pollMs, p.options.signal);
+      await sleep(pollMs, p.options.signal);
     }
   };
 
