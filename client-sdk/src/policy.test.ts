@@ -62,12 +62,27 @@ describe("checkPrivacyPolicy, default policy", () => {
     expect(Object.isFrozen(DEFAULT_PRIVACY_POLICY)).toBe(true);
   });
 
-  it("refuses none unless allowed, and distributed", () => {
+  it("refuses none and distributed unless allowed", () => {
     const { clip_norm: _c, population_privacy: _p, ...none } = task({ privacy_mode: "none" });
     expect(reasonOf(none)).toBe("mode_not_allowed");
     expect(reasonOf(none, { allowedModes: ["central", "local", "none"] })).toBe("accepted");
     expect(reasonOf(task({ privacy_mode: "distributed" }))).toBe("mode_not_allowed");
     expect(reasonOf(task(), { allowedModes: ["local"] })).toBe("mode_not_allowed");
+  });
+
+  it("distributed, when allowed: the task names its secure aggregation and states a population ε within the policy", () => {
+    const sa = { modulus_bits: 20, encoded_length: 10 };
+    const allow = { allowedModes: ["distributed"] as const };
+    expect(reasonOf(task({ privacy_mode: "distributed", secure_aggregation: sa }), allow)).toBe("accepted");
+    expect(reasonOf(task({ privacy_mode: "distributed" }), allow)).toBe("secure_aggregation_missing");
+    const { population_privacy: _p, ...unstated } = task({ privacy_mode: "distributed", secure_aggregation: sa });
+    expect(reasonOf(unstated, allow)).toBe("epsilon_missing");
+    const loose = task({
+      privacy_mode: "distributed",
+      secure_aggregation: sa,
+      population_privacy: { epsilon: 1, planned_epsilon: 50, delta: 1e-5 },
+    });
+    expect(reasonOf(loose, allow)).toBe("epsilon_too_high");
   });
 
   it("local: refuses a missing z and z = 0, and z whose one-report ε is over the maximum", () => {
@@ -106,7 +121,7 @@ describe("resolvePrivacyPolicy", () => {
   it("names the bad field", () => {
     const bad: [unknown, RegExp][] = [
       [{ allowedModes: [] }, /privacyPolicy\.allowedModes/],
-      [{ allowedModes: ["central", "distributed"] }, /privacyPolicy\.allowedModes/],
+      [{ allowedModes: ["central", "federated"] }, /privacyPolicy\.allowedModes/],
       [{ maxLocalEpsilon: 0 }, /privacyPolicy\.maxLocalEpsilon/],
       [{ maxLocalEpsilon: Infinity }, /privacyPolicy\.maxLocalEpsilon/],
       [{ maxPopulationEpsilon: -1 }, /privacyPolicy\.maxPopulationEpsilon/],

@@ -5,8 +5,8 @@
  * send weakly protected updates. A refused task throws `PrivacyPolicyError`; nothing is trained on or uploaded.
  *
  * The rules, in order:
- * 1. the task's privacy mode is in `allowedModes` (default central and local: `none` must be opted into, and
- *    `distributed` is not supported yet);
+ * 1. the task's privacy mode is in `allowedModes` (default central and local: `none` and `distributed` must be
+ *    opted into);
  * 2. `local`: a noise multiplier z > 0 is present (z = 0 or a missing z would send the clipped Δ in the clear), at least
  *    `minLocalNoiseMultiplier` when set, and one report costs at most `maxLocalEpsilon` — the analytic Gaussian
  *    mechanism (Balle & Wang 2018, arXiv 1805.06530, Theorem 8) at δ = `maxDelta` for replace-one neighbours
@@ -15,7 +15,9 @@
  * 3. `central`: the task states the population's (ε, δ) (`population_privacy`: what the aggregator's ledger charged and
  *    plans to spend at most), with `planned_epsilon` (else `epsilon`) at most `maxPopulationEpsilon` and δ at most
  *    `maxDelta`. In central mode the device trusts the aggregator with its clipped update anyway; this rule refuses
- *    populations that do not even claim a meaningful guarantee.
+ *    populations that do not even claim a meaningful guarantee;
+ * 4. `distributed`: the same population rule as central (the guarantee the population claims), and the task names its
+ *    secure aggregation (`secure_aggregation`); the device's update then reaches the edge only masked.
  */
 import { localReportEpsilon } from "@fedge/privacy";
 import type { RoundTask } from "@fedge/protocol";
@@ -54,10 +56,13 @@ export function checkPrivacyPolicy(task: RoundTask, policy: ResolvedPrivacyPolic
       );
     }
   }
-  if (mode === "central") {
+  if (mode === "distributed" && !task.secure_aggregation) {
+    refuse("secure_aggregation_missing", "the distributed-mode task names no secure aggregation (secure_aggregation)");
+  }
+  if (mode === "central" || mode === "distributed") {
     const p = task.population_privacy;
     if (!p || typeof p.epsilon !== "number" || typeof p.delta !== "number") {
-      refuse("epsilon_missing", "the central-mode task does not state the population's (ε, δ) (population_privacy)");
+      refuse("epsilon_missing", `the ${mode}-mode task does not state the population's (ε, δ) (population_privacy)`);
     }
     const epsilon = p!.planned_epsilon ?? p!.epsilon;
     if (!(Number.isFinite(epsilon) && epsilon <= policy.maxPopulationEpsilon)) {

@@ -2,7 +2,7 @@
  * @module
  * The public option and result types of `FedgeClient`.
  */
-import type { UpdateReceipt } from "@fedge/protocol";
+import type { RoundTask, UpdateReceipt } from "@fedge/protocol";
 import type { FedgeClientError } from "./core/errors.ts";
 import type { RandomSource } from "./internal/platform.ts";
 import type { RequestOptions } from "./internal/transport.ts";
@@ -73,10 +73,12 @@ export interface FedgeClientOptions {
  */
 export interface PrivacyPolicy {
   /**
-   * Privacy modes the device takes part in. `none` (no differential privacy) must be listed explicitly.
+   * Privacy modes the device takes part in. `none` (no differential privacy) must be listed explicitly, and so must
+   * `distributed` (secure aggregation: the device stays online through the round's stages, and `participate` needs an
+   * `encoder`).
    * @default ["central", "local"]
    */
-  allowedModes?: readonly ("central" | "local" | "none")[];
+  allowedModes?: readonly ("central" | "local" | "distributed" | "none")[];
   /**
    * Local mode: the largest ε one report may cost, computed on the device from the task's noise multiplier z
    * (analytic Gaussian mechanism, replace-one neighbours, at δ = `maxDelta`). z = 0 or a missing z is always refused.
@@ -111,7 +113,7 @@ export interface PrivacyPolicy {
 
 /** A privacy policy with every default filled in. */
 export interface ResolvedPrivacyPolicy {
-  readonly allowedModes: readonly ("central" | "local" | "none")[];
+  readonly allowedModes: readonly ("central" | "local" | "distributed" | "none")[];
   readonly maxLocalEpsilon: number;
   readonly minLocalNoiseMultiplier: number | undefined;
   readonly maxPopulationEpsilon: number;
@@ -166,9 +168,47 @@ export interface ParticipateOptions extends RequestOptions {
   data: Float32Array;
   /** One class index per row. */
   labels: Uint8Array | Int32Array;
+  /**
+   * Distributed mode: turns the clipped update into the round's encoded vector (`task.secure_aggregation`:
+   * `encoded_length` values in Z_{2^modulus_bits}), which secure aggregation sums. Required for distributed tasks.
+   * `plainModularEncoder` is a stand-in without noise; the distributed discrete Gaussian encoder replaces it.
+   */
+  encoder?: SecAggEncoder;
+  /** Distributed mode: how the device waits for the edge to move through the stages. */
+  secureAggregation?: {
+    /** Pause between stage polls. @default 1000 */
+    pollMs?: number;
+    /** Longest the device waits for the round, from the start of participate(). @default 600000 (10 min) */
+    timeoutMs?: number;
+  };
 }
 
+/** A distributed round's encoder: the clipped update → `encoded_length` values in Z_{2^modulus_bits}. */
+export type SecAggEncoder = (clipped: Float32Array, task: RoundTask) => Uint32Array | Promise<Uint32Array>;
+
+/** What a device did in a distributed round (the training half of `UpdateStats`, and the protocol's traffic). */
+export type SecureAggregationStats = Omit<UpdateStats, "dtype" | "bytes" | "clipBit" | "noiseStd"> & {
+  /** d' and b of the encoded vector. */
+  encodedLength: number;
+  modulusBits: number;
+  /** Bytes of the request bodies the device sent, and of the answers it read, over the round's stages. */
+  bytesSent: number;
+  bytesReceived: number;
+};
+
 export type ParticipateResult =
+  | {
+      selected: true;
+      /**
+       * Distributed mode: the device answered every secure-aggregation stage; the edge can now remove its masks, and the
+       * aggregator sees only the sum.
+       */
+      status: "aggregated";
+      roundId: string;
+      modelVersion: number;
+      receipt: null;
+      stats: SecureAggregationStats;
+    }
   | {
       selected: false;
       reason: "not_sampled" | "no_open_round" | "already_reported";

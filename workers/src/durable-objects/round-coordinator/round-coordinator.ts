@@ -69,8 +69,10 @@ import {
   receipt,
   ownerVerdict,
   roundNotFound,
+  secAggMembership,
   tenantVerdict,
   uploadTarget,
+  type SecAggMembership,
   type UploadPreflight,
   type UploadTarget,
 } from "./admission.ts";
@@ -610,6 +612,21 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const existing = this.updates.get(r.seq, input.deviceId);
     const issued = this.checkins.get(r.seq, input.deviceId);
     return { ok: true, ...preflight(r, input, existing, issued, this.revocations.has(input.deviceId)) };
+  }
+
+  /** A device's standing in a distributed round's secure aggregation (no write). */
+  async secAggMember(
+    roundId: string,
+    deviceId: string,
+    now: number,
+    tenant: string = DEFAULT_TENANT,
+  ): Promise<Result<SecAggMembership>> {
+    if (!this.hasTables) return roundNotFound(roundId);
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    const issued = this.checkins.get(r.seq, deviceId);
+    return secAggMembership(r, deviceId, this.ownerOrNull(), tenant, issued, this.revocations.has(deviceId));
   }
 
   /** Records a stored update (one SQLite transaction); the same device and bytes again return the first receipt. */
