@@ -40,6 +40,12 @@ export interface SecAggServerOptions extends ChooseParametersOptions {
   length: number;
   /** The registered Ed25519 identity key of a device, or undefined for an unknown device. */
   identityKeyOf(deviceId: string): Uint8Array | undefined;
+  /**
+   * The fewest inputs a sum may be released of: a distributed round's charged noise shares (`noise_shares`), since
+   * each input carries one share of the discrete Gaussian (Kairouz, Liu, Steinke 2021). The roster's `min_survivors`
+   * is raised to it, so every stage, the server's and each device's, aborts below it. @default 1
+   */
+  minInputs?: number;
 }
 
 export type SecAggServerStage =
@@ -107,6 +113,10 @@ export class SecAggServer {
     this.#expect("advertise", this.roundId);
     const ids = [...this.#advertised.keys()].sort();
     if (ids.length < 3) this.#abort(`${ids.length} devices advertised keys; secure aggregation needs at least 3`);
+    const minInputs = this.#options.minInputs ?? 1;
+    if (ids.length < minInputs) {
+      this.#abort(`${ids.length} devices advertised keys, fewer than the ${minInputs} noise shares a sum must hold`);
+    }
     let p;
     try {
       p = chooseParameters(ids.length, this.#options.bits, this.#options.length, this.#options);
@@ -119,7 +129,7 @@ export class SecAggServer {
         devices: p.devices,
         neighbours: p.neighbours,
         threshold: p.threshold,
-        min_survivors: p.minSurvivors,
+        min_survivors: Math.max(p.minSurvivors, minInputs),
         bits: p.bits,
         length: p.length,
       },

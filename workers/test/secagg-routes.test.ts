@@ -21,11 +21,13 @@ import {
 import { decodeVector, SecAggClient } from "@fedge/secagg";
 import {
   ADMIN,
+  TEST_MECHANISM,
   adminGet,
   adminPost,
   call,
   checkin,
   createApiKey,
+  distributedRoundFields,
   errorCode,
   makeUpdate,
   openRound,
@@ -253,5 +255,42 @@ describe("secure aggregation through the edge", () => {
     expect(await errorCode(await adminGet(`/v1/admin/rounds/${roundId}/secagg/sum`))).toBe("round_closed");
     const ledger = await (await call(`/v1/populations/${model}/privacy`)).json<{ rounds: unknown[] }>();
     expect(JSON.stringify(ledger)).toContain(roundId);
+  });
+
+  it("releases no sum with fewer masked inputs than the noise shares the round was charged for", async () => {
+    const model = uniqueModel("sn");
+    const { key } = await createApiKey();
+    const devices = await Promise.all(Array.from({ length: 9 }, () => registerDevice(key)));
+    // 9 devices tolerate 3 drops (min_survivors 6), but the charge counts 7 noise shares: the roster needs 7.
+    const noise = distributedRoundFields(LENGTH).mechanism.distributed;
+    const round = await openRound(model, {
+      ...distributedRound,
+      mechanism: { ...TEST_MECHANISM, distributed: { ...noise, noise_shares: 7 } },
+    });
+    const roundId = round.round_id;
+    const base = `/v1/rounds/${roundId}/secagg`;
+    for (const d of devices) await taskFor(d, model);
+    const clients = devices.map((d) => clientFor(d, roundId));
+    for (const [i, c] of clients.entries())
+      await json(signed(devices[i]!, "POST", `${base}/advertise`, await c.advertiseKeys()), 202);
+    await closeStage(roundId, "share-keys");
+    for (const [i, c] of clients.entries()) {
+      const roster = await json<SecAggRoster>(signed(devices[i]!, "GET", `${base}/share-keys`));
+      expect(roster.parameters.min_survivors).toBe(7);
+      await json(signed(devices[i]!, "POST", `${base}/share-keys`, await c.shareKeys(roster)), 202);
+    }
+    await closeStage(roundId, "masked-input");
+    for (const i of [0, 1, 2, 3, 4, 5]) {
+      const relay = await json<SecAggShareRelay>(signed(devices[i]!, "GET", `${base}/masked-input`));
+      const masked = await clients[i]!.maskInput(relay, new Uint32Array(LENGTH).fill(1));
+      await json(signed(devices[i]!, "POST", `${base}/masked-input`, masked), 202);
+    }
+    // 6 masked inputs ≥ SecAgg+'s 6, < the 7 shares charged: aborted, no sum, the charge stands
+    const closing = await adminPost(`/v1/admin/rounds/${roundId}/secagg/close`);
+    expect(closing.status).toBe(409);
+    expect(await errorCode(closing)).toBe("round_closed");
+    expect(await errorCode(await adminGet(`/v1/admin/rounds/${roundId}/secagg/sum`))).toBe("round_closed");
+    const ledger = await (await call(`/v1/populations/${model}/privacy`)).json<{ rounds: { round_id: string }[] }>();
+    expect(ledger.rounds.map((r) => r.round_id)).toContain(roundId);
   });
 });

@@ -38,6 +38,8 @@ export interface SecAggRoundConfig {
   bits: number;
   /** d': values per input. */
   length: number;
+  /** The fewest inputs a released sum holds: the round's charged noise shares (`noise_shares`). @default 1 */
+  minInputs?: number;
 }
 
 export interface SecAggOutcome {
@@ -90,7 +92,8 @@ export class SecAggRound extends DurableObject<Bindings> {
         const same =
           this.config.roundId === config.roundId &&
           this.config.bits === config.bits &&
-          this.config.length === config.length;
+          this.config.length === config.length &&
+          (this.config.minInputs ?? 1) === (config.minInputs ?? 1);
         if (!same) return fail("conflict", 409, `secure aggregation of ${this.config.roundId} is already open`);
         return { ok: true, stage: this.stageNow() };
       }
@@ -276,6 +279,7 @@ export class SecAggRound extends DurableObject<Bindings> {
       roundId: config.roundId,
       bits: config.bits,
       length: config.length,
+      ...(config.minInputs !== undefined ? { minInputs: config.minInputs } : {}),
       identityKeyOf: (id) => this.identities.get(id),
     });
   }

@@ -210,7 +210,7 @@ export const secagg = createRouter()
     switch (stage) {
       case "advertise":
         if (!member.collecting) throw new FedgeError("round_closed", 409, `round ${id} no longer collects`);
-        unwrap(await stub.open({ roundId: id, bits, length }));
+        unwrap(await stub.open({ roundId: id, bits, length, minInputs: member.minInputs }));
         recorded = unwrap(await stub.advertise(message as SecAggAdvertiseKeys, member.publicKey));
         break;
       case "share-keys":

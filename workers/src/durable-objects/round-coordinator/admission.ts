@@ -269,6 +269,8 @@ export interface SecAggMembership {
   /** Whether the round still collects (devices may advertise keys only then). */
   collecting: boolean;
   secureAggregation: SecureAggregationParams;
+  /** The noise shares the round was charged for: its sum is released only with at least this many inputs. */
+  minInputs: number;
 }
 
 /**
@@ -300,5 +302,6 @@ export function secAggMembership(
     publicKey: issued.public_key,
     collecting: isCollecting(r.state),
     secureAggregation: params.secure_aggregation,
+    minInputs: params.mechanism?.distributed?.noise_shares ?? 1,
   };
 }
