@@ -503,7 +503,7 @@ export class FedgeClient {
   /** Sends one signed update; the same bytes on every retry, so the edge's idempotency yields the same receipt. */
   /**
    * A distributed round (`secure-aggregation.ts`, loaded on first use): train and clip as in every mode, encode with
-   * the app's encoder, then answer the round's secure-aggregation stages as the edge reaches them. Nothing is queued.
+   * the round's distributed discrete Gaussian (or the app's encoder), then answer the round's secure-aggregation stages as the edge reaches them. Nothing is queued.
    */
   private async participateSecurely(
     task: RoundTask,

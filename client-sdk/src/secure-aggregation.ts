@@ -1,7 +1,8 @@
 /**
  * @module
  * A device's part in a distributed round, loaded lazily by `participate()`: the clipped update from the shared device
- * pipeline, the app's encoder, then SecAgg+ (`@fedge/secagg`'s client state machine) against the edge's
+ * pipeline, encoded with the round's distributed discrete Gaussian (Kairouz, Liu, Steinke 2021: clip, rotate, round,
+ * this device's noise share, mod 2^b; or the app's own encoder), then SecAgg+ (`@fedge/secagg`'s client state machine) against the edge's
  * `/v1/rounds/{id}/secagg/*`. For each stage the device waits until the edge is in it, reads what it needs, answers,
  * and moves on; every request carries the device's Ed25519 signature over method, path, timestamp and body hash. A
  * stage the edge closed before the device answered ends its part (`dropped`); a message that fails the protocol's
@@ -20,6 +21,7 @@ import {
   type SecAggStatus,
   type SecAggUnmaskRequest,
 } from "@fedge/protocol";
+import { encodeDistributedDeviceUpdate } from "@fedge/ml";
 import { inModulus, SecAggClient, SecAggError } from "@fedge/secagg";
 import { trainForTask } from "./build-update.ts";
 import { APIUserAbortError, FedgeClientError, InvalidInputError, SecureAggregationError } from "./core/errors.ts";
@@ -44,12 +46,9 @@ type Stage = (typeof STAGES)[number];
 /** The device's whole part in distributed round `p.task`, checked by the privacy policy already. */
 export async function participateSecurely(p: SecureParticipation): Promise<ParticipateResult> {
   const { task, options } = p;
-  const encoder = options.encoder;
+  const encoder = options.encoder ?? distributedGaussianEncoder(p.random);
   if (typeof encoder !== "function") {
-    throw new InvalidInputError(
-      "encoder",
-      "a distributed round needs an encoder: the clipped update → its encoded vector",
-    );
+    throw new InvalidInputError("encoder", "must be a function: the clipped update → its encoded vector");
   }
   const positive = (name: string, v: unknown, fallback: number): number => {
     if (v === undefined) return fallback;
@@ -72,6 +71,29 @@ export async function participateSecurely(p: SecureParticipation): Promise<Parti
     modelVersion: task.model_version,
     receipt: null,
     stats,
+  };
+}
+
+/**
+ * The round's own encoder: KLS21's device step with the task's noise and rotation seed (@fedge/ml
+ * `encodeDistributedDeviceUpdate`), its rounding coins and noise share drawn from the client's CSPRNG.
+ */
+function distributedGaussianEncoder(random: (buf: Uint8Array) => void): SecAggEncoder {
+  return (clipped, task) => {
+    if (!task.distributed || task.clip_norm === undefined) {
+      throw new FedgeClientError("invalid_task", `task ${task.round_id} names no distributed noise`);
+    }
+    try {
+      return encodeDistributedDeviceUpdate(
+        clipped,
+        { privacy_mode: "distributed", clip_norm: task.clip_norm, distributed: task.distributed },
+        random,
+      ).encoded;
+    } catch (err) {
+      if (err instanceof RangeError)
+        throw new FedgeClientError("invalid_task", `task ${task.round_id}: ${err.message}`);
+      throw err;
+    }
   };
 }
 
@@ -172,6 +194,16 @@ async function aggregateSecurely(
     await call("POST", `${base}/advertise`, await client.advertiseKeys());
     await reach("share-keys");
     const roster = await call<SecAggRoster>("GET", `${base}/share-keys`);
+    // The device's noise share protects it only inside a sum of at least the charged shares: it shares no secret
+    // (and so masks nothing) under a roster that would let the edge release a smaller sum.
+    const shares = task.distributed?.noise_shares ?? 1;
+    if (!(roster.parameters?.min_survivors >= shares)) {
+      throw new SecureAggregationError(
+        "refused",
+        roundId,
+        `the roster releases a sum of ${String(roster.parameters?.min_survivors)} inputs, fewer than the ${shares} noise shares the round was charged for`,
+      );
+    }
     await call("POST", `${base}/share-keys`, await client.shareKeys(roster));
     await reach("masked-input");
     const relay = await call<SecAggShareRelay>("GET", `${base}/masked-input`);

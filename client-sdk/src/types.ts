@@ -74,14 +74,15 @@ export interface FedgeClientOptions {
 export interface PrivacyPolicy {
   /**
    * Privacy modes the device takes part in. `none` (no differential privacy) must be listed explicitly, and so must
-   * `distributed` (secure aggregation: the device stays online through the round's stages, and `participate` needs an
-   * `encoder`).
+   * `distributed` (secure aggregation: the device stays online through the round's stages).
    * @default ["central", "local"]
    */
   allowedModes?: readonly ("central" | "local" | "distributed" | "none")[];
   /**
    * Local mode: the largest ε one report may cost, computed on the device from the task's noise multiplier z
    * (analytic Gaussian mechanism, replace-one neighbours, at δ = `maxDelta`). z = 0 or a missing z is always refused.
+   * Distributed mode: the largest ε of one round's released sum as the edge sees it (KLS21's bound for the task's
+   * `noise_shares` discrete Gaussian shares, no subsampling, at δ = `maxDelta`).
    * @default 8 (z ≥ about 1.2 at δ = 1e-5)
    */
   maxLocalEpsilon?: number;
@@ -170,8 +171,11 @@ export interface ParticipateOptions extends RequestOptions {
   labels: Uint8Array | Int32Array;
   /**
    * Distributed mode: turns the clipped update into the round's encoded vector (`task.secure_aggregation`:
-   * `encoded_length` values in Z_{2^modulus_bits}), which secure aggregation sums. Required for distributed tasks.
-   * `plainModularEncoder` is a stand-in without noise; the distributed discrete Gaussian encoder replaces it.
+   * `encoded_length` values in Z_{2^modulus_bits}), which secure aggregation sums.
+   * @default the distributed discrete Gaussian encoder of the task (@fedge/ml `encodeDistributedDeviceUpdate`: clip,
+   * rotate with the round's seed, scale, round within the charged bound, add this device's noise share, mod 2^b).
+   * Replacing it (e.g. `plainModularEncoder`, which adds no noise) drops the device's share of the noise the round
+   * was charged for: a test mode only.
    */
   encoder?: SecAggEncoder;
   /** Distributed mode: how the device waits for the edge to move through the stages. */

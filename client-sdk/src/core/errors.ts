@@ -37,6 +37,8 @@ export type PrivacyPolicyReason =
   | "delta_too_high"
   /** A distributed task without its secure aggregation: the device would have nowhere to send its masked update. */
   | "secure_aggregation_missing"
+  /** A distributed task whose noise and secure aggregation are not one ring (b, d'): its sum would not decode. */
+  | "noise_mismatch"
   /** One more round would take the device's own ε past `maxDeviceEpsilon` (before check-in, or by its receipt). */
   | "device_epsilon_exceeded";
 
