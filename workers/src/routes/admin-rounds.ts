@@ -391,13 +391,24 @@ export const adminRounds = router
     const { id } = c.req.valid("param");
     const body = (c.req.valid("json") ?? {}) as MarkAggregatedRequest;
     const now = Date.now();
-    return c.json(unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.published_version, now)).status, 200);
+    const reports = await securelyAggregated(c.env, id);
+    return c.json(
+      unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.published_version, now, reports)).status,
+      200,
+    );
   })
   .openapi(publishRound, async (c) => {
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
+    const reports = await securelyAggregated(c.env, id);
     return c.json(
-      unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.model_version, Date.now())).status,
+      unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.model_version, Date.now(), reports)).status,
       200,
     );
   });
+
+/** Inputs in round `roundId`'s released secure-aggregation sum; undefined when it has none (or is not distributed). */
+async function securelyAggregated(env: Bindings, roundId: string): Promise<number | undefined> {
+  const found = await secAggFor(env, roundId).outcome();
+  return found.ok ? found.outcome.survivors.length : undefined;
+}

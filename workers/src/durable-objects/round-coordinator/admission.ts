@@ -77,13 +77,22 @@ export function openVerdict(latest: RoundRow | null, params: RoundParams, deadli
 }
 
 /**
- * A round is marked aggregated once it is closed with at least `min_reports` accepted updates; linking a version
- * other than one already linked is a conflict (marking again is idempotent).
+ * A round is marked aggregated once it is closed with at least `min_reports` accepted updates — in distributed mode,
+ * inputs in its finished secure-aggregation sum (`securelyAggregated`: the sum's survivors; undefined when no sum was
+ * released); linking a version other than one already linked is a conflict (marking again is idempotent).
  */
-export function aggregateVerdict(r: RoundRow, publishedVersion: number | undefined): Verdict {
+export function aggregateVerdict(
+  r: RoundRow,
+  publishedVersion: number | undefined,
+  securelyAggregated?: number,
+): Verdict {
   if (isCollecting(r.state)) return fail("conflict", 409, `round ${r.round_id} is still ${r.state}; close it first`);
   const params = paramsOf(r);
-  if (r.accepted < params.min_reports) {
+  if (params.privacy_mode === "distributed") {
+    if (securelyAggregated === undefined || securelyAggregated < params.min_reports) {
+      return fail("conflict", 409, `round ${r.round_id} released no secure-aggregation sum`);
+    }
+  } else if (r.accepted < params.min_reports) {
     return fail(
       "conflict",
       409,

@@ -364,12 +364,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /**
    * Marks a closed round aggregated, optionally linking the published model version. Idempotent; a different version than
-   * one already linked is a 409, as is a round still collecting or one with fewer than `min_reports` accepted updates.
+   * one already linked is a 409, as is a round still collecting or one with fewer than `min_reports` accepted updates
+   * (distributed: `securelyAggregated`, the inputs of its released secure-aggregation sum).
    */
   async markAggregated(
     roundId: string,
     publishedVersion: number | undefined,
     now: number,
+    securelyAggregated?: number,
   ): Promise<Result<{ status: RoundStatus }>> {
     if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
@@ -377,7 +379,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!r) return roundNotFound(roundId);
     await this.gatherShards(r, now);
     const settled = this.rounds.get(roundId)!;
-    const verdict = aggregateVerdict(settled, publishedVersion);
+    const verdict = aggregateVerdict(settled, publishedVersion, securelyAggregated);
     if (!verdict.ok) return verdict;
     this.rounds.markAggregated(settled, publishedVersion, now);
     await this.armAlarm(Infinity);
