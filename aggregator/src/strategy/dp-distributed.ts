@@ -122,11 +122,16 @@ export function createDpDistributed(inner: Strategy, options: DpDistributedOptio
               `update ${count} has ${e.length} residues, expected ${plan.paddedLength}`,
             );
           }
-          addModulo(sum, e, plan.bits); // what secure aggregation returns, computed in the clear
+          const reports = u.reports ?? 1;
+          if (!(Number.isSafeInteger(reports) && reports >= 1)) {
+            throw new UpdateRejectedError("invalid_shape", `update ${count} sums ${reports} reports`);
+          }
+          // one device's encoding (summed here, as secure aggregation would) or a secure-aggregation sum of several
+          addModulo(sum, e, plan.bits);
+          count += reports;
         } finally {
           u.release?.();
         }
-        count++;
       }
       const warnings: string[] = [];
       let delta: Float32Array | null = null;
