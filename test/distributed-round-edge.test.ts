@@ -3,7 +3,7 @@
  * `EdgeRoundRunner` opens the round (the distributed discrete Gaussian of KLS21 with its rotation seed, and SecAgg+ in
  * the same ring), nine real SDK devices (`FedgeClient.participate()`) train, clip, rotate, round, add their noise share
  * and take part in SecAgg+ while the runner closes its stages; one device drops after sharing its keys (before
- * masking) and one after masking. The runner reads only the modular sum, decodes it (centre, unscale, inverse
+ * masking) and one after masking, and a device whose policy wants more noise refuses the task. The runner reads only the modular sum, decodes it (centre, unscale, inverse
  * rotation) and applies it: the model moves along the devices' clipped update, and the ε on the edge's ledger is the
  * accountant's for the noise that ran.
  */
@@ -11,7 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FedgeClient, memoryStorage } from "@fedge/client";
+import { FedgeClient, PrivacyPolicyError, memoryStorage } from "@fedge/client";
 import { createBackend, type Backend } from "@fedge/gpu-node";
 import { clipToNorm, computeUpdate, trainDeviceDelta, type MlpParams } from "@fedge/ml";
 import { PrivacyLedger, cryptoRandomBytes, distributedSharesOf } from "@fedge/privacy";
@@ -142,6 +142,16 @@ describe("a distributed round through wrangler dev", () => {
           ...(drops.has(i) ? { fetch: failingAt(drops.get(i)!) } : {}),
         }),
     );
+    // A device whose policy allows one report at most ε = 1: the task's noise is weaker, so it refuses before training.
+    const strict = new FedgeClient({
+      baseUrl: edge.url,
+      apiKey,
+      storage: memoryStorage(),
+      platform: "e2e-node",
+      aggregatorPublicKey: key.publicKey,
+      privacyPolicy: { allowedModes: ["distributed"], maxPopulationEpsilon: BUDGET.epsilon, maxLocalEpsilon: 1 },
+    });
+    let refusal: unknown;
     let settled: PromiseSettledResult<unknown>[] = [];
     const runner = new EdgeRoundRunner({
       engine,
@@ -150,6 +160,7 @@ describe("a distributed round through wrangler dev", () => {
       state: edgeRunnerStateOf(engine.config, 1),
       secureAggregation: { pollMs: 100, quietMs: 3000 },
       collect: async () => {
+        refusal = await strict.participate({ model, data, labels }).catch((e: unknown) => e);
         settled = await Promise.allSettled(
           devices.map((d) =>
             d.participate({ model, data, labels, secureAggregation: { pollMs: 100, timeoutMs: 120_000 } }),
@@ -162,6 +173,8 @@ describe("a distributed round through wrangler dev", () => {
     // The seven devices that stayed finished; the two that dropped were told so.
     const statuses = settled.map((s) => (s.status === "fulfilled" ? (s.value as { status: string }).status : "failed"));
     expect(statuses).toEqual([...Array(7).fill("aggregated"), "failed", "failed"]);
+    expect(refusal).toBeInstanceOf(PrivacyPolicyError);
+    expect((refusal as PrivacyPolicyError).reason).toBe("epsilon_too_high");
     expect(result.outcome === "published" || result.outcome === "refused", JSON.stringify(result)).toBe(true);
     // The sum holds the 8 devices that masked (the one that dropped after masking included); noise shares ≥ 6.
     expect(result.aggregated).toBe(8);
