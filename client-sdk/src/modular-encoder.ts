@@ -1,10 +1,10 @@
 /**
  * @module
- * A stand-in encoder for distributed rounds: each clipped value x becomes round(x · scale) mod 2^b, zero-padded to the
- * round's d'. It adds no noise, so the sum it feeds secure aggregation is exact but carries no differential
- * privacy of its own; the distributed discrete Gaussian encoder (Kairouz, Liu, Steinke 2021) takes its place behind the
- * same `SecAggEncoder` interface. With n devices and ‖Δ‖₂ ≤ C, the modular sum decodes without wrapping while
- * n · C · scale < 2^(b−1).
+ * The no-noise test mode of distributed rounds: each clipped value x becomes round(x · scale) mod 2^b, zero-padded to
+ * the round's d'. It adds no noise share, so the sum it feeds secure aggregation is exact (what the tests of secure
+ * aggregation compare against) but this device adds none of the distributed discrete Gaussian (Kairouz, Liu, Steinke
+ * 2021) the round was charged for; `participate()` uses that encoder unless told otherwise. With n devices and
+ * ‖Δ‖₂ ≤ C, the modular sum decodes without wrapping while n · C · scale < 2^(b−1).
  */
 import type { RoundTask } from "@fedge/protocol";
 import { InvalidInputError } from "./core/errors.ts";
