@@ -2,7 +2,7 @@
 /**
  * Lint: typescript-eslint (type-aware) for promise misuse and unused code, plus the package graph.
  *
- * The graph (docs/DESIGN.md): protocol and privacy depend on nothing of ours; ml on those two (wire types, samplers); the runtimes
+ * The graph (docs/DESIGN.md): protocol and privacy depend on nothing of ours; secagg on protocol (its messages); ml on those two (wire types, samplers); the runtimes
  * (gpu-node, client-sdk, workers) on the pure packages; the aggregator on those and gpu-node; demo, test, bench
  * and scripts on anything. An import outside a package's allowed set, or a path into another package's src/, fails.
  */
@@ -12,15 +12,16 @@ import tseslint from "typescript-eslint";
 const GRAPH = {
   protocol: { name: "@fedge/protocol", deps: [] },
   privacy: { name: "@fedge/privacy", deps: [] },
+  secagg: { name: "@fedge/secagg", deps: ["protocol"] },
   ml: { name: "@fedge/ml", deps: ["protocol", "privacy"] },
   "gpu-node": { name: "@fedge/gpu-node", deps: ["protocol", "privacy", "ml"] },
-  "client-sdk": { name: "@fedge/client", deps: ["protocol", "privacy", "ml"] },
-  workers: { name: "@fedge/workers", deps: ["protocol", "privacy", "ml"] },
+  "client-sdk": { name: "@fedge/client", deps: ["protocol", "privacy", "secagg", "ml"] },
+  workers: { name: "@fedge/workers", deps: ["protocol", "privacy", "secagg", "ml"] },
   aggregator: { name: "fedge", deps: ["protocol", "privacy", "ml", "gpu-node"] },
   "local-edge": { name: "@fedge/local-edge", deps: ["protocol", "ml"] },
   demo: {
     name: "@fedge/demo",
-    deps: ["protocol", "privacy", "ml", "gpu-node", "client-sdk", "aggregator", "local-edge"],
+    deps: ["protocol", "privacy", "secagg", "ml", "gpu-node", "client-sdk", "aggregator", "local-edge"],
   },
 };
 const ALL = Object.keys(GRAPH);

@@ -6,6 +6,7 @@ export default defineConfig({
     projects: [
       "protocol",
       "privacy",
+      "secagg",
       "ml",
       "gpu-node",
       "aggregator",

@@ -65,6 +65,7 @@ const INTERNAL_ENTRIES: Record<string, Record<string, string>> = {
 /** Workspace exports that are deliberately not published (test helpers). Any other must be in publishConfig. */
 const UNPUBLISHED_EXPORTS: Record<string, string[]> = {
   "@fedge/privacy": ["./testing"],
+  "@fedge/secagg": ["./testing"],
 };
 /** Packages that only run on Node. The others (protocol, privacy, ml, client) run in Node, workerd and browsers. */
 const NODE_ONLY = new Set(["@fedge/gpu-node", "fedge"]);

@@ -72,7 +72,7 @@ export async function buildUpdate(input: BuildUpdateInput): Promise<BuiltUpdate>
   if (task.privacy_mode === "distributed") {
     throw new FedgeClientError(
       "unsupported_privacy_mode",
-      "the distributed privacy mode is not supported by this SDK yet",
+      "a distributed round takes no upload: its update goes through secure aggregation",
     );
   }
   if (typeof (globalThis as { crypto?: Crypto }).crypto?.subtle?.digest !== "function") {
@@ -81,38 +81,10 @@ export async function buildUpdate(input: BuildUpdateInput): Promise<BuiltUpdate>
       "signing an update needs crypto.subtle (SHA-256); this runtime has none (React Native: install a WebCrypto polyfill)",
     );
   }
-  try {
-    checkDevicePrivacyTask(task);
-  } catch (err) {
-    if (err instanceof RangeError) throw new FedgeClientError("invalid_task", `task ${task.round_id}: ${err.message}`);
-    throw err;
-  }
   const nonce = fromBase64Url(task.nonce);
   if (nonce.length !== 16)
     throw new FedgeClientError("invalid_task", `task nonce is ${nonce.length} bytes, expected 16`);
-  const { params } = readMlpFromOnnx(input.modelBytes);
-  const expected = trainableLength(params, task.trainable);
-  if (expected !== task.update_length) {
-    throw new FedgeClientError(
-      "invalid_task",
-      `task expects ${task.update_length} update values but model ${task.model} v${task.model_version} has ${expected} in scope ${task.trainable}`,
-    );
-  }
-  const inFeatures = params.layers[0]!.inFeatures;
-  if (!(input.data instanceof Float32Array) || input.data.length === 0 || input.data.length % inFeatures !== 0) {
-    throw new InvalidInputError("data", `must be a non-empty Float32Array of n × ${inFeatures} features`);
-  }
-  const n = input.data.length / inFeatures;
-  if (!(input.labels instanceof Uint8Array || input.labels instanceof Int32Array) || input.labels.length !== n) {
-    throw new InvalidInputError("labels", `must be a Uint8Array (or Int32Array) of ${n} class indices`);
-  }
-  let update;
-  try {
-    update = trainDeviceUpdate({ params, task, data: input.data, labels: input.labels, random: input.random });
-  } catch (err) {
-    if (err instanceof RangeError || err instanceof TypeError) throw new InvalidInputError("data", err.message);
-    throw err;
-  }
+  const { update, samples: n } = trainForTask(input);
   const values = update.values;
   const dtype = task.update_dtype ?? "float32";
   // int8 rounds: stochastic rounding whose dequantized norm still meets the round's bound (see @fedge/ml).
@@ -143,4 +115,47 @@ export async function buildUpdate(input: BuildUpdateInput): Promise<BuiltUpdate>
       bytes: bytes.length,
     },
   };
+}
+
+/**
+ * The training half of the device pipeline for `task` (`trainDeviceUpdate`): the model and data checked against the
+ * task, then train, Δ, clip bit, clip, local noise. Used by `buildUpdate` and by distributed rounds, which pass the
+ * task as the device pipeline should run it (clip only).
+ */
+export function trainForTask(input: Pick<BuildUpdateInput, "task" | "modelBytes" | "data" | "labels" | "random">): {
+  update: ReturnType<typeof trainDeviceUpdate>;
+  samples: number;
+} {
+  const { task } = input;
+  try {
+    checkDevicePrivacyTask(task);
+  } catch (err) {
+    if (err instanceof RangeError) throw new FedgeClientError("invalid_task", `task ${task.round_id}: ${err.message}`);
+    throw err;
+  }
+  const { params } = readMlpFromOnnx(input.modelBytes);
+  const expected = trainableLength(params, task.trainable);
+  if (expected !== task.update_length) {
+    throw new FedgeClientError(
+      "invalid_task",
+      `task expects ${task.update_length} update values but model ${task.model} v${task.model_version} has ${expected} in scope ${task.trainable}`,
+    );
+  }
+  const inFeatures = params.layers[0]!.inFeatures;
+  if (!(input.data instanceof Float32Array) || input.data.length === 0 || input.data.length % inFeatures !== 0) {
+    throw new InvalidInputError("data", `must be a non-empty Float32Array of n × ${inFeatures} features`);
+  }
+  const n = input.data.length / inFeatures;
+  if (!(input.labels instanceof Uint8Array || input.labels instanceof Int32Array) || input.labels.length !== n) {
+    throw new InvalidInputError("labels", `must be a Uint8Array (or Int32Array) of ${n} class indices`);
+  }
+  try {
+    return {
+      update: trainDeviceUpdate({ params, task, data: input.data, labels: input.labels, random: input.random }),
+      samples: n,
+    };
+  } catch (err) {
+    if (err instanceof RangeError || err instanceof TypeError) throw new InvalidInputError("data", err.message);
+    throw err;
+  }
 }

@@ -5,7 +5,7 @@
  * edge. With a pinned aggregator key, models are run and trained on only when their manifest is signed by it. One code
  * base for browsers, Node and React Native; runtime differences sit in `internal/platform.ts` and the storage adapters.
  */
-import type { CheckinResponse, DevicePrivacyRecord, ModelManifest, UpdateReceipt } from "@fedge/protocol";
+import type { CheckinResponse, DevicePrivacyRecord, ModelManifest, RoundTask, UpdateReceipt } from "@fedge/protocol";
 import { EDGE_KEY_PATH, devicePrivacySigningBytes, type SignedCheckinReceipt } from "@fedge/protocol/receipt";
 import * as errors from "./core/errors.ts";
 import { FedgeClientError, InvalidInputError } from "./core/errors.ts";
@@ -59,6 +59,8 @@ export type {
   InferResult,
   ParticipateOptions,
   ParticipateResult,
+  SecAggEncoder,
+  SecureAggregationStats,
   PredictOptions,
   PredictResult,
   PrivacyPolicy,
@@ -443,6 +445,7 @@ export class FedgeClient {
     const { checkPrivacyPolicy } = await import("./policy.ts");
     checkPrivacyPolicy(task, this.privacyPolicy);
     const id = (await this.identity)!;
+    if (task.privacy_mode === "distributed") return this.participateSecurely(task, id, options);
     let stats: UpdateStats | undefined;
     if (!(await this.queue.get(task.round_id))) {
       if (Date.parse(task.deadline) <= Date.now()) {
@@ -498,6 +501,26 @@ export class FedgeClient {
   }
 
   /** Sends one signed update; the same bytes on every retry, so the edge's idempotency yields the same receipt. */
+  /**
+   * A distributed round (`secure-aggregation.ts`, loaded on first use): train and clip as in every mode, encode with
+   * the round's distributed discrete Gaussian (or the app's encoder), then answer the round's secure-aggregation stages as the edge reaches them. Nothing is queued.
+   */
+  private async participateSecurely(
+    task: RoundTask,
+    id: StoredIdentity & { deviceId: string },
+    options: ParticipateOptions,
+  ): Promise<ParticipateResult> {
+    const { participateSecurely } = await import("./secure-aggregation.ts");
+    return participateSecurely({
+      task,
+      identity: id,
+      options,
+      transport: this.transport,
+      random: this.random,
+      loadModel: () => this.loadModel(task.model, task.model_version, options),
+    });
+  }
+
   private async upload(entry: QueuedUpdate, options: RequestOptions): Promise<UpdateReceipt> {
     const receipt = await this.transport.json<UpdateReceipt>(
       {

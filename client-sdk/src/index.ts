@@ -17,10 +17,13 @@ export {
   type DeviceIdentity,
   type ParticipateOptions,
   type ParticipateResult,
+  type SecAggEncoder,
+  type SecureAggregationStats,
   type PrivacyPolicy,
   type ResolvedPrivacyPolicy,
 } from "./client.ts";
 export { DEFAULT_PRIVACY_POLICY } from "./validate.ts";
+export { plainModularEncoder } from "./modular-encoder.ts";
 export * from "./core/errors.ts";
 export type { RequestOptions } from "./internal/transport.ts";
 export type { RandomSource } from "./internal/platform.ts";

@@ -5,7 +5,13 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { localReportEpsilon } from "@fedge/privacy";
+import {
+  distributedNoiseOf,
+  distributedSharesOf,
+  localReportEpsilon,
+  planDistributedDiscreteGaussian,
+  PrivacyLedger,
+} from "@fedge/privacy";
 import type { RoundTask } from "@fedge/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient } from "./client.ts";
@@ -62,12 +68,60 @@ describe("checkPrivacyPolicy, default policy", () => {
     expect(Object.isFrozen(DEFAULT_PRIVACY_POLICY)).toBe(true);
   });
 
-  it("refuses none unless allowed, and distributed", () => {
+  it("refuses none and distributed unless allowed", () => {
     const { clip_norm: _c, population_privacy: _p, ...none } = task({ privacy_mode: "none" });
     expect(reasonOf(none)).toBe("mode_not_allowed");
     expect(reasonOf(none, { allowedModes: ["central", "local", "none"] })).toBe("accepted");
     expect(reasonOf(task({ privacy_mode: "distributed" }))).toBe("mode_not_allowed");
     expect(reasonOf(task(), { allowedModes: ["local"] })).toBe("mode_not_allowed");
+  });
+
+  it("distributed, when allowed: its noise in its secure aggregation's ring, the sum's ε and the population's within the policy", () => {
+    const noiseOf = (z: number) => ({
+      ...distributedNoiseOf(
+        planDistributedDiscreteGaussian({
+          bits: 20,
+          length: 10,
+          clipNorm: 1,
+          noiseMultiplier: z,
+          expectedClients: 20,
+          minClients: 16,
+        }),
+      ),
+      rotation_seed: "A".repeat(43),
+    });
+    const sa = { modulus_bits: 20, encoded_length: 16 };
+    const allow = { allowedModes: ["distributed"] as const };
+    const dist = (over: Partial<RoundTask> = {}) =>
+      task({ privacy_mode: "distributed", secure_aggregation: sa, distributed: noiseOf(1.5), ...over });
+    expect(reasonOf(dist(), allow)).toBe("accepted");
+    expect(reasonOf(dist({ secure_aggregation: undefined }), allow)).toBe("secure_aggregation_missing");
+    expect(reasonOf(dist({ distributed: undefined }), allow)).toBe("noise_missing");
+    expect(reasonOf(dist({ secure_aggregation: { ...sa, modulus_bits: 24 } }), allow)).toBe("noise_mismatch");
+    expect(reasonOf(dist({ secure_aggregation: { ...sa, encoded_length: 32 } }), allow)).toBe("noise_mismatch");
+    // The released sum's ε is KLS21's bound for the task's 16 shares, one round: the ledger's number, at the policy's δ.
+    const epsilonOf = (z: number) => {
+      const ledger = new PrivacyLedger({ population: "p", accountant: "rdp" });
+      ledger.record({
+        roundId: "toy_1",
+        sampleRate: 1,
+        noiseMultiplier: z,
+        mode: "distributed",
+        openedAt: new Date(0).toISOString(),
+        distributed: distributedSharesOf(noiseOf(z)),
+      });
+      return ledger.spent(1e-5);
+    };
+    const eps = epsilonOf(1.5);
+    expect(reasonOf(dist(), { ...allow, maxLocalEpsilon: eps * 1.001 })).toBe("accepted");
+    expect(reasonOf(dist(), { ...allow, maxLocalEpsilon: eps * 0.999 })).toBe("epsilon_too_high");
+    // weaker noise (z = 0.5): more ε than the default maximum of 8
+    expect(epsilonOf(0.5)).toBeGreaterThan(8);
+    expect(reasonOf(dist({ distributed: noiseOf(0.5) }), allow)).toBe("epsilon_too_high");
+    const { population_privacy: _p, ...unstated } = dist();
+    expect(reasonOf(unstated, allow)).toBe("epsilon_missing");
+    const loose = dist({ population_privacy: { epsilon: 1, planned_epsilon: 50, delta: 1e-5 } });
+    expect(reasonOf(loose, allow)).toBe("epsilon_too_high");
   });
 
   it("local: refuses a missing z and z = 0, and z whose one-report ε is over the maximum", () => {
@@ -106,7 +160,7 @@ describe("resolvePrivacyPolicy", () => {
   it("names the bad field", () => {
     const bad: [unknown, RegExp][] = [
       [{ allowedModes: [] }, /privacyPolicy\.allowedModes/],
-      [{ allowedModes: ["central", "distributed"] }, /privacyPolicy\.allowedModes/],
+      [{ allowedModes: ["central", "federated"] }, /privacyPolicy\.allowedModes/],
       [{ maxLocalEpsilon: 0 }, /privacyPolicy\.maxLocalEpsilon/],
       [{ maxLocalEpsilon: Infinity }, /privacyPolicy\.maxLocalEpsilon/],
       [{ maxPopulationEpsilon: -1 }, /privacyPolicy\.maxPopulationEpsilon/],

@@ -5,8 +5,8 @@
  * send weakly protected updates. A refused task throws `PrivacyPolicyError`; nothing is trained on or uploaded.
  *
  * The rules, in order:
- * 1. the task's privacy mode is in `allowedModes` (default central and local: `none` must be opted into, and
- *    `distributed` is not supported yet);
+ * 1. the task's privacy mode is in `allowedModes` (default central and local: `none` and `distributed` must be
+ *    opted into);
  * 2. `local`: a noise multiplier z > 0 is present (z = 0 or a missing z would send the clipped Δ in the clear), at least
  *    `minLocalNoiseMultiplier` when set, and one report costs at most `maxLocalEpsilon` — the analytic Gaussian
  *    mechanism (Balle & Wang 2018, arXiv 1805.06530, Theorem 8) at δ = `maxDelta` for replace-one neighbours
@@ -15,9 +15,15 @@
  * 3. `central`: the task states the population's (ε, δ) (`population_privacy`: what the aggregator's ledger charged and
  *    plans to spend at most), with `planned_epsilon` (else `epsilon`) at most `maxPopulationEpsilon` and δ at most
  *    `maxDelta`. In central mode the device trusts the aggregator with its clipped update anyway; this rule refuses
- *    populations that do not even claim a meaningful guarantee.
+ *    populations that do not even claim a meaningful guarantee;
+ * 4. `distributed`: the task names its secure aggregation (`secure_aggregation`) and its discrete noise
+ *    (`distributed`) in the same ring (b = `modulus_bits`, d' = `encoded_length`); the released sum, which holds at
+ *    least `noise_shares` shares, costs at most `maxLocalEpsilon` for this device's report — KLS21's RDP bound for the
+ *    sum of discrete Gaussians (Kairouz, Liu, Steinke 2021, arXiv 2102.06387, Thm. 1; @fedge/privacy
+ *    `distributedRdp`), one round without subsampling, at δ = `maxDelta` — what the edge, which sees only that sum,
+ *    learns about it; and the same population rule as central (the guarantee the population claims).
  */
-import { localReportEpsilon } from "@fedge/privacy";
+import { distributedSharesOf, localReportEpsilon, PrivacyLedger } from "@fedge/privacy";
 import type { RoundTask } from "@fedge/protocol";
 import { PrivacyPolicyError } from "./core/errors.ts";
 import type { ResolvedPrivacyPolicy } from "./types.ts";
@@ -54,10 +60,34 @@ export function checkPrivacyPolicy(task: RoundTask, policy: ResolvedPrivacyPolic
       );
     }
   }
-  if (mode === "central") {
+  if (mode === "distributed") {
+    const sa = task.secure_aggregation;
+    if (!sa) {
+      refuse(
+        "secure_aggregation_missing",
+        "the distributed-mode task names no secure aggregation (secure_aggregation)",
+      );
+    }
+    const noise = task.distributed;
+    if (!noise) refuse("noise_missing", "the distributed-mode task names no discrete noise (distributed)");
+    if (noise!.bits !== sa!.modulus_bits || noise!.dimension !== sa!.encoded_length) {
+      refuse(
+        "noise_mismatch",
+        `the noise runs in Z_{2^${noise!.bits}}^${noise!.dimension} but the secure aggregation in Z_{2^${sa!.modulus_bits}}^${sa!.encoded_length}`,
+      );
+    }
+    const epsilon = distributedReportEpsilon(task.round_id, noise!, policy.maxDelta);
+    if (!(epsilon <= policy.maxLocalEpsilon)) {
+      refuse(
+        "epsilon_too_high",
+        `the released sum of ${noise!.noise_shares} noise shares costs this report ε = ${epsilon.toPrecision(4)} (δ = ${policy.maxDelta}, one round), more than the policy's maxLocalEpsilon ${policy.maxLocalEpsilon}`,
+      );
+    }
+  }
+  if (mode === "central" || mode === "distributed") {
     const p = task.population_privacy;
     if (!p || typeof p.epsilon !== "number" || typeof p.delta !== "number") {
-      refuse("epsilon_missing", "the central-mode task does not state the population's (ε, δ) (population_privacy)");
+      refuse("epsilon_missing", `the ${mode}-mode task does not state the population's (ε, δ) (population_privacy)`);
     }
     const epsilon = p!.planned_epsilon ?? p!.epsilon;
     if (!(Number.isFinite(epsilon) && epsilon <= policy.maxPopulationEpsilon)) {
@@ -73,4 +103,22 @@ export function checkPrivacyPolicy(task: RoundTask, policy: ResolvedPrivacyPolic
       );
     }
   }
+}
+
+/** ε at δ of one distributed round's released sum, unsubsampled (KLS21's RDP bound via the @fedge/privacy ledger). */
+function distributedReportEpsilon(
+  roundId: string,
+  noise: NonNullable<RoundTask["distributed"]>,
+  delta: number,
+): number {
+  const ledger = new PrivacyLedger({ population: "device-policy", accountant: "rdp" });
+  ledger.record({
+    roundId,
+    sampleRate: 1,
+    noiseMultiplier: 1, // unused in mode distributed: the shares below are what is charged
+    mode: "distributed",
+    openedAt: new Date(0).toISOString(),
+    distributed: distributedSharesOf(noise),
+  });
+  return ledger.spent(delta);
 }

@@ -2,7 +2,7 @@
  * @module
  * The public option and result types of `FedgeClient`.
  */
-import type { UpdateReceipt } from "@fedge/protocol";
+import type { RoundTask, UpdateReceipt } from "@fedge/protocol";
 import type { FedgeClientError } from "./core/errors.ts";
 import type { RandomSource } from "./internal/platform.ts";
 import type { RequestOptions } from "./internal/transport.ts";
@@ -73,13 +73,16 @@ export interface FedgeClientOptions {
  */
 export interface PrivacyPolicy {
   /**
-   * Privacy modes the device takes part in. `none` (no differential privacy) must be listed explicitly.
+   * Privacy modes the device takes part in. `none` (no differential privacy) must be listed explicitly, and so must
+   * `distributed` (secure aggregation: the device stays online through the round's stages).
    * @default ["central", "local"]
    */
-  allowedModes?: readonly ("central" | "local" | "none")[];
+  allowedModes?: readonly ("central" | "local" | "distributed" | "none")[];
   /**
    * Local mode: the largest ε one report may cost, computed on the device from the task's noise multiplier z
    * (analytic Gaussian mechanism, replace-one neighbours, at δ = `maxDelta`). z = 0 or a missing z is always refused.
+   * Distributed mode: the largest ε of one round's released sum as the edge sees it (KLS21's bound for the task's
+   * `noise_shares` discrete Gaussian shares, no subsampling, at δ = `maxDelta`).
    * @default 8 (z ≥ about 1.2 at δ = 1e-5)
    */
   maxLocalEpsilon?: number;
@@ -111,7 +114,7 @@ export interface PrivacyPolicy {
 
 /** A privacy policy with every default filled in. */
 export interface ResolvedPrivacyPolicy {
-  readonly allowedModes: readonly ("central" | "local" | "none")[];
+  readonly allowedModes: readonly ("central" | "local" | "distributed" | "none")[];
   readonly maxLocalEpsilon: number;
   readonly minLocalNoiseMultiplier: number | undefined;
   readonly maxPopulationEpsilon: number;
@@ -166,9 +169,50 @@ export interface ParticipateOptions extends RequestOptions {
   data: Float32Array;
   /** One class index per row. */
   labels: Uint8Array | Int32Array;
+  /**
+   * Distributed mode: turns the clipped update into the round's encoded vector (`task.secure_aggregation`:
+   * `encoded_length` values in Z_{2^modulus_bits}), which secure aggregation sums.
+   * @default the distributed discrete Gaussian encoder of the task (@fedge/ml `encodeDistributedDeviceUpdate`: clip,
+   * rotate with the round's seed, scale, round within the charged bound, add this device's noise share, mod 2^b).
+   * Replacing it (e.g. `plainModularEncoder`, which adds no noise) drops the device's share of the noise the round
+   * was charged for: a test mode only.
+   */
+  encoder?: SecAggEncoder;
+  /** Distributed mode: how the device waits for the edge to move through the stages. */
+  secureAggregation?: {
+    /** Pause between stage polls. @default 1000 */
+    pollMs?: number;
+    /** Longest the device waits for the round, from the start of participate(). @default 600000 (10 min) */
+    timeoutMs?: number;
+  };
 }
 
+/** A distributed round's encoder: the clipped update → `encoded_length` values in Z_{2^modulus_bits}. */
+export type SecAggEncoder = (clipped: Float32Array, task: RoundTask) => Uint32Array | Promise<Uint32Array>;
+
+/** What a device did in a distributed round (the training half of `UpdateStats`, and the protocol's traffic). */
+export type SecureAggregationStats = Omit<UpdateStats, "dtype" | "bytes" | "clipBit" | "noiseStd"> & {
+  /** d' and b of the encoded vector. */
+  encodedLength: number;
+  modulusBits: number;
+  /** Bytes of the request bodies the device sent, and of the answers it read, over the round's stages. */
+  bytesSent: number;
+  bytesReceived: number;
+};
+
 export type ParticipateResult =
+  | {
+      selected: true;
+      /**
+       * Distributed mode: the device answered every secure-aggregation stage; the edge can now remove its masks, and the
+       * aggregator sees only the sum.
+       */
+      status: "aggregated";
+      roundId: string;
+      modelVersion: number;
+      receipt: null;
+      stats: SecureAggregationStats;
+    }
   | {
       selected: false;
       reason: "not_sampled" | "no_open_round" | "already_reported";

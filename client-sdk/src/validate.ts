@@ -18,7 +18,7 @@ export const DEFAULT_PRIVACY_POLICY: ResolvedPrivacyPolicy = Object.freeze({
   maxDeviceEpsilon: undefined,
 });
 
-const MODES = ["central", "local", "none"] as const;
+const MODES = ["central", "local", "distributed", "none"] as const;
 
 /** Fills in the defaults of a policy and checks every field (throws `InvalidInputError` naming it). */
 export function resolvePrivacyPolicy(p: PrivacyPolicy | undefined): ResolvedPrivacyPolicy {
@@ -28,7 +28,7 @@ export function resolvePrivacyPolicy(p: PrivacyPolicy | undefined): ResolvedPriv
   if (!Array.isArray(modes) || modes.length === 0 || modes.some((m) => !(MODES as readonly unknown[]).includes(m))) {
     throw new InvalidInputError(
       "privacyPolicy.allowedModes",
-      `must be a non-empty array of "central", "local", "none", got ${JSON.stringify(modes)}`,
+      `must be a non-empty array of "central", "local", "distributed", "none", got ${JSON.stringify(modes)}`,
     );
   }
   const positive = (name: string, v: unknown, fallback: number): number => {

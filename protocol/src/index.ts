@@ -22,6 +22,7 @@ export * from "./rounds/receipt.ts";
 export * from "./rounds/audit-shadow.ts";
 export * from "./rounds/sharding.ts";
 export * from "./rounds/release.ts";
+export * from "./rounds/secagg.ts";
 export * from "./update-codec/update-codec.ts";
 export * from "./update-codec/encode.ts";
 export * from "./update-codec/errors.ts";

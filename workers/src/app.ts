@@ -19,6 +19,7 @@ import { adminModels } from "./routes/admin-models.ts";
 import { adminBench } from "./routes/admin-bench.ts";
 import { devices } from "./routes/devices.ts";
 import { rounds } from "./routes/rounds.ts";
+import { secagg } from "./routes/secagg.ts";
 import { adminRounds } from "./routes/admin-rounds.ts";
 import { adminDevices } from "./routes/admin-devices.ts";
 import { adminAggregatorKeys } from "./routes/admin-aggregator-keys.ts";
@@ -67,6 +68,7 @@ export function createApp() {
   app.route("/", adminBench);
   app.route("/", devices);
   app.route("/", rounds);
+  app.route("/", secagg);
   app.route("/", adminRounds);
   app.route("/", adminDevices);
   app.route("/", adminAggregatorKeys);

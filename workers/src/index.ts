@@ -10,6 +10,7 @@ export { RoundCoordinator } from "./durable-objects/round-coordinator/index.ts";
 export { DeviceRegistry } from "./durable-objects/device-registry.ts";
 export { UpdateStore } from "./durable-objects/update-store.ts";
 export { AdminNonces } from "./durable-objects/admin-nonces.ts";
+export { SecAggRound } from "./durable-objects/secagg-round.ts";
 
 const app = createApp();
 

@@ -389,15 +389,24 @@ describe("a distributed round (distributed discrete Gaussian, KLS21)", () => {
     expect(await tables(model)).toEqual(before);
   });
 
-  it("is refused without its noise or seed (400), and under a PLD budget, which has no analysis of it (400)", async () => {
+  it("is refused without its noise, seed or matching secure aggregation (400), and under a PLD budget, which has no analysis of it (400)", async () => {
     const model = uniqueModel("ddpbad");
     await putBudget(model, { epsilon: 50, delta: 1e-5, accountant: "pld" });
     const before = await tables(model);
     const noNoise = body(model);
     noNoise.mechanism = TEST_MECHANISM;
-    for (const bad of [noNoise, { ...body(model), rotation_seed: undefined }]) {
+    // the noise and the secure aggregation share one ring: a mismatch in b or d', or no aggregation, is refused
+    const ring = { modulus_bits: distributed.bits, encoded_length: distributed.dimension };
+    for (const bad of [
+      noNoise,
+      { ...body(model), rotation_seed: undefined },
+      { ...body(model), secure_aggregation: undefined },
+      { ...body(model), secure_aggregation: { ...ring, modulus_bits: distributed.bits + 1 } },
+      { ...body(model), secure_aggregation: { ...ring, encoded_length: 2 * distributed.dimension } },
+    ]) {
       const res = await postRound(bad);
       expect(res.status).toBe(400);
+      expect(await errorCode(res)).toBe("validation_failed");
     }
     const res = await postRound(body(model));
     expect(res.status).toBe(400);

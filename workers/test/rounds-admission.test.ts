@@ -91,7 +91,13 @@ describe("opening a round", () => {
         status: 409,
       });
     }
-    expect(openVerdict(null, { ...params, privacy_mode: "distributed" }, T0 + 1, T0)).toEqual({ ok: true });
+    // A distributed round opens (its secure aggregation is checked by OpenRoundRequest, and run by SecAggRound).
+    const distributed = {
+      ...params,
+      privacy_mode: "distributed",
+      secure_aggregation: { modulus_bits: 16, encoded_length: 8 },
+    };
+    expect(openVerdict(null, distributed as typeof params, T0 + 1, T0)).toEqual({ ok: true });
     expect(openVerdict(null, params, T0, T0)).toMatchObject({
       code: "validation_failed",
       message: expect.stringMatching(/deadline/),

@@ -9,13 +9,16 @@ import nacl from "tweetnacl";
 import {
   checkinSigningBytes,
   fromBase64Url,
+  secureAggregationFor,
   toBase64Url,
   type CheckinResponse,
+  type DistributedNoise,
   type OpenRoundRequest,
   type RoundStatus,
   type RoundTask,
   type UpdateReceipt,
 } from "@fedge/protocol";
+import { distributedNoiseOf, planDistributedDiscreteGaussian } from "@fedge/privacy";
 import { UPDATE_MEDIA_TYPE, decodeUpdate, encodeUpdate, type UpdatePayload } from "@fedge/protocol";
 import { generateApiKey, hashApiKey, ledgerFor } from "../src/middleware/auth/index.ts";
 import { UPDATE_STORE_SHARDS, updateStoreStub } from "../src/durable-objects/update-store.ts";
@@ -75,6 +78,31 @@ export async function registerDevice(apiKey: string): Promise<TestDevice> {
 export const TEST_MECHANISM = { noise_multiplier: 1, clip_rule: "fixed" } as const;
 
 /**
+ * A distributed round's noise, rotation seed and secure aggregation, kept consistent (one ring Z_{2^b}, d' = the
+ * padded length): the noise is `noise` if given, else KLS21's plan for `length` values at 16 bits, z = 1, 10 devices
+ * expected and the sum released from 4 on (what these tests' small rounds can reach).
+ */
+export function distributedRoundFields(length: number, noise?: DistributedNoise) {
+  const distributed =
+    noise ??
+    distributedNoiseOf(
+      planDistributedDiscreteGaussian({
+        bits: 16,
+        length,
+        clipNorm: 1,
+        noiseMultiplier: 1,
+        expectedClients: 10,
+        minClients: 4,
+      }),
+    );
+  return {
+    mechanism: { ...TEST_MECHANISM, distributed },
+    rotation_seed: toBase64Url(crypto.getRandomValues(new Uint8Array(32))),
+    secure_aggregation: secureAggregationFor(distributed),
+  };
+}
+
+/**
  * An open-round body: central mode (charged {@link TEST_MECHANISM}) unless overridden; in local mode the mechanism is
  * the devices' noise; in mode `none` no mechanism, and `max_reports` 1000.
  */
@@ -85,7 +113,9 @@ export function roundParams(model: string, overrides: Partial<OpenRoundRequest> 
       ? { max_reports: 1000 }
       : mode === "local"
         ? { mechanism: { noise_multiplier: overrides.local_noise_multiplier, clip_rule: "fixed" } }
-        : { mechanism: TEST_MECHANISM };
+        : mode === "distributed"
+          ? distributedRoundFields(overrides.update_length ?? 8, overrides.mechanism?.distributed)
+          : { mechanism: TEST_MECHANISM };
   return {
     model,
     model_version: 1,

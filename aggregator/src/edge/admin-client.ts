@@ -11,6 +11,7 @@ import {
   ErrorCode,
   FedgeError,
   UPDATE_STREAM_MEDIA_TYPE,
+  fromBase64Url,
   readUpdateStream,
   signAggregatorRequest,
   type AcceptedUpdatePage,
@@ -26,6 +27,8 @@ import {
   type RegistryChange,
   type RoundRelease,
   type RoundStatus,
+  type SecAggOutcome,
+  type SecAggStatus,
   type UpdateStreamFrame,
 } from "@fedge/protocol";
 import { interleave } from "./interleave.ts";
@@ -302,6 +305,33 @@ export class EdgeAdminClient {
         throw new EdgeClientError("close_timeout", `round ${roundId} did not close within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, pollMs));
     }
+  }
+
+  /** `GET /v1/admin/rounds/:id/secagg`: a distributed round's secure-aggregation stage and its answers so far. */
+  secureAggregationStatus(roundId: string): Promise<SecAggStatus> {
+    return this.json<SecAggStatus>("GET", `/v1/admin/rounds/${encodeURIComponent(roundId)}/secagg`);
+  }
+
+  /** `POST /v1/admin/rounds/:id/secagg/close`: ends the current stage (after unmask: finishes the round). */
+  closeSecureAggregationStage(roundId: string): Promise<SecAggStatus> {
+    return this.json<SecAggStatus>("POST", `/v1/admin/rounds/${encodeURIComponent(roundId)}/secagg/close`);
+  }
+
+  /**
+   * `GET /v1/admin/rounds/:id/secagg/sum`: all the aggregator receives of a finished distributed round, the survivors'
+   * encoded updates summed mod 2^b, decoded from its little-endian words.
+   */
+  async secureAggregationSum(
+    roundId: string,
+  ): Promise<{ sum: Uint32Array; survivors: string[]; modulusBits: number; encodedLength: number }> {
+    const o = await this.json<SecAggOutcome>("GET", `/v1/admin/rounds/${encodeURIComponent(roundId)}/secagg/sum`);
+    const bytes = fromBase64Url(o.sum);
+    if (bytes.length !== o.encoded_length * 4) {
+      throw new EdgeClientError("unexpected_response", `a sum of ${o.encoded_length} values has ${bytes.length} bytes`);
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const sum = Uint32Array.from({ length: o.encoded_length }, (_, i) => view.getUint32(i * 4, true));
+    return { sum, survivors: o.survivors, modulusBits: o.modulus_bits, encodedLength: o.encoded_length };
   }
 
   /** `GET /v1/admin/rounds/:id/updates`: one page of the accepted updates' metadata. */

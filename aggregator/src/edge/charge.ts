@@ -13,17 +13,19 @@
  *   ({@link pinSavedMechanism}).
  */
 import type { PopulationPrivacyStatus, RoundMechanism } from "@fedge/protocol";
-import { PrivacyLedger, distributedSharesOf } from "@fedge/privacy";
+import { PrivacyLedger, distributedSharesOf, type DistributedNoiseShares } from "@fedge/privacy";
 import { parsePopulationConfig, type PopulationConfig } from "../config.ts";
 import type { RoundEngine } from "../round.ts";
 
 /** What a round of this engine is charged on the edge (key order fixed: compared as JSON). */
 export interface RoundCharge {
-  privacy_mode: "central" | "local";
+  privacy_mode: "central" | "local" | "distributed";
   sampling_rate: number;
   noise_multiplier: number;
   clip_rule: "fixed" | "adaptive";
   count_noise_std: number | null;
+  /** Distributed mode only: the discrete noise shares the round is charged for (KLS21), as the accountant reads them. */
+  distributed?: DistributedNoiseShares;
 }
 
 /**
@@ -59,12 +61,6 @@ export class EdgeBudgetRefusedError extends Error {
 /** The charge of this engine's next round (`null` for a population without DP). */
 export function chargeOf(engine: RoundEngine): RoundCharge | null {
   const mode = engine.strategy.privacyMode;
-  if (mode === "distributed") {
-    // The edge takes a distributed round's inputs only through secure aggregation, which this runner does not speak.
-    throw new RangeError(
-      "privacy mode distributed runs in `fedge simulate`; rounds through the edge need secure aggregation, which this aggregator does not run yet",
-    );
-  }
   const charge = engine.strategy.privacyCharge({ round: 0, clip: engine.checkpoint.clip, length: engine.updateLength });
   if (mode === "none" || !charge) return null;
   const adaptive = engine.checkpoint.clip.adaptive;
@@ -74,6 +70,7 @@ export function chargeOf(engine: RoundEngine): RoundCharge | null {
     noise_multiplier: charge.noiseMultiplier,
     clip_rule: adaptive ? "adaptive" : "fixed",
     count_noise_std: adaptive ? adaptive.countNoiseStd : null,
+    ...(charge.distributed ? { distributed: { ...charge.distributed } } : {}),
   };
 }
 
@@ -95,6 +92,7 @@ function chargeIn(status: PopulationPrivacyStatus, roundId: string): RoundCharge
     noise_multiplier: r.noise_multiplier,
     clip_rule: r.clip_rule,
     count_noise_std: r.count_noise_std,
+    ...(r.distributed ? { distributed: distributedSharesOf(r.distributed) } : {}),
   };
 }
 
@@ -141,6 +139,7 @@ export function assertEdgeBudgetAdmits(
       noiseMultiplier: charge.noise_multiplier,
       mode: charge.privacy_mode,
       openedAt,
+      ...(charge.distributed ? { distributed: charge.distributed } : {}),
     },
     status.budget,
   );

@@ -9,3 +9,4 @@ export * from "./round-task.ts";
 export * from "./runner-state.ts";
 export * from "./runner.ts";
 export * from "./charge.ts";
+export * from "./secure-aggregation-driver.ts";

@@ -5,7 +5,7 @@
  * signature re-verified and each clip bit checked against the round. `fedge simulate` builds its devices' tasks with
  * {@link taskPrivacyFields} too, so simulated devices get exactly what the edge would relay.
  */
-import { decodeVerifiedUpdate, updateToFloat32, type OpenRoundRequest } from "@fedge/protocol";
+import { decodeVerifiedUpdate, secureAggregationFor, updateToFloat32, type OpenRoundRequest } from "@fedge/protocol";
 import type { RoundEngine } from "../round.ts";
 import type { ClientUpdate, DistributedTaskFields, FitInstructions } from "../strategy/strategy.ts";
 import type { EdgeAdminClient } from "./admin-client.ts";
@@ -64,10 +64,13 @@ export function openRoundRequest(
   const budget = config.privacy.budget;
   const none = instr.privacyMode === "none";
   const charge = chargeOf(engine);
+  // The task's `distributed` (noise + seed) is stated in the open request as mechanism.distributed and rotation_seed.
+  const { distributed, ...privacy } = taskPrivacyFields(instr);
+  const noise = distributed ? withoutSeed(distributed) : undefined;
   return {
     model: config.model,
     model_version: limits.modelVersion,
-    ...taskPrivacyFields(instr),
+    ...privacy,
     ...(spent && instr.privacyMode !== "none"
       ? {
           population_privacy: {
@@ -86,9 +89,18 @@ export function openRoundRequest(
     sampling_rate: config.samplingRate,
     min_reports: none ? (limits.minReports ?? 1) : 1,
     ...(none ? { max_reports: limits.maxReports ?? 1_000_000 } : {}),
-    ...(charge ? { mechanism: mechanismOf(charge) } : {}),
+    ...(charge ? { mechanism: { ...mechanismOf(charge), ...(noise ? { distributed: noise } : {}) } } : {}),
+    // Distributed mode: the public rotation seed, and the secure aggregation in the noise's ring (b, d').
+    ...(distributed
+      ? { rotation_seed: distributed.rotation_seed, secure_aggregation: secureAggregationFor(distributed) }
+      : {}),
     duration_s: limits.durationS ?? 600,
   };
+}
+
+function withoutSeed(d: DistributedTaskFields): Omit<DistributedTaskFields, "rotation_seed"> {
+  const { rotation_seed: _seed, ...noise } = d;
+  return noise;
 }
 
 /**

@@ -10,9 +10,12 @@
  * 3. {@link EdgeRoundRunnerOptions.collect}: while the round is open the caller drives or waits for devices (the demo
  *    runs its simulated fleet there; `fedge aggregate` keeps the default, which waits until the edge closes the round
  *    at its deadline or max_reports); then the round is closed (`/close`, idempotent);
+ *    In distributed mode the runner closes the round's SecAgg+ stages meanwhile (`secure-aggregation-driver.ts`);
  * 4. the accepted updates are streamed (`/update-stream`), each one's Ed25519 signature RE-VERIFIED against the device
  *    key the edge recorded, its round id and length checked (`round-task.ts`), and streamed into
- *    `engine.aggregateRound` (clip, noise, fixed denominator, optimizer step, adaptive clip on the Backend);
+ *    `engine.aggregateRound` (clip, noise, fixed denominator, optimizer step, adaptive clip on the Backend); in distributed
+ *    mode the edge's modular sum of the survivors' encodings is all that is read, and the strategy decodes it (KLS21:
+ *    centre, unscale, inverse rotation) and applies it like a central round's noised sum;
  * 5. held-out evaluation and the publish gate (`evaluate.ts`), int8 export + signed manifest (`export.ts`), upload of
  *    the new version (promoted to serving only when the gate passes), `/publish` links the round to it,
  *    `engine.completeRound`.
@@ -44,6 +47,7 @@
  */
 import {
   RoundStatus,
+  fromBase64Url,
   roundIdFor,
   parseRoundId,
   type ModelDetail,
@@ -59,6 +63,11 @@ import { assertChargeMatches, assertEdgeBudgetAdmits, chargeOf } from "./charge.
 import { fetchEdgeModel, fetchModelDetail, fetchModelManifest, fetchPopulationPrivacy } from "./edge-registry.ts";
 import { releaseOf } from "./release.ts";
 import { openRoundRequest, verifiedUpdates } from "./round-task.ts";
+import {
+  driveSecureAggregation,
+  type SecureAggregationDriverOptions,
+  type SecureAggregationEnd,
+} from "./secure-aggregation-driver.ts";
 import {
   EDGE_RUNNER_STATE_FILE,
   saveEdgeRunnerState,
@@ -108,6 +117,8 @@ export interface EdgeRoundRunnerOptions {
   collect?: (round: RoundStatus) => Promise<void>;
   /** Updates per streamed page. @default 100 */
   pageSize?: number;
+  /** Distributed mode: how the aggregator closes the secure-aggregation stages (`driveSecureAggregation`). */
+  secureAggregation?: Omit<SecureAggregationDriverOptions, "selected" | "log">;
   /** `fetch` for the public registry reads. @default globalThis.fetch */
   fetch?: typeof fetch;
   hooks?: EdgeRunnerHooks;
@@ -292,9 +303,13 @@ export class EdgeRoundRunner {
     } catch (e) {
       if (!isStatus(e, 404)) throw e;
     }
+    const cur = this.engine.checkpoint.current!;
     const instr = this.engine.strategy.configureFit({
-      round: this.engine.checkpoint.current!.round,
+      round: cur.round,
       clip: this.engine.checkpoint.clip,
+      length: this.engine.updateLength,
+      // distributed mode: the round's public rotation seed, drawn once by engine.openRound and kept in the checkpoint
+      ...(cur.rotationSeed ? { rotationSeed: fromBase64Url(cur.rotationSeed) } : {}),
     });
     let status: RoundStatus;
     try {
@@ -381,16 +396,36 @@ export class EdgeRoundRunner {
         chargeOf(this.engine),
         p.roundId,
       );
+      const distributed = this.engine.strategy.privacyMode === "distributed";
+      let secureAggregation: SecureAggregationEnd | undefined;
       if (status.state === "open" || status.state === "collecting") {
-        if (this.o.collect) await this.o.collect(status);
+        // Distributed mode: the devices' inputs arrive only through SecAgg+, whose stages this aggregator closes
+        // while the devices take part.
+        const driving = distributed
+          ? driveSecureAggregation(this.admin, p.roundId, {
+              ...this.o.secureAggregation,
+              selected: async () => (await this.admin.roundStatus(p.roundId)).selected,
+              log: this.log,
+            })
+          : undefined;
+        if (this.o.collect) [secureAggregation] = await Promise.all([driving, this.o.collect(status)]);
+        else if (driving) secureAggregation = await driving;
         else {
           const timeoutMs = Math.max(0, Date.parse(status.deadline) - Date.now()) + 120_000;
           await this.admin.waitForClose(p.roundId, this.o.pollMs ?? 1000, timeoutMs);
         }
+      } else if (distributed) {
+        secureAggregation = await driveSecureAggregation(this.admin, p.roundId, this.o.secureAggregation);
       }
       closed = await this.admin.closeRound(p.roundId);
-      if (closed.accepted < closed.params.min_reports) {
-        const reason = `only ${closed.accepted} accepted update(s), fewer than min_reports ${closed.params.min_reports}`;
+      // All the aggregator receives of a distributed round: the survivors' encodings summed mod 2^b, or nothing.
+      const sum =
+        distributed && secureAggregation?.finished ? await this.admin.secureAggregationSum(p.roundId) : undefined;
+      const tooFew = distributed ? !sum : closed.accepted < closed.params.min_reports;
+      if (tooFew) {
+        const reason = distributed
+          ? `secure aggregation released no sum (${secureAggregation && !secureAggregation.finished ? secureAggregation.reason : "not finished"}); the round stays charged`
+          : `only ${closed.accepted} accepted update(s), fewer than min_reports ${closed.params.min_reports}`;
         await this.engine.abandonRound(reason);
         await this.save({ ...this.state, pending: null });
         const spent = await this.privacySpent();
@@ -414,9 +449,12 @@ export class EdgeRoundRunner {
         };
       }
       summary = await this.engine.aggregateRound(
-        verifiedUpdates(this.admin, p.roundId, this.engine.updateLength, refused, {
-          ...(this.o.pageSize !== undefined ? { pageSize: this.o.pageSize } : {}),
-        }),
+        sum
+          ? // decoded by the strategy like any distributed sum: centre, unscale, inverse rotation, fixed denominator
+            [{ delta: new Float32Array(0), encoded: sum.sum, reports: sum.survivors.length }]
+          : verifiedUpdates(this.admin, p.roundId, this.engine.updateLength, refused, {
+              ...(this.o.pageSize !== undefined ? { pageSize: this.o.pageSize } : {}),
+            }),
       );
     } else {
       summary = cur.summary!;

@@ -14,7 +14,13 @@
  * sum holds fewer reports than that would hold fewer noise shares than were charged: its sum is not released (the
  * model is unchanged; the round stays charged, as its devices saw the task).
  */
-import { addModulo, decodeDistributedSum, planDistributedDiscreteGaussian, type DistributedPlan } from "@fedge/privacy";
+import {
+  addModulo,
+  decodeDistributedSum,
+  distributedNoiseOf,
+  planDistributedDiscreteGaussian,
+  type DistributedPlan,
+} from "@fedge/privacy";
 import { RobustWithDpError } from "./dp-central.ts";
 import {
   isStreamingStrategy,
@@ -95,15 +101,7 @@ export function createDpDistributed(inner: Strategy, options: DpDistributedOptio
       return {
         privacyMode: "distributed",
         clipNorm: ctx.clip.clipNorm,
-        distributed: {
-          bits: plan.bits,
-          scale: plan.scale,
-          dimension: plan.paddedLength,
-          noise_shares: plan.minClients,
-          share_variance: plan.localVariance,
-          sensitivity_bound: plan.sensitivityBound,
-          rotation_seed: toBase64Url(ctx.rotationSeed),
-        },
+        distributed: { ...distributedNoiseOf(plan), rotation_seed: toBase64Url(ctx.rotationSeed) },
       };
     },
     async aggregateFit(ctx: RoundContext, updates: AsyncIterable<ClientUpdate>): Promise<FitAggregate> {
@@ -124,11 +122,16 @@ export function createDpDistributed(inner: Strategy, options: DpDistributedOptio
               `update ${count} has ${e.length} residues, expected ${plan.paddedLength}`,
             );
           }
-          addModulo(sum, e, plan.bits); // what secure aggregation returns, computed in the clear
+          const reports = u.reports ?? 1;
+          if (!(Number.isSafeInteger(reports) && reports >= 1)) {
+            throw new UpdateRejectedError("invalid_shape", `update ${count} sums ${reports} reports`);
+          }
+          // one device's encoding (summed here, as secure aggregation would) or a secure-aggregation sum of several
+          addModulo(sum, e, plan.bits);
+          count += reports;
         } finally {
           u.release?.();
         }
-        count++;
       }
       const warnings: string[] = [];
       let delta: Float32Array | null = null;

@@ -32,6 +32,12 @@ export interface ClientUpdate {
    */
   encoded?: Uint32Array;
   /**
+   * Distributed mode: how many devices' inputs `encoded` sums. 1 for one device's encoding; a secure-aggregation sum
+   * read from the edge counts its survivors, so the strategy's count (and its noise-share check) stays per device.
+   * @default 1
+   */
+  reports?: number;
+  /**
    * The device's clip bit b = 1[‖Δ‖ ≤ C], computed on the device before it clipped (update codec version 2). Adaptive
    * clipping counts these (Andrew et al. 2021, arXiv 1905.03871); present only when the round asked for them.
    */

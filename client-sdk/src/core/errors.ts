@@ -35,6 +35,10 @@ export type PrivacyPolicyReason =
   | "epsilon_too_high"
   | "epsilon_missing"
   | "delta_too_high"
+  /** A distributed task without its secure aggregation: the device would have nowhere to send its masked update. */
+  | "secure_aggregation_missing"
+  /** A distributed task whose noise and secure aggregation are not one ring (b, d'): its sum would not decode. */
+  | "noise_mismatch"
   /** One more round would take the device's own ε past `maxDeviceEpsilon` (before check-in, or by its receipt). */
   | "device_epsilon_exceeded";
 
@@ -49,6 +53,28 @@ export class PrivacyPolicyError extends FedgeClientError {
   constructor(reason: PrivacyPolicyReason, roundId: string, message: string) {
     super("privacy_policy_refused", `round ${roundId} refused by the privacy policy (${reason}): ${message}`);
     this.name = "PrivacyPolicyError";
+    this.reason = reason;
+    this.roundId = roundId;
+  }
+}
+
+/**
+ * Why the device's part in a distributed round's secure aggregation ended without finishing:
+ * - `dropped`: the edge closed a stage before this device answered it (the round goes on without the device);
+ * - `aborted`: the round's secure aggregation aborted (too few devices left);
+ * - `timeout`: the round did not reach the device's next stage within `secureAggregation.timeoutMs`;
+ * - `refused`: a message from the edge failed the protocol's checks (tampered, replayed, inconsistent, a bad
+ *   signature): the device stops and reveals nothing more.
+ */
+export type SecureAggregationFailure = "dropped" | "aborted" | "timeout" | "refused";
+
+/** The device's part in a distributed round ended early. `code` is `secure_aggregation_failed`. */
+export class SecureAggregationError extends FedgeClientError {
+  readonly reason: SecureAggregationFailure;
+  readonly roundId: string;
+  constructor(reason: SecureAggregationFailure, roundId: string, message: string, options?: { cause?: unknown }) {
+    super("secure_aggregation_failed", `round ${roundId}: secure aggregation ${reason}: ${message}`, options);
+    this.name = "SecureAggregationError";
     this.reason = reason;
     this.roundId = roundId;
   }

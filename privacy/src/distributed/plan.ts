@@ -176,3 +176,25 @@ export function planDistributedDiscreteGaussian(o: DistributedPlanOptions): Dist
     explanation,
   };
 }
+
+/**
+ * The plan's noise in the wire's snake_case form (`@fedge/protocol` `DistributedNoise`): what a distributed round's open
+ * request states as `mechanism.distributed`; `noise_shares` is the share count the charge counts (minClients).
+ */
+export function distributedNoiseOf(plan: DistributedPlan): {
+  bits: number;
+  scale: number;
+  dimension: number;
+  noise_shares: number;
+  share_variance: number;
+  sensitivity_bound: number;
+} {
+  return {
+    bits: plan.bits,
+    scale: plan.scale,
+    dimension: plan.paddedLength,
+    noise_shares: plan.minClients,
+    share_variance: plan.localVariance,
+    sensitivity_bound: plan.sensitivityBound,
+  };
+}

@@ -8,6 +8,7 @@ import {
   roundTaskFor,
   TRAINING_MODEL_NAME_MAX,
 } from "./admin.ts";
+import { SECAGG_MAX_ENCODED_LENGTH } from "./task.ts";
 
 const base = {
   model: "mnist",
@@ -89,6 +90,43 @@ describe("OpenRoundRequest privacy fields", () => {
     expect(ok({ population_privacy: { epsilon: 1, delta: 1e-5, extra: 1 } })).toBe(false);
     expect(ok({ privacy_mode: "none", population_privacy: { epsilon: 1, delta: 1e-5 } })).toBe(false);
   });
+  it("secure_aggregation in distributed mode only, always there and equal to the noise's ring; the task carries it", () => {
+    const sa = { modulus_bits: 20, encoded_length: 1024 };
+    const noise = {
+      bits: 20,
+      scale: 400,
+      dimension: 1024,
+      noise_shares: 20,
+      share_variance: 9,
+      sensitivity_bound: 161_000,
+    };
+    const distributed = (over: Record<string, unknown> = {}, length = 1000) => ({
+      privacy_mode: "distributed",
+      update_length: length,
+      rotation_seed: "A".repeat(43),
+      mechanism: {
+        noise_multiplier: 1,
+        clip_rule: "fixed",
+        distributed: { ...noise, dimension: 2 ** Math.ceil(Math.log2(length)) },
+      },
+      secure_aggregation: { ...sa, encoded_length: 2 ** Math.ceil(Math.log2(length)) },
+      ...over,
+    });
+    expect(ok(distributed())).toBe(true);
+    expect(ok(distributed({ secure_aggregation: undefined }))).toBe(false);
+    expect(ok({ secure_aggregation: sa })).toBe(false);
+    expect(ok(distributed({ secure_aggregation: { ...sa, modulus_bits: 33 } }))).toBe(false);
+    expect(ok(distributed({ secure_aggregation: { ...sa, encoded_length: 0 } }))).toBe(false);
+    // The noise's ring and the aggregation's ring are one: a mismatch in b or d' is refused.
+    expect(ok(distributed({ secure_aggregation: { ...sa, modulus_bits: 19 } }))).toBe(false);
+    expect(ok(distributed({ secure_aggregation: { ...sa, encoded_length: 2048 } }))).toBe(false);
+    expect(ok(distributed({}, SECAGG_MAX_ENCODED_LENGTH))).toBe(true);
+    expect(ok(distributed({}, SECAGG_MAX_ENCODED_LENGTH + 1))).toBe(false);
+    const params = OpenRoundRequest.parse({ ...base, ...distributed() });
+    const task = roundTaskFor("m_1", "m", params, "AAAAAAAAAAAAAAAAAAAAAA", "2030-01-01T00:00:00.000Z");
+    expect(task.secure_aggregation).toEqual(sa);
+    expect(task.distributed).toEqual({ ...noise, rotation_seed: "A".repeat(43) });
+  });
   it("the task a device receives carries the privacy fields (and no clip norm in mode none)", () => {
     const params = OpenRoundRequest.parse({
       ...base,
@@ -141,6 +179,7 @@ describe("OpenRoundRequest: the charge and Poisson sampling", () => {
       update_length: 5,
       rotation_seed: "A".repeat(43),
       mechanism: { noise_multiplier: 1, clip_rule: "fixed", distributed: { ...noise, ...over } },
+      secure_aggregation: { modulus_bits: noise.bits, encoded_length: noise.dimension },
     });
     expect(ok(distributed())).toBe(true);
     expect(ok({ ...distributed(), mechanism: base.mechanism })).toBe(false); // no noise stated

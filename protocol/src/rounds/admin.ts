@@ -14,7 +14,14 @@ import { TenantId } from "../keys.ts";
 import { RoundMechanism, isDpMode } from "./privacy.ts";
 import { RecordedRoundRelease } from "./release.ts";
 import { ShardCount } from "./sharding.ts";
-import { PopulationPrivacy, PrivacyMode, RotationSeed, RoundTask, TrainableScope } from "./task.ts";
+import {
+  PopulationPrivacy,
+  PrivacyMode,
+  RotationSeed,
+  RoundTask,
+  SecureAggregationParams,
+  TrainableScope,
+} from "./task.ts";
 
 /** Longest model name that can own training rounds (so `<model>_<seq>` stays within 64 characters). */
 export const TRAINING_MODEL_NAME_MAX = 48;
@@ -89,6 +96,8 @@ export const RoundParams = z.object({
   max_reports: z.number().int().min(1).max(1_000_000).optional(),
   /** The mechanism the round is charged to the population's privacy budget for (every mode but `none`). */
   mechanism: RoundMechanism.optional(),
+  /** Required (and only allowed) in `distributed` mode: what the devices' encoded updates are summed in. */
+  secure_aggregation: SecureAggregationParams.optional(),
   /**
    * Distributed mode only (and required there): the round's public rotation seed, base64url of 32 random bytes the
    * aggregator draws; every device derives the same randomized Hadamard transform from it and the aggregator inverts it.
@@ -139,6 +148,11 @@ export const OpenRoundRequest = RoundParams.extend({
     message: "clip_norm is required unless privacy_mode is none",
     path: ["clip_norm"],
   })
+  .refine((r) => (r.privacy_mode === "distributed") === (r.secure_aggregation !== undefined), {
+    message:
+      "secure_aggregation ({modulus_bits, encoded_length}) is required in distributed privacy mode and only allowed there",
+    path: ["secure_aggregation"],
+  })
   .refine((r) => !r.report_clip_bit || r.privacy_mode === "central", {
     message: "report_clip_bit is only allowed in central privacy mode (in local mode the bit would leak un-noised)",
     path: ["report_clip_bit"],
@@ -161,6 +175,28 @@ export const OpenRoundRequest = RoundParams.extend({
     message: "rotation_seed is required in distributed privacy mode and only allowed there",
     path: ["rotation_seed"],
   })
+  .refine(
+    (r) =>
+      r.secure_aggregation === undefined ||
+      r.mechanism?.distributed === undefined ||
+      r.secure_aggregation.modulus_bits === r.mechanism.distributed.bits,
+    {
+      message:
+        "secure_aggregation.modulus_bits must equal mechanism.distributed.bits: the devices' noised values and their masked sum live in one ring Z_{2^b}",
+      path: ["secure_aggregation", "modulus_bits"],
+    },
+  )
+  .refine(
+    (r) =>
+      r.secure_aggregation === undefined ||
+      r.mechanism?.distributed === undefined ||
+      r.secure_aggregation.encoded_length === r.mechanism.distributed.dimension,
+    {
+      message:
+        "secure_aggregation.encoded_length must equal mechanism.distributed.dimension (d', the rotated, padded update length)",
+      path: ["secure_aggregation", "encoded_length"],
+    },
+  )
   .refine(
     (r) =>
       r.mechanism?.distributed === undefined ||
@@ -373,5 +409,6 @@ export function roundTaskFor(
   if (params.mechanism?.distributed && params.rotation_seed) {
     task.distributed = { ...params.mechanism.distributed, rotation_seed: params.rotation_seed };
   }
+  if (params.secure_aggregation !== undefined) task.secure_aggregation = params.secure_aggregation;
   return task;
 }

@@ -80,6 +80,34 @@ export const DistributedTask = DistributedNoise.extend({ rotation_seed: Rotation
   .meta({ id: "DistributedTask" });
 export type DistributedTask = z.infer<typeof DistributedTask>;
 
+/**
+ * Largest d' of a distributed round: 2^18 values. A masked input (d' words in base64url JSON, 1.4 MB at this size) is
+ * one row of the round's Durable Object log, and a row holds at most 2 MB.
+ */
+export const SECAGG_MAX_ENCODED_LENGTH = 1 << 18;
+
+/**
+ * A `distributed` round's secure aggregation: each device encodes its clipped update to `encoded_length` (d') values in
+ * Z_{2^modulus_bits} and takes part in SecAgg+ (`/v1/rounds/{id}/secagg/…`); the edge learns only the modular sum. The
+ * round's open request keeps it equal to its noise's ring: `modulus_bits` = `DistributedNoise.bits` and
+ * `encoded_length` = `DistributedNoise.dimension`.
+ */
+export const SecureAggregationParams = z
+  .object({
+    /** b: the encoded values and their sum live in Z_{2^b}. */
+    modulus_bits: z.number().int().min(1).max(32),
+    /** d': values per encoded update (at most `SECAGG_MAX_ENCODED_LENGTH`). */
+    encoded_length: z.number().int().positive().max(SECAGG_MAX_ENCODED_LENGTH),
+  })
+  .strict()
+  .meta({ id: "SecureAggregationParams" });
+export type SecureAggregationParams = z.infer<typeof SecureAggregationParams>;
+
+/** The secure aggregation a distributed round's noise runs in: the same ring Z_{2^bits}, d' = the padded dimension. */
+export function secureAggregationFor(noise: Pick<DistributedNoise, "bits" | "dimension">): SecureAggregationParams {
+  return { modulus_bits: noise.bits, encoded_length: noise.dimension };
+}
+
 export const RoundTask = z
   .object({
     round_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
@@ -100,6 +128,8 @@ export const RoundTask = z
     report_clip_bit: z.boolean().optional(),
     /** Distributed mode only: the discrete noise to add and the round's rotation seed. */
     distributed: DistributedTask.optional(),
+    /** Distributed mode only: the secure aggregation the device takes part in instead of uploading. */
+    secure_aggregation: SecureAggregationParams.optional(),
     /** The population's (ε, δ) (central and local modes), for the device's privacy policy. */
     population_privacy: PopulationPrivacy.optional(),
     trainable: TrainableScope,

@@ -20,6 +20,7 @@ import {
   MAX_INFER_BODY_BYTES,
   MAX_MODEL_BYTES,
   MAX_PREDICT_BODY_BYTES,
+  SECAGG_MAX_ENCODED_LENGTH,
 } from "@fedge/protocol";
 import type { AppEnv } from "../env.ts";
 
@@ -34,6 +35,12 @@ const MODEL_UPLOAD_PATH = /^\/v1\/admin\/models\/[^/]+\/versions\/?$/;
 const PREDICT_PATH = /^\/v1\/models\/[^/]+\/predict\/?$/;
 const INFER_PATH = /^\/v2\/models\/[^/]+(\/versions\/[^/]+)?\/infer\/?$/;
 const UPDATE_UPLOAD_PATH = /^\/v1\/rounds\/[^/]+\/updates\/?$/;
+const SECAGG_STAGE_PATH = /^\/v1\/rounds\/[^/]+\/secagg\/[a-z-]+\/?$/;
+/**
+ * Cap of a secure-aggregation message: the largest masked input (`SECAGG_MAX_ENCODED_LENGTH` words of 4 bytes in
+ * base64url, 1.4 MB) with room for its JSON; each accepted message is one row (≤ 2 MB) of the round's log.
+ */
+export const MAX_SECAGG_BODY_BYTES = Math.ceil((SECAGG_MAX_ENCODED_LENGTH * 4 * 4) / 3) + 64 * 1024;
 
 /** The largest body the route at `path` takes (every other route takes a small JSON body or none). */
 export function bodyCapFor(method: string, path: string): number {
@@ -42,6 +49,7 @@ export function bodyCapFor(method: string, path: string): number {
     if (PREDICT_PATH.test(path)) return MAX_PREDICT_BODY_BYTES;
     if (INFER_PATH.test(path)) return MAX_INFER_BODY_BYTES;
     if (UPDATE_UPLOAD_PATH.test(path)) return MAX_UPDATE_BODY_BYTES;
+    if (SECAGG_STAGE_PATH.test(path)) return MAX_SECAGG_BODY_BYTES;
   }
   return MAX_JSON_BODY_BYTES;
 }

@@ -4,8 +4,10 @@
  * public API key is never enough: open (with the task parameters), list, status, close now, list accepted updates
  * (paginated, with each device's public key), fetch one update's signed bytes, stream a page of them as one
  * `application/vnd.fedge.update-stream`, mark aggregated, publish (link the model version uploaded with
- * `POST /v1/admin/models/:name/versions`), and record what the aggregator released for a finished DP round (its noised
- * counts, C and z, for the dashboard). Devices and quotas are in admin-devices.ts, aggregator keys in
+ * `POST /v1/admin/models/:name/versions`); record what the aggregator released for a finished DP round (its noised
+ * counts, C and z, for the dashboard); and for a distributed round, its secure aggregation: the stage, close the
+ * current stage (the driver calls it at each stage's deadline), and the modular sum once finished — all the aggregator
+ * ever receives of the devices' updates. Devices and quotas are in admin-devices.ts, aggregator keys in
  * admin-aggregator-keys.ts.
  */
 import { createRoute, z } from "@hono/zod-openapi";
@@ -21,6 +23,8 @@ import {
   RoundList,
   RoundRelease,
   RoundStatus,
+  SecAggOutcome,
+  SecAggStatus,
   UPDATE_STREAM_FRAME_HEADER_BYTES,
   UPDATE_STREAM_MEDIA_TYPE,
   encodeUpdateStreamFrameHeader,
@@ -38,6 +42,7 @@ import {
   readBody,
 } from "../middleware/validation/index.ts";
 import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
+import { secAggStub } from "../durable-objects/secagg-round.ts";
 import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
 import { unwrap } from "../training/index.ts";
 import type { Bindings } from "../env.ts";
@@ -277,6 +282,51 @@ function updateFrames(env: Bindings, roundId: string, items: AcceptedUpdate[]): 
   });
 }
 
+const secAggStatus = createRoute({
+  method: "get",
+  path: "/v1/admin/rounds/{id}/secagg",
+  tags: ["training-admin"],
+  summary: "The secure-aggregation stage of a distributed round",
+  security,
+  request: { params: RoundParam },
+  responses: { 200: json(SecAggStatus, "The stage"), ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such round" }) },
+});
+
+const secAggClose = createRoute({
+  method: "post",
+  path: "/v1/admin/rounds/{id}/secagg/close",
+  tags: ["training-admin"],
+  summary: "Close the current secure-aggregation stage (after unmask: finish the round)",
+  description:
+    "Ends the stage with the devices that answered. Fewer than the round's threshold aborts the round for good " +
+    "(409 `round_closed`); the round is still charged.",
+  security,
+  request: { params: RoundParam },
+  responses: {
+    200: json(SecAggStatus, "The stage now"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such round", 409: "The round aborted (round_closed)" }),
+  },
+});
+
+const secAggSum = createRoute({
+  method: "get",
+  path: "/v1/admin/rounds/{id}/secagg/sum",
+  tags: ["training-admin"],
+  summary: "The modular sum of a finished distributed round",
+  security,
+  request: { params: RoundParam },
+  responses: {
+    200: json(SecAggOutcome, "Σ of the survivors' encoded updates mod 2^b"),
+    ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such round", 409: "Not finished, or aborted (round_closed)" }),
+  },
+});
+
+/** The secure aggregation of round `id`, after checking the id names a round shape. */
+function secAggFor(env: Bindings, roundId: string) {
+  if (!parseRoundId(roundId)) throw new FedgeError("round_not_found", 404, `no round ${roundId}`);
+  return secAggStub(env, roundId);
+}
+
 const router = createRouter();
 router.use("/v1/admin/rounds/*", adminAuth({ aggregator: true }));
 
@@ -298,6 +348,30 @@ export const adminRounds = router
   .openapi(roundStatus, async (c) => {
     const { id } = c.req.valid("param");
     return c.json(unwrap(await coordinatorFor(c.env, id).status(id, Date.now())).status, 200);
+  })
+  .openapi(secAggStatus, async (c) => {
+    const { id } = c.req.valid("param");
+    const stub = secAggFor(c.env, id);
+    return c.json({ round_id: id, stage: await stub.stage(), answered: await stub.answered() }, 200);
+  })
+  .openapi(secAggClose, async (c) => {
+    const { id } = c.req.valid("param");
+    const closed = unwrap(await secAggFor(c.env, id).closeStage());
+    return c.json({ round_id: id, stage: closed.stage }, 200);
+  })
+  .openapi(secAggSum, async (c) => {
+    const { id } = c.req.valid("param");
+    const { outcome } = unwrap(await secAggFor(c.env, id).outcome());
+    return c.json(
+      {
+        round_id: id,
+        modulus_bits: outcome.bits,
+        encoded_length: outcome.length,
+        survivors: outcome.survivors,
+        sum: outcome.sum,
+      },
+      200,
+    );
   })
   .openapi(closeRound, async (c) => {
     const { id } = c.req.valid("param");
@@ -346,7 +420,11 @@ export const adminRounds = router
     const { id } = c.req.valid("param");
     const body = (c.req.valid("json") ?? {}) as MarkAggregatedRequest;
     const now = Date.now();
-    return c.json(unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.published_version, now)).status, 200);
+    const reports = await securelyAggregated(c.env, id);
+    return c.json(
+      unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.published_version, now, reports)).status,
+      200,
+    );
   })
   .openapi(reportRelease, async (c) => {
     const { id } = c.req.valid("param");
@@ -356,8 +434,15 @@ export const adminRounds = router
   .openapi(publishRound, async (c) => {
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
+    const reports = await securelyAggregated(c.env, id);
     return c.json(
-      unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.model_version, Date.now())).status,
+      unwrap(await coordinatorFor(c.env, id).markAggregated(id, body.model_version, Date.now(), reports)).status,
       200,
     );
   });
+
+/** Inputs in round `roundId`'s released secure-aggregation sum; undefined when it has none (or is not distributed). */
+async function securelyAggregated(env: Bindings, roundId: string): Promise<number | undefined> {
+  const found = await secAggFor(env, roundId).outcome();
+  return found.ok ? found.outcome.survivors.length : undefined;
+}

@@ -14,8 +14,9 @@
  * - `local`: the device clips to C, then adds n ~ N(0, σ²I_d) with σ = z·C. ‖·‖₂ is 1-Lipschitz, so by Gaussian concentration
  *   (Vershynin, High-Dimensional Probability, 2018, Thm 5.2.2; E‖n‖ ≤ σ√d) P(‖n‖₂ ≥ σ(√d + t)) ≤ exp(−t²/2). With t = 10 an
  *   honest device is refused with probability below 2·10⁻²², and the edge accepts ‖Δ + n‖₂ ≤ C·(1 + 1e-4) + σ(√d + 10).
- * - `distributed`: never accepted here ({@link assertPlainUploadsAllowed}): a device's input to a distributed round is
- *   its noise share only inside the secure-aggregation sum; a plain update would reach the aggregator on its own.
+ * - `distributed`: never accepted here ({@link assertPlainUploadsAllowed}, before the body is read): a device's input to
+ *   a distributed round is its noise share only inside the secure-aggregation sum (routes/secagg.ts), where the edge
+ *   sees only masked vectors and their modular sum; a plain update would reach the aggregator on its own.
  * - `none`: no bound without a clip norm (the round is not private; Δ is sent unclipped); with one, as in `central`.
  */
 import { FedgeError, int8PayloadNorm, type PrivacyMode } from "@fedge/protocol";
@@ -76,7 +77,7 @@ export function assertPlainUploadsAllowed(roundId: string, limits: Pick<UpdateLi
     throw new FedgeError(
       "conflict",
       409,
-      `round ${roundId} is in privacy mode distributed: devices' inputs reach it only through secure aggregation, never as plain updates`,
+      `round ${roundId} is in privacy mode distributed: devices' inputs reach it only through secure aggregation (/v1/rounds/${roundId}/secagg), never as plain updates`,
     );
   }
 }

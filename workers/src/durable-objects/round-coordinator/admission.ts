@@ -7,12 +7,16 @@
  * Nonce rules: a device's update to a round is admitted only with the nonce issued to it at a check-in that selected
  * it, once; the same bytes again are a duplicate and answer the first receipt (also after the round closed, so a
  * retried upload is idempotent); different bytes from a device that already reported are refused (`nonce_used`).
+ *
+ * A `distributed` round takes no uploads: its devices take part in secure aggregation (`SecAggRound`), which admits a
+ * device that the round's coin selected, is not revoked and belongs to the population's tenant (`secAggMembership`).
  */
 import {
   DEFAULT_MAX_SELECTED_PER_KEY,
   roundTaskFor,
   type CheckinResponse,
   type RoundParams,
+  type SecureAggregationParams,
   type UpdateReceipt,
 } from "@fedge/protocol";
 import { fail, type Fail, type Result } from "../../training/result.ts";
@@ -73,13 +77,22 @@ export function openVerdict(latest: RoundRow | null, params: RoundParams, deadli
 }
 
 /**
- * A round is marked aggregated once it is closed with at least `min_reports` accepted updates; linking a version
- * other than one already linked is a conflict (marking again is idempotent).
+ * A round is marked aggregated once it is closed with at least `min_reports` accepted updates — in distributed mode,
+ * inputs in its finished secure-aggregation sum (`securelyAggregated`: the sum's survivors; undefined when no sum was
+ * released); linking a version other than one already linked is a conflict (marking again is idempotent).
  */
-export function aggregateVerdict(r: RoundRow, publishedVersion: number | undefined): Verdict {
+export function aggregateVerdict(
+  r: RoundRow,
+  publishedVersion: number | undefined,
+  securelyAggregated?: number,
+): Verdict {
   if (isCollecting(r.state)) return fail("conflict", 409, `round ${r.round_id} is still ${r.state}; close it first`);
   const params = paramsOf(r);
-  if (r.accepted < params.min_reports) {
+  if (params.privacy_mode === "distributed") {
+    if (securelyAggregated === undefined || securelyAggregated < params.min_reports) {
+      return fail("conflict", 409, `round ${r.round_id} released no secure-aggregation sum`);
+    }
+  } else if (r.accepted < params.min_reports) {
     return fail(
       "conflict",
       409,
@@ -256,4 +269,48 @@ export function receipt(
   duplicate: boolean,
 ): UpdateReceipt {
   return { round_id: r.round_id, device_id: deviceId, sha256, received_at: iso(receivedAt), duplicate };
+}
+
+/** What the secure-aggregation routes need to know of a device in a distributed round. */
+export interface SecAggMembership {
+  /** The Ed25519 key (base64url) the device checked in with; its secure-aggregation requests must verify under it. */
+  publicKey: string;
+  /** Whether the round still collects (devices may advertise keys only then). */
+  collecting: boolean;
+  secureAggregation: SecureAggregationParams;
+  /** The noise shares the round was charged for: its sum is released only with at least this many inputs. */
+  minInputs: number;
+}
+
+/**
+ * Whether `deviceId` takes part in round `r`'s secure aggregation: the round is distributed, the device is of the
+ * population's tenant (`owner`, when set), the coin selected it at check-in, and it is not revoked.
+ */
+export function secAggMembership(
+  r: RoundRow,
+  deviceId: string,
+  owner: string | null,
+  tenant: string,
+  issued: CheckinRow | null,
+  revoked: boolean,
+): Result<SecAggMembership> {
+  const params = paramsOf(r);
+  if (params.privacy_mode !== "distributed" || !params.secure_aggregation) {
+    return fail("conflict", 409, `round ${r.round_id} is not a distributed round; it has no secure aggregation`);
+  }
+  if (owner !== null) {
+    const tenancy = tenantVerdict(r.model, owner, tenant);
+    if (!tenancy.ok) return tenancy;
+  }
+  if (!issued || issued.selected !== 1 || issued.public_key === null) {
+    return fail("forbidden", 403, `device ${deviceId} was not selected for round ${r.round_id}`);
+  }
+  if (revoked) return fail("device_revoked", 403, `device ${deviceId} is revoked`);
+  return {
+    ok: true,
+    publicKey: issued.public_key,
+    collecting: isCollecting(r.state),
+    secureAggregation: params.secure_aggregation,
+    minInputs: params.mechanism?.distributed?.noise_shares ?? 1,
+  };
 }

@@ -70,8 +70,10 @@ import {
   receipt,
   ownerVerdict,
   roundNotFound,
+  secAggMembership,
   tenantVerdict,
   uploadTarget,
+  type SecAggMembership,
   type UploadPreflight,
   type UploadTarget,
 } from "./admission.ts";
@@ -364,12 +366,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /**
    * Marks a closed round aggregated, optionally linking the published model version. Idempotent; a different version than
-   * one already linked is a 409, as is a round still collecting or one with fewer than `min_reports` accepted updates.
+   * one already linked is a 409, as is a round still collecting or one with fewer than `min_reports` accepted updates
+   * (distributed: `securelyAggregated`, the inputs of its released secure-aggregation sum).
    */
   async markAggregated(
     roundId: string,
     publishedVersion: number | undefined,
     now: number,
+    securelyAggregated?: number,
   ): Promise<Result<{ status: RoundStatus }>> {
     if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
@@ -377,7 +381,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!r) return roundNotFound(roundId);
     await this.gatherShards(r, now);
     const settled = this.rounds.get(roundId)!;
-    const verdict = aggregateVerdict(settled, publishedVersion);
+    const verdict = aggregateVerdict(settled, publishedVersion, securelyAggregated);
     if (!verdict.ok) return verdict;
     this.rounds.markAggregated(settled, publishedVersion, now);
     await this.armAlarm(Infinity);
@@ -630,6 +634,21 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const existing = this.updates.get(r.seq, input.deviceId);
     const issued = this.checkins.get(r.seq, input.deviceId);
     return { ok: true, ...preflight(r, input, existing, issued, this.revocations.has(input.deviceId)) };
+  }
+
+  /** A device's standing in a distributed round's secure aggregation (no write). */
+  async secAggMember(
+    roundId: string,
+    deviceId: string,
+    now: number,
+    tenant: string = DEFAULT_TENANT,
+  ): Promise<Result<SecAggMembership>> {
+    if (!this.hasTables) return roundNotFound(roundId);
+    this.rounds.expire(now);
+    const r = this.rounds.get(roundId);
+    if (!r) return roundNotFound(roundId);
+    const issued = this.checkins.get(r.seq, deviceId);
+    return secAggMembership(r, deviceId, this.ownerOrNull(), tenant, issued, this.revocations.has(deviceId));
   }
 
   /** Records a stored update (one SQLite transaction); the same device and bytes again return the first receipt. */

@@ -1,0 +1,99 @@
+/**
+ * @module
+ * Secure aggregation (@fedge/secagg, SecAgg+) per round at 100 and 300 devices, a third of them dropping after masking
+ * (the worst case the rounds must finish in), d' = 10 000 values in Z_{2^20}. Measured on the real client and server
+ * state machines with JSON messages parsed by the wire schemas, all in this process:
+ * - device time (its own protocol steps, median device) against central mode's device step: encode, SHA-256 digest and
+ *   Ed25519-sign an update of the same d' float32 values (codec v3);
+ * - device bytes (sent + received JSON bodies, median device) against central mode's signed upload of the same update;
+ * - edge time (all server steps, unmasking the dropped devices included) against central mode's ingest of the same
+ *   number of updates: decode + WebCrypto Ed25519 verify of each.
+ */
+import nacl from "tweetnacl";
+import { decodeUpdate, encodeUpdate, verifyUpdateSignature, type UpdateFields } from "@fedge/protocol";
+import { chooseParameters } from "@fedge/secagg";
+import { simulateRound, type DropPoint } from "@fedge/secagg/testing";
+import { measure, type BenchMeasure } from "../types.ts";
+
+const LENGTH = 10_000;
+const BITS = 20;
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[s.length >> 1]!;
+}
+
+export default async function run(): Promise<BenchMeasure[]> {
+  const key = nacl.sign.keyPair();
+  const values = new Float32Array(LENGTH).map(() => Math.random() - 0.5);
+  const fields: UpdateFields = {
+    roundId: "round_bench",
+    deviceId: "dev_bench0001",
+    nonce: crypto.getRandomValues(new Uint8Array(16)),
+    shape: [LENGTH],
+    payload: { dtype: "float32", values },
+  };
+  const centralDevice: number[] = [];
+  let upload = await encodeUpdate(fields, key.secretKey);
+  for (let i = 0; i < 30; i++) {
+    const start = performance.now();
+    upload = await encodeUpdate(fields, key.secretKey);
+    if (i >= 5) centralDevice.push(performance.now() - start);
+  }
+  const centralDeviceMs = median(centralDevice);
+
+  const out: BenchMeasure[] = [];
+  for (const n of [100, 300]) {
+    const p = chooseParameters(n, BITS, LENGTH);
+    const drops = new Map<number, DropPoint>();
+    for (let i = 0; drops.size < Math.floor(n / 3); i += 3) drops.set(i % n, "consistency");
+    console.log(`  secagg n = ${n}: k = ${p.neighbours}, t = ${p.threshold}, ${drops.size} drop after masking`);
+    const round = await simulateRound({ devices: n, bits: BITS, length: LENGTH, drops });
+    const sum = await round.finish();
+    if (!sum.every((v, i) => v === round.expectedSum[i])) throw new Error("secagg bench: the sum is wrong");
+    const stayed = round.deviceIds.map((_, i) => i).filter((i) => !drops.has(i));
+    const deviceMs = median(stayed.map((i) => round.deviceMs[i]!));
+    const deviceBytes = median(stayed.map((i) => round.sentBytes[i]! + round.receivedBytes[i]!));
+
+    const centralEdgeStart = performance.now();
+    for (let i = 0; i < n; i++) await verifyUpdateSignature(decodeUpdate(upload), key.publicKey);
+    const centralEdgeMs = performance.now() - centralEdgeStart;
+
+    const notes = `n = ${n}, k = ${p.neighbours}, t = ${p.threshold}, d' = ${LENGTH}, b = ${BITS}, ${drops.size} devices drop after masking; one process, tweetnacl X25519, WebCrypto AES-CTR and Ed25519`;
+    out.push(
+      measure({
+        name: `secagg-device-ms-n${n}`,
+        description: `device time of one secure-aggregation round, ${n} devices (median surviving device)`,
+        value: deviceMs,
+        unit: "ms",
+        baseline_name: "central mode: encodeUpdate (SHA-256 digest + Ed25519 sign) of the same d' float32 values",
+        baseline: centralDeviceMs,
+        better: "lower",
+        goalRatio: 2,
+        notes,
+      }),
+      measure({
+        name: `secagg-device-bytes-n${n}`,
+        description: `bytes a device sends and receives in one secure-aggregation round, ${n} devices (median)`,
+        value: deviceBytes,
+        unit: "bytes",
+        baseline_name: "central mode: the signed float32 upload of the same d' values",
+        baseline: upload.length,
+        better: "lower",
+        goalRatio: 2,
+        notes,
+      }),
+      measure({
+        name: `secagg-edge-ms-n${n}`,
+        description: `edge time of one secure-aggregation round, ${n} devices, unmasking included`,
+        value: round.serverMs,
+        unit: "ms",
+        baseline_name: `central mode: decode + WebCrypto Ed25519 verify of ${n} uploads`,
+        baseline: centralEdgeMs,
+        better: "lower",
+        notes,
+      }),
+    );
+  }
+  return out;
+}
