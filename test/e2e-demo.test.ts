@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAccountant } from "@fedge/privacy";
-import { runDemo, type DemoResult } from "@fedge/demo";
+import { DEMO_MIN_SHARDS, runDemo, type DemoResult } from "@fedge/demo";
 
 const PORT = 8822;
 const ROUNDS = 2;
@@ -102,6 +102,19 @@ describe("npm run demo, small (100 devices, 2 rounds, ε = 1)", () => {
     expect(s.ortCheck.samples).toBe(result.report.testSamples);
     expect(s.ortCheck.argmaxAgreement).toBeGreaterThanOrEqual(0.999);
     expect(s.ortCheck.maxAbsLogitDiff).toBeLessThan(1e-3);
+  });
+
+  it("ran its rounds on coordinator shards, with int8 uploads at most 0.3× the float32 bytes", async () => {
+    const s = result.report.served;
+    // 100 devices: the default rule gives S = 1, so the demo's explicit minimum applies; the edge recorded it per round.
+    expect(s.coordination.shards).toBe(DEMO_MIN_SHARDS);
+    expect(s.uploads.dtype).toBe("int8");
+    expect(s.uploads.updateLength).toBeGreaterThan(0);
+    expect(s.uploads.bytesPerUpdate).toBeGreaterThan(s.uploads.updateLength);
+    expect(s.uploads.bytesPerUpdate).toBeLessThanOrEqual(0.3 * 4 * s.uploads.updateLength);
+    const md = await readFile(result.files.report, "utf8");
+    expect(md).toContain(`ran on S = ${DEMO_MIN_SHARDS} coordinator shards`);
+    expect(md).toContain(`int8, ${Math.round(s.uploads.bytesPerUpdate)} bytes per signed update`);
   });
 
   it("refused every misbehaving upload with a 4xx, and the accepted count is exactly the honest uploads", () => {

@@ -137,6 +137,7 @@ async function openRound(edge: LocalEdge, model: string, q: number, extra: Recor
         local_epochs: 1,
         batch_size: 32,
         privacy_mode: "central",
+        mechanism: { noise_multiplier: 1, clip_rule: "fixed" },
         trainable: "all",
         update_length: UPDATE_LENGTH,
         update_dtype: "int8",
@@ -255,10 +256,11 @@ async function fleetRound(edge: LocalEdge) {
       (message) => new Uint8Array(sign(null, message, d.privateKey)),
     );
   };
-  const post = (bytes: Uint8Array) =>
+  // Uploads carry the device's API key, as the SDK sends them.
+  const post = (bytes: Uint8Array, i: number) =>
     send(`${edge.url}/v1/rounds/${roundId}/updates`, {
       method: "POST",
-      headers: { "content-type": UPDATE_MEDIA_TYPE },
+      headers: { "content-type": UPDATE_MEDIA_TYPE, authorization: apis[i % API_KEYS]!.authorization! },
       body: bytes as Uint8Array<ArrayBuffer>,
     });
   let resent = 0;
@@ -267,7 +269,7 @@ async function fleetRound(edge: LocalEdge) {
   const uploadS = await pool(DEVICES, CONCURRENCY, async (i) => {
     const d = devices[i]!;
     const bytes = await body(i, 0);
-    const first = await post(bytes);
+    const first = await post(bytes, i);
     // A retried POST whose first attempt was stored before the connection broke answers 200 with the same receipt.
     const receipt = await json<UpdateReceipt>(first, first.status === 200 ? 200 : 201);
     uploads++;
@@ -278,14 +280,14 @@ async function fleetRound(edge: LocalEdge) {
     d.accepted = sha;
     if (i % 20 === 0) {
       // A retry of the same bytes (the answer was lost): the first receipt again.
-      const again = await json<UpdateReceipt>(await post(bytes), 200);
+      const again = await json<UpdateReceipt>(await post(bytes, i), 200);
       if (!again.duplicate || again.sha256 !== sha) throw new Error(`${d.id}: resend not answered as a duplicate`);
       resent++;
       uploads++;
     }
     if (i % 50 === 0) {
       // A second, different update with the spent nonce.
-      const res = await post(await body(i, 1));
+      const res = await post(await body(i, 1), i);
       await res.arrayBuffer();
       if (res.status !== 409) throw new Error(`${d.id}: a second update with a spent nonce got ${res.status}`);
       refusedReplays++;

@@ -10,5 +10,6 @@ export * from "./misbehave.ts";
 export * from "./pool.ts";
 export * from "./privacy.ts";
 export * from "./report.ts";
+export { DEMO_MIN_SHARDS } from "./served-run.ts";
 export * from "./setting.ts";
 export * from "./svg.ts";

@@ -72,6 +72,8 @@ function fixture(): DemoReport {
         ],
       },
       epsilonCheck: { recomputed: 0.999, ledger: 0.999, aggregator: 0.998 },
+      coordination: { shards: 4, why: "set explicitly" },
+      uploads: { dtype: "int8", updateLength: 50_890, bytesPerUpdate: 51_046 },
       ortCheck: { version: 3, samples: 1505, argmaxAgreement: 1, maxAbsLogitDiff: 1e-6, sha256: "ab".repeat(32) },
       devices: [
         {
@@ -145,6 +147,14 @@ describe("report", () => {
     expect(md).toMatch(
       /\| #0 \(checked in every round\) \| 2 of 2 \| 2 \| .* \| 1\.012 \(δ = 1e-5\) \| 0\.999 \(δ = 1e-5\) \|/,
     );
+  });
+
+  it("states the coordinator shards the rounds ran on and the bytes per signed update against float32", () => {
+    expect(md).toContain(
+      "the population's rounds ran on S = 4 coordinator shards (`PUT /v1/admin/populations/mnist-dp/sharding`; set explicitly)",
+    );
+    expect(md).toContain("int8, 51046 bytes per signed update of 50890 values");
+    expect(md).toContain("0.251× the 203560 bytes of the same values in float32");
   });
 
   it("publishes no exact per-round count of the private population", () => {

@@ -69,6 +69,13 @@ export interface ServedRun {
   misbehavingRefused: boolean;
   /** Every round the edge accepted exactly the honest uploads, and the aggregator streamed them all. */
   acceptedAreHonest: boolean;
+  /**
+   * The coordinator shards S the population's rounds ran on (as the edge recorded each round; the same every round)
+   * and why the demo chose it.
+   */
+  coordination: { shards: number; why: string };
+  /** What the devices uploaded: the dtype the rounds asked for, the update's length, mean bytes per signed update. */
+  uploads: { dtype: "float32" | "int8"; updateLength: number; bytesPerUpdate: number };
   seconds: number;
 }
 
@@ -420,6 +427,13 @@ export function reportMarkdown(rep: DemoReport): string {
   );
 
   L.push("## Setting", "");
+  const float32Bytes = 4 * s.uploads.updateLength;
+  L.push(
+    `- **Coordination**: the population's rounds ran on S = ${s.coordination.shards} coordinator shard${s.coordination.shards === 1 ? "" : "s"} ` +
+      `(\`PUT /v1/admin/populations/${s.population}/sharding\`; ${s.coordination.why}).`,
+    `- **Uploads**: ${s.uploads.dtype}, ${Math.round(s.uploads.bytesPerUpdate)} bytes per signed update of ${s.uploads.updateLength} values ` +
+      `(mean over the accepted updates the edge listed), ${(s.uploads.bytesPerUpdate / float32Bytes).toFixed(3)}× the ${float32Bytes} bytes of the same values in float32.`,
+  );
   L.push(
     `- **Data**: the \`mnist\` package's 10,000 digits, fixed split (\`loadMnist\`): ${rep.testSamples} test digits; of the train digits the first ` +
       `${rep.publicSamples} are public (used only to pretrain) and the other ${rep.privateSamples} are on the devices, non-IID (\`shardNonIid\`).`,

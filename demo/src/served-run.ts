@@ -8,6 +8,7 @@ import * as ort from "onnxruntime-node";
 import { FedgeClient } from "@fedge/client";
 import type { Backend } from "@fedge/gpu-node";
 import type { MlpParams } from "@fedge/ml";
+import { defaultShardCount, DEVICES_PER_SHARD } from "@fedge/protocol";
 import { PrivacyLedger } from "@fedge/privacy";
 import type { Dataset } from "fedge/data";
 import { RoundEngine } from "fedge/round";
@@ -37,6 +38,31 @@ export interface DemoAudit {
   refusals: Record<string, Record<string, number>>;
   notRefused: number;
   honestErrors: Record<string, number>;
+}
+
+/**
+ * The coordinator shards the demo's population runs on. The default rule (`defaultShardCount`: ⌈expected check-ins /
+ * 50,000⌉) gives S = 1 for the demo's 1,000 devices, which would leave the sharded path unused; the demo sets S
+ * explicitly to at least this, so every run goes the way a population past 50,000 devices does (open and close fanned
+ * out to the shards, nonces issued per shard, the aggregator streaming from every shard). 4 is the S the shards bench
+ * compares with one coordinator (`npm run bench -- shards`).
+ */
+export const DEMO_MIN_SHARDS = 4;
+
+/** Mean bytes per accepted update of `roundId`, from the edge's update list (every page). */
+async function meanUpdateBytes(admin: EdgeAdminClient, roundId: string): Promise<{ bytes: number; n: number }> {
+  let bytes = 0;
+  let n = 0;
+  let after: number | null = 0;
+  while (after !== null) {
+    const page = await admin.listUpdates(roundId, after, 1000);
+    for (const u of page.items) {
+      bytes += u.byte_length;
+      n++;
+    }
+    after = page.next_cursor === null ? null : Number(page.next_cursor);
+  }
+  return { bytes, n };
 }
 
 /** Served accuracy through `/predict` (batches of 128, the edge's cap) and the served logits. */
@@ -199,6 +225,20 @@ export async function runServed(
       delta: o.delta,
       accountant: o.recipe.accountant,
     });
+    // S from the rule for the expected check-ins (every device checks in each round), but never fewer than
+    // DEMO_MIN_SHARDS: the rule gives 1 below 50,000 devices (see DEMO_MIN_SHARDS).
+    const ruled = defaultShardCount(o.clients);
+    const sharding = await ctx.operator.setSharding(population, { shards: Math.max(DEMO_MIN_SHARDS, ruled) });
+    const why =
+      ruled >= DEMO_MIN_SHARDS
+        ? `the default rule ⌈${o.clients} / ${DEVICES_PER_SHARD}⌉ for the expected check-ins`
+        : `set explicitly: the default rule ⌈${o.clients} / ${DEVICES_PER_SHARD}⌉ gives ${ruled} for ${o.clients} devices, ` +
+          `and the demo runs the sharded path a large population takes, on the S = ${DEMO_MIN_SHARDS} the shards bench measures`;
+    ctx.log(`[private] ${population} runs on S = ${sharding.shards} coordinator shards (${why})`);
+    const roundShards = new Set<number>();
+    let uploadBytes = 0;
+    let uploadCount = 0;
+    let updateLength = 0;
     let fleetResult: Awaited<ReturnType<Fleet["runRound"]>> | undefined;
     const runner = new EdgeRoundRunner({
       engine,
@@ -234,6 +274,13 @@ export async function runServed(
       if (res.outcome === "abandoned") ctx.log(`[private] ${res.roundId} abandoned: ${res.reason}`);
       if (res.refusedUpdates.length > 0)
         ctx.log(`[private] the aggregator refused ${res.refusedUpdates.length} streamed updates`);
+      // What the edge recorded for the round: the S it ran on, and the bytes it accepted.
+      const status = await ctx.admin.roundStatus(res.roundId);
+      roundShards.add(status.shards ?? 1);
+      updateLength = status.params.update_length;
+      const listed = await meanUpdateBytes(ctx.admin, res.roundId);
+      uploadBytes += listed.bytes;
+      uploadCount += listed.n;
       last = await servedAccuracy(ctx.evaluator, population, ctx.test);
       privacy = await populationPrivacy({ baseUrl: ctx.edge.url, population });
       const round: RoundRecord = {
@@ -290,6 +337,13 @@ export async function runServed(
       devices,
       misbehavingRefused: audit.notRefused === 0,
       acceptedAreHonest: audit.rounds.every((r) => r.accepted === r.honestAccepted && r.aggregated === r.accepted),
+      // One S for the whole run (it is set before the first round); a round recorded with another S would show here.
+      coordination: { shards: roundShards.size === 1 ? [...roundShards][0]! : NaN, why },
+      uploads: {
+        dtype: config.updateDtype,
+        updateLength,
+        bytesPerUpdate: uploadCount > 0 ? uploadBytes / uploadCount : NaN,
+      },
       seconds: (performance.now() - t0) / 1000,
     };
   } finally {

@@ -454,3 +454,40 @@ describe("sharded rounds", () => {
     expect(await statusOf(round.round_id)).toMatchObject({ state: "closed", close_reason: "max_reports", accepted: 4 });
   });
 });
+
+describe("the admin check-in bench route on a sharded population", () => {
+  it("puts each bench device on the shard its keyed hash names, one by one and batched, and names the S", async () => {
+    const model = uniqueModel("benchshard");
+    await shardTo(model, 4);
+    const round = await openRound(model, { sampling_rate: 0.5 });
+    const bench = async (rpc: "checkin" | "batch", n: number, prefix: string) => {
+      const res = await call(`/v1/admin/bench/rounds/${model}/checkins?n=${n}&prefix=${prefix}&rpc=${rpc}`, {
+        method: "POST",
+        headers: ADMIN,
+      });
+      expect(res.status, await res.clone().text()).toBe(200);
+      return res.json<{ runs: number; selected: number; shards: number }>();
+    };
+    const one = await bench("checkin", 12, "dev_one_");
+    const batch = await bench("batch", 24, "dev_batch_");
+    expect([one.runs, one.shards, batch.runs, batch.shards]).toEqual([12, 4, 24, 4]);
+    const ids = [
+      ...Array.from({ length: 12 }, (_, i) => `dev_one_${i}`),
+      ...Array.from({ length: 24 }, (_, i) => `dev_batch_${i}`),
+    ];
+    const held = new Map<string, number>();
+    for (let s = 0; s < 4; s++) {
+      for (const r of await rowsIn<{ device_id: string }>(shardObject(model, s), "SELECT device_id FROM checkins")) {
+        expect(held.has(r.device_id), `${r.device_id} on two shards`).toBe(false);
+        held.set(r.device_id, s);
+      }
+    }
+    for (const id of ids) expect([id, held.get(id)]).toEqual([id, await shardOf(edgeEnv, id, 4)]);
+    expect(held.size).toBe(ids.length);
+    // The population's object took none of them, and the round counts every one (summed from its shards).
+    expect(await rowsIn(env.ROUNDS.getByName(model), "SELECT device_id FROM checkins")).toEqual([]);
+    const status = await statusOf(round.round_id);
+    expect(status.checked_in).toBe(ids.length);
+    expect(status.selected).toBe(one.selected + batch.selected);
+  });
+});

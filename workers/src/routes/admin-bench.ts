@@ -11,14 +11,17 @@
  * - `POST /v1/admin/bench/rounds/{model}/checkins?n=N&prefix=P&rpc=checkin|batch|read`: N first check-ins of devices
  *   `P0 … P(N−1)` into the population's collecting round (it writes them: use a bench population). `rpc=checkin`: one
  *   `RoundCoordinator.checkin` RPC after the other (a CSPRNG coin and a SQLite transaction each, each request committed
- *   to local storage); `rpc=batch`: all N inside one RPC (`benchCheckins`: one commit), so against `n=0` the difference
- *   is the object's own work per check-in; `rpc=read`: N read-only RPCs, the cost of a round trip to the object. The
+ *   to local storage); `rpc=batch`: all N inside one RPC per shard (`benchCheckins`: one commit each), so against `n=0`
+ *   the difference is the objects' own work per check-in; `rpc=read`: N read-only RPCs to the population's object, the
+ *   cost of a round trip to an object. A sharded population's devices go to their own shards (`shardOf` with the S of
+ *   its newest round), as the check-in route sends them; the answer names that S. The
  *   clock advances at every RPC's completion (I/O), so the elapsed time is measured here, inside workerd
  *   (docs/SCALE.md sizes coordinator shards with it).
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { benchInputs, FedgeError, ModelName, ModelVersion } from "@fedge/protocol";
-import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
+import { benchInputs, DEFAULT_TENANT, FedgeError, ModelName, ModelVersion } from "@fedge/protocol";
+import { roundsStub, shardStub } from "../durable-objects/round-coordinator/index.ts";
+import { shardOf } from "../training/shard-of.ts";
 import { unwrap } from "../training/index.ts";
 import { adminAuth } from "../middleware/auth/index.ts";
 import { createRouter, errorResponses } from "../middleware/validation/index.ts";
@@ -113,7 +116,12 @@ const checkinsRoute = createRoute({
       description: "RPCs run and the wall time they took inside the edge runtime",
       content: {
         "application/json": {
-          schema: z.object({ runs: z.number().int(), selected: z.number().int(), elapsed_ms: z.number() }),
+          schema: z.object({
+            runs: z.number().int(),
+            selected: z.number().int(),
+            shards: z.number().int(),
+            elapsed_ms: z.number(),
+          }),
         },
       },
     },
@@ -124,20 +132,32 @@ const checkinsRoute = createRoute({
 adminBench.openapi(checkinsRoute, async (c) => {
   const { model } = c.req.valid("param");
   const { n, prefix, rpc } = c.req.valid("query");
-  const coordinator = roundsStub(c.env, model);
+  const population = roundsStub(c.env, model);
+  // The S of the population's newest round: each device goes to its own shard, as the check-in route sends it.
+  const { shards } = await population.routing();
+  const ids = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
   let selected = 0;
-  const t0 = Date.now();
   if (rpc === "batch") {
-    selected = unwrap(await coordinator.benchCheckins(prefix, n, Date.now())).selected;
-    return c.json({ runs: n, selected, elapsed_ms: Date.now() - t0 }, 200);
+    // One RPC per shard with the devices that shard serves (S RPCs for n = 0: the baseline subtracts them).
+    const byShard: string[][] = Array.from({ length: shards }, () => []);
+    for (const id of ids) byShard[await shardOf(c.env, id, shards)]!.push(id);
+    const t0 = Date.now();
+    for (let i = 0; i < shards; i++) {
+      const stub = shardStub(c.env, model, i, shards);
+      selected += unwrap(await stub.benchCheckins(byShard[i]!, Date.now(), shards)).selected;
+    }
+    return c.json({ runs: n, selected, shards, elapsed_ms: Date.now() - t0 }, 200);
   }
-  for (let i = 0; i < n; i++) {
+  const t0 = Date.now();
+  for (const id of ids) {
     if (rpc === "read") {
-      await coordinator.listRounds(1, Date.now());
+      await population.listRounds(1, Date.now());
       continue;
     }
-    const { answer } = unwrap(await coordinator.checkin(`${prefix}${i}`, BENCH_PUBLIC_KEY, "bench", Date.now()));
+    // The device's shard is computed per check-in, as the check-in route does (HMAC-SHA-256 of the id).
+    const stub = shardStub(c.env, model, await shardOf(c.env, id, shards), shards);
+    const { answer } = unwrap(await stub.checkin(id, BENCH_PUBLIC_KEY, "bench", Date.now(), DEFAULT_TENANT, shards));
     if (answer.selected) selected++;
   }
-  return c.json({ runs: n, selected, elapsed_ms: Date.now() - t0 }, 200);
+  return c.json({ runs: n, selected, shards, elapsed_ms: Date.now() - t0 }, 200);
 });

@@ -574,14 +574,15 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   }
 
   /**
-   * Benchmark only (the admin bench route, docs/SCALE.md): `n` first check-ins of devices `${prefix}0 …` in this one
-   * call, so one storage commit and one RPC for all of them; timed from the caller against `n = 0`, the difference is
-   * the object's own work per check-in (coin, SQLite reads and transaction), without the per-request commit.
+   * Benchmark only (the admin bench route, docs/SCALE.md): first check-ins of `deviceIds` in this one call, so one
+   * storage commit and one RPC for all of them; timed from the caller against no ids, the difference is the object's
+   * own work per check-in (coin, SQLite reads and transaction), without the per-request commit. `shards` is the S the
+   * caller routed the devices with, as for `checkin`.
    */
-  async benchCheckins(prefix: string, n: number, now: number): Promise<Result<{ selected: number }>> {
+  async benchCheckins(deviceIds: string[], now: number, shards = 1): Promise<Result<{ selected: number }>> {
     let selected = 0;
-    for (let i = 0; i < n; i++) {
-      const r = await this.checkin(`${prefix}${i}`, "A".repeat(43), "bench", now);
+    for (const id of deviceIds) {
+      const r = await this.checkin(id, "A".repeat(43), "bench", now, DEFAULT_TENANT, shards);
       if (!r.ok) return r;
       if (r.answer.selected) selected++;
     }
