@@ -429,7 +429,8 @@ export const adminRounds = router
   .openapi(reportRelease, async (c) => {
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
-    return c.json(unwrap(await coordinatorFor(c.env, id).reportRelease(id, body, Date.now())).status, 200);
+    const reports = await securelyAggregated(c.env, id);
+    return c.json(unwrap(await coordinatorFor(c.env, id).reportRelease(id, body, Date.now(), reports)).status, 200);
   })
   .openapi(publishRound, async (c) => {
     const { id } = c.req.valid("param");

@@ -19,7 +19,11 @@ const LATTICE_TOLERANCE = 1e-6;
 
 const invalid = (message: string) => fail("validation_failed", 400, message);
 
-export function releaseVerdict(r: RoundRow, release: RoundRelease): Verdict {
+/**
+ * `securelyAggregated`: the inputs of a distributed round's released secure-aggregation sum (its reports: such a round
+ * accepts no plain uploads), as `aggregateVerdict` counts them.
+ */
+export function releaseVerdict(r: RoundRow, release: RoundRelease, securelyAggregated?: number): Verdict {
   const params = paramsOf(r);
   if (!isDpMode(params.privacy_mode) || !params.mechanism) {
     return fail(
@@ -35,11 +39,12 @@ export function releaseVerdict(r: RoundRow, release: RoundRelease): Verdict {
     const at = (JSON.parse(r.dp_release) as { reported_at: string }).reported_at;
     return fail("conflict", 409, `round ${r.round_id} already has a release, reported at ${at}`);
   }
-  if (r.accepted < params.min_reports) {
+  const reports = params.privacy_mode === "distributed" ? (securelyAggregated ?? 0) : r.accepted;
+  if (reports < params.min_reports) {
     return fail(
       "conflict",
       409,
-      `round ${r.round_id} has fewer accepted updates than its min_reports ${params.min_reports}: it was not aggregated, so nothing was released (closed at ${r.closed_at === null ? "?" : iso(r.closed_at)})`,
+      `round ${r.round_id} has fewer reports than its min_reports ${params.min_reports}: it was not aggregated, so nothing was released (closed at ${r.closed_at === null ? "?" : iso(r.closed_at)})`,
     );
   }
   if (release.clip_norm !== params.clip_norm) {

@@ -392,7 +392,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * Records what the aggregator released for a closed DP round (`releaseVerdict`: only noised values of the round's own
    * mechanism, once). A refused report stores nothing.
    */
-  async reportRelease(roundId: string, release: RoundRelease, now: number): Promise<Result<{ status: RoundStatus }>> {
+  async reportRelease(
+    roundId: string,
+    release: RoundRelease,
+    now: number,
+    /** A distributed round: the inputs of its released secure-aggregation sum. */
+    securelyAggregated?: number,
+  ): Promise<Result<{ status: RoundStatus }>> {
     if (!this.hasTables) return roundNotFound(roundId);
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
@@ -400,7 +406,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     // A sharded round's accepted count (min_reports) is summed from its shards.
     if (!isCollecting(r.state)) await this.gatherShards(r, now);
     const settled = this.rounds.get(roundId)!;
-    const verdict = releaseVerdict(settled, release);
+    const verdict = releaseVerdict(settled, release, securelyAggregated);
     if (!verdict.ok) return verdict;
     this.rounds.recordRelease(settled.seq, { ...release, reported_at: iso(now) });
     return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
