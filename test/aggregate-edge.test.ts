@@ -5,26 +5,19 @@
  * SIGKILLed between aggregation and publishing without spending privacy twice or publishing twice.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient, memoryStorage } from "@fedge/client";
 import { createBackend, type Backend } from "@fedge/gpu-node";
 import { ModelDetail, ModelManifest, toBase64Url, type RoundStatus } from "@fedge/protocol";
-import {
-  CheckpointStore,
-  evaluateModel,
-  exportModel,
-  loadOrCreateSigningKey,
-  verifyManifest,
-  type SigningKey,
-} from "fedge";
+import { CheckpointStore, evaluateModel, exportModel, verifyManifest, type SigningKey } from "fedge";
 import { createAccountant } from "@fedge/privacy";
 import { loadMnist } from "fedge/data";
 import { runCli } from "fedge/cli";
 import { EdgeAdminClient } from "fedge/edge";
-import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import { repoRoot, type LocalEdge } from "@fedge/local-edge";
+import { startTestEdge, type TestEdge } from "./helpers/test-edge.ts";
 import { zeroMnistRegression } from "./helpers/zero-model.ts";
 
 const PORT = 8830;
@@ -32,6 +25,7 @@ const BIN = path.join(repoRoot, "aggregator/bin/fedge.js");
 const DEVICES = 4;
 const ADMIN_TOKEN = `fa_${toBase64Url(crypto.getRandomValues(new Uint8Array(24)))}`;
 
+let testEdge: TestEdge;
 let dir: string;
 let edge: LocalEdge;
 let key: SigningKey;
@@ -43,19 +37,13 @@ let backend: Backend;
 let devices: { client: FedgeClient; x: Float32Array; y: Uint8Array }[];
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "fedge-aggregate-e2e-"));
-  // the DP population's checkpoint dir holds the key the edge trusts (the default key file of --checkpoint-dir)
-  keyFile = path.join(dir, "dp", "aggregator-key.json");
-  tokenFile = path.join(dir, "admin-token");
-  await writeFile(tokenFile, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
-  key = await loadOrCreateSigningKey(keyFile);
-  edge = await startLocalEdge({
+  testEdge = await startTestEdge({
     port: PORT,
-    persistTo: path.join(dir, "edge-state"),
-    vars: { FEDGE_ADMIN_TOKEN: ADMIN_TOKEN, FEDGE_AGGREGATOR_PUBLIC_KEY: toBase64Url(key.publicKey) },
-    readyTimeoutMs: 120_000,
+    name: "aggregate-e2e",
+    adminToken: ADMIN_TOKEN,
+    aggregatorKeyFile: path.join("dp", "aggregator-key.json"),
   });
-  operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
+  ({ dir, edge, key, operator, keyFile, tokenFile } = testEdge);
   backend = await createBackend({ prefer: "cpu", log: () => undefined });
   const apiKey = (await operator.createApiKey("aggregate e2e devices", 1_000_000)).key;
   const { train } = loadMnist();
@@ -78,9 +66,8 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await edge?.stop();
   await backend?.dispose();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await testEdge?.stop();
 });
 
 /** Uploads a zero 784→10 softmax regression as version 1 (serving) of `model`. */

@@ -5,21 +5,22 @@
  * reports ε̂ next to the ε the shadow's ledger charged; the population itself, its served model and its ledger are
  * untouched, and the edge refuses to serve any shadow version.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBackend, type Backend } from "@fedge/gpu-node";
 import { ModelDetail, PopulationPrivacyStatus, toBase64Url } from "@fedge/protocol";
-import { exportModel, loadOrCreateSigningKey, type SigningKey } from "fedge";
+import { exportModel, type SigningKey } from "fedge";
 import { runCli } from "fedge/cli";
 import { EdgeAdminClient, EdgeAdminError } from "fedge/edge";
-import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import type { LocalEdge } from "@fedge/local-edge";
+import { startTestEdge, type TestEdge } from "./helpers/test-edge.ts";
 import { zeroMnistRegression } from "./helpers/zero-model.ts";
 
 const PORT = 8846;
 const ADMIN_TOKEN = `fa_${toBase64Url(crypto.getRandomValues(new Uint8Array(24)))}`;
 
+let testEdge: TestEdge;
 let dir: string;
 let edge: LocalEdge;
 let key: SigningKey;
@@ -30,19 +31,14 @@ let operator: EdgeAdminClient;
 let backend: Backend;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "fedge-audit-e2e-"));
-  keyFile = path.join(dir, "aggregator-key.json");
-  tokenFile = path.join(dir, "admin-token");
-  apiKeyFile = path.join(dir, "api-key");
-  await writeFile(tokenFile, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
-  key = await loadOrCreateSigningKey(keyFile);
-  edge = await startLocalEdge({
+  testEdge = await startTestEdge({
     port: PORT,
-    persistTo: path.join(dir, "edge-state"),
-    vars: { FEDGE_ADMIN_TOKEN: ADMIN_TOKEN, FEDGE_AGGREGATOR_PUBLIC_KEY: toBase64Url(key.publicKey) },
-    readyTimeoutMs: 120_000,
+    name: "audit-e2e",
+    adminToken: ADMIN_TOKEN,
+    aggregatorKeyFile: "aggregator-key.json",
   });
-  operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
+  ({ dir, edge, key, operator, keyFile, tokenFile } = testEdge);
+  apiKeyFile = path.join(dir, "api-key");
   backend = await createBackend({ prefer: "cpu", log: () => undefined });
   const apiKey = (await operator.createApiKey("audit e2e canaries", 1_000_000)).key;
   await writeFile(apiKeyFile, `${apiKey}\n`, { mode: 0o600 });
@@ -57,9 +53,8 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await edge?.stop();
   await backend?.dispose();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await testEdge?.stop();
 });
 
 async function detail(model: string): Promise<ModelDetail> {

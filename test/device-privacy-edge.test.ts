@@ -11,9 +11,6 @@
  * - update format versions 1 (no clip bit) and 2 (whole-body signature) are refused by the edge with a message naming
  *   the version.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import nacl from "tweetnacl";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -40,13 +37,14 @@ import { parsePopulationConfig, type PopulationConfigInput } from "fedge/config"
 import { exportModel, generateSigningKey, type SigningKey } from "fedge/export";
 import { EdgeAdminClient, EdgeRoundRunner, edgeRunnerStateOf } from "fedge/edge";
 import { RoundEngine } from "fedge/round";
-import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import type { LocalEdge } from "@fedge/local-edge";
+import { startTestEdge, type TestEdge } from "./helpers/test-edge.ts";
 import { encodeUpdateV1 } from "./helpers/update-v1.ts";
 
 const PORT = 8836;
 const ADMIN_TOKEN = `fa_${toBase64Url(crypto.getRandomValues(new Uint8Array(24)))}`;
 
-let dir: string;
+let testEdge: TestEdge;
 let edge: LocalEdge;
 let key: SigningKey;
 let operator: EdgeAdminClient;
@@ -55,24 +53,15 @@ let backend: Backend;
 let apiKey: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "fedge-device-privacy-"));
-  key = generateSigningKey();
-  edge = await startLocalEdge({
-    port: PORT,
-    persistTo: path.join(dir, "edge-state"),
-    vars: { FEDGE_ADMIN_TOKEN: ADMIN_TOKEN, FEDGE_AGGREGATOR_PUBLIC_KEY: toBase64Url(key.publicKey) },
-    readyTimeoutMs: 120_000,
-  });
-  operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
-  admin = new EdgeAdminClient({ baseUrl: edge.url, signingKey: key.secretKey });
+  testEdge = await startTestEdge({ port: PORT, name: "device-privacy", adminToken: ADMIN_TOKEN });
+  ({ edge, key, operator, admin } = testEdge);
   backend = await createBackend({ prefer: "cpu", log: () => undefined });
   apiKey = (await operator.createApiKey("device privacy e2e", 1_000_000)).key;
 }, 180_000);
 
 afterAll(async () => {
-  await edge?.stop();
   await backend?.dispose();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await testEdge?.stop();
 });
 
 /** A device of this app: its own identity and storage, pinned to the aggregator's key unless `pin` is false. */

@@ -7,9 +7,6 @@
  * rotation) and applies it: the model moves along the devices' clipped update, and the ε on the edge's ledger is the
  * accountant's for the noise that ran.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient, PrivacyPolicyError, memoryStorage } from "@fedge/client";
 import { createBackend, type Backend } from "@fedge/gpu-node";
@@ -17,17 +14,18 @@ import { clipToNorm, computeUpdate, trainDeviceDelta, type MlpParams } from "@fe
 import { PrivacyLedger, cryptoRandomBytes, distributedSharesOf } from "@fedge/privacy";
 import { toBase64Url, type PopulationPrivacyStatus } from "@fedge/protocol";
 import { parsePopulationConfig } from "fedge/config";
-import { exportModel, generateSigningKey, type SigningKey } from "fedge/export";
+import { exportModel, type SigningKey } from "fedge/export";
 import { EdgeAdminClient, EdgeRoundRunner, edgeRunnerStateOf, fetchModelManifest } from "fedge/edge";
 import { RoundEngine } from "fedge/round";
-import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import type { LocalEdge } from "@fedge/local-edge";
+import { startTestEdge, type TestEdge } from "./helpers/test-edge.ts";
 
 const PORT = 8852;
 const ADMIN_TOKEN = `fa_${toBase64Url(crypto.getRandomValues(new Uint8Array(24)))}`;
 const DEVICES = 9;
 const BUDGET = { epsilon: 100, delta: 1e-5 };
 
-let dir: string;
+let testEdge: TestEdge;
 let edge: LocalEdge;
 let key: SigningKey;
 let operator: EdgeAdminClient;
@@ -36,24 +34,15 @@ let backend: Backend;
 let apiKey: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "fedge-distributed-round-"));
-  key = generateSigningKey();
-  edge = await startLocalEdge({
-    port: PORT,
-    persistTo: path.join(dir, "edge-state"),
-    vars: { FEDGE_ADMIN_TOKEN: ADMIN_TOKEN, FEDGE_AGGREGATOR_PUBLIC_KEY: toBase64Url(key.publicKey) },
-    readyTimeoutMs: 120_000,
-  });
-  operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
-  admin = new EdgeAdminClient({ baseUrl: edge.url, signingKey: key.secretKey });
+  testEdge = await startTestEdge({ port: PORT, name: "distributed-round", adminToken: ADMIN_TOKEN });
+  ({ edge, key, operator, admin } = testEdge);
   backend = await createBackend({ prefer: "cpu", log: () => undefined });
   apiKey = (await operator.createApiKey("distributed round e2e", 1_000_000)).key;
 }, 180_000);
 
 afterAll(async () => {
-  await edge?.stop();
   await backend?.dispose();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await testEdge?.stop();
 });
 
 /** A 4 → 2 softmax regression with every weight zero (10 trainable values, d' = 16). */

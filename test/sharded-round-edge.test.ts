@@ -4,19 +4,19 @@
  * maps them to, and `fedge aggregate` streams the updates from every shard, charges the population's ledger once and
  * publishes the next version.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient, memoryStorage } from "@fedge/client";
 import { createBackend, type Backend } from "@fedge/gpu-node";
 import { toBase64Url, type AcceptedUpdatePage, type RoundStatus } from "@fedge/protocol";
 import { createAccountant } from "@fedge/privacy";
-import { exportModel, loadOrCreateSigningKey, type SigningKey } from "fedge";
+import { exportModel, type SigningKey } from "fedge";
 import { loadMnist } from "fedge/data";
 import { runCli } from "fedge/cli";
 import { EdgeAdminClient } from "fedge/edge";
-import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import type { LocalEdge } from "@fedge/local-edge";
+import { startTestEdge, type TestEdge } from "./helpers/test-edge.ts";
 import { zeroMnistRegression } from "./helpers/zero-model.ts";
 
 const PORT = 8844;
@@ -25,6 +25,7 @@ const SHARDS = 4;
 const MODEL = "sharded-dp";
 const ADMIN_TOKEN = `fa_${toBase64Url(crypto.getRandomValues(new Uint8Array(24)))}`;
 
+let testEdge: TestEdge;
 let dir: string;
 let edge: LocalEdge;
 let key: SigningKey;
@@ -33,15 +34,13 @@ let backend: Backend;
 let devices: { client: FedgeClient; x: Float32Array; y: Uint8Array }[];
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "fedge-sharded-e2e-"));
-  key = await loadOrCreateSigningKey(path.join(dir, "cp", "aggregator-key.json"));
-  edge = await startLocalEdge({
+  testEdge = await startTestEdge({
     port: PORT,
-    persistTo: path.join(dir, "edge-state"),
-    vars: { FEDGE_ADMIN_TOKEN: ADMIN_TOKEN, FEDGE_AGGREGATOR_PUBLIC_KEY: toBase64Url(key.publicKey) },
-    readyTimeoutMs: 120_000,
+    name: "sharded-e2e",
+    adminToken: ADMIN_TOKEN,
+    aggregatorKeyFile: path.join("cp", "aggregator-key.json"),
   });
-  operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
+  ({ dir, edge, key, operator } = testEdge);
   backend = await createBackend({ prefer: "cpu", log: () => undefined });
   const apiKey = (await operator.createApiKey("sharded e2e devices", 1_000_000)).key;
   const { train } = loadMnist();
@@ -62,9 +61,8 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await edge?.stop();
   await backend?.dispose();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await testEdge?.stop();
 });
 
 async function latestRound(): Promise<RoundStatus | undefined> {
