@@ -59,7 +59,7 @@ document.body.dataset.ready = "1";
 beforeAll(async () => {
   const { tarballs: t } = packedPackages();
   app = await mkdtemp(path.join(tmpdir(), "fedge-vite-app-"));
-  installConsumer(app, [t["@fedge/client"]!, t["@fedge/protocol"]!, t["@fedge/privacy"]!, t["@fedge/ml"]!], {
+  installConsumer(app, [t["@fedge/client"]!, t["@fedge/protocol"]!, t["@fedge/privacy"]!, t["@fedge/ml"]!, t["@fedge/secagg"]!], {
     scripts: { build: "vite build" },
   });
   await writeFile(path.join(app, "index.html"), INDEX_HTML);

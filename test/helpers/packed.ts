@@ -12,7 +12,7 @@ import path from "node:path";
 import { repoRoot } from "@fedge/local-edge";
 
 /** Folders of the published packages and what decides their build. */
-const PACKAGES = ["protocol", "privacy", "ml", "client-sdk", "gpu-node", "aggregator"];
+const PACKAGES = ["protocol", "privacy", "ml", "secagg", "client-sdk", "gpu-node", "aggregator"];
 
 function hashTree(h: ReturnType<typeof createHash>, dir: string): void {
   if (!existsSync(dir)) return;

@@ -169,7 +169,11 @@ export function readJsonRows(b: Uint8Array): Extract<CheckedJsonBody, { kind: "r
         const m = hi * POW10[r]! + lo;
         const approx = e10 < 0 ? m / POW10[-e10]! : m * POW10[e10]!;
         const below = Math.fround(approx * BELOW);
-        v = below === Math.fround(approx * ABOVE) ? below : slowNumber(b, neg ? start + 1 : start, p);
+        // past float32's range both bounds are ±∞ while the double may be finite: the engine's conversion decides
+        v =
+          below === Math.fround(approx * ABOVE) && below - below === 0
+            ? below
+            : slowNumber(b, neg ? start + 1 : start, p);
       }
       if (v - v !== 0) return null; // not finite as a double: the general path answers non_finite
       if (used === data.length) {
