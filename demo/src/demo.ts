@@ -38,7 +38,15 @@ import { runServed, type DemoAudit } from "./served-run.ts";
 import { runPrivacyAudit, type PrivacyAuditReport } from "./privacy-audit.ts";
 import { accuracyVsEpsilonSvg, accuracyVsRoundSvg, reportMarkdown, type DemoReport, type ServedRun } from "./report.ts";
 import { FIXED_CLIP_WHY, type ModeComparison } from "./mode-comparison.ts";
-import { demoData, distributedShares, PRETRAIN, pretrainPublic, recipeAt, type FederatedRecipe } from "./setting.ts";
+import {
+  demoData,
+  distributedShares,
+  PRETRAIN,
+  pretrainPublic,
+  RECIPE,
+  recipeAt,
+  type FederatedRecipe,
+} from "./setting.ts";
 
 /** Options of {@link runDemo}; the flags of `npm run demo` map onto them. */
 export interface DemoOptions {
@@ -355,7 +363,8 @@ export function modeComparisonOf(o: {
     epsilonTarget: o.epsilon,
     delta: o.delta,
     clipNorm: o.recipe.clip.initial,
-    clipWhy: FIXED_CLIP_WHY,
+    clipWhy:
+      o.recipe.clip.initial === RECIPE.clip.initial ? FIXED_CLIP_WHY : "the caller's C (a recipe override, not tuned)",
     updateLength,
     paddedLength: paddedLength(updateLength),
     distributed: distributedShares(o.recipe.samplingRate * o.clients),

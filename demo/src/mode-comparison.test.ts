@@ -48,8 +48,11 @@ describe("central vs distributed table", () => {
 
   it("puts both modes side by side with the C, the ε of each accountant and the ratios", () => {
     const md = modeComparisonMarkdown(c).join("\n");
-    expect(md).toContain("**C = 0.1** in both modes (chosen on the validation pool)");
-    expect(md).toMatch(/\| central \| 1\.100 \| 0\.980 \(RDP, Gaussian\) \| 95\.00% \| 5400 \| 20\.0 ms \| 2\.00 s \|/);
+    expect(md).toContain("**C = 0.1** in both modes: chosen on the validation pool.");
+    expect(md).toContain("seeds 1, 2)");
+    expect(md).toMatch(
+      /\| central \| 1\.100 \| 0\.980 \(RDP, sampled Gaussian\) \| 95\.00% \| 5400 \| 20\.0 ms \| 2\.00 s \|/,
+    );
     expect(md).toMatch(
       /\| distributed \| 1\.300 \| 0\.990 \(RDP, KLS21 distributed discrete Gaussian\) \| 92\.00% \| 32768 \| 40\.0 ms \| 2\.00 s \|/,
     );

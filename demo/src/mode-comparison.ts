@@ -13,7 +13,8 @@
  * test digits chose nothing.
  */
 export const FIXED_CLIP_WHY =
-  "the recipe's C, chosen on the validation pool (demo/TUNING.md: fixed C = 0.1 scored 94.28% there, adaptive 94.88%; distributed mode cannot adapt C, secure aggregation never shows clip bits)";
+  "the recipe's C, chosen on the validation pool (demo/TUNING.md), where fixed C = 0.1 scored 94.28% against adaptive " +
+  "clipping's 94.88%; distributed mode cannot adapt C, since secure aggregation never shows the devices' clip bits";
 
 /** One in-process run of either mode (the fields of `runInProcess`'s result the comparison reads). */
 export interface ModeRun {
@@ -90,12 +91,12 @@ const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
 /** The report's section: the side-by-side table and what each column measures. */
 export function modeComparisonMarkdown(c: ModeComparison): string[] {
   const [central, distributed] = modeRows(c);
-  const seeds = central.seeds.join(", ");
+  const seeds = `seed${central.seeds.length === 1 ? "" : "s"} ${central.seeds.join(", ")}`;
   const L: string[] = ["## Central vs distributed DP at ε = " + c.epsilonTarget, ""];
   L.push(
-    `The same task in process (same devices' data, round engine, device code and recipe; seeds ${seeds}), at the same target ` +
-      `ε = ${c.epsilonTarget}, δ = ${c.delta.toExponential()}, with one fixed clip norm **C = ${c.clipNorm}** in both modes ` +
-      `(${c.clipWhy}). Central: devices clip, int8-compress and upload; the server adds the Gaussian noise z·C. Distributed: ` +
+    `The same task in process (same devices' data, round engine, device code and recipe; ${seeds}), at the same target ` +
+      `ε = ${c.epsilonTarget}, δ = ${c.delta.toExponential()}, with one fixed clip norm **C = ${c.clipNorm}** in both modes: ` +
+      `${c.clipWhy}. Central: devices clip, int8-compress and upload; the server adds noise of std z·C to their sum. Distributed: ` +
       `devices clip, encode for secure aggregation (rotation, rounding, their share of the discrete Gaussian, modulo 2^${c.distributed.bits}) ` +
       `and the server sees only the sum, released when at least ${c.distributed.minClients} devices report (at most ${c.distributed.maxClients}).`,
     "",
@@ -105,7 +106,7 @@ export function modeComparisonMarkdown(c: ModeComparison): string[] {
   const line = (r: ModeRow, what: string) =>
     `| ${r.privacy} | ${r.noiseMultiplier.toFixed(3)} | ${r.epsilon.toFixed(3)} (${what}) | ${pct(r.accuracy)} | ` +
     `${Math.round(r.bytesPerUpdate)} | ${(r.deviceSeconds * 1000).toFixed(1)} ms | ${r.roundSeconds.toFixed(2)} s |`;
-  L.push(line(central, "RDP, Gaussian"), line(distributed, "RDP, KLS21 distributed discrete Gaussian"));
+  L.push(line(central, "RDP, sampled Gaussian"), line(distributed, "RDP, KLS21 distributed discrete Gaussian"));
   L.push(
     "",
     `Distributed against central: accuracy ${((distributed.accuracy - central.accuracy) * 100).toFixed(2)} points, ` +
