@@ -6,10 +6,12 @@
  *
  *   npm run demo -- [--quick] [--clients N] [--epsilon E] [--rounds R] [--public-samples P] [--seeds S]
  *                   [--curve E1,E2,…|none] [--no-ceiling] [--sampling-rate Q] [--server-lr L] [--server-momentum M]
- *                   [--clip-quantile G] [--audit [--audit-canaries K]] [--backend auto|cpu|webgpu] [--port P] [--out DIR]
+ *                   [--clip-quantile G] [--audit [--audit-canaries K]] [--privacy central|distributed]
+ *                   [--backend auto|cpu|webgpu] [--port P] [--out DIR]
  */
 import { parseArgs } from "node:util";
 import { runDemo, type DemoOptions } from "./src/demo.ts";
+import { modeRows } from "./src/mode-comparison.ts";
 import { RECIPE } from "./src/setting.ts";
 
 const USAGE = `usage: npm run demo -- [options]
@@ -30,6 +32,9 @@ const USAGE = `usage: npm run demo -- [options]
   --audit             after the served run, audit its population empirically (one-shot audit, Andrew et al. 2024):
                       canaries on a never-served shadow; the report shows ε̂ and its interval next to the ledger's ε
   --audit-canaries K  canaries of the audit (default 200; as many more are never inserted)
+  --privacy MODE      central (default) | distributed: distributed also runs the headline ε in process in central
+                      and distributed DP (secure aggregation, KLS21) with the recipe's fixed C, every seed, and the
+                      report sets accuracy, ε, bytes, device CPU and round time side by side
   --backend B         aggregation backend: auto | cpu | webgpu (default auto: a hardware GPU through WebGPU, else
                       the CPU; a software adapter such as lavapipe is slower than the CPU path)
   --port P            local edge port (default 8787, or FEDGE_DEMO_PORT)
@@ -58,6 +63,7 @@ try {
       "clip-quantile": { type: "string" },
       audit: { type: "boolean" },
       "audit-canaries": { type: "string" },
+      privacy: { type: "string" },
       backend: { type: "string" },
       port: { type: "string" },
       out: { type: "string" },
@@ -90,6 +96,9 @@ function num(name: string, v: string | undefined, ok: (x: number) => boolean, wh
 const backend = values.backend ?? process.env.FEDGE_BACKEND ?? "auto";
 if (backend !== "auto" && backend !== "cpu" && backend !== "webgpu")
   fail(`--backend must be auto, cpu or webgpu, got "${backend}"`);
+const privacy = values.privacy ?? "central";
+if (privacy !== "central" && privacy !== "distributed")
+  fail(`--privacy must be central or distributed, got "${privacy}"`);
 const clients = int("clients", values.clients, 20, 6000);
 const rounds = int("rounds", values.rounds, 1, 1000) ?? (values.quick ? 5 : undefined);
 const publicSamples = int("public-samples", values["public-samples"], 10, 8000);
@@ -137,6 +146,7 @@ const { report, files } = await runDemo({
   ...(values.audit ? { auditCanaries: auditCanaries ?? 200 } : {}),
   recipe,
   backend,
+  privacy,
 });
 const s = report.served;
 const last = s.rounds.at(-1);
@@ -149,4 +159,12 @@ if (a)
   console.log(
     `audit: ε̂ = ${a.epsilonHat.toFixed(3)} [${a.interval.lower.toFixed(3)}, ${a.interval.upper.toFixed(3)}] vs ε = ${a.epsilon?.toFixed(3) ?? "–"} (accountant, ${a.shadow})`,
   );
+const m = report.modes;
+if (m) {
+  const [c, d] = modeRows(m);
+  console.log(
+    `central vs distributed at fixed C = ${m.clipNorm}: ${(c.accuracy * 100).toFixed(2)}% (ε ${c.epsilon.toFixed(3)}) vs ` +
+      `${(d.accuracy * 100).toFixed(2)}% (ε ${d.epsilon.toFixed(3)}), ${Math.round(c.bytesPerUpdate)} vs ${Math.round(d.bytesPerUpdate)} bytes a device a round`,
+  );
+}
 console.log(`report: ${files.report}\nplots:  ${files.accuracyVsRound}\n        ${files.accuracyVsEpsilon}`);

@@ -20,6 +20,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { FedgeClient } from "@fedge/client";
 import { createBackend } from "@fedge/gpu-node";
+import { paddedLength } from "@fedge/privacy";
 import { toBase64Url } from "@fedge/protocol";
 import { generateSigningKey } from "fedge/export";
 import { EdgeAdminClient } from "fedge/edge";
@@ -36,7 +37,16 @@ import {
 import { runServed, type DemoAudit } from "./served-run.ts";
 import { runPrivacyAudit, type PrivacyAuditReport } from "./privacy-audit.ts";
 import { accuracyVsEpsilonSvg, accuracyVsRoundSvg, reportMarkdown, type DemoReport, type ServedRun } from "./report.ts";
-import { demoData, PRETRAIN, pretrainPublic, recipeAt, type FederatedRecipe } from "./setting.ts";
+import { FIXED_CLIP_WHY, type ModeComparison } from "./mode-comparison.ts";
+import {
+  demoData,
+  distributedShares,
+  PRETRAIN,
+  pretrainPublic,
+  RECIPE,
+  recipeAt,
+  type FederatedRecipe,
+} from "./setting.ts";
 
 /** Options of {@link runDemo}; the flags of `npm run demo` map onto them. */
 export interface DemoOptions {
@@ -52,6 +62,13 @@ export interface DemoOptions {
   seeds?: number;
   /** ε of the privacy–utility curve (in process; `[]` skips it). @default [0.5, 1, 2, 4, 8] */
   curveEpsilons?: number[];
+  /**
+   * `distributed`: also run the headline ε in process in central and distributed DP with one fixed clip norm (the
+   * recipe's C), every seed, and put them side by side in the report (`mode-comparison.ts`). The served run stays
+   * central with adaptive clipping.
+   * @default "central" (no comparison)
+   */
+  privacy?: "central" | "distributed";
   /** Run the non-private ceiling in process. @default true */
   ceiling?: boolean;
   /**
@@ -152,6 +169,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
         jobs.push({ kind: "curve", epsilon: e, seed: s, recipe: recipeFor(e), everyRound: e === epsilon });
   if (options.ceiling ?? true)
     for (let s = 1; s <= seeds; s++) jobs.push({ kind: "ceiling", epsilon: null, seed: s, recipe: ceilingRecipe });
+  if (options.privacy === "distributed") jobs.push(...modeComparisonJobs(recipe, epsilon, seeds));
   const work: InProcessWork = {
     clients,
     publicSamples,
@@ -270,6 +288,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const publicOnly = results.publicOnly;
   const curve = results.runs.filter((r) => r.kind === "curve");
   const ceiling = results.runs.filter((r) => r.kind === "ceiling");
+  const modes =
+    options.privacy === "distributed"
+      ? modeComparisonOf({ runs: results.runs, recipe, clients, epsilon, delta })
+      : undefined;
 
   const report: DemoReport = {
     startedAt,
@@ -295,6 +317,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     publicOnly,
     served,
     ...(privacyAudit ? { privacyAudit } : {}),
+    ...(modes ? { modes } : {}),
     curve: curve.map(summaryOf),
     ceiling: ceiling.map(summaryOf),
     stateDir: path.relative(repoRoot, stateDir),
@@ -312,6 +335,50 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   await writeFile(files.accuracyVsEpsilon, accuracyVsEpsilonSvg(report));
   await writeFile(files.summary, JSON.stringify(report, null, 2) + "\n");
   return { report, audit, files };
+}
+
+/**
+ * The comparison's in-process jobs: the headline ε's recipe with its C fixed (distributed mode cannot adapt it), in
+ * central and in distributed DP, for every seed.
+ */
+export function modeComparisonJobs(recipe: FederatedRecipe, epsilon: number, seeds: number): InProcessJob[] {
+  const fixed: FederatedRecipe = { ...recipe, clip: { ...recipe.clip, adaptive: false } };
+  const jobs: InProcessJob[] = [];
+  for (const privacy of ["central", "distributed"] as const)
+    for (let s = 1; s <= seeds; s++) jobs.push({ kind: "modes", privacy, epsilon, seed: s, recipe: fixed });
+  return jobs;
+}
+
+/** The comparison of the report, from the worker's runs of {@link modeComparisonJobs}. */
+export function modeComparisonOf(o: {
+  runs: InProcessResults["runs"];
+  recipe: FederatedRecipe;
+  clients: number;
+  epsilon: number;
+  delta: number;
+}): ModeComparison {
+  const runs = o.runs.filter((r) => r.kind === "modes");
+  const updateLength = runs[0]?.updateLength ?? 0;
+  return {
+    epsilonTarget: o.epsilon,
+    delta: o.delta,
+    clipNorm: o.recipe.clip.initial,
+    clipWhy:
+      o.recipe.clip.initial === RECIPE.clip.initial ? FIXED_CLIP_WHY : "the caller's C (a recipe override, not tuned)",
+    updateLength,
+    paddedLength: paddedLength(updateLength),
+    distributed: distributedShares(o.recipe.samplingRate * o.clients),
+    runs: runs.map((r) => ({
+      privacy: r.privacy === "distributed" ? "distributed" : "central",
+      seed: r.seed,
+      epsilon: r.epsilon,
+      noiseMultiplier: r.noiseMultiplier,
+      final: r.final,
+      uploadBytesPerUpdate: r.uploadBytesPerUpdate,
+      deviceSecondsPerUpdate: r.deviceSecondsPerUpdate,
+      roundSeconds: r.roundSeconds,
+    })),
+  };
 }
 
 function summaryOf(r: InProcessResults["runs"][number]) {

@@ -14,8 +14,11 @@ import { demoData, pretrainPublic, type FederatedRecipe } from "./setting.ts";
 
 /** One in-process run: the recipe at a target ε (`null`: non-private) for one seed. */
 export interface InProcessJob {
-  kind: "curve" | "ceiling";
+  /** curve, ceiling, or one side of the central-vs-distributed comparison (`--privacy distributed`). */
+  kind: "curve" | "ceiling" | "modes";
   epsilon: number | null;
+  /** DP mechanism of a private job. @default "central" */
+  privacy?: "central" | "distributed";
   seed: number;
   recipe: FederatedRecipe;
   /** Measure every round (the accuracy-by-round plot), not only the last. */
@@ -87,13 +90,14 @@ export async function doInProcessWork(
         initial: models.get(job.seed)!,
         recipe: job.recipe,
         epsilon: job.epsilon,
+        ...(job.privacy ? { privacy: job.privacy } : {}),
         delta: w.delta,
         seed: job.seed,
         everyRound: job.everyRound ?? false,
       });
       runs.push({ ...run, kind: job.kind });
       log(
-        `${job.kind === "ceiling" ? "(d) non-private ceiling" : `(c) ε = ${job.epsilon}`}, seed ${job.seed}: ` +
+        `${jobLabel(job)}, seed ${job.seed}: ` +
           `${(run.final * 100).toFixed(2)}% (in process, ${run.seconds.toFixed(0)} s)`,
       );
     }
@@ -101,6 +105,13 @@ export async function doInProcessWork(
     await backend.dispose();
   }
   return { publicOnly, runs };
+}
+
+function jobLabel(job: InProcessJob): string {
+  if (job.kind === "ceiling") return "(d) non-private ceiling";
+  if (job.kind === "modes")
+    return `(e) ${job.privacy ?? "central"}, fixed C = ${job.recipe.clip.initial}, ε = ${job.epsilon}`;
+  return `(c) ε = ${job.epsilon}`;
 }
 
 /** The running work: seed 1's public model, the results, and a way to stop it (when the demo fails elsewhere). */

@@ -6,7 +6,7 @@
  * the extra seeds of the headline ε and every tuning run go through {@link runInProcess}.
  */
 import type { Backend } from "@fedge/gpu-node";
-import { dequantizePerChannelInt8, quantizePerChannelInt8, type MlpParams } from "@fedge/ml";
+import { dequantizePerChannelInt8, flattenTrainable, quantizePerChannelInt8, type MlpParams } from "@fedge/ml";
 import { evaluateModel, type EvalSet } from "fedge/evaluate";
 import type { Dataset } from "fedge/data";
 import { runSimulation } from "fedge";
@@ -24,6 +24,8 @@ export interface InProcessOptions {
   recipe: FederatedRecipe;
   /** Target ε (`null`: non-private, privacy mode none). */
   epsilon: number | null;
+  /** DP mechanism of a private run (`populationConfig`); distributed needs a fixed clip. @default "central" */
+  privacy?: "central" | "distributed";
   /** @default 1e-5 */
   delta?: number;
   /** Seed of the batch order on the devices (never of privacy noise or sampling: those come from the CSPRNG). */
@@ -45,6 +47,16 @@ export interface InProcessRun {
   clipNorm: (number | null)[];
   /** Held-out accuracy of the last round's model with int8 weights (what `/predict` would serve). */
   final: number;
+  /** The DP mechanism that ran (`none` when non-private). */
+  privacy: "central" | "distributed" | "none";
+  /** Values in one update (the trainable parameters). */
+  updateLength: number;
+  /** What one device uploads, averaged over every update of the run (int8 payload, or the SecAgg encoding). */
+  uploadBytesPerUpdate: number;
+  /** Seconds of one device's step (train + clip + int8 compress, or train + encode), averaged over the rounds. */
+  deviceSecondsPerUpdate: number;
+  /** Seconds of a round in process (sampling, every device step, aggregation, noise, evaluation), averaged. */
+  roundSeconds: number;
   /** The last round's model (float32). */
   model: MlpParams;
   seconds: number;
@@ -76,15 +88,21 @@ export function int8Accuracy(model: MlpParams, data: EvalSet): number {
 /** Runs `recipe.rounds` rounds in process and measures every round on `heldOut`. */
 export async function runInProcess(o: InProcessOptions): Promise<InProcessRun> {
   const t0 = performance.now();
+  const privacy = o.epsilon === null ? "none" : (o.privacy ?? "central");
   const { config, noiseMultiplier } = populationConfig({
     name: o.epsilon === null ? "in-process-none" : "in-process-dp",
     clients: o.devices.length,
     epsilon: o.epsilon,
     delta: o.delta ?? 1e-5,
     recipe: o.recipe,
+    ...(privacy === "distributed"
+      ? { privacy, updateLength: flattenTrainable(o.initial, o.recipe.trainable).length }
+      : {}),
   });
   const accuracy: number[] = [];
   const clipNorm: (number | null)[] = [];
+  let deviceSeconds = 0;
+  let roundSeconds = 0;
   let model = o.initial;
   const summary = await runSimulation({
     config,
@@ -99,6 +117,8 @@ export async function runInProcess(o: InProcessOptions): Promise<InProcessRun> {
     onRound: (r, m) => {
       accuracy.push(r.accuracy ?? NaN);
       clipNorm.push(r.clipNorm);
+      deviceSeconds += r.deviceSecondsPerUpdate;
+      roundSeconds += r.seconds;
       model = m;
     },
     log: () => undefined,
@@ -111,6 +131,11 @@ export async function runInProcess(o: InProcessOptions): Promise<InProcessRun> {
     accuracy,
     clipNorm,
     final: int8Accuracy(model, o.heldOut),
+    privacy,
+    updateLength: summary.params,
+    uploadBytesPerUpdate: summary.uploadBytesPerUpdate,
+    deviceSecondsPerUpdate: summary.roundsRun > 0 ? deviceSeconds / summary.roundsRun : 0,
+    roundSeconds: summary.roundsRun > 0 ? roundSeconds / summary.roundsRun : 0,
     model,
     seconds: (performance.now() - t0) / 1000,
   };

@@ -7,6 +7,7 @@ export * from "./demo.ts";
 export * from "./fleet.ts";
 export * from "./in-process.ts";
 export * from "./misbehave.ts";
+export * from "./mode-comparison.ts";
 export * from "./pool.ts";
 export * from "./privacy.ts";
 export * from "./report.ts";

@@ -204,3 +204,36 @@ describe("the report's privacy audit section", () => {
     expect(verdict(1.5)).not.toContain("leaks more than it claims");
   });
 });
+
+describe("the report's central-vs-distributed section", () => {
+  it("appears only with --privacy distributed, before the served run's rounds", () => {
+    expect(reportMarkdown(fixture())).not.toContain("Central vs distributed");
+    const run = (privacy: "central" | "distributed") => ({
+      privacy,
+      seed: 1,
+      epsilon: 0.99,
+      noiseMultiplier: privacy === "central" ? 3.1 : 5.1,
+      final: 0.93,
+      uploadBytesPerUpdate: privacy === "central" ? 5246 : 32768,
+      deviceSecondsPerUpdate: 0.004,
+      roundSeconds: 1,
+    });
+    const md = reportMarkdown({
+      ...fixture(),
+      modes: {
+        epsilonTarget: 1,
+        delta: 1e-5,
+        clipNorm: 0.1,
+        clipWhy: "chosen on the validation pool",
+        updateLength: 5130,
+        paddedLength: 8192,
+        distributed: { bits: 20, minClients: 160, maxClients: 400 },
+        runs: [run("central"), run("distributed")],
+      },
+    });
+    const at = md.indexOf("## Central vs distributed DP at ε = 1");
+    expect(at).toBeGreaterThan(0);
+    expect(at).toBeLessThan(md.indexOf("## The served run, per round"));
+    expect(md).toContain("| distributed | 5.100 | 0.990 (RDP, KLS21 distributed discrete Gaussian) | 93.00% | 32768 |");
+  });
+});

@@ -6,6 +6,7 @@
  * weights evaluated in process); the report names each number's source. It publishes no exact per-round count of the
  * private population (check-ins, selections, uploads): those stay in the demo's in-memory audit.
  */
+import { modeComparisonMarkdown, type ModeComparison } from "./mode-comparison.ts";
 import type { FederatedRecipe } from "./setting.ts";
 import type { PopulationPrivacy } from "./privacy.ts";
 import type { PrivacyAuditReport } from "./privacy-audit.ts";
@@ -117,6 +118,8 @@ export interface DemoReport {
   served: ServedRun;
   /** `--audit`: the one-shot empirical privacy audit of the served population (on its shadow). */
   privacyAudit?: PrivacyAuditReport;
+  /** `--privacy distributed`: central and distributed DP side by side at the headline ε, fixed C, in process. */
+  modes?: ModeComparison;
   curve: CurvePoint[];
   ceiling: CurvePoint[];
   stateDir: string;
@@ -398,6 +401,8 @@ export function reportMarkdown(rep: DemoReport): string {
     }
     L.push("");
   }
+
+  if (rep.modes) L.push(...modeComparisonMarkdown(rep.modes));
 
   L.push("## The served run, per round", "");
   L.push(

@@ -15,7 +15,7 @@
  * - **the federated recipe** (`RECIPE`) and the population config of a run at a target ε (`populationConfig`).
  */
 import { initMlp, randomPermutation, trainLocal, UniformSource, xoshiroRandomBytes, type MlpParams } from "@fedge/ml";
-import { getNoiseMultiplier } from "@fedge/privacy";
+import { getDistributedNoiseMultiplier, getNoiseMultiplier } from "@fedge/privacy";
 import { affineAugment, loadMnist, shardNonIid, type Dataset } from "fedge/data";
 import { parsePopulationConfig, type PopulationConfig } from "fedge/config";
 
@@ -200,36 +200,79 @@ export function recipeAt(epsilon: number | null, overrides: Partial<FederatedRec
  */
 export const CEILING_SERVER_LR = 8;
 
-/** A population config for `recipe` at target ε (`null`: non-private, privacy mode none) and its noise multiplier. */
+/**
+ * Distributed mode's modulus and share counts in the demo (the config's defaults, written out because the noise
+ * multiplier is solved for them): 2^20, released when at least ⌈0.8·q·N⌉ devices report, at most 2·q·N.
+ */
+export function distributedShares(expectedClients: number): { bits: number; minClients: number; maxClients: number } {
+  return { bits: 20, minClients: Math.ceil(0.8 * expectedClients), maxClients: 2 * expectedClients };
+}
+
+/**
+ * A population config for `recipe` at target ε (`null`: non-private, privacy mode none) and its noise multiplier.
+ * `privacy` picks the DP mechanism: central (the Gaussian on the clipped sum, z from the recipe's accountant) or
+ * distributed (the distributed discrete Gaussian under secure aggregation, Kairouz, Liu & Steinke 2021, arXiv
+ * 2102.06387: z solved for KLS21's RDP charge of its ⌈0.8·q·N⌉ counted shares, which needs the update length and a
+ * fixed clip norm; adaptive clipping needs clip bits that secure aggregation never shows, so it is refused).
+ */
 export function populationConfig(o: {
   name: string;
   clients: number;
   epsilon: number | null;
   delta: number;
   recipe: FederatedRecipe;
+  privacy?: "central" | "distributed";
+  /** Values a device uploads (distributed mode's plan depends on it). */
+  updateLength?: number;
 }): { config: PopulationConfig; noiseMultiplier: number | null } {
   const r = o.recipe;
   const expected = r.samplingRate * o.clients;
+  const distributed = o.privacy === "distributed" && o.epsilon !== null;
+  if (distributed) {
+    if (r.clip.adaptive)
+      throw new RangeError("distributed mode needs a fixed clip norm: secure aggregation never shows clip bits");
+    if (r.accountant !== "rdp") throw new RangeError("distributed mode is accounted with rdp (KLS21's bound)");
+    if (!Number.isInteger(expected))
+      throw new RangeError(`distributed mode needs an integer q·N (noise shares), got ${expected}`);
+    if (o.updateLength === undefined) throw new RangeError("distributed mode needs updateLength to plan its noise");
+  }
+  const shares = distributedShares(expected);
   const z =
     o.epsilon === null
       ? null
-      : getNoiseMultiplier({
-          targetEpsilon: o.epsilon,
-          targetDelta: o.delta,
-          sampleRate: r.samplingRate,
-          steps: r.rounds,
-          accountant: r.accountant,
-        }).noiseMultiplier;
+      : distributed
+        ? getDistributedNoiseMultiplier({
+            targetEpsilon: o.epsilon,
+            targetDelta: o.delta,
+            sampleRate: r.samplingRate,
+            steps: r.rounds,
+            plan: {
+              bits: shares.bits,
+              length: o.updateLength!,
+              clipNorm: r.clip.initial,
+              expectedClients: expected,
+              minClients: shares.minClients,
+              maxClients: shares.maxClients,
+            },
+          }).noiseMultiplier
+        : getNoiseMultiplier({
+            targetEpsilon: o.epsilon,
+            targetDelta: o.delta,
+            sampleRate: r.samplingRate,
+            steps: r.rounds,
+            accountant: r.accountant,
+          }).noiseMultiplier;
   const config = parsePopulationConfig({
     model: o.name,
     privacy:
       z === null
         ? { mode: "none" }
         : {
-            mode: "central",
+            mode: distributed ? "distributed" : "central",
             noiseMultiplier: z,
             accountant: r.accountant,
             budget: { epsilon: o.epsilon!, delta: o.delta },
+            ...(distributed ? { distributed: shares } : {}),
           },
     samplingRate: r.samplingRate,
     expectedClients: expected,

@@ -74,6 +74,8 @@ describe("distributed mode in the simulator", () => {
       JSON.stringify({ d: d.summary.epsilon, solved: solved.epsilon, target }),
     ).toBeLessThanOrEqual(target);
     expect(d.reports.every((r) => r.count >= 32)).toBe(true); // every round released (Poisson(40) ≥ 32 here)
+    // the device step (train + clip + int8, or train + encode) is timed in both modes
+    for (const r of [...c.reports, ...d.reports]) expect(r.deviceSecondsPerUpdate).toBeGreaterThan(0);
     const accC = c.summary.finalAccuracy!;
     const accD = d.summary.finalAccuracy!;
     expect(accC).toBeGreaterThan(0.5);

@@ -137,6 +137,11 @@ export interface SimRoundReport {
   bytesPerSecond: number;
   /** Mean size of one signed update as a device would upload it this round (`updateDtype`, ids of this round). */
   uploadBytesPerUpdate: number;
+  /**
+   * Mean seconds of one device's step this round, on this thread: train, clip and int8-compress (central, local), or
+   * train and encode for secure aggregation (distributed); the aggregator's dequantization is not counted.
+   */
+  deviceSecondsPerUpdate: number;
   rssBytes: number;
   warnings: string[];
 }
@@ -276,10 +281,13 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
       let sampled = 0;
       let deviceClipped = 0;
       let roundUploadBytes = 0;
+      let roundDeviceMs = 0;
       const produce = (c: number, out: Float32Array): { clipFactor: number; encoded?: Uint32Array } => {
+        const t = performance.now();
         // Distributed mode: the device's upload is its encoding for secure aggregation (4 bytes a coordinate).
         if (task.privacy_mode === "distributed") {
           const e = distributedDevice(c, out);
+          roundDeviceMs += performance.now() - t;
           roundUploadBytes += e.encoded.byteLength;
           return e;
         }
@@ -287,6 +295,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         if (r.clipFactor < 1) deviceClipped++;
         // What the device uploads (step 5 of the device pipeline), and what the aggregator dequantizes from it.
         const payload = compressUpdate(out, task, deviceRandom);
+        roundDeviceMs += performance.now() - t;
         if (payload.dtype === "int8") out.set(updateToFloat32({ payload }));
         roundUploadBytes += encodedUpdateLength({
           roundId,
@@ -406,6 +415,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         updatesPerSecond: summary.count / seconds,
         bytesPerSecond: (summary.count * length * 4) / seconds,
         uploadBytesPerUpdate: summary.count > 0 ? roundUploadBytes / summary.count : 0,
+        deviceSecondsPerUpdate: sampled > 0 ? roundDeviceMs / 1000 / sampled : 0,
         rssBytes: process.memoryUsage().rss,
         warnings: summary.warnings,
       };

@@ -1,0 +1,55 @@
+/**
+ * `npm run demo -- --privacy distributed`, small: the comparison's in-process work (`modeComparisonJobs` in the demo's
+ * worker code, `modeComparisonOf`, the report's table) on 40 devices, 2 rounds, one seed, from a briefly pretrained
+ * public model. Both modes run the device code on the same task at the same target ε with the same fixed C; each
+ * states its own accountant's ε, and distributed devices upload their secure-aggregation encoding.
+ */
+import { describe, expect, it } from "vitest";
+import { paddedLength } from "@fedge/privacy";
+import { modeComparisonJobs, modeComparisonOf } from "../src/demo.ts";
+import { doInProcessWork } from "../src/in-process-worker.ts";
+import { modeComparisonMarkdown, modeRows } from "../src/mode-comparison.ts";
+import { recipeAt } from "../src/setting.ts";
+
+const CLIENTS = 40;
+const EPSILON = 4;
+const DELTA = 1e-5;
+
+describe("--privacy distributed, small (40 devices, 2 rounds)", () => {
+  it("runs central and distributed at the same ε and fixed C and reports them side by side", async () => {
+    // q = 0.5: 20 expected reports, a round releases its sum from 16
+    const recipe = recipeAt(EPSILON, { rounds: 2, samplingRate: 0.5 });
+    const jobs = modeComparisonJobs(recipe, EPSILON, 1);
+    expect(jobs.map((j) => [j.privacy, j.recipe.clip.adaptive])).toEqual([
+      ["central", false],
+      ["distributed", false],
+    ]);
+    const results = await doInProcessWork(
+      { clients: CLIENTS, publicSamples: 500, labelsPerClient: 2, delta: DELTA, seeds: 1, pretrainEpochs: 1, jobs },
+      () => undefined,
+    );
+    const c = modeComparisonOf({ runs: results.runs, recipe, clients: CLIENTS, epsilon: EPSILON, delta: DELTA });
+    const [central, distributed] = modeRows(c);
+    expect(c.clipNorm).toBe(recipe.clip.initial);
+    expect(c.distributed).toEqual({ bits: 20, minClients: 16, maxClients: 40 });
+    for (const r of [central, distributed]) {
+      expect(r.epsilon).toBeGreaterThan(0);
+      expect(r.epsilon).toBeLessThanOrEqual(EPSILON);
+      expect(r.deviceSeconds).toBeGreaterThan(0);
+      expect(r.roundSeconds).toBeGreaterThan(0);
+      expect(r.accuracy).toBeGreaterThan(0.5); // from the public model; 2 noisy rounds do not wreck it
+    }
+    // the distributed discrete Gaussian, counted over 16 of 20 shares, needs more noise than central's for the same ε
+    expect(distributed.noiseMultiplier).toBeGreaterThan(central.noiseMultiplier);
+    // central uploads int8 (about a byte a value); a distributed device its encoding, 4 bytes a padded value
+    expect(c.updateLength).toBe(512 * 10 + 10);
+    expect(distributed.bytesPerUpdate).toBe(4 * paddedLength(c.updateLength));
+    expect(central.bytesPerUpdate).toBeGreaterThan(c.updateLength);
+    expect(central.bytesPerUpdate).toBeLessThan(2 * c.updateLength);
+    const md = modeComparisonMarkdown(c).join("\n");
+    expect(md).toContain(`| central | ${central.noiseMultiplier.toFixed(3)} | ${central.epsilon.toFixed(3)} (RDP`);
+    expect(md).toContain(
+      `| distributed | ${distributed.noiseMultiplier.toFixed(3)} | ${distributed.epsilon.toFixed(3)}`,
+    );
+  }, 60_000);
+});
