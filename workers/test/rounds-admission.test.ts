@@ -12,6 +12,7 @@ import {
   checkinPrecheck,
   commitVerdict,
   fillsRound,
+  heldKeyVerdict,
   listUpdatesVerdict,
   openVerdict,
   preflight,
@@ -240,6 +241,18 @@ describe("uploads", () => {
     // Revocation is reported before the nonce rules.
     expect(commitVerdict("dev_a", admitUpload(r, claim, null, null), true)).toMatchObject({ code: "device_revoked" });
     expect(commitVerdict("dev_a", admitUpload(r, claim, null, null), false)).toMatchObject({ code: "nonce_invalid" });
+  });
+
+  it("a commit that skipped the preflight must name the key held for the device: the reported one, else the checked-in one", () => {
+    expect(heldKeyVerdict("dev_a", "pk-checkin", null, selected)).toEqual({ ok: true });
+    expect(heldKeyVerdict("dev_a", "pk-update", accepted, selected)).toEqual({ ok: true });
+    expect(heldKeyVerdict("dev_a", "pk-checkin", accepted, selected)).toMatchObject({
+      code: "bad_signature",
+      status: 401,
+    });
+    expect(heldKeyVerdict("dev_a", "pk-other", null, selected)).toMatchObject({ code: "bad_signature" });
+    // A device that never checked in here has no key held: nothing to match.
+    expect(heldKeyVerdict("dev_a", "pk-checkin", null, null)).toMatchObject({ code: "bad_signature" });
   });
 
   it("closes the round at max_reports", () => {

@@ -17,6 +17,11 @@
  *   task, nonce unused and issued to this device for this round; then the payload goes to its UpdateStore shard (key
  *   names round, device and content hash) and the coordinator commits it. Every rejection happens before the store
  *   write, except a commit lost to a race, whose payload is removed again.
+ *   An upload to the isolate that answered the device's check-in skips the preflight (`checkin-grants.ts`): the
+ *   signature is checked under the key from the check-in, and the commit checks the rest (tenant, the key it holds,
+ *   revocation, nonce, duplicates), so an upload costs two Durable Object calls instead of three. If that commit
+ *   refuses (revoked or closed since the check-in, another key held), the payload is removed and the upload is checked
+ *   again the ordered way above, so every refusal keeps its code.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
@@ -30,7 +35,13 @@ import {
   sha256Hex,
   toBase64Url,
 } from "@fedge/protocol";
-import { UPDATE_MEDIA_TYPE, decodeUpdate, updateDigest, updateSigningMessage } from "@fedge/protocol";
+import {
+  UPDATE_MEDIA_TYPE,
+  decodeUpdate,
+  updateDigest,
+  updateSigningMessage,
+  type DecodedUpdate,
+} from "@fedge/protocol";
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../env.ts";
 import { createRouter, errorResponses, readBody } from "../middleware/validation/index.ts";
@@ -49,6 +60,10 @@ import {
   verifyEd25519,
   type UpdateLimits,
   shardOf,
+  grantFor,
+  rememberGrant,
+  forgetGrant,
+  type CheckinGrant,
 } from "../training/index.ts";
 
 const checkin = createRoute({
@@ -186,6 +201,54 @@ async function checkinAtShard(
   return target.checkin(device.device_id, device.public_key, device.api_key_id, now, tenant, shards);
 }
 
+/**
+ * An upload from a device whose check-in this isolate answered: verified under the key it checked in with, checked
+ * against the task, stored, then committed with the preflight's checks folded into the commit (tenant, the key held by
+ * the coordinator, revocation, nonce, duplicates). Two Durable Object calls instead of three. Null when anything is
+ * refused: whatever was stored is removed again and the caller checks the upload the ordered way, which names the
+ * refusal exactly as for any other upload. The grant is spent either way.
+ */
+async function uploadWithGrant(
+  env: Parameters<typeof shardStub>[0],
+  coordinator: ReturnType<typeof shardStub>,
+  upload: {
+    decoded: DecodedUpdate;
+    bytes: Uint8Array;
+    claim: { roundId: string; deviceId: string; nonce: string; sha256: string };
+    limits: UpdateLimits;
+    grant: CheckinGrant;
+    tenant: string;
+  },
+): Promise<UpdateReceipt | null> {
+  const { decoded, bytes, claim, limits, grant } = upload;
+  forgetGrant(claim.roundId, claim.deviceId);
+  const keyState = apiKeyStatus(env, grant.apiKeyId);
+  keyState.catch(() => undefined);
+  const message = updateSigningMessage(await updateDigest(decoded.signedBytes));
+  if (!(await verifyEd25519(fromBase64Url(grant.publicKey), decoded.signature, message, grant.publicKey))) return null;
+  try {
+    checkUpdateAgainstTask(decoded, limits);
+  } catch {
+    return null;
+  }
+  if ((await keyState.catch(() => "revoked" as const)) === "revoked") return null;
+  const key = updateStorageKey(claim.roundId, claim.deviceId, claim.sha256);
+  const store = updateStoreFor(env, claim.roundId, claim.deviceId);
+  await store.put(claim.roundId, key, bytes);
+  const commit = await coordinator.commitUpload({
+    ...claim,
+    byteLength: bytes.length,
+    publicKey: grant.publicKey,
+    storageKey: key,
+    now: Date.now(),
+    unchecked: { tenant: upload.tenant },
+  });
+  if (commit.ok) return commit.receipt;
+  // Refused (revoked since, round closed, spent nonce, another key held...): nothing was accepted; drop the payload.
+  await store.remove(key);
+  return null;
+}
+
 export const rounds = createRouter()
   .openapi(checkin, async (c) => {
     const body = c.req.valid("json");
@@ -238,6 +301,15 @@ export const rounds = createRouter()
       answered = await checkinAtShard(c.env, body.model, device, now, tenant, answered.reshard);
     }
     const { answer, receipt } = unwrap(answered);
+    // This isolate now knows what an upload from the device must carry, so that upload can skip the preflight.
+    if (answer.selected) {
+      rememberGrant(answer.task.round_id, device.device_id, {
+        publicKey: device.public_key,
+        apiKeyId: device.api_key_id,
+        nonce: answer.task.nonce,
+        tenant,
+      });
+    }
     // A DP round: the device's coin was flipped, so its loss accrues; it gets the edge's signed record of that.
     return c.json(receipt ? { ...answer, receipt: await signedReceipt(c.env, receipt) } : answer, 200);
   })
@@ -258,9 +330,13 @@ export const rounds = createRouter()
     // The shard that issued this device's nonce in this round (the round's S, fixed when it opened).
     const coordinator = shardStub(c.env, parsed.model, await shardOf(c.env, decoded.deviceId, shards), shards);
     const claim = { roundId, deviceId: decoded.deviceId, nonce: toBase64Url(decoded.nonce), sha256 };
-    const pre = unwrap(
-      await coordinator.preflightUpload({ ...claim, now: Date.now(), tenant: c.get("apiKey").tenant }),
-    );
+    const tenant = c.get("apiKey").tenant;
+    const grant = grantFor(roundId, decoded.deviceId, claim.nonce, tenant);
+    if (grant) {
+      const granted = await uploadWithGrant(c.env, coordinator, { decoded, bytes, claim, limits, grant, tenant });
+      if (granted) return c.json(granted, granted.duplicate ? 200 : 201);
+    }
+    const pre = unwrap(await coordinator.preflightUpload({ ...claim, now: Date.now(), tenant }));
     // The coordinator holds the key of every device that checked in to the round; anyone else (an unknown device, or one
     // that never checked in here) is looked up, so the answer names what is wrong in the same order as for the others.
     let publicKeyText = pre.publicKey;

@@ -4,3 +4,4 @@ export * from "./ed25519.ts";
 export * from "./result.ts";
 export * from "./edge-key.ts";
 export * from "./shard-of.ts";
+export * from "./checkin-grants.ts";

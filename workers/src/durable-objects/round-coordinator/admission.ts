@@ -242,6 +242,24 @@ export function preflight(
 }
 
 /**
+ * At a commit whose signature was checked under a key the route learned at check-in (`CheckinGrant`): that key must be
+ * the one held here for the device in this round (its accepted update's, else its check-in's); otherwise the commit is
+ * refused and the route checks the upload again the ordered way.
+ */
+export function heldKeyVerdict(
+  deviceId: string,
+  publicKey: string,
+  existing: UpdateRow | null,
+  issued: CheckinRow | null,
+): Verdict {
+  const held = existing?.public_key ?? issued?.public_key ?? null;
+  if (held !== publicKey) {
+    return fail("bad_signature", 401, `the update was not verified under the key device ${deviceId} checked in with`);
+  }
+  return OK;
+}
+
+/**
  * At commit: an identical update that committed first keeps its receipt (even for a device revoked since); otherwise a
  * device revoked since the preflight is refused like any other race lost, before the admission verdict.
  */

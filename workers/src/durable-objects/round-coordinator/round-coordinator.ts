@@ -18,7 +18,9 @@
  * (`uploadTarget`, `preflightUpload`), stores the payload in its UpdateStore shard under a key that names round, device
  * and content hash, then `commitUpload` records it here in one SQLite transaction keyed by (round, device). A crash
  * between the store and the commit leaves an unreferenced payload (the device's retry stores the same key and commits); a
- * second commit for the same device and bytes returns the first receipt with `duplicate: true`. When a round closes, the
+ * second commit for the same device and bytes returns the first receipt with `duplicate: true`. A route that verified the
+ * signature under the key it saw at the device's check-in skips the preflight; its commit (`unchecked`) then also checks
+ * the tenant and that this key is the one held here, and a refusal leaves nothing accepted. When a round closes, the
  * alarm asks each of its shards to seal its payloads into R2 (retried until every shard has answered).
  *
  * Privacy budget: the population's ledger lives here too (`PopulationLedger`), because opening a round and charging it
@@ -62,6 +64,7 @@ import {
   checkinAnswer,
   checkinPrecheck,
   commitVerdict,
+  heldKeyVerdict,
   fillsRound,
   listUpdatesVerdict,
   openVerdict,
@@ -116,6 +119,11 @@ export interface CommitInput {
   /** Where the payload was stored (`updateStorageKey`). */
   storageKey: string;
   now: number;
+  /**
+   * Set when the route skipped `preflightUpload` (it verified under the key from the device's check-in): the commit then
+   * checks what the preflight would have, the tenant of the upload's API key and that `publicKey` is the key held here.
+   */
+  unchecked?: { tenant: string };
 }
 
 /** What a shard is told when its population opens a sharded round. */
@@ -665,7 +673,15 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const r = this.rounds.get(input.roundId);
     if (!r) return roundNotFound(input.roundId);
     const existing = this.updates.get(r.seq, input.deviceId);
-    const admission = admitUpload(r, input, existing, this.checkins.get(r.seq, input.deviceId));
+    const issued = this.checkins.get(r.seq, input.deviceId);
+    if (input.unchecked) {
+      const owner = this.ownerOrNull();
+      const tenancy = owner === null ? null : tenantVerdict(r.model, owner, input.unchecked.tenant);
+      if (tenancy && !tenancy.ok) return tenancy;
+      const key = heldKeyVerdict(input.deviceId, input.publicKey, existing, issued);
+      if (!key.ok) return key;
+    }
+    const admission = admitUpload(r, input, existing, issued);
     const verdict = commitVerdict(input.deviceId, admission, this.revocations.has(input.deviceId));
     if (!verdict.ok) return verdict;
     if (verdict.duplicate) return { ok: true, receipt: verdict.duplicate };
