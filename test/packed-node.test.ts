@@ -68,7 +68,13 @@ describe.skipIf(!node)(`the packed SDK in a plain script on the machine's Node (
   beforeAll(async () => {
     app = await tempDir("fedge-node-app-");
     const t = packed.tarballs;
-    installConsumer(app, [t["@fedge/client"]!, t["@fedge/protocol"]!, t["@fedge/privacy"]!, t["@fedge/ml"]!, t["@fedge/secagg"]!]);
+    installConsumer(app, [
+      t["@fedge/client"]!,
+      t["@fedge/protocol"]!,
+      t["@fedge/privacy"]!,
+      t["@fedge/ml"]!,
+      t["@fedge/secagg"]!,
+    ]);
     fx = await startEdgeFixture(PORT);
     toy = await uploadToyModel(fx, "node20-toy");
     round = await openRound(fx, toy);

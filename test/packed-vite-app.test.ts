@@ -59,9 +59,13 @@ document.body.dataset.ready = "1";
 beforeAll(async () => {
   const { tarballs: t } = packedPackages();
   app = await mkdtemp(path.join(tmpdir(), "fedge-vite-app-"));
-  installConsumer(app, [t["@fedge/client"]!, t["@fedge/protocol"]!, t["@fedge/privacy"]!, t["@fedge/ml"]!, t["@fedge/secagg"]!], {
-    scripts: { build: "vite build" },
-  });
+  installConsumer(
+    app,
+    [t["@fedge/client"]!, t["@fedge/protocol"]!, t["@fedge/privacy"]!, t["@fedge/ml"]!, t["@fedge/secagg"]!],
+    {
+      scripts: { build: "vite build" },
+    },
+  );
   await writeFile(path.join(app, "index.html"), INDEX_HTML);
   await mkdir(path.join(app, "src"));
   await writeFile(path.join(app, "src/main.js"), MAIN_JS);

@@ -44,7 +44,15 @@ beforeAll(async () => {
   app = await mkdtemp(path.join(tmpdir(), "fedge-quickstart-"));
   installConsumer(
     app,
-    ["@fedge/client", "@fedge/protocol", "@fedge/privacy", "@fedge/ml", "@fedge/secagg", "@fedge/gpu-node", "fedge"].map((n) => t[n]!),
+    [
+      "@fedge/client",
+      "@fedge/protocol",
+      "@fedge/privacy",
+      "@fedge/ml",
+      "@fedge/secagg",
+      "@fedge/gpu-node",
+      "fedge",
+    ].map((n) => t[n]!),
   );
   fx = await startEdgeFixture(PORT);
   const base = consumerEnv();
