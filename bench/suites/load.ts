@@ -34,6 +34,7 @@ import {
 } from "@fedge/protocol";
 import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
 import { EdgeAdminClient, verifiedUpdates } from "fedge/edge";
+import { BENCH_UPDATE_LENGTH, benchRoundBody } from "../bench-round.ts";
 import { measure, type BenchMeasure } from "../types.ts";
 
 const PORT = Number(process.env.FEDGE_BENCH_LOAD_PORT ?? 8830);
@@ -41,7 +42,6 @@ const DEVICES = Number(process.env.FEDGE_BENCH_LOAD_DEVICES ?? 10_000);
 const CONCURRENCY = 48;
 /** API keys the devices register under (each key's device quota is one object: spread them). */
 const API_KEYS = 8;
-const UPDATE_LENGTH = 650; // the demo's head (64→10)
 const CHECKIN_RPCS = 2_000;
 const ADMIN_TOKEN = `bench-${toBase64Url(crypto.getRandomValues(new Uint8Array(16)))}`;
 
@@ -100,7 +100,7 @@ function newDevice(): Device {
 
 /** A small update of norm ≤ 1, different per device and attempt. */
 function values(seed: number): Float32Array {
-  const v = new Float32Array(UPDATE_LENGTH);
+  const v = new Float32Array(BENCH_UPDATE_LENGTH);
   let x = (seed * 2654435761) >>> 0 || 1;
   let s = 0;
   for (let i = 0; i < v.length; i++) {
@@ -129,23 +129,7 @@ async function openRound(edge: LocalEdge, model: string, q: number, extra: Recor
     await send(`${edge.url}/v1/admin/rounds`, {
       method: "POST",
       headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify({
-        model,
-        model_version: 1,
-        clip_norm: 1,
-        learning_rate: 0.05,
-        local_epochs: 1,
-        batch_size: 32,
-        privacy_mode: "central",
-        mechanism: { noise_multiplier: 1, clip_rule: "fixed" },
-        trainable: "all",
-        update_length: UPDATE_LENGTH,
-        update_dtype: "int8",
-        sampling_rate: q,
-        min_reports: 1,
-        duration_s: 3600,
-        ...extra,
-      }),
+      body: benchRoundBody(model, q, extra),
     }),
     201,
   );
@@ -250,7 +234,7 @@ async function fleetRound(edge: LocalEdge) {
         roundId,
         deviceId: d.id,
         nonce: fromBase64Url(d.task!.nonce),
-        shape: [UPDATE_LENGTH],
+        shape: [BENCH_UPDATE_LENGTH],
         payload,
       },
       (message) => new Uint8Array(sign(null, message, d.privateKey)),
@@ -311,7 +295,7 @@ async function fleetRound(edge: LocalEdge) {
   const byId = new Map(devices.map((d) => [d.id, d]));
   let mismatched = 0;
   const streamT0 = performance.now();
-  for await (const u of verifiedUpdates(admin, roundId, UPDATE_LENGTH, refused, { pageSize: 500 })) {
+  for await (const u of verifiedUpdates(admin, roundId, BENCH_UPDATE_LENGTH, refused, { pageSize: 500 })) {
     seen.set(u.deviceId!, (seen.get(u.deviceId!) ?? 0) + 1);
     if (!byId.has(u.deviceId!)) mismatched++;
   }
@@ -407,7 +391,7 @@ export default async function run(): Promise<BenchMeasure[]> {
       }),
       measure({
         name: "load-uploads-per-s",
-        description: `update uploads per second (${UPDATE_LENGTH}-value int8 updates: decode, SHA-256 + Ed25519, checks, shard write, commit)`,
+        description: `update uploads per second (${BENCH_UPDATE_LENGTH}-value int8 updates: decode, SHA-256 + Ed25519, checks, shard write, commit)`,
         value: f.uploads / f.uploadS,
         unit: "uploads/s",
         baseline_name: "GET /v1/health (no-op route) requests per second, same concurrency, same run",

@@ -31,6 +31,7 @@ import path from "node:path";
 import { checkinSigningBytes, toBase64Url, type CheckinResponse } from "@fedge/protocol";
 import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
 import { EdgeAdminClient } from "fedge/edge";
+import { benchRoundBody } from "../bench-round.ts";
 import { cpuTimed, workerdCpuNs } from "../cpu-time.ts";
 import { measure, type BenchMeasure } from "../types.ts";
 
@@ -44,7 +45,6 @@ const SHARDED = 4;
 const CPU_SMALL = 4_000;
 const CPU_LARGE = 16_000;
 const CPU_TRIALS = 3;
-const UPDATE_LENGTH = 650;
 const ADMIN_TOKEN = `bench-${toBase64Url(crypto.getRandomValues(new Uint8Array(16)))}`;
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" };
 
@@ -85,22 +85,7 @@ async function freshRound(edge: LocalEdge, model: string, previous: string | nul
     await fetch(`${edge.url}/v1/admin/rounds`, {
       method: "POST",
       headers: admin,
-      body: JSON.stringify({
-        model,
-        model_version: 1,
-        clip_norm: 1,
-        learning_rate: 0.05,
-        local_epochs: 1,
-        batch_size: 32,
-        privacy_mode: "central",
-        mechanism: { noise_multiplier: 1, clip_rule: "fixed" },
-        trainable: "all",
-        update_length: UPDATE_LENGTH,
-        update_dtype: "int8",
-        sampling_rate: q,
-        min_reports: 1,
-        duration_s: 3600,
-      }),
+      body: benchRoundBody(model, q),
     }),
     201,
   );
