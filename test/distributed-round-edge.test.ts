@@ -5,7 +5,8 @@
  * and take part in SecAgg+ while the runner closes its stages; one device drops after sharing its keys (before
  * masking) and one after masking, and a device whose policy wants more noise refuses the task. The runner reads only the modular sum, decodes it (centre, unscale, inverse
  * rotation) and applies it: the model moves along the devices' clipped update, and the ε on the edge's ledger is the
- * accountant's for the noise that ran.
+ * accountant's for the noise that ran (the released sum's threshold less the protected device's own share), which
+ * every device finds again from its receipts and in the edge's record of it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient, PrivacyPolicyError, memoryStorage } from "@fedge/client";
@@ -202,5 +203,33 @@ describe("a distributed round through wrangler dev", () => {
     expect(engine.privacySpent()!.epsilon).toBeCloseTo(status.epsilon_spent!, 9);
     expect(result.epsilon).toBe(status.epsilon_spent);
     expect(charged.distributed!.noise_shares).toBe(6);
+    // Charged: the 6 inputs a sum is released with, less the protected device's own share (5); counting it, ε is lower.
+    expect(ledger.rounds[0]!.distributed!.clients).toBe(5);
+    const counted = new PrivacyLedger({ population: model, accountant: "rdp" });
+    counted.record({ ...ledger.rounds[0]!, distributed: { ...ledger.rounds[0]!.distributed!, clients: 6 } });
+    expect(counted.spent(BUDGET.delta)).toBeLessThan(status.epsilon_spent!);
+
+    // Each device sees the noise that protected it and the same ε: its own receipts (client.privacy()), the edge's
+    // record of it (GET /v1/devices/:id/privacy) and the population's ledger agree, the dropped devices included.
+    const shareVariance = charged.distributed!.share_variance;
+    const scale = charged.distributed!.scale;
+    for (const device of [...devices, strict]) {
+      const [own] = await device.privacy();
+      expect(own).toMatchObject({ model, rounds: 1, declinedRounds: 0 });
+      expect(own!.epsilon).toBeCloseTo(status.epsilon_spent!, 12);
+      const record = await device.edgePrivacyRecord();
+      const entry = record.populations.find((p) => p.model === model)!;
+      expect(entry.epsilon).toBe(status.epsilon_spent);
+      expect(entry.rounds).toHaveLength(1);
+      expect(entry.rounds[0]!.distributed).toEqual({
+        ...charged.distributed,
+        guaranteed_shares: 5,
+        guaranteed_noise_std: Math.sqrt(5 * shareVariance) / scale,
+      });
+    }
+    // the guaranteed noise: 5 of the 9 expected shares of σ = z·C = 1, i.e. at least √(5/9)
+    const std = Math.sqrt(5 * shareVariance) / scale;
+    expect(std).toBeGreaterThanOrEqual(Math.sqrt(5 / 9));
+    expect(std).toBeLessThan(Math.sqrt(5 / 9) * 1.001);
   }, 300_000);
 });

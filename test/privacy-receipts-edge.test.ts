@@ -138,10 +138,15 @@ describe("privacy receipts through the edge", () => {
             count_noise_std,
             privacy_mode,
             clip_rule,
+            distributed: null,
           }),
         ),
+        // the edge's accounting of exactly these rounds is the device's own
+        epsilon: a!.epsilon,
+        delta: 1e-5,
       },
     ]);
+    expect((await sometimes.edgePrivacyRecord()).populations[0]!.epsilon).toBe(b!.epsilon);
   });
 
   it("an altered receipt is refused and not kept", async () => {

@@ -60,7 +60,18 @@ describe("population config", () => {
     expect(parsePopulationConfig({ ...good, privacy: distributed }).privacy.distributed).toEqual({
       bits: 20,
       overflowProbability: 1e-9,
+      corruptFraction: 0, // stated: the server controls no device
     });
+    // a colluding fraction in SecAgg+'s regime [0, 1/3)
+    for (const f of [-0.01, 1 / 3, 0.5]) {
+      expect(issuesOf({ ...good, privacy: { ...distributed, distributed: { corruptFraction: f } } })).toEqual([
+        "privacy.distributed.corruptFraction",
+      ]);
+    }
+    expect(
+      parsePopulationConfig({ ...good, privacy: { ...distributed, distributed: { corruptFraction: 0.2 } } }).privacy
+        .distributed.corruptFraction,
+    ).toBe(0.2);
     expect(issuesOf({ ...good, privacy: { ...distributed, accountant: "pld" } })).toEqual(["privacy.accountant"]);
     expect(issuesOf({ ...good, privacy: distributed, clipping: { clipNorm: 1, adaptive: {} } })).toEqual([
       "clipping.adaptive",

@@ -59,14 +59,28 @@ export const PopulationConfig = z
         .strictObject({
           /** b: devices' values and their sum live in Z_{2^b}. */
           bits: z.number().int().min(2).max(32).default(20),
-          /** n_min: fewest reports released; the charge counts this many noise shares. @default ⌈0.8·n_expected⌉ */
+          /**
+           * n_min: fewest reports released; the charge counts n_min − 1 − ⌊f·n_max⌋ noise shares (not the protected
+           * device's own, nor the colluding devices'). @default ⌈0.8·n_expected⌉
+           */
           minClients: z.number().int().positive().optional(),
           /** n_max: most reports the modulus holds. @default 2·n_expected */
           maxClients: z.number().int().positive().optional(),
           /** Accepted probability that the sum wraps around 2^b. */
           overflowProbability: z.number().gt(0).lt(1).default(1e-9),
+          /**
+           * f ∈ [0, 1/3): the fraction of a round's selected devices that may collude with the server. Their noise
+           * shares are not counted and the others' are scaled up to meet the same z. 0 states that the server
+           * controls no device (what the secure aggregation's parameters assume too).
+           * @default 0
+           */
+          corruptFraction: z
+            .number()
+            .min(0)
+            .lt(1 / 3)
+            .default(0),
         })
-        .default({ bits: 20, overflowProbability: 1e-9 }),
+        .default({ bits: 20, overflowProbability: 1e-9, corruptFraction: 0 }),
       /** Total (ε, δ) budget of the population; a round that would exceed it is refused. */
       budget: z.strictObject({ epsilon: positive, delta: z.number().gt(0).lt(1) }).optional(),
     }),
@@ -254,6 +268,7 @@ export const POPULATION_CONFIG_FLAGS = {
   bits: { type: "string" },
   "min-clients": { type: "string" },
   "max-clients": { type: "string" },
+  "corrupt-fraction": { type: "string" },
   "target-epsilon": { type: "string" },
   delta: { type: "string" },
   "sampling-rate": { type: "string" },
@@ -321,6 +336,11 @@ export function configFromFlags(flags: FlagValues, base: Record<string, unknown>
   setIn(c, ["privacy", "distributed", "bits"], num(flags, "bits", "privacy.distributed.bits"));
   setIn(c, ["privacy", "distributed", "minClients"], num(flags, "min-clients", "privacy.distributed.minClients"));
   setIn(c, ["privacy", "distributed", "maxClients"], num(flags, "max-clients", "privacy.distributed.maxClients"));
+  setIn(
+    c,
+    ["privacy", "distributed", "corruptFraction"],
+    num(flags, "corrupt-fraction", "privacy.distributed.corruptFraction"),
+  );
   setIn(c, ["privacy", "budget", "epsilon"], num(flags, "target-epsilon", "privacy.budget.epsilon"));
   setIn(c, ["privacy", "budget", "delta"], num(flags, "delta", "privacy.budget.delta"));
   setIn(c, ["samplingRate"], num(flags, "sampling-rate", "samplingRate"));

@@ -224,9 +224,10 @@ describe("RoundEngine", () => {
     expect(reopened.instructions.distributed!.dimension).toBe(4);
     const [charged] = e2.checkpoint.ledger!.rounds;
     expect(charged!.mode).toBe("distributed");
+    // the released sum's threshold less the protected device's own share
     expect(charged!.distributed).toEqual({
       dimension: 4,
-      clients: reopened.instructions.distributed!.noise_shares,
+      clients: reopened.instructions.distributed!.noise_shares - 1,
       localVariance: reopened.instructions.distributed!.share_variance,
       sensitivityBound: reopened.instructions.distributed!.sensitivity_bound,
     });

@@ -118,6 +118,12 @@ describe("checkPrivacyPolicy, default policy", () => {
     // weaker noise (z = 0.5): more ε than the default maximum of 8
     expect(epsilonOf(0.5)).toBeGreaterThan(8);
     expect(reasonOf(dist({ distributed: noiseOf(0.5) }), allow)).toBe("epsilon_too_high");
+    // The task's colluding devices cost: their shares are not counted, so the same noise costs more; a sum whose
+    // threshold leaves no honest share besides the device's own is refused outright.
+    const colluding = (corrupt: number) => dist({ distributed: { ...noiseOf(1.5), corrupt_devices: corrupt } });
+    expect(reasonOf(colluding(3), { ...allow, maxLocalEpsilon: eps * 1.001 })).toBe("epsilon_too_high");
+    expect(reasonOf(colluding(3), allow)).toBe("accepted");
+    expect(reasonOf(colluding(15), allow)).toBe("noise_missing");
     const { population_privacy: _p, ...unstated } = dist();
     expect(reasonOf(unstated, allow)).toBe("epsilon_missing");
     const loose = dist({ population_privacy: { epsilon: 1, planned_epsilon: 50, delta: 1e-5 } });

@@ -18,7 +18,8 @@
  *    populations that do not even claim a meaningful guarantee;
  * 4. `distributed`: the task names its secure aggregation (`secure_aggregation`) and its discrete noise
  *    (`distributed`) in the same ring (b = `modulus_bits`, d' = `encoded_length`); the released sum, which holds at
- *    least `noise_shares` shares, costs at most `maxLocalEpsilon` for this device's report — KLS21's RDP bound for the
+ *    least `noise_shares` shares, of which `noise_shares − 1 − corrupt_devices` are honest devices' other than this
+ *    one's own, costs at most `maxLocalEpsilon` for this device's report — KLS21's RDP bound for the
  *    sum of discrete Gaussians (Kairouz, Liu, Steinke 2021, arXiv 2102.06387, Thm. 1; @fedge/privacy
  *    `distributedRdp`), one round without subsampling, at δ = `maxDelta` — what the edge, which sees only that sum,
  *    learns about it; and the same population rule as central (the guarantee the population claims).
@@ -76,11 +77,17 @@ export function checkPrivacyPolicy(task: RoundTask, policy: ResolvedPrivacyPolic
         `the noise runs in Z_{2^${noise!.bits}}^${noise!.dimension} but the secure aggregation in Z_{2^${sa!.modulus_bits}}^${sa!.encoded_length}`,
       );
     }
+    if (!(noise!.noise_shares >= (noise!.corrupt_devices ?? 0) + 2)) {
+      refuse(
+        "noise_missing",
+        `the released sum of ${noise!.noise_shares} inputs with ${noise!.corrupt_devices ?? 0} colluding devices holds no honest noise share besides this device's own`,
+      );
+    }
     const epsilon = distributedReportEpsilon(task.round_id, noise!, policy.maxDelta);
     if (!(epsilon <= policy.maxLocalEpsilon)) {
       refuse(
         "epsilon_too_high",
-        `the released sum of ${noise!.noise_shares} noise shares costs this report ε = ${epsilon.toPrecision(4)} (δ = ${policy.maxDelta}, one round), more than the policy's maxLocalEpsilon ${policy.maxLocalEpsilon}`,
+        `the released sum of ${noise!.noise_shares} inputs (${distributedSharesOf(noise!).clients} honest noise shares besides this device's own) costs this report ε = ${epsilon.toPrecision(4)} (δ = ${policy.maxDelta}, one round), more than the policy's maxLocalEpsilon ${policy.maxLocalEpsilon}`,
       );
     }
   }

@@ -18,10 +18,11 @@
  *   guarantee, and a local-only history's spend is exactly what the SDK reports per device.
  * - `distributed`: secure aggregation of devices' rounded updates, each carrying a discrete Gaussian noise share
  *   (Kairouz, Liu, Steinke 2021, arXiv 2102.06387). The round carries its {@link DistributedNoiseShares} (dimension,
- *   the noise shares the sum is guaranteed to hold, each share's variance, the rounded sensitivity bound) and is
- *   charged KLS21's RDP bound for that sum (Thm. 1's τ, Prop. 14), Poisson-subsampled with rate q by Zhu & Wang's
- *   general bound (`accountant/analysis/distributed-discrete-gaussian.ts`); neighbouring rounds differ in one reporting
- *   device's vector with the counted shares present in both, as KLS21 §5 account it (docs/PRIVACY.md, "open point").
+ *   the honest shares of other devices the sum is guaranteed to hold, each share's variance, the rounded sensitivity
+ *   bound) and is charged KLS21's RDP bound for that sum (Thm. 1's τ, Prop. 14), Poisson-subsampled with rate q by
+ *   Zhu & Wang's general bound (`accountant/analysis/distributed-discrete-gaussian.ts`); neighbouring rounds differ
+ *   in one reporting device's vector, with the counted shares present in both and the device's own share not counted
+ *   (docs/PRIVACY.md, "Which neighbour", which also says what this relation leaves open).
  *   Only the RDP accountant has this analysis; a PLD ledger refuses such rounds.
  * All rounds compose into one device-level (ε, δ), whatever the mix of modes.
  *
@@ -123,17 +124,29 @@ export interface PrivacyLedgerOptions<M extends AccountantMechanism = Accountant
 
 /**
  * The accountant's {@link DistributedNoiseShares} from the wire's snake_case form (the edge's `DistributedNoise` and
- * receipts' `distributed_noise`): `noise_shares` is the share count the charge counts.
+ * receipts' `distributed_noise`). `noise_shares` is the release threshold n_min and `corrupt_devices` (absent: 0) the
+ * most colluding devices c; the charge counts the honest shares of other devices every released sum holds,
+ * n_min − 1 − c: the protected device's own share is not counted, nor those the server may know
+ * (`distributed/plan.ts`, docs/PRIVACY.md "Which neighbour"). Throws {@link InvalidPrivacyParameterError} when none
+ * is left.
  */
 export function distributedSharesOf(wire: {
   dimension: number;
   noise_shares: number;
   share_variance: number;
   sensitivity_bound: number;
+  corrupt_devices?: number | undefined;
 }): DistributedNoiseShares {
+  const corrupt = wire.corrupt_devices ?? 0;
+  const clients = wire.noise_shares - 1 - corrupt;
+  if (!(Number.isSafeInteger(corrupt) && corrupt >= 0 && clients >= 1)) {
+    throw new InvalidPrivacyParameterError(
+      `noise_shares ${wire.noise_shares} with corrupt_devices ${corrupt} leaves no honest noise share besides the protected device's own: need noise_shares >= corrupt_devices + 2`,
+    );
+  }
   return {
     dimension: wire.dimension,
-    clients: wire.noise_shares,
+    clients,
     localVariance: wire.share_variance,
     sensitivityBound: wire.sensitivity_bound,
   };

@@ -15,6 +15,13 @@ import {
   type DevicePrivacyRecord,
 } from "@fedge/protocol";
 import {
+  PrivacyLedger,
+  distributedNoiseOf,
+  distributedSharesOf,
+  planDistributedDiscreteGaussian,
+} from "@fedge/privacy";
+import {
+  ADMIN,
   adminPost,
   call,
   checkin,
@@ -22,6 +29,7 @@ import {
   errorCode,
   openRound,
   registerDevice,
+  roundParams,
   uniqueModel,
   type TestDevice,
 } from "./rounds-helpers.ts";
@@ -138,6 +146,7 @@ describe("GET /v1/devices/:id/privacy", () => {
         count_noise_std: null,
         privacy_mode: "central",
         clip_rule: "fixed",
+        distributed: null,
       },
       expect.objectContaining({ round_id: r2.round_id, sampling_rate: 0.5 }),
     ]);
@@ -149,5 +158,134 @@ describe("GET /v1/devices/:id/privacy", () => {
     expect(await errorCode(await readPrivacy(a, { timestamp: stale }))).toBe("stale_timestamp");
     const stranger = await createApiKey();
     expect(await errorCode(await readPrivacy({ ...a, apiKey: stranger.key }))).toBe("device_not_found");
+  });
+});
+
+describe("GET /v1/devices/:id/privacy in distributed rounds", () => {
+  // 10 devices expected, sums released from 6 inputs on, a tenth of a roster of up to 20 may collude: 6 − 1 − 2 = 3
+  // honest shares besides the device's own protect it.
+  const plan = planDistributedDiscreteGaussian({
+    bits: 16,
+    length: 8,
+    clipNorm: 1,
+    noiseMultiplier: 1.5,
+    expectedClients: 10,
+    minClients: 6,
+    maxClients: 20,
+    corruptFraction: 0.1,
+  });
+  const noise = distributedNoiseOf(plan);
+
+  /** The device's own accounting from its receipts, as the SDK's client.privacy() runs it (RDP, receipts' shares). */
+  function fromReceipts(model: string, receipts: CheckinReceipt[]): number {
+    const ledger = new PrivacyLedger({ population: model, accountant: "rdp" });
+    for (const r of receipts) {
+      ledger.record({
+        roundId: r.round_id,
+        sampleRate: r.sampling_rate,
+        noiseMultiplier: r.noise_multiplier,
+        mode: r.privacy_mode,
+        openedAt: r.checked_in_at,
+        ...(r.distributed_noise ? { distributed: distributedSharesOf(r.distributed_noise) } : {}),
+      });
+    }
+    return ledger.spent(receipts[0]!.delta);
+  }
+
+  it("states the noise that protected the device, and its ε equals the population's and its receipts'", async () => {
+    const model = uniqueModel("ddpdev");
+    const { key } = await createApiKey();
+    const a = await registerDevice(key);
+    const b = await registerDevice(key);
+    const receiptsA: CheckinReceipt[] = [];
+    const receiptsB: CheckinReceipt[] = [];
+    const mechanism = { noise_multiplier: 1.5, clip_rule: "fixed" as const, distributed: noise };
+    const d1 = await openRound(model, { privacy_mode: "distributed", sampling_rate: 0.5, mechanism });
+    receiptsA.push((await checkin(a, model)).receipt!);
+    await adminPost(`/v1/admin/rounds/${d1.round_id}/close`);
+    const c1 = await openRound(model, { sampling_rate: 0.3 });
+    receiptsA.push((await checkin(a, model)).receipt!);
+    receiptsB.push((await checkin(b, model)).receipt!);
+    await adminPost(`/v1/admin/rounds/${c1.round_id}/close`);
+    const d2 = await openRound(model, { privacy_mode: "distributed", sampling_rate: 0.5, mechanism });
+    receiptsA.push((await checkin(a, model)).receipt!);
+    receiptsB.push((await checkin(b, model)).receipt!);
+    // the receipts sign the colluding-device count the charge depends on
+    expect(receiptsA[0]!.distributed_noise).toEqual({
+      dimension: noise.dimension,
+      noise_shares: 6,
+      share_variance: noise.share_variance,
+      sensitivity_bound: noise.sensitivity_bound,
+      corrupt_devices: 2,
+    });
+    expect(receiptsA.every(verifies)).toBe(true);
+
+    const record = await (await readPrivacy(a)).json<DevicePrivacyRecord>();
+    const entry = record.populations[0]!;
+    expect(entry.rounds.map((r) => r.round_id)).toEqual([d1.round_id, c1.round_id, d2.round_id]);
+    expect(entry.rounds[1]!.distributed).toBeNull();
+    const protectedBy = entry.rounds[0]!.distributed!;
+    expect(protectedBy).toEqual({
+      ...noise,
+      guaranteed_shares: 3,
+      guaranteed_noise_std: Math.sqrt(3 * noise.share_variance) / noise.scale,
+    });
+    expect(entry.rounds[2]!.distributed).toEqual(protectedBy);
+    // The device in every round spends the population's ε, which its receipts reproduce.
+    const population = await (await call(`/v1/populations/${model}/privacy`)).json<{ epsilon_spent: number }>();
+    expect(entry.delta).toBe(1e-5);
+    expect(entry.epsilon).toBe(population.epsilon_spent);
+    expect(fromReceipts(model, receiptsA)).toBe(entry.epsilon);
+    // One that missed a round spends less, and the same on both sides.
+    const forB = (await (await readPrivacy(b)).json<DevicePrivacyRecord>()).populations[0]!;
+    expect(forB.rounds.map((r) => r.round_id)).toEqual([c1.round_id, d2.round_id]);
+    expect(forB.epsilon).toBe(fromReceipts(model, receiptsB));
+    expect(forB.epsilon!).toBeLessThan(entry.epsilon!);
+
+    // Neither the protected device's own share nor the colluders' is counted: with them, ε would be lower.
+    const counting = (clients: number) => {
+      const ledger = new PrivacyLedger({ population: model, accountant: "rdp" });
+      receiptsA.forEach((r, i) =>
+        ledger.record({
+          roundId: `${i}`,
+          sampleRate: r.sampling_rate,
+          noiseMultiplier: r.noise_multiplier,
+          mode: r.privacy_mode,
+          openedAt: r.checked_in_at,
+          ...(r.distributed_noise ? { distributed: { ...plan.noiseShares, clients } } : {}),
+        }),
+      );
+      return ledger.spent(1e-5);
+    };
+    expect(entry.epsilon).toBe(counting(3));
+    expect(counting(4)).toBeLessThan(entry.epsilon!);
+    expect(counting(6)).toBeLessThan(counting(4));
+  });
+
+  it("refuses a distributed round whose threshold leaves no honest share besides the device's own (400, nothing charged)", async () => {
+    const model = uniqueModel("ddpbad");
+    const c1 = await openRound(model, { sampling_rate: 0.5 });
+    await adminPost(`/v1/admin/rounds/${c1.round_id}/close`);
+    const ledger = async () => (await call(`/v1/populations/${model}/privacy`)).json<{ rounds: unknown[] }>();
+    const before = await ledger();
+    for (const bad of [
+      { ...noise, corrupt_devices: 5 }, // 6 − 1 − 5 = 0
+      { ...noise, noise_shares: 2, corrupt_devices: 1 },
+      { ...noise, noise_shares: 1, corrupt_devices: undefined },
+    ]) {
+      const body = roundParams(model, {
+        privacy_mode: "distributed",
+        sampling_rate: 0.5,
+        mechanism: { noise_multiplier: 1.5, clip_rule: "fixed", distributed: bad },
+      });
+      const res = await call("/v1/admin/rounds", {
+        method: "POST",
+        headers: { ...ADMIN, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      expect(res.status).toBe(400);
+      expect(await res.text()).toMatch(/corrupt_devices \+ 2/);
+    }
+    expect(await ledger()).toEqual(before);
   });
 });

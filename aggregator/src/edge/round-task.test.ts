@@ -8,6 +8,7 @@ import {
   encodeUpdateStreamFrameHeader,
   type UpdateFields,
 } from "@fedge/protocol";
+import { distributedSharesOf } from "@fedge/privacy";
 import { EdgeAdminClient } from "./admin-client.ts";
 import { parsePopulationConfig, type PopulationConfigInput } from "../config.ts";
 import { RoundEngine } from "../round.ts";
@@ -82,6 +83,24 @@ describe("openRoundRequest", () => {
     const dp = { privacy: { mode: "central" as const, noiseMultiplier: 1, budget: { epsilon: 6, delta: 1e-5 } } };
     expect((await opened(dp)).request.update_dtype).toBe("int8");
     expect((await opened({ ...dp, updateDtype: "float32" })).request.update_dtype).toBe("float32");
+  });
+
+  it("distributed with colluding devices: the open request states them, and the edge's charge equals the engine's", async () => {
+    const { request, engine } = await opened({
+      privacy: {
+        mode: "distributed",
+        noiseMultiplier: 1,
+        budget: { epsilon: 60, delta: 1e-5 },
+        distributed: { bits: 20, minClients: 8, maxClients: 20, corruptFraction: 0.1 },
+      },
+      clipping: { clipNorm: 1 },
+    });
+    const noise = request.mechanism!.distributed!;
+    expect(noise).toMatchObject({ noise_shares: 8, corrupt_devices: 2 }); // ⌊0.1 · 20⌋
+    expect(OpenRoundRequest.safeParse(request).success).toBe(true);
+    // what the edge will charge from the wire is what the engine charged its own ledger: 8 − 1 − 2 shares
+    expect(distributedSharesOf(noise)).toEqual(engine.checkpoint.ledger!.rounds[0]!.distributed);
+    expect(distributedSharesOf(noise).clients).toBe(5);
   });
 
   it("taskPrivacyFields is the device's view of the instructions", () => {

@@ -5,7 +5,12 @@
  */
 import { describe, expect, it } from "vitest";
 import { createBackend } from "@fedge/gpu-node";
-import { getDistributedNoiseMultiplier, RdpAccountant } from "@fedge/privacy";
+import {
+  distributedEpsilon,
+  getDistributedNoiseMultiplier,
+  planDistributedDiscreteGaussian,
+  RdpAccountant,
+} from "@fedge/privacy";
 import { seededRandomBytes } from "@fedge/privacy/testing";
 import { parsePopulationConfig, type PopulationConfigInput } from "../config.ts";
 import { runCli } from "../cli/cli.ts";
@@ -81,6 +86,47 @@ describe("distributed mode in the simulator", () => {
     expect(accC).toBeGreaterThan(0.5);
     // measured: central 0.684, distributed 0.663 (z 0.25 vs 0.297 at ε = 50.3, δ = 1e-5; 80 clients, q = 0.5, 3 rounds)
     expect(Math.abs(accD - accC)).toBeLessThan(0.03);
+  }, 300_000);
+
+  it("a colluding fraction is charged: the honest shares alone, the others' share variance scaled up", async () => {
+    const plan = { bits: 20, length: 300, clipNorm: 1, expectedClients: 40, minClients: 32, maxClients: 80 };
+    const config = (corruptFraction: number) =>
+      parsePopulationConfig({
+        ...common,
+        privacy: {
+          mode: "distributed",
+          noiseMultiplier: 1,
+          budget: { epsilon: 100, delta: DELTA },
+          distributed: { bits: 20, minClients: 32, maxClients: 80, corruptFraction },
+        },
+        samplingRate: 0.5,
+        expectedClients: 40,
+      });
+    const run = (corruptFraction: number) =>
+      runSimulation({
+        config: config(corruptFraction),
+        backend,
+        clients: 80,
+        rounds: 1,
+        mode: "synthetic",
+        params: 300,
+        seed: 3,
+      });
+    const [honest, colluding] = [await run(0), await run(0.2)];
+    // ⌊0.2·80⌋ = 16 colluders: 32 − 1 − 16 = 15 shares charged instead of 31
+    const expected = (f: number) =>
+      distributedEpsilon(
+        planDistributedDiscreteGaussian({ ...plan, noiseMultiplier: 1, corruptFraction: f }),
+        0.5,
+        1,
+        DELTA,
+      );
+    expect(
+      planDistributedDiscreteGaussian({ ...plan, noiseMultiplier: 1, corruptFraction: 0.2 }).guaranteedShares,
+    ).toBe(15);
+    expect(honest.epsilon).toBe(expected(0));
+    expect(colluding.epsilon).toBe(expected(0.2));
+    expect(colluding.epsilon!).toBeGreaterThan(honest.epsilon!);
   }, 300_000);
 
   it("a round with fewer reports than the shares it was charged for is not released, and stays charged", async () => {

@@ -10,9 +10,10 @@
  * (`decodeDistributedSum`) and divides by the fixed expected count n_expected (McMahan et al. 2018, arXiv 1710.06963,
  * the fixed-denominator estimator), as central mode does.
  *
- * The charge: KLS21's RDP bound for `minClients` shares (`@fedge/privacy` ledger, mode `distributed`). A round whose
- * sum holds fewer reports than that would hold fewer noise shares than were charged: its sum is not released (the
- * model is unchanged; the round stays charged, as its devices saw the task).
+ * The charge: KLS21's RDP bound for minClients − 1 − ⌊corruptFraction·maxClients⌋ shares, the honest shares besides
+ * the protected device's own that every released sum holds (`@fedge/privacy` plan and ledger, mode `distributed`). A
+ * round whose sum holds fewer than `minClients` reports would hold fewer noise shares than were charged: its sum is
+ * not released (the model is unchanged; the round stays charged, as its devices saw the task).
  */
 import {
   addModulo,
@@ -45,12 +46,17 @@ export interface DpDistributedOptions {
   expectedClients: number;
   /** b: the modulus 2^b of secure aggregation. */
   bits: number;
-  /** n_min: the fewest reports whose sum is released (the charge counts this many shares). */
+  /** n_min: the fewest reports whose sum is released (the charge counts n_min − 1 − the colluding devices' shares). */
   minClients: number;
   /** n_max: the most reports the modulus must hold. */
   maxClients: number;
   /** p: the accepted probability that the sum wraps around the modulus. */
   overflowProbability: number;
+  /**
+   * f ∈ [0, 1/3): the fraction of selected devices that may collude with the server (`planDistributedDiscreteGaussian`).
+   * @default 0
+   */
+  corruptFraction?: number;
 }
 
 function toBase64Url(bytes: Uint8Array): string {
@@ -77,6 +83,7 @@ export function createDpDistributed(inner: Strategy, options: DpDistributedOptio
       minClients: options.minClients,
       maxClients: options.maxClients,
       overflowProbability: options.overflowProbability,
+      corruptFraction: options.corruptFraction ?? 0,
     });
   planFor(1, 1); // validates the options now
   const needLength = (ctx: { length?: number | undefined }): number => {
@@ -137,7 +144,7 @@ export function createDpDistributed(inner: Strategy, options: DpDistributedOptio
       let delta: Float32Array | null = null;
       if (count < plan.minClients) {
         warnings.push(
-          `round ${ctx.round}: ${count} reports, fewer than the ${plan.minClients} noise shares the round was charged for; its sum is not released (the model is unchanged, the charge stands)`,
+          `round ${ctx.round}: ${count} reports, fewer than the ${plan.minClients} a sum is released with (its charge counts ${plan.guaranteedShares} of their noise shares); its sum is not released (the model is unchanged, the charge stands)`,
         );
       } else {
         if (count > plan.maxClients) {

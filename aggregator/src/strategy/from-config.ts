@@ -55,6 +55,7 @@ export function strategyFromConfig(config: PopulationConfig): Strategy {
       minClients: d.minClients ?? Math.ceil(0.8 * n),
       maxClients: d.maxClients ?? 2 * n,
       overflowProbability: d.overflowProbability,
+      corruptFraction: d.corruptFraction,
     });
   }
   return inner;

@@ -106,6 +106,8 @@ export interface DistributedTaskFields {
   noise_shares: number;
   share_variance: number;
   sensitivity_bound: number;
+  /** The most colluding devices, when the population states a colluding fraction (absent: 0). */
+  corrupt_devices?: number;
   /** base64url of the 32-byte rotation seed. */
   rotation_seed: string;
 }

@@ -4,8 +4,9 @@ import { distributedSubsampledRdp } from "./analysis/distributed-discrete-gaussi
 import { getPrivacySpent } from "./analysis/rdp.ts";
 import { PldAccountant } from "./pld.ts";
 import { RdpAccountant } from "./rdp.ts";
-import { PrivacyLedger, type LedgerRound } from "../ledger.ts";
-import { planDistributedDiscreteGaussian } from "../distributed/plan.ts";
+import { PrivacyLedger, distributedSharesOf, type LedgerRound } from "../ledger.ts";
+import { distributedNoiseOf, planDistributedDiscreteGaussian } from "../distributed/plan.ts";
+import { distributedEpsilon, getDistributedNoiseMultiplier } from "../distributed/noise-multiplier.ts";
 
 const plan = planDistributedDiscreteGaussian({
   bits: 16,
@@ -47,7 +48,7 @@ describe("distributed steps in the accountant and the ledger", () => {
     const step = { noiseMultiplier: 1.1, sampleRate: 0.02, distributed: plan.noiseShares };
     acc.step(step, 3);
     acc.step({ ...step, distributed: { ...plan.noiseShares } }, 2);
-    acc.step({ ...step, distributed: { ...plan.noiseShares, clients: 79 } });
+    acc.step({ ...step, distributed: { ...plan.noiseShares, clients: 78 } });
     acc.step({ noiseMultiplier: 1.1, sampleRate: 0.02 });
     expect(acc.history.map((e) => e.steps)).toEqual([5, 1, 1]);
     const back = new RdpAccountant();
@@ -95,5 +96,66 @@ describe("distributed steps in the accountant and the ledger", () => {
     const pldLedger = new PrivacyLedger({ population: "mnist", accountant: "pld" });
     expect(() => pldLedger.open(base, { epsilon: 10, delta: 1e-5 })).toThrow(/rdp accountant/);
     expect(pldLedger.size).toBe(0);
+  });
+
+  it("a round released at n_min inputs is charged n_min − 1 shares, never the removed device's own", () => {
+    const wire = distributedNoiseOf(plan); // noise_shares 80: the release threshold
+    const ledger = new PrivacyLedger({ population: "mnist" });
+    ledger.record({
+      roundId: "d1",
+      sampleRate: 0.02,
+      noiseMultiplier: 1.1,
+      mode: "distributed",
+      openedAt: "2026-12-07T05:00:00Z",
+      distributed: distributedSharesOf(wire),
+    });
+    const charged = (clients: number) => {
+      const acc = new RdpAccountant();
+      acc.step({ noiseMultiplier: 1.1, sampleRate: 0.02, distributed: { ...plan.noiseShares, clients } });
+      return acc.getEpsilon(1e-5);
+    };
+    expect(ledger.spent(1e-5)).toBe(charged(79));
+    expect(ledger.spent(1e-5)).toBeGreaterThan(charged(80));
+  });
+
+  it("the demo's settings: ε before and after (1,000 devices, q = 0.2, 10 rounds, b = 20, C = 0.1, δ = 10⁻⁵)", () => {
+    // n_expected = 200, n_min = ⌈0.8·200⌉ = 160, n_max = 400, d' = 8,192 (demo/src/setting.ts, docs/PRIVACY.md)
+    const demo = { bits: 20, length: 5000, clipNorm: 0.1, expectedClients: 200, minClients: 160, maxClients: 400 };
+    const at = planDistributedDiscreteGaussian({ ...demo, noiseMultiplier: 5.12 });
+    const before = new RdpAccountant();
+    before.step({ noiseMultiplier: 5.12, sampleRate: 0.2, distributed: { ...at.noiseShares, clients: 160 } }, 10);
+    const after = distributedEpsilon(at, 0.2, 10, 1e-5);
+    expect(at.noiseShares.clients).toBe(159);
+    expect(before.getEpsilon(1e-5)).toBeCloseTo(0.9991, 4);
+    expect(after).toBeCloseTo(1.0029, 4);
+    // the z that meets ε = 1 moves from the 5.12 the demo reported to 5.13
+    const z = getDistributedNoiseMultiplier({
+      targetEpsilon: 1,
+      targetDelta: 1e-5,
+      sampleRate: 0.2,
+      steps: 10,
+      plan: demo,
+    });
+    expect(z.noiseMultiplier).toBeCloseTo(5.133, 3);
+    expect(z.epsilon).toBeLessThanOrEqual(1);
+  });
+
+  it("a colluding fraction f raises the z (and each share) that meets the same ε: the honest shares alone meet it", () => {
+    const demo = { bits: 20, length: 5000, clipNorm: 0.1, expectedClients: 200, minClients: 160, maxClients: 400 };
+    const query = { targetEpsilon: 1, targetDelta: 1e-5, sampleRate: 0.2, steps: 10 };
+    const honest = getDistributedNoiseMultiplier({ ...query, plan: demo });
+    const colluding = getDistributedNoiseMultiplier({ ...query, plan: { ...demo, corruptFraction: 0.2 } });
+    expect(colluding.plan.guaranteedShares).toBe(160 - 1 - 80);
+    expect(colluding.noiseMultiplier).toBeGreaterThan(honest.noiseMultiplier * 1.2);
+    const perShare = (p: typeof honest.plan) => p.localVariance / p.scale ** 2; // in units of the update, squared
+    expect(perShare(colluding.plan)).toBeGreaterThan(perShare(honest.plan) * 1.9);
+    // the ε of the 79 honest shares, recomputed from the wire the edge charges, meets the target
+    const acc = new RdpAccountant();
+    acc.step(
+      { noiseMultiplier: 1, sampleRate: 0.2, distributed: distributedSharesOf(distributedNoiseOf(colluding.plan)) },
+      10,
+    );
+    expect(acc.getEpsilon(1e-5)).toBe(colluding.epsilon);
+    expect(colluding.epsilon).toBeLessThanOrEqual(1);
   });
 });

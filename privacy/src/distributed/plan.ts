@@ -15,9 +15,16 @@
  * "k standard deviations" made a stated probability. The conditional rounding's retries (which only shrink norms) are
  * left out of this tail bound.
  *
- * The noise: each device adds N_Z(0, σ_l²) with σ_l² = (z·C·γ)²/n_expected, so n_expected shares sum to the central
- * σ = z·C (in float units). The accountant counts only `minClients` shares: a round releases the sum only when at
- * least that many devices reported, so that many shares are in it whatever drops out.
+ * The noise and what the charge counts (docs/PRIVACY.md, "Which neighbour"): a released sum holds at least n_min
+ * inputs (secure aggregation aborts below, the round stays charged), each with one noise share. Of those, at most
+ * c = ⌊f·n_max⌋ come from devices that collude with the server (f = `corruptFraction`: their shares are known to it,
+ * so they protect no one), and one is the protected device's own share, which is not counted: it is the share that
+ * leaves with the device in the neighbour with one device fewer, and under zero-out adjacency (the relation the
+ * charge states) leaving it out only makes the bound larger, by data processing (adding an independent share is
+ * post-processing). So the charge counts g = n_min − 1 − c honest shares of other devices (KLS21 Thm. 1 for a sum
+ * of g discrete Gaussians, Prop. 14 for its RDP); a plan with g < 1 is refused. Each device adds N_Z(0, σ_l²) with
+ * σ_l² = (z·C·γ)²/h, h = n_expected − ⌊f·n_expected⌋: the honest devices of a round of the expected size alone sum
+ * to σ = z·C (in float units), so `getDistributedNoiseMultiplier` scales the shares up as f grows.
  */
 import type { DistributedNoiseShares } from "../accountant/analysis/distributed-discrete-gaussian.ts";
 import { distributedTau } from "../accountant/analysis/distributed-discrete-gaussian.ts";
@@ -61,6 +68,14 @@ export interface DistributedPlanOptions {
   roundingBeta?: number;
   /** γ, overriding the choice (must still meet `overflowProbability`). */
   scale?: number;
+  /**
+   * f ∈ [0, 1/3): the fraction of a round's selected devices that may collude with the server (reveal or skip their
+   * noise share). The charge counts only honest shares; the shares are scaled so that the honest ones carry σ = z·C.
+   * f < 1/3 is the regime of SecAgg+'s thresholds (Bell et al. CCS 2020, §4: corrupt and dropped devices each below a
+   * third). 0 states an edge that controls no device (the secure aggregation's own parameters assume this too).
+   * @default 0
+   */
+  corruptFraction?: number;
 }
 
 /** What a distributed round runs with (every number a device and the server need, plus the accountant's). */
@@ -75,6 +90,12 @@ export interface DistributedPlan {
   expectedClients: number;
   minClients: number;
   maxClients: number;
+  /** f: the fraction of selected devices that may collude with the server. */
+  corruptFraction: number;
+  /** c = ⌊f·n_max⌋: the most colluding devices a released sum may hold. */
+  corruptClients: number;
+  /** g = n_min − 1 − c: the honest shares, besides the protected device's own, every released sum holds (charged). */
+  guaranteedShares: number;
   /** γ: grid steps per unit; devices send round(γ·HDx/√d'), the server divides by γ. */
   scale: number;
   roundingBeta: number;
@@ -84,7 +105,7 @@ export interface DistributedPlan {
   localVariance: number;
   /** Bound on the probability that the sum of up to maxClients reports wraps at some coordinate. */
   overflowProbability: number;
-  /** τ of KLS21 Thm. 1 for minClients shares. */
+  /** τ of KLS21 Thm. 1 for the guaranteed shares. */
   tau: number;
   /** √B/(γ·C): how much the rounding inflates the sensitivity. */
   sensitivityInflation: number;
@@ -123,11 +144,21 @@ export function planDistributedDiscreteGaussian(o: DistributedPlanOptions): Dist
   check(p > 0 && p < 1, `overflowProbability must be in (0, 1), got ${p}`);
   const beta = o.roundingBeta ?? DEFAULT_ROUNDING_BETA;
   check(beta >= 0 && beta < 1, `roundingBeta must be in [0, 1), got ${beta}`);
+  const f = o.corruptFraction ?? 0;
+  check(f >= 0 && f < 1 / 3, `corruptFraction must be in [0, 1/3) (SecAgg+'s regime), got ${f}`);
+  const corrupt = Math.floor(f * nMax);
+  const guaranteed = nMin - 1 - corrupt;
+  check(
+    guaranteed >= 1,
+    `minClients: ${nMin} inputs leave no honest noise share besides the protected device's own ` +
+      `(${nMin} − 1 − ${corrupt} colluding = ${guaranteed}); raise minClients or lower corruptFraction`,
+  );
+  const honestExpected = nExp - Math.floor(f * nExp);
 
-  // v(γ) ≤ γ²·(n_max²C²/d' + n_max·z²C²/n_exp) + n_max/4 + n_max (the last: σ_l² rounded up by < 1).
+  // v(γ) ≤ γ²·(n_max²C²/d' + n_max·z²C²/h) + n_max/4 + n_max (the last: σ_l² rounded up by < 1).
   const half = 2 ** (b - 1);
   const allowed = (half * half) / (2 * Math.log((2 * padded) / p));
-  const perScale2 = (nMax * nMax * c * c) / padded + (nMax * z * z * c * c) / nExp;
+  const perScale2 = (nMax * nMax * c * c) / padded + (nMax * z * z * c * c) / honestExpected;
   const room = allowed - nMax / 4 - nMax;
   check(room > 0, `bits: ${b} bits cannot hold the rounding error of ${nMax} reports at overflow probability ${p}`);
   let scale = Math.min(Math.sqrt(room / perScale2), MAX_SCALED_CLIP / c);
@@ -138,7 +169,7 @@ export function planDistributedDiscreteGaussian(o: DistributedPlanOptions): Dist
     );
     scale = o.scale;
   }
-  const exactVariance = (z * c * scale) ** 2 / nExp;
+  const exactVariance = (z * c * scale) ** 2 / honestExpected;
   const localVariance = exactVariance >= 64 ? Math.ceil(exactVariance) : exactVariance;
   check(
     localVariance >= 0.25,
@@ -147,15 +178,16 @@ export function planDistributedDiscreteGaussian(o: DistributedPlanOptions): Dist
   const sensitivityBound = roundedNormBound(scale * c, padded, beta);
   const proxy = scale * scale * ((nMax * nMax * c * c) / padded) + nMax / 4 + nMax * localVariance;
   const overflow = overflowBound(b, padded, proxy);
-  const tau = distributedTau(nMin, localVariance);
+  const tau = distributedTau(guaranteed, localVariance);
   const inflation = Math.sqrt(sensitivityBound) / (scale * c);
   const explanation =
     `γ = ${scale.toPrecision(6)} grid steps per unit: the largest scale (capped at γ·C ≤ 2^24) for which the sum of ` +
     `up to ${nMax} reports wraps around 2^${b} at any of the ${padded} coordinates with probability ≤ ` +
     `${overflow.toExponential(2)} (target ${p}; sub-Gaussian tail with variance proxy γ²n²C²/d' + n/4 + n·σ_l², ` +
     `union bound over d'). Each device adds N_Z(0, ${localVariance.toPrecision(6)}) (σ = z·C = ${(z * c).toPrecision(4)} ` +
-    `over ${nExp} shares); rounding inflates the sensitivity by ${inflation.toFixed(5)}×; τ = ${tau.toExponential(2)} ` +
-    `for ${nMin} shares.`;
+    `over the ${honestExpected} honest shares of ${nExp} expected); rounding inflates the sensitivity by ` +
+    `${inflation.toFixed(5)}×. Charged: ${guaranteed} shares (${nMin} released inputs − the protected device's own − ` +
+    `${corrupt} colluding), τ = ${tau.toExponential(2)}.`;
   return {
     bits: b,
     length,
@@ -165,6 +197,9 @@ export function planDistributedDiscreteGaussian(o: DistributedPlanOptions): Dist
     expectedClients: nExp,
     minClients: nMin,
     maxClients: nMax,
+    corruptFraction: f,
+    corruptClients: corrupt,
+    guaranteedShares: guaranteed,
     scale,
     roundingBeta: beta,
     sensitivityBound,
@@ -172,14 +207,16 @@ export function planDistributedDiscreteGaussian(o: DistributedPlanOptions): Dist
     overflowProbability: overflow,
     tau,
     sensitivityInflation: inflation,
-    noiseShares: { dimension: padded, clients: nMin, localVariance, sensitivityBound },
+    noiseShares: { dimension: padded, clients: guaranteed, localVariance, sensitivityBound },
     explanation,
   };
 }
 
 /**
  * The plan's noise in the wire's snake_case form (`@fedge/protocol` `DistributedNoise`): what a distributed round's open
- * request states as `mechanism.distributed`; `noise_shares` is the share count the charge counts (minClients).
+ * request states as `mechanism.distributed`. `noise_shares` is the release threshold n_min (the fewest inputs a sum is
+ * released of) and `corrupt_devices` c (stated only when > 0, so rounds without colluders keep their wire form); the
+ * charge counts `noise_shares − 1 − corrupt_devices` (`distributedSharesOf` in ledger.ts).
  */
 export function distributedNoiseOf(plan: DistributedPlan): {
   bits: number;
@@ -188,6 +225,7 @@ export function distributedNoiseOf(plan: DistributedPlan): {
   noise_shares: number;
   share_variance: number;
   sensitivity_bound: number;
+  corrupt_devices?: number;
 } {
   return {
     bits: plan.bits,
@@ -196,5 +234,6 @@ export function distributedNoiseOf(plan: DistributedPlan): {
     noise_shares: plan.minClients,
     share_variance: plan.localVariance,
     sensitivity_bound: plan.sensitivityBound,
+    ...(plan.corruptClients > 0 ? { corrupt_devices: plan.corruptClients } : {}),
   };
 }

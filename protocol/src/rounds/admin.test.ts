@@ -188,6 +188,13 @@ describe("OpenRoundRequest: the charge and Poisson sampling", () => {
     expect(ok(distributed({ dimension: 6 }))).toBe(false);
     expect(ok(distributed({ share_variance: 0.2 }))).toBe(false); // below KLS21's σ ≥ 1/2
     expect(ok(distributed({ bits: 33 }))).toBe(false);
+    // the charge counts noise_shares − 1 − corrupt_devices shares: at least one must be left
+    expect(ok(distributed({ corrupt_devices: 5 }))).toBe(true);
+    expect(ok(distributed({ corrupt_devices: 18 }))).toBe(true);
+    expect(ok(distributed({ corrupt_devices: 19 }))).toBe(false);
+    expect(ok(distributed({ noise_shares: 1 }))).toBe(false);
+    expect(ok(distributed({ noise_shares: 2 }))).toBe(true);
+    expect(ok(distributed({ corrupt_devices: 0 }))).toBe(false); // absent is 0: one wire form per mechanism
     expect(ok(distributed({ sensitivity_bound: 1.5 }))).toBe(false);
     expect(ok({ ...distributed(), rotation_seed: undefined })).toBe(false);
     expect(ok({ ...distributed(), rotation_seed: "A".repeat(42) })).toBe(false);

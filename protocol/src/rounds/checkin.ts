@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { Base64Url, IsoDateTime, ModelName } from "../common.ts";
 import { DeviceId } from "../devices.ts";
-import { RoundTask } from "./task.ts";
+import { DistributedNoise, RoundTask } from "./task.ts";
 import { ClipRule } from "./privacy.ts";
 import { EDGE_KEY_ALG } from "./receipt.ts";
 
@@ -49,6 +49,7 @@ export const CheckinReceipt = z
         noise_shares: z.number(),
         share_variance: z.number(),
         sensitivity_bound: z.number(),
+        corrupt_devices: z.number().optional(),
       })
       .strict()
       .optional(),
@@ -105,6 +106,21 @@ export const UpdateReceipt = z
   .meta({ id: "UpdateReceipt" });
 export type UpdateReceipt = z.infer<typeof UpdateReceipt>;
 
+/**
+ * The noise that protected a device in a distributed round: the round's charged `DistributedNoise` and what it
+ * guarantees. A released sum holds at least `noise_shares` inputs; besides the device's own share, at least
+ * `guaranteed_shares` = noise_shares − 1 − corrupt_devices shares of honest devices, whose sum has standard deviation
+ * `guaranteed_noise_std` = √(guaranteed_shares · share_variance)/scale per coordinate in the update's units
+ * (comparable with z·C of central mode). The charge is KLS21's bound for those shares.
+ */
+export const DeviceDistributedNoise = DistributedNoise.extend({
+  guaranteed_shares: z.number().int().positive(),
+  guaranteed_noise_std: z.number().positive(),
+})
+  .strict()
+  .meta({ id: "DeviceDistributedNoise" });
+export type DeviceDistributedNoise = z.infer<typeof DeviceDistributedNoise>;
+
 /** One round the edge recorded a device's check-in for, with what that round was charged. */
 export const DeviceCheckedInRound = z
   .object({
@@ -115,6 +131,8 @@ export const DeviceCheckedInRound = z
     count_noise_std: z.number().nullable(),
     privacy_mode: z.enum(["central", "local", "distributed"]),
     clip_rule: ClipRule,
+    /** Mode `distributed`: the noise that protected the device (null in the other modes). */
+    distributed: DeviceDistributedNoise.nullable(),
   })
   .meta({ id: "DeviceCheckedInRound" });
 export type DeviceCheckedInRound = z.infer<typeof DeviceCheckedInRound>;
@@ -127,7 +145,20 @@ export type DeviceCheckedInRound = z.infer<typeof DeviceCheckedInRound>;
 export const DevicePrivacyRecord = z
   .object({
     device_id: DeviceId,
-    populations: z.array(z.object({ model: ModelName, rounds: z.array(DeviceCheckedInRound) })),
+    populations: z.array(
+      z.object({
+        model: ModelName,
+        rounds: z.array(DeviceCheckedInRound),
+        /**
+         * ε of exactly these rounds for this device at `delta`, by the RDP accountant of `@fedge/privacy` (what the
+         * SDK's `client.privacy()` computes from its receipts; the population's ε when it checked in for every round).
+         * null while the population has no budget (no δ).
+         */
+        epsilon: z.number().nullable(),
+        /** The population budget's δ (null without a budget). */
+        delta: z.number().nullable(),
+      }),
+    ),
   })
   .meta({ id: "DevicePrivacyRecord" });
 export type DevicePrivacyRecord = z.infer<typeof DevicePrivacyRecord>;

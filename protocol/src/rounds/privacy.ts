@@ -47,6 +47,11 @@ export const RoundMechanism = z
     message: "count_noise_std is required with clip_rule adaptive and only allowed there",
     path: ["count_noise_std"],
   })
+  .refine((m) => !m.distributed || m.distributed.noise_shares >= (m.distributed.corrupt_devices ?? 0) + 2, {
+    message:
+      "distributed.noise_shares must be at least corrupt_devices + 2: the charge counts the honest shares besides the protected device's own",
+    path: ["distributed", "noise_shares"],
+  })
   .refine((m) => m.count_noise_std === undefined || 2 * m.count_noise_std > m.noise_multiplier, {
     message: "count_noise_std leaves no noise for the update: need 2·count_noise_std > noise_multiplier",
     path: ["count_noise_std"],

@@ -54,6 +54,20 @@ describe("a distributed round's receipt", () => {
     expect(() => checkinReceiptSigningBytes({ ...body, distributed_noise: noise })).toThrow(TypeError);
   });
 
+  it("signs the colluding-device count when the round states one; without it the bytes are the old ones", async () => {
+    const colluding = { ...distributed, distributed_noise: { ...noise, corrupt_devices: 8 } };
+    const text = new TextDecoder().decode(checkinReceiptSigningBytes(colluding));
+    expect(text.split("\n").at(-1)).toBe("8192 80 28049514 1402515226 8");
+    const sig = signCheckinReceipt(colluding, keys.secretKey);
+    expect(await verifyCheckinReceipt(colluding, sig, keys.publicKey)).toBe(true);
+    // dropping or changing it (a cheaper charge on the device) breaks the signature
+    expect(await verifyCheckinReceipt(distributed, sig, keys.publicKey)).toBe(false);
+    const fewer = { ...distributed, distributed_noise: { ...noise, corrupt_devices: 7 } };
+    expect(await verifyCheckinReceipt(fewer, sig, keys.publicKey)).toBe(false);
+    const wire = { ...colluding, alg: "Ed25519", signature: toBase64Url(sig) };
+    expect(CheckinReceipt.parse(wire)).toEqual(wire);
+  });
+
   it("verifies, parses as the wire schema, and fails once its noise is altered", async () => {
     const sig = signCheckinReceipt(distributed, keys.secretKey);
     expect(await verifyCheckinReceipt(distributed, sig, keys.publicKey)).toBe(true);

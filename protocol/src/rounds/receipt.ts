@@ -39,7 +39,8 @@ export interface CheckinReceiptBody {
   checked_in_at: string;
   /**
    * Mode `distributed` only (required there): the discrete noise the round was charged for (KLS21's bound counts
-   * `noise_shares` shares of variance `share_variance` in `dimension` coordinates, sensitivity √`sensitivity_bound`).
+   * `noise_shares − 1 − corrupt_devices` shares of variance `share_variance` in `dimension` coordinates, sensitivity
+   * √`sensitivity_bound`).
    */
   distributed_noise?: ReceiptDistributedNoise | undefined;
 }
@@ -50,6 +51,8 @@ export interface ReceiptDistributedNoise {
   noise_shares: number;
   share_variance: number;
   sensitivity_bound: number;
+  /** The most colluding devices (absent: 0, and then not signed, so receipts without it keep their bytes). */
+  corrupt_devices?: number | undefined;
 }
 
 /** A receipt as it travels: the body plus the edge's detached Ed25519 signature (base64url, 64 bytes). */
@@ -104,6 +107,7 @@ export function checkinReceiptSigningBytes(r: CheckinReceiptBody): Uint8Array {
         num("distributed_noise.noise_shares", n.noise_shares),
         num("distributed_noise.share_variance", n.share_variance),
         num("distributed_noise.sensitivity_bound", n.sensitivity_bound),
+        ...(n.corrupt_devices !== undefined ? [num("distributed_noise.corrupt_devices", n.corrupt_devices)] : []),
       ].join(" "),
     );
   } else if (r.distributed_noise !== undefined) {

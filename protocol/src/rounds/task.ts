@@ -44,8 +44,9 @@ export type PopulationPrivacy = z.infer<typeof PopulationPrivacy>;
  * The distributed discrete Gaussian a `distributed` round runs (Kairouz, Liu, Steinke 2021, arXiv 2102.06387; built by
  * `@fedge/privacy` `planDistributedDiscreteGaussian`), in grid units: what devices must run and what the round is
  * charged. Each device rotates its clipped update (padded to `dimension`), scales it by `scale`, rounds it until
- * ‖k‖₂² ≤ `sensitivity_bound`, adds N_Z(0, `share_variance`) per coordinate and reduces mod 2^`bits`; the charge
- * counts `noise_shares` shares (the fewest inputs secure aggregation may release a sum of).
+ * ‖k‖₂² ≤ `sensitivity_bound`, adds N_Z(0, `share_variance`) per coordinate and reduces mod 2^`bits`. Secure
+ * aggregation releases a sum of at least `noise_shares` inputs; the charge counts `noise_shares − 1 − corrupt_devices`
+ * shares: not the protected device's own, nor those of devices that may collude with the server.
  */
 export const DistributedNoise = z
   .object({
@@ -60,8 +61,13 @@ export const DistributedNoise = z
       .positive()
       .max(2 ** 23)
       .refine((d) => (d & (d - 1)) === 0, "dimension must be a power of two"),
-    /** n: noise shares the released sum is guaranteed to hold (what the charge counts). */
+    /** n_min: the fewest inputs (each with its noise share) a released sum holds. */
     noise_shares: z.number().int().min(1).max(1_000_000),
+    /**
+     * c: the most devices of the round that may collude with the server (their shares protect no one). Absent: 0.
+     * The charge needs noise_shares ≥ c + 2 (checked where the mechanism is validated).
+     */
+    corrupt_devices: z.number().int().min(1).max(1_000_000).optional(),
     /** σ_l²: each device's discrete Gaussian variance, ≥ 1/4 (KLS21 Thm. 1). */
     share_variance: z.number().min(0.25).finite(),
     /** B: the enforced bound on a device's rounded ‖k‖₂² (its L2 sensitivity is √B grid units). */

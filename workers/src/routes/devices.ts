@@ -113,7 +113,7 @@ export const devices = createRouter()
       throw new FedgeError("device_not_found", 404, `no device ${id} under this API key`);
     }
     const populations = await Promise.all(
-      reader.populations.map(async (model) => ({ model, rounds: await roundsStub(c.env, model).deviceRounds(id) })),
+      reader.populations.map(async (model) => ({ model, ...(await roundsStub(c.env, model).devicePrivacy(id)) })),
     );
     return c.json({ device_id: id, populations: populations.filter((p) => p.rounds.length > 0) }, 200);
   })

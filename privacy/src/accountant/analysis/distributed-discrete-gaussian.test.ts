@@ -80,6 +80,42 @@ describe("the distributed discrete Gaussian's RDP (KLS21 Thm. 1 + Prop. 14)", ()
     expect(gaussianFormulaFailed).toBe(true);
   });
 
+  it("which neighbour: the charge (n − 1 shares) bounds zero-out; with the device's own share leaving, no share count does", () => {
+    // A released sum of n inputs: the protected device's shift Δ plus n shares (its own included). Zero-out (the
+    // device's data replaced by zero, its share still sent) compares Δ + S_n with S_n; strict add/remove (the device
+    // and its share gone) compares Δ + S_n with S_(n−1).
+    const L = 80;
+    let strictBeatsOld = false;
+    let strictBeatsCharged = false;
+    for (const [n, sigma2] of [
+      [3, 1],
+      [4, 1],
+      [6, 2],
+    ] as const) {
+      const withDevice = logPmfOfSum(n, sigma2, L);
+      const without = logPmfOfSum(n - 1, sigma2, L);
+      for (const shift of [1, 2]) {
+        for (const alpha of [1.5, 2, 3]) {
+          const shares = (clients: number) =>
+            distributedRdp({ dimension: 1, clients, localVariance: sigma2, sensitivityBound: shift * shift }, alpha);
+          expect(shares(n - 1)).toBeGreaterThanOrEqual(exactRenyi(withDevice, L, shift, alpha));
+          // D_α(Δ + S_n ‖ S_(n−1)): the variance differs too, so even the charged bound can fall short
+          const terms: number[] = [];
+          for (let z = -L + shift; z <= L; z++) {
+            terms.push(alpha * withDevice[z - shift + L]! + (1 - alpha) * without[z + L]!);
+          }
+          const strict = logSumExp(terms) / (alpha - 1);
+          if (strict > shares(n)) strictBeatsOld = true;
+          if (strict > shares(n - 1)) strictBeatsCharged = true;
+        }
+      }
+    }
+    // Strict add/remove exceeds the bound with the removed device's share counted, and the charged one too: a share
+    // count cannot bound it (the variance of the sum reveals the extra share; docs/PRIVACY.md "Which neighbour").
+    expect(strictBeatsOld).toBe(true);
+    expect(strictBeatsCharged).toBe(true);
+  });
+
   it("equals the Gaussian's α/(2z²) when τ vanishes, z² = nσ_l²/B", () => {
     const p = { dimension: 4096, clients: 100, localVariance: 1e4, sensitivityBound: 1e6 };
     const z2 = (100 * 1e4) / 1e6;

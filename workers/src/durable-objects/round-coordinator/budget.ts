@@ -22,6 +22,7 @@ import {
   type ChargedRound,
   type DistributedNoise,
   type DeviceCheckedInRound,
+  type DeviceDistributedNoise,
   type PopulationPrivacyStatus,
   type PrivacyBudgetRequest,
   type RoundParams,
@@ -250,6 +251,7 @@ export function checkinReceiptOf(
             noise_shares: noise.noise_shares,
             share_variance: noise.share_variance,
             sensitivity_bound: noise.sensitivity_bound,
+            ...(noise.corrupt_devices !== undefined ? { corrupt_devices: noise.corrupt_devices } : {}),
           },
         }
       : {}),
@@ -266,5 +268,35 @@ export function checkedInRound(charge: ChargeRow, checkedInAt: number): DeviceCh
     count_noise_std: charge.count_noise_std,
     privacy_mode: charge.privacy_mode,
     clip_rule: charge.clip_rule,
+    distributed: deviceNoiseOf(distributedNoiseOf(charge)),
   };
+}
+
+/**
+ * The noise that protected a device in a distributed round: the charged shares (`distributedSharesOf`: the release
+ * threshold less the device's own share and the colluding devices') and the standard deviation of their sum per
+ * coordinate, in the update's units (√(g·σ_l²)/γ).
+ */
+function deviceNoiseOf(noise: DistributedNoise | null): DeviceDistributedNoise | null {
+  if (!noise) return null;
+  const guaranteed = distributedSharesOf(noise).clients;
+  return {
+    ...noise,
+    guaranteed_shares: guaranteed,
+    guaranteed_noise_std: Math.sqrt(guaranteed * noise.share_variance) / noise.scale,
+  };
+}
+
+/**
+ * ε at the budget's δ of exactly the rounds a device checked in for, by the RDP accountant (what the device's SDK
+ * computes from its receipts, `client.privacy()`); null without a budget.
+ */
+export function deviceEpsilon(
+  model: string,
+  charges: readonly ChargeRow[],
+  budget: Pick<BudgetRow, "delta"> | null,
+): number | null {
+  if (!budget) return null;
+  if (charges.length === 0) return 0;
+  return ledgerOf(model, "rdp", charges).spent(budget.delta);
 }

@@ -80,7 +80,14 @@ import {
   type UploadPreflight,
   type UploadTarget,
 } from "./admission.ts";
-import { budgetChangeVerdict, chargeVerdict, checkedInRound, checkinReceiptOf, privacyStatus } from "./budget.ts";
+import {
+  budgetChangeVerdict,
+  chargeVerdict,
+  checkedInRound,
+  checkinReceiptOf,
+  deviceEpsilon,
+  privacyStatus,
+} from "./budget.ts";
 import { Checkins, type CheckinRow, type RecordedCheckin } from "./checkins.ts";
 import type { CoordinatorHost } from "./host.ts";
 import { hasSchema, migrate } from "./migrations.ts";
@@ -567,9 +574,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     return { ok: true, answer: checkinAnswer(r, record, reported, now), receipt };
   }
 
-  /** Every charged round `deviceId` checked in for, oldest first (`GET /v1/devices/:id/privacy`). */
-  async deviceRounds(deviceId: string): Promise<DeviceCheckedInRound[]> {
-    if (!this.hasTables) return [];
+  /**
+   * Every charged round `deviceId` checked in for, oldest first, with the device's ε over exactly those rounds at the
+   * budget's δ (RDP, as its SDK computes it from the receipts) (`GET /v1/devices/:id/privacy`).
+   */
+  async devicePrivacy(
+    deviceId: string,
+  ): Promise<{ rounds: DeviceCheckedInRound[]; epsilon: number | null; delta: number | null }> {
+    if (!this.hasTables) return { rounds: [], epsilon: null, delta: null };
     const rounds = this.ledger.chargesOfDevice(deviceId).map((c) => ({ ...c }));
     // Sharded rounds: the device's check-ins are on the shard it had under each round's S (it may have moved since).
     const sharded = this.rounds.shardedRounds();
@@ -584,7 +596,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       }
       rounds.sort((a, b) => a.round_seq - b.round_seq);
     }
-    return rounds.map((c) => checkedInRound(c, c.checked_in_at));
+    const budget = this.ledger.budget();
+    return {
+      rounds: rounds.map((c) => checkedInRound(c, c.checked_in_at)),
+      epsilon: deviceEpsilon(this.modelName()!, rounds, budget),
+      delta: budget?.delta ?? null,
+    };
   }
 
   /**
