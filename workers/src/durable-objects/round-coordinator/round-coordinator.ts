@@ -129,15 +129,16 @@ export interface StoredUpdate {
 }
 
 export class RoundCoordinator extends DurableObject<Bindings> {
-  private readonly rounds: Rounds;
-  private readonly checkins: Checkins;
-  private readonly updates: UpdateIndex;
-  private readonly revocations: Revocations;
-  private readonly retention: PayloadRetention;
-  private readonly ledger: PopulationLedger;
-  private readonly population: Population;
-  private readonly sharding: Sharding;
-  private readonly fanout: ShardFanout;
+  // The capabilities, built by `attach` (again after `retire` emptied the storage their caches read).
+  private rounds!: Rounds;
+  private checkins!: Checkins;
+  private updates!: UpdateIndex;
+  private revocations!: Revocations;
+  private retention!: PayloadRetention;
+  private ledger!: PopulationLedger;
+  private population!: Population;
+  private sharding!: Sharding;
+  private fanout!: ShardFanout;
   /**
    * Whether the tables exist: created by the first legitimate write (an admin opening a round, a revocation pushed by
    * a device's registry), so an object addressed by a made-up population keeps no storage and answers as empty.
@@ -146,6 +147,15 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
+    this.attach();
+    void ctx.blockConcurrencyWhile(async () => {
+      if (hasSchema(ctx.storage.sql)) this.ensureTables();
+    });
+  }
+
+  /** Builds the capabilities over the object's storage, with nothing cached. */
+  private attach(): void {
+    const { ctx, env } = this;
     const host: CoordinatorHost = {
       sql: ctx.storage.sql,
       env,
@@ -170,9 +180,6 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       },
       { rounds: this.rounds, population: this.population, revocations: this.revocations, sharding: this.sharding },
     );
-    void ctx.blockConcurrencyWhile(async () => {
-      if (hasSchema(ctx.storage.sql)) this.ensureTables();
-    });
   }
 
   private ensureTables(): void {
@@ -424,6 +431,30 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       ok: true,
       update: { storage_key: u.storage_key, sha256: u.sha256, byte_length: u.byte_length, public_key: u.public_key },
     };
+  }
+
+  /**
+   * Deletes the population: an audit shadow given up (`DELETE /v1/admin/populations/:name/audit-shadows/:id`, admin
+   * token). Stops a collecting round, deletes every round's payloads from the UpdateStore shards and R2, then all of
+   * this object's storage (rounds, check-ins, updates, ledger, owner, revocations) and its alarm, so the name starts
+   * empty. A failure half way throws with the payloads it deleted recorded; repeating the call goes on from there.
+   * 409 for a sharded population (its rounds live on its shards too). How many rounds it deleted.
+   */
+  async retire(now: number): Promise<Result<{ rounds: number }>> {
+    if (!this.hasTables) return { ok: true, rounds: 0 };
+    if (this.rounds.maxShards() > 1) {
+      return fail("conflict", 409, `${this.modelName() ?? "the population"} ran sharded rounds: it cannot be deleted`);
+    }
+    this.rounds.expire(now);
+    const latest = this.rounds.latest;
+    // Closed first: from here on no upload passes its preflight, so no payload is stored after the purge.
+    if (latest && isCollecting(latest.state)) this.rounds.close(latest.seq, "admin", now);
+    const rounds = await this.retention.purgeAll();
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.hasTables = false;
+    this.attach();
+    return { ok: true, rounds };
   }
 
   // ── privacy budget ─────────────────────────────────────────────────────────────────────────────────────────────
