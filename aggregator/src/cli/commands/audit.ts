@@ -50,6 +50,9 @@ Empirical Privacy Estimation for Federated Learning" (ICLR 2024, arXiv 2302.0309
 ε̂ is an estimate, not a bound: ε̂ well below the accountant's ε is what a correct mechanism shows; ε̂ above it means
 the mechanism leaks more than it claims (missing noise, a wrong clip, a broken sampler). Output: one JSON line per
 round, then {"type":"audit", shadow, rounds, epsilon, delta, epsilonHat, interval, observed, unobserved}.
+An audit that fails once its shadow exists deletes the shadow again (its rounds, payloads, ledger and versions; the
+population is never touched), so the same --id can be run again; if the edge cannot be reached for that, the error
+says so and DELETE /v1/admin/populations/NAME/audit-shadows/ID deletes it later. A finished audit keeps its shadow.
 
 Edge:
 ${EDGE_HELP.edge}
