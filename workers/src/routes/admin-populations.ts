@@ -151,6 +151,15 @@ const getSharding = createRoute({
   },
 });
 
+/** The shadow of `name` for audit `id`; 400 when the name would not be a valid model name. */
+function shadowNameOf(name: string, id: string): string {
+  try {
+    return auditShadowName(name, id);
+  } catch (e) {
+    throw new FedgeError("validation_failed", 400, `id: ${(e as Error).message}`);
+  }
+}
+
 const router = createRouter();
 router.use("/v1/admin/populations/*", adminAuth(), requireAdminToken);
 
@@ -164,12 +173,7 @@ export const adminPopulations = router
   .openapi(postShadow, async (c) => {
     const { name } = c.req.valid("param");
     const { id, budget } = c.req.valid("json");
-    let shadow: string;
-    try {
-      shadow = auditShadowName(name, id);
-    } catch (e) {
-      throw new FedgeError("validation_failed", 400, `id: ${(e as Error).message}`);
-    }
+    const shadow = shadowNameOf(name, id);
     const now = Date.now();
     // Every check reads before anything is written: a refused request leaves no budget and no copy behind.
     const source = await shadowSource(c.env, name, shadow);
@@ -186,12 +190,7 @@ export const adminPopulations = router
   })
   .openapi(deleteShadow, async (c) => {
     const { name, id } = c.req.valid("param");
-    let shadow: string;
-    try {
-      shadow = auditShadowName(name, id);
-    } catch (e) {
-      throw new FedgeError("validation_failed", 400, `id: ${(e as Error).message}`);
-    }
+    const shadow = shadowNameOf(name, id);
     const { index } = await readIndexFresh(c.env, shadow);
     if (!index || index.audit_of !== name) throw new FedgeError("not_found", 404, `${name} has no audit shadow ${id}`);
     // The coordinator first, the registry record last: until the end a repeated call finds the shadow again.
