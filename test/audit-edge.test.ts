@@ -173,6 +173,27 @@ describe("fedge audit through wrangler dev", () => {
     expect(missing.status).toBe(404);
   }, 60_000);
 
+  it("deletes the shadow of an audit that fails after creating it, so nothing is left and the id is free", async () => {
+    const badKeyFile = path.join(dir, "bad-api-key");
+    await writeFile(badKeyFile, "fk_notakey_000000000000000000000000\n", { mode: 0o600 });
+    const before = await detail("digits");
+    const r = await audit(["--id", "failed", "--rounds", "1", "--canaries", "4", "--api-key-file", badKeyFile]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/deleted its shadow digits-audit-failed/);
+    expect((await fetch(`${edge.url}/v1/models/digits-audit-failed`)).status).toBe(404);
+    expect(await ledger("digits-audit-failed")).toMatchObject({ budget: null, rounds: [] });
+    expect(await detail("digits")).toEqual(before);
+    // the id is free again; and the operator deletes a shadow the same way
+    const again = await operator.createAuditShadow("digits", {
+      id: "failed",
+      budget: { epsilon: 1, delta: 1e-5, accountant: "rdp" },
+    });
+    expect(again.name).toBe("digits-audit-failed");
+    await operator.deleteAuditShadow("digits", "failed");
+    expect((await fetch(`${edge.url}/v1/models/digits-audit-failed`)).status).toBe(404);
+    await expect(operator.deleteAuditShadow("digits", "failed")).rejects.toMatchObject({ status: 404 });
+  }, 60_000);
+
   it("documents itself: fedge audit --help", async () => {
     let out = "";
     const code = await runCli(["audit", "--help"], { stdout: (t) => (out += t), stderr: (t) => (out += t) });

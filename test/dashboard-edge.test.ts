@@ -10,8 +10,7 @@
  * adaptive-clipping DP round through the real aggregator (`EdgeRoundRunner`, real SDK devices): the rounds page shows
  * the noised unclipped count it released (labelled noised, with σ_b) and the next C, never the round's exact counts.
  */
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import nacl from "tweetnacl";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
@@ -29,15 +28,15 @@ import {
 import { createBackend } from "@fedge/gpu-node";
 import { parsePopulationConfig } from "fedge/config";
 import { EdgeAdminClient, EdgeRoundRunner, edgeRunnerStateOf, type EdgeRunnerRoundResult } from "fedge/edge";
-import { exportModel } from "fedge/export";
+import { exportModel, type SigningKey } from "fedge/export";
 import { RoundEngine } from "fedge/round";
-import { repoRoot, startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import { repoRoot, type LocalEdge } from "@fedge/local-edge";
 import { buildMlpOnnx, initMlp, xoshiroRandomBytes } from "@fedge/ml";
+import { startTestEdge, type TestEdge } from "./helpers/test-edge.ts";
 
 const PORT = 8850;
 const ADMIN_TOKEN = `fa_${toBase64Url(crypto.getRandomValues(new Uint8Array(24)))}`;
 const EDGE_SEED = crypto.getRandomValues(new Uint8Array(32));
-const AGGREGATOR = nacl.sign.keyPair.fromSeed(crypto.getRandomValues(new Uint8Array(32)));
 const SHOTS = path.join(repoRoot, "test-results", "dashboard");
 const DP = "dash-dp";
 const PLAIN = "dash-plain";
@@ -56,8 +55,10 @@ const ADAPT_EXPECTED = 6;
 /** σ_b, the noise on the released count. */
 const ADAPT_SIGMA_B = 1.5;
 
-let dir: string;
+let testEdge: TestEdge;
 let edge: LocalEdge;
+/** The aggregator key the edge trusts. */
+let aggregator: SigningKey;
 let operator: EdgeAdminClient;
 let apiKey: string;
 let apiKeyId: string;
@@ -91,8 +92,8 @@ async function uploadVersion(model: string, version: number, accuracy: number, s
   };
   if (sign) {
     manifest.aggregator = {
-      public_key: toBase64Url(AGGREGATOR.publicKey),
-      signature: toBase64Url(nacl.sign.detached(canonicalManifestBytes(manifest), AGGREGATOR.secretKey)),
+      public_key: toBase64Url(aggregator.publicKey),
+      signature: toBase64Url(nacl.sign.detached(canonicalManifestBytes(manifest), aggregator.secretKey)),
     };
   }
   await operator.uploadModelVersion(manifest, onnx, true);
@@ -144,7 +145,7 @@ async function runAdaptiveRound(): Promise<EdgeRunnerRoundResult> {
     log: () => undefined,
   });
   try {
-    const seed = await exportModel({ model: engine.model, name: ADAPT, version: 1, backend, signingKey: AGGREGATOR });
+    const seed = await exportModel({ model: engine.model, name: ADAPT, version: 1, backend, signingKey: aggregator });
     await operator.uploadModelVersion(seed.manifest, seed.onnx, true);
     await operator.setPrivacyBudget(ADAPT, { epsilon: 20, delta: 1e-5, accountant: "rdp" });
     const key = (await operator.createApiKey("dashboard e2e adaptive devices", 1_000_000)).key;
@@ -154,15 +155,15 @@ async function runAdaptiveRound(): Promise<EdgeRunnerRoundResult> {
         apiKey: key,
         storage: memoryStorage(),
         privacyPolicy: { maxPopulationEpsilon: 100 },
-        aggregatorPublicKey: AGGREGATOR.publicKey,
+        aggregatorPublicKey: aggregator.publicKey,
       }),
       data: Float32Array.of(Math.sqrt(2 * n * n - 1), 0, 0, 0),
       labels: Uint8Array.of(0),
     }));
     const result = await new EdgeRoundRunner({
       engine,
-      admin: new EdgeAdminClient({ baseUrl: edge.url, signingKey: AGGREGATOR.secretKey }),
-      signingKey: AGGREGATOR,
+      admin: testEdge.admin,
+      signingKey: aggregator,
       state: edgeRunnerStateOf(engine.config, 1),
       collect: async () => {
         const r = await Promise.all(devices.map((d) => d.client.participate({ model: ADAPT, ...d })));
@@ -191,19 +192,14 @@ async function shot(page: Page, name: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "fedge-dashboard-"));
   await mkdir(SHOTS, { recursive: true });
-  edge = await startLocalEdge({
+  testEdge = await startTestEdge({
     port: PORT,
-    persistTo: path.join(dir, "edge-state"),
-    vars: {
-      FEDGE_ADMIN_TOKEN: ADMIN_TOKEN,
-      FEDGE_EDGE_SIGNING_KEY: toBase64Url(EDGE_SEED),
-      FEDGE_AGGREGATOR_PUBLIC_KEY: toBase64Url(AGGREGATOR.publicKey),
-    },
-    readyTimeoutMs: 120_000,
+    name: "dashboard",
+    adminToken: ADMIN_TOKEN,
+    vars: { FEDGE_EDGE_SIGNING_KEY: toBase64Url(EDGE_SEED) },
   });
-  operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
+  ({ edge, operator, key: aggregator } = testEdge);
   const created = await operator.createApiKey("dashboard e2e", 1_000_000);
   apiKey = created.key;
   apiKeyId = created.id;
@@ -254,8 +250,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await edge?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await testEdge?.stop();
 });
 
 const PAGES = [
@@ -325,7 +320,7 @@ describe("operator dashboard in Chromium", () => {
     await page.goto(`${edge.url}/dashboard/models`);
     const v2 = page.locator(`section[data-model="${DP}"] tr[data-version="2"]`);
     expect(await v2.textContent()).toContain("87.5 %");
-    expect(await v2.textContent()).toContain(toBase64Url(AGGREGATOR.publicKey).slice(0, 12));
+    expect(await v2.textContent()).toContain(toBase64Url(aggregator.publicKey).slice(0, 12));
     expect(await v2.textContent()).toContain("trusted");
     await page.goto(`${edge.url}/dashboard/keys`);
     const bars = page.locator(`section.api-key[data-key="${apiKeyId}"] svg.usage-chart rect.bar`);

@@ -4,17 +4,15 @@
  * come back `queued` from `participate()`, and the fleet's queue flush before the round closes gets them accepted:
  * the lost one as a duplicate of what the edge already stored, so the edge counts every device exactly once.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toBase64Url } from "@fedge/protocol";
 import { createBackend } from "@fedge/gpu-node";
-import { exportModel, loadOrCreateSigningKey } from "fedge";
+import { exportModel } from "fedge";
 import { loadMnist } from "fedge/data";
 import { EdgeAdminClient } from "fedge/edge";
 import { Fleet } from "@fedge/demo";
-import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import type { LocalEdge } from "@fedge/local-edge";
+import { startTestEdge, type TestEdge } from "./helpers/test-edge.ts";
 import { zeroMnistRegression } from "./helpers/zero-model.ts";
 
 const PORT = 8824;
@@ -22,20 +20,14 @@ const DEVICES = 6;
 const MODEL = "fleet-retry";
 const ADMIN_TOKEN = `fr_${toBase64Url(crypto.getRandomValues(new Uint8Array(24)))}`;
 
-let dir: string;
+let testEdge: TestEdge;
 let edge: LocalEdge;
 let operator: EdgeAdminClient;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "fedge-fleet-retry-"));
-  const key = await loadOrCreateSigningKey(path.join(dir, "aggregator-key.json"));
-  edge = await startLocalEdge({
-    port: PORT,
-    persistTo: path.join(dir, "edge-state"),
-    vars: { FEDGE_ADMIN_TOKEN: ADMIN_TOKEN, FEDGE_AGGREGATOR_PUBLIC_KEY: toBase64Url(key.publicKey) },
-    readyTimeoutMs: 120_000,
-  });
-  operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
+  testEdge = await startTestEdge({ port: PORT, name: "fleet-retry", adminToken: ADMIN_TOKEN });
+  const { key } = testEdge;
+  ({ edge, operator } = testEdge);
   const backend = await createBackend({ prefer: "cpu", log: () => undefined });
   try {
     const e = await exportModel({ model: zeroMnistRegression(), name: MODEL, version: 1, backend, signingKey: key });
@@ -46,8 +38,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await edge?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await testEdge?.stop();
 });
 
 describe("demo fleet: queued uploads get a second chance before the round closes", () => {

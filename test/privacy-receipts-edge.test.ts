@@ -4,43 +4,39 @@
  * recomputes its own ε (`client.privacy()`): equal to the population's ledger for a device in every round, lower for
  * one in fewer; an altered receipt is refused; `maxDeviceEpsilon` stops check-ins (Rényi filter).
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import nacl from "tweetnacl";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient, PrivacyPolicyError, UntrustedReceiptError, memoryStorage } from "@fedge/client";
 import { PrivacyLedger } from "@fedge/privacy";
 import { toBase64Url, type OpenRoundRequest, type PopulationPrivacyStatus, type RoundStatus } from "@fedge/protocol";
 import { EdgeAdminClient } from "fedge/edge";
-import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import type { LocalEdge } from "@fedge/local-edge";
 import { buildMlpOnnx, initMlp, xoshiroRandomBytes } from "@fedge/ml";
+import { startTestEdge, type TestEdge } from "./helpers/test-edge.ts";
 
 const PORT = 8838;
 const ADMIN_TOKEN = `fa_${toBase64Url(crypto.getRandomValues(new Uint8Array(24)))}`;
 const EDGE_SEED = crypto.getRandomValues(new Uint8Array(32));
 const EDGE_PUBLIC_KEY = nacl.sign.keyPair.fromSeed(EDGE_SEED).publicKey;
 
-let dir: string;
+let testEdge: TestEdge;
 let edge: LocalEdge;
 let operator: EdgeAdminClient;
 let apiKey: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "fedge-receipts-"));
-  edge = await startLocalEdge({
+  testEdge = await startTestEdge({
     port: PORT,
-    persistTo: path.join(dir, "edge-state"),
-    vars: { FEDGE_ADMIN_TOKEN: ADMIN_TOKEN, FEDGE_EDGE_SIGNING_KEY: toBase64Url(EDGE_SEED) },
-    readyTimeoutMs: 120_000,
+    name: "receipts",
+    adminToken: ADMIN_TOKEN,
+    vars: { FEDGE_EDGE_SIGNING_KEY: toBase64Url(EDGE_SEED) },
   });
-  operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
+  ({ edge, operator } = testEdge);
   apiKey = (await operator.createApiKey("receipts e2e", 1_000_000)).key;
 }, 180_000);
 
 afterAll(async () => {
-  await edge?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await testEdge?.stop();
 });
 
 function device(o: { pin?: boolean; maxDeviceEpsilon?: number; fetch?: typeof fetch } = {}): FedgeClient {

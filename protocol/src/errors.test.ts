@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ErrorEnvelope, FedgeError } from "./errors.ts";
+import { ErrorCode, ErrorEnvelope, FedgeError, STATUS_ERROR_CODES, codeForStatus } from "./errors.ts";
 
 describe("FedgeError", () => {
   it("serialises to the one error envelope", () => {
@@ -13,5 +13,20 @@ describe("FedgeError", () => {
   it("rejects envelopes whose code is not snake_case", () => {
     expect(ErrorEnvelope.safeParse({ error: { code: "Bad Code", message: "x" } }).success).toBe(false);
     expect(ErrorEnvelope.safeParse({ error: { message: "x" } }).success).toBe(false);
+  });
+});
+
+describe("codeForStatus", () => {
+  it("names each status of the shared table with a known error code, any 5xx internal, others null", () => {
+    for (const [status, code] of Object.entries(STATUS_ERROR_CODES)) {
+      expect(ErrorCode.safeParse(code).success, status).toBe(true);
+      expect(codeForStatus(Number(status))).toBe(code);
+    }
+    expect(codeForStatus(404)).toBe("not_found");
+    expect(codeForStatus(429)).toBe("rate_limited");
+    expect(codeForStatus(500)).toBe("internal");
+    expect(codeForStatus(503)).toBe("internal");
+    expect(codeForStatus(418)).toBeNull();
+    expect(codeForStatus(200)).toBeNull();
   });
 });

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { ERROR_CODES } from "./fedge-error.ts";
 
-export { FedgeError } from "./fedge-error.ts";
+export { FedgeError, STATUS_ERROR_CODES, codeForStatus } from "./fedge-error.ts";
 
 /** Stable, snake_case error codes shared by the edge, the SDK and the aggregator. */
 export const ErrorCode = z.enum(ERROR_CODES);

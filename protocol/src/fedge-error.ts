@@ -44,6 +44,33 @@ export const ERROR_CODES = [
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+/**
+ * The code an HTTP status means when nothing more specific is known: the edge's answer to a framework exception (a
+ * body Hono could not parse, a content type its validator refused), and the SDK's reading of a response that is not
+ * the envelope (a proxy's 502 page). One table, so both sides name a status the same way.
+ */
+export const STATUS_ERROR_CODES = {
+  400: "bad_request",
+  401: "unauthorized",
+  403: "forbidden",
+  404: "not_found",
+  405: "method_not_allowed",
+  409: "conflict",
+  413: "payload_too_large",
+  415: "unsupported_media_type",
+  429: "rate_limited",
+} as const satisfies Record<number, ErrorCode>;
+
+/**
+ * The code {@link STATUS_ERROR_CODES} gives `status`, `internal` for any 5xx, and null for a status without one (the
+ * caller picks its own fallback: the edge answers `bad_request`, the SDK keeps `http_error`).
+ */
+export function codeForStatus(status: number): ErrorCode | null {
+  const known = (STATUS_ERROR_CODES as Partial<Record<number, ErrorCode>>)[status];
+  if (known) return known;
+  return status >= 500 ? "internal" : null;
+}
+
 /** The JSON body of every 4xx/5xx answer. */
 export interface ErrorEnvelopeBody {
   error: { code: string; message: string };

@@ -11,7 +11,7 @@
  *   get the code fedge uses for their status, the same code a fedge check would have answered with.
  * - Anything else is unexpected: `null`, answered as a 500 `internal` without its message.
  */
-import { FedgeError, type ErrorCode } from "@fedge/protocol";
+import { FedgeError, codeForStatus, type ErrorCode } from "@fedge/protocol";
 import { HTTPException } from "hono/http-exception";
 import { fedgeErrorOf } from "./domain-errors.ts";
 
@@ -27,28 +27,9 @@ function mapsToFedgeError(err: unknown): err is MapsToFedgeError {
 /** Hono's message for a JSON body it could not parse (`hono/validator`). */
 const MALFORMED_JSON = "Malformed JSON in request body";
 
-/** The fedge code for an HTTP status without a more specific one. */
-export function codeForStatus(status: number): ErrorCode {
-  switch (status) {
-    case 401:
-      return "unauthorized";
-    case 403:
-      return "forbidden";
-    case 404:
-      return "not_found";
-    case 405:
-      return "method_not_allowed";
-    case 409:
-      return "conflict";
-    case 413:
-      return "payload_too_large";
-    case 415:
-      return "unsupported_media_type";
-    case 429:
-      return "rate_limited";
-    default:
-      return status >= 500 ? "internal" : "bad_request";
-  }
+/** The fedge code for an HTTP status without a more specific one (`bad_request` for a 4xx the shared table lacks). */
+export function edgeCodeForStatus(status: number): ErrorCode {
+  return codeForStatus(status) ?? "bad_request";
 }
 
 /** The `FedgeError` to answer `err` with, or null when it is unexpected (a 500 that hides its message). */
@@ -58,7 +39,7 @@ export function edgeError(err: unknown): FedgeError | null {
   const known = fedgeErrorOf(err);
   if (known) return known;
   if (err instanceof HTTPException) {
-    const code = err.status === 400 && err.message === MALFORMED_JSON ? "invalid_json" : codeForStatus(err.status);
+    const code = err.status === 400 && err.message === MALFORMED_JSON ? "invalid_json" : edgeCodeForStatus(err.status);
     return new FedgeError(code, err.status, err.message || "request rejected", { cause: err });
   }
   return null;

@@ -2,13 +2,23 @@
  * Audit shadow populations: `POST /v1/admin/populations/:name/audit-shadows` copies a population's serving model into
  * `<name>-audit-<id>` with its own budget; the registry never serves a shadow's version (uploads stay unpromoted, a
  * promote or rollback is 409 `audit_shadow`), reserved names cannot be created by a plain upload, and every refused
- * request writes nothing.
+ * request writes nothing. `DELETE …/audit-shadows/:id` deletes a shadow again, payloads, ledger and versions.
  */
-import { env } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import type { AuditShadow, ModelDetail, PopulationPrivacyStatus } from "@fedge/protocol";
 import { fromB64 } from "./inference-fixture.ts";
 import { ADMIN, call, errorCode, mlpManifest, storedKeys, upload, uploadForm } from "./registry-helpers.ts";
+import {
+  createApiKey,
+  makeUpdate,
+  openRound,
+  r2Keys,
+  registerDevice,
+  storedKeys as payloadKeys,
+  taskFor,
+  uploadOk,
+} from "./rounds-helpers.ts";
 
 let int8: Uint8Array;
 beforeAll(() => {
@@ -125,5 +135,71 @@ describe("audit shadow populations", () => {
     expect(nested.status).toBe(409);
     expect(await errorCode(nested)).toBe("audit_shadow");
     expect(await ledger("aud-d-audit-a-audit-b")).toBeNull();
+  });
+});
+
+describe("deleting an audit shadow", () => {
+  const remove = (source: string, id: string, headers: Record<string, string> = ADMIN) =>
+    call(`/v1/admin/populations/${source}/audit-shadows/${id}`, { method: "DELETE", headers });
+  const privacy = async (n: string) => (await call(`/v1/populations/${n}/privacy`)).json<PopulationPrivacyStatus>();
+  /** The tables the shadow's coordinator holds in SQLite (none once it was deleted). */
+  const coordinatorTables = (n: string) =>
+    runInDurableObject(env.ROUNDS.getByName(n), (_i, state) =>
+      state.storage.sql
+        .exec<{ name: string }>(
+          "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'",
+        )
+        .toArray()
+        .map((r) => r.name),
+    );
+
+  it("deletes its rounds' payloads, its ledger and its versions; the population is untouched and the id is free", async () => {
+    await seed("aud-e");
+    expect((await createShadow("aud-e", { id: "gone", budget: { ...BUDGET, epsilon: 1000 } })).status).toBe(201);
+    const name = "aud-e-audit-gone";
+    const round = await openRound(name);
+    const device = await registerDevice((await createApiKey()).key);
+    await uploadOk(round.round_id, await makeUpdate(await taskFor(device, name), device));
+    expect(await payloadKeys(round.round_id)).toHaveLength(1);
+    expect((await privacy(name)).rounds).toHaveLength(1);
+    const source = await storedKeys(env.MODELS, "aud-e");
+
+    const res = await remove("aud-e", "gone");
+    expect(res.status, await res.clone().text()).toBe(204);
+    expect(await payloadKeys(round.round_id)).toEqual([]);
+    expect(await r2Keys(round.round_id)).toEqual([]);
+    expect(await storedKeys(env.MODELS, name)).toEqual([]);
+    expect(await coordinatorTables(name)).toEqual([]);
+    expect((await call(`/v1/models/${name}`)).status).toBe(404);
+    expect(await privacy(name)).toMatchObject({ budget: null, rounds: [], epsilon_spent: null });
+    expect(await storedKeys(env.MODELS, "aud-e")).toEqual(source);
+    // gone: a second delete is a 404; the id makes a fresh shadow with an empty ledger
+    expect((await remove("aud-e", "gone")).status).toBe(404);
+    const again = await createShadow("aud-e", { id: "gone", budget: BUDGET });
+    expect(again.status, await again.clone().text()).toBe(201);
+    expect((await again.json<AuditShadow>()).privacy).toMatchObject({ epsilon_spent: 0, rounds: [] });
+  });
+
+  it("refuses anything but the admin token and a shadow of that population, and changes nothing", async () => {
+    await seed("aud-f");
+    expect((await createShadow("aud-f", { id: "kept", budget: BUDGET })).status).toBe(201);
+    const name = "aud-f-audit-kept";
+    const before = await storedKeys(env.MODELS, name);
+    const cases: Array<[string, string, Record<string, string>, number, string]> = [
+      ["aud-f", "kept", {}, 401, "unauthorized"],
+      ["aud-f", "kept", { authorization: "Bearer wrong" }, 403, "forbidden"],
+      ["aud-f", "nope", ADMIN, 404, "not_found"],
+      ["aud-none", "kept", ADMIN, 404, "not_found"],
+      ["aud-f", "Bad!", ADMIN, 400, "validation_failed"],
+    ];
+    for (const [source, id, headers, status, code] of cases) {
+      const res = await remove(source, id, headers);
+      expect(res.status, `${source} ${id}`).toBe(status);
+      expect(await errorCode(res)).toBe(code);
+    }
+    expect(await storedKeys(env.MODELS, name)).toEqual(before);
+    expect((await privacy(name)).budget).toMatchObject({ epsilon: 8 });
+    // a made-up shadow never reaches a coordinator: no tables were made for it
+    expect(await coordinatorTables("aud-f-audit-nope")).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { HTTPException } from "hono/http-exception";
 import { FedgeError } from "@fedge/protocol";
 import { UpdateCodecError } from "@fedge/protocol";
-import { codeForStatus, edgeError } from "../src/errors.ts";
+import { edgeCodeForStatus, edgeError } from "../src/errors.ts";
 import { ADMIN, call } from "./rounds-helpers.ts";
 
 describe("edgeError", () => {
@@ -35,9 +35,9 @@ describe("edgeError", () => {
       status: 415,
     });
     expect(edgeError(new HTTPException(401))).toMatchObject({ code: "unauthorized", message: "request rejected" });
-    expect(codeForStatus(403)).toBe("forbidden");
-    expect(codeForStatus(418)).toBe("bad_request");
-    expect(codeForStatus(503)).toBe("internal");
+    expect(edgeCodeForStatus(403)).toBe("forbidden");
+    expect(edgeCodeForStatus(418)).toBe("bad_request");
+    expect(edgeCodeForStatus(503)).toBe("internal");
   });
 
   it("leaves anything else to the 500 that hides its message", () => {

@@ -5,10 +5,22 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { FedgeError, MAX_PREDICT_BATCH, PredictRequest } from "@fedge/protocol";
+import { FLOAT32_LIMIT, FedgeError, MAX_PREDICT_BATCH, PredictRequest } from "@fedge/protocol";
 import { checkJsonBody, decodeJsonBody } from "../src/routes/predict/index.ts";
 import { readJsonRows } from "../src/routes/predict/json-rows.ts";
 import { call } from "./registry-helpers.ts";
+
+/** Whether a rows body holds a finite number that float32 cannot hold (the schema refuses it, the edge says why). */
+function holdsFloat32Overflow(body: unknown): boolean {
+  const rows = (body as { inputs?: unknown } | null)?.inputs;
+  return (
+    Array.isArray(rows) &&
+    rows.some(
+      (r) =>
+        Array.isArray(r) && r.some((v) => typeof v === "number" && Number.isFinite(v) && Math.abs(v) >= FLOAT32_LIMIT),
+    )
+  );
+}
 
 function outcome(body: unknown): "ok" | string {
   try {
@@ -54,7 +66,9 @@ describe("checkJsonBody", () => {
         const zodOk = PredictRequest.safeParse(parsed).success;
         const got = outcome(parsed);
         expect(got === "ok", JSON.stringify(parsed)).toBe(zodOk);
-        if (!zodOk) expect(got).toBe("validation_failed");
+        // The schema refuses a float32 overflow like any violation; the edge names it (unless another field is wrong).
+        if (!zodOk && got === "out_of_range") expect(holdsFloat32Overflow(parsed), JSON.stringify(parsed)).toBe(true);
+        else if (!zodOk) expect(got).toBe("validation_failed");
       }),
       { numRuns: 2_000 },
     );
@@ -101,8 +115,40 @@ describe("checkJsonBody", () => {
   it("reports a non-finite number before any other schema violation, like the validator chain did", () => {
     expect(outcome({ inputs: [["x", Number.POSITIVE_INFINITY]] })).toBe("non_finite");
     expect(outcome({ inputs: [[1, "x"], [Number.NEGATIVE_INFINITY]] })).toBe("non_finite");
+    expect(outcome({ inputs: [["x", 3.5e38]] })).toBe("out_of_range");
+    expect(outcome({ inputs: [[1, 3.5e38], [Number.NEGATIVE_INFINITY]] })).toBe("out_of_range"); // the first bad one
     expect(outcome({ inputs: [[1, "x"]] })).toBe("validation_failed");
     expect(outcome({ inputs: [[1, 2]], __proto__x: 1 })).toBe("validation_failed");
+  });
+
+  it("refuses a finite number float32 cannot hold with 400 out_of_range naming its index, as the schema does", () => {
+    const largest = 3.4028234663852886e38; // FLT_MAX
+    const justBelow = 3.4028235677973362e38; // the double below FLOAT32_LIMIT: rounds down to FLT_MAX
+    const ok = checkJsonBody({ inputs: [[largest, -justBelow, 1e-46]] });
+    expect(ok.kind === "rows" && Array.from(ok.data!)).toEqual([largest, -largest, 0]);
+    expect(PredictRequest.safeParse({ inputs: [[largest, -justBelow]] }).success).toBe(true);
+    for (const [v, at] of [
+      [FLOAT32_LIMIT, "inputs[1][2]"],
+      [-FLOAT32_LIMIT, "inputs[1][2]"],
+      [1.7976931348623157e308, "inputs[1][2]"],
+    ] as const) {
+      const body = {
+        inputs: [
+          [0, 0, 0],
+          [0, 0, v],
+        ],
+      };
+      let err: unknown = null;
+      try {
+        checkJsonBody(body);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(FedgeError);
+      expect([(err as FedgeError).code, (err as FedgeError).status]).toEqual(["out_of_range", 400]);
+      expect((err as FedgeError).message).toContain(`${at} is ${v}`);
+      expect(PredictRequest.safeParse(body).success).toBe(false);
+    }
   });
 
   it("still documents the JSON body with the PredictRequest schema in OpenAPI", async () => {
@@ -177,8 +223,10 @@ describe("readJsonRows (the single-pass reader of {inputs: number[][]})", () => 
           const want = general(text);
           const got = readJsonRows(new TextEncoder().encode(text));
           if (typeof want === "string") {
-            // A rounded exponent can overflow a double ("2e+308"): the general path's non_finite, not ours.
-            expect([want, got], text).toEqual(["non_finite", null]);
+            // A rounded exponent can overflow a double ("2e+308", non_finite) or a float32 ("3.5e38", out_of_range):
+            // the general path answers those, not ours.
+            expect(["non_finite", "out_of_range"], text).toContain(want);
+            expect(got, text).toBeNull();
             return;
           }
           expect(got, text).not.toBeNull();
@@ -229,6 +277,11 @@ describe("readJsonRows (the single-pass reader of {inputs: number[][]})", () => 
       ['{"inputs":[[1]]', "invalid_json"],
       ['{"inputs":[[1\u00a0]]}', "invalid_json"],
       ['{"inputs":[[1e-400, 1e400]]}', "non_finite"],
+      ['{"inputs":[[3.5e38]]}', "out_of_range"],
+      ['{"inputs":[[1, -3.4028235677973366e38]]}', "out_of_range"],
+      ['{"inputs":[[1.7976931348623157e308]]}', "out_of_range"],
+      ['{"inputs":[[340282356779733661637539395458142568448]]}', "out_of_range"],
+      ['{"inputs":[[-3.402823567797336616e38]]}', "out_of_range"], // 19 digits: the hi·10^r + lo path
       [`{"inputs":[${Array.from({ length: MAX_PREDICT_BATCH + 1 }, () => "[1]").join(",")}]}`, "ok"],
     ];
     for (const [text, answer] of cases) {

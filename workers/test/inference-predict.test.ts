@@ -198,6 +198,12 @@ describe("predict with onnxruntime-web inside workerd", () => {
       ["null value", () => predict("mlp-int8", json({ inputs: [[...row.slice(1), null]] })), 400, "validation_failed"],
       ["Infinity via 1e999", () => predict("mlp-int8", `{"inputs":[[1e999${",0".repeat(783)}]]}`), 400, "non_finite"],
       [
+        "finite but past float32's range",
+        () => predict("mlp-int8", `{"inputs":[[${"0,".repeat(783)}-3.5e38]]}`),
+        400,
+        "out_of_range",
+      ],
+      [
         "NaN in base64",
         () => predict("mlp-int8", json({ inputs_b64: toB64(nanBytes), shape: [1, 784] })),
         400,
@@ -302,6 +308,11 @@ describe("predict with onnxruntime-web inside workerd", () => {
       expect(res.status, what).toBe(status);
       expect(await errorCode(res), what).toBe(code);
     }
+    // A number past float32's range is named by its index (the one-pass reader hands it to the general path).
+    const overflow = await predict("mlp-int8", `{"inputs":[[${"0,".repeat(783)}-3.5e38]]}`);
+    expect(await overflow.json()).toEqual({
+      error: { code: "out_of_range", message: expect.stringContaining("inputs[0][783] is -3.5e+38") },
+    });
     // A successful predict afterwards is the only new call: the rejected ones metered nothing.
     expect((await predict("mlp-int8", JSON.stringify({ inputs: [row] }))).status).toBe(200);
     const usageAfter = await usageReaching(usageBefore.calls + 1);

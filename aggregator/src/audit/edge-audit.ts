@@ -13,6 +13,10 @@
  * 4. ε̂ with its bootstrap interval from the cosines of (final − initial) with both canary sets, next to the ε the
  *    edge's ledger charged for those rounds.
  *
+ * An audit that fails once its shadow exists (an edge refusal, a canary that cannot register, an unreachable edge)
+ * deletes the shadow again (`DELETE …/audit-shadows/{id}`: its rounds, payloads, ledger and versions) and rethrows, so
+ * nothing of it is left and the same id can be run again; a successful audit keeps its shadow for inspection.
+ *
  * The shadow has only the canaries as devices: the most an inserted canary can stand out (other devices' updates
  * only blur it), so ε̂ is measured in the setting where the mechanism's noise alone protects it.
  */
@@ -83,56 +87,69 @@ export async function runEdgeAudit(o: EdgeAuditOptions): Promise<EdgeAuditResult
     budget: { epsilon: budget.epsilon, delta: budget.delta, accountant: o.config.privacy.accountant },
   });
   log(`audit shadow ${shadow.name}: ${o.config.model} v${shadow.source_version}, budget ε=${budget.epsilon}`);
-  const config: PopulationConfig = { ...o.config, model: shadow.name };
-  const seed = await fetchEdgeModel(baseUrl, shadow.name, shadow.model_version);
-  const start = flattenTrainable(seed.params, config.trainable);
-  const set = CanarySet.create({
-    length: start.length,
-    inserted: o.canaries,
-    ...(o.heldCanaries !== undefined ? { held: o.heldCanaries } : {}),
-  });
-  const devices = await CanaryDevices.register({
-    baseUrl,
-    apiKey: o.apiKey,
-    canaries: set,
-    ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
-  });
-  log(
-    `registered ${set.count} canary devices: the shadow's only devices, so its rounds get fewer updates than ` +
-      `q·N = ${config.expectedClients} (the fixed denominator and the charged ε do not depend on the count)`,
-  );
-  const engine = await RoundEngine.create({ config, backend: o.backend, initialModel: seed.params, log });
-  const results: EdgeRunnerRoundResult[] = [];
   try {
-    const runner = new EdgeRoundRunner({
-      engine,
-      admin: o.admin,
-      signingKey: o.signingKey,
-      state: edgeRunnerStateOf(config, shadow.model_version, null),
-      durationS: o.roundDurationS ?? 120,
-      collect: async () => {
-        const r = await devices.runRound(shadow.name);
-        log(`canaries: ${r.selected} of ${r.checkedIn} selected by the edge's coin`);
-      },
-      log,
+    const config: PopulationConfig = { ...o.config, model: shadow.name };
+    const seed = await fetchEdgeModel(baseUrl, shadow.name, shadow.model_version);
+    const start = flattenTrainable(seed.params, config.trainable);
+    const set = CanarySet.create({
+      length: start.length,
+      inserted: o.canaries,
+      ...(o.heldCanaries !== undefined ? { held: o.heldCanaries } : {}),
     });
-    for (let r = 0; r < o.rounds; r++) {
-      const result = await runner.runRound();
-      results.push(result);
-      o.onRound?.(result);
+    const devices = await CanaryDevices.register({
+      baseUrl,
+      apiKey: o.apiKey,
+      canaries: set,
+      ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+    });
+    log(
+      `registered ${set.count} canary devices: the shadow's only devices, so its rounds get fewer updates than ` +
+        `q·N = ${config.expectedClients} (the fixed denominator and the charged ε do not depend on the count)`,
+    );
+    const engine = await RoundEngine.create({ config, backend: o.backend, initialModel: seed.params, log });
+    const results: EdgeRunnerRoundResult[] = [];
+    try {
+      const runner = new EdgeRoundRunner({
+        engine,
+        admin: o.admin,
+        signingKey: o.signingKey,
+        state: edgeRunnerStateOf(config, shadow.model_version, null),
+        durationS: o.roundDurationS ?? 120,
+        collect: async () => {
+          const r = await devices.runRound(shadow.name);
+          log(`canaries: ${r.selected} of ${r.checkedIn} selected by the edge's coin`);
+        },
+        log,
+      });
+      for (let r = 0; r < o.rounds; r++) {
+        const result = await runner.runRound();
+        results.push(result);
+        o.onRound?.(result);
+      }
+    } finally {
+      engine.dispose();
     }
-  } finally {
-    engine.dispose();
+    const final = flattenTrainable(engine.model, config.trainable);
+    const { observed, unobserved } = set.cosines(start, final);
+    const ledger = await fetchPopulationPrivacy(baseUrl, shadow.name);
+    const estimate = estimateEpsilonOneShot({
+      observed,
+      unobserved,
+      delta: budget.delta,
+      ...(o.confidence !== undefined ? { confidence: o.confidence } : {}),
+      ...(o.resamples !== undefined ? { resamples: o.resamples } : {}),
+    });
+    return { shadow, rounds: results, epsilon: ledger.epsilon_spent, delta: budget.delta, estimate };
+  } catch (e) {
+    // A failed audit leaves no shadow behind (its charged rounds, canary payloads and versions measure nothing now).
+    await o.admin.deleteAuditShadow(o.config.model, o.id).then(
+      () => log(`audit failed: deleted its shadow ${shadow.name}`),
+      (cleanup: unknown) =>
+        log(
+          `audit failed and its shadow ${shadow.name} could not be deleted (${(cleanup as Error).message}); ` +
+            `delete it with DELETE /v1/admin/populations/${o.config.model}/audit-shadows/${o.id}`,
+        ),
+    );
+    throw e;
   }
-  const final = flattenTrainable(engine.model, config.trainable);
-  const { observed, unobserved } = set.cosines(start, final);
-  const ledger = await fetchPopulationPrivacy(baseUrl, shadow.name);
-  const estimate = estimateEpsilonOneShot({
-    observed,
-    unobserved,
-    delta: budget.delta,
-    ...(o.confidence !== undefined ? { confidence: o.confidence } : {}),
-    ...(o.resamples !== undefined ? { resamples: o.resamples } : {}),
-  });
-  return { shadow, rounds: results, epsilon: ledger.epsilon_spent, delta: budget.delta, estimate };
 }

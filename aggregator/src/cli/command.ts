@@ -1,8 +1,9 @@
 /**
  * @module
- * The shape of a `fedge` sub-command, the usage error every command throws on bad arguments (exit code 2), and the
- * exit codes.
+ * The shape of a `fedge` sub-command, the usage error every command throws on bad arguments (exit code 2), how a
+ * command parses its flags (`parseFlags`, over node:util `parseArgs`), and the exit codes.
  */
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 /** Where a command writes (injected so tests can run commands in-process). */
 export interface CliIO {
@@ -39,6 +40,18 @@ export class UsageError extends Error {
     this.name = "UsageError";
     this.flag = options.flag ?? flagIn(message);
     this.fix = options.fix;
+  }
+}
+
+/**
+ * A command's flags (`parseArgs`, strict, no positionals); an unknown flag or a missing value is a
+ * {@link UsageError} naming it.
+ */
+export function parseFlags<const O extends ParseArgsOptionsConfig>(argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, strict: true, allowPositionals: false, options }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message.split("\n")[0]!);
   }
 }
 

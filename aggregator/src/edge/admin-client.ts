@@ -447,6 +447,15 @@ export class EdgeAdminClient {
   }
 
   /**
+   * `DELETE /v1/admin/populations/:name/audit-shadows/:id` (admin token): deletes the shadow again, its rounds'
+   * payloads, its ledger and its versions (the population is untouched). Safe to repeat after a failure.
+   */
+  async deleteAuditShadow(model: string, id: string): Promise<void> {
+    const path = `/v1/admin/populations/${encodeURIComponent(model)}/audit-shadows/${encodeURIComponent(id)}`;
+    await (await this.request("DELETE", path, undefined, true)).arrayBuffer();
+  }
+
+  /**
    * `PUT /v1/admin/populations/:name/sharding` (admin token): how many coordinator shards the population's next round
    * runs on, given directly or derived from the check-ins expected a round.
    */

@@ -60,6 +60,9 @@ describe("FedgeAPIError.generate", () => {
     const c = FedgeAPIError.generate(400, { error: { code: "Not Snake", message: 5 } });
     expect(c.code).toBe("bad_request");
     expect(c.requestId).toBeUndefined();
+    // a status the edge's table lacks keeps the SDK's own fallback
+    expect(FedgeAPIError.generate(418, undefined).code).toBe("http_error");
+    expect(FedgeAPIError.generate(415, "").code).toBe("unsupported_media_type");
   });
 
   it("connection, timeout and abort errors carry no status", () => {

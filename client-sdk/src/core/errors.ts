@@ -5,6 +5,7 @@
  * subclass per class of status (as openai-node's `APIError.generate`, src/core/error.ts). Connection failures, timeouts
  * and user aborts have no status.
  */
+import { codeForStatus } from "@fedge/protocol";
 
 /** Root of every error the SDK throws. `code` is a stable snake_case string. */
 export class FedgeClientError extends Error {
@@ -170,29 +171,9 @@ export class FedgeAPIError extends FedgeClientError {
   }
 }
 
+/** The code of a response that is not the envelope: the edge's own table, `http_error` for a status it lacks. */
 function defaultCode(status: number): string {
-  switch (status) {
-    case 400:
-      return "bad_request";
-    case 401:
-      return "unauthorized";
-    case 403:
-      return "forbidden";
-    case 404:
-      return "not_found";
-    case 405:
-      return "method_not_allowed";
-    case 409:
-      return "conflict";
-    case 413:
-      return "payload_too_large";
-    case 415:
-      return "unsupported_media_type";
-    case 429:
-      return "rate_limited";
-    default:
-      return status >= 500 ? "internal" : "http_error";
-  }
+  return codeForStatus(status) ?? "http_error";
 }
 
 /** 400: the request was malformed or failed validation. */

@@ -18,10 +18,23 @@ export const MAX_PREDICT_BODY_BYTES = 2 * 1024 * 1024;
 /** Header carrying the shape of an `application/octet-stream` predict body. */
 export const PREDICT_SHAPE_HEADER = "x-fedge-shape";
 
+/**
+ * The smallest magnitude a double rounds to ±Infinity at in float32: FLT_MAX plus half its last place, (2 − 2⁻²⁴)·2¹²⁷
+ * (IEEE 754 round to nearest, ties to even: FLT_MAX's last bit is odd, so the tie goes up). Every JSON number of a
+ * predict row is below it in magnitude, or the edge answers 400 `out_of_range`.
+ */
+export const FLOAT32_LIMIT = 3.4028235677973366e38;
+
+/** A JSON number the float32 batch holds as a finite value. */
+const Float32Number = z.number().gt(-FLOAT32_LIMIT).lt(FLOAT32_LIMIT);
+
 export const PredictJsonRows = z
   .object({
-    /** One row per example (at most `MAX_PREDICT_BATCH`; more is a 413, checked by the edge). */
-    inputs: z.array(z.array(z.number())).min(1),
+    /**
+     * One row per example (at most `MAX_PREDICT_BATCH`; more is a 413, checked by the edge). Each value must stay
+     * finite as a float32 (|x| < `FLOAT32_LIMIT`; past it, 400 `out_of_range` naming `inputs[i][j]`).
+     */
+    inputs: z.array(z.array(Float32Number)).min(1),
   })
   .strict();
 

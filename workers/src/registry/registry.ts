@@ -339,6 +339,26 @@ export async function readOnnxBytes(env: Bindings, name: string, version: number
   return new Uint8Array(await obj.arrayBuffer());
 }
 
+/**
+ * Deletes audit shadow `shadow` from the registry: every object under `models/<shadow>/` (versions, manifests, orphans
+ * of a failed upload), the index last, so a failure half way leaves an index a repeated call finds again.
+ */
+export async function deleteAuditShadow(env: Bindings, shadow: string): Promise<void> {
+  const prefix = `models/${shadow}/`;
+  const index = indexKey(shadow);
+  let cursor: string | undefined;
+  do {
+    const page = await env.MODELS.list({ prefix, ...(cursor ? { cursor } : {}) });
+    const keys = page.objects.map((o) => o.key).filter((k) => k !== index);
+    if (keys.length > 0) await env.MODELS.delete(keys);
+    for (const k of keys) manifestCache.delete(k);
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  await env.MODELS.delete(index);
+  indexCache.delete(shadow);
+  modelListCache = null;
+}
+
 /** Where {@link createAuditShadow} found the model it copied. */
 export interface ShadowSource {
   index: ModelIndex;

@@ -7,6 +7,8 @@
  * `POST /v1/admin/populations/:name/audit-shadows` (admin token only, since it sets a budget): creates the audit
  * shadow `<name>-audit-<id>` of a population (`@fedge/protocol` `rounds/audit-shadow.ts`): a copy of its serving
  * model that the registry never serves, with its own budget and ledger, for `fedge audit`'s canaries.
+ * `DELETE /v1/admin/populations/:name/audit-shadows/:id` deletes one again (a failed audit's, or one no longer
+ * needed): its rounds' payloads, its coordinator's state and ledger, then its registry record, so the id is free.
  *
  * `PUT /v1/admin/populations/:name/sharding` (admin token only): the number of coordinator shards S the population's
  * next round opens with, given directly or derived from the expected check-ins a round (`defaultShardCount`). S only
@@ -16,6 +18,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import {
   AuditShadow,
   AuditShadowRequest,
+  AuditId,
   auditShadowName,
   FedgeError,
   ModelName,
@@ -36,7 +39,7 @@ import {
 import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
 import { unwrap } from "../training/index.ts";
 import { requireAdminToken } from "./admin-aggregator-keys.ts";
-import { createAuditShadow, shadowSource } from "../registry/index.ts";
+import { createAuditShadow, deleteAuditShadow, readIndexFresh, shadowSource } from "../registry/index.ts";
 
 const putBudget = createRoute({
   method: "put",
@@ -88,6 +91,28 @@ const postShadow = createRoute({
   },
 });
 
+const deleteShadow = createRoute({
+  method: "delete",
+  path: "/v1/admin/populations/{name}/audit-shadows/{id}",
+  tags: ["training-admin"],
+  summary: "Delete an audit shadow of a population: its rounds, payloads, ledger and versions (admin token only)",
+  description:
+    "For a failed audit's shadow, or one no longer needed. A collecting round is closed first; then every round's " +
+    "update payloads, the shadow's coordinator state (rounds, check-ins, its own ledger) and its registry record " +
+    "(versions, manifests, index last) are deleted, so the id can be used again. The population itself is never " +
+    "touched. A failure half way answers 5xx and leaves the shadow listed: repeat the call.",
+  security: [{ adminToken: [] }],
+  request: { params: z.object({ name: ModelName, id: AuditId }) },
+  responses: {
+    204: { description: "Deleted" },
+    ...errorResponses(ADMIN_AUTH_ERRORS, {
+      403: "Not the admin token",
+      404: "The population has no audit shadow with this id",
+      409: "The shadow ran sharded rounds",
+    }),
+  },
+});
+
 const putSharding = createRoute({
   method: "put",
   path: "/v1/admin/populations/{name}/sharding",
@@ -126,6 +151,15 @@ const getSharding = createRoute({
   },
 });
 
+/** The shadow of `name` for audit `id`; 400 when the name would not be a valid model name. */
+function shadowNameOf(name: string, id: string): string {
+  try {
+    return auditShadowName(name, id);
+  } catch (e) {
+    throw new FedgeError("validation_failed", 400, `id: ${(e as Error).message}`);
+  }
+}
+
 const router = createRouter();
 router.use("/v1/admin/populations/*", adminAuth(), requireAdminToken);
 
@@ -139,12 +173,7 @@ export const adminPopulations = router
   .openapi(postShadow, async (c) => {
     const { name } = c.req.valid("param");
     const { id, budget } = c.req.valid("json");
-    let shadow: string;
-    try {
-      shadow = auditShadowName(name, id);
-    } catch (e) {
-      throw new FedgeError("validation_failed", 400, `id: ${(e as Error).message}`);
-    }
+    const shadow = shadowNameOf(name, id);
     const now = Date.now();
     // Every check reads before anything is written: a refused request leaves no budget and no copy behind.
     const source = await shadowSource(c.env, name, shadow);
@@ -158,6 +187,16 @@ export const adminPopulations = router
       privacy: set.status,
     };
     return c.json(body, 201);
+  })
+  .openapi(deleteShadow, async (c) => {
+    const { name, id } = c.req.valid("param");
+    const shadow = shadowNameOf(name, id);
+    const { index } = await readIndexFresh(c.env, shadow);
+    if (!index || index.audit_of !== name) throw new FedgeError("not_found", 404, `${name} has no audit shadow ${id}`);
+    // The coordinator first, the registry record last: until the end a repeated call finds the shadow again.
+    unwrap(await roundsStub(c.env, shadow).retire(Date.now()));
+    await deleteAuditShadow(c.env, shadow);
+    return c.body(null, 204);
   })
   .openapi(putSharding, async (c) => {
     const { name } = c.req.valid("param");

@@ -6,7 +6,6 @@
  * checkpoint. One JSON line per round on stdout; progress on stderr.
  */
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { z } from "zod";
 import { createBackend } from "@fedge/gpu-node";
 import { FedgeError } from "@fedge/protocol";
@@ -20,11 +19,15 @@ import { fetchEdgeModel, fetchModelDetail } from "../../edge/edge-registry.ts";
 import { EdgeRoundRunner, type EdgeRunnerHooks } from "../../edge/runner.ts";
 import { edgeRunnerStateOf, loadEdgeRunnerState, saveEdgeRunnerState } from "../../edge/runner-state.ts";
 import { pinSavedMechanism } from "../../edge/charge.ts";
-import { UsageError, type Command } from "../command.ts";
+import { UsageError, parseFlags, type Command } from "../command.ts";
 import {
+  ADMIN_TOKEN_SYNOPSIS,
   EDGE_FLAGS,
+  EDGE_HELP,
   adminClientOf,
+  backendOf,
   edgeUrl,
+  edgeUsageHeader,
   intFlag,
   readConfigFile,
   resolveConfig,
@@ -33,10 +36,12 @@ import {
   type FlagValues,
 } from "./edge-options.ts";
 
-const USAGE = `Usage:
-  fedge aggregate --edge URL --model NAME [--config FILE] [--checkpoint-dir DIR] [--signing-key FILE]
-                  [env FEDGE_ADMIN_TOKEN | --admin-token-file FILE] [--rounds N] [--round-duration-s S] [population options]
-
+const USAGE = `${edgeUsageHeader(
+  "aggregate",
+  "[--config FILE] [--checkpoint-dir DIR] [--signing-key FILE]",
+  `${ADMIN_TOKEN_SYNOPSIS} [--rounds N] [--round-duration-s S]`,
+  "[population options]",
+)}
 Runs N training rounds of a population through the edge. Each round:
   1. checks the privacy ledgers, the edge's first (the authority: its budget, set by the operator with
      PUT /v1/admin/populations/NAME/privacy-budget, counts every round it ever charged, whatever checkpoint dir is
@@ -58,13 +63,14 @@ the edge round or uploading the version twice. Without a checkpoint, the first r
 version (seed one first with POST /v1/admin/models/NAME/versions).
 
 Edge:
-  --edge URL               the edge, e.g. http://127.0.0.1:8787
-  --admin-token-file FILE  operator token, first line of FILE (default: env FEDGE_ADMIN_TOKEN; never a flag value,
-                           which would show in ps); without it, requests are signed with the aggregator key, which the
-                           edge must trust (FEDGE_AGGREGATOR_PUBLIC_KEY or --register-key)
+${EDGE_HELP.edge}
+${EDGE_HELP.adminTokenFile(
+  "; without it, requests are signed with the aggregator key, which the edge must trust " +
+    "(FEDGE_AGGREGATOR_PUBLIC_KEY or --register-key)",
+)}
   --register-key           register the aggregator key with the admin token, then sign requests with it
-  --signing-key FILE       aggregator Ed25519 key (created 0600 if missing; default DIR/aggregator-key.json)
-  --checkpoint-dir DIR     checkpoint + runner state (resume after a crash; the config is remembered there)
+${EDGE_HELP.signingKey("; default DIR/aggregator-key.json")}
+${EDGE_HELP.checkpointDir("checkpoint + runner state (resume after a crash; the config is remembered there)")}
 
 Rounds:
   --rounds N               rounds to run (default 1)
@@ -90,8 +96,8 @@ and for a round in progress the saved mechanism (privacy, sampling rate, expecte
   --update-dtype int8|float32              what devices upload (default int8: ¼ of the bytes, norm bound kept)
 Exit codes: 0 ok, 2 bad arguments, 1 the run failed (budget_exceeded, edge errors, checkpoint conflicts); see
 fedge --help.
-Test hook: FEDGE_AGGREGATE_CRASH_AT=after-open|after-edge-open|after-aggregate|after-upload|after-release kills the process
-(SIGKILL) right after that step, to exercise resume.
+Test hook: FEDGE_AGGREGATE_CRASH_AT=after-open|after-edge-open|after-aggregate|after-upload|after-release kills the
+process (SIGKILL) right after that step, to exercise resume.
 `;
 
 const CRASH_POINTS = ["after-open", "after-edge-open", "after-aggregate", "after-upload", "after-release"] as const;
@@ -139,27 +145,17 @@ export const aggregateCommand: Command = {
   summary: "run training rounds through the edge (ledger, open, wait, verify, aggregate, publish); JSON line per round",
   usage: USAGE,
   async run(argv, io) {
-    let values: FlagValues;
-    try {
-      ({ values } = parseArgs({
-        args: argv,
-        strict: true,
-        allowPositionals: false,
-        options: {
-          ...POPULATION_CONFIG_FLAGS,
-          ...EDGE_FLAGS,
-          rounds: { type: "string" },
-          "round-duration-s": { type: "string" },
-          "min-reports": { type: "string" },
-          "max-reports": { type: "string" },
-          "wait-poll-ms": { type: "string" },
-          backend: { type: "string" },
-          "eval-set": { type: "string" },
-        },
-      }));
-    } catch (err) {
-      throw new UsageError((err as Error).message.split("\n")[0]!);
-    }
+    const values: FlagValues = parseFlags(argv, {
+      ...POPULATION_CONFIG_FLAGS,
+      ...EDGE_FLAGS,
+      rounds: { type: "string" },
+      "round-duration-s": { type: "string" },
+      "min-reports": { type: "string" },
+      "max-reports": { type: "string" },
+      "wait-poll-ms": { type: "string" },
+      backend: { type: "string" },
+      "eval-set": { type: "string" },
+    });
     const log = (line: string) => io.stderr(`${line}\n`);
     const url = edgeUrl(values);
     const rounds = intFlag(values, "rounds", 1, 0);
@@ -168,9 +164,7 @@ export const aggregateCommand: Command = {
     const maxReports = intFlag(values, "max-reports", 1_000_000, 1);
     if (minReports > maxReports) throw new UsageError("--min-reports must be <= --max-reports");
     const pollMs = intFlag(values, "wait-poll-ms", 1000, 1);
-    const backendName = (values.backend as string | undefined) ?? "auto";
-    if (backendName !== "auto" && backendName !== "cpu" && backendName !== "webgpu")
-      throw new UsageError(`--backend must be auto, cpu or webgpu, got "${backendName}"`);
+    const backendName = backendOf(values);
     const evalSpec = (values["eval-set"] as string | undefined) ?? "auto";
     const crashAt = process.env.FEDGE_AGGREGATE_CRASH_AT;
     if (crashAt !== undefined && crashAt !== "" && !(CRASH_POINTS as readonly string[]).includes(crashAt))

@@ -5,17 +5,20 @@
  * mechanism, then ε̂ with its interval next to the ε the shadow's ledger charged. One JSON line per round and a final
  * `{"type":"audit"}` line on stdout; progress on stderr.
  */
-import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { createBackend } from "@fedge/gpu-node";
 import { AuditId } from "@fedge/protocol";
 import { POPULATION_CONFIG_FLAGS } from "../../config.ts";
 import { runEdgeAudit } from "../../audit/edge-audit.ts";
-import { UsageError, type Command } from "../command.ts";
+import { UsageError, parseFlags, type Command } from "../command.ts";
 import {
+  ADMIN_TOKEN_SYNOPSIS,
   EDGE_FLAGS,
+  EDGE_HELP,
   adminTokenOf,
+  apiKeyOf,
+  backendOf,
   edgeUrl,
+  edgeUsageHeader,
   intFlag,
   readConfigFile,
   resolveConfig,
@@ -25,11 +28,12 @@ import {
 } from "./edge-options.ts";
 import { EdgeAdminClient } from "../../edge/admin-client.ts";
 
-const USAGE = `Usage:
-  fedge audit --edge URL --model NAME [--config FILE] --signing-key FILE [--id ID] [--rounds T] [--canaries K]
-              [env FEDGE_ADMIN_TOKEN | --admin-token-file FILE] [env FEDGE_API_KEY | --api-key-file FILE]
-              [population options]
-
+const USAGE = `${edgeUsageHeader(
+  "audit",
+  "[--config FILE] --signing-key FILE [--id ID] [--rounds T] [--canaries K]",
+  `${ADMIN_TOKEN_SYNOPSIS} [env FEDGE_API_KEY | --api-key-file FILE]`,
+  "[population options]",
+)}
 Estimates the ε of a population's training empirically, with the one-shot audit of Andrew et al., "One-shot
 Empirical Privacy Estimation for Federated Learning" (ICLR 2024, arXiv 2302.03098):
   1. creates the audit shadow NAME-audit-ID on the edge: a copy of NAME's serving model that the edge never serves
@@ -46,12 +50,15 @@ Empirical Privacy Estimation for Federated Learning" (ICLR 2024, arXiv 2302.0309
 ε̂ is an estimate, not a bound: ε̂ well below the accountant's ε is what a correct mechanism shows; ε̂ above it means
 the mechanism leaks more than it claims (missing noise, a wrong clip, a broken sampler). Output: one JSON line per
 round, then {"type":"audit", shadow, rounds, epsilon, delta, epsilonHat, interval, observed, unobserved}.
+An audit that fails once its shadow exists deletes the shadow again (its rounds, payloads, ledger and versions; the
+population is never touched), so the same --id can be run again; if the edge cannot be reached for that, the error
+says so and DELETE /v1/admin/populations/NAME/audit-shadows/ID deletes it later. A finished audit keeps its shadow.
 
 Edge:
-  --edge URL               the edge, e.g. http://127.0.0.1:8787
-  --admin-token-file FILE  operator token (default: env FEDGE_ADMIN_TOKEN); required: creating a shadow sets a budget
-  --api-key-file FILE      the app API key the canaries register under, first line of FILE (default: env FEDGE_API_KEY)
-  --signing-key FILE       aggregator Ed25519 key that signs the shadow's manifests (created 0600 if missing)
+${EDGE_HELP.edge}
+${EDGE_HELP.adminTokenFile("; required: creating a shadow sets a budget")}
+${EDGE_HELP.apiKeyFile(" the canaries register under")}
+${EDGE_HELP.signingKey("; signs the shadow's manifests")}
 
 Audit:
   --id ID                  the audit's id, lowercase letters and digits, at most 16 (default: random); the shadow is
@@ -82,24 +89,6 @@ function fraction(values: FlagValues, name: string, fallback: number): number {
   return x;
 }
 
-async function apiKeyOf(values: FlagValues, env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  const file = values["api-key-file"];
-  if (typeof file === "string") {
-    let text: string;
-    try {
-      text = await readFile(file, "utf8");
-    } catch (e) {
-      throw new UsageError(`--api-key-file ${file}: ${(e as Error).message}`);
-    }
-    const key = text.split(/\r?\n/)[0]!.trim();
-    if (key === "") throw new UsageError(`--api-key-file ${file} is empty`);
-    return key;
-  }
-  const fromEnv = env.FEDGE_API_KEY?.trim();
-  if (!fromEnv) throw new UsageError("the canaries need the app's API key: set FEDGE_API_KEY or give --api-key-file");
-  return fromEnv;
-}
-
 function randomId(): string {
   const b = crypto.getRandomValues(new Uint8Array(5));
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -109,29 +98,19 @@ export const auditCommand: Command = {
   summary: "estimate a population's ε empirically with canaries on a never-served shadow (one-shot audit)",
   usage: USAGE,
   async run(argv, io) {
-    let values: FlagValues;
-    try {
-      ({ values } = parseArgs({
-        args: argv,
-        strict: true,
-        allowPositionals: false,
-        options: {
-          ...POPULATION_CONFIG_FLAGS,
-          ...EDGE_FLAGS,
-          "api-key-file": { type: "string" },
-          id: { type: "string" },
-          rounds: { type: "string" },
-          canaries: { type: "string" },
-          "held-canaries": { type: "string" },
-          "round-duration-s": { type: "string" },
-          confidence: { type: "string" },
-          resamples: { type: "string" },
-          backend: { type: "string" },
-        },
-      }));
-    } catch (err) {
-      throw new UsageError((err as Error).message.split("\n")[0]!);
-    }
+    const values: FlagValues = parseFlags(argv, {
+      ...POPULATION_CONFIG_FLAGS,
+      ...EDGE_FLAGS,
+      "api-key-file": { type: "string" },
+      id: { type: "string" },
+      rounds: { type: "string" },
+      canaries: { type: "string" },
+      "held-canaries": { type: "string" },
+      "round-duration-s": { type: "string" },
+      confidence: { type: "string" },
+      resamples: { type: "string" },
+      backend: { type: "string" },
+    });
     const log = (line: string) => io.stderr(`${line}\n`);
     const url = edgeUrl(values);
     const rounds = intFlag(values, "rounds", 5, 1);
@@ -143,9 +122,7 @@ export const auditCommand: Command = {
     const id = (values.id as string | undefined) ?? randomId();
     if (!AuditId.safeParse(id).success)
       throw new UsageError(`--id must be lowercase letters and digits, at most 16, got "${id}"`);
-    const backendName = (values.backend as string | undefined) ?? "auto";
-    if (backendName !== "auto" && backendName !== "cpu" && backendName !== "webgpu")
-      throw new UsageError(`--backend must be auto, cpu or webgpu, got "${backendName}"`);
+    const backendName = backendOf(values);
     const base = typeof values.config === "string" ? await readConfigFile(values.config) : {};
     const config = resolveConfig(values, base);
     if (config.privacy.mode === "none")

@@ -1,7 +1,9 @@
 /**
  * @module
- * What `fedge aggregate` and `fedge rollback` share: the edge URL, the aggregator key file, how admin requests are
- * authenticated, and how a population config is resolved (flags over `--config` over the runner state of the
+ * What the commands that talk to an edge (`fedge aggregate`, `audit`, `rollback`) share: their flags (`EDGE_FLAGS`)
+ * and how their usage writes them (`edgeUsageHeader`, `EDGE_HELP`), the edge URL, the aggregator key file, the
+ * secrets read from a file or the environment (admin token, app API key), how admin requests are authenticated, the
+ * Backend choice, and how a population config is resolved (flags over `--config` over the runner state of the
  * checkpoint directory).
  */
 import { readFile } from "node:fs/promises";
@@ -12,7 +14,7 @@ import { loadOrCreateSigningKey, type SigningKey } from "../../export.ts";
 import { EdgeAdminClient } from "../../edge/admin-client.ts";
 import { UsageError } from "../command.ts";
 
-/** parseArgs options both commands accept. */
+/** parseArgs options every edge command accepts. */
 export const EDGE_FLAGS = {
   edge: { type: "string" },
   "checkpoint-dir": { type: "string" },
@@ -20,6 +22,56 @@ export const EDGE_FLAGS = {
   "admin-token": { type: "string" },
   "admin-token-file": { type: "string" },
   "register-key": { type: "boolean" },
+} as const;
+
+/** Where a help line's description starts, and how wide the help text is. */
+const HELP_COLUMN = 27;
+const HELP_WIDTH = 118;
+
+/** One option of a usage text: `  --flag ARG` then `text`, wrapped under its column. */
+export function helpLine(flag: string, text: string): string {
+  const lines: string[] = [];
+  let line = `  ${flag}`.padEnd(HELP_COLUMN - 1);
+  let fresh = true;
+  for (const word of text.split(" ")) {
+    if (!fresh && line.length + 1 + word.length > HELP_WIDTH) {
+      lines.push(line);
+      line = " ".repeat(HELP_COLUMN - 1);
+      fresh = true;
+    }
+    line += ` ${word}`;
+    fresh = false;
+  }
+  lines.push(line);
+  return lines.join("\n");
+}
+
+/** The synopsis of the admin credential: the environment or a file, never a flag value (it would show in ps). */
+export const ADMIN_TOKEN_SYNOPSIS = "[env FEDGE_ADMIN_TOKEN | --admin-token-file FILE]";
+
+/**
+ * The `Usage:` header of an edge command: `fedge COMMAND --edge URL --model NAME` and `first`, then each of `more` on
+ * its own line under the first flag.
+ */
+export function edgeUsageHeader(command: string, first: string, ...more: string[]): string {
+  const lead = `  fedge ${command} `;
+  const indent = " ".repeat(lead.length);
+  return ["Usage:", `${lead}--edge URL --model NAME ${first}`, ...more.map((l) => indent + l)].join("\n") + "\n";
+}
+
+/** The help lines of the edge flags; a command adds what the flag means for it. */
+export const EDGE_HELP = {
+  edge: helpLine("--edge URL", "the edge, e.g. http://127.0.0.1:8787"),
+  adminTokenFile: (more: string) =>
+    helpLine(
+      "--admin-token-file FILE",
+      `operator token, first line of FILE (default: env FEDGE_ADMIN_TOKEN; never a flag value, which would show in ps)${more}`,
+    ),
+  signingKey: (more: string) =>
+    helpLine("--signing-key FILE", `aggregator Ed25519 key (created 0600 if missing${more})`),
+  apiKeyFile: (more: string) =>
+    helpLine("--api-key-file FILE", `the app API key${more}, first line of FILE (default: env FEDGE_API_KEY)`),
+  checkpointDir: (more: string) => helpLine("--checkpoint-dir DIR", more),
 } as const;
 
 /** Default key file inside the checkpoint directory. */
@@ -68,6 +120,32 @@ export async function signingKeyOf(values: FlagValues): Promise<{ key: SigningKe
 }
 
 /**
+ * A secret given as `--FLAG FILE` (the file's first line; a missing or empty file is a usage error), else the
+ * environment's `envName` (empty = unset); undefined when neither.
+ */
+async function secretOf(
+  values: FlagValues,
+  flag: string,
+  env: NodeJS.ProcessEnv,
+  envName: string,
+): Promise<string | undefined> {
+  const file = values[flag];
+  if (typeof file === "string") {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (e) {
+      throw new UsageError(`--${flag} ${file}: ${(e as Error).message}`);
+    }
+    const secret = text.split(/\r?\n/)[0]!.trim();
+    if (secret === "") throw new UsageError(`--${flag} ${file} is empty`);
+    return secret;
+  }
+  const fromEnv = env[envName]?.trim();
+  return fromEnv ? fromEnv : undefined;
+}
+
+/**
  * The operator token: `--admin-token-file FILE` (its first line), else the environment's `FEDGE_ADMIN_TOKEN` (empty =
  * unset). `--admin-token T` is refused: a flag's value is visible to every user of the machine in `ps`.
  */
@@ -80,20 +158,22 @@ export async function adminTokenOf(
       "--admin-token is not accepted (a flag's value shows in ps): set FEDGE_ADMIN_TOKEN, or give --admin-token-file FILE",
     );
   }
-  const file = values["admin-token-file"];
-  if (typeof file === "string") {
-    let text: string;
-    try {
-      text = await readFile(file, "utf8");
-    } catch (e) {
-      throw new UsageError(`--admin-token-file ${file}: ${(e as Error).message}`);
-    }
-    const token = text.split(/\r?\n/)[0]!.trim();
-    if (token === "") throw new UsageError(`--admin-token-file ${file} is empty`);
-    return token;
-  }
-  const fromEnv = env.FEDGE_ADMIN_TOKEN;
-  return fromEnv && fromEnv.trim() !== "" ? fromEnv : undefined;
+  return secretOf(values, "admin-token-file", env, "FEDGE_ADMIN_TOKEN");
+}
+
+/** The app API key: `--api-key-file FILE` (its first line), else the environment's `FEDGE_API_KEY`; required. */
+export async function apiKeyOf(values: FlagValues, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const key = await secretOf(values, "api-key-file", env, "FEDGE_API_KEY");
+  if (!key) throw new UsageError("the canaries need the app's API key: set FEDGE_API_KEY or give --api-key-file");
+  return key;
+}
+
+/** `--backend auto|cpu|webgpu` (default auto: `createBackend` then reads FEDGE_BACKEND). */
+export function backendOf(values: FlagValues): "auto" | "cpu" | "webgpu" {
+  const name = (values.backend as string | undefined) ?? "auto";
+  if (name !== "auto" && name !== "cpu" && name !== "webgpu")
+    throw new UsageError(`--backend must be auto, cpu or webgpu, got "${name}"`);
+  return name;
 }
 
 /**

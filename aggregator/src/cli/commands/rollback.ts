@@ -4,7 +4,6 @@
  * or a given one (`--to V`: `POST /v1/admin/models/:name/serving`), and records it in the aggregator's checkpoint
  * (`RoundEngine.recordRollback`) when `--checkpoint-dir` is given. Prints one JSON line.
  */
-import { parseArgs } from "node:util";
 import { createBackend } from "@fedge/gpu-node";
 import { FedgeError, ModelName, RegistryChange } from "@fedge/protocol";
 import { CheckpointStore } from "../../checkpoint.ts";
@@ -12,11 +11,14 @@ import { POPULATION_CONFIG_FLAGS, type PopulationConfig } from "../../config.ts"
 import { RoundEngine, RoundStateError } from "../../round.ts";
 import { fetchModelDetail } from "../../edge/edge-registry.ts";
 import { loadEdgeRunnerState } from "../../edge/runner-state.ts";
-import { UsageError, type Command } from "../command.ts";
+import { UsageError, parseFlags, type Command } from "../command.ts";
 import {
+  ADMIN_TOKEN_SYNOPSIS,
   EDGE_FLAGS,
+  EDGE_HELP,
   adminClientOf,
   edgeUrl,
+  edgeUsageHeader,
   intFlag,
   readConfigFile,
   resolveConfig,
@@ -25,10 +27,11 @@ import {
   type FlagValues,
 } from "./edge-options.ts";
 
-const USAGE = `Usage:
-  fedge rollback --edge URL --model NAME [--to VERSION] [--checkpoint-dir DIR] [--reason TEXT]
-                 [env FEDGE_ADMIN_TOKEN | --admin-token-file FILE | --signing-key FILE]
-
+const USAGE = `${edgeUsageHeader(
+  "rollback",
+  "[--to VERSION] [--checkpoint-dir DIR] [--reason TEXT]",
+  `${ADMIN_TOKEN_SYNOPSIS.slice(0, -1)} | --signing-key FILE]`,
+)}
 Makes the edge serve the previous serving version again (its serving history), or VERSION with --to (it must exist
 on the edge). With --checkpoint-dir, the rollback is also recorded in the aggregator's checkpoint (publish log and
 serving version; the population config is read from the directory's runner state, or --config FILE), so the next
@@ -36,14 +39,13 @@ serving version; the population config is read from the directory's runner state
 seed) is rolled back on the edge but cannot be recorded: the line says "recorded": false and why.
 
 Prints {"type":"rollback","model","from","to","recorded",...}.
-  --edge URL            the edge
-  --model NAME          the model
-  --to VERSION          serve this version (default: the previous serving version)
-  --reason TEXT         recorded with the rollback (default "manual rollback")
-  --checkpoint-dir DIR  the aggregator's checkpoint to record it in
-  --admin-token-file F  operator token, first line of F (default env FEDGE_ADMIN_TOKEN; a rollback without --to needs
-                        it); else --to is signed with
-  --signing-key FILE    the aggregator key (default DIR/aggregator-key.json)
+${EDGE_HELP.edge}
+  --model NAME             the model
+  --to VERSION             serve this version (default: the previous serving version)
+  --reason TEXT            recorded with the rollback (default "manual rollback")
+${EDGE_HELP.checkpointDir("the aggregator's checkpoint to record it in")}
+${EDGE_HELP.adminTokenFile("; a rollback without --to needs it, else --to is signed with")}
+${EDGE_HELP.signingKey("; default DIR/aggregator-key.json")}
 Exit codes: 0 ok, 2 bad arguments, 1 other errors (no earlier version: 409 conflict; unknown version: 404).
 `;
 
@@ -51,23 +53,13 @@ export const rollbackCommand: Command = {
   summary: "serve the previous (or a given) model version again on the edge, and record it in the checkpoint",
   usage: USAGE,
   async run(argv, io) {
-    let values: FlagValues;
-    try {
-      ({ values } = parseArgs({
-        args: argv,
-        strict: true,
-        allowPositionals: false,
-        options: {
-          ...EDGE_FLAGS,
-          config: POPULATION_CONFIG_FLAGS.config,
-          model: POPULATION_CONFIG_FLAGS.model,
-          to: { type: "string" },
-          reason: { type: "string" },
-        },
-      }));
-    } catch (err) {
-      throw new UsageError((err as Error).message.split("\n")[0]!);
-    }
+    const values: FlagValues = parseFlags(argv, {
+      ...EDGE_FLAGS,
+      config: POPULATION_CONFIG_FLAGS.config,
+      model: POPULATION_CONFIG_FLAGS.model,
+      to: { type: "string" },
+      reason: { type: "string" },
+    });
     const log = (line: string) => io.stderr(`${line}\n`);
     const url = edgeUrl(values);
     const model = values.model;

@@ -46,6 +46,16 @@ export class PayloadRetention {
     return sealed && purged;
   }
 
+  /**
+   * Gives up and deletes the payloads of every round now, whatever its retention (the population is being deleted);
+   * how many rounds it purged. Throws on the first failure, with what it did recorded: a repeated call goes on.
+   */
+  async purgeAll(): Promise<number> {
+    const rounds = this.rounds.undeleted();
+    for (const r of rounds) await this.purge(r);
+    return rounds.length;
+  }
+
   /** When there is work next: now while a round waits to be sealed, and the earliest purge; null when none. */
   nextWake(): number | null {
     const times: number[] = [];

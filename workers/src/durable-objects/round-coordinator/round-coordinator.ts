@@ -30,8 +30,9 @@
  *
  * Layout: this class is the RPC surface, the transactions that span tables, and the single alarm. Each table is owned
  * by a capability behind a slice of `CoordinatorHost` (`Rounds`, `Checkins`, `UpdateIndex`, `Revocations`,
- * `PopulationLedger`); `PayloadRetention` seals and purges payloads; the rules are pure functions in `admission.ts`
- * and `budget.ts`; the schema and its upgrades are in `migrations.ts`.
+ * `PopulationLedger`); `PayloadRetention` seals and purges payloads; `ShardFanout` talks to a sharded population's
+ * coordinator shards; the rules are pure functions in `admission.ts`, `budget.ts` and `shards.ts`; the schema and its
+ * upgrades are in `migrations.ts`.
  *
  * Every RPC method returns a `Result` (no domain errors thrown across RPC). State is loaded under `blockConcurrencyWhile`;
  * the deadline is an alarm, and every method also closes an expired round lazily in case the alarm is late.
@@ -96,19 +97,13 @@ import { Population } from "./population.ts";
 import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
 import { releaseVerdict } from "./release.ts";
 import { Revocations } from "./revocations.ts";
-import { Rounds, iso, isCollecting, paramsOf, toStatus, type RoundRow, type ShardTotals } from "./rounds.ts";
+import { Rounds, iso, isCollecting, paramsOf, toStatus, type RoundRow } from "./rounds.ts";
+import { ShardFanout, isShardedPopulationRound, type ShardOpening, type ShardReport } from "./shard-fanout.ts";
 import { Sharding, type ShardTerms } from "./sharding.ts";
-import {
-  misrouted,
-  shardCursor,
-  shardParams,
-  shardStub,
-  shardingChangeVerdict,
-  splitCursor,
-  type Misrouted,
-} from "./shards.ts";
+import { misrouted, shardingChangeVerdict, type Misrouted } from "./shards.ts";
 import { UpdateIndex } from "./update-index.ts";
-import { shardOf } from "../../training/shard-of.ts";
+
+export type { ShardOpening, ShardReport } from "./shard-fanout.ts";
 
 export function roundsStub(env: Bindings, model: string) {
   return env.ROUNDS.getByName(model);
@@ -133,26 +128,6 @@ export interface CommitInput {
   unchecked?: { tenant: string };
 }
 
-/** What a shard is told when its population opens a sharded round. */
-export interface ShardOpening {
-  model: string;
-  seq: number;
-  shard: number;
-  shards: number;
-  /** The round's parameters with its count caps split between the shards (`shardParams`). */
-  params: RoundParams;
-  deadline: number;
-  openedAt: number;
-  owner: string;
-  /** A DP round's charge on the population's ledger, for the receipts the shard signs (null: uncharged). */
-  terms: ShardTerms | null;
-  /** Every device revoked in the population so far (a device that moved shard stays refused). */
-  revoked: { device_id: string; at: number }[];
-}
-
-/** A shard's counters for a round, and whether it still collects (null: the shard never heard of the round). */
-export type ShardReport = (ShardTotals & { collecting: boolean; closeReason: CloseReason | null }) | null;
-
 export interface StoredUpdate {
   storage_key: string;
   sha256: string;
@@ -161,14 +136,16 @@ export interface StoredUpdate {
 }
 
 export class RoundCoordinator extends DurableObject<Bindings> {
-  private readonly rounds: Rounds;
-  private readonly checkins: Checkins;
-  private readonly updates: UpdateIndex;
-  private readonly revocations: Revocations;
-  private readonly retention: PayloadRetention;
-  private readonly ledger: PopulationLedger;
-  private readonly population: Population;
-  private readonly sharding: Sharding;
+  // The capabilities, built by `attach` (again after `retire` emptied the storage their caches read).
+  private rounds!: Rounds;
+  private checkins!: Checkins;
+  private updates!: UpdateIndex;
+  private revocations!: Revocations;
+  private retention!: PayloadRetention;
+  private ledger!: PopulationLedger;
+  private population!: Population;
+  private sharding!: Sharding;
+  private fanout!: ShardFanout;
   /**
    * Whether the tables exist: created by the first legitimate write (an admin opening a round, a revocation pushed by
    * a device's registry), so an object addressed by a made-up population keeps no storage and answers as empty.
@@ -177,6 +154,15 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
+    this.attach();
+    void ctx.blockConcurrencyWhile(async () => {
+      if (hasSchema(ctx.storage.sql)) this.ensureTables();
+    });
+  }
+
+  /** Builds the capabilities over the object's storage, with nothing cached. */
+  private attach(): void {
+    const { ctx, env } = this;
     const host: CoordinatorHost = {
       sql: ctx.storage.sql,
       env,
@@ -191,9 +177,16 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.ledger = new PopulationLedger(host);
     this.population = new Population(host);
     this.sharding = new Sharding(host);
-    void ctx.blockConcurrencyWhile(async () => {
-      if (hasSchema(ctx.storage.sql)) this.ensureTables();
-    });
+    this.fanout = new ShardFanout(
+      {
+        env,
+        now: host.now,
+        transaction: (write) => this.atomically(write),
+        owner: () => this.ownerOrNull(),
+        terms: (r) => this.termsOf(r),
+      },
+      { rounds: this.rounds, population: this.population, revocations: this.revocations, sharding: this.sharding },
+    );
   }
 
   private ensureTables(): void {
@@ -239,19 +232,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     });
     if (!priced.ok) return priced;
     let opened!: RoundRow;
-    try {
-      this.ctx.storage.transactionSync(() => {
-        // The first round records the owner (an older population keeps the default tenant it already had).
-        if (this.population.recordedOwner() === null) this.population.setOwner(owner ?? input.tenant ?? DEFAULT_TENANT);
-        opened = this.rounds.open({ model, params, deadline, now, shards: this.sharding.shards() });
-        if (priced.charge) this.ledger.charge(priced.charge);
-      });
-    } catch (e) {
-      this.rounds.load(); // the transaction rolled back: forget the round it cached
-      throw e;
-    }
+    this.atomically(() => {
+      // The first round records the owner (an older population keeps the default tenant it already had).
+      if (this.population.recordedOwner() === null) this.population.setOwner(owner ?? input.tenant ?? DEFAULT_TENANT);
+      opened = this.rounds.open({ model, params, deadline, now, shards: this.sharding.shards() });
+      if (priced.charge) this.ledger.charge(priced.charge);
+    });
     // A sharded round opens on every shard now; a shard that did not answer is told again by the alarm.
-    if (opened.shard_count > 1) await this.openShards(opened).catch(() => false);
+    if (opened.shard_count > 1) await this.fanout.open(opened).catch(() => false);
     // The earliest of this deadline, a previous round still to seal, a retention that runs out.
     await this.armAlarm(Infinity);
     return { ok: true, status: toStatus(this.rounds.get(opened.round_id)!) };
@@ -295,30 +283,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    */
   async openShardRound(input: ShardOpening): Promise<void> {
     this.ensureTables();
-    if (this.rounds.get(roundIdFor(input.model, input.seq))) return;
-    const previous = this.rounds.latest;
-    try {
-      this.ctx.storage.transactionSync(() => {
-        if (previous && isCollecting(previous.state)) this.rounds.close(previous.seq, "admin", input.openedAt);
-        if (this.population.recordedOwner() === null) this.population.setOwner(input.owner);
-        for (const r of input.revoked) this.revocations.add(r.device_id, r.at);
-        this.sharding.set({ shards: input.shards, expected_devices: null, set_at: input.openedAt });
-        if (input.terms) this.sharding.setTerms(input.seq, input.terms);
-        this.rounds.open({
-          model: input.model,
-          params: input.params,
-          deadline: input.deadline,
-          now: input.openedAt,
-          shards: input.shards,
-          seq: input.seq,
-          shardIndex: input.shard,
-        });
-      });
-    } catch (e) {
-      this.rounds.load();
-      throw e;
-    }
-    await this.armAlarm(Infinity);
+    if (this.fanout.acceptOpening(input)) await this.armAlarm(Infinity);
   }
 
   /**
@@ -327,19 +292,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    */
   async shardReport(roundId: string, closeReason: CloseReason | null, now: number): Promise<ShardReport> {
     if (!this.hasTables) return null;
-    this.rounds.expire(now);
-    const r = this.rounds.get(roundId);
-    if (!r) return null;
-    if (closeReason !== null && isCollecting(r.state)) this.rounds.close(r.seq, closeReason, now);
-    const after = this.rounds.get(roundId)!;
-    if (!isCollecting(after.state)) await this.armAlarm(Infinity); // seal what it holds
-    return {
-      checked_in: after.checked_in,
-      selected: after.selected,
-      accepted: after.accepted,
-      collecting: isCollecting(after.state),
-      closeReason: after.close_reason,
-    };
+    const report = this.fanout.report(roundId, closeReason, now);
+    if (report && !report.collecting) await this.armAlarm(Infinity); // seal what it holds
+    return report;
   }
 
   /** Shard side: when `deviceId` first checked in, per round this shard served it (for its receipts). */
@@ -354,7 +309,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
     // Counters of a sharded round are summed from its shards; one that does not answer leaves the last sums.
-    await this.gatherShards(r, now).catch(() => undefined);
+    await this.fanout.settle(r, now).catch(() => undefined);
     return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
   }
 
@@ -363,7 +318,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!this.hasTables) return [];
     this.rounds.expire(now);
     const latest = this.rounds.latest;
-    if (latest) await this.gatherShards(latest, now).catch(() => undefined);
+    if (latest) await this.fanout.settle(latest, now).catch(() => undefined);
     return this.rounds.list(limit).map(toStatus);
   }
 
@@ -375,7 +330,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!r) return roundNotFound(roundId);
     if (isCollecting(r.state)) this.rounds.close(r.seq, "admin", now);
     // Every shard stops now too, before the answer: nothing is accepted anywhere after an admin's close.
-    await this.gatherShards(this.rounds.get(roundId)!, now);
+    await this.fanout.settle(this.rounds.get(roundId)!, now);
     return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
   }
 
@@ -394,7 +349,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.rounds.expire(now);
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
-    await this.gatherShards(r, now);
+    await this.fanout.settle(r, now);
     const settled = this.rounds.get(roundId)!;
     const verdict = aggregateVerdict(settled, publishedVersion, securelyAggregated);
     if (!verdict.ok) return verdict;
@@ -419,7 +374,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const r = this.rounds.get(roundId);
     if (!r) return roundNotFound(roundId);
     // A sharded round's accepted count (min_reports) is summed from its shards.
-    if (!isCollecting(r.state)) await this.gatherShards(r, now);
+    if (!isCollecting(r.state)) await this.fanout.settle(r, now);
     const settled = this.rounds.get(roundId)!;
     const verdict = releaseVerdict(settled, release, securelyAggregated);
     if (!verdict.ok) return verdict;
@@ -444,7 +399,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!r) return roundNotFound(roundId);
     const verdict = listUpdatesVerdict(r, withPayloads);
     if (!verdict.ok) return verdict;
-    if (isShardedPopulationRound(r)) return this.listShardUpdates(r, after, limit, now, withPayloads, onlyShard);
+    if (isShardedPopulationRound(r)) return this.fanout.listUpdates(r, after, limit, now, withPayloads, onlyShard);
     if (onlyShard !== undefined && onlyShard !== 0) {
       return fail(
         "validation_failed",
@@ -474,8 +429,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!r) return roundNotFound(roundId);
     if (isShardedPopulationRound(r)) {
       if (r.payloads_purged_at !== null) return payloadsPurged(r);
-      const index = await shardOf(this.env, deviceId, r.shard_count);
-      return shardStub(this.env, r.model, index, r.shard_count).getUpdate(roundId, deviceId);
+      return (await this.fanout.shardOfDevice(r, deviceId)).getUpdate(roundId, deviceId);
     }
     const u = this.updates.get(r.seq, deviceId);
     if (!u) return fail("not_found", 404, `round ${roundId} has no accepted update from ${deviceId}`);
@@ -484,6 +438,30 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       ok: true,
       update: { storage_key: u.storage_key, sha256: u.sha256, byte_length: u.byte_length, public_key: u.public_key },
     };
+  }
+
+  /**
+   * Deletes the population: an audit shadow given up (`DELETE /v1/admin/populations/:name/audit-shadows/:id`, admin
+   * token). Stops a collecting round, deletes every round's payloads from the UpdateStore shards and R2, then all of
+   * this object's storage (rounds, check-ins, updates, ledger, owner, revocations) and its alarm, so the name starts
+   * empty. A failure half way throws with the payloads it deleted recorded; repeating the call goes on from there.
+   * 409 for a sharded population (its rounds live on its shards too). How many rounds it deleted.
+   */
+  async retire(now: number): Promise<Result<{ rounds: number }>> {
+    if (!this.hasTables) return { ok: true, rounds: 0 };
+    if (this.rounds.maxShards() > 1) {
+      return fail("conflict", 409, `${this.modelName() ?? "the population"} ran sharded rounds: it cannot be deleted`);
+    }
+    this.rounds.expire(now);
+    const latest = this.rounds.latest;
+    // Closed first: from here on no upload passes its preflight, so no payload is stored after the purge.
+    if (latest && isCollecting(latest.state)) this.rounds.close(latest.seq, "admin", now);
+    const rounds = await this.retention.purgeAll();
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.hasTables = false;
+    this.attach();
+    return { ok: true, rounds };
   }
 
   // ── privacy budget ─────────────────────────────────────────────────────────────────────────────────────────────
@@ -584,15 +562,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (!this.hasTables) return { rounds: [], epsilon: null, delta: null };
     const rounds = this.ledger.chargesOfDevice(deviceId).map((c) => ({ ...c }));
     // Sharded rounds: the device's check-ins are on the shard it had under each round's S (it may have moved since).
-    const sharded = this.rounds.shardedRounds();
-    if (sharded.size > 0) {
+    const model = this.modelName();
+    if (model !== null && this.rounds.shardedRounds().size > 0) {
       const charges = new Map(this.ledger.charges().map((c) => [c.round_seq, c]));
-      for (const shards of new Set(sharded.values())) {
-        const index = await shardOf(this.env, deviceId, shards);
-        for (const t of await shardStub(this.env, this.modelName()!, index, shards).checkinTimes(deviceId)) {
-          const charge = charges.get(t.round_seq);
-          if (charge && sharded.get(t.round_seq) === shards) rounds.push({ ...charge, checked_in_at: t.at });
-        }
+      for (const [seq, at] of await this.fanout.checkinTimes(model, deviceId)) {
+        const charge = charges.get(seq);
+        if (charge) rounds.push({ ...charge, checked_in_at: at });
       }
       rounds.sort((a, b) => a.round_seq - b.round_seq);
     }
@@ -624,15 +599,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   async revokeDevice(deviceId: string, at: number): Promise<void> {
     this.ensureTables();
     this.revocations.add(deviceId, at);
-    // The population's object passes it on to every shard any of its rounds ran on (awaited: if one does not answer,
-    // this call fails and the device's registry retries the whole push). Shards opened later get the full list.
-    const shards = this.rounds.maxShards();
+    // The population's object passes it on to every shard any of its rounds ran on (a shard's failure fails the push).
     const model = this.modelName();
-    if (shards > 1 && model !== null) {
-      await Promise.all(
-        Array.from({ length: shards }, (_, i) => shardStub(this.env, model, i, shards).revokeDevice(deviceId, at)),
-      );
-    }
+    if (model !== null) await this.fanout.revoke(model, deviceId, at);
   }
 
   /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */
@@ -730,14 +699,18 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const now = Date.now();
     this.rounds.expire(now);
     const done = await this.retention.run(now);
-    const shardsDone = await this.shardWork(now);
+    const shardsDone = await this.fanout.retry(now);
     await this.armAlarm(done && shardsDone ? Infinity : Date.now() + SEAL_RETRY_MS);
   }
 
   /** The one alarm planner: the next thing due (the deadline, a seal, a purge), and no later than `notAfter`. */
   private async armAlarm(notAfter: number): Promise<void> {
-    const shardWork = this.rounds.shardWorkDue().length > 0 ? Date.now() + SEAL_RETRY_MS : Infinity;
-    const at = Math.min(notAfter, this.rounds.nextWake() ?? Infinity, this.retention.nextWake() ?? Infinity, shardWork);
+    const at = Math.min(
+      notAfter,
+      this.rounds.nextWake() ?? Infinity,
+      this.retention.nextWake() ?? Infinity,
+      this.fanout.nextWake() ?? Infinity,
+    );
     if (Number.isFinite(at)) await this.ctx.storage.setAlarm(at);
     else await this.ctx.storage.deleteAlarm();
   }
@@ -767,125 +740,19 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     return charge && budget ? { charge, delta: budget.delta } : null;
   }
 
-  /** Tells every shard of a sharded round that it opened; true when all answered. */
-  private async openShards(r: RoundRow): Promise<boolean> {
-    const shards = r.shard_count;
-    const base = {
-      model: r.model,
-      seq: r.seq,
-      shards,
-      params: shardParams(paramsOf(r), shards),
-      deadline: r.deadline,
-      openedAt: r.opened_at,
-      owner: this.ownerOrNull() ?? DEFAULT_TENANT,
-      terms: this.termsOf(r),
-      revoked: this.revocations.all(),
-    };
-    const answers = await Promise.allSettled(
-      Array.from({ length: shards }, (_, shard) =>
-        shardStub(this.env, r.model, shard, shards).openShardRound({ ...base, shard }),
-      ),
-    );
-    if (answers.some((a) => a.status === "rejected")) return false;
-    this.rounds.markShardsOpened(r.seq, Date.now());
-    return true;
-  }
-
-  /**
-   * A sharded round's counters, summed from its shards. Once the round stopped here (deadline, admin), every shard is
-   * closed first: a shard whose own alarm is late stops now, so nothing is accepted after the round closed and the
-   * aggregator lists every accepted update. When every shard filled its share of `max_reports`, the round closes.
-   * Settled rounds are not asked again. Throws when a shard does not answer (the caller, or the alarm, retries).
-   */
-  private async gatherShards(r: RoundRow, now: number): Promise<void> {
-    if (!isShardedPopulationRound(r) || r.shards_settled_at !== null) return;
-    if (r.shards_opened_at === null && !(await this.openShards(r))) {
-      throw new Error(`round ${r.round_id}: not every shard could be told it opened`);
-    }
-    const closing: CloseReason | null = isCollecting(r.state) ? null : (r.close_reason ?? "deadline");
-    const reports = await Promise.all(
-      Array.from({ length: r.shard_count }, (_, i) =>
-        shardStub(this.env, r.model, i, r.shard_count).shardReport(r.round_id, closing, now),
-      ),
-    );
-    const totals: ShardTotals = { checked_in: 0, selected: 0, accepted: 0 };
-    for (const rep of reports) {
-      if (!rep) throw new Error(`round ${r.round_id}: a shard does not know the round`);
-      totals.checked_in += rep.checked_in;
-      totals.selected += rep.selected;
-      totals.accepted += rep.accepted;
-    }
-    if (closing === null && reports.every((rep) => rep && !rep.collecting)) {
-      // Every shard stopped on its own (each filled its share of max_reports, or its deadline passed first).
-      const reason = reports.every((rep) => rep?.closeReason === "max_reports") ? "max_reports" : "deadline";
-      this.rounds.close(r.seq, reason, now);
-      this.rounds.recordShardTotals(r.seq, totals, now);
-      return;
-    }
-    this.rounds.recordShardTotals(r.seq, totals, closing === null ? null : now);
-  }
-
-  /** One page of a sharded round's updates: from the cursor's shard on, the shards in order (or `onlyShard`). */
-  private async listShardUpdates(
-    r: RoundRow,
-    cursor: number,
-    limit: number,
-    now: number,
-    withPayloads: boolean,
-    onlyShard: number | undefined,
-  ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
-    if (onlyShard !== undefined && onlyShard >= r.shard_count) {
-      return fail(
-        "validation_failed",
-        400,
-        `round ${r.round_id} runs on ${r.shard_count} shards: no shard ${onlyShard}`,
-      );
-    }
-    await this.gatherShards(r, now);
-    let { shard, after } = splitCursor(cursor);
-    if (onlyShard !== undefined && shard !== onlyShard) {
-      if (shard > onlyShard) return { ok: true, items: [], next_cursor: null };
-      shard = onlyShard;
-      after = 0;
-    }
-    const last = onlyShard ?? r.shard_count - 1;
-    const items: AcceptedUpdate[] = [];
-    while (shard <= last) {
-      const page = await shardStub(this.env, r.model, shard, r.shard_count).listUpdates(
-        r.round_id,
-        after,
-        limit - items.length,
-        now,
-        withPayloads,
-      );
-      if (!page.ok) return page; // a shard's refusal (its payloads purged) is the round's answer
-      for (const u of page.items) items.push({ ...u, seq: shardCursor(shard, u.seq) });
-      if (page.next_cursor !== null) {
-        return { ok: true, items, next_cursor: String(shardCursor(shard, Number(page.next_cursor))) };
-      }
-      shard += 1;
-      after = 0;
-      if (items.length >= limit) break;
-    }
-    return { ok: true, items, next_cursor: shard <= last ? String(shardCursor(shard, 0)) : null };
-  }
-
-  /** Retries what a sharded round still owes its shards (opening, settling); true when nothing is left. */
-  private async shardWork(now: number): Promise<boolean> {
-    let done = true;
-    for (const r of this.rounds.shardWorkDue()) {
-      try {
-        await this.gatherShards(r, now);
-      } catch {
-        done = false;
-      }
-    }
-    return done && this.rounds.shardWorkDue().length === 0;
-  }
-
   /** The owning tenant; rounds opened before tenants existed belong to the default tenant; null before any round. */
   private ownerOrNull(): string | null {
     return this.population.recordedOwner() ?? (this.rounds.latest ? DEFAULT_TENANT : null);
+  }
+
+  /** One SQLite transaction over the tables; a rollback also forgets the round it may have cached. */
+  private atomically(write: () => void): void {
+    try {
+      this.ctx.storage.transactionSync(write);
+    } catch (e) {
+      this.rounds.load();
+      throw e;
+    }
   }
 
   /** One SQLite transaction over the tables, writing round `seq`; the cached newest round is re-read after it. */
@@ -893,11 +760,6 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.ctx.storage.transactionSync(write);
     this.rounds.refresh(seq);
   }
-}
-
-/** A round of the population's own object whose devices are served by shards (`model#i`), not by this object. */
-function isShardedPopulationRound(r: RoundRow): boolean {
-  return r.shard_count > 1 && r.shard_index === null;
 }
 
 /**

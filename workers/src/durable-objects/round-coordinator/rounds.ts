@@ -282,6 +282,13 @@ export class Rounds {
       .toArray();
   }
 
+  /** Every round whose payloads are not deleted yet, whatever its state or retention. */
+  undeleted(): RoundRef[] {
+    return this.host.sql
+      .exec<RoundRef>("SELECT seq, round_id FROM rounds WHERE payloads_deleted_at IS NULL ORDER BY seq")
+      .toArray();
+  }
+
   /** Whether a purge was started and its deletes are not all done (the alarm retries it). */
   hasUnfinishedPurge(): boolean {
     return (

@@ -19,7 +19,8 @@
  *   holding double(x) (fround is monotonic), so that value is fround(double(x)) exactly;
  * - otherwise (more digits, a large exponent, or an interval straddling a float32 rounding boundary): `Number` of the
  *   number's text, the engine's correctly rounded conversion.
- * A number whose double is not finite (`1e999`) sends the whole body to the general path, which answers `non_finite`.
+ * A number whose double is not finite (`1e999`), or whose float32 is not (`3.5e38`), sends the whole body to the
+ * general path, which answers `non_finite` or `out_of_range` with the number's index.
  */
 import { MAX_PREDICT_BATCH } from "@fedge/protocol";
 import type { CheckedJsonBody } from "./decode.ts";
@@ -175,13 +176,15 @@ export function readJsonRows(b: Uint8Array): Extract<CheckedJsonBody, { kind: "r
             ? below
             : slowNumber(b, neg ? start + 1 : start, p);
       }
-      if (v - v !== 0) return null; // not finite as a double: the general path answers non_finite
+      const f = Math.fround(neg ? -v : v);
+      // not finite as a double (non_finite) or as a float32 (out_of_range): the general path names the index
+      if (f - f !== 0) return null;
       if (used === data.length) {
         const grown = new Float32Array(data.length * 2);
         grown.set(data);
         data = grown;
       }
-      data[used++] = neg ? -v : v;
+      data[used++] = f;
       count++;
       while (p < n && isSpace(b[p]!)) p++;
       c = b[p];
