@@ -234,7 +234,8 @@ async function uploadWithGrant(
   if ((await keyState.catch(() => "revoked" as const)) === "revoked") return null;
   const key = updateStorageKey(claim.roundId, claim.deviceId, claim.sha256);
   const store = updateStoreFor(env, claim.roundId, claim.deviceId);
-  await store.put(claim.roundId, key, bytes);
+  // Refused only once the round's payloads were purged: the ordered path then names the refusal.
+  if (!(await store.put(claim.roundId, key, bytes))) return null;
   const commit = await coordinator.commitUpload({
     ...claim,
     byteLength: bytes.length,
@@ -367,7 +368,9 @@ export const rounds = createRouter()
 
     const key = updateStorageKey(roundId, decoded.deviceId, sha256);
     const store = updateStoreFor(c.env, roundId, decoded.deviceId);
-    await store.put(roundId, key, bytes);
+    if (!(await store.put(roundId, key, bytes))) {
+      throw new FedgeError("round_closed", 409, `round ${roundId} is closed and its payloads were deleted`);
+    }
     const commit = await coordinator.commitUpload({
       ...claim,
       byteLength: bytes.length,
