@@ -12,6 +12,7 @@ import {
   type AcceptedUpdatePage,
   type CheckinResponse,
   type PopulationSharding,
+  type RoundParams,
   type RoundStatus,
   type UpdateReceipt,
 } from "@fedge/protocol";
@@ -348,6 +349,26 @@ describe("sharded rounds", () => {
       rowsIn<{ at: number | null }>(env.ROUNDS.getByName(model), "SELECT shards_opened_at AS at FROM rounds");
     expect(await opened()).toEqual([{ at: null }]);
     expect(await rowsIn(shardObject(model, 0), "SELECT round_id FROM rounds")).toEqual([{ round_id: round.round_id }]);
+    // Shard 1 answers that opening with a refusal: no exception crosses the RPC (workerd reports one escaping an RPC
+    // method as uncaught, whoever catches it), and its rows stay as they were.
+    const [row] = await rowsIn<{ params: string; deadline: number; opened_at: number }>(
+      env.ROUNDS.getByName(model),
+      "SELECT params, deadline, opened_at FROM rounds",
+    );
+    const opening = {
+      model,
+      seq: 1,
+      shard: 1,
+      shards: 2,
+      params: JSON.parse(row!.params) as RoundParams,
+      deadline: row!.deadline,
+      openedAt: row!.opened_at,
+      owner: "default",
+      terms: null,
+      revoked: [],
+    };
+    expect(await shardObject(model, 1).openShardRound(opening)).toMatchObject({ ok: false, code: "conflict" });
+    expect(await rowsIn(shardObject(model, 1), "SELECT round_id FROM rounds")).toEqual([{ round_id: "in-the-way_1" }]);
 
     // Once the obstacle is gone, the population's alarm tells shard 1 again, and its devices take part.
     await runInDurableObject(shardObject(model, 1), (_i, state) => state.storage.sql.exec("DELETE FROM rounds"));

@@ -286,9 +286,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * population's object retries until every shard answered). A round of this shard still collecting is closed: the
    * population's object opens a round only once the previous one stopped.
    */
-  async openShardRound(input: ShardOpening): Promise<void> {
+  async openShardRound(input: ShardOpening): Promise<Result<object>> {
     this.ensureTables();
-    if (this.rounds.get(roundIdFor(input.model, input.seq))) return;
+    const roundId = roundIdFor(input.model, input.seq);
+    if (this.rounds.get(roundId)) return { ok: true };
+    // A row already holding the round's seq (under another id) would fail the insert below: refused as an answer, so no
+    // exception crosses the RPC and nothing is written (the population's alarm tells this shard again).
+    const taken = this.rounds.bySeq(input.seq);
+    if (taken) return fail("conflict", 409, `shard ${input.shard} already holds round ${taken.round_id} as seq ${input.seq}`);
     const previous = this.rounds.latest;
     try {
       this.ctx.storage.transactionSync(() => {
@@ -312,6 +317,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       throw e;
     }
     await this.armAlarm(Infinity);
+    return { ok: true };
   }
 
   /**
@@ -769,7 +775,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         shardStub(this.env, r.model, shard, shards).openShardRound({ ...base, shard }),
       ),
     );
-    if (answers.some((a) => a.status === "rejected")) return false;
+    if (answers.some((a) => a.status === "rejected" || !a.value.ok)) return false;
     this.rounds.markShardsOpened(r.seq, Date.now());
     return true;
   }

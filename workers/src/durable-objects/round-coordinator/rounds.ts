@@ -92,6 +92,10 @@ export class Rounds {
     return this.host.sql.exec<RoundRow>("SELECT * FROM rounds WHERE round_id = ?", roundId).toArray()[0] ?? null;
   }
 
+  bySeq(seq: number): RoundRow | null {
+    return this.host.sql.exec<RoundRow>("SELECT * FROM rounds WHERE seq = ?", seq).toArray()[0] ?? null;
+  }
+
   /** Newest first. */
   list(limit: number): RoundRow[] {
     return this.host.sql.exec<RoundRow>("SELECT * FROM rounds ORDER BY seq DESC LIMIT ?", limit).toArray();
