@@ -17,7 +17,8 @@
  * closed) is answered `false`, so no payload outlives its round's purge in a shard that held any.
  *
  * Payloads are split into ≤ 1 MiB rows (SQLite rows in a Durable Object are capped at 2 MB; updates go up to 16 MiB).
- * `put` is idempotent per key, and keys name round, device and content hash, so a retried upload stores nothing twice.
+ * `put` is idempotent per key, and keys name round, device and the update's signed digest (`updateDigestHex`, the hash
+ * its signature covers), so a retried upload stores nothing twice.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Bindings } from "../env.ts";
@@ -30,7 +31,7 @@ export const SEAL_THRESHOLD_BYTES = 64 * 1024 * 1024;
 const SEGMENT_MAX_BYTES = 32 * 1024 * 1024;
 const PART_BYTES = 1024 * 1024;
 
-/** Storage key of an accepted update: names its round, device and content hash. */
+/** Storage key of an accepted update: names its round, device and signed digest (hex). */
 export function updateStorageKey(roundId: string, deviceId: string, sha256: string): string {
   return `rounds/${roundId}/${deviceId}/${sha256}`;
 }
