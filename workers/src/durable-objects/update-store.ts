@@ -75,6 +75,8 @@ export class UpdateStore extends DurableObject<Bindings> {
   private tail: Promise<unknown> = Promise.resolve();
   /** Whether this shard ever stored anything (its tables exist). */
   private hasTables = false;
+  /** Whether its payloads were purged (the `purged` row), kept in memory: every `put` asks. */
+  private purged = false;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -93,6 +95,7 @@ export class UpdateStore extends DurableObject<Bindings> {
       key TEXT NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (key, part))`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS segments (n INTEGER PRIMARY KEY, r2_key TEXT NOT NULL)`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS purged (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL)`);
+    this.purged = this.sql.exec("SELECT 1 FROM purged").toArray().length > 0;
     this.hasTables = true;
   }
 
@@ -103,7 +106,7 @@ export class UpdateStore extends DurableObject<Bindings> {
    */
   async put(roundId: string, key: string, bytes: Uint8Array): Promise<boolean> {
     if (!this.hasTables) this.createTables();
-    if (this.purgedAt() !== null) return false;
+    if (this.purged) return false;
     if (this.entry(key)) return true;
     const parts = Math.max(1, Math.ceil(bytes.length / PART_BYTES));
     this.ctx.storage.transactionSync(() => {
@@ -235,7 +238,8 @@ export class UpdateStore extends DurableObject<Bindings> {
   private async purgeAll(): Promise<number> {
     if (!this.hasTables) return 0;
     // Given up first: from here on `put` stores nothing (see `put`), so no payload lands behind the deletes below.
-    if (this.purgedAt() === null) this.sql.exec("INSERT INTO purged (id, at) VALUES (1, ?)", Date.now());
+    if (!this.purged) this.sql.exec("INSERT INTO purged (id, at) VALUES (1, ?)", Date.now());
+    this.purged = true;
     const segments = this.sql
       .exec<{ r2_key: string }>("SELECT r2_key FROM segments")
       .toArray()
@@ -265,12 +269,6 @@ export class UpdateStore extends DurableObject<Bindings> {
   /** The shard grew past its threshold: seal now. */
   override async alarm(): Promise<void> {
     await this.seal();
-  }
-
-  /** When the shard's payloads were purged; null while they are kept (or the shard never stored anything). */
-  private purgedAt(): number | null {
-    if (!this.hasTables) return null;
-    return this.sql.exec<{ at: number }>("SELECT at FROM purged").toArray()[0]?.at ?? null;
   }
 
   private entry(key: string): EntryRow | null {
