@@ -218,7 +218,9 @@ describe("uploads", () => {
       ok: false,
       code: "nonce_used",
       status: 409,
-      message: expect.stringMatching(/before the edge named updates by their signed digest.*SHA-256 of its whole body, cc/),
+      message: expect.stringMatching(
+        /before the edge named updates by their signed digest.*SHA-256 of its whole body, cc/,
+      ),
     });
   });
 

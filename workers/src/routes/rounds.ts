@@ -340,7 +340,15 @@ export const rounds = createRouter()
     const tenant = c.get("apiKey").tenant;
     const grant = grantFor(roundId, decoded.deviceId, claim.nonce, tenant);
     if (grant) {
-      const granted = await uploadWithGrant(c.env, coordinator, { decoded, bytes, claim, message, limits, grant, tenant });
+      const granted = await uploadWithGrant(c.env, coordinator, {
+        decoded,
+        bytes,
+        claim,
+        message,
+        limits,
+        grant,
+        tenant,
+      });
       if (granted) return c.json(granted, granted.duplicate ? 200 : 201);
     }
     const pre = unwrap(await coordinator.preflightUpload({ ...claim, now: Date.now(), tenant }));

@@ -293,7 +293,8 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     // A row already holding the round's seq (under another id) would fail the insert below: refused as an answer, so no
     // exception crosses the RPC and nothing is written (the population's alarm tells this shard again).
     const taken = this.rounds.bySeq(input.seq);
-    if (taken) return fail("conflict", 409, `shard ${input.shard} already holds round ${taken.round_id} as seq ${input.seq}`);
+    if (taken)
+      return fail("conflict", 409, `shard ${input.shard} already holds round ${taken.round_id} as seq ${input.seq}`);
     const previous = this.rounds.latest;
     try {
       this.ctx.storage.transactionSync(() => {
