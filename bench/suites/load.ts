@@ -257,8 +257,9 @@ async function fleetRound(edge: LocalEdge) {
     // A retried POST whose first attempt was stored before the connection broke answers 200 with the same receipt.
     const receipt = await json<UpdateReceipt>(first, first.status === 200 ? 200 : 201);
     uploads++;
+    // The edge names an update by its signed digest: SHA-256 of every byte before the 64-byte signature.
     const sha = createHash("sha256")
-      .update(bytes as Uint8Array<ArrayBuffer>)
+      .update(bytes.subarray(0, bytes.length - 64) as Uint8Array<ArrayBuffer>)
       .digest("hex");
     if (receipt.sha256 !== sha) throw new Error(`${d.id}: receipt sha256 ${receipt.sha256} ≠ ${sha}`);
     d.accepted = sha;

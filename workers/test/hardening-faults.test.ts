@@ -6,7 +6,7 @@
  */
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import { readUpdateStream, sha256Hex, type RoundStatus, type UpdateReceipt } from "@fedge/protocol";
+import { readUpdateStream, updateDigestHex, type RoundStatus, type UpdateReceipt } from "@fedge/protocol";
 import { RoundCoordinator } from "../src/durable-objects/round-coordinator/index.ts";
 import { UpdateStore } from "../src/durable-objects/update-store.ts";
 import {
@@ -79,7 +79,7 @@ async function streamed(roundId: string): Promise<Map<string, number>> {
   expect(res.status, await res.clone().text()).toBe(200);
   const seen = new Map<string, number>();
   for await (const frame of readUpdateStream(res.body!)) {
-    const h = await sha256Hex(frame.update);
+    const h = await updateDigestHex(frame.update);
     seen.set(h, (seen.get(h) ?? 0) + 1);
   }
   return seen;

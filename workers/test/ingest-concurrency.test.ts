@@ -2,7 +2,7 @@
  * Many uploads in parallel: none lost, none counted twice, each stored once.
  */
 import { describe, expect, it } from "vitest";
-import type { AcceptedUpdatePage, UpdateReceipt } from "@fedge/protocol";
+import { sha256Hex, updateDigestHex, type AcceptedUpdatePage, type UpdateReceipt } from "@fedge/protocol";
 import {
   adminGet,
   adminPost,
@@ -74,5 +74,9 @@ describe("concurrent ingestion", () => {
     expect(keys).toHaveLength(1);
     const winner = await responses.find((r) => r.status === 201)!.json<UpdateReceipt>();
     expect(keys[0]).toBe(`rounds/${round.round_id}/${d.id}/${winner.sha256}`);
+    // The update is named by its signed digest (the hash its signature covers), not by a second hash of the body.
+    const winnerBytes = variants[responses.findIndex((r) => r.status === 201)]!;
+    expect(winner.sha256).toBe(await updateDigestHex(winnerBytes));
+    expect(winner.sha256).not.toBe(await sha256Hex(winnerBytes));
   });
 });

@@ -5,7 +5,7 @@
  */
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { decodeUpdate, sha256Hex, toBase64Url } from "@fedge/protocol";
+import { decodeUpdate, toBase64Url, updateDigestHex } from "@fedge/protocol";
 import {
   CHECKIN_GRANTS_MAX,
   forgetGrant,
@@ -67,7 +67,7 @@ describe("a commit that skipped the preflight", () => {
     const round = await openRound(model);
     const task = await taskFor(device, model);
     const bytes = await makeUpdate(task, device);
-    const sha256 = await sha256Hex(bytes);
+    const sha256 = await updateDigestHex(bytes);
     const storageKey = updateStorageKey(round.round_id, device.id, sha256);
     const input = {
       roundId: round.round_id,
@@ -105,7 +105,7 @@ describe("a commit that skipped the preflight", () => {
     expect(await errorCode(res)).toBe("round_closed");
     expect(await coordinatorState(model)).toEqual(before);
     expect(await storedKeys(round.round_id)).toEqual([]);
-    const key = updateStorageKey(round.round_id, device.id, await sha256Hex(bytes));
+    const key = updateStorageKey(round.round_id, device.id, await updateDigestHex(bytes));
     expect(await updateStoreFor(env, round.round_id, device.id).read(key)).toBeNull();
   });
 

@@ -222,6 +222,26 @@ describe("update storage", () => {
     expect(await runInDurableObject(coordinator, (_i, state) => state.storage.getAlarm())).toBeNull();
   });
 
+  it("runs a purge after a seal in progress, so no segment outlives the purge, and stores nothing after it", async () => {
+    const roundId = `${uniqueModel("sealpurge")}_1`;
+    const store = updateStoreStub(env, roundId, 3);
+    const keys = ["dev_a", "dev_b", "dev_c"].map((d) => updateStorageKey(roundId, d, "ab".repeat(32)));
+    for (const k of keys) await store.put(roundId, k, new Uint8Array(4096).fill(7));
+    expect(await store.counts()).toEqual({ pending: 3, sealed: 0, segments: 0 });
+    // The seal's R2 write is in flight when the purge arrives (the alarm and a coordinator can overlap).
+    const [moved, purged] = await Promise.all([store.seal(), store.purge()]);
+    expect(moved).toBe(3);
+    expect(purged).toBe(3);
+    expect(await r2Keys(roundId)).toEqual([]);
+    expect(await store.counts()).toEqual({ pending: 0, sealed: 0, segments: 0 });
+    // An upload that stores its payload after the purge (its commit will be refused) leaves nothing behind.
+    expect(await store.put(roundId, updateStorageKey(roundId, "dev_late", "cd".repeat(32)), new Uint8Array(8))).toBe(
+      false,
+    );
+    expect(await store.counts()).toEqual({ pending: 0, sealed: 0, segments: 0 });
+    expect(await store.read(updateStorageKey(roundId, "dev_late", "cd".repeat(32)))).toBeNull();
+  });
+
   it("leaves no storage in a shard that never stored anything, whatever it is asked", async () => {
     const roundId = `${uniqueModel("empty")}_1`;
     const store = updateStoreStub(env, roundId, 9);

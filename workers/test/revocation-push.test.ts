@@ -243,6 +243,9 @@ describe("coordinator storage from an earlier version", () => {
       sql.exec(
         "INSERT INTO rounds (seq, round_id, model, state, params, opened_at, deadline, closed_at) VALUES (1, 'x_1', 'x', 'closed', '{}', 1, 2, 2)",
       );
+      sql.exec(
+        "INSERT INTO updates (round_seq, device_id, n, public_key, sha256, byte_length, r2_key, received_at) VALUES (1, 'dev_old', 1, 'k', 'ab', 3, 'rounds/x_1/dev_old/ab', 2)",
+      );
       migrateColumns(sql);
       const names = (t: string) =>
         sql
@@ -256,6 +259,7 @@ describe("coordinator storage from an earlier version", () => {
         charges: names("privacy_charges"),
         sealed: sql.exec<{ sealed_at: number | null }>("SELECT sealed_at FROM rounds").one().sealed_at,
         release: sql.exec<{ dp_release: string | null }>("SELECT dp_release FROM rounds").one().dp_release,
+        namedBy: sql.exec<{ named_by: string }>("SELECT named_by FROM updates").one().named_by,
       };
     });
     expect(columns.rounds).toContain("sealed_at");
@@ -263,6 +267,8 @@ describe("coordinator storage from an earlier version", () => {
     expect(columns.checkins).toContain("api_key_id");
     expect(columns.updates).toContain("storage_key");
     expect(columns.updates).not.toContain("r2_key");
+    // An update accepted before updates were named by their signed digest keeps its whole-body name, and says so.
+    expect(columns.namedBy).toBe("body");
     expect(columns.charges).toContain("distributed_noise"); // charges of earlier rounds: null, none was distributed
     // A round closed before payloads went through the store counts as sealed (its payloads are already in R2).
     expect(columns.sealed).toBe(2);

@@ -77,6 +77,7 @@ const accepted: UpdateRow = {
   byte_length: 100,
   storage_key: "rounds/m_1/dev_a/aa",
   received_at: T0 + 1000,
+  named_by: "signed_digest",
 };
 const claim = { deviceId: "dev_a", nonce: "nonce-a", sha256: "aa" };
 
@@ -209,6 +210,18 @@ describe("uploads", () => {
         status: 409,
       });
     }
+  });
+
+  it("refuses a resubmission of an update named by its whole body's hash with a message saying why", () => {
+    const old = { ...accepted, sha256: "cc", named_by: "body" as const };
+    expect(admitUpload(round("collecting"), claim, old, selected)).toMatchObject({
+      ok: false,
+      code: "nonce_used",
+      status: 409,
+      message: expect.stringMatching(
+        /before the edge named updates by their signed digest.*SHA-256 of its whole body, cc/,
+      ),
+    });
   });
 
   it("preflight names the key to verify under: the reported one, else the checked-in one", () => {

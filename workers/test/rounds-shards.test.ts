@@ -12,6 +12,7 @@ import {
   type AcceptedUpdatePage,
   type CheckinResponse,
   type PopulationSharding,
+  type RoundParams,
   type RoundStatus,
   type UpdateReceipt,
 } from "@fedge/protocol";
@@ -36,7 +37,9 @@ import {
   errorCode,
   makeUpdate,
   openRound,
+  r2Keys,
   registerDevice,
+  storedKeys,
   taskFor,
   uniqueModel,
   upload,
@@ -346,6 +349,26 @@ describe("sharded rounds", () => {
       rowsIn<{ at: number | null }>(env.ROUNDS.getByName(model), "SELECT shards_opened_at AS at FROM rounds");
     expect(await opened()).toEqual([{ at: null }]);
     expect(await rowsIn(shardObject(model, 0), "SELECT round_id FROM rounds")).toEqual([{ round_id: round.round_id }]);
+    // Shard 1 answers that opening with a refusal: no exception crosses the RPC (workerd reports one escaping an RPC
+    // method as uncaught, whoever catches it), and its rows stay as they were.
+    const [row] = await rowsIn<{ params: string; deadline: number; opened_at: number }>(
+      env.ROUNDS.getByName(model),
+      "SELECT params, deadline, opened_at FROM rounds",
+    );
+    const opening = {
+      model,
+      seq: 1,
+      shard: 1,
+      shards: 2,
+      params: JSON.parse(row!.params) as RoundParams,
+      deadline: row!.deadline,
+      openedAt: row!.opened_at,
+      owner: "default",
+      terms: null,
+      revoked: [],
+    };
+    expect(await shardObject(model, 1).openShardRound(opening)).toMatchObject({ ok: false, code: "conflict" });
+    expect(await rowsIn(shardObject(model, 1), "SELECT round_id FROM rounds")).toEqual([{ round_id: "in-the-way_1" }]);
 
     // Once the obstacle is gone, the population's alarm tells shard 1 again, and its devices take part.
     await runInDurableObject(shardObject(model, 1), (_i, state) => state.storage.sql.exec("DELETE FROM rounds"));
@@ -452,6 +475,64 @@ describe("sharded rounds", () => {
       expect(results).toEqual([201, 201, 409]);
     }
     expect(await statusOf(round.round_id)).toMatchObject({ state: "closed", close_reason: "max_reports", accepted: 4 });
+  });
+
+  it("keeps every accepted payload while a shard collects, when another shard filled its share and its retention passed", async () => {
+    const model = uniqueModel("purge");
+    await shardTo(model, 2);
+    const round = await openRound(model, { privacy_mode: "none", max_reports: 4, min_reports: 1 });
+    const { key } = await createApiKey();
+    const byShard: [TestDevice[], TestDevice[]] = [[], []];
+    while (byShard[0].length < 2 || byShard[1].length < 2) {
+      const d = await registerDevice(key);
+      byShard[await shardOf(edgeEnv, d.id, 2)]!.push(d);
+    }
+    const accepted = new Map<string, Uint8Array>();
+    const send = async (d: TestDevice) => {
+      const bytes = await makeUpdate(await taskFor(d, model), d);
+      await uploadOk(round.round_id, bytes);
+      accepted.set(d.id, bytes);
+    };
+    // Shard 0 fills its share (⌈4 / 2⌉ = 2) and stops; shard 1 has accepted one update and still collects.
+    await send(byShard[0][0]!);
+    await send(byShard[0][1]!);
+    await send(byShard[1][0]!);
+    expect(await rowsIn(shardObject(model, 0), "SELECT state FROM rounds")).toEqual([{ state: "closed" }]);
+    // Shard 0's close is older than the retention, and its alarm runs: it must not delete what shard 1 accepted.
+    await runInDurableObject(shardObject(model, 0), async (_i, state) => {
+      state.storage.sql.exec("UPDATE rounds SET closed_at = closed_at - ?", 8 * 86_400_000);
+      await state.storage.setAlarm(Date.now());
+    });
+    await runDurableObjectAlarm(shardObject(model, 0));
+    // Shard 1 goes on, and its second update (committed after shard 0's alarm) fills the round.
+    await send(byShard[1][1]!);
+    expect(await statusOf(round.round_id)).toMatchObject({ state: "closed", accepted: 4, payloads_purged_at: null });
+    for (const [id, bytes] of accepted) {
+      const res = await adminGet(`/v1/admin/rounds/${round.round_id}/updates/${id}`);
+      expect(res.status, `${id}: ${await res.clone().text()}`).toBe(200);
+      expect(new Uint8Array(await res.arrayBuffer())).toEqual(bytes);
+    }
+
+    // The population's object purges the round once its own retention passed, every shard's payloads with it.
+    const population = env.ROUNDS.getByName(model);
+    await runInDurableObject(population, async (_i, state) => {
+      state.storage.sql.exec("UPDATE rounds SET closed_at = closed_at - ?", 8 * 86_400_000);
+      await state.storage.setAlarm(Date.now());
+    });
+    expect(await runDurableObjectAlarm(population)).toBe(true);
+    expect(await statusOf(round.round_id)).toMatchObject({ payloads_purged_at: expect.any(String) });
+    expect(await storedKeys(round.round_id)).toEqual([]);
+    expect(await r2Keys(round.round_id)).toEqual([]);
+    for (const id of accepted.keys()) {
+      expect((await adminGet(`/v1/admin/rounds/${round.round_id}/updates/${id}`)).status).toBe(404);
+    }
+    // A shard's alarm (sealing what it closed with) stores nothing again, and none is left for a purge it never runs.
+    for (let s = 0; s < 2; s++) {
+      await runDurableObjectAlarm(shardObject(model, s));
+      expect(await runInDurableObject(shardObject(model, s), (_i, state) => state.storage.getAlarm())).toBeNull();
+    }
+    expect(await storedKeys(round.round_id)).toEqual([]);
+    expect(await r2Keys(round.round_id)).toEqual([]);
   });
 });
 

@@ -287,6 +287,11 @@ export const AcceptedUpdate = z
     device_id: DeviceId,
     /** The device's Ed25519 public key (base64url) at acceptance, to re-verify the signature. */
     public_key: Base64Url.length(43),
+    /**
+     * The update's name, as in its receipt: hex SHA-256 of its signed bytes (`updateDigestHex`). Updates accepted
+     * before the edge named them by their signed digest carry the SHA-256 of their whole body (their payloads are
+     * deleted after the retention).
+     */
     sha256: Sha256Hex,
     byte_length: z.number().int().positive(),
     received_at: IsoDateTime,

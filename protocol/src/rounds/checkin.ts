@@ -98,7 +98,10 @@ export const UpdateReceipt = z
   .object({
     round_id: z.string(),
     device_id: DeviceId,
-    /** Lowercase hex SHA-256 of the whole signed update. */
+    /**
+     * The update's name: lowercase hex SHA-256 of its signed bytes (every byte before the signature), the digest its
+     * version 3 signature covers (`updateDigestHex`). The same signed content answers with the same name.
+     */
     sha256: z.string().regex(/^[0-9a-f]{64}$/),
     received_at: IsoDateTime,
     duplicate: z.boolean(),

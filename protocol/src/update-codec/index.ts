@@ -5,8 +5,10 @@ export * from "./quantize.ts";
 export {
   UPDATE_DIGEST_BYTES,
   UPDATE_SIGNING_CONTEXT,
+  digestHex,
   signUpdateBytes,
   updateDigest,
+  updateDigestHex,
   updateSigningMessage,
   verifyUpdateSignature,
   type UpdateCryptoOptions,

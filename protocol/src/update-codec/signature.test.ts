@@ -8,6 +8,7 @@ import {
   UPDATE_SIGNING_CONTEXT,
   signUpdateBytes,
   updateDigest,
+  updateDigestHex,
   updateSigningMessage,
   verifyUpdateSignature,
 } from "./signature.ts";
@@ -68,6 +69,12 @@ describe("what a version 3 signature covers", () => {
     // Not the whole body any more (that was version 2).
     expect(verify(null, body, publicKey, signature)).toBe(false);
     expect(Buffer.from(await signUpdateBytes(body, TEST_KEY.secretKey)).equals(Buffer.from(signature))).toBe(true);
+    // An update's name is that digest in hex, whatever signature follows the signed bytes.
+    expect(await updateDigestHex(bytes)).toBe(digest.toString("hex"));
+    const resigned = bytes.slice();
+    resigned.set(new Uint8Array(64).fill(1), bytes.length - 64);
+    expect(await updateDigestHex(resigned)).toBe(digest.toString("hex"));
+    await expect(updateDigestHex(new Uint8Array(63))).rejects.toThrow(RangeError);
   });
 
   it("signs with a signer callback (a WebCrypto key) exactly as with the tweetnacl key", async () => {

@@ -62,6 +62,26 @@ export async function updateDigest(signedBytes: Uint8Array, options: UpdateCrypt
   return new Uint8Array(await subtle.digest("SHA-256", copyOf(signedBytes)));
 }
 
+/**
+ * How an accepted update is named (the `sha256` of its receipt and listing, and its storage key): the lowercase hex of
+ * its signed digest, SHA-256(every byte before the signature), the very hash the version 3 signature covers. The edge
+ * hashes each body once and uses the digest both to verify and to name it. It leaves the signature out, so it names
+ * the signed content (round, device, nonce, payload) whatever valid signature carries it.
+ */
+export async function updateDigestHex(body: Uint8Array, options: UpdateCryptoOptions = {}): Promise<string> {
+  if (!(body instanceof Uint8Array) || body.length < SIGNATURE_BYTES) {
+    throw new RangeError(`updateDigestHex: body must be an encoded update (at least ${SIGNATURE_BYTES} bytes)`);
+  }
+  return digestHex(await updateDigest(body.subarray(0, body.length - SIGNATURE_BYTES), options));
+}
+
+/** Lowercase hex of a digest. */
+export function digestHex(digest: Uint8Array): string {
+  let hex = "";
+  for (let i = 0; i < digest.length; i++) hex += digest[i]!.toString(16).padStart(2, "0");
+  return hex;
+}
+
 /** The 48 bytes Ed25519 signs in format version 3: `UPDATE_SIGNING_CONTEXT ‖ digest`. */
 export function updateSigningMessage(digest: Uint8Array): Uint8Array<ArrayBuffer> {
   if (!(digest instanceof Uint8Array) || digest.length !== UPDATE_DIGEST_BYTES) {

@@ -98,6 +98,10 @@ describe("round trip (property-based)", () => {
         expect(decoded.clipBit).toBe(fields.clipBit ?? null);
         expect(decoded.byteLength).toBe(bytes.length);
         expect(decoded.signedBytes.length).toBe(bytes.length - 64);
+        // The validating pass sums the squares (int8: of the integers q), exactly as a separate pass would.
+        let sum = 0;
+        for (const v of fields.payload.values) sum += v * v;
+        expect(decoded.sumOfSquares).toBe(sum);
         expect(decoded.signature.length).toBe(64);
         expect(await verifyUpdateSignature(decoded, pk)).toBe(true);
         expect(await verifyUpdateSignature(decoded, OTHER_KEY.publicKey)).toBe(false);

@@ -113,6 +113,12 @@ export interface DecodedUpdate extends UpdateFields {
   signedBytes: Uint8Array;
   /** Length of the whole encoded update, signature included. */
   byteLength: number;
+  /**
+   * Σ v² over the payload in float64, in index order, summed by the pass that validates the values (float32: the
+   * values; int8: the integers q, so the sum is exact). The L2 norm is its square root (int8: times `scale`), equal
+   * to the norm of a separate pass, so a norm check needs no second walk over the payload.
+   */
+  sumOfSquares: number;
 }
 
 export interface DecodeUpdateOptions {
@@ -248,18 +254,21 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
   }
 
   let payload: UpdatePayload;
+  let sumOfSquares = 0;
   if (int8) {
     const values = copy
       ? new Int8Array(bytes.slice(payloadOffset, signatureOffset).buffer)
       : new Int8Array(bytes.buffer, bytes.byteOffset + payloadOffset, n);
     for (let i = 0; i < n; i++) {
-      if (values[i] === -128) {
+      const q = values[i]!;
+      if (q === -128) {
         throw new UpdateCodecError(
           "bad_field",
           `int8 value ${i} is -128; the symmetric range is -127..127`,
           payloadOffset + i,
         );
       }
+      sumOfSquares += q * q;
     }
     payload = { dtype: "int8", values, scale };
   } else {
@@ -274,9 +283,17 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
       values = new Float32Array(n);
       for (let i = 0; i < n; i++) values[i] = view.getFloat32(payloadOffset + 4 * i, true);
     }
+    // One pass: the sum of squares in float64 is finite exactly when every value is (a finite float32 squared is at most
+    // 1.2e77, and 2^32 of them stay far below float64's 1.8e308), so the values are walked again only to name a bad one.
     for (let i = 0; i < n; i++) {
       const v = values[i]!;
-      if (v - v !== 0) throw new UpdateCodecError("non_finite", `float32 value ${i} is ${v}`, payloadOffset + 4 * i);
+      sumOfSquares += v * v;
+    }
+    if (!Number.isFinite(sumOfSquares)) {
+      for (let i = 0; i < n; i++) {
+        const v = values[i]!;
+        if (v - v !== 0) throw new UpdateCodecError("non_finite", `float32 value ${i} is ${v}`, payloadOffset + 4 * i);
+      }
     }
     payload = { dtype: "float32", values };
   }
@@ -292,6 +309,7 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
     signature: bytes.slice(signatureOffset, total),
     signedBytes: copy ? bytes.slice(0, signatureOffset) : bytes.subarray(0, signatureOffset),
     byteLength: total,
+    sumOfSquares,
   };
   return decoded;
 }

@@ -12,8 +12,13 @@
  * A shard creates its tables on its first `put`, so the coordinator can ask all of a round's shards to seal or purge
  * (orphaned payloads included) without leaving storage behind in the shards that never held anything.
  *
+ * Seals and purges run one at a time, whoever asks (the shard's own alarm, any coordinator of the round), and a purged
+ * shard stores nothing more: an upload whose payload arrives after the purge (its commit is refused, the round being
+ * closed) is answered `false`, so no payload outlives its round's purge in a shard that held any.
+ *
  * Payloads are split into ≤ 1 MiB rows (SQLite rows in a Durable Object are capped at 2 MB; updates go up to 16 MiB).
- * `put` is idempotent per key, and keys name round, device and content hash, so a retried upload stores nothing twice.
+ * `put` is idempotent per key, and keys name round, device and the update's signed digest (`updateDigestHex`, the hash
+ * its signature covers), so a retried upload stores nothing twice.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Bindings } from "../env.ts";
@@ -26,7 +31,7 @@ export const SEAL_THRESHOLD_BYTES = 64 * 1024 * 1024;
 const SEGMENT_MAX_BYTES = 32 * 1024 * 1024;
 const PART_BYTES = 1024 * 1024;
 
-/** Storage key of an accepted update: names its round, device and content hash. */
+/** Storage key of an accepted update: names its round, device and signed digest (hex). */
 export function updateStorageKey(roundId: string, deviceId: string, sha256: string): string {
   return `rounds/${roundId}/${deviceId}/${sha256}`;
 }
@@ -66,15 +71,20 @@ type EntryRow = {
 
 export class UpdateStore extends DurableObject<Bindings> {
   private readonly sql: SqlStorage;
-  private sealing: Promise<number> | null = null;
+  /** The last seal or purge queued: they run one at a time (see `exclusive`). */
+  private tail: Promise<unknown> = Promise.resolve();
   /** Whether this shard ever stored anything (its tables exist). */
-  private hasTables: boolean;
+  private hasTables = false;
+  /** Whether its payloads were purged (the `purged` row), kept in memory: every `put` asks. */
+  private purged = false;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.hasTables =
-      this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").toArray().length > 0;
+    // A shard that stored something has its tables; one created before the `purged` table gets it now.
+    if (this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").toArray().length > 0) {
+      this.createTables();
+    }
   }
 
   private createTables(): void {
@@ -84,13 +94,20 @@ export class UpdateStore extends DurableObject<Bindings> {
     this.sql.exec(`CREATE TABLE IF NOT EXISTS parts (
       key TEXT NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (key, part))`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS segments (n INTEGER PRIMARY KEY, r2_key TEXT NOT NULL)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS purged (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL)`);
+    this.purged = this.sql.exec("SELECT 1 FROM purged").toArray().length > 0;
     this.hasTables = true;
   }
 
-  /** Stores `bytes` under `key` (one transaction); a key already stored is left as it is. */
-  async put(roundId: string, key: string, bytes: Uint8Array): Promise<void> {
+  /**
+   * Stores `bytes` under `key` (one transaction); a key already stored is left as it is. False, storing nothing, once
+   * the shard's payloads were purged: an upload that reaches it that late belongs to a round long closed, and a
+   * payload stored now would outlive the purge that already ran.
+   */
+  async put(roundId: string, key: string, bytes: Uint8Array): Promise<boolean> {
     if (!this.hasTables) this.createTables();
-    if (this.entry(key)) return;
+    if (this.purged) return false;
+    if (this.entry(key)) return true;
     const parts = Math.max(1, Math.ceil(bytes.length / PART_BYTES));
     this.ctx.storage.transactionSync(() => {
       for (let p = 0; p < parts; p++) {
@@ -110,6 +127,7 @@ export class UpdateStore extends DurableObject<Bindings> {
       );
     });
     if (this.pendingBytes() >= SEAL_THRESHOLD_BYTES) await this.ctx.storage.setAlarm(Date.now());
+    return true;
   }
 
   /** The bytes stored under `key`, wherever they are now; `null` when unknown. */
@@ -154,18 +172,18 @@ export class UpdateStore extends DurableObject<Bindings> {
    * Each segment is written before the rows that point into it change, so a crash mid-seal only repeats work.
    */
   async seal(): Promise<number> {
-    // One seal at a time (the alarm and the coordinator's close can overlap): a second caller waits, then finds less to do.
-    const previous = this.sealing;
-    const run = (async () => {
-      await previous?.catch(() => 0);
-      return this.sealPending();
-    })();
-    this.sealing = run;
-    try {
-      return await run;
-    } finally {
-      if (this.sealing === run) this.sealing = null;
-    }
+    return this.exclusive(() => this.sealPending());
+  }
+
+  /**
+   * Runs `step` after every seal and purge queued before it. They await R2, and other calls reach the object while
+   * they do (the alarm, a coordinator's close, its retention): a purge running beside a seal would list the segments
+   * before the seal wrote its own, then delete the seal's rows, leaving that segment in R2 with nothing pointing at it.
+   */
+  private exclusive<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.tail.catch(() => undefined).then(step);
+    this.tail = run;
+    return run;
   }
 
   private async sealPending(): Promise<number> {
@@ -214,7 +232,14 @@ export class UpdateStore extends DurableObject<Bindings> {
    * passed). Returns how many payloads it held.
    */
   async purge(): Promise<number> {
+    return this.exclusive(() => this.purgeAll());
+  }
+
+  private async purgeAll(): Promise<number> {
     if (!this.hasTables) return 0;
+    // Given up first: from here on `put` stores nothing (see `put`), so no payload lands behind the deletes below.
+    if (!this.purged) this.sql.exec("INSERT INTO purged (id, at) VALUES (1, ?)", Date.now());
+    this.purged = true;
     const segments = this.sql
       .exec<{ r2_key: string }>("SELECT r2_key FROM segments")
       .toArray()

@@ -15,7 +15,8 @@
  *   SHA-256 digest of the header and payload) under the key the device checked in with (held by the coordinator; a
  *   device unknown there is looked up in its registry), device not revoked, dtype/shape/finite/L2 norm against the
  *   task, nonce unused and issued to this device for this round; then the payload goes to its UpdateStore shard (key
- *   names round, device and content hash) and the coordinator commits it. Every rejection happens before the store
+ *   names round, device and the signed digest, which is hashed once and both verified and used as the update's name)
+ *   and the coordinator commits it. Every rejection happens before the store
  *   write, except a commit lost to a race, whose payload is removed again.
  *   An upload to the isolate that answered the device's check-in skips the preflight (`checkin-grants.ts`): the
  *   signature is checked under the key from the check-in, and the commit checks the rest (tenant, the key it holds,
@@ -32,12 +33,12 @@ import {
   UpdateReceipt,
   fromBase64Url,
   parseRoundId,
-  sha256Hex,
   toBase64Url,
 } from "@fedge/protocol";
 import {
   UPDATE_MEDIA_TYPE,
   decodeUpdate,
+  digestHex,
   updateDigest,
   updateSigningMessage,
   type DecodedUpdate,
@@ -215,16 +216,17 @@ async function uploadWithGrant(
     decoded: DecodedUpdate;
     bytes: Uint8Array;
     claim: { roundId: string; deviceId: string; nonce: string; sha256: string };
+    /** The 48 bytes the device signed (`updateSigningMessage` of the digest that names the update). */
+    message: Uint8Array;
     limits: UpdateLimits;
     grant: CheckinGrant;
     tenant: string;
   },
 ): Promise<UpdateReceipt | null> {
-  const { decoded, bytes, claim, limits, grant } = upload;
+  const { decoded, bytes, claim, message, limits, grant } = upload;
   forgetGrant(claim.roundId, claim.deviceId);
   const keyState = apiKeyStatus(env, grant.apiKeyId);
   keyState.catch(() => undefined);
-  const message = updateSigningMessage(await updateDigest(decoded.signedBytes));
   if (!(await verifyEd25519(fromBase64Url(grant.publicKey), decoded.signature, message, grant.publicKey))) return null;
   try {
     checkUpdateAgainstTask(decoded, limits);
@@ -234,7 +236,8 @@ async function uploadWithGrant(
   if ((await keyState.catch(() => "revoked" as const)) === "revoked") return null;
   const key = updateStorageKey(claim.roundId, claim.deviceId, claim.sha256);
   const store = updateStoreFor(env, claim.roundId, claim.deviceId);
-  await store.put(claim.roundId, key, bytes);
+  // Refused only once the round's payloads were purged: the ordered path then names the refusal.
+  if (!(await store.put(claim.roundId, key, bytes))) return null;
   const commit = await coordinator.commitUpload({
     ...claim,
     byteLength: bytes.length,
@@ -326,14 +329,26 @@ export const rounds = createRouter()
     if (decoded.roundId !== roundId) {
       throw new FedgeError("malformed_update", 400, `the update is for round ${decoded.roundId}, not ${roundId}`);
     }
-    const sha256 = await sha256Hex(bytes);
+    // One SHA-256 pass over the body: the digest the v3 signature covers (Ed25519 over `fedge-update-v3\n` ‖ digest)
+    // also names the update (receipt, listing, storage key).
+    const digest = await updateDigest(decoded.signedBytes);
+    const sha256 = digestHex(digest);
+    const message = updateSigningMessage(digest);
     // The shard that issued this device's nonce in this round (the round's S, fixed when it opened).
     const coordinator = shardStub(c.env, parsed.model, await shardOf(c.env, decoded.deviceId, shards), shards);
     const claim = { roundId, deviceId: decoded.deviceId, nonce: toBase64Url(decoded.nonce), sha256 };
     const tenant = c.get("apiKey").tenant;
     const grant = grantFor(roundId, decoded.deviceId, claim.nonce, tenant);
     if (grant) {
-      const granted = await uploadWithGrant(c.env, coordinator, { decoded, bytes, claim, limits, grant, tenant });
+      const granted = await uploadWithGrant(c.env, coordinator, {
+        decoded,
+        bytes,
+        claim,
+        message,
+        limits,
+        grant,
+        tenant,
+      });
       if (granted) return c.json(granted, granted.duplicate ? 200 : 201);
     }
     const pre = unwrap(await coordinator.preflightUpload({ ...claim, now: Date.now(), tenant }));
@@ -352,7 +367,6 @@ export const rounds = createRouter()
     const keyState = apiKeyId === null ? Promise.resolve("active" as const) : apiKeyStatus(c.env, apiKeyId);
     keyState.catch(() => undefined);
     // Codec v3: Ed25519 over `fedge-update-v3\n` ‖ SHA-256(header and payload), both native in workerd.
-    const message = updateSigningMessage(await updateDigest(decoded.signedBytes));
     if (!(await verifyEd25519(fromBase64Url(publicKeyText), decoded.signature, message, publicKeyText))) {
       throw new FedgeError("bad_signature", 401, "the update signature does not verify under the device's key");
     }
@@ -367,7 +381,9 @@ export const rounds = createRouter()
 
     const key = updateStorageKey(roundId, decoded.deviceId, sha256);
     const store = updateStoreFor(c.env, roundId, decoded.deviceId);
-    await store.put(roundId, key, bytes);
+    if (!(await store.put(roundId, key, bytes))) {
+      throw new FedgeError("round_closed", 409, `round ${roundId} is closed and its payloads were deleted`);
+    }
     const commit = await coordinator.commitUpload({
       ...claim,
       byteLength: bytes.length,

@@ -41,6 +41,11 @@ export interface UpdatePayloadView {
   /** The decoded clip bit, `null` when not reported. */
   clipBit: 0 | 1 | null;
   payload: { dtype: "float32"; values: Float32Array } | { dtype: "int8"; values: Int8Array; scale: number };
+  /**
+   * Σ v² of the payload as `decodeUpdate` summed it while validating the values (int8: Σ q²); when given, the norm is
+   * taken from it instead of walking the payload a second time.
+   */
+  sumOfSquares?: number | undefined;
 }
 
 /** Largest L2 norm the edge accepts for an update of this round. */
@@ -117,7 +122,10 @@ export function checkUpdateAgainstTask(update: UpdatePayloadView, limits: Update
   if (payload.dtype === "int8" && !(Number.isFinite(payload.scale) && payload.scale > 0)) {
     throw new FedgeError("non_finite", 400, "the int8 scale is not a finite positive number");
   }
-  const norm = l2Norm(payload);
+  const norm =
+    update.sumOfSquares === undefined
+      ? l2Norm(payload)
+      : Math.sqrt(update.sumOfSquares) * (payload.dtype === "int8" ? payload.scale : 1);
   // The sum of squares of finite float32 values cannot overflow float64 (d·(3.4e38)² ≪ 1.8e308), so a non-finite norm
   // means a non-finite value.
   if (!Number.isFinite(norm)) throw new FedgeError("non_finite", 400, "the update contains NaN or infinite values");

@@ -213,6 +213,13 @@ export function admitUpload(
     if (existing.sha256 === sha256) {
       return { ok: true, duplicate: receipt(r, deviceId, sha256, existing.received_at, true) };
     }
+    if (existing.named_by === "body") {
+      return fail(
+        "nonce_used",
+        409,
+        `device ${deviceId} already reported for round ${r.round_id}, before the edge named updates by their signed digest: a resubmission cannot be matched against that update (named by the SHA-256 of its whole body, ${existing.sha256}); its first receipt stands and its nonce is used`,
+      );
+    }
     return fail("nonce_used", 409, `device ${deviceId} already reported for round ${r.round_id}; its nonce is used`);
   }
   if (!isCollecting(r.state)) return fail("round_closed", 409, `round ${r.round_id} is ${r.state}`);

@@ -7,7 +7,9 @@
  * - `rounds` (owned by `Rounds`): one row per round, with its counters, its payloads' seal and purge times, and (DP
  *   rounds) the noised values the aggregator reported it released (`dp_release`, JSON);
  * - `checkins` (`Checkins`): each device's recorded Poisson coin, nonce and keys for a round;
- * - `updates` (`UpdateIndex`): each accepted update's metadata and where its payload is stored;
+ * - `updates` (`UpdateIndex`): each accepted update's metadata and where its payload is stored; `named_by` says what
+ *   its `sha256` hashes: `signed_digest` (the bytes its signature covers, as `updateDigestHex`), or `body` (the whole
+ *   body, for updates accepted before the edge named them by their signed digest);
  * - `revoked_devices` (`Revocations`): devices an admin revoked;
  * - `privacy_budget`, `privacy_charges` (`PopulationLedger`): the admin's budget and every round's charge.
  * - `population` (`Population`): the tenant that owns the population;
@@ -34,7 +36,7 @@ export function createTables(sql: SqlStorage): void {
   sql.exec(`CREATE TABLE IF NOT EXISTS updates (
     round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, n INTEGER NOT NULL, public_key TEXT NOT NULL,
     sha256 TEXT NOT NULL, byte_length INTEGER NOT NULL, storage_key TEXT NOT NULL, received_at INTEGER NOT NULL,
-    PRIMARY KEY (round_seq, device_id), UNIQUE (round_seq, n))`);
+    named_by TEXT NOT NULL DEFAULT 'signed_digest', PRIMARY KEY (round_seq, device_id), UNIQUE (round_seq, n))`);
   sql.exec(`CREATE TABLE IF NOT EXISTS revoked_devices (device_id TEXT PRIMARY KEY, at INTEGER NOT NULL)`);
   sql.exec(`CREATE TABLE IF NOT EXISTS privacy_budget (
     id INTEGER PRIMARY KEY CHECK (id = 1), epsilon REAL NOT NULL, delta REAL NOT NULL, accountant TEXT NOT NULL,
@@ -93,6 +95,10 @@ export function migrateColumns(sql: SqlStorage): void {
     sql.exec("ALTER TABLE privacy_charges ADD COLUMN distributed_noise TEXT");
   }
   if (columns("updates").has("r2_key")) sql.exec("ALTER TABLE updates RENAME COLUMN r2_key TO storage_key");
+  // Updates were named by the SHA-256 of their whole body before they were named by their signed digest.
+  if (!columns("updates").has("named_by")) {
+    sql.exec("ALTER TABLE updates ADD COLUMN named_by TEXT NOT NULL DEFAULT 'body'");
+  }
 }
 
 /** Whether this object ever created its tables (an object nobody opened a round in keeps no storage). */

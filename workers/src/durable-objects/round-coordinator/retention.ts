@@ -6,7 +6,9 @@
  * - purge: the payloads of a round closed longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`) are deleted
  *   from its shards and R2 (and objects written one per update before the shards existed), whether or not it was
  *   aggregated (a round under `min_reports`, or abandoned, is purged the same way); the updates' metadata stays.
- *   Every shard is asked, so a payload whose commit never happened is deleted too.
+ *   Every shard is asked, so a payload whose commit never happened is deleted too. A sharded round is purged by its
+ *   population's object alone, once every coordinator shard stopped and was counted (`Rounds.purgeDue`): the
+ *   UpdateStore shards hold every coordinator shard's payloads.
  *
  * A purge has two steps so that a failure half way is never visible: the round's payloads are first given up
  * (`payloads_purged_at`: reads answer 404), then deleted (`payloads_deleted_at` once every shard and R2 object is

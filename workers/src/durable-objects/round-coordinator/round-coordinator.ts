@@ -16,7 +16,7 @@
  *
  * Ingestion is two-phase so that nothing accepted is lost and nothing is counted twice: the route checks the update
  * (`uploadTarget`, `preflightUpload`), stores the payload in its UpdateStore shard under a key that names round, device
- * and content hash, then `commitUpload` records it here in one SQLite transaction keyed by (round, device). A crash
+ * and signed digest, then `commitUpload` records it here in one SQLite transaction keyed by (round, device). A crash
  * between the store and the commit leaves an unreferenced payload (the device's retry stores the same key and commits); a
  * second commit for the same device and bytes returns the first receipt with `duplicate: true`. A route that verified the
  * signature under the key it saw at the device's check-in skips the preflight; its commit (`unchecked`) then also checks
@@ -281,9 +281,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * population's object retries until every shard answered). A round of this shard still collecting is closed: the
    * population's object opens a round only once the previous one stopped.
    */
-  async openShardRound(input: ShardOpening): Promise<void> {
+  async openShardRound(input: ShardOpening): Promise<Result<object>> {
     this.ensureTables();
-    if (this.fanout.acceptOpening(input)) await this.armAlarm(Infinity);
+    const accepted = this.fanout.acceptOpening(input);
+    if (!accepted.ok) return accepted;
+    if (accepted.opened) await this.armAlarm(Infinity);
+    return { ok: true };
   }
 
   /**
@@ -681,6 +684,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         byte_length: input.byteLength,
         storage_key: input.storageKey,
         received_at: input.now,
+        named_by: "signed_digest",
       });
       this.rounds.countAccepted(r.seq, n);
       if (fillsRound(r, n)) this.rounds.close(r.seq, "max_reports", input.now);

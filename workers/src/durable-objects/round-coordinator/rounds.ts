@@ -57,6 +57,14 @@ export type RoundRow = {
 /** A round's id and position, for the seal and purge steps. */
 export type RoundRef = Pick<RoundRow, "seq" | "round_id">;
 
+/**
+ * The rounds whose payloads this object purges: its own unsharded ones, and a sharded round once every shard stopped
+ * and was counted (`shards_settled_at`). A shard never purges: the round's UpdateStore shards hold every coordinator
+ * shard's payloads, and a shard that filled its share of `max_reports` closes while the others still accept, so its
+ * own retention would run out under their accepted (or still committing) updates.
+ */
+const PURGED_HERE = "shard_index IS NULL AND (shard_count = 1 OR shards_settled_at IS NOT NULL)";
+
 export const iso = (ms: number) => new Date(ms).toISOString();
 export const isCollecting = (s: RoundState) => s === "open" || s === "collecting";
 export const paramsOf = (r: RoundRow) => JSON.parse(r.params) as RoundParams;
@@ -82,6 +90,10 @@ export class Rounds {
   get(roundId: string): RoundRow | null {
     if (this.newest && this.newest.round_id === roundId) return this.newest;
     return this.host.sql.exec<RoundRow>("SELECT * FROM rounds WHERE round_id = ?", roundId).toArray()[0] ?? null;
+  }
+
+  bySeq(seq: number): RoundRow | null {
+    return this.host.sql.exec<RoundRow>("SELECT * FROM rounds WHERE seq = ?", seq).toArray()[0] ?? null;
   }
 
   /** Newest first. */
@@ -275,7 +287,7 @@ export class Rounds {
     return this.host.sql
       .exec<RoundRef>(
         `SELECT seq, round_id FROM rounds WHERE state NOT IN ('open', 'collecting') AND payloads_deleted_at IS NULL
-         AND (payloads_purged_at IS NOT NULL OR closed_at + ? <= ?)`,
+         AND ${PURGED_HERE} AND (payloads_purged_at IS NOT NULL OR closed_at + ? <= ?)`,
         retentionMs,
         now,
       )
@@ -302,7 +314,8 @@ export class Rounds {
   oldestKeptClose(): number | null {
     return this.host.sql
       .exec<{ at: number | null }>(
-        "SELECT MIN(closed_at) AS at FROM rounds WHERE state NOT IN ('open', 'collecting') AND payloads_purged_at IS NULL",
+        `SELECT MIN(closed_at) AS at FROM rounds WHERE state NOT IN ('open', 'collecting') AND payloads_purged_at IS NULL
+         AND ${PURGED_HERE}`,
       )
       .one().at;
   }

@@ -99,7 +99,7 @@ export class ShardFanout {
         shardStub(this.host.env, r.model, shard, shards).openShardRound({ ...base, shard }),
       ),
     );
-    if (answers.some((a) => a.status === "rejected")) return false;
+    if (answers.some((a) => a.status === "rejected" || !a.value.ok)) return false;
     this.tables.rounds.markShardsOpened(r.seq, this.host.now());
     return true;
   }
@@ -239,13 +239,18 @@ export class ShardFanout {
   // ── shard side ────────────────────────────────────────────────────────────────────────────────────────────────
 
   /**
-   * Records the population's opening of round `seq` on this shard; false when it was already recorded (the
+   * Records the population's opening of round `seq` on this shard; `opened: false` when it was already recorded (the
    * population's object retries until every shard answered). A round of this shard still collecting is closed: the
    * population's object opens a round only once the previous one stopped.
    */
-  acceptOpening(input: ShardOpening): boolean {
+  acceptOpening(input: ShardOpening): Result<{ opened: boolean }> {
     const { rounds, population, revocations, sharding } = this.tables;
-    if (rounds.get(roundIdFor(input.model, input.seq))) return false;
+    if (rounds.get(roundIdFor(input.model, input.seq))) return { ok: true, opened: false };
+    // A row already holding the round's seq (under another id) would fail the insert below: refused as an answer, so no
+    // exception crosses the RPC and nothing is written (the population's alarm tells this shard again).
+    const taken = rounds.bySeq(input.seq);
+    if (taken)
+      return fail("conflict", 409, `shard ${input.shard} already holds round ${taken.round_id} as seq ${input.seq}`);
     const previous = rounds.latest;
     this.host.transaction(() => {
       if (previous && isCollecting(previous.state)) rounds.close(previous.seq, "admin", input.openedAt);
@@ -263,7 +268,7 @@ export class ShardFanout {
         shardIndex: input.shard,
       });
     });
-    return true;
+    return { ok: true, opened: true };
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
  * @module
  * `UpdateIndex` owns the `updates` table: one row per accepted update, keyed by (round, device), numbered in
- * acceptance order (`n`, the page cursor), with the key it was verified under, its hash, size, and where its payload
+ * acceptance order (`n`, the page cursor), with the key it was verified under, its name (the hex SHA-256 of its signed
+ * bytes, the digest its signature covers), size, and where its payload
  * is stored (`storage_key`, in the round's UpdateStore shard). The payloads themselves are never here.
  */
 import type { CoordinatorHost } from "./host.ts";
@@ -14,6 +15,11 @@ export type UpdateRow = {
   byte_length: number;
   storage_key: string;
   received_at: number;
+  /**
+   * What `sha256` hashes: the signed digest (every update accepted now), or the whole body (accepted before updates
+   * were named by their signed digest; `migrations.ts`).
+   */
+  named_by: "signed_digest" | "body";
 };
 
 export class UpdateIndex {
@@ -43,8 +49,8 @@ export class UpdateIndex {
   /** Records an accepted update of round `seq` (inside the caller's transaction, with the round's counter). */
   insert(seq: number, row: UpdateRow): void {
     this.host.sql.exec(
-      `INSERT INTO updates (round_seq, device_id, n, public_key, sha256, byte_length, storage_key, received_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO updates (round_seq, device_id, n, public_key, sha256, byte_length, storage_key, received_at, named_by)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       seq,
       row.device_id,
       row.n,
@@ -53,6 +59,7 @@ export class UpdateIndex {
       row.byte_length,
       row.storage_key,
       row.received_at,
+      row.named_by,
     );
   }
 
