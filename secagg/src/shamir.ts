@@ -1,16 +1,17 @@
 /**
  * @module
- * Shamir t-of-n secret sharing (Shamir, CACM 1979) over the prime field GF(p), p = 2^521 − 1 (a Mersenne prime, so a
- * 32-byte secret — an X25519 secret key or a mask seed — is one field element). A secret is f(0) of a random polynomial
+ * Shamir t-of-n secret sharing (Shamir, CACM 1979) over the prime field GF(p), p = 2^256 + 297, the smallest prime
+ * above 2^256: a 32-byte secret — an X25519 secret key or a mask seed — is one field element, and a share is 33 bytes
+ * (half of what GF(2^521 − 1) took; the field's size changes nothing in the secrecy below). A secret is f(0) of a random polynomial
  * of degree t − 1; share i is (i, f(i)). Any t shares give f(0) by Lagrange interpolation; any t − 1 shares are
  * consistent with every secret (each is equally likely), so they reveal nothing.
  */
 import { SecAggError } from "./errors.ts";
 
-/** The field modulus 2^521 − 1. */
-export const SHAMIR_PRIME = (1n << 521n) - 1n;
-/** Bytes of one share value (⌈521 / 8⌉), big-endian. */
-export const SHARE_BYTES = 66;
+/** The field modulus 2^256 + 297 (prime; the next integer above 2^256 that is). */
+export const SHAMIR_PRIME = (1n << 256n) + 297n;
+/** Bytes of one share value (⌈257 / 8⌉), big-endian. */
+export const SHARE_BYTES = 33;
 const SECRET_BYTES = 32;
 
 export interface Share {
@@ -37,8 +38,8 @@ export function splitSecret(
   }
   checkPoints(xs);
   const coefficients = [bytesToBigInt(secret)];
-  // 72 random bytes (576 bits) reduced mod p: statistical distance from uniform below 2^-55.
-  for (let i = 1; i < threshold; i++) coefficients.push(bytesToBigInt(random(72)) % SHAMIR_PRIME);
+  // 48 random bytes (384 bits) reduced mod p: statistical distance from uniform below p / 2^384 < 2^-127.
+  for (let i = 1; i < threshold; i++) coefficients.push(bytesToBigInt(random(48)) % SHAMIR_PRIME);
   return xs.map((x) => {
     const bx = BigInt(x);
     let y = 0n;

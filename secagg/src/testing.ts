@@ -60,14 +60,53 @@ export interface SimulatedIdentity extends DeviceIdentity {
   secretKey: Uint8Array;
 }
 
+/** PKCS #8 of an Ed25519 key (RFC 8410 §7) up to its 32-byte seed. */
+const PKCS8_ED25519_PREFIX = Uint8Array.of(
+  0x30,
+  0x2e,
+  0x02,
+  0x01,
+  0x00,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x70,
+  0x04,
+  0x22,
+  0x04,
+  0x20,
+);
+
+/**
+ * A device identity that signs as the SDK does: WebCrypto Ed25519 where the runtime has it (the key imported once),
+ * tweetnacl otherwise.
+ */
 export function simulatedIdentity(deviceId: string): SimulatedIdentity {
   const pair = nacl.sign.keyPair();
+  let key: Promise<CryptoKey | null> | undefined;
   return {
     deviceId,
     publicKey: pair.publicKey,
     secretKey: pair.secretKey,
-    sign: (m) => nacl.sign.detached(m, pair.secretKey),
+    sign: async (m) => {
+      key ??= crypto.subtle
+        .importKey("pkcs8", concat(PKCS8_ED25519_PREFIX, pair.secretKey.subarray(0, 32)), "Ed25519", false, ["sign"])
+        .catch(() => null);
+      const native = await key;
+      if (!native) return nacl.sign.detached(m, pair.secretKey);
+      return new Uint8Array(await crypto.subtle.sign("Ed25519", native, m as Uint8Array<ArrayBuffer>));
+    },
   };
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 /** Runs the stages up to the server's `finish`, which the caller awaits (it may abort). */
