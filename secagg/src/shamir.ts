@@ -2,7 +2,7 @@
  * @module
  * Shamir t-of-n secret sharing (Shamir, CACM 1979) over the prime field GF(p), p = 2^256 + 297, the smallest prime
  * above 2^256: a 32-byte secret — an X25519 secret key or a mask seed — is one field element, and a share is 33 bytes
- * (half of what GF(2^521 − 1) took; the field's size changes nothing in the secrecy below). A secret is f(0) of a random polynomial
+ * (GF(2^521 − 1) took 66; the field's size changes nothing in the secrecy below). A secret is f(0) of a random polynomial
  * of degree t − 1; share i is (i, f(i)). Any t shares give f(0) by Lagrange interpolation; any t − 1 shares are
  * consistent with every secret (each is equally likely), so they reveal nothing.
  */
@@ -43,7 +43,7 @@ export function splitSecret(
   return xs.map((x) => {
     const bx = BigInt(x);
     let y = 0n;
-    for (let i = coefficients.length - 1; i >= 0; i--) y = mod(y * bx + coefficients[i]!);
+    for (let i = coefficients.length - 1; i >= 0; i--) y = reduceSmallMultiple(y * bx + coefficients[i]!);
     return { x, y: bigIntToBytes(y, SHARE_BYTES) };
   });
 }
@@ -83,6 +83,17 @@ function checkPoints(xs: readonly number[]): void {
     if (seen.has(x)) throw new RangeError(`share point ${x} appears twice`);
     seen.add(x);
   }
+}
+
+const LOW_256 = (1n << 256n) - 1n;
+
+/**
+ * v mod p for 0 ≤ v < 2^32·p (Horner's y·x + c with x < 2^16) without a division: with v = h·2^256 + l,
+ * v ≡ l − 297·h (mod p) since 2^256 ≡ −297, and l − 297·h lies in (−p, p).
+ */
+function reduceSmallMultiple(v: bigint): bigint {
+  const r = (v & LOW_256) - 297n * (v >> 256n);
+  return r < 0n ? r + SHAMIR_PRIME : r;
 }
 
 function mod(a: bigint): bigint {
