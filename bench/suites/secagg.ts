@@ -2,7 +2,9 @@
  * @module
  * Secure aggregation (@fedge/secagg, SecAgg+) per round at 100 and 300 devices, a third of them dropping after masking
  * (the worst case the rounds must finish in), d' = 10 000 values in Z_{2^20}. Measured on the real client and server
- * state machines with JSON messages parsed by the wire schemas, all in this process:
+ * state machines with JSON messages parsed by the wire schemas, all in this process. The device measures here are the
+ * protocol's share, for attribution, with no goal: the goal (a device's whole distributed round ≤ 2× its central
+ * round) is measured in the distributed-device suite (`device-round-secagg-*`).
  * - device time (its own protocol steps, median device) against central mode's device step: encode, SHA-256 digest and
  *   Ed25519-sign an update of the same d' float32 values (codec v3);
  * - device bytes (sent + received JSON bodies, median device) against central mode's signed upload of the same update;
@@ -60,7 +62,7 @@ export default async function run(): Promise<BenchMeasure[]> {
     for (let i = 0; i < n; i++) await verifyUpdateSignature(decodeUpdate(upload), key.publicKey);
     const centralEdgeMs = performance.now() - centralEdgeStart;
 
-    const notes = `n = ${n}, k = ${p.neighbours}, t = ${p.threshold}, d' = ${LENGTH}, b = ${BITS}, ${drops.size} devices drop after masking; one process, tweetnacl X25519, WebCrypto AES-CTR and Ed25519`;
+    const notes = `n = ${n}, k = ${p.neighbours}, t = ${p.threshold}, d' = ${LENGTH}, b = ${BITS}, ${drops.size} devices drop after masking; one process, WebCrypto X25519, AES-CTR and Ed25519`;
     out.push(
       measure({
         name: `secagg-device-ms-n${n}`,
@@ -70,7 +72,6 @@ export default async function run(): Promise<BenchMeasure[]> {
         baseline_name: "central mode: encodeUpdate (SHA-256 digest + Ed25519 sign) of the same d' float32 values",
         baseline: centralDeviceMs,
         better: "lower",
-        goalRatio: 2,
         notes,
       }),
       measure({
@@ -81,7 +82,6 @@ export default async function run(): Promise<BenchMeasure[]> {
         baseline_name: "central mode: the signed float32 upload of the same d' values",
         baseline: upload.length,
         better: "lower",
-        goalRatio: 2,
         notes,
       }),
       measure({
