@@ -137,6 +137,13 @@ describe("sampleDiscreteGaussian / fillDiscreteGaussian (Canonne–Kamath–Stei
     },
   );
 
+  it("draws what the all-BigInt sampler of the previous release drew from the same seeded stream", () => {
+    // the first samples of seededRandomBytes(5) at σ² = 6,562,663 under the sampler before the number path (ff51ee3)
+    const out = new Float64Array(6);
+    fillDiscreteGaussian(out, 6_562_663, seededRandomBytes(5));
+    expect(Array.from(out)).toEqual([3659, -1906, -865, 1553, -2673, 2650]);
+  });
+
   it("rejects σ² ≤ 0, NaN, infinity, zero/negative denominators and non-integer parts", () => {
     for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 0n, -3n]) {
       expect(() => sampleDiscreteGaussian(bad)).toThrow(RangeError);

@@ -11,8 +11,8 @@
  * bound +, −, × and comparison of integers are exact in float64) and BigInt only where they do not: a huge σ², a
  * rational σ² with a large denominator, or a far-tail Laplace draw. Both paths run the same steps and read the same
  * random words in the same order, so they return the same samples from the same bytes (tested against
- * {@link fillDiscreteGaussianBigInt}, the all-BigInt reference); the number path is what makes a device's noise share
- * of 8,192 coordinates cost a few milliseconds instead of tens.
+ * {@link fillDiscreteGaussianBigInt}, the all-BigInt reference, which is the sampler of earlier releases): the number
+ * path changes the cost of a device's noise share of 8,192 coordinates (≈ 30 ms → 7 ms here), not one sample.
  *
  * σ² is given as a rational: a positive `number` (converted exactly: every finite double is a dyadic rational),
  * a positive `bigint` (integer σ²), or `{ numerator, denominator }` with positive integers (e.g. σ² = 7/3).
@@ -32,24 +32,22 @@ export type DiscreteGaussianVariance = number | bigint | Rational;
 const MAX_EXACT = Number.MAX_SAFE_INTEGER;
 
 /**
- * Buffered reader of random bytes: pulls `blockBytes` at a time (4 KiB for one sample, 64 KiB — the most one
- * `crypto.getRandomValues` call gives — for a vector) so thousands of small draws cost one source call.
+ * Buffered reader of random bytes: pulls 4 KiB at a time so thousands of small draws cost one source call (and a
+ * sample reads no further ahead of the source than the samplers always have, so a seeded source gives the same
+ * draws after it as before).
  */
 class RandomReader {
   private readonly random: RandomBytes;
-  private readonly bytes: Uint8Array;
-  private readonly words: Uint32Array;
-  private pos: number; // in words; starts empty
+  private readonly bytes = new Uint8Array(4096);
+  private readonly words = new Uint32Array(this.bytes.buffer);
+  private pos = 1024; // in words; starts empty
 
-  constructor(random: RandomBytes, blockBytes = 4096) {
+  constructor(random: RandomBytes) {
     this.random = random;
-    this.bytes = new Uint8Array(blockBytes);
-    this.words = new Uint32Array(this.bytes.buffer);
-    this.pos = this.words.length;
   }
 
   u32(): number {
-    if (this.pos === this.words.length) {
+    if (this.pos === 1024) {
       this.random(this.bytes);
       this.pos = 0;
     }
@@ -108,15 +106,16 @@ class RandomReader {
   }
 
   /**
-   * Uniform integer in [0, n) for 1 ≤ n ≤ 2³², by rejection on the ⌈log₂ n⌉ low bits of a word (under 2 words on
-   * average; no modulo bias, and no float modulo, which is a slow library call in JavaScript engines).
+   * Uniform integer in [0, n) for 1 ≤ n ≤ 2³², by rejection (no modulo bias): u % n for a word u below the largest
+   * multiple of n. The remainders are taken as u − n·⌊u/n⌋, which is exact (⌊u/n⌋ of a correctly rounded quotient is
+   * exact for u, n ≤ 2³²: its error, under 2⁻²⁰/n, never crosses the gap of at least 1/n to the next integer) and
+   * avoids float `%`, a slow library call in JavaScript engines.
    */
   private uniformSmall(n: number): number {
-    if (n === 1) return 0; // Algorithm 1's Bernoulli(1/1): certain, so no word is spent on it
-    const mask = 0xffffffff >>> Math.clz32(n - 1);
+    const limit = n * Math.floor(4294967296 / n); // largest multiple of n ≤ 2^32
     for (;;) {
-      const x = (this.u32() & mask) >>> 0;
-      if (x < n) return x;
+      const u = this.u32();
+      if (u < limit) return u - n * Math.floor(u / n);
     }
   }
 
@@ -318,7 +317,7 @@ export function fillDiscreteGaussian(
   const t = isqrt(v.a / v.b) + 1n;
   const fast = numberVariance(v, t);
   if (!fast) return fillWithBigInt(out, v, t, random);
-  const reader = new RandomReader(random, out.length > 256 ? 65536 : 4096);
+  const reader = new RandomReader(random);
   const limit = out instanceof Int32Array ? 2147483647 : MAX_EXACT;
   for (let i = 0; i < out.length; i++) {
     const y = discreteGaussianNumber(reader, fast);
@@ -348,7 +347,7 @@ function fillWithBigInt(
   t: bigint,
   random: RandomBytes,
 ): void {
-  const reader = new RandomReader(random, out.length > 256 ? 65536 : 4096);
+  const reader = new RandomReader(random);
   if (out instanceof BigInt64Array) {
     for (let i = 0; i < out.length; i++) {
       const y = discreteGaussianWith(reader, v, t);
