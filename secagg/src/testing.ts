@@ -52,6 +52,11 @@ export interface SimulatedRound {
   sentBytes: number[];
   receivedBytes: number[];
   deviceMs: number[];
+  /**
+   * Per device index: CPU milliseconds of this process (every thread: WebCrypto works on a pool) during its own
+   * client steps, which run one at a time; NaN where the runtime cannot tell (no `process.cpuUsage`).
+   */
+  deviceCpuMs: number[];
   /** Milliseconds in the server's own steps. */
   serverMs: number;
 }
@@ -129,6 +134,7 @@ export async function simulateRound(
   const sentBytes = new Array<number>(n).fill(0);
   const receivedBytes = new Array<number>(n).fill(0);
   const deviceMs = new Array<number>(n).fill(0);
+  const deviceCpuMs = new Array<number>(n).fill(0);
   let serverMs = 0;
   const server = new SecAggServer({
     ...options,
@@ -150,8 +156,10 @@ export async function simulateRound(
   };
   const onDevice = async <T>(i: number, step: () => T | Promise<T>): Promise<T> => {
     const start = performance.now();
+    const cpu = cpuMs();
     const out = await step();
     deviceMs[i]! += performance.now() - start;
+    deviceCpuMs[i]! += cpuMs() - cpu;
     return out;
   };
   const onServer = async <T>(step: () => T | Promise<T>): Promise<T> => {
@@ -212,6 +220,7 @@ export async function simulateRound(
     sentBytes,
     receivedBytes,
     deviceMs,
+    deviceCpuMs,
     serverMs,
     finish: async () => {
       const start = performance.now();
@@ -221,4 +230,12 @@ export async function simulateRound(
     },
   };
   return result;
+}
+
+/** CPU milliseconds of this process so far (all threads), or NaN outside Node. */
+function cpuMs(): number {
+  const usage = (
+    globalThis as { process?: { cpuUsage?: () => { user: number; system: number } } }
+  ).process?.cpuUsage?.();
+  return usage ? (usage.user + usage.system) / 1000 : Number.NaN;
 }
