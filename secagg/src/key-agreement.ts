@@ -76,12 +76,17 @@ async function importSecret(secretKey: Uint8Array, extractable: boolean): Promis
   return crypto.subtle.importKey("pkcs8", pkcs8, { name: "X25519" }, extractable, ["deriveBits"]);
 }
 
+/** X25519's deriveBits parameters (workerd's types spell the `public` member differently; the runtime takes this). */
+function agreeWith(theirs: CryptoKey): Parameters<SubtleCrypto["deriveBits"]>[0] {
+  return { name: "X25519", public: theirs } as Parameters<SubtleCrypto["deriveBits"]>[0];
+}
+
 async function nativeScalarMult(secretKey: Uint8Array, theirPublicKey: Uint8Array): Promise<Uint8Array> {
   const [mine, theirs] = await Promise.all([
     importSecret(secretKey, false),
     crypto.subtle.importKey("raw", new Uint8Array(theirPublicKey), { name: "X25519" }, false, []),
   ]);
-  return new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: theirs }, mine, 256));
+  return new Uint8Array(await crypto.subtle.deriveBits(agreeWith(theirs), mine, 256));
 }
 
 /** A fresh key pair: the secret is 32 bytes of `random`, the public key X25519(secret, 9). */
@@ -94,7 +99,7 @@ export async function generateX25519KeyPair(random: RandomBytes = cryptoRandomBy
 export async function x25519PublicKey(secretKey: Uint8Array): Promise<Uint8Array> {
   checkKey(secretKey, "secret");
   if (await hasNativeX25519()) {
-    const jwk = await crypto.subtle.exportKey("jwk", await importSecret(secretKey, true));
+    const jwk = (await crypto.subtle.exportKey("jwk", await importSecret(secretKey, true))) as JsonWebKey;
     return fromBase64Url(jwk.x!);
   }
   return nacl.scalarMult.base(secretKey);
@@ -115,7 +120,7 @@ export async function x25519Many(secretKey: Uint8Array, theirPublicKeys: readonl
       theirPublicKeys.map(async (pk) => {
         try {
           const theirs = await crypto.subtle.importKey("raw", new Uint8Array(pk), { name: "X25519" }, false, []);
-          return new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: theirs }, mine, 256));
+          return new Uint8Array(await crypto.subtle.deriveBits(agreeWith(theirs), mine, 256));
         } catch {
           // WebCrypto refuses an all-zero result itself (Secure Curves draft §6.2.3) with an OperationError.
           return new Uint8Array(32);
