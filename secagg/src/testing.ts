@@ -59,6 +59,8 @@ export interface SimulatedRound {
   deviceCpuMs: number[];
   /** Milliseconds in the server's own steps. */
   serverMs: number;
+  /** CPU milliseconds of this process in the server's own steps (NaN outside Node). */
+  serverCpuMs: number;
 }
 
 export interface SimulatedIdentity extends DeviceIdentity {
@@ -136,6 +138,7 @@ export async function simulateRound(
   const deviceMs = new Array<number>(n).fill(0);
   const deviceCpuMs = new Array<number>(n).fill(0);
   let serverMs = 0;
+  let serverCpuMs = 0;
   const server = new SecAggServer({
     ...options,
     roundId,
@@ -164,8 +167,10 @@ export async function simulateRound(
   };
   const onServer = async <T>(step: () => T | Promise<T>): Promise<T> => {
     const start = performance.now();
+    const cpu = cpuMs();
     const out = await step();
     serverMs += performance.now() - start;
+    serverCpuMs += cpuMs() - cpu;
     return out;
   };
 
@@ -222,10 +227,13 @@ export async function simulateRound(
     deviceMs,
     deviceCpuMs,
     serverMs,
+    serverCpuMs,
     finish: async () => {
       const start = performance.now();
+      const cpu = cpuMs();
       const sum = await server.finish();
       result.serverMs += performance.now() - start;
+      result.serverCpuMs += cpuMs() - cpu;
       return sum;
     },
   };
