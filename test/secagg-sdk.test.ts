@@ -138,6 +138,25 @@ describe("participate() in a distributed round, Node and Chromium devices agains
     });
     await page.goto(`${fx.url}/__sdk/index.html`);
     await page.waitForSelector("body[data-ready='1']", { state: "attached", timeout: 30_000 });
+    // Debian's Chromium (≥ 133) computes X25519 in WebCrypto, so the browser devices below agree their SecAgg+ keys
+    // natively (@fedge/secagg probes exactly this, RFC 7748 §6.1's vector, before it leaves tweetnacl aside).
+    const nativeX25519 = await page.evaluate(async () => {
+      const hex = (s: string) => Uint8Array.from(s.match(/../g)!, (b) => parseInt(b, 16));
+      const pkcs8 = hex(
+        "302e020100300506032b656e04220420" + "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+      );
+      const mine = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "X25519" }, false, ["deriveBits"]);
+      const theirs = await crypto.subtle.importKey(
+        "raw",
+        hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"),
+        { name: "X25519" },
+        false,
+        [],
+      );
+      const shared = new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: theirs }, mine, 256));
+      return Array.from(shared, (b) => b.toString(16).padStart(2, "0")).join("");
+    });
+    expect(nativeX25519).toBe("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
     const browser = page.evaluate(
       async ({ apiKey, edgePublicKey, model, data, labels, scale }) => {
         const { FedgeClient, memoryStorage, plainModularEncoder } = (

@@ -2,12 +2,14 @@
  * @module
  * Secure aggregation (@fedge/secagg, SecAgg+) per round at 100 and 300 devices, a third of them dropping after masking
  * (the worst case the rounds must finish in), d' = 10 000 values in Z_{2^20}. Measured on the real client and server
- * state machines with JSON messages parsed by the wire schemas, all in this process:
- * - device time (its own protocol steps, median device) against central mode's device step: encode, SHA-256 digest and
- *   Ed25519-sign an update of the same d' float32 values (codec v3);
+ * state machines with JSON messages parsed by the wire schemas, all in this process. The device measures here are the
+ * protocol's share, for attribution, with no goal: the goal (a device's whole distributed round ≤ 2× its central
+ * round) is measured in the distributed-device suite (`device-round-secagg-*`).
+ * - device CPU time (its own protocol steps, median device) against central mode's device step: encode, SHA-256 digest
+ *   and Ed25519-sign an update of the same d' float32 values (codec v3);
  * - device bytes (sent + received JSON bodies, median device) against central mode's signed upload of the same update;
- * - edge time (all server steps, unmasking the dropped devices included) against central mode's ingest of the same
- *   number of updates: decode + WebCrypto Ed25519 verify of each.
+ * - edge CPU time (all server steps, unmasking the dropped devices included) against central mode's ingest of the
+ *   same number of updates: decode + WebCrypto Ed25519 verify of each.
  */
 import nacl from "tweetnacl";
 import { decodeUpdate, encodeUpdate, verifyUpdateSignature, type UpdateFields } from "@fedge/protocol";
@@ -37,9 +39,9 @@ export default async function run(): Promise<BenchMeasure[]> {
   const centralDevice: number[] = [];
   let upload = await encodeUpdate(fields, key.secretKey);
   for (let i = 0; i < 30; i++) {
-    const start = performance.now();
+    const start = cpuMs();
     upload = await encodeUpdate(fields, key.secretKey);
-    if (i >= 5) centralDevice.push(performance.now() - start);
+    if (i >= 5) centralDevice.push(cpuMs() - start);
   }
   const centralDeviceMs = median(centralDevice);
 
@@ -53,25 +55,25 @@ export default async function run(): Promise<BenchMeasure[]> {
     const sum = await round.finish();
     if (!sum.every((v, i) => v === round.expectedSum[i])) throw new Error("secagg bench: the sum is wrong");
     const stayed = round.deviceIds.map((_, i) => i).filter((i) => !drops.has(i));
-    const deviceMs = median(stayed.map((i) => round.deviceMs[i]!));
+    const deviceMs = median(stayed.map((i) => round.deviceCpuMs[i]!));
+    const deviceWallMs = median(stayed.map((i) => round.deviceMs[i]!));
     const deviceBytes = median(stayed.map((i) => round.sentBytes[i]! + round.receivedBytes[i]!));
 
-    const centralEdgeStart = performance.now();
+    const centralEdgeStart = cpuMs();
     for (let i = 0; i < n; i++) await verifyUpdateSignature(decodeUpdate(upload), key.publicKey);
-    const centralEdgeMs = performance.now() - centralEdgeStart;
+    const centralEdgeMs = cpuMs() - centralEdgeStart;
 
-    const notes = `n = ${n}, k = ${p.neighbours}, t = ${p.threshold}, d' = ${LENGTH}, b = ${BITS}, ${drops.size} devices drop after masking; one process, tweetnacl X25519, WebCrypto AES-CTR and Ed25519`;
+    const notes = `n = ${n}, k = ${p.neighbours}, t = ${p.threshold}, d' = ${LENGTH}, b = ${BITS}, ${drops.size} devices drop after masking; one process, WebCrypto X25519, AES-CTR and Ed25519`;
     out.push(
       measure({
         name: `secagg-device-ms-n${n}`,
-        description: `device time of one secure-aggregation round, ${n} devices (median surviving device)`,
+        description: `device CPU time of one secure-aggregation round, ${n} devices (median surviving device)`,
         value: deviceMs,
-        unit: "ms",
+        unit: "ms CPU",
         baseline_name: "central mode: encodeUpdate (SHA-256 digest + Ed25519 sign) of the same d' float32 values",
         baseline: centralDeviceMs,
         better: "lower",
-        goalRatio: 2,
-        notes,
+        notes: `${notes}; CPU time of the process (every thread); wall ${deviceWallMs.toFixed(1)} ms on this shared machine`,
       }),
       measure({
         name: `secagg-device-bytes-n${n}`,
@@ -81,20 +83,25 @@ export default async function run(): Promise<BenchMeasure[]> {
         baseline_name: "central mode: the signed float32 upload of the same d' values",
         baseline: upload.length,
         better: "lower",
-        goalRatio: 2,
         notes,
       }),
       measure({
         name: `secagg-edge-ms-n${n}`,
-        description: `edge time of one secure-aggregation round, ${n} devices, unmasking included`,
-        value: round.serverMs,
-        unit: "ms",
+        description: `edge CPU time of one secure-aggregation round, ${n} devices, unmasking included`,
+        value: round.serverCpuMs,
+        unit: "ms CPU",
         baseline_name: `central mode: decode + WebCrypto Ed25519 verify of ${n} uploads`,
         baseline: centralEdgeMs,
         better: "lower",
-        notes,
+        notes: `${notes}; CPU time of the process (every thread); wall ${round.serverMs.toFixed(0)} ms on this shared machine`,
       }),
     );
   }
   return out;
+}
+
+/** CPU milliseconds of this process so far, all threads. */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
 }

@@ -22,13 +22,13 @@ import { sameBytes } from "./bytes.ts";
 import { verifyEd25519 } from "./ed25519.ts";
 import { envelopeKey, openEnvelope, sealEnvelope } from "./envelope.ts";
 import { SecAggError } from "./errors.ts";
-import { generateX25519KeyPair, pairwiseSeed, type X25519KeyPair } from "./key-agreement.ts";
-import { addModInto, inModulus, subModInto } from "./modular.ts";
+import { pairwiseSeeds, x25519Many, x25519PublicKey, type X25519KeyPair } from "./key-agreement.ts";
+import { inModulus, modulusMask } from "./modular.ts";
 import { expandMask, PRG_SEED_BYTES } from "./prg.ts";
 import { positionsOf, VerifiedRoster } from "./roster.ts";
 import { cryptoRandomBytes, SHARE_BYTES, splitSecret, type RandomBytes } from "./shamir.ts";
-import { advertiseBytes, consistencyBytes, shareHeader } from "./transcript.ts";
-import { encodeVector } from "./vector-codec.ts";
+import { advertiseBytes, consistencyBytes, consistencyBytesOf } from "./transcript.ts";
+import { encodePackedVector } from "./vector-codec.ts";
 
 /**
  * The device's registered Ed25519 identity: its key and a signer. The SDK keeps the secret key, possibly as a
@@ -59,6 +59,7 @@ export class SecAggClient {
   readonly roundId: string;
   readonly #identity: DeviceIdentity;
   readonly #random: RandomBytes;
+  /** The round's X25519 key pairs; the secrets are drawn at construction, the public keys computed in advertise. */
   readonly #encryption: X25519KeyPair;
   readonly #masking: X25519KeyPair;
   /** b_u, the self-mask seed. */
@@ -69,8 +70,8 @@ export class SecAggClient {
   /** Positions of the neighbours that shared (N(u) ∩ U2), with what they sealed for this device. */
   #held = new Map<number, HeldShares>();
   #signedSurvivors: string[] | undefined;
-  /** The envelope key shared with each graph neighbour (by position), agreed once in the share-keys stage. */
-  #envelopeKeys = new Map<number, Uint8Array>();
+  /** The key of the envelope from each graph neighbour (by position), agreed once in the share-keys stage. */
+  #openingKeys = new Map<number, Uint8Array>();
   /** U2 as the relay announced it. */
   #senders = new Set<string>();
 
@@ -78,8 +79,8 @@ export class SecAggClient {
     this.roundId = options.roundId;
     this.#identity = options.identity;
     this.#random = options.random ?? cryptoRandomBytes;
-    this.#encryption = generateX25519KeyPair(this.#random);
-    this.#masking = generateX25519KeyPair(this.#random);
+    this.#encryption = { secretKey: this.#random(32), publicKey: new Uint8Array(32) };
+    this.#masking = { secretKey: this.#random(32), publicKey: new Uint8Array(32) };
     this.#selfMaskSeed = this.#random(PRG_SEED_BYTES);
   }
 
@@ -92,6 +93,12 @@ export class SecAggClient {
   async advertiseKeys(): Promise<SecAggAdvertiseKeys> {
     this.#expect("advertise");
     const { deviceId } = this.#identity;
+    const [encryptionKey, maskingKey] = await Promise.all([
+      x25519PublicKey(this.#encryption.secretKey),
+      x25519PublicKey(this.#masking.secretKey),
+    ]);
+    this.#encryption.publicKey.set(encryptionKey);
+    this.#masking.publicKey.set(maskingKey);
     const signature = await this.#identity.sign(
       advertiseBytes(this.roundId, deviceId, this.#encryption.publicKey, this.#masking.publicKey),
     );
@@ -121,8 +128,15 @@ export class SecAggClient {
     }
     const { threshold } = roster.parameters;
     const neighbours = roster.graph.neighboursOf(me);
-    await roster.verifyAdvertised(neighbours);
-    this.#expect("share-keys"); // a second call may have finished meanwhile
+    const [, agreed] = await Promise.all([
+      roster.verifyAdvertised(neighbours),
+      x25519Many(
+        this.#encryption.secretKey,
+        neighbours.map((v) => roster.devices[v]!.encryptionKey),
+      ),
+    ]);
+    this.#expect("share-keys"); // a second call may have finished meanwhile: from here on, no await
+    const self = this.#identity.deviceId;
     const points = neighbours.map((v) => roster.sharePoint(v));
     const keyShares = splitSecret(this.#masking.secretKey, points, threshold, this.#random);
     const seedShares = splitSecret(this.#selfMaskSeed, points, threshold, this.#random);
@@ -131,10 +145,8 @@ export class SecAggClient {
       const payload = new Uint8Array(2 * SHARE_BYTES);
       payload.set(keyShares[i]!.y);
       payload.set(seedShares[i]!.y, SHARE_BYTES);
-      const header = shareHeader(this.roundId, this.#identity.deviceId, to.deviceId);
-      const key = envelopeKey(to.encryptionKey, this.#encryption.secretKey);
-      this.#envelopeKeys.set(v, key);
-      const sealed = sealEnvelope(header, payload, key, this.#random);
+      this.#openingKeys.set(v, envelopeKey(this.roundId, to.deviceId, self, agreed[i]!));
+      const sealed = sealEnvelope(payload, envelopeKey(this.roundId, self, to.deviceId, agreed[i]!));
       return { to: to.deviceId, ciphertext: toBase64Url(sealed) };
     });
     this.#roster = roster;
@@ -155,18 +167,43 @@ export class SecAggClient {
     if (!inModulus(input, bits)) throw new RangeError(`the input has a value outside Z_{2^${bits}}`);
     const { neighbours, held } = this.#openRelay(message, roster);
     this.#stage = "masking"; // one masking at a time
-    const masked = input.slice();
-    addModInto(masked, await expandMask(this.#selfMaskSeed, length, bits), bits);
-    for (const v of neighbours) {
-      const seed = pairwiseSeed(this.roundId, this.#masking.secretKey, roster.devices[v]!.maskingKey);
-      const pair = await expandMask(seed, length, bits);
-      if (this.#me < v) addModInto(masked, pair, bits);
-      else subModInto(masked, pair, bits);
+    let masked: Uint32Array;
+    try {
+      masked = await this.#mask(input, neighbours, roster);
+    } catch (err) {
+      this.#stage = "masked-input";
+      throw err;
     }
     this.#held = held;
     this.#senders = new Set(message.senders);
     this.#stage = "consistency";
-    return { round_id: this.roundId, device_id: this.#identity.deviceId, masked: encodeVector(masked) };
+    return { round_id: this.roundId, device_id: this.#identity.deviceId, masked: encodePackedVector(masked, bits) };
+  }
+
+  /**
+   * x + PRG(b_u) + Σ ±PRG(s_uv) mod 2^b. The agreements and expansions run concurrently (native work in WebCrypto);
+   * the sum is taken mod 2^32 (Uint32Array wraps) and reduced to b bits once at the end, which is the same since
+   * 2^b divides 2^32.
+   */
+  async #mask(input: Uint32Array, neighbours: readonly number[], roster: VerifiedRoster): Promise<Uint32Array> {
+    const { bits, length } = roster.parameters;
+    const seeds = await pairwiseSeeds(
+      this.roundId,
+      this.#masking.secretKey,
+      neighbours.map((v) => roster.devices[v]!.maskingKey),
+    );
+    const masked = input.slice();
+    const add = (mask: Uint32Array, sign: 1 | -1): void => {
+      if (sign === 1) for (let i = 0; i < length; i++) masked[i] = masked[i]! + mask[i]!;
+      else for (let i = 0; i < length; i++) masked[i] = masked[i]! - mask[i]!;
+    };
+    await Promise.all([
+      expandMask(this.#selfMaskSeed, length, bits).then((m) => add(m, 1)),
+      ...neighbours.map((v, i) => expandMask(seeds[i]!, length, bits).then((m) => add(m, this.#me < v ? 1 : -1))),
+    ]);
+    const mask = modulusMask(bits);
+    for (let i = 0; i < length; i++) masked[i] = masked[i]! & mask;
+    return masked;
   }
 
   /** Stage 3: signs the survivors U3 the edge announces (a majority that includes this device). */
@@ -209,17 +246,28 @@ export class SecAggClient {
     const survivors = new Set(positionsOf(roster, survivorsIds, "survivors"));
     // SecAgg+ checks consistency within the neighbourhood: at least t neighbours signed the same U3 this device signed.
     const signers = new Set<number>();
-    for (const { device_id, signature } of message.signatures) {
+    for (const { device_id } of message.signatures) {
       const v = roster.positionOf(device_id);
       if (!survivors.has(v)) throw new SecAggError("inconsistent", `${device_id} signed but is not a survivor`);
       if (!roster.graph.areNeighbours(this.#me, v))
         throw new SecAggError("bad-message", `${device_id} is no neighbour`);
       if (signers.has(v)) throw new SecAggError("replayed", `a second consistency signature of ${device_id}`);
-      const signed = consistencyBytes(this.roundId, device_id, survivorsIds);
-      if (!(await verifyEd25519(signed, fromBase64Url(signature), roster.devices[v]!.identityKey))) {
-        throw new SecAggError("bad-signature", `the consistency signature of ${device_id} does not verify`);
-      }
       signers.add(v);
+    }
+    const signedBy = consistencyBytesOf(this.roundId, survivorsIds);
+    const verified = await Promise.all(
+      message.signatures.map(({ device_id, signature }) =>
+        verifyEd25519(
+          signedBy(device_id),
+          fromBase64Url(signature),
+          roster.devices[roster.positionOf(device_id)]!.identityKey,
+        ),
+      ),
+    );
+    const forged = verified.indexOf(false);
+    if (forged >= 0) {
+      const id = message.signatures[forged]!.device_id;
+      throw new SecAggError("bad-signature", `the consistency signature of ${id} does not verify`);
     }
     if (signers.size < roster.parameters.threshold) {
       throw new SecAggError("below-threshold", `${signers.size} neighbours signed the survivors, fewer than t`);
@@ -266,8 +314,7 @@ export class SecAggClient {
       const v = roster.positionOf(from);
       if (held.has(v)) throw new SecAggError("replayed", `a second envelope from ${from}`);
       if (!neighbours.includes(v)) throw new SecAggError("bad-message", `${from} is not a neighbour that shared`);
-      const header = shareHeader(this.roundId, from, this.#identity.deviceId);
-      const payload = openEnvelope(header, fromBase64Url(ciphertext), this.#envelopeKeys.get(v)!);
+      const payload = openEnvelope(fromBase64Url(ciphertext), this.#openingKeys.get(v)!);
       if (payload.length !== 2 * SHARE_BYTES) throw new SecAggError("tampered", `the envelope of ${from} is malformed`);
       held.set(v, { maskingKey: payload.slice(0, SHARE_BYTES), selfMask: payload.slice(SHARE_BYTES) });
     }

@@ -13,6 +13,21 @@ const ED25519_L = new Uint8Array([
 ]);
 
 let webCryptoEd25519: boolean | undefined;
+/** Imported verification keys by key bytes: a device checks each neighbour's signatures twice in a round. */
+const importedKeys = new Map<string, Promise<CryptoKey>>();
+const MAX_IMPORTED_KEYS = 4096;
+
+function importVerifyKey(publicKey: Uint8Array): Promise<CryptoKey> {
+  const id = String.fromCharCode(...publicKey);
+  let key = importedKeys.get(id);
+  if (!key) {
+    if (importedKeys.size >= MAX_IMPORTED_KEYS) importedKeys.clear();
+    key = crypto.subtle.importKey("raw", own(publicKey), { name: "Ed25519" }, false, ["verify"]);
+    importedKeys.set(id, key);
+    key.catch(() => importedKeys.delete(id));
+  }
+  return key;
+}
 
 export async function verifyEd25519(
   message: Uint8Array,
@@ -22,7 +37,7 @@ export async function verifyEd25519(
   if (signature.length !== 64 || publicKey.length !== 32 || !canonicalS(signature)) return false;
   if (webCryptoEd25519 !== false) {
     try {
-      const key = await crypto.subtle.importKey("raw", own(publicKey), { name: "Ed25519" }, false, ["verify"]);
+      const key = await importVerifyKey(publicKey);
       webCryptoEd25519 = true;
       return await crypto.subtle.verify({ name: "Ed25519" }, key, own(signature), own(message));
     } catch {

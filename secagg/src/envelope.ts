@@ -1,52 +1,50 @@
 /**
  * @module
- * Device-to-device share envelopes: nacl.box (X25519 + XSalsa20-Poly1305) from the sender's to the receiver's advertised
- * encryption key, with a random 24-byte nonce in front. The X25519 step is `envelopeKey` (nacl.box.before), done once
- * per pair of devices: the same key seals the envelope to a neighbour and opens the one from it. The plaintext starts with the header (round, stage, sender,
- * receiver), checked on opening: a ciphertext altered in transit fails Poly1305, and one replayed into another round,
- * stage or mailbox fails the header check.
+ * Device-to-device share envelopes: XSalsa20-Poly1305 (nacl.secretbox) under a key of one direction between two
+ * devices, K_{u→v} = SHA-512(label ‖ round ‖ u ‖ v ‖ X25519(c_u, c_v))[0..32], from their advertised encryption keys.
+ * Round, stage, sender and receiver are bound into the key rather than sent inside the plaintext: an envelope altered
+ * in transit, or replayed into another round or mailbox, or from another sender, fails Poly1305 alike, and the
+ * envelope carries only the 16-byte tag besides its payload.
+ *
+ * The nonce is all zeros: a key seals exactly one envelope. The encryption keys are fresh each round, the key names its
+ * direction, and a device seals to each neighbour once (`SecAggClient` answers the share-keys stage once), so no
+ * (key, nonce) pair repeats — the argument that lets libsodium's sealed boxes derive their nonce rather than draw it.
  */
 import nacl from "tweetnacl";
 import { SecAggError } from "./errors.ts";
-import { cryptoRandomBytes, type RandomBytes } from "./shamir.ts";
+import { shareHeader } from "./transcript.ts";
 
-/** The shared key of an envelope between two devices (either direction): X25519 + HSalsa20 (nacl.box.before). */
-export function envelopeKey(theirPublicKey: Uint8Array, mySecretKey: Uint8Array): Uint8Array {
-  return nacl.box.before(theirPublicKey, mySecretKey);
+const ZERO_NONCE = new Uint8Array(nacl.secretbox.nonceLength);
+
+/** Bytes an envelope adds to its payload (the Poly1305 tag). */
+export const ENVELOPE_OVERHEAD = nacl.secretbox.overheadLength;
+
+/** K_{from→to} of a round, from the two devices' X25519 agreement on their encryption keys. */
+export function envelopeKey(roundId: string, from: string, to: string, shared: Uint8Array): Uint8Array {
+  return nacl.hash(concat(shareHeader(roundId, from, to), shared)).subarray(0, nacl.secretbox.keyLength);
 }
 
-/** Seals `payload` behind `header` under the pair's `envelopeKey`. */
-export function sealEnvelope(
-  header: Uint8Array,
-  payload: Uint8Array,
-  sharedKey: Uint8Array,
-  random: RandomBytes = cryptoRandomBytes,
-): Uint8Array {
-  const nonce = random(nacl.box.nonceLength);
-  const plain = new Uint8Array(header.length + payload.length);
-  plain.set(header);
-  plain.set(payload, header.length);
-  const boxed = nacl.box.after(plain, nonce, sharedKey);
-  const out = new Uint8Array(nonce.length + boxed.length);
-  out.set(nonce);
-  out.set(boxed, nonce.length);
+/** Seals `payload` under a one-direction `envelopeKey` (used for this one envelope only). */
+export function sealEnvelope(payload: Uint8Array, key: Uint8Array): Uint8Array {
+  return nacl.secretbox(payload, ZERO_NONCE, key);
+}
+
+/** Opens an envelope and returns its payload; throws `SecAggError("tampered")` unless it authenticates under `key`. */
+export function openEnvelope(sealed: Uint8Array, key: Uint8Array): Uint8Array {
+  if (sealed.length < ENVELOPE_OVERHEAD) throw new SecAggError("tampered", "a share envelope is too short");
+  const plain = nacl.secretbox.open(sealed, ZERO_NONCE, key);
+  if (!plain) {
+    throw new SecAggError(
+      "tampered",
+      "a share envelope does not authenticate (altered, or bound to another round, sender or receiver)",
+    );
+  }
+  return plain;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
   return out;
-}
-
-/** Opens an envelope and returns its payload; throws `SecAggError("tampered")` unless it authenticates with `header`. */
-export function openEnvelope(header: Uint8Array, sealed: Uint8Array, sharedKey: Uint8Array): Uint8Array {
-  if (sealed.length < nacl.box.nonceLength + nacl.box.overheadLength + header.length) {
-    throw new SecAggError("tampered", "a share envelope is too short");
-  }
-  const plain = nacl.box.open.after(
-    sealed.subarray(nacl.box.nonceLength),
-    sealed.subarray(0, nacl.box.nonceLength),
-    sharedKey,
-  );
-  if (!plain) throw new SecAggError("tampered", "a share envelope does not authenticate");
-  const got = plain.subarray(0, header.length);
-  if (!got.every((b, i) => b === header[i])) {
-    throw new SecAggError("tampered", "a share envelope is bound to another round, stage, sender or receiver");
-  }
-  return plain.subarray(header.length);
 }

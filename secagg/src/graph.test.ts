@@ -28,4 +28,19 @@ describe("NeighbourGraph (Harary H(k, n), randomly labelled)", () => {
     expect(g.neighboursOf(3)).toEqual([0, 1, 2, 4, 5, 6]);
     expect(() => new NeighbourGraph(10, 5, seed(4))).toThrow(RangeError);
   });
+
+  it("answers areNeighbours from the cycle exactly as the neighbour lists say, for sparse and complete graphs", () => {
+    for (const [n, k] of [
+      [40, 6],
+      [41, 20],
+      [9, 8],
+    ] as const) {
+      const g = new NeighbourGraph(n, k, seed(5));
+      for (let u = 0; u < n; u++) {
+        const ns = new Set(g.neighboursOf(u));
+        for (let v = 0; v < n; v++) expect(g.areNeighbours(u, v)).toBe(ns.has(v));
+      }
+    }
+    expect(() => new NeighbourGraph(10, 4, seed(6)).areNeighbours(0, 10)).toThrow(RangeError);
+  });
 });

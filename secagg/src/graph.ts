@@ -7,39 +7,57 @@
 import nacl from "tweetnacl";
 
 export class NeighbourGraph {
-  readonly #neighbours: number[][];
+  readonly #devices: number;
+  readonly #half: number;
+  /** place[cycle position] = roster index; position[roster index] = cycle position (absent: complete graph). */
+  readonly #place: number[] | undefined;
+  readonly #position: number[] | undefined;
+  /** Neighbour lists built on first use: a device needs its own, the server each in turn. */
+  readonly #neighbours = new Map<number, readonly number[]>();
 
   /** The graph of `devices` roster indices, each with `neighbours` neighbours (n − 1: complete), placed by `seed`. */
   constructor(devices: number, neighbours: number, seed: Uint8Array) {
-    if (neighbours >= devices - 1) {
-      this.#neighbours = Array.from({ length: devices }, (_, u) =>
-        Array.from({ length: devices }, (_, v) => v).filter((v) => v !== u),
-      );
-      return;
-    }
+    this.#devices = devices;
+    this.#half = neighbours / 2;
+    if (neighbours >= devices - 1) return;
     if (neighbours < 2 || neighbours % 2 !== 0) throw new RangeError(`a Harary graph here has an even k ≥ 2`);
     const place = seededPermutation(devices, seed); // place[position] = roster index
     const position = new Array<number>(devices);
     for (let p = 0; p < devices; p++) position[place[p]!] = p;
-    this.#neighbours = Array.from({ length: devices }, (_, u) => {
-      const p = position[u]!;
-      const out: number[] = [];
-      for (let j = 1; j <= neighbours / 2; j++) {
-        out.push(place[(p + j) % devices]!, place[(p - j + devices) % devices]!);
-      }
-      return out.sort((a, b) => a - b);
-    });
+    this.#place = place;
+    this.#position = position;
   }
 
   /** The roster indices joined to `u`, ascending. */
   neighboursOf(u: number): readonly number[] {
-    const n = this.#neighbours[u];
-    if (!n) throw new RangeError(`no device ${u} in the graph`);
-    return n;
+    this.#check(u);
+    let out = this.#neighbours.get(u);
+    if (out) return out;
+    const n = this.#devices;
+    if (!this.#place) {
+      out = Array.from({ length: n - 1 }, (_, i) => (i < u ? i : i + 1));
+    } else {
+      const p = this.#position![u]!;
+      const list: number[] = [];
+      for (let j = 1; j <= this.#half; j++) list.push(this.#place[(p + j) % n]!, this.#place[(p - j + n) % n]!);
+      out = list.sort((a, b) => a - b);
+    }
+    this.#neighbours.set(u, out);
+    return out;
   }
 
+  /** Whether u and v are joined: their distance on the cycle is at most k/2 (any two distinct, when complete). */
   areNeighbours(u: number, v: number): boolean {
-    return this.neighboursOf(u).includes(v);
+    this.#check(u);
+    this.#check(v);
+    if (u === v) return false;
+    if (!this.#position) return true;
+    const d = Math.abs(this.#position[u]! - this.#position[v]!);
+    return Math.min(d, this.#devices - d) <= this.#half;
+  }
+
+  #check(u: number): void {
+    if (!Number.isInteger(u) || u < 0 || u >= this.#devices) throw new RangeError(`no device ${u} in the graph`);
   }
 }
 

@@ -13,6 +13,9 @@ export const PRG_SEED_BYTES = 32;
 /** Words per WebCrypto call: bounds the transient plaintext buffer (16 MiB) on long vectors. */
 const CHUNK_WORDS = 1 << 22;
 
+/** All-zero plaintext shared by every expansion (WebCrypto reads it and never writes it). */
+let zeros = new Uint8Array(0);
+
 /** Expands `seed` to `length` values uniform in Z_{2^bits}. */
 export async function expandMask(seed: Uint8Array, length: number, bits: number): Promise<Uint32Array> {
   if (seed.length !== PRG_SEED_BYTES)
@@ -23,7 +26,10 @@ export async function expandMask(seed: Uint8Array, length: number, bits: number)
   const key = await crypto.subtle.importKey("raw", seed as Uint8Array<ArrayBuffer>, { name: "AES-CTR" }, false, [
     "encrypt",
   ]);
-  const out = new Uint32Array(length);
+  if (zeros.length < 4 * Math.min(length, CHUNK_WORDS)) zeros = new Uint8Array(4 * Math.min(length, CHUNK_WORDS));
+  // One chunk (every round's vector today): the keystream buffer itself becomes the mask, no copy.
+  const out = length <= CHUNK_WORDS ? undefined : new Uint32Array(length);
+  let single: Uint32Array | undefined;
   for (let start = 0; start < length; start += CHUNK_WORDS) {
     const words = Math.min(CHUNK_WORDS, length - start);
     // The counter block of word `start` is block number start / 4 (4 words per 16-byte block), big-endian in the last
@@ -33,10 +39,12 @@ export async function expandMask(seed: Uint8Array, length: number, bits: number)
     const stream = await crypto.subtle.encrypt(
       { name: "AES-CTR", counter, length: 64 },
       key,
-      new Uint8Array(words * 4),
+      zeros.subarray(0, words * 4) as Uint8Array<ArrayBuffer>,
     );
-    out.set(new Uint32Array(stream), start);
+    if (out) out.set(new Uint32Array(stream), start);
+    else single = new Uint32Array(stream);
   }
-  if (mask !== 0xffffffff) for (let i = 0; i < length; i++) out[i] = out[i]! & mask;
-  return out;
+  const result = out ?? single ?? new Uint32Array(0);
+  if (mask !== 0xffffffff) for (let i = 0; i < length; i++) result[i] = result[i]! & mask;
+  return result;
 }

@@ -90,12 +90,20 @@ export class VerifiedRoster {
    * itself): those are the only keys it encrypts to or agrees masks with.
    */
   async verifyAdvertised(positions: readonly number[]): Promise<void> {
-    for (const u of positions) {
-      const d = this.devices[u]!;
-      const signed = advertiseBytes(this.roundId, d.deviceId, d.encryptionKey, d.maskingKey);
-      if (!(await verifyEd25519(signed, d.signature, d.identityKey))) {
-        throw new SecAggError("bad-signature", `the advertised keys of ${d.deviceId} are not signed by it`);
-      }
+    const verified = await Promise.all(
+      positions.map((u) => {
+        const d = this.devices[u]!;
+        return verifyEd25519(
+          advertiseBytes(this.roundId, d.deviceId, d.encryptionKey, d.maskingKey),
+          d.signature,
+          d.identityKey,
+        );
+      }),
+    );
+    const forged = verified.indexOf(false);
+    if (forged >= 0) {
+      const d = this.devices[positions[forged]!]!;
+      throw new SecAggError("bad-signature", `the advertised keys of ${d.deviceId} are not signed by it`);
     }
   }
 

@@ -4,7 +4,7 @@ import { SecAggClient } from "./client.ts";
 import { chooseParameters } from "./parameters.ts";
 import { SecAggServer } from "./server.ts";
 import { simulatedIdentity, simulateRound, type DropPoint } from "./testing.ts";
-import { decodeVector, encodeVector } from "./vector-codec.ts";
+import { decodePackedVector, encodePackedVector, encodeVector } from "./vector-codec.ts";
 
 const dropAll = (ids: number[], at: DropPoint) => new Map(ids.map((i) => [i, at] as const));
 
@@ -89,7 +89,7 @@ describe("SecAggServer with SecAggClient devices", () => {
     const bits = 16;
     const inputs = Array.from({ length: 5 }, () => new Uint32Array(length).fill(12_345));
     const round = await simulateRound({ devices: 5, bits, length, inputs });
-    const seen = decodeVector(round.maskedInputs.get(0)!.masked, length, bits);
+    const seen = decodePackedVector(round.maskedInputs.get(0)!.masked, length, bits);
     // χ² over 256 cells of the high and of the low byte: 255 degrees of freedom, P[χ² > 400] < 1e-9 for uniform data.
     expect(chiSquared(seen, (v) => v >> 8)).toBeLessThan(400);
     expect(chiSquared(seen, (v) => v & 0xff)).toBeLessThan(400);
@@ -140,10 +140,11 @@ describe("SecAggServer refuses what it must, and records nothing when it does", 
     );
     server.receiveMaskedInput(masked[0]!);
     expect(() => server.receiveMaskedInput(masked[0]!)).toThrow(expect.objectContaining({ reason: "replayed" }));
-    const short = { ...masked[1]!, masked: encodeVector(new Uint32Array(15)) };
+    const short = { ...masked[1]!, masked: encodePackedVector(new Uint32Array(15), 8) };
     expect(() => server.receiveMaskedInput(short)).toThrow(expect.objectContaining({ reason: "bad-message" }));
-    const wide = { ...masked[1]!, masked: encodeVector(new Uint32Array(16).fill(256)) };
-    expect(() => server.receiveMaskedInput(wide)).toThrow(expect.objectContaining({ reason: "bad-message" }));
+    // 32-bit words where b = 8 bits a value are expected: 4× too long, refused before anything is added
+    const words = { ...masked[1]!, masked: encodeVector(new Uint32Array(16)) };
+    expect(() => server.receiveMaskedInput(words)).toThrow(expect.objectContaining({ reason: "bad-message" }));
     for (const m of masked.slice(1, 4)) server.receiveMaskedInput(m); // device 4 drops after sharing
     const request = server.closeMaskedInput();
     for (const c of clients.slice(0, 4)) await server.receiveConsistency(await c.checkConsistency(request));

@@ -23,14 +23,14 @@ import {
 import { sameBytes } from "./bytes.ts";
 import { verifyEd25519 } from "./ed25519.ts";
 import { SecAggError, type SecAggFailure } from "./errors.ts";
-import { pairwiseSeed, x25519PublicKey } from "./key-agreement.ts";
+import { pairwiseSeeds, x25519PublicKey } from "./key-agreement.ts";
 import { addModInto, subModInto } from "./modular.ts";
 import { chooseParameters, type ChooseParametersOptions } from "./parameters.ts";
 import { expandMask } from "./prg.ts";
 import { VerifiedRoster } from "./roster.ts";
 import { combineShares, type Share } from "./shamir.ts";
 import { advertiseBytes, consistencyBytes } from "./transcript.ts";
-import { decodeVector } from "./vector-codec.ts";
+import { decodePackedVector } from "./vector-codec.ts";
 
 export interface SecAggServerOptions extends ChooseParametersOptions {
   roundId: string;
@@ -199,7 +199,7 @@ export class SecAggServer {
     if (!this.#shared.has(u)) throw new SecAggError("bad-message", `${message.device_id} did not share keys`);
     if (this.#masked.has(u)) throw new SecAggError("replayed", `${message.device_id} already sent its masked input`);
     const { length, bits } = roster.parameters;
-    const y = decodeVector(message.masked, length, bits);
+    const y = decodePackedVector(message.masked, length, bits);
     this.#sum ??= new Uint32Array(length);
     addModInto(this.#sum, y, bits);
     this.#masked.add(u);
@@ -311,15 +311,16 @@ export class SecAggServer {
         if (survivingNeighbours.length === 0) continue;
         const secretKey = combineShares(this.#keyShares.get(v) ?? [], threshold);
         const dropped = roster.devices[v]!;
-        if (!sameBytes(x25519PublicKey(secretKey), dropped.maskingKey)) {
+        if (!sameBytes(await x25519PublicKey(secretKey), dropped.maskingKey)) {
           throw new SecAggError("bad-share", `the shares of ${dropped.deviceId}'s key do not match its public key`);
         }
-        for (const u of survivingNeighbours) {
-          const pair = await expandMask(
-            pairwiseSeed(this.roundId, secretKey, roster.devices[u]!.maskingKey),
-            length,
-            bits,
-          );
+        const seeds = await pairwiseSeeds(
+          this.roundId,
+          secretKey,
+          survivingNeighbours.map((u) => roster.devices[u]!.maskingKey),
+        );
+        for (const [i, u] of survivingNeighbours.entries()) {
+          const pair = await expandMask(seeds[i]!, length, bits);
           // y_u carries +PRG(s_uv) when u < v and −PRG(s_uv) otherwise; take it back out.
           if (u < v) subModInto(sum, pair, bits);
           else addModInto(sum, pair, bits);

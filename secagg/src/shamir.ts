@@ -1,16 +1,17 @@
 /**
  * @module
- * Shamir t-of-n secret sharing (Shamir, CACM 1979) over the prime field GF(p), p = 2^521 − 1 (a Mersenne prime, so a
- * 32-byte secret — an X25519 secret key or a mask seed — is one field element). A secret is f(0) of a random polynomial
+ * Shamir t-of-n secret sharing (Shamir, CACM 1979) over the prime field GF(p), p = 2^256 + 297, the smallest prime
+ * above 2^256: a 32-byte secret — an X25519 secret key or a mask seed — is one field element, and a share is 33 bytes
+ * (GF(2^521 − 1) took 66; the field's size changes nothing in the secrecy below). A secret is f(0) of a random polynomial
  * of degree t − 1; share i is (i, f(i)). Any t shares give f(0) by Lagrange interpolation; any t − 1 shares are
  * consistent with every secret (each is equally likely), so they reveal nothing.
  */
 import { SecAggError } from "./errors.ts";
 
-/** The field modulus 2^521 − 1. */
-export const SHAMIR_PRIME = (1n << 521n) - 1n;
-/** Bytes of one share value (⌈521 / 8⌉), big-endian. */
-export const SHARE_BYTES = 66;
+/** The field modulus 2^256 + 297 (prime; the next integer above 2^256 that is). */
+export const SHAMIR_PRIME = (1n << 256n) + 297n;
+/** Bytes of one share value (⌈257 / 8⌉), big-endian. */
+export const SHARE_BYTES = 33;
 const SECRET_BYTES = 32;
 
 export interface Share {
@@ -37,12 +38,12 @@ export function splitSecret(
   }
   checkPoints(xs);
   const coefficients = [bytesToBigInt(secret)];
-  // 72 random bytes (576 bits) reduced mod p: statistical distance from uniform below 2^-55.
-  for (let i = 1; i < threshold; i++) coefficients.push(bytesToBigInt(random(72)) % SHAMIR_PRIME);
+  // 48 random bytes (384 bits) reduced mod p: statistical distance from uniform below p / 2^384 < 2^-127.
+  for (let i = 1; i < threshold; i++) coefficients.push(bytesToBigInt(random(48)) % SHAMIR_PRIME);
   return xs.map((x) => {
     const bx = BigInt(x);
     let y = 0n;
-    for (let i = coefficients.length - 1; i >= 0; i--) y = mod(y * bx + coefficients[i]!);
+    for (let i = coefficients.length - 1; i >= 0; i--) y = reduceSmallMultiple(y * bx + coefficients[i]!);
     return { x, y: bigIntToBytes(y, SHARE_BYTES) };
   });
 }
@@ -82,6 +83,17 @@ function checkPoints(xs: readonly number[]): void {
     if (seen.has(x)) throw new RangeError(`share point ${x} appears twice`);
     seen.add(x);
   }
+}
+
+const LOW_256 = (1n << 256n) - 1n;
+
+/**
+ * v mod p for 0 ≤ v < 2^32·p (Horner's y·x + c with x < 2^16) without a division: with v = h·2^256 + l,
+ * v ≡ l − 297·h (mod p) since 2^256 ≡ −297, and l − 297·h lies in (−p, p).
+ */
+function reduceSmallMultiple(v: bigint): bigint {
+  const r = (v & LOW_256) - 297n * (v >> 256n);
+  return r < 0n ? r + SHAMIR_PRIME : r;
 }
 
 function mod(a: bigint): bigint {

@@ -52,22 +52,68 @@ export interface SimulatedRound {
   sentBytes: number[];
   receivedBytes: number[];
   deviceMs: number[];
+  /**
+   * Per device index: CPU milliseconds of this process (every thread: WebCrypto works on a pool) during its own
+   * client steps, which run one at a time; NaN where the runtime cannot tell (no `process.cpuUsage`).
+   */
+  deviceCpuMs: number[];
   /** Milliseconds in the server's own steps. */
   serverMs: number;
+  /** CPU milliseconds of this process in the server's own steps (NaN outside Node). */
+  serverCpuMs: number;
 }
 
 export interface SimulatedIdentity extends DeviceIdentity {
   secretKey: Uint8Array;
 }
 
+/** PKCS #8 of an Ed25519 key (RFC 8410 §7) up to its 32-byte seed. */
+const PKCS8_ED25519_PREFIX = Uint8Array.of(
+  0x30,
+  0x2e,
+  0x02,
+  0x01,
+  0x00,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x70,
+  0x04,
+  0x22,
+  0x04,
+  0x20,
+);
+
+/**
+ * A device identity that signs as the SDK does: WebCrypto Ed25519 where the runtime has it (the key imported once),
+ * tweetnacl otherwise.
+ */
 export function simulatedIdentity(deviceId: string): SimulatedIdentity {
   const pair = nacl.sign.keyPair();
+  let key: Promise<CryptoKey | null> | undefined;
   return {
     deviceId,
     publicKey: pair.publicKey,
     secretKey: pair.secretKey,
-    sign: (m) => nacl.sign.detached(m, pair.secretKey),
+    sign: async (m) => {
+      key ??= crypto.subtle
+        .importKey("pkcs8", concat(PKCS8_ED25519_PREFIX, pair.secretKey.subarray(0, 32)), "Ed25519", false, ["sign"])
+        .catch(() => null);
+      const native = await key;
+      if (!native) return nacl.sign.detached(m, pair.secretKey);
+      return new Uint8Array(await crypto.subtle.sign("Ed25519", native, m as Uint8Array<ArrayBuffer>));
+    },
   };
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 /** Runs the stages up to the server's `finish`, which the caller awaits (it may abort). */
@@ -90,7 +136,9 @@ export async function simulateRound(
   const sentBytes = new Array<number>(n).fill(0);
   const receivedBytes = new Array<number>(n).fill(0);
   const deviceMs = new Array<number>(n).fill(0);
+  const deviceCpuMs = new Array<number>(n).fill(0);
   let serverMs = 0;
+  let serverCpuMs = 0;
   const server = new SecAggServer({
     ...options,
     roundId,
@@ -111,14 +159,18 @@ export async function simulateRound(
   };
   const onDevice = async <T>(i: number, step: () => T | Promise<T>): Promise<T> => {
     const start = performance.now();
+    const cpu = cpuMs();
     const out = await step();
     deviceMs[i]! += performance.now() - start;
+    deviceCpuMs[i]! += cpuMs() - cpu;
     return out;
   };
   const onServer = async <T>(step: () => T | Promise<T>): Promise<T> => {
     const start = performance.now();
+    const cpu = cpuMs();
     const out = await step();
     serverMs += performance.now() - start;
+    serverCpuMs += cpuMs() - cpu;
     return out;
   };
 
@@ -173,13 +225,25 @@ export async function simulateRound(
     sentBytes,
     receivedBytes,
     deviceMs,
+    deviceCpuMs,
     serverMs,
+    serverCpuMs,
     finish: async () => {
       const start = performance.now();
+      const cpu = cpuMs();
       const sum = await server.finish();
       result.serverMs += performance.now() - start;
+      result.serverCpuMs += cpuMs() - cpu;
       return sum;
     },
   };
   return result;
+}
+
+/** CPU milliseconds of this process so far (all threads), or NaN outside Node. */
+function cpuMs(): number {
+  const usage = (
+    globalThis as { process?: { cpuUsage?: () => { user: number; system: number } } }
+  ).process?.cpuUsage?.();
+  return usage ? (usage.user + usage.system) / 1000 : Number.NaN;
 }

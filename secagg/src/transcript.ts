@@ -44,6 +44,24 @@ export function consistencyBytes(roundId: string, deviceId: string, survivors: r
   return framed("consistency", [roundId, deviceId, ...survivors]);
 }
 
+/**
+ * {@link consistencyBytes} for many signers of the same U3: the fields before and after the device id are framed
+ * once, so checking k neighbours' signatures encodes the survivors once rather than k times.
+ */
+export function consistencyBytesOf(roundId: string, survivors: readonly string[]): (deviceId: string) => Uint8Array {
+  const before = framed("consistency", [roundId]);
+  const after = framed("consistency", survivors).subarray(framed("consistency", []).length);
+  return (deviceId) => {
+    const id = utf8.encode(deviceId);
+    const out = new Uint8Array(before.length + 4 + id.length + after.length);
+    out.set(before);
+    new DataView(out.buffer).setUint32(before.length, id.length);
+    out.set(id, before.length + 4);
+    out.set(after, before.length + 4 + id.length);
+    return out;
+  };
+}
+
 /** The header sealed inside every share ciphertext and compared on opening. */
 export function shareHeader(roundId: string, from: string, to: string): Uint8Array {
   return framed("share-keys", [roundId, from, to]);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   fillDiscreteGaussian,
+  fillDiscreteGaussianBigInt,
   isqrt,
   sampleDiscreteGaussian,
   type DiscreteGaussianVariance,
@@ -106,6 +107,41 @@ describe("sampleDiscreteGaussian / fillDiscreteGaussian (Canonne–Kamath–Stei
     const var_ = xs.reduce((acc, x) => acc + Number(x) ** 2, 0) / xs.length;
     expect(var_ / 1e30).toBeGreaterThan(0.6);
     expect(var_ / 1e30).toBeLessThan(1.5);
+  });
+
+  it.each([
+    { name: "σ² = 6,562,663 (a device's share at 100 devices, σ = z·C, γ from the plan)", sigma2: 6_562_663 },
+    { name: "σ² = 9 (bigint)", sigma2: 9n },
+    { name: "σ² = 7/3 (rational)", sigma2: { numerator: 7n, denominator: 3n } },
+    { name: "σ² = 0.36 (a double: b = 2^k, so the number path runs only while 2abt² ≤ 2^53)", sigma2: 0.36 },
+    { name: "σ² = 1e12 (σ = 10^6, 2abt² past 2^53: BigInt throughout)", sigma2: 1e12 },
+    // 2abt² = 8.98e15, just below 2^53: Algorithm 1's K = 2 step and every draw beyond ≈ 2.4σ take BigInt steps
+    { name: "σ² = 67,000,000 (number path, many steps in BigInt)", sigma2: 67_000_000 },
+  ] as { name: string; sigma2: DiscreteGaussianVariance }[])(
+    "$name: the number path draws exactly the BigInt reference's samples from the same bytes",
+    ({ sigma2 }) => {
+      const n = 20_000;
+      const fast = new Float64Array(n);
+      const reference = new Float64Array(n);
+      fillDiscreteGaussian(fast, sigma2, seededRandomBytes(21));
+      fillDiscreteGaussianBigInt(reference, sigma2, seededRandomBytes(21));
+      expect(fast).toEqual(reference);
+      // one sample at a time, too: the same stream gives the same first sample
+      expect(sampleDiscreteGaussian(sigma2, seededRandomBytes(22))).toBe(
+        (() => {
+          const one = new BigInt64Array(1);
+          fillDiscreteGaussianBigInt(one, sigma2, seededRandomBytes(22));
+          return one[0]!;
+        })(),
+      );
+    },
+  );
+
+  it("draws what the all-BigInt sampler of the previous release drew from the same seeded stream", () => {
+    // the first samples of seededRandomBytes(5) at σ² = 6,562,663 under the sampler before the number path (ff51ee3)
+    const out = new Float64Array(6);
+    fillDiscreteGaussian(out, 6_562_663, seededRandomBytes(5));
+    expect(Array.from(out)).toEqual([3659, -1906, -865, 1553, -2673, 2650]);
   });
 
   it("rejects σ² ≤ 0, NaN, infinity, zero/negative denominators and non-integer parts", () => {

@@ -4,7 +4,7 @@
  * Bonawitz et al. CCS 2017): advertise keys → roster, share keys → relay, masked input → consistency request,
  * consistency check → unmask request, unmask shares → the modular sum. Devices are named by id; keys, signatures,
  * ciphertexts and vectors travel as unpadded base64url. The edge relays device-to-device ciphertexts without reading
- * them (nacl.box between the devices' advertised X25519 keys).
+ * them (nacl.secretbox under keys from the devices' advertised X25519 keys).
  */
 import { z } from "zod";
 import { Base64Url } from "../common.ts";
@@ -16,10 +16,10 @@ export const SECAGG_MAX_DEVICES = 65_535;
 
 const key32 = Base64Url.length(43, "a 32-byte key is 43 base64url characters");
 const signature64 = Base64Url.length(86, "a 64-byte Ed25519 signature is 86 base64url characters");
-/** A Shamir share value: 66 bytes (GF(2^521 − 1)). */
-const share66 = Base64Url.length(88, "a share is 88 base64url characters");
-/** nonce (24) + nacl.box(header + two shares): a few hundred bytes; the bound refuses anything larger early. */
-const ciphertext = Base64Url.min(1).max(1024);
+/** A Shamir share value: 33 bytes (GF(2^256 + 297)). */
+const share33 = Base64Url.length(44, "a share is 44 base64url characters");
+/** nacl.secretbox(two shares): 16 + 66 bytes; the bound refuses anything larger early. */
+const ciphertext = Base64Url.min(1).max(256);
 const deviceList = z.array(DeviceId).max(SECAGG_MAX_DEVICES);
 
 /** Stage 0, device → edge: fresh X25519 keys for this round, signed with the device's registered Ed25519 identity. */
@@ -126,8 +126,8 @@ export type SecAggUnmaskRequest = z.infer<typeof SecAggUnmaskRequest>;
 export const SecAggUnmaskShares = z.strictObject({
   round_id: RoundId,
   device_id: DeviceId,
-  self_mask_shares: z.array(z.strictObject({ of: DeviceId, share: share66 })).max(SECAGG_MAX_DEVICES),
-  key_shares: z.array(z.strictObject({ of: DeviceId, share: share66 })).max(SECAGG_MAX_DEVICES),
+  self_mask_shares: z.array(z.strictObject({ of: DeviceId, share: share33 })).max(SECAGG_MAX_DEVICES),
+  key_shares: z.array(z.strictObject({ of: DeviceId, share: share33 })).max(SECAGG_MAX_DEVICES),
 });
 export type SecAggUnmaskShares = z.infer<typeof SecAggUnmaskShares>;
 
