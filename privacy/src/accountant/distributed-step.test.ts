@@ -193,4 +193,35 @@ describe("distributed steps in the accountant and the ledger", () => {
     expect(acc.getEpsilon(1e-5)).toBe(colluding.epsilon);
     expect(colluding.epsilon).toBeLessThanOrEqual(2);
   });
+
+  it("against the edge: no amplification, zero-out with the device's own share (g + 1), and no bound after a central round", () => {
+    const round = (roundId: string, mode: LedgerRound["mode"] = "distributed"): LedgerRound => ({
+      roundId,
+      sampleRate: 0.2,
+      noiseMultiplier: 1.1,
+      mode,
+      openedAt: "2026-12-07T05:00:00Z",
+      ...(mode === "distributed" ? { distributed: plan.noiseShares } : {}),
+    });
+    const ledger = new PrivacyLedger({ population: "mnist" });
+    for (const id of ["d1", "d2", "d3"]) ledger.record(round(id));
+    // the same three rounds at q = 1, each the RDP of g + 1 = 80 shares shifted by √B (KLS21 Prop. 14)
+    const orders = new RdpAccountant().orders;
+    const curve = orders.map((a) => 3 * distributedRdp({ ...plan.noiseShares, clients: 80 }, a));
+    expect(ledger.spentAgainstEdge(1e-5)).toBeCloseTo(getPrivacySpent(orders, curve, 1e-5).epsilon, 10);
+    expect(ledger.spentAgainstEdge(1e-5)).toBeGreaterThan(ledger.spent(1e-5)); // q = 0.02 amplifies the other ε only
+    ledger.record(round("l1", "local"));
+    const local = new RdpAccountant();
+    local.step({ noiseMultiplier: 1.1, sampleRate: 1, distributed: { ...plan.noiseShares, adjacency: "zero-out" } }, 3);
+    local.step({ noiseMultiplier: 0.55, sampleRate: 1 });
+    expect(ledger.spentAgainstEdge(1e-5)).toBeCloseTo(local.getEpsilon(1e-5), 10);
+    ledger.record(round("c1", "central")); // the edge stores the clipped update of a central round
+    expect(ledger.spentAgainstEdge(1e-5)).toBe(Number.POSITIVE_INFINITY);
+    expect(Number.isFinite(ledger.spent(1e-5))).toBe(true);
+    expect(PrivacyLedger.edgeStepOf(round("x"))).toEqual({
+      noiseMultiplier: 1.1,
+      sampleRate: 1,
+      distributed: { ...plan.noiseShares, adjacency: "zero-out" },
+    });
+  });
 });
