@@ -155,6 +155,13 @@ export const DevicePrivacyRecord = z
          * null while the population has no budget (no δ).
          */
         epsilon: z.number().nullable(),
+        /**
+         * ε of these rounds for this device at `delta` against the edge, which sees who takes part: no amplification
+         * by sampling, distributed rounds for zero-out neighbours with the device's own share (PrivacyLedger
+         * `spentAgainstEdge`). null without a budget, or when one of them was a central round (the edge saw the
+         * clipped update: no bound).
+         */
+        epsilon_against_edge: z.number().nullable(),
         /** The population budget's δ (null without a budget). */
         delta: z.number().nullable(),
       }),
