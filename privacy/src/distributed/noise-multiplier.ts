@@ -37,7 +37,7 @@ export interface DistributedNoiseMultiplierQuery {
   tolerance?: number;
 }
 
-/** ε after `steps` rounds of `plan` with rate q, at δ (RDP accountant, KLS21's bound). */
+/** ε after `steps` rounds of `plan` with rate q, at δ (RDP accountant, the add/remove charge). */
 export function distributedEpsilon(plan: DistributedPlan, sampleRate: number, steps: number, delta: number): number {
   const acc = new RdpAccountant();
   acc.step({ noiseMultiplier: plan.noiseMultiplier, sampleRate, distributed: plan.noiseShares }, steps);

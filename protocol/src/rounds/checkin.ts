@@ -111,7 +111,8 @@ export type UpdateReceipt = z.infer<typeof UpdateReceipt>;
  * guarantees. A released sum holds at least `noise_shares` inputs; besides the device's own share, at least
  * `guaranteed_shares` = noise_shares − 1 − corrupt_devices shares of honest devices, whose sum has standard deviation
  * `guaranteed_noise_std` = √(guaranteed_shares · share_variance)/scale per coordinate in the update's units
- * (comparable with z·C of central mode). The charge is KLS21's bound for those shares.
+ * (comparable with z·C of central mode). The charge compares the sum with the device (its update and share on top of
+ * those) against those shares alone (add/remove); against the edge, zero-out with the device's share in both.
  */
 export const DeviceDistributedNoise = DistributedNoise.extend({
   guaranteed_shares: z.number().int().positive(),

@@ -7,7 +7,7 @@
  *
  * Rules:
  * - a DP round (`central`, `local`, `distributed`) is charged (q, z, mode) plus its σ_b and clip rule (and, in mode
- *   `distributed`, the discrete noise its devices add: the ledger charges KLS21's bound for it) when it opens,
+ *   `distributed`, the discrete noise its devices add: the ledger charges it for add/remove neighbours) when it opens,
  *   and refused (409 `budget_exceeded`) when the population has no budget or the ledger's ε after the charge would
  *   pass ε_max at the budget's δ;
  * - a round in mode `none` spends an unbounded ε: refused once the population has a budget, uncharged otherwise;
