@@ -5,14 +5,22 @@
  * and take part in SecAgg+ while the runner closes its stages; one device drops after sharing its keys (before
  * masking) and one after masking, and a device whose policy wants more noise refuses the task. The runner reads only the modular sum, decodes it (centre, unscale, inverse
  * rotation) and applies it: the model moves along the devices' clipped update, and the ε on the edge's ledger is the
- * accountant's for the noise that ran (the released sum's threshold less the protected device's own share), which
- * every device finds again from its receipts and in the edge's record of it.
+ * accountant's for the noise that ran (add/remove neighbours: the released sum's threshold less the protected
+ * device's own share, against the same with it), which every device finds again from its receipts and in the edge's
+ * record of it; and so is the ε against the edge (zero-out at q = 1), on the edge, the aggregator and every device.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient, PrivacyPolicyError, memoryStorage } from "@fedge/client";
 import { createBackend, type Backend } from "@fedge/gpu-node";
 import { clipToNorm, computeUpdate, trainDeviceDelta, type MlpParams } from "@fedge/ml";
-import { PrivacyLedger, cryptoRandomBytes, distributedSharesOf } from "@fedge/privacy";
+import {
+  PrivacyLedger,
+  RdpAccountant,
+  cryptoRandomBytes,
+  distributedRdp,
+  distributedSharesOf,
+  getPrivacySpent,
+} from "@fedge/privacy";
 import { toBase64Url, type PopulationPrivacyStatus } from "@fedge/protocol";
 import { parsePopulationConfig } from "fedge/config";
 import { exportModel, type SigningKey } from "fedge/export";
@@ -77,7 +85,7 @@ function cosine(a: Float32Array, b: Float32Array): number {
 }
 
 describe("a distributed round through wrangler dev", () => {
-  it("SDK devices add their noise shares through SecAgg+, the runner decodes the sum and charges KLS21's ε", async () => {
+  it("SDK devices add their noise shares through SecAgg+, the runner decodes the sum and charges the add/remove ε", async () => {
     const model = "ddp-e2e";
     const initial = zero4x2();
     const engine = await RoundEngine.create({
@@ -184,7 +192,7 @@ describe("a distributed round through wrangler dev", () => {
     const v2 = await fetchModelManifest(edge.url, model, 2);
     expect(v2?.privacy?.epsilon).toBe(result.epsilon);
 
-    // ε: the edge charged KLS21's bound for the noise that ran; the aggregator's accountant and the result agree.
+    // ε: the edge charged the add/remove bound for the noise that ran; the aggregator's accountant and the result agree.
     const status = (await (
       await fetch(`${edge.url}/v1/populations/${model}/privacy`)
     ).json()) as PopulationPrivacyStatus;
@@ -208,6 +216,18 @@ describe("a distributed round through wrangler dev", () => {
     const counted = new PrivacyLedger({ population: model, accountant: "rdp" });
     counted.record({ ...ledger.rounds[0]!, distributed: { ...ledger.rounds[0]!.distributed!, clients: 6 } });
     expect(counted.spent(BUDGET.delta)).toBeLessThan(status.epsilon_spent!);
+    // The charge is for add/remove neighbours (the device's share leaves the sum with it): above the mean shift of
+    // the same 5 shares alone, which is what the ledger charged while it left the variance term out.
+    const orders = new RdpAccountant().orders;
+    const meanShiftOnly = orders.map((a) => distributedRdp(ledger.rounds[0]!.distributed!, a));
+    expect(status.epsilon_spent!).toBeGreaterThan(getPrivacySpent(orders, meanShiftOnly, BUDGET.delta).epsilon);
+    // Against the edge (it flips the coins and sees who takes part): zero-out at q = 1 with the device's own share,
+    // the same number on the edge's public account, the aggregator's ledger and (below) every device's two views.
+    const againstEdge = ledger.spentAgainstEdge(BUDGET.delta);
+    const zeroOut = orders.map((a) => distributedRdp({ ...ledger.rounds[0]!.distributed!, clients: 6 }, a));
+    expect(againstEdge).toBeCloseTo(getPrivacySpent(orders, zeroOut, BUDGET.delta).epsilon, 10);
+    expect(status.epsilon_against_edge).toBeCloseTo(againstEdge, 9);
+    expect(engine.privacySpentAgainstEdge()).toBeCloseTo(status.epsilon_against_edge!, 9);
 
     // Each device sees the noise that protected it and the same ε: its own receipts (client.privacy()), the edge's
     // record of it (GET /v1/devices/:id/privacy) and the population's ledger agree, the dropped devices included.
@@ -217,9 +237,11 @@ describe("a distributed round through wrangler dev", () => {
       const [own] = await device.privacy();
       expect(own).toMatchObject({ model, rounds: 1, declinedRounds: 0 });
       expect(own!.epsilon).toBeCloseTo(status.epsilon_spent!, 12);
+      expect(own!.epsilonAgainstEdge).toBeCloseTo(status.epsilon_against_edge!, 12);
       const record = await device.edgePrivacyRecord();
       const entry = record.populations.find((p) => p.model === model)!;
       expect(entry.epsilon).toBe(status.epsilon_spent);
+      expect(entry.epsilon_against_edge).toBe(status.epsilon_against_edge);
       expect(entry.rounds).toHaveLength(1);
       expect(entry.rounds[0]!.distributed).toEqual({
         ...charged.distributed,

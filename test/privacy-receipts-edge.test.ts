@@ -139,9 +139,13 @@ describe("privacy receipts through the edge", () => {
         ),
         // the edge's accounting of exactly these rounds is the device's own
         epsilon: a!.epsilon,
+        // central rounds: the edge held the clipped updates, so no ε bounds what it learnt, on either side
+        epsilon_against_edge: null,
         delta: 1e-5,
       },
     ]);
+    expect(a!.epsilonAgainstEdge).toBeNull();
+    expect(pop.epsilon_against_edge).toBeNull();
     expect((await sometimes.edgePrivacyRecord()).populations[0]!.epsilon).toBe(b!.epsilon);
   });
 

@@ -11,7 +11,8 @@
  * - `local`: devices clip and add their own noise (multiplier z); the server adds none.
  * - `distributed`: the distributed discrete Gaussian (Kairouz, Liu, Steinke 2021, arXiv 2102.06387): devices clip,
  *   rotate, round and add their own discrete Gaussian share; the server receives the sum mod 2^b (secure aggregation;
- *   `fedge simulate` computes that sum in the clear) and is charged KLS21's bound (RDP accountant only).
+ *   `fedge simulate` computes that sum in the clear) and is charged for add/remove neighbours (the device's share
+ *   leaving with it; KLS21's closeness, RDP accountant only).
  * - `none`: no differential privacy (only such populations may use robust aggregation).
  */
 import { z } from "zod";

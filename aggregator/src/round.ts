@@ -232,6 +232,17 @@ export class RoundEngine {
     return { epsilon: this.ledgerOf(this.state.ledger).spent(budget.delta), delta: budget.delta };
   }
 
+  /**
+   * ε at the budget's δ against the edge (`PrivacyLedger.spentAgainstEdge`: no amplification by sampling, distributed
+   * rounds for zero-out neighbours); +∞ once a central round ran (the edge saw clipped updates); `null` for a non-DP
+   * population.
+   */
+  privacySpentAgainstEdge(): number | null {
+    const budget = this.config.privacy.budget;
+    if (!this.state.ledger || !budget) return null;
+    return this.ledgerOf(this.state.ledger).spentAgainstEdge(budget.delta);
+  }
+
   /** The live ledger for a checkpoint's ledger state (cached; rebuilt from JSON only when the state is new). */
   private ledgerOf(json: NonNullable<Checkpoint["ledger"]>): PrivacyLedger {
     if (this.ledgerCache?.json !== json) this.ledgerCache = { json, ledger: PrivacyLedger.fromJSON(json) };

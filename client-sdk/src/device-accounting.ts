@@ -3,7 +3,8 @@
  * The device's own privacy accounting, from the edge's signed check-in receipts (`receipts.ts`): ε per population,
  * recomputed on the device with the RDP accountant of `@fedge/privacy` (`PrivacyLedger`, the very code that keeps the
  * population's ledger at the edge), one step per round the device checked in for: (q, z) in central and distributed
- * mode, (1, z/2) in local mode (replace-one; see docs/PRIVACY.md "Adjacency per mode"). A device that checked in for
+ * mode, (1, z/2) in local mode (replace-one; see docs/PRIVACY.md "Adjacency per mode"). Beside it, the ε against the
+ * edge: the same rounds without amplification by sampling (`PrivacyLedger.spentAgainstEdge`). A device that checked in for
  * every round of a population spends exactly the population's ε (with the population on the RDP accountant); one
  * that checked in for fewer spends less.
  *
@@ -26,8 +27,17 @@ import type { StoredReceipt } from "./receipts.ts";
 export interface PopulationPrivacySpend {
   /** The population (model name). */
   model: string;
-  /** ε spent at `delta`, by the device's own RDP accounting over the receipts it counted. */
+  /**
+   * ε spent at `delta`, by the device's own RDP accounting over the receipts it counted: against whoever sees only
+   * the released models (amplified by the round's sampling).
+   */
   epsilon: number;
+  /**
+   * ε at `delta` of the same rounds against the edge itself, which flips the coins and sees who takes part: no
+   * amplification by sampling, distributed rounds for zero-out neighbours with this device's own noise share
+   * (`PrivacyLedger.spentAgainstEdge`). null when one of them was a central round: the edge saw the clipped update.
+   */
+  epsilonAgainstEdge: number | null;
   /** The δ of the newest counted receipt (the population budget's δ). */
   delta: number;
   accountant: "rdp";
@@ -61,6 +71,17 @@ export function spentEpsilon(model: string, counted: readonly SignedCheckinRecei
   return counted.length === 0 ? 0 : ledgerOf(model, counted).spent(delta);
 }
 
+/** ε against the edge of the counted receipts at δ (0 without any; null when one is central: no bound). */
+export function spentEpsilonAgainstEdge(
+  model: string,
+  counted: readonly SignedCheckinReceipt[],
+  delta: number,
+): number | null {
+  if (counted.length === 0) return 0;
+  const epsilon = ledgerOf(model, counted).spentAgainstEdge(delta);
+  return Number.isFinite(epsilon) ? epsilon : null;
+}
+
 /** ε after one more round `next` on top of the counted receipts (the filter's test), at `next`'s δ. */
 export function epsilonWith(
   model: string,
@@ -89,6 +110,7 @@ export function privacySpend(entries: readonly StoredReceipt[]): PopulationPriva
     return {
       model,
       epsilon: spentEpsilon(model, counted, delta),
+      epsilonAgainstEdge: spentEpsilonAgainstEdge(model, counted, delta),
       delta,
       accountant: "rdp" as const,
       rounds: counted.length,

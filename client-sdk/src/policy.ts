@@ -19,10 +19,11 @@
  * 4. `distributed`: the task names its secure aggregation (`secure_aggregation`) and its discrete noise
  *    (`distributed`) in the same ring (b = `modulus_bits`, d' = `encoded_length`); the released sum, which holds at
  *    least `noise_shares` shares, of which `noise_shares − 1 − corrupt_devices` are honest devices' other than this
- *    one's own, costs at most `maxLocalEpsilon` for this device's report — KLS21's RDP bound for the
- *    sum of discrete Gaussians (Kairouz, Liu, Steinke 2021, arXiv 2102.06387, Thm. 1; @fedge/privacy
- *    `distributedRdp`), one round without subsampling, at δ = `maxDelta` — what the edge, which sees only that sum,
- *    learns about it; and the same population rule as central (the guarantee the population claims).
+ *    one's own, costs at most `maxLocalEpsilon` for this device's report against the edge, which sees who takes part
+ *    and the released sum: one round without subsampling, zero-out neighbours (this device's own share in both
+ *    sums), KLS21's RDP bound for the sum of discrete Gaussians (Kairouz, Liu, Steinke 2021, arXiv 2102.06387,
+ *    Thm. 1; @fedge/privacy `PrivacyLedger.spentAgainstEdge`) at δ = `maxDelta`; and the same population rule as
+ *    central (the guarantee the population claims).
  */
 import { distributedSharesOf, localReportEpsilon, PrivacyLedger } from "@fedge/privacy";
 import type { RoundTask } from "@fedge/protocol";
@@ -112,7 +113,7 @@ export function checkPrivacyPolicy(task: RoundTask, policy: ResolvedPrivacyPolic
   }
 }
 
-/** ε at δ of one distributed round's released sum, unsubsampled (KLS21's RDP bound via the @fedge/privacy ledger). */
+/** ε at δ of one distributed round's released sum against the edge (unsubsampled, zero-out; the @fedge/privacy ledger). */
 function distributedReportEpsilon(
   roundId: string,
   noise: NonNullable<RoundTask["distributed"]>,
@@ -127,5 +128,5 @@ function distributedReportEpsilon(
     openedAt: new Date(0).toISOString(),
     distributed: distributedSharesOf(noise),
   });
-  return ledger.spent(delta);
+  return ledger.spentAgainstEdge(delta);
 }

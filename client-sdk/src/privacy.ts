@@ -15,6 +15,6 @@ export {
 /**
  * What a distributed round's receipt (`distributed_noise`) or the edge's record of the device is charged for: the honest
  * discrete Gaussian shares besides the device's own (`noise_shares − 1 − corrupt_devices`), the accountant's input
- * for KLS21's bound (`client.privacy()` runs it over the receipts).
+ * for the add/remove charge and the ε against the edge (`client.privacy()` runs both over the receipts).
  */
 export { distributedSharesOf, type DistributedNoiseShares } from "@fedge/privacy";

@@ -95,7 +95,16 @@ describe("device accounting", () => {
   it("equals the population's ε for a device in every round, less for one in fewer", () => {
     const all = privacySpend(rounds.map((receipt) => ({ receipt, declined: false })));
     expect(all).toEqual([
-      { model: "toy", epsilon: population.spent(1e-5), delta: 1e-5, accountant: "rdp", rounds: 4, declinedRounds: 0 },
+      {
+        model: "toy",
+        epsilon: population.spent(1e-5),
+        // central rounds: the edge stored the clipped updates, so nothing bounds what it learnt
+        epsilonAgainstEdge: null,
+        delta: 1e-5,
+        accountant: "rdp",
+        rounds: 4,
+        declinedRounds: 0,
+      },
     ]);
     const some = privacySpend(rounds.map((receipt, i) => ({ receipt, declined: i === 2 })))[0]!;
     expect(some).toMatchObject({ rounds: 3, declinedRounds: 1 });
@@ -119,6 +128,11 @@ describe("device accounting", () => {
     });
     const [spend] = privacySpend([{ receipt: kept, declined: false }]);
     expect(spend!.epsilon).toBe(ledger.spent(1e-5));
+    // against the edge: no amplification by the round's q = 0.3, zero-out with the device's own share (80 shares)
+    expect(spend!.epsilonAgainstEdge).toBe(ledger.spentAgainstEdge(1e-5));
+    // Another neighbour relation, so neither number bounds the other: here the add/remove charge is the larger (at
+    // d' = 8,192 and 79 shares, the device's share leaving the sum costs more than q = 0.3 saves).
+    expect(spend!.epsilonAgainstEdge).toBeLessThan(spend!.epsilon);
     const central = privacySpend([{ receipt: receipt(9), declined: false }])[0]!;
     expect(spend!.epsilon).not.toBeCloseTo(central.epsilon, 3); // charged by its noise, not by the nominal z
   });

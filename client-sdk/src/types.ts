@@ -81,9 +81,9 @@ export interface PrivacyPolicy {
   /**
    * Local mode: the largest ε one report may cost, computed on the device from the task's noise multiplier z
    * (analytic Gaussian mechanism, replace-one neighbours, at δ = `maxDelta`). z = 0 or a missing z is always refused.
-   * Distributed mode: the largest ε of one round's released sum as the edge sees it (KLS21's bound for the honest
-   * discrete Gaussian shares besides the device's own, `noise_shares − 1 − corrupt_devices`, no subsampling, at
-   * δ = `maxDelta`).
+   * Distributed mode: the largest ε of one round's released sum as the edge sees it (no subsampling, zero-out
+   * neighbours: KLS21's bound for the honest discrete Gaussian shares besides the device's own,
+   * `noise_shares − 1 − corrupt_devices`, plus its own; `PrivacyLedger.spentAgainstEdge`, at δ = `maxDelta`).
    * @default 8 (z ≥ about 1.2 at δ = 1e-5)
    */
   maxLocalEpsilon?: number;

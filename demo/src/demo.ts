@@ -377,6 +377,7 @@ export function modeComparisonOf(o: {
       uploadBytesPerUpdate: r.uploadBytesPerUpdate,
       deviceSecondsPerUpdate: r.deviceSecondsPerUpdate,
       roundSeconds: r.roundSeconds,
+      ...(r.epsilonAgainstEdge !== undefined ? { epsilonAgainstEdge: r.epsilonAgainstEdge } : {}),
     })),
   };
 }

@@ -39,6 +39,8 @@ export interface InProcessRun {
   epsilonTarget: number | null;
   /** ε spent, from the run's ledger (`null` when non-private). */
   epsilon: number | null;
+  /** ε against the edge (`RoundEngine.privacySpentAgainstEdge`; null: no bound; absent when non-private). */
+  epsilonAgainstEdge?: number | null;
   noiseMultiplier: number | null;
   seed: number;
   /** Held-out accuracy of the float32 model after every round (index 0 = round 1; NaN when not measured). */
@@ -126,6 +128,7 @@ export async function runInProcess(o: InProcessOptions): Promise<InProcessRun> {
   return {
     epsilonTarget: o.epsilon,
     epsilon: summary.epsilon,
+    ...(summary.epsilonAgainstEdge !== undefined ? { epsilonAgainstEdge: summary.epsilonAgainstEdge } : {}),
     noiseMultiplier,
     seed: o.seed,
     accuracy,

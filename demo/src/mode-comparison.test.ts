@@ -54,10 +54,24 @@ describe("central vs distributed table", () => {
       /\| central \| 1\.100 \| 0\.980 \(RDP, sampled Gaussian\) \| 95\.00% \| 5400 \| 20\.0 ms \| 2\.00 s \|/,
     );
     expect(md).toMatch(
-      /\| distributed \| 1\.300 \| 0\.990 \(RDP, KLS21 distributed discrete Gaussian\) \| 92\.00% \| 32768 \| 40\.0 ms \| 2\.00 s \|/,
+      /\| distributed \| 1\.300 \| 0\.990 \(RDP, distributed discrete Gaussian, add\/remove \(KLS21, Zhu & Wang\)\) \| 92\.00% \| 32768 \| 40\.0 ms \| 2\.00 s \|/,
     );
     expect(md).toContain("accuracy -3.00 points, bytes 6.07×, device CPU 2.00×, round time 1.00×");
     expect(md).toContain("the 5130 values padded to 8192");
+  });
+
+  it("states the ε against the edge beside the ledger's, the worst seed's, and no bound when a seed has none", () => {
+    expect(modeComparisonMarkdown(c).join("\n")).not.toContain("against the edge");
+    const withEdge = comparison([
+      run("central", 1),
+      run("distributed", 1, { epsilonAgainstEdge: 3.1 }),
+      run("distributed", 2, { epsilonAgainstEdge: 3.25 }),
+    ]);
+    const md = modeComparisonMarkdown(withEdge).join("\n");
+    expect(md).toContain("**ε = 0.990 against whoever sees only the released models**");
+    expect(md).toContain("**ε = 3.250 against the edge itself**");
+    const unbounded = comparison([run("central", 1), run("distributed", 1, { epsilonAgainstEdge: null })]);
+    expect(modeComparisonMarkdown(unbounded).join("\n")).toContain("**no bound (a round let the edge see");
   });
 
   it("refuses a comparison missing a mode or an ε", () => {

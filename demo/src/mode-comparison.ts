@@ -3,9 +3,11 @@
  * `npm run demo -- --privacy distributed`: central and distributed DP side by side, as pure functions of the runs.
  * Both modes run the same task in process (`runInProcess`: the same round engine, device code, recipe and fixed clip
  * norm C) at the same headline target ε; each states the ε of its own accountant: central the Gaussian mechanism's
- * RDP ledger, distributed KLS21's RDP charge of the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021, arXiv
- * 2102.06387) for the noise shares it counts.
+ * RDP ledger, distributed the add/remove RDP charge of the distributed discrete Gaussian (Kairouz, Liu & Steinke
+ * 2021, arXiv 2102.06387) for the noise shares it counts, and beside it the ε against the edge
+ * (`distributed-epsilon.ts`).
  */
+import { distributedEpsilonLines } from "./distributed-epsilon.ts";
 
 /**
  * Why the comparison's fixed C is the recipe's C: it was chosen on the validation pool (demo/TUNING.md: the initial C
@@ -31,6 +33,8 @@ export interface ModeRun {
   deviceSecondsPerUpdate: number;
   /** One round in process, averaged over the run's rounds. */
   roundSeconds: number;
+  /** ε against the edge (null: no bound; absent: not stated), see `distributed-epsilon.ts`. */
+  epsilonAgainstEdge?: number | null;
 }
 
 /** What the report states about the comparison. */
@@ -106,7 +110,16 @@ export function modeComparisonMarkdown(c: ModeComparison): string[] {
   const line = (r: ModeRow, what: string) =>
     `| ${r.privacy} | ${r.noiseMultiplier.toFixed(3)} | ${r.epsilon.toFixed(3)} (${what}) | ${pct(r.accuracy)} | ` +
     `${Math.round(r.bytesPerUpdate)} | ${(r.deviceSeconds * 1000).toFixed(1)} ms | ${r.roundSeconds.toFixed(2)} s |`;
-  L.push(line(central, "RDP, sampled Gaussian"), line(distributed, "RDP, KLS21 distributed discrete Gaussian"));
+  L.push(
+    line(central, "RDP, sampled Gaussian"),
+    line(distributed, "RDP, distributed discrete Gaussian, add/remove (KLS21, Zhu & Wang)"),
+  );
+  const edges = c.runs.filter((r) => r.privacy === "distributed").map((r) => r.epsilonAgainstEdge);
+  if (edges.length > 0 && edges.every((x) => x !== undefined)) {
+    // the worst seed, as for ε; null (no bound) wins
+    const edge = edges.some((x) => x === null) ? null : Math.max(...(edges as number[]));
+    L.push("", ...distributedEpsilonLines({ epsilon: distributed.epsilon, epsilonAgainstEdge: edge, delta: c.delta }));
+  }
   L.push(
     "",
     `Distributed against central: accuracy ${((distributed.accuracy - central.accuracy) * 100).toFixed(2)} points, ` +

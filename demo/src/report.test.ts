@@ -234,6 +234,8 @@ describe("the report's central-vs-distributed section", () => {
     const at = md.indexOf("## Central vs distributed DP at ε = 1");
     expect(at).toBeGreaterThan(0);
     expect(at).toBeLessThan(md.indexOf("## The served run, per round"));
-    expect(md).toContain("| distributed | 5.100 | 0.990 (RDP, KLS21 distributed discrete Gaussian) | 93.00% | 32768 |");
+    expect(md).toContain(
+      "| distributed | 5.100 | 0.990 (RDP, distributed discrete Gaussian, add/remove (KLS21, Zhu & Wang)) | 93.00% | 32768 |",
+    );
   });
 });

@@ -212,7 +212,7 @@ export function distributedShares(expectedClients: number): { bits: number; minC
  * A population config for `recipe` at target ε (`null`: non-private, privacy mode none) and its noise multiplier.
  * `privacy` picks the DP mechanism: central (the Gaussian on the clipped sum, z from the recipe's accountant) or
  * distributed (the distributed discrete Gaussian under secure aggregation, Kairouz, Liu & Steinke 2021, arXiv
- * 2102.06387: z solved for KLS21's RDP charge of its ⌈0.8·q·N⌉ counted shares, which needs the update length and a
+ * 2102.06387: z solved for the add/remove RDP charge of its ⌈0.8·q·N⌉ − 1 counted shares, which needs the update length and a
  * fixed clip norm; adaptive clipping needs clip bits that secure aggregation never shows, so it is refused).
  */
 export function populationConfig(o: {

@@ -23,6 +23,8 @@ export * from "./audit/gaussian-pair-epsilon.ts";
 export * from "./audit/one-shot-estimate.ts";
 export * from "./audit/canary.ts";
 export * from "./samplers/chacha20.ts";
+export * from "./accountant/analysis/gaussian-renyi.ts";
+export * from "./accountant/analysis/poisson-subsampled-rdp.ts";
 export * from "./accountant/analysis/distributed-discrete-gaussian.ts";
 export * from "./distributed/rotation.ts";
 export * from "./distributed/rounding.ts";

@@ -19,12 +19,20 @@
  * - `distributed`: secure aggregation of devices' rounded updates, each carrying a discrete Gaussian noise share
  *   (Kairouz, Liu, Steinke 2021, arXiv 2102.06387). The round carries its {@link DistributedNoiseShares} (dimension,
  *   the honest shares of other devices the sum is guaranteed to hold, each share's variance, the rounded sensitivity
- *   bound) and is charged KLS21's RDP bound for that sum (Thm. 1's τ, Prop. 14), Poisson-subsampled with rate q by
- *   Zhu & Wang's general bound (`accountant/analysis/distributed-discrete-gaussian.ts`); neighbouring rounds differ
- *   in one reporting device's vector, with the counted shares present in both and the device's own share not counted
- *   (docs/PRIVACY.md, "Which neighbour", which also says what this relation leaves open).
+ *   bound) and is charged for add/remove neighbours: the device present (its update and its own share on top of the
+ *   g counted ones) against absent (g shares), the exact Rényi divergence of those discrete Gaussians with KLS21's
+ *   closeness τ, Poisson-subsampled with rate q by Zhu & Wang's general bound
+ *   (`accountant/analysis/distributed-discrete-gaussian.ts`; docs/PRIVACY.md, "Which neighbour").
  *   Only the RDP accountant has this analysis; a PLD ledger refuses such rounds.
- * All rounds compose into one device-level (ε, δ), whatever the mix of modes.
+ * All rounds compose into one device-level (ε, δ), whatever the mix of modes: against everyone who sees only the
+ * released models.
+ *
+ * **Against the edge** ({@link PrivacyLedger.spentAgainstEdge}): the edge flips the coins and sees who takes part, so
+ * no subsampling amplifies against it. A distributed round is then charged at q = 1 for zero-out neighbours (the
+ * device takes part either way, its update replaced by 0: its own share is in both sums, g + 1 shares, mean shift
+ * only; Kairouz, McMahan, Song, Thakkar, Thakurta, Xu 2021, arXiv 2103.00039); a local round as above (already
+ * q = 1); a central round gives no bound (the edge stores the clipped update). Composed over every round: the worst
+ * device, in every round.
  *
  * Cost: the ledger keeps one live accountant with the history's composition cached (RDP: the summed curve; PLD: the
  * composed distributions), so {@link PrivacyLedger.open} composes only the new round: its cost does not grow with
@@ -176,6 +184,8 @@ export class PrivacyLedger {
   private readonly ids = new Set<string>();
   /** The live accountant holding every recorded round (its caches make a charge incremental). */
   private readonly acc: Accountant;
+  /** The rounds' composition against the edge, built on first use (see {@link spentAgainstEdge}). */
+  private edge: { acc: Accountant; unbounded: boolean } | null = null;
 
   constructor(options: PrivacyLedgerOptions) {
     const population = options?.population;
@@ -229,10 +239,45 @@ export class PrivacyLedger {
     return { noiseMultiplier: round.noiseMultiplier, sampleRate: round.sampleRate };
   }
 
-  /** ε spent so far at δ. */
+  /**
+   * The accountant step a round stands for against the edge (module header): distributed rounds at q = 1 for zero-out
+   * neighbours, local rounds as {@link stepOf}; null for a central round (no bound against the edge).
+   */
+  static edgeStepOf(round: Pick<LedgerRound, "sampleRate" | "noiseMultiplier" | "mode" | "distributed">): {
+    noiseMultiplier: number;
+    sampleRate: number;
+    distributed?: DistributedNoiseShares;
+  } | null {
+    if (round.mode === "central") return null;
+    const step = PrivacyLedger.stepOf(round);
+    if (!step.distributed) return step;
+    return { ...step, sampleRate: 1, distributed: { ...step.distributed, adjacency: "zero-out" } };
+  }
+
+  /** ε spent so far at δ (against whoever sees only the released models). */
   spent(delta: number): number {
     validateDelta(delta);
     return this.acc.getEpsilon(delta);
+  }
+
+  /**
+   * ε at δ against the edge (module header): every recorded round composed without amplification by sampling,
+   * distributed rounds for zero-out neighbours; +∞ once a central round is recorded. The RDP accountant (distributed
+   * rounds need it; local-only ledgers on PLD use theirs).
+   */
+  spentAgainstEdge(delta: number): number {
+    validateDelta(delta);
+    if (!this.edge) {
+      let unbounded = false;
+      const acc = createAccountant(this.accountant, this.accountantOptions as never);
+      for (const r of this.list) {
+        const step = PrivacyLedger.edgeStepOf(r);
+        if (step) acc.step(step);
+        else unbounded = true;
+      }
+      this.edge = { acc, unbounded };
+    }
+    return this.edge.unbounded ? Number.POSITIVE_INFINITY : this.edge.acc.getEpsilon(delta);
   }
 
   /** ε that would be spent at δ after also opening `nextRound` (composes only that round onto the cached history). */
@@ -264,6 +309,7 @@ export class PrivacyLedger {
 
   private push(r: LedgerRound): void {
     this.acc.step(PrivacyLedger.stepOf(r));
+    this.edge = null;
     this.list.push(copyRound(r));
     this.ids.add(r.roundId);
   }

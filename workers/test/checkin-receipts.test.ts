@@ -16,9 +16,13 @@ import {
 } from "@fedge/protocol";
 import {
   PrivacyLedger,
+  RdpAccountant,
   distributedNoiseOf,
+  distributedRdp,
   distributedSharesOf,
+  getPrivacySpent,
   planDistributedDiscreteGaussian,
+  poissonSubsampledRdp,
 } from "@fedge/privacy";
 import {
   ADMIN,
@@ -260,6 +264,74 @@ describe("GET /v1/devices/:id/privacy in distributed rounds", () => {
     expect(entry.epsilon).toBe(counting(3));
     expect(counting(4)).toBeLessThan(entry.epsilon!);
     expect(counting(6)).toBeLessThan(counting(4));
+  });
+
+  it("states the ε against the edge beside the population's: no amplification, zero-out, none after a central round", async () => {
+    const model = uniqueModel("ddpedge");
+    const { key } = await createApiKey();
+    const a = await registerDevice(key);
+    const b = await registerDevice(key);
+    const receiptsA: CheckinReceipt[] = [];
+    const receiptsB: CheckinReceipt[] = [];
+    const mechanism = { noise_multiplier: 1.5, clip_rule: "fixed" as const, distributed: noise };
+    const d1 = await openRound(model, { privacy_mode: "distributed", sampling_rate: 0.5, mechanism });
+    receiptsA.push((await checkin(a, model)).receipt!);
+    await adminPost(`/v1/admin/rounds/${d1.round_id}/close`);
+    const d2 = await openRound(model, { privacy_mode: "distributed", sampling_rate: 0.5, mechanism });
+    receiptsA.push((await checkin(a, model)).receipt!);
+    receiptsB.push((await checkin(b, model)).receipt!);
+    await adminPost(`/v1/admin/rounds/${d2.round_id}/close`);
+
+    const ledgerOf = (receipts: CheckinReceipt[]) => {
+      const ledger = new PrivacyLedger({ population: model, accountant: "rdp" });
+      for (const r of receipts) {
+        ledger.record({
+          roundId: r.round_id,
+          sampleRate: r.sampling_rate,
+          noiseMultiplier: r.noise_multiplier,
+          mode: r.privacy_mode,
+          openedAt: r.checked_in_at,
+          distributed: distributedSharesOf(r.distributed_noise!),
+        });
+      }
+      return ledger;
+    };
+    const population = await (
+      await call(`/v1/populations/${model}/privacy`)
+    ).json<{ epsilon_spent: number; epsilon_against_edge: number | null }>();
+    const entryA = (await (await readPrivacy(a)).json<DevicePrivacyRecord>()).populations[0]!;
+    const entryB = (await (await readPrivacy(b)).json<DevicePrivacyRecord>()).populations[0]!;
+    // the device in every round: its receipts, the edge's record of it and the population's account agree
+    expect(entryA.epsilon_against_edge).toBe(ledgerOf(receiptsA).spentAgainstEdge(1e-5));
+    expect(population.epsilon_against_edge).toBe(entryA.epsilon_against_edge);
+    expect(entryB.epsilon_against_edge).toBe(ledgerOf(receiptsB).spentAgainstEdge(1e-5));
+    expect(entryB.epsilon_against_edge!).toBeLessThan(entryA.epsilon_against_edge!);
+    // it is the zero-out bound of the 3 honest shares and the device's own (4), at q = 1 for each round
+    const orders = new RdpAccountant().orders;
+    const zeroOut = orders.map((alpha) => 2 * distributedRdp({ ...plan.noiseShares, clients: 4 }, alpha));
+    expect(entryA.epsilon_against_edge).toBeCloseTo(getPrivacySpent(orders, zeroOut, 1e-5).epsilon, 10);
+    // and the population's charge is add/remove: above what the mean shift of 3 shares alone would give
+    const meanShift = poissonSubsampledRdp(0.5, orders, (alpha) => distributedRdp(plan.noiseShares, alpha));
+    expect(population.epsilon_spent).toBe(ledgerOf(receiptsA).spent(1e-5));
+    expect(population.epsilon_spent).toBeGreaterThan(
+      getPrivacySpent(
+        orders,
+        meanShift.map((v) => 2 * v),
+        1e-5,
+      ).epsilon,
+    );
+
+    // a central round: the edge stores the clipped update, so no ε bounds what it learnt (null), for both
+    await openRound(model, { sampling_rate: 0.3 });
+    await checkin(a, model);
+    const after = await (
+      await call(`/v1/populations/${model}/privacy`)
+    ).json<{ epsilon_against_edge: number | null }>();
+    expect(after.epsilon_against_edge).toBeNull();
+    expect((await (await readPrivacy(a)).json<DevicePrivacyRecord>()).populations[0]!.epsilon_against_edge).toBeNull();
+    expect((await (await readPrivacy(b)).json<DevicePrivacyRecord>()).populations[0]!.epsilon_against_edge).toBe(
+      entryB.epsilon_against_edge,
+    );
   });
 
   it("refuses a distributed round whose threshold leaves no honest share besides the device's own (400, nothing charged)", async () => {

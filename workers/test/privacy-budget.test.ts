@@ -124,6 +124,7 @@ describe("setting a population's budget", () => {
       budget: { epsilon: 4, delta: 1e-5 },
       epsilon_spent: 0,
       epsilon_remaining: 4,
+      epsilon_against_edge: 0,
       delta: 1e-5,
       rounds: [],
     });
@@ -460,7 +461,16 @@ describe("GET /v1/populations/:name/privacy", () => {
     await uploadOk(round.round_id, await makeUpdate(await taskFor(d, model), d));
     const status = await privacy(model);
     expect(Object.keys(status).sort()).toEqual(
-      ["accountant", "budget", "delta", "epsilon_remaining", "epsilon_spent", "model", "rounds"].sort(),
+      [
+        "accountant",
+        "budget",
+        "delta",
+        "epsilon_against_edge",
+        "epsilon_remaining",
+        "epsilon_spent",
+        "model",
+        "rounds",
+      ].sort(),
     );
     expect(Object.keys(status.rounds[0]!).sort()).toEqual(
       [

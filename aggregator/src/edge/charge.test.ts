@@ -45,6 +45,7 @@ function edgeLedger(rounds: RoundCharge[], budget: { epsilon: number; delta: num
     budget,
     epsilon_spent: null,
     epsilon_remaining: null,
+    epsilon_against_edge: null,
     delta: budget?.delta ?? null,
     rounds: rounds.map((r, i) => ({
       ...r,

@@ -99,6 +99,7 @@ class FakeEdge {
         budget: null,
         epsilon_spent: null,
         epsilon_remaining: null,
+        epsilon_against_edge: null,
         delta: null,
         rounds: [],
       });

@@ -51,7 +51,8 @@ describe("distributed mode in the simulator", () => {
     const central = new RdpAccountant();
     central.step({ noiseMultiplier: zCentral, sampleRate: common.samplingRate }, ROUNDS);
     const target = central.getEpsilon(DELTA);
-    // the smallest z whose distributed rounds spend no more than central's ε (KLS21's charge, 32 of 40 shares counted)
+    // the smallest z whose distributed rounds spend no more than central's ε (the add/remove charge: 31 shares of
+    // other devices against 32 with the device's own, in d' = 8,192 coordinates)
     const solved = getDistributedNoiseMultiplier({
       targetEpsilon: target,
       targetDelta: DELTA,
@@ -60,6 +61,8 @@ describe("distributed mode in the simulator", () => {
       plan: { bits: 20, length: 7850, clipNorm: 5, expectedClients: 40, minClients: 32, maxClients: 80 },
     });
     expect(solved.noiseMultiplier).toBeGreaterThan(zCentral); // the discrete, distributed charge costs more noise
+    // the variance term of the device's share leaving is charged: the mean shift alone was met at z = 0.297
+    expect(solved.noiseMultiplier).toBeGreaterThan(0.34);
     const budget = { epsilon: target * 1.0001, delta: DELTA };
     const c = await run({ mode: "central", noiseMultiplier: zCentral, budget }, 11);
     const d = await run(
@@ -84,8 +87,9 @@ describe("distributed mode in the simulator", () => {
     const accC = c.summary.finalAccuracy!;
     const accD = d.summary.finalAccuracy!;
     expect(accC).toBeGreaterThan(0.5);
-    // measured: central 0.684, distributed 0.663 (z 0.25 vs 0.297 at ε = 50.3, δ = 1e-5; 80 clients, q = 0.5, 3 rounds)
-    expect(Math.abs(accD - accC)).toBeLessThan(0.03);
+    // measured: central 0.684, distributed 0.625 (z 0.25 vs 0.359 at ε = 50.3, δ = 1e-5; 80 clients, q = 0.5, 3
+    // rounds); 0.663 at z = 0.297 while the charge left out the variance term (docs/PRIVACY.md, "Which neighbour")
+    expect(Math.abs(accD - accC)).toBeLessThan(0.07);
   }, 300_000);
 
   it("a colluding fraction is charged: the honest shares alone, the others' share variance scaled up", async () => {

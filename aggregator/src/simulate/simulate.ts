@@ -167,6 +167,11 @@ export interface SimSummary {
   finalDistance?: number;
   epsilon: number | null;
   delta: number | null;
+  /**
+   * A DP population's ε at δ against the edge, which sees who takes part (`RoundEngine.privacySpentAgainstEdge`);
+   * null when a central round gives no bound against it. Absent without DP.
+   */
+  epsilonAgainstEdge?: number | null;
   stoppedBy?: string;
   backend: string;
 }
@@ -426,6 +431,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
   }
   const seconds = (performance.now() - t0) / 1000;
   const spent = engine.privacySpent();
+  const againstEdge = engine.privacySpentAgainstEdge();
   return {
     mode: o.mode,
     clients: o.clients,
@@ -443,6 +449,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
     ...(last?.distance !== undefined ? { finalDistance: last.distance } : {}),
     epsilon: spent?.epsilon ?? null,
     delta: spent?.delta ?? null,
+    ...(againstEdge !== null ? { epsilonAgainstEdge: Number.isFinite(againstEdge) ? againstEdge : null } : {}),
     ...(stoppedBy ? { stoppedBy } : {}),
     backend: backend.kind,
   };

@@ -20,8 +20,10 @@ export interface StepParams {
   /** q, the Poisson sampling probability, in (0, 1]. */
   sampleRate: number;
   /**
-   * A distributed-mode step: the RDP is KLS21's bound for the sum of these discrete Gaussian shares
-   * (`analysis/distributed-discrete-gaussian.ts`), subsampled by Zhu & Wang's general bound. RDP accountant only.
+   * A distributed-mode step: the RDP of the sum of these discrete Gaussian shares for add/remove neighbours (the
+   * device's share leaves with it; KLS21's closeness and the exact lattice-Gaussian divergence,
+   * `analysis/distributed-discrete-gaussian.ts`), subsampled by Zhu & Wang's general bound; with
+   * `adjacency: "zero-out"`, KLS21's bound for a zero update at q = 1. RDP accountant only.
    */
   distributed?: DistributedNoiseShares | undefined;
 }
@@ -69,6 +71,7 @@ export const DistributedNoiseSharesSchema = z.strictObject({
   clients: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   localVariance: z.number().min(0.25).finite(),
   sensitivityBound: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  adjacency: z.enum(["add-remove", "zero-out"]).optional(),
 });
 
 export const HistoryEntrySchema = z.object({
@@ -100,6 +103,11 @@ export function validateStep(p: StepParams, steps = 1): void {
     if (!parsed.success) {
       throw new InvalidPrivacyParameterError(`invalid distributed noise shares: ${z.prettifyError(parsed.error)}`);
     }
+    if (parsed.data.adjacency === "zero-out" && q !== 1) {
+      throw new InvalidPrivacyParameterError(
+        `a zero-out distributed step is charged without subsampling (sampleRate 1), got sampleRate ${q}`,
+      );
+    }
     try {
       distributedRdp(parsed.data, 2);
     } catch (e) {
@@ -118,7 +126,8 @@ export function sameStep(a: StepParams, b: StepParams): boolean {
     x.dimension === y.dimension &&
     x.clients === y.clients &&
     x.localVariance === y.localVariance &&
-    x.sensitivityBound === y.sensitivityBound
+    x.sensitivityBound === y.sensitivityBound &&
+    (x.adjacency ?? "add-remove") === (y.adjacency ?? "add-remove")
   );
 }
 

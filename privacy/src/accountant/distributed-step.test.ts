@@ -1,12 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { InvalidPrivacyParameterError } from "./accountant.ts";
-import { distributedSubsampledRdp } from "./analysis/distributed-discrete-gaussian.ts";
+import { distributedRdp, distributedSubsampledRdp } from "./analysis/distributed-discrete-gaussian.ts";
+import { poissonSubsampledRdp } from "./analysis/poisson-subsampled-rdp.ts";
 import { getPrivacySpent } from "./analysis/rdp.ts";
 import { PldAccountant } from "./pld.ts";
 import { RdpAccountant } from "./rdp.ts";
 import { PrivacyLedger, distributedSharesOf, type LedgerRound } from "../ledger.ts";
 import { distributedNoiseOf, planDistributedDiscreteGaussian } from "../distributed/plan.ts";
-import { distributedEpsilon, getDistributedNoiseMultiplier } from "../distributed/noise-multiplier.ts";
+import {
+  distributedEpsilon,
+  distributedEpsilonFloor,
+  getDistributedNoiseMultiplier,
+} from "../distributed/noise-multiplier.ts";
 
 const plan = planDistributedDiscreteGaussian({
   bits: 16,
@@ -34,8 +39,9 @@ describe("distributed steps in the accountant and the ledger", () => {
     const distributed = new RdpAccountant();
     distributed.step({ noiseMultiplier: 1.1, sampleRate: 0.02, distributed: plan.noiseShares }, 200);
     expect(distributed.getEpsilon(1e-5)).toBeGreaterThan(central.getEpsilon(1e-5));
-    // With every expected share counted and q = 1 (no subsampling), τ ≈ 0 here: the Gaussian's ε up to the rounding.
-    const all = { ...plan.noiseShares, clients: 100 };
+    // Zero-out with every expected share present and q = 1 (no subsampling), τ ≈ 0 here: the Gaussian's ε up to the
+    // rounding (the device's own share and 99 others).
+    const all = { ...plan.noiseShares, clients: 99, adjacency: "zero-out" as const };
     const full = new RdpAccountant();
     full.step({ noiseMultiplier: 1.1, sampleRate: 1, distributed: all }, 10);
     const gauss = new RdpAccountant();
@@ -122,27 +128,56 @@ describe("distributed steps in the accountant and the ledger", () => {
     // n_expected = 200, n_min = ⌈0.8·200⌉ = 160, n_max = 400, d' = 8,192 (demo/src/setting.ts, docs/PRIVACY.md)
     const demo = { bits: 20, length: 5000, clipNorm: 0.1, expectedClients: 200, minClients: 160, maxClients: 400 };
     const at = planDistributedDiscreteGaussian({ ...demo, noiseMultiplier: 5.12 });
-    const before = new RdpAccountant();
-    before.step({ noiseMultiplier: 5.12, sampleRate: 0.2, distributed: { ...at.noiseShares, clients: 160 } }, 10);
-    const after = distributedEpsilon(at, 0.2, 10, 1e-5);
     expect(at.noiseShares.clients).toBe(159);
-    expect(before.getEpsilon(1e-5)).toBeCloseTo(0.9991, 4);
-    expect(after).toBeCloseTo(1.0029, 4);
-    // the z that meets ε = 1 moves from the 5.12 the demo reported to 5.13
-    const z = getDistributedNoiseMultiplier({
-      targetEpsilon: 1,
-      targetDelta: 1e-5,
-      sampleRate: 0.2,
-      steps: 10,
-      plan: demo,
+    // before: the mean shift of 159 shares only (what the ledger charged until the variance term was added)
+    const orders = new RdpAccountant().orders;
+    const meanShiftOnly = poissonSubsampledRdp(0.2, orders, (a) => distributedRdp(at.noiseShares, a));
+    const before = getPrivacySpent(
+      orders,
+      meanShiftOnly.map((v) => 10 * v),
+      1e-5,
+    ).epsilon;
+    const after = distributedEpsilon(at, 0.2, 10, 1e-5);
+    expect(before).toBeCloseTo(1.0029, 4);
+    expect(after).toBeCloseTo(2.5187, 4);
+    // the device's share leaving the sum costs more than the mean shift at this d' and g: the floor alone is 2.16
+    expect(distributedEpsilonFloor(8192, 159, 0.2, 10, 1e-5)).toBeCloseTo(2.1573, 4);
+    // against the edge (q = 1, zero-out, the device's own share in both sums): 3.11
+    const edge = new RdpAccountant();
+    edge.step({ noiseMultiplier: 5.12, sampleRate: 1, distributed: { ...at.noiseShares, adjacency: "zero-out" } }, 10);
+    expect(edge.getEpsilon(1e-5)).toBeCloseTo(3.1053, 4);
+    // so no z meets ε = 1 here: the error says which of n_min or d' must change, and by how much
+    const query = { targetEpsilon: 1, targetDelta: 1e-5, sampleRate: 0.2, steps: 10, plan: demo };
+    expect(() => getDistributedNoiseMultiplier(query)).toThrow(InvalidPrivacyParameterError);
+    expect(() => getDistributedNoiseMultiplier(query)).toThrow(
+      /alone costs ε=2\.157 whatever z; raise minClients \(n_min\) from 160 to at least 297 .*or shrink the update to d' <= 2048/,
+    );
+    // the remedies are right: n_min = 297 and d' = 2,048 each bring the floor under 1, one share or one halving less does not
+    expect(distributedEpsilonFloor(8192, 296, 0.2, 10, 1e-5)).toBeLessThanOrEqual(1);
+    expect(distributedEpsilonFloor(8192, 295, 0.2, 10, 1e-5)).toBeGreaterThan(1);
+    expect(distributedEpsilonFloor(2048, 159, 0.2, 10, 1e-5)).toBeLessThanOrEqual(1);
+    expect(distributedEpsilonFloor(4096, 159, 0.2, 10, 1e-5)).toBeGreaterThan(1);
+    // with 400 expected and 320 released inputs a z exists, and its ε is the accountant's
+    const bigger = getDistributedNoiseMultiplier({
+      ...query,
+      plan: { ...demo, expectedClients: 400, minClients: 320, maxClients: 800 },
     });
-    expect(z.noiseMultiplier).toBeCloseTo(5.133, 3);
-    expect(z.epsilon).toBeLessThanOrEqual(1);
+    expect(bigger.epsilon).toBeLessThanOrEqual(1);
+    expect(distributedEpsilon(bigger.plan, 0.2, 10, 1e-5)).toBe(bigger.epsilon);
+    expect(
+      distributedEpsilon(
+        planDistributedDiscreteGaussian({ ...bigger.plan, noiseMultiplier: bigger.noiseMultiplier - 0.02 }),
+        0.2,
+        10,
+        1e-5,
+      ),
+    ).toBeGreaterThan(1);
   });
 
   it("a colluding fraction f raises the z (and each share) that meets the same ε: the honest shares alone meet it", () => {
-    const demo = { bits: 20, length: 5000, clipNorm: 0.1, expectedClients: 200, minClients: 160, maxClients: 400 };
-    const query = { targetEpsilon: 1, targetDelta: 1e-5, sampleRate: 0.2, steps: 10 };
+    // a 1,000-parameter model (d' = 1,024) at ε = 2: at d' = 8,192 the variance term alone exceeds it (above)
+    const demo = { bits: 20, length: 1000, clipNorm: 0.1, expectedClients: 200, minClients: 160, maxClients: 400 };
+    const query = { targetEpsilon: 2, targetDelta: 1e-5, sampleRate: 0.2, steps: 10 };
     const honest = getDistributedNoiseMultiplier({ ...query, plan: demo });
     const colluding = getDistributedNoiseMultiplier({ ...query, plan: { ...demo, corruptFraction: 0.2 } });
     expect(colluding.plan.guaranteedShares).toBe(160 - 1 - 80);
@@ -156,6 +191,37 @@ describe("distributed steps in the accountant and the ledger", () => {
       10,
     );
     expect(acc.getEpsilon(1e-5)).toBe(colluding.epsilon);
-    expect(colluding.epsilon).toBeLessThanOrEqual(1);
+    expect(colluding.epsilon).toBeLessThanOrEqual(2);
+  });
+
+  it("against the edge: no amplification, zero-out with the device's own share (g + 1), and no bound after a central round", () => {
+    const round = (roundId: string, mode: LedgerRound["mode"] = "distributed"): LedgerRound => ({
+      roundId,
+      sampleRate: 0.2,
+      noiseMultiplier: 1.1,
+      mode,
+      openedAt: "2026-12-07T05:00:00Z",
+      ...(mode === "distributed" ? { distributed: plan.noiseShares } : {}),
+    });
+    const ledger = new PrivacyLedger({ population: "mnist" });
+    for (const id of ["d1", "d2", "d3"]) ledger.record(round(id));
+    // the same three rounds at q = 1, each the RDP of g + 1 = 80 shares shifted by √B (KLS21 Prop. 14)
+    const orders = new RdpAccountant().orders;
+    const curve = orders.map((a) => 3 * distributedRdp({ ...plan.noiseShares, clients: 80 }, a));
+    expect(ledger.spentAgainstEdge(1e-5)).toBeCloseTo(getPrivacySpent(orders, curve, 1e-5).epsilon, 10);
+    expect(ledger.spentAgainstEdge(1e-5)).toBeGreaterThan(ledger.spent(1e-5)); // q = 0.02 amplifies the other ε only
+    ledger.record(round("l1", "local"));
+    const local = new RdpAccountant();
+    local.step({ noiseMultiplier: 1.1, sampleRate: 1, distributed: { ...plan.noiseShares, adjacency: "zero-out" } }, 3);
+    local.step({ noiseMultiplier: 0.55, sampleRate: 1 });
+    expect(ledger.spentAgainstEdge(1e-5)).toBeCloseTo(local.getEpsilon(1e-5), 10);
+    ledger.record(round("c1", "central")); // the edge stores the clipped update of a central round
+    expect(ledger.spentAgainstEdge(1e-5)).toBe(Number.POSITIVE_INFINITY);
+    expect(Number.isFinite(ledger.spent(1e-5))).toBe(true);
+    expect(PrivacyLedger.edgeStepOf(round("x"))).toEqual({
+      noiseMultiplier: 1.1,
+      sampleRate: 1,
+      distributed: { ...plan.noiseShares, adjacency: "zero-out" },
+    });
   });
 });

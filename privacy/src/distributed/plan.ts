@@ -18,11 +18,10 @@
  * The noise and what the charge counts (docs/PRIVACY.md, "Which neighbour"): a released sum holds at least n_min
  * inputs (secure aggregation aborts below, the round stays charged), each with one noise share. Of those, at most
  * c = ⌊f·n_max⌋ come from devices that collude with the server (f = `corruptFraction`: their shares are known to it,
- * so they protect no one), and one is the protected device's own share, which is not counted: it is the share that
- * leaves with the device in the neighbour with one device fewer, and under zero-out adjacency (the relation the
- * charge states) leaving it out only makes the bound larger, by data processing (adding an independent share is
- * post-processing). So the charge counts g = n_min − 1 − c honest shares of other devices (KLS21 Thm. 1 for a sum
- * of g discrete Gaussians, Prop. 14 for its RDP); a plan with g < 1 is refused. Each device adds N_Z(0, σ_l²) with
+ * so they protect no one), and one is the protected device's own share: it leaves with the device in the neighbour
+ * with one device fewer. So the charge is for g = n_min − 1 − c honest shares of other devices, the device's sum
+ * with its own share (g + 1) against theirs alone (g): add/remove neighbours, whose variance mismatch the accountant
+ * charges too (`accountant/analysis/distributed-discrete-gaussian.ts`); a plan with g < 1 is refused. Each device adds N_Z(0, σ_l²) with
  * σ_l² = (z·C·γ)²/h, h = n_expected − ⌊f·n_expected⌋: the honest devices of a round of the expected size alone sum
  * to σ = z·C (in float units), so `getDistributedNoiseMultiplier` scales the shares up as f grows.
  */

@@ -114,7 +114,8 @@ export type UpdateReceipt = z.infer<typeof UpdateReceipt>;
  * guarantees. A released sum holds at least `noise_shares` inputs; besides the device's own share, at least
  * `guaranteed_shares` = noise_shares − 1 − corrupt_devices shares of honest devices, whose sum has standard deviation
  * `guaranteed_noise_std` = √(guaranteed_shares · share_variance)/scale per coordinate in the update's units
- * (comparable with z·C of central mode). The charge is KLS21's bound for those shares.
+ * (comparable with z·C of central mode). The charge compares the sum with the device (its update and share on top of
+ * those) against those shares alone (add/remove); against the edge, zero-out with the device's share in both.
  */
 export const DeviceDistributedNoise = DistributedNoise.extend({
   guaranteed_shares: z.number().int().positive(),
@@ -158,6 +159,13 @@ export const DevicePrivacyRecord = z
          * null while the population has no budget (no δ).
          */
         epsilon: z.number().nullable(),
+        /**
+         * ε of these rounds for this device at `delta` against the edge, which sees who takes part: no amplification
+         * by sampling, distributed rounds for zero-out neighbours with the device's own share (PrivacyLedger
+         * `spentAgainstEdge`). null without a budget, or when one of them was a central round (the edge saw the
+         * clipped update: no bound).
+         */
+        epsilon_against_edge: z.number().nullable(),
         /** The population budget's δ (null without a budget). */
         delta: z.number().nullable(),
       }),

@@ -105,6 +105,13 @@ export const PopulationPrivacyStatus = z
     epsilon_spent: z.number().nullable(),
     /** ε_max − ε spent, never below 0 (null without a budget). */
     epsilon_remaining: z.number().nullable(),
+    /**
+     * ε at the budget's δ against the edge itself, for a device in every charged round: the edge flips the coins and
+     * sees who takes part, so no sampling amplifies (distributed rounds: zero-out neighbours at q = 1, the device's
+     * own share in both sums). null without a budget, and when a central round let the edge see clipped updates (no
+     * bound against the edge). `epsilon_spent` is the ε against whoever sees only the released models.
+     */
+    epsilon_against_edge: z.number().nullable(),
     delta: z.number().nullable(),
     /** Every charged round, oldest first (abandoned and failed rounds included: they stay charged). */
     rounds: z.array(ChargedRound),

@@ -14,6 +14,7 @@ function status(
     budget,
     epsilon_spent: null,
     epsilon_remaining: null,
+    epsilon_against_edge: null,
     delta: budget?.delta ?? null,
     rounds: Array.from({ length: rounds }, (_, i) => ({
       round_id: `pop_${i + 1}`,

@@ -1,10 +1,15 @@
 import { describe, expect, it } from "vitest";
 import {
+  distributedAddRemoveDirections,
+  distributedAddRemoveFloor,
+  distributedAddRemoveRdp,
   distributedL1Bound,
   distributedRdp,
+  distributedStepRdp,
   distributedSubsampledRdp,
   distributedTau,
 } from "./distributed-discrete-gaussian.ts";
+import { isotropicGaussianRenyi } from "./gaussian-renyi.ts";
 import { rdpOfStep } from "./rdp.ts";
 
 function logSumExp(xs: number[]): number {
@@ -126,21 +131,85 @@ describe("the distributed discrete Gaussian's RDP (KLS21 Thm. 1 + Prop. 14)", ()
     expect(distributedL1Bound(4096, 9)).toBe(9);
   });
 
-  it("the subsampled bound is sound against the exact sampled Gaussian (above it) and below the unsampled RDP", () => {
+  it("the add/remove charge bounds the exact divergence of the strict pair, both ways, where the mean shift alone fails", () => {
+    // With the device: Δ + S_(g+1); without it: S_g (its share leaves too). Exact pmfs by convolution.
+    const L = 80;
+    let meanShiftOnlyFails = false;
+    for (const [g, sigma2] of [
+      [2, 1],
+      [3, 1],
+      [5, 2],
+    ] as const) {
+      const withDevice = logPmfOfSum(g + 1, sigma2, L);
+      const without = logPmfOfSum(g, sigma2, L);
+      for (const shift of [0, 1, 2]) {
+        for (const alpha of [1.5, 2, 2.5, g + 0.5]) {
+          const present: number[] = [];
+          const absent: number[] = [];
+          for (let z = -L + shift; z <= L; z++) {
+            const p1 = withDevice[z - shift + L]!;
+            const p0 = without[z + L]!;
+            present.push(alpha * p1 + (1 - alpha) * p0);
+            absent.push(alpha * p0 + (1 - alpha) * p1);
+          }
+          const p = { dimension: 1, clients: g, localVariance: sigma2, sensitivityBound: Math.max(1, shift * shift) };
+          const bound = distributedAddRemoveDirections(p, alpha);
+          expect(bound.present).toBeGreaterThanOrEqual(logSumExp(present) / (alpha - 1));
+          expect(bound.absent).toBeGreaterThanOrEqual(logSumExp(absent) / (alpha - 1));
+          if (logSumExp(present) / (alpha - 1) > distributedRdp({ ...p, clients: g + 1 }, alpha))
+            meanShiftOnlyFails = true;
+        }
+      }
+      // from α = g + 1 on, D_α(with ‖ without) is infinite
+      expect(
+        distributedAddRemoveRdp({ dimension: 1, clients: g, localVariance: sigma2, sensitivityBound: 1 }, g + 1),
+      ).toBe(Number.POSITIVE_INFINITY);
+    }
+    expect(meanShiftOnlyFails).toBe(true);
+  });
+
+  it("the variance term is in the charge: d'·(the variance floor) on top of the mean shift, at the demo's d' and g", () => {
+    const p = { dimension: 8192, clients: 159, localVariance: 8e6, sensitivityBound: 6e7 };
+    for (const alpha of [2, 8, 32]) {
+      const meanOnly =
+        isotropicGaussianRenyi(
+          { dimension: 1, meanDistanceSquared: p.sensitivityBound, variance1: 160 * 8e6, variance2: 159 * 8e6 },
+          alpha,
+        ) -
+        isotropicGaussianRenyi(
+          { dimension: 1, meanDistanceSquared: 0, variance1: 160 * 8e6, variance2: 159 * 8e6 },
+          alpha,
+        );
+      const floor = distributedAddRemoveFloor(8192, 159, alpha);
+      expect(floor).toBeGreaterThan(0.9 * ((alpha * 8192) / (4 * 159 * 159))); // ≈ α·d'/(4g²)
+      expect(distributedAddRemoveRdp(p, alpha)).toBeGreaterThanOrEqual(floor + meanOnly * (1 - 1e-12));
+      // the old zero-out bound for g shares sits far below: dropping the variance term loses most of the charge
+      expect(distributedAddRemoveRdp(p, alpha)).toBeGreaterThan(distributedRdp(p, alpha) + 0.9 * floor);
+    }
+    expect(distributedStepRdp({ ...p, adjacency: "zero-out" }, 4)).toBe(distributedRdp({ ...p, clients: 160 }, 4));
+  });
+
+  it("the subsampled add/remove bound is Zhu & Wang's over the strict curve, infinite from ⌈α⌉ ≥ g + 1", () => {
     const p = { dimension: 1, clients: 1000, localVariance: 1e4, sensitivityBound: 1e6 }; // z = √10, τ = 0
     const z = Math.sqrt(10);
     const orders = [2, 3, 4, 8, 16, 32, 64];
     for (const q of [0.001, 0.01, 0.1, 0.5]) {
       const sampled = distributedSubsampledRdp(q, p, orders);
       orders.forEach((a, k) => {
-        const exactGaussian = rdpOfStep(q, z, a);
-        expect(sampled[k]).toBeGreaterThanOrEqual(exactGaussian * (1 - 1e-9));
-        expect(sampled[k]).toBeLessThanOrEqual(distributedRdp(p, a) * (1 + 1e-12));
+        expect(sampled[k]).toBeGreaterThanOrEqual(rdpOfStep(q, z, a) * (1 - 1e-9));
+        expect(sampled[k]).toBeLessThanOrEqual(distributedAddRemoveRdp(p, a));
       });
-      // Order 2 carries no factor-3 term: Zhu & Wang's bound equals the exact sampled Gaussian there.
-      expect(sampled[0]).toBeCloseTo(rdpOfStep(q, z, 2), 12);
     }
-    expect(Array.from(distributedSubsampledRdp(1, p, orders))).toEqual(orders.map((a) => distributedRdp(p, a)));
+    expect(Array.from(distributedSubsampledRdp(1, p, orders))).toEqual(
+      orders.map((a) => distributedAddRemoveRdp(p, a)),
+    );
+    const few = { ...p, clients: 5 };
+    const curve = distributedSubsampledRdp(0.1, few, [4.5, 5, 5.5, 6]);
+    expect(Number.isFinite(curve[1]!)).toBe(true);
+    // ⌈5.5⌉ = 6 = g + 1: no amplification there, only the unsampled value; at 6 nothing is finite
+    expect(curve[2]).toBe(distributedAddRemoveRdp(few, 5.5));
+    expect(curve[3]).toBe(Number.POSITIVE_INFINITY);
+    expect(() => distributedSubsampledRdp(0.1, { ...p, adjacency: "zero-out" }, orders)).toThrow(/zero-out/);
   });
 
   it("refuses parameters outside the theorem", () => {

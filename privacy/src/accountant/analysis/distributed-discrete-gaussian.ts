@@ -13,28 +13,55 @@
  *                (α/2)·(Δ₂/σ + τ·√d)² }.
  *   τ = 0 (n = 1) is the discrete Gaussian of Canonne, Kamath, Steinke 2020 (arXiv 2004.00010 Thm. 14): α·Δ₂²/(2σ²).
  * - Poisson subsampling with rate q: the general upper bound of Zhu & Wang 2019, "Poisson Subsampled Rényi
- *   Differential Privacy", ICML (PMLR 97; arXiv 1808.00087, Thm. 5 of the proceedings), for any mechanism with RDP
- *   curve ε(·) at integer orders α ≥ 2:
- *     ε_q(α) ≤ 1/(α−1) · log{ (1−q)^{α−1}(αq − q + 1) + C(α,2) q² (1−q)^{α−2} e^{ε(2)}
- *                              + 3 Σ_{ℓ=3}^{α} C(α,ℓ) (1−q)^{α−ℓ} q^ℓ e^{(ℓ−1)ε(ℓ)} },
- *   taken together with ε(α) itself (the smaller holds). The discrete noise is not a Gaussian, so Mironov et al.'s
- *   sampled-Gaussian formula (`rdp.ts`) does not apply to it.
+ *   Differential Privacy", ICML (arXiv 1808.00087), for any mechanism's add/remove RDP curve at integer orders
+ *   (`poisson-subsampled-rdp.ts`), taken together with ε(α) itself. The discrete noise is not a Gaussian, so Mironov
+ *   et al.'s sampled-Gaussian formula (`rdp.ts`) does not apply to it.
  * - Fractional orders: Thm. 1 and Prop. 14 hold for every real α ≥ 1, so the unsampled ε(α) is evaluated as is. Zhu &
  *   Wang's bound needs integer orders; D_α is non-decreasing in α (van Erven & Harremoës 2014, "Rényi Divergence and
  *   Kullback-Leibler Divergence", IEEE Trans. Inf. Theory 60(7), Thm. 3), so the subsampled ε_q(α) ≤ ε_q(⌈α⌉).
+ *
+ * Which neighbours (docs/PRIVACY.md, "Which neighbour"). `clients` = g counts the honest shares of OTHER devices;
+ * the protected device adds one more share s² = σ_l² with its update k (‖k‖₂² ≤ B).
+ * - **Add/remove** (the default, and what Zhu & Wang's amplification needs: their RDP is over datasets that differ
+ *   by one record, both ways). With the device the sum is P₁ = k + (g+1 shares), without it P₀ = (g shares): the
+ *   device's share leaves with it, so the variances differ. {@link distributedAddRemoveRdp} bounds both
+ *   D_α(P₁‖P₀) and D_α(P₀‖P₁) by the exact Rényi divergence of N_Z(k, (g+1)s²) and N_Z(0, g·s²)
+ *   (`gaussian-renyi.ts`: the isotropic Gaussians' closed form plus the lattice's slack), plus the sums' distance to
+ *   those discrete Gaussians: with KLS21 Thm. 1's closeness per coordinate (max-divergence ≤ τ_n each way for n
+ *   shares), ∫p^α q^{1−α} grows by at most e^{ατ_P + (α−1)τ_Q}, i.e. D_α by d·(τ_P·α/(α−1) + τ_Q). The variance
+ *   mismatch adds ≈ α·d/(4g²) whatever the noise scale, and D_α(P₁‖P₀) = ∞ from α ≥ g + 1 (σ_α² ≤ 0).
+ * - **Zero-out** (`adjacency: "zero-out"`; Kairouz, McMahan, Song, Thakkar, Thakurta, Xu 2021, arXiv 2103.00039):
+ *   the device stays and its update is replaced by 0, so both sums hold its share: KLS21 Prop. 14 for g + 1 shares,
+ *   mean shift only ({@link distributedRdp}). It is the charge against a party that sees who takes part (the edge),
+ *   so it is only accepted without subsampling (q = 1).
  */
+
+import { isotropicGaussianRenyi, latticeGaussianRenyiSlack } from "./gaussian-renyi.ts";
+import { poissonSubsampledRdp } from "./poisson-subsampled-rdp.ts";
 
 /** The parameters of one distributed-discrete-Gaussian release, all in integer (grid) units. */
 export interface DistributedNoiseShares {
   /** d, coordinates of the integer vectors (the padded length). */
   dimension: number;
-  /** n ≥ 1, independent noise shares the sum is guaranteed to hold. */
+  /**
+   * g ≥ 1, independent noise shares of other (honest) devices every released sum holds besides the protected
+   * device's own. ({@link distributedRdp}, the bound for a sum of n shares, reads it as n.)
+   */
   clients: number;
   /** σ_l², the variance parameter of each share's discrete Gaussian (≥ 1/4). */
   localVariance: number;
   /** B, the integer bound on one device's ‖k‖₂² after rounding: Δ₂ = √B. */
   sensitivityBound: number;
+  /**
+   * The neighbours the charge bounds (module header): `add-remove` (the device and its share absent from one sum)
+   * or `zero-out` (the device's update replaced by 0, its share in both; only without subsampling).
+   * @default "add-remove"
+   */
+  adjacency?: DistributedAdjacency | undefined;
 }
+
+/** Which neighbouring sums a distributed charge compares (module header). */
+export type DistributedAdjacency = "add-remove" | "zero-out";
 
 function checkShares(p: DistributedNoiseShares): void {
   const { dimension: d, clients: n, localVariance: v, sensitivityBound: b } = p;
@@ -44,6 +71,10 @@ function checkShares(p: DistributedNoiseShares): void {
     throw new RangeError(`localVariance must be finite and >= 1/4 (σ_l >= 1/2, KLS21 Thm. 1), got ${v}`);
   }
   if (!Number.isSafeInteger(b) || b < 1) throw new RangeError(`sensitivityBound must be an integer >= 1, got ${b}`);
+  const a = p.adjacency;
+  if (a !== undefined && a !== "add-remove" && a !== "zero-out") {
+    throw new RangeError(`adjacency must be "add-remove" or "zero-out", got ${String(a)}`);
+  }
 }
 
 /** τ of KLS21 Theorem 1: 10·Σ_{k=1}^{n−1} exp(−2π²σ_l²·k/(k+1)) (0 for one share). */
@@ -82,16 +113,67 @@ export function distributedRdp(p: DistributedNoiseShares, order: number): number
   return Math.min(a, b, c);
 }
 
-/** log C(α, ℓ) for integers 0 ≤ ℓ ≤ α (a running sum; exact enough for α ≤ 10⁴). */
-function logBinomials(alpha: number): Float64Array {
-  const out = new Float64Array(alpha + 1);
-  for (let l = 1; l <= alpha; l++) out[l] = out[l - 1]! + Math.log((alpha - l + 1) / l);
-  return out;
+/** The two directions of the add/remove pair at order α (module header): D_α(P₁‖P₀) (device present against
+ * absent) and D_α(P₀‖P₁), each the exact lattice-Gaussian bound plus KLS21's τ correction; +∞ where infinite. */
+export function distributedAddRemoveDirections(
+  p: DistributedNoiseShares,
+  order: number,
+): { present: number; absent: number } {
+  checkShares(p);
+  if (!(order > 1)) throw new RangeError(`RDP order must be > 1, got ${order}`);
+  const g = p.clients;
+  const s2 = p.localVariance;
+  const tauWith = distributedTau(g + 1, s2);
+  const tauWithout = distributedTau(g, s2);
+  const d = p.dimension;
+  const direction = (variance1: number, variance2: number, tau1: number, tau2: number): number => {
+    const pair = { dimension: d, meanDistanceSquared: p.sensitivityBound, variance1, variance2 };
+    const exact = isotropicGaussianRenyi(pair, order);
+    if (exact === Number.POSITIVE_INFINITY) return exact;
+    return exact + latticeGaussianRenyiSlack(pair, order) + d * ((tau1 * order) / (order - 1) + tau2);
+  };
+  return {
+    present: direction((g + 1) * s2, g * s2, tauWith, tauWithout),
+    absent: direction(g * s2, (g + 1) * s2, tauWithout, tauWith),
+  };
+}
+
+/**
+ * The unsampled RDP ε(α) of one release for add/remove neighbours: the larger direction of
+ * {@link distributedAddRemoveDirections}; +∞ from α ≥ g + 1.
+ */
+export function distributedAddRemoveRdp(p: DistributedNoiseShares, order: number): number {
+  const { present, absent } = distributedAddRemoveDirections(p, order);
+  return Math.max(present, absent);
+}
+
+/**
+ * The part of {@link distributedAddRemoveRdp} no noise scale removes: the divergence of N(0, (g+1)I_d) and
+ * N(0, g·I_d), larger direction (the mean term vanishes as the shares grow; τ and the lattice slack are ≥ 0). Every
+ * add/remove charge of d coordinates and g other shares is at least this, whatever z.
+ */
+export function distributedAddRemoveFloor(dimension: number, clients: number, order: number): number {
+  if (!Number.isSafeInteger(clients) || clients < 1)
+    throw new RangeError(`clients must be an integer >= 1, got ${clients}`);
+  const pair = (variance1: number, variance2: number) =>
+    isotropicGaussianRenyi({ dimension, meanDistanceSquared: 0, variance1, variance2 }, order);
+  return Math.max(pair(clients + 1, clients), pair(clients, clients + 1));
+}
+
+/**
+ * The unsampled RDP ε(α) of one release for the shares' adjacency: {@link distributedAddRemoveRdp}, or under
+ * zero-out {@link distributedRdp} with the device's own share counted (g + 1 shares).
+ */
+export function distributedStepRdp(p: DistributedNoiseShares, order: number): number {
+  if ((p.adjacency ?? "add-remove") === "zero-out") return distributedRdp({ ...p, clients: p.clients + 1 }, order);
+  return distributedAddRemoveRdp(p, order);
 }
 
 /**
  * RDP at each order of ONE Poisson-subsampled release with rate q (Zhu & Wang 2019's general bound, see the module
- * header), never above the unsampled ε(α). Orders are real > 1; with q < 1 the bound is evaluated at ⌈α⌉.
+ * header) for the shares' adjacency ({@link distributedStepRdp}), never above the unsampled ε(α). Orders are real
+ * > 1; with q < 1 the bound is evaluated at ⌈α⌉ and needs ε(ℓ) finite for every ℓ ≤ ⌈α⌉, so under add/remove it is
+ * +∞ from ⌈α⌉ ≥ g + 1 (the accountant then minimises over the orders below). Zero-out steps must have q = 1.
  */
 export function distributedSubsampledRdp(
   q: number,
@@ -100,41 +182,10 @@ export function distributedSubsampledRdp(
 ): Float64Array {
   checkShares(p);
   if (!(q > 0 && q <= 1)) throw new RangeError(`sampleRate must be in (0, 1], got ${q}`);
-  const maxOrder = Math.ceil(Math.max(...orders));
-  if (!(maxOrder >= 2) || !Number.isFinite(maxOrder)) throw new RangeError("orders must be finite and > 1");
-  // ε(ℓ) for ℓ = 2..maxOrder, computed once.
-  const eps = new Float64Array(maxOrder + 1);
-  for (let l = 2; l <= maxOrder; l++) eps[l] = distributedRdp(p, l);
-  const out = new Float64Array(orders.length);
-  const cache = new Map<number, number>();
-  const logQ = Math.log(q);
-  const log1mQ = Math.log1p(-q);
-  for (let k = 0; k < orders.length; k++) {
-    const order = orders[k]!;
-    const unsampled = distributedRdp(p, order);
-    if (q === 1) {
-      out[k] = unsampled;
-      continue;
-    }
-    const alpha = Math.ceil(order);
-    let value = cache.get(alpha);
-    if (value === undefined) {
-      const lb = logBinomials(alpha);
-      const terms: number[] = [
-        (alpha - 1) * log1mQ + Math.log(alpha * q - q + 1),
-        lb[2]! + 2 * logQ + (alpha - 2) * log1mQ + eps[2]!,
-      ];
-      for (let l = 3; l <= alpha; l++) {
-        terms.push(Math.log(3) + lb[l]! + (alpha - l) * log1mQ + l * logQ + (l - 1) * eps[l]!);
-      }
-      let max = Number.NEGATIVE_INFINITY;
-      for (const t of terms) if (t > max) max = t;
-      let sum = 0;
-      for (const t of terms) sum += Math.exp(t - max);
-      value = Math.min(eps[alpha]!, (max + Math.log(sum)) / (alpha - 1));
-      cache.set(alpha, value);
-    }
-    out[k] = Math.min(value, unsampled);
+  if (p.adjacency === "zero-out" && q !== 1) {
+    throw new RangeError(
+      `zero-out adjacency is charged without subsampling (sampleRate 1): amplification needs add/remove, got ${q}`,
+    );
   }
-  return out;
+  return poissonSubsampledRdp(q, orders, (order) => distributedStepRdp(p, order));
 }

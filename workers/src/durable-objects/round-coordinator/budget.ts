@@ -7,7 +7,7 @@
  *
  * Rules:
  * - a DP round (`central`, `local`, `distributed`) is charged (q, z, mode) plus its σ_b and clip rule (and, in mode
- *   `distributed`, the discrete noise its devices add: the ledger charges KLS21's bound for it) when it opens,
+ *   `distributed`, the discrete noise its devices add: the ledger charges it for add/remove neighbours) when it opens,
  *   and refused (409 `budget_exceeded`) when the population has no budget or the ledger's ε after the charge would
  *   pass ε_max at the budget's δ;
  * - a round in mode `none` spends an unbounded ε: refused once the population has a budget, uncharged otherwise;
@@ -181,12 +181,16 @@ export function budgetChangeVerdict(input: {
   return { ok: true };
 }
 
-/** The public account of the population's spend: budget, ε spent and left at δ, and every charged round. */
+/**
+ * The public account of the population's spend: budget, ε spent and left at δ, the ε against the edge itself
+ * (`againstEdge`, +∞ for no bound, answered as null), and every charged round.
+ */
 export function privacyStatus(
   model: string,
   budget: BudgetRow | null,
   charges: readonly ChargeRow[],
   spent: (b: BudgetRow) => number,
+  againstEdge: (b: BudgetRow) => number = (b) => ledgerOf(model, b.accountant, charges).spentAgainstEdge(b.delta),
 ): PopulationPrivacyStatus {
   const rounds: ChargedRound[] = charges.map((c) => ({
     round_id: c.round_id,
@@ -205,6 +209,7 @@ export function privacyStatus(
       budget: null,
       epsilon_spent: null,
       epsilon_remaining: null,
+      epsilon_against_edge: null,
       delta: null,
       rounds,
     };
@@ -216,6 +221,7 @@ export function privacyStatus(
     budget: { epsilon: budget.epsilon, delta: budget.delta },
     epsilon_spent: epsilon,
     epsilon_remaining: Math.max(0, budget.epsilon - epsilon),
+    epsilon_against_edge: finiteOrNull(againstEdge(budget)),
     delta: budget.delta,
     rounds,
   };
@@ -285,6 +291,26 @@ function deviceNoiseOf(noise: DistributedNoise | null): DeviceDistributedNoise |
     guaranteed_shares: guaranteed,
     guaranteed_noise_std: Math.sqrt(guaranteed * noise.share_variance) / noise.scale,
   };
+}
+
+/** A bound for the wire: +∞ (no bound) is answered as null. */
+function finiteOrNull(epsilon: number): number | null {
+  return Number.isFinite(epsilon) ? epsilon : null;
+}
+
+/**
+ * ε at the budget's δ against the edge of exactly the rounds a device checked in for (PrivacyLedger
+ * `spentAgainstEdge`: no amplification by sampling, distributed rounds for zero-out neighbours); null without a
+ * budget or when one of them was central (no bound against the edge).
+ */
+export function deviceEpsilonAgainstEdge(
+  model: string,
+  charges: readonly ChargeRow[],
+  budget: Pick<BudgetRow, "delta"> | null,
+): number | null {
+  if (!budget) return null;
+  if (charges.length === 0) return 0;
+  return finiteOrNull(ledgerOf(model, "rdp", charges).spentAgainstEdge(budget.delta));
 }
 
 /**

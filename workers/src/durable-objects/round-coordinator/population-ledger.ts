@@ -15,6 +15,7 @@ import { ledgerOf, type BudgetRow, type ChargeRow } from "./budget.ts";
 export class PopulationLedger {
   private readonly host: Pick<CoordinatorHost, "sql">;
   private memo: { key: string; epsilon: number } | null = null;
+  private edgeMemo: { key: string; epsilon: number } | null = null;
 
   constructor(host: Pick<CoordinatorHost, "sql">) {
     this.host = host;
@@ -111,6 +112,15 @@ export class PopulationLedger {
     if (this.memo?.key === key) return this.memo.epsilon;
     const epsilon = ledgerOf(model, budget.accountant, charges).spent(budget.delta);
     this.memo = { key, epsilon };
+    return epsilon;
+  }
+
+  /** ε against the edge of `charges` at `budget`'s δ (PrivacyLedger `spentAgainstEdge`; +∞ for no bound; memoised). */
+  spentAgainstEdge(model: string, budget: BudgetRow, charges: readonly ChargeRow[]): number {
+    const key = `${charges.length}|${charges.at(-1)?.round_seq ?? 0}|${budget.delta}|${budget.accountant}`;
+    if (this.edgeMemo?.key === key) return this.edgeMemo.epsilon;
+    const epsilon = ledgerOf(model, budget.accountant, charges).spentAgainstEdge(budget.delta);
+    this.edgeMemo = { key, epsilon };
     return epsilon;
   }
 }

@@ -87,6 +87,7 @@ import {
   checkedInRound,
   checkinReceiptOf,
   deviceEpsilon,
+  deviceEpsilonAgainstEdge,
   privacyStatus,
 } from "./budget.ts";
 import { Checkins, type CheckinRow, type RecordedCheckin } from "./checkins.ts";
@@ -499,7 +500,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     // a population nobody opened a round or set a budget for keeps no storage (the route is public)
     if (!this.hasTables) return privacyStatus(model, null, [], () => 0);
     const charges = this.ledger.charges();
-    return privacyStatus(model, this.ledger.budget(), charges, (b) => this.ledger.spent(model, b, charges));
+    return privacyStatus(
+      model,
+      this.ledger.budget(),
+      charges,
+      (b) => this.ledger.spent(model, b, charges),
+      (b) => this.ledger.spentAgainstEdge(model, b, charges),
+    );
   }
 
   // ── devices ────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -559,10 +566,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * Every charged round `deviceId` checked in for, oldest first, with the device's ε over exactly those rounds at the
    * budget's δ (RDP, as its SDK computes it from the receipts) (`GET /v1/devices/:id/privacy`).
    */
-  async devicePrivacy(
-    deviceId: string,
-  ): Promise<{ rounds: DeviceCheckedInRound[]; epsilon: number | null; delta: number | null }> {
-    if (!this.hasTables) return { rounds: [], epsilon: null, delta: null };
+  async devicePrivacy(deviceId: string): Promise<{
+    rounds: DeviceCheckedInRound[];
+    epsilon: number | null;
+    epsilon_against_edge: number | null;
+    delta: number | null;
+  }> {
+    if (!this.hasTables) return { rounds: [], epsilon: null, epsilon_against_edge: null, delta: null };
     const rounds = this.ledger.chargesOfDevice(deviceId).map((c) => ({ ...c }));
     // Sharded rounds: the device's check-ins are on the shard it had under each round's S (it may have moved since).
     const model = this.modelName();
@@ -578,6 +588,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     return {
       rounds: rounds.map((c) => checkedInRound(c, c.checked_in_at)),
       epsilon: deviceEpsilon(this.modelName()!, rounds, budget),
+      epsilon_against_edge: deviceEpsilonAgainstEdge(this.modelName()!, rounds, budget),
       delta: budget?.delta ?? null,
     };
   }
