@@ -3,7 +3,8 @@
  * The operator's side of a distributed round's SecAgg+ on the edge (`/v1/admin/rounds/:id/secagg`). Every stage closes
  * on its own deadline, fixed when the round opened and stated in the devices' task: the edge's `SecAggRound` closes it
  * then by its alarm (a device silent until then has dropped). The aggregator only waits for that, or closes the stage
- * early once every device still in the round has answered it (the advertise stage: every device the round selected),
+ * early once every device still in the round has answered it (the advertise stage: every device the round selected,
+ * once check-ins are over),
  * naming the stage it closes so that a close racing the deadline never closes the next one. The last close (after
  * unmask) finishes the round; a close below the round's threshold aborts it (409 `round_closed`), and the edge keeps it
  * charged.
@@ -20,6 +21,13 @@ export interface SecureAggregationDriverOptions {
    * overdue stages on every read, so this only guards against a clock or an edge gone wrong), in ms. @default 60000
    */
   graceMs?: number;
+  /**
+   * Devices that will check in to the round, when the operator knows them (a fleet it runs). Which devices advertise
+   * is known only once check-ins are over, so without this the advertise stage always runs to its deadline (the end
+   * of collecting); with it, advertise closes early once this many checked in and every selected one advertised.
+   * @default undefined (advertise closes at its deadline)
+   */
+  expectedCheckIns?: number;
   log?: (line: string) => void;
 }
 
@@ -55,10 +63,15 @@ export async function driveSecureAggregation(
     if (!(STAGES as readonly string[]).includes(stage) || status.deadline === undefined) {
       throw new RangeError(`round ${roundId}: unexpected secure-aggregation status ${JSON.stringify(status)}`);
     }
-    // Devices that may still answer: those that answered the stage before; while advertising, those selected.
-    const expected = status.expected ?? (await admin.roundStatus(roundId)).selected;
+    // Devices that may still answer: those that answered the stage before; while advertising, those selected once
+    // every expected device has checked in (before that, or unknown, advertise runs to its deadline).
+    let expected = status.expected;
+    if (expected === undefined && o.expectedCheckIns !== undefined) {
+      const round = await admin.roundStatus(roundId);
+      if (round.checked_in >= o.expectedCheckIns) expected = round.selected;
+    }
     const answered = status.answered ?? 0;
-    if (answered > 0 && answered >= expected) {
+    if (expected !== undefined && answered > 0 && answered >= expected) {
       o.log?.(`secure aggregation of ${roundId}: all ${answered} devices answered ${stage}, closing it early`);
       try {
         await admin.closeSecureAggregationStage(roundId, stage as Stage);
