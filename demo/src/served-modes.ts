@@ -71,7 +71,7 @@ export async function runServedModes(ctx: ServedModesContext, o: ServedModesOpti
     throw new RangeError("the served comparison needs a fixed clip norm (recipe.clip.adaptive false)");
   const key = await ctx.operator.createApiKey("fedge demo: central vs distributed", 1_000_000);
   const devices = o.shards.map(
-    (s) =>
+    () =>
       new FedgeClient({
         baseUrl: ctx.baseUrl,
         apiKey: key.key,

@@ -178,6 +178,11 @@ describe("secure aggregation through the edge", () => {
     for (const i of masking) for (let j = 0; j < LENGTH; j++) expected[j] = (expected[j]! + inputs[i]![j]!) % 2 ** BITS;
     expect(Array.from(decodeVector(outcome.sum, LENGTH, BITS))).toEqual(Array.from(expected));
     expect((await json<{ stage: string }>(adminGet(`/v1/admin/rounds/${roundId}/secagg`))).stage).toBe("finished");
+    // Once the round stops collecting, advertising (which ends with collecting) is refused as a closed stage.
+    await json(adminPost(`/v1/admin/rounds/${roundId}/close`));
+    const lateKeys = await clientFor(devices[0]!, roundId).advertiseKeys();
+    const afterClose = await signed(devices[0]!, "POST", `${base}/advertise`, lateKeys);
+    expect([afterClose.status, await errorCode(afterClose)]).toEqual([409, "stage_closed"]);
   });
 
   it("finds each device's selection on its coordinator shard when the population runs several", async () => {

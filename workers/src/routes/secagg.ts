@@ -211,7 +211,10 @@ export const secagg = createRouter()
     let recorded: { duplicate: boolean };
     switch (stage) {
       case "advertise":
-        if (!member.collecting) throw new FedgeError("round_closed", 409, `round ${id} no longer collects`);
+        if (!member.collecting) {
+          // advertising ends with collecting: the advertise stage has closed, whether or not the object has seen it
+          throw new FedgeError("stage_closed", 409, `round ${id} no longer collects: its advertise stage has closed`);
+        }
         unwrap(
           await stub.open({
             roundId: id,
