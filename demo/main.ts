@@ -7,6 +7,7 @@
  *   npm run demo -- [--quick] [--clients N] [--epsilon E] [--rounds R] [--public-samples P] [--seeds S]
  *                   [--curve E1,E2,…|none] [--no-ceiling] [--sampling-rate Q] [--server-lr L] [--server-momentum M]
  *                   [--clip-quantile G] [--audit [--audit-canaries K]] [--privacy central|distributed]
+ *                   [--modes-clients N]
  *                   [--backend auto|cpu|webgpu] [--port P] [--out DIR]
  */
 import { parseArgs } from "node:util";
@@ -32,9 +33,11 @@ const USAGE = `usage: npm run demo -- [options]
   --audit             after the served run, audit its population empirically (one-shot audit, Andrew et al. 2024):
                       canaries on a never-served shadow; the report shows ε̂ and its interval next to the ledger's ε
   --audit-canaries K  canaries of the audit (default 200; as many more are never inserted)
-  --privacy MODE      central (default) | distributed: distributed also runs the headline ε in process in central
-                      and distributed DP (secure aggregation, KLS21) with the recipe's fixed C, every seed, and the
-                      report sets accuracy, ε, bytes, device CPU and round time side by side
+  --privacy MODE      central (default) | distributed: distributed also runs the headline ε in central and in
+                      distributed DP (secure aggregation, KLS21) with the recipe's fixed C, served through the local
+                      edge on --modes-clients devices and in process on every device and seed; the report sets
+                      accuracy, ε, bytes, device CPU and round time side by side
+  --modes-clients N   devices of the served central-vs-distributed comparison (default min(200, clients))
   --backend B         aggregation backend: auto | cpu | webgpu (default auto: a hardware GPU through WebGPU, else
                       the CPU; a software adapter such as lavapipe is slower than the CPU path)
   --port P            local edge port (default 8787, or FEDGE_DEMO_PORT)
@@ -64,6 +67,7 @@ try {
       audit: { type: "boolean" },
       "audit-canaries": { type: "string" },
       privacy: { type: "string" },
+      "modes-clients": { type: "string" },
       backend: { type: "string" },
       port: { type: "string" },
       out: { type: "string" },
@@ -100,6 +104,8 @@ const privacy = values.privacy ?? "central";
 if (privacy !== "central" && privacy !== "distributed")
   fail(`--privacy must be central or distributed, got "${privacy}"`);
 const clients = int("clients", values.clients, 20, 6000);
+const modesClients = int("modes-clients", values["modes-clients"], 5, 6000);
+if (modesClients !== undefined && privacy !== "distributed") fail("--modes-clients needs --privacy distributed");
 const rounds = int("rounds", values.rounds, 1, 1000) ?? (values.quick ? 5 : undefined);
 const publicSamples = int("public-samples", values["public-samples"], 10, 8000);
 const seeds = int("seeds", values.seeds, 1, 20) ?? (values.quick ? 1 : undefined);
@@ -147,6 +153,7 @@ const { report, files } = await runDemo({
   recipe,
   backend,
   privacy,
+  ...(modesClients !== undefined ? { modesClients } : {}),
 });
 const s = report.served;
 const last = s.rounds.at(-1);
@@ -160,6 +167,12 @@ if (a)
     `audit: ε̂ = ${a.epsilonHat.toFixed(3)} [${a.interval.lower.toFixed(3)}, ${a.interval.upper.toFixed(3)}] vs ε = ${a.epsilon?.toFixed(3) ?? "–"} (accountant, ${a.shadow})`,
   );
 const m = report.modes;
+for (const r of m?.served?.runs ?? []) {
+  console.log(
+    `served ${r.privacy} (${r.devices} devices, fixed C): ${(r.final * 100).toFixed(2)}% at ε ${r.epsilon?.toFixed(3)} (edge ledger), ` +
+      `${Math.round(r.uploadBytesPerUpdate)} bytes and ${(r.deviceSecondsPerUpdate * 1000).toFixed(0)} ms CPU a device a round, ${r.roundSeconds.toFixed(1)} s a round`,
+  );
+}
 if (m) {
   const [c, d] = modeRows(m);
   console.log(

@@ -6,12 +6,7 @@
  * sign with the device's WebCrypto Ed25519 key, upload, receipt), that the device identity persists in IndexedDB
  * across a page reload, and that its private key there is a non-extractable CryptoKey (never bytes).
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { createRequire } from "node:module";
-import path from "node:path";
-import { build } from "esbuild";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RoundStatus } from "@fedge/protocol";
 import {
@@ -22,80 +17,30 @@ import {
   type EdgeFixture,
   type ToyModel,
 } from "@fedge/local-edge";
+import { startBrowser, type BrowserFixture } from "./helpers/browser.ts";
 
 const PORT = 8812;
 let fx: EdgeFixture;
 let toy: ToyModel;
 let round: RoundStatus;
-let context: BrowserContext;
-let userDataDir: string;
+let browser: BrowserFixture;
 let bundle: string;
 
-const PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>fedge SDK</title></head>
-<body><script type="module">
-import * as sdk from "/__sdk/fedge-client.js";
-window.fedge = sdk;
-document.body.dataset.ready = "1";
-</script></body></html>`;
-
 beforeAll(async () => {
-  const built = await build({
-    // the SDK's entry as its package exports name it
-    entryPoints: [createRequire(import.meta.url).resolve("@fedge/client")],
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    minify: true,
-    write: false,
-    // onnxruntime loads lazily and only for predictLocal; tweetnacl's Node branch (require("crypto")) is never reached
-    // in a browser, which has crypto.getRandomValues.
-    external: ["onnxruntime-web", "onnxruntime-node", "node:*", "crypto"],
-    logLevel: "silent",
-  });
-  bundle = built.outputFiles[0]!.text;
-
+  browser = await startBrowser("sdk");
+  bundle = browser.bundle;
   fx = await startEdgeFixture(PORT);
   toy = await uploadToyModel(fx, "browser-toy");
   round = await openRound(fx, toy);
-  userDataDir = await mkdtemp(path.join(tmpdir(), "fedge-chromium-"));
-  // A fresh, empty profile (playwright passes it as --user-data-dir).
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
 }, 240_000);
 
 afterAll(async () => {
-  await context?.close();
+  await browser?.close();
   await fx?.stop();
-  if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
 });
 
-async function openPage(): Promise<Page> {
-  const page = await context.newPage();
-  await page.route(`${fx.url}/__sdk/**`, (route) => {
-    const url = new URL(route.request().url());
-    if (url.pathname === "/__sdk/index.html") {
-      return route.fulfill({ status: 200, contentType: "text/html", body: PAGE });
-    }
-    if (url.pathname === "/__sdk/fedge-client.js") {
-      return route.fulfill({ status: 200, contentType: "text/javascript", body: bundle });
-    }
-    return route.fulfill({ status: 404, body: "not found" });
-  });
-  await page.goto(`${fx.url}/__sdk/index.html`);
-  await page.waitForSelector("body[data-ready='1']", { state: "attached", timeout: 30_000 });
-  return page;
+function openPage(): Promise<Page> {
+  return browser.openPage(fx.url);
 }
 
 describe("@fedge/client in headless Chromium against wrangler dev", () => {

@@ -2,8 +2,9 @@
  * A distributed-DP round end to end through the real edge (`wrangler dev` on port 8852, fresh state): the aggregator's
  * `EdgeRoundRunner` opens the round (the distributed discrete Gaussian of KLS21 with its rotation seed, and SecAgg+ in
  * the same ring), nine real SDK devices (`FedgeClient.participate()`) train, clip, rotate, round, add their noise share
- * and take part in SecAgg+ while the runner closes its stages; one device drops after sharing its keys (before
- * masking) and one after masking, and a device whose policy wants more noise refuses the task. The runner reads only the modular sum, decodes it (centre, unscale, inverse
+ * and take part in SecAgg+ while the runner follows its stages (each closes at the deadline the task states, or early
+ * once every device still in it answered); one device drops after sharing its keys (before masking) and one after
+ * masking, and a device whose policy wants more noise refuses the task. The runner reads only the modular sum, decodes it (centre, unscale, inverse
  * rotation) and applies it: the model moves along the devices' clipped update, and the ε on the edge's ledger is the
  * accountant's for the noise that ran (add/remove neighbours: the released sum's threshold less the protected
  * device's own share, against the same with it), which every device finds again from its receipts and in the edge's
@@ -156,7 +157,10 @@ describe("a distributed round through wrangler dev", () => {
       admin,
       signingKey: key,
       state: edgeRunnerStateOf(engine.config, 1),
-      secureAggregation: { pollMs: 100, quietMs: 3000 },
+      // Advertising ends with collecting; the stages devices drop in end at their deadlines, the others early.
+      durationS: 20,
+      secureAggregationStageS: { "share-keys": 10, "masked-input": 6, consistency: 6, unmask: 30 },
+      secureAggregation: { pollMs: 100 },
       collect: async () => {
         refusal = await strict.participate({ model, data, labels }).catch((e: unknown) => e);
         settled = await Promise.allSettled(

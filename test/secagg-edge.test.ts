@@ -2,7 +2,8 @@
  * Secure aggregation through the real edge (`wrangler dev` on port 8844, fresh state): registered devices check in to
  * a distributed round and run SecAgg+ over HTTP with their own SecAggClient, signing every request; a third of them
  * drop (before sharing, before and after masking); the operator closes the stages and receives only the modular sum,
- * which equals the plain sum of the survivors' encoded updates.
+ * which equals the plain sum of the survivors' encoded updates. In a second round a stage closes on its own at the
+ * deadline the task stated: the device silent until then is dropped, its late message refused, and the round finishes.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -148,7 +149,10 @@ describe("secure aggregation through wrangler dev", () => {
     const devices = await Promise.all(Array.from({ length: 12 }, () => register()));
     for (const d of devices) {
       const answer = await checkin(d, model);
-      expect(answer.selected && answer.task.secure_aggregation).toEqual({ modulus_bits: BITS, encoded_length: LENGTH });
+      expect(answer.selected && answer.task.secure_aggregation).toMatchObject({
+        modulus_bits: BITS,
+        encoded_length: LENGTH,
+      });
     }
     const clients = devices.map(
       (d) =>
@@ -203,4 +207,101 @@ describe("secure aggregation through wrangler dev", () => {
     const wire = await ok<SecAggOutcome>(admin("GET", `/v1/admin/rounds/${roundId}/secagg/sum`));
     expect(Array.from(decodeVector(wire.sum, LENGTH, BITS))).toEqual(Array.from(expected));
   });
+
+  it("closes a stage at its stated deadline: the silent device drops, its late message is refused", async () => {
+    const model = "secagg-e2e-deadline";
+    await ok(admin("PUT", `/v1/admin/populations/${model}/privacy-budget`, { epsilon: 1e6, delta: 1e-5 }));
+    const devices = await Promise.all(Array.from({ length: 9 }, () => register()));
+    const { fields } = distributedRoundFields(LENGTH, { bits: BITS, expectedClients: 9, minClients: 6 });
+    const stageS = { "share-keys": 4, "masked-input": 4, consistency: 60, unmask: 60 };
+    const round = await ok<{ round_id: string; deadline: string }>(
+      admin("POST", "/v1/admin/rounds", {
+        model,
+        model_version: 1,
+        clip_norm: 1,
+        learning_rate: 0.1,
+        local_epochs: 1,
+        batch_size: 16,
+        ...fields,
+        secure_aggregation: { ...(fields.secure_aggregation as object), stage_s: stageS },
+        trainable: "all",
+        update_length: LENGTH,
+        sampling_rate: 1,
+        min_reports: 1,
+        duration_s: 10,
+      }),
+      201,
+    );
+    const roundId = round.round_id;
+    const base = `/v1/rounds/${roundId}/secagg`;
+    const tasks = await Promise.all(devices.map((d) => checkin(d, model)));
+    const deadlines = tasks[0]!.selected ? tasks[0]!.task.secure_aggregation!.stage_deadlines : undefined;
+    expect(deadlines?.advertise).toBe(round.deadline);
+    expect(Date.parse(deadlines!["masked-input"])).toBe(Date.parse(round.deadline) + 8000);
+
+    const clients = devices.map(
+      (d) =>
+        new SecAggClient({
+          roundId,
+          identity: {
+            deviceId: d.id,
+            publicKey: d.keys.publicKey,
+            sign: (m) => nacl.sign.detached(m, d.keys.secretKey),
+          },
+        }),
+    );
+    const inputs = devices.map(() => new Uint32Array(LENGTH).map(() => Math.floor(Math.random() * 2 ** BITS)));
+    for (const [i, c] of clients.entries())
+      await ok(signed(devices[i]!, "POST", `${base}/advertise`, await c.advertiseKeys()), 202);
+    // Everyone answered: the operator closes advertise and share-keys early, naming them.
+    expect((await operator.closeSecureAggregationStage(roundId, "advertise")).stage).toBe("share-keys");
+    for (const [i, c] of clients.entries()) {
+      const roster = await ok<SecAggRoster>(signed(devices[i]!, "GET", `${base}/share-keys`));
+      await ok(signed(devices[i]!, "POST", `${base}/share-keys`, await c.shareKeys(roster)), 202);
+    }
+    expect((await operator.closeSecureAggregationStage(roundId, "share-keys")).stage).toBe("masked-input");
+    const relays = await Promise.all(
+      devices.map((d) => ok<SecAggShareRelay>(signed(d, "GET", `${base}/masked-input`))),
+    );
+    for (const i of [0, 1, 2, 3, 4, 5, 6, 7]) {
+      await ok(
+        signed(devices[i]!, "POST", `${base}/masked-input`, await clients[i]!.maskInput(relays[i]!, inputs[i]!)),
+        202,
+      );
+    }
+    // Device 8 stays silent past the masked-input deadline; nobody closes the stage: the edge does, at the deadline.
+    await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(deadlines!["masked-input"]) - Date.now()) + 1500));
+    const late = await signed(
+      devices[8]!,
+      "POST",
+      `${base}/masked-input`,
+      await clients[8]!.maskInput(relays[8]!, inputs[8]!),
+    );
+    const refusal = (await late.json()) as { error: { code: string; message: string } };
+    expect([late.status, refusal.error.code]).toEqual([409, "stage_closed"]);
+    expect(await operator.secureAggregationStatus(roundId)).toMatchObject({
+      stage: "consistency",
+      answered: 0,
+      expected: 8,
+      deadline: deadlines!.consistency,
+    });
+
+    const survivors = [0, 1, 2, 3, 4, 5, 6, 7];
+    for (const i of survivors) {
+      const request = await ok<SecAggConsistencyRequest>(signed(devices[i]!, "GET", `${base}/consistency`));
+      expect(request.survivors).toEqual(survivors.map((j) => devices[j]!.id).sort());
+      await ok(signed(devices[i]!, "POST", `${base}/consistency`, await clients[i]!.checkConsistency(request)), 202);
+    }
+    expect((await operator.closeSecureAggregationStage(roundId, "consistency")).stage).toBe("unmask");
+    for (const i of survivors) {
+      const request = await ok<SecAggUnmaskRequest>(signed(devices[i]!, "GET", `${base}/unmask`));
+      await ok(signed(devices[i]!, "POST", `${base}/unmask`, await clients[i]!.unmask(request)), 202);
+    }
+    expect((await operator.closeSecureAggregationStage(roundId, "unmask")).stage).toBe("finished");
+    const outcome = await operator.secureAggregationSum(roundId);
+    const expected = new Uint32Array(LENGTH);
+    for (const i of survivors)
+      for (let j = 0; j < LENGTH; j++) expected[j] = (expected[j]! + inputs[i]![j]!) % 2 ** BITS;
+    expect(Array.from(outcome.sum)).toEqual(Array.from(expected));
+  }, 120_000);
 });

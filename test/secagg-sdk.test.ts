@@ -5,18 +5,27 @@
  * operator) closes each stage once every live device answered it. One Node device drops before masking and one after
  * masking (their network fails); the other five finish, and the operator's modular sum is exactly the sum of the six
  * encoded updates that were masked.
+ *
+ * Then the same with the SDK's own encoder, the distributed discrete Gaussian (each device's noise share drawn from
+ * its platform's CSPRNG: the browser's `crypto.getRandomValues` in Chromium), Node and browser devices dropping at
+ * stage deadlines, a browser device whose policy refuses the task, and the aggregator's driver: the decoded mean lies
+ * within the plan's noise bound of the devices' plain clipped mean (and the noise is there), and the edge's ledger
+ * charged the ε the accountant gives for the noise that ran.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { build } from "esbuild";
-import { chromium, type BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient, memoryStorage, plainModularEncoder, type ParticipateResult } from "@fedge/client";
-import { trainableLength } from "@fedge/ml";
-import type { RoundStatus, RoundTask, SecAggOutcome, SecAggStatus } from "@fedge/protocol";
+import { clipToNorm, trainDeviceDelta, trainableLength } from "@fedge/ml";
+import { PrivacyLedger, cryptoRandomBytes, decodeDistributedSum, distributedSharesOf } from "@fedge/privacy";
+import {
+  fromBase64Url,
+  type PopulationPrivacyStatus,
+  type RoundStatus,
+  type RoundTask,
+  type SecAggOutcome,
+  type SecAggStatus,
+} from "@fedge/protocol";
 import { decodeVector } from "@fedge/secagg";
+import { EdgeAdminClient, driveSecureAggregation } from "fedge/edge";
 import {
   openRound,
   startEdgeFixture,
@@ -25,6 +34,7 @@ import {
   type EdgeFixture,
   type ToyModel,
 } from "@fedge/local-edge";
+import { startBrowser, type BrowserFixture } from "./helpers/browser.ts";
 import { distributedRoundFields } from "./helpers/distributed-round.ts";
 
 const PORT = 8846;
@@ -33,30 +43,10 @@ const SCALE = 2 ** 12;
 let fx: EdgeFixture;
 let toy: ToyModel;
 let round: RoundStatus;
-let bundle: string;
-let context: BrowserContext;
-let userDataDir: string;
-
-const PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>fedge secagg</title></head>
-<body><script type="module">
-import * as sdk from "/__sdk/fedge-client.js";
-window.fedge = sdk;
-document.body.dataset.ready = "1";
-</script></body></html>`;
+let browser: BrowserFixture;
 
 beforeAll(async () => {
-  const built = await build({
-    entryPoints: [createRequire(import.meta.url).resolve("@fedge/client")],
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    minify: true,
-    write: false,
-    external: ["onnxruntime-web", "onnxruntime-node", "node:*", "crypto"],
-    logLevel: "silent",
-  });
-  bundle = built.outputFiles[0]!.text;
+  browser = await startBrowser("secagg");
   fx = await startEdgeFixture(PORT);
   toy = await uploadToyModel(fx, "secagg-toy");
   const length = trainableLength(toy.params, "all");
@@ -65,18 +55,11 @@ beforeAll(async () => {
     toy,
     distributedRoundFields(length, { bits: BITS, expectedClients: 7, minClients: 5 }).fields,
   );
-  userDataDir = await mkdtemp(path.join(tmpdir(), "fedge-chromium-secagg-"));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"],
-  });
 }, 240_000);
 
 afterAll(async () => {
-  await context?.close();
+  await browser?.close();
   await fx?.stop();
-  if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
 });
 
 /** A fetch whose network fails for POSTs to one secure-aggregation stage: the device drops there. */
@@ -126,18 +109,7 @@ describe("participate() in a distributed round, Node and Chromium devices agains
       ),
     );
 
-    const page = await context.newPage();
-    await page.route(`${fx.url}/__sdk/**`, (route) => {
-      const url = new URL(route.request().url());
-      if (url.pathname === "/__sdk/index.html")
-        return route.fulfill({ status: 200, contentType: "text/html", body: PAGE });
-      if (url.pathname === "/__sdk/fedge-client.js") {
-        return route.fulfill({ status: 200, contentType: "text/javascript", body: bundle });
-      }
-      return route.fulfill({ status: 404, body: "not found" });
-    });
-    await page.goto(`${fx.url}/__sdk/index.html`);
-    await page.waitForSelector("body[data-ready='1']", { state: "attached", timeout: 30_000 });
+    const page = await browser.openPage(fx.url);
     // Debian's Chromium (≥ 133) computes X25519 in WebCrypto, so the browser devices below agree their SecAgg+ keys
     // natively (@fedge/secagg probes exactly this, RFC 7748 §6.1's vector, before it leaves tweetnacl aside).
     const nativeX25519 = await page.evaluate(async () => {
@@ -157,7 +129,7 @@ describe("participate() in a distributed round, Node and Chromium devices agains
       return Array.from(shared, (b) => b.toString(16).padStart(2, "0")).join("");
     });
     expect(nativeX25519).toBe("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
-    const browser = page.evaluate(
+    const inBrowser = page.evaluate(
       async ({ apiKey, edgePublicKey, model, data, labels, scale }) => {
         const { FedgeClient, memoryStorage, plainModularEncoder } = (
           window as unknown as { fedge: typeof import("@fedge/client") }
@@ -220,7 +192,7 @@ describe("participate() in a distributed round, Node and Chromium devices agains
     }
 
     const settled = await node;
-    const fromBrowser = await browser;
+    const fromBrowser = await inBrowser;
     const ok = (r: PromiseSettledResult<ParticipateResult>) =>
       r.status === "fulfilled" && r.value.selected && r.value.status;
     expect(settled.slice(0, 3).map(ok)).toEqual(["aggregated", "aggregated", "aggregated"]);
@@ -242,4 +214,140 @@ describe("participate() in a distributed round, Node and Chromium devices agains
     expect(sum.some((v) => v !== 0)).toBe(true);
     expect(fromBrowser.keys.every((id) => outcome.survivors.includes(id))).toBe(true);
   });
+
+  it("runs the real noised encoder in Chromium and Node: the decoded mean is within its noise bound, ε as accounted", async () => {
+    const model = await uploadToyModel(fx, "secagg-noised");
+    await fx.admin("PUT", `/v1/admin/populations/${model.name}/privacy-budget`, { epsilon: 1e6, delta: 1e-5 });
+    const length = trainableLength(model.params, "all");
+    const z = 1;
+    const { plan, fields } = distributedRoundFields(length, {
+      bits: 20,
+      noiseMultiplier: z,
+      expectedClients: 6,
+      minClients: 4,
+    });
+    // One example a device, one step of batch 1: every device's clipped Δ is the same, known here exactly.
+    const data = Float32Array.from({ length: model.sizes[0]! }, (_, i) => (i + 1) / 8);
+    const labels = Uint8Array.of(1);
+    const page = await browser.openPage(fx.url);
+    const noised = await openRound(fx, model, {
+      ...fields,
+      secure_aggregation: {
+        ...(fields.secure_aggregation as object),
+        stage_s: { "share-keys": 8, "masked-input": 6, consistency: 6, unmask: 20 },
+      },
+      learning_rate: 1,
+      local_epochs: 1,
+      batch_size: 1,
+      duration_s: 20,
+    });
+    const admin = new EdgeAdminClient({ baseUrl: fx.url, adminToken: fx.adminToken });
+    // Seven check in: four in Node (one drops after masking), three in Chromium (one drops before masking, one refuses).
+    // Devices poll once a second (the stages wait on deadlines here) and keep the SDK's retries: all share one API key.
+    const driving = driveSecureAggregation(admin, noised.round_id, { pollMs: 150, expectedCheckIns: 7 });
+    const node = Promise.allSettled(
+      [0, 1, 2, 3].map((i) =>
+        new FedgeClient({
+          baseUrl: fx.url,
+          apiKey: fx.apiKey,
+          storage: memoryStorage(),
+          edgePublicKey: fx.edgePublicKey,
+          privacyPolicy: { allowedModes: ["distributed"] },
+          ...(i === 3 ? { fetch: failingAt("consistency") } : {}),
+        }).participate({ model: model.name, data, labels, secureAggregation: { pollMs: 1000 } }),
+      ),
+    );
+    const inBrowser = page.evaluate(
+      async ({ apiKey, edgePublicKey, model, data, labels }) => {
+        const { FedgeClient, memoryStorage } = (window as unknown as { fedge: typeof import("@fedge/client") }).fedge;
+        const common = { baseUrl: location.origin, apiKey, edgePublicKey, storage: memoryStorage() };
+        const dropping: typeof fetch = (input, init) =>
+          init?.method === "POST" &&
+          String(input instanceof Request ? input.url : input).endsWith("/secagg/masked-input")
+            ? Promise.reject(new TypeError("network down"))
+            : fetch(input, init);
+        const clients = [
+          new FedgeClient({ ...common, privacyPolicy: { allowedModes: ["distributed"] } }),
+          new FedgeClient({ ...common, privacyPolicy: { allowedModes: ["distributed"] }, fetch: dropping }),
+          // wants each report to cost at most ε = 0.01: this round's noise is far weaker
+          new FedgeClient({ ...common, privacyPolicy: { allowedModes: ["distributed"], maxLocalEpsilon: 0.01 } }),
+        ];
+        const settled = await Promise.allSettled(
+          clients.map((c) =>
+            c.participate({
+              model,
+              data: Float32Array.from(data),
+              labels: Uint8Array.from(labels),
+              secureAggregation: { pollMs: 1000 },
+            }),
+          ),
+        );
+        return settled.map((r) =>
+          r.status === "fulfilled"
+            ? { ok: true, status: (r.value as { status?: string }).status }
+            : { ok: false, name: (r.reason as Error).name, reason: (r.reason as { reason?: string }).reason },
+        );
+      },
+      { apiKey: fx.apiKey, edgePublicKey: fx.edgePublicKey, model: model.name, data: Array.from(data), labels: [1] },
+    );
+    const [end, nodeResults, browserResults] = await Promise.all([driving, node, inBrowser]);
+    expect(end).toEqual({ finished: true });
+    expect(
+      nodeResults.map((r) => (r.status === "fulfilled" ? (r.value as { status: string }).status : "failed")),
+    ).toEqual(["aggregated", "aggregated", "aggregated", "failed"]);
+    expect(browserResults).toEqual([
+      { ok: true, status: "aggregated" },
+      // its network failed when it posted its masked input: the edge never saw it, the round went on without it
+      { ok: false, name: "APIConnectionError", reason: undefined },
+      // the device's own policy check ran in the page, before it trained or sent anything
+      { ok: false, name: "PrivacyPolicyError", reason: "epsilon_too_high" },
+    ]);
+
+    // The aggregator's view: five masked inputs (the Node device that dropped after masking included), decoded.
+    const outcome = await admin.secureAggregationSum(noised.round_id);
+    expect(outcome.survivors).toHaveLength(5);
+    const decoded = decodeDistributedSum(outcome.sum, {
+      plan,
+      rotationSeed: fromBase64Url(fields.rotation_seed as string),
+    });
+    const clipped = trainDeviceDelta({
+      params: model.params,
+      task: { learning_rate: 1, local_epochs: 1, batch_size: 1, trainable: "all" },
+      data,
+      labels,
+      random: cryptoRandomBytes,
+    }).values;
+    clipToNorm(clipped, 1);
+    // ‖decoded − 5·Δc‖₂ is the rotated noise plus rounding over γ (the rotation keeps norms): the five noise shares
+    // N_Z(0, σ_l²) on d' coordinates (a χ² with d' degrees of freedom stays under 2·d'·5σ_l² but far above d'·5σ_l²/16
+    // except with probability < 1e-9) and five rounding errors of at most 1 a coordinate (≤ 5·√d').
+    let err2 = 0;
+    for (let j = 0; j < length; j++) err2 += (decoded[j]! - 5 * clipped[j]!) ** 2;
+    const noiseNorm = Math.sqrt(plan.paddedLength * 5 * plan.localVariance) / plan.scale;
+    const roundingNorm = (5 * Math.sqrt(plan.paddedLength)) / plan.scale;
+    const err = Math.sqrt(err2);
+    expect(err).toBeLessThan(Math.SQRT2 * noiseNorm + roundingNorm);
+    expect(err).toBeGreaterThan(noiseNorm / 4 - roundingNorm);
+    // The mean the aggregator takes is within the bound's fifth of the devices' plain clipped mean.
+    const meanErr = Math.sqrt(clipped.reduce((a, v, j) => a + (decoded[j]! / 5 - v) ** 2, 0));
+    expect(meanErr).toBeLessThan((Math.SQRT2 * noiseNorm + roundingNorm) / 5);
+
+    // ε: the edge charged KLS21's bound for the noise the devices ran, as the accountant computes it.
+    const status = (await (
+      await fetch(`${fx.url}/v1/populations/${model.name}/privacy`)
+    ).json()) as PopulationPrivacyStatus;
+    const charged = status.rounds.find((r) => r.round_id === noised.round_id)!;
+    expect(charged).toMatchObject({ privacy_mode: "distributed" });
+    const ledger = new PrivacyLedger({ population: model.name, accountant: "rdp" });
+    ledger.record({
+      roundId: charged.round_id,
+      sampleRate: 1,
+      noiseMultiplier: z,
+      mode: "distributed",
+      openedAt: charged.charged_at,
+      distributed: distributedSharesOf(charged.distributed!),
+    });
+    expect(status.epsilon_spent).toBeCloseTo(ledger.spent(1e-5), 9);
+    expect(charged.distributed!.share_variance).toBe(plan.localVariance);
+  }, 180_000);
 });

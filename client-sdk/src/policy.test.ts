@@ -12,7 +12,7 @@ import {
   planDistributedDiscreteGaussian,
   PrivacyLedger,
 } from "@fedge/privacy";
-import type { RoundTask } from "@fedge/protocol";
+import { secureAggregationTaskFor, type RoundTask } from "@fedge/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient } from "./client.ts";
 import { InvalidInputError, PrivacyPolicyError } from "./core/errors.ts";
@@ -90,7 +90,7 @@ describe("checkPrivacyPolicy, default policy", () => {
       ),
       rotation_seed: "A".repeat(43),
     });
-    const sa = { modulus_bits: 20, encoded_length: 16 };
+    const sa = secureAggregationTaskFor({ modulus_bits: 20, encoded_length: 16 }, Date.now() + 60_000);
     const allow = { allowedModes: ["distributed"] as const };
     const dist = (over: Partial<RoundTask> = {}) =>
       task({ privacy_mode: "distributed", secure_aggregation: sa, distributed: noiseOf(1.5), ...over });

@@ -4,9 +4,11 @@
  * pipeline, encoded with the round's distributed discrete Gaussian (Kairouz, Liu, Steinke 2021: clip, rotate, round,
  * this device's noise share, mod 2^b; or the app's own encoder), then SecAgg+ (`@fedge/secagg`'s client state machine) against the edge's
  * `/v1/rounds/{id}/secagg/*`. For each stage the device waits until the edge is in it, reads what it needs, answers,
- * and moves on; every request carries the device's Ed25519 signature over method, path, timestamp and body hash. A
- * stage the edge closed before the device answered ends its part (`dropped`); a message that fails the protocol's
- * checks ends it too (`refused`), revealing nothing more.
+ * and moves on; every request carries the device's Ed25519 signature over method, path, timestamp and body hash. Each
+ * stage closes at the deadline the task states (`secure_aggregation.stage_deadlines`): a stage the edge closed before
+ * the device answered (409 `stage_closed`, or the edge already past it) ends its part (`dropped`), and the device waits
+ * for a stage no longer than its deadline; a message that fails the protocol's checks ends it too (`refused`),
+ * revealing nothing more.
  */
 import {
   SECAGG_DEVICE_HEADER,
@@ -24,7 +26,13 @@ import {
 import { encodeDistributedDeviceUpdate } from "@fedge/ml";
 import { inModulus, SecAggClient, SecAggError } from "@fedge/secagg";
 import { trainForTask } from "./build-update.ts";
-import { APIUserAbortError, FedgeClientError, InvalidInputError, SecureAggregationError } from "./core/errors.ts";
+import {
+  APIUserAbortError,
+  FedgeAPIError,
+  FedgeClientError,
+  InvalidInputError,
+  SecureAggregationError,
+} from "./core/errors.ts";
 import { toBase64Url } from "./internal/encoding.ts";
 import { signWith, type StoredIdentity } from "./identity.ts";
 import type { Transport } from "./internal/transport.ts";
@@ -41,6 +49,8 @@ export interface SecureParticipation {
 }
 
 const STAGES = ["advertise", "share-keys", "masked-input", "consistency", "unmask"] as const;
+/** How far the device's clock may be from the edge's when it judges a stage's deadline, in ms. */
+const CLOCK_SLACK_MS = 5000;
 type Stage = (typeof STAGES)[number];
 
 /** The device's whole part in distributed round `p.task`, checked by the privacy policy already. */
@@ -167,8 +177,12 @@ async function aggregateSecurely(
     return JSON.parse(new TextDecoder().decode(res.body)) as T;
   };
 
-  /** Waits until the edge is in `stage`; throws when it has moved past it, aborted, or the wait is over. */
+  /**
+   * Waits until the edge is in `stage`; throws when it has moved past it, aborted, or the wait is over (the stage's
+   * deadline, a little after for clocks that differ, or `timeoutMs`).
+   */
   const reach = async (stage: Stage): Promise<void> => {
+    const stageDeadline = Date.parse(sa.stage_deadlines[stage]) + CLOCK_SLACK_MS;
     for (;;) {
       const { stage: now } = await call<SecAggStatus>("GET", base);
       if (now === stage || (stage === "advertise" && now === "not_open")) return;
@@ -182,7 +196,7 @@ async function aggregateSecurely(
           `the edge closed the ${stage} stage before this device answered`,
         );
       }
-      if (Date.now() + pollMs > deadline) {
+      if (Date.now() + pollMs > Math.min(deadline, stageDeadline)) {
         throw new SecureAggregationError("timeout", roundId, `the round did not reach the ${stage} stage in time`);
       }
       await sleep(pollMs, p.options.signal);
@@ -215,6 +229,12 @@ async function aggregateSecurely(
     const request = await call<SecAggUnmaskRequest>("GET", `${base}/unmask`);
     await call("POST", `${base}/unmask`, await client.unmask(request));
   } catch (err) {
+    if (err instanceof FedgeAPIError && err.code === "stage_closed") {
+      throw new SecureAggregationError("dropped", roundId, err.message, { cause: err });
+    }
+    if (err instanceof FedgeAPIError && err.code === "round_closed") {
+      throw new SecureAggregationError("aborted", roundId, err.message, { cause: err });
+    }
     if (err instanceof SecAggError) {
       throw new SecureAggregationError("refused", roundId, `${err.reason}: ${err.message}`, { cause: err });
     }

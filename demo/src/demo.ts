@@ -37,7 +37,8 @@ import {
 import { runServed, type DemoAudit } from "./served-run.ts";
 import { runPrivacyAudit, type PrivacyAuditReport } from "./privacy-audit.ts";
 import { accuracyVsEpsilonSvg, accuracyVsRoundSvg, reportMarkdown, type DemoReport, type ServedRun } from "./report.ts";
-import { FIXED_CLIP_WHY, type ModeComparison } from "./mode-comparison.ts";
+import { FIXED_CLIP_WHY, type ModeComparison, type ServedModeRun } from "./mode-comparison.ts";
+import { runServedModes } from "./served-modes.ts";
 import {
   demoData,
   distributedShares,
@@ -63,12 +64,19 @@ export interface DemoOptions {
   /** ε of the privacy–utility curve (in process; `[]` skips it). @default [0.5, 1, 2, 4, 8] */
   curveEpsilons?: number[];
   /**
-   * `distributed`: also run the headline ε in process in central and distributed DP with one fixed clip norm (the
-   * recipe's C), every seed, and put them side by side in the report (`mode-comparison.ts`). The served run stays
-   * central with adaptive clipping.
+   * `distributed`: also run the headline ε in central and in distributed DP with one fixed clip norm (the recipe's
+   * C) and put them side by side in the report (`mode-comparison.ts`): served through the local edge on
+   * `modesClients` devices (`served-modes.ts`), and in process on every device, every seed. The main served run (b)
+   * stays central with adaptive clipping.
    * @default "central" (no comparison)
    */
   privacy?: "central" | "distributed";
+  /**
+   * Devices of the served comparison (`privacy: "distributed"`): the first of the fleet's partition, each with its own
+   * shard. Every selected device takes part in SecAgg+ (its cost grows with the round's size), so it is smaller than
+   * the fleet to fit the demo's time budget. @default min(200, clients)
+   */
+  modesClients?: number;
   /** Run the non-private ceiling in process. @default true */
   ceiling?: boolean;
   /**
@@ -142,6 +150,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const labelsPerClient = options.labelsPerClient ?? 2;
   if (!Number.isInteger(seeds) || seeds < 1) throw new RangeError(`seeds must be an integer >= 1, got ${seeds}`);
   if (!(epsilon > 0)) throw new RangeError(`epsilon must be > 0, got ${epsilon}`);
+  const modesClients = options.modesClients ?? Math.min(200, clients);
+  const modesOk = Number.isInteger(modesClients) && modesClients <= clients && modesClients * recipe.samplingRate >= 5;
+  if (options.privacy === "distributed" && !modesOk) {
+    throw new RangeError(
+      `modesClients must be an integer ≤ clients (${clients}) with at least 5 devices a round at q = ${recipe.samplingRate}, got ${modesClients}`,
+    );
+  }
   const outDir = options.outDir ?? path.join(repoRoot, "demo-out");
   const startedAt = new Date().toISOString();
   const stateDir = path.join(outDir, "state", startedAt.replace(/[:.]/g, "-"));
@@ -192,6 +207,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const backend = await createBackend({ prefer: options.backend ?? "auto", log: () => undefined });
   const audit: DemoAudit = { rounds: [], refusals: {}, notRefused: 0, honestErrors: {} };
   let served: ServedRun;
+  let servedModes: ServedModeRun[] | undefined;
   let privacyAudit: PrivacyAuditReport | undefined;
   const signingKey = generateSigningKey();
   const adminToken = `fa_${secret(32)}`;
@@ -265,6 +281,27 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       );
       lap("privacy audit", t);
     }
+    if (options.privacy === "distributed") {
+      t = performance.now();
+      servedModes = await runServedModes(
+        { baseUrl: edge.url, admin, operator, signingKey, backend, evaluator, test, log },
+        {
+          shards: data.devices.slice(0, modesClients),
+          recipe: withFixedClip(recipe),
+          epsilon,
+          delta,
+          // The demo app's policy, with distributed DP allowed (the SDK's defaults bound each report's own ε).
+          privacyPolicy: {
+            allowedModes: ["central", "distributed"],
+            maxPopulationEpsilon: Math.max(10, epsilon),
+            maxDelta: delta,
+          },
+          initial,
+          concurrency: options.concurrency ?? 24,
+        },
+      );
+      lap("served central vs distributed", t);
+    }
   } catch (e) {
     await inProcess?.terminate();
     const out = edge.output().trim();
@@ -290,7 +327,18 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const ceiling = results.runs.filter((r) => r.kind === "ceiling");
   const modes =
     options.privacy === "distributed"
-      ? modeComparisonOf({ runs: results.runs, recipe, clients, epsilon, delta })
+      ? {
+          ...modeComparisonOf({ runs: results.runs, recipe, clients, epsilon, delta }),
+          ...(servedModes
+            ? {
+                served: {
+                  devices: modesClients,
+                  distributed: distributedShares(recipe.samplingRate * modesClients),
+                  runs: servedModes,
+                },
+              }
+            : {}),
+        }
       : undefined;
 
   const report: DemoReport = {
@@ -342,11 +390,16 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
  * central and in distributed DP, for every seed.
  */
 export function modeComparisonJobs(recipe: FederatedRecipe, epsilon: number, seeds: number): InProcessJob[] {
-  const fixed: FederatedRecipe = { ...recipe, clip: { ...recipe.clip, adaptive: false } };
+  const fixed = withFixedClip(recipe);
   const jobs: InProcessJob[] = [];
   for (const privacy of ["central", "distributed"] as const)
     for (let s = 1; s <= seeds; s++) jobs.push({ kind: "modes", privacy, epsilon, seed: s, recipe: fixed });
   return jobs;
+}
+
+/** `recipe` with its clip norm fixed at its initial C: distributed mode cannot adapt C (no clip bits in a sum). */
+export function withFixedClip(recipe: FederatedRecipe): FederatedRecipe {
+  return { ...recipe, clip: { ...recipe.clip, adaptive: false } };
 }
 
 /** The comparison of the report, from the worker's runs of {@link modeComparisonJobs}. */

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { modeComparisonMarkdown, modeRows, type ModeComparison, type ModeRun } from "./mode-comparison.ts";
+import {
+  modeComparisonMarkdown,
+  modeRows,
+  type ModeComparison,
+  type ModeRun,
+  type ServedModeRun,
+} from "./mode-comparison.ts";
 
 function run(privacy: ModeRun["privacy"], seed: number, over: Partial<ModeRun> = {}): ModeRun {
   return {
@@ -77,5 +83,57 @@ describe("central vs distributed table", () => {
   it("refuses a comparison missing a mode or an ε", () => {
     expect(() => modeRows(comparison([run("central", 1)]))).toThrow(/no distributed run/);
     expect(() => modeRows(comparison([run("central", 1), run("distributed", 1, { epsilon: null })]))).toThrow(/no ε/);
+  });
+});
+
+describe("the served table", () => {
+  const served = (
+    privacy: ModeRun["privacy"],
+    outcomes: string[],
+    over: Partial<ServedModeRun> = {},
+  ): ServedModeRun => ({
+    ...run(privacy, 1),
+    population: `mnist-${privacy}-fixed-c`,
+    devices: 200,
+    rounds: outcomes.map((outcome, i) => ({
+      roundId: `r_${i + 1}`,
+      selected: 40,
+      aggregated: outcome === "abandoned" ? 0 : 40,
+      outcome,
+      seconds: 2,
+    })),
+    ...over,
+  });
+  const c: ModeComparison = {
+    ...comparison([run("central", 1), run("distributed", 1)]),
+    served: {
+      devices: 200,
+      distributed: { minClients: 32, maxClients: 80 },
+      runs: [
+        served("central", ["published", "published"], { final: 0.9, uploadBytesPerUpdate: 5000, roundSeconds: 4 }),
+        served("distributed", ["published", "abandoned"], {
+          final: 0.89,
+          uploadBytesPerUpdate: 150_000,
+          deviceSecondsPerUpdate: 0.3,
+          roundSeconds: 12,
+        }),
+      ],
+    },
+  };
+
+  it("comes first, with the edge ledger's ε, SecAgg+ bytes, rounds aggregated, then the labelled in-process table", () => {
+    const md = modeComparisonMarkdown(c).join("\n");
+    expect(md.indexOf("### Served through the local edge (200 devices, seed 1)")).toBeLessThan(
+      md.indexOf("### In process (every device, more seeds)"),
+    );
+    expect(md).toContain(
+      "| central | 1.100 | 0.980 | 90.00% | 5000 (signed int8 upload) | 10.0 ms | 4.00 s | 2 of 2 |",
+    );
+    expect(md).toContain(
+      "| distributed | 1.300 | 0.990 | 89.00% | 150000 (SecAgg+ messages sent and received) | 300.0 ms | 12.00 s | 1 of 2 |",
+    );
+    expect(md).toContain("accuracy -1.00 points, bytes 30.00×, device CPU 30.00×, round time 3.00×");
+    expect(md).toContain("Inputs per distributed round: 40, 0 (1 round(s) released no sum and stay charged).");
+    expect(md).toContain("a sum is released with at least 32 inputs");
   });
 });

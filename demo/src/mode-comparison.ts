@@ -37,6 +37,14 @@ export interface ModeRun {
   epsilonAgainstEdge?: number | null;
 }
 
+/** One mode served through the local edge (`served-modes.ts`): the run's figures, ε from the edge's ledger. */
+export interface ServedModeRun extends ModeRun {
+  population: string;
+  devices: number;
+  /** Per round: devices selected, inputs in the aggregate (distributed: the sum's survivors), and its outcome. */
+  rounds: { roundId: string; selected: number; aggregated: number; outcome: string; seconds: number }[];
+}
+
 /** What the report states about the comparison. */
 export interface ModeComparison {
   /** The headline target ε both modes were solved for, at δ. */
@@ -50,7 +58,10 @@ export interface ModeComparison {
   paddedLength: number;
   /** Distributed mode's modulus 2^bits and the reports a round needs to release its sum. */
   distributed: { bits: number; minClients: number; maxClients: number };
+  /** In process: every device of the demo, every seed. */
   runs: ModeRun[];
+  /** Served through the local edge (seed 1, the first devices of the fleet's partition), central first. */
+  served?: { devices: number; distributed: { minClients: number; maxClients: number }; runs: ServedModeRun[] };
 }
 
 /** One mode's line of the table: means over its seeds (ε and z are the same for every seed of a mode). */
@@ -92,11 +103,50 @@ export function modeRows(c: ModeComparison): [central: ModeRow, distributed: Mod
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
 
-/** The report's section: the side-by-side table and what each column measures. */
+/** The served table: both modes through the local edge, what each column measures, and the round outcomes. */
+function servedMarkdown(c: ModeComparison, s: NonNullable<ModeComparison["served"]>): string[] {
+  const central = s.runs.find((r) => r.privacy === "central");
+  const distributed = s.runs.find((r) => r.privacy === "distributed");
+  if (!central || !distributed) throw new RangeError("the served comparison needs a central and a distributed run");
+  const L: string[] = [
+    `### Served through the local edge (${s.devices} devices, seed 1)`,
+    "",
+    `Both modes through \`wrangler dev\`, each its own population and ledger on the edge, on the same ${s.devices} devices ` +
+      `(the first of the fleet's partition; real SDK devices with their privacy policy), from seed 1's public model, with ` +
+      `the same recipe and C = ${c.clipNorm}, both solved for ε = ${c.epsilonTarget}. Distributed: SecAgg+ in the round's ` +
+      `Durable Object, every stage on the deadline its task states (closed early once every device still in it answered); ` +
+      `a sum is released with at least ${s.distributed.minClients} inputs.`,
+    "",
+    "| mode | noise z | ε (edge ledger) | served accuracy (int8, /predict) | bytes per device per round | device CPU per round | round time | rounds aggregated |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|",
+  ];
+  const line = (r: ServedModeRun, bytes: string) =>
+    `| ${r.privacy} | ${(r.noiseMultiplier ?? NaN).toFixed(3)} | ${(r.epsilon ?? NaN).toFixed(3)} | ${pct(r.final)} | ` +
+    `${Math.round(r.uploadBytesPerUpdate)} (${bytes}) | ${(r.deviceSecondsPerUpdate * 1000).toFixed(1)} ms | ` +
+    `${r.roundSeconds.toFixed(2)} s | ${r.rounds.filter((x) => x.outcome !== "abandoned").length} of ${r.rounds.length} |`;
+  L.push(line(central, "signed int8 upload"), line(distributed, "SecAgg+ messages sent and received"));
+  const abandoned = distributed.rounds.filter((x) => x.outcome === "abandoned").length;
+  L.push(
+    "",
+    `Distributed against central, served: accuracy ${((distributed.final - central.final) * 100).toFixed(2)} points, ` +
+      `bytes ${ratio(distributed.uploadBytesPerUpdate, central.uploadBytesPerUpdate)}, device CPU ` +
+      `${ratio(distributed.deviceSecondsPerUpdate, central.deviceSecondsPerUpdate)}, round time ` +
+      `${ratio(distributed.roundSeconds, central.roundSeconds)}. Device CPU: this process's main-thread CPU while its ` +
+      `simulated devices ran a round (training, encoding, SecAgg+ or upload, their HTTP client), per device that took ` +
+      `part. Inputs per distributed round: ${distributed.rounds.map((x) => x.aggregated).join(", ")}` +
+      (abandoned > 0 ? ` (${abandoned} round(s) released no sum and stay charged)` : "") +
+      ".",
+    "",
+  );
+  return L;
+}
+
+/** The report's section: the side-by-side tables and what each column measures. */
 export function modeComparisonMarkdown(c: ModeComparison): string[] {
   const [central, distributed] = modeRows(c);
   const seeds = `seed${central.seeds.length === 1 ? "" : "s"} ${central.seeds.join(", ")}`;
   const L: string[] = ["## Central vs distributed DP at ε = " + c.epsilonTarget, ""];
+  if (c.served) L.push(...servedMarkdown(c, c.served), "### In process (every device, more seeds)", "");
   L.push(
     `The same task in process (same devices' data, round engine, device code and recipe; ${seeds}), at the same target ` +
       `ε = ${c.epsilonTarget}, δ = ${c.delta.toExponential()}, with one fixed clip norm **C = ${c.clipNorm}** in both modes: ` +

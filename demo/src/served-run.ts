@@ -66,7 +66,7 @@ async function meanUpdateBytes(admin: EdgeAdminClient, roundId: string): Promise
 }
 
 /** Served accuracy through `/predict` (batches of 128, the edge's cap) and the served logits. */
-async function servedAccuracy(
+export async function servedAccuracy(
   client: FedgeClient,
   model: string,
   test: Dataset,

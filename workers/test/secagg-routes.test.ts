@@ -12,6 +12,7 @@ import {
   secAggRequestSigningBytes,
   sha256Hex,
   toBase64Url,
+  DEFAULT_SECAGG_STAGE_S,
   type SecAggConsistencyRequest,
   type SecAggOutcome,
   type SecAggRoster,
@@ -86,8 +87,8 @@ function clientFor(device: TestDevice, roundId: string): SecAggClient {
   });
 }
 
-async function closeStage(roundId: string, expected: string): Promise<void> {
-  const res = await adminPost(`/v1/admin/rounds/${roundId}/secagg/close`);
+async function closeStage(roundId: string, expected: string, stage?: string): Promise<void> {
+  const res = await adminPost(`/v1/admin/rounds/${roundId}/secagg/close${stage ? `?stage=${stage}` : ""}`);
   expect(res.status, await res.clone().text()).toBe(200);
   expect((await res.json<{ stage: string }>()).stage).toBe(expected);
 }
@@ -100,24 +101,55 @@ describe("secure aggregation through the edge", () => {
     const round = await openRound(model, distributedRound);
     const roundId = round.round_id;
     const base = `/v1/rounds/${roundId}/secagg`;
+    // The task states every stage's deadline: advertise ends with collecting, each later stage 60 s after the one before.
+    const at = (k: number) => new Date(Date.parse(round.deadline) + k * DEFAULT_SECAGG_STAGE_S * 1000).toISOString();
+    const stageDeadlines = {
+      advertise: at(0),
+      "share-keys": at(1),
+      "masked-input": at(2),
+      consistency: at(3),
+      unmask: at(4),
+    };
     for (const d of devices) {
       const task = await taskFor(d, model);
-      expect(task.secure_aggregation).toEqual(secureAggregation);
+      expect(task.secure_aggregation).toEqual({ ...secureAggregation, stage_deadlines: stageDeadlines });
     }
+    // Before the first advertisement (nothing stored yet) the device is told when advertising ends.
+    expect(await json(signed(devices[0]!, "GET", base))).toEqual({
+      round_id: roundId,
+      stage: "not_open",
+      deadline: stageDeadlines.advertise,
+    });
     const clients = devices.map((d) => clientFor(d, roundId));
     const inputs = devices.map(() => new Uint32Array(LENGTH).map(() => Math.floor(Math.random() * 2 ** BITS)));
 
     for (const [i, c] of clients.entries())
       await json(signed(devices[i]!, "POST", `${base}/advertise`, await c.advertiseKeys()), 202);
-    expect((await json<{ stage: string }>(signed(devices[0]!, "GET", base))).stage).toBe("advertise");
+    expect(await json(signed(devices[0]!, "GET", base))).toEqual({
+      round_id: roundId,
+      stage: "advertise",
+      deadline: stageDeadlines.advertise,
+    });
     await closeStage(roundId, "share-keys");
 
     const sharing = [0, 1, 2, 3, 4, 5, 6, 7]; // device 8 drops before sharing
+    const roster = await json<SecAggRoster>(signed(devices[8]!, "GET", `${base}/share-keys`));
     for (const i of sharing) {
       const roster = await json<SecAggRoster>(signed(devices[i]!, "GET", `${base}/share-keys`));
       await json(signed(devices[i]!, "POST", `${base}/share-keys`, await clients[i]!.shareKeys(roster)), 202);
     }
-    await closeStage(roundId, "masked-input");
+    await closeStage(roundId, "masked-input", "share-keys");
+    // A close naming a stage that has already closed changes nothing (a driver racing the deadline).
+    await closeStage(roundId, "masked-input", "share-keys");
+    // Device 8 shares too late: a clear 409 stage_closed, and nothing recorded.
+    const late = await clients[8]!.shareKeys(roster);
+    const refused = await signed(devices[8]!, "POST", `${base}/share-keys`, late);
+    expect([refused.status, await errorCode(refused)]).toEqual([409, "stage_closed"]);
+    expect(await json(adminGet(`/v1/admin/rounds/${roundId}/secagg`))).toMatchObject({
+      stage: "masked-input",
+      answered: 0,
+      expected: 8,
+    });
 
     const masking = [0, 1, 2, 3, 4, 5, 6]; // device 7 drops before masking
     for (const i of masking) {
@@ -146,6 +178,11 @@ describe("secure aggregation through the edge", () => {
     for (const i of masking) for (let j = 0; j < LENGTH; j++) expected[j] = (expected[j]! + inputs[i]![j]!) % 2 ** BITS;
     expect(Array.from(decodeVector(outcome.sum, LENGTH, BITS))).toEqual(Array.from(expected));
     expect((await json<{ stage: string }>(adminGet(`/v1/admin/rounds/${roundId}/secagg`))).stage).toBe("finished");
+    // Once the round stops collecting, advertising (which ends with collecting) is refused as a closed stage.
+    await json(adminPost(`/v1/admin/rounds/${roundId}/close`));
+    const lateKeys = await clientFor(devices[0]!, roundId).advertiseKeys();
+    const afterClose = await signed(devices[0]!, "POST", `${base}/advertise`, lateKeys);
+    expect([afterClose.status, await errorCode(afterClose)]).toEqual([409, "stage_closed"]);
   });
 
   it("finds each device's selection on its coordinator shard when the population runs several", async () => {

@@ -28,6 +28,7 @@ import {
   type RoundRelease,
   type RoundStatus,
   type SecAggOutcome,
+  type SecAggDeviceStage,
   type SecAggStatus,
   type UpdateStreamFrame,
 } from "@fedge/protocol";
@@ -62,7 +63,8 @@ export class EdgeAdminError extends FedgeError {
  * - `state_mismatch`: the runner state, the checkpoint and the engine disagree (another model, another round);
  * - `round_collecting`: the edge has a round collecting that this aggregator did not open;
  * - `round_id_mismatch`: the edge opened another round id than the one the ledger was charged for;
- * - `version_conflict`: the edge already holds the version number with other bytes.
+ * - `version_conflict`: the edge already holds the version number with other bytes;
+ * - `stage_overdue`: the edge still shows a secure-aggregation stage long after its deadline.
  */
 export type EdgeClientErrorReason =
   | "needs_admin_token"
@@ -73,7 +75,8 @@ export type EdgeClientErrorReason =
   | "round_collecting"
   | "round_id_mismatch"
   | "version_conflict"
-  | "release_mismatch";
+  | "release_mismatch"
+  | "stage_overdue";
 
 /** The edge client cannot go on (see {@link EdgeClientErrorReason}). A domain error: no HTTP status. */
 export class EdgeClientError extends Error {
@@ -312,9 +315,14 @@ export class EdgeAdminClient {
     return this.json<SecAggStatus>("GET", `/v1/admin/rounds/${encodeURIComponent(roundId)}/secagg`);
   }
 
-  /** `POST /v1/admin/rounds/:id/secagg/close`: ends the current stage (after unmask: finishes the round). */
-  closeSecureAggregationStage(roundId: string): Promise<SecAggStatus> {
-    return this.json<SecAggStatus>("POST", `/v1/admin/rounds/${encodeURIComponent(roundId)}/secagg/close`);
+  /**
+   * `POST /v1/admin/rounds/:id/secagg/close`: ends a stage before its deadline (after unmask: finishes the round).
+   * With `stage`, a stage that has already closed is left alone (the answer is the stage now); without it, whichever
+   * stage is current closes.
+   */
+  closeSecureAggregationStage(roundId: string, stage?: SecAggDeviceStage): Promise<SecAggStatus> {
+    const query = stage === undefined ? "" : `?stage=${stage}`;
+    return this.json<SecAggStatus>("POST", `/v1/admin/rounds/${encodeURIComponent(roundId)}/secagg/close${query}`);
   }
 
   /**

@@ -5,7 +5,13 @@
  * signature re-verified and each clip bit checked against the round. `fedge simulate` builds its devices' tasks with
  * {@link taskPrivacyFields} too, so simulated devices get exactly what the edge would relay.
  */
-import { decodeVerifiedUpdate, secureAggregationFor, updateToFloat32, type OpenRoundRequest } from "@fedge/protocol";
+import {
+  decodeVerifiedUpdate,
+  secureAggregationFor,
+  updateToFloat32,
+  type OpenRoundRequest,
+  type SecAggStageSeconds,
+} from "@fedge/protocol";
 import type { RoundEngine } from "../round.ts";
 import type { ClientUpdate, DistributedTaskFields, FitInstructions } from "../strategy/strategy.ts";
 import type { EdgeAdminClient } from "./admin-client.ts";
@@ -21,6 +27,11 @@ export interface EdgeRoundLimits {
   maxReports?: number;
   /** @default 600 */
   durationS?: number;
+  /**
+   * Distributed mode: how long each secure-aggregation stage after `advertise` lasts, in seconds (advertise ends with
+   * the collecting window). @default DEFAULT_SECAGG_STAGE_S each
+   */
+  secureAggregationStageS?: SecAggStageSeconds;
 }
 
 /** The privacy fields of the task devices receive (names as in `OpenRoundRequest` / `RoundTask`). */
@@ -92,7 +103,10 @@ export function openRoundRequest(
     ...(charge ? { mechanism: { ...mechanismOf(charge), ...(noise ? { distributed: noise } : {}) } } : {}),
     // Distributed mode: the public rotation seed, and the secure aggregation in the noise's ring (b, d').
     ...(distributed
-      ? { rotation_seed: distributed.rotation_seed, secure_aggregation: secureAggregationFor(distributed) }
+      ? {
+          rotation_seed: distributed.rotation_seed,
+          secure_aggregation: secureAggregationFor(distributed, limits.secureAggregationStageS),
+        }
       : {}),
     duration_s: limits.durationS ?? 600,
   };

@@ -53,6 +53,7 @@ import {
   type ModelDetail,
   type ModelManifest,
   type RoundRelease,
+  type SecAggStageSeconds,
 } from "@fedge/protocol";
 import type { RoundEngine } from "../round.ts";
 import type { RoundSummary } from "../checkpoint.ts";
@@ -117,8 +118,14 @@ export interface EdgeRoundRunnerOptions {
   collect?: (round: RoundStatus) => Promise<void>;
   /** Updates per streamed page. @default 100 */
   pageSize?: number;
-  /** Distributed mode: how the aggregator closes the secure-aggregation stages (`driveSecureAggregation`). */
-  secureAggregation?: Omit<SecureAggregationDriverOptions, "selected" | "log">;
+  /** Distributed mode: how the aggregator follows the secure-aggregation stages (`driveSecureAggregation`). */
+  secureAggregation?: Omit<SecureAggregationDriverOptions, "log">;
+  /**
+   * Distributed mode: each secure-aggregation stage's length after `advertise` (which ends with the collecting
+   * window), in seconds; the round opens with these deadlines and the edge enforces them.
+   * @default DEFAULT_SECAGG_STAGE_S each
+   */
+  secureAggregationStageS?: SecAggStageSeconds;
   /** `fetch` for the public registry reads. @default globalThis.fetch */
   fetch?: typeof fetch;
   hooks?: EdgeRunnerHooks;
@@ -402,11 +409,7 @@ export class EdgeRoundRunner {
         // Distributed mode: the devices' inputs arrive only through SecAgg+, whose stages this aggregator closes
         // while the devices take part.
         const driving = distributed
-          ? driveSecureAggregation(this.admin, p.roundId, {
-              ...this.o.secureAggregation,
-              selected: async () => (await this.admin.roundStatus(p.roundId)).selected,
-              log: this.log,
-            })
+          ? driveSecureAggregation(this.admin, p.roundId, { ...this.o.secureAggregation, log: this.log })
           : undefined;
         if (this.o.collect) [secureAggregation] = await Promise.all([driving, this.o.collect(status)]);
         else if (driving) secureAggregation = await driving;

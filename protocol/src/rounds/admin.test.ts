@@ -124,7 +124,34 @@ describe("OpenRoundRequest privacy fields", () => {
     expect(ok(distributed({}, SECAGG_MAX_ENCODED_LENGTH + 1))).toBe(false);
     const params = OpenRoundRequest.parse({ ...base, ...distributed() });
     const task = roundTaskFor("m_1", "m", params, "AAAAAAAAAAAAAAAAAAAAAA", "2030-01-01T00:00:00.000Z");
-    expect(task.secure_aggregation).toEqual(sa);
+    // The task states each stage's deadline: advertise with the collecting deadline, then 60 s per stage by default.
+    expect(task.secure_aggregation).toEqual({
+      ...sa,
+      stage_deadlines: {
+        advertise: "2030-01-01T00:00:00.000Z",
+        "share-keys": "2030-01-01T00:01:00.000Z",
+        "masked-input": "2030-01-01T00:02:00.000Z",
+        consistency: "2030-01-01T00:03:00.000Z",
+        unmask: "2030-01-01T00:04:00.000Z",
+      },
+    });
+    // Stage lengths of the round's own, and bad ones refused.
+    const timed = OpenRoundRequest.parse({
+      ...base,
+      ...distributed({ secure_aggregation: { ...sa, stage_s: { "share-keys": 5, unmask: 90 } } }),
+    });
+    expect(
+      roundTaskFor("m_1", "m", timed, "AAAAAAAAAAAAAAAAAAAAAA", "2030-01-01T00:00:00.000Z").secure_aggregation
+        ?.stage_deadlines,
+    ).toEqual({
+      advertise: "2030-01-01T00:00:00.000Z",
+      "share-keys": "2030-01-01T00:00:05.000Z",
+      "masked-input": "2030-01-01T00:01:05.000Z",
+      consistency: "2030-01-01T00:02:05.000Z",
+      unmask: "2030-01-01T00:03:35.000Z",
+    });
+    expect(ok(distributed({ secure_aggregation: { ...sa, stage_s: { consistency: 0 } } }))).toBe(false);
+    expect(ok(distributed({ secure_aggregation: { ...sa, stage_s: { advertise: 10 } } }))).toBe(false);
     expect(task.distributed).toEqual({ ...noise, rotation_seed: "A".repeat(43) });
   });
   it("the task a device receives carries the privacy fields (and no clip norm in mode none)", () => {

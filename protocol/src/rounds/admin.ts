@@ -21,6 +21,7 @@ import {
   RoundTask,
   SecureAggregationParams,
   TrainableScope,
+  secureAggregationTaskFor,
 } from "./task.ts";
 
 /** Longest model name that can own training rounds (so `<model>_<seq>` stays within 64 characters). */
@@ -414,6 +415,8 @@ export function roundTaskFor(
   if (params.mechanism?.distributed && params.rotation_seed) {
     task.distributed = { ...params.mechanism.distributed, rotation_seed: params.rotation_seed };
   }
-  if (params.secure_aggregation !== undefined) task.secure_aggregation = params.secure_aggregation;
+  if (params.secure_aggregation !== undefined) {
+    task.secure_aggregation = secureAggregationTaskFor(params.secure_aggregation, Date.parse(deadline));
+  }
   return task;
 }

@@ -7,9 +7,10 @@
  * them (nacl.secretbox under keys from the devices' advertised X25519 keys).
  */
 import { z } from "zod";
-import { Base64Url } from "../common.ts";
+import { Base64Url, IsoDateTime } from "../common.ts";
 import { DeviceId } from "../devices.ts";
 import { RoundId } from "./admin.ts";
+import { SECAGG_DEVICE_STAGES } from "./task.ts";
 
 /** Largest roster of one secure-aggregation round (share points are 16-bit). */
 export const SECAGG_MAX_DEVICES = 65_535;
@@ -131,8 +132,6 @@ export const SecAggUnmaskShares = z.strictObject({
 });
 export type SecAggUnmaskShares = z.infer<typeof SecAggUnmaskShares>;
 
-/** The stages a device answers, in order; each is `POST /v1/rounds/{id}/secagg/{stage}`. */
-export const SECAGG_DEVICE_STAGES = ["advertise", "share-keys", "masked-input", "consistency", "unmask"] as const;
 export const SecAggDeviceStage = z.enum(SECAGG_DEVICE_STAGES);
 export type SecAggDeviceStage = z.infer<typeof SecAggDeviceStage>;
 
@@ -141,8 +140,15 @@ export const SecAggStatus = z
   .object({
     round_id: RoundId,
     stage: z.enum([...SECAGG_DEVICE_STAGES, "finished", "aborted", "not_open"]),
+    /** When the current stage closes at the latest (its deadline, fixed when the round opened). */
+    deadline: IsoDateTime.optional(),
     /** Admin answers only: how many devices answered the current stage so far. */
     answered: z.number().int().nonnegative().optional(),
+    /**
+     * Admin answers only: how many devices may still answer the current stage (those that answered the one before);
+     * absent in the advertise stage, where the round's selected devices are.
+     */
+    expected: z.number().int().nonnegative().optional(),
   })
   .meta({ id: "SecAggStatus" });
 export type SecAggStatus = z.infer<typeof SecAggStatus>;

@@ -98,20 +98,112 @@ export const SECAGG_MAX_ENCODED_LENGTH = 1 << 18;
  * round's open request keeps it equal to its noise's ring: `modulus_bits` = `DistributedNoise.bits` and
  * `encoded_length` = `DistributedNoise.dimension`.
  */
+/** Seconds a secure-aggregation stage after `advertise` stays open when the round does not say. */
+export const DEFAULT_SECAGG_STAGE_S = 60;
+
+const stageSeconds = z.number().int().min(1).max(3600);
+
+/**
+ * How long each secure-aggregation stage after `advertise` stays open, in seconds (each @default
+ * `DEFAULT_SECAGG_STAGE_S`). The advertise stage ends with the round's collecting deadline; each later stage ends this
+ * long after the one before it, so every deadline is fixed when the round opens.
+ */
+export const SecAggStageSeconds = z
+  .object({
+    "share-keys": stageSeconds.optional(),
+    "masked-input": stageSeconds.optional(),
+    consistency: stageSeconds.optional(),
+    unmask: stageSeconds.optional(),
+  })
+  .strict()
+  .meta({ id: "SecAggStageSeconds" });
+export type SecAggStageSeconds = z.infer<typeof SecAggStageSeconds>;
+
 export const SecureAggregationParams = z
   .object({
     /** b: the encoded values and their sum live in Z_{2^b}. */
     modulus_bits: z.number().int().min(1).max(32),
     /** d': values per encoded update (at most `SECAGG_MAX_ENCODED_LENGTH`). */
     encoded_length: z.number().int().positive().max(SECAGG_MAX_ENCODED_LENGTH),
+    /** How long the stages after `advertise` last. @default DEFAULT_SECAGG_STAGE_S each */
+    stage_s: SecAggStageSeconds.optional(),
   })
   .strict()
   .meta({ id: "SecureAggregationParams" });
 export type SecureAggregationParams = z.infer<typeof SecureAggregationParams>;
 
+/**
+ * When each secure-aggregation stage closes (ISO 8601), in stage order. The edge's `SecAggRound` closes a stage at its
+ * deadline (or earlier, once every device still in the round answered) and refuses a later message to it with 409
+ * `stage_closed`.
+ */
+export const SecAggStageDeadlines = z
+  .object({
+    advertise: IsoDateTime,
+    "share-keys": IsoDateTime,
+    "masked-input": IsoDateTime,
+    consistency: IsoDateTime,
+    unmask: IsoDateTime,
+  })
+  .strict()
+  .meta({ id: "SecAggStageDeadlines" });
+export type SecAggStageDeadlines = z.infer<typeof SecAggStageDeadlines>;
+
+/** What a device of a `distributed` round is told of its secure aggregation: the ring and each stage's deadline. */
+export const SecureAggregationTask = z
+  .object({
+    modulus_bits: SecureAggregationParams.shape.modulus_bits,
+    encoded_length: SecureAggregationParams.shape.encoded_length,
+    stage_deadlines: SecAggStageDeadlines,
+  })
+  .strict()
+  .meta({ id: "SecureAggregationTask" });
+export type SecureAggregationTask = z.infer<typeof SecureAggregationTask>;
+
+/** The stages a device answers, in order; each is `POST /v1/rounds/{id}/secagg/{stage}` and closes at its own deadline. */
+export const SECAGG_DEVICE_STAGES = ["advertise", "share-keys", "masked-input", "consistency", "unmask"] as const;
+
+/**
+ * Each stage's deadline in ms since the epoch, in `SECAGG_DEVICE_STAGES`: advertise closes with the round's collecting
+ * deadline `collectDeadlineMs`, each later stage `stage_s` seconds after the one before.
+ */
+export function secAggStageDeadlinesMs(params: SecureAggregationParams, collectDeadlineMs: number): number[] {
+  const out = [collectDeadlineMs];
+  for (const stage of ["share-keys", "masked-input", "consistency", "unmask"] as const) {
+    out.push(out[out.length - 1]! + (params.stage_s?.[stage] ?? DEFAULT_SECAGG_STAGE_S) * 1000);
+  }
+  return out;
+}
+
+/** The task's view of a round's secure aggregation, its stage deadlines fixed by the collecting deadline. */
+export function secureAggregationTaskFor(
+  params: SecureAggregationParams,
+  collectDeadlineMs: number,
+): SecureAggregationTask {
+  const at = secAggStageDeadlinesMs(params, collectDeadlineMs).map((ms) => new Date(ms).toISOString());
+  return {
+    modulus_bits: params.modulus_bits,
+    encoded_length: params.encoded_length,
+    stage_deadlines: {
+      advertise: at[0]!,
+      "share-keys": at[1]!,
+      "masked-input": at[2]!,
+      consistency: at[3]!,
+      unmask: at[4]!,
+    },
+  };
+}
+
 /** The secure aggregation a distributed round's noise runs in: the same ring Z_{2^bits}, d' = the padded dimension. */
-export function secureAggregationFor(noise: Pick<DistributedNoise, "bits" | "dimension">): SecureAggregationParams {
-  return { modulus_bits: noise.bits, encoded_length: noise.dimension };
+export function secureAggregationFor(
+  noise: Pick<DistributedNoise, "bits" | "dimension">,
+  stageSeconds?: SecAggStageSeconds,
+): SecureAggregationParams {
+  return {
+    modulus_bits: noise.bits,
+    encoded_length: noise.dimension,
+    ...(stageSeconds !== undefined ? { stage_s: stageSeconds } : {}),
+  };
 }
 
 export const RoundTask = z
@@ -134,8 +226,8 @@ export const RoundTask = z
     report_clip_bit: z.boolean().optional(),
     /** Distributed mode only: the discrete noise to add and the round's rotation seed. */
     distributed: DistributedTask.optional(),
-    /** Distributed mode only: the secure aggregation the device takes part in instead of uploading. */
-    secure_aggregation: SecureAggregationParams.optional(),
+    /** Distributed mode only: the secure aggregation the device takes part in instead of uploading, with its stages' deadlines. */
+    secure_aggregation: SecureAggregationTask.optional(),
     /** The population's (ε, δ) (central and local modes), for the device's privacy policy. */
     population_privacy: PopulationPrivacy.optional(),
     trainable: TrainableScope,

@@ -24,6 +24,7 @@ import {
   RoundRelease,
   RoundStatus,
   SecAggOutcome,
+  SecAggDeviceStage,
   SecAggStatus,
   UPDATE_STREAM_FRAME_HEADER_BYTES,
   UPDATE_STREAM_MEDIA_TYPE,
@@ -296,12 +297,14 @@ const secAggClose = createRoute({
   method: "post",
   path: "/v1/admin/rounds/{id}/secagg/close",
   tags: ["training-admin"],
-  summary: "Close the current secure-aggregation stage (after unmask: finish the round)",
+  summary: "Close a secure-aggregation stage before its deadline (after unmask: finish the round)",
   description:
-    "Ends the stage with the devices that answered. Fewer than the round's threshold aborts the round for good " +
-    "(409 `round_closed`); the round is still charged.",
+    "Ends the stage with the devices that answered, before the deadline at which the edge closes it anyway. With " +
+    "`stage`, a stage that has already closed is left as it is (the answer is the stage now), so a close racing the " +
+    "deadline never closes the next stage. Fewer than the round's threshold aborts the round for good (409 " +
+    "`round_closed`); the round is still charged.",
   security,
-  request: { params: RoundParam },
+  request: { params: RoundParam, query: z.object({ stage: SecAggDeviceStage.optional() }) },
   responses: {
     200: json(SecAggStatus, "The stage now"),
     ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such round", 409: "The round aborted (round_closed)" }),
@@ -351,12 +354,12 @@ export const adminRounds = router
   })
   .openapi(secAggStatus, async (c) => {
     const { id } = c.req.valid("param");
-    const stub = secAggFor(c.env, id);
-    return c.json({ round_id: id, stage: await stub.stage(), answered: await stub.answered() }, 200);
+    return c.json({ round_id: id, ...(await secAggFor(c.env, id).progress()) }, 200);
   })
   .openapi(secAggClose, async (c) => {
     const { id } = c.req.valid("param");
-    const closed = unwrap(await secAggFor(c.env, id).closeStage());
+    const { stage } = c.req.valid("query");
+    const closed = unwrap(await secAggFor(c.env, id).closeStage(stage));
     return c.json({ round_id: id, stage: closed.stage }, 200);
   })
   .openapi(secAggSum, async (c) => {

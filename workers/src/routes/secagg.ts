@@ -62,7 +62,7 @@ const DEVICE_ERRORS = {
   401: "No API key, bad device signature (bad_signature) or stale timestamp (stale_timestamp)",
   403: "The device was not selected for this round (forbidden), is revoked (device_revoked), or is of another tenant",
   404: "No such round (round_not_found)",
-  409: "Not a distributed round, the wrong stage, a message already given (conflict), or the round aborted (round_closed)",
+  409: "Not a distributed round, a stage not reached yet, a message already given (conflict), a stage past its deadline (stage_closed), or the round aborted (round_closed)",
 } as const;
 
 /** What a device receives before answering each stage. */
@@ -171,9 +171,11 @@ async function authenticateDevice(c: Context<AppEnv>, roundId: string, body: Uin
 export const secagg = createRouter()
   .openapi(status, async (c) => {
     const { id } = c.req.valid("param");
-    await authenticateDevice(c, id, new Uint8Array(0));
-    const stage = await secAggStub(c.env, id).stage();
-    return c.json({ round_id: id, stage }, 200);
+    const { member } = await authenticateDevice(c, id, new Uint8Array(0));
+    const { stage, deadline } = await secAggStub(c.env, id).progress();
+    // Before the first advertisement the object holds nothing: the advertise deadline comes from the round itself.
+    const until = stage === "not_open" ? new Date(member.stageDeadlines[0]!).toISOString() : deadline;
+    return c.json({ round_id: id, stage, ...(until !== undefined ? { deadline: until } : {}) }, 200);
   })
   .openapi(stageInput, async (c) => {
     const { id, stage } = c.req.valid("param");
@@ -209,8 +211,19 @@ export const secagg = createRouter()
     let recorded: { duplicate: boolean };
     switch (stage) {
       case "advertise":
-        if (!member.collecting) throw new FedgeError("round_closed", 409, `round ${id} no longer collects`);
-        unwrap(await stub.open({ roundId: id, bits, length, minInputs: member.minInputs }));
+        if (!member.collecting) {
+          // advertising ends with collecting: the advertise stage has closed, whether or not the object has seen it
+          throw new FedgeError("stage_closed", 409, `round ${id} no longer collects: its advertise stage has closed`);
+        }
+        unwrap(
+          await stub.open({
+            roundId: id,
+            bits,
+            length,
+            minInputs: member.minInputs,
+            stageDeadlines: member.stageDeadlines,
+          }),
+        );
         recorded = unwrap(await stub.advertise(message as SecAggAdvertiseKeys, member.publicKey));
         break;
       case "share-keys":

@@ -14,6 +14,7 @@
 import {
   DEFAULT_MAX_SELECTED_PER_KEY,
   roundTaskFor,
+  secAggStageDeadlinesMs,
   type CheckinResponse,
   type RoundParams,
   type SecureAggregationParams,
@@ -305,6 +306,8 @@ export interface SecAggMembership {
   secureAggregation: SecureAggregationParams;
   /** The noise shares the round was charged for: its sum is released only with at least this many inputs. */
   minInputs: number;
+  /** When each secure-aggregation stage closes, ms since the epoch, in stage order (as the device's task states). */
+  stageDeadlines: number[];
 }
 
 /**
@@ -337,5 +340,6 @@ export function secAggMembership(
     collecting: isCollecting(r.state),
     secureAggregation: params.secure_aggregation,
     minInputs: params.mechanism?.distributed?.noise_shares ?? 1,
+    stageDeadlines: secAggStageDeadlinesMs(params.secure_aggregation, r.deadline),
   };
 }
