@@ -43,7 +43,9 @@ describe("inProcessCohort", () => {
     for (let q = RECIPE.samplingRate; q < c.samplingRate - 1e-9; q += COHORT_RATE_STEP) {
       for (const f of MIN_REPORT_FRACTIONS) {
         const rate = Number(q.toFixed(2));
-        expect(reaches({ ...recipe, samplingRate: rate, minReportFraction: f }, 1000, 1), `q ${rate} f ${f}`).toBe(false);
+        expect(reaches({ ...recipe, samplingRate: rate, minReportFraction: f }, 1000, 1), `q ${rate} f ${f}`).toBe(
+          false,
+        );
       }
     }
     for (const f of MIN_REPORT_FRACTIONS.filter((f) => f < (c.recipe.minReportFraction ?? 0.8)))

@@ -141,7 +141,9 @@ describe("--privacy distributed, served (20 devices, 2 rounds)", () => {
       `| distributed | ${distributed!.noiseMultiplier!.toFixed(3)} | ${distributed!.epsilon!.toFixed(3)} |`,
     );
     expect(md).toContain(`both solved for ε = ${target.epsilon}.`);
-    expect(md).toContain(`**Why ε = ${target.epsilon} here, not ${EPSILON}:** not ε = ${EPSILON}: with 20 devices a round`);
+    expect(md).toContain(
+      `**Why ε = ${target.epsilon} here, not ${EPSILON}:** not ε = ${EPSILON}: with 20 devices a round`,
+    );
     expect(md).toContain("### In process (every device, more seeds)");
   }, 240_000);
 });
