@@ -33,10 +33,12 @@ const USAGE = `usage: npm run demo -- [options]
   --audit             after the served run, audit its population empirically (one-shot audit, Andrew et al. 2024):
                       canaries on a never-served shadow; the report shows ε̂ and its interval next to the ledger's ε
   --audit-canaries K  canaries of the audit (default 200; as many more are never inserted)
-  --privacy MODE      central (default) | distributed: distributed also runs the headline ε in central and in
-                      distributed DP (secure aggregation, KLS21) with the recipe's fixed C, served through the local
-                      edge on --modes-clients devices and in process on every device and seed; the report sets
-                      accuracy, ε, bytes, device CPU and round time side by side
+  --privacy MODE      central (default) | distributed: distributed also runs central and distributed DP (secure
+                      aggregation, KLS21) with the recipe's fixed C, in process on every device and seed at the
+                      headline ε on the smallest q that distributed mode reaches it at, and served through the local
+                      edge on --modes-clients devices at the recipe's q (at the headline ε, or at the smallest ε its
+                      distributed plan reaches); the report sets accuracy, ε, bytes, device CPU and round time
+                      side by side
   --modes-clients N   devices of the served central-vs-distributed comparison (default min(200, clients))
   --backend B         aggregation backend: auto | cpu | webgpu (default auto: a hardware GPU through WebGPU, else
                       the CPU; a software adapter such as lavapipe is slower than the CPU path)

@@ -38,9 +38,11 @@ import { runServed, type DemoAudit } from "./served-run.ts";
 import { runPrivacyAudit, type PrivacyAuditReport } from "./privacy-audit.ts";
 import { accuracyVsEpsilonSvg, accuracyVsRoundSvg, reportMarkdown, type DemoReport, type ServedRun } from "./report.ts";
 import { FIXED_CLIP_WHY, type ModeComparison, type ServedModeRun } from "./mode-comparison.ts";
+import { inProcessCohort, servedEpsilon, type DistributedCohort, type ServedEpsilon } from "./distributed-cohort.ts";
 import { runServedModes } from "./served-modes.ts";
 import {
   demoData,
+  demoUpdateLength,
   distributedShares,
   PRETRAIN,
   pretrainPublic,
@@ -157,6 +159,20 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       `modesClients must be an integer ≤ clients (${clients}) with at least 5 devices a round at q = ${recipe.samplingRate}, got ${modesClients}`,
     );
   }
+  // (e)'s cohorts and ε by their stated rules (`distributed-cohort.ts`), before anything runs: the in-process
+  // comparison at the headline ε on the smallest q that reaches it under the add/remove charge; the served one on the
+  // served devices at the recipe's q, at the headline ε if its distributed plan reaches it, else at the rule's ε.
+  let modesCohort: DistributedCohort | undefined;
+  let servedTarget: ServedEpsilon | undefined;
+  if (options.privacy === "distributed") {
+    const planFor = { delta, recipe: withFixedClip(recipe), updateLength: demoUpdateLength(recipe.trainable) };
+    modesCohort = inProcessCohort({ ...planFor, clients, epsilon });
+    servedTarget = servedEpsilon({ ...planFor, clients: modesClients, epsilon });
+    log(
+      `(e) in process: q = ${modesCohort.samplingRate}, n_min = ${modesCohort.minClients} of ${modesCohort.expectedClients} ` +
+        `(${modesCohort.rule}); served: ε = ${servedTarget.epsilon} (${servedTarget.rule})`,
+    );
+  }
   const outDir = options.outDir ?? path.join(repoRoot, "demo-out");
   const startedAt = new Date().toISOString();
   const stateDir = path.join(outDir, "state", startedAt.replace(/[:.]/g, "-"));
@@ -184,7 +200,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
         jobs.push({ kind: "curve", epsilon: e, seed: s, recipe: recipeFor(e), everyRound: e === epsilon });
   if (options.ceiling ?? true)
     for (let s = 1; s <= seeds; s++) jobs.push({ kind: "ceiling", epsilon: null, seed: s, recipe: ceilingRecipe });
-  if (options.privacy === "distributed") jobs.push(...modeComparisonJobs(recipe, epsilon, seeds));
+  if (modesCohort) jobs.push(...modeComparisonJobs(modesCohort.recipe, epsilon, seeds));
   const work: InProcessWork = {
     clients,
     publicSamples,
@@ -281,19 +297,20 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       );
       lap("privacy audit", t);
     }
-    if (options.privacy === "distributed") {
+    if (servedTarget) {
       t = performance.now();
       servedModes = await runServedModes(
         { baseUrl: edge.url, admin, operator, signingKey, backend, evaluator, test, log },
         {
           shards: data.devices.slice(0, modesClients),
           recipe: withFixedClip(recipe),
-          epsilon,
+          epsilon: servedTarget.epsilon,
           delta,
-          // The demo app's policy, with distributed DP allowed (the SDK's defaults bound each report's own ε).
+          // The demo app's policy, with distributed DP allowed, up to the ε the served comparison runs at (the SDK's
+          // defaults bound each report's own ε).
           privacyPolicy: {
             allowedModes: ["central", "distributed"],
-            maxPopulationEpsilon: Math.max(10, epsilon),
+            maxPopulationEpsilon: Math.max(10, servedTarget.epsilon),
             maxDelta: delta,
           },
           initial,
@@ -325,21 +342,25 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const publicOnly = results.publicOnly;
   const curve = results.runs.filter((r) => r.kind === "curve");
   const ceiling = results.runs.filter((r) => r.kind === "ceiling");
-  const modes =
-    options.privacy === "distributed"
-      ? {
-          ...modeComparisonOf({ runs: results.runs, recipe, clients, epsilon, delta }),
-          ...(servedModes
-            ? {
-                served: {
-                  devices: modesClients,
-                  distributed: distributedShares(recipe.samplingRate * modesClients),
-                  runs: servedModes,
-                },
-              }
-            : {}),
-        }
-      : undefined;
+  const modes: ModeComparison | undefined = modesCohort
+    ? {
+        ...modeComparisonOf({ runs: results.runs, recipe: modesCohort.recipe, clients, epsilon, delta }),
+        cohort: cohortSummary(modesCohort),
+        ...(servedModes && servedTarget
+          ? {
+              served: {
+                devices: modesClients,
+                epsilon: servedTarget.epsilon,
+                floor: servedTarget.floor,
+                headline: servedTarget.headline,
+                rule: servedTarget.rule,
+                distributed: distributedShares(recipe.samplingRate * modesClients, recipe.minReportFraction),
+                runs: servedModes,
+              },
+            }
+          : {}),
+      }
+    : undefined;
 
   const report: DemoReport = {
     startedAt,
@@ -397,6 +418,18 @@ export function modeComparisonJobs(recipe: FederatedRecipe, epsilon: number, see
   return jobs;
 }
 
+/** What the report states about the in-process cohort. */
+export function cohortSummary(c: DistributedCohort): NonNullable<ModeComparison["cohort"]> {
+  return {
+    samplingRate: c.samplingRate,
+    expectedClients: c.expectedClients,
+    minClients: c.minClients,
+    floor: c.floor,
+    recipeFloor: c.recipeFloor,
+    rule: c.rule,
+  };
+}
+
 /** `recipe` with its clip norm fixed at its initial C: distributed mode cannot adapt C (no clip bits in a sum). */
 export function withFixedClip(recipe: FederatedRecipe): FederatedRecipe {
   return { ...recipe, clip: { ...recipe.clip, adaptive: false } };
@@ -420,7 +453,7 @@ export function modeComparisonOf(o: {
       o.recipe.clip.initial === RECIPE.clip.initial ? FIXED_CLIP_WHY : "the caller's C (a recipe override, not tuned)",
     updateLength,
     paddedLength: paddedLength(updateLength),
-    distributed: distributedShares(o.recipe.samplingRate * o.clients),
+    distributed: distributedShares(o.recipe.samplingRate * o.clients, o.recipe.minReportFraction),
     runs: runs.map((r) => ({
       privacy: r.privacy === "distributed" ? "distributed" : "central",
       seed: r.seed,

@@ -137,3 +137,43 @@ describe("the served table", () => {
     expect(md).toContain("a sum is released with at least 32 inputs");
   });
 });
+
+describe("the rules' choices in the report", () => {
+  it("states the in-process cohort and, when the served ε is not the headline's, why", () => {
+    const c: ModeComparison = {
+      ...comparison([run("central", 1), run("distributed", 1)]),
+      cohort: {
+        samplingRate: 0.95,
+        expectedClients: 950,
+        minClients: 855,
+        floor: 0.962,
+        recipeFloor: 2.157,
+        rule: "the smallest q on the grid",
+      },
+      served: {
+        devices: 200,
+        epsilon: 26,
+        floor: 23.49,
+        headline: false,
+        rule: "not ε = 1: the floor",
+        distributed: { minClients: 32, maxClients: 80 },
+        runs: (["central", "distributed"] as const).map((privacy) => ({
+          ...run(privacy, 1),
+          population: privacy,
+          devices: 200,
+          rounds: [{ roundId: "r_1", selected: 40, aggregated: 40, outcome: "published", seconds: 2 }],
+        })),
+      },
+    };
+    const md = modeComparisonMarkdown(c).join("\n");
+    expect(md).toContain("both solved for ε = 26.");
+    expect(md).toContain("**Why ε = 26 here, not 1:** not ε = 1: the floor.");
+    expect(md).toContain(
+      "on the same cohort, **q = 0.95** (950 devices a round expected, a sum released from n_min = 855; add/remove " +
+        "floor there ε = 0.962), chosen as the smallest q on the grid, with one fixed clip norm",
+    );
+    // at the headline ε, no "why" line
+    const atHeadline = modeComparisonMarkdown({ ...c, served: { ...c.served!, epsilon: 1, headline: true } });
+    expect(atHeadline.join("\n")).not.toContain("**Why ε");
+  });
+});

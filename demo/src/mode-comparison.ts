@@ -58,10 +58,33 @@ export interface ModeComparison {
   paddedLength: number;
   /** Distributed mode's modulus 2^bits and the reports a round needs to release its sum. */
   distributed: { bits: number; minClients: number; maxClients: number };
+  /**
+   * The in-process cohort both modes ran on, chosen by `distributed-cohort.ts`'s rule (stated in `rule`): q, q·N and
+   * n_min, the add/remove floor there and at the recipe's own q.
+   */
+  cohort?: {
+    samplingRate: number;
+    expectedClients: number;
+    minClients: number;
+    floor: number;
+    recipeFloor: number;
+    rule: string;
+  };
   /** In process: every device of the demo, every seed. */
   runs: ModeRun[];
-  /** Served through the local edge (seed 1, the first devices of the fleet's partition), central first. */
-  served?: { devices: number; distributed: { minClients: number; maxClients: number }; runs: ServedModeRun[] };
+  /**
+   * Served through the local edge (seed 1, the first devices of the fleet's partition), central first, both at
+   * `epsilon` (the headline ε when `headline`, else the served rule's, with the floor that forced it).
+   */
+  served?: {
+    devices: number;
+    epsilon?: number;
+    floor?: number;
+    headline?: boolean;
+    rule?: string;
+    distributed: { minClients: number; maxClients: number };
+    runs: ServedModeRun[];
+  };
 }
 
 /** One mode's line of the table: means over its seeds (ε and z are the same for every seed of a mode). */
@@ -113,10 +136,13 @@ function servedMarkdown(c: ModeComparison, s: NonNullable<ModeComparison["served
     "",
     `Both modes through \`wrangler dev\`, each its own population and ledger on the edge, on the same ${s.devices} devices ` +
       `(the first of the fleet's partition; real SDK devices with their privacy policy), from seed 1's public model, with ` +
-      `the same recipe and C = ${c.clipNorm}, both solved for ε = ${c.epsilonTarget}. Distributed: SecAgg+ in the round's ` +
+      `the same recipe and C = ${c.clipNorm}, both solved for ε = ${s.epsilon ?? c.epsilonTarget}. Distributed: SecAgg+ in the round's ` +
       `Durable Object, every stage on the deadline its task states (closed early once every device still in it answered); ` +
       `a sum is released with at least ${s.distributed.minClients} inputs.`,
     "",
+    ...(s.headline === false && s.rule
+      ? [`**Why ε = ${s.epsilon} here, not ${c.epsilonTarget}:** ${s.rule}.`, ""]
+      : []),
     "| mode | noise z | ε (edge ledger) | served accuracy (int8, /predict) | bytes per device per round | device CPU per round | round time | rounds aggregated |",
     "|---|---:|---:|---:|---:|---:|---:|---:|",
   ];
@@ -149,7 +175,13 @@ export function modeComparisonMarkdown(c: ModeComparison): string[] {
   if (c.served) L.push(...servedMarkdown(c, c.served), "### In process (every device, more seeds)", "");
   L.push(
     `The same task in process (same devices' data, round engine, device code and recipe; ${seeds}), at the same target ` +
-      `ε = ${c.epsilonTarget}, δ = ${c.delta.toExponential()}, with one fixed clip norm **C = ${c.clipNorm}** in both modes: ` +
+      `ε = ${c.epsilonTarget}, δ = ${c.delta.toExponential()}` +
+      (c.cohort
+        ? `, on the same cohort, **q = ${c.cohort.samplingRate}** (${c.cohort.expectedClients} devices a round expected, ` +
+          `a sum released from n_min = ${c.cohort.minClients}; add/remove floor there ε = ${c.cohort.floor.toFixed(3)}), ` +
+          `chosen as ${c.cohort.rule}`
+        : "") +
+      `, with one fixed clip norm **C = ${c.clipNorm}** in both modes: ` +
       `${c.clipWhy}. Central: devices clip, int8-compress and upload; the server adds noise of std z·C to their sum. Distributed: ` +
       `devices clip, encode for secure aggregation (rotation, rounding, their share of the discrete Gaussian, modulo 2^${c.distributed.bits}) ` +
       `and the server sees only the sum, released when at least ${c.distributed.minClients} devices report (at most ${c.distributed.maxClients}).`,

@@ -157,6 +157,18 @@ export interface FederatedRecipe {
   server: { kind: "fedavgm" | "fedadam"; lr: number; momentum: number };
   /** The devices' task. */
   client: { learningRate: number; localEpochs: number; batchSize: number };
+  /**
+   * Distributed mode: the fraction f of the q·N expected devices whose reports a round's sum needs, n_min = ⌈f·q·N⌉
+   * (more guaranteed noise shares lower the add/remove charge's floor; fewer devices may drop out).
+   * @default 0.8
+   */
+  minReportFraction?: number;
+}
+
+/** Values one update holds for the demo's MLP 784→`hidden`→10: the head's weights and biases, or every layer's. */
+export function demoUpdateLength(trainable: FederatedRecipe["trainable"], hidden: number = PRETRAIN.hidden): number {
+  const head = hidden * 10 + 10;
+  return trainable === "head" ? head : 784 * hidden + hidden + head;
 }
 
 /** The demo's defaults: see demo/TUNING.md for what tuned each, on which split, and the commands to re-run it. */
@@ -202,17 +214,23 @@ export const CEILING_SERVER_LR = 8;
 
 /**
  * Distributed mode's modulus and share counts in the demo (the config's defaults, written out because the noise
- * multiplier is solved for them): 2^20, released when at least ⌈0.8·q·N⌉ devices report, at most 2·q·N.
+ * multiplier is solved for them): 2^20, released when at least ⌈f·q·N⌉ devices report (f = `minReportFraction`,
+ * 0.8 unless a recipe says otherwise), at most 2·q·N.
  */
-export function distributedShares(expectedClients: number): { bits: number; minClients: number; maxClients: number } {
-  return { bits: 20, minClients: Math.ceil(0.8 * expectedClients), maxClients: 2 * expectedClients };
+export function distributedShares(
+  expectedClients: number,
+  minReportFraction = 0.8,
+): { bits: number; minClients: number; maxClients: number } {
+  // rounded to 6 digits first: f·q·N a hair above an integer in binary floating point must not ceil up to the next
+  const minClients = Math.ceil(Number((minReportFraction * expectedClients).toFixed(6)));
+  return { bits: 20, minClients, maxClients: 2 * expectedClients };
 }
 
 /**
  * A population config for `recipe` at target ε (`null`: non-private, privacy mode none) and its noise multiplier.
  * `privacy` picks the DP mechanism: central (the Gaussian on the clipped sum, z from the recipe's accountant) or
  * distributed (the distributed discrete Gaussian under secure aggregation, Kairouz, Liu & Steinke 2021, arXiv
- * 2102.06387: z solved for the add/remove RDP charge of its ⌈0.8·q·N⌉ − 1 counted shares, which needs the update length and a
+ * 2102.06387: z solved for the add/remove RDP charge of its ⌈f·q·N⌉ − 1 counted shares, which needs the update length and a
  * fixed clip norm; adaptive clipping needs clip bits that secure aggregation never shows, so it is refused).
  */
 export function populationConfig(o: {
@@ -236,7 +254,7 @@ export function populationConfig(o: {
       throw new RangeError(`distributed mode needs an integer q·N (noise shares), got ${expected}`);
     if (o.updateLength === undefined) throw new RangeError("distributed mode needs updateLength to plan its noise");
   }
-  const shares = distributedShares(expected);
+  const shares = distributedShares(expected, r.minReportFraction);
   const z =
     o.epsilon === null
       ? null

@@ -6,10 +6,11 @@
  */
 import { describe, expect, it } from "vitest";
 import { paddedLength } from "@fedge/privacy";
-import { modeComparisonJobs, modeComparisonOf } from "../src/demo.ts";
+import { cohortSummary, modeComparisonJobs, modeComparisonOf } from "../src/demo.ts";
 import { doInProcessWork } from "../src/in-process-worker.ts";
+import { inProcessCohort } from "../src/distributed-cohort.ts";
 import { modeComparisonMarkdown, modeRows } from "../src/mode-comparison.ts";
-import { populationConfig, recipeAt } from "../src/setting.ts";
+import { demoUpdateLength, populationConfig, recipeAt } from "../src/setting.ts";
 
 const CLIENTS = 40;
 // 16 of 20 shares in d' = 8,192 coordinates: the add/remove charge's variance term alone costs ε ≈ 44 over 2 rounds
@@ -30,10 +31,21 @@ describe("--privacy distributed, small (40 devices, 2 rounds)", () => {
     ).toThrow(/whatever z; raise minClients \(n_min\) from 16 to at least \d+ .*or shrink the update to d' <= \d+/);
   });
 
-  it("runs central and distributed at the same ε and fixed C and reports them side by side", async () => {
-    // q = 0.5: 20 expected reports, a round releases its sum from 16
-    const recipe = recipeAt(EPSILON, { rounds: 2, samplingRate: 0.5 });
+  it("runs central and distributed at the same ε, q and fixed C on the rule's cohort and reports them side by side", async () => {
+    // the rule starts at q = 0.5 (20 expected reports, a sum released from 16), which reaches ε = 60: it keeps it
+    const start = recipeAt(EPSILON, { rounds: 2, samplingRate: 0.5 });
+    const cohort = inProcessCohort({
+      clients: CLIENTS,
+      epsilon: EPSILON,
+      delta: DELTA,
+      recipe: { ...start, clip: { ...start.clip, adaptive: false } },
+      updateLength: demoUpdateLength(start.trainable),
+    });
+    const recipe = cohort.recipe;
+    expect(cohort.floor).toBeLessThanOrEqual(EPSILON);
+    expect(cohort.samplingRate).toBeGreaterThanOrEqual(0.5);
     const jobs = modeComparisonJobs(recipe, EPSILON, 1);
+    expect(jobs.every((j) => j.recipe.samplingRate === cohort.samplingRate)).toBe(true);
     expect(jobs.map((j) => [j.privacy, j.recipe.clip.adaptive])).toEqual([
       ["central", false],
       ["distributed", false],
@@ -42,10 +54,17 @@ describe("--privacy distributed, small (40 devices, 2 rounds)", () => {
       { clients: CLIENTS, publicSamples: 500, labelsPerClient: 2, delta: DELTA, seeds: 1, pretrainEpochs: 1, jobs },
       () => undefined,
     );
-    const c = modeComparisonOf({ runs: results.runs, recipe, clients: CLIENTS, epsilon: EPSILON, delta: DELTA });
+    const c = {
+      ...modeComparisonOf({ runs: results.runs, recipe, clients: CLIENTS, epsilon: EPSILON, delta: DELTA }),
+      cohort: cohortSummary(cohort),
+    };
     const [central, distributed] = modeRows(c);
     expect(c.clipNorm).toBe(recipe.clip.initial);
-    expect(c.distributed).toEqual({ bits: 20, minClients: 16, maxClients: 40 });
+    expect(c.distributed).toEqual({
+      bits: 20,
+      minClients: cohort.minClients,
+      maxClients: 2 * cohort.expectedClients,
+    });
     for (const r of [central, distributed]) {
       expect(r.epsilon).toBeGreaterThan(0);
       expect(r.epsilon).toBeLessThanOrEqual(EPSILON);
@@ -53,7 +72,7 @@ describe("--privacy distributed, small (40 devices, 2 rounds)", () => {
       expect(r.roundSeconds).toBeGreaterThan(0);
       expect(r.accuracy).toBeGreaterThan(0.5); // from the public model; 2 noisy rounds do not wreck it
     }
-    // the distributed discrete Gaussian, counted over 16 of 20 shares, needs more noise than central's for the same ε
+    // the distributed discrete Gaussian, counted over n_min − 1 of q·N shares, needs more noise than central's for the same ε
     expect(distributed.noiseMultiplier).toBeGreaterThan(central.noiseMultiplier);
     // central uploads int8 (about a byte a value); a distributed device its encoding, 4 bytes a padded value
     expect(c.updateLength).toBe(512 * 10 + 10);
@@ -64,6 +83,7 @@ describe("--privacy distributed, small (40 devices, 2 rounds)", () => {
     const md = modeComparisonMarkdown(c).join("\n");
     expect(md).toContain(`**ε = ${distributed.epsilon.toFixed(3)} against whoever sees only the released models**`);
     expect(md).toMatch(/\*\*ε = \d+\.\d{3} against the edge itself\*\*/);
+    expect(md).toContain(`**q = ${cohort.samplingRate}** (${cohort.expectedClients} devices a round expected`);
     expect(md).toContain(`| central | ${central.noiseMultiplier.toFixed(3)} | ${central.epsilon.toFixed(3)} (RDP`);
     expect(md).toContain(
       `| distributed | ${distributed.noiseMultiplier.toFixed(3)} | ${distributed.epsilon.toFixed(3)}`,

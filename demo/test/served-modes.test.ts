@@ -1,6 +1,7 @@
 /**
  * `npm run demo -- --privacy distributed`, small and served: `runServedModes` on the real local edge (`wrangler dev`,
- * port 8856, fresh state), 20 SDK devices, every one selected (q = 1), 2 rounds at ε = 4 with the recipe's fixed C.
+ * port 8856, fresh state), 20 SDK devices, every one selected (q = 1), 2 rounds with the recipe's fixed C, at the
+ * served rule's ε (`servedEpsilon`: 16 shares cannot reach the headline ε = 4 under the add/remove charge).
  * Central devices upload; distributed devices add their noise shares and run SecAgg+ through the round's Durable
  * Object while the runner follows the stages. Each mode's ε comes from its own ledger on the edge, distributed bytes
  * count the SecAgg+ messages, and the report puts both side by side.
@@ -18,8 +19,9 @@ import { generateSigningKey } from "fedge/export";
 import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
 import { withFixedClip } from "../src/demo.ts";
 import { modeComparisonMarkdown, type ModeComparison } from "../src/mode-comparison.ts";
+import { servedEpsilon } from "../src/distributed-cohort.ts";
 import { runServedModes } from "../src/served-modes.ts";
-import { demoData, distributedShares, pretrainPublic, recipeAt } from "../src/setting.ts";
+import { demoData, demoUpdateLength, distributedShares, pretrainPublic, recipeAt } from "../src/setting.ts";
 
 const DEVICES = 20;
 const EPSILON = 4;
@@ -53,6 +55,17 @@ describe("--privacy distributed, served (20 devices, 2 rounds)", () => {
     const data = demoData({ clients: DEVICES, seed: 1 });
     const initial = pretrainPublic(data.public, { seed: 1, epochs: 1 });
     const recipe = withFixedClip(recipeAt(EPSILON, { rounds: 2, samplingRate: 1 }));
+    const target = servedEpsilon({
+      clients: DEVICES,
+      epsilon: EPSILON,
+      delta: DELTA,
+      recipe,
+      updateLength: demoUpdateLength(recipe.trainable),
+    });
+    // the headline ε is out of reach here; the rule's ε is the first 0.5 step at or above 1.1× the floor it reaches
+    expect(target.headline).toBe(false);
+    expect(target.epsilon).toBeGreaterThanOrEqual(1.1 * target.floor);
+    expect(target.epsilon).toBeGreaterThan(EPSILON);
     const operator = new EdgeAdminClient({ baseUrl: edge.url, adminToken: ADMIN_TOKEN });
     const admin = new EdgeAdminClient({ baseUrl: edge.url, signingKey: signingKey.secretKey });
     const evaluatorKey = await operator.createApiKey("served modes evaluator", 1_000_000);
@@ -70,9 +83,13 @@ describe("--privacy distributed, served (20 devices, 2 rounds)", () => {
       {
         shards: data.devices,
         recipe,
-        epsilon: EPSILON,
+        epsilon: target.epsilon,
         delta: DELTA,
-        privacyPolicy: { allowedModes: ["central", "distributed"], maxPopulationEpsilon: 10, maxDelta: DELTA },
+        privacyPolicy: {
+          allowedModes: ["central", "distributed"],
+          maxPopulationEpsilon: Math.max(10, target.epsilon),
+          maxDelta: DELTA,
+        },
         initial,
       },
     );
@@ -85,12 +102,14 @@ describe("--privacy distributed, served (20 devices, 2 rounds)", () => {
         [DEVICES, DEVICES, "published"],
       ]);
       expect(r.epsilon).toBeGreaterThan(0);
-      expect(r.epsilon).toBeLessThanOrEqual(EPSILON);
+      expect(r.epsilon).toBeLessThanOrEqual(target.epsilon);
       expect(r.final).toBeGreaterThan(0.5);
       expect(r.deviceSecondsPerUpdate).toBeGreaterThan(0);
     }
-    // distributed needs more noise for the same ε (its charge counts only 16 of 20 shares)
+    // distributed needs more noise for the same ε (its charge counts only 15 other shares of 20), each the rule's z
     expect(distributed!.noiseMultiplier!).toBeGreaterThan(central!.noiseMultiplier!);
+    expect(distributed!.noiseMultiplier!).toBe(target.noiseMultiplier);
+    expect(central!.noiseMultiplier!).toBe(target.centralNoiseMultiplier);
     // central: the int8 upload, about a byte a value; distributed: at least the masked input (4 bytes a padded value,
     // base64url) plus the keys, shares and signatures of the other stages
     const d = 512 * 10 + 10;
@@ -106,12 +125,24 @@ describe("--privacy distributed, served (20 devices, 2 rounds)", () => {
       paddedLength: paddedLength(d),
       distributed: distributedShares(DEVICES),
       runs: runs,
-      served: { devices: DEVICES, distributed: distributedShares(DEVICES), runs },
+      served: {
+        devices: DEVICES,
+        epsilon: target.epsilon,
+        floor: target.floor,
+        headline: target.headline,
+        rule: target.rule,
+        distributed: distributedShares(DEVICES),
+        runs,
+      },
     };
     const md = modeComparisonMarkdown(comparison).join("\n");
     expect(md).toContain("### Served through the local edge (20 devices, seed 1)");
     expect(md).toContain(
       `| distributed | ${distributed!.noiseMultiplier!.toFixed(3)} | ${distributed!.epsilon!.toFixed(3)} |`,
+    );
+    expect(md).toContain(`both solved for ε = ${target.epsilon}.`);
+    expect(md).toContain(
+      `**Why ε = ${target.epsilon} here, not ${EPSILON}:** not ε = ${EPSILON}: with 20 devices a round`,
     );
     expect(md).toContain("### In process (every device, more seeds)");
   }, 240_000);

@@ -1,0 +1,81 @@
+import { describe, expect, it } from "vitest";
+import { InvalidPrivacyParameterError } from "@fedge/privacy";
+import { withFixedClip } from "./demo.ts";
+import {
+  COHORT_RATE_STEP,
+  MIN_REPORT_FRACTIONS,
+  SERVED_EPSILON_STEP,
+  SERVED_FLOOR_MARGIN,
+  inProcessCohort,
+  servedEpsilon,
+} from "./distributed-cohort.ts";
+import { RECIPE, demoUpdateLength, populationConfig, type FederatedRecipe } from "./setting.ts";
+
+const DELTA = 1e-5;
+const recipe = withFixedClip(RECIPE);
+const updateLength = demoUpdateLength(RECIPE.trainable);
+
+/** Whether the distributed solver meets `epsilon` for `r` on `clients` devices (the path the runs take). */
+function reaches(r: FederatedRecipe, clients: number, epsilon: number): boolean {
+  try {
+    populationConfig({ name: "p", clients, epsilon, delta: DELTA, recipe: r, privacy: "distributed", updateLength });
+    return true;
+  } catch (e) {
+    if (e instanceof InvalidPrivacyParameterError && e.reason === "unreachable_target") return false;
+    throw e;
+  }
+}
+
+describe("inProcessCohort", () => {
+  it("picks, at the demo's setting, the first (q, n_min) of the stated grid that reaches ε = 1 under add/remove", () => {
+    // the recipe's own cohort (q = 0.2, n_min 160 of 200) cannot: that is why the rule exists
+    expect(reaches(recipe, 1000, 1)).toBe(false);
+    const c = inProcessCohort({ clients: 1000, epsilon: 1, delta: DELTA, recipe, updateLength });
+    expect(reaches(c.recipe, 1000, 1)).toBe(true);
+    expect(c.floor).toBeLessThanOrEqual(1);
+    expect(c.recipeFloor).toBeGreaterThan(1);
+    expect(c.expectedClients).toBe(c.samplingRate * 1000);
+    expect(c.minClients).toBeGreaterThanOrEqual(Math.ceil(0.8 * c.expectedClients));
+    // the central run at the same q is solved for the same ε
+    expect(c.centralNoiseMultiplier).toBeGreaterThan(0);
+    expect(c.noiseMultiplier).toBeGreaterThan(c.centralNoiseMultiplier);
+    // minimal: every earlier point of the grid fails
+    for (let q = RECIPE.samplingRate; q < c.samplingRate - 1e-9; q += COHORT_RATE_STEP) {
+      for (const f of MIN_REPORT_FRACTIONS) {
+        const rate = Number(q.toFixed(2));
+        expect(reaches({ ...recipe, samplingRate: rate, minReportFraction: f }, 1000, 1), `q ${rate} f ${f}`).toBe(
+          false,
+        );
+      }
+    }
+    for (const f of MIN_REPORT_FRACTIONS.filter((f) => f < (c.recipe.minReportFraction ?? 0.8)))
+      expect(reaches({ ...recipe, samplingRate: c.samplingRate, minReportFraction: f }, 1000, 1)).toBe(false);
+    expect(c.rule).toContain(`floor alone is ε = ${c.recipeFloor.toFixed(2)}`);
+  });
+
+  it("refuses, naming the setting, when no cohort up to q = 1 reaches the target", () => {
+    expect(() => inProcessCohort({ clients: 40, epsilon: 1, delta: DELTA, recipe, updateLength })).toThrow(
+      /no cohort of 40 devices reaches ε = 1 in distributed mode over 10 rounds/,
+    );
+  });
+});
+
+describe("servedEpsilon", () => {
+  it("runs ~40 devices a round at the smallest 0.5-step ε at or above 1.1× the floor that the solver meets", () => {
+    const s = servedEpsilon({ clients: 200, epsilon: 1, delta: DELTA, recipe, updateLength });
+    expect(s.headline).toBe(false);
+    expect(reaches(recipe, 200, 1)).toBe(false);
+    expect(reaches(recipe, 200, s.epsilon)).toBe(true);
+    expect(s.epsilon).toBeGreaterThanOrEqual(SERVED_FLOOR_MARGIN * s.floor);
+    expect(Number.isInteger(s.epsilon / SERVED_EPSILON_STEP)).toBe(true);
+    for (let e = s.epsilon - SERVED_EPSILON_STEP; e >= SERVED_FLOOR_MARGIN * s.floor; e -= SERVED_EPSILON_STEP)
+      expect(reaches(recipe, 200, e)).toBe(false);
+    expect(s.rule).toContain(`alone costs ε = ${s.floor.toFixed(2)} whatever z`);
+  });
+
+  it("keeps the headline ε where the served plan reaches it", () => {
+    const c = inProcessCohort({ clients: 1000, epsilon: 1, delta: DELTA, recipe, updateLength });
+    const s = servedEpsilon({ clients: 1000, epsilon: 1, delta: DELTA, recipe: c.recipe, updateLength });
+    expect(s).toMatchObject({ epsilon: 1, headline: true });
+  });
+});
