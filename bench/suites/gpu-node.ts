@@ -7,8 +7,12 @@
  * Measures (every one is a whole round: createAccumulator + add(K updates) + finish):
  * - `cpu-clip-accumulate-noise` (goal ≥ 0.8× memcpy): the cpu backend with its default threads, updates already in
  *   its shared memory (`allocateUpdate`, the zero-copy path a server uses when it decodes updates straight into them),
- *   noise σ = 1 from crypto.getRandomValues.
- * - `cpu-clip-accumulate-noise-copy`: the same with plain Float32Array updates (copied into the backend's memory).
+ *   noise σ = 1 from crypto.getRandomValues given only to `finish` (every thread draws the noise for its blocks after
+ *   the sum): the round of a caller that passes no hint at open.
+ * - `cpu-clip-accumulate-noise-sigma-at-open`: the same round opened with σ (`noiseStd`), as the aggregator opens a DP
+ *   round: the workers draw the noise while the updates are added.
+ * - `cpu-clip-accumulate-noise-copy`: the goal's round with plain Float32Array updates (copied into the backend's
+ *   memory).
  * - `cpu-clip-accumulate`: zero-copy, no noise (isolates the per-update path).
  * - `cpu-1-thread-clip-accumulate-noise`: zero-copy, `threads: 1` (what the worker threads add).
  * - `webgpu-end-to-end`: upload + norm/accumulate kernels + norm readbacks + noise upload + noise kernel + result
@@ -89,10 +93,10 @@ export default async function run(): Promise<BenchMeasure[]> {
     b: CpuBackend,
     rows: Float32Array[],
     noiseStd: number,
-    expectNoise = false,
+    sigmaAtOpen = false,
   ): Promise<number> => {
     const t = performance.now();
-    const acc = await b.createAccumulator({ length: N, clipNorm, expectNoise });
+    const acc = await b.createAccumulator({ length: N, clipNorm, ...(sigmaAtOpen ? { noiseStd } : {}) });
     await acc.add(rows);
     await acc.finish({ noiseStd, denominator: K });
     return performance.now() - t;
@@ -145,7 +149,7 @@ export default async function run(): Promise<BenchMeasure[]> {
   const t = {
     memcpy: [] as number[],
     cpu: [] as number[],
-    cpuAhead: [] as number[],
+    cpuSigmaAtOpen: [] as number[],
     cpuCopy: [] as number[],
     cpuNoNoise: [] as number[],
     cpu1: [] as number[],
@@ -167,7 +171,7 @@ export default async function run(): Promise<BenchMeasure[]> {
   for (let r = 0; r < reps; r++) {
     t.memcpy.push(memcpy());
     t.cpu.push(await cpuRound(cpu, staged, 1));
-    t.cpuAhead.push(await cpuRound(cpu, staged, 1, true));
+    t.cpuSigmaAtOpen.push(await cpuRound(cpu, staged, 1, true));
     t.cpuCopy.push(await cpuRound(cpu, updates, 1));
     t.cpuNoNoise.push(await cpuRound(cpu, staged, 0));
     t.cpu1.push(await cpuRound(cpu1, staged1, 1));
@@ -204,13 +208,13 @@ export default async function run(): Promise<BenchMeasure[]> {
       0.8,
     ),
     vsMemcpy(
-      "cpu-clip-accumulate-noise-ahead",
-      "the same round with the `expectNoise` hint: the workers draw the standard normals while the updates are added",
-      t.cpuAhead,
+      "cpu-clip-accumulate-noise-sigma-at-open",
+      "the same round opened with σ (`noiseStd`, as the aggregator opens a DP round): the workers draw the noise while the updates are added",
+      t.cpuSigmaAtOpen,
     ),
     vsMemcpy(
       "cpu-clip-accumulate-noise-copy",
-      `the same round with plain Float32Array updates (the main thread copies each group into the backend's memory while the workers compute)`,
+      `the goal's round with plain Float32Array updates (the main thread copies each group into the backend's memory while the workers compute)`,
       t.cpuCopy,
     ),
     vsMemcpy(

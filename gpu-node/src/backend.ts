@@ -28,7 +28,8 @@
  *   by the rounded reciprocal, because WGSL division is not correctly rounded; it differs from a true division by at
  *   most one ulp). With an injected `random`, n_i = fl32(σ·z_i) from `math.GaussianStream` in its canonical order, so
  *   both backends give identical noisy results from the same bytes; with the default crypto.getRandomValues the cpu
- *   backend draws the same distribution in parallel, each thread for its own blocks (no order to reproduce).
+ *   backend draws the same distribution in parallel, each thread for its own blocks (no order to reproduce), and, when
+ *   the accumulator was opened with the round's σ (`noiseStd`), while the updates are still being added.
  * - Quantize: exact in both (integer arithmetic on the device).
  * - Optimizers: float64 on cpu, float32 on webgpu; agree within a relative 1e-5 (stated tolerance).
  */
@@ -44,9 +45,20 @@ export interface AccumulatorOptions {
   /** L2 clipping norm C > 0 (`Infinity` disables clipping). */
   clipNorm: number;
   /**
-   * A hint that `finish` will add noise (σ > 0) from the default source (crypto.getRandomValues). The cpu backend
-   * then draws the standard normals on its worker threads in the background while updates are added (results are
-   * unchanged; the draws are wasted if the round ends without noise). Ignored where it does not help.
+   * The σ that `finish` will add, when it is known at open (DP-FedAvg knows it from the round's plan: σ = z·C). With
+   * σ > 0 the cpu backend draws the noise n_i = fl32(σ·z_i) from crypto.getRandomValues on its worker threads while
+   * the updates are added, so `finish` only adds it: the round's noise costs almost no time of its own. Results are
+   * unchanged: a `finish` with another σ or with an injected `random` draws its noise afresh (the early draws are
+   * discarded, never reused), and one that is never called wastes them. Ignored where it does not help (webgpu, one
+   * thread, short vectors).
+   * @default 0 (no early draws)
+   */
+  noiseStd?: number;
+  /**
+   * A hint that `finish` will add noise (σ > 0) from the default source while σ is not known yet: the cpu backend
+   * then draws standard normals (float64, 8 bytes per parameter) in the background and scales them in `finish`.
+   * Prefer {@link noiseStd} when σ is known (4 bytes per parameter, nothing left to scale). Ignored where it does not
+   * help, and when `noiseStd` is given.
    * @default false
    */
   expectNoise?: boolean;
@@ -192,6 +204,12 @@ export function checkAccumulatorOptions(opts: AccumulatorOptions): void {
   }
   if (typeof clipNorm !== "number" || Number.isNaN(clipNorm) || clipNorm <= 0) {
     throw bad(`clipNorm must be a number > 0, got ${String(clipNorm)}`);
+  }
+  if (
+    opts.noiseStd !== undefined &&
+    (typeof opts.noiseStd !== "number" || !Number.isFinite(opts.noiseStd) || opts.noiseStd < 0)
+  ) {
+    throw bad(`noiseStd must be a finite number >= 0, got ${String(opts.noiseStd)}`);
   }
   if (opts.expectNoise !== undefined && typeof opts.expectNoise !== "boolean") {
     throw bad(`expectNoise must be a boolean, got ${String(opts.expectNoise)}`);

@@ -173,6 +173,7 @@ describe.each(configs)("Backend conformance: $name", (config) => {
     await expectBackendError(backend.createAccumulator({ length: 2.5, clipNorm: 1 }), "invalid_argument");
     await expectBackendError(backend.createAccumulator({ length: 4, clipNorm: 0 }), "invalid_argument");
     await expectBackendError(backend.createAccumulator({ length: 4, clipNorm: Number.NaN }), "invalid_argument");
+    await expectBackendError(backend.createAccumulator({ length: 4, clipNorm: 1, noiseStd: -1 }), "invalid_argument");
     const acc = await backend.createAccumulator({ length: 4, clipNorm: 1 });
     await expectBackendError(acc.add([new Float32Array(3)]), "invalid_shape");
     await expectBackendError(acc.add([new Float64Array(4) as unknown as Float32Array]), "invalid_type");
@@ -189,19 +190,22 @@ describe.each(configs)("Backend conformance: $name", (config) => {
     await expectBackendError(acc.add([new Float32Array(4)]), "disposed");
   });
 
-  it("draws noise from crypto.getRandomValues by default with the requested σ", async () => {
-    const n = 1 << 16;
-    const acc = await backend.createAccumulator({ length: n, clipNorm: 1 });
-    const out = await acc.finish({ noiseStd: 3, denominator: 2 });
-    let s = 0;
-    let s2 = 0;
-    for (const x of out) {
-      s += 2 * x;
-      s2 += 4 * x * x;
-    }
-    expect(Math.abs(s / n)).toBeLessThan(5 * Math.sqrt(9 / n));
-    expect(Math.abs(s2 / n / 9 - 1)).toBeLessThan(5 * Math.sqrt(2 / n));
-  });
+  it.each([{}, { noiseStd: 3 }])(
+    "draws noise from crypto.getRandomValues by default with the requested σ (open %o)",
+    async (open) => {
+      const n = 1 << 16;
+      const acc = await backend.createAccumulator({ length: n, clipNorm: 1, ...open });
+      const out = await acc.finish({ noiseStd: 3, denominator: 2 });
+      let s = 0;
+      let s2 = 0;
+      for (const x of out) {
+        s += 2 * x;
+        s2 += 4 * x * x;
+      }
+      expect(Math.abs(s / n)).toBeLessThan(5 * Math.sqrt(9 / n));
+      expect(Math.abs(s2 / n / 9 - 1)).toBeLessThan(5 * Math.sqrt(2 / n));
+    },
+  );
 
   it("quantizes per output channel exactly (ties away from zero, zero column, subnormals, many chunks)", async () => {
     // column 0: absmax 127 → scale 1, ties ±2.5 → ±3, ±0.5 → ±1; column 1 all zero → scale 1; column 2 subnormal

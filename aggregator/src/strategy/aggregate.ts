@@ -33,12 +33,12 @@ export async function streamAggregate(
   const batchSize = ctx.batchSize ?? 16;
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new RangeError(`batchSize must be an integer >= 1, got ${batchSize}`);
-  // With the default CSPRNG the backend may draw the round's noise in the background while updates stream in; an
-  // injected source must be drawn in order on the main thread so results stay reproducible.
+  // With the default CSPRNG the backend draws the round's noise (σ is known now) in the background while updates
+  // stream in; an injected source must be drawn in order at finish so results stay reproducible.
   const acc = await ctx.backend.createAccumulator({
     length: ctx.length,
     clipNorm: plan.clipNorm,
-    expectNoise: plan.noiseStd > 0 && !ctx.random,
+    ...(ctx.random ? {} : { noiseStd: plan.noiseStd }),
   });
   const batch: ClientUpdate[] = [];
   let seen = 0;

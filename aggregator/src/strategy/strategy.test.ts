@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createBackend, type Backend } from "@fedge/gpu-node";
+import { createBackend, type AccumulatorOptions, type Backend } from "@fedge/gpu-node";
 import {
   cryptoRandomBytes,
   getNoiseMultiplier,
@@ -239,6 +239,38 @@ describe("DP-FedAvg (central)", () => {
     expect(r.count).toBe(0);
     // Float32 noise: compare within float32 resolution.
     [R / 2, 0, R / 2, 0].forEach((want, i) => expect(r.delta![i]).toBeCloseTo(want, 6));
+  });
+
+  it("opens the accumulator with σ when the noise comes from crypto (drawn while updates stream in), never with an injected source", async () => {
+    const opened: AccumulatorOptions[] = [];
+    const recording: Backend = Object.assign(Object.create(cpu) as Backend, {
+      createAccumulator: (o: AccumulatorOptions) => {
+        opened.push(o);
+        return cpu.createAccumulator(o);
+      },
+    });
+    const s = createDpCentral(createFedAvg(), {
+      noiseMultiplier: 2,
+      samplingRate: 0.5,
+      expectedClients: 2,
+      mechanism: "gaussian",
+    });
+    const n = 1 << 18; // long enough for the cpu backend's worker threads (parallelMinLength)
+    const zeros = [new Float32Array(n), new Float32Array(n)];
+    const { random: _injected, ...withCrypto } = ctx(recording, { length: n });
+    const r = await s.aggregateFit(withCrypto, stream(zeros));
+    expect(opened[0]).toMatchObject({ length: n, clipNorm: 1, noiseStd: 2 });
+    // the released delta is the noise alone, σ/denominator = 2/2 = 1 per coordinate
+    let s1 = 0;
+    let s2 = 0;
+    for (const v of r.delta!) {
+      s1 += v;
+      s2 += v * v;
+    }
+    expect(Math.abs(s1 / n)).toBeLessThan(5 / Math.sqrt(n));
+    expect(Math.abs(s2 / n - 1)).toBeLessThan(5 * Math.sqrt(2 / n));
+    await s.aggregateFit(ctx(recording, { length: n }), stream(zeros));
+    expect(opened[1]).not.toHaveProperty("noiseStd");
   });
 
   it("rejects bad parameters with typed errors", () => {

@@ -2,8 +2,9 @@
  * @module
  * The cpu backend's accumulator (see `cpu.ts` for the design): clip + weighted accumulate in groups of updates, the
  * work of every step shared by the main thread and the worker threads piece by piece (`tasks.ts`), the norms
- * combined on the main thread in the canonical order, and the noise drawn in parallel (or ahead, with
- * `expectNoise`) from crypto.getRandomValues, or on the main thread in the canonical order from an injected source.
+ * combined on the main thread in the canonical order, and the noise drawn in parallel from crypto.getRandomValues
+ * (ahead, while updates are added, when the accumulator was opened with the round's `noiseStd` or `expectNoise`), or
+ * on the main thread in the canonical order from an injected source.
  */
 import {
   checkBatch,
@@ -37,6 +38,13 @@ export interface CpuContext {
   staged: WeakMap<Float32Array, number>;
 }
 
+/** Noise drawn ahead (see `CpuAccumulator.ahead`). */
+interface Ahead {
+  buf: number;
+  sigma: number | null;
+  launch: Launch;
+}
+
 /** A job started on the workers (see `CpuAccumulator.launch`). */
 interface Launch {
   job: Job;
@@ -47,7 +55,7 @@ interface Launch {
   failure: unknown;
 }
 
-/** Largest vector whose normals are drawn ahead (8 bytes per element: 256 MiB). */
+/** Largest vector whose noise is drawn ahead (4 or 8 bytes per element: at most 256 MiB). */
 const MAX_AHEAD_LENGTH = 2 ** 25;
 
 /** `Atomics.waitAsync` (ES2024; typed here because the project's lib is ES2023). */
@@ -79,9 +87,11 @@ export class CpuAccumulator implements Accumulator {
   private group: number;
   private disposed = false;
   private chain: Promise<unknown> = Promise.resolve();
-  /** Standard normals being drawn in the background (`expectNoise`): their float64 buffer and job. */
-  private ahead: { z: number; launch: Launch } | null = null;
-  private aheadZ = 0;
+  /**
+   * Noise being drawn in the background: float32 n_i = fl32(σ·z_i) when σ was given at open (`sigma`), float64
+   * standard normals z_i with `expectNoise` (`sigma` null); its buffer and job.
+   */
+  private ahead: Ahead | null = null;
   private readonly norms: number[] = [];
   private unclipped = 0;
   private weightSum = 0;
@@ -109,33 +119,37 @@ export class CpuAccumulator implements Accumulator {
     }
     [this.acc, this.sums, this.lanes] = regions as [number, number, number];
     this.accView().fill(0);
-    if (opts.expectNoise && this.parallel && ctx.pool && opts.length <= MAX_AHEAD_LENGTH) {
-      let z = 0;
+    const sigma = opts.noiseStd ?? 0;
+    if ((sigma > 0 || opts.expectNoise) && this.parallel && ctx.pool && opts.length <= MAX_AHEAD_LENGTH) {
+      let buf = 0;
       try {
-        z = heap.alloc(8 * opts.length);
+        buf = heap.alloc((sigma > 0 ? 4 : 8) * opts.length);
       } catch {
         // no room: the noise is drawn in finish
       }
-      if (z) this.ahead = { z, launch: this.launch([{ op: "normals", z }]) };
+      if (buf) {
+        const phase: Phase = sigma > 0 ? { op: "noise", noise: buf, sigma } : { op: "normals", z: buf };
+        this.ahead = { buf, sigma: sigma > 0 ? sigma : null, launch: this.launch([phase]) };
+      }
     }
   }
 
   /**
-   * Completes the background normals (the main thread draws what is left) and moves their buffer to `aheadZ`.
-   * False when there are none or their job failed (e.g. the backend was disposed): finish then draws the noise itself.
+   * Completes the noise drawn in the background for a finish with σ = `sigma` (the main thread draws what is left) and
+   * hands over its buffer. Null when there is none, it was drawn for another σ, or its job failed (e.g. the backend
+   * was disposed): finish then draws the noise itself.
    */
-  private async takeAhead(): Promise<boolean> {
+  private async takeAhead(sigma: number): Promise<{ buf: number; sigma: number | null } | null> {
     const a = this.ahead;
-    if (!a) return false;
+    if (!a || (a.sigma !== null && a.sigma !== sigma)) return null;
     this.ahead = null;
     try {
       await this.join(a.launch);
     } catch {
-      this.ctx.heap.release(a.z); // join waited for every worker before throwing
-      return false;
+      this.ctx.heap.release(a.buf); // join waited for every worker before throwing
+      return null;
     }
-    this.aheadZ = a.z;
-    return true;
+    return { buf: a.buf, sigma: a.sigma };
   }
 
   /** Cancels the background normals (no piece is claimed any more) and frees them once their job is over. */
@@ -147,7 +161,7 @@ export class CpuAccumulator implements Accumulator {
     const heap = this.ctx.heap;
     const settle = a.launch.replies ?? Promise.resolve();
     void settle.then(() => {
-      heap.release(a.z);
+      heap.release(a.buf);
       heap.release(a.launch.job.counter);
     });
   }
@@ -347,6 +361,8 @@ export class CpuAccumulator implements Accumulator {
     return this.exclusive(async () => {
       const r = reciprocal(opts.denominator);
       let out: Float32Array;
+      // the noise drawn in the background for this σ, if any (this thread helps draw what is left)
+      const early = opts.noiseStd > 0 && !opts.random ? await this.takeAhead(opts.noiseStd) : null;
       if (opts.noiseStd > 0 && opts.random) {
         // an injected source: draw on this thread in the canonical order (reproducible)
         out = new Float32Array(this.length);
@@ -358,14 +374,16 @@ export class CpuAccumulator implements Accumulator {
           stream.fill(noise);
           finishInto(out, acc, noise, r, from);
         }
-      } else if (opts.noiseStd > 0 && (await this.takeAhead())) {
-        // the normals drawn in the background (this thread helped draw what was left): add them
-        const z = this.aheadZ;
-        this.aheadZ = 0;
+      } else if (early) {
+        const { buf, sigma } = early;
         try {
-          await this.step([{ op: "finishNormals", acc: this.acc, z, sigma: opts.noiseStd, recip: r }]);
+          await this.step([
+            sigma === null
+              ? { op: "finishNormals", acc: this.acc, z: buf, sigma: opts.noiseStd, recip: r }
+              : { op: "finishNoise", acc: this.acc, noise: buf, recip: r },
+          ]);
         } finally {
-          this.ctx.heap.release(z);
+          this.ctx.heap.release(buf);
         }
         out = this.accView().slice();
       } else {

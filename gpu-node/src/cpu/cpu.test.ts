@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import { normalCdf } from "@fedge/privacy";
 import { seededRandomBytes } from "@fedge/privacy/testing";
 import { BackendError } from "../errors.ts";
 import { NORM_BLOCK, addSquaresToLanes, axpy } from "../math.ts";
@@ -132,37 +133,94 @@ describe("cpu threads and zero-copy updates", () => {
     await backend.dispose();
   });
 
-  it("expectNoise draws the normals in the background without changing any result", async () => {
+  /** KS statistic of `d` against N(0, σ²). */
+  const ks = (d: Float64Array, sigma: number): number => {
+    const sorted = Float64Array.from(d).sort();
+    let D = 0;
+    for (let i = 0; i < sorted.length; i++) {
+      const f = normalCdf(sorted[i]! / sigma);
+      D = Math.max(D, (i + 1) / sorted.length - f, f - i / sorted.length);
+    }
+    return D;
+  };
+  /** KS critical value at α = 0.001. */
+  const ksCritical = (n: number): number => 1.9495 / Math.sqrt(n);
+
+  it.each([
+    { name: "noiseStd: 2 at open (float32 noise drawn ahead)", open: { noiseStd: 2 } },
+    { name: "expectNoise (float64 normals drawn ahead)", open: { expectNoise: true } },
+    { name: "σ given at finish only (drawn by every thread after the sum)", open: {} },
+  ])("default-source noise, $name: N(0, σ²) by KS and moments, results otherwise exact", async ({ open }) => {
     const backend = createCpuBackend({ threads: 2, parallelMinLength: 1, batchSize: 2 });
     const n = 3 * NORM_BLOCK + 7;
     const updates = makeUpdates(21, 5, n, [0.5, 2]);
     const ones = updates.map(() => 1);
     const clip = 200;
     const run = async (finish: { noiseStd: number; random?: (b: Uint8Array) => void }) => {
-      const acc = await backend.createAccumulator({ length: n, clipNorm: clip, expectNoise: true });
+      const acc = await backend.createAccumulator({ length: n, clipNorm: clip, ...open });
       await acc.add(updates);
       return acc.finish({ ...finish, denominator: 3 });
     };
-    // σ = 0 and an injected source do not use the background normals: exact reference results
+    // σ = 0 and an injected source do not use early draws: exact reference results
     expect(await run({ noiseStd: 0 })).toEqual(referenceRound(updates, ones, clip, 0, 3, 0).out);
     expect(await run({ noiseStd: 1.5, random: seededRandomBytes(5) })).toEqual(
       referenceRound(updates, ones, clip, 1.5, 3, 5).out,
     );
-    // the default source: the background normals, scaled by σ = 2 (÷ 3)
+    // the default source: the noise is N(0, σ²) and nothing else changed (noisy·3 − clean·3 is the noise)
     const clean = referenceRound(updates, ones, clip, 0, 3, 0).out;
-    const noisy = await run({ noiseStd: 2 });
+    const noiseOf = (noisy: Float32Array): Float64Array => Float64Array.from(noisy, (v, i) => 3 * (v - clean[i]!));
+    const d = noiseOf(await run({ noiseStd: 2 }));
     let s1 = 0;
     let s2 = 0;
-    for (let i = 0; i < n; i++) {
-      const d = 3 * (noisy[i]! - clean[i]!);
-      s1 += d;
-      s2 += d * d;
+    for (const v of d) {
+      s1 += v;
+      s2 += v * v;
     }
     expect(Math.abs(s1 / n)).toBeLessThan(5 * Math.sqrt(4 / n));
     expect(Math.abs(s2 / n / 4 - 1)).toBeLessThan(5 * Math.sqrt(2 / n));
+    expect(ks(d, 2)).toBeLessThan(ksCritical(n));
+    expect(ks(d, 2 * 1.05)).toBeGreaterThan(ksCritical(n)); // the test can tell a 5% wrong σ
+    // a finish with another σ than the one given at open draws afresh with its own σ
+    const other = noiseOf(await run({ noiseStd: 0.5 }));
+    expect(ks(other, 0.5)).toBeLessThan(ksCritical(n));
+    expect(ks(other, 2)).toBeGreaterThan(ksCritical(n));
     // disposed without finishing: the background job is cancelled and its memory freed
-    const dropped = await backend.createAccumulator({ length: n, clipNorm: clip, expectNoise: true });
+    const dropped = await backend.createAccumulator({ length: n, clipNorm: clip, ...open });
     dropped.dispose();
+    await backend.dispose();
+  });
+
+  it("draws the default noise from crypto.getRandomValues (early draws included), about 8 bytes per parameter", async () => {
+    const spy = vi.spyOn(crypto, "getRandomValues");
+    const pulled = (): number => spy.mock.calls.reduce((sum, [b]) => sum + (b as Uint8Array).byteLength, 0);
+    try {
+      const n = 2 * NORM_BLOCK + 5;
+      // one thread: every draw is made here, where the spy sees it
+      const one = createCpuBackend({ threads: 1 });
+      const acc = await one.createAccumulator({ length: n, clipNorm: 1, noiseStd: 1 });
+      await acc.finish({ noiseStd: 1, denominator: 1 });
+      expect(pulled()).toBeGreaterThanOrEqual(8 * n);
+      expect(pulled()).toBeLessThan(8 * n * 1.02 + 8 * 65536);
+      await one.dispose();
+      // two threads, noise drawn ahead: the main thread draws the pieces the worker has not claimed by finish
+      spy.mockClear();
+      const two = createCpuBackend({ threads: 2, parallelMinLength: 1 });
+      const early = await two.createAccumulator({ length: 16 * NORM_BLOCK, clipNorm: 1, noiseStd: 1 });
+      await early.finish({ noiseStd: 1, denominator: 1 });
+      expect(pulled()).toBeGreaterThan(0);
+      await two.dispose();
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("rejects a bad noiseStd or expectNoise at open", async () => {
+    const backend = createCpuBackend();
+    for (const bad of [{ noiseStd: -1 }, { noiseStd: Number.NaN }, { noiseStd: Infinity }, { noiseStd: "1" }]) {
+      await expect(
+        backend.createAccumulator({ length: 4, clipNorm: 1, ...(bad as unknown as { noiseStd: number }) }),
+      ).rejects.toMatchObject({ reason: "invalid_argument", message: expect.stringMatching(/noiseStd/) });
+    }
     await expect(
       backend.createAccumulator({ length: 4, clipNorm: 1, expectNoise: "yes" as unknown as boolean }),
     ).rejects.toMatchObject({ reason: "invalid_argument" });

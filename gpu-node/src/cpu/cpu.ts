@@ -17,8 +17,9 @@
  * block sums of squares of group s; the main thread adds the block sums in block order (so the norms, and hence every
  * result, are independent of the thread count and of timing), checks them and computes the factors. When a group must
  * be copied into slots, the main thread copies it while the workers run the current step, then joins in. Noise from the default source
- * (crypto.getRandomValues) is drawn in parallel too, piece by piece, or ahead in the background while updates are
- * added (`expectNoise`); with an injected `random` it is drawn on the main thread in the canonical order
+ * (crypto.getRandomValues) is drawn in parallel too, piece by piece (`fillStandardNormalBatch`), and when the round's
+ * σ is given at open (`noiseStd`, as the aggregator does) ahead, in the background while updates are added, so
+ * `finish` only adds it; with an injected `random` it is drawn on the main thread in the canonical order
  * (`math.GaussianStream`), so it is reproducible and identical to the webgpu backend's.
  *
  * Worker threads start with the first accumulator of at least `parallelMinLength` parameters, are `unref()`ed while

@@ -9,15 +9,17 @@
  *   `sums[row·blocks + block]`; the host adds the block sums in block order.
  * - `axpy`: acc_i ← fl32(acc_i + fl32(f_k·u_k,i)) for the rows k in order, tile by tile (the tile of acc stays in
  *   cache), four rows per pass over the tile.
- * - `finish`: acc_i ← fl32(fl32(acc_i + n_i)·r) with n_i = fl32(σ·z_i), z_i ~ N(0, 1) drawn by `fillStandardNormal`
- *   of @fedge/privacy (float64) from crypto.getRandomValues (each piece draws its own; σ = 0 adds nothing);
- *   fl32(σ·z_i) is exactly what `fillGaussian` would have written.
- * - `normals` then `finishNormals`: the same, with the z_i drawn ahead in the background while updates are added.
+ * - `finish`: acc_i ← fl32(fl32(acc_i + n_i)·r) with n_i = fl32(σ·z_i), z_i ~ N(0, 1) drawn by
+ *   `fillStandardNormalBatch` of @fedge/privacy (the Ziggurat of `fillStandardNormal`, float64, in its blockwise
+ *   order: nothing here has an order to reproduce) from crypto.getRandomValues (each piece draws its own; σ = 0 adds
+ *   nothing); fl32(σ·z_i) is exactly what `fillGaussian` would have written.
+ * - `noise` then `finishNoise`: the same n_i, drawn ahead in the background while updates are added (σ known at open)
+ *   and stored as float32; `normals` then `finishNormals`: the same with the z_i stored (σ not known yet).
  *
  * Blocks start at a multiple of `NORM_BLOCK` (hence of 8 and of 4); only the last block can have a tail of fewer than
  * 8 (norm) or 4 (axpy) elements, done with TypedArray loops.
  */
-import { fillStandardNormal } from "@fedge/privacy";
+import { fillStandardNormalBatch } from "@fedge/privacy";
 import { NORM_BLOCK, addSquaresToLanes, combineLanes } from "../math.ts";
 import type { SimdKernels } from "./simd.ts";
 
@@ -48,7 +50,23 @@ export interface FinishPhase {
   recip: number;
 }
 
-/** Draws standard normals z_i (float64, `fillStandardNormal` from crypto.getRandomValues) into `z`. */
+/** Draws the noise n_i = fl32(σ·z_i) (float32; z_i as in `finish`) into `noise`. */
+export interface NoisePhase {
+  op: "noise";
+  /** Byte address of `length` float32. */
+  noise: number;
+  sigma: number;
+}
+
+/** acc_i ← fl32(fl32(acc_i + n_i)·r) with the noise of a {@link NoisePhase} (the same values as `finish`). */
+export interface FinishNoisePhase {
+  op: "finishNoise";
+  acc: number;
+  noise: number;
+  recip: number;
+}
+
+/** Draws standard normals z_i (float64, as in `finish`, from crypto.getRandomValues) into `z`. */
 export interface NormalsPhase {
   op: "normals";
   /** Byte address of `length` float64. */
@@ -64,7 +82,8 @@ export interface FinishNormalsPhase {
   recip: number;
 }
 
-export type Phase = NormPhase | AxpyPhase | FinishPhase | NormalsPhase | FinishNormalsPhase;
+export type Phase =
+  NormPhase | AxpyPhase | FinishPhase | NoisePhase | FinishNoisePhase | NormalsPhase | FinishNormalsPhase;
 
 /**
  * A unit of parallel work: every phase is cut into one piece per norm block, numbered phase by phase; threads claim
@@ -146,13 +165,32 @@ function finishPiece(k: SimdKernels, job: Job, p: FinishPhase, b: number): void 
   // extra pass over a float32 scratch (~10% of the noise cost)
   zScratch ??= new Float64Array(NORM_BLOCK);
   const z = zScratch.subarray(0, acc.length);
-  fillStandardNormal(z);
+  fillStandardNormalBatch(z);
   for (let i = 0; i < z.length; i++) acc[i] = Math.fround(acc[i]! + Math.fround(sigma * z[i]!)) * recip;
+}
+
+function noisePiece(k: SimdKernels, job: Job, p: NoisePhase, b: number): void {
+  const from = b * NORM_BLOCK;
+  const noise = new Float32Array(k.memory.buffer, p.noise + 4 * from, Math.min(NORM_BLOCK, job.length - from));
+  zScratch ??= new Float64Array(NORM_BLOCK);
+  const z = zScratch.subarray(0, noise.length);
+  fillStandardNormalBatch(z);
+  const { sigma } = p;
+  for (let i = 0; i < z.length; i++) noise[i] = sigma * z[i]!;
+}
+
+function finishNoisePiece(k: SimdKernels, job: Job, p: FinishNoisePhase, b: number): void {
+  const from = b * NORM_BLOCK;
+  const len = Math.min(NORM_BLOCK, job.length - from);
+  const acc = new Float32Array(k.memory.buffer, p.acc + 4 * from, len);
+  const noise = new Float32Array(k.memory.buffer, p.noise + 4 * from, len);
+  const { recip } = p;
+  for (let i = 0; i < len; i++) acc[i] = Math.fround(acc[i]! + noise[i]!) * recip;
 }
 
 function normalsPiece(k: SimdKernels, job: Job, p: NormalsPhase, b: number): void {
   const from = b * NORM_BLOCK;
-  fillStandardNormal(new Float64Array(k.memory.buffer, p.z + 8 * from, Math.min(NORM_BLOCK, job.length - from)));
+  fillStandardNormalBatch(new Float64Array(k.memory.buffer, p.z + 8 * from, Math.min(NORM_BLOCK, job.length - from)));
 }
 
 function finishNormalsPiece(k: SimdKernels, job: Job, p: FinishNormalsPhase, b: number): void {
@@ -178,6 +216,8 @@ export function runJob(k: SimdKernels, job: Job): number {
     if (p.op === "norm") normPiece(k, job, p, b);
     else if (p.op === "axpy") axpyPiece(k, job, p, b);
     else if (p.op === "finish") finishPiece(k, job, p, b);
+    else if (p.op === "noise") noisePiece(k, job, p, b);
+    else if (p.op === "finishNoise") finishNoisePiece(k, job, p, b);
     else if (p.op === "normals") normalsPiece(k, job, p, b);
     else finishNormalsPiece(k, job, p, b);
     ran++;

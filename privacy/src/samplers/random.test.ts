@@ -1,9 +1,10 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
   addGaussianNoise,
   cryptoRandomBytes,
   fillGaussian,
   fillStandardNormal,
+  fillStandardNormalBatch,
   fillStandardNormalBoxMuller,
   uniform53,
   zigguratConstants,
@@ -260,6 +261,101 @@ describe("Ziggurat sampler", () => {
       seededRandomBytes(14)(buf);
     });
     expect(pulled).toBe(80);
+  });
+});
+
+describe("fillStandardNormalBatch (the same Ziggurat, fast path over whole blocks)", () => {
+  /** KS of sorted values x > t0 against P(|Z| ≤ x | |Z| > t0), Z ~ N(0, 1). */
+  const tailKs = (values: Float64Array, t0: number) => {
+    const q0 = upperTail(t0);
+    let d = 0;
+    for (let i = 0; i < values.length; i++) {
+      const f = 1 - upperTail(values[i]!) / q0;
+      d = Math.max(d, (i + 1) / values.length - f, f - i / values.length);
+    }
+    return d;
+  };
+
+  it("passes KS (α = 0.001) and the moment checks, rejects 1.05σ, and matches fillStandardNormal (two-sample KS)", () => {
+    const n = 200_000;
+    const xs = new Float64Array(n);
+    fillStandardNormalBatch(xs, seededRandomBytes(20));
+    expect(ksStatistic(xs, 1)).toBeLessThan(ksCritical(n));
+    expect(ksStatistic(xs, 1.05)).toBeGreaterThan(ksCritical(n));
+    expect(ksStatistic(xs, 1 / 1.05)).toBeGreaterThan(ksCritical(n));
+    const m = moments(xs);
+    expect(Math.abs(m.mean)).toBeLessThan(5 / Math.sqrt(n));
+    expect(Math.abs(m.m2 - 1)).toBeLessThan(5 * Math.sqrt(2 / n));
+    expect(Math.abs(m.m4 - 3)).toBeLessThan(5 * Math.sqrt(96 / n));
+    const ref = new Float64Array(n);
+    fillStandardNormal(ref, seededRandomBytes(21));
+    const a = xs.sort();
+    const b = ref.sort();
+    let d = 0;
+    for (let i = 0, j = 0; i < n && j < n;) {
+      if (a[i]! <= b[j]!) i++;
+      else j++;
+      d = Math.max(d, Math.abs(i - j) / n);
+    }
+    expect(d).toBeLessThan(1.9495 * Math.sqrt(2 / n));
+    // neighbours (same block, one draw each) are uncorrelated
+    fillStandardNormalBatch(xs, seededRandomBytes(22));
+    let c = 0;
+    for (let i = 0; i + 1 < n; i++) c += xs[i]! * xs[i + 1]!;
+    expect(Math.abs(c / (n - 1))).toBeLessThan(5 / Math.sqrt(n));
+  });
+
+  it("takes the rare path for the misses: tail rates of Φ at 3, r and 4, tail shape beyond 3 and beyond r", () => {
+    const n = 1 << 22;
+    const xs = new Float64Array(n);
+    fillStandardNormalBatch(xs, seededRandomBytes(23));
+    const { r } = zigguratConstants();
+    for (const t of [3, r, 4]) {
+      let count = 0;
+      for (let i = 0; i < n; i++) if (Math.abs(xs[i]!) > t) count++;
+      const p = 2 * normalCdf(-t);
+      expect(Math.abs(count - n * p)).toBeLessThan(4.4 * Math.sqrt(n * p * (1 - p)));
+    }
+    const tail = Float64Array.from(xs.filter((v) => Math.abs(v) > 3).map(Math.abs)).sort();
+    expect(tailKs(tail, 3)).toBeLessThan(ksCritical(tail.length));
+    const beyond = tail.filter((v) => v > r);
+    expect(beyond.length).toBeGreaterThan(900);
+    expect(tailKs(beyond, r)).toBeLessThan(ksCritical(beyond.length));
+    expect(beyond[beyond.length - 1]).toBeGreaterThan(r + 1);
+  });
+
+  it("is deterministic under a seeded source, writes every element of odd lengths, and pulls 64 KiB blocks", () => {
+    for (const n of [1, 7, 8193, 70_001]) {
+      const a = new Float64Array(n).fill(Number.NaN);
+      const b = new Float64Array(n);
+      fillStandardNormalBatch(a, seededRandomBytes(24));
+      fillStandardNormalBatch(b, seededRandomBytes(24));
+      expect(a.every(Number.isFinite)).toBe(true);
+      expect(a).toEqual(b);
+    }
+    const pulls: number[] = [];
+    const counting: RandomBytes = (buf) => {
+      pulls.push(buf.length);
+      seededRandomBytes(25)(buf);
+    };
+    fillStandardNormalBatch(new Float64Array(100_000), counting);
+    const total = pulls.reduce((x, y) => x + y, 0);
+    expect(Math.max(...pulls)).toBe(65536); // the Web Crypto quota per call
+    expect(total).toBeGreaterThanOrEqual(8 * 100_000);
+    expect(total).toBeLessThanOrEqual(8 * 100_000 * 1.02 + 4 * 65536);
+  });
+
+  it("defaults to crypto.getRandomValues (8 bytes per sample and a little for the misses)", () => {
+    const spy = vi.spyOn(crypto, "getRandomValues");
+    try {
+      const n = 50_000;
+      fillStandardNormalBatch(new Float64Array(n));
+      const pulled = spy.mock.calls.reduce((sum, [buf]) => sum + (buf as Uint8Array).byteLength, 0);
+      expect(pulled).toBeGreaterThanOrEqual(8 * n);
+      expect(pulled).toBeLessThanOrEqual(8 * n * 1.02 + 4 * 65536);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 
