@@ -178,13 +178,22 @@ async function fleetRound(edge: LocalEdge) {
   const model = "bench-load";
   const apis: Record<string, string>[] = [];
   for (let k = 0; k < API_KEYS; k++) {
-    const { key } = await json<{ key: string }>(
+    const { id, key } = await json<{ id: string; key: string }>(
       await send(`${edge.url}/v1/admin/keys`, {
         method: "POST",
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
         body: JSON.stringify({ name: `load bench ${k}`, rate_limit_per_minute: 1_000_000 }),
       }),
       201,
+    );
+    // A key registers at most DEFAULT_DEVICE_QUOTA_PER_KEY (1,000) devices unless an admin raises its quota.
+    await json(
+      await send(`${edge.url}/v1/admin/device-quotas/${id}`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify({ max_devices: Math.ceil(DEVICES / API_KEYS) }),
+      }),
+      200,
     );
     apis.push({ authorization: `Bearer ${key}`, "content-type": "application/json" });
   }
