@@ -14,6 +14,7 @@ import {
   readBody,
 } from "../middleware/validation/index.ts";
 import { deviceStub, ownerStub, type DeviceRecord } from "../durable-objects/device-registry.ts";
+import { forgetVerifiedDevice } from "../training/index.ts";
 import { defaultDeviceQuota } from "./devices.ts";
 
 const security: Record<string, string[]>[] = [{ adminToken: [] }];
@@ -98,6 +99,9 @@ export const adminDevices = router
     // One call: the device's registry records the revocation together with what it still owes (the populations to
     // tell, the quota slot to release) and delivers that itself, retrying from its alarm.
     const device = await deviceStub(c.env, id).revokeDevice(Date.now());
+    // This isolate sends the device's next check-in to its registry again (other isolates learn it from the coordinators
+    // the revocation was pushed to: verified-devices.ts).
+    forgetVerifiedDevice(id);
     if (!device) throw new FedgeError("device_not_found", 404, `no device ${id}`);
     return c.json(deviceInfo(device), 200);
   })

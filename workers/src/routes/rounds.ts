@@ -28,6 +28,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import {
   CHECKIN_MAX_SKEW_MS,
   CheckinRequest,
+  checkinSigningBytes,
   CheckinResponse,
   FedgeError,
   UpdateReceipt,
@@ -65,6 +66,10 @@ import {
   rememberGrant,
   forgetGrant,
   type CheckinGrant,
+  rememberVerifiedCheckin,
+  verifiedDeviceFor,
+  forgetVerifiedDevice,
+  type VerifiedDevice,
 } from "../training/index.ts";
 
 const checkin = createRoute({
@@ -189,11 +194,43 @@ function apiKeyStatus(env: Parameters<typeof ledgerFor>[0], keyId: string): Prom
   return keyStatus.status(keyId, () => ledgerFor(env, keyId).status());
 }
 
+/**
+ * The device's registry instance checks the check-in (device of this API key, signature, not revoked) and records the
+ * population before the coordinator learns the device's key (see DeviceRegistry), in one call.
+ */
+async function checkinAtRegistry(
+  env: Parameters<typeof deviceStub>[0],
+  body: { model: string; device_id: string; timestamp: string; signature: string },
+  apiKeyId: string,
+): Promise<DeviceRecord> {
+  const found = await deviceStub(env, body.device_id).checkinDevice({
+    model: body.model,
+    apiKeyId,
+    timestamp: body.timestamp,
+    signature: body.signature,
+  });
+  if (found.ok) return found.device;
+  switch (found.code) {
+    case "device_not_found":
+      throw new FedgeError("device_not_found", 404, `no device ${body.device_id} under this API key`);
+    case "bad_signature":
+      throw new FedgeError("bad_signature", 401, "the check-in signature does not verify under the device's key");
+    case "device_revoked":
+      throw new FedgeError("device_revoked", 403, `device ${body.device_id} is revoked`);
+    case "too_many_populations":
+      throw new FedgeError(
+        "conflict",
+        409,
+        `device ${body.device_id} already joined ${MAX_POPULATIONS_PER_DEVICE} populations`,
+      );
+  }
+}
+
 /** The check-in at the object serving the device when the population runs `shards` shards. */
 async function checkinAtShard(
   env: Parameters<typeof shardStub>[0],
   model: string,
-  device: DeviceRecord,
+  device: VerifiedDevice,
   now: number,
   tenant: string,
   shards: number,
@@ -272,37 +309,27 @@ export const rounds = createRouter()
     if (owner !== null && owner !== tenant) {
       throw new FedgeError("forbidden", 403, `population ${body.model} does not take devices of this API key's tenant`);
     }
-    // The device's registry instance checks the check-in and records the population before the coordinator learns the
-    // device's key (see DeviceRegistry), in one call.
-    const found = await deviceStub(c.env, body.device_id).checkinDevice({
-      model: body.model,
-      apiKeyId: c.get("apiKey").id,
-      timestamp: body.timestamp,
-      signature: body.signature,
-    });
-    if (!found.ok) {
-      switch (found.code) {
-        case "device_not_found":
-          throw new FedgeError("device_not_found", 404, `no device ${body.device_id} under this API key`);
-        case "bad_signature":
-          throw new FedgeError("bad_signature", 401, "the check-in signature does not verify under the device's key");
-        case "device_revoked":
-          throw new FedgeError("device_revoked", 403, `device ${body.device_id} is revoked`);
-        case "too_many_populations":
-          throw new FedgeError(
-            "conflict",
-            409,
-            `device ${body.device_id} already joined ${MAX_POPULATIONS_PER_DEVICE} populations`,
-          );
+    const apiKeyId = c.get("apiKey").id;
+    // A device whose registry already recorded this population (seen by this isolate, verified-devices.ts) is checked
+    // here under its remembered key; its revocation is the coordinator's to refuse, which the registry told.
+    let device = verifiedDeviceFor(body.device_id, body.model, apiKeyId);
+    if (device) {
+      const signed = checkinSigningBytes(body.model, body.device_id, body.timestamp);
+      const signature = fromBase64Url(body.signature);
+      if (!(await verifyEd25519(fromBase64Url(device.public_key), signature, signed, device.public_key))) {
+        throw new FedgeError("bad_signature", 401, "the check-in signature does not verify under the device's key");
       }
+    } else {
+      device = await checkinAtRegistry(c.env, body, apiKeyId);
+      rememberVerifiedCheckin(device, body.model);
     }
-    const device = found.device;
     // The device's shard for the collecting round (keyed hash, `shardOf`); an out-of-date S is corrected once.
     let answered = await checkinAtShard(c.env, body.model, device, now, tenant, shards);
     if (!answered.ok && "reshard" in answered) {
       if (owner !== null) rememberRouting(body.model, { owner, shards: answered.reshard });
       answered = await checkinAtShard(c.env, body.model, device, now, tenant, answered.reshard);
     }
+    if (!answered.ok && answered.code === "device_revoked") forgetVerifiedDevice(device.device_id);
     const { answer, receipt } = unwrap(answered);
     // This isolate now knows what an upload from the device must carry, so that upload can skip the preflight.
     if (answer.selected) {

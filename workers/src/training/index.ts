@@ -5,3 +5,4 @@ export * from "./result.ts";
 export * from "./edge-key.ts";
 export * from "./shard-of.ts";
 export * from "./checkin-grants.ts";
+export * from "./verified-devices.ts";
