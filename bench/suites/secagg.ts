@@ -27,7 +27,7 @@ function median(values: number[]): number {
 
 export default async function run(): Promise<BenchMeasure[]> {
   const key = nacl.sign.keyPair();
-  // the update's values only set its bytes; uniform in [−0.5, 0.5) from the CSPRNG (no Math.random in the project)
+  // the update's values only set its bytes; uniform in [−0.5, 0.5) from the CSPRNG, as every random value in the project
   const values = Float32Array.from(crypto.getRandomValues(new Uint32Array(LENGTH)), (u) => u / 2 ** 32 - 0.5);
   const fields: UpdateFields = {
     roundId: "round_bench",
