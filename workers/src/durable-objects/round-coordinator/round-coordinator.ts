@@ -31,7 +31,7 @@
  * Layout: this class is the RPC surface, the transactions that span tables, and the single alarm. Each table is owned
  * by a capability behind a slice of `CoordinatorHost` (`Rounds`, `Checkins`, `UpdateIndex`, `Revocations`,
  * `PopulationLedger`); `PayloadRetention` seals and purges payloads; `ShardFanout` talks to a sharded population's
- * coordinator shards; the rules are pure functions in `admission.ts`, `budget.ts` and `shards.ts`; the schema and its
+ * coordinator shards; `UploadAdmission` preflights and commits uploads; the rules are pure functions in `admission.ts`, `budget.ts` and `shards.ts`; the schema and its
  * upgrades are in `migrations.ts`.
  *
  * Every RPC method returns a `Result` (no domain errors thrown across RPC). State is loaded under `blockConcurrencyWhile`;
@@ -59,22 +59,15 @@ import type { Bindings } from "../../env.ts";
 import { poissonCoin } from "../../training/sampling.ts";
 import { fail, type Result } from "../../training/result.ts";
 import {
-  admitUpload,
   aggregateVerdict,
   capSelection,
   checkinAnswer,
   checkinPrecheck,
-  commitVerdict,
-  heldKeyVerdict,
-  fillsRound,
   listUpdatesVerdict,
   openVerdict,
   payloadsPurged,
-  preflight,
-  receipt,
   ownerVerdict,
   roundNotFound,
-  secAggMembership,
   tenantVerdict,
   uploadTarget,
   type SecAggMembership,
@@ -103,30 +96,13 @@ import { ShardFanout, isShardedPopulationRound, type ShardOpening, type ShardRep
 import { Sharding, type ShardTerms } from "./sharding.ts";
 import { misrouted, shardingChangeVerdict, type Misrouted } from "./shards.ts";
 import { UpdateIndex } from "./update-index.ts";
+import { UploadAdmission, type CommitInput, type PreflightInput } from "./upload-admission.ts";
 
 export type { ShardOpening, ShardReport } from "./shard-fanout.ts";
+export type { CommitInput } from "./upload-admission.ts";
 
 export function roundsStub(env: Bindings, model: string) {
   return env.ROUNDS.getByName(model);
-}
-
-export interface CommitInput {
-  roundId: string;
-  deviceId: string;
-  /** base64url nonce from the update. */
-  nonce: string;
-  sha256: string;
-  byteLength: number;
-  /** base64url Ed25519 public key the signature verified under. */
-  publicKey: string;
-  /** Where the payload was stored (`updateStorageKey`). */
-  storageKey: string;
-  now: number;
-  /**
-   * Set when the route skipped `preflightUpload` (it verified under the key from the device's check-in): the commit then
-   * checks what the preflight would have, the tenant of the upload's API key and that `publicKey` is the key held here.
-   */
-  unchecked?: { tenant: string };
 }
 
 export interface StoredUpdate {
@@ -147,6 +123,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   private population!: Population;
   private sharding!: Sharding;
   private fanout!: ShardFanout;
+  private uploads!: UploadAdmission;
   /**
    * Whether the tables exist: created by the first legitimate write (an admin opening a round, a revocation pushed by
    * a device's registry), so an object addressed by a made-up population keeps no storage and answers as empty.
@@ -187,6 +164,10 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         terms: (r) => this.termsOf(r),
       },
       { rounds: this.rounds, population: this.population, revocations: this.revocations, sharding: this.sharding },
+    );
+    this.uploads = new UploadAdmission(
+      { owner: () => this.ownerOrNull(), transact: (seq, write) => this.transact(seq, write) },
+      { rounds: this.rounds, checkins: this.checkins, updates: this.updates, revocations: this.revocations },
     );
   }
 
@@ -308,10 +289,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   }
 
   async status(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
-    if (!this.hasTables) return roundNotFound(roundId);
-    this.rounds.expire(now);
-    const r = this.rounds.get(roundId);
-    if (!r) return roundNotFound(roundId);
+    const found = this.knownRound(roundId, now);
+    if (!found.ok) return found;
+    const r = found.round;
     // Counters of a sharded round are summed from its shards; one that does not answer leaves the last sums.
     await this.fanout.settle(r, now).catch(() => undefined);
     return { ok: true, status: toStatus(this.rounds.get(roundId)!) };
@@ -328,10 +308,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** Stops collecting now (idempotent: a closed or aggregated round is returned as it is). */
   async closeRound(roundId: string, now: number): Promise<Result<{ status: RoundStatus }>> {
-    if (!this.hasTables) return roundNotFound(roundId);
-    this.rounds.expire(now);
-    const r = this.rounds.get(roundId);
-    if (!r) return roundNotFound(roundId);
+    const found = this.knownRound(roundId, now);
+    if (!found.ok) return found;
+    const r = found.round;
     if (isCollecting(r.state)) this.rounds.close(r.seq, "admin", now);
     // Every shard stops now too, before the answer: nothing is accepted anywhere after an admin's close.
     await this.fanout.settle(this.rounds.get(roundId)!, now);
@@ -349,10 +328,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     now: number,
     securelyAggregated?: number,
   ): Promise<Result<{ status: RoundStatus }>> {
-    if (!this.hasTables) return roundNotFound(roundId);
-    this.rounds.expire(now);
-    const r = this.rounds.get(roundId);
-    if (!r) return roundNotFound(roundId);
+    const found = this.knownRound(roundId, now);
+    if (!found.ok) return found;
+    const r = found.round;
     await this.fanout.settle(r, now);
     const settled = this.rounds.get(roundId)!;
     const verdict = aggregateVerdict(settled, publishedVersion, securelyAggregated);
@@ -373,10 +351,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     /** A distributed round: the inputs of its released secure-aggregation sum. */
     securelyAggregated?: number,
   ): Promise<Result<{ status: RoundStatus }>> {
-    if (!this.hasTables) return roundNotFound(roundId);
-    this.rounds.expire(now);
-    const r = this.rounds.get(roundId);
-    if (!r) return roundNotFound(roundId);
+    const found = this.knownRound(roundId, now);
+    if (!found.ok) return found;
+    const r = found.round;
     // A sharded round's accepted count (min_reports) is summed from its shards.
     if (!isCollecting(r.state)) await this.fanout.settle(r, now);
     const settled = this.rounds.get(roundId)!;
@@ -397,10 +374,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     /** A sharded round: list this shard only (the cursor still carries the shard). */
     onlyShard?: number,
   ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
-    if (!this.hasTables) return roundNotFound(roundId);
-    this.rounds.expire(now);
-    const r = this.rounds.get(roundId);
-    if (!r) return roundNotFound(roundId);
+    const found = this.knownRound(roundId, now);
+    if (!found.ok) return found;
+    const r = found.round;
     const verdict = listUpdatesVerdict(r, withPayloads);
     if (!verdict.ok) return verdict;
     if (isShardedPopulationRound(r)) return this.fanout.listUpdates(r, after, limit, now, withPayloads, onlyShard);
@@ -620,10 +596,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */
   async uploadTarget(roundId: string, now: number): Promise<Result<UploadTarget & { shards: number }>> {
-    if (!this.hasTables) return roundNotFound(roundId);
-    this.rounds.expire(now);
-    const r = this.rounds.get(roundId);
-    if (!r) return roundNotFound(roundId);
+    const found = this.knownRound(roundId, now);
+    if (!found.ok) return found;
+    const r = found.round;
     return { ok: true, ...uploadTarget(r), shards: r.shard_count };
   }
 
@@ -631,24 +606,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
    * Before the signature is checked, without writing: the public key this device checked in with (or reported under), its
    * revocation, and whether the nonce and duplicate rules admit the update.
    */
-  async preflightUpload(
-    input: Omit<CommitInput, "storageKey" | "publicKey" | "byteLength"> & {
-      /** The tenant of the API key the upload came with (only the owner's keys take part). */
-      tenant?: string;
-    },
-  ): Promise<Result<UploadPreflight>> {
-    if (!this.hasTables) return roundNotFound(input.roundId);
-    this.rounds.expire(input.now);
-    const r = this.rounds.get(input.roundId);
-    if (!r) return roundNotFound(input.roundId);
-    const owner = this.ownerOrNull();
-    if (owner !== null) {
-      const tenancy = tenantVerdict(r.model, owner, input.tenant ?? DEFAULT_TENANT);
-      if (!tenancy.ok) return tenancy;
-    }
-    const existing = this.updates.get(r.seq, input.deviceId);
-    const issued = this.checkins.get(r.seq, input.deviceId);
-    return { ok: true, ...preflight(r, input, existing, issued, this.revocations.has(input.deviceId)) };
+  async preflightUpload(input: PreflightInput): Promise<Result<UploadPreflight>> {
+    const found = this.knownRound(input.roundId, input.now);
+    return found.ok ? this.uploads.preflight(found.round, input) : found;
   }
 
   /** A device's standing in a distributed round's secure aggregation (no write). */
@@ -658,49 +618,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     now: number,
     tenant: string = DEFAULT_TENANT,
   ): Promise<Result<SecAggMembership>> {
-    if (!this.hasTables) return roundNotFound(roundId);
-    this.rounds.expire(now);
-    const r = this.rounds.get(roundId);
-    if (!r) return roundNotFound(roundId);
-    const issued = this.checkins.get(r.seq, deviceId);
-    return secAggMembership(r, deviceId, this.ownerOrNull(), tenant, issued, this.revocations.has(deviceId));
+    const found = this.knownRound(roundId, now);
+    return found.ok ? this.uploads.membership(found.round, deviceId, tenant) : found;
   }
 
   /** Records a stored update (one SQLite transaction); the same device and bytes again return the first receipt. */
   async commitUpload(input: CommitInput): Promise<Result<{ receipt: UpdateReceipt }>> {
-    if (!this.hasTables) return roundNotFound(input.roundId);
-    this.rounds.expire(input.now);
-    const r = this.rounds.get(input.roundId);
-    if (!r) return roundNotFound(input.roundId);
-    const existing = this.updates.get(r.seq, input.deviceId);
-    const issued = this.checkins.get(r.seq, input.deviceId);
-    if (input.unchecked) {
-      const owner = this.ownerOrNull();
-      const tenancy = owner === null ? null : tenantVerdict(r.model, owner, input.unchecked.tenant);
-      if (tenancy && !tenancy.ok) return tenancy;
-      const key = heldKeyVerdict(input.deviceId, input.publicKey, existing, issued);
-      if (!key.ok) return key;
-    }
-    const admission = admitUpload(r, input, existing, issued);
-    const verdict = commitVerdict(input.deviceId, admission, this.revocations.has(input.deviceId));
-    if (!verdict.ok) return verdict;
-    if (verdict.duplicate) return { ok: true, receipt: verdict.duplicate };
-    const n = r.accepted + 1;
-    this.transact(r.seq, () => {
-      this.updates.insert(r.seq, {
-        n,
-        device_id: input.deviceId,
-        public_key: input.publicKey,
-        sha256: input.sha256,
-        byte_length: input.byteLength,
-        storage_key: input.storageKey,
-        received_at: input.now,
-        named_by: "signed_digest",
-      });
-      this.rounds.countAccepted(r.seq, n);
-      if (fillsRound(r, n)) this.rounds.close(r.seq, "max_reports", input.now);
-    });
-    return { ok: true, receipt: receipt(r, input.deviceId, input.sha256, input.now, false) };
+    const found = this.knownRound(input.roundId, input.now);
+    return found.ok ? this.uploads.commit(found.round, input) : found;
   }
 
   // ── alarm ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -733,6 +658,14 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   // ── internals ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
   /** The population's name (from its rounds); null before the first round. */
+  /** Round `roundId` once the deadlines due at `now` have closed what they close, or its 404. */
+  private knownRound(roundId: string, now: number): Result<{ round: RoundRow }> {
+    if (!this.hasTables) return roundNotFound(roundId);
+    this.rounds.expire(now);
+    const round = this.rounds.get(roundId);
+    return round ? { ok: true, round } : roundNotFound(roundId);
+  }
+
   private modelName(): string | null {
     return this.rounds.latest?.model ?? null;
   }
