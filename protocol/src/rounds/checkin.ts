@@ -50,6 +50,7 @@ export const CheckinReceipt = z
         share_variance: z.number(),
         sensitivity_bound: z.number(),
         corrupt_devices: z.number().optional(),
+        cohort: z.enum(["sampled", "checked-in"]).optional(),
       })
       .strict()
       .optional(),
@@ -71,6 +72,13 @@ export const CheckinResponse = z
     z.object({
       selected: z.literal(true),
       task: RoundTask,
+      /**
+       * What the device inputs. Absent or `update`: its trained update (the coin selected it). `noise-only`: a
+       * distributed round whose cohort is every checked-in device (`DistributedNoise.cohort` = `checked-in`) and
+       * whose coin left this device out: it joins the secure aggregation with a zero update and its noise share, and
+       * does not train.
+       */
+      input: z.enum(["update", "noise-only"]).optional(),
       /** Present for DP rounds: the signed record of this check-in. */
       receipt: CheckinReceipt.optional(),
     }),

@@ -68,6 +68,21 @@ describe("a distributed round's receipt", () => {
     expect(CheckinReceipt.parse(wire)).toEqual(wire);
   });
 
+  it("signs a checked-in cohort as a word after the numbers; dropping it (an add/remove charge) breaks the signature", async () => {
+    const covered = { ...distributed, distributed_noise: { ...noise, cohort: "checked-in" as const } };
+    const text = new TextDecoder().decode(checkinReceiptSigningBytes(covered));
+    expect(text.split("\n").at(-1)).toBe("8192 80 28049514 1402515226 checked-in");
+    const sig = signCheckinReceipt(covered, keys.secretKey);
+    expect(await verifyCheckinReceipt(covered, sig, keys.publicKey)).toBe(true);
+    expect(await verifyCheckinReceipt(distributed, sig, keys.publicKey)).toBe(false);
+    const sampled = { ...distributed, distributed_noise: { ...noise, cohort: "sampled" as const } };
+    expect(await verifyCheckinReceipt(sampled, sig, keys.publicKey)).toBe(false);
+    const wire = { ...covered, alg: "Ed25519", signature: toBase64Url(sig) };
+    expect(CheckinReceipt.parse(wire)).toEqual(wire);
+    const odd = { ...distributed, distributed_noise: { ...noise, cohort: "everyone" as never } };
+    expect(() => checkinReceiptSigningBytes(odd)).toThrow(TypeError);
+  });
+
   it("verifies, parses as the wire schema, and fails once its noise is altered", async () => {
     const sig = signCheckinReceipt(distributed, keys.secretKey);
     expect(await verifyCheckinReceipt(distributed, sig, keys.publicKey)).toBe(true);

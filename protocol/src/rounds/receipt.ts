@@ -53,6 +53,8 @@ export interface ReceiptDistributedNoise {
   sensitivity_bound: number;
   /** The most colluding devices (absent: 0, and then not signed, so receipts without it keep their bytes). */
   corrupt_devices?: number | undefined;
+  /** Who added noise shares (`DistributedNoise.cohort`; absent: `sampled`, and then not signed). */
+  cohort?: "sampled" | "checked-in" | undefined;
 }
 
 /** A receipt as it travels: the body plus the edge's detached Ed25519 signature (base64url, 64 bytes). */
@@ -74,6 +76,13 @@ function num(name: string, v: unknown): string {
   if (typeof v !== "number" || !Number.isFinite(v)) throw new TypeError(`receipt ${name} must be a finite number`);
   // ECMAScript Number::toString: the shortest round-tripping decimal, the same in every engine.
   return String(v);
+}
+
+function cohort(v: unknown): string {
+  if (v !== "sampled" && v !== "checked-in") {
+    throw new TypeError(`receipt distributed_noise.cohort must be "sampled" or "checked-in", got ${String(v)}`);
+  }
+  return v;
 }
 
 /**
@@ -108,6 +117,8 @@ export function checkinReceiptSigningBytes(r: CheckinReceiptBody): Uint8Array {
         num("distributed_noise.share_variance", n.share_variance),
         num("distributed_noise.sensitivity_bound", n.sensitivity_bound),
         ...(n.corrupt_devices !== undefined ? [num("distributed_noise.corrupt_devices", n.corrupt_devices)] : []),
+        // A word, never a number, so it cannot be read as corrupt_devices.
+        ...(n.cohort !== undefined ? [cohort(n.cohort)] : []),
       ].join(" "),
     );
   } else if (r.distributed_noise !== undefined) {

@@ -70,6 +70,16 @@ export const DistributedNoise = z
     corrupt_devices: z.number().int().min(1).max(1_000_000).optional(),
     /** σ_l²: each device's discrete Gaussian variance, ≥ 1/4 (KLS21 Thm. 1). */
     share_variance: z.number().min(0.25).finite(),
+    /**
+     * Who adds a noise share. Absent or `sampled`: only the devices the coin selects join the secure aggregation, so
+     * a device's share leaves the sum with it and the round is charged for add/remove neighbours (the variance
+     * changes too). `checked-in`: every device that checks in joins it and adds its share; the coin only decides
+     * whether its update goes in, a device left out by the coin inputs a zero update and its share (`noise-only`
+     * check-ins). The share is then in both neighbouring sums and the round is charged for zero-out neighbours with
+     * amplification by sampling (Kairouz, McMahan, Song, Thakkar, Thakurta, Xu 2021, arXiv 2103.00039 §2), against
+     * a party that does not see the coins. Devices of older SDKs, which know no `cohort`, refuse such a task.
+     */
+    cohort: z.enum(["sampled", "checked-in"]).optional(),
     /** B: the enforced bound on a device's rounded ‖k‖₂² (its L2 sensitivity is √B grid units). */
     sensitivity_bound: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   })
