@@ -135,8 +135,9 @@ export interface PrivacyLedgerOptions<M extends AccountantMechanism = Accountant
  * receipts' `distributed_noise`). `noise_shares` is the release threshold n_min and `corrupt_devices` (absent: 0) the
  * most colluding devices c; the charge counts the honest shares of other devices every released sum holds,
  * n_min − 1 − c: the protected device's own share is not counted, nor those the server may know
- * (`distributed/plan.ts`, docs/PRIVACY.md "Which neighbour"). Throws {@link InvalidPrivacyParameterError} when none
- * is left.
+ * (`distributed/plan.ts`, docs/PRIVACY.md "Which neighbour"). `cohort: "checked-in"` (every checked-in device adds
+ * a share) carries over: such a round is charged for zero-out neighbours, subsampled. Throws
+ * {@link InvalidPrivacyParameterError} when none is left.
  */
 export function distributedSharesOf(wire: {
   dimension: number;
@@ -144,6 +145,7 @@ export function distributedSharesOf(wire: {
   share_variance: number;
   sensitivity_bound: number;
   corrupt_devices?: number | undefined;
+  cohort?: "sampled" | "checked-in" | undefined;
 }): DistributedNoiseShares {
   const corrupt = wire.corrupt_devices ?? 0;
   const clients = wire.noise_shares - 1 - corrupt;
@@ -157,6 +159,8 @@ export function distributedSharesOf(wire: {
     clients,
     localVariance: wire.share_variance,
     sensitivityBound: wire.sensitivity_bound,
+    // A checked-in cohort is charged for zero-out neighbours with amplification; a sampled one keeps its old form.
+    ...(wire.cohort === "checked-in" ? { cohort: "checked-in" as const } : {}),
   };
 }
 

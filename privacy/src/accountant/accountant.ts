@@ -23,7 +23,8 @@ export interface StepParams {
    * A distributed-mode step: the RDP of the sum of these discrete Gaussian shares for add/remove neighbours (the
    * device's share leaves with it; KLS21's closeness and the exact lattice-Gaussian divergence,
    * `analysis/distributed-discrete-gaussian.ts`), subsampled by Zhu & Wang's general bound; with
-   * `adjacency: "zero-out"`, KLS21's bound for a zero update at q = 1. RDP accountant only.
+   * `adjacency: "zero-out"`, KLS21's bound for a zero update at q = 1; with `cohort: "checked-in"`, that bound
+   * subsampled at q. RDP accountant only.
    */
   distributed?: DistributedNoiseShares | undefined;
 }
@@ -72,6 +73,7 @@ export const DistributedNoiseSharesSchema = z.strictObject({
   localVariance: z.number().min(0.25).finite(),
   sensitivityBound: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   adjacency: z.enum(["add-remove", "zero-out"]).optional(),
+  cohort: z.enum(["sampled", "checked-in"]).optional(),
 });
 
 export const HistoryEntrySchema = z.object({
@@ -103,9 +105,14 @@ export function validateStep(p: StepParams, steps = 1): void {
     if (!parsed.success) {
       throw new InvalidPrivacyParameterError(`invalid distributed noise shares: ${z.prettifyError(parsed.error)}`);
     }
-    if (parsed.data.adjacency === "zero-out" && q !== 1) {
+    if (parsed.data.adjacency === "zero-out" && parsed.data.cohort !== "checked-in" && q !== 1) {
       throw new InvalidPrivacyParameterError(
-        `a zero-out distributed step is charged without subsampling (sampleRate 1), got sampleRate ${q}`,
+        `a zero-out distributed step of a sampled cohort is charged without subsampling (sampleRate 1), got sampleRate ${q}`,
+      );
+    }
+    if (parsed.data.cohort === "checked-in" && parsed.data.adjacency === "add-remove") {
+      throw new InvalidPrivacyParameterError(
+        `a checked-in cohort keeps every device's share in the sum: it is charged for zero-out neighbours, not add/remove`,
       );
     }
     try {
@@ -127,7 +134,8 @@ export function sameStep(a: StepParams, b: StepParams): boolean {
     x.clients === y.clients &&
     x.localVariance === y.localVariance &&
     x.sensitivityBound === y.sensitivityBound &&
-    (x.adjacency ?? "add-remove") === (y.adjacency ?? "add-remove")
+    (x.adjacency ?? "add-remove") === (y.adjacency ?? "add-remove") &&
+    (x.cohort ?? "sampled") === (y.cohort ?? "sampled")
   );
 }
 

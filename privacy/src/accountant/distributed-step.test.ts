@@ -224,4 +224,58 @@ describe("distributed steps in the accountant and the ledger", () => {
       distributed: { ...plan.noiseShares, adjacency: "zero-out" },
     });
   });
+
+  it("a checked-in cohort: the wire's cohort reaches the ledger, which charges zero-out with amplification", () => {
+    // 1,000 checked in, at least 800 inputs released, q = 0.1: every input carries a share whether sampled or not.
+    const covered = planDistributedDiscreteGaussian({
+      bits: 20,
+      length: 7850,
+      clipNorm: 1,
+      noiseMultiplier: 1.1,
+      expectedClients: 1000,
+      minClients: 800,
+      cohort: "checked-in",
+    });
+    const wire = distributedNoiseOf(covered);
+    expect(wire.cohort).toBe("checked-in");
+    expect(distributedNoiseOf(plan)).not.toHaveProperty("cohort"); // sampled plans keep their wire form
+    const shares = distributedSharesOf(wire);
+    expect(shares).toEqual({ ...covered.noiseShares, cohort: "checked-in" });
+    const ledger = new PrivacyLedger({ population: "mnist" });
+    const round = (roundId: string): LedgerRound => ({
+      roundId,
+      sampleRate: 0.1,
+      noiseMultiplier: 1.1,
+      mode: "distributed",
+      openedAt: "2026-12-07T05:00:00Z",
+      distributed: shares,
+    });
+    for (const id of ["r1", "r2", "r3", "r4", "r5"]) ledger.record(round(id));
+    const orders = new RdpAccountant().orders;
+    const zeroOut = { ...covered.noiseShares, clients: covered.guaranteedShares + 1 };
+    const curve = orders.map((a) => 5 * poissonSubsampledRdp(0.1, [a], (o) => distributedRdp(zeroOut, o))[0]!);
+    expect(ledger.spent(1e-5)).toBeCloseTo(getPrivacySpent(orders, curve, 1e-5).epsilon, 10);
+    // the same shares charged as a sampled cohort (add/remove, the variance term) cost more
+    const sampled = new PrivacyLedger({ population: "mnist" });
+    for (const id of ["r1", "r2", "r3", "r4", "r5"]) {
+      sampled.record({ ...round(id), distributed: { ...shares, cohort: undefined } });
+    }
+    expect(sampled.spent(1e-5)).toBeGreaterThan(ledger.spent(1e-5));
+    // against the edge, which flips the coins: no amplification
+    expect(ledger.spentAgainstEdge(1e-5)).toBeGreaterThan(ledger.spent(1e-5));
+    expect(() =>
+      new RdpAccountant().step({
+        noiseMultiplier: 1.1,
+        sampleRate: 0.1,
+        distributed: { ...shares, adjacency: "add-remove" },
+      }),
+    ).toThrow(InvalidPrivacyParameterError);
+    expect(() =>
+      new RdpAccountant().step({
+        noiseMultiplier: 1.1,
+        sampleRate: 0.1,
+        distributed: { ...plan.noiseShares, adjacency: "zero-out" },
+      }),
+    ).toThrow(InvalidPrivacyParameterError);
+  });
 });

@@ -75,7 +75,7 @@ export class RdpAccountant extends HistoryAccountant {
   private stepCurve(p: StepParams): Float64Array {
     const s = p.distributed;
     const key = s
-      ? `${p.sampleRate}|ddg|${s.dimension}|${s.clients}|${s.localVariance}|${s.sensitivityBound}|${s.adjacency ?? "add-remove"}`
+      ? `${p.sampleRate}|ddg|${s.dimension}|${s.clients}|${s.localVariance}|${s.sensitivityBound}|${s.adjacency ?? "add-remove"}|${s.cohort ?? "sampled"}`
       : `${p.sampleRate}|${p.noiseMultiplier}`;
     let c = this.perStep.get(key);
     if (!c) {

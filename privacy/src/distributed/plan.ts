@@ -21,7 +21,9 @@
  * so they protect no one), and one is the protected device's own share: it leaves with the device in the neighbour
  * with one device fewer. So the charge is for g = n_min − 1 − c honest shares of other devices, the device's sum
  * with its own share (g + 1) against theirs alone (g): add/remove neighbours, whose variance mismatch the accountant
- * charges too (`accountant/analysis/distributed-discrete-gaussian.ts`); a plan with g < 1 is refused. Each device adds N_Z(0, σ_l²) with
+ * charges too (`accountant/analysis/distributed-discrete-gaussian.ts`); a plan with g < 1 is refused. With
+ * `cohort: "checked-in"` every checked-in device adds a share whether or not its coin selects it, so n counts
+ * checked-in devices and the share is in both neighbouring sums: zero-out, g + 1 shares, amplified by sampling. Each device adds N_Z(0, σ_l²) with
  * σ_l² = (z·C·γ)²/h, h = n_expected − ⌊f·n_expected⌋: the honest devices of a round of the expected size alone sum
  * to σ = z·C (in float units), so `getDistributedNoiseMultiplier` scales the shares up as f grows.
  */
@@ -75,6 +77,14 @@ export interface DistributedPlanOptions {
    * @default 0
    */
   corruptFraction?: number;
+  /**
+   * Who adds a noise share (`DistributedNoiseShares.cohort`): `sampled`, only the devices the coin selects, charged for
+   * add/remove neighbours; or `checked-in`, every device that checks in (a coin-excluded one inputs a zero update and
+   * its share), charged for zero-out neighbours with amplification by sampling. With `checked-in`, expectedClients,
+   * minClients and maxClients count the checked-in devices whose inputs a sum holds, not the sampled ones.
+   * @default "sampled"
+   */
+  cohort?: "sampled" | "checked-in";
 }
 
 /** What a distributed round runs with (every number a device and the server need, plus the accountant's). */
@@ -91,6 +101,8 @@ export interface DistributedPlan {
   maxClients: number;
   /** f: the fraction of selected devices that may collude with the server. */
   corruptFraction: number;
+  /** Who adds a noise share (see {@link DistributedPlanOptions.cohort}). */
+  cohort: "sampled" | "checked-in";
   /** c = ⌊f·n_max⌋: the most colluding devices a released sum may hold. */
   corruptClients: number;
   /** g = n_min − 1 − c: the honest shares, besides the protected device's own, every released sum holds (charged). */
@@ -143,6 +155,11 @@ export function planDistributedDiscreteGaussian(o: DistributedPlanOptions): Dist
   check(p > 0 && p < 1, `overflowProbability must be in (0, 1), got ${p}`);
   const beta = o.roundingBeta ?? DEFAULT_ROUNDING_BETA;
   check(beta >= 0 && beta < 1, `roundingBeta must be in [0, 1), got ${beta}`);
+  const cohort = o.cohort ?? "sampled";
+  check(
+    cohort === "sampled" || cohort === "checked-in",
+    `cohort must be "sampled" or "checked-in", got ${String(cohort)}`,
+  );
   const f = o.corruptFraction ?? 0;
   check(f >= 0 && f < 1 / 3, `corruptFraction must be in [0, 1/3) (SecAgg+'s regime), got ${f}`);
   const corrupt = Math.floor(f * nMax);
@@ -186,7 +203,10 @@ export function planDistributedDiscreteGaussian(o: DistributedPlanOptions): Dist
     `union bound over d'). Each device adds N_Z(0, ${localVariance.toPrecision(6)}) (σ = z·C = ${(z * c).toPrecision(4)} ` +
     `over the ${honestExpected} honest shares of ${nExp} expected); rounding inflates the sensitivity by ` +
     `${inflation.toFixed(5)}×. Charged: ${guaranteed} shares (${nMin} released inputs − the protected device's own − ` +
-    `${corrupt} colluding), τ = ${tau.toExponential(2)}.`;
+    `${corrupt} colluding), τ = ${tau.toExponential(2)}, ` +
+    (cohort === "checked-in"
+      ? `every checked-in device adding its share (zero-out neighbours, amplified by sampling).`
+      : `only sampled devices adding shares (add/remove neighbours).`);
   return {
     bits: b,
     length,
@@ -196,6 +216,7 @@ export function planDistributedDiscreteGaussian(o: DistributedPlanOptions): Dist
     expectedClients: nExp,
     minClients: nMin,
     maxClients: nMax,
+    cohort,
     corruptFraction: f,
     corruptClients: corrupt,
     guaranteedShares: guaranteed,
@@ -206,7 +227,13 @@ export function planDistributedDiscreteGaussian(o: DistributedPlanOptions): Dist
     overflowProbability: overflow,
     tau,
     sensitivityInflation: inflation,
-    noiseShares: { dimension: padded, clients: guaranteed, localVariance, sensitivityBound },
+    noiseShares: {
+      dimension: padded,
+      clients: guaranteed,
+      localVariance,
+      sensitivityBound,
+      ...(cohort === "checked-in" ? { cohort } : {}),
+    },
     explanation,
   };
 }
@@ -225,6 +252,7 @@ export function distributedNoiseOf(plan: DistributedPlan): {
   share_variance: number;
   sensitivity_bound: number;
   corrupt_devices?: number;
+  cohort?: "checked-in";
 } {
   return {
     bits: plan.bits,
@@ -234,5 +262,6 @@ export function distributedNoiseOf(plan: DistributedPlan): {
     share_variance: plan.localVariance,
     sensitivity_bound: plan.sensitivityBound,
     ...(plan.corruptClients > 0 ? { corrupt_devices: plan.corruptClients } : {}),
+    ...(plan.cohort === "checked-in" ? { cohort: "checked-in" as const } : {}),
   };
 }

@@ -33,7 +33,14 @@
  * - **Zero-out** (`adjacency: "zero-out"`; Kairouz, McMahan, Song, Thakkar, Thakurta, Xu 2021, arXiv 2103.00039):
  *   the device stays and its update is replaced by 0, so both sums hold its share: KLS21 Prop. 14 for g + 1 shares,
  *   mean shift only ({@link distributedRdp}). It is the charge against a party that sees who takes part (the edge),
- *   so it is only accepted without subsampling (q = 1).
+ *   so it is only accepted without subsampling (q = 1), unless every checked-in device adds its share:
+ * - **Zero-out with a checked-in cohort** (`cohort: "checked-in"`): every device that checks in joins the secure
+ *   aggregation and adds its share; the coin only decides whether its update k or a zero goes in. Given the others'
+ *   coins, the sum with the device is (1 − q)·μ₀ + q·μ₁ against μ₀ without it, where μ₁ = k + (g + 1 shares) and
+ *   μ₀ = 0 + (g + 1 shares): the shares are the same in both, so the base pair is KLS21 Prop. 14's mean shift for
+ *   g + 1 shares, and the mixture is exactly the structure of Zhu & Wang's add/remove bound (their "record present"
+ *   is here "update non-zero"). So the charge is Zhu & Wang over {@link distributedRdp} with g + 1 shares, against
+ *   whoever does not see the coins; against the edge, which flips them, it stays the q = 1 zero-out charge.
  */
 
 import { isotropicGaussianRenyi, latticeGaussianRenyiSlack } from "./gaussian-renyi.ts";
@@ -58,10 +65,25 @@ export interface DistributedNoiseShares {
    * @default "add-remove"
    */
   adjacency?: DistributedAdjacency | undefined;
+  /**
+   * Who adds a share (module header): `sampled` (only the devices the coin selects) or `checked-in` (every device
+   * that checks in, a coin-excluded one with a zero update). `checked-in` is charged for zero-out neighbours and
+   * admits amplification by sampling; it cannot be combined with `adjacency: "add-remove"`.
+   * @default "sampled"
+   */
+  cohort?: DistributedCohort | undefined;
 }
 
 /** Which neighbouring sums a distributed charge compares (module header). */
 export type DistributedAdjacency = "add-remove" | "zero-out";
+
+/** Who adds a noise share to a distributed round's sum (module header). */
+export type DistributedCohort = "sampled" | "checked-in";
+
+/** The adjacency a release of these shares is charged for: zero-out for a checked-in cohort, else as stated. */
+export function chargedAdjacency(p: Pick<DistributedNoiseShares, "adjacency" | "cohort">): DistributedAdjacency {
+  return p.cohort === "checked-in" ? "zero-out" : (p.adjacency ?? "add-remove");
+}
 
 function checkShares(p: DistributedNoiseShares): void {
   const { dimension: d, clients: n, localVariance: v, sensitivityBound: b } = p;
@@ -74,6 +96,15 @@ function checkShares(p: DistributedNoiseShares): void {
   const a = p.adjacency;
   if (a !== undefined && a !== "add-remove" && a !== "zero-out") {
     throw new RangeError(`adjacency must be "add-remove" or "zero-out", got ${String(a)}`);
+  }
+  const cohort = p.cohort;
+  if (cohort !== undefined && cohort !== "sampled" && cohort !== "checked-in") {
+    throw new RangeError(`cohort must be "sampled" or "checked-in", got ${String(cohort)}`);
+  }
+  if (cohort === "checked-in" && a === "add-remove") {
+    throw new RangeError(
+      `a checked-in cohort keeps every device's share in the sum, so it is charged for zero-out neighbours, not add/remove`,
+    );
   }
 }
 
@@ -165,7 +196,7 @@ export function distributedAddRemoveFloor(dimension: number, clients: number, or
  * zero-out {@link distributedRdp} with the device's own share counted (g + 1 shares).
  */
 export function distributedStepRdp(p: DistributedNoiseShares, order: number): number {
-  if ((p.adjacency ?? "add-remove") === "zero-out") return distributedRdp({ ...p, clients: p.clients + 1 }, order);
+  if (chargedAdjacency(p) === "zero-out") return distributedRdp({ ...p, clients: p.clients + 1 }, order);
   return distributedAddRemoveRdp(p, order);
 }
 
@@ -173,7 +204,8 @@ export function distributedStepRdp(p: DistributedNoiseShares, order: number): nu
  * RDP at each order of ONE Poisson-subsampled release with rate q (Zhu & Wang 2019's general bound, see the module
  * header) for the shares' adjacency ({@link distributedStepRdp}), never above the unsampled ε(α). Orders are real
  * > 1; with q < 1 the bound is evaluated at ⌈α⌉ and needs ε(ℓ) finite for every ℓ ≤ ⌈α⌉, so under add/remove it is
- * +∞ from ⌈α⌉ ≥ g + 1 (the accountant then minimises over the orders below). Zero-out steps must have q = 1.
+ * +∞ from ⌈α⌉ ≥ g + 1 (the accountant then minimises over the orders below). Zero-out steps must have q = 1 unless
+ * their cohort is `checked-in`.
  */
 export function distributedSubsampledRdp(
   q: number,
@@ -182,9 +214,9 @@ export function distributedSubsampledRdp(
 ): Float64Array {
   checkShares(p);
   if (!(q > 0 && q <= 1)) throw new RangeError(`sampleRate must be in (0, 1], got ${q}`);
-  if (p.adjacency === "zero-out" && q !== 1) {
+  if (p.adjacency === "zero-out" && p.cohort !== "checked-in" && q !== 1) {
     throw new RangeError(
-      `zero-out adjacency is charged without subsampling (sampleRate 1): amplification needs add/remove, got ${q}`,
+      `zero-out adjacency of a sampled cohort is charged without subsampling (sampleRate 1): amplification needs add/remove or a checked-in cohort, got ${q}`,
     );
   }
   return poissonSubsampledRdp(q, orders, (order) => distributedStepRdp(p, order));
