@@ -80,8 +80,17 @@ export const PopulationConfig = z
             .min(0)
             .lt(1 / 3)
             .default(0),
+          /**
+           * Who adds a noise share (`@fedge/protocol` `DistributedNoise.cohort`). `checked-in`: every device that
+           * checks in joins the secure aggregation, a coin-excluded one with a zero update and its share, so the round
+           * is charged for zero-out neighbours with amplification by sampling; the plan's n_expected is then the
+           * expected check-ins, expectedClients / samplingRate, and n_min, n_max count check-ins. `sampled`: only the
+           * devices the coin selects add shares (add/remove neighbours, whose variance term no z removes).
+           * @default "sampled" (until the strategy, the edge and the SDK run checked-in cohorts)
+           */
+          cohort: z.enum(["checked-in", "sampled"]).default("sampled"),
         })
-        .default({ bits: 20, overflowProbability: 1e-9, corruptFraction: 0 }),
+        .default({ bits: 20, overflowProbability: 1e-9, corruptFraction: 0, cohort: "sampled" }),
       /** Total (ε, δ) budget of the population; a round that would exceed it is refused. */
       budget: z.strictObject({ epsilon: positive, delta: z.number().gt(0).lt(1) }).optional(),
     }),
