@@ -61,7 +61,11 @@ describe("population config", () => {
       bits: 20,
       overflowProbability: 1e-9,
       corruptFraction: 0, // stated: the server controls no device
+      cohort: "sampled",
     });
+    expect(issuesOf({ ...good, privacy: { ...distributed, distributed: { cohort: "everyone" } } })).toEqual([
+      "privacy.distributed.cohort",
+    ]);
     // a colluding fraction in SecAgg+'s regime [0, 1/3)
     for (const f of [-0.01, 1 / 3, 0.5]) {
       expect(issuesOf({ ...good, privacy: { ...distributed, distributed: { corruptFraction: f } } })).toEqual([
