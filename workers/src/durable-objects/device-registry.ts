@@ -41,7 +41,7 @@ export type SlotResult =
 /** Populations one device may join (a revocation is pushed to each of them). */
 export const MAX_POPULATIONS_PER_DEVICE = 256;
 /** How soon an undelivered revocation is pushed again. */
-const REVOCATION_RETRY_MS = 5_000;
+export const REVOCATION_RETRY_MS = 5_000;
 
 export interface CheckinClaim {
   model: string;
@@ -55,6 +55,16 @@ export interface CheckinClaim {
 export type CheckinDeviceResult =
   | { ok: true; device: DeviceRecord }
   | { ok: false; code: "device_not_found" | "bad_signature" | "device_revoked" | "too_many_populations" };
+
+/** A revocation as the device's registry holds it: the device, and the populations the push has not reached yet. */
+export interface RevocationState {
+  device: DeviceRecord;
+  /**
+   * Populations whose coordinator has not acknowledged the revocation yet (pushed again every few seconds): until it is
+   * empty a check-in an isolate answers from what it remembers (verified-devices.ts) may still reach one of them.
+   */
+  unreached: string[];
+}
 
 export type PrivacyReaderResult =
   { ok: true; device: DeviceRecord; populations: string[] } | { ok: false; code: "device_not_found" | "bad_signature" };
@@ -208,9 +218,10 @@ export class DeviceRegistry extends DurableObject<Bindings> {
   /**
    * Revokes this device (idempotent: keeps the first revocation time), pushes the revocation to every population it
    * checked in to and releases its quota slot; `null` when there is no device. The revocation and its outbox are one
-   * transaction; a push or release that fails stays in the outbox for the alarm to retry.
+   * transaction; a push or release that fails stays in the outbox for the alarm to retry, and the populations it has
+   * not reached are answered (`unreached`), so the caller does not report a revocation in force that is not yet.
    */
-  async revokeDevice(now: number): Promise<DeviceRecord | null> {
+  async revokeDevice(now: number): Promise<RevocationState | null> {
     const before = await this.getDevice();
     if (!before) return null;
     if (before.revoked_at === null) {
@@ -221,7 +232,7 @@ export class DeviceRegistry extends DurableObject<Bindings> {
       });
     }
     await this.deliverRevocations();
-    return this.getDevice();
+    return { device: (await this.getDevice())!, unreached: this.unreachedPopulations() };
   }
 
   /**
@@ -230,10 +241,7 @@ export class DeviceRegistry extends DurableObject<Bindings> {
    */
   async pendingRevocations(): Promise<string[]> {
     if (!this.hasTables) return [];
-    const models = this.sql
-      .exec<{ model: string }>("SELECT model FROM revocation_outbox ORDER BY model")
-      .toArray()
-      .map((r) => r.model);
+    const models = this.unreachedPopulations();
     const slots = this.sql
       .exec<{ api_key_id: string }>("SELECT api_key_id FROM slot_outbox")
       .toArray()
@@ -243,6 +251,14 @@ export class DeviceRegistry extends DurableObject<Bindings> {
 
   override async alarm(): Promise<void> {
     await this.deliverRevocations();
+  }
+
+  /** Populations the revocation has not reached yet. */
+  private unreachedPopulations(): string[] {
+    return this.sql
+      .exec<{ model: string }>("SELECT model FROM revocation_outbox ORDER BY model")
+      .toArray()
+      .map((r) => r.model);
   }
 
   /** Whether the revocation still has to reach a population or release the quota slot. */

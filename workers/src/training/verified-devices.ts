@@ -10,7 +10,8 @@
  * Revocation still refuses the very next check-in: the registry recorded the population before that population's
  * coordinator first learned the device, so a revocation is pushed there (and to every shard) before the admin's revoke
  * call answers, and the coordinator refuses the device's check-ins and uploads from then on, as uploads already relied
- * on. A push that fails stays in the registry's outbox and is retried every few seconds (device-registry.ts).
+ * on. A push that fails stays in the registry's outbox and is retried every few seconds (device-registry.ts); until
+ * every push has landed the revoke answers 503 `revocation_pending`, never success (routes/admin-devices.ts).
  * A first check-in to a population, or any check-in of a device this isolate has not seen, takes the registry path.
  *
  * Only a check-in the registry verified adds an entry, so an unauthenticated or forged request adds nothing. Bounded:
