@@ -66,6 +66,11 @@ export interface RevocationState {
   unreached: string[];
 }
 
+export type DeleteDeviceResult =
+  | { ok: true }
+  | { ok: false; code: "device_not_found" }
+  | { ok: false; code: "revocation_pending"; unreached: string[] };
+
 export type PrivacyReaderResult =
   { ok: true; device: DeviceRecord; populations: string[] } | { ok: false; code: "device_not_found" | "bad_signature" };
 
@@ -233,6 +238,31 @@ export class DeviceRegistry extends DurableObject<Bindings> {
     }
     await this.deliverRevocations();
     return { device: (await this.getDevice())!, unreached: this.unreachedPopulations() };
+  }
+
+  /**
+   * Deletes this device's identity (an admin's `DELETE /v1/admin/devices/:id`, e.g. a failed audit's canaries). It is
+   * revoked first and its revocation must have reached every population (`revocation_pending` until then: nothing is
+   * deleted, repeat the call), because an isolate may still remember the device (verified-devices.ts) and only the
+   * coordinators' revocation refuses those check-ins once the record here is gone. Then each population drops the
+   * device's check-ins that no privacy charge depends on (`RoundCoordinator.forgetDevice`; the ledger's record of
+   * charged rounds stays), the quota slot is released, and this instance's storage is deleted. The public key stays
+   * known, and refused, in its API key's `owner:` instance, so it never comes back under a new id. A failure half way
+   * throws and deletes nothing here; repeating the call goes on from there.
+   */
+  async deleteDevice(now: number): Promise<DeleteDeviceResult> {
+    const revoked = await this.revokeDevice(now);
+    if (!revoked) return { ok: false, code: "device_not_found" };
+    if (revoked.unreached.length > 0) return { ok: false, code: "revocation_pending", unreached: revoked.unreached };
+    const { device_id, api_key_id } = revoked.device;
+    const populations = this.sql.exec<{ model: string }>("SELECT model FROM population").toArray();
+    await Promise.all(populations.map(({ model }) => this.env.ROUNDS.getByName(model).forgetDevice(device_id)));
+    // Released by the revocation unless that failed; releasing twice is a no-op.
+    await this.env.DEVICES.getByName(`owner:${api_key_id}`).releaseSlot(device_id);
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.hasTables = false;
+    return { ok: true };
   }
 
   /**

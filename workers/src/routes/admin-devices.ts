@@ -1,8 +1,8 @@
 /**
  * @module
  * Admin endpoints for devices, for an operator (admin token only: the aggregator's signature is refused here):
- * read a device, revoke it (in force on its next check-in or upload once the revoke answers 200), and read or set an
- * API key's device quota.
+ * read a device, revoke it (in force on its next check-in or upload once the revoke answers 200), delete it (its
+ * identity; the population ledgers keep its privacy history), and read or set an API key's device quota.
  *
  * A revocation is in force once every population the device joined has it: the device's registry pushes it to each
  * coordinator before the call answers, because a repeat check-in may be answered without the registry
@@ -75,6 +75,26 @@ const revokeDevice = createRoute({
   },
 });
 
+const deleteDevice = createRoute({
+  method: "delete",
+  path: "/v1/admin/devices/{id}",
+  tags: ["training-admin"],
+  summary: "Delete a device: revoke it, then remove its identity (its privacy history on the ledgers stays)",
+  description:
+    "For devices that must not stay registered, such as the canaries of a failed `fedge audit`. The device is " +
+    "revoked first and the call waits until every population it joined has the revocation (503 " +
+    "`revocation_pending` until then, nothing deleted). Then each population drops the device's check-ins of rounds " +
+    "that charged no privacy budget and stopped collecting (check-ins of charged rounds stay: the ledger is an audit " +
+    "record), its quota slot is released and its record (public key, API key, platform, populations) is deleted. " +
+    "Its public key stays refused under its API key. A failure half way answers 5xx: repeat the call.",
+  security,
+  request: { params: DeviceParam },
+  responses: {
+    204: { description: "Deleted" },
+    ...errorResponses(ADMIN_AUTH_ERRORS, { 404: "No such device", 503: REVOCATION_PENDING }),
+  },
+});
+
 const putQuota = createRoute({
   method: "put",
   path: "/v1/admin/device-quotas/{key_id}",
@@ -121,6 +141,16 @@ export const adminDevices = router
     if (!revoked) throw new FedgeError("device_not_found", 404, `no device ${id}`);
     throwIfPending(c, id, revoked.unreached);
     return c.json(deviceInfo(revoked.device), 200);
+  })
+  .openapi(deleteDevice, async (c) => {
+    const { id } = c.req.valid("param");
+    const deleted = await deviceStub(c.env, id).deleteDevice(Date.now());
+    forgetVerifiedDevice(id);
+    if (!deleted.ok && deleted.code === "device_not_found") {
+      throw new FedgeError("device_not_found", 404, `no device ${id}`);
+    }
+    if (!deleted.ok) throwIfPending(c, id, deleted.unreached);
+    return c.body(null, 204);
   })
   .openapi(putQuota, async (c) => {
     const { key_id } = c.req.valid("param");

@@ -594,6 +594,18 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (model !== null) await this.fanout.revoke(model, deviceId, at);
   }
 
+  /**
+   * An admin deleted `deviceId`, revoked here before (`DeviceRegistry.deleteDevice`): its check-ins of rounds that
+   * stopped collecting and charged nothing are deleted, here and on every shard; those of charged rounds stay (the
+   * device's privacy history on the ledger), and so does its revocation.
+   */
+  async forgetDevice(deviceId: string): Promise<void> {
+    if (!this.hasTables) return;
+    this.checkins.forgetUncharged(deviceId);
+    const model = this.modelName();
+    if (model !== null) await this.fanout.forget(model, deviceId);
+  }
+
   /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */
   async uploadTarget(roundId: string, now: number): Promise<Result<UploadTarget & { shards: number }>> {
     const found = this.knownRound(roundId, now);
