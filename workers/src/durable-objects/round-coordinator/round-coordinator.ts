@@ -40,6 +40,7 @@
 import { DurableObject } from "cloudflare:workers";
 import {
   roundIdFor,
+  isAuditShadowName,
   DEFAULT_TENANT,
   toBase64Url,
   type AcceptedUpdate,
@@ -587,6 +588,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** An admin revoked `deviceId` (pushed by its DeviceRegistry instance): refuse its check-ins and uploads from now on. */
   async revokeDevice(deviceId: string, at: number): Promise<void> {
+    // A deleted audit shadow keeps no storage: nothing is served there, and a shadow made again under the name is
+    // only joined through the registry (verified-devices.ts), which refuses the device.
+    if (!this.hasTables && isAuditShadowName(this.ctx.id.name ?? "")) return;
     this.ensureTables();
     this.revocations.add(deviceId, at);
     // The population's object passes it on to every shard any of its rounds ran on (a shard's failure fails the push).
