@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBackend, type Backend } from "@fedge/gpu-node";
 import { ModelDetail, PopulationPrivacyStatus, toBase64Url } from "@fedge/protocol";
 import { exportModel, type SigningKey } from "fedge";
+import { loadOrCreateSigningKey } from "fedge/export";
 import { runCli } from "fedge/cli";
 import { EdgeAdminClient, EdgeAdminError } from "fedge/edge";
 import type { LocalEdge } from "@fedge/local-edge";
@@ -27,6 +28,7 @@ let key: SigningKey;
 let keyFile: string;
 let tokenFile: string;
 let apiKeyFile: string;
+let apiKeyId: string;
 let operator: EdgeAdminClient;
 let backend: Backend;
 
@@ -40,7 +42,9 @@ beforeAll(async () => {
   ({ dir, edge, key, operator, keyFile, tokenFile } = testEdge);
   apiKeyFile = path.join(dir, "api-key");
   backend = await createBackend({ prefer: "cpu", log: () => undefined });
-  const apiKey = (await operator.createApiKey("audit e2e canaries", 1_000_000)).key;
+  const created = await operator.createApiKey("audit e2e canaries", 1_000_000);
+  const apiKey = created.key;
+  apiKeyId = created.id;
   await writeFile(apiKeyFile, `${apiKey}\n`, { mode: 0o600 });
   const seed = await exportModel({
     model: zeroMnistRegression(),
@@ -67,6 +71,15 @@ async function ledger(model: string): Promise<PopulationPrivacyStatus> {
   const res = await fetch(`${edge.url}/v1/populations/${model}/privacy`);
   expect(res.status).toBe(200);
   return PopulationPrivacyStatus.parse(await res.json());
+}
+
+/** The canary API key's active devices (its quota slots in use). */
+async function activeDevices(): Promise<number> {
+  const res = await fetch(`${edge.url}/v1/admin/device-quotas/${apiKeyId}`, {
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { active_devices: number }).active_devices;
 }
 
 async function audit(extra: string[]): Promise<{ code: number; lines: Record<string, unknown>[]; stderr: string }> {
@@ -193,6 +206,22 @@ describe("fedge audit through wrangler dev", () => {
     expect((await fetch(`${edge.url}/v1/models/digits-audit-failed`)).status).toBe(404);
     await expect(operator.deleteAuditShadow("digits", "failed")).rejects.toMatchObject({ status: 404 });
   }, 60_000);
+
+  it("deletes the canary devices of an audit that fails after they trained, and its shadow", async () => {
+    const before = await activeDevices();
+    // A signing key the edge does not trust: the canaries register, check in and upload; the new version is refused.
+    const untrusted = path.join(dir, "untrusted-key.json");
+    await loadOrCreateSigningKey(untrusted);
+    const r = await audit(["--id", "untrusted", "--rounds", "2", "--canaries", "6", "--signing-key", untrusted]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/canaries: \d+ of 6 selected/);
+    expect(r.stderr).toMatch(/not a trusted aggregator key/);
+    expect(r.stderr).toMatch(/deleted its shadow digits-audit-untrusted/);
+    expect(r.stderr).toMatch(/deleted its 6 canary devices/);
+    expect(await activeDevices()).toBe(before);
+    expect((await fetch(`${edge.url}/v1/models/digits-audit-untrusted`)).status).toBe(404);
+    expect(await ledger("digits-audit-untrusted")).toMatchObject({ budget: null, rounds: [] });
+  }, 120_000);
 
   it("documents itself: fedge audit --help", async () => {
     let out = "";

@@ -1,47 +1,36 @@
 /**
- * Issue 17, item 7: an unauthenticated flood against the real local edge (`wrangler dev`, loopback only, fresh state):
- * a bounded number of anonymous and forged requests of every kind (uploads to made-up rounds, made-up and guessed API
- * keys, forged aggregator signatures with chunked bodies, registrations and check-ins without a key). Oracles: no 5xx;
- * afterwards no Durable Object on disk holds a table it did not hold before (objects the flood only addressed hold
- * none), so the flood cost the edge no storage; the client address is answered 429 once it has used up its failed
- * credentials; and the edge still serves the real key afterwards.
+ * Issue 17, item 7: an unauthenticated flood against the real local edge (`wrangler dev` started by the shared
+ * `startTestEdge`, loopback only, fresh state): a bounded number of anonymous and forged requests of every kind
+ * (uploads to made-up rounds, made-up and guessed API keys, forged aggregator signatures with chunked bodies,
+ * registrations and check-ins without a key). Oracles: no 5xx; afterwards no Durable Object on disk holds a table it
+ * did not hold before (objects the flood only addressed hold none), so the flood cost the edge no storage; the client
+ * address is answered 429 once it has used up its failed credentials; and the edge still serves the real key
+ * afterwards.
  */
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import nacl from "tweetnacl";
 import { toBase64Url } from "@fedge/protocol";
-import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
+import type { LocalEdge } from "@fedge/local-edge";
+import { startTestEdge, type TestEdge } from "./helpers/test-edge.ts";
 
 const PORT = 8840;
 const FLOOD = 400;
 const CONCURRENCY = 16;
 const ADMIN_TOKEN = `fa_${toBase64Url(crypto.getRandomValues(new Uint8Array(24)))}`;
 
-let dir: string;
+let testEdge: TestEdge;
 let edge: LocalEdge;
 let apiKey: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "fedge-flood-"));
-  edge = await startLocalEdge({
-    port: PORT,
-    persistTo: path.join(dir, "state"),
-    vars: { FEDGE_ADMIN_TOKEN: ADMIN_TOKEN },
-    readyTimeoutMs: 120_000,
-  });
+  testEdge = await startTestEdge({ port: PORT, name: "flood", adminToken: ADMIN_TOKEN });
+  edge = testEdge.edge;
   // Loopback only: this test floods the edge it started, never anything else.
   expect(new URL(edge.url).hostname).toBe("127.0.0.1");
-  const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" };
-  const key = await fetch(`${edge.url}/v1/admin/keys`, {
-    method: "POST",
-    headers: admin,
-    body: JSON.stringify({ name: "flood test" }),
-  });
-  expect(key.status).toBe(201);
-  apiKey = ((await key.json()) as { key: string }).key;
+  apiKey = (await testEdge.operator.createApiKey("flood test")).key;
   const device = await fetch(`${edge.url}/v1/devices`, {
     method: "POST",
     headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
@@ -51,13 +40,12 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await edge?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await testEdge?.stop();
 });
 
-/** Every Durable Object SQLite file under the state directory, with its user tables. */
+/** Every Durable Object SQLite file under the edge's state directory, with its user tables. */
 async function durableObjectTables(): Promise<Map<string, string[]>> {
-  const root = path.join(dir, "state");
+  const root = path.join(testEdge.dir, "edge-state");
   const out = new Map<string, string[]>();
   const files = (await readdir(root, { recursive: true })).filter((f) => f.endsWith(".sqlite") && f.includes("do"));
   for (const f of files) {

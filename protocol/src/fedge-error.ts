@@ -30,6 +30,7 @@ export const ERROR_CODES = [
   "version_not_found",
   "device_not_found",
   "device_revoked",
+  "revocation_pending",
   "bad_signature",
   "stale_timestamp",
   "round_not_found",

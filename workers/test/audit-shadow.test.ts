@@ -9,7 +9,10 @@ import { beforeAll, describe, expect, inject, it } from "vitest";
 import type { AuditShadow, ModelDetail, PopulationPrivacyStatus } from "@fedge/protocol";
 import { fromB64 } from "./inference-fixture.ts";
 import { ADMIN, call, errorCode, mlpManifest, storedKeys, upload, uploadForm } from "./registry-helpers.ts";
+import { deviceStub } from "../src/durable-objects/device-registry.ts";
 import {
+  checkinBody,
+  checkinRaw,
   createApiKey,
   makeUpdate,
   openRound,
@@ -178,6 +181,33 @@ describe("deleting an audit shadow", () => {
     const again = await createShadow("aud-e", { id: "gone", budget: BUDGET });
     expect(again.status, await again.clone().text()).toBe(201);
     expect((await again.json<AuditShadow>()).privacy).toMatchObject({ epsilon_spent: 0, rounds: [] });
+  });
+
+  it("keeps no storage when a device that trained there is revoked or deleted afterwards", async () => {
+    await seed("aud-g");
+    expect((await createShadow("aud-g", { id: "rev", budget: { ...BUDGET, epsilon: 1000 } })).status).toBe(201);
+    const name = "aud-g-audit-rev";
+    const round = await openRound(name);
+    const [a, b] = [await registerDevice((await createApiKey()).key), await registerDevice((await createApiKey()).key)];
+    for (const d of [a, b]) await taskFor(d, name);
+    expect(round.round_id).toBe(`${name}_1`);
+    expect((await remove("aud-g", "rev")).status).toBe(204);
+    expect(await coordinatorTables(name)).toEqual([]);
+
+    // The devices' registries recorded the shadow: the revocation and the deletion reach its name, and leave nothing.
+    // (`a` is revoked at its registry, as an admin call served by another isolate does it: this isolate forgets nothing.)
+    expect((await deviceStub(env, a.id).revokeDevice(Date.now()))?.unreached).toEqual([]);
+    expect((await call(`/v1/admin/devices/${b.id}`, { method: "DELETE", headers: ADMIN })).status).toBe(204);
+    expect(await coordinatorTables(name)).toEqual([]);
+    expect(await privacy(name)).toMatchObject({ budget: null, rounds: [] });
+
+    // The name made again is a fresh shadow. The revoked device cannot join it: check-ins to a shadow always ask the
+    // device's registry, so nothing this isolate remembers lets it in.
+    expect((await createShadow("aud-g", { id: "rev", budget: BUDGET })).status).toBe(201);
+    await openRound(name);
+    const res = await checkinRaw(a, checkinBody(a, name));
+    expect(res.status).toBe(403);
+    expect(await errorCode(res)).toBe("device_revoked");
   });
 
   it("refuses anything but the admin token and a shadow of that population, and changes nothing", async () => {

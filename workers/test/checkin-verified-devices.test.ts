@@ -87,7 +87,8 @@ describe("repeat check-ins of a device the registry verified", () => {
 
       // Revoked through its registry, as an admin call served by another isolate does it.
       const revoked = await deviceStub(env, d.id).revokeDevice(Date.now());
-      expect(revoked?.revoked_at).toEqual(expect.any(Number));
+      expect(revoked?.device.revoked_at).toEqual(expect.any(Number));
+      expect(revoked?.unreached).toEqual([]);
       const res = await checkinRaw(d, checkinBody(d, model));
       expect(res.status).toBe(403);
       expect(await errorCode(res)).toBe("device_revoked");

@@ -112,6 +112,7 @@ describe("signed admin requests", () => {
       ["POST", "/v1/admin/models/anything/rollback", undefined],
       ["POST", "/v1/admin/devices/dev_aaaaaaaaaaaaaaaaaaaaaa/revoke", undefined],
       ["GET", "/v1/admin/devices/dev_aaaaaaaaaaaaaaaaaaaaaa", undefined],
+      ["DELETE", "/v1/admin/devices/dev_aaaaaaaaaaaaaaaaaaaaaa", undefined],
       ["PUT", `/v1/admin/device-quotas/${keyId}`, json({ max_devices: 1_000_000 })],
       ["POST", "/v1/admin/bench/models/anything/infer?n=1", undefined],
       ["PUT", `/v1/admin/aggregator-keys/${toBase64Url(nacl.sign.keyPair().publicKey)}`, undefined],

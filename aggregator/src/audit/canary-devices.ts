@@ -21,7 +21,7 @@ import {
 } from "@fedge/protocol";
 import { compressUpdate, privatizeUpdate } from "@fedge/ml";
 import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
-import { EdgeAdminError, EdgeClientError } from "../edge/admin-client.ts";
+import { EdgeAdminError, EdgeClientError, type EdgeAdminClient } from "../edge/admin-client.ts";
 import type { CanarySet } from "./canaries.ts";
 
 /** Options of {@link CanaryDevices.register}. */
@@ -59,6 +59,17 @@ async function inPool<T>(items: T[], limit: number, fn: (item: T) => Promise<voi
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
+/** What {@link CanaryDevices.deleteAll} did. */
+export interface CanaryDeletion {
+  /** Canaries deleted (or found already gone). */
+  deleted: number;
+  /** Canaries that are still registered, each with why. */
+  failed: { deviceId: string; error: Error }[];
+}
+
+/** How often a canary's delete is tried while the edge answers 503 `revocation_pending` (5 s apart). */
+const DELETE_TRIES = 6;
+
 export class CanaryDevices {
   private readonly o: CanaryDevicesOptions;
   private readonly devices: CanaryDevice[];
@@ -68,22 +79,67 @@ export class CanaryDevices {
     this.devices = devices;
   }
 
-  /** Registers one device per inserted canary (`POST /v1/devices`). */
-  static async register(o: CanaryDevicesOptions): Promise<CanaryDevices> {
+  /**
+   * Registers one device per inserted canary (`POST /v1/devices`). When a registration fails, the canaries already
+   * registered are handed to `registered` before the error is rethrown, so the caller can delete them.
+   */
+  static async register(
+    o: CanaryDevicesOptions,
+    registered: (devices: CanaryDevices) => void = () => undefined,
+  ): Promise<CanaryDevices> {
     const devices: CanaryDevice[] = [];
     const self = new CanaryDevices(o, devices);
     const indices = Array.from({ length: o.canaries.count }, (_, i) => i);
-    await inPool(indices, o.concurrency ?? 8, async (index) => {
-      const keys = nacl.sign.keyPair.fromSeed(crypto.getRandomValues(new Uint8Array(32)));
-      const res = await self.post("/v1/devices", "application/json", {
-        public_key: toBase64Url(keys.publicKey),
-        platform: "fedge-audit-canary",
+    try {
+      await inPool(indices, o.concurrency ?? 8, async (index) => {
+        const keys = nacl.sign.keyPair.fromSeed(crypto.getRandomValues(new Uint8Array(32)));
+        const res = await self.post("/v1/devices", "application/json", {
+          public_key: toBase64Url(keys.publicKey),
+          platform: "fedge-audit-canary",
+        });
+        const body = RegisterDeviceResponse.parse(res);
+        devices.push({ index, deviceId: body.device_id, keys });
       });
-      const body = RegisterDeviceResponse.parse(res);
-      devices.push({ index, deviceId: body.device_id, keys });
-    });
-    devices.sort((a, b) => a.index - b.index);
+    } finally {
+      devices.sort((a, b) => a.index - b.index);
+      registered(self);
+    }
     return self;
+  }
+
+  /** The registered canaries' device ids, in canary order. */
+  get deviceIds(): string[] {
+    return this.devices.map((d) => d.deviceId);
+  }
+
+  /**
+   * Deletes every canary from the edge (`DELETE /v1/admin/devices/:id`, admin token): a failed audit leaves no device
+   * registered. A canary already gone counts as deleted; while the edge answers 503 `revocation_pending` (the
+   * revocation has not reached every population yet) the delete is repeated after its `Retry-After`, a few times.
+   */
+  async deleteAll(admin: EdgeAdminClient, sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))) {
+    const result: CanaryDeletion = { deleted: 0, failed: [] };
+    await inPool(this.devices, this.o.concurrency ?? 8, async ({ deviceId }) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await admin.deleteDevice(deviceId);
+          result.deleted++;
+          return;
+        } catch (e) {
+          if (e instanceof EdgeAdminError && e.status === 404) {
+            result.deleted++;
+            return;
+          }
+          const pending = e instanceof EdgeAdminError && e.edgeCode === "revocation_pending";
+          if (!pending || attempt >= DELETE_TRIES) {
+            result.failed.push({ deviceId, error: e as Error });
+            return;
+          }
+          await sleep((e.retryAfterS ?? 5) * 1000);
+        }
+      }
+    });
+    return result;
   }
 
   private async post(path: string, contentType: string, body: unknown): Promise<unknown> {

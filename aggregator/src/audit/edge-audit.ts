@@ -14,8 +14,9 @@
  *    edge's ledger charged for those rounds.
  *
  * An audit that fails once its shadow exists (an edge refusal, a canary that cannot register, an unreachable edge)
- * deletes the shadow again (`DELETE …/audit-shadows/{id}`: its rounds, payloads, ledger and versions) and rethrows, so
- * nothing of it is left and the same id can be run again; a successful audit keeps its shadow for inspection.
+ * deletes the shadow again (`DELETE …/audit-shadows/{id}`: its rounds, payloads, ledger and versions) and every canary
+ * it registered (`DELETE /v1/admin/devices/{id}`: the device's identity and quota slot), and rethrows, so nothing of
+ * it is left and the same id can be run again; a successful audit keeps its shadow and canaries for inspection.
  *
  * The shadow has only the canaries as devices: the most an inserted canary can stand out (other devices' updates
  * only blur it), so ε̂ is measured in the setting where the mechanism's noise alone protects it.
@@ -32,7 +33,7 @@ import { fetchEdgeModel, fetchPopulationPrivacy } from "../edge/edge-registry.ts
 import { EdgeRoundRunner, type EdgeRunnerRoundResult } from "../edge/runner.ts";
 import { edgeRunnerStateOf } from "../edge/runner-state.ts";
 import { CanarySet } from "./canaries.ts";
-import { CanaryDevices } from "./canary-devices.ts";
+import { CanaryDevices, type CanaryDeletion } from "./canary-devices.ts";
 
 /** Options of {@link runEdgeAudit}. */
 export interface EdgeAuditOptions {
@@ -87,6 +88,7 @@ export async function runEdgeAudit(o: EdgeAuditOptions): Promise<EdgeAuditResult
     budget: { epsilon: budget.epsilon, delta: budget.delta, accountant: o.config.privacy.accountant },
   });
   log(`audit shadow ${shadow.name}: ${o.config.model} v${shadow.source_version}, budget ε=${budget.epsilon}`);
+  let canaries: CanaryDevices | undefined;
   try {
     const config: PopulationConfig = { ...o.config, model: shadow.name };
     const seed = await fetchEdgeModel(baseUrl, shadow.name, shadow.model_version);
@@ -96,12 +98,15 @@ export async function runEdgeAudit(o: EdgeAuditOptions): Promise<EdgeAuditResult
       inserted: o.canaries,
       ...(o.heldCanaries !== undefined ? { held: o.heldCanaries } : {}),
     });
-    const devices = await CanaryDevices.register({
-      baseUrl,
-      apiKey: o.apiKey,
-      canaries: set,
-      ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
-    });
+    const devices = await CanaryDevices.register(
+      {
+        baseUrl,
+        apiKey: o.apiKey,
+        canaries: set,
+        ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+      },
+      (registered) => (canaries = registered),
+    );
     log(
       `registered ${set.count} canary devices: the shadow's only devices, so its rounds get fewer updates than ` +
         `q·N = ${config.expectedClients} (the fixed denominator and the charged ε do not depend on the count)`,
@@ -150,6 +155,28 @@ export async function runEdgeAudit(o: EdgeAuditOptions): Promise<EdgeAuditResult
             `delete it with DELETE /v1/admin/populations/${o.config.model}/audit-shadows/${o.id}`,
         ),
     );
+    // Its canaries too: registered devices hold their API key's quota slots, and nothing will use them again.
+    if (canaries && canaries.deviceIds.length > 0) await deleteCanaries(o.admin, canaries, log);
     throw e;
   }
+}
+
+/** Deletes a failed audit's canary devices, logging what could not be deleted (the audit's own error is rethrown). */
+async function deleteCanaries(admin: EdgeAdminClient, canaries: CanaryDevices, log: (line: string) => void) {
+  let result: CanaryDeletion;
+  try {
+    result = await canaries.deleteAll(admin);
+  } catch (e) {
+    result = { deleted: 0, failed: canaries.deviceIds.map((deviceId) => ({ deviceId, error: e as Error })) };
+  }
+  if (result.failed.length === 0) {
+    log(`audit failed: deleted its ${result.deleted} canary devices`);
+    return;
+  }
+  const first = result.failed[0]!;
+  log(
+    `audit failed and ${result.failed.length} of its canary devices could not be deleted (${first.deviceId}: ` +
+      `${first.error.message}); delete each with DELETE /v1/admin/devices/{id}: ` +
+      result.failed.map((f) => f.deviceId).join(" "),
+  );
 }

@@ -43,10 +43,13 @@ export class EdgeAdminError extends FedgeError {
   readonly path: string;
   /** The code exactly as the edge sent it. */
   readonly edgeCode: string;
-  constructor(status: number, code: string, message: string, method: string, path: string) {
+  /** Seconds the edge asked the caller to wait before repeating the call (`Retry-After`), when it said. */
+  readonly retryAfterS: number | undefined;
+  constructor(status: number, code: string, message: string, method: string, path: string, retryAfterS?: number) {
     const known = ErrorCode.safeParse(code);
     super(known.success ? known.data : "internal", status, `${method} ${path} → ${status} ${code}: ${message}`);
     this.edgeCode = code;
+    this.retryAfterS = retryAfterS;
     this.name = "EdgeAdminError";
     this.method = method;
     this.path = path;
@@ -239,7 +242,9 @@ export class EdgeAdminClient {
       } catch {
         /* not the envelope */
       }
-      throw new EdgeAdminError(res.status, code, message, method, path);
+      const retryAfter = Number(res.headers.get("retry-after") ?? Number.NaN);
+      const retryAfterS = Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined;
+      throw new EdgeAdminError(res.status, code, message, method, path, retryAfterS);
     }
     if (!res.body) {
       timer.stop();
@@ -461,6 +466,17 @@ export class EdgeAdminClient {
   async deleteAuditShadow(model: string, id: string): Promise<void> {
     const path = `/v1/admin/populations/${encodeURIComponent(model)}/audit-shadows/${encodeURIComponent(id)}`;
     await (await this.request("DELETE", path, undefined, true)).arrayBuffer();
+  }
+
+  /**
+   * `DELETE /v1/admin/devices/:id` (admin token): revokes the device everywhere, then deletes its identity (its
+   * privacy history on the population ledgers stays). 503 `revocation_pending` (with `retryAfterS`) while the
+   * revocation has not reached every population: nothing was deleted yet, repeat the call; 404 once it is gone.
+   */
+  async deleteDevice(deviceId: string): Promise<void> {
+    await (
+      await this.request("DELETE", `/v1/admin/devices/${encodeURIComponent(deviceId)}`, undefined, true)
+    ).arrayBuffer();
   }
 
   /**

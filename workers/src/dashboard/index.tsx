@@ -20,6 +20,8 @@ import { chargeAuthFailure, refuseIfAuthFailuresExhausted } from "../middleware/
 import { deviceStub } from "../durable-objects/device-registry.ts";
 import { promote, rollback } from "../registry/index.ts";
 import { revokeApiKey } from "../routes/admin-keys.ts";
+import { throwIfPending } from "../routes/admin-devices.ts";
+import { forgetVerifiedDevice } from "../training/index.ts";
 import { DASHBOARD_CSS } from "./style.ts";
 import {
   SESSION_TTL_MS,
@@ -245,8 +247,11 @@ dashboard.post("/dashboard/models/:name/rollback", async (c) => {
 dashboard.post("/dashboard/devices/:id/revoke", async (c) => {
   await actionForm(c);
   const id = param(DeviceId, c.req.param("id"), "device");
-  const device = await deviceStub(c.env, id).revokeDevice(Date.now());
-  if (!device) throw new FedgeError("device_not_found", 404, `no device ${id}`);
+  const revoked = await deviceStub(c.env, id).revokeDevice(Date.now());
+  forgetVerifiedDevice(id);
+  if (!revoked) throw new FedgeError("device_not_found", 404, `no device ${id}`);
+  // Not in force until every population has it: the page says so, and the button can be pressed again.
+  throwIfPending(c, id, revoked.unreached);
   return c.redirect(`/dashboard/devices?device=${encodeURIComponent(id)}`, 303);
 });
 

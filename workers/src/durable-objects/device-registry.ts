@@ -41,7 +41,7 @@ export type SlotResult =
 /** Populations one device may join (a revocation is pushed to each of them). */
 export const MAX_POPULATIONS_PER_DEVICE = 256;
 /** How soon an undelivered revocation is pushed again. */
-const REVOCATION_RETRY_MS = 5_000;
+export const REVOCATION_RETRY_MS = 5_000;
 
 export interface CheckinClaim {
   model: string;
@@ -55,6 +55,21 @@ export interface CheckinClaim {
 export type CheckinDeviceResult =
   | { ok: true; device: DeviceRecord }
   | { ok: false; code: "device_not_found" | "bad_signature" | "device_revoked" | "too_many_populations" };
+
+/** A revocation as the device's registry holds it: the device, and the populations the push has not reached yet. */
+export interface RevocationState {
+  device: DeviceRecord;
+  /**
+   * Populations whose coordinator has not acknowledged the revocation yet (pushed again every few seconds): until it is
+   * empty a check-in an isolate answers from what it remembers (verified-devices.ts) may still reach one of them.
+   */
+  unreached: string[];
+}
+
+export type DeleteDeviceResult =
+  | { ok: true }
+  | { ok: false; code: "device_not_found" }
+  | { ok: false; code: "revocation_pending"; unreached: string[] };
 
 export type PrivacyReaderResult =
   { ok: true; device: DeviceRecord; populations: string[] } | { ok: false; code: "device_not_found" | "bad_signature" };
@@ -208,9 +223,10 @@ export class DeviceRegistry extends DurableObject<Bindings> {
   /**
    * Revokes this device (idempotent: keeps the first revocation time), pushes the revocation to every population it
    * checked in to and releases its quota slot; `null` when there is no device. The revocation and its outbox are one
-   * transaction; a push or release that fails stays in the outbox for the alarm to retry.
+   * transaction; a push or release that fails stays in the outbox for the alarm to retry, and the populations it has
+   * not reached are answered (`unreached`), so the caller does not report a revocation in force that is not yet.
    */
-  async revokeDevice(now: number): Promise<DeviceRecord | null> {
+  async revokeDevice(now: number): Promise<RevocationState | null> {
     const before = await this.getDevice();
     if (!before) return null;
     if (before.revoked_at === null) {
@@ -221,7 +237,32 @@ export class DeviceRegistry extends DurableObject<Bindings> {
       });
     }
     await this.deliverRevocations();
-    return this.getDevice();
+    return { device: (await this.getDevice())!, unreached: this.unreachedPopulations() };
+  }
+
+  /**
+   * Deletes this device's identity (an admin's `DELETE /v1/admin/devices/:id`, e.g. a failed audit's canaries). It is
+   * revoked first and its revocation must have reached every population (`revocation_pending` until then: nothing is
+   * deleted, repeat the call), because an isolate may still remember the device (verified-devices.ts) and only the
+   * coordinators' revocation refuses those check-ins once the record here is gone. Then each population drops the
+   * device's check-ins that no privacy charge depends on (`RoundCoordinator.forgetDevice`; the ledger's record of
+   * charged rounds stays), the quota slot is released, and this instance's storage is deleted. The public key stays
+   * known, and refused, in its API key's `owner:` instance, so it never comes back under a new id. A failure half way
+   * throws and deletes nothing here; repeating the call goes on from there.
+   */
+  async deleteDevice(now: number): Promise<DeleteDeviceResult> {
+    const revoked = await this.revokeDevice(now);
+    if (!revoked) return { ok: false, code: "device_not_found" };
+    if (revoked.unreached.length > 0) return { ok: false, code: "revocation_pending", unreached: revoked.unreached };
+    const { device_id, api_key_id } = revoked.device;
+    const populations = this.sql.exec<{ model: string }>("SELECT model FROM population").toArray();
+    await Promise.all(populations.map(({ model }) => this.env.ROUNDS.getByName(model).forgetDevice(device_id)));
+    // Released by the revocation unless that failed; releasing twice is a no-op.
+    await this.env.DEVICES.getByName(`owner:${api_key_id}`).releaseSlot(device_id);
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.hasTables = false;
+    return { ok: true };
   }
 
   /**
@@ -230,10 +271,7 @@ export class DeviceRegistry extends DurableObject<Bindings> {
    */
   async pendingRevocations(): Promise<string[]> {
     if (!this.hasTables) return [];
-    const models = this.sql
-      .exec<{ model: string }>("SELECT model FROM revocation_outbox ORDER BY model")
-      .toArray()
-      .map((r) => r.model);
+    const models = this.unreachedPopulations();
     const slots = this.sql
       .exec<{ api_key_id: string }>("SELECT api_key_id FROM slot_outbox")
       .toArray()
@@ -243,6 +281,14 @@ export class DeviceRegistry extends DurableObject<Bindings> {
 
   override async alarm(): Promise<void> {
     await this.deliverRevocations();
+  }
+
+  /** Populations the revocation has not reached yet. */
+  private unreachedPopulations(): string[] {
+    return this.sql
+      .exec<{ model: string }>("SELECT model FROM revocation_outbox ORDER BY model")
+      .toArray()
+      .map((r) => r.model);
   }
 
   /** Whether the revocation still has to reach a population or release the quota slot. */

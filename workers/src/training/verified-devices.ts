@@ -10,12 +10,17 @@
  * Revocation still refuses the very next check-in: the registry recorded the population before that population's
  * coordinator first learned the device, so a revocation is pushed there (and to every shard) before the admin's revoke
  * call answers, and the coordinator refuses the device's check-ins and uploads from then on, as uploads already relied
- * on. A push that fails stays in the registry's outbox and is retried every few seconds (device-registry.ts).
+ * on. A push that fails stays in the registry's outbox and is retried every few seconds (device-registry.ts); until
+ * every push has landed the revoke answers 503 `revocation_pending`, never success (routes/admin-devices.ts).
  * A first check-in to a population, or any check-in of a device this isolate has not seen, takes the registry path.
+ * So does every check-in to an audit shadow: a deleted shadow keeps no storage, not even a revocation pushed to it,
+ * and its name may be given to a new shadow.
  *
  * Only a check-in the registry verified adds an entry, so an unauthenticated or forged request adds nothing. Bounded:
  * the least recently used device goes first.
  */
+
+import { isAuditShadowName } from "@fedge/protocol";
 
 /** A device as its registry verified it. */
 export interface VerifiedDevice {
@@ -39,6 +44,7 @@ const devices = new Map<string, Entry>();
 
 /** Remembers that `device`'s registry verified its check-in to `model` and recorded the population. */
 export function rememberVerifiedCheckin(device: VerifiedDevice, model: string): void {
+  if (isAuditShadowName(model)) return;
   const known = devices.get(device.device_id);
   devices.delete(device.device_id);
   if (devices.size >= VERIFIED_DEVICES_MAX) devices.delete(devices.keys().next().value!);

@@ -47,6 +47,20 @@ export class Checkins {
       .toArray();
   }
 
+  /**
+   * Deletes `deviceId`'s check-ins of rounds that stopped collecting and charged nothing (no charge on this object's
+   * ledger, no charge a shard was handed); a charged round's check-in is the device's privacy history and stays.
+   */
+  forgetUncharged(deviceId: string): void {
+    this.host.sql.exec(
+      `DELETE FROM checkins WHERE device_id = ?
+         AND round_seq IN (SELECT seq FROM rounds WHERE state NOT IN ('open', 'collecting'))
+         AND round_seq NOT IN (SELECT round_seq FROM privacy_charges)
+         AND round_seq NOT IN (SELECT round_seq FROM shard_terms)`,
+      deviceId,
+    );
+  }
+
   /** How many devices of API key `apiKeyId` the coin selected in round `seq`. */
   selectedFor(seq: number, apiKeyId: string): number {
     return (

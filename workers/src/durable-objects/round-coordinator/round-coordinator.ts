@@ -40,6 +40,7 @@
 import { DurableObject } from "cloudflare:workers";
 import {
   roundIdFor,
+  isAuditShadowName,
   DEFAULT_TENANT,
   toBase64Url,
   type AcceptedUpdate,
@@ -587,11 +588,26 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
   /** An admin revoked `deviceId` (pushed by its DeviceRegistry instance): refuse its check-ins and uploads from now on. */
   async revokeDevice(deviceId: string, at: number): Promise<void> {
+    // A deleted audit shadow keeps no storage: nothing is served there, and a shadow made again under the name is
+    // only joined through the registry (verified-devices.ts), which refuses the device.
+    if (!this.hasTables && isAuditShadowName(this.ctx.id.name ?? "")) return;
     this.ensureTables();
     this.revocations.add(deviceId, at);
     // The population's object passes it on to every shard any of its rounds ran on (a shard's failure fails the push).
     const model = this.modelName();
     if (model !== null) await this.fanout.revoke(model, deviceId, at);
+  }
+
+  /**
+   * An admin deleted `deviceId`, revoked here before (`DeviceRegistry.deleteDevice`): its check-ins of rounds that
+   * stopped collecting and charged nothing are deleted, here and on every shard; those of charged rounds stay (the
+   * device's privacy history on the ledger), and so does its revocation.
+   */
+  async forgetDevice(deviceId: string): Promise<void> {
+    if (!this.hasTables) return;
+    this.checkins.forgetUncharged(deviceId);
+    const model = this.modelName();
+    if (model !== null) await this.fanout.forget(model, deviceId);
   }
 
   /** What an upload to `roundId` must satisfy; answered before the body is read, so the route can cap it. */

@@ -5,8 +5,8 @@
  * Population side (round `shard_count` > 1, `shard_index` null): tell every shard the round opened (`open`), close
  * every shard once the round stopped here and sum their final counters (`settle`), walk the shards in order when the
  * aggregator lists a round's updates (`listUpdates`), find a device's update or check-ins on the shard its keyed hash
- * names, and pass a revocation on to every shard (`revoke`). What a shard did not answer is retried from the alarm
- * (`retry`, `nextWake`).
+ * names, and pass a revocation (`revoke`) or a deleted device (`forget`) on to every shard. What a shard did not
+ * answer is retried from the alarm (`retry`, `nextWake`).
  *
  * Shard side (`model#i`): take the population's opening of a round (`acceptOpening`) and report its counters, closing
  * first when the population's round stopped (`report`).
@@ -215,6 +215,15 @@ export class ShardFanout {
     if (shards <= 1) return;
     await Promise.all(
       Array.from({ length: shards }, (_, i) => shardStub(this.host.env, model, i, shards).revokeDevice(deviceId, at)),
+    );
+  }
+
+  /** Passes a deleted device on to every shard any of the population's rounds ran on (`forgetDevice`; awaited). */
+  async forget(model: string, deviceId: string): Promise<void> {
+    const shards = this.tables.rounds.maxShards();
+    if (shards <= 1) return;
+    await Promise.all(
+      Array.from({ length: shards }, (_, i) => shardStub(this.host.env, model, i, shards).forgetDevice(deviceId)),
     );
   }
 

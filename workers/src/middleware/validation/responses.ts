@@ -16,6 +16,7 @@ const DESCRIPTIONS = {
   413: "Body, model or batch over its cap (`payload_too_large`)",
   415: "Unsupported content type (`unsupported_media_type`)",
   429: "Rate limited (`rate_limited`, with `Retry-After`)",
+  503: "Not done yet: repeat the call after `Retry-After`",
 } as const;
 
 export type ErrorStatus = keyof typeof DESCRIPTIONS;
