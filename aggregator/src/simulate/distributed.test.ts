@@ -70,7 +70,7 @@ describe("distributed mode in the simulator", () => {
         mode: "distributed",
         noiseMultiplier: solved.noiseMultiplier,
         budget,
-        distributed: { bits: 20, minClients: 32, maxClients: 80 },
+        distributed: { bits: 20, minClients: 32, maxClients: 80, cohort: "sampled" },
       },
       11,
     );
@@ -158,7 +158,7 @@ describe("distributed mode in the simulator", () => {
           mode: "distributed",
           noiseMultiplier: 1,
           budget: { epsilon: 100, delta: DELTA },
-          distributed: { bits: 20, minClients: 32, maxClients: 80, corruptFraction },
+          distributed: { bits: 20, minClients: 32, maxClients: 80, corruptFraction, cohort: "sampled" },
         },
         samplingRate: 0.5,
         expectedClients: 40,
@@ -197,7 +197,7 @@ describe("distributed mode in the simulator", () => {
         mode: "distributed",
         noiseMultiplier: 1,
         budget: { epsilon: 100, delta: DELTA },
-        distributed: { bits: 16, minClients: 39, maxClients: 80 },
+        distributed: { bits: 16, minClients: 39, maxClients: 80, cohort: "sampled" },
       },
       samplingRate: 0.05, // about 2 of 40 clients report
       expectedClients: 40,
@@ -235,6 +235,15 @@ describe("distributed mode in the simulator", () => {
       .map((l) => JSON.parse(l) as { type: string; epsilon: number; noiseStd: number; count: number });
     expect(lines.map((l) => l.type)).toEqual(["round", "round", "summary"]);
     expect(lines[2]!.epsilon).toBeGreaterThan(0);
+    // the default cohort: all 400 devices input each round; --cohort sampled: only the coin's (about 40)
+    expect(lines[0]!.count).toBe(400);
+    out = "";
+    const sampled = ["--privacy-mode", "distributed", "--cohort", "sampled", "--backend", "cpu", "--seed", "4"];
+    expect(await runCli([...args, ...sampled], io), err).toBe(0);
+    const first = JSON.parse(out.trim().split("\n")[0]!) as { count: number; noiseOnly: number };
+    expect(first.count).toBeLessThan(100);
+    expect(first.noiseOnly).toBe(0);
+    expect(await runCli([...args, "--privacy-mode", "distributed", "--cohort", "everyone"], io)).toBe(2);
     expect(await runCli([...args, "--privacy-mode", "distributed", "--accountant", "pld"], io)).toBe(2);
     expect(err).toMatch(/rdp accountant/);
     expect(await runCli([...args, "--privacy-mode", "distributed", "--adaptive"], io)).toBe(2);
