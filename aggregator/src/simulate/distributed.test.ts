@@ -118,8 +118,8 @@ describe("distributed mode in the simulator", () => {
     const budget = { epsilon: target * 1.0001, delta: DELTA };
     // five noise seeds a mode: one seed's 3 rounds swing by ±0.04 (measured below), more than the gap measured
     const seeds = [11, 12, 13, 14, 15];
-    const cs = [];
-    const ds = [];
+    const cs: Awaited<ReturnType<typeof run>>[] = [];
+    const ds: Awaited<ReturnType<typeof run>>[] = [];
     for (const seed of seeds) {
       cs.push(await run({ mode: "central", noiseMultiplier: zCentral, budget }, seed));
       ds.push(
