@@ -136,10 +136,9 @@ export function inProcessCohort(q: CohortQuery): DistributedCohort {
       recipeFloor,
       rule:
         `central's own q = ${q.recipe.samplingRate} (the recipe's, tuned for central mode on the validation pool; ` +
-        `nothing here is tuned on the test digits): every one of the ${n} devices checks in and adds its noise share, ` +
-        `a coin-excluded one with a zero update, so the charge is for zero-out neighbours amplified by the coin and ` +
-        `has no add/remove floor; a sum is released from n_min = ⌈${q.recipe.minReportFraction ?? 0.8}·${n}⌉ = ` +
-        `${shares.minClients} inputs`,
+        `nothing here is tuned on the test digits), since with every device's share in both neighbouring sums the ` +
+        `charge (zero-out, amplified by the coin) has no add/remove floor to search around; n_min = ` +
+        `⌈${q.recipe.minReportFraction ?? 0.8}·${n}⌉ = ${shares.minClients}, the config's default`,
     };
   }
   const tried: string[] = [];
