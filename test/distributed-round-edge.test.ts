@@ -96,7 +96,8 @@ describe("a distributed round through wrangler dev", () => {
           mode: "distributed",
           noiseMultiplier: 1,
           budget: BUDGET,
-          distributed: { bits: 20, minClients: 6, maxClients: 2 * DEVICES },
+          // a sampled cohort, whose charge (add/remove) this test checks; the default checked-in cohort is zero-out
+          distributed: { bits: 20, minClients: 6, maxClients: 2 * DEVICES, cohort: "sampled" },
         },
         samplingRate: 1,
         expectedClients: DEVICES,

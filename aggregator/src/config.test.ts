@@ -10,6 +10,7 @@ import {
   parsePopulationConfig,
   parsePopulationConfigJson,
 } from "./config.ts";
+import { strategyFromConfig } from "./strategy/from-config.ts";
 
 const good = {
   model: "digits",
@@ -61,8 +62,22 @@ describe("population config", () => {
       bits: 20,
       overflowProbability: 1e-9,
       corruptFraction: 0, // stated: the server controls no device
-      cohort: "sampled",
+      cohort: "checked-in", // every checked-in device adds its share: zero-out, amplified
     });
+    // the strategy plans it over the expected check-ins, M / q = 1,000 here; a sampled cohort over M
+    const strategy = (cohort?: string) =>
+      strategyFromConfig(
+        parsePopulationConfig({
+          ...good,
+          samplingRate: 0.05,
+          expectedClients: 50,
+          privacy: { ...distributed, ...(cohort ? { distributed: { cohort } } : {}) },
+        }),
+      ).configureFit({ round: 1, clip: { clipNorm: 1 }, length: 10, rotationSeed: new Uint8Array(32) }).distributed!;
+    expect(strategy()).toMatchObject({ cohort: "checked-in", noise_shares: 800 });
+    expect(strategy("sampled")).not.toHaveProperty("cohort");
+    expect(strategy("sampled").noise_shares).toBe(40);
+    expect(strategy().share_variance).toBeLessThan(strategy("sampled").share_variance / 10);
     expect(issuesOf({ ...good, privacy: { ...distributed, distributed: { cohort: "everyone" } } })).toEqual([
       "privacy.distributed.cohort",
     ]);

@@ -11,8 +11,10 @@
  * - `local`: devices clip and add their own noise (multiplier z); the server adds none.
  * - `distributed`: the distributed discrete Gaussian (Kairouz, Liu, Steinke 2021, arXiv 2102.06387): devices clip,
  *   rotate, round and add their own discrete Gaussian share; the server receives the sum mod 2^b (secure aggregation;
- *   `fedge simulate` computes that sum in the clear) and is charged for add/remove neighbours (the device's share
- *   leaving with it; KLS21's closeness, RDP accountant only).
+ *   `fedge simulate` computes that sum in the clear). By default every checked-in device adds a share (a
+ *   coin-excluded one with a zero update), charged for zero-out neighbours amplified by the coin; with
+ *   `distributed.cohort: "sampled"` only the sampled devices do, charged for add/remove neighbours (the device's
+ *   share leaving with it). KLS21's closeness, RDP accountant only.
  * - `none`: no differential privacy (only such populations may use robust aggregation).
  */
 import { z } from "zod";
@@ -61,11 +63,12 @@ export const PopulationConfig = z
           /** b: devices' values and their sum live in Z_{2^b}. */
           bits: z.number().int().min(2).max(32).default(20),
           /**
-           * n_min: fewest reports released; the charge counts n_min − 1 − ⌊f·n_max⌋ noise shares (not the protected
-           * device's own, nor the colluding devices'). @default ⌈0.8·n_expected⌉
+           * n_min: fewest inputs a sum is released with; the charge counts n_min − 1 − ⌊f·n_max⌋ noise shares (not the
+           * protected device's own, nor the colluding devices'). n_expected is the expected check-ins,
+           * expectedClients / samplingRate, for a `checked-in` cohort, else expectedClients. @default ⌈0.8·n_expected⌉
            */
           minClients: z.number().int().positive().optional(),
-          /** n_max: most reports the modulus holds. @default 2·n_expected */
+          /** n_max: most inputs the modulus holds (see minClients for n_expected). @default 2·n_expected */
           maxClients: z.number().int().positive().optional(),
           /** Accepted probability that the sum wraps around 2^b. */
           overflowProbability: z.number().gt(0).lt(1).default(1e-9),
@@ -85,12 +88,13 @@ export const PopulationConfig = z
            * checks in joins the secure aggregation, a coin-excluded one with a zero update and its share, so the round
            * is charged for zero-out neighbours with amplification by sampling; the plan's n_expected is then the
            * expected check-ins, expectedClients / samplingRate, and n_min, n_max count check-ins. `sampled`: only the
-           * devices the coin selects add shares (add/remove neighbours, whose variance term no z removes).
-           * @default "sampled" (until the strategy, the edge and the SDK run checked-in cohorts)
+           * devices the coin selects add shares (add/remove neighbours, whose variance term no z removes). The cost
+           * of `checked-in`: every checked-in device, coin-excluded or not, runs the secure aggregation.
+           * @default "checked-in"
            */
-          cohort: z.enum(["checked-in", "sampled"]).default("sampled"),
+          cohort: z.enum(["checked-in", "sampled"]).default("checked-in"),
         })
-        .default({ bits: 20, overflowProbability: 1e-9, corruptFraction: 0, cohort: "sampled" }),
+        .default({ bits: 20, overflowProbability: 1e-9, corruptFraction: 0, cohort: "checked-in" }),
       /** Total (ε, δ) budget of the population; a round that would exceed it is refused. */
       budget: z.strictObject({ epsilon: positive, delta: z.number().gt(0).lt(1) }).optional(),
     }),
@@ -279,6 +283,7 @@ export const POPULATION_CONFIG_FLAGS = {
   "min-clients": { type: "string" },
   "max-clients": { type: "string" },
   "corrupt-fraction": { type: "string" },
+  cohort: { type: "string" },
   "target-epsilon": { type: "string" },
   delta: { type: "string" },
   "sampling-rate": { type: "string" },
@@ -351,6 +356,7 @@ export function configFromFlags(flags: FlagValues, base: Record<string, unknown>
     ["privacy", "distributed", "corruptFraction"],
     num(flags, "corrupt-fraction", "privacy.distributed.corruptFraction"),
   );
+  setIn(c, ["privacy", "distributed", "cohort"], str(flags, "cohort"));
   setIn(c, ["privacy", "budget", "epsilon"], num(flags, "target-epsilon", "privacy.budget.epsilon"));
   setIn(c, ["privacy", "budget", "delta"], num(flags, "delta", "privacy.budget.delta"));
   setIn(c, ["samplingRate"], num(flags, "sampling-rate", "samplingRate"));

@@ -224,12 +224,15 @@ describe("RoundEngine", () => {
     expect(reopened.instructions.distributed!.dimension).toBe(4);
     const [charged] = e2.checkpoint.ledger!.rounds;
     expect(charged!.mode).toBe("distributed");
-    // the released sum's threshold less the protected device's own share
+    // the released sum's threshold less the protected device's own share, and the default cohort (every checked-in
+    // device adds a share) as the task states it
+    expect(reopened.instructions.distributed!.cohort).toBe("checked-in");
     expect(charged!.distributed).toEqual({
       dimension: 4,
       clients: reopened.instructions.distributed!.noise_shares - 1,
       localVariance: reopened.instructions.distributed!.share_variance,
       sensitivityBound: reopened.instructions.distributed!.sensitivity_bound,
+      cohort: "checked-in",
     });
   });
 

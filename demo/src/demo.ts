@@ -43,7 +43,7 @@ import { runServedModes } from "./served-modes.ts";
 import {
   demoData,
   demoUpdateLength,
-  distributedShares,
+  distributedSharesFor,
   PRETRAIN,
   pretrainPublic,
   RECIPE,
@@ -160,7 +160,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     );
   }
   // (e)'s cohorts and ε by their stated rules (`distributed-cohort.ts`), before anything runs: the in-process
-  // comparison at the headline ε on the smallest q that reaches it under the add/remove charge; the served one on the
+  // comparison at the headline ε on central's own q (a checked-in cohort: no add/remove floor); the served one on the
   // served devices at the recipe's q, at the headline ε if its distributed plan reaches it, else at the rule's ε.
   let modesCohort: DistributedCohort | undefined;
   let servedTarget: ServedEpsilon | undefined;
@@ -169,7 +169,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     modesCohort = inProcessCohort({ ...planFor, clients, epsilon });
     servedTarget = servedEpsilon({ ...planFor, clients: modesClients, epsilon });
     log(
-      `(e) in process: q = ${modesCohort.samplingRate}, n_min = ${modesCohort.minClients} of ${modesCohort.expectedClients} ` +
+      `(e) in process: q = ${modesCohort.samplingRate}, n_min = ${modesCohort.minClients} of ${modesCohort.noiseShares} ` +
         `(${modesCohort.rule}); served: ε = ${servedTarget.epsilon} (${servedTarget.rule})`,
     );
   }
@@ -354,7 +354,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
                 floor: servedTarget.floor,
                 headline: servedTarget.headline,
                 rule: servedTarget.rule,
-                distributed: distributedShares(recipe.samplingRate * modesClients, recipe.minReportFraction),
+                distributed: distributedSharesFor(recipe, modesClients),
                 runs: servedModes,
               },
             }
@@ -423,6 +423,8 @@ export function cohortSummary(c: DistributedCohort): NonNullable<ModeComparison[
   return {
     samplingRate: c.samplingRate,
     expectedClients: c.expectedClients,
+    cohort: c.cohort,
+    noiseShares: c.noiseShares,
     minClients: c.minClients,
     floor: c.floor,
     recipeFloor: c.recipeFloor,
@@ -453,7 +455,7 @@ export function modeComparisonOf(o: {
       o.recipe.clip.initial === RECIPE.clip.initial ? FIXED_CLIP_WHY : "the caller's C (a recipe override, not tuned)",
     updateLength,
     paddedLength: paddedLength(updateLength),
-    distributed: distributedShares(o.recipe.samplingRate * o.clients, o.recipe.minReportFraction),
+    distributed: distributedSharesFor(o.recipe, o.clients),
     runs: runs.map((r) => ({
       privacy: r.privacy === "distributed" ? "distributed" : "central",
       seed: r.seed,
@@ -463,6 +465,7 @@ export function modeComparisonOf(o: {
       uploadBytesPerUpdate: r.uploadBytesPerUpdate,
       deviceSecondsPerUpdate: r.deviceSecondsPerUpdate,
       roundSeconds: r.roundSeconds,
+      ...(r.noiseOnlyPerRound > 0 ? { noiseOnlySecondsPerInput: r.noiseOnlySecondsPerInput } : {}),
       ...(r.epsilonAgainstEdge !== undefined ? { epsilonAgainstEdge: r.epsilonAgainstEdge } : {}),
     })),
   };

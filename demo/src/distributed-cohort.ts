@@ -1,19 +1,30 @@
 /**
  * @module
  * Which cohort and which ε the central-vs-distributed comparison (`npm run demo -- --privacy distributed`, (e)) runs
- * at, by stated rules, as pure functions of the setting. Distributed rounds are charged for add/remove neighbours
- * (docs/PRIVACY.md, "Which neighbour"): a device's noise share leaving the sum changes the sum's variance, which costs
- * a floor of ε that no noise multiplier removes and that shrinks only with more guaranteed shares n_min (or a shorter
- * padded update d'). So the comparison cannot keep the recipe's q = 0.2 at ε = 1; it states what it chose instead:
+ * at, by stated rules, as pure functions of the setting (docs/PRIVACY.md, "Which neighbour").
  *
- * - in process ({@link inProcessCohort}): the headline ε for both modes, on the smallest q (and then the smallest
- *   n_min) at which the distributed solver meets it;
- * - served ({@link servedEpsilon}): the served devices keep the recipe's q, and both modes run at the headline ε
- *   when the distributed plan reaches it, else at the smallest ε on a 0.5 grid at or above 1.1× the floor that it
- *   reaches.
+ * - A **checked-in cohort** (the default: every device that checks in adds its noise share, a coin-excluded one with a
+ *   zero update) is charged for zero-out neighbours amplified by the coin. Nothing but z sets its ε, so the in-process
+ *   comparison runs distributed mode at **central's own q**, the recipe's (tuned on the validation pool for central
+ *   mode, demo/TUNING.md), with the default n_min = ⌈0.8·N⌉ of the N check-ins: no search, and nothing in the
+ *   comparison is tuned on the test digits.
+ * - A **sampled cohort** (only the coin's devices add shares) is charged for add/remove neighbours: a device's share
+ *   leaving the sum changes its variance, a floor of ε that no z removes and that shrinks only with more guaranteed
+ *   shares n_min (or a shorter padded update d'). It cannot keep the recipe's q = 0.2 at ε = 1, so:
+ *   - in process ({@link inProcessCohort}): the headline ε for both modes, on the smallest q (and then the smallest
+ *     n_min) at which the distributed solver meets it;
+ *   - served ({@link servedEpsilon}): the served devices keep the recipe's q, and both modes run at the headline ε
+ *     when the distributed plan reaches it, else at the smallest ε on a 0.5 grid at or above 1.1× the floor that it
+ *     reaches.
  */
 import { InvalidPrivacyParameterError, distributedEpsilonFloor, paddedLength } from "@fedge/privacy";
-import { distributedShares, populationConfig, type FederatedRecipe } from "./setting.ts";
+import {
+  distributedSharesFor,
+  noiseSharesOf,
+  populationConfig,
+  type DistributedCohortKind,
+  type FederatedRecipe,
+} from "./setting.ts";
 
 /** Step of the in-process rule's q grid, from the recipe's q up to 1. */
 export const COHORT_RATE_STEP = 0.05;
@@ -35,6 +46,8 @@ export interface CohortQuery {
   recipe: FederatedRecipe;
   /** Values in one update (the trainable parameters). */
   updateLength: number;
+  /** Who adds noise shares. @default "checked-in" */
+  cohort?: DistributedCohortKind;
 }
 
 /** A cohort that reaches its ε in distributed mode: the recipe to run and what was chosen. */
@@ -42,14 +55,19 @@ export interface DistributedCohort {
   /** The query's recipe at the chosen q and n_min fraction. */
   recipe: FederatedRecipe;
   samplingRate: number;
+  /** q·N: the sampled devices a round expects (both modes divide by it). */
   expectedClients: number;
+  /** Who adds noise shares, and n: how many a round expects (N check-ins, or q·N). */
+  cohort: DistributedCohortKind;
+  noiseShares: number;
+  /** n_min: the fewest inputs a sum is released with (check-ins for a checked-in cohort). */
   minClients: number;
   /** Distributed mode's z at the target; central's z at the same q. */
   noiseMultiplier: number;
   centralNoiseMultiplier: number;
-  /** The add/remove charge's floor at this cohort (ε below which no z goes). */
+  /** The add/remove charge's floor at this cohort (ε below which no z goes); 0 for a checked-in cohort. */
   floor: number;
-  /** The floor at the recipe's own q and n_min, which the rule moved away from. */
+  /** The floor at the recipe's own q and n_min (the sampled rule moves away from it). */
   recipeFloor: number;
   /** The rule, in words, for the report. */
   rule: string;
@@ -57,10 +75,13 @@ export interface DistributedCohort {
 
 const fixed2 = (x: number) => Number(x.toFixed(2));
 
-/** The ε floor of the add/remove charge for `recipe` on `clients` devices (n_min − 1 honest shares besides the device's own). */
+/**
+ * The ε floor of the add/remove charge for `recipe` on `clients` devices (n_min − 1 honest shares besides the
+ * device's own); 0 for a checked-in cohort, whose zero-out charge has no variance term.
+ */
 export function distributedFloor(q: Omit<CohortQuery, "epsilon">): number {
-  const expected = q.recipe.samplingRate * q.clients;
-  const { minClients } = distributedShares(expected, q.recipe.minReportFraction);
+  if ((q.cohort ?? "checked-in") === "checked-in") return 0;
+  const { minClients } = distributedSharesFor(q.recipe, q.clients, "sampled");
   return distributedEpsilonFloor(
     paddedLength(q.updateLength),
     minClients - 1,
@@ -75,7 +96,12 @@ function noiseAt(q: CohortQuery): { distributed: number; central: number } | nul
   const at = { name: "cohort", clients: q.clients, epsilon: q.epsilon, delta: q.delta, recipe: q.recipe };
   let distributed: number;
   try {
-    distributed = populationConfig({ ...at, privacy: "distributed", updateLength: q.updateLength }).noiseMultiplier!;
+    distributed = populationConfig({
+      ...at,
+      privacy: "distributed",
+      updateLength: q.updateLength,
+      cohort: q.cohort ?? "checked-in",
+    }).noiseMultiplier!;
   } catch (e) {
     if (e instanceof InvalidPrivacyParameterError && e.reason === "unreachable_target") return null;
     throw e;
@@ -84,12 +110,37 @@ function noiseAt(q: CohortQuery): { distributed: number; central: number } | nul
 }
 
 /**
- * The in-process rule: q from the recipe's own upward in steps of {@link COHORT_RATE_STEP} (only q with an integer
+ * The in-process rule. A checked-in cohort: the recipe's own q and n_min fraction (central's q; see the module header),
+ * refused only if the solver cannot reach the target there. A sampled cohort: q from the recipe's own upward in steps of {@link COHORT_RATE_STEP} (only q with an integer
  * q·N), and at each q the n_min fractions of {@link MIN_REPORT_FRACTIONS} in order; the first pair at which the
  * distributed solver meets the target ε is the cohort, for both modes. Throws a RangeError when none up to q = 1 does.
  */
 export function inProcessCohort(q: CohortQuery): DistributedCohort {
+  const cohort = q.cohort ?? "checked-in";
   const recipeFloor = distributedFloor(q);
+  if (cohort === "checked-in") {
+    const z = noiseAt(q);
+    if (z === null) throw new RangeError(`distributed mode does not reach ε = ${q.epsilon} at the recipe's q`);
+    const shares = distributedSharesFor(q.recipe, q.clients, cohort);
+    const n = noiseSharesOf(q.recipe, q.clients, cohort);
+    return {
+      recipe: q.recipe,
+      samplingRate: q.recipe.samplingRate,
+      expectedClients: q.recipe.samplingRate * q.clients,
+      cohort,
+      noiseShares: n,
+      minClients: shares.minClients,
+      noiseMultiplier: z.distributed,
+      centralNoiseMultiplier: z.central,
+      floor: 0,
+      recipeFloor,
+      rule:
+        `central's own q = ${q.recipe.samplingRate} (the recipe's, tuned for central mode on the validation pool; ` +
+        `nothing here is tuned on the test digits), since with every device's share in both neighbouring sums the ` +
+        `charge (zero-out, amplified by the coin) has no add/remove floor to search around; n_min = ` +
+        `⌈${q.recipe.minReportFraction ?? 0.8}·${n}⌉ = ${shares.minClients}, the config's default`,
+    };
+  }
   const tried: string[] = [];
   for (let k = 0; ; k++) {
     const rate = fixed2(q.recipe.samplingRate + k * COHORT_RATE_STEP);
@@ -99,7 +150,7 @@ export function inProcessCohort(q: CohortQuery): DistributedCohort {
     for (const fraction of MIN_REPORT_FRACTIONS) {
       const recipe: FederatedRecipe = { ...q.recipe, samplingRate: rate, minReportFraction: fraction };
       const z = noiseAt({ ...q, recipe });
-      const minClients = distributedShares(expected, fraction).minClients;
+      const minClients = distributedSharesFor(recipe, q.clients, cohort).minClients;
       if (z === null) {
         tried.push(`q ${rate} n_min ${minClients}`);
         continue;
@@ -108,6 +159,8 @@ export function inProcessCohort(q: CohortQuery): DistributedCohort {
         recipe,
         samplingRate: rate,
         expectedClients: expected,
+        cohort,
+        noiseShares: expected,
         minClients,
         noiseMultiplier: z.distributed,
         centralNoiseMultiplier: z.central,
@@ -117,7 +170,7 @@ export function inProcessCohort(q: CohortQuery): DistributedCohort {
           `the smallest q on a ${COHORT_RATE_STEP} grid from the recipe's q = ${q.recipe.samplingRate} (then the smallest ` +
           `n_min of ⌈${MIN_REPORT_FRACTIONS.join("/")}·q·N⌉) at which distributed mode's solver meets ε = ${q.epsilon} ` +
           `under the add/remove charge; at the recipe's q = ${q.recipe.samplingRate} (n_min ` +
-          `${distributedShares(q.recipe.samplingRate * q.clients, q.recipe.minReportFraction).minClients}) that charge's ` +
+          `${distributedSharesFor(q.recipe, q.clients, cohort).minClients}) that charge's ` +
           `floor alone is ε = ${recipeFloor.toFixed(2)}`,
       };
     }
@@ -173,7 +226,7 @@ export function servedEpsilon(q: CohortQuery): ServedEpsilon {
       centralNoiseMultiplier: z.central,
       rule:
         `not ε = ${q.epsilon}: with ${expected} devices a round (q = ${q.recipe.samplingRate} of ${q.clients}, n_min ` +
-        `${distributedShares(expected, q.recipe.minReportFraction).minClients}) the add/remove charge alone costs ` +
+        `${distributedSharesFor(q.recipe, q.clients, q.cohort ?? "checked-in").minClients}) the add/remove charge alone costs ` +
         `ε = ${floor.toFixed(2)} whatever z, so both modes run at the smallest multiple of ${SERVED_EPSILON_STEP} at or ` +
         `above ${SERVED_FLOOR_MARGIN}× that floor the distributed solver meets`,
     };

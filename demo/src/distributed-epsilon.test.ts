@@ -29,11 +29,16 @@ describe("the distributed run's two ε", () => {
     const epsilonAgainstEdge = ledger.spentAgainstEdge(1e-5);
     expect(epsilon).toBeCloseTo(2.519, 3);
     expect(epsilonAgainstEdge).toBeCloseTo(3.105, 3);
-    const [line] = distributedEpsilonLines({ epsilon, epsilonAgainstEdge, delta: 1e-5 });
+    const [line] = distributedEpsilonLines({ epsilon, epsilonAgainstEdge, delta: 1e-5, cohort: "sampled" });
+    expect(line).toContain("(a device and its noise share in or out of each sum, amplified");
+    // the default, a checked-in cohort: the device's share is in both sums
+    expect(distributedEpsilonLines({ epsilon, epsilonAgainstEdge, delta: 1e-5 })[0]).toContain(
+      "(a device's update in or out of each sum, its noise share in both since every checked-in device adds one, amplified",
+    );
     expect(line).toContain("δ = 1e-5");
     expect(line).toContain("**ε = 2.519 against whoever sees only the released models**");
     expect(line).toContain("**ε = 3.105 against the edge itself**");
-    expect(distributedEpsilonLines({ epsilon, epsilonAgainstEdge: null, delta: 1e-5 })[0]).toContain(
+    expect(distributedEpsilonLines({ epsilon, epsilonAgainstEdge: null, delta: 1e-5, cohort: "sampled" })[0]).toContain(
       "**no bound (a round let the edge see a clipped update) against the edge itself**",
     );
   });

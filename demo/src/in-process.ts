@@ -57,6 +57,12 @@ export interface InProcessRun {
   uploadBytesPerUpdate: number;
   /** Seconds of one device's step (train + clip + int8 compress, or train + encode), averaged over the rounds. */
   deviceSecondsPerUpdate: number;
+  /**
+   * Distributed, checked-in cohort: inputs of coin-excluded devices (a zero update and their noise share) a round, and
+   * the seconds one takes to encode, averaged over the rounds (0 otherwise).
+   */
+  noiseOnlyPerRound: number;
+  noiseOnlySecondsPerInput: number;
   /** Seconds of a round in process (sampling, every device step, aggregation, noise, evaluation), averaged. */
   roundSeconds: number;
   /** The last round's model (float32). */
@@ -105,6 +111,8 @@ export async function runInProcess(o: InProcessOptions): Promise<InProcessRun> {
   const clipNorm: (number | null)[] = [];
   let deviceSeconds = 0;
   let roundSeconds = 0;
+  let noiseOnly = 0;
+  let noiseOnlySeconds = 0;
   let model = o.initial;
   const summary = await runSimulation({
     config,
@@ -121,6 +129,8 @@ export async function runInProcess(o: InProcessOptions): Promise<InProcessRun> {
       clipNorm.push(r.clipNorm);
       deviceSeconds += r.deviceSecondsPerUpdate;
       roundSeconds += r.seconds;
+      noiseOnly += r.noiseOnly;
+      noiseOnlySeconds += r.deviceSecondsPerNoiseOnly;
       model = m;
     },
     log: () => undefined,
@@ -139,6 +149,8 @@ export async function runInProcess(o: InProcessOptions): Promise<InProcessRun> {
     uploadBytesPerUpdate: summary.uploadBytesPerUpdate,
     deviceSecondsPerUpdate: summary.roundsRun > 0 ? deviceSeconds / summary.roundsRun : 0,
     roundSeconds: summary.roundsRun > 0 ? roundSeconds / summary.roundsRun : 0,
+    noiseOnlyPerRound: summary.roundsRun > 0 ? noiseOnly / summary.roundsRun : 0,
+    noiseOnlySecondsPerInput: summary.roundsRun > 0 ? noiseOnlySeconds / summary.roundsRun : 0,
     model,
     seconds: (performance.now() - t0) / 1000,
   };

@@ -138,6 +138,42 @@ describe("the served table", () => {
   });
 });
 
+describe("a checked-in cohort in the report", () => {
+  it("names the zero-out charge, the N check-ins, and what the coin-excluded devices cost", () => {
+    const c: ModeComparison = {
+      ...comparison([
+        run("central", 1),
+        run("distributed", 1, { noiseOnlySecondsPerInput: 0.004, epsilonAgainstEdge: 2.9 }),
+      ]),
+      distributed: { bits: 20, minClients: 800, maxClients: 2000, cohort: "checked-in" },
+      cohort: {
+        samplingRate: 0.2,
+        expectedClients: 200,
+        cohort: "checked-in",
+        noiseShares: 1000,
+        minClients: 800,
+        floor: 0,
+        recipeFloor: 0,
+        rule: "central's own q = 0.2",
+      },
+    };
+    const md = modeComparisonMarkdown(c).join("\n");
+    expect(md).toContain(
+      "**q = 0.2** (200 devices a round expected in both modes; in distributed mode all 1000 devices check in and add " +
+        "a noise share, a sum released from n_min = 800 inputs), chosen as central's own q = 0.2",
+    );
+    expect(md).toContain("every other checked-in device encodes a zero update (its noise share alone)");
+    expect(md).toContain("(RDP, distributed discrete Gaussian, checked-in cohort: zero-out amplified by the coin");
+    expect(md).not.toContain("add/remove");
+    expect(md).toContain("its noise share in both since every checked-in device adds one");
+    expect(md).toContain("(encoding alone: 4.0 ms each, in process)");
+    // a sampled run states add/remove and no such cost
+    const sampled = modeComparisonMarkdown(comparison([run("central", 1), run("distributed", 1)])).join("\n");
+    expect(sampled).toContain("add/remove (KLS21, Zhu & Wang)");
+    expect(sampled).not.toContain("coin-excluded");
+  });
+});
+
 describe("the rules' choices in the report", () => {
   it("states the in-process cohort and, when the served ε is not the headline's, why", () => {
     const c: ModeComparison = {

@@ -3,9 +3,9 @@
  * `npm run demo -- --privacy distributed`: central and distributed DP side by side, as pure functions of the runs.
  * Both modes run the same task in process (`runInProcess`: the same round engine, device code, recipe and fixed clip
  * norm C) at the same headline target ε; each states the ε of its own accountant: central the Gaussian mechanism's
- * RDP ledger, distributed the add/remove RDP charge of the distributed discrete Gaussian (Kairouz, Liu & Steinke
- * 2021, arXiv 2102.06387) for the noise shares it counts, and beside it the ε against the edge
- * (`distributed-epsilon.ts`).
+ * RDP ledger, distributed the RDP charge of the distributed discrete Gaussian (Kairouz, Liu & Steinke 2021, arXiv
+ * 2102.06387) for the noise shares it counts (zero-out neighbours amplified by the coin for a checked-in cohort,
+ * add/remove for a sampled one), and beside it the ε against the edge (`distributed-epsilon.ts`).
  */
 import { distributedEpsilonLines } from "./distributed-epsilon.ts";
 
@@ -33,6 +33,8 @@ export interface ModeRun {
   deviceSecondsPerUpdate: number;
   /** One round in process, averaged over the run's rounds. */
   roundSeconds: number;
+  /** Distributed, checked-in cohort: seconds to encode one coin-excluded device's input (zero update + share). */
+  noiseOnlySecondsPerInput?: number;
   /** ε against the edge (null: no bound; absent: not stated), see `distributed-epsilon.ts`. */
   epsilonAgainstEdge?: number | null;
 }
@@ -56,15 +58,21 @@ export interface ModeComparison {
   /** Values in one update (the trainable parameters), and that length padded to a power of two for the rotation. */
   updateLength: number;
   paddedLength: number;
-  /** Distributed mode's modulus 2^bits and the reports a round needs to release its sum. */
-  distributed: { bits: number; minClients: number; maxClients: number };
   /**
-   * The in-process cohort both modes ran on, chosen by `distributed-cohort.ts`'s rule (stated in `rule`): q, q·N and
-   * n_min, the add/remove floor there and at the recipe's own q.
+   * Distributed mode's modulus 2^bits, the inputs a round needs to release its sum, and who adds noise shares (absent:
+   * `sampled`).
+   */
+  distributed: { bits: number; minClients: number; maxClients: number; cohort?: "checked-in" | "sampled" };
+  /**
+   * The in-process cohort both modes ran on, chosen by `distributed-cohort.ts`'s rule (stated in `rule`): q, q·N,
+   * who adds noise shares and how many (absent: `sampled`, q·N), n_min, the add/remove floor there and at the
+   * recipe's own q.
    */
   cohort?: {
     samplingRate: number;
     expectedClients: number;
+    cohort?: "checked-in" | "sampled";
+    noiseShares?: number;
     minClients: number;
     floor: number;
     recipeFloor: number;
@@ -167,24 +175,47 @@ function servedMarkdown(c: ModeComparison, s: NonNullable<ModeComparison["served
   return L;
 }
 
+/** The cost a checked-in cohort adds: every coin-excluded device encodes (and, served, secure-aggregates) a zero update. */
+function noiseOnlyCost(c: ModeComparison): string {
+  const xs = c.runs.filter((r) => r.privacy === "distributed").map((r) => r.noiseOnlySecondsPerInput ?? NaN);
+  const encode = Number.isFinite(mean(xs))
+    ? ` (encoding alone: ${(mean(xs) * 1000).toFixed(1)} ms each, in process)`
+    : "";
+  return (
+    ` The price of the checked-in cohort: each round every coin-excluded device also inputs, a zero update with its ` +
+    `noise share${encode}; served, it runs the whole secure aggregation too (not counted in the device CPU above).`
+  );
+}
+
 /** The report's section: the side-by-side tables and what each column measures. */
 export function modeComparisonMarkdown(c: ModeComparison): string[] {
   const [central, distributed] = modeRows(c);
   const seeds = `seed${central.seeds.length === 1 ? "" : "s"} ${central.seeds.join(", ")}`;
   const L: string[] = ["## Central vs distributed DP at ε = " + c.epsilonTarget, ""];
   if (c.served) L.push(...servedMarkdown(c, c.served), "### In process (every device, more seeds)", "");
+  const checkedIn = c.distributed.cohort === "checked-in";
+  const cohortText = !c.cohort
+    ? ""
+    : c.cohort.cohort === "checked-in"
+      ? `, on the same cohort, **q = ${c.cohort.samplingRate}** (${c.cohort.expectedClients} devices a round expected ` +
+        `in both modes; in distributed mode all ${c.cohort.noiseShares} devices check in and add a noise share, a sum ` +
+        `released from n_min = ${c.cohort.minClients} inputs), chosen as ${c.cohort.rule}`
+      : `, on the same cohort, **q = ${c.cohort.samplingRate}** (${c.cohort.expectedClients} devices a round expected, ` +
+        `a sum released from n_min = ${c.cohort.minClients}; add/remove floor there ε = ${c.cohort.floor.toFixed(3)}), ` +
+        `chosen as ${c.cohort.rule}`;
   L.push(
     `The same task in process (same devices' data, round engine, device code and recipe; ${seeds}), at the same target ` +
       `ε = ${c.epsilonTarget}, δ = ${c.delta.toExponential()}` +
-      (c.cohort
-        ? `, on the same cohort, **q = ${c.cohort.samplingRate}** (${c.cohort.expectedClients} devices a round expected, ` +
-          `a sum released from n_min = ${c.cohort.minClients}; add/remove floor there ε = ${c.cohort.floor.toFixed(3)}), ` +
-          `chosen as ${c.cohort.rule}`
-        : "") +
+      cohortText +
       `, with one fixed clip norm **C = ${c.clipNorm}** in both modes: ` +
       `${c.clipWhy}. Central: devices clip, int8-compress and upload; the server adds noise of std z·C to their sum. Distributed: ` +
-      `devices clip, encode for secure aggregation (rotation, rounding, their share of the discrete Gaussian, modulo 2^${c.distributed.bits}) ` +
-      `and the server sees only the sum, released when at least ${c.distributed.minClients} devices report (at most ${c.distributed.maxClients}).`,
+      (checkedIn
+        ? `the devices the coin selects clip and encode their update for secure aggregation (rotation, rounding, their share ` +
+          `of the discrete Gaussian, modulo 2^${c.distributed.bits}); every other checked-in device encodes a zero update (its ` +
+          `noise share alone); the server sees only the sum of all inputs, released when at least ${c.distributed.minClients} ` +
+          `arrive (at most ${c.distributed.maxClients}), and divides it by q·N as central mode does.`
+        : `devices clip, encode for secure aggregation (rotation, rounding, their share of the discrete Gaussian, modulo 2^${c.distributed.bits}) ` +
+          `and the server sees only the sum, released when at least ${c.distributed.minClients} devices report (at most ${c.distributed.maxClients}).`),
     "",
     "| mode | noise z | ε (its accountant) | accuracy (mean of seeds) | bytes per device per round | device CPU per round | round time |",
     "|---|---:|---:|---:|---:|---:|---:|",
@@ -194,13 +225,26 @@ export function modeComparisonMarkdown(c: ModeComparison): string[] {
     `${Math.round(r.bytesPerUpdate)} | ${(r.deviceSeconds * 1000).toFixed(1)} ms | ${r.roundSeconds.toFixed(2)} s |`;
   L.push(
     line(central, "RDP, sampled Gaussian"),
-    line(distributed, "RDP, distributed discrete Gaussian, add/remove (KLS21, Zhu & Wang)"),
+    line(
+      distributed,
+      checkedIn
+        ? "RDP, distributed discrete Gaussian, checked-in cohort: zero-out amplified by the coin (KLS21, KMSTTX21, Zhu & Wang)"
+        : "RDP, distributed discrete Gaussian, add/remove (KLS21, Zhu & Wang)",
+    ),
   );
   const edges = c.runs.filter((r) => r.privacy === "distributed").map((r) => r.epsilonAgainstEdge);
   if (edges.length > 0 && edges.every((x) => x !== undefined)) {
     // the worst seed, as for ε; null (no bound) wins
     const edge = edges.some((x) => x === null) ? null : Math.max(...(edges as number[]));
-    L.push("", ...distributedEpsilonLines({ epsilon: distributed.epsilon, epsilonAgainstEdge: edge, delta: c.delta }));
+    L.push(
+      "",
+      ...distributedEpsilonLines({
+        epsilon: distributed.epsilon,
+        epsilonAgainstEdge: edge,
+        delta: c.delta,
+        cohort: c.distributed.cohort ?? "sampled",
+      }),
+    );
   }
   L.push(
     "",
@@ -210,7 +254,8 @@ export function modeComparisonMarkdown(c: ModeComparison): string[] {
       `encoding (4 bytes a value: the ${c.updateLength} values padded to ${c.paddedLength} for the rotation); the secure-aggregation ` +
       `messages (keys, shares) ` +
       `are not counted in process. Device CPU: the device step timed on this machine's one thread, train + clip + int8 compress ` +
-      `against train + clip + encode. Round time: a whole round in process, every device included.`,
+      `against train + clip + encode. Round time: a whole round in process, every device included.` +
+      (checkedIn ? noiseOnlyCost(c) : ""),
     "",
   );
   return L;

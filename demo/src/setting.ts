@@ -158,8 +158,8 @@ export interface FederatedRecipe {
   /** The devices' task. */
   client: { learningRate: number; localEpochs: number; batchSize: number };
   /**
-   * Distributed mode: the fraction f of the q·N expected devices whose reports a round's sum needs, n_min = ⌈f·q·N⌉
-   * (more guaranteed noise shares lower the add/remove charge's floor; fewer devices may drop out).
+   * Distributed mode: the fraction f of the n expected noise shares whose inputs a round's sum needs, n_min = ⌈f·n⌉
+   * (n = N check-ins for a checked-in cohort, q·N sampled devices for a sampled one; fewer may drop out).
    * @default 0.8
    */
   minReportFraction?: number;
@@ -212,10 +212,13 @@ export function recipeAt(epsilon: number | null, overrides: Partial<FederatedRec
  */
 export const CEILING_SERVER_LR = 8;
 
+/** Who adds a distributed round's noise shares (`privacy.distributed.cohort`): the demo runs `checked-in`. */
+export type DistributedCohortKind = "checked-in" | "sampled";
+
 /**
  * Distributed mode's modulus and share counts in the demo (the config's defaults, written out because the noise
- * multiplier is solved for them): 2^20, released when at least ⌈f·q·N⌉ devices report (f = `minReportFraction`,
- * 0.8 unless a recipe says otherwise), at most 2·q·N.
+ * multiplier is solved for them): 2^20, released when at least ⌈f·n⌉ of the n expected noise shares' inputs arrive
+ * (f = `minReportFraction`, 0.8 unless a recipe says otherwise), at most 2·n. n is what {@link noiseSharesOf} says.
  */
 export function distributedShares(
   expectedClients: number,
@@ -227,11 +230,31 @@ export function distributedShares(
 }
 
 /**
+ * The noise shares n a distributed round of `recipe` on `clients` devices expects: every device checks in, so N for a
+ * checked-in cohort (the aggregator's `distributedSharesExpected`: q·N / q); q·N, the sampled devices, for a sampled
+ * one.
+ */
+export function noiseSharesOf(recipe: FederatedRecipe, clients: number, cohort: DistributedCohortKind): number {
+  return cohort === "checked-in" ? clients : recipe.samplingRate * clients;
+}
+
+/** {@link distributedShares} of `recipe` on `clients` devices for `cohort`, and the cohort. */
+export function distributedSharesFor(
+  recipe: FederatedRecipe,
+  clients: number,
+  cohort: DistributedCohortKind = "checked-in",
+): { bits: number; minClients: number; maxClients: number; cohort: DistributedCohortKind } {
+  return { ...distributedShares(noiseSharesOf(recipe, clients, cohort), recipe.minReportFraction), cohort };
+}
+
+/**
  * A population config for `recipe` at target ε (`null`: non-private, privacy mode none) and its noise multiplier.
  * `privacy` picks the DP mechanism: central (the Gaussian on the clipped sum, z from the recipe's accountant) or
  * distributed (the distributed discrete Gaussian under secure aggregation, Kairouz, Liu & Steinke 2021, arXiv
- * 2102.06387: z solved for the add/remove RDP charge of its ⌈f·q·N⌉ − 1 counted shares, which needs the update length and a
- * fixed clip norm; adaptive clipping needs clip bits that secure aggregation never shows, so it is refused).
+ * 2102.06387: z solved for the RDP charge of its ⌈f·n⌉ − 1 counted shares, which needs the update length and a fixed
+ * clip norm; adaptive clipping needs clip bits that secure aggregation never shows, so it is refused). `cohort` says
+ * who adds the shares: every checked-in device (the default; zero-out neighbours amplified by the coin, n = N) or the
+ * sampled ones (add/remove, n = q·N).
  */
 export function populationConfig(o: {
   name: string;
@@ -242,6 +265,8 @@ export function populationConfig(o: {
   privacy?: "central" | "distributed";
   /** Values a device uploads (distributed mode's plan depends on it). */
   updateLength?: number;
+  /** Distributed mode: who adds noise shares. @default "checked-in" */
+  cohort?: DistributedCohortKind;
 }): { config: PopulationConfig; noiseMultiplier: number | null } {
   const r = o.recipe;
   const expected = r.samplingRate * o.clients;
@@ -254,7 +279,9 @@ export function populationConfig(o: {
       throw new RangeError(`distributed mode needs an integer q·N (noise shares), got ${expected}`);
     if (o.updateLength === undefined) throw new RangeError("distributed mode needs updateLength to plan its noise");
   }
-  const shares = distributedShares(expected, r.minReportFraction);
+  const cohort = o.cohort ?? "checked-in";
+  const n = noiseSharesOf(r, o.clients, cohort);
+  const shares = distributedSharesFor(r, o.clients, cohort);
   const z =
     o.epsilon === null
       ? null
@@ -268,9 +295,10 @@ export function populationConfig(o: {
               bits: shares.bits,
               length: o.updateLength!,
               clipNorm: r.clip.initial,
-              expectedClients: expected,
+              expectedClients: n,
               minClients: shares.minClients,
               maxClients: shares.maxClients,
+              cohort,
             },
           }).noiseMultiplier
         : getNoiseMultiplier({

@@ -41,6 +41,24 @@ export function* poissonSample(
   }
 }
 
+/**
+ * A checked-in cohort of a distributed round: every one of `population` devices checks in and inputs to the sum (in
+ * order), and `coins` (the Poisson coins, e.g. {@link poissonSample}) say which of them put their update in; the
+ * others input a zero update plus their noise share. Holds O(selected) ids.
+ */
+export function checkedInCohort(
+  population: number,
+  coins: Iterable<number>,
+): { devices: Iterable<number>; selected: ReadonlySet<number> } {
+  if (!Number.isSafeInteger(population) || population < 0)
+    throw new RangeError(`population must be an integer >= 0, got ${population}`);
+  const selected = new Set(coins);
+  function* devices() {
+    for (let c = 0; c < population; c++) yield c;
+  }
+  return { devices: devices(), selected };
+}
+
 /** A small pool of equal-length Float32Arrays handed out and given back (grows only if a consumer holds more). */
 export class BufferPool {
   readonly length: number;

@@ -12,6 +12,11 @@
  * `compressUpdate`), dequantized as the aggregator dequantizes what it pulls from the edge. The aggregator then sees
  * what it sees from the edge, minus the encoding and signature (tested with the codec), so adaptive clipping here
  * tracks the quantile the way it does through the edge, and the accuracy reported is that of compressed uploads.
+ *
+ * Distributed rounds whose task states a checked-in cohort (`cohort: "checked-in"`): every simulated device checks in
+ * and inputs to the modular sum, the coin-selected ones their trained, encoded Δ, the others a zero update through the
+ * same encoder (their noise share alone: the `noise-only` input of a check-in). The strategy divides by the same
+ * fixed q·N as central mode.
  */
 import { writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -38,7 +43,7 @@ import { exportModel, type SigningKey } from "../export.ts";
 import { loadMnist, type Dataset } from "../data/mnist.ts";
 import { shardNonIid } from "../data/shard.ts";
 import { taskPrivacyFields } from "../edge/round-task.ts";
-import { BufferPool, SyntheticClients, poissonSample, streamClientUpdates } from "./clients.ts";
+import { BufferPool, SyntheticClients, checkedInCohort, poissonSample, streamClientUpdates } from "./clients.ts";
 import type { CanarySet } from "../audit/canaries.ts";
 
 /** Options of {@link runSimulation}. */
@@ -113,7 +118,11 @@ export interface SimulateOptions {
 export interface SimRoundReport {
   round: number;
   roundId: string;
+  /** Devices the coin selected (they trained). */
   sampled: number;
+  /** Distributed, checked-in cohort: devices that input a zero update and their noise share (0 otherwise). */
+  noiseOnly: number;
+  /** Inputs the aggregate holds (sampled devices, plus the noise-only inputs of a checked-in cohort). */
   count: number;
   /** Updates with ‖Δ‖ ≤ C: with adaptive clipping, the devices' reported clip bits (Σ b_i). */
   unclippedCount: number;
@@ -142,6 +151,8 @@ export interface SimRoundReport {
    * train and encode for secure aggregation (distributed); the aggregator's dequantization is not counted.
    */
   deviceSecondsPerUpdate: number;
+  /** Mean seconds of one noise-only input (a zero update encoded with its share); 0 without such inputs. */
+  deviceSecondsPerNoiseOnly: number;
   rssBytes: number;
   warnings: string[];
 }
@@ -283,12 +294,29 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         trainable: scope,
         update_dtype: config.updateDtype,
       };
-      let sampled = 0;
+      let streamed = 0;
+      let noiseOnly = 0;
       let deviceClipped = 0;
       let roundUploadBytes = 0;
       let roundDeviceMs = 0;
+      let roundNoiseOnlyMs = 0;
+      const coins = poissonSample(population, config.samplingRate, random);
+      // A checked-in cohort: every device inputs, the coins say whose update goes in.
+      const cohort =
+        task.privacy_mode === "distributed" && task.distributed?.cohort === "checked-in"
+          ? checkedInCohort(population, coins)
+          : undefined;
       const produce = (c: number, out: Float32Array): { clipFactor: number; encoded?: Uint32Array } => {
         const t = performance.now();
+        if (cohort && !cohort.selected.has(c)) {
+          // noise-only: a zero update through the device's encoder, i.e. its noise share (no training)
+          out.fill(0);
+          const e = encodeDistributedDeviceUpdate(out, task as DistributedDeviceTask, deviceRandom);
+          noiseOnly++;
+          roundNoiseOnlyMs += performance.now() - t;
+          roundUploadBytes += e.encoded.byteLength;
+          return { clipFactor: e.clipFactor, encoded: e.encoded };
+        }
         // Distributed mode: the device's upload is its encoding for secure aggregation (4 bytes a coordinate).
         if (task.privacy_mode === "distributed") {
           const e = distributedDevice(c, out);
@@ -353,11 +381,12 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         out.set(u.values);
         return u;
       };
-      const updates = streamClientUpdates(poissonSample(population, config.samplingRate, random), pool, produce, () => {
+      const updates = streamClientUpdates(cohort ? cohort.devices : coins, pool, produce, () => {
         // sample the RSS inside the round too (every 64 updates), not only between rounds
-        if ((sampled++ & 63) === 0) peakRss = Math.max(peakRss, process.memoryUsage().rss);
+        if ((streamed++ & 63) === 0) peakRss = Math.max(peakRss, process.memoryUsage().rss);
       });
       const summary = await engine.aggregateRound(updates);
+      const sampled = streamed - noiseOnly;
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
       let evaluation: Evaluation | undefined;
       if (heldOut && (o.evaluate !== "last-round" || r === o.rounds - 1))
@@ -404,6 +433,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         round: summary.round,
         roundId: summary.roundId,
         sampled,
+        noiseOnly,
         count: summary.count,
         unclippedCount: summary.unclippedCount,
         deviceClipped,
@@ -421,6 +451,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimSummary> {
         bytesPerSecond: (summary.count * length * 4) / seconds,
         uploadBytesPerUpdate: summary.count > 0 ? roundUploadBytes / summary.count : 0,
         deviceSecondsPerUpdate: sampled > 0 ? roundDeviceMs / 1000 / sampled : 0,
+        deviceSecondsPerNoiseOnly: noiseOnly > 0 ? roundNoiseOnlyMs / 1000 / noiseOnly : 0,
         rssBytes: process.memoryUsage().rss,
         warnings: summary.warnings,
       };

@@ -6,7 +6,7 @@
  */
 import type { PopulationConfig } from "../config.ts";
 import { createDpCentral, initialClipState } from "./dp-central.ts";
-import { createDpDistributed } from "./dp-distributed.ts";
+import { createDpDistributed, expectedCheckins } from "./dp-distributed.ts";
 import { createDpLocal } from "./dp-local.ts";
 import { createFedAvg } from "./fedavg.ts";
 import { createRobust } from "./robust.ts";
@@ -46,19 +46,31 @@ export function strategyFromConfig(config: PopulationConfig): Strategy {
   if (mode === "local") return createDpLocal(inner, { noiseMultiplier: config.privacy.noiseMultiplier });
   if (mode === "distributed") {
     const d = config.privacy.distributed;
-    const n = config.expectedClients;
+    const shares = distributedSharesExpected(config);
     return createDpDistributed(inner, {
       noiseMultiplier: config.privacy.noiseMultiplier,
       samplingRate: config.samplingRate,
-      expectedClients: n,
+      expectedClients: config.expectedClients,
       bits: d.bits,
-      minClients: d.minClients ?? Math.ceil(0.8 * n),
-      maxClients: d.maxClients ?? 2 * n,
+      minClients: d.minClients ?? Math.ceil(0.8 * shares),
+      maxClients: d.maxClients ?? 2 * shares,
       overflowProbability: d.overflowProbability,
       corruptFraction: d.corruptFraction,
+      cohort: d.cohort,
     });
   }
   return inner;
+}
+
+/**
+ * The noise shares a distributed config's round expects, n_expected: its expected check-ins, expectedClients /
+ * samplingRate (`expectedCheckins`), for a `checked-in` cohort; expectedClients for a `sampled` one. The defaults
+ * count against it: n_min = ⌈0.8·n_expected⌉ (a fifth of them may drop out), n_max = 2·n_expected.
+ */
+export function distributedSharesExpected(config: PopulationConfig): number {
+  return config.privacy.distributed.cohort === "checked-in"
+    ? expectedCheckins(config.expectedClients, config.samplingRate)
+    : config.expectedClients;
 }
 
 /** The clip state of round 1 for a config. */

@@ -108,6 +108,11 @@ export interface DistributedTaskFields {
   sensitivity_bound: number;
   /** The most colluding devices, when the population states a colluding fraction (absent: 0). */
   corrupt_devices?: number;
+  /**
+   * `checked-in`: every checked-in device adds a share, a coin-excluded one with a zero update (absent: only the
+   * sampled devices, `sampled`).
+   */
+  cohort?: "checked-in";
   /** base64url of the 32-byte rotation seed. */
   rotation_seed: string;
 }

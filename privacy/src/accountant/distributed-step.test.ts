@@ -3,6 +3,7 @@ import { InvalidPrivacyParameterError } from "./accountant.ts";
 import { distributedRdp, distributedSubsampledRdp } from "./analysis/distributed-discrete-gaussian.ts";
 import { poissonSubsampledRdp } from "./analysis/poisson-subsampled-rdp.ts";
 import { getPrivacySpent } from "./analysis/rdp.ts";
+import { getNoiseMultiplier } from "./noise-multiplier.ts";
 import { PldAccountant } from "./pld.ts";
 import { RdpAccountant } from "./rdp.ts";
 import { PrivacyLedger, distributedSharesOf, type LedgerRound } from "../ledger.ts";
@@ -172,6 +173,39 @@ describe("distributed steps in the accountant and the ledger", () => {
         1e-5,
       ),
     ).toBeGreaterThan(1);
+  });
+
+  it("the demo's settings with a checked-in cohort: no floor, so the solver meets ε = 1 at central's own q", () => {
+    // the same 1,000 devices at q = 0.2: every one that checks in adds a share (n_expected = 1,000 check-ins, a sum
+    // released from n_min = 800 inputs), so the add/remove floor of 2.16 above is gone
+    const covered = {
+      bits: 20,
+      length: 5000,
+      clipNorm: 0.1,
+      expectedClients: 1000,
+      minClients: 800,
+      maxClients: 2000,
+      cohort: "checked-in" as const,
+    };
+    const query = { targetEpsilon: 1, targetDelta: 1e-5, sampleRate: 0.2, steps: 10 };
+    const solved = getDistributedNoiseMultiplier({ ...query, plan: covered });
+    expect(solved.plan.cohort).toBe("checked-in");
+    expect(solved.epsilon).toBeLessThanOrEqual(1);
+    expect(distributedEpsilon(solved.plan, 0.2, 10, 1e-5)).toBe(solved.epsilon);
+    const less = planDistributedDiscreteGaussian({ ...covered, noiseMultiplier: solved.noiseMultiplier - 0.02 });
+    expect(distributedEpsilon(less, 0.2, 10, 1e-5)).toBeGreaterThan(1);
+    // never below central's z: the charge counts n_min of n_expected shares and Zhu & Wang's bound is not below
+    // Mironov's exact sampled Gaussian; the same shares as a sampled cohort cannot reach ε = 1 at all
+    const central = getNoiseMultiplier({ ...query, sampleRate: 0.2, accountant: "rdp" }).noiseMultiplier;
+    expect(solved.noiseMultiplier).toBeGreaterThan(central * Math.sqrt(1000 / 800));
+    // the floor belongs to the sampled cohort: 200 shares, 160 released, refused as sampled, solved as checked-in
+    const few = { ...covered, expectedClients: 200, minClients: 160, maxClients: 400 };
+    expect(() => getDistributedNoiseMultiplier({ ...query, plan: { ...few, cohort: "sampled" } })).toThrow(
+      /whatever z/,
+    );
+    const fewCovered = getDistributedNoiseMultiplier({ ...query, plan: few });
+    expect(fewCovered.epsilon).toBeLessThanOrEqual(1);
+    expect(fewCovered.noiseMultiplier).toBeGreaterThan(solved.noiseMultiplier * 0.99); // 160 of 200 ≈ 800 of 1,000
   });
 
   it("a colluding fraction f raises the z (and each share) that meets the same ε: the honest shares alone meet it", () => {

@@ -10,7 +10,9 @@
  * shift, which shrinks as z grows, the device's share leaving the sum changes its variance from (g+1)s² to g·s², a
  * divergence of ≈ α·d'/(4g²) per round that no z removes. Before searching, the target is checked against that floor
  * ({@link distributedEpsilonFloor}); when the floor alone exceeds it, no z can meet it and the error names the two
- * ways out: more shares (n_min) or a shorter padded update (d').
+ * ways out: more shares (n_min) or a shorter padded update (d'). A plan whose cohort is `checked-in` (every checked-in
+ * device adds its share, so the share is in both neighbouring sums) is charged for zero-out neighbours with
+ * amplification: there is no variance term and no floor, so z alone decides and the check is skipped.
  */
 import { InvalidPrivacyParameterError, validateDelta, validateStep } from "../accountant/accountant.ts";
 import { distributedAddRemoveFloor } from "../accountant/analysis/distributed-discrete-gaussian.ts";
@@ -37,7 +39,7 @@ export interface DistributedNoiseMultiplierQuery {
   tolerance?: number;
 }
 
-/** ε after `steps` rounds of `plan` with rate q, at δ (RDP accountant, the add/remove charge). */
+/** ε after `steps` rounds of `plan` with rate q, at δ (RDP accountant, the charge of the plan's cohort). */
 export function distributedEpsilon(plan: DistributedPlan, sampleRate: number, steps: number, delta: number): number {
   const acc = new RdpAccountant();
   acc.step({ noiseMultiplier: plan.noiseMultiplier, sampleRate, distributed: plan.noiseShares }, steps);
@@ -86,6 +88,8 @@ function smallestWith(from: number, ok: (n: number) => boolean): number | null {
 /** Throws when the target is below {@link distributedEpsilonFloor} for `plan`'s d' and g, naming what must change. */
 function assertFloorReachable(plan: DistributedPlan, query: DistributedNoiseMultiplierQuery): void {
   const { targetEpsilon, targetDelta, sampleRate, steps } = query;
+  // A checked-in cohort keeps the device's share in both sums (zero-out): no variance term, so no floor.
+  if (plan.cohort === "checked-in") return;
   const floorAt = (d: number, g: number) => distributedEpsilonFloor(d, g, sampleRate, steps, targetDelta);
   const floor = floorAt(plan.paddedLength, plan.guaranteedShares);
   if (floor <= targetEpsilon) return;

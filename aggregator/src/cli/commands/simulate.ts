@@ -40,11 +40,14 @@ Population (or --config FILE with a JSON population config; flags override it):
   --noise-multiplier Z (default 1)          --target-epsilon E (budget, default 10)   --delta D (default 1e-5)
   --accountant rdp|pld                      --sampling-rate Q (default 0.01)          --expected-clients M (default Q·N)
   --noise-mechanism discrete-gaussian|gaussian (central mode; default discrete-gaussian, floating-point safe)
-  --bits B --min-clients N --max-clients N --corrupt-fraction F (distributed mode: modulus 2^B, default 20; fewest
-                                            reports released, default ⌈0.8·M⌉, charged N − 1 − ⌊F·max⌋ shares; most
-                                            reports the modulus holds, default 2·M; F the fraction of devices that may
-                                            collude with the server, in [0, 1/3), default 0; the modular sum is
-                                            computed in the clear where secure aggregation would compute it)
+  --bits B --min-clients N --max-clients N --corrupt-fraction F --cohort checked-in|sampled (distributed mode:
+                                            modulus 2^B, default 20; who adds noise shares, default checked-in: every
+                                            device, a coin-excluded one with a zero update (n = M/Q shares), or only
+                                            the sampled ones (n = M); fewest inputs released, default ⌈0.8·n⌉,
+                                            charged N − 1 − ⌊F·max⌋ shares; most inputs the modulus holds, default
+                                            2·n; F the fraction of devices that may collude with the server, in
+                                            [0, 1/3), default 0; the modular sum is computed in the clear where
+                                            secure aggregation would compute it)
   --clip-norm C (default 1)                 --adaptive [--target-quantile G] [--clip-lr H] [--count-noise-std S]
   --optimizer fedavg|fedavgm|fedadam|fedyogi [--server-lr η] [--momentum μ] [--beta1 b1] [--beta2 b2] [--tau τ]
   --robust median|trimmed_mean [--trim-fraction β]   (privacy mode none only)
