@@ -189,11 +189,17 @@ describe("update storage", () => {
     // As if the round had already taken the threshold's worth in 1 MiB payloads (written as a commit writes them).
     const mib = new Uint8Array(1024 * 1024).fill(3);
     const n = COORDINATOR_SEAL_BYTES / mib.length;
-    await runInDurableObject(coordinator, (c: RoundCoordinator, state) => {
+    // One of them spans three ≤ 1 MiB rows (a row or BLOB is capped at 2 MB).
+    const big = crypto.getRandomValues(new Uint8Array(65536));
+    const large = new Uint8Array(2.5 * 1024 * 1024).map((_, i) => big[i % big.length]!);
+    const readBack = await runInDurableObject(coordinator, (c: RoundCoordinator, state) => {
       state.storage.transactionSync(() => {
+        c["payloads"].insert(1, "dev_large", large);
         for (let i = 0; i < n; i++) c["payloads"].insert(1, `dev_filler${i}`, mib);
       });
+      return c["payloads"].locate(1, "dev_large");
     });
+    expect(readBack).toEqual({ at: "sqlite", bytes: large });
     const alarmBefore = await runInDurableObject(coordinator, (_i, state) => state.storage.getAlarm());
     // The next accepted upload asks for the alarm now (the round's deadline is an hour away).
     const second = await makeUpdate(await taskFor(devices[1]!, model), devices[1]!);
@@ -203,12 +209,16 @@ describe("update storage", () => {
     expect(await runDurableObjectAlarm(coordinator)).toBe(true);
     // Over 64 MiB pending make at least three segments of ≤ 32 MiB; the round still collects, its deadline alarm back.
     const counts = await coordinatorCounts(round.round_id);
-    expect(counts).toMatchObject({ pending: 0, sealed: n + 2 });
+    expect(counts).toMatchObject({ pending: 0, sealed: n + 3 });
     expect(counts.segments).toBeGreaterThanOrEqual(3);
     expect((await r2Keys(round.round_id)).length).toBe(counts.segments);
     expect((await adminGet(`/v1/admin/rounds/${round.round_id}`)).status).toBe(200);
     expect(await runInDurableObject(coordinator, (_i, state) => state.storage.getAlarm())).toBe(alarmBefore);
     // Read back from R2.
+    const sealed = await runInDurableObject(coordinator, (c: RoundCoordinator) => c["payloads"].locate(1, "dev_large"));
+    if (sealed?.at !== "r2") throw new Error(`dev_large is not sealed: ${JSON.stringify(sealed)}`);
+    const range = await env.UPDATES.get(sealed.key, { range: { offset: sealed.offset, length: sealed.length } });
+    expect(new Uint8Array(await range!.arrayBuffer())).toEqual(large);
     for (const [d, bytes] of [
       [devices[0]!, first],
       [devices[1]!, second],
