@@ -163,7 +163,6 @@ export class Payloads {
 
   private async sealPending(seq: number | null): Promise<number> {
     const sql = this.host.sql;
-    if (seq === null) this.sealAsked = false;
     let moved = 0;
     const pending = this.pendingOf(seq);
     while (pending.length > 0) {
@@ -215,6 +214,8 @@ export class Payloads {
       this.pending = this.pendingBytes() - bytes;
       moved += batch.length;
     }
+    // Under the threshold again (a closed round's seal can get it there too): the next crossing asks again.
+    if (!this.sealDue()) this.sealAsked = false;
     return moved;
   }
 
@@ -235,6 +236,7 @@ export class Payloads {
       sql.exec("DELETE FROM payload_segments WHERE round_seq = ?", seq);
     });
     this.pending = this.pendingBytes() - freed;
+    if (!this.sealDue()) this.sealAsked = false;
     return c.pending + c.sealed;
   }
 }
