@@ -178,6 +178,31 @@ describe("update storage", () => {
     expect(await store.read(updateStorageKey(roundId, "dev_last", "aa"))).toEqual(mib);
   });
 
+  it("serves a payload accepted before the coordinator stored payloads from the round's UpdateStore shard", async () => {
+    const model = uniqueModel("legacy");
+    const { key } = await createApiKey();
+    const device = await registerDevice(key);
+    const round = await openRound(model, { update_length: 16 });
+    const bytes = await makeUpdate(await taskFor(device, model), device);
+    const receipt = await uploadOk(round.round_id, bytes);
+    // As the code before stored it: the payload in the device's UpdateStore shard, only the index row here.
+    const coordinator = env.ROUNDS.getByName(model);
+    await runInDurableObject(coordinator, (_i, state) => {
+      state.storage.sql.exec("DELETE FROM payload_parts");
+      state.storage.sql.exec("UPDATE rounds SET update_store_payloads = 1");
+    });
+    const stored = updateStorageKey(round.round_id, device.id, receipt.sha256);
+    await updateStoreStub(env, round.round_id, updateShard(device.id)).put(round.round_id, stored, bytes);
+    const one = await adminGet(`/v1/admin/rounds/${round.round_id}/updates/${device.id}`);
+    expect(new Uint8Array(await one.arrayBuffer())).toEqual(bytes);
+    expect((await adminPost(`/v1/admin/rounds/${round.round_id}/close`)).status).toBe(200);
+    expect((await streamFrames(round.round_id)).map((f) => f.update)).toEqual([bytes]);
+    // The round's seal seals its UpdateStore shards too; the payload is still served, now from R2.
+    expect(await runDurableObjectAlarm(coordinator)).toBe(true);
+    expect(await shardCounts(round.round_id)).toEqual({ pending: 0, sealed: 1, segments: 1 });
+    expect((await streamFrames(round.round_id)).map((f) => f.update)).toEqual([bytes]);
+  });
+
   it("seals a collecting round's payloads once they pass the threshold, bounding the coordinator's storage", async () => {
     const model = uniqueModel("bound");
     const { key } = await createApiKey();
