@@ -2,8 +2,8 @@
  * @module
  * The echo worker (baselines for the ingestion benchmark): reads the whole request body and answers with its length in a
  * JSON body about the size of an update receipt. `?store=do` also writes the bytes durably into a SQLite-backed Durable
- * Object (one of 16, like fedge's UpdateStore shards) in one transaction before answering; `?store=r2` puts them into R2
- * once (a fresh key each time). `/v1/health` answers so `startLocalEdge` can wait for it.
+ * Object (one of 16, as fedge's UpdateStore shards took payloads before its coordinator stored them) in one transaction
+ * before answering; `?store=r2` puts them into R2 once (a fresh key each time). `/v1/health` answers so `startLocalEdge` can wait for it.
  */
 import { DurableObject } from "cloudflare:workers";
 
@@ -15,7 +15,7 @@ interface EchoEnv {
 
 const SHARDS = 16;
 
-/** A durable sink: stores each body as one row, as fedge's UpdateStore does for an update of up to 1 MiB. */
+/** A durable sink: stores each body as one row, as fedge's coordinator does for an update of up to 1 MiB. */
 export class DurableSink extends DurableObject {
   private tableReady = false;
 
@@ -25,7 +25,7 @@ export class DurableSink extends DurableObject {
       sql.exec("CREATE TABLE IF NOT EXISTS sink (key TEXT PRIMARY KEY, data BLOB NOT NULL)");
       this.tableReady = true;
     }
-    // One transaction, as fedge's UpdateStore writes a payload.
+    // One transaction, as fedge's coordinator writes a payload with its commit.
     this.ctx.storage.transactionSync(() => sql.exec("INSERT INTO sink (key, data) VALUES (?, ?)", key, bytes));
   }
 }

@@ -1,9 +1,9 @@
 /**
  * @module
  * Edge ingestion throughput (issue 5): accepted signed 100k-parameter float32 updates per second through `wrangler dev` on
- * loopback (decode, sha256, coordinator preflight with the device's key, Ed25519 verify, shape/finite/norm checks, nonce
- * check, durable write to the UpdateStore shard, coordinator commit), against a bare echo worker (bench/echo) receiving the
- * same bytes over the same loopback in the same run. Goal: ratio ≥ 0.5.
+ * loopback (decode, sha256, Ed25519 verify under the key from the device's check-in, shape/finite/norm checks, then one
+ * coordinator commit that checks the nonce and stores the payload in the same SQLite transaction), against a bare echo
+ * worker (bench/echo) receiving the same bytes over the same loopback in the same run. Goal: ratio ≥ 0.5.
  *
  * Two more baselines from the same echo worker bound what any design can reach here: one durable write of the bytes into a
  * SQLite-backed Durable Object (the cheapest durable store under workerd, and what fedge acknowledges after; goal: ingestion

@@ -1,10 +1,13 @@
 /**
- * Where accepted payloads live: durable in the device's UpdateStore shard (SQLite) when the upload is acknowledged, sealed
- * into R2 segment objects when the round closes, and read back byte for byte from either place.
+ * Where accepted payloads live: durable in the coordinator's SQLite, written in the commit's own transaction, when the
+ * upload is acknowledged; sealed into R2 segment objects when the round closes (or sooner, past a threshold); read back
+ * byte for byte from either place. Rounds from before keep theirs in UpdateStore shards, still read, sealed and purged.
  */
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { readUpdateStream, type AcceptedUpdatePage, type RoundStatus } from "@fedge/protocol";
+import { parseRoundId, readUpdateStream, type AcceptedUpdatePage, type RoundStatus } from "@fedge/protocol";
+import type { RoundCoordinator } from "../src/durable-objects/round-coordinator/index.ts";
+import { SEAL_THRESHOLD_BYTES as COORDINATOR_SEAL_BYTES } from "../src/durable-objects/round-coordinator/payloads.ts";
 import { DEFAULT_UPDATE_RETENTION_DAYS, updateRetentionMs } from "../src/training/retention.ts";
 import {
   SEAL_THRESHOLD_BYTES,
@@ -34,6 +37,12 @@ async function streamFrames(roundId: string): Promise<{ publicKey: Uint8Array; u
   const frames = [];
   for await (const f of readUpdateStream(res.body!)) frames.push({ publicKey: f.publicKey, update: f.update.slice() });
   return frames;
+}
+
+/** The payloads of a round its coordinator holds: pending in SQLite, sealed, and its segments. */
+function coordinatorCounts(roundId: string) {
+  const { model, seq } = parseRoundId(roundId)!;
+  return runInDurableObject(env.ROUNDS.getByName(model), (c: RoundCoordinator) => c["payloads"].counts(seq));
 }
 
 async function shardCounts(roundId: string) {
@@ -71,23 +80,22 @@ describe("update storage", () => {
       await uploadOk(round.round_id, bytes);
       uploads.set(d.id, bytes);
     }
-    // Acknowledged means durable in the shard; nothing has gone to R2 yet.
+    // Acknowledged means durable in the coordinator; nothing has gone to R2 yet, and no UpdateStore shard was used.
     expect(await storedKeys(round.round_id)).toHaveLength(6);
     expect(await r2Keys(round.round_id)).toEqual([]);
-    expect(await shardCounts(round.round_id)).toEqual({ pending: 6, sealed: 0, segments: 0 });
-    const one = await updateStoreStub(env, round.round_id, updateShard(devices[0]!.id)).read(
-      (await storedKeys(round.round_id)).find((k) => k.includes(devices[0]!.id))!,
-    );
-    expect(one).toEqual(uploads.get(devices[0]!.id));
+    expect(await coordinatorCounts(round.round_id)).toEqual({ pending: 6, sealed: 0, segments: 0 });
+    expect(await shardCounts(round.round_id)).toEqual({ pending: 0, sealed: 0, segments: 0 });
+    const pending = await adminGet(`/v1/admin/rounds/${round.round_id}/updates/${devices[0]!.id}`);
+    expect(new Uint8Array(await pending.arrayBuffer())).toEqual(uploads.get(devices[0]!.id));
 
     expect((await adminPost(`/v1/admin/rounds/${round.round_id}/close`)).status).toBe(200);
     const before = await streamFrames(round.round_id);
     expect(before).toHaveLength(6);
 
-    // The close armed the coordinator's alarm, which seals every shard holding one of the round's updates.
+    // The close armed the coordinator's alarm, which seals the round's payloads into R2.
     const coordinator = env.ROUNDS.getByName(model);
     await runDurableObjectAlarm(coordinator);
-    const counts = await shardCounts(round.round_id);
+    const counts = await coordinatorCounts(round.round_id);
     expect(counts).toMatchObject({ pending: 0, sealed: 6 });
     const segments = await r2Keys(round.round_id);
     expect(segments.length).toBe(counts.segments);
@@ -98,15 +106,11 @@ describe("update storage", () => {
         .one(),
     );
     expect(sealedAt.sealed_at).toEqual(expect.any(Number));
-    // No SQLite copy is left behind in any shard.
-    for (let k = 0; k < UPDATE_STORE_SHARDS; k++) {
-      const parts = await runInDurableObject(updateStoreStub(env, round.round_id, k), (_i, state) => {
-        const sql = state.storage.sql;
-        const has = sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'parts'").toArray().length > 0;
-        return has ? sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM parts").one().n : 0;
-      });
-      expect(parts).toBe(0);
-    }
+    // No SQLite copy is left behind.
+    const parts = await runInDurableObject(coordinator, (_i, state) =>
+      state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM payload_parts").one(),
+    );
+    expect(parts.n).toBe(0);
 
     // Served identically from R2: the stream, and each update on its own.
     const after = await streamFrames(round.round_id);
@@ -174,6 +178,81 @@ describe("update storage", () => {
     expect(await store.read(updateStorageKey(roundId, "dev_last", "aa"))).toEqual(mib);
   });
 
+  it("serves a payload accepted before the coordinator stored payloads from the round's UpdateStore shard", async () => {
+    const model = uniqueModel("legacy");
+    const { key } = await createApiKey();
+    const device = await registerDevice(key);
+    const round = await openRound(model, { update_length: 16 });
+    const bytes = await makeUpdate(await taskFor(device, model), device);
+    const receipt = await uploadOk(round.round_id, bytes);
+    // As the code before stored it: the payload in the device's UpdateStore shard, only the index row here.
+    const coordinator = env.ROUNDS.getByName(model);
+    await runInDurableObject(coordinator, (_i, state) => {
+      state.storage.sql.exec("DELETE FROM payload_parts");
+      state.storage.sql.exec("UPDATE rounds SET update_store_payloads = 1");
+    });
+    const stored = updateStorageKey(round.round_id, device.id, receipt.sha256);
+    await updateStoreStub(env, round.round_id, updateShard(device.id)).put(round.round_id, stored, bytes);
+    const one = await adminGet(`/v1/admin/rounds/${round.round_id}/updates/${device.id}`);
+    expect(new Uint8Array(await one.arrayBuffer())).toEqual(bytes);
+    expect((await adminPost(`/v1/admin/rounds/${round.round_id}/close`)).status).toBe(200);
+    expect((await streamFrames(round.round_id)).map((f) => f.update)).toEqual([bytes]);
+    // The round's seal seals its UpdateStore shards too; the payload is still served, now from R2.
+    expect(await runDurableObjectAlarm(coordinator)).toBe(true);
+    expect(await shardCounts(round.round_id)).toEqual({ pending: 0, sealed: 1, segments: 1 });
+    expect((await streamFrames(round.round_id)).map((f) => f.update)).toEqual([bytes]);
+  });
+
+  it("seals a collecting round's payloads once they pass the threshold, bounding the coordinator's storage", async () => {
+    const model = uniqueModel("bound");
+    const { key } = await createApiKey();
+    const devices = await Promise.all(Array.from({ length: 2 }, () => registerDevice(key)));
+    const round = await openRound(model, { update_length: 32 });
+    const coordinator = env.ROUNDS.getByName(model);
+    const first = await makeUpdate(await taskFor(devices[0]!, model), devices[0]!);
+    await uploadOk(round.round_id, first);
+    // As if the round had already taken the threshold's worth in 1 MiB payloads (written as a commit writes them).
+    const mib = new Uint8Array(1024 * 1024).fill(3);
+    const n = COORDINATOR_SEAL_BYTES / mib.length;
+    // One of them spans three ≤ 1 MiB rows (a row or BLOB is capped at 2 MB).
+    const big = crypto.getRandomValues(new Uint8Array(65536));
+    const large = new Uint8Array(2.5 * 1024 * 1024).map((_, i) => big[i % big.length]!);
+    const readBack = await runInDurableObject(coordinator, (c: RoundCoordinator, state) => {
+      state.storage.transactionSync(() => {
+        c["payloads"].insert(1, "dev_large", large);
+        for (let i = 0; i < n; i++) c["payloads"].insert(1, `dev_filler${i}`, mib);
+      });
+      return c["payloads"].locate(1, "dev_large");
+    });
+    expect(readBack).toEqual({ at: "sqlite", bytes: large });
+    const alarmBefore = await runInDurableObject(coordinator, (_i, state) => state.storage.getAlarm());
+    // The next accepted upload asks for the alarm now (the round's deadline is an hour away).
+    const second = await makeUpdate(await taskFor(devices[1]!, model), devices[1]!);
+    await uploadOk(round.round_id, second);
+    const alarm = await runInDurableObject(coordinator, (_i, state) => state.storage.getAlarm());
+    expect(alarm).toBeLessThan(alarmBefore!);
+    expect(await runDurableObjectAlarm(coordinator)).toBe(true);
+    // Over 64 MiB pending make at least three segments of ≤ 32 MiB; the round still collects, its deadline alarm back.
+    const counts = await coordinatorCounts(round.round_id);
+    expect(counts).toMatchObject({ pending: 0, sealed: n + 3 });
+    expect(counts.segments).toBeGreaterThanOrEqual(3);
+    expect((await r2Keys(round.round_id)).length).toBe(counts.segments);
+    expect((await adminGet(`/v1/admin/rounds/${round.round_id}`)).status).toBe(200);
+    expect(await runInDurableObject(coordinator, (_i, state) => state.storage.getAlarm())).toBe(alarmBefore);
+    // Read back from R2.
+    const sealed = await runInDurableObject(coordinator, (c: RoundCoordinator) => c["payloads"].locate(1, "dev_large"));
+    if (sealed?.at !== "r2") throw new Error(`dev_large is not sealed: ${JSON.stringify(sealed)}`);
+    const range = await env.UPDATES.get(sealed.key, { range: { offset: sealed.offset, length: sealed.length } });
+    expect(new Uint8Array(await range!.arrayBuffer())).toEqual(large);
+    for (const [d, bytes] of [
+      [devices[0]!, first],
+      [devices[1]!, second],
+    ] as const) {
+      const res = await adminGet(`/v1/admin/rounds/${round.round_id}/updates/${d.id}`);
+      expect(new Uint8Array(await res.arrayBuffer())).toEqual(bytes);
+    }
+  });
+
   it("deletes an aggregated round's payloads once the retention has passed; the metadata stays, payload reads are 404", async () => {
     const model = uniqueModel("retain");
     const { key } = await createApiKey();
@@ -193,9 +272,12 @@ describe("update storage", () => {
     await runDurableObjectAlarm(coordinator);
     expect(await storedKeys(round.round_id)).toHaveLength(3);
 
-    // A payload stored but never committed (its upload crashed before the commit) goes with the rest.
-    const orphan = updateStorageKey(round.round_id, "dev_orphanorphanorphan0", "ee");
-    await updateStoreStub(env, round.round_id, 5).put(round.round_id, orphan, new Uint8Array([1, 2, 3]));
+    // A round opened before the coordinator stored payloads may hold some in its UpdateStore shards: they go too.
+    const legacy = updateStorageKey(round.round_id, "dev_legacylegacylegacy0", "ee");
+    await runInDurableObject(coordinator, (_i, state) => {
+      state.storage.sql.exec("UPDATE rounds SET update_store_payloads = 1 WHERE round_id = ?", round.round_id);
+    });
+    await updateStoreStub(env, round.round_id, 5).put(round.round_id, legacy, new Uint8Array([1, 2, 3]));
     expect(await storedKeys(round.round_id)).toHaveLength(4);
 
     // As if the retention had passed.
@@ -209,6 +291,7 @@ describe("update storage", () => {
     expect(await storedKeys(round.round_id)).toEqual([]);
     expect(await r2Keys(round.round_id)).toEqual([]);
     expect(await shardCounts(round.round_id)).toEqual({ pending: 0, sealed: 0, segments: 0 });
+    expect(await coordinatorCounts(round.round_id)).toEqual({ pending: 0, sealed: 0, segments: 0 });
 
     const one = await adminGet(`/v1/admin/rounds/${round.round_id}/updates/${devices[0]!.id}`);
     expect(one.status).toBe(404);

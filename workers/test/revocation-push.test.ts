@@ -260,6 +260,7 @@ describe("coordinator storage from an earlier version", () => {
         sealed: sql.exec<{ sealed_at: number | null }>("SELECT sealed_at FROM rounds").one().sealed_at,
         release: sql.exec<{ dp_release: string | null }>("SELECT dp_release FROM rounds").one().dp_release,
         namedBy: sql.exec<{ named_by: string }>("SELECT named_by FROM updates").one().named_by,
+        updateStore: sql.exec<{ u: number }>("SELECT update_store_payloads AS u FROM rounds").one().u,
       };
     });
     expect(columns.rounds).toContain("sealed_at");
@@ -275,5 +276,7 @@ describe("coordinator storage from an earlier version", () => {
     // A round finished before releases were reported has none.
     expect(columns.rounds).toContain("dp_release");
     expect(columns.release).toBeNull();
+    // A round from before the coordinator stored payloads looks for them in its UpdateStore shards too.
+    expect(columns.updateStore).toBe(1);
   });
 });

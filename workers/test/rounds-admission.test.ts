@@ -58,6 +58,7 @@ function round(state: RoundState, over: Partial<RoundRow> = {}, p: Partial<Round
     sealed_at: null,
     payloads_purged_at: null,
     payloads_deleted_at: null,
+    update_store_payloads: 0,
     shard_count: 1,
     shard_index: null,
     shards_opened_at: null,

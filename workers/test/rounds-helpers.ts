@@ -9,6 +9,7 @@ import nacl from "tweetnacl";
 import {
   checkinSigningBytes,
   fromBase64Url,
+  parseRoundId,
   secureAggregationFor,
   toBase64Url,
   type CheckinResponse,
@@ -22,6 +23,7 @@ import { distributedNoiseOf, planDistributedDiscreteGaussian } from "@fedge/priv
 import { UPDATE_MEDIA_TYPE, decodeUpdate, encodeUpdate, type UpdatePayload } from "@fedge/protocol";
 import { generateApiKey, hashApiKey, ledgerFor } from "../src/middleware/auth/index.ts";
 import { UPDATE_STORE_SHARDS, updateStoreStub } from "../src/durable-objects/update-store.ts";
+import { shardStub, type RoundCoordinator } from "../src/durable-objects/round-coordinator/index.ts";
 
 export const ADMIN = { authorization: "Bearer test-admin-token" };
 
@@ -346,9 +348,37 @@ export async function coordinatorState(model: string): Promise<{
   });
 }
 
-/** Every stored payload key of a round, across its UpdateStore shards (pending in SQLite or sealed into R2). */
+/**
+ * Every stored payload key (`updateStorageKey`) of a round, pending in SQLite or sealed into R2: those its coordinator
+ * (or, sharded, each coordinator shard) holds, and any in its UpdateStore shards (where payloads went before).
+ */
 export async function storedKeys(roundId: string): Promise<string[]> {
   const keys: string[] = [];
+  const model = parseRoundId(roundId)!.model;
+  const population = env.ROUNDS.getByName(model);
+  const held = (stub: DurableObjectStub<RoundCoordinator>) =>
+    runInDurableObject(stub, (_i, state) => {
+      const sql = state.storage.sql;
+      if (sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'payload_parts'").toArray().length === 0) return [];
+      return sql
+        .exec<{ storage_key: string }>(
+          `SELECT u.storage_key FROM updates u JOIN rounds r ON r.seq = u.round_seq WHERE r.round_id = ? AND (
+             EXISTS (SELECT 1 FROM payload_parts p WHERE p.round_seq = u.round_seq AND p.device_id = u.device_id) OR
+             EXISTS (SELECT 1 FROM payload_sealed p WHERE p.round_seq = u.round_seq AND p.device_id = u.device_id))`,
+          roundId,
+        )
+        .toArray()
+        .map((r) => r.storage_key);
+    });
+  const shards = await runInDurableObject(population, (_i, state) => {
+    const sql = state.storage.sql;
+    if (sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'rounds'").toArray().length === 0) return 1;
+    return (
+      sql.exec<{ s: number }>("SELECT shard_count AS s FROM rounds WHERE round_id = ?", roundId).toArray()[0]?.s ?? 1
+    );
+  });
+  keys.push(...(await held(population)));
+  if (shards > 1) for (let i = 0; i < shards; i++) keys.push(...(await held(shardStub(env, model, i, shards))));
   for (let k = 0; k < UPDATE_STORE_SHARDS; k++) {
     const rows = await runInDurableObject(updateStoreStub(env, roundId, k), (_i, state) => {
       const sql = state.storage.sql;

@@ -1,7 +1,10 @@
 /**
  * @module
- * UpdateStore: where accepted update payloads live, one SQLite-backed Durable Object per (round, shard); a device's shard is
- * a hash of its id, so a round's uploads spread over `UPDATE_STORE_SHARDS` single writers instead of queueing on one.
+ * UpdateStore: where accepted update payloads lived before the coordinator stored them in its commit's own transaction
+ * (`round-coordinator/payloads.ts`, one Durable Object call per accepted update instead of two). It is kept for rounds
+ * opened before that (`rounds.update_store_payloads = 1`): their payloads are still read, sealed and purged here, and
+ * the upload route no longer calls `put`. Once every such round's retention has run, the class can go with a
+ * `deleted_classes` migration. One SQLite-backed Durable Object per (round, shard); a device's shard is a hash of its id.
  *
  * Why not R2 first: an upload is acknowledged once its bytes are durable, and a Durable Object's SQLite write is durable
  * when the call returns (and several times cheaper per update than an R2 put, which dominated ingestion). R2 still gets

@@ -42,7 +42,12 @@ import {
   jsonResponse as json,
   readBody,
 } from "../middleware/validation/index.ts";
-import { roundsStub } from "../durable-objects/round-coordinator/index.ts";
+import {
+  roundsStub,
+  shardStub,
+  splitCursor,
+  type PayloadLocation,
+} from "../durable-objects/round-coordinator/index.ts";
 import { secAggStub } from "../durable-objects/secagg-round.ts";
 import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
 import { unwrap } from "../training/index.ts";
@@ -247,24 +252,54 @@ const reportRelease = createRoute({
   },
 });
 
-/** The signed bytes of an accepted update, from its UpdateStore shard (SQLite, or the R2 segment it was sealed into). */
-async function readPayload(env: Bindings, roundId: string, item: AcceptedUpdate): Promise<Uint8Array> {
-  const payload = await updateStoreFor(env, roundId, item.device_id).read(
+/**
+ * The bytes at a payload's location: handed over by the coordinator (pending in its SQLite), a range of the R2 segment
+ * it was sealed into, or (null location: accepted before the coordinator stored payloads) the round's UpdateStore
+ * shard. Null when nothing is there.
+ */
+async function payloadAt(
+  env: Bindings,
+  roundId: string,
+  deviceId: string,
+  storageKey: string,
+  location: PayloadLocation | null,
+): Promise<Uint8Array | null> {
+  if (location === null) return updateStoreFor(env, roundId, deviceId).read(storageKey);
+  if (location.at === "sqlite") return location.bytes;
+  const object = await env.UPDATES.get(location.key, { range: { offset: location.offset, length: location.length } });
+  return object ? new Uint8Array(await object.arrayBuffer()) : null;
+}
+
+/** The signed bytes of an accepted update, from the coordinator (or its shard, named by the item's cursor) that took it. */
+async function readPayload(env: Bindings, roundId: string, shards: number, item: AcceptedUpdate): Promise<Uint8Array> {
+  const model = parseRoundId(roundId)!.model;
+  const holder = shards > 1 ? shardStub(env, model, splitCursor(item.seq).shard, shards) : roundsStub(env, model);
+  const { payload } = unwrap(await holder.payloadOf(roundId, item.device_id, Date.now()));
+  const bytes = await payloadAt(
+    env,
+    roundId,
+    item.device_id,
     updateStorageKey(roundId, item.device_id, item.sha256),
+    payload,
   );
-  if (!payload || payload.length !== item.byte_length) {
+  if (!bytes || bytes.length !== item.byte_length) {
     throw new FedgeError("internal", 500, `the payload of ${item.device_id} is missing from storage`);
   }
-  return payload;
+  return bytes;
 }
 
 /**
  * Streams frames for `items`, one payload at a time (backpressure from the reader); the next payload is fetched while the
  * current one is being read.
  */
-function updateFrames(env: Bindings, roundId: string, items: AcceptedUpdate[]): ReadableStream<Uint8Array> {
+function updateFrames(
+  env: Bindings,
+  roundId: string,
+  shards: number,
+  items: AcceptedUpdate[],
+): ReadableStream<Uint8Array> {
   let index = 0;
-  let next: Promise<Uint8Array> | null = items.length > 0 ? readPayload(env, roundId, items[0]!) : null;
+  let next: Promise<Uint8Array> | null = items.length > 0 ? readPayload(env, roundId, shards, items[0]!) : null;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const item = items[index];
@@ -274,7 +309,7 @@ function updateFrames(env: Bindings, roundId: string, items: AcceptedUpdate[]): 
       }
       const payload = await next;
       index += 1;
-      next = index < items.length ? readPayload(env, roundId, items[index]!) : null;
+      next = index < items.length ? readPayload(env, roundId, shards, items[index]!) : null;
       // Fetched ahead: a failure surfaces when its turn comes, not as an unhandled rejection.
       next?.catch(() => undefined);
       controller.enqueue(encodeUpdateStreamFrameHeader(fromBase64Url(item.public_key), item.byte_length));
@@ -391,7 +426,7 @@ export const adminRounds = router
   .openapi(getUpdate, async (c) => {
     const { id, device_id } = c.req.valid("param");
     const stored = unwrap(await coordinatorFor(c.env, id).getUpdate(id, device_id)).update;
-    const payload = await updateStoreFor(c.env, id, device_id).read(stored.storage_key);
+    const payload = await payloadAt(c.env, id, device_id, stored.storage_key, stored.payload);
     if (!payload) throw new FedgeError("internal", 500, `the payload of ${device_id} is missing from storage`);
     return new Response(payload, {
       status: 200,
@@ -416,7 +451,7 @@ export const adminRounds = router
       "x-fedge-update-count": String(page.items.length),
     };
     if (page.next_cursor !== null) headers["x-fedge-next-cursor"] = page.next_cursor;
-    const body = updateFrames(c.env, id, page.items).pipeThrough(new FixedLengthStream(total));
+    const body = updateFrames(c.env, id, page.shards, page.items).pipeThrough(new FixedLengthStream(total));
     return new Response(body, { status: 200, headers }) as never;
   })
   .openapi(markAggregated, async (c) => {

@@ -14,15 +14,15 @@
  *   them), codec (version 3 only: a retired version is a 400 naming it), round id in the body, signature (over the
  *   SHA-256 digest of the header and payload) under the key the device checked in with (held by the coordinator; a
  *   device unknown there is looked up in its registry), device not revoked, dtype/shape/finite/L2 norm against the
- *   task, nonce unused and issued to this device for this round; then the payload goes to its UpdateStore shard (key
- *   names round, device and the signed digest, which is hashed once and both verified and used as the update's name)
- *   and the coordinator commits it. Every rejection happens before the store
- *   write, except a commit lost to a race, whose payload is removed again.
+ *   task, nonce unused and issued to this device for this round; then the coordinator commits it with its payload in
+ *   one SQLite transaction (dedupe, index, payload, receipt; the payload's name is round, device and the signed
+ *   digest, hashed once and both verified and used as the update's name). A refusal, a commit lost to a race
+ *   included, writes nothing.
  *   An upload to the isolate that answered the device's check-in skips the preflight (`checkin-grants.ts`): the
  *   signature is checked under the key from the check-in, and the commit checks the rest (tenant, the key it holds,
- *   revocation, nonce, duplicates), so an upload costs two Durable Object calls instead of three. If that commit
- *   refuses (revoked or closed since the check-in, another key held), the payload is removed and the upload is checked
- *   again the ordered way above, so every refusal keeps its code.
+ *   revocation, nonce, duplicates), so an accepted upload costs one Durable Object call. If that commit refuses
+ *   (revoked or closed since the check-in, another key held), nothing was written and the upload is checked again the
+ *   ordered way above, so every refusal keeps its code.
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
@@ -52,7 +52,7 @@ import { uploadIpLimit } from "../middleware/ip-rate-limit.ts";
 import { apiKeyAuth, keyStatus, ledgerFor, type KeyStatus } from "../middleware/auth/index.ts";
 import { deviceStub, MAX_POPULATIONS_PER_DEVICE, type DeviceRecord } from "../durable-objects/device-registry.ts";
 import { roundsStub, shardStub } from "../durable-objects/round-coordinator/index.ts";
-import { updateStorageKey, updateStoreFor } from "../durable-objects/update-store.ts";
+import { updateStorageKey } from "../durable-objects/update-store.ts";
 import {
   assertPlainUploadsAllowed,
   checkUpdateAgainstTask,
@@ -241,10 +241,10 @@ async function checkinAtShard(
 
 /**
  * An upload from a device whose check-in this isolate answered: verified under the key it checked in with, checked
- * against the task, stored, then committed with the preflight's checks folded into the commit (tenant, the key held by
- * the coordinator, revocation, nonce, duplicates). Two Durable Object calls instead of three. Null when anything is
- * refused: whatever was stored is removed again and the caller checks the upload the ordered way, which names the
- * refusal exactly as for any other upload. The grant is spent either way.
+ * against the task, then committed with the preflight's checks folded into the commit (tenant, the key held by
+ * the coordinator, revocation, nonce, duplicates) and the payload stored in the same transaction: one Durable Object
+ * call. Null when anything is refused (nothing written): the caller checks the upload the ordered way, which names
+ * the refusal exactly as for any other upload. The grant is spent either way.
  */
 async function uploadWithGrant(
   env: Parameters<typeof shardStub>[0],
@@ -271,22 +271,16 @@ async function uploadWithGrant(
     return null;
   }
   if ((await keyState.catch(() => "revoked" as const)) === "revoked") return null;
-  const key = updateStorageKey(claim.roundId, claim.deviceId, claim.sha256);
-  const store = updateStoreFor(env, claim.roundId, claim.deviceId);
-  // Refused only once the round's payloads were purged: the ordered path then names the refusal.
-  if (!(await store.put(claim.roundId, key, bytes))) return null;
   const commit = await coordinator.commitUpload({
     ...claim,
-    byteLength: bytes.length,
     publicKey: grant.publicKey,
-    storageKey: key,
+    storageKey: updateStorageKey(claim.roundId, claim.deviceId, claim.sha256),
+    payload: bytes,
     now: Date.now(),
     unchecked: { tenant: upload.tenant },
   });
-  if (commit.ok) return commit.receipt;
-  // Refused (revoked since, round closed, spent nonce, another key held...): nothing was accepted; drop the payload.
-  await store.remove(key);
-  return null;
+  // Refused (revoked since, round closed, spent nonce, another key held...): nothing was written.
+  return commit.ok ? commit.receipt : null;
 }
 
 export const rounds = createRouter()
@@ -406,23 +400,16 @@ export const rounds = createRouter()
       throw new FedgeError("forbidden", 403, "the API key this device checked in under has been revoked");
     }
 
-    const key = updateStorageKey(roundId, decoded.deviceId, sha256);
-    const store = updateStoreFor(c.env, roundId, decoded.deviceId);
-    if (!(await store.put(roundId, key, bytes))) {
-      throw new FedgeError("round_closed", 409, `round ${roundId} is closed and its payloads were deleted`);
-    }
-    const commit = await coordinator.commitUpload({
-      ...claim,
-      byteLength: bytes.length,
-      publicKey: publicKeyText,
-      storageKey: key,
-      now: Date.now(),
-    });
-    if (!commit.ok) {
-      // Lost a race (round closed, device revoked, or another upload from this device committed first): nobody's payload.
-      await store.remove(key);
-      unwrap(commit);
-      throw new FedgeError("internal", 500, "unreachable");
-    }
+    // One call, one transaction: a commit lost to a race (round closed, device revoked, another upload from this
+    // device first) is refused with nothing written.
+    const commit = unwrap(
+      await coordinator.commitUpload({
+        ...claim,
+        publicKey: publicKeyText,
+        storageKey: updateStorageKey(roundId, decoded.deviceId, sha256),
+        payload: bytes,
+        now: Date.now(),
+      }),
+    );
     return c.json(commit.receipt, commit.receipt.duplicate ? 200 : 201);
   });

@@ -7,4 +7,5 @@ export {
   type StoredUpdate,
 } from "./round-coordinator.ts";
 export { NO_ROUND_RETRY_S, type UploadPreflight, type UploadTarget } from "./admission.ts";
-export { shardStub } from "./shards.ts";
+export { shardStub, splitCursor } from "./shards.ts";
+export type { PayloadLocation } from "./payloads.ts";

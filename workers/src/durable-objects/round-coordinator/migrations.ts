@@ -7,7 +7,11 @@
  * - `rounds` (owned by `Rounds`): one row per round, with its counters, its payloads' seal and purge times, and (DP
  *   rounds) the noised values the aggregator reported it released (`dp_release`, JSON);
  * - `checkins` (`Checkins`): each device's recorded Poisson coin, nonce and keys for a round;
- * - `updates` (`UpdateIndex`): each accepted update's metadata and where its payload is stored; `named_by` says what
+ * - `rounds.update_store_payloads`: 1 for rounds opened before the coordinator stored payloads (some may sit in the
+ *   round's UpdateStore shards, which its seal and purge then visit too);
+ * - `payload_parts`, `payload_sealed`, `payload_segments` (`Payloads`): the accepted payloads themselves, pending in
+ *   SQLite or sealed into R2 segments;
+ * - `updates` (`UpdateIndex`): each accepted update's metadata and its payload's name; `named_by` says what
  *   its `sha256` hashes: `signed_digest` (the bytes its signature covers, as `updateDigestHex`), or `body` (the whole
  *   body, for updates accepted before the edge named them by their signed digest);
  * - `revoked_devices` (`Revocations`): devices an admin revoked;
@@ -29,7 +33,7 @@ export function createTables(sql: SqlStorage): void {
     checked_in INTEGER NOT NULL DEFAULT 0, selected INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
     sealed_at INTEGER, payloads_purged_at INTEGER, payloads_deleted_at INTEGER,
     shard_count INTEGER NOT NULL DEFAULT 1, shard_index INTEGER, shards_opened_at INTEGER, shards_settled_at INTEGER,
-    dp_release TEXT)`);
+    dp_release TEXT, update_store_payloads INTEGER NOT NULL DEFAULT 0)`);
   sql.exec(`CREATE TABLE IF NOT EXISTS checkins (
     round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, selected INTEGER NOT NULL, nonce TEXT, at INTEGER NOT NULL,
     public_key TEXT, api_key_id TEXT, PRIMARY KEY (round_seq, device_id))`);
@@ -51,6 +55,14 @@ export function createTables(sql: SqlStorage): void {
     PRIMARY KEY (round_seq, api_key_id))`);
   sql.exec(`CREATE TABLE IF NOT EXISTS sharding (
     id INTEGER PRIMARY KEY CHECK (id = 1), shards INTEGER NOT NULL, expected_devices INTEGER, set_at INTEGER NOT NULL)`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS payload_parts (
+    round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (round_seq, device_id, part))`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS payload_sealed (
+    round_seq INTEGER NOT NULL, device_id TEXT NOT NULL, segment TEXT NOT NULL, segment_offset INTEGER NOT NULL,
+    byte_length INTEGER NOT NULL, PRIMARY KEY (round_seq, device_id))`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS payload_segments (
+    round_seq INTEGER NOT NULL, n INTEGER NOT NULL, r2_key TEXT NOT NULL, PRIMARY KEY (round_seq, n))`);
   sql.exec(
     `CREATE TABLE IF NOT EXISTS shard_terms (round_seq INTEGER PRIMARY KEY, charge TEXT NOT NULL, delta REAL NOT NULL)`,
   );
@@ -86,6 +98,11 @@ export function migrateColumns(sql: SqlStorage): void {
   }
   // Rounds finished before releases were reported have none (the dashboard shows nothing for them).
   if (!rounds.has("dp_release")) sql.exec("ALTER TABLE rounds ADD COLUMN dp_release TEXT");
+  if (!rounds.has("update_store_payloads")) {
+    // Rounds before the coordinator stored payloads itself kept them in their UpdateStore shards (and may still).
+    sql.exec("ALTER TABLE rounds ADD COLUMN update_store_payloads INTEGER NOT NULL DEFAULT 0");
+    sql.exec("UPDATE rounds SET update_store_payloads = 1");
+  }
   const checkins = columns("checkins");
   if (!checkins.has("public_key")) sql.exec("ALTER TABLE checkins ADD COLUMN public_key TEXT");
   if (!checkins.has("api_key_id")) sql.exec("ALTER TABLE checkins ADD COLUMN api_key_id TEXT");

@@ -1,14 +1,15 @@
 /**
  * @module
  * `PayloadRetention` moves a round's payloads through their life after it closes, from the alarm:
- * - seal: every UpdateStore shard of a closed round writes its payloads into R2 segments (shards that never stored
- *   anything answer at once); the round is recorded sealed once all 16 answered;
+ * - seal: the coordinator's pending payloads of a closed round go into R2 segments (`Payloads.seal`); a round opened
+ *   before the coordinator stored payloads also asks its 16 UpdateStore shards (shards that never stored anything
+ *   answer at once); the round is recorded sealed once all of it is done. Pending payloads of a collecting round are
+ *   sealed too once they pass the threshold (`Payloads.sealDue`), so storage stays bounded during a large round;
  * - purge: the payloads of a round closed longer ago than the retention (`FEDGE_UPDATE_RETENTION_DAYS`) are deleted
- *   from its shards and R2 (and objects written one per update before the shards existed), whether or not it was
- *   aggregated (a round under `min_reports`, or abandoned, is purged the same way); the updates' metadata stays.
- *   Every shard is asked, so a payload whose commit never happened is deleted too. A sharded round is purged by its
- *   population's object alone, once every coordinator shard stopped and was counted (`Rounds.purgeDue`): the
- *   UpdateStore shards hold every coordinator shard's payloads.
+ *   from SQLite and R2, whether or not it was aggregated (a round under `min_reports`, or abandoned, is purged the
+ *   same way); the updates' metadata stays. A sharded round is purged by its population's object alone, once every
+ *   coordinator shard stopped and was counted (`Rounds.purgeDue`): it asks each shard to purge its own payloads
+ *   (`purgeShardPayloads`), so a shard that closed early never deletes under a round that still collects elsewhere.
  *
  * A purge has two steps so that a failure half way is never visible: the round's payloads are first given up
  * (`payloads_purged_at`: reads answer 404), then deleted (`payloads_deleted_at` once every shard and R2 object is
@@ -21,7 +22,9 @@
 import { updateRetentionMs } from "../../training/retention.ts";
 import { UPDATE_STORE_SHARDS, deleteObjects, updateStoreStub } from "../update-store.ts";
 import type { CoordinatorHost } from "./host.ts";
+import type { Payloads } from "./payloads.ts";
 import type { RoundRef, Rounds } from "./rounds.ts";
+import { shardStub } from "./shards.ts";
 import type { UpdateIndex } from "./update-index.ts";
 
 /** How soon a failed seal or purge is tried again. */
@@ -33,16 +36,26 @@ export class PayloadRetention {
   private readonly host: Pick<CoordinatorHost, "env" | "now">;
   private readonly rounds: Rounds;
   private readonly updates: UpdateIndex;
+  private readonly payloads: Payloads;
 
-  constructor(host: Pick<CoordinatorHost, "env" | "now">, rounds: Rounds, updates: UpdateIndex) {
+  constructor(host: Pick<CoordinatorHost, "env" | "now">, rounds: Rounds, updates: UpdateIndex, payloads: Payloads) {
     this.host = host;
     this.rounds = rounds;
     this.updates = updates;
+    this.payloads = payloads;
   }
 
   /** Seals every closed round not sealed yet, then purges every round due at `now`; whether all of it succeeded. */
   async run(now: number): Promise<boolean> {
-    const sealed = await this.eachRound(this.rounds.unsealed(), "sealing", (r) => this.seal(r));
+    let sealed = await this.eachRound(this.rounds.unsealed(), "sealing", (r) => this.seal(r));
+    if (this.payloads.sealDue()) {
+      // A round still collecting passed the threshold: its pending payloads go to R2 now.
+      sealed =
+        (await this.payloads.seal(null).then(
+          () => true,
+          (e: unknown) => (console.error(`sealing pending payloads failed; retrying in ${SEAL_RETRY_MS} ms`, e), false),
+        )) && sealed;
+    }
     const due = this.rounds.purgeDue(this.retentionMs(), now);
     const purged = await this.eachRound(due, "deleting the payloads of", (r) => this.purge(r));
     return sealed && purged;
@@ -61,7 +74,9 @@ export class PayloadRetention {
   /** When there is work next: now while a round waits to be sealed, and the earliest purge; null when none. */
   nextWake(): number | null {
     const times: number[] = [];
-    if (this.rounds.hasUnsealed() || this.rounds.hasUnfinishedPurge()) times.push(this.host.now());
+    if (this.rounds.hasUnsealed() || this.rounds.hasUnfinishedPurge() || this.payloads.sealDue()) {
+      times.push(this.host.now());
+    }
     const closed = this.rounds.oldestKeptClose();
     if (closed !== null) times.push(closed + this.retentionMs());
     return times.length > 0 ? Math.min(...times) : null;
@@ -88,16 +103,31 @@ export class PayloadRetention {
   }
 
   private async seal(r: RoundRef): Promise<void> {
-    await Promise.all(allShards().map((k) => updateStoreStub(this.host.env, r.round_id, k).seal()));
+    await this.payloads.seal(r.seq);
+    if (r.update_store_payloads) {
+      await Promise.all(allShards().map((k) => updateStoreStub(this.host.env, r.round_id, k).seal()));
+    }
     this.rounds.markSealed(r.seq, this.host.now());
   }
 
   /** Two steps: give the payloads up (reads answer 404 from now on), then delete them; a failed delete is retried. */
   private async purge(r: RoundRef): Promise<void> {
     this.rounds.markPurged(r.seq, this.host.now());
-    const keys = this.updates.storageKeys(r.seq);
-    await Promise.all(allShards().map((k) => updateStoreStub(this.host.env, r.round_id, k).purge()));
-    await deleteObjects(this.host.env.UPDATES, keys);
+    await this.payloads.purge(r.seq);
+    if (r.shard_count > 1 && r.shard_index === null) {
+      const { env } = this.host;
+      await Promise.all(
+        Array.from({ length: r.shard_count }, (_, i) =>
+          shardStub(env, r.model, i, r.shard_count).purgeShardPayloads(r.round_id, this.host.now()),
+        ),
+      );
+    }
+    if (r.update_store_payloads) {
+      const keys = this.updates.storageKeys(r.seq);
+      await Promise.all(allShards().map((k) => updateStoreStub(this.host.env, r.round_id, k).purge()));
+      // Older still: one R2 object per update, under the update's key.
+      await deleteObjects(this.host.env.UPDATES, keys);
+    }
     this.rounds.markDeleted(r.seq, this.host.now());
   }
 }

@@ -14,14 +14,14 @@
  * the device's DeviceRegistry instance records every population it checks in to (before this object learns the key) and
  * calls `revokeDevice` on each of them when an admin revokes it, retrying from an outbox until each has answered.
  *
- * Ingestion is two-phase so that nothing accepted is lost and nothing is counted twice: the route checks the update
- * (`uploadTarget`, `preflightUpload`), stores the payload in its UpdateStore shard under a key that names round, device
- * and signed digest, then `commitUpload` records it here in one SQLite transaction keyed by (round, device). A crash
- * between the store and the commit leaves an unreferenced payload (the device's retry stores the same key and commits); a
- * second commit for the same device and bytes returns the first receipt with `duplicate: true`. A route that verified the
- * signature under the key it saw at the device's check-in skips the preflight; its commit (`unchecked`) then also checks
- * the tenant and that this key is the one held here, and a refusal leaves nothing accepted. When a round closes, the
- * alarm asks each of its shards to seal its payloads into R2 (retried until every shard has answered).
+ * Ingestion: the route checks the update (`uploadTarget`, `preflightUpload`), then `commitUpload` brings the payload
+ * here and records it in one SQLite transaction keyed by (round, device): dedupe, index row, payload (`Payloads`) and
+ * counter. One Durable Object call and one transaction per accepted update, as a bare durable write costs; nothing is
+ * acknowledged before that transaction, and no payload is stored without its commit. A second commit for the same
+ * device and bytes returns the first receipt with `duplicate: true` and stores nothing. A route that verified the
+ * signature under the key it saw at the device's check-in skips the preflight; its commit (`unchecked`) then also
+ * checks the tenant and that this key is the one held here, and a refusal writes nothing. Payloads go to R2 segments
+ * when their round closes, or sooner once the pending ones pass a threshold (`PayloadRetention`).
  *
  * Privacy budget: the population's ledger lives here too (`PopulationLedger`), because opening a round and charging it
  * must be one atomic step: the budget check reads the ledger and the round and its charge are written in one SQLite
@@ -31,7 +31,7 @@
  * Layout: this class is the RPC surface, the transactions that span tables, and the single alarm. Each table is owned
  * by a capability behind a slice of `CoordinatorHost` (`Rounds`, `Checkins`, `UpdateIndex`, `Revocations`,
  * `PopulationLedger`); `PayloadRetention` seals and purges payloads; `ShardFanout` talks to a sharded population's
- * coordinator shards; `UploadAdmission` preflights and commits uploads; the rules are pure functions in `admission.ts`, `budget.ts` and `shards.ts`; the schema and its
+ * coordinator shards; `UploadAdmission` preflights and commits uploads; `Payloads` holds the accepted bytes; the rules are pure functions in `admission.ts`, `budget.ts` and `shards.ts`; the schema and its
  * upgrades are in `migrations.ts`.
  *
  * Every RPC method returns a `Result` (no domain errors thrown across RPC). State is loaded under `blockConcurrencyWhile`;
@@ -88,6 +88,7 @@ import { Checkins, type CheckinRow, type RecordedCheckin } from "./checkins.ts";
 import type { CoordinatorHost } from "./host.ts";
 import { hasSchema, migrate } from "./migrations.ts";
 import { PopulationLedger } from "./population-ledger.ts";
+import { Payloads, type PayloadLocation } from "./payloads.ts";
 import { Population } from "./population.ts";
 import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
 import { releaseVerdict } from "./release.ts";
@@ -111,6 +112,11 @@ export interface StoredUpdate {
   sha256: string;
   byte_length: number;
   public_key: string;
+  /**
+   * Where its payload is: here (its bytes, or a range of an R2 segment), or null for an update accepted before the
+   * coordinator stored payloads (in the round's UpdateStore shard under `storage_key`).
+   */
+  payload: PayloadLocation | null;
 }
 
 export class RoundCoordinator extends DurableObject<Bindings> {
@@ -125,6 +131,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   private sharding!: Sharding;
   private fanout!: ShardFanout;
   private uploads!: UploadAdmission;
+  private payloads!: Payloads;
   /**
    * Whether the tables exist: created by the first legitimate write (an admin opening a round, a revocation pushed by
    * a device's registry), so an object addressed by a made-up population keeps no storage and answers as empty.
@@ -152,7 +159,11 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     this.checkins = new Checkins(host);
     this.updates = new UpdateIndex(host);
     this.revocations = new Revocations(host);
-    this.retention = new PayloadRetention(host, this.rounds, this.updates);
+    this.payloads = new Payloads(
+      { sql: ctx.storage.sql, env, transaction: (write) => ctx.storage.transactionSync(write) },
+      ctx.id.toString(),
+    );
+    this.retention = new PayloadRetention(host, this.rounds, this.updates, this.payloads);
     this.ledger = new PopulationLedger(host);
     this.population = new Population(host);
     this.sharding = new Sharding(host);
@@ -168,7 +179,13 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     );
     this.uploads = new UploadAdmission(
       { owner: () => this.ownerOrNull(), transact: (seq, write) => this.transact(seq, write) },
-      { rounds: this.rounds, checkins: this.checkins, updates: this.updates, revocations: this.revocations },
+      {
+        rounds: this.rounds,
+        checkins: this.checkins,
+        updates: this.updates,
+        revocations: this.revocations,
+        payloads: this.payloads,
+      },
     );
   }
 
@@ -374,13 +391,17 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     withPayloads = false,
     /** A sharded round: list this shard only (the cursor still carries the shard). */
     onlyShard?: number,
-  ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null }>> {
+  ): Promise<Result<{ items: AcceptedUpdate[]; next_cursor: string | null; shards: number }>> {
     const found = this.knownRound(roundId, now);
     if (!found.ok) return found;
     const r = found.round;
     const verdict = listUpdatesVerdict(r, withPayloads);
     if (!verdict.ok) return verdict;
-    if (isShardedPopulationRound(r)) return this.fanout.listUpdates(r, after, limit, now, withPayloads, onlyShard);
+    if (isShardedPopulationRound(r)) {
+      // `shards`: the S whose cursors the items carry (each payload is read from the shard its cursor names).
+      const page = await this.fanout.listUpdates(r, after, limit, now, withPayloads, onlyShard);
+      return page.ok ? { ...page, shards: r.shard_count } : page;
+    }
     if (onlyShard !== undefined && onlyShard !== 0) {
       return fail(
         "validation_failed",
@@ -400,6 +421,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         received_at: iso(u.received_at),
       })),
       next_cursor: more ? String(rows[rows.length - 1]!.n) : null,
+      shards: 1,
     };
   }
 
@@ -417,8 +439,44 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     if (r.payloads_purged_at !== null) return payloadsPurged(r);
     return {
       ok: true,
-      update: { storage_key: u.storage_key, sha256: u.sha256, byte_length: u.byte_length, public_key: u.public_key },
+      update: {
+        storage_key: u.storage_key,
+        sha256: u.sha256,
+        byte_length: u.byte_length,
+        public_key: u.public_key,
+        payload: this.payloads.locate(r.seq, deviceId),
+      },
     };
+  }
+
+  /**
+   * Where the payload of `deviceId` in `roundId` is, on the object that accepted it (a shard for a sharded round: the
+   * aggregator's stream asks the shard its cursor names). Null when this object never stored it (accepted before the
+   * coordinator stored payloads: in the round's UpdateStore shard).
+   */
+  async payloadOf(
+    roundId: string,
+    deviceId: string,
+    now: number,
+  ): Promise<Result<{ payload: PayloadLocation | null }>> {
+    const found = this.knownRound(roundId, now);
+    if (!found.ok) return found;
+    if (found.round.payloads_purged_at !== null) return payloadsPurged(found.round);
+    return { ok: true, payload: this.payloads.locate(found.round.seq, deviceId) };
+  }
+
+  /**
+   * Shard side: deletes this shard's payloads of `roundId` (its population's object purges a sharded round once every
+   * shard stopped; idempotent, retried from there). How many it held.
+   */
+  async purgeShardPayloads(roundId: string, now: number): Promise<number> {
+    if (!this.hasTables) return 0;
+    const r = this.rounds.get(roundId);
+    if (!r) return 0;
+    this.rounds.markPurged(r.seq, now);
+    const n = await this.payloads.purge(r.seq);
+    this.rounds.markDeleted(r.seq, now);
+    return n;
   }
 
   /**
@@ -638,10 +696,18 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     return found.ok ? this.uploads.membership(found.round, deviceId, tenant) : found;
   }
 
-  /** Records a stored update (one SQLite transaction); the same device and bytes again return the first receipt. */
+  /**
+   * Accepts an update and stores its payload (one SQLite transaction); the same device and bytes again return the
+   * first receipt. Once the pending payloads pass the seal threshold, the alarm moves them to R2.
+   */
   async commitUpload(input: CommitInput): Promise<Result<{ receipt: UpdateReceipt }>> {
     const found = this.knownRound(input.roundId, input.now);
-    return found.ok ? this.uploads.commit(found.round, input) : found;
+    if (!found.ok) return found;
+    const committed = this.uploads.commit(found.round, input);
+    if (committed.ok && !committed.receipt.duplicate && this.payloads.askSeal()) {
+      await this.ctx.storage.setAlarm(Date.now());
+    }
+    return committed;
   }
 
   // ── alarm ──────────────────────────────────────────────────────────────────────────────────────────────────────

@@ -52,16 +52,23 @@ export type RoundRow = {
   shards_settled_at: number | null;
   /** DP rounds: the `RecordedRoundRelease` the aggregator reported, as JSON (null until it did; written once). */
   dp_release: string | null;
+  /** 1 for a round opened before the coordinator stored payloads: some may sit in its UpdateStore shards. */
+  update_store_payloads: number;
 };
 
 /** A round's id and position, for the seal and purge steps. */
-export type RoundRef = Pick<RoundRow, "seq" | "round_id">;
+export type RoundRef = Pick<
+  RoundRow,
+  "seq" | "round_id" | "model" | "shard_count" | "shard_index" | "update_store_payloads"
+>;
+
+const REF = "seq, round_id, model, shard_count, shard_index, update_store_payloads";
 
 /**
  * The rounds whose payloads this object purges: its own unsharded ones, and a sharded round once every shard stopped
- * and was counted (`shards_settled_at`). A shard never purges: the round's UpdateStore shards hold every coordinator
- * shard's payloads, and a shard that filled its share of `max_reports` closes while the others still accept, so its
- * own retention would run out under their accepted (or still committing) updates.
+ * and was counted (`shards_settled_at`). A shard never purges on its own: a shard that filled its share of `max_reports`
+ * closes while the others still accept, so its own retention would run out while the round still collects elsewhere;
+ * the population's object purges every shard's payloads once all stopped (`PayloadRetention`).
  */
 const PURGED_HERE = "shard_index IS NULL AND (shard_count = 1 OR shards_settled_at IS NOT NULL)";
 
@@ -265,9 +272,7 @@ export class Rounds {
   /** Rounds no longer collecting whose payloads are not sealed yet. */
   unsealed(): RoundRef[] {
     return this.host.sql
-      .exec<RoundRef>(
-        "SELECT seq, round_id FROM rounds WHERE state NOT IN ('open', 'collecting') AND sealed_at IS NULL",
-      )
+      .exec<RoundRef>(`SELECT ${REF} FROM rounds WHERE state NOT IN ('open', 'collecting') AND sealed_at IS NULL`)
       .toArray();
   }
 
@@ -286,7 +291,7 @@ export class Rounds {
   purgeDue(retentionMs: number, now: number): RoundRef[] {
     return this.host.sql
       .exec<RoundRef>(
-        `SELECT seq, round_id FROM rounds WHERE state NOT IN ('open', 'collecting') AND payloads_deleted_at IS NULL
+        `SELECT ${REF} FROM rounds WHERE state NOT IN ('open', 'collecting') AND payloads_deleted_at IS NULL
          AND ${PURGED_HERE} AND (payloads_purged_at IS NOT NULL OR closed_at + ? <= ?)`,
         retentionMs,
         now,
@@ -297,7 +302,7 @@ export class Rounds {
   /** Every round whose payloads are not deleted yet, whatever its state or retention. */
   undeleted(): RoundRef[] {
     return this.host.sql
-      .exec<RoundRef>("SELECT seq, round_id FROM rounds WHERE payloads_deleted_at IS NULL ORDER BY seq")
+      .exec<RoundRef>(`SELECT ${REF} FROM rounds WHERE payloads_deleted_at IS NULL ORDER BY seq`)
       .toArray();
   }
 

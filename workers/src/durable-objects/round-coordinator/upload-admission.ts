@@ -1,9 +1,10 @@
 /**
  * @module
  * The coordinator's side of an upload, for a round the object already found: the preflight before the signature is
- * checked (no write), a device's standing in a distributed round's secure aggregation (no write), and the commit of a
- * stored payload (one SQLite transaction keyed by round and device). The verdicts themselves are pure
- * (`admission.ts`); this capability reads the tables they judge and writes the accepted update.
+ * checked (no write), a device's standing in a distributed round's secure aggregation (no write), and the commit of an
+ * upload: dedupe, index row, payload and counter in one SQLite transaction keyed by round and device, so an accepted
+ * update costs one Durable Object call and one transaction, and a refused one writes nothing. The verdicts themselves
+ * are pure (`admission.ts`); this capability reads the tables they judge and writes the accepted update.
  */
 import { DEFAULT_TENANT, type UpdateReceipt } from "@fedge/protocol";
 import type { Result } from "../../training/result.ts";
@@ -20,6 +21,7 @@ import {
   type UploadPreflight,
 } from "./admission.ts";
 import type { Checkins } from "./checkins.ts";
+import type { Payloads } from "./payloads.ts";
 import type { Revocations } from "./revocations.ts";
 import type { RoundRow, Rounds } from "./rounds.ts";
 import type { UpdateIndex } from "./update-index.ts";
@@ -30,11 +32,12 @@ export interface CommitInput {
   /** base64url nonce from the update. */
   nonce: string;
   sha256: string;
-  byteLength: number;
   /** base64url Ed25519 public key the signature verified under. */
   publicKey: string;
-  /** Where the payload was stored (`updateStorageKey`). */
+  /** The payload's name (`updateStorageKey`: round, device, signed digest). */
   storageKey: string;
+  /** The signed update's bytes, stored with the commit (`Payloads`). */
+  payload: Uint8Array;
   now: number;
   /**
    * Set when the route skipped `preflightUpload` (it verified under the key from the device's check-in): the commit then
@@ -43,7 +46,7 @@ export interface CommitInput {
   unchecked?: { tenant: string };
 }
 
-export type PreflightInput = Omit<CommitInput, "storageKey" | "publicKey" | "byteLength"> & {
+export type PreflightInput = Omit<CommitInput, "storageKey" | "publicKey" | "payload"> & {
   /** The tenant of the API key the upload came with (only the owner's keys take part). */
   tenant?: string;
 };
@@ -62,6 +65,7 @@ export interface UploadAdmissionTables {
   checkins: Checkins;
   updates: UpdateIndex;
   revocations: Revocations;
+  payloads: Payloads;
 }
 
 export class UploadAdmission {
@@ -92,9 +96,12 @@ export class UploadAdmission {
     return secAggMembership(r, deviceId, this.host.owner(), tenant, issued, this.tables.revocations.has(deviceId));
   }
 
-  /** Records a stored update; the same device and bytes again return the first receipt. */
+  /**
+   * Accepts an update with its payload in one transaction; the same device and bytes again return the first receipt
+   * (nothing stored twice). A refusal writes nothing.
+   */
   commit(r: RoundRow, input: CommitInput): Result<{ receipt: UpdateReceipt }> {
-    const { rounds, updates, checkins, revocations } = this.tables;
+    const { rounds, updates, checkins, revocations, payloads } = this.tables;
     const existing = updates.get(r.seq, input.deviceId);
     const issued = checkins.get(r.seq, input.deviceId);
     if (input.unchecked) {
@@ -115,11 +122,12 @@ export class UploadAdmission {
         device_id: input.deviceId,
         public_key: input.publicKey,
         sha256: input.sha256,
-        byte_length: input.byteLength,
+        byte_length: input.payload.length,
         storage_key: input.storageKey,
         received_at: input.now,
         named_by: "signed_digest",
       });
+      payloads.insert(r.seq, input.deviceId, input.payload);
       rounds.countAccepted(r.seq, n);
       if (fillsRound(r, n)) rounds.close(r.seq, "max_reports", input.now);
     });
