@@ -26,7 +26,7 @@ import { pairwiseSeeds, x25519Many, x25519PublicKey, type X25519KeyPair } from "
 import { inModulus, modulusMask } from "./modular.ts";
 import { expandMask, PRG_SEED_BYTES } from "./prg.ts";
 import { positionsOf, VerifiedRoster } from "./roster.ts";
-import { cryptoRandomBytes, SHARE_BYTES, splitSecret, type RandomBytes } from "./shamir.ts";
+import { checkShareFormat, cryptoRandomBytes, SHARE_BYTES, splitSecret, type RandomBytes } from "./shamir.ts";
 import { advertiseBytes, consistencyBytes, consistencyBytesOf } from "./transcript.ts";
 import { encodePackedVector } from "./vector-codec.ts";
 
@@ -309,14 +309,19 @@ export class SecAggClient {
     if (neighbours.length < threshold) {
       throw new SecAggError("below-threshold", `${neighbours.length} neighbours shared keys, fewer than ${threshold}`);
     }
+    const expected = new Set(neighbours);
     const held = new Map<number, HeldShares>();
     for (const { from, ciphertext } of message.shares) {
       const v = roster.positionOf(from);
       if (held.has(v)) throw new SecAggError("replayed", `a second envelope from ${from}`);
-      if (!neighbours.includes(v)) throw new SecAggError("bad-message", `${from} is not a neighbour that shared`);
+      if (!expected.has(v)) throw new SecAggError("bad-message", `${from} is not a neighbour that shared`);
       const payload = openEnvelope(fromBase64Url(ciphertext), this.#openingKeys.get(v)!);
       if (payload.length !== 2 * SHARE_BYTES) throw new SecAggError("tampered", `the envelope of ${from} is malformed`);
-      held.set(v, { maskingKey: payload.slice(0, SHARE_BYTES), selfMask: payload.slice(SHARE_BYTES) });
+      const maskingKey = payload.slice(0, SHARE_BYTES);
+      const selfMask = payload.slice(SHARE_BYTES);
+      checkShareFormat(maskingKey);
+      checkShareFormat(selfMask);
+      held.set(v, { maskingKey, selfMask });
     }
     if (held.size !== neighbours.length) {
       throw new SecAggError("inconsistent", "the relay lacks an envelope from a neighbour it lists as a sender");
