@@ -26,7 +26,14 @@ import { pairwiseSeeds, x25519Many, x25519PublicKey, type X25519KeyPair } from "
 import { inModulus, modulusMask } from "./modular.ts";
 import { expandMask, PRG_SEED_BYTES } from "./prg.ts";
 import { positionsOf, VerifiedRoster } from "./roster.ts";
-import { checkShareFormat, cryptoRandomBytes, SHARE_BYTES, splitSecret, type RandomBytes } from "./shamir.ts";
+import {
+  checkShareFormat,
+  cryptoRandomBytes,
+  SHARE_BYTES,
+  splitSecrets,
+  type RandomBytes,
+  type Share,
+} from "./shamir.ts";
 import { advertiseBytes, consistencyBytes, consistencyBytesOf } from "./transcript.ts";
 import { encodePackedVector } from "./vector-codec.ts";
 
@@ -138,8 +145,12 @@ export class SecAggClient {
     this.#expect("share-keys"); // a second call may have finished meanwhile: from here on, no await
     const self = this.#identity.deviceId;
     const points = neighbours.map((v) => roster.sharePoint(v));
-    const keyShares = splitSecret(this.#masking.secretKey, points, threshold, this.#random);
-    const seedShares = splitSecret(this.#selfMaskSeed, points, threshold, this.#random);
+    const [keyShares, seedShares] = splitSecrets(
+      [this.#masking.secretKey, this.#selfMaskSeed],
+      points,
+      threshold,
+      this.#random,
+    ) as [Share[], Share[]];
     const shares = neighbours.map((v, i) => {
       const to = roster.devices[v]!;
       const payload = new Uint8Array(2 * SHARE_BYTES);

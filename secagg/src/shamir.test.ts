@@ -9,6 +9,7 @@ import {
   SHARE_BYTES,
   SHARE_FORMAT,
   splitSecret,
+  splitSecrets,
 } from "./shamir.ts";
 
 const secret = () => crypto.getRandomValues(new Uint8Array(32));
@@ -50,6 +51,16 @@ describe("Shamir t-of-n over GF(2^16), 16 chunks of a 32-byte secret", () => {
     const shares = splitSecret(s, points, 84);
     expect(Array.from(combineShares(shares.slice(82), 84))).toEqual(Array.from(s));
     expect(Array.from(combineShares([...shares].reverse(), 84))).toEqual(Array.from(s));
+  });
+
+  it("splits several secrets at once, each recoverable alone, with polynomials of their own", () => {
+    const [a, b] = [secret(), secret()];
+    const [sa, sb] = splitSecrets([a, b], [5, 6, 7, 8], 3);
+    expect(Array.from(combineShares(sa!.slice(1), 3))).toEqual(Array.from(a));
+    expect(Array.from(combineShares(sb!.slice(0, 3), 3))).toEqual(Array.from(b));
+    // the same secret twice gets two independent sharings
+    const [s1, s2] = splitSecrets([a, a], [1, 2, 3], 2);
+    expect(Array.from(s1![0]!.y)).not.toEqual(Array.from(s2![0]!.y));
   });
 
   it("refuses fewer than t shares, and t − 1 shares interpolate to another value", () => {
