@@ -9,12 +9,16 @@
  *   and Ed25519-sign an update of the same d' float32 values (codec v3);
  * - device bytes (sent + received JSON bodies, median device) against central mode's signed upload of the same update;
  * - edge CPU time (all server steps, unmasking the dropped devices included) against central mode's ingest of the
- *   same number of updates: decode + WebCrypto Ed25519 verify of each.
+ *   same number of updates: decode + WebCrypto Ed25519 verify of each;
+ * - the device's CPU time per graph neighbour against the floor its native WebCrypto calls set per neighbour (2 X25519,
+ *   1 + t/k Ed25519 verifications, 1 AES-CTR mask; bench/secagg-attribution.ts, measured in this run): what
+ *   JavaScript adds on top of what no JavaScript change removes.
  */
 import nacl from "tweetnacl";
 import { decodeUpdate, encodeUpdate, verifyUpdateSignature, type UpdateFields } from "@fedge/protocol";
 import { chooseParameters } from "@fedge/secagg";
 import { simulateRound, type DropPoint } from "@fedge/secagg/testing";
+import { attributeSecAgg, attributionTable } from "../secagg-attribution.ts";
 import { measure, type BenchMeasure } from "../types.ts";
 
 const LENGTH = 10_000;
@@ -59,6 +63,17 @@ export default async function run(): Promise<BenchMeasure[]> {
     const deviceWallMs = median(stayed.map((i) => round.deviceMs[i]!));
     const deviceBytes = median(stayed.map((i) => round.sentBytes[i]! + round.receivedBytes[i]!));
 
+    const attribution = await attributeSecAgg(n, LENGTH, BITS);
+    console.log(attributionTable(attribution));
+    const javascript = attribution.rows
+      .filter((r) => r.kind === "javascript")
+      .map((r) => `${r.primitive} ${(r.microseconds * r.perNeighbour).toFixed(1)} µs`)
+      .join("; ");
+    const webcrypto = attribution.rows
+      .filter((r) => r.kind === "webcrypto")
+      .map((r) => `${r.primitive} ${r.microseconds.toFixed(1)} µs × ${r.perNeighbour.toFixed(2)}`)
+      .join("; ");
+
     const centralEdgeStart = cpuMs();
     for (let i = 0; i < n; i++) await verifyUpdateSignature(decodeUpdate(upload), key.publicKey);
     const centralEdgeMs = cpuMs() - centralEdgeStart;
@@ -84,6 +99,16 @@ export default async function run(): Promise<BenchMeasure[]> {
         baseline: upload.length,
         better: "lower",
         notes,
+      }),
+      measure({
+        name: `secagg-device-us-per-neighbour-n${n}`,
+        description: `device CPU time of one secure-aggregation round per graph neighbour, ${n} devices (median surviving device)`,
+        value: (deviceMs * 1000) / p.neighbours,
+        unit: "µs CPU",
+        baseline_name: "the floor of its native WebCrypto calls per neighbour (X25519, Ed25519 verify, AES-CTR mask)",
+        baseline: attribution.webCryptoFloorUs,
+        better: "lower",
+        notes: `${notes}; WebCrypto per call: ${webcrypto}; JavaScript per neighbour: ${javascript}`,
       }),
       measure({
         name: `secagg-edge-ms-n${n}`,

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { fromBase64Url, toBase64Url, type SecAggShareRelay } from "@fedge/protocol";
 import { SecAggClient } from "./client.ts";
+import { envelopeKey, sealEnvelope } from "./envelope.ts";
+import { x25519 } from "./key-agreement.ts";
 import { SecAggServer } from "./server.ts";
 import { simulatedIdentity } from "./testing.ts";
 
@@ -47,6 +49,50 @@ describe("SecAggClient refuses what it must", () => {
     expect(clients[0]!.stage).toBe("masked-input");
     const masked = await clients[0]!.maskInput(relay, input());
     expect(masked.device_id).toBe(ids[0]);
+    expect(clients[0]!.stage).toBe("consistency");
+  });
+
+  it("refuses by name the shares of a neighbour of the earlier release (format v1), and keeps its state", async () => {
+    const roundId = "secagg-client_v1";
+    const ids = Array.from({ length: N }, (_, i) => `dev_client${String(i).padStart(4, "0")}`);
+    const identities = ids.map(simulatedIdentity);
+    const server = new SecAggServer({
+      roundId,
+      bits: BITS,
+      length: LENGTH,
+      identityKeyOf: (id) => identities[ids.indexOf(id)]?.publicKey,
+    });
+    // Device 1's first random draw is its encryption secret: kept, so the test can seal as device 1 would.
+    let secretOfOne: Uint8Array | undefined;
+    const random = (length: number) => {
+      const bytes = crypto.getRandomValues(new Uint8Array(length));
+      secretOfOne ??= bytes.slice();
+      return bytes;
+    };
+    const clients = identities.map(
+      (identity, i) => new SecAggClient({ roundId, identity, ...(i === 1 ? { random } : {}) }),
+    );
+    for (const c of clients) await server.receiveAdvertise(await c.advertiseKeys());
+    const roster = server.closeAdvertise();
+    for (const c of clients) server.receiveShareKeys(await c.shareKeys(roster));
+    server.closeShareKeys();
+    const relay = server.relayFor(ids[0]!);
+    // A v1 envelope: two 33-byte big-endian values of GF(2^256 + 297), whose first byte is 0 or 1.
+    const v1Payload = new Uint8Array(66);
+    v1Payload.set(crypto.getRandomValues(new Uint8Array(32)), 1);
+    v1Payload.set(crypto.getRandomValues(new Uint8Array(32)), 34);
+    const shared = await x25519(secretOfOne!, fromBase64Url(roster.devices[0]!.encryption_key));
+    const sealed = sealEnvelope(v1Payload, envelopeKey(roundId, ids[1]!, ids[0]!, shared));
+    const fromOld: SecAggShareRelay = {
+      ...relay,
+      shares: relay.shares.map((e) => (e.from === ids[1] ? { ...e, ciphertext: toBase64Url(sealed) } : e)),
+    };
+    await expect(clients[0]!.maskInput(fromOld, input())).rejects.toMatchObject({
+      reason: "bad-message",
+      message: expect.stringMatching(/format v1/),
+    });
+    expect(clients[0]!.stage).toBe("masked-input");
+    await clients[0]!.maskInput(relay, input());
     expect(clients[0]!.stage).toBe("consistency");
   });
 

@@ -12,6 +12,13 @@
  * The smallest even k that meets both is chosen; when it reaches n − 1 the graph is complete and the protocol is the
  * original SecAgg (Bonawitz et al., CCS 2017). At δ = 1/3 the savings start above about 150 devices (n = 100 → k = 68,
  * n = 300 → k ≈ 166), and grow as O(log n) after that, which is why SecAgg+ and not SecAgg.
+ *
+ * These are the exact minima for an even k at δ = 1/3, η = 30. At n = 100, k = 68 is forced with no slack: t > k/2
+ * leaves k − t = k/2 − 1 dropped neighbours to tolerate and 33 may drop, so k = 68 survives any dropouts, while k = 66
+ * fails with n·P = 2^−18.1. At n = 300, k = 164 gives 2^−28.9 and k = 166 gives 2^−30.1. A Harary graph of odd degree
+ * (n even) would keep the same slack with one neighbour fewer (67, 165). What moves k is the dropout fraction, not η:
+ * η = 20 gives 68 and 146; δ = 0.1 gives 22 and 38; δ = 0.05 gives 12 and 24 (n = 100 and 300). A device's SecAgg+
+ * time is about k times a per-neighbour cost set by WebCrypto (bench/secagg-attribution.ts).
  */
 import { modulusMask } from "./modular.ts";
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { fromBase64Url, toBase64Url } from "@fedge/protocol";
 import { modulusMask } from "./modular.ts";
 import { SecAggClient } from "./client.ts";
 import { chooseParameters } from "./parameters.ts";
@@ -157,6 +158,17 @@ describe("SecAggServer refuses what it must, and records nothing when it does", 
       key_shares: [...shares.key_shares, { of: ids[1]!, share: shares.self_mask_shares[0]!.share }],
     };
     expect(() => server.receiveUnmask(greedy)).toThrow(expect.objectContaining({ reason: "bad-message" }));
+    // A device of the earlier release sends share format v1 (one value of GF(2^256 + 297), first byte 0 or 1):
+    // refused by name before anything is recorded, so the same device's v2 shares are still taken afterwards.
+    const v1 = (share: string) => toBase64Url(Uint8Array.of(0, ...fromBase64Url(share).subarray(1)));
+    const old = {
+      ...shares,
+      self_mask_shares: shares.self_mask_shares.map((s) => ({ ...s, share: v1(s.share) })),
+      key_shares: shares.key_shares.map((s) => ({ ...s, share: v1(s.share) })),
+    };
+    expect(() => server.receiveUnmask(old)).toThrow(
+      expect.objectContaining({ reason: "bad-message", message: expect.stringMatching(/format v1/) }),
+    );
     server.receiveUnmask(shares);
     expect(() => server.receiveUnmask(shares)).toThrow(expect.objectContaining({ reason: "replayed" }));
     for (const c of clients.slice(1, 4))

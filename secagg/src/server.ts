@@ -28,7 +28,7 @@ import { addModInto, subModInto } from "./modular.ts";
 import { chooseParameters, type ChooseParametersOptions } from "./parameters.ts";
 import { expandMask } from "./prg.ts";
 import { VerifiedRoster } from "./roster.ts";
-import { combineShares, type Share } from "./shamir.ts";
+import { checkShareFormat, combineShares, type Share } from "./shamir.ts";
 import { advertiseBytes, consistencyBytes } from "./transcript.ts";
 import { decodePackedVector } from "./vector-codec.ts";
 
@@ -282,7 +282,9 @@ export class SecAggServer {
             `the share of ${of} is of the wrong kind for a device that ${survived ? "dropped" : "survived"}`,
           );
         }
-        out.push([v, { x: point, y: fromBase64Url(share) }]);
+        const y = fromBase64Url(share);
+        checkShareFormat(y);
+        out.push([v, { x: point, y }]);
       }
     }
     for (const [v, s] of self) pushTo(this.#selfMaskShares, v, s);

@@ -39,6 +39,25 @@ export function decodeVector(text: string, length: number, bits: number): Uint32
 export function encodePackedVector(values: Uint32Array, bits: number): string {
   const mask = modulusMask(bits);
   const bytes = new Uint8Array(packedBytes(values.length, bits));
+  if (bits <= 24) {
+    // fewer than 8 bits wait in the accumulator, so b + 7 ≤ 31 bits fit a small integer: shifts, no division
+    let acc = 0;
+    let accBits = 0;
+    let at = 0;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      if (v > mask) throw new RangeError(`value ${i} (${v}) lies outside Z_{2^${bits}}`);
+      acc |= v << accBits;
+      accBits += bits;
+      while (accBits >= 8) {
+        bytes[at++] = acc & 0xff;
+        acc >>>= 8;
+        accBits -= 8;
+      }
+    }
+    if (accBits > 0) bytes[at] = acc;
+    return toBase64Url(bytes);
+  }
   let acc = 0; // < 2^(b + 8) ≤ 2^40: exact in a double
   let accBits = 0;
   let at = 0;
