@@ -17,7 +17,7 @@ export const SECAGG_MAX_DEVICES = 65_535;
 
 const key32 = Base64Url.length(43, "a 32-byte key is 43 base64url characters");
 const signature64 = Base64Url.length(86, "a 64-byte Ed25519 signature is 86 base64url characters");
-/** A Shamir share value: 33 bytes (GF(2^256 + 297)). */
+/** A Shamir share value: 33 bytes (format byte 2, then 16 values of GF(2^16); `@fedge/secagg` shamir.ts). */
 const share33 = Base64Url.length(44, "a share is 44 base64url characters");
 /** nacl.secretbox(two shares): 16 + 66 bytes; the bound refuses anything larger early. */
 const ciphertext = Base64Url.min(1).max(256);
