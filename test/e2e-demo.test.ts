@@ -26,8 +26,8 @@ const lines: string[] = [];
 beforeAll(async () => {
   outDir = await mkdtemp(path.join(tmpdir(), "fedge-demo-e2e-"));
   result = await runDemo({
-    // a short public pretraining leaves the devices' 7,995 digits room to show within 2 rounds; 200 devices at q = 0.25
-    // (~50 reports a round) keep (b)'s margin over (a) clear of the noise at ε = 1 (demo/src/small-run.ts)
+    // a short public pretraining leaves the devices' 7,995 digits room to show within 2 rounds; 200 devices at q = 0.5
+    // (~100 reports a round) keep (b)'s margin over (a) clear of the noise at ε = 1 (demo/src/small-run.ts)
     clients: SMALL_RUN.clients,
     epsilon: SMALL_RUN.epsilon,
     pretrainEpochs: SMALL_RUN.pretrainEpochs,
@@ -43,7 +43,7 @@ beforeAll(async () => {
     auditCanaries: 40,
     log: (line) => lines.push(line),
   });
-}, 300_000);
+}, 400_000);
 
 afterAll(async () => {
   console.log(lines.join("\n"));

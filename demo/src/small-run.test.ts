@@ -20,7 +20,7 @@ const DRAWS = 8;
 const BAR_SDS = SMALL_RUN_MARGIN_SDS / 1.25;
 
 describe("the e2e demo's small run (SMALL_RUN)", () => {
-  // On these draws SMALL_RUN's margins are +2.31 to +3.37 points (7.5 sd); the earlier setting (100 devices, q = 0.5)
+  // On these draws SMALL_RUN's margins are +1.44 to +3.00 points (4.8 sd); the earlier setting (100 devices, q = 0.5)
   // fails this on the same draws: +1.25 to +2.87 (3.5 sd).
   it(`beats the public-only model on the validation pool on every replayed draw, by ${BAR_SDS} sds of its noise`, async () => {
     const m = await smallRunMargins({ backend, setting: SMALL_RUN, draws: DRAWS, randomOf: drawOf });
