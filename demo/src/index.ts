@@ -13,4 +13,5 @@ export * from "./privacy.ts";
 export * from "./report.ts";
 export { DEMO_MIN_SHARDS } from "./served-run.ts";
 export * from "./setting.ts";
+export * from "./small-run.ts";
 export * from "./svg.ts";

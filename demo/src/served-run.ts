@@ -34,6 +34,11 @@ export interface DemoAudit {
     honestAccepted: number;
     aggregated: number;
     offline: number;
+    /**
+     * Honest uploads still in a device's offline queue when the round closed (every retry failed with a retryable
+     * error): reports the round lost, which shrink its signal against the noise (the denominator is fixed at q·N).
+     */
+    queued: number;
   }[];
   refusals: Record<string, Record<string, number>>;
   notRefused: number;
@@ -270,6 +275,7 @@ export async function runServed(
         honestAccepted: f.honestAccepted,
         aggregated: res.aggregated,
         offline: f.offline,
+        queued: f.queued,
       });
       if (res.outcome === "abandoned") ctx.log(`[private] ${res.roundId} abandoned: ${res.reason}`);
       if (res.refusedUpdates.length > 0)
