@@ -10,6 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient, memoryStorage } from "@fedge/client";
 import { createBackend, type Backend } from "@fedge/gpu-node";
+import { readMlpFromOnnx } from "@fedge/ml";
 import { ModelDetail, ModelManifest, toBase64Url, type RoundStatus } from "@fedge/protocol";
 import { CheckpointStore, evaluateModel, exportModel, verifyManifest, type SigningKey } from "fedge";
 import { createAccountant } from "@fedge/privacy";
@@ -501,9 +502,20 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     expect(r.code, r.stderr).toBe(0);
     const [line] = lines(r.stdout);
     expect(line).toMatchObject({ outcome: "published", version: 2, servingAccuracyBefore: 0.25 });
+    // The gate judged, and the manifest states, the accuracy of the int8 bytes the edge now serves; the float32
+    // model's accuracy is reported beside it as accuracyFp32.
+    const evalSet = { x: Float32Array.from(x), y: Int32Array.from(y), n: y.length };
+    const res = await fetch(`${edge.url}/v1/models/${model}/versions/2/model.onnx`);
+    const served = new Uint8Array(await res.arrayBuffer());
+    const int8 = evaluateModel(readMlpFromOnnx(served).params, evalSet).accuracy;
+    expect(line!.accuracy).toBe(int8);
+    const manifest = ModelManifest.parse(await (await fetch(`${edge.url}/v1/models/${model}/versions/2`)).json());
+    expect(manifest.quantization.weight_dtype).toBe("int8");
+    expect(manifest.evaluation).toEqual({ accuracy: int8 });
+    expect(verifyManifest(manifest, key.publicKey)).toBe(true);
     const cp = (await new CheckpointStore({ dir: evalDir }).load())!;
-    const expected = evaluateModel(cp.model, { x: Float32Array.from(x), y: Int32Array.from(y), n: y.length });
-    expect(line!.accuracy).toBe(expected.accuracy);
+    expect(line!.accuracyFp32).toBe(evaluateModel(cp.model, evalSet).accuracy);
+    expect(cp.publishLog.at(-1)).toMatchObject({ version: 2, accuracy: int8 });
   });
 
   it("the publish gate refuses a worse model: the old version keeps serving and the reason is recorded", async () => {
@@ -523,7 +535,7 @@ describe("fedge aggregate / rollback against wrangler dev", () => {
     expect(r.code, r.stderr).toBe(0);
     const [line] = lines(r.stdout);
     expect(line).toMatchObject({ outcome: "refused", version: 2, servingVersion: 1, epsilon: null });
-    expect(line!.reason).toMatch(/accuracy would drop from 0\.\d+ to 0\.\d+/);
+    expect(line!.reason).toMatch(/^int8 accuracy would drop from 0\.\d+ to 0\.\d+/);
     expect(line!.accuracy as number).toBeLessThan((line!.servingAccuracyBefore as number) - 0.02);
     const d = await detail(model);
     expect(d.serving_version).toBe(1);

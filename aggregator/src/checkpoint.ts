@@ -64,7 +64,7 @@ export interface PublishRecord {
   published: boolean;
   /** Version published (when `published`). */
   version?: number | undefined;
-  /** Candidate's held-out accuracy, when evaluated. */
+  /** Candidate's held-out accuracy, when evaluated (the edge runner: of its int8 export; `fedge simulate`: float32). */
   accuracy?: number | undefined;
   /** Why it was (not) published. */
   reason: string;

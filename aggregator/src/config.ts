@@ -144,7 +144,10 @@ export const PopulationConfig = z
       .default({ learningRate: 0.1, localEpochs: 1, batchSize: 32 }),
     publish: z
       .strictObject({
-        /** Refuse to publish when accuracy drops by more than this (absolute, in [0, 1]) vs the serving version. */
+        /**
+         * Refuse to publish when accuracy drops by more than this (absolute, in [0, 1]) vs the serving version; a drop
+         * of exactly this much (with 0: a tie) publishes. `fedge aggregate` compares int8 exports (see evaluate.ts).
+         */
         maxAccuracyDrop: z.number().min(0).max(1).default(0.02),
       })
       .default({ maxAccuracyDrop: 0.02 }),

@@ -52,4 +52,42 @@ describe("evaluation and publish gate", () => {
     expect(publishGate({ maxAccuracyDrop: 0.02 }).publish).toBe(true);
     expect(() => publishGate({ maxAccuracyDrop: 2 })).toThrow(/maxAccuracyDrop/);
   });
+
+  it("tie rule: with maxAccuracyDrop 0 a tie publishes and says so, one sample worse is refused", () => {
+    const tie = publishGate({
+      candidate: { accuracy: 0.75, loss: 1, n: 200 },
+      servingAccuracy: 0.75,
+      maxAccuracyDrop: 0,
+      weights: "int8",
+    });
+    expect(tie).toMatchObject({ publish: true, accuracyChange: 0 });
+    expect(tie.reason).toBe("int8 accuracy 0.7500 ties the serving version: published (a tie is not worse)");
+    const worse = publishGate({
+      candidate: { accuracy: 149 / 200, loss: 1, n: 200 },
+      servingAccuracy: 150 / 200,
+      maxAccuracyDrop: 0,
+      weights: "int8",
+    });
+    expect(worse.publish).toBe(false);
+    expect(worse.reason).toMatch(/^int8 accuracy would drop from 0\.7500 to 0\.7450/);
+    expect(
+      publishGate({ candidate: { accuracy: 151 / 200, loss: 1, n: 200 }, servingAccuracy: 0.75, maxAccuracyDrop: 0 })
+        .publish,
+    ).toBe(true);
+  });
+
+  it("a drop of exactly maxAccuracyDrop publishes, whatever the float rounding of k/n", () => {
+    // 0.9 − 0.92 is −0.02000000000000002 in binary floating point
+    expect(0.9 - 0.92).toBeLessThan(-0.02);
+    const d = publishGate({
+      candidate: { accuracy: 0.9, loss: 1, n: 100 },
+      servingAccuracy: 0.92,
+      maxAccuracyDrop: 0.02,
+    });
+    expect(d.publish).toBe(true);
+    expect(
+      publishGate({ candidate: { accuracy: 0.89, loss: 1, n: 100 }, servingAccuracy: 0.92, maxAccuracyDrop: 0.02 })
+        .publish,
+    ).toBe(false);
+  });
 });

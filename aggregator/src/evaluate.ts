@@ -2,6 +2,13 @@
  * @module
  * Server-side evaluation on a held-out set (never given to devices) and the publish gate: a candidate whose accuracy
  * drops by more than `maxAccuracyDrop` (absolute) below the serving version is refused, with the reason recorded.
+ *
+ * Like with like: both accuracies must be measured on the same set with the same kind of weights. The edge runner
+ * compares the candidate's exported int8 bytes (what would be served) with the served int8 bytes; `fedge simulate`
+ * compares float32 with float32. Tie rule: a drop of at most `maxAccuracyDrop` publishes, so with 0 a candidate
+ * exactly as accurate as the serving version (a tie) IS published: it is not worse, and it carries the latest rounds.
+ * Accuracies are k/n fractions; the comparison allows 1e-12 of float rounding so that an exact tie or an exact
+ * allowed drop is never refused by the last bit.
  */
 import type { MlpParams } from "@fedge/ml";
 import { accuracy, crossEntropyLoss } from "@fedge/ml";
@@ -36,14 +43,19 @@ export function evaluateModel(model: MlpParams, data: EvalSet): Evaluation {
   }
 }
 
+/** Float rounding allowed when comparing two k/n accuracies (far below any 1/n of a real held-out set). */
+const FLOAT_SLACK = 1e-12;
+
 /** Options of {@link publishGate}. */
 export interface PublishGateOptions {
   /** The candidate's evaluation (absent: not evaluated, e.g. no held-out set; it is then published). */
   candidate?: Evaluation;
   /** Accuracy of the serving version (absent: nothing served yet, the candidate is published). */
   servingAccuracy?: number;
-  /** Largest allowed absolute accuracy drop, in [0, 1]. */
+  /** Largest allowed absolute accuracy drop, in [0, 1]; a drop of exactly this much (0: a tie) still publishes. */
   maxAccuracyDrop: number;
+  /** The weights both accuracies were measured with, named in the reason (e.g. `int8`). */
+  weights?: "int8" | "float32";
 }
 
 export interface PublishDecision {
@@ -57,6 +69,7 @@ export interface PublishDecision {
 /** Decides whether a candidate may replace the serving version (see the module header). Pure. */
 export function publishGate(options: PublishGateOptions): PublishDecision {
   const { candidate, servingAccuracy, maxAccuracyDrop } = options;
+  const what = options.weights ? `${options.weights} accuracy` : "accuracy";
   if (!(maxAccuracyDrop >= 0 && maxAccuracyDrop <= 1)) {
     throw new RangeError(`maxAccuracyDrop must be in [0, 1], got ${String(maxAccuracyDrop)}`);
   }
@@ -68,19 +81,26 @@ export function publishGate(options: PublishGateOptions): PublishDecision {
     };
   }
   if (servingAccuracy === undefined) {
-    return { publish: true, reason: `first version (accuracy ${candidate.accuracy.toFixed(4)})` };
+    return { publish: true, reason: `first version (${what} ${candidate.accuracy.toFixed(4)})` };
   }
   const change = candidate.accuracy - servingAccuracy;
-  if (change < -maxAccuracyDrop) {
+  if (change < -maxAccuracyDrop - FLOAT_SLACK) {
     return {
       publish: false,
-      reason: `accuracy would drop from ${servingAccuracy.toFixed(4)} to ${candidate.accuracy.toFixed(4)} (${change.toFixed(4)}), more than the allowed ${maxAccuracyDrop}`,
+      reason: `${what} would drop from ${servingAccuracy.toFixed(4)} to ${candidate.accuracy.toFixed(4)} (${change.toFixed(4)}), more than the allowed ${maxAccuracyDrop}`,
+      accuracyChange: change,
+    };
+  }
+  if (Math.abs(change) <= FLOAT_SLACK) {
+    return {
+      publish: true,
+      reason: `${what} ${candidate.accuracy.toFixed(4)} ties the serving version: published (a tie is not worse)`,
       accuracyChange: change,
     };
   }
   return {
     publish: true,
-    reason: `accuracy ${candidate.accuracy.toFixed(4)} vs serving ${servingAccuracy.toFixed(4)} (${change >= 0 ? "+" : ""}${change.toFixed(4)}), within the allowed drop ${maxAccuracyDrop}`,
+    reason: `${what} ${candidate.accuracy.toFixed(4)} vs serving ${servingAccuracy.toFixed(4)} (${change >= 0 ? "+" : ""}${change.toFixed(4)}), within the allowed drop ${maxAccuracyDrop}`,
     accuracyChange: change,
   };
 }

@@ -8,7 +8,7 @@ import { createBackend } from "@fedge/gpu-node";
 import { canonicalManifestBytes, ModelManifest } from "@fedge/protocol";
 import { readMlpFromOnnx } from "@fedge/ml";
 import { seededRandomBytes } from "@fedge/privacy/testing";
-import { forward, initMlp } from "@fedge/ml";
+import { forward, initMlp, type MlpParams } from "@fedge/ml";
 import {
   exportModel,
   generateSigningKey,
@@ -23,9 +23,14 @@ const model = initMlp([784, 64, 10], { random: seededRandomBytes(1) });
 const key = generateSigningKey(seededRandomBytes(2));
 
 async function runOnnx(bytes: Uint8Array, x: Float32Array, n: number): Promise<Float32Array> {
+  return runOnnxRows(bytes, x, n, 784);
+}
+
+/** Logits of `n` rows of `width` features through onnxruntime-node. */
+async function runOnnxRows(bytes: Uint8Array, x: Float32Array, n: number, width: number): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(bytes);
   try {
-    const out = await session.run({ input: new ort.Tensor("float32", x, [n, 784]) });
+    const out = await session.run({ input: new ort.Tensor("float32", x, [n, width]) });
     return out.logits!.data as Float32Array;
   } finally {
     await session.release();
@@ -98,6 +103,53 @@ describe("int8 ONNX export", () => {
     // The accuracy is signed like every other field.
     expect(verifyManifest(manifest)).toBe(true);
     expect(verifyManifest({ ...manifest, evaluation: { accuracy: 0.99 } })).toBe(false);
+  });
+
+  it("signs the accuracy of the exported bytes (int8) into the manifest, not the float32 model's", async () => {
+    // Each output column holds one large weight, so per-channel int8 (scale = max|w| / 127) rounds the small weights
+    // that decide the class to 0: float32 gets both samples right, the int8 artifact answers class 1 for both.
+    const lossy: MlpParams = {
+      layers: [
+        {
+          inFeatures: 2,
+          outFeatures: 2,
+          weight: new Float32Array([1000, 1000.5, 1, -1]),
+          bias: new Float32Array(2),
+          activation: "none",
+        },
+      ],
+    };
+    const heldOut = { x: new Float32Array([1, 1, 1, -1]), y: new Uint8Array([0, 1]), n: 2 };
+    const int8 = await exportModel({ model: lossy, name: "lossy", version: 1, backend, signingKey: key, heldOut });
+    const fp32 = await exportModel({
+      model: lossy,
+      name: "lossy",
+      version: 1,
+      backend,
+      signingKey: key,
+      quantization: "none",
+      heldOut,
+    });
+    // what onnxruntime computes on the published bytes is what the manifest states
+    const logits = await runOnnxRows(int8.onnx, heldOut.x, 2, 2);
+    const served = [0, 1].filter((i) => (logits[2 * i]! > logits[2 * i + 1]! ? 0 : 1) === heldOut.y[i]).length / 2;
+    expect(served).toBe(0.5);
+    expect(int8.evaluation).toMatchObject({ accuracy: 0.5, n: 2 });
+    expect(int8.manifest.evaluation).toEqual({ accuracy: 0.5 });
+    expect(int8.manifest.quantization.weight_dtype).toBe("int8");
+    expect(verifyManifest(int8.manifest, key.publicKey)).toBe(true);
+    expect(fp32.manifest.evaluation).toEqual({ accuracy: 1 });
+    await expect(
+      exportModel({
+        model: lossy,
+        name: "lossy",
+        version: 1,
+        backend,
+        signingKey: key,
+        heldOut,
+        evaluation: { accuracy: 1 },
+      }),
+    ).rejects.toThrow(/either evaluation or heldOut/);
   });
 
   it("signs the manifest with Ed25519; any changed byte fails verification", async () => {

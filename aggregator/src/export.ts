@@ -13,9 +13,17 @@ import { chmod, mkdir, open, readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import nacl from "tweetnacl";
 import { ModelManifest, canonicalManifestBytes, fromBase64Url, toBase64Url } from "@fedge/protocol";
-import { MLP_INPUT_NAME, MLP_OUTPUT_NAME, assertValidMlp, buildMlpOnnx, type MlpParams } from "@fedge/ml";
+import {
+  MLP_INPUT_NAME,
+  MLP_OUTPUT_NAME,
+  assertValidMlp,
+  buildMlpOnnx,
+  readMlpFromOnnx,
+  type MlpParams,
+} from "@fedge/ml";
 import { cryptoRandomBytes, type RandomBytes } from "@fedge/privacy";
 import type { Backend } from "@fedge/gpu-node";
+import { evaluateModel, type EvalSet, type Evaluation } from "./evaluate.ts";
 
 /** An Ed25519 key pair (tweetnacl layout: 32-byte public key, 64-byte secret key = seed ‖ public key). */
 export interface SigningKey {
@@ -36,8 +44,18 @@ export interface ExportModelOptions {
   signingKey: SigningKey;
   /** Cumulative privacy spent by the training that produced this model. */
   privacy?: { epsilon: number; delta: number };
-  /** Accuracy on the aggregator's held-out evaluation set, signed into the manifest (the operator dashboard shows it). */
+  /**
+   * Accuracy on the aggregator's held-out evaluation set, signed into the manifest (the operator dashboard shows it).
+   * The caller vouches that it is the accuracy of the exported bytes; prefer {@link ExportModelOptions.heldOut}.
+   */
   evaluation?: { accuracy: number };
+  /**
+   * Held-out set the exported bytes are evaluated on (read back from the ONNX: int8 weights dequantized as
+   * DequantizeLinear does); that accuracy is signed into the manifest and returned as `evaluation`, so the manifest
+   * states the accuracy of the artifact devices are served, not of the float32 model it was quantized from.
+   * Exclusive with `evaluation`.
+   */
+  heldOut?: EvalSet;
   /**
    * `int8-per-channel-symmetric` or `none` (float32).
    * @default "int8-per-channel-symmetric"
@@ -55,6 +73,8 @@ export interface ExportModelOptions {
 export interface ExportedModel {
   onnx: Uint8Array;
   manifest: ModelManifest;
+  /** The exported bytes' evaluation on `heldOut` (absent without it). */
+  evaluation?: Evaluation;
 }
 
 /** The layout label of an MLP: `mlp-dense-v1:784x64x10`. */
@@ -73,6 +93,7 @@ export async function exportModel(o: ExportModelOptions): Promise<ExportedModel>
   } catch (e) {
     throw new RangeError(`cannot export: ${(e as Error).message}`, { cause: e });
   }
+  if (o.heldOut && o.evaluation) throw new RangeError("cannot export: give either evaluation or heldOut, not both");
   const quantization = o.quantization ?? "int8-per-channel-symmetric";
   let onnx: Uint8Array;
   if (quantization === "int8-per-channel-symmetric") {
@@ -85,6 +106,9 @@ export async function exportModel(o: ExportModelOptions): Promise<ExportedModel>
   } else {
     throw new RangeError(`unknown quantization ${JSON.stringify(quantization)}`);
   }
+  // the artifact's accuracy: what onnxruntime computes from these bytes (the float32 model may score higher)
+  const evaluation = o.heldOut ? evaluateModel(readMlpFromOnnx(onnx).params, o.heldOut) : undefined;
+  const signed = evaluation ? { accuracy: evaluation.accuracy } : o.evaluation;
   const first = o.model.layers[0]!;
   const last = o.model.layers[o.model.layers.length - 1]!;
   const unsigned = ModelManifest.parse({
@@ -98,9 +122,9 @@ export async function exportModel(o: ExportModelOptions): Promise<ExportedModel>
     created_at: o.createdAt ?? new Date().toISOString(),
     layout: o.layout ?? mlpLayoutLabel(o.model),
     ...(o.privacy ? { privacy: o.privacy } : {}),
-    ...(o.evaluation ? { evaluation: o.evaluation } : {}),
+    ...(signed ? { evaluation: signed } : {}),
   });
-  return { onnx, manifest: signManifest(unsigned, o.signingKey) };
+  return { onnx, manifest: signManifest(unsigned, o.signingKey), ...(evaluation ? { evaluation } : {}) };
 }
 
 /** Signs a manifest (any previous signature is replaced). */

@@ -61,7 +61,8 @@ export const ModelManifest = z
     privacy: z.object({ epsilon: z.number().nonnegative(), delta: z.number().gt(0).lt(1) }).optional(),
     /**
      * How this version scored on the publisher's held-out evaluation set (never on devices' data), shown to operators
-     * next to the version; covered by the signature like every other field.
+     * next to the version; covered by the signature like every other field. It is the accuracy of THIS artifact (the
+     * bytes `sha256` names, with the weights `quantization` states, e.g. int8), not of the float32 model it came from.
      */
     evaluation: z
       .object({ accuracy: z.number().min(0).max(1) })

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import nacl from "tweetnacl";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCpuBackend, type Backend } from "@fedge/gpu-node";
+import type { MlpParams } from "@fedge/ml";
 import {
   ModelManifest,
   UPDATE_STREAM_MEDIA_TYPE,
@@ -166,6 +167,10 @@ class FakeEdge {
       this.serving = JSON.parse(new TextDecoder().decode(init!.body as Uint8Array)).version;
       return json({});
     }
+    if (method === "GET" && (m = path.match(/^\/v1\/models\/([^/]+)\/versions\/(\d+)\/model\.onnx$/))) {
+      const v = this.versions.get(Number(m[2]));
+      return v ? new Response(v.onnx as Uint8Array<ArrayBuffer>) : error(404, "version_not_found");
+    }
     if (method === "GET" && (m = path.match(/^\/v1\/models\/([^/]+)\/versions\/(\d+)$/))) {
       const v = this.versions.get(Number(m[2]));
       return v ? json(v.manifest) : error(404, "version_not_found");
@@ -309,6 +314,79 @@ describe("EdgeRoundRunner against an in-memory edge", () => {
     } finally {
       engine.dispose();
     }
+  });
+
+  describe("the publish gate compares the candidate's int8 export with the served int8 model", () => {
+    // x = (1, ±1), labelled 0 for +1 and 1 for −1.
+    const heldOut = { x: new Float32Array([1, 1, 1, -1]), y: new Uint8Array([0, 1]), n: 2 };
+    const gated = parsePopulationConfig({ ...config, publish: { maxAccuracyDrop: 0 } });
+    /** Right on both samples in float32 AND in int8 (every weight is ±max of its column: quantized exactly). */
+    const exact = () => ({
+      layers: [{ ...initialModel().layers[0]!, weight: new Float32Array([0, 0, 1, -1]) }],
+    });
+    /**
+     * Right on both samples in float32, but each output column holds one large weight, so per-channel int8
+     * (scale = max|w| / 127) rounds the deciding weights ±1 to 0: the int8 model answers class 1 for both (0.5).
+     */
+    const lossy = () => ({
+      layers: [{ ...initialModel().layers[0]!, weight: new Float32Array([1000, 1000.5, 1, -1]) }],
+    });
+
+    /** v1 = `served` serving; the engine's model is `candidate`; one device sends Δ = 0. */
+    async function gateRound(served: MlpParams, candidate: MlpParams) {
+      const edge = new FakeEdge();
+      const seed = await exportModel({ model: served, name: "m", version: 1, backend, signingKey });
+      edge.versions.set(1, { manifest: seed.manifest, onnx: seed.onnx });
+      edge.serving = 1;
+      const engine = await RoundEngine.create({
+        config: gated,
+        backend,
+        initialModel: candidate,
+        log: () => undefined,
+      });
+      const runner = new EdgeRoundRunner({
+        engine,
+        admin: new EdgeAdminClient({ baseUrl: "http://edge.test", adminToken: "t", fetch: edge.fetch }),
+        signingKey,
+        state: edgeRunnerStateOf(gated, 1),
+        fetch: edge.fetch,
+        heldOut,
+        collect: (status) => edge.accept(status.round_id, [0, 0, 0, 0, 0, 0]),
+      });
+      try {
+        return { r: await runner.runRound(), edge };
+      } finally {
+        engine.dispose();
+      }
+    }
+
+    it("refuses a candidate whose float32 accuracy ties the served model but whose int8 export is worse", async () => {
+      const { r, edge } = await gateRound(exact(), lossy());
+      expect(r).toMatchObject({
+        outcome: "refused",
+        version: 2,
+        servingVersion: 1,
+        accuracy: 0.5,
+        accuracyFp32: 1,
+        servingAccuracyBefore: 1,
+      });
+      expect(r.reason).toMatch(/int8 accuracy would drop from 1\.0000 to 0\.5000/);
+      expect(edge.serving).toBe(1);
+      // the uploaded (unpromoted) version states the accuracy of its own bytes
+      expect(edge.versions.get(2)!.manifest.evaluation).toEqual({ accuracy: 0.5 });
+    });
+
+    it("publishes a tie at maxAccuracyDrop 0 (not worse), and says it is a tie", async () => {
+      const { r, edge } = await gateRound(exact(), exact());
+      expect(r).toMatchObject({ outcome: "published", servingVersion: 2, accuracy: 1, servingAccuracyBefore: 1 });
+      expect(r.reason).toMatch(/ties the serving version/);
+      expect(edge.versions.get(2)!.manifest.evaluation).toEqual({ accuracy: 1 });
+    });
+
+    it("promotes an int8 candidate that beats the served int8 model", async () => {
+      const { r } = await gateRound(lossy(), exact());
+      expect(r).toMatchObject({ outcome: "published", accuracy: 1, servingAccuracyBefore: 0.5 });
+    });
   });
 
   it("abandons a round that closed with fewer updates than min_reports: nothing uploaded", async () => {

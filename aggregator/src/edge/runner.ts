@@ -16,7 +16,8 @@
  *    `engine.aggregateRound` (clip, noise, fixed denominator, optimizer step, adaptive clip on the Backend); in distributed
  *    mode the edge's modular sum of the survivors' encodings is all that is read, and the strategy decodes it (KLS21:
  *    centre, unscale, inverse rotation) and applies it like a central round's noised sum;
- * 5. held-out evaluation and the publish gate (`evaluate.ts`), int8 export + signed manifest (`export.ts`), upload of
+ * 5. int8 export + signed manifest (`export.ts`), held-out evaluation OF THE EXPORTED BYTES against the served int8
+ *    version's and the publish gate (`evaluate.ts`; a tie publishes), upload of
  *    the new version (promoted to serving only when the gate passes), `/publish` links the round to it,
  *    `engine.completeRound`.
  *
@@ -153,7 +154,11 @@ export interface EdgeRunnerRoundResult {
   version?: number;
   /** The version the edge serves after the round. */
   servingVersion: number | null;
+  /** Held-out accuracy of the uploaded int8 bytes (what the gate judged and the manifest states). */
   accuracy?: number;
+  /** Held-out accuracy of the float32 model before quantization (informational, never gated on). */
+  accuracyFp32?: number;
+  /** Held-out accuracy of the served int8 version the gate compared against. */
   servingAccuracyBefore?: number;
   sha256?: string;
   /** True when the upload found the version already stored with the same sha256 (a resumed run). */
@@ -223,7 +228,11 @@ export class EdgeRoundRunner {
     return this.engine.config.model;
   }
 
-  /** Accuracy of the edge's serving version on the held-out set (`undefined` without a held-out set or a version). */
+  /**
+   * Accuracy of the edge's serving version on the held-out set, from the bytes it serves (int8 weights dequantized as
+   * the served graph does), so it compares like with like with the candidate's export (`undefined` without a
+   * held-out set or a version).
+   */
   private async servedAccuracy(detail: ModelDetail | null): Promise<number | undefined> {
     if (!this.o.heldOut || !detail || detail.serving_version === null) return undefined;
     const v = detail.serving_version;
@@ -464,18 +473,9 @@ export class EdgeRoundRunner {
       closed = await this.admin.roundStatus(p.roundId);
     }
 
-    const evaluation: Evaluation | undefined = this.o.heldOut
-      ? evaluateModel(this.engine.model, this.o.heldOut)
-      : undefined;
-    const decision: PublishDecision = publishGate({
-      ...(evaluation ? { candidate: evaluation } : {}),
-      ...(p.servingAccuracy !== undefined ? { servingAccuracy: p.servingAccuracy } : {}),
-      maxAccuracyDrop: this.engine.config.publish.maxAccuracyDrop,
-    });
-    // An audit shadow's versions hold canaries: the edge refuses to serve them, so they are never promoted here.
-    const auditOf = (await fetchModelDetail(this.admin.baseUrl, this.model, this.fetchFn))?.audit_of;
-    const promote = decision.publish && auditOf === undefined;
     const spent = await this.privacySpent();
+    // The gate judges the bytes that would be served: the int8 export, evaluated as read back from its ONNX, against
+    // the served int8 version (`servedAccuracy`); that same accuracy is signed into the manifest.
     const exported = await exportModel({
       model: this.engine.model,
       name: this.model,
@@ -483,8 +483,20 @@ export class EdgeRoundRunner {
       backend: this.engine.backend,
       signingKey: this.o.signingKey,
       ...(spent ? { privacy: spent } : {}),
-      ...(evaluation ? { evaluation: { accuracy: evaluation.accuracy } } : {}),
+      ...(this.o.heldOut ? { heldOut: this.o.heldOut } : {}),
     });
+    const evaluation: Evaluation | undefined = exported.evaluation;
+    // reported beside it, named as such; never gated on
+    const accuracyFp32 = this.o.heldOut ? evaluateModel(this.engine.model, this.o.heldOut).accuracy : undefined;
+    const decision: PublishDecision = publishGate({
+      ...(evaluation ? { candidate: evaluation } : {}),
+      ...(p.servingAccuracy !== undefined ? { servingAccuracy: p.servingAccuracy } : {}),
+      maxAccuracyDrop: this.engine.config.publish.maxAccuracyDrop,
+      weights: "int8",
+    });
+    // An audit shadow's versions hold canaries: the edge refuses to serve them, so they are never promoted here.
+    const auditOf = (await fetchModelDetail(this.admin.baseUrl, this.model, this.fetchFn))?.audit_of;
+    const promote = decision.publish && auditOf === undefined;
     const up = await this.upload(exported.manifest, exported.onnx, promote);
     await this.o.hooks?.afterUpload?.(p.roundId, p.nextVersion);
     const published = await this.admin.publishRound(p.roundId, p.nextVersion);
@@ -515,6 +527,7 @@ export class EdgeRoundRunner {
       version: p.nextVersion,
       servingVersion: detail?.serving_version ?? null,
       ...(evaluation ? { accuracy: evaluation.accuracy } : {}),
+      ...(accuracyFp32 !== undefined ? { accuracyFp32 } : {}),
       ...(p.servingAccuracy !== undefined ? { servingAccuracyBefore: p.servingAccuracy } : {}),
       sha256: up.manifest.sha256,
       alreadyUploaded: up.alreadyUploaded,

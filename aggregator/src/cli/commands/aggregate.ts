@@ -53,11 +53,12 @@ Runs N training rounds of a population through the edge. Each round:
   3. waits until it closes (its deadline, or --max-reports accepted updates), polling its status;
   4. streams the accepted updates, re-verifies every Ed25519 signature, aggregates them on the Backend (clip, noise,
      fixed denominator, server optimizer, adaptive clip);
-  5. evaluates the new model on the held-out set, exports it (int8 ONNX + manifest signed with the aggregator key),
-     uploads it, and promotes it to serving unless accuracy dropped more than --max-accuracy-drop (the refusal and its
-     reason are recorded in the checkpoint's publish log);
-  6. checkpoints, and prints one JSON line ({"type":"round", roundId, outcome, version, servingVersion, accuracy,
-     epsilon, ...}).
+  5. exports the new model (int8 ONNX + manifest signed with the aggregator key), evaluates those int8 bytes on the
+     held-out set (the accuracy the manifest signs), uploads it, and promotes it to serving unless that int8 accuracy
+     is more than --max-accuracy-drop below the served int8 version's (a tie publishes; the refusal and its reason
+     are recorded in the checkpoint's publish log);
+  6. checkpoints, and prints one JSON line ({"type":"round", roundId, outcome, version, servingVersion, accuracy
+     (int8), accuracyFp32, servingAccuracyBefore (int8), epsilon, ...}).
 With --checkpoint-dir, a rerun after a crash resumes the round in progress without charging privacy twice, re-opening
 the edge round or uploading the version twice. Without a checkpoint, the first run starts from the edge's serving
 version (seed one first with POST /v1/admin/models/NAME/versions).
