@@ -32,7 +32,14 @@ import type {
   SecAggStatus,
 } from "@fedge/protocol";
 import { decodeVector } from "@fedge/secagg";
-import { openRound, startEdgeFixture, toyData, uploadToyModel, type EdgeFixture, type ToyModel } from "@fedge/local-edge";
+import {
+  openRound,
+  startEdgeFixture,
+  toyData,
+  uploadToyModel,
+  type EdgeFixture,
+  type ToyModel,
+} from "@fedge/local-edge";
 import { distributedRoundFields } from "./helpers/distributed-round.ts";
 
 const PORT = 8856;

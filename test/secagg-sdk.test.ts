@@ -426,9 +426,7 @@ describe("participate() in a distributed round, Node and Chromium devices agains
     const admin = new EdgeAdminClient({ baseUrl: fx.url, adminToken: fx.adminToken });
     const driving = driveSecureAggregation(admin, cohort.round_id, { pollMs: 150, expectedCheckIns: inputs.length });
     const node = Promise.all(
-      nodeClients.map((c) =>
-        c.participate({ model: model.name, data, labels, secureAggregation: { pollMs: 500 } }),
-      ),
+      nodeClients.map((c) => c.participate({ model: model.name, data, labels, secureAggregation: { pollMs: 500 } })),
     );
     const fromBrowser = page.evaluate(
       async ({ model, data, labels }) => {

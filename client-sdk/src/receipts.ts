@@ -154,7 +154,8 @@ export class ReceiptStore {
       } catch {
         ok = false;
       }
-      if (ok) out.push({ receipt: r, declined: entry.declined === true, updateIncluded: entry.updateIncluded !== false });
+      if (ok)
+        out.push({ receipt: r, declined: entry.declined === true, updateIncluded: entry.updateIncluded !== false });
     }
     return out.sort((a, b) =>
       a.receipt.checked_in_at < b.receipt.checked_in_at
