@@ -1,6 +1,6 @@
 /**
  * A distributed round whose noise shares come from every checked-in device (`DistributedNoise.cohort` =
- * `checked-in`), end to end through the real edge (`wrangler dev`, port 8856): the edge flips each device's Poisson
+ * `checked-in`), end to end through the real edge (`wrangler dev`, port 8862): the edge flips each device's Poisson
  * coin as in every DP round, but gives every device that checks in the task, `input: "update"` when its coin selected
  * it and `input: "noise-only"` when not; both kinds of SDK device (`FedgeClient.participate()`) run every SecAgg+
  * stage, the noise-only ones with a zero update through the same encoder. Here the no-noise test mode (the SDK's
@@ -42,7 +42,7 @@ import {
 } from "@fedge/local-edge";
 import { distributedRoundFields } from "./helpers/distributed-round.ts";
 
-const PORT = 8856;
+const PORT = 8862;
 const BITS = 24;
 const SCALE = 2 ** 12;
 const Q = 0.5;
