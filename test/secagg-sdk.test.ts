@@ -407,10 +407,11 @@ describe("participate() in a distributed round, Node and Chromium devices agains
     );
     expect(browserInputs.at(-1)).toBe("noise-only");
     expect(browserInputs.every((i) => i === "update" || i === "noise-only")).toBe(true);
-    // Node: fresh devices check in until the cohort holds three devices and one whose update goes in.
+    // Node: fresh devices check in until the cohort holds four devices (SecAgg+ needs four to survive one dropout with
+    // t > k/2) and one whose update goes in.
     const nodeClients: FedgeClient[] = [];
     const inputs = [...browserInputs];
-    while (inputs.length < 3 || !inputs.includes("update")) {
+    while (inputs.length < 4 || !inputs.includes("update")) {
       const c = new FedgeClient({
         baseUrl: fx.url,
         apiKey: fx.apiKey,
