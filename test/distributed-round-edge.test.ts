@@ -96,7 +96,7 @@ describe("a distributed round through wrangler dev", () => {
           mode: "distributed",
           noiseMultiplier: 1,
           budget: BUDGET,
-          distributed: { bits: 20, minClients: 6, maxClients: 2 * DEVICES },
+          distributed: { bits: 20, minClients: 6, maxClients: 2 * DEVICES, cohort: "sampled" },
         },
         samplingRate: 1,
         expectedClients: DEVICES,
