@@ -99,14 +99,17 @@ describe("privacy receipts through the edge", () => {
     await population(model);
     const always = device(); // pinned edge key
     const sometimes = device({ pin: false }); // pins the well-known key on first use
+    // whether each round's coin put the device's update in (the edge's record states it beside the charge)
+    const included: boolean[] = [];
     await openBy(model, 1);
-    await always.checkin(model);
+    included.push((await always.checkin(model)).selected);
     await sometimes.checkin(model);
     await openBy(model, 0.5);
-    await always.checkin(model);
+    included.push((await always.checkin(model)).selected);
     await sometimes.checkin(model);
     await openBy(model, 0.25, 1.5);
     const third = await always.checkin(model);
+    included.push(third.selected);
     expect(third.receipt).toMatchObject({ sampling_rate: 0.25, noise_multiplier: 1.5 });
 
     const pop = await ledger(model);
@@ -126,7 +129,10 @@ describe("privacy receipts through the edge", () => {
       {
         model,
         rounds: receipts.map(
-          ({ round_id, checked_in_at, sampling_rate, noise_multiplier, count_noise_std, privacy_mode, clip_rule }) => ({
+          (
+            { round_id, checked_in_at, sampling_rate, noise_multiplier, count_noise_std, privacy_mode, clip_rule },
+            i,
+          ) => ({
             round_id,
             checked_in_at,
             sampling_rate,
@@ -135,11 +141,13 @@ describe("privacy receipts through the edge", () => {
             privacy_mode,
             clip_rule,
             distributed: null,
+            update_included: included[i],
           }),
         ),
         // the edge's accounting of exactly these rounds is the device's own
         epsilon: a!.epsilon,
-        // central rounds: the edge held the clipped updates, so no ε bounds what it learnt, on either side
+        // a central round that selected it (round 1, q = 1): the edge held its clipped update, so no ε bounds what
+        // it learnt, on either side
         epsilon_against_edge: null,
         delta: 1e-5,
       },

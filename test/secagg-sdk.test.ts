@@ -11,6 +11,11 @@
  * stage deadlines, a browser device whose policy refuses the task, and the aggregator's driver: the decoded mean lies
  * within the plan's noise bound of the devices' plain clipped mean (and the noise is there), and the edge's ledger
  * charged the ε the accountant gives for the noise that ran.
+ *
+ * Last, a checked-in cohort (`DistributedNoise.cohort` = `checked-in`, q = 0.5): fresh Chromium devices check in until
+ * the coin leaves one out; that one takes part with input `noise-only` (no training, a zero update through the real
+ * encoder, its share from the browser's CSPRNG) beside Node devices, and the decoded sum is the sampled devices'
+ * updates plus the noise of every share; the edge charged the cohort's ε.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FedgeClient, memoryStorage, plainModularEncoder, type ParticipateResult } from "@fedge/client";
@@ -349,5 +354,149 @@ describe("participate() in a distributed round, Node and Chromium devices agains
     });
     expect(status.epsilon_spent).toBeCloseTo(ledger.spent(1e-5), 9);
     expect(charged.distributed!.share_variance).toBe(plan.localVariance);
+  }, 180_000);
+
+  it("in a checked-in cohort a Chromium device the coin left out adds its noise share with a zero update", async () => {
+    const model = await uploadToyModel(fx, "secagg-cohort");
+    await fx.admin("PUT", `/v1/admin/populations/${model.name}/privacy-budget`, { epsilon: 1e6, delta: 1e-5 });
+    const length = trainableLength(model.params, "all");
+    const q = 0.5;
+    const { plan, fields } = distributedRoundFields(length, {
+      bits: 20,
+      noiseMultiplier: 2,
+      expectedClients: 6,
+      minClients: 3,
+      maxClients: 16,
+      cohort: "checked-in",
+    });
+    const data = Float32Array.from({ length: model.sizes[0]! }, (_, i) => (i + 1) / 8);
+    const labels = Uint8Array.of(1);
+    const page = await browser.openPage(fx.url);
+    const cohort = await openRound(fx, model, {
+      ...fields,
+      sampling_rate: q,
+      learning_rate: 1,
+      local_epochs: 1,
+      batch_size: 1,
+      duration_s: 120,
+    });
+    // Chromium: fresh devices check in until the coin leaves one out (each keeps its answer); every one of them will
+    // take part, with the real encoder and its share from the browser's crypto.getRandomValues.
+    type Kept = { clients: import("@fedge/client").FedgeClient[] };
+    const browserInputs = await page.evaluate(
+      async ({ apiKey, edgePublicKey, model }) => {
+        const { FedgeClient, memoryStorage } = (window as unknown as { fedge: typeof import("@fedge/client") }).fedge;
+        const kept = { clients: [] as InstanceType<typeof FedgeClient>[] };
+        (window as unknown as { kept: typeof kept }).kept = kept;
+        const inputs: string[] = [];
+        for (let i = 0; i < 20 && !inputs.includes("noise-only"); i++) {
+          const c = new FedgeClient({
+            baseUrl: location.origin,
+            apiKey,
+            edgePublicKey,
+            storage: memoryStorage(),
+            privacyPolicy: { allowedModes: ["distributed"] },
+          });
+          const answer = await c.checkin(model);
+          inputs.push(answer.selected ? (answer.input ?? "update") : "none");
+          kept.clients.push(c);
+        }
+        return inputs;
+      },
+      { apiKey: fx.apiKey, edgePublicKey: fx.edgePublicKey, model: model.name },
+    );
+    expect(browserInputs.at(-1)).toBe("noise-only");
+    expect(browserInputs.every((i) => i === "update" || i === "noise-only")).toBe(true);
+    // Node: fresh devices check in until the cohort holds four devices (SecAgg+ needs four to survive one dropout with
+    // t > k/2) and one whose update goes in.
+    const nodeClients: FedgeClient[] = [];
+    const inputs = [...browserInputs];
+    while (inputs.length < 4 || !inputs.includes("update")) {
+      const c = new FedgeClient({
+        baseUrl: fx.url,
+        apiKey: fx.apiKey,
+        storage: memoryStorage(),
+        edgePublicKey: fx.edgePublicKey,
+        privacyPolicy: { allowedModes: ["distributed"] },
+      });
+      const answer = await c.checkin(model.name);
+      inputs.push(answer.selected ? (answer.input ?? "update") : "none");
+      nodeClients.push(c);
+    }
+    const updates = inputs.filter((i) => i === "update").length;
+    const admin = new EdgeAdminClient({ baseUrl: fx.url, adminToken: fx.adminToken });
+    const driving = driveSecureAggregation(admin, cohort.round_id, { pollMs: 150, expectedCheckIns: inputs.length });
+    const node = Promise.all(
+      nodeClients.map((c) => c.participate({ model: model.name, data, labels, secureAggregation: { pollMs: 500 } })),
+    );
+    const fromBrowser = page.evaluate(
+      async ({ model, data, labels }) => {
+        const kept = (window as unknown as { kept: Kept }).kept;
+        const results = await Promise.all(
+          kept.clients.map((c) =>
+            c.participate({
+              model,
+              data: Float32Array.from(data),
+              labels: Uint8Array.from(labels),
+              secureAggregation: { pollMs: 500 },
+            }),
+          ),
+        );
+        return results.map((r) =>
+          r.selected && r.status === "aggregated"
+            ? { status: r.status, input: r.stats.input, samples: r.stats.samples }
+            : { status: r.selected ? r.status : "not selected" },
+        );
+      },
+      { model: model.name, data: Array.from(data), labels: [1] },
+    );
+    const [end, nodeResults, browserResults] = await Promise.all([driving, node, fromBrowser]);
+    expect(end).toEqual({ finished: true });
+    // the Chromium device the coin left out took part all through, having trained nothing
+    expect(browserResults.at(-1)).toEqual({ status: "aggregated", input: "noise-only", samples: 0 });
+    expect(browserResults.slice(0, -1).every((r) => r.status === "aggregated" && r.input === "update")).toBe(true);
+    expect(nodeResults.map((r) => r.selected && r.status === "aggregated" && r.stats.input)).toEqual(
+      inputs.slice(browserInputs.length),
+    );
+
+    // The sum holds every checked-in device's share but only the sampled devices' updates: decoded, it is
+    // updates·Δc plus the noise of all the shares (the same bound as above, with n shares).
+    const outcome = await admin.secureAggregationSum(cohort.round_id);
+    expect(outcome.survivors).toHaveLength(inputs.length);
+    const decoded = decodeDistributedSum(outcome.sum, {
+      plan,
+      rotationSeed: fromBase64Url(fields.rotation_seed as string),
+    });
+    const clipped = trainDeviceDelta({
+      params: model.params,
+      task: { learning_rate: 1, local_epochs: 1, batch_size: 1, trainable: "all" },
+      data,
+      labels,
+      random: cryptoRandomBytes,
+    }).values;
+    clipToNorm(clipped, 1);
+    const n = inputs.length;
+    let err2 = 0;
+    for (let j = 0; j < length; j++) err2 += (decoded[j]! - updates * clipped[j]!) ** 2;
+    const noiseNorm = Math.sqrt(plan.paddedLength * n * plan.localVariance) / plan.scale;
+    const roundingNorm = (n * Math.sqrt(plan.paddedLength)) / plan.scale;
+    expect(Math.sqrt(err2)).toBeLessThan(Math.SQRT2 * noiseNorm + roundingNorm);
+
+    // ε: the edge charged the checked-in cohort's bound (zero-out, amplified by q), as the ledger computes it.
+    const status = (await (
+      await fetch(`${fx.url}/v1/populations/${model.name}/privacy`)
+    ).json()) as PopulationPrivacyStatus;
+    const charged = status.rounds.find((r) => r.round_id === cohort.round_id)!;
+    expect(charged.distributed!.cohort).toBe("checked-in");
+    const ledger = new PrivacyLedger({ population: model.name, accountant: "rdp" });
+    ledger.record({
+      roundId: charged.round_id,
+      sampleRate: q,
+      noiseMultiplier: 2,
+      mode: "distributed",
+      openedAt: charged.charged_at,
+      distributed: distributedSharesOf(charged.distributed!),
+    });
+    expect(status.epsilon_spent).toBeCloseTo(ledger.spent(1e-5), 9);
   }, 180_000);
 });

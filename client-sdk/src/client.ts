@@ -339,6 +339,7 @@ export class FedgeClient {
     if (!res || typeof res.selected !== "boolean" || (res.selected && !isTask(res.task))) {
       throw invalidResponse("checkin", res);
     }
+    if (res.selected) checkInput(res);
     await this.keepReceipt(model, id.deviceId, res);
     return res;
   }
@@ -353,6 +354,9 @@ export class FedgeClient {
       return;
     }
     const receipt = await this.receipts.verify(res.receipt, { model, deviceId, roundId });
+    // A genuine receipt is kept even when its task is refused below: the coin was flipped, so the round counts.
+    const matches = !res.selected || sameNoise(receipt, res.task);
+    const updateIncluded = matches && res.selected && res.input !== "noise-only";
     const known = await this.receipts.get(receipt);
     const cap = this.privacyPolicy.maxDeviceEpsilon;
     let declined = known?.declined ?? false;
@@ -363,7 +367,13 @@ export class FedgeClient {
       epsilon = epsilonWith(model, counted, receipt);
       declined = !(epsilon <= cap);
     }
-    if (!known) await this.receipts.put({ receipt, declined });
+    if (!known) await this.receipts.put({ receipt, declined, updateIncluded });
+    if (!matches) {
+      throw new errors.UntrustedReceiptError(
+        "mismatch",
+        `the receipt for round ${receipt.round_id} signs other distributed noise than its task runs; the device refuses the task`,
+      );
+    }
     if (declined) {
       throw new errors.PrivacyPolicyError(
         "device_epsilon_exceeded",
@@ -445,7 +455,9 @@ export class FedgeClient {
     const { checkPrivacyPolicy } = await import("./policy.ts");
     checkPrivacyPolicy(task, this.privacyPolicy);
     const id = (await this.identity)!;
-    if (task.privacy_mode === "distributed") return this.participateSecurely(task, id, options);
+    if (task.privacy_mode === "distributed") {
+      return this.participateSecurely(task, res.input ?? "update", id, options);
+    }
     let stats: UpdateStats | undefined;
     if (!(await this.queue.get(task.round_id))) {
       if (Date.parse(task.deadline) <= Date.now()) {
@@ -502,17 +514,21 @@ export class FedgeClient {
 
   /** Sends one signed update; the same bytes on every retry, so the edge's idempotency yields the same receipt. */
   /**
-   * A distributed round (`secure-aggregation.ts`, loaded on first use): train and clip as in every mode, encode with
-   * the round's distributed discrete Gaussian (or the app's encoder), then answer the round's secure-aggregation stages as the edge reaches them. Nothing is queued.
+   * A distributed round (`secure-aggregation.ts`, loaded on first use): train and clip as in every mode (or, for a
+   * `noise-only` input, take a zero update without training), encode with the round's distributed discrete Gaussian
+   * (or the app's encoder), then answer the round's secure-aggregation stages as the edge reaches them. Nothing is
+   * queued.
    */
   private async participateSecurely(
     task: RoundTask,
+    input: "update" | "noise-only",
     id: StoredIdentity & { deviceId: string },
     options: ParticipateOptions,
   ): Promise<ParticipateResult> {
     const { participateSecurely } = await import("./secure-aggregation.ts");
     return participateSecurely({
       task,
+      input,
       identity: id,
       options,
       transport: this.transport,
@@ -534,4 +550,40 @@ export class FedgeClient {
     if (!receipt || typeof receipt.sha256 !== "string") throw invalidResponse("upload", receipt);
     return receipt;
   }
+}
+
+/**
+ * A task's `input` must fit its round: `noise-only` exists only in a distributed round whose cohort is every
+ * checked-in device (`DistributedNoise.cohort` = `checked-in`); anything else is an answer this SDK cannot act on.
+ */
+function checkInput(res: Extract<CheckinResponse, { selected: true }>): void {
+  const input = res.input;
+  if (input !== undefined && input !== "update" && input !== "noise-only") throw invalidResponse("checkin", res);
+  if (input === "noise-only" && res.task.distributed?.cohort !== "checked-in") {
+    throw new FedgeClientError(
+      "invalid_task",
+      `round ${res.task.round_id} asks for a noise-only input, but its noise is not taken from every checked-in device`,
+    );
+  }
+}
+
+/**
+ * Whether the receipt's signed noise is the task's: the device runs the task's noise, and its own accounting (and the
+ * edge's ledger) charge the receipt's. A task whose noise or cohort differs from what the edge signed (say a
+ * checked-in cohort, charged zero-out, against a receipt of a sampled one) is refused before anything is trained.
+ */
+function sameNoise(receipt: SignedCheckinReceipt, task: RoundTask): boolean {
+  const signed = receipt.distributed_noise;
+  const ran = task.distributed;
+  if (signed === undefined && ran === undefined) return true;
+  return (
+    signed !== undefined &&
+    ran !== undefined &&
+    signed.dimension === ran.dimension &&
+    signed.noise_shares === ran.noise_shares &&
+    signed.share_variance === ran.share_variance &&
+    signed.sensitivity_bound === ran.sensitivity_bound &&
+    (signed.corrupt_devices ?? 0) === (ran.corrupt_devices ?? 0) &&
+    (signed.cohort ?? "sampled") === (ran.cohort ?? "sampled")
+  );
 }

@@ -33,9 +33,11 @@ export interface PopulationPrivacySpend {
    */
   epsilon: number;
   /**
-   * ε at `delta` of the same rounds against the edge itself, which flips the coins and sees who takes part: no
-   * amplification by sampling, distributed rounds for zero-out neighbours with this device's own noise share
-   * (`PrivacyLedger.spentAgainstEdge`). null when one of them was a central round: the edge saw the clipped update.
+   * ε at `delta` against the edge itself, which flips the coins and sees who takes part: only the counted rounds
+   * whose coin put this device's update in (a round it was not sampled for, or added only its noise share to with a
+   * zero update, is independent of its data for a party that knows the coins), no amplification by sampling,
+   * distributed rounds for zero-out neighbours with this device's own noise share (`PrivacyLedger.spentAgainstEdge`).
+   * null when one of them was a central round: the edge saw the clipped update.
    */
   epsilonAgainstEdge: number | null;
   /** The δ of the newest counted receipt (the population budget's δ). */
@@ -106,11 +108,12 @@ export function privacySpend(entries: readonly StoredReceipt[]): PopulationPriva
   return [...byModel.keys()].sort().map((model) => {
     const list = byModel.get(model)!;
     const counted = list.filter((e) => !e.declined).map((e) => e.receipt);
+    const included = list.filter((e) => !e.declined && e.updateIncluded !== false).map((e) => e.receipt);
     const delta = (counted.at(-1) ?? list.at(-1)!.receipt).delta;
     return {
       model,
       epsilon: spentEpsilon(model, counted, delta),
-      epsilonAgainstEdge: spentEpsilonAgainstEdge(model, counted, delta),
+      epsilonAgainstEdge: spentEpsilonAgainstEdge(model, included, delta),
       delta,
       accountant: "rdp" as const,
       rounds: counted.length,

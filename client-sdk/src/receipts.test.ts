@@ -137,6 +137,52 @@ describe("device accounting", () => {
     expect(spend!.epsilon).not.toBeCloseTo(central.epsilon, 3); // charged by its noise, not by the nominal z
   });
 
+  it("counts against the edge only the rounds whose coin put the device's update in", async () => {
+    const noise = {
+      dimension: 8192,
+      noise_shares: 80,
+      share_variance: 28049514,
+      sensitivity_bound: 1402515226,
+      cohort: "checked-in" as const,
+    };
+    const covered = [10, 11, 12].map((r) => receipt(r, { privacy_mode: "distributed", distributed_noise: noise }));
+    const { s } = store();
+    for (const [i, r] of covered.entries()) {
+      await s.put({ receipt: await s.verify(r, expected), declined: false, updateIncluded: i === 1 });
+    }
+    const kept = await s.list("toy");
+    expect(kept.map((e) => e.updateIncluded)).toEqual([false, true, false]);
+    const [spend] = privacySpend(kept);
+    const ledgerOf = (receipts: SignedCheckinReceipt[]) => {
+      const ledger = new PrivacyLedger({ population: "toy" });
+      for (const r of receipts) {
+        ledger.record({
+          roundId: r.round_id,
+          sampleRate: 0.3,
+          noiseMultiplier: 1.1,
+          mode: "distributed",
+          openedAt: r.checked_in_at,
+          distributed: {
+            dimension: 8192,
+            clients: 79,
+            localVariance: 28049514,
+            sensitivityBound: 1402515226,
+            cohort: "checked-in",
+          },
+        });
+      }
+      return ledger;
+    };
+    // the population's view: all three rounds (a noise-only device's share is in each sum, charged zero-out)
+    expect(spend!.epsilon).toBe(ledgerOf(covered).spent(1e-5));
+    expect(spend!.rounds).toBe(3);
+    // the edge flips the coins: the two noise-only rounds are independent of the device's data for it
+    expect(spend!.epsilonAgainstEdge).toBe(ledgerOf([covered[1]!]).spentAgainstEdge(1e-5));
+    // a receipt kept by an older SDK says nothing: counted against the edge, the safe side
+    const legacy = privacySpend(kept.map(({ receipt, declined }) => ({ receipt, declined })))[0]!;
+    expect(legacy.epsilonAgainstEdge).toBe(ledgerOf(covered).spentAgainstEdge(1e-5));
+  });
+
   it("projects one more round (the filter's test)", () => {
     const after = epsilonWith("toy", rounds.slice(0, 3), rounds[3]!);
     expect(after).toBeCloseTo(population.spent(1e-5), 10);

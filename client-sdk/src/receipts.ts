@@ -27,6 +27,12 @@ export interface StoredReceipt {
    * filter, see `device-accounting.ts`).
    */
   declined: boolean;
+  /**
+   * Whether the round's coin put this device's update in (selected with input `update`); false when it was not
+   * sampled, or added only its noise share with a zero update (`noise-only`, a checked-in cohort). Only such rounds
+   * count against the edge, which flips the coins. Absent (kept by an older SDK): counted, the conservative side.
+   */
+  updateIncluded?: boolean;
 }
 
 const EDGE_KEY = "privacy/edge-key";
@@ -148,7 +154,8 @@ export class ReceiptStore {
       } catch {
         ok = false;
       }
-      if (ok) out.push({ receipt: r, declined: entry.declined === true });
+      if (ok)
+        out.push({ receipt: r, declined: entry.declined === true, updateIncluded: entry.updateIncluded !== false });
     }
     return out.sort((a, b) =>
       a.receipt.checked_in_at < b.receipt.checked_in_at

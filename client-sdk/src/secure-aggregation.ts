@@ -1,7 +1,7 @@
 /**
  * @module
  * A device's part in a distributed round, loaded lazily by `participate()`: the clipped update from the shared device
- * pipeline, encoded with the round's distributed discrete Gaussian (Kairouz, Liu, Steinke 2021: clip, rotate, round,
+ * pipeline (or, for a `noise-only` input of a checked-in cohort, a zero update without training), encoded with the round's distributed discrete Gaussian (Kairouz, Liu, Steinke 2021: clip, rotate, round,
  * this device's noise share, mod 2^b; or the app's own encoder), then SecAgg+ (`@fedge/secagg`'s client state machine) against the edge's
  * `/v1/rounds/{id}/secagg/*`. For each stage the device waits until the edge is in it, reads what it needs, answers,
  * and moves on; every request carries the device's Ed25519 signature over method, path, timestamp and body hash. Each
@@ -9,6 +9,11 @@
  * the device answered (409 `stage_closed`, or the edge already past it) ends its part (`dropped`), and the device waits
  * for a stage no longer than its deadline; a message that fails the protocol's checks ends it too (`refused`),
  * revealing nothing more.
+ *
+ * Timing: a noise-only device trains nothing, so it advertises its keys sooner after its check-in than a training
+ * device would; every later message waits for the edge to reach its stage (polled every `pollMs` alike), so masked
+ * inputs arrive in the same stage window whatever the input. What the edge could read from the gap it already knows:
+ * it flipped the coins. Other devices see only the roster and the envelopes the edge relays at stage boundaries.
  */
 import {
   SECAGG_DEVICE_HEADER,
@@ -40,6 +45,11 @@ import type { ParticipateOptions, ParticipateResult, SecAggEncoder, SecureAggreg
 
 export interface SecureParticipation {
   task: RoundTask;
+  /**
+   * What the device inputs: its trained update, or (`noise-only`, a checked-in cohort whose coin left it out) a zero
+   * update through the same encoder, so its noise share is in the sum whether or not its update is.
+   */
+  input: "update" | "noise-only";
   identity: StoredIdentity & { deviceId: string };
   options: ParticipateOptions;
   transport: Transport;
@@ -72,6 +82,7 @@ export async function participateSecurely(p: SecureParticipation): Promise<Parti
   if (Date.parse(task.deadline) <= Date.now()) {
     throw new FedgeClientError("round_expired", `round ${task.round_id} passed its deadline ${task.deadline}`);
   }
+  // A noise-only device loads the model too: its traffic before the round looks like a training device's.
   const model = await p.loadModel();
   const stats = await aggregateSecurely(p, model.bytes, encoder, pollMs, timeoutMs);
   return {
@@ -116,14 +127,18 @@ async function aggregateSecurely(
 ): Promise<SecureAggregationStats> {
   const { task } = p;
   const sa = task.secure_aggregation!;
-  // The shared device pipeline with the distributed task's clip: train, Δ, clip to C (no clip bit, no local noise).
-  const { update, samples } = trainForTask({
-    task: { ...task, privacy_mode: "central", report_clip_bit: false },
-    modelBytes,
-    data: p.options.data,
-    labels: p.options.labels,
-    random: p.random,
-  });
+  // The shared device pipeline with the distributed task's clip: train, Δ, clip to C (no clip bit, no local noise);
+  // a noise-only input is a zero update, encoded (rotated, rounded, its noise share added) exactly like a trained one.
+  const { update, samples } =
+    p.input === "noise-only"
+      ? { update: zeroUpdate(task.update_length), samples: 0 }
+      : trainForTask({
+          task: { ...task, privacy_mode: "central", report_clip_bit: false },
+          modelBytes,
+          data: p.options.data,
+          labels: p.options.labels,
+          random: p.random,
+        });
   const encoded = await encoder(update.values, task);
   if (
     !(encoded instanceof Uint32Array) ||
@@ -241,6 +256,7 @@ async function aggregateSecurely(
     throw err;
   }
   return {
+    input: p.input,
     samples,
     loss: update.loss,
     steps: update.steps,
@@ -252,6 +268,11 @@ async function aggregateSecurely(
     bytesSent: traffic.sent,
     bytesReceived: traffic.received,
   };
+}
+
+/** A noise-only device's update: zero everywhere, nothing trained (its norm 0, never clipped). */
+function zeroUpdate(length: number) {
+  return { values: new Float32Array(length), loss: Number.NaN, steps: 0, norm: 0, clipFactor: 1 };
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -193,6 +193,11 @@ export type SecAggEncoder = (clipped: Float32Array, task: RoundTask) => Uint32Ar
 
 /** What a device did in a distributed round (the training half of `UpdateStats`, and the protocol's traffic). */
 export type SecureAggregationStats = Omit<UpdateStats, "dtype" | "bytes" | "clipBit" | "noiseStd"> & {
+  /**
+   * What the device put in: its trained update (`update`), or, in a checked-in cohort whose coin left it out, a zero
+   * update with its noise share (`noise-only`: nothing trained, `samples` 0).
+   */
+  input: "update" | "noise-only";
   /** d' and b of the encoded vector. */
   encodedLength: number;
   modulusBits: number;

@@ -9,11 +9,15 @@
  * running `participate()`, with its privacy policy; the aggregator is `EdgeRoundRunner`, which in distributed mode
  * follows the stages' deadlines and closes each early once every device still in the round answered it.
  *
+ * In a checked-in cohort (the population's `privacy.distributed.cohort`), every device that checks in takes part in
+ * the distributed round: the ones the coin selected with their update, the others (`noise-only`) with a zero update
+ * and their noise share; the edge admits at most the runner's n_max.
+ *
  * Measured per mode: the served model's accuracy on the test digits (int8, through `/predict`), ε from the edge's
  * ledger, the bytes a device moves for its contribution (central: its signed upload; distributed: every SecAgg+
- * message it sends and receives, from the SDK's own count), the device CPU per round (this process's main-thread CPU
- * while the devices ran the round, divided by the devices that took part: the devices are simulated here, so that is
- * their work plus their HTTP client's), and the round time (the runner's whole round).
+ * message it sends and receives, from the SDK's own count, noise-only devices included), the device CPU per round
+ * (this process's main-thread CPU while the devices ran the round, divided by the devices that took part: the devices
+ * are simulated here, so that is their work plus their HTTP client's), and the round time (the runner's whole round).
  */
 import {
   FedgeClient,
@@ -128,6 +132,8 @@ async function runMode(
     let bytes = 0;
     let reports = 0;
     let cpuMicros = 0;
+    // A checked-in cohort: devices the coin left out take part with a zero update and their noise share.
+    let noiseOnly = 0;
     let last: (ParticipateResult | undefined)[] = [];
     let failures: Record<string, number> = {};
     const runner = new EdgeRoundRunner({
@@ -163,10 +169,13 @@ async function runMode(
         });
         const used = process.threadCpuUsage(cpu);
         cpuMicros += used.user + used.system;
+        noiseOnly = 0;
         for (const r of last) {
           if (!r?.selected) continue;
-          if (r.status === "aggregated") bytes += r.stats.bytesSent + r.stats.bytesReceived;
-          else if (r.stats) bytes += r.stats.bytes;
+          if (r.status === "aggregated") {
+            bytes += r.stats.bytesSent + r.stats.bytesReceived;
+            if (r.stats.input === "noise-only") noiseOnly++;
+          } else if (r.stats) bytes += r.stats.bytes;
           reports++;
         }
       },
@@ -179,13 +188,17 @@ async function runMode(
       const seconds = (performance.now() - t) / 1000;
       rounds.push({
         roundId: res.roundId,
-        selected: last.filter((x) => x?.selected).length + Object.values(failures).reduce((a, n) => a + n, 0),
+        // devices whose update the coin asked for (a checked-in cohort's noise-only devices are not among them)
+        selected:
+          last.filter((x) => x?.selected).length - noiseOnly + Object.values(failures).reduce((a, n) => a + n, 0),
         aggregated: res.aggregated,
         outcome: res.outcome,
         seconds,
       });
       ctx.log(
-        `[${privacy}, served] round ${r}/${o.recipe.rounds}: ${res.aggregated} inputs aggregated, ${res.outcome}` +
+        `[${privacy}, served] round ${r}/${o.recipe.rounds}: ${res.aggregated} inputs aggregated` +
+          (noiseOnly > 0 ? ` (${noiseOnly} noise-only)` : "") +
+          `, ${res.outcome}` +
           `${res.outcome === "abandoned" ? ` (${res.reason})` : ""}, ${seconds.toFixed(1)} s` +
           (Object.keys(failures).length > 0 ? `; devices' errors: ${JSON.stringify(failures)}` : ""),
       );

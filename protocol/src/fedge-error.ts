@@ -35,6 +35,7 @@ export const ERROR_CODES = [
   "stale_timestamp",
   "round_not_found",
   "round_closed",
+  "round_full",
   "stage_closed",
   "nonce_invalid",
   "nonce_used",

@@ -15,6 +15,14 @@ export interface DistributedRoundOptions {
   expectedClients: number;
   /** The fewest masked inputs the edge releases a sum of (the shares the charge counts). */
   minClients: number;
+  /** n_max: the most inputs the modulus is planned for; with a checked-in cohort, the edge's cap on check-ins. */
+  maxClients?: number;
+  /**
+   * Who adds noise shares: `checked-in` puts every device that checks in into the secure aggregation (a coin-excluded
+   * one with a zero update), and the round takes at most `maxClients` check-ins (`secure_aggregation.max_devices`).
+   * @default "sampled"
+   */
+  cohort?: "sampled" | "checked-in";
 }
 
 export function distributedRoundFields(
@@ -30,8 +38,11 @@ export function distributedRoundFields(
     noiseMultiplier,
     expectedClients: o.expectedClients,
     minClients: o.minClients,
+    ...(o.maxClients !== undefined ? { maxClients: o.maxClients } : {}),
+    ...(o.cohort !== undefined ? { cohort: o.cohort } : {}),
   });
   const distributed = distributedNoiseOf(plan);
+  const secureAggregation = secureAggregationFor(distributed);
   return {
     plan,
     fields: {
@@ -39,7 +50,8 @@ export function distributedRoundFields(
       clip_norm: clipNorm,
       mechanism: { noise_multiplier: noiseMultiplier, clip_rule: "fixed", distributed },
       rotation_seed: toBase64Url(crypto.getRandomValues(new Uint8Array(32))),
-      secure_aggregation: secureAggregationFor(distributed),
+      secure_aggregation:
+        plan.cohort === "checked-in" ? { ...secureAggregation, max_devices: plan.maxClients } : secureAggregation,
     },
   };
 }

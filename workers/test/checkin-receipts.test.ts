@@ -151,6 +151,7 @@ describe("GET /v1/devices/:id/privacy", () => {
         privacy_mode: "central",
         clip_rule: "fixed",
         distributed: null,
+        update_included: true,
       },
       expect.objectContaining({ round_id: r2.round_id, sampling_rate: 0.5 }),
     ]);
@@ -273,13 +274,20 @@ describe("GET /v1/devices/:id/privacy in distributed rounds", () => {
     const b = await registerDevice(key);
     const receiptsA: CheckinReceipt[] = [];
     const receiptsB: CheckinReceipt[] = [];
+    // the rounds whose coin put the device's update in: the only ones the edge, which flips the coins, learns from
+    const includedA: CheckinReceipt[] = [];
+    const includedB: CheckinReceipt[] = [];
+    const keep = (answer: Awaited<ReturnType<typeof checkin>>, all: CheckinReceipt[], included: CheckinReceipt[]) => {
+      all.push(answer.receipt!);
+      if (answer.selected) included.push(answer.receipt!);
+    };
     const mechanism = { noise_multiplier: 1.5, clip_rule: "fixed" as const, distributed: noise };
     const d1 = await openRound(model, { privacy_mode: "distributed", sampling_rate: 0.5, mechanism });
-    receiptsA.push((await checkin(a, model)).receipt!);
+    keep(await checkin(a, model), receiptsA, includedA);
     await adminPost(`/v1/admin/rounds/${d1.round_id}/close`);
     const d2 = await openRound(model, { privacy_mode: "distributed", sampling_rate: 0.5, mechanism });
-    receiptsA.push((await checkin(a, model)).receipt!);
-    receiptsB.push((await checkin(b, model)).receipt!);
+    keep(await checkin(a, model), receiptsA, includedA);
+    keep(await checkin(b, model), receiptsB, includedB);
     await adminPost(`/v1/admin/rounds/${d2.round_id}/close`);
 
     const ledgerOf = (receipts: CheckinReceipt[]) => {
@@ -301,15 +309,24 @@ describe("GET /v1/devices/:id/privacy in distributed rounds", () => {
     ).json<{ epsilon_spent: number; epsilon_against_edge: number | null }>();
     const entryA = (await (await readPrivacy(a)).json<DevicePrivacyRecord>()).populations[0]!;
     const entryB = (await (await readPrivacy(b)).json<DevicePrivacyRecord>()).populations[0]!;
-    // the device in every round: its receipts, the edge's record of it and the population's account agree
-    expect(entryA.epsilon_against_edge).toBe(ledgerOf(receiptsA).spentAgainstEdge(1e-5));
-    expect(population.epsilon_against_edge).toBe(entryA.epsilon_against_edge);
-    expect(entryB.epsilon_against_edge).toBe(ledgerOf(receiptsB).spentAgainstEdge(1e-5));
-    expect(entryB.epsilon_against_edge!).toBeLessThan(entryA.epsilon_against_edge!);
-    // it is the zero-out bound of the 3 honest shares and the device's own (4), at q = 1 for each round
+    // against the edge: the rounds whose coin included the device, as its receipts and coins give them
+    const againstEdge = (included: CheckinReceipt[]) =>
+      included.length === 0 ? 0 : ledgerOf(included).spentAgainstEdge(1e-5);
+    expect(entryA.rounds.map((r) => r.update_included)).toEqual(receiptsA.map((r) => includedA.includes(r)));
+    expect(entryA.epsilon_against_edge).toBe(againstEdge(includedA));
+    expect(entryB.epsilon_against_edge).toBe(againstEdge(includedB));
+    // the population's is every round's: what the edge learns of a device whose coin always said yes
+    expect(population.epsilon_against_edge).toBe(ledgerOf(receiptsA).spentAgainstEdge(1e-5));
+    expect(entryA.epsilon_against_edge!).toBeLessThanOrEqual(population.epsilon_against_edge!);
+    // it is the zero-out bound of the 3 honest shares and the device's own (4), at q = 1 for each included round
     const orders = new RdpAccountant().orders;
-    const zeroOut = orders.map((alpha) => 2 * distributedRdp({ ...plan.noiseShares, clients: 4 }, alpha));
-    expect(entryA.epsilon_against_edge).toBeCloseTo(getPrivacySpent(orders, zeroOut, 1e-5).epsilon, 10);
+    const zeroOut = orders.map(
+      (alpha) => includedA.length * distributedRdp({ ...plan.noiseShares, clients: 4 }, alpha),
+    );
+    expect(entryA.epsilon_against_edge).toBeCloseTo(
+      includedA.length === 0 ? 0 : getPrivacySpent(orders, zeroOut, 1e-5).epsilon,
+      10,
+    );
     // and the population's charge is add/remove: above what the mean shift of 3 shares alone would give
     const meanShift = poissonSubsampledRdp(0.5, orders, (alpha) => distributedRdp(plan.noiseShares, alpha));
     expect(population.epsilon_spent).toBe(ledgerOf(receiptsA).spent(1e-5));
@@ -321,8 +338,8 @@ describe("GET /v1/devices/:id/privacy in distributed rounds", () => {
       ).epsilon,
     );
 
-    // a central round: the edge stores the clipped update, so no ε bounds what it learnt (null), for both
-    await openRound(model, { sampling_rate: 0.3 });
+    // a central round that selects the device: the edge stores its clipped update, so no ε bounds what it learnt
+    await openRound(model, { sampling_rate: 1 });
     await checkin(a, model);
     const after = await (
       await call(`/v1/populations/${model}/privacy`)

@@ -10,12 +10,14 @@ import {
   aggregateVerdict,
   checkinAnswer,
   checkinPrecheck,
+  cohortCapVerdict,
   commitVerdict,
   fillsRound,
   heldKeyVerdict,
   listUpdatesVerdict,
   openVerdict,
   preflight,
+  secAggMembership,
   uploadTarget,
 } from "../src/durable-objects/round-coordinator/admission.ts";
 import type { CheckinRow } from "../src/durable-objects/round-coordinator/checkins.ts";
@@ -272,5 +274,72 @@ describe("uploads", () => {
   it("closes the round at max_reports", () => {
     expect(fillsRound(round("collecting"), 2)).toBe(false);
     expect(fillsRound(round("collecting"), 3)).toBe(true);
+  });
+});
+
+describe("a distributed round whose cohort is every check-in", () => {
+  const noise = {
+    bits: 20,
+    scale: 64,
+    dimension: 8,
+    noise_shares: 4,
+    share_variance: 100,
+    sensitivity_bound: 4096,
+  };
+  const distributed = (cohort: "sampled" | "checked-in" | undefined, maxDevices?: number): Partial<RoundParams> => ({
+    privacy_mode: "distributed",
+    min_reports: 1,
+    max_reports: undefined,
+    mechanism: {
+      noise_multiplier: 1,
+      clip_rule: "fixed",
+      distributed: { ...noise, ...(cohort ? { cohort } : {}) },
+    },
+    rotation_seed: "A".repeat(43),
+    secure_aggregation: {
+      modulus_bits: 20,
+      encoded_length: 8,
+      ...(maxDevices !== undefined ? { max_devices: maxDevices } : {}),
+    },
+  });
+  const tasked: CheckinRow = { ...notSelected, nonce: "nonce-b" };
+
+  it("gives every check-in the task, its input the coin's; a sampled cohort keeps its answers", () => {
+    const covered = round("collecting", {}, distributed("checked-in"));
+    expect(checkinAnswer(covered, selected, false, T0)).toMatchObject({ selected: true, input: "update" });
+    const left = checkinAnswer(covered, tasked, false, T0);
+    expect(left).toMatchObject({ selected: true, input: "noise-only" });
+    expect(left.selected && left.task.distributed?.cohort).toBe("checked-in");
+    for (const cohort of ["sampled", undefined] as const) {
+      const sampled = round("collecting", {}, distributed(cohort));
+      expect(checkinAnswer(sampled, notSelected, false, T0)).toMatchObject({ selected: false, reason: "not_sampled" });
+      const answer = checkinAnswer(sampled, selected, false, T0);
+      expect(answer.selected && answer).not.toHaveProperty("input");
+    }
+  });
+
+  it("admits a coin-excluded device to the secure aggregation only in a checked-in cohort", () => {
+    const covered = round("collecting", {}, distributed("checked-in"));
+    expect(secAggMembership(covered, "dev_a", null, "t", tasked, false)).toMatchObject({ ok: true });
+    expect(secAggMembership(covered, "dev_a", null, "t", null, false)).toMatchObject({ ok: false, status: 403 });
+    expect(secAggMembership(covered, "dev_a", null, "t", tasked, true)).toMatchObject({ code: "device_revoked" });
+    const sampled = round("collecting", {}, distributed("sampled"));
+    expect(secAggMembership(sampled, "dev_a", null, "t", tasked, false)).toMatchObject({ ok: false, status: 403 });
+    expect(secAggMembership(sampled, "dev_a", null, "t", selected, false)).toMatchObject({ ok: true });
+  });
+
+  it("caps a checked-in cohort at max_devices (n_max / S on a shard); a sampled cohort is not capped", () => {
+    const at = (checkedIn: number, maxDevices?: number, shards = 1, cohort: "checked-in" | "sampled" = "checked-in") =>
+      cohortCapVerdict(
+        round("collecting", { checked_in: checkedIn, shard_count: shards }, distributed(cohort, maxDevices)),
+      );
+    expect(at(9, 10)).toEqual({ ok: true });
+    expect(at(10, 10)).toMatchObject({ ok: false, status: 409, code: "round_full" });
+    expect(at(4, 10, 2)).toEqual({ ok: true });
+    expect(at(5, 10, 2)).toMatchObject({ code: "round_full" });
+    expect(at(65_534)).toEqual({ ok: true });
+    expect(at(65_535)).toMatchObject({ code: "round_full" }); // SecAgg+'s roster limit when the round names none
+    expect(at(1_000_000, 10, 1, "sampled")).toEqual({ ok: true });
+    expect(cohortCapVerdict(round("collecting", { checked_in: 1_000_000 }))).toEqual({ ok: true }); // central
   });
 });

@@ -103,6 +103,27 @@ describe("openRoundRequest", () => {
     expect(distributedSharesOf(noise).clients).toBe(5);
   });
 
+  it("a checked-in cohort's round states n_max as the edge's cap on check-ins; a sampled one leaves it unset", async () => {
+    const { engine, round, request } = await opened({
+      privacy: {
+        mode: "distributed",
+        noiseMultiplier: 1,
+        budget: { epsilon: 60, delta: 1e-5 },
+        distributed: { bits: 20, minClients: 8, maxClients: 20, cohort: "sampled" },
+      },
+      clipping: { clipNorm: 1 },
+    });
+    expect(request.secure_aggregation).not.toHaveProperty("max_devices");
+    const d = round.instructions.distributed!;
+    // the strategy's instructions for a checked-in cohort name it beside the noise (`distributedNoiseOf`)
+    const covered = { ...round.instructions, distributed: { ...d, cohort: "checked-in" } as typeof d };
+    const capped = openRoundRequest(engine, covered, { modelVersion: 3 });
+    expect(capped.secure_aggregation).toMatchObject({ max_devices: 20 }); // the config's maxClients
+    expect(OpenRoundRequest.safeParse(capped).success).toBe(true);
+    const given = openRoundRequest(engine, covered, { modelVersion: 3, secureAggregationMaxDevices: 1e6 });
+    expect(given.secure_aggregation!.max_devices).toBe(65_535); // SecAgg+'s roster limit
+  });
+
   it("taskPrivacyFields is the device's view of the instructions", () => {
     expect(taskPrivacyFields({ privacyMode: "none", clipNorm: Infinity })).toEqual({ privacy_mode: "none" });
     expect(taskPrivacyFields({ privacyMode: "central", clipNorm: 2, reportClipBit: true })).toEqual({

@@ -7,6 +7,7 @@
  */
 import {
   decodeVerifiedUpdate,
+  SECAGG_MAX_DEVICES,
   secureAggregationFor,
   updateToFloat32,
   type OpenRoundRequest,
@@ -32,6 +33,12 @@ export interface EdgeRoundLimits {
    * the collecting window). @default DEFAULT_SECAGG_STAGE_S each
    */
   secureAggregationStageS?: SecAggStageSeconds;
+  /**
+   * Distributed mode with a checked-in cohort: n_max, the most check-ins the round takes (every one joins the secure
+   * aggregation; the edge answers 409 `round_full` past it), what the modulus was planned for.
+   * @default the config's `privacy.distributed.maxClients`, else the edge's (SecAgg+'s 65,535)
+   */
+  secureAggregationMaxDevices?: number;
 }
 
 /** The privacy fields of the task devices receive (names as in `OpenRoundRequest` / `RoundTask`). */
@@ -78,6 +85,11 @@ export function openRoundRequest(
   // The task's `distributed` (noise + seed) is stated in the open request as mechanism.distributed and rotation_seed.
   const { distributed, ...privacy } = taskPrivacyFields(instr);
   const noise = distributed ? withoutSeed(distributed) : undefined;
+  // A checked-in cohort admits every check-in: the edge caps it at the n_max the modulus was planned for.
+  const maxDevices =
+    (noise as { cohort?: string } | undefined)?.cohort === "checked-in"
+      ? (limits.secureAggregationMaxDevices ?? config.privacy.distributed?.maxClients)
+      : undefined;
   return {
     model: config.model,
     model_version: limits.modelVersion,
@@ -105,7 +117,10 @@ export function openRoundRequest(
     ...(distributed
       ? {
           rotation_seed: distributed.rotation_seed,
-          secure_aggregation: secureAggregationFor(distributed, limits.secureAggregationStageS),
+          secure_aggregation: {
+            ...secureAggregationFor(distributed, limits.secureAggregationStageS),
+            ...(maxDevices !== undefined ? { max_devices: Math.min(maxDevices, SECAGG_MAX_DEVICES) } : {}),
+          },
         }
       : {}),
     duration_s: limits.durationS ?? 600,

@@ -127,6 +127,11 @@ export interface EdgeRoundRunnerOptions {
    * @default DEFAULT_SECAGG_STAGE_S each
    */
   secureAggregationStageS?: SecAggStageSeconds;
+  /**
+   * Distributed mode with a checked-in cohort: the most check-ins a round takes (n_max; `EdgeRoundLimits`).
+   * @default the config's `privacy.distributed.maxClients`, else the edge's
+   */
+  secureAggregationMaxDevices?: number;
   /** `fetch` for the public registry reads. @default globalThis.fetch */
   fetch?: typeof fetch;
   hooks?: EdgeRunnerHooks;

@@ -4,7 +4,7 @@
  * on its own deadline, fixed when the round opened and stated in the devices' task: the edge's `SecAggRound` closes it
  * then by its alarm (a device silent until then has dropped). The aggregator only waits for that, or closes the stage
  * early once every device still in the round has answered it (the advertise stage: every device the round selected,
- * once check-ins are over),
+ * or in a checked-in cohort every device that checked in, once check-ins are over),
  * naming the stage it closes so that a close racing the deadline never closes the next one. The last close (after
  * unmask) finishes the round; a close below the round's threshold aborts it (409 `round_closed`), and the edge keeps it
  * charged.
@@ -63,12 +63,14 @@ export async function driveSecureAggregation(
     if (!(STAGES as readonly string[]).includes(stage) || status.deadline === undefined) {
       throw new RangeError(`round ${roundId}: unexpected secure-aggregation status ${JSON.stringify(status)}`);
     }
-    // Devices that may still answer: those that answered the stage before; while advertising, those selected once
-    // every expected device has checked in (before that, or unknown, advertise runs to its deadline).
+    // Devices that may still answer: those that answered the stage before; while advertising, those in the cohort
+    // once every expected device has checked in (before that, or unknown, advertise runs to its deadline): the ones
+    // the coin selected, or in a checked-in cohort every device that checked in.
     let expected = status.expected;
     if (expected === undefined && o.expectedCheckIns !== undefined) {
       const round = await admin.roundStatus(roundId);
-      if (round.checked_in >= o.expectedCheckIns) expected = round.selected;
+      const everyCheckIn = round.params.mechanism?.distributed?.cohort === "checked-in";
+      if (round.checked_in >= o.expectedCheckIns) expected = everyCheckIn ? round.checked_in : round.selected;
     }
     const answered = status.answered ?? 0;
     if (expected !== undefined && answered > 0 && answered >= expected) {

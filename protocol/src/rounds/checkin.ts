@@ -145,6 +145,11 @@ export const DeviceCheckedInRound = z
     clip_rule: ClipRule,
     /** Mode `distributed`: the noise that protected the device (null in the other modes). */
     distributed: DeviceDistributedNoise.nullable(),
+    /**
+     * Whether the device's update went into the round: its coin selected it (a `noise-only` device of a checked-in
+     * cohort, or one the coin left out, input none). Only such rounds count against the edge, which flips the coins.
+     */
+    update_included: z.boolean(),
   })
   .meta({ id: "DeviceCheckedInRound" });
 export type DeviceCheckedInRound = z.infer<typeof DeviceCheckedInRound>;
@@ -168,10 +173,11 @@ export const DevicePrivacyRecord = z
          */
         epsilon: z.number().nullable(),
         /**
-         * ε of these rounds for this device at `delta` against the edge, which sees who takes part: no amplification
-         * by sampling, distributed rounds for zero-out neighbours with the device's own share (PrivacyLedger
-         * `spentAgainstEdge`). null without a budget, or when one of them was a central round (the edge saw the
-         * clipped update: no bound).
+         * ε of these rounds for this device at `delta` against the edge, which flips the coins: only the rounds
+         * whose coin put the device's update in (`update_included`; the others are independent of its data for a
+         * party that knows the coins), without amplification by sampling, distributed rounds for zero-out neighbours
+         * with the device's own share (PrivacyLedger `spentAgainstEdge`). null without a budget, or when one of them
+         * was a central round (the edge saw the clipped update: no bound).
          */
         epsilon_against_edge: z.number().nullable(),
         /** The population budget's δ (null without a budget). */

@@ -137,6 +137,12 @@ export const SecureAggregationParams = z
     encoded_length: z.number().int().positive().max(SECAGG_MAX_ENCODED_LENGTH),
     /** How long the stages after `advertise` last. @default DEFAULT_SECAGG_STAGE_S each */
     stage_s: SecAggStageSeconds.optional(),
+    /**
+     * n_max: the most devices the round's secure aggregation takes (the modulus is planned for at most this many
+     * inputs, `planDistributedDiscreteGaussian`'s maxClients). In a `checked-in` cohort every check-in joins, so a
+     * check-in past it is refused (409 `round_full`) and recorded nowhere. @default SECAGG_MAX_DEVICES
+     */
+    max_devices: z.number().int().min(3).max(65_535).optional(), // SECAGG_MAX_DEVICES (secagg.ts imports this module)
   })
   .strict()
   .meta({ id: "SecureAggregationParams" });

@@ -90,7 +90,9 @@ const checkin = createRoute({
       401: "No API key, bad device signature (bad_signature) or stale timestamp (stale_timestamp)",
       403: "Revoked API key or device (device_revoked), or the population belongs to another tenant (forbidden)",
       404: "Unknown device (device_not_found)",
-      409: `The device already joined ${MAX_POPULATIONS_PER_DEVICE} populations (conflict)`,
+      409:
+        `The device already joined ${MAX_POPULATIONS_PER_DEVICE} populations (conflict), or the round's checked-in ` +
+        "cohort already holds secure_aggregation.max_devices devices (round_full: no coin, no receipt)",
     }),
   },
 });

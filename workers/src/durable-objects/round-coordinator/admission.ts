@@ -9,10 +9,14 @@
  * retried upload is idempotent); different bytes from a device that already reported are refused (`nonce_used`).
  *
  * A `distributed` round takes no uploads: its devices take part in secure aggregation (`SecAggRound`), which admits a
- * device that the round's coin selected, is not revoked and belongs to the population's tenant (`secAggMembership`).
+ * device that is not revoked, belongs to the population's tenant and is in the round's cohort (`secAggMembership`):
+ * the devices the coin selected, or, when its noise's `cohort` is `checked-in`, every device that checked in (up to
+ * `secure_aggregation.max_devices`), the coin then deciding only whether its input is its update or a zero update
+ * (`noise-only`) with its noise share.
  */
 import {
   DEFAULT_MAX_SELECTED_PER_KEY,
+  SECAGG_MAX_DEVICES,
   roundTaskFor,
   secAggStageDeadlinesMs,
   type CheckinResponse,
@@ -175,15 +179,54 @@ export function checkinPrecheck(
 }
 
 /**
+ * Whether every device that checks in to a round joins its secure aggregation (`DistributedNoise.cohort` =
+ * `checked-in`: a distributed round whose coin decides only what the device inputs), rather than only those the coin
+ * selects.
+ */
+export function coversCheckedIn(params: RoundParams): boolean {
+  return params.privacy_mode === "distributed" && params.mechanism?.distributed?.cohort === "checked-in";
+}
+
+/**
+ * Before a device's first check-in of round `r` is recorded: a checked-in cohort takes at most
+ * `secure_aggregation.max_devices` devices (n_max, what its modulus was planned for; on a round run over S
+ * coordinator shards, each shard takes ⌊n_max / S⌋), counted by the check-ins already recorded here. A device past it
+ * is refused (409 `round_full`) and nothing of it is recorded: no coin, no receipt, no charge to it.
+ */
+export function cohortCapVerdict(r: RoundRow): Verdict {
+  const params = paramsOf(r);
+  if (!coversCheckedIn(params)) return OK;
+  const cap = Math.floor((params.secure_aggregation?.max_devices ?? SECAGG_MAX_DEVICES) / Math.max(1, r.shard_count));
+  if (r.checked_in >= cap) {
+    return fail(
+      "round_full",
+      409,
+      `round ${r.round_id} already holds the ${cap} devices its secure aggregation takes; check in again for the next round`,
+    );
+  }
+  return OK;
+}
+
+/**
  * The answer to a check-in in collecting round `r`, given the device's recorded coin (`record`) and whether its update
- * was already accepted (`reported`): the task with its nonce, or when to come back.
+ * was already accepted (`reported`): the task with its nonce, or when to come back. In a checked-in cohort every
+ * device gets the task; `input` says whether its coin put its update in (`update`) or it adds only its noise share
+ * with a zero update (`noise-only`).
  */
 export function checkinAnswer(r: RoundRow, record: CheckinRow, reported: boolean, now: number): CheckinResponse {
   const retryAfter = Math.max(1, Math.ceil((r.deadline - now) / 1000));
+  const params = paramsOf(r);
+  if (coversCheckedIn(params)) {
+    return {
+      selected: true,
+      task: roundTaskFor(r.round_id, r.model, params, record.nonce!, iso(r.deadline)),
+      input: record.selected ? "update" : "noise-only",
+    };
+  }
   if (!record.selected)
     return { selected: false, reason: "not_sampled", round_id: r.round_id, retry_after_s: retryAfter };
   if (reported) return { selected: false, reason: "already_reported", round_id: r.round_id, retry_after_s: retryAfter };
-  return { selected: true, task: roundTaskFor(r.round_id, r.model, paramsOf(r), record.nonce!, iso(r.deadline)) };
+  return { selected: true, task: roundTaskFor(r.round_id, r.model, params, record.nonce!, iso(r.deadline)) };
 }
 
 /** What an upload to round `r` must satisfy, from its immutable parameters. */
@@ -312,7 +355,8 @@ export interface SecAggMembership {
 
 /**
  * Whether `deviceId` takes part in round `r`'s secure aggregation: the round is distributed, the device is of the
- * population's tenant (`owner`, when set), the coin selected it at check-in, and it is not revoked.
+ * population's tenant (`owner`, when set), it is in the round's cohort (the coin selected it at check-in, or, in a
+ * checked-in cohort, it checked in), and it is not revoked.
  */
 export function secAggMembership(
   r: RoundRow,
@@ -330,8 +374,10 @@ export function secAggMembership(
     const tenancy = tenantVerdict(r.model, owner, tenant);
     if (!tenancy.ok) return tenancy;
   }
-  if (!issued || issued.selected !== 1 || issued.public_key === null) {
-    return fail("forbidden", 403, `device ${deviceId} was not selected for round ${r.round_id}`);
+  const member = issued !== null && (issued.selected === 1 || coversCheckedIn(params));
+  if (!member || issued.public_key === null) {
+    const who = coversCheckedIn(params) ? "did not check in to" : "was not selected for";
+    return fail("forbidden", 403, `device ${deviceId} ${who} round ${r.round_id}`);
   }
   if (revoked) return fail("device_revoked", 403, `device ${deviceId} is revoked`);
   return {

@@ -258,14 +258,19 @@ export function checkinReceiptOf(
             share_variance: noise.share_variance,
             sensitivity_bound: noise.sensitivity_bound,
             ...(noise.corrupt_devices !== undefined ? { corrupt_devices: noise.corrupt_devices } : {}),
+            // Signed: a receipt without it would be charged as a sampled cohort (add/remove), one with it zero-out.
+            ...(noise.cohort !== undefined ? { cohort: noise.cohort } : {}),
           },
         }
       : {}),
   };
 }
 
-/** One charged round a device checked in for, as `GET /v1/devices/:id/privacy` lists it. */
-export function checkedInRound(charge: ChargeRow, checkedInAt: number): DeviceCheckedInRound {
+/**
+ * One charged round a device checked in for, as `GET /v1/devices/:id/privacy` lists it; `selected`: whether its coin
+ * put its update in.
+ */
+export function checkedInRound(charge: ChargeRow, checkedInAt: number, selected: boolean): DeviceCheckedInRound {
   return {
     round_id: charge.round_id,
     checked_in_at: iso(checkedInAt),
@@ -275,6 +280,7 @@ export function checkedInRound(charge: ChargeRow, checkedInAt: number): DeviceCh
     privacy_mode: charge.privacy_mode,
     clip_rule: charge.clip_rule,
     distributed: deviceNoiseOf(distributedNoiseOf(charge)),
+    update_included: selected,
   };
 }
 
@@ -299,18 +305,21 @@ function finiteOrNull(epsilon: number): number | null {
 }
 
 /**
- * ε at the budget's δ against the edge of exactly the rounds a device checked in for (PrivacyLedger
+ * ε at the budget's δ against the edge of the rounds whose coin put a device's update in (`selected`; PrivacyLedger
  * `spentAgainstEdge`: no amplification by sampling, distributed rounds for zero-out neighbours); null without a
- * budget or when one of them was central (no bound against the edge).
+ * budget or when one of them was central (no bound against the edge). The edge flips the coins, so a round whose coin
+ * left the device out (not sampled, or a `noise-only` input of a checked-in cohort: a zero update and its share) is
+ * independent of the device's data for it and adds nothing.
  */
 export function deviceEpsilonAgainstEdge(
   model: string,
-  charges: readonly ChargeRow[],
+  charges: readonly (ChargeRow & { selected: number })[],
   budget: Pick<BudgetRow, "delta"> | null,
 ): number | null {
   if (!budget) return null;
-  if (charges.length === 0) return 0;
-  return finiteOrNull(ledgerOf(model, "rdp", charges).spentAgainstEdge(budget.delta));
+  const included = charges.filter((c) => c.selected === 1);
+  if (included.length === 0) return 0;
+  return finiteOrNull(ledgerOf(model, "rdp", included).spentAgainstEdge(budget.delta));
 }
 
 /**

@@ -37,11 +37,11 @@ export class Checkins {
     );
   }
 
-  /** When `deviceId` first checked in, per round it checked in for here. */
-  timesOf(deviceId: string): { round_seq: number; at: number }[] {
+  /** When `deviceId` first checked in, and its coin, per round it checked in for here. */
+  timesOf(deviceId: string): { round_seq: number; at: number; selected: number }[] {
     return this.host.sql
-      .exec<{ round_seq: number; at: number }>(
-        "SELECT round_seq, at FROM checkins WHERE device_id = ? ORDER BY round_seq",
+      .exec<{ round_seq: number; at: number; selected: number }>(
+        "SELECT round_seq, at, selected FROM checkins WHERE device_id = ? ORDER BY round_seq",
         deviceId,
       )
       .toArray();

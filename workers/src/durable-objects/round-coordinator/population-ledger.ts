@@ -56,13 +56,13 @@ export class PopulationLedger {
 
   /**
    * Every charged round `deviceId` checked in for (its coin was flipped: its loss accrues, selected or not), with the
-   * time of its first check-in, oldest first.
+   * time of its first check-in and its coin (1: its update went in), oldest first.
    */
-  chargesOfDevice(deviceId: string): (ChargeRow & { checked_in_at: number })[] {
+  chargesOfDevice(deviceId: string): (ChargeRow & { checked_in_at: number; selected: number })[] {
     return this.host.sql
-      .exec<ChargeRow & { checked_in_at: number }>(
+      .exec<ChargeRow & { checked_in_at: number; selected: number }>(
         `SELECT p.round_seq, p.round_id, p.sampling_rate, p.noise_multiplier, p.count_noise_std, p.privacy_mode,
-           p.clip_rule, p.distributed_noise, p.charged_at, c.at AS checked_in_at
+           p.clip_rule, p.distributed_noise, p.charged_at, c.at AS checked_in_at, c.selected
          FROM checkins c JOIN privacy_charges p ON p.round_seq = c.round_seq
          WHERE c.device_id = ? ORDER BY p.round_seq`,
         deviceId,

@@ -64,6 +64,8 @@ import {
   capSelection,
   checkinAnswer,
   checkinPrecheck,
+  cohortCapVerdict,
+  coversCheckedIn,
   listUpdatesVerdict,
   openVerdict,
   payloadsPurged,
@@ -301,7 +303,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   }
 
   /** Shard side: when `deviceId` first checked in, per round this shard served it (for its receipts). */
-  async checkinTimes(deviceId: string): Promise<{ round_seq: number; at: number }[]> {
+  async checkinTimes(deviceId: string): Promise<{ round_seq: number; at: number; selected: number }[]> {
     if (!this.hasTables) return [];
     return this.checkins.timesOf(deviceId);
   }
@@ -580,6 +582,8 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const r = this.rounds.latest!;
     let record: RecordedCheckin | null = this.checkins.get(r.seq, deviceId);
     if (!record) {
+      const room = cohortCapVerdict(r);
+      if (!room.ok) return room;
       const drawn = {
         ...drawCheckin(paramsOf(r), publicKey, apiKeyId, this.checkins.selectedFor(r.seq, apiKeyId)),
         at: now,
@@ -613,15 +617,15 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     const model = this.modelName();
     if (model !== null && this.rounds.shardedRounds().size > 0) {
       const charges = new Map(this.ledger.charges().map((c) => [c.round_seq, c]));
-      for (const [seq, at] of await this.fanout.checkinTimes(model, deviceId)) {
+      for (const [seq, { at, selected }] of await this.fanout.checkinTimes(model, deviceId)) {
         const charge = charges.get(seq);
-        if (charge) rounds.push({ ...charge, checked_in_at: at });
+        if (charge) rounds.push({ ...charge, checked_in_at: at, selected });
       }
       rounds.sort((a, b) => a.round_seq - b.round_seq);
     }
     const budget = this.ledger.budget();
     return {
-      rounds: rounds.map((c) => checkedInRound(c, c.checked_in_at)),
+      rounds: rounds.map((c) => checkedInRound(c, c.checked_in_at, c.selected === 1)),
       epsilon: deviceEpsilon(this.modelName()!, rounds, budget),
       epsilon_against_edge: deviceEpsilonAgainstEdge(this.modelName()!, rounds, budget),
       delta: budget?.delta ?? null,
@@ -794,11 +798,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
 
 /**
  * A device's first check-in of a round: its Poisson coin (CSPRNG), capped by its API key's selections so far
- * (`selectedForKey`), and, when selected, its single-use nonce.
+ * (`selectedForKey`), and, when it gets a task (selected, or any member of a checked-in cohort), its single-use nonce.
  */
 function drawCheckin(params: RoundParams, publicKey: string, apiKeyId: string, selectedForKey: number): CheckinRow {
   const coin = poissonCoin(params.sampling_rate, (a) => crypto.getRandomValues(a));
   const selected = capSelection(coin, selectedForKey, params);
-  const nonce = selected ? toBase64Url(crypto.getRandomValues(new Uint8Array(16))) : null;
+  const tasked = selected || coversCheckedIn(params);
+  const nonce = tasked ? toBase64Url(crypto.getRandomValues(new Uint8Array(16))) : null;
   return { selected: selected ? 1 : 0, nonce, public_key: publicKey, api_key_id: apiKeyId };
 }

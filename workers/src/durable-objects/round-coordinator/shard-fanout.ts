@@ -192,15 +192,15 @@ export class ShardFanout {
 
   /**
    * When `deviceId` first checked in to each sharded round, read from the shard it had under that round's S (a device
-   * may have moved shard since): round seq → time.
+   * may have moved shard since): round seq → time and coin.
    */
-  async checkinTimes(model: string, deviceId: string): Promise<Map<number, number>> {
-    const times = new Map<number, number>();
+  async checkinTimes(model: string, deviceId: string): Promise<Map<number, { at: number; selected: number }>> {
+    const times = new Map<number, { at: number; selected: number }>();
     const sharded = this.tables.rounds.shardedRounds();
     for (const shards of new Set(sharded.values())) {
       const stub = await this.shardOfDevice({ model, shard_count: shards }, deviceId);
       for (const t of await stub.checkinTimes(deviceId)) {
-        if (sharded.get(t.round_seq) === shards) times.set(t.round_seq, t.at);
+        if (sharded.get(t.round_seq) === shards) times.set(t.round_seq, { at: t.at, selected: t.selected });
       }
     }
     return times;
