@@ -285,10 +285,7 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
     }
     // One pass: the sum of squares in float64 is finite exactly when every value is (a finite float32 squared is at most
     // 1.2e77, and 2^32 of them stay far below float64's 1.8e308), so the values are walked again only to name a bad one.
-    for (let i = 0; i < n; i++) {
-      const v = values[i]!;
-      sumOfSquares += v * v;
-    }
+    sumOfSquares = float32SumOfSquares(values);
     if (!Number.isFinite(sumOfSquares)) {
       for (let i = 0; i < n; i++) {
         const v = values[i]!;
@@ -312,6 +309,37 @@ export function decodeUpdate(bytes: Uint8Array, options: DecodeUpdateOptions = {
     sumOfSquares,
   };
   return decoded;
+}
+
+/**
+ * Σ v² in float64 over four interleaved partial sums: one running sum makes the pass wait on each addition's latency,
+ * four independent ones let the additions overlap (about twice as fast on the edge's 100k-value updates). The result
+ * differs from a sequential sum only in float64 rounding (relative error ≤ n·2⁻⁵³), and is finite exactly when every
+ * value is.
+ */
+function float32SumOfSquares(values: Float32Array): number {
+  const n = values.length;
+  const end = n - (n % 4);
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let i = 0;
+  for (; i < end; i += 4) {
+    const a = values[i]!;
+    const b = values[i + 1]!;
+    const c = values[i + 2]!;
+    const d = values[i + 3]!;
+    s0 += a * a;
+    s1 += b * b;
+    s2 += c * c;
+    s3 += d * d;
+  }
+  for (; i < n; i++) {
+    const v = values[i]!;
+    s0 += v * v;
+  }
+  return s0 + s1 + (s2 + s3);
 }
 
 /**

@@ -7,12 +7,19 @@ import type { CoordinatorHost } from "./host.ts";
 
 export class Revocations {
   private readonly host: Pick<CoordinatorHost, "sql">;
+  /**
+   * Whether the table holds any device; null until read. Rows are only ever added (through `add`, which sets it), so
+   * while it is false no device is revoked here and every upload's commit and check-in skips the per-device read.
+   */
+  private any: boolean | null = null;
 
   constructor(host: Pick<CoordinatorHost, "sql">) {
     this.host = host;
   }
 
   has(deviceId: string): boolean {
+    this.any ??= this.host.sql.exec("SELECT 1 FROM revoked_devices LIMIT 1").toArray().length > 0;
+    if (!this.any) return false;
     return this.host.sql.exec("SELECT 1 FROM revoked_devices WHERE device_id = ?", deviceId).toArray().length > 0;
   }
 
@@ -24,5 +31,7 @@ export class Revocations {
   /** Idempotent: the first revocation's time is kept. */
   add(deviceId: string, at: number): void {
     this.host.sql.exec("INSERT OR IGNORE INTO revoked_devices (device_id, at) VALUES (?, ?)", deviceId, at);
+    // Set even if the caller's transaction rolls back: true only costs the per-device read.
+    this.any = true;
   }
 }

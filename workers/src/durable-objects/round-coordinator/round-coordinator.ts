@@ -180,7 +180,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
       { rounds: this.rounds, population: this.population, revocations: this.revocations, sharding: this.sharding },
     );
     this.uploads = new UploadAdmission(
-      { owner: () => this.ownerOrNull(), transact: (seq, write) => this.transact(seq, write) },
+      { owner: () => this.ownerOrNull(), transaction: (write) => this.atomically(write) },
       {
         rounds: this.rounds,
         checkins: this.checkins,

@@ -206,9 +206,19 @@ export class Rounds {
     );
   }
 
-  /** Counts the `n`th accepted update (inside the caller's transaction; `refresh` after it). */
+  /** Counts the `n`th accepted update (inside the caller's transaction; `acceptedCounted` after it commits). */
   countAccepted(seq: number, n: number): void {
     this.host.sql.exec("UPDATE rounds SET accepted = ?, state = 'collecting' WHERE seq = ?", n, seq);
+  }
+
+  /**
+   * After the transaction of `countAccepted(seq, n)` committed: the cached newest round takes the same two changes in
+   * memory instead of being read again (one SQLite read less per accepted update). A round the same transaction closed
+   * was refreshed by `close` and keeps its state.
+   */
+  acceptedCounted(seq: number, n: number): void {
+    const r = this.newest;
+    if (r && r.seq === seq) this.newest = { ...r, accepted: n, state: r.state === "open" ? "collecting" : r.state };
   }
 
   // ── shards (population object) ──────────────────────────────────────────────────────────────────────────────────

@@ -55,8 +55,8 @@ export type PreflightInput = Omit<CommitInput, "storageKey" | "publicKey" | "pay
 export interface UploadAdmissionHost {
   /** The population's owning tenant; null before any round. */
   owner(): string | null;
-  /** One SQLite transaction over the tables, writing round `seq`. */
-  transact(seq: number, write: () => void): void;
+  /** One SQLite transaction over the tables (a rollback re-reads the cached newest round). */
+  transaction(write: () => void): void;
 }
 
 /** The tables an upload is judged against and recorded in. */
@@ -116,7 +116,7 @@ export class UploadAdmission {
     if (!verdict.ok) return verdict;
     if (verdict.duplicate) return { ok: true, receipt: verdict.duplicate };
     const n = r.accepted + 1;
-    this.host.transact(r.seq, () => {
+    this.host.transaction(() => {
       updates.insert(r.seq, {
         n,
         device_id: input.deviceId,
@@ -131,6 +131,7 @@ export class UploadAdmission {
       rounds.countAccepted(r.seq, n);
       if (fillsRound(r, n)) rounds.close(r.seq, "max_reports", input.now);
     });
+    rounds.acceptedCounted(r.seq, n);
     return { ok: true, receipt: receipt(r, input.deviceId, input.sha256, input.now, false) };
   }
 }
