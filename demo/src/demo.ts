@@ -48,6 +48,7 @@ import {
   pretrainPublic,
   RECIPE,
   recipeAt,
+  withFixedClip,
   type FederatedRecipe,
 } from "./setting.ts";
 
@@ -430,11 +431,6 @@ export function cohortSummary(c: DistributedCohort): NonNullable<ModeComparison[
     recipeFloor: c.recipeFloor,
     rule: c.rule,
   };
-}
-
-/** `recipe` with its clip norm fixed at its initial C: distributed mode cannot adapt C (no clip bits in a sum). */
-export function withFixedClip(recipe: FederatedRecipe): FederatedRecipe {
-  return { ...recipe, clip: { ...recipe.clip, adaptive: false } };
 }
 
 /** The comparison of the report, from the worker's runs of {@link modeComparisonJobs}. */

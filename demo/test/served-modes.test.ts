@@ -17,11 +17,17 @@ import { toBase64Url } from "@fedge/protocol";
 import { EdgeAdminClient } from "fedge/edge";
 import { generateSigningKey } from "fedge/export";
 import { startLocalEdge, type LocalEdge } from "@fedge/local-edge";
-import { withFixedClip } from "../src/demo.ts";
 import { modeComparisonMarkdown, type ModeComparison } from "../src/mode-comparison.ts";
 import { servedEpsilon } from "../src/distributed-cohort.ts";
 import { runServedModes } from "../src/served-modes.ts";
-import { demoData, demoUpdateLength, distributedShares, pretrainPublic, recipeAt } from "../src/setting.ts";
+import {
+  demoData,
+  demoUpdateLength,
+  distributedShares,
+  pretrainPublic,
+  recipeAt,
+  withFixedClip,
+} from "../src/setting.ts";
 
 const DEVICES = 20;
 const EPSILON = 4;
