@@ -40,6 +40,7 @@ import { accuracyVsEpsilonSvg, accuracyVsRoundSvg, reportMarkdown, type DemoRepo
 import { FIXED_CLIP_WHY, type ModeComparison, type ServedModeRun } from "./mode-comparison.ts";
 import { inProcessCohort, servedEpsilon, type DistributedCohort, type ServedEpsilon } from "./distributed-cohort.ts";
 import { runServedModes } from "./served-modes.ts";
+import { servedRecipeFor } from "./served-setting.ts";
 import {
   demoData,
   demoUpdateLength,
@@ -165,13 +166,16 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   // served devices at the recipe's q, at the headline ε if its distributed plan reaches it, else at the rule's ε.
   let modesCohort: DistributedCohort | undefined;
   let servedTarget: ServedEpsilon | undefined;
+  // The served comparison's rounds and q: tuned for central mode on its own device count (`served-setting.ts`).
+  const servedChoice = servedRecipeFor({ recipe, overrides: options.recipe, clients: modesClients, epsilon });
   if (options.privacy === "distributed") {
-    const planFor = { delta, recipe: withFixedClip(recipe), updateLength: demoUpdateLength(recipe.trainable) };
-    modesCohort = inProcessCohort({ ...planFor, clients, epsilon });
-    servedTarget = servedEpsilon({ ...planFor, clients: modesClients, epsilon });
+    const planFor = { delta, updateLength: demoUpdateLength(recipe.trainable) };
+    modesCohort = inProcessCohort({ ...planFor, recipe: withFixedClip(recipe), clients, epsilon });
+    servedTarget = servedEpsilon({ ...planFor, recipe: servedChoice.recipe, clients: modesClients, epsilon });
     log(
       `(e) in process: q = ${modesCohort.samplingRate}, n_min = ${modesCohort.minClients} of ${modesCohort.noiseShares} ` +
-        `(${modesCohort.rule}); served: ε = ${servedTarget.epsilon} (${servedTarget.rule})`,
+        `(${modesCohort.rule}); served: ${servedChoice.recipe.rounds} rounds at q = ${servedChoice.recipe.samplingRate} ` +
+        `(${servedChoice.why}), ε = ${servedTarget.epsilon} (${servedTarget.rule})`,
     );
   }
   const outDir = options.outDir ?? path.join(repoRoot, "demo-out");
@@ -304,7 +308,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
         { baseUrl: edge.url, admin, operator, signingKey, backend, evaluator, test, log },
         {
           shards: data.devices.slice(0, modesClients),
-          recipe: withFixedClip(recipe),
+          recipe: servedChoice.recipe,
           epsilon: servedTarget.epsilon,
           delta,
           // The demo app's policy, with distributed DP allowed, up to the ε the served comparison runs at (the SDK's
@@ -355,7 +359,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
                 floor: servedTarget.floor,
                 headline: servedTarget.headline,
                 rule: servedTarget.rule,
-                distributed: distributedSharesFor(recipe, modesClients),
+                setting: {
+                  rounds: servedChoice.recipe.rounds,
+                  samplingRate: servedChoice.recipe.samplingRate,
+                  why: servedChoice.why,
+                },
+                distributed: distributedSharesFor(servedChoice.recipe, modesClients),
                 runs: servedModes,
               },
             }

@@ -2,7 +2,7 @@
  * `npm run demo -- --privacy distributed`, small and served: `runServedModes` on the real local edge (`wrangler dev`,
  * port 8856, fresh state), 20 SDK devices, every one selected (q = 1), 2 rounds with the recipe's fixed C, at the
  * headline ε = 4 (`servedEpsilon`: the demo's checked-in cohort is charged for zero-out neighbours, with no
- * add/remove floor to keep the served plan from it).
+ * add/remove floor to keep the served plan from it), the rounds and q the report states.
  * Central devices upload; distributed devices add their noise shares and run SecAgg+ through the round's Durable
  * Object while the runner follows the stages. Each mode's ε comes from its own ledger on the edge, distributed bytes
  * count the SecAgg+ messages, and the report puts both side by side.
@@ -136,6 +136,7 @@ describe("--privacy distributed, served (20 devices, 2 rounds)", () => {
         floor: target.floor,
         headline: target.headline,
         rule: target.rule,
+        setting: { rounds: recipe.rounds, samplingRate: recipe.samplingRate, why: "the caller's recipe override" },
         distributed: distributedShares(DEVICES),
         runs,
       },
@@ -147,6 +148,7 @@ describe("--privacy distributed, served (20 devices, 2 rounds)", () => {
     );
     expect(md).toContain(`both solved for ε = ${EPSILON}.`);
     expect(md).not.toContain("**Why ε");
+    expect(md).toContain("**Rounds:** 2 at q = 1, in both modes: the caller's recipe override.");
     expect(md).toContain("### In process (every device, more seeds)");
   }, 240_000);
 });
