@@ -78,7 +78,8 @@ export interface DemoOptions {
   /**
    * Devices of the served comparison (`privacy: "distributed"`): the first of the fleet's partition, each with its own
    * shard. Every selected device takes part in SecAgg+ (its cost grows with the round's size), so it is smaller than
-   * the fleet to fit the demo's time budget. @default min(200, clients)
+   * the fleet to fit the demo's time budget. At 200 devices and ε = 1 both modes run `SERVED_SETTING`'s rounds and q
+   * (tuned for central mode on the validation pool, `served-setting.ts`); otherwise the recipe's. @default min(200, clients)
    */
   modesClients?: number;
   /** Run the non-private ceiling in process. @default true */
