@@ -13,6 +13,7 @@
 import { parseArgs } from "node:util";
 import { runDemo, type DemoOptions } from "./src/demo.ts";
 import { modeRows } from "./src/mode-comparison.ts";
+import { SERVED_SETTING } from "./src/served-setting.ts";
 import { RECIPE } from "./src/setting.ts";
 
 const USAGE = `usage: npm run demo -- [options]
@@ -35,10 +36,10 @@ const USAGE = `usage: npm run demo -- [options]
   --audit-canaries K  canaries of the audit (default 200; as many more are never inserted)
   --privacy MODE      central (default) | distributed: distributed also runs central and distributed DP (secure
                       aggregation, KLS21) with the recipe's fixed C, in process on every device and seed at the
-                      headline ε on the smallest q that distributed mode reaches it at, and served through the local
-                      edge on --modes-clients devices at the recipe's q (at the headline ε, or at the smallest ε its
-                      distributed plan reaches); the report sets accuracy, ε, bytes, device CPU and round time
-                      side by side
+                      headline ε and the recipe's q, and served through the local edge on --modes-clients devices
+                      (200 devices at ε = 1: ${SERVED_SETTING.recipe.rounds} rounds at q = ${SERVED_SETTING.recipe.samplingRate}, tuned for central mode,
+                      demo/TUNING.md; else the recipe's) at the headline ε, or at the smallest ε its distributed
+                      plan reaches; the report sets accuracy, ε, bytes, device CPU and round time side by side
   --modes-clients N   devices of the served central-vs-distributed comparison (default min(200, clients))
   --backend B         aggregation backend: auto | cpu | webgpu (default auto: a hardware GPU through WebGPU, else
                       the CPU; a software adapter such as lavapipe is slower than the CPU path)

@@ -15,6 +15,9 @@
  * - `small` (not part of `all`): the setting of the e2e test's small run (`SMALL_RUN`): each candidate's margin over
  *   the public-only model over `--draws` CSPRNG draws; the first (cheapest) whose mean clears `SMALL_RUN_MARGIN_SDS`
  *   standard deviations is chosen.
+ * - `served` (not part of `all`): the served central-vs-distributed comparison's rounds and q (`SERVED_SETTING`):
+ *   central mode at the headline ε on its 200 devices, each of `servedCandidates()` over `--draws` CSPRNG draws; the
+ *   rule of `chooseServedSetting` picks (distributed mode then runs that setting unchanged).
  * Results go to DIR/results.jsonl (one line per run) and DIR/summary-<stage>.md.
  */
 import { appendFile, mkdir, writeFile } from "node:fs/promises";
@@ -28,6 +31,17 @@ import { repoRoot } from "@fedge/local-edge";
 import { runInProcess } from "./src/in-process.ts";
 import { PRETRAIN, pretrainPublic, RECIPE, tuningData, type FederatedRecipe } from "./src/setting.ts";
 import { SMALL_RUN, SMALL_RUN_MARGIN_SDS, smallRunMargins, type SmallRunSetting } from "./src/small-run.ts";
+import {
+  SERVED_MARGIN_SDS,
+  SERVED_MAX_UPDATES_PER_DEVICE,
+  SERVED_MIN_GAIN,
+  SERVED_SETTING,
+  chooseServedSetting,
+  servedCandidates,
+  servedSettingScore,
+  servedTuningSplit,
+  type ScoredServedSetting,
+} from "./src/served-setting.ts";
 
 const { values } = parseArgs({
   options: {
@@ -45,12 +59,12 @@ const { values } = parseArgs({
 });
 if (values.help) {
   console.log(
-    "usage: node demo/tune.ts [--stage pretrain|federated|curve|ceiling|all|small] [--draws 20] [--seeds 1,2] [--epsilon 1] [--curve 0.5,2,4,8] [--clients N] [--public-samples P] [--out DIR]",
+    "usage: node demo/tune.ts [--stage pretrain|federated|curve|ceiling|all|small|served] [--draws 20] [--seeds 1,2] [--epsilon 1] [--curve 0.5,2,4,8] [--clients N] [--public-samples P] [--out DIR]",
   );
   process.exit(0);
 }
 const stage = values.stage!;
-if (!["pretrain", "federated", "curve", "ceiling", "all", "small"].includes(stage))
+if (!["pretrain", "federated", "curve", "ceiling", "all", "small", "served"].includes(stage))
   throw new RangeError(`unknown --stage ${stage}`);
 const seeds = values.seeds!.split(",").map(Number);
 const epsilon = Number(values.epsilon);
@@ -393,6 +407,46 @@ if (stage === "small") {
     }
   }
   summary.push("", `Chosen: ${chosen ? JSON.stringify(chosen) : "none of the candidates"}.`, "");
+}
+
+if (stage === "served") {
+  const draws = Number(values.draws);
+  summary.push(
+    `## the served comparison's rounds and q: central mode on ${SERVED_SETTING.clients} devices (${draws} CSPRNG draws each, ε ${SERVED_SETTING.epsilon})`,
+    "",
+    `Rule (\`chooseServedSetting\`): at each q in turn (0.2 first), among the candidates whose mean margin over (a) is at ` +
+      `least ${SERVED_MARGIN_SDS} sds, the fewest rounds unless more beat it by ${SERVED_MIN_GAIN * 100} points; the first q ` +
+      `with such a candidate decides. Candidates ask at most q·R = ${SERVED_MAX_UPDATES_PER_DEVICE} updates of a device (the recipe's).`,
+    "",
+    "| q | rounds | z | (a) | validation mean | sd | over (a) | (over (a)) / sd | lowest | seconds a draw |",
+    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+  );
+  const split = servedTuningSplit(clients);
+  const scored: ScoredServedSetting[] = [];
+  for (const c of servedCandidates()) {
+    const t = performance.now();
+    const m = await servedSettingScore({ backend, setting: c, draws, fleet: clients, split });
+    const seconds = (performance.now() - t) / 1000 / draws;
+    await record({
+      stage: "served",
+      ...c,
+      noiseMultiplier: m.noiseMultiplier,
+      publicOnly: m.publicOnly,
+      finals: m.finals,
+    });
+    const over = m.mean - m.publicOnly;
+    log(
+      `served ${JSON.stringify(c.recipe)}: ${pct(m.mean)} ± ${pct(m.sd)} (z ${m.noiseMultiplier.toFixed(3)}, (a) ${pct(m.publicOnly)})`,
+    );
+    summary.push(
+      `| ${c.recipe.samplingRate} | ${c.recipe.rounds} | ${m.noiseMultiplier.toFixed(3)} | ${pct(m.publicOnly)} | ${pct(m.mean)} | ` +
+        `${pct(m.sd)} | ${(over * 100).toFixed(2)} | ${(over / m.sd).toFixed(1)} | ${pct(Math.min(...m.finals))} | ${seconds.toFixed(1)} |`,
+    );
+    scored.push({ setting: c, mean: m.mean, sd: m.sd, publicOnly: m.publicOnly });
+  }
+  const chosen = chooseServedSetting(scored).setting;
+  summary.push("", `Chosen: ${chosen.recipe.rounds} rounds at q = ${chosen.recipe.samplingRate}.`, "");
+  log(`chosen: ${JSON.stringify(chosen.recipe)}`);
 }
 
 await writeFile(path.join(outDir, `summary-${stage}.md`), summary.join("\n"));

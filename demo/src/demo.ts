@@ -40,6 +40,7 @@ import { accuracyVsEpsilonSvg, accuracyVsRoundSvg, reportMarkdown, type DemoRepo
 import { FIXED_CLIP_WHY, type ModeComparison, type ServedModeRun } from "./mode-comparison.ts";
 import { inProcessCohort, servedEpsilon, type DistributedCohort, type ServedEpsilon } from "./distributed-cohort.ts";
 import { runServedModes } from "./served-modes.ts";
+import { servedRecipeFor } from "./served-setting.ts";
 import {
   demoData,
   demoUpdateLength,
@@ -48,6 +49,7 @@ import {
   pretrainPublic,
   RECIPE,
   recipeAt,
+  withFixedClip,
   type FederatedRecipe,
 } from "./setting.ts";
 
@@ -76,7 +78,8 @@ export interface DemoOptions {
   /**
    * Devices of the served comparison (`privacy: "distributed"`): the first of the fleet's partition, each with its own
    * shard. Every selected device takes part in SecAgg+ (its cost grows with the round's size), so it is smaller than
-   * the fleet to fit the demo's time budget. @default min(200, clients)
+   * the fleet to fit the demo's time budget. At 200 devices and ε = 1 both modes run `SERVED_SETTING`'s rounds and q
+   * (tuned for central mode on the validation pool, `served-setting.ts`); otherwise the recipe's. @default min(200, clients)
    */
   modesClients?: number;
   /** Run the non-private ceiling in process. @default true */
@@ -164,13 +167,16 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   // served devices at the recipe's q, at the headline ε if its distributed plan reaches it, else at the rule's ε.
   let modesCohort: DistributedCohort | undefined;
   let servedTarget: ServedEpsilon | undefined;
+  // The served comparison's rounds and q: tuned for central mode on its own device count (`served-setting.ts`).
+  const servedChoice = servedRecipeFor({ recipe, overrides: options.recipe, clients: modesClients, epsilon });
   if (options.privacy === "distributed") {
-    const planFor = { delta, recipe: withFixedClip(recipe), updateLength: demoUpdateLength(recipe.trainable) };
-    modesCohort = inProcessCohort({ ...planFor, clients, epsilon });
-    servedTarget = servedEpsilon({ ...planFor, clients: modesClients, epsilon });
+    const planFor = { delta, updateLength: demoUpdateLength(recipe.trainable) };
+    modesCohort = inProcessCohort({ ...planFor, recipe: withFixedClip(recipe), clients, epsilon });
+    servedTarget = servedEpsilon({ ...planFor, recipe: servedChoice.recipe, clients: modesClients, epsilon });
     log(
       `(e) in process: q = ${modesCohort.samplingRate}, n_min = ${modesCohort.minClients} of ${modesCohort.noiseShares} ` +
-        `(${modesCohort.rule}); served: ε = ${servedTarget.epsilon} (${servedTarget.rule})`,
+        `(${modesCohort.rule}); served: ${servedChoice.recipe.rounds} rounds at q = ${servedChoice.recipe.samplingRate} ` +
+        `(${servedChoice.why}), ε = ${servedTarget.epsilon} (${servedTarget.rule})`,
     );
   }
   const outDir = options.outDir ?? path.join(repoRoot, "demo-out");
@@ -303,7 +309,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
         { baseUrl: edge.url, admin, operator, signingKey, backend, evaluator, test, log },
         {
           shards: data.devices.slice(0, modesClients),
-          recipe: withFixedClip(recipe),
+          recipe: servedChoice.recipe,
           epsilon: servedTarget.epsilon,
           delta,
           // The demo app's policy, with distributed DP allowed, up to the ε the served comparison runs at (the SDK's
@@ -354,7 +360,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
                 floor: servedTarget.floor,
                 headline: servedTarget.headline,
                 rule: servedTarget.rule,
-                distributed: distributedSharesFor(recipe, modesClients),
+                setting: {
+                  rounds: servedChoice.recipe.rounds,
+                  samplingRate: servedChoice.recipe.samplingRate,
+                  why: servedChoice.why,
+                },
+                distributed: distributedSharesFor(servedChoice.recipe, modesClients),
                 runs: servedModes,
               },
             }
@@ -430,11 +441,6 @@ export function cohortSummary(c: DistributedCohort): NonNullable<ModeComparison[
     recipeFloor: c.recipeFloor,
     rule: c.rule,
   };
-}
-
-/** `recipe` with its clip norm fixed at its initial C: distributed mode cannot adapt C (no clip bits in a sum). */
-export function withFixedClip(recipe: FederatedRecipe): FederatedRecipe {
-  return { ...recipe, clip: { ...recipe.clip, adaptive: false } };
 }
 
 /** The comparison of the report, from the worker's runs of {@link modeComparisonJobs}. */

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { InvalidPrivacyParameterError } from "@fedge/privacy";
-import { withFixedClip } from "./demo.ts";
 import {
   COHORT_RATE_STEP,
   MIN_REPORT_FRACTIONS,
@@ -13,6 +12,7 @@ import {
   RECIPE,
   demoUpdateLength,
   populationConfig,
+  withFixedClip,
   type DistributedCohortKind,
   type FederatedRecipe,
 } from "./setting.ts";

@@ -13,5 +13,6 @@ export * from "./privacy.ts";
 export * from "./report.ts";
 export { DEMO_MIN_SHARDS } from "./served-run.ts";
 export * from "./setting.ts";
+export * from "./served-setting.ts";
 export * from "./small-run.ts";
 export * from "./svg.ts";

@@ -212,4 +212,28 @@ describe("the rules' choices in the report", () => {
     const atHeadline = modeComparisonMarkdown({ ...c, served: { ...c.served!, epsilon: 1, headline: true } });
     expect(atHeadline.join("\n")).not.toContain("**Why ε");
   });
+
+  it("states the served rounds and q, and what chose them, when the served setting is given", () => {
+    const c: ModeComparison = {
+      ...comparison([run("central", 1), run("distributed", 1)]),
+      served: {
+        devices: 200,
+        epsilon: 1,
+        headline: true,
+        setting: { rounds: 4, samplingRate: 0.2, why: "chosen for central mode alone" },
+        distributed: { minClients: 160, maxClients: 200 },
+        runs: (["central", "distributed"] as const).map((privacy) => ({
+          ...run(privacy, 1),
+          population: privacy,
+          devices: 200,
+          rounds: [{ roundId: "r_1", selected: 40, aggregated: 40, outcome: "published", seconds: 2 }],
+        })),
+      },
+    };
+    expect(modeComparisonMarkdown(c).join("\n")).toContain(
+      "**Rounds:** 4 at q = 0.2, in both modes: chosen for central mode alone.",
+    );
+    const { setting: _omitted, ...withoutSetting } = c.served!;
+    expect(modeComparisonMarkdown({ ...c, served: withoutSetting }).join("\n")).not.toContain("**Rounds:**");
+  });
 });

@@ -90,6 +90,8 @@ export interface ModeComparison {
     floor?: number;
     headline?: boolean;
     rule?: string;
+    /** The rounds and q both served modes ran, and what chose them (`served-setting.ts`). */
+    setting?: { rounds: number; samplingRate: number; why: string };
     distributed: { minClients: number; maxClients: number };
     runs: ServedModeRun[];
   };
@@ -148,6 +150,9 @@ function servedMarkdown(c: ModeComparison, s: NonNullable<ModeComparison["served
       `Durable Object, every stage on the deadline its task states (closed early once every device still in it answered); ` +
       `a sum is released with at least ${s.distributed.minClients} inputs.`,
     "",
+    ...(s.setting
+      ? [`**Rounds:** ${s.setting.rounds} at q = ${s.setting.samplingRate}, in both modes: ${s.setting.why}.`, ""]
+      : []),
     ...(s.headline === false && s.rule
       ? [`**Why ε = ${s.epsilon} here, not ${c.epsilonTarget}:** ${s.rule}.`, ""]
       : []),

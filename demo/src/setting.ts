@@ -206,6 +206,11 @@ export function recipeAt(epsilon: number | null, overrides: Partial<FederatedRec
   return { ...RECIPE, server: { ...RECIPE.server, lr }, ...overrides };
 }
 
+/** `recipe` with its clip norm fixed at its initial C: distributed mode cannot adapt C (no clip bits in a sum). */
+export function withFixedClip(recipe: FederatedRecipe): FederatedRecipe {
+  return { ...recipe, clip: { ...recipe.clip, adaptive: false } };
+}
+
 /**
  * The non-private ceiling's server learning rate: the same recipe without DP takes larger steps (tuned on its own on
  * the validation pool, by the worst seed: demo/TUNING.md).
