@@ -19,7 +19,7 @@ import {
   type SecAggShareRelay,
   type SecAggUnmaskRequest,
 } from "@fedge/protocol";
-import { decodeVector, SecAggClient } from "@fedge/secagg";
+import { chooseParameters, decodeVector, SecAggClient } from "@fedge/secagg";
 import {
   ADMIN,
   TEST_MECHANISM,
@@ -329,5 +329,49 @@ describe("secure aggregation through the edge", () => {
     expect(await errorCode(await adminGet(`/v1/admin/rounds/${roundId}/secagg/sum`))).toBe("round_closed");
     const ledger = await (await call(`/v1/populations/${model}/privacy`)).json<{ rounds: { round_id: string }[] }>();
     expect(ledger.rounds.map((r) => r.round_id)).toContain(roundId);
+  });
+
+  it("advertises a larger degree and threshold when the round states devices that may collude with the edge", async () => {
+    const { key } = await createApiKey();
+    const devices = await Promise.all(Array.from({ length: 12 }, () => registerDevice(key)));
+    // 5 noise shares: the charge needs noise_shares ≥ corrupt_devices + 2 for every round below
+    const noise = { ...distributedRoundFields(LENGTH).mechanism.distributed, noise_shares: 5 };
+    /** The roster parameters the edge advertises for these 12 devices in a round whose noise states `corrupt`. */
+    const advertised = async (corrupt?: number) => {
+      const model = uniqueModel("sc");
+      const distributed = corrupt === undefined ? noise : { ...noise, corrupt_devices: corrupt };
+      const round = await openRound(model, { ...distributedRound, mechanism: { ...TEST_MECHANISM, distributed } });
+      const base = `/v1/rounds/${round.round_id}/secagg`;
+      for (const d of devices) await taskFor(d, model);
+      for (const d of devices) {
+        await json(signed(d, "POST", `${base}/advertise`, await clientFor(d, round.round_id).advertiseKeys()), 202);
+      }
+      return {
+        roundId: round.round_id,
+        base,
+        closing: await adminPost(`/v1/admin/rounds/${round.round_id}/secagg/close`),
+      };
+    };
+    const rosterOf = async (base: string) =>
+      (await json<SecAggRoster>(signed(devices[0]!, "GET", `${base}/share-keys`))).parameters;
+
+    const honest = await advertised();
+    expect(honest.closing.status).toBe(200);
+    // no colluder: a sparse graph, t = k/2 + 1, as chooseParameters has always chosen for 12 devices
+    expect(await rosterOf(honest.base)).toMatchObject({ devices: 12, neighbours: 10, threshold: 6 });
+    expect(chooseParameters(12, BITS, LENGTH)).toMatchObject({ neighbours: 10, threshold: 6 });
+
+    // two colluders could hold both shares of a device's secrets at t = 6 (2 + ⌈8/2⌉ ≥ 6): the edge needs k = 11, t = 7
+    const colluding = await advertised(2);
+    expect(colluding.closing.status).toBe(200);
+    expect(await rosterOf(colluding.base)).toMatchObject({ devices: 12, neighbours: 11, threshold: 7 });
+
+    // three cannot be tolerated by 12 devices with 4 dropping out: the round aborts before any secret is shared
+    const refused = await advertised(3);
+    expect(refused.closing.status).toBe(409);
+    const { error } = await refused.closing.json<{ error: { code: string; message: string } }>();
+    expect(error.code).toBe("round_closed");
+    expect(error.message).toContain("corruptDevices: 12 devices cannot survive 4 dropouts with 3 corrupt devices");
+    expect((await json<{ stage: string }>(signed(devices[0]!, "GET", refused.base))).stage).toBe("aborted");
   });
 });

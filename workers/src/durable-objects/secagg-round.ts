@@ -48,6 +48,11 @@ export interface SecAggRoundConfig {
   length: number;
   /** The fewest inputs a released sum holds: the round's charged noise shares (`noise_shares`). @default 1 */
   minInputs?: number;
+  /**
+   * C: the most devices of the round that may collude with the edge (its noise's `corrupt_devices`); the degree and
+   * threshold are chosen so that all C in the roster still leave no device's secrets both recoverable. @default 0
+   */
+  corruptDevices?: number;
   /** When each stage closes, in ms since the epoch, in `SECAGG_DEVICE_STAGES` order (`secAggStageDeadlinesMs`). */
   stageDeadlines: number[];
 }
@@ -126,7 +131,8 @@ export class SecAggRound extends DurableObject<Bindings> {
           this.config.roundId === config.roundId &&
           this.config.bits === config.bits &&
           this.config.length === config.length &&
-          (this.config.minInputs ?? 1) === (config.minInputs ?? 1);
+          (this.config.minInputs ?? 1) === (config.minInputs ?? 1) &&
+          (this.config.corruptDevices ?? 0) === (config.corruptDevices ?? 0);
         if (!same) return fail("conflict", 409, `secure aggregation of ${this.config.roundId} is already open`);
         return { ok: true, stage: this.stageNow() };
       }
@@ -360,6 +366,7 @@ export class SecAggRound extends DurableObject<Bindings> {
       bits: config.bits,
       length: config.length,
       ...(config.minInputs !== undefined ? { minInputs: config.minInputs } : {}),
+      ...(config.corruptDevices !== undefined ? { corruptDevices: config.corruptDevices } : {}),
       identityKeyOf: (id) => this.identities.get(id),
     });
   }

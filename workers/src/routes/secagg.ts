@@ -221,6 +221,7 @@ export const secagg = createRouter()
             bits,
             length,
             minInputs: member.minInputs,
+            corruptDevices: member.corruptDevices,
             stageDeadlines: member.stageDeadlines,
           }),
         );

@@ -349,6 +349,8 @@ export interface SecAggMembership {
   secureAggregation: SecureAggregationParams;
   /** The noise shares the round was charged for: its sum is released only with at least this many inputs. */
   minInputs: number;
+  /** The most devices of the round that may collude with the edge (`corrupt_devices`, absent: 0). */
+  corruptDevices: number;
   /** When each secure-aggregation stage closes, ms since the epoch, in stage order (as the device's task states). */
   stageDeadlines: number[];
 }
@@ -386,6 +388,7 @@ export function secAggMembership(
     collecting: isCollecting(r.state),
     secureAggregation: params.secure_aggregation,
     minInputs: params.mechanism?.distributed?.noise_shares ?? 1,
+    corruptDevices: params.mechanism?.distributed?.corrupt_devices ?? 0,
     stageDeadlines: secAggStageDeadlinesMs(params.secure_aggregation, r.deadline),
   };
 }
