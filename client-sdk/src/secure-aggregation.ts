@@ -167,6 +167,8 @@ async function aggregateSecurely(
       p.random(out);
       return out;
     },
+    // The colluders the round is charged for: the roster's threshold must hold against them too.
+    corruptDevices: task.distributed?.corrupt_devices ?? 0,
   });
 
   const call = async <T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> => {

@@ -154,6 +154,32 @@ describe("SecAggClient refuses what it must", () => {
     expect(clients[0]!.stage).toBe("share-keys");
   });
 
+  it("refuses a roster whose threshold does not hold against the colluders its round states", async () => {
+    // 12 devices: without colluders k = 10, t = 6; with 2 stated colluders the edge must run k = 11, t = 7.
+    const ids = Array.from({ length: 12 }, (_, i) => `dev_collude${String(i).padStart(4, "0")}`);
+    const identities = ids.map(simulatedIdentity);
+    const rosterFor = async (roundId: string, corruptDevices: number) => {
+      const server = new SecAggServer({
+        roundId,
+        bits: BITS,
+        length: LENGTH,
+        dropoutFraction: 1 / 5,
+        corruptDevices,
+        identityKeyOf: (id) => identities[ids.indexOf(id)]?.publicKey,
+      });
+      const clients = identities.map((identity) => new SecAggClient({ roundId, identity, corruptDevices: 2 }));
+      for (const c of clients) await server.receiveAdvertise(await c.advertiseKeys());
+      return { roster: server.closeAdvertise(), clients };
+    };
+    const weak = await rosterFor("secagg-client_c0", 0); // an edge that charges for 2 colluders but runs t for none
+    expect(weak.roster.parameters.threshold).toBeLessThan(7);
+    await expect(weak.clients[0]!.shareKeys(weak.roster)).rejects.toMatchObject({ reason: "bad-message" });
+    expect(weak.clients[0]!.stage).toBe("share-keys");
+    const honest = await rosterFor("secagg-client_c2", 2);
+    expect(honest.roster.parameters.threshold).toBeGreaterThan(weak.roster.parameters.threshold);
+    await expect(honest.clients[0]!.shareKeys(honest.roster)).resolves.toBeDefined();
+  });
+
   it("refuses to unmask when the edge tells it another survivor set or forges signatures", async () => {
     const { ids, clients, relays, server } = await roundAtMasking();
     for (const [i, c] of clients.entries()) server.receiveMaskedInput(await c.maskInput(relays[i]!, input()));

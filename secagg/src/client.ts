@@ -25,6 +25,7 @@ import { SecAggError } from "./errors.ts";
 import { pairwiseSeeds, x25519Many, x25519PublicKey, type X25519KeyPair } from "./key-agreement.ts";
 import { inModulus, modulusMask } from "./modular.ts";
 import { expandMask, PRG_SEED_BYTES } from "./prg.ts";
+import { smallestPrivateThreshold } from "./parameters.ts";
 import { positionsOf, VerifiedRoster } from "./roster.ts";
 import {
   checkShareFormat,
@@ -52,6 +53,15 @@ export interface SecAggClientOptions {
   identity: DeviceIdentity;
   /** @default crypto.getRandomValues */
   random?: RandomBytes;
+  /**
+   * C: the most roster devices the round states may collude with the server (its noise's `corrupt_devices`). The
+   * device refuses a roster whose threshold t does not keep its two secrets apart against C corrupt neighbours
+   * (`smallestPrivateThreshold`, 2^−`securityBits`): an edge cannot charge for colluders and run weaker parameters.
+   * @default 0
+   */
+  corruptDevices?: number;
+  /** σ of that check. @default 40 */
+  securityBits?: number;
 }
 
 type Stage = "advertise" | "share-keys" | "masked-input" | "masking" | "consistency" | "unmask" | "done";
@@ -71,6 +81,8 @@ export class SecAggClient {
   readonly #masking: X25519KeyPair;
   /** b_u, the self-mask seed. */
   readonly #selfMaskSeed: Uint8Array;
+  readonly #corruptDevices: number;
+  readonly #securityBits: number;
   #stage: Stage = "advertise";
   #roster: VerifiedRoster | undefined;
   #me = -1;
@@ -89,6 +101,12 @@ export class SecAggClient {
     this.#encryption = { secretKey: this.#random(32), publicKey: new Uint8Array(32) };
     this.#masking = { secretKey: this.#random(32), publicKey: new Uint8Array(32) };
     this.#selfMaskSeed = this.#random(PRG_SEED_BYTES);
+    const corrupt = options.corruptDevices ?? 0;
+    if (!Number.isSafeInteger(corrupt) || corrupt < 0) {
+      throw new RangeError(`corruptDevices must be an integer >= 0, got ${corrupt}`);
+    }
+    this.#corruptDevices = corrupt;
+    this.#securityBits = options.securityBits ?? 40;
   }
 
   /** The stage whose message the device expects next. */
@@ -124,6 +142,23 @@ export class SecAggClient {
   async shareKeys(message: SecAggRoster): Promise<SecAggShareKeys> {
     this.#expect("share-keys");
     const roster = new VerifiedRoster(this.roundId, message);
+    if (this.#corruptDevices > 0) {
+      const { devices, neighbours: k, threshold: t } = roster.parameters;
+      // The roster's t must keep C corrupt neighbours plus half the honest ones below it (parameters.ts).
+      if (this.#corruptDevices >= devices) {
+        throw new SecAggError(
+          "bad-message",
+          `the round states ${this.#corruptDevices} colluders among ${devices} devices`,
+        );
+      }
+      const needed = smallestPrivateThreshold(devices, this.#corruptDevices, k, 2 ** -this.#securityBits);
+      if (t < needed) {
+        throw new SecAggError(
+          "bad-message",
+          `threshold ${t} with k = ${k} does not protect against the round's ${this.#corruptDevices} colluding devices (needs t >= ${needed})`,
+        );
+      }
+    }
     const me = roster.positionOf(this.#identity.deviceId);
     const mine = roster.devices[me]!;
     if (

@@ -141,7 +141,7 @@ function corruptCount(devices: number, options: ChooseParametersOptions): number
  * honest ones stay below t. May exceed k (then no t works for this k).
  */
 export function smallestPrivateThreshold(devices: number, corrupt: number, neighbours: number, budget: number): number {
-  let t = neighbours / 2 + 1;
+  let t = Math.floor(neighbours / 2) + 1; // the smallest integer t > k/2, for odd k (the complete graph) too
   while (
     t <= neighbours &&
     devices * hypergeometricUpperTail(devices - 1, corrupt, neighbours, 2 * t - neighbours) > budget
