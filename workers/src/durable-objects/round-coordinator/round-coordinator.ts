@@ -31,7 +31,8 @@
  * Layout: this class is the RPC surface, the transactions that span tables, and the single alarm. Each table is owned
  * by a capability behind a slice of `CoordinatorHost` (`Rounds`, `Checkins`, `UpdateIndex`, `Revocations`,
  * `PopulationLedger`); `PayloadRetention` seals and purges payloads; `ShardFanout` talks to a sharded population's
- * coordinator shards; `UploadAdmission` preflights and commits uploads; `Payloads` holds the accepted bytes; the rules are pure functions in `admission.ts`, `budget.ts` and `shards.ts`; the schema and its
+ * coordinator shards; `UploadAdmission` preflights and commits uploads; `Payloads` holds the accepted bytes;
+ * `PopulationPrivacy` sets the budget and answers the population's and a device's privacy record; the rules are pure functions in `admission.ts`, `budget.ts` and `shards.ts`; the schema and its
  * upgrades are in `migrations.ts`.
  *
  * Every RPC method returns a `Result` (no domain errors thrown across RPC). State is loaded under `blockConcurrencyWhile`;
@@ -47,7 +48,6 @@ import {
   type CheckinReceiptBody,
   type CheckinResponse,
   type CloseReason,
-  type DeviceCheckedInRound,
   type PopulationSharding,
   type PopulationPrivacyStatus,
   type PrivacyBudgetRequest,
@@ -77,19 +77,12 @@ import {
   type UploadPreflight,
   type UploadTarget,
 } from "./admission.ts";
-import {
-  budgetChangeVerdict,
-  chargeVerdict,
-  checkedInRound,
-  checkinReceiptOf,
-  deviceEpsilon,
-  deviceEpsilonAgainstEdge,
-  privacyStatus,
-} from "./budget.ts";
+import { chargeVerdict, checkinReceiptOf } from "./budget.ts";
 import { Checkins, type CheckinRow, type RecordedCheckin } from "./checkins.ts";
 import type { CoordinatorHost } from "./host.ts";
 import { hasSchema, migrate } from "./migrations.ts";
 import { PopulationLedger } from "./population-ledger.ts";
+import { PopulationPrivacy } from "./population-privacy.ts";
 import { Payloads, type PayloadLocation } from "./payloads.ts";
 import { Population } from "./population.ts";
 import { PayloadRetention, SEAL_RETRY_MS } from "./retention.ts";
@@ -133,6 +126,7 @@ export class RoundCoordinator extends DurableObject<Bindings> {
   private sharding!: Sharding;
   private fanout!: ShardFanout;
   private uploads!: UploadAdmission;
+  private privacy!: PopulationPrivacy;
   private payloads!: Payloads;
   /**
    * Whether the tables exist: created by the first legitimate write (an admin opening a round, a revocation pushed by
@@ -188,6 +182,10 @@ export class RoundCoordinator extends DurableObject<Bindings> {
         revocations: this.revocations,
         payloads: this.payloads,
       },
+    );
+    this.privacy = new PopulationPrivacy(
+      { hasTables: () => this.hasTables, ensureTables: () => this.ensureTables(), modelName: () => this.modelName() },
+      { ledger: this.ledger, rounds: this.rounds, fanout: this.fanout },
     );
   }
 
@@ -513,37 +511,12 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     budget: PrivacyBudgetRequest;
     now: number;
   }): Promise<Result<{ status: PopulationPrivacyStatus }>> {
-    const { model, budget: request, now } = input;
-    this.ensureTables(); // an admin's write: the first legitimate one may create the tables
-    const verdict = budgetChangeVerdict({
-      model,
-      budget: this.ledger.budget(),
-      charges: this.ledger.charges(),
-      unchargedRounds: this.ledger.unchargedRounds(),
-      request,
-    });
-    if (!verdict.ok) return verdict;
-    this.ledger.setBudget({
-      epsilon: request.epsilon,
-      delta: request.delta,
-      accountant: request.accountant,
-      set_at: now,
-    });
-    return { ok: true, status: await this.privacyStatus(model) };
+    return this.privacy.setBudget(input);
   }
 
   /** The population's budget, ε spent and left, and every charged round (no device counts). */
   async privacyStatus(model: string): Promise<PopulationPrivacyStatus> {
-    // a population nobody opened a round or set a budget for keeps no storage (the route is public)
-    if (!this.hasTables) return privacyStatus(model, null, [], () => 0);
-    const charges = this.ledger.charges();
-    return privacyStatus(
-      model,
-      this.ledger.budget(),
-      charges,
-      (b) => this.ledger.spent(model, b, charges),
-      (b) => this.ledger.spentAgainstEdge(model, b, charges),
-    );
+    return this.privacy.status(model);
   }
 
   // ── devices ────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -601,35 +574,9 @@ export class RoundCoordinator extends DurableObject<Bindings> {
     return { ok: true, answer: checkinAnswer(r, record, reported, now), receipt };
   }
 
-  /**
-   * Every charged round `deviceId` checked in for, oldest first, with the device's ε over exactly those rounds at the
-   * budget's δ (RDP, as its SDK computes it from the receipts) (`GET /v1/devices/:id/privacy`).
-   */
-  async devicePrivacy(deviceId: string): Promise<{
-    rounds: DeviceCheckedInRound[];
-    epsilon: number | null;
-    epsilon_against_edge: number | null;
-    delta: number | null;
-  }> {
-    if (!this.hasTables) return { rounds: [], epsilon: null, epsilon_against_edge: null, delta: null };
-    const rounds = this.ledger.chargesOfDevice(deviceId).map((c) => ({ ...c }));
-    // Sharded rounds: the device's check-ins are on the shard it had under each round's S (it may have moved since).
-    const model = this.modelName();
-    if (model !== null && this.rounds.shardedRounds().size > 0) {
-      const charges = new Map(this.ledger.charges().map((c) => [c.round_seq, c]));
-      for (const [seq, { at, selected }] of await this.fanout.checkinTimes(model, deviceId)) {
-        const charge = charges.get(seq);
-        if (charge) rounds.push({ ...charge, checked_in_at: at, selected });
-      }
-      rounds.sort((a, b) => a.round_seq - b.round_seq);
-    }
-    const budget = this.ledger.budget();
-    return {
-      rounds: rounds.map((c) => checkedInRound(c, c.checked_in_at, c.selected === 1)),
-      epsilon: deviceEpsilon(this.modelName()!, rounds, budget),
-      epsilon_against_edge: deviceEpsilonAgainstEdge(this.modelName()!, rounds, budget),
-      delta: budget?.delta ?? null,
-    };
+  /** Every charged round `deviceId` checked in for, with its ε (`GET /v1/devices/:id/privacy`; `PopulationPrivacy`). */
+  async devicePrivacy(deviceId: string): ReturnType<PopulationPrivacy["ofDevice"]> {
+    return this.privacy.ofDevice(deviceId);
   }
 
   /**
